@@ -1,0 +1,63 @@
+"""The ``planar`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .sandbox.limits import Limits
+
+app = typer.Typer(help="Planar-Py: live trading engine, sandbox exchange and operations.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def fail(message: str) -> None:
+    """Exit non-zero with a one-line reason (no traceback)."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback only unless --allow-non-loopback)"),
+    port: int = typer.Option(0, help="port; 0 picks a free one"),
+    data: Optional[list[Path]] = typer.Option(None, help="candle CSV replacing the shared file of the same name (repeatable)"),
+    balance: str = typer.Option("USDT=10000,BTC=0.5,ETH=5", help="default account balances, ASSET=AMOUNT,..."),
+    api_key: Optional[str] = typer.Option(None, help="API key of the default account (random if omitted)"),
+    api_secret: Optional[str] = typer.Option(None, help="API secret of the default account (random if omitted)"),
+    speed: float = typer.Option(1.0, min=0.0, help="price-path clock speed (60: one data minute per second)"),
+    seed: int = typer.Option(7, help="seed for generated paths and fault dice"),
+    weight_per_minute: int = typer.Option(6000, min=1, help="request-weight limit per IP per minute"),
+    orders_per_10s: int = typer.Option(100, min=1, help="order-rate limit per account per 10 s"),
+    allow_non_loopback: bool = typer.Option(False, help="permit binding a non-loopback address"),
+) -> None:
+    """Serve the sandbox until SIGINT/SIGTERM; prints one JSON line with url, ws_url, api_key, api_secret."""
+    from .sandbox.runner import build_exchange, parse_balances, serve_forever
+    from .sandbox.server import SandboxServer
+
+    try:
+        balances = parse_balances(balance)
+        ex = build_exchange(data, speed=speed, seed=seed, limits=Limits(weight_per_minute=weight_per_minute, orders_per_10s=orders_per_10s))
+        acct = ex.add_account(balances, api_key, api_secret)
+        server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    asyncio.run(serve_forever(server, acct.api_key, acct.api_secret))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+@app.command("demo")
+def demo() -> None:
+    """Start the sandbox, trade through ccxt and print the results."""
+    from .demo import run_demo
+
+    asyncio.run(run_demo())

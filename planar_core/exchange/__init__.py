@@ -1,0 +1,1 @@
+"""ccxt adapter: endpoints, error mapping, rate limiting and client order ids."""

@@ -1,0 +1,41 @@
+"""Point an unmodified ccxt (or ccxt.pro) binance client at a sandbox endpoint.
+
+ccxt's own sandbox switch (``set_sandbox_mode(True)``) swaps ``urls['api']``
+for ``urls['test']``; we fill ``urls['test']`` with the sandbox's loopback
+addresses first, so nothing in ccxt is patched and the client behaves as it
+does against Binance's testnet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REST_PATHS = {
+    "public": "/api/v3", "private": "/api/v3", "v1": "/api/v1",
+    "sapi": "/sapi/v1", "sapiV2": "/sapi/v2", "sapiV3": "/sapi/v3", "sapiV4": "/sapi/v4",
+    "fapiPublic": "/fapi/v1", "fapiPublicV2": "/fapi/v2", "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1", "fapiPrivateV2": "/fapi/v2", "fapiPrivateV3": "/fapi/v3", "fapiData": "/futures/data",
+    "dapiPublic": "/dapi/v1", "dapiPrivate": "/dapi/v1", "dapiPrivateV2": "/dapi/v2", "dapiData": "/futures/data",
+}
+
+
+def sandbox_urls(base_url: str, ws_url: str) -> dict[str, Any]:
+    """The ``urls['test']`` table for a sandbox at ``base_url`` / ``ws_url``."""
+    base_url, ws_url = base_url.rstrip("/"), ws_url.rstrip("/")
+    urls: dict[str, Any] = {name: base_url + path for name, path in REST_PATHS.items()}
+    urls["ws"] = {
+        "spot": f"{ws_url}/stream/ws",
+        "margin": f"{ws_url}/stream/ws",
+        "future": f"{ws_url}/fstream/ws",
+        "linear": f"{ws_url}/fstream/ws",
+        "inverse": f"{ws_url}/dstream/ws",
+        "ws-api": {"spot": f"{ws_url}/ws-api/v3", "linear": f"{ws_url}/ws-fapi/v1", "inverse": f"{ws_url}/ws-dapi/v1"},
+    }
+    return urls
+
+
+def point_at_sandbox(exchange: Any, base_url: str, ws_url: str) -> Any:
+    """Configure a ccxt binance instance to talk to the sandbox; returns it."""
+    exchange.urls["test"] = sandbox_urls(base_url, ws_url)
+    exchange.set_sandbox_mode(True)
+    return exchange

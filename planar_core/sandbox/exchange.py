@@ -1,0 +1,455 @@
+"""The sandbox's matching engine: prices, balances, positions, orders and fills.
+
+Everything here is synchronous and runs on the server's event loop, so each
+order placement, fill or cancel updates balances and positions atomically
+(no await happens in the middle of a state change). The HTTP and websocket
+layers (``server.py``, ``streams.py``) translate to and from Binance's wire
+format and subscribe to the events emitted here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from . import errors as E
+from .accounts import ZERO, Account, Fill, Position, SandboxOrder
+from .book import BookModel, ceil_to, floor_to
+from .faults import Faults
+from .limits import RateLimiter
+from .market_data import DEFAULT_MARKETS, MarketSpec, PathLibrary, PricePath
+
+CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
+
+
+@dataclass
+class Market:
+    spec: MarketSpec
+    path: PricePath
+    shock: float = 1.0  # multiplicative price shift set through the admin API
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.spec.kind, self.spec.symbol)
+
+
+@dataclass
+class SandboxExchange:
+    """State and rules of the whole exchange (every account, every market)."""
+
+    speed: float = 1.0
+    seed: int = 7
+    paths: PathLibrary = field(default_factory=PathLibrary)
+    book: BookModel = field(default_factory=BookModel)
+    taker_fee: Decimal = Decimal("0.001")
+    maker_fee: Decimal = Decimal("0.001")
+    futures_taker_fee: Decimal = Decimal("0.0005")
+    futures_maker_fee: Decimal = Decimal("0.0002")
+    default_leverage: int = 20
+    specs: list[MarketSpec] = field(default_factory=lambda: list(DEFAULT_MARKETS))
+    faults: Faults = field(default_factory=Faults)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.markets: dict[tuple[str, str], Market] = {}
+        for spec in self.specs:
+            self.markets[(spec.kind, spec.symbol)] = Market(spec, self.paths.path_for(spec))
+        self.accounts: dict[str, Account] = {}
+        self.listeners: list[Listener] = []
+        self._order_ids = itertools.count(1_000_001)
+        self._trade_ids = itertools.count(5_000_001)
+        self.wall_anchor_ms = self.now_ms()
+        self.data_anchor_ms = {k: m.path.times[0] + 0.3 * m.path.span_ms for k, m in self.markets.items()}
+
+    # ----------------------------------------------------------------- time & prices
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def data_time(self, key: tuple[str, str], wall_ms: float) -> float:
+        return self.data_anchor_ms[key] + (wall_ms - self.wall_anchor_ms) * self.speed
+
+    def market(self, kind: str, symbol: str | None) -> Market:
+        if not symbol or (kind, symbol.upper()) not in self.markets:
+            raise E.invalid_symbol()
+        return self.markets[(kind, symbol.upper())]
+
+    def mid(self, m: Market, wall_ms: float | None = None) -> float:
+        t = self.now_ms() if wall_ms is None else wall_ms
+        return float(m.path.price_at(self.data_time(m.key, t))) * m.shock
+
+    def candle(self, m: Market, open_ms: int, close_ms: int) -> tuple[float, float, float, float, float]:
+        t0 = self.data_time(m.key, open_ms)
+        t1 = self.data_time(m.key, close_ms)
+        o, h, lo, c, v = m.path.ohlcv(t0, max(t1, t0 + 1))
+        return o * m.shock, h * m.shock, lo * m.shock, c * m.shock, v
+
+    def best_bid_ask(self, m: Market) -> tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal]]:
+        return self.book.best(self.mid(m), m.spec.tick_size, m.spec.step_size)
+
+    # ----------------------------------------------------------------- accounts
+    def add_account(self, balances: dict[str, Decimal], api_key: str | None = None, api_secret: str | None = None) -> Account:
+        acct = Account.create(balances, api_key, api_secret)
+        self.accounts[acct.api_key] = acct
+        return acct
+
+    def emit(self, acct: Account, kind: str, event: str, payload: dict) -> None:
+        for listener in list(self.listeners):
+            listener(acct, kind, event, payload)
+
+    # ----------------------------------------------------------------- order entry
+    def place_order(self, acct: Account, kind: str, p: dict[str, str]) -> tuple[SandboxOrder, list[Fill]]:
+        """Validate and book an order as Binance would; returns it with its immediate fills."""
+        m = self.market(kind, p.get("symbol"))
+        spec = m.spec
+        side = (p.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            raise E.ApiError(400, -1117, "Invalid side.") if side else E.mandatory("side")
+        otype = (p.get("type") or "").upper()
+        if otype not in ("MARKET", "LIMIT", "LIMIT_MAKER"):
+            raise E.ApiError(400, -1116, "Invalid orderType.") if otype else E.mandatory("type")
+        tif = (p.get("timeInForce") or ("GTC" if otype != "MARKET" else "")).upper()
+        if otype == "LIMIT" and tif not in ("GTC", "IOC", "FOK", "GTX"):
+            raise E.ApiError(400, -1115, "Invalid timeInForce.")
+        if otype == "LIMIT" and "timeInForce" not in p:
+            raise E.mandatory("timeInForce")
+        reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+        if reduce_only and kind != "linear":
+            raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
+        client_id = p.get("newClientOrderId") or f"sbx-{next(self._order_ids)}"
+        if not CLIENT_ID_RE.match(client_id):
+            raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        if (kind, client_id) in acct.by_client_id:
+            raise E.duplicate_order(kind)
+
+        price = ZERO
+        if otype in ("LIMIT", "LIMIT_MAKER"):
+            price = self._number(p, "price")
+            if price <= 0 or price % spec.tick_size != 0:
+                raise E.filter_failure("PRICE_FILTER")
+        if otype == "MARKET" and "quoteOrderQty" in p and "quantity" not in p:
+            quote_qty = self._number(p, "quoteOrderQty")
+            ask = self.best_bid_ask(m)[1][0]
+            qty = floor_to(quote_qty / ask, spec.step_size)
+        else:
+            qty = self._number(p, "quantity")
+        if qty < spec.min_qty or qty > spec.max_qty or (qty - spec.min_qty) % spec.step_size != 0:
+            raise E.filter_failure("LOT_SIZE")
+        ref_price = price if price > 0 else Decimal(repr(self.mid(m)))
+        if qty * ref_price < spec.min_notional and not reduce_only:
+            if kind == "linear":
+                raise E.ApiError(400, -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only).")
+            raise E.filter_failure("NOTIONAL")
+
+        now = self.now_ms()
+        order = SandboxOrder(next(self._order_ids), client_id, spec.symbol, kind, side, otype, tif if otype != "MARKET" else "GTC",
+                             price, qty, now, reduce_only=reduce_only, updated_ms=now)
+        takes = self._taker_levels(m, order)
+        if otype == "LIMIT_MAKER" or tif == "GTX":
+            if takes:
+                raise E.would_take()
+        if tif == "FOK" and sum(q for _, q in takes) < qty:
+            takes = []  # FOK: all or nothing; it will expire below
+        if kind == "spot":
+            self._reserve_spot(acct, m, order, takes)
+        else:
+            self._check_futures(acct, m, order, takes)
+
+        acct.orders[order.order_id] = order
+        acct.by_client_id[(kind, client_id)] = order
+        self.emit(acct, kind, "order", {"order": order, "exec": "NEW"})
+        fills = self._execute(acct, m, order, takes, maker=False)
+        if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
+            self._close(acct, order, "EXPIRED")
+        return order, fills
+
+    @staticmethod
+    def _number(p: dict[str, str], name: str) -> Decimal:
+        raw = p.get(name)
+        if raw is None or raw == "":
+            raise E.mandatory(name)
+        if not NUMBER_RE.match(str(raw)):
+            raise E.illegal(name)
+        try:
+            return Decimal(str(raw))
+        except InvalidOperation:  # pragma: no cover - guarded by the regex
+            raise E.illegal(name) from None
+
+    def _taker_levels(self, m: Market, order: SandboxOrder) -> list[tuple[Decimal, Decimal]]:
+        """The (price, qty) an order takes from the book right now, best first."""
+        remaining = order.remaining
+        out: list[tuple[Decimal, Decimal]] = []
+        for price, qty in self.book.levels_for(self.mid(m), m.spec.tick_size, m.spec.step_size, order.side):
+            if order.type != "MARKET" and ((order.side == "BUY" and price > order.price) or (order.side == "SELL" and price < order.price)):
+                break
+            take = min(qty, remaining)
+            out.append((price, take))
+            remaining -= take
+            if remaining <= 0:
+                break
+        if order.type == "MARKET" and remaining > 0 and out:  # walk past the modelled depth at the last level
+            price, take = out[-1]
+            out[-1] = (price, take + remaining)
+        return out
+
+    # ----------------------------------------------------------------- spot balances
+    def _reserve_spot(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> None:
+        spec = m.spec
+        if order.side == "BUY":
+            if order.type == "MARKET":
+                need = sum(p * q for p, q in takes)
+            else:
+                need = order.price * order.qty
+            asset = spec.quote
+        else:
+            need, asset = order.qty, spec.base
+        bal = acct.balance(asset)
+        if bal[0] < need:
+            raise E.insufficient_balance()
+        bal[0] -= need
+        bal[1] += need
+        order.locked, order.locked_asset = need, asset
+
+    def _settle_spot(self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal) -> tuple[Decimal, str]:
+        spec = m.spec
+        base, quote = acct.balance(spec.base), acct.balance(spec.quote)
+        cost = price * qty
+        if order.side == "BUY":
+            release = cost if order.type == "MARKET" else order.price * qty
+            release = min(release, order.locked)
+            quote[1] -= release
+            order.locked -= release
+            if order.type != "MARKET":
+                quote[0] += release - cost  # a buy filled below its limit gets the difference back
+            fee = qty * fee_rate
+            base[0] += qty - fee
+            return fee, spec.base
+        base[1] -= qty
+        order.locked -= qty
+        fee = cost * fee_rate
+        quote[0] += cost - fee
+        return fee, spec.quote
+
+    def _release_spot(self, acct: Account, order: SandboxOrder) -> None:
+        if order.locked > 0:
+            bal = acct.balance(order.locked_asset)
+            bal[1] -= order.locked
+            bal[0] += order.locked
+            order.locked = ZERO
+
+    # ----------------------------------------------------------------- futures margin
+    def leverage_of(self, acct: Account, symbol: str) -> int:
+        return acct.leverage.get(symbol, self.default_leverage)
+
+    def unrealized(self, acct: Account, symbol: str, pos: Position) -> Decimal:
+        if not pos.amount:
+            return ZERO
+        mark = Decimal(repr(self.mid(self.markets[("linear", symbol)])))
+        return (mark - pos.entry_price) * pos.amount
+
+    def futures_margins(self, acct: Account) -> dict[str, Decimal]:
+        """Wallet, unrealized PnL, position and open-order initial margin, available balance."""
+        upnl = sum((self.unrealized(acct, s, p) for s, p in acct.positions.items()), ZERO)
+        pos_im = ZERO
+        for s, p in acct.positions.items():
+            if p.amount:
+                mark = Decimal(repr(self.mid(self.markets[("linear", s)])))
+                pos_im += abs(p.amount) * mark / self.leverage_of(acct, s)
+        ord_im = ZERO
+        for o in acct.open_orders("linear"):
+            if not o.reduce_only:
+                ord_im += o.remaining * o.price / self.leverage_of(acct, o.symbol)
+        available = acct.futures_wallet + upnl - pos_im - ord_im
+        return {"wallet": acct.futures_wallet, "upnl": upnl, "position_im": pos_im, "order_im": ord_im, "available": available}
+
+    def _check_futures(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> None:
+        pos = acct.positions.get(m.spec.symbol, Position())
+        signed = order.qty if order.side == "BUY" else -order.qty
+        if order.reduce_only:
+            if not pos.amount or (pos.amount > 0) == (signed > 0) or abs(signed) > abs(pos.amount):
+                raise E.reduce_only_rejected()
+            return
+        closing = min(abs(pos.amount), order.qty) if pos.amount and (pos.amount > 0) != (signed > 0) else ZERO
+        opening = order.qty - closing
+        ref = order.price if order.price > 0 else (takes[-1][0] if takes else Decimal(repr(self.mid(m))))
+        need = opening * ref / self.leverage_of(acct, m.spec.symbol) + order.qty * ref * self.futures_taker_fee
+        if need > self.futures_margins(acct)["available"]:
+            raise E.margin_insufficient()
+
+    def _settle_futures(self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal) -> tuple[Decimal, Decimal]:
+        pos = acct.positions.setdefault(m.spec.symbol, Position())
+        signed = qty if order.side == "BUY" else -qty
+        realized = ZERO
+        if pos.amount and (pos.amount > 0) != (signed > 0):
+            closed = min(abs(pos.amount), qty)
+            direction = Decimal(1) if pos.amount > 0 else Decimal(-1)
+            realized = (price - pos.entry_price) * closed * direction
+            pos.amount += closed * (-direction)
+            rest = qty - closed
+            if pos.amount == 0:
+                pos.entry_price = ZERO
+            if rest > 0:
+                pos.amount = rest * (1 if signed > 0 else -1)
+                pos.entry_price = price
+        else:
+            new_amount = pos.amount + signed
+            pos.entry_price = (pos.entry_price * abs(pos.amount) + price * qty) / abs(new_amount)
+            pos.amount = new_amount
+        pos.updated_ms = self.now_ms()
+        fee = price * qty * fee_rate
+        acct.futures_wallet += realized - fee
+        return fee, realized
+
+    # ----------------------------------------------------------------- execution
+    def _execute(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]], maker: bool) -> list[Fill]:
+        fills = []
+        for price, qty in takes:
+            if qty <= 0:
+                continue
+            fills.append(self._fill(acct, m, order, price, qty, maker))
+        return fills
+
+    def _fill(self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, maker: bool) -> Fill:
+        now = self.now_ms()
+        realized = ZERO
+        if order.kind == "spot":
+            fee_rate = self.maker_fee if maker else self.taker_fee
+            fee, fee_asset = self._settle_spot(acct, m, order, price, qty, fee_rate)
+        else:
+            fee_rate = self.futures_maker_fee if maker else self.futures_taker_fee
+            fee, realized = self._settle_futures(acct, m, order, price, qty, fee_rate)
+            fee_asset = m.spec.quote
+        acct.add_fee(fee_asset, fee)
+        order.filled += qty
+        order.cum_quote += price * qty
+        order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
+        order.updated_ms = now
+        fill = Fill(next(self._trade_ids), order.order_id, order.client_id, order.symbol, order.kind, order.side,
+                    price, qty, fee, fee_asset, now, maker, realized)
+        acct.fills.append(fill)
+        if order.kind == "spot" and order.status == "FILLED":
+            self._release_spot(acct, order)  # market buys may have reserved a little more than they spent
+        self.emit(acct, order.kind, "order", {"order": order, "exec": "TRADE", "fill": fill})
+        self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+        return fill
+
+    def _close(self, acct: Account, order: SandboxOrder, status: str) -> None:
+        order.status = status
+        order.updated_ms = self.now_ms()
+        if order.kind == "spot":
+            self._release_spot(acct, order)
+        self.emit(acct, order.kind, "order", {"order": order, "exec": "CANCELED" if status == "CANCELED" else "EXPIRED"})
+        self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+
+    def find_order(self, acct: Account, kind: str, p: dict[str, str]) -> SandboxOrder:
+        self.market(kind, p.get("symbol"))
+        order: SandboxOrder | None = None
+        if p.get("orderId"):
+            try:
+                order = acct.orders.get(int(p["orderId"]))
+            except ValueError:
+                raise E.illegal("orderId") from None
+        elif p.get("origClientOrderId"):
+            order = acct.by_client_id.get((kind, p["origClientOrderId"]))
+        else:
+            raise E.mandatory("orderId")
+        if order is None or order.kind != kind or order.symbol != p["symbol"].upper():
+            raise E.order_not_found()
+        return order
+
+    def cancel_order(self, acct: Account, kind: str, p: dict[str, str]) -> SandboxOrder:
+        try:
+            order = self.find_order(acct, kind, p)
+        except E.ApiError as exc:
+            if exc.code == -2013:
+                raise E.unknown_order() from None
+            raise
+        if not order.is_open:
+            raise E.unknown_order()
+        self._close(acct, order, "CANCELED")
+        return order
+
+    def cancel_all(self, acct: Account, kind: str, symbol: str) -> list[SandboxOrder]:
+        m = self.market(kind, symbol)
+        out = []
+        for order in acct.open_orders(kind, m.spec.symbol):
+            self._close(acct, order, "CANCELED")
+            out.append(order)
+        return out
+
+    def set_leverage(self, acct: Account, symbol: str, leverage: int) -> int:
+        m = self.market("linear", symbol)
+        if not 1 <= leverage <= 125:
+            raise E.ApiError(400, -4028, f"Leverage {leverage} is not valid")
+        acct.leverage[m.spec.symbol] = leverage
+        return leverage
+
+    # ----------------------------------------------------------------- resting orders
+    def match_resting(self) -> int:
+        """Fill resting limit orders the path has crossed; returns the number of fills."""
+        n = 0
+        ratio = self.faults.partial_fill_ratio
+        for acct in list(self.accounts.values()):
+            for order in [o for o in acct.orders.values() if o.is_open]:
+                m = self.markets[(order.kind, order.symbol)]
+                (bid, _), (ask, _) = self.best_bid_ask(m)
+                crossed = (order.side == "BUY" and ask <= order.price) or (order.side == "SELL" and bid >= order.price)
+                if not crossed:
+                    continue
+                qty = order.remaining
+                if ratio > 0:
+                    qty = min(qty, max(m.spec.step_size, floor_to(order.qty * Decimal(repr(ratio)), m.spec.step_size)))
+                if order.kind == "linear" and order.reduce_only:
+                    pos = acct.positions.get(order.symbol, Position())
+                    qty = min(qty, abs(pos.amount))
+                    if qty <= 0:
+                        self._close(acct, order, "EXPIRED")
+                        continue
+                self._fill(acct, m, order, order.price, qty, maker=True)
+                n += 1
+        return n
+
+    # ----------------------------------------------------------------- snapshot
+    def snapshot(self) -> dict:
+        """Full state of every account, as plain JSON values (strings for decimals)."""
+        out: dict = {"time": self.now_ms(), "accounts": {}}
+        for key, acct in self.accounts.items():
+            margins = self.futures_margins(acct)
+            out["accounts"][key] = {
+                "spot_balances": {a: {"free": str(b[0]), "locked": str(b[1])} for a, b in acct.spot.items()},
+                "futures": {
+                    "wallet": str(acct.futures_wallet),
+                    "available": str(margins["available"]),
+                    "unrealized_pnl": str(margins["upnl"]),
+                    "positions": {s: {"amount": str(p.amount), "entry_price": str(p.entry_price), "leverage": self.leverage_of(acct, s)}
+                                  for s, p in acct.positions.items() if p.amount},
+                },
+                "open_orders": [order_json(o) for o in acct.orders.values() if o.is_open],
+                "orders": [order_json(o) for o in acct.orders.values()],
+                "fills": [fill_json(f) for f in acct.fills],
+                "fees_paid": {a: str(v) for a, v in acct.fees_paid.items()},
+            }
+        return out
+
+
+def order_json(o: SandboxOrder) -> dict:
+    return {"order_id": o.order_id, "client_order_id": o.client_id, "symbol": o.symbol, "kind": o.kind, "side": o.side,
+            "type": o.type, "time_in_force": o.time_in_force, "price": str(o.price), "qty": str(o.qty), "filled": str(o.filled),
+            "cum_quote": str(o.cum_quote), "status": o.status, "reduce_only": o.reduce_only, "created": o.created_ms, "updated": o.updated_ms}
+
+
+def fill_json(f: Fill) -> dict:
+    return {"trade_id": f.trade_id, "order_id": f.order_id, "client_order_id": f.client_id, "symbol": f.symbol, "kind": f.kind,
+            "side": f.side, "price": str(f.price), "qty": str(f.qty), "commission": str(f.commission),
+            "commission_asset": f.commission_asset, "time": f.time_ms, "maker": f.is_maker, "realized_pnl": str(f.realized_pnl)}
+
+
+__all__ = ["SandboxExchange", "Market", "order_json", "fill_json", "ceil_to"]

@@ -1,0 +1,34 @@
+"""Fault injection settings of the sandbox, changeable at runtime via ``POST /admin/faults``."""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Faults(BaseModel):
+    """What goes wrong, and how often. ``{}`` means nothing goes wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(0.0, ge=0, description="fixed delay added to every REST request")
+    latency_jitter_ms: float = Field(0.0, ge=0, description="extra uniform random delay in [0, jitter]")
+    error_rate: float = Field(0.0, ge=0, le=1, description="probability of an HTTP 503 before handling")
+    rate_limit_rate: float = Field(0.0, ge=0, le=1, description="probability of an HTTP 429 before handling")
+    ban: bool = Field(False, description="answer every request with HTTP 418 while set")
+    timeout_rate: float = Field(0.0, ge=0, le=1, description="probability that a request hangs for hang_s then fails")
+    hang_s: float = Field(15.0, ge=0, description="how long a timed-out request hangs")
+    lost_ack_rate: float = Field(0.0, ge=0, le=1, description="probability that an accepted order's response is dropped")
+    ws_drop_every_s: float = Field(0.0, ge=0, description="close every websocket this often (0: never)")
+    partial_fill_ratio: float = Field(0.0, ge=0, le=1, description="if > 0, resting orders fill at most this fraction per tick")
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="probability of a truncated JSON body")
+    user_trade_events: bool = Field(True, description="send TRADE executions on the user stream and serve myTrades")
+    private_api: bool = Field(True, description="serve signed endpoints (False: -2015 for all of them)")
+    paused_user_stream: bool = Field(False, description="hold back user-stream events (websocket stays open)")
+
+    def roll(self, rng: random.Random, rate: float) -> bool:
+        return rate > 0 and rng.random() < rate
+
+    def delay_s(self, rng: random.Random) -> float:
+        return (self.latency_ms + (rng.uniform(0, self.latency_jitter_ms) if self.latency_jitter_ms else 0.0)) / 1000.0

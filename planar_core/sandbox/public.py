@@ -1,0 +1,154 @@
+"""Public market-data endpoints of the sandbox (exchangeInfo, klines, depth, trades, tickers)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .errors import ApiError, invalid_symbol
+from .exchange import Market, SandboxExchange
+from .wire import s
+
+INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
+               "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000,
+               "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000}
+
+
+def _filters(m: Market) -> list[dict]:
+    spec = m.spec
+    max_price = s(Decimal(10) ** 7 if spec.tick_size >= Decimal("0.01") else Decimal(10) ** 4)
+    lot = {"minQty": s(spec.min_qty), "maxQty": s(spec.max_qty), "stepSize": s(spec.step_size)}
+    out = [{"filterType": "PRICE_FILTER", "minPrice": s(spec.tick_size), "maxPrice": max_price, "tickSize": s(spec.tick_size)},
+           {"filterType": "LOT_SIZE", **lot}, {"filterType": "MARKET_LOT_SIZE", **lot}]
+    if spec.kind == "spot":
+        out.append({"filterType": "NOTIONAL", "minNotional": s(spec.min_notional), "applyMinToMarket": True,
+                    "maxNotional": "9000000", "applyMaxToMarket": False, "avgPriceMins": 5})
+        out.append({"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200})
+    else:
+        out.append({"filterType": "MIN_NOTIONAL", "notional": s(spec.min_notional)})
+        out.append({"filterType": "MAX_NUM_ORDERS", "limit": 200})
+    return out
+
+
+def exchange_info(ex: SandboxExchange, kind: str) -> dict:
+    lim = ex.limiter.limits
+    symbols = []
+    for m in ex.markets.values():
+        spec = m.spec
+        if spec.kind != kind:
+            continue
+        row = {"symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "quoteAsset": spec.quote,
+               "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": _filters(m)}
+        if kind == "spot":
+            row.update({"baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+                        "icebergAllowed": False, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
+                        "allowTrailingStop": False, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
+                        "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
+                        "defaultSelfTradePreventionMode": "NONE", "allowedSelfTradePreventionModes": ["NONE"]})
+        else:
+            row.update({"pair": spec.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000, "onboardDate": 1569398400000,
+                        "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
+                        "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
+                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+                        "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
+        symbols.append(row)
+    return {"timezone": "UTC", "serverTime": ex.now_ms(),
+            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},
+                           {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s}],
+            "exchangeFilters": [], "symbols": symbols,
+            **({"futuresType": "U_MARGINED", "assets": [{"asset": "USDT", "marginAvailable": True}]} if kind == "linear" else {})}
+
+
+def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
+    m = ex.market(kind, p.get("symbol"))
+    interval = p.get("interval", "")
+    if interval not in INTERVAL_MS:
+        raise ApiError(400, -1120, "Invalid interval.")
+    step = INTERVAL_MS[interval]
+    limit = max(1, min(int(p.get("limit") or 500), 1500))
+    now = ex.now_ms()
+    last_open = now - now % step
+    if p.get("endTime"):
+        end = int(p["endTime"])
+        last_open = min(last_open, end - end % step)
+    first_open = last_open - (limit - 1) * step
+    if p.get("startTime"):
+        start = int(p["startTime"])
+        first_open = max(first_open, start - start % step + (step if start % step else 0))
+        if not p.get("endTime"):
+            last_open = min(now - now % step, first_open + (limit - 1) * step)
+    rows = []
+    for open_ms in range(first_open, last_open + 1, step):
+        close_ms = min(open_ms + step, now + 1)
+        o, h, lo, c, v = ex.candle(m, open_ms, close_ms)
+        q = v * (o + c) / 2
+        rows.append([open_ms, _p(m, o), _p(m, h), _p(m, lo), _p(m, c), f"{v:.8f}", open_ms + step - 1, f"{q:.8f}",
+                     max(1, int(v)), f"{v / 2:.8f}", f"{q / 2:.8f}", "0"])
+    return rows
+
+
+def _p(m: Market, price: float) -> str:
+    return s(Decimal(repr(price)).quantize(m.spec.tick_size))
+
+
+def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
+    m = ex.market(kind, p.get("symbol"))
+    limit = int(p.get("limit") or 100)
+    mid = ex.mid(m)
+    asks = ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "BUY")[:limit]
+    bids = ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "SELL")[:limit]
+    now = ex.now_ms()
+    return {"lastUpdateId": now, "E": now, "T": now, "bids": [[s(pr), s(q)] for pr, q in bids], "asks": [[s(pr), s(q)] for pr, q in asks]}
+
+
+def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
+    """Synthetic public prints: one per second of the path, newest last."""
+    m = ex.market(kind, p.get("symbol"))
+    limit = max(1, min(int(p.get("limit") or 500), 1000))
+    now = ex.now_ms()
+    out = []
+    for i in range(limit - 1, -1, -1):
+        t = now - i * 1000
+        price = ex.mid(m, t)
+        qty = max(float(m.spec.step_size), round(1000.0 / price, m.spec.qty_precision))
+        out.append({"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.qty_precision}f}",
+                    "quoteQty": f"{qty * price:.8f}", "time": t, "isBuyerMaker": (t // 1000) % 2 == 0, "isBestMatch": True})
+    return out
+
+
+def book_ticker(ex: SandboxExchange, m: Market) -> dict:
+    (bid, bq), (ask, aq) = ex.best_bid_ask(m)
+    now = ex.now_ms()
+    return {"symbol": m.spec.symbol, "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "time": now}
+
+
+def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
+    now = ex.now_ms()
+    o, h, lo, c, v = ex.candle(m, now - 86_400_000, now)
+    (bid, bq), (ask, aq) = ex.best_bid_ask(m)
+    return {"symbol": m.spec.symbol, "priceChange": _p(m, c - o), "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
+            "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": "1",
+            "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "openPrice": _p(m, o),
+            "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.8f}", "quoteVolume": f"{v * c:.8f}",
+            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": max(1, int(v)), "count": max(1, int(v))}
+
+
+def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn) -> dict | list[dict]:  # type: ignore[no-untyped-def]
+    """Binance answers one object with ``symbol``, a list without it."""
+    if p.get("symbol"):
+        return fn(ex, ex.market(kind, p["symbol"]))
+    return [fn(ex, m) for m in ex.markets.values() if m.spec.kind == kind]
+
+
+def price_ticker(ex: SandboxExchange, m: Market) -> dict:
+    return {"symbol": m.spec.symbol, "price": _p(m, ex.mid(m)), "time": ex.now_ms()}
+
+
+def premium_index(ex: SandboxExchange, m: Market) -> dict:
+    mark = _p(m, ex.mid(m))
+    now = ex.now_ms()
+    return {"symbol": m.spec.symbol, "markPrice": mark, "indexPrice": mark, "estimatedSettlePrice": mark, "lastFundingRate": "0.00010000",
+            "interestRate": "0.00010000", "nextFundingTime": now - now % 28_800_000 + 28_800_000, "time": now}
+
+
+__all__ = ["exchange_info", "klines", "depth", "recent_trades", "book_ticker", "ticker_24h", "per_symbol", "price_ticker",
+           "premium_index", "INTERVAL_MS", "invalid_symbol"]

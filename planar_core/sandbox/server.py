@@ -1,0 +1,427 @@
+"""HTTP front of the sandbox: Binance's REST routes, auth, limits, faults and the admin API.
+
+Routes are a table of (method, path) -> handler so that every request goes
+through the same pipeline: fault injection -> request weight -> auth ->
+handler -> rate-limit headers. Admin routes (``/admin/*``) skip the pipeline
+and only answer loopback clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from . import errors as E
+from . import public, wire
+from .accounts import Account
+from .exchange import SandboxExchange
+from .faults import Faults
+from .limits import Limits, RateLimited, weight_of
+from .streams import StreamHub
+
+log = logging.getLogger("planar.sandbox")
+SIGNATURE_RE = re.compile(r"&?signature=[^&]*")
+Handler = Callable[["Ctx"], Awaitable[Any] | Any]
+
+
+@dataclass
+class Ctx:
+    """One API request after parsing: merged params and the authenticated account."""
+
+    request: web.Request
+    params: dict[str, str]
+    account: Account | None
+    kind: str  # spot | linear
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    kind: str
+    auth: str  # none | key | signed
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class SandboxServer:
+    """The sandbox exchange served over HTTP and websockets on loopback."""
+
+    def __init__(self, exchange: SandboxExchange, host: str = "127.0.0.1", port: int = 0, allow_non_loopback: bool = False,
+                 tick_s: float = 0.05) -> None:
+        if not is_loopback(host) and not allow_non_loopback:
+            raise ValueError(f"refusing to bind the sandbox to non-loopback address {host!r} (pass allow_non_loopback=True)")
+        self.ex = exchange
+        self.host, self.port = host, port
+        self.tick_s = tick_s
+        self.hub = StreamHub(exchange)
+        self.routes: dict[tuple[str, str], Route] = {}
+        self._register_routes()
+        self.app = web.Application(middlewares=[self._pipeline], client_max_size=1024 * 1024)
+        self.app.router.add_route("*", "/admin/{name}", self._admin)
+        self.hub.add_routes(self.app)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ----------------------------------------------------------------- lifecycle
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> "SandboxServer":
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._matcher(), name="sandbox-matcher"))
+        self._tasks.append(asyncio.create_task(self.hub.run_market_streams(), name="sandbox-streams"))
+        self._tasks.append(asyncio.create_task(self._ws_dropper(), name="sandbox-ws-dropper"))
+        return self
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.hub.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "SandboxServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _matcher(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                self.ex.match_resting()
+            except Exception:  # pragma: no cover - a bug here must not kill the exchange
+                log.exception("matcher tick failed")
+
+    async def _ws_dropper(self) -> None:
+        while True:
+            every = self.ex.faults.ws_drop_every_s
+            await asyncio.sleep(every if every > 0 else 0.5)
+            if self.ex.faults.ws_drop_every_s > 0:
+                await self.hub.close_all()
+
+    # ----------------------------------------------------------------- pipeline
+    @web.middleware
+    async def _pipeline(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        if request.path.startswith("/admin/"):
+            if not is_loopback(request.remote or ""):
+                return web.json_response({"error": "admin API is loopback only"}, status=403)
+            return await handler(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handler(request)
+        faults = self.ex.faults
+        rng = self.ex.rng
+        delay = faults.delay_s(rng)
+        if delay:
+            await asyncio.sleep(delay)
+        if faults.ban:
+            return self._error(E.ApiError(418, -1003, "Way too much request weight used; IP banned."), retry_after=30)
+        if faults.roll(rng, faults.timeout_rate):
+            await asyncio.sleep(faults.hang_s)
+            return self._error(E.ApiError(504, -1007, "Timeout waiting for response from backend server."))
+        if faults.roll(rng, faults.error_rate):
+            return web.Response(status=503, text="Service Unavailable")
+        if faults.roll(rng, faults.rate_limit_rate):
+            return self._error(E.ApiError(429, -1003, "Too many requests; injected fault."), retry_after=1)
+        ip = request.remote or "?"
+        now = self.ex.now_ms()
+        try:
+            used = self.ex.limiter.charge(ip, weight_of(request.method, request.path), now)
+        except RateLimited as exc:
+            return self._error(exc, retry_after=exc.retry_after_s)
+        response = await handler(request)
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        if faults.roll(rng, faults.malformed_rate) and isinstance(response, web.Response) and response.body:
+            body = bytes(response.body)  # type: ignore[arg-type]
+            response.body = body[: max(1, len(body) // 2)]
+        return response
+
+    @staticmethod
+    def _error(exc: E.ApiError, retry_after: int | None = None) -> web.Response:
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return web.json_response(exc.body(), status=exc.status, headers=headers)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        route = self.routes.get((request.method, request.path))
+        if route is None:
+            if any(path == request.path for (_, path) in self.routes):
+                return self._error(E.ApiError(405, -1000, f"Method {request.method} not allowed."))
+            return self._error(E.ApiError(404, -1000, f"Unknown endpoint {request.path}."))
+        body = (await request.text()) if request.can_read_body else ""
+        params: dict[str, str] = dict(request.query)
+        if body:
+            from urllib.parse import parse_qsl
+
+            params.update(dict(parse_qsl(body, keep_blank_values=True)))
+        try:
+            account = self._authenticate(request, route, params, body)
+            ctx = Ctx(request, params, account, route.kind)
+            result = route.handler(ctx)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except E.ApiError as exc:
+            return self._error(exc)
+        if isinstance(result, web.StreamResponse):
+            return result
+        response = web.json_response(result)
+        if ctx.account is not None:
+            response.headers["X-MBX-ORDER-COUNT-10S"] = str(self.ex.limiter.used_orders(ctx.account.api_key, self.ex.now_ms()))
+        return response
+
+    def _authenticate(self, request: web.Request, route: Route, params: dict[str, str], body: str) -> Account | None:
+        if route.auth == "none":
+            return None
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not key:
+            raise E.api_key_format()
+        acct = self.ex.accounts.get(key)
+        if acct is None or not self.ex.faults.private_api:
+            raise E.bad_api_key()
+        if route.auth == "key":
+            return acct
+        signature = params.pop("signature", None)
+        if not signature:
+            raise E.mandatory("signature")
+        payload = SIGNATURE_RE.sub("", request.query_string) + SIGNATURE_RE.sub("", body)
+        expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise E.bad_signature()
+        try:
+            ts = int(params.get("timestamp", ""))
+            window = int(params.get("recvWindow") or 5000)
+        except ValueError:
+            raise E.mandatory("timestamp") from None
+        now = self.ex.now_ms()
+        if ts > now + 1000 or now - ts > min(window, 60_000):
+            raise E.bad_timestamp()
+        return acct
+
+    # ----------------------------------------------------------------- admin
+    async def _admin(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body: dict = {}
+        if request.method == "POST" and request.can_read_body:
+            try:
+                body = await request.json()
+            except json.JSONDecodeError:
+                return web.json_response({"error": "body must be JSON"}, status=400)
+        try:
+            if name == "faults":
+                if request.method == "POST":
+                    self.ex.faults = Faults.model_validate(body)
+                return web.json_response(self.ex.faults.model_dump())
+            if name == "limits":
+                if request.method == "POST":
+                    self.ex.limiter.limits = Limits.model_validate({**self.ex.limiter.limits.model_dump(), **body})
+                    self.ex.limiter.banned_until.clear()
+                return web.json_response(self.ex.limiter.limits.model_dump())
+            if name == "snapshot":
+                return web.json_response(self.ex.snapshot())
+            if name == "accounts" and request.method == "POST":
+                balances = {k: Decimal(str(v)) for k, v in (body.get("balances") or {"USDT": 10_000}).items()}
+                acct = self.ex.add_account(balances, body.get("api_key"), body.get("api_secret"))
+                acct.can_withdraw = bool(body.get("can_withdraw", False))
+                return web.json_response({"api_key": acct.api_key, "api_secret": acct.api_secret})
+            if name == "price" and request.method == "POST":
+                m = self.ex.market(body.get("kind", "spot"), body.get("symbol"))
+                m.shock = float(body.get("factor", 1.0))
+                self.ex.match_resting()
+                self.hub.publish_now()
+                return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m)})
+            if name == "book" and request.method == "POST":
+                for field_name, value in body.items():
+                    if not hasattr(self.ex.book, field_name):
+                        return web.json_response({"error": f"unknown book field {field_name}"}, status=400)
+                    setattr(self.ex.book, field_name, type(getattr(self.ex.book, field_name))(value))
+                return web.json_response(vars(self.ex.book))
+        except E.ApiError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"error": f"unknown admin endpoint {request.method} {name}"}, status=404)
+
+    # ----------------------------------------------------------------- routes
+    def _register_routes(self) -> None:
+        ex = self.ex
+
+        def add(method: str, path: str, handler: Handler, kind: str = "spot", auth: str = "none") -> None:
+            self.routes[(method, path)] = Route(handler, kind, auth)
+
+        for prefix, kind in (("/api/v3", "spot"), ("/fapi/v1", "linear")):
+            add("GET", f"{prefix}/ping", lambda c: {}, kind)
+            add("GET", f"{prefix}/time", lambda c: {"serverTime": ex.now_ms()}, kind)
+            add("GET", f"{prefix}/exchangeInfo", lambda c: public.exchange_info(ex, c.kind), kind)
+            add("GET", f"{prefix}/klines", lambda c: public.klines(ex, c.kind, c.params), kind)
+            add("GET", f"{prefix}/depth", lambda c: public.depth(ex, c.kind, c.params), kind)
+            add("GET", f"{prefix}/trades", lambda c: public.recent_trades(ex, c.kind, c.params), kind)
+            add("GET", f"{prefix}/ticker/24hr", lambda c: public.per_symbol(ex, c.kind, c.params, public.ticker_24h), kind)
+            add("GET", f"{prefix}/ticker/price", lambda c: public.per_symbol(ex, c.kind, c.params, public.price_ticker), kind)
+            add("GET", f"{prefix}/ticker/bookTicker", lambda c: public.per_symbol(ex, c.kind, c.params, public.book_ticker), kind)
+            add("POST", f"{prefix}/order", self._new_order, kind, "signed")
+            add("GET", f"{prefix}/order", self._get_order, kind, "signed")
+            add("DELETE", f"{prefix}/order", self._cancel_order, kind, "signed")
+            add("GET", f"{prefix}/openOrders", self._open_orders, kind, "signed")
+            add("GET", f"{prefix}/allOrders", self._all_orders, kind, "signed")
+        add("GET", "/fapi/v2/ticker/price", lambda c: public.per_symbol(ex, "linear", c.params, public.price_ticker), "linear")
+        add("GET", "/fapi/v1/premiumIndex", lambda c: public.per_symbol(ex, "linear", c.params, public.premium_index), "linear")
+        add("GET", "/dapi/v1/exchangeInfo", lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [],
+                                                        "exchangeFilters": [], "symbols": []})
+        add("DELETE", "/api/v3/openOrders", self._cancel_all)
+        self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
+        add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")
+        add("GET", "/api/v3/account", lambda c: wire.spot_account(c.account, ex.now_ms()), "spot", "signed")  # type: ignore[arg-type]
+        add("GET", "/api/v3/myTrades", self._my_trades, "spot", "signed")
+        add("GET", "/fapi/v1/userTrades", self._my_trades, "linear", "signed")
+        for v in ("v2", "v3"):
+            add("GET", f"/fapi/{v}/account", lambda c: wire.futures_account(ex, c.account, ex.now_ms()), "linear", "signed")  # type: ignore[arg-type]
+            add("GET", f"/fapi/{v}/balance", lambda c: wire.futures_balance(ex, c.account, ex.now_ms()), "linear", "signed")  # type: ignore[arg-type]
+            add("GET", f"/fapi/{v}/positionRisk", lambda c: wire.futures_positions(ex, c.account, (c.params.get("symbol") or "").upper() or None),  # type: ignore[arg-type]
+                "linear", "signed")
+        add("POST", "/fapi/v1/leverage", self._leverage, "linear", "signed")
+        add("POST", "/fapi/v1/marginType", self._margin_type, "linear", "signed")
+        add("GET", "/fapi/v1/leverageBracket", self._brackets, "linear", "signed")
+        add("GET", "/sapi/v1/account/apiRestrictions", self._api_restrictions, "spot", "signed")
+        for method in ("POST", "PUT", "DELETE"):
+            add(method, "/api/v3/userDataStream", self._listen_key, "spot", "key")
+            add(method, "/fapi/v1/listenKey", self._listen_key, "linear", "key")
+
+    # ----------------------------------------------------------------- private handlers
+    def _format_order(self, kind: str, order: Any) -> dict:
+        return wire.spot_order(order) if kind == "spot" else wire.futures_order(order)
+
+    async def _new_order(self, c: Ctx) -> Any:
+        acct = c.account
+        assert acct is not None
+        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        order, fills = self.ex.place_order(acct, c.kind, c.params)
+        if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):
+            # the order is booked; the acknowledgement never reaches the client
+            if c.request.transport is not None:
+                c.request.transport.abort()
+            raise asyncio.CancelledError()
+        if c.kind == "spot":
+            return wire.spot_order_result(order, fills)
+        return wire.futures_order(order)
+
+    def _get_order(self, c: Ctx) -> dict:
+        return self._format_order(c.kind, self.ex.find_order(c.account, c.kind, c.params))  # type: ignore[arg-type]
+
+    def _cancel_order(self, c: Ctx) -> dict:
+        order = self.ex.cancel_order(c.account, c.kind, c.params)  # type: ignore[arg-type]
+        out = self._format_order(c.kind, order)
+        if c.kind == "spot":
+            out["origClientOrderId"] = order.client_id
+            out["clientOrderId"] = c.params.get("newClientOrderId") or secrets.token_hex(8)
+        return out
+
+    def _cancel_all(self, c: Ctx) -> Any:
+        symbol = c.params.get("symbol")
+        if not symbol:
+            raise E.mandatory("symbol")
+        orders = self.ex.cancel_all(c.account, c.kind, symbol)  # type: ignore[arg-type]
+        if c.kind == "linear":
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+        if not orders:
+            raise E.ApiError(400, -2011, "Unknown order sent.")
+        return [self._format_order(c.kind, o) | {"origClientOrderId": o.client_id} for o in orders]
+
+    def _open_orders(self, c: Ctx) -> list[dict]:
+        symbol = c.params.get("symbol")
+        if symbol:
+            symbol = self.ex.market(c.kind, symbol).spec.symbol
+        return [self._format_order(c.kind, o) for o in c.account.open_orders(c.kind, symbol)]  # type: ignore[union-attr]
+
+    def _all_orders(self, c: Ctx) -> list[dict]:
+        m = self.ex.market(c.kind, c.params.get("symbol"))
+        since = int(c.params.get("startTime") or 0)
+        limit = int(c.params.get("limit") or 500)
+        rows = [o for o in c.account.orders.values()  # type: ignore[union-attr]
+                if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since]
+        return [self._format_order(c.kind, o) for o in rows[-limit:]]
+
+    def _my_trades(self, c: Ctx) -> list[dict]:
+        m = self.ex.market(c.kind, c.params.get("symbol"))
+        if not self.ex.faults.user_trade_events:
+            return []
+        since = int(c.params.get("startTime") or 0)
+        limit = int(c.params.get("limit") or 500)
+        order_id = c.params.get("orderId")
+        rows = [f for f in c.account.fills  # type: ignore[union-attr]
+                if f.kind == c.kind and f.symbol == m.spec.symbol and f.time_ms >= since
+                and (order_id is None or str(f.order_id) == order_id)]
+        fmt = wire.spot_trade if c.kind == "spot" else wire.futures_trade
+        return [fmt(f) for f in rows[-limit:]]
+
+    def _leverage(self, c: Ctx) -> dict:
+        try:
+            lev = int(c.params.get("leverage", ""))
+        except ValueError:
+            raise E.mandatory("leverage") from None
+        symbol = (c.params.get("symbol") or "").upper()
+        self.ex.set_leverage(c.account, symbol, lev)  # type: ignore[arg-type]
+        return {"leverage": lev, "maxNotionalValue": "1000000", "symbol": symbol}
+
+    def _margin_type(self, c: Ctx) -> dict:
+        m = self.ex.market("linear", c.params.get("symbol"))
+        mt = (c.params.get("marginType") or "").upper()
+        if mt not in ("ISOLATED", "CROSSED"):
+            raise E.ApiError(400, -4044, "The margin type is invalid.")
+        new = "isolated" if mt == "ISOLATED" else "cross"
+        if c.account.margin_type.get(m.spec.symbol, "cross") == new:  # type: ignore[union-attr]
+            raise E.ApiError(400, -4046, "No need to change margin type.")
+        c.account.margin_type[m.spec.symbol] = new  # type: ignore[union-attr]
+        return {"code": 200, "msg": "success"}
+
+    def _brackets(self, c: Ctx) -> list[dict]:
+        return [{"symbol": sym, "brackets": [{"bracket": 1, "initialLeverage": 125, "notionalCap": 10_000_000, "notionalFloor": 0,
+                                               "maintMarginRatio": 0.004, "cum": 0.0}]}
+                for (kind, sym) in self.ex.markets if kind == "linear"]
+
+    def _api_restrictions(self, c: Ctx) -> dict:
+        acct = c.account
+        assert acct is not None
+        return {"ipRestrict": False, "createTime": self.ex.wall_anchor_ms, "enableReading": True, "enableSpotAndMarginTrading": True,
+                "enableWithdrawals": acct.can_withdraw, "enableInternalTransfer": False, "enableMargin": False,
+                "enableFutures": True, "permitsUniversalTransfer": False, "enableVanillaOptions": False}
+
+    def _listen_key(self, c: Ctx) -> dict:
+        acct = c.account
+        assert acct is not None
+        if c.request.method == "POST":
+            key = secrets.token_urlsafe(45)
+            acct.listen_keys.add(key)
+            self.hub.listen_keys[key] = acct
+            return {"listenKey": key}
+        return {}

@@ -1,0 +1,250 @@
+"""Websocket side of the sandbox: market streams, the spot WebSocket-API user stream
+and the futures listen-key user stream, laid out as ccxt.pro's binance expects:
+
+* spot market streams     ``/stream/ws/<n>``   (SUBSCRIBE ``btcusdt@kline_1m`` ...)
+* spot user data          ``/ws-api/v3``       (``userDataStream.subscribe.signature``)
+* futures market streams  ``/fstream/market/ws/<n>``, ``/fstream/public/ws/<n>``
+* futures user data       ``/fstream/private/ws?listenKey=...``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from . import public, wire
+from .accounts import Account
+from .exchange import Market, SandboxExchange
+
+log = logging.getLogger("planar.sandbox.ws")
+
+
+@dataclass(eq=False)
+class Conn:
+    ws: web.WebSocketResponse
+    kind: str  # spot | linear
+    streams: set[str] = field(default_factory=set)
+    users: dict[str, int] = field(default_factory=dict)  # api key -> subscription id
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+
+    def send(self, payload: object) -> None:
+        try:
+            self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
+        except asyncio.QueueFull:  # a client that does not read loses messages, as on Binance
+            log.warning("dropping websocket message: client queue full")
+
+
+class StreamHub:
+    """Owns every websocket connection and turns exchange events into stream messages."""
+
+    def __init__(self, exchange: SandboxExchange, publish_every_s: float = 1.0) -> None:
+        self.ex = exchange
+        self.publish_every_s = publish_every_s
+        self.conns: set[Conn] = set()
+        self.listen_keys: dict[str, Account] = {}
+        self._wake = asyncio.Event()
+        self._sub_ids = 0
+        exchange.listeners.append(self._on_exchange_event)
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/stream/ws", self._market_spot)
+        app.router.add_get("/stream/ws/{n}", self._market_spot)
+        app.router.add_get("/fstream/{cat}/ws", self._futures)
+        app.router.add_get("/fstream/{cat}/ws/{n}", self._futures)
+        app.router.add_get("/ws-api/v3", self._ws_api)
+
+    # ----------------------------------------------------------------- connections
+    async def _serve(self, request: web.Request, conn_kind: str, on_text, account: Account | None = None) -> web.WebSocketResponse:  # type: ignore[no-untyped-def]
+        ws = web.WebSocketResponse(heartbeat=None, autoping=True)
+        await ws.prepare(request)
+        conn = Conn(ws, conn_kind)
+        if account is not None:
+            conn.users[account.api_key] = 0
+        self.conns.add(conn)
+        writer = asyncio.create_task(self._writer(conn))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        data = json.loads(msg.data)
+                    except json.JSONDecodeError:
+                        conn.send({"error": {"code": 3, "msg": "Invalid JSON"}})
+                        continue
+                    on_text(conn, data)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            self.conns.discard(conn)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _writer(self, conn: Conn) -> None:
+        while True:
+            text = await conn.queue.get()
+            try:
+                await conn.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _market_spot(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._serve(request, "spot", self._on_subscribe)
+
+    async def _futures(self, request: web.Request) -> web.WebSocketResponse:
+        if request.match_info["cat"] == "private":
+            acct = self.listen_keys.get(request.query.get("listenKey", ""))
+            if acct is None:
+                return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)  # type: ignore[return-value]
+            return await self._serve(request, "linear", lambda c, d: None, account=acct)
+        return await self._serve(request, "linear", self._on_subscribe)
+
+    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._serve(request, "spot", self._on_ws_api)
+
+    async def close_all(self) -> None:
+        for conn in list(self.conns):
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+        self.conns.clear()
+
+    # ----------------------------------------------------------------- requests
+    def _on_subscribe(self, conn: Conn, data: dict) -> None:
+        method = str(data.get("method", "")).upper()
+        names = [str(x) for x in data.get("params") or []]
+        if method == "SUBSCRIBE":
+            conn.streams.update(names)
+            self._wake.set()
+        elif method == "UNSUBSCRIBE":
+            conn.streams.difference_update(names)
+        elif method == "LIST_SUBSCRIPTIONS":
+            conn.send({"result": sorted(conn.streams), "id": data.get("id")})
+            return
+        conn.send({"result": None, "id": data.get("id")})
+
+    def _on_ws_api(self, conn: Conn, data: dict) -> None:
+        rid, method, params = data.get("id"), data.get("method"), dict(data.get("params") or {})
+        if method == "userDataStream.subscribe.signature":
+            acct = self.ex.accounts.get(str(params.get("apiKey", "")))
+            sig = str(params.pop("signature", ""))
+            if acct is None or not self.ex.faults.private_api:
+                conn.send({"id": rid, "status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
+                return
+            payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+            expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(sig, expected):
+                conn.send({"id": rid, "status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                return
+            self._sub_ids += 1
+            conn.users[acct.api_key] = self._sub_ids
+            conn.send({"id": rid, "status": 200, "result": {"subscriptionId": self._sub_ids}})
+        elif method == "userDataStream.unsubscribe":
+            conn.users.clear()
+            conn.send({"id": rid, "status": 200, "result": {}})
+        elif method == "ping":
+            conn.send({"id": rid, "status": 200, "result": {}})
+        elif method == "time":
+            conn.send({"id": rid, "status": 200, "result": {"serverTime": self.ex.now_ms()}})
+        else:
+            conn.send({"id": rid, "status": 400, "error": {"code": -1100, "msg": f"Unsupported method {method!r} in the sandbox."}})
+
+    # ----------------------------------------------------------------- user events
+    def _on_exchange_event(self, acct: Account, kind: str, event: str, payload: dict) -> None:
+        if self.ex.faults.paused_user_stream:
+            return
+        targets = [c for c in self.conns if c.kind == kind and acct.api_key in c.users]
+        if not targets:
+            return
+        now = self.ex.now_ms()
+        messages: list[dict] = []
+        if event == "order":
+            exec_type = payload["exec"]
+            fill = payload.get("fill")
+            if exec_type == "TRADE" and not self.ex.faults.user_trade_events:
+                exec_type, fill = "CALCULATED", None  # an order update that carries no trade
+            order = payload["order"]
+            if kind == "spot":
+                messages.append(wire.execution_report(order, exec_type, fill, now))
+            else:
+                messages.append(wire.order_trade_update(order, exec_type, fill, now))
+        elif event == "account":
+            m = self.ex.markets[(kind, payload["symbol"])]
+            if kind == "spot":
+                messages.append(wire.outbound_account_position(acct, [m.spec.base, m.spec.quote], now))
+            else:
+                messages.append(wire.account_update(self.ex, acct, m.spec.symbol, now))
+        for conn in targets:
+            sub_id = conn.users[acct.api_key]
+            for msg in messages:
+                conn.send({"subscriptionId": sub_id, "event": msg} if conn.kind == "spot" else msg)
+
+    # ----------------------------------------------------------------- market streams
+    def publish_now(self) -> None:
+        self._wake.set()
+
+    async def run_market_streams(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.publish_every_s)
+            self._wake.clear()
+            try:
+                self._publish_market()
+            except Exception:  # pragma: no cover - keep streaming whatever happens
+                log.exception("market stream publish failed")
+
+    def _publish_market(self) -> None:
+        now = self.ex.now_ms()
+        cache: dict[str, dict | None] = {}
+        for conn in list(self.conns):
+            for name in list(conn.streams):
+                key = f"{conn.kind}:{name}"
+                if key not in cache:
+                    cache[key] = self._stream_event(conn.kind, name, now)
+                if cache[key] is not None:
+                    conn.send(cache[key])
+
+    def _stream_event(self, kind: str, name: str, now: int) -> dict | None:
+        sym, _, channel = name.partition("@")
+        m: Market | None = self.ex.markets.get((kind, sym.upper()))
+        if m is None:
+            return None
+        symbol = m.spec.symbol
+        if channel.startswith("kline_"):
+            interval = channel[len("kline_"):]
+            step = public.INTERVAL_MS.get(interval)
+            if step is None:
+                return None
+            open_ms = now - now % step
+            o, h, lo, c, v = self.ex.candle(m, open_ms, now + 1)
+            fmt = public._p
+            return {"e": "kline", "E": now, "s": symbol, "k": {
+                "t": open_ms, "T": open_ms + step - 1, "s": symbol, "i": interval, "f": 1, "L": 2, "o": fmt(m, o), "c": fmt(m, c),
+                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.8f}", "n": max(1, int(v)), "x": False, "q": f"{v * c:.8f}",
+                "V": f"{v / 2:.8f}", "Q": f"{v * c / 2:.8f}", "B": "0"}}
+        if channel in ("trade", "aggTrade"):
+            price = public._p(m, self.ex.mid(m))
+            qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.qty_precision}f}"
+            ev = {"e": channel, "E": now, "s": symbol, "t": now, "p": price, "q": qty, "T": now, "m": (now // 1000) % 2 == 0, "M": True}
+            if channel == "aggTrade":
+                ev.update({"a": now, "f": now, "l": now})
+            return ev
+        if channel == "bookTicker":
+            (bid, bq), (ask, aq) = self.ex.best_bid_ask(m)
+            ev = {"u": now, "s": symbol, "b": wire.s(bid), "B": wire.s(bq), "a": wire.s(ask), "A": wire.s(aq)}
+            if kind == "linear":
+                ev.update({"e": "bookTicker", "E": now, "T": now})
+            return ev
+        if channel == "ticker":
+            t = public.ticker_24h(self.ex, m)
+            return {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
+                    "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": "1", "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"],
+                    "A": t["askQty"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
+                    "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
+        return None
