@@ -24,6 +24,7 @@ Gaps in the 1m files are filled forward (the previous close is held).
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -130,6 +131,12 @@ def generated_path(start_price: float, seed: int, minutes: int = 10_000, vol_per
     return path_from_candles(np.stack([ts, opens, highs, lows, closes, vol], axis=1), source=f"generated(seed={seed})")
 
 
+@functools.lru_cache(maxsize=32)
+def _file_path(path: str, scale_to: float | None) -> PricePath:
+    """Paths are immutable, so each file is parsed once per process."""
+    return path_from_candles(_read_candles(Path(path)), scale_to=scale_to, source=Path(path).name)
+
+
 @dataclass(frozen=True)
 class MarketSpec:
     """Exchange filters of one market, in Binance's terms."""
@@ -184,6 +191,6 @@ class PathLibrary:
             candidates.append(Path(self.data_dir) / spec.data_file)
         for cand in candidates:
             if cand.is_file():
-                return path_from_candles(_read_candles(cand), scale_to=spec.start_price, source=cand.name)
+                return _file_path(str(cand.resolve()), spec.start_price)
         start = spec.start_price or 1.0
         return generated_path(start, seed=self.seed + sum(map(ord, spec.symbol + spec.kind)))
