@@ -1,0 +1,9 @@
+"""Alert channels (through apprise) and structured JSON logging with secret redaction."""
+
+from .config import AlertConfig, AlertConfigError, LoggingConfig
+from .dispatcher import AlertDispatcher, send_alert
+from .logs import setup_live_logging
+from .redact import Redactor, RedactingFilter
+
+__all__ = ["AlertConfig", "AlertConfigError", "LoggingConfig", "AlertDispatcher", "send_alert", "setup_live_logging",
+           "Redactor", "RedactingFilter"]
