@@ -164,3 +164,19 @@ def test_bad_environment_fails_at_startup_naming_the_variable(env: dict[str, str
 def test_secrets_stay_out_of_repr() -> None:
     cfg = AlertConfig(telegram_bot_token=BOT_TOKEN, telegram_chat_id="1", smtp_password=SMTP_PASSWORD)
     assert BOT_TOKEN not in repr(cfg) and SMTP_PASSWORD not in repr(cfg) and SMTP_PASSWORD not in str(cfg.model_dump())
+
+
+def test_alert_config_from_prefect_secret_blocks(monkeypatch) -> None:
+    from prefect.blocks.system import Secret
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.blocks import alert_config_from_blocks
+
+    for var in AlertConfig.ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    with prefect_test_harness():
+        Secret(value=BOT_TOKEN).save("planar-telegram-bot-token", overwrite=True)
+        Secret(value="4242").save("planar-telegram-chat-id", overwrite=True)
+        cfg = alert_config_from_blocks()
+    assert cfg.telegram_bot_token is not None and cfg.telegram_bot_token.get_secret_value() == BOT_TOKEN
+    assert cfg.telegram_chat_id == "4242" and cfg.smtp_server is None
