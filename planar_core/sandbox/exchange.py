@@ -166,6 +166,7 @@ class SandboxExchange:
         acct.orders[order.order_id] = order
         acct.by_client_id[(kind, client_id)] = order
         self.emit(acct, kind, "order", {"order": order, "exec": "NEW"})
+        self.emit(acct, kind, "account", {"symbol": order.symbol})  # funds were locked
         fills = self._execute(acct, m, order, takes, maker=False)
         if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
             self._close(acct, order, "EXPIRED")

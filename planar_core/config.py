@@ -1,0 +1,257 @@
+"""Strategy configuration: pydantic models, loaded from a TOML/YAML file, then ``PLANAR_*``
+environment variables, then keyword overrides (each layer wins over the previous one).
+
+Every model forbids unknown fields and bounds its numbers, so a typo or a
+negative limit fails at load with pydantic's message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from .alerts.config import AlertConfig, LoggingConfig
+
+# Timeframes ccxt's binance knows (static in ccxt; copied to avoid instantiating an exchange here).
+KNOWN_TIMEFRAMES = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AssetConfig(_Model):
+    symbol: str = Field(min_length=3, description="ccxt unified symbol, e.g. BTC/USDT or BTC/USDT:USDT")
+    max_position: float | None = Field(None, gt=0, le=1, description="max position value as a fraction of equity")
+    risk_per_trade: float | None = Field(None, gt=0, le=1, description="max order value as a fraction of equity")
+
+
+class WatcherConfig(_Model):
+    enabled: bool = True
+    interval: float = Field(30.0, gt=0, description="polling interval (s) when the websocket is off or failing")
+    retry_count: int = Field(3, ge=0)
+    timeout: float = Field(10.0, gt=0)
+    use_websocket: bool = True
+
+
+class PositionWatcherConfig(WatcherConfig):
+    interval: float = Field(15.0, gt=0)
+    sync_on_startup: bool = True
+    alert_on_changes: bool = True
+
+
+class OrderMonitoring(_Model):
+    enabled: bool = True
+    interval: float = Field(5.0, gt=0, description="polling interval (s) of the order/trade tasks without websocket")
+    retries: int = Field(10, ge=0, description="lookups of an order after a network error")
+    timeout: float = Field(300.0, gt=0, description="order/trade tasks stop after this long without open orders")
+    use_websocket: bool = True
+
+
+class Timeouts(_Model):
+    order_placement: float = Field(30.0, gt=0)
+    order_cancellation: float = Field(10.0, gt=0)
+    balance_sync: float = Field(15.0, gt=0)
+    position_sync: float = Field(20.0, gt=0)
+    market_data: float = Field(5.0, gt=0)
+
+
+class RateLimits(_Model):
+    orders_per_second: float = Field(10.0, gt=0)
+    requests_per_minute: int = Field(1200, gt=0)
+    weight_per_minute: int = Field(6000, gt=0)
+    burst_allowance: int = Field(5, ge=0)
+
+
+class ConnectionConfig(_Model):
+    health_interval: float = Field(60.0, gt=0, description="seconds between health checks")
+    max_retries: int = Field(5, ge=1)
+    retry_delay: float = Field(10.0, ge=0, description="base delay (s); attempt k waits retry_delay * 2**(k-1)")
+
+
+class RiskConfig(_Model):
+    max_daily_loss: float | None = Field(None, gt=0, description="quote currency")
+    max_drawdown: float | None = Field(None, gt=0, lt=1)
+    position_limit: float | None = Field(None, gt=0, le=1, description="fraction of equity per position")
+    max_total_exposure: float | None = Field(None, gt=0, description="gross exposure / equity")
+    max_leverage: float | None = Field(None, gt=0)
+    correlation_limit: float | None = Field(None, gt=0, le=1)
+    sector_limit: float | None = Field(None, gt=0, le=1)
+    sectors: dict[str, str] = Field(default_factory=dict, description="base asset -> sector")
+    max_volatility_threshold: float | None = Field(None, gt=0)
+    volatility_adjustment: bool = False
+    target_volatility: float = Field(0.02, gt=0)
+    emergency_stop: bool = True
+    emergency_close_positions: bool = False
+    monitor_interval: float = Field(30.0, gt=0)
+
+
+class Credentials(_Model):
+    """API credentials. Values come from the named environment variables or a secrets provider."""
+
+    api_key_env: str = "EXCHANGE_API_KEY"
+    api_secret_env: str = "EXCHANGE_API_SECRET"
+    passphrase_env: str = "EXCHANGE_PASSPHRASE"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    passphrase: SecretStr | None = None
+
+    def resolved(self, env: Mapping[str, str] | None = None, provider: Callable[[str], str | None] | None = None) -> "Credentials":
+        """Fill missing values from ``provider(name)`` (e.g. Prefect Secret blocks) then the environment."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field_name, var in (("api_key", self.api_key_env), ("api_secret", self.api_secret_env), ("passphrase", self.passphrase_env)):
+            if getattr(self, field_name) is not None:
+                continue
+            value = (provider(var) if provider else None) or env.get(var)
+            if value:
+                values[field_name] = SecretStr(value)
+        return self.model_copy(update=values)
+
+    def secret_values(self) -> list[str]:
+        return [v.get_secret_value() for v in (self.api_key, self.api_secret, self.passphrase) if v is not None]
+
+
+class SandboxEndpoint(_Model):
+    url: str | None = Field(None, description="REST base of the sandbox (or testnet)")
+    ws_url: str | None = None
+
+    @field_validator("url", "ws_url")
+    @classmethod
+    def _loopback_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an http(s) or ws(s) URL")
+        return v
+
+
+class StrategyConfig(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$", description="also the prefix of client order ids")
+    exchange: Literal["binance"] = "binance"
+    mode: Literal["live", "paper"] = "live"
+    sandbox: bool = True
+    confirm_live_trading: bool = Field(False, description="required to trade with sandbox=False in live mode")
+    margin: bool = Field(False, description="True: USD-M futures (MarginStrategy); False: spot")
+    main_currency: str = "USDT"
+    initial_cash: float | None = Field(None, ge=0)
+    max_position_size: float | None = Field(None, gt=0, description="max order amount in base units")
+    default_leverage: int = Field(1, ge=1, le=125)
+    universe: list[AssetConfig] = Field(default_factory=list)
+    timeframes: list[str] = Field(default_factory=lambda: ["1m"])
+    sync_window_s: float = Field(3600.0, gt=0, description="history of orders/trades fetched at start-up")
+    store_root: str = Field(default_factory=lambda: os.environ.get("PLANAR_HOME", "./.planar"))
+    balance_watcher: WatcherConfig = Field(default_factory=WatcherConfig)
+    position_watcher: PositionWatcherConfig = Field(default_factory=PositionWatcherConfig)
+    order_monitoring: OrderMonitoring = Field(default_factory=OrderMonitoring)
+    ohlcv_watcher: WatcherConfig = Field(default_factory=lambda: WatcherConfig(interval=5.0))
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    connection: ConnectionConfig = Field(default_factory=ConnectionConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    credentials: Credentials = Field(default_factory=Credentials)
+    sandbox_endpoint: SandboxEndpoint = Field(default_factory=SandboxEndpoint)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alerts: AlertConfig | None = None
+
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _symbols_as_strings(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"symbol": x} if isinstance(x, str) else x for x in v]
+        if isinstance(v, dict):  # {"BTC/USDT": {"max_position": 0.3}}
+            return [{"symbol": k, **(cfg or {})} for k, cfg in v.items()]
+        return v
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known_timeframes(cls, v: list[str]) -> list[str]:
+        unknown = [tf for tf in v if tf not in KNOWN_TIMEFRAMES]
+        if unknown:
+            raise ValueError(f"unknown timeframe(s) {unknown}; ccxt knows {list(KNOWN_TIMEFRAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _universe_unique(self) -> "StrategyConfig":
+        symbols = [a.symbol for a in self.universe]
+        if len(symbols) != len(set(symbols)):
+            raise ValueError("universe lists a symbol twice")
+        return self
+
+    def asset(self, symbol: str) -> AssetConfig:
+        for a in self.universe:
+            if a.symbol == symbol:
+                return a
+        raise KeyError(symbol)
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store_root) / self.name
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a table/mapping")
+    return data
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """``PLANAR_RISK__MAX_DAILY_LOSS=50`` -> {"risk": {"max_daily_loss": 50}}; only real field names are read."""
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith("PLANAR_"):
+            continue
+        parts = key[len("PLANAR_"):].lower().split("__")
+        if parts[0] not in StrategyConfig.model_fields or parts[0] == "store_root":
+            continue
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> StrategyConfig:
+    """File < environment (``PLANAR_*``) < keyword overrides; raises ConfigError naming the field."""
+    data = _read_file(Path(path)) if path else {}
+    data = _merge(data, _env_values(os.environ if env is None else env))
+    data = _merge(data, {k: v for k, v in overrides.items()})
+    try:
+        return StrategyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid config: " + "; ".join(parts)

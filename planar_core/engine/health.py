@@ -1,0 +1,72 @@
+"""Connection health: a cheap periodic check; on failure, reconnect with exponential backoff,
+re-sync the account, and after the last failed attempt hand over to the emergency-stop hook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..exchange.errors import ExchangeOpError
+from .supervisor import TaskHealth
+from .sync import resync
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.health")
+
+
+async def check(s: "Strategy") -> bool:
+    try:
+        await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), s.config.timeouts.market_data, retries=0)
+        return True
+    except ExchangeOpError as err:
+        log.warning("health check failed: %s", err)
+        return False
+
+
+async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> bool:
+    cfg = s.config.connection
+    for attempt in range(1, cfg.max_retries + 1):
+        log.info("reconnection attempt %d/%d", attempt, cfg.max_retries)
+        await sleep(cfg.retry_delay * 2 ** (attempt - 1))
+        try:
+            await s.client.ex.close()  # drop websockets and the HTTP session; ccxt reopens lazily
+        except Exception:
+            pass
+        if await check(s):
+            try:
+                await resync(s)
+            except ExchangeOpError as err:
+                log.warning("resync after reconnect failed: %s", err)
+                continue
+            s.sink.record("reconnect", attempt=attempt, result="ok")
+            log.info("reconnected on attempt %d", attempt)
+            return True
+        s.sink.record("reconnect", attempt=attempt, result="failed")
+    reason = f"Failed to reconnect to exchange after {cfg.max_retries} attempts"
+    s.sink.record("error_occurred", reason=reason)
+    log.error(reason)
+    if s.on_connection_lost is not None:
+        await s.on_connection_lost(s, reason)
+    else:
+        s.halt(reason)
+    return False
+
+
+def connection_monitor(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
+    async def body(health: TaskHealth) -> None:
+        while s.running:
+            await asyncio.sleep(s.config.connection.health_interval)
+            if await check(s):
+                health.seen("ok")
+                continue
+            health.mode = "reconnecting"
+            if not await reconnect(s):
+                health.mode = "lost"
+                return
+            health.seen("ok")
+
+    return body

@@ -1,0 +1,271 @@
+"""The Strategy: configuration, exchange client, local state, watchers and the order call.
+
+``strategy(name, mode=Live(), ...)`` builds one from a ``StrategyConfig``;
+``await s.start()`` loads markets, syncs the account and starts the watchers;
+``await s.call(ai, OrderType.GTC, Side.BUY, amount=..., price=...)`` trades.
+The order call itself lives in ``orders.py``; start-up sync and resync in
+``sync.py``; connection health in ``health.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, StrategyConfig, load_config
+from ..exchange.client import ExchangeClient
+from ..exchange.client_ids import ClientOrderIds, IntentJournal
+from ..model import AssetInstance, Balance, Order, OrderType, Position, Side, Trade
+from ..state import PersistedState, StateStore
+from . import orders as _orders
+from . import sync as _sync
+from .events import EventSink, MemorySink
+from .supervisor import Supervisor
+from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher
+
+log = logging.getLogger("planar.engine")
+RiskCheck = Callable[["Strategy", AssetInstance, "_orders.OrderRequest"], "str | None"]
+
+
+@dataclass(frozen=True)
+class Live:
+    """Orders go to the exchange."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Live market data, orders filled locally with the sandbox's matching rules."""
+
+
+class HaltedError(RuntimeError):
+    pass
+
+
+class Strategy:
+    def __init__(self, config: StrategyConfig, sink: EventSink | None = None, client: ExchangeClient | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.paper = config.mode == "paper"
+        self.sink: EventSink = sink if sink is not None else MemorySink()
+        self.client = client or ExchangeClient(config, self.sink)
+        self.dir: Path = config.store_path
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_store = StateStore(self.dir)
+        self.ids = ClientOrderIds(self.dir, config.name)
+        self.journal = IntentJournal(self.dir)
+        self.universe: dict[str, AssetInstance] = {}
+        self.balances: dict[str, Balance] = {}
+        self.supervisor = Supervisor()
+        self.running = False
+        self.risk_check: RiskCheck | None = None
+        self.on_balance_update: list[Callable[["Strategy"], None]] = []
+        self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
+        self.alerts: Any = None  # an AlertDispatcher, when configured
+        self.broker: Any = None  # PaperBroker in paper mode
+        self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
+        self._seen_trade_ids: set[str] = set()
+        self._orphan_trades: dict[str, list[dict[str, Any]]] = {}
+
+    # ----------------------------------------------------------------- identity
+    def __repr__(self) -> str:  # never the credentials
+        return f"Strategy(name={self.name!r}, mode={self.config.mode!r}, exchange={self.config.exchange!r}, sandbox={self.config.sandbox})"
+
+    @property
+    def state(self) -> PersistedState:
+        return self.state_store.load()
+
+    @property
+    def halted(self) -> bool:
+        return self.state.halted
+
+    def halt(self, reason: str, by_emergency_stop: bool = False) -> None:
+        self.state_store.update(halted=True, halt_reason=reason, halted_at=int(time.time() * 1000),
+                                halted_by_emergency_stop=by_emergency_stop)
+        self.sink.record("halted", reason=reason)
+        log.error("strategy %s halted: %s", self.name, reason)
+
+    def rearm(self) -> None:
+        """Explicitly allow trading again after a halt."""
+        self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
+        self.sink.record("rearmed")
+
+    def asset(self, ai: AssetInstance | str) -> AssetInstance:
+        if isinstance(ai, AssetInstance):
+            return ai
+        try:
+            return self.universe[ai]
+        except KeyError:
+            raise KeyError(f"{ai!r} is not in the universe of {self.name}: {list(self.universe)}") from None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def load(self) -> None:
+        """Load markets and build the universe; unknown symbols fail naming the field."""
+        await _sync.load_markets(self)
+
+    async def start(self, watchers: bool = True) -> None:
+        await self.load()
+        await _sync.check_live_safety(self)
+        await _sync.startup_sync(self)
+        self.running = True
+        if watchers:
+            self.start_watchers()
+
+    def start_watchers(self) -> None:
+        if self.config.balance_watcher.enabled:
+            self.supervisor.start("balance", balance_watcher(self))
+        if self.config.margin and self.config.position_watcher.enabled and not self.paper:
+            self.supervisor.start("positions", position_watcher(self))
+        for ai in self.universe.values():
+            for tf in self.config.timeframes:
+                self.supervisor.start(f"ohlcv:{ai.symbol}:{tf}", ohlcv_watcher(self, ai, tf))
+            if ai.open_orders():
+                self.ensure_order_tasks(ai)
+        from .health import connection_monitor
+
+        self.supervisor.start("health", connection_monitor(self))
+
+    def ensure_order_tasks(self, ai: AssetInstance) -> None:
+        if self.config.order_monitoring.enabled and self.running:
+            self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.supervisor.stop()
+        self.sink.flush()
+        self.journal.close()
+        await self.client.close()
+
+    def watcher_health(self) -> dict[str, dict[str, Any]]:
+        return {name: vars(h).copy() for name, h in self.supervisor.health.items()}
+
+    # ----------------------------------------------------------------- the order call
+    async def call(self, ai: AssetInstance | str, order_type: OrderType, side: Side, *, amount: float, price: float | None = None,
+                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: Any) -> Any:
+        """Returns a ``Trade`` (a fill seen within ``waitfor``), ``PENDING`` (accepted, no fill yet) or ``None`` (failed)."""
+        return await _orders.call(self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params)
+
+    async def cancel(self, ai: AssetInstance | str, order: Order) -> bool:
+        return await _orders.cancel(self, self.asset(ai), order)
+
+    async def cancel_all(self, ai: AssetInstance | str) -> int:
+        return await _orders.cancel_all(self, self.asset(ai))
+
+    async def fetch_open_orders(self, ai: AssetInstance | str) -> list[Order]:
+        ai = self.asset(ai)
+        await self.sync_asset_orders(ai, trades=False)
+        return ai.open_orders()
+
+    async def sync_asset_orders(self, ai: AssetInstance, trades: bool = True) -> None:
+        await _sync.sync_asset_orders(self, ai, trades=trades)
+
+    # ----------------------------------------------------------------- state updates (from watchers and responses)
+    def cash(self, currency: str | None = None) -> Balance:
+        return self.balances.get(currency or self.config.main_currency, Balance())
+
+    def apply_balance(self, raw: dict[str, Any]) -> None:
+        if not isinstance(raw, dict) or not raw.get("info"):
+            return
+        currencies = {self.config.main_currency}
+        if not self.config.margin:
+            for ai in self.universe.values():
+                currencies.update((ai.base, ai.quote))
+        changed = {}
+        for cur in currencies:
+            entry = raw.get(cur)
+            if not isinstance(entry, dict):
+                if cur in self.balances and raw.get("total") is not None and cur not in raw["total"]:
+                    entry = {"free": 0.0, "used": 0.0, "total": 0.0}
+                else:
+                    continue
+            new = Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
+            if self.balances.get(cur) != new:
+                self.balances[cur] = new
+                changed[cur] = vars(new)
+        if changed:
+            self.sink.record("balance_updated", payload=changed)
+            self._notify_balance()
+
+    def apply_positions(self, raw: list[dict[str, Any]], complete: bool = False) -> None:
+        seen = set()
+        changed = {}
+        for p in raw or []:
+            ai = self.universe.get(p.get("symbol"))
+            if ai is None:
+                continue
+            seen.add(ai.symbol)
+            contracts = float(p.get("contracts") or 0.0)
+            if p.get("side") == "short":
+                contracts = -abs(contracts)
+            new = Position(contracts, float(p.get("entryPrice") or 0.0), float(p.get("unrealizedPnl") or 0.0),
+                           float(p["leverage"]) if p.get("leverage") else ai.position.leverage, int(p.get("timestamp") or time.time() * 1000))
+            if (new.contracts, new.entry_price) != (ai.position.contracts, ai.position.entry_price):
+                changed[ai.symbol] = {"contracts": new.contracts, "entry_price": new.entry_price}
+            ai.position = new
+        if complete:  # a full snapshot: positions it does not list are flat
+            for ai in self.universe.values():
+                if ai.symbol not in seen and ai.position.contracts:
+                    changed[ai.symbol] = {"contracts": 0.0, "entry_price": 0.0}
+                    ai.position = Position(leverage=ai.position.leverage)
+        if changed:
+            self.sink.record("position_updated", payload=changed)
+            self._notify_balance()
+
+    def _notify_balance(self) -> None:
+        for hook in list(self.on_balance_update):
+            try:
+                hook(self)
+            except Exception:
+                log.exception("balance hook failed")
+
+    def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]]) -> None:
+        if not candles:
+            return
+        store = ai.ohlcv.setdefault(timeframe, [])
+        for c in candles:
+            if store and store[-1][0] == c[0]:
+                store[-1] = list(c)
+            elif not store or c[0] > store[-1][0]:
+                store.append(list(c))
+        del store[:-1000]
+        ai.last_price = float(store[-1][4])
+        if self.config.risk and getattr(self, "_trace_market_data", False):
+            self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, close=ai.last_price)
+        if self.broker is not None:
+            self.broker.on_price(self, ai)
+
+    def apply_order(self, raw: dict[str, Any]) -> Order | None:
+        return _orders.apply_order(self, raw)
+
+    def apply_trade(self, raw: dict[str, Any]) -> Trade | None:
+        return _orders.apply_trade(self, raw)
+
+
+def strategy(name: str, mode: Live | Paper = Live(), exchange: str = "binance", sandbox: bool = True, *, config_path: str | Path | None = None,
+             sink: EventSink | None = None, secrets_provider: Callable[[str], str | None] | None = None,
+             env: dict[str, str] | None = None, **overrides: Any) -> Strategy:
+    """Build a Strategy from the config file (optional), ``PLANAR_*`` variables and keyword overrides.
+
+    Credentials are read from the environment variables the config names (or ``secrets_provider``).
+    ``sandbox=False`` in live mode requires ``confirm_live_trading=True``.
+    """
+    cfg = load_config(config_path, env=env, name=name, exchange=exchange, sandbox=sandbox,
+                      mode="paper" if isinstance(mode, Paper) else "live", **overrides)
+    if not cfg.sandbox and cfg.mode == "live" and not cfg.confirm_live_trading:
+        raise ConfigError("confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
+                          "(CLI: --i-understand-live-trading)")
+    import os
+
+    creds = cfg.credentials.resolved(os.environ if env is None else env, secrets_provider)
+    cfg = cfg.model_copy(update={"credentials": creds})
+    if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
+        raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} "
+                          "(environment or secrets provider)")
+    return Strategy(cfg, sink=sink)
+
+
+__all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError", "asyncio"]

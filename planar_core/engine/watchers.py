@@ -1,0 +1,178 @@
+"""Background watchers that keep a strategy's local state fresh.
+
+Each watcher prefers ccxt.pro's ``watch_*`` websocket method and falls back to
+polling at its configured interval: by configuration (``use_websocket=False``)
+or automatically for ``fallback_s`` after the websocket fails, with a poll
+right after each failure so no update is lost in the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .supervisor import TaskHealth
+
+if TYPE_CHECKING:
+    from ..model import AssetInstance
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.watchers")
+
+
+async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
+                     interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None) -> None:
+    """Drive one watcher until ``stop_when()`` is true."""
+    ws_blocked_until = 0.0
+    pending: asyncio.Future | None = None
+    need_gap_poll = False
+    try:
+        while not (stop_when and stop_when()):
+            if use_ws and time.monotonic() >= ws_blocked_until:
+                if need_gap_poll:
+                    need_gap_poll = False
+                    await _poll(health, poll_step)
+                if pending is None:
+                    pending = asyncio.ensure_future(ws_step())
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if not done:
+                    continue
+                task, pending = pending, None
+                try:
+                    task.result()
+                    health.seen("websocket")
+                except Exception as exc:
+                    health.failed(exc)
+                    health.mode = "polling"
+                    ws_blocked_until = time.monotonic() + fallback_s
+                    log.warning("%s: websocket failed (%s); polling for %.0fs", health.name, health.last_error, fallback_s)
+                    await _poll(health, poll_step)
+                    need_gap_poll = True
+                continue
+            await _poll(health, poll_step)
+            await asyncio.sleep(interval)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+
+
+async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await poll_step()
+        health.seen("polling" if health.mode != "websocket" else None)
+    except Exception as exc:
+        health.failed(exc)
+        log.warning("%s: poll failed: %s", health.name, health.last_error)
+
+
+def _fallback(interval: float) -> float:
+    return max(5.0, 3 * interval)
+
+
+def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
+    cfg = s.config.balance_watcher
+    params = {"type": "swap"} if s.config.margin else {}
+
+    async def ws_step() -> None:
+        s.apply_balance(await s.client.ex.watch_balance(params))
+
+    async def poll_step() -> None:
+        s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
+                                            validate=_is_balance))
+
+    async def body(health: TaskHealth) -> None:
+        await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
+                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+
+    return body
+
+
+def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
+    cfg = s.config.position_watcher
+    symbols = list(s.universe)
+
+    async def ws_step() -> None:
+        s.apply_positions(await s.client.ex.watch_positions(symbols))
+
+    async def poll_step() -> None:
+        s.apply_positions(await s.client.call("fetch_positions", lambda: s.client.ex.fetch_positions(symbols),
+                                              s.config.timeouts.position_sync, validate=lambda x: isinstance(x, list)), complete=True)
+
+    async def body(health: TaskHealth) -> None:
+        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
+                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+
+    return body
+
+
+def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], Awaitable[None]]:
+    """Orders and trades of one asset; ends after ``order_monitoring.timeout`` without open orders."""
+    cfg = s.config.order_monitoring
+    symbol = ai.symbol
+    idle_since: list[float] = [time.monotonic()]
+
+    def idle() -> bool:
+        if not s.running:
+            return True
+        if ai.open_orders():
+            idle_since[0] = time.monotonic()
+            return False
+        return time.monotonic() - idle_since[0] > cfg.timeout
+
+    async def ws_step() -> None:
+        orders_task = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
+        trades_task = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
+        try:
+            done, _ = await asyncio.wait({orders_task, trades_task}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                result = t.result()
+                if t is trades_task:
+                    for trade in result:
+                        s.apply_trade(trade)
+                else:
+                    for order in result:
+                        s.apply_order(order)
+        finally:
+            for t in (orders_task, trades_task):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(BaseException):
+                        await t
+
+    async def poll_step() -> None:
+        await s.sync_asset_orders(ai)
+
+    async def body(health: TaskHealth) -> None:
+        await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
+                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle)
+
+    return body
+
+
+def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callable[[TaskHealth], Awaitable[None]]:
+    cfg = s.config.ohlcv_watcher
+
+    async def ws_step() -> None:
+        s.apply_ohlcv(ai, timeframe, await s.client.ex.watch_ohlcv(ai.symbol, timeframe))
+
+    async def poll_step() -> None:
+        candles = await s.client.call("fetch_ohlcv", lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100),
+                                      s.config.timeouts.market_data, validate=lambda x: isinstance(x, list))
+        s.apply_ohlcv(ai, timeframe, candles)
+
+    async def body(health: TaskHealth) -> None:
+        await poll_step()  # history first, then live updates
+        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
+                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+
+    return body
+
+
+def _is_balance(x: Any) -> bool:
+    return isinstance(x, dict) and bool(x.get("info"))

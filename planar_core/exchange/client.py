@@ -1,0 +1,144 @@
+"""One ccxt.pro binance client per strategy, wrapped with timeouts, pacing, tracing and error mapping.
+
+Every REST call goes through ``ExchangeClient.call``: it waits for the weight
+guard, bounds the call with its timeout, records an ``api_call`` event
+(operation, latency, result class), reads the used-weight header, maps
+ccxt's exception to the engine's typed errors, validates the answer's shape
+and retries transient failures with exponential backoff when (and only when)
+the operation is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import ccxt.pro as ccxtpro
+
+from ..config import StrategyConfig
+from ..engine.events import EventSink, MemorySink
+from .endpoints import point_at_sandbox
+from .errors import ExchangeOpError, MalformedResponse, RateLimited, map_error
+from .limiter import OrderPacer, WeightGuard, ccxt_rate_options
+
+log = logging.getLogger("planar.exchange")
+T = TypeVar("T")
+Validator = Callable[[Any], bool]
+
+
+def is_balance(x: Any) -> bool:
+    return isinstance(x, dict) and isinstance(x.get("info"), (dict, list)) and bool(x.get("info"))
+
+
+def is_order(x: Any) -> bool:
+    return isinstance(x, dict) and x.get("id") is not None and x.get("symbol") is not None
+
+
+def is_list(x: Any) -> bool:
+    return isinstance(x, list)
+
+
+def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
+    """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
+    creds = cfg.credentials
+    options: dict[str, Any] = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
+                               "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False}
+    conf: dict[str, Any] = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
+                            "options": options, **ccxt_rate_options(cfg.rate_limits)}
+    if creds.api_key is not None:
+        conf["apiKey"] = creds.api_key.get_secret_value()
+    if creds.api_secret is not None:
+        conf["secret"] = creds.api_secret.get_secret_value()
+    if creds.passphrase is not None:
+        conf["password"] = creds.passphrase.get_secret_value()
+    exchange = ccxtpro.binance(conf)
+    if cfg.sandbox:
+        ep = cfg.sandbox_endpoint
+        if ep.url:
+            point_at_sandbox(exchange, ep.url, ep.ws_url or ep.url.replace("http", "ws", 1))
+        else:
+            exchange.set_sandbox_mode(True)
+    return exchange
+
+
+class ExchangeClient:
+    def __init__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> None:
+        self.cfg = cfg
+        self.sink: EventSink = sink if sink is not None else MemorySink()
+        self.ex = exchange if exchange is not None else build_ccxt(cfg)
+        self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
+        self.orders = OrderPacer(cfg.rate_limits.orders_per_second, cfg.rate_limits.burst_allowance)
+        self.trace_api_calls = True
+        self._rng = random.Random()
+
+    @property
+    def markets(self) -> dict[str, Any]:
+        return self.ex.markets or {}
+
+    async def close(self) -> None:
+        await self.ex.close()
+
+    async def call(self, op: str, fn: Callable[[], Awaitable[T]], timeout: float, *, idempotent: bool = True,
+                   retries: int = 3, validate: Validator | None = None) -> T:
+        """Run one exchange operation with the engine's policies; raises ExchangeOpError."""
+        attempt = 0
+        while True:
+            await self.guard.wait()
+            started = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(fn(), timeout)
+                if validate is not None and not validate(result):
+                    raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
+            except (Exception, asyncio.TimeoutError) as raw:
+                err = map_error(raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s"))
+                self._trace(op, started, type(err).__name__, err.code)
+                if isinstance(err, RateLimited):
+                    self.guard.observe_rate_limit(self._retry_after(), attempt)
+                if not err.transient or not idempotent or attempt >= retries:
+                    raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
+                attempt += 1
+                delay = min(5.0, 0.1 * 2 ** attempt) * (0.5 + self._rng.random())
+                log.warning("%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._trace(op, started, "ok", None)
+            self.guard.observe_headers(self.ex.last_response_headers)
+            return result
+
+    def _retry_after(self) -> float | None:
+        headers = self.ex.last_response_headers or {}
+        raw = headers.get("Retry-After") or headers.get("retry-after")
+        try:
+            return float(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+    def _trace(self, op: str, started: float, result: str, code: int | None) -> None:
+        if self.trace_api_calls:
+            self.sink.record("api_call", endpoint=op, latency_ms=(time.perf_counter() - started) * 1000, result=result, code=code)
+
+    async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[Any]], int]], timeout: float) -> list[Any]:
+        """The seed's batch_order_operations: run (op, fn, weight) in batches of at most a tenth of the
+        minute's weight budget; batches run concurrently inside, one after another outside, and
+        ccxt's throttle plus the weight guard pace them. Errors are returned in place, not raised."""
+        budget = max(1, self.cfg.rate_limits.weight_per_minute // 10)
+        batches: list[list[tuple[str, Callable[[], Awaitable[Any]], int]]] = []
+        current: list[tuple[str, Callable[[], Awaitable[Any]], int]] = []
+        weight = 0
+        for op in operations:
+            if current and weight + op[2] > budget:
+                batches.append(current)
+                current, weight = [], 0
+            current.append(op)
+            weight += op[2]
+        if current:
+            batches.append(current)
+        results: list[Any] = []
+        for group in batches:
+            out = await asyncio.gather(*(self.call(name, fn, timeout) for name, fn, _ in group), return_exceptions=True)
+            results.extend(out)
+        return results

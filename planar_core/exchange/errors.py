@@ -1,0 +1,108 @@
+"""Exchange errors as the engine sees them: transient (retry with backoff) or permanent (don't).
+
+ccxt's classes are the first key; Binance's numeric code (ccxt puts the raw body
+in the message) refines the ones ccxt leaves generic (-2019, -2022, -4164 ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+import ccxt
+
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+class ExchangeOpError(Exception):
+    """Base of the engine's exchange errors; ``transient`` says whether a retry may succeed."""
+
+    transient = False
+
+    def __init__(self, message: str, code: int | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.cause = cause
+
+
+class TransientError(ExchangeOpError):
+    transient = True
+
+
+class NetworkUncertain(TransientError):
+    """The request may or may not have reached the exchange (timeout, dropped connection, 5xx)."""
+
+
+class RateLimited(TransientError):
+    """429/418: the request was refused before handling; wait, then retry."""
+
+
+class PermanentError(ExchangeOpError):
+    pass
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class InsufficientFunds(PermanentError):
+    pass
+
+
+class InvalidOrder(PermanentError):
+    pass
+
+
+class OrderNotFound(PermanentError):
+    pass
+
+
+class DuplicateOrder(PermanentError):
+    """The exchange already has an order with this client order id."""
+
+
+class BadSymbol(PermanentError):
+    pass
+
+
+class MalformedResponse(TransientError):
+    """The exchange answered something that does not parse into what was asked for."""
+
+
+def binance_code(exc: BaseException) -> int | None:
+    m = _CODE_RE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+def map_error(exc: BaseException) -> ExchangeOpError:
+    """Translate a ccxt (or asyncio) exception into the engine's typed error."""
+    if isinstance(exc, ExchangeOpError):
+        return exc
+    code = binance_code(exc)
+    text = str(exc)
+    if code in (-2010, -4116) and "Duplicate" in text or code == -4116:
+        return DuplicateOrder(text, code, exc)
+    if code == -2019:
+        return InsufficientFunds(text, code, exc)
+    if code in (-2022, -4164, -1013):
+        return InvalidOrder(text, code, exc)
+    table: list[tuple[type[BaseException], type[ExchangeOpError]]] = [
+        (ccxt.DDoSProtection, RateLimited),  # 429 / 418 (RateLimitExceeded is a subclass)
+        (ccxt.AuthenticationError, AuthError),
+        (ccxt.PermissionDenied, AuthError),
+        (ccxt.InsufficientFunds, InsufficientFunds),
+        (ccxt.OrderNotFound, OrderNotFound),
+        (ccxt.BadSymbol, BadSymbol),
+        (ccxt.InvalidOrder, InvalidOrder),
+        (ccxt.BadRequest, InvalidOrder),
+        (ccxt.InvalidNonce, TransientError),
+        (ccxt.BadResponse, MalformedResponse),
+        (ccxt.NullResponse, MalformedResponse),
+        (ccxt.NetworkError, NetworkUncertain),  # RequestTimeout, ExchangeNotAvailable, dropped connections
+        (TimeoutError, NetworkUncertain),
+        (ConnectionError, NetworkUncertain),
+        (ccxt.ExchangeError, PermanentError),
+    ]
+    for ccxt_cls, ours in table:
+        if isinstance(exc, ccxt_cls):
+            return ours(text, code, exc)
+    return PermanentError(f"{type(exc).__name__}: {text}", code, exc)

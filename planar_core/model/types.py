@@ -1,0 +1,149 @@
+"""Plain data the engine keeps per asset. Amounts are floats as ccxt returns them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class OrderType(str, Enum):
+    """The seed's order types: MarketOrder, GTCOrder, IOCOrder, FOKOrder (+ post-only)."""
+
+    MARKET = "market"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+    POST_ONLY = "post_only"
+
+    @property
+    def is_limit(self) -> bool:
+        return self is not OrderType.MARKET
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Pending:
+    """The seed's ``missing``: the order was accepted but no fill was seen (yet)."""
+
+    _instance: "Pending | None" = None
+
+    def __new__(cls) -> "Pending":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+PENDING = Pending()
+
+
+@dataclass
+class Trade:
+    """A fill of one of our orders (or the fills of it seen so far, aggregated)."""
+
+    symbol: str
+    side: Side
+    amount: float
+    price: float
+    order_id: str | None
+    client_order_id: str | None
+    timestamp: int
+    fee: float = 0.0
+    fee_currency: str | None = None
+    trade_id: str | None = None
+    emulated: bool = False  # derived from order-update diffs, no trade event seen
+    realized_pnl: float | None = None
+
+
+@dataclass
+class Order:
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    amount: float
+    price: float | None
+    reduce_only: bool = False
+    id: str | None = None
+    status: str = "intent"  # intent -> open -> closed | canceled | expired | rejected | failed
+    filled: float = 0.0
+    cost: float = 0.0
+    timestamp: int = 0
+    trades: list[Trade] = field(default_factory=list)
+    event: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("intent", "open")
+
+    @property
+    def average(self) -> float | None:
+        return self.cost / self.filled if self.filled else None
+
+
+@dataclass
+class Balance:
+    free: float = 0.0
+    used: float = 0.0
+    total: float = 0.0
+
+
+@dataclass
+class Position:
+    """Contracts of the open position (signed: > 0 long, < 0 short)."""
+
+    contracts: float = 0.0
+    entry_price: float = 0.0
+    unrealized_pnl: float = 0.0
+    leverage: float | None = None
+    timestamp: int = 0
+
+    @property
+    def side(self) -> str | None:
+        return None if not self.contracts else ("long" if self.contracts > 0 else "short")
+
+
+@dataclass
+class AssetInstance:
+    """Everything the strategy tracks for one symbol of its universe."""
+
+    symbol: str
+    market: dict[str, Any]
+    max_position: float | None = None
+    risk_per_trade: float | None = None
+    orders: dict[str, Order] = field(default_factory=dict)  # by client order id
+    trades: list[Trade] = field(default_factory=list)
+    position: Position = field(default_factory=Position)
+    ohlcv: dict[str, list[list[float]]] = field(default_factory=dict)  # timeframe -> candles
+    last_price: float | None = None
+
+    @property
+    def base(self) -> str:
+        return str(self.market["base"])
+
+    @property
+    def quote(self) -> str:
+        return str(self.market["quote"])
+
+    @property
+    def is_margin(self) -> bool:
+        return bool(self.market.get("contract"))
+
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    def order_by_id(self, order_id: str) -> Order | None:
+        for o in self.orders.values():
+            if o.id == order_id:
+                return o
+        return None

@@ -1,0 +1,62 @@
+"""The small persisted state shared by the engine and the flows in other processes.
+
+One JSON document per strategy under the store root, replaced atomically
+(write a temp file, fsync, rename), so a reader never sees half a write and a
+crash leaves the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class PersistedState(BaseModel):
+    halted: bool = False
+    halt_reason: str | None = None
+    halted_at: int | None = None
+    halted_by_emergency_stop: bool = False
+    day: str | None = Field(None, description="UTC date the day-start equity belongs to")
+    day_start_equity: float | None = None
+    peak_equity: float | None = None
+    breaker_tripped: str | None = None
+    tuned_params: dict[str, Any] = Field(default_factory=dict)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StateStore:
+    """Read-modify-write of a strategy's PersistedState."""
+
+    def __init__(self, strategy_dir: Path) -> None:
+        self.path = Path(strategy_dir) / "state.json"
+
+    def load(self) -> PersistedState:
+        if not self.path.is_file():
+            return PersistedState()
+        return PersistedState.model_validate_json(self.path.read_text())
+
+    def save(self, state: PersistedState) -> None:
+        atomic_write_json(self.path, state.model_dump())
+
+    def update(self, **changes: Any) -> PersistedState:
+        state = self.load().model_copy(update=changes)
+        self.save(state)
+        return state
