@@ -61,3 +61,29 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def strategy_factory(sandbox: SandboxServer, account: Account, tmp_path):
+    """Build (and at teardown stop) engine strategies against the sandbox; ``start=False`` to build only."""
+    from planar_core.engine import strategy as build
+
+    made: list[Any] = []
+
+    async def factory(name: str = "strat", start: bool = True, acct: Account | None = None, **overrides: Any) -> Any:
+        acct = acct or account
+        env = {"EXCHANGE_API_KEY": acct.api_key, "EXCHANGE_API_SECRET": acct.api_secret}
+        overrides.setdefault("universe", ["BTC/USDT", "ETH/USDT"])
+        overrides.setdefault("store_root", str(tmp_path / "store"))
+        overrides.setdefault("sandbox_endpoint", {"url": sandbox.url, "ws_url": sandbox.ws_url})
+        overrides.setdefault("rate_limits", {"weight_per_minute": 1_000_000, "orders_per_second": 1000, "burst_allowance": 1000})
+        overrides.setdefault("connection", {"health_interval": 3600})
+        s = build(name, env=env, **overrides)
+        made.append(s)
+        if start:
+            await s.start()
+        return s
+
+    yield factory
+    for s in made:
+        await s.stop()

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import ccxt
+
 from ..exchange.client import is_order
 from ..exchange.errors import (DuplicateOrder, ExchangeOpError, MalformedResponse, NetworkUncertain, OrderNotFound, RateLimited,
                                TransientError)
@@ -82,9 +84,12 @@ async def prepare(s: "Strategy", ai: AssetInstance, order_type: OrderType, side:
         return f"amount {amount} exceeds max_position_size {s.config.max_position_size}"
     ex = s.client.ex
     market = ai.market
-    amount = float(ex.amount_to_precision(ai.symbol, amount))
-    if price is not None:
-        price = float(ex.price_to_precision(ai.symbol, price))
+    try:
+        amount = float(ex.amount_to_precision(ai.symbol, amount))
+        if price is not None:
+            price = float(ex.price_to_precision(ai.symbol, price))
+    except ccxt.InvalidOrder as exc:  # rounds to zero
+        return f"amount {amount} below the market minimum after rounding to precision ({exc})"
     limits = market.get("limits") or {}
     min_amount = (limits.get("amount") or {}).get("min") or 0.0
     if amount <= 0 or amount < min_amount:

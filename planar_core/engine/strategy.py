@@ -134,6 +134,7 @@ class Strategy:
             self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
 
     async def stop(self) -> None:
+        """Stop watchers, flush the event sink, close connections. Safe to call twice."""
         self.running = False
         await self.supervisor.stop()
         self.sink.flush()

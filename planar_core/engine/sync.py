@@ -96,18 +96,18 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
     if since is not None:
         recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=lambda x: isinstance(x, list))
         for raw in recent:
-            _orders.apply_order(s, raw, emulate_now=True)
+            _orders.apply_order(s, raw)
     open_raw = await s.client.call("fetch_open_orders", lambda: s.client.ex.fetch_open_orders(ai.symbol), t,
                                    validate=lambda x: isinstance(x, list))
     open_ids = set()
     for raw in open_raw:
-        order = _orders.apply_order(s, raw, emulate_now=True)
+        order = _orders.apply_order(s, raw)
         if order is not None:
             open_ids.add(order.client_order_id)
     for order in [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]:
         try:  # it closed while we were not looking: learn how
             raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t)
-            _orders.apply_order(s, raw, emulate_now=True)
+            _orders.apply_order(s, raw)
         except OrderNotFound:
             order.status = "failed"
     if trades:
@@ -133,7 +133,7 @@ async def reconcile_intents(s: "Strategy") -> None:
             s.journal.outcome(cid, "failed")
             s.sink.record("order_failed", symbol=ai.symbol, client_order_id=cid, reason="intent without exchange order (crash before send)")
         else:
-            _orders.apply_order(s, raw, emulate_now=True)
+            _orders.apply_order(s, raw)
             s.journal.outcome(cid, "adopted", str(raw.get("id")))
             s.sink.record("order_adopted", symbol=ai.symbol, client_order_id=cid, order_id=raw.get("id"))
 

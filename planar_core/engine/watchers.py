@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.watchers")
+SUBSCRIBE_GRACE_S = 1.0
 
 
 async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
@@ -29,16 +30,19 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
     """Drive one watcher until ``stop_when()`` is true."""
     ws_blocked_until = 0.0
     pending: asyncio.Future | None = None
-    need_gap_poll = False
+    gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
     try:
         while not (stop_when and stop_when()):
             if use_ws and time.monotonic() >= ws_blocked_until:
-                if need_gap_poll:
-                    need_gap_poll = False
-                    await _poll(health, poll_step)
                 if pending is None:
                     pending = asyncio.ensure_future(ws_step())
-                done, _ = await asyncio.wait({pending}, timeout=interval)
+                    if gap_poll_at is None:
+                        gap_poll_at = time.monotonic() + SUBSCRIBE_GRACE_S
+                wait = interval if gap_poll_at is None else max(0.0, min(interval, gap_poll_at - time.monotonic()))
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
+                    gap_poll_at = -1.0  # done for this subscription
+                    await _poll(health, poll_step)
                 if not done:
                     continue
                 task, pending = pending, None
@@ -49,9 +53,9 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     health.failed(exc)
                     health.mode = "polling"
                     ws_blocked_until = time.monotonic() + fallback_s
+                    gap_poll_at = None
                     log.warning("%s: websocket failed (%s); polling for %.0fs", health.name, health.last_error, fallback_s)
                     await _poll(health, poll_step)
-                    need_gap_poll = True
                 continue
             await _poll(health, poll_step)
             await asyncio.sleep(interval)
