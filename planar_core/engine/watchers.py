@@ -36,13 +36,14 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
             if use_ws and time.monotonic() >= ws_blocked_until:
                 if pending is None:
                     pending = asyncio.ensure_future(ws_step())
+                    health.mode = "websocket"
                     if gap_poll_at is None:
                         gap_poll_at = time.monotonic() + SUBSCRIBE_GRACE_S
                 wait = interval if gap_poll_at is None else max(0.0, min(interval, gap_poll_at - time.monotonic()))
                 done, _ = await asyncio.wait({pending}, timeout=wait)
                 if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
                     gap_poll_at = -1.0  # done for this subscription
-                    await _poll(health, poll_step)
+                    await _poll(health, poll_step, None)
                 if not done:
                     continue
                 task, pending = pending, None
@@ -55,9 +56,9 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     ws_blocked_until = time.monotonic() + fallback_s
                     gap_poll_at = None
                     log.warning("%s: websocket failed (%s); polling for %.0fs", health.name, health.last_error, fallback_s)
-                    await _poll(health, poll_step)
+                    await _poll(health, poll_step, "polling")
                 continue
-            await _poll(health, poll_step)
+            await _poll(health, poll_step, "polling")
             await asyncio.sleep(interval)
     finally:
         if pending is not None:
@@ -66,10 +67,10 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                 await pending
 
 
-async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]]) -> None:
+async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]], mode: str | None) -> None:
     try:
         await poll_step()
-        health.seen("polling" if health.mode != "websocket" else None)
+        health.seen(mode)
     except Exception as exc:
         health.failed(exc)
         log.warning("%s: poll failed: %s", health.name, health.last_error)
