@@ -33,7 +33,7 @@ async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = a
         log.info("reconnection attempt %d/%d", attempt, cfg.max_retries)
         await sleep(cfg.retry_delay * 2 ** (attempt - 1))
         try:
-            await s.client.ex.close()  # drop websockets and the HTTP session; ccxt reopens lazily
+            await s.client.ex.close_ws_clients()  # drop websockets; watchers resubscribe on their next call
         except Exception:
             pass
         if await check(s):

@@ -15,7 +15,8 @@ log = logging.getLogger("planar.engine.supervisor")
 @dataclass
 class TaskHealth:
     name: str
-    mode: str = "starting"  # websocket | polling | stopped | ...
+    mode: str = "starting"  # websocket | polling | ok | reconnecting | lost ...
+    running: bool = False
     restarts: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -43,6 +44,7 @@ class Supervisor:
         if existing is not None and not existing.done():
             return self.health[name]
         health = self.health.setdefault(name, TaskHealth(name))
+        health.running = True
         self.tasks[name] = asyncio.create_task(self._run(name, body, health), name=f"planar:{name}")
         return health
 
@@ -52,13 +54,14 @@ class Supervisor:
 
     async def _run(self, name: str, body: Callable[[TaskHealth], Awaitable[None]], health: TaskHealth) -> None:
         backoff = 0.5
+        health.running = True
         while True:
             try:
                 await body(health)
-                health.mode = "stopped"
+                health.running = False
                 return
             except asyncio.CancelledError:
-                health.mode = "stopped"
+                health.running = False
                 raise
             except Exception as exc:
                 health.failed(exc)

@@ -42,6 +42,20 @@ def is_list(x: Any) -> bool:
     return isinstance(x, list)
 
 
+def guard_ccxt_logs(secrets: list[str]) -> None:
+    """ccxt logs every request's headers (the API key among them) at DEBUG: keep its loggers at
+    INFO and put a redactor on them, whatever level the application runs at."""
+    from ..alerts.redact import RedactingFilter, Redactor
+
+    flt = RedactingFilter(Redactor(secrets))
+    names = ["ccxt"] + [n for n in logging.root.manager.loggerDict if n.startswith("ccxt.")]
+    for name in names:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET or lg.level < logging.INFO:
+            lg.setLevel(logging.INFO)
+        lg.addFilter(flt)
+
+
 def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
     """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
     creds = cfg.credentials
@@ -70,9 +84,11 @@ class ExchangeClient:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.ex = exchange if exchange is not None else build_ccxt(cfg)
+        guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
         self.orders = OrderPacer(cfg.rate_limits.orders_per_second, cfg.rate_limits.burst_allowance)
         self.trace_api_calls = True
+        self.last_batch_count = 0
         self._rng = random.Random()
 
     @property
@@ -137,6 +153,7 @@ class ExchangeClient:
             weight += op[2]
         if current:
             batches.append(current)
+        self.last_batch_count = len(batches)
         results: list[Any] = []
         for group in batches:
             out = await asyncio.gather(*(self.call(name, fn, timeout) for name, fn, _ in group), return_exceptions=True)

@@ -94,7 +94,7 @@ async def test_crashed_task_is_restarted_with_backoff_and_counted(caplog) -> Non
             raise RuntimeError(f"boom {len(runs)}")
 
     health = sup.start("flaky", flaky)
-    await wait_for(lambda: health.mode == "stopped")
+    await wait_for(lambda: not health.running)
     assert health.restarts == 2 and health.failures == 2 and "boom 2" in health.last_error
     assert sum("task flaky crashed" in r.message for r in caplog.records) == 2
 
