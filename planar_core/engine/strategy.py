@@ -109,6 +109,10 @@ class Strategy:
 
     async def start(self, watchers: bool = True) -> None:
         await self.load()
+        if self.paper and self.broker is None:
+            from .paper import PaperBroker
+
+            self.broker = PaperBroker(self)
         await _sync.check_live_safety(self)
         await _sync.startup_sync(self)
         self.running = True
@@ -116,7 +120,7 @@ class Strategy:
             self.start_watchers()
 
     def start_watchers(self) -> None:
-        if self.config.balance_watcher.enabled:
+        if self.config.balance_watcher.enabled and not self.paper:
             self.supervisor.start("balance", balance_watcher(self))
         if self.config.margin and self.config.position_watcher.enabled and not self.paper:
             self.supervisor.start("positions", position_watcher(self))
@@ -130,7 +134,7 @@ class Strategy:
         self.supervisor.start("health", connection_monitor(self))
 
     def ensure_order_tasks(self, ai: AssetInstance) -> None:
-        if self.config.order_monitoring.enabled and self.running:
+        if self.config.order_monitoring.enabled and self.running and not self.paper:
             self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
 
     async def stop(self) -> None:

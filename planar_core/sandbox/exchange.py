@@ -56,6 +56,7 @@ class SandboxExchange:
     specs: list[MarketSpec] = field(default_factory=lambda: list(DEFAULT_MARKETS))
     faults: Faults = field(default_factory=Faults)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -83,6 +84,8 @@ class SandboxExchange:
         return self.markets[(kind, symbol.upper())]
 
     def mid(self, m: Market, wall_ms: float | None = None) -> float:
+        if self.price_source is not None:
+            return self.price_source(m) * m.shock
         t = self.now_ms() if wall_ms is None else wall_ms
         return float(m.path.price_at(self.data_time(m.key, t))) * m.shock
 

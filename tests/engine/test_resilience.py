@@ -115,3 +115,23 @@ async def test_secrets_never_leave_the_process(strategy_factory, sandbox, tmp_pa
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
+
+
+async def test_every_operation_honours_its_timeout(strategy_factory, sandbox) -> None:
+    from planar_core.exchange.errors import NetworkUncertain
+
+    s = await strategy_factory(timeouts={"market_data": 0.2})
+    sandbox.ex.faults = Faults(latency_ms=600)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(NetworkUncertain, match="timed out"):
+        await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), s.config.timeouts.market_data, retries=0)
+    assert loop.time() - t0 < 0.55  # cut at the configured timeout, not at the server's pace
+
+
+async def test_used_weight_header_is_tracked_and_respected(strategy_factory, sandbox) -> None:
+    s = await strategy_factory(rate_limits={"weight_per_minute": 1000, "orders_per_second": 100})
+    await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), 5)
+    assert s.client.guard.used > 0  # the server's count, read from X-MBX-USED-WEIGHT-1M
+    s.client.guard.observe_headers({"X-MBX-USED-WEIGHT-1M": "950"})
+    assert s.client.guard.resume_at > time.monotonic()  # near the limit: hold until the window rolls

@@ -1,0 +1,44 @@
+"""Paper mode: live market data from the sandbox, local fills, no private request."""
+
+from __future__ import annotations
+
+import pytest
+
+from planar_core.engine import Paper
+from planar_core.model import PENDING, OrderType, Side, Trade
+from planar_core.sandbox import Faults
+
+from ..conftest import wait_for
+
+PUBLIC = {"load_markets", "fetch_ohlcv", "fetch_ticker", "fetch_time"}
+
+
+async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -> None:
+    sandbox.ex.faults = Faults(private_api=False)  # a private request would fail loudly
+    from planar_core.engine import strategy as build
+
+    s = build("paper", mode=Paper(), env={}, universe=["BTC/USDT", "ETH/USDT"], initial_cash=50_000, store_root=str(tmp_path),
+              sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, ohlcv_watcher={"interval": 0.2},
+              connection={"health_interval": 3600})
+    await s.start()
+    try:
+        ai = s.universe["BTC/USDT"]
+        await wait_for(lambda: ai.last_price is not None)
+        assert s.cash("USDT").total == 50_000
+        trade = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=1)
+        assert isinstance(trade, Trade) and trade.price == pytest.approx(ai.last_price, rel=2e-3)
+        assert s.cash("BTC").total == pytest.approx(0.1 * 0.999)
+        assert s.cash("USDT").total == pytest.approx(50_000 - trade.amount * trade.price)
+        price = ai.last_price * 0.98
+        assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.1, price=price, waitfor=0.2) is PENDING
+        assert s.cash("USDT").used == pytest.approx(0.1 * round(price, 2), rel=1e-6)
+        sandbox.ex.markets[("spot", "BTCUSDT")].shock = 0.95  # the live price falls through the limit
+        sandbox.hub.publish_now()
+        await wait_for(lambda: len(ai.trades) == 2)
+        assert ai.trades[-1].price == pytest.approx(price, abs=0.01)
+        assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=100.0) is None  # not enough paper cash
+        endpoints = {e["endpoint"] for e in s.sink.of("api_call")}
+        assert endpoints <= PUBLIC
+        assert sandbox.ex.snapshot()["accounts"][account.api_key]["orders"] == []
+    finally:
+        await s.stop()
