@@ -35,6 +35,7 @@ def sandbox_serve(
     weight_per_minute: int = typer.Option(6000, min=1, help="request-weight limit per IP per minute"),
     orders_per_10s: int = typer.Option(100, min=1, help="order-rate limit per account per 10 s"),
     allow_non_loopback: bool = typer.Option(False, help="permit binding a non-loopback address"),
+    synthetic_markets: int = typer.Option(0, min=0, help="extra generated spot markets SYN0/USDT... (scale tests)"),
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM; prints one JSON line with url, ws_url, api_key, api_secret."""
     from .sandbox.runner import build_exchange, parse_balances, serve_forever
@@ -42,7 +43,8 @@ def sandbox_serve(
 
     try:
         balances = parse_balances(balance)
-        ex = build_exchange(data, speed=speed, seed=seed, limits=Limits(weight_per_minute=weight_per_minute, orders_per_10s=orders_per_10s))
+        ex = build_exchange(data, speed=speed, seed=seed, limits=Limits(weight_per_minute=weight_per_minute, orders_per_10s=orders_per_10s),
+                            synthetic=synthetic_markets)
         acct = ex.add_account(balances, api_key, api_secret)
         server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
     except ValueError as exc:

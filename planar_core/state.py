@@ -47,11 +47,18 @@ class StateStore:
 
     def __init__(self, strategy_dir: Path) -> None:
         self.path = Path(strategy_dir) / "state.json"
+        self._cached: tuple[tuple[int, int, int], PersistedState] | None = None
 
     def load(self) -> PersistedState:
-        if not self.path.is_file():
+        """The current state; re-read only when the file changed (another process may write it)."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
             return PersistedState()
-        return PersistedState.model_validate_json(self.path.read_text())
+        if self._cached is None or self._cached[0] != stamp:
+            self._cached = (stamp, PersistedState.model_validate_json(self.path.read_text()))
+        return self._cached[1].model_copy()
 
     def save(self, state: PersistedState) -> None:
         atomic_write_json(self.path, state.model_dump())

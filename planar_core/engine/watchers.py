@@ -31,18 +31,19 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
     ws_blocked_until = 0.0
     pending: asyncio.Future | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
+    gap_polled = False
     try:
         while not (stop_when and stop_when()):
             if use_ws and time.monotonic() >= ws_blocked_until:
                 if pending is None:
                     pending = asyncio.ensure_future(ws_step())
                     health.mode = "websocket"
-                    if gap_poll_at is None:
+                    if gap_poll_at is None and not gap_polled:
                         gap_poll_at = time.monotonic() + SUBSCRIBE_GRACE_S
                 wait = interval if gap_poll_at is None else max(0.0, min(interval, gap_poll_at - time.monotonic()))
                 done, _ = await asyncio.wait({pending}, timeout=wait)
                 if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
-                    gap_poll_at = -1.0  # done for this subscription
+                    gap_poll_at, gap_polled = None, True  # once per subscription
                     await _poll(health, poll_step, None)
                 if not done:
                     continue
@@ -54,7 +55,7 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     health.failed(exc)
                     health.mode = "polling"
                     ws_blocked_until = time.monotonic() + fallback_s
-                    gap_poll_at = None
+                    gap_poll_at, gap_polled = None, False
                     log.warning("%s: websocket failed (%s); polling for %.0fs", health.name, health.last_error, fallback_s)
                     await _poll(health, poll_step, "polling")
                 continue

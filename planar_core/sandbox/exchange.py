@@ -169,7 +169,8 @@ class SandboxExchange:
         acct.orders[order.order_id] = order
         acct.by_client_id[(kind, client_id)] = order
         self.emit(acct, kind, "order", {"order": order, "exec": "NEW"})
-        self.emit(acct, kind, "account", {"symbol": order.symbol})  # funds were locked
+        if kind == "spot":  # Binance reports the lock on spot; futures send ACCOUNT_UPDATE only on balance/position changes
+            self.emit(acct, kind, "account", {"symbol": order.symbol})
         fills = self._execute(acct, m, order, takes, maker=False)
         if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
             self._close(acct, order, "EXPIRED")

@@ -194,3 +194,9 @@ class PathLibrary:
                 return _file_path(str(cand.resolve()), spec.start_price)
         start = spec.start_price or 1.0
         return generated_path(start, seed=self.seed + sum(map(ord, spec.symbol + spec.kind)))
+
+
+def synthetic_markets(n: int) -> list[MarketSpec]:
+    """``n`` extra spot markets (SYN0/USDT ...) on generated paths, for scale tests and benchmarks."""
+    return [MarketSpec(f"SYN{i}USDT", f"SYN{i}", "USDT", "spot", D("0.0001"), D("0.01"), D("0.01"), D("10000000"), D("5"), 10.0 + i,
+                       f"synthetic-{i}.csv") for i in range(n)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .exchange import SandboxExchange
 from .limits import Limits
-from .market_data import DEFAULT_DATA_DIR, DEFAULT_MARKETS, PathLibrary
+from .market_data import DEFAULT_DATA_DIR, DEFAULT_MARKETS, PathLibrary, synthetic_markets
 from .server import SandboxServer
 
 DEFAULT_BALANCES = "USDT=10000,BTC=0.5,ETH=5"
@@ -32,7 +32,8 @@ def parse_balances(text: str) -> dict[str, Decimal]:
     return out
 
 
-def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int = 7, limits: Limits | None = None) -> SandboxExchange:
+def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int = 7, limits: Limits | None = None,
+                   synthetic: int = 0) -> SandboxExchange:
     """An exchange whose paths come from ``data`` files (named like the shared data set) or the default data dir."""
     extra: dict[str, Path] = {}
     data_dir = DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
@@ -45,7 +46,8 @@ def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int
         for spec in DEFAULT_MARKETS:
             if spec.data_file == path.name:
                 extra[spec.symbol] = path
-    ex = SandboxExchange(speed=speed, seed=seed, paths=PathLibrary(data_dir=data_dir, seed=seed, extra_files=extra))
+    ex = SandboxExchange(speed=speed, seed=seed, paths=PathLibrary(data_dir=data_dir, seed=seed, extra_files=extra),
+                         specs=list(DEFAULT_MARKETS) + synthetic_markets(synthetic))
     if limits is not None:
         ex.limiter.limits = limits
     return ex

@@ -1,0 +1,74 @@
+"""Order hot path: ``s.call(..., waitfor=0)`` vs raw ``ccxt.binance.create_order`` on the same sandbox.
+
+Both send the same order (an IOC buy 10 % under the market, so nothing fills and
+no state accumulates), interleaved one-for-one on two accounts, 0 injected latency.
+The sandbox runs in its own process. Goal: median ratio <= 1.10.
+
+    .venv/bin/python -m bench.engine_hot_path [--orders 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+
+from planar_core.engine import strategy
+from planar_core.exchange.endpoints import point_at_sandbox
+from planar_core.model import PENDING, OrderType, Side
+
+from .common import figure, median, pct, sandbox_process
+
+
+async def run(n: int, info: dict) -> list[dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{info['url']}/admin/accounts", json={"balances": {"USDT": 10_000_000, "BTC": 100}}) as r:
+            second = await r.json()
+    raw = point_at_sandbox(ccxt_async.binance({"apiKey": second["api_key"], "secret": second["api_secret"], "enableRateLimit": False}),
+                           info["url"], info["ws_url"])
+    s = strategy("bench", env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+                 universe=["BTC/USDT"], store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+                 rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
+                 connection={"health_interval": 3600})
+    await s.start()
+    await raw.load_markets()
+    try:
+        ai = s.universe["BTC/USDT"]
+        for _ in range(50):  # let the watchers settle
+            if ai.last_price:
+                break
+            await asyncio.sleep(0.1)
+        price = round(ai.last_price * 0.9, 2)
+        engine_ms, raw_ms = [], []
+        for i in range(n):
+            t0 = time.perf_counter()
+            result = await s.call(ai, OrderType.IOC, Side.BUY, amount=0.001, price=price, waitfor=0)
+            engine_ms.append((time.perf_counter() - t0) * 1000)
+            assert result is PENDING, result
+            t0 = time.perf_counter()
+            await raw.create_order("BTC/USDT", "limit", "buy", 0.001, price, {"timeInForce": "IOC"})
+            raw_ms.append((time.perf_counter() - t0) * 1000)
+        return [
+            figure("s.call(waitfor=0) median latency (ms)", median(engine_ms), median(raw_ms), "raw ccxt create_order median (ms)",
+                   goal="ratio <= 1.10", n=n),
+            figure("s.call(waitfor=0) p99 latency (ms)", pct(engine_ms, 0.99), pct(raw_ms, 0.99), "raw ccxt create_order p99 (ms)", n=n),
+        ]
+    finally:
+        await s.stop()
+        await raw.close()
+
+
+def main() -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1000)
+    args = parser.parse_args()
+    with sandbox_process("--balance", "USDT=10000000,BTC=100", "--weight-per-minute", "10000000", "--orders-per-10s", "10000000") as info:
+        return asyncio.run(run(args.orders, info))
+
+
+if __name__ == "__main__":
+    main()
