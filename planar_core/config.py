@@ -97,6 +97,14 @@ class RiskConfig(_Model):
     monitor_interval: float = Field(30.0, gt=0)
 
 
+class EventTracing(_Model):
+    enabled: bool = True
+    trace_market_data: bool = False
+    trace_api_calls: bool = True
+    flush_interval: float = Field(60.0, gt=0, description="seconds between flushes (order intents flush at once)")
+    root: str | None = Field(None, description="trace root (path or fsspec URL); default <store_root>/traces/<account>")
+
+
 class Credentials(_Model):
     """API credentials. Values come from the named environment variables or a secrets provider."""
 
@@ -161,6 +169,7 @@ class StrategyConfig(_Model):
     credentials: Credentials = Field(default_factory=Credentials)
     sandbox_endpoint: SandboxEndpoint = Field(default_factory=SandboxEndpoint)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    event_tracing: EventTracing = Field(default_factory=EventTracing)
     alerts: AlertConfig | None = None
 
     @field_validator("universe", mode="before")

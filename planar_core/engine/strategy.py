@@ -53,6 +53,7 @@ class Strategy:
         self.paper = config.mode == "paper"
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.client = client or ExchangeClient(config, self.sink)
+        self.client.ex._trace = self.sink  # the seed's exc._trace
         self.dir: Path = config.store_path
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_store = StateStore(self.dir)
@@ -108,13 +109,18 @@ class Strategy:
         await _sync.load_markets(self)
 
     async def start(self, watchers: bool = True) -> None:
-        await self.load()
-        if self.paper and self.broker is None:
-            from .paper import PaperBroker
+        """Load, check, sync, start watchers. A failed start releases the trace and the connections."""
+        try:
+            await self.load()
+            if self.paper and self.broker is None:
+                from .paper import PaperBroker
 
-            self.broker = PaperBroker(self)
-        await _sync.check_live_safety(self)
-        await _sync.startup_sync(self)
+                self.broker = PaperBroker(self)
+            await _sync.check_live_safety(self)
+            await _sync.startup_sync(self)
+        except BaseException:
+            await self.stop()
+            raise
         self.running = True
         if watchers:
             self.start_watchers()
@@ -141,7 +147,11 @@ class Strategy:
         """Stop watchers, flush the event sink, close connections. Safe to call twice."""
         self.running = False
         await self.supervisor.stop()
-        self.sink.flush()
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            close()
+        else:
+            self.sink.flush()
         self.journal.close()
         await self.client.close()
 
@@ -238,8 +248,7 @@ class Strategy:
                 store.append(list(c))
         del store[:-1000]
         ai.last_price = float(store[-1][4])
-        if self.config.risk and getattr(self, "_trace_market_data", False):
-            self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, close=ai.last_price)
+        self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
         if self.broker is not None:
             self.broker.on_price(self, ai)
 
@@ -270,7 +279,28 @@ def strategy(name: str, mode: Live | Paper = Live(), exchange: str = "binance", 
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
         raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} "
                           "(environment or secrets provider)")
+    if sink is None and cfg.event_tracing.enabled:
+        sink = open_trace(cfg)
     return Strategy(cfg, sink=sink)
+
+
+def trace_root(cfg: StrategyConfig) -> str:
+    """One trace per exchange account: ``<store_root>/traces/<exchange>-<hash of the key>`` (paper: per strategy)."""
+    from ..trace import account_id
+
+    if cfg.event_tracing.root:
+        return cfg.event_tracing.root
+    key = cfg.credentials.api_key.get_secret_value() if cfg.credentials.api_key is not None else None
+    name = f"paper-{cfg.name}" if cfg.mode == "paper" else account_id(cfg.exchange, key)
+    return f"{cfg.store_root.rstrip('/')}/traces/{name}"
+
+
+def open_trace(cfg: StrategyConfig) -> EventSink:
+    from ..trace import EventTrace
+
+    t = cfg.event_tracing
+    return EventTrace(trace_root(cfg), flush_interval=t.flush_interval, trace_market_data=t.trace_market_data,
+                      trace_api_calls=t.trace_api_calls)
 
 
 __all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError", "asyncio"]

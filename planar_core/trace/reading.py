@@ -1,0 +1,195 @@
+"""Reading a trace: the last n events, events between two dates, everything as a DataFrame.
+
+Readers never take a lock: they read ``manifest.json`` once and then only
+immutable files (segments listed there, WAL files it has not consumed).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
+from .store import EventTrace, Manifest, Segment, TraceFiles
+
+COLUMNS = ["timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee", "payload"]
+
+
+def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
+    if isinstance(et, EventTrace):
+        return et.files
+    if isinstance(et, TraceFiles):
+        return et
+    return TraceFiles(str(et))
+
+
+def _wal_events(files: TraceFiles, m: Manifest) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for seq in files.list_wal():
+        if seq <= m.wal_consumed:
+            continue
+        raw = files.read(f"wal/{seq:012d}.jsonl")
+        if raw is None:  # consumed by a checkpoint since we listed: it is in a segment of a newer manifest
+            continue
+        events.extend(json.loads(line) for line in raw.decode().splitlines() if line)
+    return events
+
+
+def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+    stop = seg.rows if stop is None else stop
+    g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
+    if stop <= start:
+        return pd.DataFrame(columns=COLUMNS)
+    ends = g["payload_end"][max(0, start - 1):stop]
+    first = 0 if start == 0 else int(ends[0])
+    ends = ends[1:] if start > 0 else ends
+    blob = bytes(g["payload"][first:int(ends[-1])]) if len(ends) and int(ends[-1]) > first else b""
+    offsets = np.concatenate([[0], ends - first]).astype(np.int64)
+    payload = [json.loads(blob[offsets[i]:offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
+    data: dict[str, Any] = {
+        "timestamp": pd.to_datetime(g["timestamp"][start:stop], utc=True),
+        "kind": pd.Categorical.from_codes(g["kind"][start:stop].astype(np.int16), categories=list(KINDS)),
+    }
+    for name in STRINGS:
+        data[name] = decode_strings(g[name][start:stop])
+    data["side"] = pd.array([SIDE_NAMES[int(x)] for x in g["side"][start:stop]], dtype=object)
+    for name in ("amount", "price", "fee"):
+        data[name] = g[name][start:stop]
+    data["payload"] = payload
+    df = pd.DataFrame(data)
+    other = df["kind"] == "other"
+    if other.any():  # kinds this schema version does not list keep their name in the payload
+        df["kind"] = df["kind"].astype(object)
+        df.loc[other, "kind"] = [p.get("kind", "other") for p in df.loc[other, "payload"]]
+    return df
+
+
+def _events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+    if not events:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = []
+    for e in events:
+        core = {c: e.get(c) for c in COLUMNS if c != "payload"}
+        core["payload"] = {k: v for k, v in e.items() if k not in COLUMNS}
+        rows.append(core)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["timestamp"] = pd.to_datetime(df["timestamp"].astype("int64"), utc=True)
+    for name in ("amount", "price", "fee"):
+        df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+    for name in STRINGS:
+        df[name] = df[name].fillna("").astype(object)
+    return df
+
+
+def _finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        df = pd.DataFrame(columns=COLUMNS)
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+        return df
+    df = pd.concat(frames, ignore_index=True)
+    df["kind"] = df["kind"].astype(str).astype("category")
+    return df
+
+
+def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The seed's event dicts: core columns plus the payload's fields, empty values dropped."""
+    out = []
+    for row in df.itertuples(index=False):
+        rec = {"timestamp": row.timestamp, "kind": str(row.kind)}  # a pd.Timestamp: a datetime that keeps nanoseconds
+        for name in ("symbol", "order_id", "client_order_id", "side"):
+            v = getattr(row, name)
+            if isinstance(v, str) and v:
+                rec[name] = v
+        for name in ("amount", "price", "fee"):
+            v = getattr(row, name)
+            if v is not None and not (isinstance(v, float) and np.isnan(v)):
+                rec[name] = float(v)
+        rec.update(row.payload or {})
+        out.append(rec)
+    return out
+
+
+def trace_tail(et: EventTrace | TraceFiles | str, n: int = 10, as_df: bool = False, kind: str | None = None) -> pd.DataFrame | list[dict]:
+    """The last ``n`` events (optionally of one kind). Reads only the newest WAL files and segments."""
+    files = _files(et)
+    m = files.load_manifest()
+    frames: list[pd.DataFrame] = []
+    wal = _events_frame(_wal_events(files, m))
+    if kind is not None:
+        wal = wal[wal["kind"] == kind]
+    frames.insert(0, wal.tail(n))
+    have = len(frames[0])
+    for seg in reversed(m.segments):
+        if have >= n:
+            break
+        if kind is None:
+            part = _segment_frame(files, seg, max(0, seg.rows - (n - have)))
+        else:  # filtering by kind may need the whole segment's kind column, read in blocks from the end
+            part = _segment_frame(files, seg)
+            part = part[part["kind"] == kind].tail(n - have)
+        frames.insert(0, part)
+        have += len(part)
+    df = _finish(frames).tail(n).reset_index(drop=True)
+    return df if as_df else to_records(df)
+
+
+def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
+    ts = pd.Timestamp(x)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(timezone.utc)
+    return int(ts.value)
+
+
+def extract_events_by_date(et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None) -> pd.DataFrame:
+    """Events with start <= timestamp < end, found by binary search over segment bounds, then within segments."""
+    files = _files(et)
+    m = files.load_manifest()
+    lo = _to_ns(start) if start is not None else -(2**63)
+    hi = _to_ns(end) if end is not None else 2**63 - 1
+    segs = m.segments
+    first = bisect.bisect_left([s.t_max for s in segs], lo)
+    frames = []
+    for seg in segs[first:]:
+        if seg.t_min >= hi:
+            break
+        g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
+        ts = g["timestamp"]
+        a = _search(ts, lo, seg.rows)
+        b = _search(ts, hi, seg.rows)
+        frames.append(_segment_frame(files, seg, a, b))
+    wal = _events_frame(_wal_events(files, m))
+    if len(wal):
+        ns = wal["timestamp"].astype("int64")
+        frames.append(wal[(ns >= lo) & (ns < hi)])
+    df = _finish(frames)
+    if kind is not None:
+        df = df[df["kind"] == kind].reset_index(drop=True)
+    return df
+
+
+def _search(ts: Any, value: int, rows: int) -> int:
+    """First row with timestamp >= value: bisect over chunk boundaries, then inside one chunk."""
+    chunk = ts.chunks[0]
+    starts = list(range(0, rows, chunk))
+    lo, hi = 0, len(starts)
+    while lo < hi:  # the last chunk whose first timestamp is < value
+        mid = (lo + hi) // 2
+        if int(ts[starts[mid]]) < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    c = max(0, lo - 1)
+    block = ts[starts[c]:min(rows, starts[c] + chunk)]
+    return starts[c] + int(np.searchsorted(block, value, side="left"))
+
+
+def read_trace(et: EventTrace | TraceFiles | str) -> pd.DataFrame:
+    """Every event, in order."""
+    return extract_events_by_date(et)

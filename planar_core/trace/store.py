@@ -1,0 +1,334 @@
+"""EventTrace: an append-only event log on Zarr v3 with a write-ahead log for order intents.
+
+Layout under the trace root (a local directory or any fsspec URL)::
+
+    manifest.json           committed state: segments (name, rows, t_min, t_max), WAL files consumed
+    segments/<n>/           one Zarr group per checkpoint or compaction: columnar arrays (see schema.py)
+    wal/<seq>.jsonl         small immutable files of events not yet in a segment
+    archive/                the same layout, for events past retention (compaction)
+    writer.lock             held by the one writer for its lifetime (local roots)
+
+Why this shape: a Zarr array cannot be grown atomically, so nothing is ever
+grown. A checkpoint writes a new segment and then replaces ``manifest.json``
+(one atomic rename / one object PUT); a crash before that leaves an orphan
+segment nobody reads. Order intents cannot wait for a checkpoint, so each
+flush writes the buffered events as one immutable WAL file (tmp + rename):
+cheap, durable across a process kill, and all-or-nothing. Readers take the
+manifest, its segments, and the WAL files it has not consumed, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import zarr
+
+from .schema import INTENT_KINDS, MARKET_DATA_KINDS, SCHEMA_VERSION, columns_from_events
+
+log = logging.getLogger("planar.trace")
+
+
+class TraceLockedError(RuntimeError):
+    """Another process is writing this trace."""
+
+
+def account_id(exchange: str, api_key: str | None) -> str:
+    """A stable, non-secret name for an exchange account (a hash of the key, never the key)."""
+    digest = hashlib.sha256((api_key or "anonymous").encode()).hexdigest()[:12]
+    return f"{exchange}-{digest}"
+
+
+@dataclass
+class Segment:
+    name: str
+    rows: int
+    t_min: int
+    t_max: int
+    bytes: int = 0
+
+
+@dataclass
+class Manifest:
+    schema_version: int = SCHEMA_VERSION
+    segments: list[Segment] = field(default_factory=list)
+    wal_consumed: int = -1  # WAL files with seq <= this are in segments
+    generation: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"schema_version": self.schema_version, "generation": self.generation, "wal_consumed": self.wal_consumed,
+                           "segments": [vars(s) for s in self.segments]}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        d = json.loads(text)
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"trace schema version {d.get('schema_version')} is not supported (expected {SCHEMA_VERSION})")
+        return cls(d["schema_version"], [Segment(**s) for s in d["segments"]], d["wal_consumed"], d.get("generation", 0))
+
+
+class TraceFiles:
+    """File operations on a trace root, local or fsspec; every write of shared state is atomic."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self.fs, self.path = fsspec.core.url_to_fs(self.root)
+        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.fs.makedirs(f"{self.path}/wal", exist_ok=True)
+        self.fs.makedirs(f"{self.path}/segments", exist_ok=True)
+
+    def url(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        target = f"{self.path}/{rel}"
+        if self.local:
+            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        else:  # one PUT is atomic on object stores
+            self.fs.pipe_file(target, data)
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(f"{self.path}/{rel}")
+        except FileNotFoundError:
+            return None
+
+    def list_wal(self) -> list[int]:
+        try:
+            names = self.fs.ls(f"{self.path}/wal", detail=False)
+        except FileNotFoundError:
+            return []
+        out = []
+        for n in names:
+            base = str(n).rsplit("/", 1)[-1]
+            if base.endswith(".jsonl"):
+                with contextlib.suppress(ValueError):
+                    out.append(int(base[: -len(".jsonl")]))
+        return sorted(out)
+
+    def remove(self, rel: str, recursive: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(f"{self.path}/{rel}", recursive=recursive)
+
+    def du(self, rel: str) -> tuple[int, int]:
+        """(bytes, files) under rel."""
+        try:
+            sizes = self.fs.du(f"{self.path}/{rel}", total=False)
+        except FileNotFoundError:
+            return 0, 0
+        return int(sum(sizes.values())), len(sizes)
+
+    @contextlib.contextmanager
+    def manifest_lock(self) -> Iterator[None]:
+        """Short exclusive lock around read-modify-write of the manifest (writer vs compaction)."""
+        if not self.local:
+            yield
+            return
+        fd = os.open(f"{self.path}/manifest.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def load_manifest(self) -> Manifest:
+        raw = self.read("manifest.json")
+        return Manifest.from_json(raw.decode()) if raw else Manifest()
+
+    def save_manifest(self, m: Manifest) -> None:
+        m.generation += 1
+        self.write_atomic("manifest.json", m.to_json().encode())
+
+
+def write_segment(files: TraceFiles, name: str, cols: dict[str, np.ndarray], chunk_rows: int | None = None) -> Segment:
+    """One Zarr group holding a batch of events as columns."""
+    n = len(cols["timestamp"])
+    group = zarr.open_group(files.url(f"segments/{name}"), mode="w", zarr_format=3)
+    rows_chunk = max(1, min(n, chunk_rows or n))
+    for col, arr in cols.items():
+        if col == "payload":
+            chunks: tuple[int, ...] = (max(1, min(len(arr), 4 * 1024 * 1024)),)
+        else:
+            chunks = (rows_chunk, *arr.shape[1:])
+        z = group.create_array(col, shape=arr.shape, dtype=arr.dtype, chunks=chunks, fill_value=0)
+        if arr.size:
+            z[...] = arr
+    group.attrs.update({"schema_version": SCHEMA_VERSION, "rows": n})
+    ts = cols["timestamp"]
+    nbytes = int(sum(a.nbytes for a in cols.values()))
+    return Segment(name, n, int(ts[0]) if n else 0, int(ts[-1]) if n else 0, nbytes)
+
+
+class EventTrace:
+    """The writer side; also the engine's EventSink. One writer per trace, enforced by ``writer.lock``."""
+
+    def __init__(self, root: str, flush_interval: float = 60.0, max_buffer: int = 50_000, checkpoint_every: int = 50_000,
+                 checkpoint_interval: float = 300.0, max_wal_files: int = 500, trace_market_data: bool = False,
+                 trace_api_calls: bool = True, writer: bool = True) -> None:
+        self.files = TraceFiles(str(root))
+        self.root = self.files.root
+        self.flush_interval = flush_interval
+        self.max_buffer = max_buffer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self.max_wal_files = max_wal_files
+        self._wal_files = 0
+        self._last_checkpoint = time.monotonic()
+        self.trace_market_data = trace_market_data
+        self.trace_api_calls = trace_api_calls
+        self._buffer: list[dict[str, Any]] = []
+        self._wal_pending: list[dict[str, Any]] = []  # in WAL files, not yet in a segment
+        self._lock = threading.RLock()
+        self._last_ts = 0
+        self._last_flush = time.monotonic()
+        self._lock_fd: int | None = None
+        self.closed = False
+        if writer:
+            self._acquire_writer_lock()
+            with self.files.manifest_lock():
+                m = self.files.load_manifest()
+                if not self.files.read("manifest.json"):
+                    self.files.save_manifest(m)
+            self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
+            self._last_ts = max((s.t_max for s in m.segments), default=0)
+
+    # ------------------------------------------------------------- locking
+    def _acquire_writer_lock(self) -> None:
+        if not self.files.local:
+            return
+        path = f"{self.files.path}/writer.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = open(path).read().strip() or "another process"  # noqa: SIM115
+            raise TraceLockedError(f"trace {self.root} is being written by {holder}; one writer per trace") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        self._lock_fd = fd
+
+    # ------------------------------------------------------------- EventSink
+    def record(self, kind: str, **fields: Any) -> None:
+        if kind in MARKET_DATA_KINDS and not self.trace_market_data:
+            return
+        if kind == "api_call" and not self.trace_api_calls:
+            return
+        ts = time.time_ns()
+        with self._lock:
+            ts = max(ts, self._last_ts + 1)  # strictly increasing: the by-date search relies on it
+            self._last_ts = ts
+            self._buffer.append({"timestamp": ts, "kind": kind, **fields})
+            due = kind in INTENT_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make every buffered event durable (one WAL file); checkpoint into a segment when enough piled up."""
+        with self._lock:
+            if self._buffer:
+                seq = self._wal_seq
+                self._wal_seq += 1
+                data = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in self._buffer).encode()
+                self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
+                self._wal_pending.extend(self._buffer)
+                self._wal_files += 1
+                self._buffer = []
+            self._last_flush = time.monotonic()
+            if (len(self._wal_pending) >= self.checkpoint_every or self._wal_files >= self.max_wal_files
+                    or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)):
+                self.checkpoint()
+
+    def checkpoint(self) -> Segment | None:
+        """Move WAL'd events into a new Zarr segment, atomically with consuming their WAL files."""
+        with self._lock:
+            if self._buffer:
+                self.flush()
+            if not self._wal_pending:
+                return None
+            events = self._wal_pending
+            upto = self._wal_seq - 1
+            self._last_checkpoint = time.monotonic()
+            self._wal_files = 0
+            return self._commit_segment(columns_from_events(events), upto, lambda: setattr(self, "_wal_pending", []))
+
+    def append_columns(self, cols: dict[str, np.ndarray]) -> Segment:
+        """Bulk append of ready-made columns (imports, benchmarks); bypasses the WAL, commits at once."""
+        with self._lock:
+            self.flush()
+            ts = cols["timestamp"]
+            if len(ts) and (int(ts[0]) <= self._last_ts or np.any(np.diff(ts) <= 0)):
+                raise ValueError("append_columns: timestamps must be strictly increasing and after the trace's last event")
+            seg = self._commit_segment(cols, None, lambda: None)
+            if len(ts):
+                self._last_ts = int(ts[-1])
+            return seg
+
+    def _commit_segment(self, cols: dict[str, np.ndarray], wal_upto: int | None, on_done: Any) -> Segment:
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        seg = write_segment(self.files, name, cols)
+        with self.files.manifest_lock():
+            m = self.files.load_manifest()
+            m.segments.append(seg)
+            if wal_upto is not None:
+                m.wal_consumed = max(m.wal_consumed, wal_upto)
+            self.files.save_manifest(m)
+        on_done()
+        if wal_upto is not None:
+            for seq in self.files.list_wal():
+                if seq <= wal_upto:
+                    self.files.remove(f"wal/{seq:012d}.jsonl")
+        return seg
+
+    def close(self) -> None:
+        """Flush and checkpoint everything, release the writer lock."""
+        if self.closed:
+            return
+        with self._lock:
+            self.flush()
+            self.checkpoint()
+            self.closed = True
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------- convenience reads (tests, reports)
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """Every recorded event of one kind (flushes first)."""
+        from .reading import extract_events_by_date, to_records
+
+        self.flush()
+        return to_records(extract_events_by_date(self.files, kind=kind))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        from .reading import read_trace, to_records
+
+        self.flush()
+        return to_records(read_trace(self.files))
+
+    def __enter__(self) -> "EventTrace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventTrace({self.root!r})"
