@@ -23,6 +23,8 @@ COLUMNS = ["timestamp", "kind", "symbol", "order_id", "client_order_id", "side",
 
 def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
     if isinstance(et, EventTrace):
+        if not et.closed:
+            et.flush()  # the writer's own view includes what it has buffered
         return et.files
     if isinstance(et, TraceFiles):
         return et

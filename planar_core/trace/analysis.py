@@ -1,0 +1,200 @@
+"""Execution analysis of a trace and the event-based tuning it drives.
+
+Conventions (docs/trace.md): rates are percentages and are NaN when there is
+nothing to divide by (no orders); slippage is *adverse* slippage in percent of
+the expected price (buy: paid above expected is positive; sell: received
+below expected is positive), the expected price being the intent's reference
+price; execution time is seconds from the intent to each fill.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from .reading import extract_events_by_date
+
+NAN = math.nan
+
+
+def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+    sink = getattr(source, "sink", source)
+    if hasattr(sink, "flush"):
+        sink.flush()
+    root = getattr(sink, "files", sink)
+    return extract_events_by_date(root, start, end)
+
+
+def _stat(values: pd.Series, fn: str) -> float:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(getattr(values, fn)()) if len(values) else NAN
+
+
+def analyze_order_patterns(df: pd.DataFrame) -> dict[str, float]:
+    kinds = df["kind"].astype(str)
+    placed = df[kinds == "order_placed"]
+    total = len(placed)
+    filled = int((kinds == "order_filled").sum())
+    cancelled = int((kinds == "order_cancelled").sum())
+    return {"total_orders": total, "filled_orders": filled, "cancelled_orders": cancelled,
+            "fill_rate": filled / total * 100 if total else NAN, "cancel_rate": cancelled / total * 100 if total else NAN,
+            "avg_order_size": _stat(placed["amount"], "mean"), "median_order_size": _stat(placed["amount"], "median")}
+
+
+def execution_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per trade with its intent's time and reference price, slippage and execution time."""
+    kinds = df["kind"].astype(str)
+    intents = df[kinds == "order_placed"][["client_order_id", "timestamp", "payload"]].copy()
+    intents["expected_price"] = intents["payload"].map(lambda p: p.get("expected_price"))
+    intents = intents.drop_duplicates("client_order_id").rename(columns={"timestamp": "placed_at"}).drop(columns="payload")
+    trades = df[kinds == "trade_executed"][["client_order_id", "timestamp", "side", "price", "amount"]]
+    t = trades.merge(intents, on="client_order_id", how="left")
+    expected = pd.to_numeric(t["expected_price"], errors="coerce")
+    sign = np.where(t["side"] == "sell", -1.0, 1.0)
+    t["slippage_pct"] = (t["price"] - expected) / expected * 100 * sign
+    t["execution_s"] = (t["timestamp"] - t["placed_at"]).dt.total_seconds()
+    return t
+
+
+def analyze_execution_quality(df: pd.DataFrame) -> dict[str, float]:
+    t = execution_table(df)
+    return {"trades": len(t), "avg_slippage": _stat(t["slippage_pct"], "mean"), "median_slippage": _stat(t["slippage_pct"], "median"),
+            "avg_execution_time": _stat(t["execution_s"], "mean"), "median_execution_time": _stat(t["execution_s"], "median")}
+
+
+def analyze_timing_patterns(df: pd.DataFrame) -> dict[str, Any]:
+    kinds = df["kind"].astype(str)
+    placed = df[kinds == "order_placed"]
+    by_hour = placed["timestamp"].dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
+    calls = df[kinds == "api_call"]
+    latency = pd.to_numeric(calls["payload"].map(lambda p: p.get("latency_ms")), errors="coerce").dropna() if len(calls) else pd.Series(dtype=float)
+    errors = calls["payload"].map(lambda p: p.get("result") != "ok").sum() if len(calls) else 0
+    return {"orders_by_hour": {int(h): int(c) for h, c in by_hour.items()}, "api_calls": len(calls),
+            "api_error_rate": errors / len(calls) * 100 if len(calls) else NAN,
+            "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)}}
+
+
+def analyze_trading_events(s: Any, start: Any = None, end: Any = None) -> dict[str, Any]:
+    """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events."""
+    df = _events(s, start, end)
+    return {"orders": analyze_order_patterns(df), "execution": analyze_execution_quality(df), "timing": analyze_timing_patterns(df),
+            "raw_events": df}
+
+
+# --------------------------------------------------------------------- tuning
+class TuningBounds(BaseModel):
+    """Bounds every automatic change is clamped to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit_order_offset: tuple[float, float] = (0.0, 0.5)  # percent from the market price
+    order_timeout: tuple[float, float] = (5.0, 600.0)  # seconds
+    price_improvement: tuple[float, float] = (0.0, 0.5)  # percent
+    use_market_orders_threshold: tuple[float, float] = (0.0, 0.1)
+    max_step: float = Field(0.5, gt=0, description="largest relative change of a numeric parameter in one run")
+
+
+DEFAULTS: dict[str, Any] = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0, "price_improvement": 0.1,
+                            "use_market_orders_threshold": 0.0}
+
+
+@dataclass
+class Proposal:
+    param: str
+    old: Any
+    new: Any
+    reason: str
+
+
+@dataclass
+class TuningResult:
+    change_id: str
+    analysis: dict[str, Any]
+    proposals: list[Proposal] = field(default_factory=list)
+    applied: list[Proposal] = field(default_factory=list)
+
+
+def _clamp(bounds: TuningBounds, param: str, old: float, new: float) -> float:
+    lo, hi = getattr(bounds, param)
+    if old:
+        new = min(max(new, old * (1 - bounds.max_step)), old * (1 + bounds.max_step))
+    return float(min(max(new, lo), hi))
+
+
+def propose(analysis: dict[str, Any], current: dict[str, Any], bounds: TuningBounds) -> list[Proposal]:
+    """The seed's rules, each change bounded and explained."""
+    params = {**DEFAULTS, **current}
+    out: list[Proposal] = []
+    slip = analysis["execution"]["avg_slippage"]
+    if not math.isnan(slip) and slip > 0.1:
+        if not params["prefer_limit_orders"]:
+            out.append(Proposal("prefer_limit_orders", False, True, f"average slippage {slip:.3f}% > 0.1%"))
+        new = _clamp(bounds, "limit_order_offset", params["limit_order_offset"], 0.05)
+        if new != params["limit_order_offset"]:
+            out.append(Proposal("limit_order_offset", params["limit_order_offset"], new, f"average slippage {slip:.3f}% > 0.1%"))
+    fill = analysis["orders"]["fill_rate"]
+    if not math.isnan(fill) and fill < 80:
+        new_t = _clamp(bounds, "order_timeout", params["order_timeout"], params["order_timeout"] * 1.5)
+        if new_t != params["order_timeout"]:
+            out.append(Proposal("order_timeout", params["order_timeout"], new_t, f"fill rate {fill:.1f}% < 80%"))
+        new_p = _clamp(bounds, "price_improvement", params["price_improvement"], params["price_improvement"] * 0.8)
+        if new_p != params["price_improvement"]:
+            out.append(Proposal("price_improvement", params["price_improvement"], new_p, f"fill rate {fill:.1f}% < 80%"))
+    slow = analysis["execution"]["avg_execution_time"]
+    if not math.isnan(slow) and slow > 30:
+        new_u = _clamp(bounds, "use_market_orders_threshold", params["use_market_orders_threshold"], 0.02)
+        if new_u != params["use_market_orders_threshold"]:
+            out.append(Proposal("use_market_orders_threshold", params["use_market_orders_threshold"], new_u,
+                                f"average execution time {slow:.1f}s > 30s"))
+    return out
+
+
+def optimize_from_events(s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True) -> TuningResult:
+    """Analyse the last ``days`` of the trace and apply bounded changes to the persisted tuned parameters."""
+    bounds = bounds or TuningBounds()
+    end = datetime.now(timezone.utc)
+    analysis = analyze_trading_events(s, end - timedelta(days=days), end + timedelta(seconds=1))
+    state = s.state_store.load()
+    result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))
+    if apply and result.proposals:
+        tuned = {**state.tuned_params}
+        history = list(tuned.pop("_history", []))
+        for p in result.proposals:
+            tuned[p.param] = p.new
+            s.sink.record("config_changed", change_id=result.change_id, param=p.param, old=p.old, new=p.new, reason=p.reason)
+        history.append({"change_id": result.change_id, "at": int(time.time() * 1000), "changes": [vars(p) for p in result.proposals]})
+        tuned["_history"] = history[-50:]
+        s.state_store.update(tuned_params=tuned)
+        result.applied = list(result.proposals)
+    return result
+
+
+def revert_tuning(s: Any, change_id: str) -> list[Proposal]:
+    """Undo one applied change set (its parameters go back to their old values)."""
+    state = s.state_store.load()
+    tuned = {**state.tuned_params}
+    history = list(tuned.pop("_history", []))
+    entry = next((h for h in history if h["change_id"] == change_id), None)
+    if entry is None:
+        raise KeyError(f"no applied tuning change {change_id!r}")
+    reverted = []
+    for c in entry["changes"]:
+        tuned[c["param"]] = c["old"]
+        s.sink.record("config_changed", change_id=change_id, param=c["param"], old=c["new"], new=c["old"], reason="revert")
+        reverted.append(Proposal(c["param"], c["new"], c["old"], "revert"))
+    tuned["_history"] = [h for h in history if h["change_id"] != change_id]
+    s.state_store.update(tuned_params=tuned)
+    return reverted
+
+
+def tuned_parameters(s: Any) -> dict[str, Any]:
+    """What the running engine uses: defaults overlaid with the persisted tuned values."""
+    return {**DEFAULTS, **{k: v for k, v in s.state_store.load().tuned_params.items() if not k.startswith("_")}}
