@@ -14,6 +14,72 @@ app = typer.Typer(help="Planar-Py: live trading engine, sandbox exchange and ope
                   pretty_exceptions_enable=False)
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+
+
+def _trace_root(root: Optional[str]) -> str:
+    """--root, else the only trace under $PLANAR_HOME/traces."""
+    import os
+
+    if root:
+        return root
+    base = Path(os.environ.get("PLANAR_HOME", "./.planar")) / "traces"
+    found = sorted(p for p in base.glob("*") if (p / "manifest.json").is_file()) if base.is_dir() else []
+    if len(found) != 1:
+        fail(f"pass --root: {len(found)} traces under {base}" + (f" ({', '.join(p.name for p in found)})" if found else ""))
+    return str(found[0])
+
+
+def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .trace.reading import to_records
+
+    records = to_records(df)
+    if as_json:
+        for r in records:
+            typer.echo(_json.dumps({**r, "timestamp": r["timestamp"].isoformat()}, default=str))
+        return
+    table = Table(show_lines=False)
+    for col in ("timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price", "details"):
+        table.add_column(col)
+    core = {"timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price"}
+    for r in records:
+        details = ", ".join(f"{k}={v}" for k, v in r.items() if k not in core)
+        table.add_row(r["timestamp"].isoformat(), r["kind"], r.get("symbol", ""), r.get("client_order_id", ""), r.get("side", ""),
+                      f"{r['amount']:g}" if "amount" in r else "", f"{r['price']:g}" if "price" in r else "", details[:80])
+    Console().print(table)
+
+
+@trace_app.command("tail")
+def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events"), as_json: bool = typer.Option(False, "--json"),
+                   kind: Optional[str] = typer.Option(None, help="only this event kind"),
+                   root: Optional[str] = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+    """The last N events."""
+    from .trace import trace_tail
+
+    _print_events(trace_tail(_trace_root(root), n=n, as_df=True, kind=kind), as_json)
+
+
+@trace_app.command("between")
+def trace_between_cmd(start: str, end: str, as_json: bool = typer.Option(False, "--json"),
+                      kind: Optional[str] = typer.Option(None, help="only this event kind"),
+                      root: Optional[str] = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+    """Events with START <= timestamp < END (ISO-8601, UTC if no zone)."""
+    import pandas as pd
+
+    from .trace import extract_events_by_date
+
+    try:
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    except ValueError as exc:
+        fail(f"not a date: {exc}")
+        return
+    _print_events(extract_events_by_date(_trace_root(root), lo, hi, kind=kind), as_json)
 
 
 def fail(message: str) -> None:

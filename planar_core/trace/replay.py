@@ -45,9 +45,9 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
 
     order_rows = df[kinds.isin(list(ORDER_STATUS)) & (df["client_order_id"] != "")]
     if len(order_rows):
-        status = order_rows["kind"].astype(str).map(ORDER_STATUS)
+        from_kind = order_rows["kind"].astype(str).map(ORDER_STATUS)
         from_payload = order_rows["payload"].map(lambda p: p.get("status"))
-        status = status.where(status.notna(), from_payload)
+        status = from_payload.where(from_payload.notna(), from_kind)  # the event's own status (expired vs canceled) wins
         frame = pd.DataFrame({
             "client_order_id": order_rows["client_order_id"].values, "symbol": order_rows["symbol"].values,
             "side": order_rows["side"].values, "amount": order_rows["amount"].values, "price": order_rows["price"].values,

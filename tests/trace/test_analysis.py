@@ -1,0 +1,66 @@
+"""Execution analysis, bounded and reversible tuning, and the HTML/PNG report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from planar_core.model import OrderType, Side
+from planar_core.trace import EventTrace
+from planar_core.trace.analysis import (TuningBounds, analyze_trading_events, optimize_from_events, revert_tuning,
+                                        tuned_parameters)
+from planar_core.trace.report import write_report
+
+from ..engine.test_order_call import bid_ask
+
+
+def test_empty_trace_gives_nan_rates_not_errors(tmp_path: Path) -> None:
+    with EventTrace(str(tmp_path)) as et:
+        a = analyze_trading_events(et)
+    assert a["orders"]["total_orders"] == 0 and math.isnan(a["orders"]["fill_rate"]) and math.isnan(a["orders"]["avg_order_size"])
+    assert math.isnan(a["execution"]["avg_slippage"]) and a["timing"]["orders_by_hour"] == {}
+    assert math.isnan(a["timing"]["api_latency_ms"][50])
+
+
+def test_rates_slippage_and_latency(tmp_path: Path) -> None:
+    with EventTrace(str(tmp_path)) as et:
+        for i, (fill_price, filled) in enumerate([(101.0, True), (99.0, True), (None, False), (None, False)]):
+            et.record("order_placed", client_order_id=f"c{i}", symbol="X", side="buy", amount=1.0 + i, expected_price=100.0)
+            et.record("api_call", endpoint="create_order", latency_ms=2.0 * (i + 1), result="ok")
+            if filled:
+                et.record("trade_executed", client_order_id=f"c{i}", symbol="X", side="buy", amount=1.0 + i, price=fill_price)
+                et.record("order_filled", client_order_id=f"c{i}", symbol="X", status="closed")
+            else:
+                et.record("order_cancelled", client_order_id=f"c{i}", symbol="X", status="canceled")
+        a = analyze_trading_events(et)
+    assert a["orders"]["fill_rate"] == 50.0 and a["orders"]["cancel_rate"] == 50.0
+    assert a["orders"]["avg_order_size"] == 2.5 and a["orders"]["median_order_size"] == 2.5
+    assert a["execution"]["avg_slippage"] == pytest.approx(0.0) and a["execution"]["median_slippage"] == pytest.approx(0.0)
+    assert a["execution"]["avg_execution_time"] >= 0 and a["timing"]["api_latency_ms"][50] == pytest.approx(5.0)
+
+
+async def test_tuning_is_bounded_recorded_and_reversible(strategy_factory, sandbox, tmp_path: Path) -> None:
+    s = await strategy_factory()
+    bid, _ = bid_ask(sandbox)
+    for i in range(4):  # four resting orders cancelled: fill rate 0 %
+        await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * (0.9 - i / 100), waitfor=0)
+    await s.cancel_all("BTC/USDT")
+    before = tuned_parameters(s)
+    result = optimize_from_events(s, days=1, bounds=TuningBounds(order_timeout=(5.0, 80.0)))
+    changed = {p.param: p for p in result.applied}
+    assert changed["order_timeout"].new == 80.0  # 60 * 1.5 = 90, clamped to the bound
+    assert changed["price_improvement"].new == pytest.approx(before["price_improvement"] * 0.8)
+    assert all("fill rate" in p.reason for p in result.applied)
+    assert tuned_parameters(s)["order_timeout"] == 80.0  # persisted for the running engine to pick up
+    recorded = [e for e in s.sink.of("config_changed") if e["change_id"] == result.change_id]
+    assert {e["param"] for e in recorded} == set(changed)
+    revert_tuning(s, result.change_id)
+    assert tuned_parameters(s) == before
+    with pytest.raises(KeyError):
+        revert_tuning(s, result.change_id)
+    report = write_report(analyze_trading_events(s), tmp_path / "report")
+    html = report["html"].read_text()
+    assert "fill_rate" in html and all(report[k].stat().st_size > 1000 for k in ("equity", "pnl", "slippage", "fill_latency"))
+    assert report["equity"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
