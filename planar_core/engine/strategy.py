@@ -65,12 +65,18 @@ class Strategy:
         self.running = False
         self.risk_check: RiskCheck | None = None
         self.on_balance_update: list[Callable[["Strategy"], None]] = []
+        self.on_price_update: list[Callable[["Strategy", AssetInstance], None]] = []
+        self.on_emergency_stop: list[Callable[["Strategy", Any], None]] = []
+        self.extra_tasks: dict[str, Callable[[Any], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
         self.alerts: Any = None  # an AlertDispatcher, when configured
         self.broker: Any = None  # PaperBroker in paper mode
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[dict[str, Any]]] = {}
+        from ..risk.manager import RiskManager
+
+        self.risk: RiskManager = RiskManager.attach(self)
 
     # ----------------------------------------------------------------- identity
     def __repr__(self) -> str:  # never the credentials
@@ -138,10 +144,18 @@ class Strategy:
         from .health import connection_monitor
 
         self.supervisor.start("health", connection_monitor(self))
+        for name, body in self.extra_tasks.items():
+            self.supervisor.start(name, body)
 
     def ensure_order_tasks(self, ai: AssetInstance) -> None:
         if self.config.order_monitoring.enabled and self.running and not self.paper:
             self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
+
+    async def emergency_stop(self, reason: str = "Manual trigger", close_positions: bool | None = None) -> Any:
+        """The seed's emergency_stop!: halt, cancel all orders, optionally flatten, alert, record."""
+        from ..risk.estop import emergency_stop
+
+        return await emergency_stop(self, reason, close_positions)
 
     async def stop(self) -> None:
         """Stop watchers, flush the event sink, close connections. Safe to call twice."""
@@ -251,6 +265,11 @@ class Strategy:
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
         if self.broker is not None:
             self.broker.on_price(self, ai)
+        for hook in list(self.on_price_update):
+            try:
+                hook(self, ai)
+            except Exception:
+                log.exception("price hook failed")
 
     def apply_order(self, raw: dict[str, Any]) -> Order | None:
         return _orders.apply_order(self, raw)

@@ -85,8 +85,18 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     cfg = s.config.balance_watcher
     params = {"type": "swap"} if s.config.margin else {}
 
+    account_type = "linear" if s.config.margin else "spot"
+
+    def apply_latest() -> None:
+        latest = (getattr(s.client.ex, "balance", None) or {}).get(account_type)
+        if isinstance(latest, dict):
+            s.apply_balance(latest)
+
     async def ws_step() -> None:
         s.apply_balance(await s.client.ex.watch_balance(params))
+        # ccxt keeps applying balance messages that arrive before the next watch call but resolves no one:
+        # read its cache once more shortly after, so an update in that gap is not left for the next event
+        asyncio.get_running_loop().call_later(0.05, apply_latest)
 
     async def poll_step() -> None:
         s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,

@@ -19,6 +19,7 @@ from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
 from .store import EventTrace, Manifest, Segment, TraceFiles
 
 COLUMNS = ["timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee", "payload"]
+CORE_COLUMNS = frozenset(COLUMNS) - {"payload"}
 
 
 def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
@@ -78,7 +79,7 @@ def _events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for e in events:
         core = {c: e.get(c) for c in COLUMNS if c != "payload"}
-        core["payload"] = {k: v for k, v in e.items() if k not in COLUMNS}
+        core["payload"] = {k: v for k, v in e.items() if k not in CORE_COLUMNS}
         rows.append(core)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["timestamp"] = pd.to_datetime(df["timestamp"].astype("int64"), utc=True)

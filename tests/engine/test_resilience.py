@@ -57,8 +57,10 @@ async def test_failed_reconnection_hands_over_to_the_emergency_hook(strategy_fac
 async def test_health_monitor_detects_the_outage(strategy_factory, sandbox) -> None:
     s = await strategy_factory(connection={"health_interval": 0.1, "max_retries": 1, "retry_delay": 0.01})
     sandbox.ex.faults = Faults(error_rate=1.0)
-    await wait_for(lambda: s.halted, timeout=10)
-    assert s.watcher_health()["health"]["mode"] == "lost"
+    await wait_for(lambda: s.halted, timeout=10)  # the risk manager's e-stop halts first ...
+    assert s.state.halted_by_emergency_stop and "Failed to reconnect" in s.state.halt_reason
+    sandbox.ex.faults = Faults()  # ... and its cancels get through once the exchange answers again
+    await wait_for(lambda: s.watcher_health()["health"]["mode"] == "lost", timeout=20)
 
 
 async def test_order_pacer_spaces_orders() -> None:

@@ -1,0 +1,238 @@
+"""Pre-trade checks, circuit breakers and the risk monitor of one strategy.
+
+``RiskManager.attach(s)`` installs itself as the strategy's risk hook, as a
+listener on every balance, position and price update (the breakers are
+event-driven), and starts the monitor task with the watchers.
+
+Volatility adjustment rule: when ``volatility_adjustment`` is on, the order
+amount is multiplied by ``target_volatility / realized_volatility`` of the
+asset's 1m returns over the last hour, bounded to [0.25, 1] (never enlarged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..model import Side
+from . import metrics as M
+from .estop import EStopReport, emergency_stop
+
+if TYPE_CHECKING:
+    from ..engine.orders import OrderRequest
+    from ..engine.strategy import Strategy
+    from ..model import AssetInstance
+
+log = logging.getLogger("planar.risk")
+VOL_FACTOR_BOUNDS = (0.25, 1.0)
+
+
+def utc_day() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
+class RiskManager:
+    def __init__(self, s: "Strategy") -> None:
+        self.s = s
+        self.cfg = s.config.risk
+        self.last: M.RiskMetrics | None = None
+        self._estop_task: asyncio.Task | None = None
+        self.estop_reports: list[EStopReport] = []
+        self.breaker_trips: list[tuple[float, str]] = []
+
+    # ------------------------------------------------------------- wiring
+    @classmethod
+    def attach(cls, s: "Strategy") -> "RiskManager":
+        rm = cls(s)
+        s.risk = rm
+        s.risk_check = rm.check
+        s.on_balance_update.append(lambda strat: rm.evaluate_breakers())
+        s.on_price_update.append(lambda strat, ai: rm.evaluate_breakers())
+        s.extra_tasks["risk-monitor"] = rm.monitor_body
+        if s.on_connection_lost is None:
+            s.on_connection_lost = rm._connection_lost
+        return rm
+
+    async def _connection_lost(self, s: "Strategy", reason: str) -> None:
+        await self.trip(reason, kind="connection_lost")
+
+    # ------------------------------------------------------------- pre-trade
+    def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> str | None:
+        cfg = self.cfg
+        eq, _ = M.equity(s)
+        if eq <= 0:
+            return f"equity {eq:.2f} <= 0"
+        signed = req.amount if req.side is Side.BUY else -req.amount
+        before = M.position_value(s, ai)
+        after = M.position_value(s, ai, signed)
+        reducing = abs(after) < abs(before) - 1e-12 or req.reduce_only
+        if reducing:
+            return None  # an order that reduces risk is never refused by a limit
+        if cfg.volatility_adjustment:
+            vol = M.realized_volatility(ai)
+            if not math.isnan(vol) and vol > 0:
+                factor = min(max(cfg.target_volatility / vol, VOL_FACTOR_BOUNDS[0]), VOL_FACTOR_BOUNDS[1])
+                if factor < 1.0:
+                    scaled = float(s.client.ex.amount_to_precision(ai.symbol, req.amount * factor))
+                    log.info("volatility %.4f > target %.4f: %s amount %g -> %g", vol, cfg.target_volatility, ai.symbol, req.amount, scaled)
+                    req.amount = scaled
+                    signed = req.amount if req.side is Side.BUY else -req.amount
+                    after = M.position_value(s, ai, signed)
+        notional = req.amount * req.reference_price
+        if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
+            return f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}"
+        if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
+            return f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}"
+        if cfg.position_limit is not None and abs(after) / eq > cfg.position_limit + 1e-12:
+            return f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}"
+        values = {sym: M.position_value(s, a) for sym, a in s.universe.items()}
+        values[ai.symbol] = after
+        gross = sum(abs(v) for v in values.values())
+        if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
+            return f"max_total_exposure: {gross / eq:.4f} > {cfg.max_total_exposure}"
+        if cfg.max_leverage is not None and gross / eq > cfg.max_leverage + 1e-12:
+            return f"max_leverage: {gross / eq:.4f} > {cfg.max_leverage}"
+        if cfg.sector_limit is not None and cfg.sectors:
+            sector = cfg.sectors.get(ai.base)
+            if sector is not None:
+                in_sector = sum(abs(v) for sym, v in values.items() if cfg.sectors.get(s.universe[sym].base) == sector)
+                if in_sector / eq > cfg.sector_limit + 1e-12:
+                    return f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}"
+        if cfg.correlation_limit is not None:
+            for sym, v in values.items():
+                if sym == ai.symbol or abs(v) < 1e-9:
+                    continue
+                c = M.correlation(ai, s.universe[sym])
+                same_direction = (v > 0) == (after > 0)
+                if not math.isnan(c) and same_direction and c > cfg.correlation_limit:
+                    return f"correlation_limit: {ai.symbol} and {sym} correlate {c:.2f} > {cfg.correlation_limit}"
+        return None
+
+    # ------------------------------------------------------------- breakers
+    def _day_and_peak(self, eq: float) -> tuple[float, float]:
+        """Day-start and peak equity, kept in the persisted state so restarts and the daily-reset flow share them."""
+        st = self.s.state_store.load()
+        changes: dict[str, Any] = {}
+        if st.day != utc_day() or st.day_start_equity is None:
+            changes.update(day=utc_day(), day_start_equity=eq)
+        peak = max(st.peak_equity or eq, eq)
+        if st.peak_equity is None or peak > st.peak_equity * (1 + 1e-9):
+            changes["peak_equity"] = peak
+        if changes:
+            st = self.s.state_store.update(**changes)
+        return float(st.day_start_equity), float(st.peak_equity or eq)
+
+    def evaluate_breakers(self) -> str | None:
+        """Daily-loss and drawdown breakers; called on every balance, position and price update."""
+        s = self.s
+        if not s.running or s.state.halted or not s.balances:
+            return None
+        eq, unpriced = M.equity(s)
+        if eq <= 0 or unpriced and eq == 0:
+            return None
+        day_start, peak = self._day_and_peak(eq)
+        reason = None
+        if self.cfg.max_daily_loss is not None and day_start - eq > self.cfg.max_daily_loss:
+            reason = f"Daily loss limit exceeded: {eq - day_start:.2f} {s.config.main_currency}"
+            kind = "daily_loss"
+        elif self.cfg.max_drawdown is not None and peak > 0 and (peak - eq) / peak > self.cfg.max_drawdown:
+            reason = f"Maximum drawdown exceeded: {(peak - eq) / peak * 100:.2f}%"
+            kind = "drawdown"
+        if reason is None:
+            return None
+        self.breaker_trips.append((time.perf_counter(), reason))
+        s.state_store.update(breaker_tripped=kind)
+        s.sink.record("breaker_tripped", breaker=kind, reason=reason, equity=eq, day_start_equity=day_start, peak_equity=peak)
+        log.error("circuit breaker %s tripped: %s", kind, reason)
+        self._schedule_estop(reason)
+        return reason
+
+    def _schedule_estop(self, reason: str) -> None:
+        if self._estop_task is not None and not self._estop_task.done():
+            return
+        if self.cfg.emergency_stop:
+            self._estop_task = asyncio.ensure_future(self._run_estop(reason))
+        else:
+            self.s.halt(reason)
+
+    async def _run_estop(self, reason: str) -> None:
+        report = await emergency_stop(self.s, reason)
+        self.estop_reports.append(report)
+
+    async def trip(self, reason: str, kind: str = "manual") -> EStopReport:
+        self.s.sink.record("breaker_tripped", breaker=kind, reason=reason)
+        report = await emergency_stop(self.s, reason)
+        self.estop_reports.append(report)
+        return report
+
+    async def wait_estop(self) -> EStopReport | None:
+        if self._estop_task is not None:
+            await self._estop_task
+        return self.estop_reports[-1] if self.estop_reports else None
+
+    # ------------------------------------------------------------- monitor
+    def metrics(self) -> M.RiskMetrics:
+        eq, _ = M.equity(self.s)
+        st = self.s.state_store.load()
+        self.last = M.compute(self.s, st.day_start_equity, max(st.peak_equity or eq, eq))
+        return self.last
+
+    async def monitor_body(self, health: Any) -> None:
+        while self.s.running:
+            await asyncio.sleep(self.cfg.monitor_interval)
+            await self.monitor_once()
+            health.seen("ok")
+
+    async def monitor_once(self) -> M.RiskMetrics:
+        m = self.metrics()
+        self.s.sink.record("risk_metrics", payload={k: v for k, v in m.as_dict().items() if k != "positions"})
+        log.info("Risk status equity=%.2f daily_pnl=%.2f drawdown=%.4f exposure=%.3f leverage=%.3f corr=%.2f liq=%.4f vol=%.5f",
+                 m.equity, m.daily_pnl, m.drawdown, m.total_exposure, m.leverage, m.correlation_risk, m.liquidity_risk, m.volatility)
+        cfg = self.cfg
+        if self.s.state.halted:
+            return m
+        if cfg.max_total_exposure is not None and m.total_exposure > cfg.max_total_exposure:
+            log.error("Total exposure limit exceeded: %.3f", m.total_exposure)
+            await self.reduce_all_positions(0.7, f"total exposure {m.total_exposure:.3f} > {cfg.max_total_exposure}")
+        if cfg.max_leverage is not None and m.leverage > cfg.max_leverage:
+            log.error("Leverage limit exceeded: %.3f", m.leverage)
+            await self.close_highest_risk_position(f"leverage {m.leverage:.3f} > {cfg.max_leverage}")
+        if cfg.max_volatility_threshold is not None and not math.isnan(m.volatility) and m.volatility > cfg.max_volatility_threshold:
+            log.warning("High market volatility detected: %.5f", m.volatility)
+            await self.reduce_all_positions(0.5, f"volatility {m.volatility:.5f} > {cfg.max_volatility_threshold}")
+        if m.correlation_risk > (cfg.correlation_limit or 0.8):
+            log.warning("High correlation risk detected: %.2f", m.correlation_risk)
+            from ..alerts.dispatcher import send_alert
+
+            send_alert(self.s, f"High correlation risk detected: {m.correlation_risk:.2f}", "warning")
+        return m
+
+    async def reduce_all_positions(self, keep: float, reason: str) -> None:
+        """Reduce every position to ``keep`` of its size (market, reduce-only for margin)."""
+        from ..model import OrderType
+
+        for ai in self.s.universe.values():
+            size = ai.position.contracts if ai.is_margin else self.s.cash(ai.base).total
+            if abs(size) <= 0:
+                continue
+            amount = abs(size) * (1 - keep)
+            side = Side.SELL if size > 0 else Side.BUY
+            log.warning("reducing %s by %.0f%%: %s", ai.symbol, (1 - keep) * 100, reason)
+            await self.s.call(ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin, waitfor=0)
+
+    async def close_highest_risk_position(self, reason: str) -> None:
+        from ..model import OrderType
+
+        values = {sym: M.position_value(self.s, ai) for sym, ai in self.s.universe.items()}
+        if not values:
+            return
+        sym = max(values, key=lambda k: abs(values[k]))
+        ai = self.s.universe[sym]
+        size = ai.position.contracts if ai.is_margin else self.s.cash(ai.base).total
+        if abs(size) > 0:
+            log.warning("closing highest-risk position %s: %s", sym, reason)
+            await self.s.call(ai, OrderType.MARKET, Side.SELL if size > 0 else Side.BUY, amount=abs(size), reduce_only=ai.is_margin, waitfor=0)

@@ -1,0 +1,151 @@
+"""Circuit breakers and the emergency stop, checked against the exchange's own snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planar_core.model import OrderType, Side
+from planar_core.sandbox import Faults
+
+from ..conftest import wait_for
+from ..engine.test_order_call import bid_ask, snapshot
+
+
+def open_on_exchange(sandbox, acct) -> list:
+    return sandbox.ex.snapshot()["accounts"][acct.api_key]["open_orders"]
+
+
+async def place_resting(s, sandbox, symbols: dict[str, str], n: int) -> None:
+    """n resting buys spread over the symbols, 20-30 % under the market."""
+    for i in range(n):
+        sym = list(symbols)[i % len(symbols)]
+        bid, _ = bid_ask(sandbox, symbols[sym])
+        amount = {"BTC/USDT": 0.001, "ETH/USDT": 0.01, "LTC/USDT": 0.1}[sym]
+        await s.call(sym, OrderType.GTC, Side.BUY, amount=amount, price=bid * (0.7 + (i % 10) / 100), waitfor=0)
+
+
+SPOT3 = {"BTC/USDT": "BTCUSDT", "ETH/USDT": "ETHUSDT", "LTC/USDT": "LTCUSDT"}
+
+
+async def test_daily_loss_breaker_trips_on_a_price_move(strategy_factory, sandbox) -> None:
+    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT"], risk={"max_daily_loss": 500})
+    await wait_for(lambda: s.universe["BTC/USDT"].last_price and s.state.day_start_equity)
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 5)
+    assert len(open_on_exchange(sandbox, acct)) == 5
+    sandbox.ex.markets[("spot", "BTCUSDT")].shock = 0.9  # 0.1 BTC loses ~700 USDT
+    sandbox.hub.publish_now()
+    report = await asyncio.wait_for(_estop_done(s), 15)
+    assert report.clean and report.cancelled == 5
+    assert open_on_exchange(sandbox, acct) == []
+    assert s.halted and s.state.breaker_tripped == "daily_loss" and "Daily loss" in s.state.halt_reason
+    assert s.sink.of("breaker_tripped")[-1]["breaker"] == "daily_loss" and s.sink.of("emergency_stop")
+
+
+async def _estop_done(s):
+    while not s.risk.estop_reports:
+        await asyncio.sleep(0.02)
+    return s.risk.estop_reports[-1]
+
+
+async def test_drawdown_breaker(strategy_factory, sandbox) -> None:
+    acct = sandbox.ex.add_account({"USDT": 5_000, "ETH": 3})
+    s = await strategy_factory(acct=acct, universe=["ETH/USDT"], risk={"max_drawdown": 0.05})
+    await wait_for(lambda: s.universe["ETH/USDT"].last_price and s.state.peak_equity)
+    await place_resting(s, sandbox, {"ETH/USDT": "ETHUSDT"}, 3)
+    sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.85  # ~-9 % of equity
+    sandbox.hub.publish_now()
+    report = await asyncio.wait_for(_estop_done(s), 15)
+    assert report.clean and open_on_exchange(sandbox, acct) == [] and s.state.breaker_tripped == "drawdown"
+
+
+async def test_estop_cancels_100_orders_on_3_assets(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=list(SPOT3))
+    await place_resting(s, sandbox, SPOT3, 100)
+    assert len(open_on_exchange(sandbox, account)) == 100
+    report = await s.emergency_stop("test: 100 orders")
+    assert report.clean and report.cancelled == 100 and open_on_exchange(sandbox, account) == []
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None  # halted
+    again = await s.emergency_stop("test: twice")  # idempotent
+    assert again.clean and again.cancelled == 0
+
+
+async def test_estop_closes_futures_positions(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT"], default_leverage=5,
+                               risk={"emergency_close_positions": True})
+    await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.05, waitfor=1)
+    await s.call("ETH/USDT:USDT", OrderType.MARKET, Side.SELL, amount=0.5, waitfor=1)
+    bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
+    await s.call("BTC/USDT:USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.8, waitfor=0)
+    assert len(sandbox.ex.snapshot()["accounts"][account.api_key]["futures"]["positions"]) == 2
+    report = await s.emergency_stop("flatten")
+    assert report.clean and set(report.closed) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    snap = sandbox.ex.snapshot()["accounts"][account.api_key]
+    assert snap["futures"]["positions"] == {} and snap["open_orders"] == []
+
+
+async def test_estop_under_30_percent_5xx(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=list(SPOT3))
+    await place_resting(s, sandbox, SPOT3, 30)
+    sandbox.ex.faults = Faults(error_rate=0.3)
+    report = await s.emergency_stop("storm")
+    sandbox.ex.faults = Faults()
+    assert report.clean and open_on_exchange(sandbox, account) == []
+
+
+async def test_halted_strategy_refuses_orders_after_restart(strategy_factory, sandbox) -> None:
+    s = await strategy_factory()
+    await s.emergency_stop("before restart")
+    await s.stop()
+    again = await strategy_factory()
+    assert again.halted and await again.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None
+    again.rearm()
+    assert await again.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1) is not None
+
+
+STANDALONE = """
+import asyncio, json, sys
+from planar_core.risk import emergency_stop_standalone
+report = asyncio.run(emergency_stop_standalone(sys.argv[1], "standalone test", close_positions=False))
+print(json.dumps(report.as_dict()))
+"""
+
+
+async def test_standalone_estop_from_another_process_while_the_engine_runs(strategy_factory, sandbox, account, tmp_path: Path) -> None:
+    s = await strategy_factory(universe=list(SPOT3))
+    await place_resting(s, sandbox, SPOT3, 12)
+    config = tmp_path / "strat.yaml"
+    config.write_text(json.dumps({"name": "strat", "universe": list(SPOT3), "store_root": s.config.store_root,
+                                  "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url}}))
+    env = {**os.environ, "EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", STANDALONE, str(config), env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    assert report["clean"] and report["cancelled"] == 12
+    assert open_on_exchange(sandbox, account) == []
+    assert s.halted  # the running engine sees the persisted halt
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None
+
+
+async def test_monitor_publishes_metrics_and_reduces_exposure(strategy_factory, sandbox) -> None:
+    acct = sandbox.ex.add_account({"USDT": 10_000})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT", "ETH/USDT"], balance_watcher={"interval": 0.2})
+    await wait_for(lambda: all(ai.last_price for ai in s.universe.values()))
+    await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=3000 / s.universe["BTC/USDT"].last_price, waitfor=1)
+    await wait_for(lambda: s.cash("BTC").total > 0)
+    m = await s.risk.monitor_once()
+    assert m.equity == pytest.approx(10_000, rel=0.01) and 0.25 < m.total_exposure < 0.35 and m.positions["BTC/USDT"] > 0
+    assert s.sink.of("risk_metrics")[-1]["payload"]["total_exposure"] == pytest.approx(m.total_exposure)
+    before = s.cash("BTC").total
+    s.risk.cfg = s.risk.cfg.model_copy(update={"max_total_exposure": 0.2})
+    await s.risk.monitor_once()  # exposure 0.3 > 0.2: reduce every position by 30 %
+    await wait_for(lambda: s.cash("BTC").total < before * 0.75)

@@ -1,0 +1,85 @@
+"""Each pre-trade limit refuses the order that would breach it and accepts the one just inside."""
+
+from __future__ import annotations
+
+import pytest
+
+from planar_core.model import OrderType, Side, Trade
+
+from ..conftest import wait_for
+
+
+async def risk_strategy(strategy_factory, sandbox, **risk):
+    acct = sandbox.ex.add_account({"USDT": 10_000})
+    universe = risk.pop("universe", ["BTC/USDT", "ETH/USDT"])
+    s = await strategy_factory(acct=acct, universe=universe, risk=risk)
+    await wait_for(lambda: all(ai.last_price for ai in s.universe.values()))
+    return s
+
+
+def amount_for(s, symbol: str, quote_value: float) -> float:
+    return quote_value / s.universe[symbol].last_price
+
+
+async def accepted(s, symbol: str, value: float, side: Side = Side.BUY) -> bool:
+    return isinstance(await s.call(symbol, OrderType.MARKET, side, amount=amount_for(s, symbol, value), waitfor=2), Trade)
+
+
+@pytest.mark.parametrize(
+    ("risk", "symbol", "inside", "outside", "reason"),
+    [
+        ({"position_limit": 0.2}, "BTC/USDT", 1800, 2300, "position_limit"),
+        ({"universe": [{"symbol": "ETH/USDT", "max_position": 0.1}]}, "ETH/USDT", 900, 1150, "max_position"),
+        ({"universe": [{"symbol": "ETH/USDT", "risk_per_trade": 0.05}]}, "ETH/USDT", 450, 560, "risk_per_trade"),
+        ({"max_total_exposure": 0.3}, "BTC/USDT", 2800, 3400, "max_total_exposure"),
+        ({"max_leverage": 0.25}, "BTC/USDT", 2300, 2800, "max_leverage"),
+    ],
+)
+async def test_single_limits(strategy_factory, sandbox, risk, symbol, inside, outside, reason) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, **risk)
+    assert not await accepted(s, symbol, outside)
+    assert reason in s.sink.of("risk_rejected")[-1]["reason"]
+    assert await accepted(s, symbol, inside)
+
+
+async def test_exposure_counts_every_position_and_reducing_is_always_allowed(strategy_factory, sandbox) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, max_total_exposure=0.3)
+    assert await accepted(s, "BTC/USDT", 1900)
+    await wait_for(lambda: s.cash("BTC").total > 0)  # checks use the watchers' view of the account
+    assert not await accepted(s, "ETH/USDT", 1300)  # 0.19 + 0.13 > 0.3
+    assert await accepted(s, "ETH/USDT", 900)
+    assert await accepted(s, "BTC/USDT", 900, Side.SELL)  # reduces exposure
+
+
+async def test_sector_limit(strategy_factory, sandbox) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, sector_limit=0.25, sectors={"BTC": "L1", "ETH": "L1"})
+    assert await accepted(s, "BTC/USDT", 1500)
+    await wait_for(lambda: s.cash("BTC").total > 0)
+    assert not await accepted(s, "ETH/USDT", 1200)
+    assert "sector_limit: L1" in s.sink.of("risk_rejected")[-1]["reason"]
+    assert await accepted(s, "ETH/USDT", 800)
+
+
+async def test_correlation_limit(strategy_factory, sandbox) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
+    assert await accepted(s, "BTC/USDT", 1000)
+    await wait_for(lambda: s.cash("BTC").total > 0)
+    btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
+    candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
+    btc.ohlcv["1m"] = [list(c) for c in candles]
+    eth.ohlcv["1m"] = [c[:4] + [c[4] * 0.04] + c[5:] for c in candles]  # the same moves: correlation 1
+    btc.last_price, eth.last_price = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]), sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")])
+    s.config.ohlcv_watcher.use_websocket = False
+    assert await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 500), waitfor=1) is None
+    assert "correlation_limit" in s.sink.of("risk_rejected")[-1]["reason"]
+
+
+async def test_volatility_adjustment_scales_the_order(strategy_factory, sandbox, account) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, volatility_adjustment=True, target_volatility=0.01)
+    ai = s.universe["BTC/USDT"]
+    price = ai.last_price
+    ai.ohlcv["1m"] = [[i * 60_000, 0, 0, 0, price * (1.04 if i % 2 else 1.0), 1.0] for i in range(61)]  # ~4 % per candle
+    ai.last_price = price
+    trade = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, waitfor=2)
+    assert isinstance(trade, Trade)
+    assert 0.02 * 0.25 - 1e-9 <= trade.amount < 0.02  # scaled down, never below a quarter
