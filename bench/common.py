@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-
-@contextmanager
-def sandbox_process(*args: str) -> Iterator[dict[str, Any]]:
-    """``planar sandbox serve`` in its own process (so its CPU is not the engine's); yields its JSON line."""
-    proc = subprocess.Popen([sys.executable, "-m", "planar_core", "sandbox", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        info = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
-        info["pid"] = proc.pid
-        yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+from planar_core.sandbox.process import sandbox_process  # noqa: F401  (re-exported for the benchmarks)
 
 
 def pct(values: list[float], q: float) -> float:

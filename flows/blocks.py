@@ -36,3 +36,12 @@ def alert_config_from_blocks(prefix: str = "planar", **overrides: object) -> Ale
     """Environment first, then Prefect Secret blocks win, then explicit overrides."""
     values = {**load_secret_blocks(prefix, ALERT_SECRET_FIELDS), **overrides}
     return AlertConfig.from_env(**values)
+
+
+def secret_block_provider(env_name: str) -> str | None:
+    """Credentials provider for StrategyConfig: the Secret block named after the variable
+    (``BINANCE_SCALPING_KEY`` -> ``binance-scalping-key``), or None so the environment is used."""
+    try:
+        return str(Secret.load(env_name.lower().replace("_", "-"), _sync=True).get())  # type: ignore[call-arg]
+    except (ValueError, RuntimeError):
+        return None

@@ -119,13 +119,80 @@ def sandbox_serve(
     asyncio.run(serve_forever(server, acct.api_key, acct.api_secret))
 
 
+@app.command("demo")
+def demo(duration: float = typer.Option(45.0, min=5, help="seconds of live trading"),
+         trip_breaker: bool = typer.Option(False, "--trip-breaker", help="drop BTC 15 % halfway to trip the daily-loss breaker"),
+         out_dir: Optional[str] = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)")) -> None:
+    """Sandbox exchange + live strategy flow + trace + report, on this machine, in under two minutes."""
+    from flows.demo import run_demo  # the orchestration side; planar_core itself never imports Prefect
+
+    asyncio.run(run_demo(duration, trip_breaker, out_dir))
+
+
+@app.command("run")
+def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)"),
+            duration: Optional[float] = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
+            i_understand_live_trading: bool = typer.Option(False, "--i-understand-live-trading",
+                                                           help="required to run with sandbox = false (real money)")) -> None:
+    """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    overrides = {"confirm_live_trading": True} if i_understand_live_trading else {}
+    if not cfg.sandbox and cfg.mode == "live" and not (cfg.confirm_live_trading or i_understand_live_trading):
+        fail("sandbox = false trades real money: pass --i-understand-live-trading (or set confirm_live_trading)")
+    from flows.live import live_strategy
+
+    try:
+        result = asyncio.run(live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides))
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"{cfg.name}: ended ({result['reason']}) after {result['ticks']} ticks; report {result['report']}")
+
+
+@app.command("emergency-stop")
+def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False, "--close-positions"),
+                       reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
+                       config: Optional[Path] = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
+    """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
+    from .config import ConfigError
+
+    from flows.emergency import emergency_stop
+
+    try:
+        report = asyncio.run(emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions,
+                                            config_path=str(config) if config else None))
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
+               f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}")
+    if not report["clean"]:
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_cmd(strategy: str = typer.Option("ma_cross"), config: Optional[Path] = typer.Option(None)) -> None:
+    """Serve every deployment (live, emergency stop, daily reset, auto-tune, resync, compaction) with its schedule."""
+    from deployments.serve import main as serve_main
+
+    serve_main(strategy, str(config) if config else None)
+
+
+@app.command("automations")
+def automations_cmd(notification_block: Optional[str] = typer.Option(None, help="Prefect notification block for failures"),
+                    estop_deployment: str = typer.Option("emergency_stop/emergency-stop")) -> None:
+    """Create the shipped automations (breaker -> e-stop deployment; notify on failed/crashed runs)."""
+    from deployments.automations import create_all
+
+    ids = asyncio.run(create_all(estop_deployment, notification_block))
+    typer.echo(f"created {len(ids)} automation(s): {', '.join(map(str, ids))}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
-
-
-@app.command("demo")
-def demo() -> None:
-    """Start the sandbox, trade through ccxt and print the results."""
-    from .demo import run_demo
-
-    asyncio.run(run_demo())

@@ -171,6 +171,9 @@ class StrategyConfig(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     event_tracing: EventTracing = Field(default_factory=EventTracing)
     alerts: AlertConfig | None = None
+    logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
+    logic_params: dict[str, Any] = Field(default_factory=dict)
+    tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
 
     @field_validator("universe", mode="before")
     @classmethod

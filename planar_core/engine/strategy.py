@@ -196,7 +196,9 @@ class Strategy:
     def cash(self, currency: str | None = None) -> Balance:
         return self.balances.get(currency or self.config.main_currency, Balance())
 
-    def apply_balance(self, raw: dict[str, Any]) -> None:
+    def apply_balance(self, raw: dict[str, Any], complete: bool = False) -> None:
+        """Merge a balance update. ``complete``: a full snapshot (REST), where a missing currency means zero;
+        websocket updates may carry only the currencies that changed."""
         if not isinstance(raw, dict) or not raw.get("info"):
             return
         currencies = {self.config.main_currency}
@@ -207,7 +209,7 @@ class Strategy:
         for cur in currencies:
             entry = raw.get(cur)
             if not isinstance(entry, dict):
-                if cur in self.balances and raw.get("total") is not None and cur not in raw["total"]:
+                if complete and cur in self.balances:
                     entry = {"free": 0.0, "used": 0.0, "total": 0.0}
                 else:
                     continue
@@ -314,12 +316,22 @@ def trace_root(cfg: StrategyConfig) -> str:
     return f"{cfg.store_root.rstrip('/')}/traces/{name}"
 
 
+def side_trace_root(cfg: StrategyConfig) -> str:
+    """Where a second process (e-stop, tuning, reset) records while the live engine holds the account trace."""
+    return f"{cfg.store_root.rstrip('/')}/{cfg.name}/side-trace"
+
+
 def open_trace(cfg: StrategyConfig) -> EventSink:
-    from ..trace import EventTrace
+    """The account's trace; if another process is its writer, this strategy's side trace (and a warning)."""
+    from ..trace import EventTrace, TraceLockedError
 
     t = cfg.event_tracing
-    return EventTrace(trace_root(cfg), flush_interval=t.flush_interval, trace_market_data=t.trace_market_data,
-                      trace_api_calls=t.trace_api_calls)
+    opts = {"flush_interval": t.flush_interval, "trace_market_data": t.trace_market_data, "trace_api_calls": t.trace_api_calls}
+    try:
+        return EventTrace(trace_root(cfg), **opts)
+    except TraceLockedError as exc:
+        log.warning("%s; recording to %s instead", exc, side_trace_root(cfg))
+        return EventTrace(side_trace_root(cfg), **opts)
 
 
 __all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError", "asyncio"]

@@ -74,11 +74,11 @@ async def startup_sync(s: "Strategy") -> None:
 
 async def sync_balances(s: "Strategy") -> None:
     if s.broker is not None:
-        s.apply_balance(s.broker.balance())
+        s.apply_balance(s.broker.balance(), complete=True)
         return
     params = {"type": "swap"} if s.config.margin else {}
     s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
-                                        validate=is_balance))
+                                        validate=is_balance), complete=True)
 
 
 async def sync_positions(s: "Strategy") -> None:

@@ -100,7 +100,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
 
     async def poll_step() -> None:
         s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
-                                            validate=_is_balance))
+                                            validate=_is_balance), complete=True)
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,

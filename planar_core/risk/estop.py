@@ -148,10 +148,9 @@ async def emergency_stop_standalone(config: Any, reason: str, close_positions: b
     """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.
 
     The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
-    ``<store_root>/<name>/estop-trace`` instead of waiting for it."""
+    the strategy's side trace instead of waiting for it."""
     from ..config import StrategyConfig, load_config
-    from ..engine.strategy import strategy, trace_root
-    from ..trace import EventTrace, TraceLockedError
+    from ..engine.strategy import open_trace, strategy
 
     cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
     overrides = cfg.model_dump(exclude={"name", "exchange", "sandbox", "mode", "credentials"})
@@ -159,10 +158,7 @@ async def emergency_stop_standalone(config: Any, reason: str, close_positions: b
         k: v for k, v in (("api_key", cfg.credentials.api_key), ("api_secret", cfg.credentials.api_secret),
                           ("passphrase", cfg.credentials.passphrase)) if v is not None}
     resolved = cfg.credentials.resolved(env, secrets_provider)
-    try:
-        sink = EventTrace(trace_root(cfg.model_copy(update={"credentials": resolved})))
-    except TraceLockedError:
-        sink = EventTrace(f"{cfg.store_root.rstrip('/')}/{cfg.name}/estop-trace")
+    sink = open_trace(cfg.model_copy(update={"credentials": resolved}))
     s = strategy(cfg.name, sandbox=cfg.sandbox, env=env, secrets_provider=secrets_provider, sink=sink, **overrides)
     try:
         await s.load()

@@ -131,8 +131,10 @@ class RiskManager:
         s = self.s
         if not s.running or s.state.halted or not s.balances:
             return None
-        eq, unpriced = M.equity(s)
-        if eq <= 0 or unpriced and eq == 0:
+        if not all(ai.last_price for ai in s.universe.values()):
+            return None  # equity is not known until every universe asset has a price
+        eq, _ = M.equity(s)
+        if eq <= 0:
             return None
         day_start, peak = self._day_and_peak(eq)
         reason = None

@@ -157,11 +157,13 @@ def propose(analysis: dict[str, Any], current: dict[str, Any], bounds: TuningBou
     return out
 
 
-def optimize_from_events(s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True) -> TuningResult:
-    """Analyse the last ``days`` of the trace and apply bounded changes to the persisted tuned parameters."""
+def optimize_from_events(s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True,
+                         source: Any = None) -> TuningResult:
+    """Analyse the last ``days`` of the trace (``source``, default the strategy's own) and apply bounded
+    changes to the persisted tuned parameters."""
     bounds = bounds or TuningBounds()
     end = datetime.now(timezone.utc)
-    analysis = analyze_trading_events(s, end - timedelta(days=days), end + timedelta(seconds=1))
+    analysis = analyze_trading_events(source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1))
     state = s.state_store.load()
     result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))
     if apply and result.proposals:

@@ -1,0 +1,92 @@
+"""Shared by the flows: building a strategy from flow parameters, Prefect events for risk events."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect.events import emit_event
+
+from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor
+from planar_core.config import StrategyConfig, load_config
+from planar_core.engine import Strategy, strategy
+
+from .blocks import secret_block_provider
+from .logging import forward_engine_logs
+
+log = logging.getLogger("planar.flows")
+RISK_EVENT_KINDS = {"breaker_tripped", "emergency_stop", "config_changed", "halted"}
+
+
+def resource(name: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"planar.strategy.{name}", "prefect.resource.name": name}
+
+
+class PrefectEventSink:
+    """Wraps the engine's sink: risk events also become Prefect events (for automations and the UI)."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        self.name = name
+
+    def record(self, kind: str, **fields: Any) -> None:
+        self.inner.record(kind, **fields)
+        if kind in RISK_EVENT_KINDS or (kind == "reconnect" and fields.get("result") == "failed"):
+            payload = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()}
+            try:
+                emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)
+            except Exception:  # events are best effort; the trace has the record
+                log.warning("could not emit Prefect event planar.%s", kind)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+        else:
+            self.inner.flush()
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.inner, item)
+
+
+def load_strategy_config(strategy_name: str, config_path: str | None, **overrides: Any) -> StrategyConfig:
+    return load_config(config_path, name=strategy_name, **overrides) if config_path else load_config(name=strategy_name, **overrides)
+
+
+def build_strategy(strategy_name: str, config_path: str | None = None, **overrides: Any) -> Strategy:
+    """A strategy whose secrets may come from Prefect Secret blocks, whose risk events become Prefect events,
+    and whose engine logs go to the flow run's logs (redacted)."""
+    cfg = load_strategy_config(strategy_name, config_path, **overrides)
+    data = cfg.model_dump(exclude={"name", "exchange", "sandbox", "mode", "credentials"})
+    creds = cfg.credentials.model_dump(exclude={"api_key", "api_secret", "passphrase"})
+    s = strategy(cfg.name, sandbox=cfg.sandbox, secrets_provider=secret_block_provider, credentials=creds,
+                 **{k: v for k, v in data.items() if k != "alerts"}, **({"mode": _mode(cfg)} if cfg.mode == "paper" else {}))
+    s.sink = PrefectEventSink(s.sink, s.name)
+    s.client.sink = s.sink
+    s.client.ex._trace = s.sink.inner
+    redactor = Redactor(s.config.credentials.secret_values())
+    if cfg.alerts is not None or _alerts_in_env():
+        alert_cfg = cfg.alerts or AlertConfig.from_env()
+        s.alerts = AlertDispatcher(alert_cfg, redactor=redactor)
+    forward_engine_logs(redactor)
+    return s
+
+
+def _mode(cfg: StrategyConfig) -> Any:
+    from planar_core.engine import Paper
+
+    return Paper()
+
+
+def _alerts_in_env() -> bool:
+    import os
+
+    return any(os.environ.get(v) for v in AlertConfig.ENV.values())
+
+
+def example_config() -> Path:
+    return Path(__file__).resolve().parents[1] / "examples" / "ma_cross.toml"

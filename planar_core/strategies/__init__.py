@@ -1,0 +1,1 @@
+"""Strategy logic: what to trade, called by the runner on every tick."""

@@ -1,0 +1,52 @@
+"""Example logic: moving-average crossover per asset on the live OHLCV feed.
+
+Buys ``order_value`` of quote when the fast mean crosses above the slow mean
+and sells the holding when it crosses below. Market orders by default; with
+the tuned parameter ``prefer_limit_orders`` it posts IOC limits at
+``limit_order_offset`` percent through the best price instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..model import OrderType, Side
+from ..trace.analysis import tuned_parameters
+
+
+@dataclass
+class MACross:
+    fast: int = 5
+    slow: int = 20
+    order_value: float = 200.0
+    timeframe: str = "1m"
+    last_signal: dict[str, int] = field(default_factory=dict)
+
+    async def on_tick(self, s: Any) -> None:
+        tuned = tuned_parameters(s)
+        for ai in s.universe.values():
+            candles = ai.ohlcv.get(self.timeframe) or []
+            if len(candles) < self.slow + 1 or not ai.last_price:
+                continue
+            closes = np.array([c[4] for c in candles[-(self.slow + 1):]], dtype=float)
+            signal = 1 if closes[-self.fast:].mean() > closes[-self.slow:].mean() else -1
+            previous = self.last_signal.get(ai.symbol)
+            self.last_signal[ai.symbol] = signal
+            if previous is None or previous == signal:
+                continue
+            if signal > 0:
+                await self._order(s, ai, Side.BUY, self.order_value / ai.last_price, tuned)
+            else:
+                held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+                if held > 0:
+                    await self._order(s, ai, Side.SELL, min(held, self.order_value / ai.last_price), tuned)
+
+    async def _order(self, s: Any, ai: Any, side: Side, amount: float, tuned: dict[str, Any]) -> Any:
+        if tuned.get("prefer_limit_orders"):
+            offset = float(tuned.get("limit_order_offset") or 0.0) / 100
+            price = ai.last_price * (1 + offset if side is Side.BUY else 1 - offset)
+            return await s.call(ai, OrderType.IOC, side, amount=amount, price=price, waitfor=2)
+        return await s.call(ai, OrderType.MARKET, side, amount=amount, waitfor=2)
