@@ -71,7 +71,8 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
             await acreate_markdown_artifact(key=artifact_key(s.name, "status"), markdown=status_markdown(st),
                                            description=f"live status of {s.name}")
 
-        result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish)
+        result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
+                           fail_on_logic_error=s.config.logic_errors == "fail")
         await publish(result.final_status)
         logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
     finally:

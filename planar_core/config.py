@@ -174,6 +174,8 @@ class StrategyConfig(_Model):
     logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
     logic_params: dict[str, Any] = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
+    logic_errors: Literal["log", "fail"] = Field("log", description="log: an error in the logic is logged and counted; "
+                                                                    "fail: it ends the run (the flow's retries restart it)")
 
     @field_validator("universe", mode="before")
     @classmethod

@@ -48,8 +48,9 @@ class RunResult:
 
 
 async def run(s: Any, logic: Any, duration: float | None = None, tick_interval: float = 1.0, stop: asyncio.Event | None = None,
-              on_status: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None, status_every: float = 5.0) -> RunResult:
-    """Tick the logic; a logic error is logged and counted, never fatal (the engine keeps its state)."""
+              on_status: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None, status_every: float = 5.0,
+              fail_on_logic_error: bool = False) -> RunResult:
+    """Tick the logic; a logic error is logged and counted (or, with ``fail_on_logic_error``, re-raised)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration if duration else None
@@ -69,6 +70,8 @@ async def run(s: Any, logic: Any, duration: float | None = None, tick_interval: 
         except Exception as exc:
             log.exception("strategy logic failed on tick %d", result.ticks)
             result.errors.append(f"{type(exc).__name__}: {exc}")
+            if fail_on_logic_error:
+                raise
         result.ticks += 1
         if on_status is not None and loop.time() >= next_status:
             out = on_status(status(s))

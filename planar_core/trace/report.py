@@ -17,7 +17,11 @@ from .analysis import execution_table  # noqa: E402
 
 
 def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
-    """The main currency's total balance over time, from balance_updated events."""
+    """Equity over time: the risk monitor's marked-to-market equity when recorded, else the main currency's balance."""
+    metrics = df[df["kind"].astype(str) == "risk_metrics"]
+    if len(metrics) >= 2:
+        values = metrics["payload"].map(lambda p: (p.get("payload") or {}).get("equity"))
+        return pd.Series(pd.to_numeric(values, errors="coerce").values, index=metrics["timestamp"]).dropna()
     rows = df[df["kind"].astype(str) == "balance_updated"]
     values = rows["payload"].map(lambda p: (p.get("payload") or {}).get(currency, {}).get("total"))
     s = pd.Series(pd.to_numeric(values, errors="coerce").values, index=rows["timestamp"]).dropna()
@@ -38,6 +42,11 @@ def _table(title: str, data: dict[str, Any]) -> str:
 def _plot(path: Path, title: str, draw: Any) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     draw(ax)
+    if ax.xaxis_date is not None and ax.lines:
+        import matplotlib.dates as mdates
+
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+        fig.autofmt_xdate()
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

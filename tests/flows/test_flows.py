@@ -1,0 +1,129 @@
+"""Each flow end to end against the sandbox, under Prefect's test harness."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+from flows.emergency import emergency_stop, running_live_runs
+from flows.live import live_strategy
+from flows.scheduled import auto_tune, compact_trace, daily_reset, resync
+
+from ..conftest import wait_for
+
+
+async def artifact(key: str):
+    async with get_client() as client:
+        arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return arts
+
+
+async def task_runs_of(flow_run_id) -> int:
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return len(runs)
+
+
+def open_orders(sandbox, account) -> list:
+    return sandbox.ex.snapshot()["accounts"][account.api_key]["open_orders"]
+
+
+async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path) -> None:
+    config = flow_config()
+    state = await live_strategy(strategy="flowtest", config_path=str(config), duration=3, report_dir=str(tmp_path / "r"), return_state=True)
+    result = await state.result()
+    assert result["reason"] == "duration" and result["ticks"] > 5
+    assert len(open_orders(sandbox, account)) == 2  # open orders stay after a normal end
+    assert Path(result["report"]).is_file() and (tmp_path / "r" / "equity.png").is_file()
+    assert await artifact("flowtest-status") and await artifact("flowtest-report")
+    assert await task_runs_of(state.state_details.flow_run_id) == 0  # the hot path creates no task runs
+
+
+async def test_retry_after_crash_does_not_duplicate_orders(flow_config, sandbox, account, tmp_path: Path) -> None:
+    config = flow_config(logic_errors="fail", logic_params={"n": 2, "crash_marker": str(tmp_path / "crashed")})
+    state = await live_strategy.with_options(retries=1, retry_delay_seconds=0)(
+        strategy="flowtest", config_path=str(config), duration=3, return_state=True)
+    assert state.is_completed() and (tmp_path / "crashed").exists()
+    async with get_client() as client:
+        fr = await client.read_flow_run(state.state_details.flow_run_id)
+    assert fr.run_count == 2
+    orders = sandbox.ex.snapshot()["accounts"][account.api_key]["orders"]
+    cids = [o["client_order_id"] for o in orders]
+    assert len(orders) == 2 and len(set(cids)) == 2  # the retry adopted the first attempt's orders
+
+
+async def test_daily_reset_flow(flow_config, sandbox) -> None:
+    from planar_core.config import load_config
+    from planar_core.state import StateStore
+
+    config = flow_config()
+    store = StateStore(load_config(config, env={}).store_path)
+    store.update(halted=True, halt_reason="Daily loss limit exceeded", halted_by_emergency_stop=True, breaker_tripped="daily_loss",
+                 day="2000-01-01", day_start_equity=1.0)
+    result = await daily_reset(strategy="flowtest", config_path=str(config))
+    assert result["cleared_breaker"] and not result["halted"] and result["pnl"] > 0
+    assert store.load().day_start_equity > 1000 and await artifact("flowtest-daily-pnl")
+    store.update(halted=True, halt_reason="Manual trigger", halted_by_emergency_stop=True, breaker_tripped=None)
+    result = await daily_reset(strategy="flowtest", config_path=str(config))
+    assert not result["cleared_breaker"] and result["halted"]  # a manual emergency stop outlives the day
+
+
+async def test_auto_tune_resync_and_compact_flows(flow_config, sandbox, account, client) -> None:
+    config = flow_config()
+    await live_strategy(strategy="flowtest", config_path=str(config), duration=2)  # two resting orders, never filled
+    tuned = await auto_tune(strategy="flowtest", days=1, config_path=str(config))
+    assert {c["param"] for c in tuned["applied"]} >= {"order_timeout"} and await artifact("flowtest-auto-tune")
+    clean = await resync(strategy="flowtest", config_path=str(config))
+    assert clean["healthy"] and clean["divergences"] == []
+    bid = (await client.fetch_order_book("ETH/USDT"))["bids"][0][0]
+    await client.create_order("ETH/USDT", "limit", "buy", 0.01, round(bid * 0.8, 2))  # an order the engine never placed
+    diverged = await resync(strategy="flowtest", config_path=str(config))
+    assert any(d.startswith("ETH/USDT") for d in diverged["divergences"])
+    report = await compact_trace(strategy="flowtest", config_path=str(config))
+    assert report["segments_after"] <= report["segments_before"] and report["events_after"] == report["events_before"]
+    assert await artifact("flowtest-compaction")
+
+
+def _start_live_process(config: Path, prefect_api: str, duration: int = 120) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    return subprocess.Popen([sys.executable, "-m", "planar_core", "run", str(config), "--duration", str(duration)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+async def _live_run_started(sandbox, account, n: int = 2) -> None:
+    await wait_for(lambda: len(open_orders(sandbox, account)) >= n and bool(running_live_runs), timeout=60, interval=0.2)
+
+
+@pytest.mark.parametrize("kill_first", [False, True])
+async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, account, prefect_api, kill_first: bool) -> None:
+    config = flow_config()
+    proc = _start_live_process(config, prefect_api)
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        await wait_for(lambda: _has_runs("flowtest"), timeout=30, interval=0.5)
+        if kill_first:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        result = await emergency_stop(strategy="flowtest", reason="test", config_path=str(config))
+        assert result["clean"] and result["cancelled"] >= 2 and len(result["cancelled_runs"]) == 1
+        assert open_orders(sandbox, account) == []
+        assert await running_live_runs("flowtest") == []
+        if not kill_first:
+            await wait_for(lambda: proc.poll() is not None, timeout=30, interval=0.2)  # the live process noticed and stopped
+        again = await emergency_stop(strategy="flowtest", reason="again", config_path=str(config))
+        assert again["clean"] and again["cancelled"] == 0 and again["cancelled_runs"] == []  # idempotent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+async def _has_runs(name: str) -> bool:
+    return bool(await running_live_runs(name))
