@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor
+from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
 from planar_core.config import StrategyConfig, load_config
 from planar_core.engine import Strategy, strategy
 
@@ -64,14 +64,15 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     data = cfg.model_dump(exclude={"name", "exchange", "sandbox", "mode", "credentials"})
     creds = cfg.credentials.model_dump(exclude={"api_key", "api_secret", "passphrase"})
     s = strategy(cfg.name, sandbox=cfg.sandbox, secrets_provider=secret_block_provider, credentials=creds,
-                 **{k: v for k, v in data.items() if k != "alerts"}, **({"mode": _mode(cfg)} if cfg.mode == "paper" else {}))
+                 **data, **({"mode": _mode(cfg)} if cfg.mode == "paper" else {}))
     s.sink = PrefectEventSink(s.sink, s.name)
     s.client.sink = s.sink
     s.client.ex._trace = s.sink.inner
     redactor = Redactor(s.config.credentials.secret_values())
-    if cfg.alerts is not None or _alerts_in_env():
-        alert_cfg = cfg.alerts or AlertConfig.from_env()
-        s.alerts = AlertDispatcher(alert_cfg, redactor=redactor)
+    if s.alerts is None and _alerts_in_env():
+        s.alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor)
+    _, _, file_redactor = setup_live_logging(s.config.logging.model_copy(update={"console": False}), s.config.store_path, s.name,
+                                             s.config.exchange, secrets=s.config.credentials.secret_values())
     forward_engine_logs(redactor)
     return s
 

@@ -269,3 +269,69 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "config"
         parts.append(f"{loc}: {err['msg']}")
     return "invalid config: " + "; ".join(parts)
+
+
+FIELD_NOTES = {
+    "exchange": "ccxt exchange id (the sandbox speaks Binance)", "mode": "live: orders go to the exchange; paper: filled locally",
+    "sandbox": "True: the configured sandbox endpoint (or the exchange's testnet); False: real money",
+    "main_currency": "quote currency for cash, equity and PnL", "initial_cash": "paper mode: starting cash in main_currency",
+    "default_leverage": "futures leverage set on each asset at start", "universe": "assets traded (see universe[] below)",
+    "timeframes": "OHLCV feeds watched per asset", "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
+    "logic_params": "keyword arguments of the logic class", "enabled": "run this watcher", "retry_count": "retries of one poll",
+    "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)", "sync_on_startup": "fetch positions at start",
+    "alert_on_changes": "alert when a position changes outside the engine", "max_retries": "reconnection attempts",
+    "order_cancellation": "seconds", "balance_sync": "seconds", "position_sync": "seconds", "market_data": "seconds",
+    "order_placement": "seconds; also the default waitfor", "orders_per_second": "order submissions per second (queued locally)",
+    "requests_per_minute": "informational; the weight budget is what paces requests", "weight_per_minute": "request weight budget (ccxt throttle)",
+    "burst_allowance": "orders that may go at once before pacing", "correlation_limit": "refuse adding to a position correlated above this",
+    "sectors": "base asset -> sector name, for sector_limit", "max_volatility_threshold": "realised volatility (per candle) that halves positions",
+    "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)", "target_volatility": "per-candle volatility target",
+    "emergency_stop": "breakers call the emergency stop (else they only halt)", "emergency_close_positions": "the emergency stop also flattens",
+    "monitor_interval": "seconds between risk monitor runs", "max_leverage": "gross exposure / equity", "api_key_env": "variable holding the API key",
+    "api_secret_env": "variable holding the API secret", "passphrase_env": "variable holding the passphrase (some exchanges)",
+    "api_key": "set by the loader from the environment or a secrets provider; never written in a file",
+    "api_secret": "as api_key", "passphrase": "as api_key", "use_websocket": "watch_* first, polling as fallback",
+    "level": "log level", "console": "also log human-readable lines to stderr", "trace_market_data": "record OHLCV events too (verbose)",
+    "trace_api_calls": "record every exchange call (endpoint, latency, result)",
+}
+
+
+def config_reference_markdown() -> str:
+    """docs/config.md: every field of StrategyConfig with its type, default and meaning (a test keeps the file current)."""
+    from pydantic import BaseModel as _BM
+
+    lines = ["# Strategy configuration reference", "",
+             "Generated from `planar_core/config.py` (`python -c 'from planar_core.config import config_reference_markdown as m; "
+             "print(m())' > docs/config.md`). Load order: TOML/YAML file < `PLANAR_*` environment variables "
+             "(`PLANAR_RISK__MAX_DAILY_LOSS=50`) < keyword overrides. The example is `examples/ma_cross.toml`.", ""]
+
+    def walk(model: type[_BM], prefix: str) -> None:
+        rows = []
+        nested = []
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            sub = ann if isinstance(ann, type) and issubclass(ann, _BM) else None
+            if sub is None and getattr(ann, "__args__", None):
+                subs = [a for a in ann.__args__ if isinstance(a, type) and issubclass(a, _BM)]
+                sub = subs[0] if subs and not str(ann).startswith("list") else None
+            if sub is not None:
+                nested.append((f"{prefix}{name}", sub))
+                continue
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            if name == "store_root":
+                default = "$PLANAR_HOME or './.planar'"
+            typ = str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+            note = field.description or FIELD_NOTES.get(name, "")
+            rows.append(f"| `{prefix}{name}` | `{typ}` | `{default}` | {note} |")
+        if rows:
+            lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", "| field | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+        for path, sub in nested:
+            walk(sub, f"{path}.")
+
+    walk(StrategyConfig, "")
+    lines += ["## `universe[]`", "", "Each entry: a symbol string or a table with:", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in AssetConfig.model_fields.items():
+        default = "required" if field.is_required() else repr(field.default)
+        typ = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+        lines.append(f"| `{name}` | `{typ}` | `{default}` | {field.description or ''} |")
+    return "\n".join(lines) + "\n"

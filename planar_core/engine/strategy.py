@@ -70,6 +70,10 @@ class Strategy:
         self.extra_tasks: dict[str, Callable[[Any], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
         self.alerts: Any = None  # an AlertDispatcher, when configured
+        if config.alerts is not None:
+            from ..alerts import AlertDispatcher, Redactor
+
+            self.alerts = AlertDispatcher(config.alerts, redactor=Redactor(config.credentials.secret_values()))
         self.broker: Any = None  # PaperBroker in paper mode
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()

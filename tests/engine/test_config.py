@@ -86,3 +86,10 @@ def test_credentials_from_named_variables_and_provider(tmp_path: Path) -> None:
         assert "scalp-key-123456" not in text and "scalp-secret-abcdef" not in text
     with pytest.raises(ConfigError, match="EXCHANGE_API_KEY"):
         strategy("nokeys", env={}, universe=["BTC/USDT"], store_root=str(tmp_path))
+
+
+def test_docs_config_md_is_current() -> None:
+    from planar_core.config import config_reference_markdown
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert path.read_text() == config_reference_markdown(), "regenerate docs/config.md (see its first lines)"
