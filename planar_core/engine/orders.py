@@ -61,7 +61,7 @@ async def _reference_price(s: "Strategy", ai: AssetInstance) -> float:
     if ai.last_price:
         return ai.last_price
     ticker = await s.client.call("fetch_ticker", lambda: s.client.ex.fetch_ticker(ai.symbol), s.config.timeouts.market_data,
-                                 validate=lambda t: isinstance(t, dict) and bool(t.get("last")))
+                                 validate=lambda t: isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0)
     ai.last_price = float(ticker["last"])
     return ai.last_price
 
@@ -360,8 +360,18 @@ def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade) 
 
 # --------------------------------------------------------------------- cancels
 async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
+    """Cancel one order; False (logged and recorded) when the exchange refuses or cannot be reached."""
     if s.broker is not None:
         return s.broker.cancel(s, ai, order)
+    try:
+        return await _cancel(s, ai, order)
+    except ExchangeOpError as err:
+        log.warning("cancel of %s on %s failed: %s", order.client_order_id, ai.symbol, err)
+        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=f"cancel failed: {err}")
+        return False
+
+
+async def _cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
     try:
         if order.id is not None:
             raw = await s.client.call("cancel_order", lambda: s.client.ex.cancel_order(order.id, ai.symbol),
@@ -387,5 +397,9 @@ async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
         await s.client.call("cancel_all_orders", lambda: s.client.ex.cancel_all_orders(ai.symbol), s.config.timeouts.order_cancellation)
     except OrderNotFound:  # nothing open (Binance answers -2011)
         pass
+    except ExchangeOpError as err:
+        log.warning("cancel_all on %s failed: %s", ai.symbol, err)
+        s.sink.record("error_occurred", symbol=ai.symbol, reason=f"cancel_all failed: {err}")
+        return 0
     await s.sync_asset_orders(ai, trades=False)
     return before - len(ai.open_orders())

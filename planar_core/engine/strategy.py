@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -218,6 +219,10 @@ class Strategy:
                 else:
                     continue
             new = Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
+            if min(new.free, new.used, new.total) < 0 or not all(map(math.isfinite, (new.free, new.used, new.total))):
+                log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
+                self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
+                continue
             if self.balances.get(cur) != new:
                 self.balances[cur] = new
                 changed[cur] = vars(new)

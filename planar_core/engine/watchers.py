@@ -158,8 +158,8 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             for t in (orders_task, trades_task):
                 if not t.done():
                     t.cancel()
-                    with contextlib.suppress(BaseException):
-                        await t
+                with contextlib.suppress(BaseException):
+                    await t  # also retrieves the exception of a task that failed alongside the other
 
     async def poll_step() -> None:
         await s.sync_asset_orders(ai)
@@ -191,4 +191,6 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
 
 
 def _is_balance(x: Any) -> bool:
-    return isinstance(x, dict) and bool(x.get("info"))
+    from ..exchange.client import is_balance
+
+    return is_balance(x)

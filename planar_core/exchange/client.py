@@ -31,7 +31,10 @@ Validator = Callable[[Any], bool]
 
 
 def is_balance(x: Any) -> bool:
-    return isinstance(x, dict) and isinstance(x.get("info"), (dict, list)) and bool(x.get("info"))
+    """A parsed balance with no negative amount (an exchange never owes a spot account)."""
+    if not (isinstance(x, dict) and isinstance(x.get("info"), (dict, list)) and x.get("info")):
+        return False
+    return all(v is None or v >= 0 for k in ("free", "total") for v in (x.get(k) or {}).values())
 
 
 def is_order(x: Any) -> bool:

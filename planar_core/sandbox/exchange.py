@@ -64,6 +64,7 @@ class SandboxExchange:
         for spec in self.specs:
             self.markets[(spec.kind, spec.symbol)] = Market(spec, self.paths.path_for(spec))
         self.accounts: dict[str, Account] = {}
+        self.matching_paused = False  # freeze resting orders (admin: POST /admin/matching)
         self.listeners: list[Listener] = []
         self._order_ids = itertools.count(1_000_001)
         self._trade_ids = itertools.count(5_000_001)
@@ -400,6 +401,8 @@ class SandboxExchange:
     # ----------------------------------------------------------------- resting orders
     def match_resting(self) -> int:
         """Fill resting limit orders the path has crossed; returns the number of fills."""
+        if self.matching_paused:
+            return 0
         n = 0
         ratio = self.faults.partial_fill_ratio
         for acct in list(self.accounts.values()):

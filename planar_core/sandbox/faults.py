@@ -26,6 +26,7 @@ class Faults(BaseModel):
     user_trade_events: bool = Field(True, description="send TRADE executions on the user stream and serve myTrades")
     private_api: bool = Field(True, description="serve signed endpoints (False: -2015 for all of them)")
     paused_user_stream: bool = Field(False, description="hold back user-stream events (websocket stays open)")
+    absurd_values: bool = Field(False, description="answer account and ticker requests with negative balances and zero prices")
 
     def roll(self, rng: random.Random, rate: float) -> bool:
         return rate > 0 and rng.random() < rate

@@ -162,11 +162,27 @@ class SandboxServer:
         except RateLimited as exc:
             return self._error(exc, retry_after=exc.retry_after_s)
         response = await handler(request)
+        if faults.absurd_values and isinstance(response, web.Response) and response.status == 200 and response.body:
+            response = self._absurd(request.path, bytes(response.body))  # type: ignore[arg-type]
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         if faults.roll(rng, faults.malformed_rate) and isinstance(response, web.Response) and response.body:
             body = bytes(response.body)  # type: ignore[arg-type]
             response.body = body[: max(1, len(body) // 2)]
         return response
+
+    @staticmethod
+    def _absurd(path: str, body: bytes) -> web.Response:
+        """Well-formed JSON with impossible values: negative balances, zero prices."""
+        data = json.loads(body)
+        if path.endswith("/account") and isinstance(data, dict):
+            for b in data.get("balances", []):
+                b["free"] = "-" + b["free"].lstrip("-") if b["free"] != "0" else "-1"
+        elif "ticker" in path:
+            for row in data if isinstance(data, list) else [data]:
+                for k in ("lastPrice", "price", "bidPrice", "askPrice", "openPrice", "highPrice", "lowPrice"):
+                    if k in row:
+                        row[k] = "0"
+        return web.json_response(data)
 
     @staticmethod
     def _error(exc: E.ApiError, retry_after: int | None = None) -> web.Response:
@@ -260,6 +276,9 @@ class SandboxServer:
                 self.ex.match_resting()
                 self.hub.publish_now()
                 return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m)})
+            if name == "matching" and request.method == "POST":
+                self.ex.matching_paused = bool(body.get("paused", False))
+                return web.json_response({"paused": self.ex.matching_paused})
             if name == "book" and request.method == "POST":
                 for field_name, value in body.items():
                     if not hasattr(self.ex.book, field_name):
