@@ -127,7 +127,10 @@ def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> str | No
 async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Side, amount: float, price: float | None,
                waitfor: float | None, synced: bool, reduce_only: bool, params: dict[str, Any]) -> Trade | Any | None:
     waitfor = s.config.timeouts.order_placement if waitfor is None else max(0.0, waitfor)
-    req = await prepare(s, ai, order_type, side, amount, price, reduce_only)
+    try:
+        req = await prepare(s, ai, order_type, side, amount, price, reduce_only)
+    except ExchangeOpError as err:  # e.g. no usable reference price from the exchange
+        req = f"{type(err).__name__}: {err}"
     if isinstance(req, str):
         s.sink.record("order_failed", symbol=ai.symbol, side=side.value, amount=amount, price=price, reason=req)
         log.warning("order refused locally on %s: %s", ai.symbol, req)

@@ -263,6 +263,12 @@ class Strategy:
                 log.exception("balance hook failed")
 
     def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]]) -> None:
+        """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted."""
+        good = [c for c in candles or [] if isinstance(c, (list, tuple)) and len(c) >= 6
+                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in c[:6]) and min(c[1:5]) > 0]
+        if len(good) != len(candles or []):
+            self.sink.record("error_occurred", symbol=ai.symbol, reason=f"{len(candles or []) - len(good)} malformed {timeframe} candles dropped")
+        candles = good
         if not candles:
             return
         store = ai.ohlcv.setdefault(timeframe, [])

@@ -1,0 +1,93 @@
+"""Bad input and hostile answers: a named error, no crash, nothing wrong written; secrets never written anywhere."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planar_core.alerts import LoggingConfig, setup_live_logging
+from planar_core.model import OrderType, Side
+from planar_core.sandbox import Faults
+from planar_core.trace import read_trace
+
+PLANAR = [sys.executable, "-m", "planar_core"]
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "named"),
+    [
+        ("name = [", ".toml", "not valid TOML"),
+        ("- just\n- a list\n", ".yaml", "top level"),
+        ('name = "x"\nbogus_field = 1\n', ".toml", "bogus_field"),
+        ('name = "x"\n[risk]\nmax_drawdown = 3\n', ".toml", "risk.max_drawdown"),
+        ('name = "x"\ntimeframes = ["2m"]\n', ".toml", "timeframes"),
+    ],
+)
+def test_malformed_config_files_fail_with_one_line(tmp_path: Path, text: str, suffix: str, named: str) -> None:
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(text)
+    r = subprocess.run([*PLANAR, "run", str(path), "--duration", "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and named in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_malformed_and_truncated_answers(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(order_monitoring={"retries": 1})
+    sandbox.ex.faults = Faults(malformed_rate=1.0)
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is None
+    failure = s.sink.of("order_failed")[-1]
+    assert "MalformedResponse" in failure["reason"] or "NetworkUncertain" in failure["reason"]
+    sandbox.ex.faults = Faults()
+    assert s.running and all(h["running"] or name == "health" for name, h in s.watcher_health().items())
+    # the order may have reached the exchange; a resync learns it, nothing is invented
+    from planar_core.engine.sync import resync
+
+    await resync(s)
+    exch = sandbox.ex.snapshot()["accounts"][account.api_key]
+    for asset, b in exch["spot_balances"].items():
+        if asset in s.balances:
+            assert s.cash(asset).free == pytest.approx(float(b["free"]))
+
+
+async def test_absurd_values_are_refused(strategy_factory, sandbox) -> None:
+    s = await strategy_factory(balance_watcher={"interval": 0.2, "use_websocket": False})
+    good = {k: vars(v).copy() for k, v in s.balances.items()}
+    s.universe["BTC/USDT"].last_price = None
+    sandbox.ex.faults = Faults(absurd_values=True)
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None  # price 0: no reference price
+    assert "MalformedResponse" in s.sink.of("order_failed")[-1]["reason"] or "price" in s.sink.of("order_failed")[-1]["reason"]
+    import asyncio
+
+    await asyncio.sleep(1.0)  # several polls answered with negative balances
+    assert {k: vars(v) for k, v in s.balances.items()} == good  # nothing wrong was written
+    assert s.watcher_health()["balance"]["failures"] > 0
+    sandbox.ex.faults = Faults()
+
+
+async def test_no_secret_in_any_file_the_run_wrote(strategy_factory, sandbox, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    key, secret = "KEYscan0123456789abcdefSECRETS", "SECRETscan9876543210fedcbaKEYS"
+    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 1}, api_key=key, api_secret=secret)
+    store = tmp_path / "store"
+    s = await strategy_factory(acct=acct, store_root=str(store), order_monitoring={"retries": 1})
+    setup_live_logging(LoggingConfig(level="DEBUG", console=False), s.config.store_path, s.name, "binance",
+                       secrets=s.config.credentials.secret_values())
+    await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1)
+    sandbox.ex.faults = Faults(error_rate=1.0)
+    await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.2)
+    sandbox.ex.faults = Faults()
+    await s.emergency_stop("scan")
+    await s.stop()
+    texts = [p.read_bytes().decode("utf-8", "replace") for p in store.rglob("*") if p.is_file()]
+    for trace_dir in (store / "traces").iterdir():
+        texts.append(read_trace(str(trace_dir)).to_string())
+    texts.append("\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records))
+    assert len(texts) > 5
+    for text in texts:
+        assert key not in text and secret not in text
+    for h in list(logging.getLogger("planar").handlers):
+        logging.getLogger("planar").removeHandler(h)
+        h.close()
