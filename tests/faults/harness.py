@@ -43,12 +43,24 @@ async def churn(s: Any, n_orders: int, seed: int = 1) -> dict[str, int]:
 
 
 async def verify(s: Any, sandbox: Any, account: Any) -> dict[str, int]:
+    """``check`` against an in-process sandbox."""
+
+    async def pause() -> None:
+        sandbox.ex.matching_paused = True
+
+    async def snapshot() -> dict:
+        return sandbox.ex.snapshot()["accounts"][account.api_key]
+
+    return await check(s, pause, snapshot)
+
+
+async def check(s: Any, pause: Any, snapshot: Any) -> dict[str, int]:
     """After a resync: nothing lost, nothing duplicated, fills and balances equal, the trace complete and ordered.
 
-    Resting orders are frozen first, so the exchange does not move between the resync and its snapshot."""
-    sandbox.ex.matching_paused = True
+    Resting orders are frozen first (``pause``), so the exchange does not move between the resync and ``snapshot``."""
+    await pause()
     await resync(s)
-    snap = sandbox.ex.snapshot()["accounts"][account.api_key]
+    snap = await snapshot()
     ex_orders = {o["client_order_id"]: o for o in snap["orders"]}
     assert len(ex_orders) == len(snap["orders"]), "two exchange orders share a client order id"
     local = {cid: o for ai in s.universe.values() for cid, o in ai.orders.items()}
