@@ -45,14 +45,14 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
 
     order_rows = df[kinds.isin(list(ORDER_STATUS)) & (df["client_order_id"] != "")]
     if len(order_rows):
-        from_kind = order_rows["kind"].astype(str).map(ORDER_STATUS)
-        from_payload = order_rows["payload"].map(lambda p: p.get("status"))
-        status = from_payload.where(from_payload.notna(), from_kind)  # the event's own status (expired vs canceled) wins
+        payloads = order_rows["payload"].tolist()
+        # the event's own status (expired vs canceled) wins over the one its kind implies
+        status = [p.get("status") or ORDER_STATUS[k] for p, k in zip(payloads, order_rows["kind"].astype(str).tolist())]
         frame = pd.DataFrame({
             "client_order_id": order_rows["client_order_id"].values, "symbol": order_rows["symbol"].values,
             "side": order_rows["side"].values, "amount": order_rows["amount"].values, "price": order_rows["price"].values,
-            "order_id": order_rows["order_id"].replace("", np.nan).values, "status": status.values,
-            "filled": order_rows["payload"].map(lambda p: p.get("filled")).values,
+            "order_id": order_rows["order_id"].replace("", np.nan).values, "status": status,
+            "filled": [p.get("filled") for p in payloads],
         })
         placed = frame.groupby("client_order_id", sort=False).first()  # the intent carries side, amount, price
         last = frame.groupby("client_order_id", sort=False).last()  # later events carry status, fill, exchange id
@@ -61,9 +61,11 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
         orders = orders.reset_index()
     else:
         orders = pd.DataFrame(columns=["client_order_id", "symbol", "side", "amount", "price", "status", "filled", "order_id"])
-    trades = df.loc[kinds == "trade_executed", ["timestamp", "symbol", "client_order_id", "order_id", "side", "amount", "price", "fee"]].copy()
-    trades["trade_id"] = df.loc[kinds == "trade_executed", "payload"].map(lambda p: p.get("trade_id")).values
-    trades["emulated"] = df.loc[kinds == "trade_executed", "payload"].map(lambda p: bool(p.get("emulated"))).values
+    is_trade = kinds == "trade_executed"
+    trades = df.loc[is_trade, ["timestamp", "symbol", "client_order_id", "order_id", "side", "amount", "price", "fee"]].copy()
+    trade_payloads = df.loc[is_trade, "payload"].tolist()
+    trades["trade_id"] = [p.get("trade_id") for p in trade_payloads]
+    trades["emulated"] = [bool(p.get("emulated")) for p in trade_payloads]
     # a real trade that replaced an emulated one: keep the real ones only where both exist for an order
     if trades["emulated"].any():
         real_orders = set(trades.loc[~trades["emulated"], "client_order_id"])

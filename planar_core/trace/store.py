@@ -159,7 +159,7 @@ class TraceFiles:
 def write_segment(files: TraceFiles, name: str, cols: dict[str, np.ndarray], chunk_rows: int | None = None) -> Segment:
     """One Zarr group holding a batch of events as columns."""
     n = len(cols["timestamp"])
-    group = zarr.open_group(files.url(f"segments/{name}"), mode="w", zarr_format=3)
+    group = zarr.open_group(files.url(f"segments/{name}"), mode="w", zarr_format=3, attributes={"schema_version": SCHEMA_VERSION})
     rows_chunk = max(1, min(n, chunk_rows or n))
     for col, arr in cols.items():
         if col == "payload":
@@ -169,8 +169,7 @@ def write_segment(files: TraceFiles, name: str, cols: dict[str, np.ndarray], chu
         z = group.create_array(col, shape=arr.shape, dtype=arr.dtype, chunks=chunks, fill_value=0)
         if arr.size:
             z[...] = arr
-    group.attrs.update({"schema_version": SCHEMA_VERSION, "rows": n})
-    ts = cols["timestamp"]
+    ts = cols["timestamp"]  # rows, bounds and the schema version live in the manifest entry
     nbytes = int(sum(a.nbytes for a in cols.values()))
     return Segment(name, n, int(ts[0]) if n else 0, int(ts[-1]) if n else 0, nbytes)
 
