@@ -80,14 +80,17 @@ def main() -> None:
     parser.add_argument("--trace-events", type=int, default=10_000_000)
     parser.add_argument("--soak-orders", type=int, default=10_000)
     parser.add_argument("--soak-result", type=Path, help="use a finished soak's JSON line instead of running it")
+    parser.add_argument("--rows", type=Path, help="reuse the figures saved by an earlier run (bench/results.json)")
     args = parser.parse_args()
-    rows: list[dict] = []
-    for name, extra in BENCHES:
+    rows: list[dict] = json.loads(args.rows.read_text()) if args.rows else []
+    for name, extra in ([] if args.rows else BENCHES):
         extra = ["--max-events", str(args.trace_events)] if extra is None else extra
         print(f"running {name} ...", flush=True)
         rows += run_module(name, extra)
+    (HERE / "results.json").write_text(json.dumps(rows, indent=1))
     if args.soak_result:
-        soak = json.loads([line for line in args.soak_result.read_text().splitlines() if line.startswith('{"orders_requested"')][-1])
+        done = [line for line in args.soak_result.read_text().splitlines() if line.startswith('{"orders_requested"')]
+        soak = json.loads(done[-1]) if done else {"status": "soak not finished when this report was written"}
     else:
         print("running soak ...", flush=True)
         found = run_module("soak", ["--orders", str(args.soak_orders)])

@@ -1,7 +1,8 @@
 """Prefect automations shipped with Planar-Py (created by ``planar automations create``).
 
 1. ``planar.breaker_tripped`` from any strategy -> run the ``emergency_stop`` deployment for it.
-2. Any run of this product's flows that fails or crashes -> send a notification through a Prefect
+2. ``planar.reconnect`` -> run the ``resync`` deployment (full re-sync and divergence check).
+3. Any run of this product's flows that fails or crashes -> send a notification through a Prefect
    notification block (which can itself be an Apprise, Slack, e-mail ... block).
 """
 
@@ -23,6 +24,17 @@ def breaker_to_estop(estop_deployment_id: UUID) -> Automation:
         actions=[RunDeployment(source="selected", deployment_id=estop_deployment_id,
                                parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}",
                                            "reason": "circuit breaker: {{ event.payload.reason }}"})],
+    )
+
+
+def reconnect_to_resync(resync_deployment_id: UUID) -> Automation:
+    return Automation(
+        name="planar: reconnect -> resync",
+        description="After the engine reconnects to the exchange, run a full re-sync with divergence check.",
+        trigger=EventTrigger(expect={"planar.reconnect"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive,
+                             threshold=1),
+        actions=[RunDeployment(source="selected", deployment_id=resync_deployment_id,
+                               parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}"})],
     )
 
 
@@ -48,6 +60,8 @@ async def create_all(estop_deployment: str = "emergency_stop/emergency-stop", no
     async with get_client() as client:
         dep = await client.read_deployment_by_name(estop_deployment)
         created.append(await client.create_automation(breaker_to_estop(dep.id)))
+        resync = await client.read_deployment_by_name("resync/resync")
+        created.append(await client.create_automation(reconnect_to_resync(resync.id)))
         if notification_block:
             block = await Block.aload(notification_block)
             created.append(await client.create_automation(notify_on_failure(block._block_document_id)))

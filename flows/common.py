@@ -32,7 +32,7 @@ class PrefectEventSink:
 
     def record(self, kind: str, **fields: Any) -> None:
         self.inner.record(kind, **fields)
-        if kind in RISK_EVENT_KINDS or (kind == "reconnect" and fields.get("result") == "failed"):
+        if kind in RISK_EVENT_KINDS or kind == "reconnect":
             payload = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()}
             try:
                 emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)

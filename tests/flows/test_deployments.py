@@ -51,12 +51,14 @@ def test_serve_builds_the_same_deployments() -> None:
 def test_automation_definitions_validate() -> None:
     from prefect.automations import Automation
 
-    from deployments.automations import FLOWS, breaker_to_estop, notify_on_failure
+    from deployments.automations import FLOWS, breaker_to_estop, notify_on_failure, reconnect_to_resync
 
     estop = breaker_to_estop(uuid.uuid4())
     assert estop.trigger.expect == {"planar.breaker_tripped"} and estop.actions[0].type == "run-deployment"
     notify = notify_on_failure(uuid.uuid4())
     assert notify.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert set(FLOWS) == {"live_strategy", "emergency_stop", "daily_reset", "auto_tune", "resync", "compact_trace"}
-    for a in (estop, notify):
+    resync = reconnect_to_resync(uuid.uuid4())
+    assert resync.trigger.expect == {"planar.reconnect"}
+    for a in (estop, notify, resync):
         assert Automation.model_validate_json(a.model_dump_json()) == a
