@@ -14,7 +14,6 @@ import tempfile
 import time
 import tracemalloc
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import zarr
@@ -85,7 +84,7 @@ def bench_append(n: int, batch: int) -> list[dict]:
         et.close()
         rec = m / (time.perf_counter() - t0)
         t0 = time.perf_counter()
-        events = [{"timestamp": i, "kind": "api_call", "endpoint": "fetch_balance", "latency_ms": 1.0, "result": "ok"} for i in range(m)]
+        _ = [{"timestamp": i, "kind": "api_call", "endpoint": "fetch_balance", "latency_ms": 1.0, "result": "ok"} for i in range(m)]
         base = m / (time.perf_counter() - t0)
     rows.append(figure("trace record() per event incl. WAL + checkpoint (events/s)", rec, base,
                        "building the same event dicts only (events/s)", n=m))

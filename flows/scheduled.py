@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -168,4 +168,4 @@ async def _compact(root: str, horizon_hours: float, retention_days: float | None
     return report.as_dict()
 
 
-__all__ = ["daily_reset", "auto_tune", "resync", "compact_trace", "datetime", "timezone"]
+__all__ = ["daily_reset", "auto_tune", "resync", "compact_trace"]

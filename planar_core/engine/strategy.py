@@ -9,7 +9,6 @@ The order call itself lives in ``orders.py``; start-up sync and resync in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -349,4 +348,4 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
         return EventTrace(side_trace_root(cfg), **opts)
 
 
-__all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError", "asyncio"]
+__all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError"]

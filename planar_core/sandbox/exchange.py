@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 
 from . import errors as E
 from .accounts import ZERO, Account, Fill, Position, SandboxOrder
-from .book import BookModel, ceil_to, floor_to
+from .book import BookModel, floor_to
 from .faults import Faults
 from .limits import RateLimiter
 from .market_data import DEFAULT_MARKETS, MarketSpec, PathLibrary, PricePath
@@ -460,4 +460,4 @@ def fill_json(f: Fill) -> dict:
             "commission_asset": f.commission_asset, "time": f.time_ms, "maker": f.is_maker, "realized_pnl": str(f.realized_pnl)}
 
 
-__all__ = ["SandboxExchange", "Market", "order_json", "fill_json", "ceil_to"]
+__all__ = ["SandboxExchange", "Market", "order_json", "fill_json"]

@@ -15,7 +15,7 @@ from planar_core.model import OrderType, Side
 from planar_core.sandbox import Faults
 
 from ..conftest import wait_for
-from ..engine.test_order_call import bid_ask, snapshot
+from ..engine.test_order_call import bid_ask
 
 
 def open_on_exchange(sandbox, acct) -> list:

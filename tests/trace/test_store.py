@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from planar_core.trace import EventTrace, TraceLockedError, extract_events_by_date, read_trace, trace_tail
