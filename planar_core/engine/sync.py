@@ -70,6 +70,7 @@ async def startup_sync(s: "Strategy") -> None:
     for ai in s.universe.values():
         await sync_asset_orders(s, ai, since=since)
     await reconcile_intents(s)
+    s.journal.compact()
 
 
 async def sync_balances(s: "Strategy") -> None:

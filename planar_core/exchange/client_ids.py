@@ -95,6 +95,19 @@ class IntentJournal:
                 pending.pop(rec["cid"], None)
         return pending
 
+    def compact(self) -> int:
+        """Rewrite the journal with only the unresolved intents (called at start-up, after reconciliation,
+        so it does not grow forever); returns how many lines were dropped."""
+        keep = self.unresolved()
+        lines = self.path.read_text().count("\n") if self.path.is_file() else 0
+        data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(data)
+        os.replace(tmp, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return lines - len(keep)
+
     def close(self) -> None:
         try:
             os.close(self._fd)

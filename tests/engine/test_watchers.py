@@ -135,6 +135,7 @@ async def test_intent_without_exchange_order_is_marked_failed(strategy_factory, 
     await s.start()
     assert "strat-crashed-1" not in s.journal.unresolved()
     assert any(e.get("client_order_id") == "strat-crashed-1" for e in s.sink.of("order_failed"))
+    assert s.journal.path.read_text() == ""  # compacted once everything was reconciled
 
 
 async def test_intent_sent_before_a_crash_is_adopted(strategy_factory, sandbox, account, client) -> None:
