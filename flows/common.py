@@ -10,13 +10,19 @@ from prefect.events import emit_event
 
 from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
 from planar_core.config import StrategyConfig, load_config
-from planar_core.engine import Strategy, strategy
+from planar_core.engine import Strategy
+from planar_core.engine.strategy import strategy_from_config
 
 from .blocks import secret_block_provider
 from .logging import forward_engine_logs
 
 log = logging.getLogger("planar.flows")
 RISK_EVENT_KINDS = {"breaker_tripped", "emergency_stop", "config_changed", "halted"}
+
+
+def artifact_key(name: str, what: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes."""
+    return f"{name.lower().replace('_', '-')}-{what}"
 
 
 def resource(name: str) -> dict[str, str]:
@@ -61,10 +67,7 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     """A strategy whose secrets may come from Prefect Secret blocks, whose risk events become Prefect events,
     and whose engine logs go to the flow run's logs (redacted)."""
     cfg = load_strategy_config(strategy_name, config_path, **overrides)
-    data = cfg.model_dump(exclude={"name", "exchange", "sandbox", "mode", "credentials"})
-    creds = cfg.credentials.model_dump(exclude={"api_key", "api_secret", "passphrase"})
-    s = strategy(cfg.name, sandbox=cfg.sandbox, secrets_provider=secret_block_provider, credentials=creds,
-                 **data, **({"mode": _mode(cfg)} if cfg.mode == "paper" else {}))
+    s = strategy_from_config(cfg, secrets_provider=secret_block_provider)
     s.sink = PrefectEventSink(s.sink, s.name)
     s.client.sink = s.sink
     s.client.ex._trace = s.sink.inner
@@ -75,12 +78,6 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
                                              s.config.exchange, secrets=s.config.credentials.secret_values())
     forward_engine_logs(redactor)
     return s
-
-
-def _mode(cfg: StrategyConfig) -> Any:
-    from planar_core.engine import Paper
-
-    return Paper()
 
 
 def _alerts_in_env() -> bool:

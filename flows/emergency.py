@@ -16,7 +16,7 @@ from prefect.states import Cancelled
 from planar_core.risk.estop import emergency_stop_standalone
 
 from .blocks import secret_block_provider
-from .common import load_strategy_config, resource
+from .common import artifact_key, load_strategy_config, resource
 
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING, StateType.PAUSED]
 
@@ -54,7 +54,7 @@ async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_po
                  report.closed, cancelled, report.clean)
     emit_event(event="planar.emergency_stop", resource=resource(strategy),
                payload={"reason": reason, "cancelled_orders": report.cancelled, "clean": report.clean, "cancelled_runs": cancelled})
-    await acreate_markdown_artifact(key=f"{strategy.lower().replace('_', '-')}-emergency-stop", description="emergency stop report",
+    await acreate_markdown_artifact(key=artifact_key(strategy, "emergency-stop"), description="emergency stop report",
                                     markdown=f"# Emergency stop: {strategy}\nreason: {reason}\n\n| | |\n|---|---|\n"
                                              f"| orders cancelled | {report.cancelled} |\n| positions closed | {report.closed} |\n"
                                              f"| still open | {report.remaining_open} {report.remaining_positions} |\n"

@@ -22,13 +22,9 @@ from planar_core.engine.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
-from .common import build_strategy
+from .common import artifact_key, build_strategy
 
 log = logging.getLogger("planar.flows.live")
-
-
-def artifact_key(name: str, what: str) -> str:
-    return f"{name.lower().replace('_', '-')}-{what}"
 
 
 def status_markdown(st: dict[str, Any]) -> str:

@@ -19,11 +19,7 @@ from planar_core.trace.compaction import compact_trace as compact
 from planar_core.trace.replay import replay_from_trace
 from planar_core.trace.report import analysis_markdown
 
-from .common import build_strategy, resource
-
-
-def _key(name: str, what: str) -> str:
-    return f"{name.lower().replace('_', '-')}-{what}"
+from .common import artifact_key, build_strategy, resource
 
 
 async def _loaded(strategy: str, config_path: str | None, overrides: dict[str, Any] | None) -> Any:
@@ -58,7 +54,7 @@ async def daily_reset(strategy: str, config_path: str | None = None, overrides: 
         s.state_store.update(**changes)
         s.sink.record("daily_reset", equity=eq, previous_pnl=previous["pnl"], cleared_breaker=cleared)
         logger.info("daily reset of %s: equity %.2f, previous day PnL %s, breaker cleared %s", strategy, eq, previous["pnl"], cleared)
-        await acreate_table_artifact(key=_key(strategy, "daily-pnl"), table=[{k: v for k, v in previous.items()}],
+        await acreate_table_artifact(key=artifact_key(strategy, "daily-pnl"), table=[{k: v for k, v in previous.items()}],
                                      description=f"previous day PnL of {strategy}")
         return {**previous, "cleared_breaker": cleared, "unpriced": unpriced, "halted": s.state_store.load().halted}
     finally:
@@ -83,7 +79,7 @@ async def auto_tune(strategy: str, days: float = 30, config_path: str | None = N
     changes = "\n".join(f"| {p.param} | {p.old} | {p.new} | {p.reason} |" for p in result.applied) or "| - | - | - | no change |"
     md = (f"# Auto-tuning of {strategy} ({days:g} days)\n\n| parameter | old | new | reason |\n|---|---|---|---|\n{changes}\n\n"
           f"change id `{result.change_id}` (revert with `planar_core.trace.analysis.revert_tuning`)\n\n{analysis_markdown(result.analysis)}")
-    await acreate_markdown_artifact(key=_key(strategy, "auto-tune"), markdown=md, description=f"auto-tuning report of {strategy}")
+    await acreate_markdown_artifact(key=artifact_key(strategy, "auto-tune"), markdown=md, description=f"auto-tuning report of {strategy}")
     if result.applied:
         emit_event(event="planar.tuning_applied", resource=resource(strategy), payload={"change_id": result.change_id,
                                                                                         "changes": [vars(p) for p in result.applied]})
@@ -135,7 +131,7 @@ async def resync(strategy: str, config_path: str | None = None, overrides: dict[
                 await s.alerts.drain()
     finally:
         await s.stop()
-    await acreate_markdown_artifact(key=_key(strategy, "resync"), description=f"resync of {strategy}",
+    await acreate_markdown_artifact(key=artifact_key(strategy, "resync"), description=f"resync of {strategy}",
                                     markdown=f"# Resync {strategy}\nhealthy: {healthy}\n\n" + ("\n".join(f"- {d}" for d in divergences) or "no divergence"))
     return {"healthy": healthy, "divergences": divergences, "exchange": exchange}
 
@@ -150,7 +146,7 @@ async def compact_trace(strategy: str, config_path: str | None = None, overrides
     root = trace_root(s.config)
     await s.stop()
     report = await _compact(root, market_data_horizon_hours, retention_days)
-    await acreate_table_artifact(key=_key(strategy, "compaction"), description=f"trace compaction of {strategy}",
+    await acreate_table_artifact(key=artifact_key(strategy, "compaction"), description=f"trace compaction of {strategy}",
                                  table=[{"": "bytes", "before": report["bytes_before"], "after": report["bytes_after"]},
                                         {"": "chunks", "before": report["chunks_before"], "after": report["chunks_after"]},
                                         {"": "segments", "before": report["segments_before"], "after": report["segments_after"]},

@@ -304,6 +304,13 @@ def strategy(name: str, mode: Live | Paper = Live(), exchange: str = "binance", 
     """
     cfg = load_config(config_path, env=env, name=name, exchange=exchange, sandbox=sandbox,
                       mode="paper" if isinstance(mode, Paper) else "live", **overrides)
+    return strategy_from_config(cfg, sink=sink, secrets_provider=secrets_provider, env=env)
+
+
+def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
+                         secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None) -> Strategy:
+    """A Strategy from a loaded config: live-trading confirmation, credentials (environment or ``secrets_provider``),
+    and the account's event trace (or the strategy's side trace if another process writes it)."""
     if not cfg.sandbox and cfg.mode == "live" and not cfg.confirm_live_trading:
         raise ConfigError("confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
                           "(CLI: --i-understand-live-trading)")
@@ -348,4 +355,4 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
         return EventTrace(side_trace_root(cfg), **opts)
 
 
-__all__ = ["Strategy", "strategy", "Live", "Paper", "HaltedError"]
+__all__ = ["Strategy", "strategy", "strategy_from_config", "Live", "Paper", "HaltedError"]

@@ -150,16 +150,10 @@ async def emergency_stop_standalone(config: Any, reason: str, close_positions: b
     The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
     the strategy's side trace instead of waiting for it."""
     from ..config import StrategyConfig, load_config
-    from ..engine.strategy import open_trace, strategy
+    from ..engine.strategy import strategy_from_config
 
     cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
-    overrides = cfg.model_dump(exclude={"name", "exchange", "sandbox", "mode", "credentials"})
-    overrides["credentials"] = cfg.credentials.model_dump(exclude={"api_key", "api_secret", "passphrase"}) | {
-        k: v for k, v in (("api_key", cfg.credentials.api_key), ("api_secret", cfg.credentials.api_secret),
-                          ("passphrase", cfg.credentials.passphrase)) if v is not None}
-    resolved = cfg.credentials.resolved(env, secrets_provider)
-    sink = open_trace(cfg.model_copy(update={"credentials": resolved}))
-    s = strategy(cfg.name, sandbox=cfg.sandbox, env=env, secrets_provider=secrets_provider, sink=sink, **overrides)
+    s = strategy_from_config(cfg, secrets_provider=secrets_provider, env=env)
     try:
         await s.load()
         return await emergency_stop(s, reason, close_positions)

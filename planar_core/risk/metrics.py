@@ -24,13 +24,9 @@ def price_in_main(s: "Strategy", currency: str) -> float | None:
     main = s.config.main_currency
     if currency == main:
         return 1.0
-    for ai in s.universe.values():
-        if ai.base == currency and ai.quote == main and not ai.is_margin and ai.last_price:
-            return ai.last_price
-    for ai in s.universe.values():
-        if ai.base == currency and ai.quote == main and ai.last_price:
-            return ai.last_price
-    return None
+    priced = [ai for ai in s.universe.values() if ai.base == currency and ai.quote == main and ai.last_price]
+    priced.sort(key=lambda ai: ai.is_margin)  # a spot market's price first
+    return priced[0].last_price if priced else None
 
 
 def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0) -> float:
