@@ -92,6 +92,7 @@ class ExchangeClient:
         self.orders = OrderPacer(cfg.rate_limits.orders_per_second, cfg.rate_limits.burst_allowance)
         self.trace_api_calls = True
         self.last_batch_count = 0
+        self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
 
     @property
@@ -108,6 +109,7 @@ class ExchangeClient:
         while True:
             await self.guard.wait()
             started = time.perf_counter()
+            self.in_flight += 1
             try:
                 async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                     result = await fn()
@@ -125,6 +127,8 @@ class ExchangeClient:
                 log.warning("%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self.in_flight -= 1
             self._trace(op, started, "ok", None)
             self.guard.observe_headers(self.ex.last_response_headers)
             return result

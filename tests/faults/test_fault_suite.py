@@ -6,7 +6,7 @@ import pytest
 
 from planar_core.sandbox import Faults
 
-from .harness import churn, verify
+from .harness import churn, seed_of, verify
 
 SCENARIOS = {
     "latency 0-500 ms": Faults(latency_jitter_ms=500),
@@ -27,10 +27,13 @@ ENGINE = {"timeouts": {"order_placement": 1.0, "order_cancellation": 1.0, "balan
 async def test_spot_scenario(name, strategy_factory, sandbox, account) -> None:
     s = await strategy_factory(universe=["BTC/USDT", "ETH/USDT", "LTC/USDT"], **ENGINE)
     sandbox.ex.faults = SCENARIOS[name]
-    counts = await churn(s, 24, seed=hash(name) % 1000)
+    log = await churn(s, 24, seed=seed_of(name))
     sandbox.ex.faults = Faults()
-    result = await verify(s, sandbox, account)
-    assert counts["placed"] > 0 and result["orders"] >= counts["placed"] - counts["refused"]
+    result = await verify(s, sandbox, account)  # every exchange order known locally and vice versa, before any resync
+    assert log.placed > 0
+    booked = {o["client_order_id"] for o in sandbox.ex.snapshot()["accounts"][account.api_key]["orders"]}
+    assert result["orders"] == len(booked)
+    assert {cid for cid, ok in log.results.items() if ok} <= booked | _failed_locally(s)
 
 
 @pytest.mark.parametrize("name", ["all together", "lost acks"])
@@ -38,9 +41,15 @@ async def test_futures_scenario(name, strategy_factory, sandbox, account) -> Non
     s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"],
                                default_leverage=5, **ENGINE)
     sandbox.ex.faults = SCENARIOS[name]
-    await churn(s, 24, seed=7)
+    log = await churn(s, 24, seed=seed_of(name))
     sandbox.ex.faults = Faults()
     await verify(s, sandbox, account)
+    assert log.placed > 0
+
+
+def _failed_locally(s) -> set[str]:
+    """Orders call() reported as placed (PENDING) whose absence was later proved."""
+    return {cid for ai in s.universe.values() for cid, o in ai.orders.items() if o.status == "failed"}
 
 
 async def test_emergency_stop_during_the_storm_leaves_nothing_open(strategy_factory, sandbox, account) -> None:
