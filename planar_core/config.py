@@ -54,8 +54,11 @@ class PositionWatcherConfig(WatcherConfig):
 class OrderMonitoring(_Model):
     enabled: bool = True
     interval: float = Field(5.0, gt=0, description="polling interval (s) of the order/trade tasks without websocket")
-    retries: int = Field(10, ge=0, description="lookups of an order after a network error")
+    retries: int = Field(2, ge=0, le=10, description="re-sends (same client order id) of an order proven absent after a failed request")
     timeout: float = Field(300.0, gt=0, description="order/trade tasks stop after this long without open orders")
+    absent_after: float = Field(15.0, gt=0, le=3600, description="an order whose request outcome is unknown is taken as never booked "
+                                "only when look-ups by client id still find nothing this many seconds after the request "
+                                "(Binance may hide a new order from GET for a few seconds)")
     use_websocket: bool = True
 
 
@@ -94,6 +97,10 @@ class RiskConfig(_Model):
     target_volatility: float = Field(0.02, gt=0)
     emergency_stop: bool = True
     emergency_close_positions: bool = False
+    estop_budget_s: float = Field(30.0, gt=0, le=3600, description="how long the emergency stop keeps retrying before it "
+                                                                   "reports what it could not verify")
+    refuse_when_unvalued: bool = Field(True, description="refuse risk-increasing orders while equity cannot be computed "
+                                                         "(a holding or position without a price path to the main currency)")
     monitor_interval: float = Field(30.0, gt=0)
 
 
@@ -101,7 +108,9 @@ class EventTracing(_Model):
     enabled: bool = True
     trace_market_data: bool = False
     trace_api_calls: bool = True
-    flush_interval: float = Field(60.0, gt=0, description="seconds between flushes (order intents flush at once)")
+    flush_interval: float = Field(60.0, gt=0, description="seconds between flushes (order, fill, cancel and position events flush at once)")
+    fsync: bool = Field(True, description="fsync the trace's write-ahead files and the intent journal so they survive a power "
+                                          "loss (False: they survive a process crash only; about 0.5 ms less per order event)")
     root: str | None = Field(None, description="trace root (path or fsspec URL); default <store_root>/traces/<account>")
 
 

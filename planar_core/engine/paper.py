@@ -14,7 +14,7 @@ from ..sandbox.exchange import Market, SandboxExchange
 from ..sandbox.market_data import MarketSpec, PathLibrary
 
 if TYPE_CHECKING:
-    from .orders import OrderRequest
+    from ..model import OrderRequest
     from .strategy import Strategy
 
 STATUS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled", "EXPIRED": "expired", "REJECTED": "rejected"}

@@ -20,16 +20,19 @@ from typing import Any
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
-from ..model import AssetInstance, Balance, Order, OrderType, Position, Side, Trade
+from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 from ..state import PersistedState, StateStore
+from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
+from . import updates as _updates
+from .submit import resolver
 from .events import EventSink, MemorySink
 from .supervisor import Supervisor
-from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher
+from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 log = logging.getLogger("planar.engine")
-RiskCheck = Callable[["Strategy", AssetInstance, "_orders.OrderRequest"], "str | None"]
+RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,6 @@ class Live:
 @dataclass(frozen=True)
 class Paper:
     """Live market data, orders filled locally with the sandbox's matching rules."""
-
-
-class HaltedError(RuntimeError):
-    pass
 
 
 class Strategy:
@@ -58,7 +57,7 @@ class Strategy:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_store = StateStore(self.dir)
         self.ids = ClientOrderIds(self.dir, config.name)
-        self.journal = IntentJournal(self.dir)
+        self.journal = IntentJournal(self.dir, fsync=config.event_tracing.fsync)
         self.universe: dict[str, AssetInstance] = {}
         self.balances: dict[str, Balance] = {}
         self.supervisor = Supervisor()
@@ -78,6 +77,8 @@ class Strategy:
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[dict[str, Any]]] = {}
+        self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
+        self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         from ..risk.manager import RiskManager
 
         self.risk: RiskManager = RiskManager.attach(self)
@@ -145,6 +146,13 @@ class Strategy:
                 self.supervisor.start(f"ohlcv:{ai.symbol}:{tf}", ohlcv_watcher(self, ai, tf))
             if ai.open_orders():
                 self.ensure_order_tasks(ai)
+        from ..risk.metrics import valuation_markets
+
+        bridges = valuation_markets(self)
+        if bridges:
+            self.supervisor.start("valuation", valuation_watcher(self, bridges))
+        if any(o.status == "unknown" for ai in self.universe.values() for o in ai.orders.values()):
+            self.start_resolver()
         from .health import connection_monitor
 
         self.supervisor.start("health", connection_monitor(self))
@@ -154,6 +162,17 @@ class Strategy:
     def ensure_order_tasks(self, ai: AssetInstance) -> None:
         if self.config.order_monitoring.enabled and self.running and not self.paper:
             self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
+
+    def start_resolver(self) -> None:
+        """Keep asking the exchange about orders whose outcome is unknown (ends when none is left)."""
+        if self.running and self.broker is None:
+            self.supervisor.start("resolver", lambda health: resolver(self, health))
+
+    def alert(self, message: str, level: str = "warning") -> None:
+        """Send an alert through the configured channels (logged when none is configured)."""
+        from ..alerts.dispatcher import send_alert
+
+        send_alert(self, message, level)
 
     async def emergency_stop(self, reason: str = "Manual trigger", close_positions: bool | None = None) -> Any:
         """The seed's emergency_stop!: halt, cancel all orders, optionally flatten, alert, record."""
@@ -178,15 +197,23 @@ class Strategy:
 
     # ----------------------------------------------------------------- the order call
     async def call(self, ai: AssetInstance | str, order_type: OrderType, side: Side, *, amount: float, price: float | None = None,
-                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: Any) -> Any:
-        """Returns a ``Trade`` (a fill seen within ``waitfor``), ``PENDING`` (accepted, no fill yet) or ``None`` (failed)."""
+                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: Any) -> Trade | Pending | None:
+        """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (not failed, no fill seen yet:
+        the order is open, or its outcome is still unknown and being asked) or ``None`` (refused locally, refused by
+        the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``."""
         return await _orders.call(self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params)
 
+    async def emergency_order(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
+        """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
+        margin assets, no risk sizing; journaled, traced and resolved like every other order."""
+        a = self.asset(ai)
+        return await _orders.call(self, a, OrderType.MARKET, Side(side), amount, None, 0.0, False, a.is_margin, {}, emergency=True)
+
     async def cancel(self, ai: AssetInstance | str, order: Order) -> bool:
-        return await _orders.cancel(self, self.asset(ai), order)
+        return await _cancels.cancel(self, self.asset(ai), order)
 
     async def cancel_all(self, ai: AssetInstance | str) -> int:
-        return await _orders.cancel_all(self, self.asset(ai))
+        return await _cancels.cancel_all(self, self.asset(ai))
 
     async def fetch_open_orders(self, ai: AssetInstance | str) -> list[Order]:
         ai = self.asset(ai)
@@ -196,13 +223,22 @@ class Strategy:
     async def sync_asset_orders(self, ai: AssetInstance, trades: bool = True) -> None:
         await _sync.sync_asset_orders(self, ai, trades=trades)
 
+    async def refresh_balances(self) -> None:
+        """Read the balances from the exchange now (REST), e.g. after cancels that released funds."""
+        await _sync.sync_balances(self)
+
     # ----------------------------------------------------------------- state updates (from watchers and responses)
     def cash(self, currency: str | None = None) -> Balance:
         return self.balances.get(currency or self.config.main_currency, Balance())
 
     def apply_balance(self, raw: dict[str, Any], complete: bool = False) -> None:
         """Merge a balance update. ``complete``: a full snapshot (REST), where a missing currency means zero;
-        websocket updates may carry only the currencies that changed."""
+        websocket updates may carry only the currencies that changed.
+
+        Margin accounts keep one meaning whatever the source: ``total`` is the *wallet* balance (without unrealized
+        PnL; ccxt's REST total is the margin balance, its websocket total the wallet balance) and ``free`` the margin
+        available for new orders (REST: the exchange's figure; websocket, which carries only the wallet: derived
+        locally by ``risk.metrics.available_margin`` until the next REST snapshot)."""
         if not isinstance(raw, dict) or not raw.get("info"):
             return
         currencies = {self.config.main_currency}
@@ -211,14 +247,10 @@ class Strategy:
                 currencies.update((ai.base, ai.quote))
         changed = {}
         for cur in currencies:
-            entry = raw.get(cur)
-            if not isinstance(entry, dict):
-                if complete and cur in self.balances:
-                    entry = {"free": 0.0, "used": 0.0, "total": 0.0}
-                else:
-                    continue
-            new = Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
-            if min(new.free, new.used, new.total) < 0 or not all(map(math.isfinite, (new.free, new.used, new.total))):
+            new = self._margin_balance(raw, cur) if self.config.margin else self._spot_balance(raw, cur, complete)
+            if new is None:
+                continue
+            if min(new.free if not self.config.margin else 0.0, new.used, new.total) < 0 or not all(map(math.isfinite, (new.free, new.used, new.total))):
                 log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
                 self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
                 continue
@@ -228,6 +260,43 @@ class Strategy:
         if changed:
             self.sink.record("balance_updated", payload=changed)
             self._notify_balance()
+
+    def _spot_balance(self, raw: dict[str, Any], cur: str, complete: bool) -> Balance | None:
+        entry = raw.get(cur)
+        if not isinstance(entry, dict):
+            if complete and cur in self.balances:
+                entry = {"free": 0.0, "used": 0.0, "total": 0.0}
+            else:
+                return None
+        return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
+
+    def _margin_balance(self, raw: dict[str, Any], cur: str) -> Balance | None:
+        from ..risk.metrics import available_margin
+
+        info = raw.get("info")
+        rows = info.get("assets") if isinstance(info, dict) else info if isinstance(info, list) else None
+        if isinstance(rows, list):  # REST (/fapi/v2|v3/account assets, or /fapi/v2/balance rows)
+            row = next((r for r in rows if isinstance(r, dict) and r.get("asset") == cur), None)
+            if row is None:
+                return None
+            wallet = float(row.get("walletBalance", row.get("balance")) or 0.0)
+            free = float(row.get("availableBalance") or 0.0)
+            return Balance(free, float(row.get("initialMargin") or 0.0), wallet)
+        if isinstance(info, dict) and info.get("e") == "ACCOUNT_UPDATE":  # websocket: wallet balance only
+            row = next((b for b in (info.get("a") or {}).get("B") or [] if b.get("a") == cur), None)
+            if row is None:
+                return None
+            wallet = float(row.get("wb") or 0.0)
+            free = available_margin(self, cur, wallet)
+            return Balance(free, max(0.0, wallet - free), wallet)
+        entry = raw.get(cur)  # anything else (paper broker): free / used / total with total = wallet
+        if not isinstance(entry, dict) or entry.get("total") is None:
+            return None
+        return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry["total"]))
+
+    def free_margin(self, currency: str | None = None) -> float:
+        """Margin available for new orders in ``currency`` (the settle currency)."""
+        return self.cash(currency).free
 
     def apply_positions(self, raw: list[dict[str, Any]], complete: bool = False) -> None:
         seen = set()
@@ -240,26 +309,50 @@ class Strategy:
             contracts = float(p.get("contracts") or 0.0)
             if p.get("side") == "short":
                 contracts = -abs(contracts)
-            new = Position(contracts, float(p.get("entryPrice") or 0.0), float(p.get("unrealizedPnl") or 0.0),
-                           float(p["leverage"]) if p.get("leverage") else ai.position.leverage, int(p.get("timestamp") or time.time() * 1000))
+            upnl = p.get("unrealizedPnl")
+            new = Position(contracts, float(p.get("entryPrice") or 0.0), float(upnl or 0.0),
+                           float(p["leverage"]) if p.get("leverage") else ai.position.leverage, int(p.get("timestamp") or time.time() * 1000),
+                           unrealized_known=upnl is not None)
             if (new.contracts, new.entry_price) != (ai.position.contracts, ai.position.entry_price):
-                changed[ai.symbol] = {"contracts": new.contracts, "entry_price": new.entry_price}
+                changed[ai.symbol] = {"contracts": new.contracts, "entry_price": new.entry_price, "before": ai.position.contracts}
             ai.position = new
         if complete:  # a full snapshot: positions it does not list are flat
             for ai in self.universe.values():
                 if ai.symbol not in seen and ai.position.contracts:
-                    changed[ai.symbol] = {"contracts": 0.0, "entry_price": 0.0}
+                    changed[ai.symbol] = {"contracts": 0.0, "entry_price": 0.0, "before": ai.position.contracts}
                     ai.position = Position(leverage=ai.position.leverage)
         if changed:
             self.sink.record("position_updated", payload=changed)
+            if self.config.position_watcher.alert_on_changes:
+                self._alert_external_position_changes(changed)
             self._notify_balance()
+
+    def _alert_external_position_changes(self, changed: dict[str, dict[str, float]]) -> None:
+        """A position that moved while the engine had no order working on that asset and no fill of its own in the
+        last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
+        now_ms = time.time() * 1000
+        for sym, ch in changed.items():
+            ai = self.universe[sym]
+            busy = ai.open_orders() or any(now_ms - t.timestamp < 60_000 for t in ai.trades[-20:])
+            if not busy and self.running:
+                msg = f"{self.name}: position {sym} changed outside the engine: {ch['before']} -> {ch['contracts']}"
+                self.sink.record("error_occurred", symbol=sym, reason=msg)
+                self.alert(msg, "warning")
 
     def _notify_balance(self) -> None:
         for hook in list(self.on_balance_update):
-            try:
-                hook(self)
-            except Exception:
-                log.exception("balance hook failed")
+            self._run_hook(hook, self)
+
+    def _run_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        """Run one update hook (the breakers are hooks): a failure is recorded and alerted, never silent, and the
+        other hooks still run."""
+        try:
+            hook(*args)
+        except Exception as exc:
+            log.exception("update hook %s failed", getattr(hook, "__qualname__", hook))
+            msg = f"{self.name}: an update hook failed ({type(exc).__name__}: {exc}); risk checks may have been skipped"
+            self.sink.record("error_occurred", reason=msg)
+            self.alert(msg, "error")
 
     def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]]) -> None:
         """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted."""
@@ -282,16 +375,13 @@ class Strategy:
         if self.broker is not None:
             self.broker.on_price(self, ai)
         for hook in list(self.on_price_update):
-            try:
-                hook(self, ai)
-            except Exception:
-                log.exception("price hook failed")
+            self._run_hook(hook, self, ai)
 
-    def apply_order(self, raw: dict[str, Any]) -> Order | None:
-        return _orders.apply_order(self, raw)
+    def apply_order(self, raw: dict[str, Any], source: str = "exchange") -> Order | None:
+        return _updates.apply_order(self, raw, source=source)
 
     def apply_trade(self, raw: dict[str, Any]) -> Trade | None:
-        return _orders.apply_trade(self, raw)
+        return _updates.apply_trade(self, raw)
 
 
 def strategy(name: str, mode: Live | Paper = Live(), exchange: str = "binance", sandbox: bool = True, *, config_path: str | Path | None = None,
@@ -347,7 +437,8 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
     from ..trace import EventTrace, TraceLockedError
 
     t = cfg.event_tracing
-    opts = {"flush_interval": t.flush_interval, "trace_market_data": t.trace_market_data, "trace_api_calls": t.trace_api_calls}
+    opts = {"flush_interval": t.flush_interval, "trace_market_data": t.trace_market_data, "trace_api_calls": t.trace_api_calls,
+            "fsync": t.fsync}
     try:
         return EventTrace(trace_root(cfg), **opts)
     except TraceLockedError as exc:
@@ -355,4 +446,4 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
         return EventTrace(side_trace_root(cfg), **opts)
 
 
-__all__ = ["Strategy", "strategy", "strategy_from_config", "Live", "Paper", "HaltedError"]
+__all__ = ["Strategy", "strategy", "strategy_from_config", "Live", "Paper"]

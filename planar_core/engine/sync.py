@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError
-from ..exchange.client import is_balance
+
+from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
-from ..model import AssetInstance
-from . import orders as _orders
+from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade
+from .submit import lookup
+from .updates import apply_order, apply_trade
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -51,8 +53,33 @@ async def check_live_safety(s: "Strategy") -> None:
         raise ConfigError("credentials: this API key can withdraw funds; create a trade-only key for the strategy")
 
 
+async def sync_prices(s: "Strategy") -> None:
+    """Last prices of the universe and of the markets that value its currencies in the main currency, so equity
+    is complete from the first moment (the OHLCV watchers and the valuation watcher keep them fresh)."""
+    from ..risk.metrics import valuation_markets
+
+    symbols = [ai.symbol for ai in s.universe.values() if not ai.last_price] + valuation_markets(s)
+    if not symbols:
+        return
+    try:
+        tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data,
+                                      validate=lambda x: isinstance(x, dict))
+    except ExchangeOpError as err:  # valuation stays incomplete until the watchers bring prices (recorded by the breakers)
+        log.warning("start-up prices: %s", err)
+        return
+    for sym, tk in tickers.items():
+        last = tk.get("last") if isinstance(tk, dict) else None
+        if not isinstance(last, (int, float)) or last <= 0:
+            continue
+        if sym in s.universe:
+            s.universe[sym].last_price = s.universe[sym].last_price or float(last)
+        else:
+            s.conversion_prices[sym] = float(last)
+
+
 async def startup_sync(s: "Strategy") -> None:
-    """Balances, positions, open and recent orders and trades; then reconcile the intent journal."""
+    """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
+    await sync_prices(s)
     await sync_balances(s)
     if s.paper:
         return
@@ -67,10 +94,48 @@ async def startup_sync(s: "Strategy") -> None:
                 except ExchangeOpError as err:
                     log.warning("set_leverage on %s failed: %s", ai.symbol, err)
     since = int((time.time() - s.config.sync_window_s) * 1000)
+    restore_trades(s, since)
     for ai in s.universe.values():
         await sync_asset_orders(s, ai, since=since)
     await reconcile_intents(s)
     s.journal.compact()
+
+
+def restore_trades(s: "Strategy", since_ms: int) -> int:
+    """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
+    start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
+    rows = _traced_trades(s, since_ms - 60_000)
+    real_orders = {r.get("client_order_id") for r in rows if not r.get("emulated")}
+    n = 0
+    for r in rows:
+        ai = s.universe.get(str(r.get("symbol") or ""))
+        cid = r.get("client_order_id")
+        if ai is None or not cid or (r.get("emulated") and cid in real_orders):
+            continue
+        tid = r.get("trade_id")
+        if tid is not None:
+            s._seen_trade_ids.add(f"{ai.symbol}:{tid}")
+        ts = r["timestamp"]
+        trade = Trade(ai.symbol, Side(r.get("side") or "buy"), float(r.get("amount") or 0.0), float(r.get("price") or 0.0),
+                      str(r["order_id"]) if r.get("order_id") else None, cid,
+                      int(ts.value // 1_000_000) if hasattr(ts, "value") else int(ts) // 1_000_000,
+                      fee=float(r.get("fee") or 0.0), trade_id=None if tid is None else str(tid), emulated=bool(r.get("emulated")))
+        s._restored_trades.setdefault(cid, []).append(trade)
+        n += 1
+    return n
+
+
+def _traced_trades(s: "Strategy", since_ms: int) -> list[dict[str, Any]]:
+    files = getattr(s.sink, "files", None)
+    if files is not None:
+        from datetime import datetime, timezone
+
+        from ..trace.reading import extract_events_by_date, to_records
+
+        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, timezone.utc), kind="trade_executed")
+        return to_records(df)
+    of = getattr(s.sink, "of", None)
+    return [e for e in of("trade_executed") if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
 
 
 async def sync_balances(s: "Strategy") -> None:
@@ -90,53 +155,95 @@ async def sync_positions(s: "Strategy") -> None:
 
 
 async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None = None, trades: bool = True) -> None:
-    """Open orders, the orders we track, and (optionally) trades since the last one we know."""
+    """Open orders, the orders we track, and (optionally) trades since the last one we know.
+
+    An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
+    exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll."""
     if s.broker is not None:
         return
     t = s.config.timeouts.order_placement
     if since is not None:
-        recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=lambda x: isinstance(x, list))
+        recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=is_list)
         for raw in recent:
-            _orders.apply_order(s, raw)
-    open_raw = await s.client.call("fetch_open_orders", lambda: s.client.ex.fetch_open_orders(ai.symbol), t,
-                                   validate=lambda x: isinstance(x, list))
+            apply_order(s, raw, source="sync")
+    open_raw = await s.client.call("fetch_open_orders", lambda: s.client.ex.fetch_open_orders(ai.symbol), t, validate=is_list)
     open_ids = set()
     for raw in open_raw:
-        order = _orders.apply_order(s, raw)
+        order = apply_order(s, raw, source="poll")
         if order is not None:
             open_ids.add(order.client_order_id)
     for order in [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]:
         try:  # it closed while we were not looking: learn how
-            raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t)
-            _orders.apply_order(s, raw)
-        except OrderNotFound:
-            order.status = "failed"
+            raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t, validate=is_order)
+            apply_order(s, raw, source="poll")
+        except OrderNotFound:  # acknowledged, yet not found: keep what we know until the exchange says otherwise
+            s.sink.record("order_reconciled", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
+                          decision="kept", reason="acknowledged order not found by id; status kept until the exchange reports it")
     if trades:
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=since or int((time.time() - s.config.sync_window_s) * 1000))
-        raw_trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, last), t,
-                                         validate=lambda x: isinstance(x, list))
+        raw_trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, last), t, validate=is_list)
         for raw in raw_trades:
-            _orders.apply_trade(s, raw)
+            apply_trade(s, raw)
 
 
 async def reconcile_intents(s: "Strategy") -> None:
-    """Intent without exchange order -> failed; intent with one -> adopted (the crash came after sending)."""
+    """Every journaled intent without an outcome (the process died in between, or the outcome stayed unknown) is
+    settled by the exchange's word, asked by client order id for its own symbol (in the universe or not), and the
+    decision is recorded with its reason. What the exchange cannot answer yet stays open for the resolver."""
+    absent_after = s.config.order_monitoring.absent_after
     for cid, intent in s.journal.unresolved().items():
-        ai = s.universe.get(intent.get("symbol", ""))
-        if ai is None:
-            s.journal.outcome(cid, "failed")
+        symbol = str(intent.get("symbol", ""))
+        ai = s.universe.get(symbol)
+        local = ai.orders.get(cid) if ai is not None else None
+        if local is not None and local.id is not None:  # the start-up sync found it already
+            if local.status not in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+                s.journal.outcome(cid, "accepted", local.id)
             continue
-        if cid in ai.orders and ai.orders[cid].id is not None:
-            s.journal.outcome(cid, "adopted", ai.orders[cid].id)
+        age = time.time() - float(intent.get("t", 0)) / 1000
+        if symbol not in s.client.markets:
+            _decide(s, symbol, cid, "failed", f"{symbol!r} is not a market on the exchange: no order can exist there")
             continue
-        raw = await _orders.lookup(s, ai, cid)
-        if raw is None:
-            s.journal.outcome(cid, "failed")
-            s.sink.record("order_failed", symbol=ai.symbol, client_order_id=cid, reason="intent without exchange order (crash before send)")
+        try:
+            raw = await lookup(s, symbol, cid)
+        except ExchangeOpError as err:
+            _decide(s, symbol, cid, None, f"look-up failed ({type(err).__name__}); asked again later")
+            _track_unknown(s, ai, cid, intent)
+            continue
+        if raw is not None:
+            if ai is not None:
+                apply_order(s, raw, source="reconcile")
+                s.journal.outcome(cid, "accepted", str(raw.get("id")))
+                s.sink.record("order_reconciled", symbol=symbol, client_order_id=cid, order_id=raw.get("id"), decision="found",
+                              reason="intent found on the exchange by client order id")
+            else:
+                _decide(s, symbol, cid, "accepted", f"found on the exchange ({raw.get('status')}) on a symbol outside the universe; "
+                                                    "not tracked by this strategy", order_id=str(raw.get("id")), alert=True)
+        elif age >= absent_after:
+            _decide(s, symbol, cid, "failed", f"not found by client order id {age:.0f}s after the intent: never booked")
         else:
-            _orders.apply_order(s, raw)
-            s.journal.outcome(cid, "adopted", str(raw.get("id")))
-            s.sink.record("order_adopted", symbol=ai.symbol, client_order_id=cid, order_id=raw.get("id"))
+            _decide(s, symbol, cid, None, f"not found yet, {age:.1f}s after the intent (< absent_after {absent_after}s); asked again")
+            _track_unknown(s, ai, cid, intent)
+
+
+def _decide(s: "Strategy", symbol: str, cid: str, outcome: str | None, reason: str, order_id: str | None = None,
+            alert: bool = False) -> None:
+    s.sink.record("order_reconciled", symbol=symbol, client_order_id=cid, order_id=order_id, decision=outcome or "unresolved", reason=reason)
+    if outcome is not None:
+        s.journal.outcome(cid, outcome, order_id, reason)
+    log.log(logging.WARNING if alert or outcome is None else logging.INFO, "intent %s on %s: %s", cid, symbol, reason)
+    if alert:
+        s.alert(f"intent {cid} on {symbol}: {reason}", "warning")
+
+
+def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: dict[str, Any]) -> None:
+    """An intent whose fate the exchange has not told yet: an ``unknown`` order the resolver keeps asking about."""
+    if ai is None or cid in ai.orders:
+        return
+    order = Order(cid, ai.symbol, Side(intent.get("side") or "buy"), OrderType(intent.get("type") or "gtc"), float(intent.get("amount") or 0.0),
+                  intent.get("price"), bool(intent.get("reduce_only")), timestamp=int(intent.get("t", 0)), status=OrderStatus.UNKNOWN,
+                  sent_at=float(intent.get("t", 0)) / 1000)
+    ai.orders[cid] = order
+    s.start_resolver()
 
 
 async def resync(s: "Strategy") -> None:

@@ -99,8 +99,8 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         asyncio.get_running_loop().call_later(0.05, apply_latest)
 
     async def poll_step() -> None:
-        s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
-                                            validate=_is_balance), complete=True)
+        s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), cfg.timeout,
+                                            retries=cfg.retry_count, validate=_is_balance), complete=True)
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
@@ -117,8 +117,8 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         s.apply_positions(await s.client.ex.watch_positions(symbols))
 
     async def poll_step() -> None:
-        s.apply_positions(await s.client.call("fetch_positions", lambda: s.client.ex.fetch_positions(symbols),
-                                              s.config.timeouts.position_sync, validate=lambda x: isinstance(x, list)), complete=True)
+        s.apply_positions(await s.client.call("fetch_positions", lambda: s.client.ex.fetch_positions(symbols), cfg.timeout,
+                                              retries=cfg.retry_count, validate=lambda x: isinstance(x, list)), complete=True)
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
@@ -128,10 +128,15 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
 
 
 def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], Awaitable[None]]:
-    """Orders and trades of one asset; ends after ``order_monitoring.timeout`` without open orders."""
+    """Orders and trades of one asset; ends after ``order_monitoring.timeout`` without open orders.
+
+    The two websocket watches run as tasks that live across steps: one completing never cancels the other (a
+    cancelled watch can lose the update ccxt had already resolved for it), and each result is applied even when
+    the other watch failed in the same step."""
     cfg = s.config.order_monitoring
     symbol = ai.symbol
     idle_since: list[float] = [time.monotonic()]
+    watches: dict[str, asyncio.Future[Any] | None] = {"orders": None, "trades": None}
 
     def idle() -> bool:
         if not s.running:
@@ -142,31 +147,44 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         return time.monotonic() - idle_since[0] > cfg.timeout
 
     async def ws_step() -> None:
-        orders_task = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
-        trades_task = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
-        try:
-            done, _ = await asyncio.wait({orders_task, trades_task}, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                result = t.result()
-                if t is trades_task:
-                    for trade in result:
-                        s.apply_trade(trade)
+        if watches["orders"] is None:
+            watches["orders"] = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
+        if watches["trades"] is None:
+            watches["trades"] = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
+        await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
+        errors: list[BaseException] = []
+        for name, watch in list(watches.items()):
+            if watch is None or not watch.done():
+                continue
+            watches[name] = None
+            if watch.cancelled():
+                continue
+            exc = watch.exception()
+            if exc is not None:
+                errors.append(exc)
+                continue
+            for item in watch.result():
+                if name == "trades":
+                    s.apply_trade(item)
                 else:
-                    for order in result:
-                        s.apply_order(order)
-        finally:
-            for t in (orders_task, trades_task):
-                if not t.done():
-                    t.cancel()
-                with contextlib.suppress(BaseException):
-                    await t  # also retrieves the exception of a task that failed alongside the other
+                    s.apply_order(item, source="websocket")
+        if errors:
+            raise errors[0]
 
     async def poll_step() -> None:
         await s.sync_asset_orders(ai)
 
     async def body(health: TaskHealth) -> None:
-        await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
-                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle)
+        try:
+            await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
+                             interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle)
+        finally:
+            for name, watch in watches.items():
+                if watch is not None:
+                    watch.cancel()
+                    with contextlib.suppress(BaseException):
+                        await watch
+                watches[name] = None
 
     return body
 
@@ -178,14 +196,38 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
         s.apply_ohlcv(ai, timeframe, await s.client.ex.watch_ohlcv(ai.symbol, timeframe))
 
     async def poll_step() -> None:
-        candles = await s.client.call("fetch_ohlcv", lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100),
-                                      s.config.timeouts.market_data, validate=lambda x: isinstance(x, list))
+        candles = await s.client.call("fetch_ohlcv", lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100), cfg.timeout,
+                                      retries=cfg.retry_count, validate=lambda x: isinstance(x, list))
         s.apply_ohlcv(ai, timeframe, candles)
 
     async def body(health: TaskHealth) -> None:
         await poll_step()  # history first, then live updates
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
                          fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+
+    return body
+
+
+def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth], Awaitable[None]]:
+    """Prices of the markets that connect held currencies to the main currency when the universe does not
+    (``risk.metrics.price_in_main``): polled tickers, stored in ``s.conversion_prices``."""
+    cfg = s.config.ohlcv_watcher
+
+    async def body(health: TaskHealth) -> None:
+        while s.running:
+            try:
+                tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), cfg.timeout,
+                                              retries=cfg.retry_count, validate=lambda x: isinstance(x, dict))
+                fresh = {sym: float(t["last"]) for sym, t in tickers.items()
+                         if sym in symbols and isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0}
+                if fresh != {k: s.conversion_prices.get(k) for k in fresh}:
+                    s.conversion_prices.update(fresh)
+                    s._notify_balance()
+                health.seen("polling")
+            except Exception as exc:
+                health.failed(exc)
+                log.warning("valuation prices: %s", health.last_error)
+            await asyncio.sleep(cfg.interval)
 
     return body
 

@@ -17,12 +17,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import ccxt
 import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
 from ..engine.events import EventSink, MemorySink
 from .endpoints import point_at_sandbox
-from .errors import ExchangeOpError, MalformedResponse, RateLimited, map_error
+from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited, map_error
 from .limiter import OrderPacer, WeightGuard, ccxt_rate_options
 
 log = logging.getLogger("planar.exchange")
@@ -59,11 +60,27 @@ def guard_ccxt_logs(secrets: list[str]) -> None:
         lg.addFilter(flt)
 
 
+class StrictBinance(ccxtpro.binance):  # type: ignore[misc]
+    """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``.
+
+    ccxt returns None for such a body and its methods then parse an empty answer, so a truncated open-orders
+    list reads as "nothing open" and an emergency stop would report clean with every order still live."""
+
+    def parse_json(self, http_response: Any) -> Any:
+        if self.is_json_encoded_object(http_response):
+            try:
+                return self.on_json_response(http_response)
+            except ValueError as exc:
+                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
+        return None
+
+
 def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
     """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
     creds = cfg.credentials
     options: dict[str, Any] = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
-                               "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False}
+                               "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False,
+                               "adjustForTimeDifference": True}  # sign with the exchange's clock, measured at load_markets
     conf: dict[str, Any] = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
                             "options": options, **ccxt_rate_options(cfg.rate_limits)}
     if creds.api_key is not None:
@@ -72,7 +89,7 @@ def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
         conf["secret"] = creds.api_secret.get_secret_value()
     if creds.passphrase is not None:
         conf["password"] = creds.passphrase.get_secret_value()
-    exchange = ccxtpro.binance(conf)
+    exchange = StrictBinance(conf)
     if cfg.sandbox:
         ep = cfg.sandbox_endpoint
         if ep.url:
@@ -120,6 +137,8 @@ class ExchangeClient:
                 self._trace(op, started, type(err).__name__, err.code)
                 if isinstance(err, RateLimited):
                     self.guard.observe_rate_limit(self._retry_after(), attempt)
+                if isinstance(err, ClockSkew):
+                    await self.measure_clock()
                 if not err.transient or not idempotent or attempt >= retries:
                     raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
                 attempt += 1
@@ -132,6 +151,17 @@ class ExchangeClient:
             self._trace(op, started, "ok", None)
             self.guard.observe_headers(self.ex.last_response_headers)
             return result
+
+    async def measure_clock(self) -> None:
+        """Measure the offset between the exchange's clock and ours again (after a -1021 timestamp refusal);
+        ccxt signs every request with local time minus this offset."""
+        try:
+            async with asyncio.timeout(self.cfg.timeouts.market_data):
+                offset = await self.ex.load_time_difference()
+            self.sink.record("api_call", endpoint="load_time_difference", result="ok", offset_ms=offset)
+            log.warning("clock offset to the exchange re-measured: %s ms", offset)
+        except Exception as exc:  # the next refusal measures again
+            log.warning("could not measure the clock offset: %s", exc)
 
     def _retry_after(self) -> float | None:
         headers = self.ex.last_response_headers or {}

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..state import atomic_write_json
+from ..state import atomic_write_json, fsync_dir
 
 BLOCK = 1000
 
@@ -65,19 +65,27 @@ class ClientOrderIds:
 class IntentJournal:
     """Append-only JSON lines: ``intent`` before a request, ``outcome`` after it."""
 
-    def __init__(self, strategy_dir: Path) -> None:
+    def __init__(self, strategy_dir: Path, fsync: bool = True) -> None:
         self.path = Path(strategy_dir) / "intents.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], sync: bool = False) -> None:
         os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        if sync and self.fsync:
+            os.fsync(self._fd)
 
     def intent(self, client_order_id: str, **fields: Any) -> None:
-        self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields})
+        """Durable before the request is sent (fsync'd unless disabled): a restart can always ask about it."""
+        self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields}, sync=True)
 
-    def outcome(self, client_order_id: str, status: str, order_id: str | None = None) -> None:
-        self._append({"t": int(time.time() * 1000), "kind": "outcome", "cid": client_order_id, "status": status, "id": order_id})
+    def outcome(self, client_order_id: str, status: str, order_id: str | None = None, reason: str | None = None) -> None:
+        """The intent's fate as the exchange told it: accepted (with its id), rejected, or failed (never booked)."""
+        record: dict[str, Any] = {"t": int(time.time() * 1000), "kind": "outcome", "cid": client_order_id, "status": status, "id": order_id}
+        if reason:
+            record["reason"] = reason
+        self._append(record)
 
     def unresolved(self) -> dict[str, dict[str, Any]]:
         """Intents that never got an outcome (the process died in between)."""
@@ -102,8 +110,12 @@ class IntentJournal:
         lines = self.path.read_text().count("\n") if self.path.is_file() else 0
         data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(data)
+        with open(tmp, "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return lines - len(keep)

@@ -36,6 +36,11 @@ class RateLimited(TransientError):
     """429/418: the request was refused before handling; wait, then retry."""
 
 
+class ClockSkew(TransientError):
+    """-1021: the request's timestamp is outside the receive window; refused before handling. The client measures
+    the clock offset again and retries."""
+
+
 class PermanentError(ExchangeOpError):
     pass
 
@@ -85,6 +90,8 @@ def map_error(exc: BaseException) -> ExchangeOpError:
         return InsufficientFunds(text, code, exc)
     if code in (-2022, -4164, -1013):
         return InvalidOrder(text, code, exc)
+    if code == -1021:
+        return ClockSkew(text, code, exc)
     table: list[tuple[type[BaseException], type[ExchangeOpError]]] = [
         (ccxt.DDoSProtection, RateLimited),  # 429 / 418 (RateLimitExceeded is a subclass)
         (ccxt.AuthenticationError, AuthError),
@@ -94,7 +101,7 @@ def map_error(exc: BaseException) -> ExchangeOpError:
         (ccxt.BadSymbol, BadSymbol),
         (ccxt.InvalidOrder, InvalidOrder),
         (ccxt.BadRequest, InvalidOrder),
-        (ccxt.InvalidNonce, TransientError),
+        (ccxt.InvalidNonce, ClockSkew),
         (ccxt.BadResponse, MalformedResponse),
         (ccxt.NullResponse, MalformedResponse),
         (ccxt.NetworkError, NetworkUncertain),  # RequestTimeout, ExchangeNotAvailable, dropped connections

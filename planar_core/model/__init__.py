@@ -1,5 +1,6 @@
 """Orders, trades, positions, balances and the per-asset state of a strategy."""
 
-from .types import (PENDING, AssetInstance, Balance, Order, OrderType, Pending, Position, Side, Trade)
+from .status import OrderStatus, legal
+from .types import PENDING, AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 
-__all__ = ["PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderType", "Position", "Side", "Trade"]
+__all__ = ["PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderRequest", "OrderStatus", "OrderType", "Position", "Side", "Trade", "legal"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .status import OrderStatus
+
 
 class OrderType(str, Enum):
     """The seed's order types: MarketOrder, GTCOrder, IOCOrder, FOKOrder (+ post-only)."""
@@ -75,16 +77,22 @@ class Order:
     price: float | None
     reduce_only: bool = False
     id: str | None = None
-    status: str = "intent"  # intent -> open -> closed | canceled | expired | rejected | failed
+    status: OrderStatus = OrderStatus.INTENT  # moves only along model.status.TRANSITIONS
     filled: float = 0.0
     cost: float = 0.0
     timestamp: int = 0
     trades: list[Trade] = field(default_factory=list)
     event: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    sent_at: float | None = None  # wall time (s) of the last create request, for the absence proof
+    not_found: int = 0  # consecutive look-ups by client id that answered "no such order" since sent_at
+
+    def __post_init__(self) -> None:
+        self.status = OrderStatus(self.status)
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("intent", "open")
+        """Possibly live on the exchange: intent, unknown or open."""
+        return self.status.is_open
 
     @property
     def average(self) -> float | None:
@@ -104,9 +112,10 @@ class Position:
 
     contracts: float = 0.0
     entry_price: float = 0.0
-    unrealized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0  # as the exchange last reported it
     leverage: float | None = None
     timestamp: int = 0
+    unrealized_known: bool = False  # the exchange's report carried an unrealized PnL
 
     @property
     def side(self) -> str | None:
@@ -147,3 +156,20 @@ class AssetInstance:
             if o.id == order_id:
                 return o
         return None
+
+
+@dataclass
+class OrderRequest:
+    """An order after the local checks: what will be sent (amount and price already rounded to the market)."""
+
+    symbol: str
+    type: OrderType
+    side: Side
+    amount: float
+    price: float | None
+    reduce_only: bool
+    reference_price: float  # the price the order is expected to execute at (limit price or last)
+
+    @property
+    def notional(self) -> float:
+        return self.amount * self.reference_price

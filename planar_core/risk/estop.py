@@ -1,11 +1,14 @@
 """The emergency stop: halt, cancel everything, optionally flatten, alert, record. Idempotent.
 
-Works on a running strategy and standalone (``emergency_stop_standalone``),
-from nothing but the config and credentials, so a fresh process can stop a
-strategy whose engine is dead or hung. Cancels run per asset in parallel
-(ccxt's throttle and the weight guard pace them); every step is verified
-against the exchange and retried; whatever is still open at the end is
-reported, not hidden.
+Works on a running strategy and standalone (``emergency_stop_standalone``), from nothing but the config and
+credentials, so a fresh process can stop a strategy whose engine is dead or hung. Cancels run per asset in
+parallel; every step is verified against the exchange and retried until ``risk.estop_budget_s`` runs out.
+
+Nothing is reported clean without the exchange's word: a symbol whose open orders could not be listed, or
+whose cancels were not confirmed by a later listing, is *unverified*; a position whose size could not be read is
+*unknown*, never flat. Local orders keep their status until the exchange reports how they ended. The report
+says exactly what is unverified (it is in the alert, the trace, the flow artifact and the CLI's exit code), and
+the strategy stays halted either way.
 """
 
 from __future__ import annotations
@@ -27,114 +30,170 @@ log = logging.getLogger("planar.risk.estop")
 @dataclass
 class EStopReport:
     reason: str
-    cancelled: int = 0
-    closed: dict[str, float] = field(default_factory=dict)  # symbol -> amount closed
-    remaining_open: dict[str, int] = field(default_factory=dict)  # symbol -> orders still open
-    remaining_positions: dict[str, float] = field(default_factory=dict)
+    cancelled: int = 0  # orders seen open and confirmed no longer open
+    closed: dict[str, float] = field(default_factory=dict)  # symbol -> amount sent to close
+    remaining_open: dict[str, int] = field(default_factory=dict)  # symbol -> orders the exchange still lists open
+    remaining_positions: dict[str, float] = field(default_factory=dict)  # symbol -> size the exchange still reports
+    unverified: dict[str, str] = field(default_factory=dict)  # "symbol: what" -> why it could not be confirmed
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
-        return not self.remaining_open and not self.remaining_positions
+        """True only when the exchange itself confirmed: no open order, no position left, nothing unverified."""
+        return not self.remaining_open and not self.remaining_positions and not self.unverified
+
+    def summary(self) -> str:
+        if self.clean:
+            return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "")
+        parts = []
+        if self.remaining_open:
+            parts.append(f"STILL OPEN orders {self.remaining_open}")
+        if self.remaining_positions:
+            parts.append(f"STILL OPEN positions {self.remaining_positions}")
+        if self.unverified:
+            parts.append(f"UNVERIFIED {self.unverified}")
+        return f"NOT CLEAN after {self.seconds:.1f}s: " + "; ".join(parts) + f" (cancelled {self.cancelled})"
 
     def as_dict(self) -> dict[str, Any]:
         return {**vars(self), "clean": self.clean}
 
 
-async def _cancel_asset(s: "Strategy", symbol: str, attempts: int, report: EStopReport) -> None:
+def _pause(attempt: int) -> float:
+    return min(2.0, 0.1 * 2 ** attempt)
+
+
+async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
+    """Cancel every open order on ``symbol`` until a listing of open orders comes back empty, or the budget ends."""
+    loop = asyncio.get_running_loop()
     ex = s.client.ex
-    t = s.config.timeouts.order_cancellation
-    for attempt in range(attempts):
+    key = f"{symbol}: open orders"
+    seen: set[str] = set()
+    attempt = 0
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
         try:
-            open_orders = await s.client.call("fetch_open_orders", lambda: ex.fetch_open_orders(symbol), t, retries=5)
+            open_orders = await s.client.call("fetch_open_orders", lambda: ex.fetch_open_orders(symbol), remaining, retries=0,
+                                              validate=lambda x: isinstance(x, list))
         except ExchangeOpError as err:
-            report.errors.append(f"{symbol}: fetch_open_orders: {err}")
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+            report.unverified[key] = f"could not list open orders: {type(err).__name__}: {err}"[:300]
+            report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
+            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            attempt += 1
             continue
+        for raw in open_orders:
+            s.apply_order(raw, source="estop")
+        ids = {str(o.get("id")) for o in open_orders}
+        report.cancelled += len(seen - ids)
+        seen -= seen - ids
         if not open_orders:
+            report.unverified.pop(key, None)
             report.remaining_open.pop(symbol, None)
             return
+        seen |= ids
         report.remaining_open[symbol] = len(open_orders)
+        report.unverified.pop(key, None)
         try:
-            await s.client.call("cancel_all_orders", lambda: ex.cancel_all_orders(symbol), t, retries=5)
-            report.cancelled += len(open_orders)
+            await s.client.call("cancel_all_orders", lambda: ex.cancel_all_orders(symbol), max(0.1, deadline - loop.time()), retries=0)
         except OrderNotFound:
-            pass  # they closed meanwhile
+            pass  # they closed meanwhile; the next listing says so
         except ExchangeOpError as err:
-            report.errors.append(f"{symbol}: cancel_all_orders: {err}")
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+            report.errors.append(f"{symbol}: cancel_all_orders: {err}"[:300])
+            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            attempt += 1
 
 
-async def _close_asset(s: "Strategy", symbol: str, attempts: int, report: EStopReport) -> None:
-    """Flatten one asset: futures with a reduce-only market order, spot by selling the base holdings."""
+async def _settle_local(s: "Strategy", symbol: str) -> None:
+    """Local orders the exchange no longer lists as open: ask how each ended (status kept if it cannot tell)."""
+    ai = s.universe.get(symbol)
+    if ai is None or not ai.open_orders():
+        return
+    try:
+        await s.sync_asset_orders(ai, trades=True)
+    except ExchangeOpError as err:
+        log.warning("after the e-stop, could not learn how the orders on %s ended: %s", symbol, err)
+
+
+async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
+    """Flatten one asset: futures with a reduce-only market order, spot by selling the free base balance; then
+    read the position again until the exchange reports it flat."""
+    loop = asyncio.get_running_loop()
     ai = s.universe[symbol]
     ex = s.client.ex
-    t = s.config.timeouts.order_placement
-    for attempt in range(attempts):
+    key = f"{symbol}: position"
+    attempt = 0
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
         try:
             if ai.is_margin:
-                positions = await s.client.call("fetch_positions", lambda: ex.fetch_positions([symbol]), t, retries=5)
+                positions = await s.client.call("fetch_positions", lambda: ex.fetch_positions([symbol]), remaining, retries=0,
+                                                validate=lambda x: isinstance(x, list))
+                s.apply_positions(positions, complete=True)
                 amount = sum(float(p.get("contracts") or 0) * (-1 if p.get("side") == "short" else 1)
                              for p in positions if p.get("symbol") == symbol)
             else:
-                bal = await s.client.call("fetch_balance", lambda: ex.fetch_balance(), t, retries=5)
-                amount = float((bal.get(ai.base) or {}).get("free") or 0.0)
-            qty = float(ex.amount_to_precision(symbol, abs(amount))) if abs(amount) > 0 else 0.0
+                await s.refresh_balances()
+                amount = s.cash(ai.base).free
         except ExchangeOpError as err:
-            report.errors.append(f"{symbol}: reading position: {err}")
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+            report.unverified[key] = f"position size unknown: {type(err).__name__}: {err}"[:300]
+            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            attempt += 1
             continue
-        except Exception:  # amount_to_precision: below the market's precision -> nothing to close
-            qty = 0.0
-        min_cost = ((ai.market.get("limits") or {}).get("cost") or {}).get("min") or 0.0
-        if qty <= 0 or (not ai.is_margin and qty * (ai.last_price or 0.0) < min_cost and ai.last_price):
+        report.unverified.pop(key, None)
+        if _negligible(s, ai, abs(amount)):
             report.remaining_positions.pop(symbol, None)
             return
         report.remaining_positions[symbol] = amount
-        side = "sell" if amount > 0 else "buy"
-        cid = s.ids.next()
-        s.journal.intent(cid, symbol=symbol, side=side, type="market", amount=qty, price=None, reduce_only=ai.is_margin, estop=True)
-        s.sink.record("order_placed", symbol=symbol, client_order_id=cid, side=side, amount=qty, order_type="market", reason="emergency_stop")
-        params: dict[str, Any] = {"clientOrderId": cid}
-        if ai.is_margin:
-            params["reduceOnly"] = True
-        try:
-            await s.client.call("create_order", lambda: ex.create_order(symbol, "market", side, qty, None, params), t, idempotent=False)
-            s.journal.outcome(cid, "accepted")
-            report.closed[symbol] = report.closed.get(symbol, 0.0) + qty
-        except ExchangeOpError as err:
-            s.journal.outcome(cid, "failed")
-            report.errors.append(f"{symbol}: closing order: {err}")
-            await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+        result = await s.emergency_order(ai, "sell" if amount > 0 else "buy", abs(amount))
+        if result is not None:
+            report.closed[symbol] = report.closed.get(symbol, 0.0) + abs(amount)
+        else:
+            report.errors.append(f"{symbol}: closing order not placed (see the trace)")
+        await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+        attempt += 1
+
+
+def _negligible(s: "Strategy", ai: Any, qty: float) -> bool:
+    """Nothing to close: zero, or below what the market lets anyone trade (dust)."""
+    if qty <= 0:
+        return True
+    try:
+        rounded = float(s.client.ex.amount_to_precision(ai.symbol, qty))
+    except Exception:  # rounds to zero at the market's precision
+        return True
+    limits = ai.market.get("limits") or {}
+    if rounded < ((limits.get("amount") or {}).get("min") or 0.0):
+        return True
+    min_cost = (limits.get("cost") or {}).get("min") or 0.0
+    return not ai.is_margin and bool(ai.last_price) and rounded * (ai.last_price or 0.0) < min_cost
 
 
 async def emergency_stop(s: "Strategy", reason: str = "Manual trigger", close_positions: bool | None = None,
-                         attempts: int = 8) -> EStopReport:
+                         budget_s: float | None = None) -> EStopReport:
     """Halt (persisted), cancel every open order on every universe asset, optionally close positions, alert, record."""
     started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (s.config.risk.estop_budget_s if budget_s is None else budget_s)
     close = s.config.risk.emergency_close_positions if close_positions is None else close_positions
     log.error("EMERGENCY STOP TRIGGERED: %s", reason)
     s.halt(reason, by_emergency_stop=True)
     report = EStopReport(reason)
     symbols = list(s.universe)
-    await asyncio.gather(*(_cancel_asset(s, sym, attempts, report) for sym in symbols))
+    await asyncio.gather(*(_cancel_asset(s, sym, deadline, report) for sym in symbols))
     if close:
-        await asyncio.gather(*(_close_asset(s, sym, attempts, report) for sym in symbols))
-        await asyncio.gather(*(_cancel_asset(s, sym, 2, report) for sym in symbols))
-    for ai in s.universe.values():  # local state follows the exchange
-        for order in ai.open_orders():
-            if order.id is not None or order.status == "open":
-                order.status = "canceled"
+        await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
+        await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
+    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols))
     report.seconds = time.perf_counter() - started
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()
-    message = (f"EMERGENCY STOP ({s.name}): {reason}. Cancelled {report.cancelled} orders"
-               + (f", closed {report.closed}" if report.closed else "")
-               + ("" if report.clean else f"; STILL OPEN orders {report.remaining_open} positions {report.remaining_positions}"))
-    from ..alerts.dispatcher import send_alert
-
-    send_alert(s, message, "critical")
+    message = f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}"
+    (log.error if report.clean else log.critical)(message)
+    s.alert(message, "critical")
     for hook in list(getattr(s, "on_emergency_stop", [])):
         try:
             hook(s, report)
@@ -154,8 +213,26 @@ async def emergency_stop_standalone(config: Any, reason: str, close_positions: b
 
     cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
     s = strategy_from_config(cfg, secrets_provider=secrets_provider, env=env)
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + cfg.risk.estop_budget_s
     try:
-        await s.load()
-        return await emergency_stop(s, reason, close_positions)
+        s.halt(reason, by_emergency_stop=True)  # first: whatever the exchange does, nothing new is traded
+        attempt = 0
+        while True:
+            try:
+                await s.load()
+                break
+            except ExchangeOpError as err:
+                if loop.time() + _pause(attempt) >= deadline:
+                    report = EStopReport(reason, seconds=time.perf_counter() - started,
+                                         unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300]
+                                                     for a in cfg.universe})
+                    s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
+                    s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")
+                    return report
+                await asyncio.sleep(_pause(attempt))
+                attempt += 1
+        return await emergency_stop(s, reason, close_positions, budget_s=max(1.0, deadline - loop.time()))
     finally:
         await s.stop()

@@ -23,7 +23,7 @@ from . import metrics as M
 from .estop import EStopReport, emergency_stop
 
 if TYPE_CHECKING:
-    from ..engine.orders import OrderRequest
+    from ..model import OrderRequest
     from ..engine.strategy import Strategy
     from ..model import AssetInstance
 
@@ -43,6 +43,7 @@ class RiskManager:
         self._estop_task: asyncio.Task | None = None
         self.estop_reports: list[EStopReport] = []
         self.breaker_trips: list[tuple[float, str]] = []
+        self._unpriced: tuple[str, ...] = ()
 
     # ------------------------------------------------------------- wiring
     @classmethod
@@ -61,28 +62,42 @@ class RiskManager:
         await self.trip(reason, kind="connection_lost")
 
     # ------------------------------------------------------------- pre-trade
+    @staticmethod
+    def _holding(s: "Strategy", ai: "AssetInstance") -> float:
+        return ai.position.contracts if ai.is_margin else s.cash(ai.base).total
+
+    def scale_amount(self, s: "Strategy", ai: "AssetInstance", side: Side, amount: float, reduce_only: bool) -> float:
+        """Volatility sizing, applied by the order call *before* rounding and the market's limit checks."""
+        if not self.cfg.volatility_adjustment or reduce_only:
+            return amount
+        held = self._holding(s, ai)
+        signed = amount if side is Side.BUY else -amount
+        if abs(held + signed) < abs(held) - 1e-12:
+            return amount  # reducing: never shrunk
+        vol = M.realized_volatility(ai)
+        if math.isnan(vol) or vol <= 0:
+            return amount
+        factor = min(max(self.cfg.target_volatility / vol, VOL_FACTOR_BOUNDS[0]), VOL_FACTOR_BOUNDS[1])
+        if factor < 1.0:
+            log.info("volatility %.4f > target %.4f: %s amount %g -> %g", vol, self.cfg.target_volatility, ai.symbol, amount, amount * factor)
+        return amount * factor
+
     def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> str | None:
         cfg = self.cfg
-        eq, _ = M.equity(s)
+        held = self._holding(s, ai)
+        signed = req.amount if req.side is Side.BUY else -req.amount
+        if req.reduce_only or abs(held + signed) < abs(held) - 1e-12:
+            return None  # an order that reduces risk is never refused by a limit
+        eq, unpriced = M.equity(s)
+        after = M.position_value(s, ai, signed)
+        if unpriced or math.isnan(after):
+            missing = unpriced or [ai.symbol]
+            if cfg.refuse_when_unvalued:
+                return f"valuation incomplete: cannot value {missing} in {s.config.main_currency}; risk-increasing orders refused"
+            return None
         if eq <= 0:
             return f"equity {eq:.2f} <= 0"
-        signed = req.amount if req.side is Side.BUY else -req.amount
-        before = M.position_value(s, ai)
-        after = M.position_value(s, ai, signed)
-        reducing = abs(after) < abs(before) - 1e-12 or req.reduce_only
-        if reducing:
-            return None  # an order that reduces risk is never refused by a limit
-        if cfg.volatility_adjustment:
-            vol = M.realized_volatility(ai)
-            if not math.isnan(vol) and vol > 0:
-                factor = min(max(cfg.target_volatility / vol, VOL_FACTOR_BOUNDS[0]), VOL_FACTOR_BOUNDS[1])
-                if factor < 1.0:
-                    scaled = float(s.client.ex.amount_to_precision(ai.symbol, req.amount * factor))
-                    log.info("volatility %.4f > target %.4f: %s amount %g -> %g", vol, cfg.target_volatility, ai.symbol, req.amount, scaled)
-                    req.amount = scaled
-                    signed = req.amount if req.side is Side.BUY else -req.amount
-                    after = M.position_value(s, ai, signed)
-        notional = req.amount * req.reference_price
+        notional = abs(after - M.position_value(s, ai))
         if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
             return f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}"
         if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
@@ -91,7 +106,7 @@ class RiskManager:
             return f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}"
         values = {sym: M.position_value(s, a) for sym, a in s.universe.items()}
         values[ai.symbol] = after
-        gross = sum(abs(v) for v in values.values())
+        gross = sum(abs(v) for v in values.values() if math.isfinite(v))
         if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
             return f"max_total_exposure: {gross / eq:.4f} > {cfg.max_total_exposure}"
         if cfg.max_leverage is not None and gross / eq > cfg.max_leverage + 1e-12:
@@ -99,12 +114,12 @@ class RiskManager:
         if cfg.sector_limit is not None and cfg.sectors:
             sector = cfg.sectors.get(ai.base)
             if sector is not None:
-                in_sector = sum(abs(v) for sym, v in values.items() if cfg.sectors.get(s.universe[sym].base) == sector)
+                in_sector = sum(abs(v) for sym, v in values.items() if cfg.sectors.get(s.universe[sym].base) == sector and math.isfinite(v))
                 if in_sector / eq > cfg.sector_limit + 1e-12:
                     return f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}"
         if cfg.correlation_limit is not None:
             for sym, v in values.items():
-                if sym == ai.symbol or abs(v) < 1e-9:
+                if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9:
                     continue
                 c = M.correlation(ai, s.universe[sym])
                 same_direction = (v > 0) == (after > 0)
@@ -126,14 +141,31 @@ class RiskManager:
             st = self.s.state_store.update(**changes)
         return float(st.day_start_equity), float(st.peak_equity or eq)
 
+    def _valuation(self, unpriced: list[str]) -> bool:
+        """Record (and alert) when valuation becomes incomplete or complete again; True when complete."""
+        missing = tuple(sorted(unpriced))
+        if missing != self._unpriced:
+            self._unpriced = missing
+            s = self.s
+            if missing:
+                msg = (f"{s.name}: equity cannot be computed, no price path to {s.config.main_currency} for {list(missing)}; "
+                       "circuit breakers cannot compare equity and risk-increasing orders are "
+                       + ("refused" if self.cfg.refuse_when_unvalued else "allowed"))
+                s.sink.record("valuation_incomplete", unpriced=list(missing), reason=msg)
+                log.error(msg)
+                s.alert(msg, "error")
+            else:
+                s.sink.record("valuation_incomplete", unpriced=[], reason="valuation complete again")
+        return not missing
+
     def evaluate_breakers(self) -> str | None:
         """Daily-loss and drawdown breakers; called on every balance, position and price update."""
         s = self.s
         if not s.running or s.state.halted or not s.balances:
             return None
-        if not all(ai.last_price for ai in s.universe.values()):
-            return None  # equity is not known until every universe asset has a price
-        eq, _ = M.equity(s)
+        eq, unpriced = M.equity(s)
+        if not self._valuation(unpriced):
+            return None
         if eq <= 0:
             return None
         day_start, peak = self._day_and_peak(eq)
@@ -214,27 +246,39 @@ class RiskManager:
         return m
 
     async def reduce_all_positions(self, keep: float, reason: str) -> None:
-        """Reduce every position to ``keep`` of its size (market, reduce-only for margin)."""
-        from ..model import OrderType
-
-        for ai in self.s.universe.values():
-            size = ai.position.contracts if ai.is_margin else self.s.cash(ai.base).total
-            if abs(size) <= 0:
-                continue
-            amount = abs(size) * (1 - keep)
-            side = Side.SELL if size > 0 else Side.BUY
-            log.warning("reducing %s by %.0f%%: %s", ai.symbol, (1 - keep) * 100, reason)
-            await self.s.call(ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin, waitfor=0)
+        """Reduce every position to ``keep`` of its size."""
+        for ai in list(self.s.universe.values()):
+            if self._holding(self.s, ai):
+                log.warning("reducing %s by %.0f%%: %s", ai.symbol, (1 - keep) * 100, reason)
+                await self.reduce_position(ai, 1 - keep, reason)
 
     async def close_highest_risk_position(self, reason: str) -> None:
-        from ..model import OrderType
-
         values = {sym: M.position_value(self.s, ai) for sym, ai in self.s.universe.items()}
+        values = {k: v for k, v in values.items() if math.isfinite(v) and v}
         if not values:
             return
         sym = max(values, key=lambda k: abs(values[k]))
-        ai = self.s.universe[sym]
-        size = ai.position.contracts if ai.is_margin else self.s.cash(ai.base).total
-        if abs(size) > 0:
-            log.warning("closing highest-risk position %s: %s", sym, reason)
-            await self.s.call(ai, OrderType.MARKET, Side.SELL if size > 0 else Side.BUY, amount=abs(size), reduce_only=ai.is_margin, waitfor=0)
+        log.warning("closing highest-risk position %s: %s", sym, reason)
+        await self.reduce_position(self.s.universe[sym], 1.0, reason)
+
+    async def reduce_position(self, ai: "AssetInstance", fraction: float, reason: str) -> Any:
+        """Sell (or buy back) ``fraction`` of one position with a market order. The strategy's own open orders on the
+        asset are cancelled first (they lock funds and would re-open risk), then the size is taken from what can be
+        traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read."""
+        from ..model import OrderType
+
+        s = self.s
+        for order in ai.open_orders():
+            await s.cancel(ai, order)
+        if not ai.is_margin:
+            await s.refresh_balances()
+        size = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+        amount = abs(size) * fraction
+        if amount <= 0:
+            return None
+        side = Side.SELL if size > 0 else Side.BUY
+        result = await s.call(ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin, waitfor=0)
+        if result is None:
+            s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
+            s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
+        return result

@@ -1,15 +1,21 @@
 """Valuation and risk metrics from the watchers' state (balances, positions, prices, OHLCV).
 
-Valuation rule: everything is valued in the main currency. A currency is
-priced through a universe market ``<CUR>/<main>`` (its last price); a currency
-with no such market is valued at 0 and listed in ``unpriced``. Futures
-positions are valued at contracts x last price; their unrealized PnL is in
-the settle currency's balance already (wallet + unrealized = margin balance).
+One equity, whatever the source of the last update: **wallet balance + unrealized PnL, valued in the main
+currency**. Spot: every currency's total balance, converted to the main currency. Margin: the settle currency's
+wallet balance (``Balance.total`` holds the wallet on margin accounts, see ``Strategy.apply_balance``) plus each
+position's unrealized PnL marked at the latest price (the exchange's reported figure when no price is known yet).
+
+Conversion follows a price path: the universe's markets with a known price and the extra valuation markets the
+engine polls (``Strategy.conversion_prices``), walked breadth-first from the currency to the main currency, so a
+strategy trading ETH/BTC with main currency USDT values its ETH through ETH/BTC and BTC/USDT. A non-zero holding
+or position that cannot be valued is listed in ``unpriced``; equity is then *incomplete* and the caller decides
+(breakers record and alert instead of comparing a partial figure; risk-increasing orders are refused).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,45 +26,155 @@ if TYPE_CHECKING:
     from ..model import AssetInstance
 
 
-def price_in_main(s: "Strategy", currency: str) -> float | None:
+def price_graph(s: "Strategy") -> dict[str, list[tuple[str, float]]]:
+    """currency -> [(other currency, units of other per unit)] from every market with a known price."""
+    graph: dict[str, list[tuple[str, float]]] = {}
+
+    def edge(base: str, quote: str, price: float | None) -> None:
+        if price and price > 0 and math.isfinite(price):
+            graph.setdefault(base, []).append((quote, price))
+            graph.setdefault(quote, []).append((base, 1.0 / price))
+
+    for ai in sorted(s.universe.values(), key=lambda a: a.is_margin):  # spot prices first
+        edge(ai.base, ai.quote, ai.last_price)
+    markets = s.client.markets
+    for symbol, price in getattr(s, "conversion_prices", {}).items():
+        m = markets.get(symbol)
+        if m:
+            edge(str(m["base"]), str(m["quote"]), price)
+    return graph
+
+
+def price_in_main(s: "Strategy", currency: str, graph: dict[str, list[tuple[str, float]]] | None = None) -> float | None:
+    """Units of the main currency per unit of ``currency`` along the shortest price path, or None."""
     main = s.config.main_currency
     if currency == main:
         return 1.0
-    priced = [ai for ai in s.universe.values() if ai.base == currency and ai.quote == main and ai.last_price]
-    priced.sort(key=lambda ai: ai.is_margin)  # a spot market's price first
-    return priced[0].last_price if priced else None
+    graph = price_graph(s) if graph is None else graph
+    seen = {currency}
+    queue: deque[tuple[str, float]] = deque([(currency, 1.0)])
+    while queue:
+        cur, rate = queue.popleft()
+        for nxt, p in graph.get(cur, []):
+            if nxt in seen:
+                continue
+            if nxt == main:
+                return rate * p
+            seen.add(nxt)
+            queue.append((nxt, rate * p))
+    return None
+
+
+def valuation_markets(s: "Strategy") -> list[str]:
+    """Exchange markets (outside the universe) whose prices are needed to value every currency the strategy can
+    hold in the main currency: the shortest chain of active spot markets from each unconnected currency."""
+    main = s.config.main_currency
+    currencies = {main}
+    for ai in s.universe.values():
+        currencies.update((ai.quote,) if ai.is_margin else (ai.base, ai.quote))
+    links: dict[str, list[tuple[str, str]]] = {}
+    for ai in s.universe.values():
+        links.setdefault(ai.base, []).append((ai.quote, ""))
+        links.setdefault(ai.quote, []).append((ai.base, ""))
+    market_links: dict[str, list[tuple[str, str]]] = {}
+    for symbol, m in s.client.markets.items():
+        if m.get("spot") and m.get("active", True) is not False:
+            market_links.setdefault(str(m["base"]), []).append((str(m["quote"]), symbol))
+            market_links.setdefault(str(m["quote"]), []).append((str(m["base"]), symbol))
+    needed: set[str] = set()
+    for cur in sorted(currencies - {main}):
+        prev: dict[str, tuple[str, str] | None] = {cur: None}
+        queue: deque[str] = deque([cur])
+        while queue and main not in prev:
+            node = queue.popleft()
+            for nxt, symbol in links.get(node, []) + market_links.get(node, []):
+                if nxt not in prev:
+                    prev[nxt] = (node, symbol)
+                    queue.append(nxt)
+        node = main
+        while main in prev and prev.get(node) is not None:
+            parent, symbol = prev[node]  # type: ignore[misc]
+            if symbol:
+                needed.add(symbol)
+            node = parent
+    return sorted(needed)
 
 
 def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0) -> float:
-    """Signed value in the main currency of the asset's position (spot: base holdings) plus ``extra`` base units."""
-    price = ai.last_price or 0.0
+    """Signed value in the main currency of the asset's position (spot: base holdings) plus ``extra`` base units;
+    NaN when it cannot be valued."""
     if ai.is_margin:
-        return (ai.position.contracts + extra) * price
-    return (s.cash(ai.base).total + extra) * price
+        contracts = ai.position.contracts + extra
+        if not contracts:
+            return 0.0
+        rate = price_in_main(s, ai.quote)
+        return contracts * ai.last_price * rate if ai.last_price and rate is not None else math.nan
+    held = s.cash(ai.base).total + extra
+    if not held:
+        return 0.0
+    rate = price_in_main(s, ai.base)
+    return held * rate if rate is not None else math.nan
 
 
 def equity(s: "Strategy") -> tuple[float, list[str]]:
-    """Cash plus positions valued at the latest prices, in the main currency."""
-    main = s.config.main_currency
-    if s.config.margin:  # wallet balance + unrealized PnL marked at the latest price
-        return s.cash(main).total + sum(unrealized(ai) for ai in s.universe.values()), []
+    """Equity in the main currency and what could not be valued (empty: the figure is complete)."""
+    graph = price_graph(s)
     total, unpriced = 0.0, []
+    if s.config.margin:
+        for cur, bal in s.balances.items():
+            if not bal.total:
+                continue
+            rate = price_in_main(s, cur, graph)
+            if rate is None:
+                unpriced.append(cur)
+            else:
+                total += bal.total * rate
+        for ai in s.universe.values():
+            if not ai.position.contracts:
+                continue
+            upnl, rate = unrealized(ai), price_in_main(s, ai.quote, graph)
+            if upnl is None or rate is None:
+                unpriced.append(ai.symbol)
+            else:
+                total += upnl * rate
+        return total, unpriced
     for cur, bal in s.balances.items():
         if not bal.total:
             continue
-        p = price_in_main(s, cur)
-        if p is None:
+        rate = price_in_main(s, cur, graph)
+        if rate is None:
             unpriced.append(cur)
             continue
-        total += bal.total * p
+        total += bal.total * rate
     return total, unpriced
 
 
-def unrealized(ai: "AssetInstance") -> float:
+def unrealized(ai: "AssetInstance") -> float | None:
+    """Unrealized PnL of the position in its quote currency: marked at the latest price, else the exchange's figure."""
     p = ai.position
-    if not p.contracts or not ai.last_price:
-        return p.unrealized_pnl
-    return (ai.last_price - p.entry_price) * p.contracts
+    if not p.contracts:
+        return 0.0
+    if ai.last_price:
+        return (ai.last_price - p.entry_price) * p.contracts
+    return p.unrealized_pnl if p.unrealized_known else None
+
+
+def available_margin(s: "Strategy", currency: str, wallet: float) -> float:
+    """Margin available for new orders, derived from the wallet the websocket carries: wallet + unrealized PnL
+    - initial margin of positions - initial margin of open orders (Binance's cross-margin rule)."""
+    free = wallet
+    for ai in s.universe.values():
+        if not ai.is_margin or (ai.market.get("settle") or ai.quote) != currency:
+            continue
+        lev = ai.position.leverage or s.config.default_leverage
+        if ai.position.contracts:
+            upnl = unrealized(ai) or 0.0
+            mark = ai.last_price or ai.position.entry_price
+            free += upnl - abs(ai.position.contracts) * mark / lev
+        for o in ai.open_orders():
+            if not o.reduce_only and o.price:
+                free -= max(0.0, o.amount - o.filled) * o.price / lev
+    return free
 
 
 def returns(ai: "AssetInstance", timeframe: str = "1m", window: int = 60) -> np.ndarray:
@@ -103,9 +219,9 @@ class RiskMetrics:
 def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | None) -> RiskMetrics:
     eq, unpriced = equity(s)
     values = {sym: position_value(s, ai) for sym, ai in s.universe.items()}
-    values = {k: v for k, v in values.items() if abs(v) > 1e-12}
+    values = {k: v for k, v in values.items() if math.isfinite(v) and abs(v) > 1e-12}
     gross = sum(abs(v) for v in values.values())
-    upnl = sum(unrealized(ai) for ai in s.universe.values())
+    upnl = sum(u for u in (unrealized(ai) for ai in s.universe.values()) if u is not None)
     weights = {k: abs(v) / gross for k, v in values.items()} if gross else {}
     corr_terms, corr_w = 0.0, 0.0
     syms = list(values)

@@ -1,15 +1,19 @@
 """Reading a trace: the last n events, events between two dates, everything as a DataFrame.
 
-Readers never take a lock: they read ``manifest.json`` once and then only
-immutable files (segments listed there, WAL files it has not consumed).
+Readers never take a lock. A read is a consistent snapshot: it loads ``manifest.json``, reads the segments it
+lists and the WAL files it has not consumed, then loads the manifest again; if a checkpoint or a compaction
+committed in between (the generation changed, or a file vanished), the read starts over. Without the second
+look, a reader that loaded the manifest before a checkpoint and listed the WAL after it would miss every
+checkpointed event.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,7 +33,11 @@ def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
         return et.files
     if isinstance(et, TraceFiles):
         return et
-    return TraceFiles(str(et))
+    return TraceFiles(str(et), create=False)
+
+
+class _Moved(Exception):
+    """The trace changed under a read (a file of the snapshot vanished)."""
 
 
 def _wal_events(files: TraceFiles, m: Manifest) -> list[dict[str, Any]]:
@@ -38,10 +46,28 @@ def _wal_events(files: TraceFiles, m: Manifest) -> list[dict[str, Any]]:
         if seq <= m.wal_consumed:
             continue
         raw = files.read(f"wal/{seq:012d}.jsonl")
-        if raw is None:  # consumed by a checkpoint since we listed: it is in a segment of a newer manifest
-            continue
+        if raw is None:  # consumed by a checkpoint since we listed: the snapshot is stale, read again
+            raise _Moved(f"wal/{seq}")
         events.extend(json.loads(line) for line in raw.decode().splitlines() if line)
     return events
+
+
+T = TypeVar("T")
+
+
+def consistent(files: TraceFiles, read: Callable[[Manifest], T], attempts: int = 20) -> T:
+    """Run ``read(manifest)`` until no checkpoint or compaction committed while it ran."""
+    for _ in range(attempts):
+        m = files.load_manifest()
+        try:
+            out = read(m)
+        except Exception:  # a segment or WAL file of this snapshot was removed meanwhile
+            if files.load_manifest().generation == m.generation:
+                raise
+            continue
+        if files.load_manifest().generation == m.generation:
+            return out
+    raise RuntimeError(f"trace {files.root} kept changing during {attempts} read attempts")
 
 
 def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | None = None) -> pd.DataFrame:
@@ -122,7 +148,10 @@ def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
 def trace_tail(et: EventTrace | TraceFiles | str, n: int = 10, as_df: bool = False, kind: str | None = None) -> pd.DataFrame | list[dict]:
     """The last ``n`` events (optionally of one kind). Reads only the newest WAL files and segments."""
     files = _files(et)
-    m = files.load_manifest()
+    return consistent(files, lambda m: _tail(files, m, n, as_df, kind))
+
+
+def _tail(files: TraceFiles, m: Manifest, n: int, as_df: bool, kind: str | None) -> pd.DataFrame | list[dict]:
     frames: list[pd.DataFrame] = []
     wal = _events_frame(_wal_events(files, m))
     if kind is not None:
@@ -153,7 +182,10 @@ def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
 def extract_events_by_date(et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None) -> pd.DataFrame:
     """Events with start <= timestamp < end, found by binary search over segment bounds, then within segments."""
     files = _files(et)
-    m = files.load_manifest()
+    return consistent(files, lambda m: _between(files, m, start, end, kind))
+
+
+def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | None) -> pd.DataFrame:
     lo = _to_ns(start) if start is not None else -(2**63)
     hi = _to_ns(end) if end is not None else 2**63 - 1
     segs = m.segments

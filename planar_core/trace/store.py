@@ -36,13 +36,21 @@ import fsspec
 import numpy as np
 import zarr
 
-from .schema import INTENT_KINDS, MARKET_DATA_KINDS, SCHEMA_VERSION, columns_from_events
+from .schema import DURABLE_KINDS, MARKET_DATA_KINDS, SCHEMA_VERSION, columns_from_events
 
 log = logging.getLogger("planar.trace")
 
 
 class TraceLockedError(RuntimeError):
     """Another process is writing this trace."""
+
+
+class TraceClosedError(RuntimeError):
+    """record() on a closed trace: the event would be buffered forever and never written."""
+
+
+class TraceNotFoundError(FileNotFoundError):
+    """A reader was pointed at a path that is not a trace."""
 
 
 def account_id(exchange: str, api_key: str | None) -> str:
@@ -82,10 +90,19 @@ class Manifest:
 class TraceFiles:
     """File operations on a trace root, local or fsspec; every write of shared state is atomic."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, create: bool = True, fsync: bool = True) -> None:
+        """``create=False`` (readers): the root must already be a trace; nothing is created.
+        ``fsync``: local writes are fsynced (file, then directory after the rename) so they survive a power loss."""
         self.root = root.rstrip("/")
         self.fs, self.path = fsspec.core.url_to_fs(self.root)
         self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.fsync = fsync
+        if not create:
+            if not self.fs.isdir(self.path):
+                raise TraceNotFoundError(f"{self.root} is not a trace: " + ("it is a file" if self.fs.exists(self.path) else "no such directory"))
+            if not self.fs.exists(f"{self.path}/manifest.json"):
+                raise TraceNotFoundError(f"{self.root} is not a trace: no manifest.json")
+            return
         self.fs.makedirs(f"{self.path}/wal", exist_ok=True)
         self.fs.makedirs(f"{self.path}/segments", exist_ok=True)
 
@@ -98,7 +115,16 @@ class TraceFiles:
             tmp = f"{target}.{uuid.uuid4().hex}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
+            if self.fsync:  # the rename itself is durable only once the directory is
+                fd = os.open(os.path.dirname(target), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         else:  # one PUT is atomic on object stores
             self.fs.pipe_file(target, data)
 
@@ -179,8 +205,8 @@ class EventTrace:
 
     def __init__(self, root: str, flush_interval: float = 60.0, max_buffer: int = 50_000, checkpoint_every: int = 50_000,
                  checkpoint_interval: float = 300.0, max_wal_files: int = 500, trace_market_data: bool = False,
-                 trace_api_calls: bool = True, writer: bool = True) -> None:
-        self.files = TraceFiles(str(root))
+                 trace_api_calls: bool = True, writer: bool = True, fsync: bool = True) -> None:
+        self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
@@ -200,12 +226,33 @@ class EventTrace:
         self.closed = False
         if writer:
             self._acquire_writer_lock()
-            with self.files.manifest_lock():
-                m = self.files.load_manifest()
-                if not self.files.read("manifest.json"):
-                    self.files.save_manifest(m)
-            self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
-            self._last_ts = max((s.t_max for s in m.segments), default=0)
+            try:
+                with self.files.manifest_lock():
+                    m = self.files.load_manifest()
+                    if not self.files.read("manifest.json"):
+                        self.files.save_manifest(m)
+                self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
+                self._last_ts = max((s.t_max for s in m.segments), default=0)
+                self._recover(m)
+            except BaseException:
+                self._release_writer_lock()
+                raise
+
+    def _recover(self, m: Manifest) -> None:
+        """A killed writer may have left WAL files no segment holds: move them into a segment before anything
+        new is written, so no later checkpoint can mark them consumed without their events."""
+        leftover = [seq for seq in self.files.list_wal() if seq > m.wal_consumed]
+        events: list[dict[str, Any]] = []
+        for seq in leftover:
+            raw = self.files.read(f"wal/{seq:012d}.jsonl")
+            for line in (raw or b"").decode().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):  # a torn line cannot exist (tmp + rename); be safe anyway
+                    events.append(json.loads(line))
+        if events:
+            events.sort(key=lambda e: int(e["timestamp"]))
+            self._last_ts = max(self._last_ts, int(events[-1]["timestamp"]))
+            self._commit_segment(columns_from_events(events), max(leftover), lambda: None)
+            log.info("trace %s: recovered %d events from %d WAL files left by the previous writer", self.root, len(events), len(leftover))
 
     # ------------------------------------------------------------- locking
     def _acquire_writer_lock(self) -> None:
@@ -225,6 +272,8 @@ class EventTrace:
 
     # ------------------------------------------------------------- EventSink
     def record(self, kind: str, **fields: Any) -> None:
+        if self.closed:
+            raise TraceClosedError(f"record({kind!r}) on the closed trace {self.root}")
         if kind in MARKET_DATA_KINDS and not self.trace_market_data:
             return
         if kind == "api_call" and not self.trace_api_calls:
@@ -234,7 +283,7 @@ class EventTrace:
             ts = max(ts, self._last_ts + 1)  # strictly increasing: the by-date search relies on it
             self._last_ts = ts
             self._buffer.append({"timestamp": ts, "kind": kind, **fields})
-            due = kind in INTENT_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
+            due = kind in DURABLE_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
         if due:
             self.flush()
 
@@ -303,6 +352,9 @@ class EventTrace:
             self.flush()
             self.checkpoint()
             self.closed = True
+        self._release_writer_lock()
+
+    def _release_writer_lock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

@@ -10,7 +10,7 @@ from planar_core.sandbox import Faults
 
 from ..conftest import wait_for
 
-PUBLIC = {"load_markets", "fetch_ohlcv", "fetch_ticker", "fetch_time"}
+PUBLIC = {"fetch_tickers", "load_markets", "fetch_ohlcv", "fetch_ticker", "fetch_time"}
 
 
 async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -> None:

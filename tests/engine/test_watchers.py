@@ -129,13 +129,30 @@ async def test_restart_mid_session_rebuilds_state_from_the_exchange(strategy_fac
     assert isinstance(t, Trade) and t.client_order_id not in {o["client_order_id"] for o in snap["orders"]}
 
 
-async def test_intent_without_exchange_order_is_marked_failed(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(start=False)
+async def test_intent_without_exchange_order_is_failed_only_with_proof(strategy_factory, sandbox, account) -> None:
+    """An intent the exchange has no order for is 'failed' only once look-ups by client id have found nothing
+    ``absent_after`` seconds after it; until then it is an 'unknown' order the resolver keeps asking about."""
+    s = await strategy_factory(start=False, order_monitoring={"absent_after": 0.5})
     s.journal.intent("strat-crashed-1", symbol="BTC/USDT", side="buy", type="market", amount=0.01, price=None)
     await s.start()
+    order = s.universe["BTC/USDT"].orders["strat-crashed-1"]
+    assert order.status in ("unknown", "failed")
+    await wait_for(lambda: order.status == "failed")
     assert "strat-crashed-1" not in s.journal.unresolved()
-    assert any(e.get("client_order_id") == "strat-crashed-1" for e in s.sink.of("order_failed"))
-    assert s.journal.path.read_text() == ""  # compacted once everything was reconciled
+    decisions = [e for e in s.sink.of("order_reconciled") if e.get("client_order_id") == "strat-crashed-1"]
+    assert decisions[-1]["decision"] == "absent" and "look-ups found no order" in decisions[-1]["reason"]
+
+
+async def test_old_intent_for_a_symbol_outside_the_universe_is_asked_too(strategy_factory, sandbox, account, client) -> None:
+    s = await strategy_factory(start=False)
+    s.journal._append({"t": 1, "kind": "intent", "cid": "strat-gone-1", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1})
+    s.journal._append({"t": 1, "kind": "intent", "cid": "strat-gone-2", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1})
+    await client.create_order("LTC/USDT", "market", "buy", 0.1, params={"clientOrderId": "strat-gone-2"})
+    await s.start()  # universe: BTC/USDT, ETH/USDT
+    assert s.journal.unresolved() == {}
+    by_cid = {e["client_order_id"]: e for e in s.sink.of("order_reconciled")}
+    assert by_cid["strat-gone-1"]["decision"] == "failed" and "not found" in by_cid["strat-gone-1"]["reason"]
+    assert by_cid["strat-gone-2"]["decision"] == "accepted" and "outside the universe" in by_cid["strat-gone-2"]["reason"]
 
 
 async def test_intent_sent_before_a_crash_is_adopted(strategy_factory, sandbox, account, client) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from planar_core.sandbox import Faults
 
+from ..conftest import wait_for
 from .harness import verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,9 @@ async def test_sigkill_then_restart(strategy_factory, sandbox, account, tmp_path
     sandbox.ex.faults = Faults()
     placed = len(sandbox.ex.snapshot()["accounts"][account.api_key]["orders"])
     assert placed > 10
-    s = await strategy_factory(name="killme", store_root=store, universe=["BTC/USDT", "ETH/USDT", "LTC/USDT"])
-    assert s.journal.unresolved() == {}  # every intent of the killed processes reconciled: adopted or failed
+    s = await strategy_factory(name="killme", store_root=store, universe=["BTC/USDT", "ETH/USDT", "LTC/USDT"],
+                               order_monitoring={"absent_after": 1.0})
+    # every intent of the killed processes settled by the exchange's word: found, or proven absent by look-ups
+    await wait_for(lambda: s.journal.unresolved() == {}, timeout=15)
     result = await verify(s, sandbox, account)
     assert result["orders"] == placed

@@ -86,9 +86,10 @@ def test_one_writer_per_trace_even_across_processes(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "TraceLockedError"
     fill(et, 4)
-    assert len(read_trace(str(tmp_path))) == 3  # readers need no lock; they see what is flushed (up to the last intent)
+    et.record("balance_updated", payload={"USDT": 1})  # buffered until the next flush
+    assert len(read_trace(str(tmp_path))) == 4  # readers need no lock; order and fill events are flushed at once
     et.flush()
-    assert len(read_trace(str(tmp_path))) == 4
+    assert len(read_trace(str(tmp_path))) == 5
     et.close()
     EventTrace(str(tmp_path)).close()  # released
 

@@ -1,0 +1,170 @@
+"""Applying what the exchange says about orders and trades to local state.
+
+Every order update — the acknowledgement, a websocket event, a REST poll, a look-up — goes through
+``apply_order``: statuses move only along ``model.status.TRANSITIONS`` (an illegal update is ignored and
+recorded as ``illegal_transition``), filled amounts only grow, and an order leaving ``intent``/``unknown``
+gets its journal outcome here, in one place. Trades attach to their order by client id or exchange id; a trade
+that arrives before its order's id is known waits as an orphan and attaches when the id arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade, legal
+from ..model.status import FROM_CCXT
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.updates")
+EVENT_OF = {OrderStatus.CLOSED: "order_filled", OrderStatus.CANCELED: "order_cancelled", OrderStatus.EXPIRED: "order_cancelled",
+            OrderStatus.REJECTED: "order_failed", OrderStatus.FAILED: "order_failed"}
+
+
+def find(ai: AssetInstance, cid: str | None, oid: str | None) -> Order | None:
+    if cid and cid in ai.orders:
+        return ai.orders[cid]
+    return ai.order_by_id(oid) if oid else None
+
+
+def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus, source: str, reason: str | None = None) -> bool:
+    """Move ``order`` to ``new`` if the table allows it; record the event and the journal outcome. False if refused."""
+    old = order.status
+    if old == new:
+        return True
+    if not legal(old, new):
+        s.sink.record("illegal_transition", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
+                      old=str(old), new=str(new), source=source)
+        log.warning("ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
+        return False
+    order.status = new
+    if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+        if new is OrderStatus.FAILED:
+            s.journal.outcome(order.client_order_id, "failed", None, reason)
+        elif new is OrderStatus.REJECTED:
+            s.journal.outcome(order.client_order_id, "rejected", order.id, reason)
+        elif new is not OrderStatus.UNKNOWN:
+            s.journal.outcome(order.client_order_id, "accepted", order.id)
+    if old is OrderStatus.FAILED:  # we had proof of absence, and the exchange has it after all: say so loudly
+        msg = f"order {order.client_order_id} on {ai.symbol} was taken as never placed, but the exchange reports it {new}"
+        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=msg)
+        s.alert(msg, "critical")
+    if new is OrderStatus.UNKNOWN:
+        s.sink.record("order_unknown", symbol=ai.symbol, client_order_id=order.client_order_id, reason=reason, source=source)
+    else:
+        s.sink.record(EVENT_OF.get(new, "order_updated"), symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
+                      status=str(new), filled=order.filled, average=order.average, reason=reason, source=source)
+    order.event.set()
+    return True
+
+
+def apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool = False, source: str = "exchange") -> Order | None:
+    """Merge an order update (REST or websocket) into local state; adopts orders it does not know."""
+    ai = s.universe.get(raw.get("symbol"))
+    if ai is None:
+        return None
+    cid = raw.get("clientOrderId")
+    oid = str(raw["id"]) if raw.get("id") is not None else None
+    order = find(ai, cid, oid)
+    if order is None:
+        order = Order(cid or f"ext-{oid}", ai.symbol, Side(raw.get("side") or "buy"), _order_type(raw), float(raw.get("amount") or 0.0),
+                      raw.get("price"), bool(raw.get("reduceOnly")), timestamp=int(raw.get("timestamp") or time.time() * 1000))
+        ai.orders[order.client_order_id] = order
+        s.sink.record("order_adopted", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=oid,
+                      side=order.side.value, amount=order.amount, price=order.price)
+        for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
+            order.trades.append(trade)
+            ai.trades.append(trade)
+    if oid and order.id is None:
+        order.id = oid
+    filled = float(raw.get("filled") or 0.0)
+    grew = filled > order.filled + 1e-12
+    if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
+        order.filled, order.cost = filled, float(raw.get("cost") or 0.0) or order.cost
+    new = FROM_CCXT.get(raw.get("status") or "")
+    changed = new is not None and new != order.status and transition(s, ai, order, new, source)
+    if grew and not changed:
+        s.sink.record("order_updated", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=oid, status=str(order.status),
+                      filled=order.filled, average=order.average, source=source)
+    for t in raw.get("trades") or []:
+        apply_trade(s, {**t, "symbol": ai.symbol, "order": oid, "clientOrderId": order.client_order_id})
+    if order.id is not None and order.id in s._orphan_trades:
+        for t in s._orphan_trades.pop(order.id):
+            apply_trade(s, t)
+    if grew or changed:
+        if order.filled > sum(t.amount for t in order.trades) + 1e-12:
+            if emulate_now:
+                emulate(s, ai, order)
+            else:
+                asyncio.get_running_loop().call_later(s.trade_grace_s, emulate, s, ai, order)
+        order.event.set()
+    return order
+
+
+def _order_type(raw: dict[str, Any]) -> OrderType:
+    if raw.get("type") == "market":
+        return OrderType.MARKET
+    if raw.get("postOnly"):
+        return OrderType.POST_ONLY
+    return {"IOC": OrderType.IOC, "FOK": OrderType.FOK}.get(raw.get("timeInForce") or "", OrderType.GTC)
+
+
+def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    """Emulate a trade from an order-update diff (filled and cost deltas) when no trade event explained it."""
+    seen_amount = sum(t.amount for t in order.trades)
+    seen_cost = sum(t.amount * t.price for t in order.trades)
+    delta = order.filled - seen_amount
+    if delta <= 1e-12:
+        return
+    price = (order.cost - seen_cost) / delta if order.cost > seen_cost else (order.average or order.price or 0.0)
+    trade = Trade(ai.symbol, order.side, delta, price, order.id, order.client_order_id, int(time.time() * 1000), emulated=True)
+    _record_trade(s, ai, order, trade)
+
+
+def apply_trade(s: "Strategy", raw: dict[str, Any]) -> Trade | None:
+    ai = s.universe.get(raw.get("symbol"))
+    if ai is None:
+        return None
+    tid = str(raw.get("id")) if raw.get("id") is not None else None
+    key = f"{ai.symbol}:{tid}"
+    if tid is not None and key in s._seen_trade_ids:
+        return None
+    info = raw.get("info") or {}
+    cid = raw.get("clientOrderId") or (info.get("c") if isinstance(info, dict) else None)
+    oid = str(raw["order"]) if raw.get("order") is not None else None
+    order = find(ai, cid, oid)
+    if order is None:
+        if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
+            s._orphan_trades.setdefault(oid, []).append(raw)
+        return None
+    if tid is not None:
+        s._seen_trade_ids.add(key)
+    fee = raw.get("fee") or {}
+    trade = Trade(ai.symbol, Side(raw.get("side") or order.side.value), float(raw.get("amount") or 0.0), float(raw.get("price") or 0.0),
+                  oid or order.id, order.client_order_id, int(raw.get("timestamp") or time.time() * 1000),
+                  fee=float(fee.get("cost") or 0.0), fee_currency=fee.get("currency"), trade_id=tid,
+                  realized_pnl=float(info["realizedPnl"]) if isinstance(info, dict) and info.get("realizedPnl") else None)
+    emulated = [t for t in order.trades if t.emulated]
+    if emulated and sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
+        # a real trade arriving after its emulation replaces the emulated one
+        order.trades.remove(emulated[0])
+        if emulated[0] in ai.trades:
+            ai.trades.remove(emulated[0])
+    if sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
+        order.filled = sum(t.amount for t in order.trades) + trade.amount  # the trade is proof of the fill
+        order.cost = sum(t.amount * t.price for t in order.trades) + trade.amount * trade.price
+    _record_trade(s, ai, order, trade)
+    return trade
+
+
+def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade) -> None:
+    order.trades.append(trade)
+    ai.trades.append(trade)
+    s.sink.record("trade_executed", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=trade.order_id,
+                  trade_id=trade.trade_id, side=trade.side.value, amount=trade.amount, price=trade.price, fee=trade.fee,
+                  expected_price=order.price or None, emulated=trade.emulated)
+    order.event.set()
