@@ -6,12 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prefect.client.orchestration import get_client
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 
 from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
-from planar_core.config import StrategyConfig, load_config
+from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine import Strategy
 from planar_core.engine.strategy import strategy_from_config
+from planar_core.exchange.errors import AuthError
 
 from .blocks import secret_block_provider
 from .logging import forward_engine_logs
@@ -30,20 +33,34 @@ def resource(name: str) -> dict[str, str]:
 
 
 class PrefectEventSink:
-    """Wraps the engine's sink: risk events also become Prefect events (for automations and the UI)."""
+    """Wraps the engine's sink: risk events also become Prefect events (for automations and the UI).
+
+    Automations react to these events (a tripped breaker runs the e-stop deployment), so a failed emission is not
+    best effort: it is recorded in the trace and alerted, and retried once."""
 
     def __init__(self, inner: Any, name: str) -> None:
         self.inner = inner
         self.name = name
+        self.alerts: Any = None  # the strategy's AlertDispatcher, set by build_strategy
 
     def record(self, kind: str, **fields: Any) -> None:
         self.inner.record(kind, **fields)
         if kind in RISK_EVENT_KINDS or kind == "reconnect":
             payload = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()}
-            try:
-                emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)
-            except Exception:  # events are best effort; the trace has the record
-                log.warning("could not emit Prefect event planar.%s", kind)
+            error: Exception | None = None
+            for _ in range(2):
+                try:  # None back means events are switched off here (no API): nothing to deliver, nothing failed
+                    emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)
+                    return
+                except Exception as exc:
+                    error = exc
+            msg = f"{self.name}: the Prefect event planar.{kind} could not be emitted ({error}); automations waiting for it will not run"
+            log.error(msg)
+            self.inner.record("error_occurred", reason=msg)
+            from planar_core.alerts.dispatcher import send_alert
+
+            if self.alerts is not None:
+                send_alert(self.alerts, msg, "error")
 
     def flush(self) -> None:
         self.inner.flush()
@@ -65,19 +82,45 @@ def load_strategy_config(strategy_name: str, config_path: str | None, **override
 
 def build_strategy(strategy_name: str, config_path: str | None = None, **overrides: Any) -> Strategy:
     """A strategy whose secrets may come from Prefect Secret blocks, whose risk events become Prefect events,
-    and whose engine logs go to the flow run's logs (redacted)."""
+    and whose engine logs go to the flow run's logs (redacted). If anything fails after the trace was opened,
+    the trace (and its writer lock) is released before the error goes on."""
     cfg = load_strategy_config(strategy_name, config_path, **overrides)
     s = strategy_from_config(cfg, secrets_provider=secret_block_provider)
-    s.sink = PrefectEventSink(s.sink, s.name)
-    s.client.sink = s.sink
-    s.client.ex._trace = s.sink.inner
-    redactor = Redactor(s.config.credentials.secret_values())
-    if s.alerts is None and _alerts_in_env():
-        s.alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor)
-    _, _, file_redactor = setup_live_logging(s.config.logging.model_copy(update={"console": False}), s.config.store_path, s.name,
-                                             s.config.exchange, secrets=s.config.credentials.secret_values())
-    forward_engine_logs(redactor)
+    try:
+        s.sink = PrefectEventSink(s.sink, s.name)
+        s.client.sink = s.sink
+        s.client.ex._trace = s.sink.inner
+        redactor = Redactor(s.config.credentials.secret_values())
+        if s.alerts is None and _alerts_in_env():
+            s.alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor)
+        s.sink.alerts = s.alerts
+        setup_live_logging(s.config.logging.model_copy(update={"console": False}), s.config.store_path, s.name,
+                           s.config.exchange, secrets=s.config.credentials.secret_values())
+        forward_engine_logs(redactor)
+    except BaseException:
+        close = getattr(s.sink, "close", None)
+        if callable(close):
+            close()
+        s.journal.close()
+        raise
     return s
+
+
+PERMANENT = (ConfigError, AuthError)
+
+
+async def no_retry(exc: BaseException) -> None:
+    """A permanent error (invalid config, unknown symbol, refused credentials): set this run's retries to 0 so
+    Prefect fails it once instead of retrying the same error (and printing the same traceback) again."""
+    run_id = flow_run.id
+    if not run_id:
+        return
+    try:
+        async with get_client() as client:
+            fr = await client.read_flow_run(run_id)
+            await client.update_flow_run(run_id, empirical_policy=fr.empirical_policy.model_copy(update={"retries": 0}))
+    except Exception as err:  # the run may then be retried; it fails the same way
+        log.warning("could not turn off retries after a permanent error (%s): %s", type(exc).__name__, err)
 
 
 def _alerts_in_env() -> bool:

@@ -16,7 +16,7 @@ from prefect.states import Cancelled
 from planar_core.risk.estop import emergency_stop_standalone
 
 from .blocks import secret_block_provider
-from .common import artifact_key, load_strategy_config, resource
+from .common import PERMANENT, artifact_key, load_strategy_config, no_retry, resource
 
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING, StateType.PAUSED]
 
@@ -46,17 +46,24 @@ async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_po
 
     Idempotent: a second run finds nothing open and no live run to cancel."""
     logger = get_run_logger()
-    cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
-    report = await emergency_stop_standalone(cfg, reason, close_positions, secrets_provider=secret_block_provider)
+    try:
+        cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
+        report = await emergency_stop_standalone(cfg, reason, close_positions, secrets_provider=secret_block_provider)
+    except PERMANENT as exc:
+        await no_retry(exc)
+        raise
     runs = await running_live_runs(strategy)
     cancelled = await cancel_runs([r.id for r in runs], reason)
-    logger.error("EMERGENCY STOP %s: cancelled %d orders, closed %s, live runs cancelled %s, clean=%s", strategy, report.cancelled,
-                 report.closed, cancelled, report.clean)
+    logger.error("EMERGENCY STOP %s: %s; live runs cancelled %s", strategy, report.summary(), cancelled)
     emit_event(event="planar.emergency_stop", resource=resource(strategy),
-               payload={"reason": reason, "cancelled_orders": report.cancelled, "clean": report.clean, "cancelled_runs": cancelled})
+               payload={"reason": reason, "cancelled_orders": report.cancelled, "clean": report.clean, "cancelled_runs": cancelled,
+                        "unverified": report.unverified})
+    unverified = "".join(f"| unverified: {k} | {v} |\n" for k, v in report.unverified.items())
     await acreate_markdown_artifact(key=artifact_key(strategy, "emergency-stop"), description="emergency stop report",
-                                    markdown=f"# Emergency stop: {strategy}\nreason: {reason}\n\n| | |\n|---|---|\n"
+                                    markdown=f"# Emergency stop: {strategy}\n"
+                                             f"**{'CLEAN' if report.clean else 'NOT CLEAN: see the unverified rows'}**\n\n"
+                                             f"reason: {reason}\n\n| | |\n|---|---|\n"
                                              f"| orders cancelled | {report.cancelled} |\n| positions closed | {report.closed} |\n"
-                                             f"| still open | {report.remaining_open} {report.remaining_positions} |\n"
+                                             f"| still open | {report.remaining_open} {report.remaining_positions} |\n{unverified}"
                                              f"| live runs cancelled | {', '.join(cancelled) or '-'} |\n| clean | {report.clean} |")
     return {**report.as_dict(), "cancelled_runs": cancelled}

@@ -22,7 +22,7 @@ from planar_core.engine.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
-from .common import artifact_key, build_strategy
+from .common import PERMANENT, artifact_key, build_strategy, no_retry
 
 log = logging.getLogger("planar.flows.live")
 
@@ -33,18 +33,29 @@ def status_markdown(st: dict[str, Any]) -> str:
     return f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
 
 
-async def _watch_cancellation(stop: asyncio.Event, every: float = 2.0) -> None:
-    """Stop cleanly when this flow run is cancelled from the UI, the CLI or the e-stop flow."""
+async def _watch_cancellation(stop: asyncio.Event, s: Any = None, every: float = 2.0, alert_after: int = 5) -> None:
+    """Stop cleanly when this flow run is cancelled from the UI, the CLI or the e-stop flow. A read of the run's
+    state that fails is recorded; after ``alert_after`` failures in a row an alert says a cancellation could be
+    missed (the strategy keeps trading meanwhile)."""
     run_id = flow_run.id
     if not run_id:
         return
+    failures = 0
     async with get_client() as client:
         while not stop.is_set():
             await asyncio.sleep(every)
             try:
                 fr = await client.read_flow_run(run_id)
-            except Exception:
+            except Exception as exc:
+                failures += 1
+                msg = f"cannot read this flow run's state ({type(exc).__name__}: {exc}); a cancellation could be missed"
+                log.warning(msg)
+                if s is not None:
+                    s.sink.record("error_occurred", reason=msg, consecutive_failures=failures)
+                    if failures == alert_after:
+                        s.alert(f"{s.name}: {msg} ({failures} reads failed in a row)", "error")
                 continue
+            failures = 0
             if fr.state is not None and fr.state.type.value in ("CANCELLING", "CANCELLED"):
                 log.warning("flow run cancelled: stopping the strategy")
                 stop.set()
@@ -55,11 +66,19 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
                         report_dir: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled, or it halts."""
     logger = get_run_logger()
-    s = build_strategy(strategy, config_path, **(overrides or {}))
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch_cancellation(stop))
     try:
-        await s.start()  # start-up sync reconciles intents: a retry never duplicates an order
+        s = build_strategy(strategy, config_path, **(overrides or {}))
+    except PERMANENT as exc:
+        await no_retry(exc)
+        raise
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_watch_cancellation(stop, s))
+    try:
+        try:
+            await s.start()  # start-up sync reconciles intents: a retry never duplicates an order
+        except PERMANENT as exc:  # e.g. a symbol the exchange does not list: retrying cannot help
+            await no_retry(exc)
+            raise
         logic = load_logic(s.config.logic, s.config.logic_params)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 

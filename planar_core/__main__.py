@@ -1,5 +1,5 @@
 """``python -m planar_core`` == ``planar``."""
 
-from .cli import app
+from .cli import main
 
-app(prog_name="planar")
+main()

@@ -62,7 +62,7 @@ def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events
     """The last N events."""
     from .trace import trace_tail
 
-    _print_events(trace_tail(_trace_root(root), n=n, as_df=True, kind=kind), as_json)
+    _print_events(_read(lambda r: trace_tail(r, n=n, as_df=True, kind=kind), _trace_root(root)), as_json)
 
 
 @trace_app.command("between")
@@ -79,7 +79,19 @@ def trace_between_cmd(start: str, end: str, as_json: bool = typer.Option(False, 
     except ValueError as exc:
         fail(f"not a date: {exc}")
         return
-    _print_events(extract_events_by_date(_trace_root(root), lo, hi, kind=kind), as_json)
+    _print_events(_read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root)), as_json)
+
+
+def _read(fn, root: str):  # type: ignore[no-untyped-def]
+    """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
+    from .trace.store import TraceNotFoundError
+
+    try:
+        return fn(root)
+    except TraceNotFoundError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # e.g. an unsupported schema version
+        fail(f"{root}: {exc}")
 
 
 def fail(message: str) -> None:
@@ -91,7 +103,7 @@ def fail(message: str) -> None:
 @sandbox_app.command("serve")
 def sandbox_serve(
     host: str = typer.Option("127.0.0.1", help="bind address (loopback only unless --allow-non-loopback)"),
-    port: int = typer.Option(0, help="port; 0 picks a free one"),
+    port: int = typer.Option(0, min=0, max=65535, help="port; 0 picks a free one"),
     data: Optional[list[Path]] = typer.Option(None, help="candle CSV replacing the shared file of the same name (repeatable)"),
     balance: str = typer.Option("USDT=10000,BTC=0.5,ETH=5", help="default account balances, ASSET=AMOUNT,..."),
     api_key: Optional[str] = typer.Option(None, help="API key of the default account (random if omitted)"),
@@ -160,10 +172,16 @@ def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False
                        reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
                        config: Optional[Path] = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
     """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
-    from .config import ConfigError
+    from .config import ConfigError, load_config
 
     from flows.emergency import emergency_stop
 
+    if config is not None:
+        try:
+            load_config(config, name=strategy)  # a malformed config is refused here, before any flow run
+        except ConfigError as exc:
+            fail(str(exc))
+            return
     try:
         report = asyncio.run(emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions,
                                             config_path=str(config) if config else None))
@@ -173,6 +191,8 @@ def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False
     typer.echo(f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
                f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}")
     if not report["clean"]:
+        typer.secho(f"NOT CLEAN, unverified: {report['unverified']}; still open: {report['remaining_open']} "
+                    f"{report['remaining_positions']}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
 
 
@@ -194,5 +214,23 @@ def automations_cmd(notification_block: Optional[str] = typer.Option(None, help=
     typer.echo(f"created {len(ids)} automation(s): {', '.join(map(str, ids))}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """Console entry point: usage errors (a bad option value, a missing argument) are one line and exit 2, like
+    every other refusal of this CLI."""
+    import sys
+
+    try:
+        code = app(prog_name="planar", standalone_mode=False)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors, as vendored by typer
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.secho(f"error: {message}{where}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

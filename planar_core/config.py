@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a valid duration, limit or amount here
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AssetConfig(_Model):
@@ -39,16 +40,19 @@ class AssetConfig(_Model):
 
 class WatcherConfig(_Model):
     enabled: bool = True
-    interval: float = Field(30.0, gt=0, description="polling interval (s) when the websocket is off or failing")
-    retry_count: int = Field(3, ge=0)
-    timeout: float = Field(10.0, gt=0)
+    interval: float = Field(30.0, gt=0, le=86400, description="polling interval (s) when the websocket is off or failing")
+    retry_count: int = Field(3, ge=0, le=20, description="retries (with backoff) of one failed poll before it counts as failed")
+    timeout: float = Field(10.0, gt=0, le=3600, description="seconds one poll request may take")
     use_websocket: bool = True
 
 
 class PositionWatcherConfig(WatcherConfig):
-    interval: float = Field(15.0, gt=0)
-    sync_on_startup: bool = True
-    alert_on_changes: bool = True
+    """Positions are always read from the exchange at start-up (a position the engine does not know is money at
+    risk), so the seed's ``sync_on_startup`` has no off switch here."""
+
+    interval: float = Field(15.0, gt=0, le=86400)
+    alert_on_changes: bool = Field(True, description="alert when a position changes while the engine has no order working on "
+                                                     "that asset (a manual trade, a liquidation, auto-deleveraging)")
 
 
 class OrderMonitoring(_Model):
@@ -63,16 +67,16 @@ class OrderMonitoring(_Model):
 
 
 class Timeouts(_Model):
-    order_placement: float = Field(30.0, gt=0)
-    order_cancellation: float = Field(10.0, gt=0)
-    balance_sync: float = Field(15.0, gt=0)
-    position_sync: float = Field(20.0, gt=0)
-    market_data: float = Field(5.0, gt=0)
+    order_placement: float = Field(30.0, gt=0, le=3600)
+    order_cancellation: float = Field(10.0, gt=0, le=3600)
+    balance_sync: float = Field(15.0, gt=0, le=3600)
+    position_sync: float = Field(20.0, gt=0, le=3600)
+    market_data: float = Field(5.0, gt=0, le=3600)
 
 
 class RateLimits(_Model):
     orders_per_second: float = Field(10.0, gt=0)
-    requests_per_minute: int = Field(1200, gt=0)
+    requests_per_minute: int = Field(1200, gt=0, description="cap on the count of REST requests in any 60 s, whatever their weight")
     weight_per_minute: int = Field(6000, gt=0)
     burst_allowance: int = Field(5, ge=0)
 
@@ -153,7 +157,8 @@ class SandboxEndpoint(_Model):
 
 
 class StrategyConfig(_Model):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$", description="also the prefix of client order ids")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                      description="also the prefix of client order ids and a directory name")
     exchange: Literal["binance"] = "binance"
     mode: Literal["live", "paper"] = "live"
     sandbox: bool = True
@@ -224,7 +229,12 @@ class StrategyConfig(_Model):
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
@@ -262,14 +272,46 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> StrategyConfig:
-    """File < environment (``PLANAR_*``) < keyword overrides; raises ConfigError naming the field."""
-    data = _read_file(Path(path)) if path else {}
-    data = _merge(data, _env_values(os.environ if env is None else env))
+    """File < environment (``PLANAR_*``) < keyword overrides; raises ConfigError naming the field.
+
+    ``mode`` is the exception to the layering: the file, the environment and the overrides may each set it, and
+    if two of them disagree the config is refused rather than one silently winning."""
+    file_data = _read_file(Path(path)) if path else {}
+    env_data = _env_values(os.environ if env is None else env)
+    modes = {src: str(d["mode"]).lower() for src, d in (("the config file", file_data), ("PLANAR_MODE", env_data),
+                                                         ("the argument", overrides)) if d.get("mode") is not None}
+    if len(set(modes.values())) > 1:
+        raise ConfigError("mode: " + " but ".join(f"{src} says {m!r}" for src, m in modes.items()) + "; make them agree")
+    data = _merge(file_data, env_data)
     data = _merge(data, {k: v for k, v in overrides.items()})
     try:
-        return StrategyConfig.model_validate(data)
+        cfg = StrategyConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    check_logic(cfg.logic, cfg.logic_params)
+    return cfg
+
+
+def check_logic(spec: str, params: Mapping[str, Any]) -> None:
+    """The logic class exists and accepts ``logic_params``: found at load, not as a traceback mid-run."""
+    import importlib
+    import inspect
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ConfigError(f"logic: expected 'package.module:Class', got {spec!r}")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigError(f"logic: cannot import module {module!r} ({exc})") from None
+    except AttributeError:
+        raise ConfigError(f"logic: module {module!r} has no {name!r}") from None
+    try:
+        inspect.signature(cls).bind(**params)
+    except TypeError as exc:
+        raise ConfigError(f"logic_params: {exc} (for {spec})") from None
+    except ValueError:  # no signature to check (a builtin): accept
+        return
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -287,11 +329,10 @@ FIELD_NOTES = {
     "default_leverage": "futures leverage set on each asset at start", "universe": "assets traded (see universe[] below)",
     "timeframes": "OHLCV feeds watched per asset", "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
     "logic_params": "keyword arguments of the logic class", "enabled": "run this watcher", "retry_count": "retries of one poll",
-    "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)", "sync_on_startup": "fetch positions at start",
-    "alert_on_changes": "alert when a position changes outside the engine", "max_retries": "reconnection attempts",
+    "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)", "max_retries": "reconnection attempts",
     "order_cancellation": "seconds", "balance_sync": "seconds", "position_sync": "seconds", "market_data": "seconds",
     "order_placement": "seconds; also the default waitfor", "orders_per_second": "order submissions per second (queued locally)",
-    "requests_per_minute": "informational; the weight budget is what paces requests", "weight_per_minute": "request weight budget (ccxt throttle)",
+"weight_per_minute": "request weight budget (ccxt throttle)",
     "burst_allowance": "orders that may go at once before pacing", "correlation_limit": "refuse adding to a position correlated above this",
     "sectors": "base asset -> sector name, for sector_limit", "max_volatility_threshold": "realised volatility (per candle) that halves positions",
     "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)", "target_volatility": "per-candle volatility target",

@@ -203,6 +203,13 @@ class Strategy:
         the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``."""
         return await _orders.call(self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params)
 
+    async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
+        """Trade ``amount`` now through the (auto-tuned) execution policy: market, or a limit that rests
+        ``order_timeout`` seconds; see engine/execution.py."""
+        from .execution import execute
+
+        return await execute(self, self.asset(ai), Side(side), amount)
+
     async def emergency_order(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
         """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
         margin assets, no risk sizing; journaled, traced and resolved like every other order."""
@@ -384,17 +391,37 @@ class Strategy:
         return _updates.apply_trade(self, raw)
 
 
-def strategy(name: str, mode: Live | Paper = Live(), exchange: str = "binance", sandbox: bool = True, *, config_path: str | Path | None = None,
-             sink: EventSink | None = None, secrets_provider: Callable[[str], str | None] | None = None,
-             env: dict[str, str] | None = None, **overrides: Any) -> Strategy:
+def strategy(name: str, mode: Live | Paper | str | None = None, exchange: str | None = None, sandbox: bool | None = None, *,
+             config_path: str | Path | None = None, sink: EventSink | None = None,
+             secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None,
+             **overrides: Any) -> Strategy:
     """Build a Strategy from the config file (optional), ``PLANAR_*`` variables and keyword overrides.
 
+    ``mode`` (``Live()``, ``Paper()``, ``"live"`` or ``"paper"``), ``exchange`` and ``sandbox`` override the file only
+    when given. Mode may be set in the file, in ``PLANAR_MODE`` and here; two of them that disagree are an error
+    (a strategy must never go live because one layer forgot to say paper). Default: live.
     Credentials are read from the environment variables the config names (or ``secrets_provider``).
     ``sandbox=False`` in live mode requires ``confirm_live_trading=True``.
     """
-    cfg = load_config(config_path, env=env, name=name, exchange=exchange, sandbox=sandbox,
-                      mode="paper" if isinstance(mode, Paper) else "live", **overrides)
+    given: dict[str, Any] = {"name": name}
+    if mode is not None:
+        given["mode"] = _mode_name(mode)
+    if exchange is not None:
+        given["exchange"] = exchange
+    if sandbox is not None:
+        given["sandbox"] = sandbox
+    cfg = load_config(config_path, env=env, **given, **overrides)
     return strategy_from_config(cfg, sink=sink, secrets_provider=secrets_provider, env=env)
+
+
+def _mode_name(mode: Live | Paper | str) -> str:
+    if isinstance(mode, Paper):
+        return "paper"
+    if isinstance(mode, Live):
+        return "live"
+    if isinstance(mode, str) and mode.lower() in ("live", "paper"):
+        return mode.lower()
+    raise ConfigError(f"mode: expected Live(), Paper(), 'live' or 'paper', got {mode!r}")
 
 
 def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,

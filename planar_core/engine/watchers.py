@@ -26,8 +26,10 @@ SUBSCRIBE_GRACE_S = 1.0
 
 
 async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
-                     interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None) -> None:
-    """Drive one watcher until ``stop_when()`` is true."""
+                     interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None,
+                     on_ws_failure: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
+    private streams use it to replace an expired listen key)."""
     ws_blocked_until = 0.0
     pending: asyncio.Future | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
@@ -57,6 +59,9 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     ws_blocked_until = time.monotonic() + fallback_s
                     gap_poll_at, gap_polled = None, False
                     log.warning("%s: websocket failed (%s); polling for %.0fs", health.name, health.last_error, fallback_s)
+                    if on_ws_failure is not None:
+                        with contextlib.suppress(Exception):
+                            await on_ws_failure()
                     await _poll(health, poll_step, "polling")
                 continue
             await _poll(health, poll_step, "polling")
@@ -104,7 +109,8 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
-                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running,
+                         on_ws_failure=s.client.check_user_stream)
 
     return body
 
@@ -122,7 +128,7 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
-                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, on_ws_failure=s.client.check_user_stream)
 
     return body
 
@@ -177,7 +183,8 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
     async def body(health: TaskHealth) -> None:
         try:
             await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
-                             interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle)
+                             interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle,
+                             on_ws_failure=s.client.check_user_stream)
         finally:
             for name, watch in watches.items():
                 if watch is not None:

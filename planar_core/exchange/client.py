@@ -24,7 +24,7 @@ from ..config import StrategyConfig
 from ..engine.events import EventSink, MemorySink
 from .endpoints import point_at_sandbox
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited, map_error
-from .limiter import OrderPacer, WeightGuard, ccxt_rate_options
+from .limiter import OrderPacer, RequestWindow, WeightGuard, ccxt_rate_options
 
 log = logging.getLogger("planar.exchange")
 T = TypeVar("T")
@@ -106,6 +106,7 @@ class ExchangeClient:
         self.ex = exchange if exchange is not None else build_ccxt(cfg)
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
+        self.window = RequestWindow(cfg.rate_limits.requests_per_minute)
         self.orders = OrderPacer(cfg.rate_limits.orders_per_second, cfg.rate_limits.burst_allowance)
         self.trace_api_calls = True
         self.last_batch_count = 0
@@ -125,6 +126,7 @@ class ExchangeClient:
         attempt = 0
         while True:
             await self.guard.wait()
+            await self.window.acquire()
             started = time.perf_counter()
             self.in_flight += 1
             try:
@@ -151,6 +153,21 @@ class ExchangeClient:
             self._trace(op, started, "ok", None)
             self.guard.observe_headers(self.ex.last_response_headers)
             return result
+
+    async def check_user_stream(self) -> None:
+        """After a private websocket failed: if ccxt still holds a futures listen key the exchange no longer knows
+        (it expired after missed keepalives), drop it so the next watch call creates a new one instead of
+        reconnecting with the dead key forever."""
+        opts = self.ex.options.get("linear")
+        if not isinstance(opts, dict) or not opts.get("listenKey"):
+            return
+        try:
+            await self.call("keepalive_listen_key", lambda: self.ex.fapiPrivatePutListenKey(), self.cfg.timeouts.market_data, retries=1)
+        except ExchangeOpError as err:
+            if err.code == -1125 or "listenKey" in str(err):
+                self.ex.options["linear"] = {**opts, "listenKey": None, "lastAuthenticatedTime": 0}
+                self.sink.record("reconnect", attempt=0, result="listen key expired; a new one is created on the next watch")
+                log.warning("futures listen key expired; the user stream re-authenticates")
 
     async def measure_clock(self) -> None:
         """Measure the offset between the exchange's clock and ours again (after a -1021 timestamp refusal);

@@ -1,10 +1,11 @@
 """Request pacing in front of every exchange call.
 
-Three layers, each doing one thing:
+Four layers, each doing one thing:
 * ccxt's own token-bucket throttle paces requests by endpoint cost; the engine
   configures it from ``rate_limits`` (see ``ccxt_rate_options``).
 * ``OrderPacer`` spaces order submissions to ``orders_per_second`` with a burst
   allowance, so orders queue locally instead of drawing a 429.
+* ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``).
 * ``WeightGuard`` reads ``X-MBX-USED-WEIGHT-1M`` after each response (the server's
   view of our usage) and, after a 429/418, honours the server's backoff; when
   the server says we are near the limit it holds requests until the window rolls.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import RateLimits
@@ -92,3 +95,26 @@ class WeightGuard:
 
     def hold(self, seconds: float) -> None:
         self.resume_at = max(self.resume_at, time.monotonic() + seconds)
+
+
+@dataclass
+class RequestWindow:
+    """At most ``per_minute`` requests in any 60 s (``rate_limits.requests_per_minute``), whatever their weight:
+    a request over the count waits for the oldest one to leave the window."""
+
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], "asyncio.Future[None] | object"] = asyncio.sleep
+    waits: int = 0
+    _sent: deque[float] = field(default_factory=deque)
+
+    async def acquire(self) -> None:
+        while True:
+            now = self.clock()
+            while self._sent and self._sent[0] <= now - 60.0:
+                self._sent.popleft()
+            if len(self._sent) < self.per_minute:
+                self._sent.append(now)
+                return
+            self.waits += 1
+            await self.sleep(self._sent[0] + 60.0 - now)  # type: ignore[misc]

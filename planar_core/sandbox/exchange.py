@@ -72,9 +72,9 @@ class SandboxExchange:
         self.data_anchor_ms = {k: m.path.times[0] + 0.3 * m.path.span_ms for k, m in self.markets.items()}
 
     # ----------------------------------------------------------------- time & prices
-    @staticmethod
-    def now_ms() -> int:
-        return int(time.time() * 1000)
+    def now_ms(self) -> int:
+        """The exchange's clock (the machine's, shifted by the clock-skew fault)."""
+        return int(time.time() * 1000 + self.faults.clock_offset_ms)
 
     def data_time(self, key: tuple[str, str], wall_ms: float) -> float:
         return self.data_anchor_ms[key] + (wall_ms - self.wall_anchor_ms) * self.speed
@@ -131,7 +131,8 @@ class SandboxExchange:
         client_id = p.get("newClientOrderId") or f"sbx-{next(self._order_ids)}"
         if not CLIENT_ID_RE.match(client_id):
             raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        if (kind, client_id) in acct.by_client_id:
+        earlier = acct.by_client_id.get((kind, client_id))
+        if earlier is not None and earlier.is_open:  # Binance: "a unique id among open orders"; a closed one's id may be reused
             raise E.duplicate_order(kind)
 
         price = ZERO
@@ -355,6 +356,10 @@ class SandboxExchange:
         self.emit(acct, order.kind, "order", {"order": order, "exec": "CANCELED" if status == "CANCELED" else "EXPIRED"})
         self.emit(acct, order.kind, "account", {"symbol": order.symbol})
 
+    def visible(self, order: SandboxOrder) -> bool:
+        """False while the invisibility fault hides a just-accepted order from queries."""
+        return self.now_ms() - order.created_ms >= self.faults.invisible_s * 1000
+
     def find_order(self, acct: Account, kind: str, p: dict[str, str]) -> SandboxOrder:
         self.market(kind, p.get("symbol"))
         order: SandboxOrder | None = None
@@ -367,7 +372,7 @@ class SandboxExchange:
             order = acct.by_client_id.get((kind, p["origClientOrderId"]))
         else:
             raise E.mandatory("orderId")
-        if order is None or order.kind != kind or order.symbol != p["symbol"].upper():
+        if order is None or order.kind != kind or order.symbol != p["symbol"].upper() or not self.visible(order):
             raise E.order_not_found()
         return order
 

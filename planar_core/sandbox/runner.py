@@ -26,7 +26,7 @@ def parse_balances(text: str) -> dict[str, Decimal]:
             value = Decimal(amount)
         except InvalidOperation:
             value = Decimal(-1)
-        if not sep or not asset.isalnum() or value < 0:
+        if not sep or not asset.isalnum() or not value.is_finite() or value < 0:
             raise ValueError(f"--balance: expected ASSET=AMOUNT with a non-negative amount, got {part!r}")
         out[asset.upper()] = value
     return out

@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,7 @@ class SandboxServer:
         self._tasks.append(asyncio.create_task(self._matcher(), name="sandbox-matcher"))
         self._tasks.append(asyncio.create_task(self.hub.run_market_streams(), name="sandbox-streams"))
         self._tasks.append(asyncio.create_task(self._ws_dropper(), name="sandbox-ws-dropper"))
+        self._tasks.append(asyncio.create_task(self._key_expirer(), name="sandbox-listen-keys"))
         return self
 
     async def stop(self) -> None:
@@ -124,6 +126,14 @@ class SandboxServer:
                 self.ex.match_resting()
             except Exception:  # pragma: no cover - a bug here must not kill the exchange
                 log.exception("matcher tick failed")
+
+    async def _key_expirer(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            now = self.ex.now_ms()
+            for key, expires in list(self.hub.key_expires.items()):
+                if expires <= now:
+                    self.hub.expire_key(key, notify=True)
 
     async def _ws_dropper(self) -> None:
         while True:
@@ -272,7 +282,10 @@ class SandboxServer:
                 return web.json_response({"api_key": acct.api_key, "api_secret": acct.api_secret})
             if name == "price" and request.method == "POST":
                 m = self.ex.market(body.get("kind", "spot"), body.get("symbol"))
-                m.shock = float(body.get("factor", 1.0))
+                factor = float(body.get("factor", 1.0))
+                if not math.isfinite(factor) or factor <= 0:
+                    return web.json_response({"error": f"factor must be a finite number > 0, got {body.get('factor')!r}"}, status=400)
+                m.shock = factor
                 self.ex.match_resting()
                 self.hub.publish_now()
                 return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m)})
@@ -380,14 +393,14 @@ class SandboxServer:
         symbol = c.params.get("symbol")
         if symbol:
             symbol = self.ex.market(c.kind, symbol).spec.symbol
-        return [self._format_order(c.kind, o) for o in c.account.open_orders(c.kind, symbol)]  # type: ignore[union-attr]
+        return [self._format_order(c.kind, o) for o in c.account.open_orders(c.kind, symbol) if self.ex.visible(o)]  # type: ignore[union-attr]
 
     def _all_orders(self, c: Ctx) -> list[dict]:
         m = self.ex.market(c.kind, c.params.get("symbol"))
         since = int(c.params.get("startTime") or 0)
         limit = int(c.params.get("limit") or 500)
         rows = [o for o in c.account.orders.values()  # type: ignore[union-attr]
-                if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since]
+                if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since and self.ex.visible(o)]
         return [self._format_order(c.kind, o) for o in rows[-limit:]]
 
     def _my_trades(self, c: Ctx) -> list[dict]:
@@ -397,9 +410,10 @@ class SandboxServer:
         since = int(c.params.get("startTime") or 0)
         limit = int(c.params.get("limit") or 500)
         order_id = c.params.get("orderId")
+        hidden = {o.order_id for o in c.account.orders.values() if not self.ex.visible(o)}  # type: ignore[union-attr]
         rows = [f for f in c.account.fills  # type: ignore[union-attr]
                 if f.kind == c.kind and f.symbol == m.spec.symbol and f.time_ms >= since
-                and (order_id is None or str(f.order_id) == order_id)]
+                and (order_id is None or str(f.order_id) == order_id) and f.order_id not in hidden]
         fmt = wire.spot_trade if c.kind == "spot" else wire.futures_trade
         return [fmt(f) for f in rows[-limit:]]
 
@@ -436,11 +450,29 @@ class SandboxServer:
                 "enableFutures": True, "permitsUniversalTransfer": False, "enableVanillaOptions": False}
 
     def _listen_key(self, c: Ctx) -> dict:
+        """Binance's listen keys: POST returns the account's active key (extending it) or a new one; PUT extends it
+        (-1125 when there is none); DELETE closes it. A key expires ``listen_key_ttl_s`` after its last keepalive."""
         acct = c.account
         assert acct is not None
+        hub, faults = self.hub, self.ex.faults
+        now = self.ex.now_ms()
+        active = [k for k in acct.listen_keys if hub.key_kind.get(k) == c.kind and hub.key_expires.get(k, 0) > now]
         if c.request.method == "POST":
-            key = secrets.token_urlsafe(45)
+            key = active[0] if active else secrets.token_urlsafe(45)
             acct.listen_keys.add(key)
-            self.hub.listen_keys[key] = acct
+            hub.listen_keys[key] = acct
+            hub.key_kind[key] = c.kind
+            hub.key_expires[key] = now + faults.listen_key_ttl_s * 1000
             return {"listenKey": key}
+        if c.request.method == "PUT" and faults.keepalive_failures > 0:
+            faults.keepalive_failures -= 1
+            raise E.ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+        wanted = c.params.get("listenKey")  # spot names the key; futures keeps the account's active one
+        key = wanted if wanted is not None else (active[0] if active else None)
+        if key is None or key not in active:
+            raise E.ApiError(400, -1125, "This listenKey does not exist.")
+        if c.request.method == "PUT":
+            hub.key_expires[key] = now + faults.listen_key_ttl_s * 1000
+        else:
+            hub.expire_key(key, notify=False)
         return {}

@@ -32,6 +32,7 @@ class Conn:
     kind: str  # spot | linear
     streams: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=dict)  # api key -> subscription id
+    listen_key: str | None = None
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
 
     def send(self, payload: object) -> None:
@@ -49,6 +50,8 @@ class StreamHub:
         self.publish_every_s = publish_every_s
         self.conns: set[Conn] = set()
         self.listen_keys: dict[str, Account] = {}
+        self.key_kind: dict[str, str] = {}  # listen key -> spot | linear
+        self.key_expires: dict[str, float] = {}  # listen key -> exchange ms
         self._wake = asyncio.Event()
         self._sub_ids = 0
         exchange.listeners.append(self._on_exchange_event)
@@ -61,10 +64,11 @@ class StreamHub:
         app.router.add_get("/ws-api/v3", self._ws_api)
 
     # ----------------------------------------------------------------- connections
-    async def _serve(self, request: web.Request, conn_kind: str, on_text, account: Account | None = None) -> web.WebSocketResponse:  # type: ignore[no-untyped-def]
+    async def _serve(self, request: web.Request, conn_kind: str, on_text, account: Account | None = None,  # type: ignore[no-untyped-def]
+                     listen_key: str | None = None) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
-        conn = Conn(ws, conn_kind)
+        conn = Conn(ws, conn_kind, listen_key=listen_key)
         if account is not None:
             conn.users[account.api_key] = 0
         self.conns.add(conn)
@@ -100,14 +104,28 @@ class StreamHub:
 
     async def _futures(self, request: web.Request) -> web.WebSocketResponse:
         if request.match_info["cat"] == "private":
-            acct = self.listen_keys.get(request.query.get("listenKey", ""))
-            if acct is None:
+            key = request.query.get("listenKey", "")
+            acct = self.listen_keys.get(key)
+            if acct is None or self.key_expires.get(key, 0) <= self.ex.now_ms():
                 return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)  # type: ignore[return-value]
-            return await self._serve(request, "linear", lambda c, d: None, account=acct)
+            return await self._serve(request, "linear", lambda c, d: None, account=acct, listen_key=key)
         return await self._serve(request, "linear", self._on_subscribe)
 
     async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve(request, "spot", self._on_ws_api)
+
+    def expire_key(self, key: str, notify: bool) -> None:
+        """The key is gone: its streams get ``listenKeyExpired`` (when it expired, not when closed) and are cut."""
+        acct = self.listen_keys.pop(key, None)
+        self.key_expires.pop(key, None)
+        self.key_kind.pop(key, None)
+        if acct is not None:
+            acct.listen_keys.discard(key)
+        for conn in [c for c in self.conns if c.listen_key == key]:
+            if notify:
+                conn.send({"e": "listenKeyExpired", "E": self.ex.now_ms(), "listenKey": key})
+            asyncio.get_running_loop().call_later(0.05, lambda c=conn: asyncio.ensure_future(c.ws.close()))
+            self.conns.discard(conn)
 
     async def close_all(self) -> None:
         for conn in list(self.conns):

@@ -1,9 +1,8 @@
 """Example logic: moving-average crossover per asset on the live OHLCV feed.
 
 Buys ``order_value`` of quote when the fast mean crosses above the slow mean
-and sells the holding when it crosses below. Market orders by default; with
-the tuned parameter ``prefer_limit_orders`` it posts IOC limits at
-``limit_order_offset`` percent through the best price instead.
+and sells the holding when it crosses below. Orders go through the engine's
+execution policy (``Strategy.execute``), which auto-tuning adjusts.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import OrderType, Side
-from ..trace.analysis import tuned_parameters
+from ..model import Side
 
 
 @dataclass
@@ -26,7 +24,6 @@ class MACross:
     last_signal: dict[str, int] = field(default_factory=dict)
 
     async def on_tick(self, s: Any) -> None:
-        tuned = tuned_parameters(s)
         for ai in s.universe.values():
             candles = ai.ohlcv.get(self.timeframe) or []
             if len(candles) < self.slow + 1 or not ai.last_price:
@@ -38,15 +35,8 @@ class MACross:
             if previous is None or previous == signal:
                 continue
             if signal > 0:
-                await self._order(s, ai, Side.BUY, self.order_value / ai.last_price, tuned)
+                await s.execute(ai, Side.BUY, self.order_value / ai.last_price)
             else:
                 held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
                 if held > 0:
-                    await self._order(s, ai, Side.SELL, min(held, self.order_value / ai.last_price), tuned)
-
-    async def _order(self, s: Any, ai: Any, side: Side, amount: float, tuned: dict[str, Any]) -> Any:
-        if tuned.get("prefer_limit_orders"):
-            offset = float(tuned.get("limit_order_offset") or 0.0) / 100
-            price = ai.last_price * (1 + offset if side is Side.BUY else 1 - offset)
-            return await s.call(ai, OrderType.IOC, side, amount=amount, price=price, waitfor=2)
-        return await s.call(ai, OrderType.MARKET, side, amount=amount, waitfor=2)
+                    await s.execute(ai, Side.SELL, min(held, self.order_value / ai.last_price))

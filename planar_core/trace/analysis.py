@@ -95,14 +95,14 @@ class TuningBounds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit_order_offset: tuple[float, float] = (0.0, 0.5)  # percent from the market price
+    limit_order_offset: tuple[float, float] = (0.0, 0.5)  # percent through the market price
     order_timeout: tuple[float, float] = (5.0, 600.0)  # seconds
-    price_improvement: tuple[float, float] = (0.0, 0.5)  # percent
-    use_market_orders_threshold: tuple[float, float] = (0.0, 0.1)
+    use_market_orders_threshold: tuple[float, float] = (0.0, 0.1)  # fraction of equity
     max_step: float = Field(0.5, gt=0, description="largest relative change of a numeric parameter in one run")
 
 
-DEFAULTS: dict[str, Any] = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0, "price_improvement": 0.1,
+# The execution policy's parameters (engine/execution.py reads them; nothing else does).
+DEFAULTS: dict[str, Any] = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0,
                             "use_market_orders_threshold": 0.0}
 
 
@@ -145,9 +145,10 @@ def propose(analysis: dict[str, Any], current: dict[str, Any], bounds: TuningBou
         new_t = _clamp(bounds, "order_timeout", params["order_timeout"], params["order_timeout"] * 1.5)
         if new_t != params["order_timeout"]:
             out.append(Proposal("order_timeout", params["order_timeout"], new_t, f"fill rate {fill:.1f}% < 80%"))
-        new_p = _clamp(bounds, "price_improvement", params["price_improvement"], params["price_improvement"] * 0.8)
-        if new_p != params["price_improvement"]:
-            out.append(Proposal("price_improvement", params["price_improvement"], new_p, f"fill rate {fill:.1f}% < 80%"))
+        if params["prefer_limit_orders"]:  # the seed's "less price improvement": limits reach further through the market
+            new_p = _clamp(bounds, "limit_order_offset", params["limit_order_offset"], max(0.01, params["limit_order_offset"] * 1.25))
+            if new_p != params["limit_order_offset"] and not any(p.param == "limit_order_offset" for p in out):
+                out.append(Proposal("limit_order_offset", params["limit_order_offset"], new_p, f"fill rate {fill:.1f}% < 80%"))
     slow = analysis["execution"]["avg_execution_time"]
     if not math.isnan(slow) and slow > 30:
         new_u = _clamp(bounds, "use_market_orders_threshold", params["use_market_orders_threshold"], 0.02)

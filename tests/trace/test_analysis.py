@@ -51,7 +51,7 @@ async def test_tuning_is_bounded_recorded_and_reversible(strategy_factory, sandb
     result = optimize_from_events(s, days=1, bounds=TuningBounds(order_timeout=(5.0, 80.0)))
     changed = {p.param: p for p in result.applied}
     assert changed["order_timeout"].new == 80.0  # 60 * 1.5 = 90, clamped to the bound
-    assert changed["price_improvement"].new == pytest.approx(before["price_improvement"] * 0.8)
+    assert set(changed) == {"order_timeout"}  # limits are not preferred: the offset rule does not apply
     assert all("fill rate" in p.reason for p in result.applied)
     assert tuned_parameters(s)["order_timeout"] == 80.0  # persisted for the running engine to pick up
     recorded = [e for e in s.sink.of("config_changed") if e["change_id"] == result.change_id]
