@@ -105,12 +105,12 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
     start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
     rows = _traced_trades(s, since_ms - 60_000)
-    real_orders = {r.get("client_order_id") for r in rows if not r.get("emulated")}
+    replaced = {str(x) for r in rows for x in (r.get("replaces") or [])}
     n = 0
     for r in rows:
         ai = s.universe.get(str(r.get("symbol") or ""))
         cid = r.get("client_order_id")
-        if ai is None or not cid or (r.get("emulated") and cid in real_orders):
+        if ai is None or not cid or str(r.get("trade_id")) in replaced:
             continue
         tid = r.get("trade_id")
         if tid is not None:

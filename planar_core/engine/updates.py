@@ -121,7 +121,9 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     if delta <= 1e-12:
         return
     price = (order.cost - seen_cost) / delta if order.cost > seen_cost else (order.average or order.price or 0.0)
-    trade = Trade(ai.symbol, order.side, delta, price, order.id, order.client_order_id, int(time.time() * 1000), emulated=True)
+    n = sum(1 for t in order.trades if t.emulated) + 1
+    trade = Trade(ai.symbol, order.side, delta, price, order.id, order.client_order_id, int(time.time() * 1000),
+                  trade_id=f"emu-{order.client_order_id}-{n}-{time.time_ns() % 10**6}", emulated=True)
     _record_trade(s, ai, order, trade)
 
 
@@ -148,23 +150,26 @@ def apply_trade(s: "Strategy", raw: dict[str, Any]) -> Trade | None:
                   oid or order.id, order.client_order_id, int(raw.get("timestamp") or time.time() * 1000),
                   fee=float(fee.get("cost") or 0.0), fee_currency=fee.get("currency"), trade_id=tid,
                   realized_pnl=float(info["realizedPnl"]) if isinstance(info, dict) and info.get("realizedPnl") else None)
-    emulated = [t for t in order.trades if t.emulated]
-    if emulated and sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
-        # a real trade arriving after its emulation replaces the emulated one
-        order.trades.remove(emulated[0])
-        if emulated[0] in ai.trades:
-            ai.trades.remove(emulated[0])
+    replaced: list[str] = []
+    for emu in [t for t in order.trades if t.emulated]:
+        if sum(t.amount for t in order.trades) + trade.amount <= order.filled + 1e-12:
+            break
+        # a real trade arriving after its emulation replaces the emulated one (the trace says which)
+        order.trades.remove(emu)
+        if emu in ai.trades:
+            ai.trades.remove(emu)
+        replaced.append(str(emu.trade_id))
     if sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
         order.filled = sum(t.amount for t in order.trades) + trade.amount  # the trade is proof of the fill
         order.cost = sum(t.amount * t.price for t in order.trades) + trade.amount * trade.price
-    _record_trade(s, ai, order, trade)
+    _record_trade(s, ai, order, trade, replaced)
     return trade
 
 
-def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade) -> None:
+def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> None:
     order.trades.append(trade)
     ai.trades.append(trade)
     s.sink.record("trade_executed", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=trade.order_id,
                   trade_id=trade.trade_id, side=trade.side.value, amount=trade.amount, price=trade.price, fee=trade.fee,
-                  expected_price=order.price or None, emulated=trade.emulated)
+                  expected_price=order.price or None, emulated=trade.emulated, replaces=replaces or None)
     order.event.set()

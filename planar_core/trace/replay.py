@@ -66,10 +66,10 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
     trade_payloads = df.loc[is_trade, "payload"].tolist()
     trades["trade_id"] = [p.get("trade_id") for p in trade_payloads]
     trades["emulated"] = [bool(p.get("emulated")) for p in trade_payloads]
-    # a real trade that replaced an emulated one: keep the real ones only where both exist for an order
-    if trades["emulated"].any():
-        real_orders = set(trades.loc[~trades["emulated"], "client_order_id"])
-        trades = trades[~(trades["emulated"] & trades["client_order_id"].isin(real_orders))]
+    # emulated trades that a real trade replaced later (named in its ``replaces``) are not fills of their own
+    replaced = {r for p in trade_payloads for r in (p.get("replaces") or [])}
+    if replaced:
+        trades = trades[~trades["trade_id"].isin(replaced)]
     return ReplayedState(orders, trades.reset_index(drop=True), balances, positions, len(df))
 
 

@@ -103,16 +103,16 @@ def _close(a: float, b: float, rel: float = 1e-9, abs_: float = 1e-9) -> bool:
 
 
 def trace_fills(s: Any) -> dict[str, float]:
-    """Filled amount per client order id as the trace tells it (real trades win over emulated ones, as in replay)."""
+    """Filled amount per client order id as the trace tells it (the replay's rule: emulated trades that a real trade
+    replaced, named in its ``replaces``, are not counted)."""
+    from planar_core.trace.replay import replay_events
+
     files = s.sink.files if hasattr(s.sink, "files") else s.sink.inner.files
-    df = read_trace(files)
-    trades = df[df["kind"].astype(str) == "trade_executed"]
-    emulated = [bool((p or {}).get("emulated")) for p in trades["payload"]]
-    real: Counter[str] = Counter()
-    emu: Counter[str] = Counter()
-    for cid, amount, is_emu in zip(trades["client_order_id"], trades["amount"], emulated):
-        (emu if is_emu else real)[cid] += float(amount)
-    return {cid: real.get(cid) or emu.get(cid, 0.0) for cid in set(real) | set(emu)}
+    trades = replay_events(read_trace(files)).trades
+    out: Counter[str] = Counter()
+    for cid, amount in zip(trades["client_order_id"], trades["amount"]):
+        out[cid] += float(amount)
+    return dict(out)
 
 
 def trace_intents(s: Any) -> set[str]:
