@@ -152,13 +152,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             return False
         return time.monotonic() - idle_since[0] > cfg.timeout
 
-    async def ws_step() -> None:
-        if watches["orders"] is None:
-            watches["orders"] = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
-        if watches["trades"] is None:
-            watches["trades"] = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
-        await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
-        errors: list[BaseException] = []
+    def take_done(errors: list[BaseException]) -> None:
         for name, watch in list(watches.items()):
             if watch is None or not watch.done():
                 continue
@@ -174,7 +168,18 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
                     s.apply_trade(item)
                 else:
                     s.apply_order(item, source="websocket")
-        if errors:
+
+    async def ws_step() -> None:
+        if watches["orders"] is None:
+            watches["orders"] = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
+        if watches["trades"] is None:
+            watches["trades"] = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
+        await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
+        errors: list[BaseException] = []
+        take_done(errors)
+        if errors:  # the other watch may have been resolved in the same instant: let it finish and apply it first
+            await asyncio.sleep(0)
+            take_done(errors)
             raise errors[0]
 
     async def poll_step() -> None:

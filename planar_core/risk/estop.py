@@ -68,6 +68,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
     loop = asyncio.get_running_loop()
     ex = s.client.ex
     key = f"{symbol}: open orders"
+    report.unverified.setdefault(key, "not listed yet")  # until the exchange lists them
     seen: set[str] = set()
     attempt = 0
     while True:
@@ -123,6 +124,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
     ai = s.universe[symbol]
     ex = s.client.ex
     key = f"{symbol}: position"
+    report.unverified.setdefault(key, "not read: the budget ran out before the position could be read")
     attempt = 0
     while True:
         remaining = deadline - loop.time()

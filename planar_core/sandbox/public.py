@@ -125,11 +125,15 @@ def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
     now = ex.now_ms()
     o, h, lo, c, v = ex.candle(m, now - 86_400_000, now)
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
-    return {"symbol": m.spec.symbol, "priceChange": _p(m, c - o), "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
-            "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": "1",
-            "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "openPrice": _p(m, o),
-            "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.8f}", "quoteVolume": f"{v * c:.8f}",
-            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": max(1, int(v)), "count": max(1, int(v))}
+    out = {"symbol": m.spec.symbol, "priceChange": _p(m, c - o), "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
+           "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": "1",
+           "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "openPrice": _p(m, o),
+           "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.8f}", "quoteVolume": f"{v * c:.8f}",
+           "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": max(1, int(v)), "count": max(1, int(v))}
+    if m.spec.kind == "linear":  # USD-M futures' 24hr ticker carries no book and no previous close (clients tell them apart by it)
+        for k in ("prevClosePrice", "bidPrice", "bidQty", "askPrice", "askQty"):
+            del out[k]
+    return out
 
 
 def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn) -> dict | list[dict]:  # type: ignore[no-untyped-def]

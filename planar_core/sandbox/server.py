@@ -130,9 +130,8 @@ class SandboxServer:
     async def _key_expirer(self) -> None:
         while True:
             await asyncio.sleep(0.2)
-            now = self.ex.now_ms()
-            for key, expires in list(self.hub.key_expires.items()):
-                if expires <= now:
+            for key in list(self.hub.key_touched):
+                if not self.hub.key_alive(key):
                     self.hub.expire_key(key, notify=True)
 
     async def _ws_dropper(self) -> None:
@@ -456,13 +455,13 @@ class SandboxServer:
         assert acct is not None
         hub, faults = self.hub, self.ex.faults
         now = self.ex.now_ms()
-        active = [k for k in acct.listen_keys if hub.key_kind.get(k) == c.kind and hub.key_expires.get(k, 0) > now]
+        active = [k for k in acct.listen_keys if hub.key_kind.get(k) == c.kind and hub.key_alive(k)]
         if c.request.method == "POST":
             key = active[0] if active else secrets.token_urlsafe(45)
             acct.listen_keys.add(key)
             hub.listen_keys[key] = acct
             hub.key_kind[key] = c.kind
-            hub.key_expires[key] = now + faults.listen_key_ttl_s * 1000
+            hub.key_touched[key] = now
             return {"listenKey": key}
         if c.request.method == "PUT" and faults.keepalive_failures > 0:
             faults.keepalive_failures -= 1
@@ -472,7 +471,7 @@ class SandboxServer:
         if key is None or key not in active:
             raise E.ApiError(400, -1125, "This listenKey does not exist.")
         if c.request.method == "PUT":
-            hub.key_expires[key] = now + faults.listen_key_ttl_s * 1000
+            hub.key_touched[key] = now
         else:
             hub.expire_key(key, notify=False)
         return {}

@@ -51,7 +51,7 @@ class StreamHub:
         self.conns: set[Conn] = set()
         self.listen_keys: dict[str, Account] = {}
         self.key_kind: dict[str, str] = {}  # listen key -> spot | linear
-        self.key_expires: dict[str, float] = {}  # listen key -> exchange ms
+        self.key_touched: dict[str, float] = {}  # listen key -> exchange ms of its creation or last keepalive
         self._wake = asyncio.Event()
         self._sub_ids = 0
         exchange.listeners.append(self._on_exchange_event)
@@ -106,7 +106,7 @@ class StreamHub:
         if request.match_info["cat"] == "private":
             key = request.query.get("listenKey", "")
             acct = self.listen_keys.get(key)
-            if acct is None or self.key_expires.get(key, 0) <= self.ex.now_ms():
+            if acct is None or not self.key_alive(key):
                 return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)  # type: ignore[return-value]
             return await self._serve(request, "linear", lambda c, d: None, account=acct, listen_key=key)
         return await self._serve(request, "linear", self._on_subscribe)
@@ -114,10 +114,15 @@ class StreamHub:
     async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve(request, "spot", self._on_ws_api)
 
+    def key_alive(self, key: str) -> bool:
+        """A listen key lives ``listen_key_ttl_s`` after its last keepalive (Binance: 60 minutes)."""
+        touched = self.key_touched.get(key)
+        return touched is not None and self.ex.now_ms() - touched < self.ex.faults.listen_key_ttl_s * 1000
+
     def expire_key(self, key: str, notify: bool) -> None:
         """The key is gone: its streams get ``listenKeyExpired`` (when it expired, not when closed) and are cut."""
         acct = self.listen_keys.pop(key, None)
-        self.key_expires.pop(key, None)
+        self.key_touched.pop(key, None)
         self.key_kind.pop(key, None)
         if acct is not None:
             acct.listen_keys.discard(key)
@@ -262,7 +267,7 @@ class StreamHub:
         if channel == "ticker":
             t = public.ticker_24h(self.ex, m)
             return {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
-                    "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": "1", "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"],
-                    "A": t["askQty"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
+                    "x": t.get("prevClosePrice", t["openPrice"]), "c": t["lastPrice"], "Q": "1", "b": t.get("bidPrice", "0"),
+                    "B": t.get("bidQty", "0"), "a": t.get("askPrice", "0"), "A": t.get("askQty", "0"), "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
                     "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
         return None

@@ -1,0 +1,340 @@
+"""The money path's defects found by outside testing (issue 12), one test each; every one failed before its fix.
+
+Every comparison here looks at the engine's own view before anything repairs it (no resync, no restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import ccxt
+import pytest
+
+from planar_core.config import ConfigError
+from planar_core.engine import strategy as build_strategy
+from planar_core.engine.health import reconnect
+from planar_core.model import PENDING, Order, OrderStatus, OrderType, Side, Trade
+from planar_core.risk import metrics as M
+from planar_core.sandbox import Faults
+
+from ..conftest import wait_for
+from ..faults.harness import verify
+from .test_order_call import bid_ask, snapshot
+
+SPOT2 = {"BTC/USDT": "BTCUSDT", "ETH/USDT": "ETHUSDT"}
+
+
+async def _rest(s, sandbox, n: int) -> None:
+    """n resting buys 20-30 % under the market on the universe's spot symbols."""
+    for i in range(n):
+        sym = list(SPOT2)[i % 2]
+        bid, _ = bid_ask(sandbox, SPOT2[sym])
+        amount = {"BTC/USDT": 0.001, "ETH/USDT": 0.01}[sym]
+        assert await s.call(sym, OrderType.GTC, Side.BUY, amount=amount, price=bid * (0.7 + i / 100), waitfor=0) is PENDING
+
+
+# ----------------------------------------------------------------------------------------------- 1. e-stop honesty
+@pytest.mark.parametrize("fault", [Faults(error_rate=1.0), Faults(malformed_rate=1.0)], ids=["503", "truncated JSON"])
+async def test_estop_is_never_clean_while_orders_stay_open(strategy_factory, sandbox, account, fault) -> None:
+    s = await strategy_factory(universe=list(SPOT2), risk={"estop_budget_s": 1.0})
+    await _rest(s, sandbox, 4)
+    sandbox.ex.faults = fault
+    report = await s.emergency_stop("exchange unreachable")
+    sandbox.ex.faults = Faults()
+    assert not report.clean and report.cancelled == 0
+    assert {k.split(":")[0] for k in report.unverified} == set(SPOT2)  # every symbol: could not list its open orders
+    assert len(snapshot(sandbox, account)["open_orders"]) == 4  # the exchange still has them
+    assert [str(o.status) for ai in s.universe.values() for o in ai.orders.values()] == ["open"] * 4  # local follows the exchange
+    assert s.halted
+    recorded = s.sink.of("emergency_stop")[-1]["payload"]
+    assert recorded["clean"] is False and recorded["unverified"]
+
+
+async def test_estop_reports_an_unreadable_position_as_unknown_not_flat(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], risk={"estop_budget_s": 1.0})
+    assert isinstance(await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
+    sandbox.ex.faults = Faults(error_rate=1.0)
+    report = await s.emergency_stop("close everything", close_positions=True)
+    sandbox.ex.faults = Faults()
+    assert not report.clean and "BTC/USDT:USDT: position" in report.unverified
+    assert snapshot(sandbox, account)["futures"]["positions"]  # still open on the exchange
+
+
+async def test_estop_recovers_when_the_exchange_comes_back_within_its_budget(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=list(SPOT2), risk={"estop_budget_s": 20.0})
+    await _rest(s, sandbox, 4)
+    sandbox.ex.faults = Faults(error_rate=1.0)
+
+    async def heal() -> None:
+        await wait_for(lambda: s.client.in_flight == 0 and s.halted, timeout=5)
+        await asyncio.sleep(0.3)  # a few failed rounds first
+        sandbox.ex.faults = Faults()
+
+    healer = asyncio.create_task(heal())
+    report = await s.emergency_stop("flaky exchange")
+    await healer
+    assert report.clean and report.cancelled == 4 and snapshot(sandbox, account)["open_orders"] == []
+    assert all(o.status == "canceled" for ai in s.universe.values() for o in ai.orders.values())
+
+
+# ----------------------------------------------------------------------------- 2. and 20. lost ack, invisible order
+async def test_lost_ack_then_failed_lookups_leave_the_order_unknown_and_never_resent(strategy_factory, sandbox, account) -> None:
+    """The order is booked and FILLED, its acknowledgement lost, and GET answers -2013 for 2 s: the engine must not
+    call it failed (the strategy would send it again), nor re-send it (Binance would book it twice: the earlier id
+    is no longer open, so the sandbox, like Binance, accepts the same client id again)."""
+    s = await strategy_factory(order_monitoring={"absent_after": 5.0}, timeouts={"order_placement": 1.0})
+    sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=2.0, paused_user_stream=True)
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is PENDING
+    (order,) = s.universe["BTC/USDT"].orders.values()
+    assert order.status == "unknown" and not s.sink.of("order_failed")
+    assert order.client_order_id not in {e["client_order_id"] for e in s.sink.of("order_failed")}
+    sandbox.ex.faults = Faults(invisible_s=2.0)
+    await wait_for(lambda: order.status == "closed", timeout=10)  # the resolver asked until the exchange could answer
+    await wait_for(lambda: bool(order.trades), timeout=5)  # and its fill attached to it
+    booked = snapshot(sandbox, account)["orders"]
+    assert [o["client_order_id"] for o in booked] == [order.client_order_id] and booked[0]["status"] == "FILLED"
+    assert order.client_order_id not in s.journal.unresolved()
+    await verify(s, sandbox, account)
+
+
+async def test_sandbox_lets_a_closed_orders_client_id_be_reused_like_binance(client, sandbox) -> None:
+    bid, _ = bid_ask(sandbox)
+    resting = await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.8, 2), params={"clientOrderId": "reuse-1"})
+    with pytest.raises(ccxt.InvalidOrder):  # an open order holds the id: -2010 Duplicate order sent
+        await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.8, 2), params={"clientOrderId": "reuse-1"})
+    await client.cancel_order(resting["id"], "BTC/USDT")
+    again = await client.create_order("BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "reuse-1"})
+    assert again["clientOrderId"] == "reuse-1" and again["id"] != resting["id"]
+
+
+# ----------------------------------------------------------------------------------------- 3. status never backwards
+async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, sandbox) -> None:
+    s = await strategy_factory()
+    trade = await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
+    ai = s.universe["BTC/USDT"]
+    order = ai.orders[trade.client_order_id]
+    assert order.status == "closed"
+    stale = {"id": order.id, "clientOrderId": order.client_order_id, "symbol": "BTC/USDT", "status": "open", "filled": 0.0,
+             "amount": 0.01, "side": "buy", "type": "market"}
+    s.apply_order(stale, source="poll")
+    assert order.status == "closed" and order.filled == 0.01
+    refused = s.sink.of("illegal_transition")[-1]
+    assert (refused["old"], refused["new"], refused["client_order_id"]) == ("closed", "open", order.client_order_id)
+    # a late fill reported after a cancel is legal: the status stays, the filled amount grows
+    bid, _ = bid_ask(sandbox)
+    await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.02, price=bid * 0.8, waitfor=0)
+    resting = ai.open_orders()[0]
+    assert await s.cancel(ai, resting) and resting.status == "canceled"
+    n_illegal = len(s.sink.of("illegal_transition"))
+    s.apply_order({"id": resting.id, "clientOrderId": resting.client_order_id, "symbol": "BTC/USDT", "status": "canceled",
+                   "filled": 0.01, "cost": 0.01 * resting.price, "amount": 0.02, "side": "buy", "type": "limit"})
+    assert resting.status == "canceled" and resting.filled == 0.01 and len(s.sink.of("illegal_transition")) == n_illegal
+
+
+# ------------------------------------------------------------------------------- 4. and 16. one equity, free margin
+async def test_futures_equity_and_free_margin_do_not_depend_on_the_source(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5,
+                               balance_watcher={"interval": 3600})
+    ai = s.universe["BTC/USDT:USDT"]
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.5, waitfor=2), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.5))
+    sandbox.ex.markets[("linear", "BTCUSDT")].shock = 1.03
+    await s.refresh_balances()  # REST: ccxt's total there is wallet + unrealized
+    fut = snapshot(sandbox, account)["futures"]
+    assert s.cash("USDT").total == pytest.approx(float(fut["wallet"]))
+    eq_rest, unpriced = M.equity(s)
+    assert not unpriced and eq_rest == pytest.approx(float(fut["wallet"]) + (ai.last_price - ai.position.entry_price) * 0.5)
+    # a fill on the websocket: ACCOUNT_UPDATE carries the wallet only
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.1, waitfor=2), Trade)
+    fut = snapshot(sandbox, account)["futures"]
+    await wait_for(lambda: s.cash("USDT").total == pytest.approx(float(fut["wallet"])))
+    eq_ws, _ = M.equity(s)
+    assert eq_ws == pytest.approx(float(fut["wallet"]) + (ai.last_price - ai.position.entry_price) * ai.position.contracts)
+    assert s.free_margin("USDT") == pytest.approx(float(fut["available"]), rel=0.02)  # was stored as 0
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=2), Trade)  # was refused: "free 0"
+
+
+async def test_balances_flow_after_a_reconnect(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(balance_watcher={"interval": 3600})  # no polling to hide a dead stream
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    assert await reconnect(s, sleep=no_wait)
+    btc = s.cash("BTC").total
+    assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
+    await wait_for(lambda: s.cash("BTC").total == pytest.approx(btc + 0.01 * 0.999))
+    assert s.watcher_health()["balance"]["mode"] == "websocket"
+
+
+# --------------------------------------------------------------------------------- 5. and 9. valuation
+async def test_incomplete_valuation_is_recorded_alerted_and_blocks_new_risk(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(risk={"max_daily_loss": 100}, ohlcv_watcher={"use_websocket": False, "interval": 3600})
+    s.universe["ETH/USDT"].last_price = None  # ETH is held (20) and has no price now
+    s.risk.evaluate_breakers()
+    incomplete = s.sink.of("valuation_incomplete")[-1]
+    assert incomplete["unpriced"] == ["ETH"] and "breakers cannot compare" in incomplete["reason"]
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None  # adds risk: refused
+    assert "valuation incomplete" in s.sink.of("risk_rejected")[-1]["reason"]
+    assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.SELL, amount=0.01, waitfor=2), Trade)  # reduces: allowed
+    s.universe["ETH/USDT"].last_price = 3000.0
+    s.risk.evaluate_breakers()
+    assert s.sink.of("valuation_incomplete")[-1]["unpriced"] == []
+
+
+async def test_valuation_walks_a_price_path_to_the_main_currency(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=["ETH/BTC"])  # main currency USDT: no universe market prices BTC or ETH in it
+    await wait_for(lambda: "BTC/USDT" in s.conversion_prices)  # the valuation market the engine found and polls
+    eq, unpriced = M.equity(s)
+    prices = dict(s.conversion_prices)
+    btcusdt = prices["BTC/USDT"]
+    eth = prices.get("ETH/USDT") or s.universe["ETH/BTC"].last_price * btcusdt  # the shortest path: ETH/USDT when listed
+    assert not unpriced and eq > s.cash("USDT").total
+    assert eq == pytest.approx(s.cash("USDT").total + s.cash("BTC").total * btcusdt + s.cash("ETH").total * eth)
+    assert M.position_value(s, s.universe["ETH/BTC"]) == pytest.approx(s.cash("ETH").total * eth)
+    s.conversion_prices.pop("ETH/USDT", None)  # without the direct market: through ETH/BTC and BTC/USDT
+    eth = s.universe["ETH/BTC"].last_price * btcusdt
+    assert M.position_value(s, s.universe["ETH/BTC"]) == pytest.approx(s.cash("ETH").total * eth)
+
+
+# ------------------------------------------------------------------------------- 7. websocket results never dropped
+async def test_a_finished_watch_is_never_cancelled_or_dropped(strategy_factory, monkeypatch) -> None:
+    s = await strategy_factory(order_monitoring={"interval": 0.2, "use_websocket": True})
+    ai = s.universe["BTC/USDT"]
+    order = Order("x-1", "BTC/USDT", Side.BUY, OrderType.GTC, 0.01, 100.0, id="42", status=OrderStatus.OPEN)
+    ai.orders["x-1"] = order
+    loop = asyncio.get_running_loop()
+    orders_done: asyncio.Future[list[dict]] = loop.create_future()
+    cancelled: list[str] = []
+    calls = {"trades": 0}
+    update = {"id": "42", "clientOrderId": "x-1", "symbol": "BTC/USDT", "status": "closed", "filled": 0.01, "cost": 1.0,
+              "amount": 0.01, "side": "buy", "type": "limit"}
+
+    async def watch_orders(symbol: str) -> list[dict]:
+        try:
+            return list(await asyncio.shield(orders_done))
+        except asyncio.CancelledError:
+            cancelled.append("orders")
+            raise
+
+    async def watch_my_trades(symbol: str) -> list[dict]:
+        calls["trades"] += 1
+        if calls["trades"] == 1:
+            # the orders watch is resolved in the same instant, just after the waiter of asyncio.wait woke up
+            asyncio.current_task().add_done_callback(lambda _: orders_done.done() or orders_done.set_result([update]))
+            raise ccxt.NetworkError("trades stream dropped")
+        await asyncio.sleep(3600)
+        return []
+
+    monkeypatch.setattr(s.client.ex, "watch_orders", watch_orders)
+    monkeypatch.setattr(s.client.ex, "watch_my_trades", watch_my_trades)
+    monkeypatch.setattr(s, "sync_asset_orders", lambda *a, **k: asyncio.sleep(0))  # no REST rescue
+    await s.supervisor.stop("orders:BTC/USDT")
+    s.ensure_order_tasks(ai)
+    await wait_for(lambda: order.status == "closed", timeout=10)
+    assert cancelled == []
+
+
+# --------------------------------------------------------------------------------------- 8. risk actions on spot
+async def test_risk_close_cancels_own_orders_and_sells_what_is_free(strategy_factory, sandbox, account) -> None:
+    acct = sandbox.ex.add_account({"USDT": 1000, "BTC": 0.1})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT"])
+    _, ask = bid_ask(sandbox)
+    assert await s.call("BTC/USDT", OrderType.GTC, Side.SELL, amount=0.04, price=ask * 1.3, waitfor=0) is PENDING
+    await wait_for(lambda: s.cash("BTC").used == pytest.approx(0.04))
+    await s.risk.close_highest_risk_position("test: too much leverage")
+    await wait_for(lambda: float(snapshot(sandbox, acct)["spot_balances"]["BTC"]["free"]) < 0.00001)
+    assert snapshot(sandbox, acct)["open_orders"] == []
+
+
+async def test_volatility_sizing_comes_before_the_minimum_checks(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=["BTC/USDT"], risk={"volatility_adjustment": True, "target_volatility": 1e-9})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: len(ai.ohlcv.get("1m", [])) > 10)
+    amount = 8.0 / ai.last_price  # 8 USDT: above the 5 USDT minimum, below it once scaled by 0.25
+    assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount) is None
+    assert "minimum" in s.sink.of("order_failed")[-1]["reason"]
+    assert not [e for e in s.sink.of("api_call") if e["endpoint"] == "create_order"]  # refused before any request
+
+
+@pytest.mark.parametrize(("amount", "price", "reason"), [(True, None, "invalid amount"), (0.01, True, "invalid price"),
+                                                         (0.01, 1e308, "price"), (0.01, 1e-300, "price")])
+async def test_odd_numbers_are_refusals_not_exceptions(strategy_factory, sandbox, account, amount, price, reason) -> None:
+    s = await strategy_factory()
+    otype = OrderType.GTC if price is not None else OrderType.MARKET
+    assert await s.call("BTC/USDT", otype, Side.BUY, amount=amount, price=price) is None
+    assert reason in s.sink.of("order_failed")[-1]["reason"]
+    assert snapshot(sandbox, account)["orders"] == []
+
+
+# ---------------------------------------------------------------------------------- 15. exchange params
+@pytest.mark.parametrize("params", [{"quantity": 2}, {"newClientOrderId": "foreign-1"}, {"clientOrderId": "x"},
+                                    {"quoteOrderQty": 1000}, {"timeInForce": "GTC"}, {"reduceOnly": True}])
+async def test_params_cannot_override_what_was_checked(strategy_factory, sandbox, account, params) -> None:
+    s = await strategy_factory()
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, **params) is None
+    assert "refused" in s.sink.of("order_failed")[-1]["reason"]
+    assert snapshot(sandbox, account)["orders"] == []
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, waitfor=2, selfTradePreventionMode="NONE")
+
+
+# --------------------------------------------------------------------------------------- 14. mode precedence
+def test_mode_comes_from_the_file_and_conflicts_are_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "paper.toml"
+    cfg.write_text('name = "p"\nmode = "paper"\nuniverse = ["BTC/USDT"]\n')
+    env = {"EXCHANGE_API_KEY": "k", "EXCHANGE_API_SECRET": "s"}
+    common = {"env": env, "store_root": str(tmp_path / "store"), "event_tracing": {"enabled": False}}
+    assert build_strategy("p", config_path=cfg, **common).paper
+    assert build_strategy("q", "paper", **common).paper
+    assert not build_strategy("r", **common).paper  # nothing says paper: live
+    with pytest.raises(ConfigError, match="mode: the config file says 'paper' but the argument says 'live'"):
+        from planar_core.engine import Live
+
+        build_strategy("p", Live(), config_path=cfg, **common)
+    with pytest.raises(ConfigError, match="PLANAR_MODE says 'live'"):
+        build_strategy("p", config_path=cfg, **{**common, "env": {**env, "PLANAR_MODE": "live"}})
+
+
+# ------------------------------------------------------------------------------------------ 18. bad input
+def test_bad_config_values_are_named_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="name: String should have at most 64"):
+        build_strategy("x" * 300, store_root=str(tmp_path))
+    with pytest.raises(ConfigError, match="timeouts.order_placement"):
+        build_strategy("t", store_root=str(tmp_path), timeouts={"order_placement": math.inf})
+    with pytest.raises(ConfigError, match="logic_params"):
+        build_strategy("t", store_root=str(tmp_path), logic_params={"no_such": 1})
+
+
+# ------------------------------------------------------------------------------------- 13. nothing fails silently
+async def test_a_failing_update_hook_is_recorded_and_alerted_and_the_breakers_still_run(strategy_factory, sandbox) -> None:
+    s = await strategy_factory(risk={"max_daily_loss": 1000})
+
+    def broken(strat) -> None:
+        raise RuntimeError("hook bug")
+
+    s.on_balance_update.insert(0, broken)
+    s.state_store.update(day_start_equity=None)
+    assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
+    await wait_for(lambda: any("hook bug" in (e.get("reason") or "") for e in s.sink.of("error_occurred")))
+    await wait_for(lambda: s.state.day_start_equity is not None)  # the breaker hook after it still ran
+
+
+# ------------------------------------------------------------------------------- 11. tuned values reach the wire
+async def test_tuned_parameters_change_what_the_engine_sends(strategy_factory, sandbox, account) -> None:
+    s = await strategy_factory(universe=["BTC/USDT"])
+    ai = s.universe["BTC/USDT"]
+    s.state_store.update(tuned_params={"prefer_limit_orders": True, "limit_order_offset": 0.2, "order_timeout": 30.0})
+    await s.execute(ai, Side.BUY, 0.001)
+    sent = snapshot(sandbox, account)["orders"][-1]
+    assert sent["type"] == "LIMIT" and float(sent["price"]) == pytest.approx(ai.last_price * 1.002, abs=0.02)
+    s.state_store.update(tuned_params={"prefer_limit_orders": True, "use_market_orders_threshold": 0.1})  # 0.001 BTC < 10 % of equity
+    await s.execute(ai, Side.BUY, 0.001)
+    assert snapshot(sandbox, account)["orders"][-1]["type"] == "MARKET"
+    s.state_store.update(tuned_params={"prefer_limit_orders": True, "limit_order_offset": 0.0, "order_timeout": 0.3})
+    bid, _ = bid_ask(sandbox)
+    sandbox.ex.markets[("spot", "BTCUSDT")].shock = 1.0
+    ai.last_price = bid * 0.9  # a limit that cannot fill: cancelled once order_timeout passed
+    await s.execute(ai, Side.BUY, 0.001)
+    await wait_for(lambda: snapshot(sandbox, account)["orders"][-1]["status"] == "CANCELED")
