@@ -123,6 +123,26 @@ async def no_retry(exc: BaseException) -> None:
         log.warning("could not turn off retries after a permanent error (%s): %s", type(exc).__name__, err)
 
 
+async def permanent_failure(exc: BaseException) -> Any:
+    """End the run Failed with the error's one-line message (no traceback in the logs for a bad config) and no
+    retry; whoever called the flow gets the exception back."""
+    from prefect.states import Failed
+
+    await no_retry(exc)
+    get_run_logger_safe().error("%s: %s", type(exc).__name__, exc)
+    return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)
+
+
+def get_run_logger_safe() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
 def _alerts_in_env() -> bool:
     import os
 

@@ -16,7 +16,7 @@ from prefect.states import Cancelled
 from planar_core.risk.estop import emergency_stop_standalone
 
 from .blocks import secret_block_provider
-from .common import PERMANENT, artifact_key, load_strategy_config, no_retry, resource
+from .common import PERMANENT, artifact_key, load_strategy_config, permanent_failure, resource
 
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING, StateType.PAUSED]
 
@@ -50,8 +50,7 @@ async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_po
         cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
         report = await emergency_stop_standalone(cfg, reason, close_positions, secrets_provider=secret_block_provider)
     except PERMANENT as exc:
-        await no_retry(exc)
-        raise
+        return await permanent_failure(exc)
     runs = await running_live_runs(strategy)
     cancelled = await cancel_runs([r.id for r in runs], reason)
     logger.error("EMERGENCY STOP %s: %s; live runs cancelled %s", strategy, report.summary(), cancelled)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from planar_core.engine.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
-from .common import PERMANENT, artifact_key, build_strategy, no_retry
+from .common import PERMANENT, artifact_key, build_strategy, permanent_failure
 
 log = logging.getLogger("planar.flows.live")
 
@@ -69,16 +70,15 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
     try:
         s = build_strategy(strategy, config_path, **(overrides or {}))
     except PERMANENT as exc:
-        await no_retry(exc)
-        raise
+        return await permanent_failure(exc)
+    session_start = datetime.now(timezone.utc)
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch_cancellation(stop, s))
     try:
         try:
             await s.start()  # start-up sync reconciles intents: a retry never duplicates an order
         except PERMANENT as exc:  # e.g. a symbol the exchange does not list: retrying cannot help
-            await no_retry(exc)
-            raise
+            return await permanent_failure(exc)
         logic = load_logic(s.config.logic, s.config.logic_params)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
@@ -98,7 +98,7 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
         await s.stop()  # watchers stopped, trace flushed and closed; open orders stay (e-stop cancels them)
         if s.alerts is not None:
             await s.alerts.stop()
-    analysis = analyze_trading_events(s)
+    analysis = analyze_trading_events(s, start=session_start)  # this session, this strategy (the account's trace holds more)
     out = Path(report_dir or (Path(s.config.store_root) / s.name / "reports"))
     files = write_report(analysis, out, currency=s.config.main_currency, title=f"{s.name} session report")
     await acreate_markdown_artifact(key=artifact_key(s.name, "report"), description=f"session report of {s.name}",

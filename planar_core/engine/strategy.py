@@ -79,6 +79,7 @@ class Strategy:
         self._orphan_trades: dict[str, list[dict[str, Any]]] = {}
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
+        self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         from ..risk.manager import RiskManager
 
         self.risk: RiskManager = RiskManager.attach(self)

@@ -27,10 +27,14 @@ SUBSCRIBE_GRACE_S = 1.0
 
 async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
                      interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None,
-                     on_ws_failure: Callable[[], Awaitable[None]] | None = None) -> None:
+                     on_ws_failure: Callable[[], Awaitable[None]] | None = None,
+                     generation: Callable[[], int] | None = None) -> None:
     """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
-    private streams use it to replace an expired listen key)."""
+    private streams use it to replace an expired listen key). ``generation()`` changes when the connections were
+    closed on purpose (``health.reconnect``): a websocket failure caused by that is retried at once, not after the
+    fallback period. While falling back, polls never sleep past the moment the websocket is tried again."""
     ws_blocked_until = 0.0
+    gen = generation() if generation else 0
     pending: asyncio.Future | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
     gap_polled = False
@@ -55,6 +59,10 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     health.seen("websocket")
                 except Exception as exc:
                     health.failed(exc)
+                    if generation is not None and generation() != gen:  # our own reconnect closed it: resubscribe now
+                        gen = generation()
+                        await _poll(health, poll_step, None)  # what happened while it was closed
+                        continue
                     health.mode = "polling"
                     ws_blocked_until = time.monotonic() + fallback_s
                     gap_poll_at, gap_polled = None, False
@@ -65,7 +73,7 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     await _poll(health, poll_step, "polling")
                 continue
             await _poll(health, poll_step, "polling")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, min(interval, ws_blocked_until - time.monotonic())) if use_ws else interval)
     finally:
         if pending is not None:
             pending.cancel()
@@ -83,7 +91,8 @@ async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]], mo
 
 
 def _fallback(interval: float) -> float:
-    return max(5.0, 3 * interval)
+    """How long a failed websocket is left alone (polling meanwhile) before it is tried again."""
+    return min(10.0, max(5.0, 3 * interval))
 
 
 def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
@@ -110,7 +119,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
                          interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running,
-                         on_ws_failure=s.client.check_user_stream)
+                         on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation)
 
     return body
 
@@ -128,7 +137,8 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
-                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, on_ws_failure=s.client.check_user_stream)
+                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, on_ws_failure=s.client.check_user_stream,
+                         generation=lambda: s.ws_generation)
 
     return body
 
@@ -189,7 +199,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         try:
             await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
                              interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle,
-                             on_ws_failure=s.client.check_user_stream)
+                             on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation)
         finally:
             for name, watch in watches.items():
                 if watch is not None:
@@ -215,7 +225,7 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
     async def body(health: TaskHealth) -> None:
         await poll_step()  # history first, then live updates
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
-                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running)
+                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, generation=lambda: s.ws_generation)
 
     return body
 

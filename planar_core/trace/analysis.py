@@ -38,12 +38,24 @@ def _stat(values: pd.Series, fn: str) -> float:
     return float(getattr(values, fn)()) if len(values) else NAN
 
 
+def scope(df: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
+    """The events of one strategy: those of its orders (client ids starting with ``prefix``) and those of no order
+    (balances, API calls, risk events). ``prefix=None``: everything."""
+    if not prefix or not len(df):
+        return df
+    cid = df["client_order_id"].fillna("").astype(str)
+    return df[(cid == "") | cid.str.startswith(prefix)].reset_index(drop=True)
+
+
 def analyze_order_patterns(df: pd.DataFrame) -> dict[str, float]:
+    """Counted per order, not per event: an order whose fill is recorded twice (a restart adopting it, a late
+    update) counts once, and only orders placed in the window count, so no rate can exceed 100 %."""
     kinds = df["kind"].astype(str)
-    placed = df[kinds == "order_placed"]
-    total = len(placed)
-    filled = int((kinds == "order_filled").sum())
-    cancelled = int((kinds == "order_cancelled").sum())
+    placed = df[kinds == "order_placed"].drop_duplicates("client_order_id")
+    ids = set(placed["client_order_id"])
+    total = len(ids)
+    filled = len(ids & set(df.loc[kinds == "order_filled", "client_order_id"]))
+    cancelled = len((ids & set(df.loc[kinds == "order_cancelled", "client_order_id"])) - set(df.loc[kinds == "order_filled", "client_order_id"]))
     return {"total_orders": total, "filled_orders": filled, "cancelled_orders": cancelled,
             "fill_rate": filled / total * 100 if total else NAN, "cancel_rate": cancelled / total * 100 if total else NAN,
             "avg_order_size": _stat(placed["amount"], "mean"), "median_order_size": _stat(placed["amount"], "median")}
@@ -55,8 +67,12 @@ def execution_table(df: pd.DataFrame) -> pd.DataFrame:
     intents = df[kinds == "order_placed"][["client_order_id", "timestamp", "payload"]].copy()
     intents["expected_price"] = intents["payload"].map(lambda p: p.get("expected_price"))
     intents = intents.drop_duplicates("client_order_id").rename(columns={"timestamp": "placed_at"}).drop(columns="payload")
-    trades = df[kinds == "trade_executed"][["client_order_id", "timestamp", "side", "price", "amount"]]
-    t = trades.merge(intents, on="client_order_id", how="left")
+    trades = df[kinds == "trade_executed"]
+    replaced = {r for p in trades["payload"] for r in ((p or {}).get("replaces") or [])}
+    if replaced:  # emulated trades a real trade replaced are not fills of their own
+        trades = trades[~trades["payload"].map(lambda p: (p or {}).get("trade_id") in replaced)]
+    trades = trades[trades["client_order_id"].isin(set(intents["client_order_id"]))]  # fills of orders placed in the window
+    t = trades[["client_order_id", "timestamp", "side", "price", "amount"]].merge(intents, on="client_order_id", how="left")
     expected = pd.to_numeric(t["expected_price"], errors="coerce")
     sign = np.where(t["side"] == "sell", -1.0, 1.0)
     t["slippage_pct"] = (t["price"] - expected) / expected * 100 * sign
@@ -82,11 +98,19 @@ def analyze_timing_patterns(df: pd.DataFrame) -> dict[str, Any]:
             "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)}}
 
 
-def analyze_trading_events(s: Any, start: Any = None, end: Any = None) -> dict[str, Any]:
-    """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events."""
-    df = _events(s, start, end)
+def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> dict[str, Any]:
+    """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
+    ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
+    strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
+    prefix = strategy if strategy is not None else _prefix_of(s)
+    df = scope(_events(s, start, end), prefix)
     return {"orders": analyze_order_patterns(df), "execution": analyze_execution_quality(df), "timing": analyze_timing_patterns(df),
             "raw_events": df}
+
+
+def _prefix_of(s: Any) -> str | None:
+    ids = getattr(s, "ids", None)
+    return f"{ids.prefix}-" if ids is not None and getattr(ids, "prefix", None) else None
 
 
 # --------------------------------------------------------------------- tuning
@@ -164,7 +188,8 @@ def optimize_from_events(s: Any, days: float = 30, bounds: TuningBounds | None =
     changes to the persisted tuned parameters."""
     bounds = bounds or TuningBounds()
     end = datetime.now(timezone.utc)
-    analysis = analyze_trading_events(source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1))
+    analysis = analyze_trading_events(source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1),
+                                      strategy=_prefix_of(s))
     state = s.state_store.load()
     result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))
     if apply and result.proposals:

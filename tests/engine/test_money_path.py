@@ -156,17 +156,24 @@ async def test_futures_equity_and_free_margin_do_not_depend_on_the_source(strate
     assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=2), Trade)  # was refused: "free 0"
 
 
-async def test_balances_flow_after_a_reconnect(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(balance_watcher={"interval": 3600})  # no polling to hide a dead stream
+@pytest.mark.parametrize("margin", [False, True], ids=["spot", "futures"])
+async def test_balances_keep_flowing_after_a_reconnect(strategy_factory, sandbox, account, margin) -> None:
+    """reconnect() closes the websockets on purpose; the balance watcher must resubscribe, not sit out a fallback
+    period polling every ``interval`` (here an hour, so nothing but the stream can bring the updates)."""
+    kw = {"name": "perp", "margin": True, "universe": ["BTC/USDT:USDT"]} if margin else {}
+    s = await strategy_factory(balance_watcher={"interval": 3600}, **kw)
+    sym, cur = ("BTC/USDT:USDT", "USDT") if margin else ("BTC/USDT", "BTC")
 
     async def no_wait(_: float) -> None:
         return None
 
     assert await reconnect(s, sleep=no_wait)
-    btc = s.cash("BTC").total
-    assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
-    await wait_for(lambda: s.cash("BTC").total == pytest.approx(btc + 0.01 * 0.999))
-    assert s.watcher_health()["balance"]["mode"] == "websocket"
+    await wait_for(lambda: s.watcher_health()["balance"]["mode"] == "websocket")
+    for _ in range(3):  # each update after the reconnect arrives, not only the first one
+        assert isinstance(await s.call(sym, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
+        snap = snapshot(sandbox, account)
+        want = float(snap["futures"]["wallet"]) if margin else float(snap["spot_balances"]["BTC"]["free"])
+        await wait_for(lambda: s.cash(cur).total == pytest.approx(want, abs=1e-9))
 
 
 # --------------------------------------------------------------------------------- 5. and 9. valuation

@@ -127,3 +127,48 @@ async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, 
 
 async def _has_runs(name: str) -> bool:
     return bool(await running_live_runs(name))
+
+
+async def test_emergency_stop_that_cannot_verify_says_so_everywhere(flow_config, sandbox, account, prefect_api) -> None:
+    """Exchange answering 503 to everything: the flow's report, its artifact and the CLI's exit code say NOT CLEAN,
+    list what is unverified, and the strategy stays halted (issue 12, defect 1)."""
+    from planar_core.config import load_config
+    from planar_core.sandbox import Faults
+    from planar_core.state import StateStore
+
+    config = flow_config(risk={"estop_budget_s": 1.0})
+    sandbox.ex.faults = Faults(error_rate=1.0)
+    try:
+        result = await emergency_stop(strategy="flowtest", reason="exchange down", config_path=str(config))
+        assert not result["clean"] and result["unverified"]
+        (art,) = await artifact("flowtest-emergency-stop")
+        assert "NOT CLEAN" in art.data and "unverified" in art.data
+        assert StateStore(load_config(config, env={}).store_path).load().halted
+        code, _, err = await _planar(prefect_api, "emergency-stop", "flowtest", "--config", str(config))
+        assert code == 1 and "NOT CLEAN" in err and "Traceback" not in err
+    finally:
+        sandbox.ex.faults = Faults()
+
+
+async def test_a_permanent_error_fails_the_run_once(flow_config, sandbox, prefect_api) -> None:
+    """An unknown symbol cannot get better by retrying: one attempt, one line, exit 2, and the trace lock released."""
+    config = flow_config(name="badsym", universe=["BTC/USDT", "NOPE/USDT"])
+    code, _, err = await _planar(prefect_api, "run", str(config), "--duration", "5")
+    assert code == 2 and "universe.1.symbol" in err and "Traceback" not in err
+    async with get_client() as client:
+        runs = [r for r in await client.read_flow_runs() if (r.parameters or {}).get("strategy") == "badsym"]
+    assert len(runs) == 1 and runs[0].run_count == 1 and runs[0].state.is_failed()
+    from planar_core.config import load_config
+    from planar_core.engine.strategy import open_trace
+
+    open_trace(load_config(config, env={**os.environ})).close()  # the writer lock was released: no side trace needed
+
+
+async def _planar(prefect_api: str, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess without blocking this event loop (the sandbox serves from it)."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "planar_core", *args, env={**os.environ, "PREFECT_API_URL": prefect_api},
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    return int(proc.returncode or 0), out.decode(), err.decode()

@@ -64,3 +64,28 @@ async def test_tuning_is_bounded_recorded_and_reversible(strategy_factory, sandb
     html = report["html"].read_text()
     assert "fill_rate" in html and all(report[k].stat().st_size > 1000 for k in ("equity", "pnl", "slippage", "fill_latency"))
     assert report["equity"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_analysis_counts_orders_once_and_only_this_strategys(tmp_path: Path) -> None:
+    """A restart re-records fills of adopted orders and the account's trace holds other strategies' orders: the
+    report of one strategy's session counts its own orders placed in the window, once each (fill rate <= 100 %)."""
+    from datetime import datetime, timezone
+
+    with EventTrace(str(tmp_path)) as et:
+        et.record("order_placed", client_order_id="other-e1-0", symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        et.record("order_filled", client_order_id="other-e1-0", symbol="X", status="closed")
+        et.record("order_placed", client_order_id="old-e2-0", symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        session = datetime.now(timezone.utc)
+        for i in range(2):
+            et.record("order_placed", client_order_id=f"me-e3-{i}", symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        et.record("trade_executed", client_order_id="me-e3-0", symbol="X", side="buy", amount=1.0, price=101.0)
+        for _ in range(3):  # the same fill seen again after restarts
+            et.record("order_filled", client_order_id="me-e3-0", symbol="X", status="closed")
+        for i in range(4):  # orders of another strategy, and of an earlier session, filled now
+            et.record("order_filled", client_order_id=f"other-e1-{i}", symbol="X", status="closed")
+        et.record("order_filled", client_order_id="old-e2-0", symbol="X", status="closed")
+        mine = analyze_trading_events(et, start=session, strategy="me-e3-")
+        everything = analyze_trading_events(et)
+    assert (mine["orders"]["total_orders"], mine["orders"]["filled_orders"], mine["orders"]["fill_rate"]) == (2, 1, 50.0)
+    assert mine["execution"]["trades"] == 1
+    assert everything["orders"]["fill_rate"] <= 100.0
