@@ -57,10 +57,8 @@ class PrefectEventSink:
             msg = f"{self.name}: the Prefect event planar.{kind} could not be emitted ({error}); automations waiting for it will not run"
             log.error(msg)
             self.inner.record("error_occurred", reason=msg)
-            from planar_core.alerts.dispatcher import send_alert
-
-            if self.alerts is not None:
-                send_alert(self.alerts, msg, "error")
+            if self.alerts is not None:  # the strategy's AlertDispatcher
+                self.alerts.submit(msg, "error")
 
     def flush(self) -> None:
         self.inner.flush()

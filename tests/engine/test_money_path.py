@@ -345,3 +345,93 @@ async def test_tuned_parameters_change_what_the_engine_sends(strategy_factory, s
     ai.last_price = bid * 0.9  # a limit that cannot fill: cancelled once order_timeout passed
     await s.execute(ai, Side.BUY, 0.001)
     await wait_for(lambda: snapshot(sandbox, account)["orders"][-1]["status"] == "CANCELED")
+
+
+# ------------------------------------------------------------------------------- 12. config fields that do something
+async def test_watcher_timeout_and_retry_count_bound_each_poll(strategy_factory, sandbox) -> None:
+    s = await strategy_factory(balance_watcher={"use_websocket": False, "interval": 0.2, "retry_count": 0, "timeout": 0.3})
+    sandbox.ex.faults = Faults(latency_ms=800)  # slower than the watcher's own timeout, faster than timeouts.balance_sync
+    await wait_for(lambda: s.watcher_health()["balance"]["failures"] >= 2)
+    sandbox.ex.faults = Faults()
+    failed = [e for e in s.sink.of("api_call") if e["endpoint"] == "fetch_balance" and e["result"] != "ok"]
+    assert {e["result"] for e in failed} == {"NetworkUncertain"}
+    assert len(failed) == s.watcher_health()["balance"]["failures"]  # retry_count 0: one request per failed poll
+
+
+async def test_requests_per_minute_caps_the_request_count() -> None:
+    from planar_core.exchange.limiter import RequestWindow
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    window = RequestWindow(3, clock=lambda: now[0], sleep=fake_sleep)
+    for t in (0.0, 10.0, 20.0, 30.0):  # the 4th request in 60 s waits until the 1st leaves the window
+        now[0] = max(now[0], t)
+        await window.acquire()
+    assert slept == [30.0] and window.waits == 1
+
+
+async def test_a_position_changed_outside_the_engine_is_alerted(strategy_factory, sandbox, account, client) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=["ETH/USDT:USDT"], position_watcher={"interval": 0.3})
+    await client.create_order("ETH/USDT:USDT", "market", "buy", 0.2)  # someone else trades the account
+    await wait_for(lambda: any("changed outside the engine" in (e.get("reason") or "") for e in s.sink.of("error_occurred")))
+    await wait_for(lambda: s.universe["ETH/USDT:USDT"].position.contracts == pytest.approx(0.2))
+
+
+# ------------------------------------------------------------------------------------- 13. nothing swallowed (flows)
+def test_a_prefect_event_that_cannot_be_emitted_is_recorded_and_alerted(monkeypatch) -> None:
+    import flows.common as common
+    from planar_core.engine.events import MemorySink
+
+    def broken(**kwargs: object) -> None:
+        raise ConnectionError("events API unreachable")
+
+    sent: list[str] = []
+
+    class Alerts:
+        def submit(self, text: str, level: str) -> bool:
+            sent.append(text)
+            return True
+
+    monkeypatch.setattr(common, "emit_event", broken)
+    inner = MemorySink()
+    sink = common.PrefectEventSink(inner, "s1")
+    sink.alerts = Alerts()
+    sink.record("breaker_tripped", breaker="daily_loss", reason="test")
+    assert inner.of("breaker_tripped") and "could not be emitted" in inner.of("error_occurred")[-1]["reason"]
+    assert sent and "planar.breaker_tripped" in sent[0]
+
+
+async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_factory, monkeypatch) -> None:
+    import flows.live as live
+
+    s = await strategy_factory()
+    sent: list[str] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": sent.append(text))
+
+    class Client:
+        async def __aenter__(self) -> "Client":
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def read_flow_run(self, run_id: object) -> None:
+            raise ConnectionError("API down")
+
+    class Run:
+        id = "00000000-0000-0000-0000-000000000001"
+
+    monkeypatch.setattr(live, "get_client", lambda: Client())
+    monkeypatch.setattr(live, "flow_run", Run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(live._watch_cancellation(stop, s, every=0.01, alert_after=3))
+    await wait_for(lambda: len(sent) == 1)
+    stop.set()
+    await task
+    reads = [e for e in s.sink.of("error_occurred") if "cancellation could be missed" in (e.get("reason") or "")]
+    assert len(reads) >= 3 and "3 reads failed in a row" in sent[0]

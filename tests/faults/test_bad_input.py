@@ -88,3 +88,44 @@ async def test_no_secret_in_any_file_the_run_wrote(strategy_factory, sandbox, tm
     for h in list(logging.getLogger("planar").handlers):
         logging.getLogger("planar").removeHandler(h)
         h.close()
+
+
+def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    (tmp_path / "latin1.toml").write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    (tmp_path / "nologic.toml").write_text('name = "x"\nlogic = "no_such_module:Logic"\n')
+    (tmp_path / "badparams.toml").write_text('name = "x"\n[logic_params]\nfastest = 3\n')
+    (tmp_path / "bad.toml").write_text('name = "x"\n[risk]\nmax_drawdown = 7\n')
+    (tmp_path / "afile").write_text("not a trace")
+    return [
+        (["run", str(tmp_path / "latin1.toml")], "not UTF-8"),
+        (["run", str(tmp_path / "nologic.toml")], "logic: cannot import module 'no_such_module'"),
+        (["run", str(tmp_path / "badparams.toml")], "logic_params: got an unexpected keyword argument 'fastest'"),
+        (["emergency-stop", "x", "--config", str(tmp_path / "bad.toml")], "risk.max_drawdown"),
+        (["trace", "tail", "--root", str(tmp_path / "afile")], "is not a trace: it is a file"),
+        (["trace", "tail", "--root", str(tmp_path / "missing" / "trace")], "is not a trace: no such directory"),
+        (["trace", "between", "2026-01-01", "2026-01-02", "--root", str(tmp_path / "missing" / "trace")], "no such directory"),
+        (["sandbox", "serve", "--balance", "USDT=nan"], "--balance"),
+        (["sandbox", "serve", "--port", "70000"], "--port"),
+        (["trace", "tail", "-n", "0"], "-n"),
+        (["no-such-command"], "No such command"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(11))
+def test_cli_refusals_are_one_line_with_exit_2(tmp_path: Path, case: int) -> None:
+    args, named = _cli_cases(tmp_path)[case]
+    r = subprocess.run([*PLANAR, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert named in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "missing").exists()  # a reader never creates the directories it was pointed at
+
+
+async def test_sandbox_admin_refuses_a_price_factor_that_is_not_a_positive_number(sandbox) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for factor in (0, -1, "nan", "inf"):
+            async with http.post(f"{sandbox.url}/admin/price", json={"symbol": "BTCUSDT", "factor": factor}) as r:
+                assert r.status == 400 and "factor" in (await r.json())["error"]
+        async with http.post(f"{sandbox.url}/admin/price", json={"symbol": "BTCUSDT", "factor": 1.1}) as r:
+            assert r.status == 200
