@@ -120,15 +120,15 @@ def equity(s: "Strategy") -> tuple[float, list[str]]:
     """Equity in the main currency and what could not be valued (empty: the figure is complete)."""
     graph = price_graph(s)
     total, unpriced = 0.0, []
+    for cur, bal in s.balances.items():  # spot: every balance; margin: the wallet (Balance.total on margin accounts)
+        if not bal.total:
+            continue
+        rate = price_in_main(s, cur, graph)
+        if rate is None:
+            unpriced.append(cur)
+        else:
+            total += bal.total * rate
     if s.config.margin:
-        for cur, bal in s.balances.items():
-            if not bal.total:
-                continue
-            rate = price_in_main(s, cur, graph)
-            if rate is None:
-                unpriced.append(cur)
-            else:
-                total += bal.total * rate
         for ai in s.universe.values():
             if not ai.position.contracts:
                 continue
@@ -137,15 +137,6 @@ def equity(s: "Strategy") -> tuple[float, list[str]]:
                 unpriced.append(ai.symbol)
             else:
                 total += upnl * rate
-        return total, unpriced
-    for cur, bal in s.balances.items():
-        if not bal.total:
-            continue
-        rate = price_in_main(s, cur, graph)
-        if rate is None:
-            unpriced.append(cur)
-            continue
-        total += bal.total * rate
     return total, unpriced
 
 
