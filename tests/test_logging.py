@@ -75,9 +75,11 @@ def test_rotation_keeps_max_files(tmp_path: Path) -> None:
 
 
 def test_bad_logging_config_names_the_field() -> None:
-    with pytest.raises(Exception, match="max_files"):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="max_files"):
         LoggingConfig(max_files=0)
-    with pytest.raises(Exception, match="level"):
+    with pytest.raises(ValidationError, match="level"):
         LoggingConfig(level="chatty")
 
 

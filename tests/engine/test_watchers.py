@@ -101,10 +101,15 @@ async def test_crashed_task_is_restarted_with_backoff_and_counted(caplog) -> Non
 
 
 async def test_ohlcv_feeds_per_timeframe(strategy_factory) -> None:
-    s = await strategy_factory(timeframes=["1m", "5m"])
+    s = await strategy_factory(timeframes=["1m", "5m"], start=False)
+    updated: list[str] = []
+    apply = s.apply_ohlcv
+    s.apply_ohlcv = lambda ai, tf, candles: (ai.symbol == "BTC/USDT" and updated.append(tf), apply(ai, tf, candles))[1]  # type: ignore[method-assign]
+    await s.start()
     ai = s.universe["BTC/USDT"]
     await wait_for(lambda: len(ai.ohlcv.get("1m", [])) >= 50 and len(ai.ohlcv.get("5m", [])) >= 50)
-    assert ai.last_price == ai.ohlcv["5m"][-1][4] or ai.last_price == ai.ohlcv["1m"][-1][4]
+    assert {"1m", "5m"} <= set(updated)
+    assert ai.last_price == ai.ohlcv[updated[-1]][-1][4]  # the feed that updated last set the price
     assert all(c[0] % 300_000 == 0 for c in ai.ohlcv["5m"])
 
 

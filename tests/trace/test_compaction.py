@@ -87,4 +87,4 @@ def test_crash_during_compaction_leaves_the_old_trace(tmp_path: Path) -> None:
         seqs = list(df["payload"].map(lambda p: p["seq"]))
         intents = [s for s in seqs if s % 2 == 0]
         assert intents == list(range(0, 1250, 2))  # every order event, once, in order
-        assert len(df) in (expected, expected - 625)  # the old trace, or the fully compacted one
+        assert len(df) == expected  # the old trace whole, or the compacted one whole (market data is not traced here)
