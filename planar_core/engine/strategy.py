@@ -9,6 +9,7 @@ The order call itself lives in ``orders.py``; start-up sync and resync in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -168,6 +169,11 @@ class Strategy:
         """Keep asking the exchange about orders whose outcome is unknown (ends when none is left)."""
         if self.running and self.broker is None:
             self.supervisor.start("resolver", lambda health: resolver(self, health))
+
+    def group(self) -> Any:
+        """Group commit of the trace's durable events (a context manager; a no-op for sinks without it)."""
+        group = getattr(self.sink, "group", None)
+        return group() if callable(group) else contextlib.nullcontext()
 
     def alert(self, message: str, level: str = "warning") -> None:
         """Send an alert through the configured channels (logged when none is configured)."""

@@ -63,7 +63,13 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
 
 
 def apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool = False, source: str = "exchange") -> Order | None:
-    """Merge an order update (REST or websocket) into local state; adopts orders it does not know."""
+    """Merge an order update (REST or websocket) into local state; adopts orders it does not know. Its events
+    (status, trades) are durable together before this returns (group commit)."""
+    with s.group():
+        return _apply_order(s, raw, emulate_now, source)
+
+
+def _apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool, source: str) -> Order | None:
     ai = s.universe.get(raw.get("symbol"))
     if ai is None:
         return None

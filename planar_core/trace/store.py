@@ -223,6 +223,8 @@ class EventTrace:
         self._last_ts = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
+        self._group = 0  # depth of group() blocks open
+        self._group_due = False
         self.closed = False
         if writer:
             self._acquire_writer_lock()
@@ -284,8 +286,27 @@ class EventTrace:
             self._last_ts = ts
             self._buffer.append({"timestamp": ts, "kind": kind, **fields})
             due = kind in DURABLE_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
+            if due and self._group:  # inside group(): one flush when the group ends
+                self._group_due, due = True, False
         if due:
             self.flush()
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: the durable events recorded inside are flushed together, once, when the outermost group
+        ends, before control goes back to whoever acts on them (one fsync instead of one per event)."""
+        with self._lock:
+            self._group += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._group -= 1
+                flush = self._group == 0 and self._group_due
+                if flush:
+                    self._group_due = False
+            if flush:
+                self.flush()
 
     def flush(self) -> None:
         """Make every buffered event durable (one WAL file); checkpoint into a segment when enough piled up."""
