@@ -44,6 +44,8 @@ class WatcherConfig(_Model):
     retry_count: int = Field(3, ge=0, le=20, description="retries (with backoff) of one failed poll before it counts as failed")
     timeout: float = Field(10.0, gt=0, le=3600, description="seconds one poll request may take")
     use_websocket: bool = True
+    verify_interval: float = Field(60.0, gt=0, le=86400, description="while the websocket is healthy, poll anyway this often: "
+                                                                     "an update the stream lost silently is corrected within this time")
 
 
 class PositionWatcherConfig(WatcherConfig):
@@ -60,6 +62,8 @@ class OrderMonitoring(_Model):
     interval: float = Field(5.0, gt=0, description="polling interval (s) of the order/trade tasks without websocket")
     retries: int = Field(2, ge=0, le=10, description="re-sends (same client order id) of an order proven absent after a failed request")
     timeout: float = Field(300.0, gt=0, description="order/trade tasks stop after this long without open orders")
+    verify_interval: float = Field(30.0, gt=0, le=86400, description="while the websocket is healthy, poll the asset's orders "
+                                   "anyway this often: an update the stream lost silently is corrected within this time")
     absent_after: float = Field(15.0, gt=0, le=3600, description="an order whose request outcome is unknown is taken as never booked "
                                 "only when look-ups by client id still find nothing this many seconds after the request "
                                 "(Binance may hide a new order from GET for a few seconds)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -28,12 +29,16 @@ SUBSCRIBE_GRACE_S = 1.0
 async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
                      interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None,
                      on_ws_failure: Callable[[], Awaitable[None]] | None = None,
-                     generation: Callable[[], int] | None = None) -> None:
+                     generation: Callable[[], int] | None = None, verify_every: float | None = None) -> None:
     """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
     private streams use it to replace an expired listen key). ``generation()`` changes when the connections were
     closed on purpose (``health.reconnect``): a websocket failure caused by that is retried at once, not after the
-    fallback period. While falling back, polls never sleep past the moment the websocket is tried again."""
+    fallback period. While falling back, polls never sleep past the moment the websocket is tried again.
+    ``verify_every``: while the websocket looks healthy, poll anyway this often. A stream can lose an update
+    without failing (a message dropped by a full queue, a client-side cache that evicted the order it updates);
+    the poll bounds how long such a loss can go unnoticed."""
     ws_blocked_until = 0.0
+    next_verify = time.monotonic() + verify_every if verify_every else math.inf
     gen = generation() if generation else 0
     pending: asyncio.Future | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
@@ -47,9 +52,13 @@ async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], 
                     if gap_poll_at is None and not gap_polled:
                         gap_poll_at = time.monotonic() + SUBSCRIBE_GRACE_S
                 wait = interval if gap_poll_at is None else max(0.0, min(interval, gap_poll_at - time.monotonic()))
+                wait = max(0.0, min(wait, next_verify - time.monotonic()))
                 done, _ = await asyncio.wait({pending}, timeout=wait)
                 if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
                     gap_poll_at, gap_polled = None, True  # once per subscription
+                    await _poll(health, poll_step, None)
+                if time.monotonic() >= next_verify:
+                    next_verify = time.monotonic() + (verify_every or math.inf)
                     await _poll(health, poll_step, None)
                 if not done:
                     continue
@@ -119,7 +128,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
                          interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running,
-                         on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation)
+                         on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation, verify_every=cfg.verify_interval)
 
     return body
 
@@ -138,7 +147,7 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
                          fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, on_ws_failure=s.client.check_user_stream,
-                         generation=lambda: s.ws_generation)
+                         generation=lambda: s.ws_generation, verify_every=cfg.verify_interval)
 
     return body
 
@@ -179,6 +188,24 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
                 else:
                     s.apply_order(item, source="websocket")
 
+    def drain_cache() -> None:
+        """ccxt keeps applying user-stream messages that arrive between two watch calls to its caches but resolves
+        nobody: a burst of fills (one price move filling several resting orders) is reported one order at a time,
+        the rest only with the next message, which may never come. Read the caches shortly after each event."""
+        ex = s.client.ex
+        cached = getattr(getattr(ex, "orders", None), "hashmap", {}).get(symbol) or {}
+        if cached:
+            by_cid = {o.get("clientOrderId"): o for o in cached.values()} if any(o.id is None for o in ai.open_orders()) else {}
+            for order in ai.open_orders():
+                raw = cached.get(order.id) if order.id is not None else by_cid.get(order.client_order_id)
+                if raw is not None:
+                    s.apply_order(raw, source="websocket")
+        trades = getattr(ex, "myTrades", None)
+        if trades:
+            for raw in list(trades)[-100:]:
+                if raw.get("symbol") == symbol:
+                    s.apply_trade(raw)
+
     async def ws_step() -> None:
         if watches["orders"] is None:
             watches["orders"] = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
@@ -187,6 +214,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
         errors: list[BaseException] = []
         take_done(errors)
+        asyncio.get_running_loop().call_later(0.05, drain_cache)
         if errors:  # the other watch may have been resolved in the same instant: let it finish and apply it first
             await asyncio.sleep(0)
             take_done(errors)
@@ -199,7 +227,8 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         try:
             await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
                              interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle,
-                             on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation)
+                             on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation,
+                             verify_every=cfg.verify_interval)
         finally:
             for name, watch in watches.items():
                 if watch is not None:
