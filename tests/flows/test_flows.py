@@ -136,15 +136,15 @@ async def test_emergency_stop_that_cannot_verify_says_so_everywhere(flow_config,
     from planar_core.sandbox import Faults
     from planar_core.state import StateStore
 
-    config = flow_config(risk={"estop_budget_s": 1.0})
+    config = flow_config(name="deadex", risk={"estop_budget_s": 1.0})
     sandbox.ex.faults = Faults(error_rate=1.0)
     try:
-        result = await emergency_stop(strategy="flowtest", reason="exchange down", config_path=str(config))
+        result = await emergency_stop(strategy="deadex", reason="exchange down", config_path=str(config))
         assert not result["clean"] and result["unverified"]
-        (art,) = await artifact("flowtest-emergency-stop")
+        (art,) = await artifact("deadex-emergency-stop")
         assert "NOT CLEAN" in art.data and "unverified" in art.data
         assert StateStore(load_config(config, env={}).store_path).load().halted
-        code, _, err = await _planar(prefect_api, "emergency-stop", "flowtest", "--config", str(config))
+        code, _, err = await _planar(prefect_api, "emergency-stop", "deadex", "--config", str(config))
         assert code == 1 and "NOT CLEAN" in err and "Traceback" not in err
     finally:
         sandbox.ex.faults = Faults()
