@@ -12,7 +12,7 @@ from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade
 from .submit import lookup
-from .updates import apply_order, apply_trade
+from .updates import apply_order, apply_trade, find
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -158,21 +158,33 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
     """Open orders, the orders we track, and (optionally) trades since the last one we know.
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
-    exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll."""
+    exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
+    one answer teaches is made durable together (group commit; a group never spans an await)."""
     if s.broker is not None:
         return
     t = s.config.timeouts.order_placement
     if since is not None:
         recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=is_list)
-        for raw in recent:
-            apply_order(s, raw, source="sync")
+        with s.group():
+            for raw in recent:
+                apply_order(s, raw, source="sync")
     open_raw = await s.client.call("fetch_open_orders", lambda: s.client.ex.fetch_open_orders(ai.symbol), t, validate=is_list)
     open_ids = set()
-    for raw in open_raw:
-        order = apply_order(s, raw, source="poll")
-        if order is not None:
-            open_ids.add(order.client_order_id)
-    for order in [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]:
+    with s.group():
+        for raw in open_raw:
+            order = apply_order(s, raw, source="poll")
+            if order is not None:
+                open_ids.add(order.client_order_id)
+    missing = [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]
+    if len(missing) > 2:  # many closed at once (an e-stop, a burst of fills): one history request instead of one each
+        first = min(o.timestamp for o in missing) - 60_000
+        history = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, first), t, validate=is_list)
+        with s.group():
+            for raw in history:
+                if find(ai, raw.get("clientOrderId"), str(raw.get("id"))) is not None:
+                    apply_order(s, raw, source="poll")
+        missing = [o for o in missing if o.is_open]
+    for order in missing:
         try:  # it closed while we were not looking: learn how
             raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t, validate=is_order)
             apply_order(s, raw, source="poll")
@@ -182,8 +194,9 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
     if trades:
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=since or int((time.time() - s.config.sync_window_s) * 1000))
         raw_trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, last), t, validate=is_list)
-        for raw in raw_trades:
-            apply_trade(s, raw)
+        with s.group():
+            for raw in raw_trades:
+                apply_trade(s, raw)
 
 
 async def reconcile_intents(s: "Strategy") -> None:

@@ -42,6 +42,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
         log.warning("ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
         return False
     order.status = new
+    ai.orders.track(order)
     if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         if new is OrderStatus.FAILED:
             s.journal.outcome(order.client_order_id, "failed", None, reason)

@@ -172,6 +172,10 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         return time.monotonic() - idle_since[0] > cfg.timeout
 
     def take_done(errors: list[BaseException]) -> None:
+        with s.group():  # every update of this batch made durable together
+            _take_done(errors)
+
+    def _take_done(errors: list[BaseException]) -> None:
         for name, watch in list(watches.items()):
             if watch is None or not watch.done():
                 continue
@@ -192,6 +196,10 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         """ccxt keeps applying user-stream messages that arrive between two watch calls to its caches but resolves
         nobody: a burst of fills (one price move filling several resting orders) is reported one order at a time,
         the rest only with the next message, which may never come. Read the caches shortly after each event."""
+        with s.group():
+            _drain_cache()
+
+    def _drain_cache() -> None:
         ex = s.client.ex
         cached = getattr(getattr(ex, "orders", None), "hashmap", {}).get(symbol) or {}
         if cached:

@@ -122,6 +122,38 @@ class Position:
         return None if not self.contracts else ("long" if self.contracts > 0 else "short")
 
 
+class OrderMap(dict[str, Order]):
+    """An asset's orders by client order id, with the possibly-live ones indexed: ``open_orders()`` runs on every
+    order call, watcher step and risk check, and an asset keeps every order it ever placed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: dict[str, Order] = {}
+
+    def __setitem__(self, cid: str, order: Order) -> None:
+        super().__setitem__(cid, order)
+        self.track(order)
+
+    def __delitem__(self, cid: str) -> None:
+        super().__delitem__(cid)
+        self._open.pop(cid, None)
+
+    def clear(self) -> None:
+        super().clear()
+        self._open.clear()
+
+    def track(self, order: Order) -> None:
+        """Index ``order`` again if it is open (a status can come back from 'failed' when the exchange says so)."""
+        if order.is_open and self.get(order.client_order_id) is order:
+            self._open[order.client_order_id] = order
+
+    def open(self) -> list[Order]:
+        done = [cid for cid, o in self._open.items() if not o.is_open]
+        for cid in done:
+            del self._open[cid]
+        return list(self._open.values())
+
+
 @dataclass
 class AssetInstance:
     """Everything the strategy tracks for one symbol of its universe."""
@@ -130,7 +162,7 @@ class AssetInstance:
     market: dict[str, Any]
     max_position: float | None = None
     risk_per_trade: float | None = None
-    orders: dict[str, Order] = field(default_factory=dict)  # by client order id
+    orders: OrderMap = field(default_factory=OrderMap)  # by client order id
     trades: list[Trade] = field(default_factory=list)
     position: Position = field(default_factory=Position)
     ohlcv: dict[str, list[list[float]]] = field(default_factory=dict)  # timeframe -> candles
@@ -149,7 +181,7 @@ class AssetInstance:
         return bool(self.market.get("contract"))
 
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        return self.orders.open()
 
     def order_by_id(self, order_id: str) -> Order | None:
         for o in self.orders.values():

@@ -84,8 +84,9 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
-        for raw in open_orders:
-            s.apply_order(raw, source="estop")
+        with s.group():
+            for raw in open_orders:
+                s.apply_order(raw, source="estop")
         ids = {str(o.get("id")) for o in open_orders}
         report.cancelled += len(seen - ids)
         seen -= seen - ids
@@ -107,14 +108,24 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
 
 
 async def _settle_local(s: "Strategy", symbol: str) -> None:
-    """Local orders the exchange no longer lists as open: ask how each ended (status kept if it cannot tell)."""
+    """The exchange lists no open order on ``symbol`` any more: learn how each local one ended (one history
+    request). An order it does not report keeps its status; orders without an exchange id are the resolver's."""
     ai = s.universe.get(symbol)
-    if ai is None or not ai.open_orders():
+    left = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
+    if not left:
         return
+    since = min(o.timestamp for o in left) - 60_000
     try:
-        await s.sync_asset_orders(ai, trades=True)
+        history = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(symbol, since), s.config.timeouts.order_cancellation,
+                                      validate=lambda x: isinstance(x, list))
     except ExchangeOpError as err:
         log.warning("after the e-stop, could not learn how the orders on %s ended: %s", symbol, err)
+        return
+    ids = {o.id for o in left}
+    with s.group():  # one durable write for the whole batch
+        for raw in history:
+            if str(raw.get("id")) in ids:
+                s.apply_order(raw, source="estop")
 
 
 async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
@@ -189,7 +200,7 @@ async def emergency_stop(s: "Strategy", reason: str = "Manual trigger", close_po
     if close:
         await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
         await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
-    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols))
+    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if f"{sym}: open orders" not in report.unverified))
     report.seconds = time.perf_counter() - started
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()

@@ -294,7 +294,8 @@ class EventTrace:
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
         """Group commit: the durable events recorded inside are flushed together, once, when the outermost group
-        ends, before control goes back to whoever acts on them (one fsync instead of one per event)."""
+        ends, before control goes back to whoever acts on them (one fsync instead of one per event). Only for
+        synchronous blocks: a group held across an await would defer other tasks' order intents too."""
         with self._lock:
             self._group += 1
         try:
