@@ -69,6 +69,11 @@ class BadSymbol(PermanentError):
     pass
 
 
+class UnexpectedError(ExchangeOpError):
+    """Not an answer of the exchange: an exception of our own or of a library while a request was made. Not
+    retried blindly (it may be a bug), and for an order request its outcome is unknown, never a refusal."""
+
+
 class MalformedResponse(TransientError):
     """The exchange answered something that does not parse into what was asked for."""
 
@@ -112,4 +117,6 @@ def map_error(exc: BaseException) -> ExchangeOpError:
     for ccxt_cls, ours in table:
         if isinstance(exc, ccxt_cls):
             return ours(text, code, exc)
-    return PermanentError(f"{type(exc).__name__}: {text}", code, exc)
+    if isinstance(exc, ccxt.BaseError):
+        return PermanentError(f"{type(exc).__name__}: {text}", code, exc)
+    return UnexpectedError(f"{type(exc).__name__}: {text}", code, exc)

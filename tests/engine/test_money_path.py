@@ -435,3 +435,20 @@ async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_f
     await task
     reads = [e for e in s.sink.of("error_occurred") if "cancellation could be missed" in (e.get("reason") or "")]
     assert len(reads) >= 3 and "3 reads failed in a row" in sent[0]
+
+
+async def test_a_bug_after_the_request_left_leaves_the_order_unknown_not_failed(strategy_factory, sandbox, account, monkeypatch) -> None:
+    """Any exception once the request may have reached the exchange, our own bugs included, means 'outcome
+    unknown': the order is booked here, the engine must find it, not call it failed."""
+    s = await strategy_factory(timeouts={"order_placement": 1.0})
+    real = s.client.ex.create_order
+
+    async def sent_then_crashed(*args, **kwargs):
+        await real(*args, **kwargs)
+        raise KeyError("a bug while parsing the answer")
+
+    monkeypatch.setattr(s.client.ex, "create_order", sent_then_crashed)
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is not None
+    (order,) = s.universe["BTC/USDT"].orders.values()
+    await wait_for(lambda: order.status == "closed")
+    assert len(snapshot(sandbox, account)["orders"]) == 1 and not s.sink.of("order_failed")
