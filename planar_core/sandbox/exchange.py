@@ -132,7 +132,7 @@ class SandboxExchange:
         if not CLIENT_ID_RE.match(client_id):
             raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         earlier = acct.by_client_id.get((kind, client_id))
-        if earlier is not None and earlier.is_open:  # Binance: "a unique id among open orders"; a closed one's id may be reused
+        if earlier is not None and (earlier.is_open or self.faults.strict_client_ids):  # Binance: "a unique id among open orders"
             raise E.duplicate_order(kind)
 
         price = ZERO

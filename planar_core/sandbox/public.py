@@ -116,9 +116,32 @@ def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dic
 
 
 def book_ticker(ex: SandboxExchange, m: Market) -> dict:
+    """Spot's book ticker has no ``time``; futures' has ``time`` (ccxt tells the two apart by it)."""
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
-    now = ex.now_ms()
-    return {"symbol": m.spec.symbol, "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "time": now}
+    out = {"symbol": m.spec.symbol, "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq)}
+    if m.spec.kind == "linear":
+        out["time"] = ex.now_ms()
+    return out
+
+
+def agg_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
+    """``aggTrades``: the synthetic prints of ``trades`` as Binance's aggregate-trade rows."""
+    return [{"a": r["id"], "p": r["price"], "q": r["qty"], "f": r["id"], "l": r["id"], "T": r["time"], "m": r["isBuyerMaker"],
+             **({"M": True} if kind == "spot" else {})} for r in recent_trades(ex, kind, p)]
+
+
+def funding_rates(ex: SandboxExchange, p: dict[str, str]) -> list[dict]:
+    """``/fapi/v1/fundingRate``: one settlement every 8 hours of the clock, a constant 0.01 %."""
+    m = ex.market("linear", p.get("symbol"))
+    limit = max(1, min(int(p.get("limit") or 100), 1000))
+    step = 8 * 3_600_000
+    end = int(p.get("endTime") or ex.now_ms())
+    start = int(p.get("startTime") or end - limit * step)
+    first = start - start % step + (step if start % step else 0)
+    rows = []
+    for t in range(first, end + 1, step):
+        rows.append({"symbol": m.spec.symbol, "fundingTime": t, "fundingRate": "0.00010000", "markPrice": _p(m, ex.mid(m, t))})
+    return rows[:limit]
 
 
 def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
@@ -144,7 +167,11 @@ def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn) -> dict | 
 
 
 def price_ticker(ex: SandboxExchange, m: Market) -> dict:
-    return {"symbol": m.spec.symbol, "price": _p(m, ex.mid(m)), "time": ex.now_ms()}
+    """Spot's price ticker has no ``time``; futures' has it."""
+    out = {"symbol": m.spec.symbol, "price": _p(m, ex.mid(m))}
+    if m.spec.kind == "linear":
+        out["time"] = ex.now_ms()
+    return out
 
 
 def premium_index(ex: SandboxExchange, m: Market) -> dict:

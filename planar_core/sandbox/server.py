@@ -26,6 +26,7 @@ from aiohttp import web
 
 from . import errors as E
 from . import public, wire
+from .wire import s as s_
 from .accounts import Account
 from .exchange import SandboxExchange
 from .faults import Faults
@@ -325,6 +326,25 @@ class SandboxServer:
             add("DELETE", f"{prefix}/order", self._cancel_order, kind, "signed")
             add("GET", f"{prefix}/openOrders", self._open_orders, kind, "signed")
             add("GET", f"{prefix}/allOrders", self._all_orders, kind, "signed")
+        add("GET", "/api/v3/aggTrades", lambda c: public.agg_trades(ex, "spot", c.params), "spot")
+        add("GET", "/fapi/v1/aggTrades", lambda c: public.agg_trades(ex, "linear", c.params), "linear")
+        add("GET", "/fapi/v1/fundingRate", lambda c: public.funding_rates(ex, c.params), "linear")
+        add("GET", "/fapi/v1/markPriceKlines", lambda c: [r[:5] + ["0", r[6], "0", 0, "0", "0", "0"]
+                                                           for r in public.klines(ex, "linear", c.params)], "linear")
+        add("GET", "/sapi/v1/system/status", lambda c: {"status": 0, "msg": "normal"}, "spot")
+        add("GET", "/sapi/v1/asset/tradeFee", self._trade_fee, "spot", "signed")
+        add("GET", "/sapi/v1/capital/config/getall", self._coins, "spot", "signed")
+        add("GET", "/sapi/v1/margin/allPairs", lambda c: [], "spot", "key")  # no spot margin in the sandbox
+        add("GET", "/sapi/v1/spot/delist-schedule", lambda c: [], "spot", "signed")
+        add("GET", "/fapi/v1/openOrder", self._open_order, "linear", "signed")
+        add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": False}, "linear", "signed")
+        add("POST", "/fapi/v1/positionSide/dual", self._position_side, "linear", "signed")
+        add("GET", "/fapi/v1/multiAssetsMargin", lambda c: {"multiAssetsMargin": False}, "linear", "signed")
+        add("GET", "/fapi/v1/income", self._income, "linear", "signed")
+        add("GET", "/fapi/v1/symbolConfig", self._symbol_config, "linear", "signed")
+        add("GET", "/fapi/v1/accountConfig", lambda c: {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": False,
+                                                        "dualSidePosition": False, "updateTime": 0, "multiAssetsMargin": False,
+                                                        "tradeGroupId": -1}, "linear", "signed")
         add("GET", "/fapi/v2/ticker/price", lambda c: public.per_symbol(ex, "linear", c.params, public.price_ticker), "linear")
         add("GET", "/fapi/v1/premiumIndex", lambda c: public.per_symbol(ex, "linear", c.params, public.premium_index), "linear")
         add("GET", "/dapi/v1/exchangeInfo", lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [],
@@ -415,6 +435,72 @@ class SandboxServer:
                 and (order_id is None or str(f.order_id) == order_id) and f.order_id not in hidden]
         fmt = wire.spot_trade if c.kind == "spot" else wire.futures_trade
         return [fmt(f) for f in rows[-limit:]]
+
+    def _open_order(self, c: Ctx) -> dict:
+        """Binance answers -2013 for an order that is no longer open (filled or cancelled), as for an unknown one."""
+        order = self.ex.find_order(c.account, "linear", c.params)  # type: ignore[arg-type]
+        if not order.is_open:
+            raise E.order_not_found()
+        return wire.futures_order(order)
+
+    def _position_side(self, c: Ctx) -> dict:
+        dual = str(c.params.get("dualSidePosition", "")).lower()
+        if dual not in ("true", "false"):
+            raise E.mandatory("dualSidePosition")
+        if dual == "false":
+            raise E.ApiError(400, -4059, "No need to change position side.")
+        raise E.ApiError(400, -1000, "Hedge mode (dualSidePosition=true) is not supported by this sandbox (docs/sandbox.md).")
+
+    def _trade_fee(self, c: Ctx) -> list[dict]:
+        symbol = (c.params.get("symbol") or "").upper()
+        return [{"symbol": sym, "makerCommission": s_(self.ex.maker_fee), "takerCommission": s_(self.ex.taker_fee)}
+                for (kind, sym) in self.ex.markets if kind == "spot" and (not symbol or sym == symbol)]
+
+    def _coins(self, c: Ctx) -> list[dict]:
+        acct = c.account
+        assert acct is not None
+        assets = sorted({m.spec.base for m in self.ex.markets.values()} | {m.spec.quote for m in self.ex.markets.values()} | set(acct.spot))
+        out = []
+        for a in assets:
+            free, locked = acct.spot.get(a, [Decimal(0), Decimal(0)])
+            net = {"network": a, "coin": a, "name": a, "isDefault": True, "depositEnable": True, "withdrawEnable": False,
+                   "depositDesc": "", "withdrawDesc": "sandbox: withdrawals disabled", "withdrawFee": "0", "withdrawMin": "0",
+                   "withdrawMax": "0", "withdrawIntegerMultiple": "0.00000001", "minConfirm": 1, "unLockConfirm": 0,
+                   "addressRegex": "", "memoRegex": "", "specialTips": "", "busy": False, "sameAddress": False}
+            out.append({"coin": a, "name": a, "depositAllEnable": True, "withdrawAllEnable": False, "free": s_(free), "locked": s_(locked),
+                        "freeze": "0", "withdrawing": "0", "ipoing": "0", "ipoable": "0", "storage": "0", "isLegalMoney": False,
+                        "trading": True, "networkList": [net]})
+        return out
+
+    def _income(self, c: Ctx) -> list[dict]:
+        """Realized PnL and commission of every futures fill (funding is not simulated: see docs/sandbox.md)."""
+        acct = c.account
+        assert acct is not None
+        symbol = (c.params.get("symbol") or "").upper()
+        kind = (c.params.get("incomeType") or "").upper()
+        start = int(c.params.get("startTime") or 0)
+        end = int(c.params.get("endTime") or 2**62)
+        limit = max(1, min(int(c.params.get("limit") or 100), 1000))
+        rows = []
+        for f in acct.fills:
+            if f.kind != "linear" or (symbol and f.symbol != symbol) or not start <= f.time_ms <= end:
+                continue
+            if f.realized_pnl:
+                rows.append({"symbol": f.symbol, "incomeType": "REALIZED_PNL", "income": s_(f.realized_pnl), "asset": "USDT",
+                             "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 1, "tradeId": str(f.trade_id)})
+            rows.append({"symbol": f.symbol, "incomeType": "COMMISSION", "income": s_(-f.commission), "asset": f.commission_asset,
+                         "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 2, "tradeId": str(f.trade_id)})
+        if kind:
+            rows = [r for r in rows if r["incomeType"] == kind]
+        return rows[:limit]
+
+    def _symbol_config(self, c: Ctx) -> list[dict]:
+        acct = c.account
+        assert acct is not None
+        symbol = (c.params.get("symbol") or "").upper()
+        return [{"symbol": sym, "marginType": "ISOLATED" if acct.margin_type.get(sym) == "isolated" else "CROSSED",
+                 "isAutoAddMargin": "false", "leverage": self.ex.leverage_of(acct, sym), "maxNotionalValue": "1000000"}
+                for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
 
     def _leverage(self, c: Ctx) -> dict:
         try:

@@ -52,6 +52,7 @@ class StreamHub:
         self.listen_keys: dict[str, Account] = {}
         self.key_kind: dict[str, str] = {}  # listen key -> spot | linear
         self.key_touched: dict[str, float] = {}  # listen key -> exchange ms of its creation or last keepalive
+        self._kline_open: dict[str, int] = {}  # kline stream -> open time of the candle last published
         self._wake = asyncio.Event()
         self._sub_ids = 0
         exchange.listeners.append(self._on_exchange_event)
@@ -224,16 +225,36 @@ class StreamHub:
 
     def _publish_market(self) -> None:
         now = self.ex.now_ms()
-        cache: dict[str, dict | None] = {}
+        cache: dict[str, list[dict]] = {}
         for conn in list(self.conns):
             for name in list(conn.streams):
                 key = f"{conn.kind}:{name}"
                 if key not in cache:
-                    cache[key] = self._stream_event(conn.kind, name, now)
-                if cache[key] is not None:
-                    conn.send(cache[key])
+                    cache[key] = self._stream_events(conn.kind, name, now)
+                for event in cache[key]:
+                    conn.send(event)
 
-    def _stream_event(self, kind: str, name: str, now: int) -> dict | None:
+    def _stream_events(self, kind: str, name: str, now: int) -> list[dict]:
+        """The events of one stream at ``now``. A kline stream whose candle has rolled over first sends the
+        finished candle once more with ``"x": true`` (Binance's closed-candle event), then the new one."""
+        events = []
+        if "@kline_" in name:
+            key = f"{kind}:{name}"
+            step = public.INTERVAL_MS.get(name.partition("@kline_")[2])
+            open_ms = now - now % step if step else None
+            previous = self._kline_open.get(key)
+            if step and previous is not None and open_ms is not None and previous < open_ms:
+                closed = self._stream_event(kind, name, previous + step - 1, closed=True)
+                if closed is not None:
+                    events.append(closed)
+            if open_ms is not None:
+                self._kline_open[key] = open_ms
+        current = self._stream_event(kind, name, now)
+        if current is not None:
+            events.append(current)
+        return events
+
+    def _stream_event(self, kind: str, name: str, now: int, closed: bool = False) -> dict | None:
         sym, _, channel = name.partition("@")
         m: Market | None = self.ex.markets.get((kind, sym.upper()))
         if m is None:
@@ -247,9 +268,9 @@ class StreamHub:
             open_ms = now - now % step
             o, h, lo, c, v = self.ex.candle(m, open_ms, now + 1)
             fmt = public._p
-            return {"e": "kline", "E": now, "s": symbol, "k": {
+            return {"e": "kline", "E": self.ex.now_ms(), "s": symbol, "k": {
                 "t": open_ms, "T": open_ms + step - 1, "s": symbol, "i": interval, "f": 1, "L": 2, "o": fmt(m, o), "c": fmt(m, c),
-                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.8f}", "n": max(1, int(v)), "x": False, "q": f"{v * c:.8f}",
+                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.8f}", "n": max(1, int(v)), "x": closed, "q": f"{v * c:.8f}",
                 "V": f"{v / 2:.8f}", "Q": f"{v * c / 2:.8f}", "B": "0"}}
         if channel in ("trade", "aggTrade"):
             price = public._p(m, self.ex.mid(m))

@@ -1,0 +1,102 @@
+"""Binance behaviour that clients other than ours rely on (issue 14, first part): closing klines, ticker shapes,
+and the endpoints real programs call at start-up. Driven by unmodified ccxt and a raw websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import ccxt
+import pytest
+
+from planar_core.sandbox import Faults
+
+from .conftest import make_client
+from .engine.test_order_call import bid_ask
+
+
+async def test_klines_close_with_x_true(sandbox) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{sandbox.ws_url}/stream/ws/1") as ws:
+        await ws.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@kline_1s"], "id": 1})
+        closed = None
+        async with asyncio.timeout(10):
+            while closed is None:
+                msg = json.loads((await ws.receive()).data)
+                k = msg.get("k") if isinstance(msg, dict) else None
+                if k and k["x"]:
+                    closed = k
+    assert closed["T"] == closed["t"] + 999 and closed["i"] == "1s"
+
+
+async def test_book_and_price_tickers_have_binance_shapes(client, sandbox, account) -> None:
+    bid_asks = await client.fetch_bids_asks(["BTC/USDT", "ETH/USDT"])
+    assert set(bid_asks) == {"BTC/USDT", "ETH/USDT"} and bid_asks["BTC/USDT"]["bid"] > 0  # spot: no "time", filed as spot
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sandbox.url}/api/v3/ticker/price", params={"symbol": "BTCUSDT"}) as r:
+            assert "time" not in await r.json()
+        async with http.get(f"{sandbox.url}/fapi/v1/ticker/bookTicker", params={"symbol": "BTCUSDT"}) as r:
+            assert "time" in await r.json()
+        async with http.get(f"{sandbox.url}/fapi/v1/ticker/24hr", params={"symbol": "BTCUSDT"}) as r:
+            assert "bidPrice" not in await r.json()
+    futures = make_client(sandbox, account, options={"defaultType": "swap"})
+    try:
+        await futures.load_markets()
+        tickers = await futures.fetch_tickers(["BTC/USDT:USDT"])
+        assert tickers["BTC/USDT:USDT"]["last"] > 0  # filed under the futures symbol
+    finally:
+        await futures.close()
+
+
+async def test_start_up_endpoints_of_real_programs(client, sandbox, account) -> None:
+    assert (await client.fetch_status())["status"] == "ok"
+    fees = await client.fetch_trading_fees()
+    assert fees["BTC/USDT"]["maker"] == pytest.approx(0.001)
+    trades = await client.fetch_trades("BTC/USDT", limit=5)  # aggTrades
+    assert len(trades) == 5 and all(t["price"] > 0 for t in trades)
+    async with aiohttp.ClientSession() as http:
+        for path in ("/api/v3/aggTrades", "/fapi/v1/aggTrades"):
+            async with http.get(f"{sandbox.url}{path}", params={"symbol": "BTCUSDT", "limit": 3}) as r:
+                rows = await r.json()
+                assert r.status == 200 and len(rows) == 3 and {"a", "p", "q", "T", "m"} <= set(rows[0])
+
+
+async def test_futures_start_up_endpoints(sandbox, account) -> None:
+    ex = make_client(sandbox, account, options={"defaultType": "swap"})
+    try:
+        await ex.load_markets()
+        assert (await ex.fetch_position_mode("BTC/USDT:USDT"))["hedged"] is False
+        with pytest.raises(ccxt.ExchangeError, match="-4059"):
+            await ex.set_position_mode(False)  # already one-way: Binance's "No need to change position side."
+        with pytest.raises(ccxt.BaseError, match="not supported"):
+            await ex.set_position_mode(True)  # hedge mode is deliberately unsupported (docs/sandbox.md)
+        rates = await ex.fetch_funding_rate_history("BTC/USDT:USDT", limit=3)
+        assert len(rates) == 3 and all(r["fundingRate"] == pytest.approx(0.0001) for r in rates)
+        assert rates[1]["timestamp"] - rates[0]["timestamp"] == 8 * 3_600_000
+        mark = await ex.fetch_mark_ohlcv("BTC/USDT:USDT", "1m", limit=5)
+        assert len(mark) == 5 and mark[-1][4] > 0
+        bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
+        resting = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(bid * 0.9, 1))
+        assert (await ex.fetch_open_order(resting["id"], "BTC/USDT:USDT"))["status"] == "open"
+        await ex.cancel_order(resting["id"], "BTC/USDT:USDT")
+        with pytest.raises(ccxt.OrderNotFound):
+            await ex.fetch_open_order(resting["id"], "BTC/USDT:USDT")  # Binance: -2013 once it is no longer open
+        await ex.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
+        await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01)
+        income = await ex.fapiPrivateGetIncome({"symbol": "BTCUSDT"})
+        kinds = {row["incomeType"] for row in income}
+        assert kinds == {"COMMISSION", "REALIZED_PNL"}
+        config = await ex.fapiPrivateGetSymbolConfig({"symbol": "BTCUSDT"})
+        assert config[0]["symbol"] == "BTCUSDT" and config[0]["marginType"] in ("CROSSED", "ISOLATED")
+        assert (await ex.fapiPrivateGetAccountConfig())["dualSidePosition"] is False
+        assert (await ex.fapiPrivateGetMultiAssetsMargin())["multiAssetsMargin"] is False
+    finally:
+        await ex.close()
+
+
+async def test_strict_client_ids_are_an_opt_in_fault(client, sandbox) -> None:
+    await client.create_order("BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "same-1"})
+    await client.create_order("BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "same-1"})  # Binance: allowed
+    sandbox.ex.faults = Faults(strict_client_ids=True)
+    with pytest.raises(ccxt.InvalidOrder):
+        await client.create_order("BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "same-1"})
