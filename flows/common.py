@@ -17,7 +17,7 @@ from planar_core.engine.strategy import strategy_from_config
 from planar_core.exchange.errors import AuthError
 
 from .blocks import secret_block_provider
-from .logging import forward_engine_logs
+from .log_forwarding import forward_engine_logs
 
 log = logging.getLogger("planar.flows")
 RISK_EVENT_KINDS = {"breaker_tripped", "emergency_stop", "config_changed", "halted"}

@@ -29,6 +29,7 @@ from . import sync as _sync
 from . import updates as _updates
 from .submit import resolver
 from .events import EventSink, MemorySink
+from .lease import Lease, lease_path
 from .supervisor import Supervisor
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
@@ -81,6 +82,8 @@ class Strategy:
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
+        self.lease = Lease(lease_path(config, self.account))
+        self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         from ..risk.manager import RiskManager
 
         self.risk: RiskManager = RiskManager.attach(self)
@@ -88,6 +91,14 @@ class Strategy:
     # ----------------------------------------------------------------- identity
     def __repr__(self) -> str:  # never the credentials
         return f"Strategy(name={self.name!r}, mode={self.config.mode!r}, exchange={self.config.exchange!r}, sandbox={self.config.sandbox})"
+
+    @property
+    def account(self) -> str:
+        """The exchange account this strategy trades (``<exchange>-<hash of the API key>``; paper: ``paper``)."""
+        from ..trace import account_id
+
+        key = self.config.credentials.api_key
+        return "paper" if self.paper else account_id(self.config.exchange, key.get_secret_value() if key is not None else None)
 
     @property
     def state(self) -> PersistedState:
@@ -122,8 +133,11 @@ class Strategy:
         await _sync.load_markets(self)
 
     async def start(self, watchers: bool = True) -> None:
-        """Load, check, sync, start watchers. A failed start releases the trace and the connections."""
+        """Take the lease (one live engine per strategy and account), load, check, sync, start watchers. A failed
+        start releases the lease, the trace and the connections."""
         try:
+            if not self.paper:
+                self.lease.acquire(self.run_id)
             await self.load()
             if self.paper and self.broker is None:
                 from .paper import PaperBroker
@@ -198,6 +212,7 @@ class Strategy:
             self.sink.flush()
         self.journal.close()
         await self.client.close()
+        self.lease.release()
 
     def watcher_health(self) -> dict[str, dict[str, Any]]:
         return {name: vars(h).copy() for name, h in self.supervisor.health.items()}

@@ -77,6 +77,22 @@ async def sync_prices(s: "Strategy") -> None:
             s.conversion_prices[sym] = float(last)
 
 
+async def load_account(s: "Strategy") -> None:
+    """Markets, balances, positions (margin) and prices, without watchers: what a helper process (daily reset,
+    re-arm, re-sync) needs to value the account. Unlike the start-up prices, a missing price here is an error,
+    because the helper acts on the equity it computes."""
+    await s.load()
+    await sync_balances(s)
+    if s.config.margin:
+        await sync_positions(s)
+    symbols = [ai.symbol for ai in s.universe.values()]
+    tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data,
+                                  validate=lambda x: isinstance(x, dict))
+    for ai in s.universe.values():
+        ai.last_price = float(tickers[ai.symbol]["last"])
+    await sync_prices(s)
+
+
 async def startup_sync(s: "Strategy") -> None:
     """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
     await sync_prices(s)

@@ -3,7 +3,8 @@
 Ids are ``<name>-<epoch>-<seq>``: ``epoch`` is fixed when the store is created
 (so a wiped store cannot reissue an id the exchange already has) and ``seq``
 comes from blocks reserved durably before use (one fsync per block, not per
-order), so ids never repeat across restarts or crashes.
+order), so ids never repeat across restarts or crashes. A block is reserved under a file lock, re-reading the
+file, so processes sharing a strategy's store (the engine, an e-stop closing positions) never get the same block.
 
 Every intent is appended to ``intents.jsonl`` and flushed to the OS before the
 request is sent; after a crash, start-up reconciliation reads the intents that
@@ -12,6 +13,7 @@ have no outcome and looks them up on the exchange.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -42,13 +44,21 @@ class ClientOrderIds:
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.epoch = data.get("epoch") or _base36(int(time.time() * 1000) % 36**7)
         self.prefix = f"{name[:18]}-{self.epoch}"
-        self._next = int(data.get("next_block", 0))
-        self._limit = self._next
+        self._next = self._limit = 0
         self._reserve()
 
     def _reserve(self) -> None:
-        self._limit = self._next + self.block
-        atomic_write_json(self.path, {"epoch": self.epoch, "next_block": self._limit})
+        """The next free block, from the file as it is now (another process may have reserved since)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            self._next = int(data.get("next_block", 0))
+            self._limit = self._next + self.block
+            atomic_write_json(self.path, {"epoch": data.get("epoch") or self.epoch, "next_block": self._limit})
+        finally:
+            os.close(fd)
 
     def next(self) -> str:
         with self._lock:

@@ -161,8 +161,9 @@ class RiskManager:
     def evaluate_breakers(self) -> str | None:
         """Daily-loss and drawdown breakers; called on every balance, position and price update."""
         s = self.s
-        if not s.running or s.state.halted or not s.balances:
-            return None
+        st = s.state
+        if not s.running or st.halted or st.breaker_tripped or not s.balances:
+            return None  # tripped once: later updates before the e-stop halts must not trip (and fire automations) again
         eq, unpriced = M.equity(s)
         if not self._valuation(unpriced):
             return None

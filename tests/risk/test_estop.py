@@ -46,7 +46,7 @@ async def test_daily_loss_breaker_trips_on_a_price_move(strategy_factory, sandbo
     assert report.clean and report.cancelled == 5
     assert open_on_exchange(sandbox, acct) == []
     assert s.halted and s.state.breaker_tripped == "daily_loss" and "Daily loss" in s.state.halt_reason
-    assert s.sink.of("breaker_tripped")[-1]["breaker"] == "daily_loss" and s.sink.of("emergency_stop")
+    assert [e["breaker"] for e in s.sink.of("breaker_tripped")] == ["daily_loss"] and len(s.sink.of("emergency_stop")) == 1
 
 
 async def _estop_done(s):
@@ -149,3 +149,18 @@ async def test_monitor_publishes_metrics_and_reduces_exposure(strategy_factory, 
     s.risk.cfg = s.risk.cfg.model_copy(update={"max_total_exposure": 0.2})
     await s.risk.monitor_once()  # exposure 0.3 > 0.2: reduce every position by 30 %
     await wait_for(lambda: s.cash("BTC").total < before * 0.75)
+
+
+async def test_one_breaker_trip_records_one_event_however_many_updates_follow(strategy_factory, sandbox) -> None:
+    """A burst of balance and price updates before the e-stop task runs must not trip (and fire the e-stop automation)
+    again: a real server showed three planar.breaker_tripped events within 12 ms for one trip (issue 13)."""
+    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT"], risk={"max_daily_loss": 500})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: ai.last_price and s.state.day_start_equity)
+    ai.last_price *= 0.5  # the burst: three updates evaluated before the loop runs the e-stop task
+    reasons = [s.risk.evaluate_breakers() for _ in range(3)]
+    assert reasons[0] and reasons[1:] == [None, None]
+    assert len(s.sink.of("breaker_tripped")) == 1
+    await asyncio.wait_for(_estop_done(s), 15)
+    assert len(s.sink.of("emergency_stop")) == 1

@@ -1,0 +1,97 @@
+"""Operations on a halted or running strategy that a person or a schedule starts: the daily reset and re-arming.
+
+Both run in a helper process on a strategy loaded with ``engine.sync.load_account`` (markets, balances,
+positions, prices; no watchers), so they act on the equity the exchange shows now. The flows only wrap them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from ..exchange.errors import ExchangeOpError
+from . import metrics as M
+from .manager import utc_day
+
+if TYPE_CHECKING:
+    from ..engine.strategy import Strategy
+
+log = logging.getLogger("planar.risk.operations")
+
+
+class RearmRefused(RuntimeError):
+    """Re-arming now would trade beside something the emergency stop could not settle."""
+
+
+@dataclass
+class DailyReset:
+    day: str | None  # the day that ended
+    day_start_equity: float | None
+    day_end_equity: float
+    pnl: float | None
+    cleared_breaker: bool
+    unpriced: list[str]
+    halted: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def daily_reset(s: "Strategy") -> DailyReset:
+    """Record the day-start equity; clear the daily-loss breaker's halt (it ends with the day) but not an
+    emergency stop's or the drawdown breaker's, which wait for ``rearm``."""
+    eq, unpriced = M.equity(s)
+    before = s.state_store.load()
+    pnl = eq - before.day_start_equity if before.day_start_equity is not None else None
+    cleared = before.breaker_tripped == "daily_loss"
+    changes: dict[str, object] = {"day": utc_day(), "day_start_equity": eq}
+    if cleared:
+        changes.update(breaker_tripped=None, halted=False, halt_reason=None, halted_by_emergency_stop=False)
+    after = s.state_store.update(**changes)
+    s.sink.record("daily_reset", equity=eq, previous_pnl=pnl, cleared_breaker=cleared)
+    log.info("daily reset of %s: equity %.2f, previous day PnL %s, breaker cleared %s", s.name, eq, pnl, cleared)
+    return DailyReset(before.day, before.day_start_equity, eq, pnl, cleared, unpriced, after.halted)
+
+
+@dataclass
+class Rearmed:
+    strategy: str
+    by: str
+    reason: str
+    previous_halt: str | None
+    equity: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def rearm(s: "Strategy", reason: str, by: str) -> Rearmed:
+    """Allow trading again: the halt, the tripped breaker and the e-stop's unverified list are cleared, and the
+    breakers' baselines (peak equity, day-start equity) start again from the equity now, so the drawdown that
+    tripped the breaker does not trip it again at once. Refused (``RearmRefused``) while an order the e-stop
+    could not verify is still open, or cannot be listed, or while the equity cannot be valued."""
+    st = s.state
+    if not reason.strip():
+        raise RearmRefused("a reason is required (it is recorded in the trace)")
+    symbols = sorted({key.split(":", 1)[0] for key in st.estop_unverified} & set(s.universe))
+    still: dict[str, str] = {}
+    for sym in symbols:
+        try:
+            rows = await s.client.call("fetch_open_orders", lambda sym=sym: s.client.ex.fetch_open_orders(sym),
+                                       s.config.timeouts.order_placement, validate=lambda x: isinstance(x, list))
+        except ExchangeOpError as err:
+            still[sym] = f"open orders cannot be listed ({err})"
+            continue
+        if rows:
+            still[sym] = f"{len(rows)} order(s) still open"
+    if still:
+        raise RearmRefused(f"{s.name}: the emergency stop could not verify {still}; cancel them (planar emergency-stop) first")
+    eq, unpriced = M.equity(s)
+    if unpriced:
+        raise RearmRefused(f"{s.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
+    s.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None,
+                         estop_unverified={}, peak_equity=eq, day_start_equity=eq, day=utc_day())
+    s.sink.record("rearmed", reason=reason, by=by, equity=eq, previous_halt=st.halt_reason)
+    log.warning("strategy %s re-armed by %s (%s); breaker baselines reset to equity %.2f", s.name, by, reason, eq)
+    return Rearmed(s.name, by, reason, st.halt_reason, eq)
