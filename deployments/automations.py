@@ -8,38 +8,51 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from prefect.automations import Automation, EventTrigger, Posture, RunDeployment, SendNotification
+from prefect.automations import (
+    AutomationCore,
+    EventTrigger,
+    Posture,
+    RunDeployment,
+    SendNotification,
+)
 
-FLOWS = ["live_strategy", "emergency_stop", "daily_reset", "auto_tune", "resync", "compact_trace"]
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+FLOWS = ["live_strategy", "emergency_stop", "rearm", "daily_reset", "auto_tune", "resync", "compact_trace"]
 
 
-def breaker_to_estop(estop_deployment_id: UUID) -> Automation:
-    return Automation(
+def breaker_to_estop(estop_deployment_id: UUID) -> AutomationCore:
+    return AutomationCore(
         name="planar: circuit breaker -> emergency stop",
         description="When a strategy's circuit breaker trips, run the emergency-stop flow for that strategy.",
         trigger=EventTrigger(expect={"planar.breaker_tripped"}, match={"prefect.resource.id": "planar.strategy.*"},
                              posture=Posture.Reactive, threshold=1),
         actions=[RunDeployment(source="selected", deployment_id=estop_deployment_id,
                                parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}",
+                                           "account": "{{ event.payload.account }}",
+                                           "config_path": "{{ event.payload.config_path }}",
                                            "reason": "circuit breaker: {{ event.payload.reason }}"})],
     )
 
 
-def reconnect_to_resync(resync_deployment_id: UUID) -> Automation:
-    return Automation(
+def reconnect_to_resync(resync_deployment_id: UUID) -> AutomationCore:
+    return AutomationCore(
         name="planar: reconnect -> resync",
         description="After the engine reconnects to the exchange, run a full re-sync with divergence check.",
         trigger=EventTrigger(expect={"planar.reconnect"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive,
                              threshold=1),
         actions=[RunDeployment(source="selected", deployment_id=resync_deployment_id,
-                               parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}"})],
+                               parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}",
+                                           "config_path": "{{ event.payload.config_path }}"})],
     )
 
 
-def notify_on_failure(notification_block_id: UUID) -> Automation:
-    return Automation(
+def notify_on_failure(notification_block_id: UUID) -> AutomationCore:
+    return AutomationCore(
         name="planar: notify on failed or crashed flow runs",
         description="Any Planar-Py flow run that fails or crashes sends a notification.",
         trigger=EventTrigger(expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
@@ -51,18 +64,30 @@ def notify_on_failure(notification_block_id: UUID) -> Automation:
     )
 
 
-async def create_all(estop_deployment: str = "emergency_stop/emergency-stop", notification_block: str | None = None) -> list[UUID]:
-    """Look up the deployment (and the notification block) by name and create the automations."""
+async def upsert(client: PrefectClient, automation: AutomationCore) -> UUID:
+    """Create the automation, or update the one of the same name: running ``planar automations`` twice leaves one."""
+    existing = await client.read_automations_by_name(automation.name)
+    if not existing:
+        return await client.create_automation(automation)
+    for extra in existing[1:]:
+        await client.delete_automation(extra.id)
+    await client.update_automation(existing[0].id, automation)
+    return existing[0].id
+
+
+async def create_all(estop_deployment: str = "emergency_stop/emergency-stop", resync_deployment: str = "resync/resync",
+                     notification_block: str | None = None) -> list[UUID]:
+    """Look up the deployments (and the notification block) by name and create or update the automations."""
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
 
-    created = []
+    ids = []
     async with get_client() as client:
         dep = await client.read_deployment_by_name(estop_deployment)
-        created.append(await client.create_automation(breaker_to_estop(dep.id)))
-        resync = await client.read_deployment_by_name("resync/resync")
-        created.append(await client.create_automation(reconnect_to_resync(resync.id)))
+        ids.append(await upsert(client, breaker_to_estop(dep.id)))
+        resync = await client.read_deployment_by_name(resync_deployment)
+        ids.append(await upsert(client, reconnect_to_resync(resync.id)))
         if notification_block:
             block = await Block.aload(notification_block)
-            created.append(await client.create_automation(notify_on_failure(block._block_document_id)))
-    return created
+            ids.append(await upsert(client, notify_on_failure(block._block_document_id)))
+    return ids

@@ -1,42 +1,48 @@
-"""``planar serve``: every deployment of one strategy, with its schedule, served from one local process.
-
-Mirrors deployments/prefect.yaml (which targets a process work pool for ``prefect deploy --all``).
-"""
+"""``planar serve``: every deployment of every strategy config in a folder, with its schedule, served from one
+local process (the same list as ``prefect.yaml``, from ``deployments.specs``)."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
 
-from prefect.schedules import Cron, Interval
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+)
+from prefect.deployments.runner import RunnerDeployment
+from prefect.flows import Flow
+from prefect.schedules import Cron, Interval, Schedule
 
-from flows.common import example_config
-from flows.emergency import emergency_stop
-from flows.live import live_strategy
-from flows.scheduled import auto_tune, compact_trace, daily_reset, resync
-
-SCHEDULES = {"daily-reset": {"schedules": [Cron("0 0 * * *", timezone="UTC")]},
-             "auto-tune": {"schedules": [Interval(timedelta(hours=24))]},
-             "resync": {"schedules": [Interval(timedelta(minutes=15))]},
-             "compact-trace": {"schedules": [Cron("30 0 * * *", timezone="UTC")]}}
+from .specs import ROOT, Spec, specs
 
 
-def build_deployments(strategy: str = "ma_cross", config_path: str | None = None) -> list[Any]:
-    config_path = config_path or str(example_config())
-    params = {"strategy": strategy, "config_path": config_path}
-    tags = ["planar", f"strategy:{strategy}"]
-    return [
-        live_strategy.to_deployment(name=f"{strategy}-live", parameters=params, tags=tags),
-        emergency_stop.to_deployment(name="emergency-stop", parameters={**params, "reason": "Manual trigger", "close_positions": False},
-                                     tags=tags),
-        daily_reset.to_deployment(name="daily-reset", parameters=params, tags=tags, **SCHEDULES["daily-reset"]),
-        auto_tune.to_deployment(name="auto-tune", parameters={**params, "days": 30}, tags=tags, **SCHEDULES["auto-tune"]),
-        resync.to_deployment(name="resync", parameters=params, tags=tags, **SCHEDULES["resync"]),
-        compact_trace.to_deployment(name="compact-trace", parameters=params, tags=tags, **SCHEDULES["compact-trace"]),
-    ]
+def _flow(sp: Spec) -> Flow[..., object]:
+    module = sp.entrypoint.split(":", 1)[0].removesuffix(".py").replace("/", ".")
+    return getattr(importlib.import_module(module), sp.flow_attr)
 
 
-def main(strategy: str = "ma_cross", config_path: str | None = None) -> None:  # pragma: no cover - runs until interrupted
+def _schedules(sp: Spec) -> list[Schedule]:
+    if sp.cron:
+        return [Cron(sp.cron, timezone="UTC")]
+    if sp.interval_s:
+        return [Interval(timedelta(seconds=sp.interval_s))]
+    return []
+
+
+def build_deployments(folder: Path = ROOT / "examples") -> list[RunnerDeployment]:
+    out = []
+    for sp in specs(folder, relative_to=None):  # absolute config paths: the served process may run anywhere
+        limit = (ConcurrencyLimitConfig(limit=int(str(sp.concurrency["limit"])),
+                                        collision_strategy=ConcurrencyLimitStrategy(sp.concurrency["collision_strategy"]))
+                 if sp.concurrency else None)
+        out.append(_flow(sp).to_deployment(name=sp.name, parameters=dict(sp.parameters), tags=list(sp.tags), schedules=_schedules(sp),
+                                           concurrency_limit=limit, description=sp.description or None))
+    return out
+
+
+def main(folder: Path = ROOT / "examples") -> None:  # pragma: no cover - runs until interrupted
     from prefect import serve
 
-    serve(*build_deployments(strategy, config_path))
+    serve(*build_deployments(folder))

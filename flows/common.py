@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
+from planar_core.alerts import (
+    AlertConfig,
+    AlertDispatcher,
+    Redactor,
+    setup_live_logging,
+)
 from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine import Strategy
 from planar_core.engine.strategy import strategy_from_config
@@ -38,15 +44,17 @@ class PrefectEventSink:
     Automations react to these events (a tripped breaker runs the e-stop deployment), so a failed emission is not
     best effort: it is recorded in the trace and alerted, and retried once."""
 
-    def __init__(self, inner: Any, name: str) -> None:
+    def __init__(self, inner: Any, name: str, identity: dict[str, str] | None = None) -> None:
         self.inner = inner
         self.name = name
+        self.identity = identity or {}  # account and config path: an automation aims its e-stop with them
         self.alerts: Any = None  # the strategy's AlertDispatcher, set by build_strategy
 
     def record(self, kind: str, **fields: Any) -> None:
         self.inner.record(kind, **fields)
         if kind in RISK_EVENT_KINDS or kind == "reconnect":
-            payload = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()}
+            payload = {**{k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()},
+                       **self.identity}
             error: Exception | None = None
             for _ in range(2):
                 try:  # None back means events are switched off here (no API): nothing to deliver, nothing failed
@@ -85,7 +93,8 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     cfg = load_strategy_config(strategy_name, config_path, **overrides)
     s = strategy_from_config(cfg, secrets_provider=secret_block_provider)
     try:
-        s.sink = PrefectEventSink(s.sink, s.name)
+        s.sink = PrefectEventSink(s.sink, s.name, {"account": s.account,
+                                                   "config_path": str(Path(config_path).resolve()) if config_path else ""})
         s.client.sink = s.sink
         s.client.ex._trace = s.sink.inner
         redactor = Redactor(s.config.credentials.secret_values())
@@ -107,7 +116,7 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
 PERMANENT = (ConfigError, AuthError)
 
 
-async def no_retry(exc: BaseException) -> None:
+async def no_retry(exc: BaseException | None) -> None:
     """A permanent error (invalid config, unknown symbol, refused credentials): set this run's retries to 0 so
     Prefect fails it once instead of retrying the same error (and printing the same traceback) again."""
     run_id = flow_run.id
@@ -118,7 +127,7 @@ async def no_retry(exc: BaseException) -> None:
             fr = await client.read_flow_run(run_id)
             await client.update_flow_run(run_id, empirical_policy=fr.empirical_policy.model_copy(update={"retries": 0}))
     except Exception as err:  # the run may then be retried; it fails the same way
-        log.warning("could not turn off retries after a permanent error (%s): %s", type(exc).__name__, err)
+        log.warning("could not turn off retries after a permanent outcome (%s): %s", type(exc).__name__ if exc else "halted", err)
 
 
 async def permanent_failure(exc: BaseException) -> Any:
@@ -129,6 +138,26 @@ async def permanent_failure(exc: BaseException) -> Any:
     await no_retry(exc)
     get_run_logger_safe().error("%s: %s", type(exc).__name__, exc)
     return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)
+
+
+class InPlaceArtifact:
+    """A markdown artifact created once per run and then updated in place: one card per run in the Artifacts tab,
+    not a new version every few seconds (720 an hour)."""
+
+    def __init__(self, key: str, description: str) -> None:
+        self.key = key
+        self.description = description
+        self.id: UUID | None = None
+
+    async def publish(self, markdown: str) -> None:
+        from prefect.artifacts import acreate_markdown_artifact
+        from prefect.client.schemas.actions import ArtifactUpdate
+
+        if self.id is None:
+            self.id = await acreate_markdown_artifact(key=self.key, markdown=markdown, description=self.description)
+            return
+        async with get_client() as client:
+            await client.update_artifact(self.id, ArtifactUpdate(data=markdown))
 
 
 def get_run_logger_safe() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

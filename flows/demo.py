@@ -71,7 +71,7 @@ async def run_demo(duration: float = 45.0, trip_breaker: bool = False, out_dir: 
                 await asyncio.sleep(0.25)
             progress.update(bar, completed=duration)
         live_state = run.result()
-        live = await live_state.result()
+        live = await live_state.result(raise_on_failure=False)  # a tripped breaker ends the run Failed (halted)
         if tripper is not None:
             tripper.cancel()
         console.print("running auto_tune and compact_trace ...")
@@ -84,7 +84,7 @@ async def run_demo(duration: float = 45.0, trip_breaker: bool = False, out_dir: 
     table.add_column("value")
     for k in ("equity", "daily_pnl", "trades", "open_orders", "halted", "halt_reason"):
         table.add_row(k, str(st.get(k)))
-    table.add_row("ended because", live["reason"])
+    table.add_row("ended because", f"{live['ended']} (run {live_state.type.value})")
     table.add_row("auto_tune", tune["summary"])
     table.add_row("compaction", f"{compaction['segments_before']} -> {compaction['segments_after']} segments, "
                                 f"{compaction['bytes_before']:,} -> {compaction['bytes_after']:,} bytes")

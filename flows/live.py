@@ -1,8 +1,13 @@
 """The long-running live flow: one Prefect flow run per strategy session.
 
-The hot path never creates Prefect task runs: orders, ticks and watcher
-updates run in planar_core; the flow adds logging, a status artifact kept
-current, a report artifact at the end, cancellation handling and retries.
+The hot path never creates Prefect task runs: orders, ticks and watcher updates run in planar_core; the flow adds
+logging, a status artifact updated in place, a report artifact at the end, control (cancellation, e-stop
+requests, SIGTERM) and retries. How a run ends says what happened, so a halted strategy never shows green:
+
+* Completed: the duration elapsed;
+* Cancelled: cancelled from the UI/CLI/API, terminated (SIGTERM), or stopped by an emergency stop;
+* Failed (no retry): the strategy halted (a breaker, an e-stop, a halt found at start: re-arm first), another
+  engine holds the lease, or the config/credentials are refused.
 """
 
 from __future__ import annotations
@@ -10,20 +15,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timezone
+import signal
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, Crashed, Failed
 
+from planar_core.engine.lease import LeaseHeldError
 from planar_core.engine.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
-from .common import PERMANENT, artifact_key, build_strategy, permanent_failure
+from .common import (
+    PERMANENT,
+    InPlaceArtifact,
+    artifact_key,
+    build_strategy,
+    no_retry,
+    permanent_failure,
+)
+from .control import EngineControl, live_runs
+
+if TYPE_CHECKING:
+    from planar_core.engine.strategy import Strategy
 
 log = logging.getLogger("planar.flows.live")
 
@@ -34,75 +52,105 @@ def status_markdown(st: dict[str, Any]) -> str:
     return f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
 
 
-async def _watch_cancellation(stop: asyncio.Event, s: Any = None, every: float = 2.0, alert_after: int = 5) -> None:
-    """Stop cleanly when this flow run is cancelled from the UI, the CLI or the e-stop flow. A read of the run's
-    state that fails is recorded; after ``alert_after`` failures in a row an alert says a cancellation could be
-    missed (the strategy keeps trading meanwhile)."""
-    run_id = flow_run.id
-    if not run_id:
-        return
-    failures = 0
+async def take_over_zombies(s: Strategy) -> list[str]:
+    """Live runs of this strategy left Running by a process that died: this run holds the lease, so no engine of
+    theirs is trading. They are marked Crashed, naming this run, instead of blocking the strategy forever."""
+    me = flow_run.id
+    if not me:
+        return []
+    crashed = []
     async with get_client() as client:
-        while not stop.is_set():
-            await asyncio.sleep(every)
-            try:
-                fr = await client.read_flow_run(run_id)
-            except Exception as exc:
-                failures += 1
-                msg = f"cannot read this flow run's state ({type(exc).__name__}: {exc}); a cancellation could be missed"
-                log.warning(msg)
-                if s is not None:
-                    s.sink.record("error_occurred", reason=msg, consecutive_failures=failures)
-                    if failures == alert_after:
-                        s.alert(f"{s.name}: {msg} ({failures} reads failed in a row)", "error")
+        for r in await live_runs(s.name, states=("RUNNING", "CANCELLING")):
+            if str(r.id) == str(me):
                 continue
-            failures = 0
-            if fr.state is not None and fr.state.type.value in ("CANCELLING", "CANCELLED"):
-                log.warning("flow run cancelled: stopping the strategy")
-                stop.set()
+            await client.set_flow_run_state(r.id, Crashed(message=f"superseded: its engine holds no lease (process gone); "
+                                                                  f"flow run {me} took over"), force=True)
+            crashed.append(str(r.id))
+    if crashed:
+        s.sink.record("error_occurred", reason=f"live runs {crashed} were left Running by dead processes; marked Crashed")
+    return crashed
+
+
+@contextlib.contextmanager
+def sigterm_stops(control: EngineControl) -> Any:
+    """SIGTERM (a worker or runner cancelling the run, ``kill``, a container stop) stops the engine cleanly instead
+    of interrupting it mid-cleanup: watchers stopped, trace flushed, report written, run Cancelled."""
+    loop = asyncio.get_running_loop()
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGTERM, control.terminate)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: the orchestrator's handling applies
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @flow(name="live_strategy", retries=2, retry_delay_seconds=10, log_prints=True)
 async def live_strategy(strategy: str, config_path: str | None = None, duration: float | None = None,
-                        report_dir: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled, or it halts."""
+                        report_dir: str | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts."""
     logger = get_run_logger()
     try:
         s = build_strategy(strategy, config_path, **(overrides or {}))
     except PERMANENT as exc:
         return await permanent_failure(exc)
-    session_start = datetime.now(timezone.utc)
+    s.run_id = str(flow_run.id) if flow_run.id else None
+    halted = s.state
+    if halted.halted:
+        await s.stop()
+        await no_retry(None)
+        msg = f"{s.name} is halted ({halted.halt_reason}); re-arm it first: planar rearm {s.name} --reason TEXT"
+        logger.error(msg)
+        return Failed(message=msg)
+    session_start = datetime.now(UTC)
     stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch_cancellation(stop, s))
+    control = EngineControl(s, stop, since=session_start)
+    status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
+    watcher = asyncio.create_task(control.watch())
     try:
-        try:
-            await s.start()  # start-up sync reconciles intents: a retry never duplicates an order
-        except PERMANENT as exc:  # e.g. a symbol the exchange does not list: retrying cannot help
-            return await permanent_failure(exc)
-        logic = load_logic(s.config.logic, s.config.logic_params)
-        logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
+        with sigterm_stops(control):
+            try:
+                await s.start()  # takes the lease; start-up sync reconciles intents: a retry never duplicates an order
+            except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease)
+                return await permanent_failure(exc)
+            await take_over_zombies(s)
+            logic = load_logic(s.config.logic, s.config.logic_params)
+            logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
-        async def publish(st: dict[str, Any]) -> None:
-            await acreate_markdown_artifact(key=artifact_key(s.name, "status"), markdown=status_markdown(st),
-                                           description=f"live status of {s.name}")
+            async def publish(st: dict[str, Any]) -> None:
+                await status_artifact.publish(status_markdown(st))
 
-        result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
-                           fail_on_logic_error=s.config.logic_errors == "fail")
-        await publish(result.final_status)
-        logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
+            result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
+                               fail_on_logic_error=s.config.logic_errors == "fail")
+            await control.settled()  # an e-stop request being handled finishes before the engine stops
+            await publish(result.final_status)
+            logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
     finally:
         stop.set()
         watcher.cancel()
         with contextlib.suppress(BaseException):
             await watcher
-        await s.stop()  # watchers stopped, trace flushed and closed; open orders stay (e-stop cancels them)
+        await s.stop()  # watchers stopped, trace flushed and closed, lease released; open orders stay (e-stop cancels them)
         if s.alerts is not None:
             await s.alerts.stop()
     analysis = analyze_trading_events(s, start=session_start)  # this session, this strategy (the account's trace holds more)
-    out = Path(report_dir or (Path(s.config.store_root) / s.name / "reports"))
+    out = Path(report_dir or (Path(s.config.store_root) / s.name / "reports")).resolve()
     files = write_report(analysis, out, currency=s.config.main_currency, title=f"{s.name} session report")
-    await acreate_markdown_artifact(key=artifact_key(s.name, "report"), description=f"session report of {s.name}",
-                                   markdown=f"# {s.name} session\nended: **{result.reason}**, ticks {result.ticks}\n\n"
-                                            f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`")
-    return {"reason": result.reason, "ticks": result.ticks, "errors": result.errors, "status": result.final_status,
-            "report": str(files["html"]), "trace": str(getattr(s.sink, "root", ""))}
+    ended = control.ended_because(result.reason, s.state.halt_reason)
+    await InPlaceArtifact(artifact_key(s.name, "report"), f"session report of {s.name}").publish(
+        f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, ticks {result.ticks}\n\n"
+        f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`")
+    out_data = {"reason": result.reason, "ended": ended, "ticks": result.ticks, "errors": result.errors, "status": result.final_status,
+                "report": str(files["html"]), "trace": str(getattr(s.sink, "root", "")),
+                "estop": control.estop_report.as_dict() if control.estop_report is not None else None}
+    if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
+        return Cancelled(message=ended, data=out_data)
+    if result.reason == "halted":
+        await no_retry(None)
+        return Failed(message=ended, data=out_data)
+    return out_data
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account
 app.add_typer(trace_app, name="trace")
 
 
-def _trace_root(root: Optional[str]) -> str:
+def _trace_root(root: str | None) -> str:
     """--root, else the only trace under $PLANAR_HOME/traces."""
     import os
 
@@ -57,8 +56,8 @@ def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
 
 @trace_app.command("tail")
 def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events"), as_json: bool = typer.Option(False, "--json"),
-                   kind: Optional[str] = typer.Option(None, help="only this event kind"),
-                   root: Optional[str] = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+                   kind: str | None = typer.Option(None, help="only this event kind"),
+                   root: str | None = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
     """The last N events."""
     from .trace import trace_tail
 
@@ -67,8 +66,8 @@ def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events
 
 @trace_app.command("between")
 def trace_between_cmd(start: str, end: str, as_json: bool = typer.Option(False, "--json"),
-                      kind: Optional[str] = typer.Option(None, help="only this event kind"),
-                      root: Optional[str] = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+                      kind: str | None = typer.Option(None, help="only this event kind"),
+                      root: str | None = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
     """Events with START <= timestamp < END (ISO-8601, UTC if no zone)."""
     import pandas as pd
 
@@ -104,10 +103,10 @@ def fail(message: str) -> None:
 def sandbox_serve(
     host: str = typer.Option("127.0.0.1", help="bind address (loopback only unless --allow-non-loopback)"),
     port: int = typer.Option(0, min=0, max=65535, help="port; 0 picks a free one"),
-    data: Optional[list[Path]] = typer.Option(None, help="candle CSV replacing the shared file of the same name (repeatable)"),
+    data: list[Path] | None = typer.Option(None, help="candle CSV replacing the shared file of the same name (repeatable)"),
     balance: str = typer.Option("USDT=10000,BTC=0.5,ETH=5", help="default account balances, ASSET=AMOUNT,..."),
-    api_key: Optional[str] = typer.Option(None, help="API key of the default account (random if omitted)"),
-    api_secret: Optional[str] = typer.Option(None, help="API secret of the default account (random if omitted)"),
+    api_key: str | None = typer.Option(None, help="API key of the default account (random if omitted)"),
+    api_secret: str | None = typer.Option(None, help="API secret of the default account (random if omitted)"),
     speed: float = typer.Option(1.0, min=0.0, help="price-path clock speed (60: one data minute per second)"),
     seed: int = typer.Option(7, help="seed for generated paths and fault dice"),
     weight_per_minute: int = typer.Option(6000, min=1, help="request-weight limit per IP per minute"),
@@ -134,16 +133,18 @@ def sandbox_serve(
 @app.command("demo")
 def demo(duration: float = typer.Option(45.0, min=5, help="seconds of live trading"),
          trip_breaker: bool = typer.Option(False, "--trip-breaker", help="drop BTC 15 % halfway to trip the daily-loss breaker"),
-         out_dir: Optional[str] = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)")) -> None:
+         out_dir: str | None = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)")) -> None:
     """Sandbox exchange + live strategy flow + trace + report, on this machine, in under two minutes."""
-    from flows.demo import run_demo  # the orchestration side; planar_core itself never imports Prefect
+    from flows.demo import (
+        run_demo,  # the orchestration side; planar_core itself never imports Prefect
+    )
 
     asyncio.run(run_demo(duration, trip_breaker, out_dir))
 
 
 @app.command("run")
 def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)"),
-            duration: Optional[float] = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
+            duration: float | None = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
             i_understand_live_trading: bool = typer.Option(False, "--i-understand-live-trading",
                                                            help="required to run with sandbox = false (real money)")) -> None:
     """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
@@ -160,21 +161,61 @@ def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)
     from flows.live import live_strategy
 
     try:
-        result = asyncio.run(live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides))
+        state = asyncio.run(live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides,
+                                          return_state=True))
     except ConfigError as exc:
         fail(str(exc))
         return
-    typer.echo(f"{cfg.name}: ended ({result['reason']}) after {result['ticks']} ticks; report {result['report']}")
+    result = _state_result(state)
+    if isinstance(result, ConfigError):  # found after the run began (an unknown symbol, refused credentials)
+        fail(str(result))
+    if not isinstance(result, dict):  # refused before it traded (halted, lease held, bad credentials)
+        typer.secho(f"{cfg.name}: {state.type.value.lower()}: {state.message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(f"{cfg.name}: {state.type.value.lower()} ({result['ended']}) after {result['ticks']} ticks; report {result['report']}")
+    if state.is_failed():
+        raise typer.Exit(1)
+
+
+def _state_result(state: object) -> object:
+    """A finished flow run's return value (or the exception it failed with), from synchronous code."""
+    import inspect
+
+    out = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
+    return asyncio.run(out) if inspect.iscoroutine(out) else out
+
+
+@app.command("rearm")
+def rearm_cmd(strategy: str, reason: str = typer.Option(..., help="why trading may resume (recorded in the trace)"),
+              config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+              by: str | None = typer.Option(None, help="who re-arms (default: your user name)")) -> None:
+    """Allow a halted strategy to trade again; breaker baselines restart from the current equity."""
+    from .config import ConfigError, load_config
+
+    if config is not None:
+        try:
+            load_config(config, name=strategy)
+        except ConfigError as exc:
+            fail(str(exc))
+            return
+    from flows.rearm import rearm
+
+    state = asyncio.run(rearm(strategy=strategy, reason=reason, config_path=str(config) if config else None, by=by, return_state=True))
+    if not state.is_completed():
+        fail(f"re-arm refused: {state.message}")
+    result = _state_result(state)
+    assert isinstance(result, dict)
+    typer.echo(f"{strategy} re-armed by {result['by']}; breaker baselines reset to equity {result['equity']:.2f}")
 
 
 @app.command("emergency-stop")
 def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False, "--close-positions"),
                        reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
-                       config: Optional[Path] = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
+                       config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
     """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
-    from .config import ConfigError, load_config
-
     from flows.emergency import emergency_stop
+
+    from .config import ConfigError, load_config
 
     if config is not None:
         try:
@@ -197,21 +238,50 @@ def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False
 
 
 @app.command("serve")
-def serve_cmd(strategy: str = typer.Option("ma_cross"), config: Optional[Path] = typer.Option(None)) -> None:
-    """Serve every deployment (live, emergency stop, daily reset, auto-tune, resync, compaction) with its schedule."""
+def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs")) -> None:
+    """Serve every deployment (live, e-stop, re-arm, daily reset, auto-tune, resync, compaction) of every config in a folder."""
     from deployments.serve import main as serve_main
 
-    serve_main(strategy, str(config) if config else None)
+    if not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    serve_main(configs)
+
+
+deployments_app = typer.Typer(help="Deployments generated from a folder of strategy configs.", no_args_is_help=True)
+app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.command("write")
+def deployments_write(configs: Path = typer.Option(Path("examples"), help="folder of strategy configs"),
+                      target: Path = typer.Option(Path("prefect.yaml"), help="where to write (the repository root's prefect.yaml)")) -> None:
+    """Write prefect.yaml with every deployment of every config (for `prefect deploy --all`)."""
+    from deployments.prefect_yaml import write
+
+    from .config import ConfigError
+
+    if not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    try:
+        typer.echo(f"wrote {write(configs, target)}")
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 @app.command("automations")
-def automations_cmd(notification_block: Optional[str] = typer.Option(None, help="Prefect notification block for failures"),
-                    estop_deployment: str = typer.Option("emergency_stop/emergency-stop")) -> None:
-    """Create the shipped automations (breaker -> e-stop deployment; notify on failed/crashed runs)."""
+def automations_cmd(notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
+                    estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
+                    resync_deployment: str = typer.Option("resync/ma_cross-resync")) -> None:
+    """Create or update the shipped automations (breaker -> e-stop of that strategy; reconnect -> resync; notify on failures)."""
+    from prefect.exceptions import ObjectNotFound
+
     from deployments.automations import create_all
 
-    ids = asyncio.run(create_all(estop_deployment, notification_block))
-    typer.echo(f"created {len(ids)} automation(s): {', '.join(map(str, ids))}")
+    try:
+        ids = asyncio.run(create_all(estop_deployment, resync_deployment, notification_block))
+    except ObjectNotFound as exc:
+        fail(f"deployment not found ({exc}); deploy first (planar serve, or prefect deploy --all)")
+        return
+    typer.echo(f"{len(ids)} automation(s) in place: {', '.join(map(str, ids))}")
 
 
 def main() -> None:

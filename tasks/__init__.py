@@ -1,1 +1,3 @@
-"""Prefect tasks: thin wrappers over planar_core calls, with retries and timeouts."""
+"""Prefect tasks: each takes serialisable inputs (strategy name, config path, plain values), builds what it needs,
+and returns plain data, so Prefect can retry it and show its inputs. The domain logic stays in planar_core; the
+flows in ``flows/`` only orchestrate these. The live engine's hot path creates no task runs."""

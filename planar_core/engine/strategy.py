@@ -94,11 +94,8 @@ class Strategy:
 
     @property
     def account(self) -> str:
-        """The exchange account this strategy trades (``<exchange>-<hash of the API key>``; paper: ``paper``)."""
-        from ..trace import account_id
-
-        key = self.config.credentials.api_key
-        return "paper" if self.paper else account_id(self.config.exchange, key.get_secret_value() if key is not None else None)
+        """The exchange account this strategy trades (``<exchange>-<hash of the API key>``; paper: ``paper-<name>``)."""
+        return config_account(self.config)
 
     @property
     def state(self) -> PersistedState:
@@ -465,15 +462,27 @@ def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
     return Strategy(cfg, sink=sink)
 
 
-def trace_root(cfg: StrategyConfig) -> str:
-    """One trace per exchange account: ``<store_root>/traces/<exchange>-<hash of the key>`` (paper: per strategy)."""
+def config_account(cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None,
+                   env: dict[str, str] | None = None) -> str:
+    """A config's exchange account, ``<exchange>-<hash of the API key>`` (paper: ``paper-<name>``), never the key.
+    Credentials are resolved (environment, then ``secrets_provider``) if the config does not hold them yet."""
+    import os
+
     from ..trace import account_id
 
+    if cfg.mode == "paper":
+        return f"paper-{cfg.name}"
+    creds = cfg.credentials
+    if creds.api_key is None:
+        creds = creds.resolved(os.environ if env is None else env, secrets_provider)
+    return account_id(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)
+
+
+def trace_root(cfg: StrategyConfig) -> str:
+    """One trace per exchange account: ``<store_root>/traces/<account>`` (paper: per strategy)."""
     if cfg.event_tracing.root:
         return cfg.event_tracing.root
-    key = cfg.credentials.api_key.get_secret_value() if cfg.credentials.api_key is not None else None
-    name = f"paper-{cfg.name}" if cfg.mode == "paper" else account_id(cfg.exchange, key)
-    return f"{cfg.store_root.rstrip('/')}/traces/{name}"
+    return f"{cfg.store_root.rstrip('/')}/traces/{config_account(cfg)}"
 
 
 def side_trace_root(cfg: StrategyConfig) -> str:

@@ -38,7 +38,7 @@ class DailyReset:
         return asdict(self)
 
 
-def daily_reset(s: "Strategy") -> DailyReset:
+def daily_reset(s: Strategy) -> DailyReset:
     """Record the day-start equity; clear the daily-loss breaker's halt (it ends with the day) but not an
     emergency stop's or the drawdown breaker's, which wait for ``rearm``."""
     eq, unpriced = M.equity(s)
@@ -66,7 +66,7 @@ class Rearmed:
         return asdict(self)
 
 
-async def rearm(s: "Strategy", reason: str, by: str) -> Rearmed:
+async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     """Allow trading again: the halt, the tripped breaker and the e-stop's unverified list are cleared, and the
     breakers' baselines (peak equity, day-start equity) start again from the equity now, so the drawdown that
     tripped the breaker does not trip it again at once. Refused (``RearmRefused``) while an order the e-stop

@@ -123,3 +123,20 @@ def _load_into_strategy(s: Any, state: ReplayedState) -> None:
     for sym, p in state.positions.items():
         if sym in s.universe:
             s.universe[sym].position = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
+
+
+def divergences(state: ReplayedState, open_on_exchange: dict[str, list[str]], balances: dict[str, float],
+                tolerance: float = 1e-8) -> list[str]:
+    """Where the exchange (open client order ids per symbol, total balance per currency) and the state the trace
+    replays to disagree, one line each; empty when they agree."""
+    traced_open: dict[str, list[str]] = {}
+    for row in state.orders.itertuples(index=False):
+        if row.status == "open":
+            traced_open.setdefault(row.symbol, []).append(row.client_order_id)
+    out = [f"{sym}: exchange open {sorted(ids)} vs trace {sorted(traced_open.get(sym, []))}"
+           for sym, ids in open_on_exchange.items() if sorted(ids) != sorted(traced_open.get(sym, []))]
+    for cur, total in balances.items():
+        traced = state.balances.get(cur)
+        if traced is not None and abs(float(traced.get("total", 0.0)) - total) > tolerance * max(1.0, abs(total)):
+            out.append(f"{cur}: exchange total {total} vs trace {traced.get('total')}")
+    return out

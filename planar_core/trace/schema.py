@@ -22,13 +22,15 @@ KINDS: tuple[str, ...] = (
     "ticker", "daily_reset",
     # added in 1.1 (appended: the codes above never change)
     "order_unknown", "order_reconciled", "illegal_transition", "valuation_incomplete",
+    # added in 1.2
+    "estop_requested",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 MARKET_DATA_KINDS = frozenset({"ohlcv", "ticker"})
 # written to the WAL before record() returns, so they are durable before the engine acts on them further
 DURABLE_KINDS = frozenset({"order_placed", "order_updated", "order_filled", "order_cancelled", "order_failed", "order_adopted",
                            "trade_executed", "position_updated", "order_unknown", "order_reconciled", "illegal_transition",
-                           "emergency_stop", "halted", "rearmed", "breaker_tripped"})
+                           "emergency_stop", "halted", "rearmed", "breaker_tripped", "estop_requested"})
 
 # name -> (numpy dtype, width for strings)
 STRINGS = {"symbol": 24, "order_id": 24, "client_order_id": 40}

@@ -1,4 +1,4 @@
-"""Prefect's test harness (a temporary API server), shared by the flow tests of the session."""
+"""A real Prefect server (``prefect server start``) shared by the flow tests of the session."""
 
 from __future__ import annotations
 
@@ -11,12 +11,31 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prefect-home")
 
-    with prefect_test_harness(server_startup_timeout=60):
-        yield str(PREFECT_API_URL.value())
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_home: Path) -> Iterator[str]:
+    """The API URL of a real server; this process's Prefect client and the subprocesses the tests start use it."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from deployments.local_server import prefect_server
+
+    with prefect_server(prefect_home / "server") as url:
+        old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+        os.environ["PREFECT_API_URL"], os.environ["PREFECT_HOME"] = url, str(prefect_home)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: str(prefect_home)}):
+                yield url
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture

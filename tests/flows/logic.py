@@ -21,7 +21,7 @@ class RestingOrders:
         ai = s.universe["BTC/USDT"]
         if not ai.last_price:
             return
-        placed_before = sum(1 for o in ai.orders.values() if o.id is not None)  # after a restart: adopted from the exchange
+        placed_before = sum(1 for o in ai.open_orders() if o.id is not None)  # after a restart: adopted from the exchange
         if placed_before < self.n and self.ticks >= 1:
             for i in range(self.n - placed_before):
                 await s.call(ai, OrderType.GTC, Side.BUY, amount=0.001, price=ai.last_price * (0.8 - i / 100), waitfor=0)

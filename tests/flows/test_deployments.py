@@ -1,4 +1,4 @@
-"""The deployments file and the serve entry list every deployment with its schedule; automations validate."""
+"""prefect.yaml and planar serve list the same deployments with the same schedules; automations validate."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"ma_cross-live": None, "emergency-stop": None, "daily-reset": "cron:0 0 * * *", "auto-tune": "interval:86400",
-            "resync": "interval:900", "compact-trace": "cron:30 0 * * *"}
+EXPECTED = {"emergency-stop": None, "ma_cross-live": None, "ma_cross-emergency-stop": None, "ma_cross-rearm": None,
+            "ma_cross-daily-reset": "cron:0 0 * * *", "ma_cross-auto-tune": "interval:86400", "ma_cross-resync": "interval:900",
+            "ma_cross-compact-trace": "cron:30 0 * * *"}
 
 
 def _schedule(d: dict) -> str | None:
@@ -21,15 +22,10 @@ def _schedule(d: dict) -> str | None:
 
 
 def test_prefect_yaml_lists_every_deployment_with_its_schedule() -> None:
-    from prefect.flows import load_flow_from_entrypoint
-
-    doc = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
     assert {k: _schedule(v) for k, v in deployments.items()} == EXPECTED
-    for d in deployments.values():
-        flow = load_flow_from_entrypoint(str(ROOT / d["entrypoint"]))
-        assert set(d["parameters"]) <= set(flow.parameters.properties)
-        assert d["work_pool"]["name"] == "planar"
+    assert all(d["work_pool"]["name"] == "planar" for d in deployments.values())
 
 
 def test_serve_builds_the_same_deployments() -> None:
@@ -45,20 +41,28 @@ def test_serve_builds_the_same_deployments() -> None:
             assert sched.timezone == "UTC"
         else:
             got[d.name] = f"interval:{int(sched.interval / timedelta(seconds=1))}"
+        assert "planar" in d.tags
+        if d.name.endswith("-live"):
+            assert d.concurrency_limit == 1 and d.concurrency_options.collision_strategy == "CANCEL_NEW"
     assert got == EXPECTED
 
 
 def test_automation_definitions_validate() -> None:
-    from prefect.automations import Automation
+    from prefect.automations import AutomationCore
 
-    from deployments.automations import FLOWS, breaker_to_estop, notify_on_failure, reconnect_to_resync
+    from deployments.automations import (
+        breaker_to_estop,
+        notify_on_failure,
+        reconnect_to_resync,
+    )
 
     estop = breaker_to_estop(uuid.uuid4())
     assert estop.trigger.expect == {"planar.breaker_tripped"} and estop.actions[0].type == "run-deployment"
+    assert set(estop.actions[0].parameters) == {"strategy", "account", "config_path", "reason"}  # aimed at the one that tripped
     notify = notify_on_failure(uuid.uuid4())
     assert notify.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
-    assert set(FLOWS) == {"live_strategy", "emergency_stop", "daily_reset", "auto_tune", "resync", "compact_trace"}
     resync = reconnect_to_resync(uuid.uuid4())
     assert resync.trigger.expect == {"planar.reconnect"}
     for a in (estop, notify, resync):
-        assert Automation.model_validate_json(a.model_dump_json()) == a
+        assert "id" not in a.model_dump()  # the server refuses an id in the body (422 extra_forbidden)
+        assert AutomationCore.model_validate_json(a.model_dump_json()) == a

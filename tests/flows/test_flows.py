@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 
-from flows.emergency import emergency_stop, running_live_runs
+from flows.control import live_runs
+from flows.emergency import emergency_stop
 from flows.live import live_strategy
 from flows.scheduled import auto_tune, compact_trace, daily_reset, resync
 
@@ -36,13 +42,14 @@ def open_orders(sandbox, account) -> list:
 
 
 async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path) -> None:
-    config = flow_config()
-    state = await live_strategy(strategy="flowtest", config_path=str(config), duration=3, report_dir=str(tmp_path / "r"), return_state=True)
+    config = flow_config(name="flowlive")
+    state = await live_strategy(strategy="flowlive", config_path=str(config), duration=6, report_dir=str(tmp_path / "r"), return_state=True)
     result = await state.result()
-    assert result["reason"] == "duration" and result["ticks"] > 5
+    assert state.is_completed() and result["reason"] == "duration" and result["ticks"] > 5
     assert len(open_orders(sandbox, account)) == 2  # open orders stay after a normal end
-    assert Path(result["report"]).is_file() and (tmp_path / "r" / "equity.png").is_file()
-    assert await artifact("flowtest-status") and await artifact("flowtest-report")
+    assert Path(result["report"]).is_absolute() and Path(result["report"]).is_file() and (tmp_path / "r" / "equity.png").is_file()
+    (status,) = await artifact("flowlive-status")  # published three times (start, +5 s, end), updated in place: one artifact
+    assert "| trades |" in status.data and await artifact("flowlive-report")
     assert await task_runs_of(state.state_details.flow_run_id) == 0  # the hot path creates no task runs
 
 
@@ -98,7 +105,7 @@ def _start_live_process(config: Path, prefect_api: str, duration: int = 120) -> 
 
 
 async def _live_run_started(sandbox, account, n: int = 2) -> None:
-    await wait_for(lambda: len(open_orders(sandbox, account)) >= n and bool(running_live_runs), timeout=60, interval=0.2)
+    await wait_for(lambda: len(open_orders(sandbox, account)) >= n and bool(live_runs), timeout=60, interval=0.2)
 
 
 @pytest.mark.parametrize("kill_first", [False, True])
@@ -108,15 +115,20 @@ async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, 
     try:
         await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
         await wait_for(lambda: _has_runs("flowtest"), timeout=30, interval=0.5)
+        (live,) = await live_runs("flowtest")
         if kill_first:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         result = await emergency_stop(strategy="flowtest", reason="test", config_path=str(config))
-        assert result["clean"] and result["cancelled"] >= 2 and len(result["cancelled_runs"]) == 1
-        assert open_orders(sandbox, account) == []
-        assert await running_live_runs("flowtest") == []
-        if not kill_first:
-            await wait_for(lambda: proc.poll() is not None, timeout=30, interval=0.2)  # the live process noticed and stopped
+        assert result["clean"] and open_orders(sandbox, account) == []
+        assert await live_runs("flowtest") == []
+        async with get_client() as client:
+            ended = (await client.read_flow_run(live.id)).state
+        assert ended.is_cancelled() and "emergency stop" in ended.message
+        if kill_first:  # nobody else cancelled: the flow did it all, and ended the dead engine's run
+            assert result["cancelled"] >= 2 and result["cancelled_runs"] == [str(live.id)]
+        else:  # the live engine saw the e-stop run appear and stopped itself, then its process exited
+            await wait_for(lambda: proc.poll() is not None, timeout=30, interval=0.2)
         again = await emergency_stop(strategy="flowtest", reason="again", config_path=str(config))
         assert again["clean"] and again["cancelled"] == 0 and again["cancelled_runs"] == []  # idempotent
     finally:
@@ -126,7 +138,7 @@ async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, 
 
 
 async def _has_runs(name: str) -> bool:
-    return bool(await running_live_runs(name))
+    return bool(await live_runs(name))
 
 
 async def test_emergency_stop_that_cannot_verify_says_so_everywhere(flow_config, sandbox, account, prefect_api) -> None:
@@ -146,15 +158,22 @@ async def test_emergency_stop_that_cannot_verify_says_so_everywhere(flow_config,
         assert StateStore(load_config(config, env={}).store_path).load().halted
         code, _, err = await _planar(prefect_api, "emergency-stop", "deadex", "--config", str(config))
         assert code == 1 and "NOT CLEAN" in err and "Traceback" not in err
+        code, _, err = await _planar(prefect_api, "rearm", "deadex", "--reason", "looks fine", "--config", str(config))
+        assert code == 2 and "re-arm refused" in err and "could not verify" in err  # the exchange still cannot confirm
+        assert StateStore(load_config(config, env={}).store_path).load().halted
     finally:
         sandbox.ex.faults = Faults()
+    code, out, err = await _planar(prefect_api, "rearm", "deadex", "--reason", "exchange back, nothing open", "--config", str(config))
+    assert code == 0 and "re-armed" in out, err[-2000:]
+    st = StateStore(load_config(config, env={}).store_path).load()
+    assert not st.halted and st.estop_unverified == {} and st.peak_equity == st.day_start_equity and st.peak_equity > 0
 
 
 async def test_a_permanent_error_fails_the_run_once(flow_config, sandbox, prefect_api) -> None:
     """An unknown symbol cannot get better by retrying: one attempt, one line, exit 2, and the trace lock released."""
     config = flow_config(name="badsym", universe=["BTC/USDT", "NOPE/USDT"])
     code, _, err = await _planar(prefect_api, "run", str(config), "--duration", "5")
-    assert code == 2 and "universe.1.symbol" in err and "Traceback" not in err
+    assert code == 2 and "universe.1.symbol" in err and "Traceback" not in err, err[-3000:]
     async with get_client() as client:
         runs = [r for r in await client.read_flow_runs() if (r.parameters or {}).get("strategy") == "badsym"]
     assert len(runs) == 1 and runs[0].run_count == 1 and runs[0].state.is_failed()

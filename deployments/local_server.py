@@ -1,0 +1,67 @@
+"""A real ``prefect server start`` on a free loopback port with a private PREFECT_HOME (SQLite).
+
+The orchestration tests (a session fixture) and ``bench/estop_prefect.py`` run against it exactly as a user's
+UI, CLI and workers do; ``prefect_test_harness`` is left to unit-level flow tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db", "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION": "30", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
+    """Start the server, wait until /api/health answers, yield its API URL, stop it (and its children)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(home / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=server_env(home),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        with open(os.devnull, "w"):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -1,0 +1,72 @@
+"""Every deployment of the product, generated for every strategy config in a folder.
+
+One source for both ways of deploying: ``planar serve`` (a local process serving them, ``deployments/serve.py``)
+and ``prefect deploy --all`` on a process work pool (``prefect.yaml`` at the repository root, written by
+``planar deployments write`` and checked up to date by the tests).
+
+Per strategy (``<name>-...``): live (concurrency 1, new runs cancelled while one runs), emergency stop, re-arm,
+daily reset, auto-tune, resync and compaction, with their schedules. Once: ``emergency-stop``, the generic
+e-stop the breaker automation runs, aimed by the event's strategy, account and config path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planar_core.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+LIVE_CONCURRENCY = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    entrypoint: str  # relative to the repository root
+    parameters: dict[str, object]
+    tags: tuple[str, ...]
+    cron: str | None = None
+    interval_s: int | None = None
+    concurrency: dict[str, object] | None = None
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def flow_attr(self) -> str:
+        return self.entrypoint.rsplit(":", 1)[1]
+
+
+def strategy_configs(folder: Path) -> list[tuple[str, Path]]:
+    """(strategy name, config path) for every loadable config in ``folder``; a config that does not load is an error."""
+    found = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix in CONFIG_SUFFIXES):
+        try:
+            found.append((load_config(path, env={}).name, path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return found
+
+
+def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> list[Spec]:
+    def where(p: Path) -> str:
+        return str(p.resolve().relative_to(relative_to.resolve())) if relative_to else str(p.resolve())
+
+    out = [Spec("emergency-stop", "flows/emergency.py:emergency_stop", {"reason": "Manual trigger", "close_positions": False},
+                ("planar", "emergency-stop"), description="E-stop any strategy (the breaker automation's target)")]
+    for name, path in strategy_configs(folder):
+        params: dict[str, object] = {"strategy": name, "config_path": where(path)}
+        tags = ("planar", f"strategy:{name}")
+        out += [
+            Spec(f"{name}-live", "flows/live.py:live_strategy", params, (*tags, "live"), concurrency=LIVE_CONCURRENCY,
+                 description=f"{name} live: one run at a time"),
+            Spec(f"{name}-emergency-stop", "flows/emergency.py:emergency_stop",
+                 {**params, "reason": "Manual trigger", "close_positions": False}, (*tags, "emergency-stop")),
+            Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**params, "reason": ""}, (*tags, "rearm")),
+            Spec(f"{name}-daily-reset", "flows/scheduled.py:daily_reset", params, (*tags, "scheduled"), cron="0 0 * * *"),
+            Spec(f"{name}-auto-tune", "flows/scheduled.py:auto_tune", {**params, "days": 30}, (*tags, "scheduled"), interval_s=86400),
+            Spec(f"{name}-resync", "flows/scheduled.py:resync", params, (*tags, "scheduled"), interval_s=900),
+            Spec(f"{name}-compact-trace", "flows/scheduled.py:compact_trace", params, (*tags, "scheduled"), cron="30 0 * * *"),
+        ]
+    return out

@@ -1,0 +1,142 @@
+"""How a running live flow learns it must stop, within ``every`` seconds of the request.
+
+The engine's own run is polled for CANCELLING/CANCELLED (the UI's cancel, the CLI, the e-stop flow), and the
+``emergency_stop`` flow runs aimed at this strategy (same name, same account or no account given) are polled
+from the moment they are *created*: the engine runs the e-stop itself on its open connections, without waiting
+for a runner or a worker to start the e-stop flow's process (which takes seconds). The e-stop flow, when it runs,
+verifies on the exchange and stays the backup for an engine that is dead or hung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.runtime import flow_run
+
+from planar_core.risk.estop import EStopReport
+
+if TYPE_CHECKING:
+    from planar_core.engine.strategy import Strategy
+
+log = logging.getLogger("planar.flows.control")
+ACTIVE = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING", "PAUSED")
+REQUESTED = ("SCHEDULED", "PENDING", "RUNNING")
+
+
+def blank(value: object) -> bool:
+    """An automation's template renders a missing value as '' or 'None'."""
+    return value is None or str(value).strip() in ("", "None", "null")
+
+
+async def flow_runs(flow_name: str, states: Iterable[str], after: datetime | None = None) -> list[FlowRun]:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(x) for x in states])),
+                                          expected_start_time=FlowRunFilterExpectedStartTime(after_=after) if after else None))
+
+
+async def live_runs(strategy: str, states: Iterable[str] = ACTIVE) -> list[FlowRun]:
+    """Flow runs of ``live_strategy`` for this strategy in the given states."""
+    return [r for r in await flow_runs("live_strategy", states) if (r.parameters or {}).get("strategy") == strategy]
+
+
+def aimed_at(run: FlowRun, s: Strategy) -> bool:
+    p = run.parameters or {}
+    return p.get("strategy") == s.name and (blank(p.get("account")) or p.get("account") == s.account)
+
+
+class EngineControl:
+    def __init__(self, s: Strategy, stop: asyncio.Event, since: datetime, every: float = 0.5, alert_after: int = 10) -> None:
+        self.s = s
+        self.stop = stop
+        self.since = since
+        self.every = every
+        self.alert_after = alert_after
+        self.cause: str | None = None  # "cancelled" | "terminated" | "emergency stop"
+        self.detail = ""
+        self.estop_report: EStopReport | None = None
+        self._estop: asyncio.Task[None] | None = None
+
+    def terminate(self) -> None:
+        """SIGTERM: stop cleanly."""
+        log.warning("SIGTERM: stopping the strategy cleanly")
+        self._end("terminated", "SIGTERM")
+
+    def _end(self, cause: str, detail: str) -> None:
+        if self.cause is None:
+            self.cause, self.detail = cause, detail
+        self.stop.set()
+
+    async def watch(self) -> None:
+        run_id = flow_run.id
+        failures = 0
+        async with get_client() as client:
+            while not self.stop.is_set():
+                try:
+                    await self.poll_once(client, run_id)
+                    failures = 0
+                except Exception as exc:  # the API may be away for a while; the engine trades on, and says so
+                    failures += 1
+                    msg = f"cannot read this run's state or e-stop requests ({type(exc).__name__}: {exc}); a stop could be missed"
+                    log.warning(msg)
+                    self.s.sink.record("error_occurred", reason=msg, consecutive_failures=failures)
+                    if failures == self.alert_after:
+                        self.s.alert(f"{self.s.name}: {msg} ({failures} reads failed in a row)", "error")
+                await asyncio.sleep(self.every)
+
+    async def poll_once(self, client: object, run_id: object) -> None:
+        from prefect.client.orchestration import PrefectClient
+
+        assert isinstance(client, PrefectClient)
+        if self._estop is None:
+            for req in await flow_runs("emergency_stop", REQUESTED, after=self.since):
+                if aimed_at(req, self.s):
+                    p = req.parameters or {}
+                    self._estop = asyncio.create_task(self._run_estop(str(req.id), str(p.get("reason") or "emergency stop"),
+                                                                      bool(p.get("close_positions"))))
+                    return
+        if run_id:
+            fr = await client.read_flow_run(run_id)
+            if fr.state is not None and fr.state.type in (StateType.CANCELLING, StateType.CANCELLED):
+                log.warning("flow run cancelled: stopping the strategy")
+                self._end("cancelled", fr.state.message or "cancelled")
+
+    async def _run_estop(self, request: str, reason: str, close_positions: bool) -> None:
+        log.error("emergency stop requested by flow run %s: %s", request, reason)
+        self.s.sink.record("estop_requested", reason=reason, request=request)
+        try:
+            self.estop_report = await self.s.emergency_stop(f"{reason} (e-stop flow run {request})", close_positions)
+        finally:
+            self._end("emergency stop", reason)
+
+    async def settled(self) -> None:
+        """Wait for an e-stop request being handled (its cancels are verified before the engine stops)."""
+        if self._estop is not None:
+            await asyncio.shield(self._estop)
+
+    def ended_because(self, run_reason: str, halt_reason: str | None) -> str:
+        if self.cause == "emergency stop":
+            summary = self.estop_report.summary() if self.estop_report is not None else "not completed"
+            return f"emergency stop ({self.detail}): {summary}"
+        if self.cause == "cancelled":
+            return f"cancelled ({self.detail})"
+        if self.cause == "terminated":
+            return "terminated by SIGTERM; stopped cleanly"
+        if run_reason == "halted":
+            return f"halted: {halt_reason}"
+        return {"duration": "duration elapsed"}.get(run_reason, run_reason)

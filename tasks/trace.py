@@ -1,0 +1,67 @@
+"""Tasks on the event trace: compaction, auto-tuning, the divergence check."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from planar_core.trace.analysis import TuningBounds, optimize_from_events
+from planar_core.trace.compaction import compact_trace
+from planar_core.trace.replay import divergences, replay_from_trace
+from planar_core.trace.report import analysis_markdown
+
+Overrides = dict[str, object] | None
+
+
+def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) -> str:
+    from flows.blocks import secret_block_provider
+    from flows.common import load_strategy_config
+    from planar_core.engine.strategy import trace_root
+
+    cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
+    return trace_root(cfg.model_copy(update={"credentials": cfg.credentials.resolved(None, secret_block_provider)}))
+
+
+@task(retries=3, retry_delay_seconds=[5, 30, 60], cache_policy=NO_CACHE)
+async def compact(strategy: str, config_path: str | None = None, overrides: Overrides = None, horizon_hours: float = 24,
+                  retention_days: float | None = None) -> dict[str, object]:
+    """Idempotent: compaction of a compacted trace rewrites it the same way."""
+    root = _trace_root(strategy, config_path, overrides)
+    report = await asyncio.to_thread(compact_trace, root, market_data_horizon=timedelta(hours=horizon_hours),
+                                     retention=timedelta(days=retention_days) if retention_days else None)
+    return report.as_dict()
+
+
+@task(cache_policy=NO_CACHE)
+async def tune(strategy: str, days: float, config_path: str | None = None, overrides: Overrides = None) -> dict[str, object]:
+    """Analyse the window and persist bounded parameter changes for the running engine (not retried: it applies)."""
+    from flows.common import build_strategy
+    from planar_core.alerts.dispatcher import send_alert
+    from planar_core.engine.strategy import trace_root
+
+    s = build_strategy(strategy, config_path, **(overrides or {}))
+    try:
+        result = optimize_from_events(s, days=days, bounds=TuningBounds(), source=trace_root(s.config))
+        summary = f"Strategy optimization completed for {strategy}: " + (
+            ", ".join(f"{p.param} {p.old}->{p.new}" for p in result.applied) or "no change")
+        send_alert(s, summary, "info")
+        if s.alerts is not None:
+            await s.alerts.drain()
+    finally:
+        await s.stop()
+    return {"change_id": result.change_id, "applied": [vars(p) for p in result.applied], "summary": summary,
+            "analysis_markdown": analysis_markdown(result.analysis)}
+
+
+@task(cache_policy=NO_CACHE)
+def divergence_check(strategy: str, snapshot: dict[str, object], config_path: str | None = None, overrides: Overrides = None,
+                     tolerance: float = 1e-8) -> list[str]:
+    """The exchange snapshot against the state the trace replays to."""
+    state = replay_from_trace(_trace_root(strategy, config_path, overrides))
+    open_ids = snapshot["open"]
+    balances = snapshot["balances"]
+    assert isinstance(open_ids, dict) and isinstance(balances, dict)
+    return divergences(state, open_ids, balances, tolerance)
