@@ -30,6 +30,10 @@ from prefect.runtime import flow_run
 from planar_core.risk.estop import EStopReport
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect.client.orchestration import PrefectClient
+
     from planar_core.engine.strategy import Strategy
 
 log = logging.getLogger("planar.flows.control")
@@ -99,10 +103,7 @@ class EngineControl:
                         self.s.alert(f"{self.s.name}: {msg} ({failures} reads failed in a row)", "error")
                 await asyncio.sleep(self.every)
 
-    async def poll_once(self, client: object, run_id: object) -> None:
-        from prefect.client.orchestration import PrefectClient
-
-        assert isinstance(client, PrefectClient)
+    async def poll_once(self, client: "PrefectClient", run_id: UUID | None) -> None:
         if self._estop is None:
             for req in await flow_runs("emergency_stop", REQUESTED, after=self.since):
                 if aimed_at(req, self.s):

@@ -407,7 +407,9 @@ def test_a_prefect_event_that_cannot_be_emitted_is_recorded_and_alerted(monkeypa
 
 
 async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_factory, monkeypatch) -> None:
-    import flows.live as live
+    from datetime import datetime, timezone
+
+    import flows.control as control
 
     s = await strategy_factory()
     sent: list[str] = []
@@ -423,17 +425,21 @@ async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_f
         async def read_flow_run(self, run_id: object) -> None:
             raise ConnectionError("API down")
 
+    async def no_api(*args: object, **kwargs: object) -> list[object]:
+        raise ConnectionError("API down")
+
     class Run:
         id = "00000000-0000-0000-0000-000000000001"
 
-    monkeypatch.setattr(live, "get_client", lambda: Client())
-    monkeypatch.setattr(live, "flow_run", Run())
+    monkeypatch.setattr(control, "get_client", lambda: Client())
+    monkeypatch.setattr(control, "flow_runs", no_api)
+    monkeypatch.setattr(control, "flow_run", Run())
     stop = asyncio.Event()
-    task = asyncio.create_task(live._watch_cancellation(stop, s, every=0.01, alert_after=3))
+    task = asyncio.create_task(control.EngineControl(s, stop, datetime.now(timezone.utc), every=0.01, alert_after=3).watch())
     await wait_for(lambda: len(sent) == 1)
     stop.set()
     await task
-    reads = [e for e in s.sink.of("error_occurred") if "cancellation could be missed" in (e.get("reason") or "")]
+    reads = [e for e in s.sink.of("error_occurred") if "a stop could be missed" in (e.get("reason") or "")]
     assert len(reads) >= 3 and "3 reads failed in a row" in sent[0]
 
 
