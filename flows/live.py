@@ -1,6 +1,7 @@
 """The long-running live flow: one Prefect flow run per strategy session.
 
-The hot path never creates Prefect task runs: orders, ticks and watcher updates run in planar_core; the flow adds
+The hot path never creates Prefect task runs: orders, ticks and watcher updates run in planar_core (each watcher is
+one long-lived task run, ``flows/watcher_runs.py``, started and ended with it); the flow adds
 logging, a status artifact updated in place, a report artifact at the end, control (cancellation, e-stop
 requests, SIGTERM) and retries. How a run ends says what happened, so a halted strategy never shows green:
 
@@ -39,6 +40,7 @@ from .common import (
     permanent_failure,
 )
 from .control import EngineControl, live_runs
+from .watcher_runs import WatcherRuns
 
 if TYPE_CHECKING:
     from planar_core.engine.strategy import Strategy
@@ -111,6 +113,8 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
     control = EngineControl(s, stop, since=session_start)
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
     watcher = asyncio.create_task(control.watch())
+    watcher_runs = WatcherRuns()
+    s.supervisor.observer = watcher_runs  # one long-lived task run per engine watcher, shown in the run's graph
     try:
         with sigterm_stops(control):
             try:
@@ -135,6 +139,7 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
         with contextlib.suppress(BaseException):
             await watcher
         await s.stop()  # watchers stopped, trace flushed and closed, lease released; open orders stay (e-stop cancels them)
+        await watcher_runs.finish()
         if s.alerts is not None:
             await s.alerts.stop()
     analysis = analyze_trading_events(s, start=session_start)  # this session, this strategy (the account's trace holds more)

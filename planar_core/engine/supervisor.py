@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger("planar.engine.supervisor")
 
@@ -32,11 +33,23 @@ class TaskHealth:
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
 
 
+class TaskObserver(Protocol):
+    """Told when a supervised task starts, restarts after a crash, and ends (an orchestrator shows each watcher as
+    one long-lived unit: the Prefect flow makes one task run per watcher from these)."""
+
+    def started(self, health: TaskHealth) -> None: ...
+
+    def restarting(self, health: TaskHealth, error: BaseException) -> None: ...
+
+    def ended(self, health: TaskHealth, error: BaseException | None) -> None: ...
+
+
 @dataclass
 class Supervisor:
     max_backoff: float = 30.0
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     health: dict[str, TaskHealth] = field(default_factory=dict)
+    observer: TaskObserver | None = None
 
     def start(self, name: str, body: Callable[[TaskHealth], Awaitable[None]]) -> TaskHealth:
         """Run ``body`` until it returns; restart it (with backoff) whenever it raises."""
@@ -55,20 +68,31 @@ class Supervisor:
     async def _run(self, name: str, body: Callable[[TaskHealth], Awaitable[None]], health: TaskHealth) -> None:
         backoff = 0.5
         health.running = True
-        while True:
-            try:
-                await body(health)
-                health.running = False
-                return
-            except asyncio.CancelledError:
-                health.running = False
-                raise
-            except Exception as exc:
-                health.failed(exc)
-                health.restarts += 1
-                log.error("task %s crashed (%s); restart %d in %.1fs", name, health.last_error, health.restarts, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(self.max_backoff, backoff * 2)
+        last: BaseException | None = None  # the crash being backed off from, if stopped during the backoff
+        if self.observer is not None:
+            self.observer.started(health)
+        try:
+            while True:
+                try:
+                    await body(health)
+                    last = None
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    last = exc
+                    health.failed(exc)
+                    health.restarts += 1
+                    log.error("task %s crashed (%s); restart %d in %.1fs", name, health.last_error, health.restarts, backoff)
+                    if self.observer is not None:
+                        self.observer.restarting(health, exc)
+                    await asyncio.sleep(backoff)
+                    last = None
+                    backoff = min(self.max_backoff, backoff * 2)
+        finally:
+            health.running = False
+            if self.observer is not None:
+                self.observer.ended(health, last)
 
     async def stop(self, name: str | None = None) -> None:
         names = [name] if name else list(self.tasks)

@@ -31,10 +31,9 @@ async def artifact(key: str):
     return arts
 
 
-async def task_runs_of(flow_run_id) -> int:
+async def task_runs_of(flow_run_id) -> list:
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return len(runs)
+        return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
 
 def open_orders(sandbox, account) -> list:
@@ -50,7 +49,11 @@ async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path)
     assert Path(result["report"]).is_absolute() and Path(result["report"]).is_file() and (tmp_path / "r" / "equity.png").is_file()
     (status,) = await artifact("flowlive-status")  # published three times (start, +5 s, end), updated in place: one artifact
     assert "| trades |" in status.data and await artifact("flowlive-report")
-    assert await task_runs_of(state.state_details.flow_run_id) == 0  # the hot path creates no task runs
+    runs = await task_runs_of(state.state_details.flow_run_id)
+    names = sorted(r.name for r in runs)  # one long-lived task run per watcher, none per event or order
+    assert len(names) == len(set(names)) and all(n.startswith("watcher:") for n in names)
+    assert {"watcher:balance", "watcher:health", "watcher:risk-monitor", "watcher:orders:BTC/USDT"} <= set(names)
+    assert any(n.startswith("watcher:ohlcv:BTC/USDT:") for n in names) and all(r.state.is_completed() for r in runs)
 
 
 async def test_retry_after_crash_does_not_duplicate_orders(flow_config, sandbox, account, tmp_path: Path) -> None:
