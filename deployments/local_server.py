@@ -6,6 +6,7 @@ UI, CLI and workers do; ``prefect_test_harness`` is left to unit-level flow test
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,9 +26,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+def server_env(home: Path, api_url: str | None = None, database_url: str | None = None) -> dict[str, str]:
+    """Settings for the server and for every process that talks to it (workers, ``planar serve``, the CLI)."""
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db", "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home}/prefect.db", "PREFECT_LOGGING_LEVEL": "INFO",
            "PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION": "30", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
     if api_url:
@@ -36,12 +38,12 @@ def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
+def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None = None) -> Iterator[str]:
     """Start the server, wait until /api/health answers, yield its API URL, stop it (and its children)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = open(home / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=server_env(home),
+    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=server_env(home, database_url=database_url),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
@@ -65,3 +67,17 @@ def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def snapshot_repository(source: Path, dest: Path) -> Path:
+    """A git repository at ``dest`` holding the working tree of ``source`` as it is now (tracked and untracked,
+    ignored files left out): what ``prefect.yaml``'s git_clone pull step clones, as a worker on another host would."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=source, capture_output=True, text=True, check=True)
+    for rel in files.stdout.split():
+        if (source / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+    git = ["git", "-c", "user.name=planar", "-c", "user.email=planar@localhost"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
+        subprocess.run(git + cmd, cwd=dest, check=True)
+    return dest

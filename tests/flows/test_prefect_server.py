@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from prefect.client.schemas.filters import (
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from deployments.local_server import PREFECT, server_env
+from deployments.local_server import PREFECT, server_env, snapshot_repository
 
 from ..conftest import wait_for
 
@@ -242,15 +241,7 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
     """prefect deploy --all from a clone of the repository (the pull step clones it again, as on another host),
     a process worker, a live run and an e-stop run that both do their work."""
     acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1, "ETH": 1})
-    repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for rel in files.stdout.split():
-        if (ROOT / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, repo / rel)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
-        subprocess.run(git + cmd, cwd=repo, check=True)
+    repo = snapshot_repository(ROOT, tmp_path / "repo")
     config = write_config(tmp_path / "configs", "worked", sandbox, tmp_path / "store")
     env = {**engine_env(prefect_api, prefect_home, acct), "PLANAR_GIT_URL": str(repo)}
     env.pop("PYTHONPATH")
