@@ -194,3 +194,30 @@ async def _planar(prefect_api: str, *args: str) -> tuple[int, str, str]:
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 180)
     return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def test_a_zombie_live_run_does_not_block_the_next_one(flow_config, sandbox, account, prefect_api) -> None:
+    """A live process killed with SIGKILL leaves its run Running in Prefect. The next live run takes the free lease,
+    marks the zombie Crashed (superseded), adopts its orders and trades; while the first engine lived, a second
+    one was refused with the holder's pid."""
+    config = flow_config(name="zombie")
+    proc = _start_live_process(config, prefect_api)
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        await wait_for(lambda: _has_runs("zombie"), timeout=30, interval=0.5)
+        (old,) = await live_runs("zombie")
+        refused = await live_strategy(strategy="zombie", config_path=str(config), duration=2, return_state=True)
+        assert refused.is_failed() and f'"pid": {proc.pid}' in refused.message
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert (await live_runs("zombie", states=("RUNNING",)))[0].id == old.id  # Prefect still shows it Running
+        state = await live_strategy(strategy="zombie", config_path=str(config), duration=2, return_state=True)
+        assert state.is_completed()
+        async with get_client() as client:
+            zombie = (await client.read_flow_run(old.id)).state
+        assert zombie.is_crashed() and "superseded" in zombie.message
+        assert len(open_orders(sandbox, account)) == 2  # adopted, not duplicated
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
