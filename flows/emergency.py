@@ -18,7 +18,10 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.states import Cancelled, Cancelling, Failed
 
-from planar_core.config import ConfigError
+from planar_core.config import ConfigError, StrategyConfig
+from planar_core.risk.estop import EStopReport
+from planar_core.state import StateStore
+from tasks.orders import settle
 from planar_core.engine.strategy import config_account
 from planar_core.risk.estop import emergency_stop_standalone
 
@@ -53,6 +56,30 @@ async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0) -
     return cancelled
 
 
+def _symbols_left(report: EStopReport) -> list[str]:
+    keys = [*report.unverified, *report.remaining_open, *report.remaining_positions]
+    return sorted({k.split(":", 1)[0] for k in keys})
+
+
+async def mop_up(report: EStopReport, strategy: str, cfg: StrategyConfig, close: bool, reason: str, config_path: str | None,
+                 overrides: dict[str, Any] | None) -> None:
+    """Per-symbol settle tasks (retried by Prefect) for what the e-stop left unverified; the report and the persisted
+    list re-arm checks then say what is still unverified after them."""
+    symbols = [sym for sym in _symbols_left(report) if sym in {a.symbol for a in cfg.universe}]
+    states = await asyncio.gather(*(settle(strategy, sym, close, reason, config_path, overrides, return_state=True) for sym in symbols))
+    for sym, state in zip(symbols, states):
+        if not state.is_completed():
+            report.errors.append(f"{sym}: settle task: {state.message}"[:300])
+            continue
+        res = await state.result()
+        report.cancelled += int(str(res.get("cancelled", 0)))
+        for table in (report.unverified, report.remaining_open, report.remaining_positions):
+            for key in [k for k in table if k.split(":", 1)[0] == sym]:
+                table.pop(key)
+    StateStore(cfg.store_path).update(estop_unverified={**report.unverified, **{f"{sym}: still open": f"{n} order(s)"
+                                                                                for sym, n in report.remaining_open.items()}})
+
+
 def _run_account(params: dict[str, Any], strategy: str) -> str | None:
     """The account a live run trades, from its config; None when it cannot be told (then it is stopped too)."""
     try:
@@ -85,6 +112,8 @@ async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_po
         report = await emergency_stop_standalone(cfg, reason, close_positions, secrets_provider=secret_block_provider)
     except PERMANENT as exc:
         return await permanent_failure(exc)
+    if not report.clean:
+        await mop_up(report, strategy, cfg, close_positions, reason, config_path, overrides)
     runs = [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
     cancelled = await cancel_runs([r.id for r in runs], reason)
     logger.error("EMERGENCY STOP %s: %s; live runs cancelled %s", strategy, report.summary(), cancelled)

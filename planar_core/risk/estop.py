@@ -217,6 +217,24 @@ async def emergency_stop(s: "Strategy", reason: str = "Manual trigger", close_po
     return report
 
 
+async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool = False, reason: str = "emergency stop") -> EStopReport:
+    """One symbol's part of the e-stop, on a loaded strategy: cancel (and close) until the exchange confirms or
+    ``budget_s`` runs out. What an orchestrator retries per symbol after the whole e-stop left it unverified."""
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    deadline = loop.time() + budget_s
+    report = EStopReport(reason)
+    await _cancel_asset(s, symbol, deadline, report)
+    if close:
+        await _close_asset(s, symbol, deadline, report)
+        await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)
+    if f"{symbol}: open orders" not in report.unverified:
+        await _settle_local(s, symbol)
+    report.seconds = time.perf_counter() - started
+    s.sink.record("emergency_stop", reason=f"{reason} ({symbol})", symbol=symbol, payload=report.as_dict())
+    return report
+
+
 async def emergency_stop_standalone(config: Any, reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
                                     secrets_provider: Any = None) -> EStopReport:
     """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -221,3 +222,34 @@ async def test_a_zombie_live_run_does_not_block_the_next_one(flow_config, sandbo
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+async def test_what_the_estop_left_unverified_is_settled_by_retried_symbol_tasks(flow_config, sandbox, account, client) -> None:
+    """The exchange is down for the e-stop's whole budget, then comes back: the per-symbol settle tasks (retried by
+    Prefect) cancel what is open, the run reports clean and re-arming is no longer blocked."""
+    from planar_core.config import load_config
+    from planar_core.sandbox import Faults
+    from planar_core.state import StateStore
+
+    config = flow_config(name="mopup", risk={"estop_budget_s": 1.0})
+    store = StateStore(load_config(config, env={}).store_path)
+    bid = (await client.fetch_order_book("BTC/USDT"))["bids"][0][0]
+    for i in range(2):
+        await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * (0.8 - i / 100), 2))
+    sandbox.ex.faults = Faults(error_rate=1.0)
+
+    async def back_when_the_estop_gave_up() -> None:
+        await wait_for(lambda: bool(store.load().estop_unverified), timeout=60, interval=0.05)
+        sandbox.ex.faults = Faults()
+
+    healer = asyncio.create_task(back_when_the_estop_gave_up())
+    try:
+        state = await emergency_stop(strategy="mopup", reason="exchange flapping", config_path=str(config), return_state=True)
+    finally:
+        sandbox.ex.faults = Faults()
+        healer.cancel()
+    result = await state.result()
+    assert result["clean"] and result["cancelled"] >= 2 and open_orders(sandbox, account) == []
+    assert store.load().estop_unverified == {} and store.load().halted
+    names = {r.name for r in await task_runs_of(state.state_details.flow_run_id)}
+    assert {"settle:BTC/USDT", "settle:ETH/USDT"} <= names

@@ -1,0 +1,35 @@
+"""Per-symbol order tasks: the e-stop's cancel-all (and close) of one symbol, retried by Prefect until the
+exchange confirms it, for what the whole e-stop could not verify within its budget."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
+
+from planar_core.exchange.errors import ExchangeOpError
+from planar_core.risk.estop import settle_symbol
+
+Overrides = dict[str, object] | None
+
+
+@task(task_run_name="settle:{symbol}", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
+async def settle(strategy: str, symbol: str, close: bool, reason: str, config_path: str | None = None,
+                 overrides: Overrides = None) -> dict[str, object] | State:
+    """Cancel every open order on ``symbol`` (and close its position with ``close``) until the exchange lists
+    nothing; a retry is safe: cancelling what is already cancelled does nothing. Not settled is a returned Failed
+    state, which Prefect retries like an exception, without a traceback for an outcome that is expected."""
+    from flows.common import build_strategy
+
+    s = build_strategy(strategy, config_path, **(overrides or {}))
+    try:
+        try:
+            await s.load()
+        except ExchangeOpError as err:
+            return Failed(message=f"{symbol}: the exchange cannot be reached ({err})")
+        report = await settle_symbol(s, symbol, s.config.risk.estop_budget_s, close, reason)
+    finally:
+        await s.stop()
+    if not report.clean:
+        return Failed(message=f"{symbol}: {report.summary()}")
+    return report.as_dict()
