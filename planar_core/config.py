@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .alerts.config import AlertConfig, LoggingConfig
+from .model.types import Json
 
 # Timeframes ccxt's binance knows (static in ccxt; copied to avoid instantiating an exchange here).
 KNOWN_TIMEFRAMES = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -135,7 +144,7 @@ class Credentials(_Model):
     def resolved(self, env: Mapping[str, str] | None = None, provider: Callable[[str], str | None] | None = None) -> "Credentials":
         """Fill missing values from ``provider(name)`` (e.g. Prefect Secret blocks) then the environment."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: Json = {}
         for field_name, var in (("api_key", self.api_key_env), ("api_secret", self.api_secret_env), ("passphrase", self.passphrase_env)):
             if getattr(self, field_name) is not None:
                 continue
@@ -190,7 +199,7 @@ class StrategyConfig(_Model):
     event_tracing: EventTracing = Field(default_factory=EventTracing)
     alerts: AlertConfig | None = None
     logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
-    logic_params: dict[str, Any] = Field(default_factory=dict)
+    logic_params: Json = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
     logic_errors: Literal["log", "fail"] = Field("log", description="log: an error in the logic is logged and counted; "
                                                                     "fail: it ends the run (the flow's retries restart it)")
@@ -230,7 +239,7 @@ class StrategyConfig(_Model):
         return Path(self.store_root) / self.name
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> Json:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -248,9 +257,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_values(env: Mapping[str, str]) -> Json:
     """``PLANAR_RISK__MAX_DAILY_LOSS=50`` -> {"risk": {"max_daily_loss": 50}}; only real field names are read."""
-    out: dict[str, Any] = {}
+    out: Json = {}
     for key, raw in env.items():
         if not key.startswith("PLANAR_"):
             continue
@@ -268,14 +277,14 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: Json, top: Mapping[str, Any]) -> Json:
     out = dict(base)
     for k, v in top.items():
         out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
     return out
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> StrategyConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: object) -> StrategyConfig:
     """File < environment (``PLANAR_*``) < keyword overrides; raises ConfigError naming the field.
 
     ``mode`` is the exception to the layering: the file, the environment and the overrides may each set it, and

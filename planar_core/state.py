@@ -11,9 +11,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
+
+from .model.types import Json
 
 
 class PersistedState(BaseModel):
@@ -27,7 +28,7 @@ class PersistedState(BaseModel):
     breaker_tripped: str | None = None
     estop_unverified: dict[str, str] = Field(default_factory=dict, description="what the last e-stop could not confirm; re-arm "
                                                                                "is refused until the exchange shows it settled")
-    tuned_params: dict[str, Any] = Field(default_factory=dict)
+    tuned_params: Json = Field(default_factory=dict)
 
 
 def fsync_dir(path: Path) -> None:
@@ -39,7 +40,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -75,7 +76,7 @@ class StateStore:
     def save(self, state: PersistedState) -> None:
         atomic_write_json(self.path, state.model_dump())
 
-    def update(self, **changes: Any) -> PersistedState:
+    def update(self, **changes: object) -> PersistedState:
         state = self.load().model_copy(update=changes)
         self.save(state)
         return state

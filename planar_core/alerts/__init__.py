@@ -3,7 +3,7 @@
 from .config import AlertConfig, AlertConfigError, LoggingConfig
 from .dispatcher import AlertDispatcher, send_alert
 from .logs import setup_live_logging
-from .redact import Redactor, RedactingFilter
+from .redact import RedactingFilter, Redactor
 
 __all__ = ["AlertConfig", "AlertConfigError", "LoggingConfig", "AlertDispatcher", "send_alert", "setup_live_logging",
            "Redactor", "RedactingFilter"]

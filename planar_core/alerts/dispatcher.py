@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import apprise
 
+from ..model.types import Json
 from .config import AlertConfig
 from .redact import Redactor
 
@@ -34,9 +35,9 @@ def _timeouts(cfg: AlertConfig) -> str:
     return f"cto={t}&rto={t}"
 
 
-def build_channels(cfg: AlertConfig) -> dict[str, Any]:
+def build_channels(cfg: AlertConfig) -> Json:
     """One apprise plugin instance per configured channel, keyed by channel name."""
-    out: dict[str, Any] = {}
+    out: Json = {}
     tmo = _timeouts(cfg)
     if cfg.telegram_bot_token and cfg.telegram_chat_id:
         plugin = apprise.Apprise.instantiate(f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text")
@@ -74,7 +75,7 @@ def build_channels(cfg: AlertConfig) -> dict[str, Any]:
 class AlertDispatcher:
     config: AlertConfig
     redactor: Redactor = field(default_factory=Redactor)
-    channels: dict[str, Any] = field(default_factory=dict)
+    channels: Json = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)  # per channel
     failed: dict[str, int] = field(default_factory=dict)
 

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, Protocol
+from typing import Protocol
+
+from ..model.types import Json
 
 
 class EventSink(Protocol):
-    def record(self, kind: str, **fields: Any) -> None: ...
+    def record(self, kind: str, **fields: object) -> None: ...
 
     def flush(self) -> None: ...
 
 
 class MemorySink:
     def __init__(self, max_events: int = 100_000) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Json] = []
         self.counts: Counter[str] = Counter()
         self.max_events = max_events
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, **fields: object) -> None:
         self.counts[kind] += 1
         self.events.append({"timestamp": time.time_ns(), "kind": kind, **fields})
         if len(self.events) > self.max_events:
@@ -32,5 +34,5 @@ class MemorySink:
     def flush(self) -> None:
         return None
 
-    def of(self, kind: str) -> list[dict[str, Any]]:
+    def of(self, kind: str) -> list[Json]:
         return [e for e in self.events if e["kind"] == kind]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, OrderType, Pending, Side, Trade
+from ..model import AssetInstance, Order, OrderType, Pending, Side, Trade
 from ..trace.analysis import DEFAULTS
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -
     return result
 
 
-def _expire(s: "Strategy", ai: AssetInstance, order: Any) -> None:
+def _expire(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     """``order_timeout`` passed: cancel what is left (the watchers record how the order ended)."""
     if order.is_open and s.running:
         asyncio.ensure_future(s.cancel(ai, order))

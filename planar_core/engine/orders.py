@@ -16,12 +16,23 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ccxt
 
 from ..exchange.errors import ExchangeOpError
-from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, Side, Trade
+from ..model import (
+    PENDING,
+    AssetInstance,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Pending,
+    Side,
+    Trade,
+)
+from ..model.types import Json
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition
 
@@ -36,7 +47,7 @@ MARKET_BUFFER = 1.01  # cash check for market buys: last price + 1 % for the spr
 ALLOWED_PARAMS = frozenset({"selfTradePreventionMode", "newOrderRespType"})
 
 
-def check_params(params: dict[str, Any]) -> str | None:
+def check_params(params: Json) -> str | None:
     bad = sorted(k for k in params if k not in ALLOWED_PARAMS)
     if bad:
         return (f"exchange params {bad} refused: only {sorted(ALLOWED_PARAMS)} may be added; amount, price, side, type, "
@@ -44,8 +55,8 @@ def check_params(params: dict[str, Any]) -> str | None:
     return None
 
 
-def ccxt_args(req: OrderRequest, cid: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    extra: dict[str, Any] = {**params, "clientOrderId": cid}
+def ccxt_args(req: OrderRequest, cid: str, params: Json) -> tuple[str, Json]:
+    extra: Json = {**params, "clientOrderId": cid}
     if req.type is OrderType.MARKET:
         if req.reduce_only:
             extra["reduceOnly"] = True
@@ -59,7 +70,7 @@ def ccxt_args(req: OrderRequest, cid: str, params: dict[str, Any]) -> tuple[str,
     return "limit", extra
 
 
-def _bad_number(x: Any, name: str) -> str | None:
+def _bad_number(x: object, name: str) -> str | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
         return f"invalid {name} {x!r}: must be a finite number > 0"
     return None
@@ -142,14 +153,14 @@ def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> str | No
     return None if free >= req.amount else f"insufficient {ai.base}: need {req.amount}, free {free}"
 
 
-def _refuse(s: "Strategy", ai: AssetInstance, kind: str, side: Side, amount: Any, price: Any, reason: str) -> None:
+def _refuse(s: "Strategy", ai: AssetInstance, kind: str, side: Side, amount: object, price: object, reason: str) -> None:
     s.sink.record(kind, symbol=ai.symbol, side=side.value, amount=amount if isinstance(amount, float) else None,
                   price=price if isinstance(price, float) else None, reason=reason)
     log.warning("order %s on %s: %s", "refused locally" if kind == "order_failed" else "rejected by risk", ai.symbol, reason)
 
 
 async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Side, amount: float, price: float | None,
-               waitfor: float | None, synced: bool, reduce_only: bool, params: dict[str, Any],
+               waitfor: float | None, synced: bool, reduce_only: bool, params: Json,
                emergency: bool = False) -> Trade | Pending | None:
     """The seed's ``call!``; see Strategy.call. Never raises (cancellation excepted)."""
     waitfor = s.config.timeouts.order_placement if waitfor is None else max(0.0, waitfor)

@@ -4,10 +4,11 @@ matching engine (same filters, book model, fees and partial-fill rules), no priv
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..exchange import errors as X
 from ..model import AssetInstance, Order
+from ..model.types import Json
 from ..sandbox import errors as SE
 from ..sandbox.accounts import Account, Fill, SandboxOrder
 from ..sandbox.exchange import Market, SandboxExchange
@@ -20,11 +21,11 @@ if TYPE_CHECKING:
 STATUS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled", "EXPIRED": "expired", "REJECTED": "rejected"}
 
 
-def _dec(x: Any, default: str) -> Decimal:
+def _dec(x: object, default: str) -> Decimal:
     return Decimal(str(x)) if x not in (None, 0, 0.0) else Decimal(default)
 
 
-def spec_from_ccxt(market: dict[str, Any]) -> MarketSpec:
+def spec_from_ccxt(market: Json) -> MarketSpec:
     limits = market.get("limits") or {}
     return MarketSpec(market["id"], market["base"], market["quote"], "linear" if market.get("contract") else "spot",
                       _dec(market["precision"]["price"], "0.00000001"), _dec(market["precision"]["amount"], "0.00000001"),
@@ -54,7 +55,7 @@ class PaperBroker:
         return ai.last_price
 
     # ------------------------------------------------------------- orders
-    def place(self, s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest") -> dict[str, Any]:
+    def place(self, s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest") -> Json:
         params = {"symbol": ai.market["id"], "side": req.side.value.upper(), "quantity": format(Decimal(str(req.amount)), "f"),
                   "newClientOrderId": order.client_order_id, "type": "MARKET" if req.price is None else "LIMIT"}
         if req.price is not None:
@@ -83,19 +84,19 @@ class PaperBroker:
             self.ex.match_resting()
 
     # ------------------------------------------------------------- state as ccxt shapes
-    def order_dict(self, ai: AssetInstance, o: SandboxOrder, fills: list[Fill] | None = None) -> dict[str, Any]:
+    def order_dict(self, ai: AssetInstance, o: SandboxOrder, fills: list[Fill] | None = None) -> Json:
         return {"id": str(o.order_id), "clientOrderId": o.client_id, "symbol": ai.symbol, "side": o.side.lower(),
                 "type": "market" if o.type == "MARKET" else "limit", "amount": float(o.qty), "price": float(o.price) or None,
                 "filled": float(o.filled), "cost": float(o.cum_quote), "status": STATUS[o.status], "timestamp": o.created_ms,
                 "reduceOnly": o.reduce_only, "trades": [self.trade_dict(ai, f) for f in fills or []]}
 
-    def trade_dict(self, ai: AssetInstance, f: Fill) -> dict[str, Any]:
+    def trade_dict(self, ai: AssetInstance, f: Fill) -> Json:
         return {"id": str(f.trade_id), "order": str(f.order_id), "clientOrderId": f.client_id, "symbol": ai.symbol,
                 "side": f.side.lower(), "amount": float(f.qty), "price": float(f.price), "timestamp": f.time_ms,
                 "fee": {"cost": float(f.commission), "currency": f.commission_asset}, "info": {"realizedPnl": str(f.realized_pnl)}}
 
-    def balance(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"info": {"paper": True}, "free": {}, "used": {}, "total": {}}
+    def balance(self) -> Json:
+        out: Json = {"info": {"paper": True}, "free": {}, "used": {}, "total": {}}
         if any(ai.is_margin for ai in self.s.universe.values()):
             mg = self.ex.futures_margins(self.acct)
             cur = self.s.config.main_currency

@@ -11,12 +11,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+from ..model.types import Json
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
 
 log = logging.getLogger("planar.engine.runner")
 
 
-def load_logic(spec: str, params: dict[str, Any] | None = None) -> Any:
+class Logic(Protocol):
+    """What the runner needs of a strategy's logic (a class named by ``logic`` in the config)."""
+
+    async def on_tick(self, s: "Strategy") -> None: ...
+
+
+def load_logic(spec: str, params: Json | None = None) -> Logic:
     """``"package.module:Class"`` -> an instance built with ``params``."""
     module, _, name = spec.partition(":")
     if not name:
@@ -28,7 +40,7 @@ def load_logic(spec: str, params: dict[str, Any] | None = None) -> Any:
     return cls(**(params or {}))
 
 
-def status(s: Any) -> dict[str, Any]:
+def status(s: "Strategy") -> Json:
     """What an operator wants to see: equity, PnL, open orders, watcher health, halt state."""
     m = s.risk.metrics()
     st = s.state
@@ -44,11 +56,11 @@ class RunResult:
     reason: str  # duration | stopped | halted
     ticks: int = 0
     errors: list[str] = field(default_factory=list)
-    final_status: dict[str, Any] = field(default_factory=dict)
+    final_status: Json = field(default_factory=dict)
 
 
-async def run(s: Any, logic: Any, duration: float | None = None, tick_interval: float = 1.0, stop: asyncio.Event | None = None,
-              on_status: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None, status_every: float = 5.0,
+async def run(s: "Strategy", logic: Logic, duration: float | None = None, tick_interval: float = 1.0, stop: asyncio.Event | None = None,
+              on_status: Callable[[Json], Awaitable[None] | None] | None = None, status_every: float = 5.0,
               fail_on_logic_error: bool = False) -> RunResult:
     """Tick the logic; a logic error is logged and counted (or, with ``fail_on_logic_error``, re-raised)."""
     stop = stop or asyncio.Event()

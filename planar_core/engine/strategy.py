@@ -14,24 +14,48 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
-from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
+from ..model import (
+    AssetInstance,
+    Balance,
+    Order,
+    OrderRequest,
+    OrderType,
+    Pending,
+    Position,
+    Side,
+    Trade,
+)
+from ..model.types import Json
 from ..state import PersistedState, StateStore
 from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
-from .submit import resolver
 from .events import EventSink, MemorySink
 from .lease import Lease, lease_path
-from .supervisor import Supervisor
-from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
+from .submit import resolver
+from .supervisor import Supervisor, TaskHealth
+from .watchers import (
+    balance_watcher,
+    ohlcv_watcher,
+    order_watcher,
+    position_watcher,
+    valuation_watcher,
+)
+
+if TYPE_CHECKING:
+    from ..alerts import AlertDispatcher
+    from ..risk.estop import EStopReport
+    from .paper import PaperBroker
+
 
 log = logging.getLogger("planar.engine")
 RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | None"]
@@ -67,18 +91,18 @@ class Strategy:
         self.risk_check: RiskCheck | None = None
         self.on_balance_update: list[Callable[["Strategy"], None]] = []
         self.on_price_update: list[Callable[["Strategy", AssetInstance], None]] = []
-        self.on_emergency_stop: list[Callable[["Strategy", Any], None]] = []
-        self.extra_tasks: dict[str, Callable[[Any], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
+        self.on_emergency_stop: list[Callable[["Strategy", "EStopReport"], None]] = []
+        self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
-        self.alerts: Any = None  # an AlertDispatcher, when configured
+        self.alerts: AlertDispatcher | None = None
         if config.alerts is not None:
             from ..alerts import AlertDispatcher, Redactor
 
             self.alerts = AlertDispatcher(config.alerts, redactor=Redactor(config.credentials.secret_values()))
-        self.broker: Any = None  # PaperBroker in paper mode
+        self.broker: PaperBroker | None = None  # paper mode
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
-        self._orphan_trades: dict[str, list[dict[str, Any]]] = {}
+        self._orphan_trades: dict[str, list[Json]] = {}
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
@@ -181,7 +205,7 @@ class Strategy:
         if self.running and self.broker is None:
             self.supervisor.start("resolver", lambda health: resolver(self, health))
 
-    def group(self) -> Any:
+    def group(self) -> AbstractContextManager[None]:
         """Group commit of the trace's durable events (a context manager; a no-op for sinks without it)."""
         group = getattr(self.sink, "group", None)
         return group() if callable(group) else contextlib.nullcontext()
@@ -192,7 +216,7 @@ class Strategy:
 
         send_alert(self, message, level)
 
-    async def emergency_stop(self, reason: str = "Manual trigger", close_positions: bool | None = None) -> Any:
+    async def emergency_stop(self, reason: str = "Manual trigger", close_positions: bool | None = None) -> "EStopReport":
         """The seed's emergency_stop!: halt, cancel all orders, optionally flatten, alert, record."""
         from ..risk.estop import emergency_stop
 
@@ -211,12 +235,12 @@ class Strategy:
         await self.client.close()
         self.lease.release()
 
-    def watcher_health(self) -> dict[str, dict[str, Any]]:
+    def watcher_health(self) -> dict[str, Json]:
         return {name: vars(h).copy() for name, h in self.supervisor.health.items()}
 
     # ----------------------------------------------------------------- the order call
     async def call(self, ai: AssetInstance | str, order_type: OrderType, side: Side, *, amount: float, price: float | None = None,
-                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: Any) -> Trade | Pending | None:
+                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: object) -> Trade | Pending | None:
         """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (not failed, no fill seen yet:
         the order is open, or its outcome is still unknown and being asked) or ``None`` (refused locally, refused by
         the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``."""
@@ -257,7 +281,7 @@ class Strategy:
     def cash(self, currency: str | None = None) -> Balance:
         return self.balances.get(currency or self.config.main_currency, Balance())
 
-    def apply_balance(self, raw: dict[str, Any], complete: bool = False) -> None:
+    def apply_balance(self, raw: Json, complete: bool = False) -> None:
         """Merge a balance update. ``complete``: a full snapshot (REST), where a missing currency means zero;
         websocket updates may carry only the currencies that changed.
 
@@ -287,7 +311,7 @@ class Strategy:
             self.sink.record("balance_updated", payload=changed)
             self._notify_balance()
 
-    def _spot_balance(self, raw: dict[str, Any], cur: str, complete: bool) -> Balance | None:
+    def _spot_balance(self, raw: Json, cur: str, complete: bool) -> Balance | None:
         entry = raw.get(cur)
         if not isinstance(entry, dict):
             if complete and cur in self.balances:
@@ -296,7 +320,7 @@ class Strategy:
                 return None
         return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
 
-    def _margin_balance(self, raw: dict[str, Any], cur: str) -> Balance | None:
+    def _margin_balance(self, raw: Json, cur: str) -> Balance | None:
         from ..risk.metrics import available_margin
 
         info = raw.get("info")
@@ -324,7 +348,7 @@ class Strategy:
         """Margin available for new orders in ``currency`` (the settle currency)."""
         return self.cash(currency).free
 
-    def apply_positions(self, raw: list[dict[str, Any]], complete: bool = False) -> None:
+    def apply_positions(self, raw: list[Json], complete: bool = False) -> None:
         seen = set()
         changed = {}
         for p in raw or []:
@@ -369,7 +393,7 @@ class Strategy:
         for hook in list(self.on_balance_update):
             self._run_hook(hook, self)
 
-    def _run_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+    def _run_hook(self, hook: Callable[..., object], *args: object) -> None:
         """Run one update hook (the breakers are hooks): a failure is recorded and alerted, never silent, and the
         other hooks still run."""
         try:
@@ -403,17 +427,17 @@ class Strategy:
         for hook in list(self.on_price_update):
             self._run_hook(hook, self, ai)
 
-    def apply_order(self, raw: dict[str, Any], source: str = "exchange") -> Order | None:
+    def apply_order(self, raw: Json, source: str = "exchange") -> Order | None:
         return _updates.apply_order(self, raw, source=source)
 
-    def apply_trade(self, raw: dict[str, Any]) -> Trade | None:
+    def apply_trade(self, raw: Json) -> Trade | None:
         return _updates.apply_trade(self, raw)
 
 
 def strategy(name: str, mode: Live | Paper | str | None = None, exchange: str | None = None, sandbox: bool | None = None, *,
              config_path: str | Path | None = None, sink: EventSink | None = None,
              secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None,
-             **overrides: Any) -> Strategy:
+             **overrides: object) -> Strategy:
     """Build a Strategy from the config file (optional), ``PLANAR_*`` variables and keyword overrides.
 
     ``mode`` (``Live()``, ``Paper()``, ``"live"`` or ``"paper"``), ``exchange`` and ``sandbox`` override the file only
@@ -422,7 +446,7 @@ def strategy(name: str, mode: Live | Paper | str | None = None, exchange: str | 
     Credentials are read from the environment variables the config names (or ``secrets_provider``).
     ``sandbox=False`` in live mode requires ``confirm_live_trading=True``.
     """
-    given: dict[str, Any] = {"name": name}
+    given: Json = {"name": name}
     if mode is not None:
         given["mode"] = _mode_name(mode)
     if exchange is not None:

@@ -18,16 +18,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..exchange.client import is_order
-from ..exchange.errors import ClockSkew, DuplicateOrder, ExchangeOpError, OrderNotFound, PermanentError, RateLimited
+from ..exchange.errors import (
+    ClockSkew,
+    DuplicateOrder,
+    ExchangeOpError,
+    OrderNotFound,
+    PermanentError,
+    RateLimited,
+)
 from ..model import AssetInstance, Order, OrderStatus
+from ..model.types import Json
 from .updates import apply_order, transition
 
 if TYPE_CHECKING:
     from ..model import OrderRequest
     from .strategy import Strategy
+    from .supervisor import TaskHealth
 
 log = logging.getLogger("planar.engine.submit")
 LOOKUP_BACKOFF = (0.05, 2.0)  # first and largest pause between look-ups of an unknown order
@@ -57,7 +66,7 @@ def absence_proven(s: "Strategy", order: Order) -> bool:
             and time.time() - order.sent_at >= s.config.order_monitoring.absent_after)
 
 
-async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1) -> dict[str, Any] | None:
+async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1) -> Json | None:
     """The order with this client id on the exchange, or None when the exchange answers that it has none.
     Raises ExchangeOpError when the exchange could not be asked."""
     t = s.config.timeouts.order_placement if timeout is None else timeout
@@ -68,7 +77,7 @@ async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = N
         return None
 
 
-async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) -> dict[str, Any] | Absent | None:
+async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) -> Json | Absent | None:
     """One look-up of an order whose outcome is unknown: its exchange record, ABSENT once proven, or None (not yet known)."""
     try:
         raw = await lookup(s, ai.symbol, order.client_order_id, timeout=timeout, retries=0)
@@ -82,7 +91,7 @@ async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) 
     return ABSENT if absence_proven(s, order) else None
 
 
-async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: float) -> dict[str, Any] | Absent | None:
+async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: float) -> Json | Absent | None:
     """Look the order up with backoff until found, proven absent, or ``deadline`` (loop time) passes (None)."""
     loop = asyncio.get_running_loop()
     pause = LOOKUP_BACKOFF[0]
@@ -101,7 +110,7 @@ async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: floa
 
 
 async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest", ccxt_type: str,
-                 extra: dict[str, Any]) -> dict[str, Any]:
+                 extra: Json) -> Json:
     """Send the order; returns the exchange's order. Raises Rejected (never booked) or OutcomeUnknown."""
     if s.broker is not None:
         try:
@@ -147,7 +156,7 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequ
         log.info("order %s proven absent; sending it again with the same client id", order.client_order_id)
 
 
-async def resolver(s: "Strategy", health: Any) -> None:
+async def resolver(s: "Strategy", health: "TaskHealth") -> None:
     """Background task: keep asking the exchange about every ``unknown`` order until it answers; ends when none is left."""
     pause: dict[str, float] = {}
     due: dict[str, float] = {}

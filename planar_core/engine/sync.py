@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError
-
 from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade
+from ..model.types import Json
 from .submit import lookup
 from .updates import apply_order, apply_trade, find
 
@@ -141,7 +141,7 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     return n
 
 
-def _traced_trades(s: "Strategy", since_ms: int) -> list[dict[str, Any]]:
+def _traced_trades(s: "Strategy", since_ms: int) -> list[Json]:
     files = getattr(s.sink, "files", None)
     if files is not None:
         from datetime import datetime, timezone
@@ -264,7 +264,7 @@ def _decide(s: "Strategy", symbol: str, cid: str, outcome: str | None, reason: s
         s.alert(f"intent {cid} on {symbol}: {reason}", "warning")
 
 
-def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: dict[str, Any]) -> None:
+def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: Json) -> None:
     """An intent whose fate the exchange has not told yet: an ``unknown`` order the resolver keeps asking about."""
     if ai is None or cid in ai.orders:
         return

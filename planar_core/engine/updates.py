@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade, legal
 from ..model.status import FROM_CCXT
+from ..model.types import Json
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -63,14 +64,14 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     return True
 
 
-def apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool = False, source: str = "exchange") -> Order | None:
+def apply_order(s: "Strategy", raw: Json, emulate_now: bool = False, source: str = "exchange") -> Order | None:
     """Merge an order update (REST or websocket) into local state; adopts orders it does not know. Its events
     (status, trades) are durable together before this returns (group commit)."""
     with s.group():
         return _apply_order(s, raw, emulate_now, source)
 
 
-def _apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool, source: str) -> Order | None:
+def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Order | None:
     ai = s.universe.get(raw.get("symbol"))
     if ai is None:
         return None
@@ -112,7 +113,7 @@ def _apply_order(s: "Strategy", raw: dict[str, Any], emulate_now: bool, source: 
     return order
 
 
-def _order_type(raw: dict[str, Any]) -> OrderType:
+def _order_type(raw: Json) -> OrderType:
     if raw.get("type") == "market":
         return OrderType.MARKET
     if raw.get("postOnly"):
@@ -134,7 +135,7 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     _record_trade(s, ai, order, trade)
 
 
-def apply_trade(s: "Strategy", raw: dict[str, Any]) -> Trade | None:
+def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
     ai = s.universe.get(raw.get("symbol"))
     if ai is None:
         return None

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .supervisor import TaskHealth
 
@@ -161,7 +161,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
     cfg = s.config.order_monitoring
     symbol = ai.symbol
     idle_since: list[float] = [time.monotonic()]
-    watches: dict[str, asyncio.Future[Any] | None] = {"orders": None, "trades": None}
+    watches: dict[str, asyncio.Future[object] | None] = {"orders": None, "trades": None}
 
     def idle() -> bool:
         if not s.running:
@@ -291,7 +291,7 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
     return body
 
 
-def _is_balance(x: Any) -> bool:
+def _is_balance(x: object) -> bool:
     from ..exchange.client import is_balance
 
     return is_balance(x)

@@ -22,27 +22,34 @@ import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
 from ..engine.events import EventSink, MemorySink
+from ..model.types import Json
 from .endpoints import point_at_sandbox
-from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited, map_error
+from .errors import (
+    ClockSkew,
+    ExchangeOpError,
+    MalformedResponse,
+    RateLimited,
+    map_error,
+)
 from .limiter import OrderPacer, RequestWindow, WeightGuard, ccxt_rate_options
 
 log = logging.getLogger("planar.exchange")
 T = TypeVar("T")
-Validator = Callable[[Any], bool]
+Validator = Callable[[object], bool]
 
 
-def is_balance(x: Any) -> bool:
+def is_balance(x: object) -> bool:
     """A parsed balance with no negative amount (an exchange never owes a spot account)."""
     if not (isinstance(x, dict) and isinstance(x.get("info"), (dict, list)) and x.get("info")):
         return False
     return all(v is None or v >= 0 for k in ("free", "total") for v in (x.get(k) or {}).values())
 
 
-def is_order(x: Any) -> bool:
+def is_order(x: object) -> bool:
     return isinstance(x, dict) and x.get("id") is not None and x.get("symbol") is not None
 
 
-def is_list(x: Any) -> bool:
+def is_list(x: object) -> bool:
     return isinstance(x, list)
 
 
@@ -78,10 +85,10 @@ class StrictBinance(ccxtpro.binance):  # type: ignore[misc]
 def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
     """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
     creds = cfg.credentials
-    options: dict[str, Any] = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
+    options: Json = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
                                "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False,
                                "adjustForTimeDifference": True}  # sign with the exchange's clock, measured at load_markets
-    conf: dict[str, Any] = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
+    conf: Json = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
                             "options": options, **ccxt_rate_options(cfg.rate_limits)}
     if creds.api_key is not None:
         conf["apiKey"] = creds.api_key.get_secret_value()
@@ -114,7 +121,7 @@ class ExchangeClient:
         self._rng = random.Random()
 
     @property
-    def markets(self) -> dict[str, Any]:
+    def markets(self) -> Json:
         return self.ex.markets or {}
 
     async def close(self) -> None:
@@ -192,13 +199,13 @@ class ExchangeClient:
         if self.trace_api_calls:
             self.sink.record("api_call", endpoint=op, latency_ms=(time.perf_counter() - started) * 1000, result=result, code=code)
 
-    async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[Any]], int]], timeout: float) -> list[Any]:
+    async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[object]], int]], timeout: float) -> list[Any]:
         """The seed's batch_order_operations: run (op, fn, weight) in batches of at most a tenth of the
         minute's weight budget; batches run concurrently inside, one after another outside, and
         ccxt's throttle plus the weight guard pace them. Errors are returned in place, not raised."""
         budget = max(1, self.cfg.rate_limits.weight_per_minute // 10)
-        batches: list[list[tuple[str, Callable[[], Awaitable[Any]], int]]] = []
-        current: list[tuple[str, Callable[[], Awaitable[Any]], int]] = []
+        batches: list[list[tuple[str, Callable[[], Awaitable[object]], int]]] = []
+        current: list[tuple[str, Callable[[], Awaitable[object]], int]] = []
         weight = 0
         for op in operations:
             if current and weight + op[2] > budget:
@@ -209,7 +216,7 @@ class ExchangeClient:
         if current:
             batches.append(current)
         self.last_batch_count = len(batches)
-        results: list[Any] = []
+        results: list[object] = []
         for group in batches:
             out = await asyncio.gather(*(self.call(name, fn, timeout) for name, fn, _ in group), return_exceptions=True)
             results.extend(out)

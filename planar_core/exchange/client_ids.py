@@ -19,8 +19,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+from ..model.types import Json
 from ..state import atomic_write_json, fsync_dir
 
 BLOCK = 1000
@@ -81,25 +81,25 @@ class IntentJournal:
         self.fsync = fsync
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def _append(self, record: dict[str, Any], sync: bool = False) -> None:
+    def _append(self, record: Json, sync: bool = False) -> None:
         os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
         if sync and self.fsync:
             os.fsync(self._fd)
 
-    def intent(self, client_order_id: str, **fields: Any) -> None:
+    def intent(self, client_order_id: str, **fields: object) -> None:
         """Durable before the request is sent (fsync'd unless disabled): a restart can always ask about it."""
         self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields}, sync=True)
 
     def outcome(self, client_order_id: str, status: str, order_id: str | None = None, reason: str | None = None) -> None:
         """The intent's fate as the exchange told it: accepted (with its id), rejected, or failed (never booked)."""
-        record: dict[str, Any] = {"t": int(time.time() * 1000), "kind": "outcome", "cid": client_order_id, "status": status, "id": order_id}
+        record: Json = {"t": int(time.time() * 1000), "kind": "outcome", "cid": client_order_id, "status": status, "id": order_id}
         if reason:
             record["reason"] = reason
         self._append(record)
 
-    def unresolved(self) -> dict[str, dict[str, Any]]:
+    def unresolved(self) -> dict[str, Json]:
         """Intents that never got an outcome (the process died in between)."""
-        pending: dict[str, dict[str, Any]] = {}
+        pending: dict[str, Json] = {}
         if not self.path.is_file():
             return pending
         for line in self.path.read_text().splitlines():

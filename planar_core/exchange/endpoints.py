@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.types import Json
+
 REST_PATHS = {
     "public": "/api/v3", "private": "/api/v3", "v1": "/api/v1",
     "sapi": "/sapi/v1", "sapiV2": "/sapi/v2", "sapiV3": "/sapi/v3", "sapiV4": "/sapi/v4",
@@ -19,10 +21,10 @@ REST_PATHS = {
 }
 
 
-def sandbox_urls(base_url: str, ws_url: str) -> dict[str, Any]:
+def sandbox_urls(base_url: str, ws_url: str) -> Json:
     """The ``urls['test']`` table for a sandbox at ``base_url`` / ``ws_url``."""
     base_url, ws_url = base_url.rstrip("/"), ws_url.rstrip("/")
-    urls: dict[str, Any] = {name: base_url + path for name, path in REST_PATHS.items()}
+    urls: Json = {name: base_url + path for name, path in REST_PATHS.items()}
     urls["ws"] = {
         "spot": f"{ws_url}/stream/ws",
         "margin": f"{ws_url}/stream/ws",

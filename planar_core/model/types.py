@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from .status import OrderStatus
+
+Json = dict[str, object]
+"""A JSON-shaped mapping read field by field: an event's fields, a raw ccxt structure (order, trade, balance,
+position, market), a persisted record. ``object`` values, not ``Any``: a reader converts what it uses."""
 
 
 class OrderType(str, Enum):
@@ -159,7 +162,7 @@ class AssetInstance:
     """Everything the strategy tracks for one symbol of its universe."""
 
     symbol: str
-    market: dict[str, Any]
+    market: Json
     max_position: float | None = None
     risk_per_trade: float | None = None
     orders: OrderMap = field(default_factory=OrderMap)  # by client order id

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError, OrderNotFound
+from ..model.types import Json
 
 if TYPE_CHECKING:
+    from ..config import StrategyConfig
     from ..engine.strategy import Strategy
+    from ..model import AssetInstance
 
 log = logging.getLogger("planar.risk.estop")
 
@@ -55,7 +59,7 @@ class EStopReport:
             parts.append(f"UNVERIFIED {self.unverified}")
         return f"NOT CLEAN after {self.seconds:.1f}s: " + "; ".join(parts) + f" (cancelled {self.cancelled})"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> Json:
         return {**vars(self), "clean": self.clean}
 
 
@@ -170,7 +174,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
         attempt += 1
 
 
-def _negligible(s: "Strategy", ai: Any, qty: float) -> bool:
+def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
     """Nothing to close: zero, or below what the market lets anyone trade (dust)."""
     if qty <= 0:
         return True
@@ -235,8 +239,8 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     return report
 
 
-async def emergency_stop_standalone(config: Any, reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
-                                    secrets_provider: Any = None) -> EStopReport:
+async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
+                                    secrets_provider: Callable[[str], str | None] | None = None) -> EStopReport:
     """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.
 
     The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to

@@ -19,13 +19,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..model import Side
+from ..model.types import Json
 from . import metrics as M
 from .estop import EStopReport, emergency_stop
 
 if TYPE_CHECKING:
-    from ..model import OrderRequest
     from ..engine.strategy import Strategy
-    from ..model import AssetInstance
+    from ..engine.supervisor import TaskHealth
+    from ..model import AssetInstance, OrderRequest
 
 log = logging.getLogger("planar.risk")
 VOL_FACTOR_BOUNDS = (0.25, 1.0)
@@ -131,7 +132,7 @@ class RiskManager:
     def _day_and_peak(self, eq: float) -> tuple[float, float]:
         """Day-start and peak equity, kept in the persisted state so restarts and the daily-reset flow share them."""
         st = self.s.state_store.load()
-        changes: dict[str, Any] = {}
+        changes: Json = {}
         if st.day != utc_day() or st.day_start_equity is None:
             changes.update(day=utc_day(), day_start_equity=eq)
         peak = max(st.peak_equity or eq, eq)
@@ -216,7 +217,7 @@ class RiskManager:
         self.last = M.compute(self.s, st.day_start_equity, max(st.peak_equity or eq, eq))
         return self.last
 
-    async def monitor_body(self, health: Any) -> None:
+    async def monitor_body(self, health: "TaskHealth") -> None:
         while self.s.running:
             await asyncio.sleep(self.cfg.monitor_interval)
             await self.monitor_once()

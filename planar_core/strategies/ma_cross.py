@@ -8,11 +8,15 @@ execution policy (``Strategy.execute``), which auto-tuning adjusts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model import Side
+
+if TYPE_CHECKING:
+    from ..engine.strategy import Strategy
+
 
 
 @dataclass
@@ -23,7 +27,7 @@ class MACross:
     timeframe: str = "1m"
     last_signal: dict[str, int] = field(default_factory=dict)
 
-    async def on_tick(self, s: Any) -> None:
+    async def on_tick(self, s: "Strategy") -> None:
         for ai in s.universe.values():
             candles = ai.ohlcv.get(self.timeframe) or []
             if len(candles) < self.slow + 1 or not ai.last_price:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..model.types import Json
 from .reading import extract_events_by_date
 
 NAN = math.nan
@@ -86,7 +87,7 @@ def analyze_execution_quality(df: pd.DataFrame) -> dict[str, float]:
             "avg_execution_time": _stat(t["execution_s"], "mean"), "median_execution_time": _stat(t["execution_s"], "median")}
 
 
-def analyze_timing_patterns(df: pd.DataFrame) -> dict[str, Any]:
+def analyze_timing_patterns(df: pd.DataFrame) -> Json:
     kinds = df["kind"].astype(str)
     placed = df[kinds == "order_placed"]
     by_hour = placed["timestamp"].dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
@@ -98,7 +99,7 @@ def analyze_timing_patterns(df: pd.DataFrame) -> dict[str, Any]:
             "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)}}
 
 
-def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> dict[str, Any]:
+def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> Json:
     """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
@@ -126,7 +127,7 @@ class TuningBounds(BaseModel):
 
 
 # The execution policy's parameters (engine/execution.py reads them; nothing else does).
-DEFAULTS: dict[str, Any] = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0,
+DEFAULTS: Json = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0,
                             "use_market_orders_threshold": 0.0}
 
 
@@ -141,7 +142,7 @@ class Proposal:
 @dataclass
 class TuningResult:
     change_id: str
-    analysis: dict[str, Any]
+    analysis: Json
     proposals: list[Proposal] = field(default_factory=list)
     applied: list[Proposal] = field(default_factory=list)
 
@@ -153,7 +154,7 @@ def _clamp(bounds: TuningBounds, param: str, old: float, new: float) -> float:
     return float(min(max(new, lo), hi))
 
 
-def propose(analysis: dict[str, Any], current: dict[str, Any], bounds: TuningBounds) -> list[Proposal]:
+def propose(analysis: Json, current: Json, bounds: TuningBounds) -> list[Proposal]:
     """The seed's rules, each change bounded and explained."""
     params = {**DEFAULTS, **current}
     out: list[Proposal] = []
@@ -223,6 +224,6 @@ def revert_tuning(s: Any, change_id: str) -> list[Proposal]:
     return reverted
 
 
-def tuned_parameters(s: Any) -> dict[str, Any]:
+def tuned_parameters(s: Any) -> Json:
     """What the running engine uses: defaults overlaid with the persisted tuned values."""
     return {**DEFAULTS, **{k: v for k, v in s.state_store.load().tuned_params.items() if not k.startswith("_")}}

@@ -13,11 +13,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 import zarr
 
+from ..model.types import Json
 from .schema import KIND_CODE, MARKET_DATA_KINDS
 from .store import EventTrace, Manifest, Segment, TraceFiles, write_segment
 
@@ -38,7 +38,7 @@ class CompactionReport:
     archived: int
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> Json:
         return dict(vars(self))
 
 

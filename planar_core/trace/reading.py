@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..model.types import Json
 from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
 from .store import EventTrace, Manifest, Segment, TraceFiles
 
@@ -40,8 +41,8 @@ class _Moved(Exception):
     """The trace changed under a read (a file of the snapshot vanished)."""
 
 
-def _wal_events(files: TraceFiles, m: Manifest) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+def _wal_events(files: TraceFiles, m: Manifest) -> list[Json]:
+    events: list[Json] = []
     for seq in files.list_wal():
         if seq <= m.wal_consumed:
             continue
@@ -81,7 +82,7 @@ def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | 
     blob = bytes(g["payload"][first:int(ends[-1])]) if len(ends) and int(ends[-1]) > first else b""
     offsets = np.concatenate([[0], ends - first]).astype(np.int64)
     payload = [json.loads(blob[offsets[i]:offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
-    data: dict[str, Any] = {
+    data: Json = {
         "timestamp": pd.to_datetime(g["timestamp"][start:stop], utc=True),
         "kind": pd.Categorical.from_codes(g["kind"][start:stop].astype(np.int16), categories=list(KINDS)),
     }
@@ -99,7 +100,7 @@ def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | 
     return df
 
 
-def _events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+def _events_frame(events: list[Json]) -> pd.DataFrame:
     if not events:
         return pd.DataFrame(columns=COLUMNS)
     rows = []
@@ -127,7 +128,7 @@ def _finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df
 
 
-def to_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+def to_records(df: pd.DataFrame) -> list[Json]:
     """The seed's event dicts: core columns plus the payload's fields, empty values dropped."""
     out = []
     for row in df.itertuples(index=False):

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ..model.types import Json
 from .reading import read_trace, to_records
 from .store import EventTrace, TraceFiles
+
+if TYPE_CHECKING:
+    from ..engine.strategy import Strategy
+
 
 ORDER_STATUS = {"order_placed": "open", "order_adopted": "open", "order_updated": None, "order_filled": "closed",
                 "order_cancelled": "canceled", "order_failed": "failed"}
@@ -73,7 +78,7 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
     return ReplayedState(orders, trades.reset_index(drop=True), balances, positions, len(df))
 
 
-def replay_from_trace(s: Any, on_event: Callable[[Any, dict[str, Any]], None] | None = None) -> ReplayedState:
+def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = None) -> ReplayedState:
     """Rebuild state from ``s``'s trace (a Strategy with an EventTrace sink, an EventTrace, or a trace root).
 
     When ``s`` is a Strategy, its local state (orders per asset, trades, balances, positions) is replaced by the
@@ -94,7 +99,7 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, dict[str, Any]], None] | 
     return state
 
 
-def _load_into_strategy(s: Any, state: ReplayedState) -> None:
+def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
     from ..model import Balance, Order, OrderType, Position, Side, Trade
 
     for ai in s.universe.values():

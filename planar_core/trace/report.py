@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..model.types import Json
 from .analysis import execution_table  # noqa: E402
 
 
@@ -28,13 +29,13 @@ def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
     return s
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:,.4f}"
     return html.escape(str(v))
 
 
-def _table(title: str, data: dict[str, Any]) -> str:
+def _table(title: str, data: Json) -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in data.items() if not isinstance(v, dict))
     return f"<h2>{html.escape(title)}</h2><table>{rows}</table>"
 
@@ -55,7 +56,7 @@ def _plot(path: Path, title: str, draw: Any) -> str:
     return path.name
 
 
-def write_report(analysis: dict[str, Any], out_dir: Path | str, currency: str = "USDT", title: str = "Planar trading report") -> dict[str, Path]:
+def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", title: str = "Planar trading report") -> dict[str, Path]:
     """Write report.html plus equity.png, pnl.png, slippage.png, fill_latency.png; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def write_report(analysis: dict[str, Any], out_dir: Path | str, currency: str = 
     return {"html": report, **pngs}
 
 
-def analysis_markdown(analysis: dict[str, Any]) -> str:
+def analysis_markdown(analysis: Json) -> str:
     """The analysis as markdown tables (for Prefect artifacts and alerts)."""
     parts = []
     for section in ("orders", "execution"):

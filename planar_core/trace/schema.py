@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 import numpy as np
+
+from ..model.types import Json
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +41,7 @@ SIDE_NAMES = {0: None, 1: "buy", 2: "sell"}
 CORE = ("timestamp", "kind", *STRINGS, "side", *FLOATS)
 
 
-def encode_strings(values: list[Any], width: int) -> np.ndarray:
+def encode_strings(values: list[object], width: int) -> np.ndarray:
     out = np.zeros((len(values), width), dtype=np.uint8)
     raw = np.array([("" if v is None else str(v)).encode()[:width] for v in values], dtype=f"S{width}")
     if len(values):
@@ -56,7 +57,7 @@ def decode_strings(matrix: np.ndarray) -> np.ndarray:
     return np.char.decode(raw, "utf-8").astype(object)
 
 
-def _num(v: Any) -> float:
+def _num(v: object) -> float:
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -64,7 +65,7 @@ def _num(v: Any) -> float:
     return f
 
 
-def split_event(event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+def split_event(event: Json) -> tuple[Json, bytes]:
     """Core columns and the JSON payload of one event (everything that is not a core column)."""
     kind = event["kind"]
     core = {"timestamp": int(event["timestamp"]), "kind": KIND_CODE.get(kind, 0),
@@ -79,7 +80,7 @@ def split_event(event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     return core, (json.dumps(rest, separators=(",", ":"), default=str).encode() if rest else b"")
 
 
-def columns_from_events(events: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def columns_from_events(events: list[Json]) -> dict[str, np.ndarray]:
     """Columnar arrays for a batch of events."""
     cores, payloads = [], []
     for e in events:

@@ -36,7 +36,13 @@ import fsspec
 import numpy as np
 import zarr
 
-from .schema import DURABLE_KINDS, MARKET_DATA_KINDS, SCHEMA_VERSION, columns_from_events
+from ..model.types import Json
+from .schema import (
+    DURABLE_KINDS,
+    MARKET_DATA_KINDS,
+    SCHEMA_VERSION,
+    columns_from_events,
+)
 
 log = logging.getLogger("planar.trace")
 
@@ -217,8 +223,8 @@ class EventTrace:
         self._last_checkpoint = time.monotonic()
         self.trace_market_data = trace_market_data
         self.trace_api_calls = trace_api_calls
-        self._buffer: list[dict[str, Any]] = []
-        self._wal_pending: list[dict[str, Any]] = []  # in WAL files, not yet in a segment
+        self._buffer: list[Json] = []
+        self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
         self._lock = threading.RLock()
         self._last_ts = 0
         self._last_flush = time.monotonic()
@@ -244,7 +250,7 @@ class EventTrace:
         """A killed writer may have left WAL files no segment holds: move them into a segment before anything
         new is written, so no later checkpoint can mark them consumed without their events."""
         leftover = [seq for seq in self.files.list_wal() if seq > m.wal_consumed]
-        events: list[dict[str, Any]] = []
+        events: list[Json] = []
         for seq in leftover:
             raw = self.files.read(f"wal/{seq:012d}.jsonl")
             for line in (raw or b"").decode().splitlines():
@@ -273,7 +279,7 @@ class EventTrace:
         self._lock_fd = fd
 
     # ------------------------------------------------------------- EventSink
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, **fields: object) -> None:
         if self.closed:
             raise TraceClosedError(f"record({kind!r}) on the closed trace {self.root}")
         if kind in MARKET_DATA_KINDS and not self.trace_market_data:
@@ -383,7 +389,7 @@ class EventTrace:
             self._lock_fd = None
 
     # ------------------------------------------------------------- convenience reads (tests, reports)
-    def of(self, kind: str) -> list[dict[str, Any]]:
+    def of(self, kind: str) -> list[Json]:
         """Every recorded event of one kind (flushes first)."""
         from .reading import extract_events_by_date, to_records
 
@@ -391,7 +397,7 @@ class EventTrace:
         return to_records(extract_events_by_date(self.files, kind=kind))
 
     @property
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[Json]:
         from .reading import read_trace, to_records
 
         self.flush()
