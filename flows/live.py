@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,7 +77,12 @@ async def take_over_zombies(s: Strategy) -> list[str]:
 @contextlib.contextmanager
 def sigterm_stops(control: EngineControl) -> Any:
     """SIGTERM (a worker or runner cancelling the run, ``kill``, a container stop) stops the engine cleanly instead
-    of interrupting it mid-cleanup: watchers stopped, trace flushed, report written, run Cancelled."""
+    of interrupting it mid-cleanup: watchers stopped, trace flushed, report written, run Cancelled.
+
+    In a process a runner or worker started for this run alone (``PREFECT__FLOW_RUN_ID`` set), the handler stays
+    until the process exits: a runner that saw the run Cancelling sends SIGTERM whenever it gets to it, possibly
+    after the flow returned and before its final state is recorded, and Prefect's own handler would then mark the
+    run Crashed. In a process that lives on (``planar run``, the demo, tests) the previous handler comes back."""
     loop = asyncio.get_running_loop()
     try:
         previous = signal.getsignal(signal.SIGTERM)
@@ -87,8 +93,9 @@ def sigterm_stops(control: EngineControl) -> Any:
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)
+        if not os.environ.get("PREFECT__FLOW_RUN_ID"):
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
 
 
 @flow(name="live_strategy", retries=2, retry_delay_seconds=10, log_prints=True)
@@ -111,28 +118,35 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
     session_start = datetime.now(UTC)
     stop = asyncio.Event()
     control = EngineControl(s, stop, since=session_start)
+    with sigterm_stops(control):  # until the flow returns: a runner's SIGTERM during the report must not crash the run
+        return await _session(s, control, stop, session_start, duration, report_dir)
+
+
+async def _session(s: "Strategy", control: EngineControl, stop: asyncio.Event, session_start: datetime, duration: float | None,
+                   report_dir: str | None) -> Any:
+    """Start, trade until told to stop, stop, report; the run's final state says why it ended."""
+    logger = get_run_logger()
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
     watcher = asyncio.create_task(control.watch())
     watcher_runs = WatcherRuns()
     s.supervisor.observer = watcher_runs  # one long-lived task run per engine watcher, shown in the run's graph
     try:
-        with sigterm_stops(control):
-            try:
-                await s.start()  # takes the lease; start-up sync reconciles intents: a retry never duplicates an order
-            except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease)
-                return await permanent_failure(exc)
-            await take_over_zombies(s)
-            logic = load_logic(s.config.logic, s.config.logic_params)
-            logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
+        try:
+            await s.start()  # takes the lease; start-up sync reconciles intents: a retry never duplicates an order
+        except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease)
+            return await permanent_failure(exc)
+        await take_over_zombies(s)
+        logic = load_logic(s.config.logic, s.config.logic_params)
+        logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
-            async def publish(st: dict[str, Any]) -> None:
-                await status_artifact.publish(status_markdown(st))
+        async def publish(st: dict[str, Any]) -> None:
+            await status_artifact.publish(status_markdown(st))
 
-            result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
-                               fail_on_logic_error=s.config.logic_errors == "fail")
-            await control.settled()  # an e-stop request being handled finishes before the engine stops
-            await publish(result.final_status)
-            logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
+        result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
+                           fail_on_logic_error=s.config.logic_errors == "fail")
+        await control.settled()  # an e-stop request being handled finishes before the engine stops
+        await publish(result.final_status)
+        logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
     finally:
         stop.set()
         watcher.cancel()

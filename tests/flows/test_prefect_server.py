@@ -210,7 +210,11 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         estops_before = {r.id for r in await runs_of("emergency_stop")}
         live3 = await run_deployment("live_strategy/served-live", timeout=0)
         await wait_for(lambda: _running(live3.id), timeout=60, interval=0.2)
-        await asyncio.sleep(1.0)  # the engine's breakers have their baseline (day-start equity) before the drop
+
+        async def ticking() -> bool:  # the first status is published after start-up sync, with prices and balances
+            return any(a.flow_run_id == live3.id for a in await artifacts("served-status"))
+
+        await wait_for(ticking, timeout=60, interval=0.2)
         sandbox.ex.markets[("spot", "BTCUSDT")].shock = 0.5
         sandbox.hub.publish_now()
         st = await final_state(live3.id)
@@ -220,13 +224,12 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
             return len({r.id for r in await runs_of("emergency_stop")} - estops_before) >= 1
 
         await wait_for(one_estop_run, timeout=60, interval=0.5)
-        new = [r for r in await runs_of("emergency_stop") if r.id not in estops_before]
-        await asyncio.sleep(3)  # a second (duplicate) run would be created by now
+        first = [r for r in await runs_of("emergency_stop") if r.id not in estops_before][0]
+        assert (await final_state(first.id)).is_completed()  # by then, duplicate triggers would have made their runs
         new = [r for r in await runs_of("emergency_stop") if r.id not in estops_before]
         assert len(new) == 1
         p = new[0].parameters
         assert p["strategy"] == "served" and p["account"].startswith("binance-") and p["config_path"].endswith("served.json")
-        assert (await final_state(new[0].id)).is_completed()
     finally:
         server.stop()
     assert server.proc.returncode is not None
