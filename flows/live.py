@@ -63,9 +63,10 @@ async def take_over_zombies(s: Strategy) -> list[str]:
         return []
     crashed = []
     async with get_client() as client:
+        mine = (await client.read_flow_run(me)).start_time
         for r in await live_runs(s.name, states=("RUNNING", "CANCELLING")):
-            if str(r.id) == str(me):
-                continue
+            if str(r.id) == str(me) or (mine is not None and r.start_time is not None and r.start_time >= mine):
+                continue  # a run that started after this one is still on its way to the lease, which refuses it
             await client.set_flow_run_state(r.id, Crashed(message=f"superseded: its engine holds no lease (process gone); "
                                                                   f"flow run {me} took over"), force=True)
             crashed.append(str(r.id))
