@@ -66,6 +66,9 @@ class SandboxExchange:
         self.accounts: dict[str, Account] = {}
         self.matching_paused = False  # freeze resting orders (admin: POST /admin/matching)
         self.listeners: list[Listener] = []
+        # (kind, symbol) -> (last update id, bids, asks) of the book as the diff-depth stream last published it
+        self.depth_published: dict[tuple[str, str], tuple[int, list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.depth_streamed: set[tuple[str, str]] = set()  # (kind, symbol) a diff-depth stream publishes now
         self._order_ids = itertools.count(1_000_001)
         self._trade_ids = itertools.count(5_000_001)
         self.wall_anchor_ms = self.now_ms()

@@ -90,14 +90,30 @@ def _p(m: Market, price: float) -> str:
     return s(Decimal(repr(price)).quantize(m.spec.tick_size))
 
 
+def book_levels(ex: SandboxExchange, m: Market) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    """(bids, asks) of the synthetic book now, best first."""
+    mid = ex.mid(m)
+    return (ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "SELL"),
+            ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "BUY"))
+
+
 def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
+    """The book snapshot. While a diff-depth stream publishes the symbol, the snapshot is the book as of that
+    stream's last update (``lastUpdateId`` = its ``u``), so a client that applies the stream's diffs on top of it
+    (as Binance documents, and ccxt does) holds exactly the published book."""
     m = ex.market(kind, p.get("symbol"))
     limit = int(p.get("limit") or 100)
-    mid = ex.mid(m)
-    asks = ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "BUY")[:limit]
-    bids = ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "SELL")[:limit]
     now = ex.now_ms()
-    return {"lastUpdateId": now, "E": now, "T": now, "bids": [[s(pr), s(q)] for pr, q in bids], "asks": [[s(pr), s(q)] for pr, q in asks]}
+    key = (kind, m.spec.symbol)
+    published = ex.depth_published.get(key)
+    if published is not None and key in ex.depth_streamed:
+        last_id, bids, asks = published
+    else:  # recorded, so that a diff stream starting now continues from exactly this snapshot
+        last_id = max(now, published[0] + 1) if published is not None else now
+        bids, asks = book_levels(ex, m)
+        ex.depth_published[key] = (last_id, bids, asks)
+    return {"lastUpdateId": last_id, "E": now, "T": now, "bids": [[s(pr), s(q)] for pr, q in bids[:limit]],
+            "asks": [[s(pr), s(q)] for pr, q in asks[:limit]]}
 
 
 def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:

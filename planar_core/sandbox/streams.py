@@ -5,6 +5,12 @@ and the futures listen-key user stream, laid out as ccxt.pro's binance expects:
 * spot user data          ``/ws-api/v3``       (``userDataStream.subscribe.signature``)
 * futures market streams  ``/fstream/market/ws/<n>``, ``/fstream/public/ws/<n>``
 * futures user data       ``/fstream/private/ws?listenKey=...``
+
+and as Binance documents them, for any other client (only the host changes):
+
+* spot     ``/ws/<stream>`` (raw), ``/ws`` (SUBSCRIBE), ``/stream?streams=<a>/<b>`` (combined:
+  ``{"stream": ..., "data": ...}``); a spot listen key as a stream name carries the account's events
+* futures  the same under ``/fstream``: ``/fstream/ws/<stream>``, ``/fstream/ws``, ``/fstream/stream?streams=...``
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Conn:
     streams: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=dict)  # api key -> subscription id
     listen_key: str | None = None
+    combined: bool = False  # /stream?streams=...: every message in a {"stream", "data"} envelope
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
 
     def send(self, payload: object) -> None:
@@ -63,16 +70,22 @@ class StreamHub:
         app.router.add_get("/fstream/{cat}/ws", self._futures)
         app.router.add_get("/fstream/{cat}/ws/{n}", self._futures)
         app.router.add_get("/ws-api/v3", self._ws_api)
+        for prefix, kind in (("", "spot"), ("/fstream", "linear")):
+            for path in ("/ws", "/ws/{stream}", "/stream"):
+                app.router.add_get(prefix + path, lambda r, kind=kind: self._binance_layout(r, kind))
 
     # ----------------------------------------------------------------- connections
     async def _serve(self, request: web.Request, conn_kind: str, on_text, account: Account | None = None,  # type: ignore[no-untyped-def]
-                     listen_key: str | None = None) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=None, autoping=True)
+                     listen_key: str | None = None, ws: web.WebSocketResponse | None = None, streams: set[str] | None = None,
+                     users: dict[str, int] | None = None, combined: bool = False) -> web.WebSocketResponse:
+        ws = ws or web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
-        conn = Conn(ws, conn_kind, listen_key=listen_key)
+        conn = Conn(ws, conn_kind, streams=set(streams or ()), users=dict(users or {}), listen_key=listen_key, combined=combined)
         if account is not None:
             conn.users[account.api_key] = 0
         self.conns.add(conn)
+        if conn.streams:
+            self._wake.set()
         writer = asyncio.create_task(self._writer(conn))
         try:
             async for msg in ws:
@@ -114,6 +127,21 @@ class StreamHub:
 
     async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve(request, "spot", self._on_ws_api)
+
+    async def _binance_layout(self, request: web.Request, kind: str) -> web.WebSocketResponse:
+        """Raw (``/ws/<stream>``), subscribe (``/ws``) and combined (``/stream?streams=a/b``) connections. A name that
+        is a live listen key of this market kind subscribes to that account's user data."""
+        combined = request.path.endswith("/stream")
+        names = [n for n in (request.query.get("streams", "").split("/") if combined else [request.match_info.get("stream", "")]) if n]
+        ws = web.WebSocketResponse(heartbeat=None, autoping=True)
+        streams, users, key = set(), {}, None
+        for name in names:
+            acct = self.listen_keys.get(name)
+            if acct is not None and self.key_kind.get(name) == kind and self.key_alive(name):
+                users[acct.api_key], key = 0, name
+            else:
+                streams.add(name)
+        return await self._serve(request, kind, self._on_subscribe, ws=ws, streams=streams, users=users, listen_key=key, combined=combined)
 
     def key_alive(self, key: str) -> bool:
         """A listen key lives ``listen_key_ttl_s`` after its last keepalive (Binance: 60 minutes)."""
@@ -207,7 +235,12 @@ class StreamHub:
         for conn in targets:
             sub_id = conn.users[acct.api_key]
             for msg in messages:
-                conn.send({"subscriptionId": sub_id, "event": msg} if conn.kind == "spot" else msg)
+                if conn.listen_key is not None:  # a listen-key stream: the event itself (in the envelope when combined)
+                    conn.send({"stream": conn.listen_key, "data": msg} if conn.combined else msg)
+                elif conn.kind == "spot":  # the WS-API user data subscription
+                    conn.send({"subscriptionId": sub_id, "event": msg})
+                else:
+                    conn.send(msg)
 
     # ----------------------------------------------------------------- market streams
     def publish_now(self) -> None:
@@ -225,19 +258,24 @@ class StreamHub:
 
     def _publish_market(self) -> None:
         now = self.ex.now_ms()
-        cache: dict[str, list[dict]] = {}
+        cache: dict[str, list[object]] = {}
+        self._round_depth: dict[tuple[str, str], dict] = {}  # one diff per symbol per round, whatever the stream names
+        self.ex.depth_streamed = {(c.kind, n.partition("@")[0].upper()) for c in self.conns for n in c.streams
+                                  if n.partition("@")[2].split("@")[0] == "depth"}
         for conn in list(self.conns):
             for name in list(conn.streams):
                 key = f"{conn.kind}:{name}"
                 if key not in cache:
                     cache[key] = self._stream_events(conn.kind, name, now)
                 for event in cache[key]:
-                    conn.send(event)
+                    conn.send({"stream": name, "data": event} if conn.combined else event)
 
-    def _stream_events(self, kind: str, name: str, now: int) -> list[dict]:
+    def _stream_events(self, kind: str, name: str, now: int) -> list[object]:
         """The events of one stream at ``now``. A kline stream whose candle has rolled over first sends the
         finished candle once more with ``"x": true`` (Binance's closed-candle event), then the new one."""
-        events = []
+        if name.startswith("!"):
+            return self._all_market_events(kind, name, now)
+        events: list[object] = []
         if "@kline_" in name:
             key = f"{kind}:{name}"
             step = public.INTERVAL_MS.get(name.partition("@kline_")[2])
@@ -285,6 +323,24 @@ class StreamHub:
             if kind == "linear":
                 ev.update({"e": "bookTicker", "E": now, "T": now})
             return ev
+        if channel == "miniTicker":
+            t = public.ticker_24h(self.ex, m)
+            return {"e": "24hrMiniTicker", "E": now, "s": symbol, "c": t["lastPrice"], "o": t["openPrice"], "h": t["highPrice"],
+                    "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"]}
+        if channel in ("depth", "depth@100ms", "depth@250ms", "depth@500ms", "depth@1000ms"):
+            return self._depth_diff(kind, m, now)
+        depth_n = channel.split("@", 1)[0]
+        if depth_n in ("depth5", "depth10", "depth20"):
+            n = int(depth_n[5:])
+            published = self.ex.depth_published.get((kind, symbol))
+            bids, asks = public.book_levels(self.ex, m)
+            levels = {"b": [[wire.s(p), wire.s(q)] for p, q in bids[:n]], "a": [[wire.s(p), wire.s(q)] for p, q in asks[:n]]}
+            if kind == "spot":
+                return {"lastUpdateId": published[0] if published else now, "bids": levels["b"], "asks": levels["a"]}
+            u = published[0] if published else now
+            return {"e": "depthUpdate", "E": now, "T": now, "s": symbol, "U": u, "u": u, "pu": u - 1, **levels}
+        if channel in ("markPrice", "markPrice@1s") and kind == "linear":
+            return self._mark_price(m, now)
         if channel == "ticker":
             t = public.ticker_24h(self.ex, m)
             return {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
@@ -292,3 +348,45 @@ class StreamHub:
                     "B": t.get("bidQty", "0"), "a": t.get("askPrice", "0"), "A": t.get("askQty", "0"), "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
                     "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
         return None
+
+    def _depth_diff(self, kind: str, m: Market, now: int) -> dict:
+        """Binance's diff-depth event: the levels that changed since the last published book (qty "0": gone), with
+        ``U`` = the previous final update id + 1 and ``u`` its own; the REST snapshot serves the same published book."""
+        key = (kind, m.spec.symbol)
+        done = getattr(self, "_round_depth", {}).get(key)
+        if done is not None:
+            return done
+        bids, asks = public.book_levels(self.ex, m)
+        prev = self.ex.depth_published.get(key)
+        last_u, pb, pa = prev if prev is not None else (now - 1, [], [])
+        u = max(now, last_u + 1)
+
+        def changes(before: list, after: list) -> list[list[str]]:
+            old, new = dict(before), dict(after)
+            return [[wire.s(p), wire.s(q)] for p, q in after if old.get(p) != q] + [[wire.s(p), "0"] for p in old if p not in new]
+
+        self.ex.depth_published[key] = (u, bids, asks)
+        ev = {"e": "depthUpdate", "E": now, "s": m.spec.symbol, "U": last_u + 1, "u": u, "b": changes(pb, bids), "a": changes(pa, asks)}
+        if kind == "linear":
+            ev.update({"T": now, "pu": last_u})
+        self._round_depth = {**getattr(self, "_round_depth", {}), key: ev}
+        return ev
+
+    def _mark_price(self, m: Market, now: int) -> dict:
+        pi = public.premium_index(self.ex, m)
+        return {"e": "markPriceUpdate", "E": now, "s": m.spec.symbol, "p": pi["markPrice"], "i": pi["indexPrice"],
+                "P": pi["estimatedSettlePrice"], "r": pi["lastFundingRate"], "T": pi["nextFundingTime"]}
+
+    def _all_market_events(self, kind: str, name: str, now: int) -> list[object]:
+        """``!miniTicker@arr``, ``!ticker@arr`` (one array per update), ``!bookTicker`` (an event per symbol),
+        ``!markPrice@arr[@1s]`` (futures, one array)."""
+        markets = [m for (k, _), m in self.ex.markets.items() if k == kind]
+        channel = name[1:]
+        if channel == "bookTicker":
+            return [ev for m in markets if (ev := self._stream_event(kind, f"{m.spec.symbol.lower()}@bookTicker", now)) is not None]
+        per = {"miniTicker@arr": "miniTicker", "ticker@arr": "ticker"}.get(channel)
+        if per is not None:
+            return [[ev for m in markets if (ev := self._stream_event(kind, f"{m.spec.symbol.lower()}@{per}", now)) is not None]]
+        if channel in ("markPrice@arr", "markPrice@arr@1s") and kind == "linear":
+            return [[self._mark_price(m, now) for m in markets]]
+        return []
