@@ -1,4 +1,4 @@
-"""``python -m planar_core`` == ``planar``."""
+"""``python -m planar_core``: the engine's command line (sandbox, trace); ``planar`` adds the Prefect commands."""
 
 from .cli import main
 

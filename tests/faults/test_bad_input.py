@@ -17,7 +17,7 @@ from planar_core.trace import read_trace
 from ..conftest import wait_for
 from .harness import verify
 
-PLANAR = [sys.executable, "-m", "planar_core"]
+PLANAR = [sys.executable, "-m", "flows"]  # the full planar command
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ async def test_auto_tune_resync_and_compact_flows(flow_config, sandbox, account,
 
 def _start_live_process(config: Path, prefect_api: str, duration: int = 120) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    return subprocess.Popen([sys.executable, "-m", "planar_core", "run", str(config), "--duration", str(duration)],
+    return subprocess.Popen([sys.executable, "-m", "flows", "run", str(config), "--duration", str(duration)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -192,7 +192,7 @@ async def _planar(prefect_api: str, *args: str) -> tuple[int, str, str]:
     """Run the CLI in a subprocess without blocking this event loop (the sandbox serves from it)."""
     import asyncio
 
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "planar_core", *args, env={**os.environ, "PREFECT_API_URL": prefect_api},
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "flows", *args, env={**os.environ, "PREFECT_API_URL": prefect_api},
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 180)
     return int(proc.returncode or 0), out.decode(), err.decode()

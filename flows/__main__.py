@@ -1,0 +1,5 @@
+"""``python -m flows`` == ``planar``."""
+
+from .cli import main
+
+main()

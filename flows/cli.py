@@ -1,0 +1,172 @@
+"""The ``planar`` command line: the engine's groups (``planar sandbox``, ``planar trace``, from planar_core) and the
+commands that go through Prefect (run, demo, emergency-stop, rearm, serve, deployments, automations).
+
+This is the composition root of the command line; planar_core itself never imports Prefect."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from planar_core.cli import fail, new_app, run_cli
+
+app = new_app("Planar-Py: live trading engine, sandbox exchange and operations.")
+
+
+@app.command("demo")
+def demo(duration: float = typer.Option(45.0, min=5, help="seconds of live trading"),
+         trip_breaker: bool = typer.Option(False, "--trip-breaker", help="drop BTC 15 % halfway to trip the daily-loss breaker"),
+         out_dir: str | None = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)")) -> None:
+    """Sandbox exchange + live strategy flow + trace + report, on this machine, in under two minutes."""
+    from .demo import run_demo
+
+    asyncio.run(run_demo(duration, trip_breaker, out_dir))
+
+
+@app.command("run")
+def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)"),
+            duration: float | None = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
+            i_understand_live_trading: bool = typer.Option(False, "--i-understand-live-trading",
+                                                           help="required to run with sandbox = false (real money)")) -> None:
+    """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
+    from planar_core.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    overrides = {"confirm_live_trading": True} if i_understand_live_trading else {}
+    if not cfg.sandbox and cfg.mode == "live" and not (cfg.confirm_live_trading or i_understand_live_trading):
+        fail("sandbox = false trades real money: pass --i-understand-live-trading (or set confirm_live_trading)")
+    from .live import live_strategy
+
+    try:
+        state = asyncio.run(live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides,
+                                          return_state=True))
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    result = _state_result(state)
+    if isinstance(result, ConfigError):  # found after the run began (an unknown symbol, refused credentials)
+        fail(str(result))
+    if not isinstance(result, dict):  # refused before it traded (halted, lease held, bad credentials)
+        typer.secho(f"{cfg.name}: {state.type.value.lower()}: {state.message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(f"{cfg.name}: {state.type.value.lower()} ({result['ended']}) after {result['ticks']} ticks; report {result['report']}")
+    if state.is_failed():
+        raise typer.Exit(1)
+
+
+def _state_result(state: object) -> object:
+    """A finished flow run's return value (or the exception it failed with), from synchronous code."""
+    import inspect
+
+    out = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
+    return asyncio.run(out) if inspect.iscoroutine(out) else out
+
+
+@app.command("rearm")
+def rearm_cmd(strategy: str, reason: str = typer.Option(..., help="why trading may resume (recorded in the trace)"),
+              config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+              by: str | None = typer.Option(None, help="who re-arms (default: your user name)")) -> None:
+    """Allow a halted strategy to trade again; breaker baselines restart from the current equity."""
+    from planar_core.config import ConfigError, load_config
+
+    if config is not None:
+        try:
+            load_config(config, name=strategy)
+        except ConfigError as exc:
+            fail(str(exc))
+            return
+    from .rearm import rearm
+
+    state = asyncio.run(rearm(strategy=strategy, reason=reason, config_path=str(config) if config else None, by=by, return_state=True))
+    if not state.is_completed():
+        fail(f"re-arm refused: {state.message}")
+    result = _state_result(state)
+    assert isinstance(result, dict)
+    typer.echo(f"{strategy} re-armed by {result['by']}; breaker baselines reset to equity {result['equity']:.2f}")
+
+
+@app.command("emergency-stop")
+def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False, "--close-positions"),
+                       reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
+                       config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
+    """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
+    from .emergency import emergency_stop
+
+    from planar_core.config import ConfigError, load_config
+
+    if config is not None:
+        try:
+            load_config(config, name=strategy)  # a malformed config is refused here, before any flow run
+        except ConfigError as exc:
+            fail(str(exc))
+            return
+    try:
+        report = asyncio.run(emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions,
+                                            config_path=str(config) if config else None))
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
+               f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}")
+    if not report["clean"]:
+        typer.secho(f"NOT CLEAN, unverified: {report['unverified']}; still open: {report['remaining_open']} "
+                    f"{report['remaining_positions']}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs")) -> None:
+    """Serve every deployment (live, e-stop, re-arm, daily reset, auto-tune, resync, compaction) of every config in a folder."""
+    from deployments.serve import main as serve_main
+
+    if not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    serve_main(configs)
+
+
+deployments_app = typer.Typer(help="Deployments generated from a folder of strategy configs.", no_args_is_help=True)
+app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.command("write")
+def deployments_write(configs: Path = typer.Option(Path("examples"), help="folder of strategy configs"),
+                      target: Path = typer.Option(Path("prefect.yaml"), help="where to write (the repository root's prefect.yaml)")) -> None:
+    """Write prefect.yaml with every deployment of every config (for `prefect deploy --all`)."""
+    from deployments.prefect_yaml import write
+
+    from planar_core.config import ConfigError
+
+    if not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    try:
+        typer.echo(f"wrote {write(configs, target)}")
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command("automations")
+def automations_cmd(notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
+                    estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
+                    resync_deployment: str = typer.Option("resync/ma_cross-resync")) -> None:
+    """Create or update the shipped automations (breaker -> e-stop of that strategy; reconnect -> resync; notify on failures)."""
+    from prefect.exceptions import ObjectNotFound
+
+    from deployments.automations import create_all
+
+    try:
+        ids = asyncio.run(create_all(estop_deployment, resync_deployment, notification_block))
+    except ObjectNotFound as exc:
+        fail(f"deployment not found ({exc}); deploy first (planar serve, or prefect deploy --all)")
+        return
+    typer.echo(f"{len(ids)} automation(s) in place: {', '.join(map(str, ids))}")
+
+
+def main() -> None:
+    """Console entry point ``planar`` (and ``python -m flows``)."""
+    run_cli(app)
