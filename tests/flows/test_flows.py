@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -109,18 +110,26 @@ def _start_live_process(config: Path, prefect_api: str, duration: int = 120) -> 
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-async def _live_run_started(sandbox, account, n: int = 2) -> None:
-    await wait_for(lambda: len(open_orders(sandbox, account)) >= n and bool(live_runs), timeout=60, interval=0.2)
+@contextlib.asynccontextmanager
+async def live_process(config: Path, prefect_api: str, sandbox, account, name: str):  # type: ignore[no-untyped-def]
+    """`planar run` in a subprocess, yielded (process, its flow run) once its two resting orders are on the exchange
+    and its run is listed; killed at the end if it is still alive."""
+    proc = _start_live_process(config, prefect_api)
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        await wait_for(lambda: _has_runs(name), timeout=30, interval=0.5)
+        (run,) = await live_runs(name)
+        yield proc, run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("kill_first", [False, True])
 async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, account, prefect_api, kill_first: bool) -> None:
     config = flow_config()
-    proc = _start_live_process(config, prefect_api)
-    try:
-        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
-        await wait_for(lambda: _has_runs("flowtest"), timeout=30, interval=0.5)
-        (live,) = await live_runs("flowtest")
+    async with live_process(config, prefect_api, sandbox, account, "flowtest") as (proc, live):
         if kill_first:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -136,10 +145,6 @@ async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, 
             await wait_for(lambda: proc.poll() is not None, timeout=30, interval=0.2)
         again = await emergency_stop(strategy="flowtest", reason="again", config_path=str(config))
         assert again["clean"] and again["cancelled"] == 0 and again["cancelled_runs"] == []  # idempotent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 async def _has_runs(name: str) -> bool:
@@ -203,11 +208,7 @@ async def test_a_zombie_live_run_does_not_block_the_next_one(flow_config, sandbo
     marks the zombie Crashed (superseded), adopts its orders and trades; while the first engine lived, a second
     one was refused with the holder's pid."""
     config = flow_config(name="zombie")
-    proc = _start_live_process(config, prefect_api)
-    try:
-        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
-        await wait_for(lambda: _has_runs("zombie"), timeout=30, interval=0.5)
-        (old,) = await live_runs("zombie")
+    async with live_process(config, prefect_api, sandbox, account, "zombie") as (proc, old):
         refused = await live_strategy(strategy="zombie", config_path=str(config), duration=2, return_state=True)
         assert refused.is_failed() and f'"pid": {proc.pid}' in refused.message
         os.kill(proc.pid, signal.SIGKILL)
@@ -219,10 +220,6 @@ async def test_a_zombie_live_run_does_not_block_the_next_one(flow_config, sandbo
             zombie = (await client.read_flow_run(old.id)).state
         assert zombie.is_crashed() and "superseded" in zombie.message
         assert len(open_orders(sandbox, account)) == 2  # adopted, not duplicated
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 async def test_what_the_estop_left_unverified_is_settled_by_retried_symbol_tasks(flow_config, sandbox, account, client) -> None:
@@ -264,11 +261,7 @@ async def test_sigterm_stops_planar_run_cleanly_and_the_run_ends_cancelled(flow_
     from planar_core.engine.lease import Lease, lease_path
 
     config = flow_config(name="termed")
-    proc = _start_live_process(config, prefect_api)
-    try:
-        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
-        await wait_for(lambda: _has_runs("termed"), timeout=30, interval=0.5)
-        (run,) = await live_runs("termed")
+    async with live_process(config, prefect_api, sandbox, account, "termed") as (proc, run):
         proc.send_signal(signal.SIGTERM)
         await wait_for(lambda: proc.poll() is not None, timeout=60, interval=0.2)
         out = proc.stdout.read()
@@ -280,7 +273,3 @@ async def test_sigterm_stops_planar_run_cleanly_and_the_run_ends_cancelled(flow_
         assert len(open_orders(sandbox, account)) == 2
         cfg = load_config(config, env={**os.environ})
         assert Lease(lease_path(cfg, config_account(cfg))).is_free()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
