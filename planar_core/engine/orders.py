@@ -21,17 +21,7 @@ from typing import TYPE_CHECKING
 import ccxt
 
 from ..exchange.errors import ExchangeOpError
-from ..model import (
-    PENDING,
-    AssetInstance,
-    Order,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    Pending,
-    Side,
-    Trade,
-)
+from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, Side, Trade
 from ..model.types import Json
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition

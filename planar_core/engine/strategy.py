@@ -22,17 +22,7 @@ from typing import TYPE_CHECKING
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
-from ..model import (
-    AssetInstance,
-    Balance,
-    Order,
-    OrderRequest,
-    OrderType,
-    Pending,
-    Position,
-    Side,
-    Trade,
-)
+from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 from ..model.types import Json
 from ..state import PersistedState, StateStore
 from . import cancels as _cancels
@@ -43,13 +33,7 @@ from .events import EventSink, MemorySink
 from .lease import Lease, lease_path
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth
-from .watchers import (
-    balance_watcher,
-    ohlcv_watcher,
-    order_watcher,
-    position_watcher,
-    valuation_watcher,
-)
+from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 if TYPE_CHECKING:
     from ..alerts import AlertDispatcher

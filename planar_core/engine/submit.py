@@ -21,14 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..exchange.client import is_order
-from ..exchange.errors import (
-    ClockSkew,
-    DuplicateOrder,
-    ExchangeOpError,
-    OrderNotFound,
-    PermanentError,
-    RateLimited,
-)
+from ..exchange.errors import ClockSkew, DuplicateOrder, ExchangeOpError, OrderNotFound, PermanentError, RateLimited
 from ..model import AssetInstance, Order, OrderStatus
 from ..model.types import Json
 from .updates import apply_order, transition

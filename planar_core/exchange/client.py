@@ -24,13 +24,7 @@ from ..config import StrategyConfig
 from ..engine.events import EventSink, MemorySink
 from ..model.types import Json
 from .endpoints import point_at_sandbox
-from .errors import (
-    ClockSkew,
-    ExchangeOpError,
-    MalformedResponse,
-    RateLimited,
-    map_error,
-)
+from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited, map_error
 from .limiter import OrderPacer, RequestWindow, WeightGuard, ccxt_rate_options
 
 log = logging.getLogger("planar.exchange")

@@ -1,18 +1,6 @@
 """Orders, trades, positions, balances and the per-asset state of a strategy."""
 
 from .status import OrderStatus, legal
-from .types import (
-    PENDING,
-    AssetInstance,
-    Balance,
-    Json,
-    Order,
-    OrderRequest,
-    OrderType,
-    Pending,
-    Position,
-    Side,
-    Trade,
-)
+from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 
 __all__ = ["Json", "PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderRequest", "OrderStatus", "OrderType", "Position", "Side", "Trade", "legal"]

@@ -37,12 +37,7 @@ import numpy as np
 import zarr
 
 from ..model.types import Json
-from .schema import (
-    DURABLE_KINDS,
-    MARKET_DATA_KINDS,
-    SCHEMA_VERSION,
-    columns_from_events,
-)
+from .schema import DURABLE_KINDS, MARKET_DATA_KINDS, SCHEMA_VERSION, columns_from_events
 
 log = logging.getLogger("planar.trace")
 
