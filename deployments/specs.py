@@ -5,8 +5,8 @@ and ``prefect deploy --all`` on a process work pool (``prefect.yaml`` at the rep
 ``planar deployments write`` and checked up to date by the tests).
 
 Per strategy (``<name>-...``): live (concurrency 1, new runs cancelled while one runs), emergency stop, re-arm,
-daily reset, auto-tune, resync and compaction, with their schedules. Once: ``emergency-stop``, the generic
-e-stop the breaker automation runs, aimed by the event's strategy, account and config path.
+daily reset, auto-tune, resync and compaction, with their schedules. Once: ``emergency-stop`` and ``resync``, the
+generic deployments the automations run, aimed by the event's strategy, account and config path.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
         return str(p.resolve().relative_to(relative_to.resolve())) if relative_to else str(p.resolve())
 
     out = [Spec("emergency-stop", "flows/emergency.py:emergency_stop", {"reason": "Manual trigger", "close_positions": False},
-                ("planar", "emergency-stop"), description="E-stop any strategy (the breaker automation's target)")]
+                ("planar", "emergency-stop"), description="E-stop any strategy (the breaker automation's target)"),
+           Spec("resync", "flows/scheduled.py:resync", {}, ("planar", "resync"),
+                description="Re-sync any strategy (the reconnect automation's target)")]
     for name, path in strategy_configs(folder):
         params: dict[str, object] = {"strategy": name, "config_path": where(path)}
         tags = ("planar", f"strategy:{name}")

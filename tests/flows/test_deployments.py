@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"emergency-stop": None, "ma_cross-live": None, "ma_cross-emergency-stop": None, "ma_cross-rearm": None,
+EXPECTED = {"emergency-stop": None, "resync": None, "ma_cross-live": None, "ma_cross-emergency-stop": None, "ma_cross-rearm": None,
             "ma_cross-daily-reset": "cron:0 0 * * *", "ma_cross-auto-tune": "interval:86400", "ma_cross-resync": "interval:900",
             "ma_cross-compact-trace": "cron:30 0 * * *"}
 

@@ -166,7 +166,7 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         async def deployed() -> bool:
             async with get_client() as client:
                 deps = await client.read_deployments()
-            return {"served-live", "served-emergency-stop", "emergency-stop", "served-rearm"} <= {d.name for d in deps}
+            return {"served-live", "served-emergency-stop", "emergency-stop", "resync", "served-rearm"} <= {d.name for d in deps}
 
         await wait_for(deployed, timeout=120, interval=0.5)
         # 1. the live deployment trades; a second run of it is cancelled while the first runs
@@ -203,7 +203,7 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         assert len(open_orders(sandbox, acct)) == 2  # a plain cancel leaves orders resting, as configured
         # 5. automations: idempotent, and one breaker trip -> exactly one e-stop run aimed at this strategy
         for _ in range(2):
-            code, out = await planar("automations", "--resync-deployment", "resync/served-resync", env=env)
+            code, out = await planar("automations", env=env)
             assert code == 0, out
         async with get_client() as client:
             assert len(await client.read_automations_by_name("planar: circuit breaker -> emergency stop")) == 1
