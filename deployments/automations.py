@@ -11,13 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from prefect.automations import (
-    AutomationCore,
-    EventTrigger,
-    Posture,
-    RunDeployment,
-    SendNotification,
-)
+from prefect.automations import AutomationCore, EventTrigger, Posture, RunDeployment, SendNotification
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

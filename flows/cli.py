@@ -96,9 +96,9 @@ def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False
                        reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
                        config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
     """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
-    from .emergency import emergency_stop
-
     from planar_core.config import ConfigError, load_config
+
+    from .emergency import emergency_stop
 
     if config is not None:
         try:
@@ -139,7 +139,6 @@ def deployments_write(configs: Path = typer.Option(Path("examples"), help="folde
                       target: Path = typer.Option(Path("prefect.yaml"), help="where to write (the repository root's prefect.yaml)")) -> None:
     """Write prefect.yaml with every deployment of every config (for `prefect deploy --all`)."""
     from deployments.prefect_yaml import write
-
     from planar_core.config import ConfigError
 
     if not configs.is_dir():
@@ -153,7 +152,7 @@ def deployments_write(configs: Path = typer.Option(Path("examples"), help="folde
 @app.command("automations")
 def automations_cmd(notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
                     estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
-                    resync_deployment: str = typer.Option("resync/ma_cross-resync")) -> None:
+                    resync_deployment: str = typer.Option("resync/resync")) -> None:
     """Create or update the shipped automations (breaker -> e-stop of that strategy; reconnect -> resync; notify on failures)."""
     from prefect.exceptions import ObjectNotFound
 

@@ -11,12 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from planar_core.alerts import (
-    AlertConfig,
-    AlertDispatcher,
-    Redactor,
-    setup_live_logging,
-)
+from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
 from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine import Strategy
 from planar_core.engine.strategy import strategy_from_config

@@ -19,22 +19,13 @@ from prefect.events import emit_event
 from prefect.states import Cancelled, Cancelling, Failed
 
 from planar_core.config import ConfigError, StrategyConfig
-from planar_core.risk.estop import EStopReport
+from planar_core.engine.strategy import config_account
+from planar_core.risk.estop import EStopReport, emergency_stop_standalone
 from planar_core.state import StateStore
 from tasks.orders import settle
-from planar_core.engine.strategy import config_account
-from planar_core.risk.estop import emergency_stop_standalone
 
 from .blocks import secret_block_provider
-from .common import (
-    PERMANENT,
-    InPlaceArtifact,
-    artifact_key,
-    load_strategy_config,
-    no_retry,
-    permanent_failure,
-    resource,
-)
+from .common import PERMANENT, InPlaceArtifact, artifact_key, load_strategy_config, no_retry, permanent_failure, resource
 from .control import blank, live_runs
 
 
@@ -76,8 +67,7 @@ async def mop_up(report: EStopReport, strategy: str, cfg: StrategyConfig, close:
         for table in (report.unverified, report.remaining_open, report.remaining_positions):
             for key in [k for k in table if k.split(":", 1)[0] == sym]:
                 table.pop(key)
-    StateStore(cfg.store_path).update(estop_unverified={**report.unverified, **{f"{sym}: still open": f"{n} order(s)"
-                                                                                for sym, n in report.remaining_open.items()}})
+    StateStore(cfg.store_path).update(estop_unverified=report.outstanding())
 
 
 def _run_account(params: dict[str, Any], strategy: str) -> str | None:

@@ -32,14 +32,7 @@ from planar_core.engine.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
-from .common import (
-    PERMANENT,
-    InPlaceArtifact,
-    artifact_key,
-    build_strategy,
-    no_retry,
-    permanent_failure,
-)
+from .common import PERMANENT, InPlaceArtifact, artifact_key, build_strategy, no_retry, permanent_failure
 from .control import EngineControl, live_runs
 from .watcher_runs import WatcherRuns
 

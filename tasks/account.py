@@ -13,10 +13,10 @@ from planar_core.engine.sync import load_account
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.risk import operations
 
+from . import Overrides
+
 if TYPE_CHECKING:
     from planar_core.engine.strategy import Strategy
-
-Overrides = dict[str, object] | None
 
 
 @asynccontextmanager

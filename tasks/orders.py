@@ -10,7 +10,7 @@ from prefect.states import Failed, State
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.risk.estop import settle_symbol
 
-Overrides = dict[str, object] | None
+from . import Overrides
 
 
 @task(task_run_name="settle:{symbol}", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)

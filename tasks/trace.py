@@ -13,7 +13,7 @@ from planar_core.trace.compaction import compact_trace
 from planar_core.trace.replay import divergences, replay_from_trace
 from planar_core.trace.report import analysis_markdown
 
-Overrides = dict[str, object] | None
+from . import Overrides
 
 
 def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) -> str:
@@ -21,8 +21,7 @@ def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) ->
     from flows.common import load_strategy_config
     from planar_core.engine.strategy import trace_root
 
-    cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
-    return trace_root(cfg.model_copy(update={"credentials": cfg.credentials.resolved(None, secret_block_provider)}))
+    return trace_root(load_strategy_config(strategy, config_path, **(overrides or {})), secret_block_provider)
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 60], cache_policy=NO_CACHE)

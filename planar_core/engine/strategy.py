@@ -486,11 +486,12 @@ def config_account(cfg: StrategyConfig, secrets_provider: Callable[[str], str | 
     return account_id(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)
 
 
-def trace_root(cfg: StrategyConfig) -> str:
-    """One trace per exchange account: ``<store_root>/traces/<account>`` (paper: per strategy)."""
+def trace_root(cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None) -> str:
+    """One trace per exchange account: ``<store_root>/traces/<account>`` (paper: per strategy); credentials not in
+    the config are resolved as ``config_account`` does."""
     if cfg.event_tracing.root:
         return cfg.event_tracing.root
-    return f"{cfg.store_root.rstrip('/')}/traces/{config_account(cfg)}"
+    return f"{cfg.store_root.rstrip('/')}/traces/{config_account(cfg, secrets_provider)}"
 
 
 def side_trace_root(cfg: StrategyConfig) -> str:

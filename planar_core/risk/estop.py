@@ -59,6 +59,11 @@ class EStopReport:
             parts.append(f"UNVERIFIED {self.unverified}")
         return f"NOT CLEAN after {self.seconds:.1f}s: " + "; ".join(parts) + f" (cancelled {self.cancelled})"
 
+    def outstanding(self) -> dict[str, str]:
+        """What the exchange has not confirmed settled, as persisted for re-arm to check: the unverified entries
+        and the symbols still listing open orders."""
+        return {**self.unverified, **{f"{sym}: still open": f"{n} order(s)" for sym, n in self.remaining_open.items()}}
+
     def as_dict(self) -> Json:
         return {**vars(self), "clean": self.clean}
 
@@ -206,8 +211,7 @@ async def emergency_stop(s: "Strategy", reason: str = "Manual trigger", close_po
         await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
     await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if f"{sym}: open orders" not in report.unverified))
     report.seconds = time.perf_counter() - started
-    s.state_store.update(estop_unverified={**report.unverified, **{f"{sym}: still open": f"{n} order(s)"
-                                                                   for sym, n in report.remaining_open.items()}})
+    s.state_store.update(estop_unverified=report.outstanding())
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()
     message = f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}"
@@ -265,7 +269,7 @@ async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str,
                     report = EStopReport(reason, seconds=time.perf_counter() - started,
                                          unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300]
                                                      for a in cfg.universe})
-                    s.state_store.update(estop_unverified=report.unverified)
+                    s.state_store.update(estop_unverified=report.outstanding())
                     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
                     s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")
                     return report
