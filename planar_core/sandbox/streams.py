@@ -60,6 +60,7 @@ class StreamHub:
         self.key_kind: dict[str, str] = {}  # listen key -> spot | linear
         self.key_touched: dict[str, float] = {}  # listen key -> exchange ms of its creation or last keepalive
         self._kline_open: dict[str, int] = {}  # kline stream -> open time of the candle last published
+        self._round_depth: dict[tuple[str, str], dict] = {}  # this round's diff per symbol, whatever the stream names
         self._wake = asyncio.Event()
         self._sub_ids = 0
         exchange.listeners.append(self._on_exchange_event)
@@ -259,7 +260,7 @@ class StreamHub:
     def _publish_market(self) -> None:
         now = self.ex.now_ms()
         cache: dict[str, list[object]] = {}
-        self._round_depth: dict[tuple[str, str], dict] = {}  # one diff per symbol per round, whatever the stream names
+        self._round_depth = {}
         self.ex.depth_streamed = {(c.kind, n.partition("@")[0].upper()) for c in self.conns for n in c.streams
                                   if n.partition("@")[2].split("@")[0] == "depth"}
         for conn in list(self.conns):
@@ -353,7 +354,7 @@ class StreamHub:
         """Binance's diff-depth event: the levels that changed since the last published book (qty "0": gone), with
         ``U`` = the previous final update id + 1 and ``u`` its own; the REST snapshot serves the same published book."""
         key = (kind, m.spec.symbol)
-        done = getattr(self, "_round_depth", {}).get(key)
+        done = self._round_depth.get(key)
         if done is not None:
             return done
         bids, asks = public.book_levels(self.ex, m)
@@ -369,7 +370,7 @@ class StreamHub:
         ev = {"e": "depthUpdate", "E": now, "s": m.spec.symbol, "U": last_u + 1, "u": u, "b": changes(pb, bids), "a": changes(pa, asks)}
         if kind == "linear":
             ev.update({"T": now, "pu": last_u})
-        self._round_depth = {**getattr(self, "_round_depth", {}), key: ev}
+        self._round_depth[key] = ev
         return ev
 
     def _mark_price(self, m: Market, now: int) -> dict:
