@@ -22,7 +22,7 @@ from .accounts import ZERO, Account, Fill, Position, SandboxOrder
 from .book import BookModel, floor_to
 from .faults import Faults
 from .limits import RateLimiter
-from .market_data import DEFAULT_MARKETS, MarketSpec, PathLibrary, PricePath
+from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -53,7 +53,7 @@ class SandboxExchange:
     futures_taker_fee: Decimal = Decimal("0.0005")
     futures_maker_fee: Decimal = Decimal("0.0002")
     default_leverage: int = 20
-    specs: list[MarketSpec] = field(default_factory=lambda: list(DEFAULT_MARKETS))
+    specs: list[MarketSpec] = field(default_factory=default_markets)
     faults: Faults = field(default_factory=Faults)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path

@@ -26,7 +26,9 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -152,6 +154,8 @@ class MarketSpec:
     min_notional: Decimal
     start_price: float | None  # None: native price levels of the file
     data_file: str
+    contract_type: str = "PERPETUAL"  # futures: PERPETUAL or CURRENT_QUARTER (a delivery contract)
+    delivery_ms: int = 4_133_404_800_000  # futures: Binance's "delivery" of a perpetual is 2100-12-25
 
     @property
     def price_precision(self) -> int:
@@ -173,6 +177,33 @@ DEFAULT_MARKETS: list[MarketSpec] = [
     MarketSpec("ETHUSDT", "ETH", "USDT", "linear", D("0.01"), D("0.001"), D("0.001"), D("10000"), D("5"), 3_000.0, "ETH_BTC_5m.csv"),
     MarketSpec("XRPUSDT", "XRP", "USDT", "linear", D("0.0001"), D("0.1"), D("0.1"), D("10000000"), D("5"), None, "XRP_USDT_USDT_5m_futures.csv"),
 ]
+
+
+def quarter_delivery_ms(now_ms: int) -> int:
+    """Binance's quarterly contracts deliver at 08:00 UTC on the last Friday of March, June, September and December:
+    the first such time after ``now_ms``."""
+    now = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
+    for year in (now.year, now.year + 1):
+        for month in (3, 6, 9, 12):
+            last = datetime(year + (month == 12), month % 12 + 1, 1, 8, tzinfo=timezone.utc) - timedelta(days=1)
+            delivery = last - timedelta(days=(last.weekday() - 4) % 7)
+            if delivery > now:
+                return int(delivery.timestamp() * 1000)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def quarterly_market(now_ms: int) -> MarketSpec:
+    """The BTC current-quarter delivery contract (``BTCUSDT_YYMMDD``) on the perpetual's path: Binance lists
+    delivery futures beside perpetuals, and clients (ccxt's market validators) expect both."""
+    delivery = quarter_delivery_ms(now_ms)
+    day = datetime.fromtimestamp(delivery / 1000, tz=timezone.utc).strftime("%y%m%d")
+    return MarketSpec(f"BTCUSDT_{day}", "BTC", "USDT", "linear", D("0.1"), D("0.001"), D("0.001"), D("500"), D("5"), 60_000.0,
+                      "UNITTEST_BTC_1m.csv", contract_type="CURRENT_QUARTER", delivery_ms=delivery)
+
+
+def default_markets() -> list[MarketSpec]:
+    """The sandbox's markets: the fixed list and the delivery contract of the current quarter."""
+    return [*DEFAULT_MARKETS, quarterly_market(int(time.time() * 1000))]
 
 
 @dataclass

@@ -45,7 +45,8 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
                         "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
                         "defaultSelfTradePreventionMode": "NONE", "allowedSelfTradePreventionModes": ["NONE"]})
         else:
-            row.update({"pair": spec.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000, "onboardDate": 1569398400000,
+            row.update({"pair": spec.symbol.split("_")[0], "contractType": spec.contract_type, "deliveryDate": spec.delivery_ms,
+                        "onboardDate": 1569398400000,
                         "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
                         "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
                         "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",

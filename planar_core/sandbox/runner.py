@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .exchange import SandboxExchange
 from .limits import Limits
-from .market_data import DEFAULT_DATA_DIR, DEFAULT_MARKETS, PathLibrary, synthetic_markets
+from .market_data import DEFAULT_DATA_DIR, DEFAULT_MARKETS, PathLibrary, default_markets, synthetic_markets
 from .server import SandboxServer
 
 DEFAULT_BALANCES = "USDT=10000,BTC=0.5,ETH=5"
@@ -43,11 +43,11 @@ def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int
             raise ValueError(f"--data: no such file {path}")
         if path.name not in known:
             raise ValueError(f"--data: {path.name} drives no market; expected one of {sorted(known)}")
-        for spec in DEFAULT_MARKETS:
+        for spec in default_markets():
             if spec.data_file == path.name:
                 extra[spec.symbol] = path
     ex = SandboxExchange(speed=speed, seed=seed, paths=PathLibrary(data_dir=data_dir, seed=seed, extra_files=extra),
-                         specs=list(DEFAULT_MARKETS) + synthetic_markets(synthetic))
+                         specs=default_markets() + synthetic_markets(synthetic))
     if limits is not None:
         ex.limiter.limits = limits
     return ex

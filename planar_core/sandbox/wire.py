@@ -8,6 +8,10 @@ from .accounts import Account, Fill, Position, SandboxOrder
 from .exchange import SandboxExchange
 
 
+# Binance's USDⓈ-M account lists every margin asset, held or not (zero here: only USDT margin is modelled)
+OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
+
+
 def s(d: Decimal) -> str:
     """Decimal as Binance prints it (no exponent)."""
     return format(d.normalize(), "f") if d else "0"
@@ -101,21 +105,24 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int) -> dict:
              "maintMargin": "0", "initialMargin": s(im), "positionInitialMargin": s(mg["position_im"]),
              "openOrderInitialMargin": s(mg["order_im"]), "crossWalletBalance": s(wallet), "crossUnPnl": s(upnl),
              "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "marginAvailable": True, "updateTime": now}
+    others = [{**dict.fromkeys(asset, "0"), "asset": a, "marginAvailable": True, "updateTime": 0} for a in OTHER_MARGIN_ASSETS]
     return {
         "totalInitialMargin": s(im), "totalMaintMargin": "0", "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
         "totalMarginBalance": s(wallet + upnl), "totalPositionInitialMargin": s(mg["position_im"]),
         "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(wallet), "totalCrossUnPnl": s(upnl),
         "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "canTrade": True, "canWithdraw": acct.can_withdraw,
         "canDeposit": True, "updateTime": now, "feeTier": 0, "multiAssetsMargin": False,
-        "assets": [asset], "positions": [r for r in futures_positions(ex, acct) if r["positionAmt"] != "0"],
+        "assets": [asset, *others], "positions": [r for r in futures_positions(ex, acct) if r["positionAmt"] != "0"],
     }
 
 
 def futures_balance(ex: SandboxExchange, acct: Account, now: int) -> list[dict]:
     mg = ex.futures_margins(acct)
-    return [{"accountAlias": "sandbox", "asset": "USDT", "balance": s(mg["wallet"]), "crossWalletBalance": s(mg["wallet"]),
-             "crossUnPnl": s(mg["upnl"]), "availableBalance": s(mg["available"]), "maxWithdrawAmount": s(max(mg["available"], Decimal(0))),
-             "marginAvailable": True, "updateTime": now}]
+    usdt = {"accountAlias": "sandbox", "asset": "USDT", "balance": s(mg["wallet"]), "crossWalletBalance": s(mg["wallet"]),
+            "crossUnPnl": s(mg["upnl"]), "availableBalance": s(mg["available"]), "maxWithdrawAmount": s(max(mg["available"], Decimal(0))),
+            "marginAvailable": True, "updateTime": now}
+    return [usdt, *({**dict.fromkeys(usdt, "0"), "accountAlias": "sandbox", "asset": a, "marginAvailable": True, "updateTime": 0}
+                    for a in OTHER_MARGIN_ASSETS)]
 
 
 def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) -> dict:
