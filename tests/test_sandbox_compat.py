@@ -100,3 +100,34 @@ async def test_strict_client_ids_are_an_opt_in_fault(client, sandbox) -> None:
     sandbox.ex.faults = Faults(strict_client_ids=True)
     with pytest.raises(ccxt.InvalidOrder):
         await client.create_order("BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "same-1"})
+
+
+def _decimals(value: str) -> int:
+    return len(value.partition(".")[2])
+
+
+async def test_numbers_are_padded_to_fixed_decimals(client, sandbox) -> None:
+    """Binance prints every spot price and quantity with 8 decimals and every futures price and quantity with the
+    symbol's pricePrecision/quantityPrecision, so a bid and an ask always have the same number of digits."""
+    await client.create_order("BTC/USDT", "market", "buy", 0.001)
+    async with aiohttp.ClientSession() as http:
+        async def get(path: str, **params: str) -> object:
+            async with http.get(f"{sandbox.url}{path}", params=params) as r:
+                assert r.status == 200
+                return await r.json()
+
+        spot_book = await get("/api/v3/ticker/bookTicker", symbol="BTCUSDT")
+        futures_book = await get("/fapi/v1/ticker/bookTicker", symbol="BTCUSDT")
+        spot_depth = await get("/api/v3/depth", symbol="ETHBTC", limit="5")
+        futures_depth = await get("/fapi/v1/depth", symbol="XRPUSDT", limit="5")
+        kline = (await get("/api/v3/klines", symbol="BTCUSDT", interval="1m", limit="1"))[0]  # type: ignore[index]
+        futures_info = await get("/fapi/v1/exchangeInfo")
+    assert {_decimals(spot_book[k]) for k in ("bidPrice", "bidQty", "askPrice", "askQty")} == {8}  # type: ignore[index]
+    spec = {r["symbol"]: r for r in futures_info["symbols"]}["BTCUSDT"]  # type: ignore[index]
+    assert {_decimals(futures_book[k]) for k in ("bidPrice", "askPrice")} == {spec["pricePrecision"]}  # type: ignore[index]
+    assert {_decimals(futures_book[k]) for k in ("bidQty", "askQty")} == {spec["quantityPrecision"]}  # type: ignore[index]
+    assert {_decimals(v) for level in spot_depth["bids"] + spot_depth["asks"] for v in level} == {8}  # type: ignore[index,operator]
+    assert {_decimals(level[0]) for level in futures_depth["bids"] + futures_depth["asks"]} == {4}  # type: ignore[index,operator]
+    assert {_decimals(v) for v in kline[1:5]} == {8}
+    trade = (await client.fetch_my_trades("BTC/USDT"))[-1]["info"]
+    assert {_decimals(trade[k]) for k in ("price", "qty", "quoteQty", "commission")} == {8}

@@ -26,6 +26,7 @@ from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+COMMISSION_STEP = Decimal("0.00000001")
 Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
 
 
@@ -239,12 +240,12 @@ class SandboxExchange:
             order.locked -= release
             if order.type != "MARKET":
                 quote[0] += release - cost  # a buy filled below its limit gets the difference back
-            fee = qty * fee_rate
+            fee = (qty * fee_rate).quantize(COMMISSION_STEP)
             base[0] += qty - fee
             return fee, spec.base
         base[1] -= qty
         order.locked -= qty
-        fee = cost * fee_rate
+        fee = (cost * fee_rate).quantize(COMMISSION_STEP)  # Binance keeps commissions to 8 decimals
         quote[0] += cost - fee
         return fee, spec.quote
 
@@ -314,7 +315,7 @@ class SandboxExchange:
             pos.entry_price = (pos.entry_price * abs(pos.amount) + price * qty) / abs(new_amount)
             pos.amount = new_amount
         pos.updated_ms = self.now_ms()
-        fee = price * qty * fee_rate
+        fee = (price * qty * fee_rate).quantize(COMMISSION_STEP)
         acct.futures_wallet += realized - fee
         return fee, realized
 

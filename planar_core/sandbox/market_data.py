@@ -165,6 +165,16 @@ class MarketSpec:
     def qty_precision(self) -> int:
         return max(0, -self.step_size.as_tuple().exponent)  # type: ignore[operator]
 
+    @property
+    def wire_price_places(self) -> int:
+        """Decimals of every price on the wire: spot pads to 8 (``"69592.50000000"``), futures to the symbol's
+        ``pricePrecision`` (``"69592.5"`` for a 0.1 tick)."""
+        return 8 if self.kind == "spot" else self.price_precision
+
+    @property
+    def wire_qty_places(self) -> int:
+        return 8 if self.kind == "spot" else self.qty_precision
+
 
 D = Decimal
 DEFAULT_MARKETS: list[MarketSpec] = [

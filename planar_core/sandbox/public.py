@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from .errors import ApiError, invalid_symbol
 from .exchange import Market, SandboxExchange
-from .wire import s
+from .market_data import MarketSpec
+from .wire import px, qx, s
 
 INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
                "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000,
@@ -15,9 +16,9 @@ INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 9
 
 def _filters(m: Market) -> list[dict]:
     spec = m.spec
-    max_price = s(Decimal(10) ** 7 if spec.tick_size >= Decimal("0.01") else Decimal(10) ** 4)
-    lot = {"minQty": s(spec.min_qty), "maxQty": s(spec.max_qty), "stepSize": s(spec.step_size)}
-    out = [{"filterType": "PRICE_FILTER", "minPrice": s(spec.tick_size), "maxPrice": max_price, "tickSize": s(spec.tick_size)},
+    max_price = px(spec, Decimal(10) ** 7 if spec.tick_size >= Decimal("0.01") else Decimal(10) ** 4)
+    lot = {"minQty": qx(spec, spec.min_qty), "maxQty": qx(spec, spec.max_qty), "stepSize": qx(spec, spec.step_size)}
+    out = [{"filterType": "PRICE_FILTER", "minPrice": px(spec, spec.tick_size), "maxPrice": max_price, "tickSize": px(spec, spec.tick_size)},
            {"filterType": "LOT_SIZE", **lot}, {"filterType": "MARKET_LOT_SIZE", **lot}]
     if spec.kind == "spot":
         out.append({"filterType": "NOTIONAL", "minNotional": s(spec.min_notional), "applyMinToMarket": True,
@@ -82,13 +83,19 @@ def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
         close_ms = min(open_ms + step, now + 1)
         o, h, lo, c, v = ex.candle(m, open_ms, close_ms)
         q = v * (o + c) / 2
-        rows.append([open_ms, _p(m, o), _p(m, h), _p(m, lo), _p(m, c), f"{v:.8f}", open_ms + step - 1, f"{q:.8f}",
-                     max(1, int(v)), f"{v / 2:.8f}", f"{q / 2:.8f}", "0"])
+        qp = m.spec.wire_qty_places
+        rows.append([open_ms, _p(m, o), _p(m, h), _p(m, lo), _p(m, c), f"{v:.{qp}f}", open_ms + step - 1, f"{q:.8f}",
+                     max(1, int(v)), f"{v / 2:.{qp}f}", f"{q / 2:.8f}", "0"])
     return rows
 
 
 def _p(m: Market, price: float) -> str:
-    return s(Decimal(repr(price)).quantize(m.spec.tick_size))
+    return px(m.spec, Decimal(repr(price)).quantize(m.spec.tick_size))
+
+
+def levels(spec: MarketSpec, rows: list[tuple[Decimal, Decimal]]) -> list[list[str]]:
+    """Book levels as Binance prints them: [price, quantity] strings with the market's fixed decimals."""
+    return [[px(spec, p), qx(spec, q)] for p, q in rows]
 
 
 def book_levels(ex: SandboxExchange, m: Market) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -113,8 +120,8 @@ def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
         last_id = max(now, published[0] + 1) if published is not None else now
         bids, asks = book_levels(ex, m)
         ex.depth_published[key] = (last_id, bids, asks)
-    return {"lastUpdateId": last_id, "E": now, "T": now, "bids": [[s(pr), s(q)] for pr, q in bids[:limit]],
-            "asks": [[s(pr), s(q)] for pr, q in asks[:limit]]}
+    return {"lastUpdateId": last_id, "E": now, "T": now, "bids": levels(m.spec, bids[:limit]),
+            "asks": levels(m.spec, asks[:limit])}
 
 
 def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
@@ -127,7 +134,7 @@ def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dic
         t = now - i * 1000
         price = ex.mid(m, t)
         qty = max(float(m.spec.step_size), round(1000.0 / price, m.spec.qty_precision))
-        out.append({"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.qty_precision}f}",
+        out.append({"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.wire_qty_places}f}",
                     "quoteQty": f"{qty * price:.8f}", "time": t, "isBuyerMaker": (t // 1000) % 2 == 0, "isBestMatch": True})
     return out
 
@@ -135,7 +142,8 @@ def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dic
 def book_ticker(ex: SandboxExchange, m: Market) -> dict:
     """Spot's book ticker has no ``time``; futures' has ``time`` (ccxt tells the two apart by it)."""
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
-    out = {"symbol": m.spec.symbol, "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq)}
+    sp = m.spec
+    out = {"symbol": sp.symbol, "bidPrice": px(sp, bid), "bidQty": qx(sp, bq), "askPrice": px(sp, ask), "askQty": qx(sp, aq)}
     if m.spec.kind == "linear":
         out["time"] = ex.now_ms()
     return out
@@ -166,9 +174,9 @@ def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
     o, h, lo, c, v = ex.candle(m, now - 86_400_000, now)
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
     out = {"symbol": m.spec.symbol, "priceChange": _p(m, c - o), "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
-           "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": "1",
-           "bidPrice": s(bid), "bidQty": s(bq), "askPrice": s(ask), "askQty": s(aq), "openPrice": _p(m, o),
-           "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.8f}", "quoteVolume": f"{v * c:.8f}",
+           "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": qx(m.spec, Decimal(1)),
+           "bidPrice": px(m.spec, bid), "bidQty": qx(m.spec, bq), "askPrice": px(m.spec, ask), "askQty": qx(m.spec, aq), "openPrice": _p(m, o),
+           "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.{m.spec.wire_qty_places}f}", "quoteVolume": f"{v * c:.8f}",
            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": max(1, int(v)), "count": max(1, int(v))}
     if m.spec.kind == "linear":  # USD-M futures' 24hr ticker carries no book and no previous close (clients tell them apart by it)
         for k in ("prevClosePrice", "bidPrice", "bidQty", "askPrice", "askQty"):

@@ -27,7 +27,7 @@ from aiohttp import web
 from . import errors as E
 from . import public, wire
 from .wire import s as s_
-from .accounts import Account
+from .accounts import Account, SandboxOrder
 from .exchange import SandboxExchange
 from .faults import Faults
 from .limits import Limits, RateLimited, weight_of
@@ -369,8 +369,8 @@ class SandboxServer:
             add(method, "/fapi/v1/listenKey", self._listen_key, "linear", "key")
 
     # ----------------------------------------------------------------- private handlers
-    def _format_order(self, kind: str, order: Any) -> dict:
-        return wire.spot_order(order) if kind == "spot" else wire.futures_order(order)
+    def _format_order(self, kind: str, order: SandboxOrder) -> dict:
+        return wire.spot_order(order) if kind == "spot" else wire.futures_order(order, self.ex.markets[(kind, order.symbol)].spec)
 
     async def _new_order(self, c: Ctx) -> Any:
         acct = c.account
@@ -384,7 +384,7 @@ class SandboxServer:
             raise asyncio.CancelledError()
         if c.kind == "spot":
             return wire.spot_order_result(order, fills)
-        return wire.futures_order(order)
+        return self._format_order(c.kind, order)
 
     def _get_order(self, c: Ctx) -> dict:
         return self._format_order(c.kind, self.ex.find_order(c.account, c.kind, c.params))  # type: ignore[arg-type]
@@ -433,15 +433,16 @@ class SandboxServer:
         rows = [f for f in c.account.fills  # type: ignore[union-attr]
                 if f.kind == c.kind and f.symbol == m.spec.symbol and f.time_ms >= since
                 and (order_id is None or str(f.order_id) == order_id) and f.order_id not in hidden]
-        fmt = wire.spot_trade if c.kind == "spot" else wire.futures_trade
-        return [fmt(f) for f in rows[-limit:]]
+        if c.kind == "spot":
+            return [wire.spot_trade(f) for f in rows[-limit:]]
+        return [wire.futures_trade(f, m.spec) for f in rows[-limit:]]
 
     def _open_order(self, c: Ctx) -> dict:
         """Binance answers -2013 for an order that is no longer open (filled or cancelled), as for an unknown one."""
         order = self.ex.find_order(c.account, "linear", c.params)  # type: ignore[arg-type]
         if not order.is_open:
             raise E.order_not_found()
-        return wire.futures_order(order)
+        return self._format_order("linear", order)
 
     def _position_side(self, c: Ctx) -> dict:
         dual = str(c.params.get("dualSidePosition", "")).lower()

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from aiohttp import WSMsgType, web
 
@@ -226,7 +227,7 @@ class StreamHub:
             if kind == "spot":
                 messages.append(wire.execution_report(order, exec_type, fill, now))
             else:
-                messages.append(wire.order_trade_update(order, exec_type, fill, now))
+                messages.append(wire.order_trade_update(order, self.ex.markets[(kind, order.symbol)].spec, exec_type, fill, now))
         elif event == "account":
             m = self.ex.markets[(kind, payload["symbol"])]
             if kind == "spot":
@@ -309,18 +310,19 @@ class StreamHub:
             fmt = public._p
             return {"e": "kline", "E": self.ex.now_ms(), "s": symbol, "k": {
                 "t": open_ms, "T": open_ms + step - 1, "s": symbol, "i": interval, "f": 1, "L": 2, "o": fmt(m, o), "c": fmt(m, c),
-                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.8f}", "n": max(1, int(v)), "x": closed, "q": f"{v * c:.8f}",
-                "V": f"{v / 2:.8f}", "Q": f"{v * c / 2:.8f}", "B": "0"}}
+                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.{m.spec.wire_qty_places}f}", "n": max(1, int(v)), "x": closed,
+                "q": f"{v * c:.8f}", "V": f"{v / 2:.{m.spec.wire_qty_places}f}", "Q": f"{v * c / 2:.8f}", "B": "0"}}
         if channel in ("trade", "aggTrade"):
             price = public._p(m, self.ex.mid(m))
-            qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.qty_precision}f}"
+            qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.wire_qty_places}f}"
             ev = {"e": channel, "E": now, "s": symbol, "t": now, "p": price, "q": qty, "T": now, "m": (now // 1000) % 2 == 0, "M": True}
             if channel == "aggTrade":
                 ev.update({"a": now, "f": now, "l": now})
             return ev
         if channel == "bookTicker":
             (bid, bq), (ask, aq) = self.ex.best_bid_ask(m)
-            ev = {"u": now, "s": symbol, "b": wire.s(bid), "B": wire.s(bq), "a": wire.s(ask), "A": wire.s(aq)}
+            sp = m.spec
+            ev = {"u": now, "s": symbol, "b": wire.px(sp, bid), "B": wire.qx(sp, bq), "a": wire.px(sp, ask), "A": wire.qx(sp, aq)}
             if kind == "linear":
                 ev.update({"e": "bookTicker", "E": now, "T": now})
             return ev
@@ -335,7 +337,7 @@ class StreamHub:
             n = int(depth_n[5:])
             published = self.ex.depth_published.get((kind, symbol))
             bids, asks = public.book_levels(self.ex, m)
-            levels = {"b": [[wire.s(p), wire.s(q)] for p, q in bids[:n]], "a": [[wire.s(p), wire.s(q)] for p, q in asks[:n]]}
+            levels = {"b": public.levels(m.spec, bids[:n]), "a": public.levels(m.spec, asks[:n])}
             if kind == "spot":
                 return {"lastUpdateId": published[0] if published else now, "bids": levels["b"], "asks": levels["a"]}
             u = published[0] if published else now
@@ -364,7 +366,8 @@ class StreamHub:
 
         def changes(before: list, after: list) -> list[list[str]]:
             old, new = dict(before), dict(after)
-            return [[wire.s(p), wire.s(q)] for p, q in after if old.get(p) != q] + [[wire.s(p), "0"] for p in old if p not in new]
+            gone = [(p, Decimal(0)) for p in old if p not in new]
+            return public.levels(m.spec, [(p, q) for p, q in after if old.get(p) != q] + gone)
 
         self.ex.depth_published[key] = (u, bids, asks)
         ev = {"e": "depthUpdate", "E": now, "s": m.spec.symbol, "U": last_u + 1, "u": u, "b": changes(pb, bids), "a": changes(pa, asks)}

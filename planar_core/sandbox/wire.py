@@ -6,24 +6,37 @@ from decimal import Decimal
 
 from .accounts import Account, Fill, Position, SandboxOrder
 from .exchange import SandboxExchange
+from .market_data import MarketSpec
 
 
 # Binance's USDⓈ-M account lists every margin asset, held or not (zero here: only USDT margin is modelled)
 OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
+Z8 = "0.00000000"
 
 
 def s(d: Decimal) -> str:
-    """Decimal as Binance prints it (no exponent)."""
-    return format(d.normalize(), "f") if d else "0"
+    """An amount of money (balances, fees, PnL, margins) and every spot number as Binance prints them: 8 decimals,
+    always, so that two prices of one market have the same number of digits."""
+    return f"{d:.8f}"
+
+
+def px(spec: MarketSpec, d: Decimal) -> str:
+    """A price of ``spec``'s market, padded to its fixed decimals (``MarketSpec.wire_price_places``)."""
+    return f"{d:.{spec.wire_price_places}f}"
+
+
+def qx(spec: MarketSpec, d: Decimal) -> str:
+    """A quantity of ``spec``'s market, padded to its fixed decimals."""
+    return f"{d:.{spec.wire_qty_places}f}"
 
 
 def spot_order(o: SandboxOrder) -> dict:
     return {
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
         "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "cummulativeQuoteQty": s(o.cum_quote),
-        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": "0",
-        "icebergQty": "0", "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
-        "workingTime": o.created_ms, "origQuoteOrderQty": "0", "selfTradePreventionMode": "NONE",
+        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": Z8,
+        "icebergQty": Z8, "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
+        "workingTime": o.created_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "NONE",
     }
 
 
@@ -35,11 +48,11 @@ def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
     return out
 
 
-def futures_order(o: SandboxOrder) -> dict:
+def futures_order(o: SandboxOrder, spec: MarketSpec) -> dict:
     return {
         "orderId": o.order_id, "symbol": o.symbol, "status": o.status, "clientOrderId": o.client_id,
-        "price": s(o.price), "avgPrice": s(o.avg_price), "origQty": s(o.qty), "executedQty": s(o.filled),
-        "cumQty": s(o.filled), "cumQuote": s(o.cum_quote), "timeInForce": o.time_in_force, "type": o.type,
+        "price": px(spec, o.price), "avgPrice": px(spec, o.avg_price), "origQty": qx(spec, o.qty), "executedQty": qx(spec, o.filled),
+        "cumQty": qx(spec, o.filled), "cumQuote": s(o.cum_quote), "timeInForce": o.time_in_force, "type": o.type,
         "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": "BOTH",
         "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.type,
         "priceMatch": "NONE", "selfTradePreventionMode": "NONE", "goodTillDate": 0,
@@ -53,9 +66,9 @@ def spot_trade(f: Fill) -> dict:
             "time": f.time_ms, "isBuyer": f.side == "BUY", "isMaker": f.is_maker, "isBestMatch": True}
 
 
-def futures_trade(f: Fill) -> dict:
-    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "side": f.side, "price": s(f.price),
-            "qty": s(f.qty), "realizedPnl": s(f.realized_pnl), "quoteQty": s(f.quote_qty), "commission": s(f.commission),
+def futures_trade(f: Fill, spec: MarketSpec) -> dict:
+    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "side": f.side, "price": px(spec, f.price),
+            "qty": qx(spec, f.qty), "realizedPnl": s(f.realized_pnl), "quoteQty": s(f.quote_qty), "commission": s(f.commission),
             "commissionAsset": f.commission_asset, "time": f.time_ms, "positionSide": "BOTH", "buyer": f.side == "BUY",
             "maker": f.is_maker}
 
@@ -73,14 +86,15 @@ def spot_account(acct: Account, now: int) -> dict:
 
 def position_row(ex: SandboxExchange, acct: Account, symbol: str, pos: Position) -> dict:
     m = ex.markets[("linear", symbol)]
+    spec = m.spec
     mark = Decimal(repr(ex.mid(m)))
     lev = ex.leverage_of(acct, symbol)
     notional = pos.amount * mark
     upnl = ex.unrealized(acct, symbol, pos)
     im = abs(notional) / lev
     return {
-        "symbol": symbol, "positionSide": "BOTH", "positionAmt": s(pos.amount), "entryPrice": s(pos.entry_price),
-        "breakEvenPrice": s(pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl), "unrealizedProfit": s(upnl),
+        "symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": px(spec, pos.entry_price),
+        "breakEvenPrice": px(spec, pos.entry_price), "markPrice": px(spec, mark), "unRealizedProfit": s(upnl), "unrealizedProfit": s(upnl),
         "liquidationPrice": "0", "leverage": str(lev), "maxNotionalValue": "1000000", "marginType": acct.margin_type.get(symbol, "cross"),
         "isolatedMargin": "0", "isAutoAddMargin": "false", "notional": s(notional), "isolatedWallet": "0",
         "initialMargin": s(im), "maintMargin": s(abs(notional) * Decimal("0.004")), "positionInitialMargin": s(im),
@@ -112,7 +126,7 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int) -> dict:
         "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(wallet), "totalCrossUnPnl": s(upnl),
         "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "canTrade": True, "canWithdraw": acct.can_withdraw,
         "canDeposit": True, "updateTime": now, "feeTier": 0, "multiAssetsMargin": False,
-        "assets": [asset, *others], "positions": [r for r in futures_positions(ex, acct) if r["positionAmt"] != "0"],
+        "assets": [asset, *others], "positions": [r for r in futures_positions(ex, acct) if Decimal(r["positionAmt"])],
     }
 
 
@@ -129,25 +143,26 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
     """Spot user-stream ``executionReport``."""
     return {
         "e": "executionReport", "E": now, "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
-        "q": s(o.qty), "p": s(o.price), "P": "0", "F": "0", "g": -1, "C": o.client_id if exec_type == "CANCELED" else "",
-        "x": exec_type, "X": o.status, "r": "NONE", "i": o.order_id, "l": s(f.qty) if f else "0", "z": s(o.filled),
-        "L": s(f.price) if f else "0", "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
+        "q": s(o.qty), "p": s(o.price), "P": Z8, "F": Z8, "g": -1, "C": o.client_id if exec_type == "CANCELED" else "",
+        "x": exec_type, "X": o.status, "r": "NONE", "i": o.order_id, "l": s(f.qty) if f else Z8, "z": s(o.filled),
+        "L": s(f.price) if f else Z8, "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
         "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.is_open,
         "m": f.is_maker if f else False, "M": False, "O": o.created_ms, "Z": s(o.cum_quote),
-        "Y": s(f.quote_qty) if f else "0", "Q": "0", "W": o.created_ms, "V": "NONE",
+        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.created_ms, "V": "NONE",
     }
 
 
-def order_trade_update(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) -> dict:
+def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fill | None, now: int) -> dict:
     """Futures user-stream ``ORDER_TRADE_UPDATE``."""
+    zero = Decimal(0)
     return {
         "e": "ORDER_TRADE_UPDATE", "E": now, "T": now,
-        "o": {"s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force, "q": s(o.qty), "p": s(o.price),
-              "ap": s(o.avg_price), "sp": "0", "x": exec_type, "X": o.status, "i": o.order_id, "l": s(f.qty) if f else "0",
-              "z": s(o.filled), "L": s(f.price) if f else "0", "N": f.commission_asset if f else "USDT",
-              "n": s(f.commission) if f else "0", "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
+        "o": {"s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force, "q": qx(spec, o.qty), "p": px(spec, o.price),
+              "ap": px(spec, o.avg_price), "sp": px(spec, zero), "x": exec_type, "X": o.status, "i": o.order_id,
+              "l": qx(spec, f.qty if f else zero), "z": qx(spec, o.filled), "L": px(spec, f.price if f else zero), "N": f.commission_asset if f else "USDT",
+              "n": s(f.commission if f else zero), "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
               "b": "0", "a": "0", "m": f.is_maker if f else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE", "ot": o.type,
-              "ps": "BOTH", "cp": False, "rp": s(f.realized_pnl) if f else "0", "pP": False, "si": 0, "ss": 0,
+              "ps": "BOTH", "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
               "V": "NONE", "pm": "NONE", "gtd": 0},
     }
 
@@ -159,8 +174,9 @@ def outbound_account_position(acct: Account, assets: list[str], now: int) -> dic
 
 def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int) -> dict:
     pos = acct.positions.get(symbol, Position())
+    spec = ex.markets[("linear", symbol)].spec
     mg = ex.futures_margins(acct)
     return {"e": "ACCOUNT_UPDATE", "E": now, "T": now,
             "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": s(mg["wallet"]), "cw": s(mg["wallet"]), "bc": "0"}],
-                  "P": [{"s": symbol, "pa": s(pos.amount), "ep": s(pos.entry_price), "bep": s(pos.entry_price), "cr": "0",
+                  "P": [{"s": symbol, "pa": qx(spec, pos.amount), "ep": px(spec, pos.entry_price), "bep": px(spec, pos.entry_price), "cr": s(Decimal(0)),
                          "up": s(ex.unrealized(acct, symbol, pos)), "mt": "cross", "iw": "0", "ps": "BOTH"}]}}
