@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from decimal import Decimal
+
 import aiohttp
 import ccxt
 import pytest
@@ -131,3 +133,36 @@ async def test_numbers_are_padded_to_fixed_decimals(client, sandbox) -> None:
     assert {_decimals(v) for v in kline[1:5]} == {8}
     trade = (await client.fetch_my_trades("BTC/USDT"))[-1]["info"]
     assert {_decimals(trade[k]) for k in ("price", "qty", "quoteQty", "commission")} == {8}
+
+
+async def test_futures_account_shapes_and_totals(sandbox) -> None:
+    """positionRisk v2 carries leverage and margin type, v3 marginAsset and margins (and only symbols in use); the
+    account's totals are the sums of its own positions; the liquidation price is where the margin balance meets the
+    maintenance margin (between 0 and the entry of a long)."""
+    account = sandbox.ex.add_account({"USDT": Decimal(5000)})
+    ex = make_client(sandbox, account, options={"defaultType": "swap"})
+    try:
+        await ex.load_markets()
+        await ex.set_leverage(50, "BTC/USDT:USDT")
+        await ex.create_order("BTC/USDT:USDT", "market", "buy", 1.0)
+        await ex.create_order("ETH/USDT:USDT", "market", "sell", 10.0)
+        v2 = await ex.fapiPrivateV2GetPositionRisk({"symbol": "BTCUSDT"})
+        v3 = await ex.fapiPrivateV3GetPositionRisk()
+        assert "leverage" in v2[0] and "marginAsset" not in v2[0] and v2[0]["leverage"] == "50"
+        assert {r["symbol"] for r in v3} == {"BTCUSDT", "ETHUSDT"} and all("leverage" not in r and r["marginAsset"] == "USDT" for r in v3)
+        account_v2 = await ex.fapiPrivateV2GetAccount()
+        account_v3 = await ex.fapiPrivateV3GetAccount()
+        for acct in (account_v2, account_v3):
+            maint = sum(Decimal(p["maintMargin"]) for p in acct["positions"])
+            assert maint > 0 and abs(Decimal(acct["totalMaintMargin"]) - maint) <= Decimal("2e-8")  # each printed to 8 decimals
+            assert acct["assets"][0]["maintMargin"] == acct["totalMaintMargin"]
+        btc = next(r for r in v3 if r["symbol"] == "BTCUSDT")
+        assert 0 < Decimal(btc["liquidationPrice"]) < Decimal(btc["entryPrice"])
+        eth = next(r for r in v3 if r["symbol"] == "ETHUSDT")
+        assert Decimal(eth["liquidationPrice"]) > Decimal(eth["entryPrice"])  # a short is liquidated above its entry
+        info = await ex.fapiPublicGetExchangeInfo()
+        assert all("settlePlan" in r for r in info["symbols"]) and all("autoAssetExchange" in a for a in info["assets"])
+        spot_info = await ex.publicGetExchangeInfo()
+        assert {r["defaultSelfTradePreventionMode"] for r in spot_info["symbols"]} == {"EXPIRE_MAKER"}
+    finally:
+        await ex.close()

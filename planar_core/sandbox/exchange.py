@@ -9,11 +9,12 @@ format and subscribe to the events emitted here.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -27,6 +28,29 @@ from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 COMMISSION_STEP = Decimal("0.00000001")
+# (notional floor, notional cap, maintenance margin rate, cumulative amount, max leverage), modelled on Binance's BTCUSDT
+# tiers, for every futures market here (GET /fapi/v1/leverageBracket serves the same table)
+BRACKETS: list[tuple[int, int, Decimal, Decimal, int]] = [
+    (0, 50_000, Decimal("0.004"), Decimal("0"), 125),
+    (50_000, 600_000, Decimal("0.005"), Decimal("50"), 100),
+    (600_000, 3_000_000, Decimal("0.0065"), Decimal("950"), 75),
+    (3_000_000, 12_000_000, Decimal("0.01"), Decimal("11450"), 50),
+    (12_000_000, 70_000_000, Decimal("0.02"), Decimal("131450"), 25),
+    (70_000_000, 100_000_000, Decimal("0.025"), Decimal("481450"), 20),
+    (100_000_000, 230_000_000, Decimal("0.05"), Decimal("2981450"), 10),
+    (230_000_000, 480_000_000, Decimal("0.1"), Decimal("14481450"), 5),
+    (480_000_000, 600_000_000, Decimal("0.125"), Decimal("26481450"), 4),
+    (600_000_000, 800_000_000, Decimal("0.25"), Decimal("101481450"), 2),
+    (800_000_000, 1_200_000_000, Decimal("0.5"), Decimal("301481450"), 1),
+]
+
+
+def bracket_for(notional: Decimal) -> tuple[Decimal, Decimal]:
+    """(maintenance margin rate, cumulative amount) of the tier holding ``notional``."""
+    for floor, cap, rate, cum, _ in BRACKETS:
+        if notional < cap:
+            return rate, cum
+    return BRACKETS[-1][2], BRACKETS[-1][3]
 Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
 
 
@@ -60,6 +84,7 @@ class SandboxExchange:
     price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path
 
     def __post_init__(self) -> None:
+        self._instant: int | None = None
         self.rng = random.Random(self.seed)
         self.markets: dict[tuple[str, str], Market] = {}
         for spec in self.specs:
@@ -77,8 +102,21 @@ class SandboxExchange:
 
     # ----------------------------------------------------------------- time & prices
     def now_ms(self) -> int:
-        """The exchange's clock (the machine's, shifted by the clock-skew fault)."""
+        """The exchange's clock (the machine's, shifted by the clock-skew fault); one instant while a request is
+        answered (``at_one_instant``), so that every number of one answer is priced at the same moment."""
+        if self._instant is not None:
+            return self._instant
         return int(time.time() * 1000 + self.faults.clock_offset_ms)
+
+    @contextlib.contextmanager
+    def at_one_instant(self) -> Iterator[int]:
+        """Hold the clock still while one answer is built (no await may happen inside)."""
+        outer = self._instant
+        self._instant = self.now_ms()
+        try:
+            yield self._instant
+        finally:
+            self._instant = outer
 
     def data_time(self, key: tuple[str, str], wall_ms: float) -> float:
         return self.data_anchor_ms[key] + (wall_ms - self.wall_anchor_ms) * self.speed
@@ -266,8 +304,32 @@ class SandboxExchange:
         mark = Decimal(repr(self.mid(self.markets[("linear", symbol)])))
         return (mark - pos.entry_price) * pos.amount
 
+    def mark(self, symbol: str) -> Decimal:
+        return Decimal(repr(self.mid(self.markets[("linear", symbol)])))
+
+    def maint_margin(self, symbol: str, pos: Position) -> Decimal:
+        """Binance's maintenance margin: notional x the bracket's rate - the bracket's cumulative amount."""
+        notional = abs(pos.amount) * self.mark(symbol)
+        rate, cum = bracket_for(notional)
+        return max(notional * rate - cum, ZERO)
+
+    def liquidation_price(self, acct: Account, symbol: str, pos: Position) -> Decimal:
+        """Binance's one-way cross-margin liquidation price: where the margin balance (wallet + every unrealized
+        PnL) falls to the maintenance margin, the other positions held at their marks. 0 when flat or never."""
+        if not pos.amount:
+            return ZERO
+        others = [(s, p) for s, p in acct.positions.items() if s != symbol and p.amount]
+        maint_others = sum((self.maint_margin(s, p) for s, p in others), ZERO)
+        upnl_others = sum((self.unrealized(acct, s, p) for s, p in others), ZERO)
+        size = abs(pos.amount)
+        side = Decimal(1) if pos.amount > 0 else Decimal(-1)
+        rate, cum = bracket_for(size * self.mark(symbol))
+        denominator = size * rate - side * size
+        price = (acct.futures_wallet - maint_others + upnl_others + cum - side * size * pos.entry_price) / denominator
+        return max(price, ZERO)
+
     def futures_margins(self, acct: Account) -> dict[str, Decimal]:
-        """Wallet, unrealized PnL, position and open-order initial margin, available balance."""
+        """Wallet, unrealized PnL, position and open-order initial margin, maintenance margin, available balance."""
         upnl = sum((self.unrealized(acct, s, p) for s, p in acct.positions.items()), ZERO)
         pos_im = ZERO
         for s, p in acct.positions.items():
@@ -279,7 +341,9 @@ class SandboxExchange:
             if not o.reduce_only:
                 ord_im += o.remaining * o.price / self.leverage_of(acct, o.symbol)
         available = acct.futures_wallet + upnl - pos_im - ord_im
-        return {"wallet": acct.futures_wallet, "upnl": upnl, "position_im": pos_im, "order_im": ord_im, "available": available}
+        maint = sum((self.maint_margin(s, p) for s, p in acct.positions.items() if p.amount), ZERO)
+        return {"wallet": acct.futures_wallet, "upnl": upnl, "position_im": pos_im, "order_im": ord_im, "maint": maint,
+                "available": available}
 
     def _check_futures(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> None:
         pos = acct.positions.get(m.spec.symbol, Position())
@@ -469,4 +533,4 @@ def fill_json(f: Fill) -> dict:
             "commission_asset": f.commission_asset, "time": f.time_ms, "maker": f.is_maker, "realized_pnl": str(f.realized_pnl)}
 
 
-__all__ = ["SandboxExchange", "Market", "order_json", "fill_json"]
+__all__ = ["SandboxExchange", "Market", "order_json", "fill_json", "BRACKETS", "bracket_for"]

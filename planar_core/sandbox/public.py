@@ -7,7 +7,7 @@ from decimal import Decimal
 from .errors import ApiError, invalid_symbol
 from .exchange import Market, SandboxExchange
 from .market_data import MarketSpec
-from .wire import px, qx, s
+from .wire import OTHER_MARGIN_ASSETS, px, qx, s
 
 INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
                "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000,
@@ -44,20 +44,22 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
                         "icebergAllowed": False, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
                         "allowTrailingStop": False, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
                         "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
-                        "defaultSelfTradePreventionMode": "NONE", "allowedSelfTradePreventionModes": ["NONE"]})
+                        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]})
         else:
             row.update({"pair": spec.symbol.split("_")[0], "contractType": spec.contract_type, "deliveryDate": spec.delivery_ms,
                         "onboardDate": 1569398400000,
                         "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
                         "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
-                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05", "settlePlan": 0, "maxMoveOrderLimit": 10000,
                         "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
         symbols.append(row)
     return {"timezone": "UTC", "serverTime": ex.now_ms(),
             "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},
                            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s}],
             "exchangeFilters": [], "symbols": symbols,
-            **({"futuresType": "U_MARGINED", "assets": [{"asset": "USDT", "marginAvailable": True}]} if kind == "linear" else {})}
+            **({"futuresType": "U_MARGINED", "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000" if a == "USDT" else "0"}
+                                                    for a in ("USDT", *OTHER_MARGIN_ASSETS)]} if kind == "linear" else {})}
 
 
 def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:

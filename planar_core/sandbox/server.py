@@ -28,7 +28,7 @@ from . import errors as E
 from . import public, wire
 from .wire import s as s_
 from .accounts import Account, SandboxOrder
-from .exchange import SandboxExchange
+from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
 from .limits import Limits, RateLimited, weight_of
 from .streams import StreamHub
@@ -214,9 +214,10 @@ class SandboxServer:
         try:
             account = self._authenticate(request, route, params, body)
             ctx = Ctx(request, params, account, route.kind)
-            result = route.handler(ctx)
-            if asyncio.iscoroutine(result):
-                result = await result
+            with self.ex.at_one_instant():  # handlers do not await: the whole answer is priced at one instant
+                result = route.handler(ctx)
+                if asyncio.iscoroutine(result):
+                    result = await result
         except E.ApiError as exc:
             return self._error(exc)
         if isinstance(result, web.StreamResponse):
@@ -356,10 +357,10 @@ class SandboxServer:
         add("GET", "/api/v3/myTrades", self._my_trades, "spot", "signed")
         add("GET", "/fapi/v1/userTrades", self._my_trades, "linear", "signed")
         for v in ("v2", "v3"):
-            add("GET", f"/fapi/{v}/account", lambda c: wire.futures_account(ex, c.account, ex.now_ms()), "linear", "signed")  # type: ignore[arg-type]
+            add("GET", f"/fapi/{v}/account", lambda c, v=v: wire.futures_account(ex, c.account, ex.now_ms(), v), "linear", "signed")  # type: ignore[misc]
             add("GET", f"/fapi/{v}/balance", lambda c: wire.futures_balance(ex, c.account, ex.now_ms()), "linear", "signed")  # type: ignore[arg-type]
-            add("GET", f"/fapi/{v}/positionRisk", lambda c: wire.futures_positions(ex, c.account, (c.params.get("symbol") or "").upper() or None),  # type: ignore[arg-type]
-                "linear", "signed")
+            add("GET", f"/fapi/{v}/positionRisk", lambda c, v=v: wire.futures_positions(  # type: ignore[misc]
+                ex, c.account, (c.params.get("symbol") or "").upper() or None, v), "linear", "signed")
         add("POST", "/fapi/v1/leverage", self._leverage, "linear", "signed")
         add("POST", "/fapi/v1/marginType", self._margin_type, "linear", "signed")
         add("GET", "/fapi/v1/leverageBracket", self._brackets, "linear", "signed")
@@ -524,9 +525,10 @@ class SandboxServer:
         return {"code": 200, "msg": "success"}
 
     def _brackets(self, c: Ctx) -> list[dict]:
-        return [{"symbol": sym, "brackets": [{"bracket": 1, "initialLeverage": 125, "notionalCap": 10_000_000, "notionalFloor": 0,
-                                               "maintMarginRatio": 0.004, "cum": 0.0}]}
-                for (kind, sym) in self.ex.markets if kind == "linear"]
+        symbol = (c.params.get("symbol") or "").upper()
+        tiers = [{"bracket": i + 1, "initialLeverage": lev, "notionalCap": cap, "notionalFloor": floor, "maintMarginRatio": float(rate),
+                  "cum": float(cum)} for i, (floor, cap, rate, cum, lev) in enumerate(BRACKETS)]
+        return [{"symbol": sym, "brackets": tiers} for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
 
     def _api_restrictions(self, c: Ctx) -> dict:
         acct = c.account

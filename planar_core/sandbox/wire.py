@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .accounts import Account, Fill, Position, SandboxOrder
-from .exchange import SandboxExchange
+from .exchange import BRACKETS, SandboxExchange
 from .market_data import MarketSpec
 
 
@@ -36,7 +36,7 @@ def spot_order(o: SandboxOrder) -> dict:
         "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "cummulativeQuoteQty": s(o.cum_quote),
         "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": Z8,
         "icebergQty": Z8, "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
-        "workingTime": o.created_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "NONE",
+        "workingTime": o.created_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 
 
@@ -55,7 +55,7 @@ def futures_order(o: SandboxOrder, spec: MarketSpec) -> dict:
         "cumQty": qx(spec, o.filled), "cumQuote": s(o.cum_quote), "timeInForce": o.time_in_force, "type": o.type,
         "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": "BOTH",
         "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.type,
-        "priceMatch": "NONE", "selfTradePreventionMode": "NONE", "goodTillDate": 0,
+        "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
         "time": o.created_ms, "updateTime": o.updated_ms,
     }
 
@@ -84,50 +84,81 @@ def spot_account(acct: Account, now: int) -> dict:
     }
 
 
-def position_row(ex: SandboxExchange, acct: Account, symbol: str, pos: Position) -> dict:
-    m = ex.markets[("linear", symbol)]
-    spec = m.spec
-    mark = Decimal(repr(ex.mid(m)))
+def position_row(ex: SandboxExchange, acct: Account, symbol: str, pos: Position, version: str) -> dict:
+    """One row of ``positionRisk``: v2 lists leverage and margin type, v3 the margins and ``marginAsset``."""
+    spec = ex.markets[("linear", symbol)].spec
+    mark = ex.mark(symbol)
     lev = ex.leverage_of(acct, symbol)
     notional = pos.amount * mark
     upnl = ex.unrealized(acct, symbol, pos)
     im = abs(notional) / lev
-    return {
-        "symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": px(spec, pos.entry_price),
-        "breakEvenPrice": px(spec, pos.entry_price), "markPrice": px(spec, mark), "unRealizedProfit": s(upnl), "unrealizedProfit": s(upnl),
-        "liquidationPrice": "0", "leverage": str(lev), "maxNotionalValue": "1000000", "marginType": acct.margin_type.get(symbol, "cross"),
-        "isolatedMargin": "0", "isAutoAddMargin": "false", "notional": s(notional), "isolatedWallet": "0",
-        "initialMargin": s(im), "maintMargin": s(abs(notional) * Decimal("0.004")), "positionInitialMargin": s(im),
-        "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0", "askNotional": "0", "updateTime": pos.updated_ms,
-    }
+    row = {"symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": px(spec, pos.entry_price),
+           "breakEvenPrice": px(spec, pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl),
+           "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)), "isolatedMargin": Z8, "notional": s(notional),
+           "isolatedWallet": "0", "updateTime": pos.updated_ms}
+    if version == "v2":
+        return {**row, "leverage": str(lev), "maxNotionalValue": str(max_notional(lev)), "marginType": acct.margin_type.get(symbol, "cross"),
+                "isAutoAddMargin": "false"}
+    order_im = sum((o.remaining * o.price / lev for o in acct.open_orders("linear", symbol) if not o.reduce_only), Decimal(0))
+    return {**row, "marginAsset": "USDT", "initialMargin": s(im + order_im), "maintMargin": s(ex.maint_margin(symbol, pos)),
+            "positionInitialMargin": s(im), "openOrderInitialMargin": s(order_im), "adl": 0, "bidNotional": "0", "askNotional": "0"}
 
 
-def futures_positions(ex: SandboxExchange, acct: Account, symbol: str | None = None) -> list[dict]:
+def max_notional(leverage: int) -> int:
+    """The largest position notional ``leverage`` allows (the cap of the last bracket still allowing it)."""
+    return max((cap for _, cap, _, _, max_lev in BRACKETS if max_lev >= leverage), default=BRACKETS[0][1])
+
+
+def futures_positions(ex: SandboxExchange, acct: Account, symbol: str | None, version: str) -> list[dict]:
+    """``positionRisk``: v2 answers every symbol, v3 only those with a position or an open order (as Binance)."""
     rows = []
     for (kind, sym) in ex.markets:
         if kind != "linear" or (symbol and sym != symbol):
             continue
-        rows.append(position_row(ex, acct, sym, acct.positions.get(sym, Position())))
+        pos = acct.positions.get(sym, Position())
+        if version == "v3" and not pos.amount and not acct.open_orders("linear", sym):
+            continue
+        rows.append(position_row(ex, acct, sym, pos, version))
     return rows
 
 
-def futures_account(ex: SandboxExchange, acct: Account, now: int) -> dict:
+def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) -> dict:
+    """``/fapi/v2/account`` and ``/fapi/v3/account``; their totals are the sums of their own positions."""
     mg = ex.futures_margins(acct)
     wallet, upnl, avail = mg["wallet"], mg["upnl"], mg["available"]
     im = mg["position_im"] + mg["order_im"]
     asset = {"asset": "USDT", "walletBalance": s(wallet), "unrealizedProfit": s(upnl), "marginBalance": s(wallet + upnl),
-             "maintMargin": "0", "initialMargin": s(im), "positionInitialMargin": s(mg["position_im"]),
+             "maintMargin": s(mg["maint"]), "initialMargin": s(im), "positionInitialMargin": s(mg["position_im"]),
              "openOrderInitialMargin": s(mg["order_im"]), "crossWalletBalance": s(wallet), "crossUnPnl": s(upnl),
              "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "marginAvailable": True, "updateTime": now}
-    others = [{**dict.fromkeys(asset, "0"), "asset": a, "marginAvailable": True, "updateTime": 0} for a in OTHER_MARGIN_ASSETS]
-    return {
-        "totalInitialMargin": s(im), "totalMaintMargin": "0", "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
+    others = [{**dict.fromkeys(asset, Z8), "asset": a, "marginAvailable": True, "updateTime": 0} for a in OTHER_MARGIN_ASSETS]
+    positions = []
+    for sym, pos in sorted(acct.positions.items()):
+        if version == "v3" and not pos.amount:
+            continue
+        spec = ex.markets[("linear", sym)].spec
+        lev = ex.leverage_of(acct, sym)
+        notional = pos.amount * ex.mark(sym)
+        row = {"symbol": sym, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "unrealizedProfit": s(ex.unrealized(acct, sym, pos)),
+               "initialMargin": s(abs(notional) / lev), "maintMargin": s(ex.maint_margin(sym, pos)), "updateTime": pos.updated_ms}
+        if version == "v3":
+            row.update({"isolatedMargin": Z8, "notional": s(notional), "isolatedWallet": Z8})
+        else:
+            row.update({"positionInitialMargin": s(abs(notional) / lev), "openOrderInitialMargin": Z8, "leverage": str(lev),
+                        "isolated": acct.margin_type.get(sym) == "isolated", "entryPrice": px(spec, pos.entry_price),
+                        "breakEvenPrice": px(spec, pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
+                        "askNotional": "0"})
+        positions.append(row)
+    out = {
+        "totalInitialMargin": s(im), "totalMaintMargin": s(mg["maint"]), "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
         "totalMarginBalance": s(wallet + upnl), "totalPositionInitialMargin": s(mg["position_im"]),
         "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(wallet), "totalCrossUnPnl": s(upnl),
-        "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "canTrade": True, "canWithdraw": acct.can_withdraw,
-        "canDeposit": True, "updateTime": now, "feeTier": 0, "multiAssetsMargin": False,
-        "assets": [asset, *others], "positions": [r for r in futures_positions(ex, acct) if Decimal(r["positionAmt"])],
+        "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "assets": [asset, *others], "positions": positions,
     }
+    if version == "v2":
+        out = {"feeTier": 0, "feeBurn": False, "canTrade": True, "canDeposit": True, "canWithdraw": acct.can_withdraw, "updateTime": 0,
+               "multiAssetsMargin": False, "tradeGroupId": -1, **out}
+    return out
 
 
 def futures_balance(ex: SandboxExchange, acct: Account, now: int) -> list[dict]:
@@ -148,7 +179,7 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
         "L": s(f.price) if f else Z8, "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
         "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.is_open,
         "m": f.is_maker if f else False, "M": False, "O": o.created_ms, "Z": s(o.cum_quote),
-        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.created_ms, "V": "NONE",
+        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.created_ms, "V": "EXPIRE_MAKER",
     }
 
 
@@ -163,7 +194,7 @@ def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fil
               "n": s(f.commission if f else zero), "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
               "b": "0", "a": "0", "m": f.is_maker if f else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE", "ot": o.type,
               "ps": "BOTH", "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
-              "V": "NONE", "pm": "NONE", "gtd": 0},
+              "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0},
     }
 
 
