@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from decimal import Decimal
 
 import aiohttp

@@ -5,4 +5,4 @@ from .faults import Faults
 from .limits import Limits
 from .server import SandboxServer
 
-__all__ = ["SandboxExchange", "SandboxServer", "Faults", "Limits"]
+__all__ = ["Faults", "Limits", "SandboxExchange", "SandboxServer"]

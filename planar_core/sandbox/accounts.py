@@ -87,7 +87,7 @@ class Account:
     listen_keys: set[str] = field(default_factory=set)
 
     @classmethod
-    def create(cls, balances: dict[str, Decimal], api_key: str | None = None, api_secret: str | None = None) -> "Account":
+    def create(cls, balances: dict[str, Decimal], api_key: str | None = None, api_secret: str | None = None) -> Account:
         acct = cls(api_key=api_key or secrets.token_hex(32), api_secret=api_secret or secrets.token_hex(32))
         for asset, amount in balances.items():
             acct.spot[asset] = [Decimal(amount), ZERO]

@@ -31,17 +31,17 @@ COMMISSION_STEP = Decimal("0.00000001")
 # (notional floor, notional cap, maintenance margin rate, cumulative amount, max leverage), modelled on Binance's BTCUSDT
 # tiers, for every futures market here (GET /fapi/v1/leverageBracket serves the same table)
 BRACKETS: list[tuple[int, int, Decimal, Decimal, int]] = [
-    (0, 50_000, Decimal("0.004"), Decimal("0"), 125),
-    (50_000, 600_000, Decimal("0.005"), Decimal("50"), 100),
-    (600_000, 3_000_000, Decimal("0.0065"), Decimal("950"), 75),
-    (3_000_000, 12_000_000, Decimal("0.01"), Decimal("11450"), 50),
-    (12_000_000, 70_000_000, Decimal("0.02"), Decimal("131450"), 25),
-    (70_000_000, 100_000_000, Decimal("0.025"), Decimal("481450"), 20),
-    (100_000_000, 230_000_000, Decimal("0.05"), Decimal("2981450"), 10),
-    (230_000_000, 480_000_000, Decimal("0.1"), Decimal("14481450"), 5),
-    (480_000_000, 600_000_000, Decimal("0.125"), Decimal("26481450"), 4),
-    (600_000_000, 800_000_000, Decimal("0.25"), Decimal("101481450"), 2),
-    (800_000_000, 1_200_000_000, Decimal("0.5"), Decimal("301481450"), 1),
+    (0, 50_000, Decimal("0.004"), Decimal(0), 125),
+    (50_000, 600_000, Decimal("0.005"), Decimal(50), 100),
+    (600_000, 3_000_000, Decimal("0.0065"), Decimal(950), 75),
+    (3_000_000, 12_000_000, Decimal("0.01"), Decimal(11450), 50),
+    (12_000_000, 70_000_000, Decimal("0.02"), Decimal(131450), 25),
+    (70_000_000, 100_000_000, Decimal("0.025"), Decimal(481450), 20),
+    (100_000_000, 230_000_000, Decimal("0.05"), Decimal(2981450), 10),
+    (230_000_000, 480_000_000, Decimal("0.1"), Decimal(14481450), 5),
+    (480_000_000, 600_000_000, Decimal("0.125"), Decimal(26481450), 4),
+    (600_000_000, 800_000_000, Decimal("0.25"), Decimal(101481450), 2),
+    (800_000_000, 1_200_000_000, Decimal("0.5"), Decimal(301481450), 1),
 ]
 
 
@@ -533,4 +533,4 @@ def fill_json(f: Fill) -> dict:
             "commission_asset": f.commission_asset, "time": f.time_ms, "maker": f.is_maker, "realized_pnl": str(f.realized_pnl)}
 
 
-__all__ = ["SandboxExchange", "Market", "order_json", "fill_json", "BRACKETS", "bracket_for"]
+__all__ = ["BRACKETS", "Market", "SandboxExchange", "bracket_for", "fill_json", "order_json"]

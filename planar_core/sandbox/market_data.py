@@ -28,7 +28,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -192,10 +192,10 @@ DEFAULT_MARKETS: list[MarketSpec] = [
 def quarter_delivery_ms(now_ms: int) -> int:
     """Binance's quarterly contracts deliver at 08:00 UTC on the last Friday of March, June, September and December:
     the first such time after ``now_ms``."""
-    now = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     for year in (now.year, now.year + 1):
         for month in (3, 6, 9, 12):
-            last = datetime(year + (month == 12), month % 12 + 1, 1, 8, tzinfo=timezone.utc) - timedelta(days=1)
+            last = datetime(year + (month == 12), month % 12 + 1, 1, 8, tzinfo=UTC) - timedelta(days=1)
             delivery = last - timedelta(days=(last.weekday() - 4) % 7)
             if delivery > now:
                 return int(delivery.timestamp() * 1000)
@@ -206,7 +206,7 @@ def quarterly_market(now_ms: int) -> MarketSpec:
     """The BTC current-quarter delivery contract (``BTCUSDT_YYMMDD``) on the perpetual's path: Binance lists
     delivery futures beside perpetuals, and clients (ccxt's market validators) expect both."""
     delivery = quarter_delivery_ms(now_ms)
-    day = datetime.fromtimestamp(delivery / 1000, tz=timezone.utc).strftime("%y%m%d")
+    day = datetime.fromtimestamp(delivery / 1000, tz=UTC).strftime("%y%m%d")
     return MarketSpec(f"BTCUSDT_{day}", "BTC", "USDT", "linear", D("0.1"), D("0.001"), D("0.001"), D("500"), D("5"), 60_000.0,
                       "UNITTEST_BTC_1m.csv", contract_type="CURRENT_QUARTER", delivery_ms=delivery)
 

@@ -208,5 +208,16 @@ def premium_index(ex: SandboxExchange, m: Market) -> dict:
             "interestRate": "0.00010000", "nextFundingTime": now - now % 28_800_000 + 28_800_000, "time": now}
 
 
-__all__ = ["exchange_info", "klines", "depth", "recent_trades", "book_ticker", "ticker_24h", "per_symbol", "price_ticker",
-           "premium_index", "INTERVAL_MS", "invalid_symbol"]
+__all__ = [
+    "INTERVAL_MS",
+    "book_ticker",
+    "depth",
+    "exchange_info",
+    "invalid_symbol",
+    "klines",
+    "per_symbol",
+    "premium_index",
+    "price_ticker",
+    "recent_trades",
+    "ticker_24h",
+]

@@ -26,12 +26,12 @@ from aiohttp import web
 
 from . import errors as E
 from . import public, wire
-from .wire import s as s_
 from .accounts import Account, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
 from .limits import Limits, RateLimited, weight_of
 from .streams import StreamHub
+from .wire import s as s_
 
 log = logging.getLogger("planar.sandbox")
 SIGNATURE_RE = re.compile(r"&?signature=[^&]*")
@@ -91,7 +91,7 @@ class SandboxServer:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
-    async def start(self) -> "SandboxServer":
+    async def start(self) -> SandboxServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -114,7 +114,7 @@ class SandboxServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "SandboxServer":
+    async def __aenter__(self) -> SandboxServer:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

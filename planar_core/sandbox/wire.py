@@ -8,7 +8,6 @@ from .accounts import Account, Fill, Position, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .market_data import MarketSpec
 
-
 # Binance's USDⓈ-M account lists every margin asset, held or not (zero here: only USDT margin is modelled)
 OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
 Z8 = "0.00000000"
