@@ -77,7 +77,7 @@ async def test_futures_start_up_endpoints(sandbox, account) -> None:
         mark = await ex.fetch_mark_ohlcv("BTC/USDT:USDT", "1m", limit=5)
         assert len(mark) == 5 and mark[-1][4] > 0
         bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
-        resting = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(bid * 0.9, 1))
+        resting = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(bid * 0.97, 1))  # PERCENT_PRICE: within 5 % of mark
         assert (await ex.fetch_open_order(resting["id"], "BTC/USDT:USDT"))["status"] == "open"
         await ex.cancel_order(resting["id"], "BTC/USDT:USDT")
         with pytest.raises(ccxt.OrderNotFound):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 ZERO = Decimal(0)
+MARKET_TYPES = frozenset({"MARKET", "STOP_LOSS", "TAKE_PROFIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "LIQUIDATION"})
+CONDITIONAL_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 
 
 @dataclass
@@ -16,7 +18,7 @@ class SandboxOrder:
     symbol: str
     kind: str  # spot | linear
     side: str  # BUY | SELL
-    type: str  # MARKET | LIMIT | LIMIT_MAKER
+    type: str  # MARKET | LIMIT | LIMIT_MAKER | STOP_LOSS[_LIMIT] | TAKE_PROFIT[_LIMIT] (spot conditional types)
     time_in_force: str  # GTC | IOC | FOK | GTX
     price: Decimal  # 0 for market orders
     qty: Decimal
@@ -28,6 +30,23 @@ class SandboxOrder:
     updated_ms: int = 0
     locked: Decimal = ZERO  # spot: funds still locked for the unfilled part
     locked_asset: str = ""
+    stop_price: Decimal = ZERO  # spot conditional orders: the trigger price (0: trailing only)
+    trailing_delta: int = 0  # spot conditional orders: trailing distance in basis points (0: none)
+    trail_ref: Decimal = ZERO  # the extreme price a trailing order measures its retrace from (0: not active yet)
+    working: bool = True  # False while a conditional order waits for its trigger (Binance's isWorking)
+    working_ms: int = -1
+    iceberg_qty: Decimal = ZERO
+    position_side: str = "BOTH"  # futures: BOTH (one-way) or LONG/SHORT (hedge mode)
+    algo_id: int = 0  # futures: the algo order whose trigger placed this order
+
+    @property
+    def is_market(self) -> bool:
+        """Executes as a market order (when working): MARKET and the market-style conditional types."""
+        return self.type in MARKET_TYPES
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.type in CONDITIONAL_TYPES
 
     @property
     def remaining(self) -> Decimal:
@@ -40,6 +59,39 @@ class SandboxOrder:
     @property
     def avg_price(self) -> Decimal:
         return self.cum_quote / self.filled if self.filled else ZERO
+
+
+@dataclass
+class AlgoOrder:
+    """A USDⓈ-M conditional order held by Binance's Algo Service until its trigger (``/fapi/v1/algoOrder``); on the
+    trigger it places an ordinary order (``actual_order_id``) in the matching engine."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str
+    position_side: str
+    type: str  # STOP | STOP_MARKET | TAKE_PROFIT | TAKE_PROFIT_MARKET | TRAILING_STOP_MARKET
+    time_in_force: str
+    qty: Decimal  # 0 with close_position
+    price: Decimal  # limit price of STOP / TAKE_PROFIT, else 0
+    trigger_price: Decimal  # 0 for a trailing stop without activation price
+    working_type: str  # MARK_PRICE | CONTRACT_PRICE
+    price_protect: bool
+    close_position: bool
+    reduce_only: bool
+    callback_rate: Decimal  # trailing stops: percent
+    created_ms: int
+    status: str = "NEW"  # NEW, TRIGGERED, FINISHED, CANCELED, EXPIRED, REJECTED
+    updated_ms: int = 0
+    trigger_ms: int = 0
+    actual_order_id: int = 0
+    trail_ref: Decimal = ZERO  # trailing stops: the extreme price since activation (0: not activated)
+    reason: str = ""  # why a triggered order could not be placed
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "NEW"
 
 
 @dataclass
@@ -65,9 +117,10 @@ class Fill:
 
 @dataclass
 class Position:
-    amount: Decimal = ZERO  # signed, one-way mode
+    amount: Decimal = ZERO  # signed (one-way mode; in hedge mode LONG is >= 0 and SHORT <= 0)
     entry_price: Decimal = ZERO
     updated_ms: int = 0
+    isolated_wallet: Decimal = ZERO  # isolated margin: the part of the wallet this position holds
 
 
 @dataclass
@@ -80,10 +133,12 @@ class Account:
     leverage: dict[str, int] = field(default_factory=dict)
     margin_type: dict[str, str] = field(default_factory=dict)
     orders: dict[int, SandboxOrder] = field(default_factory=dict)
+    algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
     by_client_id: dict[tuple[str, str], SandboxOrder] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     fees_paid: dict[str, Decimal] = field(default_factory=dict)
     can_withdraw: bool = False
+    hedge_mode: bool = False  # futures dualSidePosition
     listen_keys: set[str] = field(default_factory=set)
 
     @classmethod

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from . import conditional, filters
 from . import errors as E
-from .accounts import ZERO, Account, Fill, Position, SandboxOrder
+from .accounts import CONDITIONAL_TYPES, MARKET_TYPES, ZERO, Account, AlgoOrder, Fill, Position, SandboxOrder
 from .book import BookModel, floor_to
 from .faults import Faults
 from .limits import RateLimiter
@@ -27,7 +28,12 @@ from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+SPOT_TYPES = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+FUTURES_TYPES = frozenset({"MARKET", "LIMIT"})  # /fapi/v1/order; conditional types go to the Algo Service
+ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
+LIMIT_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
 COMMISSION_STEP = Decimal("0.00000001")
+PRICE_PROTECT = Decimal("0.05")  # futures exchangeInfo triggerProtect
 # (notional floor, notional cap, maintenance margin rate, cumulative amount, max leverage), modelled on Binance's BTCUSDT
 # tiers, for every futures market here (GET /fapi/v1/leverageBracket serves the same table)
 BRACKETS: list[tuple[int, int, Decimal, Decimal, int]] = [
@@ -58,6 +64,7 @@ Listener = Callable[[Account, str, str, dict], None]  # account, kind, event nam
 class Market:
     spec: MarketSpec
     path: PricePath
+    bounds: filters.Bounds
     shock: float = 1.0  # multiplicative price shift set through the admin API
 
     @property
@@ -85,10 +92,13 @@ class SandboxExchange:
 
     def __post_init__(self) -> None:
         self._instant: int | None = None
+        self._placing_algo = 0  # the algo order whose trigger is placing an order right now
         self.rng = random.Random(self.seed)
         self.markets: dict[tuple[str, str], Market] = {}
         for spec in self.specs:
-            self.markets[(spec.kind, spec.symbol)] = Market(spec, self.paths.path_for(spec))
+            path = self.paths.path_for(spec)
+            level = None if self.price_source is not None else float(path.prices[0])
+            self.markets[(spec.kind, spec.symbol)] = Market(spec, path, filters.Bounds.of(spec, level))
         self.accounts: dict[str, Account] = {}
         self.matching_paused = False  # freeze resting orders (admin: POST /admin/matching)
         self.listeners: list[Listener] = []
@@ -138,6 +148,24 @@ class SandboxExchange:
         o, h, lo, c, v = m.path.ohlcv(t0, max(t1, t0 + 1))
         return o * m.shock, h * m.shock, lo * m.shock, c * m.shock, v
 
+    def last_price(self, m: Market) -> Decimal:
+        """The last traded price (the path), what spot stops and futures CONTRACT_PRICE triggers watch."""
+        return Decimal(repr(self.mid(m)))
+
+    def band_reference(self, m: Market) -> Decimal:
+        """What a limit price is held against: spot's 5-minute average price, futures' mark price."""
+        if m.spec.kind == "linear":
+            return self.mark(m.spec.symbol)
+        return self.average_price(m)
+
+    def average_price(self, m: Market) -> Decimal:
+        """Binance's ``avgPrice``: the mean price of the last 5 minutes (the live price in paper trading)."""
+        if self.price_source is not None:
+            return self.last_price(m)
+        now = self.now_ms()
+        o, h, lo, c, _ = self.candle(m, now - 300_000, now)
+        return Decimal(repr((o + h + lo + c) / 4))
+
     def best_bid_ask(self, m: Market) -> tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal]]:
         return self.book.best(self.mid(m), m.spec.tick_size, m.spec.step_size)
 
@@ -160,28 +188,39 @@ class SandboxExchange:
         if side not in ("BUY", "SELL"):
             raise E.ApiError(400, -1117, "Invalid side.") if side else E.mandatory("side")
         otype = (p.get("type") or "").upper()
-        if otype not in ("MARKET", "LIMIT", "LIMIT_MAKER"):
+        if kind == "linear" and otype in ALGO_TYPES:
+            raise E.ApiError(400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
+        if otype not in (SPOT_TYPES if kind == "spot" else FUTURES_TYPES):
             raise E.ApiError(400, -1116, "Invalid orderType.") if otype else E.mandatory("type")
-        tif = (p.get("timeInForce") or ("GTC" if otype != "MARKET" else "")).upper()
-        if otype == "LIMIT" and tif not in ("GTC", "IOC", "FOK", "GTX"):
-            raise E.ApiError(400, -1115, "Invalid timeInForce.")
-        if otype == "LIMIT" and "timeInForce" not in p:
-            raise E.mandatory("timeInForce")
+        limit_like = otype in LIMIT_TYPES
+        tif = (p.get("timeInForce") or ("GTC" if limit_like else "")).upper()
+        if limit_like and otype != "LIMIT_MAKER":
+            if "timeInForce" not in p:
+                raise E.mandatory("timeInForce")
+            if tif not in (("GTC", "IOC", "FOK") if kind == "spot" else ("GTC", "IOC", "FOK", "GTX")):
+                raise E.ApiError(400, -1115, "Invalid timeInForce.")
         reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
         if reduce_only and kind != "linear":
             raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
-        client_id = p.get("newClientOrderId") or f"sbx-{next(self._order_ids)}"
-        if not CLIENT_ID_RE.match(client_id):
-            raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        earlier = acct.by_client_id.get((kind, client_id))
-        if earlier is not None and (earlier.is_open or self.faults.strict_client_ids):  # Binance: "a unique id among open orders"
-            raise E.duplicate_order(kind)
+        position_side = self._position_side(acct, kind, p, side, reduce_only)
+        client_id = self._client_id(acct, kind, p.get("newClientOrderId"))
 
         price = ZERO
-        if otype in ("LIMIT", "LIMIT_MAKER"):
+        if limit_like:
             price = self._number(p, "price")
-            if price <= 0 or price % spec.tick_size != 0:
-                raise E.filter_failure("PRICE_FILTER")
+            filters.check_price(spec, m.bounds, price)
+            filters.check_band(spec, side, price, self.band_reference(m))
+        stop_price, trailing = ZERO, 0
+        if otype in CONDITIONAL_TYPES:
+            if "trailingDelta" in p:
+                try:
+                    trailing = int(p["trailingDelta"])
+                except ValueError:
+                    raise E.illegal("trailingDelta") from None
+                filters.check_trailing_delta(trailing)
+            if "stopPrice" in p or not trailing:
+                stop_price = self._number(p, "stopPrice")
+                filters.check_price(spec, m.bounds, stop_price)
         if otype == "MARKET" and "quoteOrderQty" in p and "quantity" not in p:
             quote_qty = self._number(p, "quoteOrderQty")
             ask = self.best_bid_ask(m)[1][0]
@@ -190,35 +229,83 @@ class SandboxExchange:
             qty = self._number(p, "quantity")
         if qty < spec.min_qty or qty > spec.max_qty or (qty - spec.min_qty) % spec.step_size != 0:
             raise E.filter_failure("LOT_SIZE")
-        ref_price = price if price > 0 else Decimal(repr(self.mid(m)))
+        if otype in MARKET_TYPES:
+            filters.check_market_qty(spec, m.bounds, qty)
+        iceberg = ZERO
+        if p.get("icebergQty"):
+            if kind != "spot" or otype not in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") or tif != "GTC":
+                raise E.ApiError(400, -1106, "Parameter 'icebergQty' sent when not required.")
+            iceberg = self._number(p, "icebergQty")
+            filters.check_iceberg(spec, qty, iceberg)
+        ref_price = price if price > 0 else stop_price if stop_price > 0 else Decimal(repr(self.mid(m)))
         if qty * ref_price < spec.min_notional and not reduce_only:
             if kind == "linear":
                 raise E.ApiError(400, -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only).")
             raise E.filter_failure("NOTIONAL")
+        resting = acct.open_orders(kind, spec.symbol)
+        filters.check_open_count(kind, len(resting), algo=False)
+        if otype in CONDITIONAL_TYPES:
+            filters.check_open_count(kind, sum(1 for o in resting if o.is_conditional), algo=True)
 
         now = self.now_ms()
-        order = SandboxOrder(next(self._order_ids), client_id, spec.symbol, kind, side, otype, tif if otype != "MARKET" else "GTC",
-                             price, qty, now, reduce_only=reduce_only, updated_ms=now)
+        order = SandboxOrder(next(self._order_ids), client_id, spec.symbol, kind, side, otype, tif if limit_like else "GTC",
+                             price, qty, now, reduce_only=reduce_only, updated_ms=now, stop_price=stop_price, trailing_delta=trailing,
+                             iceberg_qty=iceberg, position_side=position_side, algo_id=self._placing_algo)
+        if order.is_conditional:
+            order.working = False
+            if conditional.spot_due(order, self.last_price(m)):
+                raise E.ApiError(400, -2010, "Stop price would trigger immediately.")
+            self._reserve_spot(acct, m, order, [])
+            self._book(acct, order)
+            return order, []
+        order.working_ms = now
         takes = self._taker_levels(m, order)
-        if otype == "LIMIT_MAKER" or tif == "GTX":
-            if takes:
-                raise E.would_take()
+        if (otype == "LIMIT_MAKER" or tif == "GTX") and takes:
+            raise E.would_take()
         if tif == "FOK" and sum(q for _, q in takes) < qty:
             takes = []  # FOK: all or nothing; it will expire below
         if kind == "spot":
             self._reserve_spot(acct, m, order, takes)
         else:
             self._check_futures(acct, m, order, takes)
+        self._book(acct, order)
+        return order, self._work(acct, m, order, takes)
 
+    def _book(self, acct: Account, order: SandboxOrder) -> None:
         acct.orders[order.order_id] = order
-        acct.by_client_id[(kind, client_id)] = order
-        self.emit(acct, kind, "order", {"order": order, "exec": "NEW"})
-        if kind == "spot":  # Binance reports the lock on spot; futures send ACCOUNT_UPDATE only on balance/position changes
-            self.emit(acct, kind, "account", {"symbol": order.symbol})
+        acct.by_client_id[(order.kind, order.client_id)] = order
+        self.emit(acct, order.kind, "order", {"order": order, "exec": "NEW"})
+        if order.kind == "spot":  # Binance reports the lock on spot; futures send ACCOUNT_UPDATE only on balance/position changes
+            self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+
+    def _work(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> list[Fill]:
+        """Execute what an order takes now; a market order or IOC/FOK remainder then expires."""
         fills = self._execute(acct, m, order, takes, maker=False)
-        if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
+        if order.is_open and (order.is_market or order.time_in_force in ("IOC", "FOK")):
             self._close(acct, order, "EXPIRED")
-        return order, fills
+        return fills
+
+    def _client_id(self, acct: Account, kind: str, wanted: str | None) -> str:
+        client_id = wanted or f"sbx-{next(self._order_ids)}"
+        if not CLIENT_ID_RE.match(client_id):
+            raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        earlier = acct.by_client_id.get((kind, client_id))
+        if earlier is not None and (earlier.is_open or self.faults.strict_client_ids):  # Binance: "a unique id among open orders"
+            raise E.duplicate_order(kind)
+        return client_id
+
+    def _position_side(self, acct: Account, kind: str, p: dict[str, str], side: str, reduce_only: bool) -> str:
+        """``positionSide``: BOTH in one-way mode; LONG or SHORT (required) in hedge mode, where reduceOnly is refused."""
+        ps = (p.get("positionSide") or "BOTH").upper()
+        if kind != "linear":
+            return "BOTH"
+        if ps not in ("BOTH", "LONG", "SHORT"):
+            raise E.ApiError(400, -1130, "Invalid data sent for a parameter.")
+        if acct.hedge_mode and ps == "BOTH" or not acct.hedge_mode and ps != "BOTH":
+            raise E.ApiError(400, -4061, "Order's position side does not match user's setting.")
+        if acct.hedge_mode and reduce_only:
+            raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
+        return ps
 
     @staticmethod
     def _number(p: dict[str, str], name: str) -> Decimal:
@@ -237,14 +324,14 @@ class SandboxExchange:
         remaining = order.remaining
         out: list[tuple[Decimal, Decimal]] = []
         for price, qty in self.book.levels_for(self.mid(m), m.spec.tick_size, m.spec.step_size, order.side):
-            if order.type != "MARKET" and ((order.side == "BUY" and price > order.price) or (order.side == "SELL" and price < order.price)):
+            if not order.is_market and ((order.side == "BUY" and price > order.price) or (order.side == "SELL" and price < order.price)):
                 break
             take = min(qty, remaining)
             out.append((price, take))
             remaining -= take
             if remaining <= 0:
                 break
-        if order.type == "MARKET" and remaining > 0 and out:  # walk past the modelled depth at the last level
+        if order.is_market and remaining > 0 and out:  # walk past the modelled depth at the last level
             price, take = out[-1]
             out[-1] = (price, take + remaining)
         return out
@@ -253,8 +340,10 @@ class SandboxExchange:
     def _reserve_spot(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> None:
         spec = m.spec
         if order.side == "BUY":
-            if order.type == "MARKET":
+            if order.is_market and order.working:
                 need = sum(p * q for p, q in takes)
+            elif order.is_market:  # a market-style stop waiting for its trigger: the quote it would cost at the trigger
+                need = order.qty * (order.stop_price or self.best_bid_ask(m)[1][0])
             else:
                 need = order.price * order.qty
             asset = spec.quote
@@ -272,11 +361,11 @@ class SandboxExchange:
         base, quote = acct.balance(spec.base), acct.balance(spec.quote)
         cost = price * qty
         if order.side == "BUY":
-            release = cost if order.type == "MARKET" else order.price * qty
+            release = cost if order.is_market else order.price * qty
             release = min(release, order.locked)
             quote[1] -= release
             order.locked -= release
-            if order.type != "MARKET":
+            if not order.is_market:
                 quote[0] += release - cost  # a buy filled below its limit gets the difference back
             fee = (qty * fee_rate).quantize(COMMISSION_STEP)
             base[0] += qty - fee
@@ -303,6 +392,9 @@ class SandboxExchange:
             return ZERO
         mark = Decimal(repr(self.mid(self.markets[("linear", symbol)])))
         return (mark - pos.entry_price) * pos.amount
+
+    def position(self, acct: Account, symbol: str, position_side: str = "BOTH") -> Position:
+        return acct.positions.get(symbol, Position())
 
     def mark(self, symbol: str) -> Decimal:
         return Decimal(repr(self.mid(self.markets[("linear", symbol)])))
@@ -414,6 +506,8 @@ class SandboxExchange:
             self._release_spot(acct, order)  # market buys may have reserved a little more than they spent
         self.emit(acct, order.kind, "order", {"order": order, "exec": "TRADE", "fill": fill})
         self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+        if order.status == "FILLED":
+            self._order_done(acct, order)
         return fill
 
     def _close(self, acct: Account, order: SandboxOrder, status: str) -> None:
@@ -423,6 +517,7 @@ class SandboxExchange:
             self._release_spot(acct, order)
         self.emit(acct, order.kind, "order", {"order": order, "exec": "CANCELED" if status == "CANCELED" else "EXPIRED"})
         self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+        self._order_done(acct, order)
 
     def visible(self, order: SandboxOrder) -> bool:
         """False while the invisibility fault hides a just-accepted order from queries."""
@@ -473,13 +568,15 @@ class SandboxExchange:
 
     # ----------------------------------------------------------------- resting orders
     def match_resting(self) -> int:
-        """Fill resting limit orders the path has crossed; returns the number of fills."""
+        """Trigger the conditional orders the price path has reached, then fill the resting limit orders it has
+        crossed; returns the number of fills."""
         if self.matching_paused:
             return 0
+        self.trigger_conditionals()
         n = 0
         ratio = self.faults.partial_fill_ratio
         for acct in list(self.accounts.values()):
-            for order in [o for o in acct.orders.values() if o.is_open]:
+            for order in [o for o in acct.orders.values() if o.is_open and o.working and not o.is_market]:
                 m = self.markets[(order.kind, order.symbol)]
                 (bid, _), (ask, _) = self.best_bid_ask(m)
                 crossed = (order.side == "BUY" and ask <= order.price) or (order.side == "SELL" and bid >= order.price)
@@ -497,6 +594,181 @@ class SandboxExchange:
                 self._fill(acct, m, order, order.price, qty, maker=True)
                 n += 1
         return n
+
+    # ----------------------------------------------------------------- conditional orders
+    def trigger_conditionals(self) -> None:
+        """Spot stops and take-profits on the last price; futures algo orders on their working type's price."""
+        for acct in list(self.accounts.values()):
+            for order in [o for o in acct.orders.values() if o.is_open and not o.working]:
+                m = self.markets[(order.kind, order.symbol)]
+                if conditional.spot_due(order, self.last_price(m), update=True):
+                    self._trigger_spot(acct, m, order)
+            for algo in [a for a in acct.algo_orders.values() if a.is_open]:
+                m = self.markets[("linear", algo.symbol)]
+                last, mark = self.last_price(m), self.mark(algo.symbol)
+                if not conditional.algo_due(algo, mark if algo.working_type == "MARK_PRICE" else last, update=True):
+                    continue
+                if algo.price_protect and abs(mark - last) > mark * PRICE_PROTECT:
+                    continue  # Binance holds a protected trigger while last and mark are further apart than triggerProtect
+                self._trigger_algo(acct, m, algo)
+
+    def _trigger_spot(self, acct: Account, m: Market, order: SandboxOrder) -> None:
+        now = self.now_ms()
+        order.working, order.working_ms, order.updated_ms = True, now, now
+        self.emit(acct, "spot", "order", {"order": order, "exec": "NEW"})  # the same order, now working (isWorking true)
+        takes = self._taker_levels(m, order)
+        if order.is_market and order.side == "BUY":  # the quote locked at placement was an estimate: lock what it costs now
+            self._release_spot(acct, order)
+            try:
+                self._reserve_spot(acct, m, order, takes)
+            except E.ApiError:
+                self._close(acct, order, "EXPIRED")
+                return
+        self._work(acct, m, order, takes)
+
+    def place_algo_order(self, acct: Account, p: dict[str, str]) -> AlgoOrder:
+        """``POST /fapi/v1/algoOrder`` (algoType CONDITIONAL): validated as Binance does, held until its trigger."""
+        m = self.market("linear", p.get("symbol"))
+        spec = m.spec
+        if (p.get("algoType") or "").upper() != "CONDITIONAL":
+            raise E.ApiError(400, -1130, "Invalid data sent for a parameter.") if p.get("algoType") else E.mandatory("algoType")
+        side = (p.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            raise E.ApiError(400, -1117, "Invalid side.") if side else E.mandatory("side")
+        otype = (p.get("type") or "").upper()
+        if otype not in ALGO_TYPES:
+            raise E.ApiError(400, -1116, "Invalid orderType.") if otype else E.mandatory("type")
+        close_position = str(p.get("closePosition", "false")).lower() == "true"
+        reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+        position_side = self._position_side(acct, "linear", p, side, reduce_only)
+        if close_position:
+            if otype not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+                raise E.ApiError(400, -1106, "Parameter 'closePosition' sent when not required.")
+            for name in ("quantity", "reduceOnly"):
+                if p.get(name) not in (None, "", "false"):
+                    raise E.ApiError(400, -1106, f"Parameter '{name}' sent when not required.")
+        working_type = (p.get("workingType") or "CONTRACT_PRICE").upper()
+        if working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise E.ApiError(400, -1130, "Invalid data sent for a parameter.")
+        price = ZERO
+        tif = (p.get("timeInForce") or "GTC").upper()
+        if otype in ("STOP", "TAKE_PROFIT"):
+            if tif not in ("GTC", "IOC", "FOK", "GTX"):
+                raise E.ApiError(400, -1115, "Invalid timeInForce.")
+            price = self._number(p, "price")
+            filters.check_price(spec, m.bounds, price)
+        trigger, rate = ZERO, ZERO
+        if otype == "TRAILING_STOP_MARKET":
+            rate = self._number(p, "callbackRate")
+            if not Decimal("0.1") <= rate <= 10:
+                raise E.ApiError(400, -1130, "Invalid data sent for a parameter.")
+            if p.get("activatePrice"):
+                trigger = self._number(p, "activatePrice")
+                filters.check_price(spec, m.bounds, trigger)
+        else:
+            trigger = self._number(p, "triggerPrice")
+            filters.check_price(spec, m.bounds, trigger)
+        qty = ZERO
+        if not close_position:
+            qty = self._number(p, "quantity")
+            if qty < spec.min_qty or qty > spec.max_qty or (qty - spec.min_qty) % spec.step_size != 0:
+                raise E.filter_failure("LOT_SIZE")
+            if otype.endswith("MARKET"):
+                filters.check_market_qty(spec, m.bounds, qty)
+        client_id = p.get("clientAlgoId") or f"sbxalgo-{next(self._order_ids)}"
+        if not CLIENT_ID_RE.match(client_id):
+            raise E.illegal("clientAlgoId")
+        if any(a.client_algo_id == client_id and a.is_open for a in acct.algo_orders.values()):
+            raise E.duplicate_order("linear")
+        filters.check_open_count("linear", sum(1 for a in acct.algo_orders.values() if a.is_open and a.symbol == spec.symbol), algo=True)
+        now = self.now_ms()
+        algo = AlgoOrder(next(self._order_ids), client_id, spec.symbol, side, position_side, otype, tif, qty, price, trigger,
+                         working_type, str(p.get("priceProtect", "false")).lower() == "true", close_position, reduce_only, rate, now,
+                         updated_ms=now)
+        source = self.mark(spec.symbol) if working_type == "MARK_PRICE" else self.last_price(m)
+        if otype != "TRAILING_STOP_MARKET" and conditional.algo_due(algo, source):
+            raise E.ApiError(400, -2021, "Order would immediately trigger.")
+        acct.algo_orders[algo.algo_id] = algo
+        self.emit(acct, "linear", "algo", {"algo": algo})
+        return algo
+
+    def _trigger_algo(self, acct: Account, m: Market, algo: AlgoOrder) -> None:
+        """Place the algo order's ordinary order in the matching engine (same client id); if Binance would refuse it
+        (reduce-only with nothing to reduce, margin, filters), the algo order ends REJECTED with the reason."""
+        now = self.now_ms()
+        algo.status, algo.trigger_ms, algo.updated_ms = "TRIGGERED", now, now
+        params = {"symbol": algo.symbol, "side": algo.side, "type": "LIMIT" if algo.price else "MARKET",
+                  "positionSide": algo.position_side, "newClientOrderId": algo.client_algo_id}
+        qty = algo.qty
+        if algo.close_position:
+            pos = self.position(acct, algo.symbol, algo.position_side)
+            closes = pos.amount > 0 if algo.side == "SELL" else pos.amount < 0
+            qty = abs(pos.amount) if closes else ZERO
+        if algo.price:
+            params.update(price=str(algo.price), timeInForce=algo.time_in_force)
+        if (algo.reduce_only or algo.close_position) and algo.position_side == "BOTH":
+            params["reduceOnly"] = "true"
+        try:
+            if not qty:
+                raise E.reduce_only_rejected()
+            params["quantity"] = str(qty)
+            order, _ = self._place_triggered(acct, params, algo)
+        except E.ApiError as exc:
+            algo.status, algo.reason = "REJECTED", exc.msg
+            self.emit(acct, "linear", "algo", {"algo": algo})
+            return
+        algo.actual_order_id = order.order_id
+        if not order.is_open:
+            algo.status = "FINISHED"
+        self.emit(acct, "linear", "algo", {"algo": algo})
+
+    def _place_triggered(self, acct: Account, params: dict[str, str], algo: AlgoOrder) -> tuple[SandboxOrder, list[Fill]]:
+        """An algo order's trigger places its order like any other, tagged with the algo id."""
+        self._placing_algo = algo.algo_id
+        try:
+            return self.place_order(acct, "linear", params)
+        finally:
+            self._placing_algo = 0
+
+    def find_algo(self, acct: Account, p: dict[str, str]) -> AlgoOrder:
+        algo: AlgoOrder | None = None
+        if p.get("algoId"):
+            try:
+                algo = acct.algo_orders.get(int(p["algoId"]))
+            except ValueError:
+                raise E.illegal("algoId") from None
+        elif p.get("clientAlgoId"):
+            algo = next((a for a in reversed(acct.algo_orders.values()) if a.client_algo_id == p["clientAlgoId"]), None)
+        else:
+            raise E.mandatory("algoId")
+        if algo is None:
+            raise E.order_not_found()
+        return algo
+
+    def cancel_algo(self, acct: Account, p: dict[str, str]) -> AlgoOrder:
+        algo = self.find_algo(acct, p)
+        if not algo.is_open:
+            raise E.unknown_order()
+        self._close_algo(acct, algo, "CANCELED")
+        return algo
+
+    def cancel_all_algo(self, acct: Account, symbol: str | None) -> list[AlgoOrder]:
+        sym = self.market("linear", symbol).spec.symbol
+        out = [a for a in acct.algo_orders.values() if a.is_open and a.symbol == sym]
+        for algo in out:
+            self._close_algo(acct, algo, "CANCELED")
+        return out
+
+    def _close_algo(self, acct: Account, algo: AlgoOrder, status: str) -> None:
+        algo.status, algo.updated_ms = status, self.now_ms()
+        self.emit(acct, "linear", "algo", {"algo": algo})
+
+    def _order_done(self, acct: Account, order: SandboxOrder) -> None:
+        """An order a trigger placed has ended: its algo order is FINISHED."""
+        algo = acct.algo_orders.get(order.algo_id) if order.algo_id else None
+        if algo is not None and algo.status == "TRIGGERED":
+            algo.status, algo.updated_ms = "FINISHED", self.now_ms()
+            self.emit(acct, "linear", "algo", {"algo": algo})
 
     # ----------------------------------------------------------------- snapshot
     def snapshot(self) -> dict:

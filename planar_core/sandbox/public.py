@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from . import filters
 from .errors import ApiError, invalid_symbol
 from .exchange import Market, SandboxExchange
+from .fmt import px, qx
 from .market_data import MarketSpec
-from .wire import OTHER_MARGIN_ASSETS, px, qx, s
+from .wire import OTHER_MARGIN_ASSETS
 
 INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
                "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000,
                "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000}
-
-
-def _filters(m: Market) -> list[dict]:
-    spec = m.spec
-    max_price = px(spec, Decimal(10) ** 7 if spec.tick_size >= Decimal("0.01") else Decimal(10) ** 4)
-    lot = {"minQty": qx(spec, spec.min_qty), "maxQty": qx(spec, spec.max_qty), "stepSize": qx(spec, spec.step_size)}
-    out = [{"filterType": "PRICE_FILTER", "minPrice": px(spec, spec.tick_size), "maxPrice": max_price, "tickSize": px(spec, spec.tick_size)},
-           {"filterType": "LOT_SIZE", **lot}, {"filterType": "MARKET_LOT_SIZE", **lot}]
-    if spec.kind == "spot":
-        out.append({"filterType": "NOTIONAL", "minNotional": s(spec.min_notional), "applyMinToMarket": True,
-                    "maxNotional": "9000000", "applyMaxToMarket": False, "avgPriceMins": 5})
-        out.append({"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200})
-    else:
-        out.append({"filterType": "MIN_NOTIONAL", "notional": s(spec.min_notional)})
-        out.append({"filterType": "MAX_NUM_ORDERS", "limit": 200})
-    return out
 
 
 def exchange_info(ex: SandboxExchange, kind: str) -> dict:
@@ -38,11 +24,12 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
         if spec.kind != kind:
             continue
         row = {"symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "quoteAsset": spec.quote,
-               "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": _filters(m)}
+               "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": filters.declared(spec, m.bounds)}
         if kind == "spot":
-            row.update({"baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-                        "icebergAllowed": False, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
-                        "allowTrailingStop": False, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
+            row.update({"baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
+                                                                                          "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
+                        "icebergAllowed": True, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
+                        "allowTrailingStop": True, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
                         "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
                         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
                         "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]})
@@ -52,7 +39,9 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
                         "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
                         "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
                         "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05", "settlePlan": 0, "maxMoveOrderLimit": 10000,
-                        "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
+                        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                                                                         "TRAILING_STOP_MARKET"],
+                        "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
         symbols.append(row)
     return {"timezone": "UTC", "serverTime": ex.now_ms(),
             "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from . import errors as E
 from . import public, wire
-from .accounts import Account, SandboxOrder
+from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
 from .limits import Limits, RateLimited, weight_of
@@ -338,6 +338,13 @@ class SandboxServer:
         add("GET", "/sapi/v1/margin/allPairs", lambda c: [], "spot", "key")  # no spot margin in the sandbox
         add("GET", "/sapi/v1/spot/delist-schedule", lambda c: [], "spot", "signed")
         add("GET", "/fapi/v1/openOrder", self._open_order, "linear", "signed")
+        add("POST", "/fapi/v1/algoOrder", self._new_algo, "linear", "signed")
+        add("GET", "/fapi/v1/algoOrder", lambda c: self._algo_json(c, ex.find_algo(c.account, c.params)), "linear", "signed")  # type: ignore[arg-type]
+        add("DELETE", "/fapi/v1/algoOrder", self._cancel_algo, "linear", "signed")
+        add("GET", "/fapi/v1/openAlgoOrders", self._open_algos, "linear", "signed")
+        add("GET", "/fapi/v1/allAlgoOrders", self._all_algos, "linear", "signed")
+        add("DELETE", "/fapi/v1/algoOpenOrders", self._cancel_all_algos, "linear", "signed")
+        add("GET", "/api/v3/avgPrice", self._avg_price, "spot")
         add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": False}, "linear", "signed")
         add("POST", "/fapi/v1/positionSide/dual", self._position_side, "linear", "signed")
         add("GET", "/fapi/v1/multiAssetsMargin", lambda c: {"multiAssetsMargin": False}, "linear", "signed")
@@ -444,6 +451,43 @@ class SandboxServer:
         if not order.is_open:
             raise E.order_not_found()
         return self._format_order("linear", order)
+
+    # ----------------------------------------------------------------- futures algo orders (conditional)
+    def _algo_json(self, c: Ctx, algo: AlgoOrder) -> dict:
+        return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, c.account.fills)  # type: ignore[union-attr]
+
+    def _new_algo(self, c: Ctx) -> dict:
+        acct = c.account
+        assert acct is not None
+        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        return self._algo_json(c, self.ex.place_algo_order(acct, c.params))
+
+    def _cancel_algo(self, c: Ctx) -> dict:
+        algo = self.ex.cancel_algo(c.account, c.params)  # type: ignore[arg-type]
+        return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
+
+    def _open_algos(self, c: Ctx) -> list[dict]:
+        symbol = c.params.get("symbol")
+        sym = self.ex.market("linear", symbol).spec.symbol if symbol else None
+        return [self._algo_json(c, a) for a in c.account.algo_orders.values()  # type: ignore[union-attr]
+                if a.is_open and (sym is None or a.symbol == sym)]
+
+    def _all_algos(self, c: Ctx) -> list[dict]:
+        m = self.ex.market("linear", c.params.get("symbol"))
+        since = int(c.params.get("startTime") or 0)
+        limit = int(c.params.get("limit") or 100)
+        rows = [a for a in c.account.algo_orders.values() if a.symbol == m.spec.symbol and a.created_ms >= since]  # type: ignore[union-attr]
+        return [self._algo_json(c, a) for a in rows[-limit:]]
+
+    def _cancel_all_algos(self, c: Ctx) -> dict:
+        if not c.params.get("symbol"):
+            raise E.mandatory("symbol")
+        self.ex.cancel_all_algo(c.account, c.params["symbol"])  # type: ignore[arg-type]
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _avg_price(self, c: Ctx) -> dict:
+        m = self.ex.market("spot", c.params.get("symbol"))
+        return {"mins": 5, "price": s_(self.ex.average_price(m)), "closeTime": self.ex.now_ms()}
 
     def _position_side(self, c: Ctx) -> dict:
         dual = str(c.params.get("dualSidePosition", "")).lower()

@@ -228,6 +228,10 @@ class StreamHub:
                 messages.append(wire.execution_report(order, exec_type, fill, now))
             else:
                 messages.append(wire.order_trade_update(order, self.ex.markets[(kind, order.symbol)].spec, exec_type, fill, now))
+        elif event == "algo":
+            algo = payload["algo"]
+            actual = acct.orders.get(algo.actual_order_id) if algo.actual_order_id else None
+            messages.append(wire.algo_update(algo, self.ex.markets[(kind, algo.symbol)].spec, actual, now))
         elif event == "account":
             m = self.ex.markets[(kind, payload["symbol"])]
             if kind == "spot":

@@ -4,39 +4,26 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .accounts import Account, Fill, Position, SandboxOrder
+from .accounts import Account, AlgoOrder, Fill, Position, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
+from .fmt import Z8, px, qx, s
 from .market_data import MarketSpec
 
 # Binance's USDⓈ-M account lists every margin asset, held or not (zero here: only USDT margin is modelled)
 OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
-Z8 = "0.00000000"
-
-
-def s(d: Decimal) -> str:
-    """An amount of money (balances, fees, PnL, margins) and every spot number as Binance prints them: 8 decimals,
-    always, so that two prices of one market have the same number of digits."""
-    return f"{d:.8f}"
-
-
-def px(spec: MarketSpec, d: Decimal) -> str:
-    """A price of ``spec``'s market, padded to its fixed decimals (``MarketSpec.wire_price_places``)."""
-    return f"{d:.{spec.wire_price_places}f}"
-
-
-def qx(spec: MarketSpec, d: Decimal) -> str:
-    """A quantity of ``spec``'s market, padded to its fixed decimals."""
-    return f"{d:.{spec.wire_qty_places}f}"
 
 
 def spot_order(o: SandboxOrder) -> dict:
-    return {
+    out = {
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
         "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "cummulativeQuoteQty": s(o.cum_quote),
-        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": Z8,
-        "icebergQty": Z8, "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.is_open,
-        "workingTime": o.created_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "EXPIRE_MAKER",
+        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": s(o.stop_price),
+        "icebergQty": s(o.iceberg_qty), "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working,
+        "workingTime": o.working_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+    if o.trailing_delta:
+        out["trailingDelta"] = o.trailing_delta
+    return out
 
 
 def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
@@ -50,9 +37,9 @@ def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
 def futures_order(o: SandboxOrder, spec: MarketSpec) -> dict:
     return {
         "orderId": o.order_id, "symbol": o.symbol, "status": o.status, "clientOrderId": o.client_id,
-        "price": px(spec, o.price), "avgPrice": px(spec, o.avg_price), "origQty": qx(spec, o.qty), "executedQty": qx(spec, o.filled),
+        "price": px(spec, o.price), "avgPrice": s(o.avg_price), "origQty": qx(spec, o.qty), "executedQty": qx(spec, o.filled),
         "cumQty": qx(spec, o.filled), "cumQuote": s(o.cum_quote), "timeInForce": o.time_in_force, "type": o.type,
-        "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": "BOTH",
+        "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": o.position_side,
         "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.type,
         "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
         "time": o.created_ms, "updateTime": o.updated_ms,
@@ -91,8 +78,8 @@ def position_row(ex: SandboxExchange, acct: Account, symbol: str, pos: Position,
     notional = pos.amount * mark
     upnl = ex.unrealized(acct, symbol, pos)
     im = abs(notional) / lev
-    row = {"symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": px(spec, pos.entry_price),
-           "breakEvenPrice": px(spec, pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl),
+    row = {"symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": s(pos.entry_price),
+           "breakEvenPrice": s(pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl),
            "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)), "isolatedMargin": Z8, "notional": s(notional),
            "isolatedWallet": "0", "updateTime": pos.updated_ms}
     if version == "v2":
@@ -144,8 +131,8 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
             row.update({"isolatedMargin": Z8, "notional": s(notional), "isolatedWallet": Z8})
         else:
             row.update({"positionInitialMargin": s(abs(notional) / lev), "openOrderInitialMargin": Z8, "leverage": str(lev),
-                        "isolated": acct.margin_type.get(sym) == "isolated", "entryPrice": px(spec, pos.entry_price),
-                        "breakEvenPrice": px(spec, pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
+                        "isolated": acct.margin_type.get(sym) == "isolated", "entryPrice": s(pos.entry_price),
+                        "breakEvenPrice": s(pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
                         "askNotional": "0"})
         positions.append(row)
     out = {
@@ -173,12 +160,12 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
     """Spot user-stream ``executionReport``."""
     return {
         "e": "executionReport", "E": now, "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
-        "q": s(o.qty), "p": s(o.price), "P": Z8, "F": Z8, "g": -1, "C": o.client_id if exec_type == "CANCELED" else "",
+        "q": s(o.qty), "p": s(o.price), "P": s(o.stop_price), "F": s(o.iceberg_qty), "g": -1, "C": o.client_id if exec_type == "CANCELED" else "",
         "x": exec_type, "X": o.status, "r": "NONE", "i": o.order_id, "l": s(f.qty) if f else Z8, "z": s(o.filled),
         "L": s(f.price) if f else Z8, "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
-        "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.is_open,
+        "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.working and o.is_open,
         "m": f.is_maker if f else False, "M": False, "O": o.created_ms, "Z": s(o.cum_quote),
-        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.created_ms, "V": "EXPIRE_MAKER",
+        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.working_ms, "V": "EXPIRE_MAKER",
     }
 
 
@@ -188,11 +175,11 @@ def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fil
     return {
         "e": "ORDER_TRADE_UPDATE", "E": now, "T": now,
         "o": {"s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force, "q": qx(spec, o.qty), "p": px(spec, o.price),
-              "ap": px(spec, o.avg_price), "sp": px(spec, zero), "x": exec_type, "X": o.status, "i": o.order_id,
+              "ap": s(o.avg_price), "sp": px(spec, zero), "x": exec_type, "X": o.status, "i": o.order_id,
               "l": qx(spec, f.qty if f else zero), "z": qx(spec, o.filled), "L": px(spec, f.price if f else zero), "N": f.commission_asset if f else "USDT",
               "n": s(f.commission if f else zero), "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
               "b": "0", "a": "0", "m": f.is_maker if f else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE", "ot": o.type,
-              "ps": "BOTH", "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
+              "ps": o.position_side, "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
               "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0},
     }
 
@@ -208,5 +195,32 @@ def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int) ->
     mg = ex.futures_margins(acct)
     return {"e": "ACCOUNT_UPDATE", "E": now, "T": now,
             "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": s(mg["wallet"]), "cw": s(mg["wallet"]), "bc": "0"}],
-                  "P": [{"s": symbol, "pa": qx(spec, pos.amount), "ep": px(spec, pos.entry_price), "bep": px(spec, pos.entry_price), "cr": s(Decimal(0)),
+                  "P": [{"s": symbol, "pa": qx(spec, pos.amount), "ep": s(pos.entry_price), "bep": s(pos.entry_price), "cr": s(Decimal(0)),
                          "up": s(ex.unrealized(acct, symbol, pos)), "mt": "cross", "iw": "0", "ps": "BOTH"}]}}
+
+
+def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None) -> dict:
+    """An order of the Algo Service (``/fapi/v1/algoOrder``, ``openAlgoOrders``, ``allAlgoOrders``)."""
+    done = [f for f in fills or [] if f.order_id == a.actual_order_id and a.actual_order_id]
+    qty = sum((f.qty for f in done), Decimal(0))
+    avg = sum((f.price * f.qty for f in done), Decimal(0)) / qty if qty else Decimal(0)
+    return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "algoType": "CONDITIONAL", "orderType": a.type, "symbol": a.symbol,
+            "side": a.side, "positionSide": a.position_side, "timeInForce": a.time_in_force, "quantity": qx(spec, a.qty),
+            "algoStatus": a.status, "actualOrderId": str(a.actual_order_id) if a.actual_order_id else "",
+            "actualPrice": s(avg), "triggerPrice": px(spec, a.trigger_price), "price": px(spec, a.price), "icebergQuantity": None,
+            "tpTriggerPrice": "0", "tpPrice": "0", "slTriggerPrice": "0", "slPrice": "0", "tpOrderType": "",
+            "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": a.working_type, "priceMatch": "NONE", "closePosition": a.close_position,
+            "priceProtect": a.price_protect, "reduceOnly": a.reduce_only, "activatePrice": px(spec, a.trigger_price) if a.callback_rate else "",
+            "callbackRate": str(a.callback_rate) if a.callback_rate else "", "createTime": a.created_ms, "updateTime": a.updated_ms,
+            "triggerTime": a.trigger_ms, "goodTillDate": 0}
+
+
+def algo_update(a: AlgoOrder, spec: MarketSpec, actual: SandboxOrder | None, now: int) -> dict:
+    """Futures user-stream ``ALGO_UPDATE``: the algo order's status; once triggered, its order in the matching engine."""
+    return {"e": "ALGO_UPDATE", "T": now, "E": now,
+            "o": {"caid": a.client_algo_id, "aid": a.algo_id, "at": "CONDITIONAL", "o": a.type, "s": a.symbol, "S": a.side,
+                  "ps": a.position_side, "f": a.time_in_force, "q": qx(spec, a.qty), "X": a.status,
+                  "ai": str(actual.order_id) if actual else "", "ap": s(actual.avg_price) if actual else s(Decimal(0)),
+                  "aq": qx(spec, actual.filled) if actual else qx(spec, Decimal(0)), "act": actual.type if actual else "0",
+                  "tp": px(spec, a.trigger_price), "p": px(spec, a.price), "V": "EXPIRE_MAKER", "wt": a.working_type, "pm": "NONE",
+                  "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only, "tt": a.trigger_ms, "gtd": 0, "rm": a.reason}}

@@ -1,0 +1,64 @@
+"""When a conditional order triggers: stops, take-profits and trailing stops, on spot and on the futures Algo Service.
+
+Pure rules over a price (no state but the trailing reference an order carries), so that placement ("would trigger
+immediately") and the matcher's tick use the same test:
+
+* stop-loss (spot ``STOP_LOSS[_LIMIT]``, futures ``STOP[_MARKET]``): a buy triggers at or above its price, a sell at
+  or below;
+* take-profit (``TAKE_PROFIT[_LIMIT]``, futures ``TAKE_PROFIT[_MARKET]``): a buy at or below, a sell at or above;
+* trailing (spot ``trailingDelta`` in basis points, futures ``TRAILING_STOP_MARKET`` with ``callbackRate`` in
+  percent): once active, a sell tracks the highest price and triggers when the price falls the distance below it, a
+  buy tracks the lowest and triggers when the price rises the distance above it. An activation price (spot
+  take-profit's ``stopPrice``, futures ``activatePrice``) delays tracking until a sell's price reaches it from below
+  (a buy's from above); without one, tracking starts at once. A spot stop-loss with both a ``stopPrice`` and a
+  ``trailingDelta`` triggers on whichever comes first.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .accounts import ZERO, AlgoOrder, SandboxOrder
+
+
+def stop_due(kind: str, side: str, trigger: Decimal, price: Decimal) -> bool:
+    """``kind``: "stop" (stop-loss) or "take" (take-profit)."""
+    if kind == "stop":
+        return price >= trigger if side == "BUY" else price <= trigger
+    return price <= trigger if side == "BUY" else price >= trigger
+
+
+def trailing_due(side: str, ref: Decimal, activation: Decimal, rate: Decimal, price: Decimal) -> tuple[bool, Decimal]:
+    """(triggered, new reference): the reference is 0 until the activation price is reached."""
+    if not ref:
+        if activation and (price < activation if side == "SELL" else price > activation):
+            return False, ZERO
+        ref = price
+    ref = max(ref, price) if side == "SELL" else min(ref, price)
+    if side == "SELL":
+        return price <= ref * (1 - rate), ref
+    return price >= ref * (1 + rate), ref
+
+
+def spot_due(order: SandboxOrder, price: Decimal, update: bool = False) -> bool:
+    """Whether a waiting spot conditional order triggers at ``price`` (``update``: advance its trailing reference)."""
+    kind = "stop" if order.type.startswith("STOP_LOSS") else "take"
+    if order.trailing_delta:
+        activation = order.stop_price if kind == "take" else ZERO
+        due, ref = trailing_due(order.side, order.trail_ref, activation, Decimal(order.trailing_delta) / 10_000, price)
+        if update:
+            order.trail_ref = ref
+        if due:
+            return True
+        return kind == "stop" and bool(order.stop_price) and stop_due(kind, order.side, order.stop_price, price)
+    return stop_due(kind, order.side, order.stop_price, price)
+
+
+def algo_due(algo: AlgoOrder, price: Decimal, update: bool = False) -> bool:
+    """Whether a futures algo order triggers at ``price`` (its working type's price: mark or last)."""
+    if algo.type == "TRAILING_STOP_MARKET":
+        due, ref = trailing_due(algo.side, algo.trail_ref, algo.trigger_price, algo.callback_rate / 100, price)
+        if update:
+            algo.trail_ref = ref
+        return due
+    return stop_due("stop" if algo.type.startswith("STOP") else "take", algo.side, algo.trigger_price, price)
