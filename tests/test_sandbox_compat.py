@@ -69,8 +69,9 @@ async def test_futures_start_up_endpoints(sandbox, account) -> None:
         assert (await ex.fetch_position_mode("BTC/USDT:USDT"))["hedged"] is False
         with pytest.raises(ccxt.ExchangeError, match="-4059"):
             await ex.set_position_mode(False)  # already one-way: Binance's "No need to change position side."
-        with pytest.raises(ccxt.BaseError, match="not supported"):
-            await ex.set_position_mode(True)  # hedge mode is deliberately unsupported (docs/sandbox.md)
+        await ex.set_position_mode(True)  # hedge mode (dual-side positions)
+        assert (await ex.fetch_position_mode("BTC/USDT:USDT"))["hedged"] is True
+        await ex.set_position_mode(False)
         rates = await ex.fetch_funding_rate_history("BTC/USDT:USDT", limit=3)
         assert len(rates) == 3 and all(r["fundingRate"] == pytest.approx(0.0001) for r in rates)
         assert rates[1]["timestamp"] - rates[0]["timestamp"] == 8 * 3_600_000

@@ -121,10 +121,10 @@ class PaperBroker:
             self.s.apply_balance(self.balance())
             if kind == "linear":
                 ai = self._ai(kind, payload["symbol"])
-                pos = acct.positions.get(payload["symbol"])
-                amount = float(pos.amount) if pos else 0.0
+                pos = self.ex.position(acct, payload["symbol"])
+                amount = float(pos.amount)
                 self.s.apply_positions([{"symbol": ai.symbol, "contracts": abs(amount), "side": "short" if amount < 0 else "long",
-                                         "entryPrice": float(pos.entry_price) if pos else 0.0}], complete=False)
+                                         "entryPrice": float(pos.entry_price)}], complete=False)
 
 
 def _map(err: SE.ApiError) -> X.ExchangeOpError:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .futures import Income
 
 ZERO = Decimal(0)
 MARKET_TYPES = frozenset({"MARKET", "STOP_LOSS", "TAKE_PROFIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "LIQUIDATION"})
@@ -129,7 +133,8 @@ class Account:
     api_secret: str = field(repr=False)
     spot: dict[str, list[Decimal]] = field(default_factory=dict)  # asset -> [free, locked]
     futures_wallet: Decimal = ZERO
-    positions: dict[str, Position] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (symbol, BOTH|LONG|SHORT)
+    income: list[Income] = field(default_factory=list)  # funding and insurance-clearance rows of /fapi/v1/income
     leverage: dict[str, int] = field(default_factory=dict)
     margin_type: dict[str, str] = field(default_factory=dict)
     orders: dict[int, SandboxOrder] = field(default_factory=dict)

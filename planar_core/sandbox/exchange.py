@@ -20,9 +20,10 @@ from decimal import Decimal, InvalidOperation
 
 from . import conditional, filters
 from . import errors as E
-from .accounts import CONDITIONAL_TYPES, MARKET_TYPES, ZERO, Account, AlgoOrder, Fill, Position, SandboxOrder
+from .accounts import CONDITIONAL_TYPES, MARKET_TYPES, ZERO, Account, AlgoOrder, Fill, SandboxOrder
 from .book import BookModel, floor_to
 from .faults import Faults
+from .futures import BRACKETS, COMMISSION_STEP, FUNDING_PERIOD_MS, FuturesAccounting, bracket_for
 from .limits import RateLimiter
 from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
 
@@ -32,34 +33,7 @@ SPOT_TYPES = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "STOP_LOS
 FUTURES_TYPES = frozenset({"MARKET", "LIMIT"})  # /fapi/v1/order; conditional types go to the Algo Service
 ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
 LIMIT_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
-COMMISSION_STEP = Decimal("0.00000001")
 PRICE_PROTECT = Decimal("0.05")  # futures exchangeInfo triggerProtect
-# (notional floor, notional cap, maintenance margin rate, cumulative amount, max leverage), modelled on Binance's BTCUSDT
-# tiers, for every futures market here (GET /fapi/v1/leverageBracket serves the same table)
-BRACKETS: list[tuple[int, int, Decimal, Decimal, int]] = [
-    (0, 50_000, Decimal("0.004"), Decimal(0), 125),
-    (50_000, 600_000, Decimal("0.005"), Decimal(50), 100),
-    (600_000, 3_000_000, Decimal("0.0065"), Decimal(950), 75),
-    (3_000_000, 12_000_000, Decimal("0.01"), Decimal(11450), 50),
-    (12_000_000, 70_000_000, Decimal("0.02"), Decimal(131450), 25),
-    (70_000_000, 100_000_000, Decimal("0.025"), Decimal(481450), 20),
-    (100_000_000, 230_000_000, Decimal("0.05"), Decimal(2981450), 10),
-    (230_000_000, 480_000_000, Decimal("0.1"), Decimal(14481450), 5),
-    (480_000_000, 600_000_000, Decimal("0.125"), Decimal(26481450), 4),
-    (600_000_000, 800_000_000, Decimal("0.25"), Decimal(101481450), 2),
-    (800_000_000, 1_200_000_000, Decimal("0.5"), Decimal(301481450), 1),
-]
-
-
-def bracket_for(notional: Decimal) -> tuple[Decimal, Decimal]:
-    """(maintenance margin rate, cumulative amount) of the tier holding ``notional``."""
-    for floor, cap, rate, cum, _ in BRACKETS:
-        if notional < cap:
-            return rate, cum
-    return BRACKETS[-1][2], BRACKETS[-1][3]
-Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
-
-
 @dataclass
 class Market:
     spec: MarketSpec
@@ -73,7 +47,7 @@ class Market:
 
 
 @dataclass
-class SandboxExchange:
+class SandboxExchange(FuturesAccounting):
     """State and rules of the whole exchange (every account, every market)."""
 
     speed: float = 1.0
@@ -93,6 +67,7 @@ class SandboxExchange:
     def __post_init__(self) -> None:
         self._instant: int | None = None
         self._placing_algo = 0  # the algo order whose trigger is placing an order right now
+        self._funding_epoch: dict[tuple[str, str], int] = {}  # market -> the last 8-hour funding period settled
         self.rng = random.Random(self.seed)
         self.markets: dict[tuple[str, str], Market] = {}
         for spec in self.specs:
@@ -267,7 +242,7 @@ class SandboxExchange:
         if kind == "spot":
             self._reserve_spot(acct, m, order, takes)
         else:
-            self._check_futures(acct, m, order, takes)
+            self.check_futures(acct, order, order.price if order.price > 0 else takes[-1][0] if takes else self.last_price(m))
         self._book(acct, order)
         return order, self._work(acct, m, order, takes)
 
@@ -384,96 +359,12 @@ class SandboxExchange:
             order.locked = ZERO
 
     # ----------------------------------------------------------------- futures margin
-    def leverage_of(self, acct: Account, symbol: str) -> int:
-        return acct.leverage.get(symbol, self.default_leverage)
-
-    def unrealized(self, acct: Account, symbol: str, pos: Position) -> Decimal:
-        if not pos.amount:
-            return ZERO
-        mark = Decimal(repr(self.mid(self.markets[("linear", symbol)])))
-        return (mark - pos.entry_price) * pos.amount
-
-    def position(self, acct: Account, symbol: str, position_side: str = "BOTH") -> Position:
-        return acct.positions.get(symbol, Position())
-
     def mark(self, symbol: str) -> Decimal:
+        """The mark price unrealized PnL, margins, liquidation and MARK_PRICE triggers use (the path price here)."""
         return Decimal(repr(self.mid(self.markets[("linear", symbol)])))
 
-    def maint_margin(self, symbol: str, pos: Position) -> Decimal:
-        """Binance's maintenance margin: notional x the bracket's rate - the bracket's cumulative amount."""
-        notional = abs(pos.amount) * self.mark(symbol)
-        rate, cum = bracket_for(notional)
-        return max(notional * rate - cum, ZERO)
-
-    def liquidation_price(self, acct: Account, symbol: str, pos: Position) -> Decimal:
-        """Binance's one-way cross-margin liquidation price: where the margin balance (wallet + every unrealized
-        PnL) falls to the maintenance margin, the other positions held at their marks. 0 when flat or never."""
-        if not pos.amount:
-            return ZERO
-        others = [(s, p) for s, p in acct.positions.items() if s != symbol and p.amount]
-        maint_others = sum((self.maint_margin(s, p) for s, p in others), ZERO)
-        upnl_others = sum((self.unrealized(acct, s, p) for s, p in others), ZERO)
-        size = abs(pos.amount)
-        side = Decimal(1) if pos.amount > 0 else Decimal(-1)
-        rate, cum = bracket_for(size * self.mark(symbol))
-        denominator = size * rate - side * size
-        price = (acct.futures_wallet - maint_others + upnl_others + cum - side * size * pos.entry_price) / denominator
-        return max(price, ZERO)
-
-    def futures_margins(self, acct: Account) -> dict[str, Decimal]:
-        """Wallet, unrealized PnL, position and open-order initial margin, maintenance margin, available balance."""
-        upnl = sum((self.unrealized(acct, s, p) for s, p in acct.positions.items()), ZERO)
-        pos_im = ZERO
-        for s, p in acct.positions.items():
-            if p.amount:
-                mark = Decimal(repr(self.mid(self.markets[("linear", s)])))
-                pos_im += abs(p.amount) * mark / self.leverage_of(acct, s)
-        ord_im = ZERO
-        for o in acct.open_orders("linear"):
-            if not o.reduce_only:
-                ord_im += o.remaining * o.price / self.leverage_of(acct, o.symbol)
-        available = acct.futures_wallet + upnl - pos_im - ord_im
-        maint = sum((self.maint_margin(s, p) for s, p in acct.positions.items() if p.amount), ZERO)
-        return {"wallet": acct.futures_wallet, "upnl": upnl, "position_im": pos_im, "order_im": ord_im, "maint": maint,
-                "available": available}
-
-    def _check_futures(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]]) -> None:
-        pos = acct.positions.get(m.spec.symbol, Position())
-        signed = order.qty if order.side == "BUY" else -order.qty
-        if order.reduce_only:
-            if not pos.amount or (pos.amount > 0) == (signed > 0) or abs(signed) > abs(pos.amount):
-                raise E.reduce_only_rejected()
-            return
-        closing = min(abs(pos.amount), order.qty) if pos.amount and (pos.amount > 0) != (signed > 0) else ZERO
-        opening = order.qty - closing
-        ref = order.price if order.price > 0 else (takes[-1][0] if takes else Decimal(repr(self.mid(m))))
-        need = opening * ref / self.leverage_of(acct, m.spec.symbol) + order.qty * ref * self.futures_taker_fee
-        if need > self.futures_margins(acct)["available"]:
-            raise E.margin_insufficient()
-
-    def _settle_futures(self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal) -> tuple[Decimal, Decimal]:
-        pos = acct.positions.setdefault(m.spec.symbol, Position())
-        signed = qty if order.side == "BUY" else -qty
-        realized = ZERO
-        if pos.amount and (pos.amount > 0) != (signed > 0):
-            closed = min(abs(pos.amount), qty)
-            direction = Decimal(1) if pos.amount > 0 else Decimal(-1)
-            realized = (price - pos.entry_price) * closed * direction
-            pos.amount += closed * (-direction)
-            rest = qty - closed
-            if pos.amount == 0:
-                pos.entry_price = ZERO
-            if rest > 0:
-                pos.amount = rest * (1 if signed > 0 else -1)
-                pos.entry_price = price
-        else:
-            new_amount = pos.amount + signed
-            pos.entry_price = (pos.entry_price * abs(pos.amount) + price * qty) / abs(new_amount)
-            pos.amount = new_amount
-        pos.updated_ms = self.now_ms()
-        fee = (price * qty * fee_rate).quantize(COMMISSION_STEP)
-        acct.futures_wallet += realized - fee
-        return fee, realized
+    def cancel_for_liquidation(self, acct: Account, order: SandboxOrder) -> None:
+        self._close(acct, order, "CANCELED")
 
     # ----------------------------------------------------------------- execution
     def _execute(self, acct: Account, m: Market, order: SandboxOrder, takes: list[tuple[Decimal, Decimal]], maker: bool) -> list[Fill]:
@@ -492,7 +383,7 @@ class SandboxExchange:
             fee, fee_asset = self._settle_spot(acct, m, order, price, qty, fee_rate)
         else:
             fee_rate = self.futures_maker_fee if maker else self.futures_taker_fee
-            fee, realized = self._settle_futures(acct, m, order, price, qty, fee_rate)
+            fee, realized = self.settle_futures(acct, order, price, qty, fee_rate)
             fee_asset = m.spec.quote
         acct.add_fee(fee_asset, fee)
         order.filled += qty
@@ -573,6 +464,7 @@ class SandboxExchange:
         if self.matching_paused:
             return 0
         self.trigger_conditionals()
+        self.settle_futures_accounts()
         n = 0
         ratio = self.faults.partial_fill_ratio
         for acct in list(self.accounts.values()):
@@ -585,15 +477,31 @@ class SandboxExchange:
                 qty = order.remaining
                 if ratio > 0:
                     qty = min(qty, max(m.spec.step_size, floor_to(order.qty * Decimal(repr(ratio)), m.spec.step_size)))
-                if order.kind == "linear" and order.reduce_only:
-                    pos = acct.positions.get(order.symbol, Position())
-                    qty = min(qty, abs(pos.amount))
+                if order.kind == "linear" and (order.reduce_only or order.position_side != "BOTH"):
+                    pos = self.position(acct, order.symbol, order.position_side)
+                    if order.reduce_only or self.closes(order, pos) or (order.side == "SELL") == (order.position_side == "LONG"):
+                        qty = min(qty, abs(pos.amount)) if self.closes(order, pos) else ZERO
                     if qty <= 0:
                         self._close(acct, order, "EXPIRED")
                         continue
                 self._fill(acct, m, order, order.price, qty, maker=True)
                 n += 1
         return n
+
+    def settle_futures_accounts(self) -> None:
+        """Funding every 8 hours of price-path time, then liquidation of the positions whose margin has run out."""
+        now = self.now_ms()
+        for key, m in self.markets.items():
+            if m.spec.kind != "linear":
+                continue
+            epoch = int(self.data_time(key, now) // FUNDING_PERIOD_MS)
+            if epoch > self._funding_epoch.setdefault(key, epoch):
+                self._funding_epoch[key] = epoch
+                for acct in list(self.accounts.values()):
+                    self.settle_funding(acct, m.spec.symbol, now)
+        for acct in list(self.accounts.values()):
+            for symbol, side in self.liquidate_due(acct):
+                self.liquidate(acct, symbol, side)
 
     # ----------------------------------------------------------------- conditional orders
     def trigger_conditionals(self) -> None:
@@ -782,8 +690,9 @@ class SandboxExchange:
                     "wallet": str(acct.futures_wallet),
                     "available": str(margins["available"]),
                     "unrealized_pnl": str(margins["upnl"]),
-                    "positions": {s: {"amount": str(p.amount), "entry_price": str(p.entry_price), "leverage": self.leverage_of(acct, s)}
-                                  for s, p in acct.positions.items() if p.amount},
+                    "positions": {(sym if side == "BOTH" else f"{sym}:{side}"): {
+                        "amount": str(p.amount), "entry_price": str(p.entry_price), "leverage": self.leverage_of(acct, sym),
+                        "isolated_wallet": str(p.isolated_wallet)} for sym, side, p in self.open_positions(acct)},
                 },
                 "open_orders": [order_json(o) for o in acct.orders.values() if o.is_open],
                 "orders": [order_json(o) for o in acct.orders.values()],

@@ -345,14 +345,14 @@ class SandboxServer:
         add("GET", "/fapi/v1/allAlgoOrders", self._all_algos, "linear", "signed")
         add("DELETE", "/fapi/v1/algoOpenOrders", self._cancel_all_algos, "linear", "signed")
         add("GET", "/api/v3/avgPrice", self._avg_price, "spot")
-        add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": False}, "linear", "signed")
+        add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": c.account.hedge_mode}, "linear", "signed")  # type: ignore[union-attr]
         add("POST", "/fapi/v1/positionSide/dual", self._position_side, "linear", "signed")
         add("GET", "/fapi/v1/multiAssetsMargin", lambda c: {"multiAssetsMargin": False}, "linear", "signed")
         add("GET", "/fapi/v1/income", self._income, "linear", "signed")
         add("GET", "/fapi/v1/symbolConfig", self._symbol_config, "linear", "signed")
         add("GET", "/fapi/v1/accountConfig", lambda c: {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": False,
-                                                        "dualSidePosition": False, "updateTime": 0, "multiAssetsMargin": False,
-                                                        "tradeGroupId": -1}, "linear", "signed")
+                                                        "dualSidePosition": c.account.hedge_mode, "updateTime": 0,  # type: ignore[union-attr]
+                                                        "multiAssetsMargin": False, "tradeGroupId": -1}, "linear", "signed")
         add("GET", "/fapi/v2/ticker/price", lambda c: public.per_symbol(ex, "linear", c.params, public.price_ticker), "linear")
         add("GET", "/fapi/v1/premiumIndex", lambda c: public.per_symbol(ex, "linear", c.params, public.premium_index), "linear")
         add("GET", "/dapi/v1/exchangeInfo", lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [],
@@ -493,9 +493,8 @@ class SandboxServer:
         dual = str(c.params.get("dualSidePosition", "")).lower()
         if dual not in ("true", "false"):
             raise E.mandatory("dualSidePosition")
-        if dual == "false":
-            raise E.ApiError(400, -4059, "No need to change position side.")
-        raise E.ApiError(400, -1000, "Hedge mode (dualSidePosition=true) is not supported by this sandbox (docs/sandbox.md).")
+        self.ex.set_position_mode(c.account, dual == "true")  # type: ignore[arg-type]
+        return {"code": 200, "msg": "success"}
 
     def _trade_fee(self, c: Ctx) -> list[dict]:
         symbol = (c.params.get("symbol") or "").upper()
@@ -519,7 +518,7 @@ class SandboxServer:
         return out
 
     def _income(self, c: Ctx) -> list[dict]:
-        """Realized PnL and commission of every futures fill (funding is not simulated: see docs/sandbox.md)."""
+        """Realized PnL and commission of every futures fill, funding fees and insurance clearance, oldest first."""
         acct = c.account
         assert acct is not None
         symbol = (c.params.get("symbol") or "").upper()
@@ -536,6 +535,11 @@ class SandboxServer:
                              "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 1, "tradeId": str(f.trade_id)})
             rows.append({"symbol": f.symbol, "incomeType": "COMMISSION", "income": s_(-f.commission), "asset": f.commission_asset,
                          "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 2, "tradeId": str(f.trade_id)})
+        for r in acct.income:
+            if (not symbol or r.symbol == symbol) and start <= r.time_ms <= end:
+                rows.append({"symbol": r.symbol, "incomeType": r.kind, "income": s_(r.amount), "asset": "USDT", "info": r.kind,
+                             "time": r.time_ms, "tranId": r.tran_id, "tradeId": ""})
+        rows.sort(key=lambda r: (r["time"], r["tranId"]))
         if kind:
             rows = [r for r in rows if r["incomeType"] == kind]
         return rows[:limit]
@@ -544,7 +548,7 @@ class SandboxServer:
         acct = c.account
         assert acct is not None
         symbol = (c.params.get("symbol") or "").upper()
-        return [{"symbol": sym, "marginType": "ISOLATED" if acct.margin_type.get(sym) == "isolated" else "CROSSED",
+        return [{"symbol": sym, "marginType": "ISOLATED" if self.ex.isolated(acct, sym) else "CROSSED",
                  "isAutoAddMargin": "false", "leverage": self.ex.leverage_of(acct, sym), "maxNotionalValue": "1000000"}
                 for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
 
@@ -562,10 +566,7 @@ class SandboxServer:
         mt = (c.params.get("marginType") or "").upper()
         if mt not in ("ISOLATED", "CROSSED"):
             raise E.ApiError(400, -4044, "The margin type is invalid.")
-        new = "isolated" if mt == "ISOLATED" else "cross"
-        if c.account.margin_type.get(m.spec.symbol, "cross") == new:  # type: ignore[union-attr]
-            raise E.ApiError(400, -4046, "No need to change margin type.")
-        c.account.margin_type[m.spec.symbol] = new  # type: ignore[union-attr]
+        self.ex.set_margin_type(c.account, m.spec.symbol, mt == "ISOLATED")  # type: ignore[arg-type]
         return {"code": 200, "msg": "success"}
 
     def _brackets(self, c: Ctx) -> list[dict]:

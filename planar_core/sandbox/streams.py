@@ -237,7 +237,7 @@ class StreamHub:
             if kind == "spot":
                 messages.append(wire.outbound_account_position(acct, [m.spec.base, m.spec.quote], now))
             else:
-                messages.append(wire.account_update(self.ex, acct, m.spec.symbol, now))
+                messages.append(wire.account_update(self.ex, acct, m.spec.symbol, now, payload.get("reason", "ORDER")))
         for conn in targets:
             sub_id = conn.users[acct.api_key]
             for msg in messages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .accounts import Account, AlgoOrder, Fill, Position, SandboxOrder
+from .accounts import Account, AlgoOrder, Fill, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .fmt import Z8, px, qx, s
 from .market_data import MarketSpec
@@ -70,22 +70,31 @@ def spot_account(acct: Account, now: int) -> dict:
     }
 
 
-def position_row(ex: SandboxExchange, acct: Account, symbol: str, pos: Position, version: str) -> dict:
+def sides(acct: Account) -> tuple[str, ...]:
+    """The position sides an account reports per symbol: BOTH in one-way mode, LONG and SHORT in hedge mode."""
+    return ("LONG", "SHORT") if acct.hedge_mode else ("BOTH",)
+
+
+def position_row(ex: SandboxExchange, acct: Account, symbol: str, side: str, version: str) -> dict:
     """One row of ``positionRisk``: v2 lists leverage and margin type, v3 the margins and ``marginAsset``."""
+    pos = ex.position(acct, symbol, side)
     spec = ex.markets[("linear", symbol)].spec
     mark = ex.mark(symbol)
     lev = ex.leverage_of(acct, symbol)
     notional = pos.amount * mark
-    upnl = ex.unrealized(acct, symbol, pos)
+    upnl = ex.unrealized(symbol, pos)
     im = abs(notional) / lev
-    row = {"symbol": symbol, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "entryPrice": s(pos.entry_price),
+    isolated = ex.isolated(acct, symbol)
+    row = {"symbol": symbol, "positionSide": side, "positionAmt": qx(spec, pos.amount), "entryPrice": s(pos.entry_price),
            "breakEvenPrice": s(pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl),
-           "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)), "isolatedMargin": Z8, "notional": s(notional),
-           "isolatedWallet": "0", "updateTime": pos.updated_ms}
+           "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)),
+           "isolatedMargin": s(pos.isolated_wallet + upnl if isolated and pos.amount else Decimal(0)), "notional": s(notional),
+           "isolatedWallet": s(pos.isolated_wallet), "updateTime": pos.updated_ms}
     if version == "v2":
-        return {**row, "leverage": str(lev), "maxNotionalValue": str(max_notional(lev)), "marginType": acct.margin_type.get(symbol, "cross"),
+        return {**row, "leverage": str(lev), "maxNotionalValue": str(max_notional(lev)), "marginType": "isolated" if isolated else "cross",
                 "isAutoAddMargin": "false"}
-    order_im = sum((o.remaining * o.price / lev for o in acct.open_orders("linear", symbol) if not o.reduce_only), Decimal(0))
+    order_im = sum((o.remaining * o.price / lev for o in acct.open_orders("linear", symbol)
+                    if not o.reduce_only and o.position_side == side), Decimal(0))
     return {**row, "marginAsset": "USDT", "initialMargin": s(im + order_im), "maintMargin": s(ex.maint_margin(symbol, pos)),
             "positionInitialMargin": s(im), "openOrderInitialMargin": s(order_im), "adl": 0, "bidNotional": "0", "askNotional": "0"}
 
@@ -101,10 +110,10 @@ def futures_positions(ex: SandboxExchange, acct: Account, symbol: str | None, ve
     for (kind, sym) in ex.markets:
         if kind != "linear" or (symbol and sym != symbol):
             continue
-        pos = acct.positions.get(sym, Position())
-        if version == "v3" and not pos.amount and not acct.open_orders("linear", sym):
-            continue
-        rows.append(position_row(ex, acct, sym, pos, version))
+        for side in sides(acct):
+            if version == "v3" and not ex.position(acct, sym, side).amount and not acct.open_orders("linear", sym):
+                continue
+            rows.append(position_row(ex, acct, sym, side, version))
     return rows
 
 
@@ -115,30 +124,30 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
     im = mg["position_im"] + mg["order_im"]
     asset = {"asset": "USDT", "walletBalance": s(wallet), "unrealizedProfit": s(upnl), "marginBalance": s(wallet + upnl),
              "maintMargin": s(mg["maint"]), "initialMargin": s(im), "positionInitialMargin": s(mg["position_im"]),
-             "openOrderInitialMargin": s(mg["order_im"]), "crossWalletBalance": s(wallet), "crossUnPnl": s(upnl),
+             "openOrderInitialMargin": s(mg["order_im"]), "crossWalletBalance": s(ex.cross_wallet(acct)), "crossUnPnl": s(upnl),
              "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "marginAvailable": True, "updateTime": now}
     others = [{**dict.fromkeys(asset, Z8), "asset": a, "marginAvailable": True, "updateTime": 0} for a in OTHER_MARGIN_ASSETS]
     positions = []
-    for sym, pos in sorted(acct.positions.items()):
+    for (sym, side), pos in sorted(acct.positions.items()):
         if version == "v3" and not pos.amount:
             continue
         spec = ex.markets[("linear", sym)].spec
         lev = ex.leverage_of(acct, sym)
         notional = pos.amount * ex.mark(sym)
-        row = {"symbol": sym, "positionSide": "BOTH", "positionAmt": qx(spec, pos.amount), "unrealizedProfit": s(ex.unrealized(acct, sym, pos)),
+        row = {"symbol": sym, "positionSide": side, "positionAmt": qx(spec, pos.amount), "unrealizedProfit": s(ex.unrealized(sym, pos)),
                "initialMargin": s(abs(notional) / lev), "maintMargin": s(ex.maint_margin(sym, pos)), "updateTime": pos.updated_ms}
         if version == "v3":
-            row.update({"isolatedMargin": Z8, "notional": s(notional), "isolatedWallet": Z8})
+            row.update({"isolatedMargin": s(pos.isolated_wallet), "notional": s(notional), "isolatedWallet": s(pos.isolated_wallet)})
         else:
             row.update({"positionInitialMargin": s(abs(notional) / lev), "openOrderInitialMargin": Z8, "leverage": str(lev),
-                        "isolated": acct.margin_type.get(sym) == "isolated", "entryPrice": s(pos.entry_price),
+                        "isolated": ex.isolated(acct, sym), "entryPrice": s(pos.entry_price),
                         "breakEvenPrice": s(pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
                         "askNotional": "0"})
         positions.append(row)
     out = {
         "totalInitialMargin": s(im), "totalMaintMargin": s(mg["maint"]), "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
         "totalMarginBalance": s(wallet + upnl), "totalPositionInitialMargin": s(mg["position_im"]),
-        "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(wallet), "totalCrossUnPnl": s(upnl),
+        "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(ex.cross_wallet(acct)), "totalCrossUnPnl": s(upnl),
         "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "assets": [asset, *others], "positions": positions,
     }
     if version == "v2":
@@ -189,14 +198,18 @@ def outbound_account_position(acct: Account, assets: list[str], now: int) -> dic
             "B": [{"a": a, "f": s(acct.balance(a)[0]), "l": s(acct.balance(a)[1])} for a in assets]}
 
 
-def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int) -> dict:
-    pos = acct.positions.get(symbol, Position())
+def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, reason: str = "ORDER") -> dict:
+    """Futures user-stream ``ACCOUNT_UPDATE``: the wallet and the positions of ``symbol`` (both sides in hedge mode)."""
     spec = ex.markets[("linear", symbol)].spec
-    mg = ex.futures_margins(acct)
+    rows = []
+    for side in sides(acct):
+        pos = ex.position(acct, symbol, side)
+        rows.append({"s": symbol, "pa": qx(spec, pos.amount), "ep": s(pos.entry_price), "bep": s(pos.entry_price), "cr": s(Decimal(0)),
+                     "up": s(ex.unrealized(symbol, pos)), "mt": "isolated" if ex.isolated(acct, symbol) else "cross",
+                     "iw": s(pos.isolated_wallet), "ps": side})
+    wallet = ex.futures_margins(acct)["wallet"]
     return {"e": "ACCOUNT_UPDATE", "E": now, "T": now,
-            "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": s(mg["wallet"]), "cw": s(mg["wallet"]), "bc": "0"}],
-                  "P": [{"s": symbol, "pa": qx(spec, pos.amount), "ep": s(pos.entry_price), "bep": s(pos.entry_price), "cr": s(Decimal(0)),
-                         "up": s(ex.unrealized(acct, symbol, pos)), "mt": "cross", "iw": "0", "ps": "BOTH"}]}}
+            "a": {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}}
 
 
 def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None) -> dict:
