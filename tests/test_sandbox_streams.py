@@ -9,6 +9,7 @@ import json
 
 import aiohttp
 
+from planar_core.sandbox import Faults
 from planar_core.sandbox.server import SandboxServer
 
 from .conftest import wait_for
@@ -105,3 +106,38 @@ async def test_a_listen_key_is_a_stream_name(sandbox: SandboxServer, account, cl
                 futures_events.add(json.loads((await asyncio.wait_for(fws.receive(), 10)).data)["e"])
             spot = json.loads((await asyncio.wait_for(sws.receive(), 10)).data)
             assert spot["stream"] == skey and spot["data"]["e"] in ("executionReport", "outboundAccountPosition")
+
+
+async def _ws_api_subscribe(sandbox, account, ws) -> int:  # type: ignore[no-untyped-def]
+    import hashlib
+    import hmac
+    import time
+
+    params = {"apiKey": account.api_key, "timestamp": int(time.time() * 1000)}
+    payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+    params["signature"] = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()  # type: ignore[assignment]
+    await ws.send_json({"id": 1, "method": "userDataStream.subscribe.signature", "params": params})
+    reply = json.loads((await ws.receive()).data)
+    return int(reply["result"]["subscriptionId"])
+
+
+async def test_ws_api_user_stream_terminates_and_connections_age_out(sandbox, account) -> None:
+    """``userDataStream.unsubscribe`` ends with ``eventStreamTerminated``; every connection is cut at
+    ``ws_max_age_s`` (Binance: 24 hours), WS-API subscriptions told first."""
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{sandbox.ws_url}/ws-api/v3") as ws:
+            sub = await _ws_api_subscribe(sandbox, account, ws)
+            await ws.send_json({"id": 2, "method": "userDataStream.unsubscribe"})
+            messages = [json.loads((await ws.receive()).data) for _ in range(2)]
+            assert messages[1] == {"subscriptionId": sub, "event": {"e": "eventStreamTerminated", "E": messages[1]["event"]["E"]}}
+        sandbox.ex.faults = Faults(ws_max_age_s=1.0)
+        async with http.ws_connect(f"{sandbox.ws_url}/ws-api/v3") as ws, http.ws_connect(f"{sandbox.ws_url}/ws/btcusdt@trade") as raw:
+            sub = await _ws_api_subscribe(sandbox, account, ws)
+            async with asyncio.timeout(5):
+                msg = await ws.receive()
+                while json.loads(msg.data).get("event", {}).get("e") != "eventStreamTerminated":
+                    msg = await ws.receive()
+                assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+                while (await raw.receive()).type == aiohttp.WSMsgType.TEXT:
+                    pass  # trades until the cut
+            assert raw.closed

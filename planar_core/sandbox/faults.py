@@ -35,6 +35,8 @@ class Faults(BaseModel):
     listen_key_ttl_s: float = Field(3600.0, gt=0, le=86400, description="a listen key expires this long after its last "
                                     "keepalive (Binance: 60 minutes); its streams get listenKeyExpired and are closed")
     keepalive_failures: int = Field(0, ge=0, le=1000, description="the next N listen-key keepalives are answered 503")
+    ws_max_age_s: float = Field(86_400.0, gt=0, le=86_400, description="every websocket is disconnected this long after "
+                                "it connected (Binance: 24 hours); WS-API user-data subscriptions get eventStreamTerminated first")
     strict_client_ids: bool = Field(False, description="refuse every reuse of a client order id, also of closed orders "
                                     "(stricter than Binance, which refuses only the ids of open orders)")
 

@@ -129,11 +129,16 @@ class SandboxServer:
                 log.exception("matcher tick failed")
 
     async def _key_expirer(self) -> None:
+        """Listen keys past their lifetime expire; connections past ``ws_max_age_s`` are cut."""
         while True:
             await asyncio.sleep(0.2)
             for key in list(self.hub.key_touched):
                 if not self.hub.key_alive(key):
                     self.hub.expire_key(key, notify=True)
+            try:
+                await self.hub.cut_old_connections()
+            except Exception:  # pragma: no cover - a bug here must not stop key expiry
+                log.exception("cutting old websocket connections failed")
 
     async def _ws_dropper(self) -> None:
         while True:

@@ -41,6 +41,8 @@ class Conn:
     users: dict[str, int] = field(default_factory=dict)  # api key -> subscription id
     listen_key: str | None = None
     combined: bool = False  # /stream?streams=...: every message in a {"stream", "data"} envelope
+    ws_api: bool = False  # the spot WebSocket API (user data as {"subscriptionId", "event"})
+    connected_ms: int = 0
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
 
     def send(self, payload: object) -> None:
@@ -82,7 +84,8 @@ class StreamHub:
                      users: dict[str, int] | None = None, combined: bool = False) -> web.WebSocketResponse:
         ws = ws or web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
-        conn = Conn(ws, conn_kind, streams=set(streams or ()), users=dict(users or {}), listen_key=listen_key, combined=combined)
+        conn = Conn(ws, conn_kind, streams=set(streams or ()), users=dict(users or {}), listen_key=listen_key, combined=combined,
+                    ws_api=on_text == self._on_ws_api, connected_ms=self.ex.now_ms())
         if account is not None:
             conn.users[account.api_key] = 0
         self.conns.add(conn)
@@ -163,6 +166,30 @@ class StreamHub:
             asyncio.get_running_loop().call_later(0.05, lambda c=conn: asyncio.ensure_future(c.ws.close()))
             self.conns.discard(conn)
 
+    def terminate_user_streams(self, conn: Conn) -> None:
+        """The WS API's ``eventStreamTerminated`` for each user-data subscription of ``conn`` (then none is left)."""
+        for sub_id in conn.users.values():
+            conn.send({"subscriptionId": sub_id, "event": {"e": "eventStreamTerminated", "E": self.ex.now_ms()}})
+        conn.users.clear()
+
+    async def cut_old_connections(self) -> None:
+        """Binance disconnects every websocket 24 hours after it connected (``ws_max_age_s``); WS-API user-data
+        subscriptions get ``eventStreamTerminated`` first."""
+        limit_ms = self.ex.faults.ws_max_age_s * 1000
+        for conn in [c for c in self.conns if self.ex.now_ms() - c.connected_ms >= limit_ms]:
+            if conn.ws_api:
+                self.terminate_user_streams(conn)
+                await asyncio.sleep(0)  # let the writer send it before the close
+                await asyncio.wait_for(self._drain(conn), 1.0)
+            self.conns.discard(conn)
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+
+    @staticmethod
+    async def _drain(conn: Conn) -> None:
+        while not conn.queue.empty():
+            await asyncio.sleep(0.01)
+
     async def close_all(self) -> None:
         for conn in list(self.conns):
             with contextlib.suppress(Exception):
@@ -200,8 +227,8 @@ class StreamHub:
             conn.users[acct.api_key] = self._sub_ids
             conn.send({"id": rid, "status": 200, "result": {"subscriptionId": self._sub_ids}})
         elif method == "userDataStream.unsubscribe":
-            conn.users.clear()
             conn.send({"id": rid, "status": 200, "result": {}})
+            self.terminate_user_streams(conn)
         elif method == "ping":
             conn.send({"id": rid, "status": 200, "result": {}})
         elif method == "time":
@@ -243,7 +270,7 @@ class StreamHub:
             for msg in messages:
                 if conn.listen_key is not None:  # a listen-key stream: the event itself (in the envelope when combined)
                     conn.send({"stream": conn.listen_key, "data": msg} if conn.combined else msg)
-                elif conn.kind == "spot":  # the WS-API user data subscription
+                elif conn.ws_api:  # the WS-API user data subscription
                     conn.send({"subscriptionId": sub_id, "event": msg})
                 else:
                     conn.send(msg)
