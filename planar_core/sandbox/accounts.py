@@ -37,6 +37,7 @@ class SandboxOrder:
     stop_price: Decimal = ZERO  # spot conditional orders: the trigger price (0: trailing only)
     trailing_delta: int = 0  # spot conditional orders: trailing distance in basis points (0: none)
     trail_ref: Decimal = ZERO  # the extreme price a trailing order measures its retrace from (0: not active yet)
+    trail_ms: int = 0  # when the trailing order became active (Binance's trailingTime)
     working: bool = True  # False while a conditional order waits for its trigger (Binance's isWorking)
     working_ms: int = -1
     iceberg_qty: Decimal = ZERO

@@ -509,7 +509,10 @@ class SandboxExchange(FuturesAccounting):
         for acct in list(self.accounts.values()):
             for order in [o for o in acct.orders.values() if o.is_open and not o.working]:
                 m = self.markets[(order.kind, order.symbol)]
-                if conditional.spot_due(order, self.last_price(m), update=True):
+                due = conditional.spot_due(order, self.last_price(m), update=True)
+                if order.trail_ref and not order.trail_ms:
+                    order.trail_ms = self.now_ms()
+                if due:
                     self._trigger_spot(acct, m, order)
             for algo in [a for a in acct.algo_orders.values() if a.is_open]:
                 m = self.markets[("linear", algo.symbol)]

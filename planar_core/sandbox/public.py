@@ -24,9 +24,10 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
         if spec.kind != kind:
             continue
         row = {"symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "quoteAsset": spec.quote,
-               "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": filters.declared(spec, m.bounds)}
+               "baseAssetPrecision": 8, "quotePrecision": 8, "filters": filters.declared(spec, m.bounds)}
         if kind == "spot":
-            row.update({"baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
+            row.update({"quoteAssetPrecision": 8, "amendAllowed": False, "pegInstructionsAllowed": False, "opoAllowed": False,
+                        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
                                                                                           "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
                         "icebergAllowed": True, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
                         "allowTrailingStop": True, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
@@ -38,7 +39,7 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
                         "onboardDate": 1569398400000,
                         "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
                         "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
-                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05", "settlePlan": 0, "maxMoveOrderLimit": 10000,
+                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05", "settlePlan": 0,
                         "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                                                                          "TRAILING_STOP_MARKET"],
                         "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
@@ -111,8 +112,8 @@ def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
         last_id = max(now, published[0] + 1) if published is not None else now
         bids, asks = book_levels(ex, m)
         ex.depth_published[key] = (last_id, bids, asks)
-    return {"lastUpdateId": last_id, "E": now, "T": now, "bids": levels(m.spec, bids[:limit]),
-            "asks": levels(m.spec, asks[:limit])}
+    out = {"lastUpdateId": last_id, "bids": levels(m.spec, bids[:limit]), "asks": levels(m.spec, asks[:limit])}
+    return out if kind == "spot" else {"lastUpdateId": last_id, "E": now, "T": now, **out}  # futures add the event times
 
 
 def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
@@ -125,8 +126,9 @@ def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dic
         t = now - i * 1000
         price = ex.mid(m, t)
         qty = max(float(m.spec.step_size), round(1000.0 / price, m.spec.qty_precision))
-        out.append({"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.wire_qty_places}f}",
-                    "quoteQty": f"{qty * price:.8f}", "time": t, "isBuyerMaker": (t // 1000) % 2 == 0, "isBestMatch": True})
+        row = {"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.wire_qty_places}f}", "quoteQty": f"{qty * price:.8f}",
+               "time": t, "isBuyerMaker": (t // 1000) % 2 == 0}
+        out.append({**row, "isBestMatch": True} if kind == "spot" else {**row, "isRPITrade": False})
     return out
 
 
@@ -142,8 +144,8 @@ def book_ticker(ex: SandboxExchange, m: Market) -> dict:
 
 def agg_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
     """``aggTrades``: the synthetic prints of ``trades`` as Binance's aggregate-trade rows."""
-    return [{"a": r["id"], "p": r["price"], "q": r["qty"], "f": r["id"], "l": r["id"], "T": r["time"], "m": r["isBuyerMaker"],
-             **({"M": True} if kind == "spot" else {})} for r in recent_trades(ex, kind, p)]
+    return [{"a": r["id"], "p": r["price"], "q": r["qty"], **({"M": True} if kind == "spot" else {"nq": r["qty"]}), "f": r["id"],
+             "l": r["id"], "T": r["time"], "m": r["isBuyerMaker"]} for r in recent_trades(ex, kind, p)]
 
 
 def funding_rates(ex: SandboxExchange, p: dict[str, str]) -> list[dict]:

@@ -404,11 +404,9 @@ class SandboxServer:
 
     def _cancel_order(self, c: Ctx) -> dict:
         order = self.ex.cancel_order(c.account, c.kind, c.params)  # type: ignore[arg-type]
-        out = self._format_order(c.kind, order)
         if c.kind == "spot":
-            out["origClientOrderId"] = order.client_id
-            out["clientOrderId"] = c.params.get("newClientOrderId") or secrets.token_hex(8)
-        return out
+            return wire.spot_cancel(order, c.params.get("newClientOrderId") or secrets.token_hex(8))
+        return self._format_order(c.kind, order)
 
     def _cancel_all(self, c: Ctx) -> Any:
         symbol = c.params.get("symbol")
@@ -419,7 +417,7 @@ class SandboxServer:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
         if not orders:
             raise E.ApiError(400, -2011, "Unknown order sent.")
-        return [self._format_order(c.kind, o) | {"origClientOrderId": o.client_id} for o in orders]
+        return [wire.spot_cancel(o, secrets.token_hex(8)) for o in orders]
 
     def _open_orders(self, c: Ctx) -> list[dict]:
         symbol = c.params.get("symbol")
@@ -465,7 +463,8 @@ class SandboxServer:
         acct = c.account
         assert acct is not None
         self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
-        return self._algo_json(c, self.ex.place_algo_order(acct, c.params))
+        algo = self.ex.place_algo_order(acct, c.params)
+        return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, query=False)
 
     def _cancel_algo(self, c: Ctx) -> dict:
         algo = self.ex.cancel_algo(c.account, c.params)  # type: ignore[arg-type]
@@ -554,7 +553,7 @@ class SandboxServer:
         assert acct is not None
         symbol = (c.params.get("symbol") or "").upper()
         return [{"symbol": sym, "marginType": "ISOLATED" if self.ex.isolated(acct, sym) else "CROSSED",
-                 "isAutoAddMargin": "false", "leverage": self.ex.leverage_of(acct, sym), "maxNotionalValue": "1000000"}
+                 "isAutoAddMargin": False, "leverage": self.ex.leverage_of(acct, sym), "maxNotionalValue": "1000000"}
                 for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
 
     def _leverage(self, c: Ctx) -> dict:

@@ -13,25 +13,40 @@ from .market_data import MarketSpec
 OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
 
 
-def spot_order(o: SandboxOrder) -> dict:
-    out = {
+def _spot_core(o: SandboxOrder) -> dict:
+    """The fields every spot order answer carries, and Binance's "conditional fields in order responses" when they
+    apply: stopPrice for the stop and take-profit types, icebergQty when one was sent, trailingDelta/trailingTime for
+    trailing stops."""
+    out: dict[str, object] = {
         "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
-        "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "cummulativeQuoteQty": s(o.cum_quote),
-        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "stopPrice": s(o.stop_price),
-        "icebergQty": s(o.iceberg_qty), "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working,
-        "workingTime": o.working_ms, "origQuoteOrderQty": Z8, "selfTradePreventionMode": "EXPIRE_MAKER",
+        "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "origQuoteOrderQty": Z8, "cummulativeQuoteQty": s(o.cum_quote),
+        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+    if o.stop_price:
+        out["stopPrice"] = s(o.stop_price)
+    if o.iceberg_qty:
+        out["icebergQty"] = s(o.iceberg_qty)
     if o.trailing_delta:
         out["trailingDelta"] = o.trailing_delta
+        out["trailingTime"] = o.trail_ms or -1  # -1 until the trailing stop is active and tracking
     return out
+
+
+def spot_order(o: SandboxOrder) -> dict:
+    """``GET /api/v3/order``, ``openOrders``, ``allOrders``."""
+    return {**_spot_core(o), "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working, "workingTime": o.working_ms}
 
 
 def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
-    out = spot_order(o)
-    out["transactTime"] = o.updated_ms
-    out["fills"] = [{"price": s(f.price), "qty": s(f.qty), "commission": s(f.commission),
-                     "commissionAsset": f.commission_asset, "tradeId": f.trade_id} for f in fills]
-    return out
+    """``POST /api/v3/order`` (FULL): no time/updateTime/isWorking; the fills it made at once."""
+    return {**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms,
+            "fills": [{"price": s(f.price), "qty": s(f.qty), "commission": s(f.commission), "commissionAsset": f.commission_asset,
+                       "tradeId": f.trade_id} for f in fills]}
+
+
+def spot_cancel(o: SandboxOrder, client_id: str) -> dict:
+    """``DELETE /api/v3/order``: the cancel request's own client id, the order's as ``origClientOrderId``."""
+    return {**_spot_core(o), "origClientOrderId": o.client_id, "clientOrderId": client_id, "transactTime": o.updated_ms}
 
 
 def futures_order(o: SandboxOrder, spec: MarketSpec) -> dict:
@@ -140,10 +155,13 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
             row.update({"isolatedMargin": s(pos.isolated_wallet), "notional": s(notional), "isolatedWallet": s(pos.isolated_wallet)})
         else:
             row.update({"positionInitialMargin": s(abs(notional) / lev), "openOrderInitialMargin": Z8, "leverage": str(lev),
-                        "isolated": ex.isolated(acct, sym), "entryPrice": s(pos.entry_price),
-                        "breakEvenPrice": s(pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
+                        "isolated": ex.isolated(acct, sym), "entryPrice": s(pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
                         "askNotional": "0"})
         positions.append(row)
+    if version == "v3":  # the v3 assets carry no marginAvailable
+        asset.pop("marginAvailable")
+        for row in others:
+            row.pop("marginAvailable")
     out = {
         "totalInitialMargin": s(im), "totalMaintMargin": s(mg["maint"]), "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
         "totalMarginBalance": s(wallet + upnl), "totalPositionInitialMargin": s(mg["position_im"]),
@@ -212,20 +230,25 @@ def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, re
             "a": {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}}
 
 
-def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None) -> dict:
-    """An order of the Algo Service (``/fapi/v1/algoOrder``, ``openAlgoOrders``, ``allAlgoOrders``)."""
-    done = [f for f in fills or [] if f.order_id == a.actual_order_id and a.actual_order_id]
-    qty = sum((f.qty for f in done), Decimal(0))
-    avg = sum((f.price * f.qty for f in done), Decimal(0)) / qty if qty else Decimal(0)
-    return {"algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "algoType": "CONDITIONAL", "orderType": a.type, "symbol": a.symbol,
-            "side": a.side, "positionSide": a.position_side, "timeInForce": a.time_in_force, "quantity": qx(spec, a.qty),
-            "algoStatus": a.status, "actualOrderId": str(a.actual_order_id) if a.actual_order_id else "",
-            "actualPrice": s(avg), "triggerPrice": px(spec, a.trigger_price), "price": px(spec, a.price), "icebergQuantity": None,
-            "tpTriggerPrice": "0", "tpPrice": "0", "slTriggerPrice": "0", "slPrice": "0", "tpOrderType": "",
-            "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": a.working_type, "priceMatch": "NONE", "closePosition": a.close_position,
-            "priceProtect": a.price_protect, "reduceOnly": a.reduce_only, "activatePrice": px(spec, a.trigger_price) if a.callback_rate else "",
-            "callbackRate": str(a.callback_rate) if a.callback_rate else "", "createTime": a.created_ms, "updateTime": a.updated_ms,
-            "triggerTime": a.trigger_ms, "goodTillDate": 0}
+def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None, query: bool = True) -> dict:
+    """An order of the Algo Service: the answer of ``POST /fapi/v1/algoOrder`` (``query`` False) or of its queries
+    (``GET algoOrder``, ``openAlgoOrders``, ``allAlgoOrders``: with the order the trigger placed)."""
+    out: dict[str, object] = {
+        "algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "algoType": "CONDITIONAL", "orderType": a.type, "symbol": a.symbol,
+        "side": a.side, "positionSide": a.position_side, "timeInForce": a.time_in_force, "quantity": qx(spec, a.qty),
+        "algoStatus": a.status, "triggerPrice": px(spec, a.trigger_price), "price": px(spec, a.price), "icebergQuantity": None,
+        "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": a.working_type, "priceMatch": "NONE", "closePosition": a.close_position,
+        "priceProtect": a.price_protect, "reduceOnly": a.reduce_only, "createTime": a.created_ms, "updateTime": a.updated_ms,
+        "triggerTime": a.trigger_ms, "goodTillDate": 0}
+    if a.callback_rate:  # trailing stops only
+        out.update(activatePrice=px(spec, a.trigger_price), callbackRate=str(a.callback_rate))
+    if query:
+        done = [f for f in fills or [] if a.actual_order_id and f.order_id == a.actual_order_id]
+        qty = sum((f.qty for f in done), Decimal(0))
+        avg = sum((f.price * f.qty for f in done), Decimal(0)) / qty if qty else Decimal(0)
+        out.update(actualOrderId=str(a.actual_order_id) if a.actual_order_id else "", actualPrice=s(avg),
+                   actualType=("LIMIT" if a.price else "MARKET") if a.actual_order_id else "", actualQty=qx(spec, qty), tpOrderType="")
+    return out
 
 
 def algo_update(a: AlgoOrder, spec: MarketSpec, actual: SandboxOrder | None, now: int) -> dict:

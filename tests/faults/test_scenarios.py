@@ -72,7 +72,7 @@ async def test_futures_user_stream_survives_a_failed_keepalive_and_an_expired_li
                                order_monitoring={"interval": 0.3}, balance_watcher={"interval": 0.3}, position_watcher={"interval": 0.3})
     ai = s.universe["BTC/USDT:USDT"]
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
-    result = await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.9, waitfor=0)
+    result = await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.97, waitfor=0)  # PERCENT_PRICE: within 5 % of mark
     assert result is PENDING, s.sink.events[-3:]
     await wait_for(lambda: s.watcher_health()["balance"]["mode"] == "websocket" and sandbox.hub.listen_keys)
     first_key = next(iter(sandbox.hub.listen_keys))

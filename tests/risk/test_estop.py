@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planar_core.model import OrderType, Side
+from planar_core.model import PENDING, OrderType, Side
 from planar_core.sandbox import Faults
 
 from ..conftest import wait_for
@@ -83,7 +83,8 @@ async def test_estop_closes_futures_positions(strategy_factory, sandbox, account
     await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.05, waitfor=1)
     await s.call("ETH/USDT:USDT", OrderType.MARKET, Side.SELL, amount=0.5, waitfor=1)
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
-    await s.call("BTC/USDT:USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.8, waitfor=0)
+    resting = await s.call("BTC/USDT:USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.97, waitfor=0)  # PERCENT_PRICE: within 5 %
+    assert resting is PENDING
     assert len(sandbox.ex.snapshot()["accounts"][account.api_key]["futures"]["positions"]) == 2
     report = await s.emergency_stop("flatten")
     assert report.clean and set(report.closed) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
