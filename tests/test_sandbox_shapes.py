@@ -35,6 +35,8 @@ SPOT_CONDITIONAL = frozenset({"icebergQty", "preventedMatchId", "preventedQuanti
                               "expiryReason"})
 SPOT_ORDERS = ("spot POST /api/v3/order", "spot GET /api/v3/order", "spot DELETE /api/v3/order", "spot GET /api/v3/openOrders []",
                "spot GET /api/v3/allOrders []")
+AFTER_CM = {"ps": "marked '(After CM migration)' in the SDK's models, not yet in USDⓈ-M's documented stream payloads",
+            "st": "same"}
 TRAILING_ONLY = {"activatePrice": "trailing stops only, which /fapi/v1/order no longer takes (Algo Service)", "priceRate": "same"}
 FUTURES_ORDER_EXTRAS = {"avgPrice": "in Binance's documented order answers and ccxt's recorded ones (ts/src/test/static/response/binance.json)",
                         "cumQty": "same", "cumQuote": "same", "time": "same"}
@@ -48,6 +50,14 @@ NOT_SENT: dict[str, dict[str, str]] = {
     "usdm GET /fapi/v1/userTrades []": dict.fromkeys(("pair", "marginAsset", "baseQty"), "COIN-M fields in the SDK's shared model; "
                                                      "USDⓈ-M's documented answer has none of them"),
     "usdm POST /fapi/v1/algoOrder": {"activatePrice": "trailing stops only", "callbackRate": "trailing stops only"},
+    "ws spot executionReport": dict.fromkeys(("d", "D", "j", "J", "v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY", "W", "b", "a", "k", "uS",
+                                              "gP", "gOT", "gOV", "gp", "eR"),
+                                             "a conditional field of the execution report (user-data-stream.md): sent when it applies"),
+    "ws usdm ORDER_TRADE_UPDATE": {"o.AP": "trailing stops only (activation price), which /fapi/v1/order no longer takes",
+                                   "o.cr": "trailing stops only (callback rate)", "o.M": "amendments only (modifyId)"},
+    "ws usdm ACCOUNT_UPDATE": {"a.S": "funding-fee events only (the symbol paid for)"},
+    **{f"ws usdm <symbol>@{name}": AFTER_CM for name in ("aggTrade", "bookTicker", "miniTicker", "ticker", "depth", "depth<levels>",
+                                                         "markPrice")},
 }
 # at any depth: the exponents of Binance's SBE encoding, which its JSON answers do not carry (the SDK's filter models
 # share them with the SBE schema; the spot JSON filters in filters.md have none)
@@ -77,16 +87,16 @@ def json_type(value: object) -> str:
 
 
 def compare(expected: object, actual: object, where: str, problems: list[str], not_sent: dict[str, str], also: dict[str, str],
-            top: bool = True) -> None:
-    """Append to ``problems`` every difference between a recorded shape and an answer (``not_sent``/``also``: the
-    allowances of the top-level object)."""
+            rel: str = "") -> None:
+    """Append to ``problems`` every difference between a recorded shape and an answer. ``not_sent`` and ``also`` name
+    allowed differences by their path from the top (``"o.AP"``)."""
     if isinstance(expected, dict) and "by_type" in expected:  # spot filters: each by its filterType's model
         for i, row in enumerate(actual if isinstance(actual, list) else []):
             model = expected["by_type"].get(row.get("filterType"))
             if model is None:
                 problems.append(f"{where}[{i}]: unknown filterType {row.get('filterType')}")
             else:
-                compare(model, row, f"{where}[{i}]", problems, {}, {}, top=False)
+                compare(model, row, f"{where}[{i}]", problems, {}, {}, "-")
         return
     if isinstance(expected, dict) and "any_of" in expected:  # futures filters: fields from the union, none required
         for i, row in enumerate(actual if isinstance(actual, list) else []):
@@ -94,19 +104,21 @@ def compare(expected: object, actual: object, where: str, problems: list[str], n
                 if key not in expected["any_of"]:
                     problems.append(f"{where}[{i}].{key}: not a Binance field")
                 else:
-                    compare(expected["any_of"][key], value, f"{where}[{i}].{key}", problems, {}, {}, top=False)
+                    compare(expected["any_of"][key], value, f"{where}[{i}].{key}", problems, {}, {}, "-")
         return
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             problems.append(f"{where}: expected an object, got {json_type(actual)}")
             return
         for key, value in actual.items():
+            path = f"{rel}.{key}" if rel else key
             if key in expected:
-                compare(expected[key], value, f"{where}.{key}", problems, {}, {}, top=False)
-            elif not (top and key in also):
+                compare(expected[key], value, f"{where}.{key}", problems, not_sent, also, path)
+            elif path not in also:
                 problems.append(f"{where}.{key}: not a Binance field")
         for key in expected:
-            if key not in actual and not (top and key in not_sent) and key not in SBE_ONLY:
+            path = f"{rel}.{key}" if rel else key
+            if key not in actual and path not in not_sent and key not in SBE_ONLY:
                 problems.append(f"{where}.{key}: missing")
         return
     if isinstance(expected, list):
@@ -114,7 +126,7 @@ def compare(expected: object, actual: object, where: str, problems: list[str], n
             problems.append(f"{where}: expected a list, got {json_type(actual)}")
             return
         for i, row in enumerate(actual[:3]):
-            compare(expected[0], row, f"{where}[{i}]", problems, {}, {}, top=False)
+            compare(expected[0], row, f"{where}[{i}]", problems, {}, {}, "-")
         return
     kind = json_type(actual)
     ok = kind == expected or (expected == "number" and kind in ("int", "number")) or (kind == "null")
@@ -202,10 +214,10 @@ async def _then(call: Awaitable[Any], after: Callable[[Any], Awaitable[Any]]) ->
 
 
 def test_every_recorded_endpoint_is_asked() -> None:
-    assert set(ASK) == {k for k in SHAPES if not k.startswith("_")}
+    assert set(ASK) == {k for k in SHAPES if not k.startswith(("_", "ws "))}
 
 
-@pytest.mark.parametrize("endpoint", sorted(k for k in SHAPES if not k.startswith("_")))
+@pytest.mark.parametrize("endpoint", sorted(k for k in SHAPES if not k.startswith(("_", "ws "))))
 async def test_answer_has_binance_shape(sandbox: SandboxServer, account: Account, endpoint: str) -> None:
     spot = make_client(sandbox, account)
     fut = make_client(sandbox, account, options={"defaultType": "swap"})
@@ -219,3 +231,87 @@ async def test_answer_has_binance_shape(sandbox: SandboxServer, account: Account
     finally:
         await spot.close()
         await fut.close()
+
+
+STREAM_KEY = [("@trade", "<symbol>@trade"), ("@aggTrade", "<symbol>@aggTrade"), ("@kline_", "<symbol>@kline_<interval>"),
+              ("@bookTicker", "<symbol>@bookTicker"), ("@miniTicker", "<symbol>@miniTicker"), ("@ticker", "<symbol>@ticker"),
+              ("@depth5", "<symbol>@depth<levels>"), ("@depth", "<symbol>@depth"), ("@markPrice", "<symbol>@markPrice")]
+USER_EVENT_TYPE = {"e": "the event type: every user-data event names itself (the SDK keeps it as the union's discriminator)"}
+
+
+async def _collect_streams(http: Any, url: str, names: list[str]) -> dict[str, object]:
+    """The first message of each stream of a combined connection, by stream name."""
+    import asyncio
+
+    import aiohttp
+
+    seen: dict[str, object] = {}
+    async with http.ws_connect(f"{url}?streams={'/'.join(names)}") as ws:
+        async with asyncio.timeout(10):
+            while len(seen) < len(names):
+                msg = await ws.receive()
+                assert msg.type == aiohttp.WSMsgType.TEXT
+                envelope = json.loads(msg.data)
+                seen.setdefault(envelope["stream"], envelope["data"])
+    return seen
+
+
+async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account: Account) -> None:
+    import asyncio
+    import hashlib
+    import hmac
+    import time
+
+    import aiohttp
+
+    from planar_core.sandbox import Faults
+
+    answers: dict[str, object] = {}
+    async with aiohttp.ClientSession() as http:
+        spot_names = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@kline_1s", "btcusdt@bookTicker", "btcusdt@miniTicker", "btcusdt@ticker",
+                      "btcusdt@depth", "btcusdt@depth5"]
+        fut_names = ["btcusdt@aggTrade", "btcusdt@kline_1s", "btcusdt@bookTicker", "btcusdt@miniTicker", "btcusdt@ticker", "btcusdt@depth",
+                     "btcusdt@depth5", "btcusdt@markPrice"]
+        for kind, url, names in (("spot", f"{sandbox.ws_url}/stream", spot_names), ("usdm", f"{sandbox.ws_url}/fstream/stream", fut_names)):
+            for name, data in (await _collect_streams(http, url, names)).items():
+                key = next(k for marker, k in STREAM_KEY if marker in name)
+                answers[f"ws {kind} {key}"] = data
+        spot, fut = make_client(sandbox, account), make_client(sandbox, account, options={"defaultType": "swap"})
+        try:
+            async with http.ws_connect(f"{sandbox.ws_url}/ws-api/v3") as ws:  # spot user data through the WebSocket API
+                params: dict[str, object] = {"apiKey": account.api_key, "timestamp": int(time.time() * 1000)}
+                payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+                params["signature"] = hmac.new(account.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+                await ws.send_json({"id": 1, "method": "userDataStream.subscribe.signature", "params": params})
+                await ws.receive()
+                await spot.privatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"})
+                await ws.send_json({"id": 2, "method": "userDataStream.unsubscribe"})
+                async with asyncio.timeout(10):
+                    while "ws spot eventStreamTerminated" not in answers:
+                        event = json.loads((await ws.receive()).data).get("event")
+                        if event:
+                            answers.setdefault(f"ws spot {event['e']}", event)
+            key = (await fut.fapiPrivatePostListenKey())["listenKey"]
+            async with http.ws_connect(f"{sandbox.ws_url}/fstream/ws/{key}") as ws:
+                await fut.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"})
+                bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
+                await fut.fapiPrivatePostAlgoOrder({"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+                                                    "quantity": "0.01", "triggerPrice": f"{bid * 0.9:.1f}"})
+                sandbox.ex.faults = Faults(listen_key_ttl_s=0.5)
+                async with asyncio.timeout(10):
+                    while "ws usdm listenKeyExpired" not in answers:
+                        msg = await ws.receive()
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        event = json.loads(msg.data)
+                        answers.setdefault(f"ws usdm {event['e']}", event)
+        finally:
+            await spot.close()
+            await fut.close()
+    expected_keys = {k for k in SHAPES if k.startswith("ws ")}
+    assert expected_keys <= set(answers), f"no message seen for {sorted(expected_keys - set(answers))}"
+    problems: list[str] = []
+    for key in sorted(expected_keys):
+        also = USER_EVENT_TYPE if key.split(" ")[2][0].isupper() or key.endswith(("executionReport", "Position", "Terminated", "Expired")) else {}
+        compare(SHAPES[key]["fields"], answers[key], key, problems, NOT_SENT.get(key, {}), also)
+    assert not problems, "\n".join(problems)

@@ -295,7 +295,11 @@ class StreamHub:
         self._round_depth = {}
         self.ex.depth_streamed = {(c.kind, n.partition("@")[0].upper()) for c in self.conns for n in c.streams
                                   if n.partition("@")[2].split("@")[0] == "depth"}
-        for conn in list(self.conns):
+        conns = list(self.conns)
+        # no order between connections, as on Binance: a client holding one book over two connections (ccxt does when
+        # watchOrderBook and watchOrderBookForSymbols run together) must see each connection deliver an update first
+        self.ex.rng.shuffle(conns)
+        for conn in conns:
             for name in list(conn.streams):
                 key = f"{conn.kind}:{name}"
                 if key not in cache:
@@ -346,10 +350,11 @@ class StreamHub:
         if channel in ("trade", "aggTrade"):
             price = public._p(m, self.ex.mid(m))
             qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.wire_qty_places}f}"
-            ev = {"e": channel, "E": now, "s": symbol, "t": now, "p": price, "q": qty, "T": now, "m": (now // 1000) % 2 == 0, "M": True}
-            if channel == "aggTrade":
-                ev.update({"a": now, "f": now, "l": now})
-            return ev
+            ev = {"e": channel, "E": now, "s": symbol, "p": price, "q": qty, "T": now, "m": (now // 1000) % 2 == 0}
+            if channel == "trade":
+                return {**ev, "t": now, "M": True}
+            ev.update({"a": now, "f": now, "l": now})
+            return {**ev, "M": True} if kind == "spot" else {**ev, "nq": qty}  # futures: the quantity without RPI orders
         if channel == "bookTicker":
             (bid, bq), (ask, aq) = self.ex.best_bid_ask(m)
             sp = m.spec
@@ -377,10 +382,12 @@ class StreamHub:
             return self._mark_price(m, now)
         if channel == "ticker":
             t = public.ticker_24h(self.ex, m)
-            return {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
-                    "x": t.get("prevClosePrice", t["openPrice"]), "c": t["lastPrice"], "Q": "1", "b": t.get("bidPrice", "0"),
-                    "B": t.get("bidQty", "0"), "a": t.get("askPrice", "0"), "A": t.get("askQty", "0"), "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
-                    "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
+            ev = {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
+                  "c": t["lastPrice"], "Q": t["lastQty"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"],
+                  "q": t["quoteVolume"], "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
+            if kind == "spot":  # spot's ticker adds the previous close and the book; futures' has neither (as its REST 24hr ticker)
+                ev.update(x=t["prevClosePrice"], b=t["bidPrice"], B=t["bidQty"], a=t["askPrice"], A=t["askQty"])
+            return ev
         return None
 
     def _depth_diff(self, kind: str, m: Market, now: int) -> dict:
@@ -409,7 +416,7 @@ class StreamHub:
 
     def _mark_price(self, m: Market, now: int) -> dict:
         pi = public.premium_index(self.ex, m)
-        return {"e": "markPriceUpdate", "E": now, "s": m.spec.symbol, "p": pi["markPrice"], "i": pi["indexPrice"],
+        return {"e": "markPriceUpdate", "E": now, "s": m.spec.symbol, "p": pi["markPrice"], "ap": pi["markPrice"], "i": pi["indexPrice"],
                 "P": pi["estimatedSettlePrice"], "r": pi["lastFundingRate"], "T": pi["nextFundingTime"]}
 
     def _all_market_events(self, kind: str, name: str, now: int) -> list[object]:

@@ -207,7 +207,7 @@ def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fil
               "n": s(f.commission if f else zero), "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
               "b": "0", "a": "0", "m": f.is_maker if f else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE", "ot": o.type,
               "ps": o.position_side, "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
-              "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0},
+              "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": "0"},
     }
 
 
@@ -226,8 +226,10 @@ def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, re
                      "up": s(ex.unrealized(symbol, pos)), "mt": "isolated" if ex.isolated(acct, symbol) else "cross",
                      "iw": s(pos.isolated_wallet), "ps": side})
     wallet = ex.futures_margins(acct)["wallet"]
-    return {"e": "ACCOUNT_UPDATE", "E": now, "T": now,
-            "a": {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}}
+    update: dict[str, object] = {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}
+    if reason == "FUNDING_FEE":
+        update["S"] = symbol  # the symbol a funding fee was paid for
+    return {"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": update}
 
 
 def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None, query: bool = True) -> dict:
@@ -259,4 +261,5 @@ def algo_update(a: AlgoOrder, spec: MarketSpec, actual: SandboxOrder | None, now
                   "ai": str(actual.order_id) if actual else "", "ap": s(actual.avg_price) if actual else s(Decimal(0)),
                   "aq": qx(spec, actual.filled) if actual else qx(spec, Decimal(0)), "act": actual.type if actual else "0",
                   "tp": px(spec, a.trigger_price), "p": px(spec, a.price), "V": "EXPIRE_MAKER", "wt": a.working_type, "pm": "NONE",
-                  "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only, "tt": a.trigger_ms, "gtd": 0, "rm": a.reason}}
+                  "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only, "tt": a.trigger_ms, "gtd": 0, "rm": a.reason,
+                  "ia": bool(a.trail_ref)}}
