@@ -103,3 +103,25 @@ async def test_funding_is_paid_every_8_hours_of_path_time() -> None:
             assert any(e["type"] == "fee" or e["info"]["incomeType"] == "FUNDING_FEE" for e in ledger)
         finally:
             await ex.close()  # type: ignore[attr-defined]
+
+
+async def test_mark_price_is_not_the_last_price(sandbox: SandboxServer) -> None:
+    """Unrealized PnL, margins and MARK_PRICE triggers use the mark, which departs from the last (index) price by a
+    basis of up to ``basis_bps`` (admin API), as on Binance."""
+    import aiohttp
+
+    acct, ex = await _swap(sandbox, 100_000)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{sandbox.url}/admin/price", json={"symbol": "BTCUSDT", "kind": "linear", "factor": 1.0, "basis_bps": 50}) as r:
+                assert r.status == 200
+        await ex.create_order("BTC/USDT:USDT", "market", "buy", 0.1)
+        with sandbox.ex.at_one_instant():  # the whole exchange held at one instant, so mark, index and position agree
+            index = await ex.fapiPublicGetPremiumIndex({"symbol": "BTCUSDT"})
+            risk = (await ex.fapiPrivateV3GetPositionRisk({"symbol": "BTCUSDT"}))[0]
+        mark, last = Decimal(index["markPrice"]), Decimal(index["indexPrice"])
+        assert mark != last and abs(mark / last - 1) <= Decimal("0.005")
+        upnl = (Decimal(risk["markPrice"]) - Decimal(risk["entryPrice"])) * Decimal(risk["positionAmt"])
+        assert abs(Decimal(risk["unRealizedProfit"]) - upnl) < Decimal("0.0001") and risk["markPrice"] == index["markPrice"]
+    finally:
+        await ex.close()  # type: ignore[attr-defined]

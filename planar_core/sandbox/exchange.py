@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import random
 import re
 import time
@@ -40,6 +41,7 @@ class Market:
     path: PricePath
     bounds: filters.Bounds
     shock: float = 1.0  # multiplicative price shift set through the admin API
+    basis_bps: float = 2.0  # futures: the amplitude of the mark price's departure from the last price (admin API)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -360,8 +362,15 @@ class SandboxExchange(FuturesAccounting):
 
     # ----------------------------------------------------------------- futures margin
     def mark(self, symbol: str) -> Decimal:
-        """The mark price unrealized PnL, margins, liquidation and MARK_PRICE triggers use (the path price here)."""
-        return Decimal(repr(self.mid(self.markets[("linear", symbol)])))
+        """The mark price unrealized PnL, margins, liquidation and MARK_PRICE triggers use: the last price (the
+        path) times a basis that swings ``basis_bps`` either way once an hour of path time, so that mark and last
+        differ as on Binance (0 in paper trading, whose live mark is not known)."""
+        m = self.markets[("linear", symbol)]
+        last = self.mid(m)
+        if self.price_source is not None or not m.basis_bps:
+            return Decimal(repr(last))
+        phase = 2 * math.pi * (self.data_time(m.key, self.now_ms()) % 3_600_000) / 3_600_000
+        return Decimal(repr(last * (1 + m.basis_bps / 10_000 * math.sin(phase))))
 
     def cancel_for_liquidation(self, acct: Account, order: SandboxOrder) -> None:
         self._close(acct, order, "CANCELED")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from . import filters
 from .errors import ApiError, invalid_symbol
 from .exchange import Market, SandboxExchange
-from .fmt import px, qx
+from .fmt import px, qx, s
 from .market_data import MarketSpec
 from .wire import OTHER_MARGIN_ASSETS
 
@@ -193,9 +193,11 @@ def price_ticker(ex: SandboxExchange, m: Market) -> dict:
 
 
 def premium_index(ex: SandboxExchange, m: Market) -> dict:
-    mark = _p(m, ex.mid(m))
+    """Mark price (``SandboxExchange.mark``), index price (the path: the last price) and the funding rate."""
+    mark = s(ex.mark(m.spec.symbol))
+    index = s(ex.last_price(m))
     now = ex.now_ms()
-    return {"symbol": m.spec.symbol, "markPrice": mark, "indexPrice": mark, "estimatedSettlePrice": mark, "lastFundingRate": "0.00010000",
+    return {"symbol": m.spec.symbol, "markPrice": mark, "indexPrice": index, "estimatedSettlePrice": mark, "lastFundingRate": "0.00010000",
             "interestRate": "0.00010000", "nextFundingTime": now - now % 28_800_000 + 28_800_000, "time": now}
 
 

@@ -292,9 +292,12 @@ class SandboxServer:
                 if not math.isfinite(factor) or factor <= 0:
                     return web.json_response({"error": f"factor must be a finite number > 0, got {body.get('factor')!r}"}, status=400)
                 m.shock = factor
+                if "basis_bps" in body:
+                    m.basis_bps = float(body["basis_bps"])
                 self.ex.match_resting()
                 self.hub.publish_now()
-                return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m)})
+                return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m),
+                                          **({"mark": float(self.ex.mark(m.spec.symbol))} if m.spec.kind == "linear" else {})})
             if name == "matching" and request.method == "POST":
                 self.ex.matching_paused = bool(body.get("paused", False))
                 return web.json_response({"paused": self.ex.matching_paused})
