@@ -138,3 +138,48 @@ async def test_price_filters_as_binance(client, futures, sandbox: SandboxServer)
         await client.create_order("BTC/USDT", "limit", "buy", 0.1, round(sbid * 0.9, 2), params={"icebergQty": 0.001})
     iceberg = await client.create_order("BTC/USDT", "limit", "buy", 0.1, round(sbid * 0.9, 2), params={"icebergQty": 0.02})
     assert (await client.fetch_order(iceberg["id"], "BTC/USDT"))["info"]["icebergQty"] == "0.02000000"
+
+
+async def test_spot_oco_one_leg_fills_the_other_expires(client, sandbox: SandboxServer, account: Account) -> None:
+    """A SELL OCO locks its quantity once; the limit leg fills on a rise and the stop leg expires with it."""
+    bid, ask = bid_ask(sandbox, "BTCUSDT")
+    free = account.spot["BTC"][0]
+    placed = await client.privatePostOrderListOco({
+        "symbol": "BTCUSDT", "side": "SELL", "quantity": "0.01", "listClientOrderId": "oco-1", "aboveType": "LIMIT_MAKER",
+        "abovePrice": f"{ask * 1.02:.2f}", "belowType": "STOP_LOSS_LIMIT", "belowStopPrice": f"{bid * 0.98:.2f}",
+        "belowPrice": f"{bid * 0.97:.2f}", "belowTimeInForce": "GTC"})
+    assert placed["listOrderStatus"] == "EXECUTING" and len(placed["orders"]) == 2
+    assert account.spot["BTC"][0] == free - Decimal("0.01") and account.spot["BTC"][1] == Decimal("0.01")  # one lock for both legs
+    move(sandbox, "spot", "BTCUSDT", 1.03)
+
+    async def done() -> bool:
+        return (await client.privateGetOrderList({"orderListId": placed["orderListId"]}))["listOrderStatus"] == "ALL_DONE"
+
+    await wait_for(done, timeout=5)
+    statuses = {o["type"]: o["status"] for o in await client.privateGetAllOrders({"symbol": "BTCUSDT"}) if o["orderListId"] == placed["orderListId"]}
+    assert statuses == {"LIMIT_MAKER": "FILLED", "STOP_LOSS_LIMIT": "EXPIRED"}
+    assert account.spot["BTC"][1] == 0 and account.spot["BTC"][0] == free - Decimal("0.01")
+
+
+async def test_spot_oco_stop_leg_triggers_and_cancel_takes_the_list(client, sandbox: SandboxServer, account: Account) -> None:
+    """A BUY OCO through the older /api/v3/order/oco: the stop leg above triggers and the limit leg below expires;
+    cancelling one leg of another list cancels both."""
+    bid, ask = bid_ask(sandbox, "ETHUSDT")
+    placed = await client.privatePostOrderOco({"symbol": "ETHUSDT", "side": "BUY", "quantity": "0.1", "price": f"{bid * 0.98:.2f}",
+                                               "stopPrice": f"{ask * 1.02:.2f}", "stopLimitPrice": f"{ask * 1.04:.2f}",
+                                               "stopLimitTimeInForce": "GTC"})
+    move(sandbox, "spot", "ETHUSDT", 1.025)
+
+    async def stop_filled() -> bool:
+        rows = {o["type"]: o["status"] for o in await client.privateGetAllOrders({"symbol": "ETHUSDT"})
+                if o["orderListId"] == placed["orderListId"]}
+        return rows == {"STOP_LOSS_LIMIT": "FILLED", "LIMIT_MAKER": "EXPIRED"}
+
+    await wait_for(stop_filled, timeout=5)
+    assert account.spot["USDT"][1] == 0  # no lock left behind
+    bid, ask = bid_ask(sandbox, "ETHUSDT")
+    second = await client.privatePostOrderOco({"symbol": "ETHUSDT", "side": "BUY", "quantity": "0.1", "price": f"{bid * 0.98:.2f}",
+                                               "stopPrice": f"{ask * 1.02:.2f}"})
+    await client.cancel_order(str(second["orders"][0]["orderId"]), "ETH/USDT")
+    listed = await client.privateGetOrderList({"orderListId": second["orderListId"]})
+    assert listed["listOrderStatus"] == "ALL_DONE" and await client.fetch_open_orders("ETH/USDT") == []

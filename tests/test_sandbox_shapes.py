@@ -50,6 +50,8 @@ NOT_SENT: dict[str, dict[str, str]] = {
     "usdm GET /fapi/v1/userTrades []": dict.fromkeys(("pair", "marginAsset", "baseQty"), "COIN-M fields in the SDK's shared model; "
                                                      "USDⓈ-M's documented answer has none of them"),
     "usdm POST /fapi/v1/algoOrder": {"activatePrice": "trailing stops only", "callbackRate": "trailing stops only"},
+    **{e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
+       for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")},
     "ws spot executionReport": dict.fromkeys(("d", "D", "j", "J", "v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY", "W", "b", "a", "k", "uS",
                                               "gP", "gOT", "gOV", "gp", "eR"),
                                              "a conditional field of the execution report (user-data-stream.md): sent when it applies"),
@@ -65,6 +67,8 @@ SBE_ONLY = frozenset({"priceExponent", "qtyExponent", "multiplierExponent"})
 # fields the sandbox sends that the SDK's model lacks, with the evidence that Binance sends them
 ALSO_SENT: dict[str, dict[str, str]] = {
     **{e: dict.fromkeys(SPOT_CONDITIONAL, "a conditional field (rest-api.md)") for e in SPOT_ORDERS},
+    **{e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
+       for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")},
     "usdm POST /fapi/v1/order": FUTURES_ORDER_EXTRAS, "usdm GET /fapi/v1/order": FUTURES_ORDER_EXTRAS,
     "usdm GET /fapi/v1/openOrders []": FUTURES_ORDER_EXTRAS,
 }
@@ -126,7 +130,7 @@ def compare(expected: object, actual: object, where: str, problems: list[str], n
             problems.append(f"{where}: expected a list, got {json_type(actual)}")
             return
         for i, row in enumerate(actual[:3]):
-            compare(expected[0], row, f"{where}[{i}]", problems, {}, {}, "-")
+            compare(expected[0], row, f"{where}[{i}]", problems, not_sent, also, f"{rel}[]")
         return
     kind = json_type(actual)
     ok = kind == expected or (expected == "number" and kind in ("int", "number")) or (kind == "null")
@@ -166,6 +170,12 @@ ASK: dict[str, Ask] = {
     "spot GET /api/v3/allOrders []": lambda s, f, sb: s.privateGetAllOrders({"symbol": "BTCUSDT"}),
     "spot GET /api/v3/account": lambda s, f, sb: s.privateGetAccount(),
     "spot GET /api/v3/myTrades []": lambda s, f, sb: s.privateGetMyTrades({"symbol": "BTCUSDT"}),
+    "spot POST /api/v3/orderList/oco": lambda s, f, sb: s.privatePostOrderListOco(_oco(sb)),
+    "spot GET /api/v3/orderList": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)),
+                                                         lambda o: s.privateGetOrderList({"orderListId": o["orderListId"]})),
+    "spot DELETE /api/v3/orderList": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateDeleteOrderList(
+        {"symbol": "BTCUSDT", "orderListId": o["orderListId"]})),
+    "spot GET /api/v3/openOrderList []": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateGetOpenOrderList()),
     "usdm GET /fapi/v1/exchangeInfo symbols[]": lambda s, f, sb: _first(f.fapiPublicGetExchangeInfo(), "symbols"),
     "usdm GET /fapi/v1/depth": lambda s, f, sb: f.fapiPublicGetDepth({"symbol": "BTCUSDT", "limit": 5}),
     "usdm GET /fapi/v1/trades []": lambda s, f, sb: f.fapiPublicGetTrades({"symbol": "BTCUSDT", "limit": 3}),
@@ -197,6 +207,12 @@ ASK: dict[str, Ask] = {
     "usdm GET /fapi/v1/symbolConfig []": lambda s, f, sb: f.fapiPrivateGetSymbolConfig({"symbol": "BTCUSDT"}),
     "usdm GET /fapi/v1/accountConfig": lambda s, f, sb: f.fapiPrivateGetAccountConfig(),
 }
+
+
+def _oco(sandbox: SandboxServer) -> dict[str, str]:
+    bid, ask = bid_ask(sandbox, "BTCUSDT")
+    return {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.001", "aboveType": "LIMIT_MAKER", "abovePrice": f"{ask * 1.02:.2f}",
+            "belowType": "STOP_LOSS_LIMIT", "belowStopPrice": f"{bid * 0.98:.2f}", "belowPrice": f"{bid * 0.97:.2f}", "belowTimeInForce": "GTC"}
 
 
 def _algo(sandbox: SandboxServer) -> dict[str, str]:
@@ -285,6 +301,13 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
                 await ws.send_json({"id": 1, "method": "userDataStream.subscribe.signature", "params": params})
                 await ws.receive()
                 await spot.privatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"})
+                await spot.privatePostOrderListOco(_oco(sandbox))
+                await asyncio.sleep(0)
+                async with asyncio.timeout(10):
+                    while "ws spot listStatus" not in answers:
+                        event = json.loads((await ws.receive()).data).get("event")
+                        if event:
+                            answers.setdefault(f"ws spot {event['e']}", event)
                 await ws.send_json({"id": 2, "method": "userDataStream.unsubscribe"})
                 async with asyncio.timeout(10):
                     while "ws spot eventStreamTerminated" not in answers:
@@ -312,6 +335,7 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
     assert expected_keys <= set(answers), f"no message seen for {sorted(expected_keys - set(answers))}"
     problems: list[str] = []
     for key in sorted(expected_keys):
-        also = USER_EVENT_TYPE if key.split(" ")[2][0].isupper() or key.endswith(("executionReport", "Position", "Terminated", "Expired")) else {}
+        also = USER_EVENT_TYPE if key.split(" ")[2][0].isupper() or key.endswith(("executionReport", "Position", "Terminated", "Expired",
+                                                                                   "listStatus")) else {}
         compare(SHAPES[key]["fields"], answers[key], key, problems, NOT_SENT.get(key, {}), also)
     assert not problems, "\n".join(problems)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .futures import Income
+    from .order_lists import OrderList
 
 ZERO = Decimal(0)
 MARKET_TYPES = frozenset({"MARKET", "STOP_LOSS", "TAKE_PROFIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "LIQUIDATION"})
@@ -43,6 +44,7 @@ class SandboxOrder:
     iceberg_qty: Decimal = ZERO
     position_side: str = "BOTH"  # futures: BOTH (one-way) or LONG/SHORT (hedge mode)
     algo_id: int = 0  # futures: the algo order whose trigger placed this order
+    order_list_id: int = 0  # spot: the OCO list this order is a leg of (0: none; -1 on the wire)
 
     @property
     def is_market(self) -> bool:
@@ -140,6 +142,7 @@ class Account:
     margin_type: dict[str, str] = field(default_factory=dict)
     orders: dict[int, SandboxOrder] = field(default_factory=dict)
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
+    order_lists: dict[int, OrderList] = field(default_factory=dict)
     by_client_id: dict[tuple[str, str], SandboxOrder] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     fees_paid: dict[str, Decimal] = field(default_factory=dict)

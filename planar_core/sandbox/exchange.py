@@ -27,6 +27,7 @@ from .faults import Faults
 from .futures import BRACKETS, COMMISSION_STEP, FUNDING_PERIOD_MS, FuturesAccounting, bracket_for
 from .limits import RateLimiter
 from .market_data import MarketSpec, PathLibrary, PricePath, default_markets
+from .order_lists import OrderList, OrderLists
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -49,7 +50,7 @@ class Market:
 
 
 @dataclass
-class SandboxExchange(FuturesAccounting):
+class SandboxExchange(FuturesAccounting, OrderLists):
     """State and rules of the whole exchange (every account, every market)."""
 
     speed: float = 1.0
@@ -69,6 +70,8 @@ class SandboxExchange(FuturesAccounting):
     def __post_init__(self) -> None:
         self._instant: int | None = None
         self._placing_algo = 0  # the algo order whose trigger is placing an order right now
+        self._placing_list: OrderList | None = None  # the OCO list whose legs are being booked right now
+        self._list_ids = itertools.count(1)
         self._funding_epoch: dict[tuple[str, str], int] = {}  # market -> the last 8-hour funding period settled
         self.rng = random.Random(self.seed)
         self.markets: dict[tuple[str, str], Market] = {}
@@ -232,7 +235,8 @@ class SandboxExchange(FuturesAccounting):
             order.working = False
             if conditional.spot_due(order, self.last_price(m)):
                 raise E.ApiError(400, -2010, "Stop price would trigger immediately.")
-            self._reserve_spot(acct, m, order, [])
+            if not (self._placing_list is not None and any(o.locked for o in acct.orders.values() if o.order_list_id == -1)):
+                self._reserve_spot(acct, m, order, [])  # an OCO's second leg shares the lock its first leg holds
             self._book(acct, order)
             return order, []
         order.working_ms = now
@@ -251,6 +255,9 @@ class SandboxExchange(FuturesAccounting):
     def _book(self, acct: Account, order: SandboxOrder) -> None:
         acct.orders[order.order_id] = order
         acct.by_client_id[(order.kind, order.client_id)] = order
+        if self._placing_list is not None:  # an OCO leg: announced with its list once both legs are booked
+            order.order_list_id = -1
+            return
         self.emit(acct, order.kind, "order", {"order": order, "exec": "NEW"})
         if order.kind == "spot":  # Binance reports the lock on spot; futures send ACCOUNT_UPDATE only on balance/position changes
             self.emit(acct, order.kind, "account", {"symbol": order.symbol})
@@ -408,6 +415,8 @@ class SandboxExchange(FuturesAccounting):
         self.emit(acct, order.kind, "account", {"symbol": order.symbol})
         if order.status == "FILLED":
             self._order_done(acct, order)
+        if order.order_list_id > 0 and order.filled == qty:  # an OCO leg's first fill expires the other leg
+            self.sibling_done(acct, order, cancelled=False)
         return fill
 
     def _close(self, acct: Account, order: SandboxOrder, status: str) -> None:
@@ -449,13 +458,19 @@ class SandboxExchange(FuturesAccounting):
         if not order.is_open:
             raise E.unknown_order()
         self._close(acct, order, "CANCELED")
+        if order.order_list_id > 0:  # cancelling a leg cancels its list
+            self.sibling_done(acct, order, cancelled=True)
         return order
 
     def cancel_all(self, acct: Account, kind: str, symbol: str) -> list[SandboxOrder]:
         m = self.market(kind, symbol)
         out = []
         for order in acct.open_orders(kind, m.spec.symbol):
+            if not order.is_open:  # the other leg of a list cancelled a moment ago
+                continue
             self._close(acct, order, "CANCELED")
+            if order.order_list_id > 0:
+                self.sibling_done(acct, order, cancelled=True)
             out.append(order)
         return out
 
@@ -535,6 +550,14 @@ class SandboxExchange(FuturesAccounting):
     def _trigger_spot(self, acct: Account, m: Market, order: SandboxOrder) -> None:
         now = self.now_ms()
         order.working, order.working_ms, order.updated_ms = True, now, now
+        if order.order_list_id > 0:  # an OCO leg triggers: the other leg expires and hands over the lock they shared
+            self.sibling_done(acct, order, cancelled=False)
+            if not order.locked:
+                try:
+                    self._reserve_spot(acct, m, order, self._taker_levels(m, order))
+                except E.ApiError:
+                    self._close(acct, order, "EXPIRED")
+                    return
         self.emit(acct, "spot", "order", {"order": order, "exec": "NEW"})  # the same order, now working (isWorking true)
         takes = self._taker_levels(m, order)
         if order.is_market and order.side == "BUY":  # the quote locked at placement was an estimate: lock what it costs now

@@ -29,7 +29,7 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
             row.update({"quoteAssetPrecision": 8, "amendAllowed": False, "pegInstructionsAllowed": False, "opoAllowed": False,
                         "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
                                                                                           "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
-                        "icebergAllowed": True, "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
+                        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
                         "allowTrailingStop": True, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
                         "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
                         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",

@@ -30,6 +30,7 @@ from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
 from .limits import Limits, RateLimited, weight_of
+from .order_lists import OrderList
 from .streams import StreamHub
 from .wire import s as s_
 
@@ -353,6 +354,13 @@ class SandboxServer:
         add("GET", "/fapi/v1/allAlgoOrders", self._all_algos, "linear", "signed")
         add("DELETE", "/fapi/v1/algoOpenOrders", self._cancel_all_algos, "linear", "signed")
         add("GET", "/api/v3/avgPrice", self._avg_price, "spot")
+        add("POST", "/api/v3/orderList/oco", lambda c: self._new_oco(c, legacy=False), "spot", "signed")
+        add("POST", "/api/v3/order/oco", lambda c: self._new_oco(c, legacy=True), "spot", "signed")
+        add("GET", "/api/v3/orderList", lambda c: self._list_json(c, ex.find_list(c.account, c.params)), "spot", "signed")  # type: ignore[arg-type]
+        add("DELETE", "/api/v3/orderList", self._cancel_oco, "spot", "signed")
+        add("GET", "/api/v3/openOrderList", lambda c: [self._list_json(c, o) for o in c.account.order_lists.values()  # type: ignore[union-attr]
+                                                       if o.status == "EXECUTING"], "spot", "signed")
+        add("GET", "/api/v3/allOrderList", lambda c: [self._list_json(c, o) for o in c.account.order_lists.values()], "spot", "signed")  # type: ignore[union-attr]
         add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": c.account.hedge_mode}, "linear", "signed")  # type: ignore[union-attr]
         add("POST", "/fapi/v1/positionSide/dual", self._position_side, "linear", "signed")
         add("GET", "/fapi/v1/multiAssetsMargin", lambda c: {"multiAssetsMargin": False}, "linear", "signed")
@@ -457,6 +465,21 @@ class SandboxServer:
         if not order.is_open:
             raise E.order_not_found()
         return self._format_order("linear", order)
+
+    # ----------------------------------------------------------------- spot OCO lists
+    def _list_json(self, c: Ctx, olist: OrderList, reports: str = "") -> dict:
+        return wire.order_list(olist, [c.account.orders[i] for i in olist.order_ids], reports)  # type: ignore[union-attr]
+
+    def _new_oco(self, c: Ctx, legacy: bool) -> dict:
+        acct = c.account
+        assert acct is not None
+        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self.ex.market("spot", c.params.get("symbol"))
+        return self._list_json(c, self.ex.place_oco(acct, c.params, legacy), "placed")
+
+    def _cancel_oco(self, c: Ctx) -> dict:
+        self.ex.market("spot", c.params.get("symbol"))
+        return self._list_json(c, self.ex.cancel_list(c.account, c.params), "cancelled")  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- futures algo orders (conditional)
     def _algo_json(self, c: Ctx, algo: AlgoOrder) -> dict:

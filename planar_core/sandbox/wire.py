@@ -8,6 +8,7 @@ from .accounts import Account, AlgoOrder, Fill, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .fmt import Z8, px, qx, s
 from .market_data import MarketSpec
+from .order_lists import OrderList
 
 # Binance's USDⓈ-M account lists every margin asset, held or not (zero here: only USDT margin is modelled)
 OTHER_MARGIN_ASSETS = ("BTC", "ETH", "BNB", "USDC", "FDUSD")
@@ -18,7 +19,7 @@ def _spot_core(o: SandboxOrder) -> dict:
     apply: stopPrice for the stop and take-profit types, icebergQty when one was sent, trailingDelta/trailingTime for
     trailing stops."""
     out: dict[str, object] = {
-        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": o.order_list_id if o.order_list_id > 0 else -1, "clientOrderId": o.client_id,
         "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "origQuoteOrderQty": Z8, "cummulativeQuoteQty": s(o.cum_quote),
         "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "selfTradePreventionMode": "EXPIRE_MAKER",
     }
@@ -187,7 +188,7 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
     """Spot user-stream ``executionReport``."""
     return {
         "e": "executionReport", "E": now, "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
-        "q": s(o.qty), "p": s(o.price), "P": s(o.stop_price), "F": s(o.iceberg_qty), "g": -1, "C": o.client_id if exec_type == "CANCELED" else "",
+        "q": s(o.qty), "p": s(o.price), "P": s(o.stop_price), "F": s(o.iceberg_qty), "g": o.order_list_id if o.order_list_id > 0 else -1, "C": o.client_id if exec_type == "CANCELED" else "",
         "x": exec_type, "X": o.status, "r": "NONE", "i": o.order_id, "l": s(f.qty) if f else Z8, "z": s(o.filled),
         "L": s(f.price) if f else Z8, "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
         "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.working and o.is_open,
@@ -263,3 +264,24 @@ def algo_update(a: AlgoOrder, spec: MarketSpec, actual: SandboxOrder | None, now
                   "tp": px(spec, a.trigger_price), "p": px(spec, a.price), "V": "EXPIRE_MAKER", "wt": a.working_type, "pm": "NONE",
                   "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only, "tt": a.trigger_ms, "gtd": 0, "rm": a.reason,
                   "ia": bool(a.trail_ref)}}
+
+
+def order_list(olist: OrderList, orders: list[SandboxOrder], reports: str = "") -> dict:
+    """An OCO list: its status and legs, with ``orderReports`` (each leg's order) when it was just ``placed`` or
+    ``cancelled``."""
+    out: dict[str, object] = {
+        "orderListId": olist.list_id, "contingencyType": "OCO", "listStatusType": olist.status_type, "listOrderStatus": olist.status,
+        "listClientOrderId": olist.client_id, "transactionTime": olist.updated_ms, "symbol": olist.symbol,
+        "orders": [{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_id} for o in orders]}
+    if reports == "placed":
+        out["orderReports"] = [{**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms} for o in orders]
+    elif reports == "cancelled":
+        out["orderReports"] = [{k: v for k, v in spot_cancel(o, o.client_id).items() if k != "selfTradePreventionMode"} for o in orders]
+    return out
+
+
+def list_status(olist: OrderList, orders: list[SandboxOrder], now: int) -> dict:
+    """Spot user-stream ``listStatus``."""
+    return {"e": "listStatus", "E": now, "s": olist.symbol, "g": olist.list_id, "c": "OCO", "l": olist.status_type,
+            "L": olist.status, "r": "NONE", "C": olist.client_id, "T": olist.updated_ms,
+            "O": [{"s": o.symbol, "i": o.order_id, "c": o.client_id} for o in orders]}

@@ -1,0 +1,163 @@
+"""Spot OCO order lists: two orders, one above and one below the market, where the first to fill or trigger
+cancels the other (``POST /api/v3/orderList/oco``, and the older ``POST /api/v3/order/oco``).
+
+A mixin of ``SandboxExchange``. As on Binance:
+* a SELL list has its above leg a LIMIT_MAKER or take-profit and its below leg a stop-loss; a BUY list the other way
+  round; the prices must bracket the last price (``-2010 The relationship of the prices for the orders is not correct.``);
+* the legs share one lock of funds (the list's quantity of base for a SELL, the limit leg's quote for a BUY), held by
+  the leg that books first;
+* a fill or a trigger of one leg expires the other; cancelling either leg cancels the list; when both legs are done
+  the list is ``ALL_DONE``; every change sends a ``listStatus`` event on the user stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from . import errors as E
+from .accounts import Account, SandboxOrder
+
+ABOVE_SELL = {"LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"}
+BELOW_SELL = {"STOP_LOSS", "STOP_LOSS_LIMIT"}
+
+
+@dataclass
+class OrderList:
+    list_id: int
+    client_id: str
+    symbol: str
+    order_ids: list[int]
+    created_ms: int
+    status: str = "EXECUTING"  # listOrderStatus: EXECUTING | ALL_DONE
+    updated_ms: int = 0
+    reports: list[SandboxOrder] = field(default_factory=list)
+
+    @property
+    def status_type(self) -> str:
+        return "EXEC_STARTED" if self.status == "EXECUTING" else "ALL_DONE"
+
+
+class OrderLists:
+    """OCO lists (mixed into ``SandboxExchange``)."""
+
+    now_ms: Callable[[], int]
+    emit: Callable[..., None]
+    place_order: Callable[..., tuple[SandboxOrder, list[object]]]
+    _list_ids: Iterator[int]
+    _placing_list: OrderList | None
+    _close: Callable[[Account, SandboxOrder, str], None]
+    _release_spot: Callable[[Account, SandboxOrder], None]
+    _number: Callable[[dict[str, str], str], Decimal]
+
+    def place_oco(self, acct: Account, p: dict[str, str], legacy: bool) -> OrderList:
+        """Book both legs or neither. ``legacy``: the parameters of ``/api/v3/order/oco`` (price, stopPrice,
+        stopLimitPrice) instead of ``/api/v3/orderList/oco``'s above*/below*."""
+        side = (p.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            raise E.ApiError(400, -1117, "Invalid side.") if side else E.mandatory("side")
+        self._number(p, "quantity")
+        above, below = (self._legacy_legs if legacy else self._legs)(p, side)
+        if side == "SELL" and (above["type"] not in ABOVE_SELL or below["type"] not in BELOW_SELL) or \
+                side == "BUY" and (above["type"] not in BELOW_SELL or below["type"] not in ABOVE_SELL):
+            raise E.ApiError(400, -1106, "Parameter 'aboveType' or 'belowType' is not valid for this side.")
+        now = self.now_ms()
+        olist = OrderList(next(self._list_ids), p.get("listClientOrderId") or f"sbxlist-{now}", (p.get("symbol") or "").upper(), [], now,
+                          updated_ms=now)
+        limit_leg, stop_leg = (above, below) if side == "SELL" else (below, above)
+        booked: list[SandboxOrder] = []
+        self._placing_list = olist
+        try:
+            for leg in (limit_leg, stop_leg):  # the limit leg books (and locks) first; the stop leg shares its lock
+                order, _ = self.place_order(acct, "spot", {"symbol": olist.symbol, "side": side, "quantity": p["quantity"], **leg})
+                booked.append(order)
+        except E.ApiError:
+            for order in booked:  # the list is refused whole: the leg already booked never existed
+                self._release_spot(acct, order)
+                acct.orders.pop(order.order_id, None)
+                acct.by_client_id.pop(("spot", order.client_id), None)
+            raise
+        finally:
+            self._placing_list = None
+        if not self._prices_bracket(side, booked[0], booked[1]):
+            for order in booked:
+                self._release_spot(acct, order)
+                acct.orders.pop(order.order_id, None)
+                acct.by_client_id.pop(("spot", order.client_id), None)
+            raise E.ApiError(400, -2010, "The relationship of the prices for the orders is not correct.")
+        olist.order_ids = [o.order_id for o in (booked if side == "BUY" else booked[::-1])]  # below leg first, as Binance lists them
+        acct.order_lists[olist.list_id] = olist
+        for order in booked:
+            order.order_list_id = olist.list_id
+            self.emit(acct, "spot", "order", {"order": order, "exec": "NEW"})
+        self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
+        return olist
+
+    def _prices_bracket(self, side: str, limit_leg: SandboxOrder, stop_leg: SandboxOrder) -> bool:
+        if side == "SELL":
+            return limit_leg.price > stop_leg.stop_price
+        return limit_leg.price < stop_leg.stop_price
+
+    @staticmethod
+    def _legs(p: dict[str, str], side: str) -> tuple[dict[str, str], dict[str, str]]:
+        legs = []
+        for pos in ("above", "below"):
+            leg = {"type": (p.get(f"{pos}Type") or "").upper()}
+            if not leg["type"]:
+                raise E.mandatory(f"{pos}Type")
+            for name, key in (("Price", "price"), ("StopPrice", "stopPrice"), ("TrailingDelta", "trailingDelta"),
+                              ("TimeInForce", "timeInForce"), ("ClientOrderId", "newClientOrderId"), ("IcebergQty", "icebergQty")):
+                if p.get(f"{pos}{name}"):
+                    leg[key] = p[f"{pos}{name}"]
+            legs.append(leg)
+        return legs[0], legs[1]
+
+    @staticmethod
+    def _legacy_legs(p: dict[str, str], side: str) -> tuple[dict[str, str], dict[str, str]]:
+        limit = {"type": "LIMIT_MAKER", "price": p.get("price", "")}
+        if p.get("limitClientOrderId"):
+            limit["newClientOrderId"] = p["limitClientOrderId"]
+        stop = {"type": "STOP_LOSS_LIMIT" if p.get("stopLimitPrice") else "STOP_LOSS", "stopPrice": p.get("stopPrice", "")}
+        if p.get("stopLimitPrice"):
+            stop.update(price=p["stopLimitPrice"], timeInForce=p.get("stopLimitTimeInForce") or "GTC")
+        if p.get("stopClientOrderId"):
+            stop["newClientOrderId"] = p["stopClientOrderId"]
+        return (limit, stop) if side == "SELL" else (stop, limit)
+
+    # ------------------------------------------------------------- one leg acts, the other goes
+    def sibling_done(self, acct: Account, order: SandboxOrder, cancelled: bool) -> None:
+        """``order`` of a list filled, triggered or was cancelled: the other leg expires (is cancelled with it)."""
+        olist = acct.order_lists.get(order.order_list_id)
+        if olist is None or olist.status != "EXECUTING":
+            return
+        olist.status, olist.updated_ms = "ALL_DONE", self.now_ms()
+        for other_id in olist.order_ids:
+            other = acct.orders[other_id]
+            if other is not order and other.is_open:
+                self._close(acct, other, "CANCELED" if cancelled else "EXPIRED")
+        self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
+
+    def find_list(self, acct: Account, p: dict[str, str]) -> OrderList:
+        olist: OrderList | None = None
+        if p.get("orderListId"):
+            try:
+                olist = acct.order_lists.get(int(p["orderListId"]))
+            except ValueError:
+                raise E.illegal("orderListId") from None
+        else:
+            wanted = p.get("listClientOrderId") or p.get("origClientOrderId")
+            if not wanted:
+                raise E.mandatory("orderListId")
+            olist = next((x for x in reversed(acct.order_lists.values()) if x.client_id == wanted), None)
+        if olist is None:
+            raise E.ApiError(400, -2013, "Order list does not exist.")
+        return olist
+
+    def cancel_list(self, acct: Account, p: dict[str, str]) -> OrderList:
+        olist = self.find_list(acct, p)
+        if olist.status != "EXECUTING":
+            raise E.unknown_order()
+        first = acct.orders[olist.order_ids[0]]
+        self._close(acct, first, "CANCELED")  # its sibling goes with it
+        return olist
