@@ -36,6 +36,7 @@ FUTURES_TYPES = frozenset({"MARKET", "LIMIT"})  # /fapi/v1/order; conditional ty
 ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"})
 LIMIT_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
 PRICE_PROTECT = Decimal("0.05")  # futures exchangeInfo triggerProtect
+Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
 @dataclass
 class Market:
     spec: MarketSpec
