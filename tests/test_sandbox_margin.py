@@ -125,3 +125,40 @@ async def test_mark_price_is_not_the_last_price(sandbox: SandboxServer) -> None:
         assert abs(Decimal(risk["unRealizedProfit"]) - upnl) < Decimal("0.0001") and risk["markPrice"] == index["markPrice"]
     finally:
         await ex.close()  # type: ignore[attr-defined]
+
+
+async def test_margin_call_warns_before_the_liquidation(sandbox: SandboxServer) -> None:
+    """Close to its liquidation price a position gets Binance's MARGIN_CALL on the user stream (once), and is not
+    liquidated yet; the message has Binance's recorded shape."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    import aiohttp
+
+    from .test_sandbox_shapes import compare
+
+    acct, ex = await _swap(sandbox, 1_000)
+    sandbox.ex.markets[("linear", "ETHUSDT")].basis_bps = 0  # mark = last, so the move below lands where it is aimed
+    try:
+        await ex.set_leverage(50, "ETH/USDT:USDT")
+        await ex.create_order("ETH/USDT:USDT", "market", "sell", 10)
+        risk = (await ex.fapiPrivateV3GetPositionRisk({"symbol": "ETHUSDT"}))[0]
+        entry, liquidation = Decimal(risk["entryPrice"]), Decimal(risk["liquidationPrice"])
+        key = (await ex.fapiPrivatePostListenKey())["listenKey"]
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{sandbox.ws_url}/fstream/ws/{key}") as ws:
+            target = entry + (liquidation - entry) * Decimal("0.98")
+            sandbox.ex.markets[("linear", "ETHUSDT")].shock *= float(target / sandbox.ex.mark("ETHUSDT"))
+            async with asyncio.timeout(5):
+                while True:
+                    event = json.loads((await ws.receive()).data)
+                    if event["e"] == "MARGIN_CALL":
+                        break
+        assert [p["s"] for p in event["p"]] == ["ETHUSDT"] and sandbox.ex.position(acct, "ETHUSDT").amount  # type: ignore[arg-type]
+        shapes = json.loads((Path(__file__).parent / "fixtures" / "binance_shapes.json").read_text())
+        problems: list[str] = []
+        compare(shapes["ws usdm MARGIN_CALL"]["fields"], event, "MARGIN_CALL", problems, {}, {"e": "the event type"})
+        assert not problems, problems
+        assert acct.margin_called == {("ETHUSDT", "BOTH")}  # type: ignore[attr-defined] # called once, not on every tick
+    finally:
+        await ex.close()  # type: ignore[attr-defined]

@@ -138,6 +138,7 @@ class Account:
     futures_wallet: Decimal = ZERO
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (symbol, BOTH|LONG|SHORT)
     income: list[Income] = field(default_factory=list)  # funding and insurance-clearance rows of /fapi/v1/income
+    margin_called: set[tuple[str, str]] = field(default_factory=set)  # positions a MARGIN_CALL has warned about
     leverage: dict[str, int] = field(default_factory=dict)
     margin_type: dict[str, str] = field(default_factory=dict)
     orders: dict[int, SandboxOrder] = field(default_factory=dict)

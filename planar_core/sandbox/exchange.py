@@ -514,7 +514,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         return n
 
     def settle_futures_accounts(self) -> None:
-        """Funding every 8 hours of price-path time, then liquidation of the positions whose margin has run out."""
+        """Funding every 8 hours of price-path time, a MARGIN_CALL for positions newly at risk, then liquidation of the
+        positions whose margin has run out."""
         now = self.now_ms()
         for key, m in self.markets.items():
             if m.spec.kind != "linear":
@@ -525,6 +526,9 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 for acct in list(self.accounts.values()):
                     self.settle_funding(acct, m.spec.symbol, now)
         for acct in list(self.accounts.values()):
+            called = self.margin_calls(acct)
+            if called:
+                self.emit(acct, "linear", "margin_call", {"positions": called})
             for symbol, side in self.liquidate_due(acct):
                 self.liquidate(acct, symbol, side)
 

@@ -33,6 +33,7 @@ from .accounts import ZERO, Account, Fill, Position, SandboxOrder
 
 COMMISSION_STEP = Decimal("0.00000001")
 LIQUIDATION_FEE = Decimal("0.0125")  # exchangeInfo liquidationFee
+MARGIN_CALL_RATIO = Decimal("0.8")  # maintenance margin / margin balance at which MARGIN_CALL warns
 FUNDING_RATE = Decimal("0.0001")  # every settlement, as /fapi/v1/fundingRate and premiumIndex report it
 FUNDING_PERIOD_MS = 8 * 3_600_000
 # (notional floor, notional cap, maintenance margin rate, cumulative amount, max leverage), modelled on Binance's BTCUSDT
@@ -220,6 +221,26 @@ class FuturesAccounting:
         return fee, realized
 
     # ------------------------------------------------------------- liquidation
+    def margin_calls(self, acct: Account) -> list[tuple[str, str]]:
+        """The (symbol, side) positions newly at risk: their maintenance margin has reached ``MARGIN_CALL_RATIO`` of
+        the margin that backs them (once per episode: a position is called again only after it recovered)."""
+        at_risk: set[tuple[str, str]] = set()
+        cross, cross_equity, cross_maint = [], self.cross_wallet(acct), ZERO
+        for symbol, side, pos in self.open_positions(acct):
+            maint = self.maint_margin(symbol, pos)
+            if self.isolated(acct, symbol):
+                if maint >= (pos.isolated_wallet + self.unrealized(symbol, pos)) * MARGIN_CALL_RATIO:
+                    at_risk.add((symbol, side))
+            else:
+                cross.append((symbol, side))
+                cross_equity += self.unrealized(symbol, pos)
+                cross_maint += maint
+        if cross and cross_maint >= cross_equity * MARGIN_CALL_RATIO:
+            at_risk.update(cross)
+        new = sorted(at_risk - acct.margin_called)
+        acct.margin_called = at_risk
+        return new
+
     def liquidate_due(self, acct: Account) -> list[tuple[str, str]]:
         """The (symbol, side) positions whose margin has fallen to their maintenance margin."""
         due: list[tuple[str, str]] = []

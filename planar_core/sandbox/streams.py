@@ -255,6 +255,8 @@ class StreamHub:
                 messages.append(wire.execution_report(order, exec_type, fill, now))
             else:
                 messages.append(wire.order_trade_update(order, self.ex.markets[(kind, order.symbol)].spec, exec_type, fill, now))
+        elif event == "margin_call":
+            messages.append(wire.margin_call(self.ex, acct, payload["positions"], now))
         elif event == "list":
             messages.append(wire.list_status(payload["list"], payload["orders"], now))
         elif event == "algo":

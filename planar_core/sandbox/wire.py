@@ -285,3 +285,15 @@ def list_status(olist: OrderList, orders: list[SandboxOrder], now: int) -> dict:
     return {"e": "listStatus", "E": now, "s": olist.symbol, "g": olist.list_id, "c": "OCO", "l": olist.status_type,
             "L": olist.status, "r": "NONE", "C": olist.client_id, "T": olist.updated_ms,
             "O": [{"s": o.symbol, "i": o.order_id, "c": o.client_id} for o in orders]}
+
+
+def margin_call(ex: SandboxExchange, acct: Account, positions: list[tuple[str, str]], now: int) -> dict:
+    """Futures user-stream ``MARGIN_CALL``: the cross wallet and the positions at risk."""
+    rows = []
+    for symbol, side in positions:
+        pos = ex.position(acct, symbol, side)
+        spec = ex.markets[("linear", symbol)].spec
+        rows.append({"s": symbol, "ps": side, "pa": qx(spec, pos.amount), "mt": "ISOLATED" if ex.isolated(acct, symbol) else "CROSSED",
+                     "iw": s(pos.isolated_wallet), "mp": s(ex.mark(symbol)), "up": s(ex.unrealized(symbol, pos)),
+                     "mm": s(ex.maint_margin(symbol, pos))})
+    return {"e": "MARGIN_CALL", "E": now, "cw": s(ex.cross_wallet(acct)), "p": rows}
