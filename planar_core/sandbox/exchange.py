@@ -194,10 +194,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         stop_price, trailing = ZERO, 0
         if otype in CONDITIONAL_TYPES:
             if "trailingDelta" in p:
-                try:
-                    trailing = int(p["trailingDelta"])
-                except ValueError:
-                    raise E.illegal("trailingDelta") from None
+                trailing = self._int(p, "trailingDelta")
                 filters.check_trailing_delta(trailing)
             if "stopPrice" in p or not trailing:
                 stop_price = self._number(p, "stopPrice")
@@ -236,7 +233,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             order.working = False
             if conditional.spot_due(order, self.last_price(m)):
                 raise E.ApiError(400, -2010, "Stop price would trigger immediately.")
-            if not (self._placing_list is not None and any(o.locked for o in acct.orders.values() if o.order_list_id == -1)):
+            if self._placing_list is None or not self._placing_list.legs_locked:
                 self._reserve_spot(acct, m, order, [])  # an OCO's second leg shares the lock its first leg holds
             self._book(acct, order)
             return order, []
@@ -291,6 +288,14 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         if acct.hedge_mode and reduce_only:
             raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
         return ps
+
+    @staticmethod
+    def _int(p: dict[str, str], name: str) -> int:
+        """An integer parameter (an order, algo or list id); Binance answers -1100 for anything else."""
+        try:
+            return int(p[name])
+        except ValueError:
+            raise E.illegal(name) from None
 
     @staticmethod
     def _number(p: dict[str, str], name: str) -> Decimal:
@@ -437,10 +442,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         self.market(kind, p.get("symbol"))
         order: SandboxOrder | None = None
         if p.get("orderId"):
-            try:
-                order = acct.orders.get(int(p["orderId"]))
-            except ValueError:
-                raise E.illegal("orderId") from None
+            order = acct.orders.get(self._int(p, "orderId"))
         elif p.get("origClientOrderId"):
             order = acct.by_client_id.get((kind, p["origClientOrderId"]))
         else:
@@ -526,10 +528,11 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 for acct in list(self.accounts.values()):
                     self.settle_funding(acct, m.spec.symbol, now)
         for acct in list(self.accounts.values()):
-            called = self.margin_calls(acct)
+            groups = self.margin_groups(acct)  # one pass over the positions serves both checks
+            called = self.margin_calls(acct, groups)
             if called:
                 self.emit(acct, "linear", "margin_call", {"positions": called})
-            for symbol, side in self.liquidate_due(acct):
+            for symbol, side in self.liquidation_due(groups):
                 self.liquidate(acct, symbol, side)
 
     # ----------------------------------------------------------------- conditional orders
@@ -557,15 +560,10 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         order.working, order.working_ms, order.updated_ms = True, now, now
         if order.order_list_id > 0:  # an OCO leg triggers: the other leg expires and hands over the lock they shared
             self.sibling_done(acct, order, cancelled=False)
-            if not order.locked:
-                try:
-                    self._reserve_spot(acct, m, order, self._taker_levels(m, order))
-                except E.ApiError:
-                    self._close(acct, order, "EXPIRED")
-                    return
         self.emit(acct, "spot", "order", {"order": order, "exec": "NEW"})  # the same order, now working (isWorking true)
         takes = self._taker_levels(m, order)
-        if order.is_market and order.side == "BUY":  # the quote locked at placement was an estimate: lock what it costs now
+        # lock what it needs now: a market buy's lock at placement was an estimate, an OCO stop leg had none of its own
+        if (order.is_market and order.side == "BUY") or not order.locked:
             self._release_spot(acct, order)
             try:
                 self._reserve_spot(acct, m, order, takes)
@@ -681,10 +679,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def find_algo(self, acct: Account, p: dict[str, str]) -> AlgoOrder:
         algo: AlgoOrder | None = None
         if p.get("algoId"):
-            try:
-                algo = acct.algo_orders.get(int(p["algoId"]))
-            except ValueError:
-                raise E.illegal("algoId") from None
+            algo = acct.algo_orders.get(self._int(p, "algoId"))
         elif p.get("clientAlgoId"):
             algo = next((a for a in reversed(acct.algo_orders.values()) if a.client_algo_id == p["clientAlgoId"]), None)
         else:

@@ -221,43 +221,36 @@ class FuturesAccounting:
         return fee, realized
 
     # ------------------------------------------------------------- liquidation
-    def margin_calls(self, acct: Account) -> list[tuple[str, str]]:
-        """The (symbol, side) positions newly at risk: their maintenance margin has reached ``MARGIN_CALL_RATIO`` of
-        the margin that backs them (once per episode: a position is called again only after it recovered)."""
-        at_risk: set[tuple[str, str]] = set()
-        cross, cross_equity, cross_maint = [], self.cross_wallet(acct), ZERO
+    def margin_groups(self, acct: Account) -> list[tuple[list[tuple[str, str]], Decimal, Decimal]]:
+        """(positions, maintenance margin, margin backing them) per margin group: each isolated position alone (its
+        isolated wallet + unrealized PnL), the cross positions together (cross wallet + their unrealized PnL)."""
+        groups: list[tuple[list[tuple[str, str]], Decimal, Decimal]] = []
+        cross: list[tuple[str, str]] = []
+        cross_equity, cross_maint = self.cross_wallet(acct), ZERO
         for symbol, side, pos in self.open_positions(acct):
-            maint = self.maint_margin(symbol, pos)
+            maint, upnl = self.maint_margin(symbol, pos), self.unrealized(symbol, pos)
             if self.isolated(acct, symbol):
-                if maint >= (pos.isolated_wallet + self.unrealized(symbol, pos)) * MARGIN_CALL_RATIO:
-                    at_risk.add((symbol, side))
+                groups.append(([(symbol, side)], maint, pos.isolated_wallet + upnl))
             else:
                 cross.append((symbol, side))
-                cross_equity += self.unrealized(symbol, pos)
+                cross_equity += upnl
                 cross_maint += maint
-        if cross and cross_maint >= cross_equity * MARGIN_CALL_RATIO:
-            at_risk.update(cross)
+        if cross:
+            groups.append((cross, cross_maint, cross_equity))
+        return groups
+
+    def margin_calls(self, acct: Account, groups: list[tuple[list[tuple[str, str]], Decimal, Decimal]]) -> list[tuple[str, str]]:
+        """The positions whose maintenance margin newly reached ``MARGIN_CALL_RATIO`` of their backing (once per
+        episode: called again only after they recovered)."""
+        at_risk = {key for keys, maint, backing in groups if maint >= backing * MARGIN_CALL_RATIO for key in keys}
         new = sorted(at_risk - acct.margin_called)
         acct.margin_called = at_risk
         return new
 
-    def liquidate_due(self, acct: Account) -> list[tuple[str, str]]:
-        """The (symbol, side) positions whose margin has fallen to their maintenance margin."""
-        due: list[tuple[str, str]] = []
-        cross: list[tuple[str, str]] = []
-        cross_equity, cross_maint = self.cross_wallet(acct), ZERO
-        for symbol, side, pos in self.open_positions(acct):
-            maint = self.maint_margin(symbol, pos)
-            if self.isolated(acct, symbol):
-                if pos.isolated_wallet + self.unrealized(symbol, pos) <= maint:
-                    due.append((symbol, side))
-            else:
-                cross.append((symbol, side))
-                cross_equity += self.unrealized(symbol, pos)
-                cross_maint += maint
-        if cross and cross_equity <= cross_maint:
-            due.extend(cross)
-        return due
+    @staticmethod
+    def liquidation_due(groups: list[tuple[list[tuple[str, str]], Decimal, Decimal]]) -> list[tuple[str, str]]:
+        """The positions whose backing margin has fallen to their maintenance margin."""
+        return [key for keys, maint, backing in groups if maint >= backing for key in keys]
 
     def liquidate(self, acct: Account, symbol: str, side: str) -> SandboxOrder:
         """Close a position at the mark price with an ``autoclose-`` LIQUIDATION order; the margin left over goes to

@@ -13,7 +13,7 @@ A mixin of ``SandboxExchange``. As on Binance:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from . import errors as E
@@ -32,7 +32,7 @@ class OrderList:
     created_ms: int
     status: str = "EXECUTING"  # listOrderStatus: EXECUTING | ALL_DONE
     updated_ms: int = 0
-    reports: list[SandboxOrder] = field(default_factory=list)
+    legs_locked: bool = False  # while booking: the first leg holds the lock both legs share
 
     @property
     def status_type(self) -> str:
@@ -50,6 +50,7 @@ class OrderLists:
     _close: Callable[[Account, SandboxOrder, str], None]
     _release_spot: Callable[[Account, SandboxOrder], None]
     _number: Callable[[dict[str, str], str], Decimal]
+    _int: Callable[[dict[str, str], str], int]
 
     def place_oco(self, acct: Account, p: dict[str, str], legacy: bool) -> OrderList:
         """Book both legs or neither. ``legacy``: the parameters of ``/api/v3/order/oco`` (price, stopPrice,
@@ -72,6 +73,9 @@ class OrderLists:
             for leg in (limit_leg, stop_leg):  # the limit leg books (and locks) first; the stop leg shares its lock
                 order, _ = self.place_order(acct, "spot", {"symbol": olist.symbol, "side": side, "quantity": p["quantity"], **leg})
                 booked.append(order)
+                olist.legs_locked = True
+            if not self._prices_bracket(side, booked[0], booked[1]):
+                raise E.ApiError(400, -2010, "The relationship of the prices for the orders is not correct.")
         except E.ApiError:
             for order in booked:  # the list is refused whole: the leg already booked never existed
                 self._release_spot(acct, order)
@@ -80,12 +84,6 @@ class OrderLists:
             raise
         finally:
             self._placing_list = None
-        if not self._prices_bracket(side, booked[0], booked[1]):
-            for order in booked:
-                self._release_spot(acct, order)
-                acct.orders.pop(order.order_id, None)
-                acct.by_client_id.pop(("spot", order.client_id), None)
-            raise E.ApiError(400, -2010, "The relationship of the prices for the orders is not correct.")
         olist.order_ids = [o.order_id for o in (booked if side == "BUY" else booked[::-1])]  # below leg first, as Binance lists them
         acct.order_lists[olist.list_id] = olist
         for order in booked:
@@ -141,10 +139,7 @@ class OrderLists:
     def find_list(self, acct: Account, p: dict[str, str]) -> OrderList:
         olist: OrderList | None = None
         if p.get("orderListId"):
-            try:
-                olist = acct.order_lists.get(int(p["orderListId"]))
-            except ValueError:
-                raise E.illegal("orderListId") from None
+            olist = acct.order_lists.get(self._int(p, "orderListId"))
         else:
             wanted = p.get("listClientOrderId") or p.get("origClientOrderId")
             if not wanted:
