@@ -28,7 +28,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Crashed, Failed
 
 from planar_core.engine.lease import LeaseHeldError
-from planar_core.engine.runner import load_logic, run
+from planar_core.runner import load_logic, run
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
@@ -137,10 +137,11 @@ async def _session(s: "Strategy", control: EngineControl, stop: asyncio.Event, s
             await status_artifact.publish(status_markdown(st))
 
         result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
-                           fail_on_logic_error=s.config.logic_errors == "fail")
+                           logic_errors=s.config.logic_errors)
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
-        logger.info("strategy %s ended (%s) after %d ticks", s.name, result.reason, result.ticks)
+        logger.info("strategy %s ended (%s): callbacks %s, errors %s", s.name, result.reason, dict(result.callbacks),
+                    dict(result.callback_errors))
     finally:
         stop.set()
         watcher.cancel()

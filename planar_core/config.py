@@ -193,8 +193,9 @@ class StrategyConfig(_Model):
     logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
     logic_params: Json = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
-    logic_errors: Literal["log", "fail"] = Field("log", description="log: an error in the logic is logged and counted; "
-                                                                    "fail: it ends the run (the flow's retries restart it)")
+    logic_errors: Literal["log", "halt", "fail"] = Field(
+        "log", description="log: an error in a logic callback is recorded and counted, the engine goes on; halt: it also halts "
+                           "the strategy (no new orders until re-armed); fail: it ends the run (the flow's retries restart it)")
 
     @field_validator("universe", mode="before")
     @classmethod
@@ -297,32 +298,40 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return cfg
 
 
-def check_logic(spec: str, params: Mapping[str, Any]) -> None:
-    """The logic class exists and accepts ``logic_params``: found at load, not as a traceback mid-run."""
+def check_logic(spec: str, params: Mapping[str, object]) -> None:
+    """The logic class exists, is a ``Logic`` of this engine's interface version, and its ``Params`` accept
+    ``logic_params``: found at load, naming the field, not as a traceback mid-run."""
+    from .logic import API_VERSION, Logic
+
+    cls = _logic_class(spec)
+    if not (isinstance(cls, type) and issubclass(cls, Logic)):
+        raise ConfigError(f"logic: {spec} is not a planar_core.Logic subclass (see docs/strategies.md)")
+    if cls.api_version != API_VERSION:
+        raise ConfigError(f"logic: {spec} was written for strategy interface v{cls.api_version}; this engine runs v{API_VERSION}")
+    try:
+        cls.Params.model_validate(dict(params))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix="logic_params")) from None
+
+
+def _logic_class(spec: str) -> object:
     import importlib
-    import inspect
 
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ConfigError(f"logic: expected 'package.module:Class', got {spec!r}")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except ImportError as exc:
         raise ConfigError(f"logic: cannot import module {module!r} ({exc})") from None
     except AttributeError:
         raise ConfigError(f"logic: module {module!r} has no {name!r}") from None
-    try:
-        inspect.signature(cls).bind(**params)
-    except TypeError as exc:
-        raise ConfigError(f"logic_params: {exc} (for {spec})") from None
-    except ValueError:  # no signature to check (a builtin): accept
-        return
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, prefix: str | None = None) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        loc = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(err["loc"])) or "config"
         parts.append(f"{loc}: {err['msg']}")
     return "invalid config: " + "; ".join(parts)
 
@@ -333,7 +342,7 @@ FIELD_NOTES = {
     "main_currency": "quote currency for cash, equity and PnL", "initial_cash": "paper mode: starting cash in main_currency",
     "default_leverage": "futures leverage set on each asset at start", "universe": "assets traded (see universe[] below)",
     "timeframes": "OHLCV feeds watched per asset", "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
-    "logic_params": "keyword arguments of the logic class", "enabled": "run this watcher", "retry_count": "retries of one poll",
+    "logic_params": "fields of the logic's Params model (validated at load)", "enabled": "run this watcher", "retry_count": "retries of one poll",
     "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)", "max_retries": "reconnection attempts",
     "order_cancellation": "seconds", "balance_sync": "seconds", "position_sync": "seconds", "market_data": "seconds",
     "order_placement": "seconds; also the default waitfor", "orders_per_second": "order submissions per second (queued locally)",

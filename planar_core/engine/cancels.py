@@ -29,7 +29,7 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
         if order.id is not None:
             raw = await s.client.call("cancel_order", lambda: ex.cancel_order(order.id, ai.symbol), t)
         else:  # an order whose acknowledgement was lost: cancel it by client id
-            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(None, ai.symbol, {"origClientOrderId": order.client_order_id}), t)
+            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id)), t)
     except OrderNotFound:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
         try:
             found = await lookup(s, ai.symbol, order.client_order_id, timeout=t)
@@ -56,7 +56,7 @@ async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
     before = {o.client_order_id for o in ai.open_orders()}
     try:
         await s.client.call("cancel_all_orders", lambda: s.client.ex.cancel_all_orders(ai.symbol), s.config.timeouts.order_cancellation)
-    except OrderNotFound:  # nothing open (Binance answers -2011)
+    except OrderNotFound:  # nothing open (the exchange says so: Binance -2011)
         pass
     except ExchangeOpError as err:
         log.warning("cancel_all on %s failed: %s", ai.symbol, err)

@@ -29,7 +29,8 @@ from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
-from .events import EventSink, MemorySink
+from ..model.sink import EventSink, MemorySink
+from .notices import BarClosed, EngineEvent
 from .lease import Lease, lease_path
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth
@@ -62,7 +63,6 @@ class Strategy:
         self.paper = config.mode == "paper"
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.client = client or ExchangeClient(config, self.sink)
-        self.client.ex._trace = self.sink  # the seed's exc._trace
         self.dir: Path = config.store_path
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_store = StateStore(self.dir)
@@ -75,6 +75,7 @@ class Strategy:
         self.risk_check: RiskCheck | None = None
         self.on_balance_update: list[Callable[["Strategy"], None]] = []
         self.on_price_update: list[Callable[["Strategy", AssetInstance], None]] = []
+        self.listeners: list[Callable[[EngineEvent], None]] = []  # closed bars, order updates, fills (the logic host)
         self.on_emergency_stop: list[Callable[["Strategy", "EStopReport"], None]] = []
         self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
@@ -388,28 +389,33 @@ class Strategy:
             self.sink.record("error_occurred", reason=msg)
             self.alert(msg, "error")
 
-    def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]]) -> None:
-        """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted."""
+    def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]], closed_through: int | None = None) -> None:
+        """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted.
+        ``closed_through``: the exchange's word that candles up to this opening time are final (else a candle is
+        closed once a later one exists). Each newly closed candle is announced once (``BarClosed``)."""
         good = [c for c in candles or [] if isinstance(c, (list, tuple)) and len(c) >= 6
                 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in c[:6]) and min(c[1:5]) > 0]
         if len(good) != len(candles or []):
             self.sink.record("error_occurred", symbol=ai.symbol, reason=f"{len(candles or []) - len(good)} malformed {timeframe} candles dropped")
-        candles = good
-        if not candles:
+        if not good:
             return
-        store = ai.ohlcv.setdefault(timeframe, [])
-        for c in candles:
-            if store and store[-1][0] == c[0]:
-                store[-1] = list(c)
-            elif not store or c[0] > store[-1][0]:
-                store.append(list(c))
-        del store[:-1000]
-        ai.last_price = float(store[-1][4])
+        store = ai.candles(timeframe)
+        store.merge(good, closed_through)
+        last = store.last
+        ai.last_price = last.close if last is not None else ai.last_price
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
         if self.broker is not None:
             self.broker.on_price(self, ai)
         for hook in list(self.on_price_update):
             self._run_hook(hook, self, ai)
+        for bar in store.take_closed():
+            self.notify(BarClosed(ai, timeframe, bar))
+
+    def notify(self, event: EngineEvent) -> None:
+        """Hand an event (a closed bar, an order update, a fill) to every listener: the strategy's logic host
+        queues it; listeners must not block."""
+        for listener in list(self.listeners):
+            self._run_hook(listener, event)
 
     def apply_order(self, raw: Json, source: str = "exchange") -> Order | None:
         return _updates.apply_order(self, raw, source=source)

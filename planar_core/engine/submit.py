@@ -64,7 +64,7 @@ async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = N
     Raises ExchangeOpError when the exchange could not be asked."""
     t = s.config.timeouts.order_placement if timeout is None else timeout
     try:
-        return await s.client.call("fetch_order", lambda: s.client.ex.fetch_order(None, symbol, {"origClientOrderId": cid}), t,
+        return await s.client.call("fetch_order", lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid)), t,
                                    retries=retries, validate=is_order)
     except OrderNotFound:
         return None

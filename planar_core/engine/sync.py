@@ -44,12 +44,11 @@ async def check_live_safety(s: "Strategy") -> None:
     if not cfg.sandbox and not cfg.confirm_live_trading:
         raise ConfigError("confirm_live_trading: required for sandbox=False in live mode")
     try:
-        restrictions = await s.client.call("api_restrictions", lambda: s.client.ex.sapiGetAccountApiRestrictions(),
-                                           cfg.timeouts.balance_sync)
+        can_withdraw = await s.client.can_withdraw(cfg.timeouts.balance_sync)
     except ExchangeOpError as err:
         log.warning("could not read API key permissions (%s); withdrawal check skipped", type(err).__name__)
         return
-    if isinstance(restrictions, dict) and restrictions.get("enableWithdrawals"):
+    if can_withdraw:
         raise ConfigError("credentials: this API key can withdraw funds; create a trade-only key for the strategy")
 
 

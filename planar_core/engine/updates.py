@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade, legal
 from ..model.status import FROM_CCXT
 from ..model.types import Json
+from .notices import Filled, OrderUpdated
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -61,6 +62,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
         s.sink.record(EVENT_OF.get(new, "order_updated"), symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
                       status=str(new), filled=order.filled, average=order.average, reason=reason, source=source)
     order.event.set()
+    s.notify(OrderUpdated(ai, order))
     return True
 
 
@@ -98,6 +100,7 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     if grew and not changed:
         s.sink.record("order_updated", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=oid, status=str(order.status),
                       filled=order.filled, average=order.average, source=source)
+        s.notify(OrderUpdated(ai, order))
     for t in raw.get("trades") or []:
         apply_trade(s, {**t, "symbol": ai.symbol, "order": oid, "clientOrderId": order.client_order_id})
     if order.id is not None and order.id in s._orphan_trades:
@@ -181,3 +184,5 @@ def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, 
                   trade_id=trade.trade_id, side=trade.side.value, amount=trade.amount, price=trade.price, fee=trade.fee,
                   expected_price=order.price or None, emulated=trade.emulated, replaces=replaces or None)
     order.event.set()
+    if not replaces:  # a real trade replacing an emulated one was announced as that one
+        s.notify(Filled(ai, order, trade))

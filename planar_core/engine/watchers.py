@@ -252,7 +252,8 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
     cfg = s.config.ohlcv_watcher
 
     async def ws_step() -> None:
-        s.apply_ohlcv(ai, timeframe, await s.client.ex.watch_ohlcv(ai.symbol, timeframe))
+        candles = await s.client.ex.watch_ohlcv(ai.symbol, timeframe)
+        s.apply_ohlcv(ai, timeframe, candles, s.client.closed_through(ai.symbol, timeframe))
 
     async def poll_step() -> None:
         candles = await s.client.call("fetch_ohlcv", lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100), cfg.timeout,

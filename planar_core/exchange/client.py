@@ -17,15 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import ccxt
-import ccxt.pro as ccxtpro
-
 from ..config import StrategyConfig
-from ..engine.events import EventSink, MemorySink
+from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
-from .endpoints import point_at_sandbox
-from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited, map_error
-from .limiter import OrderPacer, RequestWindow, WeightGuard, ccxt_rate_options
+from .binance import VENUES, BinanceVenue
+from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
+from .limiter import OrderPacer, RequestWindow, WeightGuard
 
 log = logging.getLogger("planar.exchange")
 T = TypeVar("T")
@@ -61,50 +58,13 @@ def guard_ccxt_logs(secrets: list[str]) -> None:
         lg.addFilter(flt)
 
 
-class StrictBinance(ccxtpro.binance):  # type: ignore[misc]
-    """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``.
-
-    ccxt returns None for such a body and its methods then parse an empty answer, so a truncated open-orders
-    list reads as "nothing open" and an emergency stop would report clean with every order still live."""
-
-    def parse_json(self, http_response: Any) -> Any:
-        if self.is_json_encoded_object(http_response):
-            try:
-                return self.on_json_response(http_response)
-            except ValueError as exc:
-                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
-        return None
-
-
-def build_ccxt(cfg: StrategyConfig, markets_type: str | None = None) -> Any:
-    """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
-    creds = cfg.credentials
-    options: Json = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
-                               "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False,
-                               "adjustForTimeDifference": True}  # sign with the exchange's clock, measured at load_markets
-    conf: Json = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
-                            "options": options, **ccxt_rate_options(cfg.rate_limits)}
-    if creds.api_key is not None:
-        conf["apiKey"] = creds.api_key.get_secret_value()
-    if creds.api_secret is not None:
-        conf["secret"] = creds.api_secret.get_secret_value()
-    if creds.passphrase is not None:
-        conf["password"] = creds.passphrase.get_secret_value()
-    exchange = StrictBinance(conf)
-    if cfg.sandbox:
-        ep = cfg.sandbox_endpoint
-        if ep.url:
-            point_at_sandbox(exchange, ep.url, ep.ws_url or ep.url.replace("http", "ws", 1))
-        else:
-            exchange.set_sandbox_mode(True)
-    return exchange
-
-
 class ExchangeClient:
     def __init__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> None:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
-        self.ex = exchange if exchange is not None else build_ccxt(cfg)
+        self.venue: BinanceVenue = VENUES[cfg.exchange]()
+        self.ex = exchange if exchange is not None else self.venue.build(cfg)
+        self.ex._trace = self.sink  # the seed's exc._trace
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
         self.window = RequestWindow(cfg.rate_limits.requests_per_minute)
@@ -136,7 +96,7 @@ class ExchangeClient:
                 if validate is not None and not validate(result):
                     raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
             except (Exception, asyncio.TimeoutError) as raw:
-                err = map_error(raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s"))
+                err = self.venue.map_error(raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s"))
                 self._trace(op, started, type(err).__name__, err.code)
                 if isinstance(err, RateLimited):
                     self.guard.observe_rate_limit(self._retry_after(), attempt)
@@ -152,8 +112,22 @@ class ExchangeClient:
             finally:
                 self.in_flight -= 1
             self._trace(op, started, "ok", None)
-            self.guard.observe_headers(self.ex.last_response_headers)
+            self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers))
             return result
+
+    def by_client_id(self, client_order_id: str) -> Json:
+        """ccxt params naming an order by its client order id (for fetch_order / cancel_order with id None)."""
+        return self.venue.by_client_id(client_order_id)
+
+    def closed_through(self, symbol: str, timeframe: str) -> int | None:
+        """Opening time of the newest candle the exchange said is final (None: the venue does not say)."""
+        return self.venue.closed_through(self.ex, symbol, timeframe)
+
+    async def can_withdraw(self, timeout: float) -> bool | None:
+        """Whether the API key may withdraw funds (None: the venue does not tell)."""
+        if not self.venue.caps.api_permissions:
+            return None
+        return await self.call("api_restrictions", lambda: self.venue.can_withdraw(self.ex), timeout)
 
     async def check_user_stream(self) -> None:
         """After a private websocket failed: if ccxt still holds a futures listen key the exchange no longer knows

@@ -1,16 +1,14 @@
 """Exchange errors as the engine sees them: transient (retry with backoff) or permanent (don't).
 
-ccxt's classes are the first key; Binance's numeric code (ccxt puts the raw body
-in the message) refines the ones ccxt leaves generic (-2019, -2022, -4164 ...).
+ccxt's classes are the key; the venue (``exchange/binance.py``) first refines what ccxt leaves generic from
+the exchange's own error codes.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 import ccxt
-
-_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 
 class ExchangeOpError(Exception):
@@ -78,25 +76,16 @@ class MalformedResponse(TransientError):
     """The exchange answered something that does not parse into what was asked for."""
 
 
-def binance_code(exc: BaseException) -> int | None:
-    m = _CODE_RE.search(str(exc))
-    return int(m.group(1)) if m else None
-
-
-def map_error(exc: BaseException) -> ExchangeOpError:
-    """Translate a ccxt (or asyncio) exception into the engine's typed error."""
+def map_error(exc: BaseException, refine: Callable[[BaseException], ExchangeOpError | None] | None = None,
+              code_of: Callable[[BaseException], int | None] | None = None) -> ExchangeOpError:
+    """Translate a ccxt (or asyncio) exception into the engine's typed error. ``refine``: the venue's reading of
+    its own error codes, asked first; ``code_of``: the venue's code, kept on the error."""
     if isinstance(exc, ExchangeOpError):
         return exc
-    code = binance_code(exc)
+    if refine is not None and (refined := refine(exc)) is not None:
+        return refined
+    code = code_of(exc) if code_of is not None else None
     text = str(exc)
-    if code in (-2010, -4116) and "Duplicate" in text or code == -4116:
-        return DuplicateOrder(text, code, exc)
-    if code == -2019:
-        return InsufficientFunds(text, code, exc)
-    if code in (-2022, -4164, -1013):
-        return InvalidOrder(text, code, exc)
-    if code == -1021:
-        return ClockSkew(text, code, exc)
     table: list[tuple[type[BaseException], type[ExchangeOpError]]] = [
         (ccxt.DDoSProtection, RateLimited),  # 429 / 418 (RateLimitExceeded is a subclass)
         (ccxt.AuthenticationError, AuthError),

@@ -6,7 +6,7 @@ Four layers, each doing one thing:
 * ``OrderPacer`` spaces order submissions to ``orders_per_second`` with a burst
   allowance, so orders queue locally instead of drawing a 429.
 * ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``).
-* ``WeightGuard`` reads ``X-MBX-USED-WEIGHT-1M`` after each response (the server's
+* ``WeightGuard`` takes the used weight the venue reads after each response (the server's
   view of our usage) and, after a 429/418, honours the server's backoff; when
   the server says we are near the limit it holds requests until the window rolls.
 """
@@ -72,16 +72,11 @@ class WeightGuard:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def observe_headers(self, headers: dict[str, str] | None) -> None:
-        if not headers:
+    def observe_used(self, used: int | None) -> None:
+        """The weight the exchange says this minute has used (read by the venue from its response headers)."""
+        if used is None:
             return
-        raw = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
-        if raw is None:
-            return
-        try:
-            self.used = int(raw)
-        except ValueError:
-            return
+        self.used = used
         if self.used >= self.headroom * self.weight_per_minute:
             now = time.time()
             self.hold(60.0 - now % 60.0)  # the server's minute window rolls at the minute

@@ -1,6 +1,7 @@
 """Orders, trades, positions, balances and the per-asset state of a strategy."""
 
+from .candles import Candle, Candles
 from .status import OrderStatus, legal
 from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 
-__all__ = ["Json", "PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderRequest", "OrderStatus", "OrderType", "Position", "Side", "Trade", "legal"]
+__all__ = ["Candle", "Candles", "Json", "PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderRequest", "OrderStatus", "OrderType", "Position", "Side", "Trade", "legal"]

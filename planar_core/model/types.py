@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .candles import Candles
 from .status import OrderStatus
 
 Json = dict[str, object]
@@ -168,7 +169,7 @@ class AssetInstance:
     orders: OrderMap = field(default_factory=OrderMap)  # by client order id
     trades: list[Trade] = field(default_factory=list)
     position: Position = field(default_factory=Position)
-    ohlcv: dict[str, list[list[float]]] = field(default_factory=dict)  # timeframe -> candles
+    ohlcv: dict[str, Candles] = field(default_factory=dict)  # timeframe -> candles (numpy-backed, see model/candles.py)
     last_price: float | None = None
 
     @property
@@ -185,6 +186,10 @@ class AssetInstance:
 
     def open_orders(self) -> list[Order]:
         return self.orders.open()
+
+    def candles(self, timeframe: str) -> Candles:
+        """The candles of ``timeframe`` (an empty buffer until the feed delivers)."""
+        return self.ohlcv.setdefault(timeframe, Candles())
 
     def order_by_id(self, order_id: str) -> Order | None:
         for o in self.orders.values():

@@ -169,8 +169,8 @@ def available_margin(s: "Strategy", currency: str, wallet: float) -> float:
 
 
 def returns(ai: "AssetInstance", timeframe: str = "1m", window: int = 60) -> np.ndarray:
-    candles = ai.ohlcv.get(timeframe) or next(iter(ai.ohlcv.values()), [])
-    closes = np.array([c[4] for c in candles[-(window + 1):]], dtype=float)
+    candles = ai.ohlcv.get(timeframe) or next(iter(ai.ohlcv.values()), None)
+    closes = candles.close[-(window + 1):] if candles else np.zeros(0)
     if len(closes) < 3:
         return np.zeros(0)
     return np.diff(np.log(closes))
@@ -227,8 +227,8 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     liquidity = 0.0
     for sym in values:
         ai = s.universe[sym]
-        candles = (ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), []))[-60:]
-        volume = sum(c[5] for c in candles)
+        candles = ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), None)
+        volume = float(candles.volume[-60:].sum()) if candles else 0.0
         qty = abs(values[sym]) / (ai.last_price or 1.0)
         liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
     vols = [(weights[k], realized_volatility(s.universe[k])) for k in values]

@@ -1,46 +1,58 @@
-"""Example logic: moving-average crossover per asset on the live OHLCV feed.
+"""Example logic: moving-average crossover per asset, evaluated on closed candles.
 
-Buys ``order_value`` of quote when the fast mean crosses above the slow mean
-and sells the holding when it crosses below. Orders go through the engine's
-execution policy (``Strategy.execute``), which auto-tuning adjusts.
+Buys ``order_value`` of quote when the fast mean of closes crosses above the slow mean and sells (up to the
+same value of) the holding when it crosses below. It runs in ``on_bar``, called as the exchange closes each
+candle, so the still-forming candle never produces a signal. Orders go through the engine's execution
+policy (``Strategy.execute``), which auto-tuning adjusts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
+from pydantic import Field, model_validator
 
-from ..model import Side
+from ..logic import Logic, LogicParams
+from ..model import AssetInstance, Candle, Side
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
 
 
+class MACross(Logic):
+    class Params(LogicParams):
+        fast: int = Field(5, ge=1, description="candles in the fast mean")
+        slow: int = Field(20, ge=2, description="candles in the slow mean")
+        order_value: float = Field(200.0, gt=0, description="quote value of each buy")
+        timeframe: str = Field("1m", description="the candles the crossover reads")
 
-@dataclass
-class MACross:
-    fast: int = 5
-    slow: int = 20
-    order_value: float = 200.0
-    timeframe: str = "1m"
-    last_signal: dict[str, int] = field(default_factory=dict)
+        @model_validator(mode="after")
+        def _fast_below_slow(self) -> MACross.Params:
+            if self.fast >= self.slow:
+                raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+            return self
 
-    async def on_tick(self, s: "Strategy") -> None:
-        for ai in s.universe.values():
-            candles = ai.ohlcv.get(self.timeframe) or []
-            if len(candles) < self.slow + 1 or not ai.last_price:
-                continue
-            closes = np.array([c[4] for c in candles[-(self.slow + 1):]], dtype=float)
-            signal = 1 if closes[-self.fast:].mean() > closes[-self.slow:].mean() else -1
-            previous = self.last_signal.get(ai.symbol)
-            self.last_signal[ai.symbol] = signal
-            if previous is None or previous == signal:
-                continue
-            if signal > 0:
-                await s.execute(ai, Side.BUY, self.order_value / ai.last_price)
-            else:
-                held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
-                if held > 0:
-                    await s.execute(ai, Side.SELL, min(held, self.order_value / ai.last_price))
+    params: Params
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.last_signal: dict[str, int] = {}
+
+    async def on_bar(self, s: Strategy, ai: AssetInstance, timeframe: str, bar: Candle) -> None:
+        p = self.params
+        if timeframe != p.timeframe:
+            return
+        closes = ai.ohlcv[timeframe].closed[-p.slow :, 4]
+        if len(closes) < p.slow:
+            return
+        signal = 1 if closes[-p.fast :].mean() > closes.mean() else -1
+        previous = self.last_signal.get(ai.symbol)
+        self.last_signal[ai.symbol] = signal
+        if previous is None or previous == signal:
+            return
+        if signal > 0:
+            await s.execute(ai, Side.BUY, p.order_value / bar.close)
+        else:
+            held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+            if held > 0:
+                await s.execute(ai, Side.SELL, min(held, p.order_value / bar.close))

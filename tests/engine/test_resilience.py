@@ -135,5 +135,5 @@ async def test_used_weight_header_is_tracked_and_respected(strategy_factory, san
     s = await strategy_factory(rate_limits={"weight_per_minute": 1000, "orders_per_second": 100})
     await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), 5)
     assert s.client.guard.used > 0  # the server's count, read from X-MBX-USED-WEIGHT-1M
-    s.client.guard.observe_headers({"X-MBX-USED-WEIGHT-1M": "950"})
+    s.client.guard.observe_used(s.client.venue.used_weight({"X-MBX-USED-WEIGHT-1M": "950"}))
     assert s.client.guard.resume_at > time.monotonic()  # near the limit: hold until the window rolls

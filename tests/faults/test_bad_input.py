@@ -99,7 +99,7 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     return [
         (["run", str(tmp_path / "latin1.toml")], "not UTF-8"),
         (["run", str(tmp_path / "nologic.toml")], "logic: cannot import module 'no_such_module'"),
-        (["run", str(tmp_path / "badparams.toml")], "logic_params: got an unexpected keyword argument 'fastest'"),
+        (["run", str(tmp_path / "badparams.toml")], "logic_params.fastest: Extra inputs are not permitted"),
         (["emergency-stop", "x", "--config", str(tmp_path / "bad.toml")], "risk.max_drawdown"),
         (["trace", "tail", "--root", str(tmp_path / "afile")], "is not a trace: it is a file"),
         (["trace", "tail", "--root", str(tmp_path / "missing" / "trace")], "is not a trace: no such directory"),

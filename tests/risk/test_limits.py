@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planar_core.model import OrderType, Side, Trade
+from planar_core.model import Candles, OrderType, Side, Trade
 
 from ..conftest import wait_for
 
@@ -66,8 +66,8 @@ async def test_correlation_limit(strategy_factory, sandbox) -> None:
     await wait_for(lambda: s.cash("BTC").total > 0)
     btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
     candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
-    btc.ohlcv["1m"] = [list(c) for c in candles]
-    eth.ohlcv["1m"] = [c[:4] + [c[4] * 0.04] + c[5:] for c in candles]  # the same moves: correlation 1
+    btc.ohlcv["1m"] = Candles.from_rows(candles)
+    eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])  # the same moves: correlation 1
     btc.last_price, eth.last_price = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]), sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")])
     s.config.ohlcv_watcher.use_websocket = False
     assert await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 500), waitfor=1) is None
@@ -78,7 +78,7 @@ async def test_volatility_adjustment_scales_the_order(strategy_factory, sandbox,
     s = await risk_strategy(strategy_factory, sandbox, volatility_adjustment=True, target_volatility=0.01)
     ai = s.universe["BTC/USDT"]
     price = ai.last_price
-    ai.ohlcv["1m"] = [[i * 60_000, 0, 0, 0, price * (1.04 if i % 2 else 1.0), 1.0] for i in range(61)]  # ~4 % per candle
+    ai.ohlcv["1m"] = Candles.from_rows([[i * 60_000, 0, 0, 0, price * (1.04 if i % 2 else 1.0), 1.0] for i in range(61)])  # ~4 % per candle
     ai.last_price = price
     trade = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, waitfor=2)
     assert isinstance(trade, Trade)

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from typing import Protocol
 
-from ..model.types import Json
+from .types import Json
 
 
 class EventSink(Protocol):

@@ -1,0 +1,148 @@
+"""Everything Binance-specific the engine relies on, behind one ``Venue``.
+
+The engine speaks ccxt's unified API; what ccxt leaves to the exchange (how an order is named by its client
+id, which error codes mean what, the weight header, the API-key permission endpoint, the kline "closed"
+flag, the sandbox URLs) is here, with a capability table in the manner of freqtrade's per-exchange
+``_ft_has``. A second exchange is a second module with its own ``Venue``, not an edit of the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+import ccxt.pro as ccxtpro
+
+from ..config import StrategyConfig
+from ..model.types import Json
+from . import errors as E
+from .endpoints import point_at_sandbox
+from .limiter import ccxt_rate_options
+
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the venue offers beyond ccxt's unified minimum (the engine branches on these, never on a name)."""
+
+    client_id_param: str  # the parameter that names an order by its client id in fetch/cancel
+    kline_closed_flag: bool  # the kline stream says when a candle is final
+    trade_history: bool  # fetch_my_trades exists (else trades are emulated from order updates)
+    api_permissions: bool  # the key's permissions can be read (withdrawal check at start)
+    used_weight_header: str | None  # response header with the weight used in the current minute
+    post_only_tif: str  # timeInForce value of a post-only limit order
+    order_types: frozenset[str] = field(default_factory=frozenset)
+
+
+class StrictBinance(ccxtpro.binance):  # type: ignore[misc]
+    """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
+    and the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept.
+
+    ccxt returns None for an unparsable body and its methods then parse an empty answer, so a truncated
+    open-orders list reads as "nothing open" and an emergency stop would report clean with every order live."""
+
+    def __init__(self, config: Json) -> None:
+        super().__init__(config)
+        self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
+
+    def parse_json(self, http_response: Any) -> Any:
+        if self.is_json_encoded_object(http_response):
+            try:
+                return self.on_json_response(http_response)
+            except ValueError as exc:
+                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
+        return None
+
+    def handle_ohlcv(self, client: Any, message: Json) -> None:
+        kline = message.get("k")
+        if isinstance(kline, dict) and kline.get("x") is True and isinstance(kline.get("t"), int):
+            market_type = "spot" if self.is_spot_url(client) else "contract"
+            symbol = self.safe_symbol(kline.get("s"), None, None, market_type)
+            self.closed_klines[(symbol, self.find_timeframe(kline.get("i")))] = int(kline["t"])
+        super().handle_ohlcv(client, message)
+
+
+class BinanceVenue:
+    """Binance spot and USDⓈ-M futures as the engine needs them."""
+
+    name = "binance"
+    caps = Capabilities(client_id_param="origClientOrderId", kline_closed_flag=True, trade_history=True, api_permissions=True,
+                        used_weight_header="X-MBX-USED-WEIGHT-1M", post_only_tif="GTX",
+                        order_types=frozenset({"market", "limit", "ioc", "fok", "post_only"}))
+
+    def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
+        """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
+        creds = cfg.credentials
+        options: Json = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
+                         "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False,
+                         "adjustForTimeDifference": True}  # sign with the exchange's clock, measured at load_markets
+        conf: Json = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
+                      "options": options, **ccxt_rate_options(cfg.rate_limits)}
+        if creds.api_key is not None:
+            conf["apiKey"] = creds.api_key.get_secret_value()
+        if creds.api_secret is not None:
+            conf["secret"] = creds.api_secret.get_secret_value()
+        if creds.passphrase is not None:
+            conf["password"] = creds.passphrase.get_secret_value()
+        exchange = StrictBinance(conf)
+        if cfg.sandbox:
+            ep = cfg.sandbox_endpoint
+            if ep.url:
+                point_at_sandbox(exchange, ep.url, ep.ws_url or ep.url.replace("http", "ws", 1))
+            else:
+                exchange.set_sandbox_mode(True)
+        return exchange
+
+    def by_client_id(self, client_order_id: str) -> Json:
+        """ccxt params that name an order by its client order id (fetch_order / cancel_order with id None)."""
+        return {self.caps.client_id_param: client_order_id}
+
+    def closed_through(self, ex: object, symbol: str, timeframe: str) -> int | None:
+        closed = getattr(ex, "closed_klines", None)
+        return closed.get((symbol, timeframe)) if isinstance(closed, dict) else None
+
+    async def can_withdraw(self, ex: Any) -> bool | None:
+        """Whether the API key may withdraw (None: not readable)."""
+        restrictions = await ex.sapiGetAccountApiRestrictions()
+        return bool(restrictions.get("enableWithdrawals")) if isinstance(restrictions, dict) else None
+
+    def used_weight(self, headers: dict[str, str] | None) -> int | None:
+        if not headers:
+            return None
+        raw = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def error_code(exc: BaseException) -> int | None:
+        """Binance's numeric error code (ccxt puts the raw body in the message)."""
+        m = _CODE_RE.search(str(exc))
+        return int(m.group(1)) if m else None
+
+    def refine_error(self, exc: BaseException) -> E.ExchangeOpError | None:
+        """The codes ccxt leaves generic, mapped to the engine's typed errors (None: ccxt's class decides)."""
+        code = self.error_code(exc)
+        text = str(exc)
+        kind: type[E.ExchangeOpError] | None = None
+        if code == -4116 or code == -2010 and "Duplicate" in text:
+            kind = E.DuplicateOrder
+        elif code == -2019:
+            kind = E.InsufficientFunds
+        elif code in (-2022, -4164, -1013):
+            kind = E.InvalidOrder
+        elif code == -1021:
+            kind = E.ClockSkew
+        return kind(text, code, exc) if kind is not None else None
+
+    def map_error(self, exc: BaseException) -> E.ExchangeOpError:
+        return E.map_error(exc, self.refine_error, self.error_code)
+
+
+BINANCE = BinanceVenue()
+VENUES: dict[str, Callable[[], BinanceVenue]] = {"binance": lambda: BINANCE}

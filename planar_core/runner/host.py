@@ -1,0 +1,150 @@
+"""Run a strategy's logic until a duration elapses, a stop is requested, or the strategy halts.
+
+The host subscribes to the engine's notices (closed bars, order updates, fills), queues them as they happen
+and calls the logic's callbacks one at a time, in order, on the event loop: a closed candle reaches
+``on_bar`` as soon as the exchange's kline says so, not on the next tick. ``on_tick`` runs every
+``tick_interval`` only if the logic defines it. Every callback is isolated (``_invoke``). Plain asyncio: the
+Prefect flow wraps this, and so can any other supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import check_logic
+from ..engine.notices import BarClosed, EngineEvent, Filled, OrderUpdated
+from ..engine.strategy import Strategy
+from ..logic import Logic
+from ..model.types import Json
+
+log = logging.getLogger("planar.runner")
+ErrorPolicy = Literal["log", "halt", "fail"]
+
+
+def load_logic(spec: str, params: object = None) -> Logic:
+    """``"package.module:Class"`` -> an instance with its ``Params`` validated (``ConfigError`` naming the field)."""
+    check_logic(spec, params if isinstance(params, dict) else {})
+    module, _, name = spec.partition(":")
+    cls: type[Logic] = getattr(importlib.import_module(module), name)
+    return cls.from_config(params)
+
+
+def status(s: Strategy) -> Json:
+    """What an operator wants to see: equity, PnL, open orders, watcher health, halt state."""
+    m = s.risk.metrics()
+    st = s.state
+    return {"strategy": s.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "equity": round(m.equity, 2),
+            "daily_pnl": round(m.daily_pnl, 2), "drawdown": round(m.drawdown, 4), "exposure": round(m.total_exposure, 4),
+            "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),
+            "trades": sum(len(ai.trades) for ai in s.universe.values()), "halted": st.halted, "halt_reason": st.halt_reason,
+            "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()}}
+
+
+@dataclass
+class RunResult:
+    reason: str  # duration | stopped | halted
+    ticks: int = 0
+    errors: list[str] = field(default_factory=list)
+    callbacks: Counter[str] = field(default_factory=Counter)  # callback name -> calls
+    callback_errors: Counter[str] = field(default_factory=Counter)  # callback name -> exceptions
+    final_status: Json = field(default_factory=dict)
+
+
+class LogicError(Exception):
+    """A logic callback raised and the config says ``logic_errors = "fail"``."""
+
+
+class _Host:
+    def __init__(self, s: Strategy, logic: Logic, policy: ErrorPolicy, result: RunResult) -> None:
+        self.s, self.logic, self.policy, self.result = s, logic, policy, result
+        self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+    def listen(self, event: EngineEvent) -> None:
+        self.queue.put_nowait(event)
+
+    async def invoke(self, name: str, call: Coroutine[object, object, None]) -> None:
+        """Run one callback: an exception is logged, recorded (``logic_error``) and counted; with policy ``halt``
+        the strategy halts, with ``fail`` the run ends with ``LogicError``. Never lets it kill the engine."""
+        self.result.callbacks[name] += 1
+        try:
+            await call
+        except Exception as exc:
+            self.result.callback_errors[name] += 1
+            text = f"{type(exc).__name__}: {exc}"
+            self.result.errors.append(f"{name}: {text}")
+            log.exception("strategy logic failed in %s", name)
+            self.s.sink.record("logic_error", reason=text, callback=name, count=self.result.callback_errors[name])
+            if self.policy == "halt" and not self.s.halted:
+                self.s.halt(f"logic error in {name}: {text}")
+            elif self.policy == "fail":
+                raise LogicError(f"{name}: {text}") from exc
+
+    async def dispatch(self, event: EngineEvent) -> None:
+        if isinstance(event, BarClosed):
+            await self.invoke("on_bar", self.logic.on_bar(self.s, event.ai, event.timeframe, event.bar))
+        elif isinstance(event, OrderUpdated):
+            await self.invoke("on_order_update", self.logic.on_order_update(self.s, event.order))
+        elif isinstance(event, Filled):
+            await self.invoke("on_fill", self.logic.on_fill(self.s, event.order, event.trade))
+
+
+async def run(s: Strategy, logic: Logic, duration: float | None = None, tick_interval: float = 1.0, stop: asyncio.Event | None = None,
+              on_status: Callable[[Json], Awaitable[None] | None] | None = None, status_every: float = 5.0,
+              logic_errors: ErrorPolicy = "log") -> RunResult:
+    """Drive ``logic`` on a started strategy: ``on_start``, then events and ticks as they come, ``on_stop``."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration if duration else None
+    result = RunResult("stopped")
+    host = _Host(s, logic, logic_errors, result)
+    s.listeners.append(host.listen)
+    ticking = logic.wants_ticks()
+    next_tick = loop.time()
+    next_status = loop.time()
+    stop_wait = asyncio.ensure_future(stop.wait())
+    try:
+        await host.invoke("on_start", logic.on_start(s))
+        while True:
+            if s.halted:
+                result.reason = "halted"
+                break
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                result.reason = "duration"
+                break
+            if stop.is_set():
+                break
+            if on_status is not None and now >= next_status:
+                out = on_status(status(s))
+                if asyncio.iscoroutine(out):
+                    await out
+                next_status = loop.time() + status_every
+            if ticking and now >= next_tick:
+                await host.invoke("on_tick", logic.on_tick(s))
+                result.ticks += 1
+                next_tick = max(next_tick + tick_interval, loop.time())
+                continue
+            while not host.queue.empty():
+                await host.dispatch(host.queue.get_nowait())
+            wake = min(t for t in (next_tick if ticking else None, deadline, next_status if on_status else None, now + 1.0) if t is not None)
+            get = asyncio.ensure_future(host.queue.get())
+            done, _ = await asyncio.wait({get, stop_wait}, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                await host.dispatch(get.result())
+            else:
+                get.cancel()
+        while not host.queue.empty():  # what happened before the end still reaches the logic
+            await host.dispatch(host.queue.get_nowait())
+        await host.invoke("on_stop", logic.on_stop(s))
+    finally:
+        s.listeners.remove(host.listen)
+        stop_wait.cancel()
+    result.final_status = status(s)
+    return result
