@@ -9,9 +9,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"emergency-stop": None, "resync": None, "ma_cross-live": None, "ma_cross-emergency-stop": None, "ma_cross-rearm": None,
-            "ma_cross-daily-reset": "cron:0 0 * * *", "ma_cross-auto-tune": "interval:86400", "ma_cross-resync": "interval:900",
-            "ma_cross-compact-trace": "cron:30 0 * * *"}
+PER_CONFIG = {"live": None, "emergency-stop": None, "rearm": None, "daily-reset": "cron:0 0 * * *", "auto-tune": "interval:86400",
+              "resync": "interval:900", "compact-trace": "cron:30 0 * * *"}
+EXPECTED = {"emergency-stop": None, "resync": None} | {f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout")
+                                                        for kind, sched in PER_CONFIG.items()}
 
 
 def _schedule(d: dict) -> str | None:

@@ -1,0 +1,118 @@
+"""The three example strategies of ``examples/`` run on the sandbox through the runner, driven by price moves.
+
+Each loads its own config file (only the endpoint, credentials and store are replaced), runs the logic host
+as ``planar run`` does, moves the sandbox's price with the admin API and waits on what the strategy should
+do, comparing with the exchange's own snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from decimal import Decimal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from planar_core.engine.strategy import Strategy
+from planar_core.logic import Logic
+from planar_core.model import OrderType, Side
+from planar_core.runner import RunResult, load_logic, run
+
+from ..conftest import wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def shock(sandbox: Any, symbol: str, factor: float, kind: str = "spot") -> None:
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{sandbox.url}/admin/price", json={"symbol": symbol, "factor": factor, "kind": kind})
+        assert r.status == 200, await r.text()
+
+
+def exchange_view(sandbox: Any, s: Strategy) -> Any:
+    """The exchange's own record of the strategy's account (its admin snapshot)."""
+    key = s.config.credentials.api_key
+    assert key is not None
+    return sandbox.ex.snapshot()["accounts"][key.get_secret_value()]
+
+
+Runner = Callable[..., Awaitable[tuple[Strategy, Logic, "asyncio.Task[RunResult]", asyncio.Event]]]
+
+
+@pytest.fixture
+async def example(strategy_factory: Any, sandbox: Any) -> AsyncIterator[Runner]:
+    """Start an example's strategy on a fresh account (10 000 USDT, 0.05 BTC) and run its logic in the
+    background; stopped at teardown."""
+    running: list[tuple[asyncio.Task[RunResult], asyncio.Event]] = []
+
+    async def start(name: str, **overrides: Any) -> tuple[Strategy, Logic, asyncio.Task[RunResult], asyncio.Event]:
+        path = EXAMPLES / f"{name}.toml"
+        file = tomllib.loads(path.read_text())
+        params = {**file["logic_params"], **overrides.pop("logic_params", {})}
+        overrides.setdefault("universe", file["universe"])
+        overrides["credentials"] = {"api_key_env": "EXCHANGE_API_KEY", "api_secret_env": "EXCHANGE_API_SECRET"}  # the fixture's account
+        acct = sandbox.ex.add_account({"USDT": Decimal(10_000), "BTC": Decimal("0.05")})
+        s = await strategy_factory(file["name"], config_path=str(path), logic_params=params, acct=acct, **overrides)
+        logic = load_logic(s.config.logic, s.config.logic_params)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(s, logic, tick_interval=s.config.tick_interval, stop=stop, logic_errors="fail"))
+        running.append((task, stop))
+        return s, logic, task, stop
+
+    yield start
+    for task, stop in running:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> None:
+    s, logic, task, stop = await example("ma_cross", universe=["BTC/USDT"], logic_params={"fast": 2, "slow": 4})
+    ai = s.universe["BTC/USDT"]
+    await shock(sandbox, "BTCUSDT", 0.97)  # down first: the first signal is only remembered
+    await wait_for(lambda: logic.last_signal.get("BTC/USDT") == -1, timeout=20)
+    bars_before = ai.ohlcv["1s"].closed_through
+    await shock(sandbox, "BTCUSDT", 1.03)
+    await wait_for(lambda: any(o.side is Side.BUY for o in ai.orders.values()), timeout=20)
+    buy = next(o for o in ai.orders.values() if o.side is Side.BUY)
+    assert bars_before is not None and buy.timestamp >= bars_before + 1000  # decided on a bar that closed after the move
+    stop.set()
+    result = await task
+    assert result.callbacks["on_bar"] >= 4 and not result.errors
+    assert result.ticks == 0  # MACross has no on_tick: the clock never woke it
+    assert buy.client_order_id in {o["client_order_id"] for o in exchange_view(sandbox, s)["orders"]}
+
+
+async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
+    sym = "BTC/USDT:USDT"
+    s, logic, task, stop = await example("futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.008})
+    ai = s.universe[sym]
+    await wait_for(lambda: len(ai.candles("1s").closed) >= 4, timeout=20)
+    await shock(sandbox, "BTCUSDT", 1.02, "linear")  # above the channel: long at the next close
+    await wait_for(lambda: ai.position.contracts > 0, timeout=20)
+    entry = ai.position.entry_price
+    await shock(sandbox, "BTCUSDT", 1.02 * 1.015, "linear")  # +1.5 % over the entry: take profit
+    await wait_for(lambda: ai.position.contracts == 0, timeout=20)
+    assert logic.exits[sym] == "take_profit"  # type: ignore[attr-defined]
+    exit_order = [o for o in ai.orders.values() if o.reduce_only]
+    assert len(exit_order) == 1 and exit_order[0].side is Side.SELL and exit_order[0].trades[0].price > entry
+    assert all(float(p.get("amount", 0)) == 0 for p in exchange_view(sandbox, s)["futures"]["positions"].values())
+
+
+async def test_grid_rests_post_only_and_requotes_on_fills(example: Runner, sandbox: Any) -> None:
+    s, logic, task, stop = await example("grid_maker", logic_params={"levels": 2, "spacing": 0.003})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: len(ai.open_orders()) == 4, timeout=20)
+    assert all(o.type is OrderType.POST_ONLY for o in ai.orders.values())
+    top_buy = max(o.price for o in ai.open_orders() if o.side is Side.BUY and o.price)
+    await shock(sandbox, "BTCUSDT", 0.9955)  # through the first buy level, not the second
+    await wait_for(lambda: any(o.side is Side.BUY and o.trades for o in ai.orders.values()), timeout=20)
+    fill = next(o for o in ai.orders.values() if o.side is Side.BUY and o.trades).trades[0]
+    assert abs(fill.price - top_buy) / top_buy < 1e-6
+    target = fill.price * 1.003  # the answer to a filled buy: a sell one level above it
+    await wait_for(lambda: any(o.side is Side.SELL and o.price and abs(o.price - target) / target < 0.0015 for o in ai.open_orders()),
+                   timeout=20)
+    exchange_open = {o["client_order_id"] for o in exchange_view(sandbox, s)["open_orders"]}
+    assert {o.client_order_id for o in ai.open_orders()} == exchange_open
