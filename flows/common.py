@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -14,8 +15,9 @@ from prefect.runtime import flow_run
 from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
 from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine import Strategy
-from planar_core.engine.strategy import strategy_from_config
+from planar_core.engine.strategy import config_account, strategy_from_config
 from planar_core.exchange.errors import AuthError
+from planar_core.model.sink import EventSink
 
 from .blocks import secret_block_provider
 from .log_forwarding import forward_engine_logs
@@ -39,11 +41,11 @@ class PrefectEventSink:
     Automations react to these events (a tripped breaker runs the e-stop deployment), so a failed emission is not
     best effort: it is recorded in the trace and alerted, and retried once."""
 
-    def __init__(self, inner: Any, name: str, identity: dict[str, str] | None = None) -> None:
+    def __init__(self, inner: Any, name: str, identity: dict[str, str] | None = None, alerts: AlertDispatcher | None = None) -> None:
         self.inner = inner
         self.name = name
         self.identity = identity or {}  # account and config path: an automation aims its e-stop with them
-        self.alerts: Any = None  # the strategy's AlertDispatcher, set by build_strategy
+        self.alerts = alerts  # the strategy's AlertDispatcher: a failed emission is alerted through it
 
     def record(self, kind: str, **fields: Any) -> None:
         self.inner.record(kind, **fields)
@@ -86,16 +88,16 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     and whose engine logs go to the flow run's logs (redacted). If anything fails after the trace was opened,
     the trace (and its writer lock) is released before the error goes on."""
     cfg = load_strategy_config(strategy_name, config_path, **overrides)
-    s = strategy_from_config(cfg, secrets_provider=secret_block_provider)
+    cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider)})
+    redactor = Redactor(cfg.credentials.secret_values())
+    alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor) if cfg.alerts is None and _alerts_in_env() else None
+    identity = {"account": config_account(cfg, secret_block_provider), "config_path": str(Path(config_path).resolve()) if config_path else ""}
+
+    def prefect_events(inner: EventSink, dispatcher: AlertDispatcher | None) -> EventSink:
+        return PrefectEventSink(inner, cfg.name, identity, dispatcher)
+
+    s = strategy_from_config(cfg, secrets_provider=secret_block_provider, wrap_sink=prefect_events, alerts=alerts)
     try:
-        s.sink = PrefectEventSink(s.sink, s.name, {"account": s.account,
-                                                   "config_path": str(Path(config_path).resolve()) if config_path else ""})
-        s.client.sink = s.sink
-        s.client.ex._trace = s.sink.inner
-        redactor = Redactor(s.config.credentials.secret_values())
-        if s.alerts is None and _alerts_in_env():
-            s.alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor)
-        s.sink.alerts = s.alerts
         setup_live_logging(s.config.logging.model_copy(update={"console": False}), s.config.store_path, s.name,
                            s.config.exchange, secrets=s.config.credentials.secret_values())
         forward_engine_logs(redactor)

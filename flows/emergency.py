@@ -20,7 +20,8 @@ from prefect.states import Cancelled, Cancelling, Failed
 
 from planar_core.config import ConfigError, StrategyConfig
 from planar_core.engine.strategy import config_account
-from planar_core.risk.estop import EStopReport, emergency_stop_standalone
+from planar_core.risk.estop import EStopReport
+from planar_core.runner import emergency_stop_standalone
 from planar_core.state import StateStore
 from tasks.orders import settle
 

@@ -93,7 +93,7 @@ def trace_between_cmd(start: str, end: str, as_json: bool = typer.Option(False, 
 
 def _read(fn, root: str):  # type: ignore[no-untyped-def]
     """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
-    from .trace.store import TraceNotFoundError
+    from .trace.files import TraceNotFoundError
 
     try:
         return fn(root)

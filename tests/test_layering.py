@@ -30,3 +30,23 @@ def test_no_planar_core_source_names_a_package_above_it() -> None:
             if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in ABOVE:
                 offending.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offending == []
+
+
+def test_the_import_graph_has_no_cycle_and_goes_only_downward() -> None:
+    """``python -m planar_core.tools.imports`` as a test: model <- exchange/trace <- risk <- engine <- runner."""
+    from planar_core.tools.imports import build, violations
+
+    assert violations(build()) == []
+
+
+def test_the_import_check_catches_a_cycle_and_an_upward_import() -> None:
+    from planar_core.tools.imports import Graph, violations
+
+    g = Graph()
+    g.runtime["planar_core.risk.manager"] = {"planar_core.engine.strategy"}  # risk importing the engine back
+    g.runtime["planar_core.engine.strategy"] = {"planar_core.risk.manager"}
+    g.typing["planar_core.trace.replay"] = {"planar_core.engine.orders"}  # an annotation naming more than Strategy
+    found = violations(g)
+    assert "cycle: planar_core.engine.strategy <-> planar_core.risk.manager" in found
+    assert any(v.startswith("upward: planar_core.risk.manager imports planar_core.engine.strategy") for v in found)
+    assert any(v.startswith("upward (annotation): planar_core.trace.replay") for v in found)

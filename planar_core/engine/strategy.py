@@ -19,25 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
 from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
+from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
+from ..risk.manager import RiskManager
 from ..state import PersistedState, StateStore
 from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
-from ..model.sink import EventSink, MemorySink
-from .notices import BarClosed, EngineEvent
 from .lease import Lease, lease_path
+from .notices import BarClosed, EngineEvent
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 if TYPE_CHECKING:
-    from ..alerts import AlertDispatcher
     from ..risk.estop import EStopReport
     from .paper import PaperBroker
 
@@ -57,7 +58,10 @@ class Paper:
 
 
 class Strategy:
-    def __init__(self, config: StrategyConfig, sink: EventSink | None = None, client: ExchangeClient | None = None) -> None:
+    def __init__(self, config: StrategyConfig, sink: EventSink | None = None, client: ExchangeClient | None = None,
+                 alerts: AlertDispatcher | None = None) -> None:
+        """Parts not given get defaults (a memory sink, a ccxt client on that sink, the config's alert channels):
+        ``strategy_from_config`` is the one place that builds the real ones."""
         self.config = config
         self.name = config.name
         self.paper = config.mode == "paper"
@@ -79,11 +83,7 @@ class Strategy:
         self.on_emergency_stop: list[Callable[["Strategy", "EStopReport"], None]] = []
         self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
-        self.alerts: AlertDispatcher | None = None
-        if config.alerts is not None:
-            from ..alerts import AlertDispatcher, Redactor
-
-            self.alerts = AlertDispatcher(config.alerts, redactor=Redactor(config.credentials.secret_values()))
+        self.alerts: AlertDispatcher | None = alerts if alerts is not None else configured_alerts(config)
         self.broker: PaperBroker | None = None  # paper mode
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
@@ -93,9 +93,18 @@ class Strategy:
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         self.lease = Lease(lease_path(config, self.account))
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
-        from ..risk.manager import RiskManager
+        self.risk = RiskManager(self)
+        self._wire_risk()
 
-        self.risk: RiskManager = RiskManager.attach(self)
+    def _wire_risk(self) -> None:
+        """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
+        event-driven), a task beside the watchers and the answer to a lost connection."""
+        rm = self.risk
+        self.risk_check = rm.check
+        self.on_balance_update.append(lambda s: rm.evaluate_breakers())
+        self.on_price_update.append(lambda s, ai: rm.evaluate_breakers())
+        self.extra_tasks["risk-monitor"] = rm.monitor_body
+        self.on_connection_lost = rm.connection_lost
 
     # ----------------------------------------------------------------- identity
     def __repr__(self) -> str:  # never the credentials
@@ -457,10 +466,23 @@ def _mode_name(mode: Live | Paper | str) -> str:
     raise ConfigError(f"mode: expected Live(), Paper(), 'live' or 'paper', got {mode!r}")
 
 
+def configured_alerts(cfg: StrategyConfig) -> AlertDispatcher | None:
+    """The alert channels of the config (None: alerts are only logged)."""
+    if cfg.alerts is None:
+        return None
+    return AlertDispatcher(cfg.alerts, redactor=Redactor(cfg.credentials.secret_values()))
+
+
 def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
-                         secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None) -> Strategy:
-    """A Strategy from a loaded config: live-trading confirmation, credentials (environment or ``secrets_provider``),
-    and the account's event trace (or the strategy's side trace if another process writes it)."""
+                         secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None, *,
+                         wrap_sink: Callable[[EventSink, AlertDispatcher | None], EventSink] | None = None,
+                         alerts: AlertDispatcher | None = None) -> Strategy:
+    """The composition root: a Strategy from a loaded config, every part built here and handed in.
+
+    Live-trading confirmation, credentials (environment or ``secrets_provider``), the account's event trace (or
+    the strategy's side trace if another process writes it), ``wrap_sink`` around it (the orchestrator's event
+    sink: it sees every event the engine and its exchange client record), the alert channels (``alerts``, else
+    the config's), the exchange client on that sink, and the strategy with its risk manager."""
     if not cfg.sandbox and cfg.mode == "live" and not cfg.confirm_live_trading:
         raise ConfigError("confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
                           "(CLI: --i-understand-live-trading)")
@@ -471,9 +493,12 @@ def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
         raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} "
                           "(environment or secrets provider)")
-    if sink is None and cfg.event_tracing.enabled:
-        sink = open_trace(cfg)
-    return Strategy(cfg, sink=sink)
+    if sink is None:
+        sink = open_trace(cfg) if cfg.event_tracing.enabled else MemorySink()
+    alerts = alerts if alerts is not None else configured_alerts(cfg)
+    if wrap_sink is not None:
+        sink = wrap_sink(sink, alerts)
+    return Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts)
 
 
 def config_account(cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None,

@@ -5,32 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..model.health import TaskHealth
+
 log = logging.getLogger("planar.engine.supervisor")
-
-
-@dataclass
-class TaskHealth:
-    name: str
-    mode: str = "starting"  # websocket | polling | ok | reconnecting | lost ...
-    running: bool = False
-    restarts: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    last_update: float | None = None  # time.time() of the last useful data
-
-    def seen(self, mode: str | None = None) -> None:
-        self.last_update = time.time()
-        if mode:
-            self.mode = mode
-
-    def failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
 
 
 class TaskObserver(Protocol):

@@ -1,7 +1,7 @@
 """Risk management: pre-trade checks, circuit breakers, the risk monitor and the emergency stop."""
 
-from .estop import EStopReport, emergency_stop, emergency_stop_standalone
+from .estop import EStopReport, emergency_stop
 from .manager import RiskManager
 from .metrics import RiskMetrics
 
-__all__ = ["EStopReport", "emergency_stop", "emergency_stop_standalone", "RiskManager", "RiskMetrics"]
+__all__ = ["EStopReport", "emergency_stop", "RiskManager", "RiskMetrics"]

@@ -1,6 +1,6 @@
 """The emergency stop: halt, cancel everything, optionally flatten, alert, record. Idempotent.
 
-Works on a running strategy and standalone (``emergency_stop_standalone``), from nothing but the config and
+Works on a running strategy and standalone (``runner.emergency_stop_standalone``), from nothing but the config and
 credentials, so a fresh process can stop a strategy whose engine is dead or hung. Cancels run per asset in
 parallel; every step is verified against the exchange and retried until ``risk.estop_budget_s`` runs out.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,6 @@ from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model.types import Json
 
 if TYPE_CHECKING:
-    from ..config import StrategyConfig
     from ..engine.strategy import Strategy
     from ..model import AssetInstance
 
@@ -68,7 +66,7 @@ class EStopReport:
         return {**vars(self), "clean": self.clean}
 
 
-def _pause(attempt: int) -> float:
+def pause(attempt: int) -> float:
     return min(2.0, 0.1 * 2 ** attempt)
 
 
@@ -90,7 +88,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         except ExchangeOpError as err:
             report.unverified[key] = f"could not list open orders: {type(err).__name__}: {err}"[:300]
             report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
-            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
         with s.group():
@@ -112,7 +110,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             pass  # they closed meanwhile; the next listing says so
         except ExchangeOpError as err:
             report.errors.append(f"{symbol}: cancel_all_orders: {err}"[:300])
-            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
 
 
@@ -162,7 +160,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
                 amount = s.cash(ai.base).free
         except ExchangeOpError as err:
             report.unverified[key] = f"position size unknown: {type(err).__name__}: {err}"[:300]
-            await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
         report.unverified.pop(key, None)
@@ -175,7 +173,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             report.closed[symbol] = report.closed.get(symbol, 0.0) + abs(amount)
         else:
             report.errors.append(f"{symbol}: closing order not placed (see the trace)")
-        await asyncio.sleep(min(_pause(attempt), max(0.0, deadline - loop.time())))
+        await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
         attempt += 1
 
 
@@ -243,38 +241,3 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     return report
 
 
-async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
-                                    secrets_provider: Callable[[str], str | None] | None = None) -> EStopReport:
-    """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.
-
-    The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
-    the strategy's side trace instead of waiting for it."""
-    from ..config import StrategyConfig, load_config
-    from ..engine.strategy import strategy_from_config
-
-    cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
-    s = strategy_from_config(cfg, secrets_provider=secrets_provider, env=env)
-    started = time.perf_counter()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + cfg.risk.estop_budget_s
-    try:
-        s.halt(reason, by_emergency_stop=True)  # first: whatever the exchange does, nothing new is traded
-        attempt = 0
-        while True:
-            try:
-                await s.load()
-                break
-            except ExchangeOpError as err:
-                if loop.time() + _pause(attempt) >= deadline:
-                    report = EStopReport(reason, seconds=time.perf_counter() - started,
-                                         unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300]
-                                                     for a in cfg.universe})
-                    s.state_store.update(estop_unverified=report.outstanding())
-                    s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
-                    s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")
-                    return report
-                await asyncio.sleep(_pause(attempt))
-                attempt += 1
-        return await emergency_stop(s, reason, close_positions, budget_s=max(1.0, deadline - loop.time()))
-    finally:
-        await s.stop()

@@ -1,8 +1,9 @@
 """Pre-trade checks, circuit breakers and the risk monitor of one strategy.
 
-``RiskManager.attach(s)`` installs itself as the strategy's risk hook, as a
-listener on every balance, position and price update (the breakers are
-event-driven), and starts the monitor task with the watchers.
+The engine wires it (``Strategy._wire_risk``): ``check`` is the pre-trade hook, ``evaluate_breakers``
+listens to every balance, position and price update (the breakers are event-driven), ``monitor_body``
+runs with the watchers and ``connection_lost`` answers a lost exchange connection. Risk knows nothing of
+the engine's hook lists.
 
 Volatility adjustment rule: when ``volatility_adjustment`` is on, the order
 amount is multiplied by ``target_volatility / realized_volatility`` of the
@@ -25,7 +26,7 @@ from .estop import EStopReport, emergency_stop
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
-    from ..engine.supervisor import TaskHealth
+    from ..model.health import TaskHealth
     from ..model import AssetInstance, OrderRequest
 
 log = logging.getLogger("planar.risk")
@@ -46,20 +47,7 @@ class RiskManager:
         self.breaker_trips: list[tuple[float, str]] = []
         self._unpriced: tuple[str, ...] = ()
 
-    # ------------------------------------------------------------- wiring
-    @classmethod
-    def attach(cls, s: "Strategy") -> "RiskManager":
-        rm = cls(s)
-        s.risk = rm
-        s.risk_check = rm.check
-        s.on_balance_update.append(lambda strat: rm.evaluate_breakers())
-        s.on_price_update.append(lambda strat, ai: rm.evaluate_breakers())
-        s.extra_tasks["risk-monitor"] = rm.monitor_body
-        if s.on_connection_lost is None:
-            s.on_connection_lost = rm._connection_lost
-        return rm
-
-    async def _connection_lost(self, s: "Strategy", reason: str) -> None:
+    async def connection_lost(self, s: "Strategy", reason: str) -> None:
         await self.trip(reason, kind="connection_lost")
 
     # ------------------------------------------------------------- pre-trade

@@ -19,7 +19,8 @@ import zarr
 
 from ..model.types import Json
 from .schema import KIND_CODE, MARKET_DATA_KINDS
-from .store import EventTrace, Manifest, Segment, TraceFiles, write_segment
+from .files import Manifest, Segment, TraceFiles, write_segment
+from .store import EventTrace
 
 COLUMN_NAMES = ("timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee")
 

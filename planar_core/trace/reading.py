@@ -13,28 +13,31 @@ import bisect
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import zarr
 
 from ..model.types import Json
+from .files import Manifest, Segment, TraceFiles
 from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
-from .store import EventTrace, Manifest, Segment, TraceFiles
+
+if TYPE_CHECKING:
+    from .store import EventTrace
 
 COLUMNS = ["timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee", "payload"]
 CORE_COLUMNS = frozenset(COLUMNS) - {"payload"}
 
 
 def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
-    if isinstance(et, EventTrace):
-        if not et.closed:
-            et.flush()  # the writer's own view includes what it has buffered
-        return et.files
     if isinstance(et, TraceFiles):
         return et
-    return TraceFiles(str(et), create=False)
+    if isinstance(et, str):
+        return TraceFiles(et, create=False)
+    if not et.closed:
+        et.flush()  # the writer's own view includes what it has buffered
+    return et.files
 
 
 class _Moved(Exception):

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..model.types import Json
 from .reading import read_trace, to_records
-from .store import EventTrace, TraceFiles
+from .files import TraceFiles
+from .store import EventTrace
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy

@@ -113,7 +113,7 @@ async def test_halted_strategy_refuses_orders_after_restart(strategy_factory, sa
 
 STANDALONE = """
 import asyncio, json, sys
-from planar_core.risk import emergency_stop_standalone
+from planar_core.runner import emergency_stop_standalone
 report = asyncio.run(emergency_stop_standalone(sys.argv[1], "standalone test", close_positions=False))
 print(json.dumps(report.as_dict()))
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from planar_core.trace import EventTrace, read_trace
-from planar_core.trace.store import TraceClosedError, TraceFiles
+from planar_core.trace.files import TraceClosedError, TraceFiles
 
 KILL_AFTER_WRITING = """
 import os, signal, sys

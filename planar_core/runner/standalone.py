@@ -1,0 +1,49 @@
+"""Entry points that run in a process of their own: the emergency stop from a fresh process.
+
+They build a Strategy through the composition root (``engine.strategy.strategy_from_config``) and drive the
+risk layer's operations on it; the engine itself never starts here (no watchers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ..config import StrategyConfig, load_config
+from ..engine.strategy import strategy_from_config
+from ..exchange.errors import ExchangeOpError
+from ..risk.estop import EStopReport, emergency_stop, pause
+
+
+async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
+                                    secrets_provider: Callable[[str], str | None] | None = None) -> EStopReport:
+    """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.
+
+    The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
+    the strategy's side trace instead of waiting for it."""
+    cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
+    s = strategy_from_config(cfg, secrets_provider=secrets_provider, env=env)
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + cfg.risk.estop_budget_s
+    try:
+        s.halt(reason, by_emergency_stop=True)  # first: whatever the exchange does, nothing new is traded
+        attempt = 0
+        while True:
+            try:
+                await s.load()
+                break
+            except ExchangeOpError as err:
+                if loop.time() + pause(attempt) >= deadline:
+                    report = EStopReport(reason, seconds=time.perf_counter() - started,
+                                         unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300]
+                                                     for a in cfg.universe})
+                    s.state_store.update(estop_unverified=report.outstanding())
+                    s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
+                    s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")
+                    return report
+                await asyncio.sleep(pause(attempt))
+                attempt += 1
+        return await emergency_stop(s, reason, close_positions, budget_s=max(1.0, deadline - loop.time()))
+    finally:
+        await s.stop()
