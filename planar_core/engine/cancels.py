@@ -21,8 +21,6 @@ log = logging.getLogger("planar.engine.cancels")
 async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
     """Cancel one order; True when the exchange confirmed it. False (logged and recorded) when the exchange
     refuses, no longer has it open, or cannot be reached."""
-    if s.broker is not None:
-        return bool(s.broker.cancel(s, ai, order))
     ex = s.client.ex
     t = s.config.timeouts.order_cancellation
     try:
@@ -51,8 +49,6 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
 
 async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
     """Cancel every open order of this asset; returns how many of the locally open orders are no longer open."""
-    if s.broker is not None:
-        return sum(bool(s.broker.cancel(s, ai, o)) for o in ai.open_orders())
     before = {o.client_order_id for o in ai.open_orders()}
     try:
         await s.client.call("cancel_all_orders", lambda: s.client.ex.cancel_all_orders(ai.symbol), s.config.timeouts.order_cancellation)

@@ -197,8 +197,6 @@ async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Si
         raise
     try:
         apply_order(s, raw, source="acknowledgement")
-        if s.broker is not None:
-            s.broker.deliver(s)
         return await wait_for_fill(s, ai, order, waitfor, synced)
     except Exception:  # the order is booked; a failure while waiting must not read as "not placed"
         log.exception("order %s: error while waiting for fills", cid)
@@ -228,7 +226,7 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
                 break
         if not order.trades and order.filled > sum(t.amount for t in order.trades):
             await asyncio.sleep(s.trade_grace_s + 0.05)  # let emulation run for fills reported without trades
-    if not order.trades and synced and waitfor > 0 and s.broker is None:
+    if not order.trades and synced and waitfor > 0:
         await force_sync(s, ai, order)
     return aggregate(order) if order.trades else PENDING
 

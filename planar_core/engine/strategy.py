@@ -40,7 +40,6 @@ from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_wa
 
 if TYPE_CHECKING:
     from ..risk.estop import EStopReport
-    from .paper import PaperBroker
 
 
 log = logging.getLogger("planar.engine")
@@ -64,7 +63,6 @@ class Strategy:
         ``strategy_from_config`` is the one place that builds the real ones."""
         self.config = config
         self.name = config.name
-        self.paper = config.mode == "paper"
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.client = client or ExchangeClient(config, self.sink)
         self.dir: Path = config.store_path
@@ -84,7 +82,6 @@ class Strategy:
         self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
         self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
         self.alerts: AlertDispatcher | None = alerts if alerts is not None else configured_alerts(config)
-        self.broker: PaperBroker | None = None  # paper mode
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[Json]] = {}
@@ -151,13 +148,8 @@ class Strategy:
         """Take the lease (one live engine per strategy and account), load, check, sync, start watchers. A failed
         start releases the lease, the trace and the connections."""
         try:
-            if not self.paper:
-                self.lease.acquire(self.run_id)
+            self.lease.acquire(self.run_id)
             await self.load()
-            if self.paper and self.broker is None:
-                from .paper import PaperBroker
-
-                self.broker = PaperBroker(self)
             await _sync.check_live_safety(self)
             await _sync.startup_sync(self)
         except BaseException:
@@ -168,9 +160,9 @@ class Strategy:
             self.start_watchers()
 
     def start_watchers(self) -> None:
-        if self.config.balance_watcher.enabled and not self.paper:
+        if self.config.balance_watcher.enabled:
             self.supervisor.start("balance", balance_watcher(self))
-        if self.config.margin and self.config.position_watcher.enabled and not self.paper:
+        if self.config.margin and self.config.position_watcher.enabled:
             self.supervisor.start("positions", position_watcher(self))
         for ai in self.universe.values():
             for tf in self.config.timeframes:
@@ -191,12 +183,12 @@ class Strategy:
             self.supervisor.start(name, body)
 
     def ensure_order_tasks(self, ai: AssetInstance) -> None:
-        if self.config.order_monitoring.enabled and self.running and not self.paper:
+        if self.config.order_monitoring.enabled and self.running:
             self.supervisor.start(f"orders:{ai.symbol}", order_watcher(self, ai))
 
     def start_resolver(self) -> None:
         """Keep asking the exchange about orders whose outcome is unknown (ends when none is left)."""
-        if self.running and self.broker is None:
+        if self.running:
             self.supervisor.start("resolver", lambda health: resolver(self, health))
 
     def group(self) -> AbstractContextManager[None]:
@@ -333,7 +325,7 @@ class Strategy:
             wallet = float(row.get("wb") or 0.0)
             free = available_margin(self, cur, wallet)
             return Balance(free, max(0.0, wallet - free), wallet)
-        entry = raw.get(cur)  # anything else (paper broker): free / used / total with total = wallet
+        entry = raw.get(cur)  # anything else (the paper exchange): free / used / total with total = wallet
         if not isinstance(entry, dict) or entry.get("total") is None:
             return None
         return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry["total"]))
@@ -413,8 +405,6 @@ class Strategy:
         last = store.last
         ai.last_price = last.close if last is not None else ai.last_price
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
-        if self.broker is not None:
-            self.broker.on_price(self, ai)
         for hook in list(self.on_price_update):
             self._run_hook(hook, self, ai)
         for bar in store.take_closed():

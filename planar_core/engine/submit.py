@@ -105,11 +105,6 @@ async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: floa
 async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest", ccxt_type: str,
                  extra: Json) -> Json:
     """Send the order; returns the exchange's order. Raises Rejected (never booked) or OutcomeUnknown."""
-    if s.broker is not None:
-        try:
-            return s.broker.place(s, ai, order, req)
-        except ExchangeOpError as err:
-            raise Rejected(err) from None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.config.timeouts.order_placement
     resends = max(0, s.config.order_monitoring.retries)

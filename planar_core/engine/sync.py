@@ -39,7 +39,7 @@ async def load_markets(s: "Strategy") -> None:
 async def check_live_safety(s: "Strategy") -> None:
     """Refuse a live real-money start without confirmation, or with a key that can withdraw."""
     cfg = s.config
-    if cfg.mode != "live" or s.paper:
+    if cfg.mode != "live":
         return
     if not cfg.sandbox and not cfg.confirm_live_trading:
         raise ConfigError("confirm_live_trading: required for sandbox=False in live mode")
@@ -96,8 +96,6 @@ async def startup_sync(s: "Strategy") -> None:
     """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
     await sync_prices(s)
     await sync_balances(s)
-    if s.paper:
-        return
     if s.config.margin:
         await sync_positions(s)
         for ai in s.universe.values():
@@ -154,9 +152,6 @@ def _traced_trades(s: "Strategy", since_ms: int) -> list[Json]:
 
 
 async def sync_balances(s: "Strategy") -> None:
-    if s.broker is not None:
-        s.apply_balance(s.broker.balance(), complete=True)
-        return
     params = {"type": "swap"} if s.config.margin else {}
     s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
                                         validate=is_balance), complete=True)
@@ -175,8 +170,6 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
-    if s.broker is not None:
-        return
     t = s.config.timeouts.order_placement
     if since is not None:
         recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=is_list)

@@ -126,7 +126,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
                                             retries=cfg.retry_count, validate=_is_balance), complete=True)
 
     async def body(health: TaskHealth) -> None:
-        await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
+        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step,
                          interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running,
                          on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation, verify_every=cfg.verify_interval)
 
@@ -233,7 +233,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
 
     async def body(health: TaskHealth) -> None:
         try:
-            await ws_or_poll(health, use_ws=cfg.use_websocket and not s.paper, ws_step=ws_step, poll_step=poll_step,
+            await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step,
                              interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle,
                              on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation,
                              verify_every=cfg.verify_interval)

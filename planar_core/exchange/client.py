@@ -23,6 +23,7 @@ from ..model.types import Json
 from .binance import VENUES, BinanceVenue
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
+from .paper import PaperExchange
 
 log = logging.getLogger("planar.exchange")
 T = TypeVar("T")
@@ -63,7 +64,9 @@ class ExchangeClient:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.venue: BinanceVenue = VENUES[cfg.exchange]()
-        self.ex = exchange if exchange is not None else self.venue.build(cfg)
+        if exchange is None:  # paper mode: the same interface, private calls answered by a local account
+            exchange = PaperExchange(self.venue.build(cfg), cfg) if cfg.mode == "paper" else self.venue.build(cfg)
+        self.ex = exchange
         self.ex._trace = self.sink  # the seed's exc._trace
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)

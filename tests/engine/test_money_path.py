@@ -293,9 +293,9 @@ def test_mode_comes_from_the_file_and_conflicts_are_refused(tmp_path: Path) -> N
     cfg.write_text('name = "p"\nmode = "paper"\nuniverse = ["BTC/USDT"]\n')
     env = {"EXCHANGE_API_KEY": "k", "EXCHANGE_API_SECRET": "s"}
     common = {"env": env, "store_root": str(tmp_path / "store"), "event_tracing": {"enabled": False}}
-    assert build_strategy("p", config_path=cfg, **common).paper
-    assert build_strategy("q", "paper", **common).paper
-    assert not build_strategy("r", **common).paper  # nothing says paper: live
+    assert build_strategy("p", config_path=cfg, **common).config.mode == "paper"
+    assert build_strategy("q", "paper", **common).config.mode == "paper"
+    assert not build_strategy("r", **common).config.mode == "paper"  # nothing says paper: live
     with pytest.raises(ConfigError, match="mode: the config file says 'paper' but the argument says 'live'"):
         from planar_core.engine import Live
 

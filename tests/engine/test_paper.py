@@ -10,7 +10,7 @@ from planar_core.sandbox import Faults
 
 from ..conftest import wait_for
 
-PUBLIC = {"fetch_tickers", "load_markets", "fetch_ohlcv", "fetch_ticker", "fetch_time"}
+PUBLIC_USED = {"fetch_tickers", "fetch_ohlcv"}
 
 
 async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -> None:
@@ -27,18 +27,44 @@ async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -
         assert s.cash("USDT").total == 50_000
         trade = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=1)
         assert isinstance(trade, Trade) and trade.price == pytest.approx(ai.last_price, rel=2e-3)
-        assert s.cash("BTC").total == pytest.approx(0.1 * 0.999)
+        await wait_for(lambda: s.cash("BTC").total == pytest.approx(0.1 * 0.999))  # the balance stream, as live
         assert s.cash("USDT").total == pytest.approx(50_000 - trade.amount * trade.price)
         price = ai.last_price * 0.98
         assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.1, price=price, waitfor=0.2) is PENDING
-        assert s.cash("USDT").used == pytest.approx(0.1 * round(price, 2), rel=1e-6)
+        await wait_for(lambda: s.cash("USDT").used == pytest.approx(0.1 * round(price, 2), rel=1e-6))
         sandbox.ex.markets[("spot", "BTCUSDT")].shock = 0.95  # the live price falls through the limit
         sandbox.hub.publish_now()
         await wait_for(lambda: len(ai.trades) == 2)
         assert ai.trades[-1].price == pytest.approx(price, abs=0.01)
         assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=100.0) is None  # not enough paper cash
-        endpoints = {e["endpoint"] for e in s.sink.of("api_call")}
-        assert endpoints <= PUBLIC
+        assert not s.client.ex.public.apiKey and not s.client.ex.public.secret  # the client that reaches the exchange cannot sign
+        failed = [e for e in s.sink.of("api_call") if e["result"] != "ok"]
+        assert failed == []  # a private request would have met the sandbox's private_api=False refusal
+        assert {e["endpoint"] for e in s.sink.of("api_call")} >= PUBLIC_USED  # market data did come from the exchange
+        assert sandbox.ex.snapshot()["accounts"][account.api_key]["orders"] == []
+    finally:
+        await s.stop()
+
+
+async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, account, tmp_path) -> None:
+    """Paper mode behind the client's interface: the engine runs its live watchers and sync against the paper
+    exchange (a position from a local fill arrives through watch_positions, a resting order through watch_orders)."""
+    sandbox.ex.faults = Faults(private_api=False)
+    from planar_core.engine import strategy as build
+
+    s = build("paperf", mode=Paper(), env={}, universe=["BTC/USDT:USDT"], margin=True, initial_cash=20_000, store_root=str(tmp_path),
+              sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, connection={"health_interval": 3600})
+    await s.start()
+    try:
+        ai = s.universe["BTC/USDT:USDT"]
+        await wait_for(lambda: ai.last_price is not None)
+        assert {"balance", "positions"} <= set(s.watcher_health())  # the same watchers as live
+        trade = await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.05, waitfor=1)
+        assert isinstance(trade, Trade)
+        await wait_for(lambda: ai.position.contracts == pytest.approx(-0.05))
+        assert ai.position.entry_price == pytest.approx(trade.price)
+        assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.05, reduce_only=True, waitfor=1)
+        await wait_for(lambda: ai.position.contracts == 0)
         assert sandbox.ex.snapshot()["accounts"][account.api_key]["orders"] == []
     finally:
         await s.stop()
