@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import ccxt.pro as ccxtpro
@@ -87,3 +88,12 @@ async def strategy_factory(sandbox: SandboxServer, account: Account, tmp_path):
     yield factory
     for s in made:
         await s.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit/ is the integration tier (the sandbox, real sockets, Prefect, subprocesses):
+    ``pytest -m "not integration"`` runs the unit tier alone, in about a second."""
+    unit = Path(__file__).resolve().parent / "unit"
+    for item in items:
+        if unit not in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)

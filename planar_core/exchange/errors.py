@@ -87,7 +87,8 @@ def map_error(exc: BaseException, refine: Callable[[BaseException], ExchangeOpEr
     code = code_of(exc) if code_of is not None else None
     text = str(exc)
     table: list[tuple[type[BaseException], type[ExchangeOpError]]] = [
-        (ccxt.DDoSProtection, RateLimited),  # 429 / 418 (RateLimitExceeded is a subclass)
+        (ccxt.RateLimitExceeded, RateLimited),  # 429 (in ccxt 4.5 a sibling of DDoSProtection, not a subclass)
+        (ccxt.DDoSProtection, RateLimited),  # 418
         (ccxt.AuthenticationError, AuthError),
         (ccxt.PermissionDenied, AuthError),
         (ccxt.InsufficientFunds, InsufficientFunds),

@@ -1,0 +1,46 @@
+"""Candles: a numpy buffer that knows which candles are closed and hands each closed one out once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planar_core.model import Candle, Candles
+
+
+def rows(*ts: int, close: float = 1.0) -> list[list[float]]:
+    return [[t, close, close, close, close, 1.0] for t in ts]
+
+
+def test_a_candle_is_closed_when_a_later_one_exists_or_the_exchange_says_so() -> None:
+    c = Candles.from_rows(rows(0, 1000))
+    assert c.closed_through == 0 and len(c.closed) == 1
+    c.merge(rows(1000, close=2.0), closed_through=1000)  # Binance's x flag on the last candle
+    assert c.closed_through == 1000 and len(c.closed) == 2 and c.last == Candle(1000, 2.0, 2.0, 2.0, 2.0, 1.0)
+
+
+def test_take_closed_skips_history_then_hands_each_bar_out_once() -> None:
+    c = Candles.from_rows(rows(0, 1000, 2000))
+    assert c.take_closed() == []  # history: read from the buffer, not announced
+    c.merge(rows(3000, 4000))
+    assert [b.timestamp for b in c.take_closed()] == [2000, 3000]
+    assert c.take_closed() == []
+    c.merge(rows(4000, close=5.0))  # the forming candle updates in place: nothing closes
+    assert c.take_closed() == [] and len(c) == 5
+
+
+def test_views_do_not_copy_and_the_frame_is_cached_per_update() -> None:
+    c = Candles.from_rows(rows(*range(0, 10_000, 1000)))
+    assert np.shares_memory(c.close, c.array) and not c.close.flags.writeable
+    df = c.df
+    assert c.df is df  # no change, no rebuild
+    c.merge(rows(10_000))
+    assert c.df is not df and len(c.df) == 11
+
+
+def test_capacity_keeps_the_newest_rows_in_order() -> None:
+    c = Candles(capacity=5)
+    for t in range(0, 20_000, 1000):
+        c.merge(rows(t))
+    assert list(c.timestamp) == [15_000, 16_000, 17_000, 18_000, 19_000]
+    c.merge(rows(3000))  # older than what is kept: ignored
+    assert len(c) == 5

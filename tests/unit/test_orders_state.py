@@ -1,0 +1,89 @@
+"""The order status machine and trade emulation, driven by hand-made ccxt dicts on a stub strategy."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from planar_core.engine.updates import apply_order, apply_trade
+from planar_core.model import Order, OrderStatus, OrderType, Side, legal
+from planar_core.model.status import TRANSITIONS
+
+from .stubs import sink_of, stub_strategy
+
+S = OrderStatus
+
+
+def test_the_transition_table() -> None:
+    assert all(legal(a, a) for a in S)
+    assert legal(S.INTENT, S.UNKNOWN) and legal(S.UNKNOWN, S.OPEN) and legal(S.OPEN, S.CLOSED)
+    assert not legal(S.CLOSED, S.OPEN) and not legal(S.CANCELED, S.OPEN) and not legal(S.OPEN, S.UNKNOWN)
+    assert not legal(S.OPEN, S.FAILED)  # booked orders are never "failed"
+    finals = [s for s in S if not TRANSITIONS[s]]
+    assert set(finals) == {S.CLOSED, S.CANCELED, S.EXPIRED, S.REJECTED}
+    for a, b in itertools.product(S, S):  # nothing leaves a final state
+        if a in finals and a != b:
+            assert not legal(a, b)
+
+
+def _order(s, cid: str = "c1", amount: float = 1.0, price: float | None = 50_000.0) -> Order:
+    ai = s.universe["BTC/USDT"]
+    o = Order(cid, ai.symbol, Side.BUY, OrderType.GTC, amount, price, False, status=S.INTENT)
+    ai.orders[cid] = o
+    return o
+
+
+async def test_an_illegal_update_is_ignored_and_recorded() -> None:
+    s = stub_strategy()
+    o = _order(s)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0,
+                    "trades": [{"id": "t1", "amount": 1.0, "price": 50_000.0}]}, emulate_now=True)
+    assert o.status is S.CLOSED
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5}, emulate_now=True)
+    assert o.status is S.CLOSED and o.filled == 1.0  # a stale "open" neither reopens it nor shrinks the fill
+    (ev,) = sink_of(s).of("illegal_transition")
+    assert (ev["old"], ev["new"]) == ("closed", "open")
+
+
+async def test_a_late_fill_after_a_cancel_is_kept() -> None:
+    s = stub_strategy()
+    o = _order(s)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.0}, emulate_now=True)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.4, "cost": 20_000.0},
+                emulate_now=True)
+    assert o.status is S.CANCELED and o.filled == pytest.approx(0.4)
+    assert [t.amount for t in o.trades] == [pytest.approx(0.4)]  # emulated from the filled delta
+
+
+async def test_trades_are_emulated_from_filled_and_cost_deltas() -> None:
+    s = stub_strategy()
+    o = _order(s)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.25, "cost": 12_400.0},
+                emulate_now=True)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 49_900.0},
+                emulate_now=True)
+    assert [(t.amount, t.price, t.emulated) for t in o.trades] == [(0.25, 49_600.0, True), (0.75, 50_000.0, True)]
+
+
+async def test_a_real_trade_replaces_its_emulation_and_is_not_counted_twice() -> None:
+    s = stub_strategy()
+    o = _order(s)
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0},
+                emulate_now=True)
+    assert len(o.trades) == 1 and o.trades[0].emulated
+    emulated_id = o.trades[0].trade_id
+    apply_trade(s, {"symbol": "BTC/USDT", "id": "t7", "order": "9", "clientOrderId": "c1", "amount": 1.0, "price": 50_000.0})
+    assert [(t.trade_id, t.emulated) for t in o.trades] == [("t7", False)]
+    assert sink_of(s).of("trade_executed")[-1]["replaces"] == [emulated_id]
+    apply_trade(s, {"symbol": "BTC/USDT", "id": "t7", "order": "9", "clientOrderId": "c1", "amount": 1.0, "price": 50_000.0})
+    assert len(o.trades) == 1  # the same trade id twice is one fill
+
+
+async def test_a_trade_before_its_acknowledgement_waits_and_attaches() -> None:
+    s = stub_strategy()
+    o = _order(s)
+    assert apply_trade(s, {"symbol": "BTC/USDT", "id": "t1", "order": "9", "amount": 0.5, "price": 50_000.0}) is None
+    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5, "cost": 25_000.0},
+                emulate_now=True)
+    assert [(t.trade_id, t.emulated) for t in o.trades] == [("t1", False)]
