@@ -97,3 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if unit not in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.integration)
+
+
+def user_subscribed(server: SandboxServer, acct: Account, kind: str = "spot") -> bool:
+    """The sandbox has a user-data subscription of ``acct`` on a ``kind`` connection (what a test waits on
+    before acting, instead of sleeping)."""
+    return any(c.kind == kind and acct.api_key in c.users for c in server.hub.conns)

@@ -8,7 +8,7 @@ import pytest
 
 from planar_core.sandbox.server import SandboxServer
 
-from .conftest import wait_for
+from .conftest import user_subscribed, wait_for
 
 
 async def test_watch_ohlcv_spot_and_futures(client) -> None:
@@ -33,11 +33,11 @@ async def test_price_shock_is_streamed_at_once(client, sandbox: SandboxServer) -
     assert after == pytest.approx(before * 0.8, rel=0.01)
 
 
-async def test_spot_user_stream_orders_trades_balance(client) -> None:
+async def test_spot_user_stream_orders_trades_balance(client, sandbox, account) -> None:
     orders = asyncio.create_task(client.watch_orders("BTC/USDT"))
     trades = asyncio.create_task(client.watch_my_trades("BTC/USDT"))
     balance = asyncio.create_task(client.watch_balance())
-    await asyncio.sleep(0.3)  # subscriptions go out before the order
+    await wait_for(lambda: user_subscribed(sandbox, account))  # subscribed before the order
     placed = await client.create_order("BTC/USDT", "market", "buy", 0.01)
     got = await asyncio.wait_for(orders, 5)
     assert got[-1]["id"] == placed["id"]
@@ -47,10 +47,10 @@ async def test_spot_user_stream_orders_trades_balance(client) -> None:
     assert bal["BTC"]["total"] == pytest.approx(2 + 0.01 - 0.00001)
 
 
-async def test_futures_user_stream_orders_positions_balance(client) -> None:
+async def test_futures_user_stream_orders_positions_balance(client, sandbox, account) -> None:
     await client.fetch_positions(["BTC/USDT:USDT"])
     orders = asyncio.create_task(client.watch_orders("BTC/USDT:USDT"))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"))
     positions = asyncio.create_task(client.watch_positions(["BTC/USDT:USDT"]))
     balance = asyncio.create_task(client.watch_balance({"type": "swap"}))
     await asyncio.sleep(0.3)
@@ -69,10 +69,10 @@ async def test_futures_user_stream_orders_positions_balance(client) -> None:
     assert bal["USDT"]["total"] < 100_000  # the taker fee was paid
 
 
-async def test_trade_events_can_be_switched_off(client, sandbox: SandboxServer) -> None:
+async def test_trade_events_can_be_switched_off(client, sandbox: SandboxServer, account) -> None:
     sandbox.ex.faults = sandbox.ex.faults.model_copy(update={"user_trade_events": False})
     orders = asyncio.create_task(client.watch_orders("BTC/USDT"))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: user_subscribed(sandbox, account))
     placed = await client.create_order("BTC/USDT", "market", "buy", 0.01)
     got = await asyncio.wait_for(orders, 5)
     assert got[-1]["id"] == placed["id"]

@@ -10,7 +10,7 @@ from planar_core.engine.supervisor import Supervisor
 from planar_core.model import PENDING, OrderType, Side, Trade
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
+from ..conftest import user_subscribed, wait_for
 from .test_order_call import bid_ask, snapshot
 
 
@@ -45,13 +45,13 @@ async def test_websocket_failure_falls_back_to_polling(strategy_factory, sandbox
     await wait_for(lambda: s.cash("USDT").total == pytest.approx(exchange_balance(sandbox, account, "USDT")))
 
 
-async def test_trades_are_emulated_from_order_updates(strategy_factory, sandbox) -> None:
+async def test_trades_are_emulated_from_order_updates(strategy_factory, sandbox, account) -> None:
     sandbox.ex.faults = Faults(user_trade_events=False)
     s = await strategy_factory(order_monitoring={"interval": 0.2})
     bid, _ = bid_ask(sandbox, "ETHUSDT")
     assert await s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.3, price=bid * 0.99, waitfor=0) is PENDING
     (order,) = s.universe["ETH/USDT"].open_orders()
-    await asyncio.sleep(1.2)  # the order task is subscribed
+    await wait_for(lambda: user_subscribed(sandbox, account))  # the order task is subscribed
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
     sandbox.ex.match_resting()
     ai = s.universe["ETH/USDT"]
@@ -61,15 +61,19 @@ async def test_trades_are_emulated_from_order_updates(strategy_factory, sandbox)
     assert s.sink.of("trade_executed")[-1]["emulated"] is True
 
 
-async def test_partial_fills_are_tracked(strategy_factory, sandbox) -> None:
+async def test_partial_fills_are_tracked(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory(order_monitoring={"interval": 0.2})
     sandbox.ex.faults = Faults(partial_fill_ratio=0.5)
     bid, _ = bid_ask(sandbox, "ETHUSDT")
     await s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.4, price=bid * 0.99, waitfor=0)
     (order,) = s.universe["ETH/USDT"].open_orders()
-    await asyncio.sleep(1.2)
+    await wait_for(lambda: user_subscribed(sandbox, account))
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
-    sandbox.ex.match_resting()  # the sandbox's matcher keeps going every 50 ms: two half fills
+    sandbox.ex.match_resting()  # the first half fill
+    sandbox.ex.matching_paused = True  # the second waits until the engine has seen the first
+    await wait_for(lambda: order.filled == pytest.approx(0.2) and order.status == "open")
+    sandbox.ex.matching_paused = False
+    sandbox.ex.match_resting()
     await wait_for(lambda: order.status == "closed" and len(order.trades) == 2)
     assert [t.amount for t in order.trades] == [0.2, 0.2]
     partial = [e for e in s.sink.of("order_updated") if e["client_order_id"] == order.client_order_id and e["status"] == "open"]
