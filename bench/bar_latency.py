@@ -84,21 +84,35 @@ async def main(n: int) -> None:
                     keys.append(await r.json())
 
         def build(name: str, key: str, secret: str, tick: float) -> Strategy:
-            return strategy(name, env={"EXCHANGE_API_KEY": key, "EXCHANGE_API_SECRET": secret}, universe=[SYMBOL], timeframes=[TF],
-                            store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-                            rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
-                            connection={"health_interval": 3600}, tick_interval=tick, risk={"position_limit": None})
+            return strategy(
+                name,
+                env={"EXCHANGE_API_KEY": key, "EXCHANGE_API_SECRET": secret},
+                universe=[SYMBOL],
+                timeframes=[TF],
+                store_root=tempfile.mkdtemp(),
+                sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+                rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
+                connection={"health_interval": 3600},
+                tick_interval=tick,
+                risk={"position_limit": None},
+            )
 
         on_bar_s = build("bench_onbar", keys[0]["api_key"], keys[0]["api_secret"], 1.0)
         tick_s = build("bench_tick", keys[1]["api_key"], keys[1]["api_secret"], 1.0)
-        raw = point_at_sandbox(ccxtpro.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}),
-                               info["url"], info["ws_url"])
+        raw = point_at_sandbox(
+            ccxtpro.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}),
+            info["url"],
+            info["ws_url"],
+        )
         await raw.load_markets()
         await on_bar_s.start()
         await tick_s.start()
         on_bar, on_tick, raw_bars = OnBar(), OnTick(), []
         stop = asyncio.Event()
-        runs = [asyncio.create_task(run(on_bar_s, on_bar, stop=stop)), asyncio.create_task(run(tick_s, on_tick, tick_interval=1.0, stop=stop))]
+        runs = [
+            asyncio.create_task(run(on_bar_s, on_bar, stop=stop)),
+            asyncio.create_task(run(tick_s, on_tick, tick_interval=1.0, stop=stop)),
+        ]
         try:
             await raw_trader(raw, raw_bars, n)
             while len(on_bar.bars) < n or len(on_tick.bars) < n:
@@ -119,10 +133,25 @@ async def main(n: int) -> None:
     raw_ms = latencies(info["api_key"], raw_bars)
     bar_ms = latencies(keys[0]["api_key"], on_bar.bars)
     tick_ms = latencies(keys[1]["api_key"], on_tick.bars)
-    figure("bar_close_to_order_on_bar_p50_ms", median(bar_ms), median(raw_ms), "raw ccxt.pro watch_ohlcv + create_order p50 ms",
-           p95=pct(bar_ms, 0.95), baseline_p95=pct(raw_ms, 0.95), bars=len(bar_ms))
-    figure("bar_close_to_order_tick_driven_p50_ms", median(tick_ms), median(raw_ms), "raw ccxt.pro watch_ohlcv + create_order p50 ms",
-           p95=pct(tick_ms, 0.95), baseline_p95=pct(raw_ms, 0.95), bars=len(tick_ms), tick_interval_s=1.0)
+    figure(
+        "bar_close_to_order_on_bar_p50_ms",
+        median(bar_ms),
+        median(raw_ms),
+        "raw ccxt.pro watch_ohlcv + create_order p50 ms",
+        p95=pct(bar_ms, 0.95),
+        baseline_p95=pct(raw_ms, 0.95),
+        bars=len(bar_ms),
+    )
+    figure(
+        "bar_close_to_order_tick_driven_p50_ms",
+        median(tick_ms),
+        median(raw_ms),
+        "raw ccxt.pro watch_ohlcv + create_order p50 ms",
+        p95=pct(tick_ms, 0.95),
+        baseline_p95=pct(raw_ms, 0.95),
+        bars=len(tick_ms),
+        tick_interval_s=1.0,
+    )
 
 
 if __name__ == "__main__":

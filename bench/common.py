@@ -6,7 +6,9 @@ import json
 import statistics
 from typing import Any
 
-from planar_core.sandbox.process import sandbox_process  # noqa: F401  (re-exported for the benchmarks)
+from planar_core.sandbox.process import sandbox_process
+
+__all__ = ["figure", "median", "pct", "sandbox_process"]  # sandbox_process is re-exported for the benchmarks
 
 
 def pct(values: list[float], q: float) -> float:
@@ -15,8 +17,15 @@ def pct(values: list[float], q: float) -> float:
 
 
 def figure(name: str, value: float, baseline: float, baseline_name: str, goal: str = "", **extra: Any) -> dict[str, Any]:
-    row = {"figure": name, "value": round(value, 4), "baseline": round(baseline, 4), "baseline_name": baseline_name,
-           "ratio": round(value / baseline, 3) if baseline else None, "goal": goal, **extra}
+    row = {
+        "figure": name,
+        "value": round(value, 4),
+        "baseline": round(baseline, 4),
+        "baseline_name": baseline_name,
+        "ratio": round(value / baseline, 3) if baseline else None,
+        "goal": goal,
+        **extra,
+    }
     print(json.dumps(row), flush=True)
     return row
 

@@ -30,14 +30,23 @@ async def run(n: int, info: dict) -> list[dict]:
             second = await r.json()
         async with http.post(f"{info['url']}/admin/accounts", json={"balances": {"USDT": 10_000_000, "BTC": 100}}) as r:
             third = await r.json()
-    raw = point_at_sandbox(ccxt_async.binance({"apiKey": second["api_key"], "secret": second["api_secret"], "enableRateLimit": False}),
-                           info["url"], info["ws_url"])
+    raw = point_at_sandbox(
+        ccxt_async.binance({"apiKey": second["api_key"], "secret": second["api_secret"], "enableRateLimit": False}),
+        info["url"],
+        info["ws_url"],
+    )
 
     def build(name: str, key: str, secret: str, fsync: bool):  # type: ignore[no-untyped-def]
-        return strategy(name, env={"EXCHANGE_API_KEY": key, "EXCHANGE_API_SECRET": secret}, universe=["BTC/USDT"],
-                        store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-                        rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
-                        connection={"health_interval": 3600}, event_tracing={"fsync": fsync})
+        return strategy(
+            name,
+            env={"EXCHANGE_API_KEY": key, "EXCHANGE_API_SECRET": secret},
+            universe=["BTC/USDT"],
+            store_root=tempfile.mkdtemp(),
+            sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+            rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
+            connection={"health_interval": 3600},
+            event_tracing={"fsync": fsync},
+        )
 
     s = build("bench", info["api_key"], info["api_secret"], True)  # the default: durable across a power loss
     quick = build("benchnosync", third["api_key"], third["api_secret"], False)  # durable across a process crash only
@@ -53,7 +62,7 @@ async def run(n: int, info: dict) -> list[dict]:
         price = round(ai.last_price * 0.9, 2)
         engine_ms, quick_ms, raw_ms = [], [], []
         qai = quick.universe["BTC/USDT"]
-        for i in range(n):
+        for _ in range(n):
             t0 = time.perf_counter()
             result = await s.call(ai, OrderType.IOC, Side.BUY, amount=0.001, price=price, waitfor=0)
             engine_ms.append((time.perf_counter() - t0) * 1000)
@@ -66,11 +75,23 @@ async def run(n: int, info: dict) -> list[dict]:
             await raw.create_order("BTC/USDT", "limit", "buy", 0.001, price, {"timeInForce": "IOC"})
             raw_ms.append((time.perf_counter() - t0) * 1000)
         return [
-            figure("s.call(waitfor=0) median latency (ms)", median(engine_ms), median(raw_ms), "raw ccxt create_order median (ms)",
-                   goal="ratio <= 1.10", n=n),
+            figure(
+                "s.call(waitfor=0) median latency (ms)",
+                median(engine_ms),
+                median(raw_ms),
+                "raw ccxt create_order median (ms)",
+                goal="ratio <= 1.10",
+                n=n,
+            ),
             figure("s.call(waitfor=0) p99 latency (ms)", pct(engine_ms, 0.99), pct(raw_ms, 0.99), "raw ccxt create_order p99 (ms)", n=n),
-            figure("s.call(waitfor=0) median latency, fsync off (ms)", median(quick_ms), median(raw_ms), "raw ccxt create_order median (ms)",
-                   n=n, note="event_tracing.fsync=false: intents durable across a process crash, not a power loss"),
+            figure(
+                "s.call(waitfor=0) median latency, fsync off (ms)",
+                median(quick_ms),
+                median(raw_ms),
+                "raw ccxt create_order median (ms)",
+                n=n,
+                note="event_tracing.fsync=false: intents durable across a process crash, not a power loss",
+            ),
         ]
     finally:
         await s.stop()

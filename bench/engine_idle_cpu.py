@@ -56,9 +56,14 @@ async def baseline(info: dict, seconds: float, warmup: float) -> float:
 
 
 async def engine(info: dict, seconds: float, warmup: float) -> float:
-    s = strategy("idle", env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]}, universe=universe(),
-                 store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-                 rate_limits={"weight_per_minute": 1_000_000})
+    s = strategy(
+        "idle",
+        env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+        universe=universe(),
+        store_root=tempfile.mkdtemp(),
+        sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+        rate_limits={"weight_per_minute": 1_000_000},
+    )
     await s.start()
     await asyncio.sleep(warmup)
     share = await cpu_share(seconds)
@@ -77,8 +82,15 @@ def main() -> list[dict]:
     with sandbox_process("--synthetic-markets", "45", "--weight-per-minute", "1000000") as info:
         eng = asyncio.run(engine(info, args.seconds, args.warmup))
         base = asyncio.run(baseline(info, args.seconds, args.warmup))
-    return [figure("engine idle CPU, 50 assets, all watchers (% of one core)", eng, base,
-                   "raw ccxt.pro watching the same streams (% of one core)", goal="<= 5 %")]
+    return [
+        figure(
+            "engine idle CPU, 50 assets, all watchers (% of one core)",
+            eng,
+            base,
+            "raw ccxt.pro watching the same streams (% of one core)",
+            goal="<= 5 %",
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ async def place(s, n: int) -> None:
 
 async def raw_cancel(info: dict, n: int, s) -> float:
     await place(s, n)
-    raw = point_at_sandbox(ccxt_async.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}),
-                           info["url"], info["ws_url"])
+    raw = point_at_sandbox(
+        ccxt_async.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}), info["url"], info["ws_url"]
+    )
     await raw.load_markets()
     t0 = time.perf_counter()
     await asyncio.gather(*(raw.cancel_all_orders(sym) for sym in SYMBOLS))
@@ -54,10 +55,15 @@ async def raw_cancel(info: dict, n: int, s) -> float:
 async def run(info: dict) -> list[dict]:
     rows = []
     for latency in (0, 20):
-        s = strategy(f"estop{latency}", env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
-                     universe=SYMBOLS, store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-                     rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
-                     connection={"health_interval": 3600})
+        s = strategy(
+            f"estop{latency}",
+            env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+            universe=SYMBOLS,
+            store_root=tempfile.mkdtemp(),
+            sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+            rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
+            connection={"health_interval": 3600},
+        )
         await s.start()
         while not all(ai.last_price for ai in s.universe.values()):
             await asyncio.sleep(0.05)
@@ -67,14 +73,27 @@ async def run(info: dict) -> list[dict]:
         report = await s.emergency_stop(f"bench {latency} ms")
         assert report.clean and report.cancelled == 100, report
         await admin(info, "faults", {})
-        rows.append(figure(f"emergency stop, 100 orders on 3 assets, {latency} ms latency (s)", report.seconds, base,
-                           "raw ccxt cancel_all_orders x3 in parallel (s)", goal="<= 1 s at 20 ms"))
+        rows.append(
+            figure(
+                f"emergency stop, 100 orders on 3 assets, {latency} ms latency (s)",
+                report.seconds,
+                base,
+                "raw ccxt cancel_all_orders x3 in parallel (s)",
+                goal="<= 1 s at 20 ms",
+            )
+        )
         await s.stop()
     # breaker reaction
-    s = strategy("breaker", env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]}, universe=SYMBOLS,
-                 store_root=tempfile.mkdtemp(), sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-                 rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
-                 connection={"health_interval": 3600}, risk={"max_daily_loss": 100})
+    s = strategy(
+        "breaker",
+        env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+        universe=SYMBOLS,
+        store_root=tempfile.mkdtemp(),
+        sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+        rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
+        connection={"health_interval": 3600},
+        risk={"max_daily_loss": 100},
+    )
     await s.start()
     while not (all(ai.last_price for ai in s.universe.values()) and s.state.day_start_equity):
         await asyncio.sleep(0.05)
@@ -86,8 +105,14 @@ async def run(info: dict) -> list[dict]:
         await asyncio.sleep(0.005)
     reaction = time.perf_counter() - t0
     assert s.risk.estop_reports[-1].clean
-    rows.append(figure("breaker reaction: price move -> last cancel acknowledged, 30 orders (s)", reaction, base,
-                       "raw ccxt cancel_all_orders x3 in parallel (s)"))
+    rows.append(
+        figure(
+            "breaker reaction: price move -> last cancel acknowledged, 30 orders (s)",
+            reaction,
+            base,
+            "raw ccxt cancel_all_orders x3 in parallel (s)",
+        )
+    )
     await s.stop()
     return rows
 

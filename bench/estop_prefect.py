@@ -89,17 +89,35 @@ async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, sandbox_process("--balance", "USDT=20000,BTC=0.2,ETH=3") as info:
         home, store, configs = Path(tmp) / "prefect", Path(tmp) / "store", Path(tmp) / "configs"
         configs.mkdir()
-        (configs / "bench.json").write_text(json.dumps({
-            "name": "bench", "universe": ["BTC/USDT", "ETH/USDT"], "store_root": str(store),
-            "sandbox_endpoint": {"url": info["url"], "ws_url": info["ws_url"]}, "tick_interval": 0.2,
-            "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000},
-            "logic": "tests.flows.logic:RestingOrders", "logic_params": {"n": 2}}))
+        (configs / "bench.json").write_text(
+            json.dumps(
+                {
+                    "name": "bench",
+                    "universe": ["BTC/USDT", "ETH/USDT"],
+                    "store_root": str(store),
+                    "sandbox_endpoint": {"url": info["url"], "ws_url": info["ws_url"]},
+                    "tick_interval": 0.2,
+                    "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000},
+                    "logic": "tests.flows.logic:RestingOrders",
+                    "logic_params": {"n": 2},
+                }
+            )
+        )
         with prefect_server(home) as api:
             os.environ["PREFECT_API_URL"] = api
-            env = {**server_env(home, api), "EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"],
-                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-            serve = subprocess.Popen([PLANAR, "serve", "--configs", str(configs)], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+            env = {
+                **server_env(home, api),
+                "EXCHANGE_API_KEY": info["api_key"],
+                "EXCHANGE_API_SECRET": info["api_secret"],
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            }
+            serve = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server process, started once, not awaited
+                [PLANAR, "serve", "--configs", str(configs)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 async with aiohttp.ClientSession() as http:
                     from prefect.client.orchestration import get_client
@@ -114,8 +132,16 @@ async def main(rounds: int) -> None:
             finally:
                 os.killpg(serve.pid, signal.SIGTERM)
                 serve.wait(timeout=60)
-    figure("estop_via_deployment_running_engine_s", median(engine), median(standalone), "standalone e-stop flow process (engine dead)",
-           goal="<= 2 s", rounds=rounds, engine_s=[round(x, 3) for x in engine], standalone_s=[round(x, 3) for x in standalone])
+    figure(
+        "estop_via_deployment_running_engine_s",
+        median(engine),
+        median(standalone),
+        "standalone e-stop flow process (engine dead)",
+        goal="<= 2 s",
+        rounds=rounds,
+        engine_s=[round(x, 3) for x in engine],
+        standalone_s=[round(x, 3) for x in standalone],
+    )
 
 
 if __name__ == "__main__":

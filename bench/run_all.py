@@ -1,6 +1,6 @@
 """Run every benchmark (each in its own process) and write bench/RESULTS.md plus bench/results.png.
 
-    .venv/bin/python -m bench.run_all [--trace-events 10000000] [--soak-result FILE | --soak-orders 10000]
+.venv/bin/python -m bench.run_all [--trace-events 10000000] [--soak-result FILE | --soak-orders 10000]
 """
 
 from __future__ import annotations
@@ -27,15 +27,25 @@ def run_module(name: str, args: list[str]) -> list[dict]:
             if "figure" in row or "orders_requested" in row:
                 rows.append({"bench": name, **row})
     if out.returncode != 0:
-        rows.append({"bench": name, "figure": f"{name} FAILED", "value": None, "baseline": None, "ratio": None,
-                     "goal": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"})
+        rows.append(
+            {
+                "bench": name,
+                "figure": f"{name} FAILED",
+                "value": None,
+                "baseline": None,
+                "ratio": None,
+                "goal": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}",
+            }
+        )
     return rows
 
 
 def machine() -> str:
     cpu = "?"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
@@ -48,9 +58,15 @@ def fmt(v: object) -> str:
 
 
 def write(rows: list[dict], soak: dict | None) -> None:
-    lines = ["# Benchmark results", "", f"Machine: {machine()}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-             "with `python -m bench.run_all`. Each benchmark measures its baseline in the same run; ratio = value / baseline.", "",
-             "| figure | this project | baseline (same run) | ratio | goal |", "|---|---|---|---|---|"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {machine()}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        "with `python -m bench.run_all`. Each benchmark measures its baseline in the same run; ratio = value / baseline.",
+        "",
+        "| figure | this project | baseline (same run) | ratio | goal |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         base = f"{fmt(r.get('baseline'))} ({r.get('baseline_name', '')})" if r.get("baseline") is not None else ""
         lines.append(f"| {r['figure']} | {fmt(r.get('value'))} | {base} | {fmt(r.get('ratio'))} | {r.get('goal', '')} |")
@@ -83,7 +99,7 @@ def main() -> None:
     parser.add_argument("--rows", type=Path, help="reuse the figures saved by an earlier run (bench/results.json)")
     args = parser.parse_args()
     rows: list[dict] = json.loads(args.rows.read_text()) if args.rows else []
-    for name, extra in ([] if args.rows else BENCHES):
+    for name, extra in [] if args.rows else BENCHES:
         extra = ["--max-events", str(args.trace_events)] if extra is None else extra
         print(f"running {name} ...", flush=True)
         rows += run_module(name, extra)

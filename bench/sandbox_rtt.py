@@ -33,8 +33,9 @@ async def main(n: int) -> list[dict]:
     ex.limiter.limits = Limits(weight_per_minute=10_000_000, orders_per_10s=10_000_000)
     acct = ex.add_account({"USDT": Decimal(10_000_000), "BTC": Decimal(100)})
     async with SandboxServer(ex) as server:
-        c = point_at_sandbox(ccxt_async.binance({"apiKey": acct.api_key, "secret": acct.api_secret, "enableRateLimit": False}),
-                             server.url, server.ws_url)
+        c = point_at_sandbox(
+            ccxt_async.binance({"apiKey": acct.api_key, "secret": acct.api_secret, "enableRateLimit": False}), server.url, server.ws_url
+        )
         try:
             await c.load_markets()
             bid = (await c.fetch_order_book("BTC/USDT"))["bids"][0][0]
@@ -52,11 +53,22 @@ async def main(n: int) -> list[dict]:
         finally:
             await c.close()
     rows = [
-        {"figure": "create_order RTT median (ms)", "value": round(statistics.median(orders), 3),
-         "baseline": round(statistics.median(pings), 3), "baseline_name": "fetch_time RTT median (ms)",
-         "ratio": round(statistics.median(orders) / statistics.median(pings), 2), "n": n},
-        {"figure": "create_order RTT p99 (ms)", "value": round(pct(orders, 0.99), 3), "baseline": round(pct(pings, 0.99), 3),
-         "baseline_name": "fetch_time RTT p99 (ms)", "ratio": round(pct(orders, 0.99) / pct(pings, 0.99), 2), "n": n},
+        {
+            "figure": "create_order RTT median (ms)",
+            "value": round(statistics.median(orders), 3),
+            "baseline": round(statistics.median(pings), 3),
+            "baseline_name": "fetch_time RTT median (ms)",
+            "ratio": round(statistics.median(orders) / statistics.median(pings), 2),
+            "n": n,
+        },
+        {
+            "figure": "create_order RTT p99 (ms)",
+            "value": round(pct(orders, 0.99), 3),
+            "baseline": round(pct(pings, 0.99), 3),
+            "baseline_name": "fetch_time RTT p99 (ms)",
+            "ratio": round(pct(orders, 0.99) / pct(pings, 0.99), 2),
+            "n": n,
+        },
     ]
     for row in rows:
         print(json.dumps(row))

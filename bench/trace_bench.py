@@ -29,9 +29,11 @@ from .common import figure
 def columns(n: int, start_ns: int) -> dict[str, np.ndarray]:
     """n synthetic events as ready columns (vectorised; no payload)."""
     rng = np.random.default_rng(1)
-    cols = {"timestamp": start_ns + np.arange(n, dtype=np.int64) * 1000,
-            "kind": rng.choice([KIND_CODE["api_call"], KIND_CODE["order_placed"], KIND_CODE["trade_executed"]], n).astype(np.uint8),
-            "side": rng.integers(0, 3, n).astype(np.int8)}
+    cols = {
+        "timestamp": start_ns + np.arange(n, dtype=np.int64) * 1000,
+        "kind": rng.choice([KIND_CODE["api_call"], KIND_CODE["order_placed"], KIND_CODE["trade_executed"]], n).astype(np.uint8),
+        "side": rng.integers(0, 3, n).astype(np.int8),
+    }
     for name, width in STRINGS.items():
         m = np.zeros((n, width), dtype=np.uint8)
         m[:, :7] = np.frombuffer(b"BTCUSDT", dtype=np.uint8)
@@ -72,22 +74,35 @@ def bench_append(n: int, batch: int) -> list[dict]:
                 if arr.size:
                     z[...] = arr
         raw = n / (time.perf_counter() - t0)
-    rows = [figure("trace append_columns (events/s)", ours, raw, "raw zarr arrays, same columns (events/s)",
-                   goal=">= 1M/s, >= 50 % of raw", n=n, batch=batch, peak_mb=round(peak / 2**20, 1))]
+    rows = [
+        figure(
+            "trace append_columns (events/s)",
+            ours,
+            raw,
+            "raw zarr arrays, same columns (events/s)",
+            goal=">= 1M/s, >= 50 % of raw",
+            n=n,
+            batch=batch,
+            peak_mb=round(peak / 2**20, 1),
+        )
+    ]
     # the engine's path: record() one event at a time, flush, checkpoint
     m = min(n, 200_000)
     with tempfile.TemporaryDirectory() as d:
         et = EventTrace(f"{d}/trace", flush_interval=3600, max_buffer=50_000, checkpoint_every=10**9)
         t0 = time.perf_counter()
-        for i in range(m):
+        for _ in range(m):
             et.record("api_call", endpoint="fetch_balance", latency_ms=1.0, result="ok")
         et.close()
         rec = m / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         _ = [{"timestamp": i, "kind": "api_call", "endpoint": "fetch_balance", "latency_ms": 1.0, "result": "ok"} for i in range(m)]
         base = m / (time.perf_counter() - t0)
-    rows.append(figure("trace record() per event incl. WAL + checkpoint (events/s)", rec, base,
-                       "building the same event dicts only (events/s)", n=m))
+    rows.append(
+        figure(
+            "trace record() per event incl. WAL + checkpoint (events/s)", rec, base, "building the same event dicts only (events/s)", n=m
+        )
+    )
     return rows
 
 
@@ -113,8 +128,16 @@ def bench_tail(sizes: list[int], segment_rows: int) -> list[dict]:
             assert len(df) == min(10_000, n)
             ms = float(np.median(times))
             base_ms = base_ms or ms
-            rows.append(figure(f"trace_tail(10000) at {n:,} events (ms)", ms, base_ms, f"trace_tail(10000) at {sizes[0]:,} events (ms)",
-                               goal="flat", peak_mb=round(peak / 2**20, 1)))
+            rows.append(
+                figure(
+                    f"trace_tail(10000) at {n:,} events (ms)",
+                    ms,
+                    base_ms,
+                    f"trace_tail(10000) at {sizes[0]:,} events (ms)",
+                    goal="flat",
+                    peak_mb=round(peak / 2**20, 1),
+                )
+            )
     return rows
 
 
@@ -123,10 +146,41 @@ def bench_replay(n: int) -> dict:
     t0_ns = time.time_ns()
     for i in range(n // 4):
         cid = f"c{i}"
-        events += [{"timestamp": t0_ns + 4 * i, "kind": "order_placed", "client_order_id": cid, "symbol": "BTC/USDT", "side": "buy", "amount": 0.01, "price": 100.0},
-                   {"timestamp": t0_ns + 4 * i + 1, "kind": "trade_executed", "client_order_id": cid, "symbol": "BTC/USDT", "side": "buy", "amount": 0.01, "price": 100.0, "trade_id": str(i)},
-                   {"timestamp": t0_ns + 4 * i + 2, "kind": "order_filled", "client_order_id": cid, "order_id": str(i), "symbol": "BTC/USDT", "status": "closed", "filled": 0.01},
-                   {"timestamp": t0_ns + 4 * i + 3, "kind": "balance_updated", "payload": {"USDT": {"free": float(i), "used": 0.0, "total": float(i)}}}]
+        events += [
+            {
+                "timestamp": t0_ns + 4 * i,
+                "kind": "order_placed",
+                "client_order_id": cid,
+                "symbol": "BTC/USDT",
+                "side": "buy",
+                "amount": 0.01,
+                "price": 100.0,
+            },
+            {
+                "timestamp": t0_ns + 4 * i + 1,
+                "kind": "trade_executed",
+                "client_order_id": cid,
+                "symbol": "BTC/USDT",
+                "side": "buy",
+                "amount": 0.01,
+                "price": 100.0,
+                "trade_id": str(i),
+            },
+            {
+                "timestamp": t0_ns + 4 * i + 2,
+                "kind": "order_filled",
+                "client_order_id": cid,
+                "order_id": str(i),
+                "symbol": "BTC/USDT",
+                "status": "closed",
+                "filled": 0.01,
+            },
+            {
+                "timestamp": t0_ns + 4 * i + 3,
+                "kind": "balance_updated",
+                "payload": {"USDT": {"free": float(i), "used": 0.0, "total": float(i)}},
+            },
+        ]
     with tempfile.TemporaryDirectory() as d:
         with EventTrace(f"{d}/trace") as et:
             et.append_columns(columns_from_events(events))
@@ -142,8 +196,15 @@ def bench_replay(n: int) -> dict:
         read_trace(f"{d}/trace")
         read_s = time.perf_counter() - t0
     assert len(state.orders) == n // 4 and len(state.trades) == n // 4
-    return figure("replay (events/s)", len(df) / secs, len(df) / read_s, "reading the same trace into a DataFrame (events/s)",
-                  goal=">= 500k/s", n=len(df), peak_mb=round(peak / 2**20, 1))
+    return figure(
+        "replay (events/s)",
+        len(df) / secs,
+        len(df) / read_s,
+        "reading the same trace into a DataFrame (events/s)",
+        goal=">= 500k/s",
+        n=len(df),
+        peak_mb=round(peak / 2**20, 1),
+    )
 
 
 def bench_compaction(n: int, segments: int) -> dict:
@@ -161,10 +222,18 @@ def bench_compaction(n: int, segments: int) -> dict:
         t0 = time.perf_counter()
         read_trace(root)
         read_s = time.perf_counter() - t0
-    return figure(f"compaction of {n:,} events in {segments} segments (s)", report.seconds, read_s, "reading the compacted trace (s)",
-                  size_ratio=round(report.bytes_after / max(1, report.bytes_before), 3), chunks_before=report.chunks_before,
-                  chunks_after=report.chunks_after, bytes_before=report.bytes_before, bytes_after=report.bytes_after,
-                  process_max_rss_mb=round(max(rss0, rss1) / 1024, 1))
+    return figure(
+        f"compaction of {n:,} events in {segments} segments (s)",
+        report.seconds,
+        read_s,
+        "reading the compacted trace (s)",
+        size_ratio=round(report.bytes_after / max(1, report.bytes_before), 3),
+        chunks_before=report.chunks_before,
+        chunks_after=report.chunks_after,
+        bytes_before=report.bytes_before,
+        bytes_after=report.bytes_after,
+        process_max_rss_mb=round(max(rss0, rss1) / 1024, 1),
+    )
 
 
 def main() -> list[dict]:

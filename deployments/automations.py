@@ -23,13 +23,21 @@ def breaker_to_estop(estop_deployment_id: UUID) -> AutomationCore:
     return AutomationCore(
         name="planar: circuit breaker -> emergency stop",
         description="When a strategy's circuit breaker trips, run the emergency-stop flow for that strategy.",
-        trigger=EventTrigger(expect={"planar.breaker_tripped"}, match={"prefect.resource.id": "planar.strategy.*"},
-                             posture=Posture.Reactive, threshold=1),
-        actions=[RunDeployment(source="selected", deployment_id=estop_deployment_id,
-                               parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}",
-                                           "account": "{{ event.payload.account }}",
-                                           "config_path": "{{ event.payload.config_path }}",
-                                           "reason": "circuit breaker: {{ event.payload.reason }}"})],
+        trigger=EventTrigger(
+            expect={"planar.breaker_tripped"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive, threshold=1
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=estop_deployment_id,
+                parameters={
+                    "strategy": "{{ event.resource['prefect.resource.name'] }}",
+                    "account": "{{ event.payload.account }}",
+                    "config_path": "{{ event.payload.config_path }}",
+                    "reason": "circuit breaker: {{ event.payload.reason }}",
+                },
+            )
+        ],
     )
 
 
@@ -37,11 +45,16 @@ def reconnect_to_resync(resync_deployment_id: UUID) -> AutomationCore:
     return AutomationCore(
         name="planar: reconnect -> resync",
         description="After the engine reconnects to the exchange, run a full re-sync with divergence check.",
-        trigger=EventTrigger(expect={"planar.reconnect"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive,
-                             threshold=1),
-        actions=[RunDeployment(source="selected", deployment_id=resync_deployment_id,
-                               parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}",
-                                           "config_path": "{{ event.payload.config_path }}"})],
+        trigger=EventTrigger(
+            expect={"planar.reconnect"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive, threshold=1
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=resync_deployment_id,
+                parameters={"strategy": "{{ event.resource['prefect.resource.name'] }}", "config_path": "{{ event.payload.config_path }}"},
+            )
+        ],
     )
 
 
@@ -49,12 +62,19 @@ def notify_on_failure(notification_block_id: UUID) -> AutomationCore:
     return AutomationCore(
         name="planar: notify on failed or crashed flow runs",
         description="Any Planar-Py flow run that fails or crashes sends a notification.",
-        trigger=EventTrigger(expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
-                             match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOWS},
-                             posture=Posture.Reactive, threshold=1),
-        actions=[SendNotification(block_document_id=notification_block_id, subject="Planar-Py flow run {{ flow_run.name }} failed",
-                                  body="Flow run {{ flow_run.name }} of {{ flow.name }} entered {{ flow_run.state.name }}: "
-                                       "{{ flow_run.state.message }}")],
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOWS},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=notification_block_id,
+                subject="Planar-Py flow run {{ flow_run.name }} failed",
+                body="Flow run {{ flow_run.name }} of {{ flow.name }} entered {{ flow_run.state.name }}: {{ flow_run.state.message }}",
+            )
+        ],
     )
 
 
@@ -69,8 +89,9 @@ async def upsert(client: PrefectClient, automation: AutomationCore) -> UUID:
     return existing[0].id
 
 
-async def create_all(estop_deployment: str = "emergency_stop/emergency-stop", resync_deployment: str = "resync/resync",
-                     notification_block: str | None = None) -> list[UUID]:
+async def create_all(
+    estop_deployment: str = "emergency_stop/emergency-stop", resync_deployment: str = "resync/resync", notification_block: str | None = None
+) -> list[UUID]:
     """Look up the deployments (and the notification block) by name and create or update the automations."""
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client

@@ -28,10 +28,18 @@ def free_port() -> int:
 
 def server_env(home: Path, api_url: str | None = None, database_url: str | None = None) -> dict[str, str]:
     """Settings for the server and for every process that talks to it (workers, ``planar serve``, the CLI)."""
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home}/prefect.db", "PREFECT_LOGGING_LEVEL": "INFO",
-           "PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION": "30", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION": "30",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+    }
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -42,9 +50,14 @@ def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None 
     """Start the server, wait until /api/health answers, yield its API URL, stop it (and its children)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(home / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=server_env(home, database_url=database_url),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env(home, database_url=database_url),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     try:

@@ -21,8 +21,13 @@ HEADER = """\
 def document(items: list[Spec], pool: str = "planar") -> dict[str, object]:
     deployments = []
     for sp in items:
-        d: dict[str, object] = {"name": sp.name, "entrypoint": sp.entrypoint, "parameters": dict(sp.parameters), "tags": list(sp.tags),
-                                "work_pool": {"name": pool, "work_queue_name": "default"}}
+        d: dict[str, object] = {
+            "name": sp.name,
+            "entrypoint": sp.entrypoint,
+            "parameters": dict(sp.parameters),
+            "tags": list(sp.tags),
+            "work_pool": {"name": pool, "work_queue_name": "default"},
+        }
         if sp.description:
             d["description"] = sp.description
         if sp.cron:
@@ -32,9 +37,12 @@ def document(items: list[Spec], pool: str = "planar") -> dict[str, object]:
         if sp.concurrency:
             d["concurrency_limit"] = dict(sp.concurrency)
         deployments.append(d)
-    return {"name": "planar-py", "prefect-version": prefect.__version__,
-            "pull": [{"prefect.deployments.steps.git_clone": {"repository": "{{ $PLANAR_GIT_URL }}"}}],
-            "deployments": deployments}
+    return {
+        "name": "planar-py",
+        "prefect-version": prefect.__version__,
+        "pull": [{"prefect.deployments.steps.git_clone": {"repository": "{{ $PLANAR_GIT_URL }}"}}],
+        "deployments": deployments,
+    }
 
 
 def render(folder: Path = ROOT / "examples") -> str:

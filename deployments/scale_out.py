@@ -18,7 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .local_server import PREFECT, prefect_server, server_env, snapshot_repository
@@ -63,13 +63,18 @@ async def exercise(config: Path, workers: list[str]) -> dict[str, object]:
         estop = await run_deployment("emergency_stop/emergency-stop", parameters={**params, "reason": "scale-out check"}, timeout=0)
         done = await final(client, estop.id)
         out["emergency_stop"] = {"state": done.state.type.value, "trigger_to_final_state_s": round(time.monotonic() - t0, 1)}
-        rearm = await run_deployment("rearm/ma_cross-rearm", parameters={**params, "reason": "scale-out check", "by": "scale_out"}, timeout=0)
+        rearm = await run_deployment(
+            "rearm/ma_cross-rearm", parameters={**params, "reason": "scale-out check", "by": "scale_out"}, timeout=0
+        )
         out["rearm"] = {"state": (await final(client, rearm.id)).state.type.value}
-        when = datetime.now(timezone.utc) + timedelta(seconds=10)
+        when = datetime.now(UTC) + timedelta(seconds=10)
         scheduled = await run_deployment("daily_reset/ma_cross-daily-reset", parameters=params, scheduled_time=when, timeout=0)
         done = await final(client, scheduled.id)
-        out["scheduled_daily_reset"] = {"state": done.state.type.value, "scheduled_for": when.isoformat(),
-                                        "started": done.start_time.isoformat() if done.start_time else None}
+        out["scheduled_daily_reset"] = {
+            "state": done.state.type.value,
+            "scheduled_for": when.isoformat(),
+            "started": done.start_time.isoformat() if done.start_time else None,
+        }
         runs = await client.read_flow_runs()
         out["workers"] = workers
         out["flow_run_process_pids"] = sorted({str(r.infrastructure_pid) for r in runs if r.infrastructure_pid})
@@ -87,18 +92,40 @@ def main() -> None:
         home = Path(tmp) / "prefect"
         repo = snapshot_repository(ROOT, Path(tmp) / "repo")
         config = Path(tmp) / "scaled.json"
-        config.write_text(json.dumps({"name": "scaled", "universe": ["BTC/USDT", "ETH/USDT"], "store_root": str(Path(tmp) / "store"),
-                                      "sandbox_endpoint": {"url": info["url"], "ws_url": info["ws_url"]}, "tick_interval": 0.5,
-                                      "logic": "planar_core.strategies.ma_cross:MACross"}))
+        config.write_text(
+            json.dumps(
+                {
+                    "name": "scaled",
+                    "universe": ["BTC/USDT", "ETH/USDT"],
+                    "store_root": str(Path(tmp) / "store"),
+                    "sandbox_endpoint": {"url": info["url"], "ws_url": info["ws_url"]},
+                    "tick_interval": 0.5,
+                    "logic": "planar_core.strategies.ma_cross:MACross",
+                }
+            )
+        )
         with prefect_server(home, database_url=DB_URL) as api:
             os.environ["PREFECT_API_URL"] = api
-            env = {**server_env(home, api, DB_URL), "PLANAR_GIT_URL": str(repo), "EXCHANGE_API_KEY": info["api_key"],
-                   "EXCHANGE_API_SECRET": info["api_secret"]}
+            env = {
+                **server_env(home, api, DB_URL),
+                "PLANAR_GIT_URL": str(repo),
+                "EXCHANGE_API_KEY": info["api_key"],
+                "EXCHANGE_API_SECRET": info["api_secret"],
+            }
             for cmd in (["work-pool", "create", "planar", "--type", "process", "--overwrite"], ["deploy", "--all"]):
                 subprocess.run([PREFECT, "--no-prompt", *cmd], cwd=repo, env=env, check=True, capture_output=True)
             names = ["worker-a", "worker-b"]
-            procs = [subprocess.Popen([PREFECT, "worker", "start", "--pool", "planar", "--type", "process", "--name", n], env=env, cwd=tmp,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) for n in names]
+            procs = [
+                subprocess.Popen(
+                    [PREFECT, "worker", "start", "--pool", "planar", "--type", "process", "--name", n],
+                    env=env,
+                    cwd=tmp,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                for n in names
+            ]
             try:
                 result = asyncio.run(exercise(config, names))
             finally:
@@ -108,8 +135,13 @@ def main() -> None:
                     p.wait(timeout=60)
     import prefect
 
-    record = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "prefect": prefect.__version__, "postgresql": pg,
-              "database_url": DB_URL.replace(":planar@", ":***@"), **result}
+    record = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "prefect": prefect.__version__,
+        "postgresql": pg,
+        "database_url": DB_URL.replace(":planar@", ":***@"),
+        **result,
+    }
     args.result.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
     ok = all(result[k]["state"] == "COMPLETED" for k in ("live", "emergency_stop", "rearm", "scheduled_daily_reset"))  # type: ignore[index]

@@ -31,11 +31,23 @@ def _schedules(sp: Spec) -> list[Schedule]:
 def build_deployments(folder: Path = ROOT / "examples") -> list[RunnerDeployment]:
     out = []
     for sp in specs(folder, relative_to=None):  # absolute config paths: the served process may run anywhere
-        limit = (ConcurrencyLimitConfig(limit=int(str(sp.concurrency["limit"])),
-                                        collision_strategy=ConcurrencyLimitStrategy(sp.concurrency["collision_strategy"]))
-                 if sp.concurrency else None)
-        out.append(_flow(sp).to_deployment(name=sp.name, parameters=dict(sp.parameters), tags=list(sp.tags), schedules=_schedules(sp),
-                                           concurrency_limit=limit, description=sp.description or None))
+        limit = (
+            ConcurrencyLimitConfig(
+                limit=int(str(sp.concurrency["limit"])), collision_strategy=ConcurrencyLimitStrategy(sp.concurrency["collision_strategy"])
+            )
+            if sp.concurrency
+            else None
+        )
+        out.append(
+            _flow(sp).to_deployment(
+                name=sp.name,
+                parameters=dict(sp.parameters),
+                tags=list(sp.tags),
+                schedules=_schedules(sp),
+                concurrency_limit=limit,
+                description=sp.description or None,
+            )
+        )
     return out
 
 

@@ -53,18 +53,40 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
     def where(p: Path) -> str:
         return str(p.resolve().relative_to(relative_to.resolve())) if relative_to else str(p.resolve())
 
-    out = [Spec("emergency-stop", "flows/emergency.py:emergency_stop", {"reason": "Manual trigger", "close_positions": False},
-                ("planar", "emergency-stop"), description="E-stop any strategy (the breaker automation's target)"),
-           Spec("resync", "flows/scheduled.py:resync", {}, ("planar", "resync"),
-                description="Re-sync any strategy (the reconnect automation's target)")]
+    out = [
+        Spec(
+            "emergency-stop",
+            "flows/emergency.py:emergency_stop",
+            {"reason": "Manual trigger", "close_positions": False},
+            ("planar", "emergency-stop"),
+            description="E-stop any strategy (the breaker automation's target)",
+        ),
+        Spec(
+            "resync",
+            "flows/scheduled.py:resync",
+            {},
+            ("planar", "resync"),
+            description="Re-sync any strategy (the reconnect automation's target)",
+        ),
+    ]
     for name, path in strategy_configs(folder):
         params: dict[str, object] = {"strategy": name, "config_path": where(path)}
         tags = ("planar", f"strategy:{name}")
         out += [
-            Spec(f"{name}-live", "flows/live.py:live_strategy", params, (*tags, "live"), concurrency=LIVE_CONCURRENCY,
-                 description=f"{name} live: one run at a time"),
-            Spec(f"{name}-emergency-stop", "flows/emergency.py:emergency_stop",
-                 {**params, "reason": "Manual trigger", "close_positions": False}, (*tags, "emergency-stop")),
+            Spec(
+                f"{name}-live",
+                "flows/live.py:live_strategy",
+                params,
+                (*tags, "live"),
+                concurrency=LIVE_CONCURRENCY,
+                description=f"{name} live: one run at a time",
+            ),
+            Spec(
+                f"{name}-emergency-stop",
+                "flows/emergency.py:emergency_stop",
+                {**params, "reason": "Manual trigger", "close_positions": False},
+                (*tags, "emergency-stop"),
+            ),
             Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**params, "reason": ""}, (*tags, "rearm")),
             Spec(f"{name}-daily-reset", "flows/scheduled.py:daily_reset", params, (*tags, "scheduled"), cron="0 0 * * *"),
             Spec(f"{name}-auto-tune", "flows/scheduled.py:auto_tune", {**params, "days": 30}, (*tags, "scheduled"), interval_s=86400),

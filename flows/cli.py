@@ -16,9 +16,11 @@ app = new_app("Planar-Py: live trading engine, sandbox exchange and operations."
 
 
 @app.command("demo")
-def demo(duration: float = typer.Option(45.0, min=5, help="seconds of live trading"),
-         trip_breaker: bool = typer.Option(False, "--trip-breaker", help="drop BTC 15 % halfway to trip the daily-loss breaker"),
-         out_dir: str | None = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)")) -> None:
+def demo(
+    duration: float = typer.Option(45.0, min=5, help="seconds of live trading"),
+    trip_breaker: bool = typer.Option(False, "--trip-breaker", help="drop BTC 15 % halfway to trip the daily-loss breaker"),
+    out_dir: str | None = typer.Option(None, help="where the store, trace and report go (default ./demo-output/<time>)"),
+) -> None:
     """Sandbox exchange + live strategy flow + trace + report, on this machine, in under two minutes."""
     from .demo import run_demo
 
@@ -26,10 +28,13 @@ def demo(duration: float = typer.Option(45.0, min=5, help="seconds of live tradi
 
 
 @app.command("run")
-def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)"),
-            duration: float | None = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
-            i_understand_live_trading: bool = typer.Option(False, "--i-understand-live-trading",
-                                                           help="required to run with sandbox = false (real money)")) -> None:
+def run_cmd(
+    config: Path = typer.Argument(..., help="strategy config (TOML/YAML)"),
+    duration: float | None = typer.Option(None, min=1, help="seconds; default: until cancelled or halted"),
+    i_understand_live_trading: bool = typer.Option(
+        False, "--i-understand-live-trading", help="required to run with sandbox = false (real money)"
+    ),
+) -> None:
     """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
     from planar_core.config import ConfigError, load_config
 
@@ -44,8 +49,9 @@ def run_cmd(config: Path = typer.Argument(..., help="strategy config (TOML/YAML)
     from .live import live_strategy
 
     try:
-        state = asyncio.run(live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides,
-                                          return_state=True))
+        state = asyncio.run(
+            live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, return_state=True)
+        )
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -69,9 +75,12 @@ def _state_result(state: object) -> object:
 
 
 @app.command("rearm")
-def rearm_cmd(strategy: str, reason: str = typer.Option(..., help="why trading may resume (recorded in the trace)"),
-              config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
-              by: str | None = typer.Option(None, help="who re-arms (default: your user name)")) -> None:
+def rearm_cmd(
+    strategy: str,
+    reason: str = typer.Option(..., help="why trading may resume (recorded in the trace)"),
+    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+    by: str | None = typer.Option(None, help="who re-arms (default: your user name)"),
+) -> None:
     """Allow a halted strategy to trade again; breaker baselines restart from the current equity."""
     from planar_core.config import ConfigError, load_config
 
@@ -92,9 +101,12 @@ def rearm_cmd(strategy: str, reason: str = typer.Option(..., help="why trading m
 
 
 @app.command("emergency-stop")
-def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False, "--close-positions"),
-                       reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
-                       config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)")) -> None:
+def emergency_stop_cmd(
+    strategy: str,
+    close_positions: bool = typer.Option(False, "--close-positions"),
+    reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
+    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+) -> None:
     """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
     from planar_core.config import ConfigError, load_config
 
@@ -107,16 +119,22 @@ def emergency_stop_cmd(strategy: str, close_positions: bool = typer.Option(False
             fail(str(exc))
             return
     try:
-        report = asyncio.run(emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions,
-                                            config_path=str(config) if config else None))
+        report = asyncio.run(
+            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(config) if config else None)
+        )
     except ConfigError as exc:
         fail(str(exc))
         return
-    typer.echo(f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
-               f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}")
+    typer.echo(
+        f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
+        f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}"
+    )
     if not report["clean"]:
-        typer.secho(f"NOT CLEAN, unverified: {report['unverified']}; still open: {report['remaining_open']} "
-                    f"{report['remaining_positions']}", err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"NOT CLEAN, unverified: {report['unverified']}; still open: {report['remaining_open']} {report['remaining_positions']}",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(1)
 
 
@@ -135,8 +153,10 @@ app.add_typer(deployments_app, name="deployments")
 
 
 @deployments_app.command("write")
-def deployments_write(configs: Path = typer.Option(Path("examples"), help="folder of strategy configs"),
-                      target: Path = typer.Option(Path("prefect.yaml"), help="where to write (the repository root's prefect.yaml)")) -> None:
+def deployments_write(
+    configs: Path = typer.Option(Path("examples"), help="folder of strategy configs"),
+    target: Path = typer.Option(Path("prefect.yaml"), help="where to write (the repository root's prefect.yaml)"),
+) -> None:
     """Write prefect.yaml with every deployment of every config (for `prefect deploy --all`)."""
     from deployments.prefect_yaml import write
     from planar_core.config import ConfigError
@@ -150,9 +170,11 @@ def deployments_write(configs: Path = typer.Option(Path("examples"), help="folde
 
 
 @app.command("automations")
-def automations_cmd(notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
-                    estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
-                    resync_deployment: str = typer.Option("resync/resync")) -> None:
+def automations_cmd(
+    notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
+    estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
+    resync_deployment: str = typer.Option("resync/resync"),
+) -> None:
     """Create or update the shipped automations (breaker -> e-stop of that strategy; reconnect -> resync; notify on failures)."""
     from prefect.exceptions import ObjectNotFound
 

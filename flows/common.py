@@ -50,8 +50,10 @@ class PrefectEventSink:
     def record(self, kind: str, **fields: Any) -> None:
         self.inner.record(kind, **fields)
         if kind in RISK_EVENT_KINDS or kind == "reconnect":
-            payload = {**{k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()},
-                       **self.identity}
+            payload = {
+                **{k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()},
+                **self.identity,
+            }
             error: Exception | None = None
             for _ in range(2):
                 try:  # None back means events are switched off here (no API): nothing to deliver, nothing failed
@@ -91,15 +93,23 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider)})
     redactor = Redactor(cfg.credentials.secret_values())
     alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor) if cfg.alerts is None and _alerts_in_env() else None
-    identity = {"account": config_account(cfg, secret_block_provider), "config_path": str(Path(config_path).resolve()) if config_path else ""}
+    identity = {
+        "account": config_account(cfg, secret_block_provider),
+        "config_path": str(Path(config_path).resolve()) if config_path else "",
+    }
 
     def prefect_events(inner: EventSink, dispatcher: AlertDispatcher | None) -> EventSink:
         return PrefectEventSink(inner, cfg.name, identity, dispatcher)
 
     s = strategy_from_config(cfg, secrets_provider=secret_block_provider, wrap_sink=prefect_events, alerts=alerts)
     try:
-        setup_live_logging(s.config.logging.model_copy(update={"console": False}), s.config.store_path, s.name,
-                           s.config.exchange, secrets=s.config.credentials.secret_values())
+        setup_live_logging(
+            s.config.logging.model_copy(update={"console": False}),
+            s.config.store_path,
+            s.name,
+            s.config.exchange,
+            secrets=s.config.credentials.secret_values(),
+        )
         forward_engine_logs(redactor)
     except BaseException:
         close = getattr(s.sink, "close", None)

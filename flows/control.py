@@ -46,12 +46,17 @@ def blank(value: object) -> bool:
     return value is None or str(value).strip() in ("", "None", "null")
 
 
-async def flow_runs(flow_name: str, states: Iterable[str], after: datetime | None = None,
-                    client: PrefectClient | None = None) -> list[FlowRun]:
+async def flow_runs(
+    flow_name: str, states: Iterable[str], after: datetime | None = None, client: PrefectClient | None = None
+) -> list[FlowRun]:
     """Runs of ``flow_name`` in ``states`` (expected to start after ``after``), through ``client`` or a new one."""
-    flt = {"flow_filter": FlowFilter(name=FlowFilterName(any_=[flow_name])),
-           "flow_run_filter": FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(x) for x in states])),
-                                            expected_start_time=FlowRunFilterExpectedStartTime(after_=after) if after else None)}
+    flt = {
+        "flow_filter": FlowFilter(name=FlowFilterName(any_=[flow_name])),
+        "flow_run_filter": FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(x) for x in states])),
+            expected_start_time=FlowRunFilterExpectedStartTime(after_=after) if after else None,
+        ),
+    }
     if client is not None:
         return await client.read_flow_runs(**flt)
     async with get_client() as new:
@@ -112,8 +117,9 @@ class EngineControl:
             for req in await flow_runs("emergency_stop", REQUESTED, after=self.since, client=client):
                 if aimed_at(req, self.s):
                     p = req.parameters or {}
-                    self._estop = asyncio.create_task(self._run_estop(str(req.id), str(p.get("reason") or "emergency stop"),
-                                                                      bool(p.get("close_positions"))))
+                    self._estop = asyncio.create_task(
+                        self._run_estop(str(req.id), str(p.get("reason") or "emergency stop"), bool(p.get("close_positions")))
+                    )
                     return
         if run_id:
             fr = await client.read_flow_run(run_id)

@@ -45,8 +45,9 @@ async def _trip_later(info: dict[str, Any], after: float) -> None:
         await http.post(f"{info['url']}/admin/price", json={"symbol": "BTCUSDT", "factor": 0.85})
 
 
-async def run_demo(duration: float = 45.0, trip_breaker: bool = False, out_dir: str | None = None,
-                   console: Console | None = None) -> dict[str, Any]:
+async def run_demo(
+    duration: float = 45.0, trip_breaker: bool = False, out_dir: str | None = None, console: Console | None = None
+) -> dict[str, Any]:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     from .live import live_strategy
@@ -63,8 +64,11 @@ async def run_demo(duration: float = 45.0, trip_breaker: bool = False, out_dir: 
         tripper = asyncio.create_task(_trip_later(info, duration / 2)) if trip_breaker else None
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeRemainingColumn(), console=console) as progress:
             bar = progress.add_task("live_strategy (ma_cross, 3 assets)", total=duration)
-            run = asyncio.create_task(live_strategy(strategy="ma_cross", config_path=str(config), duration=duration,
-                                                    report_dir=str(out / "report"), return_state=True))
+            run = asyncio.create_task(
+                live_strategy(
+                    strategy="ma_cross", config_path=str(config), duration=duration, report_dir=str(out / "report"), return_state=True
+                )
+            )
             t0 = time.perf_counter()
             while not run.done():
                 progress.update(bar, completed=min(duration, time.perf_counter() - t0))
@@ -86,18 +90,34 @@ async def run_demo(duration: float = 45.0, trip_breaker: bool = False, out_dir: 
         table.add_row(k, str(st.get(k)))
     table.add_row("ended because", f"{live['ended']} (run {live_state.type.value})")
     table.add_row("auto_tune", tune["summary"])
-    table.add_row("compaction", f"{compaction['segments_before']} -> {compaction['segments_after']} segments, "
-                                f"{compaction['bytes_before']:,} -> {compaction['bytes_after']:,} bytes")
+    table.add_row(
+        "compaction",
+        f"{compaction['segments_before']} -> {compaction['segments_after']} segments, "
+        f"{compaction['bytes_before']:,} -> {compaction['bytes_after']:,} bytes",
+    )
     console.print(table)
     api = PREFECT_API_URL.value()
     ui = PREFECT_UI_URL.value()
-    runs = {"live_strategy": live_state.state_details.flow_run_id, "auto_tune": tune_state.state_details.flow_run_id,
-            "compact_trace": compact_state.state_details.flow_run_id}
+    runs = {
+        "live_strategy": live_state.state_details.flow_run_id,
+        "auto_tune": tune_state.state_details.flow_run_id,
+        "compact_trace": compact_state.state_details.flow_run_id,
+    }
     console.print(f"[bold]trace[/]   {live['trace']}   (planar trace tail --root {live['trace']})")
     console.print(f"[bold]report[/]  {live['report']}  (+ equity.png, pnl.png, slippage.png, fill_latency.png)")
     for name, rid in runs.items():
-        where = f"{ui}/runs/flow-run/{rid}" if ui and api else f"prefect flow-run inspect {rid}  (ephemeral API: set PREFECT_API_URL to keep runs)"
+        where = (
+            f"{ui}/runs/flow-run/{rid}"
+            if ui and api
+            else f"prefect flow-run inspect {rid}  (ephemeral API: set PREFECT_API_URL to keep runs)"
+        )
         console.print(f"[bold]{name}[/] {where}")
     console.print(f"demo finished in {time.perf_counter() - started:.1f}s")
-    return {"live": live, "tune": tune, "compaction": compaction, "runs": {k: str(v) for k, v in runs.items()}, "out": str(out),
-            "seconds": time.perf_counter() - started}
+    return {
+        "live": live,
+        "tune": tune,
+        "compaction": compaction,
+        "runs": {k: str(v) for k, v in runs.items()},
+        "out": str(out),
+        "seconds": time.perf_counter() - started,
+    }

@@ -53,8 +53,15 @@ def _symbols_left(report: EStopReport) -> list[str]:
     return sorted({k.split(":", 1)[0] for k in keys})
 
 
-async def mop_up(report: EStopReport, strategy: str, cfg: StrategyConfig, close: bool, reason: str, config_path: str | None,
-                 overrides: dict[str, Any] | None) -> None:
+async def mop_up(
+    report: EStopReport,
+    strategy: str,
+    cfg: StrategyConfig,
+    close: bool,
+    reason: str,
+    config_path: str | None,
+    overrides: dict[str, Any] | None,
+) -> None:
     """Per-symbol settle tasks (retried by Prefect) for what the e-stop left unverified; the report and the persisted
     list re-arm checks then say what is still unverified after them."""
     symbols = [sym for sym in _symbols_left(report) if sym in {a.symbol for a in cfg.universe}]
@@ -81,9 +88,14 @@ def _run_account(params: dict[str, Any], strategy: str) -> str | None:
 
 
 @flow(name="emergency_stop", retries=2, retry_delay_seconds=2)
-async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_positions: bool = False,
-                         config_path: str | None = None, account: str | None = None,
-                         overrides: dict[str, Any] | None = None) -> Any:
+async def emergency_stop(
+    strategy: str,
+    reason: str = "Manual trigger",
+    close_positions: bool = False,
+    config_path: str | None = None,
+    account: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
     """Cancel every open order (optionally close positions), halt the strategy, then cancel its live flow runs.
 
     ``account`` (as carried by the engine's events) aims the stop: a config whose account differs is refused, so
@@ -108,14 +120,24 @@ async def emergency_stop(strategy: str, reason: str = "Manual trigger", close_po
     runs = [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
     cancelled = await cancel_runs([r.id for r in runs], reason)
     logger.error("EMERGENCY STOP %s: %s; live runs cancelled %s", strategy, report.summary(), cancelled)
-    emit_event(event="planar.emergency_stop", resource=resource(strategy),
-               payload={"reason": reason, "cancelled_orders": report.cancelled, "clean": report.clean, "cancelled_runs": cancelled,
-                        "unverified": report.unverified, "account": account or ""})
+    emit_event(
+        event="planar.emergency_stop",
+        resource=resource(strategy),
+        payload={
+            "reason": reason,
+            "cancelled_orders": report.cancelled,
+            "clean": report.clean,
+            "cancelled_runs": cancelled,
+            "unverified": report.unverified,
+            "account": account or "",
+        },
+    )
     unverified = "".join(f"| unverified: {k} | {v} |\n" for k, v in report.unverified.items())
     await InPlaceArtifact(artifact_key(strategy, "emergency-stop"), "emergency stop report").publish(
         f"# Emergency stop: {strategy}\n**{'CLEAN' if report.clean else 'NOT CLEAN: see the unverified rows'}**\n\n"
         f"reason: {reason}\n\n| what | value |\n|---|---|\n"
         f"| orders cancelled by this run | {report.cancelled} |\n| positions closed | {report.closed} |\n"
         f"| still open | {report.remaining_open} {report.remaining_positions} |\n{unverified}"
-        f"| live runs cancelled | {', '.join(cancelled) or '-'} |\n| clean | {report.clean} |")
+        f"| live runs cancelled | {', '.join(cancelled) or '-'} |\n| clean | {report.clean} |"
+    )
     return {**report.as_dict(), "cancelled_runs": cancelled}

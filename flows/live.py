@@ -60,8 +60,9 @@ async def take_over_zombies(s: Strategy) -> list[str]:
         for r in await live_runs(s.name, states=("RUNNING", "CANCELLING")):
             if str(r.id) == str(me) or (mine is not None and r.start_time is not None and r.start_time >= mine):
                 continue  # a run that started after this one is still on its way to the lease, which refuses it
-            await client.set_flow_run_state(r.id, Crashed(message=f"superseded: its engine holds no lease (process gone); "
-                                                                  f"flow run {me} took over"), force=True)
+            await client.set_flow_run_state(
+                r.id, Crashed(message=f"superseded: its engine holds no lease (process gone); flow run {me} took over"), force=True
+            )
             crashed.append(str(r.id))
     if crashed:
         s.sink.record("error_occurred", reason=f"live runs {crashed} were left Running by dead processes; marked Crashed")
@@ -93,8 +94,13 @@ def sigterm_stops(control: EngineControl) -> Any:
 
 
 @flow(name="live_strategy", retries=2, retry_delay_seconds=10, log_prints=True)
-async def live_strategy(strategy: str, config_path: str | None = None, duration: float | None = None,
-                        report_dir: str | None = None, overrides: dict[str, Any] | None = None) -> Any:
+async def live_strategy(
+    strategy: str,
+    config_path: str | None = None,
+    duration: float | None = None,
+    report_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts."""
     logger = get_run_logger()
     try:
@@ -116,8 +122,9 @@ async def live_strategy(strategy: str, config_path: str | None = None, duration:
         return await _session(s, control, stop, session_start, duration, report_dir)
 
 
-async def _session(s: "Strategy", control: EngineControl, stop: asyncio.Event, session_start: datetime, duration: float | None,
-                   report_dir: str | None) -> Any:
+async def _session(
+    s: "Strategy", control: EngineControl, stop: asyncio.Event, session_start: datetime, duration: float | None, report_dir: str | None
+) -> Any:
     """Start, trade until told to stop, stop, report; the run's final state says why it ended."""
     logger = get_run_logger()
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
@@ -136,12 +143,20 @@ async def _session(s: "Strategy", control: EngineControl, stop: asyncio.Event, s
         async def publish(st: dict[str, Any]) -> None:
             await status_artifact.publish(status_markdown(st))
 
-        result = await run(s, logic, duration=duration, tick_interval=s.config.tick_interval, stop=stop, on_status=publish,
-                           logic_errors=s.config.logic_errors)
+        result = await run(
+            s,
+            logic,
+            duration=duration,
+            tick_interval=s.config.tick_interval,
+            stop=stop,
+            on_status=publish,
+            logic_errors=s.config.logic_errors,
+        )
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
-        logger.info("strategy %s ended (%s): callbacks %s, errors %s", s.name, result.reason, dict(result.callbacks),
-                    dict(result.callback_errors))
+        logger.info(
+            "strategy %s ended (%s): callbacks %s, errors %s", s.name, result.reason, dict(result.callbacks), dict(result.callback_errors)
+        )
     finally:
         stop.set()
         watcher.cancel()
@@ -157,14 +172,21 @@ async def _session(s: "Strategy", control: EngineControl, stop: asyncio.Event, s
     ended = control.ended_because(result.reason, s.state.halt_reason)
     await InPlaceArtifact(artifact_key(s.name, "report"), f"session report of {s.name}").publish(
         f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, ticks {result.ticks}\n\n"
-        f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`")
-    out_data = {"reason": result.reason, "ended": ended, "ticks": result.ticks, "errors": result.errors, "status": result.final_status,
-                "report": str(files["html"]), "trace": str(getattr(s.sink, "root", "")),
-                "estop": control.estop_report.as_dict() if control.estop_report is not None else None}
+        f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`"
+    )
+    out_data = {
+        "reason": result.reason,
+        "ended": ended,
+        "ticks": result.ticks,
+        "errors": result.errors,
+        "status": result.final_status,
+        "report": str(files["html"]),
+        "trace": str(getattr(s.sink, "root", "")),
+        "estop": control.estop_report.as_dict() if control.estop_report is not None else None,
+    }
     if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
         return Cancelled(message=ended, data=out_data)
     if result.reason == "halted":
         await no_retry(None)
         return Failed(message=ended, data=out_data)
     return out_data
-

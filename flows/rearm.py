@@ -16,8 +16,9 @@ from .common import PERMANENT, permanent_failure, resource
 
 
 @flow(name="rearm", retries=0)
-async def rearm(strategy: str, reason: str, config_path: str | None = None, by: str | None = None,
-                overrides: dict[str, Any] | None = None) -> Any:
+async def rearm(
+    strategy: str, reason: str, config_path: str | None = None, by: str | None = None, overrides: dict[str, Any] | None = None
+) -> Any:
     """Clear the halt and reset the breaker baselines to the current equity; refused (Failed) while an order the
     e-stop could not verify is still open. ``by`` defaults to the user running it (or the flow run)."""
     who = by or (f"flow run {flow_run.name}" if flow_run.id else getpass.getuser())

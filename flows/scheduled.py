@@ -29,22 +29,29 @@ async def daily_reset(strategy: str, config_path: str | None = None, overrides: 
 
 
 @flow(name="auto_tune", retries=1, retry_delay_seconds=60)
-async def auto_tune(strategy: str, days: float = 30, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+async def auto_tune(
+    strategy: str, days: float = 30, config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Bounded parameter changes from the trace's last ``days``, persisted for the running engine; report and alert."""
     result = await tune(strategy, days, config_path, overrides)
     applied = result["applied"]
     changes = "\n".join(f"| {p['param']} | {p['old']} | {p['new']} | {p['reason']} |" for p in applied) or "| - | - | - | no change |"
-    md = (f"# Auto-tuning of {strategy} ({days:g} days)\n\n| parameter | old | new | reason |\n|---|---|---|---|\n{changes}\n\n"
-          f"change id `{result['change_id']}` (revert with `planar_core.trace.analysis.revert_tuning`)\n\n{result['analysis_markdown']}")
+    md = (
+        f"# Auto-tuning of {strategy} ({days:g} days)\n\n| parameter | old | new | reason |\n|---|---|---|---|\n{changes}\n\n"
+        f"change id `{result['change_id']}` (revert with `planar_core.trace.analysis.revert_tuning`)\n\n{result['analysis_markdown']}"
+    )
     await acreate_markdown_artifact(key=artifact_key(strategy, "auto-tune"), markdown=md, description=f"auto-tuning report of {strategy}")
     if applied:
-        emit_event(event="planar.tuning_applied", resource=resource(strategy), payload={"change_id": result["change_id"], "changes": applied})
+        emit_event(
+            event="planar.tuning_applied", resource=resource(strategy), payload={"change_id": result["change_id"], "changes": applied}
+        )
     return {k: v for k, v in result.items() if k != "analysis_markdown"}
 
 
 @flow(name="resync", retries=2, retry_delay_seconds=10)
-async def resync(strategy: str, config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                 tolerance: float = 1e-8) -> dict[str, Any]:
+async def resync(
+    strategy: str, config_path: str | None = None, overrides: dict[str, Any] | None = None, tolerance: float = 1e-8
+) -> dict[str, Any]:
     """Health check, then the exchange's snapshot against the trace-derived state; a divergence is an event and an alert."""
     from planar_core.alerts.dispatcher import send_alert
     from planar_core.engine.health import check
@@ -64,19 +71,31 @@ async def resync(strategy: str, config_path: str | None = None, overrides: dict[
         send_alert(s, f"Divergence for {strategy}: {found[:5]}", "error")
         if s.alerts is not None:
             await s.alerts.drain()
-    await acreate_markdown_artifact(key=artifact_key(strategy, "resync"), description=f"resync of {strategy}",
-                                    markdown=f"# Resync {strategy}\nhealthy: {healthy}\n\n" + ("\n".join(f"- {d}" for d in found) or "no divergence"))
+    await acreate_markdown_artifact(
+        key=artifact_key(strategy, "resync"),
+        description=f"resync of {strategy}",
+        markdown=f"# Resync {strategy}\nhealthy: {healthy}\n\n" + ("\n".join(f"- {d}" for d in found) or "no divergence"),
+    )
     return {"healthy": healthy, "divergences": found, "exchange": snapshot}
 
 
 @flow(name="compact_trace", retries=2, retry_delay_seconds=30)
-async def compact_trace(strategy: str, config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                        market_data_horizon_hours: float = 24, retention_days: float | None = None) -> dict[str, Any]:
+async def compact_trace(
+    strategy: str,
+    config_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    market_data_horizon_hours: float = 24,
+    retention_days: float | None = None,
+) -> dict[str, Any]:
     """Compaction of the account's trace; publishes sizes and chunk counts before and after."""
     report = await compact(strategy, config_path, overrides, market_data_horizon_hours, retention_days)
-    await acreate_table_artifact(key=artifact_key(strategy, "compaction"), description=f"trace compaction of {strategy}",
-                                 table=[{"metric": m, "before": report[f"{m}_before"], "after": report[f"{m}_after"]}
-                                        for m in ("bytes", "chunks", "segments", "events")])
+    await acreate_table_artifact(
+        key=artifact_key(strategy, "compaction"),
+        description=f"trace compaction of {strategy}",
+        table=[
+            {"metric": m, "before": report[f"{m}_before"], "after": report[f"{m}_after"]} for m in ("bytes", "chunks", "segments", "events")
+        ],
+    )
     return report
 
 

@@ -59,15 +59,26 @@ def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     core = {"timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price"}
     for r in records:
         details = ", ".join(f"{k}={v}" for k, v in r.items() if k not in core)
-        table.add_row(r["timestamp"].isoformat(), r["kind"], r.get("symbol", ""), r.get("client_order_id", ""), r.get("side", ""),
-                      f"{r['amount']:g}" if "amount" in r else "", f"{r['price']:g}" if "price" in r else "", details[:80])
+        table.add_row(
+            r["timestamp"].isoformat(),
+            r["kind"],
+            r.get("symbol", ""),
+            r.get("client_order_id", ""),
+            r.get("side", ""),
+            f"{r['amount']:g}" if "amount" in r else "",
+            f"{r['price']:g}" if "price" in r else "",
+            details[:80],
+        )
     Console().print(table)
 
 
 @trace_app.command("tail")
-def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events"), as_json: bool = typer.Option(False, "--json"),
-                   kind: str | None = typer.Option(None, help="only this event kind"),
-                   root: str | None = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+def trace_tail_cmd(
+    n: int = typer.Option(10, "-n", min=1, help="number of events"),
+    as_json: bool = typer.Option(False, "--json"),
+    kind: str | None = typer.Option(None, help="only this event kind"),
+    root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+) -> None:
     """The last N events."""
     from .trace import trace_tail
 
@@ -75,9 +86,13 @@ def trace_tail_cmd(n: int = typer.Option(10, "-n", min=1, help="number of events
 
 
 @trace_app.command("between")
-def trace_between_cmd(start: str, end: str, as_json: bool = typer.Option(False, "--json"),
-                      kind: str | None = typer.Option(None, help="only this event kind"),
-                      root: str | None = typer.Option(None, help="trace root (path or fsspec URL)")) -> None:
+def trace_between_cmd(
+    start: str,
+    end: str,
+    as_json: bool = typer.Option(False, "--json"),
+    kind: str | None = typer.Option(None, help="only this event kind"),
+    root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+) -> None:
     """Events with START <= timestamp < END (ISO-8601, UTC if no zone)."""
     import pandas as pd
 
@@ -130,8 +145,13 @@ def sandbox_serve(
 
     try:
         balances = parse_balances(balance)
-        ex = build_exchange(data, speed=speed, seed=seed, limits=Limits(weight_per_minute=weight_per_minute, orders_per_10s=orders_per_10s),
-                            synthetic=synthetic_markets)
+        ex = build_exchange(
+            data,
+            speed=speed,
+            seed=seed,
+            limits=Limits(weight_per_minute=weight_per_minute, orders_per_10s=orders_per_10s),
+            synthetic=synthetic_markets,
+        )
         acct = ex.add_account(balances, api_key, api_secret)
         server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
     except ValueError as exc:

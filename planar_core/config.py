@@ -45,8 +45,13 @@ class WatcherConfig(_Model):
     retry_count: int = Field(3, ge=0, le=20, description="retries (with backoff) of one failed poll before it counts as failed")
     timeout: float = Field(10.0, gt=0, le=3600, description="seconds one poll request may take")
     use_websocket: bool = True
-    verify_interval: float = Field(60.0, gt=0, le=86400, description="while the websocket is healthy, poll anyway this often: "
-                                                                     "an update the stream lost silently is corrected within this time")
+    verify_interval: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="while the websocket is healthy, poll anyway this often: "
+        "an update the stream lost silently is corrected within this time",
+    )
 
 
 class PositionWatcherConfig(WatcherConfig):
@@ -54,8 +59,11 @@ class PositionWatcherConfig(WatcherConfig):
     risk), so the seed's ``sync_on_startup`` has no off switch here."""
 
     interval: float = Field(15.0, gt=0, le=86400)
-    alert_on_changes: bool = Field(True, description="alert when a position changes while the engine has no order working on "
-                                                     "that asset (a manual trade, a liquidation, auto-deleveraging)")
+    alert_on_changes: bool = Field(
+        True,
+        description="alert when a position changes while the engine has no order working on "
+        "that asset (a manual trade, a liquidation, auto-deleveraging)",
+    )
 
 
 class OrderMonitoring(_Model):
@@ -63,11 +71,21 @@ class OrderMonitoring(_Model):
     interval: float = Field(5.0, gt=0, description="polling interval (s) of the order/trade tasks without websocket")
     retries: int = Field(2, ge=0, le=10, description="re-sends (same client order id) of an order proven absent after a failed request")
     timeout: float = Field(300.0, gt=0, description="order/trade tasks stop after this long without open orders")
-    verify_interval: float = Field(30.0, gt=0, le=86400, description="while the websocket is healthy, poll the asset's orders "
-                                   "anyway this often: an update the stream lost silently is corrected within this time")
-    absent_after: float = Field(15.0, gt=0, le=3600, description="an order whose request outcome is unknown is taken as never booked "
-                                "only when look-ups by client id still find nothing this many seconds after the request "
-                                "(Binance may hide a new order from GET for a few seconds)")
+    verify_interval: float = Field(
+        30.0,
+        gt=0,
+        le=86400,
+        description="while the websocket is healthy, poll the asset's orders "
+        "anyway this often: an update the stream lost silently is corrected within this time",
+    )
+    absent_after: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="an order whose request outcome is unknown is taken as never booked "
+        "only when look-ups by client id still find nothing this many seconds after the request "
+        "(Binance may hide a new order from GET for a few seconds)",
+    )
     use_websocket: bool = True
 
 
@@ -106,10 +124,14 @@ class RiskConfig(_Model):
     target_volatility: float = Field(0.02, gt=0)
     emergency_stop: bool = True
     emergency_close_positions: bool = False
-    estop_budget_s: float = Field(30.0, gt=0, le=3600, description="how long the emergency stop keeps retrying before it "
-                                                                   "reports what it could not verify")
-    refuse_when_unvalued: bool = Field(True, description="refuse risk-increasing orders while equity cannot be computed "
-                                                         "(a holding or position without a price path to the main currency)")
+    estop_budget_s: float = Field(
+        30.0, gt=0, le=3600, description="how long the emergency stop keeps retrying before it reports what it could not verify"
+    )
+    refuse_when_unvalued: bool = Field(
+        True,
+        description="refuse risk-increasing orders while equity cannot be computed "
+        "(a holding or position without a price path to the main currency)",
+    )
     monitor_interval: float = Field(30.0, gt=0)
 
 
@@ -118,8 +140,11 @@ class EventTracing(_Model):
     trace_market_data: bool = False
     trace_api_calls: bool = True
     flush_interval: float = Field(60.0, gt=0, description="seconds between flushes (order, fill, cancel and position events flush at once)")
-    fsync: bool = Field(True, description="fsync the trace's write-ahead files and the intent journal so they survive a power "
-                                          "loss (False: they survive a process crash only; about 0.5 ms less per order event)")
+    fsync: bool = Field(
+        True,
+        description="fsync the trace's write-ahead files and the intent journal so they survive a power "
+        "loss (False: they survive a process crash only; about 0.5 ms less per order event)",
+    )
     root: str | None = Field(None, description="trace root (path or fsspec URL); default <store_root>/traces/<account>")
 
 
@@ -162,8 +187,9 @@ class SandboxEndpoint(_Model):
 
 
 class StrategyConfig(_Model):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-                      description="also the prefix of client order ids and a directory name")
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="also the prefix of client order ids and a directory name"
+    )
     exchange: Literal["binance"] = "binance"
     mode: Literal["live", "paper"] = "live"
     sandbox: bool = True
@@ -194,8 +220,10 @@ class StrategyConfig(_Model):
     logic_params: Json = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
     logic_errors: Literal["log", "halt", "fail"] = Field(
-        "log", description="log: an error in a logic callback is recorded and counted, the engine goes on; halt: it also halts "
-                           "the strategy (no new orders until re-armed); fail: it ends the run (the flow's retries restart it)")
+        "log",
+        description="log: an error in a logic callback is recorded and counted, the engine goes on; halt: it also halts "
+        "the strategy (no new orders until re-armed); fail: it ends the run (the flow's retries restart it)",
+    )
 
     @field_validator("universe", mode="before")
     @classmethod
@@ -256,7 +284,7 @@ def _env_values(env: Mapping[str, str]) -> Json:
     for key, raw in env.items():
         if not key.startswith("PLANAR_"):
             continue
-        parts = key[len("PLANAR_"):].lower().split("__")
+        parts = key[len("PLANAR_") :].lower().split("__")
         if parts[0] not in StrategyConfig.model_fields or parts[0] == "store_root":
             continue
         try:
@@ -284,8 +312,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if two of them disagree the config is refused rather than one silently winning."""
     file_data = _read_file(Path(path)) if path else {}
     env_data = _env_values(os.environ if env is None else env)
-    modes = {src: str(d["mode"]).lower() for src, d in (("the config file", file_data), ("PLANAR_MODE", env_data),
-                                                         ("the argument", overrides)) if d.get("mode") is not None}
+    modes = {
+        src: str(d["mode"]).lower()
+        for src, d in (("the config file", file_data), ("PLANAR_MODE", env_data), ("the argument", overrides))
+        if d.get("mode") is not None
+    }
     if len(set(modes.values())) > 1:
         raise ConfigError("mode: " + " but ".join(f"{src} says {m!r}" for src, m in modes.items()) + "; make them agree")
     data = _merge(file_data, env_data)
@@ -337,25 +368,47 @@ def format_validation_error(exc: ValidationError, prefix: str | None = None) -> 
 
 
 FIELD_NOTES = {
-    "exchange": "ccxt exchange id (the sandbox speaks Binance)", "mode": "live: orders go to the exchange; paper: filled locally",
+    "exchange": "ccxt exchange id (the sandbox speaks Binance)",
+    "mode": "live: orders go to the exchange; paper: filled locally",
     "sandbox": "True: the configured sandbox endpoint (or the exchange's testnet); False: real money",
-    "main_currency": "quote currency for cash, equity and PnL", "initial_cash": "paper mode: starting cash in main_currency",
-    "default_leverage": "futures leverage set on each asset at start", "universe": "assets traded (see universe[] below)",
-    "timeframes": "OHLCV feeds watched per asset", "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
-    "logic_params": "fields of the logic's Params model (validated at load)", "enabled": "run this watcher", "retry_count": "retries of one poll",
-    "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)", "max_retries": "reconnection attempts",
-    "order_cancellation": "seconds", "balance_sync": "seconds", "position_sync": "seconds", "market_data": "seconds",
-    "order_placement": "seconds; also the default waitfor", "orders_per_second": "order submissions per second (queued locally)",
-"weight_per_minute": "request weight budget (ccxt throttle)",
-    "burst_allowance": "orders that may go at once before pacing", "correlation_limit": "refuse adding to a position correlated above this",
-    "sectors": "base asset -> sector name, for sector_limit", "max_volatility_threshold": "realised volatility (per candle) that halves positions",
-    "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)", "target_volatility": "per-candle volatility target",
-    "emergency_stop": "breakers call the emergency stop (else they only halt)", "emergency_close_positions": "the emergency stop also flattens",
-    "monitor_interval": "seconds between risk monitor runs", "max_leverage": "gross exposure / equity", "api_key_env": "variable holding the API key",
-    "api_secret_env": "variable holding the API secret", "passphrase_env": "variable holding the passphrase (some exchanges)",
+    "main_currency": "quote currency for cash, equity and PnL",
+    "initial_cash": "paper mode: starting cash in main_currency",
+    "default_leverage": "futures leverage set on each asset at start",
+    "universe": "assets traded (see universe[] below)",
+    "timeframes": "OHLCV feeds watched per asset",
+    "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
+    "logic_params": "fields of the logic's Params model (validated at load)",
+    "enabled": "run this watcher",
+    "retry_count": "retries of one poll",
+    "timeout": "seconds (order_monitoring: idle time before the per-asset tasks stop)",
+    "max_retries": "reconnection attempts",
+    "order_cancellation": "seconds",
+    "balance_sync": "seconds",
+    "position_sync": "seconds",
+    "market_data": "seconds",
+    "order_placement": "seconds; also the default waitfor",
+    "orders_per_second": "order submissions per second (queued locally)",
+    "weight_per_minute": "request weight budget (ccxt throttle)",
+    "burst_allowance": "orders that may go at once before pacing",
+    "correlation_limit": "refuse adding to a position correlated above this",
+    "sectors": "base asset -> sector name, for sector_limit",
+    "max_volatility_threshold": "realised volatility (per candle) that halves positions",
+    "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)",
+    "target_volatility": "per-candle volatility target",
+    "emergency_stop": "breakers call the emergency stop (else they only halt)",
+    "emergency_close_positions": "the emergency stop also flattens",
+    "monitor_interval": "seconds between risk monitor runs",
+    "max_leverage": "gross exposure / equity",
+    "api_key_env": "variable holding the API key",
+    "api_secret_env": "variable holding the API secret",
+    "passphrase_env": "variable holding the passphrase (some exchanges)",
     "api_key": "set by the loader from the environment or a secrets provider; never written in a file",
-    "api_secret": "as api_key", "passphrase": "as api_key", "use_websocket": "watch_* first, polling as fallback",
-    "level": "log level", "console": "also log human-readable lines to stderr", "trace_market_data": "record OHLCV events too (verbose)",
+    "api_secret": "as api_key",
+    "passphrase": "as api_key",
+    "use_websocket": "watch_* first, polling as fallback",
+    "level": "log level",
+    "console": "also log human-readable lines to stderr",
+    "trace_market_data": "record OHLCV events too (verbose)",
     "trace_api_calls": "record every exchange call (endpoint, latency, result)",
 }
 
@@ -364,10 +417,14 @@ def config_reference_markdown() -> str:
     """docs/config.md: every field of StrategyConfig with its type, default and meaning (a test keeps the file current)."""
     from pydantic import BaseModel as _BM
 
-    lines = ["# Strategy configuration reference", "",
-             "Generated from `planar_core/config.py` (`python -c 'from planar_core.config import config_reference_markdown as m; "
-             "print(m())' > docs/config.md`). Load order: TOML/YAML file < `PLANAR_*` environment variables "
-             "(`PLANAR_RISK__MAX_DAILY_LOSS=50`) < keyword overrides. The example is `examples/ma_cross.toml`.", ""]
+    lines = [
+        "# Strategy configuration reference",
+        "",
+        "Generated from `planar_core/config.py` (`python -c 'from planar_core.config import config_reference_markdown as m; "
+        "print(m())' > docs/config.md`). Load order: TOML/YAML file < `PLANAR_*` environment variables "
+        "(`PLANAR_RISK__MAX_DAILY_LOSS=50`) < keyword overrides. The example is `examples/ma_cross.toml`.",
+        "",
+    ]
 
     def walk(model: type[_BM], prefix: str) -> None:
         rows = []
@@ -388,12 +445,21 @@ def config_reference_markdown() -> str:
             note = field.description or FIELD_NOTES.get(name, "")
             rows.append(f"| `{prefix}{name}` | `{typ}` | `{default}` | {note} |")
         if rows:
-            lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", "| field | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+            lines.extend(
+                [f"## `{prefix.rstrip('.') or 'top level'}`", "", "| field | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+            )
         for path, sub in nested:
             walk(sub, f"{path}.")
 
     walk(StrategyConfig, "")
-    lines += ["## `universe[]`", "", "Each entry: a symbol string or a table with:", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+    lines += [
+        "## `universe[]`",
+        "",
+        "Each entry: a symbol string or a table with:",
+        "",
+        "| field | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
     for name, field in AssetConfig.model_fields.items():
         default = "required" if field.is_required() else repr(field.default)
         typ = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")

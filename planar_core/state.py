@@ -26,8 +26,9 @@ class PersistedState(BaseModel):
     day_start_equity: float | None = None
     peak_equity: float | None = None
     breaker_tripped: str | None = None
-    estop_unverified: dict[str, str] = Field(default_factory=dict, description="what the last e-stop could not confirm; re-arm "
-                                                                               "is refused until the exchange shows it settled")
+    estop_unverified: dict[str, str] = Field(
+        default_factory=dict, description="what the last e-stop could not confirm; re-arm is refused until the exchange shows it settled"
+    )
     tuned_params: Json = Field(default_factory=dict)
 
 

@@ -38,11 +38,15 @@ async def exchange_snapshot(strategy: str, config_path: str | None = None, overr
     async with loaded(strategy, config_path, overrides) as s:
         opened = {}
         for ai in s.universe.values():
-            rows = await s.client.call("fetch_open_orders", lambda ai=ai: s.client.ex.fetch_open_orders(ai.symbol),
-                                       s.config.timeouts.order_placement)
+            rows = await s.client.call(
+                "fetch_open_orders", lambda ai=ai: s.client.ex.fetch_open_orders(ai.symbol), s.config.timeouts.order_placement
+            )
             opened[ai.symbol] = sorted(str(o.get("clientOrderId")) for o in rows)
-        return {"open": opened, "balances": {k: v.total for k, v in s.balances.items()},
-                "positions": {sym: ai.position.contracts for sym, ai in s.universe.items() if ai.is_margin}}
+        return {
+            "open": opened,
+            "balances": {k: v.total for k, v in s.balances.items()},
+            "positions": {sym: ai.position.contracts for sym, ai in s.universe.items() if ai.is_margin},
+        }
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 60], cache_policy=NO_CACHE)
@@ -53,8 +57,9 @@ async def reset_day(strategy: str, config_path: str | None = None, overrides: Ov
 
 
 @task(cache_policy=NO_CACHE)
-async def rearm_strategy(strategy: str, reason: str, by: str, config_path: str | None = None,
-                         overrides: Overrides = None) -> dict[str, object]:
+async def rearm_strategy(
+    strategy: str, reason: str, by: str, config_path: str | None = None, overrides: Overrides = None
+) -> dict[str, object]:
     """``planar_core.risk.operations.rearm``; a refusal is final (never retried). An exchange that cannot be reached
     cannot confirm anything: that is a refusal too."""
     try:

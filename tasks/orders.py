@@ -14,8 +14,9 @@ from . import Overrides
 
 
 @task(task_run_name="settle:{symbol}", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
-async def settle(strategy: str, symbol: str, close: bool, reason: str, config_path: str | None = None,
-                 overrides: Overrides = None) -> dict[str, object] | State:
+async def settle(
+    strategy: str, symbol: str, close: bool, reason: str, config_path: str | None = None, overrides: Overrides = None
+) -> dict[str, object] | State:
     """Cancel every open order on ``symbol`` (and close its position with ``close``) until the exchange lists
     nothing; a retry is safe: cancelling what is already cancelled does nothing. Not settled is a returned Failed
     state, which Prefect retries like an exception, without a traceback for an outcome that is expected."""

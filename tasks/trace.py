@@ -25,12 +25,21 @@ def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) ->
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 60], cache_policy=NO_CACHE)
-async def compact(strategy: str, config_path: str | None = None, overrides: Overrides = None, horizon_hours: float = 24,
-                  retention_days: float | None = None) -> dict[str, object]:
+async def compact(
+    strategy: str,
+    config_path: str | None = None,
+    overrides: Overrides = None,
+    horizon_hours: float = 24,
+    retention_days: float | None = None,
+) -> dict[str, object]:
     """Idempotent: compaction of a compacted trace rewrites it the same way."""
     root = _trace_root(strategy, config_path, overrides)
-    report = await asyncio.to_thread(compact_trace, root, market_data_horizon=timedelta(hours=horizon_hours),
-                                     retention=timedelta(days=retention_days) if retention_days else None)
+    report = await asyncio.to_thread(
+        compact_trace,
+        root,
+        market_data_horizon=timedelta(hours=horizon_hours),
+        retention=timedelta(days=retention_days) if retention_days else None,
+    )
     return report.as_dict()
 
 
@@ -45,19 +54,25 @@ async def tune(strategy: str, days: float, config_path: str | None = None, overr
     try:
         result = optimize_from_events(s, days=days, bounds=TuningBounds(), source=trace_root(s.config))
         summary = f"Strategy optimization completed for {strategy}: " + (
-            ", ".join(f"{p.param} {p.old}->{p.new}" for p in result.applied) or "no change")
+            ", ".join(f"{p.param} {p.old}->{p.new}" for p in result.applied) or "no change"
+        )
         send_alert(s, summary, "info")
         if s.alerts is not None:
             await s.alerts.drain()
     finally:
         await s.stop()
-    return {"change_id": result.change_id, "applied": [vars(p) for p in result.applied], "summary": summary,
-            "analysis_markdown": analysis_markdown(result.analysis)}
+    return {
+        "change_id": result.change_id,
+        "applied": [vars(p) for p in result.applied],
+        "summary": summary,
+        "analysis_markdown": analysis_markdown(result.analysis),
+    }
 
 
 @task(cache_policy=NO_CACHE)
-def divergence_check(strategy: str, snapshot: dict[str, object], config_path: str | None = None, overrides: Overrides = None,
-                     tolerance: float = 1e-8) -> list[str]:
+def divergence_check(
+    strategy: str, snapshot: dict[str, object], config_path: str | None = None, overrides: Overrides = None, tolerance: float = 1e-8
+) -> list[str]:
     """The exchange snapshot against the state the trace replays to."""
     state = replay_from_trace(_trace_root(strategy, config_path, overrides))
     open_ids = snapshot["open"]

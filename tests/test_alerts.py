@@ -34,8 +34,9 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
-        self.requests.append({"method": request.method, "path": request.path, "body": body,
-                              "json": json.loads(body) if body.startswith("{") else None})
+        self.requests.append(
+            {"method": request.method, "path": request.path, "body": body, "json": json.loads(body) if body.startswith("{") else None}
+        )
         if request.path.startswith("/hang"):
             await asyncio.sleep(4)
         if request.path.startswith("/fail"):
@@ -95,9 +96,15 @@ def smtp() -> Any:
 
 def full_env(receiver: Receiver, smtp_port: int) -> dict[str, str]:
     return {
-        "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_CHAT_ID": "4242", "TELEGRAM_API_BASE": receiver.url,
-        "SMTP_SERVER": "127.0.0.1", "SMTP_PORT": str(smtp_port), "SMTP_USERNAME": "alerts", "SMTP_PASSWORD": SMTP_PASSWORD,
-        "SMTP_SECURITY": "insecure", "ALERT_EMAIL": "desk@example.test",
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "TELEGRAM_CHAT_ID": "4242",
+        "TELEGRAM_API_BASE": receiver.url,
+        "SMTP_SERVER": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_USERNAME": "alerts",
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+        "SMTP_SECURITY": "insecure",
+        "ALERT_EMAIL": "desk@example.test",
         "DISCORD_WEBHOOK_URL": f"{receiver.url}/api/webhooks/987/{DISCORD_TOKEN}",
         "ALERT_WEBHOOK_URL": f"{receiver.url}/hook/slack",
     }
@@ -123,8 +130,14 @@ async def test_alert_reaches_every_channel_with_the_right_shape(receiver: Receiv
 
 
 async def test_failing_and_hanging_channels_are_isolated(receiver: Receiver) -> None:
-    cfg = AlertConfig(webhook_url=f"{receiver.url}/hang", discord_webhook_url=f"{receiver.url}/fail/api/webhooks/1/tok",
-                      telegram_bot_token=BOT_TOKEN, telegram_chat_id="7", telegram_api_base=receiver.url, channel_timeout_s=1)
+    cfg = AlertConfig(
+        webhook_url=f"{receiver.url}/hang",
+        discord_webhook_url=f"{receiver.url}/fail/api/webhooks/1/tok",
+        telegram_bot_token=BOT_TOKEN,
+        telegram_chat_id="7",
+        telegram_api_base=receiver.url,
+        channel_timeout_s=1,
+    )
     d = AlertDispatcher(cfg)
     loop = asyncio.get_running_loop()
     t0 = loop.time()

@@ -28,12 +28,17 @@ from planar_core.sandbox.accounts import Account
 from .conftest import make_client
 
 SPOT, SWAP = "BTC/USDT", "BTC/USDT:USDT"
-NO_BOOK_TIME = dict.fromkeys(("timestamp", "datetime"), "Binance's spot /api/v3/depth carries no time (futures' carries E and T), so "
-                             "ccxt's book (and the snapshot a watched book starts from) has none")
+NO_BOOK_TIME = dict.fromkeys(
+    ("timestamp", "datetime"),
+    "Binance's spot /api/v3/depth carries no time (futures' carries E and T), so "
+    "ccxt's book (and the snapshot a watched book starts from) has none",
+)
 NO_OPTIONS = {"optionsNotLoadedByDefault": "ccxt's binance loads spot, linear and inverse markets only (options.fetchMarkets)"}
 CONCAT = "can only concatenate str"
-CONCAT_WHY = ("the transpiled validator adds a float balance to a str in a debug message before it sends an order (Python "
-              "only, any exchange); the order structure is validated through fetchOrders/fetchOpenOrders/fetchClosedOrders")
+CONCAT_WHY = (
+    "the transpiled validator adds a float balance to a str in a debug message before it sends an order (Python "
+    "only, any exchange); the order structure is validated through fetchOrders/fetchOpenOrders/fetchClosedOrders"
+)
 
 
 @dataclass(frozen=True)
@@ -49,47 +54,134 @@ class Case:
 
 
 REST = {
-    "spot": [Case("loadMarkets", skip=NO_OPTIONS), Case("fetchCurrencies"), Case("fetchStatus"), Case("fetchTicker", ("S",)),
-             Case("fetchTickers", ("S",), {"checkActiveSymbols": "ccxt counts the active markets of every type, a spot-only "
-                                                                 "fetchTickers answer (Binance's /api/v3/ticker/24hr) has fewer"}),
-             Case("fetchLastPrices", ("S",)), Case("fetchOHLCV", ("S",)), Case("fetchTrades", ("S",)), Case("fetchOrderBook", ("S",), NO_BOOK_TIME),
-             Case("fetchL2OrderBook", ("S",), NO_BOOK_TIME), Case("fetchBalance"), Case("fetchTradingFees"), Case("fetchTradingFee", ("S",)),
-             Case("fetchOrders", ("S",)), Case("fetchOpenOrders", ("S",)), Case("fetchClosedOrders", ("S",)), Case("fetchMyTrades", ("S",)),
-             Case("createOrder", ("S",), fails=CONCAT, why=CONCAT_WHY), Case("features"), Case("afterConstruct"),
-             Case("fetchMarkets", fails="fetchMarkets must return a dict",
-                  why="the validator asserts a dict, ccxt's binance.fetch_markets returns a list"),
-             Case("fetchOrderBooks", fails="fetchOrderBooks() is not supported", why="ccxt's binance has no fetchOrderBooks")],
-    "swap": [Case("loadMarkets", skip=NO_OPTIONS), Case("fetchStatus"), Case("fetchTicker", ("S",)),
-             Case("fetchTickers", ("S",), {"checkActiveSymbols": "as for spot: /fapi/v1/ticker/24hr answers futures only"}),
-             Case("fetchLastPrices", ("S",)), Case("fetchOHLCV", ("S",)), Case("fetchTrades", ("S",)), Case("fetchOrderBook", ("S",)),
-             Case("fetchL2OrderBook", ("S",)), Case("fetchBalance"), Case("fetchOrders", ("S",)), Case("fetchOpenOrders", ("S",)),
-             Case("fetchClosedOrders", ("S",)), Case("fetchMyTrades", ("S",)), Case("createOrder", ("S",), fails="'BTC'",
-                  why="the validator reads balance['BTC'] of a futures account; Binance lists an asset never used with "
-                      "updateTime 0, and ccxt drops those rows (ccxt#27997), so the key is missing there as here"),
-             Case("fetchPositions", ("S",)),
-             Case("fetchFundingRateHistory", ("S",)), Case("fetchLeverageTiers", ("S",)), Case("fetchMarketLeverageTiers", ("S",)),
-             Case("fetchMarginMode", ("S",)), Case("fetchLedger", ("Q",)),
-             Case("fetchMarginModes", ("S",), fails="response is expected to be an array",
-                  why="the validator asserts a list, ccxt's binance.fetch_margin_modes returns a dict by symbol")],
+    "spot": [
+        Case("loadMarkets", skip=NO_OPTIONS),
+        Case("fetchCurrencies"),
+        Case("fetchStatus"),
+        Case("fetchTicker", ("S",)),
+        Case(
+            "fetchTickers",
+            ("S",),
+            {
+                "checkActiveSymbols": "ccxt counts the active markets of every type, a spot-only "
+                "fetchTickers answer (Binance's /api/v3/ticker/24hr) has fewer"
+            },
+        ),
+        Case("fetchLastPrices", ("S",)),
+        Case("fetchOHLCV", ("S",)),
+        Case("fetchTrades", ("S",)),
+        Case("fetchOrderBook", ("S",), NO_BOOK_TIME),
+        Case("fetchL2OrderBook", ("S",), NO_BOOK_TIME),
+        Case("fetchBalance"),
+        Case("fetchTradingFees"),
+        Case("fetchTradingFee", ("S",)),
+        Case("fetchOrders", ("S",)),
+        Case("fetchOpenOrders", ("S",)),
+        Case("fetchClosedOrders", ("S",)),
+        Case("fetchMyTrades", ("S",)),
+        Case("createOrder", ("S",), fails=CONCAT, why=CONCAT_WHY),
+        Case("features"),
+        Case("afterConstruct"),
+        Case(
+            "fetchMarkets",
+            fails="fetchMarkets must return a dict",
+            why="the validator asserts a dict, ccxt's binance.fetch_markets returns a list",
+        ),
+        Case("fetchOrderBooks", fails="fetchOrderBooks() is not supported", why="ccxt's binance has no fetchOrderBooks"),
+    ],
+    "swap": [
+        Case("loadMarkets", skip=NO_OPTIONS),
+        Case("fetchStatus"),
+        Case("fetchTicker", ("S",)),
+        Case("fetchTickers", ("S",), {"checkActiveSymbols": "as for spot: /fapi/v1/ticker/24hr answers futures only"}),
+        Case("fetchLastPrices", ("S",)),
+        Case("fetchOHLCV", ("S",)),
+        Case("fetchTrades", ("S",)),
+        Case("fetchOrderBook", ("S",)),
+        Case("fetchL2OrderBook", ("S",)),
+        Case("fetchBalance"),
+        Case("fetchOrders", ("S",)),
+        Case("fetchOpenOrders", ("S",)),
+        Case("fetchClosedOrders", ("S",)),
+        Case("fetchMyTrades", ("S",)),
+        Case(
+            "createOrder",
+            ("S",),
+            fails="'BTC'",
+            why="the validator reads balance['BTC'] of a futures account; Binance lists an asset never used with "
+            "updateTime 0, and ccxt drops those rows (ccxt#27997), so the key is missing there as here",
+        ),
+        Case("fetchPositions", ("S",)),
+        Case("fetchFundingRateHistory", ("S",)),
+        Case("fetchLeverageTiers", ("S",)),
+        Case("fetchMarketLeverageTiers", ("S",)),
+        Case("fetchMarginMode", ("S",)),
+        Case("fetchLedger", ("Q",)),
+        Case(
+            "fetchMarginModes",
+            ("S",),
+            fails="response is expected to be an array",
+            why="the validator asserts a list, ccxt's binance.fetch_margin_modes returns a dict by symbol",
+        ),
+    ],
 }
 
 WS = {
-    "spot": [Case("watchOHLCV", ("S",)), Case("watchOHLCVForSymbols", ("S",)), Case("watchTicker", ("S",)), Case("watchTickers", ("S",)),
-             Case("watchBidsAsks", ("S",)), Case("watchOrderBook", ("S",), NO_BOOK_TIME), Case("watchOrderBookForSymbols", ("SS",), NO_BOOK_TIME),
-             Case("watchTrades", ("S",)), Case("watchTradesForSymbols", ("SS",)), Case("watchBalance", ("Q",)),
-             Case("watchOrders", ("S",)), Case("watchMyTrades", ("S",))],
-    "swap": [Case("watchOHLCV", ("S",)), Case("watchOHLCVForSymbols", ("S",)), Case("watchTicker", ("S",)), Case("watchTickers", ("S",)),
-             Case("watchBidsAsks", ("S",)), Case("watchOrderBook", ("S",)), Case("watchOrderBookForSymbols", ("SS",)),
-             Case("watchTrades", ("S",)), Case("watchTradesForSymbols", ("SS",)),
-             Case("watchBalance", ("Q",), fails="free is undefined",
-                  why="Binance's futures ACCOUNT_UPDATE carries wallet balances only (wb, cw), so ccxt leaves free and used None"),
-             Case("watchOrders", ("S",)), Case("watchMyTrades", ("S",)),
-             Case("watchPositions", ("S",), dict.fromkeys(("notional", "leverage", "markPrice", "initialMargin", "maintenanceMargin",
-                                                          "collateral", "marginRatio", "percentage", "initialMarginPercentage",
-                                                          "maintenanceMarginPercentage"),
-                                                         "ccxt parses ACCOUNT_UPDATE, which has none of these on Binance either")),
-             Case("watchPosition", ("S",), fails="watchPosition() is not supported", why="ccxt.pro's binance has watchPositions only")],
+    "spot": [
+        Case("watchOHLCV", ("S",)),
+        Case("watchOHLCVForSymbols", ("S",)),
+        Case("watchTicker", ("S",)),
+        Case("watchTickers", ("S",)),
+        Case("watchBidsAsks", ("S",)),
+        Case("watchOrderBook", ("S",), NO_BOOK_TIME),
+        Case("watchOrderBookForSymbols", ("SS",), NO_BOOK_TIME),
+        Case("watchTrades", ("S",)),
+        Case("watchTradesForSymbols", ("SS",)),
+        Case("watchBalance", ("Q",)),
+        Case("watchOrders", ("S",)),
+        Case("watchMyTrades", ("S",)),
+    ],
+    "swap": [
+        Case("watchOHLCV", ("S",)),
+        Case("watchOHLCVForSymbols", ("S",)),
+        Case("watchTicker", ("S",)),
+        Case("watchTickers", ("S",)),
+        Case("watchBidsAsks", ("S",)),
+        Case("watchOrderBook", ("S",)),
+        Case("watchOrderBookForSymbols", ("SS",)),
+        Case("watchTrades", ("S",)),
+        Case("watchTradesForSymbols", ("SS",)),
+        Case(
+            "watchBalance",
+            ("Q",),
+            fails="free is undefined",
+            why="Binance's futures ACCOUNT_UPDATE carries wallet balances only (wb, cw), so ccxt leaves free and used None",
+        ),
+        Case("watchOrders", ("S",)),
+        Case("watchMyTrades", ("S",)),
+        Case(
+            "watchPositions",
+            ("S",),
+            dict.fromkeys(
+                (
+                    "notional",
+                    "leverage",
+                    "markPrice",
+                    "initialMargin",
+                    "maintenanceMargin",
+                    "collateral",
+                    "marginRatio",
+                    "percentage",
+                    "initialMarginPercentage",
+                    "maintenanceMarginPercentage",
+                ),
+                "ccxt parses ACCOUNT_UPDATE, which has none of these on Binance either",
+            ),
+        ),
+        Case("watchPosition", ("S",), fails="watchPosition() is not supported", why="ccxt.pro's binance has watchPositions only"),
+    ],
 }
+
 
 def validator(method: str, ws: bool) -> Callable[..., Awaitable[Any]]:
     snake = "".join("_" + c.lower() if c.isupper() else c for c in "_" + method.replace("OHLCV", "Ohlcv"))
@@ -110,8 +202,11 @@ def client_for(sandbox: SandboxServer, account: Account, kind: str) -> Any:
     return make_client(sandbox, account, options=options)
 
 
-@pytest.mark.parametrize(("kind", "case"), [(k, c) for k, cases in REST.items() for c in cases],
-                         ids=[f"{k}-{c.method}" for k, cases in REST.items() for c in cases])
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [(k, c) for k, cases in REST.items() for c in cases],
+    ids=[f"{k}-{c.method}" for k, cases in REST.items() for c in cases],
+)
 async def test_rest_validator(sandbox: SandboxServer, account: Account, kind: str, case: Case) -> None:
     ex = client_for(sandbox, account, kind)
     try:
@@ -150,7 +245,7 @@ async def test_ws_validators(sandbox: SandboxServer, account: Account, kind: str
                 await asyncio.wait_for(validator(case.method, ws=True)(ex, dict.fromkeys(case.skip, True), *arguments(case, kind)), 60)
             except TimeoutError:
                 return f"{case.method}: no answer within 60 s"
-            except Exception as exc:  # noqa: BLE001 - collected and reported per method below
+            except Exception as exc:
                 if case.fails and case.fails in str(exc):
                     return None
                 return f"{case.method}: {type(exc).__name__}: {str(exc)[:400]}"

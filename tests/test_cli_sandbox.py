@@ -15,8 +15,12 @@ PLANAR = [sys.executable, "-m", "planar_core"]
 
 
 def test_serve_prints_credentials_trades_and_stops_cleanly() -> None:
-    proc = subprocess.Popen([*PLANAR, "sandbox", "serve", "--port", "0", "--balance", "USDT=5000,BTC=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*PLANAR, "sandbox", "serve", "--port", "0", "--balance", "USDT=5000,BTC=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         info = json.loads(line)

@@ -11,11 +11,13 @@ ABOVE = ("prefect", "flows", "tasks", "deployments", "bench")
 
 
 def test_importing_every_planar_core_module_loads_nothing_from_above() -> None:
-    code = ("import importlib, pkgutil, sys, planar_core\n"
-            "for m in pkgutil.walk_packages(planar_core.__path__, 'planar_core.'):\n"
-            "    if not m.name.endswith('__main__'):\n"
-            "        importlib.import_module(m.name)\n"
-            f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({ABOVE!r})))\n")
+    code = (
+        "import importlib, pkgutil, sys, planar_core\n"
+        "for m in pkgutil.walk_packages(planar_core.__path__, 'planar_core.'):\n"
+        "    if not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
+        f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({ABOVE!r})))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"

@@ -30,8 +30,9 @@ def log_secrets_everywhere(log: logging.Logger) -> None:
 
 @pytest.fixture
 def live_log(tmp_path: Path):
-    logger, path, redactor = setup_live_logging(LoggingConfig(level="debug", console=False), tmp_path, "scalper", "binance",
-                                                secrets=[API_KEY, API_SECRET, PASSWORD])
+    logger, path, _redactor = setup_live_logging(
+        LoggingConfig(level="debug", console=False), tmp_path, "scalper", "binance", secrets=[API_KEY, API_SECRET, PASSWORD]
+    )
     yield logger, path
     for h in list(logger.handlers):
         logger.removeHandler(h)
@@ -39,7 +40,7 @@ def live_log(tmp_path: Path):
 
 
 def test_json_lines_with_context_fields(live_log) -> None:
-    logger, path = live_log
+    _logger, path = live_log
     logging.getLogger("planar.engine").info("filled", extra={"symbol": "BTC/USDT", "amount": 0.01})
     rec = json.loads(path.read_text().splitlines()[-1])
     assert rec["message"] == "filled" and rec["level"] == "INFO" and rec["logger"] == "planar.engine"

@@ -113,6 +113,7 @@ async def test_numbers_are_padded_to_fixed_decimals(client, sandbox) -> None:
     symbol's pricePrecision/quantityPrecision, so a bid and an ask always have the same number of digits."""
     await client.create_order("BTC/USDT", "market", "buy", 0.001)
     async with aiohttp.ClientSession() as http:
+
         async def get(path: str, **params: str) -> object:
             async with http.get(f"{sandbox.url}{path}", params=params) as r:
                 assert r.status == 200

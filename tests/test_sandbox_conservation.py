@@ -75,8 +75,18 @@ async def test_balances_conserved_over_1000_random_orders(client, sandbox: Sandb
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["BTCUSDT", "ETHBTC"]), st.sampled_from(["BUY", "SELL"]),
-                          st.sampled_from(["MARKET", "LIMIT"]), st.integers(1, 400), st.floats(0.95, 1.05)), max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["BTCUSDT", "ETHBTC"]),
+            st.sampled_from(["BUY", "SELL"]),
+            st.sampled_from(["MARKET", "LIMIT"]),
+            st.integers(1, 400),
+            st.floats(0.95, 1.05),
+        ),
+        max_size=40,
+    )
+)
 def test_conservation_property(orders) -> None:
     """The same invariant on the matching engine itself, over generated order sequences."""
     from planar_core.sandbox import errors

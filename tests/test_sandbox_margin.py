@@ -110,10 +110,12 @@ async def test_mark_price_is_not_the_last_price(sandbox: SandboxServer) -> None:
     basis of up to ``basis_bps`` (admin API), as on Binance."""
     import aiohttp
 
-    acct, ex = await _swap(sandbox, 100_000)
+    _acct, ex = await _swap(sandbox, 100_000)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{sandbox.url}/admin/price", json={"symbol": "BTCUSDT", "kind": "linear", "factor": 1.0, "basis_bps": 50}) as r:
+            async with http.post(
+                f"{sandbox.url}/admin/price", json={"symbol": "BTCUSDT", "kind": "linear", "factor": 1.0, "basis_bps": 50}
+            ) as r:
                 assert r.status == 200
         await ex.create_order("BTC/USDT:USDT", "market", "buy", 0.1)
         with sandbox.ex.at_one_instant():  # the whole exchange held at one instant, so mark, index and position agree

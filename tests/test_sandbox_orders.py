@@ -36,7 +36,9 @@ async def test_spot_stop_loss_limit_waits_locks_and_triggers(client, sandbox: Sa
     free_before = account.spot["BTC"][0]
     with pytest.raises(ccxt.OrderImmediatelyFillable):  # a sell stop above the market would trigger at once
         await client.create_order("BTC/USDT", "limit", "sell", 0.01, round(bid * 1.01, 2), params={"stopLossPrice": round(bid * 1.02, 2)})
-    order = await client.create_order("BTC/USDT", "limit", "sell", 0.01, round(bid * 0.97, 2), params={"stopLossPrice": round(bid * 0.98, 2)})
+    order = await client.create_order(
+        "BTC/USDT", "limit", "sell", 0.01, round(bid * 0.97, 2), params={"stopLossPrice": round(bid * 0.98, 2)}
+    )
     info = (await client.fetch_order(order["id"], "BTC/USDT"))["info"]
     assert info["type"] == "STOP_LOSS_LIMIT" and info["isWorking"] is False and info["status"] == "NEW"
     assert account.spot["BTC"][0] == free_before - Decimal("0.01")  # the base is locked while it waits
@@ -74,13 +76,21 @@ async def test_futures_conditional_orders_go_through_the_algo_service(futures, s
     await futures.create_order("BTC/USDT:USDT", "market", "buy", 0.1)
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
     with pytest.raises(ccxt.ExchangeError, match="-4120"):  # /fapi/v1/order no longer takes conditional types
-        await futures.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "quantity": "0.1",
-                                            "stopPrice": str(round(bid * 0.9, 1))})
+        await futures.fapiPrivatePostOrder(
+            {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "quantity": "0.1", "stopPrice": str(round(bid * 0.9, 1))}
+        )
     with pytest.raises(ccxt.ExchangeError, match="-2021"):  # "Order would immediately trigger."
         await futures.create_order("BTC/USDT:USDT", "market", "sell", 0.1, params={"stopLossPrice": round(bid * 1.01, 1)})
-    stop = await futures.create_order("BTC/USDT:USDT", "market", "sell", 0.1, params={"stopLossPrice": round(bid * 0.98, 1), "reduceOnly": True})
-    take = await futures.create_order("BTC/USDT:USDT", "market", "sell", 0.1,
-                                      params={"takeProfitPrice": round(bid * 1.05, 1), "closePosition": True, "workingType": "MARK_PRICE"})
+    stop = await futures.create_order(
+        "BTC/USDT:USDT", "market", "sell", 0.1, params={"stopLossPrice": round(bid * 0.98, 1), "reduceOnly": True}
+    )
+    take = await futures.create_order(
+        "BTC/USDT:USDT",
+        "market",
+        "sell",
+        0.1,
+        params={"takeProfitPrice": round(bid * 1.05, 1), "closePosition": True, "workingType": "MARK_PRICE"},
+    )
     opened = await futures.fetch_open_orders("BTC/USDT:USDT", params={"trigger": True})
     assert {o["id"] for o in opened} == {stop["id"], take["id"]} and all(o["info"]["algoStatus"] == "NEW" for o in opened)
     move(sandbox, "linear", "BTCUSDT", 0.975)
@@ -131,7 +141,9 @@ async def test_price_filters_as_binance(client, futures, sandbox: SandboxServer)
     names = {f["filterType"] for f in info["filters"]}
     assert {"PERCENT_PRICE_BY_SIDE", "MARKET_LOT_SIZE", "MAX_NUM_ALGO_ORDERS", "TRAILING_DELTA", "ICEBERG_PARTS"} <= names
     for i in range(5):  # MAX_NUM_ALGO_ORDERS: 5 waiting stops per symbol
-        await client.create_order("BTC/USDT", "limit", "sell", 0.001, round(sbid * 0.9, 2), params={"stopLossPrice": round(sbid * (0.95 - i / 100), 2)})
+        await client.create_order(
+            "BTC/USDT", "limit", "sell", 0.001, round(sbid * 0.9, 2), params={"stopLossPrice": round(sbid * (0.95 - i / 100), 2)}
+        )
     with pytest.raises(ccxt.ExchangeError, match="MAX_NUM_ALGO_ORDERS"):
         await client.create_order("BTC/USDT", "limit", "sell", 0.001, round(sbid * 0.9, 2), params={"stopLossPrice": round(sbid * 0.9, 2)})
     with pytest.raises(ccxt.ExchangeError, match="ICEBERG_PARTS"):  # 0.1 in parts of 0.001: more than 10 parts
@@ -144,10 +156,20 @@ async def test_spot_oco_one_leg_fills_the_other_expires(client, sandbox: Sandbox
     """A SELL OCO locks its quantity once; the limit leg fills on a rise and the stop leg expires with it."""
     bid, ask = bid_ask(sandbox, "BTCUSDT")
     free = account.spot["BTC"][0]
-    placed = await client.privatePostOrderListOco({
-        "symbol": "BTCUSDT", "side": "SELL", "quantity": "0.01", "listClientOrderId": "oco-1", "aboveType": "LIMIT_MAKER",
-        "abovePrice": f"{ask * 1.02:.2f}", "belowType": "STOP_LOSS_LIMIT", "belowStopPrice": f"{bid * 0.98:.2f}",
-        "belowPrice": f"{bid * 0.97:.2f}", "belowTimeInForce": "GTC"})
+    placed = await client.privatePostOrderListOco(
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "quantity": "0.01",
+            "listClientOrderId": "oco-1",
+            "aboveType": "LIMIT_MAKER",
+            "abovePrice": f"{ask * 1.02:.2f}",
+            "belowType": "STOP_LOSS_LIMIT",
+            "belowStopPrice": f"{bid * 0.98:.2f}",
+            "belowPrice": f"{bid * 0.97:.2f}",
+            "belowTimeInForce": "GTC",
+        }
+    )
     assert placed["listOrderStatus"] == "EXECUTING" and len(placed["orders"]) == 2
     assert account.spot["BTC"][0] == free - Decimal("0.01") and account.spot["BTC"][1] == Decimal("0.01")  # one lock for both legs
     move(sandbox, "spot", "BTCUSDT", 1.03)
@@ -156,7 +178,9 @@ async def test_spot_oco_one_leg_fills_the_other_expires(client, sandbox: Sandbox
         return (await client.privateGetOrderList({"orderListId": placed["orderListId"]}))["listOrderStatus"] == "ALL_DONE"
 
     await wait_for(done, timeout=5)
-    statuses = {o["type"]: o["status"] for o in await client.privateGetAllOrders({"symbol": "BTCUSDT"}) if o["orderListId"] == placed["orderListId"]}
+    statuses = {
+        o["type"]: o["status"] for o in await client.privateGetAllOrders({"symbol": "BTCUSDT"}) if o["orderListId"] == placed["orderListId"]
+    }
     assert statuses == {"LIMIT_MAKER": "FILLED", "STOP_LOSS_LIMIT": "EXPIRED"}
     assert account.spot["BTC"][1] == 0 and account.spot["BTC"][0] == free - Decimal("0.01")
 
@@ -165,21 +189,33 @@ async def test_spot_oco_stop_leg_triggers_and_cancel_takes_the_list(client, sand
     """A BUY OCO through the older /api/v3/order/oco: the stop leg above triggers and the limit leg below expires;
     cancelling one leg of another list cancels both."""
     bid, ask = bid_ask(sandbox, "ETHUSDT")
-    placed = await client.privatePostOrderOco({"symbol": "ETHUSDT", "side": "BUY", "quantity": "0.1", "price": f"{bid * 0.98:.2f}",
-                                               "stopPrice": f"{ask * 1.02:.2f}", "stopLimitPrice": f"{ask * 1.04:.2f}",
-                                               "stopLimitTimeInForce": "GTC"})
+    placed = await client.privatePostOrderOco(
+        {
+            "symbol": "ETHUSDT",
+            "side": "BUY",
+            "quantity": "0.1",
+            "price": f"{bid * 0.98:.2f}",
+            "stopPrice": f"{ask * 1.02:.2f}",
+            "stopLimitPrice": f"{ask * 1.04:.2f}",
+            "stopLimitTimeInForce": "GTC",
+        }
+    )
     move(sandbox, "spot", "ETHUSDT", 1.025)
 
     async def stop_filled() -> bool:
-        rows = {o["type"]: o["status"] for o in await client.privateGetAllOrders({"symbol": "ETHUSDT"})
-                if o["orderListId"] == placed["orderListId"]}
+        rows = {
+            o["type"]: o["status"]
+            for o in await client.privateGetAllOrders({"symbol": "ETHUSDT"})
+            if o["orderListId"] == placed["orderListId"]
+        }
         return rows == {"STOP_LOSS_LIMIT": "FILLED", "LIMIT_MAKER": "EXPIRED"}
 
     await wait_for(stop_filled, timeout=5)
     assert account.spot["USDT"][1] == 0  # no lock left behind
     bid, ask = bid_ask(sandbox, "ETHUSDT")
-    second = await client.privatePostOrderOco({"symbol": "ETHUSDT", "side": "BUY", "quantity": "0.1", "price": f"{bid * 0.98:.2f}",
-                                               "stopPrice": f"{ask * 1.02:.2f}"})
+    second = await client.privatePostOrderOco(
+        {"symbol": "ETHUSDT", "side": "BUY", "quantity": "0.1", "price": f"{bid * 0.98:.2f}", "stopPrice": f"{ask * 1.02:.2f}"}
+    )
     await client.cancel_order(str(second["orders"][0]["orderId"]), "ETH/USDT")
     listed = await client.privateGetOrderList({"orderListId": second["orderListId"]})
     assert listed["listOrderStatus"] == "ALL_DONE" and await client.fetch_open_orders("ETH/USDT") == []

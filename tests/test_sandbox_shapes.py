@@ -30,36 +30,70 @@ from .engine.test_order_call import bid_ask
 
 SHAPES: dict[str, Any] = json.loads((Path(__file__).parent / "fixtures" / "binance_shapes.json").read_text())
 
-SPOT_CONDITIONAL = frozenset({"icebergQty", "preventedMatchId", "preventedQuantity", "stopPrice", "strategyId", "strategyType", "trailingDelta",
-                              "trailingTime", "usedSor", "workingFloor", "pegPriceType", "pegOffsetType", "pegOffsetValue", "peggedPrice",
-                              "expiryReason"})
-SPOT_ORDERS = ("spot POST /api/v3/order", "spot GET /api/v3/order", "spot DELETE /api/v3/order", "spot GET /api/v3/openOrders []",
-               "spot GET /api/v3/allOrders []")
-AFTER_CM = {"ps": "marked '(After CM migration)' in the SDK's models, not yet in USDⓈ-M's documented stream payloads",
-            "st": "same"}
+SPOT_CONDITIONAL = frozenset(
+    {
+        "icebergQty",
+        "preventedMatchId",
+        "preventedQuantity",
+        "stopPrice",
+        "strategyId",
+        "strategyType",
+        "trailingDelta",
+        "trailingTime",
+        "usedSor",
+        "workingFloor",
+        "pegPriceType",
+        "pegOffsetType",
+        "pegOffsetValue",
+        "peggedPrice",
+        "expiryReason",
+    }
+)
+SPOT_ORDERS = (
+    "spot POST /api/v3/order",
+    "spot GET /api/v3/order",
+    "spot DELETE /api/v3/order",
+    "spot GET /api/v3/openOrders []",
+    "spot GET /api/v3/allOrders []",
+)
+AFTER_CM = {"ps": "marked '(After CM migration)' in the SDK's models, not yet in USDⓈ-M's documented stream payloads", "st": "same"}
 TRAILING_ONLY = {"activatePrice": "trailing stops only, which /fapi/v1/order no longer takes (Algo Service)", "priceRate": "same"}
-FUTURES_ORDER_EXTRAS = {"avgPrice": "in Binance's documented order answers and ccxt's recorded ones (ts/src/test/static/response/binance.json)",
-                        "cumQty": "same", "cumQuote": "same", "time": "same"}
+FUTURES_ORDER_EXTRAS = {
+    "avgPrice": "in Binance's documented order answers and ccxt's recorded ones (ts/src/test/static/response/binance.json)",
+    "cumQty": "same",
+    "cumQuote": "same",
+    "time": "same",
+}
 
 # Binance fields the sandbox does not send, with the reason (every other field must be there)
 NOT_SENT: dict[str, dict[str, str]] = {
     **{e: dict.fromkeys(SPOT_CONDITIONAL, "a conditional field: sent only when its condition holds (rest-api.md)") for e in SPOT_ORDERS},
     "usdm GET /fapi/v1/fundingRate []": {"rateType": "Regular/Special (stock-dividend funding): the sandbox lists no stock perpetuals"},
     "usdm GET /fapi/v1/leverageBracket []": {"notionalCoef": "appears only when the user's bracket was adjusted"},
-    "usdm GET /fapi/v1/order": TRAILING_ONLY, "usdm GET /fapi/v1/openOrders []": TRAILING_ONLY,
-    "usdm GET /fapi/v1/userTrades []": dict.fromkeys(("pair", "marginAsset", "baseQty"), "COIN-M fields in the SDK's shared model; "
-                                                     "USDⓈ-M's documented answer has none of them"),
+    "usdm GET /fapi/v1/order": TRAILING_ONLY,
+    "usdm GET /fapi/v1/openOrders []": TRAILING_ONLY,
+    "usdm GET /fapi/v1/userTrades []": dict.fromkeys(
+        ("pair", "marginAsset", "baseQty"), "COIN-M fields in the SDK's shared model; USDⓈ-M's documented answer has none of them"
+    ),
     "usdm POST /fapi/v1/algoOrder": {"activatePrice": "trailing stops only", "callbackRate": "trailing stops only"},
-    **{e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
-       for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")},
-    "ws spot executionReport": dict.fromkeys(("d", "D", "j", "J", "v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY", "W", "b", "a", "k", "uS",
-                                              "gP", "gOT", "gOV", "gp", "eR"),
-                                             "a conditional field of the execution report (user-data-stream.md): sent when it applies"),
-    "ws usdm ORDER_TRADE_UPDATE": {"o.AP": "trailing stops only (activation price), which /fapi/v1/order no longer takes",
-                                   "o.cr": "trailing stops only (callback rate)", "o.M": "amendments only (modifyId)"},
+    **{
+        e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
+        for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")
+    },
+    "ws spot executionReport": dict.fromkeys(
+        ("d", "D", "j", "J", "v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY", "W", "b", "a", "k", "uS", "gP", "gOT", "gOV", "gp", "eR"),
+        "a conditional field of the execution report (user-data-stream.md): sent when it applies",
+    ),
+    "ws usdm ORDER_TRADE_UPDATE": {
+        "o.AP": "trailing stops only (activation price), which /fapi/v1/order no longer takes",
+        "o.cr": "trailing stops only (callback rate)",
+        "o.M": "amendments only (modifyId)",
+    },
     "ws usdm ACCOUNT_UPDATE": {"a.S": "funding-fee events only (the symbol paid for)"},
-    **{f"ws usdm <symbol>@{name}": AFTER_CM for name in ("aggTrade", "bookTicker", "miniTicker", "ticker", "depth", "depth<levels>",
-                                                         "markPrice")},
+    **{
+        f"ws usdm <symbol>@{name}": AFTER_CM
+        for name in ("aggTrade", "bookTicker", "miniTicker", "ticker", "depth", "depth<levels>", "markPrice")
+    },
 }
 # at any depth: the exponents of Binance's SBE encoding, which its JSON answers do not carry (the SDK's filter models
 # share them with the SBE schema; the spot JSON filters in filters.md have none)
@@ -67,9 +101,12 @@ SBE_ONLY = frozenset({"priceExponent", "qtyExponent", "multiplierExponent"})
 # fields the sandbox sends that the SDK's model lacks, with the evidence that Binance sends them
 ALSO_SENT: dict[str, dict[str, str]] = {
     **{e: dict.fromkeys(SPOT_CONDITIONAL, "a conditional field (rest-api.md)") for e in SPOT_ORDERS},
-    **{e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
-       for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")},
-    "usdm POST /fapi/v1/order": FUTURES_ORDER_EXTRAS, "usdm GET /fapi/v1/order": FUTURES_ORDER_EXTRAS,
+    **{
+        e: {f"orderReports[].{k}": "a conditional field (rest-api.md)" for k in SPOT_CONDITIONAL}
+        for e in ("spot POST /api/v3/orderList/oco", "spot DELETE /api/v3/orderList")
+    },
+    "usdm POST /fapi/v1/order": FUTURES_ORDER_EXTRAS,
+    "usdm GET /fapi/v1/order": FUTURES_ORDER_EXTRAS,
     "usdm GET /fapi/v1/openOrders []": FUTURES_ORDER_EXTRAS,
 }
 
@@ -90,8 +127,9 @@ def json_type(value: object) -> str:
     return "null"
 
 
-def compare(expected: object, actual: object, where: str, problems: list[str], not_sent: dict[str, str], also: dict[str, str],
-            rel: str = "") -> None:
+def compare(
+    expected: object, actual: object, where: str, problems: list[str], not_sent: dict[str, str], also: dict[str, str], rel: str = ""
+) -> None:
     """Append to ``problems`` every difference between a recorded shape and an answer. ``not_sent`` and ``also`` name
     allowed differences by their path from the top (``"o.AP"``)."""
     if isinstance(expected, dict) and "by_type" in expected:  # spot filters: each by its filterType's model
@@ -142,7 +180,9 @@ Ask = Callable[[Any, Any, SandboxServer], Awaitable[object]]
 
 
 async def _filled_futures_order(spot: Any, fut: Any, sandbox: SandboxServer) -> object:
-    return await fut.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "newOrderRespType": "RESULT"})
+    return await fut.fapiPrivatePostOrder(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "newOrderRespType": "RESULT"}
+    )
 
 
 def _resting_spot(spot: Any, sandbox: SandboxServer) -> dict[str, str]:
@@ -159,22 +199,28 @@ ASK: dict[str, Ask] = {
     "spot GET /api/v3/ticker/24hr": lambda s, f, sb: s.publicGetTicker24hr({"symbol": "BTCUSDT"}),
     "spot GET /api/v3/ticker/price": lambda s, f, sb: s.publicGetTickerPrice({"symbol": "BTCUSDT"}),
     "spot GET /api/v3/ticker/bookTicker": lambda s, f, sb: s.publicGetTickerBookTicker({"symbol": "BTCUSDT"}),
-    "spot POST /api/v3/order": lambda s, f, sb: s.privatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
-                                                                    "quantity": "0.001", "newOrderRespType": "FULL"}),
-    "spot GET /api/v3/order": lambda s, f, sb: _then(s.privatePostOrder(_resting_spot(s, sb)),
-                                                     lambda o: s.privateGetOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})),
-    "spot DELETE /api/v3/order": lambda s, f, sb: _then(s.privatePostOrder(_resting_spot(s, sb)),
-                                                        lambda o: s.privateDeleteOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})),
-    "spot GET /api/v3/openOrders []": lambda s, f, sb: _then(s.privatePostOrder(_resting_spot(s, sb)),
-                                                             lambda o: s.privateGetOpenOrders({"symbol": "BTCUSDT"})),
+    "spot POST /api/v3/order": lambda s, f, sb: s.privatePostOrder(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001", "newOrderRespType": "FULL"}
+    ),
+    "spot GET /api/v3/order": lambda s, f, sb: _then(
+        s.privatePostOrder(_resting_spot(s, sb)), lambda o: s.privateGetOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})
+    ),
+    "spot DELETE /api/v3/order": lambda s, f, sb: _then(
+        s.privatePostOrder(_resting_spot(s, sb)), lambda o: s.privateDeleteOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})
+    ),
+    "spot GET /api/v3/openOrders []": lambda s, f, sb: _then(
+        s.privatePostOrder(_resting_spot(s, sb)), lambda o: s.privateGetOpenOrders({"symbol": "BTCUSDT"})
+    ),
     "spot GET /api/v3/allOrders []": lambda s, f, sb: s.privateGetAllOrders({"symbol": "BTCUSDT"}),
     "spot GET /api/v3/account": lambda s, f, sb: s.privateGetAccount(),
     "spot GET /api/v3/myTrades []": lambda s, f, sb: s.privateGetMyTrades({"symbol": "BTCUSDT"}),
     "spot POST /api/v3/orderList/oco": lambda s, f, sb: s.privatePostOrderListOco(_oco(sb)),
-    "spot GET /api/v3/orderList": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)),
-                                                         lambda o: s.privateGetOrderList({"orderListId": o["orderListId"]})),
-    "spot DELETE /api/v3/orderList": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateDeleteOrderList(
-        {"symbol": "BTCUSDT", "orderListId": o["orderListId"]})),
+    "spot GET /api/v3/orderList": lambda s, f, sb: _then(
+        s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateGetOrderList({"orderListId": o["orderListId"]})
+    ),
+    "spot DELETE /api/v3/orderList": lambda s, f, sb: _then(
+        s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateDeleteOrderList({"symbol": "BTCUSDT", "orderListId": o["orderListId"]})
+    ),
     "spot GET /api/v3/openOrderList []": lambda s, f, sb: _then(s.privatePostOrderListOco(_oco(sb)), lambda o: s.privateGetOpenOrderList()),
     "usdm GET /fapi/v1/exchangeInfo symbols[]": lambda s, f, sb: _first(f.fapiPublicGetExchangeInfo(), "symbols"),
     "usdm GET /fapi/v1/depth": lambda s, f, sb: f.fapiPublicGetDepth({"symbol": "BTCUSDT", "limit": 5}),
@@ -186,24 +232,40 @@ ASK: dict[str, Ask] = {
     "usdm GET /fapi/v1/ticker/price": lambda s, f, sb: f.fapiPublicGetTickerPrice({"symbol": "BTCUSDT"}),
     "usdm GET /fapi/v1/ticker/bookTicker": lambda s, f, sb: f.fapiPublicGetTickerBookTicker({"symbol": "BTCUSDT"}),
     "usdm POST /fapi/v1/order": lambda s, f, sb: _filled_futures_order(s, f, sb),
-    "usdm GET /fapi/v1/order": lambda s, f, sb: _then(_filled_futures_order(s, f, sb),
-                                                      lambda o: f.fapiPrivateGetOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})),
+    "usdm GET /fapi/v1/order": lambda s, f, sb: _then(
+        _filled_futures_order(s, f, sb), lambda o: f.fapiPrivateGetOrder({"symbol": "BTCUSDT", "orderId": o["orderId"]})
+    ),
     "usdm GET /fapi/v1/openOrders []": lambda s, f, sb: _then(
-        f.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
-                                "price": f"{bid_ask(sb, 'BTCUSDT', 'linear')[0] * 0.97:.1f}"}),
-        lambda o: f.fapiPrivateGetOpenOrders({"symbol": "BTCUSDT"})),
-    "usdm GET /fapi/v1/userTrades []": lambda s, f, sb: _then(_filled_futures_order(s, f, sb),
-                                                              lambda o: f.fapiPrivateGetUserTrades({"symbol": "BTCUSDT"})),
+        f.fapiPrivatePostOrder(
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "LIMIT",
+                "timeInForce": "GTC",
+                "quantity": "0.01",
+                "price": f"{bid_ask(sb, 'BTCUSDT', 'linear')[0] * 0.97:.1f}",
+            }
+        ),
+        lambda o: f.fapiPrivateGetOpenOrders({"symbol": "BTCUSDT"}),
+    ),
+    "usdm GET /fapi/v1/userTrades []": lambda s, f, sb: _then(
+        _filled_futures_order(s, f, sb), lambda o: f.fapiPrivateGetUserTrades({"symbol": "BTCUSDT"})
+    ),
     "usdm GET /fapi/v1/income []": lambda s, f, sb: _then(_filled_futures_order(s, f, sb), lambda o: f.fapiPrivateGetIncome()),
     "usdm GET /fapi/v2/account": lambda s, f, sb: _then(_filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV2GetAccount()),
     "usdm GET /fapi/v3/account": lambda s, f, sb: _then(_filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV3GetAccount()),
     "usdm GET /fapi/v2/balance []": lambda s, f, sb: f.fapiPrivateV2GetBalance(),
-    "usdm GET /fapi/v2/positionRisk []": lambda s, f, sb: _then(_filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV2GetPositionRisk()),
-    "usdm GET /fapi/v3/positionRisk []": lambda s, f, sb: _then(_filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV3GetPositionRisk()),
+    "usdm GET /fapi/v2/positionRisk []": lambda s, f, sb: _then(
+        _filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV2GetPositionRisk()
+    ),
+    "usdm GET /fapi/v3/positionRisk []": lambda s, f, sb: _then(
+        _filled_futures_order(s, f, sb), lambda o: f.fapiPrivateV3GetPositionRisk()
+    ),
     "usdm GET /fapi/v1/leverageBracket []": lambda s, f, sb: f.fapiPrivateGetLeverageBracket(),
     "usdm POST /fapi/v1/algoOrder": lambda s, f, sb: f.fapiPrivatePostAlgoOrder(_algo(sb)),
-    "usdm GET /fapi/v1/algoOrder": lambda s, f, sb: _then(f.fapiPrivatePostAlgoOrder(_algo(sb)),
-                                                          lambda o: f.fapiPrivateGetAlgoOrder({"algoId": o["algoId"]})),
+    "usdm GET /fapi/v1/algoOrder": lambda s, f, sb: _then(
+        f.fapiPrivatePostAlgoOrder(_algo(sb)), lambda o: f.fapiPrivateGetAlgoOrder({"algoId": o["algoId"]})
+    ),
     "usdm GET /fapi/v1/symbolConfig []": lambda s, f, sb: f.fapiPrivateGetSymbolConfig({"symbol": "BTCUSDT"}),
     "usdm GET /fapi/v1/accountConfig": lambda s, f, sb: f.fapiPrivateGetAccountConfig(),
 }
@@ -211,14 +273,29 @@ ASK: dict[str, Ask] = {
 
 def _oco(sandbox: SandboxServer) -> dict[str, str]:
     bid, ask = bid_ask(sandbox, "BTCUSDT")
-    return {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.001", "aboveType": "LIMIT_MAKER", "abovePrice": f"{ask * 1.02:.2f}",
-            "belowType": "STOP_LOSS_LIMIT", "belowStopPrice": f"{bid * 0.98:.2f}", "belowPrice": f"{bid * 0.97:.2f}", "belowTimeInForce": "GTC"}
+    return {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "quantity": "0.001",
+        "aboveType": "LIMIT_MAKER",
+        "abovePrice": f"{ask * 1.02:.2f}",
+        "belowType": "STOP_LOSS_LIMIT",
+        "belowStopPrice": f"{bid * 0.98:.2f}",
+        "belowPrice": f"{bid * 0.97:.2f}",
+        "belowTimeInForce": "GTC",
+    }
 
 
 def _algo(sandbox: SandboxServer) -> dict[str, str]:
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
-    return {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "quantity": "0.01",
-            "triggerPrice": f"{bid * 0.9:.1f}"}
+    return {
+        "algoType": "CONDITIONAL",
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "STOP_MARKET",
+        "quantity": "0.01",
+        "triggerPrice": f"{bid * 0.9:.1f}",
+    }
 
 
 async def _first(call: Awaitable[Any], key: str) -> object:
@@ -251,9 +328,17 @@ async def test_answer_has_binance_shape(sandbox: SandboxServer, account: Account
 
 # events compared where they can be caused: a MARGIN_CALL needs a position brought close to its liquidation
 ELSEWHERE = {"ws usdm MARGIN_CALL": "tests/test_sandbox_margin.py::test_margin_call_warns_before_the_liquidation"}
-STREAM_KEY = [("@trade", "<symbol>@trade"), ("@aggTrade", "<symbol>@aggTrade"), ("@kline_", "<symbol>@kline_<interval>"),
-              ("@bookTicker", "<symbol>@bookTicker"), ("@miniTicker", "<symbol>@miniTicker"), ("@ticker", "<symbol>@ticker"),
-              ("@depth5", "<symbol>@depth<levels>"), ("@depth", "<symbol>@depth"), ("@markPrice", "<symbol>@markPrice")]
+STREAM_KEY = [
+    ("@trade", "<symbol>@trade"),
+    ("@aggTrade", "<symbol>@aggTrade"),
+    ("@kline_", "<symbol>@kline_<interval>"),
+    ("@bookTicker", "<symbol>@bookTicker"),
+    ("@miniTicker", "<symbol>@miniTicker"),
+    ("@ticker", "<symbol>@ticker"),
+    ("@depth5", "<symbol>@depth<levels>"),
+    ("@depth", "<symbol>@depth"),
+    ("@markPrice", "<symbol>@markPrice"),
+]
 USER_EVENT_TYPE = {"e": "the event type: every user-data event names itself (the SDK keeps it as the union's discriminator)"}
 
 
@@ -286,10 +371,26 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
 
     answers: dict[str, object] = {}
     async with aiohttp.ClientSession() as http:
-        spot_names = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@kline_1s", "btcusdt@bookTicker", "btcusdt@miniTicker", "btcusdt@ticker",
-                      "btcusdt@depth", "btcusdt@depth5"]
-        fut_names = ["btcusdt@aggTrade", "btcusdt@kline_1s", "btcusdt@bookTicker", "btcusdt@miniTicker", "btcusdt@ticker", "btcusdt@depth",
-                     "btcusdt@depth5", "btcusdt@markPrice"]
+        spot_names = [
+            "btcusdt@trade",
+            "btcusdt@aggTrade",
+            "btcusdt@kline_1s",
+            "btcusdt@bookTicker",
+            "btcusdt@miniTicker",
+            "btcusdt@ticker",
+            "btcusdt@depth",
+            "btcusdt@depth5",
+        ]
+        fut_names = [
+            "btcusdt@aggTrade",
+            "btcusdt@kline_1s",
+            "btcusdt@bookTicker",
+            "btcusdt@miniTicker",
+            "btcusdt@ticker",
+            "btcusdt@depth",
+            "btcusdt@depth5",
+            "btcusdt@markPrice",
+        ]
         for kind, url, names in (("spot", f"{sandbox.ws_url}/stream", spot_names), ("usdm", f"{sandbox.ws_url}/fstream/stream", fut_names)):
             for name, data in (await _collect_streams(http, url, names)).items():
                 key = next(k for marker, k in STREAM_KEY if marker in name)
@@ -320,8 +421,16 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
             async with http.ws_connect(f"{sandbox.ws_url}/fstream/ws/{key}") as ws:
                 await fut.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"})
                 bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
-                await fut.fapiPrivatePostAlgoOrder({"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
-                                                    "quantity": "0.01", "triggerPrice": f"{bid * 0.9:.1f}"})
+                await fut.fapiPrivatePostAlgoOrder(
+                    {
+                        "algoType": "CONDITIONAL",
+                        "symbol": "BTCUSDT",
+                        "side": "SELL",
+                        "type": "STOP_MARKET",
+                        "quantity": "0.01",
+                        "triggerPrice": f"{bid * 0.9:.1f}",
+                    }
+                )
                 sandbox.ex.faults = Faults(listen_key_ttl_s=0.5)
                 async with asyncio.timeout(10):
                     while "ws usdm listenKeyExpired" not in answers:
@@ -337,7 +446,10 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
     assert expected_keys <= set(answers), f"no message seen for {sorted(expected_keys - set(answers))}"
     problems: list[str] = []
     for key in sorted(expected_keys):
-        also = USER_EVENT_TYPE if key.split(" ")[2][0].isupper() or key.endswith(("executionReport", "Position", "Terminated", "Expired",
-                                                                                   "listStatus")) else {}
+        also = (
+            USER_EVENT_TYPE
+            if key.split(" ")[2][0].isupper() or key.endswith(("executionReport", "Position", "Terminated", "Expired", "listStatus"))
+            else {}
+        )
         compare(SHAPES[key]["fields"], answers[key], key, problems, NOT_SENT.get(key, {}), also)
     assert not problems, "\n".join(problems)

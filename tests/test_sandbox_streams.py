@@ -95,8 +95,10 @@ async def test_a_listen_key_is_a_stream_name(sandbox: SandboxServer, account, cl
             fkey = (await r.json())["listenKey"]
         async with http.post(f"{sandbox.url}/api/v3/userDataStream", headers=headers) as r:
             skey = (await r.json())["listenKey"]
-        async with http.ws_connect(f"{sandbox.ws_url}/fstream/ws/{fkey}") as fws, \
-                http.ws_connect(f"{sandbox.ws_url}/stream?streams={skey}") as sws:
+        async with (
+            http.ws_connect(f"{sandbox.ws_url}/fstream/ws/{fkey}") as fws,
+            http.ws_connect(f"{sandbox.ws_url}/stream?streams={skey}") as sws,
+        ):
             await asyncio.sleep(0)  # both connections registered before the orders
             await wait_for(lambda: sum(1 for c in sandbox.hub.conns if c.listen_key in (fkey, skey)) == 2)
             await client.create_order("BTC/USDT:USDT", "market", "buy", 0.01)

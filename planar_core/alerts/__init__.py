@@ -5,5 +5,13 @@ from .dispatcher import AlertDispatcher, send_alert
 from .logs import setup_live_logging
 from .redact import RedactingFilter, Redactor
 
-__all__ = ["AlertConfig", "AlertConfigError", "LoggingConfig", "AlertDispatcher", "send_alert", "setup_live_logging",
-           "Redactor", "RedactingFilter"]
+__all__ = [
+    "AlertConfig",
+    "AlertConfigError",
+    "AlertDispatcher",
+    "LoggingConfig",
+    "RedactingFilter",
+    "Redactor",
+    "send_alert",
+    "setup_live_logging",
+]

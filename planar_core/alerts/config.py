@@ -49,10 +49,18 @@ class AlertConfig(BaseModel):
     queue_size: int = Field(100, ge=1)
 
     ENV: ClassVar[dict[str, str]] = {
-        "telegram_bot_token": "TELEGRAM_BOT_TOKEN", "telegram_chat_id": "TELEGRAM_CHAT_ID", "telegram_api_base": "TELEGRAM_API_BASE",
-        "smtp_server": "SMTP_SERVER", "smtp_port": "SMTP_PORT", "smtp_username": "SMTP_USERNAME", "smtp_password": "SMTP_PASSWORD",
-        "smtp_security": "SMTP_SECURITY", "alert_email": "ALERT_EMAIL", "email_from": "ALERT_EMAIL_FROM",
-        "discord_webhook_url": "DISCORD_WEBHOOK_URL", "webhook_url": "ALERT_WEBHOOK_URL",
+        "telegram_bot_token": "TELEGRAM_BOT_TOKEN",
+        "telegram_chat_id": "TELEGRAM_CHAT_ID",
+        "telegram_api_base": "TELEGRAM_API_BASE",
+        "smtp_server": "SMTP_SERVER",
+        "smtp_port": "SMTP_PORT",
+        "smtp_username": "SMTP_USERNAME",
+        "smtp_password": "SMTP_PASSWORD",
+        "smtp_security": "SMTP_SECURITY",
+        "alert_email": "ALERT_EMAIL",
+        "email_from": "ALERT_EMAIL_FROM",
+        "discord_webhook_url": "DISCORD_WEBHOOK_URL",
+        "webhook_url": "ALERT_WEBHOOK_URL",
     }
 
     @classmethod

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -26,8 +26,13 @@ from .config import AlertConfig
 from .redact import Redactor
 
 log = logging.getLogger("planar.alerts")
-LEVELS = {"debug": apprise.NotifyType.INFO, "info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
-          "error": apprise.NotifyType.FAILURE, "critical": apprise.NotifyType.FAILURE}
+LEVELS = {
+    "debug": apprise.NotifyType.INFO,
+    "info": apprise.NotifyType.INFO,
+    "warning": apprise.NotifyType.WARNING,
+    "error": apprise.NotifyType.FAILURE,
+    "critical": apprise.NotifyType.FAILURE,
+}
 
 
 def _timeouts(cfg: AlertConfig) -> str:
@@ -40,7 +45,9 @@ def build_channels(cfg: AlertConfig) -> Json:
     out: Json = {}
     tmo = _timeouts(cfg)
     if cfg.telegram_bot_token and cfg.telegram_chat_id:
-        plugin = apprise.Apprise.instantiate(f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text")
+        plugin = apprise.Apprise.instantiate(
+            f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text"
+        )
         plugin.notify_url = cfg.telegram_api_base.rstrip("/") + "/bot"
         out["telegram"] = plugin
     if cfg.smtp_server and cfg.alert_email:
@@ -50,8 +57,10 @@ def build_channels(cfg: AlertConfig) -> Json:
         port = cfg.smtp_port or (465 if cfg.smtp_security == "ssl" else 587)
         scheme = "mailto" if cfg.smtp_security == "insecure" else "mailtos"
         sender = cfg.email_from or (cfg.smtp_username if "@" in (cfg.smtp_username or "") else cfg.alert_email)
-        url = (f"{scheme}://{cred}{cfg.smtp_server}:{port}?smtp={cfg.smtp_server}&mode={cfg.smtp_security}"
-               f"&to={quote(cfg.alert_email)}&from={quote(sender)}&{tmo}")
+        url = (
+            f"{scheme}://{cred}{cfg.smtp_server}:{port}?smtp={cfg.smtp_server}&mode={cfg.smtp_security}"
+            f"&to={quote(cfg.alert_email)}&from={quote(sender)}&{tmo}"
+        )
         out["email"] = apprise.Apprise.instantiate(url)
     if cfg.discord_webhook_url:
         parts = urlsplit(cfg.discord_webhook_url.get_secret_value())
@@ -64,7 +73,8 @@ def build_channels(cfg: AlertConfig) -> Json:
         scheme = "jsons" if parts.scheme == "https" else "json"
         query = f"{parts.query}&" if parts.query else ""
         out["webhook"] = apprise.Apprise.instantiate(
-            f"{scheme}://{parts.netloc}{parts.path}?{query}:message=text&:version=&:title=&:attachments=&:type=&{tmo}")
+            f"{scheme}://{parts.netloc}{parts.path}?{query}:message=text&:version=&:title=&:attachments=&:type=&{tmo}"
+        )
     missing = [name for name, plugin in out.items() if plugin is None]
     if missing:
         raise ValueError(f"could not build alert channel(s): {', '.join(missing)}")
@@ -116,7 +126,7 @@ class AlertDispatcher:
             log.debug("alert deduplicated: %s", message)
             return False
         self._recent[key] = now
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         text = self.redactor(f"[{stamp}] [{level}] {message}")
         log.log(logging.getLevelName(level.upper()) if level != "critical" else logging.CRITICAL, "ALERT: %s", text)
         if not self.channels:
@@ -144,8 +154,9 @@ class AlertDispatcher:
         try:
             ok = await asyncio.wait_for(
                 asyncio.to_thread(plugin.notify, body=text, title="Planar Live Trading Alert", notify_type=notify_type),
-                self.config.channel_timeout_s)
-        except asyncio.TimeoutError:
+                self.config.channel_timeout_s,
+            )
+        except TimeoutError:
             ok = False
             log.error("alert channel %s timed out after %.1fs", name, self.config.channel_timeout_s)
         except Exception as exc:  # a broken channel must never break the engine

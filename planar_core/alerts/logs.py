@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
@@ -30,7 +30,7 @@ class _ContextFilter(logging.Filter):
 
 
 def _utc_iso(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _UtcJsonFormatter(JsonFormatter):
@@ -41,8 +41,14 @@ class _UtcJsonFormatter(JsonFormatter):
         log_record["logger"] = record.name
 
 
-def setup_live_logging(config: LoggingConfig, store_root: Path | str, strategy: str, exchange: str,
-                       secrets: list[str] | None = None, logger_name: str = ROOT_LOGGER) -> tuple[logging.Logger, Path, Redactor]:
+def setup_live_logging(
+    config: LoggingConfig,
+    store_root: Path | str,
+    strategy: str,
+    exchange: str,
+    secrets: list[str] | None = None,
+    logger_name: str = ROOT_LOGGER,
+) -> tuple[logging.Logger, Path, Redactor]:
     """Configure the ``planar`` logger; returns it, the JSON log file and the redactor (add secrets to it later).
 
     Redaction and context are filters on the handlers, so every record that reaches a file or the
@@ -50,7 +56,7 @@ def setup_live_logging(config: LoggingConfig, store_root: Path | str, strategy: 
     """
     logs_dir = Path(store_root) / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = logs_dir / f"live_trading_{stamp}.log"
     redactor = Redactor(secrets or [])
     filters: list[logging.Filter] = [_ContextFilter(strategy, exchange), RedactingFilter(redactor)]

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 MASK = "***"
 _SENSITIVE_KEY = r"(?:api[_-]?key|api[_-]?secret|secret|token|password|passwd|passphrase|signature|listenkey|x-mbx-apikey)"
 _KV_RE = re.compile(
-    r"""(?P<key>["']?[\w.-]*""" + _SENSITIVE_KEY + r"""[\w.-]*["']?)(?P<sep>\s*[:=]\s*)(?P<q>["']?)(?P<val>[^"'\s,&}\]]+)""",
-    re.IGNORECASE,
+    r"""(?P<key>["']?[\w.-]*""" + _SENSITIVE_KEY + r"""[\w.-]*["']?)(?P<sep>\s*[:=]\s*)(?P<q>["']?)(?P<val>[^"'\s,&}\]]+)""", re.IGNORECASE
 )
 # secrets embedded in URLs: telegram bot tokens, webhook tokens
 _URL_TOKEN_RE = re.compile(r"(/bot)(\d+:[\w-]+)|(/webhooks/\d+/)([\w-]+)|(/services/[\w-]+/[\w-]+/)([\w-]+)")

@@ -27,7 +27,9 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
         if order.id is not None:
             raw = await s.client.call("cancel_order", lambda: ex.cancel_order(order.id, ai.symbol), t)
         else:  # an order whose acknowledgement was lost: cancel it by client id
-            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id)), t)
+            raw = await s.client.call(
+                "cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id)), t
+            )
     except OrderNotFound:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
         try:
             found = await lookup(s, ai.symbol, order.client_order_id, timeout=t)

@@ -62,4 +62,4 @@ async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -
 def _expire(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     """``order_timeout`` passed: cancel what is left (the watchers record how the order ended)."""
     if order.is_open and s.running:
-        asyncio.ensure_future(s.cancel(ai, order))
+        s.supervisor.spawn(s.cancel(ai, order))

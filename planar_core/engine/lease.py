@@ -59,8 +59,12 @@ class Lease:
         except BlockingIOError:
             os.close(fd)
             raise LeaseHeldError(f"another live engine holds the lease {self.path.name}: {self.holder()}") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "flow_run": run_id,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "flow_run": run_id,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)

@@ -40,8 +40,10 @@ ALLOWED_PARAMS = frozenset({"selfTradePreventionMode", "newOrderRespType"})
 def check_params(params: Json) -> str | None:
     bad = sorted(k for k in params if k not in ALLOWED_PARAMS)
     if bad:
-        return (f"exchange params {bad} refused: only {sorted(ALLOWED_PARAMS)} may be added; amount, price, side, type, "
-                "time in force, reduce-only and the client order id come from call()'s own checked arguments")
+        return (
+            f"exchange params {bad} refused: only {sorted(ALLOWED_PARAMS)} may be added; amount, price, side, type, "
+            "time in force, reduce-only and the client order id come from call()'s own checked arguments"
+        )
     return None
 
 
@@ -69,14 +71,26 @@ def _bad_number(x: object, name: str) -> str | None:
 async def _reference_price(s: "Strategy", ai: AssetInstance) -> float:
     if ai.last_price:
         return ai.last_price
-    ticker = await s.client.call("fetch_ticker", lambda: s.client.ex.fetch_ticker(ai.symbol), s.config.timeouts.market_data,
-                                 validate=lambda t: isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0)
+    ticker = await s.client.call(
+        "fetch_ticker",
+        lambda: s.client.ex.fetch_ticker(ai.symbol),
+        s.config.timeouts.market_data,
+        validate=lambda t: isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0,
+    )
     ai.last_price = float(ticker["last"])
     return ai.last_price
 
 
-async def prepare(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Side, amount: float, price: float | None,
-                  reduce_only: bool, emergency: bool = False) -> OrderRequest | str:
+async def prepare(
+    s: "Strategy",
+    ai: AssetInstance,
+    order_type: OrderType,
+    side: Side,
+    amount: float,
+    price: float | None,
+    reduce_only: bool,
+    emergency: bool = False,
+) -> OrderRequest | str:
     """Local checks before any request; returns the request or the reason it is refused. ``emergency``: the
     emergency stop's closing orders, which a halt does not stop and no sizing changes."""
     state = s.state
@@ -144,14 +158,30 @@ def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> str | No
 
 
 def _refuse(s: "Strategy", ai: AssetInstance, kind: str, side: Side, amount: object, price: object, reason: str) -> None:
-    s.sink.record(kind, symbol=ai.symbol, side=side.value, amount=amount if isinstance(amount, float) else None,
-                  price=price if isinstance(price, float) else None, reason=reason)
+    s.sink.record(
+        kind,
+        symbol=ai.symbol,
+        side=side.value,
+        amount=amount if isinstance(amount, float) else None,
+        price=price if isinstance(price, float) else None,
+        reason=reason,
+    )
     log.warning("order %s on %s: %s", "refused locally" if kind == "order_failed" else "rejected by risk", ai.symbol, reason)
 
 
-async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Side, amount: float, price: float | None,
-               waitfor: float | None, synced: bool, reduce_only: bool, params: Json,
-               emergency: bool = False) -> Trade | Pending | None:
+async def call(
+    s: "Strategy",
+    ai: AssetInstance,
+    order_type: OrderType,
+    side: Side,
+    amount: float,
+    price: float | None,
+    waitfor: float | None,
+    synced: bool,
+    reduce_only: bool,
+    params: Json,
+    emergency: bool = False,
+) -> Trade | Pending | None:
     """The seed's ``call!``; see Strategy.call. Never raises (cancellation excepted)."""
     waitfor = s.config.timeouts.order_placement if waitfor is None else max(0.0, waitfor)
     try:
@@ -174,10 +204,19 @@ async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Si
     cid = s.ids.next()
     order = Order(cid, ai.symbol, side, order_type, req.amount, req.price, reduce_only, timestamp=int(time.time() * 1000))
     ai.orders[cid] = order
-    s.journal.intent(cid, symbol=ai.symbol, side=side.value, type=order_type.value, amount=req.amount, price=req.price,
-                     reduce_only=reduce_only)
-    s.sink.record("order_placed", symbol=ai.symbol, client_order_id=cid, side=side.value, amount=req.amount, price=req.price,
-                  order_type=order_type.value, expected_price=req.reference_price)
+    s.journal.intent(
+        cid, symbol=ai.symbol, side=side.value, type=order_type.value, amount=req.amount, price=req.price, reduce_only=reduce_only
+    )
+    s.sink.record(
+        "order_placed",
+        symbol=ai.symbol,
+        client_order_id=cid,
+        side=side.value,
+        amount=req.amount,
+        price=req.price,
+        order_type=order_type.value,
+        expected_price=req.reference_price,
+    )
     s.ensure_order_tasks(ai)
     ccxt_type, extra = ccxt_args(req, cid, params)
     try:
@@ -206,8 +245,9 @@ async def call(s: "Strategy", ai: AssetInstance, order_type: OrderType, side: Si
 def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str) -> Pending:
     if order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         transition(s, ai, order, OrderStatus.UNKNOWN, "submit", reason)
-        log.warning("order %s on %s: outcome unknown (%s); the resolver keeps asking the exchange", order.client_order_id, ai.symbol,
-                    reason)
+        log.warning(
+            "order %s on %s: outcome unknown (%s); the resolver keeps asking the exchange", order.client_order_id, ai.symbol, reason
+        )
         s.start_resolver()
     return PENDING
 
@@ -222,7 +262,7 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
             order.event.clear()
             try:
                 await asyncio.wait_for(order.event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
         if not order.trades and order.filled > sum(t.amount for t in order.trades):
             await asyncio.sleep(s.trade_grace_s + 0.05)  # let emulation run for fills reported without trades
@@ -238,8 +278,12 @@ async def force_sync(s: "Strategy", ai: AssetInstance, order: Order) -> None:
         if raw is not None:
             apply_order(s, raw, emulate_now=False, source="synced")
             if order.filled > 0 and order.id is not None:
-                trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, params={"orderId": order.id}),
-                                             s.config.timeouts.order_placement, validate=lambda x: isinstance(x, list))
+                trades = await s.client.call(
+                    "fetch_my_trades",
+                    lambda: s.client.ex.fetch_my_trades(ai.symbol, params={"orderId": order.id}),
+                    s.config.timeouts.order_placement,
+                    validate=lambda x: isinstance(x, list),
+                )
                 for t in trades:
                     apply_trade(s, t)
                 emulate(s, ai, order)  # whatever the trade history does not explain
@@ -252,7 +296,16 @@ def aggregate(order: Order) -> Trade:
     amount = sum(t.amount for t in trades)
     price = sum(t.amount * t.price for t in trades) / amount if amount else 0.0
     first = trades[0]
-    return Trade(order.symbol, order.side, amount, price, order.id, order.client_order_id, first.timestamp,
-                 fee=sum(t.fee for t in trades), fee_currency=first.fee_currency,
-                 trade_id=first.trade_id if len(trades) == 1 else ",".join(str(t.trade_id) for t in trades),
-                 emulated=all(t.emulated for t in trades))
+    return Trade(
+        order.symbol,
+        order.side,
+        amount,
+        price,
+        order.id,
+        order.client_order_id,
+        first.timestamp,
+        fee=sum(t.fee for t in trades),
+        fee_currency=first.fee_currency,
+        trade_id=first.trade_id if len(trades) == 1 else ",".join(str(t.trade_id) for t in trades),
+        emulated=all(t.emulated for t in trades),
+    )

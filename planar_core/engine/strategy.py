@@ -57,8 +57,13 @@ class Paper:
 
 
 class Strategy:
-    def __init__(self, config: StrategyConfig, sink: EventSink | None = None, client: ExchangeClient | None = None,
-                 alerts: AlertDispatcher | None = None) -> None:
+    def __init__(
+        self,
+        config: StrategyConfig,
+        sink: EventSink | None = None,
+        client: ExchangeClient | None = None,
+        alerts: AlertDispatcher | None = None,
+    ) -> None:
         """Parts not given get defaults (a memory sink, a ccxt client on that sink, the config's alert channels):
         ``strategy_from_config`` is the one place that builds the real ones."""
         self.config = config
@@ -121,8 +126,9 @@ class Strategy:
         return self.state.halted
 
     def halt(self, reason: str, by_emergency_stop: bool = False) -> None:
-        self.state_store.update(halted=True, halt_reason=reason, halted_at=int(time.time() * 1000),
-                                halted_by_emergency_stop=by_emergency_stop)
+        self.state_store.update(
+            halted=True, halt_reason=reason, halted_at=int(time.time() * 1000), halted_by_emergency_stop=by_emergency_stop
+        )
         self.sink.record("halted", reason=reason)
         log.error("strategy %s halted: %s", self.name, reason)
 
@@ -225,12 +231,25 @@ class Strategy:
         return {name: vars(h).copy() for name, h in self.supervisor.health.items()}
 
     # ----------------------------------------------------------------- the order call
-    async def call(self, ai: AssetInstance | str, order_type: OrderType, side: Side, *, amount: float, price: float | None = None,
-                   waitfor: float | None = None, synced: bool = True, reduce_only: bool = False, **params: object) -> Trade | Pending | None:
+    async def call(
+        self,
+        ai: AssetInstance | str,
+        order_type: OrderType,
+        side: Side,
+        *,
+        amount: float,
+        price: float | None = None,
+        waitfor: float | None = None,
+        synced: bool = True,
+        reduce_only: bool = False,
+        **params: object,
+    ) -> Trade | Pending | None:
         """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (not failed, no fill seen yet:
         the order is open, or its outcome is still unknown and being asked) or ``None`` (refused locally, refused by
         the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``."""
-        return await _orders.call(self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params)
+        return await _orders.call(
+            self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params
+        )
 
     async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
         """Trade ``amount`` now through the (auto-tuned) execution policy: market, or a limit that rests
@@ -286,7 +305,9 @@ class Strategy:
             new = self._margin_balance(raw, cur) if self.config.margin else self._spot_balance(raw, cur, complete)
             if new is None:
                 continue
-            if min(new.free if not self.config.margin else 0.0, new.used, new.total) < 0 or not all(map(math.isfinite, (new.free, new.used, new.total))):
+            if min(new.free if not self.config.margin else 0.0, new.used, new.total) < 0 or not all(
+                map(math.isfinite, (new.free, new.used, new.total))
+            ):
                 log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
                 self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
                 continue
@@ -346,9 +367,14 @@ class Strategy:
             if p.get("side") == "short":
                 contracts = -abs(contracts)
             upnl = p.get("unrealizedPnl")
-            new = Position(contracts, float(p.get("entryPrice") or 0.0), float(upnl or 0.0),
-                           float(p["leverage"]) if p.get("leverage") else ai.position.leverage, int(p.get("timestamp") or time.time() * 1000),
-                           unrealized_known=upnl is not None)
+            new = Position(
+                contracts,
+                float(p.get("entryPrice") or 0.0),
+                float(upnl or 0.0),
+                float(p["leverage"]) if p.get("leverage") else ai.position.leverage,
+                int(p.get("timestamp") or time.time() * 1000),
+                unrealized_known=upnl is not None,
+            )
             if (new.contracts, new.entry_price) != (ai.position.contracts, ai.position.entry_price):
                 changed[ai.symbol] = {"contracts": new.contracts, "entry_price": new.entry_price, "before": ai.position.contracts}
             ai.position = new
@@ -394,10 +420,18 @@ class Strategy:
         """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted.
         ``closed_through``: the exchange's word that candles up to this opening time are final (else a candle is
         closed once a later one exists). Each newly closed candle is announced once (``BarClosed``)."""
-        good = [c for c in candles or [] if isinstance(c, (list, tuple)) and len(c) >= 6
-                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in c[:6]) and min(c[1:5]) > 0]
+        good = [
+            c
+            for c in candles or []
+            if isinstance(c, (list, tuple))
+            and len(c) >= 6
+            and all(isinstance(x, (int, float)) and math.isfinite(x) for x in c[:6])
+            and min(c[1:5]) > 0
+        ]
         if len(good) != len(candles or []):
-            self.sink.record("error_occurred", symbol=ai.symbol, reason=f"{len(candles or []) - len(good)} malformed {timeframe} candles dropped")
+            self.sink.record(
+                "error_occurred", symbol=ai.symbol, reason=f"{len(candles or []) - len(good)} malformed {timeframe} candles dropped"
+            )
         if not good:
             return
         store = ai.candles(timeframe)
@@ -423,10 +457,18 @@ class Strategy:
         return _updates.apply_trade(self, raw)
 
 
-def strategy(name: str, mode: Live | Paper | str | None = None, exchange: str | None = None, sandbox: bool | None = None, *,
-             config_path: str | Path | None = None, sink: EventSink | None = None,
-             secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None,
-             **overrides: object) -> Strategy:
+def strategy(
+    name: str,
+    mode: Live | Paper | str | None = None,
+    exchange: str | None = None,
+    sandbox: bool | None = None,
+    *,
+    config_path: str | Path | None = None,
+    sink: EventSink | None = None,
+    secrets_provider: Callable[[str], str | None] | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: object,
+) -> Strategy:
     """Build a Strategy from the config file (optional), ``PLANAR_*`` variables and keyword overrides.
 
     ``mode`` (``Live()``, ``Paper()``, ``"live"`` or ``"paper"``), ``exchange`` and ``sandbox`` override the file only
@@ -463,10 +505,15 @@ def configured_alerts(cfg: StrategyConfig) -> AlertDispatcher | None:
     return AlertDispatcher(cfg.alerts, redactor=Redactor(cfg.credentials.secret_values()))
 
 
-def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
-                         secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None, *,
-                         wrap_sink: Callable[[EventSink, AlertDispatcher | None], EventSink] | None = None,
-                         alerts: AlertDispatcher | None = None) -> Strategy:
+def strategy_from_config(
+    cfg: StrategyConfig,
+    sink: EventSink | None = None,
+    secrets_provider: Callable[[str], str | None] | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    wrap_sink: Callable[[EventSink, AlertDispatcher | None], EventSink] | None = None,
+    alerts: AlertDispatcher | None = None,
+) -> Strategy:
     """The composition root: a Strategy from a loaded config, every part built here and handed in.
 
     Live-trading confirmation, credentials (environment or ``secrets_provider``), the account's event trace (or
@@ -474,15 +521,16 @@ def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
     sink: it sees every event the engine and its exchange client record), the alert channels (``alerts``, else
     the config's), the exchange client on that sink, and the strategy with its risk manager."""
     if not cfg.sandbox and cfg.mode == "live" and not cfg.confirm_live_trading:
-        raise ConfigError("confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
-                          "(CLI: --i-understand-live-trading)")
+        raise ConfigError(
+            "confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
+            "(CLI: --i-understand-live-trading)"
+        )
     import os
 
     creds = cfg.credentials.resolved(os.environ if env is None else env, secrets_provider)
     cfg = cfg.model_copy(update={"credentials": creds})
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
-        raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} "
-                          "(environment or secrets provider)")
+        raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} (environment or secrets provider)")
     if sink is None:
         sink = open_trace(cfg) if cfg.event_tracing.enabled else MemorySink()
     alerts = alerts if alerts is not None else configured_alerts(cfg)
@@ -491,8 +539,9 @@ def strategy_from_config(cfg: StrategyConfig, sink: EventSink | None = None,
     return Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts)
 
 
-def config_account(cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None,
-                   env: dict[str, str] | None = None) -> str:
+def config_account(
+    cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None
+) -> str:
     """A config's exchange account, ``<exchange>-<hash of the API key>`` (paper: ``paper-<name>``), never the key.
     Credentials are resolved (environment, then ``secrets_provider``) if the config does not hold them yet."""
     import os
@@ -525,8 +574,12 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
     from ..trace import EventTrace, TraceLockedError
 
     t = cfg.event_tracing
-    opts = {"flush_interval": t.flush_interval, "trace_market_data": t.trace_market_data, "trace_api_calls": t.trace_api_calls,
-            "fsync": t.fsync}
+    opts = {
+        "flush_interval": t.flush_interval,
+        "trace_market_data": t.trace_market_data,
+        "trace_api_calls": t.trace_api_calls,
+        "fsync": t.fsync,
+    }
     try:
         return EventTrace(trace_root(cfg), **opts)
     except TraceLockedError as exc:
@@ -534,4 +587,4 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
         return EventTrace(side_trace_root(cfg), **opts)
 
 
-__all__ = ["Strategy", "strategy", "strategy_from_config", "Live", "Paper"]
+__all__ = ["Live", "Paper", "Strategy", "strategy", "strategy_from_config"]

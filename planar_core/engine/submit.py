@@ -55,8 +55,7 @@ ABSENT = Absent()
 
 
 def absence_proven(s: "Strategy", order: Order) -> bool:
-    return (order.not_found >= 2 and order.sent_at is not None
-            and time.time() - order.sent_at >= s.config.order_monitoring.absent_after)
+    return order.not_found >= 2 and order.sent_at is not None and time.time() - order.sent_at >= s.config.order_monitoring.absent_after
 
 
 async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1) -> Json | None:
@@ -64,8 +63,9 @@ async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = N
     Raises ExchangeOpError when the exchange could not be asked."""
     t = s.config.timeouts.order_placement if timeout is None else timeout
     try:
-        return await s.client.call("fetch_order", lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid)), t,
-                                   retries=retries, validate=is_order)
+        return await s.client.call(
+            "fetch_order", lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid)), t, retries=retries, validate=is_order
+        )
     except OrderNotFound:
         return None
 
@@ -102,8 +102,7 @@ async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: floa
         pause = min(LOOKUP_BACKOFF[1], pause * 2)
 
 
-async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest", ccxt_type: str,
-                 extra: Json) -> Json:
+async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest", ccxt_type: str, extra: Json) -> Json:
     """Send the order; returns the exchange's order. Raises Rejected (never booked) or OutcomeUnknown."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.config.timeouts.order_placement
@@ -116,9 +115,14 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequ
             raise Rejected("placement budget spent; every attempt was refused before handling (rate limits)")
         order.sent_at, order.not_found = time.time(), 0
         try:
-            return await s.client.call("create_order", lambda: s.client.ex.create_order(ai.symbol, ccxt_type, req.side.value, req.amount,
-                                                                                         req.price, dict(extra)),
-                                       remaining, idempotent=False, retries=0, validate=is_order)
+            return await s.client.call(
+                "create_order",
+                lambda: s.client.ex.create_order(ai.symbol, ccxt_type, req.side.value, req.amount, req.price, dict(extra)),
+                remaining,
+                idempotent=False,
+                retries=0,
+                validate=is_order,
+            )
         except (RateLimited, ClockSkew):  # refused before handling: nothing was booked; same id again after a pause
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(5.0, pause * 2)
@@ -128,16 +132,22 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequ
         except PermanentError as err:
             raise Rejected(err) from None
         except ExchangeOpError as err:  # 5xx, timeout, dropped connection, malformed answer: may have been booked
-            log.warning("order %s on %s: outcome unknown after %s; asking the exchange", order.client_order_id, ai.symbol,
-                        type(err).__name__)
+            log.warning(
+                "order %s on %s: outcome unknown after %s; asking the exchange", order.client_order_id, ai.symbol, type(err).__name__
+            )
         found = await resolve(s, ai, order, deadline)
         if isinstance(found, dict):
             log.info("order %s found on the exchange; not re-sent", order.client_order_id)
             return found
         if found is None:
             raise OutcomeUnknown(f"not found yet within the {s.config.timeouts.order_placement}s placement budget")
-        s.sink.record("order_reconciled", symbol=ai.symbol, client_order_id=order.client_order_id, decision="absent",
-                      reason=f"{order.not_found} look-ups found no order, {time.time() - (order.sent_at or 0):.1f}s after sending")
+        s.sink.record(
+            "order_reconciled",
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            decision="absent",
+            reason=f"{order.not_found} look-ups found no order, {time.time() - (order.sent_at or 0):.1f}s after sending",
+        )
         if resends <= 0:
             raise Rejected("proven absent after every allowed attempt")
         resends -= 1

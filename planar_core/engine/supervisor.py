@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +31,18 @@ class Supervisor:
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     health: dict[str, TaskHealth] = field(default_factory=dict)
     observer: TaskObserver | None = None
+    oneshots: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[object, object, object]) -> None:
+        """Run one short job in the background (a timed cancel): referenced until it ends, its failure logged."""
+        task: asyncio.Task[object] = asyncio.ensure_future(work)
+        self.oneshots.add(task)
+        task.add_done_callback(self._oneshot_done)
+
+    def _oneshot_done(self, task: asyncio.Task[object]) -> None:
+        self.oneshots.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background job failed: %r", task.exception())
 
     def start(self, name: str, body: Callable[[TaskHealth], Awaitable[None]]) -> TaskHealth:
         """Run ``body`` until it returns; restart it (with backoff) whenever it raises."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
@@ -21,8 +22,12 @@ log = logging.getLogger("planar.engine.sync")
 
 
 async def load_markets(s: "Strategy") -> None:
-    markets = await s.client.call("load_markets", lambda: s.client.ex.load_markets(), s.config.timeouts.market_data * 4,
-                                  validate=lambda m: isinstance(m, dict) and bool(m))
+    markets = await s.client.call(
+        "load_markets",
+        lambda: s.client.ex.load_markets(),
+        s.config.timeouts.market_data * 4,
+        validate=lambda m: isinstance(m, dict) and bool(m),
+    )
     if not s.config.universe:
         raise ConfigError("universe: at least one symbol is required")
     for i, asset in enumerate(s.config.universe):
@@ -61,8 +66,12 @@ async def sync_prices(s: "Strategy") -> None:
     if not symbols:
         return
     try:
-        tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data,
-                                      validate=lambda x: isinstance(x, dict))
+        tickers = await s.client.call(
+            "fetch_tickers",
+            lambda: s.client.ex.fetch_tickers(symbols),
+            s.config.timeouts.market_data,
+            validate=lambda x: isinstance(x, dict),
+        )
     except ExchangeOpError as err:  # valuation stays incomplete until the watchers bring prices (recorded by the breakers)
         log.warning("start-up prices: %s", err)
         return
@@ -85,8 +94,9 @@ async def load_account(s: "Strategy") -> None:
     if s.config.margin:
         await sync_positions(s)
     symbols = [ai.symbol for ai in s.universe.values()]
-    tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data,
-                                  validate=lambda x: isinstance(x, dict))
+    tickers = await s.client.call(
+        "fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data, validate=lambda x: isinstance(x, dict)
+    )
     for ai in s.universe.values():
         ai.last_price = float(tickers[ai.symbol]["last"])
     await sync_prices(s)
@@ -101,8 +111,11 @@ async def startup_sync(s: "Strategy") -> None:
         for ai in s.universe.values():
             if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
                 try:
-                    await s.client.call("set_leverage", lambda ai=ai: s.client.ex.set_leverage(s.config.default_leverage, ai.symbol),
-                                        s.config.timeouts.position_sync)
+                    await s.client.call(
+                        "set_leverage",
+                        lambda ai=ai: s.client.ex.set_leverage(s.config.default_leverage, ai.symbol),
+                        s.config.timeouts.position_sync,
+                    )
                     ai.position.leverage = s.config.default_leverage
                 except ExchangeOpError as err:
                     log.warning("set_leverage on %s failed: %s", ai.symbol, err)
@@ -129,10 +142,18 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
         if tid is not None:
             s._seen_trade_ids.add(f"{ai.symbol}:{tid}")
         ts = r["timestamp"]
-        trade = Trade(ai.symbol, Side(r.get("side") or "buy"), float(r.get("amount") or 0.0), float(r.get("price") or 0.0),
-                      str(r["order_id"]) if r.get("order_id") else None, cid,
-                      int(ts.value // 1_000_000) if hasattr(ts, "value") else int(ts) // 1_000_000,
-                      fee=float(r.get("fee") or 0.0), trade_id=None if tid is None else str(tid), emulated=bool(r.get("emulated")))
+        trade = Trade(
+            ai.symbol,
+            Side(r.get("side") or "buy"),
+            float(r.get("amount") or 0.0),
+            float(r.get("price") or 0.0),
+            str(r["order_id"]) if r.get("order_id") else None,
+            cid,
+            int(ts.value // 1_000_000) if hasattr(ts, "value") else int(ts) // 1_000_000,
+            fee=float(r.get("fee") or 0.0),
+            trade_id=None if tid is None else str(tid),
+            emulated=bool(r.get("emulated")),
+        )
         s._restored_trades.setdefault(cid, []).append(trade)
         n += 1
     return n
@@ -141,11 +162,11 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
 def _traced_trades(s: "Strategy", since_ms: int) -> list[Json]:
     files = getattr(s.sink, "files", None)
     if files is not None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from ..trace.reading import extract_events_by_date, to_records
 
-        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, timezone.utc), kind="trade_executed")
+        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, UTC), kind="trade_executed")
         return to_records(df)
     of = getattr(s.sink, "of", None)
     return [e for e in of("trade_executed") if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
@@ -153,14 +174,22 @@ def _traced_trades(s: "Strategy", since_ms: int) -> list[Json]:
 
 async def sync_balances(s: "Strategy") -> None:
     params = {"type": "swap"} if s.config.margin else {}
-    s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync,
-                                        validate=is_balance), complete=True)
+    s.apply_balance(
+        await s.client.call(
+            "fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync, validate=is_balance
+        ),
+        complete=True,
+    )
 
 
 async def sync_positions(s: "Strategy") -> None:
     symbols = list(s.universe)
-    raw = await s.client.call("fetch_positions", lambda: s.client.ex.fetch_positions(symbols), s.config.timeouts.position_sync,
-                              validate=lambda x: isinstance(x, list))
+    raw = await s.client.call(
+        "fetch_positions",
+        lambda: s.client.ex.fetch_positions(symbols),
+        s.config.timeouts.position_sync,
+        validate=lambda x: isinstance(x, list),
+    )
     s.apply_positions(raw, complete=True)
 
 
@@ -197,10 +226,18 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
             raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t, validate=is_order)
             apply_order(s, raw, source="poll")
         except OrderNotFound:  # acknowledged, yet not found: keep what we know until the exchange says otherwise
-            s.sink.record("order_reconciled", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
-                          decision="kept", reason="acknowledged order not found by id; status kept until the exchange reports it")
+            s.sink.record(
+                "order_reconciled",
+                symbol=ai.symbol,
+                client_order_id=order.client_order_id,
+                order_id=order.id,
+                decision="kept",
+                reason="acknowledged order not found by id; status kept until the exchange reports it",
+            )
     if trades:
-        last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=since or int((time.time() - s.config.sync_window_s) * 1000))
+        last = max(
+            (tr.timestamp for tr in ai.trades if not tr.emulated), default=since or int((time.time() - s.config.sync_window_s) * 1000)
+        )
         raw_trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, last), t, validate=is_list)
         with s.group():
             for raw in raw_trades:
@@ -234,11 +271,24 @@ async def reconcile_intents(s: "Strategy") -> None:
             if ai is not None:
                 apply_order(s, raw, source="reconcile")
                 s.journal.outcome(cid, "accepted", str(raw.get("id")))
-                s.sink.record("order_reconciled", symbol=symbol, client_order_id=cid, order_id=raw.get("id"), decision="found",
-                              reason="intent found on the exchange by client order id")
+                s.sink.record(
+                    "order_reconciled",
+                    symbol=symbol,
+                    client_order_id=cid,
+                    order_id=raw.get("id"),
+                    decision="found",
+                    reason="intent found on the exchange by client order id",
+                )
             else:
-                _decide(s, symbol, cid, "accepted", f"found on the exchange ({raw.get('status')}) on a symbol outside the universe; "
-                                                    "not tracked by this strategy", order_id=str(raw.get("id")), alert=True)
+                _decide(
+                    s,
+                    symbol,
+                    cid,
+                    "accepted",
+                    f"found on the exchange ({raw.get('status')}) on a symbol outside the universe; not tracked by this strategy",
+                    order_id=str(raw.get("id")),
+                    alert=True,
+                )
         elif age >= absent_after:
             _decide(s, symbol, cid, "failed", f"not found by client order id {age:.0f}s after the intent: never booked")
         else:
@@ -246,9 +296,12 @@ async def reconcile_intents(s: "Strategy") -> None:
             _track_unknown(s, ai, cid, intent)
 
 
-def _decide(s: "Strategy", symbol: str, cid: str, outcome: str | None, reason: str, order_id: str | None = None,
-            alert: bool = False) -> None:
-    s.sink.record("order_reconciled", symbol=symbol, client_order_id=cid, order_id=order_id, decision=outcome or "unresolved", reason=reason)
+def _decide(
+    s: "Strategy", symbol: str, cid: str, outcome: str | None, reason: str, order_id: str | None = None, alert: bool = False
+) -> None:
+    s.sink.record(
+        "order_reconciled", symbol=symbol, client_order_id=cid, order_id=order_id, decision=outcome or "unresolved", reason=reason
+    )
     if outcome is not None:
         s.journal.outcome(cid, outcome, order_id, reason)
     log.log(logging.WARNING if alert or outcome is None else logging.INFO, "intent %s on %s: %s", cid, symbol, reason)
@@ -260,9 +313,18 @@ def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: Js
     """An intent whose fate the exchange has not told yet: an ``unknown`` order the resolver keeps asking about."""
     if ai is None or cid in ai.orders:
         return
-    order = Order(cid, ai.symbol, Side(intent.get("side") or "buy"), OrderType(intent.get("type") or "gtc"), float(intent.get("amount") or 0.0),
-                  intent.get("price"), bool(intent.get("reduce_only")), timestamp=int(intent.get("t", 0)), status=OrderStatus.UNKNOWN,
-                  sent_at=float(intent.get("t", 0)) / 1000)
+    order = Order(
+        cid,
+        ai.symbol,
+        Side(intent.get("side") or "buy"),
+        OrderType(intent.get("type") or "gtc"),
+        float(intent.get("amount") or 0.0),
+        intent.get("price"),
+        bool(intent.get("reduce_only")),
+        timestamp=int(intent.get("t", 0)),
+        status=OrderStatus.UNKNOWN,
+        sent_at=float(intent.get("t", 0)) / 1000,
+    )
     ai.orders[cid] = order
     s.start_resolver()
 

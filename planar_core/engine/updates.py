@@ -23,8 +23,13 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.updates")
-EVENT_OF = {OrderStatus.CLOSED: "order_filled", OrderStatus.CANCELED: "order_cancelled", OrderStatus.EXPIRED: "order_cancelled",
-            OrderStatus.REJECTED: "order_failed", OrderStatus.FAILED: "order_failed"}
+EVENT_OF = {
+    OrderStatus.CLOSED: "order_filled",
+    OrderStatus.CANCELED: "order_cancelled",
+    OrderStatus.EXPIRED: "order_cancelled",
+    OrderStatus.REJECTED: "order_failed",
+    OrderStatus.FAILED: "order_failed",
+}
 
 
 def find(ai: AssetInstance, cid: str | None, oid: str | None) -> Order | None:
@@ -39,8 +44,15 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     if old == new:
         return True
     if not legal(old, new):
-        s.sink.record("illegal_transition", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
-                      old=str(old), new=str(new), source=source)
+        s.sink.record(
+            "illegal_transition",
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            order_id=order.id,
+            old=str(old),
+            new=str(new),
+            source=source,
+        )
         log.warning("ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
         return False
     order.status = new
@@ -59,8 +71,17 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     if new is OrderStatus.UNKNOWN:
         s.sink.record("order_unknown", symbol=ai.symbol, client_order_id=order.client_order_id, reason=reason, source=source)
     else:
-        s.sink.record(EVENT_OF.get(new, "order_updated"), symbol=ai.symbol, client_order_id=order.client_order_id, order_id=order.id,
-                      status=str(new), filled=order.filled, average=order.average, reason=reason, source=source)
+        s.sink.record(
+            EVENT_OF.get(new, "order_updated"),
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            order_id=order.id,
+            status=str(new),
+            filled=order.filled,
+            average=order.average,
+            reason=reason,
+            source=source,
+        )
     order.event.set()
     s.notify(OrderUpdated(ai, order))
     return True
@@ -81,11 +102,26 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     oid = str(raw["id"]) if raw.get("id") is not None else None
     order = find(ai, cid, oid)
     if order is None:
-        order = Order(cid or f"ext-{oid}", ai.symbol, Side(raw.get("side") or "buy"), _order_type(raw), float(raw.get("amount") or 0.0),
-                      raw.get("price"), bool(raw.get("reduceOnly")), timestamp=int(raw.get("timestamp") or time.time() * 1000))
+        order = Order(
+            cid or f"ext-{oid}",
+            ai.symbol,
+            Side(raw.get("side") or "buy"),
+            _order_type(raw),
+            float(raw.get("amount") or 0.0),
+            raw.get("price"),
+            bool(raw.get("reduceOnly")),
+            timestamp=int(raw.get("timestamp") or time.time() * 1000),
+        )
         ai.orders[order.client_order_id] = order
-        s.sink.record("order_adopted", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=oid,
-                      side=order.side.value, amount=order.amount, price=order.price)
+        s.sink.record(
+            "order_adopted",
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            order_id=oid,
+            side=order.side.value,
+            amount=order.amount,
+            price=order.price,
+        )
         for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
             order.trades.append(trade)
             ai.trades.append(trade)
@@ -98,8 +134,16 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     new = FROM_CCXT.get(raw.get("status") or "")
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
-        s.sink.record("order_updated", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=oid, status=str(order.status),
-                      filled=order.filled, average=order.average, source=source)
+        s.sink.record(
+            "order_updated",
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            order_id=oid,
+            status=str(order.status),
+            filled=order.filled,
+            average=order.average,
+            source=source,
+        )
         s.notify(OrderUpdated(ai, order))
     for t in raw.get("trades") or []:
         apply_trade(s, {**t, "symbol": ai.symbol, "order": oid, "clientOrderId": order.client_order_id})
@@ -133,8 +177,17 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
         return
     price = (order.cost - seen_cost) / delta if order.cost > seen_cost else (order.average or order.price or 0.0)
     n = sum(1 for t in order.trades if t.emulated) + 1
-    trade = Trade(ai.symbol, order.side, delta, price, order.id, order.client_order_id, int(time.time() * 1000),
-                  trade_id=f"emu-{order.client_order_id}-{n}-{time.time_ns() % 10**6}", emulated=True)
+    trade = Trade(
+        ai.symbol,
+        order.side,
+        delta,
+        price,
+        order.id,
+        order.client_order_id,
+        int(time.time() * 1000),
+        trade_id=f"emu-{order.client_order_id}-{n}-{time.time_ns() % 10**6}",
+        emulated=True,
+    )
     _record_trade(s, ai, order, trade)
 
 
@@ -157,10 +210,19 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
     if tid is not None:
         s._seen_trade_ids.add(key)
     fee = raw.get("fee") or {}
-    trade = Trade(ai.symbol, Side(raw.get("side") or order.side.value), float(raw.get("amount") or 0.0), float(raw.get("price") or 0.0),
-                  oid or order.id, order.client_order_id, int(raw.get("timestamp") or time.time() * 1000),
-                  fee=float(fee.get("cost") or 0.0), fee_currency=fee.get("currency"), trade_id=tid,
-                  realized_pnl=float(info["realizedPnl"]) if isinstance(info, dict) and info.get("realizedPnl") else None)
+    trade = Trade(
+        ai.symbol,
+        Side(raw.get("side") or order.side.value),
+        float(raw.get("amount") or 0.0),
+        float(raw.get("price") or 0.0),
+        oid or order.id,
+        order.client_order_id,
+        int(raw.get("timestamp") or time.time() * 1000),
+        fee=float(fee.get("cost") or 0.0),
+        fee_currency=fee.get("currency"),
+        trade_id=tid,
+        realized_pnl=float(info["realizedPnl"]) if isinstance(info, dict) and info.get("realizedPnl") else None,
+    )
     replaced: list[str] = []
     for emu in [t for t in order.trades if t.emulated]:
         if sum(t.amount for t in order.trades) + trade.amount <= order.filled + 1e-12:
@@ -180,9 +242,20 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
 def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> None:
     order.trades.append(trade)
     ai.trades.append(trade)
-    s.sink.record("trade_executed", symbol=ai.symbol, client_order_id=order.client_order_id, order_id=trade.order_id,
-                  trade_id=trade.trade_id, side=trade.side.value, amount=trade.amount, price=trade.price, fee=trade.fee,
-                  expected_price=order.price or None, emulated=trade.emulated, replaces=replaces or None)
+    s.sink.record(
+        "trade_executed",
+        symbol=ai.symbol,
+        client_order_id=order.client_order_id,
+        order_id=trade.order_id,
+        trade_id=trade.trade_id,
+        side=trade.side.value,
+        amount=trade.amount,
+        price=trade.price,
+        fee=trade.fee,
+        expected_price=order.price or None,
+        emulated=trade.emulated,
+        replaces=replaces or None,
+    )
     order.event.set()
     if not replaces:  # a real trade replacing an emulated one was announced as that one
         s.notify(Filled(ai, order, trade))

@@ -26,10 +26,19 @@ log = logging.getLogger("planar.engine.watchers")
 SUBSCRIBE_GRACE_S = 1.0
 
 
-async def ws_or_poll(health: TaskHealth, *, use_ws: bool, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]],
-                     interval: float, fallback_s: float, stop_when: Callable[[], bool] | None = None,
-                     on_ws_failure: Callable[[], Awaitable[None]] | None = None,
-                     generation: Callable[[], int] | None = None, verify_every: float | None = None) -> None:
+async def ws_or_poll(
+    health: TaskHealth,
+    *,
+    use_ws: bool,
+    ws_step: Callable[[], Awaitable[None]],
+    poll_step: Callable[[], Awaitable[None]],
+    interval: float,
+    fallback_s: float,
+    stop_when: Callable[[], bool] | None = None,
+    on_ws_failure: Callable[[], Awaitable[None]] | None = None,
+    generation: Callable[[], int] | None = None,
+    verify_every: float | None = None,
+) -> None:
     """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
     private streams use it to replace an expired listen key). ``generation()`` changes when the connections were
     closed on purpose (``health.reconnect``): a websocket failure caused by that is retried at once, not after the
@@ -122,13 +131,26 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         asyncio.get_running_loop().call_later(0.05, apply_latest)
 
     async def poll_step() -> None:
-        s.apply_balance(await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(params), cfg.timeout,
-                                            retries=cfg.retry_count, validate=_is_balance), complete=True)
+        s.apply_balance(
+            await s.client.call(
+                "fetch_balance", lambda: s.client.ex.fetch_balance(params), cfg.timeout, retries=cfg.retry_count, validate=_is_balance
+            ),
+            complete=True,
+        )
 
     async def body(health: TaskHealth) -> None:
-        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step,
-                         interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running,
-                         on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation, verify_every=cfg.verify_interval)
+        await ws_or_poll(
+            health,
+            use_ws=cfg.use_websocket,
+            ws_step=ws_step,
+            poll_step=poll_step,
+            interval=cfg.interval,
+            fallback_s=_fallback(cfg.interval),
+            stop_when=lambda: not s.running,
+            on_ws_failure=s.client.check_user_stream,
+            generation=lambda: s.ws_generation,
+            verify_every=cfg.verify_interval,
+        )
 
     return body
 
@@ -141,13 +163,30 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         s.apply_positions(await s.client.ex.watch_positions(symbols))
 
     async def poll_step() -> None:
-        s.apply_positions(await s.client.call("fetch_positions", lambda: s.client.ex.fetch_positions(symbols), cfg.timeout,
-                                              retries=cfg.retry_count, validate=lambda x: isinstance(x, list)), complete=True)
+        s.apply_positions(
+            await s.client.call(
+                "fetch_positions",
+                lambda: s.client.ex.fetch_positions(symbols),
+                cfg.timeout,
+                retries=cfg.retry_count,
+                validate=lambda x: isinstance(x, list),
+            ),
+            complete=True,
+        )
 
     async def body(health: TaskHealth) -> None:
-        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
-                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, on_ws_failure=s.client.check_user_stream,
-                         generation=lambda: s.ws_generation, verify_every=cfg.verify_interval)
+        await ws_or_poll(
+            health,
+            use_ws=cfg.use_websocket,
+            ws_step=ws_step,
+            poll_step=poll_step,
+            interval=cfg.interval,
+            fallback_s=_fallback(cfg.interval),
+            stop_when=lambda: not s.running,
+            on_ws_failure=s.client.check_user_stream,
+            generation=lambda: s.ws_generation,
+            verify_every=cfg.verify_interval,
+        )
 
     return body
 
@@ -233,10 +272,18 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
 
     async def body(health: TaskHealth) -> None:
         try:
-            await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step,
-                             interval=cfg.interval, fallback_s=_fallback(cfg.interval), stop_when=idle,
-                             on_ws_failure=s.client.check_user_stream, generation=lambda: s.ws_generation,
-                             verify_every=cfg.verify_interval)
+            await ws_or_poll(
+                health,
+                use_ws=cfg.use_websocket,
+                ws_step=ws_step,
+                poll_step=poll_step,
+                interval=cfg.interval,
+                fallback_s=_fallback(cfg.interval),
+                stop_when=idle,
+                on_ws_failure=s.client.check_user_stream,
+                generation=lambda: s.ws_generation,
+                verify_every=cfg.verify_interval,
+            )
         finally:
             for name, watch in watches.items():
                 if watch is not None:
@@ -256,14 +303,27 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
         s.apply_ohlcv(ai, timeframe, candles, s.client.closed_through(ai.symbol, timeframe))
 
     async def poll_step() -> None:
-        candles = await s.client.call("fetch_ohlcv", lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100), cfg.timeout,
-                                      retries=cfg.retry_count, validate=lambda x: isinstance(x, list))
+        candles = await s.client.call(
+            "fetch_ohlcv",
+            lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100),
+            cfg.timeout,
+            retries=cfg.retry_count,
+            validate=lambda x: isinstance(x, list),
+        )
         s.apply_ohlcv(ai, timeframe, candles)
 
     async def body(health: TaskHealth) -> None:
         await poll_step()  # history first, then live updates
-        await ws_or_poll(health, use_ws=cfg.use_websocket, ws_step=ws_step, poll_step=poll_step, interval=cfg.interval,
-                         fallback_s=_fallback(cfg.interval), stop_when=lambda: not s.running, generation=lambda: s.ws_generation)
+        await ws_or_poll(
+            health,
+            use_ws=cfg.use_websocket,
+            ws_step=ws_step,
+            poll_step=poll_step,
+            interval=cfg.interval,
+            fallback_s=_fallback(cfg.interval),
+            stop_when=lambda: not s.running,
+            generation=lambda: s.ws_generation,
+        )
 
     return body
 
@@ -276,10 +336,18 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
     async def body(health: TaskHealth) -> None:
         while s.running:
             try:
-                tickers = await s.client.call("fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), cfg.timeout,
-                                              retries=cfg.retry_count, validate=lambda x: isinstance(x, dict))
-                fresh = {sym: float(t["last"]) for sym, t in tickers.items()
-                         if sym in symbols and isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0}
+                tickers = await s.client.call(
+                    "fetch_tickers",
+                    lambda: s.client.ex.fetch_tickers(symbols),
+                    cfg.timeout,
+                    retries=cfg.retry_count,
+                    validate=lambda x: isinstance(x, dict),
+                )
+                fresh = {
+                    sym: float(t["last"])
+                    for sym, t in tickers.items()
+                    if sym in symbols and isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0
+                }
                 if fresh != {k: s.conversion_prices.get(k) for k in fresh}:
                     s.conversion_prices.update(fresh)
                     s._notify_balance()

@@ -70,18 +70,30 @@ class BinanceVenue:
     """Binance spot and USDⓈ-M futures as the engine needs them."""
 
     name = "binance"
-    caps = Capabilities(client_id_param="origClientOrderId", kline_closed_flag=True, trade_history=True, api_permissions=True,
-                        used_weight_header="X-MBX-USED-WEIGHT-1M", post_only_tif="GTX",
-                        order_types=frozenset({"market", "limit", "ioc", "fok", "post_only"}))
+    caps = Capabilities(
+        client_id_param="origClientOrderId",
+        kline_closed_flag=True,
+        trade_history=True,
+        api_permissions=True,
+        used_weight_header="X-MBX-USED-WEIGHT-1M",
+        post_only_tif="GTX",
+        order_types=frozenset({"market", "limit", "ioc", "fok", "post_only"}),
+    )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
         """A ccxt.pro binance configured from the strategy: credentials, limits, sandbox endpoint."""
         creds = cfg.credentials
-        options: Json = {"defaultType": markets_type or ("swap" if cfg.margin else "spot"),
-                         "fetchMarkets": {"types": ["spot", "linear"]}, "warnOnFetchOpenOrdersWithoutSymbol": False,
-                         "adjustForTimeDifference": True}  # sign with the exchange's clock, measured at load_markets
-        conf: Json = {"timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
-                      "options": options, **ccxt_rate_options(cfg.rate_limits)}
+        options: Json = {
+            "defaultType": markets_type or ("swap" if cfg.margin else "spot"),
+            "fetchMarkets": {"types": ["spot", "linear"]},
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+            "adjustForTimeDifference": True,
+        }  # sign with the exchange's clock, measured at load_markets
+        conf: Json = {
+            "timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
+            "options": options,
+            **ccxt_rate_options(cfg.rate_limits),
+        }
         if creds.api_key is not None:
             conf["apiKey"] = creds.api_key.get_secret_value()
         if creds.api_secret is not None:
@@ -130,7 +142,7 @@ class BinanceVenue:
         code = self.error_code(exc)
         text = str(exc)
         kind: type[E.ExchangeOpError] | None = None
-        if code == -4116 or code == -2010 and "Duplicate" in text:
+        if code == -4116 or (code == -2010 and "Duplicate" in text):
             kind = E.DuplicateOrder
         elif code == -2019:
             kind = E.InsufficientFunds

@@ -84,8 +84,16 @@ class ExchangeClient:
     async def close(self) -> None:
         await self.ex.close()
 
-    async def call(self, op: str, fn: Callable[[], Awaitable[T]], timeout: float, *, idempotent: bool = True,
-                   retries: int = 3, validate: Validator | None = None) -> T:
+    async def call(
+        self,
+        op: str,
+        fn: Callable[[], Awaitable[T]],
+        timeout: float,
+        *,
+        idempotent: bool = True,
+        retries: int = 3,
+        validate: Validator | None = None,
+    ) -> T:
         """Run one exchange operation with the engine's policies; raises ExchangeOpError."""
         attempt = 0
         while True:
@@ -98,8 +106,10 @@ class ExchangeClient:
                     result = await fn()
                 if validate is not None and not validate(result):
                     raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
-            except (Exception, asyncio.TimeoutError) as raw:
-                err = self.venue.map_error(raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s"))
+            except (TimeoutError, Exception) as raw:
+                err = self.venue.map_error(
+                    raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s")
+                )
                 self._trace(op, started, type(err).__name__, err.code)
                 if isinstance(err, RateLimited):
                     self.guard.observe_rate_limit(self._retry_after(), attempt)
@@ -108,7 +118,7 @@ class ExchangeClient:
                 if not err.transient or not idempotent or attempt >= retries:
                     raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
                 attempt += 1
-                delay = min(5.0, 0.1 * 2 ** attempt) * (0.5 + self._rng.random())
+                delay = min(5.0, 0.1 * 2**attempt) * (0.5 + self._rng.random())
                 log.warning("%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
                 await asyncio.sleep(delay)
                 continue

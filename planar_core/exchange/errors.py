@@ -76,8 +76,11 @@ class MalformedResponse(TransientError):
     """The exchange answered something that does not parse into what was asked for."""
 
 
-def map_error(exc: BaseException, refine: Callable[[BaseException], ExchangeOpError | None] | None = None,
-              code_of: Callable[[BaseException], int | None] | None = None) -> ExchangeOpError:
+def map_error(
+    exc: BaseException,
+    refine: Callable[[BaseException], ExchangeOpError | None] | None = None,
+    code_of: Callable[[BaseException], int | None] | None = None,
+) -> ExchangeOpError:
     """Translate a ccxt (or asyncio) exception into the engine's typed error. ``refine``: the venue's reading of
     its own error codes, asked first; ``code_of``: the venue's code, kept on the error."""
     if isinstance(exc, ExchangeOpError):

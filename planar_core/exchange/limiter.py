@@ -83,7 +83,7 @@ class WeightGuard:
 
     def observe_rate_limit(self, retry_after: float | None, attempt: int) -> float:
         """After a 429/418: hold for Retry-After, else exponential backoff; returns the hold."""
-        delay = retry_after if retry_after else min(60.0, 0.5 * 2 ** attempt)
+        delay = retry_after if retry_after else min(60.0, 0.5 * 2**attempt)
         self.hold(delay)
         self.backoffs += 1
         return delay

@@ -24,7 +24,14 @@ from ..sandbox.exchange import Market, SandboxExchange
 from ..sandbox.market_data import MarketSpec, PathLibrary
 from . import errors as X
 
-STATUS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled", "EXPIRED": "expired", "REJECTED": "rejected"}
+STATUS = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "open",
+    "FILLED": "closed",
+    "CANCELED": "canceled",
+    "EXPIRED": "expired",
+    "REJECTED": "rejected",
+}
 
 
 def _dec(x: object, default: str) -> Decimal:
@@ -38,10 +45,19 @@ def spec_from_ccxt(market: Json) -> MarketSpec:
     amount = limits.get("amount") or {}
     cost = limits.get("cost") or {}
     assert isinstance(amount, dict) and isinstance(cost, dict)
-    return MarketSpec(str(market["id"]), str(market["base"]), str(market["quote"]), "linear" if market.get("contract") else "spot",
-                      _dec(precision["price"], "0.00000001"), _dec(precision["amount"], "0.00000001"),
-                      _dec(amount.get("min"), str(precision["amount"] or "0.00000001")), _dec(amount.get("max"), "1000000000"),
-                      _dec(cost.get("min"), "0"), None, "")
+    return MarketSpec(
+        str(market["id"]),
+        str(market["base"]),
+        str(market["quote"]),
+        "linear" if market.get("contract") else "spot",
+        _dec(precision["price"], "0.00000001"),
+        _dec(precision["amount"], "0.00000001"),
+        _dec(amount.get("min"), str(precision["amount"] or "0.00000001")),
+        _dec(amount.get("max"), "1000000000"),
+        _dec(cost.get("min"), "0"),
+        None,
+        "",
+    )
 
 
 def _map(err: SE.ApiError) -> X.ExchangeOpError:
@@ -102,8 +118,9 @@ class PaperExchange:
                 spec = spec_from_ccxt(m)
                 specs.append(spec)
                 self.by_id[(spec.kind, spec.symbol)] = asset.symbol
-        self.engine = SandboxExchange(specs=specs, paths=PathLibrary(data_dir=None), price_source=self._price,
-                                      default_leverage=self.cfg.default_leverage)
+        self.engine = SandboxExchange(
+            specs=specs, paths=PathLibrary(data_dir=None), price_source=self._price, default_leverage=self.cfg.default_leverage
+        )
         cash = Decimal(str(self.cfg.initial_cash if self.cfg.initial_cash is not None else 10_000))
         self.acct = self.engine.add_account({self.cfg.main_currency: cash})
         self.engine.listeners.append(self._on_event)
@@ -158,8 +175,9 @@ class PaperExchange:
         m = self.public.markets[symbol]
         return ("linear" if m.get("contract") else "spot"), str(m["id"])
 
-    async def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
-                           params: Json | None = None) -> Json:
+    async def create_order(
+        self, symbol: str, type: str, side: str, amount: float, price: float | None = None, params: Json | None = None
+    ) -> Json:
         engine, acct = self._account()
         params = dict(params or {})
         kind, market_id = self._kind(symbol)
@@ -229,7 +247,9 @@ class PaperExchange:
     async def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, *args: Any, **kwargs: Any) -> list[Json]:
         _, acct = self._account()
         wanted = self._kind(symbol) if symbol else None
-        return [self._trade(f) for f in acct.fills if (wanted is None or (f.kind, f.symbol) == wanted) and (since is None or f.time_ms >= since)]
+        return [
+            self._trade(f) for f in acct.fills if (wanted is None or (f.kind, f.symbol) == wanted) and (since is None or f.time_ms >= since)
+        ]
 
     async def fetch_balance(self, params: Json | None = None) -> Json:
         return self._balance()
@@ -288,31 +308,60 @@ class PaperExchange:
     # ------------------------------------------------------------------ ccxt shapes
     def _order(self, o: SandboxOrder, fills: list[Fill] | None = None) -> Json:
         symbol = self.by_id[(o.kind, o.symbol)]
-        return {"id": str(o.order_id), "clientOrderId": o.client_id, "symbol": symbol, "side": o.side.lower(),
-                "type": "market" if o.type == "MARKET" else "limit", "amount": float(o.qty), "price": float(o.price) or None,
-                "filled": float(o.filled), "cost": float(o.cum_quote), "status": STATUS[o.status], "timestamp": o.created_ms,
-                "reduceOnly": o.reduce_only, "postOnly": o.type == "LIMIT_MAKER" or o.time_in_force == "GTX",
-                "timeInForce": o.time_in_force, "trades": [self._trade(f) for f in fills or []]}
+        return {
+            "id": str(o.order_id),
+            "clientOrderId": o.client_id,
+            "symbol": symbol,
+            "side": o.side.lower(),
+            "type": "market" if o.type == "MARKET" else "limit",
+            "amount": float(o.qty),
+            "price": float(o.price) or None,
+            "filled": float(o.filled),
+            "cost": float(o.cum_quote),
+            "status": STATUS[o.status],
+            "timestamp": o.created_ms,
+            "reduceOnly": o.reduce_only,
+            "postOnly": o.type == "LIMIT_MAKER" or o.time_in_force == "GTX",
+            "timeInForce": o.time_in_force,
+            "trades": [self._trade(f) for f in fills or []],
+        }
 
     def _trade(self, f: Fill) -> Json:
-        return {"id": str(f.trade_id), "order": str(f.order_id), "clientOrderId": f.client_id, "symbol": self.by_id[(f.kind, f.symbol)],
-                "side": f.side.lower(), "amount": float(f.qty), "price": float(f.price), "timestamp": f.time_ms,
-                "fee": {"cost": float(f.commission), "currency": f.commission_asset}, "info": {"realizedPnl": str(f.realized_pnl)}}
+        return {
+            "id": str(f.trade_id),
+            "order": str(f.order_id),
+            "clientOrderId": f.client_id,
+            "symbol": self.by_id[(f.kind, f.symbol)],
+            "side": f.side.lower(),
+            "amount": float(f.qty),
+            "price": float(f.price),
+            "timestamp": f.time_ms,
+            "fee": {"cost": float(f.commission), "currency": f.commission_asset},
+            "info": {"realizedPnl": str(f.realized_pnl)},
+        }
 
     def _position(self, engine: SandboxExchange, acct: Account, market_id: str, symbol: str) -> Json:
         pos = engine.position(acct, market_id)
         amount = float(pos.amount)
-        return {"symbol": symbol, "contracts": abs(amount), "side": "short" if amount < 0 else "long",
-                "entryPrice": float(pos.entry_price), "leverage": float(acct.leverage.get(market_id, engine.default_leverage)),
-                "timestamp": engine.now_ms()}
+        return {
+            "symbol": symbol,
+            "contracts": abs(amount),
+            "side": "short" if amount < 0 else "long",
+            "entryPrice": float(pos.entry_price),
+            "leverage": float(acct.leverage.get(market_id, engine.default_leverage)),
+            "timestamp": engine.now_ms(),
+        }
 
     def _balance(self) -> Json:
         engine, acct = self._account()
         out: Json = {"info": {"paper": True}}
         if any(kind == "linear" for kind, _ in self.by_id):
             mg = engine.futures_margins(acct)
-            out[self.cfg.main_currency] = {"free": float(mg["available"]), "used": float(mg["wallet"] - mg["available"]),
-                                           "total": float(mg["wallet"])}
+            out[self.cfg.main_currency] = {
+                "free": float(mg["available"]),
+                "used": float(mg["wallet"] - mg["available"]),
+                "total": float(mg["wallet"]),
+            }
         else:
             for asset, (free, locked) in acct.spot.items():
                 out[asset] = {"free": float(free), "used": float(locked), "total": float(free + locked)}

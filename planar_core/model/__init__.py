@@ -4,4 +4,20 @@ from .candles import Candle, Candles
 from .status import OrderStatus, legal
 from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
 
-__all__ = ["Candle", "Candles", "Json", "PENDING", "Pending", "AssetInstance", "Balance", "Order", "OrderRequest", "OrderStatus", "OrderType", "Position", "Side", "Trade", "legal"]
+__all__ = [
+    "PENDING",
+    "AssetInstance",
+    "Balance",
+    "Candle",
+    "Candles",
+    "Json",
+    "Order",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "Pending",
+    "Position",
+    "Side",
+    "Trade",
+    "legal",
+]

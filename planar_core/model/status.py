@@ -56,5 +56,10 @@ def legal(old: OrderStatus, new: OrderStatus) -> bool:
 
 
 # ccxt's unified order statuses
-FROM_CCXT: dict[str, OrderStatus] = {"open": OrderStatus.OPEN, "closed": OrderStatus.CLOSED, "canceled": OrderStatus.CANCELED,
-                                     "expired": OrderStatus.EXPIRED, "rejected": OrderStatus.REJECTED}
+FROM_CCXT: dict[str, OrderStatus] = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.CLOSED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}

@@ -4,4 +4,4 @@ from .estop import EStopReport, emergency_stop
 from .manager import RiskManager
 from .metrics import RiskMetrics
 
-__all__ = ["EStopReport", "emergency_stop", "RiskManager", "RiskMetrics"]
+__all__ = ["EStopReport", "RiskManager", "RiskMetrics", "emergency_stop"]

@@ -67,7 +67,7 @@ class EStopReport:
 
 
 def pause(attempt: int) -> float:
-    return min(2.0, 0.1 * 2 ** attempt)
+    return min(2.0, 0.1 * 2**attempt)
 
 
 async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
@@ -83,8 +83,9 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         if remaining <= 0:
             return
         try:
-            open_orders = await s.client.call("fetch_open_orders", lambda: ex.fetch_open_orders(symbol), remaining, retries=0,
-                                              validate=lambda x: isinstance(x, list))
+            open_orders = await s.client.call(
+                "fetch_open_orders", lambda: ex.fetch_open_orders(symbol), remaining, retries=0, validate=lambda x: isinstance(x, list)
+            )
         except ExchangeOpError as err:
             report.unverified[key] = f"could not list open orders: {type(err).__name__}: {err}"[:300]
             report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
@@ -123,8 +124,12 @@ async def _settle_local(s: "Strategy", symbol: str) -> None:
         return
     since = min(o.timestamp for o in left) - 60_000
     try:
-        history = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(symbol, since), s.config.timeouts.order_cancellation,
-                                      validate=lambda x: isinstance(x, list))
+        history = await s.client.call(
+            "fetch_orders",
+            lambda: s.client.ex.fetch_orders(symbol, since),
+            s.config.timeouts.order_cancellation,
+            validate=lambda x: isinstance(x, list),
+        )
     except ExchangeOpError as err:
         log.warning("after the e-stop, could not learn how the orders on %s ended: %s", symbol, err)
         return
@@ -150,11 +155,13 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             return
         try:
             if ai.is_margin:
-                positions = await s.client.call("fetch_positions", lambda: ex.fetch_positions([symbol]), remaining, retries=0,
-                                                validate=lambda x: isinstance(x, list))
+                positions = await s.client.call(
+                    "fetch_positions", lambda: ex.fetch_positions([symbol]), remaining, retries=0, validate=lambda x: isinstance(x, list)
+                )
                 s.apply_positions(positions, complete=True)
-                amount = sum(float(p.get("contracts") or 0) * (-1 if p.get("side") == "short" else 1)
-                             for p in positions if p.get("symbol") == symbol)
+                amount = sum(
+                    float(p.get("contracts") or 0) * (-1 if p.get("side") == "short" else 1) for p in positions if p.get("symbol") == symbol
+                )
             else:
                 await s.refresh_balances()
                 amount = s.cash(ai.base).free
@@ -192,8 +199,9 @@ def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
     return not ai.is_margin and bool(ai.last_price) and rounded * (ai.last_price or 0.0) < min_cost
 
 
-async def emergency_stop(s: "Strategy", reason: str = "Manual trigger", close_positions: bool | None = None,
-                         budget_s: float | None = None) -> EStopReport:
+async def emergency_stop(
+    s: "Strategy", reason: str = "Manual trigger", close_positions: bool | None = None, budget_s: float | None = None
+) -> EStopReport:
     """Halt (persisted), cancel every open order on every universe asset, optionally close positions, alert, record."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
@@ -239,5 +247,3 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     report.seconds = time.perf_counter() - started
     s.sink.record("emergency_stop", reason=f"{reason} ({symbol})", symbol=symbol, payload=report.as_dict())
     return report
-
-

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..model import Side
@@ -26,15 +26,15 @@ from .estop import EStopReport, emergency_stop
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
-    from ..model.health import TaskHealth
     from ..model import AssetInstance, OrderRequest
+    from ..model.health import TaskHealth
 
 log = logging.getLogger("planar.risk")
 VOL_FACTOR_BOUNDS = (0.25, 1.0)
 
 
 def utc_day() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
 class RiskManager:
@@ -68,7 +68,9 @@ class RiskManager:
             return amount
         factor = min(max(self.cfg.target_volatility / vol, VOL_FACTOR_BOUNDS[0]), VOL_FACTOR_BOUNDS[1])
         if factor < 1.0:
-            log.info("volatility %.4f > target %.4f: %s amount %g -> %g", vol, self.cfg.target_volatility, ai.symbol, amount, amount * factor)
+            log.info(
+                "volatility %.4f > target %.4f: %s amount %g -> %g", vol, self.cfg.target_volatility, ai.symbol, amount, amount * factor
+            )
         return amount * factor
 
     def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> str | None:
@@ -137,9 +139,11 @@ class RiskManager:
             self._unpriced = missing
             s = self.s
             if missing:
-                msg = (f"{s.name}: equity cannot be computed, no price path to {s.config.main_currency} for {list(missing)}; "
-                       "circuit breakers cannot compare equity and risk-increasing orders are "
-                       + ("refused" if self.cfg.refuse_when_unvalued else "allowed"))
+                msg = (
+                    f"{s.name}: equity cannot be computed, no price path to {s.config.main_currency} for {list(missing)}; "
+                    "circuit breakers cannot compare equity and risk-increasing orders are "
+                    + ("refused" if self.cfg.refuse_when_unvalued else "allowed")
+                )
                 s.sink.record("valuation_incomplete", unpriced=list(missing), reason=msg)
                 log.error(msg)
                 s.alert(msg, "error")
@@ -214,8 +218,17 @@ class RiskManager:
     async def monitor_once(self) -> M.RiskMetrics:
         m = self.metrics()
         self.s.sink.record("risk_metrics", payload={k: v for k, v in m.as_dict().items() if k != "positions"})
-        log.info("Risk status equity=%.2f daily_pnl=%.2f drawdown=%.4f exposure=%.3f leverage=%.3f corr=%.2f liq=%.4f vol=%.5f",
-                 m.equity, m.daily_pnl, m.drawdown, m.total_exposure, m.leverage, m.correlation_risk, m.liquidity_risk, m.volatility)
+        log.info(
+            "Risk status equity=%.2f daily_pnl=%.2f drawdown=%.4f exposure=%.3f leverage=%.3f corr=%.2f liq=%.4f vol=%.5f",
+            m.equity,
+            m.daily_pnl,
+            m.drawdown,
+            m.total_exposure,
+            m.leverage,
+            m.correlation_risk,
+            m.liquidity_risk,
+            m.volatility,
+        )
         cfg = self.cfg
         if self.s.state.halted:
             return m

@@ -170,7 +170,7 @@ def available_margin(s: "Strategy", currency: str, wallet: float) -> float:
 
 def returns(ai: "AssetInstance", timeframe: str = "1m", window: int = 60) -> np.ndarray:
     candles = ai.ohlcv.get(timeframe) or next(iter(ai.ohlcv.values()), None)
-    closes = candles.close[-(window + 1):] if candles else np.zeros(0)
+    closes = candles.close[-(window + 1) :] if candles else np.zeros(0)
     if len(closes) < 3:
         return np.zeros(0)
     return np.diff(np.log(closes))
@@ -217,7 +217,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     corr_terms, corr_w = 0.0, 0.0
     syms = list(values)
     for i, x in enumerate(syms):
-        for y in syms[i + 1:]:
+        for y in syms[i + 1 :]:
             c = correlation(s.universe[x], s.universe[y])
             if not math.isnan(c):
                 sign = 1.0 if (values[x] > 0) == (values[y] > 0) else -1.0
@@ -234,10 +234,15 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     vols = [(weights[k], realized_volatility(s.universe[k])) for k in values]
     vol = sum(w * v for w, v in vols if not math.isnan(v)) if vols else math.nan
     return RiskMetrics(
-        equity=eq, unrealized_pnl=upnl,
+        equity=eq,
+        unrealized_pnl=upnl,
         daily_pnl=eq - day_start_equity if day_start_equity is not None else 0.0,
         drawdown=max(0.0, (peak_equity - eq) / peak_equity) if peak_equity else 0.0,
         total_exposure=gross / eq if eq > 0 else math.inf if gross else 0.0,
         leverage=gross / eq if eq > 0 else math.inf if gross else 0.0,
         correlation_risk=corr_terms / corr_w if corr_w else 0.0,
-        liquidity_risk=liquidity, volatility=vol, positions=values, unpriced=unpriced)
+        liquidity_risk=liquidity,
+        volatility=vol,
+        positions=values,
+        unpriced=unpriced,
+    )

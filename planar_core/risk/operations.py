@@ -78,8 +78,12 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     still: dict[str, str] = {}
     for sym in symbols:
         try:
-            rows = await s.client.call("fetch_open_orders", lambda sym=sym: s.client.ex.fetch_open_orders(sym),
-                                       s.config.timeouts.order_placement, validate=lambda x: isinstance(x, list))
+            rows = await s.client.call(
+                "fetch_open_orders",
+                lambda sym=sym: s.client.ex.fetch_open_orders(sym),
+                s.config.timeouts.order_placement,
+                validate=lambda x: isinstance(x, list),
+            )
         except ExchangeOpError as err:
             still[sym] = f"open orders cannot be listed ({err})"
             continue
@@ -90,8 +94,17 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     eq, unpriced = M.equity(s)
     if unpriced:
         raise RearmRefused(f"{s.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
-    s.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None,
-                         estop_unverified={}, peak_equity=eq, day_start_equity=eq, day=utc_day())
+    s.state_store.update(
+        halted=False,
+        halt_reason=None,
+        halted_at=None,
+        halted_by_emergency_stop=False,
+        breaker_tripped=None,
+        estop_unverified={},
+        peak_equity=eq,
+        day_start_equity=eq,
+        day=utc_day(),
+    )
     s.sink.record("rearmed", reason=reason, by=by, equity=eq, previous_halt=st.halt_reason)
     log.warning("strategy %s re-armed by %s (%s); breaker baselines reset to equity %.2f", s.name, by, reason, eq)
     return Rearmed(s.name, by, reason, st.halt_reason, eq)

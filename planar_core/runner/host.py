@@ -40,11 +40,19 @@ def status(s: Strategy) -> Json:
     """What an operator wants to see: equity, PnL, open orders, watcher health, halt state."""
     m = s.risk.metrics()
     st = s.state
-    return {"strategy": s.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "equity": round(m.equity, 2),
-            "daily_pnl": round(m.daily_pnl, 2), "drawdown": round(m.drawdown, 4), "exposure": round(m.total_exposure, 4),
-            "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),
-            "trades": sum(len(ai.trades) for ai in s.universe.values()), "halted": st.halted, "halt_reason": st.halt_reason,
-            "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()}}
+    return {
+        "strategy": s.name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "equity": round(m.equity, 2),
+        "daily_pnl": round(m.daily_pnl, 2),
+        "drawdown": round(m.drawdown, 4),
+        "exposure": round(m.total_exposure, 4),
+        "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),
+        "trades": sum(len(ai.trades) for ai in s.universe.values()),
+        "halted": st.halted,
+        "halt_reason": st.halt_reason,
+        "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()},
+    }
 
 
 @dataclass
@@ -95,9 +103,16 @@ class _Host:
             await self.invoke("on_fill", self.logic.on_fill(self.s, event.order, event.trade))
 
 
-async def run(s: Strategy, logic: Logic, duration: float | None = None, tick_interval: float = 1.0, stop: asyncio.Event | None = None,
-              on_status: Callable[[Json], Awaitable[None] | None] | None = None, status_every: float = 5.0,
-              logic_errors: ErrorPolicy = "log") -> RunResult:
+async def run(
+    s: Strategy,
+    logic: Logic,
+    duration: float | None = None,
+    tick_interval: float = 1.0,
+    stop: asyncio.Event | None = None,
+    on_status: Callable[[Json], Awaitable[None] | None] | None = None,
+    status_every: float = 5.0,
+    logic_errors: ErrorPolicy = "log",
+) -> RunResult:
     """Drive ``logic`` on a started strategy: ``on_start``, then events and ticks as they come, ``on_stop``."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,7 +148,9 @@ async def run(s: Strategy, logic: Logic, duration: float | None = None, tick_int
                 continue
             while not host.queue.empty():
                 await host.dispatch(host.queue.get_nowait())
-            wake = min(t for t in (next_tick if ticking else None, deadline, next_status if on_status else None, now + 1.0) if t is not None)
+            wake = min(
+                t for t in (next_tick if ticking else None, deadline, next_status if on_status else None, now + 1.0) if t is not None
+            )
             get = asyncio.ensure_future(host.queue.get())
             done, _ = await asyncio.wait({get, stop_wait}, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED)
             if get in done:

@@ -15,8 +15,13 @@ from ..exchange.errors import ExchangeOpError
 from ..risk.estop import EStopReport, emergency_stop, pause
 
 
-async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str, close_positions: bool | None = None, env: dict[str, str] | None = None,
-                                    secrets_provider: Callable[[str], str | None] | None = None) -> EStopReport:
+async def emergency_stop_standalone(
+    config: "StrategyConfig | str",
+    reason: str,
+    close_positions: bool | None = None,
+    env: dict[str, str] | None = None,
+    secrets_provider: Callable[[str], str | None] | None = None,
+) -> EStopReport:
     """The e-stop from a fresh process: build the strategy from its config and credentials, no watchers, no engine.
 
     The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
@@ -35,9 +40,11 @@ async def emergency_stop_standalone(config: "StrategyConfig | str", reason: str,
                 break
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:
-                    report = EStopReport(reason, seconds=time.perf_counter() - started,
-                                         unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300]
-                                                     for a in cfg.universe})
+                    report = EStopReport(
+                        reason,
+                        seconds=time.perf_counter() - started,
+                        unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300] for a in cfg.universe},
+                    )
                     s.state_store.update(estop_unverified=report.outstanding())
                     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
                     s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")

@@ -37,6 +37,8 @@ ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKE
 LIMIT_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
 PRICE_PROTECT = Decimal("0.05")  # futures exchangeInfo triggerProtect
 Listener = Callable[[Account, str, str, dict], None]  # account, kind, event name, payload
+
+
 @dataclass
 class Market:
     spec: MarketSpec
@@ -218,7 +220,9 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         ref_price = price if price > 0 else stop_price if stop_price > 0 else Decimal(repr(self.mid(m)))
         if qty * ref_price < spec.min_notional and not reduce_only:
             if kind == "linear":
-                raise E.ApiError(400, -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only).")
+                raise E.ApiError(
+                    400, -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only)."
+                )
             raise E.filter_failure("NOTIONAL")
         resting = acct.open_orders(kind, spec.symbol)
         filters.check_open_count(kind, len(resting), algo=False)
@@ -226,9 +230,25 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             filters.check_open_count(kind, sum(1 for o in resting if o.is_conditional), algo=True)
 
         now = self.now_ms()
-        order = SandboxOrder(next(self._order_ids), client_id, spec.symbol, kind, side, otype, tif if limit_like else "GTC",
-                             price, qty, now, reduce_only=reduce_only, updated_ms=now, stop_price=stop_price, trailing_delta=trailing,
-                             iceberg_qty=iceberg, position_side=position_side, algo_id=self._placing_algo)
+        order = SandboxOrder(
+            next(self._order_ids),
+            client_id,
+            spec.symbol,
+            kind,
+            side,
+            otype,
+            tif if limit_like else "GTC",
+            price,
+            qty,
+            now,
+            reduce_only=reduce_only,
+            updated_ms=now,
+            stop_price=stop_price,
+            trailing_delta=trailing,
+            iceberg_qty=iceberg,
+            position_side=position_side,
+            algo_id=self._placing_algo,
+        )
         if order.is_conditional:
             order.working = False
             if conditional.spot_due(order, self.last_price(m)):
@@ -270,7 +290,9 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def _client_id(self, acct: Account, kind: str, wanted: str | None) -> str:
         client_id = wanted or f"sbx-{next(self._order_ids)}"
         if not CLIENT_ID_RE.match(client_id):
-            raise E.ApiError(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+            raise E.ApiError(
+                400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'."
+            )
         earlier = acct.by_client_id.get((kind, client_id))
         if earlier is not None and (earlier.is_open or self.faults.strict_client_ids):  # Binance: "a unique id among open orders"
             raise E.duplicate_order(kind)
@@ -283,7 +305,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             return "BOTH"
         if ps not in ("BOTH", "LONG", "SHORT"):
             raise E.ApiError(400, -1130, "Invalid data sent for a parameter.")
-        if acct.hedge_mode and ps == "BOTH" or not acct.hedge_mode and ps != "BOTH":
+        if (acct.hedge_mode and ps == "BOTH") or (not acct.hedge_mode and ps != "BOTH"):
             raise E.ApiError(400, -4061, "Order's position side does not match user's setting.")
         if acct.hedge_mode and reduce_only:
             raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
@@ -346,7 +368,9 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         bal[1] += need
         order.locked, order.locked_asset = need, asset
 
-    def _settle_spot(self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal) -> tuple[Decimal, str]:
+    def _settle_spot(
+        self, acct: Account, m: Market, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal
+    ) -> tuple[Decimal, str]:
         spec = m.spec
         base, quote = acct.balance(spec.base), acct.balance(spec.quote)
         cost = price * qty
@@ -412,8 +436,21 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         order.cum_quote += price * qty
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
         order.updated_ms = now
-        fill = Fill(next(self._trade_ids), order.order_id, order.client_id, order.symbol, order.kind, order.side,
-                    price, qty, fee, fee_asset, now, maker, realized)
+        fill = Fill(
+            next(self._trade_ids),
+            order.order_id,
+            order.client_id,
+            order.symbol,
+            order.kind,
+            order.side,
+            price,
+            qty,
+            fee,
+            fee_asset,
+            now,
+            maker,
+            realized,
+        )
         acct.fills.append(fill)
         if order.kind == "spot" and order.status == "FILLED":
             self._release_spot(acct, order)  # market buys may have reserved a little more than they spent
@@ -628,9 +665,25 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             raise E.duplicate_order("linear")
         filters.check_open_count("linear", sum(1 for a in acct.algo_orders.values() if a.is_open and a.symbol == spec.symbol), algo=True)
         now = self.now_ms()
-        algo = AlgoOrder(next(self._order_ids), client_id, spec.symbol, side, position_side, otype, tif, qty, price, trigger,
-                         working_type, str(p.get("priceProtect", "false")).lower() == "true", close_position, reduce_only, rate, now,
-                         updated_ms=now)
+        algo = AlgoOrder(
+            next(self._order_ids),
+            client_id,
+            spec.symbol,
+            side,
+            position_side,
+            otype,
+            tif,
+            qty,
+            price,
+            trigger,
+            working_type,
+            str(p.get("priceProtect", "false")).lower() == "true",
+            close_position,
+            reduce_only,
+            rate,
+            now,
+            updated_ms=now,
+        )
         source = self.mark(spec.symbol) if working_type == "MARK_PRICE" else self.last_price(m)
         if otype != "TRAILING_STOP_MARKET" and conditional.algo_due(algo, source):
             raise E.ApiError(400, -2021, "Order would immediately trigger.")
@@ -643,8 +696,13 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         (reduce-only with nothing to reduce, margin, filters), the algo order ends REJECTED with the reason."""
         now = self.now_ms()
         algo.status, algo.trigger_ms, algo.updated_ms = "TRIGGERED", now, now
-        params = {"symbol": algo.symbol, "side": algo.side, "type": "LIMIT" if algo.price else "MARKET",
-                  "positionSide": algo.position_side, "newClientOrderId": algo.client_algo_id}
+        params = {
+            "symbol": algo.symbol,
+            "side": algo.side,
+            "type": "LIMIT" if algo.price else "MARKET",
+            "positionSide": algo.position_side,
+            "newClientOrderId": algo.client_algo_id,
+        }
         qty = algo.qty
         if algo.close_position:
             pos = self.position(acct, algo.symbol, algo.position_side)
@@ -725,9 +783,15 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                     "wallet": str(acct.futures_wallet),
                     "available": str(margins["available"]),
                     "unrealized_pnl": str(margins["upnl"]),
-                    "positions": {(sym if side == "BOTH" else f"{sym}:{side}"): {
-                        "amount": str(p.amount), "entry_price": str(p.entry_price), "leverage": self.leverage_of(acct, sym),
-                        "isolated_wallet": str(p.isolated_wallet)} for sym, side, p in self.open_positions(acct)},
+                    "positions": {
+                        (sym if side == "BOTH" else f"{sym}:{side}"): {
+                            "amount": str(p.amount),
+                            "entry_price": str(p.entry_price),
+                            "leverage": self.leverage_of(acct, sym),
+                            "isolated_wallet": str(p.isolated_wallet),
+                        }
+                        for sym, side, p in self.open_positions(acct)
+                    },
                 },
                 "open_orders": [order_json(o) for o in acct.orders.values() if o.is_open],
                 "orders": [order_json(o) for o in acct.orders.values()],
@@ -738,15 +802,41 @@ class SandboxExchange(FuturesAccounting, OrderLists):
 
 
 def order_json(o: SandboxOrder) -> dict:
-    return {"order_id": o.order_id, "client_order_id": o.client_id, "symbol": o.symbol, "kind": o.kind, "side": o.side,
-            "type": o.type, "time_in_force": o.time_in_force, "price": str(o.price), "qty": str(o.qty), "filled": str(o.filled),
-            "cum_quote": str(o.cum_quote), "status": o.status, "reduce_only": o.reduce_only, "created": o.created_ms, "updated": o.updated_ms}
+    return {
+        "order_id": o.order_id,
+        "client_order_id": o.client_id,
+        "symbol": o.symbol,
+        "kind": o.kind,
+        "side": o.side,
+        "type": o.type,
+        "time_in_force": o.time_in_force,
+        "price": str(o.price),
+        "qty": str(o.qty),
+        "filled": str(o.filled),
+        "cum_quote": str(o.cum_quote),
+        "status": o.status,
+        "reduce_only": o.reduce_only,
+        "created": o.created_ms,
+        "updated": o.updated_ms,
+    }
 
 
 def fill_json(f: Fill) -> dict:
-    return {"trade_id": f.trade_id, "order_id": f.order_id, "client_order_id": f.client_id, "symbol": f.symbol, "kind": f.kind,
-            "side": f.side, "price": str(f.price), "qty": str(f.qty), "commission": str(f.commission),
-            "commission_asset": f.commission_asset, "time": f.time_ms, "maker": f.is_maker, "realized_pnl": str(f.realized_pnl)}
+    return {
+        "trade_id": f.trade_id,
+        "order_id": f.order_id,
+        "client_order_id": f.client_id,
+        "symbol": f.symbol,
+        "kind": f.kind,
+        "side": f.side,
+        "price": str(f.price),
+        "qty": str(f.qty),
+        "commission": str(f.commission),
+        "commission_asset": f.commission_asset,
+        "time": f.time_ms,
+        "maker": f.is_maker,
+        "realized_pnl": str(f.realized_pnl),
+    }
 
 
 __all__ = ["BRACKETS", "Market", "SandboxExchange", "bracket_for", "fill_json", "order_json"]

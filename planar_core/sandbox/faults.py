@@ -27,18 +27,41 @@ class Faults(BaseModel):
     private_api: bool = Field(True, description="serve signed endpoints (False: -2015 for all of them)")
     paused_user_stream: bool = Field(False, description="hold back user-stream events (websocket stays open)")
     absurd_values: bool = Field(False, description="answer account and ticker requests with negative balances and zero prices")
-    invisible_s: float = Field(0.0, ge=0, le=3600, description="a new order is answered -2013 'Order does not exist' by GET "
-                               "order/openOrders/allOrders (and hidden from myTrades) for this many seconds after it was accepted, "
-                               "as Binance does while its engine is behind")
-    clock_offset_ms: float = Field(0.0, ge=-3_600_000, le=3_600_000, description="the exchange's clock runs this far ahead (+) "
-                                   "or behind (-) of the machine's; requests signed with the machine's clock then get -1021")
-    listen_key_ttl_s: float = Field(3600.0, gt=0, le=86400, description="a listen key expires this long after its last "
-                                    "keepalive (Binance: 60 minutes); its streams get listenKeyExpired and are closed")
+    invisible_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="a new order is answered -2013 'Order does not exist' by GET "
+        "order/openOrders/allOrders (and hidden from myTrades) for this many seconds after it was accepted, "
+        "as Binance does while its engine is behind",
+    )
+    clock_offset_ms: float = Field(
+        0.0,
+        ge=-3_600_000,
+        le=3_600_000,
+        description="the exchange's clock runs this far ahead (+) "
+        "or behind (-) of the machine's; requests signed with the machine's clock then get -1021",
+    )
+    listen_key_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="a listen key expires this long after its last "
+        "keepalive (Binance: 60 minutes); its streams get listenKeyExpired and are closed",
+    )
     keepalive_failures: int = Field(0, ge=0, le=1000, description="the next N listen-key keepalives are answered 503")
-    ws_max_age_s: float = Field(86_400.0, gt=0, le=86_400, description="every websocket is disconnected this long after "
-                                "it connected (Binance: 24 hours); WS-API user-data subscriptions get eventStreamTerminated first")
-    strict_client_ids: bool = Field(False, description="refuse every reuse of a client order id, also of closed orders "
-                                    "(stricter than Binance, which refuses only the ids of open orders)")
+    ws_max_age_s: float = Field(
+        86_400.0,
+        gt=0,
+        le=86_400,
+        description="every websocket is disconnected this long after "
+        "it connected (Binance: 24 hours); WS-API user-data subscriptions get eventStreamTerminated first",
+    )
+    strict_client_ids: bool = Field(
+        False,
+        description="refuse every reuse of a client order id, also of closed orders "
+        "(stricter than Binance, which refuses only the ids of open orders)",
+    )
 
     def roll(self, rng: random.Random, rate: float) -> bool:
         return rate > 0 and rng.random() < rate

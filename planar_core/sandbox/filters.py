@@ -48,25 +48,55 @@ def declared(spec: MarketSpec, bounds: Bounds) -> list[dict[str, object]]:
     """The ``filters`` of ``exchangeInfo`` for one symbol."""
     lot = {"minQty": qx(spec, spec.min_qty), "maxQty": qx(spec, spec.max_qty), "stepSize": qx(spec, spec.step_size)}
     market_lot = {**lot, "maxQty": qx(spec, bounds.market_max_qty)}
-    price = {"filterType": "PRICE_FILTER", "minPrice": px(spec, bounds.min_price), "maxPrice": px(spec, bounds.max_price),
-             "tickSize": px(spec, spec.tick_size)}
+    price = {
+        "filterType": "PRICE_FILTER",
+        "minPrice": px(spec, bounds.min_price),
+        "maxPrice": px(spec, bounds.max_price),
+        "tickSize": px(spec, spec.tick_size),
+    }
     if spec.kind == "spot":
         low, high = SPOT_BAND
-        return [price, {"filterType": "LOT_SIZE", **lot}, {"filterType": "ICEBERG_PARTS", "limit": ICEBERG_PARTS},
-                {"filterType": "MARKET_LOT_SIZE", **market_lot},
-                {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": TRAILING_DELTA[0], "maxTrailingAboveDelta": TRAILING_DELTA[1],
-                 "minTrailingBelowDelta": TRAILING_DELTA[0], "maxTrailingBelowDelta": TRAILING_DELTA[1]},
-                {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": str(high), "bidMultiplierDown": str(low),
-                 "askMultiplierUp": str(high), "askMultiplierDown": str(low), "avgPriceMins": 5},
-                {"filterType": "NOTIONAL", "minNotional": s(spec.min_notional), "applyMinToMarket": True, "maxNotional": "9000000.00000000",
-                 "applyMaxToMarket": False, "avgPriceMins": 5},
-                {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": MAX_NUM_ORDERS},
-                {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": MAX_NUM_ALGO_ORDERS["spot"]}]
+        return [
+            price,
+            {"filterType": "LOT_SIZE", **lot},
+            {"filterType": "ICEBERG_PARTS", "limit": ICEBERG_PARTS},
+            {"filterType": "MARKET_LOT_SIZE", **market_lot},
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": TRAILING_DELTA[0],
+                "maxTrailingAboveDelta": TRAILING_DELTA[1],
+                "minTrailingBelowDelta": TRAILING_DELTA[0],
+                "maxTrailingBelowDelta": TRAILING_DELTA[1],
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": str(high),
+                "bidMultiplierDown": str(low),
+                "askMultiplierUp": str(high),
+                "askMultiplierDown": str(low),
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": s(spec.min_notional),
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": MAX_NUM_ORDERS},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": MAX_NUM_ALGO_ORDERS["spot"]},
+        ]
     low, high = FUTURES_BAND
-    return [price, {"filterType": "LOT_SIZE", **lot}, {"filterType": "MARKET_LOT_SIZE", **market_lot},
-            {"filterType": "MAX_NUM_ORDERS", "limit": MAX_NUM_ORDERS}, {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": MAX_NUM_ALGO_ORDERS["linear"]},
-            {"filterType": "MIN_NOTIONAL", "notional": s(spec.min_notional)},
-            {"filterType": "PERCENT_PRICE", "multiplierUp": f"{high:.4f}", "multiplierDown": f"{low:.4f}", "multiplierDecimal": "4"}]
+    return [
+        price,
+        {"filterType": "LOT_SIZE", **lot},
+        {"filterType": "MARKET_LOT_SIZE", **market_lot},
+        {"filterType": "MAX_NUM_ORDERS", "limit": MAX_NUM_ORDERS},
+        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": MAX_NUM_ALGO_ORDERS["linear"]},
+        {"filterType": "MIN_NOTIONAL", "notional": s(spec.min_notional)},
+        {"filterType": "PERCENT_PRICE", "multiplierUp": f"{high:.4f}", "multiplierDown": f"{low:.4f}", "multiplierDecimal": "4"},
+    ]
 
 
 def check_price(spec: MarketSpec, bounds: Bounds, price: Decimal) -> None:

@@ -125,11 +125,18 @@ class FuturesAccounting:
             if not self.isolated(acct, symbol):
                 cross_upnl += u
                 pos_im += abs(pos.amount) * self.mark(symbol) / self.leverage_of(acct, symbol)
-        ord_im = sum((o.remaining * o.price / self.leverage_of(acct, o.symbol) for o in acct.open_orders("linear")
-                      if not o.reduce_only), ZERO)
+        ord_im = sum(
+            (o.remaining * o.price / self.leverage_of(acct, o.symbol) for o in acct.open_orders("linear") if not o.reduce_only), ZERO
+        )
         available = self.cross_wallet(acct) + cross_upnl - pos_im - ord_im
-        return {"wallet": acct.futures_wallet, "upnl": upnl, "position_im": pos_im, "order_im": ord_im, "maint": maint,
-                "available": available}
+        return {
+            "wallet": acct.futures_wallet,
+            "upnl": upnl,
+            "position_im": pos_im,
+            "order_im": ord_im,
+            "maint": maint,
+            "available": available,
+        }
 
     def liquidation_price(self, acct: Account, symbol: str, pos: Position) -> Decimal:
         """Binance's liquidation price: where the margin that backs the position (its isolated wallet, or the cross
@@ -189,7 +196,9 @@ class FuturesAccounting:
         if need > self.futures_margins(acct)["available"]:
             raise E.margin_insufficient()
 
-    def settle_futures(self, acct: Account, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal) -> tuple[Decimal, Decimal]:
+    def settle_futures(
+        self, acct: Account, order: SandboxOrder, price: Decimal, qty: Decimal, fee_rate: Decimal
+    ) -> tuple[Decimal, Decimal]:
         """Apply a fill to the position and the wallet; returns (fee, realized PnL)."""
         pos = acct.positions.setdefault((order.symbol, order.position_side), Position())
         signed = qty if order.side == "BUY" else -qty
@@ -262,8 +271,22 @@ class FuturesAccounting:
         now = self.now_ms()
         closing_side = "SELL" if pos.amount > 0 else "BUY"
         qty = abs(pos.amount)
-        order = SandboxOrder(next(self._order_ids), f"autoclose-{now}{next(self._order_ids) % 1000:03d}", symbol, "linear", closing_side,
-                             "LIQUIDATION", "IOC", mark, qty, now, reduce_only=True, updated_ms=now, working_ms=now, position_side=side)
+        order = SandboxOrder(
+            next(self._order_ids),
+            f"autoclose-{now}{next(self._order_ids) % 1000:03d}",
+            symbol,
+            "linear",
+            closing_side,
+            "LIQUIDATION",
+            "IOC",
+            mark,
+            qty,
+            now,
+            reduce_only=True,
+            updated_ms=now,
+            working_ms=now,
+            position_side=side,
+        )
         acct.orders[order.order_id] = order
         acct.by_client_id[("linear", order.client_id)] = order
         isolated_before = pos.isolated_wallet
@@ -276,8 +299,21 @@ class FuturesAccounting:
         if clearance:
             acct.income.append(Income(symbol, "INSURANCE_CLEAR", -clearance, now, next(self._trade_ids)))
         order.filled, order.cum_quote, order.status = qty, mark * qty, "FILLED"
-        fill = Fill(next(self._trade_ids), order.order_id, order.client_id, symbol, "linear", closing_side, mark, qty, fee, "USDT", now,
-                    False, realized)
+        fill = Fill(
+            next(self._trade_ids),
+            order.order_id,
+            order.client_id,
+            symbol,
+            "linear",
+            closing_side,
+            mark,
+            qty,
+            fee,
+            "USDT",
+            now,
+            False,
+            realized,
+        )
         acct.fills.append(fill)
         self.emit(acct, "linear", "order", {"order": order, "exec": "CALCULATED", "fill": fill})
         self.emit(acct, "linear", "account", {"symbol": symbol})

@@ -85,8 +85,12 @@ class RateLimiter:
         used = win.used(now_ms)
         if used + weight > self.limits.weight_per_minute:
             self._violation(ip, now_ms)
-            raise RateLimited(429, -1003, "Too much request weight used; current limit is "
-                              f"{self.limits.weight_per_minute} request weight per 1 MINUTE.", 60_000 - (now_ms - win.entries[0][0]) if win.entries else 1000)
+            raise RateLimited(
+                429,
+                -1003,
+                f"Too much request weight used; current limit is {self.limits.weight_per_minute} request weight per 1 MINUTE.",
+                60_000 - (now_ms - win.entries[0][0]) if win.entries else 1000,
+            )
         win.add(now_ms, weight)
         return used + weight
 
@@ -95,8 +99,12 @@ class RateLimiter:
         used = win.used(now_ms)
         if used + 1 > self.limits.orders_per_10s:
             self._violation(ip, now_ms)
-            raise RateLimited(429, -1015, f"Too many new orders; current limit is {self.limits.orders_per_10s} orders per 10 SECOND.",
-                              10_000 - (now_ms - win.entries[0][0]) if win.entries else 1000)
+            raise RateLimited(
+                429,
+                -1015,
+                f"Too many new orders; current limit is {self.limits.orders_per_10s} orders per 10 SECOND.",
+                10_000 - (now_ms - win.entries[0][0]) if win.entries else 1000,
+            )
         win.add(now_ms, 1)
         return used + 1
 

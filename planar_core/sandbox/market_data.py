@@ -185,7 +185,9 @@ DEFAULT_MARKETS: list[MarketSpec] = [
     MarketSpec("ETHBTC", "ETH", "BTC", "spot", D("0.00001"), D("0.0001"), D("0.0001"), D("100000"), D("0.0001"), None, "ETH_BTC_5m.csv"),
     MarketSpec("BTCUSDT", "BTC", "USDT", "linear", D("0.1"), D("0.001"), D("0.001"), D("1000"), D("5"), 60_000.0, "UNITTEST_BTC_1m.csv"),
     MarketSpec("ETHUSDT", "ETH", "USDT", "linear", D("0.01"), D("0.001"), D("0.001"), D("10000"), D("5"), 3_000.0, "ETH_BTC_5m.csv"),
-    MarketSpec("XRPUSDT", "XRP", "USDT", "linear", D("0.0001"), D("0.1"), D("0.1"), D("10000000"), D("5"), None, "XRP_USDT_USDT_5m_futures.csv"),
+    MarketSpec(
+        "XRPUSDT", "XRP", "USDT", "linear", D("0.0001"), D("0.1"), D("0.1"), D("10000000"), D("5"), None, "XRP_USDT_USDT_5m_futures.csv"
+    ),
 ]
 
 
@@ -207,8 +209,21 @@ def quarterly_market(now_ms: int) -> MarketSpec:
     delivery futures beside perpetuals, and clients (ccxt's market validators) expect both."""
     delivery = quarter_delivery_ms(now_ms)
     day = datetime.fromtimestamp(delivery / 1000, tz=UTC).strftime("%y%m%d")
-    return MarketSpec(f"BTCUSDT_{day}", "BTC", "USDT", "linear", D("0.1"), D("0.001"), D("0.001"), D("500"), D("5"), 60_000.0,
-                      "UNITTEST_BTC_1m.csv", contract_type="CURRENT_QUARTER", delivery_ms=delivery)
+    return MarketSpec(
+        f"BTCUSDT_{day}",
+        "BTC",
+        "USDT",
+        "linear",
+        D("0.1"),
+        D("0.001"),
+        D("0.001"),
+        D("500"),
+        D("5"),
+        60_000.0,
+        "UNITTEST_BTC_1m.csv",
+        contract_type="CURRENT_QUARTER",
+        delivery_ms=delivery,
+    )
 
 
 def default_markets() -> list[MarketSpec]:
@@ -239,5 +254,19 @@ class PathLibrary:
 
 def synthetic_markets(n: int) -> list[MarketSpec]:
     """``n`` extra spot markets (SYN0/USDT ...) on generated paths, for scale tests and benchmarks."""
-    return [MarketSpec(f"SYN{i}USDT", f"SYN{i}", "USDT", "spot", D("0.0001"), D("0.01"), D("0.01"), D("10000000"), D("5"), 10.0 + i,
-                       f"synthetic-{i}.csv") for i in range(n)]
+    return [
+        MarketSpec(
+            f"SYN{i}USDT",
+            f"SYN{i}",
+            "USDT",
+            "spot",
+            D("0.0001"),
+            D("0.01"),
+            D("0.01"),
+            D("10000000"),
+            D("5"),
+            10.0 + i,
+            f"synthetic-{i}.csv",
+        )
+        for i in range(n)
+    ]

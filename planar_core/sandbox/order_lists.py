@@ -60,12 +60,14 @@ class OrderLists:
             raise E.ApiError(400, -1117, "Invalid side.") if side else E.mandatory("side")
         self._number(p, "quantity")
         above, below = (self._legacy_legs if legacy else self._legs)(p, side)
-        if side == "SELL" and (above["type"] not in ABOVE_SELL or below["type"] not in BELOW_SELL) or \
-                side == "BUY" and (above["type"] not in BELOW_SELL or below["type"] not in ABOVE_SELL):
+        if (side == "SELL" and (above["type"] not in ABOVE_SELL or below["type"] not in BELOW_SELL)) or (
+            side == "BUY" and (above["type"] not in BELOW_SELL or below["type"] not in ABOVE_SELL)
+        ):
             raise E.ApiError(400, -1106, "Parameter 'aboveType' or 'belowType' is not valid for this side.")
         now = self.now_ms()
-        olist = OrderList(next(self._list_ids), p.get("listClientOrderId") or f"sbxlist-{now}", (p.get("symbol") or "").upper(), [], now,
-                          updated_ms=now)
+        olist = OrderList(
+            next(self._list_ids), p.get("listClientOrderId") or f"sbxlist-{now}", (p.get("symbol") or "").upper(), [], now, updated_ms=now
+        )
         limit_leg, stop_leg = (above, below) if side == "SELL" else (below, above)
         booked: list[SandboxOrder] = []
         self._placing_list = olist
@@ -104,8 +106,14 @@ class OrderLists:
             leg = {"type": (p.get(f"{pos}Type") or "").upper()}
             if not leg["type"]:
                 raise E.mandatory(f"{pos}Type")
-            for name, key in (("Price", "price"), ("StopPrice", "stopPrice"), ("TrailingDelta", "trailingDelta"),
-                              ("TimeInForce", "timeInForce"), ("ClientOrderId", "newClientOrderId"), ("IcebergQty", "icebergQty")):
+            for name, key in (
+                ("Price", "price"),
+                ("StopPrice", "stopPrice"),
+                ("TrailingDelta", "trailingDelta"),
+                ("TimeInForce", "timeInForce"),
+                ("ClientOrderId", "newClientOrderId"),
+                ("IcebergQty", "icebergQty"),
+            ):
                 if p.get(f"{pos}{name}"):
                     leg[key] = p[f"{pos}{name}"]
             legs.append(leg)

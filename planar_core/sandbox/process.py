@@ -13,8 +13,9 @@ from typing import Any
 @contextmanager
 def sandbox_process(*args: str) -> Iterator[dict[str, Any]]:
     """Start the sandbox on a free loopback port; yields its JSON line (url, ws_url, api_key, api_secret, pid)."""
-    proc = subprocess.Popen([sys.executable, "-m", "planar_core", "sandbox", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planar_core", "sandbox", "serve", "--port", "0", *args], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         if not line:

@@ -11,9 +11,23 @@ from .fmt import px, qx, s
 from .market_data import MarketSpec
 from .wire import OTHER_MARGIN_ASSETS
 
-INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
-               "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000,
-               "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000}
+INTERVAL_MS = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+}
 
 
 def exchange_info(ex: SandboxExchange, kind: str) -> dict:
@@ -23,33 +37,83 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
         spec = m.spec
         if spec.kind != kind:
             continue
-        row = {"symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "quoteAsset": spec.quote,
-               "baseAssetPrecision": 8, "quotePrecision": 8, "filters": filters.declared(spec, m.bounds)}
+        row = {
+            "symbol": spec.symbol,
+            "status": "TRADING",
+            "baseAsset": spec.base,
+            "quoteAsset": spec.quote,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "filters": filters.declared(spec, m.bounds),
+        }
         if kind == "spot":
-            row.update({"quoteAssetPrecision": 8, "amendAllowed": False, "pegInstructionsAllowed": False, "opoAllowed": False,
-                        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
-                                                                                          "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
-                        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": False, "quoteOrderQtyMarketAllowed": True,
-                        "allowTrailingStop": True, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
-                        "isMarginTradingAllowed": False, "permissions": [], "permissionSets": [["SPOT"]],
-                        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-                        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]})
+            row.update(
+                {
+                    "quoteAssetPrecision": 8,
+                    "amendAllowed": False,
+                    "pegInstructionsAllowed": False,
+                    "opoAllowed": False,
+                    "baseCommissionPrecision": 8,
+                    "quoteCommissionPrecision": 8,
+                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
+                    "icebergAllowed": True,
+                    "ocoAllowed": True,
+                    "otoAllowed": False,
+                    "quoteOrderQtyMarketAllowed": True,
+                    "allowTrailingStop": True,
+                    "cancelReplaceAllowed": False,
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "permissions": [],
+                    "permissionSets": [["SPOT"]],
+                    "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                    "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"],
+                }
+            )
         else:
-            row.update({"pair": spec.symbol.split("_")[0], "contractType": spec.contract_type, "deliveryDate": spec.delivery_ms,
-                        "onboardDate": 1569398400000,
-                        "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "marginAsset": "USDT",
-                        "pricePrecision": spec.price_precision, "quantityPrecision": spec.qty_precision, "underlyingType": "COIN",
-                        "underlyingSubType": [], "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05", "settlePlan": 0,
-                        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                                                                         "TRAILING_STOP_MARKET"],
-                        "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
+            row.update(
+                {
+                    "pair": spec.symbol.split("_")[0],
+                    "contractType": spec.contract_type,
+                    "deliveryDate": spec.delivery_ms,
+                    "onboardDate": 1569398400000,
+                    "maintMarginPercent": "2.5000",
+                    "requiredMarginPercent": "5.0000",
+                    "marginAsset": "USDT",
+                    "pricePrecision": spec.price_precision,
+                    "quantityPrecision": spec.qty_precision,
+                    "underlyingType": "COIN",
+                    "underlyingSubType": [],
+                    "triggerProtect": "0.0500",
+                    "liquidationFee": "0.012500",
+                    "marketTakeBound": "0.05",
+                    "settlePlan": 0,
+                    "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+                    "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+                }
+            )
         symbols.append(row)
-    return {"timezone": "UTC", "serverTime": ex.now_ms(),
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},
-                           {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s}],
-            "exchangeFilters": [], "symbols": symbols,
-            **({"futuresType": "U_MARGINED", "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000" if a == "USDT" else "0"}
-                                                    for a in ("USDT", *OTHER_MARGIN_ASSETS)]} if kind == "linear" else {})}
+    return {
+        "timezone": "UTC",
+        "serverTime": ex.now_ms(),
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s},
+        ],
+        "exchangeFilters": [],
+        "symbols": symbols,
+        **(
+            {
+                "futuresType": "U_MARGINED",
+                "assets": [
+                    {"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000" if a == "USDT" else "0"}
+                    for a in ("USDT", *OTHER_MARGIN_ASSETS)
+                ],
+            }
+            if kind == "linear"
+            else {}
+        ),
+    }
 
 
 def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
@@ -76,8 +140,22 @@ def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
         o, h, lo, c, v = ex.candle(m, open_ms, close_ms)
         q = v * (o + c) / 2
         qp = m.spec.wire_qty_places
-        rows.append([open_ms, _p(m, o), _p(m, h), _p(m, lo), _p(m, c), f"{v:.{qp}f}", open_ms + step - 1, f"{q:.8f}",
-                     max(1, int(v)), f"{v / 2:.{qp}f}", f"{q / 2:.8f}", "0"])
+        rows.append(
+            [
+                open_ms,
+                _p(m, o),
+                _p(m, h),
+                _p(m, lo),
+                _p(m, c),
+                f"{v:.{qp}f}",
+                open_ms + step - 1,
+                f"{q:.8f}",
+                max(1, int(v)),
+                f"{v / 2:.{qp}f}",
+                f"{q / 2:.8f}",
+                "0",
+            ]
+        )
     return rows
 
 
@@ -93,8 +171,10 @@ def levels(spec: MarketSpec, rows: list[tuple[Decimal, Decimal]]) -> list[list[s
 def book_levels(ex: SandboxExchange, m: Market) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
     """(bids, asks) of the synthetic book now, best first."""
     mid = ex.mid(m)
-    return (ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "SELL"),
-            ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "BUY"))
+    return (
+        ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "SELL"),
+        ex.book.levels_for(mid, m.spec.tick_size, m.spec.step_size, "BUY"),
+    )
 
 
 def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
@@ -126,8 +206,14 @@ def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dic
         t = now - i * 1000
         price = ex.mid(m, t)
         qty = max(float(m.spec.step_size), round(1000.0 / price, m.spec.qty_precision))
-        row = {"id": t // 1000, "price": _p(m, price), "qty": f"{qty:.{m.spec.wire_qty_places}f}", "quoteQty": f"{qty * price:.8f}",
-               "time": t, "isBuyerMaker": (t // 1000) % 2 == 0}
+        row = {
+            "id": t // 1000,
+            "price": _p(m, price),
+            "qty": f"{qty:.{m.spec.wire_qty_places}f}",
+            "quoteQty": f"{qty * price:.8f}",
+            "time": t,
+            "isBuyerMaker": (t // 1000) % 2 == 0,
+        }
         out.append({**row, "isBestMatch": True} if kind == "spot" else {**row, "isRPITrade": False})
     return out
 
@@ -144,8 +230,19 @@ def book_ticker(ex: SandboxExchange, m: Market) -> dict:
 
 def agg_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
     """``aggTrades``: the synthetic prints of ``trades`` as Binance's aggregate-trade rows."""
-    return [{"a": r["id"], "p": r["price"], "q": r["qty"], **({"M": True} if kind == "spot" else {"nq": r["qty"]}), "f": r["id"],
-             "l": r["id"], "T": r["time"], "m": r["isBuyerMaker"]} for r in recent_trades(ex, kind, p)]
+    return [
+        {
+            "a": r["id"],
+            "p": r["price"],
+            "q": r["qty"],
+            **({"M": True} if kind == "spot" else {"nq": r["qty"]}),
+            "f": r["id"],
+            "l": r["id"],
+            "T": r["time"],
+            "m": r["isBuyerMaker"],
+        }
+        for r in recent_trades(ex, kind, p)
+    ]
 
 
 def funding_rates(ex: SandboxExchange, p: dict[str, str]) -> list[dict]:
@@ -166,11 +263,29 @@ def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
     now = ex.now_ms()
     o, h, lo, c, v = ex.candle(m, now - 86_400_000, now)
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
-    out = {"symbol": m.spec.symbol, "priceChange": _p(m, c - o), "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
-           "weightedAvgPrice": _p(m, (h + lo + c) / 3), "prevClosePrice": _p(m, o), "lastPrice": _p(m, c), "lastQty": qx(m.spec, Decimal(1)),
-           "bidPrice": px(m.spec, bid), "bidQty": qx(m.spec, bq), "askPrice": px(m.spec, ask), "askQty": qx(m.spec, aq), "openPrice": _p(m, o),
-           "highPrice": _p(m, h), "lowPrice": _p(m, lo), "volume": f"{v:.{m.spec.wire_qty_places}f}", "quoteVolume": f"{v * c:.8f}",
-           "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": max(1, int(v)), "count": max(1, int(v))}
+    out = {
+        "symbol": m.spec.symbol,
+        "priceChange": _p(m, c - o),
+        "priceChangePercent": f"{(c / o - 1) * 100:.3f}",
+        "weightedAvgPrice": _p(m, (h + lo + c) / 3),
+        "prevClosePrice": _p(m, o),
+        "lastPrice": _p(m, c),
+        "lastQty": qx(m.spec, Decimal(1)),
+        "bidPrice": px(m.spec, bid),
+        "bidQty": qx(m.spec, bq),
+        "askPrice": px(m.spec, ask),
+        "askQty": qx(m.spec, aq),
+        "openPrice": _p(m, o),
+        "highPrice": _p(m, h),
+        "lowPrice": _p(m, lo),
+        "volume": f"{v:.{m.spec.wire_qty_places}f}",
+        "quoteVolume": f"{v * c:.8f}",
+        "openTime": now - 86_400_000,
+        "closeTime": now,
+        "firstId": 1,
+        "lastId": max(1, int(v)),
+        "count": max(1, int(v)),
+    }
     if m.spec.kind == "linear":  # USD-M futures' 24hr ticker carries no book and no previous close (clients tell them apart by it)
         for k in ("prevClosePrice", "bidPrice", "bidQty", "askPrice", "askQty"):
             del out[k]
@@ -197,8 +312,16 @@ def premium_index(ex: SandboxExchange, m: Market) -> dict:
     mark = s(ex.mark(m.spec.symbol))
     index = s(ex.last_price(m))
     now = ex.now_ms()
-    return {"symbol": m.spec.symbol, "markPrice": mark, "indexPrice": index, "estimatedSettlePrice": mark, "lastFundingRate": "0.00010000",
-            "interestRate": "0.00010000", "nextFundingTime": now - now % 28_800_000 + 28_800_000, "time": now}
+    return {
+        "symbol": m.spec.symbol,
+        "markPrice": mark,
+        "indexPrice": index,
+        "estimatedSettlePrice": mark,
+        "lastFundingRate": "0.00010000",
+        "interestRate": "0.00010000",
+        "nextFundingTime": now - now % 28_800_000 + 28_800_000,
+        "time": now,
+    }
 
 
 __all__ = [

@@ -32,8 +32,9 @@ def parse_balances(text: str) -> dict[str, Decimal]:
     return out
 
 
-def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int = 7, limits: Limits | None = None,
-                   synthetic: int = 0) -> SandboxExchange:
+def build_exchange(
+    data: list[Path] | None = None, speed: float = 1.0, seed: int = 7, limits: Limits | None = None, synthetic: int = 0
+) -> SandboxExchange:
     """An exchange whose paths come from ``data`` files (named like the shared data set) or the default data dir."""
     extra: dict[str, Path] = {}
     data_dir = DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
@@ -46,8 +47,12 @@ def build_exchange(data: list[Path] | None = None, speed: float = 1.0, seed: int
         for spec in default_markets():
             if spec.data_file == path.name:
                 extra[spec.symbol] = path
-    ex = SandboxExchange(speed=speed, seed=seed, paths=PathLibrary(data_dir=data_dir, seed=seed, extra_files=extra),
-                         specs=default_markets() + synthetic_markets(synthetic))
+    ex = SandboxExchange(
+        speed=speed,
+        seed=seed,
+        paths=PathLibrary(data_dir=data_dir, seed=seed, extra_files=extra),
+        specs=default_markets() + synthetic_markets(synthetic),
+    )
     if limits is not None:
         ex.limiter.limits = limits
     return ex

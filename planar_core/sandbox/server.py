@@ -66,8 +66,9 @@ def is_loopback(host: str) -> bool:
 class SandboxServer:
     """The sandbox exchange served over HTTP and websockets on loopback."""
 
-    def __init__(self, exchange: SandboxExchange, host: str = "127.0.0.1", port: int = 0, allow_non_loopback: bool = False,
-                 tick_s: float = 0.05) -> None:
+    def __init__(
+        self, exchange: SandboxExchange, host: str = "127.0.0.1", port: int = 0, allow_non_loopback: bool = False, tick_s: float = 0.05
+    ) -> None:
         if not is_loopback(host) and not allow_non_loopback:
             raise ValueError(f"refusing to bind the sandbox to non-loopback address {host!r} (pass allow_non_loopback=True)")
         self.ex = exchange
@@ -297,8 +298,14 @@ class SandboxServer:
                     m.basis_bps = float(body["basis_bps"])
                 self.ex.match_resting()
                 self.hub.publish_now()
-                return web.json_response({"symbol": m.spec.symbol, "kind": m.spec.kind, "price": self.ex.mid(m),
-                                          **({"mark": float(self.ex.mark(m.spec.symbol))} if m.spec.kind == "linear" else {})})
+                return web.json_response(
+                    {
+                        "symbol": m.spec.symbol,
+                        "kind": m.spec.kind,
+                        "price": self.ex.mid(m),
+                        **({"mark": float(self.ex.mark(m.spec.symbol))} if m.spec.kind == "linear" else {}),
+                    }
+                )
             if name == "matching" and request.method == "POST":
                 self.ex.matching_paused = bool(body.get("paused", False))
                 return web.json_response({"paused": self.ex.matching_paused})
@@ -339,8 +346,12 @@ class SandboxServer:
         add("GET", "/api/v3/aggTrades", lambda c: public.agg_trades(ex, "spot", c.params), "spot")
         add("GET", "/fapi/v1/aggTrades", lambda c: public.agg_trades(ex, "linear", c.params), "linear")
         add("GET", "/fapi/v1/fundingRate", lambda c: public.funding_rates(ex, c.params), "linear")
-        add("GET", "/fapi/v1/markPriceKlines", lambda c: [r[:5] + ["0", r[6], "0", 0, "0", "0", "0"]
-                                                           for r in public.klines(ex, "linear", c.params)], "linear")
+        add(
+            "GET",
+            "/fapi/v1/markPriceKlines",
+            lambda c: [r[:5] + ["0", r[6], "0", 0, "0", "0", "0"] for r in public.klines(ex, "linear", c.params)],
+            "linear",
+        )
         add("GET", "/sapi/v1/system/status", lambda c: {"status": 0, "msg": "normal"}, "spot")
         add("GET", "/sapi/v1/asset/tradeFee", self._trade_fee, "spot", "signed")
         add("GET", "/sapi/v1/capital/config/getall", self._coins, "spot", "signed")
@@ -358,21 +369,46 @@ class SandboxServer:
         add("POST", "/api/v3/order/oco", lambda c: self._new_oco(c, legacy=True), "spot", "signed")
         add("GET", "/api/v3/orderList", lambda c: self._list_json(c, ex.find_list(c.account, c.params)), "spot", "signed")  # type: ignore[arg-type]
         add("DELETE", "/api/v3/orderList", self._cancel_oco, "spot", "signed")
-        add("GET", "/api/v3/openOrderList", lambda c: [self._list_json(c, o) for o in c.account.order_lists.values()  # type: ignore[union-attr]
-                                                       if o.status == "EXECUTING"], "spot", "signed")
+        add(
+            "GET",
+            "/api/v3/openOrderList",
+            lambda c: [
+                self._list_json(c, o)
+                for o in c.account.order_lists.values()  # type: ignore[union-attr]
+                if o.status == "EXECUTING"
+            ],
+            "spot",
+            "signed",
+        )
         add("GET", "/api/v3/allOrderList", lambda c: [self._list_json(c, o) for o in c.account.order_lists.values()], "spot", "signed")  # type: ignore[union-attr]
         add("GET", "/fapi/v1/positionSide/dual", lambda c: {"dualSidePosition": c.account.hedge_mode}, "linear", "signed")  # type: ignore[union-attr]
         add("POST", "/fapi/v1/positionSide/dual", self._position_side, "linear", "signed")
         add("GET", "/fapi/v1/multiAssetsMargin", lambda c: {"multiAssetsMargin": False}, "linear", "signed")
         add("GET", "/fapi/v1/income", self._income, "linear", "signed")
         add("GET", "/fapi/v1/symbolConfig", self._symbol_config, "linear", "signed")
-        add("GET", "/fapi/v1/accountConfig", lambda c: {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": False,
-                                                        "dualSidePosition": c.account.hedge_mode, "updateTime": 0,  # type: ignore[union-attr]
-                                                        "multiAssetsMargin": False, "tradeGroupId": -1}, "linear", "signed")
+        add(
+            "GET",
+            "/fapi/v1/accountConfig",
+            lambda c: {
+                "feeTier": 0,
+                "canTrade": True,
+                "canDeposit": True,
+                "canWithdraw": False,
+                "dualSidePosition": c.account.hedge_mode,
+                "updateTime": 0,  # type: ignore[union-attr]
+                "multiAssetsMargin": False,
+                "tradeGroupId": -1,
+            },
+            "linear",
+            "signed",
+        )
         add("GET", "/fapi/v2/ticker/price", lambda c: public.per_symbol(ex, "linear", c.params, public.price_ticker), "linear")
         add("GET", "/fapi/v1/premiumIndex", lambda c: public.per_symbol(ex, "linear", c.params, public.premium_index), "linear")
-        add("GET", "/dapi/v1/exchangeInfo", lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [],
-                                                        "exchangeFilters": [], "symbols": []})
+        add(
+            "GET",
+            "/dapi/v1/exchangeInfo",
+            lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": []},
+        )
         add("DELETE", "/api/v3/openOrders", self._cancel_all)
         self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
         add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")
@@ -382,8 +418,15 @@ class SandboxServer:
         for v in ("v2", "v3"):
             add("GET", f"/fapi/{v}/account", lambda c, v=v: wire.futures_account(ex, c.account, ex.now_ms(), v), "linear", "signed")  # type: ignore[misc]
             add("GET", f"/fapi/{v}/balance", lambda c: wire.futures_balance(ex, c.account, ex.now_ms()), "linear", "signed")  # type: ignore[arg-type]
-            add("GET", f"/fapi/{v}/positionRisk", lambda c, v=v: wire.futures_positions(  # type: ignore[misc]
-                ex, c.account, (c.params.get("symbol") or "").upper() or None, v), "linear", "signed")
+            add(
+                "GET",
+                f"/fapi/{v}/positionRisk",
+                lambda c, v=v: wire.futures_positions(  # type: ignore[misc]
+                    ex, c.account, (c.params.get("symbol") or "").upper() or None, v
+                ),
+                "linear",
+                "signed",
+            )
         add("POST", "/fapi/v1/leverage", self._leverage, "linear", "signed")
         add("POST", "/fapi/v1/marginType", self._margin_type, "linear", "signed")
         add("GET", "/fapi/v1/leverageBracket", self._brackets, "linear", "signed")
@@ -440,8 +483,11 @@ class SandboxServer:
         m = self.ex.market(c.kind, c.params.get("symbol"))
         since = int(c.params.get("startTime") or 0)
         limit = int(c.params.get("limit") or 500)
-        rows = [o for o in c.account.orders.values()  # type: ignore[union-attr]
-                if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since and self.ex.visible(o)]
+        rows = [
+            o
+            for o in c.account.orders.values()  # type: ignore[union-attr]
+            if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since and self.ex.visible(o)
+        ]
         return [self._format_order(c.kind, o) for o in rows[-limit:]]
 
     def _my_trades(self, c: Ctx) -> list[dict]:
@@ -452,9 +498,15 @@ class SandboxServer:
         limit = int(c.params.get("limit") or 500)
         order_id = c.params.get("orderId")
         hidden = {o.order_id for o in c.account.orders.values() if not self.ex.visible(o)}  # type: ignore[union-attr]
-        rows = [f for f in c.account.fills  # type: ignore[union-attr]
-                if f.kind == c.kind and f.symbol == m.spec.symbol and f.time_ms >= since
-                and (order_id is None or str(f.order_id) == order_id) and f.order_id not in hidden]
+        rows = [
+            f
+            for f in c.account.fills  # type: ignore[union-attr]
+            if f.kind == c.kind
+            and f.symbol == m.spec.symbol
+            and f.time_ms >= since
+            and (order_id is None or str(f.order_id) == order_id)
+            and f.order_id not in hidden
+        ]
         if c.kind == "spot":
             return [wire.spot_trade(f) for f in rows[-limit:]]
         return [wire.futures_trade(f, m.spec) for f in rows[-limit:]]
@@ -499,8 +551,11 @@ class SandboxServer:
     def _open_algos(self, c: Ctx) -> list[dict]:
         symbol = c.params.get("symbol")
         sym = self.ex.market("linear", symbol).spec.symbol if symbol else None
-        return [self._algo_json(c, a) for a in c.account.algo_orders.values()  # type: ignore[union-attr]
-                if a.is_open and (sym is None or a.symbol == sym)]
+        return [
+            self._algo_json(c, a)
+            for a in c.account.algo_orders.values()  # type: ignore[union-attr]
+            if a.is_open and (sym is None or a.symbol == sym)
+        ]
 
     def _all_algos(self, c: Ctx) -> list[dict]:
         m = self.ex.market("linear", c.params.get("symbol"))
@@ -528,8 +583,11 @@ class SandboxServer:
 
     def _trade_fee(self, c: Ctx) -> list[dict]:
         symbol = (c.params.get("symbol") or "").upper()
-        return [{"symbol": sym, "makerCommission": s_(self.ex.maker_fee), "takerCommission": s_(self.ex.taker_fee)}
-                for (kind, sym) in self.ex.markets if kind == "spot" and (not symbol or sym == symbol)]
+        return [
+            {"symbol": sym, "makerCommission": s_(self.ex.maker_fee), "takerCommission": s_(self.ex.taker_fee)}
+            for (kind, sym) in self.ex.markets
+            if kind == "spot" and (not symbol or sym == symbol)
+        ]
 
     def _coins(self, c: Ctx) -> list[dict]:
         acct = c.account
@@ -538,13 +596,45 @@ class SandboxServer:
         out = []
         for a in assets:
             free, locked = acct.spot.get(a, [Decimal(0), Decimal(0)])
-            net = {"network": a, "coin": a, "name": a, "isDefault": True, "depositEnable": True, "withdrawEnable": False,
-                   "depositDesc": "", "withdrawDesc": "sandbox: withdrawals disabled", "withdrawFee": "0", "withdrawMin": "0",
-                   "withdrawMax": "0", "withdrawIntegerMultiple": "0.00000001", "minConfirm": 1, "unLockConfirm": 0,
-                   "addressRegex": "", "memoRegex": "", "specialTips": "", "busy": False, "sameAddress": False}
-            out.append({"coin": a, "name": a, "depositAllEnable": True, "withdrawAllEnable": False, "free": s_(free), "locked": s_(locked),
-                        "freeze": "0", "withdrawing": "0", "ipoing": "0", "ipoable": "0", "storage": "0", "isLegalMoney": False,
-                        "trading": True, "networkList": [net]})
+            net = {
+                "network": a,
+                "coin": a,
+                "name": a,
+                "isDefault": True,
+                "depositEnable": True,
+                "withdrawEnable": False,
+                "depositDesc": "",
+                "withdrawDesc": "sandbox: withdrawals disabled",
+                "withdrawFee": "0",
+                "withdrawMin": "0",
+                "withdrawMax": "0",
+                "withdrawIntegerMultiple": "0.00000001",
+                "minConfirm": 1,
+                "unLockConfirm": 0,
+                "addressRegex": "",
+                "memoRegex": "",
+                "specialTips": "",
+                "busy": False,
+                "sameAddress": False,
+            }
+            out.append(
+                {
+                    "coin": a,
+                    "name": a,
+                    "depositAllEnable": True,
+                    "withdrawAllEnable": False,
+                    "free": s_(free),
+                    "locked": s_(locked),
+                    "freeze": "0",
+                    "withdrawing": "0",
+                    "ipoing": "0",
+                    "ipoable": "0",
+                    "storage": "0",
+                    "isLegalMoney": False,
+                    "trading": True,
+                    "networkList": [net],
+                }
+            )
         return out
 
     def _income(self, c: Ctx) -> list[dict]:
@@ -561,14 +651,44 @@ class SandboxServer:
             if f.kind != "linear" or (symbol and f.symbol != symbol) or not start <= f.time_ms <= end:
                 continue
             if f.realized_pnl:
-                rows.append({"symbol": f.symbol, "incomeType": "REALIZED_PNL", "income": s_(f.realized_pnl), "asset": "USDT",
-                             "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 1, "tradeId": str(f.trade_id)})
-            rows.append({"symbol": f.symbol, "incomeType": "COMMISSION", "income": s_(-f.commission), "asset": f.commission_asset,
-                         "info": str(f.trade_id), "time": f.time_ms, "tranId": f.trade_id * 10 + 2, "tradeId": str(f.trade_id)})
+                rows.append(
+                    {
+                        "symbol": f.symbol,
+                        "incomeType": "REALIZED_PNL",
+                        "income": s_(f.realized_pnl),
+                        "asset": "USDT",
+                        "info": str(f.trade_id),
+                        "time": f.time_ms,
+                        "tranId": f.trade_id * 10 + 1,
+                        "tradeId": str(f.trade_id),
+                    }
+                )
+            rows.append(
+                {
+                    "symbol": f.symbol,
+                    "incomeType": "COMMISSION",
+                    "income": s_(-f.commission),
+                    "asset": f.commission_asset,
+                    "info": str(f.trade_id),
+                    "time": f.time_ms,
+                    "tranId": f.trade_id * 10 + 2,
+                    "tradeId": str(f.trade_id),
+                }
+            )
         for r in acct.income:
             if (not symbol or r.symbol == symbol) and start <= r.time_ms <= end:
-                rows.append({"symbol": r.symbol, "incomeType": r.kind, "income": s_(r.amount), "asset": "USDT", "info": r.kind,
-                             "time": r.time_ms, "tranId": r.tran_id, "tradeId": ""})
+                rows.append(
+                    {
+                        "symbol": r.symbol,
+                        "incomeType": r.kind,
+                        "income": s_(r.amount),
+                        "asset": "USDT",
+                        "info": r.kind,
+                        "time": r.time_ms,
+                        "tranId": r.tran_id,
+                        "tradeId": "",
+                    }
+                )
         rows.sort(key=lambda r: (r["time"], r["tranId"]))
         if kind:
             rows = [r for r in rows if r["incomeType"] == kind]
@@ -578,9 +698,17 @@ class SandboxServer:
         acct = c.account
         assert acct is not None
         symbol = (c.params.get("symbol") or "").upper()
-        return [{"symbol": sym, "marginType": "ISOLATED" if self.ex.isolated(acct, sym) else "CROSSED",
-                 "isAutoAddMargin": False, "leverage": self.ex.leverage_of(acct, sym), "maxNotionalValue": "1000000"}
-                for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
+        return [
+            {
+                "symbol": sym,
+                "marginType": "ISOLATED" if self.ex.isolated(acct, sym) else "CROSSED",
+                "isAutoAddMargin": False,
+                "leverage": self.ex.leverage_of(acct, sym),
+                "maxNotionalValue": "1000000",
+            }
+            for (kind, sym) in self.ex.markets
+            if kind == "linear" and (not symbol or sym == symbol)
+        ]
 
     def _leverage(self, c: Ctx) -> dict:
         try:
@@ -601,16 +729,34 @@ class SandboxServer:
 
     def _brackets(self, c: Ctx) -> list[dict]:
         symbol = (c.params.get("symbol") or "").upper()
-        tiers = [{"bracket": i + 1, "initialLeverage": lev, "notionalCap": cap, "notionalFloor": floor, "maintMarginRatio": float(rate),
-                  "cum": float(cum)} for i, (floor, cap, rate, cum, lev) in enumerate(BRACKETS)]
+        tiers = [
+            {
+                "bracket": i + 1,
+                "initialLeverage": lev,
+                "notionalCap": cap,
+                "notionalFloor": floor,
+                "maintMarginRatio": float(rate),
+                "cum": float(cum),
+            }
+            for i, (floor, cap, rate, cum, lev) in enumerate(BRACKETS)
+        ]
         return [{"symbol": sym, "brackets": tiers} for (kind, sym) in self.ex.markets if kind == "linear" and (not symbol or sym == symbol)]
 
     def _api_restrictions(self, c: Ctx) -> dict:
         acct = c.account
         assert acct is not None
-        return {"ipRestrict": False, "createTime": self.ex.wall_anchor_ms, "enableReading": True, "enableSpotAndMarginTrading": True,
-                "enableWithdrawals": acct.can_withdraw, "enableInternalTransfer": False, "enableMargin": False,
-                "enableFutures": True, "permitsUniversalTransfer": False, "enableVanillaOptions": False}
+        return {
+            "ipRestrict": False,
+            "createTime": self.ex.wall_anchor_ms,
+            "enableReading": True,
+            "enableSpotAndMarginTrading": True,
+            "enableWithdrawals": acct.can_withdraw,
+            "enableInternalTransfer": False,
+            "enableMargin": False,
+            "enableFutures": True,
+            "permitsUniversalTransfer": False,
+            "enableVanillaOptions": False,
+        }
 
     def _listen_key(self, c: Ctx) -> dict:
         """Binance's listen keys: POST returns the account's active key (extending it) or a new one; PUT extends it

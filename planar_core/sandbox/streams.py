@@ -79,13 +79,30 @@ class StreamHub:
                 app.router.add_get(prefix + path, lambda r, kind=kind: self._binance_layout(r, kind))
 
     # ----------------------------------------------------------------- connections
-    async def _serve(self, request: web.Request, conn_kind: str, on_text, account: Account | None = None,  # type: ignore[no-untyped-def]
-                     listen_key: str | None = None, ws: web.WebSocketResponse | None = None, streams: set[str] | None = None,
-                     users: dict[str, int] | None = None, combined: bool = False) -> web.WebSocketResponse:
+    async def _serve(
+        self,
+        request: web.Request,
+        conn_kind: str,
+        on_text,
+        account: Account | None = None,  # type: ignore[no-untyped-def]
+        listen_key: str | None = None,
+        ws: web.WebSocketResponse | None = None,
+        streams: set[str] | None = None,
+        users: dict[str, int] | None = None,
+        combined: bool = False,
+    ) -> web.WebSocketResponse:
         ws = ws or web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
-        conn = Conn(ws, conn_kind, streams=set(streams or ()), users=dict(users or {}), listen_key=listen_key, combined=combined,
-                    ws_api=on_text == self._on_ws_api, connected_ms=self.ex.now_ms())
+        conn = Conn(
+            ws,
+            conn_kind,
+            streams=set(streams or ()),
+            users=dict(users or {}),
+            listen_key=listen_key,
+            combined=combined,
+            ws_api=on_text == self._on_ws_api,
+            connected_ms=self.ex.now_ms(),
+        )
         if account is not None:
             conn.users[account.api_key] = 0
         self.conns.add(conn)
@@ -297,8 +314,9 @@ class StreamHub:
         now = self.ex.now_ms()
         cache: dict[str, list[object]] = {}
         self._round_depth = {}
-        self.ex.depth_streamed = {(c.kind, n.partition("@")[0].upper()) for c in self.conns for n in c.streams
-                                  if n.partition("@")[2].split("@")[0] == "depth"}
+        self.ex.depth_streamed = {
+            (c.kind, n.partition("@")[0].upper()) for c in self.conns for n in c.streams if n.partition("@")[2].split("@")[0] == "depth"
+        }
         conns = list(self.conns)
         # no order between connections, as on Binance: a client holding one book over two connections (ccxt does when
         # watchOrderBook and watchOrderBookForSymbols run together) must see each connection deliver an update first
@@ -340,17 +358,37 @@ class StreamHub:
             return None
         symbol = m.spec.symbol
         if channel.startswith("kline_"):
-            interval = channel[len("kline_"):]
+            interval = channel[len("kline_") :]
             step = public.INTERVAL_MS.get(interval)
             if step is None:
                 return None
             open_ms = now - now % step
             o, h, lo, c, v = self.ex.candle(m, open_ms, now + 1)
             fmt = public._p
-            return {"e": "kline", "E": self.ex.now_ms(), "s": symbol, "k": {
-                "t": open_ms, "T": open_ms + step - 1, "s": symbol, "i": interval, "f": 1, "L": 2, "o": fmt(m, o), "c": fmt(m, c),
-                "h": fmt(m, h), "l": fmt(m, lo), "v": f"{v:.{m.spec.wire_qty_places}f}", "n": max(1, int(v)), "x": closed,
-                "q": f"{v * c:.8f}", "V": f"{v / 2:.{m.spec.wire_qty_places}f}", "Q": f"{v * c / 2:.8f}", "B": "0"}}
+            return {
+                "e": "kline",
+                "E": self.ex.now_ms(),
+                "s": symbol,
+                "k": {
+                    "t": open_ms,
+                    "T": open_ms + step - 1,
+                    "s": symbol,
+                    "i": interval,
+                    "f": 1,
+                    "L": 2,
+                    "o": fmt(m, o),
+                    "c": fmt(m, c),
+                    "h": fmt(m, h),
+                    "l": fmt(m, lo),
+                    "v": f"{v:.{m.spec.wire_qty_places}f}",
+                    "n": max(1, int(v)),
+                    "x": closed,
+                    "q": f"{v * c:.8f}",
+                    "V": f"{v / 2:.{m.spec.wire_qty_places}f}",
+                    "Q": f"{v * c / 2:.8f}",
+                    "B": "0",
+                },
+            }
         if channel in ("trade", "aggTrade"):
             price = public._p(m, self.ex.mid(m))
             qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.wire_qty_places}f}"
@@ -368,8 +406,17 @@ class StreamHub:
             return ev
         if channel == "miniTicker":
             t = public.ticker_24h(self.ex, m)
-            return {"e": "24hrMiniTicker", "E": now, "s": symbol, "c": t["lastPrice"], "o": t["openPrice"], "h": t["highPrice"],
-                    "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"]}
+            return {
+                "e": "24hrMiniTicker",
+                "E": now,
+                "s": symbol,
+                "c": t["lastPrice"],
+                "o": t["openPrice"],
+                "h": t["highPrice"],
+                "l": t["lowPrice"],
+                "v": t["volume"],
+                "q": t["quoteVolume"],
+            }
         if channel in ("depth", "depth@100ms", "depth@250ms", "depth@500ms", "depth@1000ms"):
             return self._depth_diff(kind, m, now)
         depth_n = channel.split("@", 1)[0]
@@ -386,9 +433,26 @@ class StreamHub:
             return self._mark_price(m, now)
         if channel == "ticker":
             t = public.ticker_24h(self.ex, m)
-            ev = {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
-                  "c": t["lastPrice"], "Q": t["lastQty"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"],
-                  "q": t["quoteVolume"], "O": t["openTime"], "C": t["closeTime"], "F": 1, "L": t["lastId"], "n": t["count"]}
+            ev = {
+                "e": "24hrTicker",
+                "E": now,
+                "s": symbol,
+                "p": t["priceChange"],
+                "P": t["priceChangePercent"],
+                "w": t["weightedAvgPrice"],
+                "c": t["lastPrice"],
+                "Q": t["lastQty"],
+                "o": t["openPrice"],
+                "h": t["highPrice"],
+                "l": t["lowPrice"],
+                "v": t["volume"],
+                "q": t["quoteVolume"],
+                "O": t["openTime"],
+                "C": t["closeTime"],
+                "F": 1,
+                "L": t["lastId"],
+                "n": t["count"],
+            }
             if kind == "spot":  # spot's ticker adds the previous close and the book; futures' has neither (as its REST 24hr ticker)
                 ev.update(x=t["prevClosePrice"], b=t["bidPrice"], B=t["bidQty"], a=t["askPrice"], A=t["askQty"])
             return ev
@@ -420,8 +484,17 @@ class StreamHub:
 
     def _mark_price(self, m: Market, now: int) -> dict:
         pi = public.premium_index(self.ex, m)
-        return {"e": "markPriceUpdate", "E": now, "s": m.spec.symbol, "p": pi["markPrice"], "ap": pi["markPrice"], "i": pi["indexPrice"],
-                "P": pi["estimatedSettlePrice"], "r": pi["lastFundingRate"], "T": pi["nextFundingTime"]}
+        return {
+            "e": "markPriceUpdate",
+            "E": now,
+            "s": m.spec.symbol,
+            "p": pi["markPrice"],
+            "ap": pi["markPrice"],
+            "i": pi["indexPrice"],
+            "P": pi["estimatedSettlePrice"],
+            "r": pi["lastFundingRate"],
+            "T": pi["nextFundingTime"],
+        }
 
     def _all_market_events(self, kind: str, name: str, now: int) -> list[object]:
         """``!miniTicker@arr``, ``!ticker@arr`` (one array per update), ``!bookTicker`` (an event per symbol),

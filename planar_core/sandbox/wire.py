@@ -19,9 +19,20 @@ def _spot_core(o: SandboxOrder) -> dict:
     apply: stopPrice for the stop and take-profit types, icebergQty when one was sent, trailingDelta/trailingTime for
     trailing stops."""
     out: dict[str, object] = {
-        "symbol": o.symbol, "orderId": o.order_id, "orderListId": o.order_list_id if o.order_list_id > 0 else -1, "clientOrderId": o.client_id,
-        "price": s(o.price), "origQty": s(o.qty), "executedQty": s(o.filled), "origQuoteOrderQty": Z8, "cummulativeQuoteQty": s(o.cum_quote),
-        "status": o.status, "timeInForce": o.time_in_force, "type": o.type, "side": o.side, "selfTradePreventionMode": "EXPIRE_MAKER",
+        "symbol": o.symbol,
+        "orderId": o.order_id,
+        "orderListId": o.order_list_id if o.order_list_id > 0 else -1,
+        "clientOrderId": o.client_id,
+        "price": s(o.price),
+        "origQty": s(o.qty),
+        "executedQty": s(o.filled),
+        "origQuoteOrderQty": Z8,
+        "cummulativeQuoteQty": s(o.cum_quote),
+        "status": o.status,
+        "timeInForce": o.time_in_force,
+        "type": o.type,
+        "side": o.side,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
     }
     if o.stop_price:
         out["stopPrice"] = s(o.stop_price)
@@ -40,9 +51,21 @@ def spot_order(o: SandboxOrder) -> dict:
 
 def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
     """``POST /api/v3/order`` (FULL): no time/updateTime/isWorking; the fills it made at once."""
-    return {**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms,
-            "fills": [{"price": s(f.price), "qty": s(f.qty), "commission": s(f.commission), "commissionAsset": f.commission_asset,
-                       "tradeId": f.trade_id} for f in fills]}
+    return {
+        **_spot_core(o),
+        "transactTime": o.updated_ms,
+        "workingTime": o.working_ms,
+        "fills": [
+            {
+                "price": s(f.price),
+                "qty": s(f.qty),
+                "commission": s(f.commission),
+                "commissionAsset": f.commission_asset,
+                "tradeId": f.trade_id,
+            }
+            for f in fills
+        ],
+    }
 
 
 def spot_cancel(o: SandboxOrder, client_id: str) -> dict:
@@ -52,37 +75,89 @@ def spot_cancel(o: SandboxOrder, client_id: str) -> dict:
 
 def futures_order(o: SandboxOrder, spec: MarketSpec) -> dict:
     return {
-        "orderId": o.order_id, "symbol": o.symbol, "status": o.status, "clientOrderId": o.client_id,
-        "price": px(spec, o.price), "avgPrice": s(o.avg_price), "origQty": qx(spec, o.qty), "executedQty": qx(spec, o.filled),
-        "cumQty": qx(spec, o.filled), "cumQuote": s(o.cum_quote), "timeInForce": o.time_in_force, "type": o.type,
-        "reduceOnly": o.reduce_only, "closePosition": False, "side": o.side, "positionSide": o.position_side,
-        "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.type,
-        "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
-        "time": o.created_ms, "updateTime": o.updated_ms,
+        "orderId": o.order_id,
+        "symbol": o.symbol,
+        "status": o.status,
+        "clientOrderId": o.client_id,
+        "price": px(spec, o.price),
+        "avgPrice": s(o.avg_price),
+        "origQty": qx(spec, o.qty),
+        "executedQty": qx(spec, o.filled),
+        "cumQty": qx(spec, o.filled),
+        "cumQuote": s(o.cum_quote),
+        "timeInForce": o.time_in_force,
+        "type": o.type,
+        "reduceOnly": o.reduce_only,
+        "closePosition": False,
+        "side": o.side,
+        "positionSide": o.position_side,
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "priceProtect": False,
+        "origType": o.type,
+        "priceMatch": "NONE",
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "goodTillDate": 0,
+        "time": o.created_ms,
+        "updateTime": o.updated_ms,
     }
 
 
 def spot_trade(f: Fill) -> dict:
-    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "orderListId": -1, "price": s(f.price),
-            "qty": s(f.qty), "quoteQty": s(f.quote_qty), "commission": s(f.commission), "commissionAsset": f.commission_asset,
-            "time": f.time_ms, "isBuyer": f.side == "BUY", "isMaker": f.is_maker, "isBestMatch": True}
+    return {
+        "symbol": f.symbol,
+        "id": f.trade_id,
+        "orderId": f.order_id,
+        "orderListId": -1,
+        "price": s(f.price),
+        "qty": s(f.qty),
+        "quoteQty": s(f.quote_qty),
+        "commission": s(f.commission),
+        "commissionAsset": f.commission_asset,
+        "time": f.time_ms,
+        "isBuyer": f.side == "BUY",
+        "isMaker": f.is_maker,
+        "isBestMatch": True,
+    }
 
 
 def futures_trade(f: Fill, spec: MarketSpec) -> dict:
-    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "side": f.side, "price": px(spec, f.price),
-            "qty": qx(spec, f.qty), "realizedPnl": s(f.realized_pnl), "quoteQty": s(f.quote_qty), "commission": s(f.commission),
-            "commissionAsset": f.commission_asset, "time": f.time_ms, "positionSide": "BOTH", "buyer": f.side == "BUY",
-            "maker": f.is_maker}
+    return {
+        "symbol": f.symbol,
+        "id": f.trade_id,
+        "orderId": f.order_id,
+        "side": f.side,
+        "price": px(spec, f.price),
+        "qty": qx(spec, f.qty),
+        "realizedPnl": s(f.realized_pnl),
+        "quoteQty": s(f.quote_qty),
+        "commission": s(f.commission),
+        "commissionAsset": f.commission_asset,
+        "time": f.time_ms,
+        "positionSide": "BOTH",
+        "buyer": f.side == "BUY",
+        "maker": f.is_maker,
+    }
 
 
 def spot_account(acct: Account, now: int) -> dict:
     return {
-        "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+        "makerCommission": 10,
+        "takerCommission": 10,
+        "buyerCommission": 0,
+        "sellerCommission": 0,
         "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0", "seller": "0"},
-        "canTrade": True, "canWithdraw": acct.can_withdraw, "canDeposit": True, "brokered": False,
-        "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now, "accountType": "SPOT",
+        "canTrade": True,
+        "canWithdraw": acct.can_withdraw,
+        "canDeposit": True,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": now,
+        "accountType": "SPOT",
         "balances": [{"asset": a, "free": s(b[0]), "locked": s(b[1])} for a, b in sorted(acct.spot.items())],
-        "permissions": ["SPOT"], "uid": abs(hash(acct.api_key)) % 10**9,
+        "permissions": ["SPOT"],
+        "uid": abs(hash(acct.api_key)) % 10**9,
     }
 
 
@@ -101,18 +176,43 @@ def position_row(ex: SandboxExchange, acct: Account, symbol: str, side: str, ver
     upnl = ex.unrealized(symbol, pos)
     im = abs(notional) / lev
     isolated = ex.isolated(acct, symbol)
-    row = {"symbol": symbol, "positionSide": side, "positionAmt": qx(spec, pos.amount), "entryPrice": s(pos.entry_price),
-           "breakEvenPrice": s(pos.entry_price), "markPrice": s(mark), "unRealizedProfit": s(upnl),
-           "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)),
-           "isolatedMargin": s(pos.isolated_wallet + upnl if isolated and pos.amount else Decimal(0)), "notional": s(notional),
-           "isolatedWallet": s(pos.isolated_wallet), "updateTime": pos.updated_ms}
+    row = {
+        "symbol": symbol,
+        "positionSide": side,
+        "positionAmt": qx(spec, pos.amount),
+        "entryPrice": s(pos.entry_price),
+        "breakEvenPrice": s(pos.entry_price),
+        "markPrice": s(mark),
+        "unRealizedProfit": s(upnl),
+        "liquidationPrice": px(spec, ex.liquidation_price(acct, symbol, pos)),
+        "isolatedMargin": s(pos.isolated_wallet + upnl if isolated and pos.amount else Decimal(0)),
+        "notional": s(notional),
+        "isolatedWallet": s(pos.isolated_wallet),
+        "updateTime": pos.updated_ms,
+    }
     if version == "v2":
-        return {**row, "leverage": str(lev), "maxNotionalValue": str(max_notional(lev)), "marginType": "isolated" if isolated else "cross",
-                "isAutoAddMargin": "false"}
-    order_im = sum((o.remaining * o.price / lev for o in acct.open_orders("linear", symbol)
-                    if not o.reduce_only and o.position_side == side), Decimal(0))
-    return {**row, "marginAsset": "USDT", "initialMargin": s(im + order_im), "maintMargin": s(ex.maint_margin(symbol, pos)),
-            "positionInitialMargin": s(im), "openOrderInitialMargin": s(order_im), "adl": 0, "bidNotional": "0", "askNotional": "0"}
+        return {
+            **row,
+            "leverage": str(lev),
+            "maxNotionalValue": str(max_notional(lev)),
+            "marginType": "isolated" if isolated else "cross",
+            "isAutoAddMargin": "false",
+        }
+    order_im = sum(
+        (o.remaining * o.price / lev for o in acct.open_orders("linear", symbol) if not o.reduce_only and o.position_side == side),
+        Decimal(0),
+    )
+    return {
+        **row,
+        "marginAsset": "USDT",
+        "initialMargin": s(im + order_im),
+        "maintMargin": s(ex.maint_margin(symbol, pos)),
+        "positionInitialMargin": s(im),
+        "openOrderInitialMargin": s(order_im),
+        "adl": 0,
+        "bidNotional": "0",
+        "askNotional": "0",
+    }
 
 
 def max_notional(leverage: int) -> int:
@@ -123,7 +223,7 @@ def max_notional(leverage: int) -> int:
 def futures_positions(ex: SandboxExchange, acct: Account, symbol: str | None, version: str) -> list[dict]:
     """``positionRisk``: v2 answers every symbol, v3 only those with a position or an open order (as Binance)."""
     rows = []
-    for (kind, sym) in ex.markets:
+    for kind, sym in ex.markets:
         if kind != "linear" or (symbol and sym != symbol):
             continue
         for side in sides(acct):
@@ -138,10 +238,22 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
     mg = ex.futures_margins(acct)
     wallet, upnl, avail = mg["wallet"], mg["upnl"], mg["available"]
     im = mg["position_im"] + mg["order_im"]
-    asset = {"asset": "USDT", "walletBalance": s(wallet), "unrealizedProfit": s(upnl), "marginBalance": s(wallet + upnl),
-             "maintMargin": s(mg["maint"]), "initialMargin": s(im), "positionInitialMargin": s(mg["position_im"]),
-             "openOrderInitialMargin": s(mg["order_im"]), "crossWalletBalance": s(ex.cross_wallet(acct)), "crossUnPnl": s(upnl),
-             "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "marginAvailable": True, "updateTime": now}
+    asset = {
+        "asset": "USDT",
+        "walletBalance": s(wallet),
+        "unrealizedProfit": s(upnl),
+        "marginBalance": s(wallet + upnl),
+        "maintMargin": s(mg["maint"]),
+        "initialMargin": s(im),
+        "positionInitialMargin": s(mg["position_im"]),
+        "openOrderInitialMargin": s(mg["order_im"]),
+        "crossWalletBalance": s(ex.cross_wallet(acct)),
+        "crossUnPnl": s(upnl),
+        "availableBalance": s(avail),
+        "maxWithdrawAmount": s(max(avail, Decimal(0))),
+        "marginAvailable": True,
+        "updateTime": now,
+    }
     others = [{**dict.fromkeys(asset, Z8), "asset": a, "marginAvailable": True, "updateTime": 0} for a in OTHER_MARGIN_ASSETS]
     positions = []
     for (sym, side), pos in sorted(acct.positions.items()):
@@ -150,50 +262,124 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
         spec = ex.markets[("linear", sym)].spec
         lev = ex.leverage_of(acct, sym)
         notional = pos.amount * ex.mark(sym)
-        row = {"symbol": sym, "positionSide": side, "positionAmt": qx(spec, pos.amount), "unrealizedProfit": s(ex.unrealized(sym, pos)),
-               "initialMargin": s(abs(notional) / lev), "maintMargin": s(ex.maint_margin(sym, pos)), "updateTime": pos.updated_ms}
+        row = {
+            "symbol": sym,
+            "positionSide": side,
+            "positionAmt": qx(spec, pos.amount),
+            "unrealizedProfit": s(ex.unrealized(sym, pos)),
+            "initialMargin": s(abs(notional) / lev),
+            "maintMargin": s(ex.maint_margin(sym, pos)),
+            "updateTime": pos.updated_ms,
+        }
         if version == "v3":
             row.update({"isolatedMargin": s(pos.isolated_wallet), "notional": s(notional), "isolatedWallet": s(pos.isolated_wallet)})
         else:
-            row.update({"positionInitialMargin": s(abs(notional) / lev), "openOrderInitialMargin": Z8, "leverage": str(lev),
-                        "isolated": ex.isolated(acct, sym), "entryPrice": s(pos.entry_price), "maxNotional": str(max_notional(lev)), "bidNotional": "0",
-                        "askNotional": "0"})
+            row.update(
+                {
+                    "positionInitialMargin": s(abs(notional) / lev),
+                    "openOrderInitialMargin": Z8,
+                    "leverage": str(lev),
+                    "isolated": ex.isolated(acct, sym),
+                    "entryPrice": s(pos.entry_price),
+                    "maxNotional": str(max_notional(lev)),
+                    "bidNotional": "0",
+                    "askNotional": "0",
+                }
+            )
         positions.append(row)
     if version == "v3":  # the v3 assets carry no marginAvailable
         asset.pop("marginAvailable")
         for row in others:
             row.pop("marginAvailable")
     out = {
-        "totalInitialMargin": s(im), "totalMaintMargin": s(mg["maint"]), "totalWalletBalance": s(wallet), "totalUnrealizedProfit": s(upnl),
-        "totalMarginBalance": s(wallet + upnl), "totalPositionInitialMargin": s(mg["position_im"]),
-        "totalOpenOrderInitialMargin": s(mg["order_im"]), "totalCrossWalletBalance": s(ex.cross_wallet(acct)), "totalCrossUnPnl": s(upnl),
-        "availableBalance": s(avail), "maxWithdrawAmount": s(max(avail, Decimal(0))), "assets": [asset, *others], "positions": positions,
+        "totalInitialMargin": s(im),
+        "totalMaintMargin": s(mg["maint"]),
+        "totalWalletBalance": s(wallet),
+        "totalUnrealizedProfit": s(upnl),
+        "totalMarginBalance": s(wallet + upnl),
+        "totalPositionInitialMargin": s(mg["position_im"]),
+        "totalOpenOrderInitialMargin": s(mg["order_im"]),
+        "totalCrossWalletBalance": s(ex.cross_wallet(acct)),
+        "totalCrossUnPnl": s(upnl),
+        "availableBalance": s(avail),
+        "maxWithdrawAmount": s(max(avail, Decimal(0))),
+        "assets": [asset, *others],
+        "positions": positions,
     }
     if version == "v2":
-        out = {"feeTier": 0, "feeBurn": False, "canTrade": True, "canDeposit": True, "canWithdraw": acct.can_withdraw, "updateTime": 0,
-               "multiAssetsMargin": False, "tradeGroupId": -1, **out}
+        out = {
+            "feeTier": 0,
+            "feeBurn": False,
+            "canTrade": True,
+            "canDeposit": True,
+            "canWithdraw": acct.can_withdraw,
+            "updateTime": 0,
+            "multiAssetsMargin": False,
+            "tradeGroupId": -1,
+            **out,
+        }
     return out
 
 
 def futures_balance(ex: SandboxExchange, acct: Account, now: int) -> list[dict]:
     mg = ex.futures_margins(acct)
-    usdt = {"accountAlias": "sandbox", "asset": "USDT", "balance": s(mg["wallet"]), "crossWalletBalance": s(mg["wallet"]),
-            "crossUnPnl": s(mg["upnl"]), "availableBalance": s(mg["available"]), "maxWithdrawAmount": s(max(mg["available"], Decimal(0))),
-            "marginAvailable": True, "updateTime": now}
-    return [usdt, *({**dict.fromkeys(usdt, "0"), "accountAlias": "sandbox", "asset": a, "marginAvailable": True, "updateTime": 0}
-                    for a in OTHER_MARGIN_ASSETS)]
+    usdt = {
+        "accountAlias": "sandbox",
+        "asset": "USDT",
+        "balance": s(mg["wallet"]),
+        "crossWalletBalance": s(mg["wallet"]),
+        "crossUnPnl": s(mg["upnl"]),
+        "availableBalance": s(mg["available"]),
+        "maxWithdrawAmount": s(max(mg["available"], Decimal(0))),
+        "marginAvailable": True,
+        "updateTime": now,
+    }
+    return [
+        usdt,
+        *(
+            {**dict.fromkeys(usdt, "0"), "accountAlias": "sandbox", "asset": a, "marginAvailable": True, "updateTime": 0}
+            for a in OTHER_MARGIN_ASSETS
+        ),
+    ]
 
 
 def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) -> dict:
     """Spot user-stream ``executionReport``."""
     return {
-        "e": "executionReport", "E": now, "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
-        "q": s(o.qty), "p": s(o.price), "P": s(o.stop_price), "F": s(o.iceberg_qty), "g": o.order_list_id if o.order_list_id > 0 else -1, "C": o.client_id if exec_type == "CANCELED" else "",
-        "x": exec_type, "X": o.status, "r": "NONE", "i": o.order_id, "l": s(f.qty) if f else Z8, "z": s(o.filled),
-        "L": s(f.price) if f else Z8, "n": s(f.commission) if f else "0", "N": f.commission_asset if f else None,
-        "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else -1, "I": o.order_id, "w": o.working and o.is_open,
-        "m": f.is_maker if f else False, "M": False, "O": o.created_ms, "Z": s(o.cum_quote),
-        "Y": s(f.quote_qty) if f else Z8, "Q": Z8, "W": o.working_ms, "V": "EXPIRE_MAKER",
+        "e": "executionReport",
+        "E": now,
+        "s": o.symbol,
+        "c": o.client_id,
+        "S": o.side,
+        "o": o.type,
+        "f": o.time_in_force,
+        "q": s(o.qty),
+        "p": s(o.price),
+        "P": s(o.stop_price),
+        "F": s(o.iceberg_qty),
+        "g": o.order_list_id if o.order_list_id > 0 else -1,
+        "C": o.client_id if exec_type == "CANCELED" else "",
+        "x": exec_type,
+        "X": o.status,
+        "r": "NONE",
+        "i": o.order_id,
+        "l": s(f.qty) if f else Z8,
+        "z": s(o.filled),
+        "L": s(f.price) if f else Z8,
+        "n": s(f.commission) if f else "0",
+        "N": f.commission_asset if f else None,
+        "T": f.time_ms if f else o.updated_ms,
+        "t": f.trade_id if f else -1,
+        "I": o.order_id,
+        "w": o.working and o.is_open,
+        "m": f.is_maker if f else False,
+        "M": False,
+        "O": o.created_ms,
+        "Z": s(o.cum_quote),
+        "Y": s(f.quote_qty) if f else Z8,
+        "Q": Z8,
+        "W": o.working_ms,
+        "V": "EXPIRE_MAKER",
     }
 
 
@@ -201,20 +387,56 @@ def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fil
     """Futures user-stream ``ORDER_TRADE_UPDATE``."""
     zero = Decimal(0)
     return {
-        "e": "ORDER_TRADE_UPDATE", "E": now, "T": now,
-        "o": {"s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force, "q": qx(spec, o.qty), "p": px(spec, o.price),
-              "ap": s(o.avg_price), "sp": px(spec, zero), "x": exec_type, "X": o.status, "i": o.order_id,
-              "l": qx(spec, f.qty if f else zero), "z": qx(spec, o.filled), "L": px(spec, f.price if f else zero), "N": f.commission_asset if f else "USDT",
-              "n": s(f.commission if f else zero), "T": f.time_ms if f else o.updated_ms, "t": f.trade_id if f else 0,
-              "b": "0", "a": "0", "m": f.is_maker if f else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE", "ot": o.type,
-              "ps": o.position_side, "cp": False, "rp": s(f.realized_pnl if f else zero), "pP": False, "si": 0, "ss": 0,
-              "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": "0"},
+        "e": "ORDER_TRADE_UPDATE",
+        "E": now,
+        "T": now,
+        "o": {
+            "s": o.symbol,
+            "c": o.client_id,
+            "S": o.side,
+            "o": o.type,
+            "f": o.time_in_force,
+            "q": qx(spec, o.qty),
+            "p": px(spec, o.price),
+            "ap": s(o.avg_price),
+            "sp": px(spec, zero),
+            "x": exec_type,
+            "X": o.status,
+            "i": o.order_id,
+            "l": qx(spec, f.qty if f else zero),
+            "z": qx(spec, o.filled),
+            "L": px(spec, f.price if f else zero),
+            "N": f.commission_asset if f else "USDT",
+            "n": s(f.commission if f else zero),
+            "T": f.time_ms if f else o.updated_ms,
+            "t": f.trade_id if f else 0,
+            "b": "0",
+            "a": "0",
+            "m": f.is_maker if f else False,
+            "R": o.reduce_only,
+            "wt": "CONTRACT_PRICE",
+            "ot": o.type,
+            "ps": o.position_side,
+            "cp": False,
+            "rp": s(f.realized_pnl if f else zero),
+            "pP": False,
+            "si": 0,
+            "ss": 0,
+            "V": "EXPIRE_MAKER",
+            "pm": "NONE",
+            "gtd": 0,
+            "er": "0",
+        },
     }
 
 
 def outbound_account_position(acct: Account, assets: list[str], now: int) -> dict:
-    return {"e": "outboundAccountPosition", "E": now, "u": now,
-            "B": [{"a": a, "f": s(acct.balance(a)[0]), "l": s(acct.balance(a)[1])} for a in assets]}
+    return {
+        "e": "outboundAccountPosition",
+        "E": now,
+        "u": now,
+        "B": [{"a": a, "f": s(acct.balance(a)[0]), "l": s(acct.balance(a)[1])} for a in assets],
+    }
 
 
 def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, reason: str = "ORDER") -> dict:
@@ -223,9 +445,19 @@ def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, re
     rows = []
     for side in sides(acct):
         pos = ex.position(acct, symbol, side)
-        rows.append({"s": symbol, "pa": qx(spec, pos.amount), "ep": s(pos.entry_price), "bep": s(pos.entry_price), "cr": s(Decimal(0)),
-                     "up": s(ex.unrealized(symbol, pos)), "mt": "isolated" if ex.isolated(acct, symbol) else "cross",
-                     "iw": s(pos.isolated_wallet), "ps": side})
+        rows.append(
+            {
+                "s": symbol,
+                "pa": qx(spec, pos.amount),
+                "ep": s(pos.entry_price),
+                "bep": s(pos.entry_price),
+                "cr": s(Decimal(0)),
+                "up": s(ex.unrealized(symbol, pos)),
+                "mt": "isolated" if ex.isolated(acct, symbol) else "cross",
+                "iw": s(pos.isolated_wallet),
+                "ps": side,
+            }
+        )
     wallet = ex.futures_margins(acct)["wallet"]
     update: dict[str, object] = {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}
     if reason == "FUNDING_FEE":
@@ -237,42 +469,96 @@ def algo_order(a: AlgoOrder, spec: MarketSpec, fills: list[Fill] | None = None, 
     """An order of the Algo Service: the answer of ``POST /fapi/v1/algoOrder`` (``query`` False) or of its queries
     (``GET algoOrder``, ``openAlgoOrders``, ``allAlgoOrders``: with the order the trigger placed)."""
     out: dict[str, object] = {
-        "algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "algoType": "CONDITIONAL", "orderType": a.type, "symbol": a.symbol,
-        "side": a.side, "positionSide": a.position_side, "timeInForce": a.time_in_force, "quantity": qx(spec, a.qty),
-        "algoStatus": a.status, "triggerPrice": px(spec, a.trigger_price), "price": px(spec, a.price), "icebergQuantity": None,
-        "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": a.working_type, "priceMatch": "NONE", "closePosition": a.close_position,
-        "priceProtect": a.price_protect, "reduceOnly": a.reduce_only, "createTime": a.created_ms, "updateTime": a.updated_ms,
-        "triggerTime": a.trigger_ms, "goodTillDate": 0}
+        "algoId": a.algo_id,
+        "clientAlgoId": a.client_algo_id,
+        "algoType": "CONDITIONAL",
+        "orderType": a.type,
+        "symbol": a.symbol,
+        "side": a.side,
+        "positionSide": a.position_side,
+        "timeInForce": a.time_in_force,
+        "quantity": qx(spec, a.qty),
+        "algoStatus": a.status,
+        "triggerPrice": px(spec, a.trigger_price),
+        "price": px(spec, a.price),
+        "icebergQuantity": None,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "workingType": a.working_type,
+        "priceMatch": "NONE",
+        "closePosition": a.close_position,
+        "priceProtect": a.price_protect,
+        "reduceOnly": a.reduce_only,
+        "createTime": a.created_ms,
+        "updateTime": a.updated_ms,
+        "triggerTime": a.trigger_ms,
+        "goodTillDate": 0,
+    }
     if a.callback_rate:  # trailing stops only
         out.update(activatePrice=px(spec, a.trigger_price), callbackRate=str(a.callback_rate))
     if query:
         done = [f for f in fills or [] if a.actual_order_id and f.order_id == a.actual_order_id]
         qty = sum((f.qty for f in done), Decimal(0))
         avg = sum((f.price * f.qty for f in done), Decimal(0)) / qty if qty else Decimal(0)
-        out.update(actualOrderId=str(a.actual_order_id) if a.actual_order_id else "", actualPrice=s(avg),
-                   actualType=("LIMIT" if a.price else "MARKET") if a.actual_order_id else "", actualQty=qx(spec, qty), tpOrderType="")
+        out.update(
+            actualOrderId=str(a.actual_order_id) if a.actual_order_id else "",
+            actualPrice=s(avg),
+            actualType=("LIMIT" if a.price else "MARKET") if a.actual_order_id else "",
+            actualQty=qx(spec, qty),
+            tpOrderType="",
+        )
     return out
 
 
 def algo_update(a: AlgoOrder, spec: MarketSpec, actual: SandboxOrder | None, now: int) -> dict:
     """Futures user-stream ``ALGO_UPDATE``: the algo order's status; once triggered, its order in the matching engine."""
-    return {"e": "ALGO_UPDATE", "T": now, "E": now,
-            "o": {"caid": a.client_algo_id, "aid": a.algo_id, "at": "CONDITIONAL", "o": a.type, "s": a.symbol, "S": a.side,
-                  "ps": a.position_side, "f": a.time_in_force, "q": qx(spec, a.qty), "X": a.status,
-                  "ai": str(actual.order_id) if actual else "", "ap": s(actual.avg_price) if actual else s(Decimal(0)),
-                  "aq": qx(spec, actual.filled) if actual else qx(spec, Decimal(0)), "act": actual.type if actual else "0",
-                  "tp": px(spec, a.trigger_price), "p": px(spec, a.price), "V": "EXPIRE_MAKER", "wt": a.working_type, "pm": "NONE",
-                  "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only, "tt": a.trigger_ms, "gtd": 0, "rm": a.reason,
-                  "ia": bool(a.trail_ref)}}
+    return {
+        "e": "ALGO_UPDATE",
+        "T": now,
+        "E": now,
+        "o": {
+            "caid": a.client_algo_id,
+            "aid": a.algo_id,
+            "at": "CONDITIONAL",
+            "o": a.type,
+            "s": a.symbol,
+            "S": a.side,
+            "ps": a.position_side,
+            "f": a.time_in_force,
+            "q": qx(spec, a.qty),
+            "X": a.status,
+            "ai": str(actual.order_id) if actual else "",
+            "ap": s(actual.avg_price) if actual else s(Decimal(0)),
+            "aq": qx(spec, actual.filled) if actual else qx(spec, Decimal(0)),
+            "act": actual.type if actual else "0",
+            "tp": px(spec, a.trigger_price),
+            "p": px(spec, a.price),
+            "V": "EXPIRE_MAKER",
+            "wt": a.working_type,
+            "pm": "NONE",
+            "cp": a.close_position,
+            "pP": a.price_protect,
+            "R": a.reduce_only,
+            "tt": a.trigger_ms,
+            "gtd": 0,
+            "rm": a.reason,
+            "ia": bool(a.trail_ref),
+        },
+    }
 
 
 def order_list(olist: OrderList, orders: list[SandboxOrder], reports: str = "") -> dict:
     """An OCO list: its status and legs, with ``orderReports`` (each leg's order) when it was just ``placed`` or
     ``cancelled``."""
     out: dict[str, object] = {
-        "orderListId": olist.list_id, "contingencyType": "OCO", "listStatusType": olist.status_type, "listOrderStatus": olist.status,
-        "listClientOrderId": olist.client_id, "transactionTime": olist.updated_ms, "symbol": olist.symbol,
-        "orders": [{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_id} for o in orders]}
+        "orderListId": olist.list_id,
+        "contingencyType": "OCO",
+        "listStatusType": olist.status_type,
+        "listOrderStatus": olist.status,
+        "listClientOrderId": olist.client_id,
+        "transactionTime": olist.updated_ms,
+        "symbol": olist.symbol,
+        "orders": [{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_id} for o in orders],
+    }
     if reports == "placed":
         out["orderReports"] = [{**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms} for o in orders]
     elif reports == "cancelled":
@@ -282,9 +568,19 @@ def order_list(olist: OrderList, orders: list[SandboxOrder], reports: str = "") 
 
 def list_status(olist: OrderList, orders: list[SandboxOrder], now: int) -> dict:
     """Spot user-stream ``listStatus``."""
-    return {"e": "listStatus", "E": now, "s": olist.symbol, "g": olist.list_id, "c": "OCO", "l": olist.status_type,
-            "L": olist.status, "r": "NONE", "C": olist.client_id, "T": olist.updated_ms,
-            "O": [{"s": o.symbol, "i": o.order_id, "c": o.client_id} for o in orders]}
+    return {
+        "e": "listStatus",
+        "E": now,
+        "s": olist.symbol,
+        "g": olist.list_id,
+        "c": "OCO",
+        "l": olist.status_type,
+        "L": olist.status,
+        "r": "NONE",
+        "C": olist.client_id,
+        "T": olist.updated_ms,
+        "O": [{"s": o.symbol, "i": o.order_id, "c": o.client_id} for o in orders],
+    }
 
 
 def margin_call(ex: SandboxExchange, acct: Account, positions: list[tuple[str, str]], now: int) -> dict:
@@ -293,7 +589,16 @@ def margin_call(ex: SandboxExchange, acct: Account, positions: list[tuple[str, s
     for symbol, side in positions:
         pos = ex.position(acct, symbol, side)
         spec = ex.markets[("linear", symbol)].spec
-        rows.append({"s": symbol, "ps": side, "pa": qx(spec, pos.amount), "mt": "ISOLATED" if ex.isolated(acct, symbol) else "CROSSED",
-                     "iw": s(pos.isolated_wallet), "mp": s(ex.mark(symbol)), "up": s(ex.unrealized(symbol, pos)),
-                     "mm": s(ex.maint_margin(symbol, pos))})
+        rows.append(
+            {
+                "s": symbol,
+                "ps": side,
+                "pa": qx(spec, pos.amount),
+                "mt": "ISOLATED" if ex.isolated(acct, symbol) else "CROSSED",
+                "iw": s(pos.isolated_wallet),
+                "mp": s(ex.mark(symbol)),
+                "up": s(ex.unrealized(symbol, pos)),
+                "mm": s(ex.maint_margin(symbol, pos)),
+            }
+        )
     return {"e": "MARGIN_CALL", "E": now, "cw": s(ex.cross_wallet(acct)), "p": rows}

@@ -55,8 +55,9 @@ class GridMaker(Logic):
 
     def wanted(self, anchor: float) -> list[tuple[Side, float]]:
         p = self.params
-        return [(side, anchor * (1 + sign * i * p.spacing)) for i in range(1, p.levels + 1)
-                for side, sign in ((Side.BUY, -1), (Side.SELL, 1))]
+        return [
+            (side, anchor * (1 + sign * i * p.spacing)) for i in range(1, p.levels + 1) for side, sign in ((Side.BUY, -1), (Side.SELL, 1))
+        ]
 
     async def requote(self, s: Strategy, ai: AssetInstance) -> None:
         """Cancel what drifted too far from the anchor, then fill the empty levels."""

@@ -23,14 +23,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, int] = {
-    "model": 0, "sandbox": 0,
-    "alerts": 1, "logic": 1,
-    "config": 2, "state": 2,
-    "exchange": 3, "trace": 3,
+    "model": 0,
+    "sandbox": 0,
+    "alerts": 1,
+    "logic": 1,
+    "config": 2,
+    "state": 2,
+    "exchange": 3,
+    "trace": 3,
     "risk": 4,
     "engine": 5,
     "runner": 6,
-    "strategies": 7, "cli": 7, "tools": 7, "__main__": 8, "__init__": 8,
+    "strategies": 7,
+    "cli": 7,
+    "tools": 7,
+    "__main__": 8,
+    "__init__": 8,
 }
 TYPING_ONLY_ALLOWED = {"planar_core.engine.strategy"}
 
@@ -164,8 +172,12 @@ def main() -> int:
     g = build()
     for pkg, deps in sorted(package_graph(g.runtime).items(), key=lambda kv: LAYERS.get(kv[0], 99)):
         print(f"{pkg:<11} -> {', '.join(sorted(deps, key=lambda d: LAYERS.get(d, 99)))}")
-    typing_up = {f"{m} -> {t}" for m, ts in g.typing.items() for t in ts if LAYERS.get(package(t), 99) >= LAYERS.get(package(m), -1)
-                 and package(m) != package(t)}
+    typing_up = {
+        f"{m} -> {t}"
+        for m, ts in g.typing.items()
+        for t in ts
+        if LAYERS.get(package(t), 99) >= LAYERS.get(package(m), -1) and package(m) != package(t)
+    }
     if typing_up:
         print("annotations only (TYPE_CHECKING):", *sorted(typing_up), sep="\n  ")
     problems = violations(g)

@@ -13,7 +13,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,18 @@ def analyze_order_patterns(df: pd.DataFrame) -> dict[str, float]:
     ids = set(placed["client_order_id"])
     total = len(ids)
     filled = len(ids & set(df.loc[kinds == "order_filled", "client_order_id"]))
-    cancelled = len((ids & set(df.loc[kinds == "order_cancelled", "client_order_id"])) - set(df.loc[kinds == "order_filled", "client_order_id"]))
-    return {"total_orders": total, "filled_orders": filled, "cancelled_orders": cancelled,
-            "fill_rate": filled / total * 100 if total else NAN, "cancel_rate": cancelled / total * 100 if total else NAN,
-            "avg_order_size": _stat(placed["amount"], "mean"), "median_order_size": _stat(placed["amount"], "median")}
+    cancelled = len(
+        (ids & set(df.loc[kinds == "order_cancelled", "client_order_id"])) - set(df.loc[kinds == "order_filled", "client_order_id"])
+    )
+    return {
+        "total_orders": total,
+        "filled_orders": filled,
+        "cancelled_orders": cancelled,
+        "fill_rate": filled / total * 100 if total else NAN,
+        "cancel_rate": cancelled / total * 100 if total else NAN,
+        "avg_order_size": _stat(placed["amount"], "mean"),
+        "median_order_size": _stat(placed["amount"], "median"),
+    }
 
 
 def execution_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -83,8 +91,13 @@ def execution_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def analyze_execution_quality(df: pd.DataFrame) -> dict[str, float]:
     t = execution_table(df)
-    return {"trades": len(t), "avg_slippage": _stat(t["slippage_pct"], "mean"), "median_slippage": _stat(t["slippage_pct"], "median"),
-            "avg_execution_time": _stat(t["execution_s"], "mean"), "median_execution_time": _stat(t["execution_s"], "median")}
+    return {
+        "trades": len(t),
+        "avg_slippage": _stat(t["slippage_pct"], "mean"),
+        "median_slippage": _stat(t["slippage_pct"], "median"),
+        "avg_execution_time": _stat(t["execution_s"], "mean"),
+        "median_execution_time": _stat(t["execution_s"], "median"),
+    }
 
 
 def analyze_timing_patterns(df: pd.DataFrame) -> Json:
@@ -92,11 +105,18 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Json:
     placed = df[kinds == "order_placed"]
     by_hour = placed["timestamp"].dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
     calls = df[kinds == "api_call"]
-    latency = pd.to_numeric(calls["payload"].map(lambda p: p.get("latency_ms")), errors="coerce").dropna() if len(calls) else pd.Series(dtype=float)
+    latency = (
+        pd.to_numeric(calls["payload"].map(lambda p: p.get("latency_ms")), errors="coerce").dropna()
+        if len(calls)
+        else pd.Series(dtype=float)
+    )
     errors = calls["payload"].map(lambda p: p.get("result") != "ok").sum() if len(calls) else 0
-    return {"orders_by_hour": {int(h): int(c) for h, c in by_hour.items()}, "api_calls": len(calls),
-            "api_error_rate": errors / len(calls) * 100 if len(calls) else NAN,
-            "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)}}
+    return {
+        "orders_by_hour": {int(h): int(c) for h, c in by_hour.items()},
+        "api_calls": len(calls),
+        "api_error_rate": errors / len(calls) * 100 if len(calls) else NAN,
+        "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)},
+    }
 
 
 def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> Json:
@@ -105,8 +125,12 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
     prefix = strategy if strategy is not None else _prefix_of(s)
     df = scope(_events(s, start, end), prefix)
-    return {"orders": analyze_order_patterns(df), "execution": analyze_execution_quality(df), "timing": analyze_timing_patterns(df),
-            "raw_events": df}
+    return {
+        "orders": analyze_order_patterns(df),
+        "execution": analyze_execution_quality(df),
+        "timing": analyze_timing_patterns(df),
+        "raw_events": df,
+    }
 
 
 def _prefix_of(s: Any) -> str | None:
@@ -127,8 +151,7 @@ class TuningBounds(BaseModel):
 
 
 # The execution policy's parameters (engine/execution.py reads them; nothing else does).
-DEFAULTS: Json = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0,
-                            "use_market_orders_threshold": 0.0}
+DEFAULTS: Json = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "order_timeout": 60.0, "use_market_orders_threshold": 0.0}
 
 
 @dataclass
@@ -178,19 +201,24 @@ def propose(analysis: Json, current: Json, bounds: TuningBounds) -> list[Proposa
     if not math.isnan(slow) and slow > 30:
         new_u = _clamp(bounds, "use_market_orders_threshold", params["use_market_orders_threshold"], 0.02)
         if new_u != params["use_market_orders_threshold"]:
-            out.append(Proposal("use_market_orders_threshold", params["use_market_orders_threshold"], new_u,
-                                f"average execution time {slow:.1f}s > 30s"))
+            out.append(
+                Proposal(
+                    "use_market_orders_threshold", params["use_market_orders_threshold"], new_u, f"average execution time {slow:.1f}s > 30s"
+                )
+            )
     return out
 
 
-def optimize_from_events(s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True,
-                         source: Any = None) -> TuningResult:
+def optimize_from_events(
+    s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True, source: Any = None
+) -> TuningResult:
     """Analyse the last ``days`` of the trace (``source``, default the strategy's own) and apply bounded
     changes to the persisted tuned parameters."""
     bounds = bounds or TuningBounds()
-    end = datetime.now(timezone.utc)
-    analysis = analyze_trading_events(source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1),
-                                      strategy=_prefix_of(s))
+    end = datetime.now(UTC)
+    analysis = analyze_trading_events(
+        source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1), strategy=_prefix_of(s)
+    )
     state = s.state_store.load()
     result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))
     if apply and result.proposals:

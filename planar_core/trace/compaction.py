@@ -18,8 +18,8 @@ import numpy as np
 import zarr
 
 from ..model.types import Json
-from .schema import KIND_CODE, MARKET_DATA_KINDS
 from .files import Manifest, Segment, TraceFiles, write_segment
+from .schema import KIND_CODE, MARKET_DATA_KINDS
 from .store import EventTrace
 
 COLUMN_NAMES = ("timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee")
@@ -102,8 +102,13 @@ def _thin_market_data(cols: dict[str, np.ndarray], horizon_ns: int, every_ns: in
     return keep
 
 
-def compact_trace(et: EventTrace | TraceFiles | str, target_rows: int = 1_000_000, market_data_horizon: timedelta | None = timedelta(days=1),
-                  downsample: timedelta | None = timedelta(minutes=1), retention: timedelta | None = None) -> CompactionReport:
+def compact_trace(
+    et: EventTrace | TraceFiles | str,
+    target_rows: int = 1_000_000,
+    market_data_horizon: timedelta | None = timedelta(days=1),
+    downsample: timedelta | None = timedelta(minutes=1),
+    retention: timedelta | None = None,
+) -> CompactionReport:
     """Rewrite the trace's segments: ``target_rows`` per segment (and per chunk), market data older than
     ``market_data_horizon`` downsampled to one event per ``downsample`` per symbol (dropped if None),
     events older than ``retention`` moved to ``archive/``."""
@@ -156,10 +161,22 @@ def compact_trace(et: EventTrace | TraceFiles | str, target_rows: int = 1_000_00
     with files.manifest_lock():
         current = files.load_manifest()
         added_meanwhile = [s for s in current.segments if s.name not in replaced]
-        files.save_manifest(Manifest(segments=new_segments + added_meanwhile, wal_consumed=current.wal_consumed,
-                                     generation=current.generation))
+        files.save_manifest(
+            Manifest(segments=new_segments + added_meanwhile, wal_consumed=current.wal_consumed, generation=current.generation)
+        )
     for name in replaced:
         files.remove(f"segments/{name}", recursive=True)
     bytes_after, chunks_after = files.du("segments")
-    return CompactionReport(bytes_before, bytes_after, chunks_before, chunks_after, len(segs), len(new_segments),
-                            events_before, events_before - dropped - archived, dropped, archived, time.perf_counter() - started)
+    return CompactionReport(
+        bytes_before,
+        bytes_after,
+        chunks_before,
+        chunks_after,
+        len(segs),
+        len(new_segments),
+        events_before,
+        events_before - dropped - archived,
+        dropped,
+        archived,
+        time.perf_counter() - started,
+    )

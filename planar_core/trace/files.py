@@ -57,8 +57,15 @@ class Manifest:
     generation: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"schema_version": self.schema_version, "generation": self.generation, "wal_consumed": self.wal_consumed,
-                           "segments": [vars(s) for s in self.segments]}, indent=1)
+        return json.dumps(
+            {
+                "schema_version": self.schema_version,
+                "generation": self.generation,
+                "wal_consumed": self.wal_consumed,
+                "segments": [vars(s) for s in self.segments],
+            },
+            indent=1,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
@@ -76,11 +83,15 @@ class TraceFiles:
         ``fsync``: local writes are fsynced (file, then directory after the rename) so they survive a power loss."""
         self.root = root.rstrip("/")
         self.fs, self.path = fsspec.core.url_to_fs(self.root)
-        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
         self.fsync = fsync
         if not create:
             if not self.fs.isdir(self.path):
-                raise TraceNotFoundError(f"{self.root} is not a trace: " + ("it is a file" if self.fs.exists(self.path) else "no such directory"))
+                raise TraceNotFoundError(
+                    f"{self.root} is not a trace: " + ("it is a file" if self.fs.exists(self.path) else "no such directory")
+                )
             if not self.fs.exists(f"{self.path}/manifest.json"):
                 raise TraceNotFoundError(f"{self.root} is not a trace: no manifest.json")
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -79,12 +79,12 @@ def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | 
     g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
     if stop <= start:
         return pd.DataFrame(columns=COLUMNS)
-    ends = g["payload_end"][max(0, start - 1):stop]
+    ends = g["payload_end"][max(0, start - 1) : stop]
     first = 0 if start == 0 else int(ends[0])
     ends = ends[1:] if start > 0 else ends
-    blob = bytes(g["payload"][first:int(ends[-1])]) if len(ends) and int(ends[-1]) > first else b""
+    blob = bytes(g["payload"][first : int(ends[-1])]) if len(ends) and int(ends[-1]) > first else b""
     offsets = np.concatenate([[0], ends - first]).astype(np.int64)
-    payload = [json.loads(blob[offsets[i]:offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
+    payload = [json.loads(blob[offsets[i] : offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
     data: Json = {
         "timestamp": pd.to_datetime(g["timestamp"][start:stop], utc=True),
         "kind": pd.Categorical.from_codes(g["kind"][start:stop].astype(np.int16), categories=list(KINDS)),
@@ -179,7 +179,7 @@ def _tail(files: TraceFiles, m: Manifest, n: int, as_df: bool, kind: str | None)
 def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
     ts = pd.Timestamp(x)
     if ts.tzinfo is None:
-        ts = ts.tz_localize(timezone.utc)
+        ts = ts.tz_localize(UTC)
     return int(ts.value)
 
 
@@ -225,7 +225,7 @@ def _search(ts: Any, value: int, rows: int) -> int:
         else:
             hi = mid
     c = max(0, lo - 1)
-    block = ts[starts[c]:min(rows, starts[c] + chunk)]
+    block = ts[starts[c] : min(rows, starts[c] + chunk)]
     return starts[c] + int(np.searchsorted(block, value, side="left"))
 
 

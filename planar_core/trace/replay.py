@@ -17,16 +17,22 @@ import numpy as np
 import pandas as pd
 
 from ..model.types import Json
-from .reading import read_trace, to_records
 from .files import TraceFiles
+from .reading import read_trace, to_records
 from .store import EventTrace
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
 
 
-ORDER_STATUS = {"order_placed": "open", "order_adopted": "open", "order_updated": None, "order_filled": "closed",
-                "order_cancelled": "canceled", "order_failed": "failed"}
+ORDER_STATUS = {
+    "order_placed": "open",
+    "order_adopted": "open",
+    "order_updated": None,
+    "order_filled": "closed",
+    "order_cancelled": "canceled",
+    "order_failed": "failed",
+}
 
 
 @dataclass
@@ -54,12 +60,18 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
         payloads = order_rows["payload"].tolist()
         # the event's own status (expired vs canceled) wins over the one its kind implies
         status = [p.get("status") or ORDER_STATUS[k] for p, k in zip(payloads, order_rows["kind"].astype(str).tolist())]
-        frame = pd.DataFrame({
-            "client_order_id": order_rows["client_order_id"].values, "symbol": order_rows["symbol"].values,
-            "side": order_rows["side"].values, "amount": order_rows["amount"].values, "price": order_rows["price"].values,
-            "order_id": order_rows["order_id"].replace("", np.nan).values, "status": status,
-            "filled": [p.get("filled") for p in payloads],
-        })
+        frame = pd.DataFrame(
+            {
+                "client_order_id": order_rows["client_order_id"].values,
+                "symbol": order_rows["symbol"].values,
+                "side": order_rows["side"].values,
+                "amount": order_rows["amount"].values,
+                "price": order_rows["price"].values,
+                "order_id": order_rows["order_id"].replace("", np.nan).values,
+                "status": status,
+                "filled": [p.get("filled") for p in payloads],
+            }
+        )
         placed = frame.groupby("client_order_id", sort=False).first()  # the intent carries side, amount, price
         last = frame.groupby("client_order_id", sort=False).last()  # later events carry status, fill, exchange id
         orders = placed[["symbol", "side", "amount", "price"]].join(last[["status", "filled", "order_id"]])
@@ -87,7 +99,9 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = Non
     """
     source = getattr(s, "sink", s)
     if not isinstance(source, (EventTrace, TraceFiles, str)):
-        raise TypeError(f"replay_from_trace needs a strategy with an EventTrace, an EventTrace or a trace root, not {type(source).__name__}")
+        raise TypeError(
+            f"replay_from_trace needs a strategy with an EventTrace, an EventTrace or a trace root, not {type(source).__name__}"
+        )
     if isinstance(source, EventTrace):
         source.flush()
     df = read_trace(source)
@@ -112,17 +126,34 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
         ai = s.universe.get(row.symbol)
         if ai is None:
             continue
-        order = Order(row.client_order_id, row.symbol, Side(row.side or "buy"), OrderType.GTC, float(row.amount or 0.0),
-                      None if pd.isna(row.price) else float(row.price), id=None if pd.isna(row.order_id) else str(row.order_id),
-                      status=str(row.status), filled=float(row.filled))
+        order = Order(
+            row.client_order_id,
+            row.symbol,
+            Side(row.side or "buy"),
+            OrderType.GTC,
+            float(row.amount or 0.0),
+            None if pd.isna(row.price) else float(row.price),
+            id=None if pd.isna(row.order_id) else str(row.order_id),
+            status=str(row.status),
+            filled=float(row.filled),
+        )
         ai.orders[order.client_order_id] = order
     for row in state.trades.itertuples(index=False):
         ai = s.universe.get(row.symbol)
         if ai is None:
             continue
-        trade = Trade(row.symbol, Side(row.side), float(row.amount), float(row.price), row.order_id or None, row.client_order_id,
-                      int(row.timestamp.value // 1_000_000), fee=0.0 if pd.isna(row.fee) else float(row.fee),
-                      trade_id=row.trade_id, emulated=bool(row.emulated))
+        trade = Trade(
+            row.symbol,
+            Side(row.side),
+            float(row.amount),
+            float(row.price),
+            row.order_id or None,
+            row.client_order_id,
+            int(row.timestamp.value // 1_000_000),
+            fee=0.0 if pd.isna(row.fee) else float(row.fee),
+            trade_id=row.trade_id,
+            emulated=bool(row.emulated),
+        )
         ai.trades.append(trade)
         if row.client_order_id in ai.orders:
             ai.orders[row.client_order_id].trades.append(trade)
@@ -131,16 +162,20 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
             s.universe[sym].position = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
 
 
-def divergences(state: ReplayedState, open_on_exchange: dict[str, list[str]], balances: dict[str, float],
-                tolerance: float = 1e-8) -> list[str]:
+def divergences(
+    state: ReplayedState, open_on_exchange: dict[str, list[str]], balances: dict[str, float], tolerance: float = 1e-8
+) -> list[str]:
     """Where the exchange (open client order ids per symbol, total balance per currency) and the state the trace
     replays to disagree, one line each; empty when they agree."""
     traced_open: dict[str, list[str]] = {}
     for row in state.orders.itertuples(index=False):
         if row.status == "open":
             traced_open.setdefault(row.symbol, []).append(row.client_order_id)
-    out = [f"{sym}: exchange open {sorted(ids)} vs trace {sorted(traced_open.get(sym, []))}"
-           for sym, ids in open_on_exchange.items() if sorted(ids) != sorted(traced_open.get(sym, []))]
+    out = [
+        f"{sym}: exchange open {sorted(ids)} vs trace {sorted(traced_open.get(sym, []))}"
+        for sym, ids in open_on_exchange.items()
+        if sorted(ids) != sorted(traced_open.get(sym, []))
+    ]
     for cur, total in balances.items():
         traced = state.balances.get(cur)
         if traced is not None and abs(float(traced.get("total", 0.0)) - total) > tolerance * max(1.0, abs(total)):

@@ -10,11 +10,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 from ..model.types import Json
-from .analysis import execution_table  # noqa: E402
+from .analysis import execution_table
 
 
 def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
@@ -72,6 +72,7 @@ def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", ti
                 ax.legend()
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+
         return draw
 
     def hist(values: pd.Series, xlabel: str):  # type: ignore[no-untyped-def]
@@ -82,6 +83,7 @@ def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", ti
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
             ax.set_xlabel(xlabel)
+
         return draw
 
     pnl = equity - equity.iloc[0] if len(equity) else equity
@@ -90,15 +92,20 @@ def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", ti
     pngs["slippage"] = out / _plot(out / "slippage.png", "slippage distribution", hist(execs["slippage_pct"], "adverse slippage (%)"))
     pngs["fill_latency"] = out / _plot(out / "fill_latency.png", "time from order to fill", hist(execs["execution_s"], "seconds"))
     timing = analysis["timing"]
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>{len(df)} events, {df['timestamp'].min() if len(df) else '-'} to {df['timestamp'].max() if len(df) else '-'}</p>",
-            _table("Orders", analysis["orders"]), _table("Execution", analysis["execution"]),
-            _table("API latency (ms)", {f"p{k}": v for k, v in timing["api_latency_ms"].items()}),
-            _table("Orders by UTC hour", {f"{h:02d}:00": c for h, c in timing["orders_by_hour"].items()}),
-            *[f'<h2>{name}</h2><img src="{p.name}" alt="{name}">' for name, p in pngs.items()]]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;"
-            "text-align:left}</style></head><body>" + "".join(body) + "</body></html>")
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(df)} events, {df['timestamp'].min() if len(df) else '-'} to {df['timestamp'].max() if len(df) else '-'}</p>",
+        _table("Orders", analysis["orders"]),
+        _table("Execution", analysis["execution"]),
+        _table("API latency (ms)", {f"p{k}": v for k, v in timing["api_latency_ms"].items()}),
+        _table("Orders by UTC hour", {f"{h:02d}:00": c for h, c in timing["orders_by_hour"].items()}),
+        *[f'<h2>{name}</h2><img src="{p.name}" alt="{name}">' for name, p in pngs.items()],
+    ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:left}</style></head><body>" + "".join(body) + "</body></html>"
+    )
     report = out / "report.html"
     report.write_text(page)
     return {"html": report, **pngs}

@@ -17,21 +17,60 @@ from ..model.types import Json
 SCHEMA_VERSION = 1
 
 KINDS: tuple[str, ...] = (
-    "other", "order_placed", "order_updated", "order_filled", "order_cancelled", "order_failed", "order_adopted",
-    "trade_executed", "balance_updated", "position_updated", "api_call", "error_occurred", "risk_rejected",
-    "breaker_tripped", "emergency_stop", "reconnect", "config_changed", "halted", "rearmed", "risk_metrics", "ohlcv",
-    "ticker", "daily_reset",
+    "other",
+    "order_placed",
+    "order_updated",
+    "order_filled",
+    "order_cancelled",
+    "order_failed",
+    "order_adopted",
+    "trade_executed",
+    "balance_updated",
+    "position_updated",
+    "api_call",
+    "error_occurred",
+    "risk_rejected",
+    "breaker_tripped",
+    "emergency_stop",
+    "reconnect",
+    "config_changed",
+    "halted",
+    "rearmed",
+    "risk_metrics",
+    "ohlcv",
+    "ticker",
+    "daily_reset",
     # added in 1.1 (appended: the codes above never change)
-    "order_unknown", "order_reconciled", "illegal_transition", "valuation_incomplete",
+    "order_unknown",
+    "order_reconciled",
+    "illegal_transition",
+    "valuation_incomplete",
     # added in 1.2
     "estop_requested",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 MARKET_DATA_KINDS = frozenset({"ohlcv", "ticker"})
 # written to the WAL before record() returns, so they are durable before the engine acts on them further
-DURABLE_KINDS = frozenset({"order_placed", "order_updated", "order_filled", "order_cancelled", "order_failed", "order_adopted",
-                           "trade_executed", "position_updated", "order_unknown", "order_reconciled", "illegal_transition",
-                           "emergency_stop", "halted", "rearmed", "breaker_tripped", "estop_requested"})
+DURABLE_KINDS = frozenset(
+    {
+        "order_placed",
+        "order_updated",
+        "order_filled",
+        "order_cancelled",
+        "order_failed",
+        "order_adopted",
+        "trade_executed",
+        "position_updated",
+        "order_unknown",
+        "order_reconciled",
+        "illegal_transition",
+        "emergency_stop",
+        "halted",
+        "rearmed",
+        "breaker_tripped",
+        "estop_requested",
+    }
+)
 
 # name -> (numpy dtype, width for strings)
 STRINGS = {"symbol": 24, "order_id": 24, "client_order_id": 40}
@@ -68,8 +107,7 @@ def _num(v: object) -> float:
 def split_event(event: Json) -> tuple[Json, bytes]:
     """Core columns and the JSON payload of one event (everything that is not a core column)."""
     kind = event["kind"]
-    core = {"timestamp": int(event["timestamp"]), "kind": KIND_CODE.get(kind, 0),
-            "side": SIDES.get(event.get("side"), 0)}
+    core = {"timestamp": int(event["timestamp"]), "kind": KIND_CODE.get(kind, 0), "side": SIDES.get(event.get("side"), 0)}
     for name in STRINGS:
         core[name] = event.get(name)
     for name in FLOATS:

@@ -43,9 +43,19 @@ log = logging.getLogger("planar.trace")
 class EventTrace:
     """The writer side; also the engine's EventSink. One writer per trace, enforced by ``writer.lock``."""
 
-    def __init__(self, root: str, flush_interval: float = 60.0, max_buffer: int = 50_000, checkpoint_every: int = 50_000,
-                 checkpoint_interval: float = 300.0, max_wal_files: int = 500, trace_market_data: bool = False,
-                 trace_api_calls: bool = True, writer: bool = True, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: str,
+        flush_interval: float = 60.0,
+        max_buffer: int = 50_000,
+        checkpoint_every: int = 50_000,
+        checkpoint_interval: float = 300.0,
+        max_wal_files: int = 500,
+        trace_market_data: bool = False,
+        trace_api_calls: bool = True,
+        writer: bool = True,
+        fsync: bool = True,
+    ) -> None:
         self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
@@ -106,7 +116,7 @@ class EventTrace:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = open(path).read().strip() or "another process"  # noqa: SIM115
+            holder = open(path).read().strip() or "another process"
             raise TraceLockedError(f"trace {self.root} is being written by {holder}; one writer per trace") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
@@ -125,7 +135,9 @@ class EventTrace:
             ts = max(ts, self._last_ts + 1)  # strictly increasing: the by-date search relies on it
             self._last_ts = ts
             self._buffer.append({"timestamp": ts, "kind": kind, **fields})
-            due = kind in DURABLE_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
+            due = (
+                kind in DURABLE_KINDS or len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval
+            )
             if due and self._group:  # inside group(): one flush when the group ends
                 self._group_due, due = True, False
         if due:
@@ -161,8 +173,11 @@ class EventTrace:
                 self._wal_files += 1
                 self._buffer = []
             self._last_flush = time.monotonic()
-            if (len(self._wal_pending) >= self.checkpoint_every or self._wal_files >= self.max_wal_files
-                    or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)):
+            if (
+                len(self._wal_pending) >= self.checkpoint_every
+                or self._wal_files >= self.max_wal_files
+                or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)
+            ):
                 self.checkpoint()
 
     def checkpoint(self) -> Segment | None:

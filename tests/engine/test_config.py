@@ -76,11 +76,21 @@ def test_live_without_sandbox_needs_confirmation(tmp_path: Path) -> None:
 
 def test_credentials_from_named_variables_and_provider(tmp_path: Path) -> None:
     env = {"BINANCE_SCALPING_KEY": "scalp-key-123456", "BINANCE_SCALPING_SECRET": "scalp-secret-abcdef"}
-    s = strategy("scalping", env=env, universe=["BTC/USDT"], store_root=str(tmp_path),
-                 credentials={"api_key_env": "BINANCE_SCALPING_KEY", "api_secret_env": "BINANCE_SCALPING_SECRET"})
+    s = strategy(
+        "scalping",
+        env=env,
+        universe=["BTC/USDT"],
+        store_root=str(tmp_path),
+        credentials={"api_key_env": "BINANCE_SCALPING_KEY", "api_secret_env": "BINANCE_SCALPING_SECRET"},
+    )
     assert s.config.credentials.api_key.get_secret_value() == "scalp-key-123456"
-    provided = strategy("swing", env={}, universe=["BTC/USDT"], store_root=str(tmp_path),
-                        secrets_provider=lambda name: {"EXCHANGE_API_KEY": "p-key-0000", "EXCHANGE_API_SECRET": "p-secret-1111"}.get(name))
+    provided = strategy(
+        "swing",
+        env={},
+        universe=["BTC/USDT"],
+        store_root=str(tmp_path),
+        secrets_provider=lambda name: {"EXCHANGE_API_KEY": "p-key-0000", "EXCHANGE_API_SECRET": "p-secret-1111"}.get(name),
+    )
     assert provided.config.credentials.api_secret.get_secret_value() == "p-secret-1111"
     for text in (repr(s), str(s.config), repr(s.config), str(s.config.model_dump())):
         assert "scalp-key-123456" not in text and "scalp-secret-abcdef" not in text

@@ -29,8 +29,10 @@ async def test_a_second_engine_of_the_same_strategy_refuses_to_trade(strategy_fa
 
 async def test_the_lease_of_a_killed_process_is_free_at_once(tmp_path: Path) -> None:
     path = tmp_path / "leases" / "acct--s.lock"
-    code = ("import sys, time; from pathlib import Path; from planar_core.engine.lease import Lease; "
-            f"Lease(Path({str(path)!r})).acquire('run-1'); print('held', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from pathlib import Path; from planar_core.engine.lease import Lease; "
+        f"Lease(Path({str(path)!r})).acquire('run-1'); print('held', flush=True); time.sleep(600)"
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     try:
         assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"held"

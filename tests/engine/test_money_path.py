@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC
 from pathlib import Path
 
 import ccxt
@@ -116,8 +117,16 @@ async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, s
     ai = s.universe["BTC/USDT"]
     order = ai.orders[trade.client_order_id]
     assert order.status == "closed"
-    stale = {"id": order.id, "clientOrderId": order.client_order_id, "symbol": "BTC/USDT", "status": "open", "filled": 0.0,
-             "amount": 0.01, "side": "buy", "type": "market"}
+    stale = {
+        "id": order.id,
+        "clientOrderId": order.client_order_id,
+        "symbol": "BTC/USDT",
+        "status": "open",
+        "filled": 0.0,
+        "amount": 0.01,
+        "side": "buy",
+        "type": "market",
+    }
     s.apply_order(stale, source="poll")
     assert order.status == "closed" and order.filled == 0.01
     refused = s.sink.of("illegal_transition")[-1]
@@ -128,15 +137,25 @@ async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, s
     resting = ai.open_orders()[0]
     assert await s.cancel(ai, resting) and resting.status == "canceled"
     n_illegal = len(s.sink.of("illegal_transition"))
-    s.apply_order({"id": resting.id, "clientOrderId": resting.client_order_id, "symbol": "BTC/USDT", "status": "canceled",
-                   "filled": 0.01, "cost": 0.01 * resting.price, "amount": 0.02, "side": "buy", "type": "limit"})
+    s.apply_order(
+        {
+            "id": resting.id,
+            "clientOrderId": resting.client_order_id,
+            "symbol": "BTC/USDT",
+            "status": "canceled",
+            "filled": 0.01,
+            "cost": 0.01 * resting.price,
+            "amount": 0.02,
+            "side": "buy",
+            "type": "limit",
+        }
+    )
     assert resting.status == "canceled" and resting.filled == 0.01 and len(s.sink.of("illegal_transition")) == n_illegal
 
 
 # ------------------------------------------------------------------------------- 4. and 16. one equity, free margin
 async def test_futures_equity_and_free_margin_do_not_depend_on_the_source(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5,
-                               balance_watcher={"interval": 3600})
+    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5, balance_watcher={"interval": 3600})
     ai = s.universe["BTC/USDT:USDT"]
     assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.5, waitfor=2), Trade)
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.5))
@@ -173,7 +192,7 @@ async def test_balances_keep_flowing_after_a_reconnect(strategy_factory, sandbox
         assert isinstance(await s.call(sym, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
         snap = snapshot(sandbox, account)
         want = float(snap["futures"]["wallet"]) if margin else float(snap["spot_balances"]["BTC"]["free"])
-        await wait_for(lambda: s.cash(cur).total == pytest.approx(want, abs=1e-9))
+        await wait_for(lambda want=want: s.cash(cur).total == pytest.approx(want, abs=1e-9))
 
 
 # --------------------------------------------------------------------------------- 5. and 9. valuation
@@ -216,8 +235,17 @@ async def test_a_finished_watch_is_never_cancelled_or_dropped(strategy_factory, 
     orders_done: asyncio.Future[list[dict]] = loop.create_future()
     cancelled: list[str] = []
     calls = {"trades": 0}
-    update = {"id": "42", "clientOrderId": "x-1", "symbol": "BTC/USDT", "status": "closed", "filled": 0.01, "cost": 1.0,
-              "amount": 0.01, "side": "buy", "type": "limit"}
+    update = {
+        "id": "42",
+        "clientOrderId": "x-1",
+        "symbol": "BTC/USDT",
+        "status": "closed",
+        "filled": 0.01,
+        "cost": 1.0,
+        "amount": 0.01,
+        "side": "buy",
+        "type": "limit",
+    }
 
     async def watch_orders(symbol: str) -> list[dict]:
         try:
@@ -266,8 +294,10 @@ async def test_volatility_sizing_comes_before_the_minimum_checks(strategy_factor
     assert not [e for e in s.sink.of("api_call") if e["endpoint"] == "create_order"]  # refused before any request
 
 
-@pytest.mark.parametrize(("amount", "price", "reason"), [(True, None, "invalid amount"), (0.01, True, "invalid price"),
-                                                         (0.01, 1e308, "price"), (0.01, 1e-300, "price")])
+@pytest.mark.parametrize(
+    ("amount", "price", "reason"),
+    [(True, None, "invalid amount"), (0.01, True, "invalid price"), (0.01, 1e308, "price"), (0.01, 1e-300, "price")],
+)
 async def test_odd_numbers_are_refusals_not_exceptions(strategy_factory, sandbox, account, amount, price, reason) -> None:
     s = await strategy_factory()
     otype = OrderType.GTC if price is not None else OrderType.MARKET
@@ -277,8 +307,17 @@ async def test_odd_numbers_are_refusals_not_exceptions(strategy_factory, sandbox
 
 
 # ---------------------------------------------------------------------------------- 15. exchange params
-@pytest.mark.parametrize("params", [{"quantity": 2}, {"newClientOrderId": "foreign-1"}, {"clientOrderId": "x"},
-                                    {"quoteOrderQty": 1000}, {"timeInForce": "GTC"}, {"reduceOnly": True}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"quantity": 2},
+        {"newClientOrderId": "foreign-1"},
+        {"clientOrderId": "x"},
+        {"quoteOrderQty": 1000},
+        {"timeInForce": "GTC"},
+        {"reduceOnly": True},
+    ],
+)
 async def test_params_cannot_override_what_was_checked(strategy_factory, sandbox, account, params) -> None:
     s = await strategy_factory()
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, **params) is None
@@ -308,7 +347,7 @@ def test_mode_comes_from_the_file_and_conflicts_are_refused(tmp_path: Path) -> N
 def test_bad_config_values_are_named_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="name: String should have at most 64"):
         build_strategy("x" * 300, store_root=str(tmp_path))
-    with pytest.raises(ConfigError, match="timeouts.order_placement"):
+    with pytest.raises(ConfigError, match=r"timeouts\.order_placement"):
         build_strategy("t", store_root=str(tmp_path), timeouts={"order_placement": math.inf})
     with pytest.raises(ConfigError, match="logic_params"):
         build_strategy("t", store_root=str(tmp_path), logic_params={"no_such": 1})
@@ -407,7 +446,7 @@ def test_a_prefect_event_that_cannot_be_emitted_is_recorded_and_alerted(monkeypa
 
 
 async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_factory, monkeypatch) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import flows.control as control
 
@@ -435,7 +474,7 @@ async def test_failed_reads_of_the_flow_run_are_recorded_then_alerted(strategy_f
     monkeypatch.setattr(control, "flow_runs", no_api)
     monkeypatch.setattr(control, "flow_run", Run())
     stop = asyncio.Event()
-    task = asyncio.create_task(control.EngineControl(s, stop, datetime.now(timezone.utc), every=0.01, alert_after=3).watch())
+    task = asyncio.create_task(control.EngineControl(s, stop, datetime.now(UTC), every=0.01, alert_after=3).watch())
     await wait_for(lambda: len(sent) == 1)
     stop.set()
     await task

@@ -17,9 +17,17 @@ async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -
     sandbox.ex.faults = Faults(private_api=False)  # a private request would fail loudly
     from planar_core.engine import strategy as build
 
-    s = build("paper", mode=Paper(), env={}, universe=["BTC/USDT", "ETH/USDT"], initial_cash=50_000, store_root=str(tmp_path),
-              sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, ohlcv_watcher={"interval": 0.2},
-              connection={"health_interval": 3600})
+    s = build(
+        "paper",
+        mode=Paper(),
+        env={},
+        universe=["BTC/USDT", "ETH/USDT"],
+        initial_cash=50_000,
+        store_root=str(tmp_path),
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        ohlcv_watcher={"interval": 0.2},
+        connection={"health_interval": 3600},
+    )
     await s.start()
     try:
         ai = s.universe["BTC/USDT"]
@@ -52,8 +60,17 @@ async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, a
     sandbox.ex.faults = Faults(private_api=False)
     from planar_core.engine import strategy as build
 
-    s = build("paperf", mode=Paper(), env={}, universe=["BTC/USDT:USDT"], margin=True, initial_cash=20_000, store_root=str(tmp_path),
-              sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, connection={"health_interval": 3600})
+    s = build(
+        "paperf",
+        mode=Paper(),
+        env={},
+        universe=["BTC/USDT:USDT"],
+        margin=True,
+        initial_cash=20_000,
+        store_root=str(tmp_path),
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        connection={"health_interval": 3600},
+    )
     await s.start()
     try:
         ai = s.universe["BTC/USDT:USDT"]

@@ -90,10 +90,13 @@ async def test_batch_respects_the_weight_budget(strategy_factory) -> None:
 
 async def test_secrets_never_leave_the_process(strategy_factory, sandbox, tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 1}, api_key="KEYplanar0123456789leakcheck", api_secret="SECRETplanar9876543210leakcheck")
+    acct = sandbox.ex.add_account(
+        {"USDT": 10_000, "BTC": 1}, api_key="KEYplanar0123456789leakcheck", api_secret="SECRETplanar9876543210leakcheck"
+    )
     s = await strategy_factory(acct=acct, order_monitoring={"retries": 1})
-    logger, log_path, _ = setup_live_logging(LoggingConfig(level="DEBUG", console=False), tmp_path, "strat", "binance",
-                                             secrets=s.config.credentials.secret_values())
+    logger, log_path, _ = setup_live_logging(
+        LoggingConfig(level="DEBUG", console=False), tmp_path, "strat", "binance", secrets=s.config.credentials.secret_values()
+    )
     try:
         await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1)
         await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=500)  # refused locally
@@ -108,8 +111,14 @@ async def test_secrets_never_leave_the_process(strategy_factory, sandbox, tmp_pa
             await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(), 2, retries=0)
         except Exception as exc:
             errors.append(f"{exc!r} {exc}")
-        outputs = [repr(s), str(s.config), log_path.read_text(), "\n".join(r.getMessage() for r in caplog.records),
-                   repr(s.sink.events), "\n".join(errors)]
+        outputs = [
+            repr(s),
+            str(s.config),
+            log_path.read_text(),
+            "\n".join(r.getMessage() for r in caplog.records),
+            repr(s.sink.events),
+            "\n".join(errors),
+        ]
         for text in outputs:
             assert "KEYplanar0123456789leakcheck" not in text and "SECRETplanar9876543210leakcheck" not in text
         assert errors and len(s.sink.events) > 10

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from planar_core.model import PENDING, OrderType, Side
 from planar_core.sandbox import Faults
 

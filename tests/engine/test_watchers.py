@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from planar_core.engine.supervisor import Supervisor
@@ -28,7 +26,7 @@ async def test_balance_and_orders_follow_the_exchange(strategy_factory, sandbox,
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
     sandbox.ex.match_resting()
     ai = s.universe["ETH/USDT"]
-    await wait_for(lambda: ai.trades and ai.orders and list(ai.orders.values())[0].status == "closed")
+    await wait_for(lambda: ai.trades and ai.orders and next(iter(ai.orders.values())).status == "closed")
     await wait_for(lambda: s.cash("ETH").total == pytest.approx(exchange_balance(sandbox, account, "ETH")))
     await wait_for(lambda: s.cash("USDT").total == pytest.approx(exchange_balance(sandbox, account, "USDT")))
     assert s.watcher_health()["balance"]["mode"] == ("websocket" if use_ws else "polling")
@@ -154,8 +152,12 @@ async def test_intent_without_exchange_order_is_failed_only_with_proof(strategy_
 
 async def test_old_intent_for_a_symbol_outside_the_universe_is_asked_too(strategy_factory, sandbox, account, client) -> None:
     s = await strategy_factory(start=False)
-    s.journal._append({"t": 1, "kind": "intent", "cid": "strat-gone-1", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1})
-    s.journal._append({"t": 1, "kind": "intent", "cid": "strat-gone-2", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1})
+    s.journal._append(
+        {"t": 1, "kind": "intent", "cid": "strat-gone-1", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1}
+    )
+    s.journal._append(
+        {"t": 1, "kind": "intent", "cid": "strat-gone-2", "symbol": "LTC/USDT", "side": "buy", "type": "market", "amount": 0.1}
+    )
     await client.create_order("LTC/USDT", "market", "buy", 0.1, params={"clientOrderId": "strat-gone-2"})
     await s.start()  # universe: BTC/USDT, ETH/USDT
     assert s.journal.unresolved() == {}
@@ -175,8 +177,7 @@ async def test_intent_sent_before_a_crash_is_adopted(strategy_factory, sandbox, 
 
 
 async def test_futures_positions_and_reduce_only(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=3,
-                               position_watcher={"interval": 0.2})
+    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=3, position_watcher={"interval": 0.2})
     ai = s.universe["BTC/USDT:USDT"]
     trade = await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.05, waitfor=2)
     assert isinstance(trade, Trade)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
 
 async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
     sym = "BTC/USDT:USDT"
-    s, logic, task, stop = await example("futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.008})
+    s, logic, _task, _stop = await example("futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.008})
     ai = s.universe[sym]
     await wait_for(lambda: len(ai.candles("1s").closed) >= 4, timeout=20)
     await shock(sandbox, "BTCUSDT", 1.02, "linear")  # above the channel: long at the next close
@@ -102,7 +102,7 @@ async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox
 
 
 async def test_grid_rests_post_only_and_requotes_on_fills(example: Runner, sandbox: Any) -> None:
-    s, logic, task, stop = await example("grid_maker", logic_params={"levels": 2, "spacing": 0.003})
+    s, _logic, _task, _stop = await example("grid_maker", logic_params={"levels": 2, "spacing": 0.003})
     ai = s.universe["BTC/USDT"]
     await wait_for(lambda: len(ai.open_orders()) == 4, timeout=20)
     assert all(o.type is OrderType.POST_ONLY for o in ai.orders.values())
@@ -112,7 +112,8 @@ async def test_grid_rests_post_only_and_requotes_on_fills(example: Runner, sandb
     fill = next(o for o in ai.orders.values() if o.side is Side.BUY and o.trades).trades[0]
     assert abs(fill.price - top_buy) / top_buy < 1e-6
     target = fill.price * 1.003  # the answer to a filled buy: a sell one level above it
-    await wait_for(lambda: any(o.side is Side.SELL and o.price and abs(o.price - target) / target < 0.0015 for o in ai.open_orders()),
-                   timeout=20)
+    await wait_for(
+        lambda: any(o.side is Side.SELL and o.price and abs(o.price - target) / target < 0.0015 for o in ai.open_orders()), timeout=20
+    )
     exchange_open = {o["client_order_id"] for o in exchange_view(sandbox, s)["open_orders"]}
     assert {o.client_order_id for o in ai.open_orders()} == exchange_open

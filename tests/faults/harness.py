@@ -22,8 +22,14 @@ from planar_core.model import OrderType, Side
 from planar_core.trace import read_trace
 
 AMOUNTS = {"BTC/USDT": 0.001, "ETH/USDT": 0.02, "LTC/USDT": 0.5, "BTC/USDT:USDT": 0.002, "ETH/USDT:USDT": 0.02, "XRP/USDT:USDT": 20.0}
-EXCHANGE_STATUS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "closed", "CANCELED": "canceled", "EXPIRED": "expired",
-                   "REJECTED": "rejected"}
+EXCHANGE_STATUS = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "open",
+    "FILLED": "closed",
+    "CANCELED": "canceled",
+    "EXPIRED": "expired",
+    "REJECTED": "rejected",
+}
 NEVER_ON_EXCHANGE = ("failed", "rejected")  # local statuses of orders the exchange never booked
 
 
@@ -90,8 +96,12 @@ class Divergences:
         return not (self.lost or self.duplicated or self.divergent or self.unresolved)
 
     def counts(self) -> dict[str, int]:
-        return {"lost": len(self.lost), "duplicated": len(self.duplicated), "divergences": len(self.divergent),
-                "unresolved": len(self.unresolved)}
+        return {
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+            "divergences": len(self.divergent),
+            "unresolved": len(self.unresolved),
+        }
 
     def __str__(self) -> str:
         parts = [f"{k}: {v[:6]}" for k, v in vars(self).items() if v]
@@ -140,7 +150,8 @@ def compare(s: Any, snap: dict[str, Any], with_trace: bool = True) -> Divergence
         want = EXCHANGE_STATUS[o["status"]]
         if str(lo.status) != want:
             (d.unresolved if str(lo.status) in ("unknown", "intent") else d.divergent).append(
-                f"{cid}: local {lo.status} vs exchange {o['status']}")
+                f"{cid}: local {lo.status} vs exchange {o['status']}"
+            )
         if not _close(lo.filled, float(o["filled"])):
             d.divergent.append(f"{cid}: filled {lo.filled} vs exchange {o['filled']}")
         elif lo.filled and not _close(lo.average or 0.0, float(o["cum_quote"]) / float(o["filled"]), rel=1e-7):
@@ -192,8 +203,9 @@ async def wait_settled(s: Any, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def check(s: Any, pause: Callable[[], Awaitable[None]], snapshot: Callable[[], Awaitable[dict[str, Any]]],
-                timeout: float = 20.0) -> tuple[Divergences, dict[str, int]]:
+async def check(
+    s: Any, pause: Callable[[], Awaitable[None]], snapshot: Callable[[], Awaitable[dict[str, Any]]], timeout: float = 20.0
+) -> tuple[Divergences, dict[str, int]]:
     """Freeze resting orders, let in-flight work land, then compare the engine's own view with the exchange until
     they agree or ``timeout`` passes. Returns the divergences left at the end (empty when the invariants hold)."""
     await pause()

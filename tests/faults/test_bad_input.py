@@ -70,8 +70,9 @@ async def test_no_secret_in_any_file_the_run_wrote(strategy_factory, sandbox, tm
     acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 1}, api_key=key, api_secret=secret)
     store = tmp_path / "store"
     s = await strategy_factory(acct=acct, store_root=str(store), order_monitoring={"retries": 1})
-    setup_live_logging(LoggingConfig(level="DEBUG", console=False), s.config.store_path, s.name, "binance",
-                       secrets=s.config.credentials.secret_values())
+    setup_live_logging(
+        LoggingConfig(level="DEBUG", console=False), s.config.store_path, s.name, "binance", secrets=s.config.credentials.secret_values()
+    )
     await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1)
     sandbox.ex.faults = Faults(error_rate=1.0)
     await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.2)

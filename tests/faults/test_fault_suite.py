@@ -16,11 +16,23 @@ SCENARIOS = {
     "lost acks": Faults(lost_ack_rate=0.15),
     "websocket disconnects": Faults(ws_drop_every_s=1.0),
     "partial fills": Faults(partial_fill_ratio=0.3),
-    "all together": Faults(latency_jitter_ms=100, error_rate=0.05, rate_limit_rate=0.05, timeout_rate=0.02, hang_s=1.5,
-                           lost_ack_rate=0.05, ws_drop_every_s=2.0, partial_fill_ratio=0.3),
+    "all together": Faults(
+        latency_jitter_ms=100,
+        error_rate=0.05,
+        rate_limit_rate=0.05,
+        timeout_rate=0.02,
+        hang_s=1.5,
+        lost_ack_rate=0.05,
+        ws_drop_every_s=2.0,
+        partial_fill_ratio=0.3,
+    ),
 }
-ENGINE = {"timeouts": {"order_placement": 1.0, "order_cancellation": 1.0, "balance_sync": 1.0, "position_sync": 1.0, "market_data": 1.0},
-          "order_monitoring": {"interval": 0.3, "retries": 4}, "balance_watcher": {"interval": 0.3}, "position_watcher": {"interval": 0.3}}
+ENGINE = {
+    "timeouts": {"order_placement": 1.0, "order_cancellation": 1.0, "balance_sync": 1.0, "position_sync": 1.0, "market_data": 1.0},
+    "order_monitoring": {"interval": 0.3, "retries": 4},
+    "balance_watcher": {"interval": 0.3},
+    "position_watcher": {"interval": 0.3},
+}
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -38,8 +50,9 @@ async def test_spot_scenario(name, strategy_factory, sandbox, account) -> None:
 
 @pytest.mark.parametrize("name", ["all together", "lost acks"])
 async def test_futures_scenario(name, strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"],
-                               default_leverage=5, **ENGINE)
+    s = await strategy_factory(
+        name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"], default_leverage=5, **ENGINE
+    )
     sandbox.ex.faults = SCENARIOS[name]
     log = await churn(s, 24, seed=seed_of(name))
     sandbox.ex.faults = Faults()

@@ -22,16 +22,27 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_sigkill_then_restart(strategy_factory, sandbox, account, tmp_path: Path) -> None:
     rng = random.Random(11)
     store = str(tmp_path / "store")
-    cfg = {"name": "killme", "env": {"EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret},
-           "universe": ["BTC/USDT", "ETH/USDT", "LTC/USDT"], "store_root": store,
-           "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
-           "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000, "burst_allowance": 1000},
-           "connection": {"health_interval": 3600}, "event_tracing": {"flush_interval": 0.5}}
+    cfg = {
+        "name": "killme",
+        "env": {"EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret},
+        "universe": ["BTC/USDT", "ETH/USDT", "LTC/USDT"],
+        "store_root": store,
+        "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+        "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000, "burst_allowance": 1000},
+        "connection": {"health_interval": 3600},
+        "event_tracing": {"flush_interval": 0.5},
+    }
     sandbox.ex.faults = Faults(lost_ack_rate=0.1, latency_jitter_ms=20)
-    for round_ in range(4):
-        proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "tests" / "faults" / "churn_process.py"), json.dumps(cfg),
-                                                    cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for _ in range(4):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "tests" / "faults" / "churn_process.py"),
+            json.dumps(cfg),
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert (await asyncio.wait_for(proc.stdout.readline(), 60)).startswith(b"started")  # type: ignore[union-attr]
         await asyncio.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
@@ -39,8 +50,9 @@ async def test_sigkill_then_restart(strategy_factory, sandbox, account, tmp_path
     sandbox.ex.faults = Faults()
     placed = len(sandbox.ex.snapshot()["accounts"][account.api_key]["orders"])
     assert placed > 10
-    s = await strategy_factory(name="killme", store_root=store, universe=["BTC/USDT", "ETH/USDT", "LTC/USDT"],
-                               order_monitoring={"absent_after": 1.0})
+    s = await strategy_factory(
+        name="killme", store_root=store, universe=["BTC/USDT", "ETH/USDT", "LTC/USDT"], order_monitoring={"absent_after": 1.0}
+    )
     # every intent of the killed processes settled by the exchange's word: found, or proven absent by look-ups
     await wait_for(lambda: s.journal.unresolved() == {}, timeout=15)
     result = await verify(s, sandbox, account)

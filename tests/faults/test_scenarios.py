@@ -49,7 +49,9 @@ async def test_cancelling_an_order_that_no_longer_exists_does_not_loop(strategy_
     order = ai.orders[trade.client_order_id]
     calls_before = len(s.sink.of("api_call"))
     assert await s.cancel(ai, order) is False  # filled: the exchange answers -2011
-    calls = [e["endpoint"] for e in s.sink.of("api_call")[calls_before:] if e["endpoint"] in ("cancel_order", "fetch_order", "create_order")]
+    calls = [
+        e["endpoint"] for e in s.sink.of("api_call")[calls_before:] if e["endpoint"] in ("cancel_order", "fetch_order", "create_order")
+    ]
     assert calls == ["cancel_order", "fetch_order"]  # one cancel, one look-up to learn how it ended, nothing more
     assert order.status == "closed"
 
@@ -68,8 +70,15 @@ async def test_clock_skew_is_measured_and_signed_with(strategy_factory, sandbox,
 
 
 async def test_futures_user_stream_survives_a_failed_keepalive_and_an_expired_listen_key(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5,
-                               order_monitoring={"interval": 0.3}, balance_watcher={"interval": 0.3}, position_watcher={"interval": 0.3})
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=["BTC/USDT:USDT"],
+        default_leverage=5,
+        order_monitoring={"interval": 0.3},
+        balance_watcher={"interval": 0.3},
+        position_watcher={"interval": 0.3},
+    )
     ai = s.universe["BTC/USDT:USDT"]
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
     result = await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.97, waitfor=0)  # PERCENT_PRICE: within 5 % of mark

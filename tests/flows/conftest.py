@@ -45,11 +45,18 @@ def flow_config(tmp_path: Path, sandbox, account, monkeypatch, prefect_api) -> A
     monkeypatch.setenv("EXCHANGE_API_SECRET", account.api_secret)
 
     def make(name: str = "flowtest", **extra: Any) -> Path:
-        cfg = {"name": name, "universe": ["BTC/USDT", "ETH/USDT"], "store_root": str(tmp_path / "store"),
-               "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
-               "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000},
-               "connection": {"health_interval": 3600}, "tick_interval": 0.2, "event_tracing": {"flush_interval": 0.5},
-               "logic": "tests.flows.logic:RestingOrders", "logic_params": {"n": 2}}
+        cfg = {
+            "name": name,
+            "universe": ["BTC/USDT", "ETH/USDT"],
+            "store_root": str(tmp_path / "store"),
+            "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+            "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000},
+            "connection": {"health_interval": 3600},
+            "tick_interval": 0.2,
+            "event_tracing": {"flush_interval": 0.5},
+            "logic": "tests.flows.logic:RestingOrders",
+            "logic_params": {"n": 2},
+        }
         cfg.update(extra)
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(cfg))

@@ -9,10 +9,18 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PER_CONFIG = {"live": None, "emergency-stop": None, "rearm": None, "daily-reset": "cron:0 0 * * *", "auto-tune": "interval:86400",
-              "resync": "interval:900", "compact-trace": "cron:30 0 * * *"}
-EXPECTED = {"emergency-stop": None, "resync": None} | {f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout")
-                                                        for kind, sched in PER_CONFIG.items()}
+PER_CONFIG = {
+    "live": None,
+    "emergency-stop": None,
+    "rearm": None,
+    "daily-reset": "cron:0 0 * * *",
+    "auto-tune": "interval:86400",
+    "resync": "interval:900",
+    "compact-trace": "cron:30 0 * * *",
+}
+EXPECTED = {"emergency-stop": None, "resync": None} | {
+    f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout") for kind, sched in PER_CONFIG.items()
+}
 
 
 def _schedule(d: dict) -> str | None:
@@ -51,11 +59,7 @@ def test_serve_builds_the_same_deployments() -> None:
 def test_automation_definitions_validate() -> None:
     from prefect.automations import AutomationCore
 
-    from deployments.automations import (
-        breaker_to_estop,
-        notify_on_failure,
-        reconnect_to_resync,
-    )
+    from deployments.automations import breaker_to_estop, notify_on_failure, reconnect_to_resync
 
     estop = breaker_to_estop(uuid.uuid4())
     assert estop.trigger.expect == {"planar.breaker_tripped"} and estop.actions[0].type == "run-deployment"

@@ -12,12 +12,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
-    FlowRunFilter,
-    FlowRunFilterId,
-)
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
 from flows.control import live_runs
 from flows.emergency import emergency_stop
@@ -61,7 +56,8 @@ async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path)
 async def test_retry_after_crash_does_not_duplicate_orders(flow_config, sandbox, account, tmp_path: Path) -> None:
     config = flow_config(logic_errors="fail", logic_params={"n": 2, "crash_marker": str(tmp_path / "crashed")})
     state = await live_strategy.with_options(retries=1, retry_delay_seconds=0)(
-        strategy="flowtest", config_path=str(config), duration=3, return_state=True)
+        strategy="flowtest", config_path=str(config), duration=3, return_state=True
+    )
     assert state.is_completed() and (tmp_path / "crashed").exists()
     async with get_client() as client:
         fr = await client.read_flow_run(state.state_details.flow_run_id)
@@ -77,8 +73,14 @@ async def test_daily_reset_flow(flow_config, sandbox) -> None:
 
     config = flow_config()
     store = StateStore(load_config(config, env={}).store_path)
-    store.update(halted=True, halt_reason="Daily loss limit exceeded", halted_by_emergency_stop=True, breaker_tripped="daily_loss",
-                 day="2000-01-01", day_start_equity=1.0)
+    store.update(
+        halted=True,
+        halt_reason="Daily loss limit exceeded",
+        halted_by_emergency_stop=True,
+        breaker_tripped="daily_loss",
+        day="2000-01-01",
+        day_start_equity=1.0,
+    )
     result = await daily_reset(strategy="flowtest", config_path=str(config))
     assert result["cleared_breaker"] and not result["halted"] and result["pnl"] > 0
     assert store.load().day_start_equity > 1000 and await artifact("flowtest-daily-pnl")
@@ -106,8 +108,13 @@ async def test_auto_tune_resync_and_compact_flows(flow_config, sandbox, account,
 
 def _start_live_process(config: Path, prefect_api: str, duration: int = 120) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    return subprocess.Popen([sys.executable, "-m", "flows", "run", str(config), "--duration", str(duration)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows", "run", str(config), "--duration", str(duration)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -197,8 +204,15 @@ async def _planar(prefect_api: str, *args: str) -> tuple[int, str, str]:
     """Run the CLI in a subprocess without blocking this event loop (the sandbox serves from it)."""
     import asyncio
 
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "flows", *args, env={**os.environ, "PREFECT_API_URL": prefect_api},
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flows",
+        *args,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 180)
     return int(proc.returncode or 0), out.decode(), err.decode()
 
@@ -257,8 +271,8 @@ async def test_sigterm_stops_planar_run_cleanly_and_the_run_ends_cancelled(flow_
     """`planar run` killed with SIGTERM (a container stop, `kill`): watchers stopped, report written, the run Cancelled
     (it was marked Crashed, with no report, before), orders left resting, the lease free for the next engine."""
     from planar_core.config import load_config
-    from planar_core.engine.strategy import config_account
     from planar_core.engine.lease import Lease, lease_path
+    from planar_core.engine.strategy import config_account
 
     config = flow_config(name="termed")
     async with live_process(config, prefect_api, sandbox, account, "termed") as (proc, run):

@@ -14,12 +14,7 @@ from pathlib import Path
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
-    FlowFilter,
-    FlowFilterName,
-)
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
@@ -72,8 +67,9 @@ class Background:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path | None = None, log: Path | None = None) -> None:
         self.log = log
-        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=open(log, "w") if log else subprocess.DEVNULL,  # noqa: SIM115
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=open(log, "w") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         return self.log.read_text()[-4000:] if self.log else ""
@@ -91,11 +87,18 @@ class Background:
 
 
 def write_config(folder: Path, name: str, sandbox, store: Path, **extra) -> Path:
-    cfg = {"name": name, "universe": ["BTC/USDT", "ETH/USDT"], "store_root": str(store),
-           "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
-           "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000}, "connection": {"health_interval": 3600},
-           "tick_interval": 0.2, "event_tracing": {"flush_interval": 0.5}, "logic": "tests.flows.logic:RestingOrders",
-           "logic_params": {"n": 2}}
+    cfg = {
+        "name": name,
+        "universe": ["BTC/USDT", "ETH/USDT"],
+        "store_root": str(store),
+        "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+        "rate_limits": {"weight_per_minute": 1_000_000, "orders_per_second": 1000},
+        "connection": {"health_interval": 3600},
+        "tick_interval": 0.2,
+        "event_tracing": {"flush_interval": 0.5},
+        "logic": "tests.flows.logic:RestingOrders",
+        "logic_params": {"n": 2},
+    }
     cfg.update(extra)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -104,8 +107,12 @@ def write_config(folder: Path, name: str, sandbox, store: Path, **extra) -> Path
 
 
 def engine_env(prefect_api: str, prefect_home: Path, account) -> dict[str, str]:
-    return {**server_env(prefect_home, prefect_api), "EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret,
-            "PYTHONPATH": str(ROOT)}
+    return {
+        **server_env(prefect_home, prefect_api),
+        "EXCHANGE_API_KEY": account.api_key,
+        "EXCHANGE_API_SECRET": account.api_secret,
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def test_every_entrypoint_loads_the_real_flow_in_a_fresh_interpreter() -> None:
@@ -113,12 +120,20 @@ def test_every_entrypoint_loads_the_real_flow_in_a_fresh_interpreter() -> None:
     standard library there and the live deployment crashed on load."""
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     entrypoints = sorted({d["entrypoint"] for d in doc["deployments"]})
-    code = ("import sys; from prefect.flows import load_flow_from_entrypoint\n"
-            "for ep in sys.argv[1:]:\n"
-            "    f = load_flow_from_entrypoint(ep, use_placeholder_flow=False)\n"
-            "    print(ep, f.name, f.fn.__code__.co_filename)\n")
-    out = subprocess.run([sys.executable, "-c", code, *entrypoints], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    code = (
+        "import sys; from prefect.flows import load_flow_from_entrypoint\n"
+        "for ep in sys.argv[1:]:\n"
+        "    f = load_flow_from_entrypoint(ep, use_placeholder_flow=False)\n"
+        "    print(ep, f.name, f.fn.__code__.co_filename)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *entrypoints],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
     for ep in entrypoints:
@@ -147,8 +162,15 @@ def test_deployments_are_generated_for_every_config_in_a_folder(tmp_path: Path) 
         (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "universe": ["BTC/USDT"]}))
     names = {sp.name for sp in specs(tmp_path, relative_to=None)}
     for name in ("alpha", "beta"):
-        assert {f"{name}-live", f"{name}-emergency-stop", f"{name}-rearm", f"{name}-daily-reset", f"{name}-auto-tune",
-                f"{name}-resync", f"{name}-compact-trace"} <= names
+        assert {
+            f"{name}-live",
+            f"{name}-emergency-stop",
+            f"{name}-rearm",
+            f"{name}-daily-reset",
+            f"{name}-auto-tune",
+            f"{name}-resync",
+            f"{name}-compact-trace",
+        } <= names
     assert "emergency-stop" in names
 
 
@@ -163,6 +185,7 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
     env = engine_env(prefect_api, prefect_home, acct)
     server = Background([PLANAR, "serve", "--configs", str(configs)], env, log=tmp_path / "serve.log")
     try:
+
         async def deployed() -> bool:
             async with get_client() as client:
                 deps = await client.read_deployments()
@@ -189,7 +212,7 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         assert st.is_failed() and "re-arm" in st.message, st
         # 3. re-arm through its deployment (what the UI does)
         rearm = await run_deployment("rearm/served-rearm", parameters={"reason": "checked the account", "by": "test"}, timeout=0)
-        assert (await final_state(rearm.id)).is_completed(), (await state_of(rearm.id))
+        assert (await final_state(rearm.id)).is_completed(), await state_of(rearm.id)
         # 4. a cancel from the UI: the runner SIGTERMs the engine, which stops cleanly and ends Cancelled
         live2 = await run_deployment("live_strategy/served-live", timeout=0)
         await wait_for(lambda: len(open_orders(sandbox, acct)) >= 2, timeout=120, interval=0.2)
@@ -224,7 +247,7 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
             return len({r.id for r in await runs_of("emergency_stop")} - estops_before) >= 1
 
         await wait_for(one_estop_run, timeout=60, interval=0.5)
-        first = [r for r in await runs_of("emergency_stop") if r.id not in estops_before][0]
+        first = next(r for r in await runs_of("emergency_stop") if r.id not in estops_before)
         assert (await final_state(first.id)).is_completed()  # by then, duplicate triggers would have made their runs
         new = [r for r in await runs_of("emergency_stop") if r.id not in estops_before]
         assert len(new) == 1
@@ -255,16 +278,21 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
 
     await asyncio.to_thread(prefect, "work-pool", "create", "planar", "--type", "process", "--overwrite")
     await asyncio.to_thread(prefect, "deploy", "--all")
-    worker = Background([PREFECT, "worker", "start", "--pool", "planar", "--type", "process"], env, cwd=tmp_path,
-                        log=tmp_path / "worker.log")
+    worker = Background(
+        [PREFECT, "worker", "start", "--pool", "planar", "--type", "process"], env, cwd=tmp_path, log=tmp_path / "worker.log"
+    )
     try:
-        run = await run_deployment("live_strategy/ma_cross-live", timeout=0,
-                                   parameters={"strategy": "worked", "config_path": str(config), "duration": 6})
+        run = await run_deployment(
+            "live_strategy/ma_cross-live", timeout=0, parameters={"strategy": "worked", "config_path": str(config), "duration": 6}
+        )
         st = await final_state(run.id, timeout=240)
         assert st.is_completed(), (st, worker.output())
         assert len(open_orders(sandbox, acct)) == 2
-        estop = await run_deployment("emergency_stop/emergency-stop", timeout=0,
-                                     parameters={"strategy": "worked", "config_path": str(config), "reason": "worker test"})
+        estop = await run_deployment(
+            "emergency_stop/emergency-stop",
+            timeout=0,
+            parameters={"strategy": "worked", "config_path": str(config), "reason": "worker test"},
+        )
         assert (await final_state(estop.id, timeout=240)).is_completed(), worker.output()
         assert open_orders(sandbox, acct) == []
     finally:

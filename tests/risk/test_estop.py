@@ -78,8 +78,9 @@ async def test_estop_cancels_100_orders_on_3_assets(strategy_factory, sandbox, a
 
 
 async def test_estop_closes_futures_positions(strategy_factory, sandbox, account) -> None:
-    s = await strategy_factory(name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT"], default_leverage=5,
-                               risk={"emergency_close_positions": True})
+    s = await strategy_factory(
+        name="perp", margin=True, universe=["BTC/USDT:USDT", "ETH/USDT:USDT"], default_leverage=5, risk={"emergency_close_positions": True}
+    )
     await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.05, waitfor=1)
     await s.call("ETH/USDT:USDT", OrderType.MARKET, Side.SELL, amount=0.5, waitfor=1)
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
@@ -123,11 +124,20 @@ async def test_standalone_estop_from_another_process_while_the_engine_runs(strat
     s = await strategy_factory(universe=list(SPOT3))
     await place_resting(s, sandbox, SPOT3, 12)
     config = tmp_path / "strat.yaml"
-    config.write_text(json.dumps({"name": "strat", "universe": list(SPOT3), "store_root": s.config.store_root,
-                                  "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url}}))
+    config.write_text(
+        json.dumps(
+            {
+                "name": "strat",
+                "universe": list(SPOT3),
+                "store_root": s.config.store_root,
+                "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+            }
+        )
+    )
     env = {**os.environ, "EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", STANDALONE, str(config), env=env,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STANDALONE, str(config), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     report = json.loads(out.decode().strip().splitlines()[-1])

@@ -68,7 +68,10 @@ async def test_correlation_limit(strategy_factory, sandbox) -> None:
     candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
     btc.ohlcv["1m"] = Candles.from_rows(candles)
     eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])  # the same moves: correlation 1
-    btc.last_price, eth.last_price = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]), sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")])
+    btc.last_price, eth.last_price = (
+        sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]),
+        sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")]),
+    )
     s.config.ohlcv_watcher.use_websocket = False
     assert await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 500), waitfor=1) is None
     assert "correlation_limit" in s.sink.of("risk_rejected")[-1]["reason"]

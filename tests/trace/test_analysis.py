@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
 from planar_core.model import OrderType, Side
 from planar_core.trace import EventTrace
-from planar_core.trace.analysis import (TuningBounds, analyze_trading_events, optimize_from_events, revert_tuning,
-                                        tuned_parameters)
+from planar_core.trace.analysis import TuningBounds, analyze_trading_events, optimize_from_events, revert_tuning, tuned_parameters
 from planar_core.trace.report import write_report
 
 from ..engine.test_order_call import bid_ask
@@ -69,13 +69,13 @@ async def test_tuning_is_bounded_recorded_and_reversible(strategy_factory, sandb
 def test_analysis_counts_orders_once_and_only_this_strategys(tmp_path: Path) -> None:
     """A restart re-records fills of adopted orders and the account's trace holds other strategies' orders: the
     report of one strategy's session counts its own orders placed in the window, once each (fill rate <= 100 %)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     with EventTrace(str(tmp_path)) as et:
         et.record("order_placed", client_order_id="other-e1-0", symbol="X", side="buy", amount=1.0, expected_price=100.0)
         et.record("order_filled", client_order_id="other-e1-0", symbol="X", status="closed")
         et.record("order_placed", client_order_id="old-e2-0", symbol="X", side="buy", amount=1.0, expected_price=100.0)
-        session = datetime.now(timezone.utc)
+        session = datetime.now(UTC)
         for i in range(2):
             et.record("order_placed", client_order_id=f"me-e3-{i}", symbol="X", side="buy", amount=1.0, expected_price=100.0)
         et.record("trade_executed", client_order_id="me-e3-0", symbol="X", side="buy", amount=1.0, price=101.0)

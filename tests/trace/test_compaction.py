@@ -22,8 +22,16 @@ def synthetic(n: int, start_ns: int, step_ns: int, market_every: int = 2) -> dic
     events = []
     for i in range(n):
         kind = "ohlcv" if i % market_every == 0 else "order_placed"
-        events.append({"timestamp": start_ns + i * step_ns, "kind": kind, "symbol": "BTC/USDT", "client_order_id": f"c{i}",
-                       "price": 100.0 + i, "seq": i})
+        events.append(
+            {
+                "timestamp": start_ns + i * step_ns,
+                "kind": kind,
+                "symbol": "BTC/USDT",
+                "client_order_id": f"c{i}",
+                "price": 100.0 + i,
+                "seq": i,
+            }
+        )
     return columns_from_events(events)
 
 
@@ -35,14 +43,15 @@ def test_compaction_merges_thins_and_archives(tmp_path: Path) -> None:
         n, step = 3 * 8640, 10 * 10**9
         cols = synthetic(n, now - 3 * day, step)
         for a in range(0, n, n // 60):
-            part = {k: v[a:a + n // 60] for k, v in cols.items() if k not in ("payload", "payload_end")}
+            part = {k: v[a : a + n // 60] for k, v in cols.items() if k not in ("payload", "payload_end")}
             part.update({k: v for k, v in columns_from_events([]).items() if k in ("payload", "payload_end")})
             part["payload_end"] = np.zeros(len(part["timestamp"]), dtype=np.int64)
             et.append_columns(part)
         et.record("order_placed", client_order_id="live-1")
         before = read_trace(et)
-        report = compact_trace(et, target_rows=10_000, market_data_horizon=timedelta(days=1), downsample=timedelta(minutes=1),
-                               retention=timedelta(days=2))
+        report = compact_trace(
+            et, target_rows=10_000, market_data_horizon=timedelta(days=1), downsample=timedelta(minutes=1), retention=timedelta(days=2)
+        )
         after = read_trace(et)
     assert report.segments_before == 61 and report.segments_after == 2
     assert report.chunks_after < report.chunks_before and report.bytes_after < report.bytes_before
@@ -52,7 +61,9 @@ def test_compaction_merges_thins_and_archives(tmp_path: Path) -> None:
     assert old_md_after < old_md_before / 2  # one per minute instead of six
     assert (after["timestamp"].astype("int64") >= now - 2 * day).all()  # older events went to the archive
     assert report.archived > 0 and len(read_trace(str(tmp_path / "archive"))) == report.archived
-    orders_before = set(before.loc[(before["kind"] == "order_placed") & (before["timestamp"].astype("int64") >= now - 2 * day), "client_order_id"])
+    orders_before = set(
+        before.loc[(before["kind"] == "order_placed") & (before["timestamp"].astype("int64") >= now - 2 * day), "client_order_id"]
+    )
     assert orders_before == set(after.loc[after["kind"] == "order_placed", "client_order_id"])  # no order event lost
     assert after["timestamp"].is_monotonic_increasing and md == KIND_CODE["ohlcv"]
 

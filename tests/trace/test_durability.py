@@ -43,8 +43,12 @@ def test_record_after_close_raises(tmp_path: Path) -> None:
 
 def test_a_restarted_writer_keeps_what_the_killed_one_left_in_the_log(tmp_path: Path) -> None:
     root = str(tmp_path / "t")
-    r = subprocess.run([sys.executable, "-c", KILL_AFTER_WRITING, root, "7"], capture_output=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_WRITING, root, "7"],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     assert r.returncode == -9, r.stderr.decode()[-500:]
     et = EventTrace(root)  # recovery: the leftover log becomes a segment before anything new is written
     et.record("order_placed", client_order_id="after", symbol="BTC/USDT", side="buy", amount=1.0)

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from planar_core.trace import EventTrace, TraceLockedError, extract_events_by_date, read_trace, trace_tail
-from planar_core.trace import reading
+from planar_core.trace import EventTrace, TraceLockedError, extract_events_by_date, read_trace, reading, trace_tail
 
 
 def fill(et: EventTrace, n: int, start: int = 0, checkpoint_every: int | None = None) -> None:
     for i in range(start, start + n):
-        et.record("order_placed" if i % 2 == 0 else "trade_executed", seq=i, symbol="ETH/USDT", client_order_id=f"c{i}",
-                  side="buy", amount=float(i), price=10.0 + i, fee=0.01)
+        et.record(
+            "order_placed" if i % 2 == 0 else "trade_executed",
+            seq=i,
+            symbol="ETH/USDT",
+            client_order_id=f"c{i}",
+            side="buy",
+            amount=float(i),
+            price=10.0 + i,
+            fee=0.01,
+        )
         if checkpoint_every and (i + 1) % checkpoint_every == 0:
             et.checkpoint()
 
@@ -56,7 +63,7 @@ def test_by_date_binary_searches_segments(tmp_path: Path, monkeypatch) -> None:
         window = extract_events_by_date(et, start, end)
         assert list(window["payload"].map(lambda p: p["seq"])) == list(range(123, 131))
         assert len(opened) <= 2
-        assert len(extract_events_by_date(et, datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2000, 1, 2, tzinfo=timezone.utc))) == 0
+        assert len(extract_events_by_date(et, datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))) == 0
         later = extract_events_by_date(et, t.iloc[290], None)
         assert len(later) == 10
 

@@ -31,16 +31,35 @@ class NoExchange:
 def market(symbol: str, price_step: float = 0.01, amount_step: float = 0.00001, contract: bool = False) -> dict[str, Any]:
     base, _, rest = symbol.partition("/")
     quote = rest.split(":")[0]
-    return {"id": (base + quote), "symbol": symbol, "base": base, "quote": quote, "contract": contract, "linear": contract or None,
-            "spot": not contract, "precision": {"price": price_step, "amount": amount_step},
-            "limits": {"amount": {"min": amount_step, "max": 9000.0}, "cost": {"min": 5.0}, "price": {"min": price_step}}}
+    return {
+        "id": (base + quote),
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "contract": contract,
+        "linear": contract or None,
+        "spot": not contract,
+        "precision": {"price": price_step, "amount": amount_step},
+        "limits": {"amount": {"min": amount_step, "max": 9000.0}, "cost": {"min": 5.0}, "price": {"min": price_step}},
+    }
 
 
-def stub_strategy(symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"), prices: dict[str, float] | None = None,
-                  cash: dict[str, float] | None = None, **config: Any) -> Strategy:
+def stub_strategy(
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"),
+    prices: dict[str, float] | None = None,
+    cash: dict[str, float] | None = None,
+    **config: Any,
+) -> Strategy:
     """A Strategy over ``symbols`` with ``prices`` and spot ``cash``; ``config`` overrides StrategyConfig fields."""
-    cfg = StrategyConfig.model_validate({"name": "unit", "universe": list(symbols), "store_root": tempfile.mkdtemp(prefix="planar-unit-"),
-                                         "event_tracing": {"enabled": False}, **config})
+    cfg = StrategyConfig.model_validate(
+        {
+            "name": "unit",
+            "universe": list(symbols),
+            "store_root": tempfile.mkdtemp(prefix="planar-unit-"),
+            "event_tracing": {"enabled": False},
+            **config,
+        }
+    )
     sink = MemorySink()
     s = Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink, exchange=NoExchange()))
     prices = prices or {"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}

@@ -88,7 +88,7 @@ def test_params_are_validated_frozen_and_versioned() -> None:
         logic.params.fail_on = 6  # type: ignore[misc]
     with pytest.raises(ConfigError, match=r"logic_params\.fail_on: Input should be a valid integer"):
         load_logic("tests.unit.test_logic_host:Recorder", {"fail_on": "x"})
-    with pytest.raises(ConfigError, match="not a planar_core.Logic subclass"):
+    with pytest.raises(ConfigError, match=r"not a planar_core\.Logic subclass"):
         load_logic("tests.unit.stubs:NoExchange", {})
 
 

@@ -37,8 +37,19 @@ def _order(s, cid: str = "c1", amount: float = 1.0, price: float | None = 50_000
 async def test_an_illegal_update_is_ignored_and_recorded() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0,
-                    "trades": [{"id": "t1", "amount": 1.0, "price": 50_000.0}]}, emulate_now=True)
+    apply_order(
+        s,
+        {
+            "symbol": "BTC/USDT",
+            "clientOrderId": "c1",
+            "id": "9",
+            "status": "closed",
+            "filled": 1.0,
+            "cost": 50_000.0,
+            "trades": [{"id": "t1", "amount": 1.0, "price": 50_000.0}],
+        },
+        emulate_now=True,
+    )
     assert o.status is S.CLOSED
     apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5}, emulate_now=True)
     assert o.status is S.CLOSED and o.filled == 1.0  # a stale "open" neither reopens it nor shrinks the fill
@@ -50,8 +61,9 @@ async def test_a_late_fill_after_a_cancel_is_kept() -> None:
     s = stub_strategy()
     o = _order(s)
     apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.0}, emulate_now=True)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.4, "cost": 20_000.0},
-                emulate_now=True)
+    apply_order(
+        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.4, "cost": 20_000.0}, emulate_now=True
+    )
     assert o.status is S.CANCELED and o.filled == pytest.approx(0.4)
     assert [t.amount for t in o.trades] == [pytest.approx(0.4)]  # emulated from the filled delta
 
@@ -59,18 +71,21 @@ async def test_a_late_fill_after_a_cancel_is_kept() -> None:
 async def test_trades_are_emulated_from_filled_and_cost_deltas() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.25, "cost": 12_400.0},
-                emulate_now=True)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 49_900.0},
-                emulate_now=True)
+    apply_order(
+        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.25, "cost": 12_400.0}, emulate_now=True
+    )
+    apply_order(
+        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 49_900.0}, emulate_now=True
+    )
     assert [(t.amount, t.price, t.emulated) for t in o.trades] == [(0.25, 49_600.0, True), (0.75, 50_000.0, True)]
 
 
 async def test_a_real_trade_replaces_its_emulation_and_is_not_counted_twice() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0},
-                emulate_now=True)
+    apply_order(
+        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0}, emulate_now=True
+    )
     assert len(o.trades) == 1 and o.trades[0].emulated
     emulated_id = o.trades[0].trade_id
     apply_trade(s, {"symbol": "BTC/USDT", "id": "t7", "order": "9", "clientOrderId": "c1", "amount": 1.0, "price": 50_000.0})
@@ -84,6 +99,7 @@ async def test_a_trade_before_its_acknowledgement_waits_and_attaches() -> None:
     s = stub_strategy()
     o = _order(s)
     assert apply_trade(s, {"symbol": "BTC/USDT", "id": "t1", "order": "9", "amount": 0.5, "price": 50_000.0}) is None
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5, "cost": 25_000.0},
-                emulate_now=True)
+    apply_order(
+        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5, "cost": 25_000.0}, emulate_now=True
+    )
     assert [(t.trade_id, t.emulated) for t in o.trades] == [("t1", False)]
