@@ -6,10 +6,14 @@ live in ``flows/cli.py``, which builds the full ``planar`` command from these gr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
+import pandas as pd
 import typer
 
+from .model.json import num
 from .sandbox.limits import Limits
 
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
@@ -40,7 +44,11 @@ def _trace_root(root: str | None) -> str:
     return str(found[0])
 
 
-def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _iso(ts: object) -> str:
+    return ts.isoformat() if isinstance(ts, pd.Timestamp) else str(ts)
+
+
+def _print_events(df: pd.DataFrame, as_json: bool) -> None:
     import json as _json
 
     from rich.console import Console
@@ -51,7 +59,7 @@ def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     records = to_records(df)
     if as_json:
         for r in records:
-            typer.echo(_json.dumps({**r, "timestamp": r["timestamp"].isoformat()}, default=str))
+            typer.echo(_json.dumps({**r, "timestamp": _iso(r["timestamp"])}, default=str))
         return
     table = Table(show_lines=False)
     for col in ("timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price", "details"):
@@ -60,13 +68,13 @@ def _print_events(df, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     for r in records:
         details = ", ".join(f"{k}={v}" for k, v in r.items() if k not in core)
         table.add_row(
-            r["timestamp"].isoformat(),
-            r["kind"],
-            r.get("symbol", ""),
-            r.get("client_order_id", ""),
-            r.get("side", ""),
-            f"{r['amount']:g}" if "amount" in r else "",
-            f"{r['price']:g}" if "price" in r else "",
+            _iso(r["timestamp"]),
+            str(r["kind"]),
+            str(r.get("symbol", "")),
+            str(r.get("client_order_id", "")),
+            str(r.get("side", "")),
+            f"{num(r['amount']):g}" if "amount" in r else "",
+            f"{num(r['price']):g}" if "price" in r else "",
             details[:80],
         )
     Console().print(table)
@@ -106,19 +114,20 @@ def trace_between_cmd(
     _print_events(_read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root)), as_json)
 
 
-def _read(fn, root: str):  # type: ignore[no-untyped-def]
+def _read(fn: Callable[[str], pd.DataFrame | list[dict]], root: str) -> pd.DataFrame:
     """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
     from .trace.files import TraceNotFoundError
 
     try:
-        return fn(root)
+        out = fn(root)
     except TraceNotFoundError as exc:
         fail(str(exc))
     except ValueError as exc:  # e.g. an unsupported schema version
         fail(f"{root}: {exc}")
+    return out if isinstance(out, pd.DataFrame) else pd.DataFrame(out)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Exit non-zero with a one-line reason (no traceback)."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)

@@ -293,7 +293,10 @@ def _env_values(env: Mapping[str, str]) -> Json:
             value = raw
         node = out
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: {p} is a value, not a section")
+            node = child
         node[parts[-1]] = value
     return out
 
@@ -301,7 +304,8 @@ def _env_values(env: Mapping[str, str]) -> Json:
 def _merge(base: Json, top: Mapping[str, Any]) -> Json:
     out = dict(base)
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        below = out.get(k)
+        out[k] = _merge(below, v) if isinstance(v, Mapping) and isinstance(below, dict) else v
     return out
 
 
@@ -432,8 +436,9 @@ def config_reference_markdown() -> str:
         for name, field in model.model_fields.items():
             ann = field.annotation
             sub = ann if isinstance(ann, type) and issubclass(ann, _BM) else None
-            if sub is None and getattr(ann, "__args__", None):
-                subs = [a for a in ann.__args__ if isinstance(a, type) and issubclass(a, _BM)]
+            args = getattr(ann, "__args__", None) or ()
+            if sub is None and args:
+                subs = [a for a in args if isinstance(a, type) and issubclass(a, _BM)]
                 sub = subs[0] if subs and not str(ann).startswith("list") else None
             if sub is not None:
                 nested.append((f"{prefix}{name}", sub))

@@ -40,15 +40,21 @@ def _timeouts(cfg: AlertConfig) -> str:
     return f"cto={t}&rto={t}"
 
 
+def _plugin(url: str) -> apprise.NotifyBase:
+    """One apprise plugin for ``url``; a URL apprise cannot parse is a configuration error, said at once."""
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        raise ValueError(f"alert channel URL not understood by apprise: {url.split('://')[0]}://...")
+    return plugin
+
+
 def build_channels(cfg: AlertConfig) -> Json:
     """One apprise plugin instance per configured channel, keyed by channel name."""
     out: Json = {}
     tmo = _timeouts(cfg)
     if cfg.telegram_bot_token and cfg.telegram_chat_id:
-        plugin = apprise.Apprise.instantiate(
-            f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text"
-        )
-        plugin.notify_url = cfg.telegram_api_base.rstrip("/") + "/bot"
+        plugin = _plugin(f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text")
+        plugin.notify_url = cfg.telegram_api_base.rstrip("/") + "/bot"  # type: ignore[attr-defined]  # apprise's per-plugin field
         out["telegram"] = plugin
     if cfg.smtp_server and cfg.alert_email:
         user = quote(cfg.smtp_username or "", safe="")
@@ -56,17 +62,17 @@ def build_channels(cfg: AlertConfig) -> Json:
         cred = f"{user}:{pw}@" if user else ""
         port = cfg.smtp_port or (465 if cfg.smtp_security == "ssl" else 587)
         scheme = "mailto" if cfg.smtp_security == "insecure" else "mailtos"
-        sender = cfg.email_from or (cfg.smtp_username if "@" in (cfg.smtp_username or "") else cfg.alert_email)
+        sender = cfg.email_from or (cfg.smtp_username if cfg.smtp_username and "@" in cfg.smtp_username else cfg.alert_email)
         url = (
             f"{scheme}://{cred}{cfg.smtp_server}:{port}?smtp={cfg.smtp_server}&mode={cfg.smtp_security}"
             f"&to={quote(cfg.alert_email)}&from={quote(sender)}&{tmo}"
         )
-        out["email"] = apprise.Apprise.instantiate(url)
+        out["email"] = _plugin(url)
     if cfg.discord_webhook_url:
         parts = urlsplit(cfg.discord_webhook_url.get_secret_value())
         segments = parts.path.rstrip("/").split("/")
-        plugin = apprise.Apprise.instantiate(f"discord://{segments[-2]}/{segments[-1]}/?{tmo}&format=text")
-        plugin.notify_url = f"{parts.scheme}://{parts.netloc}{'/'.join(segments[:-2])}"
+        plugin = _plugin(f"discord://{segments[-2]}/{segments[-1]}/?{tmo}&format=text")
+        plugin.notify_url = f"{parts.scheme}://{parts.netloc}{'/'.join(segments[:-2])}"  # type: ignore[attr-defined]
         out["discord"] = plugin
     if cfg.webhook_url:
         parts = urlsplit(cfg.webhook_url.get_secret_value())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, Order, OrderType, Pending, Side, Trade
+from ..model.json import num
 from ..trace.analysis import DEFAULTS
 
 if TYPE_CHECKING:
@@ -34,7 +35,12 @@ class ExecutionPolicy:
     @classmethod
     def of(cls, s: "Strategy") -> "ExecutionPolicy":
         tuned = s.state_store.load().tuned_params
-        return cls(**{k: tuned.get(k, v) for k, v in DEFAULTS.items()})
+        return cls(
+            prefer_limit_orders=bool(tuned.get("prefer_limit_orders", DEFAULTS["prefer_limit_orders"])),
+            limit_order_offset=num(tuned.get("limit_order_offset"), num(DEFAULTS["limit_order_offset"])),
+            order_timeout=num(tuned.get("order_timeout"), num(DEFAULTS["order_timeout"])),
+            use_market_orders_threshold=num(tuned.get("use_market_orders_threshold"), num(DEFAULTS["use_market_orders_threshold"])),
+        )
 
 
 async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -> Trade | Pending | None:

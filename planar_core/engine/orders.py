@@ -22,6 +22,7 @@ import ccxt
 
 from ..exchange.errors import ExchangeOpError
 from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, Side, Trade
+from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition
@@ -109,8 +110,8 @@ async def prepare(
         return "reduce_only is for margin (futures) assets only"
     if s.config.max_position_size is not None and amount > s.config.max_position_size:
         return f"amount {amount} exceeds max_position_size {s.config.max_position_size}"
-    limits = ai.market.get("limits") or {}
-    max_price = (limits.get("price") or {}).get("max")
+    limits = obj(ai.market.get("limits"))
+    max_price = opt_num(obj(limits.get("price")).get("max"))
     if price is not None and max_price and price > max_price:
         return f"price {price} above the market maximum {max_price}"
     if not emergency:
@@ -122,13 +123,13 @@ async def prepare(
             price = float(ex.price_to_precision(ai.symbol, price))
     except ccxt.InvalidOrder as exc:  # rounds to zero
         return f"amount {amount} below the market minimum after rounding to precision ({exc})"
-    min_amount = (limits.get("amount") or {}).get("min") or 0.0
+    min_amount = num(obj(limits.get("amount")).get("min"))
     if amount <= 0 or amount < min_amount:
         return f"amount {amount} below the market minimum {min_amount} after rounding to precision"
     if price is not None and price <= 0:
         return f"price rounds to {price} at the market's tick size"
     ref = price if price is not None else await _reference_price(s, ai)
-    min_cost = (limits.get("cost") or {}).get("min") or 0.0
+    min_cost = num(obj(limits.get("cost")).get("min"))
     if not reduce_only and amount * ref < min_cost:
         return f"order value {amount * ref:.8g} below the market minimum cost {min_cost}"
     req = OrderRequest(ai.symbol, order_type, side, amount, price, reduce_only, ref)
@@ -145,10 +146,10 @@ def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> str | No
             return None
         leverage = ai.position.leverage or s.config.default_leverage
         need = req.notional / leverage
-        free = s.free_margin(ai.market.get("settle") or s.config.main_currency)
+        free = s.free_margin(text(ai.market.get("settle")) or s.config.main_currency)
         return None if free >= need else f"insufficient margin: need {need:.8g}, free {free:.8g}"
     if req.side is Side.BUY:
-        fee = float(ai.market.get("taker") or 0.0)
+        fee = num(ai.market.get("taker"))
         buffer = MARKET_BUFFER if req.type is OrderType.MARKET else 1.0
         need = req.notional * buffer * (1 + fee)
         free = s.cash(ai.quote).free

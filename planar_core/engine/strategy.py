@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
 from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
+from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
 from ..risk.manager import RiskManager
@@ -80,8 +82,8 @@ class Strategy:
         self.supervisor = Supervisor()
         self.running = False
         self.risk_check: RiskCheck | None = None
-        self.on_balance_update: list[Callable[["Strategy"], None]] = []
-        self.on_price_update: list[Callable[["Strategy", AssetInstance], None]] = []
+        self.on_balance_update: list[Callable[["Strategy"], object]] = []
+        self.on_price_update: list[Callable[["Strategy", AssetInstance], object]] = []
         self.listeners: list[Callable[[EngineEvent], None]] = []  # closed bars, order updates, fills (the logic host)
         self.on_emergency_stop: list[Callable[["Strategy", "EStopReport"], None]] = []
         self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
@@ -359,20 +361,20 @@ class Strategy:
         seen = set()
         changed = {}
         for p in raw or []:
-            ai = self.universe.get(p.get("symbol"))
+            ai = self.universe.get(text(p.get("symbol")) or "")
             if ai is None:
                 continue
             seen.add(ai.symbol)
-            contracts = float(p.get("contracts") or 0.0)
+            contracts = num(p.get("contracts"))
             if p.get("side") == "short":
                 contracts = -abs(contracts)
-            upnl = p.get("unrealizedPnl")
+            upnl = opt_num(p.get("unrealizedPnl"))
             new = Position(
                 contracts,
-                float(p.get("entryPrice") or 0.0),
-                float(upnl or 0.0),
-                float(p["leverage"]) if p.get("leverage") else ai.position.leverage,
-                int(p.get("timestamp") or time.time() * 1000),
+                num(p.get("entryPrice")),
+                upnl or 0.0,
+                opt_num(p.get("leverage")) or ai.position.leverage,
+                integer(p.get("timestamp")) or int(time.time() * 1000),
                 unrealized_known=upnl is not None,
             )
             if (new.contracts, new.entry_price) != (ai.position.contracts, ai.position.entry_price):
@@ -574,17 +576,14 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
     from ..trace import EventTrace, TraceLockedError
 
     t = cfg.event_tracing
-    opts = {
-        "flush_interval": t.flush_interval,
-        "trace_market_data": t.trace_market_data,
-        "trace_api_calls": t.trace_api_calls,
-        "fsync": t.fsync,
-    }
+    opts = partial(
+        EventTrace, flush_interval=t.flush_interval, trace_market_data=t.trace_market_data, trace_api_calls=t.trace_api_calls, fsync=t.fsync
+    )
     try:
-        return EventTrace(trace_root(cfg), **opts)
+        return opts(trace_root(cfg))
     except TraceLockedError as exc:
         log.warning("%s; recording to %s instead", exc, side_trace_root(cfg))
-        return EventTrace(side_trace_root(cfg), **opts)
+        return opts(side_trace_root(cfg))
 
 
 __all__ = ["Live", "Paper", "Strategy", "strategy", "strategy_from_config"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC
+from functools import partial
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from ..config import ConfigError
 from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade
+from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from .submit import lookup
 from .updates import apply_order, apply_trade, find
@@ -113,7 +117,7 @@ async def startup_sync(s: "Strategy") -> None:
                 try:
                     await s.client.call(
                         "set_leverage",
-                        lambda ai=ai: s.client.ex.set_leverage(s.config.default_leverage, ai.symbol),
+                        partial(s.client.ex.set_leverage, s.config.default_leverage, ai.symbol),
                         s.config.timeouts.position_sync,
                     )
                     ai.position.leverage = s.config.default_leverage
@@ -127,30 +131,35 @@ async def startup_sync(s: "Strategy") -> None:
     s.journal.compact()
 
 
+def _listed(x: object) -> list[object]:
+    return list(x) if isinstance(x, (list, tuple)) else []
+
+
 def restore_trades(s: "Strategy", since_ms: int) -> int:
     """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
     start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
-    rows = _traced_trades(s, since_ms - 60_000)
-    replaced = {str(x) for r in rows for x in (r.get("replaces") or [])}
+    traced = _traced_trades(s, since_ms - 60_000)
+    replaced = {str(x) for r in traced for x in _listed(r.get("replaces"))}
     n = 0
-    for r in rows:
+    for r in traced:
         ai = s.universe.get(str(r.get("symbol") or ""))
-        cid = r.get("client_order_id")
+        cid = text(r.get("client_order_id"))
         if ai is None or not cid or str(r.get("trade_id")) in replaced:
             continue
         tid = r.get("trade_id")
         if tid is not None:
             s._seen_trade_ids.add(f"{ai.symbol}:{tid}")
         ts = r["timestamp"]
+        ns = ts.value if isinstance(ts, pd.Timestamp) else integer(ts)
         trade = Trade(
             ai.symbol,
-            Side(r.get("side") or "buy"),
-            float(r.get("amount") or 0.0),
-            float(r.get("price") or 0.0),
-            str(r["order_id"]) if r.get("order_id") else None,
+            Side(text(r.get("side")) or "buy"),
+            num(r.get("amount")),
+            num(r.get("price")),
+            text(r.get("order_id")),
             cid,
-            int(ts.value // 1_000_000) if hasattr(ts, "value") else int(ts) // 1_000_000,
-            fee=float(r.get("fee") or 0.0),
+            ns // 1_000_000,
+            fee=num(r.get("fee")),
             trade_id=None if tid is None else str(tid),
             emulated=bool(r.get("emulated")),
         )
@@ -218,12 +227,12 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
         history = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, first), t, validate=is_list)
         with s.group():
             for raw in history:
-                if find(ai, raw.get("clientOrderId"), str(raw.get("id"))) is not None:
+                if find(ai, text(raw.get("clientOrderId")), text(raw.get("id"))) is not None:
                     apply_order(s, raw, source="poll")
         missing = [o for o in missing if o.is_open]
     for order in missing:
         try:  # it closed while we were not looking: learn how
-            raw = await s.client.call("fetch_order", lambda o=order: s.client.ex.fetch_order(o.id, ai.symbol), t, validate=is_order)
+            raw = await s.client.call("fetch_order", partial(s.client.ex.fetch_order, order.id, ai.symbol), t, validate=is_order)
             apply_order(s, raw, source="poll")
         except OrderNotFound:  # acknowledged, yet not found: keep what we know until the exchange says otherwise
             s.sink.record(
@@ -257,7 +266,7 @@ async def reconcile_intents(s: "Strategy") -> None:
             if local.status not in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
                 s.journal.outcome(cid, "accepted", local.id)
             continue
-        age = time.time() - float(intent.get("t", 0)) / 1000
+        age = time.time() - num(intent.get("t")) / 1000
         if symbol not in s.client.markets:
             _decide(s, symbol, cid, "failed", f"{symbol!r} is not a market on the exchange: no order can exist there")
             continue
@@ -316,14 +325,14 @@ def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: Js
     order = Order(
         cid,
         ai.symbol,
-        Side(intent.get("side") or "buy"),
-        OrderType(intent.get("type") or "gtc"),
-        float(intent.get("amount") or 0.0),
-        intent.get("price"),
+        Side(text(intent.get("side")) or "buy"),
+        OrderType(text(intent.get("type")) or "gtc"),
+        num(intent.get("amount")),
+        opt_num(intent.get("price")),
         bool(intent.get("reduce_only")),
-        timestamp=int(intent.get("t", 0)),
+        timestamp=integer(intent.get("t")),
         status=OrderStatus.UNKNOWN,
-        sent_at=float(intent.get("t", 0)) / 1000,
+        sent_at=num(intent.get("t")) / 1000,
     )
     ai.orders[cid] = order
     s.start_resolver()

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade, legal
+from ..model.json import integer, num, obj, opt_num, rows, text
 from ..model.status import FROM_CCXT
 from ..model.types import Json
 from .notices import Filled, OrderUpdated
@@ -95,22 +96,22 @@ def apply_order(s: "Strategy", raw: Json, emulate_now: bool = False, source: str
 
 
 def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Order | None:
-    ai = s.universe.get(raw.get("symbol"))
+    ai = s.universe.get(text(raw.get("symbol")) or "")
     if ai is None:
         return None
-    cid = raw.get("clientOrderId")
-    oid = str(raw["id"]) if raw.get("id") is not None else None
+    cid = text(raw.get("clientOrderId"))
+    oid = text(raw.get("id"))
     order = find(ai, cid, oid)
     if order is None:
         order = Order(
             cid or f"ext-{oid}",
             ai.symbol,
-            Side(raw.get("side") or "buy"),
+            Side(text(raw.get("side")) or "buy"),
             _order_type(raw),
-            float(raw.get("amount") or 0.0),
-            raw.get("price"),
+            num(raw.get("amount")),
+            opt_num(raw.get("price")),
             bool(raw.get("reduceOnly")),
-            timestamp=int(raw.get("timestamp") or time.time() * 1000),
+            timestamp=integer(raw.get("timestamp")) or int(time.time() * 1000),
         )
         ai.orders[order.client_order_id] = order
         s.sink.record(
@@ -127,11 +128,11 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
             ai.trades.append(trade)
     if oid and order.id is None:
         order.id = oid
-    filled = float(raw.get("filled") or 0.0)
+    filled = num(raw.get("filled"))
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
-        order.filled, order.cost = filled, float(raw.get("cost") or 0.0) or order.cost
-    new = FROM_CCXT.get(raw.get("status") or "")
+        order.filled, order.cost = filled, num(raw.get("cost")) or order.cost
+    new = FROM_CCXT.get(text(raw.get("status")) or "")
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
         s.sink.record(
@@ -145,7 +146,7 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
             source=source,
         )
         s.notify(OrderUpdated(ai, order))
-    for t in raw.get("trades") or []:
+    for t in rows(raw.get("trades")):
         apply_trade(s, {**t, "symbol": ai.symbol, "order": oid, "clientOrderId": order.client_order_id})
     if order.id is not None and order.id in s._orphan_trades:
         for t in s._orphan_trades.pop(order.id):
@@ -165,7 +166,7 @@ def _order_type(raw: Json) -> OrderType:
         return OrderType.MARKET
     if raw.get("postOnly"):
         return OrderType.POST_ONLY
-    return {"IOC": OrderType.IOC, "FOK": OrderType.FOK}.get(raw.get("timeInForce") or "", OrderType.GTC)
+    return {"IOC": OrderType.IOC, "FOK": OrderType.FOK}.get(text(raw.get("timeInForce")) or "", OrderType.GTC)
 
 
 def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
@@ -192,16 +193,16 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
 
 
 def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
-    ai = s.universe.get(raw.get("symbol"))
+    ai = s.universe.get(text(raw.get("symbol")) or "")
     if ai is None:
         return None
-    tid = str(raw.get("id")) if raw.get("id") is not None else None
+    tid = text(raw.get("id"))
     key = f"{ai.symbol}:{tid}"
     if tid is not None and key in s._seen_trade_ids:
         return None
-    info = raw.get("info") or {}
-    cid = raw.get("clientOrderId") or (info.get("c") if isinstance(info, dict) else None)
-    oid = str(raw["order"]) if raw.get("order") is not None else None
+    info = obj(raw.get("info"))
+    cid = text(raw.get("clientOrderId")) or text(info.get("c"))
+    oid = text(raw.get("order"))
     order = find(ai, cid, oid)
     if order is None:
         if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
@@ -209,19 +210,19 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
         return None
     if tid is not None:
         s._seen_trade_ids.add(key)
-    fee = raw.get("fee") or {}
+    fee = obj(raw.get("fee"))
     trade = Trade(
         ai.symbol,
-        Side(raw.get("side") or order.side.value),
-        float(raw.get("amount") or 0.0),
-        float(raw.get("price") or 0.0),
+        Side(text(raw.get("side")) or order.side.value),
+        num(raw.get("amount")),
+        num(raw.get("price")),
         oid or order.id,
         order.client_order_id,
-        int(raw.get("timestamp") or time.time() * 1000),
-        fee=float(fee.get("cost") or 0.0),
-        fee_currency=fee.get("currency"),
+        integer(raw.get("timestamp")) or int(time.time() * 1000),
+        fee=num(fee.get("cost")),
+        fee_currency=text(fee.get("currency")),
         trade_id=tid,
-        realized_pnl=float(info["realizedPnl"]) if isinstance(info, dict) and info.get("realizedPnl") else None,
+        realized_pnl=opt_num(info.get("realizedPnl")) if info.get("realizedPnl") else None,
     )
     replaced: list[str] = []
     for emu in [t for t in order.trades if t.emulated]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ..model.json import rows
 from .supervisor import TaskHealth
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             if exc is not None:
                 errors.append(exc)
                 continue
-            for item in watch.result():
+            for item in rows(watch.result()):
                 if name == "trades":
                     s.apply_trade(item)
                 else:

@@ -38,7 +38,7 @@ class Capabilities:
     order_types: frozenset[str] = field(default_factory=frozenset)
 
 
-class StrictBinance(ccxtpro.binance):  # type: ignore[misc]
+class StrictBinance(ccxtpro.binance):
     """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
     and the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept.
 

@@ -78,8 +78,10 @@ class ExchangeClient:
         self._rng = random.Random()
 
     @property
-    def markets(self) -> Json:
-        return self.ex.markets or {}
+    def markets(self) -> dict[str, Json]:
+        """ccxt's markets by unified symbol (empty before load_markets)."""
+        markets: dict[str, Json] = self.ex.markets or {}
+        return markets
 
     async def close(self) -> None:
         await self.ex.close()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError, OrderNotFound
+from ..model.json import num, obj
 from ..model.types import Json
 
 if TYPE_CHECKING:
@@ -192,10 +193,10 @@ def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
         rounded = float(s.client.ex.amount_to_precision(ai.symbol, qty))
     except Exception:  # rounds to zero at the market's precision
         return True
-    limits = ai.market.get("limits") or {}
-    if rounded < ((limits.get("amount") or {}).get("min") or 0.0):
+    limits = obj(ai.market.get("limits"))
+    if rounded < num(obj(limits.get("amount")).get("min")):
         return True
-    min_cost = (limits.get("cost") or {}).get("min") or 0.0
+    min_cost = num(obj(limits.get("cost")).get("min"))
     return not ai.is_margin and bool(ai.last_price) and rounded * (ai.last_price or 0.0) < min_cost
 
 

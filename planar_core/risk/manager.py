@@ -130,7 +130,7 @@ class RiskManager:
             changes["peak_equity"] = peak
         if changes:
             st = self.s.state_store.update(**changes)
-        return float(st.day_start_equity), float(st.peak_equity or eq)
+        return float(st.day_start_equity or eq), float(st.peak_equity or eq)
 
     def _valuation(self, unpriced: list[str]) -> bool:
         """Record (and alert) when valuation becomes incomplete or complete again; True when complete."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
@@ -80,7 +81,7 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
         try:
             rows = await s.client.call(
                 "fetch_open_orders",
-                lambda sym=sym: s.client.ex.fetch_open_orders(sym),
+                partial(s.client.ex.fetch_open_orders, sym),
                 s.config.timeouts.order_placement,
                 validate=lambda x: isinstance(x, list),
             )

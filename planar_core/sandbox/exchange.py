@@ -353,7 +353,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         spec = m.spec
         if order.side == "BUY":
             if order.is_market and order.working:
-                need = sum(p * q for p, q in takes)
+                need = sum((p * q for p, q in takes), Decimal(0))
             elif order.is_market:  # a market-style stop waiting for its trigger: the quote it would cost at the trigger
                 need = order.qty * (order.stop_price or self.best_bid_ask(m)[1][0])
             else:

@@ -46,9 +46,9 @@ class Bounds:
 
 def declared(spec: MarketSpec, bounds: Bounds) -> list[dict[str, object]]:
     """The ``filters`` of ``exchangeInfo`` for one symbol."""
-    lot = {"minQty": qx(spec, spec.min_qty), "maxQty": qx(spec, spec.max_qty), "stepSize": qx(spec, spec.step_size)}
-    market_lot = {**lot, "maxQty": qx(spec, bounds.market_max_qty)}
-    price = {
+    lot: dict[str, object] = {"minQty": qx(spec, spec.min_qty), "maxQty": qx(spec, spec.max_qty), "stepSize": qx(spec, spec.step_size)}
+    market_lot: dict[str, object] = {**lot, "maxQty": qx(spec, bounds.market_max_qty)}
+    price: dict[str, object] = {
         "filterType": "PRICE_FILTER",
         "minPrice": px(spec, bounds.min_price),
         "maxPrice": px(spec, bounds.max_price),

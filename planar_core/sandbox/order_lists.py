@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from . import errors as E
-from .accounts import Account, SandboxOrder
+from .accounts import Account, Fill, SandboxOrder
 
 ABOVE_SELL = {"LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"}
 BELOW_SELL = {"STOP_LOSS", "STOP_LOSS_LIMIT"}
@@ -44,7 +44,7 @@ class OrderLists:
 
     now_ms: Callable[[], int]
     emit: Callable[..., None]
-    place_order: Callable[..., tuple[SandboxOrder, list[object]]]
+    place_order: Callable[..., tuple[SandboxOrder, list[Fill]]]
     _list_ids: Iterator[int]
     _placing_list: OrderList | None
     _close: Callable[[Account, SandboxOrder, str], None]

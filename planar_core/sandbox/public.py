@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from . import filters
@@ -222,7 +223,13 @@ def book_ticker(ex: SandboxExchange, m: Market) -> dict:
     """Spot's book ticker has no ``time``; futures' has ``time`` (ccxt tells the two apart by it)."""
     (bid, bq), (ask, aq) = ex.best_bid_ask(m)
     sp = m.spec
-    out = {"symbol": sp.symbol, "bidPrice": px(sp, bid), "bidQty": qx(sp, bq), "askPrice": px(sp, ask), "askQty": qx(sp, aq)}
+    out: dict[str, object] = {
+        "symbol": sp.symbol,
+        "bidPrice": px(sp, bid),
+        "bidQty": qx(sp, bq),
+        "askPrice": px(sp, ask),
+        "askQty": qx(sp, aq),
+    }
     if m.spec.kind == "linear":
         out["time"] = ex.now_ms()
     return out
@@ -292,7 +299,7 @@ def ticker_24h(ex: SandboxExchange, m: Market) -> dict:
     return out
 
 
-def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn) -> dict | list[dict]:  # type: ignore[no-untyped-def]
+def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn: Callable[[SandboxExchange, Market], dict]) -> dict | list[dict]:
     """Binance answers one object with ``symbol``, a list without it."""
     if p.get("symbol"):
         return fn(ex, ex.market(kind, p["symbol"]))
@@ -301,7 +308,7 @@ def per_symbol(ex: SandboxExchange, kind: str, p: dict[str, str], fn) -> dict | 
 
 def price_ticker(ex: SandboxExchange, m: Market) -> dict:
     """Spot's price ticker has no ``time``; futures' has it."""
-    out = {"symbol": m.spec.symbol, "price": _p(m, ex.mid(m))}
+    out: dict[str, object] = {"symbol": m.spec.symbol, "price": _p(m, ex.mid(m))}
     if m.spec.kind == "linear":
         out["time"] = ex.now_ms()
     return out

@@ -394,8 +394,8 @@ class SandboxServer:
                 "canTrade": True,
                 "canDeposit": True,
                 "canWithdraw": False,
-                "dualSidePosition": c.account.hedge_mode,
-                "updateTime": 0,  # type: ignore[union-attr]
+                "dualSidePosition": c.account.hedge_mode,  # type: ignore[union-attr]
+                "updateTime": 0,
                 "multiAssetsMargin": False,
                 "tradeGroupId": -1,
             },
@@ -777,11 +777,11 @@ class SandboxServer:
             faults.keepalive_failures -= 1
             raise E.ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
         wanted = c.params.get("listenKey")  # spot names the key; futures keeps the account's active one
-        key = wanted if wanted is not None else (active[0] if active else None)
-        if key is None or key not in active:
+        named = wanted if wanted is not None else (active[0] if active else None)
+        if named is None or named not in active:
             raise E.ApiError(400, -1125, "This listenKey does not exist.")
         if c.request.method == "PUT":
-            hub.key_touched[key] = now
+            hub.key_touched[named] = now
         else:
-            hub.expire_key(key, notify=False)
+            hub.expire_key(named, notify=False)
         return {}

@@ -21,8 +21,10 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
 from aiohttp import WSMsgType, web
 
@@ -66,6 +68,7 @@ class StreamHub:
         self._round_depth: dict[tuple[str, str], dict] = {}  # this round's diff per symbol, whatever the stream names
         self._wake = asyncio.Event()
         self._sub_ids = 0
+        self._closing: set[asyncio.Future[bool]] = set()  # websocket closes in flight (referenced until done)
         exchange.listeners.append(self._on_exchange_event)
 
     def add_routes(self, app: web.Application) -> None:
@@ -76,15 +79,20 @@ class StreamHub:
         app.router.add_get("/ws-api/v3", self._ws_api)
         for prefix, kind in (("", "spot"), ("/fstream", "linear")):
             for path in ("/ws", "/ws/{stream}", "/stream"):
-                app.router.add_get(prefix + path, lambda r, kind=kind: self._binance_layout(r, kind))
+                app.router.add_get(prefix + path, partial(self._binance_layout, kind=kind))
 
     # ----------------------------------------------------------------- connections
+    def _close_soon(self, conn: Conn) -> None:
+        task = asyncio.ensure_future(conn.ws.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _serve(
         self,
         request: web.Request,
         conn_kind: str,
-        on_text,
-        account: Account | None = None,  # type: ignore[no-untyped-def]
+        on_text: Callable[[Conn, dict], None],
+        account: Account | None = None,
         listen_key: str | None = None,
         ws: web.WebSocketResponse | None = None,
         streams: set[str] | None = None,
@@ -180,7 +188,7 @@ class StreamHub:
         for conn in [c for c in self.conns if c.listen_key == key]:
             if notify:
                 conn.send({"e": "listenKeyExpired", "E": self.ex.now_ms(), "listenKey": key})
-            asyncio.get_running_loop().call_later(0.05, lambda c=conn: asyncio.ensure_future(c.ws.close()))
+            asyncio.get_running_loop().call_later(0.05, self._close_soon, conn)
             self.conns.discard(conn)
 
     def terminate_user_streams(self, conn: Conn) -> None:

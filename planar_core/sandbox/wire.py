@@ -291,7 +291,7 @@ def futures_account(ex: SandboxExchange, acct: Account, now: int, version: str) 
         asset.pop("marginAvailable")
         for row in others:
             row.pop("marginAvailable")
-    out = {
+    out: dict[str, object] = {
         "totalInitialMargin": s(im),
         "totalMaintMargin": s(mg["maint"]),
         "totalWalletBalance": s(wallet),

@@ -1,0 +1,50 @@
+"""Reading fields of JSON-shaped data (``Json``: ccxt structures, events, records) with their types checked.
+
+``Json`` values are ``object``: whoever reads a field says what it expects, and these helpers convert or fall
+back, so a malformed answer never becomes a wrong number silently typed as one."""
+
+from __future__ import annotations
+
+import math
+
+from .types import Json
+
+
+def num(x: object, default: float = 0.0) -> float:
+    """A finite float from a number or a numeric string; ``default`` for None, "" or anything else."""
+    if isinstance(x, bool) or x is None:
+        return default
+    if isinstance(x, (int, float, str)):
+        try:
+            v = float(x)
+        except ValueError:
+            return default
+        return v if math.isfinite(v) else default
+    return default
+
+
+def opt_num(x: object) -> float | None:
+    """Like ``num`` but None when absent or unreadable."""
+    v = num(x, math.nan)
+    return None if math.isnan(v) else v
+
+
+def integer(x: object, default: int = 0) -> int:
+    return int(num(x, float(default)))
+
+
+def text(x: object) -> str | None:
+    """A non-empty string (numbers are written out), else None."""
+    if x is None or x == "":
+        return None
+    return x if isinstance(x, str) else str(x)
+
+
+def obj(x: object) -> Json:
+    """A mapping with string keys (an empty one for anything else)."""
+    return {str(k): v for k, v in x.items()} if isinstance(x, dict) else {}
+
+
+def rows(x: object) -> list[Json]:
+    """The mappings of a list (non-mappings dropped)."""
+    return [obj(r) for r in x if isinstance(r, dict)] if isinstance(x, list) else []
