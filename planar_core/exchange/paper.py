@@ -104,7 +104,7 @@ class PaperExchange:
         return getattr(self.public, name)
 
     # ------------------------------------------------------------------ public data (moves the local prices)
-    async def load_markets(self, *args: Any, **kwargs: Any) -> Json:
+    async def load_markets(self, *args: object, **kwargs: object) -> Json:
         markets: Json = await self.public.load_markets(*args, **kwargs)
         if self.engine is None:
             self._open_account(markets)
@@ -138,26 +138,26 @@ class PaperExchange:
             if self.engine is not None and self.acct is not None and any(o.is_open for o in self.acct.orders.values()):
                 self.engine.match_resting()
 
-    async def fetch_ohlcv(self, symbol: str, *args: Any, **kwargs: Any) -> list[list[float]]:
+    async def fetch_ohlcv(self, symbol: str, *args: object, **kwargs: object) -> list[list[float]]:
         candles: list[list[float]] = await self.public.fetch_ohlcv(symbol, *args, **kwargs)
         if candles:
             self._saw_price(symbol, candles[-1][4])
         return candles
 
-    async def watch_ohlcv(self, symbol: str, *args: Any, **kwargs: Any) -> list[list[float]]:
+    async def watch_ohlcv(self, symbol: str, *args: object, **kwargs: object) -> list[list[float]]:
         candles: list[list[float]] = await self.public.watch_ohlcv(symbol, *args, **kwargs)
         if candles:
             self._saw_price(symbol, candles[-1][4])
         return candles
 
-    async def fetch_tickers(self, *args: Any, **kwargs: Any) -> Json:
+    async def fetch_tickers(self, *args: object, **kwargs: object) -> Json:
         tickers: Json = await self.public.fetch_tickers(*args, **kwargs)
         for sym, t in tickers.items():
             if isinstance(t, dict):
                 self._saw_price(sym, t.get("last"))
         return tickers
 
-    async def fetch_ticker(self, symbol: str, *args: Any, **kwargs: Any) -> Json:
+    async def fetch_ticker(self, symbol: str, *args: object, **kwargs: object) -> Json:
         t: Json = await self.public.fetch_ticker(symbol, *args, **kwargs)
         self._saw_price(symbol, t.get("last"))
         return t
@@ -238,13 +238,13 @@ class PaperExchange:
         wanted = self._kind(symbol) if symbol else None
         return [o for o in acct.orders.values() if wanted is None or (o.kind, o.symbol) == wanted]
 
-    async def fetch_open_orders(self, symbol: str | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def fetch_open_orders(self, symbol: str | None = None, *args: object, **kwargs: object) -> list[Json]:
         return [self._order(o) for o in self._orders(symbol) if o.is_open]
 
-    async def fetch_orders(self, symbol: str | None = None, since: int | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def fetch_orders(self, symbol: str | None = None, since: int | None = None, *args: object, **kwargs: object) -> list[Json]:
         return [self._order(o) for o in self._orders(symbol) if since is None or o.created_ms >= since]
 
-    async def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, *args: object, **kwargs: object) -> list[Json]:
         _, acct = self._account()
         wanted = self._kind(symbol) if symbol else None
         return [
@@ -271,17 +271,17 @@ class PaperExchange:
         return int(await self.public.fetch_time())
 
     # ------------------------------------------------------------------ streams
-    async def watch_orders(self, symbol: str | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def watch_orders(self, symbol: str | None = None, *args: object, **kwargs: object) -> list[Json]:
         return await self.streams[f"orders:{symbol}"].take()
 
-    async def watch_my_trades(self, symbol: str | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def watch_my_trades(self, symbol: str | None = None, *args: object, **kwargs: object) -> list[Json]:
         return await self.streams[f"trades:{symbol}"].take()
 
     async def watch_balance(self, params: Json | None = None) -> Json:
         updates = await self.streams["balance"].take()
         return updates[-1]
 
-    async def watch_positions(self, symbols: list[str] | None = None, *args: Any, **kwargs: Any) -> list[Json]:
+    async def watch_positions(self, symbols: list[str] | None = None, *args: object, **kwargs: object) -> list[Json]:
         return await self.streams["positions"].take()
 
     def _on_event(self, acct: Account, kind: str, event: str, payload: dict[str, Any]) -> None:

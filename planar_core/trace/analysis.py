@@ -14,12 +14,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..model.json import integer, num
 from ..model.types import Json
 from .reading import extract_events_by_date
 
@@ -100,7 +101,23 @@ def analyze_execution_quality(df: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def analyze_timing_patterns(df: pd.DataFrame) -> Json:
+class Timing(TypedDict):
+    orders_by_hour: dict[int, int]  # UTC hour -> orders placed
+    api_calls: int
+    api_error_rate: float  # percent
+    api_latency_ms: dict[int, float]  # percentile -> ms
+
+
+class Analysis(TypedDict):
+    """What ``analyze_trading_events`` finds: the seed's three sections and the events they come from."""
+
+    orders: dict[str, float]
+    execution: dict[str, float]
+    timing: Timing
+    raw_events: pd.DataFrame
+
+
+def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
     kinds = df["kind"].astype(str)
     placed = df[kinds == "order_placed"]
     by_hour = placed["timestamp"].dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
@@ -112,14 +129,14 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Json:
     )
     errors = calls["payload"].map(lambda p: p.get("result") != "ok").sum() if len(calls) else 0
     return {
-        "orders_by_hour": {int(h): int(c) for h, c in by_hour.items()},
+        "orders_by_hour": {integer(h): int(c) for h, c in by_hour.items()},
         "api_calls": len(calls),
         "api_error_rate": errors / len(calls) * 100 if len(calls) else NAN,
         "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)},
     }
 
 
-def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> Json:
+def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> Analysis:
     """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
@@ -165,7 +182,7 @@ class Proposal:
 @dataclass
 class TuningResult:
     change_id: str
-    analysis: Json
+    analysis: Analysis
     proposals: list[Proposal] = field(default_factory=list)
     applied: list[Proposal] = field(default_factory=list)
 
@@ -177,9 +194,10 @@ def _clamp(bounds: TuningBounds, param: str, old: float, new: float) -> float:
     return float(min(max(new, lo), hi))
 
 
-def propose(analysis: Json, current: Json, bounds: TuningBounds) -> list[Proposal]:
+def propose(analysis: Analysis, current: Json, bounds: TuningBounds) -> list[Proposal]:
     """The seed's rules, each change bounded and explained."""
-    params = {**DEFAULTS, **current}
+    merged = {**DEFAULTS, **current}
+    params: dict[str, float] = {k: float(v) if isinstance(v, bool) else num(v) for k, v in merged.items()}  # booleans as 0/1
     out: list[Proposal] = []
     slip = analysis["execution"]["avg_slippage"]
     if not math.isnan(slip) and slip > 0.1:

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from ..model.types import Json
-from .files import Manifest, Segment, TraceFiles, write_segment
+from .files import Manifest, Segment, TraceFiles, column, write_segment
 from .schema import KIND_CODE, MARKET_DATA_KINDS
 from .store import EventTrace
 
@@ -45,9 +45,9 @@ class CompactionReport:
 
 def _read_columns(files: TraceFiles, seg: Segment) -> dict[str, np.ndarray]:
     g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
-    cols = {name: g[name][...] for name in COLUMN_NAMES}
-    cols["payload_end"] = g["payload_end"][...]
-    cols["payload"] = g["payload"][...]
+    cols = {name: column(g, name) for name in COLUMN_NAMES}
+    cols["payload_end"] = column(g, "payload_end")
+    cols["payload"] = column(g, "payload")
     return cols
 
 

@@ -174,6 +174,14 @@ class TraceFiles:
         self.write_atomic("manifest.json", m.to_json().encode())
 
 
+def column(group: zarr.Group, name: str, rows: slice = slice(None)) -> np.ndarray:
+    """One column of a segment as a numpy array (``rows`` of it)."""
+    arr = group[name]
+    if not isinstance(arr, zarr.Array):
+        raise ValueError(f"segment column {name!r} is not an array")
+    return np.asarray(arr[rows])
+
+
 def write_segment(files: TraceFiles, name: str, cols: dict[str, np.ndarray], chunk_rows: int | None = None) -> Segment:
     """One Zarr group holding a batch of events as columns."""
     n = len(cols["timestamp"])

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..model.json import obj
 from ..model.types import Json
-from .files import Manifest, Segment, TraceFiles
+from .files import Manifest, Segment, TraceFiles, column
 from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
 
 if TYPE_CHECKING:
@@ -79,21 +80,22 @@ def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | 
     g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
     if stop <= start:
         return pd.DataFrame(columns=COLUMNS)
-    ends = g["payload_end"][max(0, start - 1) : stop]
+    rows = slice(start, stop)
+    ends = column(g, "payload_end", slice(max(0, start - 1), stop))
     first = 0 if start == 0 else int(ends[0])
     ends = ends[1:] if start > 0 else ends
-    blob = bytes(g["payload"][first : int(ends[-1])]) if len(ends) and int(ends[-1]) > first else b""
+    blob = bytes(column(g, "payload", slice(first, int(ends[-1])))) if len(ends) and int(ends[-1]) > first else b""
     offsets = np.concatenate([[0], ends - first]).astype(np.int64)
     payload = [json.loads(blob[offsets[i] : offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
     data: Json = {
-        "timestamp": pd.to_datetime(g["timestamp"][start:stop], utc=True),
-        "kind": pd.Categorical.from_codes(g["kind"][start:stop].astype(np.int16), categories=list(KINDS)),
+        "timestamp": pd.to_datetime(column(g, "timestamp", rows), utc=True),
+        "kind": pd.Categorical.from_codes(column(g, "kind", rows).astype(np.int16), categories=pd.Index(list(KINDS))),
     }
     for name in STRINGS:
-        data[name] = decode_strings(g[name][start:stop])
-    data["side"] = pd.array([SIDE_NAMES[int(x)] for x in g["side"][start:stop]], dtype=object)
+        data[name] = decode_strings(column(g, name, rows))
+    data["side"] = np.array([SIDE_NAMES[int(x)] for x in column(g, "side", rows)], dtype=object)
     for name in ("amount", "price", "fee"):
-        data[name] = g[name][start:stop]
+        data[name] = column(g, name, rows)
     data["payload"] = payload
     df = pd.DataFrame(data)
     other = df["kind"] == "other"
@@ -135,7 +137,7 @@ def to_records(df: pd.DataFrame) -> list[Json]:
     """The seed's event dicts: core columns plus the payload's fields, empty values dropped."""
     out = []
     for row in df.itertuples(index=False):
-        rec = {"timestamp": row.timestamp, "kind": str(row.kind)}  # a pd.Timestamp: a datetime that keeps nanoseconds
+        rec: Json = {"timestamp": row.timestamp, "kind": str(row.kind)}  # a pd.Timestamp: a datetime that keeps nanoseconds
         for name in ("symbol", "order_id", "client_order_id", "side"):
             v = getattr(row, name)
             if isinstance(v, str) and v:
@@ -144,7 +146,7 @@ def to_records(df: pd.DataFrame) -> list[Json]:
             v = getattr(row, name)
             if v is not None and not (isinstance(v, float) and np.isnan(v)):
                 rec[name] = float(v)
-        rec.update(row.payload or {})
+        rec.update(obj(row.payload))
         out.append(rec)
     return out
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from .files import TraceFiles
 from .reading import read_trace, to_records
@@ -114,49 +115,59 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = Non
     return state
 
 
+def _records(df: pd.DataFrame) -> list[Json]:
+    """Rows as mappings, missing values (NaN, NaT, None) left out: the reader's defaults apply to them."""
+    return [
+        {str(k): v for k, v in row.items() if not (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT)}
+        for row in df.to_dict("records")
+    ]
+
+
 def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
-    from ..model import Balance, Order, OrderType, Position, Side, Trade
+    from ..model import Balance, Order, OrderStatus, OrderType, Position, Side, Trade
 
     for ai in s.universe.values():
         ai.orders.clear()
         ai.trades.clear()
         ai.position = Position()
     s.balances = {cur: Balance(**vals) for cur, vals in state.balances.items()}
-    for row in state.orders.itertuples(index=False):
-        ai = s.universe.get(row.symbol)
-        if ai is None:
+    for r in _records(state.orders):
+        asset = s.universe.get(text(r.get("symbol")) or "")
+        cid = text(r.get("client_order_id"))
+        if asset is None or cid is None:
             continue
         order = Order(
-            row.client_order_id,
-            row.symbol,
-            Side(row.side or "buy"),
+            cid,
+            asset.symbol,
+            Side(text(r.get("side")) or "buy"),
             OrderType.GTC,
-            float(row.amount or 0.0),
-            None if pd.isna(row.price) else float(row.price),
-            id=None if pd.isna(row.order_id) else str(row.order_id),
-            status=str(row.status),
-            filled=float(row.filled),
+            num(r.get("amount")),
+            opt_num(r.get("price")),
+            id=text(r.get("order_id")),
+            status=OrderStatus(str(r.get("status"))),
+            filled=num(r.get("filled")),
         )
-        ai.orders[order.client_order_id] = order
-    for row in state.trades.itertuples(index=False):
-        ai = s.universe.get(row.symbol)
-        if ai is None:
+        asset.orders[order.client_order_id] = order
+    for r in _records(state.trades):
+        asset = s.universe.get(text(r.get("symbol")) or "")
+        if asset is None:
             continue
+        ts = r.get("timestamp")
         trade = Trade(
-            row.symbol,
-            Side(row.side),
-            float(row.amount),
-            float(row.price),
-            row.order_id or None,
-            row.client_order_id,
-            int(row.timestamp.value // 1_000_000),
-            fee=0.0 if pd.isna(row.fee) else float(row.fee),
-            trade_id=row.trade_id,
-            emulated=bool(row.emulated),
+            asset.symbol,
+            Side(text(r.get("side")) or "buy"),
+            num(r.get("amount")),
+            num(r.get("price")),
+            text(r.get("order_id")),
+            text(r.get("client_order_id")),
+            (ts.value if isinstance(ts, pd.Timestamp) else integer(ts)) // 1_000_000,
+            fee=num(r.get("fee")),
+            trade_id=text(r.get("trade_id")),
+            emulated=bool(r.get("emulated")),
         )
-        ai.trades.append(trade)
-        if row.client_order_id in ai.orders:
-            ai.orders[row.client_order_id].trades.append(trade)
+        asset.trades.append(trade)
+        if trade.client_order_id is not None and trade.client_order_id in asset.orders:
+            asset.orders[trade.client_order_id].trades.append(trade)
     for sym, p in state.positions.items():
         if sym in s.universe:
             s.universe[sym].position = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
@@ -168,9 +179,9 @@ def divergences(
     """Where the exchange (open client order ids per symbol, total balance per currency) and the state the trace
     replays to disagree, one line each; empty when they agree."""
     traced_open: dict[str, list[str]] = {}
-    for row in state.orders.itertuples(index=False):
-        if row.status == "open":
-            traced_open.setdefault(row.symbol, []).append(row.client_order_id)
+    for r in _records(state.orders):
+        if r.get("status") == "open":
+            traced_open.setdefault(str(r.get("symbol")), []).append(str(r.get("client_order_id")))
     out = [
         f"{sym}: exchange open {sorted(ids)} vs trace {sorted(traced_open.get(sym, []))}"
         for sym, ids in open_on_exchange.items()

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
 
-from ..model.types import Json
-from .analysis import execution_table
+from .analysis import Analysis, execution_table
 
 
 def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
@@ -35,12 +35,12 @@ def _fmt(v: object) -> str:
     return html.escape(str(v))
 
 
-def _table(title: str, data: Json) -> str:
+def _table(title: str, data: Mapping[str, object]) -> str:
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in data.items() if not isinstance(v, dict))
     return f"<h2>{html.escape(title)}</h2><table>{rows}</table>"
 
 
-def _plot(path: Path, title: str, draw: Any) -> str:
+def _plot(path: Path, title: str, draw: Callable[[Axes], None]) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     draw(ax)
     if ax.xaxis_date is not None and ax.lines:
@@ -56,7 +56,7 @@ def _plot(path: Path, title: str, draw: Any) -> str:
     return path.name
 
 
-def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", title: str = "Planar trading report") -> dict[str, Path]:
+def write_report(analysis: Analysis, out_dir: Path | str, currency: str = "USDT", title: str = "Planar trading report") -> dict[str, Path]:
     """Write report.html plus equity.png, pnl.png, slippage.png, fill_latency.png; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,18 +65,18 @@ def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", ti
     execs = execution_table(df)
     pngs: dict[str, Path] = {}
 
-    def line(series: pd.Series, label: str):  # type: ignore[no-untyped-def]
-        def draw(ax):  # type: ignore[no-untyped-def]
+    def line(series: pd.Series, label: str) -> Callable[[Axes], None]:
+        def draw(ax: Axes) -> None:
             if len(series):
-                ax.plot(series.index, series.values, label=label)
+                ax.plot(series.index, series.to_numpy(), label=label)
                 ax.legend()
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
 
         return draw
 
-    def hist(values: pd.Series, xlabel: str):  # type: ignore[no-untyped-def]
-        def draw(ax):  # type: ignore[no-untyped-def]
+    def hist(values: pd.Series, xlabel: str) -> Callable[[Axes], None]:
+        def draw(ax: Axes) -> None:
             v = pd.to_numeric(values, errors="coerce").dropna()
             if len(v):
                 ax.hist(v, bins=min(50, max(5, len(v) // 3)))
@@ -111,7 +111,7 @@ def write_report(analysis: Json, out_dir: Path | str, currency: str = "USDT", ti
     return {"html": report, **pngs}
 
 
-def analysis_markdown(analysis: Json) -> str:
+def analysis_markdown(analysis: Analysis) -> str:
     """The analysis as markdown tables (for Prefect artifacts and alerts)."""
     parts = []
     for section in ("orders", "execution"):

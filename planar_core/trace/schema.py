@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..model.json import integer, num, text
 from ..model.types import Json
 
 SCHEMA_VERSION = 1
@@ -97,17 +98,17 @@ def decode_strings(matrix: np.ndarray) -> np.ndarray:
 
 
 def _num(v: object) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
+    return num(v, math.nan)
 
 
 def split_event(event: Json) -> tuple[Json, bytes]:
     """Core columns and the JSON payload of one event (everything that is not a core column)."""
-    kind = event["kind"]
-    core = {"timestamp": int(event["timestamp"]), "kind": KIND_CODE.get(kind, 0), "side": SIDES.get(event.get("side"), 0)}
+    kind = str(event["kind"])
+    core: Json = {
+        "timestamp": integer(event["timestamp"]),
+        "kind": KIND_CODE.get(kind, 0),
+        "side": SIDES.get(text(event.get("side")) or "", 0),
+    }
     for name in STRINGS:
         core[name] = event.get(name)
     for name in FLOATS:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model.json import integer
 from ..model.types import Json
 from .files import Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
 from .reading import extract_events_by_date, read_trace, to_records
@@ -101,8 +102,8 @@ class EventTrace:
                 with contextlib.suppress(json.JSONDecodeError):  # a torn line cannot exist (tmp + rename); be safe anyway
                     events.append(json.loads(line))
         if events:
-            events.sort(key=lambda e: int(e["timestamp"]))
-            self._last_ts = max(self._last_ts, int(events[-1]["timestamp"]))
+            events.sort(key=lambda e: integer(e["timestamp"]))
+            self._last_ts = max(self._last_ts, integer(events[-1]["timestamp"]))
             self._commit_segment(columns_from_events(events), max(leftover), lambda: None)
             log.info("trace %s: recovered %d events from %d WAL files left by the previous writer", self.root, len(events), len(leftover))
 
