@@ -61,7 +61,12 @@ def run_cmd(
     if not isinstance(result, dict):  # refused before it traded (halted, lease held, bad credentials)
         typer.secho(f"{cfg.name}: {state.type.value.lower()}: {state.message}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
-    typer.echo(f"{cfg.name}: {state.type.value.lower()} ({result['ended']}) after {result['ticks']} ticks; report {result['report']}")
+    calls = ", ".join(f"{k} {v}" for k, v in (result.get("callbacks") or {}).items()) or "none"
+    failed = sum((result.get("callback_errors") or {}).values())
+    typer.echo(
+        f"{cfg.name}: {state.type.value.lower()} ({result['ended']}); logic callbacks: {calls}; callback errors: {failed}; "
+        f"report {result['report']}"
+    )
     if state.is_failed():
         raise typer.Exit(1)
 

@@ -171,10 +171,12 @@ async def _session(
     files = write_report(analysis, out, currency=s.config.main_currency, title=f"{s.name} session report")
     ended = control.ended_because(result.reason, s.state.halt_reason)
     await InPlaceArtifact(artifact_key(s.name, "report"), f"session report of {s.name}").publish(
-        f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, ticks {result.ticks}\n\n"
+        f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, logic callbacks {dict(result.callbacks)}, errors {dict(result.callback_errors)}\n\n"
         f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`"
     )
     out_data = {
+        "callbacks": dict(result.callbacks),
+        "callback_errors": dict(result.callback_errors),
         "reason": result.reason,
         "ended": ended,
         "ticks": result.ticks,

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -295,5 +296,20 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
         )
         assert (await final_state(estop.id, timeout=240)).is_completed(), worker.output()
         assert open_orders(sandbox, acct) == []
+        for example in ("grid_maker", "futures_breakout"):  # the examples' own live deployments, with their own logic
+            cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
+            cfg.update(
+                sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+                store_root=str(tmp_path / "store"),
+                credentials={"api_key_env": "EXCHANGE_API_KEY", "api_secret_env": "EXCHANGE_API_SECRET"},
+            )
+            path = tmp_path / "configs" / f"{example}.json"
+            path.write_text(json.dumps(cfg))
+            run = await run_deployment(
+                f"live_strategy/{example}-live", timeout=0, parameters={"strategy": example, "config_path": str(path), "duration": 4}
+            )
+            st = await final_state(run.id, timeout=240)
+            assert st.is_completed(), (example, st, worker.output())
+        assert len(open_orders(sandbox, acct)) > 0  # the grid's post-only orders rest
     finally:
         worker.stop()
