@@ -16,6 +16,7 @@ from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_liv
 from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine import Strategy
 from planar_core.engine.strategy import config_account, strategy_from_config
+from planar_core.engine.supervisor import TaskObserver
 from planar_core.exchange.errors import AuthError
 from planar_core.model.sink import EventSink
 
@@ -85,7 +86,7 @@ def load_strategy_config(strategy_name: str, config_path: str | None, **override
     return load_config(config_path, name=strategy_name, **overrides) if config_path else load_config(name=strategy_name, **overrides)
 
 
-def build_strategy(strategy_name: str, config_path: str | None = None, **overrides: Any) -> Strategy:
+def build_strategy(strategy_name: str, config_path: str | None = None, observer: TaskObserver | None = None, **overrides: Any) -> Strategy:
     """A strategy whose secrets may come from Prefect Secret blocks, whose risk events become Prefect events,
     and whose engine logs go to the flow run's logs (redacted). If anything fails after the trace was opened,
     the trace (and its writer lock) is released before the error goes on."""
@@ -101,7 +102,7 @@ def build_strategy(strategy_name: str, config_path: str | None = None, **overrid
     def prefect_events(inner: EventSink, dispatcher: AlertDispatcher | None) -> EventSink:
         return PrefectEventSink(inner, cfg.name, identity, dispatcher)
 
-    s = strategy_from_config(cfg, secrets_provider=secret_block_provider, wrap_sink=prefect_events, alerts=alerts)
+    s = strategy_from_config(cfg, secrets_provider=secret_block_provider, wrap_sink=prefect_events, alerts=alerts, observer=observer)
     try:
         setup_live_logging(
             s.config.logging.model_copy(update={"console": False}),

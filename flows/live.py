@@ -103,8 +103,9 @@ async def live_strategy(
 ) -> Any:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts."""
     logger = get_run_logger()
+    watcher_runs = WatcherRuns()  # one long-lived task run per engine watcher, shown in the run's graph
     try:
-        s = build_strategy(strategy, config_path, **(overrides or {}))
+        s = build_strategy(strategy, config_path, observer=watcher_runs, **(overrides or {}))
     except PERMANENT as exc:
         return await permanent_failure(exc)
     s.run_id = str(flow_run.id) if flow_run.id else None
@@ -119,18 +120,22 @@ async def live_strategy(
     stop = asyncio.Event()
     control = EngineControl(s, stop, since=session_start)
     with sigterm_stops(control):  # until the flow returns: a runner's SIGTERM during the report must not crash the run
-        return await _session(s, control, stop, session_start, duration, report_dir)
+        return await _session(s, control, stop, session_start, duration, report_dir, watcher_runs)
 
 
 async def _session(
-    s: "Strategy", control: EngineControl, stop: asyncio.Event, session_start: datetime, duration: float | None, report_dir: str | None
+    s: "Strategy",
+    control: EngineControl,
+    stop: asyncio.Event,
+    session_start: datetime,
+    duration: float | None,
+    report_dir: str | None,
+    watcher_runs: WatcherRuns,
 ) -> Any:
     """Start, trade until told to stop, stop, report; the run's final state says why it ended."""
     logger = get_run_logger()
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
     watcher = asyncio.create_task(control.watch())
-    watcher_runs = WatcherRuns()
-    s.supervisor.observer = watcher_runs  # one long-lived task run per engine watcher, shown in the run's graph
     try:
         try:
             await s.start()  # takes the lease; start-up sync reconciles intents: a retry never duplicates an order

@@ -44,7 +44,7 @@ async def watcher_run(name: str, key: str) -> dict[str, object]:
 
 
 class WatcherRuns:
-    """The engine supervisor's observer (``s.supervisor.observer``): one ``watcher_run`` per watcher."""
+    """The engine supervisor's observer (handed to ``strategy_from_config``): one ``watcher_run`` per watcher."""
 
     def __init__(self) -> None:
         self.runs: list[asyncio.Task[object]] = []

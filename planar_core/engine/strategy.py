@@ -37,7 +37,7 @@ from . import updates as _updates
 from .lease import Lease, lease_path
 from .notices import BarClosed, EngineEvent
 from .submit import resolver
-from .supervisor import Supervisor, TaskHealth
+from .supervisor import Supervisor, TaskHealth, TaskObserver
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ class Strategy:
         sink: EventSink | None = None,
         client: ExchangeClient | None = None,
         alerts: AlertDispatcher | None = None,
+        observer: TaskObserver | None = None,
     ) -> None:
         """Parts not given get defaults (a memory sink, a ccxt client on that sink, the config's alert channels):
         ``strategy_from_config`` is the one place that builds the real ones."""
@@ -79,7 +80,7 @@ class Strategy:
         self.journal = IntentJournal(self.dir, fsync=config.event_tracing.fsync)
         self.universe: dict[str, AssetInstance] = {}
         self.balances: dict[str, Balance] = {}
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(observer=observer)
         self.running = False
         self.risk_check: RiskCheck | None = None
         self.on_balance_update: list[Callable[["Strategy"], object]] = []
@@ -515,13 +516,15 @@ def strategy_from_config(
     *,
     wrap_sink: Callable[[EventSink, AlertDispatcher | None], EventSink] | None = None,
     alerts: AlertDispatcher | None = None,
+    observer: TaskObserver | None = None,
 ) -> Strategy:
     """The composition root: a Strategy from a loaded config, every part built here and handed in.
 
     Live-trading confirmation, credentials (environment or ``secrets_provider``), the account's event trace (or
     the strategy's side trace if another process writes it), ``wrap_sink`` around it (the orchestrator's event
     sink: it sees every event the engine and its exchange client record), the alert channels (``alerts``, else
-    the config's), the exchange client on that sink, and the strategy with its risk manager."""
+    the config's), the exchange client on that sink, the observer of the engine's tasks (the orchestrator shows each
+    watcher as a unit of its own), and the strategy with its risk manager."""
     if not cfg.sandbox and cfg.mode == "live" and not cfg.confirm_live_trading:
         raise ConfigError(
             "confirm_live_trading: sandbox=False in live mode trades real money; set confirm_live_trading=True "
@@ -538,7 +541,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    return Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts)
+    return Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts, observer=observer)
 
 
 def config_account(
