@@ -111,13 +111,13 @@ async def test_halted_strategy_and_risk_hook_refuse(strategy_factory, sandbox, a
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
 
 
-async def test_synced_fetches_when_the_stream_is_silent(strategy_factory, sandbox) -> None:
+async def test_synced_fetches_when_the_stream_is_silent(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory()
     bid, _ = bid_ask(sandbox, "ETHUSDT")
     sandbox.ex.faults = Faults(paused_user_stream=True)
 
-    async def move_later() -> None:
-        await asyncio.sleep(0.2)
+    async def move_later() -> None:  # once the order rests on the exchange, the price falls through it
+        await wait_for(lambda: any(o.is_open for o in account.orders.values()))
         sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
         sandbox.ex.match_resting()
 
