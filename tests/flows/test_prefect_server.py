@@ -296,7 +296,7 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
         )
         assert (await final_state(estop.id, timeout=240)).is_completed(), worker.output()
         assert open_orders(sandbox, acct) == []
-        for example in ("grid_maker", "futures_breakout"):  # the examples' own live deployments, with their own logic
+        for example in ("ma_cross", "grid_maker", "futures_breakout"):  # each example through its own live deployment
             cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
             cfg.update(
                 sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
