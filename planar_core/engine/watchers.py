@@ -121,6 +121,8 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     account_type = "linear" if s.config.margin else "spot"
 
     def apply_latest() -> None:
+        if not s.running:  # the strategy stopped (its trace closed) since this was scheduled
+            return
         latest = (getattr(s.client.ex, "balance", None) or {}).get(account_type)
         if isinstance(latest, dict):
             s.apply_balance(latest)
