@@ -69,13 +69,14 @@ async def test_partial_fills_are_tracked(strategy_factory, sandbox, account) -> 
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
     sandbox.ex.match_resting()  # the first half fill
     sandbox.ex.matching_paused = True  # the second waits until the engine has seen the first
-    await wait_for(lambda: order.filled == pytest.approx(0.2) and order.status == "open")
+    await wait_for(lambda: order.filled == pytest.approx(0.2) and order.status == "open" and len(order.trades) == 1)  # partial
+    first = list(order.trades)
     sandbox.ex.matching_paused = False
     sandbox.ex.match_resting()
     await wait_for(lambda: order.status == "closed" and len(order.trades) == 2)
-    assert [t.amount for t in order.trades] == [0.2, 0.2]
-    partial = [e for e in s.sink.of("order_updated") if e["client_order_id"] == order.client_order_id and e["status"] == "open"]
-    assert any(e["filled"] == pytest.approx(0.2) for e in partial)
+    assert [t.amount for t in first] == [0.2] and [t.amount for t in order.trades] == [0.2, 0.2]
+    fills = [e for e in s.sink.of("trade_executed") if e["client_order_id"] == order.client_order_id]
+    assert [e["amount"] for e in fills] == [0.2, 0.2]  # each half recorded as it came (by a trade or an order update first)
 
 
 async def test_order_tasks_stop_when_idle(strategy_factory) -> None:
