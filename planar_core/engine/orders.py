@@ -97,6 +97,8 @@ async def prepare(
     state = s.state
     if state.halted and not emergency:
         return f"strategy halted: {state.halt_reason}"
+    if not s.client.supports(order_type.value):
+        return f"order type {order_type.value} is not offered by {s.client.venue.name}"
     reason = _bad_number(amount, "amount")
     if reason:
         return reason

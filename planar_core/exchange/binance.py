@@ -30,12 +30,10 @@ class Capabilities:
     """What the venue offers beyond ccxt's unified minimum (the engine branches on these, never on a name)."""
 
     client_id_param: str  # the parameter that names an order by its client id in fetch/cancel
-    kline_closed_flag: bool  # the kline stream says when a candle is final
-    trade_history: bool  # fetch_my_trades exists (else trades are emulated from order updates)
+    kline_closed_flag: bool  # the kline stream says when a candle is final (else: once a later candle exists)
     api_permissions: bool  # the key's permissions can be read (withdrawal check at start)
     used_weight_header: str | None  # response header with the weight used in the current minute
-    post_only_tif: str  # timeInForce value of a post-only limit order
-    order_types: frozenset[str] = field(default_factory=frozenset)
+    order_types: frozenset[str] = field(default_factory=frozenset)  # OrderType values the venue takes
 
 
 class StrictBinance(ccxtpro.binance):
@@ -73,11 +71,9 @@ class BinanceVenue:
     caps = Capabilities(
         client_id_param="origClientOrderId",
         kline_closed_flag=True,
-        trade_history=True,
         api_permissions=True,
         used_weight_header="X-MBX-USED-WEIGHT-1M",
-        post_only_tif="GTX",
-        order_types=frozenset({"market", "limit", "ioc", "fok", "post_only"}),
+        order_types=frozenset({"market", "gtc", "ioc", "fok", "post_only"}),
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -114,6 +110,8 @@ class BinanceVenue:
         return {self.caps.client_id_param: client_order_id}
 
     def closed_through(self, ex: object, symbol: str, timeframe: str) -> int | None:
+        if not self.caps.kline_closed_flag:
+            return None
         closed = getattr(ex, "closed_klines", None)
         return closed.get((symbol, timeframe)) if isinstance(closed, dict) else None
 
@@ -123,9 +121,10 @@ class BinanceVenue:
         return bool(restrictions.get("enableWithdrawals")) if isinstance(restrictions, dict) else None
 
     def used_weight(self, headers: dict[str, str] | None) -> int | None:
-        if not headers:
+        name = self.caps.used_weight_header
+        if not headers or name is None:
             return None
-        raw = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        raw = headers.get(name) or headers.get(name.lower())
         try:
             return int(raw) if raw is not None else None
         except ValueError:

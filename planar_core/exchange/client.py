@@ -134,6 +134,10 @@ class ExchangeClient:
         """ccxt params naming an order by its client order id (for fetch_order / cancel_order with id None)."""
         return self.venue.by_client_id(client_order_id)
 
+    def supports(self, order_type: str) -> bool:
+        """Whether the venue takes this order type (an ``OrderType`` value)."""
+        return order_type in self.venue.caps.order_types
+
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         """Opening time of the newest candle the exchange said is final (None: the venue does not say)."""
         return self.venue.closed_through(self.ex, symbol, timeframe)

@@ -103,3 +103,17 @@ async def test_a_trade_before_its_acknowledgement_waits_and_attaches() -> None:
         s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5, "cost": 25_000.0}, emulate_now=True
     )
     assert [(t.trade_id, t.emulated) for t in o.trades] == [("t1", False)]
+
+
+async def test_an_order_type_the_venue_lacks_is_refused_by_name() -> None:
+    from dataclasses import replace
+
+    from planar_core.exchange.binance import BinanceVenue
+
+    s = stub_strategy()
+    venue = BinanceVenue()
+    venue.caps = replace(venue.caps, order_types=frozenset({"market", "gtc"}))  # a venue without FOK
+    s.client.venue = venue
+    assert await s.call("BTC/USDT", OrderType.FOK, Side.BUY, amount=0.01, price=50_000.0) is None
+    (refused,) = sink_of(s).of("order_failed")
+    assert "order type fok is not offered by binance" in str(refused["reason"])
