@@ -53,7 +53,7 @@ async def test_futures_user_stream_orders_positions_balance(client, sandbox, acc
     await wait_for(lambda: user_subscribed(sandbox, account, "linear"))
     positions = asyncio.create_task(client.watch_positions(["BTC/USDT:USDT"]))
     balance = asyncio.create_task(client.watch_balance({"type": "swap"}))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: bool(client.positions) and all(v is not None for v in client.positions.values()))  # snapshot loaded
     placed = await client.create_order("BTC/USDT:USDT", "market", "sell", 0.02)
     got = await asyncio.wait_for(orders, 5)
     assert got[-1]["id"] == placed["id"]

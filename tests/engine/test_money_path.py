@@ -68,9 +68,13 @@ async def test_estop_recovers_when_the_exchange_comes_back_within_its_budget(str
     await _rest(s, sandbox, 4)
     sandbox.ex.faults = Faults(error_rate=1.0)
 
+    def failed_calls() -> int:
+        return sum(1 for e in s.sink.of("api_call") if e.get("result") != "ok")
+
     async def heal() -> None:
         await wait_for(lambda: s.client.in_flight == 0 and s.halted, timeout=5)
-        await asyncio.sleep(0.3)  # a few failed rounds first
+        before = failed_calls()
+        await wait_for(lambda: failed_calls() >= before + 3, timeout=10)  # a few failed rounds first
         sandbox.ex.faults = Faults()
 
     healer = asyncio.create_task(heal())
