@@ -20,6 +20,7 @@ from ..model.json import rows
 from .supervisor import TaskHealth
 
 if TYPE_CHECKING:
+    from ..config import WatcherConfig
     from ..model import AssetInstance
     from .strategy import Strategy
 
@@ -114,6 +115,29 @@ def _fallback(interval: float) -> float:
     return min(10.0, max(5.0, 3 * interval))
 
 
+def _account_stream(
+    s: "Strategy", cfg: WatcherConfig, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]]
+) -> Callable[[TaskHealth], Awaitable[None]]:
+    """A watcher of the account's private stream (balances, positions): websocket or polling, a listen key
+    replaced when it expired, resubscribed after the engine's own reconnects, verified by a poll now and then."""
+
+    async def body(health: TaskHealth) -> None:
+        await ws_or_poll(
+            health,
+            use_ws=cfg.use_websocket,
+            ws_step=ws_step,
+            poll_step=poll_step,
+            interval=cfg.interval,
+            fallback_s=_fallback(cfg.interval),
+            stop_when=lambda: not s.running,
+            on_ws_failure=s.client.check_user_stream,
+            generation=lambda: s.ws_generation,
+            verify_every=cfg.verify_interval,
+        )
+
+    return body
+
+
 def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     cfg = s.config.balance_watcher
     params = {"type": "swap"} if s.config.margin else {}
@@ -141,21 +165,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
             complete=True,
         )
 
-    async def body(health: TaskHealth) -> None:
-        await ws_or_poll(
-            health,
-            use_ws=cfg.use_websocket,
-            ws_step=ws_step,
-            poll_step=poll_step,
-            interval=cfg.interval,
-            fallback_s=_fallback(cfg.interval),
-            stop_when=lambda: not s.running,
-            on_ws_failure=s.client.check_user_stream,
-            generation=lambda: s.ws_generation,
-            verify_every=cfg.verify_interval,
-        )
-
-    return body
+    return _account_stream(s, cfg, ws_step, poll_step)
 
 
 def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
@@ -177,21 +187,7 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
             complete=True,
         )
 
-    async def body(health: TaskHealth) -> None:
-        await ws_or_poll(
-            health,
-            use_ws=cfg.use_websocket,
-            ws_step=ws_step,
-            poll_step=poll_step,
-            interval=cfg.interval,
-            fallback_s=_fallback(cfg.interval),
-            stop_when=lambda: not s.running,
-            on_ws_failure=s.client.check_user_stream,
-            generation=lambda: s.ws_generation,
-            verify_every=cfg.verify_interval,
-        )
-
-    return body
+    return _account_stream(s, cfg, ws_step, poll_step)
 
 
 def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], Awaitable[None]]:
