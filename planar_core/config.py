@@ -52,6 +52,13 @@ class WatcherConfig(_Model):
         description="while the websocket is healthy, poll anyway this often: "
         "an update the stream lost silently is corrected within this time",
     )
+    stall_after: float | None = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="a websocket that has delivered nothing for this long is stalled: fetch now (Planar's 60 s "
+        "guard), counted in the watcher's health as stalls; None: off",
+    )
 
 
 class PositionWatcherConfig(WatcherConfig):
@@ -70,7 +77,7 @@ class OrderMonitoring(_Model):
     enabled: bool = True
     interval: float = Field(5.0, gt=0, description="polling interval (s) of the order/trade tasks without websocket")
     retries: int = Field(2, ge=0, le=10, description="re-sends (same client order id) of an order proven absent after a failed request")
-    timeout: float = Field(300.0, gt=0, description="order/trade tasks stop after this long without open orders")
+    timeout: float = Field(900.0, gt=0, description="order/trade tasks stop after this long without open orders (Planar: 15 min)")
     verify_interval: float = Field(
         30.0,
         gt=0,
@@ -89,9 +96,25 @@ class OrderMonitoring(_Model):
     use_websocket: bool = True
 
 
+class StartupSync(_Model):
+    """What the start-up sync reads, as Planar does it: the last orders and a lookback of trades per asset;
+    positions always come from the exchange, whatever their age."""
+
+    closed_orders: int = Field(100, ge=0, le=1000, description="the last N orders per asset (Planar: 100)")
+    trades_lookback_s: float = Field(3 * 86400.0, ge=0, le=90 * 86400, description="trades of this lookback per asset (Planar: 3 days)")
+    foreign_orders: Literal["adopt", "ignore", "cancel"] = Field(
+        "adopt",
+        description="orders on the account that this strategy did not place (by hand, another bot): adopt them as "
+        "Planar does, ignore them, or cancel them; each decision is recorded",
+    )
+
+
 class Timeouts(_Model):
-    order_placement: float = Field(30.0, gt=0, le=3600)
-    order_cancellation: float = Field(10.0, gt=0, le=3600)
+    waitfor: float = Field(5.0, ge=0, le=3600, description="how long call() waits for a fill when its waitfor is not given")
+    order_placement: float = Field(
+        30.0, gt=0, le=3600, description="budget of one placement: the request, retries before handling and look-ups of a lost answer"
+    )
+    order_cancellation: float = Field(10.0, gt=0, le=3600, description="how long a cancel may take")
     balance_sync: float = Field(15.0, gt=0, le=3600)
     position_sync: float = Field(20.0, gt=0, le=3600)
     market_data: float = Field(5.0, gt=0, le=3600)
@@ -201,7 +224,7 @@ class StrategyConfig(_Model):
     default_leverage: int = Field(1, ge=1, le=125)
     universe: list[AssetConfig] = Field(default_factory=list)
     timeframes: list[str] = Field(default_factory=lambda: ["1m"])
-    sync_window_s: float = Field(3600.0, gt=0, description="history of orders/trades fetched at start-up")
+    startup_sync: StartupSync = Field(default_factory=StartupSync)
     store_root: str = Field(default_factory=lambda: os.environ.get("PLANAR_HOME", "./.planar"))
     balance_watcher: WatcherConfig = Field(default_factory=WatcherConfig)
     position_watcher: PositionWatcherConfig = Field(default_factory=PositionWatcherConfig)

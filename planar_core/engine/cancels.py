@@ -23,16 +23,18 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
     refuses, no longer has it open, or cannot be reached."""
     ex = s.client.ex
     t = s.config.timeouts.order_cancellation
+    waiting = ai.is_margin and order.type.is_conditional and not order.triggered  # futures: still in the Algo Service
     try:
         if order.id is not None:
-            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(order.id, ai.symbol), t)
+            params = s.client.venue.trigger_params(ai.is_margin, waiting)
+            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(order.id, ai.symbol, params), t)
         else:  # an order whose acknowledgement was lost: cancel it by client id
             raw = await s.client.call(
-                "cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id)), t
+                "cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id, waiting)), t
             )
     except OrderNotFound:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
         try:
-            found = await lookup(s, ai.symbol, order.client_order_id, timeout=t)
+            found = await lookup(s, ai.symbol, order.client_order_id, timeout=t, conditional=order.type.is_conditional)
         except ExchangeOpError as err:
             log.info("look-up after a refused cancel of %s failed: %s", order.client_order_id, err)
             found = None
@@ -52,10 +54,8 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
 async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
     """Cancel every open order of this asset; returns how many of the locally open orders are no longer open."""
     before = {o.client_order_id for o in ai.open_orders()}
-    try:
-        await s.client.call("cancel_all_orders", lambda: s.client.ex.cancel_all_orders(ai.symbol), s.config.timeouts.order_cancellation)
-    except OrderNotFound:  # nothing open (the exchange says so: Binance -2011)
-        pass
+    try:  # futures: the book orders and the conditional orders waiting for their trigger
+        await s.client.cancel_all(ai.symbol, s.config.timeouts.order_cancellation)
     except ExchangeOpError as err:
         log.warning("cancel_all on %s failed: %s", ai.symbol, err)
         s.sink.record("error_occurred", symbol=ai.symbol, reason=f"cancel_all failed: {err}")

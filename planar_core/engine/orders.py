@@ -16,12 +16,13 @@ import asyncio
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import ccxt
 
 from ..exchange.errors import ExchangeOpError
-from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, Side, Trade
+from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, PositionSide, Side, Trade
 from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
 from .submit import OutcomeUnknown, Rejected, lookup, submit
@@ -35,7 +36,7 @@ MARKET_BUFFER = 1.01  # cash check for market buys: last price + 1 % for the spr
 
 # Exchange parameters a caller may add. Everything else is refused: a parameter such as ``quantity``,
 # ``price`` or ``newClientOrderId`` would replace what the local checks approved and what the journal holds.
-ALLOWED_PARAMS = frozenset({"selfTradePreventionMode", "newOrderRespType"})
+ALLOWED_PARAMS = frozenset({"selfTradePreventionMode", "newOrderRespType", "workingType", "priceProtect"})
 
 
 def check_params(params: Json) -> str | None:
@@ -43,23 +44,30 @@ def check_params(params: Json) -> str | None:
     if bad:
         return (
             f"exchange params {bad} refused: only {sorted(ALLOWED_PARAMS)} may be added; amount, price, side, type, "
-            "time in force, reduce-only and the client order id come from call()'s own checked arguments"
+            "time in force, reduce-only, trigger and trailing, position side and the client order id come from call()'s own checked "
+            "arguments"
         )
     return None
 
 
-def ccxt_args(req: OrderRequest, cid: str, params: Json) -> tuple[str, Json]:
+def ccxt_args(s: "Strategy", ai: AssetInstance, req: OrderRequest, cid: str, params: Json) -> tuple[str, Json]:
+    """ccxt's order type and parameters for a checked request (the venue names conditional and hedge parameters)."""
+    venue = s.client.venue
     extra: Json = {**params, "clientOrderId": cid}
-    if req.type is OrderType.MARKET:
-        if req.reduce_only:
-            extra["reduceOnly"] = True
+    if req.type.trigger is not None:
+        extra.update(venue.conditional_params(req.type.trigger, ai.is_margin, req.trigger_price, req.trailing_percent))
+    if ai.hedged:  # hedge mode: the position side says what the order opens or closes; reduce-only is not sent
+        extra["positionSide"] = req.position_side.value.upper()
+    elif req.reduce_only:
+        extra["reduceOnly"] = True
+    if not req.type.is_limit:
         return "market", extra
     if req.type is OrderType.POST_ONLY:
         extra["postOnly"] = True
-    else:
+    elif req.type in (OrderType.IOC, OrderType.FOK):
         extra["timeInForce"] = req.type.value.upper()
-    if req.reduce_only:
-        extra["reduceOnly"] = True
+    else:
+        extra["timeInForce"] = "GTC"
     return "limit", extra
 
 
@@ -82,6 +90,18 @@ async def _reference_price(s: "Strategy", ai: AssetInstance) -> float:
     return ai.last_price
 
 
+@dataclass(frozen=True)
+class Conditional:
+    """What an order carries beyond amount and price: its trigger, trailing distance and position side, and the
+    stop-loss / take-profit to place when it fills (brackets)."""
+
+    trigger_price: float | None = None
+    trailing_percent: float | None = None
+    position_side: PositionSide = PositionSide.BOTH
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
 async def prepare(
     s: "Strategy",
     ai: AssetInstance,
@@ -91,14 +111,21 @@ async def prepare(
     price: float | None,
     reduce_only: bool,
     emergency: bool = False,
+    cond: Conditional | None = None,
 ) -> OrderRequest | str:
     """Local checks before any request; returns the request or the reason it is refused. ``emergency``: the
     emergency stop's closing orders, which a halt does not stop and no sizing changes."""
+    cond = cond or Conditional()
     state = s.state
     if state.halted and not emergency:
         return f"strategy halted: {state.halt_reason}"
-    if not s.client.supports(order_type.value):
-        return f"order type {order_type.value} is not offered by {s.client.venue.name}"
+    market_type = "swap" if ai.is_margin else "spot"
+    if not s.client.supports(order_type.value, market_type):
+        return f"order type {order_type.value} is not offered by {s.client.name} on {market_type} markets"
+    if cond.position_side is not PositionSide.BOTH and not ai.hedged:
+        return f"position_side {cond.position_side.value} needs the account in hedge mode (position_mode = 'hedge')"
+    if ai.hedged and cond.position_side is PositionSide.BOTH:
+        return "position_side: the account is in hedge mode; say which position the order is for (long or short)"
     reason = _bad_number(amount, "amount")
     if reason:
         return reason
@@ -110,6 +137,9 @@ async def prepare(
         price = None
     if reduce_only and not ai.is_margin:
         return "reduce_only is for margin (futures) assets only"
+    reason = _check_trigger(s, ai, order_type, cond, market_type)
+    if reason:
+        return reason
     if s.config.max_position_size is not None and amount > s.config.max_position_size:
         return f"amount {amount} exceeds max_position_size {s.config.max_position_size}"
     limits = obj(ai.market.get("limits"))
@@ -119,10 +149,13 @@ async def prepare(
     if not emergency:
         amount = s.risk.scale_amount(s, ai, side, float(amount), reduce_only)  # sizing before rounding and limit checks
     ex = s.client.ex
+    trigger = cond.trigger_price
     try:
         amount = float(ex.amount_to_precision(ai.symbol, amount))
         if price is not None:
             price = float(ex.price_to_precision(ai.symbol, price))
+        if trigger is not None:
+            trigger = float(ex.price_to_precision(ai.symbol, trigger))
     except ccxt.InvalidOrder as exc:  # rounds to zero
         return f"amount {amount} below the market minimum after rounding to precision ({exc})"
     min_amount = num(obj(limits.get("amount")).get("min"))
@@ -130,23 +163,89 @@ async def prepare(
         return f"amount {amount} below the market minimum {min_amount} after rounding to precision"
     if price is not None and price <= 0:
         return f"price rounds to {price} at the market's tick size"
-    ref = price if price is not None else await _reference_price(s, ai)
+    last = await _reference_price(s, ai) if price is None or order_type.trigger in ("stop", "take") else ai.last_price
+    if order_type.trigger in ("stop", "take") and trigger is not None and last:
+        reason = _would_trigger_now(order_type, side, trigger, last)
+        if reason:
+            return reason
+    ref = price if price is not None else trigger if trigger is not None and order_type.trigger != "trailing" else last or 0.0
     min_cost = num(obj(limits.get("cost")).get("min"))
     if not reduce_only and amount * ref < min_cost:
         return f"order value {amount * ref:.8g} below the market minimum cost {min_cost}"
-    req = OrderRequest(ai.symbol, order_type, side, amount, price, reduce_only, ref)
+    req = OrderRequest(ai.symbol, order_type, side, amount, price, reduce_only, ref, trigger, cond.trailing_percent, cond.position_side)
     return _check_cash(s, ai, req) or req
+
+
+def _check_trigger(s: "Strategy", ai: AssetInstance, order_type: OrderType, cond: Conditional, market_type: str) -> str | None:
+    kind = order_type.trigger
+    if kind is None:
+        if cond.trigger_price is not None or cond.trailing_percent is not None:
+            return f"trigger_price / trailing_percent are for conditional order types, not {order_type.value}"
+        return None
+    if kind == "trailing":
+        lo, hi = s.client.venue.caps.trailing_percent.get(market_type, (0.0, 0.0))
+        tp = cond.trailing_percent
+        if isinstance(tp, bool) or not isinstance(tp, (int, float)) or not math.isfinite(tp) or not lo <= tp <= hi:
+            return f"invalid trailing_percent {tp!r}: {s.client.venue.name} takes {lo}-{hi} % on {market_type} markets"
+        if cond.trigger_price is not None:
+            return _bad_number(cond.trigger_price, "trigger_price (activation price)")
+        return None
+    if cond.trailing_percent is not None:
+        return f"trailing_percent is for trailing_stop orders, not {order_type.value}"
+    if cond.trigger_price is None:
+        return f"invalid trigger_price None: a {order_type.value} order needs a trigger price"
+    return _bad_number(cond.trigger_price, "trigger_price")
+
+
+def _check_brackets(ai: AssetInstance, req: OrderRequest, cond: Conditional) -> str | None:
+    """A stop-loss / take-profit attached to an entry: on the right side of the entry's price, on an order that
+    opens a position (a spot buy, a futures entry), and not on a conditional or reduce-only order."""
+    sl, tp = cond.stop_loss, cond.take_profit
+    if sl is None and tp is None:
+        return None
+    if req.type.is_conditional or req.reduce_only:
+        return "stop_loss / take_profit attach to an entry: not to a conditional or reduce-only order"
+    if not ai.is_margin and req.side is Side.SELL:
+        return "stop_loss / take_profit on spot attach to buys (a spot sell opens no position to protect)"
+    if ai.hedged and (req.side is Side.BUY) != (req.position_side is PositionSide.LONG):
+        return "stop_loss / take_profit attach to an order that opens its position side, not one that closes it"
+    for name, px in (("stop_loss", sl), ("take_profit", tp)):
+        if px is not None and _bad_number(px, name):
+            return _bad_number(px, name)
+    ref = req.reference_price
+    long = req.side is Side.BUY
+    if sl is not None and (sl >= ref if long else sl <= ref):
+        return f"stop_loss {sl} must be {'below' if long else 'above'} the entry price {ref}"
+    if tp is not None and (tp <= ref if long else tp >= ref):
+        return f"take_profit {tp} must be {'above' if long else 'below'} the entry price {ref}"
+    return None
+
+
+def _would_trigger_now(order_type: OrderType, side: Side, trigger: float, last: float) -> str | None:
+    """The exchange refuses a conditional order that would trigger at once (Binance -2021): say so before sending."""
+    up = (order_type.trigger == "stop") == (side is Side.BUY)  # stop buys and take-profit sells wait for a rise
+    if (up and trigger <= last) or (not up and trigger >= last):
+        rel = "at or below" if up else "at or above"
+        return (
+            f"{order_type.value} {side.value} trigger {trigger} is {rel} the last price {last}: it would trigger at once "
+            "(use a market or limit order)"
+        )
+    return None
 
 
 def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> str | None:
     if ai.is_margin:
-        pos = ai.position.contracts
-        if req.reduce_only:
+        position = ai.position_of(req.position_side) if ai.hedged else ai.position
+        pos = position.contracts
+        # hedge mode: selling the long side or buying the short side closes it, whatever reduce_only says
+        closes_side = ai.hedged and (req.side is Side.SELL) == (req.position_side is PositionSide.LONG)
+        if req.reduce_only or closes_side:
             closing = pos < 0 if req.side is Side.BUY else pos > 0
             if not closing or req.amount > abs(pos) + 1e-12:
-                return f"reduce_only {req.side.value} {req.amount} does not reduce the position {pos}"
+                what = f"the {req.position_side.value} position" if ai.hedged else "the position"
+                return f"{'reduce_only ' if req.reduce_only else ''}{req.side.value} {req.amount} does not reduce {what} {pos}"
             return None
-        leverage = ai.position.leverage or s.config.default_leverage
+        leverage = position.leverage or s.config.default_leverage
         need = req.notional / leverage
         free = s.free_margin(text(ai.market.get("settle")) or s.config.main_currency)
         return None if free >= need else f"insufficient margin: need {need:.8g}, free {free:.8g}"
@@ -184,11 +283,16 @@ async def call(
     reduce_only: bool,
     params: Json,
     emergency: bool = False,
+    cond: Conditional | None = None,
+    parent: str | None = None,
 ) -> Trade | Pending | None:
     """The seed's ``call!``; see Strategy.call. Never raises (cancellation excepted)."""
-    waitfor = s.config.timeouts.order_placement if waitfor is None else max(0.0, waitfor)
+    cond = cond or Conditional()
+    waitfor = s.config.timeouts.waitfor if waitfor is None else max(0.0, waitfor)
     try:
-        req: OrderRequest | str = check_params(params) or await prepare(s, ai, order_type, side, amount, price, reduce_only, emergency)
+        req: OrderRequest | str = check_params(params) or await prepare(s, ai, order_type, side, amount, price, reduce_only, emergency, cond)
+        if isinstance(req, OrderRequest):
+            req = _check_brackets(ai, req, cond) or req
     except Exception as exc:  # a bad reference price, a precision error, a bug in a check: a refusal, never an escape
         log.debug("local checks raised", exc_info=True)
         req = f"{type(exc).__name__}: {exc}"
@@ -205,10 +309,36 @@ async def call(
             _refuse(s, ai, "risk_rejected", side, req.amount, req.price, reason)
             return None
     cid = s.ids.next()
-    order = Order(cid, ai.symbol, side, order_type, req.amount, req.price, reduce_only, timestamp=int(time.time() * 1000))
+    order = Order(
+        cid,
+        ai.symbol,
+        side,
+        order_type,
+        req.amount,
+        req.price,
+        reduce_only,
+        timestamp=int(time.time() * 1000),
+        trigger_price=req.trigger_price,
+        trailing_percent=req.trailing_percent,
+        position_side=req.position_side,
+        brackets=(cond.stop_loss, cond.take_profit),
+        parent=parent,
+    )
     ai.orders[cid] = order
     s.journal.intent(
-        cid, symbol=ai.symbol, side=side.value, type=order_type.value, amount=req.amount, price=req.price, reduce_only=reduce_only
+        cid,
+        symbol=ai.symbol,
+        side=side.value,
+        type=order_type.value,
+        amount=req.amount,
+        price=req.price,
+        reduce_only=reduce_only,
+        trigger_price=req.trigger_price,
+        trailing_percent=req.trailing_percent,
+        position_side=req.position_side.value,
+        stop_loss=cond.stop_loss,
+        take_profit=cond.take_profit,
+        parent=parent,
     )
     s.sink.record(
         "order_placed",
@@ -219,9 +349,15 @@ async def call(
         price=req.price,
         order_type=order_type.value,
         expected_price=req.reference_price,
+        trigger_price=req.trigger_price,
+        trailing_percent=req.trailing_percent,
+        position_side=req.position_side.value if ai.hedged else None,
+        stop_loss=cond.stop_loss,
+        take_profit=cond.take_profit,
+        parent=parent,
     )
     s.ensure_order_tasks(ai)
-    ccxt_type, extra = ccxt_args(req, cid, params)
+    ccxt_type, extra = ccxt_args(s, ai, req, cid, params)
     try:
         raw = await submit(s, ai, order, req, ccxt_type, extra)
     except Rejected as r:
@@ -277,7 +413,7 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
 async def force_sync(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     """The seed's ``synced=true``: fetch the order and its trades when the watchers saw nothing."""
     try:
-        raw = await lookup(s, ai.symbol, order.client_order_id)
+        raw = await lookup(s, ai.symbol, order.client_order_id, conditional=order.type.is_conditional)
         if raw is not None:
             apply_order(s, raw, emulate_now=False, source="synced")
             if order.filled > 0 and order.id is not None:

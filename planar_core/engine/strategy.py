@@ -24,7 +24,7 @@ from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, IntentJournal
-from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
+from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
@@ -93,6 +93,8 @@ class Strategy:
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[Json]] = {}
+        self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
+        self.foreign_order_ids: set[str] = set()
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
@@ -245,13 +247,23 @@ class Strategy:
         waitfor: float | None = None,
         synced: bool = True,
         reduce_only: bool = False,
+        trigger_price: float | None = None,
+        trailing_percent: float | None = None,
+        position_side: PositionSide | str = PositionSide.BOTH,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
         **params: object,
     ) -> Trade | Pending | None:
         """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (not failed, no fill seen yet:
         the order is open, or its outcome is still unknown and being asked) or ``None`` (refused locally, refused by
-        the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``."""
+        the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``.
+
+        Conditional types (``STOP_*``, ``TAKE_PROFIT_*``, ``TRAILING_STOP``) take ``trigger_price`` (trailing: the
+        optional activation price) and ``trailing_percent``; hedge mode needs ``position_side`` (long or short);
+        ``stop_loss`` / ``take_profit`` on an entry place reduce-only exits when it fills (docs/engine.md, "Orders")."""
+        cond = _orders.Conditional(trigger_price, trailing_percent, PositionSide(position_side), stop_loss, take_profit)
         return await _orders.call(
-            self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params
+            self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params, cond=cond
         )
 
     async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:

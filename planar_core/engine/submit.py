@@ -58,22 +58,42 @@ def absence_proven(s: "Strategy", order: Order) -> bool:
     return order.not_found >= 2 and order.sent_at is not None and time.time() - order.sent_at >= s.config.order_monitoring.absent_after
 
 
-async def lookup(s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1) -> Json | None:
+async def lookup(
+    s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1, conditional: bool = False
+) -> Json | None:
     """The order with this client id on the exchange, or None when the exchange answers that it has none.
-    Raises ExchangeOpError when the exchange could not be asked."""
+    Raises ExchangeOpError when the exchange could not be asked.
+
+    ``conditional`` on a futures market: the order waits in the Algo Service under its client id until it
+    triggers, and then its book order carries the same client id; the book order is the answer once it exists."""
     t = s.config.timeouts.order_placement if timeout is None else timeout
-    try:
-        return await s.client.call(
-            "fetch_order", lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid)), t, retries=retries, validate=is_order
-        )
-    except OrderNotFound:
-        return None
+    contract = bool(s.client.markets.get(symbol, {}).get("contract"))
+
+    async def ask(waiting: bool) -> Json | None:
+        try:
+            return await s.client.call(
+                "fetch_order",
+                lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid, waiting)),
+                t,
+                retries=retries,
+                validate=is_order,
+            )
+        except OrderNotFound:
+            return None
+
+    if not (conditional and contract and len(s.client.order_books(True)) > 1):
+        return await ask(False)
+    algo = await ask(True)
+    if algo is None or s.client.venue.trigger_phase(algo) != "triggered":
+        return algo
+    placed = await ask(False)
+    return placed if placed is not None else algo
 
 
 async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) -> Json | Absent | None:
     """One look-up of an order whose outcome is unknown: its exchange record, ABSENT once proven, or None (not yet known)."""
     try:
-        raw = await lookup(s, ai.symbol, order.client_order_id, timeout=timeout, retries=0)
+        raw = await lookup(s, ai.symbol, order.client_order_id, timeout=timeout, retries=0, conditional=order.type.is_conditional)
     except ExchangeOpError as err:
         log.info("look-up of %s failed: %s", order.client_order_id, err)
         return None

@@ -13,7 +13,7 @@ import pandas as pd
 from ..config import ConfigError
 from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
-from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade
+from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from .submit import lookup
@@ -123,10 +123,11 @@ async def startup_sync(s: "Strategy") -> None:
                     ai.position.leverage = s.config.default_leverage
                 except ExchangeOpError as err:
                     log.warning("set_leverage on %s failed: %s", ai.symbol, err)
-    since = int((time.time() - s.config.sync_window_s) * 1000)
+    cfg = s.config.startup_sync
+    since = int((time.time() - cfg.trades_lookback_s) * 1000)
     restore_trades(s, since)
     for ai in s.universe.values():
-        await sync_asset_orders(s, ai, since=since)
+        await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)
     await reconcile_intents(s)
     s.journal.compact()
 
@@ -202,19 +203,22 @@ async def sync_positions(s: "Strategy") -> None:
     s.apply_positions(raw, complete=True)
 
 
-async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None = None, trades: bool = True) -> None:
-    """Open orders, the orders we track, and (optionally) trades since the last one we know.
+async def sync_asset_orders(
+    s: "Strategy", ai: AssetInstance, recent: int = 0, trades: bool = True, trades_since: int | None = None
+) -> None:
+    """Open orders (every book), the last ``recent`` orders, the orders we track, and (optionally) trades since
+    the last one we know (or ``trades_since``).
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
     t = s.config.timeouts.order_placement
-    if since is not None:
-        recent = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, since), t, validate=is_list)
+    if recent > 0:
+        history = await s.client.order_history(ai.symbol, t, limit=recent)
         with s.group():
-            for raw in recent:
+            for raw in history:
                 apply_order(s, raw, source="sync")
-    open_raw = await s.client.call("fetch_open_orders", lambda: s.client.ex.fetch_open_orders(ai.symbol), t, validate=is_list)
+    open_raw = await s.client.open_orders(ai.symbol, t)
     open_ids = set()
     with s.group():
         for raw in open_raw:
@@ -224,16 +228,22 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
     missing = [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]
     if len(missing) > 2:  # many closed at once (an e-stop, a burst of fills): one history request instead of one each
         first = min(o.timestamp for o in missing) - 60_000
-        history = await s.client.call("fetch_orders", lambda: s.client.ex.fetch_orders(ai.symbol, first), t, validate=is_list)
+        history = await s.client.order_history(ai.symbol, t, since=first)
         with s.group():
             for raw in history:
-                if find(ai, text(raw.get("clientOrderId")), text(raw.get("id"))) is not None:
+                if find(ai, text(raw.get("clientOrderId")), None) is not None:
                     apply_order(s, raw, source="poll")
         missing = [o for o in missing if o.is_open]
     for order in missing:
         try:  # it closed while we were not looking: learn how
-            raw = await s.client.call("fetch_order", partial(s.client.ex.fetch_order, order.id, ai.symbol), t, validate=is_order)
-            apply_order(s, raw, source="poll")
+            found: Json | None
+            if order.type.is_conditional:
+                found = await lookup(s, ai.symbol, order.client_order_id, timeout=t, conditional=True)
+            else:
+                found = await s.client.call("fetch_order", partial(s.client.ex.fetch_order, order.id, ai.symbol), t, validate=is_order)
+            if found is None:
+                raise OrderNotFound("not found by client order id")
+            apply_order(s, found, source="poll")
         except OrderNotFound:  # acknowledged, yet not found: keep what we know until the exchange says otherwise
             s.sink.record(
                 "order_reconciled",
@@ -244,13 +254,38 @@ async def sync_asset_orders(s: "Strategy", ai: AssetInstance, since: int | None 
                 reason="acknowledged order not found by id; status kept until the exchange reports it",
             )
     if trades:
-        last = max(
-            (tr.timestamp for tr in ai.trades if not tr.emulated), default=since or int((time.time() - s.config.sync_window_s) * 1000)
-        )
-        raw_trades = await s.client.call("fetch_my_trades", lambda: s.client.ex.fetch_my_trades(ai.symbol, last), t, validate=is_list)
+        lookback = int((time.time() - s.config.startup_sync.trades_lookback_s) * 1000)
+        last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=trades_since if trades_since is not None else lookback)
         with s.group():
-            for raw in raw_trades:
+            for raw in await fetch_trades_since(s, ai, last):
                 apply_trade(s, raw)
+
+
+TRADE_WINDOW_MS = 24 * 3_600_000  # Binance spot: startTime..endTime at most 24 h (futures: 7 days)
+TRADE_PAGE = 1000
+
+
+async def fetch_trades_since(s: "Strategy", ai: AssetInstance, since: int) -> list[Json]:
+    """Our trades on ``ai`` since ``since`` (ms), read in 24-hour windows of at most 1000 trades a page, so a
+    lookback of days works under every market type's window limit."""
+    t = s.config.timeouts.order_placement
+    now = int(time.time() * 1000)
+    out: list[Json] = []
+    start = since
+    while start <= now:
+        end = min(now, start + TRADE_WINDOW_MS - 1)
+        page = await s.client.call(
+            "fetch_my_trades",
+            partial(s.client.ex.fetch_my_trades, ai.symbol, start, TRADE_PAGE, {"until": end}),
+            t,
+            validate=is_list,
+        )
+        out += page
+        if len(page) >= TRADE_PAGE:  # a full page: go on after its last trade in the same window
+            start = max(start + 1, max(integer(r.get("timestamp")) for r in page) + 1)
+        else:
+            start = end + 1
+    return out
 
 
 async def reconcile_intents(s: "Strategy") -> None:
@@ -271,7 +306,7 @@ async def reconcile_intents(s: "Strategy") -> None:
             _decide(s, symbol, cid, "failed", f"{symbol!r} is not a market on the exchange: no order can exist there")
             continue
         try:
-            raw = await lookup(s, symbol, cid)
+            raw = await lookup(s, symbol, cid, conditional=OrderType(text(intent.get("type")) or "gtc").is_conditional)
         except ExchangeOpError as err:
             _decide(s, symbol, cid, None, f"look-up failed ({type(err).__name__}); asked again later")
             _track_unknown(s, ai, cid, intent)
@@ -333,16 +368,20 @@ def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: Js
         timestamp=integer(intent.get("t")),
         status=OrderStatus.UNKNOWN,
         sent_at=num(intent.get("t")) / 1000,
+        trigger_price=opt_num(intent.get("trigger_price")),
+        trailing_percent=opt_num(intent.get("trailing_percent")),
+        position_side=PositionSide(text(intent.get("position_side")) or "both"),
+        brackets=(opt_num(intent.get("stop_loss")), opt_num(intent.get("take_profit"))),
+        parent=text(intent.get("parent")),
     )
     ai.orders[cid] = order
     s.start_resolver()
 
 
 async def resync(s: "Strategy") -> None:
-    """Full re-sync after a reconnect: balances, open orders, positions and the last hour of trades."""
+    """Full re-sync after a reconnect: balances, positions, open and recent orders, trades since the last known."""
     await sync_balances(s)
     if s.config.margin:
         await sync_positions(s)
-    since = int((time.time() - 3600) * 1000)
     for ai in s.universe.values():
-        await sync_asset_orders(s, ai, since=since)
+        await sync_asset_orders(s, ai, recent=s.config.startup_sync.closed_orders)

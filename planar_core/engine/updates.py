@@ -101,17 +101,22 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
         return None
     cid = text(raw.get("clientOrderId"))
     oid = text(raw.get("id"))
-    order = find(ai, cid, oid)
+    venue = s.client.venue
+    algo = venue.is_algo_record(raw)  # a USD-M conditional order's record: its id is the algo id, not an order id
+    order = find(ai, cid, None if algo else oid)
     if order is None:
+        if not _admit_foreign(s, ai, raw, cid, oid):
+            return None
         order = Order(
             cid or f"ext-{oid}",
             ai.symbol,
             Side(text(raw.get("side")) or "buy"),
             _order_type(raw),
             num(raw.get("amount")),
-            opt_num(raw.get("price")),
+            opt_num(raw.get("price")) or None,
             bool(raw.get("reduceOnly")),
             timestamp=integer(raw.get("timestamp")) or int(time.time() * 1000),
+            trigger_price=opt_num(raw.get("triggerPrice")) or opt_num(raw.get("stopPrice")) or None,
         )
         ai.orders[order.client_order_id] = order
         s.sink.record(
@@ -126,6 +131,8 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
         for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
             order.trades.append(trade)
             ai.trades.append(trade)
+    if order.type.is_conditional and _conditional_phase(s, ai, order, raw, algo, oid, source):
+        return order  # a triggered algo record: what follows comes from the order it placed
     if oid and order.id is None:
         order.id = oid
     filled = num(raw.get("filled"))
@@ -161,8 +168,93 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     return order
 
 
+def _conditional_phase(s: "Strategy", ai: AssetInstance, order: Order, raw: Json, algo: bool, oid: str | None, source: str) -> bool:
+    """A conditional order's trigger: recorded once as ``order_triggered``. True when ``raw`` is an algo record of a
+    triggered order, whose own status ("closed" for TRIGGERED/FINISHED) says nothing about the fill."""
+    venue = s.client.venue
+    phase = venue.trigger_phase(raw)
+    if algo:
+        if order.id is None and oid:
+            order.id = oid
+        if phase != "triggered":
+            return False
+        mark_triggered(s, ai, order, source, venue.triggered_order_id(raw))
+        return True
+    if phase == "triggered" or num(raw.get("filled")) > 0 or ai.is_margin:  # on USD-M a book order is a triggered one
+        mark_triggered(s, ai, order, source, oid if ai.is_margin else None)
+    return False
+
+
+def mark_triggered(s: "Strategy", ai: AssetInstance, order: Order, source: str, placed_id: str | None = None) -> None:
+    """The trigger fired: recorded once. ``placed_id``: the id of the order it placed (USD-M), which from now on
+    names it (fills and cancels go by that id)."""
+    if placed_id and order.id != placed_id:
+        order.id = placed_id
+        for t in s._orphan_trades.pop(placed_id, []):
+            apply_trade(s, t)
+    if order.triggered:
+        return
+    order.triggered = True
+    s.sink.record(
+        "order_triggered",
+        symbol=ai.symbol,
+        client_order_id=order.client_order_id,
+        order_id=order.id,
+        side=order.side.value,
+        amount=order.amount,
+        price=order.trigger_price,
+        order_type=order.type.value,
+        source=source,
+    )
+    order.event.set()
+    s.notify(OrderUpdated(ai, order))
+
+
+def _admit_foreign(s: "Strategy", ai: AssetInstance, raw: Json, cid: str | None, oid: str | None) -> bool:
+    """An order this engine does not know: one of ours from an earlier run, the exchange's forced close, or one
+    placed by someone else, which ``startup_sync.foreign_orders`` adopts, ignores or cancels (recorded once)."""
+    if s.ids.owns(cid) or s.client.venue.forced_close(raw):
+        return True
+    policy = s.config.startup_sync.foreign_orders
+    if policy == "adopt":
+        return True
+    key = cid or f"ext-{oid}"
+    if key in s.foreign_orders:
+        return False
+    s.foreign_orders.add(key)
+    if oid:
+        s.foreign_order_ids.add(oid)
+    s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision=policy, status=text(raw.get("status")))
+    log.warning("order %s on %s was not placed by %s: %s", key, ai.symbol, s.name, "cancelling it" if policy == "cancel" else "ignored")
+    if policy == "cancel" and raw.get("status") == "open" and s.running:
+        s.supervisor.spawn(_cancel_foreign(s, ai, raw, key))
+    return False
+
+
+async def _cancel_foreign(s: "Strategy", ai: AssetInstance, raw: Json, key: str) -> None:
+    from ..exchange.errors import ExchangeOpError
+
+    venue = s.client.venue
+    params = venue.trigger_params(ai.is_margin, venue.is_algo_record(raw))
+    try:
+        await s.client.call(
+            "cancel_order", lambda: s.client.ex.cancel_order(text(raw.get("id")), ai.symbol, params), s.config.timeouts.order_cancellation
+        )
+        s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=key, order_id=text(raw.get("id")), decision="cancelled")
+    except ExchangeOpError as err:
+        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=key, reason=f"cancel of a foreign order failed: {err}")
+
+
 def _order_type(raw: Json) -> OrderType:
-    if raw.get("type") == "market":
+    kind = (text(raw.get("type")) or "").lower()
+    if raw.get("triggerPrice") or raw.get("stopPrice") or "stop" in kind or "take_profit" in kind:
+        limit = "market" not in kind and bool(opt_num(raw.get("price")))
+        if "trailing" in kind:
+            return OrderType.TRAILING_STOP
+        if "take_profit" in kind:
+            return OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT_MARKET
+        return OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET
+    if kind == "market":
         return OrderType.MARKET
     if raw.get("postOnly"):
         return OrderType.POST_ONLY
@@ -205,11 +297,15 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
     oid = text(raw.get("order"))
     order = find(ai, cid, oid)
     if order is None:
+        if oid is not None and oid in s.foreign_order_ids:
+            return None
         if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
             s._orphan_trades.setdefault(oid, []).append(raw)
         return None
     if tid is not None:
         s._seen_trade_ids.add(key)
+    if order.type.is_conditional and not order.triggered:  # a fill proves the trigger (its report may come later)
+        mark_triggered(s, ai, order, "trade", oid if ai.is_margin else None)
     fee = obj(raw.get("fee"))
     trade = Trade(
         ai.symbol,

@@ -40,6 +40,7 @@ async def ws_or_poll(
     on_ws_failure: Callable[[], Awaitable[None]] | None = None,
     generation: Callable[[], int] | None = None,
     verify_every: float | None = None,
+    stall_after: float | None = None,
 ) -> None:
     """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
     private streams use it to replace an expired listen key). ``generation()`` changes when the connections were
@@ -47,9 +48,11 @@ async def ws_or_poll(
     fallback period. While falling back, polls never sleep past the moment the websocket is tried again.
     ``verify_every``: while the websocket looks healthy, poll anyway this often. A stream can lose an update
     without failing (a message dropped by a full queue, a client-side cache that evicted the order it updates);
-    the poll bounds how long such a loss can go unnoticed."""
+    the poll bounds how long such a loss can go unnoticed. ``stall_after``: a websocket that has delivered nothing
+    for this long is stalled (Planar's guard): fetch now, counted in ``health.stalls``, whatever ``verify_every``."""
     ws_blocked_until = 0.0
     next_verify = time.monotonic() + verify_every if verify_every else math.inf
+    stall_at = time.monotonic() + stall_after if stall_after else math.inf
     gen = generation() if generation else 0
     pending: asyncio.Future | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
@@ -63,8 +66,13 @@ async def ws_or_poll(
                     if gap_poll_at is None and not gap_polled:
                         gap_poll_at = time.monotonic() + SUBSCRIBE_GRACE_S
                 wait = interval if gap_poll_at is None else max(0.0, min(interval, gap_poll_at - time.monotonic()))
-                wait = max(0.0, min(wait, next_verify - time.monotonic()))
+                wait = max(0.0, min(wait, next_verify - time.monotonic(), stall_at - time.monotonic()))
                 done, _ = await asyncio.wait({pending}, timeout=wait)
+                if time.monotonic() >= stall_at:
+                    stall_at = time.monotonic() + (stall_after or math.inf)
+                    health.stalled()
+                    log.info("%s: nothing from the websocket for %.0fs; fetching", health.name, stall_after)
+                    await _poll(health, poll_step, None)
                 if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
                     gap_poll_at, gap_polled = None, True  # once per subscription
                     await _poll(health, poll_step, None)
@@ -77,6 +85,7 @@ async def ws_or_poll(
                 try:
                     task.result()
                     health.seen("websocket")
+                    stall_at = time.monotonic() + stall_after if stall_after else math.inf
                 except Exception as exc:
                     health.failed(exc)
                     if generation is not None and generation() != gen:  # our own reconnect closed it: resubscribe now
@@ -133,6 +142,7 @@ def _account_stream(
             on_ws_failure=s.client.check_user_stream,
             generation=lambda: s.ws_generation,
             verify_every=cfg.verify_interval,
+            stall_after=cfg.stall_after,
         )
 
     return body

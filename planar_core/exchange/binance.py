@@ -34,6 +34,10 @@ class Capabilities:
     api_permissions: bool  # the key's permissions can be read (withdrawal check at start)
     used_weight_header: str | None  # response header with the weight used in the current minute
     order_types: frozenset[str] = field(default_factory=frozenset)  # OrderType values the venue takes
+    trailing_percent: dict[str, tuple[float, float]] = field(default_factory=dict)  # market type -> (min, max) %
+    native_oco: frozenset[str] = frozenset()  # market types with a one-cancels-other order list
+    hedge_mode: bool = False  # futures positions may be held long and short at once
+    margin_modes: frozenset[str] = frozenset()
 
 
 class StrictBinance(ccxtpro.binance):
@@ -73,7 +77,14 @@ class BinanceVenue:
         kline_closed_flag=True,
         api_permissions=True,
         used_weight_header="X-MBX-USED-WEIGHT-1M",
-        order_types=frozenset({"market", "gtc", "ioc", "fok", "post_only"}),
+        order_types=frozenset(
+            {"market", "gtc", "ioc", "fok", "post_only", "stop_market", "stop_limit", "take_profit_market", "take_profit_limit", "trailing_stop"}
+        ),
+        # spot trailingDelta 10-2000 basis points; USD-M callbackRate 0.1-10 %
+        trailing_percent={"spot": (0.1, 20.0), "swap": (0.1, 10.0)},
+        native_oco=frozenset({"spot"}),
+        hedge_mode=True,
+        margin_modes=frozenset({"isolated", "cross"}),
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -105,9 +116,81 @@ class BinanceVenue:
                 exchange.set_sandbox_mode(True)
         return exchange
 
-    def by_client_id(self, client_order_id: str) -> Json:
-        """ccxt params that name an order by its client order id (fetch_order / cancel_order with id None)."""
+    def by_client_id(self, client_order_id: str, waiting_trigger: bool = False) -> Json:
+        """ccxt params that name an order by its client order id (fetch_order / cancel_order with id None).
+        ``waiting_trigger``: a USD-M conditional order not triggered yet, which lives in the Algo Service under its
+        ``clientAlgoId`` (once triggered, its order in the book carries the same client id)."""
+        if waiting_trigger:
+            return {"trigger": True, "clientAlgoId": client_order_id}
         return {self.caps.client_id_param: client_order_id}
+
+    @staticmethod
+    def trigger_params(contract: bool, waiting_trigger: bool) -> Json:
+        """ccxt params for fetch/cancel by exchange id of a conditional order still waiting (futures: the algo id)."""
+        return {"trigger": True} if contract and waiting_trigger else {}
+
+    @staticmethod
+    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None) -> Json:
+        """ccxt's unified parameters for a conditional order (``trigger``: "stop", "take", "trailing").
+
+        ccxt turns them into spot ``STOP_LOSS[_LIMIT]`` / ``TAKE_PROFIT[_LIMIT]`` (trailing: ``trailingDelta`` on a
+        stop-loss) and USD-M ``STOP[_MARKET]`` / ``TAKE_PROFIT[_MARKET]`` / ``TRAILING_STOP_MARKET`` on the Algo
+        Service."""
+        if trigger == "stop":
+            return {"stopLossPrice": trigger_price}
+        if trigger == "take":
+            return {"takeProfitPrice": trigger_price}
+        out: Json = {"trailingPercent": trailing_percent}
+        if not contract:
+            out["stopLossOrTakeProfit"] = "stopLoss"
+        if trigger_price is not None:
+            out["trailingTriggerPrice"] = trigger_price
+        return out
+
+    @staticmethod
+    def trigger_phase(raw: Json) -> str | None:
+        """Where a conditional order stands: "waiting" for its trigger, "triggered" (its order is on the book or
+        done), or None when the answer does not say (a plain order, or a cancel's short answer).
+
+        USD-M conditional orders are Algo Service records (``algoStatus`` over REST, ``X`` in ``ALGO_UPDATE``) until
+        they trigger; spot conditional orders say ``isWorking`` (REST) / ``w`` (user stream)."""
+        info = raw.get("info")
+        if not isinstance(info, dict):
+            return None
+        algo = info.get("algoStatus") if "algoId" in info else info.get("X") if "aid" in info else None
+        if isinstance(algo, str):
+            return "waiting" if algo == "NEW" else "triggered" if algo in ("TRIGGERING", "TRIGGERED", "FINISHED") else None
+        working = info.get("isWorking", info.get("w"))
+        if isinstance(working, bool) and str(info.get("type", info.get("o", ""))).startswith(("STOP_LOSS", "TAKE_PROFIT")):
+            return "triggered" if working else "waiting"
+        return None
+
+    @staticmethod
+    def triggered_order_id(raw: Json) -> str | None:
+        """The id of the order a USD-M conditional order placed when it triggered."""
+        info = raw.get("info")
+        if not isinstance(info, dict):
+            return None
+        oid = info.get("actualOrderId", info.get("ai"))
+        return str(oid) if oid not in (None, "", 0, "0") else None
+
+    @staticmethod
+    def is_algo_record(raw: Json) -> bool:
+        info = raw.get("info")
+        return isinstance(info, dict) and ("algoId" in info or "aid" in info)
+
+    @staticmethod
+    def forced_close(raw: Json) -> str | None:
+        """"liquidation" or "adl" when the order is the exchange's forced close of a position (Binance names them
+        ``autoclose-*`` and ``adl_autoclose``; the order type is LIQUIDATION), else None."""
+        cid = str(raw.get("clientOrderId") or "")
+        info = raw.get("info")
+        otype = info.get("o", info.get("type")) if isinstance(info, dict) else None
+        if cid.startswith("adl_autoclose"):
+            return "adl"
+        if cid.startswith("autoclose-") or otype == "LIQUIDATION":
+            return "liquidation"
+        return None
 
     def closed_through(self, ex: object, symbol: str, timeframe: str) -> int | None:
         if not self.caps.kline_closed_flag:

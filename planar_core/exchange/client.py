@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from ..config import StrategyConfig
@@ -26,6 +27,7 @@ from .limiter import OrderPacer, RequestWindow, WeightGuard
 from .paper import PaperExchange
 
 log = logging.getLogger("planar.exchange")
+PAPER_UNSUPPORTED = frozenset({"stop_market", "stop_limit", "take_profit_market", "take_profit_limit", "trailing_stop"})
 T = TypeVar("T")
 Validator = Callable[[object], bool]
 
@@ -130,13 +132,60 @@ class ExchangeClient:
             self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers))
             return result
 
-    def by_client_id(self, client_order_id: str) -> Json:
-        """ccxt params naming an order by its client order id (for fetch_order / cancel_order with id None)."""
-        return self.venue.by_client_id(client_order_id)
+    @property
+    def name(self) -> str:
+        """The venue's name, or "paper" for paper mode."""
+        return "paper" if self.cfg.mode == "paper" else self.venue.name
 
-    def supports(self, order_type: str) -> bool:
-        """Whether the venue takes this order type (an ``OrderType`` value)."""
+    def by_client_id(self, client_order_id: str, waiting_trigger: bool = False) -> Json:
+        """ccxt params naming an order by its client order id (for fetch_order / cancel_order with id None);
+        ``waiting_trigger``: a futures conditional order that has not triggered yet."""
+        return self.venue.by_client_id(client_order_id, waiting_trigger)
+
+    def supports(self, order_type: str, market_type: str = "spot") -> bool:
+        """Whether the venue takes this order type (an ``OrderType`` value) on this market type. Paper mode fills
+        market and limit orders only: conditional orders would need a trigger engine of their own."""
+        if self.cfg.mode == "paper" and order_type in PAPER_UNSUPPORTED:
+            return False
         return order_type in self.venue.caps.order_types
+
+    def order_books(self, contract: bool) -> list[Json]:
+        """ccxt params for each book of open orders to read or cancel: futures conditional orders waiting for their
+        trigger are a book of their own (the Algo Service)."""
+        if contract and self.cfg.mode != "paper":
+            return [{}, {"trigger": True}]
+        return [{}]
+
+    async def open_orders(self, symbol: str, timeout: float, retries: int = 3) -> list[Json]:
+        """Every open order on ``symbol``, from each of its books (futures: the conditional orders waiting too)."""
+        contract = bool(self.markets.get(symbol, {}).get("contract"))
+        out: list[Json] = []
+        for params in self.order_books(contract):
+            out += await self.call(
+                "fetch_open_orders", partial(self.ex.fetch_open_orders, symbol, None, None, params), timeout, retries=retries, validate=is_list
+            )
+        return out
+
+    async def order_history(self, symbol: str, timeout: float, since: int | None = None, limit: int | None = None) -> list[Json]:
+        """Order history of ``symbol`` (every book): since a time, or the last ``limit`` orders."""
+        contract = bool(self.markets.get(symbol, {}).get("contract"))
+        out: list[Json] = []
+        for params in self.order_books(contract):
+            out += await self.call(
+                "fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list
+            )
+        return out
+
+    async def cancel_all(self, symbol: str, timeout: float, retries: int = 3) -> None:
+        """Cancel every open order on ``symbol`` in each of its books; a book with nothing open is not an error."""
+        from .errors import OrderNotFound
+
+        contract = bool(self.markets.get(symbol, {}).get("contract"))
+        for params in self.order_books(contract):
+            try:
+                await self.call("cancel_all_orders", partial(self.ex.cancel_all_orders, symbol, params), timeout, retries=retries)
+            except OrderNotFound:  # nothing open there (Binance -2011)
+                pass
 
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         """Opening time of the newest candle the exchange said is final (None: the venue does not say)."""

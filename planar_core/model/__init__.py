@@ -2,7 +2,7 @@
 
 from .candles import Candle, Candles
 from .status import OrderStatus, legal
-from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, Side, Trade
+from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
 
 __all__ = [
     "PENDING",
@@ -17,6 +17,7 @@ __all__ = [
     "OrderType",
     "Pending",
     "Position",
+    "PositionSide",
     "Side",
     "Trade",
     "legal",

@@ -17,11 +17,17 @@ class TaskHealth:
     failures: int = 0
     last_error: str | None = None
     last_update: float | None = None  # time.time() of the last useful data
+    stalls: int = 0  # times the stream delivered nothing for its stall_after and a fetch was forced
+    last_stall: float | None = None
 
     def seen(self, mode: str | None = None) -> None:
         self.last_update = time.time()
         if mode:
             self.mode = mode
+
+    def stalled(self) -> None:
+        self.stalls += 1
+        self.last_stall = time.time()
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1

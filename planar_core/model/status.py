@@ -40,7 +40,8 @@ _EXCHANGE_STATES = frozenset({OrderStatus.OPEN, OrderStatus.CLOSED, OrderStatus.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.INTENT: _EXCHANGE_STATES | {OrderStatus.UNKNOWN, OrderStatus.FAILED},
     OrderStatus.UNKNOWN: _EXCHANGE_STATES | {OrderStatus.FAILED},
-    OrderStatus.OPEN: frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.EXPIRED}),
+    # a conditional order is open while it waits; its trigger's order can still be refused (REJECTED, with reason)
+    OrderStatus.OPEN: frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}),
     OrderStatus.CLOSED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
     OrderStatus.EXPIRED: frozenset(),

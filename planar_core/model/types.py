@@ -15,17 +15,56 @@ position, market), a persisted record. ``object`` values, not ``Any``: a reader 
 
 
 class OrderType(str, Enum):
-    """The seed's order types: MarketOrder, GTCOrder, IOCOrder, FOKOrder (+ post-only)."""
+    """The seed's order types (MarketOrder, GTCOrder, IOCOrder, FOKOrder, post-only) and the conditional ones.
+
+    Conditional orders wait on the exchange for their ``trigger_price``: a stop buys at or above it and sells at
+    or below it (a stop-loss of a short, of a long), a take-profit the other way round; ``*_LIMIT`` places a GTC
+    limit at ``price`` when triggered, the others a market order. ``TRAILING_STOP`` is a market order that trails
+    the best price since placement (or since ``trigger_price``, its activation price) by ``trailing_percent``."""
 
     MARKET = "market"
     GTC = "gtc"
     IOC = "ioc"
     FOK = "fok"
     POST_ONLY = "post_only"
+    STOP_MARKET = "stop_market"
+    STOP_LIMIT = "stop_limit"
+    TAKE_PROFIT_MARKET = "take_profit_market"
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+    TRAILING_STOP = "trailing_stop"
 
     @property
     def is_limit(self) -> bool:
-        return self is not OrderType.MARKET
+        """Carries a limit price."""
+        return self in _LIMITS
+
+    @property
+    def is_conditional(self) -> bool:
+        return self in _CONDITIONAL
+
+    @property
+    def trigger(self) -> str | None:
+        """"stop", "take", "trailing" or None."""
+        return _TRIGGER.get(self)
+
+
+_LIMITS = frozenset({OrderType.GTC, OrderType.IOC, OrderType.FOK, OrderType.POST_ONLY, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
+_TRIGGER = {
+    OrderType.STOP_MARKET: "stop",
+    OrderType.STOP_LIMIT: "stop",
+    OrderType.TAKE_PROFIT_MARKET: "take",
+    OrderType.TAKE_PROFIT_LIMIT: "take",
+    OrderType.TRAILING_STOP: "trailing",
+}
+_CONDITIONAL = frozenset(_TRIGGER)
+
+
+class PositionSide(str, Enum):
+    """One-way mode has one position per asset (BOTH); hedge mode a LONG and a SHORT one."""
+
+    BOTH = "both"
+    LONG = "long"
+    SHORT = "short"
 
 
 class Side(str, Enum):
@@ -89,9 +128,16 @@ class Order:
     event: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
     sent_at: float | None = None  # wall time (s) of the last create request, for the absence proof
     not_found: int = 0  # consecutive look-ups by client id that answered "no such order" since sent_at
+    trigger_price: float | None = None  # conditional orders: the trigger (trailing: the activation price)
+    trailing_percent: float | None = None
+    position_side: "PositionSide" = PositionSide.BOTH
+    triggered: bool = False  # a conditional order whose trigger fired (its order is working on the book)
+    brackets: tuple[float | None, float | None] = (None, None)  # stop-loss, take-profit placed when this entry fills
+    parent: str | None = None  # the entry a bracket order protects
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)
+        self.position_side = PositionSide(self.position_side)
 
     @property
     def is_open(self) -> bool:
@@ -168,7 +214,9 @@ class AssetInstance:
     risk_per_trade: float | None = None
     orders: OrderMap = field(default_factory=OrderMap)  # by client order id
     trades: list[Trade] = field(default_factory=list)
-    position: Position = field(default_factory=Position)
+    positions: dict[PositionSide, Position] = field(default_factory=dict)  # BOTH (one-way) or LONG and SHORT (hedge)
+    hedged: bool = False  # the account is in hedge mode (futures)
+    margin_mode: str | None = None  # "isolated" | "cross", once set on the exchange
     ohlcv: dict[str, Candles] = field(default_factory=dict)  # timeframe -> candles (numpy-backed, see model/candles.py)
     last_price: float | None = None
 
@@ -183,6 +231,35 @@ class AssetInstance:
     @property
     def is_margin(self) -> bool:
         return bool(self.market.get("contract"))
+
+    @property
+    def position(self) -> Position:
+        """One-way mode: the position. Hedge mode: the net of the long and short positions (a view: the sides are
+        ``position_of(PositionSide.LONG)`` and ``position_of(PositionSide.SHORT)``)."""
+        if not self.hedged:
+            return self.positions.setdefault(PositionSide.BOTH, Position())
+        long, short = self.position_of(PositionSide.LONG), self.position_of(PositionSide.SHORT)
+        net = long.contracts + short.contracts
+        main = long if abs(long.contracts) >= abs(short.contracts) else short
+        return Position(
+            net,
+            main.entry_price if net else 0.0,
+            long.unrealized_pnl + short.unrealized_pnl,
+            main.leverage or long.leverage or short.leverage,
+            max(long.timestamp, short.timestamp),
+            unrealized_known=long.unrealized_known or short.unrealized_known,
+        )
+
+    @position.setter
+    def position(self, p: Position) -> None:
+        self.positions[PositionSide.BOTH] = p
+
+    def position_of(self, side: "PositionSide") -> Position:
+        """The position of one side (BOTH in one-way mode; LONG, SHORT in hedge mode)."""
+        return self.positions.setdefault(PositionSide(side), Position())
+
+    def open_positions(self) -> list[tuple["PositionSide", Position]]:
+        return [(side, p) for side, p in self.positions.items() if p.contracts]
 
     def open_orders(self) -> list[Order]:
         return self.orders.open()
@@ -208,7 +285,10 @@ class OrderRequest:
     amount: float
     price: float | None
     reduce_only: bool
-    reference_price: float  # the price the order is expected to execute at (limit price or last)
+    reference_price: float  # the price the order is expected to execute at (limit price, trigger or last)
+    trigger_price: float | None = None
+    trailing_percent: float | None = None
+    position_side: PositionSide = PositionSide.BOTH
 
     @property
     def notional(self) -> float:

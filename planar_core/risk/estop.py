@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..exchange.errors import ExchangeOpError, OrderNotFound
+from ..exchange.errors import ExchangeOpError
 from ..model.json import num, obj
 from ..model.types import Json
 
@@ -74,7 +74,6 @@ def pause(attempt: int) -> float:
 async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
     """Cancel every open order on ``symbol`` until a listing of open orders comes back empty, or the budget ends."""
     loop = asyncio.get_running_loop()
-    ex = s.client.ex
     key = f"{symbol}: open orders"
     report.unverified.setdefault(key, "not listed yet")  # until the exchange lists them
     seen: set[str] = set()
@@ -84,9 +83,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         if remaining <= 0:
             return
         try:
-            open_orders = await s.client.call(
-                "fetch_open_orders", lambda: ex.fetch_open_orders(symbol), remaining, retries=0, validate=lambda x: isinstance(x, list)
-            )
+            open_orders = await s.client.open_orders(symbol, remaining, retries=0)  # futures: conditional orders too
         except ExchangeOpError as err:
             report.unverified[key] = f"could not list open orders: {type(err).__name__}: {err}"[:300]
             report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
@@ -107,9 +104,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         report.remaining_open[symbol] = len(open_orders)
         report.unverified.pop(key, None)
         try:
-            await s.client.call("cancel_all_orders", lambda: ex.cancel_all_orders(symbol), max(0.1, deadline - loop.time()), retries=0)
-        except OrderNotFound:
-            pass  # they closed meanwhile; the next listing says so
+            await s.client.cancel_all(symbol, max(0.1, deadline - loop.time()), retries=0)  # closed meanwhile: the next listing says
         except ExchangeOpError as err:
             report.errors.append(f"{symbol}: cancel_all_orders: {err}"[:300])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
@@ -125,19 +120,14 @@ async def _settle_local(s: "Strategy", symbol: str) -> None:
         return
     since = min(o.timestamp for o in left) - 60_000
     try:
-        history = await s.client.call(
-            "fetch_orders",
-            lambda: s.client.ex.fetch_orders(symbol, since),
-            s.config.timeouts.order_cancellation,
-            validate=lambda x: isinstance(x, list),
-        )
+        history = await s.client.order_history(symbol, s.config.timeouts.order_cancellation, since=since)
     except ExchangeOpError as err:
         log.warning("after the e-stop, could not learn how the orders on %s ended: %s", symbol, err)
         return
-    ids = {o.id for o in left}
+    cids = {o.client_order_id for o in left}
     with s.group():  # one durable write for the whole batch
         for raw in history:
-            if str(raw.get("id")) in ids:
+            if str(raw.get("clientOrderId")) in cids or s.universe[symbol].order_by_id(str(raw.get("id"))) in left:
                 s.apply_order(raw, source="estop")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
@@ -79,12 +78,7 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     still: dict[str, str] = {}
     for sym in symbols:
         try:
-            rows = await s.client.call(
-                "fetch_open_orders",
-                partial(s.client.ex.fetch_open_orders, sym),
-                s.config.timeouts.order_placement,
-                validate=lambda x: isinstance(x, list),
-            )
+            rows = await s.client.open_orders(sym, s.config.timeouts.order_placement)
         except ExchangeOpError as err:
             still[sym] = f"open orders cannot be listed ({err})"
             continue

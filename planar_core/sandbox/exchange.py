@@ -794,6 +794,21 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                     },
                 },
                 "open_orders": [order_json(o) for o in acct.orders.values() if o.is_open],
+                "algo_orders": [
+                    {
+                        "algo_id": a.algo_id,
+                        "client_algo_id": a.client_algo_id,
+                        "symbol": a.symbol,
+                        "side": a.side,
+                        "position_side": a.position_side,
+                        "type": a.type,
+                        "status": a.status,
+                        "qty": str(a.qty),
+                        "trigger_price": str(a.trigger_price),
+                        "actual_order_id": a.actual_order_id,
+                    }
+                    for a in acct.algo_orders.values()
+                ],
                 "orders": [order_json(o) for o in acct.orders.values()],
                 "fills": [fill_json(f) for f in acct.fills],
                 "fees_paid": {a: str(v) for a, v in acct.fees_paid.items()},

@@ -482,11 +482,12 @@ class SandboxServer:
     def _all_orders(self, c: Ctx) -> list[dict]:
         m = self.ex.market(c.kind, c.params.get("symbol"))
         since = int(c.params.get("startTime") or 0)
+        until = int(c.params.get("endTime") or 2**62)
         limit = int(c.params.get("limit") or 500)
         rows = [
             o
             for o in c.account.orders.values()  # type: ignore[union-attr]
-            if o.kind == c.kind and o.symbol == m.spec.symbol and o.created_ms >= since and self.ex.visible(o)
+            if o.kind == c.kind and o.symbol == m.spec.symbol and since <= o.created_ms <= until and self.ex.visible(o)
         ]
         return [self._format_order(c.kind, o) for o in rows[-limit:]]
 
@@ -495,6 +496,7 @@ class SandboxServer:
         if not self.ex.faults.user_trade_events:
             return []
         since = int(c.params.get("startTime") or 0)
+        until = int(c.params.get("endTime") or 2**62)
         limit = int(c.params.get("limit") or 500)
         order_id = c.params.get("orderId")
         hidden = {o.order_id for o in c.account.orders.values() if not self.ex.visible(o)}  # type: ignore[union-attr]
@@ -503,7 +505,7 @@ class SandboxServer:
             for f in c.account.fills  # type: ignore[union-attr]
             if f.kind == c.kind
             and f.symbol == m.spec.symbol
-            and f.time_ms >= since
+            and since <= f.time_ms <= until
             and (order_id is None or str(f.order_id) == order_id)
             and f.order_id not in hidden
         ]
