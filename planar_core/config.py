@@ -37,6 +37,9 @@ class AssetConfig(_Model):
     symbol: str = Field(min_length=3, description="ccxt unified symbol, e.g. BTC/USDT or BTC/USDT:USDT")
     max_position: float | None = Field(None, gt=0, le=1, description="max position value as a fraction of equity")
     risk_per_trade: float | None = Field(None, gt=0, le=1, description="max order value as a fraction of equity")
+    margin_mode: Literal["cross", "isolated"] | None = Field(
+        None, description="futures: this asset's margin mode (default: the strategy's)"
+    )
 
 
 class WatcherConfig(_Model):
@@ -222,6 +225,12 @@ class StrategyConfig(_Model):
     initial_cash: float | None = Field(None, ge=0)
     max_position_size: float | None = Field(None, gt=0, description="max order amount in base units")
     default_leverage: int = Field(1, ge=1, le=125)
+    margin_mode: Literal["cross", "isolated"] = Field(
+        "cross", description="futures: margin mode set on the exchange before the first order on each asset"
+    )
+    position_mode: Literal["one_way", "hedge"] = Field(
+        "one_way", description="futures: one position per asset, or a long and a short one (hedge mode), set at start-up"
+    )
     universe: list[AssetConfig] = Field(default_factory=list)
     timeframes: list[str] = Field(default_factory=lambda: ["1m"])
     startup_sync: StartupSync = Field(default_factory=StartupSync)

@@ -290,7 +290,9 @@ async def call(
     cond = cond or Conditional()
     waitfor = s.config.timeouts.waitfor if waitfor is None else max(0.0, waitfor)
     try:
-        req: OrderRequest | str = check_params(params) or await prepare(s, ai, order_type, side, amount, price, reduce_only, emergency, cond)
+        req: OrderRequest | str = check_params(params) or await prepare(
+            s, ai, order_type, side, amount, price, reduce_only, emergency, cond
+        )
         if isinstance(req, OrderRequest):
             req = _check_brackets(ai, req, cond) or req
     except Exception as exc:  # a bad reference price, a precision error, a bug in a check: a refusal, never an escape
@@ -307,6 +309,13 @@ async def call(
             reason = f"risk check failed: {type(exc).__name__}: {exc}"
         if reason:
             _refuse(s, ai, "risk_rejected", side, req.amount, req.price, reason)
+            return None
+    if ai.is_margin and not emergency:
+        from .margin import ensure_margin_mode
+
+        reason = await ensure_margin_mode(s, ai)
+        if reason:
+            _refuse(s, ai, "order_failed", side, req.amount, req.price, reason)
             return None
     cid = s.ids.next()
     order = Order(

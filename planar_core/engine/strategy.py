@@ -93,6 +93,9 @@ class Strategy:
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[Json]] = {}
+        self.funding: dict[str, float] = {}  # symbol -> funding received (> 0) or paid (< 0) in this run's record
+        self.funding_seen: set[str] = set()
+        self.funding_since = int(time.time() * 1000)
         self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
         self.foreign_order_ids: set[str] = set()
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
@@ -279,6 +282,21 @@ class Strategy:
         a = self.asset(ai)
         return await _orders.call(self, a, OrderType.MARKET, Side(side), amount, None, 0.0, False, a.is_margin, {}, emergency=True)
 
+    async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> str | None:
+        """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; returns the reason it
+        was refused, else None (see engine/margin.py)."""
+        from .margin import update_leverage
+
+        return await update_leverage(self, self.asset(ai), leverage)
+
+    async def close_position(
+        self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
+    ) -> dict[PositionSide, Trade | Pending | None]:
+        """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
+        from .margin import close_position
+
+        return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
+
     async def cancel(self, ai: AssetInstance | str, order: Order) -> bool:
         return await _cancels.cancel(self, self.asset(ai), order)
 
@@ -311,6 +329,10 @@ class Strategy:
         locally by ``risk.metrics.available_margin`` until the next REST snapshot)."""
         if not isinstance(raw, dict) or not raw.get("info"):
             return
+        if self.config.margin and self.running and self.client.venue.reports_funding(raw):
+            from .margin import sync_funding
+
+            self.supervisor.spawn(sync_funding(self))  # read the payment from the income history, recorded once
         currencies = {self.config.main_currency}
         if not self.config.margin:
             for ai in self.universe.values():
@@ -371,48 +393,76 @@ class Strategy:
         return self.cash(currency).free
 
     def apply_positions(self, raw: list[Json], complete: bool = False) -> None:
-        seen = set()
-        changed = {}
+        """Merge position reports. One-way mode keeps one position per asset (a report of the other side replaces
+        it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
+        ``complete``: a full snapshot, where a position it does not list is flat."""
+        seen: set[tuple[str, PositionSide]] = set()
+        changed: dict[str, dict[str, float]] = {}
         for p in raw or []:
             ai = self.universe.get(text(p.get("symbol")) or "")
             if ai is None:
                 continue
-            seen.add(ai.symbol)
             contracts = num(p.get("contracts"))
             if p.get("side") == "short":
                 contracts = -abs(contracts)
+            side = PositionSide.BOTH
+            if ai.hedged:
+                if p.get("side") not in ("long", "short"):
+                    continue  # a flat hedge-mode row that names no side says nothing
+                side = PositionSide(str(p["side"]))
+            seen.add((ai.symbol, side))
+            mode = text(p.get("marginMode"))
+            if mode in ("cross", "isolated"):
+                ai.margin_mode = mode
+            old = ai.position_of(side)
             upnl = opt_num(p.get("unrealizedPnl"))
             new = Position(
                 contracts,
                 num(p.get("entryPrice")),
                 upnl or 0.0,
-                opt_num(p.get("leverage")) or ai.position.leverage,
+                opt_num(p.get("leverage")) or old.leverage,
                 integer(p.get("timestamp")) or int(time.time() * 1000),
                 unrealized_known=upnl is not None,
             )
-            if (new.contracts, new.entry_price) != (ai.position.contracts, ai.position.entry_price):
-                changed[ai.symbol] = {"contracts": new.contracts, "entry_price": new.entry_price, "before": ai.position.contracts}
-            ai.position = new
+            key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
+            if (new.contracts, new.entry_price) != (old.contracts, old.entry_price):
+                changed[key] = {"contracts": new.contracts, "entry_price": new.entry_price, "before": old.contracts}
+            ai.positions[side] = new
         if complete:  # a full snapshot: positions it does not list are flat
             for ai in self.universe.values():
-                if ai.symbol not in seen and ai.position.contracts:
-                    changed[ai.symbol] = {"contracts": 0.0, "entry_price": 0.0, "before": ai.position.contracts}
-                    ai.position = Position(leverage=ai.position.leverage)
+                for side, pos in list(ai.positions.items()):
+                    if (ai.symbol, side) not in seen and pos.contracts:
+                        key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
+                        changed[key] = {"contracts": 0.0, "entry_price": 0.0, "before": pos.contracts}
+                        ai.positions[side] = Position(leverage=pos.leverage)
         if changed:
             self.sink.record("position_updated", payload=changed)
             if self.config.position_watcher.alert_on_changes:
                 self._alert_external_position_changes(changed)
+            self._explain_reductions(changed)
             self._notify_balance()
+
+    def _explain_reductions(self, changed: dict[str, dict[str, float]]) -> None:
+        """A position that shrank while no order of ours is open on the asset may have been closed by the exchange
+        (liquidation, auto-deleveraging): read the asset's last orders, so a forced close is adopted and recorded
+        even when no order task watches the asset."""
+        from .margin import explain_position_change
+
+        for sym in {key.split("#", 1)[0] for key, ch in changed.items() if abs(ch["contracts"]) < abs(ch["before"])}:
+            ai = self.universe[sym]
+            if self.running and ai.is_margin and not ai.open_orders():
+                self.supervisor.spawn(explain_position_change(self, ai))
 
     def _alert_external_position_changes(self, changed: dict[str, dict[str, float]]) -> None:
         """A position that moved while the engine had no order working on that asset and no fill of its own in the
         last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
         now_ms = time.time() * 1000
-        for sym, ch in changed.items():
+        for key, ch in changed.items():
+            sym = key.split("#", 1)[0]
             ai = self.universe[sym]
             busy = ai.open_orders() or any(now_ms - t.timestamp < 60_000 for t in ai.trades[-20:])
             if not busy and self.running:
-                msg = f"{self.name}: position {sym} changed outside the engine: {ch['before']} -> {ch['contracts']}"
+                msg = f"{self.name}: position {key} changed outside the engine: {ch['before']} -> {ch['contracts']}"
                 self.sink.record("error_occurred", symbol=sym, reason=msg)
                 self.alert(msg, "warning")
 

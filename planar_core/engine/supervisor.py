@@ -88,6 +88,12 @@ class Supervisor:
                 self.observer.ended(health, last)
 
     async def stop(self, name: str | None = None) -> None:
+        """Stop one task, or every task and every one-shot job still running."""
+        if name is None:
+            for job in list(self.oneshots):
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
         names = [name] if name else list(self.tasks)
         for n in names:
             task = self.tasks.pop(n, None)

@@ -111,6 +111,9 @@ async def startup_sync(s: "Strategy") -> None:
     await sync_prices(s)
     await sync_balances(s)
     if s.config.margin:
+        from .margin import apply_position_mode
+
+        await apply_position_mode(s)  # before the positions: hedge mode keeps two sides per asset
         await sync_positions(s)
         for ai in s.universe.values():
             if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
@@ -126,6 +129,12 @@ async def startup_sync(s: "Strategy") -> None:
     cfg = s.config.startup_sync
     since = int((time.time() - cfg.trades_lookback_s) * 1000)
     restore_trades(s, since)
+    if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
+        from .margin import sync_funding
+
+        s.funding_seen.update(str(r.get("trade_id")) for r in _traced(s, since, "funding_paid"))
+        s.funding_since = since
+        await sync_funding(s)
     for ai in s.universe.values():
         await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)
     await reconcile_intents(s)
@@ -139,7 +148,7 @@ def _listed(x: object) -> list[object]:
 def restore_trades(s: "Strategy", since_ms: int) -> int:
     """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
     start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
-    traced = _traced_trades(s, since_ms - 60_000)
+    traced = _traced(s, since_ms - 60_000)
     replaced = {str(x) for r in traced for x in _listed(r.get("replaces"))}
     n = 0
     for r in traced:
@@ -169,17 +178,18 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     return n
 
 
-def _traced_trades(s: "Strategy", since_ms: int) -> list[Json]:
+def _traced(s: "Strategy", since_ms: int, kind: str = "trade_executed") -> list[Json]:
+    """Events of ``kind`` the trace already holds since ``since_ms`` (an earlier run recorded them)."""
     files = getattr(s.sink, "files", None)
     if files is not None:
         from datetime import datetime
 
         from ..trace.reading import extract_events_by_date, to_records
 
-        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, UTC), kind="trade_executed")
+        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, UTC), kind=kind)
         return to_records(df)
     of = getattr(s.sink, "of", None)
-    return [e for e in of("trade_executed") if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
+    return [e for e in of(kind) if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
 
 
 async def sync_balances(s: "Strategy") -> None:
@@ -206,19 +216,19 @@ async def sync_positions(s: "Strategy") -> None:
 async def sync_asset_orders(
     s: "Strategy", ai: AssetInstance, recent: int = 0, trades: bool = True, trades_since: int | None = None
 ) -> None:
-    """Open orders (every book), the last ``recent`` orders, the orders we track, and (optionally) trades since
+    """Open orders (every book), the last ``recent`` closed orders, the orders we track, and (optionally) trades since
     the last one we know (or ``trades_since``).
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
     t = s.config.timeouts.order_placement
-    if recent > 0:
-        history = await s.client.order_history(ai.symbol, t, limit=recent)
+    open_raw = await s.client.open_orders(ai.symbol, t)
+    if recent > 0:  # the history's newest entries include the open orders: ask for that many more
+        history = await s.client.order_history(ai.symbol, t, limit=min(1000, recent + len(open_raw)))
         with s.group():
             for raw in history:
                 apply_order(s, raw, source="sync")
-    open_raw = await s.client.open_orders(ai.symbol, t)
     open_ids = set()
     with s.group():
         for raw in open_raw:
@@ -275,10 +285,7 @@ async def fetch_trades_since(s: "Strategy", ai: AssetInstance, since: int) -> li
     while start <= now:
         end = min(now, start + TRADE_WINDOW_MS - 1)
         page = await s.client.call(
-            "fetch_my_trades",
-            partial(s.client.ex.fetch_my_trades, ai.symbol, start, TRADE_PAGE, {"until": end}),
-            t,
-            validate=is_list,
+            "fetch_my_trades", partial(s.client.ex.fetch_my_trades, ai.symbol, start, TRADE_PAGE, {"until": end}), t, validate=is_list
         )
         out += page
         if len(page) >= TRADE_PAGE:  # a full page: go on after its last trade in the same window

@@ -131,6 +131,11 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
         for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
             order.trades.append(trade)
             ai.trades.append(trade)
+        forced = venue.forced_close(raw)
+        if forced:
+            from .margin import record_forced_close
+
+            record_forced_close(s, ai, order, forced)
     if order.type.is_conditional and _conditional_phase(s, ai, order, raw, algo, oid, source):
         return order  # a triggered algo record: what follows comes from the order it placed
     if oid and order.id is None:
@@ -226,7 +231,7 @@ def _admit_foreign(s: "Strategy", ai: AssetInstance, raw: Json, cid: str | None,
         s.foreign_order_ids.add(oid)
     s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision=policy, status=text(raw.get("status")))
     log.warning("order %s on %s was not placed by %s: %s", key, ai.symbol, s.name, "cancelling it" if policy == "cancel" else "ignored")
-    if policy == "cancel" and raw.get("status") == "open" and s.running:
+    if policy == "cancel" and raw.get("status") == "open":
         s.supervisor.spawn(_cancel_foreign(s, ai, raw, key))
     return False
 

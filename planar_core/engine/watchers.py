@@ -186,6 +186,8 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         s.apply_positions(await s.client.ex.watch_positions(symbols))
 
     async def poll_step() -> None:
+        from .margin import sync_funding
+
         s.apply_positions(
             await s.client.call(
                 "fetch_positions",
@@ -196,6 +198,7 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
             ),
             complete=True,
         )
+        await sync_funding(s)  # a funding payment the stream's notice did not bring
 
     return _account_stream(s, cfg, ws_step, poll_step)
 

@@ -78,7 +78,18 @@ class BinanceVenue:
         api_permissions=True,
         used_weight_header="X-MBX-USED-WEIGHT-1M",
         order_types=frozenset(
-            {"market", "gtc", "ioc", "fok", "post_only", "stop_market", "stop_limit", "take_profit_market", "take_profit_limit", "trailing_stop"}
+            {
+                "market",
+                "gtc",
+                "ioc",
+                "fok",
+                "post_only",
+                "stop_market",
+                "stop_limit",
+                "take_profit_market",
+                "take_profit_limit",
+                "trailing_stop",
+            }
         ),
         # spot trailingDelta 10-2000 basis points; USD-M callbackRate 0.1-10 %
         trailing_percent={"spot": (0.1, 20.0), "swap": (0.1, 10.0)},
@@ -180,8 +191,15 @@ class BinanceVenue:
         return isinstance(info, dict) and ("algoId" in info or "aid" in info)
 
     @staticmethod
+    def reports_funding(raw: Json) -> bool:
+        """A balance update the exchange sent because a funding payment was booked (``ACCOUNT_UPDATE`` reason)."""
+        info = raw.get("info")
+        a = info.get("a") if isinstance(info, dict) else None
+        return isinstance(a, dict) and a.get("m") == "FUNDING_FEE"
+
+    @staticmethod
     def forced_close(raw: Json) -> str | None:
-        """"liquidation" or "adl" when the order is the exchange's forced close of a position (Binance names them
+        """ "liquidation" or "adl" when the order is the exchange's forced close of a position (Binance names them
         ``autoclose-*`` and ``adl_autoclose``; the order type is LIQUIDATION), else None."""
         cid = str(raw.get("clientOrderId") or "")
         info = raw.get("info")
@@ -233,6 +251,10 @@ class BinanceVenue:
         elif code == -1021:
             kind = E.ClockSkew
         return kind(text, code, exc) if kind is not None else None
+
+    def already_set(self, exc: BaseException) -> bool:
+        """The exchange refused a margin-mode or position-mode change because that mode is already set."""
+        return self.error_code(exc) in (-4046, -4059) or "No need to change" in str(exc)
 
     def map_error(self, exc: BaseException) -> E.ExchangeOpError:
         return E.map_error(exc, self.refine_error, self.error_code)

@@ -162,7 +162,11 @@ class ExchangeClient:
         out: list[Json] = []
         for params in self.order_books(contract):
             out += await self.call(
-                "fetch_open_orders", partial(self.ex.fetch_open_orders, symbol, None, None, params), timeout, retries=retries, validate=is_list
+                "fetch_open_orders",
+                partial(self.ex.fetch_open_orders, symbol, None, None, params),
+                timeout,
+                retries=retries,
+                validate=is_list,
             )
         return out
 
@@ -171,9 +175,7 @@ class ExchangeClient:
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         out: list[Json] = []
         for params in self.order_books(contract):
-            out += await self.call(
-                "fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list
-            )
+            out += await self.call("fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list)
         return out
 
     async def cancel_all(self, symbol: str, timeout: float, retries: int = 3) -> None:

@@ -44,7 +44,7 @@ class OrderType(str, Enum):
 
     @property
     def trigger(self) -> str | None:
-        """"stop", "take", "trailing" or None."""
+        """ "stop", "take", "trailing" or None."""
         return _TRIGGER.get(self)
 
 

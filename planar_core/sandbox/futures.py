@@ -323,13 +323,14 @@ class FuturesAccounting:
         raise NotImplementedError
 
     # ------------------------------------------------------------- funding
-    def settle_funding(self, acct: Account, symbol: str, now: int) -> None:
-        """One funding settlement of every position in ``symbol``: longs pay shorts notional at mark x rate."""
+    def settle_funding(self, acct: Account, symbol: str, now: int, rate: Decimal | None = None) -> None:
+        """One funding settlement of every position in ``symbol``: longs pay shorts notional at mark x rate
+        (``rate``: this settlement's, else the market's standing rate)."""
         mark = self.mark(symbol)
         for (sym, _), pos in acct.positions.items():
             if sym != symbol or not pos.amount:
                 continue
-            payment = (-pos.amount * mark * FUNDING_RATE).quantize(COMMISSION_STEP)
+            payment = (-pos.amount * mark * (FUNDING_RATE if rate is None else rate)).quantize(COMMISSION_STEP)
             acct.futures_wallet += payment
             acct.income.append(Income(symbol, "FUNDING_FEE", payment, now, next(self._trade_ids)))
             self.emit(acct, "linear", "account", {"symbol": symbol, "reason": "FUNDING_FEE"})

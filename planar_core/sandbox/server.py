@@ -306,6 +306,12 @@ class SandboxServer:
                         **({"mark": float(self.ex.mark(m.spec.symbol))} if m.spec.kind == "linear" else {}),
                     }
                 )
+            if name == "funding" and request.method == "POST":  # settle a funding period now (8 h of path time, on demand)
+                m = self.ex.market("linear", body.get("symbol"))
+                rate = body.get("rate")
+                for acct in list(self.ex.accounts.values()):
+                    self.ex.settle_funding(acct, m.spec.symbol, self.ex.now_ms(), None if rate is None else Decimal(str(rate)))
+                return web.json_response({"symbol": m.spec.symbol, "settled": True})
             if name == "matching" and request.method == "POST":
                 self.ex.matching_paused = bool(body.get("paused", False))
                 return web.json_response({"paused": self.ex.matching_paused})

@@ -68,6 +68,9 @@ def analyze_order_patterns(df: pd.DataFrame) -> dict[str, float]:
         "cancel_rate": cancelled / total * 100 if total else NAN,
         "avg_order_size": _stat(placed["amount"], "mean"),
         "median_order_size": _stat(placed["amount"], "median"),
+        "triggered_orders": len(ids & set(df.loc[kinds == "order_triggered", "client_order_id"])),
+        "forced_closes": int((kinds == "forced_close").sum()),
+        "funding": float(df.loc[kinds == "funding_paid", "amount"].sum()),  # received > 0, paid < 0
     }
 
 

@@ -124,12 +124,12 @@ def _records(df: pd.DataFrame) -> list[Json]:
 
 
 def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
-    from ..model import Balance, Order, OrderStatus, OrderType, Position, Side, Trade
+    from ..model import Balance, Order, OrderStatus, OrderType, Position, PositionSide, Side, Trade
 
     for ai in s.universe.values():
         ai.orders.clear()
         ai.trades.clear()
-        ai.position = Position()
+        ai.positions.clear()
     s.balances = {cur: Balance(**vals) for cur, vals in state.balances.items()}
     for r in _records(state.orders):
         asset = s.universe.get(text(r.get("symbol")) or "")
@@ -168,9 +168,10 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
         asset.trades.append(trade)
         if trade.client_order_id is not None and trade.client_order_id in asset.orders:
             asset.orders[trade.client_order_id].trades.append(trade)
-    for sym, p in state.positions.items():
+    for key, p in state.positions.items():  # "<symbol>" (one-way) or "<symbol>#long" / "#short" (hedge mode)
+        sym, _, side = key.partition("#")
         if sym in s.universe:
-            s.universe[sym].position = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
+            s.universe[sym].positions[PositionSide(side or "both")] = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
 
 
 def divergences(

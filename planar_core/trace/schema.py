@@ -48,6 +48,14 @@ KINDS: tuple[str, ...] = (
     "valuation_incomplete",
     # added in 1.2
     "estop_requested",
+    # added in 1.3: conditional orders, margin
+    "order_triggered",
+    "order_foreign",
+    "margin_mode_set",
+    "position_mode_set",
+    "leverage_updated",
+    "forced_close",
+    "funding_paid",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 MARKET_DATA_KINDS = frozenset({"ohlcv", "ticker"})
@@ -70,6 +78,9 @@ DURABLE_KINDS = frozenset(
         "rearmed",
         "breaker_tripped",
         "estop_requested",
+        "order_triggered",
+        "forced_close",
+        "funding_paid",
     }
 )
 

@@ -113,7 +113,9 @@ async def test_a_position_older_than_the_sync_window_is_still_reconciled(strateg
     finally:
         await other.close()
     await asyncio.sleep(0.05)  # let it age past the 10 ms window below
-    s = await strategy_factory(name="perp", margin=True, universe=["ETH/USDT:USDT"], startup_sync={"closed_orders": 0, "trades_lookback_s": 0.01})
+    s = await strategy_factory(
+        name="perp", margin=True, universe=["ETH/USDT:USDT"], startup_sync={"closed_orders": 0, "trades_lookback_s": 0.01}
+    )
     ai = s.universe["ETH/USDT:USDT"]
     assert ai.orders == {}  # no order history asked for: not adopted
     fut = snapshot(sandbox, account)["futures"]

@@ -1,0 +1,198 @@
+"""Futures margin as the engine handles it: margin and position modes, leverage, closing a position, the
+exchange's forced closes (liquidation, auto-deleveraging) and funding payments.
+
+Rules (docs/engine.md, "Margin"):
+* the margin mode of an asset (``universe[].margin_mode``, else ``margin_mode``) is set on the exchange before
+  the first order on that asset, once per run, and recorded (``margin_mode_set``); an order is refused when the
+  exchange will not take the mode (Binance refuses a change while the asset has a position or open orders);
+* the position mode (one-way or hedge) is set at start-up, for the whole account; a start that cannot set it
+  fails naming ``position_mode``;
+* leverage changes only when the asset is flat with no open orders, as Planar allows (Binance itself allows a
+  change with a position open as long as the margin suffices; the engine is stricter on purpose: the leverage
+  of an open position is then the one it was opened with);
+* forced closes are the exchange's orders (Binance: client ids ``autoclose-*`` and ``adl_autoclose``), adopted
+  whatever the foreign-order policy, recorded as ``forced_close`` and alerted;
+* funding payments are read from the exchange's income history (asked when the stream reports one, and with
+  every positions poll), recorded once each as ``funding_paid`` and summed per asset in ``Strategy.funding``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ..config import ConfigError
+from ..exchange.errors import ExchangeOpError
+from ..model import AssetInstance, Order, Pending, PositionSide, Side, Trade
+from ..model.json import integer, num, text
+from ..model.types import Json
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.margin")
+
+
+def wanted_margin_mode(s: "Strategy", ai: AssetInstance) -> str:
+    for a in s.config.universe:
+        if a.symbol == ai.symbol and a.margin_mode is not None:
+            return a.margin_mode
+    return s.config.margin_mode
+
+
+async def ensure_margin_mode(s: "Strategy", ai: AssetInstance) -> str | None:
+    """Set the asset's margin mode on the exchange unless this run already knows it is set; the reason it could
+    not be, else None."""
+    want = wanted_margin_mode(s, ai)
+    if not ai.is_margin or ai.margin_mode == want or s.config.mode == "paper":
+        return None
+    try:
+        await s.client.call("set_margin_mode", partial(s.client.ex.set_margin_mode, want, ai.symbol), s.config.timeouts.position_sync)
+    except ExchangeOpError as err:
+        if not s.client.venue.already_set(err):
+            return f"margin mode {want} could not be set on {ai.symbol}: {err}"
+    ai.margin_mode = want
+    s.sink.record("margin_mode_set", symbol=ai.symbol, margin_mode=want)
+    log.info("%s: margin mode %s", ai.symbol, want)
+    return None
+
+
+async def apply_position_mode(s: "Strategy") -> None:
+    """Put the account in the configured position mode (one-way or hedge) at start-up."""
+    want = s.config.position_mode == "hedge"
+    t = s.config.timeouts.position_sync
+    if s.config.mode != "paper":
+        info = await s.client.call(
+            "fetch_position_mode", lambda: s.client.ex.fetch_position_mode(), t, validate=lambda x: isinstance(x, dict)
+        )
+        if bool(info.get("hedged")) != want:
+            try:
+                await s.client.call("set_position_mode", partial(s.client.ex.set_position_mode, want), t)
+            except ExchangeOpError as err:
+                if not s.client.venue.already_set(err):
+                    now = "hedge" if info.get("hedged") else "one_way"
+                    raise ConfigError(
+                        f"position_mode: the account is in {now} mode and the exchange refused {s.config.position_mode} ({err}); "
+                        "close its positions and orders first, or configure the mode it is in"
+                    ) from err
+            s.sink.record("position_mode_set", position_mode=s.config.position_mode)
+    elif want:
+        raise ConfigError("position_mode: hedge mode is not available in paper mode")
+    for ai in s.universe.values():
+        ai.hedged = want
+
+
+async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> str | None:
+    """Planar's ``UpdateLeverage``: set the asset's leverage when it is flat with no open orders. Returns the
+    reason it was refused (locally or by the exchange), else None; recorded as ``leverage_updated``."""
+    reason = None
+    if not ai.is_margin:
+        reason = f"{ai.symbol} is not a futures market"
+    elif isinstance(leverage, bool) or not isinstance(leverage, int) or leverage < 1:
+        reason = f"invalid leverage {leverage!r}: a whole number >= 1"
+    elif ai.open_positions():
+        reason = f"{ai.symbol} has an open position: leverage changes only when flat"
+    elif ai.open_orders():
+        reason = f"{ai.symbol} has {len(ai.open_orders())} open order(s): leverage changes only with none open"
+    if reason is None:
+        try:
+            await s.client.call("set_leverage", partial(s.client.ex.set_leverage, leverage, ai.symbol), s.config.timeouts.position_sync)
+        except ExchangeOpError as err:
+            reason = f"the exchange refused leverage {leverage} on {ai.symbol}: {err}"
+    if reason is not None:
+        s.sink.record("order_failed", symbol=ai.symbol, reason=f"update_leverage: {reason}")
+        log.warning("update_leverage on %s: %s", ai.symbol, reason)
+        return reason
+    for _, p in list(ai.positions.items()) or [(PositionSide.BOTH, ai.position)]:
+        p.leverage = float(leverage)
+    s.sink.record("leverage_updated", symbol=ai.symbol, leverage=leverage)
+    return None
+
+
+async def close_position(
+    s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
+) -> dict[PositionSide, Trade | Pending | None]:
+    """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
+    GTC limit at ``price``. Each side's answer is the order call's."""
+    from ..model import OrderType
+    from .orders import Conditional, call
+
+    sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
+    out: dict[PositionSide, Trade | Pending | None] = {}
+    for ps in sides:
+        pos = ai.position_of(ps) if ai.hedged else ai.position
+        if not pos.contracts:
+            continue
+        order_side = Side.SELL if pos.contracts > 0 else Side.BUY
+        kind = OrderType.GTC if price is not None else OrderType.MARKET
+        out[ps] = await call(
+            s, ai, kind, order_side, abs(pos.contracts), price, waitfor, True, not ai.hedged, {}, cond=Conditional(position_side=ps)
+        )
+    return out
+
+
+def record_forced_close(s: "Strategy", ai: AssetInstance, order: Order, kind: str) -> None:
+    """The exchange closed a position by force: recorded once per order and alerted (the breakers see the loss
+    through the balance and position updates that come with it)."""
+    s.sink.record(
+        "forced_close",
+        symbol=ai.symbol,
+        client_order_id=order.client_order_id,
+        order_id=order.id,
+        side=order.side.value,
+        amount=order.amount,
+        price=order.price,
+        reason=kind,
+    )
+    msg = f"{s.name}: {ai.symbol} position closed by the exchange ({kind}): {order.side.value} {order.amount} @ {order.price}"
+    log.error(msg)
+    s.alert(msg, "critical")
+
+
+async def explain_position_change(s: "Strategy", ai: AssetInstance) -> None:
+    """A position changed with no order of ours working: read the asset's last orders, so a forced close (or a
+    trade by hand) is adopted and recorded even when no order task is watching the asset."""
+    try:
+        history = await s.client.order_history(ai.symbol, s.config.timeouts.position_sync, limit=10)
+    except ExchangeOpError as err:
+        log.warning("could not read the orders behind a position change on %s: %s", ai.symbol, err)
+        return
+    with s.group():
+        for raw in history:
+            s.apply_order(raw, source="positions")
+
+
+async def sync_funding(s: "Strategy") -> int:
+    """Record funding payments the exchange booked since the last one seen; returns how many were new."""
+    since = s.funding_since
+    try:
+        rows = await s.client.call(
+            "fetch_funding_history",
+            partial(s.client.ex.fetch_funding_history, None, since, 1000),
+            s.config.timeouts.position_sync,
+            validate=lambda x: isinstance(x, list),
+        )
+    except ExchangeOpError as err:
+        log.warning("funding history: %s", err)
+        return 0
+    n = 0
+    with s.group():
+        for r in rows:
+            n += record_funding(s, r)
+    return n
+
+
+def record_funding(s: "Strategy", r: Json) -> int:
+    ai = s.universe.get(text(r.get("symbol")) or "")
+    fid = text(r.get("id"))
+    if ai is None or fid is None or fid in s.funding_seen:
+        return 0
+    s.funding_seen.add(fid)
+    amount = num(r.get("amount"))
+    ts = integer(r.get("timestamp")) or int(time.time() * 1000)
+    s.funding_since = max(s.funding_since, ts)
+    s.funding[ai.symbol] = s.funding.get(ai.symbol, 0.0) + amount
+    s.sink.record("funding_paid", symbol=ai.symbol, amount=amount, fee=-amount, currency=text(r.get("code")), trade_id=fid, time_ms=ts)
+    return 1

@@ -1,0 +1,150 @@
+"""Margin end to end on the sandbox: margin mode set before the first order, leverage only when flat, closing a
+position, hedge mode, liquidation seen as a forced close, funding in PnL; each compared with the exchange's own
+snapshot before anything re-syncs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from planar_core.model import PositionSide, Side, Trade
+from planar_core.model import OrderType as T
+from planar_core.runner.host import status
+
+from ..conftest import user_subscribed, wait_for
+from .test_conditional import account_view, shock
+
+PERP = "BTC/USDT:USDT"
+
+
+def futures(sandbox: Any, s: Any) -> Any:
+    return account_view(sandbox, s)["futures"]
+
+
+def kinds(s: Any) -> list[str]:
+    return [e["kind"] for e in s.sink.events]
+
+
+async def test_margin_mode_is_set_before_the_first_order_and_leverage_only_when_flat(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    s = await strategy_factory(
+        name="perp", margin=True, universe=[{"symbol": PERP, "margin_mode": "isolated"}], event_tracing={"enabled": False}
+    )
+    ai = s.universe[PERP]
+    assert not sandbox.ex.isolated(account, "BTCUSDT")  # the account's default until the first order
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.01, waitfor=5), Trade)
+    k = kinds(s)
+    assert k.index("margin_mode_set") < k.index("order_placed")
+    assert sandbox.ex.isolated(account, "BTCUSDT") and ai.margin_mode == "isolated"
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
+
+    reason = await s.update_leverage(ai, 7)
+    assert reason is not None and "open position" in reason
+    assert sandbox.ex.leverage_of(account, "BTCUSDT") == 1  # nothing was sent
+
+    closed = await s.close_position(ai)
+    assert isinstance(closed[PositionSide.BOTH], Trade)
+    await wait_for(lambda: not ai.position.contracts, timeout=10)
+    assert "BTCUSDT" not in futures(sandbox, s)["positions"]
+    assert await s.update_leverage(ai, 7) is None
+    assert sandbox.ex.leverage_of(account, "BTCUSDT") == 7 and ai.position.leverage == 7
+
+
+async def test_hedge_mode_keeps_long_and_short_apart(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], position_mode="hedge", event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    assert account.hedge_mode and ai.hedged and "position_mode_set" in kinds(s)
+    assert await s.call(ai, T.MARKET, Side.BUY, amount=0.01, waitfor=0) is None  # which side? refused by name
+    assert "hedge mode" in s.sink.events[-1]["reason"]
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.01, position_side="long", waitfor=5), Trade)
+    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=0.02, position_side="short", waitfor=5), Trade)
+    await wait_for(lambda: ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02), timeout=10)
+    await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == pytest.approx(0.01), timeout=10)
+    positions = futures(sandbox, s)["positions"]
+    assert Decimal(positions["BTCUSDT:LONG"]["amount"]) == Decimal("0.01")
+    assert Decimal(positions["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.02")
+    assert ai.position.contracts == pytest.approx(-0.01)  # the net view
+
+    closed = await s.close_position(ai, "long")
+    assert set(closed) == {PositionSide.LONG} and isinstance(closed[PositionSide.LONG], Trade)
+    await wait_for(lambda: not ai.position_of(PositionSide.LONG).contracts, timeout=10)
+    positions = futures(sandbox, s)["positions"]
+    assert "BTCUSDT:LONG" not in positions and Decimal(positions["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.02")
+    assert ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02)
+
+
+async def test_isolated_liquidation_is_a_forced_close_the_breakers_see(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        margin_mode="isolated",
+        default_leverage=50,
+        order_monitoring={"enabled": False},  # no order task: the positions watcher must notice it alone
+        risk={"max_daily_loss": 20.0},
+        event_tracing={"enabled": False},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.05, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.05), timeout=10)
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # 3 % down at 50x isolated: past maintenance
+    await wait_for(lambda: "forced_close" in kinds(s), timeout=15)
+    forced = next(e for e in s.sink.events if e["kind"] == "forced_close")
+    view = account_view(sandbox, s)
+    liq = next(o for o in view["orders"] if o["type"] == "LIQUIDATION")
+    assert forced["client_order_id"] == liq["client_order_id"] and forced["reason"] == "liquidation"
+    assert "BTCUSDT" not in view["futures"]["positions"]
+    await wait_for(lambda: not ai.position.contracts, timeout=10)
+    await wait_for(lambda: s.halted, timeout=10)  # the daily-loss breaker saw the loss
+    assert "loss" in (s.state.halt_reason or "").lower()
+
+
+async def test_funding_payments_are_recorded_once_and_counted(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.02, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.02), timeout=10)
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{sandbox.url}/admin/funding", json={"symbol": "BTCUSDT", "rate": 0.001})
+        assert r.status == 200, await r.text()
+    income = [i for i in account.income if i.kind == "FUNDING_FEE"]
+    assert len(income) == 1 and income[0].amount < 0  # a long pays a positive rate
+    await wait_for(lambda: "funding_paid" in kinds(s), timeout=10)
+    paid = [e for e in s.sink.events if e["kind"] == "funding_paid"]
+    assert len(paid) == 1 and paid[0]["amount"] == pytest.approx(float(income[0].amount))
+    assert s.funding[PERP] == pytest.approx(float(income[0].amount))
+    assert status(s)["funding"] == pytest.approx(float(income[0].amount))
+    from planar_core.engine.margin import sync_funding
+
+    assert await sync_funding(s) == 0  # asked again: nothing recorded twice
+    await wait_for(lambda: s.cash("USDT").total == pytest.approx(float(futures(sandbox, s)["wallet"])), timeout=10)
+
+
+@pytest.mark.parametrize("policy", ["adopt", "ignore", "cancel"])
+async def test_orders_placed_by_hand_follow_the_foreign_order_policy(
+    strategy_factory: Any, sandbox: Any, account: Any, client: Any, policy: str
+) -> None:
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    for _ in range(3):  # filled history, by hand
+        await client.create_order("BTC/USDT", "market", "buy", 0.001)
+    hand = await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(last * 0.9, 2))
+    s = await strategy_factory(universe=["BTC/USDT"], startup_sync={"foreign_orders": policy, "closed_orders": 2})
+    ai = s.universe["BTC/USDT"]
+    foreign = [e for e in s.sink.events if e["kind"] == "order_foreign"]
+    if policy == "adopt":
+        assert foreign == [] and hand["clientOrderId"] in ai.orders
+        assert len(ai.orders) == 3  # the last two closed orders and the open one: not the whole history
+    else:
+        assert ai.orders == {} and {e["decision"] for e in foreign} - {"cancelled"} == {policy}
+    if policy == "cancel":
+        await wait_for(lambda: account_view(sandbox, s)["open_orders"] == [], timeout=10)
+        await wait_for(lambda: any(e.get("decision") == "cancelled" for e in s.sink.events), timeout=5)
+    else:
+        assert [o["client_order_id"] for o in account_view(sandbox, s)["open_orders"]] == [hand["clientOrderId"]]
