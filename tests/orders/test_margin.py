@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from planar_core.model import PositionSide, Side, Trade
 from planar_core.model import OrderType as T
+from planar_core.model import PositionSide, Side, Trade
 from planar_core.runner.host import status
 
 from ..conftest import user_subscribed, wait_for
