@@ -30,6 +30,7 @@ from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
 from ..risk.manager import RiskManager
 from ..state import PersistedState, StateStore
+from . import brackets as _brackets
 from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
@@ -103,6 +104,8 @@ class Strategy:
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         self.lease = Lease(lease_path(config, self.account))
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
+        self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
+        self.listeners.append(partial(_brackets.on_event, self))
         self.risk = RiskManager(self)
         self._wire_risk()
 
@@ -353,6 +356,9 @@ class Strategy:
                 changed[cur] = vars(new)
         if changed:
             self.sink.record("balance_updated", payload=changed)
+            if not self.config.margin:
+                for ai in self.universe.values():
+                    _brackets.on_spot_balance(self, ai)
             self._notify_balance()
 
     def _spot_balance(self, raw: Json, cur: str, complete: bool) -> Balance | None:
@@ -435,6 +441,10 @@ class Strategy:
                         key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
                         changed[key] = {"contracts": 0.0, "entry_price": 0.0, "before": pos.contracts}
                         ai.positions[side] = Position(leverage=pos.leverage)
+        for key, ch in changed.items():  # a position gone flat takes its attached exits with it
+            if not ch["contracts"] and ch["before"]:
+                sym, _, side_name = key.partition("#")
+                _brackets.on_position_closed(self, self.universe[sym], PositionSide(side_name or "both"))
         if changed:
             self.sink.record("position_updated", payload=changed)
             if self.config.position_watcher.alert_on_changes:

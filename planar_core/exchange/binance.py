@@ -191,6 +191,24 @@ class BinanceVenue:
         return isinstance(info, dict) and ("algoId" in info or "aid" in info)
 
     @staticmethod
+    def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:
+        """``POST /api/v3/orderList/oco`` parameters of an exit list: a LIMIT_MAKER at the take-profit and a STOP_LOSS
+        at the stop (a sell list has the limit above, a buy list below); the client ids go above, then below."""
+        limit = {"Type": "LIMIT_MAKER", "Price": take_profit}
+        stop_leg = {"Type": "STOP_LOSS", "StopPrice": stop}
+        above, below = (limit, stop_leg) if side == "sell" else (stop_leg, limit)
+        out: Json = {"symbol": market_id, "side": side.upper(), "quantity": amount, "newOrderRespType": "RESULT"}
+        for pos, leg, cid in (("above", above, above_cid), ("below", below, below_cid)):
+            out.update({f"{pos}{k}": v for k, v in leg.items()})
+            out[f"{pos}ClientOrderId"] = cid
+        return out
+
+    @staticmethod
+    async def create_oco(ex: Any, request: Json) -> Json:
+        answer: Json = await ex.privatePostOrderListOco(request)
+        return answer
+
+    @staticmethod
     def reports_funding(raw: Json) -> bool:
         """A balance update the exchange sent because a funding payment was booked (``ACCOUNT_UPDATE`` reason)."""
         info = raw.get("info")

@@ -1,0 +1,210 @@
+"""Stop-loss and take-profit attached to an entry (``call(..., stop_loss=, take_profit=)``): the exits are placed
+when the entry has filled, for what it filled, and removed when the position they protect is closed.
+
+* USD-M futures: two reduce-only conditional orders (``STOP_MARKET``, ``TAKE_PROFIT_MARKET``) on the same
+  position side. Binance has no one-cancels-other there, so it is emulated: when one triggers or fills, the
+  engine cancels the other.
+* Spot: one OCO order list (a ``LIMIT_MAKER`` take-profit above, a ``STOP_LOSS`` below), because both exits sell
+  the same coins and only a list lets them share one lock; the exchange expires one leg when the other acts.
+  A single exit is a single conditional order.
+
+Each exit is an order of its own: journaled before it is sent, traced with ``parent`` naming its entry,
+reconciled like any other. An entry whose exits cannot be placed raises a critical alert: the position is open
+and unprotected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..exchange.errors import ExchangeOpError, PermanentError
+from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
+from ..model.json import obj, rows
+from .notices import EngineEvent, OrderUpdated
+from .updates import apply_order, transition
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.brackets")
+
+
+def on_event(s: "Strategy", event: EngineEvent) -> None:
+    """The engine's listener: an entry that finished filling gets its exits; an exit that acts retires its sibling."""
+    if not isinstance(event, OrderUpdated):
+        return
+    ai, order = event.ai, event.order
+    if order.parent is not None:
+        _exit_update(s, ai, order)
+    elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
+        if order.client_order_id not in s.bracketed:
+            s.bracketed.add(order.client_order_id)
+            s.supervisor.spawn(place(s, ai, order))
+
+
+def exits_of(ai: AssetInstance, parent: str | None = None) -> list[Order]:
+    """Open exit orders on ``ai`` (of one entry, or of all)."""
+    return [o for o in ai.open_orders() if o.parent is not None and (parent is None or o.parent == parent)]
+
+
+def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    if not (order.triggered or order.filled > 0 or order.status is OrderStatus.CLOSED):
+        return
+    if not ai.is_margin and "spot" in s.client.venue.caps.native_oco:
+        return  # an OCO list: the exchange retires the other leg itself
+    for sibling in exits_of(ai, order.parent):
+        if sibling is not order:
+            log.info("exit %s of %s acted: cancelling %s", order.client_order_id, order.parent, sibling.client_order_id)
+            s.supervisor.spawn(s.cancel(ai, sibling))
+
+
+def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> None:
+    """The position an entry's exits protect is flat (closed by hand, by another exit, by the exchange): cancel them."""
+    for o in exits_of(ai):
+        if not ai.hedged or o.position_side is side:
+            s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason="position closed: exit cancelled")
+            s.supervisor.spawn(s.cancel(ai, o))
+
+
+def on_spot_balance(s: "Strategy", ai: AssetInstance) -> None:
+    """Spot: coins sold by other means leave the exits nothing to sell; cancel them."""
+    held = s.cash(ai.base).total
+    for o in exits_of(ai):
+        if held + 1e-12 < o.amount - o.filled:
+            s.supervisor.spawn(s.cancel(ai, o))
+
+
+async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
+    sl, tp = entry.brackets
+    exit_side = Side.SELL if entry.side is Side.BUY else Side.BUY
+    amount = entry.filled
+    if ai.is_margin:  # reduce-only exits need the position the entry opened: ask the exchange if it is not seen yet
+        pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
+        if abs(pos.contracts) + 1e-12 < amount:
+            from .sync import sync_positions
+
+            await sync_positions(s)
+            pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
+            amount = min(amount, abs(pos.contracts))
+    else:  # a buy's fee may be taken in the coin bought: exits sell what is there
+        try:
+            await s.refresh_balances()
+        except ExchangeOpError as err:
+            log.warning("balances before placing exits: %s", err)
+        amount = min(amount, s.cash(ai.base).free)
+    try:
+        if not ai.is_margin and sl is not None and tp is not None and "spot" in s.client.venue.caps.native_oco:
+            ok = await _place_oco(s, ai, entry, exit_side, amount, sl, tp)
+        else:
+            ok = await _place_each(s, ai, entry, exit_side, amount, sl, tp)
+    except Exception as exc:  # never silent: the position is open without its exits
+        log.exception("placing the exits of %s", entry.client_order_id)
+        ok = False
+        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason=f"exits: {exc}")
+    if not ok:
+        msg = f"{s.name}: entry {entry.client_order_id} on {ai.symbol} filled {entry.filled} but its exits (stop-loss {sl}, take-profit {tp}) were not placed"
+        s.alert(msg, "critical")
+
+
+async def _place_each(
+    s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float | None, tp: float | None
+) -> bool:
+    from .orders import Conditional, call
+
+    ok = True
+    for kind, px in ((OrderType.STOP_MARKET, sl), (OrderType.TAKE_PROFIT_MARKET, tp)):
+        if px is None:
+            continue
+        res = await call(
+            s,
+            ai,
+            kind,
+            side,
+            amount,
+            None,
+            0.0,
+            False,
+            ai.is_margin and not ai.hedged,
+            {},
+            cond=Conditional(trigger_price=px, position_side=entry.position_side),
+            parent=entry.client_order_id,
+        )
+        placed = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is kind]
+        ok = ok and (res is not None or any(o.is_open or o.filled for o in placed))
+    return ok
+
+
+async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float, tp: float) -> bool:
+    """One spot OCO list: a LIMIT_MAKER at the take-profit and a STOP_LOSS at the stop, journaled as two orders."""
+    ex = s.client.ex
+    qty, tp_s, sl_s = ex.amount_to_precision(ai.symbol, amount), ex.price_to_precision(ai.symbol, tp), ex.price_to_precision(ai.symbol, sl)
+    amount, tp, sl = float(qty), float(tp_s), float(sl_s)
+    now = int(time.time() * 1000)
+    legs = [
+        Order(s.ids.next(), ai.symbol, side, OrderType.POST_ONLY, amount, tp, timestamp=now, parent=entry.client_order_id),
+        Order(
+            s.ids.next(),
+            ai.symbol,
+            side,
+            OrderType.STOP_MARKET,
+            amount,
+            None,
+            timestamp=now,
+            trigger_price=sl,
+            parent=entry.client_order_id,
+        ),
+    ]
+    if side is Side.BUY:  # a buy list: the stop above, the limit below
+        legs.reverse()
+    for o in legs:
+        ai.orders[o.client_order_id] = o
+        s.journal.intent(
+            o.client_order_id,
+            symbol=ai.symbol,
+            side=side.value,
+            type=o.type.value,
+            amount=amount,
+            price=o.price,
+            trigger_price=o.trigger_price,
+            parent=o.parent,
+            reduce_only=False,
+        )
+        s.sink.record(
+            "order_placed",
+            symbol=ai.symbol,
+            client_order_id=o.client_order_id,
+            side=side.value,
+            amount=amount,
+            price=o.price,
+            order_type=o.type.value,
+            trigger_price=o.trigger_price,
+            parent=o.parent,
+            expected_price=o.price or o.trigger_price,
+        )
+    s.ensure_order_tasks(ai)
+    request = s.client.venue.oco_request(
+        str(ai.market["id"]), side.value, qty, tp_s, sl_s, legs[0].client_order_id, legs[1].client_order_id
+    )
+    for o in legs:
+        o.sent_at = time.time()
+    try:
+        await s.client.orders.acquire()
+        answer = await s.client.call(
+            "create_oco", lambda: s.client.venue.create_oco(ex, request), s.config.timeouts.order_placement, idempotent=False, retries=0
+        )
+    except PermanentError as err:
+        for o in legs:
+            transition(s, ai, o, OrderStatus.REJECTED, "submit", f"{type(err).__name__}: {err}")
+        log.warning("exits of %s refused: %s", entry.client_order_id, err)
+        return False
+    except ExchangeOpError as err:  # may have been booked: each leg is asked for by its client id
+        for o in legs:
+            transition(s, ai, o, OrderStatus.UNKNOWN, "submit", f"{type(err).__name__}: {err}")
+        s.start_resolver()
+        return True
+    with s.group():
+        for report in rows(obj(answer).get("orderReports")):
+            apply_order(s, ex.parse_order(report, ai.market), source="acknowledgement")
+    return True

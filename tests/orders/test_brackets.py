@@ -1,0 +1,78 @@
+"""Stop-loss / take-profit attached to an entry: placed when it fills, one-cancels-other (emulated on futures,
+the exchange's OCO list on spot), removed when the position is closed by hand; compared with the exchange's
+snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from planar_core.model import OrderStatus, OrderType, Side, Trade
+
+from ..conftest import make_client, user_subscribed, wait_for
+from .test_conditional import account_view, shock
+
+PERP = "BTC/USDT:USDT"
+
+
+def algos(sandbox: Any, s: Any) -> dict[str, Any]:
+    return {a["client_algo_id"]: a for a in account_view(sandbox, s)["algo_orders"]}
+
+
+async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple[Any, Any, Any, float]:
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id]) == 2, timeout=10)
+    exits = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
+    on_exchange = algos(sandbox, s)
+    assert {on_exchange[o.client_order_id]["type"] for o in exits.values()} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+    assert all(on_exchange[o.client_order_id]["status"] == "NEW" and o.amount == pytest.approx(0.02) for o in exits.values())
+    return s, ai, exits, last
+
+
+async def test_futures_exits_cancel_each_other(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    await shock(sandbox, "BTCUSDT", 1.03, "linear")  # the take-profit acts; the engine cancels the stop
+    tp, sl = exits[OrderType.TAKE_PROFIT_MARKET], exits[OrderType.STOP_MARKET]
+    await wait_for(lambda: tp.status is OrderStatus.CLOSED and sl.status is OrderStatus.CANCELED, timeout=10)
+    on_exchange = algos(sandbox, s)
+    assert on_exchange[tp.client_order_id]["status"] == "FINISHED" and on_exchange[sl.client_order_id]["status"] == "CANCELED"
+    await wait_for(lambda: not ai.position.contracts, timeout=10)
+    assert "BTCUSDT" not in account_view(sandbox, s)["futures"]["positions"]
+
+
+async def test_futures_exits_go_when_the_position_is_closed_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    hand = make_client(sandbox, account, options={"defaultType": "swap"})
+    try:
+        await hand.load_markets()
+        await hand.create_order(PERP, "market", "sell", 0.02, None, {"reduceOnly": True})
+    finally:
+        await hand.close()
+    await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
+    assert {a["status"] for a in algos(sandbox, s).values()} == {"CANCELED"}
+
+
+async def test_spot_exits_are_one_oco_list(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    legs = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
+    view = {o["client_order_id"]: o for o in account_view(sandbox, s)["open_orders"]}
+    assert {view[o.client_order_id]["type"] for o in legs.values()} == {"LIMIT_MAKER", "STOP_LOSS"}
+    assert len({sandbox.ex.accounts[account.api_key].orders[int(o.id)].order_list_id for o in legs.values()}) == 1  # one list
+    await shock(sandbox, "BTCUSDT", 0.97)  # the stop acts; the exchange expires the limit leg
+    stop, limit = legs[OrderType.STOP_MARKET], legs[OrderType.POST_ONLY]
+    await wait_for(lambda: stop.status is OrderStatus.CLOSED and limit.status is OrderStatus.EXPIRED, timeout=10)
+    assert stop.triggered and account_view(sandbox, s)["open_orders"] == []
