@@ -48,7 +48,7 @@ async def test_futures_exits_cancel_each_other(strategy_factory: Any, sandbox: A
 
 
 async def test_futures_exits_go_when_the_position_is_closed_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:
-    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    s, _, exits, _ = await perp_entry(strategy_factory, sandbox, account)
     hand = make_client(sandbox, account, options={"defaultType": "swap"})
     try:
         await hand.load_markets()
