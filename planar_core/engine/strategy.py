@@ -100,6 +100,7 @@ class Strategy:
         self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
         self.foreign_order_ids: set[str] = set()
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
+        self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed (type, trigger, exits)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         self.lease = Lease(lease_path(config, self.account))

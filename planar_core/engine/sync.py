@@ -129,6 +129,7 @@ async def startup_sync(s: "Strategy") -> None:
     cfg = s.config.startup_sync
     since = int((time.time() - cfg.trades_lookback_s) * 1000)
     restore_trades(s, since)
+    restore_orders(s, since)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
         from .margin import sync_funding
 
@@ -176,6 +177,28 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
         s._restored_trades.setdefault(cid, []).append(trade)
         n += 1
     return n
+
+
+def restore_orders(s: "Strategy", since_ms: int) -> int:
+    """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
+    trigger, the exits attached to an entry, the entry an exit protects, whether its trigger was recorded): from
+    the trace's ``order_placed`` / ``order_triggered`` events and the journal's unresolved intents. Used when the
+    start-up sync adopts these orders again (a futures conditional order that triggered is reported as a plain
+    market or limit order; its type is what we asked for)."""
+    meta: dict[str, Json] = {}
+    for r in _traced(s, since_ms - 60_000, "order_placed"):
+        cid = text(r.get("client_order_id"))
+        if cid:
+            meta[cid] = {**r, "type": r.get("order_type")}
+    for cid, intent in s.journal.unresolved().items():
+        meta.setdefault(cid, dict(intent))
+    for r in _traced(s, since_ms - 60_000, "order_triggered"):
+        cid = text(r.get("client_order_id"))
+        if cid in meta:
+            meta[cid]["triggered"] = True
+    s._restored_orders.update(meta)
+    s.bracketed.update(p for p in (text(m.get("parent")) for m in meta.values()) if p)  # their exits were placed
+    return len(meta)
 
 
 def _traced(s: "Strategy", since_ms: int, kind: str = "trade_executed") -> list[Json]:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, Order, OrderStatus, OrderType, Side, Trade, legal
+from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side, Trade, legal
 from ..model.json import integer, num, obj, opt_num, rows, text
 from ..model.status import FROM_CCXT
 from ..model.types import Json
@@ -107,16 +107,22 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     if order is None:
         if not _admit_foreign(s, ai, raw, cid, oid):
             return None
+        meta = s._restored_orders.pop(cid or "", None) or {}  # what an earlier run of ours placed
         order = Order(
             cid or f"ext-{oid}",
             ai.symbol,
             Side(text(raw.get("side")) or "buy"),
-            _order_type(raw),
+            OrderType(text(meta.get("type"))) if meta.get("type") else _order_type(raw),
             num(raw.get("amount")),
             opt_num(raw.get("price")) or None,
             bool(raw.get("reduceOnly")),
             timestamp=integer(raw.get("timestamp")) or int(time.time() * 1000),
-            trigger_price=opt_num(raw.get("triggerPrice")) or opt_num(raw.get("stopPrice")) or None,
+            trigger_price=opt_num(meta.get("trigger_price")) or opt_num(raw.get("triggerPrice")) or opt_num(raw.get("stopPrice")) or None,
+            trailing_percent=opt_num(meta.get("trailing_percent")),
+            position_side=PositionSide(text(meta.get("position_side")) or "both"),
+            brackets=(opt_num(meta.get("stop_loss")), opt_num(meta.get("take_profit"))),
+            parent=text(meta.get("parent")),
+            triggered=bool(meta.get("triggered")),
         )
         ai.orders[order.client_order_id] = order
         s.sink.record(
