@@ -95,7 +95,9 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
             log.warning("balances before placing exits: %s", err)
         amount = min(amount, s.cash(ai.base).free)
     if amount <= 0:  # a restart found the entry, but its position is gone: nothing to protect
-        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason="exits not placed: no position left")
+        s.sink.record(
+            "error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason="exits not placed: no position left"
+        )
         return
     try:
         if not ai.is_margin and sl is not None and tp is not None and "spot" in s.client.venue.caps.native_oco:

@@ -20,12 +20,15 @@ def algos(sandbox: Any, s: Any) -> dict[str, Any]:
     return {a["client_algo_id"]: a for a in account_view(sandbox, s)["algo_orders"]}
 
 
-async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple[Any, Any, Any, float]:
+async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: float = 0.0) -> tuple[Any, Any, Any, float]:
+    """A long entry of 0.02 with its exits placed (on top of ``held`` bought before without exits)."""
     s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
     ai = s.universe[PERP]
     await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
     last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
     ai.last_price = last
+    if held:
+        assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=held, waitfor=5), Trade)
     entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
     assert isinstance(entry, Trade)
     await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id]) == 2, timeout=10)
@@ -37,14 +40,14 @@ async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple
 
 
 async def test_futures_exits_cancel_each_other(strategy_factory: Any, sandbox: Any, account: Any) -> None:
-    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
-    await shock(sandbox, "BTCUSDT", 1.03, "linear")  # the take-profit acts; the engine cancels the stop
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account, held=0.01)
+    await shock(sandbox, "BTCUSDT", 1.03, "linear")  # the take-profit acts; the engine cancels the stop (0.01 stays held)
     tp, sl = exits[OrderType.TAKE_PROFIT_MARKET], exits[OrderType.STOP_MARKET]
     await wait_for(lambda: tp.status is OrderStatus.CLOSED and sl.status is OrderStatus.CANCELED, timeout=10)
     on_exchange = algos(sandbox, s)
     assert on_exchange[tp.client_order_id]["status"] == "FINISHED" and on_exchange[sl.client_order_id]["status"] == "CANCELED"
-    await wait_for(lambda: not ai.position.contracts, timeout=10)
-    assert "BTCUSDT" not in account_view(sandbox, s)["futures"]["positions"]
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
+    assert account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "0.01"
 
 
 async def test_futures_exits_go_when_the_position_is_closed_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:

@@ -76,16 +76,19 @@ async def test_futures_conditional_orders_trigger_from_the_algo_service(strategy
     await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
     last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
     ai.last_price = last
-    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, waitfor=5), Trade)
-    await wait_for(lambda: ai.position.contracts == pytest.approx(0.02), timeout=10)
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.025, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.025), timeout=10)
     stop = await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.99, reduce_only=True, waitfor=0)
     take = await s.call(
         ai, OrderType.TAKE_PROFIT_LIMIT, Side.SELL, amount=0.01, price=last * 1.005, trigger_price=last * 1.01, reduce_only=True, waitfor=0
     )
-    assert stop is PENDING and take is PENDING
+    resting = await s.call(  # triggers with the stop, but its limit is above the market then: it rests
+        ai, OrderType.STOP_LIMIT, Side.SELL, amount=0.005, price=last * 1.004, trigger_price=last * 0.99, reduce_only=True, waitfor=0
+    )
+    assert stop is PENDING and take is PENDING and resting is PENDING
     by_type = {o.type: o for o in ai.orders.values() if o.type.is_conditional}
     algos = {a["client_algo_id"]: a for a in account_view(sandbox, s)["algo_orders"]}
-    assert {algos[o.client_order_id]["type"] for o in by_type.values()} == {"STOP_MARKET", "TAKE_PROFIT"}
+    assert {algos[o.client_order_id]["type"] for o in by_type.values()} == {"STOP_MARKET", "TAKE_PROFIT", "STOP"}
     assert all(str(algos[o.client_order_id]["algo_id"]) == o.id for o in by_type.values())  # named by the algo id while waiting
 
     await shock(sandbox, "BTCUSDT", 1.02, "linear")  # the take-profit triggers, its limit sell fills
@@ -94,17 +97,24 @@ async def test_futures_conditional_orders_trigger_from_the_algo_service(strategy
     await shock(sandbox, "BTCUSDT", 0.98, "linear")  # the stop triggers
     sl = by_type[OrderType.STOP_MARKET]
     await wait_for(lambda: sl.status is OrderStatus.CLOSED and sl.trades, timeout=10)
-    await wait_for(lambda: ai.position.contracts == pytest.approx(0.0, abs=1e-9), timeout=10)
+    rest = by_type[OrderType.STOP_LIMIT]
+    await wait_for(lambda: rest.triggered, timeout=10)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.005), timeout=10)
 
     view = account_view(sandbox, s)
     algos = {a["client_algo_id"]: a for a in view["algo_orders"]}
+    placed = next(r for r in view["open_orders"] if r["client_order_id"] == rest.client_order_id)  # resting on the book
+    assert rest.status is OrderStatus.OPEN and rest.id == str(placed["order_id"]) == str(algos[rest.client_order_id]["actual_order_id"])
+    assert await s.cancel(ai, rest) and rest.status is OrderStatus.CANCELED  # by the id of the order it placed
     for o in (tp, sl):
         algo = algos[o.client_order_id]
         assert algo["status"] == "FINISHED" and o.id == str(algo["actual_order_id"])  # named by the order it placed
         assert o.triggered and kinds(s, o.client_order_id).count("order_triggered") == 1
+        filled_events = [e for e in s.sink.events if e["kind"] == "order_filled" and e["client_order_id"] == o.client_order_id]
+        assert [e["filled"] for e in filled_events] == [pytest.approx(0.01)]  # closed once, by its fill, not by its trigger
         placed = next(r for r in view["orders"] if r["order_id"] == algo["actual_order_id"])
         assert o.filled == pytest.approx(float(placed["filled"])) == pytest.approx(0.01)
-    assert "BTCUSDT" not in view["futures"]["positions"]
+    assert view["futures"]["positions"]["BTCUSDT"]["amount"] == "0.005"
 
 
 async def test_waiting_futures_conditionals_are_cancelled_one_by_one_and_by_the_emergency_stop(
