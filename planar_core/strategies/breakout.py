@@ -1,10 +1,10 @@
 """Example logic for USDⓈ-M futures: a channel breakout with a stop-loss and a take-profit.
 
 On each closed candle, a flat asset whose close breaks above the highest high (below the lowest low) of the
-previous ``lookback`` candles goes long (short) for a notional of ``order_value``. While a position is open, the exits are watched on every tick against the last price:
-at ``stop_loss`` or ``take_profit`` (fractions of the entry price) the position is closed with a reduce-only
-market order. Until the engine places exchange-side stop orders (the orders-and-margin issue), the exits are
-the strategy's own: they act only while the engine runs, which the docs say.
+previous ``lookback`` candles goes long (short) for a notional of ``order_value``. The entry carries its exits:
+a stop-loss and a take-profit at ``stop_loss`` / ``take_profit`` (fractions of the close) that the engine places
+on the exchange when the entry fills, as reduce-only conditional orders, one cancelling the other. They act
+on the exchange whether the engine runs or not.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from ..logic import Logic, LogicParams
-from ..model import AssetInstance, Candle, OrderType, Side
+from ..model import AssetInstance, Candle, Order, OrderType, Side, Trade
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -43,20 +43,13 @@ class Breakout(Logic):
             return
         channel = closed[-(p.lookback + 1) : -1]
         amount = p.order_value / bar.close
+        up, down = bar.close * (1 + p.take_profit), bar.close * (1 - p.stop_loss)
         if bar.close > channel[:, 2].max():
-            await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount)
+            await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount, stop_loss=down, take_profit=up)
         elif bar.close < channel[:, 3].min():
-            await s.call(ai, OrderType.MARKET, Side.SELL, amount=amount)
+            up, down = bar.close * (1 + p.stop_loss), bar.close * (1 - p.take_profit)
+            await s.call(ai, OrderType.MARKET, Side.SELL, amount=amount, stop_loss=up, take_profit=down)
 
-    async def on_tick(self, s: Strategy) -> None:
-        for ai in s.universe.values():
-            pos = ai.position
-            if not pos.contracts or not ai.last_price or not pos.entry_price or ai.open_orders():
-                continue
-            move = (ai.last_price / pos.entry_price - 1.0) * (1 if pos.contracts > 0 else -1)
-            why = "stop_loss" if move <= -self.params.stop_loss else "take_profit" if move >= self.params.take_profit else None
-            if why is None:
-                continue
-            self.exits[ai.symbol] = why
-            side = Side.SELL if pos.contracts > 0 else Side.BUY
-            await s.call(ai, OrderType.MARKET, side, amount=abs(pos.contracts), reduce_only=True)
+    async def on_fill(self, s: Strategy, order: Order, trade: Trade) -> None:
+        if order.parent is not None:  # one of the exits acted
+            self.exits[order.symbol] = "stop_loss" if order.type is OrderType.STOP_MARKET else "take_profit"

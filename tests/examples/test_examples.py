@@ -95,9 +95,11 @@ async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox
     entry = ai.position.entry_price
     await shock(sandbox, "BTCUSDT", 1.02 * 1.015, "linear")  # +1.5 % over the entry: take profit
     await wait_for(lambda: ai.position.contracts == 0, timeout=20)
-    assert logic.exits[sym] == "take_profit"  # type: ignore[attr-defined]
-    exit_order = [o for o in ai.orders.values() if o.reduce_only]
-    assert len(exit_order) == 1 and exit_order[0].side is Side.SELL and exit_order[0].trades[0].price > entry
+    await wait_for(lambda: logic.exits.get(sym) == "take_profit", timeout=10)  # type: ignore[attr-defined]
+    exits = {o.type: o for o in ai.orders.values() if o.parent is not None}  # placed on the exchange with the entry
+    tp, sl = exits[OrderType.TAKE_PROFIT_MARKET], exits[OrderType.STOP_MARKET]
+    assert tp.side is Side.SELL and tp.trades[0].price > entry
+    await wait_for(lambda: sl.status.value == "canceled", timeout=10)
     assert all(float(p.get("amount", 0)) == 0 for p in exchange_view(sandbox, s)["futures"]["positions"].values())
 
 
