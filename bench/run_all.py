@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = [("sandbox_rtt", []), ("engine_hot_path", []), ("engine_idle_cpu", []), ("estop_bench", []), ("trace_bench", None)]
+BENCHES = [
+    ("sandbox_rtt", []),
+    ("engine_hot_path", []),
+    ("engine_idle_cpu", []),
+    ("estop_bench", []),
+    ("stop_trigger", []),
+    ("trace_bench", None),
+]
 
 
 def run_module(name: str, args: list[str]) -> list[dict]:

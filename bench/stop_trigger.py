@@ -1,0 +1,123 @@
+"""A stop-loss's trigger as the trader sees it: from the price move that triggers it to its fill observed, for the
+engine (``s.call(..., OrderType.STOP_MARKET, ...)``, fill seen through its watchers) and for raw ccxt.pro
+(``create_order`` with ``stopLossPrice``, fill seen by ``watch_orders``), in one run on the same sandbox.
+
+Each round both traders hold a 0.01 BTC USDⓈ-M long with a reduce-only stop 0.5 % under the price; the admin
+API then moves the price 1 % down (both stops trigger on the same tick) and each side's clock stops when it
+sees its stop filled. The price is moved back and the next round starts.
+
+    .venv/bin/python -m bench.stop_trigger [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import aiohttp
+import ccxt.pro as ccxtpro
+
+from planar_core.engine import strategy
+from planar_core.engine.notices import EngineEvent, Filled
+from planar_core.exchange.endpoints import point_at_sandbox
+from planar_core.model import OrderType, Side
+
+from .common import figure, median, pct, sandbox_process
+
+PERP = "BTC/USDT:USDT"
+
+
+async def main(rounds: int) -> None:
+    with sandbox_process("--balance", "USDT=1000000") as info:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{info['url']}/admin/accounts", json={"balances": {"USDT": 1_000_000}}) as r:
+                key = await r.json()
+
+            async def move(factor: float) -> float:
+                async with http.post(f"{info['url']}/admin/price", json={"symbol": "BTCUSDT", "factor": factor, "kind": "linear"}) as r:
+                    return float((await r.json())["price"])
+
+            s = strategy(
+                "bench_stop",
+                env={"EXCHANGE_API_KEY": key["api_key"], "EXCHANGE_API_SECRET": key["api_secret"]},
+                margin=True,
+                universe=[PERP],
+                store_root=tempfile.mkdtemp(),
+                sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
+                rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
+                connection={"health_interval": 3600},
+                risk={"position_limit": None},
+            )
+            raw = point_at_sandbox(
+                ccxtpro.binance(
+                    {"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False, "options": {"defaultType": "swap"}}
+                ),
+                info["url"],
+                info["ws_url"],
+            )
+            await raw.load_markets()
+            await s.start()
+            ai = s.universe[PERP]
+            engine_seen: dict[str, float] = {}
+            raw_seen: dict[str, float] = {}
+
+            def on_event(ev: EngineEvent) -> None:
+                if isinstance(ev, Filled) and ev.order.type is OrderType.STOP_MARKET:
+                    engine_seen.setdefault(ev.order.client_order_id, time.perf_counter())
+
+            s.listeners.append(on_event)
+
+            async def raw_watch() -> None:
+                while True:
+                    for o in await raw.watch_orders(PERP):
+                        if o.get("clientOrderId", "").startswith("rawstop") and (o.get("filled") or 0) > 0:
+                            raw_seen.setdefault(o["clientOrderId"], time.perf_counter())
+
+            watcher = asyncio.create_task(raw_watch())
+            engine_ms: list[float] = []
+            raw_ms: list[float] = []
+            try:
+                await raw.fetch_positions([PERP])
+                for i in range(rounds):
+                    price = await move(1.0)
+                    ai.last_price = price
+                    await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)
+                    await raw.create_order(PERP, "market", "buy", 0.01)
+                    while abs(ai.position.contracts - 0.01) > 1e-9:
+                        await asyncio.sleep(0.01)
+                    trigger = round(price * 0.995, 1)
+                    await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=trigger, reduce_only=True, waitfor=0)
+                    cid = next(o.client_order_id for o in ai.open_orders() if o.type is OrderType.STOP_MARKET)
+                    rid = f"rawstop{i}"
+                    await raw.create_order(
+                        PERP, "market", "sell", 0.01, None, {"stopLossPrice": trigger, "reduceOnly": True, "clientOrderId": rid}
+                    )
+                    t0 = time.perf_counter()
+                    await move(0.99)
+                    deadline = t0 + 15
+                    while (cid not in engine_seen or rid not in raw_seen) and time.perf_counter() < deadline:
+                        await asyncio.sleep(0.002)
+                    if cid in engine_seen and rid in raw_seen:
+                        engine_ms.append((engine_seen[cid] - t0) * 1000)
+                        raw_ms.append((raw_seen[rid] - t0) * 1000)
+            finally:
+                watcher.cancel()
+                await s.stop()
+                await raw.close()
+    figure(
+        "stop_loss_trigger_to_fill_seen_p50_ms",
+        median(engine_ms),
+        median(raw_ms),
+        "raw ccxt.pro stopLossPrice order + watch_orders p50 ms",
+        p95=pct(engine_ms, 0.95),
+        baseline_p95=pct(raw_ms, 0.95),
+        rounds=len(engine_ms),
+    )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=20, help="trigger rounds")
+    asyncio.run(main(ap.parse_args().rounds))
