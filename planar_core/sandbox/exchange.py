@@ -471,7 +471,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         self.emit(acct, order.kind, "account", {"symbol": order.symbol})
         self._order_done(acct, order)
 
-    def visible(self, order: SandboxOrder) -> bool:
+    def visible(self, order: SandboxOrder | AlgoOrder) -> bool:
         """False while the invisibility fault hides a just-accepted order from queries."""
         return self.now_ms() - order.created_ms >= self.faults.invisible_s * 1000
 

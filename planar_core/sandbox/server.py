@@ -365,7 +365,7 @@ class SandboxServer:
         add("GET", "/sapi/v1/spot/delist-schedule", lambda c: [], "spot", "signed")
         add("GET", "/fapi/v1/openOrder", self._open_order, "linear", "signed")
         add("POST", "/fapi/v1/algoOrder", self._new_algo, "linear", "signed")
-        add("GET", "/fapi/v1/algoOrder", lambda c: self._algo_json(c, ex.find_algo(c.account, c.params)), "linear", "signed")  # type: ignore[arg-type]
+        add("GET", "/fapi/v1/algoOrder", self._get_algo, "linear", "signed")
         add("DELETE", "/fapi/v1/algoOrder", self._cancel_algo, "linear", "signed")
         add("GET", "/fapi/v1/openAlgoOrders", self._open_algos, "linear", "signed")
         add("GET", "/fapi/v1/allAlgoOrders", self._all_algos, "linear", "signed")
@@ -450,11 +450,7 @@ class SandboxServer:
         assert acct is not None
         self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
         order, fills = self.ex.place_order(acct, c.kind, c.params)
-        if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):
-            # the order is booked; the acknowledgement never reaches the client
-            if c.request.transport is not None:
-                c.request.transport.abort()
-            raise asyncio.CancelledError()
+        self._maybe_lose_ack(c)
         if c.kind == "spot":
             return wire.spot_order_result(order, fills)
         return self._format_order(c.kind, order)
@@ -545,16 +541,30 @@ class SandboxServer:
     def _algo_json(self, c: Ctx, algo: AlgoOrder) -> dict:
         return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, c.account.fills)  # type: ignore[union-attr]
 
+    def _maybe_lose_ack(self, c: Ctx) -> None:
+        """The lost-acknowledgement fault: the order is booked; its answer never reaches the client."""
+        if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):
+            if c.request.transport is not None:
+                c.request.transport.abort()
+            raise asyncio.CancelledError()
+
     def _new_algo(self, c: Ctx) -> dict:
         acct = c.account
         assert acct is not None
         self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
         algo = self.ex.place_algo_order(acct, c.params)
+        self._maybe_lose_ack(c)
         return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, query=False)
 
     def _cancel_algo(self, c: Ctx) -> dict:
         algo = self.ex.cancel_algo(c.account, c.params)  # type: ignore[arg-type]
         return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
+
+    def _get_algo(self, c: Ctx) -> dict:
+        algo = self.ex.find_algo(c.account, c.params)  # type: ignore[arg-type]
+        if not self.ex.visible(algo):  # the invisibility fault hides new algo orders from queries like any order
+            raise E.order_not_found()
+        return self._algo_json(c, algo)
 
     def _open_algos(self, c: Ctx) -> list[dict]:
         symbol = c.params.get("symbol")
@@ -562,14 +572,19 @@ class SandboxServer:
         return [
             self._algo_json(c, a)
             for a in c.account.algo_orders.values()  # type: ignore[union-attr]
-            if a.is_open and (sym is None or a.symbol == sym)
+            if a.is_open and (sym is None or a.symbol == sym) and self.ex.visible(a)
         ]
 
     def _all_algos(self, c: Ctx) -> list[dict]:
         m = self.ex.market("linear", c.params.get("symbol"))
         since = int(c.params.get("startTime") or 0)
+        until = int(c.params.get("endTime") or 2**62)
         limit = int(c.params.get("limit") or 100)
-        rows = [a for a in c.account.algo_orders.values() if a.symbol == m.spec.symbol and a.created_ms >= since]  # type: ignore[union-attr]
+        rows = [
+            a
+            for a in c.account.algo_orders.values()  # type: ignore[union-attr]
+            if a.symbol == m.spec.symbol and since <= a.created_ms <= until and self.ex.visible(a)
+        ]
         return [self._algo_json(c, a) for a in rows[-limit:]]
 
     def _cancel_all_algos(self, c: Ctx) -> dict:

@@ -162,3 +162,28 @@ async def test_conditional_orders_are_checked_locally(
     refused = [e for e in s.sink.events if e["kind"] == "order_failed"]
     assert refused and reason in refused[-1]["reason"], refused
     assert account_view(sandbox, s)["open_orders"] == []  # nothing was sent
+
+
+async def test_an_unknown_futures_conditional_is_found_in_the_algo_service(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    from planar_core.sandbox import Faults
+
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=["BTC/USDT:USDT"],
+        event_tracing={"enabled": False},
+        timeouts={"order_placement": 0.5},
+        order_monitoring={"absent_after": 3.0},
+    )
+    ai = s.universe["BTC/USDT:USDT"]
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    # the acknowledgement is lost, the order hidden from look-ups for a while, the stream held back
+    sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=1.5, paused_user_stream=True)
+    assert await s.call(ai, OrderType.STOP_MARKET, Side.BUY, amount=0.01, trigger_price=last * 1.03, waitfor=0) is PENDING
+    (order,) = ai.orders.values()
+    assert order.status is OrderStatus.UNKNOWN
+    sandbox.ex.faults = Faults(invisible_s=1.5, paused_user_stream=True)
+    await wait_for(lambda: order.status is not OrderStatus.UNKNOWN, timeout=15)
+    (algo,) = account_view(sandbox, s)["algo_orders"]
+    assert order.status is OrderStatus.OPEN and order.id == str(algo["algo_id"])  # found by its client id, never taken as absent

@@ -23,40 +23,33 @@ from ..conftest import wait_for
 from .test_conditional import account_view, shock
 
 ROOT = Path(__file__).resolve().parents[2]
+FIVE = [  # every conditional type, each selling 0.01; prices are fractions of the price at placement
+    {"type": "stop_market", "side": "sell", "amount": 0.01, "trigger_price": 0.99},
+    {"type": "stop_limit", "side": "sell", "amount": 0.01, "price": 0.975, "trigger_price": 0.99},
+    {"type": "take_profit_market", "side": "sell", "amount": 0.01, "trigger_price": 1.01},
+    {"type": "take_profit_limit", "side": "sell", "amount": 0.01, "price": 1.005, "trigger_price": 1.01},
+    {"type": "trailing_stop", "side": "sell", "amount": 0.01, "trailing_percent": 1.0},
+]
 CASES = {
-    "spot": (
-        "BTC/USDT",
-        "spot",
-        [
-            {"type": "stop_market", "side": "sell", "amount": 0.01, "trigger_price": 0.99},
-            {"type": "take_profit_limit", "side": "sell", "amount": 0.01, "price": 1.005, "trigger_price": 1.01},
-            {"type": "trailing_stop", "side": "sell", "amount": 0.01, "trailing_percent": 1.0},
-        ],
-    ),
+    "spot": ("BTC/USDT", "spot", FIVE),
     "futures": (
         "BTC/USDT:USDT",
         "linear",
-        [
-            {"type": "market", "side": "buy", "amount": 0.03, "waitfor": 0, "then": "position"},
-            {"type": "stop_limit", "side": "sell", "amount": 0.01, "price": 0.975, "trigger_price": 0.99, "reduce_only": True},
-            {"type": "take_profit_market", "side": "sell", "amount": 0.01, "trigger_price": 1.01, "reduce_only": True},
-            {"type": "trailing_stop", "side": "sell", "amount": 0.01, "trailing_percent": 1.0, "reduce_only": True},
-        ],
+        [{**o, "reduce_only": True} for o in FIVE],  # against a long of 0.05 opened before the engine starts
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_conditionals_are_reconciled_after_a_sigkill_before_their_trigger(
-    strategy_factory: Any, sandbox: Any, account: Any, tmp_path: Path, case: str
+    strategy_factory: Any, sandbox: Any, account: Any, client: Any, tmp_path: Path, case: str
 ) -> None:
     symbol, kind, orders = CASES[case]
     margin = kind == "linear"
     last = await shock(sandbox, "BTCUSDT", 1.0, kind)
-    for o in orders:  # prices relative to the price now
-        for k in ("price", "trigger_price"):
-            if k in o:
-                o[k] = round(o[k] * last, 2)
+    orders = [{k: round(v * last, 2) if k in ("price", "trigger_price") else v for k, v in o.items()} for o in orders]
+    if margin:
+        await client.create_order(symbol, "market", "buy", 0.05, None, {"type": "swap"})
     store = str(tmp_path / "store")
     common = {"universe": [symbol], "margin": margin, "store_root": store, "event_tracing": {"flush_interval": 0.2}}
     cfg = {
@@ -69,9 +62,9 @@ async def test_conditionals_are_reconciled_after_a_sigkill_before_their_trigger(
         "orders": orders,
         **common,
     }
-    # every acknowledgement lost and new orders hidden from look-ups for a while: the killed engine knows its orders
-    # only as intents whose outcome is unknown
-    sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=60)
+    # every acknowledgement lost, new orders hidden from look-ups and the user stream held back: the killed engine
+    # knows its orders only as intents whose outcome is unknown
+    sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=60, paused_user_stream=True)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "tests" / "orders" / "conditional_process.py"),
@@ -83,7 +76,7 @@ async def test_conditionals_are_reconciled_after_a_sigkill_before_their_trigger(
     )
     line = await asyncio.wait_for(proc.stdout.readline(), 90)  # type: ignore[union-attr]
     assert line.startswith(b"placed"), line
-    assert "unknown" in json.loads(line.split(b" ", 1)[1]).values()
+    assert set(json.loads(line.split(b" ", 1)[1]).values()) == {"unknown"}, line
     os.kill(proc.pid, signal.SIGKILL)
     await proc.wait()
     sandbox.ex.faults = Faults()
@@ -104,7 +97,7 @@ async def test_conditionals_are_reconciled_after_a_sigkill_before_their_trigger(
         assert row["client_order_id"] == o.client_order_id and row["status"] == "FILLED"
         assert o.triggered and o.filled == pytest.approx(float(row["filled"])) == pytest.approx(0.01)
         assert sum(t.amount for t in o.trades) == pytest.approx(0.01)
-    if margin:
+    if margin:  # the five exits sold 0.05 in all
         await wait_for(lambda: not ai.position.contracts, timeout=10)
         assert "BTCUSDT" not in view["futures"]["positions"]
     await s.stop()
