@@ -68,6 +68,11 @@ async def test_hedge_mode_keeps_long_and_short_apart(strategy_factory: Any, sand
     assert Decimal(positions["BTCUSDT:LONG"]["amount"]) == Decimal("0.01")
     assert Decimal(positions["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.02")
     assert ai.position.contracts == pytest.approx(-0.01)  # the net view
+    other = await strategy_factory(name="other", margin=True, universe=[PERP], position_mode="hedge", event_tracing={"enabled": False})
+    sides = other.universe[PERP]  # a fresh start-up sync fills both sides from the exchange
+    assert sides.position_of(PositionSide.LONG).contracts == pytest.approx(0.01)
+    assert sides.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02)
+    await other.stop()
 
     closed = await s.close_position(ai, "long")
     assert set(closed) == {PositionSide.LONG} and isinstance(closed[PositionSide.LONG], Trade)

@@ -130,3 +130,18 @@ async def test_hedge_mode_needs_a_position_side_and_one_way_refuses_one() -> Non
     s = stub_strategy(symbols=("BTC/USDT:USDT",), margin=True)
     assert await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.01, position_side="long") is None
     assert "needs the account in hedge mode" in str(sink_of(s).of("order_failed")[-1]["reason"])
+
+
+def test_one_way_mode_keeps_one_side_and_hedge_mode_both() -> None:
+    s = stub_strategy(symbols=("BTC/USDT:USDT",), margin=True)
+    ai = s.universe["BTC/USDT:USDT"]
+    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.01, "side": "long", "entryPrice": 100.0}])
+    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.02, "side": "short", "entryPrice": 101.0}])
+    assert ai.position.contracts == pytest.approx(-0.02) and len(ai.open_positions()) == 1  # the long one is closed
+    ai.hedged = True
+    ai.positions.clear()
+    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.01, "side": "long", "entryPrice": 100.0}])
+    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.02, "side": "short", "entryPrice": 101.0}])
+    assert len(ai.open_positions()) == 2 and ai.position.contracts == pytest.approx(-0.01)
+    s.apply_positions([], complete=True)  # a full snapshot without them: both flat
+    assert ai.open_positions() == []
