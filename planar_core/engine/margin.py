@@ -1,4 +1,4 @@
-"""Futures margin as the engine handles it: margin and position modes, leverage, closing a position, the
+"""Futures margin as the engine handles it: margin and position modes, leverage, the
 exchange's forced closes (liquidation, auto-deleveraging) and funding payments.
 
 Rules (docs/engine.md, "Margin"):
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..exchange.errors import ExchangeOpError
-from ..model import AssetInstance, Order, Pending, PositionSide, Side, Trade
+from ..model import AssetInstance, Order, PositionSide
 from ..model.json import integer, num, text
 from ..model.types import Json
 
@@ -109,28 +109,6 @@ async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> st
         p.leverage = float(leverage)
     s.sink.record("leverage_updated", symbol=ai.symbol, leverage=leverage)
     return None
-
-
-async def close_position(
-    s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
-) -> dict[PositionSide, Trade | Pending | None]:
-    """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
-    GTC limit at ``price``. Each side's answer is the order call's."""
-    from ..model import OrderType
-    from .orders import Conditional, call
-
-    sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
-    out: dict[PositionSide, Trade | Pending | None] = {}
-    for ps in sides:
-        pos = ai.position_of(ps) if ai.hedged else ai.position
-        if not pos.contracts:
-            continue
-        order_side = Side.SELL if pos.contracts > 0 else Side.BUY
-        kind = OrderType.GTC if price is not None else OrderType.MARKET
-        out[ps] = await call(
-            s, ai, kind, order_side, abs(pos.contracts), price, waitfor, True, not ai.hedged, {}, cond=Conditional(position_side=ps)
-        )
-    return out
 
 
 def record_forced_close(s: "Strategy", ai: AssetInstance, order: Order, kind: str) -> None:

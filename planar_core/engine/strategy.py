@@ -297,7 +297,7 @@ class Strategy:
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
     ) -> dict[PositionSide, Trade | Pending | None]:
         """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
-        from .margin import close_position
+        from .closing import close_position
 
         return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
 
