@@ -77,8 +77,9 @@ def _bad_number(x: object, name: str) -> str | None:
     return None
 
 
-async def _reference_price(s: "Strategy", ai: AssetInstance) -> float:
-    if ai.last_price:
+async def _reference_price(s: "Strategy", ai: AssetInstance, fresh: bool = False) -> float:
+    """The last price the engine knows, or the exchange's ticker when it knows none (``fresh``: ask anyway)."""
+    if ai.last_price and not fresh:
         return ai.last_price
     ticker = await s.client.call(
         "fetch_ticker",
@@ -165,9 +166,12 @@ async def prepare(
         return f"price rounds to {price} at the market's tick size"
     last = await _reference_price(s, ai) if price is None or order_type.trigger in ("stop", "take") else ai.last_price
     if order_type.trigger in ("stop", "take") and trigger is not None and last:
-        reason = _would_trigger_now(order_type, side, trigger, last)
-        if reason:
-            return reason
+        # the engine's price may lag the market: a refusal is decided on the exchange's price, asked now
+        if _would_trigger_now(order_type, side, trigger, last):
+            last = await _reference_price(s, ai, fresh=True)
+            reason = _would_trigger_now(order_type, side, trigger, last)
+            if reason:
+                return reason
     ref = price if price is not None else trigger if trigger is not None and order_type.trigger != "trailing" else last or 0.0
     min_cost = num(obj(limits.get("cost")).get("min"))
     if not reduce_only and amount * ref < min_cost:

@@ -187,3 +187,12 @@ async def test_an_unknown_futures_conditional_is_found_in_the_algo_service(strat
     await wait_for(lambda: order.status is not OrderStatus.UNKNOWN, timeout=15)
     (algo,) = account_view(sandbox, s)["algo_orders"]
     assert order.status is OrderStatus.OPEN and order.id == str(algo["algo_id"])  # found by its client id, never taken as absent
+
+
+async def test_a_stale_price_view_does_not_refuse_a_valid_stop(strategy_factory: Any, sandbox: Any) -> None:
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False}, balance_watcher={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last * 0.9  # the engine's view lags a move up
+    assert await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.95, waitfor=0) is PENDING
+    assert [o["type"] for o in account_view(sandbox, s)["open_orders"]] == ["STOP_LOSS"]  # asked the exchange, then sent
