@@ -2,7 +2,8 @@
 engine (``s.call(..., OrderType.STOP_MARKET, ...)``, fill seen through its watchers) and for raw ccxt.pro
 (``create_order`` with ``stopLossPrice``, fill seen by ``watch_orders``), in one run on the same sandbox.
 
-Each round both traders hold a 0.01 BTC USDⓈ-M long with a reduce-only stop 0.5 % under the price; the admin
+Each side trades the sandbox's first account in half the rounds (it triggers accounts in order). Each round both
+traders hold a 0.01 BTC USDⓈ-M long with a reduce-only stop 0.5 % under the price; the admin
 API then moves the price 1 % down (both stops trigger on the same tick) and each side's clock stops when it
 sees its stop filled. The price is moved back and the next round starts.
 
@@ -29,11 +30,14 @@ from .common import figure, median, pct, sandbox_process
 PERP = "BTC/USDT:USDT"
 
 
-async def main(rounds: int, fsync: bool = True) -> None:
+async def measure(rounds: int, fsync: bool, engine_first: bool) -> tuple[list[float], list[float]]:
+    """One sandbox, ``rounds`` triggers; ``engine_first``: the engine trades the sandbox's first account (the
+    sandbox triggers accounts in order, so each side goes first in half the rounds of ``main``)."""
     with sandbox_process("--balance", "USDT=1000000") as info:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{info['url']}/admin/accounts", json={"balances": {"USDT": 1_000_000}}) as r:
                 key = await r.json()
+            mine, theirs = (info, key) if engine_first else (key, info)
 
             async def move(factor: float) -> float:
                 async with http.post(f"{info['url']}/admin/price", json={"symbol": "BTCUSDT", "factor": factor, "kind": "linear"}) as r:
@@ -41,7 +45,7 @@ async def main(rounds: int, fsync: bool = True) -> None:
 
             s = strategy(
                 "bench_stop",
-                env={"EXCHANGE_API_KEY": key["api_key"], "EXCHANGE_API_SECRET": key["api_secret"]},
+                env={"EXCHANGE_API_KEY": mine["api_key"], "EXCHANGE_API_SECRET": mine["api_secret"]},
                 margin=True,
                 universe=[PERP],
                 store_root=tempfile.mkdtemp(),
@@ -53,7 +57,12 @@ async def main(rounds: int, fsync: bool = True) -> None:
             )
             raw = point_at_sandbox(
                 ccxtpro.binance(
-                    {"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False, "options": {"defaultType": "swap"}}
+                    {
+                        "apiKey": theirs["api_key"],
+                        "secret": theirs["api_secret"],
+                        "enableRateLimit": False,
+                        "options": {"defaultType": "swap"},
+                    }
                 ),
                 info["url"],
                 info["ws_url"],
@@ -111,6 +120,13 @@ async def main(rounds: int, fsync: bool = True) -> None:
                 watcher.cancel()
                 await s.stop()
                 await raw.close()
+    return engine_ms, raw_ms
+
+
+async def main(rounds: int, fsync: bool = True) -> None:
+    engine_ms, raw_ms = await measure(rounds // 2, fsync, engine_first=True)
+    more = await measure(rounds - rounds // 2, fsync, engine_first=False)
+    engine_ms, raw_ms = engine_ms + more[0], raw_ms + more[1]
     figure(
         "stop_loss_trigger_to_fill_seen_p50_ms" + ("" if fsync else "_fsync_off"),
         median(engine_ms),
