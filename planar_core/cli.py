@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pandas as pd
 import typer
@@ -17,6 +17,7 @@ from .model.json import num
 from .sandbox.limits import Limits
 
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
+T = TypeVar("T")
 trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account.", no_args_is_help=True)
 
 
@@ -28,20 +29,45 @@ def new_app(help_text: str) -> typer.Typer:
     return root
 
 
+CONFIG_OPTION = typer.Option(None, "--config", help="a strategy config: read the trace of its account (credentials from the environment)")
+
 app = new_app("Planar-Py engine tools: the sandbox exchange and the event trace (the full CLI is `planar`).")
 
 
-def _trace_root(root: str | None) -> str:
-    """--root, else the only trace under $PLANAR_HOME/traces."""
+def _trace_root(root: str | None, config: Path | None = None) -> str:
+    """The trace to read: ``--root``; else the account trace of ``--config`` (its credentials resolved from the
+    environment, as the engine does); else the only trace under $PLANAR_HOME/traces; else the newest demo run's
+    (``./demo-output/<time>/store/traces``), said on stderr."""
     import os
 
     if root:
         return root
+    if config is not None:
+        from .config import ConfigError, load_config
+        from .engine.strategy import trace_root
+
+        try:
+            return trace_root(load_config(config))
+        except (ConfigError, OSError) as exc:
+            fail(f"{config}: {exc}")
     base = Path(os.environ.get("PLANAR_HOME", "./.planar")) / "traces"
-    found = sorted(p for p in base.glob("*") if (p / "manifest.json").is_file()) if base.is_dir() else []
-    if len(found) != 1:
-        fail(f"pass --root: {len(found)} traces under {base}" + (f" ({', '.join(p.name for p in found)})" if found else ""))
-    return str(found[0])
+    found = _traces_in(base)
+    if len(found) == 1:
+        return str(found[0])
+    if not found:
+        demos = sorted(Path("demo-output").glob("*/store/traces")) if Path("demo-output").is_dir() else []
+        latest = _traces_in(demos[-1]) if demos else []
+        if len(latest) == 1:
+            typer.secho(f"reading the last demo run's trace: {latest[0]}", err=True)
+            return str(latest[0])
+    fail(
+        f"pass --root or --config: {len(found)} traces under {base}"
+        + (f" ({', '.join(p.name for p in found)})" if found else ", and no demo run under ./demo-output")
+    )
+
+
+def _traces_in(base: Path) -> list[Path]:
+    return sorted(p for p in base.glob("*") if (p / "manifest.json").is_file()) if base.is_dir() else []
 
 
 def _iso(ts: object) -> str:
@@ -86,11 +112,12 @@ def trace_tail_cmd(
     as_json: bool = typer.Option(False, "--json"),
     kind: str | None = typer.Option(None, help="only this event kind"),
     root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """The last N events."""
     from .trace import trace_tail
 
-    _print_events(_read(lambda r: trace_tail(r, n=n, as_df=True, kind=kind), _trace_root(root)), as_json)
+    _print_events(_read(lambda r: trace_tail(r, n=n, as_df=True, kind=kind), _trace_root(root, config)), as_json)
 
 
 @trace_app.command("between")
@@ -100,6 +127,7 @@ def trace_between_cmd(
     as_json: bool = typer.Option(False, "--json"),
     kind: str | None = typer.Option(None, help="only this event kind"),
     root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Events with START <= timestamp < END (ISO-8601, UTC if no zone)."""
     import pandas as pd
@@ -111,20 +139,90 @@ def trace_between_cmd(
     except ValueError as exc:
         fail(f"not a date: {exc}")
         return
-    _print_events(_read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root)), as_json)
+    _print_events(_read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config)), as_json)
+
+
+@trace_app.command("stats")
+def trace_stats_cmd(
+    as_json: bool = typer.Option(False, "--json"),
+    root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Events by kind and by day, time range, segments, size on disk."""
+    import json as _json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .trace.export import TraceStats, trace_stats
+
+    st: TraceStats = _read_any(trace_stats, _trace_root(root, config))
+    if as_json:
+        typer.echo(_json.dumps(st.as_json()))
+        return
+    console = Console()
+    console.print(f"[bold]{st.root}[/]")
+    console.print(
+        f"{st.events:,} events, {st.first} .. {st.last}; {st.segments} segment(s), {st.wal_files} log file(s) not yet in a "
+        f"segment; {st.bytes / 1e6:,.2f} MB on disk"
+    )
+    kinds = list(st.by_kind)
+    table = Table(title="events by day and kind")
+    table.add_column("day")
+    for k in kinds:
+        table.add_column(k, justify="right")
+    table.add_column("all", justify="right")
+    for day, row in st.by_day_kind.items():
+        table.add_row(day, *(f"{row.get(k, 0):,}" for k in kinds), f"{st.by_day[day]:,}")
+    table.add_row("all", *(f"{st.by_kind[k]:,}" for k in kinds), f"{st.events:,}")
+    console.print(table)
+
+
+@trace_app.command("export")
+def trace_export_cmd(
+    out: Path = typer.Argument(..., help="the file to write"),
+    to: str = typer.Option("parquet", "--to", help="format (parquet)"),
+    kind: str | None = typer.Option(None, help="only this event kind"),
+    start: str | None = typer.Option(None, help="from this time (ISO-8601, UTC if no zone)"),
+    end: str | None = typer.Option(None, help="before this time"),
+    root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Write the trace (or a kind / time range of it) to a file for other tools: Parquet, core columns typed, the
+    other fields as JSON text."""
+    from .trace import extract_events_by_date
+    from .trace.export import to_parquet
+
+    if to != "parquet":
+        fail(f"--to {to}: only parquet is supported")
+    try:
+        lo = pd.Timestamp(start) if start else None
+        hi = pd.Timestamp(end) if end else None
+    except ValueError as exc:
+        fail(f"not a date: {exc}")
+    df = _read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config))
+    try:
+        n = to_parquet(df, out)
+    except OSError as exc:
+        fail(f"{out}: {exc}")
+    typer.echo(f"wrote {n:,} events to {out}")
 
 
 def _read(fn: Callable[[str], pd.DataFrame | list[dict]], root: str) -> pd.DataFrame:
     """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
+    out = _read_any(fn, root)
+    return out if isinstance(out, pd.DataFrame) else pd.DataFrame(out)
+
+
+def _read_any(fn: Callable[[str], T], root: str) -> T:
     from .trace.files import TraceNotFoundError
 
     try:
-        out = fn(root)
+        return fn(root)
     except TraceNotFoundError as exc:
         fail(str(exc))
     except ValueError as exc:  # e.g. an unsupported schema version
         fail(f"{root}: {exc}")
-    return out if isinstance(out, pd.DataFrame) else pd.DataFrame(out)
 
 
 def fail(message: str) -> NoReturn:

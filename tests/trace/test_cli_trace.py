@@ -40,3 +40,51 @@ def test_tail_and_between(tmp_path: Path) -> None:
         [*PLANAR, "trace", "between", "yesterday-ish", "now", "--root", str(root)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "not a date" in bad.stderr
+
+
+def test_stats_export_and_finding_the_trace(tmp_path: Path) -> None:
+    """``trace stats`` counts what the trace holds, ``trace export --to parquet`` writes every event as the trace
+    reads, and without --root a trace is found from --config or from the last demo run in ./demo-output."""
+    import pandas as pd
+
+    from planar_core.trace.files import account_id
+
+    store = tmp_path / "demo-output" / "20260101T000000" / "store"
+    root = store / "traces" / account_id("binance", "k1")
+    with EventTrace(str(root)) as et:
+        for i in range(30):
+            et.record(
+                ["order_placed", "trade_executed", "funding_paid"][i % 3], client_order_id=f"c{i}", symbol="BTC/USDT", amount=1.0 + i, seq=i
+            )
+        et.flush()
+    env = {"PLANAR_HOME": str(tmp_path / "nowhere"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    run = lambda *args: subprocess.run([*PLANAR, "trace", *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)  # noqa: E731
+    out = run("stats", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "last demo run" in out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["events"] == 30 and stats["by_kind"] == {"funding_paid": 10, "order_placed": 10, "trade_executed": 10}
+    assert sum(stats["by_day"].values()) == 30 and stats["bytes"] > 0
+
+    out = run("export", str(tmp_path / "t.parquet"), "--to", "parquet", "--kind", "trade_executed")
+    assert out.returncode == 0, out.stderr
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    traced = read_trace(str(root))
+    traced = traced[traced["kind"] == "trade_executed"].reset_index(drop=True)
+    assert list(back["client_order_id"]) == list(traced["client_order_id"]) and list(back["amount"]) == list(traced["amount"])
+    assert (back["timestamp"] == traced["timestamp"]).all()
+    assert [json.loads(p)["seq"] for p in back["payload"]] == [p["seq"] for p in traced["payload"]]
+    assert run("export", str(tmp_path / "t.csv"), "--to", "csv").returncode == 2
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'name = "s"\nstore_root = "{store}"\nuniverse = ["BTC/USDT"]\n[credentials]\napi_key_env = "K"\napi_secret_env = "S"\n')
+    env.update(K="k1", S="s1")
+    out = run("tail", "-n", "1", "--json", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["seq"] == 29
+    env.update(K="another-key")  # another account: no trace of it here, a one-line error
+    assert run("tail", "--config", str(cfg)).returncode == 2
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    empty = subprocess.run([*PLANAR, "trace", "tail"], capture_output=True, text=True, timeout=60, env=env, cwd=bare)
+    assert empty.returncode == 2 and "pass --root or --config" in empty.stderr
