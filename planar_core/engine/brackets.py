@@ -23,6 +23,7 @@ from ..exchange.errors import ExchangeOpError, PermanentError
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.json import obj, rows
 from .notices import EngineEvent, OrderUpdated
+from .orders import Conditional, book, call
 from .updates import apply_order, transition
 
 if TYPE_CHECKING:
@@ -116,7 +117,6 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
 async def _place_each(
     s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float | None, tp: float | None
 ) -> bool:
-    from .orders import Conditional, call
 
     ok = True
     for kind, px in ((OrderType.STOP_MARKET, sl), (OrderType.TAKE_PROFIT_MARKET, tp)):
@@ -164,30 +164,7 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
     if side is Side.BUY:  # a buy list: the stop above, the limit below
         legs.reverse()
     for o in legs:
-        ai.orders[o.client_order_id] = o
-        s.journal.intent(
-            o.client_order_id,
-            symbol=ai.symbol,
-            side=side.value,
-            type=o.type.value,
-            amount=amount,
-            price=o.price,
-            trigger_price=o.trigger_price,
-            parent=o.parent,
-            reduce_only=False,
-        )
-        s.sink.record(
-            "order_placed",
-            symbol=ai.symbol,
-            client_order_id=o.client_order_id,
-            side=side.value,
-            amount=amount,
-            price=o.price,
-            order_type=o.type.value,
-            trigger_price=o.trigger_price,
-            parent=o.parent,
-            expected_price=o.price or o.trigger_price,
-        )
+        book(s, ai, o, o.price or o.trigger_price)
     s.ensure_order_tasks(ai)
     request = s.client.venue.oco_request(
         str(ai.market["id"]), side.value, qty, tp_s, sl_s, legs[0].client_order_id, legs[1].client_order_id

@@ -337,38 +337,7 @@ async def call(
         brackets=(cond.stop_loss, cond.take_profit),
         parent=parent,
     )
-    ai.orders[cid] = order
-    s.journal.intent(
-        cid,
-        symbol=ai.symbol,
-        side=side.value,
-        type=order_type.value,
-        amount=req.amount,
-        price=req.price,
-        reduce_only=reduce_only,
-        trigger_price=req.trigger_price,
-        trailing_percent=req.trailing_percent,
-        position_side=req.position_side.value,
-        stop_loss=cond.stop_loss,
-        take_profit=cond.take_profit,
-        parent=parent,
-    )
-    s.sink.record(
-        "order_placed",
-        symbol=ai.symbol,
-        client_order_id=cid,
-        side=side.value,
-        amount=req.amount,
-        price=req.price,
-        order_type=order_type.value,
-        expected_price=req.reference_price,
-        trigger_price=req.trigger_price,
-        trailing_percent=req.trailing_percent,
-        position_side=req.position_side.value if ai.hedged else None,
-        stop_loss=cond.stop_loss,
-        take_profit=cond.take_profit,
-        parent=parent,
-    )
+    book(s, ai, order, req.reference_price)
     s.ensure_order_tasks(ai)
     ccxt_type, extra = ccxt_args(s, ai, req, cid, params)
     try:
@@ -392,6 +361,34 @@ async def call(
     except Exception:  # the order is booked; a failure while waiting must not read as "not placed"
         log.exception("order %s: error while waiting for fills", cid)
         return aggregate(order) if order.trades else PENDING
+
+
+def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float | None) -> None:
+    """An order about to be sent: tracked on its asset, its intent durable in the journal (so a restart can ask the
+    exchange about it), and traced as ``order_placed`` with what it asked for."""
+    ai.orders[order.client_order_id] = order
+    asked: Json = {
+        "symbol": ai.symbol,
+        "side": order.side.value,
+        "amount": order.amount,
+        "price": order.price,
+        "trigger_price": order.trigger_price,
+        "trailing_percent": order.trailing_percent,
+        "stop_loss": order.brackets[0],
+        "take_profit": order.brackets[1],
+        "parent": order.parent,
+    }
+    s.journal.intent(
+        order.client_order_id, type=order.type.value, reduce_only=order.reduce_only, position_side=order.position_side.value, **asked
+    )
+    s.sink.record(
+        "order_placed",
+        client_order_id=order.client_order_id,
+        order_type=order.type.value,
+        expected_price=expected_price,
+        position_side=order.position_side.value if ai.hedged else None,
+        **asked,
+    )
 
 
 def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str) -> Pending:

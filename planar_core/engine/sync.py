@@ -8,14 +8,13 @@ from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from ..config import ConfigError
 from ..exchange.client import is_balance, is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
-from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side, Trade
+from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
+from ..trace.replay import traced_trade
 from .submit import lookup
 from .updates import apply_order, apply_trade, find
 
@@ -160,20 +159,7 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
         tid = r.get("trade_id")
         if tid is not None:
             s._seen_trade_ids.add(f"{ai.symbol}:{tid}")
-        ts = r["timestamp"]
-        ns = ts.value if isinstance(ts, pd.Timestamp) else integer(ts)
-        trade = Trade(
-            ai.symbol,
-            Side(text(r.get("side")) or "buy"),
-            num(r.get("amount")),
-            num(r.get("price")),
-            text(r.get("order_id")),
-            cid,
-            ns // 1_000_000,
-            fee=num(r.get("fee")),
-            trade_id=None if tid is None else str(tid),
-            emulated=bool(r.get("emulated")),
-        )
+        trade = traced_trade(ai.symbol, r)
         s._restored_trades.setdefault(cid, []).append(trade)
         n += 1
     return n

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..model import Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from .files import TraceFiles
@@ -124,7 +125,7 @@ def _records(df: pd.DataFrame) -> list[Json]:
 
 
 def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
-    from ..model import Balance, Order, OrderStatus, OrderType, Position, PositionSide, Side, Trade
+    from ..model import Balance, Order, OrderStatus, OrderType, Position, PositionSide
 
     for ai in s.universe.values():
         ai.orders.clear()
@@ -152,19 +153,7 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
         asset = s.universe.get(text(r.get("symbol")) or "")
         if asset is None:
             continue
-        ts = r.get("timestamp")
-        trade = Trade(
-            asset.symbol,
-            Side(text(r.get("side")) or "buy"),
-            num(r.get("amount")),
-            num(r.get("price")),
-            text(r.get("order_id")),
-            text(r.get("client_order_id")),
-            (ts.value if isinstance(ts, pd.Timestamp) else integer(ts)) // 1_000_000,
-            fee=num(r.get("fee")),
-            trade_id=text(r.get("trade_id")),
-            emulated=bool(r.get("emulated")),
-        )
+        trade = traced_trade(asset.symbol, r)
         asset.trades.append(trade)
         if trade.client_order_id is not None and trade.client_order_id in asset.orders:
             asset.orders[trade.client_order_id].trades.append(trade)
@@ -172,6 +161,24 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
         sym, _, side = key.partition("#")
         if sym in s.universe:
             s.universe[sym].positions[PositionSide(side or "both")] = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
+
+
+def traced_trade(symbol: str, r: Json) -> Trade:
+    """A ``trade_executed`` event of the trace as the engine's Trade (replay, and a restart's start-up sync)."""
+    ts = r.get("timestamp")
+    tid = r.get("trade_id")
+    return Trade(
+        symbol,
+        Side(text(r.get("side")) or "buy"),
+        num(r.get("amount")),
+        num(r.get("price")),
+        text(r.get("order_id")),
+        text(r.get("client_order_id")),
+        (ts.value if isinstance(ts, pd.Timestamp) else integer(ts)) // 1_000_000,
+        fee=num(r.get("fee")),
+        trade_id=None if tid is None else str(tid),
+        emulated=bool(r.get("emulated")),
+    )
 
 
 def divergences(
