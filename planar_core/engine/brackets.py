@@ -24,6 +24,7 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.json import obj, rows
 from .notices import EngineEvent, OrderUpdated
 from .orders import Conditional, book, call
+from .sync import sync_positions
 from .updates import apply_order, transition
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
     if ai.is_margin:  # reduce-only exits need the position the entry opened: ask the exchange if it is not seen yet
         pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
         if abs(pos.contracts) + 1e-12 < amount:
-            from .sync import sync_positions
-
             await sync_positions(s)
             pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
             amount = min(amount, abs(pos.contracts))

@@ -25,6 +25,7 @@ from ..exchange.errors import ExchangeOpError
 from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, PositionSide, Side, Trade
 from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
+from .margin import ensure_margin_mode
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition
 
@@ -315,8 +316,6 @@ async def call(
             _refuse(s, ai, "risk_rejected", side, req.amount, req.price, reason)
             return None
     if ai.is_margin and not emergency:
-        from .margin import ensure_margin_mode
-
         reason = await ensure_margin_mode(s, ai)
         if reason:
             _refuse(s, ai, "order_failed", side, req.amount, req.price, reason)

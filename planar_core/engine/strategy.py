@@ -35,7 +35,9 @@ from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
+from .closing import close_position
 from .lease import Lease, lease_path
+from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth, TaskObserver
@@ -289,16 +291,12 @@ class Strategy:
     async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> str | None:
         """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; returns the reason it
         was refused, else None (see engine/margin.py)."""
-        from .margin import update_leverage
-
         return await update_leverage(self, self.asset(ai), leverage)
 
     async def close_position(
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
     ) -> dict[PositionSide, Trade | Pending | None]:
         """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
-        from .closing import close_position
-
         return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
 
     async def cancel(self, ai: AssetInstance | str, order: Order) -> bool:
@@ -334,8 +332,6 @@ class Strategy:
         if not isinstance(raw, dict) or not raw.get("info"):
             return
         if self.config.margin and self.running and self.client.venue.reports_funding(raw):
-            from .margin import sync_funding
-
             self.supervisor.spawn(sync_funding(self))  # read the payment from the income history, recorded once
         currencies = {self.config.main_currency}
         if not self.config.margin:
@@ -457,8 +453,6 @@ class Strategy:
         """A position that shrank while no order of ours is open on the asset may have been closed by the exchange
         (liquidation, auto-deleveraging): read the asset's last orders, so a forced close is adopted and recorded
         even when no order task watches the asset."""
-        from .margin import explain_position_change
-
         for sym in {key.split("#", 1)[0] for key, ch in changed.items() if abs(ch["contracts"]) < abs(ch["before"])}:
             ai = self.universe[sym]
             if self.running and ai.is_margin and not ai.open_orders():

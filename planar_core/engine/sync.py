@@ -15,6 +15,7 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from ..trace.replay import traced_trade
+from .margin import apply_position_mode, sync_funding
 from .submit import lookup
 from .updates import apply_order, apply_trade, find
 
@@ -110,8 +111,6 @@ async def startup_sync(s: "Strategy") -> None:
     await sync_prices(s)
     await sync_balances(s)
     if s.config.margin:
-        from .margin import apply_position_mode
-
         await apply_position_mode(s)  # before the positions: hedge mode keeps two sides per asset
         await sync_positions(s)
         for ai in s.universe.values():
@@ -130,8 +129,6 @@ async def startup_sync(s: "Strategy") -> None:
     restore_trades(s, since)
     restore_orders(s, since)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
-        from .margin import sync_funding
-
         s.funding_seen.update(str(r.get("trade_id")) for r in _traced(s, since, "funding_paid"))
         s.funding_since = since
         await sync_funding(s)

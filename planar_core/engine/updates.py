@@ -18,6 +18,7 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.json import integer, num, obj, opt_num, rows, text
 from ..model.status import FROM_CCXT
 from ..model.types import Json
+from .margin import record_forced_close
 from .notices import Filled, OrderUpdated
 
 if TYPE_CHECKING:
@@ -139,8 +140,6 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
             ai.trades.append(trade)
         forced = venue.forced_close(raw)
         if forced:
-            from .margin import record_forced_close
-
             record_forced_close(s, ai, order, forced)
     if order.type.is_conditional and _conditional_phase(s, ai, order, raw, algo, oid, source):
         return order  # a triggered algo record: what follows comes from the order it placed

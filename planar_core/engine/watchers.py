@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..model.json import rows
+from .margin import sync_funding
 from .supervisor import TaskHealth
 
 if TYPE_CHECKING:
@@ -186,8 +187,6 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         s.apply_positions(await s.client.ex.watch_positions(symbols))
 
     async def poll_step() -> None:
-        from .margin import sync_funding
-
         s.apply_positions(
             await s.client.call(
                 "fetch_positions",
