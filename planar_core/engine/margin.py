@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..exchange.errors import ExchangeOpError
-from ..model import AssetInstance, Order, PositionSide
+from ..model import AssetInstance, Order
 from ..model.json import integer, num, text
 from ..model.types import Json
 
@@ -105,7 +105,7 @@ async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> st
         s.sink.record("order_failed", symbol=ai.symbol, reason=f"update_leverage: {reason}")
         log.warning("update_leverage on %s: %s", ai.symbol, reason)
         return reason
-    for _, p in list(ai.positions.items()) or [(PositionSide.BOTH, ai.position)]:
+    for p in list(ai.positions.values()) or [ai.position]:
         p.leverage = float(leverage)
     s.sink.record("leverage_updated", symbol=ai.symbol, leverage=leverage)
     return None

@@ -215,8 +215,9 @@ def _check_brackets(ai: AssetInstance, req: OrderRequest, cond: Conditional) -> 
     if ai.hedged and (req.side is Side.BUY) != (req.position_side is PositionSide.LONG):
         return "stop_loss / take_profit attach to an order that opens its position side, not one that closes it"
     for name, px in (("stop_loss", sl), ("take_profit", tp)):
-        if px is not None and _bad_number(px, name):
-            return _bad_number(px, name)
+        reason = _bad_number(px, name) if px is not None else None
+        if reason:
+            return reason
     ref = req.reference_price
     long = req.side is Side.BUY
     if sl is not None and (sl >= ref if long else sl <= ref):
