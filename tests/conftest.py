@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -103,3 +103,61 @@ def user_subscribed(server: SandboxServer, acct: Account, kind: str = "spot") ->
     """The sandbox has a user-data subscription of ``acct`` on a ``kind`` connection (what a test waits on
     before acting, instead of sleeping)."""
     return any(c.kind == kind and acct.api_key in c.users for c in server.hub.conns)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto in server mode) on a free loopback port, for the whole session; fsspec in
+    this process and in subprocesses (through ``FSSPEC_S3_*`` and ``AWS_*``) is pointed at it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import fsspec
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:  # wait until it accepts connections
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start on {url}") from None
+            time.sleep(0.05)
+    env = {"AWS_ACCESS_KEY_ID": "planar-test", "AWS_SECRET_ACCESS_KEY": "planar-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in [*env, "FSSPEC_S3_ENDPOINT_URL"]}
+    os.environ.update(env, FSSPEC_S3_ENDPOINT_URL=url)
+    saved_conf = fsspec.config.conf.get("s3")
+    fsspec.config.conf["s3"] = {"endpoint_url": url}
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("planar-test")
+    try:
+        yield url
+    finally:
+        fsspec.config.conf.pop("s3", None)
+        if saved_conf is not None:
+            fsspec.config.conf["s3"] = saved_conf
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_root(s3_endpoint: str) -> str:
+    """A fresh prefix in the test bucket: s3://planar-test/<random>."""
+    import uuid
+
+    return f"s3://planar-test/{uuid.uuid4().hex[:12]}"

@@ -22,17 +22,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..model.json import integer, num
 from ..model.types import Json
-from .reading import extract_events_by_date
+from .reading import read_columns
 
 NAN = math.nan
 
 
+# the payloads an analysis keeps (the report's equity curve reads them); every other row's payload is not parsed
+PAYLOAD_KINDS = ("balance_updated", "risk_metrics")
+
+
 def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """The typed columns of every event in the window, the payloads of ``PAYLOAD_KINDS``, and ``replaces``
+    (the trade ids a real trade supersedes), read from the payload bytes without parsing the rest."""
     sink = getattr(source, "sink", source)
-    if hasattr(sink, "flush"):
-        sink.flush()
-    root = getattr(sink, "files", sink)
-    return extract_events_by_date(root, start, end)
+    if hasattr(sink, "sync"):
+        sink.sync()
+    cols = read_columns(getattr(sink, "files", sink), start, end)
+    df = cols.frame(payload=PAYLOAD_KINDS)
+    df["replaces"] = cols.field("replaces")
+    return df
 
 
 def _stat(values: pd.Series, fn: str) -> float:
@@ -40,55 +48,87 @@ def _stat(values: pd.Series, fn: str) -> float:
     return float(getattr(values, fn)()) if len(values) else NAN
 
 
+def _codes(series: pd.Series) -> np.ndarray:
+    """Integer codes of a text column (-1 = none); equal values have equal codes within one frame."""
+    cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
+    return cat.cat.codes.to_numpy()
+
+
+def _is(df: pd.DataFrame, kind: str) -> np.ndarray:
+    return (df["kind"] == kind).to_numpy(dtype=bool)
+
+
 def scope(df: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
     """The events of one strategy: those of its orders (client ids starting with ``prefix``) and those of no order
     (balances, API calls, risk events). ``prefix=None``: everything."""
     if not prefix or not len(df):
         return df
-    cid = df["client_order_id"].fillna("").astype(str)
-    return df[(cid == "") | cid.str.startswith(prefix)].reset_index(drop=True)
+    cid = df["client_order_id"]
+    cat = cid if isinstance(cid.dtype, pd.CategoricalDtype) else cid.astype("category")
+    ours = np.append(np.asarray([str(c).startswith(prefix) for c in cat.cat.categories], dtype=bool), True)  # code -1: no order
+    return df[ours[cat.cat.codes.to_numpy()]].reset_index(drop=True)
+
+
+def _placed(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The client-id codes of the orders placed in the window and the row of each one's first intent."""
+    cid = _codes(df["client_order_id"])
+    rows = np.flatnonzero(_is(df, "order_placed") & (cid >= 0))
+    codes, first = np.unique(cid[rows], return_index=True)
+    return codes, rows[first]
 
 
 def analyze_order_patterns(df: pd.DataFrame) -> dict[str, float]:
     """Counted per order, not per event: an order whose fill is recorded twice (a restart adopting it, a late
     update) counts once, and only orders placed in the window count, so no rate can exceed 100 %."""
-    kinds = df["kind"].astype(str)
-    placed = df[kinds == "order_placed"].drop_duplicates("client_order_id")
-    ids = set(placed["client_order_id"])
-    total = len(ids)
-    filled = len(ids & set(df.loc[kinds == "order_filled", "client_order_id"]))
-    cancelled = len(
-        (ids & set(df.loc[kinds == "order_cancelled", "client_order_id"])) - set(df.loc[kinds == "order_filled", "client_order_id"])
-    )
+    cid = _codes(df["client_order_id"])
+    placed, first = _placed(df)
+    filled = np.isin(placed, cid[_is(df, "order_filled")])
+    cancelled = np.isin(placed, cid[_is(df, "order_cancelled")]) & ~filled
+    total = len(placed)
+    amounts = pd.Series(df["amount"].to_numpy()[first])
     return {
         "total_orders": total,
-        "filled_orders": filled,
-        "cancelled_orders": cancelled,
-        "fill_rate": filled / total * 100 if total else NAN,
-        "cancel_rate": cancelled / total * 100 if total else NAN,
-        "avg_order_size": _stat(placed["amount"], "mean"),
-        "median_order_size": _stat(placed["amount"], "median"),
-        "triggered_orders": len(ids & set(df.loc[kinds == "order_triggered", "client_order_id"])),
-        "forced_closes": int((kinds == "forced_close").sum()),
-        "funding": float(df.loc[kinds == "funding_paid", "amount"].sum()),  # received > 0, paid < 0
+        "filled_orders": int(filled.sum()),
+        "cancelled_orders": int(cancelled.sum()),
+        "fill_rate": filled.sum() / total * 100 if total else NAN,
+        "cancel_rate": cancelled.sum() / total * 100 if total else NAN,
+        "avg_order_size": _stat(amounts, "mean"),
+        "median_order_size": _stat(amounts, "median"),
+        "triggered_orders": int(np.isin(placed, cid[_is(df, "order_triggered")]).sum()),
+        "forced_closes": int(_is(df, "forced_close").sum()),
+        "funding": float(df.loc[_is(df, "funding_paid"), "amount"].sum()),  # received > 0, paid < 0
     }
 
 
 def execution_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per trade with its intent's time and reference price, slippage and execution time."""
-    kinds = df["kind"].astype(str)
-    intents = df[kinds == "order_placed"][["client_order_id", "timestamp", "payload"]].copy()
-    intents["expected_price"] = intents["payload"].map(lambda p: p.get("expected_price"))
-    intents = intents.drop_duplicates("client_order_id").rename(columns={"timestamp": "placed_at"}).drop(columns="payload")
-    trades = df[kinds == "trade_executed"]
-    replaced = {r for p in trades["payload"] for r in ((p or {}).get("replaces") or [])}
-    if replaced:  # emulated trades a real trade replaced are not fills of their own
-        trades = trades[~trades["payload"].map(lambda p: (p or {}).get("trade_id") in replaced)]
-    trades = trades[trades["client_order_id"].isin(set(intents["client_order_id"]))]  # fills of orders placed in the window
-    t = trades[["client_order_id", "timestamp", "side", "price", "amount"]].merge(intents, on="client_order_id", how="left")
-    expected = pd.to_numeric(t["expected_price"], errors="coerce")
+    """One row per trade of an order placed in the window: its intent's time and reference price, slippage and
+    execution time. Emulated trades a real trade replaced (``replaces``) are not fills of their own."""
+    cid = _codes(df["client_order_id"])
+    placed, first = _placed(df)
+    intent_row = np.full(int(cid.max(initial=-1)) + 2, -1, np.int64)  # code -> row of its intent (-1: none)
+    intent_row[placed] = first
+    trades = np.flatnonzero(_is(df, "trade_executed") & (cid >= 0))
+    trades = trades[intent_row[cid[trades]] >= 0]
+    if "replaces" in df.columns:
+        replaced = {r for rs in df["replaces"].to_numpy()[trades] if rs for r in rs}
+        if replaced:
+            trades = trades[~df["trade_id"].iloc[trades].astype(object).isin(replaced).to_numpy()]
+    intents = intent_row[cid[trades]]
+    t = pd.DataFrame(
+        {
+            "client_order_id": df["client_order_id"].iloc[trades].astype(object).to_numpy(),
+            "timestamp": df["timestamp"].iloc[trades].to_numpy(),
+            "side": df["side"].iloc[trades].astype(object).to_numpy(),
+            "price": df["price"].to_numpy()[trades],
+            "amount": df["amount"].to_numpy()[trades],
+            "placed_at": df["timestamp"].iloc[intents].to_numpy(),
+            "expected_price": df["expected_price"].to_numpy()[intents],
+        }
+    )
+    t["timestamp"] = pd.to_datetime(t["timestamp"], utc=True)
+    t["placed_at"] = pd.to_datetime(t["placed_at"], utc=True)
     sign = np.where(t["side"] == "sell", -1.0, 1.0)
-    t["slippage_pct"] = (t["price"] - expected) / expected * 100 * sign
+    t["slippage_pct"] = (t["price"] - t["expected_price"]) / t["expected_price"] * 100 * sign
     t["execution_s"] = (t["timestamp"] - t["placed_at"]).dt.total_seconds()
     return t
 
@@ -121,21 +161,18 @@ class Analysis(TypedDict):
 
 
 def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
-    kinds = df["kind"].astype(str)
-    placed = df[kinds == "order_placed"]
-    by_hour = placed["timestamp"].dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
-    calls = df[kinds == "api_call"]
-    latency = (
-        pd.to_numeric(calls["payload"].map(lambda p: p.get("latency_ms")), errors="coerce").dropna()
-        if len(calls)
-        else pd.Series(dtype=float)
-    )
-    errors = calls["payload"].map(lambda p: p.get("result") != "ok").sum() if len(calls) else 0
+    placed = df.loc[_is(df, "order_placed"), "timestamp"]
+    by_hour = placed.dt.hour.value_counts().sort_index() if len(placed) else pd.Series(dtype="int64")
+    calls = _is(df, "api_call")
+    n = int(calls.sum())
+    latency = df["latency_ms"].to_numpy()[calls]
+    latency = latency[~np.isnan(latency)]
+    errors = int(n - (df["result"].to_numpy()[calls] == "ok").sum())  # no result recorded counts as not ok
     return {
         "orders_by_hour": {integer(h): int(c) for h, c in by_hour.items()},
-        "api_calls": len(calls),
-        "api_error_rate": errors / len(calls) * 100 if len(calls) else NAN,
-        "api_latency_ms": {q: float(latency.quantile(q / 100)) if len(latency) else NAN for q in (50, 90, 99)},
+        "api_calls": n,
+        "api_error_rate": errors / n * 100 if n else NAN,
+        "api_latency_ms": {q: float(np.quantile(latency, q / 100)) if len(latency) else NAN for q in (50, 90, 99)},
     }
 
 

@@ -1,10 +1,13 @@
-"""Compaction: merge many small segments into few large ones, thin old market data, archive old events.
+"""Compaction: merge many small segments into few large ones, thin old market data, archive old events, and
+rewrite version-1 segments as version 2 (the schema migration).
 
-Atomic by construction: new segments are written first, then the manifest is
-swapped in one write under the manifest lock; old segments are deleted only
-after the swap. A crash at any point leaves either the old manifest (and some
-orphan new segments nobody reads) or the new one. Segments the writer commits
-while compaction runs are kept: the swap only replaces the segments it read.
+Streaming: segments are read in windows of ``target_rows`` rows and written out as soon as a full segment's
+worth is kept, so memory is bounded by about two windows whatever the trace's size.
+
+Atomic by construction: new segments are written first, then the manifest is swapped in one write under the
+manifest lock; old segments are deleted only after the swap. A crash at any point leaves either the old manifest
+(and some orphan new segments nobody reads) or the new one. Segments the writer commits while compaction runs are
+kept: the swap only replaces the segments it read.
 """
 
 from __future__ import annotations
@@ -15,14 +18,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-import zarr
 
 from ..model.types import Json
-from .files import Manifest, Segment, TraceFiles, column, write_segment
-from .schema import KIND_CODE, MARKET_DATA_KINDS
+from .columns import TEXT, Columns
+from .files import Manifest, Segment, TraceFiles, read_segment, write_segment
+from .schema import MARKET_DATA_KINDS
 from .store import EventTrace
-
-COLUMN_NAMES = ("timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee")
 
 
 @dataclass
@@ -43,63 +44,69 @@ class CompactionReport:
         return dict(vars(self))
 
 
-def _read_columns(files: TraceFiles, seg: Segment) -> dict[str, np.ndarray]:
-    g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
-    cols = {name: column(g, name) for name in COLUMN_NAMES}
-    cols["payload_end"] = column(g, "payload_end")
-    cols["payload"] = column(g, "payload")
-    return cols
+class _Thinning:
+    """Which old market-data events survive: with ``every_ns``, the first of each (symbol, kind, time bucket),
+    carried across windows so the result does not depend on where a window ends; without it, none."""
 
+    def __init__(self, horizon_ns: int, every_ns: int | None) -> None:
+        self.horizon_ns, self.every_ns = horizon_ns, every_ns
+        self.last_bucket: dict[tuple[str, str], int] = {}
 
-def _take(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    out = {name: cols[name][mask] for name in COLUMN_NAMES}
-    ends = cols["payload_end"]
-    starts = np.concatenate([[0], ends[:-1]])
-    keep_starts, keep_ends = starts[mask], ends[mask]
-    lengths = keep_ends - keep_starts
-    total = int(lengths.sum())
-    out_starts = np.cumsum(lengths) - lengths
-    # byte i of the output comes from: its row's source start + (i - its row's output start)
-    idx = np.arange(total, dtype=np.int64) + np.repeat(keep_starts - out_starts, lengths)
-    out["payload"] = cols["payload"][idx] if total else np.zeros(0, dtype=np.uint8)
-    out["payload_end"] = np.cumsum(lengths).astype(np.int64)
-    return out
-
-
-def _slice(cols: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
-    out = {name: cols[name][a:b] for name in COLUMN_NAMES}
-    ends = cols["payload_end"]
-    first = int(ends[a - 1]) if a > 0 else 0
-    last = int(ends[b - 1]) if b > 0 else 0
-    out["payload"] = cols["payload"][first:last]
-    out["payload_end"] = ends[a:b] - first
-    return out
-
-
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    out = {name: np.concatenate([p[name] for p in parts]) for name in (*COLUMN_NAMES, "payload")}
-    offset = 0
-    ends = []
-    for p in parts:
-        ends.append(p["payload_end"] + offset)
-        offset += int(p["payload_end"][-1]) if len(p["payload_end"]) else 0
-    out["payload_end"] = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, dtype=np.int64)
-    return out
-
-
-def _thin_market_data(cols: dict[str, np.ndarray], horizon_ns: int, every_ns: int | None) -> np.ndarray:
-    """Keep mask: market-data events older than the horizon are dropped, or kept one per ``every_ns`` per symbol."""
-    md_codes = [KIND_CODE[k] for k in MARKET_DATA_KINDS]
-    old_md = np.isin(cols["kind"], md_codes) & (cols["timestamp"] < horizon_ns)
-    keep = ~old_md
-    if every_ns and old_md.any():
+    def keep(self, cols: Columns) -> np.ndarray:
+        old_md = cols.rows_of("kind", MARKET_DATA_KINDS) & (cols.timestamp < self.horizon_ns)
+        keep = ~old_md
+        if not self.every_ns or not old_md.any():
+            return keep
         idx = np.flatnonzero(old_md)
-        bucket = cols["timestamp"][idx] // every_ns
-        sym = cols["symbol"][idx]
-        key = np.concatenate([bucket[:, None].view(np.uint8).reshape(len(idx), -1), sym], axis=1)
-        _, first = np.unique(key[::-1], axis=0, return_index=True)  # the last event of each (bucket, symbol)
-        keep[idx[len(idx) - 1 - first]] = True
-    return keep
+        kinds, symbols = cols.codes[idx, TEXT.index("kind")], cols.codes[idx, TEXT.index("symbol")]
+        group = kinds.astype(np.int64) * (len(cols.dicts[TEXT.index("symbol")]) + 1) + symbols + 1
+        bucket = cols.timestamp[idx] // self.every_ns
+        order = np.lexsort((idx, group))  # by series, in time within each
+        g, b = group[order], bucket[order]
+        first = np.ones(len(g), bool)
+        first[1:] = g[1:] != g[:-1]
+        previous = np.empty_like(b)
+        previous[1:] = b[:-1]
+        for at in np.flatnonzero(first):  # one per series in this window: carried in from the last window
+            previous[at] = self.last_bucket.get(self._series(cols, kinds[order[at]], symbols[order[at]]), -1)
+        last = np.append(np.flatnonzero(first)[1:] - 1, len(g) - 1)
+        for at in last:
+            self.last_bucket[self._series(cols, kinds[order[at]], symbols[order[at]])] = int(b[at])
+        keep[idx[order[b != previous]]] = True
+        return keep
+
+    @staticmethod
+    def _series(cols: Columns, kind: int, symbol: int) -> tuple[str, str]:
+        return cols.dicts[TEXT.index("kind")][kind], cols.dicts[TEXT.index("symbol")][symbol] if symbol >= 0 else ""
+
+
+class _Output:
+    """Kept rows, written as segments of ``target_rows`` as soon as there are that many."""
+
+    def __init__(self, files: TraceFiles, target_rows: int, tag: str) -> None:
+        self.files, self.target_rows, self.tag = files, target_rows, tag
+        self.pending: list[Columns] = []
+        self.rows = 0
+        self.segments: list[Segment] = []
+
+    def add(self, cols: Columns) -> None:
+        if len(cols):
+            self.pending.append(cols)
+            self.rows += len(cols)
+        while self.rows >= self.target_rows:
+            self._write(self.target_rows)
+
+    def finish(self) -> list[Segment]:
+        if self.rows:
+            self._write(self.rows)
+        return self.segments
+
+    def _write(self, rows: int) -> None:
+        merged = Columns.concat(self.pending)
+        name = f"{time.time_ns():020d}-{self.tag}{uuid.uuid4().hex[:7]}"
+        self.segments.append(write_segment(self.files, name, merged.slice(0, rows), chunk_rows=self.target_rows))
+        rest = merged.slice(rows, len(merged))
+        self.pending, self.rows = ([rest] if len(rest) else []), len(rest)
 
 
 def compact_trace(
@@ -124,46 +131,37 @@ def compact_trace(
     cutoff_ns = now_ns - int(retention.total_seconds() * 1e9) if retention is not None else -(2**63)
     every_ns = int(downsample.total_seconds() * 1e9) if downsample else None
 
-    kept_parts: list[dict[str, np.ndarray]] = []
-    archived_parts: list[dict[str, np.ndarray]] = []
-    events_before = dropped = 0
+    thinning = _Thinning(horizon_ns, every_ns)
+    kept = _Output(files, target_rows, "c")
+    archive = TraceFiles(files.url("archive")) if retention is not None else None
+    archived_out = _Output(archive, target_rows, "a") if archive is not None else None
+    events_before = dropped = archived = 0
     for seg in segs:
-        cols = _read_columns(files, seg)
-        events_before += len(cols["timestamp"])
-        keep = _thin_market_data(cols, horizon_ns, every_ns)
-        dropped += int((~keep).sum())
-        to_archive = keep & (cols["timestamp"] < cutoff_ns)
-        if to_archive.any():
-            archived_parts.append(_take(cols, to_archive))
-        kept_parts.append(_take(cols, keep & ~to_archive))
+        for a in range(0, seg.rows, target_rows):
+            cols = read_segment(files, seg, a, min(seg.rows, a + target_rows))
+            events_before += len(cols)
+            keep = thinning.keep(cols)
+            dropped += int((~keep).sum())
+            to_archive = keep & (cols.timestamp < cutoff_ns)
+            if archived_out is not None and to_archive.any():
+                archived_out.add(cols.take(to_archive))
+                archived += int(to_archive.sum())
+            kept.add(cols.take(keep & ~to_archive) if not keep.all() or to_archive.any() else cols)
+    new_segments = kept.finish()
+    if archive is not None and archived_out is not None and archived_out.finish():
+        added = archived_out.segments
 
-    new_segments: list[Segment] = []
-    merged = _concat(kept_parts) if kept_parts else None
-    if merged is not None and len(merged["timestamp"]):
-        n = len(merged["timestamp"])
-        for a in range(0, n, target_rows):
-            part = _slice(merged, a, min(n, a + target_rows))
-            name = f"{time.time_ns():020d}-c{uuid.uuid4().hex[:7]}"
-            new_segments.append(write_segment(files, name, part, chunk_rows=target_rows))
-    archived = 0
-    if archived_parts:
-        archive = TraceFiles(files.url("archive"))
-        cols = _concat(archived_parts)
-        archived = len(cols["timestamp"])
-        seg = write_segment(archive, f"{time.time_ns():020d}-a{uuid.uuid4().hex[:7]}", cols, chunk_rows=target_rows)
-        with archive.manifest_lock():
-            am = archive.load_manifest()
-            am.segments.append(seg)
-            am.segments.sort(key=lambda s: s.t_min)
-            archive.save_manifest(am)
+        def archive_them(am: Manifest) -> None:
+            am.segments = sorted(am.segments + added, key=lambda s: s.t_min)
+
+        archive.update_manifest(archive_them)
 
     replaced = {s.name for s in segs}
-    with files.manifest_lock():
-        current = files.load_manifest()
-        added_meanwhile = [s for s in current.segments if s.name not in replaced]
-        files.save_manifest(
-            Manifest(segments=new_segments + added_meanwhile, wal_consumed=current.wal_consumed, generation=current.generation)
-        )
+
+    def swap(current: Manifest) -> None:  # segments the writer committed meanwhile stay, after the new ones
+        current.segments = new_segments + [s for s in current.segments if s.name not in replaced]
+
+    files.update_manifest(swap)
     for name in replaced:
         files.remove(f"segments/{name}", recursive=True)
     bytes_after, chunks_after = files.du("segments")

@@ -38,11 +38,11 @@ def trace_stats(et: EventTrace | TraceFiles | str) -> TraceStats:
     """Events by kind and by UTC day, time range, segments, files not yet compacted into segments, size on disk."""
     files = _files(et)
     manifest = consistent(files, lambda m: m)
-    df = extract_events_by_date(files)
+    df = extract_events_by_date(files, payload=False)
     size, _ = files.du("")
     wal = [seq for seq in files.list_wal() if seq > manifest.wal_consumed]
     days = df["timestamp"].dt.strftime("%Y-%m-%d") if len(df) else pd.Series([], dtype=str)
-    kinds = df["kind"].astype(str)
+    kinds = df["kind"].astype(object) if len(df) else pd.Series([], dtype=object)
     table = pd.crosstab(days, kinds) if len(df) else pd.DataFrame()
     return TraceStats(
         root=files.root,
@@ -59,12 +59,11 @@ def trace_stats(et: EventTrace | TraceFiles | str) -> TraceStats:
 
 
 def to_parquet(df: pd.DataFrame, out: str | Path) -> int:
-    """Write events to one Parquet file: the core columns typed, the timestamp in ns UTC, the payload's other
-    fields as a JSON text column (``payload``). Returns the number of rows."""
+    """Write events to one Parquet file: the typed columns as they are (text columns dictionary-encoded, absent
+    values null), the timestamp in ns UTC, the payload's other fields as a JSON text column (``payload``, empty
+    when there are none). Returns the number of rows."""
     flat = df.copy()
-    flat["kind"] = flat["kind"].astype(str)
-    flat["payload"] = [json.dumps(p, default=str, separators=(",", ":")) if p else "" for p in flat["payload"]]
-    for name in ("symbol", "order_id", "client_order_id", "side"):
-        flat[name] = flat[name].fillna("").astype(str)
+    if "payload" in flat.columns:
+        flat["payload"] = [json.dumps(p, default=str, separators=(",", ":")) if p else "" for p in flat["payload"]]
     flat.to_parquet(out, engine="pyarrow", index=False)
     return len(flat)

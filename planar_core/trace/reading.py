@@ -17,18 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
-import zarr
 
-from ..model.json import obj
 from ..model.types import Json
-from .files import Manifest, Segment, TraceFiles, column
-from .schema import KINDS, SIDE_NAMES, STRINGS, decode_strings
+from .columns import NUMBERS, TEXT, Columns
+from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, segment_dicts, stored_names
 
 if TYPE_CHECKING:
     from .store import EventTrace
 
-COLUMNS = ["timestamp", "kind", "symbol", "order_id", "client_order_id", "side", "amount", "price", "fee", "payload"]
-CORE_COLUMNS = frozenset(COLUMNS) - {"payload"}
+COLUMNS = ["timestamp", *TEXT, *NUMBERS, "payload"]
 
 
 def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
@@ -37,7 +34,7 @@ def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
     if isinstance(et, str):
         return TraceFiles(et, create=False)
     if not et.closed:
-        et.flush()  # the writer's own view includes what it has buffered
+        et.sync()  # the writer's own view includes what it has buffered
     return et.files
 
 
@@ -75,107 +72,71 @@ def consistent(files: TraceFiles, read: Callable[[Manifest], T], attempts: int =
     raise RuntimeError(f"trace {files.root} kept changing during {attempts} read attempts")
 
 
-def _segment_frame(files: TraceFiles, seg: Segment, start: int = 0, stop: int | None = None) -> pd.DataFrame:
-    stop = seg.rows if stop is None else stop
-    g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
-    if stop <= start:
-        return pd.DataFrame(columns=COLUMNS)
-    rows = slice(start, stop)
-    ends = column(g, "payload_end", slice(max(0, start - 1), stop))
-    first = 0 if start == 0 else int(ends[0])
-    ends = ends[1:] if start > 0 else ends
-    blob = bytes(column(g, "payload", slice(first, int(ends[-1])))) if len(ends) and int(ends[-1]) > first else b""
-    offsets = np.concatenate([[0], ends - first]).astype(np.int64)
-    payload = [json.loads(blob[offsets[i] : offsets[i + 1]]) if offsets[i + 1] > offsets[i] else {} for i in range(len(ends))]
-    data: Json = {
-        "timestamp": pd.to_datetime(column(g, "timestamp", rows), utc=True),
-        "kind": pd.Categorical.from_codes(column(g, "kind", rows).astype(np.int16), categories=pd.Index(list(KINDS))),
-    }
-    for name in STRINGS:
-        data[name] = decode_strings(column(g, name, rows))
-    data["side"] = np.array([SIDE_NAMES[int(x)] for x in column(g, "side", rows)], dtype=object)
-    for name in ("amount", "price", "fee"):
-        data[name] = column(g, name, rows)
-    data["payload"] = payload
-    df = pd.DataFrame(data)
-    other = df["kind"] == "other"
-    if other.any():  # kinds this schema version does not list keep their name in the payload
-        df["kind"] = df["kind"].astype(object)
-        df.loc[other, "kind"] = [p.get("kind", "other") for p in df.loc[other, "payload"]]
-    return df
-
-
-def _events_frame(events: list[Json]) -> pd.DataFrame:
-    if not events:
-        return pd.DataFrame(columns=COLUMNS)
-    rows = []
-    for e in events:
-        core = {c: e.get(c) for c in COLUMNS if c != "payload"}
-        core["payload"] = {k: v for k, v in e.items() if k not in CORE_COLUMNS}
-        rows.append(core)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df["timestamp"] = pd.to_datetime(df["timestamp"].astype("int64"), utc=True)
-    for name in ("amount", "price", "fee"):
-        df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
-    for name in STRINGS:
-        df[name] = df[name].fillna("").astype(object)
-    return df
-
-
-def _finish(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        df = pd.DataFrame(columns=COLUMNS)
-        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
-        return df
-    df = pd.concat(frames, ignore_index=True)
-    df["kind"] = df["kind"].astype(str).astype("category")
-    return df
-
-
 def to_records(df: pd.DataFrame) -> list[Json]:
-    """The seed's event dicts: core columns plus the payload's fields, empty values dropped."""
+    """The seed's event dicts: the typed fields an event has plus its payload's fields."""
     out = []
+    names = [c for c in df.columns if c not in ("timestamp", "payload")]
+    has_payload = "payload" in df.columns
     for row in df.itertuples(index=False):
-        rec: Json = {"timestamp": row.timestamp, "kind": str(row.kind)}  # a pd.Timestamp: a datetime that keeps nanoseconds
-        for name in ("symbol", "order_id", "client_order_id", "side"):
+        rec: Json = {"timestamp": row.timestamp}  # a pd.Timestamp: a datetime that keeps nanoseconds
+        for name in names:
             v = getattr(row, name)
-            if isinstance(v, str) and v:
+            if isinstance(v, str):
                 rec[name] = v
-        for name in ("amount", "price", "fee"):
-            v = getattr(row, name)
-            if v is not None and not (isinstance(v, float) and np.isnan(v)):
-                rec[name] = float(v)
-        rec.update(obj(row.payload))
+            elif isinstance(v, float) and not np.isnan(v):
+                rec[name] = v
+        if has_payload and isinstance(row.payload, dict):
+            rec.update(row.payload)
         out.append(rec)
     return out
 
 
-def trace_tail(et: EventTrace | TraceFiles | str, n: int = 10, as_df: bool = False, kind: str | None = None) -> pd.DataFrame | list[dict]:
-    """The last ``n`` events (optionally of one kind). Reads only the newest WAL files and segments."""
+def trace_tail(
+    et: EventTrace | TraceFiles | str, n: int = 10, as_df: bool = False, kind: str | None = None, payload: bool = True
+) -> pd.DataFrame | list[dict]:
+    """The last ``n`` events (optionally of one kind). Reads only the newest WAL files and segments (and, with
+    ``kind``, only the kind column of older ones)."""
     files = _files(et)
-    return consistent(files, lambda m: _tail(files, m, n, as_df, kind))
+    df = consistent(files, lambda m: _tail(files, m, n, kind, payload)).frame(payload=payload)
+    return df if as_df else to_records(df)
 
 
-def _tail(files: TraceFiles, m: Manifest, n: int, as_df: bool, kind: str | None) -> pd.DataFrame | list[dict]:
-    frames: list[pd.DataFrame] = []
-    wal = _events_frame(_wal_events(files, m))
+def _tail(files: TraceFiles, m: Manifest, n: int, kind: str | None, payload: bool) -> Columns:
+    parts: list[Columns] = []
+    wal = Columns.from_events(_wal_events(files, m))
     if kind is not None:
-        wal = wal[wal["kind"] == kind]
-    frames.insert(0, wal.tail(n))
-    have = len(frames[0])
+        wal = wal.take(wal.rows_of("kind", [kind]))
+    parts.append(wal.slice(max(0, len(wal) - n), len(wal)))
+    have = len(parts[0])
     for seg in reversed(m.segments):
         if have >= n:
             break
         if kind is None:
-            part = _segment_frame(files, seg, max(0, seg.rows - (n - have)))
-        else:  # filtering by kind may need the whole segment's kind column, read in blocks from the end
-            part = _segment_frame(files, seg)
-            part = part[part["kind"] == kind].tail(n - have)
-        frames.insert(0, part)
+            part = read_segment(files, seg, max(0, seg.rows - (n - have)), payload=payload)
+        else:
+            part = _of_kind(files, seg, kind, n - have, payload)
+        parts.insert(0, part)
         have += len(part)
-    df = _finish(frames).tail(n).reset_index(drop=True)
-    return df if as_df else to_records(df)
+    out = Columns.concat(parts)
+    return out.slice(max(0, len(out) - n), len(out))
+
+
+def _of_kind(files: TraceFiles, seg: Segment, kind: str, last: int, payload: bool) -> Columns:
+    """The last ``last`` events of one kind in a segment: the kind codes first, then only the rows that match."""
+    if seg.schema == 1:
+        cols = read_segment(files, seg)
+        cols = cols.take(cols.rows_of("kind", [kind]))
+        return cols.slice(max(0, len(cols) - last), len(cols))
+    g = open_segment(files, seg)
+    stored = stored_names(g)[0]
+    kinds = segment_dicts(g)[stored.index("kind")]
+    if kind not in kinds:
+        return Columns.empty()
+    rows = np.flatnonzero(column(g, "codes")[:, stored.index("kind")] == kinds.index(kind))[-last:]
+    if not len(rows):
+        return Columns.empty()
+    cols = read_segment(files, seg, int(rows[0]), int(rows[-1]) + 1, payload=payload)
+    return cols.take(rows - rows[0])
 
 
 def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
@@ -185,34 +146,45 @@ def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
     return int(ts.value)
 
 
-def extract_events_by_date(et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None) -> pd.DataFrame:
-    """Events with start <= timestamp < end, found by binary search over segment bounds, then within segments."""
+def extract_events_by_date(
+    et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None, payload: bool = True
+) -> pd.DataFrame:
+    """Events with start <= timestamp < end, found by binary search over segment bounds, then within segments.
+    ``payload=False`` reads the typed columns only (the fast path: see docs/trace.md)."""
+    return read_columns(et, start, end, kind, payload).frame(payload=payload)
+
+
+def read_columns(
+    et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None, payload: bool = True
+) -> Columns:
+    """What ``extract_events_by_date`` reads, before it becomes a DataFrame."""
     files = _files(et)
-    return consistent(files, lambda m: _between(files, m, start, end, kind))
+    return consistent(files, lambda m: _between(files, m, start, end, kind, payload))
 
 
-def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | None) -> pd.DataFrame:
+def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | None, payload: bool) -> Columns:
     lo = _to_ns(start) if start is not None else -(2**63)
     hi = _to_ns(end) if end is not None else 2**63 - 1
     segs = m.segments
     first = bisect.bisect_left([s.t_max for s in segs], lo)
-    frames = []
+    parts = []
     for seg in segs[first:]:
         if seg.t_min >= hi:
             break
-        g = zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
-        ts = g["timestamp"]
-        a = _search(ts, lo, seg.rows)
-        b = _search(ts, hi, seg.rows)
-        frames.append(_segment_frame(files, seg, a, b))
-    wal = _events_frame(_wal_events(files, m))
+        if lo <= seg.t_min and seg.t_max < hi:
+            a, b = 0, seg.rows
+        else:
+            ts = open_segment(files, seg)["timestamp"]
+            a, b = _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
+        part = read_segment(files, seg, a, b, payload=payload)
+        parts.append(part.take(part.rows_of("kind", [kind])) if kind is not None else part)
+    wal = Columns.from_events(_wal_events(files, m))
     if len(wal):
-        ns = wal["timestamp"].astype("int64")
-        frames.append(wal[(ns >= lo) & (ns < hi)])
-    df = _finish(frames)
-    if kind is not None:
-        df = df[df["kind"] == kind].reset_index(drop=True)
-    return df
+        keep = (wal.timestamp >= lo) & (wal.timestamp < hi)
+        if kind is not None:
+            keep &= wal.rows_of("kind", [kind])
+        parts.append(wal.take(keep))
+    return Columns.concat(parts)
 
 
 def _search(ts: Any, value: int, rows: int) -> int:
@@ -231,6 +203,6 @@ def _search(ts: Any, value: int, rows: int) -> int:
     return starts[c] + int(np.searchsorted(block, value, side="left"))
 
 
-def read_trace(et: EventTrace | TraceFiles | str) -> pd.DataFrame:
+def read_trace(et: EventTrace | TraceFiles | str, payload: bool = True) -> pd.DataFrame:
     """Every event, in order."""
-    return extract_events_by_date(et)
+    return extract_events_by_date(et, payload=payload)

@@ -47,7 +47,8 @@ class ReplayedState:
 
 
 def replay_events(df: pd.DataFrame) -> ReplayedState:
-    kinds = df["kind"].astype(str)
+    """Fold events (a trace's DataFrame with payloads) into orders, trades, balances and positions."""
+    kinds = df["kind"].astype(object)
     # balances / positions: the payload of each update holds the new values of what changed
     balances: dict[str, dict[str, float]] = {}
     for payload in df.loc[kinds == "balance_updated", "payload"]:
@@ -57,21 +58,20 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
         positions.update(payload.get("payload", {}))
     positions = {s: p for s, p in positions.items() if p.get("contracts")}
 
-    order_rows = df[kinds.isin(list(ORDER_STATUS)) & (df["client_order_id"] != "")]
+    order_rows = df[kinds.isin(list(ORDER_STATUS)) & df["client_order_id"].notna()]
     if len(order_rows):
-        payloads = order_rows["payload"].tolist()
         # the event's own status (expired vs canceled) wins over the one its kind implies
-        status = [p.get("status") or ORDER_STATUS[k] for p, k in zip(payloads, order_rows["kind"].astype(str).tolist())]
+        implied = order_rows["kind"].astype(object).map(ORDER_STATUS)
         frame = pd.DataFrame(
             {
-                "client_order_id": order_rows["client_order_id"].values,
-                "symbol": order_rows["symbol"].values,
-                "side": order_rows["side"].values,
-                "amount": order_rows["amount"].values,
-                "price": order_rows["price"].values,
-                "order_id": order_rows["order_id"].replace("", np.nan).values,
-                "status": status,
-                "filled": [p.get("filled") for p in payloads],
+                "client_order_id": order_rows["client_order_id"].astype(object).to_numpy(),
+                "symbol": order_rows["symbol"].astype(object).to_numpy(),
+                "side": order_rows["side"].astype(object).to_numpy(),
+                "amount": order_rows["amount"].to_numpy(),
+                "price": order_rows["price"].to_numpy(),
+                "order_id": order_rows["order_id"].astype(object).to_numpy(),
+                "status": order_rows["status"].astype(object).where(order_rows["status"].notna(), implied).to_numpy(),
+                "filled": order_rows["filled"].to_numpy(),
             }
         )
         placed = frame.groupby("client_order_id", sort=False).first()  # the intent carries side, amount, price
@@ -81,10 +81,11 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
         orders = orders.reset_index()
     else:
         orders = pd.DataFrame(columns=["client_order_id", "symbol", "side", "amount", "price", "status", "filled", "order_id"])
-    is_trade = kinds == "trade_executed"
-    trades = df.loc[is_trade, ["timestamp", "symbol", "client_order_id", "order_id", "side", "amount", "price", "fee"]].copy()
-    trade_payloads = df.loc[is_trade, "payload"].tolist()
-    trades["trade_id"] = [p.get("trade_id") for p in trade_payloads]
+    is_trade = (kinds == "trade_executed").to_numpy()
+    trades = df.loc[is_trade, ["timestamp", "symbol", "client_order_id", "order_id", "side", "amount", "price", "fee", "trade_id"]].copy()
+    for name in ("symbol", "client_order_id", "order_id", "side", "trade_id"):
+        trades[name] = trades[name].astype(object)
+    trade_payloads = [p or {} for p in df.loc[is_trade, "payload"]]
     trades["emulated"] = [bool(p.get("emulated")) for p in trade_payloads]
     # emulated trades that a real trade replaced later (named in its ``replaces``) are not fills of their own
     replaced = {r for p in trade_payloads for r in (p.get("replaces") or [])}
@@ -105,7 +106,7 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = Non
             f"replay_from_trace needs a strategy with an EventTrace, an EventTrace or a trace root, not {type(source).__name__}"
         )
     if isinstance(source, EventTrace):
-        source.flush()
+        source.sync()
     df = read_trace(source)
     state = replay_events(df)
     if hasattr(s, "universe"):

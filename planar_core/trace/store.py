@@ -27,16 +27,17 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from ..model.json import integer
 from ..model.types import Json
+from .columns import Columns
 from .files import Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
+from .lease import Lease
 from .reading import extract_events_by_date, read_trace, to_records
-from .schema import DURABLE_KINDS, MARKET_DATA_KINDS, columns_from_events
+from .schema import DURABLE_KINDS, MARKET_DATA_KINDS
 
 log = logging.getLogger("planar.trace")
 
@@ -56,7 +57,10 @@ class EventTrace:
         trace_api_calls: bool = True,
         writer: bool = True,
         fsync: bool = True,
+        lease_ttl: float = 30.0,
     ) -> None:
+        """``lease_ttl``: on object storage, how long the single-writer lease lasts without renewal (a dead
+        writer's lease can be taken over after that long; see lease.py)."""
         self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
@@ -70,20 +74,23 @@ class EventTrace:
         self.trace_api_calls = trace_api_calls
         self._buffer: list[Json] = []
         self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
+        # market data skips the WAL: kept by shape (field names -> value tuples) until the next checkpoint
+        self._market: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+        self._market_rows = 0
         self._lock = threading.RLock()
         self._last_ts = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
+        self._lease = Lease(self.files, lease_ttl) if writer and self.files.conditional else None
+        if writer and not self.files.local and not self.files.conditional:
+            log.warning("trace %s: this store has no conditional writes; one writer per trace is not enforced", self.root)
         self._group = 0  # depth of group() blocks open
         self._group_due = False
         self.closed = False
         if writer:
             self._acquire_writer_lock()
             try:
-                with self.files.manifest_lock():
-                    m = self.files.load_manifest()
-                    if not self.files.read("manifest.json"):
-                        self.files.save_manifest(m)
+                m = self.files.load_manifest() if self.files.read("manifest.json") else self.files.update_manifest(lambda m: None)
                 self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
                 self._last_ts = max((s.t_max for s in m.segments), default=0)
                 self._recover(m)
@@ -104,11 +111,14 @@ class EventTrace:
         if events:
             events.sort(key=lambda e: integer(e["timestamp"]))
             self._last_ts = max(self._last_ts, integer(events[-1]["timestamp"]))
-            self._commit_segment(columns_from_events(events), max(leftover), lambda: None)
+            self._commit_segment(Columns.from_events(events), max(leftover), lambda: None)
             log.info("trace %s: recovered %d events from %d WAL files left by the previous writer", self.root, len(events), len(leftover))
 
     # ------------------------------------------------------------- locking
     def _acquire_writer_lock(self) -> None:
+        if self._lease is not None:
+            self._lease.acquire()
+            return
         if not self.files.local:
             return
         path = f"{self.files.path}/writer.lock"
@@ -125,9 +135,14 @@ class EventTrace:
 
     # ------------------------------------------------------------- EventSink
     def record(self, kind: str, **fields: object) -> None:
+        """Append one event. Durable kinds are in the WAL (fsynced) before this returns, unless inside
+        ``group()``; market data is kept in memory, by shape, until the next checkpoint (it is the volume, and
+        losing the last minutes of it in a crash loses nothing the exchange cannot give again)."""
         if self.closed:
             raise TraceClosedError(f"record({kind!r}) on the closed trace {self.root}")
-        if kind in MARKET_DATA_KINDS and not self.trace_market_data:
+        if kind in MARKET_DATA_KINDS:
+            if self.trace_market_data:
+                self._record_market(kind, fields)
             return
         if kind == "api_call" and not self.trace_api_calls:
             return
@@ -143,6 +158,17 @@ class EventTrace:
                 self._group_due, due = True, False
         if due:
             self.flush()
+
+    def _record_market(self, kind: str, fields: dict[str, object]) -> None:
+        ts = time.time_ns()
+        with self._lock:
+            ts = max(ts, self._last_ts + 1)
+            self._last_ts = ts
+            self._market.setdefault(("timestamp", "kind", *fields), []).append((ts, kind, *fields.values()))
+            self._market_rows += 1
+            due = self._market_rows >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
+        if due:
+            self.checkpoint()
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
@@ -169,6 +195,7 @@ class EventTrace:
                 seq = self._wal_seq
                 self._wal_seq += 1
                 data = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in self._buffer).encode()
+                self._hold()
                 self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
                 self._wal_pending.extend(self._buffer)
                 self._wal_files += 1
@@ -182,23 +209,38 @@ class EventTrace:
                 self.checkpoint()
 
     def checkpoint(self) -> Segment | None:
-        """Move WAL'd events into a new Zarr segment, atomically with consuming their WAL files."""
+        """Move WAL'd events and the buffered market data into a new Zarr segment, atomically with consuming the
+        WAL files."""
         with self._lock:
             if self._buffer:
                 self.flush()
-            if not self._wal_pending:
+            if not self._wal_pending and not self._market_rows:
                 return None
-            events = self._wal_pending
+            cols = Columns.concat([Columns.from_events(self._wal_pending), Columns.from_rows(self._market)])
+            if len(cols) and np.any(np.diff(cols.timestamp) < 0):
+                cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
             upto = self._wal_seq - 1
             self._last_checkpoint = time.monotonic()
             self._wal_files = 0
-            return self._commit_segment(columns_from_events(events), upto, lambda: setattr(self, "_wal_pending", []))
 
-    def append_columns(self, cols: dict[str, np.ndarray]) -> Segment:
-        """Bulk append of ready-made columns (imports, benchmarks); bypasses the WAL, commits at once."""
+            def done() -> None:
+                self._wal_pending, self._market, self._market_rows = [], {}, 0
+
+            return self._commit_segment(cols, upto, done)
+
+    def sync(self) -> None:
+        """Everything recorded so far, readable by a reader: buffered events flushed, buffered market data
+        checkpointed."""
         with self._lock:
             self.flush()
-            ts = cols["timestamp"]
+            if self._market_rows:
+                self.checkpoint()
+
+    def append_columns(self, cols: Columns) -> Segment:
+        """Bulk append of ready-made columns (imports, benchmarks); bypasses the WAL, commits at once."""
+        with self._lock:
+            self.sync()
+            ts = cols.timestamp
             if len(ts) and (int(ts[0]) <= self._last_ts or np.any(np.diff(ts) <= 0)):
                 raise ValueError("append_columns: timestamps must be strictly increasing and after the trace's last event")
             seg = self._commit_segment(cols, None, lambda: None)
@@ -206,15 +248,17 @@ class EventTrace:
                 self._last_ts = int(ts[-1])
             return seg
 
-    def _commit_segment(self, cols: dict[str, np.ndarray], wal_upto: int | None, on_done: Any) -> Segment:
+    def _commit_segment(self, cols: Columns, wal_upto: int | None, on_done: Callable[[], None]) -> Segment:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         seg = write_segment(self.files, name, cols)
-        with self.files.manifest_lock():
-            m = self.files.load_manifest()
+        self._hold()
+
+        def add(m: Manifest) -> None:
             m.segments.append(seg)
             if wal_upto is not None:
                 m.wal_consumed = max(m.wal_consumed, wal_upto)
-            self.files.save_manifest(m)
+
+        self.files.update_manifest(add)
         on_done()
         if wal_upto is not None:
             for seq in self.files.list_wal():
@@ -232,7 +276,14 @@ class EventTrace:
             self.closed = True
         self._release_writer_lock()
 
+    def _hold(self) -> None:
+        """Object storage: refuse to write unless the lease is still ours (a local root holds its flock)."""
+        if self._lease is not None:
+            self._lease.hold()
+
     def _release_writer_lock(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -241,12 +292,12 @@ class EventTrace:
     # ------------------------------------------------------------- convenience reads (tests, reports)
     def of(self, kind: str) -> list[Json]:
         """Every recorded event of one kind (flushes first)."""
-        self.flush()
+        self.sync()
         return to_records(extract_events_by_date(self.files, kind=kind))
 
     @property
     def events(self) -> list[Json]:
-        self.flush()
+        self.sync()
         return to_records(read_trace(self.files))
 
     def __enter__(self) -> "EventTrace":

@@ -87,13 +87,26 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
 
 async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
     sym = "BTC/USDT:USDT"
-    s, logic, _task, _stop = await example("futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.008})
+    # exits 3 % away: an entry decided on the bar before a 2 % shock and filled after it still gets both exits
+    s, logic, _task, _stop = await example(
+        "futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.03, "stop_loss": 0.03}
+    )
     ai = s.universe[sym]
+
+    def exits_open() -> bool:
+        return len([o for o in ai.open_orders() if o.parent is not None]) == 2
+
     await wait_for(lambda: len(ai.candles("1s").closed) >= 4, timeout=20)
-    await shock(sandbox, "BTCUSDT", 1.02, "linear")  # above the channel: long at the next close
-    await wait_for(lambda: ai.position.contracts > 0, timeout=20)
+    level = 1.02
+    await shock(sandbox, "BTCUSDT", level, "linear")  # above the channel: long at the next close
+    await wait_for(lambda: ai.position.contracts != 0, timeout=20)
+    if ai.position.contracts < 0:  # the path broke out downwards before the shock: its 3 % stop takes it out
+        level *= 1.04
+        await shock(sandbox, "BTCUSDT", level, "linear")
+        await wait_for(lambda: ai.position.contracts > 0, timeout=20)
+    await wait_for(exits_open, timeout=10)
     entry = ai.position.entry_price
-    await shock(sandbox, "BTCUSDT", 1.02 * 1.015, "linear")  # +1.5 % over the entry: take profit
+    await shock(sandbox, "BTCUSDT", level * 1.045, "linear")  # +4.5 % over the entry: take profit
     await wait_for(lambda: ai.position.contracts == 0, timeout=20)
     await wait_for(lambda: logic.exits.get(sym) == "take_profit", timeout=10)  # type: ignore[attr-defined]
     exits = {o.type: o for o in ai.orders.values() if o.parent is not None}  # placed on the exchange with the entry

@@ -5,7 +5,9 @@ import sys
 from planar_core.trace import EventTrace
 
 root = sys.argv[1]
-et = EventTrace(root, flush_interval=3600, checkpoint_every=int(sys.argv[2]) if len(sys.argv) > 2 else 30, max_wal_files=7)
+checkpoint_every = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+lease_ttl = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0  # object storage: how soon a restart may take over
+et = EventTrace(root, flush_interval=3600, checkpoint_every=checkpoint_every, max_wal_files=7, lease_ttl=lease_ttl)
 i = 0
 while True:
     kind = "order_placed" if i % 3 == 0 else "api_call"

@@ -45,8 +45,8 @@ def test_tail_reads_only_the_newest_segments(tmp_path: Path, monkeypatch) -> Non
     with EventTrace(str(tmp_path)) as et:
         fill(et, 500, checkpoint_every=10)  # 50 segments
         opened = []
-        real = reading._segment_frame
-        monkeypatch.setattr(reading, "_segment_frame", lambda files, seg, *a: opened.append(seg.name) or real(files, seg, *a))
+        real = reading.read_segment
+        monkeypatch.setattr(reading, "read_segment", lambda files, seg, *a, **k: opened.append(seg.name) or real(files, seg, *a, **k))
         assert [r["seq"] for r in trace_tail(et, 15)] == list(range(485, 500))
         assert len(opened) == 2
 
@@ -58,8 +58,8 @@ def test_by_date_binary_searches_segments(tmp_path: Path, monkeypatch) -> None:
         t = df["timestamp"]
         start, end = t.iloc[123], t.iloc[131]
         opened = []
-        real = reading._segment_frame
-        monkeypatch.setattr(reading, "_segment_frame", lambda files, seg, *a: opened.append(seg.name) or real(files, seg, *a))
+        real = reading.read_segment
+        monkeypatch.setattr(reading, "read_segment", lambda files, seg, *a, **k: opened.append(seg.name) or real(files, seg, *a, **k))
         window = extract_events_by_date(et, start, end)
         assert list(window["payload"].map(lambda p: p["seq"])) == list(range(123, 131))
         assert len(opened) <= 2

@@ -1,0 +1,280 @@
+"""A batch of events as schema-2 columns: what a segment holds, what a checkpoint writes, what compaction streams.
+
+Every field an analysis reads is a typed column, decoded without a Python loop per row:
+
+- text fields (``TEXT``) are dictionary-encoded: an ``int32`` code per row (-1 when the event has no such field)
+  into a per-batch list of distinct values. They read back as ``pd.Categorical`` in one call, and an order id that
+  appears in ten events is stored once.
+- numeric fields (``NUMBERS``) are ``float64`` (NaN when absent).
+- everything else an event carries is its payload: one JSON object per row, newline-terminated, so a batch's
+  payloads are NDJSON and any set of rows parses in one ``json.loads`` call. Readers ask for it only when they
+  need it.
+
+Encoding events is the hot path of ``EventTrace.record`` (market data at hundreds of thousands of events a
+second), so it works per *shape* (events with the same keys, in practice one per call site): the values are
+transposed with ``zip`` and the payload of each distinct set of other values is JSON-encoded once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..model.json import integer, num
+from ..model.types import Json
+
+TEXT: tuple[str, ...] = ("kind", "symbol", "side", "status", "order_id", "client_order_id", "trade_id", "endpoint", "result")
+NUMBERS: tuple[str, ...] = ("amount", "price", "filled", "fee", "expected_price", "latency_ms")
+TYPED = frozenset(("timestamp", *TEXT, *NUMBERS))
+_TEXT_AT = {name: j for j, name in enumerate(TEXT)}
+_NUMBER_AT = {name: j for j, name in enumerate(NUMBERS)}
+_EMPTY = "{}"
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+@dataclass
+class Columns:
+    timestamp: np.ndarray  # int64 ns since the epoch, strictly increasing within a trace
+    codes: np.ndarray  # (rows, len(TEXT)) int32 codes into ``dicts``; -1 = the event has no such field
+    dicts: list[list[str]]  # per text column: its distinct values
+    numbers: np.ndarray  # (rows, len(NUMBERS)) float64; NaN = absent
+    payload_end: np.ndarray  # int64: end offset of each row's payload line in ``payload``
+    payload: np.ndarray  # uint8: one JSON object + "\n" per row
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+    @classmethod
+    def empty(cls) -> Columns:
+        return cls(
+            np.zeros(0, np.int64),
+            np.zeros((0, len(TEXT)), np.int32),
+            [[] for _ in TEXT],
+            np.zeros((0, len(NUMBERS))),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.uint8),
+        )
+
+    # ------------------------------------------------------------- selecting rows
+    def slice(self, a: int, b: int) -> Columns:
+        first = int(self.payload_end[a - 1]) if a > 0 else 0
+        last = int(self.payload_end[b - 1]) if b > a else first
+        return Columns(
+            self.timestamp[a:b], self.codes[a:b], self.dicts, self.numbers[a:b], self.payload_end[a:b] - first, self.payload[first:last]
+        )
+
+    def take(self, rows: np.ndarray) -> Columns:
+        """The rows selected by a boolean mask or an index array (in that order), payload bytes gathered
+        vectorised."""
+        idx = np.flatnonzero(rows) if rows.dtype == bool else rows
+        starts = np.concatenate([[0], self.payload_end[:-1]])[idx]
+        lengths = self.payload_end[idx] - starts
+        out_ends = np.cumsum(lengths, dtype=np.int64)
+        total = int(out_ends[-1]) if len(out_ends) else 0
+        # byte i of the output comes from its row's source start + (i - its row's output start)
+        src = np.arange(total, dtype=np.int64) + np.repeat(starts - (out_ends - lengths), lengths)
+        return Columns(self.timestamp[idx], self.codes[idx], self.dicts, self.numbers[idx], out_ends, self.payload[src])
+
+    def rows_of(self, name: str, values: Iterable[str]) -> np.ndarray:
+        """Boolean mask of the rows whose text column ``name`` is one of ``values``."""
+        wanted = set(values)
+        hits = [code for code, v in enumerate(self.dicts[_TEXT_AT[name]]) if v in wanted]
+        return np.isin(self.codes[:, _TEXT_AT[name]], hits)
+
+    # ------------------------------------------------------------- reading
+    def payloads(self, kinds: Collection[str] | None = None) -> list[Json | None]:
+        """Each row's payload, parsed in one call (the NDJSON lines joined into one JSON array); with ``kinds``,
+        only the rows of those kinds are parsed and the others are None (not read, which is not empty)."""
+        if kinds is not None:
+            rows = np.flatnonzero(self.rows_of("kind", kinds))
+            out: list[Json | None] = [None] * len(self)
+            for i, p in zip(rows.tolist(), self.take(rows).payloads()):
+                out[i] = p
+            return out
+        if not len(self):
+            return []
+        blob = self.payload.tobytes()
+        return list(json.loads(b"[" + blob[:-1].replace(b"\n", b",") + b"]"))
+
+    def field(self, name: str) -> np.ndarray:
+        """One payload field of every row (None where absent), parsing only the rows whose payload names it: a
+        byte search finds them, so a field few events carry costs almost nothing to read."""
+        out = np.full(len(self), None, dtype=object)
+        blob, key, hits = self.payload.tobytes(), json.dumps(name).encode() + b":", []
+        at = blob.find(key)
+        while at >= 0:
+            hits.append(at)
+            at = blob.find(key, at + len(key))
+        if hits:
+            rows = np.unique(np.searchsorted(self.payload_end, np.asarray(hits), side="right"))
+            for i, p in zip(rows.tolist(), self.take(rows).payloads()):
+                out[i] = (p or {}).get(name)
+        return out
+
+    def text(self, name: str) -> "pd.Categorical[int]":
+        values = np.empty(len(self.dicts[_TEXT_AT[name]]), dtype=object)
+        values[:] = self.dicts[_TEXT_AT[name]]
+        return pd.Categorical.from_codes(
+            self.codes[:, _TEXT_AT[name]], dtype=pd.CategoricalDtype(pd.Index(values, dtype=object)), validate=False
+        )
+
+    def number(self, name: str) -> np.ndarray:
+        return np.ascontiguousarray(self.numbers[:, _NUMBER_AT[name]])
+
+    def frame(self, payload: bool | Collection[str] = True) -> pd.DataFrame:
+        """The events as a DataFrame: text columns categorical, numbers float64, ``timestamp`` UTC, and (when
+        asked) ``payload``: a dict per row of the event's other fields (with a collection of kinds: only for those
+        rows, None for the others)."""
+        data: dict[str, object] = {"timestamp": pd.to_datetime(self.timestamp, unit="ns", utc=True)}
+        for name in TEXT:
+            data[name] = self.text(name)
+        for name in NUMBERS:
+            data[name] = self.number(name)
+        if payload is True:
+            data["payload"] = self.payloads()
+        elif payload is not False:
+            data["payload"] = self.payloads(payload)
+        return pd.DataFrame(data, copy=False)
+
+    # ------------------------------------------------------------- building
+    @staticmethod
+    def concat(parts: Sequence[Columns]) -> Columns:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Columns.empty()
+        if len(parts) == 1:
+            return parts[0]
+        codes = np.empty((sum(len(p) for p in parts), len(TEXT)), np.int32)
+        dicts: list[list[str]] = []
+        for j in range(len(TEXT)):
+            merged, remaps = _merge_dicts([p.dicts[j] for p in parts])
+            dicts.append(merged)
+            at = 0
+            for p, remap in zip(parts, remaps):
+                codes[at : at + len(p), j] = remap[p.codes[:, j]]
+                at += len(p)
+        ends, offset = [], 0
+        for p in parts:
+            ends.append(p.payload_end + offset)
+            offset += int(p.payload_end[-1])
+        return Columns(
+            np.concatenate([p.timestamp for p in parts]),
+            codes,
+            dicts,
+            np.concatenate([p.numbers for p in parts]),
+            np.concatenate(ends),
+            np.concatenate([p.payload for p in parts]),
+        )
+
+    @staticmethod
+    def from_events(events: Sequence[Json]) -> Columns:
+        """Encode events (dicts with ``timestamp`` and ``kind``; any other fields)."""
+        shapes: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+        for e in events:
+            shapes.setdefault(tuple(e), []).append(tuple(e.values()))
+        return Columns.from_rows(shapes)
+
+    @staticmethod
+    def from_rows(shapes: Mapping[tuple[str, ...], Sequence[tuple[object, ...]]]) -> Columns:
+        """Encode rows grouped by shape (field names -> the value tuples of the events with those fields), each
+        field vectorised; the rows come out in timestamp order (stable)."""
+        n = sum(len(rows) for rows in shapes.values())
+        if not n:
+            return Columns.empty()
+        timestamp = np.zeros(n, np.int64)
+        codes = np.full((n, len(TEXT)), -1, np.int32)
+        numbers = np.full((n, len(NUMBERS)), np.nan)
+        texts: list[str] = []
+        dicts: list[dict[str, int]] = [{} for _ in TEXT]
+        at = 0
+        for keys, rows in shapes.items():
+            part = slice(at, at + len(rows))
+            at += len(rows)
+            values = list(zip(*rows))
+            rest: list[int] = []
+            for k, key in enumerate(keys):
+                if key == "timestamp":
+                    timestamp[part] = _ints(values[k])
+                elif key in _TEXT_AT:
+                    codes[part, _TEXT_AT[key]] = _encode_text(values[k], dicts[_TEXT_AT[key]])
+                elif key in _NUMBER_AT:
+                    numbers[part, _NUMBER_AT[key]] = _floats(values[k])
+                else:
+                    rest.append(k)
+            texts += _encode_payloads([keys[k] for k in rest], [values[k] for k in rest], len(rows))
+        lengths = np.fromiter(map(len, texts), np.int64, n) + 1  # JSON is ASCII (ensure_ascii): chars = bytes
+        out = Columns(
+            timestamp,
+            codes,
+            [list(d) for d in dicts],
+            numbers,
+            np.cumsum(lengths),
+            np.frombuffer(("\n".join(texts) + "\n").encode(), np.uint8).copy(),
+        )
+        if len(shapes) > 1 and np.any(np.diff(timestamp) < 0):
+            out = out.take(np.argsort(timestamp, kind="stable"))
+        return out
+
+
+def _merge_dicts(dicts: Sequence[list[str]]) -> tuple[list[str], list[np.ndarray]]:
+    """One list of the distinct values of several dictionaries (one hash pass), and for each its code map
+    (extended so that -1 maps to -1)."""
+    if all(d == dicts[0] for d in dicts):
+        same = np.append(np.arange(len(dicts[0]), dtype=np.int32), np.int32(-1))
+        return dicts[0], [same] * len(dicts)
+    every = np.empty(sum(len(d) for d in dicts), dtype=object)
+    every[:] = [v for d in dicts for v in d]
+    codes, uniques = pd.factorize(every)
+    remaps, at = [], 0
+    for d in dicts:
+        remaps.append(np.append(codes[at : at + len(d)].astype(np.int32), np.int32(-1)))
+        at += len(d)
+    return list(uniques), remaps
+
+
+def _ints(values: tuple[object, ...]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        return np.fromiter((integer(v) for v in values), np.int64, len(values))
+
+
+def _floats(values: tuple[object, ...]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)  # None -> NaN, numeric strings parsed
+    except (TypeError, ValueError):
+        return np.fromiter((num(v, np.nan) if v is not None else np.nan for v in values), np.float64, len(values))
+
+
+def _encode_text(values: tuple[object, ...], known: dict[str, int]) -> np.ndarray:
+    """Codes of ``values`` in ``known`` (extended with the new ones); None -> -1."""
+    local, uniques = pd.factorize(np.asarray(values, dtype=object))
+    if not len(uniques):
+        return local.astype(np.int32)
+    remap = np.empty(len(uniques) + 1, np.int32)
+    remap[-1] = -1
+    for u, v in enumerate(uniques):
+        remap[u] = known.setdefault(v if type(v) is str else str(getattr(v, "value", v)), len(known))
+    return remap[local]
+
+
+def _encode_payloads(keys: list[str], columns: list[tuple[object, ...]], n: int) -> list[str]:
+    """The JSON text of each row's other fields; each distinct set of values is encoded once."""
+    if not keys:
+        return [_EMPTY] * n
+    rows = list(zip(*columns))
+    # equal-hashing values of different types (True, 1, 1.0) must not share a text: such columns, and unhashable
+    # values (a dict, a list), get every row encoded
+    mixed = any(len(set(map(type, c))) > 1 and not set(map(type, c)) <= {str, type(None)} for c in columns)
+    try:
+        distinct = {} if mixed else dict.fromkeys(rows)
+    except TypeError:
+        mixed = True
+    if mixed:
+        return [_dumps(dict(zip(keys, r))) for r in rows]
+    encoded: dict[tuple[object, ...], str] = {r: _dumps(dict(zip(keys, r))) for r in distinct}
+    return list(map(encoded.__getitem__, rows))

@@ -1,0 +1,102 @@
+"""Schema 2: typed columns read vectorised, a trace written by version 1 read as it was, and migrated by
+compaction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from planar_core.trace import EventTrace, read_trace, trace_tail
+from planar_core.trace.analysis import analyze_trading_events
+from planar_core.trace.columns import NUMBERS, TEXT, Columns
+from planar_core.trace.compaction import compact_trace
+from planar_core.trace.reading import to_records
+
+V1 = Path(__file__).parents[1] / "fixtures" / "trace-v1"  # written by the version-1 code (commit c994d15)
+
+
+def v1_copy(tmp_path: Path) -> str:
+    root = tmp_path / "trace"
+    shutil.copytree(V1, root)
+    return str(root)
+
+
+def schemas(root: str) -> list[int]:
+    return [s["schema"] if "schema" in s else 1 for s in json.loads((Path(root) / "manifest.json").read_text())["segments"]]
+
+
+def test_typed_columns_round_trip(tmp_path: Path) -> None:
+    events = [
+        {
+            "timestamp": 1,
+            "kind": "order_placed",
+            "client_order_id": "a",
+            "side": "buy",
+            "amount": 1.5,
+            "expected_price": 10.0,
+            "tif": "GTC",
+        },
+        {"timestamp": 2, "kind": "api_call", "endpoint": "create_order", "latency_ms": 3.0, "result": "ok", "code": None},
+        {"timestamp": 3, "kind": "order_filled", "client_order_id": "a", "order_id": 77, "status": "closed", "filled": 1.5},
+        {"timestamp": 4, "kind": "balance_updated", "payload": {"USDT": {"total": 5.0}}},
+        {
+            "timestamp": 5,
+            "kind": "order_placed",
+            "client_order_id": "b",
+            "side": "sell",
+            "amount": 2.0,
+            "expected_price": 11.0,
+            "tif": "IOC",
+        },
+        {"timestamp": 6, "kind": "x_new_kind", "flag": True},
+        {"timestamp": 7, "kind": "x_new_kind", "flag": 1},
+    ]
+    cols = Columns.from_events(events)
+    df = cols.frame()
+    assert list(df.columns) == ["timestamp", *TEXT, *NUMBERS, "payload"]
+    assert all(isinstance(df[c].dtype, pd.CategoricalDtype) for c in TEXT)
+    assert df["order_id"].iloc[2] == "77" and pd.isna(df["order_id"].iloc[0])  # text, absent is missing (not "")
+    assert df["filled"].iloc[2] == 1.5 and np.isnan(df["filled"].iloc[0])
+    back = to_records(df)
+    for sent, got in zip(events, back):
+        want = {k: (str(v) if k in TEXT else v) for k, v in sent.items() if k != "timestamp"}
+        assert {k: v for k, v in got.items() if k != "timestamp"} == want
+    assert back[5]["flag"] is True and back[6]["flag"] == 1 and back[6]["flag"] is not True  # True and 1 kept apart
+    assert cols.field("tif").tolist() == ["GTC", None, None, None, "IOC", None, None]
+    assert cols.frame(payload=["balance_updated"])["payload"].tolist()[2:4] == [None, {"payload": {"USDT": {"total": 5.0}}}]
+
+
+def test_a_version_1_trace_reads_as_it_was_written(tmp_path: Path) -> None:
+    root = v1_copy(tmp_path)
+    assert set(schemas(root)) == {1}
+    df = read_trace(root)
+    assert len(df) == 101
+    orders = df[df["kind"] == "order_placed"]
+    assert list(orders["client_order_id"]) == [f"v1-{i}" for i in range(20)]
+    assert list(orders["expected_price"]) == [100.0 + i for i in range(20)]  # a payload field in v1, typed now
+    fills = df[df["kind"] == "order_filled"]
+    assert list(fills["status"].astype(str)) == ["closed"] * 20 and list(fills["order_id"]) == [str(1000 + i) for i in range(20)]
+    calls = df[df["kind"] == "api_call"]
+    assert list(calls["latency_ms"]) == [1.5 + i for i in range(20)] and set(calls["result"].astype(str)) == {"ok"}
+    assert list(df.loc[df["kind"] == "some_future_kind", "payload"].map(lambda p: p["note"])) == ["kept by name"] * 20
+    assert [p["seq"] for p in df["payload"]] == [i for i in range(20) for _ in range(5)] + [99]
+    a = analyze_trading_events(root)
+    assert a["orders"]["fill_rate"] == 100.0 and a["execution"]["trades"] == 20
+
+
+def test_writing_onto_a_version_1_trace_then_compaction_migrates_it(tmp_path: Path) -> None:
+    root = v1_copy(tmp_path)
+    before = to_records(read_trace(root))
+    with EventTrace(root) as et:  # a version-2 writer appends version-2 segments next to the old ones
+        et.record("order_placed", client_order_id="v2-0", symbol="BTC/USDT", side="buy", amount=1.0, seq=100)
+    assert set(schemas(root)) == {1, 2}
+    mixed = to_records(read_trace(root))
+    assert mixed[:-1] == before and mixed[-1]["client_order_id"] == "v2-0"
+    report = compact_trace(root, target_rows=40, market_data_horizon=None)
+    assert set(schemas(root)) == {2} and report.segments_after == 3
+    assert to_records(read_trace(root)) == mixed  # the same events, event for event
+    assert [r["seq"] for r in trace_tail(root, 3)] == [19, 99, 100]
