@@ -75,7 +75,7 @@ async def mop_up(
         for table in (report.unverified, report.remaining_open, report.remaining_positions):
             for key in [k for k in table if k.split(":", 1)[0] == sym]:
                 table.pop(key)
-    StateStore(cfg.store_path).update(estop_unverified=report.outstanding())
+    StateStore(cfg.shared_root).update(estop_unverified=report.outstanding())
 
 
 def _run_account(params: dict[str, Any], strategy: str) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from .alerts.config import AlertConfig, LoggingConfig
 from .model.types import Json
+from .storage import is_remote
 
 # Timeframes ccxt's binance knows (static in ccxt; copied to avoid instantiating an exchange here).
 KNOWN_TIMEFRAMES = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
@@ -288,7 +289,17 @@ class StrategyConfig(_Model):
         raise KeyError(symbol)
 
     @property
+    def shared_root(self) -> str:
+        """What every worker shares (persisted state, client-order-id sequence): ``<store_root>/<name>``, a path
+        or an object-store URL."""
+        return f"{self.store_root.rstrip('/')}/{self.name}"
+
+    @property
     def store_path(self) -> Path:
+        """This process's own files (intent journal, logs, reports): ``<store_root>/<name>`` on a local root; with
+        the store root on object storage, the same under ``$PLANAR_LOCAL_HOME`` (default ``./.planar-local``)."""
+        if is_remote(self.store_root):
+            return Path(os.environ.get("PLANAR_LOCAL_HOME", "./.planar-local")) / self.name
         return Path(self.store_root) / self.name
 
 

@@ -1,8 +1,9 @@
 """The small persisted state shared by the engine and the flows in other processes.
 
-One JSON document per strategy under the store root, replaced atomically
-(write a temp file, fsync, rename), so a reader never sees half a write and a
-crash leaves the previous version.
+One JSON document per strategy under the store root (a local path or an object-store URL), replaced atomically
+(temp file, fsync, rename; or one PUT), so a reader never sees half a write and a crash leaves the previous
+version. ``update`` is a compare-and-swap (``storage.Store.update``): the engine and an e-stop flow on another
+worker changing it at once cannot lose each other's change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .model.types import Json
+from .storage import Store
 
 
 class PersistedState(BaseModel):
@@ -57,14 +59,20 @@ def atomic_write_json(path: Path, data: object) -> None:
 
 
 class StateStore:
-    """Read-modify-write of a strategy's PersistedState."""
+    """Read-modify-write of a strategy's PersistedState, in ``<strategy_dir>/state.json`` (a path or URL)."""
 
-    def __init__(self, strategy_dir: Path) -> None:
-        self.path = Path(strategy_dir) / "state.json"
+    NAME = "state.json"
+
+    def __init__(self, strategy_dir: Path | str) -> None:
+        self.store = Store(str(strategy_dir))
+        self.path = Path(self.store.path) / self.NAME  # local roots only
         self._cached: tuple[tuple[int, int, int], PersistedState] | None = None
 
     def load(self) -> PersistedState:
-        """The current state; re-read only when the file changed (another process may write it)."""
+        """The current state; on a local root re-read only when the file changed (another process may write it)."""
+        if not self.store.local:
+            raw = self.store.read(self.NAME)
+            return PersistedState.model_validate_json(raw) if raw else PersistedState()
         try:
             st = self.path.stat()
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -75,9 +83,15 @@ class StateStore:
         return self._cached[1].model_copy()
 
     def save(self, state: PersistedState) -> None:
-        atomic_write_json(self.path, state.model_dump())
+        self.store.write_atomic(self.NAME, _encode(state))
 
     def update(self, **changes: object) -> PersistedState:
-        state = self.load().model_copy(update=changes)
-        self.save(state)
-        return state
+        def edit(old: bytes | None) -> tuple[bytes, PersistedState]:
+            state = (PersistedState.model_validate_json(old) if old else PersistedState()).model_copy(update=changes)
+            return _encode(state), state
+
+        return self.store.update(self.NAME, edit)
+
+
+def _encode(state: PersistedState) -> bytes:
+    return json.dumps(state.model_dump(), indent=1, sort_keys=True).encode()

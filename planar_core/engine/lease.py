@@ -7,8 +7,11 @@ name of the holder, instead of trading beside it.
 The lease is an OS lock (``flock``) on ``<store_root>/leases/<account>--<strategy>.lock``: it is released the
 instant its process dies, however it dies, so a run left Running by a dead process never blocks the next one and
 no time-to-live has to be guessed. The file's text says who holds it (pid, host, flow run, since when), for the
-refusal message and for an operator. A lease on object storage (several hosts) belongs with the trace's
-object-storage work; this one is for a store on one host's file system.
+refusal message and for an operator.
+
+With the store root on object storage (workers on several hosts), there is no lock a dead process releases: the
+lease is an object, ``<store_root>/leases/<account>--<strategy>.lease``, held with conditional writes and renewed
+in the background (``storage.ObjectLease``); a dead holder's lease expires after ``ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..config import StrategyConfig
+from ..storage import ObjectLease, Store, is_remote
 
 
 class LeaseHeldError(RuntimeError):
@@ -29,6 +33,37 @@ class LeaseHeldError(RuntimeError):
 
 def lease_path(cfg: StrategyConfig, account: str) -> Path:
     return Path(cfg.store_root) / "leases" / f"{account}--{cfg.name}.lock"
+
+
+def engine_lease(cfg: StrategyConfig, account: str, ttl: float = 30.0) -> Lease | RemoteLease:
+    """The lease for this strategy and account: a file lock on a local store root, an object lease on object storage."""
+    if is_remote(cfg.store_root):
+        return RemoteLease(Store(cfg.store_root), f"leases/{account}--{cfg.name}.lease", ttl)
+    return Lease(lease_path(cfg, account))
+
+
+class RemoteLease:
+    """``Lease``'s interface over an object lease."""
+
+    def __init__(self, store: Store, rel: str, ttl: float) -> None:
+        self.store, self.rel, self.ttl = store, rel, ttl
+        self._lease: ObjectLease | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._lease is not None and self._lease.held
+
+    def acquire(self, run_id: str | None = None) -> None:
+        if self.held:
+            return
+        lease = ObjectLease(self.store, self.rel, self.ttl, LeaseHeldError, run_id=run_id)
+        lease.acquire()
+        self._lease = lease
+
+    def release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
 
 class Lease:

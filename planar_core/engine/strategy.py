@@ -36,7 +36,7 @@ from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
-from .lease import Lease, lease_path
+from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
 from .submit import resolver
@@ -78,8 +78,8 @@ class Strategy:
         self.client = client or ExchangeClient(config, self.sink)
         self.dir: Path = config.store_path
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.state_store = StateStore(self.dir)
-        self.ids = ClientOrderIds(self.dir, config.name)
+        self.state_store = StateStore(config.shared_root)
+        self.ids = ClientOrderIds(config.shared_root, config.name)
         self.journal = IntentJournal(self.dir, fsync=config.event_tracing.fsync)
         self.universe: dict[str, AssetInstance] = {}
         self.balances: dict[str, Balance] = {}
@@ -105,7 +105,7 @@ class Strategy:
         self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed (type, trigger, exits)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
-        self.lease = Lease(lease_path(config, self.account))
+        self.lease = engine_lease(config, self.account)
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
         self.listeners.append(partial(_brackets.on_event, self))

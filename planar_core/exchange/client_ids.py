@@ -13,15 +13,16 @@ have no outcome and looks them up on the exchange.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
 import time
 from pathlib import Path
 
+from ..model.json import integer
 from ..model.types import Json
-from ..state import atomic_write_json, fsync_dir
+from ..state import fsync_dir
+from ..storage import Store
 
 BLOCK = 1000
 
@@ -37,28 +38,31 @@ def _base36(n: int) -> str:
 
 
 class ClientOrderIds:
-    def __init__(self, strategy_dir: Path, name: str, block: int = BLOCK) -> None:
-        self.path = Path(strategy_dir) / "client_order_seq.json"
+    NAME = "client_order_seq.json"
+
+    def __init__(self, strategy_dir: Path | str, name: str, block: int = BLOCK) -> None:
+        """``strategy_dir``: a local path or an object-store URL (the sequence is shared by every worker)."""
+        self.store = Store(str(strategy_dir))
         self.block = block
         self._lock = threading.Lock()
-        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        raw = self.store.read(self.NAME)
+        data = json.loads(raw) if raw else {}
         self.epoch = data.get("epoch") or _base36(int(time.time() * 1000) % 36**7)
         self.prefix = f"{name[:18]}-{self.epoch}"
         self._next = self._limit = 0
         self._reserve()
 
     def _reserve(self) -> None:
-        """The next free block, from the file as it is now (another process may have reserved since)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-            self._next = int(data.get("next_block", 0))
-            self._limit = self._next + self.block
-            atomic_write_json(self.path, {"epoch": data.get("epoch") or self.epoch, "next_block": self._limit})
-        finally:
-            os.close(fd)
+        """The next free block, from the document as it is now (another process may have reserved since)."""
+
+        def take(doc: dict[str, object]) -> int:
+            start = integer(doc.get("next_block", 0))
+            doc["epoch"] = doc.get("epoch") or self.epoch
+            doc["next_block"] = start + self.block
+            return start
+
+        self._next = self.store.update_json(self.NAME, take)
+        self._limit = self._next + self.block
 
     def next(self) -> str:
         with self._lock:

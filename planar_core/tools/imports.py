@@ -4,7 +4,7 @@
 
 Layers, lowest first (a package may import only packages of a lower layer)::
 
-    model, sandbox  <-  alerts, logic  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
+    model, sandbox  <-  alerts, logic, storage  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
                     <-  runner  <-  strategies, cli, tools
 
 Every ``import`` counts, at module level or inside a function (a lazy import is still a dependency), except
@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "model": 0,
     "sandbox": 0,
     "alerts": 1,
+    "storage": 1,
     "logic": 1,
     "config": 2,
     "state": 2,

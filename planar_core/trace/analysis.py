@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -22,25 +23,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..model.json import integer, num
 from ..model.types import Json
+from .columns import Columns
 from .reading import read_columns
 
 NAN = math.nan
 
 
-# the payloads an analysis keeps (the report's equity curve reads them); every other row's payload is not parsed
-PAYLOAD_KINDS = ("balance_updated", "risk_metrics")
-
-
-def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
-    """The typed columns of every event in the window, the payloads of ``PAYLOAD_KINDS``, and ``replaces``
-    (the trade ids a real trade supersedes), read from the payload bytes without parsing the rest."""
+def _events(source: Any, start: Any = None, end: Any = None) -> tuple[Columns, pd.DataFrame]:
+    """The typed columns of every event in the window and ``replaces`` (the trade ids a real trade supersedes,
+    found in the payload bytes without parsing the rest); the Columns keep the payloads for later."""
     sink = getattr(source, "sink", source)
     if hasattr(sink, "sync"):
         sink.sync()
     cols = read_columns(getattr(sink, "files", sink), start, end)
-    df = cols.frame(payload=PAYLOAD_KINDS)
+    df = cols.frame(payload=False)
     df["replaces"] = cols.field("replaces")
-    return df
+    return cols, df
 
 
 def _stat(values: pd.Series, fn: str) -> float:
@@ -61,12 +59,17 @@ def _is(df: pd.DataFrame, kind: str) -> np.ndarray:
 def scope(df: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
     """The events of one strategy: those of its orders (client ids starting with ``prefix``) and those of no order
     (balances, API calls, risk events). ``prefix=None``: everything."""
+    return df[in_scope(df, prefix)].reset_index(drop=True)
+
+
+def in_scope(df: pd.DataFrame, prefix: str | None) -> np.ndarray:
+    """``scope``'s rows as a boolean mask."""
     if not prefix or not len(df):
-        return df
+        return np.ones(len(df), dtype=bool)
     cid = df["client_order_id"]
     cat = cid if isinstance(cid.dtype, pd.CategoricalDtype) else cid.astype("category")
     ours = np.append(np.asarray([str(c).startswith(prefix) for c in cat.cat.categories], dtype=bool), True)  # code -1: no order
-    return df[ours[cat.cat.codes.to_numpy()]].reset_index(drop=True)
+    return ours[cat.cat.codes.to_numpy()]
 
 
 def _placed(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -152,12 +155,15 @@ class Timing(TypedDict):
 
 
 class Analysis(TypedDict):
-    """What ``analyze_trading_events`` finds: the seed's three sections and the events they come from."""
+    """What ``analyze_trading_events`` finds: the seed's three sections and the events they come from (typed
+    columns; ``payloads(kinds)`` parses the payloads of those kinds' rows, aligned with ``raw_events``, when a
+    caller needs them: the report's equity curve)."""
 
     orders: dict[str, float]
     execution: dict[str, float]
     timing: Timing
     raw_events: pd.DataFrame
+    payloads: Callable[[Collection[str]], pd.Series]
 
 
 def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
@@ -181,12 +187,24 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
     prefix = strategy if strategy is not None else _prefix_of(s)
-    df = scope(_events(s, start, end), prefix)
+    cols, df = _events(s, start, end)
+    keep = in_scope(df, prefix)
+    df = df[keep].reset_index(drop=True)
+
+    def payloads(kinds: Collection[str]) -> pd.Series:
+        rows = np.flatnonzero(keep & cols.rows_of("kind", kinds))
+        out: list[Json | None] = [None] * len(df)
+        position = np.cumsum(keep) - 1  # row of the window -> row of raw_events
+        for at, p in zip(position[rows].tolist(), cols.take(rows).payloads()):
+            out[at] = p
+        return pd.Series(out, dtype=object)
+
     return {
         "orders": analyze_order_patterns(df),
         "execution": analyze_execution_quality(df),
         "timing": analyze_timing_patterns(df),
         "raw_events": df,
+        "payloads": payloads,
     }
 
 

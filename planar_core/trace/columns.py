@@ -42,7 +42,7 @@ class Columns:
     codes: np.ndarray  # (rows, len(TEXT)) int32 codes into ``dicts``; -1 = the event has no such field
     dicts: list[list[str]]  # per text column: its distinct values
     numbers: np.ndarray  # (rows, len(NUMBERS)) float64; NaN = absent
-    payload_end: np.ndarray  # int64: end offset of each row's payload line in ``payload``
+    payload_end: np.ndarray  # int64: end offset of each row's payload line in ``payload`` (all 0: not read)
     payload: np.ndarray  # uint8: one JSON object + "\n" per row
 
     def __len__(self) -> int:
@@ -97,6 +97,8 @@ class Columns:
             return out
         if not len(self):
             return []
+        if not self.payload_end[-1]:  # every row has at least "{}\n": all zero means read with payload=False
+            raise ValueError("these events were read without their payloads (payload=False)")
         blob = self.payload.tobytes()
         return list(json.loads(b"[" + blob[:-1].replace(b"\n", b",") + b"]"))
 
@@ -188,7 +190,8 @@ class Columns:
         timestamp = np.zeros(n, np.int64)
         codes = np.full((n, len(TEXT)), -1, np.int32)
         numbers = np.full((n, len(NUMBERS)), np.nan)
-        texts: list[str] = []
+        lengths: list[np.ndarray] = []
+        blobs: list[bytes] = []
         dicts: list[dict[str, int]] = [{} for _ in TEXT]
         at = 0
         for keys, rows in shapes.items():
@@ -205,15 +208,16 @@ class Columns:
                     numbers[part, _NUMBER_AT[key]] = _floats(values[k])
                 else:
                     rest.append(k)
-            texts += _encode_payloads([keys[k] for k in rest], [values[k] for k in rest], len(rows))
-        lengths = np.fromiter(map(len, texts), np.int64, n) + 1  # JSON is ASCII (ensure_ascii): chars = bytes
+            length, blob = _encode_payloads([keys[k] for k in rest], [values[k] for k in rest], len(rows))
+            lengths.append(length)
+            blobs.append(blob)
         out = Columns(
             timestamp,
             codes,
             [list(d) for d in dicts],
             numbers,
-            np.cumsum(lengths),
-            np.frombuffer(("\n".join(texts) + "\n").encode(), np.uint8).copy(),
+            np.cumsum(np.concatenate(lengths)),
+            np.frombuffer(b"".join(blobs), np.uint8).copy(),
         )
         if len(shapes) > 1 and np.any(np.diff(timestamp) < 0):
             out = out.take(np.argsort(timestamp, kind="stable"))
@@ -262,19 +266,33 @@ def _encode_text(values: tuple[object, ...], known: dict[str, int]) -> np.ndarra
     return remap[local]
 
 
-def _encode_payloads(keys: list[str], columns: list[tuple[object, ...]], n: int) -> list[str]:
-    """The JSON text of each row's other fields; each distinct set of values is encoded once."""
-    if not keys:
-        return [_EMPTY] * n
-    rows = list(zip(*columns))
-    # equal-hashing values of different types (True, 1, 1.0) must not share a text: such columns, and unhashable
-    # values (a dict, a list), get every row encoded
-    mixed = any(len(set(map(type, c))) > 1 and not set(map(type, c)) <= {str, type(None)} for c in columns)
+def _encode_payloads(keys: list[str], columns: list[tuple[object, ...]], n: int) -> tuple[np.ndarray, bytes]:
+    """Each row's other fields as one JSON line: the line lengths and the bytes. Each distinct set of values is
+    encoded once; when every row has the same (market data's ``timeframe``), the bytes are one line repeated."""
+    if not keys or all(len(set(c)) == 1 for c in _hashable(columns)):
+        line = (_dumps(dict(zip(keys, (c[0] for c in columns)))) if keys else _EMPTY).encode() + b"\n"
+        return np.full(n, len(line), np.int64), line * n
+    texts = _encode_rows(keys, columns)
+    # JSON is ASCII (ensure_ascii), so characters are bytes
+    return np.fromiter(map(len, texts), np.int64, n) + 1, ("\n".join(texts) + "\n").encode()
+
+
+def _hashable(columns: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The columns, if every value can be told apart by hashing (else none: the caller encodes row by row)."""
     try:
-        distinct = {} if mixed else dict.fromkeys(rows)
-    except TypeError:
-        mixed = True
-    if mixed:
+        for c in columns:
+            kinds = set(map(type, c))
+            if len(kinds) > 1 and not kinds <= {str, type(None)}:
+                return [(0,), (1, 2)]  # equal-hashing values of different types (True, 1, 1.0): never "all the same"
+            hash(c)
+    except TypeError:  # an unhashable value (a dict, a list)
+        return [(0,), (1, 2)]
+    return columns
+
+
+def _encode_rows(keys: list[str], columns: list[tuple[object, ...]]) -> list[str]:
+    rows = list(zip(*columns))
+    if _hashable(columns) is not columns:
         return [_dumps(dict(zip(keys, r))) for r in rows]
-    encoded: dict[tuple[object, ...], str] = {r: _dumps(dict(zip(keys, r))) for r in distinct}
+    encoded: dict[tuple[object, ...], str] = {r: _dumps(dict(zip(keys, r))) for r in dict.fromkeys(rows)}
     return list(map(encoded.__getitem__, rows))

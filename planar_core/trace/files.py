@@ -7,21 +7,17 @@ What a reader and a writer share: ``TraceFiles`` (paths, atomic writes, listing)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import random
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import fsspec
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 from zarr.core.common import JSON
 
+from ..storage import Store
 from .columns import NUMBERS, TEXT, Columns
 from .legacy import read_v1_segment
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION
@@ -33,16 +29,6 @@ class TraceLockedError(RuntimeError):
 
 class TraceClosedError(RuntimeError):
     """record() on a closed trace: the event would be buffered forever and never written."""
-
-
-class ConflictError(RuntimeError):
-    """A conditional write on object storage lost: another process wrote the object first."""
-
-
-def is_precondition_failure(exc: BaseException) -> bool:
-    """s3fs reports a failed If-None-Match as FileExistsError and a failed If-Match as an OSError (412)."""
-    text = str(exc).lower()
-    return isinstance(exc, FileExistsError) or "pre-condition" in text or "precondition" in text
 
 
 class TraceNotFoundError(FileNotFoundError):
@@ -95,22 +81,14 @@ class Manifest:
         return cls(SCHEMA_VERSION, segments, d["wal_consumed"], d.get("generation", 0))
 
 
-class TraceFiles:
-    """File operations on a trace root, local or fsspec; every write of shared state is atomic."""
+class TraceFiles(Store):
+    """The files of a trace root, local or any fsspec URL (see ``storage.Store``); every write of shared state is
+    atomic, and every manifest update a compare-and-swap."""
 
     def __init__(self, root: str, create: bool = True, fsync: bool = True) -> None:
         """``create=False`` (readers): the root must already be a trace; nothing is created.
         ``fsync``: local writes are fsynced (file, then directory after the rename) so they survive a power loss."""
-        self.root = root.rstrip("/")
-        self.fs, self.path = fsspec.core.url_to_fs(self.root)
-        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in (
-            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        )
-        self.fsync = fsync
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        # object stores whose conditional writes (If-None-Match / If-Match on PUT) this module uses: the lease and
-        # the manifest's compare-and-swap. Elsewhere (memory://, plain HTTP) one writer is not enforced.
-        self.conditional = bool(set(protocols) & {"s3", "s3a"})
+        super().__init__(root, fsync=fsync)
         if not create:
             if not self.fs.isdir(self.path):
                 raise TraceNotFoundError(
@@ -119,55 +97,16 @@ class TraceFiles:
             if not self.fs.exists(f"{self.path}/manifest.json"):
                 raise TraceNotFoundError(f"{self.root} is not a trace: no manifest.json")
             return
-        self.fs.makedirs(f"{self.path}/wal", exist_ok=True)
-        self.fs.makedirs(f"{self.path}/segments", exist_ok=True)
-
-    def url(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
-
-    def write_atomic(self, rel: str, data: bytes) -> None:
-        target = f"{self.path}/{rel}"
-        if self.local:
-            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            if self.fsync:  # the rename itself is durable only once the directory is
-                fd = os.open(os.path.dirname(target), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        else:  # one PUT is atomic on object stores
-            self.fs.pipe_file(target, data)
-
-    def read(self, rel: str) -> bytes | None:
-        try:
-            return self.fs.cat_file(f"{self.path}/{rel}")
-        except FileNotFoundError:
-            return None
+        self.makedirs("wal")
+        self.makedirs("segments")
 
     def list_wal(self) -> list[int]:
-        if not self.local:  # another process may have written since this process listed (fsspec caches listings)
-            self.fs.invalidate_cache(f"{self.path}/wal")
-        try:
-            names = self.fs.ls(f"{self.path}/wal", detail=False)
-        except FileNotFoundError:
-            return []
         out = []
-        for n in names:
-            base = str(n).rsplit("/", 1)[-1]
+        for base in self.list("wal"):
             if base.endswith(".jsonl"):
                 with contextlib.suppress(ValueError):
                     out.append(int(base[: -len(".jsonl")]))
         return sorted(out)
-
-    def remove(self, rel: str, recursive: bool = False) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(f"{self.path}/{rel}", recursive=recursive)
 
     def du(self, rel: str) -> tuple[int, int]:
         """(bytes, files) under rel."""
@@ -177,73 +116,21 @@ class TraceFiles:
             return 0, 0
         return int(sum(sizes.values())), len(sizes)
 
-    @contextlib.contextmanager
-    def manifest_lock(self) -> Iterator[None]:
-        """Short exclusive lock around read-modify-write of the manifest (writer vs compaction)."""
-        if not self.local:
-            yield
-            return
-        fd = os.open(f"{self.path}/manifest.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
     def load_manifest(self) -> Manifest:
         raw = self.read("manifest.json")
         return Manifest.from_json(raw.decode()) if raw else Manifest()
 
-    def save_manifest(self, m: Manifest) -> None:
-        m.generation += 1
-        self.write_atomic("manifest.json", m.to_json().encode())
+    def update_manifest(self, change: Callable[[Manifest], None]) -> Manifest:
+        """Read-modify-write of the manifest that cannot lose another process's update (the engine
+        checkpointing, a compaction): ``Store.update``, so a compare-and-swap on object storage."""
 
-    # ------------------------------------------------------------- compare-and-swap (object storage)
-    def read_versioned(self, rel: str) -> tuple[bytes | None, str | None]:
-        """An object and its ETag. The ETag is read first: if the object changes in between, the data is newer
-        than the ETag and a conditional write against it fails, which is the safe way round."""
-        target = f"{self.path}/{rel}"
-        self.fs.invalidate_cache(target)
-        try:
-            etag = str(self.fs.info(target).get("ETag") or "") or None
-            return self.fs.cat_file(target), etag
-        except FileNotFoundError:
-            return None, None
-
-    def write_if(self, rel: str, data: bytes, etag: str | None) -> str | None:
-        """Write only if the object is still the version ``etag`` names (None: only if it does not exist); one
-        conditional PUT. Returns the new ETag; raises ConflictError when another writer got there first."""
-        target = f"{self.path}/{rel}"
-        try:
-            out = self.fs.pipe_file(target, data, mode="create") if etag is None else self.fs.pipe_file(target, data, IfMatch=etag)
-        except OSError as exc:
-            if is_precondition_failure(exc):
-                raise ConflictError(f"{self.root}/{rel} was written by another process") from exc
-            raise
-        return str(out.get("ETag")) if isinstance(out, dict) and out.get("ETag") else None
-
-    def update_manifest(self, change: Callable[[Manifest], None], attempts: int = 100) -> Manifest:
-        """Read-modify-write of the manifest that cannot lose another process's update: under the local lock on a
-        local root; on object storage, a conditional PUT against the version read, retried from a fresh read when
-        another writer (the engine checkpointing, a compaction) committed in between."""
-        if self.local or not self.conditional:
-            with self.manifest_lock():
-                m = self.load_manifest()
-                change(m)
-                self.save_manifest(m)
-                return m
-        for attempt in range(attempts):
-            raw, etag = self.read_versioned("manifest.json")
-            m = Manifest.from_json(raw.decode()) if raw else Manifest()
+        def edit(old: bytes | None) -> tuple[bytes, Manifest]:
+            m = Manifest.from_json(old.decode()) if old else Manifest()
             change(m)
             m.generation += 1
-            try:
-                self.write_if("manifest.json", m.to_json().encode(), etag)
-                return m
-            except ConflictError:
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # back off; the other writer is done in one PUT
-        raise ConflictError(f"{self.root}/manifest.json: {attempts} conflicting updates in a row")
+            return m.to_json().encode(), m
+
+        return self.update("manifest.json", edit)
 
 
 def column(group: zarr.Group, name: str, rows: slice = slice(None)) -> np.ndarray:
@@ -256,6 +143,11 @@ def column(group: zarr.Group, name: str, rows: slice = slice(None)) -> np.ndarra
 
 def open_segment(files: TraceFiles, seg: Segment) -> zarr.Group:
     return zarr.open_group(files.url(f"segments/{seg.name}"), mode="r")
+
+
+# zstd at level 1: about the size of zarr's default (level 3) on these columns, a third faster to write, about twice
+# as fast to read (measured on 1M synthetic events: 14.1 vs 14.2 MB, 191 vs 285 ms, 129 vs 243 ms)
+COMPRESSOR = ZstdCodec(level=1)
 
 
 def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int | None = None) -> Segment:
@@ -281,7 +173,7 @@ def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int |
             chunks: tuple[int, ...] = (max(1, min(len(arr), 16 * 1024 * 1024)),)
         else:
             chunks = (rows_chunk, *arr.shape[1:])
-        z = group.create_array(col, shape=arr.shape, dtype=arr.dtype, chunks=chunks, fill_value=0)
+        z = group.create_array(col, shape=arr.shape, dtype=arr.dtype, chunks=chunks, fill_value=0, compressors=COMPRESSOR)
         if arr.size:
             z[...] = arr
     nbytes = int(sum(a.nbytes for a in arrays.values()))
@@ -309,8 +201,7 @@ def read_segment(files: TraceFiles, seg: Segment, start: int = 0, stop: int | No
         ends = ends[1:] if start > 0 else ends
         blob = column(g, "payload", slice(first, int(ends[-1])))
         return Columns(column(g, "timestamp", rows), codes, dicts, numbers, ends - first, blob)
-    n = stop - start
-    return Columns(column(g, "timestamp", rows), codes, dicts, numbers, np.arange(3, 3 * n + 1, 3, dtype=np.int64), np.tile(EMPTY_LINE, n))
+    return Columns(column(g, "timestamp", rows), codes, dicts, numbers, np.zeros(stop - start, np.int64), np.zeros(0, np.uint8))
 
 
 def stored_names(g: zarr.Group) -> tuple[list[str], list[str]]:
@@ -325,9 +216,6 @@ def segment_dicts(g: zarr.Group) -> list[list[str]]:
     """Each text column's values, in the stored column order."""
     dicts: list[list[str]] = json.loads(column(g, "dicts").tobytes())
     return dicts
-
-
-EMPTY_LINE = np.frombuffer(b"{}\n", np.uint8)
 
 
 def _by_name(arr: np.ndarray, stored: list[str], wanted: tuple[str, ...], fill: float, dtype: type[np.generic]) -> np.ndarray:

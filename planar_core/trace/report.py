@@ -61,6 +61,8 @@ def write_report(analysis: Analysis, out_dir: Path | str, currency: str = "USDT"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = analysis["raw_events"]
+    if "payload" not in df.columns:  # the equity curve reads these kinds' payloads (parsed only now, only theirs)
+        df = df.assign(payload=analysis["payloads"](("risk_metrics", "balance_updated")))
     equity = equity_series(df, currency)
     execs = execution_table(df)
     pngs: dict[str, Path] = {}

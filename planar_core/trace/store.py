@@ -33,9 +33,9 @@ import numpy as np
 
 from ..model.json import integer
 from ..model.types import Json
+from ..storage import ObjectLease
 from .columns import Columns
 from .files import Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
-from .lease import Lease
 from .reading import extract_events_by_date, read_trace, to_records
 from .schema import DURABLE_KINDS, MARKET_DATA_KINDS
 
@@ -60,7 +60,7 @@ class EventTrace:
         lease_ttl: float = 30.0,
     ) -> None:
         """``lease_ttl``: on object storage, how long the single-writer lease lasts without renewal (a dead
-        writer's lease can be taken over after that long; see lease.py)."""
+        writer's lease can be taken over after that long; see ``storage.ObjectLease``)."""
         self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
@@ -81,7 +81,8 @@ class EventTrace:
         self._last_ts = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
-        self._lease = Lease(self.files, lease_ttl) if writer and self.files.conditional else None
+        # one writer per trace: an flock on a local root, a lease object on object storage
+        self._lease = ObjectLease(self.files, "writer.lease", lease_ttl, TraceLockedError) if writer and self.files.conditional else None
         if writer and not self.files.local and not self.files.conditional:
             log.warning("trace %s: this store has no conditional writes; one writer per trace is not enforced", self.root)
         self._group = 0  # depth of group() blocks open
@@ -140,9 +141,25 @@ class EventTrace:
         losing the last minutes of it in a crash loses nothing the exchange cannot give again)."""
         if self.closed:
             raise TraceClosedError(f"record({kind!r}) on the closed trace {self.root}")
-        if kind in MARKET_DATA_KINDS:
-            if self.trace_market_data:
-                self._record_market(kind, fields)
+        if kind in MARKET_DATA_KINDS:  # the hot path, inline: a tuple appended under its shape
+            if not self.trace_market_data:
+                return
+            ts = time.time_ns()
+            with self._lock:
+                if ts <= self._last_ts:
+                    ts = self._last_ts + 1
+                self._last_ts = ts
+                shape = tuple(fields)
+                rows = self._market.get(shape)
+                if rows is None:
+                    rows = self._market[shape] = []
+                rows.append((ts, kind, *fields.values()))
+                self._market_rows += 1
+                due = self._market_rows >= self.checkpoint_every or (  # the clock is read once every 1024 events
+                    not self._market_rows & 1023 and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
+                )
+            if due:
+                self.checkpoint()
             return
         if kind == "api_call" and not self.trace_api_calls:
             return
@@ -158,17 +175,6 @@ class EventTrace:
                 self._group_due, due = True, False
         if due:
             self.flush()
-
-    def _record_market(self, kind: str, fields: dict[str, object]) -> None:
-        ts = time.time_ns()
-        with self._lock:
-            ts = max(ts, self._last_ts + 1)
-            self._last_ts = ts
-            self._market.setdefault(("timestamp", "kind", *fields), []).append((ts, kind, *fields.values()))
-            self._market_rows += 1
-            due = self._market_rows >= self.checkpoint_every or time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
-        if due:
-            self.checkpoint()
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
@@ -216,7 +222,8 @@ class EventTrace:
                 self.flush()
             if not self._wal_pending and not self._market_rows:
                 return None
-            cols = Columns.concat([Columns.from_events(self._wal_pending), Columns.from_rows(self._market)])
+            market = Columns.from_rows({("timestamp", "kind", *shape): rows for shape, rows in self._market.items()})
+            cols = Columns.concat([Columns.from_events(self._wal_pending), market])
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
             upto = self._wal_seq - 1

@@ -53,7 +53,7 @@ def test_trace_lives_in_the_bucket(s3_root: str) -> None:
 
 def test_one_writer_on_object_storage(s3_root: str) -> None:
     first = EventTrace(s3_root, lease_ttl=2.0)
-    with pytest.raises(TraceLockedError, match="being written by"):
+    with pytest.raises(TraceLockedError, match="is held by"):
         EventTrace(s3_root, lease_ttl=2.0)
     first.record("order_placed", seq=0)
     first.close()  # released: the next writer need not wait for expiry

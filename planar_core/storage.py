@@ -1,0 +1,268 @@
+"""Small documents under the store root, on a local path or an object store (any fsspec URL), with the two
+write primitives everything shared needs: an atomic replace, and a compare-and-swap.
+
+Local roots: a replace is temp file + fsync + rename (+ directory fsync), and a compare-and-swap is a
+read-modify-write under an ``flock``. Object stores with conditional writes (S3 and S3-compatible ones): a replace
+is one PUT (atomic by nature), and a compare-and-swap is a PUT with If-Match on the version read (If-None-Match
+when creating), retried from a fresh read when another process wrote first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import fsspec
+
+T = TypeVar("T")
+
+
+class ConflictError(RuntimeError):
+    """A conditional write on object storage lost: another process wrote the object first."""
+
+
+def is_precondition_failure(exc: BaseException) -> bool:
+    """s3fs reports a failed If-None-Match as FileExistsError and a failed If-Match as an OSError (412)."""
+    text = str(exc).lower()
+    return isinstance(exc, FileExistsError) or "pre-condition" in text or "precondition" in text
+
+
+def is_remote(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+class Store:
+    """A directory of small documents: ``root`` is a local path or an fsspec URL."""
+
+    def __init__(self, root: str, fsync: bool = True) -> None:
+        self.root = str(root).rstrip("/")
+        self.fs, self.path = fsspec.core.url_to_fs(self.root)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = bool(set(protocols) & {"file", "local"})
+        # object stores whose conditional writes (If-None-Match / If-Match on PUT) are used here; elsewhere
+        # (memory://, plain HTTP) a compare-and-swap is only as good as the local lock
+        self.conditional = bool(set(protocols) & {"s3", "s3a"})
+        self.fsync = fsync
+
+    def url(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def makedirs(self, rel: str = "") -> None:
+        self.fs.makedirs(f"{self.path}/{rel}".rstrip("/"), exist_ok=True)
+
+    def read(self, rel: str) -> bytes | None:
+        target = f"{self.path}/{rel}"
+        if not self.local:
+            self.fs.invalidate_cache(target)  # another process may have written it since
+        try:
+            return self.fs.cat_file(target)
+        except FileNotFoundError:
+            return None
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Replace a document: readers see the old version or the new one, never part of one."""
+        target = f"{self.path}/{rel}"
+        if self.local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    if self.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            if self.fsync:  # the rename itself is durable only once the directory is
+                fd = os.open(os.path.dirname(target), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        else:  # one PUT is atomic on object stores
+            self.fs.pipe_file(target, data)
+
+    def remove(self, rel: str, recursive: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(f"{self.path}/{rel}", recursive=recursive)
+
+    def list(self, rel: str) -> list[str]:
+        """Names directly under ``rel`` (empty when there is nothing)."""
+        target = f"{self.path}/{rel}"
+        if not self.local:
+            self.fs.invalidate_cache(target)
+        try:
+            return sorted(str(n).rsplit("/", 1)[-1] for n in self.fs.ls(target, detail=False))
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------- compare-and-swap
+    def read_versioned(self, rel: str) -> tuple[bytes | None, str | None]:
+        """A document and its version (ETag). The version is read first: if the document changes in between,
+        the data is newer than the version and a conditional write against it fails, which is the safe way round."""
+        target = f"{self.path}/{rel}"
+        self.fs.invalidate_cache(target)
+        try:
+            etag = str(self.fs.info(target).get("ETag") or "") or None
+            return self.fs.cat_file(target), etag
+        except FileNotFoundError:
+            return None, None
+
+    def write_if(self, rel: str, data: bytes, etag: str | None) -> str | None:
+        """Write only if the document is still the version ``etag`` names (None: only if it does not exist), in one
+        conditional PUT. Returns the new version; raises ConflictError when another process got there first."""
+        target = f"{self.path}/{rel}"
+        try:
+            out = self.fs.pipe_file(target, data, mode="create") if etag is None else self.fs.pipe_file(target, data, IfMatch=etag)
+        except OSError as exc:
+            if is_precondition_failure(exc):
+                raise ConflictError(f"{self.root}/{rel} was written by another process") from exc
+            raise
+        return str(out.get("ETag")) if isinstance(out, dict) and out.get("ETag") else None
+
+    @contextlib.contextmanager
+    def lock(self, rel: str) -> Iterator[None]:
+        """An exclusive local lock (``<rel>.lock``) for read-modify-write on a local root; nothing elsewhere."""
+        if not self.local:
+            yield
+            return
+        path = f"{self.path}/{rel}.lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def update(self, rel: str, change: Callable[[bytes | None], tuple[bytes, T]], attempts: int = 100) -> T:
+        """Read-modify-write of one document that cannot lose another process's update: ``change(old)`` returns
+        the new bytes and a result. Local: under the lock. Object storage: a conditional PUT against the version
+        read, retried from a fresh read when another process wrote in between."""
+        if self.local or not self.conditional:
+            with self.lock(rel):
+                data, result = change(self.read(rel))
+                self.write_atomic(rel, data)
+                return result
+        for attempt in range(attempts):
+            old, etag = self.read_versioned(rel)
+            data, result = change(old)
+            try:
+                self.write_if(rel, data, etag)
+                return result
+            except ConflictError:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # back off; the other writer is done in one PUT
+        raise ConflictError(f"{self.root}/{rel}: {attempts} conflicting updates in a row")
+
+    def update_json(self, rel: str, change: Callable[[dict[str, object]], T]) -> T:
+        """``update`` for a JSON object: ``change`` edits it in place and returns a result."""
+
+        def edit(old: bytes | None) -> tuple[bytes, T]:
+            doc: dict[str, object] = json.loads(old) if old else {}
+            result = change(doc)
+            return json.dumps(doc, indent=1, sort_keys=True).encode(), result
+
+        return self.update(rel, edit)
+
+
+class ObjectLease:
+    """A lease held as an object (``rel``) on a store with conditional writes: ``{"owner", "expires"}``, taken with
+    a create-if-absent PUT, renewed and taken over with a compare-and-swap PUT (If-Match on the version read), so
+    two processes can never both believe they hold it: of two conditional writes against one version, one fails.
+
+    The holder renews it from a daemon thread every third of its time to live; a holder that dies stops renewing
+    and the lease expires, after which another process may take it over. A holder that was paused past expiry and
+    lost the lease finds out at its next ``hold()`` (a renewal through the same compare-and-swap, which fails) and
+    must stop. ``error`` is the exception raised when the lease is someone else's."""
+
+    def __init__(self, files: Store, rel: str, ttl: float = 30.0, error: type[Exception] = RuntimeError, run_id: str | None = None) -> None:
+        self.files, self.rel, self.ttl, self.error = files, rel, ttl, error
+        self.run_id = run_id
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._etag: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._expires > time.time()
+
+    def _body(self) -> bytes:
+        self._pending_expiry = time.time() + self.ttl
+        return json.dumps({"owner": self.owner, "run_id": self.run_id, "expires": self._pending_expiry}).encode()
+
+    def acquire(self) -> None:
+        """Take the lease, or raise ``error`` naming the live holder."""
+        with self._lock:
+            raw, etag = self.files.read_versioned(self.rel)
+            if raw is not None:
+                held = json.loads(raw)
+                if float(held.get("expires", 0)) > time.time():
+                    raise self.error(
+                        f"{self.files.root}/{self.rel} is held by {held.get('owner')} (flow run {held.get('run_id')}) until "
+                        f"{time.strftime('%H:%M:%S', time.gmtime(float(held['expires'])))} UTC; one holder at a time"
+                    )
+            try:  # absent: create it; expired: take it over from exactly the version we read
+                self._etag = self.files.write_if(self.rel, self._body(), etag)
+            except ConflictError:
+                raise self.error(f"{self.files.root}/{self.rel}: another process took the lease first; one holder at a time") from None
+            self._expires = self._pending_expiry
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name=f"lease {self.rel}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        with self._lock:
+            try:
+                self._etag = self.files.write_if(self.rel, self._body(), self._etag)
+            except ConflictError:
+                self._expires = 0.0
+                raise self.error(f"{self.files.root}/{self.rel}: this process lost its lease to another one; it stops") from None
+            self._expires = self._pending_expiry
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self._renew()
+            except self.error:
+                return
+            except OSError:  # the store is unreachable for now: hold() refuses writes once the lease runs out
+                continue
+
+    def hold(self) -> None:
+        """Before a write: the lease must still be ours with time to spare (renewed here if it is running out)."""
+        if self._expires - time.time() < self.ttl / 3:
+            self._renew()
+
+    def stop_renewing(self) -> None:
+        """Stop the renewal thread (release, and tests that play a paused writer)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.ttl)
+
+    def release(self) -> None:
+        """Give the lease up (expire it now, through the same compare-and-swap) so the next writer need not wait."""
+        self.stop_renewing()
+        with self._lock:
+            if self._expires <= 0:
+                return
+            try:
+                self.files.write_if(self.rel, json.dumps({"owner": None, "expires": 0}).encode(), self._etag)
+            except (ConflictError, OSError):
+                pass  # lost or unreachable: it expires by itself
+            self._expires = 0.0
