@@ -18,6 +18,7 @@ transposed with ``zip`` and the payload of each distinct set of other values is 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,10 @@ _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 @dataclass
 class Columns:
     timestamp: np.ndarray  # int64 ns since the epoch, strictly increasing within a trace
-    codes: np.ndarray  # (rows, len(TEXT)) int32 codes into ``dicts``; -1 = the event has no such field
+    codes: np.ndarray  # (len(TEXT), rows) int32 codes into ``dicts``; -1 = the event has no such field (column-major:
+    # each column is one contiguous row, read without a copy)
     dicts: list[list[str]]  # per text column: its distinct values
-    numbers: np.ndarray  # (rows, len(NUMBERS)) float64; NaN = absent
+    numbers: np.ndarray  # (len(NUMBERS), rows) float64; NaN = absent
     payload_end: np.ndarray  # int64: end offset of each row's payload line in ``payload`` (all 0: not read)
     payload: np.ndarray  # uint8: one JSON object + "\n" per row
 
@@ -52,9 +54,9 @@ class Columns:
     def empty(cls) -> Columns:
         return cls(
             np.zeros(0, np.int64),
-            np.zeros((0, len(TEXT)), np.int32),
+            np.zeros((len(TEXT), 0), np.int32),
             [[] for _ in TEXT],
-            np.zeros((0, len(NUMBERS))),
+            np.zeros((len(NUMBERS), 0)),
             np.zeros(0, np.int64),
             np.zeros(0, np.uint8),
         )
@@ -64,7 +66,12 @@ class Columns:
         first = int(self.payload_end[a - 1]) if a > 0 else 0
         last = int(self.payload_end[b - 1]) if b > a else first
         return Columns(
-            self.timestamp[a:b], self.codes[a:b], self.dicts, self.numbers[a:b], self.payload_end[a:b] - first, self.payload[first:last]
+            self.timestamp[a:b],
+            self.codes[:, a:b],
+            self.dicts,
+            self.numbers[:, a:b],
+            self.payload_end[a:b] - first,
+            self.payload[first:last],
         )
 
     def take(self, rows: np.ndarray) -> Columns:
@@ -77,13 +84,13 @@ class Columns:
         total = int(out_ends[-1]) if len(out_ends) else 0
         # byte i of the output comes from its row's source start + (i - its row's output start)
         src = np.arange(total, dtype=np.int64) + np.repeat(starts - (out_ends - lengths), lengths)
-        return Columns(self.timestamp[idx], self.codes[idx], self.dicts, self.numbers[idx], out_ends, self.payload[src])
+        return Columns(self.timestamp[idx], self.codes[:, idx], self.dicts, self.numbers[:, idx], out_ends, self.payload[src])
 
     def rows_of(self, name: str, values: Iterable[str]) -> np.ndarray:
         """Boolean mask of the rows whose text column ``name`` is one of ``values``."""
         wanted = set(values)
         hits = [code for code, v in enumerate(self.dicts[_TEXT_AT[name]]) if v in wanted]
-        return np.isin(self.codes[:, _TEXT_AT[name]], hits)
+        return np.isin(self.codes[_TEXT_AT[name]], hits)
 
     # ------------------------------------------------------------- reading
     def payloads(self, kinds: Collection[str] | None = None) -> list[Json | None]:
@@ -120,12 +127,10 @@ class Columns:
     def text(self, name: str) -> "pd.Categorical[int]":
         values = np.empty(len(self.dicts[_TEXT_AT[name]]), dtype=object)
         values[:] = self.dicts[_TEXT_AT[name]]
-        return pd.Categorical.from_codes(
-            self.codes[:, _TEXT_AT[name]], dtype=pd.CategoricalDtype(pd.Index(values, dtype=object)), validate=False
-        )
+        return pd.Categorical.from_codes(self.codes[_TEXT_AT[name]], dtype=_categories(values), validate=False)  # type: ignore[arg-type]
 
     def number(self, name: str) -> np.ndarray:
-        return np.ascontiguousarray(self.numbers[:, _NUMBER_AT[name]])
+        return self.numbers[_NUMBER_AT[name]]
 
     def frame(self, payload: bool | Collection[str] = True) -> pd.DataFrame:
         """The events as a DataFrame: text columns categorical, numbers float64, ``timestamp`` UTC, and (when
@@ -150,14 +155,17 @@ class Columns:
             return Columns.empty()
         if len(parts) == 1:
             return parts[0]
-        codes = np.empty((sum(len(p) for p in parts), len(TEXT)), np.int32)
+        codes = np.empty((len(TEXT), sum(len(p) for p in parts)), np.int32)
         dicts: list[list[str]] = []
         for j in range(len(TEXT)):
             merged, remaps = _merge_dicts([p.dicts[j] for p in parts])
             dicts.append(merged)
             at = 0
             for p, remap in zip(parts, remaps):
-                codes[at : at + len(p), j] = remap[p.codes[:, j]]
+                if remap is None:  # same dictionary (kinds, sides, symbols, mostly): the codes stand
+                    codes[j, at : at + len(p)] = p.codes[j]
+                else:
+                    codes[j, at : at + len(p)] = remap[p.codes[j]]
                 at += len(p)
         ends, offset = [], 0
         for p in parts:
@@ -167,7 +175,7 @@ class Columns:
             np.concatenate([p.timestamp for p in parts]),
             codes,
             dicts,
-            np.concatenate([p.numbers for p in parts]),
+            np.concatenate([p.numbers for p in parts], axis=1),
             np.concatenate(ends),
             np.concatenate([p.payload for p in parts]),
         )
@@ -182,30 +190,38 @@ class Columns:
 
     @staticmethod
     def from_rows(shapes: Mapping[tuple[str, ...], Sequence[tuple[object, ...]]]) -> Columns:
-        """Encode rows grouped by shape (field names -> the value tuples of the events with those fields), each
-        field vectorised; the rows come out in timestamp order (stable)."""
-        n = sum(len(rows) for rows in shapes.values())
+        """Encode rows grouped by shape (field names -> the value tuples of the events with those fields); the
+        rows come out in timestamp order (stable)."""
+        return Columns.from_columns(
+            {keys: [list(map(operator.itemgetter(k), rows)) for k in range(len(keys))] for keys, rows in shapes.items() if rows}
+        )
+
+    @staticmethod
+    def from_columns(shapes: Mapping[tuple[str, ...], Sequence[Sequence[object]]]) -> Columns:
+        """Encode events given column-wise per shape (field names -> one sequence of values per field), each field
+        vectorised; the rows come out in timestamp order (stable)."""
+        n = sum(len(cols[0]) for cols in shapes.values() if cols)
         if not n:
             return Columns.empty()
         timestamp = np.zeros(n, np.int64)
-        codes = np.full((n, len(TEXT)), -1, np.int32)
-        numbers = np.full((n, len(NUMBERS)), np.nan)
+        codes = np.full((len(TEXT), n), -1, np.int32)
+        numbers = np.full((len(NUMBERS), n), np.nan)
         lengths: list[np.ndarray] = []
         blobs: list[bytes] = []
         dicts: list[dict[str, int]] = [{} for _ in TEXT]
         at = 0
-        for keys, rows in shapes.items():
+        for keys, values in shapes.items():
+            rows = values[0] if values else ()
             part = slice(at, at + len(rows))
             at += len(rows)
-            values = list(zip(*rows))
             rest: list[int] = []
             for k, key in enumerate(keys):
                 if key == "timestamp":
                     timestamp[part] = _ints(values[k])
                 elif key in _TEXT_AT:
-                    codes[part, _TEXT_AT[key]] = _encode_text(values[k], dicts[_TEXT_AT[key]])
+                    codes[_TEXT_AT[key], part] = _encode_text(values[k], dicts[_TEXT_AT[key]])
                 elif key in _NUMBER_AT:
-                    numbers[part, _NUMBER_AT[key]] = _floats(values[k])
+                    numbers[_NUMBER_AT[key], part] = _floats(values[k])
                 else:
                     rest.append(k)
             length, blob = _encode_payloads([keys[k] for k in rest], [values[k] for k in rest], len(rows))
@@ -224,37 +240,46 @@ class Columns:
         return out
 
 
-def _merge_dicts(dicts: Sequence[list[str]]) -> tuple[list[str], list[np.ndarray]]:
+def _categories(values: np.ndarray) -> pd.CategoricalDtype:
+    """The dtype of a text column. A dictionary's values are distinct by construction, so pandas' uniqueness check
+    (a second hash of every value: a third of a 10M-event read) is skipped where this pandas offers the way to."""
+    index = pd.Index(values, dtype=object)
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return fast(index, False) if fast is not None else pd.CategoricalDtype(index)
+
+
+def _merge_dicts(dicts: Sequence[list[str]]) -> tuple[list[str], list[np.ndarray | None]]:
     """One list of the distinct values of several dictionaries (one hash pass), and for each its code map
-    (extended so that -1 maps to -1)."""
+    (extended so that -1 maps to -1), or None where the codes stay as they are."""
     if all(d == dicts[0] for d in dicts):
-        same = np.append(np.arange(len(dicts[0]), dtype=np.int32), np.int32(-1))
-        return dicts[0], [same] * len(dicts)
-    every = np.empty(sum(len(d) for d in dicts), dtype=object)
-    every[:] = [v for d in dicts for v in d]
-    codes, uniques = pd.factorize(every)
-    remaps, at = [], 0
+        return dicts[0], [None] * len(dicts)
+    every = np.concatenate([np.asarray(d, dtype=object) for d in dicts])
+    codes, uniques = pd.factorize(every, size_hint=len(every))
+    remaps: list[np.ndarray | None] = []
+    at = 0
     for d in dicts:
-        remaps.append(np.append(codes[at : at + len(d)].astype(np.int32), np.int32(-1)))
+        mine = codes[at : at + len(d)]
+        same = bool(np.array_equal(mine, np.arange(len(d))))  # the first dictionary, and any that is its prefix
+        remaps.append(None if same else np.append(mine.astype(np.int32), np.int32(-1)))
         at += len(d)
     return list(uniques), remaps
 
 
-def _ints(values: tuple[object, ...]) -> np.ndarray:
+def _ints(values: Sequence[object]) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
         return np.fromiter((integer(v) for v in values), np.int64, len(values))
 
 
-def _floats(values: tuple[object, ...]) -> np.ndarray:
+def _floats(values: Sequence[object]) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)  # None -> NaN, numeric strings parsed
     except (TypeError, ValueError):
         return np.fromiter((num(v, np.nan) if v is not None else np.nan for v in values), np.float64, len(values))
 
 
-def _encode_text(values: tuple[object, ...], known: dict[str, int]) -> np.ndarray:
+def _encode_text(values: Sequence[object], known: dict[str, int]) -> np.ndarray:
     """Codes of ``values`` in ``known`` (extended with the new ones); None -> -1."""
     local, uniques = pd.factorize(np.asarray(values, dtype=object))
     if not len(uniques):
@@ -266,33 +291,33 @@ def _encode_text(values: tuple[object, ...], known: dict[str, int]) -> np.ndarra
     return remap[local]
 
 
-def _encode_payloads(keys: list[str], columns: list[tuple[object, ...]], n: int) -> tuple[np.ndarray, bytes]:
+def _encode_payloads(keys: list[str], columns: list[Sequence[object]], n: int) -> tuple[np.ndarray, bytes]:
     """Each row's other fields as one JSON line: the line lengths and the bytes. Each distinct set of values is
     encoded once; when every row has the same (market data's ``timeframe``), the bytes are one line repeated."""
-    if not keys or all(len(set(c)) == 1 for c in _hashable(columns)):
+    distinct = _distinct(columns)
+    if not keys or (distinct is not None and all(d == 1 for d in distinct)):
         line = (_dumps(dict(zip(keys, (c[0] for c in columns)))) if keys else _EMPTY).encode() + b"\n"
         return np.full(n, len(line), np.int64), line * n
-    texts = _encode_rows(keys, columns)
+    rows = list(zip(*columns))
+    if distinct is None:
+        texts = [_dumps(dict(zip(keys, r))) for r in rows]
+    else:
+        encoded: dict[tuple[object, ...], str] = {r: _dumps(dict(zip(keys, r))) for r in dict.fromkeys(rows)}
+        texts = list(map(encoded.__getitem__, rows))
     # JSON is ASCII (ensure_ascii), so characters are bytes
     return np.fromiter(map(len, texts), np.int64, n) + 1, ("\n".join(texts) + "\n").encode()
 
 
-def _hashable(columns: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
-    """The columns, if every value can be told apart by hashing (else none: the caller encodes row by row)."""
+def _distinct(columns: list[Sequence[object]]) -> list[int] | None:
+    """How many distinct values each column has, or None when values cannot be told apart by hashing: an
+    unhashable value (a dict, a list), or equal-hashing values of different types (True, 1, 1.0) in one column."""
+    out = []
     try:
         for c in columns:
             kinds = set(map(type, c))
             if len(kinds) > 1 and not kinds <= {str, type(None)}:
-                return [(0,), (1, 2)]  # equal-hashing values of different types (True, 1, 1.0): never "all the same"
-            hash(c)
-    except TypeError:  # an unhashable value (a dict, a list)
-        return [(0,), (1, 2)]
-    return columns
-
-
-def _encode_rows(keys: list[str], columns: list[tuple[object, ...]]) -> list[str]:
-    rows = list(zip(*columns))
-    if _hashable(columns) is not columns:
-        return [_dumps(dict(zip(keys, r))) for r in rows]
-    encoded: dict[tuple[object, ...], str] = {r: _dumps(dict(zip(keys, r))) for r in dict.fromkeys(rows)}
-    return list(map(encoded.__getitem__, rows))
+                return None
+            out.append(len(set(c)))
+    except TypeError:
+        return None
+    return out

@@ -58,7 +58,7 @@ class _Thinning:
         if not self.every_ns or not old_md.any():
             return keep
         idx = np.flatnonzero(old_md)
-        kinds, symbols = cols.codes[idx, TEXT.index("kind")], cols.codes[idx, TEXT.index("symbol")]
+        kinds, symbols = cols.codes[TEXT.index("kind"), idx], cols.codes[TEXT.index("symbol"), idx]
         group = kinds.astype(np.int64) * (len(cols.dicts[TEXT.index("symbol")]) + 1) + symbols + 1
         bucket = cols.timestamp[idx] // self.every_ns
         order = np.lexsort((idx, group))  # by series, in time within each

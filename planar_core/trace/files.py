@@ -133,7 +133,7 @@ class TraceFiles(Store):
         return self.update("manifest.json", edit)
 
 
-def column(group: zarr.Group, name: str, rows: slice = slice(None)) -> np.ndarray:
+def column(group: zarr.Group, name: str, rows: slice | tuple[slice, slice] = slice(None)) -> np.ndarray:
     """One array of a segment as a numpy array (``rows`` of it)."""
     arr = group[name]
     if not isinstance(arr, zarr.Array):
@@ -152,7 +152,7 @@ COMPRESSOR = ZstdCodec(level=1)
 
 def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int | None = None) -> Segment:
     """One Zarr group holding a batch of events as schema-2 arrays (see docs/trace.md):
-    ``timestamp`` (rows), ``codes`` (rows x text columns), ``numbers`` (rows x numeric columns), ``payload_end``,
+    ``timestamp`` (rows), ``codes`` (text columns x rows), ``numbers`` (numeric columns x rows), ``payload_end``,
     ``payload`` (NDJSON bytes) and ``dicts`` (the text columns' values, one JSON document). The column names are
     in the group's attributes, so a reader maps them by name."""
     n = len(cols)
@@ -171,8 +171,8 @@ def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int |
     for col, arr in arrays.items():
         if col in ("payload", "dicts"):
             chunks: tuple[int, ...] = (max(1, min(len(arr), 16 * 1024 * 1024)),)
-        else:
-            chunks = (rows_chunk, *arr.shape[1:])
+        else:  # rows are the last axis
+            chunks = (*arr.shape[:-1], rows_chunk)
         z = group.create_array(col, shape=arr.shape, dtype=arr.dtype, chunks=chunks, fill_value=0, compressors=COMPRESSOR)
         if arr.size:
             z[...] = arr
@@ -191,8 +191,8 @@ def read_segment(files: TraceFiles, seg: Segment, start: int = 0, stop: int | No
     g = open_segment(files, seg)
     rows = slice(start, stop)
     text, nums = stored_names(g)
-    codes = _by_name(column(g, "codes", rows), text, TEXT, -1, np.int32)
-    numbers = _by_name(column(g, "numbers", rows), nums, NUMBERS, np.nan, np.float64)
+    codes = _by_name(column(g, "codes", (slice(None), rows)), text, TEXT, -1, np.int32)
+    numbers = _by_name(column(g, "numbers", (slice(None), rows)), nums, NUMBERS, np.nan, np.float64)
     named = dict(zip(text, segment_dicts(g)))
     dicts = [named.get(name, []) for name in TEXT]
     if payload:
@@ -222,8 +222,8 @@ def _by_name(arr: np.ndarray, stored: list[str], wanted: tuple[str, ...], fill: 
     """The stored columns in this version's order; a column the segment does not have is all ``fill``."""
     if stored == list(wanted):
         return arr
-    out = np.full((len(arr), len(wanted)), fill, dtype=dtype)
+    out = np.full((len(wanted), arr.shape[1]), fill, dtype=dtype)
     for j, name in enumerate(wanted):
         if name in stored:
-            out[:, j] = arr[:, stored.index(name)]
+            out[j] = arr[stored.index(name)]
     return out

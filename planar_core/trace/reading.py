@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from .store import EventTrace
 
 COLUMNS = ["timestamp", *TEXT, *NUMBERS, "payload"]
+READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 def _files(et: EventTrace | TraceFiles | str) -> TraceFiles:
@@ -132,7 +135,7 @@ def _of_kind(files: TraceFiles, seg: Segment, kind: str, last: int, payload: boo
     kinds = segment_dicts(g)[stored.index("kind")]
     if kind not in kinds:
         return Columns.empty()
-    rows = np.flatnonzero(column(g, "codes")[:, stored.index("kind")] == kinds.index(kind))[-last:]
+    rows = np.flatnonzero(column(g, "codes")[stored.index("kind")] == kinds.index(kind))[-last:]
     if not len(rows):
         return Columns.empty()
     cols = read_segment(files, seg, int(rows[0]), int(rows[-1]) + 1, payload=payload)
@@ -167,17 +170,20 @@ def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | N
     hi = _to_ns(end) if end is not None else 2**63 - 1
     segs = m.segments
     first = bisect.bisect_left([s.t_max for s in segs], lo)
-    parts = []
-    for seg in segs[first:]:
-        if seg.t_min >= hi:
-            break
+    wanted = [seg for seg in segs[first:] if seg.t_min < hi]
+
+    def one(seg: Segment) -> Columns:
         if lo <= seg.t_min and seg.t_max < hi:
             a, b = 0, seg.rows
         else:
             ts = open_segment(files, seg)["timestamp"]
             a, b = _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
         part = read_segment(files, seg, a, b, payload=payload)
-        parts.append(part.take(part.rows_of("kind", [kind])) if kind is not None else part)
+        return part.take(part.rows_of("kind", [kind])) if kind is not None else part
+
+    # segments are independent: read a few at once (decompression and I/O release the GIL)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        parts = list(pool.map(one, wanted))
     wal = Columns.from_events(_wal_events(files, m))
     if len(wal):
         keep = (wal.timestamp >= lo) & (wal.timestamp < hi)

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import operator
 import os
 import threading
 import time
@@ -40,6 +41,12 @@ from .reading import extract_events_by_date, read_trace, to_records
 from .schema import DURABLE_KINDS, MARKET_DATA_KINDS
 
 log = logging.getLogger("planar.trace")
+
+
+def _values(shape: tuple[str, ...], rows: list[dict[str, object]]) -> list[list[object]]:
+    """Buffered market data of one shape ((kind, field names...) -> the calls' kwargs plus ``timestamp`` and
+    ``kind``) column by column (timestamp, kind, fields...), each extracted in C by an itemgetter."""
+    return [list(map(operator.itemgetter(name), rows)) for name in ("timestamp", "kind", *shape[1:])]
 
 
 class EventTrace:
@@ -75,7 +82,7 @@ class EventTrace:
         self._buffer: list[Json] = []
         self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
         # market data skips the WAL: kept by shape (field names -> value tuples) until the next checkpoint
-        self._market: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+        self._market: dict[tuple[str, ...], list[dict[str, object]]] = {}
         self._market_rows = 0
         self._lock = threading.RLock()
         self._last_ts = 0
@@ -141,7 +148,7 @@ class EventTrace:
         losing the last minutes of it in a crash loses nothing the exchange cannot give again)."""
         if self.closed:
             raise TraceClosedError(f"record({kind!r}) on the closed trace {self.root}")
-        if kind in MARKET_DATA_KINDS:  # the hot path, inline: a tuple appended under its shape
+        if kind in MARKET_DATA_KINDS:  # the hot path, inline: the call's own kwargs dict kept under its shape
             if not self.trace_market_data:
                 return
             ts = time.time_ns()
@@ -149,11 +156,12 @@ class EventTrace:
                 if ts <= self._last_ts:
                     ts = self._last_ts + 1
                 self._last_ts = ts
-                shape = tuple(fields)
+                shape = (kind, *fields)
                 rows = self._market.get(shape)
                 if rows is None:
                     rows = self._market[shape] = []
-                rows.append((ts, kind, *fields.values()))
+                fields["timestamp"], fields["kind"] = ts, kind
+                rows.append(fields)
                 self._market_rows += 1
                 due = self._market_rows >= self.checkpoint_every or (  # the clock is read once every 1024 events
                     not self._market_rows & 1023 and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
@@ -222,7 +230,7 @@ class EventTrace:
                 self.flush()
             if not self._wal_pending and not self._market_rows:
                 return None
-            market = Columns.from_rows({("timestamp", "kind", *shape): rows for shape, rows in self._market.items()})
+            market = Columns.from_columns({("timestamp", "kind", *shape[1:]): _values(shape, rows) for shape, rows in self._market.items()})
             cols = Columns.concat([Columns.from_events(self._wal_pending), market])
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
