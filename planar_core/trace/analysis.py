@@ -23,22 +23,33 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..model.json import num
 from ..model.types import Json
-from .columns import Columns
+from .columns import TEXT
 from .reading import read_columns
 
 NAN = math.nan
 
 
-def _events(source: Any, start: Any = None, end: Any = None) -> tuple[Columns, pd.DataFrame]:
-    """The typed columns of every event in the window and ``replaces`` (the trade ids a real trade supersedes,
-    found in the payload bytes without parsing the rest); the Columns keep the payloads for later."""
+def _root(source: Any) -> Any:
     sink = getattr(source, "sink", source)
     if hasattr(sink, "sync"):
         sink.sync()
-    cols = read_columns(getattr(sink, "files", sink), start, end)
+    return getattr(sink, "files", sink)
+
+
+def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """The typed columns of every event in the window, and ``replaces`` (the trade ids a real trade supersedes).
+    Only emulated trades (ids ``emu-...``) can be replaced, so without one in the window no payload is read at all;
+    with one, the payload bytes are read and only the rows that name ``replaces`` are parsed."""
+    root = _root(source)
+    cols = read_columns(root, start, end, payload=False)
+    if any(str(t).startswith("emu-") for t in cols.dicts[TEXT.index("trade_id")]):
+        cols = read_columns(root, start, end)
+        replaces = cols.field("replaces")
+    else:
+        replaces = np.full(len(cols), None, dtype=object)
     df = cols.frame(payload=False)
-    df["replaces"] = cols.field("replaces")
-    return cols, df
+    df["replaces"] = replaces
+    return df
 
 
 def _stat(values: pd.Series, fn: str) -> float:
@@ -185,16 +196,22 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
     prefix = strategy if strategy is not None else _prefix_of(s)
-    cols, df = _events(s, start, end)
-    keep = in_scope(df, prefix)
-    df = df[keep].reset_index(drop=True)
+    df = _events(s, start, end)
+    df = df[in_scope(df, prefix)].reset_index(drop=True)
 
     def payloads(kinds: Collection[str]) -> pd.Series:
-        rows = np.flatnonzero(keep & cols.rows_of("kind", kinds))
+        """Read now, only for these kinds, and matched to ``raw_events`` by timestamp (unique in a trace), so
+        events recorded since the analysis do not shift anything."""
+        if not len(df):
+            return pd.Series([], dtype=object)
+        ns = pd.DatetimeIndex(df["timestamp"]).asi8
+        cols = read_columns(_root(s), start, end)
+        rows = np.flatnonzero(cols.rows_of("kind", kinds))
         out: list[Json | None] = [None] * len(df)
-        position = np.cumsum(keep) - 1  # row of the window -> row of raw_events
-        for at, p in zip(position[rows].tolist(), cols.take(rows).payloads()):
-            out[at] = p
+        at = np.searchsorted(ns, cols.timestamp[rows])
+        for i, t, p in zip(at.tolist(), cols.timestamp[rows].tolist(), cols.take(rows).payloads()):
+            if i < len(ns) and ns[i] == t:
+                out[i] = p
         return pd.Series(out, dtype=object)
 
     return {

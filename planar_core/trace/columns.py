@@ -92,6 +92,24 @@ class Columns:
         hits = [code for code, v in enumerate(self.dicts[_TEXT_AT[name]]) if v in wanted]
         return np.isin(self.codes[_TEXT_AT[name]], hits)
 
+    def pruned(self) -> Columns:
+        """The same rows with each dictionary cut to the values its rows use (a slice or a selection keeps the
+        whole dictionaries of what it came from; a segment should store only its own)."""
+        dicts, codes = [], self.codes
+        for j, d in enumerate(self.dicts):
+            column = self.codes[j]
+            used = np.unique(column[column >= 0])
+            if len(used) == len(d):
+                dicts.append(d)
+                continue
+            if codes is self.codes:
+                codes = self.codes.copy()
+            remap = np.full(len(d) + 1, -1, np.int32)
+            remap[used] = np.arange(len(used), dtype=np.int32)
+            codes[j] = remap[column]
+            dicts.append([d[i] for i in used.tolist()])
+        return Columns(self.timestamp, codes, dicts, self.numbers, self.payload_end, self.payload)
+
     # ------------------------------------------------------------- reading
     def payloads(self, kinds: Collection[str] | None = None) -> list[Json | None]:
         """Each row's payload, parsed in one call (the NDJSON lines joined into one JSON array); with ``kinds``,

@@ -155,6 +155,7 @@ def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int |
     ``timestamp`` (rows), ``codes`` (text columns x rows), ``numbers`` (numeric columns x rows), ``payload_end``,
     ``payload`` (NDJSON bytes) and ``dicts`` (the text columns' values, one JSON document). The column names are
     in the group's attributes, so a reader maps them by name."""
+    cols = cols.pruned()
     n = len(cols)
     attributes: dict[str, JSON] = {"schema_version": SCHEMA_VERSION, "text": list(TEXT), "numbers": list(NUMBERS)}
     group = zarr.open_group(files.url(f"segments/{name}"), mode="w", zarr_format=3, attributes=attributes)

@@ -89,3 +89,19 @@ def test_analysis_counts_orders_once_and_only_this_strategys(tmp_path: Path) -> 
     assert (mine["orders"]["total_orders"], mine["orders"]["filled_orders"], mine["orders"]["fill_rate"]) == (2, 1, 50.0)
     assert mine["execution"]["trades"] == 1
     assert everything["orders"]["fill_rate"] <= 100.0
+
+
+def test_a_replaced_emulated_trade_is_not_counted(tmp_path: Path) -> None:
+    """An emulated fill (from an order update) later explained by the real trade: one fill, not two."""
+    with EventTrace(str(tmp_path)) as et:
+        et.record("order_placed", client_order_id="c0", symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        et.record(
+            "trade_executed", client_order_id="c0", symbol="X", side="buy", amount=1.0, price=100.0, trade_id="emu-c0-1-5", emulated=True
+        )
+        et.record(
+            "trade_executed", client_order_id="c0", symbol="X", side="buy", amount=1.0, price=100.0, trade_id="77", replaces=["emu-c0-1-5"]
+        )
+        et.record("order_placed", client_order_id="c1", symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        et.record("trade_executed", client_order_id="c1", symbol="X", side="buy", amount=1.0, price=101.0, trade_id="78")
+        a = analyze_trading_events(et)
+    assert a["execution"]["trades"] == 2 and a["execution"]["avg_slippage"] == pytest.approx(0.5)
