@@ -92,6 +92,12 @@ class Columns:
         hits = [code for code, v in enumerate(self.dicts[_TEXT_AT[name]]) if v in wanted]
         return np.isin(self.codes[_TEXT_AT[name]], hits)
 
+    def copy(self) -> Columns:
+        """Owned arrays (a slice is a view that keeps its whole source alive)."""
+        return Columns(
+            self.timestamp.copy(), self.codes.copy(), self.dicts, self.numbers.copy(), self.payload_end.copy(), self.payload.copy()
+        )
+
     def pruned(self) -> Columns:
         """The same rows with each dictionary cut to the values its rows use (a slice or a selection keeps the
         whole dictionaries of what it came from; a segment should store only its own)."""

@@ -103,9 +103,12 @@ class _Output:
 
     def _write(self, rows: int) -> None:
         merged = Columns.concat(self.pending)
+        self.pending = []  # the parts are in ``merged`` now: let them go before the write allocates its buffers
         name = f"{time.time_ns():020d}-{self.tag}{uuid.uuid4().hex[:7]}"
         self.segments.append(write_segment(self.files, name, merged.slice(0, rows), chunk_rows=self.target_rows))
         rest = merged.slice(rows, len(merged))
+        if len(rest):  # a copy, so the merged window is freed
+            rest = rest.copy()
         self.pending, self.rows = ([rest] if len(rest) else []), len(rest)
 
 

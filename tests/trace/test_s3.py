@@ -95,7 +95,7 @@ def test_concurrent_manifest_updates_both_land(s3_root: str) -> None:
 
 def run_and_kill(args: list[str], rng: random.Random, until: str) -> int:
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.monotonic() + rng.uniform(0.5, 2.0)
+    deadline = time.monotonic() + rng.uniform(0.3, 1.5)
     last = -1
     while time.monotonic() < deadline:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -125,21 +125,29 @@ import sys
 from datetime import timedelta
 from planar_core.trace.compaction import compact_trace
 print("start", flush=True)
-compact_trace(sys.argv[1], target_rows=100, market_data_horizon=timedelta(seconds=0), downsample=None)
+compact_trace(sys.argv[1], target_rows=60, market_data_horizon=timedelta(seconds=0), downsample=None)
 print("done", flush=True)
 """
 
 
 def test_sigkill_mid_compaction_on_object_storage(s3_root: str) -> None:
     rng = random.Random(7)
+    mid_way = 0
     for iteration in range(2):
         root = f"{s3_root}/c{iteration}"
         with EventTrace(root) as et:
-            for i in range(6):
+            for i in range(4):
                 for j in range(40):
                     et.record("order_placed", seq=i * 40 + j, symbol="X")
                 et.checkpoint()
-        run_and_kill(["-c", COMPACTOR, root], rng, "start")
-        assert seqs(root) == list(range(240))  # the old trace whole, or the compacted one whole
-        compact_trace(root, target_rows=100, market_data_horizon=None)  # and a later compaction finishes the job
-        assert seqs(root) == list(range(240))
+        proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, root], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+        assert proc.stdout is not None and proc.stdout.readline().startswith("start")
+        time.sleep(rng.uniform(0.0, 2.0))  # a random moment of the compaction (it takes a few seconds on S3)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_mid_way = proc.wait() == -signal.SIGKILL and "done" not in proc.stdout.read()
+        proc.stdout.close()
+        mid_way += killed_mid_way
+        assert seqs(root) == list(range(160))  # the old trace whole, or the compacted one whole
+        compact_trace(root, target_rows=60, market_data_horizon=None)  # and a later compaction finishes the job
+        assert seqs(root) == list(range(160))
+    assert mid_way  # at least one kill landed while the compaction ran
