@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
-from ..exchange.client_ids import ClientOrderIds, IntentJournal
+from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
@@ -80,7 +80,7 @@ class Strategy:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_store = StateStore(config.shared_root)
         self.ids = ClientOrderIds(config.shared_root, config.name)
-        self.journal = IntentJournal(self.dir, fsync=config.event_tracing.fsync)
+        self.journal = intent_journal(self.dir, config.shared_root, fsync=config.event_tracing.fsync)
         self.universe: dict[str, AssetInstance] = {}
         self.balances: dict[str, Balance] = {}
         self.supervisor = Supervisor(observer=observer)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..model.json import integer
 from ..model.types import Json
 from ..state import fsync_dir
-from ..storage import Store
+from ..storage import Store, is_remote
 
 BLOCK = 1000
 
@@ -139,3 +139,53 @@ class IntentJournal:
             os.close(self._fd)
         except OSError:
             pass
+
+
+class ObjectJournal:
+    """``IntentJournal`` on object storage, shared by every worker: one object per record (an append is not
+    something an object store does), ``journal/<cid>.intent.json`` written (one PUT, durable) before the request
+    and ``journal/<cid>.outcome.json`` after it. A restart on any worker lists the intents without an outcome."""
+
+    def __init__(self, strategy_root: str) -> None:
+        self.store = Store(strategy_root)
+
+    def intent(self, client_order_id: str, **fields: object) -> None:
+        record = {"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields}
+        self.store.write_atomic(f"journal/{client_order_id}.intent.json", json.dumps(record, separators=(",", ":")).encode())
+
+    def outcome(self, client_order_id: str, status: str, order_id: str | None = None, reason: str | None = None) -> None:
+        record: Json = {"t": int(time.time() * 1000), "kind": "outcome", "cid": client_order_id, "status": status, "id": order_id}
+        if reason:
+            record["reason"] = reason
+        self.store.write_atomic(f"journal/{client_order_id}.outcome.json", json.dumps(record, separators=(",", ":")).encode())
+
+    def unresolved(self) -> dict[str, Json]:
+        names = set(self.store.list("journal"))
+        pending: dict[str, Json] = {}
+        for name in sorted(names):
+            if name.endswith(".intent.json") and name.replace(".intent.json", ".outcome.json") not in names:
+                raw = self.store.read(f"journal/{name}")
+                if raw:
+                    rec = json.loads(raw)
+                    pending[str(rec["cid"])] = rec
+        return pending
+
+    def compact(self) -> int:
+        """Remove the resolved pairs; returns how many objects went."""
+        names = set(self.store.list("journal"))
+        gone = 0
+        for name in names:
+            if name.endswith(".outcome.json") and name.replace(".outcome.json", ".intent.json") in names:
+                self.store.remove(f"journal/{name.replace('.outcome.json', '.intent.json')}")
+                self.store.remove(f"journal/{name}")
+                gone += 2
+        return gone
+
+    def close(self) -> None:
+        pass
+
+
+def intent_journal(local_dir: Path, shared_root: str, fsync: bool = True) -> IntentJournal | ObjectJournal:
+    """The strategy's journal: a local append-only file, or objects beside the shared state when the store root
+    is on object storage (so a restart on another worker still knows the intents in doubt)."""
+    return ObjectJournal(shared_root) if is_remote(shared_root) else IntentJournal(local_dir, fsync=fsync)

@@ -1,5 +1,6 @@
 """An engine whose store root is on an S3-compatible object store (a local moto server): the trace, the persisted
-state, the client-order-id sequence and the engine lease are objects in the bucket, shared by every worker."""
+state, the client-order-id sequence, the intent journal and the engine lease are objects in the bucket, shared by
+every worker."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ async def test_an_engine_keeps_its_shared_store_on_s3(strategy_factory, s3_root:
     bucket = s3_root.removeprefix("s3://")
     objects = {p.removeprefix(bucket + "/") for p in fs.find(bucket)}
     assert {"s3strat/state.json", "s3strat/client_order_seq.json"} <= objects
+    cid = trade.client_order_id
+    assert {f"s3strat/journal/{cid}.intent.json", f"s3strat/journal/{cid}.outcome.json"} <= objects  # every worker sees it
     assert any(p.startswith("leases/") and p.endswith("--s3strat.lease") for p in objects)
     assert any(p.startswith("traces/") and p.endswith("/writer.lease") for p in objects)
     assert not (tmp_path / "local" / "s3strat" / "state.json").exists()  # shared state is not on the local disk
@@ -53,3 +56,16 @@ def test_client_order_id_blocks_on_s3_never_overlap(s3_root: str) -> None:
     b = ClientOrderIds(s3_root, "s", block=3)
     ids = [x.next() for _ in range(9) for x in (a, b)]
     assert len(set(ids)) == len(ids) == 18
+
+
+def test_an_intent_in_doubt_is_seen_from_another_worker(s3_root: str) -> None:
+    """A worker died between an order's intent and its outcome: a restart on another worker finds the intent."""
+    from planar_core.exchange.client_ids import ObjectJournal
+
+    first = ObjectJournal(f"{s3_root}/s")
+    first.intent("s-x-1", symbol="BTC/USDT", side="buy", amount=0.01)
+    first.intent("s-x-2", symbol="BTC/USDT", side="buy", amount=0.01)
+    first.outcome("s-x-2", "accepted", "99")
+    other = ObjectJournal(f"{s3_root}/s")
+    assert list(other.unresolved()) == ["s-x-1"] and other.unresolved()["s-x-1"]["amount"] == 0.01
+    assert other.compact() == 2 and list(other.unresolved()) == ["s-x-1"]
