@@ -9,8 +9,6 @@ worker changing it at once cannot lose each other's change.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -32,30 +30,6 @@ class PersistedState(BaseModel):
         default_factory=dict, description="what the last e-stop could not confirm; re-arm is refused until the exchange shows it settled"
     )
     tuned_params: Json = Field(default_factory=dict)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (the directory entry is data too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StateStore:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ..model.json import integer
 from ..model.types import Json
-from ..state import fsync_dir
 from ..storage import Store, is_remote
 
 BLOCK = 1000
@@ -123,13 +122,7 @@ class IntentJournal:
         keep = self.unresolved()
         lines = self.path.read_text().count("\n") if self.path.is_file() else 0
         data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return lines - len(keep)

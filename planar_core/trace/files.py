@@ -183,7 +183,7 @@ def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int |
 
 def read_segment(files: TraceFiles, seg: Segment, start: int = 0, stop: int | None = None, payload: bool = True) -> Columns:
     """Rows [start, stop) of a segment as Columns, whatever its schema version. ``payload=False`` leaves the
-    payload out (every row's is then ``{}``): the typed columns are all most reads need."""
+    payload out (not read: ``payloads()`` on the result refuses): the typed columns are all most reads need."""
     stop = seg.rows if stop is None else min(stop, seg.rows)
     if seg.schema == 1:  # old traces only, until compaction rewrites them
         return read_v1_segment(open_segment(files, seg), start, stop)

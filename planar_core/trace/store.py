@@ -81,7 +81,7 @@ class EventTrace:
         self.trace_api_calls = trace_api_calls
         self._buffer: list[Json] = []
         self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
-        # market data skips the WAL: kept by shape (field names -> value tuples) until the next checkpoint
+        # market data skips the WAL: the calls' kwargs, by shape ((kind, field names...)), until the next checkpoint
         self._market: dict[tuple[str, ...], list[dict[str, object]]] = {}
         self._market_rows = 0
         self._lock = threading.RLock()

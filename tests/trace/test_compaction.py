@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +10,8 @@ from pathlib import Path
 from planar_core.trace import EventTrace, read_trace
 from planar_core.trace.columns import Columns
 from planar_core.trace.compaction import compact_trace
+
+from .killing import kill_midway
 
 
 def synthetic(n: int, start_ns: int, step_ns: int, market_every: int = 2) -> Columns:
@@ -82,12 +80,7 @@ def test_crash_during_compaction_leaves_the_old_trace(tmp_path: Path) -> None:
                     et.record("ohlcv" if j % 2 else "order_placed", seq=i * 50 + j, symbol="X")
                 et.checkpoint()
         expected = len(read_trace(str(root)))
-        proc = subprocess.Popen([sys.executable, "-c", CRASHER, str(root)], stdout=subprocess.PIPE, text=True)
-        proc.stdout.readline()  # type: ignore[union-attr]
-        time.sleep(rng.uniform(0.0, 0.6))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
+        kill_midway(["-c", CRASHER, str(root)], rng, 0.6)
         df = read_trace(str(root))
         seqs = list(df["payload"].map(lambda p: p["seq"]))
         intents = [s for s in seqs if s % 2 == 0]

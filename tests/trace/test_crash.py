@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from planar_core.trace import EventTrace, read_trace
 
+from .killing import run_and_kill
+
 WRITER = Path(__file__).with_name("crash_writer.py")
-
-
-def run_and_kill(root: Path, rng: random.Random) -> int:
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(root)], stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + rng.uniform(0.4, 1.2)
-    last = -1
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        if line.startswith("durable"):
-            last = int(line.split()[1])
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()  # type: ignore[union-attr]
-    return last
 
 
 def test_sigkill_at_random_points_many_times(tmp_path: Path) -> None:
     rng = random.Random(20261125)
     for iteration in range(12):
         root = tmp_path / f"t{iteration}"
-        durable = run_and_kill(root, rng)
+        durable = run_and_kill([str(WRITER), str(root)], rng, 0.4, 1.2)
         df = read_trace(str(root))
         seqs = list(df["payload"].map(lambda p: p["seq"]))
         assert seqs == list(range(len(seqs))), f"iteration {iteration}: gap or duplicate"

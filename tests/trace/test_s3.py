@@ -3,11 +3,7 @@ single-writer lease, concurrent manifest updates, and SIGKILL mid-append and mid
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +13,8 @@ import pytest
 from planar_core.trace import EventTrace, TraceLockedError, read_trace, trace_tail
 from planar_core.trace.compaction import compact_trace
 from planar_core.trace.files import Manifest, Segment, TraceFiles
+
+from .killing import kill_midway, run_and_kill
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 
@@ -93,25 +91,11 @@ def test_concurrent_manifest_updates_both_land(s3_root: str) -> None:
     assert sorted(s.name for s in engine.load_manifest().segments) == ["a", "b"]
 
 
-def run_and_kill(args: list[str], rng: random.Random, until: str) -> int:
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.monotonic() + rng.uniform(0.3, 1.5)
-    last = -1
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        if line.startswith(until):
-            last = int(line.split()[1]) if len(line.split()) > 1 else 0
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()  # type: ignore[union-attr]
-    return last
-
-
 def test_sigkill_mid_append_on_object_storage(s3_root: str) -> None:
     rng = random.Random(20261126)
     for iteration in range(3):
         root = f"{s3_root}/t{iteration}"
-        durable = run_and_kill([str(WRITER), root, "30", "1.0"], rng, "durable")
+        durable = run_and_kill([str(WRITER), root, "30", "1.0"], rng, 0.3, 1.5)
         found = seqs(root)
         assert found == list(range(len(found))), f"iteration {iteration}: gap or duplicate"
         assert len(found) >= durable + 1, f"iteration {iteration}: lost flushed events ({len(found)} < {durable + 1})"
@@ -140,13 +124,7 @@ def test_sigkill_mid_compaction_on_object_storage(s3_root: str) -> None:
                 for j in range(40):
                     et.record("order_placed", seq=i * 40 + j, symbol="X")
                 et.checkpoint()
-        proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, root], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-        assert proc.stdout is not None and proc.stdout.readline().startswith("start")
-        time.sleep(rng.uniform(0.0, 2.0))  # a random moment of the compaction (it takes a few seconds on S3)
-        os.kill(proc.pid, signal.SIGKILL)
-        killed_mid_way = proc.wait() == -signal.SIGKILL and "done" not in proc.stdout.read()
-        proc.stdout.close()
-        mid_way += killed_mid_way
+        mid_way += kill_midway(["-c", COMPACTOR, root], rng, 2.0)  # compaction takes a few seconds on S3
         assert seqs(root) == list(range(160))  # the old trace whole, or the compacted one whole
         compact_trace(root, target_rows=60, market_data_horizon=None)  # and a later compaction finishes the job
         assert seqs(root) == list(range(160))
