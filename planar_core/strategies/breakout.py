@@ -2,9 +2,13 @@
 
 On each closed candle, a flat asset whose close breaks above the highest high (below the lowest low) of the
 previous ``lookback`` candles goes long (short) for a notional of ``order_value``. The entry carries its exits:
-a stop-loss and a take-profit at ``stop_loss`` / ``take_profit`` (fractions of the close) that the engine places
+a stop-loss and a take-profit at ``stop_loss`` / ``take_profit`` (fractions of the price) that the engine places
 on the exchange when the entry fills, as reduce-only conditional orders, one cancelling the other. They act
 on the exchange whether the engine runs or not.
+
+The exits are measured from the latest price, not from the bar's close: a bar is announced when the next one
+starts, and the market may have moved since it closed. Exits taken from a stale close can sit on the wrong side
+of the market and be refused as "would trigger at once", leaving the entry without its protection.
 """
 
 from __future__ import annotations
@@ -42,12 +46,13 @@ class Breakout(Logic):
         if len(closed) < p.lookback + 1:
             return
         channel = closed[-(p.lookback + 1) : -1]
-        amount = p.order_value / bar.close
-        up, down = bar.close * (1 + p.take_profit), bar.close * (1 - p.stop_loss)
+        price = ai.last_price or bar.close
+        amount = p.order_value / price
+        up, down = price * (1 + p.take_profit), price * (1 - p.stop_loss)
         if bar.close > channel[:, 2].max():
             await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount, stop_loss=down, take_profit=up)
         elif bar.close < channel[:, 3].min():
-            up, down = bar.close * (1 + p.stop_loss), bar.close * (1 - p.take_profit)
+            up, down = price * (1 + p.stop_loss), price * (1 - p.take_profit)
             await s.call(ai, OrderType.MARKET, Side.SELL, amount=amount, stop_loss=up, take_profit=down)
 
     async def on_fill(self, s: Strategy, order: Order, trade: Trade) -> None:

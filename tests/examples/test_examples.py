@@ -87,7 +87,7 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
 
 async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
     sym = "BTC/USDT:USDT"
-    # exits 3 % away: an entry decided on the bar before a 2 % shock and filled after it still gets both exits
+    # exits 3 % from the latest price (not the close of the bar decided on, which can predate a shock)
     s, logic, _task, _stop = await example(
         "futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.03, "stop_loss": 0.03}
     )
