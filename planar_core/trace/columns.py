@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -175,34 +177,58 @@ class Columns:
     @staticmethod
     def concat(parts: Sequence[Columns]) -> Columns:
         parts = [p for p in parts if len(p)]
-        if not parts:
-            return Columns.empty()
         if len(parts) == 1:
             return parts[0]
-        codes = np.empty((len(TEXT), sum(len(p) for p in parts)), np.int32)
-        dicts: list[list[str]] = []
+        return Columns.laid_out([len(p) for p in parts], lambda i, views: views.filled_from(parts[i]))
+
+    @staticmethod
+    def laid_out(sizes: Sequence[int], fill: Callable[[int, Columns], Columns], workers: int = 1) -> Columns:
+        """Parts laid end to end in typed arrays allocated once. ``fill(i, views)`` writes part i's timestamps,
+        codes and numbers into ``views`` (its slice of the output: a reader decodes straight into it, no copy
+        between) and returns the part: those views with the part's own dictionaries and payload. The dictionaries
+        are then merged and each part's codes remapped in place. ``workers`` > 1 fills parts from a thread pool
+        (decompression and I/O release the GIL)."""
+        at = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
+        n = at[-1]
+        if not n:
+            return Columns.empty()
+        out = Columns(
+            np.empty(n, np.int64),
+            np.empty((len(TEXT), n), np.int32),
+            [[] for _ in TEXT],  # the views' (no values yet); the merged dictionaries replace it
+            np.empty((len(NUMBERS), n)),
+            np.zeros(n, np.int64),  # stays all zero (untouched pages) when no part has a payload
+            np.zeros(0, np.uint8),
+        )
+        views = [out.slice(a, b) for a, b in pairwise(at)]
+        if workers > 1 and len(views) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(fill, range(len(views)), views))
+        else:
+            parts = [fill(i, v) for i, v in enumerate(views)]
+        dicts = []
         for j in range(len(TEXT)):
             merged, remaps = _merge_dicts([p.dicts[j] for p in parts])
             dicts.append(merged)
-            at = 0
-            for p, remap in zip(parts, remaps):
-                if remap is None:  # same dictionary (kinds, sides, symbols, mostly): the codes stand
-                    codes[j, at : at + len(p)] = p.codes[j]
-                else:
-                    codes[j, at : at + len(p)] = remap[p.codes[j]]
-                at += len(p)
-        ends, offset = [], 0
-        for p in parts:
-            ends.append(p.payload_end + offset)
-            offset += int(p.payload_end[-1])
-        return Columns(
-            np.concatenate([p.timestamp for p in parts]),
-            codes,
-            dicts,
-            np.concatenate([p.numbers for p in parts], axis=1),
-            np.concatenate(ends),
-            np.concatenate([p.payload for p in parts]),
-        )
+            for view, remap in zip(views, remaps):
+                if remap is not None:  # same dictionary (kinds, sides, symbols, mostly): the codes stand
+                    view.codes[j] = remap[view.codes[j]]
+        out.dicts = dicts
+        # every row has at least "{}\n": a last end of 0 means a part read without payload, and then so is the whole
+        if all(p.payload_end[-1] for p in parts if len(p)):
+            offsets = np.cumsum([0, *(int(p.payload_end[-1]) if len(p) else 0 for p in parts)])
+            for a, b, p, offset in zip(at[:-1], at[1:], parts, offsets.tolist()):
+                np.add(p.payload_end, offset, out=out.payload_end[a:b])
+            out.payload = np.concatenate([p.payload for p in parts])
+        return out
+
+    def filled_from(self, part: Columns) -> Columns:
+        """Copy ``part``'s typed columns into these views (one of ``laid_out``'s slices); ``part`` is returned, its
+        dictionaries and payload are what ``laid_out`` reads next."""
+        self.timestamp[...] = part.timestamp
+        self.codes[...] = part.codes
+        self.numbers[...] = part.numbers
+        return Columns(self.timestamp, self.codes, part.dicts, self.numbers, part.payload_end, part.payload)
 
     @staticmethod
     def from_events(events: Sequence[Json]) -> Columns:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..model.types import Json
 from .columns import NUMBERS, TEXT, Columns
-from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, segment_dicts, stored_names
+from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, read_segment_into, segment_dicts, stored_names
 
 if TYPE_CHECKING:
     from .store import EventTrace
@@ -172,25 +172,34 @@ def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | N
     first = bisect.bisect_left([s.t_max for s in segs], lo)
     wanted = [seg for seg in segs[first:] if seg.t_min < hi]
 
-    def one(seg: Segment) -> Columns:
+    def rows(seg: Segment) -> tuple[int, int]:
         if lo <= seg.t_min and seg.t_max < hi:
-            a, b = 0, seg.rows
-        else:
-            ts = open_segment(files, seg)["timestamp"]
-            a, b = _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
-        part = read_segment(files, seg, a, b, payload=payload)
-        return part.take(part.rows_of("kind", [kind])) if kind is not None else part
+            return 0, seg.rows
+        ts = open_segment(files, seg)["timestamp"]
+        return _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
 
-    # segments are independent: read a few at once (decompression and I/O release the GIL)
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        parts = list(pool.map(one, wanted))
     wal = Columns.from_events(_wal_events(files, m))
     if len(wal):
-        keep = (wal.timestamp >= lo) & (wal.timestamp < hi)
-        if kind is not None:
-            keep &= wal.rows_of("kind", [kind])
-        parts.append(wal.take(keep))
-    return Columns.concat(parts)
+        wal = wal.take((wal.timestamp >= lo) & (wal.timestamp < hi))
+    if kind is not None:  # few rows of many: each segment's are selected as it is read
+
+        def of_kind(seg: Segment) -> Columns:
+            part = read_segment(files, seg, *rows(seg), payload=payload)
+            return part.take(part.rows_of("kind", [kind]))
+
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            parts = list(pool.map(of_kind, wanted))
+        return Columns.concat([*parts, wal.take(wal.rows_of("kind", [kind]))])
+    # segments are independent: a few are read at once (decompression and I/O release the GIL), each decoded
+    # straight into its place in the result
+    spans = [rows(seg) for seg in wanted]
+
+    def fill(i: int, views: Columns) -> Columns:
+        if i == len(wanted):
+            return views.filled_from(wal)
+        return read_segment_into(files, wanted[i], *spans[i], views, payload)
+
+    return Columns.laid_out([b - a for a, b in spans] + [len(wal)], fill, READ_THREADS)
 
 
 def _search(ts: Any, value: int, rows: int) -> int:

@@ -14,7 +14,7 @@ from planar_core.trace import EventTrace, read_trace, trace_tail
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.columns import NUMBERS, TEXT, Columns
 from planar_core.trace.compaction import compact_trace
-from planar_core.trace.reading import to_records
+from planar_core.trace.reading import extract_events_by_date, to_records
 
 V1 = Path(__file__).parents[1] / "fixtures" / "trace-v1"  # written by the version-1 code (commit c994d15)
 
@@ -100,3 +100,39 @@ def test_writing_onto_a_version_1_trace_then_compaction_migrates_it(tmp_path: Pa
     assert set(schemas(root)) == {2} and report.segments_after == 3
     assert to_records(read_trace(root)) == mixed  # the same events, event for event
     assert [r["seq"] for r in trace_tail(root, 3)] == [19, 99, 100]
+
+
+def test_segments_read_back_as_written_in_both_dictionary_formats(tmp_path: Path) -> None:
+    """Text values go through a segment's dictionary: one value per line, or a JSON document when a value holds a
+    newline; several segments' dictionaries merge into one, and a window cut inside segments reads the same."""
+    batches = [
+        [
+            {"timestamp": 1, "kind": "order_placed", "client_order_id": "a", "symbol": "BTC/USDT", "side": "buy", "amount": 1.0},
+            {"timestamp": 2, "kind": "api_call", "endpoint": "create_order", "result": "", "latency_ms": 4.0},
+        ],
+        [
+            {"timestamp": 3, "kind": "order_filled", "client_order_id": "a", "order_id": "7", "status": "closed", "tif": "GTC"},
+            {"timestamp": 4, "kind": "api_call", "endpoint": "fetch_order", "result": "line one\nline two"},
+        ],
+        [{"timestamp": 5, "kind": "order_placed", "client_order_id": "b", "symbol": "ETH/USDT", "side": "sell", "amount": 2.0}],
+    ]
+    root = str(tmp_path / "trace")
+    with EventTrace(root) as et:
+        for batch in batches:
+            et.append_columns(Columns.from_events(batch))
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    formats = [
+        "dict_sizes" in json.loads((Path(root) / "segments" / s["name"] / "zarr.json").read_text())["attributes"]
+        for s in manifest["segments"]
+    ]
+    assert formats == [True, False, True]  # the segment with a newline in a value keeps JSON
+    events = [e for batch in batches for e in batch]
+
+    def plain(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "timestamp"} for r in records]
+
+    assert plain(to_records(read_trace(root))) == plain(events)
+    window = extract_events_by_date(root, pd.Timestamp(2, tz="UTC"), pd.Timestamp(5, tz="UTC"))
+    assert plain(to_records(window)) == plain(events[1:4])
+    typed = extract_events_by_date(root, pd.Timestamp(2, tz="UTC"), pd.Timestamp(5, tz="UTC"), payload=False)
+    assert "payload" not in typed and typed["client_order_id"].tolist()[1] == "a" and typed["result"].tolist()[2] == "line one\nline two"
