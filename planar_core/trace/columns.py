@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -179,15 +178,14 @@ class Columns:
         parts = [p for p in parts if len(p)]
         if len(parts) == 1:
             return parts[0]
-        return Columns.laid_out([len(p) for p in parts], lambda i, views: views.filled_from(parts[i]))
+        return Columns.laid_out([len(p) for p in parts], lambda views: [v.filled_from(p) for v, p in zip(views, parts)])
 
     @staticmethod
-    def laid_out(sizes: Sequence[int], fill: Callable[[int, Columns], Columns], workers: int = 1) -> Columns:
-        """Parts laid end to end in typed arrays allocated once. ``fill(i, views)`` writes part i's timestamps,
-        codes and numbers into ``views`` (its slice of the output: a reader decodes straight into it, no copy
-        between) and returns the part: those views with the part's own dictionaries and payload. The dictionaries
-        are then merged and each part's codes remapped in place. ``workers`` > 1 fills parts from a thread pool
-        (decompression and I/O release the GIL)."""
+    def laid_out(sizes: Sequence[int], fill: Callable[[list[Columns]], list[Columns]]) -> Columns:
+        """Parts laid end to end in typed arrays allocated once. ``fill(views)`` writes each part's timestamps,
+        codes and numbers into its view (its slice of the output: a reader decodes straight into it, no copy
+        between) and returns the parts: those views with each part's own dictionaries and payload. The
+        dictionaries are then merged and each part's codes remapped in place."""
         at = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
         n = at[-1]
         if not n:
@@ -201,11 +199,7 @@ class Columns:
             np.zeros(0, np.uint8),
         )
         views = [out.slice(a, b) for a, b in pairwise(at)]
-        if workers > 1 and len(views) > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(fill, range(len(views)), views))
-        else:
-            parts = [fill(i, v) for i, v in enumerate(views)]
+        parts = fill(views)
         dicts = []
         for j in range(len(TEXT)):
             merged, remaps = _merge_dicts([p.dicts[j] for p in parts])

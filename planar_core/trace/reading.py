@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..model.types import Json
 from .columns import NUMBERS, TEXT, Columns
-from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, read_segment_into, segment_dicts, stored_names
+from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, read_segments_into, segment_dicts, stored_names
 
 if TYPE_CHECKING:
     from .store import EventTrace
@@ -131,7 +131,7 @@ def _of_kind(files: TraceFiles, seg: Segment, kind: str, last: int, payload: boo
         cols = cols.take(cols.rows_of("kind", [kind]))
         return cols.slice(max(0, len(cols) - last), len(cols))
     g = open_segment(files, seg)
-    stored = stored_names(g)[0]
+    stored = stored_names(g.attrs)[0]
     kinds = segment_dicts(g)[stored.index("kind")]
     if kind not in kinds:
         return Columns.empty()
@@ -190,16 +190,13 @@ def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | N
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
             parts = list(pool.map(of_kind, wanted))
         return Columns.concat([*parts, wal.take(wal.rows_of("kind", [kind]))])
-    # segments are independent: a few are read at once (decompression and I/O release the GIL), each decoded
-    # straight into its place in the result
-    spans = [rows(seg) for seg in wanted]
+    # every segment decoded straight into its place in the result (see files.read_segments_into)
+    spans = [(seg, *rows(seg)) for seg in wanted]
 
-    def fill(i: int, views: Columns) -> Columns:
-        if i == len(wanted):
-            return views.filled_from(wal)
-        return read_segment_into(files, wanted[i], *spans[i], views, payload)
+    def fill(views: list[Columns]) -> list[Columns]:
+        return [*read_segments_into(files, spans, views[:-1], payload), views[-1].filled_from(wal)]
 
-    return Columns.laid_out([b - a for a, b in spans] + [len(wal)], fill, READ_THREADS)
+    return Columns.laid_out([b - a for _, a, b in spans] + [len(wal)], fill)
 
 
 def _search(ts: Any, value: int, rows: int) -> int:
