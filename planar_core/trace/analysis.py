@@ -38,17 +38,16 @@ def _root(source: Any) -> Any:
 
 def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
     """The typed columns of every event in the window, and ``replaces`` (the trade ids a real trade supersedes).
-    Only emulated trades (ids ``emu-...``) can be replaced, so without one in the window no payload is read at all;
-    with one, the payload bytes are read and only the rows that name ``replaces`` are parsed."""
+    Only emulated trades (ids ``emu-...``) can be replaced, so without one in the window no payload is read at all
+    (and there is no ``replaces`` column); with one, the payload bytes are read and only the rows that name
+    ``replaces`` are parsed."""
     root = _root(source)
     cols = read_columns(root, start, end, payload=False)
-    if any(str(t).startswith("emu-") for t in cols.dicts[TEXT.index("trade_id")]):
-        cols = read_columns(root, start, end)
-        replaces = cols.field("replaces")
-    else:
-        replaces = np.full(len(cols), None, dtype=object)
+    if "\nemu-" not in "\n" + "\n".join(cols.dicts[TEXT.index("trade_id")]):  # one search, not a loop over the ids
+        return cols.frame(payload=False)
+    cols = read_columns(root, start, end)
     df = cols.frame(payload=False)
-    df["replaces"] = replaces
+    df["replaces"] = cols.field("replaces")
     return df
 
 
@@ -63,8 +62,9 @@ def _codes(series: pd.Series) -> np.ndarray:
     return cat.cat.codes.to_numpy()
 
 
-def _is(df: pd.DataFrame, kind: str) -> np.ndarray:
-    return (df["kind"] == kind).to_numpy(dtype=bool)
+def _is(df: pd.DataFrame, value: str, column: str = "kind") -> np.ndarray:
+    """The rows whose text ``column`` is ``value`` (compared on the categorical codes: no string per row)."""
+    return (df[column] == value).to_numpy(dtype=bool)
 
 
 def scope(df: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
@@ -182,7 +182,7 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
     n = int(calls.sum())
     latency = df["latency_ms"].to_numpy()[calls]
     latency = latency[~np.isnan(latency)]
-    errors = int(n - (df["result"].to_numpy()[calls] == "ok").sum())  # no result recorded counts as not ok
+    errors = int(n - (_is(df, "ok", "result") & calls).sum())  # no result recorded counts as not ok
     return {
         "orders_by_hour": {h: int(c) for h, c in enumerate(hours) if c},  # UTC hour -> orders placed
         "api_calls": n,
@@ -197,7 +197,9 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
     prefix = strategy if strategy is not None else _prefix_of(s)
     df = _events(s, start, end)
-    df = df[in_scope(df, prefix)].reset_index(drop=True)
+    mask = in_scope(df, prefix)
+    if not mask.all():  # a copy of every column: only when something is left out
+        df = df[mask].reset_index(drop=True)
 
     def payloads(kinds: Collection[str]) -> pd.Series:
         """Read now, only for these kinds, and matched to ``raw_events`` by timestamp (unique in a trace), so
