@@ -202,7 +202,7 @@ COMPACT = """
 import json, sys
 from datetime import timedelta
 from planar_core.trace.compaction import compact_trace
-r = compact_trace(sys.argv[1], target_rows=1_000_000, market_data_horizon=timedelta(days=1))
+r = compact_trace(sys.argv[1], market_data_horizon=timedelta(days=1))  # the default window
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({**r.as_dict(), "max_rss_mb": hwm / 1024}))
 """
