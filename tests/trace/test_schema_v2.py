@@ -14,6 +14,7 @@ from planar_core.trace import EventTrace, read_trace, trace_tail
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.columns import NUMBERS, TEXT, Columns
 from planar_core.trace.compaction import compact_trace
+from planar_core.trace.files import parse_dicts
 from planar_core.trace.reading import extract_events_by_date, to_records
 
 V1 = Path(__file__).parents[1] / "fixtures" / "trace-v1"  # written by the version-1 code (commit c994d15)
@@ -136,3 +137,38 @@ def test_segments_read_back_as_written_in_both_dictionary_formats(tmp_path: Path
     assert plain(to_records(window)) == plain(events[1:4])
     typed = extract_events_by_date(root, pd.Timestamp(2, tz="UTC"), pd.Timestamp(5, tz="UTC"), payload=False)
     assert "payload" not in typed and typed["client_order_id"].tolist()[1] == "a" and typed["result"].tolist()[2] == "line one\nline two"
+
+
+def test_a_segment_with_other_columns_reads_by_name(tmp_path: Path) -> None:
+    """A segment written by another version (a text column more, a number column fewer, in another order) reads
+    by column name: the extra column is ignored, the missing one is absent (NaN), the others are unchanged."""
+    import zarr
+
+    events = [
+        {"timestamp": 1, "kind": "order_placed", "client_order_id": "a", "side": "buy", "amount": 1.5, "latency_ms": 3.0},
+        {"timestamp": 2, "kind": "order_filled", "client_order_id": "a", "order_id": "7", "filled": 1.5, "price": 10.0},
+    ]
+    root = str(tmp_path / "trace")
+    with EventTrace(root) as et:
+        et.append_columns(Columns.from_events(events))
+    (seg,) = json.loads((Path(root) / "manifest.json").read_text())["segments"]
+    g = zarr.open_group(str(Path(root) / "segments" / seg["name"]), mode="r+")
+    codes, numbers = np.asarray(g["codes"][...]), np.asarray(g["numbers"][...])
+    text = ["venue", *reversed(TEXT)]  # a column this version does not know, the others reversed
+    nums = [n for n in NUMBERS if n != "latency_ms"][::-1]  # one this version has, missing
+    dicts = [["binance"], *reversed(parse_dicts(bytes(np.asarray(g["dicts"][...])), g.attrs.get("dict_sizes")))]
+    new_codes = np.vstack([np.zeros((1, codes.shape[1]), np.int32), codes[::-1]])
+    new_numbers = np.stack([numbers[NUMBERS.index(n)] for n in nums])
+    for name, arr in (("codes", new_codes), ("numbers", new_numbers)):
+        del g[name]
+        g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=arr.shape)[...] = arr
+    del g["dicts"]
+    blob = np.frombuffer(json.dumps(dicts).encode(), np.uint8)
+    g.create_array("dicts", shape=blob.shape, dtype=blob.dtype)[...] = blob
+    g.attrs.update({"text": text, "numbers": nums})
+    g.attrs.pop("dict_sizes", None)
+
+    df = read_trace(root)
+    assert "venue" not in df and np.isnan(df["latency_ms"]).all()
+    want = [{k: v for k, v in e.items() if k not in ("timestamp", "latency_ms")} for e in events]
+    assert [{k: v for k, v in r.items() if k not in ("timestamp", "latency_ms")} for r in to_records(df)] == want
