@@ -232,21 +232,25 @@ def read_segments_into(
     thread pool, both cores busy; read one array at a time through Zarr's blocking API, each call costs a
     round trip to that loop (about 2 ms: a 100-segment read spent more time there than decoding)."""
 
+    current = [i for i, (seg, a, b) in enumerate(spans) if seg.schema != 1 and b > a]
+
     async def all_of() -> list[Columns]:
         gate = asyncio.Semaphore(READ_AHEAD)
-        return list(await asyncio.gather(*(_read_into(files, *span, out, payload, gate) for span, out in zip(spans, views))))
+        return list(await asyncio.gather(*(_read_into(files, *spans[i], views[i], payload, gate) for i in current)))
 
-    return sync(all_of())
+    parts = list(views)  # an empty span is its (empty) view
+    for i, part in zip(current, sync(all_of())):
+        parts[i] = part
+    for i, (seg, a, b) in enumerate(spans):
+        if seg.schema == 1 and b > a:  # old traces only, until compaction rewrites them: Zarr's blocking API, here
+            # (from the loop's thread pool, blocked readers could hold every thread the decoding needs)
+            parts[i] = views[i].filled_from(read_v1_segment(open_segment(files, seg), a, b))
+    return parts
 
 
 async def _read_into(
     files: TraceFiles, seg: Segment, start: int, stop: int, views: Columns, payload: bool, gate: asyncio.Semaphore
 ) -> Columns:
-    if stop <= start:
-        return views
-    if seg.schema == 1:  # old traces only, until compaction rewrites them: the blocking reader, off the loop
-        old = await asyncio.to_thread(lambda: read_v1_segment(open_segment(files, seg), start, stop))
-        return views.filled_from(old)
     async with gate:
         g = await zarr.api.asynchronous.open_group(store=files.url(f"segments/{seg.name}"), mode="r")
         text, nums = stored_names(g.attrs)

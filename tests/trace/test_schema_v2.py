@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from planar_core.trace import EventTrace, read_trace, trace_tail
 from planar_core.trace.analysis import analyze_trading_events
@@ -172,3 +175,24 @@ def test_a_segment_with_other_columns_reads_by_name(tmp_path: Path) -> None:
     assert "venue" not in df and np.isnan(df["latency_ms"]).all()
     want = [{k: v for k, v in e.items() if k not in ("timestamp", "latency_ms")} for e in events]
     assert [{k: v for k, v in r.items() if k not in ("timestamp", "latency_ms")} for r in to_records(df)] == want
+
+
+def test_many_version_1_segments_read_at_once(tmp_path: Path) -> None:
+    """Version-1 segments are read through Zarr's blocking API. Forty of them in one read must not be started from
+    Zarr's own thread pool: blocked there, they would hold every thread the decoding they wait for needs. The read
+    runs in a child process, so that a deadlock fails this test instead of stalling the suite."""
+    root = Path(v1_copy(tmp_path))
+    manifest = json.loads((root / "manifest.json").read_text())
+    segments = []
+    for copy in range(10):
+        for seg in manifest["segments"]:
+            name = f"{seg['name']}-{copy}"
+            shutil.copytree(root / "segments" / seg["name"], root / "segments" / name)
+            segments.append({**seg, "name": name})
+    (root / "manifest.json").write_text(json.dumps({**manifest, "segments": segments}))
+    read = "import sys; from planar_core.trace import read_trace; print(len(read_trace(sys.argv[1])))"
+    try:
+        out = subprocess.run([sys.executable, "-c", read, str(root)], capture_output=True, text=True, timeout=60, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the read of 40 version-1 segments is stuck (its readers hold the threads their decoding needs)")
+    assert int(out.stdout) == 10 * sum(s["rows"] for s in manifest["segments"])
