@@ -105,7 +105,7 @@ class Columns:
         dicts, codes = [], self.codes
         for j, d in enumerate(self.dicts):
             column = self.codes[j]
-            used = np.unique(column[column >= 0])
+            used = np.flatnonzero(np.bincount(column + 1, minlength=len(d) + 1)[1:])  # counted, not sorted: O(rows)
             if len(used) == len(d):
                 dicts.append(d)
                 continue
