@@ -87,33 +87,41 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
 
 async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
     sym = "BTC/USDT:USDT"
-    # exits 3 % from the latest price (not the close of the bar decided on, which can predate a shock)
+    # exits 6 % from the latest price: a breakout the path makes on its own just before a 2 % shock fills after it,
+    # and its exits must still be on their side of the market (the mark also swings around the last price)
     s, logic, _task, _stop = await example(
-        "futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.03, "stop_loss": 0.03}
+        "futures_breakout", universe=[sym], logic_params={"lookback": 3, "take_profit": 0.06, "stop_loss": 0.06}
     )
     ai = s.universe[sym]
 
-    def exits_open() -> bool:
-        return len([o for o in ai.open_orders() if o.parent is not None]) == 2
+    def exits_open() -> bool:  # both exits on the exchange, not only booked here: a shock must not overtake them
+        mine = {o.client_order_id for o in ai.open_orders() if o.parent is not None}
+        live = {a["client_algo_id"] for a in exchange_view(sandbox, s)["algo_orders"] if a["status"] == "NEW"}
+        return len(mine) == 2 and mine <= live
 
     await wait_for(lambda: len(ai.candles("1s").closed) >= 4, timeout=20)
     level = 1.02
     await shock(sandbox, "BTCUSDT", level, "linear")  # above the channel: long at the next close
     await wait_for(lambda: ai.position.contracts != 0, timeout=20)
-    if ai.position.contracts < 0:  # the path broke out downwards before the shock: its 3 % stop takes it out
-        level *= 1.04
+    if ai.position.contracts < 0:  # the path broke out downwards before the shock: its 6 % stop takes it out
+        level *= 1.08
         await shock(sandbox, "BTCUSDT", level, "linear")
         await wait_for(lambda: ai.position.contracts > 0, timeout=20)
     await wait_for(exits_open, timeout=10)
     entry = ai.position.entry_price
-    await shock(sandbox, "BTCUSDT", level * 1.045, "linear")  # +4.5 % over the entry: take profit
-    await wait_for(lambda: ai.position.contracts == 0, timeout=20)
-    await wait_for(lambda: logic.exits.get(sym) == "take_profit", timeout=10)  # type: ignore[attr-defined]
-    exits = {o.type: o for o in ai.orders.values() if o.parent is not None}  # placed on the exchange with the entry
-    tp, sl = exits[OrderType.TAKE_PROFIT_MARKET], exits[OrderType.STOP_MARKET]
+    # this entry's exits, by client id: once one acts the strategy may trade again, with exits of its own
+    tp_id, sl_id = (
+        next(o.client_order_id for o in ai.open_orders() if o.parent is not None and o.type is kind)
+        for kind in (OrderType.TAKE_PROFIT_MARKET, OrderType.STOP_MARKET)
+    )
+    await shock(sandbox, "BTCUSDT", level * 1.08, "linear")  # +8 % over the entry: take profit
+    await wait_for(lambda: bool(ai.orders[tp_id].trades), timeout=20)
+    await wait_for(lambda: ai.orders[sl_id].status.value == "canceled", timeout=10)
+    await wait_for(lambda: logic.exits.get(sym) == "take_profit", timeout=10)  # type: ignore[attr-defined]  # its on_fill
+    tp = ai.orders[tp_id]
     assert tp.side is Side.SELL and tp.trades[0].price > entry
-    await wait_for(lambda: sl.status.value == "canceled", timeout=10)
-    assert all(float(p.get("amount", 0)) == 0 for p in exchange_view(sandbox, s)["futures"]["positions"].values())
+    algos = {a["client_algo_id"]: a["status"] for a in exchange_view(sandbox, s)["algo_orders"]}
+    assert (algos[tp_id], algos[sl_id]) == ("FINISHED", "CANCELED")  # the exchange's word: one acted, one cancelled
 
 
 async def test_grid_rests_post_only_and_requotes_on_fills(example: Runner, sandbox: Any) -> None:
