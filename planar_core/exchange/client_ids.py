@@ -1,9 +1,18 @@
 """Client order ids and the order-intent journal.
 
-Ids are ``<name>-<epoch>-<seq>``: ``epoch`` is fixed when the store is created
-(so a wiped store cannot reissue an id the exchange already has) and ``seq``
-comes from blocks reserved durably before use (one fsync per block, not per
-order), so ids never repeat across restarts or crashes. A block is reserved under a file lock, re-reading the
+Ids are ``<label>-<tag>-<epoch>-<seq>`` (at most 36 characters, Binance's limit):
+
+* ``label`` is the strategy's name cut to 12 characters, for a person reading the exchange's order list;
+* ``tag`` is 6 base-36 characters of a hash of the *whole* name: with the label, the strategy's identity;
+* ``epoch`` is fixed when the store is created (so a wiped store cannot reissue an id the exchange already has,
+  and an engine of the same strategy on another store root shows up with another epoch);
+* ``seq`` (base 36) comes from blocks reserved durably before use (one fsync per block, not per order), so ids
+  never repeat across restarts or crashes.
+
+"Mine" is decided by parsing an id into these four parts and comparing the identity exactly (``owns``), never
+by a prefix: strategy ``mm`` does not own ``mm-eth``'s ids, and two names that share their first 12
+characters differ in their tag. Ids of the earlier format, ``<name[:18]>-<epoch>-<seq>``, are still recognised
+when they carry this store's epoch, so open orders placed before an upgrade stay the strategy's own. A block is reserved under a file lock, re-reading the
 file, so processes sharing a strategy's store (the engine, an e-stop closing positions) never get the same block.
 
 Every intent is appended to ``intents.jsonl`` and flushed to the OS before the
@@ -13,10 +22,12 @@ have no outcome and looks them up on the exchange.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.json import integer
@@ -24,6 +35,9 @@ from ..model.types import Json
 from ..storage import Store, is_remote
 
 BLOCK = 1000
+LABEL_CHARS = 12
+TAG_CHARS = 6
+MAX_LEN = 36  # Binance's newClientOrderId limit
 
 
 def _base36(n: int) -> str:
@@ -36,6 +50,35 @@ def _base36(n: int) -> str:
             return out
 
 
+def identity_of(name: str) -> str:
+    """A strategy's identity as its ids carry it: ``<label>-<tag>``."""
+    tag = _base36(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % 36**TAG_CHARS).rjust(TAG_CHARS, "0")
+    return f"{name[:LABEL_CHARS]}-{tag}"
+
+
+@dataclass(frozen=True)
+class ParsedId:
+    """A client order id of this engine's current format, taken apart."""
+
+    identity: str  # <label>-<tag>
+    epoch: str
+    seq: int
+
+
+def parse(client_order_id: str | None) -> ParsedId | None:
+    """The parts of an id in the current format, or None (another format, another program's id)."""
+    if not client_order_id:
+        return None
+    parts = str(client_order_id).rsplit("-", 3)
+    if len(parts) != 4 or len(parts[1]) != TAG_CHARS or not all(p.isalnum() for p in parts[1:]) or not parts[0]:
+        return None
+    try:
+        seq = int(parts[3], 36)
+    except ValueError:
+        return None
+    return ParsedId(f"{parts[0]}-{parts[1]}", parts[2], seq)
+
+
 class ClientOrderIds:
     NAME = "client_order_seq.json"
 
@@ -46,8 +89,11 @@ class ClientOrderIds:
         self._lock = threading.Lock()
         raw = self.store.read(self.NAME)
         data = json.loads(raw) if raw else {}
-        self.epoch = data.get("epoch") or _base36(int(time.time() * 1000) % 36**7)
-        self.prefix = f"{name[:18]}-{self.epoch}"
+        self.epoch = str(data.get("epoch") or _base36(int(time.time() * 1000) % 36**7))
+        self.name = name
+        self.identity = identity_of(name)
+        self.prefix = f"{self.identity}-{self.epoch}"  # every id this store issues starts with it (then "-<seq>")
+        self._legacy = f"{name[:18]}-{self.epoch}-"  # the earlier format, this store's epoch only
         self._next = self._limit = 0
         self._reserve()
 
@@ -69,10 +115,29 @@ class ClientOrderIds:
                 self._reserve()
             seq = self._next
             self._next += 1
-        return f"{self.prefix}-{seq}"
+        cid = f"{self.prefix}-{_base36(seq)}"
+        assert len(cid) <= MAX_LEN, cid
+        return cid
 
     def owns(self, client_order_id: str | None) -> bool:
-        return bool(client_order_id) and str(client_order_id).startswith(self.prefix.rsplit("-", 1)[0] + "-")
+        """True when the id encodes this strategy's identity exactly (whatever store root issued it)."""
+        parsed = parse(client_order_id)
+        if parsed is not None and parsed.identity == self.identity:
+            return True
+        return self.is_legacy(client_order_id)
+
+    def issued_here(self, client_order_id: str | None) -> bool:
+        """Owned and issued by this store (its epoch): an owned id from another epoch was issued by another store
+        root, i.e. another engine of this strategy (or this store before it was wiped)."""
+        parsed = parse(client_order_id)
+        if parsed is not None and parsed.identity == self.identity:
+            return parsed.epoch == self.epoch
+        return self.is_legacy(client_order_id)
+
+    def is_legacy(self, client_order_id: str | None) -> bool:
+        """An id of the earlier ``<name[:18]>-<epoch>-<seq>`` format issued by this store."""
+        cid = str(client_order_id or "")
+        return cid.startswith(self._legacy) and cid[len(self._legacy) :].isdigit()
 
 
 class IntentJournal:

@@ -37,7 +37,7 @@ async def test_an_engine_keeps_its_shared_store_on_s3(strategy_factory, s3_root:
     with pytest.raises(LeaseHeldError, match="is held by"):
         await second.start()
     assert second.ids.next().rsplit("-", 1)[0] == s.ids.prefix  # same epoch from the shared sequence ...
-    assert int(second.ids.next().rsplit("-", 1)[1]) >= 1000  # ... and its own block, after the engine's
+    assert int(second.ids.next().rsplit("-", 1)[1], 36) >= 1000  # ... and its own block, after the engine's
     assert StateStore(f"{s3_root}/s3strat").load().tuned_params == {"limit_order_offset": 0.1}  # what an e-stop flow elsewhere reads
 
     await s.stop()
