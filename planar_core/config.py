@@ -65,6 +65,16 @@ class WatcherConfig(_Model):
     )
 
 
+class BalanceWatcherConfig(WatcherConfig):
+    fill_wait: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="after a fill reported by the user stream, how long the stream's own balance (and position) "
+        "update may take before the engine reads them by REST; a fill learned by REST reads them at once",
+    )
+
+
 class PositionWatcherConfig(WatcherConfig):
     """Positions are always read from the exchange at start-up (a position the engine does not know is money at
     risk), so the seed's ``sync_on_startup`` has no off switch here."""
@@ -236,7 +246,7 @@ class StrategyConfig(_Model):
     timeframes: list[str] = Field(default_factory=lambda: ["1m"])
     startup_sync: StartupSync = Field(default_factory=StartupSync)
     store_root: str = Field(default_factory=lambda: os.environ.get("PLANAR_HOME", "./.planar"))
-    balance_watcher: WatcherConfig = Field(default_factory=WatcherConfig)
+    balance_watcher: BalanceWatcherConfig = Field(default_factory=BalanceWatcherConfig)
     position_watcher: PositionWatcherConfig = Field(default_factory=PositionWatcherConfig)
     order_monitoring: OrderMonitoring = Field(default_factory=OrderMonitoring)
     ohlcv_watcher: WatcherConfig = Field(default_factory=lambda: WatcherConfig(interval=5.0))

@@ -356,7 +356,7 @@ async def call(
         _unknown(s, ai, order, "cancelled while placing")
         raise
     try:
-        apply_order(s, raw, source="acknowledgement")
+        s.apply_order(raw, source="acknowledgement")  # via the strategy: its fills are placed as the stream will report them
         return await wait_for_fill(s, ai, order, waitfor, synced)
     except Exception:  # the order is booked; a failure while waiting must not read as "not placed"
         log.exception("order %s: error while waiting for fills", cid)
@@ -417,6 +417,8 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
             await asyncio.sleep(s.trade_grace_s + 0.05)  # let emulation run for fills reported without trades
     if not order.trades and synced and waitfor > 0:
         await force_sync(s, ai, order)
+    for trade in list(order.trades) if waitfor > 0 else []:  # the answer comes with the balance that includes it
+        await s.fill_settled(ai, trade)
     return aggregate(order) if order.trades else PENDING
 
 

@@ -15,18 +15,19 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.client import ExchangeClient
+from ..exchange.client import ExchangeClient, is_balance
 from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
+from ..model.stamp import Stamp
 from ..model.types import Json
 from ..risk.manager import RiskManager
 from ..state import PersistedState, StateStore
@@ -36,9 +37,10 @@ from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
+from .freshness import Freshness, position_key
 from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
-from .notices import BarClosed, EngineEvent
+from .notices import BarClosed, EngineEvent, Filled
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth, TaskObserver
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
@@ -105,6 +107,7 @@ class Strategy:
         self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed (type, trigger, exits)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
+        self.freshness = Freshness(self)  # which report each balance and position came from; fills they include
         self.lease = engine_lease(config, self.account)
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
@@ -232,6 +235,7 @@ class Strategy:
         """Stop watchers, flush the event sink, close connections. Safe to call twice."""
         self.running = False
         await self.supervisor.stop()
+        await self.freshness.close()
         close = getattr(self.sink, "close", None)
         if callable(close):
             close()
@@ -317,13 +321,61 @@ class Strategy:
         """Read the balances from the exchange now (REST), e.g. after cancels that released funds."""
         await _sync.sync_balances(self)
 
+    async def fetch_balances(self, timeout: float | None = None, retries: int = 3) -> None:
+        """The one REST read of the balances (start-up, re-sync, the watcher's polls, reads after fills): the
+        snapshot is stamped when its request leaves, so a stream update that arrives meanwhile is not overwritten."""
+        params = {"type": "swap"} if self.config.margin else {}
+        sent: list[int] = []
+
+        def request() -> Awaitable[Json]:
+            sent.append(self.client.next_seq())
+            return self.client.ex.fetch_balance(params)
+
+        raw = await self.client.call(
+            "fetch_balance", request, timeout or self.config.timeouts.balance_sync, retries=retries, validate=is_balance
+        )
+        self.apply_balance(raw, complete=True, stamp=Stamp(sent[-1], self.client.snapshot_time(raw), rest=True))
+
+    async def fetch_positions(self, timeout: float | None = None, retries: int = 3) -> None:
+        """The one REST read of the positions (see ``fetch_balances``)."""
+        symbols = list(self.universe)
+        sent: list[int] = []
+
+        def request() -> Awaitable[list[Json]]:
+            sent.append(self.client.next_seq())
+            return self.client.ex.fetch_positions(symbols)
+
+        raw = await self.client.call(
+            "fetch_positions",
+            request,
+            timeout or self.config.timeouts.position_sync,
+            retries=retries,
+            validate=lambda x: isinstance(x, list),
+        )
+        self.apply_positions(raw, complete=True, stamp=Stamp(sent[-1], rest=True))
+
+    async def fill_settled(self, ai: AssetInstance, trade: Trade) -> bool:
+        """Wait until the balances and positions the engine holds include this fill (the exchange's numbers, from
+        its stream or a REST read); False if they could not be confirmed within ``balance_watcher.fill_wait`` plus
+        one read's timeout (the fill is then shown with the balances as last known). See engine/freshness.py."""
+        return await self.freshness.settled(ai, trade)
+
+    def balance_confirmed(self, ai: AssetInstance | str, trade: Trade) -> bool:
+        """Whether the balances and positions held now are known to include ``trade``."""
+        return self.freshness.confirmed(self.asset(ai), trade)
+
     # ----------------------------------------------------------------- state updates (from watchers and responses)
     def cash(self, currency: str | None = None) -> Balance:
         return self.balances.get(currency or self.config.main_currency, Balance())
 
-    def apply_balance(self, raw: Json, complete: bool = False) -> None:
+    def apply_balance(self, raw: Json, complete: bool = False, stamp: Stamp | None = None) -> None:
         """Merge a balance update. ``complete``: a full snapshot (REST), where a missing currency means zero;
         websocket updates may carry only the currencies that changed.
+
+        Ordering (engine/freshness.py): a currency takes the update only if its stamp is newer than the report it
+        holds; a stream update touches only the currencies its message carried (ccxt's balance is its cache, which
+        holds values from before any gap in the stream). ``stamp``: where a REST snapshot's request left (stream
+        updates carry theirs; an unstamped update is placed now).
 
         Margin accounts keep one meaning whatever the source: ``total`` is the *wallet* balance (without unrealized
         PnL; ccxt's REST total is the margin balance, its websocket total the wallet balance) and ``free`` the margin
@@ -333,14 +385,21 @@ class Strategy:
             return
         if self.config.margin and self.running and self.client.venue.reports_funding(raw):
             self.supervisor.spawn(sync_funding(self))  # read the payment from the income history, recorded once
+        stamp = stamp or self.client.stamp_of(raw) or self.freshness.fresh_stamp(rest=complete)
         currencies = {self.config.main_currency}
         if not self.config.margin:
             for ai in self.universe.values():
                 currencies.update((ai.base, ai.quote))
+        if not complete and stamp.assets is not None:
+            currencies &= stamp.assets
         changed = {}
-        for cur in currencies:
+        for cur in sorted(currencies):
+            if not self.freshness.newer(cur, stamp):
+                continue  # what is held came later than this report
             new = self._margin_balance(raw, cur) if self.config.margin else self._spot_balance(raw, cur, complete)
             if new is None:
+                if complete and not self.config.margin:  # the snapshot says: none held
+                    self.freshness.hold(cur, stamp)
                 continue
             if min(new.free if not self.config.margin else 0.0, new.used, new.total) < 0 or not all(
                 map(math.isfinite, (new.free, new.used, new.total))
@@ -348,6 +407,7 @@ class Strategy:
                 log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
                 self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
                 continue
+            self.freshness.hold(cur, stamp)
             if self.balances.get(cur) != new:
                 self.balances[cur] = new
                 changed[cur] = vars(new)
@@ -357,6 +417,7 @@ class Strategy:
                 for ai in self.universe.values():
                     _brackets.on_spot_balance(self, ai)
             self._notify_balance()
+        self.freshness.check()
 
     def _spot_balance(self, raw: Json, cur: str, complete: bool) -> Balance | None:
         entry = raw.get(cur)
@@ -395,15 +456,35 @@ class Strategy:
         """Margin available for new orders in ``currency`` (the settle currency)."""
         return self.cash(currency).free
 
-    def apply_positions(self, raw: list[Json], complete: bool = False) -> None:
+    def apply_positions(self, raw: list[Json], complete: bool = False, stamp: Stamp | None = None) -> None:
         """Merge position reports. One-way mode keeps one position per asset (a report of the other side replaces
         it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
-        ``complete``: a full snapshot, where a position it does not list is flat."""
+        ``complete``: a full snapshot, where a position it does not list is flat. An asset takes a report only if
+        it is newer than the one it holds (``apply_balance``); ``stamp``: where a REST snapshot's request left."""
         seen: set[tuple[str, PositionSide]] = set()
         changed: dict[str, dict[str, float]] = {}
+        base = stamp or self.freshness.fresh_stamp(rest=complete)
+        stamps: dict[str, Stamp] = {}  # symbol -> the report applied to it
+        for p in raw or []:
+            sym = text(p.get("symbol")) or ""
+            if sym not in self.universe:
+                continue
+            streamed = self.client.stamp_of(p)
+            if streamed is not None:
+                stamps.setdefault(sym, streamed)
+            elif base.rest:  # a snapshot row: the exchange's time of its last change, if it says
+                ms = max(filter(None, (self.client.position_time(p), stamps[sym].ms if sym in stamps else None)), default=None)
+                stamps[sym] = replace(base, ms=ms)
+            else:
+                stamps.setdefault(sym, base)
+        stale = {sym for sym, st in stamps.items() if not self.freshness.newer(position_key(sym), st)}
+        if complete:
+            stale |= {sym for sym in self.universe if sym not in stamps and not self.freshness.newer(position_key(sym), base)}
         for p in raw or []:
             ai = self.universe.get(text(p.get("symbol")) or "")
             if ai is None:
+                continue
+            if ai.symbol in stale:  # a later report is held: keep it
                 continue
             contracts = num(p.get("contracts"))
             if p.get("side") == "short":
@@ -433,11 +514,16 @@ class Strategy:
             ai.positions[side] = new
         if complete:  # a full snapshot: positions it does not list are flat
             for ai in self.universe.values():
+                if ai.symbol in stale:
+                    continue
                 for side, pos in list(ai.positions.items()):
                     if (ai.symbol, side) not in seen and pos.contracts:
                         key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
                         changed[key] = {"contracts": 0.0, "entry_price": 0.0, "before": pos.contracts}
                         ai.positions[side] = Position(leverage=pos.leverage)
+        for sym in self.universe if complete else stamps:
+            if sym not in stale:
+                self.freshness.hold(position_key(sym), stamps.get(sym, base))
         for key, ch in changed.items():  # a position gone flat takes its attached exits with it
             if not ch["contracts"] and ch["before"]:
                 sym, _, side_name = key.partition("#")
@@ -448,6 +534,7 @@ class Strategy:
                 self._alert_external_position_changes(changed)
             self._explain_reductions(changed)
             self._notify_balance()
+        self.freshness.check()
 
     def _explain_reductions(self, changed: dict[str, dict[str, float]]) -> None:
         """A position that shrank while no order of ours is open on the asset may have been closed by the exchange
@@ -516,15 +603,27 @@ class Strategy:
 
     def notify(self, event: EngineEvent) -> None:
         """Hand an event (a closed bar, an order update, a fill) to every listener: the strategy's logic host
-        queues it; listeners must not block."""
+        queues it; listeners must not block. A fill is first placed among the account's reports (its balances are
+        read by REST if nothing covers it in time; the logic host waits for that before ``on_fill``)."""
+        if isinstance(event, Filled):
+            self.freshness.fill_known(event.ai, event.order, event.trade)
         for listener in list(self.listeners):
             self._run_hook(listener, event)
 
     def apply_order(self, raw: Json, source: str = "exchange") -> Order | None:
-        return _updates.apply_order(self, raw, source=source)
+        """An order report from a watcher (``websocket``) or a REST source; fills it reveals are placed by it."""
+        stamp = self.client.stamp_of(raw) if source == "websocket" else None
+        with self.freshness.learning(source, stamp):
+            order = _updates.apply_order(self, raw, source=source)
+        self.freshness.note_order(order, stamp)
+        return order
 
     def apply_trade(self, raw: Json) -> Trade | None:
-        return _updates.apply_trade(self, raw)
+        """A trade report from the user stream (the order watcher's websocket path)."""
+        stamp = self.client.stamp_of(raw)
+        self.freshness.note_trade(raw.get("symbol"), raw.get("id"), stamp)
+        with self.freshness.learning("websocket", stamp):
+            return _updates.apply_trade(self, raw)
 
 
 def strategy(

@@ -66,22 +66,29 @@ class Supervisor:
             self.observer.started(health)
         try:
             while True:
+                crash: Exception
                 try:
                     await body(health)
                     last = None
                     return
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as cancelled:
+                    me = asyncio.current_task()
+                    if me is None or me.cancelling():
+                        raise  # stopped: our own cancellation
+                    # a future the task awaited was cancelled by someone else (ccxt cancels the watches of a
+                    # websocket client it closes): a crash like any other, not a reason to end for good
+                    crash = ConnectionError(f"awaited work was cancelled under the task ({cancelled!r})")
                 except Exception as exc:
-                    last = exc
-                    health.failed(exc)
-                    health.restarts += 1
-                    log.error("task %s crashed (%s); restart %d in %.1fs", name, health.last_error, health.restarts, backoff)
-                    if self.observer is not None:
-                        self.observer.restarting(health, exc)
-                    await asyncio.sleep(backoff)
-                    last = None
-                    backoff = min(self.max_backoff, backoff * 2)
+                    crash = exc
+                last = crash
+                health.failed(crash)
+                health.restarts += 1
+                log.error("task %s crashed (%s); restart %d in %.1fs", name, health.last_error, health.restarts, backoff)
+                if self.observer is not None:
+                    self.observer.restarting(health, crash)
+                await asyncio.sleep(backoff)
+                last = None
+                backoff = min(self.max_backoff, backoff * 2)
         finally:
             health.running = False
             if self.observer is not None:

@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
-from ..exchange.client import is_balance, is_list, is_order
+from ..exchange.client import is_list, is_order
 from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.json import integer, num, opt_num, text
@@ -136,6 +136,7 @@ async def startup_sync(s: "Strategy") -> None:
         await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)
     await reconcile_intents(s)
     s.journal.compact()
+    await s.freshness.flush()  # fills the sync learned after reading the balances: read them again (once)
 
 
 def _listed(x: object) -> list[object]:
@@ -199,24 +200,11 @@ def _traced(s: "Strategy", since_ms: int, kind: str = "trade_executed") -> list[
 
 
 async def sync_balances(s: "Strategy") -> None:
-    params = {"type": "swap"} if s.config.margin else {}
-    s.apply_balance(
-        await s.client.call(
-            "fetch_balance", lambda: s.client.ex.fetch_balance(params), s.config.timeouts.balance_sync, validate=is_balance
-        ),
-        complete=True,
-    )
+    await s.fetch_balances(s.config.timeouts.balance_sync)
 
 
 async def sync_positions(s: "Strategy") -> None:
-    symbols = list(s.universe)
-    raw = await s.client.call(
-        "fetch_positions",
-        lambda: s.client.ex.fetch_positions(symbols),
-        s.config.timeouts.position_sync,
-        validate=lambda x: isinstance(x, list),
-    )
-    s.apply_positions(raw, complete=True)
+    await s.fetch_positions(s.config.timeouts.position_sync)
 
 
 async def sync_asset_orders(

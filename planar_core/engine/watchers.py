@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..model.json import rows
+from ..model.types import Json
 from .margin import sync_funding
 from .supervisor import TaskHealth
 
@@ -42,6 +43,7 @@ async def ws_or_poll(
     generation: Callable[[], int] | None = None,
     verify_every: float | None = None,
     stall_after: float | None = None,
+    on_stall: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Drive one watcher until ``stop_when()`` is true. ``on_ws_failure`` runs after each websocket failure (the
     private streams use it to replace an expired listen key). ``generation()`` changes when the connections were
@@ -50,7 +52,11 @@ async def ws_or_poll(
     ``verify_every``: while the websocket looks healthy, poll anyway this often. A stream can lose an update
     without failing (a message dropped by a full queue, a client-side cache that evicted the order it updates);
     the poll bounds how long such a loss can go unnoticed. ``stall_after``: a websocket that has delivered nothing
-    for this long is stalled (Planar's guard): fetch now, counted in ``health.stalls``, whatever ``verify_every``."""
+    for this long is stalled (Planar's guard): fetch now (``on_stall`` instead of ``poll_step`` when given),
+    counted in ``health.stalls``, whatever ``verify_every``.
+
+    A watch that ends *cancelled* failed too: ccxt cancels the pending futures of a client it closes (the engine's
+    own ``reconnect`` does), and a cancellation taken for the watcher's own would end it for good."""
     ws_blocked_until = 0.0
     next_verify = time.monotonic() + verify_every if verify_every else math.inf
     stall_at = time.monotonic() + stall_after if stall_after else math.inf
@@ -73,7 +79,7 @@ async def ws_or_poll(
                     stall_at = time.monotonic() + (stall_after or math.inf)
                     health.stalled()
                     log.info("%s: nothing from the websocket for %.0fs; fetching", health.name, stall_after)
-                    await _poll(health, poll_step, None)
+                    await _poll(health, on_stall or poll_step, None)
                 if gap_poll_at is not None and time.monotonic() >= gap_poll_at:
                     gap_poll_at, gap_polled = None, True  # once per subscription
                     await _poll(health, poll_step, None)
@@ -84,6 +90,8 @@ async def ws_or_poll(
                     continue
                 task, pending = pending, None
                 try:
+                    if task.cancelled():  # its client was closed under it (our own loop is not being cancelled here)
+                        raise WatchClosed("the websocket was closed while watching")
                     task.result()
                     health.seen("websocket")
                     stall_at = time.monotonic() + stall_after if stall_after else math.inf
@@ -92,6 +100,7 @@ async def ws_or_poll(
                     if generation is not None and generation() != gen:  # our own reconnect closed it: resubscribe now
                         gen = generation()
                         await _poll(health, poll_step, None)  # what happened while it was closed
+                        gap_poll_at, gap_polled = None, False  # and once the new subscription is up
                         continue
                     health.mode = "polling"
                     ws_blocked_until = time.monotonic() + fallback_s
@@ -109,6 +118,10 @@ async def ws_or_poll(
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
+
+
+class WatchClosed(ConnectionError):
+    """A watch ccxt cancelled because its websocket client was closed."""
 
 
 async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]], mode: str | None) -> None:
@@ -129,7 +142,11 @@ def _account_stream(
     s: "Strategy", cfg: WatcherConfig, ws_step: Callable[[], Awaitable[None]], poll_step: Callable[[], Awaitable[None]]
 ) -> Callable[[TaskHealth], Awaitable[None]]:
     """A watcher of the account's private stream (balances, positions): websocket or polling, a listen key
-    replaced when it expired, resubscribed after the engine's own reconnects, verified by a poll now and then."""
+    replaced when it expired, resubscribed after the engine's own reconnects, verified by a poll now and then.
+    A stalled stream is the whole user stream gone quiet: balances and positions are both read (one read)."""
+
+    async def stalled() -> None:
+        s.freshness.request_refetch(force=True)
 
     async def body(health: TaskHealth) -> None:
         await ws_or_poll(
@@ -144,23 +161,41 @@ def _account_stream(
             generation=lambda: s.ws_generation,
             verify_every=cfg.verify_interval,
             stall_after=cfg.stall_after,
+            on_stall=stalled,
         )
 
     return body
+
+
+def apply_cached_balance(s: "Strategy") -> None:
+    """Apply the balance ccxt's client holds from the user stream (its cache keeps applying messages that arrive
+    while no watch is waiting, and resolves nobody); only what is newer than what is held is taken."""
+    latest = (getattr(s.client.ex, "balance", None) or {}).get("linear" if s.config.margin else "spot")
+    if isinstance(latest, dict) and latest.get("info"):
+        s.apply_balance(latest)
+
+
+def apply_cached_positions(s: "Strategy") -> None:
+    """The positions ccxt's client holds from the user stream (as ``apply_cached_balance``: each asset takes only a
+    report newer than the one it holds, so a cache that outlived a gap in the stream takes nothing back)."""
+    cached = (getattr(s.client.ex, "positions", None) or {}).get("linear")
+    if cached:
+        s.apply_positions([p for p in list(cached) if isinstance(p, dict) and p.get("symbol") in s.universe])
+
+
+def cached_trades(s: "Strategy", last: int = 200) -> list[Json]:
+    """The newest trades ccxt's client holds from the user stream (reports no watch may have handed over yet)."""
+    trades = getattr(s.client.ex, "myTrades", None)
+    return [t for t in list(trades)[-last:] if isinstance(t, dict)] if trades else []
 
 
 def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     cfg = s.config.balance_watcher
     params = {"type": "swap"} if s.config.margin else {}
 
-    account_type = "linear" if s.config.margin else "spot"
-
     def apply_latest() -> None:
-        if not s.running:  # the strategy stopped (its trace closed) since this was scheduled
-            return
-        latest = (getattr(s.client.ex, "balance", None) or {}).get(account_type)
-        if isinstance(latest, dict):
-            s.apply_balance(latest)
+        if s.running:  # else the strategy stopped (its trace closed) since this was scheduled
+            apply_cached_balance(s)
 
     async def ws_step() -> None:
         s.apply_balance(await s.client.ex.watch_balance(params))
@@ -169,12 +204,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         asyncio.get_running_loop().call_later(0.05, apply_latest)
 
     async def poll_step() -> None:
-        s.apply_balance(
-            await s.client.call(
-                "fetch_balance", lambda: s.client.ex.fetch_balance(params), cfg.timeout, retries=cfg.retry_count, validate=_is_balance
-            ),
-            complete=True,
-        )
+        await s.fetch_balances(cfg.timeout, cfg.retry_count)
 
     return _account_stream(s, cfg, ws_step, poll_step)
 
@@ -183,20 +213,16 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     cfg = s.config.position_watcher
     symbols = list(s.universe)
 
+    def apply_latest() -> None:
+        if s.running:
+            apply_cached_positions(s)
+
     async def ws_step() -> None:
         s.apply_positions(await s.client.ex.watch_positions(symbols))
+        asyncio.get_running_loop().call_later(0.05, apply_latest)  # a burst: the rest stays in ccxt's cache
 
     async def poll_step() -> None:
-        s.apply_positions(
-            await s.client.call(
-                "fetch_positions",
-                lambda: s.client.ex.fetch_positions(symbols),
-                cfg.timeout,
-                retries=cfg.retry_count,
-                validate=lambda x: isinstance(x, list),
-            ),
-            complete=True,
-        )
+        await s.fetch_positions(cfg.timeout, cfg.retry_count)
         await sync_funding(s)  # a funding payment the stream's notice did not bring
 
     return _account_stream(s, cfg, ws_step, poll_step)
@@ -369,9 +395,3 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
             await asyncio.sleep(cfg.interval)
 
     return body
-
-
-def _is_balance(x: object) -> bool:
-    from ..exchange.client import is_balance
-
-    return is_balance(x)

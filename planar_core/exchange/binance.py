@@ -8,6 +8,7 @@ flag, the sandbox URLs) is here, with a capability table in the manner of freqtr
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
+from ..model.stamp import Stamp
 from ..model.types import Json
 from . import errors as E
 from .endpoints import point_at_sandbox
 from .limiter import ccxt_rate_options
 
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+STAMP_KEY = "planar_stamp"  # set on user-stream messages as they arrive (see StrictBinance.stamp)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Capabilities:
 
 class StrictBinance(ccxtpro.binance):
     """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
-    and the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept.
+    the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept, and every user-stream
+    message is stamped as it arrives (``stamp``).
 
     ccxt returns None for an unparsable body and its methods then parse an empty answer, so a truncated
     open-orders list reads as "nothing open" and an emergency stop would report clean with every order live."""
@@ -50,6 +54,59 @@ class StrictBinance(ccxtpro.binance):
     def __init__(self, config: Json) -> None:
         super().__init__(config)
         self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
+        self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
+
+    # ----------------------------------------------------------------- user-stream stamps
+    # ccxt keeps the wire message as the ``info`` of the balance, order, trade and position it parses from it, and
+    # resolves each ``watch_*`` separately: by the time the engine applies them, their order on the wire is lost.
+    # The stamp keeps it (the sequence number), with the exchange's time of the event and the currencies an account
+    # message carries (ccxt's balance is its whole cache, holding values from before any gap in the stream).
+    def stamp(self, message: Json, ms_field: str, assets: list[str] | None = None) -> Json:
+        held = message.get(STAMP_KEY)
+        if isinstance(held, dict):
+            return held
+        ms = message.get(ms_field)
+        mark: Json = {"seq": self.planar_seq(), "ms": int(ms) if isinstance(ms, (int, float)) else None, "assets": assets}
+        message[STAMP_KEY] = mark
+        return mark
+
+    def _codes(self, rows: object, field_name: str = "a") -> list[str]:
+        return [self.safe_currency_code(r.get(field_name)) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+    def handle_order_update(self, client: Any, message: Json) -> None:
+        """``executionReport`` (spot), ``ORDER_TRADE_UPDATE`` / ``ALGO_UPDATE`` (USD-M: the order is under ``o``)."""
+        if isinstance(message, dict):
+            mark = self.stamp(message, "T")
+            inner = message.get("o")
+            if isinstance(inner, dict) and STAMP_KEY not in inner:
+                t = inner.get("T")
+                inner[STAMP_KEY] = {**mark, "ms": int(t) if isinstance(t, (int, float)) else mark["ms"]}
+        super().handle_order_update(client, message)
+
+    def handle_balance(self, client: Any, message: Json) -> None:
+        """``outboundAccountPosition`` (the assets it lists, at ``u``: the time of the account update),
+        ``balanceUpdate`` / ``externalLockUpdate`` (one asset); ``ACCOUNT_UPDATE`` was stamped by its own handler."""
+        if isinstance(message, dict) and STAMP_KEY not in message:
+            if message.get("e") == "outboundAccountPosition":
+                self.stamp(message, "u", self._codes(message.get("B")))
+            elif isinstance(message.get("a"), str):
+                self.stamp(message, "T", [self.safe_currency_code(message["a"])])
+            else:
+                self.stamp(message, "E")
+        super().handle_balance(client, message)
+
+    def handle_acount_update(self, client: Any, message: Json) -> None:  # ccxt's spelling
+        """USD-M ``ACCOUNT_UPDATE``: the wallet of the assets under ``a.B`` and the positions under ``a.P``, at ``T``
+        (each position row is stamped too: it becomes the ``info`` of the position ccxt parses from it)."""
+        if isinstance(message, dict):
+            update = message.get("a")
+            if not isinstance(update, dict):
+                update = {}
+            mark = self.stamp(message, "T", self._codes(update.get("B")))
+            for row in update.get("P") or []:
+                if isinstance(row, dict):
+                    row[STAMP_KEY] = {**mark, "assets": None}
+        super().handle_acount_update(client, message)
 
     def parse_json(self, http_response: Any) -> Any:
         if self.is_json_encoded_object(http_response):
@@ -207,6 +264,39 @@ class BinanceVenue:
     async def create_oco(ex: Any, request: Json) -> Json:
         answer: Json = await ex.privatePostOrderListOco(request)
         return answer
+
+    @staticmethod
+    def stamp_of(raw: object) -> Stamp | None:
+        """The stamp ``StrictBinance`` put on the user-stream message a parsed balance, order, trade or position came
+        from (None: not from the stream, or not through StrictBinance)."""
+        info = raw.get("info") if isinstance(raw, dict) else None
+        mark = info.get(STAMP_KEY) if isinstance(info, dict) else None
+        if not isinstance(mark, dict) or not isinstance(mark.get("seq"), int):
+            return None
+        assets = mark.get("assets")
+        return Stamp(mark["seq"], mark.get("ms"), frozenset(assets) if isinstance(assets, list) else None)
+
+    @staticmethod
+    def snapshot_time(raw: object) -> int | None:
+        """The exchange's time of the account state a REST balance answer shows: spot's ``updateTime`` (ccxt's
+        ``timestamp``), USD-M's newest asset ``updateTime``; None when it does not say."""
+        if not isinstance(raw, dict):
+            return None
+        ts = raw.get("timestamp")
+        if isinstance(ts, int) and ts > 0:
+            return ts
+        info = raw.get("info")
+        rows = info.get("assets") if isinstance(info, dict) else info if isinstance(info, list) else None
+        times = [r.get("updateTime") for r in rows or [] if isinstance(r, dict)]
+        known = [int(t) for t in times if isinstance(t, (int, float)) and t > 0]
+        return max(known) if known else None
+
+    @staticmethod
+    def position_time(raw: object) -> int | None:
+        """The exchange's time of a REST position row (``updateTime``: its last change); None when it does not say."""
+        info = raw.get("info") if isinstance(raw, dict) else None
+        t = info.get("updateTime") if isinstance(info, dict) else None
+        return int(t) if isinstance(t, (int, float)) and t > 0 else None
 
     @staticmethod
     def reports_funding(raw: Json) -> bool:

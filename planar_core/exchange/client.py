@@ -11,6 +11,7 @@ the operation is idempotent.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -20,8 +21,9 @@ from typing import Any, TypeVar
 
 from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
+from ..model.stamp import Stamp
 from ..model.types import Json
-from .binance import VENUES, BinanceVenue
+from .binance import VENUES, BinanceVenue, StrictBinance
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 from .paper import PaperExchange
@@ -70,6 +72,9 @@ class ExchangeClient:
             exchange = PaperExchange(self.venue.build(cfg), cfg) if cfg.mode == "paper" else self.venue.build(cfg)
         self.ex = exchange
         self.ex._trace = self.sink  # the seed's exc._trace
+        self._seq = itertools.count(1)  # one order for user-stream messages, REST requests and fills (model/stamp.py)
+        if isinstance(exchange, StrictBinance):
+            exchange.planar_seq = self.next_seq
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
         self.window = RequestWindow(cfg.rate_limits.requests_per_minute)
@@ -78,6 +83,23 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
+
+    def next_seq(self) -> int:
+        """The next number of the engine's one order of account reports (model/stamp.py)."""
+        return next(self._seq)
+
+    def stamp_of(self, raw: object) -> Stamp | None:
+        """Where a parsed user-stream report stands (its arrival on the wire, the exchange's time, the currencies
+        it carries); None when it did not come from the stream (REST, paper)."""
+        return self.venue.stamp_of(raw)
+
+    def snapshot_time(self, raw: object) -> int | None:
+        """The exchange's time of the state a REST balance answer shows (None: it does not say)."""
+        return self.venue.snapshot_time(raw)
+
+    def position_time(self, raw: object) -> int | None:
+        """The exchange's time of a REST position's last change (None: it does not say)."""
+        return self.venue.position_time(raw)
 
     @property
     def markets(self) -> dict[str, Json]:

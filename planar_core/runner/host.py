@@ -101,6 +101,9 @@ class _Host:
         elif isinstance(event, OrderUpdated):
             await self.invoke("on_order_update", self.logic.on_order_update(self.s, event.order))
         elif isinstance(event, Filled):
+            # the fill reaches the logic with the balance and position that include it (engine/freshness.py):
+            # wait for them (bounded); the events behind it wait too, so the order stays the order they happened in
+            await self.s.fill_settled(event.ai, event.trade)
             await self.invoke("on_fill", self.logic.on_fill(self.s, event.order, event.trade))
 
 

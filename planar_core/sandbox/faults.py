@@ -25,7 +25,11 @@ class Faults(BaseModel):
     malformed_rate: float = Field(0.0, ge=0, le=1, description="probability of a truncated JSON body")
     user_trade_events: bool = Field(True, description="send TRADE executions on the user stream and serve myTrades")
     private_api: bool = Field(True, description="serve signed endpoints (False: -2015 for all of them)")
-    paused_user_stream: bool = Field(False, description="hold back user-stream events (websocket stays open)")
+    paused_user_stream: bool = Field(
+        False,
+        description="drop every user-stream event while set: the websocket stays open and says nothing, as a user "
+        "stream that died silently (no error, no close; only REST tells what happened)",
+    )
     absurd_values: bool = Field(False, description="answer account and ticker requests with negative balances and zero prices")
     invisible_s: float = Field(
         0.0,

@@ -55,3 +55,24 @@ async def test_stopped_while_crashing_ends_with_the_error() -> None:
     await asyncio.sleep(0)
     await sup.stop("quiet")
     assert rec.events[-1] == ("ended", "quiet", None)
+
+
+async def test_a_task_whose_awaited_future_is_cancelled_by_someone_else_is_restarted() -> None:
+    """ccxt cancels the pending watch futures of a websocket client it closes (``reconnect`` closes them on
+    purpose): a watcher awaiting one gets CancelledError without being cancelled itself, and must not end for good."""
+    rec = Recorder()
+    sup = Supervisor(max_backoff=0.01, observer=rec)
+    futures: list[asyncio.Future[None]] = []
+
+    async def watcher(health: TaskHealth) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        futures.append(fut)
+        await fut
+
+    sup.start("w", watcher)
+    await wait_for(lambda: len(futures) == 1)
+    futures[0].cancel()  # the client closed under it
+    await wait_for(lambda: len(futures) == 2)  # restarted, watching again
+    assert sup.running("w") and sup.health["w"].restarts == 1
+    await sup.stop("w")
+    assert rec.events[-1] == ("ended", "w", None)

@@ -1,0 +1,307 @@
+"""Balances as fresh as fills: which account report each balance and position came from, which fills those
+reports include, and a REST read of the account when a fill is not covered in time.
+
+Two roads bring account state: the user stream (a message per change) and REST (a snapshot). Each report carries
+a ``Stamp`` (model/stamp.py): its place in one sequence (a stream message when it arrived on the wire, a snapshot
+when its request left) and the exchange's time. A report is applied to a balance or a position only if it is newer
+than what the engine holds for it, so a snapshot whose request left before a stream update arrived never
+overwrites that update, and a stream message ccxt hands over late never overwrites a later snapshot.
+
+A fill is *covered* when every balance and position it changes (spot: base and quote; futures: the margin
+currency and the position) holds a report that includes it (``Stamp.includes``). The engine never guesses the
+change a fill implies: it waits for the exchange's numbers.
+
+* A fill the user stream reported waits ``balance_watcher.fill_wait`` for the stream's own account update (Binance
+  sends it with the execution report); if none covers it by then, balances and positions are read by REST.
+  An order's acknowledgement is treated the same way: its fills come over REST, and the stream reports them too.
+* A fill learned by REST otherwise (an order watcher's poll: the stream missed it; a ``synced`` look-up, the
+  resolver, start-up sync) is read by REST at once, unless the stream's update already covers it.
+* Requests are coalesced: a burst of fills, or a fetch already on its way, costs one more read, not one per fill;
+  a read is skipped when the stream covered every fill that asked for it meanwhile.
+* A fill whose balance could not be read (REST failing too) is released as *unconfirmed*: logged at WARNING,
+  recorded as ``error_occurred``, and ``Strategy.balance_confirmed(trade)`` says False.
+
+The runner's logic host awaits ``settled`` before it calls ``on_fill``: the callback sees the balance and position
+that include its fill, or runs after the bound with the balance as it stands (unconfirmed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..model import AssetInstance, Order, Trade
+from ..model.stamp import Stamp
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.freshness")
+COALESCE_S = 0.02  # fills learned in one burst (one poll, one price move) share one read
+KEEP = 2000  # stream stamps of trades and orders remembered for fills not yet known (an order's acknowledgement)
+
+
+def position_key(symbol: str) -> str:
+    return f"position:{symbol}"
+
+
+def trade_key(symbol: str, trade_id: object) -> str:
+    return f"{symbol}:{trade_id}"
+
+
+@dataclass
+class _Fill:
+    key: str
+    keys: tuple[str, ...]  # the balances and positions it changes
+    mark: Stamp  # where the fill stands: its report's place on the stream (or when REST told it), the exchange's time
+    known: int  # when the engine first knew it: a snapshot asked later includes it
+    stream: bool  # the user stream reports it: its own account update should follow
+    asked: bool = False  # it asked for a REST read
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    unconfirmed: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+class Freshness:
+    def __init__(self, s: "Strategy") -> None:
+        self.s = s
+        self.held: dict[str, Stamp] = {}  # balance currency or position key -> stamp of the report it holds
+        self.pending: dict[str, _Fill] = {}  # trade key -> a fill whose balance is not known to include it yet
+        self.unconfirmed: OrderedDict[str, None] = OrderedDict()
+        self.fetches = 0  # REST reads made for fills, stalls and requests (bench/balance_freshness.py reads it)
+        self._wire: OrderedDict[str, Stamp] = OrderedDict()  # trade key -> stamp of its stream report
+        self._orders: OrderedDict[str, Stamp] = OrderedDict()  # client order id -> stamp of its last stream report
+        self._context: tuple[str | None, Stamp | None] = (None, None)
+        self._want = False
+        self._forced = False
+        self._job: asyncio.Task[None] | None = None
+        self._closed = False  # the strategy stopped: its client is closed, nothing more is read
+
+    # ----------------------------------------------------------------- ordering of reports
+    def newer(self, key: str, stamp: Stamp) -> bool:
+        """Whether ``stamp`` is a later report than the one held for ``key`` (an equal one is the same report)."""
+        held = self.held.get(key)
+        return held is None or stamp.newer_than(held)
+
+    def hold(self, key: str, stamp: Stamp) -> None:
+        self.held[key] = stamp
+
+    def fresh_stamp(self, rest: bool = False) -> Stamp:
+        """The stamp of a report that carries none (REST answers are stamped by their caller; paper mode's
+        stream): it is placed where the engine stands now."""
+        return Stamp(self.s.client.next_seq(), rest=rest)
+
+    # ----------------------------------------------------------------- where fills come from
+    @contextlib.contextmanager
+    def learning(self, source: str | None, stamp: Stamp | None) -> Iterator[None]:
+        """While a report is applied: which road it came by (``websocket`` or a REST source) and its stamp, so a
+        fill it reveals is placed right."""
+        saved = self._context
+        self._context = (source, stamp)
+        try:
+            yield
+        finally:
+            self._context = saved
+
+    def note_trade(self, symbol: object, trade_id: object, stamp: Stamp | None) -> None:
+        """A trade report from the stream: remember where it stands (the fill may be announced later, when its
+        order's id is known), and place a fill already learned by REST (the acknowledgement) where the stream has
+        it, so the stream's account update that followed it covers it."""
+        if stamp is None or trade_id is None:
+            return
+        key = trade_key(str(symbol), trade_id)
+        fill = self.pending.get(key)
+        if fill is not None:
+            if fill.mark.rest or stamp.seq < fill.mark.seq:  # its place on the stream: the account update after it covers it
+                fill.mark = Stamp(stamp.seq, stamp.ms)
+                fill.stream = True
+            self.check()
+            return
+        self._remember(self._wire, key, stamp)
+
+    def note_order(self, order: Order | None, stamp: Stamp | None) -> None:
+        if order is not None and stamp is not None:
+            self._remember(self._orders, order.client_order_id, stamp)
+
+    @staticmethod
+    def _remember(where: OrderedDict[str, Stamp], key: str, stamp: Stamp) -> None:
+        where[key] = stamp
+        where.move_to_end(key)
+        while len(where) > KEEP:
+            where.popitem(last=False)
+
+    def keys_of(self, ai: AssetInstance) -> tuple[str, ...]:
+        if self.s.config.margin:
+            return (self.s.config.main_currency, position_key(ai.symbol))
+        return (ai.base, ai.quote)
+
+    def fill_known(self, ai: AssetInstance, order: Order, trade: Trade) -> None:
+        """A new fill (called before its notice reaches anyone): covered already, or pending until the stream's
+        account update or a REST read covers it."""
+        key = trade_key(ai.symbol, trade.trade_id)
+        source, context = self._context
+        mark = self._wire.pop(key, None)
+        if mark is None and trade.emulated:
+            mark = self._orders.get(order.client_order_id)  # the order update it was emulated from
+        if mark is None and source == "websocket":
+            mark = context
+        # an order's acknowledgement tells its first fills over REST, and the stream reports them too: wait for it
+        stream = mark is not None or source in ("websocket", "acknowledgement")
+        # the exchange's time of the fill is its stream report's: a trade's own timestamp may be the engine's clock
+        # (an acknowledgement's fills carry none; emulated trades are stamped locally)
+        # no place on the stream (yet): learned by REST; a stream without stamps (paper) is placed where it is applied
+        mark = mark or Stamp(self.s.client.next_seq(), rest=source != "websocket")
+        fill = _Fill(key, self.keys_of(ai), mark, mark.seq, stream)
+        if self.covers(fill):
+            return
+        self.pending[key] = fill
+        if stream:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            fill.timer = loop.call_later(self.s.config.balance_watcher.fill_wait, self._overdue, key)
+        else:
+            fill.asked = True
+            self.request_refetch()
+
+    def covers(self, fill: _Fill) -> bool:
+        for k in fill.keys:
+            held = self.held.get(k)
+            if held is None:
+                return False
+            if not (held.includes(fill.mark) or (held.rest and held.seq > fill.known)):
+                return False
+        return True
+
+    def check(self) -> None:
+        """Release every pending fill the balances and positions now held include (after each applied report)."""
+        for key, fill in list(self.pending.items()):
+            if self.covers(fill):
+                self._release(key, fill)
+
+    def _release(self, key: str, fill: _Fill) -> None:
+        self.pending.pop(key, None)
+        if fill.timer is not None:
+            fill.timer.cancel()
+        fill.done.set()
+
+    def _overdue(self, key: str) -> None:
+        fill = self.pending.get(key)
+        if fill is not None and not self.covers(fill):
+            log.info(
+                "fill %s: no account update from the stream within %.2fs; reading balances", key, self.s.config.balance_watcher.fill_wait
+            )
+            fill.asked = True
+            self.request_refetch()
+
+    def _unconfirm(self, fill: _Fill, why: str) -> None:
+        if fill.done.is_set():
+            return
+        fill.unconfirmed = True
+        self.unconfirmed[fill.key] = None
+        while len(self.unconfirmed) > KEEP:
+            self.unconfirmed.popitem(last=False)
+        msg = f"{self.s.name}: balances for fill {fill.key} not confirmed ({why}); shown as last known"
+        log.warning(msg)
+        self.s.sink.record("error_occurred", reason=msg)
+        self._release(fill.key, fill)
+
+    # ----------------------------------------------------------------- the strategy's side
+    async def settled(self, ai: AssetInstance, trade: Trade, cap: float | None = None) -> bool:
+        """Wait until the balances and positions held include ``trade`` (True), or until ``cap`` seconds (default:
+        ``fill_wait`` plus one REST read's timeout) or a failed read release it unconfirmed (False)."""
+        key = trade_key(ai.symbol, trade.trade_id)
+        fill = self.pending.get(key)
+        if fill is None:
+            return key not in self.unconfirmed
+        cfg = self.s.config.balance_watcher
+        try:
+            await asyncio.wait_for(fill.done.wait(), cfg.fill_wait + cfg.timeout if cap is None else cap)
+        except TimeoutError:
+            self._unconfirm(fill, "no account update and no REST answer in time")
+        return not fill.unconfirmed
+
+    def confirmed(self, ai: AssetInstance, trade: Trade) -> bool:
+        key = trade_key(ai.symbol, trade.trade_id)
+        return key not in self.pending and key not in self.unconfirmed
+
+    # ----------------------------------------------------------------- REST reads
+    def request_refetch(self, force: bool = False) -> None:
+        """Read balances (and positions) by REST soon; requests made meanwhile share one read. ``force``: even if
+        no fill asks for it (a stalled stream, a reconnect)."""
+        if self._closed:
+            return
+        self._want = True
+        self._forced = self._forced or force
+        if self._job is None or self._job.done():
+            try:
+                self._job = asyncio.get_running_loop().create_task(self._run(), name="planar:balance-refetch")
+            except RuntimeError:  # no loop (a unit test building state by hand): nothing to read
+                self._want = False
+
+    def _needed(self) -> bool:
+        return self._forced or any(f.asked and not self.covers(f) for f in self.pending.values())
+
+    async def _run(self) -> None:
+        from .watchers import apply_cached_balance, apply_cached_positions, cached_trades
+
+        await asyncio.sleep(COALESCE_S)
+        while self._want:
+            self._want = False
+            if self.s.running and not self._forced:  # what the stream already brought, before asking REST
+                unplaced = {k for k, f in self.pending.items() if f.mark.rest}
+                for raw in cached_trades(self.s) if unplaced else []:  # fills the acknowledgement told first
+                    if trade_key(str(raw.get("symbol")), raw.get("id")) in unplaced:
+                        self.note_trade(raw.get("symbol"), raw.get("id"), self.s.client.stamp_of(raw))
+                apply_cached_balance(self.s)
+                if self.s.config.margin:
+                    apply_cached_positions(self.s)
+            if not self._needed():  # the stream covered every fill that asked meanwhile
+                continue
+            self._forced = False
+            asking = [f for f in self.pending.values() if f.asked]
+            ok = await self._fetch()
+            self.check()
+            if not ok:
+                for f in asking:
+                    if f.key in self.pending:
+                        self._unconfirm(f, "the REST read failed")
+
+    async def _fetch(self) -> bool:
+        s = self.s
+        cfg = s.config.balance_watcher
+        jobs = [s.fetch_balances(cfg.timeout, cfg.retry_count)]
+        if s.config.margin:
+            pcfg = s.config.position_watcher
+            jobs.append(s.fetch_positions(pcfg.timeout, pcfg.retry_count))
+        self.fetches += 1
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for err in failed:
+            log.warning("reading balances/positions after fills failed: %s: %s", type(err).__name__, err)
+        return not failed
+
+    async def flush(self) -> None:
+        """Wait for a requested read to finish (start-up sync ends with the balances its fills imply)."""
+        job = self._job
+        if job is not None and not job.done():
+            await asyncio.shield(job)
+
+    async def close(self) -> None:
+        self._closed = True
+        job, self._job = self._job, None
+        if job is not None and not job.done():
+            job.cancel()
+            with contextlib.suppress(BaseException):
+                await job
+        for fill in list(self.pending.values()):
+            if fill.timer is not None:
+                fill.timer.cancel()
+            fill.done.set()
+        self.pending.clear()
