@@ -36,6 +36,7 @@ from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
+from .heartbeat import Heartbeat
 from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
@@ -111,6 +112,9 @@ class Strategy:
         self.listeners.append(partial(_brackets.on_event, self))
         self.risk = RiskManager(self)
         self._wire_risk()
+        self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
+        if config.dead_mans_switch.enabled:
+            self.extra_tasks["heartbeat"] = self.heartbeat.run
 
     def _wire_risk(self) -> None:
         """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
@@ -232,6 +236,7 @@ class Strategy:
         """Stop watchers, flush the event sink, close connections. Safe to call twice."""
         self.running = False
         await self.supervisor.stop()
+        await self.heartbeat.disarm()  # a clean stop leaves the open orders in place: the exchange must not cancel them
         close = getattr(self.sink, "close", None)
         if callable(close):
             close()
