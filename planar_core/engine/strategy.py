@@ -42,6 +42,7 @@ from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth, TaskObserver
+from .twins import Twins
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class Strategy:
         self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
         if config.dead_mans_switch.enabled:
             self.extra_tasks["heartbeat"] = self.heartbeat.run
+        self.twins = Twins(self)  # one engine per strategy and account across store roots (twins.py)
+        if self.twins.active:
+            self.extra_tasks["twins"] = self.twins.watch
 
     def _wire_risk(self) -> None:
         """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
@@ -168,13 +172,15 @@ class Strategy:
         """Load markets and build the universe; unknown symbols fail naming the field."""
         await _sync.load_markets(self)
 
-    async def start(self, watchers: bool = True) -> None:
+    async def start(self, watchers: bool = True, takeover: bool = False) -> None:
         """Take the lease (one live engine per strategy and account), load, check, sync, start watchers. A failed
-        start releases the lease, the trace and the connections."""
+        start releases the lease, the trace and the connections. Another engine of this strategy trading the account
+        from another store root refuses the start (``TwinEngineError``); ``takeover``: it is gone, adopt its orders."""
         try:
             self.lease.acquire(self.run_id)
             await self.load()
             await _sync.check_live_safety(self)
+            await self.twins.check_at_start(takeover)
             await _sync.startup_sync(self)
         except BaseException:
             await self.stop()
