@@ -158,14 +158,16 @@ class Heartbeat:
             return
         s = self.s
         symbols = list(self.lapses_at)
-        errors: dict[str, str] = {}
-        for sym in symbols:
+
+        async def stop_one(sym: str) -> str | None:
             try:
                 await s.client.arm_countdown(sym, 0, s.config.timeouts.market_data, retries=1)
-            except ExchangeOpError as err:
-                errors[sym] = f"{type(err).__name__}: {err}"[:200]
-            except Exception as exc:  # a closed client, a bug: the stop goes on
-                errors[sym] = f"{type(exc).__name__}: {exc}"[:200]
+                return None
+            except Exception as exc:  # refused, unreachable, a closed client: the stop goes on
+                return f"{type(exc).__name__}: {exc}"[:200]
+
+        outcomes = await asyncio.gather(*(stop_one(sym) for sym in symbols))  # one round trip, whatever the universe
+        errors = {sym: err for sym, err in zip(symbols, outcomes, strict=True) if err is not None}
         if symbols:
             s.sink.record("countdown_disarmed", symbols=[x for x in symbols if x not in errors] or None, failed=errors or None)
         if errors:
