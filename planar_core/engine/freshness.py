@@ -115,14 +115,32 @@ class Freshness:
         if stamp is None or trade_id is None:
             return
         key = trade_key(str(symbol), trade_id)
-        fill = self.pending.get(key)
-        if fill is not None:
-            if fill.mark.rest or stamp.seq < fill.mark.seq:  # its place on the stream: the account update after it covers it
-                fill.mark = Stamp(stamp.seq, stamp.ms)
-                fill.stream = True
+        if self._place(key, stamp):
             self.check()
-            return
-        self._remember(self._wire, key, stamp)
+        else:
+            self._remember(self._wire, key, stamp)
+
+    def _place(self, key: str, stamp: Stamp) -> bool:
+        """Give a pending fill its place on the stream (its trade report's): the account update after it covers it."""
+        fill = self.pending.get(key)
+        if fill is None:
+            return False
+        if fill.mark.rest or stamp.seq < fill.mark.seq:
+            fill.mark = Stamp(stamp.seq, stamp.ms)
+            fill.stream = True
+        return True
+
+    def _place_from_cache(self) -> None:
+        """Fills an acknowledgement told first: their trade reports may already be in ccxt's cache, arrived on the
+        stream but not handed over by a watch yet."""
+        from .watchers import cached_trades
+
+        unplaced = {k for k, f in self.pending.items() if f.mark.rest}
+        for raw in cached_trades(self.s) if unplaced and self.s.running else []:
+            key = trade_key(str(raw.get("symbol")), raw.get("id"))
+            stamp = self.s.client.stamp_of(raw) if key in unplaced else None
+            if stamp is not None:
+                self._place(key, stamp)
 
     def note_order(self, order: Order | None, stamp: Stamp | None) -> None:
         if order is not None and stamp is not None:
@@ -160,6 +178,9 @@ class Freshness:
         if self.covers(fill):
             return
         self.pending[key] = fill
+        self.check()  # its trade report and the account update after it may be in ccxt's cache already
+        if fill.done.is_set():
+            return
         if stream:
             try:
                 loop = asyncio.get_running_loop()
@@ -181,6 +202,9 @@ class Freshness:
 
     def check(self) -> None:
         """Release every pending fill the balances and positions now held include (after each applied report)."""
+        if not self.pending:
+            return
+        self._place_from_cache()
         for key, fill in list(self.pending.items()):
             if self.covers(fill):
                 self._release(key, fill)
@@ -249,19 +273,16 @@ class Freshness:
         return self._forced or any(f.asked and not self.covers(f) for f in self.pending.values())
 
     async def _run(self) -> None:
-        from .watchers import apply_cached_balance, apply_cached_positions, cached_trades
+        from .watchers import apply_cached_balance, apply_cached_positions
 
         await asyncio.sleep(COALESCE_S)
         while self._want:
             self._want = False
             if self.s.running and not self._forced:  # what the stream already brought, before asking REST
-                unplaced = {k for k, f in self.pending.items() if f.mark.rest}
-                for raw in cached_trades(self.s) if unplaced else []:  # fills the acknowledgement told first
-                    if trade_key(str(raw.get("symbol")), raw.get("id")) in unplaced:
-                        self.note_trade(raw.get("symbol"), raw.get("id"), self.s.client.stamp_of(raw))
                 apply_cached_balance(self.s)
                 if self.s.config.margin:
                     apply_cached_positions(self.s)
+                self.check()
             if not self._needed():  # the stream covered every fill that asked meanwhile
                 continue
             self._forced = False

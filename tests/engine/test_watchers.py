@@ -80,7 +80,8 @@ async def test_partial_fills_are_tracked(strategy_factory, sandbox, account) -> 
 
 
 async def test_order_tasks_stop_when_idle(strategy_factory) -> None:
-    s = await strategy_factory(order_monitoring={"timeout": 0.5, "interval": 0.1})
+    # an idle timeout longer than a call() that waits for its fill's balance (balance_watcher.fill_wait + a read)
+    s = await strategy_factory(order_monitoring={"timeout": 1.5, "interval": 0.1})
     await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1)
     assert s.supervisor.running("orders:BTC/USDT")
     await wait_for(lambda: not s.supervisor.running("orders:BTC/USDT"), timeout=10)
