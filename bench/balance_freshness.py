@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from typing import Any
@@ -73,7 +74,7 @@ async def raw_watch(ex: Any, obs: Observer) -> None:
             await asyncio.sleep(0.1)
 
 
-async def main(healthy: int, dead: int, blocks: int) -> None:
+async def main(healthy: int, dead: int, blocks: int, show_rows: bool = False) -> None:
     with sandbox_process() as info:
         url = info["url"]
         async with aiohttp.ClientSession() as http:
@@ -120,7 +121,11 @@ async def main(healthy: int, dead: int, blocks: int) -> None:
                 await admin("faults", {})
                 await s.stop()
                 await raw.close()
-            print_figures(rows, s.freshness.fetches)
+            if show_rows:
+                for mode, got in rows.items():
+                    for row in got:
+                        print(json.dumps({"mode": mode, **row}), flush=True)
+            print_figures(rows, getattr(getattr(s, "freshness", None), "fetches", -1))  # -1: an engine without it
 
 
 async def one_fill(s: Strategy, admin: Any, engine: Observer, baseline: Observer, known: dict[str, float]) -> dict[str, float | None]:
@@ -186,5 +191,6 @@ if __name__ == "__main__":
     ap.add_argument("--healthy", type=int, default=30, help="fills with the user stream healthy")
     ap.add_argument("--dead", type=int, default=9, help="fills with the user stream silently dead")
     ap.add_argument("--blocks", type=int, default=3, help="alternating blocks (healthy, dead) the fills are split into")
+    ap.add_argument("--rows", action="store_true", help="print every fill's figures too")
     a = ap.parse_args()
-    asyncio.run(main(a.healthy, a.dead, a.blocks))
+    asyncio.run(main(a.healthy, a.dead, a.blocks, a.rows))

@@ -170,9 +170,9 @@ class Freshness:
             mark = context
         # an order's acknowledgement tells its first fills over REST, and the stream reports them too: wait for it
         stream = mark is not None or source in ("websocket", "acknowledgement")
-        # the exchange's time of the fill is its stream report's: a trade's own timestamp may be the engine's clock
-        # (an acknowledgement's fills carry none; emulated trades are stamped locally)
-        # no place on the stream (yet): learned by REST; a stream without stamps (paper) is placed where it is applied
+        # no place on the stream (yet): learned by REST, placed when the engine learned it (a stream without stamps,
+        # paper mode's, is placed where it is applied). The fill's exchange time is its stream report's only: a
+        # trade's own timestamp may be the engine's clock (an acknowledgement's fills carry none)
         mark = mark or Stamp(self.s.client.next_seq(), rest=source != "websocket")
         fill = _Fill(key, self.keys_of(ai), mark, mark.seq, stream)
         if self.covers(fill):
