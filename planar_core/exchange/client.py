@@ -22,6 +22,7 @@ from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
 from .binance import VENUES, BinanceVenue
+from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 from .paper import PaperExchange
@@ -78,6 +79,8 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
+        pacer = getattr(self.ex, "pacer", None)  # (paper mode: its public client's)
+        self.pacer: Pacer | None = pacer if isinstance(pacer, Pacer) else None  # the host's request budgets
 
     @property
     def markets(self) -> dict[str, Json]:
@@ -105,6 +108,7 @@ class ExchangeClient:
             await self.window.acquire()
             started = time.perf_counter()
             self.in_flight += 1
+            deadline = SEND_DEADLINE.set(time.monotonic() + timeout)  # a wait for budget leaves the request its time
             try:
                 async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                     result = await fn()
@@ -115,8 +119,8 @@ class ExchangeClient:
                     raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s")
                 )
                 self._trace(op, started, type(err).__name__, err.code)
-                if isinstance(err, RateLimited):
-                    self.guard.observe_rate_limit(self._retry_after(), attempt)
+                if isinstance(err, RateLimited):  # a 429/418, or not sent for want of budget (its own retry_after)
+                    self.guard.observe_rate_limit(getattr(raw, "retry_after", None) or self._retry_after(), attempt)
                 if isinstance(err, ClockSkew):
                     await self.measure_clock()
                 if not err.transient or not idempotent or attempt >= retries:
@@ -128,8 +132,9 @@ class ExchangeClient:
                 continue
             finally:
                 self.in_flight -= 1
+                SEND_DEADLINE.reset(deadline)
             self._trace(op, started, "ok", None)
-            self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers))
+            self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers), hold=self.pacer is None)
             return result
 
     @property

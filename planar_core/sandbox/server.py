@@ -29,7 +29,7 @@ from . import public, wire
 from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
-from .limits import Limits, RateLimited, weight_of
+from .limits import Limits, RateLimited, family_of, weight_of
 from .order_lists import OrderList
 from .streams import StreamHub
 from .wire import s as s_
@@ -47,6 +47,7 @@ class Ctx:
     params: dict[str, str]
     account: Account | None
     kind: str  # spot | linear
+    orders_counted: bool = False  # a new-order request: its answer carries X-MBX-ORDER-COUNT-*
 
 
 @dataclass(frozen=True)
@@ -174,14 +175,15 @@ class SandboxServer:
             return self._error(E.ApiError(429, -1003, "Too many requests; injected fault."), retry_after=1)
         ip = request.remote or "?"
         now = self.ex.now_ms()
+        family = family_of(request.path)  # weight is per IP and per API (spot, futures, sapi), never per key
         try:
-            used = self.ex.limiter.charge(ip, weight_of(request.method, request.path), now)
+            used = self.ex.limiter.charge(ip, family, weight_of(request.method, request.path), now)
         except RateLimited as exc:
             return self._error(exc, retry_after=exc.retry_after_s)
         response = await handler(request)
         if faults.absurd_values and isinstance(response, web.Response) and response.status == 200 and response.body:
             response = self._absurd(request.path, bytes(response.body))  # type: ignore[arg-type]
-        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        response.headers[self.ex.limiter.weight_header(family)] = str(used)
         if faults.roll(rng, faults.malformed_rate) and isinstance(response, web.Response) and response.body:
             body = bytes(response.body)  # type: ignore[arg-type]
             response.body = body[: max(1, len(body) // 2)]
@@ -230,8 +232,8 @@ class SandboxServer:
         if isinstance(result, web.StreamResponse):
             return result
         response = web.json_response(result)
-        if ctx.account is not None:
-            response.headers["X-MBX-ORDER-COUNT-10S"] = str(self.ex.limiter.used_orders(ctx.account.api_key, self.ex.now_ms()))
+        if ctx.orders_counted and ctx.account is not None:  # Binance: on successful order answers, one per interval
+            response.headers.update(self.ex.limiter.order_headers(ctx.account.api_key, family_of(request.path), self.ex.now_ms()))
         return response
 
     def _authenticate(self, request: web.Request, route: Route, params: dict[str, str], body: str) -> Account | None:
@@ -281,6 +283,8 @@ class SandboxServer:
                     self.ex.limiter.limits = Limits.model_validate({**self.ex.limiter.limits.model_dump(), **body})
                     self.ex.limiter.banned_until.clear()
                 return web.json_response(self.ex.limiter.limits.model_dump())
+            if name == "rate_limits":  # refusals (429 by kind, 418), bans and the weight used now
+                return web.json_response(self.ex.limiter.report(self.ex.now_ms()))
             if name == "snapshot":
                 return web.json_response(self.ex.snapshot())
             if name == "accounts" and request.method == "POST":
@@ -442,13 +446,19 @@ class SandboxServer:
             add(method, "/fapi/v1/listenKey", self._listen_key, "linear", "key")
 
     # ----------------------------------------------------------------- private handlers
+    def _count_orders(self, c: Ctx, count: int) -> None:
+        """Charge new orders to the account's order-rate intervals (per account, whatever the IP or key)."""
+        assert c.account is not None
+        self.ex.limiter.charge_order(c.account.api_key, family_of(c.request.path), c.request.remote or "?", self.ex.now_ms(), count)
+        c.orders_counted = True
+
     def _format_order(self, kind: str, order: SandboxOrder) -> dict:
         return wire.spot_order(order) if kind == "spot" else wire.futures_order(order, self.ex.markets[(kind, order.symbol)].spec)
 
     async def _new_order(self, c: Ctx) -> Any:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 1)
         order, fills = self.ex.place_order(acct, c.kind, c.params)
         self._maybe_lose_ack(c)
         if c.kind == "spot":
@@ -529,7 +539,7 @@ class SandboxServer:
     def _new_oco(self, c: Ctx, legacy: bool) -> dict:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 2)  # an OCO list is two orders on the unfilled-order count
         self.ex.market("spot", c.params.get("symbol"))
         return self._list_json(c, self.ex.place_oco(acct, c.params, legacy), "placed")
 
@@ -551,7 +561,7 @@ class SandboxServer:
     def _new_algo(self, c: Ctx) -> dict:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 1)
         algo = self.ex.place_algo_order(acct, c.params)
         self._maybe_lose_ack(c)
         return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, query=False)
