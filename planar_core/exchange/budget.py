@@ -45,7 +45,7 @@ log = logging.getLogger("planar.exchange")
 
 MAGIC, VERSION = b"PLBG", 1
 MAX_WINDOWS = 4
-BUCKETS = 128
+BUCKETS = 64
 LOCK_PATIENCE = 2.0  # seconds a busy lock is waited for before the request goes on without the shared budget
 READ_SHARE = 0.8  # reads may use this share of a weight window's headroom; the rest is kept for orders and cancels
 DEFAULT_MAX_WAIT = 10.0  # longest wait for budget of a request made outside ExchangeClient.call
@@ -53,6 +53,8 @@ _HEAD = struct.Struct("<4sIdII")  # magic, version, resume_at (epoch s), windows
 # span, bucket width, slack (ms), newest bucket, exchange limit (-1 unknown, 0 none), last observed count and when
 _WIN = struct.Struct("<qqqqqqq")
 _COUNTS = struct.Struct(f"<{BUCKETS}q")
+_FULL = struct.Struct(f"<7q{BUCKETS}q")  # a window and its buckets, read in one unpack
+_FIRST, _Q, _QQ = struct.Struct("<q"), struct.Struct("<q"), struct.Struct("<qq")
 _WIN_SIZE = _WIN.size + _COUNTS.size
 SIZE = _HEAD.size + MAX_WINDOWS * _WIN_SIZE
 UNKNOWN, UNLIMITED = -1, 0
@@ -135,14 +137,30 @@ def _init(buf: mmap.mmap | bytearray) -> None:
     _HEAD.pack_into(buf, 0, MAGIC, VERSION, 0.0, 0, 0)
 
 
+@dataclass(slots=True)
+class View:
+    """One window as read at one instant (its ring moved to that instant)."""
+
+    offset: int
+    span: int
+    width: int
+    slack: int
+    head: int
+    limit: int
+    counts: tuple[int, ...] | list[int]
+    first: int  # the oldest bucket that may still hold a request the exchange counts
+    used: int
+
+
 @dataclass
 class Budget:
-    """One budget (weight of one IP and API, or new orders of one account and API). Every method but the async
-    ones expects the slab locked (``Budgets.locked``)."""
+    """One budget (weight of one IP and API, or new orders of one account and API). Every method expects the slab
+    locked (``Budgets.try_lock``); each reads a window in one unpack and writes only what changes."""
 
     key: str
     slab: Slab
     defaults: dict[int, int] = field(default_factory=dict)  # span -> the exchange's published limit, until it says
+    _layout: tuple[int, dict[int, int]] = field(default_factory=lambda: (-1, {}))  # (windows, span -> offset) as last read
 
     # ---------------------------------------------------------------- layout
     def _head(self) -> tuple[float, int, int]:
@@ -161,76 +179,109 @@ class Budget:
             old[2] if learned is None else learned,
         )
 
-    def _offsets(self) -> list[int]:
-        return [_HEAD.size + i * _WIN_SIZE for i in range(self._head()[1])]
+    def windows(self, now_ms: int) -> dict[int, int]:
+        """span -> offset of every window (the published ones created on first use). Windows are only ever added, so
+        the count of windows tells whether the layout read last is still the file's."""
+        n = self._head()[1]
+        if n != self._layout[0]:
+            spans = {_FIRST.unpack_from(self.slab.buf, _HEAD.size + i * _WIN_SIZE)[0]: _HEAD.size + i * _WIN_SIZE for i in range(n)}
+            self._layout = (n, spans)
+            created = [span for span in self.defaults if span not in spans and self._create(span, now_ms) is not None]
+            if created:
+                return self.windows(now_ms)
+        return self._layout[1]
 
-    def _window(self, span_ms: int, now_ms: int, create: bool = True) -> int | None:
-        """The offset of the window of ``span_ms`` (created, seeded from the others, if missing and there is room)."""
-        offsets = self._offsets()
-        for o in offsets:
-            if _WIN.unpack_from(self.slab.buf, o)[0] == span_ms:
-                return o
-        if not create or len(offsets) >= MAX_WINDOWS:
+    def _create(self, span_ms: int, now_ms: int) -> int | None:
+        """A new window (if there is room), seeded from the others: a shorter window never holds more than a longer."""
+        n = self._head()[1]
+        if n >= MAX_WINDOWS:
             return None
-        # what the other windows hold bounds the new one: a shorter window never holds more than a longer one
-        longer = [self.used(o, now_ms) for o in offsets if _WIN.unpack_from(self.slab.buf, o)[0] >= span_ms]
-        seed = min(longer) if longer else max((self.used(o, now_ms) for o in offsets), default=0)
-        o = _HEAD.size + len(offsets) * _WIN_SIZE
+        others = [self.read(_HEAD.size + i * _WIN_SIZE, now_ms) for i in range(n)]
+        longer = [v.used for v in others if v.span >= span_ms]
+        seed = min(longer) if longer else max((v.used for v in others), default=0)
+        o = _HEAD.size + n * _WIN_SIZE
         width, slack = geometry(span_ms)
         limit = UNLIMITED if self._head()[2] else UNKNOWN  # once the exchange said its intervals, others are free
-        _WIN.pack_into(self.slab.buf, o, span_ms, width, slack, now_ms // width, limit, 0, 0)
-        _COUNTS.pack_into(self.slab.buf, o + _WIN.size, *([0] * BUCKETS))
-        self._set_head(n=len(offsets) + 1)
+        _FULL.pack_into(self.slab.buf, o, span_ms, width, slack, now_ms // width, limit, 0, 0, *([0] * BUCKETS))
+        self._set_head(n=n + 1)
         if seed:
-            self._add(o, now_ms, seed)
+            self._add(self.read(o, now_ms), seed)
         return o
 
-    def _advance(self, o: int, now_ms: int) -> int:
-        """Move the ring to ``now_ms`` (clearing the buckets it enters); returns the current bucket."""
-        width, head = _WIN.unpack_from(self.slab.buf, o)[1:4:2]
+    def _window(self, span_ms: int, now_ms: int) -> int | None:
+        o = self.windows(now_ms).get(span_ms)
+        if o is None and self._create(span_ms, now_ms) is not None:
+            o = self.windows(now_ms).get(span_ms)
+        return o
+
+    def read(self, o: int, now_ms: int) -> View:
+        """The window at ``o`` at ``now_ms``: its ring moved there (buckets it enters cleared), what it holds now."""
+        w = _FULL.unpack_from(self.slab.buf, o)
+        span, width, slack, head, limit = w[:5]
+        counts: tuple[int, ...] | list[int] = w[7:]
         bucket = now_ms // width
-        if bucket <= head:
-            return head  # the clock went back: count into the newest bucket
-        counts = o + _WIN.size
-        for b in range(head + 1, min(bucket, head + BUCKETS) + 1):
-            struct.pack_into("<q", self.slab.buf, counts + 8 * (b % BUCKETS), 0)
-        struct.pack_into("<q", self.slab.buf, o + 24, bucket)
-        return bucket
+        if bucket > head:  # (a clock that went back counts into the newest bucket)
+            cleared = list(counts)
+            for b in range(head + 1, min(bucket, head + BUCKETS) + 1):
+                i = b % BUCKETS
+                if cleared[i]:
+                    cleared[i] = 0
+                    _Q.pack_into(self.slab.buf, o + _WIN.size + 8 * i, 0)
+            _Q.pack_into(self.slab.buf, o + 24, bucket)
+            counts, head = cleared, bucket
+        first = max(head - BUCKETS + 1, (now_ms - span - slack) // width)
+        lo, hi = first % BUCKETS, head % BUCKETS
+        used = sum(counts[lo : hi + 1]) if lo <= hi else sum(counts[lo:]) + sum(counts[: hi + 1])
+        return View(o, span, width, slack, head, limit, counts, first, used)
 
     def used(self, o: int, now_ms: int) -> int:
-        """Reserved (and observed) in the window now: the buckets that may still hold a request the exchange counts."""
-        span, width, slack = _WIN.unpack_from(self.slab.buf, o)[:3]
-        head = self._advance(o, now_ms)
-        first = max(head - BUCKETS + 1, (now_ms - span - slack) // width)
-        counts = _COUNTS.unpack_from(self.slab.buf, o + _WIN.size)
-        lo, hi = first % BUCKETS, head % BUCKETS
-        return sum(counts[lo : hi + 1]) if lo <= hi else sum(counts[lo:]) + sum(counts[: hi + 1])
+        return self.read(o, now_ms).used
 
-    def _add(self, o: int, now_ms: int, amount: int) -> None:
-        head = self._advance(o, now_ms)
-        at = o + _WIN.size + 8 * (head % BUCKETS)
-        struct.pack_into("<q", self.slab.buf, at, struct.unpack_from("<q", self.slab.buf, at)[0] + amount)
+    def covers(self, now: float, counts: dict[int, int]) -> bool:
+        """Whether the forecast already holds at least what the exchange counted, read without the lock and without
+        writing (the common case after an answer: nothing to correct, no lock taken). A read torn by a concurrent
+        writer can only under-count, which sends the caller to the locked path."""
+        n, spans = self._layout
+        if n != self._head()[1]:
+            return False
+        now_ms = int(now * 1000)
+        for span, value in counts.items():
+            o = spans.get(span)
+            if o is None:
+                return False
+            w = _FULL.unpack_from(self.slab.buf, o)
+            span_, width, slack, head = w[:4]
+            last = min(head, now_ms // width)  # buckets past the head are empty, whatever the file still holds there
+            first = max(head - BUCKETS + 1, (now_ms - span_ - slack) // width)
+            if first > last:
+                return value <= 0
+            lo, hi = first % BUCKETS + 7, last % BUCKETS + 7
+            used = sum(w[lo : hi + 1]) if lo <= hi else sum(w[lo:]) + sum(w[7 : hi + 1])
+            if value > used:
+                return False
+        return True
 
-    def _wait_ms(self, o: int, now_ms: int, amount: int, cap: int) -> int:
+    def _add(self, v: View, amount: int) -> None:
+        i = v.head % BUCKETS
+        _Q.pack_into(self.slab.buf, v.offset + _WIN.size + 8 * i, v.counts[i] + amount)
+
+    @staticmethod
+    def _wait_ms(v: View, now_ms: int, amount: int, cap: int) -> int:
         """0 if ``amount`` fits under ``cap`` now, else the milliseconds until enough of the window has expired."""
-        used = self.used(o, now_ms)
+        used = v.used
         if used + amount <= cap or used == 0:  # a request heavier than the whole cap goes alone
             return 0
-        span, width, slack, head = _WIN.unpack_from(self.slab.buf, o)[:4]
-        counts = _COUNTS.unpack_from(self.slab.buf, o + _WIN.size)
-        first = max(head - BUCKETS + 1, (now_ms - span - slack) // width)
-        for b in range(first, head + 1):
-            used -= counts[b % BUCKETS]
+        for b in range(v.first, v.head + 1):
+            used -= v.counts[b % BUCKETS]
             if used + amount <= cap or used == 0:
-                return max(1, (b + 1) * width + span + slack - now_ms)
-        return span + slack
+                return max(1, (b + 1) * v.width + v.span + v.slack - now_ms)
+        return v.span + v.slack
 
-    def limit(self, o: int, cap: dict[int, int] | None = None) -> int | None:
+    def limit(self, v: View, cap: dict[int, int] | None = None) -> int | None:
         """The window's limit for this process: the exchange's (learned, else its published default), within ``cap``."""
-        span, *_, limit, _, _ = _WIN.unpack_from(self.slab.buf, o)
-        out = self.defaults.get(span) if limit == UNKNOWN else None if limit == UNLIMITED else limit
-        if cap and span in cap:
-            out = cap[span] if out is None else min(out, cap[span])
+        out = self.defaults.get(v.span) if v.limit == UNKNOWN else None if v.limit == UNLIMITED else v.limit
+        if cap and v.span in cap:
+            out = cap[v.span] if out is None else min(out, cap[v.span])
         return out
 
     # ---------------------------------------------------------------- operations (slab locked)
@@ -241,22 +292,20 @@ class Budget:
         if until > self.resume_at():
             self._set_head(resume_at=until)
 
-    def wait(self, now: float, amount: int, share: float, cap: dict[int, int] | None) -> float:
-        """Seconds before ``amount`` may be reserved (0: now). ``share`` of each limit is usable."""
+    def check(self, now: float, amount: int, share: float, cap: dict[int, int] | None) -> tuple[float, list[View]]:
+        """(seconds before ``amount`` fits under ``share`` of every window's limit (0.0: now), the windows read)."""
         now_ms = int(now * 1000)
-        for span in self.defaults:
-            self._window(span, now_ms)
+        views = [self.read(o, now_ms) for o in self.windows(now_ms).values()]
         longest = max(0.0, self.resume_at() - now)
-        for o in self._offsets():
-            limit = self.limit(o, cap)
+        for v in views:
+            limit = self.limit(v, cap)
             if limit is not None:
-                longest = max(longest, self._wait_ms(o, now_ms, amount, max(1, int(limit * share))) / 1000)
-        return longest
+                longest = max(longest, self._wait_ms(v, now_ms, amount, max(1, int(limit * share))) / 1000)
+        return longest, views
 
-    def take(self, now: float, amount: int) -> None:
-        now_ms = int(now * 1000)
-        for o in self._offsets():
-            self._add(o, now_ms, amount)
+    def commit(self, views: list[View], amount: int) -> None:
+        for v in views:
+            self._add(v, amount)
 
     def observe(self, now: float, counts: dict[int, int]) -> None:
         """The exchange's count per interval: where it exceeds the forecast, the forecast is raised to it."""
@@ -265,10 +314,10 @@ class Budget:
             o = self._window(span, now_ms)
             if o is None:
                 continue
-            used = self.used(o, now_ms)
-            if value > used:
-                self._add(o, now_ms, value - used)
-            struct.pack_into("<qq", self.slab.buf, o + 40, value, now_ms)
+            v = self.read(o, now_ms)
+            if value > v.used:
+                self._add(v, value - v.used)
+            _QQ.pack_into(self.slab.buf, o + 40, value, now_ms)
 
     def learn(self, now: float, limits: dict[int, int]) -> None:
         """The exchange's published limits (exchangeInfo): its intervals are limited, any other is not."""
@@ -277,17 +326,17 @@ class Budget:
         now_ms = int(now * 1000)
         for span in limits:
             self._window(span, now_ms)
-        for o in self._offsets():
-            span = _WIN.unpack_from(self.slab.buf, o)[0]
-            struct.pack_into("<q", self.slab.buf, o + 32, limits.get(span, UNLIMITED))
+        for span, o in self.windows(now_ms).items():
+            _Q.pack_into(self.slab.buf, o + 32, limits.get(span, UNLIMITED))
         self._set_head(learned=1)
 
     def snapshot(self, now: float) -> dict[str, object]:
         now_ms = int(now * 1000)
         windows = {}
-        for o in self._offsets():
-            span, *_, observed, at = _WIN.unpack_from(self.slab.buf, o)
-            windows[span] = {"used": self.used(o, now_ms), "limit": self.limit(o), "observed": observed, "observed_ms": at}
+        for span, o in self.windows(now_ms).items():
+            v = self.read(o, now_ms)
+            observed, at = _QQ.unpack_from(self.slab.buf, o + 40)
+            windows[span] = {"used": v.used, "limit": self.limit(v), "observed": observed, "observed_ms": at}
         return {"key": self.key, "resume_at": self.resume_at(), "windows": windows}
 
 
@@ -382,12 +431,15 @@ class Pacer:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     waited: float = 0.0  # total seconds this process waited for budget
     held: int = 0  # requests not sent because the budget stayed spent longer than they could wait
+    _caps: tuple[tuple[int, tuple[int, ...]] | None, dict[int, int]] = field(default_factory=lambda: (None, {}))
 
-    def _cap(self, b: Budget) -> dict[int, int] | None:
+    def _cap(self, b: Budget, now_ms: int) -> dict[int, int] | None:
         if self.weight_cap_per_minute is None:
             return None
-        spans = {_WIN.unpack_from(b.slab.buf, o)[0] for o in b._offsets()} | set(b.defaults)
-        return {s: max(1, self.weight_cap_per_minute * s // 60_000) for s in spans}
+        spans = tuple(b.windows(now_ms))
+        if self._caps[0] != (self.weight_cap_per_minute, spans):
+            self._caps = ((self.weight_cap_per_minute, spans), {s: max(1, self.weight_cap_per_minute * s // 60_000) for s in spans})
+        return self._caps[1]
 
     def _try(self, demand: Demand, now: float) -> float | None:
         """0: reserved; > 0: seconds to wait; None: a lock is busy."""
@@ -398,14 +450,15 @@ class Pacer:
             return None
         try:
             share = self.headroom * (1.0 if demand.trade else READ_SHARE)
-            wait = weight.wait(now, demand.weight, share, self._cap(weight))
+            wait, views = weight.check(now, demand.weight, share, self._cap(weight, int(now * 1000)))
             if orders is not None:
-                wait = max(wait, orders.wait(now, demand.orders, 1.0, None))
+                wait_orders, order_views = orders.check(now, demand.orders, 1.0, None)
+                wait = max(wait, wait_orders)
             if wait > 0:
                 return wait
-            weight.take(now, demand.weight)
+            weight.commit(views, demand.weight)
             if orders is not None:
-                orders.take(now, demand.orders)
+                orders.commit(order_views, demand.orders)
             return 0.0
         finally:
             self.registry.unlock(group)
@@ -442,9 +495,12 @@ class Pacer:
             waited += wait
 
     def observe(self, key: str, defaults: dict[int, int], counts: dict[int, int]) -> None:
+        """The exchange's counts from an answer: where they exceed the host's forecast, the forecast is raised."""
         if counts:
             b = self.registry.get(key, defaults)
-            self.registry.run_locked([b], lambda: b.observe(self.clock(), counts))
+            now = self.clock()
+            if not b.covers(now, counts):
+                self.registry.run_locked([b], lambda: b.observe(now, counts))
 
     def learn(self, key: str, defaults: dict[int, int], limits: dict[int, int]) -> None:
         if limits:

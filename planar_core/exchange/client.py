@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
-from .binance import VENUES, BinanceVenue
+from .binance import VENUES, BinanceVenue, NotSent
 from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
@@ -127,7 +127,8 @@ class ExchangeClient:
                     raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
                 attempt += 1
                 delay = min(5.0, 0.1 * 2**attempt) * (0.5 + self._rng.random())
-                log.warning("%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
+                level = logging.INFO if isinstance(raw, NotSent) else logging.WARNING  # waited for the host's budget
+                log.log(level, "%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
                 await asyncio.sleep(delay)
                 continue
             finally:
