@@ -38,6 +38,11 @@ API_PREFIXES = ("fapi", "dapi", "eapi", "sapi", "papi")
 # ccxt's cost units per weight unit: ccxt scales every section to its 50 ms rateLimit (1200 units a minute): spot
 # endpoints cost 0.2 per weight (6000 a minute), /sapi 0.1 per IP weight (12 000), the derivatives APIs 1 per weight
 WEIGHT_PER_COST = {"api": 5.0, "sapi": 10.0, "papi": 5.0, "fapi": 1.0, "dapi": 1.0, "eapi": 1.0}
+# where ccxt declares less than Binance documents (ccxt 4.5): (section, method, path) -> Binance's weight
+WEIGHT_FLOOR = {
+    ("public", "GET", "trades"): 25,
+    **{(f"fapiPrivate{v}", "GET", p): 5 for v in ("V2", "V3") for p in ("account", "balance", "positionRisk")},
+}
 # Binance's published limits, used until exchangeInfo says (interval ms -> limit)
 PUBLISHED_WEIGHT = {"api": {60_000: 6000}, "fapi": {60_000: 2400}, "dapi": {60_000: 2400}, "sapi": {60_000: 12_000}}
 PUBLISHED_ORDERS = {"api": {10_000: 100, 86_400_000: 200_000}, "fapi": {10_000: 300, 60_000: 1200}, "dapi": {60_000: 1200}}
@@ -204,12 +209,14 @@ class StrictBinance(ccxtpro.binance):
         pacer = self.pacer
         if pacer is None:
             return await super().fetch2(path, api, method, params, config)
-        r = self.route(api if isinstance(api, str) else str(api[0]))
+        section = api if isinstance(api, str) else str(api[0])
+        r = self.route(section)
         cost = float(self.calculate_rate_limiter_cost(api, method, path, params, config) or 0)
+        weight = max(math.ceil(cost * r.factor - 1e-6), WEIGHT_FLOOR.get((section, method, path), 0))
         orders = new_orders(r.api, method, path, params)
         demand = Demand(
             r.weight_key,
-            max(0, math.ceil(cost * r.factor - 1e-6)),
+            weight,
             PUBLISHED_WEIGHT.get(r.api, {}),
             r.orders_key if orders else None,
             orders,

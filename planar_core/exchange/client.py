@@ -119,15 +119,18 @@ class ExchangeClient:
                     raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s")
                 )
                 self._trace(op, started, type(err).__name__, err.code)
-                if isinstance(err, RateLimited):  # a 429/418, or not sent for want of budget (its own retry_after)
-                    self.guard.observe_rate_limit(getattr(raw, "retry_after", None) or self._retry_after(), attempt)
+                not_sent = raw if isinstance(raw, NotSent) else None  # the host's budget is spent: nothing was sent
+                if isinstance(err, RateLimited) and not_sent is None:  # the exchange's 429/418: this process holds
+                    self.guard.observe_rate_limit(self._retry_after(), attempt)
                 if isinstance(err, ClockSkew):
                     await self.measure_clock()
                 if not err.transient or not idempotent or attempt >= retries:
                     raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
                 attempt += 1
                 delay = min(5.0, 0.1 * 2**attempt) * (0.5 + self._rng.random())
-                level = logging.INFO if isinstance(raw, NotSent) else logging.WARNING  # waited for the host's budget
+                if not_sent is not None:  # only this request waits (a process-wide hold would stall orders behind reads)
+                    delay = max(delay, min(5.0, not_sent.retry_after))
+                level = logging.INFO if not_sent is not None else logging.WARNING
                 log.log(level, "%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
                 await asyncio.sleep(delay)
                 continue

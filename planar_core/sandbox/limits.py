@@ -20,41 +20,79 @@ Binance's rules (developers.binance.com, "LIMITS" of the spot and USDⓈ-M REST 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ApiError
 
-# (method, path) -> weight; unknown endpoints weigh 1. "*" applies to any method.
+SECOND, MINUTE, DAY = 1000, 60_000, 86_400_000
+LETTERS = ((DAY, "DAY", "D"), (3_600_000, "HOUR", "H"), (MINUTE, "MINUTE", "M"), (SECOND, "SECOND", "S"))
+# (method, path) -> weight, as Binance documents it; unknown endpoints weigh 1. "*" applies to any method.
 WEIGHTS: dict[tuple[str, str], int] = {
     ("*", "/api/v3/exchangeInfo"): 20,
-    ("*", "/api/v3/depth"): 5,
     ("*", "/api/v3/klines"): 2,
     ("*", "/api/v3/trades"): 25,
+    ("*", "/api/v3/aggTrades"): 2,
+    ("*", "/api/v3/avgPrice"): 2,
     ("*", "/api/v3/ticker/24hr"): 2,
     ("*", "/api/v3/ticker/price"): 2,
+    ("*", "/api/v3/ticker/bookTicker"): 2,
     ("*", "/api/v3/account"): 20,
+    ("*", "/api/v3/userDataStream"): 2,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/openOrders"): 6,
     ("*", "/api/v3/allOrders"): 20,
     ("*", "/api/v3/myTrades"): 20,
     ("*", "/fapi/v1/exchangeInfo"): 1,
-    ("*", "/fapi/v1/klines"): 5,
-    ("*", "/fapi/v1/depth"): 5,
+    ("*", "/fapi/v1/aggTrades"): 20,
     ("*", "/fapi/v2/account"): 5,
     ("*", "/fapi/v3/account"): 5,
+    ("*", "/fapi/v2/balance"): 5,
+    ("*", "/fapi/v3/balance"): 5,
     ("*", "/fapi/v2/positionRisk"): 5,
     ("*", "/fapi/v3/positionRisk"): 5,
     ("*", "/fapi/v1/allOrders"): 5,
     ("*", "/fapi/v1/userTrades"): 5,
+    ("*", "/fapi/v1/income"): 30,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v1/openOrders"): 1,
+    ("POST", "/fapi/v1/order"): 0,  # "0 on IP rate limit": new futures orders count on the order limits only
 }
-SECOND, MINUTE, DAY = 1000, 60_000, 86_400_000
-LETTERS = ((DAY, "DAY", "D"), (3_600_000, "HOUR", "H"), (MINUTE, "MINUTE", "M"), (SECOND, "SECOND", "S"))
+# (method, path) -> (weight without a symbol: Binance's "all symbols" weight)
+WITHOUT_SYMBOL: dict[tuple[str, str], int] = {
+    ("GET", "/api/v3/openOrders"): 80,
+    ("GET", "/api/v3/ticker/24hr"): 80,
+    ("GET", "/api/v3/ticker/price"): 4,
+    ("GET", "/api/v3/ticker/bookTicker"): 4,
+    ("GET", "/fapi/v1/openOrders"): 40,
+    ("GET", "/fapi/v1/ticker/24hr"): 40,
+    ("GET", "/fapi/v1/ticker/price"): 2,
+    ("GET", "/fapi/v2/ticker/price"): 2,
+    ("GET", "/fapi/v1/ticker/bookTicker"): 5,
+    ("GET", "/fapi/v1/premiumIndex"): 10,
+}
+# path -> ((up to limit, weight), ...): weights that grow with the ``limit`` asked for (the default when absent)
+BY_LIMIT: dict[str, tuple[tuple[int, int], ...]] = {
+    "/api/v3/depth": ((100, 5), (500, 25), (1000, 50), (5000, 250)),
+    "/fapi/v1/depth": ((50, 2), (100, 5), (500, 10), (1000, 20)),
+    "/fapi/v1/klines": ((99, 1), (499, 2), (1000, 5), (1500, 10)),
+}
+DEFAULT_LIMIT = {"/api/v3/depth": 100, "/fapi/v1/depth": 500, "/fapi/v1/klines": 500}
 
 
-def weight_of(method: str, path: str) -> int:
+def weight_of(method: str, path: str, query: Mapping[str, str] | None = None) -> int:
+    """The request weight Binance documents for a request (by its symbol and ``limit`` where they change it)."""
+    query = query or {}
+    if path in BY_LIMIT:
+        try:
+            limit = int(query.get("limit") or DEFAULT_LIMIT[path])
+        except ValueError:
+            limit = DEFAULT_LIMIT[path]
+        return next((w for top, w in BY_LIMIT[path] if limit <= top), BY_LIMIT[path][-1][1])
+    if "symbol" not in query and "symbols" not in query and (method, path) in WITHOUT_SYMBOL:
+        return WITHOUT_SYMBOL[(method, path)]
     return WEIGHTS.get((method, path), WEIGHTS.get(("*", path), 1))
 
 

@@ -177,7 +177,7 @@ class SandboxServer:
         now = self.ex.now_ms()
         family = family_of(request.path)  # weight is per IP and per API (spot, futures, sapi), never per key
         try:
-            used = self.ex.limiter.charge(ip, family, weight_of(request.method, request.path), now)
+            used = self.ex.limiter.charge(ip, family, weight_of(request.method, request.path, request.query), now)
         except RateLimited as exc:
             return self._error(exc, retry_after=exc.retry_after_s)
         response = await handler(request)
