@@ -232,8 +232,8 @@ class StrictBinance(ccxtpro.binance):
         except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
             self._refused(r, str(exc), self.last_response_headers)
             raise
-        weight, counts = rate_counts(self.last_response_headers)
-        pacer.observe(r.weight_key, demand.weight_defaults, weight)
+        used, counts = rate_counts(self.last_response_headers)
+        pacer.observe(r.weight_key, demand.weight_defaults, used)
         if counts:
             pacer.observe(r.orders_key, demand.orders_defaults, counts)
         if path == "exchangeInfo" and isinstance(response, dict):
