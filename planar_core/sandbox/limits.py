@@ -59,6 +59,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v1/openOrders"): 1,
     ("POST", "/fapi/v1/order"): 0,  # "0 on IP rate limit": new futures orders count on the order limits only
+    ("POST", "/fapi/v1/countdownCancelAll"): 10,
 }
 # (method, path) -> (weight without a symbol: Binance's "all symbols" weight)
 WITHOUT_SYMBOL: dict[tuple[str, str], int] = {
