@@ -40,8 +40,12 @@ TAG_CHARS = 6
 MAX_LEN = 36  # Binance's newClientOrderId limit
 
 
+DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+BASE36 = frozenset(DIGITS36)
+
+
 def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    digits = DIGITS36
     out = ""
     while True:
         n, r = divmod(n, 36)
@@ -77,6 +81,30 @@ def parse(client_order_id: str | None) -> ParsedId | None:
     except ValueError:
         return None
     return ParsedId(f"{parts[0]}-{parts[1]}", parts[2], seq)
+
+
+def planar_identity(client_order_id: str | None) -> str | None:
+    """The strategy identity (``<label>-<tag>``) of an id this engine issued, whichever strategy it belongs to;
+    None for any other id (placed by hand, by another program, or of the earlier format).
+
+    The id must have the current format, and where its label is a whole name (shorter than 12 characters) its tag
+    must be that name's hash, so an id someone else happened to shape like ours is not taken for a strategy's."""
+    parsed = parse(client_order_id)
+    if parsed is None:
+        return None
+    label, _, tag = parsed.identity.rpartition("-")
+    if not set(tag) <= BASE36 or not set(parsed.epoch) <= BASE36 or len(parsed.epoch) > 7:
+        return None
+    if len(label) < LABEL_CHARS and identity_of(label) != parsed.identity:
+        return None
+    return parsed.identity
+
+
+def claimed(ids: ClientOrderIds, client_order_id: str | None, adopt_foreign: bool) -> bool:
+    """Whether a strategy takes the order with this client id as its own: its id encodes the strategy's identity
+    exactly, or (``adopt_foreign``, the ``adopt`` foreign-order policy) no Planar strategy placed it. Another
+    strategy's order is never claimed, whatever the policy."""
+    return ids.owns(client_order_id) or (adopt_foreign and planar_identity(client_order_id) is None)
 
 
 class ClientOrderIds:
