@@ -107,25 +107,41 @@ def rearm_cmd(
 
 @app.command("emergency-stop")
 def emergency_stop_cmd(
-    strategy: str,
+    strategy: str | None = typer.Argument(None, help="the strategy to stop (or --account ACCOUNT)"),
+    account: str | None = typer.Option(
+        None, "--account", help="stop every strategy trading this exchange account (<exchange>-<hash of the API key>)"
+    ),
     close_positions: bool = typer.Option(False, "--close-positions"),
     reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
-    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+    config: list[Path] | None = typer.Option(
+        None, "--config", help="strategy config (TOML/YAML); with --account, repeat it for every config to look among"
+    ),
+    configs: Path | None = typer.Option(None, "--configs", help="with --account: a folder of strategy configs to look among"),
 ) -> None:
-    """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
+    """Cancel every open order of a strategy (optionally close positions), halt it and cancel its live flow runs; with
+    --account, the same for every strategy trading that account, and every open order of the account cancelled."""
     from planar_core.config import ConfigError, load_config
 
+    if (strategy is None) == (account is None):
+        fail("give a STRATEGY or --account ACCOUNT (one of them)")
+    if account is not None:
+        _account_stop(account, close_positions, reason, config or [], configs)
+        return
+    if configs is not None or len(config or []) > 1:
+        fail("--configs / several --config: only with --account; a strategy's e-stop takes one --config")
+    path = config[0] if config else None
+    assert strategy is not None
     from .emergency import emergency_stop
 
-    if config is not None:
+    if path is not None:
         try:
-            load_config(config, name=strategy)  # a malformed config is refused here, before any flow run
+            load_config(path, name=strategy)  # a malformed config is refused here, before any flow run
         except ConfigError as exc:
             fail(str(exc))
             return
     try:
         report = asyncio.run(
-            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(config) if config else None)
+            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None)
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -141,6 +157,54 @@ def emergency_stop_cmd(
             fg=typer.colors.RED,
         )
         raise typer.Exit(1)
+
+
+def _account_stop(account: str, close_positions: bool, reason: str, config: list[Path], configs: Path | None) -> None:
+    """``planar emergency-stop --account``: one line of summary, the table of what each strategy had open; exit 1
+    when the exchange did not confirm everything settled."""
+    from planar_core.config import ConfigError
+
+    from .emergency import account_configs, account_emergency_stop
+
+    if configs is not None and not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    try:
+        account_configs([str(p) for p in config], str(configs) if configs else None)  # refused here, before any flow run
+        result = asyncio.run(
+            account_emergency_stop(
+                account=account,
+                reason=reason,
+                close_positions=close_positions,
+                config_paths=[str(p.resolve()) for p in config],
+                configs_dir=str(configs.resolve()) if configs else None,
+            )
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    owners = ", ".join(f"{k} {v}" for k, v in result["by_owner"].items()) or "none"
+    typer.echo(
+        f"account emergency stop {account}: {'CLEAN' if result['clean'] else 'NOT CLEAN'}; halted {', '.join(result['strategies'])}; "
+        f"open orders found: {owners}; cancelled {result['cancelled']}; closed {result['closed'] or '-'}; "
+        f"live runs cancelled {len(result['cancelled_runs'])}"
+    )
+    typer.echo(_owner_table(result))
+    if not result["clean"]:
+        typer.secho(
+            f"NOT CLEAN, unverified: {result['unverified']}; still open: {result['remaining_open']} {result['remaining_positions']}",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(1)
+
+
+def _owner_table(result: dict) -> str:
+    """What each strategy had open (from the flow's result, a plain dict)."""
+    from planar_core.risk.account_estop import AccountEStopReport, OpenOrder
+
+    report = AccountEStopReport(result["account"], result["reason"], strategies=list(result["strategies"]))
+    report.found = [OpenOrder(**o) for o in result["found"]]
+    return report.table()
 
 
 @app.command("serve")
