@@ -46,7 +46,9 @@ async def test_account_estop_three_strategies(strategy_factory: Any, sandbox: An
     assert await perp.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=1) is not None
     bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
     assert await perp.call("BTC/USDT:USDT", OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=bid * 0.9, waitfor=0) is PENDING
-    await client.create_order("ETH/USDT", "limit", "buy", 0.01, round(bid_ask(sandbox, "ETHUSDT")[0] * 0.9, 2), {"clientOrderId": "by-hand"})
+    await client.create_order(
+        "ETH/USDT", "limit", "buy", 0.01, round(bid_ask(sandbox, "ETHUSDT")[0] * 0.9, 2), {"clientOrderId": "by-hand"}
+    )
     await stopped.stop()  # its orders rest on; only its lease file says it traded this account
     view = snap(sandbox, account)
     assert len(view["open_orders"]) == 8 and [a["status"] for a in view["algo_orders"]] == ["NEW"]
