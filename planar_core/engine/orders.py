@@ -25,6 +25,7 @@ from ..exchange.errors import ExchangeOpError
 from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, PositionSide, Side, Trade
 from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
+from ..storage import CorruptStateError
 from .margin import ensure_margin_mode
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition
@@ -321,7 +322,12 @@ async def call(
         if reason:
             _refuse(s, ai, "order_failed", side, req.amount, req.price, reason)
             return None
-    cid = s.ids.next()
+    try:
+        cid = s.ids.next()
+    except CorruptStateError as exc:  # the sequence cannot be read: no id is issued on a guess, and nothing more goes out
+        s.persisted_unreadable(exc)
+        _refuse(s, ai, "order_failed", side, req.amount, req.price, f"not sent: {exc}")
+        return None
     order = Order(
         cid,
         ai.symbol,
