@@ -34,9 +34,13 @@ def run_cmd(
     i_understand_live_trading: bool = typer.Option(
         False, "--i-understand-live-trading", help="required to run with sandbox = false (real money)"
     ),
+    takeover: bool = typer.Option(
+        False, "--takeover", help="another engine of this strategy (another store root) is gone: adopt the orders it left on the account"
+    ),
 ) -> None:
     """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
     from planar_core.config import ConfigError, load_config
+    from planar_core.engine.lease import TwinEngineError
 
     try:
         cfg = load_config(config)
@@ -50,13 +54,15 @@ def run_cmd(
 
     try:
         state = asyncio.run(
-            live_strategy(strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, return_state=True)
+            live_strategy(
+                strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, takeover=takeover, return_state=True
+            )
         )
     except ConfigError as exc:
         fail(str(exc))
         return
     result = _state_result(state)
-    if isinstance(result, ConfigError):  # found after the run began (an unknown symbol, refused credentials)
+    if isinstance(result, (ConfigError, TwinEngineError)):  # found after the run began (an unknown symbol, another engine)
         fail(str(result))
     if not isinstance(result, dict):  # refused before it traded (halted, lease held, bad credentials)
         typer.secho(f"{cfg.name}: {state.type.value.lower()}: {state.message}", err=True, fg=typer.colors.RED)

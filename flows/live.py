@@ -8,7 +8,8 @@ requests, SIGTERM) and retries. How a run ends says what happened, so a halted s
 * Completed: the duration elapsed;
 * Cancelled: cancelled from the UI/CLI/API, terminated (SIGTERM), or stopped by an emergency stop;
 * Failed (no retry): the strategy halted (a breaker, an e-stop, a halt found at start: re-arm first), another
-  engine holds the lease, or the config/credentials are refused.
+  engine holds the lease or trades the account from another store root (``TwinEngineError``; ``takeover=True``
+  once it is gone), or the config/credentials are refused.
 """
 
 from __future__ import annotations
@@ -100,8 +101,11 @@ async def live_strategy(
     duration: float | None = None,
     report_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
+    takeover: bool = False,
 ) -> Any:
-    """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts."""
+    """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts.
+    ``takeover``: another engine of this strategy (another store root) is gone; adopt the orders it left (without it,
+    such orders refuse the start: the run fails, not retried)."""
     logger = get_run_logger()
     watcher_runs = WatcherRuns()  # one long-lived task run per engine watcher, shown in the run's graph
     try:
@@ -120,7 +124,7 @@ async def live_strategy(
     stop = asyncio.Event()
     control = EngineControl(s, stop, since=session_start)
     with sigterm_stops(control):  # until the flow returns: a runner's SIGTERM during the report must not crash the run
-        return await _session(s, control, stop, session_start, duration, report_dir, watcher_runs)
+        return await _session(s, control, stop, session_start, duration, report_dir, watcher_runs, takeover)
 
 
 async def _session(
@@ -131,6 +135,7 @@ async def _session(
     duration: float | None,
     report_dir: str | None,
     watcher_runs: WatcherRuns,
+    takeover: bool = False,
 ) -> Any:
     """Start, trade until told to stop, stop, report; the run's final state says why it ended."""
     logger = get_run_logger()
@@ -138,8 +143,10 @@ async def _session(
     watcher = asyncio.create_task(control.watch())
     try:
         try:
-            await s.start()  # takes the lease; start-up sync reconciles intents: a retry never duplicates an order
-        except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease)
+            # the lease, the twin check (another store root's engine); start-up sync reconciles intents: a retry never
+            # duplicates an order
+            await s.start(takeover=takeover)
+        except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease, a twin engine)
             return await permanent_failure(exc)
         await take_over_zombies(s)
         logic = load_logic(s.config.logic, s.config.logic_params)

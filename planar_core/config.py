@@ -175,6 +175,54 @@ class EventTracing(_Model):
     root: str | None = Field(None, description="trace root (path or fsspec URL); default <store_root>/traces/<account>")
 
 
+class TwinCheck(_Model):
+    """One engine per strategy and account, whatever its store root (engine/twins.py): orders that carry this
+    strategy's identity but that this engine's store did not issue, or that its journal and trace do not know, mean
+    another engine of the strategy trades the account. At start they refuse the start (``--takeover`` adopts them);
+    while trading they halt the strategy with a critical alert."""
+
+    enabled: bool = True
+    recent_s: float = Field(
+        600.0,
+        gt=0,
+        le=7 * 86400,
+        description="at start, an order of another engine counts when it is open or was created or updated within "
+        "this many seconds (older closed orders are history: a store root used before)",
+    )
+    interval: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="while trading, the universe's open orders are also polled this often (the user stream reports "
+        "another engine's orders at once; the poll covers a stream that is down)",
+    )
+
+
+class DeadMansSwitch(_Model):
+    """The engine's heartbeat (engine/heartbeat.py). On USDⓈ-M futures it keeps Binance's ``countdownCancelAll``
+    armed for every symbol of the universe, so that the exchange cancels the open orders of an engine (or host) that
+    died; on every market it writes ``<store_root>/<name>/heartbeat.json`` and a ``heartbeat`` trace event."""
+
+    enabled: bool = True
+    heartbeat_s: float = Field(30.0, gt=0, le=3600, description="seconds between heartbeats (Binance recommends 30)")
+    countdown_s: float = Field(
+        120.0,
+        ge=1,
+        le=86400,
+        description="the countdown each heartbeat sets (Binance recommends 120): the exchange cancels the symbol's "
+        "open orders this long after the last heartbeat",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_well_below_countdown(self) -> "DeadMansSwitch":
+        if self.heartbeat_s * 3 > self.countdown_s:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s}) must be at most a third of countdown_s ({self.countdown_s}): "
+                "a heartbeat that fails must have time to be retried before the exchange cancels the orders"
+            )
+        return self
+
+
 class Credentials(_Model):
     """API credentials. Values come from the named environment variables or a secrets provider."""
 
@@ -248,6 +296,8 @@ class StrategyConfig(_Model):
     sandbox_endpoint: SandboxEndpoint = Field(default_factory=SandboxEndpoint)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     event_tracing: EventTracing = Field(default_factory=EventTracing)
+    twin_check: TwinCheck = Field(default_factory=TwinCheck)
+    dead_mans_switch: DeadMansSwitch = Field(default_factory=DeadMansSwitch)
     alerts: AlertConfig | None = None
     logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
     logic_params: Json = Field(default_factory=dict)

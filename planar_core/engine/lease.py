@@ -31,6 +31,12 @@ class LeaseHeldError(RuntimeError):
     """Another live engine of this strategy and account is running."""
 
 
+class TwinEngineError(LeaseHeldError):
+    """Another live engine of this strategy trades the account from another store root: the exchange holds orders
+    that carry this strategy's identity and that this engine did not place (``twins.py``). Retrying cannot help;
+    stopping the other engine, or ``--takeover`` once it is gone, does."""
+
+
 def lease_path(cfg: StrategyConfig, account: str) -> Path:
     return Path(cfg.store_root) / "leases" / f"{account}--{cfg.name}.lock"
 

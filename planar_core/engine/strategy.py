@@ -37,11 +37,13 @@ from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
+from .heartbeat import Heartbeat
 from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth, TaskObserver
+from .twins import Twins
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
 if TYPE_CHECKING:
@@ -114,6 +116,12 @@ class Strategy:
         self.listeners.append(partial(_brackets.on_event, self))
         self.risk = RiskManager(self)
         self._wire_risk()
+        self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
+        if config.dead_mans_switch.enabled:
+            self.extra_tasks["heartbeat"] = self.heartbeat.run
+        self.twins = Twins(self)  # one engine per strategy and account across store roots (twins.py)
+        if self.twins.active:
+            self.extra_tasks["twins"] = self.twins.watch
 
     def _wire_risk(self) -> None:
         """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
@@ -209,14 +217,16 @@ class Strategy:
         """Load markets and build the universe; unknown symbols fail naming the field."""
         await _sync.load_markets(self)
 
-    async def start(self, watchers: bool = True) -> None:
+    async def start(self, watchers: bool = True, takeover: bool = False) -> None:
         """Take the lease (one live engine per strategy and account), load, check, sync, start watchers. A failed
-        start releases the lease, the trace and the connections."""
+        start releases the lease, the trace and the connections. Another engine of this strategy trading the account
+        from another store root refuses the start (``TwinEngineError``); ``takeover``: it is gone, adopt its orders."""
         try:
             self.lease.acquire(self.run_id)
             self.check_persisted()
             await self.load()
             await _sync.check_live_safety(self)
+            await self.twins.check_at_start(takeover)
             await _sync.startup_sync(self)
         except BaseException:
             await self.stop()
@@ -278,6 +288,7 @@ class Strategy:
         """Stop watchers, flush the event sink, close connections. Safe to call twice."""
         self.running = False
         await self.supervisor.stop()
+        await self.heartbeat.disarm()  # a clean stop leaves the open orders in place: the exchange must not cancel them
         close = getattr(self.sink, "close", None)
         if callable(close):
             close()

@@ -106,6 +106,8 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     algo = venue.is_algo_record(raw)  # a USD-M conditional order's record: its id is the algo id, not an order id
     order = find(ai, cid, None if algo else oid)
     if order is None:
+        if s.twins.inspect(ai, raw):  # another engine of this strategy placed it: never adopted (twins.py)
+            return None
         if not _admit_foreign(s, ai, raw, cid, oid):
             return None
         meta = s._restored_orders.pop(cid or "", None) or {}  # what an earlier run of ours placed

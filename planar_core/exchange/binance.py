@@ -209,6 +209,19 @@ class BinanceVenue:
         return answer
 
     @staticmethod
+    def has_countdown(market: Json) -> bool:
+        """Whether the market has an exchange-side dead-man's switch: USDⓈ-M futures ``countdownCancelAll``
+        (spot has none)."""
+        return bool(market.get("contract")) and bool(market.get("linear"))
+
+    @staticmethod
+    async def countdown_cancel_all(ex: Any, market_id: str, countdown_ms: int) -> Json:
+        """``POST /fapi/v1/countdownCancelAll``: the exchange cancels the symbol's open orders ``countdown_ms`` after
+        the last call (0 stops the timer); ccxt has it only as an implicit method."""
+        answer: Json = await ex.fapiPrivatePostCountdownCancelAll({"symbol": market_id, "countdownTime": countdown_ms})
+        return answer
+
+    @staticmethod
     def reports_funding(raw: Json) -> bool:
         """A balance update the exchange sent because a funding payment was booked (``ACCOUNT_UPDATE`` reason)."""
         info = raw.get("info")

@@ -189,6 +189,23 @@ class ExchangeClient:
             except OrderNotFound:  # nothing open there (Binance -2011)
                 pass
 
+    def has_countdown(self, symbol: str) -> bool:
+        """Whether the exchange keeps a dead-man's switch for ``symbol`` (USDⓈ-M: ``countdownCancelAll``); never in
+        paper mode, where orders live in this process."""
+        return self.cfg.mode != "paper" and self.venue.has_countdown(self.markets.get(symbol) or {})
+
+    async def arm_countdown(self, symbol: str, countdown_ms: int, timeout: float, retries: int = 3) -> None:
+        """Set the exchange's cancel-all countdown of ``symbol`` to ``countdown_ms`` from now (0: stop it). One timer
+        per account and symbol: the last call sets it, whichever engine makes it."""
+        market_id = str(self.markets[symbol]["id"])
+        await self.call(
+            "countdown_cancel_all",
+            lambda: self.venue.countdown_cancel_all(self.ex, market_id, countdown_ms),
+            timeout,
+            retries=retries,
+            validate=lambda x: isinstance(x, dict) and x.get("symbol") == market_id,
+        )
+
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         """Opening time of the newest candle the exchange said is final (None: the venue does not say)."""
         return self.venue.closed_through(self.ex, symbol, timeframe)

@@ -23,6 +23,7 @@ from . import conditional, filters
 from . import errors as E
 from .accounts import CONDITIONAL_TYPES, MARKET_TYPES, ZERO, Account, AlgoOrder, Fill, SandboxOrder
 from .book import BookModel, floor_to
+from .countdown import Countdowns
 from .faults import Faults
 from .futures import BRACKETS, COMMISSION_STEP, FUNDING_PERIOD_MS, FuturesAccounting, bracket_for
 from .limits import RateLimiter
@@ -69,6 +70,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     faults: Faults = field(default_factory=Faults)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path
+    countdowns: Countdowns = field(default_factory=Countdowns)  # USDⓈ-M countdownCancelAll timers (countdown.py)
 
     def __post_init__(self) -> None:
         self._instant: int | None = None
@@ -812,6 +814,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 "orders": [order_json(o) for o in acct.orders.values()],
                 "fills": [fill_json(f) for f in acct.fills],
                 "fees_paid": {a: str(v) for a, v in acct.fees_paid.items()},
+                "countdowns": self.countdowns.of(key),  # symbol -> when its countdownCancelAll timer lapses (ms)
             }
         return out
 

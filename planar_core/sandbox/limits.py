@@ -32,6 +32,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("*", "/fapi/v1/allOrders"): 5,
     ("*", "/fapi/v1/userTrades"): 5,
     ("GET", "/fapi/v1/openOrders"): 1,
+    ("POST", "/fapi/v1/countdownCancelAll"): 10,
 }
 
 

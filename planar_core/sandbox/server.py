@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from . import countdown, public, wire
 from . import errors as E
-from . import public, wire
 from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
@@ -126,6 +126,7 @@ class SandboxServer:
         while True:
             await asyncio.sleep(self.tick_s)
             try:
+                countdown.expire(self.ex)  # the dead-man's switch runs whether matching is paused or not
                 self.ex.match_resting()
             except Exception:  # pragma: no cover - a bug here must not kill the exchange
                 log.exception("matcher tick failed")
@@ -418,6 +419,7 @@ class SandboxServer:
         add("DELETE", "/api/v3/openOrders", self._cancel_all)
         self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
         add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")
+        add("POST", "/fapi/v1/countdownCancelAll", lambda c: countdown.arm(ex, c.account, c.params), "linear", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/account", lambda c: wire.spot_account(c.account, ex.now_ms()), "spot", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/myTrades", self._my_trades, "spot", "signed")
         add("GET", "/fapi/v1/userTrades", self._my_trades, "linear", "signed")

@@ -164,6 +164,17 @@ async def test_an_unreadable_trace_manifest_refuses_the_start_a_recoverable_one_
     assert not s.running and len(orders_of(sandbox, account, s)) == 1
 
 
+async def test_a_damaged_takeover_record_refuses_the_start(strategy_factory, sandbox, account, tmp_path: Path) -> None:
+    path = tmp_path / "store" / "tk" / "takeovers.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"epochs": {"x8abcde": {"at_ms": 17')
+    s = await strategy_factory("tk", start=False)
+    with pytest.raises(CorruptStateError) as err:  # before: a ValueError, not the typed error the live flow stops on
+        await s.start()
+    one_line_naming(err.value, path, "fix it or remove it")
+    assert orders_of(sandbox, account, s) == []
+
+
 # --------------------------------------------------------------------------------------------------- lease holder
 async def test_a_garbled_lease_holder_file_is_only_text(strategy_factory, tmp_path: Path) -> None:
     """The local lease is the flock; the file's text only says who holds it: garbage there neither blocks a start
