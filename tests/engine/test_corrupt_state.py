@@ -271,3 +271,26 @@ async def test_state_reset_refuses_while_the_engine_runs(strategy_factory) -> No
     with pytest.raises(LeaseHeldError):
         await reset_state(helper, "try", "ops", force=True)
     assert running.running
+
+
+def test_an_unreadable_journal_object_is_named_and_set_aside(s3_root: str) -> None:
+    """On object storage each journal record is an object: one that cannot be read is named by its URL, and the
+    reset's salvage keeps it aside (its name is the client order id to look up)."""
+    import fsspec
+
+    from planar_core.exchange.client_ids import ObjectJournal
+
+    journal = ObjectJournal(f"{s3_root}/oj")
+    journal.intent("oj-x-1", symbol="BTC/USDT", side="buy", amount=0.01)
+    journal.intent("oj-x-2", symbol="BTC/USDT", side="buy", amount=0.01)
+    fs = fsspec.filesystem("s3")
+    fs.pipe_file(f"{s3_root}/oj/journal/oj-x-1.intent.json", b'{"t": 1, "ki')
+    fs.invalidate_cache()
+    with pytest.raises(CorruptStateError) as err:  # before: a bare JSONDecodeError
+        journal.unresolved()
+    one_line_naming(err.value, f"{s3_root}/oj/journal/oj-x-1.intent.json", "planar state reset oj --reason")
+    _, bad = journal.salvage()
+    assert bad == ["oj-x-1.intent.json (client order id oj-x-1)"]
+    assert list(journal.unresolved()) == ["oj-x-2"]
+    fs.invalidate_cache()
+    assert any(".intent.json.corrupt-" in p for p in fs.ls(f"{s3_root}/oj/journal"))
