@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -50,24 +51,27 @@ class PrefectEventSink:
         self.alerts = alerts  # the strategy's AlertDispatcher: a failed emission is alerted through it
 
     def record(self, kind: str, **fields: Any) -> None:
-        self.inner.record(kind, **fields)
-        if kind in RISK_EVENT_KINDS or kind == "reconnect":
-            payload = {
-                **{k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()},
-                **self.identity,
-            }
-            error: Exception | None = None
-            for _ in range(2):
-                try:  # None back means events are switched off here (no API): nothing to deliver, nothing failed
-                    emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)
-                    return
-                except Exception as exc:
-                    error = exc
-            msg = f"{self.name}: the Prefect event planar.{kind} could not be emitted ({error}); automations waiting for it will not run"
-            log.error(msg)
+        try:
+            self.inner.record(kind, **fields)
+        finally:  # a halt the trace could not write (a full disk halts) still reaches the automations
+            if kind in RISK_EVENT_KINDS or kind == "reconnect":
+                self._emit(kind, fields)
+
+    def _emit(self, kind: str, fields: dict[str, Any]) -> None:
+        payload = {**{k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in fields.items()}, **self.identity}
+        error: Exception | None = None
+        for _ in range(2):
+            try:  # None back means events are switched off here (no API): nothing to deliver, nothing failed
+                emit_event(event=f"planar.{kind}", resource=resource(self.name), payload=payload)
+                return
+            except Exception as exc:
+                error = exc
+        msg = f"{self.name}: the Prefect event planar.{kind} could not be emitted ({error}); automations waiting for it will not run"
+        log.error(msg)
+        with contextlib.suppress(OSError):  # the trace may be what failed
             self.inner.record("error_occurred", reason=msg)
-            if self.alerts is not None:  # the strategy's AlertDispatcher
-                self.alerts.submit(msg, "error")
+        if self.alerts is not None:  # the strategy's AlertDispatcher
+            self.alerts.submit(msg, "error")
 
     def flush(self) -> None:
         self.inner.flush()

@@ -30,6 +30,7 @@ from prefect.states import Cancelled, Crashed, Failed
 
 from planar_core.engine.lease import LeaseHeldError
 from planar_core.runner import load_logic, run
+from planar_core.runner.host import UNKNOWN_COUNTS
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
 
@@ -197,6 +198,8 @@ async def _session(
         "report": str(files["html"]),
         "trace": str(getattr(s.sink, "root", "")),
         "estop": control.estop_report.as_dict() if control.estop_report is not None else None,
+        # orders call() answered UNKNOWN for, and their verdicts (found / proven absent / re-sent): engine/verdicts.py
+        "unknown_outcomes": {k: s.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
     }
     if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
         return Cancelled(message=ended, data=out_data)

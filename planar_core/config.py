@@ -97,6 +97,12 @@ class OrderMonitoring(_Model):
         "only when look-ups by client id still find nothing this many seconds after the request "
         "(Binance may hide a new order from GET for a few seconds)",
     )
+    resend_absent: bool = Field(
+        False,
+        description="an order call() answered UNKNOWN for (the placement "
+        "budget ran out) and that the resolver later proves never booked is sent again, once, under a NEW client id, "
+        "checked again locally (off by default: the market may have moved since; the strategy is told either way)",
+    )
     use_websocket: bool = True
 
 

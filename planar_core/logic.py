@@ -67,7 +67,12 @@ class Logic:
         """A candle of ``ai`` on ``timeframe`` closed (closed candles only; ``ai.ohlcv[timeframe]`` holds it too)."""
 
     async def on_order_update(self, s: Strategy, order: Order) -> None:
-        """One of the strategy's orders changed status or filled more (``order.status``, ``order.filled``)."""
+        """One of the strategy's orders changed status or filled more (``order.status``, ``order.filled``).
+
+        This is also how the verdict on an order ``s.call`` answered ``UNKNOWN`` for arrives: ``order.verdict`` is
+        "found" (``order.status`` is then its real status) or "absent" (``failed``: it was never booked). With
+        ``order_monitoring.resend_absent`` a later update of the failed order names its re-send
+        (``order.resent_as``), whose own updates follow."""
 
     async def on_fill(self, s: Strategy, order: Order, trade: Trade) -> None:
         """A new fill of ``order``."""

@@ -319,10 +319,10 @@ class ObjectLease:
         except (CorruptStateError, ValueError) as exc:
             what = exc.what if isinstance(exc, CorruptStateError) else f"unexpected content: expires is not a number ({len(raw)} bytes)"
         age = self.files.age(self.rel)
-        if age is not None and age > self.ttl:
+        if age is not None and age > self.ttl + 1.0:  # (+1 s: object stores give modification times to the second)
             log.warning("%s: %s; unchanged for %.0f s (> the %.0f s time to live): taken over", url, what, age, self.ttl)
             return {"expires": 0}
-        wait = f"in {self.ttl - age:.0f} s" if age is not None else "once removed (its age is not known)"
+        wait = f"in {self.ttl + 1.0 - age:.0f} s" if age is not None else "once removed (its age is not known)"
         raise CorruptStateError(
             url, what, f"it counts as held; it is taken over {wait}, when no holder can still believe it is theirs"
         ) from None

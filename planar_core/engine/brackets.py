@@ -23,7 +23,7 @@ from ..exchange.errors import ExchangeOpError, PermanentError
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.json import obj, rows
 from .notices import EngineEvent, OrderUpdated
-from .orders import Conditional, book, call
+from .orders import Conditional, NotJournaled, book, call
 from .sync import sync_positions
 from .updates import apply_order, transition
 
@@ -162,8 +162,14 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
     ]
     if side is Side.BUY:  # a buy list: the stop above, the limit below
         legs.reverse()
-    for o in legs:
-        book(s, ai, o, o.price or o.trigger_price)
+    try:
+        for o in legs:
+            book(s, ai, o, o.price or o.trigger_price)
+    except NotJournaled as exc:  # nothing is sent: a leg already booked is failed too (halted and alerted by book)
+        for o in legs:
+            if o.client_order_id in ai.orders:
+                transition(s, ai, o, OrderStatus.FAILED, "book", str(exc))
+        return False
     s.ensure_order_tasks(ai)
     request = s.client.venue.oco_request(
         str(ai.market["id"]), side.value, qty, tp_s, sl_s, legs[0].client_order_id, legs[1].client_order_id

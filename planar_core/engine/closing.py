@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, OrderType, Pending, PositionSide, Side, Trade
+from ..model import AssetInstance, OrderAnswer, OrderType, PositionSide, Side
 from .orders import Conditional, call
 
 if TYPE_CHECKING:
@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 async def close_position(
     s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
-) -> dict[PositionSide, Trade | Pending | None]:
+) -> dict[PositionSide, OrderAnswer]:
     """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
     GTC limit at ``price``. Each side's answer is the order call's."""
     sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
-    out: dict[PositionSide, Trade | Pending | None] = {}
+    out: dict[PositionSide, OrderAnswer] = {}
     for ps in sides:
         pos = ai.position_of(ps) if ai.hedged else ai.position
         if not pos.contracts:

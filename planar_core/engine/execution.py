@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, Order, OrderType, Pending, Side, Trade
+from ..model import AssetInstance, Order, OrderAnswer, OrderType, Side
 from ..model.json import num
 from ..trace.analysis import DEFAULTS
 
@@ -43,7 +43,7 @@ class ExecutionPolicy:
         )
 
 
-async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -> Trade | Pending | None:
+async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -> OrderAnswer:
     """Trade ``amount`` now, as the policy says; returns what ``call()`` returned for the (first) order."""
     p = ExecutionPolicy.of(s)
     price = ai.last_price

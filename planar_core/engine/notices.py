@@ -20,7 +20,9 @@ class BarClosed:
 
 @dataclass(frozen=True)
 class OrderUpdated:
-    """The order's status changed or its filled amount grew (``order`` is the live object: read it now)."""
+    """The order's status changed or its filled amount grew (``order`` is the live object: read it now). An order
+    whose outcome was unknown carries its verdict (``order.verdict``: "found" / "absent"), and a proven-absent one
+    re-sent under ``resend_absent`` is announced again once ``order.resent_as`` names the new order."""
 
     ai: AssetInstance
     order: Order

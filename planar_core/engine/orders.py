@@ -6,8 +6,10 @@ amount or cost after rounding is refused locally. Risk sizing (volatility scalin
 rounding and the limit checks, so what is checked is what is sent.
 
 Nothing raises out of ``call()``: a local problem (bad input, a refused check, even a bug in a check) is a
-refusal (``None``, recorded as ``order_failed``); anything that goes wrong after the request may have left leaves
-the order ``unknown`` (``PENDING`` is returned, the background resolver keeps asking the exchange).
+refusal (``None``, recorded as ``order_failed``); so is an intent the journal or the trace cannot take (the order
+is failed before anything is sent, and the strategy halts: engine/store_guard.py). Anything that goes wrong after
+the request may have left leaves the order ``unknown``: ``UNKNOWN`` is returned, never ``PENDING`` (which means
+accepted), and the background resolver keeps asking the exchange (its verdict: engine/verdicts.py).
 """
 
 from __future__ import annotations
@@ -22,13 +24,29 @@ from typing import TYPE_CHECKING
 import ccxt
 
 from ..exchange.errors import ExchangeOpError
-from ..model import PENDING, AssetInstance, Order, OrderRequest, OrderStatus, OrderType, Pending, PositionSide, Side, Trade
+from ..model import (
+    PENDING,
+    UNKNOWN,
+    AssetInstance,
+    Order,
+    OrderAnswer,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Pending,
+    PositionSide,
+    Side,
+    Trade,
+)
 from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
 from ..storage import CorruptStateError
 from .margin import ensure_margin_mode
+from .notices import EngineEvent, OrderUpdated
+from .store_guard import describe
 from .submit import OutcomeUnknown, Rejected, lookup, submit
 from .updates import apply_order, apply_trade, emulate, transition
+from .verdicts import resent
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -115,9 +133,11 @@ async def prepare(
     reduce_only: bool,
     emergency: bool = False,
     cond: Conditional | None = None,
+    sized: bool = False,
 ) -> OrderRequest | str:
     """Local checks before any request; returns the request or the reason it is refused. ``emergency``: the
-    emergency stop's closing orders, which a halt does not stop and no sizing changes."""
+    emergency stop's closing orders, which a halt does not stop and no sizing changes. ``sized``: the amount was
+    sized by risk already (a re-send), so it is not scaled again."""
     cond = cond or Conditional()
     state = s.state
     if state.halted and not emergency:
@@ -149,7 +169,7 @@ async def prepare(
     max_price = opt_num(obj(limits.get("price")).get("max"))
     if price is not None and max_price and price > max_price:
         return f"price {price} above the market maximum {max_price}"
-    if not emergency:
+    if not emergency and not sized:
         amount = s.risk.scale_amount(s, ai, side, float(amount), reduce_only)  # sizing before rounding and limit checks
     ex = s.client.ex
     trigger = cond.trigger_price
@@ -292,13 +312,16 @@ async def call(
     emergency: bool = False,
     cond: Conditional | None = None,
     parent: str | None = None,
-) -> Trade | Pending | None:
-    """The seed's ``call!``; see Strategy.call. Never raises (cancellation excepted)."""
+    resend_of: Order | None = None,
+) -> OrderAnswer:
+    """The seed's ``call!``; see Strategy.call. Never raises (cancellation excepted). ``resend_of``: an order whose
+    outcome was unknown and which look-ups proved never booked, sent again under a new client id
+    (``order_monitoring.resend_absent``; checked again locally, not sized again)."""
     cond = cond or Conditional()
     waitfor = s.config.timeouts.waitfor if waitfor is None else max(0.0, waitfor)
     try:
         req: OrderRequest | str = check_params(params) or await prepare(
-            s, ai, order_type, side, amount, price, reduce_only, emergency, cond
+            s, ai, order_type, side, amount, price, reduce_only, emergency, cond, sized=resend_of is not None
         )
         if isinstance(req, OrderRequest):
             req = _check_brackets(ai, req, cond) or req
@@ -328,6 +351,12 @@ async def call(
         s.persisted_unreadable(exc)
         _refuse(s, ai, "order_failed", side, req.amount, req.price, f"not sent: {exc}")
         return None
+    except Exception as exc:  # a new block of ids could not be reserved: the store refuses writes (or cannot be read)
+        what = describe(exc, "client order id sequence")
+        _refuse(s, ai, "order_failed", side, req.amount, req.price, f"not sent: no client order id ({what})")
+        if isinstance(exc, OSError):
+            s.store_failed("client order id sequence", exc)
+        return None
     order = Order(
         cid,
         ai.symbol,
@@ -342,8 +371,14 @@ async def call(
         position_side=req.position_side,
         brackets=(cond.stop_loss, cond.take_profit),
         parent=parent,
+        resend_of=resend_of.client_order_id if resend_of is not None else None,
     )
-    book(s, ai, order, req.reference_price)
+    try:
+        book(s, ai, order, req.reference_price)
+    except NotJournaled:  # failed, halted and alerted; nothing was sent
+        return None
+    if resend_of is not None:
+        resent(s, ai, resend_of, order)
     s.ensure_order_tasks(ai)
     ccxt_type, extra = ccxt_args(s, ai, req, cid, params)
     try:
@@ -354,12 +389,12 @@ async def call(
         log.warning("order %s on %s not placed: %s", cid, ai.symbol, r)
         return None
     except OutcomeUnknown as u:
-        return _unknown(s, ai, order, str(u))
+        return _unknown(s, ai, order, str(u), params)
     except Exception as exc:  # our own bug after the request may have left: the outcome is unknown, not failed
         log.exception("order %s: unexpected error while placing", cid)
-        return _unknown(s, ai, order, f"{type(exc).__name__}: {exc}")
+        return _unknown(s, ai, order, f"{type(exc).__name__}: {exc}", params)
     except BaseException:  # cancelled while the request was out: unknown, and the cancellation goes on
-        _unknown(s, ai, order, "cancelled while placing")
+        _unknown(s, ai, order, "cancelled while placing", None)
         raise
     try:
         apply_order(s, raw, source="acknowledgement")
@@ -369,9 +404,18 @@ async def call(
         return aggregate(order) if order.trades else PENDING
 
 
+class NotJournaled(Exception):
+    """The order's intent could not be made durable: it was failed before anything was sent."""
+
+
 def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float | None) -> None:
     """An order about to be sent: tracked on its asset, its intent durable in the journal (so a restart can ask the
-    exchange about it), and traced as ``order_placed`` with what it asked for."""
+    exchange about it), and traced durably as ``order_placed`` with what it asked for.
+
+    Nothing is sent that could not first be journaled: when either write fails (disk full, a read-only volume, an
+    I/O error) the order moves ``intent -> failed`` at once (reason "not sent: ..."; the journal gets its outcome if
+    it took the intent, the trace its ``order_failed`` after the ``order_placed`` it may still hold), the strategy
+    halts with a critical alert naming the path and the error, and ``NotJournaled`` is raised."""
     ai.orders[order.client_order_id] = order
     asked: Json = {
         "symbol": ai.symbol,
@@ -384,27 +428,81 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
         "take_profit": order.brackets[1],
         "parent": order.parent,
     }
-    s.journal.intent(
-        order.client_order_id, type=order.type.value, reduce_only=order.reduce_only, position_side=order.position_side.value, **asked
-    )
-    s.sink.record(
-        "order_placed",
-        client_order_id=order.client_order_id,
-        order_type=order.type.value,
-        expected_price=expected_price,
-        position_side=order.position_side.value if ai.hedged else None,
-        **asked,
-    )
+    if order.resend_of is not None:
+        asked["resends"] = order.resend_of
+    where = "intent journal"
+    try:
+        s.journal.intent(
+            order.client_order_id, type=order.type.value, reduce_only=order.reduce_only, position_side=order.position_side.value, **asked
+        )
+        where = s.sink.where
+        s.sink.durable(
+            "order_placed",
+            client_order_id=order.client_order_id,
+            order_type=order.type.value,
+            expected_price=expected_price,
+            position_side=order.position_side.value if ai.hedged else None,
+            **asked,
+        )
+    except Exception as exc:
+        reason = f"not sent: its intent could not be made durable ({describe(exc, where)})"
+        log.error("order %s on %s %s", order.client_order_id, ai.symbol, reason)
+        transition(s, ai, order, OrderStatus.FAILED, "book", reason)
+        s.store_failed(where, exc)
+        raise NotJournaled(reason) from exc
 
 
-def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str) -> Pending:
+def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str, params: Json | None) -> OrderAnswer:
+    """The request may have left and nobody has said what happened. An order still ``intent`` becomes ``unknown``
+    and the answer is ``UNKNOWN`` (never ``PENDING``); the resolver keeps asking. One a stream event already moved on
+    during the wait is known after all, and the answer says what is known. ``params``: the call's exchange params,
+    kept for a re-send (None: the caller is gone, nothing to re-send for)."""
     if order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         transition(s, ai, order, OrderStatus.UNKNOWN, "submit", reason)
-        log.warning(
-            "order %s on %s: outcome unknown (%s); the resolver keeps asking the exchange", order.client_order_id, ai.symbol, reason
-        )
         s.start_resolver()
-    return PENDING
+        if order.trades:  # a fill already proves it was booked (its status is still being asked)
+            return aggregate(order)
+        log.warning(
+            "order %s on %s: outcome unknown (%s); answered UNKNOWN, the resolver keeps asking the exchange",
+            order.client_order_id,
+            ai.symbol,
+            reason,
+        )
+        if params is not None:
+            s.answered_unknown[order.client_order_id] = dict(params)
+            s.unknown_outcomes["unknown_answered"] += 1
+        return UNKNOWN
+    if order.trades:
+        return aggregate(order)
+    return None if order.status in (OrderStatus.REJECTED, OrderStatus.FAILED) else PENDING
+
+
+def on_verdict(s: "Strategy", event: EngineEvent) -> None:
+    """The strategy's listener for verdicts (engine/verdicts.py): an order ``call()`` answered ``UNKNOWN`` for is
+    decided; proven absent, and ``order_monitoring.resend_absent`` on, it is re-sent once (``resend``)."""
+    if not isinstance(event, OrderUpdated) or event.order.verdict is None:
+        return
+    order = event.order
+    params = s.answered_unknown.pop(order.client_order_id, None)
+    if (
+        params is not None
+        and order.verdict == "absent"
+        and order.status is OrderStatus.FAILED
+        and order.resend_of is None
+        and s.config.order_monitoring.resend_absent
+        and s.running
+    ):
+        s.supervisor.spawn(resend(s, event.ai, order, params))
+
+
+async def resend(s: "Strategy", ai: AssetInstance, old: Order, params: Json) -> OrderAnswer:
+    """``order_monitoring.resend_absent``: send once more an order that was answered ``UNKNOWN`` and proven never
+    booked: the same request under a NEW client id (the old one is never reused), checked again locally (a halt,
+    cash, the risk hook: the market may have moved) but not sized again."""
+    cond = Conditional(old.trigger_price, old.trailing_percent, old.position_side, old.brackets[0], old.brackets[1])
+    return await call(
+        s, ai, old.type, old.side, old.amount, old.price, 0.0, False, old.reduce_only, params, cond=cond, parent=old.parent, resend_of=old
+    )
 
 
 async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor: float, synced: bool) -> Trade | Pending:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
-from ..model import AssetInstance, Balance, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
+from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
@@ -41,6 +42,7 @@ from .heartbeat import Heartbeat
 from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent
+from .store_guard import GuardedSink, StoreUnwritable, describe
 from .submit import resolver
 from .supervisor import Supervisor, TaskHealth, TaskObserver
 from .twins import Twins
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("planar.engine")
+HALT_RETRY_S = 1.0  # a halt the state file could not take is written again at most this often
 RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | None"]
 
 
@@ -77,8 +80,18 @@ class Strategy:
         ``strategy_from_config`` is the one place that builds the real ones."""
         self.config = config
         self.name = config.name
-        self.sink: EventSink = sink if sink is not None else MemorySink()
+        self.store_error: str | None = None  # the failed write that halted the strategy (engine/store_guard.py)
+        self.store_failures = 0  # failed writes since the start (the first of an episode halts and alerts)
+        self._held_halt: Json | None = None  # a halt the state file has not taken yet: it holds in memory
+        self._halt_retry_at = 0.0
+        # every write to the trace goes through the guard: a full or read-only store halts instead of raising
+        self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
         self.client = client or ExchangeClient(config, self.sink)
+        self.client.sink = self.sink  # the client's api_call records too
+        # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
+        self.answered_unknown: dict[str, Json] = {}
+        # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
+        self.unknown_outcomes: Counter[str] = Counter()
         self.dir: Path = config.store_path
         self.dir.mkdir(parents=True, exist_ok=True)
         # persisted files found unreadable while this process runs (path -> error): no order goes out until re-armed
@@ -114,6 +127,7 @@ class Strategy:
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
         self.listeners.append(partial(_brackets.on_event, self))
+        self.listeners.append(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
         self.risk = RiskManager(self)
         self._wire_risk()
         self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
@@ -144,9 +158,16 @@ class Strategy:
 
     @property
     def state(self) -> PersistedState:
-        """The persisted state; halted while it, or another file the engine acts on, cannot be read (see
-        ``persisted_unreadable``)."""
+        """The persisted state, with a halt the state file could not take yet laid over it (written again here, at
+        most every ``HALT_RETRY_S``, until the store takes it); halted while it, or another file the engine acts
+        on, cannot be read (``persisted_unreadable``)."""
         st = self.state_store.load()
+        held = self._held_halt
+        if held is not None:
+            if time.monotonic() >= self._halt_retry_at and self._persist_halt():
+                st = self.state_store.load()
+            else:
+                st = st.model_copy(update=held)
         if self.unreadable and not st.halted:
             first = next(iter(self.unreadable.values()))
             return st.model_copy(update={"halted": True, "halt_reason": f"unreadable: {first}"})
@@ -157,11 +178,67 @@ class Strategy:
         return self.state.halted
 
     def halt(self, reason: str, by_emergency_stop: bool = False) -> None:
-        self.state_store.update(
-            halted=True, halt_reason=reason, halted_at=int(time.time() * 1000), halted_by_emergency_stop=by_emergency_stop
-        )
+        """No new orders until re-armed. Persisted in the state file (other processes and the next run see it);
+        when the store cannot take it (a full disk is a reason to halt), the halt holds in memory for this run and
+        is written as soon as the store allows (``state`` retries, and ``stop`` tries once more)."""
+        self._held_halt = {
+            "halted": True,
+            "halt_reason": reason,
+            "halted_at": int(time.time() * 1000),
+            "halted_by_emergency_stop": by_emergency_stop,
+        }
+        self._persist_halt()
         self.sink.record("halted", reason=reason)
         log.error("strategy %s halted: %s", self.name, reason)
+
+    def _persist_halt(self) -> bool:
+        """Write the held halt to the state file; False (and it stays held) when the store refuses."""
+        held = self._held_halt
+        if held is None:
+            return True
+        try:
+            self.state_store.update(**held)
+            if self.state_store.fault is not None:  # nothing is written over an unreadable file: the halt stays held
+                raise self.state_store.fault
+        except OSError as exc:
+            first = self._halt_retry_at == 0.0
+            self._halt_retry_at = time.monotonic() + HALT_RETRY_S
+            if first:
+                log.critical(
+                    "strategy %s: the halt could not be written (%s); it holds in memory for this run and is written when the store allows",
+                    self.name,
+                    describe(exc, "state file"),
+                )
+            return False
+        self._held_halt = None
+        self._halt_retry_at = 0.0
+        return True
+
+    def store_failed(self, where: str, exc: BaseException) -> None:
+        """A write to the store failed (disk full, read-only, I/O error): halt, with a critical alert naming the path
+        and the error, once per episode (until re-armed). Orders are refused from now on; what was already on the
+        exchange goes on being followed in memory (engine/store_guard.py)."""
+        self.store_failures += 1
+        what = describe(exc, where)
+        if self.store_error is not None and self.halted:
+            log.debug("store write failed again: %s", what)
+            return
+        self.store_error = what
+        reason = f"the store cannot be written ({what}); no order is sent until it can and the strategy is re-armed"
+        self.halt(reason)
+        self.alert(f"{self.name}: {reason}", "critical")
+
+    def check_store(self) -> None:
+        """Raise ``StoreUnwritable`` (naming the path and the error) unless the store takes writes: the events the
+        trace held since a failure are written, the intent journal is reopened and written."""
+        try:
+            self.sink.check()
+        except OSError as exc:
+            raise StoreUnwritable(describe(exc, self.sink.where)) from exc
+        try:
+            self.journal.check()
+        except OSError as exc:
+            raise StoreUnwritable(describe(exc, "intent journal")) from exc
 
     def persisted_unreadable(self, exc: CorruptStateError) -> None:
         """A file the engine acts on (its state, its client-order-id sequence, its journal, its trace's manifest)
@@ -193,15 +270,24 @@ class Strategy:
             load_manifest()  # a damaged manifest is recovered from its copy (a warning), or this raises
 
     def rearm(self) -> None:
-        """Explicitly allow trading again after a halt (refused, ``CorruptStateError``, while a file the engine acts
-        on still cannot be read)."""
+        """Explicitly allow trading again after a halt. Refused while the store cannot be written
+        (``StoreUnwritable``: ``check_store``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
+        self.check_store()
         pending, self.unreadable = self.unreadable, {}
         try:
             self.check_persisted()
         except CorruptStateError:
             self.unreadable = pending
             raise
-        self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
+        try:
+            self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
+        except CorruptStateError:
+            raise
+        except OSError as exc:
+            raise StoreUnwritable(describe(exc, "state file")) from exc
+        self._held_halt = None
+        self._halt_retry_at = 0.0
+        self.store_error = None
         self.sink.record("rearmed")
 
     def asset(self, ai: AssetInstance | str) -> AssetInstance:
@@ -269,8 +355,7 @@ class Strategy:
 
     def group(self) -> AbstractContextManager[None]:
         """Group commit of the trace's durable events (a context manager; a no-op for sinks without it)."""
-        group = getattr(self.sink, "group", None)
-        return group() if callable(group) else contextlib.nullcontext()
+        return self.sink.group()
 
     def alert(self, message: str, level: str = "warning") -> None:
         """Send an alert through the configured channels (logged when none is configured)."""
@@ -289,11 +374,9 @@ class Strategy:
         self.running = False
         await self.supervisor.stop()
         await self.heartbeat.disarm()  # a clean stop leaves the open orders in place: the exchange must not cancel them
-        close = getattr(self.sink, "close", None)
-        if callable(close):
-            close()
-        else:
-            self.sink.flush()
+        if not self._persist_halt():
+            log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.store_error)
+        self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on
         self.journal.close()
         await self.client.close()
         self.lease.release()
@@ -319,10 +402,14 @@ class Strategy:
         stop_loss: float | None = None,
         take_profit: float | None = None,
         **params: object,
-    ) -> Trade | Pending | None:
-        """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (not failed, no fill seen yet:
-        the order is open, or its outcome is still unknown and being asked) or ``None`` (refused locally, refused by
-        the exchange, or proven never booked). Never raises; ``params`` may only hold ``orders.ALLOWED_PARAMS``.
+    ) -> OrderAnswer:
+        """Place an order. Returns a ``Trade`` (fills seen within ``waitfor``), ``PENDING`` (the exchange accepted it,
+        no fill seen yet), ``UNKNOWN`` (the outcome is not known yet: timeout, 5xx, lost acknowledgement, the
+        placement budget spent before the exchange said; the order is ``unknown`` and the resolver's verdict reaches
+        ``on_order_update`` with ``order.verdict`` "found" or "absent") or ``None`` (refused locally, refused by the
+        exchange, proven never booked, or its intent could not be journaled: nothing was sent). Never raises;
+        ``params`` may only hold ``orders.ALLOWED_PARAMS``. ``PENDING`` and ``UNKNOWN`` are falsy singletons: test
+        them with ``is``.
 
         Conditional types (``STOP_*``, ``TAKE_PROFIT_*``, ``TRAILING_STOP``) take ``trigger_price`` (trailing: the
         optional activation price) and ``trailing_percent``; hedge mode needs ``position_side`` (long or short);
@@ -332,14 +419,14 @@ class Strategy:
             self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params, cond=cond
         )
 
-    async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
+    async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> OrderAnswer:
         """Trade ``amount`` now through the (auto-tuned) execution policy: market, or a limit that rests
         ``order_timeout`` seconds; see engine/execution.py."""
         from .execution import execute
 
         return await execute(self, self.asset(ai), Side(side), amount)
 
-    async def emergency_order(self, ai: AssetInstance | str, side: Side | str, amount: float) -> Trade | Pending | None:
+    async def emergency_order(self, ai: AssetInstance | str, side: Side | str, amount: float) -> OrderAnswer:
         """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
         margin assets, no risk sizing; journaled, traced and resolved like every other order."""
         a = self.asset(ai)
@@ -352,7 +439,7 @@ class Strategy:
 
     async def close_position(
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
-    ) -> dict[PositionSide, Trade | Pending | None]:
+    ) -> dict[PositionSide, OrderAnswer]:
         """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
         return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
 

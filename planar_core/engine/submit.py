@@ -9,8 +9,10 @@ The rules (docs/engine.md, "Unknown outcomes"):
   at least two "no such order" answers, the last one ``order_monitoring.absent_after`` seconds or more after the
   request left (Binance may hide a just-accepted order from GET for a few seconds, answering -2013). The
   duplicate-id refusal of the exchange is never relied on: Binance refuses only the ids of *open* orders.
-- when the placement budget (``timeouts.order_placement``) runs out first, the order stays ``unknown`` and the
-  background resolver keeps asking the exchange until it answers.
+- when the placement budget (``timeouts.order_placement``) runs out first, the order stays ``unknown`` (``call()``
+  answers ``UNKNOWN``, never ``PENDING``) and the background resolver keeps asking the exchange until it answers;
+  its verdict (found / proven absent -> failed) reaches the strategy, the log and the run's counts
+  (engine/verdicts.py), and a proven-absent order is re-sent under a new id only with ``order_monitoring.resend_absent``.
 """
 
 from __future__ import annotations
@@ -190,9 +192,8 @@ async def resolver(s: "Strategy", health: "TaskHealth") -> None:
             found = await probe(s, ai, order, timeout=s.config.timeouts.order_placement)
             if isinstance(found, dict):
                 apply_order(s, found, source="resolver")
-            elif isinstance(found, Absent):
+            elif isinstance(found, Absent):  # the verdict's order_reconciled event is recorded by verdicts.decided
                 reason = f"{order.not_found} look-ups found no order, {time.time() - (order.sent_at or 0):.1f}s after sending"
-                s.sink.record("order_reconciled", symbol=ai.symbol, client_order_id=cid, decision="absent", reason=reason)
                 transition(s, ai, order, OrderStatus.FAILED, "resolver", reason)
             else:
                 pause[cid] = min(LOOKUP_BACKOFF[1], pause.get(cid, LOOKUP_BACKOFF[0]) * 2)

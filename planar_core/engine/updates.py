@@ -20,6 +20,7 @@ from ..model.status import FROM_CCXT
 from ..model.types import Json
 from .margin import record_forced_close
 from .notices import Filled, OrderUpdated
+from .verdicts import decided
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -60,12 +61,17 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     order.status = new
     ai.orders.track(order)
     if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
-        if new is OrderStatus.FAILED:
-            s.journal.outcome(order.client_order_id, "failed", None, reason)
-        elif new is OrderStatus.REJECTED:
-            s.journal.outcome(order.client_order_id, "rejected", order.id, reason)
-        elif new is not OrderStatus.UNKNOWN:
-            s.journal.outcome(order.client_order_id, "accepted", order.id)
+        try:  # a missing outcome is safe (a restart asks the exchange); a failed write halts (engine/store_guard.py)
+            if new is OrderStatus.FAILED:
+                s.journal.outcome(order.client_order_id, "failed", None, reason)
+            elif new is OrderStatus.REJECTED:
+                s.journal.outcome(order.client_order_id, "rejected", order.id, reason)
+            elif new is not OrderStatus.UNKNOWN:
+                s.journal.outcome(order.client_order_id, "accepted", order.id)
+        except OSError as exc:
+            s.store_failed("intent journal", exc)
+    if old is OrderStatus.UNKNOWN:  # the verdict on an unknown outcome: logged, counted, told (engine/verdicts.py)
+        decided(s, ai, order, new, source, reason)
     if old is OrderStatus.FAILED:  # we had proof of absence, and the exchange has it after all: say so loudly
         msg = f"order {order.client_order_id} on {ai.symbol} was taken as never placed, but the exchange reports it {new}"
         s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=msg)

@@ -191,9 +191,24 @@ class IntentJournal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _append(self, record: Json, sync: bool = False) -> None:
-        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-        if sync and self.fsync:
-            os.fsync(self._fd)
+        """One whole line or nothing: a write the disk cut short (``ENOSPC`` after part of the line) is cut back off,
+        so the next record never lands on the end of a torn one; the error names the journal's path."""
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        start: int | None = None
+        try:
+            start = os.fstat(self._fd).st_size
+            done = 0
+            while done < len(data):  # os.write may write part of it and say so (no error until the next call)
+                done += os.write(self._fd, data[done:])
+            if sync and self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            if start is not None:
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:  # a read-only volume wrote nothing to cut
+                    pass
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def intent(self, client_order_id: str, **fields: object) -> None:
         """Durable before the request is sent (fsync'd unless disabled): a restart can always ask about it."""
@@ -277,6 +292,19 @@ class IntentJournal:
         self._rewrite(keep)
         return lines - len(keep)
 
+    def check(self) -> None:
+        """After a failed write, before trading again: reopen the file (the volume may have been remounted, or
+        replaced, under the old descriptor) and write a probe file beside it; raises OSError if the store refuses."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        old, self._fd = self._fd, fd
+        try:
+            os.close(old)
+        except OSError:
+            pass
+        probe = Store(str(self.path.parent))
+        probe.write_atomic("intents.probe", b"probe\n")
+        probe.remove("intents.probe")
+
     def close(self) -> None:
         try:
             os.close(self._fd)
@@ -340,6 +368,11 @@ class ObjectJournal:
                 self.store.remove(f"journal/{name}")
                 gone += 2
         return gone
+
+    def check(self) -> None:
+        """Raise OSError unless the store takes a write (a probe object, removed again)."""
+        self.store.write_atomic("journal/probe.json", b"{}")
+        self.store.remove("journal/probe.json")
 
     def close(self) -> None:
         pass

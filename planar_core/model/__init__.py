@@ -2,16 +2,34 @@
 
 from .candles import Candle, Candles
 from .status import OrderStatus, legal
-from .types import PENDING, AssetInstance, Balance, Json, Order, OrderRequest, OrderType, Pending, Position, PositionSide, Side, Trade
+from .types import (
+    PENDING,
+    UNKNOWN,
+    AssetInstance,
+    Balance,
+    Json,
+    Order,
+    OrderAnswer,
+    OrderRequest,
+    OrderType,
+    Pending,
+    Position,
+    PositionSide,
+    Side,
+    Trade,
+    Unknown,
+)
 
 __all__ = [
     "PENDING",
+    "UNKNOWN",
     "AssetInstance",
     "Balance",
     "Candle",
     "Candles",
     "Json",
     "Order",
+    "OrderAnswer",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
@@ -20,5 +38,6 @@ __all__ = [
     "PositionSide",
     "Side",
     "Trade",
+    "Unknown",
     "legal",
 ]

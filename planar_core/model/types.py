@@ -73,7 +73,8 @@ class Side(str, Enum):
 
 
 class Pending:
-    """The seed's ``missing``: the order was accepted but no fill was seen (yet)."""
+    """The seed's ``missing``: the exchange accepted the order (its acknowledgement or a look-up says it is booked)
+    but no fill was seen (yet). A singleton, falsy (no fill in hand): test it with ``is PENDING``."""
 
     _instance: "Pending | None" = None
 
@@ -92,6 +93,34 @@ class Pending:
 PENDING = Pending()
 
 
+class Unknown:
+    """``call()``'s answer when the outcome is not known: the request may or may not have booked the order (a
+    timeout, a 5xx, a lost acknowledgement, the placement budget spent before the exchange said). The order is in
+    status ``unknown``; the background resolver keeps asking the exchange by client order id, and its verdict (found:
+    the order's real status; proven absent: ``failed``) reaches the strategy through ``on_order_update``
+    (``order.verdict``), the log and the run's counts.
+
+    A singleton of its own, never equal to ``PENDING`` (which means *accepted*): test it with ``is UNKNOWN``. Falsy,
+    like ``PENDING`` (no fill in hand), so ``if answer:`` still means "filled"; ``answer is None`` still means
+    "refused, nothing was booked"."""
+
+    _instance: "Unknown | None" = None
+
+    def __new__(cls) -> "Unknown":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNKNOWN = Unknown()
+
+
 @dataclass
 class Trade:
     """A fill of one of our orders (or the fills of it seen so far, aggregated)."""
@@ -108,6 +137,12 @@ class Trade:
     trade_id: str | None = None
     emulated: bool = False  # derived from order-update diffs, no trade event seen
     realized_pnl: float | None = None
+
+
+OrderAnswer = Trade | Pending | Unknown | None
+"""What ``call()`` answers: a ``Trade`` (fills seen), ``PENDING`` (accepted, no fill seen yet), ``UNKNOWN`` (the
+outcome is not known yet; the verdict comes later through ``on_order_update``) or ``None`` (refused: nothing was
+booked)."""
 
 
 @dataclass
@@ -134,6 +169,10 @@ class Order:
     triggered: bool = False  # a conditional order whose trigger fired (its order is working on the book)
     brackets: tuple[float | None, float | None] = (None, None)  # stop-loss, take-profit placed when this entry fills
     parent: str | None = None  # the entry a bracket order protects
+    # an order whose outcome was unknown, once decided: "found" (on the exchange) or "absent" (proven never booked)
+    verdict: str | None = None
+    resent_as: str | None = None  # order_monitoring.resend_absent: the client id it was re-sent under
+    resend_of: str | None = None  # the client id of the proven-absent order this one re-sends
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)

@@ -25,6 +25,8 @@ from ..logic import Logic
 from ..model.types import Json
 
 log = logging.getLogger("planar.runner")
+# call() answered UNKNOWN; then the verdicts: found on the exchange, proven absent (failed), re-sent (resend_absent)
+UNKNOWN_COUNTS = ("unknown_answered", "unknown_resolved_found", "unknown_proven_absent", "unknown_resent")
 ErrorPolicy = Literal["log", "halt", "fail"]
 
 
@@ -37,7 +39,8 @@ def load_logic(spec: str, params: object = None) -> Logic:
 
 
 def status(s: Strategy) -> Json:
-    """What an operator wants to see: equity, PnL, open orders, watcher health, halt state."""
+    """What an operator wants to see: equity, PnL, open orders, watcher health, halt state, and what became of the
+    orders ``call()`` answered UNKNOWN for (engine/verdicts.py)."""
     m = s.risk.metrics()
     st = s.state
     return {
@@ -52,6 +55,7 @@ def status(s: Strategy) -> Json:
         "trades": sum(len(ai.trades) for ai in s.universe.values()),
         "halted": st.halted,
         "halt_reason": st.halt_reason,
+        **{k: s.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
         "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()},
     }
 
@@ -98,7 +102,7 @@ class _Host:
     async def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, BarClosed):
             await self.invoke("on_bar", self.logic.on_bar(self.s, event.ai, event.timeframe, event.bar))
-        elif isinstance(event, OrderUpdated):
+        elif isinstance(event, OrderUpdated):  # also the verdict on an UNKNOWN answer (order.verdict)
             await self.invoke("on_order_update", self.logic.on_order_update(self.s, event.order))
         elif isinstance(event, Filled):
             await self.invoke("on_fill", self.logic.on_fill(self.s, event.order, event.trade))

@@ -101,6 +101,8 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = Non
     rebuilt one. ``on_event(s, event)`` is called for every event in order, to drive strategy logic offline.
     """
     source = getattr(s, "sink", s)
+    while not isinstance(source, (EventTrace, TraceFiles, str)) and hasattr(source, "inner"):  # a wrapper's trace
+        source = source.inner
     if not isinstance(source, (EventTrace, TraceFiles, str)):
         raise TypeError(
             f"replay_from_trace needs a strategy with an EventTrace, an EventTrace or a trace root, not {type(source).__name__}"

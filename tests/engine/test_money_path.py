@@ -16,7 +16,7 @@ import pytest
 from planar_core.config import ConfigError
 from planar_core.engine import strategy as build_strategy
 from planar_core.engine.health import reconnect
-from planar_core.model import PENDING, Order, OrderStatus, OrderType, Side, Trade
+from planar_core.model import PENDING, UNKNOWN, Order, OrderStatus, OrderType, Side, Trade
 from planar_core.risk import metrics as M
 from planar_core.sandbox import Faults
 
@@ -91,7 +91,7 @@ async def test_lost_ack_then_failed_lookups_leave_the_order_unknown_and_never_re
     is no longer open, so the sandbox, like Binance, accepts the same client id again)."""
     s = await strategy_factory(order_monitoring={"absent_after": 5.0}, timeouts={"order_placement": 1.0})
     sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=2.0, paused_user_stream=True)
-    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is PENDING
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is UNKNOWN  # not PENDING: unconfirmed
     (order,) = s.universe["BTC/USDT"].orders.values()
     assert order.status == "unknown" and not s.sink.of("order_failed")
     assert order.client_order_id not in {e["client_order_id"] for e in s.sink.of("order_failed")}

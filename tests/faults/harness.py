@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from planar_core.model import OrderType, Side
+from planar_core.model import PENDING, UNKNOWN, OrderType, Side, Trade
 from planar_core.trace import read_trace
 
 AMOUNTS = {"BTC/USDT": 0.001, "ETH/USDT": 0.02, "LTC/USDT": 0.5, "BTC/USDT:USDT": 0.002, "ETH/USDT:USDT": 0.02, "XRP/USDT:USDT": 20.0}
@@ -44,6 +44,8 @@ class ChurnLog:
     refused: int = 0  # call() returned None
     cancelled: int = 0
     results: dict[str, bool] = field(default_factory=dict)  # client order id -> call() returned non-None
+    answers: dict[str, str] = field(default_factory=dict)  # client order id -> "trade" | "pending" | "unknown" | "refused"
+    unknown: int = 0  # call() returned UNKNOWN (the outcome was not known yet)
 
     def __getitem__(self, key: str) -> int:  # the older dict interface
         return int(getattr(self, key))
@@ -72,6 +74,8 @@ async def churn(s: Any, n_orders: int, seed: int = 1) -> ChurnLog:
             r = await s.call(ai, OrderType.MARKET, side, amount=amount, waitfor=0.2)
         for cid in set(ai.orders) - before:
             log.results[cid] = r is not None
+            log.answers[cid] = answer_kind(r)
+        log.unknown += r is UNKNOWN
         if r is not None:
             log.placed += 1
         else:
@@ -81,6 +85,13 @@ async def churn(s: Any, n_orders: int, seed: int = 1) -> ChurnLog:
             await s.cancel(ai, rng.choice(opened))
             log.cancelled += 1
     return log
+
+
+def answer_kind(r: object) -> str:
+    """``call()``'s answer as a word (for counting: "PENDING but never existed" must be 0)."""
+    if isinstance(r, Trade):
+        return "trade"
+    return "pending" if r is PENDING else "unknown" if r is UNKNOWN else "refused" if r is None else repr(r)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from planar_core.alerts import LoggingConfig, setup_live_logging
-from planar_core.model import PENDING, OrderType, Side
+from planar_core.model import UNKNOWN, OrderType, Side
 from planar_core.sandbox import Faults
 from planar_core.trace import read_trace
 
@@ -42,7 +42,7 @@ async def test_malformed_and_truncated_answers(strategy_factory, sandbox, accoun
     stays 'unknown', the resolver asks the exchange until it can answer, and nothing is invented meanwhile."""
     s = await strategy_factory(timeouts={"order_placement": 1.0})
     sandbox.ex.faults = Faults(malformed_rate=1.0, paused_user_stream=True)  # REST answers truncated, the stream silent
-    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is PENDING
+    assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is UNKNOWN
     (order,) = s.universe["BTC/USDT"].orders.values()
     assert order.status == "unknown" and s.sink.of("order_unknown")[-1]["client_order_id"] == order.client_order_id
     assert not s.sink.of("order_failed")

@@ -46,6 +46,7 @@ async def test_spot_scenario(name, strategy_factory, sandbox, account) -> None:
     booked = {o["client_order_id"] for o in sandbox.ex.snapshot()["accounts"][account.api_key]["orders"]}
     assert result["orders"] == len(booked)
     assert {cid for cid, ok in log.results.items() if ok} <= booked | _failed_locally(s)
+    assert {cid for cid, a in log.answers.items() if a == "pending"} <= booked  # PENDING means accepted: never a ghost
 
 
 @pytest.mark.parametrize("name", ["all together", "lost acks"])
@@ -58,10 +59,12 @@ async def test_futures_scenario(name, strategy_factory, sandbox, account) -> Non
     sandbox.ex.faults = Faults()
     await verify(s, sandbox, account)
     assert log.placed > 0
+    booked = {o["client_order_id"] for o in sandbox.ex.snapshot()["accounts"][account.api_key]["orders"]}
+    assert {cid for cid, a in log.answers.items() if a == "pending"} <= booked  # PENDING means accepted: never a ghost
 
 
 def _failed_locally(s) -> set[str]:
-    """Orders call() reported as placed (PENDING) whose absence was later proved."""
+    """Orders call() answered UNKNOWN for whose absence was later proved."""
     return {cid for ai in s.universe.values() for cid, o in ai.orders.items() if o.status == "failed"}
 
 

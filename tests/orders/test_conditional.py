@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from planar_core.model import PENDING, OrderStatus, OrderType, Side, Trade
+from planar_core.model import PENDING, UNKNOWN, OrderStatus, OrderType, Side, Trade
 
 from ..conftest import user_subscribed, wait_for
 
@@ -180,7 +180,7 @@ async def test_an_unknown_futures_conditional_is_found_in_the_algo_service(strat
     ai.last_price = last
     # the acknowledgement is lost, the order hidden from look-ups for a while, the stream held back
     sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=1.5, paused_user_stream=True)
-    assert await s.call(ai, OrderType.STOP_MARKET, Side.BUY, amount=0.01, trigger_price=last * 1.03, waitfor=0) is PENDING
+    assert await s.call(ai, OrderType.STOP_MARKET, Side.BUY, amount=0.01, trigger_price=last * 1.03, waitfor=0) is UNKNOWN
     (order,) = ai.orders.values()
     assert order.status is OrderStatus.UNKNOWN
     sandbox.ex.faults = Faults(invisible_s=1.5, paused_user_stream=True)

@@ -198,13 +198,13 @@ def test_on_object_storage_a_damaged_manifest_and_lease(s3_root: str, caplog) ->
     fs.pipe_file(f"{s3_root}/writer.lease", b'{"owner": "h:1", "expi')  # a lease object nobody can read
     fs.invalidate_cache()
     with pytest.raises(CorruptStateError) as err:
-        EventTrace(s3_root, lease_ttl=1.0)
+        EventTrace(s3_root, lease_ttl=3.0)
     msg = str(err.value)
     assert "\n" not in msg and f"{s3_root}/writer.lease" in msg and "counts as held" in msg
     deadline = time.monotonic() + 30
     while True:  # once unchanged for a whole time to live, it is taken over like an expired lease
         try:
-            et = EventTrace(s3_root, lease_ttl=1.0)
+            et = EventTrace(s3_root, lease_ttl=3.0)
             break
         except (CorruptStateError, TraceLockedError):
             assert time.monotonic() < deadline
