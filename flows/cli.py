@@ -223,6 +223,58 @@ def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] /
     serve_main(configs)
 
 
+state_app = typer.Typer(help="A strategy's persisted state (state.json, client order id sequence, intent journal).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("reset")
+def state_reset_cmd(
+    strategy: str,
+    reason: str = typer.Option(..., help="why (recorded in the trace and in the new state's halt reason)"),
+    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+    epoch: str | None = typer.Option(None, help="the client order id epoch when the evidence cannot decide ('new': a fresh one)"),
+    force: bool = typer.Option(False, "--force", help="reset state.json even if it reads"),
+    by: str | None = typer.Option(None, help="who resets (default: your user name)"),
+) -> None:
+    """Repair a strategy's persisted files that cannot be read, after listing its open orders and positions on the
+    exchange: state.json reset to halted (re-arm stays explicit), the sequence keeps its epoch, the journal keeps
+    what reads. Each damaged file is kept beside the new one. Refused while an engine of the strategy runs."""
+    import getpass
+    import os
+
+    from planar_core.config import ConfigError, load_config
+    from planar_core.engine.lease import LeaseHeldError
+    from planar_core.engine.reset import ResetRefused, reset_state
+    from planar_core.engine.strategy import strategy_from_config
+    from planar_core.exchange.errors import ExchangeOpError
+
+    from .blocks import secret_block_provider
+
+    if not reason.strip():
+        fail("--reason: say why (it is recorded in the trace)")
+    try:
+        cfg = load_config(config, name=strategy) if config is not None else load_config(name=strategy)
+        # the environment first: Prefect's Secret blocks (and its API) only for credentials it does not hold
+        s = strategy_from_config(cfg, secrets_provider=lambda var: None if os.environ.get(var) else secret_block_provider(var))
+    except ConfigError as exc:
+        fail(str(exc))
+
+    async def run() -> list[str]:
+        try:
+            return (await reset_state(s, reason, by or getpass.getuser(), epoch, force)).lines()
+        finally:
+            await s.stop()
+
+    try:
+        lines = asyncio.run(run())
+    except (ResetRefused, LeaseHeldError, ConfigError) as exc:
+        fail(str(exc))
+    except ExchangeOpError as exc:
+        fail(f"{strategy}: the exchange cannot be reached to check its orders and positions first ({type(exc).__name__}: {exc})")
+    for line in lines:
+        typer.echo(line)
+
+
 deployments_app = typer.Typer(help="Deployments generated from a folder of strategy configs.", no_args_is_help=True)
 app.add_typer(deployments_app, name="deployments")
 
