@@ -97,9 +97,18 @@ async def worker(spec: dict[str, Any]) -> None:
         "timeouts": {"order_placement": 2, "order_cancellation": 2, "market_data": 2, "balance_sync": 2},
     }
     env = {"EXCHANGE_API_KEY": spec["api_key"], "EXCHANGE_API_SECRET": spec["api_secret"]}
-    strategies = [strategy(name, env=env, **common) for name in spec["names"]]
-    for s in strategies:
-        await s.start()
+    strategies = []
+    for name in spec["names"]:
+        for attempt in range(5):  # under 10 % 503s a start can fail as a whole; Prefect would retry the run
+            s = strategy(name, env=env, **common)
+            try:
+                await s.start()
+                break
+            except Exception as exc:
+                print(f"start of {name} failed ({type(exc).__name__}: {exc}); attempt {attempt + 1}", file=sys.stderr, flush=True)
+        else:
+            raise RuntimeError(f"{name} did not start")
+        strategies.append(s)
     books = {s.name: {"calls": 0, "answers": {}, "cancel_asked": set(), "cancel_all": []} for s in strategies}
     await asyncio.gather(*(_churn_one(s, spec["seconds"], i + 7 * spec["index"], books[s.name]) for i, s in enumerate(strategies)))
     for s in strategies:

@@ -167,6 +167,7 @@ class Capabilities:
     native_oco: frozenset[str] = frozenset()  # market types with a one-cancels-other order list
     hedge_mode: bool = False  # futures positions may be held long and short at once
     margin_modes: frozenset[str] = frozenset()
+    batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
 
 
 class StrictBinance(ccxtpro.binance):
@@ -312,6 +313,7 @@ class BinanceVenue:
         native_oco=frozenset({"spot"}),
         hedge_mode=True,
         margin_modes=frozenset({"isolated", "cross"}),
+        batch_cancel={"swap": 10},  # USD-M DELETE /fapi/v1/batchOrders; spot has no batch cancel
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -410,6 +412,14 @@ class BinanceVenue:
     def is_algo_record(raw: Json) -> bool:
         info = raw.get("info")
         return isinstance(info, dict) and ("algoId" in info or "aid" in info)
+
+    @staticmethod
+    def closing_params(position: Json) -> Json:
+        """ccxt params of a market order closing ``position`` (ccxt's position record): hedge mode names the position
+        side (Binance refuses reduce-only there), one-way mode sends reduce-only."""
+        info = position.get("info")
+        side = str((info if isinstance(info, dict) else {}).get("positionSide") or "BOTH").upper()
+        return {"positionSide": side} if side in ("LONG", "SHORT") else {"reduceOnly": True}
 
     @staticmethod
     def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:

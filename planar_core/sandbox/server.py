@@ -57,6 +57,32 @@ class Route:
     auth: str  # none | key | signed
 
 
+BATCH_CANCEL_MAX = 10
+
+
+def batch_ids(params: dict[str, str]) -> tuple[list[str], str]:
+    """The ids of ``DELETE /fapi/v1/batchOrders`` and how they name orders (``orderId`` / ``origClientOrderId``).
+
+    Binance takes ``orderIdList`` (``[1234567,2345678]``) or ``origClientOrderIdList`` (``["id_1","id_2"]``), one of
+    the two, at most ten ids; the parameter names are matched whatever their case (ccxt sends them in lower case)."""
+    lists = {k.lower(): v for k, v in params.items() if k.lower() in ("orderidlist", "origclientorderidlist")}
+    if not lists:
+        raise E.mandatory("orderIdList")
+    if len(lists) > 1:
+        raise E.ApiError(400, -1128, "Combination of optional parameters invalid.")
+    ((name, raw),) = lists.items()
+    label = "orderIdList" if name == "orderidlist" else "origClientOrderIdList"
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        ids = None
+    if not isinstance(ids, list) or not ids or len(ids) > BATCH_CANCEL_MAX or not all(isinstance(i, (int, str)) and str(i) for i in ids):
+        raise E.ApiError(400, -1130, f"Data sent for parameter '{label}' is not valid.")
+    if label == "orderIdList" and not all(str(i).isdigit() for i in ids):
+        raise E.ApiError(400, -1130, f"Data sent for parameter '{label}' is not valid.")
+    return [str(i) for i in ids], "orderId" if label == "orderIdList" else "origClientOrderId"
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -251,7 +277,7 @@ class SandboxServer:
         signature = params.pop("signature", None)
         if not signature:
             raise E.mandatory("signature")
-        payload = SIGNATURE_RE.sub("", request.query_string) + SIGNATURE_RE.sub("", body)
+        payload = SIGNATURE_RE.sub("", request.rel_url.raw_query_string) + SIGNATURE_RE.sub("", body)  # as sent (still percent-encoded)
         expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise E.bad_signature()
@@ -423,6 +449,7 @@ class SandboxServer:
         add("DELETE", "/api/v3/openOrders", self._cancel_all)
         self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
         add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")
+        add("DELETE", "/fapi/v1/batchOrders", self._cancel_batch, "linear", "signed")
         add("POST", "/fapi/v1/countdownCancelAll", lambda c: countdown.arm(ex, c.account, c.params), "linear", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/account", lambda c: wire.spot_account(c.account, ex.now_ms()), "spot", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/myTrades", self._my_trades, "spot", "signed")
@@ -486,6 +513,21 @@ class SandboxServer:
         if not orders:
             raise E.ApiError(400, -2011, "Unknown order sent.")
         return [wire.spot_cancel(o, secrets.token_hex(8)) for o in orders]
+
+    def _cancel_batch(self, c: Ctx) -> list[dict]:
+        """``DELETE /fapi/v1/batchOrders``: up to ten orders named by ``orderIdList`` or ``origClientOrderIdList``
+        (one of them, not both; JSON lists in the query string). The answer has one entry per id, in the order
+        given: the cancelled order, or the error that id met (``-2011`` for an order that is not open)."""
+        self.ex.market("linear", c.params.get("symbol"))
+        ids, by = batch_ids(c.params)
+        out: list[dict] = []
+        for ref in ids:
+            try:
+                order = self.ex.cancel_order(c.account, "linear", {"symbol": c.params["symbol"], by: ref})  # type: ignore[arg-type]
+                out.append(self._format_order("linear", order))
+            except E.ApiError as exc:
+                out.append(exc.body())
+        return out
 
     def _open_orders(self, c: Ctx) -> list[dict]:
         symbol = c.params.get("symbol")
