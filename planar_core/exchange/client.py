@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
-from .binance import VENUES, BinanceVenue, NotSent
+from .binance import VENUES, BinanceVenue, NotSent, StrictBinance
 from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
@@ -100,8 +100,8 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
-        pacer = getattr(self.ex, "pacer", None)  # (paper mode: its public client's)
-        self.pacer: Pacer | None = pacer if isinstance(pacer, Pacer) else None  # the host's request budgets
+        wire = self.ex.public if isinstance(self.ex, PaperExchange) else self.ex  # paper mode: its public client's
+        self.pacer: Pacer | None = wire.pacer if isinstance(wire, StrictBinance) else None  # the host's request budgets
 
     @property
     def markets(self) -> dict[str, Json]:
