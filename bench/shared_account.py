@@ -202,9 +202,9 @@ def coordinate(args: argparse.Namespace) -> dict[str, Any]:
             async with aiohttp.ClientSession() as http:
                 await _admin(http, info["url"], "faults", {})
                 await _admin(http, info["url"], "matching", {"paused": True})
-                return await _admin(http, info["url"], "snapshot")
+                return await _admin(http, info["url"], "snapshot"), await _admin(http, info["url"], "rate_limits")
 
-        snap = asyncio.run(pause())
+        snap, limits = asyncio.run(pause())
         rows = []
         for p in procs:
             p.stdin.write("go\n")  # type: ignore[union-attr]
@@ -223,7 +223,8 @@ def coordinate(args: argparse.Namespace) -> dict[str, Any]:
             strategies=len(rows),
             calls=sum(r["calls"] for r in rows),
             orders_on_exchange=len(snap["accounts"][info["api_key"]]["orders"]),
-            bans_418=snap.get("limits", {}).get("bans", None),
+            bans_418=sum(limits.get("bans", {}).values()),
+            refused_by_exchange=limits.get("refused", {}),
             error_rate=args.error_rate,
             latency_ms=args.latency_ms,
             wall_s=round(time.perf_counter() - t0, 1),
