@@ -21,6 +21,7 @@ BENCHES = [
     ("engine_idle_cpu", []),
     ("estop_bench", []),
     ("stop_trigger", []),
+    ("budget_bench", ["--skip-load"]),  # the per-request cost; its load runs (minutes) are run by hand
     ("trace_bench", None),
 ]
 

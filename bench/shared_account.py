@@ -97,9 +97,18 @@ async def worker(spec: dict[str, Any]) -> None:
         "timeouts": {"order_placement": 2, "order_cancellation": 2, "market_data": 2, "balance_sync": 2},
     }
     env = {"EXCHANGE_API_KEY": spec["api_key"], "EXCHANGE_API_SECRET": spec["api_secret"]}
-    strategies = [strategy(name, env=env, **common) for name in spec["names"]]
-    for s in strategies:
-        await s.start()
+    strategies = []
+    for name in spec["names"]:
+        for attempt in range(5):  # under 10 % 503s a start can fail as a whole; Prefect would retry the run
+            s = strategy(name, env=env, **common)
+            try:
+                await s.start()
+                break
+            except Exception as exc:
+                print(f"start of {name} failed ({type(exc).__name__}: {exc}); attempt {attempt + 1}", file=sys.stderr, flush=True)
+        else:
+            raise RuntimeError(f"{name} did not start")
+        strategies.append(s)
     books = {s.name: {"calls": 0, "answers": {}, "cancel_asked": set(), "cancel_all": []} for s in strategies}
     await asyncio.gather(*(_churn_one(s, spec["seconds"], i + 7 * spec["index"], books[s.name]) for i, s in enumerate(strategies)))
     for s in strategies:
@@ -193,9 +202,9 @@ def coordinate(args: argparse.Namespace) -> dict[str, Any]:
             async with aiohttp.ClientSession() as http:
                 await _admin(http, info["url"], "faults", {})
                 await _admin(http, info["url"], "matching", {"paused": True})
-                return await _admin(http, info["url"], "snapshot")
+                return await _admin(http, info["url"], "snapshot"), await _admin(http, info["url"], "rate_limits")
 
-        snap = asyncio.run(pause())
+        snap, limits = asyncio.run(pause())
         rows = []
         for p in procs:
             p.stdin.write("go\n")  # type: ignore[union-attr]
@@ -214,7 +223,8 @@ def coordinate(args: argparse.Namespace) -> dict[str, Any]:
             strategies=len(rows),
             calls=sum(r["calls"] for r in rows),
             orders_on_exchange=len(snap["accounts"][info["api_key"]]["orders"]),
-            bans_418=snap.get("limits", {}).get("bans", None),
+            bans_418=sum(limits.get("bans", {}).values()),
+            refused_by_exchange=limits.get("refused", {}),
             error_rate=args.error_rate,
             latency_ms=args.latency_ms,
             wall_s=round(time.perf_counter() - t0, 1),

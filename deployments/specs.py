@@ -6,7 +6,9 @@ and ``prefect deploy --all`` on a process work pool (``prefect.yaml`` at the rep
 
 Per strategy (``<name>-...``): live (concurrency 1, new runs cancelled while one runs), emergency stop, re-arm,
 daily reset, auto-tune, resync and compaction, with their schedules. Once: ``emergency-stop`` and ``resync``, the
-generic deployments the automations run, aimed by the event's strategy, account and config path.
+generic deployments the automations run, aimed by the event's strategy, account and config path, and
+``account-emergency-stop``, which stops every strategy of one exchange account (its strategies are looked for among
+the configs of the folder the deployments were generated from).
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
             {"reason": "Manual trigger", "close_positions": False},
             ("planar", "emergency-stop"),
             description="E-stop any strategy (the breaker automation's target)",
+        ),
+        Spec(
+            "account-emergency-stop",
+            "flows/emergency.py:account_emergency_stop",
+            {"reason": "Manual trigger", "close_positions": False, "configs_dir": where(folder)},
+            ("planar", "emergency-stop", "account"),
+            description="E-stop every strategy trading one exchange account (give account: <exchange>-<key hash>)",
         ),
         Spec(
             "resync",

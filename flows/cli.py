@@ -113,25 +113,41 @@ def rearm_cmd(
 
 @app.command("emergency-stop")
 def emergency_stop_cmd(
-    strategy: str,
+    strategy: str | None = typer.Argument(None, help="the strategy to stop (or --account ACCOUNT)"),
+    account: str | None = typer.Option(
+        None, "--account", help="stop every strategy trading this exchange account (<exchange>-<hash of the API key>)"
+    ),
     close_positions: bool = typer.Option(False, "--close-positions"),
     reason: str = typer.Option("Manual trigger (CLI)", help="recorded and alerted"),
-    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+    config: list[Path] | None = typer.Option(
+        None, "--config", help="strategy config (TOML/YAML); with --account, repeat it for every config to look among"
+    ),
+    configs: Path | None = typer.Option(None, "--configs", help="with --account: a folder of strategy configs to look among"),
 ) -> None:
-    """Cancel every open order (optionally close positions), halt the strategy and cancel its live flow runs."""
+    """Cancel every open order of a strategy (optionally close positions), halt it and cancel its live flow runs; with
+    --account, the same for every strategy trading that account, and every open order of the account cancelled."""
     from planar_core.config import ConfigError, load_config
 
+    if (strategy is None) == (account is None):
+        fail("give a STRATEGY or --account ACCOUNT (one of them)")
+    if account is not None:
+        _account_stop(account, close_positions, reason, config or [], configs)
+        return
+    if configs is not None or len(config or []) > 1:
+        fail("--configs / several --config: only with --account; a strategy's e-stop takes one --config")
+    path = config[0] if config else None
+    assert strategy is not None
     from .emergency import emergency_stop
 
-    if config is not None:
+    if path is not None:
         try:
-            load_config(config, name=strategy)  # a malformed config is refused here, before any flow run
+            load_config(path, name=strategy)  # a malformed config is refused here, before any flow run
         except ConfigError as exc:
             fail(str(exc))
             return
     try:
         report = asyncio.run(
-            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(config) if config else None)
+            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None)
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -149,6 +165,54 @@ def emergency_stop_cmd(
         raise typer.Exit(1)
 
 
+def _account_stop(account: str, close_positions: bool, reason: str, config: list[Path], configs: Path | None) -> None:
+    """``planar emergency-stop --account``: one line of summary, the table of what each strategy had open; exit 1
+    when the exchange did not confirm everything settled."""
+    from planar_core.config import ConfigError
+
+    from .emergency import account_configs, account_emergency_stop
+
+    if configs is not None and not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    try:
+        account_configs([str(p) for p in config], str(configs) if configs else None)  # refused here, before any flow run
+        result = asyncio.run(
+            account_emergency_stop(
+                account=account,
+                reason=reason,
+                close_positions=close_positions,
+                config_paths=[str(p.resolve()) for p in config],
+                configs_dir=str(configs.resolve()) if configs else None,
+            )
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    owners = ", ".join(f"{k} {v}" for k, v in result["by_owner"].items()) or "none"
+    typer.echo(
+        f"account emergency stop {account}: {'CLEAN' if result['clean'] else 'NOT CLEAN'}; halted {', '.join(result['strategies'])}; "
+        f"open orders found: {owners}; cancelled {result['cancelled']}; closed {result['closed'] or '-'}; "
+        f"live runs cancelled {len(result['cancelled_runs'])}"
+    )
+    typer.echo(_owner_table(result))
+    if not result["clean"]:
+        typer.secho(
+            f"NOT CLEAN, unverified: {result['unverified']}; still open: {result['remaining_open']} {result['remaining_positions']}",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(1)
+
+
+def _owner_table(result: dict) -> str:
+    """What each strategy had open (from the flow's result, a plain dict)."""
+    from planar_core.risk.account_estop import AccountEStopReport, OpenOrder
+
+    report = AccountEStopReport(result["account"], result["reason"], strategies=list(result["strategies"]))
+    report.found = [OpenOrder(**o) for o in result["found"]]
+    return report.table()
+
+
 @app.command("serve")
 def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs")) -> None:
     """Serve every deployment (live, e-stop, re-arm, daily reset, auto-tune, resync, compaction) of every config in a folder."""
@@ -157,6 +221,58 @@ def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] /
     if not configs.is_dir():
         fail(f"--configs: {configs} is not a folder")
     serve_main(configs)
+
+
+state_app = typer.Typer(help="A strategy's persisted state (state.json, client order id sequence, intent journal).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("reset")
+def state_reset_cmd(
+    strategy: str,
+    reason: str = typer.Option(..., help="why (recorded in the trace and in the new state's halt reason)"),
+    config: Path | None = typer.Option(None, help="strategy config (TOML/YAML)"),
+    epoch: str | None = typer.Option(None, help="the client order id epoch when the evidence cannot decide ('new': a fresh one)"),
+    force: bool = typer.Option(False, "--force", help="reset state.json even if it reads"),
+    by: str | None = typer.Option(None, help="who resets (default: your user name)"),
+) -> None:
+    """Repair a strategy's persisted files that cannot be read, after listing its open orders and positions on the
+    exchange: state.json reset to halted (re-arm stays explicit), the sequence keeps its epoch, the journal keeps
+    what reads. Each damaged file is kept beside the new one. Refused while an engine of the strategy runs."""
+    import getpass
+    import os
+
+    from planar_core.config import ConfigError, load_config
+    from planar_core.engine.lease import LeaseHeldError
+    from planar_core.engine.reset import ResetRefused, reset_state
+    from planar_core.engine.strategy import strategy_from_config
+    from planar_core.exchange.errors import ExchangeOpError
+
+    from .blocks import secret_block_provider
+
+    if not reason.strip():
+        fail("--reason: say why (it is recorded in the trace)")
+    try:
+        cfg = load_config(config, name=strategy) if config is not None else load_config(name=strategy)
+        # the environment first: Prefect's Secret blocks (and its API) only for credentials it does not hold
+        s = strategy_from_config(cfg, secrets_provider=lambda var: None if os.environ.get(var) else secret_block_provider(var))
+    except ConfigError as exc:
+        fail(str(exc))
+
+    async def run() -> list[str]:
+        try:
+            return (await reset_state(s, reason, by or getpass.getuser(), epoch, force)).lines()
+        finally:
+            await s.stop()
+
+    try:
+        lines = asyncio.run(run())
+    except (ResetRefused, LeaseHeldError, ConfigError) as exc:
+        fail(str(exc))
+    except ExchangeOpError as exc:
+        fail(f"{strategy}: the exchange cannot be reached to check its orders and positions first ({type(exc).__name__}: {exc})")
+    for line in lines:
+        typer.echo(line)
 
 
 deployments_app = typer.Typer(help="Deployments generated from a folder of strategy configs.", no_args_is_help=True)

@@ -20,6 +20,7 @@ from planar_core.engine.strategy import config_account, strategy_from_config
 from planar_core.engine.supervisor import TaskObserver
 from planar_core.exchange.errors import AuthError
 from planar_core.model.sink import EventSink
+from planar_core.storage import CorruptStateError
 
 from .blocks import secret_block_provider
 from .log_forwarding import forward_engine_logs
@@ -125,7 +126,7 @@ def build_strategy(strategy_name: str, config_path: str | None = None, observer:
     return s
 
 
-PERMANENT = (ConfigError, AuthError)
+PERMANENT = (ConfigError, AuthError, CorruptStateError)  # a file that cannot be read stays so until repaired
 
 
 async def no_retry(exc: BaseException | None) -> None:

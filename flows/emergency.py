@@ -1,15 +1,21 @@
-"""The manual emergency stop: works from a fresh process even when the live flow's process is dead or hung.
+"""The manual emergency stops: of one strategy (``emergency_stop``) and of a whole exchange account
+(``account_emergency_stop``). Both work from a fresh process even when the live flows' processes are dead or hung.
 
 A running live engine sees this flow run as soon as it is created (``flows.control``) and cancels everything
 itself, within a second; this flow then verifies on the exchange (cancelling whatever is still open), halts the
 strategy, and makes sure no live run of the strategy goes on: each is asked to cancel (its worker or runner
 SIGTERMs it, or its engine sees the request) and one still not finished after ``grace_s`` (a zombie: nothing left
 to act on the request) is marked Cancelled.
+
+The account stop halts every strategy trading the account, cancels their live runs the same way, and cancels every
+open order of the account (whoever placed it) with the account-wide cancel, verified by listing the whole account;
+its report says what each strategy had open (``planar_core.risk.account_estop``, ``planar_core.runner.account``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -18,10 +24,12 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.states import Cancelled, Cancelling, Failed
 
-from planar_core.config import ConfigError, StrategyConfig
+from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine.strategy import config_account
+from planar_core.risk.account_estop import AccountEStopReport
 from planar_core.risk.estop import EStopReport
-from planar_core.runner import emergency_stop_standalone
+from planar_core.runner import account_emergency_stop_standalone, emergency_stop_standalone
+from planar_core.runner.account import account_members
 from planar_core.state import StateStore
 from tasks.orders import settle
 
@@ -141,3 +149,86 @@ async def emergency_stop(
         f"| live runs cancelled | {', '.join(cancelled) or '-'} |\n| clean | {report.clean} |"
     )
     return {**report.as_dict(), "cancelled_runs": cancelled}
+
+
+CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+def account_configs(config_paths: list[str] | None, configs_dir: str | None) -> list[StrategyConfig]:
+    """The strategy configs to look among: the files given and every config in ``configs_dir``; a file that does not
+    load is an error naming it (a config error is permanent: no retry)."""
+    paths = [Path(p) for p in config_paths or []]
+    if not blank(configs_dir):
+        folder = Path(str(configs_dir))
+        if not folder.is_dir():
+            raise ConfigError(f"configs_dir: {folder} is not a folder")
+        paths += sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES)
+    if not paths:
+        raise ConfigError("config_paths / configs_dir: give the strategy configs to look among for the account's strategies")
+    out = []
+    for p in paths:
+        try:
+            out.append(load_config(p))
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+    return out
+
+
+def account_markdown(report: AccountEStopReport) -> str:
+    """The report as the artifact shows it: the verdict, what each strategy had open, what is left."""
+    rows = "".join(f"| unverified: {k} | {v} |\n" for k, v in report.unverified.items())
+    return (
+        f"# Account emergency stop: {report.account}\n**{'CLEAN' if report.clean else 'NOT CLEAN: see the rows below'}**\n\n"
+        f"reason: {report.reason}\n\n## Open orders found, by strategy\n\n{report.table()}\n\n"
+        f"| what | value |\n|---|---|\n| strategies halted | {', '.join(report.strategies) or '-'} |\n"
+        f"| orders cancelled | {report.cancelled} |\n| positions closed | {report.closed or '-'} |\n"
+        f"| still open | {report.remaining_open or '-'} {report.remaining_positions or ''} |\n{rows}"
+        f"| live runs cancelled | {', '.join(report.cancelled_runs) or '-'} |\n| clean | {report.clean} |"
+    )
+
+
+@flow(name="account_emergency_stop", retries=1, retry_delay_seconds=2)
+async def account_emergency_stop(
+    account: str,
+    reason: str = "Manual trigger",
+    close_positions: bool = False,
+    config_paths: list[str] | None = None,
+    configs_dir: str | None = None,
+) -> Any:
+    """Stop every strategy trading ``account`` (``<exchange>-<hash of the API key>``): each one halted, its live runs
+    cancelled, every open order of the account cancelled and verified (spot and futures, the Algo Service too),
+    positions closed with ``close_positions``. The strategies are the configs given (``config_paths``, every config
+    in ``configs_dir``) whose account it is, and the strategies named by the lease files of that account in their
+    store roots. Idempotent."""
+    logger = get_run_logger()
+    try:
+        configs = account_configs(config_paths, None if blank(configs_dir) else configs_dir)
+        members, _ = account_members(account, configs, secrets_provider=secret_block_provider)
+        runs = [r for m in members for r in await live_runs(m.name) if _run_account(r.parameters or {}, m.name) in (account, None)]
+        stopping = asyncio.create_task(cancel_runs([r.id for r in runs], f"account emergency stop: {reason}"))
+        try:
+            report = await account_emergency_stop_standalone(
+                account, configs, reason, close_positions, secrets_provider=secret_block_provider
+            )
+        finally:
+            report_runs = await stopping
+    except PERMANENT as exc:
+        return await permanent_failure(exc)
+    report.cancelled_runs = report_runs
+    (logger.error if report.clean else logger.critical)("ACCOUNT EMERGENCY STOP %s: %s", account, report.summary())
+    emit_event(
+        event="planar.account_emergency_stop",
+        resource={"prefect.resource.id": f"planar.account.{account}", "prefect.resource.name": account},
+        payload={
+            "reason": reason,
+            "strategies": report.strategies,
+            "cancelled_orders": report.cancelled,
+            "clean": report.clean,
+            "cancelled_runs": report.cancelled_runs,
+            "unverified": report.unverified,
+        },
+    )
+    await InPlaceArtifact(artifact_key(f"account-{account}", "emergency-stop"), "account emergency stop report").publish(
+        account_markdown(report)
+    )
+    return report.as_dict()

@@ -208,6 +208,27 @@ def trace_export_cmd(
     typer.echo(f"wrote {n:,} events to {out}")
 
 
+@trace_app.command("repair")
+def trace_repair_cmd(
+    root: str | None = typer.Option(None, help="trace root (path or fsspec URL)"),
+    config: Path | None = CONFIG_OPTION,
+    drop: list[str] | None = typer.Option(None, "--drop", help="a segment to leave out where the repair cannot decide (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="say what it would write, write nothing"),
+) -> None:
+    """Make a trace whose manifest.json cannot be read readable again: from its copy when that is provably
+    complete, else rebuilt from the segments present. Nothing is deleted; every segment left out is named."""
+    from .storage import CorruptStateError
+    from .trace.files import TraceLockedError, TraceNotFoundError
+    from .trace.repair import RepairRefused, repair_manifest
+
+    try:
+        report = repair_manifest(_trace_root(root, config), drop or (), dry_run)
+    except (RepairRefused, TraceLockedError, TraceNotFoundError, CorruptStateError, ValueError) as exc:
+        fail(str(exc))
+    for line in report.lines():
+        typer.echo(line)
+
+
 def _read(fn: Callable[[str], pd.DataFrame | list[dict]], root: str) -> pd.DataFrame:
     """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
     out = _read_any(fn, root)
@@ -215,11 +236,12 @@ def _read(fn: Callable[[str], pd.DataFrame | list[dict]], root: str) -> pd.DataF
 
 
 def _read_any(fn: Callable[[str], T], root: str) -> T:
+    from .storage import CorruptStateError
     from .trace.files import TraceNotFoundError
 
     try:
         return fn(root)
-    except TraceNotFoundError as exc:
+    except (TraceNotFoundError, CorruptStateError) as exc:  # the latter names the file and `planar trace repair`
         fail(str(exc))
     except ValueError as exc:  # e.g. an unsupported schema version
         fail(f"{root}: {exc}")

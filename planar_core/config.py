@@ -145,6 +145,14 @@ class RateLimits(_Model):
     requests_per_minute: int = Field(1200, gt=0, description="cap on the count of REST requests in any 60 s, whatever their weight")
     weight_per_minute: int = Field(6000, gt=0)
     burst_allowance: int = Field(5, ge=0)
+    shared_budget: bool = Field(
+        True,
+        description="draw request weight (per IP) and new orders (per account) from budgets shared by every process on "
+        "this host ($PLANAR_BUDGET_DIR); False: this process paces alone, as if it were the only one",
+    )
+    budget_headroom: float = Field(
+        0.9, gt=0, le=1, description="share of the exchange's weight limit reservations may use (the rest absorbs what they cannot see)"
+    )
 
 
 class ConnectionConfig(_Model):
@@ -501,7 +509,7 @@ FIELD_NOTES = {
     "market_data": "seconds",
     "order_placement": "seconds; also the default waitfor",
     "orders_per_second": "order submissions per second (queued locally)",
-    "weight_per_minute": "request weight budget (ccxt throttle)",
+    "weight_per_minute": "this process's cap on request weight a minute (pro rata for other intervals), within the exchange's limit",
     "burst_allowance": "orders that may go at once before pacing",
     "correlation_limit": "refuse adding to a position correlated above this",
     "sectors": "base asset -> sector name, for sector_limit",

@@ -4,17 +4,27 @@ One JSON document per strategy under the store root (a local path or an object-s
 (temp file, fsync, rename; or one PUT), so a reader never sees half a write and a crash leaves the previous
 version. ``update`` is a compare-and-swap (``storage.Store.update``): the engine and an e-stop flow on another
 worker changing it at once cannot lose each other's change.
+
+A document that cannot be read back (truncated, not JSON, fields of the wrong type) is never taken for the
+default state: ``read`` raises ``CorruptStateError``, one line naming the file, what is wrong and the remedy
+(``planar state reset``). The engine gives a ``StateStore`` an ``on_unreadable`` handler instead: then ``load``
+answers a *halted* state (no order goes out on a state nobody could read), ``update`` writes nothing over the
+unreadable file, and the handler hears of it once per episode (the engine halts in memory and alerts).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from .model.types import Json
-from .storage import Store
+from .storage import CorruptStateError, Store, why_unreadable
+
+log = logging.getLogger("planar.state")
 
 
 class PersistedState(BaseModel):
@@ -32,39 +42,110 @@ class PersistedState(BaseModel):
     tuned_params: Json = Field(default_factory=dict)
 
 
+def reset_remedy(name: str) -> str:
+    """The remedy every unreadable file of a strategy's store names."""
+    return (
+        f"nothing trades on it; 'planar state reset {name} --reason TEXT' checks the exchange and repairs it (the file is kept beside it)"
+    )
+
+
+def unreadable_state(exc: CorruptStateError) -> PersistedState:
+    """What the engine acts on while its state file cannot be read: halted, saying why."""
+    return PersistedState(halted=True, halt_reason=f"state file unreadable: {exc}")
+
+
 class StateStore:
     """Read-modify-write of a strategy's PersistedState, in ``<strategy_dir>/state.json`` (a path or URL)."""
 
     NAME = "state.json"
 
-    def __init__(self, strategy_dir: Path | str) -> None:
+    def __init__(self, strategy_dir: Path | str, on_unreadable: Callable[[CorruptStateError], None] | None = None) -> None:
+        """``on_unreadable``: see the module's docstring (None: an unreadable file raises everywhere)."""
         self.store = Store(str(strategy_dir))
         self.path = Path(self.store.path) / self.NAME  # local roots only
-        self._cached: tuple[tuple[int, int, int], PersistedState] | None = None
+        self.url = self.store.url(self.NAME)
+        self.strategy = self.store.root.rstrip("/").rsplit("/", 1)[-1]
+        self.on_unreadable = on_unreadable
+        self.fault: CorruptStateError | None = None  # the file is unreadable (guarded stores only)
+        self._cached: tuple[tuple[int, int, int], PersistedState | CorruptStateError] | None = None
 
-    def load(self) -> PersistedState:
-        """The current state; on a local root re-read only when the file changed (another process may write it)."""
+    def parse(self, raw: bytes) -> PersistedState:
+        """A state document, or ``CorruptStateError`` naming this file."""
+        try:
+            return PersistedState.model_validate_json(raw)
+        except ValidationError as exc:
+            try:  # JSON that does not parse is reported as such, not as pydantic's 'invalid JSON' error list
+                json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as bad:
+                exc_for_text: BaseException = bad
+            else:
+                exc_for_text = exc
+            raise CorruptStateError(self.url, why_unreadable(raw, exc_for_text), reset_remedy(self.strategy)) from None
+
+    def read(self) -> PersistedState:
+        """The current state, or ``CorruptStateError``; on a local root re-read only when the file changed (another
+        process may write it)."""
         if not self.store.local:
             raw = self.store.read(self.NAME)
-            return PersistedState.model_validate_json(raw) if raw else PersistedState()
+            return self.parse(raw) if raw is not None else PersistedState()
         try:
             st = self.path.stat()
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             return PersistedState()
         if self._cached is None or self._cached[0] != stamp:
-            self._cached = (stamp, PersistedState.model_validate_json(self.path.read_text()))
-        return self._cached[1].model_copy()
+            try:
+                parsed: PersistedState | CorruptStateError = self.parse(self.path.read_bytes())
+            except CorruptStateError as exc:
+                parsed = exc
+            except FileNotFoundError:
+                return PersistedState()
+            self._cached = (stamp, parsed)
+        got = self._cached[1]
+        if isinstance(got, CorruptStateError):
+            raise got
+        return got.model_copy()
+
+    def load(self) -> PersistedState:
+        """``read``; with an ``on_unreadable`` handler, a halted state instead of the error (see the module)."""
+        try:
+            state = self.read()
+        except CorruptStateError as exc:
+            if self.on_unreadable is None:
+                raise
+            self._unreadable(exc)
+            return unreadable_state(exc)
+        if self.fault is not None:
+            log.warning("%s can be read again (%s before)", self.url, self.fault.what)
+            self.fault = None
+        return state
+
+    def _unreadable(self, exc: CorruptStateError) -> None:
+        first = self.fault is None or str(self.fault) != str(exc)
+        self.fault = exc
+        if first and self.on_unreadable is not None:
+            self.on_unreadable(exc)
 
     def save(self, state: PersistedState) -> None:
         self.store.write_atomic(self.NAME, _encode(state))
 
     def update(self, **changes: object) -> PersistedState:
+        """Change some fields (a compare-and-swap). An unreadable file is left as it is: ``CorruptStateError``, or
+        with a handler, the halted state and nothing written (the change is logged as lost); but lifting the halt
+        (``halted=False``: a re-arm) raises even then."""
+
         def edit(old: bytes | None) -> tuple[bytes, PersistedState]:
-            state = (PersistedState.model_validate_json(old) if old else PersistedState()).model_copy(update=changes)
+            state = (self.parse(old) if old is not None else PersistedState()).model_copy(update=changes)
             return _encode(state), state
 
-        return self.store.update(self.NAME, edit)
+        try:
+            return self.store.update(self.NAME, edit)
+        except CorruptStateError as exc:
+            if self.on_unreadable is None or changes.get("halted") is False:  # a halt nobody can read is never lifted
+                raise
+            self._unreadable(exc)
+            log.error("%s: not written (the file is unreadable): %s", self.url, ", ".join(sorted(changes)))
+            return unreadable_state(exc)
 
 
 def _encode(state: PersistedState) -> bytes:

@@ -10,8 +10,10 @@ when creating), retried from a fresh read when another process wrote first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import random
 import socket
@@ -24,10 +26,67 @@ from typing import TypeVar
 import fsspec
 
 T = TypeVar("T")
+log = logging.getLogger("planar.storage")
 
 
 class ConflictError(RuntimeError):
     """A conditional write on object storage lost: another process wrote the object first."""
+
+
+class CorruptStateError(OSError):
+    """A persisted file (a strategy's state, its client-order-id sequence, its intent journal, a trace manifest, a
+    lease object) exists but cannot be read back as what this program wrote: truncated, not JSON, wrong fields.
+
+    Its message is one line: the file (full path or URL), what is wrong, and the remedy. It is an ``OSError``
+    (like ``gzip.BadGzipFile``): "the store cannot give back what was written" is a storage failure, and the
+    engine's answer to one (refuse to start; halt with a critical alert while running) is the same as to a disk
+    that refuses writes."""
+
+    def __init__(self, path: str, what: str, remedy: str) -> None:
+        super().__init__(errno.EBADMSG, what, path)
+        self.path, self.what, self.remedy = path, what, remedy
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}; {self.remedy}"
+
+    def __reduce__(self) -> tuple[type["CorruptStateError"], tuple[str, str, str]]:  # pickled by Prefect's results
+        return (type(self), (self.path, self.what, self.remedy))
+
+
+def why_unreadable(raw: bytes, exc: BaseException) -> str:
+    """What is wrong with a document that failed to parse, in a few words on one line."""
+    size = f"{len(raw)} bytes"
+    if not raw.strip():
+        return f"empty ({size})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({size})"
+    if isinstance(exc, json.JSONDecodeError):
+        cut = " (truncated?)" if raw.rstrip()[-1:] not in (b"}", b"]") else ""
+        return f"not valid JSON{cut}: {exc.msg} (line {exc.lineno}, column {exc.colno}; {size})"
+    errors = getattr(exc, "errors", None)  # pydantic's ValidationError
+    if callable(errors):
+        found = errors()
+        first = found[0] if found else {}
+        where = ".".join(str(x) for x in first.get("loc", ())) or "document"
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        return f"unexpected content: {where}: {first.get('msg', exc)}{more}"
+    return f"unexpected content: {' '.join(str(exc).split())}"
+
+
+def json_object(raw: bytes, where: str, remedy: str) -> dict[str, object]:
+    """A persisted JSON object, or ``CorruptStateError`` naming ``where`` (the file's path or URL)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptStateError(where, why_unreadable(raw, exc), remedy) from None
+    if not isinstance(doc, dict):
+        raise CorruptStateError(where, f"unexpected content: a JSON {type(doc).__name__}, not an object ({len(raw)} bytes)", remedy)
+    return doc
+
+
+def stamp_now() -> str:
+    """A UTC time for the names of files set aside (``state.json.corrupt-20260101T120000Z``)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def is_precondition_failure(exc: BaseException) -> bool:
@@ -108,6 +167,17 @@ class Store:
         except FileNotFoundError:
             return []
 
+    def age(self, rel: str) -> float | None:
+        """Seconds since a document was last written (None when the store does not say)."""
+        try:
+            info = self.fs.info(f"{self.path}/{rel}")
+        except FileNotFoundError:
+            return None
+        modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        return time.time() - float(modified) if isinstance(modified, (int, float)) else None
+
     # ------------------------------------------------------------- compare-and-swap
     def read_versioned(self, rel: str) -> tuple[bytes | None, str | None]:
         """A document and its version (ETag). The version is read first: if the document changes in between,
@@ -167,11 +237,22 @@ class Store:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # back off; the other writer is done in one PUT
         raise ConflictError(f"{self.root}/{rel}: {attempts} conflicting updates in a row")
 
-    def update_json(self, rel: str, change: Callable[[dict[str, object]], T]) -> T:
-        """``update`` for a JSON object: ``change`` edits it in place and returns a result."""
+    def set_aside(self, rel: str, label: str = "corrupt") -> str | None:
+        """Copy a document to ``<rel>.<label>-<UTC time>`` beside it (before it is replaced or repaired); returns
+        the copy's name, None when there was nothing to copy."""
+        raw = self.read(rel)
+        if raw is None:
+            return None
+        name = f"{rel}.{label}-{stamp_now()}"
+        self.write_atomic(name, raw)
+        return name
+
+    def update_json(self, rel: str, change: Callable[[dict[str, object]], T], remedy: str = "") -> T:
+        """``update`` for a JSON object: ``change`` edits it in place and returns a result. A document that is not
+        a JSON object raises ``CorruptStateError`` (with ``remedy``) and is left as it is."""
 
         def edit(old: bytes | None) -> tuple[bytes, T]:
-            doc: dict[str, object] = json.loads(old) if old else {}
+            doc = json_object(old, self.url(rel), remedy or "it was left as it is") if old else {}
             result = change(doc)
             return json.dumps(doc, indent=1, sort_keys=True).encode(), result
 
@@ -211,11 +292,11 @@ class ObjectLease:
         with self._lock:
             raw, etag = self.files.read_versioned(self.rel)
             if raw is not None:
-                held = json.loads(raw)
-                if float(held.get("expires", 0)) > time.time():
+                held = self._holder(raw)
+                if float(str(held.get("expires", 0))) > time.time():
                     raise self.error(
                         f"{self.files.root}/{self.rel} is held by {held.get('owner')} (flow run {held.get('run_id')}) until "
-                        f"{time.strftime('%H:%M:%S', time.gmtime(float(held['expires'])))} UTC; one holder at a time"
+                        f"{time.strftime('%H:%M:%S', time.gmtime(float(str(held['expires']))))} UTC; one holder at a time"
                     )
             try:  # absent: create it; expired: take it over from exactly the version we read
                 self._etag = self.files.write_if(self.rel, self._body(), etag)
@@ -225,6 +306,26 @@ class ObjectLease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, name=f"lease {self.rel}", daemon=True)
         self._thread.start()
+
+    def _holder(self, raw: bytes) -> dict[str, object]:
+        """The lease object's content. One that cannot be read says nothing about its holder: it counts as held
+        until it has been left unchanged for a whole time to live (a holder whose lease it was finds the object
+        changed at its next renewal, within a third of that, and stops), then it is taken over like an expired one."""
+        url = self.files.url(self.rel)
+        try:
+            held = json_object(raw, url, "")
+            float(str(held.get("expires", 0)))
+            return held
+        except (CorruptStateError, ValueError) as exc:
+            what = exc.what if isinstance(exc, CorruptStateError) else f"unexpected content: expires is not a number ({len(raw)} bytes)"
+        age = self.files.age(self.rel)
+        if age is not None and age > self.ttl + 1.0:  # (+1 s: object stores give modification times to the second)
+            log.warning("%s: %s; unchanged for %.0f s (> the %.0f s time to live): taken over", url, what, age, self.ttl)
+            return {"expires": 0}
+        wait = f"in {self.ttl + 1.0 - age:.0f} s" if age is not None else "once removed (its age is not known)"
+        raise CorruptStateError(
+            url, what, f"it counts as held; it is taken over {wait}, when no holder can still believe it is theirs"
+        ) from None
 
     def _renew(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from planar_core.engine.sync import load_account
+from planar_core.exchange.client_ids import planar_identity
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.risk import operations
 
@@ -34,14 +35,16 @@ async def loaded(strategy: str, config_path: str | None, overrides: Overrides) -
 
 @task(retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NO_CACHE)
 async def exchange_snapshot(strategy: str, config_path: str | None = None, overrides: Overrides = None) -> dict[str, object]:
-    """The exchange's view: open client order ids per symbol, balance totals, position sizes. Read-only: retried."""
+    """The exchange's view: open client order ids per symbol (other Planar strategies' orders on the account left
+    out: they are theirs), balance totals, position sizes. Read-only: retried."""
     async with loaded(strategy, config_path, overrides) as s:
         opened = {}
         for ai in s.universe.values():
             rows = await s.client.call(
                 "fetch_open_orders", lambda ai=ai: s.client.ex.fetch_open_orders(ai.symbol), s.config.timeouts.order_placement
             )
-            opened[ai.symbol] = sorted(str(o.get("clientOrderId")) for o in rows)
+            cids = (str(o.get("clientOrderId")) for o in rows)
+            opened[ai.symbol] = sorted(c for c in cids if planar_identity(c) in (None, s.ids.identity))  # not another strategy's
         return {
             "open": opened,
             "balances": {k: v.total for k, v in s.balances.items()},

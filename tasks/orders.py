@@ -1,5 +1,5 @@
-"""Per-symbol order tasks: the e-stop's cancel-all (and close) of one symbol, retried by Prefect until the
-exchange confirms it, for what the whole e-stop could not verify within its budget."""
+"""Per-symbol order tasks: the e-stop's cancel of the strategy's own orders (and close) on one symbol, retried by
+Prefect until the exchange confirms it, for what the whole e-stop could not verify within its budget."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from . import Overrides
 async def settle(
     strategy: str, symbol: str, close: bool, reason: str, config_path: str | None = None, overrides: Overrides = None
 ) -> dict[str, object] | State:
-    """Cancel every open order on ``symbol`` (and close its position with ``close``) until the exchange lists
-    nothing; a retry is safe: cancelling what is already cancelled does nothing. Not settled is a returned Failed
+    """Cancel the strategy's open orders on ``symbol`` (by id; other strategies' orders stay) and close its position
+    with ``close``, until the exchange lists none of them; a retry is safe: cancelling what is already cancelled does nothing. Not settled is a returned Failed
     state, which Prefect retries like an exception, without a traceback for an outcome that is expected."""
     from flows.common import build_strategy
 

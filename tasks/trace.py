@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from planar_core.exchange.client_ids import identity_of, planar_identity
 from planar_core.trace.analysis import TuningBounds, optimize_from_events
 from planar_core.trace.compaction import compact_trace
 from planar_core.trace.replay import divergences, replay_from_trace
 from planar_core.trace.report import analysis_markdown
 
 from . import Overrides
+
+
+def not_another_strategys(identity: str, client_order_id: str | None) -> bool:
+    """True unless the id is another Planar strategy's (this strategy's, a manual order's, another program's)."""
+    return planar_identity(client_order_id) in (None, identity)
 
 
 def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) -> str:
@@ -73,8 +80,12 @@ async def tune(strategy: str, days: float, config_path: str | None = None, overr
 def divergence_check(
     strategy: str, snapshot: dict[str, object], config_path: str | None = None, overrides: Overrides = None, tolerance: float = 1e-8
 ) -> list[str]:
-    """The exchange snapshot against the state the trace replays to."""
+    """The exchange snapshot against the state the trace replays to. The account's trace holds every strategy's
+    orders: another strategy's (its ids carry another identity) are not this one's divergence."""
     state = replay_from_trace(_trace_root(strategy, config_path, overrides))
+    if len(state.orders) and "client_order_id" in state.orders:
+        keep = state.orders["client_order_id"].astype(str).map(partial(not_another_strategys, identity_of(strategy)))
+        state.orders = state.orders[keep.to_numpy(dtype=bool)]
     open_ids = snapshot["open"]
     balances = snapshot["balances"]
     assert isinstance(open_ids, dict) and isinstance(balances, dict)

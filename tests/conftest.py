@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +19,10 @@ from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.sandbox import Limits, SandboxExchange, SandboxServer
 from planar_core.sandbox.accounts import Account
 
+# the host's shared request budgets of this test session (and of its subprocesses), apart from any other run's
+if "PLANAR_BUDGET_DIR" not in os.environ:
+    os.environ["PLANAR_BUDGET_DIR"] = tempfile.mkdtemp(prefix="planar-budgets-tests-")
+    atexit.register(shutil.rmtree, os.environ["PLANAR_BUDGET_DIR"], ignore_errors=True)
 START_BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20), "LTC": Decimal(100), "XRP": Decimal(10_000)}
 
 

@@ -46,9 +46,12 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
             s.supervisor.spawn(place(s, ai, order))
 
 
-def exits_of(ai: AssetInstance, parent: str | None = None) -> list[Order]:
-    """Open exit orders on ``ai`` (of one entry, or of all)."""
-    return [o for o in ai.open_orders() if o.parent is not None and (parent is None or o.parent == parent)]
+def exits_of(s: "Strategy", ai: AssetInstance, parent: str | None = None) -> list[Order]:
+    """This strategy's open exit orders on ``ai`` (of one entry, or of all): bracket housekeeping cancels these
+    and nothing else (by id, never the account's other orders on the symbol)."""
+    return [
+        o for o in ai.open_orders() if o.parent is not None and (parent is None or o.parent == parent) and s.ids.owns(o.client_order_id)
+    ]
 
 
 def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
@@ -56,7 +59,7 @@ def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
         return
     if not ai.is_margin and "spot" in s.client.venue.caps.native_oco:
         return  # an OCO list: the exchange retires the other leg itself
-    for sibling in exits_of(ai, order.parent):
+    for sibling in exits_of(s, ai, order.parent):
         if sibling is not order:
             log.info("exit %s of %s acted: cancelling %s", order.client_order_id, order.parent, sibling.client_order_id)
             s.supervisor.spawn(s.cancel(ai, sibling))
@@ -64,7 +67,7 @@ def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
 
 def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> None:
     """The position an entry's exits protect is flat (closed by hand, by another exit, by the exchange): cancel them."""
-    for o in exits_of(ai):
+    for o in exits_of(s, ai):
         if not ai.hedged or o.position_side is side:
             s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason="position closed: exit cancelled")
             s.supervisor.spawn(s.cancel(ai, o))
@@ -73,7 +76,7 @@ def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> 
 def on_spot_balance(s: "Strategy", ai: AssetInstance) -> None:
     """Spot: coins sold by other means leave the exits nothing to sell; cancel them."""
     held = s.cash(ai.base).total
-    for o in exits_of(ai):
+    for o in exits_of(s, ai):
         if held + 1e-12 < o.amount - o.filled:
             s.supervisor.spawn(s.cancel(ai, o))
 

@@ -1,14 +1,22 @@
-"""Cancelling orders. A cancel whose outcome is not known leaves the order as it was: the watchers, the
-resolver or the next look-up say what became of it. A cancel of an order the exchange no longer has open is
-answered once (one look-up to learn how it ended), never retried in a loop."""
+"""Cancelling a strategy's own orders. A cancel whose outcome is not known leaves the order as it was: the
+watchers, the resolver or the next look-up say what became of it. A cancel of an order the exchange no longer has
+open is answered once (one look-up to learn how it ended), never retried in a loop.
+
+A strategy cancels by id only: the exchange's order id, or the client order id of an order whose acknowledgement
+was lost, batched where the venue allows (``ExchangeClient.cancel_orders``). The orders it names are those it
+tracks, i.e. its own (and, under ``foreign_orders = "adopt"``, the manual orders it adopted; never another
+strategy's, see ``updates._admit_foreign``). The account-wide cancel (Binance's DELETE openOrders) would take every
+other strategy's orders on the symbol with it: only the account emergency stop uses it."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
-from ..exchange.errors import ExchangeOpError, OrderNotFound
-from ..model import AssetInstance, Order
+from ..exchange.client import CancelResult, CancelTarget
+from ..exchange.errors import ExchangeOpError
+from ..model import AssetInstance, Order, OrderStatus
+from ..model.types import Json
 from .submit import lookup
 from .updates import apply_order
 
@@ -16,49 +24,77 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.cancels")
+CANCEL_ROUNDS = 3  # cancel, list, cancel what the listing still shows open ... at most this many times
+
+
+def target(ai: AssetInstance, order: Order) -> CancelTarget:
+    """How the exchange names ``order`` for a cancel: its id (futures conditional orders still waiting: the algo
+    id), or its client id when the acknowledgement was lost."""
+    waiting = ai.is_margin and order.type.is_conditional and not order.triggered
+    return CancelTarget(order.client_order_id, order.id, waiting)
+
+
+def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> None:
+    """The orders the exchange confirmed cancelled, applied in one durable group. A cancel's answer may carry the
+    cancel request's own client id (spot): the order is the one we named."""
+    with s.group():
+        for cid, raw in result.cancelled.items():
+            record: Json = {
+                **raw,
+                "symbol": raw.get("symbol") or ai.symbol,
+                "clientOrderId": cid,
+                "status": raw.get("status") or "canceled",
+            }
+            apply_order(s, record, source="cancel")
 
 
 async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
     """Cancel one order; True when the exchange confirmed it. False (logged and recorded) when the exchange
     refuses, no longer has it open, or cannot be reached."""
-    ex = s.client.ex
     t = s.config.timeouts.order_cancellation
-    waiting = ai.is_margin and order.type.is_conditional and not order.triggered  # futures: still in the Algo Service
-    try:
-        if order.id is not None:
-            params = s.client.venue.trigger_params(ai.is_margin, waiting)
-            raw = await s.client.call("cancel_order", lambda: ex.cancel_order(order.id, ai.symbol, params), t)
-        else:  # an order whose acknowledgement was lost: cancel it by client id
-            raw = await s.client.call(
-                "cancel_order", lambda: ex.cancel_order(None, ai.symbol, s.client.by_client_id(order.client_order_id, waiting)), t
-            )
-    except OrderNotFound:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
+    cid = order.client_order_id
+    result = await s.client.cancel_orders(ai.symbol, [target(ai, order)], t)
+    if cid in result.cancelled:
+        apply_cancelled(s, ai, result)
+        return True
+    if cid in result.not_open:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
         try:
-            found = await lookup(s, ai.symbol, order.client_order_id, timeout=t, conditional=order.type.is_conditional)
+            found = await lookup(s, ai.symbol, cid, timeout=t, conditional=order.type.is_conditional)
         except ExchangeOpError as err:
-            log.info("look-up after a refused cancel of %s failed: %s", order.client_order_id, err)
+            log.info("look-up after a refused cancel of %s failed: %s", cid, err)
             found = None
         if found is not None:
             apply_order(s, found, source="cancel")
         return False
-    except ExchangeOpError as err:
-        log.warning("cancel of %s on %s failed: %s", order.client_order_id, ai.symbol, err)
-        s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=f"cancel failed: {err}")
-        return False
-    if not isinstance(raw, dict):
-        return False
-    apply_order(s, {**raw, "symbol": raw.get("symbol") or ai.symbol, "status": raw.get("status") or "canceled"}, source="cancel")
-    return True
+    why = result.unconfirmed.get(cid, "no answer")
+    log.warning("cancel of %s on %s failed: %s", cid, ai.symbol, why)
+    s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel failed: {why}")
+    return False
 
 
 async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
-    """Cancel every open order of this asset; returns how many of the locally open orders are no longer open."""
+    """Cancel every open order of this strategy on this asset (its own, by id; other strategies' orders on the
+    account are never touched), then verify with a listing, and cancel again what it still shows open (at most
+    ``CANCEL_ROUNDS`` times). Returns how many of the locally open orders are no longer open.
+
+    An order whose outcome is unknown (no exchange id) that the exchange does not have under its client id stays
+    unknown: the resolver decides it, not this call."""
     before = {o.client_order_id for o in ai.open_orders()}
-    try:  # futures: the book orders and the conditional orders waiting for their trigger
-        await s.client.cancel_all(ai.symbol, s.config.timeouts.order_cancellation)
-    except ExchangeOpError as err:
-        log.warning("cancel_all on %s failed: %s", ai.symbol, err)
-        s.sink.record("error_occurred", symbol=ai.symbol, reason=f"cancel_all failed: {err}")
-        return 0
-    await s.sync_asset_orders(ai, trades=False)
+    t = s.config.timeouts.order_cancellation
+    for _ in range(CANCEL_ROUNDS):
+        targets = [target(ai, o) for o in ai.open_orders()]
+        if not targets:
+            break
+        result = await s.client.cancel_orders(ai.symbol, targets, t)
+        apply_cancelled(s, ai, result)
+        for cid, why in result.unconfirmed.items():
+            s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel not confirmed: {why}")
+        try:  # the listing says what is still open, and how the orders that were no longer open ended
+            await s.sync_asset_orders(ai, trades=False)
+        except ExchangeOpError as err:
+            log.warning("cancel_all on %s: the open orders could not be listed to verify: %s", ai.symbol, err)
+            s.sink.record("error_occurred", symbol=ai.symbol, reason=f"cancel_all not verified: {err}")
+            break
+        if not any(o.status is OrderStatus.OPEN for o in ai.open_orders()):
+            break
     return len(before - {o.client_order_id for o in ai.open_orders()})

@@ -84,8 +84,10 @@ class Lease:
         return self._fd is not None
 
     def holder(self) -> str:
+        """The holder's own words, on one line (only shown, never parsed: the flock is the lease, so a damaged
+        file blocks nothing)."""
         try:
-            return self.path.read_text().strip() or "another process"
+            return " ".join(self.path.read_text(errors="replace").split())[:300] or "another process"
         except FileNotFoundError:
             return "another process"
 

@@ -40,6 +40,7 @@ from ..model import (
 )
 from ..model.json import num, obj, opt_num, text
 from ..model.types import Json
+from ..storage import CorruptStateError
 from .margin import ensure_margin_mode
 from .notices import EngineEvent, OrderUpdated
 from .store_guard import describe
@@ -346,6 +347,10 @@ async def call(
             return None
     try:
         cid = s.ids.next()
+    except CorruptStateError as exc:  # the sequence cannot be read: no id is issued on a guess, and nothing more goes out
+        s.persisted_unreadable(exc)
+        _refuse(s, ai, "order_failed", side, req.amount, req.price, f"not sent: {exc}")
+        return None
     except Exception as exc:  # a new block of ids could not be reserved: the store refuses writes (or cannot be read)
         what = describe(exc, "client order id sequence")
         _refuse(s, ai, "order_failed", side, req.amount, req.price, f"not sent: no client order id ({what})")

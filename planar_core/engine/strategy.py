@@ -9,6 +9,7 @@ The order call itself lives in ``orders.py``; start-up sync and resync in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..risk.manager import RiskManager
 from ..state import PersistedState, StateStore
+from ..storage import CorruptStateError
 from . import brackets as _brackets
 from . import cancels as _cancels
 from . import orders as _orders
@@ -94,7 +96,9 @@ class Strategy:
         self.unknown_outcomes: Counter[str] = Counter()
         self.dir: Path = config.store_path
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.state_store = StateStore(config.shared_root)
+        # persisted files found unreadable while this process runs (path -> error): no order goes out until re-armed
+        self.unreadable: dict[str, CorruptStateError] = {}
+        self.state_store = StateStore(config.shared_root, on_unreadable=self.persisted_unreadable)
         self.ids = ClientOrderIds(config.shared_root, config.name)
         self.journal = intent_journal(self.dir, config.shared_root, fsync=config.event_tracing.fsync)
         self.universe: dict[str, AssetInstance] = {}
@@ -158,14 +162,19 @@ class Strategy:
     @property
     def state(self) -> PersistedState:
         """The persisted state, with a halt the state file could not take yet laid over it (written again here, at
-        most every ``HALT_RETRY_S``, until the store takes it)."""
+        most every ``HALT_RETRY_S``, until the store takes it); halted while it, or another file the engine acts
+        on, cannot be read (``persisted_unreadable``)."""
         st = self.state_store.load()
         held = self._held_halt
-        if held is None:
-            return st
-        if time.monotonic() >= self._halt_retry_at and self._persist_halt():
-            return self.state_store.load()
-        return st.model_copy(update=held)
+        if held is not None:
+            if time.monotonic() >= self._halt_retry_at and self._persist_halt():
+                st = self.state_store.load()
+            else:
+                st = st.model_copy(update=held)
+        if self.unreadable and not st.halted:
+            first = next(iter(self.unreadable.values()))
+            return st.model_copy(update={"halted": True, "halt_reason": f"unreadable: {first}"})
+        return st
 
     @property
     def halted(self) -> bool:
@@ -192,6 +201,8 @@ class Strategy:
             return True
         try:
             self.state_store.update(**held)
+            if self.state_store.fault is not None:  # nothing is written over an unreadable file: the halt stays held
+                raise self.state_store.fault
         except OSError as exc:
             first = self._halt_retry_at == 0.0
             self._halt_retry_at = time.monotonic() + HALT_RETRY_S
@@ -232,12 +243,49 @@ class Strategy:
         except OSError as exc:
             raise StoreUnwritable(describe(exc, "intent journal")) from exc
 
+    def persisted_unreadable(self, exc: CorruptStateError) -> None:
+        """A file the engine acts on (its state, its client-order-id sequence, its journal, its trace's manifest)
+        cannot be read back: no order goes out from now on (``state`` answers halted; nothing is written over the
+        file), said once per file with a critical alert naming it, never a traceback per event. The state file's
+        halt lifts when it reads again (``planar state reset`` leaves it halted, so trading resumes only by
+        ``planar rearm``); the others' by ``rearm()`` once they read again."""
+        if exc.path in self.unreadable:  # (the state store reports its file once per episode)
+            return
+        if exc.path != self.state_store.url:
+            self.unreadable[exc.path] = exc
+        msg = f"{self.name}: no order goes out: {exc}"
+        log.critical(msg)
+        with contextlib.suppress(Exception):  # the trace may be what failed
+            self.sink.record("halted", reason=msg)
+        self.alert(msg, "critical")
+
+    def check_persisted(self) -> None:
+        """Every file the engine acts on reads back, or ``CorruptStateError`` (one line: the file, what is wrong,
+        the remedy). ``start()`` calls it before anything else: nothing trades on a state it could not read."""
+        for exc in self.unreadable.values():
+            raise exc
+        self.state_store.read()
+        self.ids.check()
+        self.journal.unresolved()
+        files = getattr(self.sink, "files", None)
+        load_manifest = getattr(files, "load_manifest", None)
+        if callable(load_manifest):
+            load_manifest()  # a damaged manifest is recovered from its copy (a warning), or this raises
+
     def rearm(self) -> None:
-        """Explicitly allow trading again after a halt. Refused (``StoreUnwritable``) while the store cannot be
-        written: ``check_store`` first, then the state file."""
+        """Explicitly allow trading again after a halt. Refused while the store cannot be written
+        (``StoreUnwritable``: ``check_store``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
         self.check_store()
+        pending, self.unreadable = self.unreadable, {}
+        try:
+            self.check_persisted()
+        except CorruptStateError:
+            self.unreadable = pending
+            raise
         try:
             self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
+        except CorruptStateError:
+            raise
         except OSError as exc:
             raise StoreUnwritable(describe(exc, "state file")) from exc
         self._held_halt = None
@@ -264,6 +312,7 @@ class Strategy:
         from another store root refuses the start (``TwinEngineError``); ``takeover``: it is gone, adopt its orders."""
         try:
             self.lease.acquire(self.run_id)
+            self.check_persisted()
             await self.load()
             await _sync.check_live_safety(self)
             await self.twins.check_at_start(takeover)
@@ -797,12 +846,15 @@ def strategy_from_config(
     cfg = cfg.model_copy(update={"credentials": creds})
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
         raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} (environment or secrets provider)")
+    damaged: list[CorruptStateError] = []
     if sink is None:
-        sink = open_trace(cfg) if cfg.event_tracing.enabled else MemorySink()
+        sink = open_trace(cfg, damaged) if cfg.event_tracing.enabled else MemorySink()
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    return Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts, observer=observer)
+    s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
+    return s
 
 
 def config_account(
@@ -835,8 +887,11 @@ def side_trace_root(cfg: StrategyConfig) -> str:
     return f"{cfg.store_root.rstrip('/')}/{cfg.name}/side-trace"
 
 
-def open_trace(cfg: StrategyConfig) -> EventSink:
-    """The account's trace; if another process is its writer, this strategy's side trace (and a warning)."""
+def open_trace(cfg: StrategyConfig, damaged: list[CorruptStateError] | None = None) -> EventSink:
+    """The account's trace; if another process is its writer, this strategy's side trace (and a warning). A trace
+    whose manifest cannot be read (nor recovered from its copy) raises ``CorruptStateError``; with ``damaged``,
+    the error is added to it and the side trace is used instead (an emergency stop must still cancel; the
+    strategy refuses to start)."""
     from ..trace import EventTrace, TraceLockedError
 
     t = cfg.event_tracing
@@ -847,6 +902,12 @@ def open_trace(cfg: StrategyConfig) -> EventSink:
         return opts(trace_root(cfg))
     except TraceLockedError as exc:
         log.warning("%s; recording to %s instead", exc, side_trace_root(cfg))
+        return opts(side_trace_root(cfg))
+    except CorruptStateError as exc:
+        if damaged is None:
+            raise
+        log.error("%s; recording to %s instead", exc, side_trace_root(cfg))
+        damaged.append(exc)
         return opts(side_trace_root(cfg))
 
 

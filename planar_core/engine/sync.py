@@ -17,7 +17,7 @@ from ..model.types import Json
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
-from .updates import apply_order, apply_trade, find
+from .updates import apply_order, apply_trade, find, other_strategy
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -152,7 +152,7 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     for r in traced:
         ai = s.universe.get(str(r.get("symbol") or ""))
         cid = text(r.get("client_order_id"))
-        if ai is None or not cid or str(r.get("trade_id")) in replaced:
+        if ai is None or not cid or str(r.get("trade_id")) in replaced or other_strategy(s, cid):  # the account's trace: every strategy's
             continue
         tid = r.get("trade_id")
         if tid is not None:
@@ -172,7 +172,7 @@ def restore_orders(s: "Strategy", since_ms: int) -> int:
     meta: dict[str, Json] = {}
     for r in _traced(s, since_ms - 60_000, "order_placed"):
         cid = text(r.get("client_order_id"))
-        if cid:
+        if cid and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
             meta[cid] = {**r, "type": r.get("order_type")}
     for cid, intent in s.journal.unresolved().items():
         meta.setdefault(cid, dict(intent))

@@ -38,7 +38,7 @@ from ..exchange.client_ids import IntentJournal, ObjectJournal, parse
 from ..model import AssetInstance
 from ..model.json import integer, rows, text
 from ..model.types import Json
-from ..storage import Store
+from ..storage import CorruptStateError, Store, json_object
 from .lease import TwinEngineError
 from .supervisor import TaskHealth
 
@@ -309,12 +309,12 @@ def journal_knows(journal: IntentJournal | ObjectJournal, cid: str) -> bool:
 
 def load_takeovers(shared_root: str) -> dict[str, int]:
     """Epochs this store took over (``--takeover``) -> when (ms)."""
-    raw = Store(shared_root).read(TAKEOVERS)
-    if not raw:
+    store = Store(shared_root)
+    raw = store.read(TAKEOVERS)
+    if raw is None:
         return {}
-    try:
-        epochs = json.loads(raw).get("epochs") or {}
-        return {str(e): integer(v.get("at_ms")) for e, v in epochs.items() if isinstance(v, dict)}
-    except (ValueError, AttributeError):
-        msg = f"{shared_root}/{TAKEOVERS}: not the JSON this engine writes; fix it or remove it (it lists the epochs taken over)"
-        raise ValueError(msg) from None
+    remedy = "fix it or remove it (it lists the epochs taken over; without it their orders count as another engine's again)"
+    epochs = json_object(raw, store.url(TAKEOVERS), remedy).get("epochs") or {}
+    if not isinstance(epochs, dict) or not all(isinstance(v, dict) for v in epochs.values()):
+        raise CorruptStateError(store.url(TAKEOVERS), f"unexpected content: epochs is not a map of records ({len(raw)} bytes)", remedy)
+    return {str(e): integer(v.get("at_ms")) for e, v in epochs.items()}

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..exchange.client_ids import planar_identity
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side, Trade, legal
 from ..model.json import integer, num, obj, opt_num, rows, text
 from ..model.status import FROM_CCXT
@@ -228,20 +229,36 @@ def mark_triggered(s: "Strategy", ai: AssetInstance, order: Order, source: str, 
     s.notify(OrderUpdated(ai, order))
 
 
+def other_strategy(s: "Strategy", cid: str | None) -> str | None:
+    """The identity of the other Planar strategy whose id ``cid`` is (None: ours, or nobody's we can tell)."""
+    if s.ids.owns(cid):
+        return None
+    return planar_identity(cid)
+
+
 def _admit_foreign(s: "Strategy", ai: AssetInstance, raw: Json, cid: str | None, oid: str | None) -> bool:
-    """An order this engine does not know: one of ours from an earlier run, the exchange's forced close, or one
-    placed by someone else, which ``startup_sync.foreign_orders`` adopts, ignores or cancels (recorded once)."""
+    """An order this engine does not know: one of ours from an earlier run (its client id encodes this strategy's
+    identity exactly), the exchange's forced close, another Planar strategy's order on the same account (always
+    left alone: never adopted, never cancelled, whatever the policy), or one placed by someone else (by hand,
+    another program), which ``startup_sync.foreign_orders`` adopts, ignores or cancels (recorded once)."""
     if s.ids.owns(cid) or s.client.venue.forced_close(raw):
-        return True
-    policy = s.config.startup_sync.foreign_orders
-    if policy == "adopt":
         return True
     key = cid or f"ext-{oid}"
     if key in s.foreign_orders:
         return False
+    other = other_strategy(s, cid)
+    policy = s.config.startup_sync.foreign_orders
+    if other is None and policy == "adopt":
+        return True
     s.foreign_orders.add(key)
     if oid:
         s.foreign_order_ids.add(oid)
+    if other is not None:  # a desk never wants strategy A cancelling (or adopting) strategy B's orders
+        s.sink.record(
+            "order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision="other_strategy", status=text(raw.get("status"))
+        )
+        log.debug("order %s on %s belongs to strategy %s, not %s: left alone", key, ai.symbol, other, s.name)
+        return False
     s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision=policy, status=text(raw.get("status")))
     log.warning("order %s on %s was not placed by %s: %s", key, ai.symbol, s.name, "cancelling it" if policy == "cancel" else "ignored")
     if policy == "cancel" and raw.get("status") == "open":
@@ -316,6 +333,8 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
     order = find(ai, cid, oid)
     if order is None:
         if oid is not None and oid in s.foreign_order_ids:
+            return None
+        if other_strategy(s, cid):  # another strategy's fill: not kept
             return None
         if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
             s._orphan_trades.setdefault(oid, []).append(raw)

@@ -8,11 +8,15 @@ flag, the sandbox URLs) is here, with a capability table in the manner of freqtr
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import ccxt
 import ccxt.pro as ccxtpro
@@ -21,11 +25,136 @@ from ..config import StrategyConfig
 from ..model.stamp import Stamp
 from ..model.types import Json
 from . import errors as E
+from .budget import BudgetHeld, Demand, Pacer, budgets
 from .endpoints import point_at_sandbox
 from .limiter import ccxt_rate_options
 
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 STAMP_KEY = "planar_stamp"  # set on user-stream messages as they arrive (see StrictBinance.stamp)
+_USED_RE = re.compile(r"^X-(?:MBX-USED-WEIGHT|SAPI-USED-IP-WEIGHT)-(\d+)([SMHD])$", re.IGNORECASE)
+_ORDERS_RE = re.compile(r"^X-MBX-ORDER-COUNT-(\d+)([SMHD])$", re.IGNORECASE)
+UNIT_MS = {"S": 1000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
+INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+
+# Binance's APIs, each with a weight budget of its own per IP (ccxt's section name -> API)
+API_PREFIXES = ("fapi", "dapi", "eapi", "sapi", "papi")
+# ccxt's cost units per weight unit: ccxt scales every section to its 50 ms rateLimit (1200 units a minute): spot
+# endpoints cost 0.2 per weight (6000 a minute), /sapi 0.1 per IP weight (12 000), the derivatives APIs 1 per weight
+WEIGHT_PER_COST = {"api": 5.0, "sapi": 10.0, "papi": 5.0, "fapi": 1.0, "dapi": 1.0, "eapi": 1.0}
+# where ccxt declares less than Binance documents (ccxt 4.5): (section, method, path) -> Binance's weight
+WEIGHT_FLOOR = {
+    ("public", "GET", "trades"): 25,
+    **{(f"fapiPrivate{v}", "GET", p): 5 for v in ("V2", "V3") for p in ("account", "balance", "positionRisk")},
+}
+# Binance's published limits, used until exchangeInfo says (interval ms -> limit)
+PUBLISHED_WEIGHT = {"api": {60_000: 6000}, "fapi": {60_000: 2400}, "dapi": {60_000: 2400}, "sapi": {60_000: 12_000}}
+PUBLISHED_ORDERS = {"api": {10_000: 100, 86_400_000: 200_000}, "fapi": {10_000: 300, 60_000: 1200}, "dapi": {60_000: 1200}}
+# new orders a request places ((api, method) -> ccxt path -> count; None: one per order of the batch)
+NEW_ORDERS: dict[tuple[str, str], dict[str, int | None]] = {
+    ("api", "POST"): {
+        "order": 1,
+        "order/oco": 2,
+        "orderList/oco": 2,
+        "orderList/oto": 2,
+        "orderList/otoco": 3,
+        "orderList/opo": 2,
+        "orderList/opoco": 3,
+        "sor/order": 1,
+        "order/cancelReplace": 1,
+    },
+    ("fapi", "POST"): {"order": 1, "algoOrder": 1, "batchOrders": None},
+    ("fapi", "PUT"): {"order": 1, "batchOrders": None},
+}
+# requests that place or cancel orders: they may use the whole weight headroom (reads leave some for them)
+TRADE_PATHS = frozenset(
+    {
+        "order",
+        "order/oco",
+        "orderList",
+        "orderList/oco",
+        "orderList/oto",
+        "orderList/otoco",
+        "orderList/opo",
+        "orderList/opoco",
+        "sor/order",
+        "order/cancelReplace",
+        "openOrders",
+        "allOpenOrders",
+        "batchOrders",
+        "algoOrder",
+        "algoOpenOrders",
+        "countdownCancelAll",
+    }
+)
+
+
+def api_of(section: str) -> str:
+    """ccxt's API section ("public", "private", "fapiPrivateV2", "sapi" ...) -> Binance's API ("api", "fapi", ...)."""
+    return next((p for p in API_PREFIXES if section.startswith(p)), "api")
+
+
+def new_orders(api: str, method: str, path: str, params: Json) -> int:
+    count = NEW_ORDERS.get((api, method), {}).get(path, 0)
+    if count is not None:
+        return count
+    batch = params.get("batchOrders")
+    if isinstance(batch, str):
+        try:
+            batch = json.loads(batch)
+        except ValueError:
+            return 1
+    return len(batch) if isinstance(batch, list) else 1
+
+
+def rate_counts(headers: dict[str, str] | None) -> tuple[dict[int, int], dict[int, int]]:
+    """The exchange's counts from an answer's headers: (used weight, new orders) per interval in ms."""
+    weight: dict[int, int] = {}
+    orders: dict[int, int] = {}
+    for name, value in (headers or {}).items():
+        m = _USED_RE.match(name)
+        target = weight
+        if m is None:
+            m, target = _ORDERS_RE.match(name), orders
+        if m is not None:
+            try:
+                target[int(m.group(1)) * UNIT_MS[m.group(2).upper()]] = int(value)
+            except ValueError:
+                continue
+    return weight, orders
+
+
+def published_limits(rate_limits: object) -> tuple[dict[int, int], dict[int, int]]:
+    """exchangeInfo's ``rateLimits`` -> (REQUEST_WEIGHT, ORDERS) limits per interval in ms (RAW_REQUESTS is not
+    paced: every request has a weight of at least 1, and the weight limit binds first)."""
+    weight: dict[int, int] = {}
+    orders: dict[int, int] = {}
+    for row in rate_limits if isinstance(rate_limits, list) else []:
+        if not isinstance(row, dict):
+            continue
+        unit = INTERVAL_MS.get(str(row.get("interval")))
+        try:
+            span, limit = unit * int(row.get("intervalNum", 1)) if unit else 0, int(row.get("limit", 0))
+        except (TypeError, ValueError):
+            continue
+        if span > 0 and limit > 0:
+            {"REQUEST_WEIGHT": weight, "ORDERS": orders}.get(str(row.get("rateLimitType")), {})[span] = limit
+    return weight, orders
+
+
+def account_name(exchange: str, api_key: str | None) -> str:
+    """An account's non-secret name, as ``engine.strategy.config_account`` (``trace.account_id``) spells it."""
+    return f"{exchange}-{hashlib.sha256((api_key or 'anonymous').encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one ccxt API section's requests draw from: the weight budget of its host and API, the order budget
+    of the account on that API, and ccxt's cost-to-weight factor."""
+
+    api: str
+    weight_key: str
+    orders_key: str
+    factor: float
 
 
 @dataclass(frozen=True)
@@ -41,6 +170,7 @@ class Capabilities:
     native_oco: frozenset[str] = frozenset()  # market types with a one-cancels-other order list
     hedge_mode: bool = False  # futures positions may be held long and short at once
     margin_modes: frozenset[str] = frozenset()
+    batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
 
 
 class StrictBinance(ccxtpro.binance):
@@ -55,6 +185,9 @@ class StrictBinance(ccxtpro.binance):
         super().__init__(config)
         self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
         self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
+        self.pacer: Pacer | None = None  # the host's request budgets (BinanceVenue.build sets it); None: ccxt's throttle
+        self.budget_account = account_name("binance", None)  # the order budget's account (never the key)
+        self._routes: dict[tuple[str, str], Route] = {}
 
     # ----------------------------------------------------------------- user-stream stamps
     # ccxt keeps the wire message as the ``info`` of the balance, order, trade and position it parses from it, and
@@ -108,6 +241,81 @@ class StrictBinance(ccxtpro.binance):
                     row[STAMP_KEY] = {**mark, "assets": None}
         super().handle_acount_update(client, message)
 
+    def route(self, section: str) -> Route:
+        base = str(self.urls["api"].get(section) or "")
+        r = self._routes.get((section, base))
+        if r is None:
+            api = api_of(section)
+            parts = urlsplit(base)
+            port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+            host = f"{parts.hostname or '?'}:{port}"
+            r = self._routes[(section, base)] = Route(api, f"{host}/{api}", f"{self.budget_account}/{api}", WEIGHT_PER_COST.get(api, 1.0))
+        return r
+
+    async def throttle(self, cost: Any = None) -> Any:
+        """REST requests are paced by the host's budgets in ``fetch2`` (websocket messages keep ccxt's own throttle)."""
+        if self.pacer is None:
+            return await super().throttle(cost)
+        return None
+
+    async def fetch2(self, path: Any, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None) -> Any:
+        """Every REST request: reserve its weight (ccxt's declared cost, in Binance's weight units) and its new orders
+        from the host's budgets before sending; after the answer, let the exchange's own counts correct them; after a
+        429/418, hold every process of the host for its Retry-After."""
+        params = {} if params is None else params
+        config = {} if config is None else config
+        pacer = self.pacer
+        if pacer is None:
+            return await super().fetch2(path, api, method, params, config)
+        section = api if isinstance(api, str) else str(api[0])
+        r = self.route(section)
+        cost = float(self.calculate_rate_limiter_cost(api, method, path, params, config) or 0)
+        weight = max(math.ceil(cost * r.factor - 1e-6), WEIGHT_FLOOR.get((section, method, path), 0))
+        orders = new_orders(r.api, method, path, params)
+        demand = Demand(
+            r.weight_key,
+            weight,
+            PUBLISHED_WEIGHT.get(r.api, {}),
+            r.orders_key if orders else None,
+            orders,
+            PUBLISHED_ORDERS.get(r.api, {}),
+            trade=method != "GET" and path in TRADE_PATHS,
+        )
+        try:
+            await pacer.acquire(demand)
+        except BudgetHeld as held:
+            raise NotSent(f"{self.id} {held}", held.retry_after) from None
+        try:
+            response = await super().fetch2(path, api, method, params, config)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+            self._refused(r, str(exc), self.last_response_headers)
+            raise
+        used, counts = rate_counts(self.last_response_headers)
+        pacer.observe(r.weight_key, demand.weight_defaults, used)
+        if counts:
+            pacer.observe(r.orders_key, demand.orders_defaults, counts)
+        if path == "exchangeInfo" and isinstance(response, dict):
+            weight_limits, order_limits = published_limits(response.get("rateLimits"))
+            pacer.learn(r.weight_key, demand.weight_defaults, weight_limits)
+            pacer.learn(r.orders_key, demand.orders_defaults, order_limits)
+        return response
+
+    def _refused(self, r: Route, text: str, headers: dict[str, str] | None) -> None:
+        """A 429/418 seen by this process holds every process of the host: the IP's weight for the Retry-After
+        (until a ban ends), or, for too many new orders (-1015, sent without Retry-After), the account's orders for
+        the shortest order interval."""
+        assert self.pacer is not None
+        raw = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+        try:
+            retry_after = float(raw) if raw is not None else None
+        except ValueError:
+            retry_after = None
+        if "-1015" in text:
+            spans = PUBLISHED_ORDERS.get(r.api, {10_000: 0})
+            self.pacer.hold(r.orders_key, PUBLISHED_ORDERS.get(r.api, {}), retry_after or min(spans) / 1000)
+        else:
+            self.pacer.hold(r.weight_key, PUBLISHED_WEIGHT.get(r.api, {}), retry_after or 1.0)
+
     def parse_json(self, http_response: Any) -> Any:
         if self.is_json_encoded_object(http_response):
             try:
@@ -123,6 +331,15 @@ class StrictBinance(ccxtpro.binance):
             symbol = self.safe_symbol(kline.get("s"), None, None, market_type)
             self.closed_klines[(symbol, self.find_timeframe(kline.get("i")))] = int(kline["t"])
         super().handle_ohlcv(client, message)
+
+
+class NotSent(ccxt.RateLimitExceeded):
+    """Refused before sending: the host's budget stays spent longer than the request may wait (mapped to
+    ``RateLimited``, like a 429: nothing reached the exchange). ``retry_after``: seconds until it frees."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BinanceVenue:
@@ -153,6 +370,7 @@ class BinanceVenue:
         native_oco=frozenset({"spot"}),
         hedge_mode=True,
         margin_modes=frozenset({"isolated", "cross"}),
+        batch_cancel={"swap": 10},  # USD-M DELETE /fapi/v1/batchOrders; spot has no batch cancel
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -176,6 +394,11 @@ class BinanceVenue:
         if creds.passphrase is not None:
             conf["password"] = creds.passphrase.get_secret_value()
         exchange = StrictBinance(conf)
+        limits = cfg.rate_limits
+        exchange.budget_account = account_name(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)
+        exchange.pacer = Pacer(
+            budgets(limits.shared_budget), headroom=limits.budget_headroom, weight_cap_per_minute=limits.weight_per_minute
+        )
         if cfg.sandbox:
             ep = cfg.sandbox_endpoint
             if ep.url:
@@ -246,6 +469,14 @@ class BinanceVenue:
     def is_algo_record(raw: Json) -> bool:
         info = raw.get("info")
         return isinstance(info, dict) and ("algoId" in info or "aid" in info)
+
+    @staticmethod
+    def closing_params(position: Json) -> Json:
+        """ccxt params of a market order closing ``position`` (ccxt's position record): hedge mode names the position
+        side (Binance refuses reduce-only there), one-way mode sends reduce-only."""
+        info = position.get("info")
+        side = str((info if isinstance(info, dict) else {}).get("positionSide") or "BOTH").upper()
+        return {"positionSide": side} if side in ("LONG", "SHORT") else {"reduceOnly": True}
 
     @staticmethod
     def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -23,15 +24,36 @@ from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from .binance import VENUES, BinanceVenue, StrictBinance
+from .binance import VENUES, BinanceVenue, NotSent, StrictBinance
+from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 from .paper import PaperExchange
 
 log = logging.getLogger("planar.exchange")
+CANCEL_CONCURRENCY = 8  # cancel requests of one cancel_orders in flight at once
 PAPER_UNSUPPORTED = frozenset({"stop_market", "stop_limit", "take_profit_market", "take_profit_limit", "trailing_stop"})
 T = TypeVar("T")
 Validator = Callable[[object], bool]
+
+
+@dataclass(frozen=True)
+class CancelTarget:
+    """One order to cancel, named as the exchange knows it."""
+
+    client_order_id: str
+    order_id: str | None = None  # None: its acknowledgement was lost; it is named by its client id
+    waiting_trigger: bool = False  # a futures conditional order still waiting in the Algo Service
+
+
+@dataclass
+class CancelResult:
+    """What the exchange said about each order of a ``cancel_orders`` (by client order id)."""
+
+    cancelled: dict[str, Json] = field(default_factory=dict)  # confirmed: the exchange's record of the order
+    not_open: set[str] = field(default_factory=set)  # the exchange has no open order by that name (closed, never booked, not visible yet)
+    unconfirmed: dict[str, str] = field(default_factory=dict)  # no word either way (why): the next listing tells
+    requests: int = 0
 
 
 def is_balance(x: object) -> bool:
@@ -83,6 +105,8 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
+        wire = self.ex.public if isinstance(self.ex, PaperExchange) else self.ex  # paper mode: its public client's
+        self.pacer: Pacer | None = wire.pacer if isinstance(wire, StrictBinance) else None  # the host's request budgets
 
     def next_seq(self) -> int:
         """The next number of the engine's one order of account reports (model/stamp.py)."""
@@ -127,6 +151,7 @@ class ExchangeClient:
             await self.window.acquire()
             started = time.perf_counter()
             self.in_flight += 1
+            deadline = SEND_DEADLINE.set(time.monotonic() + timeout)  # a wait for budget leaves the request its time
             try:
                 async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                     result = await fn()
@@ -137,7 +162,8 @@ class ExchangeClient:
                     raw if not isinstance(raw, asyncio.TimeoutError) else TimeoutError(f"{op} timed out after {timeout}s")
                 )
                 self._trace(op, started, type(err).__name__, err.code)
-                if isinstance(err, RateLimited):
+                not_sent = raw if isinstance(raw, NotSent) else None  # the host's budget is spent: nothing was sent
+                if isinstance(err, RateLimited) and not_sent is None:  # the exchange's 429/418: this process holds
                     self.guard.observe_rate_limit(self._retry_after(), attempt)
                 if isinstance(err, ClockSkew):
                     await self.measure_clock()
@@ -145,13 +171,17 @@ class ExchangeClient:
                     raise err from (raw if not isinstance(raw, ExchangeOpError) else None)
                 attempt += 1
                 delay = min(5.0, 0.1 * 2**attempt) * (0.5 + self._rng.random())
-                log.warning("%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
+                if not_sent is not None:  # only this request waits (a process-wide hold would stall orders behind reads)
+                    delay = max(delay, min(5.0, not_sent.retry_after))
+                level = logging.INFO if not_sent is not None else logging.WARNING
+                log.log(level, "%s failed (%s), retry %d/%d in %.2fs", op, type(err).__name__, attempt, retries, delay)
                 await asyncio.sleep(delay)
                 continue
             finally:
                 self.in_flight -= 1
+                SEND_DEADLINE.reset(deadline)
             self._trace(op, started, "ok", None)
-            self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers))
+            self.guard.observe_used(self.venue.used_weight(self.ex.last_response_headers), hold=self.pacer is None)
             return result
 
     @property
@@ -200,8 +230,91 @@ class ExchangeClient:
             out += await self.call("fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list)
         return out
 
-    async def cancel_all(self, symbol: str, timeout: float, retries: int = 3) -> None:
-        """Cancel every open order on ``symbol`` in each of its books; a book with nothing open is not an error."""
+    async def cancel_orders(self, symbol: str, targets: list[CancelTarget], timeout: float, retries: int = 3) -> CancelResult:
+        """Cancel these orders, and only these, each named by its exchange id (or its client id when the
+        acknowledgement was lost). Where the venue takes a batch (USD-M: ten a request) the book orders go in
+        batches; everything else, and the futures conditional orders still waiting in the Algo Service, one request
+        each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
+        weight guard and request window. Never raises: what the exchange did not confirm is said per order."""
+        contract = bool(self.markets.get(symbol, {}).get("contract"))
+        size = 0 if self.cfg.mode == "paper" else self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
+        result = CancelResult()
+        singles: list[CancelTarget] = []
+        by_id: list[CancelTarget] = []
+        by_cid: list[CancelTarget] = []
+        for t in targets:
+            (singles if size < 2 or (contract and t.waiting_trigger) else by_id if t.order_id is not None else by_cid).append(t)
+        gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+        async def one(t: CancelTarget) -> None:
+            async with gate:
+                await self._cancel_one(symbol, contract, t, timeout, retries, result)
+
+        async def batch(chunk: list[CancelTarget]) -> None:
+            async with gate:
+                await self._cancel_batch(symbol, chunk, timeout, retries, result)
+
+        chunks = [group[i : i + size] for group in (by_id, by_cid) for i in range(0, len(group), max(1, size))]
+        await asyncio.gather(*(one(t) for t in singles), *(batch(c) for c in chunks))
+        return result
+
+    async def _cancel_one(self, symbol: str, contract: bool, t: CancelTarget, timeout: float, retries: int, result: CancelResult) -> None:
+        from .errors import OrderNotFound
+
+        waiting = contract and t.waiting_trigger
+        if t.order_id is not None:
+            params = self.venue.trigger_params(contract, waiting)
+        else:
+            params = self.venue.by_client_id(t.client_order_id, waiting)
+        result.requests += 1
+        try:
+            raw = await self.call("cancel_order", partial(self.ex.cancel_order, t.order_id, symbol, params), timeout, retries=retries)
+        except OrderNotFound:  # closed meanwhile, never booked, or not visible yet
+            result.not_open.add(t.client_order_id)
+        except ExchangeOpError as err:
+            result.unconfirmed[t.client_order_id] = f"{type(err).__name__}: {err}"[:300]
+        else:
+            result.cancelled[t.client_order_id] = raw if isinstance(raw, dict) else {}
+
+    async def _cancel_batch(self, symbol: str, chunk: list[CancelTarget], timeout: float, retries: int, result: CancelResult) -> None:
+        """One batch cancel. The answer names each order it cancelled; an id it does not name met an error there
+        (ccxt drops those entries: not open, or anything else), so it stays unconfirmed for the next listing."""
+        from .errors import OrderNotFound
+
+        ids = [t.order_id for t in chunk if t.order_id is not None]
+        params: Json = {} if ids else {"clientOrderIds": [t.client_order_id for t in chunk]}
+        result.requests += 1
+        try:
+            raws = await self.call(
+                "cancel_orders", partial(self.ex.cancel_orders, ids, symbol, params), timeout, retries=retries, validate=is_list
+            )
+        except OrderNotFound as err:  # an answer of one entry, an error (ccxt raises it): said of that one order
+            for t in chunk:
+                if len(chunk) == 1:
+                    result.not_open.add(t.client_order_id)
+                else:
+                    result.unconfirmed[t.client_order_id] = f"{type(err).__name__}: {err}"[:300]
+            return
+        except ExchangeOpError as err:
+            for t in chunk:
+                result.unconfirmed[t.client_order_id] = f"{type(err).__name__}: {err}"[:300]
+            return
+        by_cid = {t.client_order_id: t for t in chunk}
+        by_oid = {t.order_id: t for t in chunk if t.order_id is not None}
+        for raw in raws:
+            if not isinstance(raw, dict):
+                continue
+            hit = by_cid.get(str(raw.get("clientOrderId"))) or by_oid.get(str(raw.get("id")))
+            if hit is not None:
+                result.cancelled[hit.client_order_id] = raw
+        for t in chunk:
+            if t.client_order_id not in result.cancelled:
+                result.unconfirmed[t.client_order_id] = "the batch answer did not confirm it"
+
+    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
+        """ACCOUNT-WIDE: cancel every open order on ``symbol`` in each of its books, whoever placed it (Binance's
+        DELETE openOrders / allOpenOrders / algoOpenOrders). Only the account emergency stop may call this: a
+        strategy cancels its own orders by id (``cancel_orders``). A book with nothing open is not an error."""
         from .errors import OrderNotFound
 
         contract = bool(self.markets.get(symbol, {}).get("contract"))
@@ -210,6 +323,20 @@ class ExchangeClient:
                 await self.call("cancel_all_orders", partial(self.ex.cancel_all_orders, symbol, params), timeout, retries=retries)
             except OrderNotFound:  # nothing open there (Binance -2011)
                 pass
+
+    async def account_open_orders(self, market_type: str, timeout: float, retries: int = 1) -> list[Json]:
+        """Every open order of the account on ``market_type`` ("spot" or "swap"), on every symbol and in each book
+        (USD-M: the conditional orders waiting in the Algo Service too). For the account emergency stop."""
+        out: list[Json] = []
+        for params in self.order_books(market_type == "swap"):
+            out += await self.call(
+                "fetch_open_orders",
+                partial(self.ex.fetch_open_orders, None, None, None, {**params, "type": market_type}),
+                timeout,
+                retries=retries,
+                validate=is_list,
+            )
+        return out
 
     def has_countdown(self, symbol: str) -> bool:
         """Whether the exchange keeps a dead-man's switch for ``symbol`` (USDⓈ-M: ``countdownCancelAll``); never in

@@ -22,26 +22,34 @@ have no outcome and looks them up on the exchange.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.json import integer
 from ..model.types import Json
-from ..storage import Store, is_remote
+from ..state import reset_remedy
+from ..storage import CorruptStateError, Store, is_remote, json_object
 
+log = logging.getLogger("planar.exchange")
 BLOCK = 1000
 LABEL_CHARS = 12
 TAG_CHARS = 6
 MAX_LEN = 36  # Binance's newClientOrderId limit
 
 
+DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+BASE36 = frozenset(DIGITS36)
+
+
 def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    digits = DIGITS36
     out = ""
     while True:
         n, r = divmod(n, 36)
@@ -79,6 +87,30 @@ def parse(client_order_id: str | None) -> ParsedId | None:
     return ParsedId(f"{parts[0]}-{parts[1]}", parts[2], seq)
 
 
+def planar_identity(client_order_id: str | None) -> str | None:
+    """The strategy identity (``<label>-<tag>``) of an id this engine issued, whichever strategy it belongs to;
+    None for any other id (placed by hand, by another program, or of the earlier format).
+
+    The id must have the current format, and where its label is a whole name (shorter than 12 characters) its tag
+    must be that name's hash, so an id someone else happened to shape like ours is not taken for a strategy's."""
+    parsed = parse(client_order_id)
+    if parsed is None:
+        return None
+    label, _, tag = parsed.identity.rpartition("-")
+    if not set(tag) <= BASE36 or not set(parsed.epoch) <= BASE36 or len(parsed.epoch) > 7:
+        return None
+    if len(label) < LABEL_CHARS and identity_of(label) != parsed.identity:
+        return None
+    return parsed.identity
+
+
+def claimed(ids: ClientOrderIds, client_order_id: str | None, adopt_foreign: bool) -> bool:
+    """Whether a strategy takes the order with this client id as its own: its id encodes the strategy's identity
+    exactly, or (``adopt_foreign``, the ``adopt`` foreign-order policy) no Planar strategy placed it. Another
+    strategy's order is never claimed, whatever the policy."""
+    return ids.owns(client_order_id) or (adopt_foreign and planar_identity(client_order_id) is None)
+
+
 class ClientOrderIds:
     NAME = "client_order_seq.json"
 
@@ -87,30 +119,66 @@ class ClientOrderIds:
         self.store = Store(str(strategy_dir))
         self.block = block
         self._lock = threading.Lock()
-        raw = self.store.read(self.NAME)
-        data = json.loads(raw) if raw else {}
-        self.epoch = str(data.get("epoch") or _base36(int(time.time() * 1000) % 36**7))
+        self.url = self.store.url(self.NAME)
+        self.remedy = reset_remedy(self.store.root.rstrip("/").rsplit("/", 1)[-1])
+        # unreadable: this process may still cancel and look orders up (ownership needs no epoch), never issue an id
+        self.fault: CorruptStateError | None = None
+        try:
+            data = self.check()
+        except CorruptStateError as exc:
+            self.fault, data = exc, {"epoch": "?"}
+        self.epoch = str(data.get("epoch") or self.fresh_epoch())
         self.name = name
         self.identity = identity_of(name)
         self.prefix = f"{self.identity}-{self.epoch}"  # every id this store issues starts with it (then "-<seq>")
         self._legacy = f"{name[:18]}-{self.epoch}-"  # the earlier format, this store's epoch only
         self._next = self._limit = 0
-        self._reserve()
+        if self.fault is None:
+            self._reserve()
+
+    @staticmethod
+    def fresh_epoch() -> str:
+        """A new store's epoch: the time in ms, base 36 (7 characters), so no two stores share one by chance."""
+        return _base36(int(time.time() * 1000) % 36**7)
+
+    def check(self) -> dict[str, object]:
+        """The sequence document as it is now, or ``CorruptStateError``: a sequence that cannot be read must never
+        be restarted from zero or under a new epoch (ids already on the exchange would be issued again, or this
+        strategy's own older orders would look like another engine's), so nothing trades until it is repaired."""
+        fault = getattr(self, "fault", None)
+        if fault is not None:  # unreadable when this allocator was made: it has no epoch, it never issues
+            raise fault
+        raw = self.store.read(self.NAME)
+        return self._valid(json_object(raw, self.url, self.remedy)) if raw is not None else {}
+
+    def _valid(self, doc: dict[str, object]) -> dict[str, object]:
+        epoch, start = doc.get("epoch"), doc.get("next_block", 0)
+        if epoch is not None and not (isinstance(epoch, str) and epoch.isalnum() and epoch == epoch.lower()):
+            raise CorruptStateError(self.url, f"unexpected content: epoch {epoch!r} is not a base-36 word", self.remedy)
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise CorruptStateError(self.url, f"unexpected content: next_block {start!r} is not a count", self.remedy)
+        if epoch is None and start:
+            raise CorruptStateError(self.url, f"unexpected content: blocks up to {start} were reserved under no epoch", self.remedy)
+        return doc
 
     def _reserve(self) -> None:
         """The next free block, from the document as it is now (another process may have reserved since)."""
 
         def take(doc: dict[str, object]) -> int:
-            start = integer(doc.get("next_block", 0))
+            start = self._valid(doc).get("next_block", 0)
+            assert isinstance(start, int)
             doc["epoch"] = doc.get("epoch") or self.epoch
             doc["next_block"] = start + self.block
             return start
 
-        self._next = self.store.update_json(self.NAME, take)
+        self._next = self.store.update_json(self.NAME, take, self.remedy)
         self._limit = self._next + self.block
 
     def next(self) -> str:
+        """The next id; ``CorruptStateError`` when the sequence cannot be read (nothing is issued on a guess)."""
         with self._lock:
+            if self.fault is not None:
+                raise self.fault
             if self._next >= self._limit:
                 self._reserve()
             seq = self._next
@@ -145,6 +213,7 @@ class IntentJournal:
 
     def __init__(self, strategy_dir: Path, fsync: bool = True) -> None:
         self.path = Path(strategy_dir) / "intents.jsonl"
+        self.remedy = reset_remedy(Path(strategy_dir).name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -181,30 +250,74 @@ class IntentJournal:
         self._append(record)
 
     def unresolved(self) -> dict[str, Json]:
-        """Intents that never got an outcome (the process died in between)."""
+        """Intents that never got an outcome (the process died in between). A torn last line (a write cut short:
+        no newline after it) is skipped, as it always was; any other line that is not a record is
+        ``CorruptStateError`` naming the file and the line: an intent on it could not be asked about, and the
+        start-up compaction would have dropped it for good."""
         pending: dict[str, Json] = {}
-        if not self.path.is_file():
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
             return pending
-        for line in self.path.read_text().splitlines():
+        lines = data.split(b"\n")
+        torn = lines.pop()  # after the last newline: b"" unless the last write was cut short
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                _apply(pending, self._line(line, f"{self.path} line {n}"))
+        if torn.strip():
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line after a crash
-                continue
-            if rec.get("kind") == "intent":
-                pending[rec["cid"]] = rec
-            elif rec.get("kind") == "outcome":
-                pending.pop(rec["cid"], None)
+                _apply(pending, journal_record(torn, f"{self.path} line {len(lines) + 1}", self.remedy))
+            except CorruptStateError as exc:
+                log.warning("%s (a torn last write, skipped)", exc.path + ": " + exc.what)
         return pending
+
+    def _line(self, line: bytes, where: str) -> Json:
+        """One line's record. A write cut short by a crash and followed by the next run's first append leaves
+        ``<part of a record><a whole record>`` on one line: the part is skipped (a cut intent was never sent: the
+        request goes out only after its intent is on disk), the record kept; anything else is corruption."""
+        try:
+            return journal_record(line, where, self.remedy)
+        except CorruptStateError:
+            at = line.rfind(b'{"t":')
+            if at > 0:
+                with contextlib.suppress(CorruptStateError):
+                    rec = journal_record(line[at:], where, self.remedy)
+                    log.warning("%s: %d bytes of a write cut short before a whole record, skipped", where, at)
+                    return rec
+            raise
+
+    def salvage(self) -> tuple[str | None, list[str]]:
+        """``planar state reset``: keep the damaged journal beside it (``intents.jsonl.corrupt-<time>``) and rewrite it
+        with the unresolved intents of the lines that read; returns the copy's name and, per line that did not,
+        ``line N`` (with the client order id when one can still be made out)."""
+        data = self.path.read_bytes() if self.path.is_file() else b""
+        pending: dict[str, Json] = {}
+        bad = []
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                _apply(pending, self._line(line, f"line {n}"))
+            except CorruptStateError:
+                cid = re.search(rb'"cid":"([^"]+)"', line)
+                bad.append(f"line {n}" + (f" (client order id {cid.group(1).decode(errors='replace')})" if cid else ""))
+        store = Store(str(self.path.parent))
+        copy = store.set_aside(self.path.name)
+        self._rewrite(pending)
+        return copy, bad
+
+    def _rewrite(self, keep: dict[str, Json]) -> None:
+        data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
+        Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def compact(self) -> int:
         """Rewrite the journal with only the unresolved intents (called at start-up, after reconciliation,
         so it does not grow forever); returns how many lines were dropped."""
         keep = self.unresolved()
-        lines = self.path.read_text().count("\n") if self.path.is_file() else 0
-        data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
-        Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        lines = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
+        self._rewrite(keep)
         return lines - len(keep)
 
     def check(self) -> None:
@@ -246,15 +359,32 @@ class ObjectJournal:
         self.store.write_atomic(f"journal/{client_order_id}.outcome.json", json.dumps(record, separators=(",", ":")).encode())
 
     def unresolved(self) -> dict[str, Json]:
+        """Intents without an outcome object; one that cannot be read is ``CorruptStateError`` naming it."""
         names = set(self.store.list("journal"))
         pending: dict[str, Json] = {}
+        remedy = reset_remedy(self.store.root.rstrip("/").rsplit("/", 1)[-1])
         for name in sorted(names):
             if name.endswith(".intent.json") and name.replace(".intent.json", ".outcome.json") not in names:
                 raw = self.store.read(f"journal/{name}")
-                if raw:
-                    rec = json.loads(raw)
-                    pending[str(rec["cid"])] = rec
+                if raw is not None:
+                    _apply(pending, journal_record(raw, self.store.url(f"journal/{name}"), remedy))
         return pending
+
+    def salvage(self) -> tuple[str | None, list[str]]:
+        """``planar state reset``: each record object that cannot be read is kept as ``<name>.corrupt-<time>`` and
+        removed; returns where they went and their client order ids (the object's name says it)."""
+        bad = []
+        for name in sorted(self.store.list("journal")):
+            if not name.endswith((".intent.json", ".outcome.json")):
+                continue
+            raw = self.store.read(f"journal/{name}")
+            try:
+                journal_record(raw or b"", name, "")
+            except CorruptStateError:
+                self.store.set_aside(f"journal/{name}")
+                self.store.remove(f"journal/{name}")
+                bad.append(f"{name} (client order id {name.rsplit('.', 2)[0]})")
+        return (self.store.url("journal") if bad else None), bad
 
     def compact(self) -> int:
         """Remove the resolved pairs; returns how many objects went."""
@@ -276,7 +406,42 @@ class ObjectJournal:
         pass
 
 
+def journal_record(raw: bytes, where: str, remedy: str) -> Json:
+    """One journal record (``{"kind": "intent" | "outcome", "cid": ..., ...}``), or ``CorruptStateError``."""
+    rec = json_object(raw, where, remedy)
+    if rec.get("kind") not in ("intent", "outcome") or not isinstance(rec.get("cid"), str):
+        raise CorruptStateError(where, f"unexpected content: not an intent or outcome record ({len(raw)} bytes)", remedy)
+    return rec
+
+
+def _apply(pending: dict[str, Json], rec: Json) -> None:
+    cid = str(rec["cid"])
+    if rec["kind"] == "intent":
+        pending[cid] = rec
+    else:
+        pending.pop(cid, None)
+
+
 def intent_journal(local_dir: Path, shared_root: str, fsync: bool = True) -> IntentJournal | ObjectJournal:
     """The strategy's journal: a local append-only file, or objects beside the shared state when the store root
     is on object storage (so a restart on another worker still knows the intents in doubt)."""
     return ObjectJournal(shared_root) if is_remote(shared_root) else IntentJournal(local_dir, fsync=fsync)
+
+
+def sequence_hints(raw: bytes | None) -> tuple[str | None, int | None]:
+    """What a damaged sequence document still says (its epoch, its next block), read loosely: the evidence
+    ``planar state reset`` starts from."""
+    text = (raw or b"").decode(errors="replace")
+    epoch = re.search(r'"epoch"\s*:\s*"([0-9a-z]+)"', text)
+    block = re.search(r'"next_block"\s*:\s*(\d+)\s*[,}\n]', text)
+    return (epoch.group(1) if epoch else None), (int(block.group(1)) if block else None)
+
+
+def restore_sequence(strategy_dir: str, epoch: str, next_block: int) -> str | None:
+    """``planar state reset``: replace the sequence document (the damaged one kept beside it) with ``epoch`` and
+    ``next_block``, in one compare-and-swap against whatever is there; returns the copy's name."""
+    store = Store(strategy_dir)
+    copy = store.set_aside(ClientOrderIds.NAME)
+    doc = json.dumps({"epoch": epoch, "next_block": next_block}, indent=1, sort_keys=True).encode()
+    store.update(ClientOrderIds.NAME, lambda old: (doc, None))
+    return copy

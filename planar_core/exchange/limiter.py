@@ -1,14 +1,17 @@
 """Request pacing in front of every exchange call.
 
-Four layers, each doing one thing:
-* ccxt's own token-bucket throttle paces requests by endpoint cost; the engine
-  configures it from ``rate_limits`` (see ``ccxt_rate_options``).
+Layers, each doing one thing:
+* The host's request budgets (``budget.py``, through ``StrictBinance.fetch2``): every REST request reserves its
+  weight (ccxt's declared cost per endpoint, in Binance's weight units) from one budget per IP and API, and its new
+  orders from one budget per account, shared by every process on the host; the exchange's own counts (response
+  headers) correct them, and a 429/418's Retry-After holds every process. ``rate_limits.shared_budget = false``
+  keeps the same budgets in this process only.
+* ccxt's own throttle paces websocket messages (REST requests no longer go through it when the budgets do).
 * ``OrderPacer`` spaces order submissions to ``orders_per_second`` with a burst
   allowance, so orders queue locally instead of drawing a 429.
 * ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``).
-* ``WeightGuard`` takes the used weight the venue reads after each response (the server's
-  view of our usage) and, after a 429/418, honours the server's backoff; when
-  the server says we are near the limit it holds requests until the window rolls.
+* ``WeightGuard`` records the used weight the venue reads after each response and, after a 429/418, honours the
+  server's backoff in this process; without the budgets it also holds requests near the limit until the window rolls.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from ..config import RateLimits
 def ccxt_rate_options(limits: RateLimits) -> dict[str, object]:
     """ccxt config: its rolling-window throttle with a budget of ``weight_per_minute`` cost units a minute.
 
-    ccxt declares each Binance endpoint's cost in weight units; the window's budget is
-    ``rollingWindowSize / rateLimit``, so rateLimit = 60 000 / weight_per_minute.
+    With the host's budgets in place (``StrictBinance.pacer``) it paces only websocket messages (ccxt's websocket
+    clients share this configuration); REST requests reserve from the budgets instead, where ccxt's declared cost is
+    converted to Binance's weight per API (``binance.WEIGHT_PER_COST``: ccxt scales spot costs to 0.2 per weight unit).
     """
     return {"enableRateLimit": True, "rateLimit": 60_000.0 / limits.weight_per_minute, "rollingWindowSize": 60_000.0}
 
@@ -72,12 +76,13 @@ class WeightGuard:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def observe_used(self, used: int | None) -> None:
-        """The weight the exchange says this minute has used (read by the venue from its response headers)."""
+    def observe_used(self, used: int | None, hold: bool = True) -> None:
+        """The weight the exchange says this minute has used (read by the venue from its response headers);
+        ``hold`` False: only recorded (the host's budgets pace, and keep headroom for orders a hold would block)."""
         if used is None:
             return
         self.used = used
-        if self.used >= self.headroom * self.weight_per_minute:
+        if hold and self.used >= self.headroom * self.weight_per_minute:
             now = time.time()
             self.hold(60.0 - now % 60.0)  # the server's minute window rolls at the minute
 

@@ -1,8 +1,12 @@
-"""The emergency stop: halt, cancel everything, optionally flatten, alert, record. Idempotent.
+"""The emergency stop of one strategy: halt, cancel its orders, optionally flatten, alert, record. Idempotent.
 
 Works on a running strategy and standalone (``runner.emergency_stop_standalone``), from nothing but the config and
 credentials, so a fresh process can stop a strategy whose engine is dead or hung. Cancels run per asset in
 parallel; every step is verified against the exchange and retried until ``risk.estop_budget_s`` runs out.
+
+A strategy's e-stop cancels its own orders only (by id, never Binance's account-wide DELETE openOrders): the
+account may carry other strategies' orders on the same symbols, and they stay open (counted in ``left_alone``).
+Stopping a whole account is the account emergency stop (``risk.account_estop``).
 
 Nothing is reported clean without the exchange's word: a symbol whose open orders could not be listed, or
 whose cancels were not confirmed by a later listing, is *unverified*; a position whose size could not be read is
@@ -19,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..exchange.client import CancelTarget
 from ..exchange.errors import ExchangeOpError
 from ..model.json import num, obj
 from ..model.types import Json
@@ -38,6 +43,7 @@ class EStopReport:
     remaining_open: dict[str, int] = field(default_factory=dict)  # symbol -> orders the exchange still lists open
     remaining_positions: dict[str, float] = field(default_factory=dict)  # symbol -> size the exchange still reports
     unverified: dict[str, str] = field(default_factory=dict)  # "symbol: what" -> why it could not be confirmed
+    left_alone: dict[str, int] = field(default_factory=dict)  # symbol -> open orders on the account that are not ours
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -47,8 +53,9 @@ class EStopReport:
         return not self.remaining_open and not self.remaining_positions and not self.unverified
 
     def summary(self) -> str:
+        others = f"; other strategies' / foreign orders left open {self.left_alone}" if self.left_alone else ""
         if self.clean:
-            return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "")
+            return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "") + others
         parts = []
         if self.remaining_open:
             parts.append(f"STILL OPEN orders {self.remaining_open}")
@@ -71,8 +78,28 @@ def pause(attempt: int) -> float:
     return min(2.0, 0.1 * 2**attempt)
 
 
+def _target(s: "Strategy", raw: Json) -> CancelTarget:
+    """How the exchange names a listed order for its cancel: by id (a futures conditional order still waiting is
+    an Algo Service record, cancelled there)."""
+    oid = raw.get("id")
+    return CancelTarget(str(raw.get("clientOrderId")), None if oid is None else str(oid), s.client.venue.is_algo_record(raw))
+
+
+def _ours(s: "Strategy", symbol: str, raw: Json) -> bool:
+    """A listed order this strategy tracks once the listing was applied: its own (the id encodes its identity) or
+    one it adopted by its foreign-order policy. Never another strategy's (``engine.updates`` never admits those)."""
+    ai = s.universe.get(symbol)
+    if ai is None:
+        return False
+    cid, oid = raw.get("clientOrderId"), raw.get("id")
+    if cid is not None and str(cid) in ai.orders:
+        return True
+    return oid is not None and not s.client.venue.is_algo_record(raw) and ai.order_by_id(str(oid)) is not None
+
+
 async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
-    """Cancel every open order on ``symbol`` until a listing of open orders comes back empty, or the budget ends."""
+    """Cancel this strategy's open orders on ``symbol`` (by id, batched where the venue allows) until a listing of
+    the open orders shows none of them, or the budget ends. Other strategies' orders on the account stay open."""
     loop = asyncio.get_running_loop()
     key = f"{symbol}: open orders"
     report.unverified.setdefault(key, "not listed yet")  # until the exchange lists them
@@ -93,20 +120,27 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         with s.group():
             for raw in open_orders:
                 s.apply_order(raw, source="estop")
-        ids = {str(o.get("id")) for o in open_orders}
+        mine = [raw for raw in open_orders if _ours(s, symbol, raw)]
+        others = len(open_orders) - len(mine)
+        if others:
+            report.left_alone[symbol] = others
+        else:
+            report.left_alone.pop(symbol, None)
+        ids = {str(o.get("id")) for o in mine}
         report.cancelled += len(seen - ids)
         seen -= seen - ids
-        if not open_orders:
-            report.unverified.pop(key, None)
+        report.unverified.pop(key, None)
+        if not mine:
             report.remaining_open.pop(symbol, None)
             return
         seen |= ids
-        report.remaining_open[symbol] = len(open_orders)
-        report.unverified.pop(key, None)
-        try:
-            await s.client.cancel_all(symbol, max(0.1, deadline - loop.time()), retries=0)  # closed meanwhile: the next listing says
-        except ExchangeOpError as err:
-            report.errors.append(f"{symbol}: cancel_all_orders: {err}"[:300])
+        report.remaining_open[symbol] = len(mine)
+        result = await s.client.cancel_orders(symbol, [_target(s, raw) for raw in mine], max(0.1, deadline - loop.time()), retries=0)
+        with s.group():
+            for cid, raw in result.cancelled.items():
+                s.apply_order({**raw, "symbol": symbol, "clientOrderId": cid, "status": raw.get("status") or "canceled"}, source="estop")
+        if result.unconfirmed:  # closed meanwhile, or not reached: the next listing says
+            report.errors.extend(f"{symbol}: cancel {cid}: {why}"[:300] for cid, why in list(result.unconfirmed.items())[:5])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
 
@@ -193,7 +227,8 @@ def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
 async def emergency_stop(
     s: "Strategy", reason: str = "Manual trigger", close_positions: bool | None = None, budget_s: float | None = None
 ) -> EStopReport:
-    """Halt (persisted), cancel every open order on every universe asset, optionally close positions, alert, record."""
+    """Halt (persisted), cancel this strategy's open orders on every universe asset, optionally close positions,
+    alert, record."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (s.config.risk.estop_budget_s if budget_s is None else budget_s)

@@ -10,7 +10,9 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from ..exchange.client_ids import claimed
 from ..exchange.errors import ExchangeOpError
+from ..model.json import text
 from . import metrics as M
 from .manager import utc_day
 
@@ -87,8 +89,10 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
         except ExchangeOpError as err:
             still[sym] = f"open orders cannot be listed ({err})"
             continue
-        if rows:
-            still[sym] = f"{len(rows)} order(s) still open"
+        adopt = s.config.startup_sync.foreign_orders == "adopt"
+        ours = [r for r in rows if claimed(s.ids, text(r.get("clientOrderId")), adopt)]  # other strategies' orders are theirs
+        if ours:
+            still[sym] = f"{len(ours)} order(s) still open"
     if still:
         raise RearmRefused(f"{s.name}: the emergency stop could not verify {still}; cancel them (planar emergency-stop) first")
     eq, unpriced = M.equity(s)

@@ -436,6 +436,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         acct.add_fee(fee_asset, fee)
         order.filled += qty
         order.cum_quote += price * qty
+        if order.kind == "spot" and order.filled == qty:  # Binance spot counts unfilled orders: a first fill is off it
+            self.limiter.order_filled(acct.api_key, "api", now)
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
         order.updated_ms = now
         fill = Fill(

@@ -97,10 +97,7 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
     return {
         "timezone": "UTC",
         "serverTime": ex.now_ms(),
-        "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": lim.weight_per_minute},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": lim.orders_per_10s},
-        ],
+        "rateLimits": lim.rate_limits(kind),
         "exchangeFilters": [],
         "symbols": symbols,
         **(

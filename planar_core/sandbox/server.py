@@ -29,7 +29,7 @@ from . import errors as E
 from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
 from .faults import Faults
-from .limits import Limits, RateLimited, weight_of
+from .limits import Limits, RateLimited, family_of, weight_of
 from .order_lists import OrderList
 from .streams import StreamHub
 from .wire import s as s_
@@ -47,6 +47,7 @@ class Ctx:
     params: dict[str, str]
     account: Account | None
     kind: str  # spot | linear
+    orders_counted: bool = False  # a new-order request: its answer carries X-MBX-ORDER-COUNT-*
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,32 @@ class Route:
     handler: Handler
     kind: str
     auth: str  # none | key | signed
+
+
+BATCH_CANCEL_MAX = 10
+
+
+def batch_ids(params: dict[str, str]) -> tuple[list[str], str]:
+    """The ids of ``DELETE /fapi/v1/batchOrders`` and how they name orders (``orderId`` / ``origClientOrderId``).
+
+    Binance takes ``orderIdList`` (``[1234567,2345678]``) or ``origClientOrderIdList`` (``["id_1","id_2"]``), one of
+    the two, at most ten ids; the parameter names are matched whatever their case (ccxt sends them in lower case)."""
+    lists = {k.lower(): v for k, v in params.items() if k.lower() in ("orderidlist", "origclientorderidlist")}
+    if not lists:
+        raise E.mandatory("orderIdList")
+    if len(lists) > 1:
+        raise E.ApiError(400, -1128, "Combination of optional parameters invalid.")
+    ((name, raw),) = lists.items()
+    label = "orderIdList" if name == "orderidlist" else "origClientOrderIdList"
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        ids = None
+    if not isinstance(ids, list) or not ids or len(ids) > BATCH_CANCEL_MAX or not all(isinstance(i, (int, str)) and str(i) for i in ids):
+        raise E.ApiError(400, -1130, f"Data sent for parameter '{label}' is not valid.")
+    if label == "orderIdList" and not all(str(i).isdigit() for i in ids):
+        raise E.ApiError(400, -1130, f"Data sent for parameter '{label}' is not valid.")
+    return [str(i) for i in ids], "orderId" if label == "orderIdList" else "origClientOrderId"
 
 
 def is_loopback(host: str) -> bool:
@@ -175,14 +202,15 @@ class SandboxServer:
             return self._error(E.ApiError(429, -1003, "Too many requests; injected fault."), retry_after=1)
         ip = request.remote or "?"
         now = self.ex.now_ms()
+        family = family_of(request.path)  # weight is per IP and per API (spot, futures, sapi), never per key
         try:
-            used = self.ex.limiter.charge(ip, weight_of(request.method, request.path), now)
+            used = self.ex.limiter.charge(ip, family, weight_of(request.method, request.path, request.query), now)
         except RateLimited as exc:
             return self._error(exc, retry_after=exc.retry_after_s)
         response = await handler(request)
         if faults.absurd_values and isinstance(response, web.Response) and response.status == 200 and response.body:
             response = self._absurd(request.path, bytes(response.body))  # type: ignore[arg-type]
-        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        response.headers[self.ex.limiter.weight_header(family)] = str(used)
         if faults.roll(rng, faults.malformed_rate) and isinstance(response, web.Response) and response.body:
             body = bytes(response.body)  # type: ignore[arg-type]
             response.body = body[: max(1, len(body) // 2)]
@@ -231,8 +259,8 @@ class SandboxServer:
         if isinstance(result, web.StreamResponse):
             return result
         response = web.json_response(result)
-        if ctx.account is not None:
-            response.headers["X-MBX-ORDER-COUNT-10S"] = str(self.ex.limiter.used_orders(ctx.account.api_key, self.ex.now_ms()))
+        if ctx.orders_counted and ctx.account is not None:  # Binance: on successful order answers, one per interval
+            response.headers.update(self.ex.limiter.order_headers(ctx.account.api_key, family_of(request.path), self.ex.now_ms()))
         return response
 
     def _authenticate(self, request: web.Request, route: Route, params: dict[str, str], body: str) -> Account | None:
@@ -249,7 +277,7 @@ class SandboxServer:
         signature = params.pop("signature", None)
         if not signature:
             raise E.mandatory("signature")
-        payload = SIGNATURE_RE.sub("", request.query_string) + SIGNATURE_RE.sub("", body)
+        payload = SIGNATURE_RE.sub("", request.rel_url.raw_query_string) + SIGNATURE_RE.sub("", body)  # as sent (still percent-encoded)
         expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise E.bad_signature()
@@ -282,6 +310,8 @@ class SandboxServer:
                     self.ex.limiter.limits = Limits.model_validate({**self.ex.limiter.limits.model_dump(), **body})
                     self.ex.limiter.banned_until.clear()
                 return web.json_response(self.ex.limiter.limits.model_dump())
+            if name == "rate_limits":  # refusals (429 by kind, 418), bans and the weight used now
+                return web.json_response(self.ex.limiter.report(self.ex.now_ms()))
             if name == "snapshot":
                 return web.json_response(self.ex.snapshot())
             if name == "accounts" and request.method == "POST":
@@ -419,6 +449,7 @@ class SandboxServer:
         add("DELETE", "/api/v3/openOrders", self._cancel_all)
         self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
         add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")
+        add("DELETE", "/fapi/v1/batchOrders", self._cancel_batch, "linear", "signed")
         add("POST", "/fapi/v1/countdownCancelAll", lambda c: countdown.arm(ex, c.account, c.params), "linear", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/account", lambda c: wire.spot_account(c.account, ex.now_ms()), "spot", "signed")  # type: ignore[arg-type]
         add("GET", "/api/v3/myTrades", self._my_trades, "spot", "signed")
@@ -444,13 +475,19 @@ class SandboxServer:
             add(method, "/fapi/v1/listenKey", self._listen_key, "linear", "key")
 
     # ----------------------------------------------------------------- private handlers
+    def _count_orders(self, c: Ctx, count: int) -> None:
+        """Charge new orders to the account's order-rate intervals (per account, whatever the IP or key)."""
+        assert c.account is not None
+        self.ex.limiter.charge_order(c.account.api_key, family_of(c.request.path), c.request.remote or "?", self.ex.now_ms(), count)
+        c.orders_counted = True
+
     def _format_order(self, kind: str, order: SandboxOrder) -> dict:
         return wire.spot_order(order) if kind == "spot" else wire.futures_order(order, self.ex.markets[(kind, order.symbol)].spec)
 
     async def _new_order(self, c: Ctx) -> Any:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 1)
         order, fills = self.ex.place_order(acct, c.kind, c.params)
         self._maybe_lose_ack(c)
         if c.kind == "spot":
@@ -476,6 +513,21 @@ class SandboxServer:
         if not orders:
             raise E.ApiError(400, -2011, "Unknown order sent.")
         return [wire.spot_cancel(o, secrets.token_hex(8)) for o in orders]
+
+    def _cancel_batch(self, c: Ctx) -> list[dict]:
+        """``DELETE /fapi/v1/batchOrders``: up to ten orders named by ``orderIdList`` or ``origClientOrderIdList``
+        (one of them, not both; JSON lists in the query string). The answer has one entry per id, in the order
+        given: the cancelled order, or the error that id met (``-2011`` for an order that is not open)."""
+        self.ex.market("linear", c.params.get("symbol"))
+        ids, by = batch_ids(c.params)
+        out: list[dict] = []
+        for ref in ids:
+            try:
+                order = self.ex.cancel_order(c.account, "linear", {"symbol": c.params["symbol"], by: ref})  # type: ignore[arg-type]
+                out.append(self._format_order("linear", order))
+            except E.ApiError as exc:
+                out.append(exc.body())
+        return out
 
     def _open_orders(self, c: Ctx) -> list[dict]:
         symbol = c.params.get("symbol")
@@ -531,7 +583,7 @@ class SandboxServer:
     def _new_oco(self, c: Ctx, legacy: bool) -> dict:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 2)  # an OCO list is two orders on the unfilled-order count
         self.ex.market("spot", c.params.get("symbol"))
         return self._list_json(c, self.ex.place_oco(acct, c.params, legacy), "placed")
 
@@ -553,7 +605,7 @@ class SandboxServer:
     def _new_algo(self, c: Ctx) -> dict:
         acct = c.account
         assert acct is not None
-        self.ex.limiter.charge_order(acct.api_key, c.request.remote or "?", self.ex.now_ms())
+        self._count_orders(c, 1)
         algo = self.ex.place_algo_order(acct, c.params)
         self._maybe_lose_ack(c)
         return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, query=False)

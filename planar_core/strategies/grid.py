@@ -4,7 +4,8 @@ Around an anchor (the last price at start, then each fill's price) buys rest at 
 below ... and sells above, all post-only (a maker order: an order that would take is refused by the exchange,
 never filled as a taker). A filled buy is answered by a sell one spacing above its price, and the reverse,
 so each round trip earns the spacing. Orders drifting more than ``levels + 2`` spacings from the anchor are
-cancelled. An order that is refused (it would have taken), expires or is cancelled by hand is replaced on the
+cancelled. The grid counts, keeps and cancels only its own orders (their client ids carry its identity): orders
+of other strategies on the account, or adopted by the foreign-order policy, are none of its business. An order that is refused (it would have taken), expires or is cancelled by hand is replaced on the
 next tick, not at once: re-placing a refused order at once would loop as long as the price sits there. Spot sells need the base currency: the
 grid sells only what the account holds.
 """
@@ -50,8 +51,13 @@ class GridMaker(Logic):
         for ai in s.universe.values():
             if ai.symbol not in self.anchor and ai.last_price:
                 self.anchor[ai.symbol] = ai.last_price
-            if ai.symbol in self.anchor and len(ai.open_orders()) < 2 * self.params.levels:
+            if ai.symbol in self.anchor and len(self.mine(s, ai)) < 2 * self.params.levels:
                 await self.requote(s, ai)
+
+    @staticmethod
+    def mine(s: Strategy, ai: AssetInstance) -> list[Order]:
+        """The grid's own open orders on ``ai``."""
+        return [o for o in ai.open_orders() if s.ids.owns(o.client_order_id)]
 
     def wanted(self, anchor: float) -> list[tuple[Side, float]]:
         p = self.params
@@ -64,10 +70,10 @@ class GridMaker(Logic):
         p = self.params
         anchor = self.anchor[ai.symbol]
         tolerance = anchor * p.spacing / 2
-        for o in ai.open_orders():
+        for o in self.mine(s, ai):
             if o.price is not None and abs(o.price - anchor) > (p.levels + 2) * p.spacing * anchor:
                 await s.cancel(ai, o)
-        resting = [o for o in ai.open_orders() if o.price is not None]
+        resting = [o for o in self.mine(s, ai) if o.price is not None]
         for side, price in self.wanted(anchor):
             if any(o.side is side and abs(o.price - price) <= tolerance for o in resting if o.price is not None):
                 continue

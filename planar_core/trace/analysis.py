@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypedDict
 
 import numpy as np
@@ -67,20 +68,28 @@ def _is(df: pd.DataFrame, value: str, column: str = "kind") -> np.ndarray:
     return (df[column] == value).to_numpy(dtype=bool)
 
 
-def scope(df: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
-    """The events of one strategy: those of its orders (client ids starting with ``prefix``) and those of no order
-    (balances, API calls, risk events). ``prefix=None``: everything."""
-    return df[in_scope(df, prefix)].reset_index(drop=True)
+Owner = Callable[[str], bool]  # a client order id -> whether it is the strategy's (``ClientOrderIds.owns``)
 
 
-def in_scope(df: pd.DataFrame, prefix: str | None) -> np.ndarray:
-    """``scope``'s rows as a boolean mask."""
-    if not prefix or not len(df):
+def scope(df: pd.DataFrame, owner: Owner | str | None) -> pd.DataFrame:
+    """The events of one strategy: those of its orders and those of no order (balances, API calls, risk events).
+    ``owner``: the strategy's ownership test (exact identity), or a client-id prefix; None: everything."""
+    return df[in_scope(df, owner)].reset_index(drop=True)
+
+
+def in_scope(df: pd.DataFrame, owner: Owner | str | None) -> np.ndarray:
+    """``scope``'s rows as a boolean mask (the test runs once per distinct client id, not per row)."""
+    if not owner or not len(df):
         return np.ones(len(df), dtype=bool)
+    test: Owner = owner if callable(owner) else partial(_starts, owner)
     cid = df["client_order_id"]
     cat = cid if isinstance(cid.dtype, pd.CategoricalDtype) else cid.astype("category")
-    ours = np.append(np.asarray([str(c).startswith(prefix) for c in cat.cat.categories], dtype=bool), True)  # code -1: no order
+    ours = np.append(np.asarray([test(str(c)) for c in cat.cat.categories], dtype=bool), True)  # code -1: no order
     return ours[cat.cat.codes.to_numpy()]
+
+
+def _starts(prefix: str, cid: str) -> bool:
+    return cid.startswith(prefix)
 
 
 def _placed(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -191,13 +200,14 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
     }
 
 
-def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: str | None = None) -> Analysis:
+def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: Owner | str | None = None) -> Analysis:
     """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
-    ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives a client-id prefix), over that
-    strategy's orders only: the account's trace also holds other strategies' and other sessions' orders."""
-    prefix = strategy if strategy is not None else _prefix_of(s)
+    ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives an ownership test or a client-id
+    prefix), over that strategy's orders only: the account's trace also holds other strategies' orders. A strategy's
+    orders are those whose client id encodes its identity exactly (never a prefix: ``mm`` is not ``mm-eth``)."""
+    owner = strategy if strategy is not None else _owner_of(s)
     df = _events(s, start, end)
-    mask = in_scope(df, prefix)
+    mask = in_scope(df, owner)
     if not mask.all():  # a copy of every column: only when something is left out
         df = df[mask].reset_index(drop=True)
 
@@ -225,9 +235,10 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     }
 
 
-def _prefix_of(s: Any) -> str | None:
-    ids = getattr(s, "ids", None)
-    return f"{ids.prefix}-" if ids is not None and getattr(ids, "prefix", None) else None
+def _owner_of(s: Any) -> Owner | None:
+    """A strategy's ownership test (its ``ClientOrderIds.owns``); None for a bare trace."""
+    owns = getattr(getattr(s, "ids", None), "owns", None)
+    return owns if callable(owns) else None
 
 
 # --------------------------------------------------------------------- tuning
@@ -310,7 +321,7 @@ def optimize_from_events(
     bounds = bounds or TuningBounds()
     end = datetime.now(UTC)
     analysis = analyze_trading_events(
-        source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1), strategy=_prefix_of(s)
+        source if source is not None else s, end - timedelta(days=days), end + timedelta(seconds=1), strategy=_owner_of(s)
     )
     state = s.state_store.load()
     result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))

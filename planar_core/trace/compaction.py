@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from zarr.core.common import JSON
 
 from ..model.types import Json
 from .columns import TEXT, Columns
-from .files import Manifest, Segment, TraceFiles, read_segment, write_segment
+from .files import MANIFEST, Manifest, Segment, TraceFiles, read_segment, write_segment
 from .schema import MARKET_DATA_KINDS
 from .store import EventTrace
 
@@ -83,8 +84,9 @@ class _Thinning:
 class _Output:
     """Kept rows, written as segments of ``target_rows`` as soon as there are that many."""
 
-    def __init__(self, files: TraceFiles, target_rows: int, tag: str) -> None:
+    def __init__(self, files: TraceFiles, target_rows: int, tag: str, replaces: list[str] | None = None) -> None:
         self.files, self.target_rows, self.tag = files, target_rows, tag
+        self.provenance: dict[str, JSON] | None = {"replaces": list(replaces)} if replaces is not None else None
         self.pending: list[Columns] = []
         self.rows = 0
         self.segments: list[Segment] = []
@@ -105,7 +107,9 @@ class _Output:
         merged = Columns.concat(self.pending)
         self.pending = []  # the parts are in ``merged`` now: let them go before the write allocates its buffers
         name = f"{time.time_ns():020d}-{self.tag}{uuid.uuid4().hex[:7]}"
-        self.segments.append(write_segment(self.files, name, merged.slice(0, rows), chunk_rows=self.target_rows))
+        self.segments.append(
+            write_segment(self.files, name, merged.slice(0, rows), chunk_rows=self.target_rows, provenance=self.provenance)
+        )
         rest = merged.slice(rows, len(merged))
         if len(rest):  # a copy, so the merged window is freed
             rest = rest.copy()
@@ -136,8 +140,10 @@ def compact_trace(
     every_ns = int(downsample.total_seconds() * 1e9) if downsample else None
 
     thinning = _Thinning(horizon_ns, every_ns)
-    kept = _Output(files, target_rows, "c")
+    kept = _Output(files, target_rows, "c", [s.name for s in segs])  # the sources, named in each output (trace/repair.py)
     archive = TraceFiles(files.url("archive")) if retention is not None else None
+    if archive is not None and archive.read(MANIFEST) is None:  # its manifest first: segments without one are a damaged trace
+        archive.update_manifest(lambda m: None)
     archived_out = _Output(archive, target_rows, "a") if archive is not None else None
     events_before = dropped = archived = 0
     for seg in segs:

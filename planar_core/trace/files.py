@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -25,10 +26,15 @@ from zarr.core.common import JSON
 from zarr.core.indexing import BasicIndexer
 from zarr.core.sync import sync
 
-from ..storage import Store
+from ..storage import CorruptStateError, Store, json_object
 from .columns import NUMBERS, TEXT, Columns
 from .legacy import read_v1_segment
 from .schema import READABLE_VERSIONS, SCHEMA_VERSION
+
+MANIFEST = "manifest.json"
+BACKUP = "manifest.json.bak"  # a copy of the manifest, written just before each replace of manifest.json
+REPAIR = "run 'planar trace repair' on this trace to rebuild it from the segments present"
+log = logging.getLogger("planar.trace")
 
 
 class TraceLockedError(RuntimeError):
@@ -78,15 +84,32 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "Manifest":
+    def from_json(cls, text: str | bytes, where: str = "manifest.json", remedy: str = REPAIR) -> "Manifest":
         """A manifest of this version or an older one (whose segments keep their version until compaction
-        rewrites them); a newer one is refused rather than misread."""
-        d = json.loads(text)
+        rewrites them); a newer one is refused rather than misread (``ValueError``). One that cannot be read
+        (not JSON, fields missing or of the wrong type) is ``CorruptStateError`` naming ``where``."""
+        raw = text.encode() if isinstance(text, str) else text
+        d = json_object(raw, where, remedy)
         version = d.get("schema_version")
-        if version not in READABLE_VERSIONS:
+        if isinstance(version, int) and version not in READABLE_VERSIONS:
             raise ValueError(f"trace schema version {version} is not supported (this version reads {sorted(READABLE_VERSIONS)})")
-        segments = [Segment(**{"schema": version, **s}) for s in d["segments"]]  # version 1 listed no per-segment schema
-        return cls(SCHEMA_VERSION, segments, d["wal_consumed"], d.get("generation", 0))
+        try:
+            if version not in READABLE_VERSIONS:
+                raise TypeError(f"schema_version {version!r}")
+            listed = d["segments"]
+            if not isinstance(listed, list):
+                raise TypeError("segments is not a list")
+            segments = [Segment(**{"schema": version, **s}) for s in listed]  # version 1 listed no per-segment schema
+            for seg in segments:
+                if not isinstance(seg.name, str) or not all(isinstance(x, int) for x in (seg.rows, seg.t_min, seg.t_max, seg.schema)):
+                    raise TypeError(f"segment {seg.name!r} has fields of the wrong type")
+            wal_consumed, generation = d["wal_consumed"], d.get("generation", 0)
+            if not isinstance(wal_consumed, int) or not isinstance(generation, int):
+                raise TypeError("wal_consumed or generation is not a number")
+        except (KeyError, TypeError) as exc:
+            what = f"no {exc.args[0]!r} field" if isinstance(exc, KeyError) else str(exc)
+            raise CorruptStateError(where, f"unexpected content: {what} ({len(raw)} bytes)", remedy) from None
+        return cls(SCHEMA_VERSION, segments, wal_consumed, generation)
 
 
 class TraceFiles(Store):
@@ -102,7 +125,7 @@ class TraceFiles(Store):
                 raise TraceNotFoundError(
                     f"{self.root} is not a trace: " + ("it is a file" if self.fs.exists(self.path) else "no such directory")
                 )
-            if not self.fs.exists(f"{self.path}/manifest.json"):
+            if not self.fs.exists(f"{self.path}/{MANIFEST}") and not self.fs.exists(f"{self.path}/{BACKUP}"):
                 raise TraceNotFoundError(f"{self.root} is not a trace: no manifest.json")
             return
         self.makedirs("wal")
@@ -124,21 +147,136 @@ class TraceFiles(Store):
             return 0, 0
         return int(sum(sizes.values())), len(sizes)
 
+    # ------------------------------------------------------------- the manifest
+    def repair_remedy(self) -> str:
+        return f"run 'planar trace repair --root {self.root}' to rebuild it from the segments present (--dry-run shows what it keeps)"
+
     def load_manifest(self) -> Manifest:
-        raw = self.read("manifest.json")
-        return Manifest.from_json(raw.decode()) if raw else Manifest()
+        """The committed manifest. One that cannot be read is recovered from its copy when the copy is provably
+        complete (WARNING); otherwise ``CorruptStateError`` naming ``planar trace repair``."""
+        return self.manifest_of(self.read(MANIFEST))[0]
 
     def update_manifest(self, change: Callable[[Manifest], None]) -> Manifest:
         """Read-modify-write of the manifest that cannot lose another process's update (the engine
-        checkpointing, a compaction): ``Store.update``, so a compare-and-swap on object storage."""
+        checkpointing, a compaction): ``Store.update``, so a compare-and-swap on object storage. The new version is
+        first written to ``manifest.json.bak``, so a copy never older than the manifest survives if the manifest is
+        later damaged. An unreadable manifest recovered from its copy is set aside (``manifest.json.corrupt-<time>``)
+        before it is replaced."""
 
         def edit(old: bytes | None) -> tuple[bytes, Manifest]:
-            m = Manifest.from_json(old.decode()) if old else Manifest()
+            m, recovered = self.manifest_of(old)
+            if recovered is not None and old is not None:
+                self.set_aside(MANIFEST)
             change(m)
             m.generation += 1
-            return m.to_json().encode(), m
+            data = m.to_json().encode()
+            self.write_atomic(BACKUP, data)
+            return data, m
 
-        return self.update("manifest.json", edit)
+        return self.update(MANIFEST, edit)
+
+    def manifest_of(self, raw: bytes | None) -> tuple[Manifest, CorruptStateError | None]:
+        """The manifest in ``raw`` (the bytes of manifest.json, None if absent), and what was wrong with it when it
+        had to be recovered from its copy."""
+        if raw is None:
+            if self.read(BACKUP) is None and not self.list("segments"):
+                return Manifest(), None  # a new trace
+            err = CorruptStateError(self.url(MANIFEST), "missing, though the trace has segments or a manifest copy", self.repair_remedy())
+            return self.recover_manifest(err), err
+        try:
+            return Manifest.from_json(raw, self.url(MANIFEST), self.repair_remedy()), None
+        except CorruptStateError as exc:
+            return self.recover_manifest(exc), exc
+
+    def recover_manifest(self, damaged: CorruptStateError) -> Manifest:
+        """The manifest's copy, if it provably lists every committed segment: each segment it lists is present,
+        and every segment it does not list holds only events inside the time covered by those it lists (an
+        orphan of an interrupted checkpoint or compaction). Otherwise ``CorruptStateError`` with the repair
+        remedy: nothing is recovered by guessing."""
+
+        def refuse(why: str) -> CorruptStateError:
+            return CorruptStateError(damaged.path, f"{damaged.what}; {why}", self.repair_remedy())
+
+        raw = self.read(BACKUP)
+        if raw is None:
+            raise refuse(f"no copy ({BACKUP}) to recover it from")
+        try:
+            m = Manifest.from_json(raw, self.url(BACKUP))
+        except CorruptStateError as exc:
+            raise refuse(f"its copy {BACKUP} cannot be read either ({exc.what})") from None
+        present = set(self.list("segments"))
+        gone = [seg.name for seg in m.segments if seg.name not in present]
+        if gone:
+            raise refuse(f"its copy {BACKUP} lists {len(gone)} segment(s) that are gone ({', '.join(gone[:3])})")
+        covered = merged_ranges(m.segments)
+        listed = {seg.name for seg in m.segments}
+        ignored = []
+        for name in sorted(present - listed):
+            try:
+                seg = scan_segment(self, name).segment
+            except Exception as exc:  # a partial write, or damage: what it holds cannot be known
+                raise refuse(f"its copy {BACKUP} does not list segment {name}, which cannot be read ({type(exc).__name__})") from None
+            if seg.rows and not any(a <= seg.t_min and seg.t_max <= b for a, b in covered):
+                raise refuse(f"its copy {BACKUP} does not list segment {name} ({seg.rows} events), which may hold events it lacks")
+            ignored.append(name)
+        key = (bytes(damaged.what, "utf-8"), raw)
+        if getattr(self, "_recovered_key", None) != key:
+            self._recovered_key = key
+            log.warning(
+                "trace %s: %s: %s; recovered from its copy %s (generation %d, %d segments, %d events%s)",
+                self.root,
+                MANIFEST,
+                damaged.what,
+                BACKUP,
+                m.generation,
+                len(m.segments),
+                sum(seg.rows for seg in m.segments),
+                f"; {len(ignored)} orphan segment(s) whose events it covers left out: {', '.join(ignored)}" if ignored else "",
+            )
+        return m
+
+
+@dataclass
+class SegmentScan:
+    """What a segment says of itself (the manifest's entry for it, rebuilt) and where its events came from
+    (``wal``: the WAL files it consumed, first and last; ``replaces``: the segments a compaction wrote it from);
+    segments written before these attributes existed say neither."""
+
+    segment: Segment
+    wal: tuple[int, int] | None
+    replaces: list[str] | None
+
+
+def scan_segment(files: TraceFiles, name: str) -> SegmentScan:
+    """Read a segment's metadata from the segment itself (its first and last timestamps, its attributes)."""
+    g = zarr.open_group(files.url(f"segments/{name}"), mode="r")
+    attrs = g.attrs
+    version = attrs.get("schema_version", 1)
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"segment {name}: schema version {version!r}")
+    ts = g["timestamp"]
+    if not isinstance(ts, zarr.Array):
+        raise ValueError(f"segment {name}: timestamp is not an array")
+    n = int(ts.shape[0])
+    first, last = (int(np.asarray(ts[0])), int(np.asarray(ts[n - 1]))) if n else (0, 0)
+    nbytes = sum(int(a.nbytes) for _, a in g.arrays())
+    wal, replaces = attrs.get("wal"), attrs.get("replaces")
+    return SegmentScan(
+        Segment(name, n, first, last, nbytes, int(str(version))),
+        (int(str(wal[0])), int(str(wal[1]))) if isinstance(wal, list) and len(wal) == 2 else None,
+        [str(x) for x in replaces] if isinstance(replaces, list) else None,
+    )
+
+
+def merged_ranges(segments: Sequence[Segment]) -> list[tuple[int, int]]:
+    """The time the segments cover, as disjoint [first, last] ranges (overlapping ones merged)."""
+    out: list[tuple[int, int]] = []
+    for seg in sorted((s for s in segments if s.rows), key=lambda s: s.t_min):
+        if out and seg.t_min <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], seg.t_max))
+        else:
+            out.append((seg.t_min, seg.t_max))
+    return out
 
 
 def column(group: zarr.Group, name: str, rows: slice | tuple[slice, slice] = slice(None)) -> np.ndarray:
@@ -170,15 +308,19 @@ CODECS: dict[str, BytesBytesCodec] = {
 }
 
 
-def write_segment(files: TraceFiles, name: str, cols: Columns, chunk_rows: int | None = None) -> Segment:
+def write_segment(
+    files: TraceFiles, name: str, cols: Columns, chunk_rows: int | None = None, provenance: Mapping[str, JSON] | None = None
+) -> Segment:
     """One Zarr group holding a batch of events as schema-2 arrays (see docs/trace.md):
     ``timestamp`` (rows), ``codes`` (text columns x rows), ``numbers`` (numeric columns x rows), ``payload_end``,
     ``payload`` (NDJSON bytes) and ``dicts`` (the text columns' values, one per line, counted per column in the
     attribute ``dict_sizes``; a JSON document when a value holds a newline). The column names are
-    in the group's attributes, so a reader maps them by name."""
+    in the group's attributes, so a reader maps them by name. ``provenance`` (attributes too): where the events
+    came from (``wal``: the WAL files consumed; ``replaces``: a compaction's sources), so that a lost manifest can
+    be rebuilt from the segments (``trace/repair.py``)."""
     cols = cols.pruned()
     n = len(cols)
-    attributes: dict[str, JSON] = {"schema_version": SCHEMA_VERSION, "text": list(TEXT), "numbers": list(NUMBERS)}
+    attributes: dict[str, JSON] = {"schema_version": SCHEMA_VERSION, "text": list(TEXT), "numbers": list(NUMBERS), **(provenance or {})}
     values = [v for d in cols.dicts for v in d]
     if any("\n" in v for v in values):  # rare: such values need JSON's escapes
         dicts = np.frombuffer(json.dumps(cols.dicts, separators=(",", ":")).encode(), np.uint8)

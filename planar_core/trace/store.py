@@ -36,7 +36,7 @@ from ..model.json import integer
 from ..model.types import Json
 from ..storage import ObjectLease
 from .columns import Columns
-from .files import Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
+from .files import MANIFEST, Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
 from .reading import extract_events_by_date, read_trace, to_records
 from .schema import DURABLE_KINDS, MARKET_DATA_KINDS
 
@@ -47,6 +47,23 @@ def _values(shape: tuple[str, ...], rows: list[dict[str, object]]) -> list[list[
     """Buffered market data of one shape ((kind, field names...) -> the calls' kwargs plus ``timestamp`` and
     ``kind``) column by column (timestamp, kind, fields...), each extracted in C by an itemgetter."""
     return [list(map(operator.itemgetter(name), rows)) for name in ("timestamp", "kind", *shape[1:])]
+
+
+def lock_local_writer(files: TraceFiles, purpose: str = "") -> int:
+    """Take a local trace's ``writer.lock`` (an flock, released when the descriptor closes or the process dies) or
+    raise ``TraceLockedError`` naming its holder; returns the descriptor."""
+    path = f"{files.path}/writer.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        with open(path, errors="replace") as fh:  # the holder's own words; only shown, never parsed
+            holder = " ".join(fh.read().split())[:200] or "another process"
+        raise TraceLockedError(f"trace {files.root} is being written by {holder}; one writer per trace") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}{' ' + purpose if purpose else ''}".encode())
+    return fd
 
 
 class EventTrace:
@@ -81,6 +98,7 @@ class EventTrace:
         self.trace_api_calls = trace_api_calls
         self._buffer: list[Json] = []
         self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
+        self._wal_from: int | None = None  # the first of those WAL files
         # market data skips the WAL: the calls' kwargs, by shape ((kind, field names...)), until the next checkpoint
         self._market: dict[tuple[str, ...], list[dict[str, object]]] = {}
         self._market_rows = 0
@@ -98,7 +116,10 @@ class EventTrace:
         if writer:
             self._acquire_writer_lock()
             try:
-                m = self.files.load_manifest() if self.files.read("manifest.json") else self.files.update_manifest(lambda m: None)
+                raw = self.files.read(MANIFEST)
+                m, damaged = self.files.manifest_of(raw)  # unreadable: recovered from its copy, or CorruptStateError
+                if raw is None or damaged is not None:  # a new trace's first manifest, or the recovered one written back
+                    m = self.files.update_manifest(lambda m: None)
                 self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
                 self._last_ts = max((s.t_max for s in m.segments), default=0)
                 self._recover(m)
@@ -119,6 +140,7 @@ class EventTrace:
         if events:
             events.sort(key=lambda e: integer(e["timestamp"]))
             self._last_ts = max(self._last_ts, integer(events[-1]["timestamp"]))
+            self._wal_from = min(leftover)
             self._commit_segment(Columns.from_events(events), max(leftover), lambda: None)
             log.info("trace %s: recovered %d events from %d WAL files left by the previous writer", self.root, len(events), len(leftover))
 
@@ -127,19 +149,8 @@ class EventTrace:
         if self._lease is not None:
             self._lease.acquire()
             return
-        if not self.files.local:
-            return
-        path = f"{self.files.path}/writer.lock"
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = open(path).read().strip() or "another process"
-            raise TraceLockedError(f"trace {self.root} is being written by {holder}; one writer per trace") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}".encode())
-        self._lock_fd = fd
+        if self.files.local:
+            self._lock_fd = lock_local_writer(self.files)
 
     # ------------------------------------------------------------- EventSink
     def record(self, kind: str, **fields: object) -> None:
@@ -211,6 +222,8 @@ class EventTrace:
                 data = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in self._buffer).encode()
                 self._hold()
                 self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
+                if not self._wal_pending:
+                    self._wal_from = seq
                 self._wal_pending.extend(self._buffer)
                 self._wal_files += 1
                 self._buffer = []
@@ -265,7 +278,9 @@ class EventTrace:
 
     def _commit_segment(self, cols: Columns, wal_upto: int | None, on_done: Callable[[], None]) -> Segment:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        seg = write_segment(self.files, name, cols)
+        # the WAL files it consumes, in the segment itself: a rebuilt manifest can tell its orphan from its copy
+        consumed = wal_upto is not None and self._wal_from is not None and self._wal_from <= wal_upto
+        seg = write_segment(self.files, name, cols, provenance={"wal": [self._wal_from, wal_upto]} if consumed else None)
         self._hold()
 
         def add(m: Manifest) -> None:
@@ -274,6 +289,8 @@ class EventTrace:
                 m.wal_consumed = max(m.wal_consumed, wal_upto)
 
         self.files.update_manifest(add)
+        if consumed:
+            self._wal_from = None
         on_done()
         if wal_upto is not None:
             for seq in self.files.list_wal():

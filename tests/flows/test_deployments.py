@@ -18,7 +18,7 @@ PER_CONFIG = {
     "resync": "interval:900",
     "compact-trace": "cron:30 0 * * *",
 }
-EXPECTED = {"emergency-stop": None, "resync": None} | {
+EXPECTED = {"emergency-stop": None, "account-emergency-stop": None, "resync": None} | {
     f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout") for kind, sched in PER_CONFIG.items()
 }
 

@@ -105,3 +105,21 @@ def test_a_replaced_emulated_trade_is_not_counted(tmp_path: Path) -> None:
         et.record("trade_executed", client_order_id="c1", symbol="X", side="buy", amount=1.0, price=101.0, trade_id="78")
         a = analyze_trading_events(et)
     assert a["execution"]["trades"] == 2 and a["execution"]["avg_slippage"] == pytest.approx(0.5)
+
+
+def test_a_strategys_analysis_counts_its_identity_exactly(tmp_path: Path) -> None:
+    """The account's trace holds ``mm`` and ``mm-eth`` orders: ``mm``'s analysis counts every id that encodes its
+    identity (this store's, another store root's epoch, the earlier id format of this store) and none of
+    ``mm-eth``'s (issue 25)."""
+    from types import SimpleNamespace
+
+    from planar_core.exchange.client_ids import ClientOrderIds
+
+    mm, eth = ClientOrderIds(tmp_path / "mm", "mm"), ClientOrderIds(tmp_path / "mm-eth", "mm-eth")
+    ids = [mm.next(), f"{mm.identity}-zz9-0", f"mm-{mm.epoch}-7", eth.next(), eth.next()]
+    with EventTrace(str(tmp_path / "trace")) as et:
+        for cid in ids:
+            et.record("order_placed", client_order_id=cid, symbol="X", side="buy", amount=1.0, expected_price=100.0)
+        a = analyze_trading_events(SimpleNamespace(ids=mm, sink=et))
+    assert a["orders"]["total_orders"] == 3
+    assert set(a["raw_events"]["client_order_id"].astype(str)) == set(ids[:3])

@@ -1,0 +1,114 @@
+"""Two strategies whose names share a prefix (``mm`` and ``mm-eth``) on one sandbox account, both with resting
+orders on the same symbol: neither touches the other's orders, by ``cancel_all``, its e-stop, its start-up sync
+and adoption, or its foreign-order policy. Every check reads the exchange's admin snapshot before anything
+re-syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planar_core.model import PENDING, OrderStatus, OrderType, Side
+from planar_core.model.sink import MemorySink
+
+from ..conftest import wait_for
+from .test_order_call import bid_ask
+
+
+def open_on_exchange(sandbox: Any, account: Any) -> set[str]:
+    return {o["client_order_id"] for o in sandbox.ex.snapshot()["accounts"][account.api_key]["open_orders"]}
+
+
+def waiting_algos(sandbox: Any, account: Any) -> set[str]:
+    return {a["client_algo_id"] for a in sandbox.ex.snapshot()["accounts"][account.api_key]["algo_orders"] if a["status"] == "NEW"}
+
+
+async def rest(s: Any, sandbox: Any, n: int, symbol: str = "BTC/USDT", kind: str = "spot") -> set[str]:
+    """``n`` resting buys a few percent under the market; their client ids."""
+    bid, _ = bid_ask(sandbox, symbol.split(":")[0].replace("/", ""), kind)
+    before = set(s.universe[symbol].orders)
+    for i in range(n):
+        assert await s.call(symbol, OrderType.GTC, Side.BUY, amount=0.001, price=bid * (0.97 - i / 1000), waitfor=0) is PENDING
+    return set(s.universe[symbol].orders) - before
+
+
+async def pair(strategy_factory: Any, **overrides: Any) -> tuple[Any, Any]:
+    mm = await strategy_factory(name="mm", sink=MemorySink(), **overrides)
+    eth = await strategy_factory(name="mm-eth", sink=MemorySink(), **overrides)
+    return mm, eth
+
+
+async def test_cancel_all_cancels_only_its_own_orders(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    mm, eth = await pair(strategy_factory, universe=["BTC/USDT"])
+    mine, theirs = await rest(mm, sandbox, 3), await rest(eth, sandbox, 3)
+    assert open_on_exchange(sandbox, account) == mine | theirs
+    assert await mm.cancel_all("BTC/USDT") == 3
+    assert open_on_exchange(sandbox, account) == theirs  # the exchange's word, before any re-sync
+    assert not mm.universe["BTC/USDT"].open_orders() and not set(mm.universe["BTC/USDT"].orders) & theirs
+    assert {o.client_order_id for o in eth.universe["BTC/USDT"].open_orders()} == theirs
+
+
+async def test_futures_cancel_all_batches_and_cancels_waiting_conditionals_by_id(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """USD-M: twelve book orders go in two batch requests (ten, two), the stop waiting in the Algo Service in one
+    request of its own; the other strategy's book orders and stop stay."""
+    sym = "BTC/USDT:USDT"
+    mm, eth = await pair(strategy_factory, margin=True, universe=[sym], default_leverage=5)
+    bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
+    books: dict[str, set[str]] = {}
+    stops: dict[str, str] = {}
+    for s in (mm, eth):
+        books[s.name] = await rest(s, sandbox, 12, sym, "linear")
+        assert await s.call(sym, OrderType.STOP_MARKET, Side.SELL, amount=0.001, trigger_price=bid * 0.9, waitfor=0) is PENDING
+        (stops[s.name],) = {o.client_order_id for o in s.universe[sym].open_orders()} - books[s.name]
+    assert waiting_algos(sandbox, account) == set(stops.values())
+    calls_before = len(mm.sink.of("api_call"))
+    assert await mm.cancel_all(sym) == 13
+    assert open_on_exchange(sandbox, account) == books["mm-eth"] and waiting_algos(sandbox, account) == {stops["mm-eth"]}
+    ops = [e["endpoint"] for e in mm.sink.of("api_call")[calls_before:]]
+    assert ops.count("cancel_orders") == 2 and ops.count("cancel_order") == 1 and "cancel_all_orders" not in ops
+    assert not mm.universe[sym].open_orders()
+
+
+async def test_emergency_stop_cancels_only_its_own_orders(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    mm, eth = await pair(strategy_factory, universe=["BTC/USDT", "ETH/USDT"])
+    mine, theirs = await rest(mm, sandbox, 4), await rest(eth, sandbox, 2)
+    report = await mm.emergency_stop("test: one strategy of two")
+    assert open_on_exchange(sandbox, account) == theirs  # the exchange's word, before any re-sync
+    assert report.clean and report.cancelled == 4 and report.left_alone == {"BTC/USDT": 2}
+    assert mm.halted and not eth.halted
+    assert all(o.status is OrderStatus.OPEN for o in eth.universe["BTC/USDT"].open_orders())
+    assert mine <= {o.client_order_id for o in mm.universe["BTC/USDT"].orders.values() if o.status is OrderStatus.CANCELED}
+
+
+async def test_restart_adopts_its_own_orders_and_a_manual_one_but_not_the_other_strategys(
+    strategy_factory: Any, sandbox: Any, account: Any, client: Any
+) -> None:
+    """``foreign_orders = "adopt"`` (the default): after a restart ``mm`` takes back its own resting orders and a
+    manual order, never ``mm-eth``'s."""
+    mm, eth = await pair(strategy_factory, universe=["BTC/USDT"])
+    mine, theirs = await rest(mm, sandbox, 2), await rest(eth, sandbox, 2)
+    bid, _ = bid_ask(sandbox)
+    manual = await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.95, 2), {"clientOrderId": "by-hand-1"})
+    await mm.stop()
+    again = await strategy_factory(name="mm", sink=MemorySink(), universe=["BTC/USDT"])
+    assert open_on_exchange(sandbox, account) == mine | theirs | {"by-hand-1"}  # nothing was touched by the restart
+    adopted = {o.client_order_id for o in again.universe["BTC/USDT"].open_orders()}
+    assert adopted == mine | {"by-hand-1"} and manual["id"]
+    assert [e["decision"] for e in again.sink.of("order_foreign") if e["client_order_id"] in theirs] == ["other_strategy"] * 2
+    assert await again.cancel_all("BTC/USDT") == 3  # its own and the adopted one; never mm-eth's
+    assert open_on_exchange(sandbox, account) == theirs
+
+
+async def test_foreign_policy_cancel_spares_another_strategys_orders(
+    strategy_factory: Any, sandbox: Any, account: Any, client: Any
+) -> None:
+    """Policy "cancel" cancels orders placed by hand; an id that is another Planar strategy's is ignored instead."""
+    eth = await strategy_factory(name="mm-eth", sink=MemorySink(), universe=["BTC/USDT"])
+    theirs = await rest(eth, sandbox, 2)
+    bid, _ = bid_ask(sandbox)
+    await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.95, 2), {"clientOrderId": "by-hand-2"})
+    mm = await strategy_factory(name="mm", sink=MemorySink(), universe=["BTC/USDT"], startup_sync={"foreign_orders": "cancel"})
+    await wait_for(lambda: "by-hand-2" not in open_on_exchange(sandbox, account), timeout=10)
+    assert open_on_exchange(sandbox, account) == theirs
+    decisions = {e["client_order_id"]: e["decision"] for e in mm.sink.of("order_foreign")}
+    assert decisions == {**dict.fromkeys(theirs, "other_strategy"), "by-hand-2": "cancelled"}
+    assert not mm.universe["BTC/USDT"].orders
