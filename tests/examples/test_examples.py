@@ -80,7 +80,9 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
     assert bars_before is not None and buy.timestamp >= bars_before + 1000  # decided on a bar that closed after the move
     stop.set()
     result = await task
-    assert result.callbacks["on_bar"] >= 4 and not result.errors
+    # at least the bar that remembered the down signal and the bar that bought (history is loaded before on_start,
+    # so the averages need no warm-up bars; how many bars close before the buy depends on how fast the engine starts)
+    assert result.callbacks["on_bar"] >= 2 and not result.errors
     assert result.ticks == 0  # MACross has no on_tick: the clock never woke it
     assert buy.client_order_id in {o["client_order_id"] for o in exchange_view(sandbox, s)["orders"]}
 
