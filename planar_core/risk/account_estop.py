@@ -30,7 +30,7 @@ from ..model.sink import EventSink, MemorySink
 from ..model.types import Json
 from ..state import StateStore
 from ..storage import is_remote
-from .estop import pause
+from .estop import not_clean_parts, pause
 
 log = logging.getLogger("planar.risk.account_estop")
 FOREIGN = "foreign/manual"
@@ -111,13 +111,7 @@ class AccountEStopReport:
             head += f"; closed {self.closed}"
         if self.clean:
             return f"CLEAN: {head}"
-        parts = []
-        if self.remaining_open:
-            parts.append(f"STILL OPEN orders {self.remaining_open}")
-        if self.remaining_positions:
-            parts.append(f"STILL OPEN positions {self.remaining_positions}")
-        if self.unverified:
-            parts.append(f"UNVERIFIED {self.unverified}")
+        parts = not_clean_parts(self.remaining_open, self.remaining_positions, self.unverified)
         return f"NOT CLEAN after {self.seconds:.1f}s: {head}; " + "; ".join(parts)
 
     def table(self) -> str:

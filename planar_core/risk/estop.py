@@ -56,13 +56,7 @@ class EStopReport:
         others = f"; other strategies' / foreign orders left open {self.left_alone}" if self.left_alone else ""
         if self.clean:
             return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "") + others
-        parts = []
-        if self.remaining_open:
-            parts.append(f"STILL OPEN orders {self.remaining_open}")
-        if self.remaining_positions:
-            parts.append(f"STILL OPEN positions {self.remaining_positions}")
-        if self.unverified:
-            parts.append(f"UNVERIFIED {self.unverified}")
+        parts = not_clean_parts(self.remaining_open, self.remaining_positions, self.unverified)
         return f"NOT CLEAN after {self.seconds:.1f}s: " + "; ".join(parts) + f" (cancelled {self.cancelled})"
 
     def outstanding(self) -> dict[str, str]:
@@ -72,6 +66,18 @@ class EStopReport:
 
     def as_dict(self) -> Json:
         return {**vars(self), "clean": self.clean}
+
+
+def not_clean_parts(remaining_open: dict[str, int], remaining_positions: dict[str, float], unverified: dict[str, str]) -> list[str]:
+    """What keeps an e-stop (a strategy's or an account's) from being clean, in the words its summary uses."""
+    parts = []
+    if remaining_open:
+        parts.append(f"STILL OPEN orders {remaining_open}")
+    if remaining_positions:
+        parts.append(f"STILL OPEN positions {remaining_positions}")
+    if unverified:
+        parts.append(f"UNVERIFIED {unverified}")
+    return parts
 
 
 def pause(attempt: int) -> float:
