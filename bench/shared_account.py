@@ -99,13 +99,14 @@ async def worker(spec: dict[str, Any]) -> None:
     env = {"EXCHANGE_API_KEY": spec["api_key"], "EXCHANGE_API_SECRET": spec["api_secret"]}
     strategies = []
     for name in spec["names"]:
-        for attempt in range(5):  # under 10 % 503s a start can fail as a whole; Prefect would retry the run
+        for attempt in range(12):  # a start can fail as a whole (503s, the host's weight spent): Prefect retries the run later
             s = strategy(name, env=env, **common)
             try:
                 await s.start()
                 break
             except Exception as exc:
                 print(f"start of {name} failed ({type(exc).__name__}: {exc}); attempt {attempt + 1}", file=sys.stderr, flush=True)
+                await asyncio.sleep(10)
         else:
             raise RuntimeError(f"{name} did not start")
         strategies.append(s)
