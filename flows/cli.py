@@ -156,13 +156,7 @@ def emergency_stop_cmd(
         f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
         f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}"
     )
-    if not report["clean"]:
-        typer.secho(
-            f"NOT CLEAN, unverified: {report['unverified']}; still open: {report['remaining_open']} {report['remaining_positions']}",
-            err=True,
-            fg=typer.colors.RED,
-        )
-        raise typer.Exit(1)
+    _exit_unless_clean(report)
 
 
 def _account_stop(account: str, close_positions: bool, reason: str, config: list[Path], configs: Path | None) -> None:
@@ -195,6 +189,11 @@ def _account_stop(account: str, close_positions: bool, reason: str, config: list
         f"live runs cancelled {len(result['cancelled_runs'])}"
     )
     typer.echo(_owner_table(result))
+    _exit_unless_clean(result)
+
+
+def _exit_unless_clean(result: dict[str, object]) -> None:
+    """An e-stop (strategy or account) the exchange did not confirm settled: what is left, in red, and exit 1."""
     if not result["clean"]:
         typer.secho(
             f"NOT CLEAN, unverified: {result['unverified']}; still open: {result['remaining_open']} {result['remaining_positions']}",
