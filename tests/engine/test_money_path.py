@@ -164,6 +164,7 @@ async def test_futures_equity_and_free_margin_do_not_depend_on_the_source(strate
     assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.5, waitfor=2), Trade)
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.5))
     sandbox.ex.markets[("linear", "BTCUSDT")].shock = 1.03
+    await wait_for(lambda: ai.last_price > 1.02 * ai.position.entry_price)  # the engine has seen the shock too
     await s.refresh_balances()  # REST: ccxt's total there is wallet + unrealized
     fut = snapshot(sandbox, account)["futures"]
     assert s.cash("USDT").total == pytest.approx(float(fut["wallet"]))
@@ -376,9 +377,10 @@ async def test_tuned_parameters_change_what_the_engine_sends(strategy_factory, s
     s = await strategy_factory(universe=["BTC/USDT"])
     ai = s.universe["BTC/USDT"]
     s.state_store.update(tuned_params={"prefer_limit_orders": True, "limit_order_offset": 0.2, "order_timeout": 30.0})
+    last = ai.last_price  # what execute() reads before its first await: the fill may move last_price afterwards
     await s.execute(ai, Side.BUY, 0.001)
     sent = snapshot(sandbox, account)["orders"][-1]
-    assert sent["type"] == "LIMIT" and float(sent["price"]) == pytest.approx(ai.last_price * 1.002, abs=0.02)
+    assert sent["type"] == "LIMIT" and float(sent["price"]) == pytest.approx(last * 1.002, abs=0.02)
     s.state_store.update(tuned_params={"prefer_limit_orders": True, "use_market_orders_threshold": 0.1})  # 0.001 BTC < 10 % of equity
     await s.execute(ai, Side.BUY, 0.001)
     assert snapshot(sandbox, account)["orders"][-1]["type"] == "MARKET"
