@@ -16,12 +16,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import apprise
 
-from ..model.types import Json
 from .config import AlertConfig
 from .redact import Redactor
 
@@ -48,9 +46,9 @@ def _plugin(url: str) -> apprise.NotifyBase:
     return plugin
 
 
-def build_channels(cfg: AlertConfig) -> Json:
+def build_channels(cfg: AlertConfig) -> dict[str, apprise.NotifyBase]:
     """One apprise plugin instance per configured channel, keyed by channel name."""
-    out: Json = {}
+    out: dict[str, apprise.NotifyBase] = {}
     tmo = _timeouts(cfg)
     if cfg.telegram_bot_token and cfg.telegram_chat_id:
         plugin = _plugin(f"tgram://{cfg.telegram_bot_token.get_secret_value()}/{cfg.telegram_chat_id}/?{tmo}&format=text")
@@ -78,12 +76,7 @@ def build_channels(cfg: AlertConfig) -> Json:
         parts = urlsplit(cfg.webhook_url.get_secret_value())
         scheme = "jsons" if parts.scheme == "https" else "json"
         query = f"{parts.query}&" if parts.query else ""
-        out["webhook"] = apprise.Apprise.instantiate(
-            f"{scheme}://{parts.netloc}{parts.path}?{query}:message=text&:version=&:title=&:attachments=&:type=&{tmo}"
-        )
-    missing = [name for name, plugin in out.items() if plugin is None]
-    if missing:
-        raise ValueError(f"could not build alert channel(s): {', '.join(missing)}")
+        out["webhook"] = _plugin(f"{scheme}://{parts.netloc}{parts.path}?{query}:message=text&:version=&:title=&:attachments=&:type=&{tmo}")
     return out
 
 
@@ -91,7 +84,7 @@ def build_channels(cfg: AlertConfig) -> Json:
 class AlertDispatcher:
     config: AlertConfig
     redactor: Redactor = field(default_factory=Redactor)
-    channels: Json = field(default_factory=dict)
+    channels: dict[str, apprise.NotifyBase] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)  # per channel
     failed: dict[str, int] = field(default_factory=dict)
 
@@ -155,7 +148,7 @@ class AlertDispatcher:
             finally:
                 self._queue.task_done()
 
-    async def _deliver(self, name: str, plugin: Any, text: str, level: str) -> None:
+    async def _deliver(self, name: str, plugin: apprise.NotifyBase, text: str, level: str) -> None:
         notify_type = LEVELS.get(level, apprise.NotifyType.INFO)
         try:
             ok = await asyncio.wait_for(
@@ -175,10 +168,10 @@ class AlertDispatcher:
         bucket[name] = bucket.get(name, 0) + 1
 
 
-def send_alert(target: Any, message: str, level: str = "info") -> bool:
-    """The seed's ``send_alert(s, message, level)``: ``target`` is a strategy with ``.alerts`` or a dispatcher."""
+def send_alert(target: object, message: str, level: str = "info") -> bool:
+    """Send ``message`` through ``target``'s channels: ``target`` is a strategy (its ``.alerts``) or a dispatcher."""
     dispatcher = target if isinstance(target, AlertDispatcher) else getattr(target, "alerts", None)
-    if dispatcher is None:
+    if not isinstance(dispatcher, AlertDispatcher):
         log.warning("no alert dispatcher configured; alert only logged: %s", message)
         return False
     return dispatcher.submit(message, level)

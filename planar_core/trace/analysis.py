@@ -16,28 +16,50 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypedDict
+from typing import Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..model.json import num
+from ..model.json import num, rows
+from ..model.sink import EventSink
 from ..model.types import Json
+from ..state import StateStore
 from .columns import TEXT
-from .reading import read_columns
+from .files import TraceFiles
+from .reading import TimeBound, read_columns
+from .store import EventTrace
 
 NAN = math.nan
 
 
-def _root(source: Any) -> Any:
+TraceRoot = EventTrace | TraceFiles | str
+
+
+class Tunable(Protocol):
+    """What tuning needs of a strategy (the engine's ``Strategy`` is one): its persisted state and its trace."""
+
+    @property
+    def state_store(self) -> StateStore: ...
+    @property
+    def sink(self) -> EventSink: ...
+
+
+def _root(source: object) -> TraceRoot:
+    """The trace behind ``source``: a strategy (its sink, through any wrapper), an EventTrace, its files, a root."""
     sink = getattr(source, "sink", source)
-    if hasattr(sink, "sync"):
+    while not isinstance(sink, (EventTrace, TraceFiles, str)) and hasattr(sink, "inner"):  # a guarded sink's trace
+        sink = sink.inner
+    if isinstance(sink, EventTrace):
         sink.sync()
-    return getattr(sink, "files", sink)
+        return sink.files
+    if isinstance(sink, (TraceFiles, str)):
+        return sink
+    raise TypeError(f"no event trace behind {type(source).__name__}")
 
 
-def _events(source: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+def _events(source: object, start: TimeBound = None, end: TimeBound = None) -> pd.DataFrame:
     """The typed columns of every event in the window, and ``replaces`` (the trade ids a real trade supersedes).
     Only emulated trades (ids ``emu-...``) can be replaced, so without one in the window no payload is read at all
     (and there is no ``replaces`` column); with one, the payload bytes are read and only the rows that name
@@ -200,7 +222,7 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
     }
 
 
-def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy: Owner | str | None = None) -> Analysis:
+def analyze_trading_events(s: object, start: TimeBound = None, end: TimeBound = None, strategy: Owner | str | None = None) -> Analysis:
     """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives an ownership test or a client-id
     prefix), over that strategy's orders only: the account's trace also holds other strategies' orders. A strategy's
@@ -235,7 +257,7 @@ def analyze_trading_events(s: Any, start: Any = None, end: Any = None, strategy:
     }
 
 
-def _owner_of(s: Any) -> Owner | None:
+def _owner_of(s: object) -> Owner | None:
     """A strategy's ownership test (its ``ClientOrderIds.owns``); None for a bare trace."""
     owns = getattr(getattr(s, "ids", None), "owns", None)
     return owns if callable(owns) else None
@@ -260,8 +282,8 @@ DEFAULTS: Json = {"prefer_limit_orders": False, "limit_order_offset": 0.0, "orde
 @dataclass
 class Proposal:
     param: str
-    old: Any
-    new: Any
+    old: object
+    new: object
     reason: str
 
 
@@ -314,7 +336,7 @@ def propose(analysis: Analysis, current: Json, bounds: TuningBounds) -> list[Pro
 
 
 def optimize_from_events(
-    s: Any, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True, source: Any = None
+    s: Tunable, days: float = 30, bounds: TuningBounds | None = None, apply: bool = True, source: object = None
 ) -> TuningResult:
     """Analyse the last ``days`` of the trace (``source``, default the strategy's own) and apply bounded
     changes to the persisted tuned parameters."""
@@ -327,7 +349,7 @@ def optimize_from_events(
     result = TuningResult(uuid.uuid4().hex[:12], analysis, propose(analysis, state.tuned_params, bounds))
     if apply and result.proposals:
         tuned = {**state.tuned_params}
-        history = list(tuned.pop("_history", []))
+        history = rows(tuned.pop("_history", []))
         for p in result.proposals:
             tuned[p.param] = p.new
             s.sink.record("config_changed", change_id=result.change_id, param=p.param, old=p.old, new=p.new, reason=p.reason)
@@ -338,24 +360,25 @@ def optimize_from_events(
     return result
 
 
-def revert_tuning(s: Any, change_id: str) -> list[Proposal]:
+def revert_tuning(s: Tunable, change_id: str) -> list[Proposal]:
     """Undo one applied change set (its parameters go back to their old values)."""
     state = s.state_store.load()
     tuned = {**state.tuned_params}
-    history = list(tuned.pop("_history", []))
-    entry = next((h for h in history if h["change_id"] == change_id), None)
+    history = rows(tuned.pop("_history", []))
+    entry = next((h for h in history if h.get("change_id") == change_id), None)
     if entry is None:
         raise KeyError(f"no applied tuning change {change_id!r}")
     reverted = []
-    for c in entry["changes"]:
-        tuned[c["param"]] = c["old"]
-        s.sink.record("config_changed", change_id=change_id, param=c["param"], old=c["new"], new=c["old"], reason="revert")
-        reverted.append(Proposal(c["param"], c["new"], c["old"], "revert"))
+    for c in rows(entry.get("changes")):
+        param = str(c["param"])
+        tuned[param] = c["old"]
+        s.sink.record("config_changed", change_id=change_id, param=param, old=c["new"], new=c["old"], reason="revert")
+        reverted.append(Proposal(param, c["new"], c["old"], "revert"))
     tuned["_history"] = [h for h in history if h["change_id"] != change_id]
     s.state_store.update(tuned_params=tuned)
     return reverted
 
 
-def tuned_parameters(s: Any) -> Json:
+def tuned_parameters(s: Tunable) -> Json:
     """What the running engine uses: defaults overlaid with the persisted tuned values."""
     return {**DEFAULTS, **{k: v for k, v in s.state_store.load().tuned_params.items() if not k.startswith("_")}}

@@ -15,10 +15,11 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from ..model.types import Json
 from .columns import NUMBERS, TEXT, Columns
@@ -142,6 +143,10 @@ def _of_kind(files: TraceFiles, seg: Segment, kind: str, last: int, payload: boo
     return cols.take(rows - rows[0])
 
 
+TimeBound = datetime | str | int | pd.Timestamp | None
+"""A window's bound: a datetime (naive: UTC), an ISO string, nanoseconds since the epoch, or None (open)."""
+
+
 def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
     ts = pd.Timestamp(x)
     if ts.tzinfo is None:
@@ -150,7 +155,7 @@ def _to_ns(x: datetime | str | int | pd.Timestamp) -> int:
 
 
 def extract_events_by_date(
-    et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None, payload: bool = True
+    et: EventTrace | TraceFiles | str, start: TimeBound = None, end: TimeBound = None, kind: str | None = None, payload: bool = True
 ) -> pd.DataFrame:
     """Events with start <= timestamp < end, found by binary search over segment bounds, then within segments.
     ``payload=False`` reads the typed columns only (the fast path: see docs/trace.md)."""
@@ -158,14 +163,14 @@ def extract_events_by_date(
 
 
 def read_columns(
-    et: EventTrace | TraceFiles | str, start: Any = None, end: Any = None, kind: str | None = None, payload: bool = True
+    et: EventTrace | TraceFiles | str, start: TimeBound = None, end: TimeBound = None, kind: str | None = None, payload: bool = True
 ) -> Columns:
     """What ``extract_events_by_date`` reads, before it becomes a DataFrame."""
     files = _files(et)
     return consistent(files, lambda m: _between(files, m, start, end, kind, payload))
 
 
-def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | None, payload: bool) -> Columns:
+def _between(files: TraceFiles, m: Manifest, start: TimeBound, end: TimeBound, kind: str | None, payload: bool) -> Columns:
     lo = _to_ns(start) if start is not None else -(2**63)
     hi = _to_ns(end) if end is not None else 2**63 - 1
     segs = m.segments
@@ -176,6 +181,8 @@ def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | N
         if lo <= seg.t_min and seg.t_max < hi:
             return 0, seg.rows
         ts = open_segment(files, seg)["timestamp"]
+        if not isinstance(ts, zarr.Array):
+            raise ValueError(f"segment {seg.name}: timestamp is not an array")
         return _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
 
     wal = Columns.from_events(_wal_events(files, m))
@@ -199,19 +206,19 @@ def _between(files: TraceFiles, m: Manifest, start: Any, end: Any, kind: str | N
     return Columns.laid_out([b - a for _, a, b in spans] + [len(wal)], fill)
 
 
-def _search(ts: Any, value: int, rows: int) -> int:
+def _search(ts: zarr.Array, value: int, rows: int) -> int:
     """First row with timestamp >= value: bisect over chunk boundaries, then inside one chunk."""
     chunk = ts.chunks[0]
     starts = list(range(0, rows, chunk))
     lo, hi = 0, len(starts)
     while lo < hi:  # the last chunk whose first timestamp is < value
         mid = (lo + hi) // 2
-        if int(ts[starts[mid]]) < value:
+        if int(np.asarray(ts[starts[mid]])) < value:
             lo = mid + 1
         else:
             hi = mid
     c = max(0, lo - 1)
-    block = ts[starts[c] : min(rows, starts[c] + chunk)]
+    block = np.asarray(ts[starts[c] : min(rows, starts[c] + chunk)])
     return starts[c] + int(np.searchsorted(block, value, side="left"))
 
 

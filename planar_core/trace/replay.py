@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -94,7 +94,10 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
     return ReplayedState(orders, trades.reset_index(drop=True), balances, positions, len(df))
 
 
-def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = None) -> ReplayedState:
+S = TypeVar("S")
+
+
+def replay_from_trace(s: S, on_event: Callable[[S, Json], None] | None = None) -> ReplayedState:
     """Rebuild state from ``s``'s trace (a Strategy with an EventTrace sink, an EventTrace, or a trace root).
 
     When ``s`` is a Strategy, its local state (orders per asset, trades, balances, positions) is replaced by the
@@ -111,8 +114,8 @@ def replay_from_trace(s: Any, on_event: Callable[[Any, Json], None] | None = Non
         source.sync()
     df = read_trace(source)
     state = replay_events(df)
-    if hasattr(s, "universe"):
-        _load_into_strategy(s, state)
+    if hasattr(s, "universe"):  # a strategy: its local state becomes the rebuilt one
+        _load_into_strategy(cast("Strategy", s), state)
     if on_event is not None:
         for event in to_records(df):
             on_event(s, event)
