@@ -77,7 +77,7 @@ class BalanceWatcherConfig(WatcherConfig):
 
 class PositionWatcherConfig(WatcherConfig):
     """Positions are always read from the exchange at start-up (a position the engine does not know is money at
-    risk), so the seed's ``sync_on_startup`` has no off switch here."""
+    risk), so there is no ``sync_on_startup`` switch to turn that off."""
 
     interval: float = Field(15.0, gt=0, le=86400)
     alert_on_changes: bool = Field(

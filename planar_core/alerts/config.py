@@ -1,4 +1,5 @@
-"""Alert and logging configuration, from the environment (the seed's variable names) or code."""
+"""Alert and logging configuration, from the environment (``TELEGRAM_BOT_TOKEN``, ``SMTP_SERVER``, ... see
+``AlertConfig.from_env``) or code."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class AlertConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "AlertConfig":
-        """Read the seed's variables; a malformed or incomplete set fails here, naming the variable."""
+        """Read the alert variables from the environment; a malformed or incomplete set fails here, naming the
+        variable."""
         env = os.environ if env is None else env
         values: dict[str, object] = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
         values.update(overrides)

@@ -196,7 +196,7 @@ class Timing(TypedDict):
 
 
 class Analysis(TypedDict):
-    """What ``analyze_trading_events`` finds: the seed's three sections and the events they come from (typed
+    """What ``analyze_trading_events`` finds: order patterns, execution quality and timing patterns, and the events they come from (typed
     columns; ``payloads(kinds)`` parses the payloads of those kinds' rows, aligned with ``raw_events``, when a
     caller needs them: the report's equity curve)."""
 
@@ -223,7 +223,7 @@ def analyze_timing_patterns(df: pd.DataFrame) -> Timing:
 
 
 def analyze_trading_events(s: object, start: TimeBound = None, end: TimeBound = None, strategy: Owner | str | None = None) -> Analysis:
-    """The seed's analysis: order patterns, execution quality, timing patterns, and the raw events, over
+    """Order patterns, execution quality, timing patterns, and the raw events of the trace, over
     ``start <= t < end`` and, when ``s`` is a strategy (or ``strategy`` gives an ownership test or a client-id
     prefix), over that strategy's orders only: the account's trace also holds other strategies' orders. A strategy's
     orders are those whose client id encodes its identity exactly (never a prefix: ``mm`` is not ``mm-eth``)."""
@@ -303,7 +303,8 @@ def _clamp(bounds: TuningBounds, param: str, old: float, new: float) -> float:
 
 
 def propose(analysis: Analysis, current: Json, bounds: TuningBounds) -> list[Proposal]:
-    """The seed's rules, each change bounded and explained."""
+    """Execution-tuning proposals from an analysis: slippage, fill rate and execution time, each change bounded
+    and explained."""
     merged = {**DEFAULTS, **current}
     params: dict[str, float] = {k: float(v) if isinstance(v, bool) else num(v) for k, v in merged.items()}  # booleans as 0/1
     out: list[Proposal] = []
@@ -319,7 +320,7 @@ def propose(analysis: Analysis, current: Json, bounds: TuningBounds) -> list[Pro
         new_t = _clamp(bounds, "order_timeout", params["order_timeout"], params["order_timeout"] * 1.5)
         if new_t != params["order_timeout"]:
             out.append(Proposal("order_timeout", params["order_timeout"], new_t, f"fill rate {fill:.1f}% < 80%"))
-        if params["prefer_limit_orders"]:  # the seed's "less price improvement": limits reach further through the market
+        if params["prefer_limit_orders"]:  # less price improvement for more fills: limits reach further through the market
             new_p = _clamp(bounds, "limit_order_offset", params["limit_order_offset"], max(0.01, params["limit_order_offset"] * 1.25))
             if new_p != params["limit_order_offset"] and not any(p.param == "limit_order_offset" for p in out):
                 out.append(Proposal("limit_order_offset", params["limit_order_offset"], new_p, f"fill rate {fill:.1f}% < 80%"))

@@ -77,7 +77,7 @@ def consistent(files: TraceFiles, read: Callable[[Manifest], T], attempts: int =
 
 
 def to_records(df: pd.DataFrame) -> list[Json]:
-    """The seed's event dicts: the typed fields an event has plus its payload's fields."""
+    """Events as dicts, one per row: the typed fields an event has plus its payload's fields."""
     out = []
     names = [c for c in df.columns if c not in ("timestamp", "payload")]
     has_payload = "payload" in df.columns
