@@ -2,7 +2,7 @@
 
 1. ``planar.breaker_tripped`` from any strategy -> run the ``emergency_stop`` deployment for it.
 2. ``planar.reconnect`` -> run the ``resync`` deployment (full re-sync and divergence check).
-3. Any run of this product's flows that fails or crashes -> send a notification through a Prefect
+3. A run of this product's flows that fails or crashes -> send a notification through a Prefect
    notification block (which can itself be an Apprise, Slack, e-mail ... block).
 """
 
@@ -61,7 +61,7 @@ def reconnect_to_resync(resync_deployment_id: UUID) -> AutomationCore:
 def notify_on_failure(notification_block_id: UUID) -> AutomationCore:
     return AutomationCore(
         name="planar: notify on failed or crashed flow runs",
-        description="Any Planar-Py flow run that fails or crashes sends a notification.",
+        description="Every Planar-Py flow run that fails or crashes sends a notification.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOWS},
@@ -93,7 +93,6 @@ async def create_all(
     estop_deployment: str = "emergency_stop/emergency-stop", resync_deployment: str = "resync/resync", notification_block: str | None = None
 ) -> list[UUID]:
     """Look up the deployments (and the notification block) by name and create or update the automations."""
-    from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
 
     ids = []
@@ -103,6 +102,15 @@ async def create_all(
         resync = await client.read_deployment_by_name(resync_deployment)
         ids.append(await upsert(client, reconnect_to_resync(resync.id)))
         if notification_block:
-            block = await Block.aload(notification_block)
-            ids.append(await upsert(client, notify_on_failure(block._block_document_id)))
+            ids.append(await upsert(client, notify_on_failure(await block_document_id(notification_block))))
     return ids
+
+
+async def block_document_id(name: str) -> UUID:
+    """The id of the saved block ``name`` (``<block type slug>/<block name>``), as a notification action names it."""
+    from prefect.blocks.core import Block
+
+    block: object = await Block.aload(name)  # Prefect's client-injecting decorator hides aload's return type
+    if not isinstance(block, Block) or block._block_document_id is None:
+        raise ValueError(f"{name}: not a saved block")
+    return block._block_document_id

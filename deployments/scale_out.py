@@ -20,9 +20,17 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from planar_core.model.json import obj
 
 from .local_server import PREFECT, prefect_server, server_env, snapshot_repository
 from .specs import ROOT
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun, State
 
 DB_URL = "postgresql+asyncpg://planar:planar@127.0.0.1:5432/prefect"
 
@@ -38,12 +46,13 @@ def ensure_postgres() -> str:
     return subprocess.run(psql + ["SHOW server_version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-async def final(client, run_id, timeout: float = 300):  # type: ignore[no-untyped-def]
+async def final(client: PrefectClient, run_id: UUID, timeout: float = 300) -> tuple[FlowRun, State[object]]:
+    """The flow run and its state once that state is final; TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         fr = await client.read_flow_run(run_id)
         if fr.state is not None and fr.state.is_final():
-            return fr
+            return fr, fr.state
         if time.monotonic() > deadline:
             raise TimeoutError(f"flow run {run_id} still {fr.state}")
         await asyncio.sleep(0.5)
@@ -51,27 +60,28 @@ async def final(client, run_id, timeout: float = 300):  # type: ignore[no-untype
 
 async def exercise(config: Path, workers: list[str]) -> dict[str, object]:
     from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
+    from prefect.deployments import arun_deployment
 
     params = {"strategy": "scaled", "config_path": str(config)}
     out: dict[str, object] = {}
     async with get_client() as client:
-        live = await run_deployment("live_strategy/ma_cross-live", parameters={**params, "duration": 8}, timeout=0)
-        done = await final(client, live.id)
-        out["live"] = {"state": done.state.type.value, "message": done.state.message}
+        live = await arun_deployment("live_strategy/ma_cross-live", parameters={**params, "duration": 8}, timeout=0)
+        _, state = await final(client, live.id)
+        out["live"] = {"state": state.type.value, "message": state.message}
         t0 = time.monotonic()
-        estop = await run_deployment("emergency_stop/emergency-stop", parameters={**params, "reason": "scale-out check"}, timeout=0)
-        done = await final(client, estop.id)
-        out["emergency_stop"] = {"state": done.state.type.value, "trigger_to_final_state_s": round(time.monotonic() - t0, 1)}
-        rearm = await run_deployment(
+        estop = await arun_deployment("emergency_stop/emergency-stop", parameters={**params, "reason": "scale-out check"}, timeout=0)
+        _, state = await final(client, estop.id)
+        out["emergency_stop"] = {"state": state.type.value, "trigger_to_final_state_s": round(time.monotonic() - t0, 1)}
+        rearm = await arun_deployment(
             "rearm/ma_cross-rearm", parameters={**params, "reason": "scale-out check", "by": "scale_out"}, timeout=0
         )
-        out["rearm"] = {"state": (await final(client, rearm.id)).state.type.value}
+        _, state = await final(client, rearm.id)
+        out["rearm"] = {"state": state.type.value}
         when = datetime.now(UTC) + timedelta(seconds=10)
-        scheduled = await run_deployment("daily_reset/ma_cross-daily-reset", parameters=params, scheduled_time=when, timeout=0)
-        done = await final(client, scheduled.id)
+        scheduled = await arun_deployment("daily_reset/ma_cross-daily-reset", parameters=params, scheduled_time=when, timeout=0)
+        done, state = await final(client, scheduled.id)
         out["scheduled_daily_reset"] = {
-            "state": done.state.type.value,
+            "state": state.type.value,
             "scheduled_for": when.isoformat(),
             "started": done.start_time.isoformat() if done.start_time else None,
         }
@@ -144,7 +154,7 @@ def main() -> None:
     }
     args.result.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
-    ok = all(result[k]["state"] == "COMPLETED" for k in ("live", "emergency_stop", "rearm", "scheduled_daily_reset"))  # type: ignore[index]
+    ok = all(obj(result[k]).get("state") == "COMPLETED" for k in ("live", "emergency_stop", "rearm", "scheduled_daily_reset"))
     raise SystemExit(0 if ok else 1)
 
 

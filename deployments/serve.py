@@ -17,7 +17,10 @@ from .specs import ROOT, Spec, specs
 
 def _flow(sp: Spec) -> Flow[..., object]:
     module = sp.entrypoint.split(":", 1)[0].removesuffix(".py").replace("/", ".")
-    return getattr(importlib.import_module(module), sp.flow_attr)
+    found: object = getattr(importlib.import_module(module), sp.flow_attr)
+    if not isinstance(found, Flow):
+        raise TypeError(f"{sp.entrypoint} is not a Prefect flow")
+    return found
 
 
 def _schedules(sp: Spec) -> list[Schedule]:
@@ -38,16 +41,17 @@ def build_deployments(folder: Path = ROOT / "examples") -> list[RunnerDeployment
             if sp.concurrency
             else None
         )
-        out.append(
-            _flow(sp).to_deployment(
-                name=sp.name,
-                parameters=dict(sp.parameters),
-                tags=list(sp.tags),
-                schedules=_schedules(sp),
-                concurrency_limit=limit,
-                description=sp.description or None,
-            )
+        deployment = _flow(sp).to_deployment(
+            name=sp.name,
+            parameters=dict(sp.parameters),
+            tags=list(sp.tags),
+            schedules=_schedules(sp),
+            concurrency_limit=limit,
+            description=sp.description or None,
         )
+        if not isinstance(deployment, RunnerDeployment):  # to_deployment answers a coroutine inside a running loop
+            raise RuntimeError("build_deployments runs outside an event loop (from async code: Flow.ato_deployment)")
+        out.append(deployment)
     return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 
 from planar_core.cli import fail, new_app, run_cli
+from planar_core.model.json import integer, obj, rows
+from planar_core.model.types import Json
 
 app = new_app("Planar-Py: live trading engine, sandbox exchange and operations.")
 
@@ -42,6 +44,8 @@ def run_cmd(
     from planar_core.config import ConfigError, load_config
     from planar_core.engine.lease import TwinEngineError
 
+    from .common import awaited
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -54,35 +58,29 @@ def run_cmd(
 
     try:
         state = asyncio.run(
-            live_strategy(
-                strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, takeover=takeover, return_state=True
+            awaited(
+                live_strategy(
+                    strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, takeover=takeover, return_state=True
+                )
             )
         )
     except ConfigError as exc:
         fail(str(exc))
         return
-    result = _state_result(state)
+    result = asyncio.run(state.aresult(raise_on_failure=False))  # the session's data, or the error it failed with
     if isinstance(result, (ConfigError, TwinEngineError)):  # found after the run began (an unknown symbol, another engine)
         fail(str(result))
     if not isinstance(result, dict):  # refused before it traded (halted, lease held, bad credentials)
         typer.secho(f"{cfg.name}: {state.type.value.lower()}: {state.message}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
-    calls = ", ".join(f"{k} {v}" for k, v in (result.get("callbacks") or {}).items()) or "none"
-    failed = sum((result.get("callback_errors") or {}).values())
+    calls = ", ".join(f"{k} {v}" for k, v in obj(result.get("callbacks")).items()) or "none"
+    failed = sum(integer(n) for n in obj(result.get("callback_errors")).values())
     typer.echo(
         f"{cfg.name}: {state.type.value.lower()} ({result['ended']}); logic callbacks: {calls}; callback errors: {failed}; "
         f"report {result['report']}"
     )
     if state.is_failed():
         raise typer.Exit(1)
-
-
-def _state_result(state: object) -> object:
-    """A finished flow run's return value (or the exception it failed with), from synchronous code."""
-    import inspect
-
-    out = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
-    return asyncio.run(out) if inspect.iscoroutine(out) else out
 
 
 @app.command("rearm")
@@ -101,12 +99,15 @@ def rearm_cmd(
         except ConfigError as exc:
             fail(str(exc))
             return
+    from .common import awaited
     from .rearm import rearm
 
-    state = asyncio.run(rearm(strategy=strategy, reason=reason, config_path=str(config) if config else None, by=by, return_state=True))
+    state = asyncio.run(
+        awaited(rearm(strategy=strategy, reason=reason, config_path=str(config) if config else None, by=by, return_state=True))
+    )
     if not state.is_completed():
         fail(f"re-arm refused: {state.message}")
-    result = _state_result(state)
+    result = asyncio.run(state.aresult())
     assert isinstance(result, dict)
     typer.echo(f"{strategy} re-armed by {result['by']}; breaker baselines reset to equity {result['equity']:.2f}")
 
@@ -137,6 +138,7 @@ def emergency_stop_cmd(
         fail("--configs / several --config: only with --account; a strategy's e-stop takes one --config")
     path = config[0] if config else None
     assert strategy is not None
+    from .common import returned
     from .emergency import emergency_stop
 
     if path is not None:
@@ -146,8 +148,10 @@ def emergency_stop_cmd(
             fail(str(exc))
             return
     try:
-        report = asyncio.run(
-            emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None)
+        report = returned(
+            asyncio.run(
+                emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None)
+            )
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -164,35 +168,39 @@ def _account_stop(account: str, close_positions: bool, reason: str, config: list
     when the exchange did not confirm everything settled."""
     from planar_core.config import ConfigError
 
+    from .common import returned
     from .emergency import account_configs, account_emergency_stop
 
     if configs is not None and not configs.is_dir():
         fail(f"--configs: {configs} is not a folder")
     try:
         account_configs([str(p) for p in config], str(configs) if configs else None)  # refused here, before any flow run
-        result = asyncio.run(
-            account_emergency_stop(
-                account=account,
-                reason=reason,
-                close_positions=close_positions,
-                config_paths=[str(p.resolve()) for p in config],
-                configs_dir=str(configs.resolve()) if configs else None,
+        result = returned(
+            asyncio.run(
+                account_emergency_stop(
+                    account=account,
+                    reason=reason,
+                    close_positions=close_positions,
+                    config_paths=[str(p.resolve()) for p in config],
+                    configs_dir=str(configs.resolve()) if configs else None,
+                )
             )
         )
     except ConfigError as exc:
         fail(str(exc))
         return
-    owners = ", ".join(f"{k} {v}" for k, v in result["by_owner"].items()) or "none"
+    owners = ", ".join(f"{k} {v}" for k, v in obj(result["by_owner"]).items()) or "none"
+    strategies = [str(n) for n in _items(result["strategies"])]
     typer.echo(
-        f"account emergency stop {account}: {'CLEAN' if result['clean'] else 'NOT CLEAN'}; halted {', '.join(result['strategies'])}; "
+        f"account emergency stop {account}: {'CLEAN' if result['clean'] else 'NOT CLEAN'}; halted {', '.join(strategies)}; "
         f"open orders found: {owners}; cancelled {result['cancelled']}; closed {result['closed'] or '-'}; "
-        f"live runs cancelled {len(result['cancelled_runs'])}"
+        f"live runs cancelled {len(_items(result['cancelled_runs']))}"
     )
     typer.echo(_owner_table(result))
     _exit_unless_clean(result)
 
 
-def _exit_unless_clean(result: dict[str, object]) -> None:
+def _exit_unless_clean(result: Json) -> None:
     """An e-stop (strategy or account) the exchange did not confirm settled: what is left, in red, and exit 1."""
     if not result["clean"]:
         typer.secho(
@@ -203,12 +211,19 @@ def _exit_unless_clean(result: dict[str, object]) -> None:
         raise typer.Exit(1)
 
 
-def _owner_table(result: dict) -> str:
+def _items(value: object) -> list[object]:
+    """A list of the flow's result (a JSON array), or none."""
+    return list(value) if isinstance(value, list) else []
+
+
+def _owner_table(result: Json) -> str:
     """What each strategy had open (from the flow's result, a plain dict)."""
+    from pydantic import TypeAdapter
+
     from planar_core.risk.account_estop import AccountEStopReport, OpenOrder
 
-    report = AccountEStopReport(result["account"], result["reason"], strategies=list(result["strategies"]))
-    report.found = [OpenOrder(**o) for o in result["found"]]
+    report = AccountEStopReport(str(result["account"]), str(result["reason"]), strategies=[str(n) for n in _items(result["strategies"])])
+    report.found = [TypeAdapter(OpenOrder).validate_python(o) for o in rows(result["found"])]
     return report.table()
 
 
@@ -246,8 +261,7 @@ def state_reset_cmd(
     from planar_core.engine.reset import ResetRefused, reset_state
     from planar_core.engine.strategy import strategy_from_config
     from planar_core.exchange.errors import ExchangeOpError
-
-    from .blocks import secret_block_provider
+    from tasks.blocks import secret_block_provider
 
     if not reason.strip():
         fail("--reason: say why (it is recorded in the trace)")

@@ -50,17 +50,15 @@ async def flow_runs(
     flow_name: str, states: Iterable[str], after: datetime | None = None, client: PrefectClient | None = None
 ) -> list[FlowRun]:
     """Runs of ``flow_name`` in ``states`` (expected to start after ``after``), through ``client`` or a new one."""
-    flt = {
-        "flow_filter": FlowFilter(name=FlowFilterName(any_=[flow_name])),
-        "flow_run_filter": FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(x) for x in states])),
-            expected_start_time=FlowRunFilterExpectedStartTime(after_=after) if after else None,
-        ),
-    }
+    by_flow = FlowFilter(name=FlowFilterName(any_=[flow_name]))
+    by_run = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(x) for x in states])),
+        expected_start_time=FlowRunFilterExpectedStartTime(after_=after) if after else None,
+    )
     if client is not None:
-        return await client.read_flow_runs(**flt)
+        return await client.read_flow_runs(flow_filter=by_flow, flow_run_filter=by_run)
     async with get_client() as new:
-        return await new.read_flow_runs(**flt)
+        return await new.read_flow_runs(flow_filter=by_flow, flow_run_filter=by_run)
 
 
 async def live_runs(strategy: str, states: Iterable[str] = ACTIVE) -> list[FlowRun]:
@@ -112,7 +110,7 @@ class EngineControl:
                         self.s.alert(f"{self.s.name}: {msg} ({failures} reads failed in a row)", "error")
                 await asyncio.sleep(self.every)
 
-    async def poll_once(self, client: "PrefectClient", run_id: UUID | None) -> None:
+    async def poll_once(self, client: PrefectClient, run_id: UUID | None) -> None:
         if self._estop is None:
             for req in await flow_runs("emergency_stop", REQUESTED, after=self.since, client=client):
                 if aimed_at(req, self.s):

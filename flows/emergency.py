@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -26,15 +25,19 @@ from prefect.states import Cancelled, Cancelling, Failed
 
 from planar_core.config import ConfigError, StrategyConfig, load_config
 from planar_core.engine.strategy import config_account
+from planar_core.model.json import integer, obj
+from planar_core.model.types import Json
 from planar_core.risk.account_estop import AccountEStopReport
 from planar_core.risk.estop import EStopReport
 from planar_core.runner import account_emergency_stop_standalone, emergency_stop_standalone
 from planar_core.runner.account import account_members
 from planar_core.state import StateStore
-from tasks.orders import settle
+from tasks.blocks import secret_block_provider
+from tasks.events import resource
+from tasks.orders import settle_state
+from tasks.strategy import load_strategy_config
 
-from .blocks import secret_block_provider
-from .common import PERMANENT, InPlaceArtifact, artifact_key, load_strategy_config, no_retry, permanent_failure, resource
+from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
 from .control import blank, live_runs
 
 
@@ -68,28 +71,29 @@ async def mop_up(
     close: bool,
     reason: str,
     config_path: str | None,
-    overrides: dict[str, Any] | None,
+    overrides: dict[str, object] | None,
 ) -> None:
     """Per-symbol settle tasks (retried by Prefect) for what the e-stop left unverified; the report and the persisted
     list re-arm checks then say what is still unverified after them."""
     symbols = [sym for sym in _symbols_left(report) if sym in {a.symbol for a in cfg.universe}]
-    states = await asyncio.gather(*(settle(strategy, sym, close, reason, config_path, overrides, return_state=True) for sym in symbols))
+    states = await asyncio.gather(*(settle_state(strategy, sym, close, reason, config_path, overrides) for sym in symbols))
     for sym, state in zip(symbols, states):
         if not state.is_completed():
             report.errors.append(f"{sym}: settle task: {state.message}"[:300])
             continue
-        res = await state.result()
-        report.cancelled += int(str(res.get("cancelled", 0)))
+        res = obj(await state.aresult())  # a completed settle answers its report as a dict
+        report.cancelled += integer(res.get("cancelled"))
         for table in (report.unverified, report.remaining_open, report.remaining_positions):
             for key in [k for k in table if k.split(":", 1)[0] == sym]:
                 table.pop(key)
     StateStore(cfg.shared_root).update(estop_unverified=report.outstanding())
 
 
-def _run_account(params: dict[str, Any], strategy: str) -> str | None:
+def _run_account(params: Json, strategy: str) -> str | None:
     """The account a live run trades, from its config; None when it cannot be told (then it is stopped too)."""
     try:
-        cfg = load_strategy_config(strategy, None if blank(params.get("config_path")) else params["config_path"])
+        path = params.get("config_path")
+        cfg = load_strategy_config(strategy, None if blank(path) else str(path))
         return config_account(cfg, secrets_provider=secret_block_provider)
     except (ConfigError, OSError):
         return None
@@ -102,8 +106,8 @@ async def emergency_stop(
     close_positions: bool = False,
     config_path: str | None = None,
     account: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Any:
+    overrides: dict[str, object] | None = None,
+) -> Outcome:
     """Cancel every open order (optionally close positions), halt the strategy, then cancel its live flow runs.
 
     ``account`` (as carried by the engine's events) aims the stop: a config whose account differs is refused, so
@@ -112,7 +116,7 @@ async def emergency_stop(
     logger = get_run_logger()
     config_path = None if blank(config_path) else config_path
     try:
-        cfg = load_strategy_config(strategy, config_path, **(overrides or {}))
+        cfg = load_strategy_config(strategy, config_path, overrides)
         if not blank(account):
             probe = config_account(cfg, secrets_provider=secret_block_provider)
             if probe != account:
@@ -194,7 +198,7 @@ async def account_emergency_stop(
     close_positions: bool = False,
     config_paths: list[str] | None = None,
     configs_dir: str | None = None,
-) -> Any:
+) -> Outcome:
     """Stop every strategy trading ``account`` (``<exchange>-<hash of the API key>``): each one halted, its live runs
     cancelled, every open order of the account cancelled and verified (spot and futures, the Algo Service too),
     positions closed with ``close_positions``. The strategies are the configs given (``config_paths``, every config

@@ -19,9 +19,10 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
@@ -29,12 +30,15 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Crashed, Failed
 
 from planar_core.engine.lease import LeaseHeldError
+from planar_core.model.json import obj
+from planar_core.model.types import Json
 from planar_core.runner import load_logic, run
 from planar_core.runner.host import UNKNOWN_COUNTS
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
+from tasks.strategy import build_strategy
 
-from .common import PERMANENT, InPlaceArtifact, artifact_key, build_strategy, no_retry, permanent_failure
+from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
 from .control import EngineControl, live_runs
 from .watcher_runs import WatcherRuns
 
@@ -44,9 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("planar.flows.live")
 
 
-def status_markdown(st: dict[str, Any]) -> str:
+def status_markdown(st: Json) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in st.items() if k != "watchers")
-    watchers = "\n".join(f"| {k} | {v} |" for k, v in sorted(st["watchers"].items()))
+    watchers = "\n".join(f"| {k} | {v} |" for k, v in sorted(obj(st["watchers"]).items()))
     return f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
 
 
@@ -72,7 +76,7 @@ async def take_over_zombies(s: Strategy) -> list[str]:
 
 
 @contextlib.contextmanager
-def sigterm_stops(control: EngineControl) -> Any:
+def sigterm_stops(control: EngineControl) -> Iterator[None]:
     """SIGTERM (a worker or runner cancelling the run, ``kill``, a container stop) stops the engine cleanly instead
     of interrupting it mid-cleanup: watchers stopped, trace flushed, report written, run Cancelled.
 
@@ -101,16 +105,16 @@ async def live_strategy(
     config_path: str | None = None,
     duration: float | None = None,
     report_dir: str | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, object] | None = None,
     takeover: bool = False,
-) -> Any:
+) -> Outcome:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts.
     ``takeover``: another engine of this strategy (another store root) is gone; adopt the orders it left (without it,
     such orders refuse the start: the run fails, not retried)."""
     logger = get_run_logger()
     watcher_runs = WatcherRuns()  # one long-lived task run per engine watcher, shown in the run's graph
     try:
-        s = build_strategy(strategy, config_path, observer=watcher_runs, **(overrides or {}))
+        s = build_strategy(strategy, config_path, observer=watcher_runs, overrides=overrides)
     except PERMANENT as exc:
         return await permanent_failure(exc)
     s.run_id = str(flow_run.id) if flow_run.id else None
@@ -129,7 +133,7 @@ async def live_strategy(
 
 
 async def _session(
-    s: "Strategy",
+    s: Strategy,
     control: EngineControl,
     stop: asyncio.Event,
     session_start: datetime,
@@ -137,7 +141,7 @@ async def _session(
     report_dir: str | None,
     watcher_runs: WatcherRuns,
     takeover: bool = False,
-) -> Any:
+) -> Outcome:
     """Start, trade until told to stop, stop, report; the run's final state says why it ended."""
     logger = get_run_logger()
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
@@ -153,7 +157,7 @@ async def _session(
         logic = load_logic(s.config.logic, s.config.logic_params)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
-        async def publish(st: dict[str, Any]) -> None:
+        async def publish(st: Json) -> None:
             await status_artifact.publish(status_markdown(st))
 
         result = await run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
@@ -11,14 +10,15 @@ from prefect.runtime import flow_run
 
 from planar_core.risk.operations import RearmRefused
 from tasks.account import rearm_strategy
+from tasks.events import resource
 
-from .common import PERMANENT, permanent_failure, resource
+from .common import PERMANENT, Outcome, permanent_failure
 
 
 @flow(name="rearm", retries=0)
 async def rearm(
-    strategy: str, reason: str, config_path: str | None = None, by: str | None = None, overrides: dict[str, Any] | None = None
-) -> Any:
+    strategy: str, reason: str, config_path: str | None = None, by: str | None = None, overrides: dict[str, object] | None = None
+) -> Outcome:
     """Clear the halt and reset the breaker baselines to the current equity; refused (Failed) while an order the
     e-stop could not verify is still open. ``by`` defaults to the user running it (or the flow run)."""
     who = by or (f"flow run {flow_run.name}" if flow_run.id else getpass.getuser())

@@ -6,20 +6,21 @@ artifact; the logic itself is in planar_core.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.events import emit_event
 
+from planar_core.model.types import Json
 from tasks.account import exchange_snapshot, reset_day
+from tasks.events import resource
+from tasks.strategy import build_strategy
 from tasks.trace import compact, divergence_check, tune
 
-from .common import artifact_key, build_strategy, resource
+from .common import artifact_key
 
 
 @flow(name="daily_reset", retries=3, retry_delay_seconds=30)
-async def daily_reset(strategy: str, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+async def daily_reset(strategy: str, config_path: str | None = None, overrides: dict[str, object] | None = None) -> Json:
     """Record the day-start equity; clear the daily-loss breaker unless an emergency stop (not the breaker) halted it;
     publish the previous day's PnL."""
     result = await reset_day(strategy, config_path, overrides)
@@ -29,9 +30,7 @@ async def daily_reset(strategy: str, config_path: str | None = None, overrides: 
 
 
 @flow(name="auto_tune", retries=1, retry_delay_seconds=60)
-async def auto_tune(
-    strategy: str, days: float = 30, config_path: str | None = None, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
+async def auto_tune(strategy: str, days: float = 30, config_path: str | None = None, overrides: dict[str, object] | None = None) -> Json:
     """Bounded parameter changes from the trace's last ``days``, persisted for the running engine; report and alert."""
     result = await tune(strategy, days, config_path, overrides)
     applied = result["applied"]
@@ -50,14 +49,14 @@ async def auto_tune(
 
 @flow(name="resync", retries=2, retry_delay_seconds=10)
 async def resync(
-    strategy: str, config_path: str | None = None, overrides: dict[str, Any] | None = None, tolerance: float = 1e-8
-) -> dict[str, Any]:
+    strategy: str, config_path: str | None = None, overrides: dict[str, object] | None = None, tolerance: float = 1e-8
+) -> Json:
     """Health check, then the exchange's snapshot against the trace-derived state; a divergence is an event and an alert."""
     from planar_core.alerts.dispatcher import send_alert
     from planar_core.engine.health import check
 
     logger = get_run_logger()
-    s = build_strategy(strategy, config_path, **{**(overrides or {}), "event_tracing": {"enabled": False}})
+    s = build_strategy(strategy, config_path, overrides={**(overrides or {}), "event_tracing": {"enabled": False}})
     try:
         await s.load()
         healthy = await check(s)
@@ -83,10 +82,10 @@ async def resync(
 async def compact_trace(
     strategy: str,
     config_path: str | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, object] | None = None,
     market_data_horizon_hours: float = 24,
     retention_days: float | None = None,
-) -> dict[str, Any]:
+) -> Json:
     """Compaction of the account's trace; publishes sizes and chunk counts before and after."""
     report = await compact(strategy, config_path, overrides, market_data_horizon_hours, retention_days)
     await acreate_table_artifact(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 from prefect import task
@@ -12,9 +13,11 @@ from prefect.cache_policies import NO_CACHE
 from planar_core.engine.sync import load_account
 from planar_core.exchange.client_ids import planar_identity
 from planar_core.exchange.errors import ExchangeOpError
+from planar_core.model.types import Json
 from planar_core.risk import operations
 
 from . import Overrides
+from .strategy import build_strategy
 
 if TYPE_CHECKING:
     from planar_core.engine.strategy import Strategy
@@ -23,9 +26,7 @@ if TYPE_CHECKING:
 @asynccontextmanager
 async def loaded(strategy: str, config_path: str | None, overrides: Overrides) -> AsyncIterator[Strategy]:
     """A helper strategy with markets, balances, positions and prices (no watchers), stopped afterwards."""
-    from flows.common import build_strategy
-
-    s = build_strategy(strategy, config_path, **(overrides or {}))
+    s = build_strategy(strategy, config_path, overrides=overrides)
     try:
         await load_account(s)
         yield s
@@ -38,10 +39,10 @@ async def exchange_snapshot(strategy: str, config_path: str | None = None, overr
     """The exchange's view: open client order ids per symbol (other Planar strategies' orders on the account left
     out: they are theirs), balance totals, position sizes. Read-only: retried."""
     async with loaded(strategy, config_path, overrides) as s:
-        opened = {}
+        opened: dict[str, list[str]] = {}
         for ai in s.universe.values():
-            rows = await s.client.call(
-                "fetch_open_orders", lambda ai=ai: s.client.ex.fetch_open_orders(ai.symbol), s.config.timeouts.order_placement
+            rows: list[Json] = await s.client.call(
+                "fetch_open_orders", partial(s.client.ex.fetch_open_orders, ai.symbol), s.config.timeouts.order_placement
             )
             cids = (str(o.get("clientOrderId")) for o in rows)
             opened[ai.symbol] = sorted(c for c in cids if planar_identity(c) in (None, s.ids.identity))  # not another strategy's

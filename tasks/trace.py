@@ -5,17 +5,30 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from functools import partial
+from typing import TypedDict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from planar_core.exchange.client_ids import identity_of, planar_identity
+from planar_core.model.types import Json
 from planar_core.trace.analysis import TuningBounds, optimize_from_events
 from planar_core.trace.compaction import compact_trace
 from planar_core.trace.replay import divergences, replay_from_trace
 from planar_core.trace.report import analysis_markdown
 
 from . import Overrides
+from .blocks import secret_block_provider
+from .strategy import build_strategy, load_strategy_config
+
+
+class TuneOutcome(TypedDict):
+    """What ``tune`` gives back: the change set persisted for the running engine and its report."""
+
+    change_id: str
+    applied: list[Json]  # one per parameter changed: param, old, new, reason
+    summary: str
+    analysis_markdown: str
 
 
 def not_another_strategys(identity: str, client_order_id: str | None) -> bool:
@@ -24,11 +37,9 @@ def not_another_strategys(identity: str, client_order_id: str | None) -> bool:
 
 
 def _trace_root(strategy: str, config_path: str | None, overrides: Overrides) -> str:
-    from flows.blocks import secret_block_provider
-    from flows.common import load_strategy_config
     from planar_core.engine.strategy import trace_root
 
-    return trace_root(load_strategy_config(strategy, config_path, **(overrides or {})), secret_block_provider)
+    return trace_root(load_strategy_config(strategy, config_path, overrides), secret_block_provider)
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 60], cache_policy=NO_CACHE)
@@ -51,13 +62,12 @@ async def compact(
 
 
 @task(cache_policy=NO_CACHE)
-async def tune(strategy: str, days: float, config_path: str | None = None, overrides: Overrides = None) -> dict[str, object]:
+async def tune(strategy: str, days: float, config_path: str | None = None, overrides: Overrides = None) -> TuneOutcome:
     """Analyse the window and persist bounded parameter changes for the running engine (not retried: it applies)."""
-    from flows.common import build_strategy
     from planar_core.alerts.dispatcher import send_alert
     from planar_core.engine.strategy import trace_root
 
-    s = build_strategy(strategy, config_path, **(overrides or {}))
+    s = build_strategy(strategy, config_path, overrides=overrides)
     try:
         result = optimize_from_events(s, days=days, bounds=TuningBounds(), source=trace_root(s.config))
         summary = f"Strategy optimization completed for {strategy}: " + (

@@ -183,7 +183,7 @@ def test_alert_config_from_prefect_secret_blocks(monkeypatch) -> None:
     from prefect.blocks.system import Secret
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.blocks import alert_config_from_blocks
+    from tasks.blocks import alert_config_from_blocks
 
     for var in AlertConfig.ENV.values():
         monkeypatch.delenv(var, raising=False)

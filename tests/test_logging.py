@@ -90,8 +90,8 @@ def test_prefect_captured_logs_are_redacted(tmp_path: Path) -> None:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.log_forwarding import forward_engine_logs
     from planar_core.alerts import Redactor
+    from tasks.log_forwarding import forward_engine_logs
 
     @flow
     def leaky() -> str:

@@ -429,7 +429,7 @@ async def test_a_position_changed_outside_the_engine_is_alerted(strategy_factory
 
 # ------------------------------------------------------------------------------------- 13. nothing swallowed (flows)
 def test_a_prefect_event_that_cannot_be_emitted_is_recorded_and_alerted(monkeypatch) -> None:
-    import flows.common as common
+    import tasks.events as common
     from planar_core.model.sink import MemorySink
 
     def broken(**kwargs: object) -> None:

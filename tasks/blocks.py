@@ -25,23 +25,32 @@ def load_secret_blocks(prefix: str, fields: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for field in fields:
         try:
-            block = Secret.load(block_name(prefix, field), _sync=True)  # type: ignore[call-arg]
+            out[field] = secret_value(block_name(prefix, field))
         except ValueError:  # no such block
             continue
-        out[field] = str(block.get())
     return out
 
 
 def alert_config_from_blocks(prefix: str = "planar", **overrides: object) -> AlertConfig:
     """Environment first, then Prefect Secret blocks win, then explicit overrides."""
-    values = {**load_secret_blocks(prefix, ALERT_SECRET_FIELDS), **overrides}
-    return AlertConfig.from_env(**values)
+    values: dict[str, object] = {**load_secret_blocks(prefix, ALERT_SECRET_FIELDS), **overrides}
+    return AlertConfig.from_env(None, **values)
 
 
 def secret_block_provider(env_name: str) -> str | None:
     """Credentials provider for StrategyConfig: the Secret block named after the variable
     (``BINANCE_SCALPING_KEY`` -> ``binance-scalping-key``), or None so the environment is used."""
     try:
-        return str(Secret.load(env_name.lower().replace("_", "-"), _sync=True).get())  # type: ignore[call-arg]
+        return secret_value(env_name.lower().replace("_", "-"))
     except (ValueError, RuntimeError):
         return None
+
+
+def secret_value(name: str) -> str:
+    """The value of the Secret block ``name`` (ValueError when there is none), read synchronously even inside a
+    running event loop (a flow building its strategy calls the credentials provider, which is synchronous)."""
+    # _sync=True selects the synchronous path of Prefect's async_dispatch, which accepts it; load's signature omits it
+    block = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+    if not isinstance(block, Secret):  # the dispatcher's other answer, a coroutine, is what _sync=True rules out
+        raise TypeError(f"Secret.load({name!r}) answered {type(block).__name__}, not a Secret block")
+    return str(block.get())

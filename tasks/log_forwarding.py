@@ -21,14 +21,18 @@ def install_redaction(redactor: Redactor) -> RedactingFilter:
     return flt
 
 
+class EngineLogForwarder(APILogHandler):
+    """Prefect's API log handler as installed on the engine's logger: one of them at a time, replaced when another
+    strategy is built in the same process."""
+
+
 def forward_engine_logs(redactor: Redactor, logger_name: str = "planar") -> logging.Handler:
     """Send the engine's records (``planar.*``) to the current flow run's logs, redacted first."""
     install_redaction(redactor)
-    handler = APILogHandler()
+    handler = EngineLogForwarder()
     handler.addFilter(RedactingFilter(redactor))
-    handler._planar_forward = True  # type: ignore[attr-defined]
     logger = logging.getLogger(logger_name)
-    for h in [h for h in logger.handlers if getattr(h, "_planar_forward", False)]:
+    for h in [h for h in logger.handlers if isinstance(h, EngineLogForwarder)]:
         logger.removeHandler(h)
     logger.addHandler(handler)
     return handler
