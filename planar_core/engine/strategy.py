@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.ccxt_venue import CcxtVenue
 from ..exchange.client import ExchangeClient, is_balance
 from ..exchange.client_ids import ClientOrderIds, intent_journal
+from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
 from ..model.json import integer, num, opt_num, text
 from ..model.sink import EventSink, MemorySink
@@ -90,7 +90,7 @@ class Strategy:
         self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
         self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
-        self.client = client or CcxtVenue(config, self.sink)
+        self.client = client or open_venue(config, self.sink)
         self.client.sink = self.sink  # the client's api_call records too
         # the exchange as the engine sees it (model/venue.py); the engine moves from ``client`` to it (issue 26)
         self.venue: Venue = self.client  # type: ignore[assignment]
