@@ -25,7 +25,7 @@ from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import OrderRef
-from .binance import BinanceDialect, NotSent, StrictBinance
+from .binance import BINANCE, BinanceDialect, NotSent, StrictBinance
 from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
@@ -97,10 +97,10 @@ class ExchangeClient:
     ) -> None:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
-        if dialect is None:
-            from .registry import dialect_of  # the registry builds clients: imported when one is built
-
-            dialect = dialect_of(cfg.exchange)
+        if dialect is None:  # the registry (open_venue) passes the venue's dialect; built directly: Binance's
+            if cfg.exchange != BINANCE.name:
+                raise ValueError(f"ExchangeClient for {cfg.exchange!r}: build it through exchange.registry.open_venue")
+            dialect = BINANCE
         self.venue: BinanceDialect = dialect
         self.name: str = "paper" if cfg.mode == "paper" else dialect.name  # the venue's registry name
         if exchange is None:  # paper mode: the same interface, private calls answered by a local account
