@@ -9,8 +9,8 @@ Layers, lowest first (a package may import only packages of a lower layer)::
 
 Every ``import`` counts, at module level or inside a function (a lazy import is still a dependency), except
 those under ``if TYPE_CHECKING:``: annotations only, never executed. Those are listed apart; the one upward
-use they may make is naming the ``Strategy`` type (``engine.strategy``), which every callback and risk
-function receives as an argument.
+use they may make is naming the ``Strategy`` type (``engine.strategy``), which risk functions receive as an
+argument (strategy code never does: its callbacks receive ``model.context.StrategyContext``).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def test_the_context_offers_exactly_the_reads_and_the_seven_actions_and_no_engin
 
 
 def test_views_are_read_only_and_show_only_the_strategys_own_orders_and_trades() -> None:
-    s, ctx, own, foreign = ctx_with_orders()
+    s, ctx, own, _ = ctx_with_orders()
     ai = ctx.universe["BTC/USDT"]
     assert isinstance(ai, AssetView) and ai.last_price == 50_000.0 and ai.base == "BTC"
     assert [o.client_order_id for o in ai.open_orders()] == [own.client_order_id]
@@ -216,7 +216,9 @@ def test_strategy_code_and_its_context_import_no_engine_not_even_for_annotations
         if m not in seen:
             seen.add(m)
             todo.extend(g.runtime.get(m, set()) | g.typing.get(m, set()))
-    above = sorted(m for m in seen if m.startswith(("planar_core.engine", "planar_core.exchange", "planar_core.runner", "planar_core.risk")))
+    above = sorted(
+        m for m in seen if m.startswith(("planar_core.engine", "planar_core.exchange", "planar_core.runner", "planar_core.risk"))
+    )
     assert above == [], f"{module} reaches {above}"
 
 
