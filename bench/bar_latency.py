@@ -27,7 +27,9 @@ from planar_core.engine import strategy
 from planar_core.engine.strategy import Strategy
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.logic import Logic
-from planar_core.model import AssetInstance, Candle, OrderType, Side
+from planar_core.model import Candle, OrderType, Side
+from planar_core.model.context import StrategyContext
+from planar_core.model.views import AssetView
 from planar_core.runner import run
 
 from .common import figure, median, pct, sandbox_process
@@ -40,7 +42,7 @@ class OnBar(Logic):
         super().__init__()
         self.bars: list[int] = []
 
-    async def on_bar(self, s: Strategy, ai: AssetInstance, timeframe: str, bar: Candle) -> None:
+    async def on_bar(self, s: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
         self.bars.append(bar.timestamp)
         await s.call(ai, OrderType.IOC, Side.BUY, amount=0.001, price=round(bar.close * 0.9, 2), waitfor=0)
 
@@ -51,7 +53,7 @@ class OnTick(Logic):
         self.bars: list[int] = []
         self.seen: int | None = None
 
-    async def on_tick(self, s: Strategy) -> None:
+    async def on_tick(self, s: StrategyContext) -> None:
         ai = s.universe[SYMBOL]
         closed = ai.candles(TF).closed_through
         if closed is None or closed == self.seen:

@@ -3,8 +3,9 @@
 The host subscribes to the engine's notices (closed bars, order updates, fills), queues them as they happen
 and calls the logic's callbacks one at a time, in order, on the event loop: a closed candle reaches
 ``on_bar`` as soon as the exchange's kline says so, not on the next tick. ``on_tick`` runs every
-``tick_interval`` only if the logic defines it. Every callback is isolated (``_invoke``). Plain asyncio: the
-Prefect flow wraps this, and so can any other supervisor.
+``tick_interval`` only if the logic defines it. Every callback is isolated (``_invoke``). The logic is handed
+the strategy's context (runner/context.py), never the engine; assets, orders and fills as read-only views. Plain
+asyncio: the Prefect flow wraps this, and so can any other supervisor.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..engine.notices import BarClosed, EngineEvent, Filled, OrderUpdated
 from ..engine.strategy import Strategy
 from ..logic import Logic
 from ..model.types import Json
+from ..model.views import AssetView, OrderView, TradeView
+from .context import LiveContext
 
 log = logging.getLogger("planar.runner")
 # call() answered UNKNOWN; then the verdicts: found on the exchange, proven absent (failed), re-sent (resend_absent)
@@ -77,6 +80,7 @@ class LogicError(Exception):
 class _Host:
     def __init__(self, s: Strategy, logic: Logic, policy: ErrorPolicy, result: RunResult) -> None:
         self.s, self.logic, self.policy, self.result = s, logic, policy, result
+        self.ctx = LiveContext(s, logic.params)  # what the callbacks see
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
     def listen(self, event: EngineEvent) -> None:
@@ -101,14 +105,14 @@ class _Host:
 
     async def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, BarClosed):
-            await self.invoke("on_bar", self.logic.on_bar(self.s, event.ai, event.timeframe, event.bar))
+            await self.invoke("on_bar", self.logic.on_bar(self.ctx, AssetView(event.ai, self.s.ids.owns), event.timeframe, event.bar))
         elif isinstance(event, OrderUpdated):  # also the verdict on an UNKNOWN answer (order.verdict)
-            await self.invoke("on_order_update", self.logic.on_order_update(self.s, event.order))
+            await self.invoke("on_order_update", self.logic.on_order_update(self.ctx, OrderView(event.order)))
         elif isinstance(event, Filled):
             # the fill reaches the logic with the balance and position that include it (engine/freshness.py):
             # wait for them (bounded); the events behind it wait too, so the order stays the order they happened in
             await self.s.fill_settled(event.ai, event.trade)
-            await self.invoke("on_fill", self.logic.on_fill(self.s, event.order, event.trade))
+            await self.invoke("on_fill", self.logic.on_fill(self.ctx, OrderView(event.order), TradeView.of(event.trade)))
 
 
 async def run(
@@ -133,7 +137,7 @@ async def run(
     next_status = loop.time()
     stop_wait = asyncio.ensure_future(stop.wait())
     try:
-        await host.invoke("on_start", logic.on_start(s))
+        await host.invoke("on_start", logic.on_start(host.ctx))
         while True:
             if s.halted:
                 result.reason = "halted"
@@ -150,7 +154,7 @@ async def run(
                     await out
                 next_status = loop.time() + status_every
             if ticking and now >= next_tick:
-                await host.invoke("on_tick", logic.on_tick(s))
+                await host.invoke("on_tick", logic.on_tick(host.ctx))
                 result.ticks += 1
                 next_tick = max(next_tick + tick_interval, loop.time())
                 continue
@@ -167,7 +171,7 @@ async def run(
                 get.cancel()
         while not host.queue.empty():  # what happened before the end still reaches the logic
             await host.dispatch(host.queue.get_nowait())
-        await host.invoke("on_stop", logic.on_stop(s))
+        await host.invoke("on_stop", logic.on_stop(host.ctx))
     finally:
         s.listeners.remove(host.listen)
         stop_wait.cancel()

@@ -13,15 +13,12 @@ of the market and be refused as "would trigger at once", leaving the entry witho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field
 
 from ..logic import Logic, LogicParams
-from ..model import AssetInstance, Candle, Order, OrderType, Side, Trade
-
-if TYPE_CHECKING:
-    from ..engine.strategy import Strategy
+from ..model import Candle, OrderType, Side
+from ..model.context import StrategyContext
+from ..model.views import AssetView, OrderView, TradeView
 
 
 class Breakout(Logic):
@@ -38,7 +35,7 @@ class Breakout(Logic):
         super().__init__(params)
         self.exits: dict[str, str] = {}  # symbol -> why the last exit was taken (stop_loss / take_profit)
 
-    async def on_bar(self, s: Strategy, ai: AssetInstance, timeframe: str, bar: Candle) -> None:
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
         p = self.params
         if timeframe != p.timeframe or ai.position.contracts or ai.open_orders():
             return
@@ -50,11 +47,11 @@ class Breakout(Logic):
         amount = p.order_value / price
         up, down = price * (1 + p.take_profit), price * (1 - p.stop_loss)
         if bar.close > channel[:, 2].max():
-            await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount, stop_loss=down, take_profit=up)
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=amount, stop_loss=down, take_profit=up)
         elif bar.close < channel[:, 3].min():
             up, down = price * (1 + p.stop_loss), price * (1 - p.take_profit)
-            await s.call(ai, OrderType.MARKET, Side.SELL, amount=amount, stop_loss=up, take_profit=down)
+            await ctx.call(ai, OrderType.MARKET, Side.SELL, amount=amount, stop_loss=up, take_profit=down)
 
-    async def on_fill(self, s: Strategy, order: Order, trade: Trade) -> None:
+    async def on_fill(self, ctx: StrategyContext, order: OrderView, trade: TradeView) -> None:
         if order.parent is not None:  # one of the exits acted
             self.exits[order.symbol] = "stop_loss" if order.type is OrderType.STOP_MARKET else "take_profit"

@@ -3,20 +3,17 @@
 Buys ``order_value`` of quote when the fast mean of closes crosses above the slow mean and sells (up to the
 same value of) the holding when it crosses below. It runs in ``on_bar``, called as the exchange closes each
 candle, so the still-forming candle never produces a signal. Orders go through the engine's execution
-policy (``Strategy.execute``), which auto-tuning adjusts.
+policy (``ctx.execute``, engine/execution.py), which auto-tuning adjusts.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field, model_validator
 
 from ..logic import Logic, LogicParams
-from ..model import AssetInstance, Candle, Side
-
-if TYPE_CHECKING:
-    from ..engine.strategy import Strategy
+from ..model import Candle, Side
+from ..model.context import StrategyContext
+from ..model.views import AssetView
 
 
 class MACross(Logic):
@@ -38,7 +35,7 @@ class MACross(Logic):
         super().__init__(params)
         self.last_signal: dict[str, int] = {}
 
-    async def on_bar(self, s: Strategy, ai: AssetInstance, timeframe: str, bar: Candle) -> None:
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
         p = self.params
         if timeframe != p.timeframe:
             return
@@ -51,8 +48,8 @@ class MACross(Logic):
         if previous is None or previous == signal:
             return
         if signal > 0:
-            await s.execute(ai, Side.BUY, p.order_value / bar.close)
+            await ctx.execute(ai, Side.BUY, p.order_value / bar.close)
         else:
-            held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+            held = ai.position.contracts if ai.is_margin else ctx.cash(ai.base).free
             if held > 0:
-                await s.execute(ai, Side.SELL, min(held, p.order_value / bar.close))
+                await ctx.execute(ai, Side.SELL, min(held, p.order_value / bar.close))

@@ -19,7 +19,8 @@ Inside ``planar_core``, layers, lowest first (a package may import only packages
 Every ``import`` counts, at module level or inside a function (a lazy import is still a dependency, and a cycle
 through one is still a cycle). Those under ``if TYPE_CHECKING:`` (annotations only, never executed) are kept
 apart: they obey the packages' ranks like the others, but inside ``planar_core`` the one upward use they may make
-is naming the ``Strategy`` type (``engine.strategy``), which every callback and risk function receives.
+is naming the ``Strategy`` type (``engine.strategy``), which risk functions receive as an argument (strategy code
+never does: its callbacks receive ``model.context.StrategyContext``).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planar_core.engine.strategy import Strategy
 from planar_core.logic import Logic, LogicParams
 from planar_core.model import OrderType, Side
+from planar_core.model.context import StrategyContext
 
 
 class RestingOrders(Logic):
@@ -18,7 +18,7 @@ class RestingOrders(Logic):
 
     params: Params
 
-    async def on_tick(self, s: Strategy) -> None:
+    async def on_tick(self, s: StrategyContext) -> None:
         ai = s.universe["BTC/USDT"]
         if not ai.last_price:
             return

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from planar_core.model import Candle, Side
+from planar_core.runner.context import LiveContext
 from planar_core.strategies.breakout import Breakout
 
 from .stubs import stub_strategy
@@ -32,7 +33,8 @@ async def test_exits_are_measured_from_the_latest_price_not_the_stale_close(clos
 
     s.call = call  # type: ignore[method-assign]
     logic = Breakout(Breakout.Params(lookback=3, timeframe="1s", take_profit=0.03, stop_loss=0.03))
-    await logic.on_bar(s, ai, "1s", Candle(*rows[3]))  # type: ignore[arg-type]
+    ctx = LiveContext(s, logic.params)  # the context the runner hands the logic; its call is the engine's
+    await logic.on_bar(ctx, ctx.asset(ai.symbol), "1s", Candle(*rows[3]))
     (order,) = sent
     assert order["side"] is side
     below, above = sorted((order["stop_loss"], order["take_profit"]))
