@@ -58,7 +58,7 @@ async def test_what_an_earlier_run_placed_gives_the_adopted_order_its_type_and_t
 
 
 async def test_another_strategys_order_is_never_adopted_whatever_the_policy() -> None:
-    s, venue, _ = await started(startup_sync={"foreign_orders": "adopt"})
+    s, _venue, _ = await started(startup_sync={"foreign_orders": "adopt"})
     assert apply_order(s, report(OTHER)) is None
     assert apply_order(s, report(OTHER)) is None
     (ev,) = sink_of(s).of("order_foreign")  # recorded once

@@ -90,7 +90,7 @@ async def test_across_roads_the_exchanges_clock_decides() -> None:
 
 
 async def test_an_impossible_balance_is_ignored_and_recorded() -> None:
-    s, venue, _ = await started()
+    s, _venue, _ = await started()
     s.apply_balance(spot(True, BTC=(-1.0, 0.0)))
     assert "BTC" not in s.balances
     assert "impossible balance for BTC" in str(sink_of(s).of("error_occurred")[0]["reason"])
@@ -107,7 +107,7 @@ async def test_a_change_is_recorded_and_told_and_no_change_is_silent() -> None:
 
 
 async def test_a_failing_hook_is_recorded_and_the_others_still_run() -> None:
-    s, venue, _ = await started()
+    s, _venue, _ = await started()
     told: list[int] = []
 
     def broken(st: object) -> None:
