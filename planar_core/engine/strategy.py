@@ -28,6 +28,8 @@ from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
 from ..model.clock import Clock, SystemClock, now_ms
+from ..model.refusals import Refusal
+from ..model.requests import OrderCall
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine")
 HALT_RETRY_S = 1.0  # a halt the state file could not take is written again at most this often
-RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | None"]
+RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | Refusal | None"]  # a sentence: a risk limit
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Strategy:
         self.supervisor = Supervisor(observer=observer)
         self.running = False
         self.risk_check: RiskCheck | None = None
+        self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
         self.on_balance_update: list[Callable[["Strategy"], object]] = []
         self.on_price_update: list[Callable[["Strategy", AssetInstance], object]] = []
         self.listeners: list[Callable[[EngineEvent], None]] = []  # closed bars, order updates, fills (the logic host)
@@ -430,10 +433,27 @@ class Strategy:
         Conditional types (``STOP_*``, ``TAKE_PROFIT_*``, ``TRAILING_STOP``) take ``trigger_price`` (trailing: the
         optional activation price) and ``trailing_percent``; hedge mode needs ``position_side`` (long or short);
         ``stop_loss`` / ``take_profit`` on an entry place reduce-only exits when it fills (docs/engine.md, "Orders")."""
-        cond = _orders.Conditional(trigger_price, trailing_percent, PositionSide(position_side), stop_loss, take_profit)
-        return await _orders.call(
-            self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params, cond=cond
-        )
+        a = self.asset(ai)
+        try:
+            asked = OrderCall(
+                type=OrderType(order_type),
+                side=Side(side),
+                amount=amount,
+                price=price,
+                waitfor=waitfor,
+                synced=synced,
+                reduce_only=reduce_only,
+                trigger_price=trigger_price,
+                trailing_percent=trailing_percent,
+                position_side=PositionSide(position_side),
+                stop_loss=stop_loss,
+                take_profit=take_profit,
+                params=params,
+            )
+        except ValueError as exc:  # wrong by itself (InvalidOrderCall): refused before any check of the market or account
+            _orders.refused(self, a, _orders.invalid(exc), side, amount, price)
+            return None
+        return await _orders.call(self, a, asked)
 
     async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> OrderAnswer:
         """Trade ``amount`` now through the (auto-tuned) execution policy: market, or a limit that rests
@@ -446,7 +466,14 @@ class Strategy:
         """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
         margin assets, no risk sizing; journaled, traced and resolved like every other order."""
         a = self.asset(ai)
-        return await _orders.call(self, a, OrderType.MARKET, Side(side), amount, None, 0.0, False, a.is_margin, {}, emergency=True)
+        try:
+            asked = OrderCall(
+                type=OrderType.MARKET, side=Side(side), amount=amount, waitfor=0.0, synced=False, reduce_only=a.is_margin, emergency=True
+            )
+        except ValueError as exc:
+            _orders.refused(self, a, _orders.invalid(exc), side, amount, None)
+            return None
+        return await _orders.call(self, a, asked)
 
     async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> str | None:
         """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; returns the reason it

@@ -91,6 +91,11 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
             average=order.average,
             reason=reason,
             source=source,
+            **(
+                {"reason_code": order.refusal.reason.value}
+                if order.refusal is not None and new in (OrderStatus.REJECTED, OrderStatus.FAILED)
+                else {}
+            ),
         )
     order.event.set()
     s.notify(OrderUpdated(ai, order))
