@@ -11,12 +11,12 @@ every other strategy's orders on the symbol with it: only the account emergency 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
 from ..model import AssetInstance, Order, OrderStatus
-from ..model.venue import CancelResult, OrderRef, OrderReport
+from ..model.cancels import as_cancelled
+from ..model.venue import CancelResult, OrderRef
 from .submit import lookup
 from .updates import apply_order
 
@@ -32,12 +32,6 @@ def target(ai: AssetInstance, order: Order) -> OrderRef:
     id), or its client id when the acknowledgement was lost."""
     waiting = ai.is_margin and order.type.is_conditional and not order.triggered
     return OrderRef(order.client_order_id, order.id, waiting)
-
-
-def as_cancelled(symbol: str, cid: str, report: OrderReport) -> OrderReport:
-    """A cancel's answer as the report of the order we named: it may carry the cancel request's own client id
-    (spot) and may not say the status."""
-    return replace(report, symbol=report.symbol or symbol, client_order_id=cid, status=report.status or OrderStatus.CANCELED)
 
 
 def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> None:
