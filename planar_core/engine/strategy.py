@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.ccxt_venue import CcxtVenue
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
+from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
 from ..model.clock import Clock, SystemClock, now_ms
 from ..model.sink import EventSink, MemorySink
@@ -95,7 +95,7 @@ class Strategy:
         self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
         self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
-        self.client = client or CcxtVenue(config, self.sink)
+        self.client = client or open_venue(config, self.sink)
         self.client.sink = self.sink  # the client's api_call records too
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
         self.venue: Venue = venue if venue is not None else self.client  # type: ignore[assignment]
@@ -832,7 +832,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, sink=sink, client=CcxtVenue(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, sink=sink, client=open_venue(cfg, sink), alerts=alerts, observer=observer)
     s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

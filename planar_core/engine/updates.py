@@ -156,7 +156,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
     filled = r.filled or 0.0
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
-        order.filled, order.cost = filled, filled * r.average if r.average else order.cost
+        order.filled, order.cost = filled, r.cost or (filled * r.average if r.average else order.cost)
     new = r.status
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
