@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.ccxt_venue import CcxtVenue
 from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
+from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
 from ..model.clock import Clock, SystemClock, now_ms
 from ..model.refusals import Refusal
@@ -97,7 +97,7 @@ class Strategy:
         self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
         self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
-        self.client = client or CcxtVenue(config, self.sink)
+        self.client = client or open_venue(config, self.sink)
         self.client.sink = self.sink  # the client's api_call records too
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
         self.venue: Venue = venue if venue is not None else self.client  # type: ignore[assignment]
@@ -614,6 +614,7 @@ class Strategy:
         it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
         ``complete``: a full snapshot, where a position it does not list is flat. An asset takes a report only if
         it is newer than the one it holds (``apply_balance``); ``stamp``: where a REST snapshot's request left."""
+        reports = [_updates.legacy_report(self, p) for p in reports]  # type: ignore[misc]
         seen: set[tuple[str, PositionSide]] = set()
         changed: dict[str, dict[str, float]] = {}
         base = stamp or self.freshness.fresh_stamp(rest=complete)
@@ -763,6 +764,7 @@ class Strategy:
 
     def apply_order(self, report: OrderReport, source: str = "exchange") -> Order | None:
         """An order report from a watcher (``websocket``) or a REST source; fills it reveals are placed by it."""
+        report = _updates.legacy_report(self, report)  # type: ignore[assignment]
         stamp = report.stamp if source == "websocket" else None
         with self.freshness.learning(source, stamp):
             order = _updates.apply_order(self, report, source=source)
@@ -771,6 +773,7 @@ class Strategy:
 
     def apply_trade(self, fill: FillReport) -> Trade | None:
         """A fill report from the user stream (the order watcher's websocket path)."""
+        fill = _updates.legacy_report(self, fill)  # type: ignore[assignment]
         stamp = fill.stamp
         self.freshness.note_trade(fill.symbol, fill.id, stamp)
         with self.freshness.learning("websocket", stamp):
@@ -859,7 +862,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, sink=sink, client=CcxtVenue(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, sink=sink, client=open_venue(cfg, sink), alerts=alerts, observer=observer)
     s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

@@ -102,9 +102,21 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     return True
 
 
+def legacy_report(s: "Strategy", report: object) -> object:
+    """TRANSITIONAL (issue 26, until the order path of i26-orders is merged): a ccxt order, trade or position dict
+    from a caller not moved to the Venue yet, read by the venue adapter's parser. Reports pass unchanged."""
+    if not isinstance(report, dict):
+        return report
+    parse = getattr(s.venue, "parse")  # noqa: B009 (the ccxt adapter's ReportParser)
+    if "contracts" in report:
+        return parse.position(report)
+    return parse.fill(report) if "order" in report and "status" not in report else parse.order(report)
+
+
 def apply_order(s: "Strategy", report: OrderReport, emulate_now: bool = False, source: str = "exchange") -> Order | None:
     """Merge an order report (REST or stream) into local state; adopts orders it does not know. Its events
     (status, fills) are durable together before this returns (group commit)."""
+    report = legacy_report(s, report)  # type: ignore[assignment]
     with s.group():
         return _apply_order(s, report, emulate_now, source)
 
@@ -161,7 +173,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
     filled = r.filled or 0.0
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
-        order.filled, order.cost = filled, filled * r.average if r.average else order.cost
+        order.filled, order.cost = filled, r.cost or (filled * r.average if r.average else order.cost)
     new = r.status
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
@@ -319,6 +331,7 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
 def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
     """Attach a fill to its order (by client id, else exchange id); a fill of an order not known yet waits as an
     orphan under its order id; another strategy's fill, or a foreign order's, is not kept."""
+    f = legacy_report(s, f)  # type: ignore[assignment]
     ai = s.universe.get(f.symbol)
     if ai is None:
         return None

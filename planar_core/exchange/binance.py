@@ -1,9 +1,10 @@
-"""Everything Binance-specific the engine relies on, behind one ``Venue``.
+"""Everything Binance-specific the engine relies on, behind one dialect (``BinanceDialect``), read by the ccxt adapter (``exchange/ccxt_venue.py``).
 
 The engine speaks ccxt's unified API; what ccxt leaves to the exchange (how an order is named by its client
 id, which error codes mean what, the weight header, the API-key permission endpoint, the kline "closed"
 flag, the sandbox URLs) is here, with a capability table in the manner of freqtrade's per-exchange
-``_ft_has``. A second exchange is a second module with its own ``Venue``, not an edit of the engine.
+``_ft_has``. A second exchange is a second module with its own dialect and one line in ``exchange/registry.py``, not an
+edit of the engine.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,10 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
+from ..model.json import num
 from ..model.stamp import Stamp
 from ..model.types import Json
+from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
 from .budget import BudgetHeld, Demand, Pacer, budgets
 from .endpoints import point_at_sandbox
@@ -157,22 +160,6 @@ class Route:
     factor: float
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """What the venue offers beyond ccxt's unified minimum (the engine branches on these, never on a name)."""
-
-    client_id_param: str  # the parameter that names an order by its client id in fetch/cancel
-    kline_closed_flag: bool  # the kline stream says when a candle is final (else: once a later candle exists)
-    api_permissions: bool  # the key's permissions can be read (withdrawal check at start)
-    used_weight_header: str | None  # response header with the weight used in the current minute
-    order_types: frozenset[str] = field(default_factory=frozenset)  # OrderType values the venue takes
-    trailing_percent: dict[str, tuple[float, float]] = field(default_factory=dict)  # market type -> (min, max) %
-    native_oco: frozenset[str] = frozenset()  # market types with a one-cancels-other order list
-    hedge_mode: bool = False  # futures positions may be held long and short at once
-    margin_modes: frozenset[str] = frozenset()
-    batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
-
-
 class StrictBinance(ccxtpro.binance):
     """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
     the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept, and every user-stream
@@ -185,7 +172,7 @@ class StrictBinance(ccxtpro.binance):
         super().__init__(config)
         self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
         self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
-        self.pacer: Pacer | None = None  # the host's request budgets (BinanceVenue.build sets it); None: ccxt's throttle
+        self.pacer: Pacer | None = None  # the host's request budgets (BinanceDialect.build sets it); None: ccxt's throttle
         self.budget_account = account_name("binance", None)  # the order budget's account (never the key)
         self._routes: dict[tuple[str, str], Route] = {}
 
@@ -342,15 +329,16 @@ class NotSent(ccxt.RateLimitExceeded):
         self.retry_after = retry_after
 
 
-class BinanceVenue:
-    """Binance spot and USDⓈ-M futures as the engine needs them."""
+class BinanceDialect:
+    """Binance spot and USDⓈ-M futures as the engine needs them: what ccxt leaves to the exchange (parameters,
+    error codes, the fields of its raw payloads). ``CcxtVenue`` reads it; nothing above the adapter does."""
 
     name = "binance"
+    client_id_param = "origClientOrderId"  # the parameter that names an order by its client id in fetch/cancel
+    used_weight_header = "X-MBX-USED-WEIGHT-1M"  # response header with the weight used in the current minute
     caps = Capabilities(
-        client_id_param="origClientOrderId",
         kline_closed_flag=True,
         api_permissions=True,
-        used_weight_header="X-MBX-USED-WEIGHT-1M",
         order_types=frozenset(
             {
                 "market",
@@ -371,6 +359,7 @@ class BinanceVenue:
         hedge_mode=True,
         margin_modes=frozenset({"isolated", "cross"}),
         batch_cancel={"swap": 10},  # USD-M DELETE /fapi/v1/batchOrders; spot has no batch cancel
+        countdown_cancel=frozenset({"swap"}),  # USD-M countdownCancelAll
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -413,7 +402,7 @@ class BinanceVenue:
         ``clientAlgoId`` (once triggered, its order in the book carries the same client id)."""
         if waiting_trigger:
             return {"trigger": True, "clientAlgoId": client_order_id}
-        return {self.caps.client_id_param: client_order_id}
+        return {self.client_id_param: client_order_id}
 
     @staticmethod
     def trigger_params(contract: bool, waiting_trigger: bool) -> Json:
@@ -530,6 +519,66 @@ class BinanceVenue:
         return int(t) if isinstance(t, (int, float)) and t > 0 else None
 
     @staticmethod
+    def order_trades_params(order_id: str) -> Json:
+        """ccxt params that restrict ``fetch_my_trades`` to one order's fills."""
+        return {"orderId": order_id}
+
+    @staticmethod
+    def position_side(info: object) -> str | None:
+        """The position side an order, fill or position names (hedge mode: "LONG"/"SHORT"; one-way: "BOTH")."""
+        if not isinstance(info, dict):
+            return None
+        side = info.get("positionSide", info.get("ps"))
+        return side if isinstance(side, str) else None
+
+    @staticmethod
+    def fill_client_id(info: object) -> str | None:
+        """The client order id a user-stream fill carries (``c``) when ccxt's trade does not say it."""
+        cid = info.get("c") if isinstance(info, dict) else None
+        return cid if isinstance(cid, str) and cid else None
+
+    @staticmethod
+    def realized_pnl(info: object) -> float | None:
+        """The PnL a futures fill realized (REST ``userTrades``' ``realizedPnl``), when the answer says."""
+        pnl = info.get("realizedPnl") if isinstance(info, dict) else None
+        if not pnl:
+            return None
+        try:
+            return float(pnl)
+        except (TypeError, ValueError):
+            return None
+
+    @staticmethod
+    def reject_reason(info: object) -> str | None:
+        """The exchange's word on why an order was refused or ended (``executionReport``'s ``r``), else None."""
+        reason = info.get("r") if isinstance(info, dict) else None
+        return reason if isinstance(reason, str) and reason not in ("", "NONE") else None
+
+    @staticmethod
+    def futures_balances(raw: Json) -> dict[str, AssetBalance] | None:
+        """USDⓈ-M wallets from a balance's raw payload: REST (``/fapi/v2|v3/account`` assets, ``/fapi/v2/balance``
+        rows) carries the wallet, the initial margin and the margin available for new orders; the user stream's
+        ``ACCOUNT_UPDATE`` only the wallet (``wb``; ``available`` None). None: not a futures payload."""
+        info = raw.get("info")
+        rows = info.get("assets") if isinstance(info, dict) else info if isinstance(info, list) else None
+        out: dict[str, AssetBalance] = {}
+        if isinstance(rows, list):
+            for r in rows:
+                if isinstance(r, dict) and isinstance(r.get("asset"), str):
+                    wallet = num(r.get("walletBalance", r.get("balance")))
+                    available = num(r.get("availableBalance"))
+                    out[r["asset"]] = AssetBalance(available, num(r.get("initialMargin")), wallet, available)
+            return out
+        if isinstance(info, dict) and info.get("e") == "ACCOUNT_UPDATE":
+            update = info.get("a")
+            for b in (update.get("B") if isinstance(update, dict) else None) or []:
+                if isinstance(b, dict) and isinstance(b.get("a"), str):
+                    wallet = num(b.get("wb"))
+                    out[b["a"]] = AssetBalance(wallet, 0.0, wallet)
+            return out
+        return None
+
+    @staticmethod
     def has_countdown(market: Json) -> bool:
         """Whether the market has an exchange-side dead-man's switch: USDⓈ-M futures ``countdownCancelAll``
         (spot has none)."""
@@ -574,7 +623,7 @@ class BinanceVenue:
         return bool(restrictions.get("enableWithdrawals")) if isinstance(restrictions, dict) else None
 
     def used_weight(self, headers: dict[str, str] | None) -> int | None:
-        name = self.caps.used_weight_header
+        name = self.used_weight_header
         if not headers or name is None:
             return None
         raw = headers.get(name) or headers.get(name.lower())
@@ -612,5 +661,5 @@ class BinanceVenue:
         return E.map_error(exc, self.refine_error, self.error_code)
 
 
-BINANCE = BinanceVenue()
-VENUES: dict[str, Callable[[], BinanceVenue]] = {"binance": lambda: BINANCE}
+BINANCE = BinanceDialect()
+BinanceVenue = BinanceDialect  # the former name (tests/unit/test_orders_state.py)

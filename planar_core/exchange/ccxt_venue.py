@@ -2,15 +2,307 @@
 local account behind the same calls).
 
 Every request goes through ``ExchangeClient.call`` (pacing, retries with backoff, typed errors, the ``api_call``
-trace); every answer is turned into the domain's reports here (``exchange/reports.py``), so nothing above this
-layer sees ccxt or a raw payload.
+trace); every answer is turned into the domain's reports (``exchange/reports.py``) and every request built from the
+engine's terms (``exchange/requests.py``), so nothing above this layer sees ccxt or a raw payload.
+
+``CcxtVenue`` is still an ``ExchangeClient`` while callers move over (issue 26): ``call``, ``ex`` and the dialect
+(``venue``) keep working for them. Four methods of the client answered ccxt's raw dicts under the names the
+protocol gives to reports (``open_orders``, ``order_history``, ``cancel_orders``, ``account_open_orders``); here
+they answer reports, and the raw answers stay available as ``*_rows`` / ``cancel_order_rows``.
 """
 
 from __future__ import annotations
 
-from .client import ExchangeClient
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from ..config import StrategyConfig
+from ..model.sink import EventSink
+from ..model.types import Json
+from ..model.venue import (
+    BalanceReport,
+    CancelResult,
+    Capabilities,
+    FillReport,
+    FundingPayment,
+    MarketType,
+    OrderRef,
+    OrderReport,
+    PlaceExitList,
+    PlaceOrder,
+    PositionReport,
+    Ticker,
+)
+from .binance import BinanceDialect
+from .client import PAPER_UNSUPPORTED, ExchangeClient, is_balance, is_list, is_order
+from .errors import ExchangeOpError
+from .reports import ReportParser
+from .requests import exit_list_request, order_args, ref_params
+
+FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
+
+
+def is_dict(x: object) -> bool:
+    return isinstance(x, dict)
+
+
+def venue_caps(dialect: BinanceDialect, paper: bool) -> Capabilities:
+    """What the venue offers; paper mode fills market and limit orders only (conditional orders would need a
+    trigger engine of their own), cancels one order a request and keeps no exchange-side countdown."""
+    caps = dialect.caps
+    if not paper:
+        return caps
+    return replace(caps, order_types=caps.order_types - PAPER_UNSUPPORTED, batch_cancel={}, countdown_cancel=frozenset())
 
 
 class CcxtVenue(ExchangeClient):
     """A ccxt exchange as a ``Venue``. The venue's dialect (``self.venue``: Binance's parameters, error codes and
     payload fields) supplies what ccxt leaves to each exchange."""
+
+    def __init__(
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None, dialect: BinanceDialect | None = None
+    ) -> None:
+        super().__init__(cfg, sink, exchange, dialect)
+        self.caps: Capabilities = venue_caps(self.venue, cfg.mode == "paper")
+        self.parse = ReportParser(self.venue)
+        self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
+
+    def _contract(self, symbol: str) -> bool:
+        return bool(self.markets.get(symbol, {}).get("contract"))
+
+    # ------------------------------------------------------------------ markets and time
+    async def load_markets(self, timeout: float) -> Mapping[str, Json]:
+        markets: Mapping[str, Json] = await self.call(
+            "load_markets", lambda: self.ex.load_markets(), timeout, validate=lambda m: isinstance(m, dict) and bool(m)
+        )
+        return markets
+
+    def amount_to_precision(self, symbol: str, amount: float) -> float:
+        return float(self.ex.amount_to_precision(symbol, amount))
+
+    def price_to_precision(self, symbol: str, price: float) -> float:
+        return float(self.ex.price_to_precision(symbol, price))
+
+    async def server_time(self, timeout: float) -> int:
+        """The exchange's clock (ms); one attempt: it is the connection's health probe."""
+        return int(await self.call("fetch_time", lambda: self.ex.fetch_time(), timeout, retries=0))
+
+    async def tickers(self, symbols: Sequence[str], timeout: float) -> dict[str, Ticker]:
+        raw = await self.call("fetch_tickers", lambda: self.ex.fetch_tickers(list(symbols)), timeout, validate=is_dict)
+        return self.parse.tickers(raw)
+
+    async def ticker(self, symbol: str, timeout: float) -> Ticker:
+        raw = await self.call("fetch_ticker", lambda: self.ex.fetch_ticker(symbol), timeout, validate=is_dict)
+        return self.parse.ticker(raw, symbol)
+
+    async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
+        candles: list[list[float]] = await self.call(
+            "fetch_ohlcv", lambda: self.ex.fetch_ohlcv(symbol, timeframe, limit=limit), timeout, validate=is_list
+        )
+        return candles
+
+    # ------------------------------------------------------------------ orders
+    async def create_order(self, order: PlaceOrder, timeout: float) -> OrderReport:
+        """Place one order, once (never retried here: the engine decides what an unknown outcome means). Waits for
+        the account's order pace first."""
+        kind, params = order_args(self.venue, order, self._contract(order.symbol))
+        await self.orders.acquire()
+        raw = await self.call(
+            "create_order",
+            lambda: self.ex.create_order(order.symbol, kind, order.side.value, order.amount, order.price, params),
+            timeout,
+            idempotent=False,
+            retries=0,
+            validate=is_order,
+        )
+        return self.parse.order(raw)
+
+    async def create_exit_list(self, exit_list: PlaceExitList, timeout: float) -> list[OrderReport]:
+        """Place a one-cancels-the-other exit list (spot), once; answers the report of each of its orders."""
+        symbol = exit_list.symbol
+        market = self.markets[symbol]
+        ex = self.ex
+        request = exit_list_request(
+            self.venue,
+            str(market["id"]),
+            exit_list,
+            ex.amount_to_precision(symbol, exit_list.amount),
+            ex.price_to_precision(symbol, exit_list.take_profit),
+            ex.price_to_precision(symbol, exit_list.stop),
+        )
+        await self.orders.acquire()
+        answer = await self.call(
+            "create_oco", lambda: self.venue.create_oco(ex, request), timeout, idempotent=False, retries=0, validate=is_dict
+        )
+        legs = answer.get("orderReports")
+        return [self.parse.order(ex.parse_order(leg, market)) for leg in legs if isinstance(leg, dict)] if isinstance(legs, list) else []
+
+    async def cancel_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
+        params = ref_params(self.venue, ref, self._contract(symbol))
+        raw = await self.call("cancel_order", partial(self.ex.cancel_order, ref.order_id, symbol, params), timeout, retries=retries)
+        if not isinstance(raw, dict):
+            return OrderReport(symbol, ref.order_id, ref.client_order_id, None)
+        return self.parse.order(raw)
+
+    async def cancel_orders(  # type: ignore[override]  # ExchangeClient's answered raw dicts (callers moving over)
+        self, symbol: str, refs: Sequence[OrderRef], timeout: float, retries: int = 3
+    ) -> CancelResult:
+        """Cancel exactly these orders, in as few requests as the venue allows (``cancel_order_rows``); never
+        raises: what the exchange did not confirm is said per order."""
+        rows = await self.cancel_order_rows(symbol, refs, timeout, retries)
+        by_cid = {r.client_order_id: r for r in refs}
+        cancelled: dict[str, OrderReport] = {}
+        for cid, raw in rows.cancelled.items():
+            ref = by_cid.get(cid)
+            if raw:
+                cancelled[cid] = self.parse.order(raw)
+            else:
+                cancelled[cid] = OrderReport(symbol, ref.order_id if ref is not None else None, cid, None)
+        return CancelResult(cancelled, rows.not_open, rows.unconfirmed, rows.requests)
+
+    async def fetch_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
+        """The exchange's record of one order; raises ``OrderNotFound`` when it has none by that name."""
+        params = ref_params(self.venue, ref, self._contract(symbol))
+        raw = await self.call(
+            "fetch_order", partial(self.ex.fetch_order, ref.order_id, symbol, params), timeout, retries=retries, validate=is_order
+        )
+        return self.parse.order(raw)
+
+    async def open_orders(self, symbol: str, timeout: float, retries: int = 3) -> list[OrderReport]:  # type: ignore[override]
+        return self.parse.orders(await self.open_order_rows(symbol, timeout, retries))
+
+    async def account_open_orders(  # type: ignore[override]
+        self, market_type: MarketType, timeout: float, retries: int = 1
+    ) -> list[OrderReport]:
+        return self.parse.orders(await self.account_open_order_rows(market_type, timeout, retries))
+
+    async def order_history(  # type: ignore[override]
+        self, symbol: str, timeout: float, since: int | None = None, limit: int | None = None
+    ) -> list[OrderReport]:
+        return self.parse.orders(await self.order_history_rows(symbol, timeout, since, limit))
+
+    async def my_trades(
+        self,
+        symbol: str,
+        timeout: float,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+        order_id: str | None = None,
+    ) -> list[FillReport]:
+        """Our fills on ``symbol``: since a time (up to ``until``), at most ``limit``, or those of one order."""
+        params: Json = {}
+        if until is not None:
+            params["until"] = until
+        if order_id is not None:
+            params.update(self.venue.order_trades_params(order_id))
+        raw = await self.call("fetch_my_trades", partial(self.ex.fetch_my_trades, symbol, since, limit, params), timeout, validate=is_list)
+        return self.parse.fills(raw)
+
+    # ------------------------------------------------------------------ account
+    async def balances(self, market_type: MarketType, timeout: float, retries: int = 3) -> BalanceReport:
+        """A complete snapshot of the account section's balances (REST)."""
+        params: Json = {"type": "swap"} if market_type == "swap" else {}
+        raw = await self.call("fetch_balance", lambda: self.ex.fetch_balance(params), timeout, retries=retries, validate=is_balance)
+        return self.parse.balance(raw, market_type, complete=True)
+
+    async def positions(self, symbols: Sequence[str] | None, timeout: float, retries: int = 3) -> list[PositionReport]:
+        wanted = list(symbols) if symbols is not None else None
+        raw = await self.call("fetch_positions", lambda: self.ex.fetch_positions(wanted), timeout, retries=retries, validate=is_list)
+        return self.parse.positions(raw)
+
+    async def set_leverage(self, symbol: str, leverage: float, timeout: float) -> None:
+        await self.call("set_leverage", partial(self.ex.set_leverage, leverage, symbol), timeout)
+
+    async def set_margin_mode(self, symbol: str, mode: str, timeout: float) -> None:
+        """Raises nothing when the mode is already set; nothing to set in paper mode."""
+        if self.cfg.mode == "paper":
+            return
+        try:
+            await self.call("set_margin_mode", partial(self.ex.set_margin_mode, mode, symbol), timeout)
+        except ExchangeOpError as err:
+            if not self.venue.already_set(err):
+                raise
+
+    async def position_mode(self, timeout: float) -> bool:
+        """Whether the account holds futures positions in hedge mode (paper: one-way)."""
+        if self.cfg.mode == "paper":
+            return False
+        info = await self.call("fetch_position_mode", lambda: self.ex.fetch_position_mode(), timeout, validate=is_dict)
+        return bool(info.get("hedged"))
+
+    async def set_position_mode(self, hedged: bool, timeout: float) -> None:
+        """Raises nothing when the mode is already set; nothing to set in paper mode."""
+        if self.cfg.mode == "paper":
+            return
+        try:
+            await self.call("set_position_mode", partial(self.ex.set_position_mode, hedged), timeout)
+        except ExchangeOpError as err:
+            if not self.venue.already_set(err):
+                raise
+
+    async def funding_history(self, since: int | None, timeout: float) -> list[FundingPayment]:
+        raw = await self.call("fetch_funding_history", partial(self.ex.fetch_funding_history, None, since, 1000), timeout, validate=is_list)
+        return [self.parse.funding(r) for r in raw if isinstance(r, dict)]
+
+    # ------------------------------------------------------------------ streams
+    async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        return self.parse.orders(await self.ex.watch_orders(symbol))
+
+    async def watch_fills(self, symbol: str | None = None) -> list[FillReport]:
+        return [self._fill(t) for t in await self.ex.watch_my_trades(symbol) if isinstance(t, dict)]
+
+    async def watch_balance(self, market_type: MarketType) -> BalanceReport:
+        raw = await self.ex.watch_balance({"type": "swap"} if market_type == "swap" else {})
+        return self.parse.balance(raw, market_type, complete=False)
+
+    async def watch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionReport]:
+        return self.parse.positions(await self.ex.watch_positions(list(symbols) if symbols is not None else None))
+
+    async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
+        candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
+        return candles
+
+    def cached_orders(self, symbol: str) -> list[OrderReport]:
+        """The orders of ``symbol`` ccxt's client holds from the user stream (it keeps applying messages that arrive
+        while no watch waits, and resolves nobody)."""
+        hashmap = getattr(getattr(self.ex, "orders", None), "hashmap", None)
+        held = hashmap.get(symbol) if isinstance(hashmap, dict) else None
+        return self.parse.orders(list(held.values())) if isinstance(held, dict) else []
+
+    def cached_fills(self, symbol: str) -> list[FillReport]:
+        trades = getattr(self.ex, "myTrades", None)
+        if not trades:
+            return []
+        return [self._fill(t) for t in list(trades) if isinstance(t, dict) and t.get("symbol") == symbol]
+
+    def cached_balance(self, market_type: MarketType) -> BalanceReport | None:
+        held = getattr(self.ex, "balance", None)
+        latest = held.get("linear" if market_type == "swap" else "spot") if isinstance(held, dict) else None
+        if not isinstance(latest, dict) or not latest.get("info"):
+            return None
+        return self.parse.balance(latest, market_type, complete=False)
+
+    def cached_positions(self) -> list[PositionReport]:
+        held = getattr(self.ex, "positions", None)
+        cached = held.get("linear") if isinstance(held, dict) else None
+        return self.parse.positions(list(cached)) if cached else []
+
+    def _fill(self, raw: Json) -> FillReport:
+        """A stream fill's report, parsed once: the trade cache is read again after every event."""
+        key = id(raw)
+        hit = self._fill_memo.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        if len(self._fill_memo) >= FILL_MEMO_MAX:
+            self._fill_memo.clear()
+        report = self.parse.fill(raw)
+        self._fill_memo[key] = (raw, report)
+        return report
+
+    # ------------------------------------------------------------------ connection
+    async def reset_streams(self) -> None:
+        """Close every websocket on purpose: pending watches fail, the next watch call subscribes again."""
+        await self.ex.close_ws_clients()

@@ -15,7 +15,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -24,7 +24,8 @@ from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from .binance import VENUES, BinanceVenue, NotSent, StrictBinance
+from ..model.venue import OrderRef
+from .binance import BinanceDialect, NotSent, StrictBinance
 from .budget import SEND_DEADLINE, Pacer
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
@@ -39,7 +40,8 @@ Validator = Callable[[object], bool]
 
 @dataclass(frozen=True)
 class CancelTarget:
-    """One order to cancel, named as the exchange knows it."""
+    """One order to cancel, named as the exchange knows it (the engine's former name of ``model.venue.OrderRef``,
+    kept for callers of ``ExchangeClient.cancel_orders`` until they move to the ``Venue``)."""
 
     client_order_id: str
     order_id: str | None = None  # None: its acknowledgement was lost; it is named by its client id
@@ -48,7 +50,8 @@ class CancelTarget:
 
 @dataclass
 class CancelResult:
-    """What the exchange said about each order of a ``cancel_orders`` (by client order id)."""
+    """What the exchange said about each order of a ``cancel_orders`` (by client order id), in ccxt's raw terms
+    (``CcxtVenue.cancel_orders`` answers ``model.venue.CancelResult`` with reports)."""
 
     cancelled: dict[str, Json] = field(default_factory=dict)  # confirmed: the exchange's record of the order
     not_open: set[str] = field(default_factory=set)  # the exchange has no open order by that name (closed, never booked, not visible yet)
@@ -86,10 +89,20 @@ def guard_ccxt_logs(secrets: list[str]) -> None:
 
 
 class ExchangeClient:
-    def __init__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> None:
+    """The wire client: one ccxt exchange (or the paper account) with the engine's request policies. ``venue`` is
+    the venue's dialect (what ccxt leaves to the exchange); ``CcxtVenue`` builds the ``Venue`` protocol on it."""
+
+    def __init__(
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None, dialect: BinanceDialect | None = None
+    ) -> None:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
-        self.venue: BinanceVenue = VENUES[cfg.exchange]()
+        if dialect is None:
+            from .registry import dialect_of  # the registry builds clients: imported when one is built
+
+            dialect = dialect_of(cfg.exchange)
+        self.venue: BinanceDialect = dialect
+        self.name: str = "paper" if cfg.mode == "paper" else dialect.name  # the venue's registry name
         if exchange is None:  # paper mode: the same interface, private calls answered by a local account
             exchange = PaperExchange(self.venue.build(cfg), cfg) if cfg.mode == "paper" else self.venue.build(cfg)
         self.ex = exchange
@@ -185,9 +198,9 @@ class ExchangeClient:
             return result
 
     @property
-    def name(self) -> str:
-        """The venue's name, or "paper" for paper mode."""
-        return "paper" if self.cfg.mode == "paper" else self.venue.name
+    def dialect(self) -> BinanceDialect:
+        """The venue's dialect (``venue``'s clearer name)."""
+        return self.venue
 
     def by_client_id(self, client_order_id: str, waiting_trigger: bool = False) -> Json:
         """ccxt params naming an order by its client order id (for fetch_order / cancel_order with id None);
@@ -209,6 +222,24 @@ class ExchangeClient:
         return [{}]
 
     async def open_orders(self, symbol: str, timeout: float, retries: int = 3) -> list[Json]:
+        """ccxt's open orders on ``symbol`` (``open_order_rows``), for callers not yet on the ``Venue``."""
+        return await self.open_order_rows(symbol, timeout, retries)
+
+    async def order_history(self, symbol: str, timeout: float, since: int | None = None, limit: int | None = None) -> list[Json]:
+        """ccxt's order history of ``symbol`` (``order_history_rows``), for callers not yet on the ``Venue``."""
+        return await self.order_history_rows(symbol, timeout, since, limit)
+
+    async def cancel_orders(
+        self, symbol: str, targets: Sequence[CancelTarget | OrderRef], timeout: float, retries: int = 3
+    ) -> CancelResult:
+        """``cancel_order_rows``, for callers not yet on the ``Venue``."""
+        return await self.cancel_order_rows(symbol, targets, timeout, retries)
+
+    async def account_open_orders(self, market_type: str, timeout: float, retries: int = 1) -> list[Json]:
+        """ccxt's open orders of the account (``account_open_order_rows``), for callers not yet on the ``Venue``."""
+        return await self.account_open_order_rows(market_type, timeout, retries)
+
+    async def open_order_rows(self, symbol: str, timeout: float, retries: int = 3) -> list[Json]:
         """Every open order on ``symbol``, from each of its books (futures: the conditional orders waiting too)."""
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         out: list[Json] = []
@@ -222,7 +253,7 @@ class ExchangeClient:
             )
         return out
 
-    async def order_history(self, symbol: str, timeout: float, since: int | None = None, limit: int | None = None) -> list[Json]:
+    async def order_history_rows(self, symbol: str, timeout: float, since: int | None = None, limit: int | None = None) -> list[Json]:
         """Order history of ``symbol`` (every book): since a time, or the last ``limit`` orders."""
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         out: list[Json] = []
@@ -230,7 +261,9 @@ class ExchangeClient:
             out += await self.call("fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list)
         return out
 
-    async def cancel_orders(self, symbol: str, targets: list[CancelTarget], timeout: float, retries: int = 3) -> CancelResult:
+    async def cancel_order_rows(
+        self, symbol: str, targets: Sequence[CancelTarget | OrderRef], timeout: float, retries: int = 3
+    ) -> CancelResult:
         """Cancel these orders, and only these, each named by its exchange id (or its client id when the
         acknowledgement was lost). Where the venue takes a batch (USD-M: ten a request) the book orders go in
         batches; everything else, and the futures conditional orders still waiting in the Algo Service, one request
@@ -239,18 +272,18 @@ class ExchangeClient:
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         size = 0 if self.cfg.mode == "paper" else self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
         result = CancelResult()
-        singles: list[CancelTarget] = []
-        by_id: list[CancelTarget] = []
-        by_cid: list[CancelTarget] = []
+        singles: list[CancelTarget | OrderRef] = []
+        by_id: list[CancelTarget | OrderRef] = []
+        by_cid: list[CancelTarget | OrderRef] = []
         for t in targets:
             (singles if size < 2 or (contract and t.waiting_trigger) else by_id if t.order_id is not None else by_cid).append(t)
         gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
 
-        async def one(t: CancelTarget) -> None:
+        async def one(t: CancelTarget | OrderRef) -> None:
             async with gate:
                 await self._cancel_one(symbol, contract, t, timeout, retries, result)
 
-        async def batch(chunk: list[CancelTarget]) -> None:
+        async def batch(chunk: list[CancelTarget | OrderRef]) -> None:
             async with gate:
                 await self._cancel_batch(symbol, chunk, timeout, retries, result)
 
@@ -258,7 +291,9 @@ class ExchangeClient:
         await asyncio.gather(*(one(t) for t in singles), *(batch(c) for c in chunks))
         return result
 
-    async def _cancel_one(self, symbol: str, contract: bool, t: CancelTarget, timeout: float, retries: int, result: CancelResult) -> None:
+    async def _cancel_one(
+        self, symbol: str, contract: bool, t: CancelTarget | OrderRef, timeout: float, retries: int, result: CancelResult
+    ) -> None:
         from .errors import OrderNotFound
 
         waiting = contract and t.waiting_trigger
@@ -276,7 +311,9 @@ class ExchangeClient:
         else:
             result.cancelled[t.client_order_id] = raw if isinstance(raw, dict) else {}
 
-    async def _cancel_batch(self, symbol: str, chunk: list[CancelTarget], timeout: float, retries: int, result: CancelResult) -> None:
+    async def _cancel_batch(
+        self, symbol: str, chunk: list[CancelTarget | OrderRef], timeout: float, retries: int, result: CancelResult
+    ) -> None:
         """One batch cancel. The answer names each order it cancelled; an id it does not name met an error there
         (ccxt drops those entries: not open, or anything else), so it stays unconfirmed for the next listing."""
         from .errors import OrderNotFound
@@ -324,7 +361,7 @@ class ExchangeClient:
             except OrderNotFound:  # nothing open there (Binance -2011)
                 pass
 
-    async def account_open_orders(self, market_type: str, timeout: float, retries: int = 1) -> list[Json]:
+    async def account_open_order_rows(self, market_type: str, timeout: float, retries: int = 1) -> list[Json]:
         """Every open order of the account on ``market_type`` ("spot" or "swap"), on every symbol and in each book
         (USD-M: the conditional orders waiting in the Algo Service too). For the account emergency stop."""
         out: list[Json] = []

@@ -115,6 +115,7 @@ class OrderReport:
     reason: str | None = None  # the exchange's word on why it ended (expiry, self-trade prevention, reject reason)
     fills: tuple[FillReport, ...] = ()  # executions the answer carried (a market order's acknowledgement)
     stamp: Stamp | None = None
+    cost: float | None = None  # the filled amount's value in the quote currency (filled x average, as the exchange sums it)
 
     @property
     def remaining(self) -> float | None:

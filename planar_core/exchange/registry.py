@@ -1,0 +1,63 @@
+"""The venues the engine can trade on: one line each, read by the composition root (``open_venue``).
+
+A venue is a dialect (what ccxt leaves to the exchange: parameters, error codes, raw payload fields) and a factory
+that builds the ``Venue`` (model/venue.py) for a strategy's config. Paper mode is a mode, not a venue: the same
+factory puts a local account (``exchange/paper.py``) behind the venue's public market data. Adding a venue is one
+module (its dialect) plus one line in ``VENUES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..config import ConfigError, StrategyConfig
+from ..model.sink import EventSink
+from ..model.venue import Venue
+from .binance import BINANCE, BinanceDialect
+from .ccxt_venue import CcxtVenue
+
+
+class VenueFactory(Protocol):
+    """Builds the venue of one strategy; ``exchange``: a ccxt client to use instead of building one (tests)."""
+
+    @property
+    def dialect(self) -> BinanceDialect: ...
+
+    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue: ...
+
+
+@dataclass(frozen=True)
+class CcxtFactory:
+    """A venue ccxt speaks: the ccxt adapter over the venue's dialect (live, sandbox, or paper by the config's mode)."""
+
+    dialect: BinanceDialect
+
+    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue:
+        return CcxtVenue(cfg, sink, exchange, dialect=self.dialect)
+
+
+VENUES: dict[str, VenueFactory] = {"binance": CcxtFactory(BINANCE)}
+
+
+def factory_of(exchange: str) -> VenueFactory:
+    factory = VENUES.get(exchange)
+    if factory is None:
+        raise ConfigError(f"exchange: {exchange!r} is not a venue Planar trades on (known: {', '.join(sorted(VENUES))})")
+    return factory
+
+
+def dialect_of(exchange: str) -> BinanceDialect:
+    """The dialect of the venue named ``exchange`` (``ConfigError`` for a venue not in the table)."""
+    return factory_of(exchange).dialect
+
+
+def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue:
+    """The venue of ``cfg``: its exchange in live mode (the sandbox when configured), a local account behind the
+    exchange's market data in paper mode."""
+    return factory_of(cfg.exchange)(cfg, sink, exchange)
+
+
+def as_venue(venue: CcxtVenue) -> Venue:
+    """A ``CcxtVenue`` is a ``Venue``: mypy checks the protocol here, so a method that drifts from it fails the check."""
+    return venue
