@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..config import ConfigError, StrategyConfig
 from ..engine.strategy import config_account, configured_alerts, trace_root
-from ..exchange.ccxt_venue import CcxtVenue
+from ..exchange.registry import open_venue
 from ..exchange.errors import ExchangeOpError
 from ..model.sink import EventSink
 from ..risk.account_estop import AccountEStopReport, Member, account_emergency_stop, halt_members
@@ -104,7 +104,7 @@ async def account_emergency_stop_standalone(
     cfg = base.model_copy(update={"credentials": creds})
     budget = budget_s if budget_s is not None else max(c.risk.estop_budget_s for c in configs if c.name in {m.name for m in members})
     sink = account_sink(cfg, account)
-    venue = CcxtVenue(cfg, sink)
+    venue = open_venue(cfg, sink)
     alerts = configured_alerts(cfg)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget

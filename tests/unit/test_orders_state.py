@@ -101,12 +101,8 @@ async def test_a_trade_before_its_acknowledgement_waits_and_attaches() -> None:
 async def test_an_order_type_the_venue_lacks_is_refused_by_name() -> None:
     from dataclasses import replace
 
-    from planar_core.exchange.binance import BinanceVenue
-
     s = stub_strategy()
-    venue = BinanceVenue()
-    venue.caps = replace(venue.caps, order_types=frozenset({"market", "gtc"}))  # a venue without FOK
-    s.client.venue = venue
+    s.venue.caps = replace(s.venue.caps, order_types=frozenset({"market", "gtc"}))  # a venue without FOK
     assert await s.call("BTC/USDT", OrderType.FOK, Side.BUY, amount=0.01, price=50_000.0) is None
     (refused,) = sink_of(s).of("order_failed")
     assert "order type fok is not offered by binance" in str(refused["reason"])
