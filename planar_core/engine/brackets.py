@@ -20,10 +20,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError, PermanentError
-from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
-from ..model.json import obj, rows
+from ..model import AssetInstance, Order, OrderCall, OrderStatus, OrderType, PositionSide, Refusal, RefusalReason, Side
+from ..model.venue import PlaceExitList
 from .notices import EngineEvent, OrderUpdated
-from .orders import Conditional, NotJournaled, book, call
+from .orders import NotJournaled, book, call
 from .sync import sync_positions
 from .updates import apply_order, transition
 
@@ -57,7 +57,7 @@ def exits_of(s: "Strategy", ai: AssetInstance, parent: str | None = None) -> lis
 def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     if not (order.triggered or order.filled > 0 or order.status is OrderStatus.CLOSED):
         return
-    if not ai.is_margin and "spot" in s.client.venue.caps.native_oco:
+    if not ai.is_margin and "spot" in s.venue.caps.native_oco:
         return  # an OCO list: the exchange retires the other leg itself
     for sibling in exits_of(s, ai, order.parent):
         if sibling is not order:
@@ -103,7 +103,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
         )
         return
     try:
-        if not ai.is_margin and sl is not None and tp is not None and "spot" in s.client.venue.caps.native_oco:
+        if not ai.is_margin and sl is not None and tp is not None and "spot" in s.venue.caps.native_oco:
             ok = await _place_oco(s, ai, entry, exit_side, amount, sl, tp)
         else:
             ok = await _place_each(s, ai, entry, exit_side, amount, sl, tp)
@@ -124,20 +124,18 @@ async def _place_each(
     for kind, px in ((OrderType.STOP_MARKET, sl), (OrderType.TAKE_PROFIT_MARKET, tp)):
         if px is None:
             continue
-        res = await call(
-            s,
-            ai,
-            kind,
-            side,
-            amount,
-            None,
-            0.0,
-            False,
-            ai.is_margin and not ai.hedged,
-            {},
-            cond=Conditional(trigger_price=px, position_side=entry.position_side),
+        exit_call = OrderCall(
+            type=kind,
+            side=side,
+            amount=amount,
+            waitfor=0.0,
+            synced=False,
+            reduce_only=ai.is_margin and not ai.hedged,
+            trigger_price=px,
+            position_side=entry.position_side,
             parent=entry.client_order_id,
         )
+        res = await call(s, ai, exit_call)
         placed = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is kind]
         ok = ok and (res is not None or any(o.is_open or o.filled for o in placed))
     return ok
@@ -145,9 +143,12 @@ async def _place_each(
 
 async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float, tp: float) -> bool:
     """One spot OCO list: a LIMIT_MAKER at the take-profit and a STOP_LOSS at the stop, journaled as two orders."""
-    ex = s.client.ex
-    qty, tp_s, sl_s = ex.amount_to_precision(ai.symbol, amount), ex.price_to_precision(ai.symbol, tp), ex.price_to_precision(ai.symbol, sl)
-    amount, tp, sl = float(qty), float(tp_s), float(sl_s)
+    venue = s.venue
+    amount, tp, sl = (
+        venue.amount_to_precision(ai.symbol, amount),
+        venue.price_to_precision(ai.symbol, tp),
+        venue.price_to_precision(ai.symbol, sl),
+    )
     now = int(time.time() * 1000)
     legs = [
         Order(s.ids.next(), ai.symbol, side, OrderType.POST_ONLY, amount, tp, timestamp=now, parent=entry.client_order_id),
@@ -163,6 +164,7 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
             parent=entry.client_order_id,
         ),
     ]
+    take, stop = legs
     if side is Side.BUY:  # a buy list: the stop above, the limit below
         legs.reverse()
     try:
@@ -174,19 +176,23 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
                 transition(s, ai, o, OrderStatus.FAILED, "book", str(exc))
         return False
     s.ensure_order_tasks(ai)
-    request = s.client.venue.oco_request(
-        str(ai.market["id"]), side.value, qty, tp_s, sl_s, legs[0].client_order_id, legs[1].client_order_id
+    request = PlaceExitList(
+        symbol=ai.symbol,
+        side=side,
+        amount=amount,
+        take_profit=tp,
+        stop=sl,
+        take_profit_client_id=take.client_order_id,
+        stop_client_id=stop.client_order_id,
     )
     for o in legs:
         o.sent_at = time.time()
     try:
-        await s.client.orders.acquire()
-        answer = await s.client.call(
-            "create_oco", lambda: s.client.venue.create_oco(ex, request), s.config.timeouts.order_placement, idempotent=False, retries=0
-        )
+        reports = await venue.create_exit_list(request, timeout=s.config.timeouts.order_placement)
     except PermanentError as err:
         for o in legs:
-            transition(s, ai, o, OrderStatus.REJECTED, "submit", f"{type(err).__name__}: {err}")
+            o.refusal = Refusal(RefusalReason.EXCHANGE_REFUSED, f"{type(err).__name__}: {err}", err.code)
+            transition(s, ai, o, OrderStatus.REJECTED, "submit", o.refusal.detail)
         log.warning("exits of %s refused: %s", entry.client_order_id, err)
         return False
     except ExchangeOpError as err:  # may have been booked: each leg is asked for by its client id
@@ -195,6 +201,6 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
         s.start_resolver()
         return True
     with s.group():
-        for report in rows(obj(answer).get("orderReports")):
-            apply_order(s, ex.parse_order(report, ai.market), source="acknowledgement")
+        for report in reports:
+            apply_order(s, report, source="acknowledgement")
     return True

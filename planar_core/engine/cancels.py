@@ -3,20 +3,20 @@ watchers, the resolver or the next look-up say what became of it. A cancel of an
 open is answered once (one look-up to learn how it ended), never retried in a loop.
 
 A strategy cancels by id only: the exchange's order id, or the client order id of an order whose acknowledgement
-was lost, batched where the venue allows (``ExchangeClient.cancel_orders``). The orders it names are those it
+was lost, batched where the venue allows (``Venue.cancel_orders``). The orders it names are those it
 tracks, i.e. its own (and, under ``foreign_orders = "adopt"``, the manual orders it adopted; never another
-strategy's, see ``updates._admit_foreign``). The account-wide cancel (Binance's DELETE openOrders) would take every
-other strategy's orders on the symbol with it: only the account emergency stop uses it."""
+strategy's, see ``updates._admit_foreign``). The account-wide cancel (``Venue.cancel_every_order``) would take
+every other strategy's orders on the symbol with it: only the account emergency stop uses it."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
-from ..exchange.client import CancelResult, CancelTarget
 from ..exchange.errors import ExchangeOpError
 from ..model import AssetInstance, Order, OrderStatus
-from ..model.types import Json
+from ..model.cancels import as_cancelled
+from ..model.venue import CancelResult, OrderRef
 from .submit import lookup
 from .updates import apply_order
 
@@ -27,25 +27,18 @@ log = logging.getLogger("planar.engine.cancels")
 CANCEL_ROUNDS = 3  # cancel, list, cancel what the listing still shows open ... at most this many times
 
 
-def target(ai: AssetInstance, order: Order) -> CancelTarget:
+def target(ai: AssetInstance, order: Order) -> OrderRef:
     """How the exchange names ``order`` for a cancel: its id (futures conditional orders still waiting: the algo
     id), or its client id when the acknowledgement was lost."""
     waiting = ai.is_margin and order.type.is_conditional and not order.triggered
-    return CancelTarget(order.client_order_id, order.id, waiting)
+    return OrderRef(order.client_order_id, order.id, waiting)
 
 
 def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> None:
-    """The orders the exchange confirmed cancelled, applied in one durable group. A cancel's answer may carry the
-    cancel request's own client id (spot): the order is the one we named."""
+    """The orders the exchange confirmed cancelled, applied in one durable group."""
     with s.group():
-        for cid, raw in result.cancelled.items():
-            record: Json = {
-                **raw,
-                "symbol": raw.get("symbol") or ai.symbol,
-                "clientOrderId": cid,
-                "status": raw.get("status") or "canceled",
-            }
-            apply_order(s, record, source="cancel")
+        for cid, report in result.cancelled.items():
+            apply_order(s, as_cancelled(ai.symbol, cid, report), source="cancel")
 
 
 async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
@@ -53,7 +46,7 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
     refuses, no longer has it open, or cannot be reached."""
     t = s.config.timeouts.order_cancellation
     cid = order.client_order_id
-    result = await s.client.cancel_orders(ai.symbol, [target(ai, order)], t)
+    result = await s.venue.cancel_orders(ai.symbol, [target(ai, order)], timeout=t)
     if cid in result.cancelled:
         apply_cancelled(s, ai, result)
         return True
@@ -85,7 +78,7 @@ async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
         targets = [target(ai, o) for o in ai.open_orders()]
         if not targets:
             break
-        result = await s.client.cancel_orders(ai.symbol, targets, t)
+        result = await s.venue.cancel_orders(ai.symbol, targets, timeout=t)
         apply_cancelled(s, ai, result)
         for cid, why in result.unconfirmed.items():
             s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel not confirmed: {why}")

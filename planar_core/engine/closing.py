@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, OrderAnswer, OrderType, PositionSide, Side
-from .orders import Conditional, call
+from ..model import AssetInstance, InvalidOrderCall, OrderAnswer, OrderCall, OrderType, PositionSide, Side
+from .orders import call, invalid, refused
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -25,7 +25,19 @@ async def close_position(
             continue
         order_side = Side.SELL if pos.contracts > 0 else Side.BUY
         kind = OrderType.GTC if price is not None else OrderType.MARKET
-        out[ps] = await call(
-            s, ai, kind, order_side, abs(pos.contracts), price, waitfor, True, not ai.hedged, {}, cond=Conditional(position_side=ps)
-        )
+        try:
+            asked = OrderCall(
+                type=kind,
+                side=order_side,
+                amount=abs(pos.contracts),
+                price=price,
+                waitfor=waitfor,
+                reduce_only=not ai.hedged,
+                position_side=ps,
+            )
+        except InvalidOrderCall as exc:  # a bad limit price: refused like any order call
+            refused(s, ai, invalid(exc), order_side, abs(pos.contracts), price)
+            out[ps] = None
+            continue
+        out[ps] = await call(s, ai, asked)
     return out

@@ -5,7 +5,7 @@ Two roads bring account state: the user stream (a message per change) and REST (
 a ``Stamp`` (model/stamp.py): its place in one sequence (a stream message when it arrived on the wire, a snapshot
 when its request left) and the exchange's time. A report is applied to a balance or a position only if it is newer
 than what the engine holds for it, so a snapshot whose request left before a stream update arrived never
-overwrites that update, and a stream message ccxt hands over late never overwrites a later snapshot.
+overwrites that update, and a stream message the venue hands over late never overwrites a later snapshot.
 
 A fill is *covered* when every balance and position it changes (spot: base and quote; futures: the margin
 currency and the position) holds a report that includes it (``Stamp.includes``). The engine never guesses the
@@ -80,7 +80,7 @@ class Freshness:
         self._want = False
         self._forced = False
         self._job: asyncio.Task[None] | None = None
-        self._closed = False  # the strategy stopped: its client is closed, nothing more is read
+        self._closed = False  # the strategy stopped: its venue is closed, nothing more is read
 
     # ----------------------------------------------------------------- ordering of reports
     def newer(self, key: str, stamp: Stamp) -> bool:
@@ -94,7 +94,7 @@ class Freshness:
     def fresh_stamp(self, rest: bool = False) -> Stamp:
         """The stamp of a report that carries none (REST answers are stamped by their caller; paper mode's
         stream): it is placed where the engine stands now."""
-        return Stamp(self.s.client.next_seq(), rest=rest)
+        return Stamp(self.s.venue.next_seq(), rest=rest)
 
     # ----------------------------------------------------------------- where fills come from
     @contextlib.contextmanager
@@ -131,16 +131,15 @@ class Freshness:
         return True
 
     def _place_from_cache(self) -> None:
-        """Fills an acknowledgement told first: their trade reports may already be in ccxt's cache, arrived on the
-        stream but not handed over by a watch yet."""
+        """Fills an acknowledgement told first: their reports may already be in the venue's stream cache, arrived on
+        the stream but not handed over by a watch yet."""
         from .watchers import cached_trades
 
         unplaced = {k for k, f in self.pending.items() if f.mark.rest}
-        for raw in cached_trades(self.s) if unplaced and self.s.running else []:
-            key = trade_key(str(raw.get("symbol")), raw.get("id"))
-            stamp = self.s.client.stamp_of(raw) if key in unplaced else None
-            if stamp is not None:
-                self._place(key, stamp)
+        for fill in cached_trades(self.s) if unplaced and self.s.running else []:
+            key = trade_key(fill.symbol, fill.id)
+            if fill.stamp is not None and key in unplaced:
+                self._place(key, fill.stamp)
 
     def note_order(self, order: Order | None, stamp: Stamp | None) -> None:
         if order is not None and stamp is not None:
@@ -173,12 +172,12 @@ class Freshness:
         # no place on the stream (yet): learned by REST, placed when the engine learned it (a stream without stamps,
         # paper mode's, is placed where it is applied). The fill's exchange time is its stream report's only: a
         # trade's own timestamp may be the engine's clock (an acknowledgement's fills carry none)
-        mark = mark or Stamp(self.s.client.next_seq(), rest=source != "websocket")
+        mark = mark or Stamp(self.s.venue.next_seq(), rest=source != "websocket")
         fill = _Fill(key, self.keys_of(ai), mark, mark.seq, stream)
         if self.covers(fill):
             return
         self.pending[key] = fill
-        self.check()  # its trade report and the account update after it may be in ccxt's cache already
+        self.check()  # its trade report and the account update after it may be in the venue's stream cache already
         if fill.done.is_set():
             return
         if stream:

@@ -20,7 +20,7 @@ log = logging.getLogger("planar.engine.health")
 
 async def check(s: "Strategy") -> bool:
     try:
-        await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), s.config.timeouts.market_data, retries=0)
+        await s.venue.server_time(s.config.timeouts.market_data)
         return True
     except ExchangeOpError as err:
         log.warning("health check failed: %s", err)
@@ -34,7 +34,7 @@ async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = a
         await sleep(cfg.retry_delay * 2 ** (attempt - 1))
         s.ws_generation += 1  # the watchers resubscribe at once instead of falling back to polling
         try:
-            await s.client.ex.close_ws_clients()  # drop websockets; watchers resubscribe on their next call
+            await s.venue.reset_streams()  # drop websockets; watchers resubscribe on their next call
         except Exception as exc:
             log.warning("closing the websockets failed: %s", exc)
         if await check(s):

@@ -51,7 +51,7 @@ class Heartbeat:
     @property
     def symbols(self) -> list[str]:
         """The universe's symbols that have an exchange-side countdown (USDⓈ-M futures)."""
-        return [sym for sym in self.s.universe if self.s.client.has_countdown(sym)]
+        return [sym for sym in self.s.universe if self.s.venue.has_countdown(sym)]
 
     async def run(self, health: TaskHealth) -> None:
         """Beat every ``heartbeat_s`` while the engine runs; after a failed arming, try again within a few seconds."""
@@ -99,7 +99,7 @@ class Heartbeat:
 
     async def _arm(self, symbol: str, countdown_ms: int) -> ExchangeOpError | None:
         try:
-            await self.s.client.arm_countdown(symbol, countdown_ms, self.s.config.timeouts.market_data)
+            await self.s.venue.arm_countdown(symbol, countdown_ms, self.s.config.timeouts.market_data)
             return None
         except ExchangeOpError as err:
             return err
@@ -161,7 +161,7 @@ class Heartbeat:
 
         async def stop_one(sym: str) -> str | None:
             try:
-                await s.client.arm_countdown(sym, 0, s.config.timeouts.market_data, retries=1)
+                await s.venue.arm_countdown(sym, 0, s.config.timeouts.market_data, retries=1)
                 return None
             except Exception as exc:  # refused, unreachable, a closed client: the stop goes on
                 return f"{type(exc).__name__}: {exc}"[:200]

@@ -19,15 +19,12 @@ Rules (docs/engine.md, "Margin"):
 from __future__ import annotations
 
 import logging
-import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..exchange.errors import ExchangeOpError
 from ..model import AssetInstance, Order
-from ..model.json import integer, num, text
-from ..model.types import Json
+from ..model.venue import FundingPayment
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -49,10 +46,9 @@ async def ensure_margin_mode(s: "Strategy", ai: AssetInstance) -> str | None:
     if not ai.is_margin or ai.margin_mode == want or s.config.mode == "paper":
         return None
     try:
-        await s.client.call("set_margin_mode", partial(s.client.ex.set_margin_mode, want, ai.symbol), s.config.timeouts.position_sync)
+        await s.venue.set_margin_mode(ai.symbol, want, s.config.timeouts.position_sync)  # already set: no error
     except ExchangeOpError as err:
-        if not s.client.venue.already_set(err):
-            return f"margin mode {want} could not be set on {ai.symbol}: {err}"
+        return f"margin mode {want} could not be set on {ai.symbol}: {err}"
     ai.margin_mode = want
     s.sink.record("margin_mode_set", symbol=ai.symbol, margin_mode=want)
     log.info("%s: margin mode %s", ai.symbol, want)
@@ -64,19 +60,16 @@ async def apply_position_mode(s: "Strategy") -> None:
     want = s.config.position_mode == "hedge"
     t = s.config.timeouts.position_sync
     if s.config.mode != "paper":
-        info = await s.client.call(
-            "fetch_position_mode", lambda: s.client.ex.fetch_position_mode(), t, validate=lambda x: isinstance(x, dict)
-        )
-        if bool(info.get("hedged")) != want:
+        hedged = await s.venue.position_mode(t)
+        if hedged != want:
             try:
-                await s.client.call("set_position_mode", partial(s.client.ex.set_position_mode, want), t)
+                await s.venue.set_position_mode(want, t)  # already set: no error
             except ExchangeOpError as err:
-                if not s.client.venue.already_set(err):
-                    now = "hedge" if info.get("hedged") else "one_way"
-                    raise ConfigError(
-                        f"position_mode: the account is in {now} mode and the exchange refused {s.config.position_mode} ({err}); "
-                        "close its positions and orders first, or configure the mode it is in"
-                    ) from err
+                now = "hedge" if hedged else "one_way"
+                raise ConfigError(
+                    f"position_mode: the account is in {now} mode and the exchange refused {s.config.position_mode} ({err}); "
+                    "close its positions and orders first, or configure the mode it is in"
+                ) from err
             s.sink.record("position_mode_set", position_mode=s.config.position_mode)
     elif want:
         raise ConfigError("position_mode: hedge mode is not available in paper mode")
@@ -98,7 +91,7 @@ async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> st
         reason = f"{ai.symbol} has {len(ai.open_orders())} open order(s): leverage changes only with none open"
     if reason is None:
         try:
-            await s.client.call("set_leverage", partial(s.client.ex.set_leverage, leverage, ai.symbol), s.config.timeouts.position_sync)
+            await s.venue.set_leverage(ai.symbol, leverage, s.config.timeouts.position_sync)
         except ExchangeOpError as err:
             reason = f"the exchange refused leverage {leverage} on {ai.symbol}: {err}"
     if reason is not None:
@@ -133,44 +126,39 @@ async def explain_position_change(s: "Strategy", ai: AssetInstance) -> None:
     """A position changed with no order of ours working: read the asset's last orders, so a forced close (or a
     trade by hand) is adopted and recorded even when no order task is watching the asset."""
     try:
-        history = await s.client.order_history(ai.symbol, s.config.timeouts.position_sync, limit=10)
+        history = await s.venue.order_history(ai.symbol, s.config.timeouts.position_sync, limit=10)
     except ExchangeOpError as err:
         log.warning("could not read the orders behind a position change on %s: %s", ai.symbol, err)
         return
     with s.group():
-        for raw in history:
-            s.apply_order(raw, source="positions")
+        for report in history:
+            s.apply_order(report, source="positions")
 
 
 async def sync_funding(s: "Strategy") -> int:
     """Record funding payments the exchange booked since the last one seen; returns how many were new."""
     since = s.funding_since
     try:
-        rows = await s.client.call(
-            "fetch_funding_history",
-            partial(s.client.ex.fetch_funding_history, None, since, 1000),
-            s.config.timeouts.position_sync,
-            validate=lambda x: isinstance(x, list),
-        )
+        payments = await s.venue.funding_history(since, s.config.timeouts.position_sync)
     except ExchangeOpError as err:
         log.warning("funding history: %s", err)
         return 0
     n = 0
     with s.group():
-        for r in rows:
-            n += record_funding(s, r)
+        for p in payments:
+            n += record_funding(s, p)
     return n
 
 
-def record_funding(s: "Strategy", r: Json) -> int:
-    ai = s.universe.get(text(r.get("symbol")) or "")
-    fid = text(r.get("id"))
+def record_funding(s: "Strategy", p: FundingPayment) -> int:
+    """One funding payment of a universe asset, recorded once (by its id) as ``funding_paid`` and summed per asset."""
+    ai = s.universe.get(p.symbol or "")
+    fid = p.id
     if ai is None or fid is None or fid in s.funding_seen:
         return 0
     s.funding_seen.add(fid)
-    amount = num(r.get("amount"))
-    ts = integer(r.get("timestamp")) or int(time.time() * 1000)
+    ts = p.timestamp
     s.funding_since = max(s.funding_since, ts)
-    s.funding[ai.symbol] = s.funding.get(ai.symbol, 0.0) + amount
-    s.sink.record("funding_paid", symbol=ai.symbol, amount=amount, fee=-amount, currency=text(r.get("code")), trade_id=fid, time_ms=ts)
+    s.funding[ai.symbol] = s.funding.get(ai.symbol, 0.0) + p.amount
+    s.sink.record("funding_paid", symbol=ai.symbol, amount=p.amount, fee=-p.amount, currency=p.currency, trade_id=fid, time_ms=ts)
     return 1

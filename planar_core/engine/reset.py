@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exchange.client_ids import BLOCK, ClientOrderIds, parse, restore_sequence, sequence_hints
-from ..model.json import text
+from ..model.venue import OrderReport
 from ..state import PersistedState
 from ..storage import CorruptStateError, Store
 from .sync import load_markets, sync_positions
@@ -122,17 +122,18 @@ def _encode_halted(reason: str) -> bytes:
     return json.dumps(state.model_dump(), indent=1, sort_keys=True).encode()
 
 
-async def _exchange_view(s: Strategy, report: ResetReport) -> list[dict[str, object]]:
+async def _exchange_view(s: Strategy, report: ResetReport) -> list[OrderReport]:
     """The strategy's open orders (and how many of others) on its symbols, and its positions; the exchange's word
     before anything is written (``ExchangeOpError`` when it cannot be reached)."""
     await load_markets(s)
-    mine: list[dict[str, object]] = []
+    mine: list[OrderReport] = []
     for ai in s.universe.values():
-        for row in await s.client.open_orders(ai.symbol, s.config.timeouts.order_placement):
-            cid = text(row.get("clientOrderId"))
+        for row in await s.venue.open_orders(ai.symbol, s.config.timeouts.order_placement):
+            cid = row.client_order_id
             if s.ids.owns(cid):
                 mine.append(row)
-                report.open_orders.append(f"{ai.symbol} {row.get('side')} {row.get('amount')} @ {row.get('price')} ({cid})")
+                side = row.side.value if row.side is not None else None
+                report.open_orders.append(f"{ai.symbol} {side} {row.amount} @ {row.price} ({cid})")
             else:
                 report.others += 1
     if s.config.margin:
@@ -141,7 +142,7 @@ async def _exchange_view(s: Strategy, report: ResetReport) -> list[dict[str, obj
     return mine
 
 
-def _restore_sequence(s: Strategy, rows: list[dict[str, object]], asked: str | None) -> str:
+def _restore_sequence(s: Strategy, rows: list[OrderReport], asked: str | None) -> str:
     ids = s.ids
     hint_epoch, hint_block = sequence_hints(ids.store.read(ids.NAME))
     local: dict[str, int] = {}  # epoch -> highest seq this store issued under it (from its own records)
@@ -151,7 +152,7 @@ def _restore_sequence(s: Strategy, rows: list[dict[str, object]], asked: str | N
         local.setdefault(hint_epoch, -1)
     seen: dict[str, int] = {}
     for row in rows:
-        _note(ids, text(row.get("clientOrderId")), seen)
+        _note(ids, row.client_order_id, seen)
     if asked == "new":
         chosen = None
     elif asked:

@@ -14,24 +14,26 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.client import ExchangeClient, is_balance
+from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
-from ..model.json import integer, num, opt_num, text
+from ..model.clock import Clock, SystemClock, now_ms
+from ..model.refusals import Refusal
+from ..model.requests import OrderCall
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import Venue
+from ..model.venue import AssetBalance, BalanceReport, FillReport, OrderReport, PositionReport, Venue
 from ..risk.manager import RiskManager
 from ..state import PersistedState, StateStore
 from ..storage import CorruptStateError
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine")
 HALT_RETRY_S = 1.0  # a halt the state file could not take is written again at most this often
-RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | None"]
+RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | Refusal | None"]  # a sentence: a risk limit
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,14 @@ class Strategy:
         client: ExchangeClient | None = None,
         alerts: AlertDispatcher | None = None,
         observer: TaskObserver | None = None,
+        *,
+        venue: Venue | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """Parts not given get defaults (a memory sink, a ccxt client on that sink, the config's alert channels):
-        ``strategy_from_config`` is the one place that builds the real ones."""
+        """Parts not given get defaults (a memory sink, a ccxt venue on that sink, the config's alert channels, the
+        real clock): ``strategy_from_config`` is the one place that builds the real ones. ``venue``: the exchange
+        as the engine sees it, when it is not the client itself (a unit test's in-memory venue)."""
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.config = config
         self.name = config.name
         self.store_error: str | None = None  # the failed write that halted the strategy (engine/store_guard.py)
@@ -92,8 +99,9 @@ class Strategy:
         self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
         self.client = client or open_venue(config, self.sink)
         self.client.sink = self.sink  # the client's api_call records too
-        # the exchange as the engine sees it (model/venue.py); the engine moves from ``client`` to it (issue 26)
-        self.venue: Venue = self.client  # type: ignore[assignment]
+        # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
+        self.venue: Venue = venue if venue is not None else self.client  # type: ignore[assignment]
+        self._client_apart = venue is not None  # the client is closed on its own at stop
         # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
         self.answered_unknown: dict[str, Json] = {}
         # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
@@ -110,6 +118,7 @@ class Strategy:
         self.supervisor = Supervisor(observer=observer)
         self.running = False
         self.risk_check: RiskCheck | None = None
+        self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
         self.on_balance_update: list[Callable[["Strategy"], object]] = []
         self.on_price_update: list[Callable[["Strategy", AssetInstance], object]] = []
         self.listeners: list[Callable[[EngineEvent], None]] = []  # closed bars, order updates, fills (the logic host)
@@ -119,10 +128,10 @@ class Strategy:
         self.alerts: AlertDispatcher | None = alerts if alerts is not None else configured_alerts(config)
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
-        self._orphan_trades: dict[str, list[Json]] = {}
+        self._orphan_trades: dict[str, list[FillReport]] = {}  # order id -> fills that came before the order
         self.funding: dict[str, float] = {}  # symbol -> funding received (> 0) or paid (< 0) in this run's record
         self.funding_seen: set[str] = set()
-        self.funding_since = int(time.time() * 1000)
+        self.funding_since = now_ms(self.clock)
         self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
         self.foreign_order_ids: set[str] = set()
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
@@ -191,7 +200,7 @@ class Strategy:
         self._held_halt = {
             "halted": True,
             "halt_reason": reason,
-            "halted_at": int(time.time() * 1000),
+            "halted_at": now_ms(self.clock),
             "halted_by_emergency_stop": by_emergency_stop,
         }
         self._persist_halt()
@@ -386,7 +395,9 @@ class Strategy:
             log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.store_error)
         self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on
         self.journal.close()
-        await self.client.close()
+        await self.venue.close()
+        if self._client_apart:
+            await self.client.close()
         self.lease.release()
 
     def watcher_health(self) -> dict[str, Json]:
@@ -422,10 +433,27 @@ class Strategy:
         Conditional types (``STOP_*``, ``TAKE_PROFIT_*``, ``TRAILING_STOP``) take ``trigger_price`` (trailing: the
         optional activation price) and ``trailing_percent``; hedge mode needs ``position_side`` (long or short);
         ``stop_loss`` / ``take_profit`` on an entry place reduce-only exits when it fills (docs/engine.md, "Orders")."""
-        cond = _orders.Conditional(trigger_price, trailing_percent, PositionSide(position_side), stop_loss, take_profit)
-        return await _orders.call(
-            self, self.asset(ai), OrderType(order_type), Side(side), amount, price, waitfor, synced, reduce_only, params, cond=cond
-        )
+        a = self.asset(ai)
+        try:
+            asked = OrderCall(
+                type=OrderType(order_type),
+                side=Side(side),
+                amount=amount,
+                price=price,
+                waitfor=waitfor,
+                synced=synced,
+                reduce_only=reduce_only,
+                trigger_price=trigger_price,
+                trailing_percent=trailing_percent,
+                position_side=PositionSide(position_side),
+                stop_loss=stop_loss,
+                take_profit=take_profit,
+                params=params,
+            )
+        except ValueError as exc:  # wrong by itself (InvalidOrderCall): refused before any check of the market or account
+            _orders.refused(self, a, _orders.invalid(exc), side, amount, price)
+            return None
+        return await _orders.call(self, a, asked)
 
     async def execute(self, ai: AssetInstance | str, side: Side | str, amount: float) -> OrderAnswer:
         """Trade ``amount`` now through the (auto-tuned) execution policy: market, or a limit that rests
@@ -438,7 +466,14 @@ class Strategy:
         """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
         margin assets, no risk sizing; journaled, traced and resolved like every other order."""
         a = self.asset(ai)
-        return await _orders.call(self, a, OrderType.MARKET, Side(side), amount, None, 0.0, False, a.is_margin, {}, emergency=True)
+        try:
+            asked = OrderCall(
+                type=OrderType.MARKET, side=Side(side), amount=amount, waitfor=0.0, synced=False, reduce_only=a.is_margin, emergency=True
+            )
+        except ValueError as exc:
+            _orders.refused(self, a, _orders.invalid(exc), side, amount, None)
+            return None
+        return await _orders.call(self, a, asked)
 
     async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> str | None:
         """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; returns the reason it
@@ -472,35 +507,20 @@ class Strategy:
     async def fetch_balances(self, timeout: float | None = None, retries: int = 3) -> None:
         """The one REST read of the balances (start-up, re-sync, the watcher's polls, reads after fills): the
         snapshot is stamped when its request leaves, so a stream update that arrives meanwhile is not overwritten."""
-        params = {"type": "swap"} if self.config.margin else {}
-        sent: list[int] = []
-
-        def request() -> Awaitable[Json]:
-            sent.append(self.client.next_seq())
-            return self.client.ex.fetch_balance(params)
-
-        raw = await self.client.call(
-            "fetch_balance", request, timeout or self.config.timeouts.balance_sync, retries=retries, validate=is_balance
-        )
-        self.apply_balance(raw, complete=True, stamp=Stamp(sent[-1], self.client.snapshot_time(raw), rest=True))
+        seq = self.venue.next_seq()
+        report = await self.venue.balances(self.market_type, timeout or self.config.timeouts.balance_sync, retries=retries)
+        self.apply_balance(report, stamp=report.stamp or Stamp(seq, report.time_ms, rest=True))
 
     async def fetch_positions(self, timeout: float | None = None, retries: int = 3) -> None:
         """The one REST read of the positions (see ``fetch_balances``)."""
-        symbols = list(self.universe)
-        sent: list[int] = []
+        seq = self.venue.next_seq()
+        reports = await self.venue.positions(list(self.universe), timeout or self.config.timeouts.position_sync, retries=retries)
+        self.apply_positions(reports, complete=True, stamp=Stamp(seq, rest=True))
 
-        def request() -> Awaitable[list[Json]]:
-            sent.append(self.client.next_seq())
-            return self.client.ex.fetch_positions(symbols)
-
-        raw = await self.client.call(
-            "fetch_positions",
-            request,
-            timeout or self.config.timeouts.position_sync,
-            retries=retries,
-            validate=lambda x: isinstance(x, list),
-        )
-        self.apply_positions(raw, complete=True, stamp=Stamp(sent[-1], rest=True))
+    @property
+    def market_type(self) -> Literal["spot", "swap"]:
+        """The account section this strategy trades: spot, or USDⓈ-M futures (``swap``) for margin strategies."""
+        return "swap" if self.config.margin else "spot"
 
     async def fill_settled(self, ai: AssetInstance, trade: Trade) -> bool:
         """Wait until the balances and positions the engine holds include this fill (the exchange's numbers, from
@@ -516,35 +536,33 @@ class Strategy:
     def cash(self, currency: str | None = None) -> Balance:
         return self.balances.get(currency or self.config.main_currency, Balance())
 
-    def apply_balance(self, raw: Json, complete: bool = False, stamp: Stamp | None = None) -> None:
-        """Merge a balance update. ``complete``: a full snapshot (REST), where a missing currency means zero;
-        websocket updates may carry only the currencies that changed.
+    def apply_balance(self, report: BalanceReport, stamp: Stamp | None = None) -> None:
+        """Merge a balance report. A complete report (a REST snapshot) says a currency it does not list is zero;
+        a stream update may carry only the currencies that changed, and touches only those.
 
-        Ordering (engine/freshness.py): a currency takes the update only if its stamp is newer than the report it
-        holds; a stream update touches only the currencies its message carried (ccxt's balance is its cache, which
-        holds values from before any gap in the stream). ``stamp``: where a REST snapshot's request left (stream
-        updates carry theirs; an unstamped update is placed now).
+        Ordering (engine/freshness.py): a currency takes the report only if its stamp is newer than the report it
+        holds. ``stamp``: where a REST snapshot's request left (stream reports carry theirs; an unstamped report is
+        placed now).
 
         Margin accounts keep one meaning whatever the source: ``total`` is the *wallet* balance (without unrealized
-        PnL; ccxt's REST total is the margin balance, its websocket total the wallet balance) and ``free`` the margin
-        available for new orders (REST: the exchange's figure; websocket, which carries only the wallet: derived
-        locally by ``risk.metrics.available_margin`` until the next REST snapshot)."""
-        if not isinstance(raw, dict) or not raw.get("info"):
-            return
-        if self.config.margin and self.running and self.client.venue.reports_funding(raw):
+        PnL) and ``free`` the margin available for new orders (the exchange's figure when the report carries it;
+        else, a stream update carries only the wallet: derived locally by ``risk.metrics.available_margin`` until
+        the next snapshot)."""
+        complete = report.complete
+        if self.config.margin and self.running and report.funding:
             self.supervisor.spawn(sync_funding(self))  # read the payment from the income history, recorded once
-        stamp = stamp or self.client.stamp_of(raw) or self.freshness.fresh_stamp(rest=complete)
+        stamp = stamp or report.stamp or self.freshness.fresh_stamp(rest=complete)
         currencies = {self.config.main_currency}
         if not self.config.margin:
             for ai in self.universe.values():
                 currencies.update((ai.base, ai.quote))
-        if not complete and stamp.assets is not None:
-            currencies &= stamp.assets
+        if not complete:  # an update: only the currencies its message carried
+            currencies &= set(report.assets) if stamp.assets is None else stamp.assets
         changed = {}
         for cur in sorted(currencies):
             if not self.freshness.newer(cur, stamp):
                 continue  # what is held came later than this report
-            new = self._margin_balance(raw, cur) if self.config.margin else self._spot_balance(raw, cur, complete)
+            new = self._margin_balance(report, cur) if self.config.margin else self._spot_balance(report, cur)
             if new is None:
                 if complete and not self.config.margin:  # the snapshot says: none held
                     self.freshness.hold(cur, stamp)
@@ -567,44 +585,31 @@ class Strategy:
             self._notify_balance()
         self.freshness.check()
 
-    def _spot_balance(self, raw: Json, cur: str, complete: bool) -> Balance | None:
-        entry = raw.get(cur)
-        if not isinstance(entry, dict):
-            if complete and cur in self.balances:
-                entry = {"free": 0.0, "used": 0.0, "total": 0.0}
+    def _spot_balance(self, report: BalanceReport, cur: str) -> Balance | None:
+        entry = report.assets.get(cur)
+        if entry is None:
+            if report.complete and cur in self.balances:
+                entry = AssetBalance(0.0, 0.0, 0.0)
             else:
                 return None
-        return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry.get("total") or 0.0))
+        return Balance(entry.free, entry.used, entry.total)
 
-    def _margin_balance(self, raw: Json, cur: str) -> Balance | None:
+    def _margin_balance(self, report: BalanceReport, cur: str) -> Balance | None:
         from ..risk.metrics import available_margin
 
-        info = raw.get("info")
-        rows = info.get("assets") if isinstance(info, dict) else info if isinstance(info, list) else None
-        if isinstance(rows, list):  # REST (/fapi/v2|v3/account assets, or /fapi/v2/balance rows)
-            row = next((r for r in rows if isinstance(r, dict) and r.get("asset") == cur), None)
-            if row is None:
-                return None
-            wallet = float(row.get("walletBalance", row.get("balance")) or 0.0)
-            free = float(row.get("availableBalance") or 0.0)
-            return Balance(free, float(row.get("initialMargin") or 0.0), wallet)
-        if isinstance(info, dict) and info.get("e") == "ACCOUNT_UPDATE":  # websocket: wallet balance only
-            row = next((b for b in (info.get("a") or {}).get("B") or [] if b.get("a") == cur), None)
-            if row is None:
-                return None
-            wallet = float(row.get("wb") or 0.0)
-            free = available_margin(self, cur, wallet)
-            return Balance(free, max(0.0, wallet - free), wallet)
-        entry = raw.get(cur)  # anything else (the paper exchange): free / used / total with total = wallet
-        if not isinstance(entry, dict) or entry.get("total") is None:
+        entry = report.assets.get(cur)
+        if entry is None:
             return None
-        return Balance(float(entry.get("free") or 0.0), float(entry.get("used") or 0.0), float(entry["total"]))
+        if entry.available is not None:  # the exchange's own figure of the margin new orders may use
+            return Balance(entry.available, entry.used, entry.total)
+        free = available_margin(self, cur, entry.total)  # a stream update: the wallet only
+        return Balance(free, max(0.0, entry.total - free), entry.total)
 
     def free_margin(self, currency: str | None = None) -> float:
         """Margin available for new orders in ``currency`` (the settle currency)."""
         return self.cash(currency).free
 
-    def apply_positions(self, raw: list[Json], complete: bool = False, stamp: Stamp | None = None) -> None:
+    def apply_positions(self, reports: Sequence[PositionReport], complete: bool = False, stamp: Stamp | None = None) -> None:
         """Merge position reports. One-way mode keeps one position per asset (a report of the other side replaces
         it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
         ``complete``: a full snapshot, where a position it does not list is flat. An asset takes a report only if
@@ -613,47 +618,45 @@ class Strategy:
         changed: dict[str, dict[str, float]] = {}
         base = stamp or self.freshness.fresh_stamp(rest=complete)
         stamps: dict[str, Stamp] = {}  # symbol -> the report applied to it
-        for p in raw or []:
-            sym = text(p.get("symbol")) or ""
+        for p in reports:
+            sym = p.symbol
             if sym not in self.universe:
                 continue
-            streamed = self.client.stamp_of(p)
-            if streamed is not None:
-                stamps.setdefault(sym, streamed)
+            if p.stamp is not None:
+                stamps.setdefault(sym, p.stamp)
             elif base.rest:  # a snapshot row: the exchange's time of its last change, if it says
-                ms = max(filter(None, (self.client.position_time(p), stamps[sym].ms if sym in stamps else None)), default=None)
+                ms = max(filter(None, (p.time_ms, stamps[sym].ms if sym in stamps else None)), default=None)
                 stamps[sym] = replace(base, ms=ms)
             else:
                 stamps.setdefault(sym, base)
         stale = {sym for sym, st in stamps.items() if not self.freshness.newer(position_key(sym), st)}
         if complete:
             stale |= {sym for sym in self.universe if sym not in stamps and not self.freshness.newer(position_key(sym), base)}
-        for p in raw or []:
-            ai = self.universe.get(text(p.get("symbol")) or "")
+        for p in reports:
+            ai = self.universe.get(p.symbol)
             if ai is None:
                 continue
             if ai.symbol in stale:  # a later report is held: keep it
                 continue
-            contracts = num(p.get("contracts"))
-            if p.get("side") == "short":
-                contracts = -abs(contracts)
+            contracts = abs(p.contracts)
+            if p.side is PositionSide.SHORT:
+                contracts = -contracts
             side = PositionSide.BOTH
             if ai.hedged:
-                if p.get("side") not in ("long", "short"):
+                if p.side is PositionSide.BOTH:
                     continue  # a flat hedge-mode row that names no side says nothing
-                side = PositionSide(str(p["side"]))
+                side = p.side
             seen.add((ai.symbol, side))
-            mode = text(p.get("marginMode"))
-            if mode in ("cross", "isolated"):
-                ai.margin_mode = mode
+            if p.margin_mode is not None:
+                ai.margin_mode = p.margin_mode
             old = ai.position_of(side)
-            upnl = opt_num(p.get("unrealizedPnl"))
+            upnl = p.unrealized_pnl
             new = Position(
                 contracts,
-                num(p.get("entryPrice")),
+                p.entry_price or 0.0,
                 upnl or 0.0,
-                opt_num(p.get("leverage")) or old.leverage,
-                integer(p.get("timestamp")) or int(time.time() * 1000),
+                p.leverage or old.leverage,
+                p.time_ms or now_ms(self.clock),
                 unrealized_known=upnl is not None,
             )
             key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
@@ -696,11 +699,11 @@ class Strategy:
     def _alert_external_position_changes(self, changed: dict[str, dict[str, float]]) -> None:
         """A position that moved while the engine had no order working on that asset and no fill of its own in the
         last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
-        now_ms = time.time() * 1000
+        now = now_ms(self.clock)
         for key, ch in changed.items():
             sym = key.split("#", 1)[0]
             ai = self.universe[sym]
-            busy = ai.open_orders() or any(now_ms - t.timestamp < 60_000 for t in ai.trades[-20:])
+            busy = ai.open_orders() or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
             if not busy and self.running:
                 msg = f"{self.name}: position {key} changed outside the engine: {ch['before']} -> {ch['contracts']}"
                 self.sink.record("error_occurred", symbol=sym, reason=msg)
@@ -758,20 +761,20 @@ class Strategy:
         for listener in list(self.listeners):
             self._run_hook(listener, event)
 
-    def apply_order(self, raw: Json, source: str = "exchange") -> Order | None:
+    def apply_order(self, report: OrderReport, source: str = "exchange") -> Order | None:
         """An order report from a watcher (``websocket``) or a REST source; fills it reveals are placed by it."""
-        stamp = self.client.stamp_of(raw) if source == "websocket" else None
+        stamp = report.stamp if source == "websocket" else None
         with self.freshness.learning(source, stamp):
-            order = _updates.apply_order(self, raw, source=source)
+            order = _updates.apply_order(self, report, source=source)
         self.freshness.note_order(order, stamp)
         return order
 
-    def apply_trade(self, raw: Json) -> Trade | None:
-        """A trade report from the user stream (the order watcher's websocket path)."""
-        stamp = self.client.stamp_of(raw)
-        self.freshness.note_trade(raw.get("symbol"), raw.get("id"), stamp)
+    def apply_trade(self, fill: FillReport) -> Trade | None:
+        """A fill report from the user stream (the order watcher's websocket path)."""
+        stamp = fill.stamp
+        self.freshness.note_trade(fill.symbol, fill.id, stamp)
         with self.freshness.learning("websocket", stamp):
-            return _updates.apply_trade(self, raw)
+            return _updates.apply_trade(self, fill)
 
 
 def strategy(
@@ -856,7 +859,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, sink=sink, client=open_venue(cfg, sink), alerts=alerts, observer=observer)
     s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

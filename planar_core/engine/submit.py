@@ -22,14 +22,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..exchange.client import is_order
 from ..exchange.errors import ClockSkew, DuplicateOrder, ExchangeOpError, OrderNotFound, PermanentError, RateLimited
-from ..model import AssetInstance, Order, OrderStatus
-from ..model.types import Json
+from ..model import AssetInstance, Order, OrderStatus, Refusal, RefusalReason
+from ..model.venue import OrderRef, OrderReport, PlaceOrder, TriggerPhase
 from .updates import apply_order, transition
 
 if TYPE_CHECKING:
-    from ..model import OrderRequest
     from .strategy import Strategy
     from .supervisor import TaskHealth
 
@@ -38,11 +36,14 @@ LOOKUP_BACKOFF = (0.05, 2.0)  # first and largest pause between look-ups of an u
 
 
 class Rejected(Exception):
-    """The exchange refused the order (or every attempt was refused before handling): it was never booked."""
+    """The exchange refused the order (or every attempt was refused before handling, or look-ups proved it absent
+    after every allowed attempt): it was never booked. ``refusal`` says which, typed."""
 
-    def __init__(self, err: ExchangeOpError | str) -> None:
+    def __init__(self, err: ExchangeOpError | str, reason: RefusalReason = RefusalReason.EXCHANGE_REFUSED) -> None:
         super().__init__(str(err))
         self.err = err if isinstance(err, ExchangeOpError) else None
+        detail = f"{type(err).__name__}: {err}" if isinstance(err, ExchangeOpError) else str(err)
+        self.refusal = Refusal(reason, detail, self.err.code if self.err is not None else None)
 
 
 class OutcomeUnknown(Exception):
@@ -62,37 +63,32 @@ def absence_proven(s: "Strategy", order: Order) -> bool:
 
 async def lookup(
     s: "Strategy", symbol: str, cid: str, timeout: float | None = None, retries: int = 1, conditional: bool = False
-) -> Json | None:
+) -> OrderReport | None:
     """The order with this client id on the exchange, or None when the exchange answers that it has none.
     Raises ExchangeOpError when the exchange could not be asked.
 
-    ``conditional`` on a futures market: the order waits in the Algo Service under its client id until it
-    triggers, and then its book order carries the same client id; the book order is the answer once it exists."""
+    ``conditional`` on a futures market: the order may wait for its trigger in a book of its own under its client
+    id (Binance's Algo Service), and once triggered its book order carries the same client id; the book order is
+    the answer once it exists. A venue with one book answers the conditional record itself (no trigger phase)."""
     t = s.config.timeouts.order_placement if timeout is None else timeout
-    contract = bool(s.client.markets.get(symbol, {}).get("contract"))
+    contract = bool(s.venue.markets.get(symbol, {}).get("contract"))
 
-    async def ask(waiting: bool) -> Json | None:
+    async def ask(waiting: bool) -> OrderReport | None:
         try:
-            return await s.client.call(
-                "fetch_order",
-                lambda: s.client.ex.fetch_order(None, symbol, s.client.by_client_id(cid, waiting)),
-                t,
-                retries=retries,
-                validate=is_order,
-            )
+            return await s.venue.fetch_order(symbol, OrderRef(cid, None, waiting), timeout=t, retries=retries)
         except OrderNotFound:
             return None
 
-    if not (conditional and contract and len(s.client.order_books(True)) > 1):
+    if not (conditional and contract):
         return await ask(False)
-    algo = await ask(True)
-    if algo is None or s.client.venue.trigger_phase(algo) != "triggered":
-        return algo
+    waiting = await ask(True)
+    if waiting is None or waiting.trigger_phase is not TriggerPhase.TRIGGERED:
+        return waiting
     placed = await ask(False)
-    return placed if placed is not None else algo
+    return placed if placed is not None else waiting
 
 
-async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) -> Json | Absent | None:
+async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) -> OrderReport | Absent | None:
     """One look-up of an order whose outcome is unknown: its exchange record, ABSENT once proven, or None (not yet known)."""
     try:
         raw = await lookup(s, ai.symbol, order.client_order_id, timeout=timeout, retries=0, conditional=order.type.is_conditional)
@@ -106,7 +102,7 @@ async def probe(s: "Strategy", ai: AssetInstance, order: Order, timeout: float) 
     return ABSENT if absence_proven(s, order) else None
 
 
-async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: float) -> Json | Absent | None:
+async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: float) -> OrderReport | Absent | None:
     """Look the order up with backoff until found, proven absent, or ``deadline`` (loop time) passes (None)."""
     loop = asyncio.get_running_loop()
     pause = LOOKUP_BACKOFF[0]
@@ -124,27 +120,20 @@ async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: floa
         pause = min(LOOKUP_BACKOFF[1], pause * 2)
 
 
-async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequest", ccxt_type: str, extra: Json) -> Json:
-    """Send the order; returns the exchange's order. Raises Rejected (never booked) or OutcomeUnknown."""
+async def submit(s: "Strategy", ai: AssetInstance, order: Order, place: PlaceOrder) -> OrderReport:
+    """Send the order (the venue waits for the account's order pace and sends it once per attempt); returns the
+    exchange's acknowledgement. Raises Rejected (never booked) or OutcomeUnknown."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.config.timeouts.order_placement
     resends = max(0, s.config.order_monitoring.retries)
     pause = 0.2
-    await s.client.orders.acquire()
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            raise Rejected("placement budget spent; every attempt was refused before handling (rate limits)")
+            raise Rejected("placement budget spent; every attempt was refused before handling (rate limits)", RefusalReason.RATE_LIMITED)
         order.sent_at, order.not_found = time.time(), 0
         try:
-            return await s.client.call(
-                "create_order",
-                lambda: s.client.ex.create_order(ai.symbol, ccxt_type, req.side.value, req.amount, req.price, dict(extra)),
-                remaining,
-                idempotent=False,
-                retries=0,
-                validate=is_order,
-            )
+            return await s.venue.create_order(place, timeout=remaining)
         except (RateLimited, ClockSkew):  # refused before handling: nothing was booked; same id again after a pause
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(5.0, pause * 2)
@@ -158,7 +147,7 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequ
                 "order %s on %s: outcome unknown after %s; asking the exchange", order.client_order_id, ai.symbol, type(err).__name__
             )
         found = await resolve(s, ai, order, deadline)
-        if isinstance(found, dict):
+        if isinstance(found, OrderReport):
             log.info("order %s found on the exchange; not re-sent", order.client_order_id)
             return found
         if found is None:
@@ -171,7 +160,7 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, req: "OrderRequ
             reason=f"{order.not_found} look-ups found no order, {time.time() - (order.sent_at or 0):.1f}s after sending",
         )
         if resends <= 0:
-            raise Rejected("proven absent after every allowed attempt")
+            raise Rejected("proven absent after every allowed attempt", RefusalReason.PROVEN_ABSENT)
         resends -= 1
         log.info("order %s proven absent; sending it again with the same client id", order.client_order_id)
 
@@ -190,7 +179,7 @@ async def resolver(s: "Strategy", health: "TaskHealth") -> None:
             if loop.time() < due.get(cid, 0.0) or order.status is not OrderStatus.UNKNOWN:
                 continue
             found = await probe(s, ai, order, timeout=s.config.timeouts.order_placement)
-            if isinstance(found, dict):
+            if isinstance(found, OrderReport):
                 apply_order(s, found, source="resolver")
             elif isinstance(found, Absent):  # the verdict's order_reconciled event is recorded by verdicts.decided
                 reason = f"{order.not_found} look-ups found no order, {time.time() - (order.sent_at or 0):.1f}s after sending"

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC
-from functools import partial
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
-from ..exchange.client import is_list, is_order
-from ..exchange.errors import ExchangeOpError, OrderNotFound
+from ..exchange.errors import ExchangeOpError, MalformedResponse, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
+from ..model.clock import now_ms
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
+from ..model.venue import FillReport, OrderRef, OrderReport
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
@@ -26,12 +25,7 @@ log = logging.getLogger("planar.engine.sync")
 
 
 async def load_markets(s: "Strategy") -> None:
-    markets = await s.client.call(
-        "load_markets",
-        lambda: s.client.ex.load_markets(),
-        s.config.timeouts.market_data * 4,
-        validate=lambda m: isinstance(m, dict) and bool(m),
-    )
+    markets = await s.venue.load_markets(s.config.timeouts.market_data * 4)
     if not s.config.universe:
         raise ConfigError("universe: at least one symbol is required")
     for i, asset in enumerate(s.config.universe):
@@ -53,7 +47,7 @@ async def check_live_safety(s: "Strategy") -> None:
     if not cfg.sandbox and not cfg.confirm_live_trading:
         raise ConfigError("confirm_live_trading: required for sandbox=False in live mode")
     try:
-        can_withdraw = await s.client.can_withdraw(cfg.timeouts.balance_sync)
+        can_withdraw = await s.venue.can_withdraw(cfg.timeouts.balance_sync)
     except ExchangeOpError as err:
         log.warning("could not read API key permissions (%s); withdrawal check skipped", type(err).__name__)
         return
@@ -70,18 +64,13 @@ async def sync_prices(s: "Strategy") -> None:
     if not symbols:
         return
     try:
-        tickers = await s.client.call(
-            "fetch_tickers",
-            lambda: s.client.ex.fetch_tickers(symbols),
-            s.config.timeouts.market_data,
-            validate=lambda x: isinstance(x, dict),
-        )
+        tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
     except ExchangeOpError as err:  # valuation stays incomplete until the watchers bring prices (recorded by the breakers)
         log.warning("start-up prices: %s", err)
         return
     for sym, tk in tickers.items():
-        last = tk.get("last") if isinstance(tk, dict) else None
-        if not isinstance(last, (int, float)) or last <= 0:
+        last = tk.last
+        if last is None or last <= 0:
             continue
         if sym in s.universe:
             s.universe[sym].last_price = s.universe[sym].last_price or float(last)
@@ -98,11 +87,12 @@ async def load_account(s: "Strategy") -> None:
     if s.config.margin:
         await sync_positions(s)
     symbols = [ai.symbol for ai in s.universe.values()]
-    tickers = await s.client.call(
-        "fetch_tickers", lambda: s.client.ex.fetch_tickers(symbols), s.config.timeouts.market_data, validate=lambda x: isinstance(x, dict)
-    )
+    tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
     for ai in s.universe.values():
-        ai.last_price = float(tickers[ai.symbol]["last"])
+        last = tickers[ai.symbol].last if ai.symbol in tickers else None
+        if last is None:
+            raise MalformedResponse(f"no last price for {ai.symbol} in the exchange's tickers")
+        ai.last_price = float(last)
     await sync_prices(s)
 
 
@@ -116,16 +106,12 @@ async def startup_sync(s: "Strategy") -> None:
         for ai in s.universe.values():
             if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
                 try:
-                    await s.client.call(
-                        "set_leverage",
-                        partial(s.client.ex.set_leverage, s.config.default_leverage, ai.symbol),
-                        s.config.timeouts.position_sync,
-                    )
+                    await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
                     ai.position.leverage = s.config.default_leverage
                 except ExchangeOpError as err:
                     log.warning("set_leverage on %s failed: %s", ai.symbol, err)
     cfg = s.config.startup_sync
-    since = int((time.time() - cfg.trades_lookback_s) * 1000)
+    since = int((s.clock.time() - cfg.trades_lookback_s) * 1000)
     restore_trades(s, since)
     restore_orders(s, since)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
@@ -217,34 +203,34 @@ async def sync_asset_orders(
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
     t = s.config.timeouts.order_placement
-    open_raw = await s.client.open_orders(ai.symbol, t)
+    open_now = await s.venue.open_orders(ai.symbol, t)
     if recent > 0:  # the history's newest entries include the open orders: ask for that many more
-        history = await s.client.order_history(ai.symbol, t, limit=min(1000, recent + len(open_raw)))
+        history = await s.venue.order_history(ai.symbol, t, limit=min(1000, recent + len(open_now)))
         with s.group():
-            for raw in history:
-                apply_order(s, raw, source="sync")
+            for report in history:
+                apply_order(s, report, source="sync")
     open_ids = set()
     with s.group():
-        for raw in open_raw:
-            order = apply_order(s, raw, source="poll")
+        for report in open_now:
+            order = apply_order(s, report, source="poll")
             if order is not None:
                 open_ids.add(order.client_order_id)
     missing = [o for o in ai.open_orders() if o.client_order_id not in open_ids and o.id is not None]
     if len(missing) > 2:  # many closed at once (an e-stop, a burst of fills): one history request instead of one each
         first = min(o.timestamp for o in missing) - 60_000
-        history = await s.client.order_history(ai.symbol, t, since=first)
+        history = await s.venue.order_history(ai.symbol, t, since=first)
         with s.group():
-            for raw in history:
-                if find(ai, text(raw.get("clientOrderId")), None) is not None:
-                    apply_order(s, raw, source="poll")
+            for report in history:
+                if find(ai, report.client_order_id, None) is not None:
+                    apply_order(s, report, source="poll")
         missing = [o for o in missing if o.is_open]
     for order in missing:
         try:  # it closed while we were not looking: learn how
-            found: Json | None
+            found: OrderReport | None
             if order.type.is_conditional:
                 found = await lookup(s, ai.symbol, order.client_order_id, timeout=t, conditional=True)
             else:
-                found = await s.client.call("fetch_order", partial(s.client.ex.fetch_order, order.id, ai.symbol), t, validate=is_order)
+                found = await s.venue.fetch_order(ai.symbol, OrderRef(order.client_order_id, order.id), t)
             if found is None:
                 raise OrderNotFound("not found by client order id")
             apply_order(s, found, source="poll")
@@ -258,32 +244,30 @@ async def sync_asset_orders(
                 reason="acknowledged order not found by id; status kept until the exchange reports it",
             )
     if trades:
-        lookback = int((time.time() - s.config.startup_sync.trades_lookback_s) * 1000)
+        lookback = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=trades_since if trades_since is not None else lookback)
         with s.group():
-            for raw in await fetch_trades_since(s, ai, last):
-                apply_trade(s, raw)
+            for fill in await fetch_trades_since(s, ai, last):
+                apply_trade(s, fill)
 
 
 TRADE_WINDOW_MS = 24 * 3_600_000  # Binance spot: startTime..endTime at most 24 h (futures: 7 days)
 TRADE_PAGE = 1000
 
 
-async def fetch_trades_since(s: "Strategy", ai: AssetInstance, since: int) -> list[Json]:
+async def fetch_trades_since(s: "Strategy", ai: AssetInstance, since: int) -> list[FillReport]:
     """Our trades on ``ai`` since ``since`` (ms), read in 24-hour windows of at most 1000 trades a page, so a
     lookback of days works under every market type's window limit."""
     t = s.config.timeouts.order_placement
-    now = int(time.time() * 1000)
-    out: list[Json] = []
+    now = now_ms(s.clock)
+    out: list[FillReport] = []
     start = since
     while start <= now:
         end = min(now, start + TRADE_WINDOW_MS - 1)
-        page = await s.client.call(
-            "fetch_my_trades", partial(s.client.ex.fetch_my_trades, ai.symbol, start, TRADE_PAGE, {"until": end}), t, validate=is_list
-        )
+        page = await s.venue.my_trades(ai.symbol, t, since=start, until=end, limit=TRADE_PAGE)
         out += page
         if len(page) >= TRADE_PAGE:  # a full page: go on after its last trade in the same window
-            start = max(start + 1, max(integer(r.get("timestamp")) for r in page) + 1)
+            start = max(start + 1, max(f.timestamp or 0 for f in page) + 1)
         else:
             start = end + 1
     return out
@@ -302,25 +286,25 @@ async def reconcile_intents(s: "Strategy") -> None:
             if local.status not in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
                 s.journal.outcome(cid, "accepted", local.id)
             continue
-        age = time.time() - num(intent.get("t")) / 1000
-        if symbol not in s.client.markets:
+        age = s.clock.time() - num(intent.get("t")) / 1000
+        if symbol not in s.venue.markets:
             _decide(s, symbol, cid, "failed", f"{symbol!r} is not a market on the exchange: no order can exist there")
             continue
         try:
-            raw = await lookup(s, symbol, cid, conditional=OrderType(text(intent.get("type")) or "gtc").is_conditional)
+            found = await lookup(s, symbol, cid, conditional=OrderType(text(intent.get("type")) or "gtc").is_conditional)
         except ExchangeOpError as err:
             _decide(s, symbol, cid, None, f"look-up failed ({type(err).__name__}); asked again later")
             _track_unknown(s, ai, cid, intent)
             continue
-        if raw is not None:
+        if found is not None:
             if ai is not None:
-                apply_order(s, raw, source="reconcile")
-                s.journal.outcome(cid, "accepted", str(raw.get("id")))
+                apply_order(s, found, source="reconcile")
+                s.journal.outcome(cid, "accepted", str(found.id))
                 s.sink.record(
                     "order_reconciled",
                     symbol=symbol,
                     client_order_id=cid,
-                    order_id=raw.get("id"),
+                    order_id=found.id,
                     decision="found",
                     reason="intent found on the exchange by client order id",
                 )
@@ -330,8 +314,8 @@ async def reconcile_intents(s: "Strategy") -> None:
                     symbol,
                     cid,
                     "accepted",
-                    f"found on the exchange ({raw.get('status')}) on a symbol outside the universe; not tracked by this strategy",
-                    order_id=str(raw.get("id")),
+                    f"found on the exchange ({found.status}) on a symbol outside the universe; not tracked by this strategy",
+                    order_id=str(found.id),
                     alert=True,
                 )
         elif age >= absent_after:

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..exchange.client_ids import IntentJournal, ObjectJournal, parse
-from ..model import AssetInstance
-from ..model.json import integer, rows, text
-from ..model.types import Json
+from ..model import AssetInstance, OrderStatus
+from ..model.json import integer
+from ..model.venue import OrderReport
 from ..storage import CorruptStateError, Store, json_object
 from .lease import TwinEngineError
 from .supervisor import TaskHealth
@@ -114,9 +114,9 @@ class Twins:
         history_limit = max(1, min(1000, s.config.startup_sync.closed_orders or 100))
         found: dict[str, Finding] = {}
         for ai in s.universe.values():
-            listed = await s.client.open_orders(ai.symbol, t) + await s.client.order_history(ai.symbol, t, limit=history_limit)
-            for raw in listed:
-                f = self._judge(ai, raw, recent_from, since)
+            listed = await s.venue.open_orders(ai.symbol, t) + await s.venue.order_history(ai.symbol, t, limit=history_limit)
+            for report in listed:
+                f = self._judge(ai, report, recent_from, since)
                 if f is not None:
                     found.setdefault(f.client_order_id, f)
         if not found:
@@ -162,17 +162,17 @@ class Twins:
         return epochs
 
     # ------------------------------------------------------------------ the rule
-    def _judge(self, ai: AssetInstance, raw: Json, recent_from: int, since: int, running: bool = False) -> Finding | None:
-        """Whether ``raw`` is an order of this strategy that another engine placed (None: ours, or not this
+    def _judge(self, ai: AssetInstance, r: OrderReport, recent_from: int, since: int, running: bool = False) -> Finding | None:
+        """Whether ``r`` is an order of this strategy that another engine placed (None: ours, or not this
         strategy's, or history too old to say anything)."""
         s, guard = self.s, self.guard
-        cid = text(raw.get("clientOrderId"))
+        cid = r.client_order_id
         if guard is None or not cid or not s.ids.owns(cid) or cid in guard.known:
             return None
-        created = integer(raw.get("timestamp"))
-        touched = max(created, *(integer(raw.get(k)) for k in ("lastUpdateTimestamp", "lastTradeTimestamp")))
-        status = text(raw.get("status")) or "?"
-        is_open = status == "open"
+        created = r.timestamp or 0
+        touched = max(created, r.updated or 0)
+        status = r.status.value if r.status is not None else "?"
+        is_open = r.status is OrderStatus.OPEN
         if not (is_open or touched >= recent_from):
             return None  # closed long ago: history, whoever placed it
         if s.ids.issued_here(cid):
@@ -186,22 +186,21 @@ class Twins:
             if taken is not None and created < taken:
                 return None  # placed by the engine this store took over, before it did
             why = f"issued by another store root (epoch {epoch})" + (" taken over earlier, and placed since" if taken is not None else "")
-        oid = text(raw.get("id"))
-        return Finding(ai.symbol, cid, oid, status, created, touched, why)
+        return Finding(ai.symbol, cid, r.id, status, created, touched, why)
 
     # ------------------------------------------------------------------ while trading
-    def inspect(self, ai: AssetInstance, raw: Json) -> bool:
+    def inspect(self, ai: AssetInstance, r: OrderReport) -> bool:
         """An order update of an order this engine does not hold: True when another engine of this strategy placed
         it. Then it is not adopted and the strategy halts with a critical alert (once per order)."""
         guard = self.guard
         if guard is None or not self.active:
             return False
-        cid = text(raw.get("clientOrderId")) or ""
+        cid = r.client_order_id or ""
         if cid in guard.flagged:
             return True
         recent_from = guard.started_ms - int(self.s.config.twin_check.recent_s * 1000)
         since = guard.started_ms - int(self.s.config.startup_sync.trades_lookback_s * 1000)
-        f = self._judge(ai, raw, recent_from, since, running=True)
+        f = self._judge(ai, r, recent_from, since, running=True)
         if f is None:
             return False
         guard.flagged.add(cid)
@@ -232,18 +231,18 @@ class Twins:
         s = self.s
         cfg = s.config.twin_check
 
-        def check(raws: object) -> None:
-            for raw in rows(raws):
-                ai = s.universe.get(text(raw.get("symbol")) or "")
-                if ai is not None and ai.orders.get(text(raw.get("clientOrderId")) or "") is None:
-                    self.inspect(ai, raw)
+        def check(reports: list[OrderReport]) -> None:
+            for r in reports:
+                ai = s.universe.get(r.symbol)
+                if ai is not None and ai.orders.get(r.client_order_id or "") is None:
+                    self.inspect(ai, r)
 
         async def ws_step() -> None:
-            check(await s.client.ex.watch_orders())
+            check(await s.venue.watch_orders())
 
         async def poll_step() -> None:
             for ai in list(s.universe.values()):
-                check(await s.client.open_orders(ai.symbol, s.config.timeouts.order_placement, retries=1))
+                check(await s.venue.open_orders(ai.symbol, s.config.timeouts.order_placement, retries=1))
 
         await ws_or_poll(
             health,
@@ -253,7 +252,7 @@ class Twins:
             interval=cfg.interval,
             fallback_s=min(10.0, max(5.0, 3 * cfg.interval)),
             stop_when=lambda: not s.running or not self.active,
-            on_ws_failure=s.client.check_user_stream,
+            on_ws_failure=s.venue.check_user_stream,
             generation=lambda: s.ws_generation,
             verify_every=cfg.interval,
         )

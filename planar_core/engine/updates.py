@@ -1,9 +1,9 @@
 """Applying what the exchange says about orders and trades to local state.
 
-Every order update — the acknowledgement, a websocket event, a REST poll, a look-up — goes through
-``apply_order``: statuses move only along ``model.status.TRANSITIONS`` (an illegal update is ignored and
+Every order report (``model.venue.OrderReport``) — the acknowledgement, a stream update, a REST poll, a look-up —
+goes through ``apply_order``: statuses move only along ``model.status.TRANSITIONS`` (an illegal update is ignored and
 recorded as ``illegal_transition``), filled amounts only grow, and an order leaving ``intent``/``unknown``
-gets its journal outcome here, in one place. Trades attach to their order by client id or exchange id; a trade
+gets its journal outcome here, in one place. Fills (``FillReport``) attach to their order by client id or exchange id; a trade
 that arrives before its order's id is known waits as an orphan and attaches when the id arrives.
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..exchange.client_ids import planar_identity
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side, Trade, legal
-from ..model.json import integer, num, obj, opt_num, rows, text
-from ..model.status import FROM_CCXT
-from ..model.types import Json
+from ..model.clock import now_ms
+from ..model.json import opt_num, text
+from ..model.venue import FillReport, OrderRef, OrderReport, TriggerPhase
 from .margin import record_forced_close
 from .notices import Filled, OrderUpdated
 from .verdicts import decided
@@ -90,44 +91,48 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
             average=order.average,
             reason=reason,
             source=source,
+            **(
+                {"reason_code": order.refusal.reason.value}
+                if order.refusal is not None and new in (OrderStatus.REJECTED, OrderStatus.FAILED)
+                else {}
+            ),
         )
     order.event.set()
     s.notify(OrderUpdated(ai, order))
     return True
 
 
-def apply_order(s: "Strategy", raw: Json, emulate_now: bool = False, source: str = "exchange") -> Order | None:
-    """Merge an order update (REST or websocket) into local state; adopts orders it does not know. Its events
-    (status, trades) are durable together before this returns (group commit)."""
+def apply_order(s: "Strategy", report: OrderReport, emulate_now: bool = False, source: str = "exchange") -> Order | None:
+    """Merge an order report (REST or stream) into local state; adopts orders it does not know. Its events
+    (status, fills) are durable together before this returns (group commit)."""
     with s.group():
-        return _apply_order(s, raw, emulate_now, source)
+        return _apply_order(s, report, emulate_now, source)
 
 
-def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Order | None:
-    ai = s.universe.get(text(raw.get("symbol")) or "")
+def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) -> Order | None:
+    ai = s.universe.get(r.symbol)
     if ai is None:
         return None
-    cid = text(raw.get("clientOrderId"))
-    oid = text(raw.get("id"))
-    venue = s.client.venue
-    algo = venue.is_algo_record(raw)  # a USD-M conditional order's record: its id is the algo id, not an order id
+    cid = r.client_order_id
+    oid = r.id
+    algo = r.conditional  # a conditional order's record: its id names the conditional order, not a book order
     order = find(ai, cid, None if algo else oid)
     if order is None:
-        if s.twins.inspect(ai, raw):  # another engine of this strategy placed it: never adopted (twins.py)
+        if s.twins.inspect(ai, r):  # another engine of this strategy placed it: never adopted (twins.py)
             return None
-        if not _admit_foreign(s, ai, raw, cid, oid):
+        if not _admit_foreign(s, ai, r):
             return None
         meta = s._restored_orders.pop(cid or "", None) or {}  # what an earlier run of ours placed
         order = Order(
             cid or f"ext-{oid}",
             ai.symbol,
-            Side(text(raw.get("side")) or "buy"),
-            OrderType(text(meta.get("type"))) if meta.get("type") else _order_type(raw),
-            num(raw.get("amount")),
-            opt_num(raw.get("price")) or None,
-            bool(raw.get("reduceOnly")),
-            timestamp=integer(raw.get("timestamp")) or int(time.time() * 1000),
-            trigger_price=opt_num(meta.get("trigger_price")) or opt_num(raw.get("triggerPrice")) or opt_num(raw.get("stopPrice")) or None,
+            r.side or Side.BUY,
+            OrderType(text(meta.get("type"))) if meta.get("type") else _order_type(r),
+            r.amount or 0.0,
+            r.price or None,
+            bool(r.reduce_only),
+            timestamp=r.timestamp or now_ms(s.clock),
+            trigger_price=opt_num(meta.get("trigger_price")) or r.trigger_price or None,
             trailing_percent=opt_num(meta.get("trailing_percent")),
             position_side=PositionSide(text(meta.get("position_side")) or "both"),
             brackets=(opt_num(meta.get("stop_loss")), opt_num(meta.get("take_profit"))),
@@ -147,18 +152,17 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
         for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
             order.trades.append(trade)
             ai.trades.append(trade)
-        forced = venue.forced_close(raw)
-        if forced:
-            record_forced_close(s, ai, order, forced)
-    if order.type.is_conditional and _conditional_phase(s, ai, order, raw, algo, oid, source):
-        return order  # a triggered algo record: what follows comes from the order it placed
+        if r.forced_close:
+            record_forced_close(s, ai, order, r.forced_close)
+    if order.type.is_conditional and _conditional_phase(s, ai, order, r, source):
+        return order  # a triggered conditional record: what follows comes from the order it placed
     if oid and order.id is None:
         order.id = oid
-    filled = num(raw.get("filled"))
+    filled = r.filled or 0.0
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
-        order.filled, order.cost = filled, num(raw.get("cost")) or order.cost
-    new = FROM_CCXT.get(text(raw.get("status")) or "")
+        order.filled, order.cost = filled, r.cost or (filled * r.average if r.average else order.cost)
+    new = r.status
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
         s.sink.record(
@@ -172,8 +176,8 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
             source=source,
         )
         s.notify(OrderUpdated(ai, order))
-    for t in rows(raw.get("trades")):
-        apply_trade(s, {**t, "symbol": ai.symbol, "order": oid, "clientOrderId": order.client_order_id})
+    for f in r.fills:
+        apply_trade(s, replace(f, symbol=ai.symbol, order_id=oid, client_order_id=order.client_order_id))
     if order.id is not None and order.id in s._orphan_trades:
         for t in s._orphan_trades.pop(order.id):
             apply_trade(s, t)
@@ -187,19 +191,18 @@ def _apply_order(s: "Strategy", raw: Json, emulate_now: bool, source: str) -> Or
     return order
 
 
-def _conditional_phase(s: "Strategy", ai: AssetInstance, order: Order, raw: Json, algo: bool, oid: str | None, source: str) -> bool:
-    """A conditional order's trigger: recorded once as ``order_triggered``. True when ``raw`` is an algo record of a
-    triggered order, whose own status ("closed" for TRIGGERED/FINISHED) says nothing about the fill."""
-    venue = s.client.venue
-    phase = venue.trigger_phase(raw)
-    if algo:
+def _conditional_phase(s: "Strategy", ai: AssetInstance, order: Order, r: OrderReport, source: str) -> bool:
+    """A conditional order's trigger: recorded once as ``order_triggered``. True when ``r`` is the conditional
+    record of a triggered order, whose own status (closed once triggered) says nothing about the fill."""
+    oid = r.id
+    if r.conditional:
         if order.id is None and oid:
             order.id = oid
-        if phase != "triggered":
+        if r.trigger_phase is not TriggerPhase.TRIGGERED:
             return False
-        mark_triggered(s, ai, order, source, venue.triggered_order_id(raw))
+        mark_triggered(s, ai, order, source, r.triggered_order_id)
         return True
-    if phase == "triggered" or num(raw.get("filled")) > 0 or ai.is_margin:  # on USD-M a book order is a triggered one
+    if r.trigger_phase is TriggerPhase.TRIGGERED or (r.filled or 0.0) > 0 or ai.is_margin:  # on USD-M a book order is a triggered one
         mark_triggered(s, ai, order, source, oid if ai.is_margin else None)
     return False
 
@@ -236,12 +239,13 @@ def other_strategy(s: "Strategy", cid: str | None) -> str | None:
     return planar_identity(cid)
 
 
-def _admit_foreign(s: "Strategy", ai: AssetInstance, raw: Json, cid: str | None, oid: str | None) -> bool:
+def _admit_foreign(s: "Strategy", ai: AssetInstance, r: OrderReport) -> bool:
     """An order this engine does not know: one of ours from an earlier run (its client id encodes this strategy's
     identity exactly), the exchange's forced close, another Planar strategy's order on the same account (always
     left alone: never adopted, never cancelled, whatever the policy), or one placed by someone else (by hand,
     another program), which ``startup_sync.foreign_orders`` adopts, ignores or cancels (recorded once)."""
-    if s.ids.owns(cid) or s.client.venue.forced_close(raw):
+    cid, oid = r.client_order_id, r.id
+    if s.ids.owns(cid) or r.forced_close:
         return True
     key = cid or f"ext-{oid}"
     if key in s.foreign_orders:
@@ -255,45 +259,38 @@ def _admit_foreign(s: "Strategy", ai: AssetInstance, raw: Json, cid: str | None,
         s.foreign_order_ids.add(oid)
     if other is not None:  # a desk never wants strategy A cancelling (or adopting) strategy B's orders
         s.sink.record(
-            "order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision="other_strategy", status=text(raw.get("status"))
+            "order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision="other_strategy", status=_status_text(r)
         )
         log.debug("order %s on %s belongs to strategy %s, not %s: left alone", key, ai.symbol, other, s.name)
         return False
-    s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision=policy, status=text(raw.get("status")))
+    s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision=policy, status=_status_text(r))
     log.warning("order %s on %s was not placed by %s: %s", key, ai.symbol, s.name, "cancelling it" if policy == "cancel" else "ignored")
-    if policy == "cancel" and raw.get("status") == "open":
-        s.supervisor.spawn(_cancel_foreign(s, ai, raw, key))
+    if policy == "cancel" and r.status is OrderStatus.OPEN:
+        s.supervisor.spawn(_cancel_foreign(s, ai, r, key))
     return False
 
 
-async def _cancel_foreign(s: "Strategy", ai: AssetInstance, raw: Json, key: str) -> None:
+def _status_text(r: OrderReport) -> str | None:
+    return None if r.status is None else r.status.value
+
+
+async def _cancel_foreign(s: "Strategy", ai: AssetInstance, r: OrderReport, key: str) -> None:
     from ..exchange.errors import ExchangeOpError
 
-    venue = s.client.venue
-    params = venue.trigger_params(ai.is_margin, venue.is_algo_record(raw))
+    ref = OrderRef(r.client_order_id or key, r.id, waiting_trigger=r.conditional)
     try:
-        await s.client.call(
-            "cancel_order", lambda: s.client.ex.cancel_order(text(raw.get("id")), ai.symbol, params), s.config.timeouts.order_cancellation
-        )
-        s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=key, order_id=text(raw.get("id")), decision="cancelled")
+        await s.venue.cancel_order(ai.symbol, ref, s.config.timeouts.order_cancellation)
+        s.sink.record("order_foreign", symbol=ai.symbol, client_order_id=key, order_id=r.id, decision="cancelled")
     except ExchangeOpError as err:
         s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=key, reason=f"cancel of a foreign order failed: {err}")
 
 
-def _order_type(raw: Json) -> OrderType:
-    kind = (text(raw.get("type")) or "").lower()
-    if raw.get("triggerPrice") or raw.get("stopPrice") or "stop" in kind or "take_profit" in kind:
-        limit = "market" not in kind and bool(opt_num(raw.get("price")))
-        if "trailing" in kind:
-            return OrderType.TRAILING_STOP
-        if "take_profit" in kind:
-            return OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT_MARKET
-        return OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET
-    if kind == "market":
-        return OrderType.MARKET
-    if raw.get("postOnly"):
-        return OrderType.POST_ONLY
-    return {"IOC": OrderType.IOC, "FOK": OrderType.FOK}.get(text(raw.get("timeInForce")) or "", OrderType.GTC)
+def _order_type(r: OrderReport) -> OrderType:
+    """The type of an order the engine did not place: the venue's word; an exchange-made order of a type the engine
+    never places (a forced close) is a market order (a stop if it has a trigger)."""
+    if r.type is not None:
+        return r.type
+    return OrderType.STOP_MARKET if r.trigger_price else OrderType.MARKET
 
 
 def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
@@ -312,24 +309,25 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
         price,
         order.id,
         order.client_order_id,
-        int(time.time() * 1000),
+        now_ms(s.clock),
         trade_id=f"emu-{order.client_order_id}-{n}-{time.time_ns() % 10**6}",
         emulated=True,
     )
     _record_trade(s, ai, order, trade)
 
 
-def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
-    ai = s.universe.get(text(raw.get("symbol")) or "")
+def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
+    """Attach a fill to its order (by client id, else exchange id); a fill of an order not known yet waits as an
+    orphan under its order id; another strategy's fill, or a foreign order's, is not kept."""
+    ai = s.universe.get(f.symbol)
     if ai is None:
         return None
-    tid = text(raw.get("id"))
+    tid = f.id
     key = f"{ai.symbol}:{tid}"
     if tid is not None and key in s._seen_trade_ids:
         return None
-    info = obj(raw.get("info"))
-    cid = text(raw.get("clientOrderId")) or text(info.get("c"))
-    oid = text(raw.get("order"))
+    cid = f.client_order_id
+    oid = f.order_id
     order = find(ai, cid, oid)
     if order is None:
         if oid is not None and oid in s.foreign_order_ids:
@@ -337,25 +335,24 @@ def apply_trade(s: "Strategy", raw: Json) -> Trade | None:
         if other_strategy(s, cid):  # another strategy's fill: not kept
             return None
         if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
-            s._orphan_trades.setdefault(oid, []).append(raw)
+            s._orphan_trades.setdefault(oid, []).append(f)
         return None
     if tid is not None:
         s._seen_trade_ids.add(key)
     if order.type.is_conditional and not order.triggered:  # a fill proves the trigger (its report may come later)
         mark_triggered(s, ai, order, "trade", oid if ai.is_margin else None)
-    fee = obj(raw.get("fee"))
     trade = Trade(
         ai.symbol,
-        Side(text(raw.get("side")) or order.side.value),
-        num(raw.get("amount")),
-        num(raw.get("price")),
+        f.side or order.side,
+        f.amount,
+        f.price,
         oid or order.id,
         order.client_order_id,
-        integer(raw.get("timestamp")) or int(time.time() * 1000),
-        fee=num(fee.get("cost")),
-        fee_currency=text(fee.get("currency")),
+        f.timestamp or now_ms(s.clock),
+        fee=f.fee.cost if f.fee is not None else 0.0,
+        fee_currency=f.fee.currency if f.fee is not None else None,
         trade_id=tid,
-        realized_pnl=opt_num(info.get("realizedPnl")) if info.get("realizedPnl") else None,
+        realized_pnl=f.realized_pnl,
     )
     replaced: list[str] = []
     for emu in [t for t in order.trades if t.emulated]:

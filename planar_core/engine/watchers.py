@@ -1,6 +1,6 @@
 """Background watchers that keep a strategy's local state fresh.
 
-Each watcher prefers ccxt.pro's ``watch_*`` websocket method and falls back to
+Each watcher prefers the venue's stream (``Venue.watch_*``) and falls back to
 polling at its configured interval: by configuration (``use_websocket=False``)
 or automatically for ``fallback_s`` after the websocket fails, with a poll
 right after each failure so no update is lost in the gap.
@@ -16,14 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..model.json import rows
-from ..model.types import Json
+from ..model.venue import FillReport
 from .margin import sync_funding
 from .supervisor import TaskHealth
 
 if TYPE_CHECKING:
     from ..config import WatcherConfig
     from ..model import AssetInstance
+    from ..model.venue import OrderReport
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.watchers")
@@ -55,7 +55,7 @@ async def ws_or_poll(
     for this long is stalled (Planar's guard): fetch now (``on_stall`` instead of ``poll_step`` when given),
     counted in ``health.stalls``, whatever ``verify_every``.
 
-    A watch that ends *cancelled* failed too: ccxt cancels the pending futures of a client it closes (the engine's
+    A watch that ends *cancelled* failed too: a venue cancels the pending futures of a client it closes (the engine's
     own ``reconnect`` does), and a cancellation taken for the watcher's own would end it for good."""
     ws_blocked_until = 0.0
     next_verify = time.monotonic() + verify_every if verify_every else math.inf
@@ -121,7 +121,7 @@ async def ws_or_poll(
 
 
 class WatchClosed(ConnectionError):
-    """A watch ccxt cancelled because its websocket client was closed."""
+    """A watch the venue cancelled because its websocket was closed."""
 
 
 async def _poll(health: TaskHealth, poll_step: Callable[[], Awaitable[None]], mode: str | None) -> None:
@@ -157,7 +157,7 @@ def _account_stream(
             interval=cfg.interval,
             fallback_s=_fallback(cfg.interval),
             stop_when=lambda: not s.running,
-            on_ws_failure=s.client.check_user_stream,
+            on_ws_failure=s.venue.check_user_stream,
             generation=lambda: s.ws_generation,
             verify_every=cfg.verify_interval,
             stall_after=cfg.stall_after,
@@ -168,38 +168,39 @@ def _account_stream(
 
 
 def apply_cached_balance(s: "Strategy") -> None:
-    """Apply the balance ccxt's client holds from the user stream (its cache keeps applying messages that arrive
+    """Apply the balance the venue holds from the user stream (its cache keeps applying messages that arrive
     while no watch is waiting, and resolves nobody); only what is newer than what is held is taken."""
-    latest = (getattr(s.client.ex, "balance", None) or {}).get("linear" if s.config.margin else "spot")
-    if isinstance(latest, dict) and latest.get("info"):
+    latest = s.venue.cached_balance(s.market_type)
+    if latest is not None:
         s.apply_balance(latest)
 
 
 def apply_cached_positions(s: "Strategy") -> None:
-    """The positions ccxt's client holds from the user stream (as ``apply_cached_balance``: each asset takes only a
+    """The positions the venue holds from the user stream (as ``apply_cached_balance``: each asset takes only a
     report newer than the one it holds, so a cache that outlived a gap in the stream takes nothing back)."""
-    cached = (getattr(s.client.ex, "positions", None) or {}).get("linear")
+    cached = [p for p in s.venue.cached_positions() if p.symbol in s.universe]
     if cached:
-        s.apply_positions([p for p in list(cached) if isinstance(p, dict) and p.get("symbol") in s.universe])
+        s.apply_positions(cached)
 
 
-def cached_trades(s: "Strategy", last: int = 200) -> list[Json]:
-    """The newest trades ccxt's client holds from the user stream (reports no watch may have handed over yet)."""
-    trades = getattr(s.client.ex, "myTrades", None)
-    return [t for t in list(trades)[-last:] if isinstance(t, dict)] if trades else []
+def cached_trades(s: "Strategy", last: int = 200) -> list[FillReport]:
+    """The newest fills the venue holds from the user stream (reports no watch may have handed over yet)."""
+    out: list[FillReport] = []
+    for symbol in s.universe:
+        out += s.venue.cached_fills(symbol)[-last:]
+    return out
 
 
 def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     cfg = s.config.balance_watcher
-    params = {"type": "swap"} if s.config.margin else {}
 
     def apply_latest() -> None:
         if s.running:  # else the strategy stopped (its trace closed) since this was scheduled
             apply_cached_balance(s)
 
     async def ws_step() -> None:
-        s.apply_balance(await s.client.ex.watch_balance(params))
-        # ccxt keeps applying balance messages that arrive before the next watch call but resolves no one:
+        s.apply_balance(await s.venue.watch_balance(s.market_type))
+        # the venue keeps applying balance messages that arrive before the next watch call but resolves no one:
         # read its cache once more shortly after, so an update in that gap is not left for the next event
         asyncio.get_running_loop().call_later(0.05, apply_latest)
 
@@ -218,8 +219,8 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
             apply_cached_positions(s)
 
     async def ws_step() -> None:
-        s.apply_positions(await s.client.ex.watch_positions(symbols))
-        asyncio.get_running_loop().call_later(0.05, apply_latest)  # a burst: the rest stays in ccxt's cache
+        s.apply_positions(await s.venue.watch_positions(symbols))
+        asyncio.get_running_loop().call_later(0.05, apply_latest)  # a burst: the rest stays in the venue's cache
 
     async def poll_step() -> None:
         await s.fetch_positions(cfg.timeout, cfg.retry_count)
@@ -232,12 +233,12 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
     """Orders and trades of one asset; ends after ``order_monitoring.timeout`` without open orders.
 
     The two websocket watches run as tasks that live across steps: one completing never cancels the other (a
-    cancelled watch can lose the update ccxt had already resolved for it), and each result is applied even when
+    cancelled watch can lose the update the venue had already resolved for it), and each result is applied even when
     the other watch failed in the same step."""
     cfg = s.config.order_monitoring
     symbol = ai.symbol
     idle_since: list[float] = [time.monotonic()]
-    watches: dict[str, asyncio.Future[object] | None] = {"orders": None, "trades": None}
+    watches: dict[str, asyncio.Future[list[OrderReport]] | asyncio.Future[list[FillReport]] | None] = {"orders": None, "trades": None}
 
     def idle() -> bool:
         if not s.running:
@@ -262,39 +263,36 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             if exc is not None:
                 errors.append(exc)
                 continue
-            for item in rows(watch.result()):
-                if name == "trades":
+            for item in watch.result():
+                if isinstance(item, FillReport):
                     s.apply_trade(item)
                 else:
                     s.apply_order(item, source="websocket")
 
     def drain_cache() -> None:
-        """ccxt keeps applying user-stream messages that arrive between two watch calls to its caches but resolves
-        nobody: a burst of fills (one price move filling several resting orders) is reported one order at a time,
+        """The venue keeps applying user-stream messages that arrive between two watch calls to its caches but
+        resolves nobody: a burst of fills (one price move filling several resting orders) is reported one order at a time,
         the rest only with the next message, which may never come. Read the caches shortly after each event."""
         with s.group():
             _drain_cache()
 
     def _drain_cache() -> None:
-        ex = s.client.ex
-        cached = getattr(getattr(ex, "orders", None), "hashmap", {}).get(symbol) or {}
+        cached = s.venue.cached_orders(symbol)
         if cached:
-            by_cid = {o.get("clientOrderId"): o for o in cached.values()} if any(o.id is None for o in ai.open_orders()) else {}
+            by_id = {r.id: r for r in cached if r.id is not None}
+            by_cid = {r.client_order_id: r for r in cached if r.client_order_id is not None}
             for order in ai.open_orders():
-                raw = cached.get(order.id) if order.id is not None else by_cid.get(order.client_order_id)
-                if raw is not None:
-                    s.apply_order(raw, source="websocket")
-        trades = getattr(ex, "myTrades", None)
-        if trades:
-            for raw in list(trades)[-100:]:
-                if raw.get("symbol") == symbol:
-                    s.apply_trade(raw)
+                report = by_id.get(order.id) if order.id is not None else by_cid.get(order.client_order_id)
+                if report is not None:
+                    s.apply_order(report, source="websocket")
+        for fill in s.venue.cached_fills(symbol)[-100:]:
+            s.apply_trade(fill)
 
     async def ws_step() -> None:
         if watches["orders"] is None:
-            watches["orders"] = asyncio.ensure_future(s.client.ex.watch_orders(symbol))
+            watches["orders"] = asyncio.ensure_future(s.venue.watch_orders(symbol))
         if watches["trades"] is None:
-            watches["trades"] = asyncio.ensure_future(s.client.ex.watch_my_trades(symbol))
+            watches["trades"] = asyncio.ensure_future(s.venue.watch_fills(symbol))
         await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
         errors: list[BaseException] = []
         take_done(errors)
@@ -317,7 +315,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
                 interval=cfg.interval,
                 fallback_s=_fallback(cfg.interval),
                 stop_when=idle,
-                on_ws_failure=s.client.check_user_stream,
+                on_ws_failure=s.venue.check_user_stream,
                 generation=lambda: s.ws_generation,
                 verify_every=cfg.verify_interval,
             )
@@ -336,18 +334,11 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
     cfg = s.config.ohlcv_watcher
 
     async def ws_step() -> None:
-        candles = await s.client.ex.watch_ohlcv(ai.symbol, timeframe)
-        s.apply_ohlcv(ai, timeframe, candles, s.client.closed_through(ai.symbol, timeframe))
+        candles = await s.venue.watch_ohlcv(ai.symbol, timeframe)
+        s.apply_ohlcv(ai, timeframe, candles, s.venue.closed_through(ai.symbol, timeframe))
 
     async def poll_step() -> None:
-        candles = await s.client.call(
-            "fetch_ohlcv",
-            lambda: s.client.ex.fetch_ohlcv(ai.symbol, timeframe, limit=100),
-            cfg.timeout,
-            retries=cfg.retry_count,
-            validate=lambda x: isinstance(x, list),
-        )
-        s.apply_ohlcv(ai, timeframe, candles)
+        s.apply_ohlcv(ai, timeframe, await s.venue.ohlcv(ai.symbol, timeframe, 100, cfg.timeout))
 
     async def body(health: TaskHealth) -> None:
         await poll_step()  # history first, then live updates
@@ -373,18 +364,8 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
     async def body(health: TaskHealth) -> None:
         while s.running:
             try:
-                tickers = await s.client.call(
-                    "fetch_tickers",
-                    lambda: s.client.ex.fetch_tickers(symbols),
-                    cfg.timeout,
-                    retries=cfg.retry_count,
-                    validate=lambda x: isinstance(x, dict),
-                )
-                fresh = {
-                    sym: float(t["last"])
-                    for sym, t in tickers.items()
-                    if sym in symbols and isinstance(t, dict) and isinstance(t.get("last"), (int, float)) and t["last"] > 0
-                }
+                tickers = await s.venue.tickers(symbols, cfg.timeout)
+                fresh = {sym: t.last for sym, t in tickers.items() if sym in symbols and t.last is not None and t.last > 0}
                 if fresh != {k: s.conversion_prices.get(k) for k in fresh}:
                     s.conversion_prices.update(fresh)
                     s._notify_balance()

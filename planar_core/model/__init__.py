@@ -1,6 +1,8 @@
 """Orders, trades, positions, balances and the per-asset state of a strategy."""
 
 from .candles import Candle, Candles
+from .refusals import InvalidOrderCall, Refusal, RefusalReason
+from .requests import OrderCall
 from .status import OrderStatus, legal
 from .types import (
     PENDING,
@@ -27,15 +29,19 @@ __all__ = [
     "Balance",
     "Candle",
     "Candles",
+    "InvalidOrderCall",
     "Json",
     "Order",
     "OrderAnswer",
+    "OrderCall",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
     "Pending",
     "Position",
     "PositionSide",
+    "Refusal",
+    "RefusalReason",
     "Side",
     "Trade",
     "Unknown",

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .candles import Candles
 from .status import OrderStatus
+
+if TYPE_CHECKING:
+    from .refusals import Refusal
+    from .venue import ConditionalKind
 
 Json = dict[str, object]
 """A JSON-shaped mapping read field by field: an event's fields, a raw ccxt structure (order, trade, balance,
@@ -43,20 +48,17 @@ class OrderType(str, Enum):
         return self in _CONDITIONAL
 
     @property
-    def trigger(self) -> str | None:
-        """ "stop", "take", "trailing" or None."""
-        return _TRIGGER.get(self)
+    def trigger(self) -> ConditionalKind | None:
+        """What a conditional type waits for (``model.venue.conditional_kind``), None for the others."""
+        from .venue import conditional_kind
+
+        return conditional_kind(self)
 
 
 _LIMITS = frozenset({OrderType.GTC, OrderType.IOC, OrderType.FOK, OrderType.POST_ONLY, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
-_TRIGGER = {
-    OrderType.STOP_MARKET: "stop",
-    OrderType.STOP_LIMIT: "stop",
-    OrderType.TAKE_PROFIT_MARKET: "take",
-    OrderType.TAKE_PROFIT_LIMIT: "take",
-    OrderType.TRAILING_STOP: "trailing",
-}
-_CONDITIONAL = frozenset(_TRIGGER)
+_CONDITIONAL = frozenset(
+    {OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT, OrderType.TRAILING_STOP}
+)
 
 
 class PositionSide(str, Enum):
@@ -173,6 +175,7 @@ class Order:
     verdict: str | None = None
     resent_as: str | None = None  # order_monitoring.resend_absent: the client id it was re-sent under
     resend_of: str | None = None  # the client id of the proven-absent order this one re-sends
+    refusal: "Refusal | None" = None  # booked, then refused (by the exchange, or not journaled): why, typed
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)

@@ -3,7 +3,7 @@ account cancelled (whoever placed it) and verified, positions optionally closed,
 strategy had open.
 
 A strategy's e-stop (``risk.estop``) cancels that strategy's orders only. This is the one path that uses the
-account-wide cancel (``ExchangeClient.cancel_every_order``: Binance's DELETE openOrders / allOpenOrders /
+account-wide cancel (``Venue.cancel_every_order``: Binance's DELETE openOrders / allOpenOrders /
 algoOpenOrders), on every symbol where the account lists open orders, spot and USD-M futures (the conditional
 orders waiting in the Algo Service too), until a listing of the whole account comes back empty or the budget ends.
 
@@ -21,20 +21,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
-from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, identity_of, intent_journal, planar_identity
 from ..exchange.errors import AuthError, ExchangeOpError
 from ..model.json import num, obj, text
 from ..model.sink import EventSink, MemorySink
-from ..model.types import Json
+from ..model.types import Json, OrderType, PositionSide, Side
+from ..model.venue import MarketType, OrderReport, PlaceOrder, Venue
 from ..state import StateStore
 from ..storage import is_remote
-from .estop import not_clean_parts, pause
+from .estop import outcome_dict, pause
+from .outcome import Entry, SymbolOutcome, Table, not_clean_parts, position_key
 
 log = logging.getLogger("planar.risk.account_estop")
 FOREIGN = "foreign/manual"
 BOOKS = {"spot": "spot", "swap": "futures"}
+POSITIONS_OF = {"spot": "balances", "futures": "positions"}  # how each book's holdings are read
 
 
 @dataclass(frozen=True)
@@ -73,19 +76,92 @@ class OpenOrder:
 
 
 @dataclass
+class BookOutcome:
+    """One section of the account (spot, futures): why its open orders, or its holdings (futures positions, spot
+    balances), could not be confirmed (None: the last reading answered)."""
+
+    orders_unverified: str | None = None
+    holdings_unverified: str | None = None
+
+
+@dataclass
 class AccountEStopReport:
+    """An account e-stop's outcome: per symbol (``symbols``) its orders and positions, per book what could not be
+    read (risk/outcome.py); the tables and the summary are rendered from it."""
+
     account: str
     reason: str
     strategies: list[str] = field(default_factory=list)  # halted
     found: list[OpenOrder] = field(default_factory=list)  # every open order seen (first sighting)
-    cancelled: int = 0  # orders seen open and confirmed no longer open by a later listing
-    remaining_open: dict[str, int] = field(default_factory=dict)  # symbol -> orders the exchange still lists open
-    closed: dict[str, float] = field(default_factory=dict)  # symbol -> amount sent to close
-    remaining_positions: dict[str, float] = field(default_factory=dict)  # symbol -> size the exchange still reports
-    unverified: dict[str, str] = field(default_factory=dict)  # what could not be confirmed -> why
+    symbols: dict[str, SymbolOutcome] = field(default_factory=dict)
+    books: dict[str, BookOutcome] = field(default_factory=dict)  # spot, futures
+    unreachable: str | None = None  # the exchange could not be reached at all
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cancelled_runs: list[str] = field(default_factory=list)  # filled in by the orchestrator
+
+    def of(self, symbol: str) -> SymbolOutcome:
+        return self.symbols.setdefault(symbol, SymbolOutcome())
+
+    def book(self, name: str) -> BookOutcome:
+        return self.books.setdefault(name, BookOutcome())
+
+    @property
+    def cancelled(self) -> int:
+        """Orders seen open and confirmed no longer open by a later listing."""
+        return sum(o.orders.cancelled for o in self.symbols.values())
+
+    @property
+    def closed(self) -> dict[str, float]:
+        """Position -> amount sent to close."""
+        return {position_key(sym, side): p.closed for sym, o in self.symbols.items() for side, p in o.positions.items() if p.closed}
+
+    @property
+    def remaining_open(self) -> Table[int]:
+        """Symbol -> orders the exchange still lists open."""
+
+        def entries() -> list[Entry[int]]:
+            return [
+                (sym, o.orders.still_open, partial(setattr, o.orders, "still_open", 0))
+                for sym, o in self.symbols.items()
+                if o.orders.still_open
+            ]
+
+        return Table(entries)
+
+    @property
+    def remaining_positions(self) -> Table[float]:
+        """Position -> the size the exchange still reports."""
+
+        def entries() -> list[Entry[float]]:
+            return [
+                (position_key(sym, side), p.still_open, partial(setattr, p, "still_open", 0.0))
+                for sym, o in self.symbols.items()
+                for side, p in o.positions.items()
+                if p.still_open
+            ]
+
+        return Table(entries)
+
+    def _unverified(self) -> list[tuple[str | None, Entry[str]]]:
+        """(book, (key, why, clear)) of what could not be confirmed; the book is None for the whole account."""
+        out: list[tuple[str | None, Entry[str]]] = []
+        if self.unreachable is not None:
+            out.append((None, ("everything", self.unreachable, partial(setattr, self, "unreachable", None))))
+        for name, b in self.books.items():
+            if b.orders_unverified is not None:
+                out.append((name, (f"{name}: open orders", b.orders_unverified, partial(setattr, b, "orders_unverified", None))))
+        for name, b in self.books.items():
+            if b.holdings_unverified is not None:
+                key = f"{name}: {POSITIONS_OF.get(name, 'positions')}"
+                out.append((name, (key, b.holdings_unverified, partial(setattr, b, "holdings_unverified", None))))
+        return out
+
+    @property
+    def unverified(self) -> Table[str]:
+        """What could not be confirmed -> why: ``<book>: open orders``, ``futures: positions``, ``spot: balances``,
+        ``everything``."""
+        return Table(lambda: [entry for _, entry in self._unverified()])
 
     @property
     def clean(self) -> bool:
@@ -111,7 +187,7 @@ class AccountEStopReport:
             head += f"; closed {self.closed}"
         if self.clean:
             return f"CLEAN: {head}"
-        parts = not_clean_parts(self.remaining_open, self.remaining_positions, self.unverified)
+        parts = not_clean_parts(dict(self.remaining_open), dict(self.remaining_positions), dict(self.unverified))
         return f"NOT CLEAN after {self.seconds:.1f}s: {head}; " + "; ".join(parts)
 
     def table(self) -> str:
@@ -124,10 +200,26 @@ class AccountEStopReport:
         return "\n".join(rows)
 
     def as_dict(self) -> Json:
-        d = asdict(self)
-        d["clean"] = self.clean
-        d["by_owner"] = {k: len(v) for k, v in self.by_owner().items()}
-        return d
+        """The report as the trace and the flows keep it: the rendered tables, and the structure under ``symbols``
+        and ``books``."""
+        return {
+            "account": self.account,
+            "reason": self.reason,
+            "strategies": list(self.strategies),
+            "found": [asdict(o) for o in self.found],
+            "cancelled": self.cancelled,
+            "remaining_open": dict(self.remaining_open),
+            "closed": self.closed,
+            "remaining_positions": dict(self.remaining_positions),
+            "unverified": dict(self.unverified),
+            "errors": list(self.errors),
+            "seconds": self.seconds,
+            "cancelled_runs": list(self.cancelled_runs),
+            "clean": self.clean,
+            "by_owner": {k: len(v) for k, v in self.by_owner().items()},
+            "symbols": {sym: outcome_dict(o) for sym, o in self.symbols.items()},
+            "books": {name: asdict(b) for name, b in self.books.items()},
+        }
 
 
 def owner_of(client_order_id: str | None, members: list[Member]) -> str:
@@ -136,18 +228,18 @@ def owner_of(client_order_id: str | None, members: list[Member]) -> str:
     return next((m.name for m in members if identity is not None and m.identity == identity), FOREIGN)
 
 
-def _row(raw: Json, market_type: str, members: list[Member], algo: bool) -> OpenOrder:
-    cid = text(raw.get("clientOrderId")) or ""
+def _row(report: OrderReport, market_type: str, members: list[Member]) -> OpenOrder:
+    cid = report.client_order_id or ""
     return OpenOrder(
         owner_of(cid, members),
-        text(raw.get("symbol")) or "?",
-        BOOKS.get(market_type, market_type) + (" algo" if algo else ""),
+        report.symbol or "?",
+        BOOKS.get(market_type, market_type) + (" algo" if report.conditional else ""),
         cid,
-        text(raw.get("id")) or "",
-        text(raw.get("side")) or "",
-        text(raw.get("type")) or "",
-        num(raw.get("amount")),
-        num(raw.get("price")) or num(raw.get("triggerPrice")) or None,
+        report.id or "",
+        report.side.value if report.side is not None else "",
+        report.type.value if report.type is not None else "",
+        report.amount or 0.0,
+        report.price or report.trigger_price or None,
     )
 
 
@@ -163,84 +255,91 @@ def halt_members(members: list[Member], reason: str, report: AccountEStopReport,
 
 
 async def _list(
-    client: ExchangeClient, market_types: tuple[str, ...], remaining: float, report: AccountEStopReport
-) -> dict[str, list[Json]]:
+    venue: Venue, market_types: tuple[MarketType, ...], remaining: float, report: AccountEStopReport
+) -> dict[MarketType, list[OrderReport]]:
     """The account's open orders per market type, without the market types that could not be listed (unverified).
     A market type the key may not use (an authentication refusal) has no order this key could have placed: skipped,
     said in the errors."""
-    out: dict[str, list[Json]] = {}
+    out: dict[MarketType, list[OrderReport]] = {}
     for mt in market_types:
-        key = f"{BOOKS.get(mt, mt)}: open orders"
+        name = BOOKS.get(mt, mt)
+        book = report.book(name)
         try:
-            out[mt] = await client.account_open_orders(mt, max(0.1, remaining), retries=0)
-            report.unverified.pop(key, None)
+            out[mt] = await venue.account_open_orders(mt, timeout=max(0.1, remaining), retries=0)
+            book.orders_unverified = None
         except AuthError as err:
-            report.unverified.pop(key, None)
-            if not any(e.startswith(f"{BOOKS.get(mt, mt)}: not accessible") for e in report.errors):
-                report.errors.append(f"{BOOKS.get(mt, mt)}: not accessible with this API key ({err}): skipped"[:300])
+            book.orders_unverified = None
+            if not any(e.startswith(f"{name}: not accessible") for e in report.errors):
+                report.errors.append(f"{name}: not accessible with this API key ({err}): skipped"[:300])
         except ExchangeOpError as err:
-            report.unverified[key] = f"could not list: {type(err).__name__}: {err}"[:300]
-            report.errors.append(f"{key}: {err}"[:300])
+            book.orders_unverified = f"could not list: {type(err).__name__}: {err}"[:300]
+            report.errors.append(f"{name}: open orders: {err}"[:300])
     return out
 
 
 async def cancel_account_orders(
-    client: ExchangeClient,
+    venue: Venue,
     members: list[Member],
     deadline: float,
     report: AccountEStopReport,
-    market_types: tuple[str, ...] = ("spot", "swap"),
+    market_types: tuple[MarketType, ...] = ("spot", "swap"),
 ) -> None:
     """List the account's open orders, cancel every symbol that has any with the account-wide cancel, list again,
     until a listing of every market type is empty or ``deadline`` (loop time) passes."""
     loop = asyncio.get_running_loop()
     seen: dict[str, OpenOrder] = {o.key: o for o in report.found}
     for mt in market_types:
-        report.unverified.setdefault(f"{BOOKS.get(mt, mt)}: open orders", "not listed yet")
+        book = report.book(BOOKS.get(mt, mt))
+        if book.orders_unverified is None:
+            book.orders_unverified = "not listed yet"
     attempt = 0
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
-        listed = await _list(client, market_types, remaining, report)
-        rows = [(mt, raw) for mt, raws in listed.items() for raw in raws]
+        listed = await _list(venue, market_types, remaining, report)
+        rows = [(mt, r) for mt, reports in listed.items() for r in reports]
         open_ids = set()
-        for mt, raw in rows:
-            row = _row(raw, mt, members, client.venue.is_algo_record(raw))
+        for mt, r in rows:
+            row = _row(r, mt, members)
             open_ids.add(row.key)
             if row.key not in seen:
                 seen[row.key] = row
                 report.found.append(row)
         if not report.unverified:  # a complete listing: what was seen open and is no longer listed is gone
-            report.cancelled = len(set(seen) - open_ids)
-        report.remaining_open = {}
-        for _, raw in rows:
-            sym = text(raw.get("symbol")) or "?"
-            report.remaining_open[sym] = report.remaining_open.get(sym, 0) + 1
+            for o in report.symbols.values():
+                o.orders.cancelled = 0
+            for key, row in seen.items():
+                if key not in open_ids:
+                    report.of(row.symbol).orders.cancelled += 1
+        for o in report.symbols.values():
+            o.orders.still_open = 0
+        for _, r in rows:
+            report.of(r.symbol or "?").orders.still_open += 1
         if not rows and not report.unverified:
             return
-        symbols = sorted({text(raw.get("symbol")) or "" for _, raw in rows} - {""})
+        symbols = sorted({r.symbol for _, r in rows} - {""})
         results = await asyncio.gather(
-            *(client.cancel_every_order(sym, max(0.1, deadline - loop.time()), retries=0) for sym in symbols), return_exceptions=True
+            *(venue.cancel_every_order(sym, timeout=max(0.1, deadline - loop.time()), retries=0) for sym in symbols), return_exceptions=True
         )
         report.errors.extend(f"{sym}: cancel all: {r}"[:300] for sym, r in zip(symbols, results) if isinstance(r, BaseException))
         await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))  # then list again
         attempt += 1
 
 
-def _negligible(client: ExchangeClient, symbol: str, qty: float, price: float | None) -> bool:
+def _negligible(venue: Venue, symbol: str, qty: float, price: float | None) -> bool:
     """Nothing to close: zero, or below what the market lets anyone trade (dust)."""
     if qty <= 0:
         return True
     try:
-        rounded = float(client.ex.amount_to_precision(symbol, qty))
+        rounded = venue.amount_to_precision(symbol, qty)
     except Exception:  # rounds to zero at the market's precision
         return True
-    limits = obj(client.markets.get(symbol, {}).get("limits"))
-    if rounded < num(obj(limits.get("amount")).get("min")):
+    market = venue.markets.get(symbol, {})
+    limits = obj(market.get("limits"))
+    if rounded <= 0 or rounded < num(obj(limits.get("amount")).get("min")):
         return True
-    contract = bool(client.markets.get(symbol, {}).get("contract"))
-    return not contract and bool(price) and rounded * (price or 0.0) < num(obj(limits.get("cost")).get("min"))
+    return not market.get("contract") and bool(price) and rounded * (price or 0.0) < num(obj(limits.get("cost")).get("min"))
 
 
 class Closer:
@@ -248,31 +347,38 @@ class Closer:
     with client ids of their own identity (``account-estop``; ``foreign/manual`` in a later report), under
     ``<store_root>/accounts/<account>``."""
 
-    def __init__(self, client: ExchangeClient, account_dir: str) -> None:
+    def __init__(self, venue: Venue, account_dir: str) -> None:
         from pathlib import Path
 
-        self.client = client
+        self.venue = venue
         self.ids = ClientOrderIds(account_dir, "account-estop")
         self.journal = intent_journal(Path(account_dir if not is_remote(account_dir) else "."), account_dir)
 
-    async def send(self, symbol: str, side: str, amount: float, params: Json, timeout: float) -> bool:
+    async def send(self, symbol: str, side: Side, amount: float, position_side: PositionSide, reduce_only: bool, timeout: float) -> bool:
+        """One closing market order: hedge mode names the position side (reduce-only is not sent there), one-way
+        mode sends reduce-only (spot: neither)."""
         cid = self.ids.next()
-        qty = float(self.client.ex.amount_to_precision(symbol, amount))
-        self.journal.intent(cid, symbol=symbol, side=side, type="market", amount=qty, **{k: v for k, v in params.items() if k != "type"})
+        qty = self.venue.amount_to_precision(symbol, amount)
+        self.journal.intent(
+            cid, symbol=symbol, side=side.value, type="market", amount=qty, reduce_only=reduce_only, position_side=position_side.value
+        )
+        order = PlaceOrder(
+            symbol=symbol,
+            type=OrderType.MARKET,
+            side=side,
+            amount=qty,
+            client_order_id=cid,
+            reduce_only=reduce_only,
+            position_side=position_side,
+        )
         try:
-            raw = await self.client.call(
-                "create_order",
-                lambda: self.client.ex.create_order(symbol, "market", side, qty, None, {**params, "clientOrderId": cid}),
-                timeout,
-                idempotent=False,
-                retries=0,
-            )
+            ack = await self.venue.create_order(order, timeout=timeout)
         except ExchangeOpError as err:  # refused, or outcome unknown (no outcome journaled): the next reading says
             if not err.transient:
                 self.journal.outcome(cid, "rejected", None, str(err)[:200])
             log.warning("account e-stop: closing order on %s not confirmed: %s", symbol, err)
             return False
-        self.journal.outcome(cid, "accepted", text(obj(raw).get("id")))
+        self.journal.outcome(cid, "accepted", ack.id)
         return True
 
     def close(self) -> None:
@@ -280,7 +386,7 @@ class Closer:
 
 
 async def close_positions(
-    client: ExchangeClient, closer: Closer, spot_symbols: list[str], deadline: float, report: AccountEStopReport, futures: bool = True
+    venue: Venue, closer: Closer, spot_symbols: list[str], deadline: float, report: AccountEStopReport, futures: bool = True
 ) -> None:
     """Flatten the account: every USD-M position with a reduce-only market order (hedge mode: on its side), and
     the free base balance of each of ``spot_symbols`` (the members' spot universes) sold; then read again until the
@@ -293,57 +399,55 @@ async def close_positions(
             return
         pending = 0
         if futures:
+            book = report.book("futures")
             try:
-                positions = await client.call(
-                    "fetch_positions",
-                    lambda: client.ex.fetch_positions(),
-                    max(0.1, remaining),
-                    retries=0,
-                    validate=lambda x: isinstance(x, list),
-                )
-                report.unverified.pop("futures: positions", None)
+                positions = await venue.positions(None, timeout=max(0.1, remaining), retries=0)
+                book.holdings_unverified = None
             except AuthError:
                 positions = []
-                report.unverified.pop("futures: positions", None)
+                book.holdings_unverified = None
             except ExchangeOpError as err:
                 positions = []
-                report.unverified["futures: positions"] = f"position sizes unknown: {type(err).__name__}: {err}"[:300]
+                book.holdings_unverified = f"position sizes unknown: {type(err).__name__}: {err}"[:300]
                 pending += 1
-            sizes: dict[str, float] = {}
+            sizes: set[tuple[str, PositionSide]] = set()
             for p in positions:
-                sym, size = text(p.get("symbol")) or "", num(p.get("contracts"))
-                key = sym + (f"#{p.get('side')}" if client.venue.closing_params(p).get("positionSide") else "")
-                if _negligible(client, sym, size, None):
-                    report.remaining_positions.pop(key, None)
+                side = p.side if p.hedged else PositionSide.BOTH
+                held = report.of(p.symbol).position(side)
+                if _negligible(venue, p.symbol, p.contracts, None):
+                    held.still_open = 0.0
                     continue
-                sizes[key] = size
-                report.remaining_positions[key] = size * (-1 if p.get("side") == "short" else 1)
-                side = "sell" if p.get("side") == "long" else "buy"
-                if await closer.send(sym, side, size, client.venue.closing_params(p), max(0.1, deadline - loop.time())):
-                    report.closed[key] = report.closed.get(key, 0.0) + size
+                sizes.add((p.symbol, side))
+                held.still_open = p.contracts * (-1 if p.side is PositionSide.SHORT else 1)
+                close_side = Side.SELL if p.side is PositionSide.LONG else Side.BUY
+                if await closer.send(p.symbol, close_side, p.contracts, side, not p.hedged, max(0.1, deadline - loop.time())):
+                    held.closed += p.contracts
                 pending += 1
-            for key in [k for k in report.remaining_positions if ":" in k.split("#")[0] and k not in sizes]:
-                report.remaining_positions.pop(key)
+            for sym, o in report.symbols.items():  # a futures position no longer listed is flat
+                for side, held in o.positions.items():
+                    if ":" in sym and (sym, side) not in sizes:
+                        held.still_open = 0.0
         if spot_symbols:
+            book = report.book("spot")
             try:
-                bal = await client.call(
-                    "fetch_balance", lambda: client.ex.fetch_balance({"type": "spot"}), max(0.1, deadline - loop.time()), retries=0
-                )
-                report.unverified.pop("spot: balances", None)
+                balances = await venue.balances("spot", timeout=max(0.1, deadline - loop.time()), retries=0)
+                book.holdings_unverified = None
             except ExchangeOpError as err:
-                report.unverified["spot: balances"] = f"balances unknown: {type(err).__name__}: {err}"[:300]
-                bal = None
+                book.holdings_unverified = f"balances unknown: {type(err).__name__}: {err}"[:300]
+                balances = None
                 pending += 1
-            for sym in spot_symbols if bal is not None else []:
-                base = text(client.markets.get(sym, {}).get("base")) or sym.split("/")[0]
-                free = num(obj(bal.get(base)).get("free")) if isinstance(bal, dict) else 0.0
-                price = await _last_price(client, sym, deadline)
-                if _negligible(client, sym, free, price):
-                    report.remaining_positions.pop(sym, None)
+            for sym in spot_symbols if balances is not None else []:
+                base = text(venue.markets.get(sym, {}).get("base")) or sym.split("/")[0]
+                asset = balances.assets.get(base) if balances is not None else None
+                free = asset.free if asset is not None else 0.0
+                price = await _last_price(venue, sym, deadline)
+                held = report.of(sym).position()
+                if _negligible(venue, sym, free, price):
+                    held.still_open = 0.0
                     continue
-                report.remaining_positions[sym] = free
-                if await closer.send(sym, "sell", free, {}, max(0.1, deadline - loop.time())):
-                    report.closed[sym] = report.closed.get(sym, 0.0) + free
+                held.still_open = free
+                if await closer.send(sym, Side.SELL, free, PositionSide.BOTH, False, max(0.1, deadline - loop.time())):
+                    held.closed += free
                 pending += 1
         if not pending:
             return
@@ -351,19 +455,16 @@ async def close_positions(
         attempt += 1
 
 
-async def _last_price(client: ExchangeClient, symbol: str, deadline: float) -> float | None:
+async def _last_price(venue: Venue, symbol: str, deadline: float) -> float | None:
     try:
-        tk = await client.call(
-            "fetch_ticker", lambda: client.ex.fetch_ticker(symbol), max(0.1, deadline - asyncio.get_running_loop().time()), retries=0
-        )
+        tk = await venue.ticker(symbol, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
     except ExchangeOpError:
         return None
-    last = obj(tk).get("last")
-    return float(last) if isinstance(last, (int, float)) and last > 0 else None
+    return tk.last if tk.last is not None and tk.last > 0 else None
 
 
 async def account_emergency_stop(
-    client: ExchangeClient,
+    venue: Venue,
     account: str,
     members: list[Member],
     reason: str = "Manual trigger",
@@ -383,17 +484,17 @@ async def account_emergency_stop(
     report = AccountEStopReport(account, reason)
     log.error("ACCOUNT EMERGENCY STOP TRIGGERED on %s: %s", account, reason)
     halt_members(members, reason, report, sink)
-    await cancel_account_orders(client, members, deadline, report)
+    await cancel_account_orders(venue, members, deadline, report)
     if close:
         if account_dir is None:
             raise ValueError("account_dir: required to close positions (the closing orders' ids and journal live there)")
-        closer = Closer(client, account_dir)
+        closer = Closer(venue, account_dir)
         try:
             spot = sorted({sym for m in members if m.margin is False for sym in m.universe})
-            await close_positions(client, closer, spot, deadline, report)
+            await close_positions(venue, closer, spot, deadline, report)
         finally:
             closer.close()
-        await cancel_account_orders(client, members, max(deadline, loop.time() + 2.0), report)
+        await cancel_account_orders(venue, members, max(deadline, loop.time() + 2.0), report)
     report.seconds = time.perf_counter() - started
     for m in members:  # what re-arm must see settled first
         StateStore(m.shared_root).update(estop_unverified=_outstanding(report, m))
@@ -408,11 +509,10 @@ async def account_emergency_stop(
 
 def _outstanding(report: AccountEStopReport, m: Member) -> dict[str, str]:
     """The member's part of what the stop could not confirm, keyed by symbol as the strategy e-stop keys it (re-arm
-    lists those symbols again): its symbols still listing open orders, and, when a whole market could not be
-    listed, each of its symbols of that market."""
+    lists those symbols again): its symbols still listing open orders, and, when a whole book could not be read,
+    each of its symbols of that book."""
     out = {f"{sym}: still open": f"{n} order(s)" for sym, n in report.remaining_open.items() if sym in m.universe}
-    for key, why in report.unverified.items():
-        book = key.split(":", 1)[0]
+    for book, (key, why, _) in report._unverified():
         for sym in m.universe:
             if (book == "futures") == bool(m.margin):
                 out[f"{sym}: {key}"] = why

@@ -20,32 +20,109 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
-from ..exchange.client import CancelTarget
 from ..exchange.errors import ExchangeOpError
+from ..model.cancels import as_cancelled
 from ..model.json import num, obj
-from ..model.types import Json
+from ..model.types import Json, PositionSide
+from ..model.venue import OrderRef, OrderReport
+from .outcome import Entry, SymbolOutcome, Table, not_clean_parts, position_key
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
     from ..model import AssetInstance
 
 log = logging.getLogger("planar.risk.estop")
+__all__ = ["EStopReport", "emergency_stop", "not_clean_parts", "pause", "settle_symbol"]
 
 
 @dataclass
 class EStopReport:
+    """A strategy e-stop's outcome: per symbol (``symbols``), its orders and its position (risk/outcome.py); the
+    tables and the summary are rendered from it."""
+
     reason: str
-    cancelled: int = 0  # orders seen open and confirmed no longer open
-    closed: dict[str, float] = field(default_factory=dict)  # symbol -> amount sent to close
-    remaining_open: dict[str, int] = field(default_factory=dict)  # symbol -> orders the exchange still lists open
-    remaining_positions: dict[str, float] = field(default_factory=dict)  # symbol -> size the exchange still reports
-    unverified: dict[str, str] = field(default_factory=dict)  # "symbol: what" -> why it could not be confirmed
-    left_alone: dict[str, int] = field(default_factory=dict)  # symbol -> open orders on the account that are not ours
+    symbols: dict[str, SymbolOutcome] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cancelled_later: int = 0  # orders confirmed cancelled afterwards by the per-symbol settle tasks (flows)
+
+    @classmethod
+    def unreachable(cls, reason: str, symbols: list[str], why: str, seconds: float = 0.0) -> EStopReport:
+        """The exchange could not be reached at all: every symbol unverified, for ``why``."""
+        return cls(reason, {sym: SymbolOutcome(unreachable=why) for sym in symbols}, seconds=seconds)
+
+    def of(self, symbol: str) -> SymbolOutcome:
+        return self.symbols.setdefault(symbol, SymbolOutcome())
+
+    @property
+    def cancelled(self) -> int:
+        """Orders seen open and confirmed no longer open."""
+        return sum(o.orders.cancelled for o in self.symbols.values()) + self.cancelled_later
+
+    @cancelled.setter
+    def cancelled(self, value: int) -> None:
+        self.cancelled_later += value - self.cancelled
+
+    @property
+    def closed(self) -> dict[str, float]:
+        """Position -> amount sent to close."""
+        return {position_key(sym, side): p.closed for sym, o in self.symbols.items() for side, p in o.positions.items() if p.closed}
+
+    @property
+    def left_alone(self) -> dict[str, int]:
+        """Symbol -> open orders on the account that are not ours."""
+        return {sym: o.orders.left_alone for sym, o in self.symbols.items() if o.orders.left_alone}
+
+    @property
+    def remaining_open(self) -> Table[int]:
+        """Symbol -> orders the exchange still lists open."""
+
+        def entries() -> list[Entry[int]]:
+            return [
+                (sym, o.orders.still_open, partial(setattr, o.orders, "still_open", 0))
+                for sym, o in self.symbols.items()
+                if o.orders.still_open
+            ]
+
+        return Table(entries)
+
+    @property
+    def remaining_positions(self) -> Table[float]:
+        """Position -> the size the exchange still reports."""
+
+        def entries() -> list[Entry[float]]:
+            return [
+                (position_key(sym, side), p.still_open, partial(setattr, p, "still_open", 0.0))
+                for sym, o in self.symbols.items()
+                for side, p in o.positions.items()
+                if p.still_open
+            ]
+
+        return Table(entries)
+
+    @property
+    def unverified(self) -> Table[str]:
+        """What could not be confirmed -> why: ``<symbol>: everything`` (the exchange unreachable), ``<symbol>: open
+        orders`` (not listed), ``<symbol>: position`` (not read)."""
+
+        def entries() -> list[Entry[str]]:
+            out: list[Entry[str]] = []
+            for sym, o in self.symbols.items():
+                if o.unreachable is not None:
+                    out.append((f"{sym}: everything", o.unreachable, partial(setattr, o, "unreachable", None)))
+            for sym, o in self.symbols.items():
+                if o.orders.unverified is not None:
+                    out.append((f"{sym}: open orders", o.orders.unverified, partial(setattr, o.orders, "unverified", None)))
+            for sym, o in self.symbols.items():
+                if o.position_unverified is not None:
+                    out.append((f"{sym}: position", o.position_unverified, partial(setattr, o, "position_unverified", None)))
+            return out
+
+        return Table(entries)
 
     @property
     def clean(self) -> bool:
@@ -56,7 +133,7 @@ class EStopReport:
         others = f"; other strategies' / foreign orders left open {self.left_alone}" if self.left_alone else ""
         if self.clean:
             return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "") + others
-        parts = not_clean_parts(self.remaining_open, self.remaining_positions, self.unverified)
+        parts = not_clean_parts(dict(self.remaining_open), dict(self.remaining_positions), dict(self.unverified))
         return f"NOT CLEAN after {self.seconds:.1f}s: " + "; ".join(parts) + f" (cancelled {self.cancelled})"
 
     def outstanding(self) -> dict[str, str]:
@@ -65,50 +142,57 @@ class EStopReport:
         return {**self.unverified, **{f"{sym}: still open": f"{n} order(s)" for sym, n in self.remaining_open.items()}}
 
     def as_dict(self) -> Json:
-        return {**vars(self), "clean": self.clean}
+        """The report as the trace and the flows keep it: the rendered tables, and the structure under ``symbols``."""
+        return {
+            "reason": self.reason,
+            "cancelled": self.cancelled,
+            "closed": self.closed,
+            "remaining_open": dict(self.remaining_open),
+            "remaining_positions": dict(self.remaining_positions),
+            "unverified": dict(self.unverified),
+            "left_alone": self.left_alone,
+            "errors": list(self.errors),
+            "seconds": self.seconds,
+            "clean": self.clean,
+            "symbols": {sym: outcome_dict(o) for sym, o in self.symbols.items()},
+        }
 
 
-def not_clean_parts(remaining_open: dict[str, int], remaining_positions: dict[str, float], unverified: dict[str, str]) -> list[str]:
-    """What keeps an e-stop (a strategy's or an account's) from being clean, in the words its summary uses."""
-    parts = []
-    if remaining_open:
-        parts.append(f"STILL OPEN orders {remaining_open}")
-    if remaining_positions:
-        parts.append(f"STILL OPEN positions {remaining_positions}")
-    if unverified:
-        parts.append(f"UNVERIFIED {unverified}")
-    return parts
+def outcome_dict(o: SymbolOutcome) -> Json:
+    d = asdict(o)
+    d["positions"] = {side.value: asdict(p) for side, p in o.positions.items()}
+    return d
 
 
 def pause(attempt: int) -> float:
     return min(2.0, 0.1 * 2**attempt)
 
 
-def _target(s: "Strategy", raw: Json) -> CancelTarget:
-    """How the exchange names a listed order for its cancel: by id (a futures conditional order still waiting is
-    an Algo Service record, cancelled there)."""
-    oid = raw.get("id")
-    return CancelTarget(str(raw.get("clientOrderId")), None if oid is None else str(oid), s.client.venue.is_algo_record(raw))
+def _target(report: OrderReport) -> OrderRef:
+    """How the exchange names a listed order for its cancel: by id (a conditional order still waiting for its
+    trigger is cancelled where it waits)."""
+    return OrderRef(report.client_order_id or "", report.id, report.conditional)
 
 
-def _ours(s: "Strategy", symbol: str, raw: Json) -> bool:
+def _ours(s: "Strategy", symbol: str, report: OrderReport) -> bool:
     """A listed order this strategy tracks once the listing was applied: its own (the id encodes its identity) or
     one it adopted by its foreign-order policy. Never another strategy's (``engine.updates`` never admits those)."""
     ai = s.universe.get(symbol)
     if ai is None:
         return False
-    cid, oid = raw.get("clientOrderId"), raw.get("id")
-    if cid is not None and str(cid) in ai.orders:
+    cid, oid = report.client_order_id, report.id
+    if cid is not None and cid in ai.orders:
         return True
-    return oid is not None and not s.client.venue.is_algo_record(raw) and ai.order_by_id(str(oid)) is not None
+    return oid is not None and not report.conditional and ai.order_by_id(oid) is not None
 
 
 async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
     """Cancel this strategy's open orders on ``symbol`` (by id, batched where the venue allows) until a listing of
     the open orders shows none of them, or the budget ends. Other strategies' orders on the account stay open."""
     loop = asyncio.get_running_loop()
-    key = f"{symbol}: open orders"
-    report.unverified.setdefault(key, "not listed yet")  # until the exchange lists them
+    out = report.of(symbol).orders
+    if out.unverified is None:
+        out.unverified = "not listed yet"  # until the exchange lists them
     seen: set[str] = set()
     attempt = 0
     while True:
@@ -116,35 +200,31 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         if remaining <= 0:
             return
         try:
-            open_orders = await s.client.open_orders(symbol, remaining, retries=0)  # futures: conditional orders too
+            listed = await s.venue.open_orders(symbol, timeout=remaining, retries=0)  # conditional orders too
         except ExchangeOpError as err:
-            report.unverified[key] = f"could not list open orders: {type(err).__name__}: {err}"[:300]
+            out.unverified = f"could not list open orders: {type(err).__name__}: {err}"[:300]
             report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
         with s.group():
-            for raw in open_orders:
-                s.apply_order(raw, source="estop")
-        mine = [raw for raw in open_orders if _ours(s, symbol, raw)]
-        others = len(open_orders) - len(mine)
-        if others:
-            report.left_alone[symbol] = others
-        else:
-            report.left_alone.pop(symbol, None)
-        ids = {str(o.get("id")) for o in mine}
-        report.cancelled += len(seen - ids)
+            for r in listed:
+                s.apply_order(r, source="estop")
+        mine = [r for r in listed if _ours(s, symbol, r)]
+        out.left_alone = len(listed) - len(mine)
+        ids = {str(r.id) for r in mine}
+        out.cancelled += len(seen - ids)
         seen -= seen - ids
-        report.unverified.pop(key, None)
+        out.unverified = None
         if not mine:
-            report.remaining_open.pop(symbol, None)
+            out.still_open = 0
             return
         seen |= ids
-        report.remaining_open[symbol] = len(mine)
-        result = await s.client.cancel_orders(symbol, [_target(s, raw) for raw in mine], max(0.1, deadline - loop.time()), retries=0)
+        out.still_open = len(mine)
+        result = await s.venue.cancel_orders(symbol, [_target(r) for r in mine], timeout=max(0.1, deadline - loop.time()), retries=0)
         with s.group():
-            for cid, raw in result.cancelled.items():
-                s.apply_order({**raw, "symbol": symbol, "clientOrderId": cid, "status": raw.get("status") or "canceled"}, source="estop")
+            for cid, r in result.cancelled.items():
+                s.apply_order(as_cancelled(symbol, cid, r), source="estop")
         if result.unconfirmed:  # closed meanwhile, or not reached: the next listing says
             report.errors.extend(f"{symbol}: cancel {cid}: {why}"[:300] for cid, why in list(result.unconfirmed.items())[:5])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
@@ -156,19 +236,19 @@ async def _settle_local(s: "Strategy", symbol: str) -> None:
     request). An order it does not report keeps its status; orders without an exchange id are the resolver's."""
     ai = s.universe.get(symbol)
     left = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
-    if not left:
+    if ai is None or not left:
         return
     since = min(o.timestamp for o in left) - 60_000
     try:
-        history = await s.client.order_history(symbol, s.config.timeouts.order_cancellation, since=since)
+        history = await s.venue.order_history(symbol, timeout=s.config.timeouts.order_cancellation, since=since)
     except ExchangeOpError as err:
         log.warning("after the e-stop, could not learn how the orders on %s ended: %s", symbol, err)
         return
     cids = {o.client_order_id for o in left}
     with s.group():  # one durable write for the whole batch
-        for raw in history:
-            if str(raw.get("clientOrderId")) in cids or s.universe[symbol].order_by_id(str(raw.get("id"))) in left:
-                s.apply_order(raw, source="estop")
+        for r in history:
+            if r.client_order_id in cids or (r.id is not None and ai.order_by_id(r.id) in left):
+                s.apply_order(r, source="estop")
 
 
 async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
@@ -176,9 +256,9 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
     read the position again until the exchange reports it flat."""
     loop = asyncio.get_running_loop()
     ai = s.universe[symbol]
-    ex = s.client.ex
-    key = f"{symbol}: position"
-    report.unverified.setdefault(key, "not read: the budget ran out before the position could be read")
+    out = report.of(symbol)
+    if out.position_unverified is None:
+        out.position_unverified = "not read: the budget ran out before the position could be read"
     attempt = 0
     while True:
         remaining = deadline - loop.time()
@@ -186,29 +266,26 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             return
         try:
             if ai.is_margin:
-                positions = await s.client.call(
-                    "fetch_positions", lambda: ex.fetch_positions([symbol]), remaining, retries=0, validate=lambda x: isinstance(x, list)
-                )
+                positions = await s.venue.positions([symbol], timeout=remaining, retries=0)
                 s.apply_positions(positions, complete=True)
-                amount = sum(
-                    float(p.get("contracts") or 0) * (-1 if p.get("side") == "short" else 1) for p in positions if p.get("symbol") == symbol
-                )
+                amount = sum(p.contracts * (-1 if p.side is PositionSide.SHORT else 1) for p in positions if p.symbol == symbol)
             else:
                 await s.refresh_balances()
                 amount = s.cash(ai.base).free
         except ExchangeOpError as err:
-            report.unverified[key] = f"position size unknown: {type(err).__name__}: {err}"[:300]
+            out.position_unverified = f"position size unknown: {type(err).__name__}: {err}"[:300]
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
-        report.unverified.pop(key, None)
+        out.position_unverified = None
+        position = out.position()
         if _negligible(s, ai, abs(amount)):
-            report.remaining_positions.pop(symbol, None)
+            position.still_open = 0.0
             return
-        report.remaining_positions[symbol] = amount
+        position.still_open = amount
         result = await s.emergency_order(ai, "sell" if amount > 0 else "buy", abs(amount))
         if result is not None:
-            report.closed[symbol] = report.closed.get(symbol, 0.0) + abs(amount)
+            position.closed += abs(amount)
         else:
             report.errors.append(f"{symbol}: closing order not placed (see the trace)")
         await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
@@ -220,11 +297,11 @@ def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
     if qty <= 0:
         return True
     try:
-        rounded = float(s.client.ex.amount_to_precision(ai.symbol, qty))
+        rounded = s.venue.amount_to_precision(ai.symbol, qty)
     except Exception:  # rounds to zero at the market's precision
         return True
     limits = obj(ai.market.get("limits"))
-    if rounded < num(obj(limits.get("amount")).get("min")):
+    if rounded <= 0 or rounded < num(obj(limits.get("amount")).get("min")):
         return True
     min_cost = num(obj(limits.get("cost")).get("min"))
     return not ai.is_margin and bool(ai.last_price) and rounded * (ai.last_price or 0.0) < min_cost
@@ -247,7 +324,7 @@ async def emergency_stop(
     if close:
         await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
         await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
-    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if f"{sym}: open orders" not in report.unverified))
+    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if report.of(sym).orders.unverified is None))
     report.seconds = time.perf_counter() - started
     s.state_store.update(estop_unverified=report.outstanding())
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
@@ -274,7 +351,7 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     if close:
         await _close_asset(s, symbol, deadline, report)
         await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)
-    if f"{symbol}: open orders" not in report.unverified:
+    if report.of(symbol).orders.unverified is None:
         await _settle_local(s, symbol)
     report.seconds = time.perf_counter() - started
     s.sink.record("emergency_stop", reason=f"{reason} ({symbol})", symbol=symbol, payload=report.as_dict())

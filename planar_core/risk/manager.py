@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..model import Side
+from ..model import Refusal, RefusalReason, Side
 from ..model.types import Json
 from . import metrics as M
 from .estop import EStopReport, emergency_stop
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.risk")
 VOL_FACTOR_BOUNDS = (0.25, 1.0)
+
+
+def _limit(detail: str) -> Refusal:
+    return Refusal(RefusalReason.RISK_LIMIT, detail)
 
 
 def utc_day() -> str:
@@ -73,7 +77,9 @@ class RiskManager:
             )
         return amount * factor
 
-    def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> str | None:
+    def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> Refusal | None:
+        """The pre-trade hook: why ``req`` would break a limit (a ``risk_limit`` refusal; ``valuation_incomplete``
+        when equity cannot be valued and ``refuse_when_unvalued`` is on), or None."""
         cfg = self.cfg
         held = self._holding(s, ai)
         signed = req.amount if req.side is Side.BUY else -req.amount
@@ -84,30 +90,31 @@ class RiskManager:
         if unpriced or math.isnan(after):
             missing = unpriced or [ai.symbol]
             if cfg.refuse_when_unvalued:
-                return f"valuation incomplete: cannot value {missing} in {s.config.main_currency}; risk-increasing orders refused"
+                detail = f"valuation incomplete: cannot value {missing} in {s.config.main_currency}; risk-increasing orders refused"
+                return Refusal(RefusalReason.VALUATION_INCOMPLETE, detail)
             return None
         if eq <= 0:
-            return f"equity {eq:.2f} <= 0"
+            return _limit(f"equity {eq:.2f} <= 0")
         notional = abs(after - M.position_value(s, ai))
         if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
-            return f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}"
+            return _limit(f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}")
         if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
-            return f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}"
+            return _limit(f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}")
         if cfg.position_limit is not None and abs(after) / eq > cfg.position_limit + 1e-12:
-            return f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}"
+            return _limit(f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}")
         values = {sym: M.position_value(s, a) for sym, a in s.universe.items()}
         values[ai.symbol] = after
         gross = sum(abs(v) for v in values.values() if math.isfinite(v))
         if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
-            return f"max_total_exposure: {gross / eq:.4f} > {cfg.max_total_exposure}"
+            return _limit(f"max_total_exposure: {gross / eq:.4f} > {cfg.max_total_exposure}")
         if cfg.max_leverage is not None and gross / eq > cfg.max_leverage + 1e-12:
-            return f"max_leverage: {gross / eq:.4f} > {cfg.max_leverage}"
+            return _limit(f"max_leverage: {gross / eq:.4f} > {cfg.max_leverage}")
         if cfg.sector_limit is not None and cfg.sectors:
             sector = cfg.sectors.get(ai.base)
             if sector is not None:
                 in_sector = sum(abs(v) for sym, v in values.items() if cfg.sectors.get(s.universe[sym].base) == sector and math.isfinite(v))
                 if in_sector / eq > cfg.sector_limit + 1e-12:
-                    return f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}"
+                    return _limit(f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}")
         if cfg.correlation_limit is not None:
             for sym, v in values.items():
                 if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9:
@@ -115,7 +122,7 @@ class RiskManager:
                 c = M.correlation(ai, s.universe[sym])
                 same_direction = (v > 0) == (after > 0)
                 if not math.isnan(c) and same_direction and c > cfg.correlation_limit:
-                    return f"correlation_limit: {ai.symbol} and {sym} correlate {c:.2f} > {cfg.correlation_limit}"
+                    return _limit(f"correlation_limit: {ai.symbol} and {sym} correlate {c:.2f} > {cfg.correlation_limit}")
         return None
 
     # ------------------------------------------------------------- breakers

@@ -37,7 +37,7 @@ def price_graph(s: "Strategy") -> dict[str, list[tuple[str, float]]]:
 
     for ai in sorted(s.universe.values(), key=lambda a: a.is_margin):  # spot prices first
         edge(ai.base, ai.quote, ai.last_price)
-    markets = s.client.markets
+    markets = s.venue.markets
     for symbol, price in getattr(s, "conversion_prices", {}).items():
         m = markets.get(symbol)
         if m:
@@ -77,7 +77,7 @@ def valuation_markets(s: "Strategy") -> list[str]:
         links.setdefault(ai.base, []).append((ai.quote, ""))
         links.setdefault(ai.quote, []).append((ai.base, ""))
     market_links: dict[str, list[tuple[str, str]]] = {}
-    for symbol, m in s.client.markets.items():
+    for symbol, m in s.venue.markets.items():
         if m.get("spot") and m.get("active", True) is not False:
             market_links.setdefault(str(m["base"]), []).append((str(m["quote"]), symbol))
             market_links.setdefault(str(m["quote"]), []).append((str(m["base"]), symbol))

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from ..exchange.client_ids import claimed
 from ..exchange.errors import ExchangeOpError
-from ..model.json import text
 from . import metrics as M
 from .manager import utc_day
 
@@ -85,12 +84,12 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     still: dict[str, str] = {}
     for sym in symbols:
         try:
-            rows = await s.client.open_orders(sym, s.config.timeouts.order_placement)
+            listed = await s.venue.open_orders(sym, timeout=s.config.timeouts.order_placement)
         except ExchangeOpError as err:
             still[sym] = f"open orders cannot be listed ({err})"
             continue
         adopt = s.config.startup_sync.foreign_orders == "adopt"
-        ours = [r for r in rows if claimed(s.ids, text(r.get("clientOrderId")), adopt)]  # other strategies' orders are theirs
+        ours = [r for r in listed if claimed(s.ids, r.client_order_id, adopt)]  # other strategies' orders are theirs
         if ours:
             still[sym] = f"{len(ours)} order(s) still open"
     if still:

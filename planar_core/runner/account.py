@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..config import ConfigError, StrategyConfig
 from ..engine.strategy import config_account, configured_alerts, trace_root
-from ..exchange.client import ExchangeClient
+from ..exchange.registry import open_venue
 from ..exchange.errors import ExchangeOpError
 from ..model.sink import EventSink
 from ..risk.account_estop import AccountEStopReport, Member, account_emergency_stop, halt_members
@@ -104,7 +104,7 @@ async def account_emergency_stop_standalone(
     cfg = base.model_copy(update={"credentials": creds})
     budget = budget_s if budget_s is not None else max(c.risk.estop_budget_s for c in configs if c.name in {m.name for m in members})
     sink = account_sink(cfg, account)
-    client = ExchangeClient(cfg, sink)
+    venue = open_venue(cfg, sink)
     alerts = configured_alerts(cfg)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
@@ -113,13 +113,13 @@ async def account_emergency_stop_standalone(
         attempt = 0
         while True:
             try:
-                await client.call("load_markets", lambda: client.ex.load_markets(), cfg.timeouts.market_data * 4, retries=0)
+                await venue.load_markets(timeout=cfg.timeouts.market_data * 4)
                 break
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:  # halted anyway: nothing new is traded
                     report = AccountEStopReport(account, reason, seconds=time.perf_counter() - started)
                     halt_members(members, reason, report, sink)
-                    report.unverified["everything"] = f"could not reach the exchange: {err}"[:300]
+                    report.unreachable = f"could not reach the exchange: {err}"[:300]
                     sink.record("emergency_stop", reason=f"account {account}: {reason}", payload=report.as_dict())
                     if alerts is not None:
                         alerts.submit(f"ACCOUNT EMERGENCY STOP ({account}): {reason}. {report.summary()}", "critical")
@@ -127,7 +127,7 @@ async def account_emergency_stop_standalone(
                 await asyncio.sleep(pause(attempt))
                 attempt += 1
         return await account_emergency_stop(
-            client,
+            venue,
             account,
             members,
             reason,
@@ -138,7 +138,7 @@ async def account_emergency_stop_standalone(
             alert=alerts.submit if alerts is not None else None,
         )
     finally:
-        await client.close()
+        await venue.close()
         close = getattr(sink, "close", None)
         if callable(close):
             close()

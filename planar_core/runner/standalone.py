@@ -40,11 +40,9 @@ async def emergency_stop_standalone(
                 break
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:
-                    report = EStopReport(
-                        reason,
-                        seconds=time.perf_counter() - started,
-                        unverified={f"{a.symbol}: everything": f"could not reach the exchange: {err}"[:300] for a in cfg.universe},
-                    )
+                    symbols = [a.symbol for a in cfg.universe]
+                    why = f"could not reach the exchange: {err}"[:300]
+                    report = EStopReport.unreachable(reason, symbols, why, seconds=time.perf_counter() - started)
                     s.state_store.update(estop_unverified=report.outstanding())
                     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
                     s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")

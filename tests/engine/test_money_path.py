@@ -17,6 +17,7 @@ from planar_core.config import ConfigError
 from planar_core.engine import strategy as build_strategy
 from planar_core.engine.health import reconnect
 from planar_core.model import PENDING, UNKNOWN, Order, OrderStatus, OrderType, Side, Trade
+from planar_core.model.venue import OrderReport
 from planar_core.risk import metrics as M
 from planar_core.sandbox import Faults
 
@@ -121,16 +122,7 @@ async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, s
     ai = s.universe["BTC/USDT"]
     order = ai.orders[trade.client_order_id]
     assert order.status == "closed"
-    stale = {
-        "id": order.id,
-        "clientOrderId": order.client_order_id,
-        "symbol": "BTC/USDT",
-        "status": "open",
-        "filled": 0.0,
-        "amount": 0.01,
-        "side": "buy",
-        "type": "market",
-    }
+    stale = OrderReport("BTC/USDT", order.id, order.client_order_id, OrderStatus.OPEN, Side.BUY, OrderType.MARKET, 0.01, 0.0)
     s.apply_order(stale, source="poll")
     assert order.status == "closed" and order.filled == 0.01
     refused = s.sink.of("illegal_transition")[-1]
@@ -142,17 +134,17 @@ async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, s
     assert await s.cancel(ai, resting) and resting.status == "canceled"
     n_illegal = len(s.sink.of("illegal_transition"))
     s.apply_order(
-        {
-            "id": resting.id,
-            "clientOrderId": resting.client_order_id,
-            "symbol": "BTC/USDT",
-            "status": "canceled",
-            "filled": 0.01,
-            "cost": 0.01 * resting.price,
-            "amount": 0.02,
-            "side": "buy",
-            "type": "limit",
-        }
+        OrderReport(
+            "BTC/USDT",
+            resting.id,
+            resting.client_order_id,
+            OrderStatus.CANCELED,
+            Side.BUY,
+            OrderType.GTC,
+            0.02,
+            0.01,
+            average=resting.price,
+        )
     )
     assert resting.status == "canceled" and resting.filled == 0.01 and len(s.sink.of("illegal_transition")) == n_illegal
 

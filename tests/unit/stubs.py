@@ -10,7 +10,7 @@ from typing import Any
 
 from planar_core.config import StrategyConfig
 from planar_core.engine.strategy import Strategy
-from planar_core.exchange.client import ExchangeClient
+from planar_core.exchange.ccxt_venue import CcxtVenue
 from planar_core.model import AssetInstance, Balance
 from planar_core.model.sink import MemorySink
 
@@ -61,7 +61,7 @@ def stub_strategy(
         }
     )
     sink = MemorySink()
-    s = Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink, exchange=NoExchange()))
+    s = Strategy(cfg, sink=sink, client=CcxtVenue(cfg, sink, exchange=NoExchange()))
     prices = prices or {"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}
     for a in cfg.universe:
         ai = AssetInstance(a.symbol, market(a.symbol, contract=cfg.margin), a.max_position, a.risk_per_trade)

@@ -1,4 +1,4 @@
-"""The order status machine and trade emulation, driven by hand-made ccxt dicts on a stub strategy."""
+"""The order status machine and trade emulation, driven by hand-made venue reports on a stub strategy."""
 
 from __future__ import annotations
 
@@ -7,12 +7,27 @@ import itertools
 import pytest
 
 from planar_core.engine.updates import apply_order, apply_trade
-from planar_core.model import Order, OrderStatus, OrderType, Side, legal
+from planar_core.model import Order, OrderStatus, OrderType, PositionSide, Side, legal
 from planar_core.model.status import TRANSITIONS
+from planar_core.model.venue import FillReport, OrderReport, PositionReport
 
 from .stubs import sink_of, stub_strategy
 
 S = OrderStatus
+
+
+def report(status: OrderStatus, filled: float, cost: float | None = None, fills: tuple[FillReport, ...] = ()) -> OrderReport:
+    """The exchange's report of order "9" (client id c1) on BTC/USDT."""
+    average = cost / filled if cost and filled else None
+    return OrderReport("BTC/USDT", "9", "c1", status, filled=filled, average=average, fills=fills)
+
+
+def fill(tid: str, amount: float, cid: str | None = "c1") -> FillReport:
+    return FillReport("BTC/USDT", tid, "9", cid, None, amount, 50_000.0, None)
+
+
+def position(contracts: float, side: PositionSide, entry: float) -> PositionReport:
+    return PositionReport("BTC/USDT:USDT", side, contracts, entry_price=entry)
 
 
 def test_the_transition_table() -> None:
@@ -37,21 +52,9 @@ def _order(s, cid: str = "c1", amount: float = 1.0, price: float | None = 50_000
 async def test_an_illegal_update_is_ignored_and_recorded() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(
-        s,
-        {
-            "symbol": "BTC/USDT",
-            "clientOrderId": "c1",
-            "id": "9",
-            "status": "closed",
-            "filled": 1.0,
-            "cost": 50_000.0,
-            "trades": [{"id": "t1", "amount": 1.0, "price": 50_000.0}],
-        },
-        emulate_now=True,
-    )
+    apply_order(s, report(S.CLOSED, 1.0, 50_000.0, fills=(fill("t1", 1.0, None),)), emulate_now=True)
     assert o.status is S.CLOSED
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5}, emulate_now=True)
+    apply_order(s, report(S.OPEN, 0.5), emulate_now=True)
     assert o.status is S.CLOSED and o.filled == 1.0  # a stale "open" neither reopens it nor shrinks the fill
     (ev,) = sink_of(s).of("illegal_transition")
     assert (ev["old"], ev["new"]) == ("closed", "open")
@@ -60,10 +63,8 @@ async def test_an_illegal_update_is_ignored_and_recorded() -> None:
 async def test_a_late_fill_after_a_cancel_is_kept() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.0}, emulate_now=True)
-    apply_order(
-        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "canceled", "filled": 0.4, "cost": 20_000.0}, emulate_now=True
-    )
+    apply_order(s, report(S.CANCELED, 0.0), emulate_now=True)
+    apply_order(s, report(S.CANCELED, 0.4, 20_000.0), emulate_now=True)
     assert o.status is S.CANCELED and o.filled == pytest.approx(0.4)
     assert [t.amount for t in o.trades] == [pytest.approx(0.4)]  # emulated from the filled delta
 
@@ -71,49 +72,37 @@ async def test_a_late_fill_after_a_cancel_is_kept() -> None:
 async def test_trades_are_emulated_from_filled_and_cost_deltas() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(
-        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.25, "cost": 12_400.0}, emulate_now=True
-    )
-    apply_order(
-        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 49_900.0}, emulate_now=True
-    )
+    apply_order(s, report(S.OPEN, 0.25, 12_400.0), emulate_now=True)
+    apply_order(s, report(S.CLOSED, 1.0, 49_900.0), emulate_now=True)
     assert [(t.amount, t.price, t.emulated) for t in o.trades] == [(0.25, 49_600.0, True), (0.75, 50_000.0, True)]
 
 
 async def test_a_real_trade_replaces_its_emulation_and_is_not_counted_twice() -> None:
     s = stub_strategy()
     o = _order(s)
-    apply_order(
-        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "closed", "filled": 1.0, "cost": 50_000.0}, emulate_now=True
-    )
+    apply_order(s, report(S.CLOSED, 1.0, 50_000.0), emulate_now=True)
     assert len(o.trades) == 1 and o.trades[0].emulated
     emulated_id = o.trades[0].trade_id
-    apply_trade(s, {"symbol": "BTC/USDT", "id": "t7", "order": "9", "clientOrderId": "c1", "amount": 1.0, "price": 50_000.0})
+    apply_trade(s, fill("t7", 1.0))
     assert [(t.trade_id, t.emulated) for t in o.trades] == [("t7", False)]
     assert sink_of(s).of("trade_executed")[-1]["replaces"] == [emulated_id]
-    apply_trade(s, {"symbol": "BTC/USDT", "id": "t7", "order": "9", "clientOrderId": "c1", "amount": 1.0, "price": 50_000.0})
+    apply_trade(s, fill("t7", 1.0))
     assert len(o.trades) == 1  # the same trade id twice is one fill
 
 
 async def test_a_trade_before_its_acknowledgement_waits_and_attaches() -> None:
     s = stub_strategy()
     o = _order(s)
-    assert apply_trade(s, {"symbol": "BTC/USDT", "id": "t1", "order": "9", "amount": 0.5, "price": 50_000.0}) is None
-    apply_order(
-        s, {"symbol": "BTC/USDT", "clientOrderId": "c1", "id": "9", "status": "open", "filled": 0.5, "cost": 25_000.0}, emulate_now=True
-    )
+    assert apply_trade(s, fill("t1", 0.5, None)) is None
+    apply_order(s, report(S.OPEN, 0.5, 25_000.0), emulate_now=True)
     assert [(t.trade_id, t.emulated) for t in o.trades] == [("t1", False)]
 
 
 async def test_an_order_type_the_venue_lacks_is_refused_by_name() -> None:
     from dataclasses import replace
 
-    from planar_core.exchange.binance import BinanceVenue
-
     s = stub_strategy()
-    venue = BinanceVenue()
-    venue.caps = replace(venue.caps, order_types=frozenset({"market", "gtc"}))  # a venue without FOK
-    s.client.venue = venue
+    s.venue.caps = replace(s.venue.caps, order_types=frozenset({"market", "gtc"}))  # a venue without FOK
     assert await s.call("BTC/USDT", OrderType.FOK, Side.BUY, amount=0.01, price=50_000.0) is None
     (refused,) = sink_of(s).of("order_failed")
     assert "order type fok is not offered by binance" in str(refused["reason"])
@@ -135,13 +124,13 @@ async def test_hedge_mode_needs_a_position_side_and_one_way_refuses_one() -> Non
 def test_one_way_mode_keeps_one_side_and_hedge_mode_both() -> None:
     s = stub_strategy(symbols=("BTC/USDT:USDT",), margin=True)
     ai = s.universe["BTC/USDT:USDT"]
-    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.01, "side": "long", "entryPrice": 100.0}])
-    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.02, "side": "short", "entryPrice": 101.0}])
+    s.apply_positions([position(0.01, PositionSide.LONG, 100.0)])
+    s.apply_positions([position(0.02, PositionSide.SHORT, 101.0)])
     assert ai.position.contracts == pytest.approx(-0.02) and len(ai.open_positions()) == 1  # the long one is closed
     ai.hedged = True
     ai.positions.clear()
-    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.01, "side": "long", "entryPrice": 100.0}])
-    s.apply_positions([{"symbol": "BTC/USDT:USDT", "contracts": 0.02, "side": "short", "entryPrice": 101.0}])
+    s.apply_positions([position(0.01, PositionSide.LONG, 100.0)])
+    s.apply_positions([position(0.02, PositionSide.SHORT, 101.0)])
     assert len(ai.open_positions()) == 2 and ai.position.contracts == pytest.approx(-0.01)
     s.apply_positions([], complete=True)  # a full snapshot without them: both flat
     assert ai.open_positions() == []

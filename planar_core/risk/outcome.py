@@ -1,0 +1,107 @@
+"""What an emergency stop (a strategy's, ``risk.estop``, or an account's, ``risk.account_estop``) achieved, as a
+structure: per symbol, its orders (cancelled, still open, unverified and why) and its positions (closed, still
+open); and what could not be verified at all.
+
+The reports' wording (``summary``, the keyed tables ``unverified`` / ``remaining_open`` / ``remaining_positions``
+that the flows, the CLI and the trace show) is rendered from the structure, never kept beside it. The tables are
+views: reading them renders; removing a key (a flow that settled a symbol afterwards) clears that entry of the
+structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ..model.types import PositionSide
+
+V = TypeVar("V")
+Entry = tuple[str, V, Callable[[], None]]  # a rendered key, its value, and how to clear it from the structure
+
+
+@dataclass
+class OrdersOutcome:
+    """A symbol's open orders: how many were seen open and then confirmed gone, how many the exchange still lists,
+    and why they could not be confirmed (None: the last listing answered)."""
+
+    cancelled: int = 0
+    still_open: int = 0
+    unverified: str | None = None
+    left_alone: int = 0  # open orders on the account that are not the stopping strategy's
+
+
+@dataclass
+class PositionOutcome:
+    """One position (a symbol's; in hedge mode one side of it): what was sent to close it, and the signed size the
+    exchange still reports (0: flat, or below what can be traded)."""
+
+    closed: float = 0.0
+    still_open: float = 0.0
+
+
+@dataclass
+class SymbolOutcome:
+    orders: OrdersOutcome = field(default_factory=OrdersOutcome)
+    positions: dict[PositionSide, PositionOutcome] = field(default_factory=dict)
+    position_unverified: str | None = None  # the position could not be read (why)
+    unreachable: str | None = None  # nothing could be asked: the exchange could not be reached
+
+    def position(self, side: PositionSide = PositionSide.BOTH) -> PositionOutcome:
+        return self.positions.setdefault(side, PositionOutcome())
+
+
+def position_key(symbol: str, side: PositionSide) -> str:
+    """How the report tables name a position: the symbol, with ``#long`` / ``#short`` in hedge mode."""
+    return symbol if side is PositionSide.BOTH else f"{symbol}#{side.value}"
+
+
+class Table(MutableMapping[str, V]):
+    """A keyed table rendered from an outcome structure (see the module): read-only but for removing a key."""
+
+    def __init__(self, entries: Callable[[], list[Entry[V]]]) -> None:
+        self._entries = entries
+
+    def _find(self, key: str) -> Entry[V] | None:
+        return next((e for e in self._entries() if e[0] == key), None)
+
+    def __getitem__(self, key: str) -> V:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        return found[1]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        raise TypeError("an e-stop report's tables are rendered from its outcome; change the outcome instead")
+
+    def __delitem__(self, key: str) -> None:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        found[2]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([e[0] for e in self._entries()])
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self) == other if isinstance(other, (dict, Table)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
+
+
+def not_clean_parts(remaining_open: dict[str, int], remaining_positions: dict[str, float], unverified: dict[str, str]) -> list[str]:
+    """What keeps an e-stop (a strategy's or an account's) from being clean, in the words its summary uses."""
+    parts = []
+    if remaining_open:
+        parts.append(f"STILL OPEN orders {remaining_open}")
+    if remaining_positions:
+        parts.append(f"STILL OPEN positions {remaining_positions}")
+    if unverified:
+        parts.append(f"UNVERIFIED {unverified}")
+    return parts
