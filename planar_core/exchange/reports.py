@@ -64,16 +64,21 @@ def _bool(x: object) -> bool | None:
     return x if isinstance(x, bool) else None
 
 
-def order_type(raw: Json) -> OrderType:
-    """The engine's order type of a ccxt order (its unified type, trigger price, post-only and time in force)."""
+def order_type(raw: Json) -> OrderType | None:
+    """The engine's order type of a ccxt order (its unified type, trigger prices, post-only and time in force);
+    None when the answer does not say (a cancel's short answer). ccxt writes a USD-M conditional order's type as
+    "market"/"limit" and says take-profit by ``takeProfitPrice``."""
     kind = (_str(raw.get("type")) or "").lower()
+    take = bool(raw.get("takeProfitPrice")) and not raw.get("stopLossPrice")
     if raw.get("triggerPrice") or raw.get("stopPrice") or "stop" in kind or "take_profit" in kind:
         limit = "market" not in kind and bool(opt_num(raw.get("price")))
         if "trailing" in kind:
             return OrderType.TRAILING_STOP
-        if "take_profit" in kind:
+        if "take_profit" in kind or take:
             return OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT_MARKET
         return OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET
+    if not kind:
+        return None
     if kind == "market":
         return OrderType.MARKET
     if raw.get("postOnly"):
