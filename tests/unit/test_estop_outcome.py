@@ -56,9 +56,15 @@ def test_clean_and_unreachable_wording() -> None:
     btc.orders.cancelled, btc.orders.left_alone = 3, 2
     btc.position().closed = 0.5
     assert report.clean
-    assert report.summary() == "clean: 3 orders cancelled, closed {'BTC/USDT:USDT': 0.5}; other strategies' / foreign orders left open {'BTC/USDT:USDT': 2}"
+    assert (
+        report.summary()
+        == "clean: 3 orders cancelled, closed {'BTC/USDT:USDT': 0.5}; other strategies' / foreign orders left open {'BTC/USDT:USDT': 2}"
+    )
     gone = EStopReport.unreachable("manual", ["BTC/USDT", "ETH/USDT"], "could not reach the exchange: down", seconds=2.0)
-    assert dict(gone.unverified) == {"BTC/USDT: everything": "could not reach the exchange: down", "ETH/USDT: everything": "could not reach the exchange: down"}
+    assert dict(gone.unverified) == {
+        "BTC/USDT: everything": "could not reach the exchange: down",
+        "ETH/USDT: everything": "could not reach the exchange: down",
+    }
     assert gone.outstanding() == dict(gone.unverified) and not gone.clean
 
 
@@ -97,7 +103,7 @@ def test_an_account_estop_renders_its_words_from_the_structure() -> None:
     }
     assert _outstanding(report, spot) == {"BTC/USDT: still open": "1 order(s)"}
     report.unreachable = "could not reach the exchange: down"
-    assert list(report.unverified)[0] == "everything"
+    assert next(iter(report.unverified)) == "everything"
     d = report.as_dict()
     assert d["unverified"] == dict(report.unverified) and d["remaining_open"] == {"BTC/USDT": 1} and d["clean"] is False
     assert isinstance(report.symbols["BTC/USDT"], SymbolOutcome)

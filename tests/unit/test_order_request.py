@@ -47,10 +47,7 @@ def refused(**kw: object) -> str:
             {"type": OrderType.STOP_MARKET, "side": Side.SELL, "amount": 1.0, "trigger_price": 5.0, "stop_loss": 4.0},
             "stop_loss / take_profit attach to an entry: not to a conditional or reduce-only order",
         ),
-        (
-            {"type": OrderType.MARKET, "side": Side.SELL, "amount": 1.0, "reduce_only": True, "take_profit": 4.0},
-            "attach to an entry",
-        ),
+        ({"type": OrderType.MARKET, "side": Side.SELL, "amount": 1.0, "reduce_only": True, "take_profit": 4.0}, "attach to an entry"),
         ({"type": OrderType.MARKET, "side": Side.BUY, "amount": 1.0, "stop_loss": -4.0}, "invalid stop_loss -4.0"),
         ({"type": OrderType.MARKET, "side": Side.BUY, "amount": 1.0, "params": {"quantity": 5}}, "exchange params ['quantity'] refused"),
         ({"type": "limit", "side": Side.BUY, "amount": 1.0}, "'limit' is not a valid OrderType"),
