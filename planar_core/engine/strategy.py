@@ -614,7 +614,6 @@ class Strategy:
         it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
         ``complete``: a full snapshot, where a position it does not list is flat. An asset takes a report only if
         it is newer than the one it holds (``apply_balance``); ``stamp``: where a REST snapshot's request left."""
-        reports = [_updates.legacy_report(self, p) for p in reports]  # type: ignore[misc]
         seen: set[tuple[str, PositionSide]] = set()
         changed: dict[str, dict[str, float]] = {}
         base = stamp or self.freshness.fresh_stamp(rest=complete)
@@ -764,7 +763,6 @@ class Strategy:
 
     def apply_order(self, report: OrderReport, source: str = "exchange") -> Order | None:
         """An order report from a watcher (``websocket``) or a REST source; fills it reveals are placed by it."""
-        report = _updates.legacy_report(self, report)  # type: ignore[assignment]
         stamp = report.stamp if source == "websocket" else None
         with self.freshness.learning(source, stamp):
             order = _updates.apply_order(self, report, source=source)
@@ -773,7 +771,6 @@ class Strategy:
 
     def apply_trade(self, fill: FillReport) -> Trade | None:
         """A fill report from the user stream (the order watcher's websocket path)."""
-        fill = _updates.legacy_report(self, fill)  # type: ignore[assignment]
         stamp = fill.stamp
         self.freshness.note_trade(fill.symbol, fill.id, stamp)
         with self.freshness.learning("websocket", stamp):

@@ -16,7 +16,7 @@ from ..model.venue import FillReport, OrderRef, OrderReport
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
-from .updates import apply_order, apply_trade, find, legacy_report, other_strategy
+from .updates import apply_order, apply_trade, find, other_strategy
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -292,7 +292,6 @@ async def reconcile_intents(s: "Strategy") -> None:
             continue
         try:
             found = await lookup(s, symbol, cid, conditional=OrderType(text(intent.get("type")) or "gtc").is_conditional)
-            found = legacy_report(s, found)  # type: ignore[assignment]
         except ExchangeOpError as err:
             _decide(s, symbol, cid, None, f"look-up failed ({type(err).__name__}); asked again later")
             _track_unknown(s, ai, cid, intent)

@@ -102,21 +102,9 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
     return True
 
 
-def legacy_report(s: "Strategy", report: object) -> object:
-    """TRANSITIONAL (issue 26, until the order path of i26-orders is merged): a ccxt order, trade or position dict
-    from a caller not moved to the Venue yet, read by the venue adapter's parser. Reports pass unchanged."""
-    if not isinstance(report, dict):
-        return report
-    parse = getattr(s.venue, "parse")  # noqa: B009 (the ccxt adapter's ReportParser)
-    if "contracts" in report:
-        return parse.position(report)
-    return parse.fill(report) if "order" in report and "status" not in report else parse.order(report)
-
-
 def apply_order(s: "Strategy", report: OrderReport, emulate_now: bool = False, source: str = "exchange") -> Order | None:
     """Merge an order report (REST or stream) into local state; adopts orders it does not know. Its events
     (status, fills) are durable together before this returns (group commit)."""
-    report = legacy_report(s, report)  # type: ignore[assignment]
     with s.group():
         return _apply_order(s, report, emulate_now, source)
 
@@ -331,7 +319,6 @@ def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
 def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
     """Attach a fill to its order (by client id, else exchange id); a fill of an order not known yet waits as an
     orphan under its order id; another strategy's fill, or a foreign order's, is not kept."""
-    f = legacy_report(s, f)  # type: ignore[assignment]
     ai = s.universe.get(f.symbol)
     if ai is None:
         return None
