@@ -44,6 +44,11 @@ from .requests import exit_list_request, order_args, ref_params
 FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
 
 
+def has_last_price(x: object) -> bool:
+    last = x.get("last") if isinstance(x, dict) else None
+    return isinstance(last, (int, float)) and not isinstance(last, bool) and last > 0
+
+
 def is_dict(x: object) -> bool:
     return isinstance(x, dict)
 
@@ -94,7 +99,9 @@ class CcxtVenue(ExchangeClient):
         return self.parse.tickers(raw)
 
     async def ticker(self, symbol: str, timeout: float) -> Ticker:
-        raw = await self.call("fetch_ticker", lambda: self.ex.fetch_ticker(symbol), timeout, validate=is_dict)
+        """One symbol's ticker; an answer without a positive last price is malformed (retried, then
+        ``MalformedResponse``): the order checks price an order by it."""
+        raw = await self.call("fetch_ticker", lambda: self.ex.fetch_ticker(symbol), timeout, validate=has_last_price)
         return self.parse.ticker(raw, symbol)
 
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:

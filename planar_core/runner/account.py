@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ..config import ConfigError, StrategyConfig
 from ..engine.strategy import config_account, configured_alerts, trace_root
-from ..exchange.registry import open_venue
 from ..exchange.errors import ExchangeOpError
+from ..exchange.registry import open_venue
 from ..model.sink import EventSink
 from ..risk.account_estop import AccountEStopReport, Member, account_emergency_stop, halt_members
 from ..risk.estop import pause

@@ -1,0 +1,126 @@
+"""The e-stops' outcomes are structures (risk/outcome.py); the words users read (the summary, the keyed tables the
+flows, the CLI and re-arm read) are rendered from them exactly as they were written before."""
+
+from __future__ import annotations
+
+from planar_core.exchange.errors import ExchangeOpError
+from planar_core.model import Balance, OrderType, PositionSide, Side
+from planar_core.risk.account_estop import AccountEStopReport, Member, _outstanding
+from planar_core.risk.estop import EStopReport, emergency_stop
+from planar_core.risk.outcome import SymbolOutcome
+
+from .fake_venue import started
+
+
+def not_clean() -> EStopReport:
+    report = EStopReport("drawdown", seconds=1.54)
+    btc = report.of("BTC/USDT")
+    btc.orders.cancelled, btc.orders.still_open = 1, 2
+    sol = report.of("SOL/USDT")
+    sol.orders.unverified = "could not list open orders: NetworkUncertain: timeout"
+    eth = report.of("ETH/USDT:USDT")
+    eth.position().still_open, eth.position().closed = -0.25, 0.25
+    eth.position_unverified = "position size unknown: NetworkUncertain: timeout"
+    return report
+
+
+def test_a_strategy_estop_renders_its_words_from_the_structure() -> None:
+    report = not_clean()
+    assert not report.clean
+    assert report.summary() == (
+        "NOT CLEAN after 1.5s: STILL OPEN orders {'BTC/USDT': 2}; STILL OPEN positions {'ETH/USDT:USDT': -0.25}; "
+        "UNVERIFIED {'SOL/USDT: open orders': 'could not list open orders: NetworkUncertain: timeout', "
+        "'ETH/USDT:USDT: position': 'position size unknown: NetworkUncertain: timeout'} (cancelled 1)"
+    )
+    assert report.outstanding() == {
+        "SOL/USDT: open orders": "could not list open orders: NetworkUncertain: timeout",
+        "ETH/USDT:USDT: position": "position size unknown: NetworkUncertain: timeout",
+        "BTC/USDT: still open": "2 order(s)",
+    }
+    d = report.as_dict()
+    assert {k: d[k] for k in ("reason", "cancelled", "closed", "remaining_open", "remaining_positions", "left_alone", "clean")} == {
+        "reason": "drawdown",
+        "cancelled": 1,
+        "closed": {"ETH/USDT:USDT": 0.25},
+        "remaining_open": {"BTC/USDT": 2},
+        "remaining_positions": {"ETH/USDT:USDT": -0.25},
+        "left_alone": {},
+        "clean": False,
+    }
+    assert d["symbols"]["ETH/USDT:USDT"]["positions"] == {"both": {"closed": 0.25, "still_open": -0.25}}  # type: ignore[index]
+
+
+def test_clean_and_unreachable_wording() -> None:
+    report = EStopReport("manual")
+    btc = report.of("BTC/USDT:USDT")
+    btc.orders.cancelled, btc.orders.left_alone = 3, 2
+    btc.position().closed = 0.5
+    assert report.clean
+    assert (
+        report.summary()
+        == "clean: 3 orders cancelled, closed {'BTC/USDT:USDT': 0.5}; other strategies' / foreign orders left open {'BTC/USDT:USDT': 2}"
+    )
+    gone = EStopReport.unreachable("manual", ["BTC/USDT", "ETH/USDT"], "could not reach the exchange: down", seconds=2.0)
+    assert dict(gone.unverified) == {
+        "BTC/USDT: everything": "could not reach the exchange: down",
+        "ETH/USDT: everything": "could not reach the exchange: down",
+    }
+    assert gone.outstanding() == dict(gone.unverified) and not gone.clean
+
+
+def test_a_flow_that_settles_a_symbol_afterwards_clears_it_in_the_structure() -> None:
+    """flows.emergency.mop_up removes a settled symbol's keys from the tables and adds what its task cancelled."""
+    report = not_clean()
+    keys = [*report.unverified, *report.remaining_open, *report.remaining_positions]
+    for sym in sorted({k.split(":", 1)[0] for k in keys}):  # as flows.emergency._symbols_left names them
+        for table in (report.unverified, report.remaining_open, report.remaining_positions):
+            for key in [k for k in table if k.split(":", 1)[0] == sym]:
+                table.pop(key)
+        report.cancelled += 2
+    assert report.clean and report.cancelled == 7 and report.outstanding() == {}
+    assert report.of("SOL/USDT").orders.unverified is None and report.of("ETH/USDT:USDT").position().still_open == 0.0
+
+
+def test_an_account_estop_renders_its_words_from_the_structure() -> None:
+    report = AccountEStopReport("binance-abc", "manual", strategies=["perp"], seconds=2.0)
+    report.of("BTC/USDT").orders.still_open = 1
+    report.book("spot")
+    report.book("futures").orders_unverified = "could not list: NetworkUncertain: timeout"
+    report.book("futures").holdings_unverified = "position sizes unknown: NetworkUncertain: timeout"
+    report.of("ETH/USDT:USDT").positions[PositionSide.LONG] = report.of("ETH/USDT:USDT").position(PositionSide.LONG)
+    report.of("ETH/USDT:USDT").position(PositionSide.LONG).still_open = 0.1
+    assert report.summary() == (
+        "NOT CLEAN after 2.0s: account binance-abc: 1 strategies halted; open orders found: perp 0; cancelled 0; "
+        "STILL OPEN orders {'BTC/USDT': 1}; STILL OPEN positions {'ETH/USDT:USDT#long': 0.1}; "
+        "UNVERIFIED {'futures: open orders': 'could not list: NetworkUncertain: timeout', "
+        "'futures: positions': 'position sizes unknown: NetworkUncertain: timeout'}"
+    )
+    perp = Member("perp", "/tmp/perp", ("ETH/USDT:USDT",), margin=True)
+    spot = Member("spot", "/tmp/spot", ("BTC/USDT",), margin=False)
+    assert _outstanding(report, perp) == {
+        "ETH/USDT:USDT: futures: open orders": "could not list: NetworkUncertain: timeout",
+        "ETH/USDT:USDT: futures: positions": "position sizes unknown: NetworkUncertain: timeout",
+    }
+    assert _outstanding(report, spot) == {"BTC/USDT: still open": "1 order(s)"}
+    report.unreachable = "could not reach the exchange: down"
+    assert next(iter(report.unverified)) == "everything"
+    d = report.as_dict()
+    assert d["unverified"] == dict(report.unverified) and d["remaining_open"] == {"BTC/USDT": 1} and d["clean"] is False
+    assert isinstance(report.symbols["BTC/USDT"], SymbolOutcome)
+
+
+async def test_an_estop_on_the_venue_fills_the_structure() -> None:
+    s, venue, _ = await started(("BTC/USDT", "ETH/USDT"))
+    s.balances["USDT"] = Balance(10_000.0, 0.0, 10_000.0)
+    s.universe["BTC/USDT"].last_price = 50_000.0
+    await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=40_000.0, waitfor=0)
+    venue.fail_next["open_orders"].extend(ExchangeOpError("down") for _ in range(100))  # the first symbol asked cannot be listed
+    report = await emergency_stop(s, "test", close_positions=False, budget_s=0.3)
+    listed = {o.symbol for o in venue.orders.values()}
+    assert not report.clean and report.summary().startswith("NOT CLEAN after ")
+    assert set(report.unverified) == {f"{sym}: open orders" for sym in ("BTC/USDT", "ETH/USDT")}
+    assert all(report.of(sym).orders.unverified == "could not list open orders: ExchangeOpError: down" for sym in ("BTC/USDT", "ETH/USDT"))
+    assert listed == {"BTC/USDT"}
+    venue.fail_next["open_orders"].clear()
+    again = await emergency_stop(s, "again", close_positions=False, budget_s=5.0)
+    assert again.clean and again.summary() == "clean: 1 orders cancelled" and again.of("BTC/USDT").orders.cancelled == 1
