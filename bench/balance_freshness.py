@@ -132,7 +132,7 @@ async def one_fill(s: Strategy, admin: Any, engine: Observer, baseline: Observer
     """One resting buy filled by a price move; when each observer showed the exchange's balance after it."""
     ai = s.universe[SYMBOL]
     await admin("price", {"symbol": "BTCUSDT", "factor": 1.0})
-    ticker = await s.client.ex.fetch_ticker(SYMBOL)
+    ticker = await s.venue.ex.fetch_ticker(SYMBOL)
     before = set(ai.orders)
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=round(float(ticker["bid"]) * 0.998, 2), waitfor=0) is PENDING
     (cid,) = set(ai.orders) - before

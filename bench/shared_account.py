@@ -144,7 +144,7 @@ async def worker(spec: dict[str, Any]) -> None:
             if not s.ids.owns(o["client_order_id"]) and o["client_order_id"] in b["cancel_asked"]
         ]
         never = [cid for cid, a in b["answers"].items() if a == "pending" and cid not in ex]
-        errors = Counter(str(e) for e in getattr(s.client, "error_counts", {}).keys())
+        errors = Counter(str(e) for e in getattr(s.venue, "error_counts", {}).keys())
         print(
             json.dumps(
                 {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import TYPE_CHECKING
 
 from prefect import task
@@ -13,7 +12,6 @@ from prefect.cache_policies import NO_CACHE
 from planar_core.engine.sync import load_account
 from planar_core.exchange.client_ids import planar_identity
 from planar_core.exchange.errors import ExchangeOpError
-from planar_core.model.types import Json
 from planar_core.risk import operations
 
 from . import Overrides
@@ -41,10 +39,8 @@ async def exchange_snapshot(strategy: str, config_path: str | None = None, overr
     async with loaded(strategy, config_path, overrides) as s:
         opened: dict[str, list[str]] = {}
         for ai in s.universe.values():
-            rows: list[Json] = await s.client.call(
-                "fetch_open_orders", partial(s.client.ex.fetch_open_orders, ai.symbol), s.config.timeouts.order_placement
-            )
-            cids = (str(o.get("clientOrderId")) for o in rows)
+            listed = await s.venue.open_orders(ai.symbol, s.config.timeouts.order_placement)  # conditional ones too
+            cids = (o.client_order_id or "" for o in listed)
             opened[ai.symbol] = sorted(c for c in cids if planar_identity(c) in (None, s.ids.identity))  # not another strategy's
         return {
             "open": opened,

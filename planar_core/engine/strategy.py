@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Literal
 
 from ..alerts import AlertDispatcher, Redactor
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.client import ExchangeClient
 from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
@@ -78,16 +77,15 @@ class Strategy:
         self,
         config: StrategyConfig,
         sink: EventSink | None = None,
-        client: ExchangeClient | None = None,
+        venue: Venue | None = None,
         alerts: AlertDispatcher | None = None,
         observer: TaskObserver | None = None,
         *,
-        venue: Venue | None = None,
         clock: Clock | None = None,
     ) -> None:
-        """Parts not given get defaults (a memory sink, a ccxt venue on that sink, the config's alert channels, the
-        real clock): ``strategy_from_config`` is the one place that builds the real ones. ``venue``: the exchange
-        as the engine sees it, when it is not the client itself (a unit test's in-memory venue)."""
+        """Parts not given get defaults (a memory sink, the config's venue from the registry on that sink, the
+        config's alert channels, the real clock): ``strategy_from_config`` is the one place that builds the real
+        ones; a unit test hands in an in-memory venue and a test clock."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.config = config
         self.name = config.name
@@ -97,11 +95,9 @@ class Strategy:
         self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
         self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
-        self.client = client or open_venue(config, self.sink)
-        self.client.sink = self.sink  # the client's api_call records too
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
-        self.venue: Venue = venue if venue is not None else self.client  # type: ignore[assignment]
-        self._client_apart = venue is not None  # the client is closed on its own at stop
+        self.venue: Venue = venue if venue is not None else open_venue(config, self.sink)
+        self.venue.sink = self.sink  # its api_call records go through the guard too
         # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
         self.answered_unknown: dict[str, Json] = {}
         # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
@@ -396,8 +392,6 @@ class Strategy:
         self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on
         self.journal.close()
         await self.venue.close()
-        if self._client_apart:
-            await self.client.close()
         self.lease.release()
 
     def watcher_health(self) -> dict[str, Json]:
@@ -859,7 +853,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, sink=sink, client=open_venue(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, sink=sink, venue=open_venue(cfg, sink), alerts=alerts, observer=observer)
     s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

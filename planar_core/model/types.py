@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING
 
 from .candles import Candles
@@ -12,7 +12,6 @@ from .status import OrderStatus
 
 if TYPE_CHECKING:
     from .refusals import Refusal
-    from .venue import ConditionalKind
 
 Json = dict[str, object]
 """A JSON-shaped mapping read field by field: an event's fields, a raw ccxt structure (order, trade, balance,
@@ -49,10 +48,27 @@ class OrderType(str, Enum):
 
     @property
     def trigger(self) -> ConditionalKind | None:
-        """What a conditional type waits for (``model.venue.conditional_kind``), None for the others."""
-        from .venue import conditional_kind
-
+        """What a conditional type waits for, None for the others."""
         return conditional_kind(self)
+
+
+class ConditionalKind(StrEnum):
+    """What a conditional order waits for before it becomes a market or limit order."""
+
+    STOP = "stop"  # a stop-loss: triggers when the price moves against the position
+    TAKE = "take"  # a take-profit: triggers when the price reaches the target
+    TRAILING = "trailing"  # a trailing stop: follows the best price by a percentage
+
+
+def conditional_kind(order_type: OrderType) -> ConditionalKind | None:
+    """The conditional kind of an order type (None: not conditional)."""
+    if order_type in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
+        return ConditionalKind.STOP
+    if order_type in (OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT):
+        return ConditionalKind.TAKE
+    if order_type is OrderType.TRAILING_STOP:
+        return ConditionalKind.TRAILING
+    return None
 
 
 _LIMITS = frozenset({OrderType.GTC, OrderType.IOC, OrderType.FOK, OrderType.POST_ONLY, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
+from .sink import EventSink
 from .stamp import Stamp
 from .status import OrderStatus
-from .types import Json, OrderType, PositionSide, Side
+from .types import ConditionalKind, Json, OrderType, PositionSide, Side, conditional_kind
 
 Market = Json
 """A market in ccxt's unified structure (``symbol``, ``base``, ``quote``, ``settle``, ``precision``, ``limits``,
@@ -34,14 +35,6 @@ Market = Json
 
 MarketType = Literal["spot", "swap"]
 """The account section an operation addresses: spot, or USDⓈ-M perpetual futures (ccxt's ``swap``)."""
-
-
-class ConditionalKind(StrEnum):
-    """What a conditional order waits for before it becomes a market or limit order."""
-
-    STOP = "stop"  # a stop-loss: triggers when the price moves against the position
-    TAKE = "take"  # a take-profit: triggers when the price reaches the target
-    TRAILING = "trailing"  # a trailing stop: follows the best price by a percentage
 
 
 class TriggerPhase(StrEnum):
@@ -209,17 +202,6 @@ class PlaceOrder:
         return conditional_kind(self.type)
 
 
-def conditional_kind(order_type: OrderType) -> ConditionalKind | None:
-    """The conditional kind of an order type (None: not conditional)."""
-    if order_type in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
-        return ConditionalKind.STOP
-    if order_type in (OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT):
-        return ConditionalKind.TAKE
-    if order_type is OrderType.TRAILING_STOP:
-        return ConditionalKind.TRAILING
-    return None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlaceExitList:
     """A one-cancels-the-other exit list (spot): a take-profit limit and a stop on the same amount."""
@@ -285,6 +267,7 @@ class Venue(Protocol):
 
     name: str  # the venue's registry name ("binance", "paper")
     caps: Capabilities
+    sink: EventSink  # where it records its API calls (``api_call``): the engine's trace
 
     # -------------------------------------------------------------- markets and time
     @property

@@ -157,7 +157,7 @@ async def test_a_rest_snapshot_older_than_a_stream_update_does_not_overwrite_it(
     stream says so, and only then does the old answer arrive. It must not take the engine back."""
     s = await strategy_factory(balance_watcher={"interval": 3600})
     await on_the_stream(s, sandbox, account)
-    real = s.client.ex.fetch_balance
+    real = s.venue.ex.fetch_balance
     read, release = asyncio.Event(), asyncio.Event()
 
     async def slow_answer(*args: Any, **kwargs: Any) -> Any:
@@ -166,7 +166,7 @@ async def test_a_rest_snapshot_older_than_a_stream_update_does_not_overwrite_it(
         await release.wait()  # ... reaching the engine later
         return answer
 
-    monkeypatch.setattr(s.client.ex, "fetch_balance", slow_answer)
+    monkeypatch.setattr(s.venue.ex, "fetch_balance", slow_answer)
     old_read = asyncio.create_task(s.refresh_balances())
     await read.wait()
     bid, _ = bid_ask(sandbox, "BTCUSDT")

@@ -73,7 +73,7 @@ async def test_estop_recovers_when_the_exchange_comes_back_within_its_budget(str
         return sum(1 for e in s.sink.of("api_call") if e.get("result") != "ok")
 
     async def heal() -> None:
-        await wait_for(lambda: s.client.in_flight == 0 and s.halted, timeout=5)
+        await wait_for(lambda: s.venue.in_flight == 0 and s.halted, timeout=5)
         before = failed_calls()
         await wait_for(lambda: failed_calls() >= before + 3, timeout=10)  # a few failed rounds first
         sandbox.ex.faults = Faults()
@@ -260,8 +260,8 @@ async def test_a_finished_watch_is_never_cancelled_or_dropped(strategy_factory, 
         await asyncio.sleep(3600)
         return []
 
-    monkeypatch.setattr(s.client.ex, "watch_orders", watch_orders)
-    monkeypatch.setattr(s.client.ex, "watch_my_trades", watch_my_trades)
+    monkeypatch.setattr(s.venue.ex, "watch_orders", watch_orders)
+    monkeypatch.setattr(s.venue.ex, "watch_my_trades", watch_my_trades)
     monkeypatch.setattr(s, "sync_asset_orders", lambda *a, **k: asyncio.sleep(0))  # no REST rescue
     await s.supervisor.stop("orders:BTC/USDT")
     s.ensure_order_tasks(ai)
@@ -484,13 +484,13 @@ async def test_a_bug_after_the_request_left_leaves_the_order_unknown_not_failed(
     """Any exception once the request may have reached the exchange, our own bugs included, means 'outcome
     unknown': the order is booked here, the engine must find it, not call it failed."""
     s = await strategy_factory(timeouts={"order_placement": 1.0})
-    real = s.client.ex.create_order
+    real = s.venue.ex.create_order
 
     async def sent_then_crashed(*args, **kwargs):
         await real(*args, **kwargs)
         raise KeyError("a bug while parsing the answer")
 
-    monkeypatch.setattr(s.client.ex, "create_order", sent_then_crashed)
+    monkeypatch.setattr(s.venue.ex, "create_order", sent_then_crashed)
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0.5) is not None
     (order,) = s.universe["BTC/USDT"].orders.values()
     await wait_for(lambda: order.status == "closed")

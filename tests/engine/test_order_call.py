@@ -149,7 +149,7 @@ async def test_rate_limit_storm_backs_off_and_recovers(strategy_factory, sandbox
     sandbox.ex.faults = Faults(rate_limit_rate=0.3, error_rate=0.1)
     results = [await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, waitfor=1) for _ in range(5)]
     sandbox.ex.faults = Faults()
-    assert s.client.guard.backoffs > 0
+    assert s.venue.guard.backoffs > 0
     snap = snapshot(sandbox, account)
     cids = [o["client_order_id"] for o in snap["orders"]]
     assert len(cids) == len(set(cids))  # never two exchange orders for one client id

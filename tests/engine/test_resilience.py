@@ -77,14 +77,14 @@ async def test_pacer_keeps_orders_under_the_exchange_limit(strategy_factory, san
     s = await strategy_factory(rate_limits={"orders_per_second": 1.0, "burst_allowance": 10, "weight_per_minute": 1_000_000})
     results = [await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, waitfor=1) for _ in range(12)]
     assert all(isinstance(r, Trade) for r in results)
-    assert s.client.guard.backoffs == 0  # queued locally, never refused
+    assert s.venue.guard.backoffs == 0  # queued locally, never refused
 
 
 async def test_batch_respects_the_weight_budget(strategy_factory) -> None:
     s = await strategy_factory(rate_limits={"weight_per_minute": 5000, "orders_per_second": 100})
-    ops = [(f"ticker{i}", lambda: s.client.ex.fetch_ticker("BTC/USDT"), 120) for i in range(10)]
-    results = await s.client.batch(ops, timeout=5)
-    assert s.client.last_batch_count == 3  # a tenth of 5000 per batch: 4 + 4 + 2 ops of weight 120
+    ops = [(f"ticker{i}", lambda: s.venue.ex.fetch_ticker("BTC/USDT"), 120) for i in range(10)]
+    results = await s.venue.batch(ops, timeout=5)
+    assert s.venue.last_batch_count == 3  # a tenth of 5000 per batch: 4 + 4 + 2 ops of weight 120
     assert len(results) == 10 and all(isinstance(r, dict) and r["last"] > 0 for r in results)
 
 
@@ -107,8 +107,8 @@ async def test_secrets_never_leave_the_process(strategy_factory, sandbox, tmp_pa
         try:
             bad = sandbox.ex.add_account({"USDT": 1})
             bad.api_secret = "x"
-            s.client.ex.secret = acct.api_secret + "-wrong"
-            await s.client.call("fetch_balance", lambda: s.client.ex.fetch_balance(), 2, retries=0)
+            s.venue.ex.secret = acct.api_secret + "-wrong"
+            await s.venue.call("fetch_balance", lambda: s.venue.ex.fetch_balance(), 2, retries=0)
         except Exception as exc:
             errors.append(f"{exc!r} {exc}")
         outputs = [
@@ -136,13 +136,13 @@ async def test_every_operation_honours_its_timeout(strategy_factory, sandbox) ->
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     with pytest.raises(NetworkUncertain, match="timed out"):
-        await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), s.config.timeouts.market_data, retries=0)
+        await s.venue.call("fetch_time", lambda: s.venue.ex.fetch_time(), s.config.timeouts.market_data, retries=0)
     assert loop.time() - t0 < 0.55  # cut at the configured timeout, not at the server's pace
 
 
 async def test_used_weight_header_is_tracked_and_respected(strategy_factory, sandbox) -> None:
     s = await strategy_factory(rate_limits={"weight_per_minute": 1000, "orders_per_second": 100})
-    await s.client.call("fetch_time", lambda: s.client.ex.fetch_time(), 5)
-    assert s.client.guard.used > 0  # the server's count, read from X-MBX-USED-WEIGHT-1M
-    s.client.guard.observe_used(s.client.venue.used_weight({"X-MBX-USED-WEIGHT-1M": "950"}))
-    assert s.client.guard.resume_at > time.monotonic()  # near the limit: hold until the window rolls
+    await s.venue.call("fetch_time", lambda: s.venue.ex.fetch_time(), 5)
+    assert s.venue.guard.used > 0  # the server's count, read from X-MBX-USED-WEIGHT-1M
+    s.venue.guard.observe_used(s.venue.venue.used_weight({"X-MBX-USED-WEIGHT-1M": "950"}))
+    assert s.venue.guard.resume_at > time.monotonic()  # near the limit: hold until the window rolls

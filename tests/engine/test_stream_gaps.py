@@ -18,13 +18,13 @@ async def test_a_burst_of_fills_is_seen_whole(strategy_factory, sandbox, account
     keeps the others in its cache until the next message arrives, which here never does. The engine is busy for a
     moment between two watch calls, as it is under load (the soak)."""
     s = await strategy_factory(order_monitoring={"interval": 60, "verify_interval": 3600})  # no poll to rescue it
-    real_watch = s.client.ex.watch_orders
+    real_watch = s.venue.ex.watch_orders
 
     async def busy_then_watch(symbol: str) -> list:
         await asyncio.sleep(0.02)
         return await real_watch(symbol)
 
-    monkeypatch.setattr(s.client.ex, "watch_orders", busy_then_watch)
+    monkeypatch.setattr(s.venue.ex, "watch_orders", busy_then_watch)
     ai = s.universe["ETH/USDT"]
     bid, _ = bid_ask(sandbox, "ETHUSDT")
     polls = _polls(s)  # the order watcher starts with the first order

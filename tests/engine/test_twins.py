@@ -34,7 +34,7 @@ def _open(sandbox: Any, key: str) -> set[str]:
 async def _rest(s: Any) -> str:
     """One resting buy 20 % under the market; its client id."""
     ai = s.universe[SYMBOL]
-    price = ai.last_price or float((await s.client.ex.fetch_ticker(SYMBOL))["last"])
+    price = ai.last_price or float((await s.venue.ex.fetch_ticker(SYMBOL))["last"])
     before = set(ai.orders)
     await s.call(ai, OrderType.GTC, Side.BUY, amount=0.001, price=round(price * 0.8, 2), waitfor=0)
     (cid,) = set(ai.orders) - before

@@ -208,9 +208,9 @@ async def wait_settled(s: Any, timeout: float = 20.0) -> None:
     """No request in flight and no order still being submitted (waiting on conditions, never repairing)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while s.client.in_flight or any(str(o.status) == "intent" for ai in s.universe.values() for o in ai.orders.values()):
+    while s.venue.in_flight or any(str(o.status) == "intent" for ai in s.universe.values() for o in ai.orders.values()):
         if loop.time() > deadline:
-            raise AssertionError(f"engine did not settle within {timeout}s: {s.client.in_flight} requests in flight")
+            raise AssertionError(f"engine did not settle within {timeout}s: {s.venue.in_flight} requests in flight")
         await asyncio.sleep(0.02)
 
 

@@ -87,11 +87,11 @@ async def test_futures_user_stream_survives_a_failed_keepalive_and_an_expired_li
     first_key = next(iter(sandbox.hub.listen_keys))
     # 1. a keepalive fails once (ccxt drops the stream and re-authenticates)
     sandbox.ex.faults = Faults(keepalive_failures=1)
-    s.client.ex.options["listenKeyRefreshRate"] = 300
-    await s.client.ex.keep_alive_listen_key({"type": "linear"})
+    s.venue.ex.options["listenKeyRefreshRate"] = 300
+    await s.venue.ex.keep_alive_listen_key({"type": "linear"})
     assert sandbox.ex.faults.keepalive_failures == 0
     # 2. then no keepalive at all: the key expires, its stream gets listenKeyExpired and is cut
-    s.client.ex.options["listenKeyRefreshRate"] = 3_600_000
+    s.venue.ex.options["listenKeyRefreshRate"] = 3_600_000
     sandbox.ex.faults = Faults(listen_key_ttl_s=1.0)
     await wait_for(lambda: first_key not in sandbox.hub.listen_keys, timeout=10)
     # while the stream is down, the resting order fills and a new order is placed

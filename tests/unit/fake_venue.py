@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from planar_core.exchange.errors import ExchangeOpError, OrderNotFound
+from planar_core.model.sink import EventSink, MemorySink
 from planar_core.model.stamp import Stamp
 from planar_core.model.status import OrderStatus
 from planar_core.model.types import OrderType, PositionSide
@@ -112,6 +113,7 @@ class FakeVenue:
 
     def __init__(self, symbols: Sequence[str] = ("BTC/USDT", "ETH/USDT"), clock: TestClock | None = None, hedged: bool = False) -> None:
         self.name = "fake"
+        self.sink: EventSink = MemorySink()  # the engine hands in its own
         self.caps = Capabilities(
             kline_closed_flag=True,
             api_permissions=True,
@@ -462,13 +464,9 @@ def engine_on_fake(
     **config: object,
 ) -> tuple[Strategy, FakeVenue, TestClock]:
     """A Strategy whose venue is a ``FakeVenue`` and whose clock is a ``TestClock``; its universe is built from the
-    venue's markets (call ``await load(s)``, or use ``started``). Its ccxt client is one that fails any use."""
+    venue's markets (call ``await load(s)``, or use ``started``)."""
     from planar_core.config import StrategyConfig
     from planar_core.engine.strategy import Strategy
-    from planar_core.exchange.client import ExchangeClient
-    from planar_core.model.sink import MemorySink
-
-    from .stubs import NoExchange
 
     cfg = StrategyConfig.model_validate(
         {
@@ -484,7 +482,7 @@ def engine_on_fake(
     clock = TestClock()
     venue = FakeVenue(symbols, clock=clock, hedged=hedged)
     sink = MemorySink()
-    s = Strategy(cfg, sink=sink, client=ExchangeClient(cfg, sink, exchange=NoExchange()), venue=venue, clock=clock)
+    s = Strategy(cfg, sink=sink, venue=venue, clock=clock)
     s.running = running
     return s, venue, clock
 

@@ -61,7 +61,7 @@ def stub_strategy(
         }
     )
     sink = MemorySink()
-    s = Strategy(cfg, sink=sink, client=CcxtVenue(cfg, sink, exchange=NoExchange()))
+    s = Strategy(cfg, sink=sink, venue=CcxtVenue(cfg, sink, exchange=NoExchange()))
     prices = prices or {"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}
     for a in cfg.universe:
         ai = AssetInstance(a.symbol, market(a.symbol, contract=cfg.margin), a.max_position, a.risk_per_trade)

@@ -49,7 +49,7 @@ READS = {
 ENGINE_ONLY = (
     "halt",
     "rearm",
-    "client",
+    "venue",
     "sink",
     "state",
     "state_store",
