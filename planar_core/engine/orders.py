@@ -286,7 +286,7 @@ def _order_of(ai: AssetInstance, cid: str, req: OrderRequest, asked: OrderCall) 
 
 
 async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswer:
-    """The seed's ``call!``; see Strategy.call, which builds ``asked`` (an ``OrderCall``, checked when it was
+    """The order call behind ``Strategy.call``, which builds ``asked`` (an ``OrderCall``, checked when it was
     built). Never raises (cancellation excepted). A refusal answers None; ``Strategy.last_refusal`` holds it, typed.
     ``asked.resend_of``: an order whose outcome was unknown and which look-ups proved never booked, sent again under a
     new client id (``order_monitoring.resend_absent``; checked again locally, not sized again)."""
@@ -499,7 +499,7 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
 
 
 async def force_sync(s: "Strategy", ai: AssetInstance, order: Order) -> None:
-    """The seed's ``synced=true``: fetch the order and its trades when the watchers saw nothing."""
+    """``synced=True``: fetch the order and its trades when the watchers saw nothing within ``waitfor``."""
     try:
         found = await lookup(s, ai.symbol, order.client_order_id, conditional=order.type.is_conditional)
         if found is not None:

@@ -376,7 +376,7 @@ class Strategy:
         send_alert(self, message, level)
 
     async def emergency_stop(self, reason: str = "Manual trigger", close_positions: bool | None = None) -> "EStopReport":
-        """The seed's emergency_stop!: halt, cancel all orders, optionally flatten, alert, record."""
+        """The strategy's emergency stop: halt, cancel its orders, optionally flatten its positions, alert, record."""
         from ..risk.estop import emergency_stop
 
         return await emergency_stop(self, reason, close_positions)

@@ -106,7 +106,7 @@ class ExchangeClient:
         if exchange is None:  # paper mode: the same interface, private calls answered by a local account
             exchange = PaperExchange(self.venue.build(cfg), cfg) if cfg.mode == "paper" else self.venue.build(cfg)
         self.ex = exchange
-        self.ex._trace = self.sink  # the seed's exc._trace
+        self.ex._trace = self.sink  # ccxt's hooks record into the engine's trace
         self._seq = itertools.count(1)  # one order for user-stream messages, REST requests and fills (model/stamp.py)
         if isinstance(exchange, StrictBinance):
             exchange.planar_seq = self.next_seq
@@ -441,7 +441,7 @@ class ExchangeClient:
             self.sink.record("api_call", endpoint=op, latency_ms=(time.perf_counter() - started) * 1000, result=result, code=code)
 
     async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[object]], int]], timeout: float) -> list[Any]:
-        """The seed's batch_order_operations: run (op, fn, weight) in batches of at most a tenth of the
+        """Run many operations (op, fn, weight) in batches of at most a tenth of the
         minute's weight budget; batches run concurrently inside, one after another outside, and
         ccxt's throttle plus the weight guard pace them. Errors are returned in place, not raised."""
         budget = max(1, self.cfg.rate_limits.weight_per_minute // 10)

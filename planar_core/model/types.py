@@ -19,7 +19,8 @@ position, market), a persisted record. ``object`` values, not ``Any``: a reader 
 
 
 class OrderType(str, Enum):
-    """The seed's order types (MarketOrder, GTCOrder, IOCOrder, FOKOrder, post-only) and the conditional ones.
+    """The order types a strategy may place: market, limit (good-till-cancelled, immediate-or-cancel,
+    fill-or-kill, post-only) and the conditional ones.
 
     Conditional orders wait on the exchange for their ``trigger_price``: a stop buys at or above it and sells at
     or below it (a stop-loss of a short, of a long), a take-profit the other way round; ``*_LIMIT`` places a GTC
@@ -91,7 +92,7 @@ class Side(str, Enum):
 
 
 class Pending:
-    """The seed's ``missing``: the exchange accepted the order (its acknowledgement or a look-up says it is booked)
+    """The answer "accepted": the exchange accepted the order (its acknowledgement or a look-up says it is booked)
     but no fill was seen (yet). A singleton, falsy (no fill in hand): test it with ``is PENDING``."""
 
     _instance: "Pending | None" = None
