@@ -105,8 +105,8 @@ async def main(healthy: int, dead: int, blocks: int, show_rows: bool = False) ->
                     known.setdefault(event.order.client_order_id, time.time() * 1000)
 
             await s.start()
-            s.on_balance_update.append(lambda st: engine.saw(engine_book(st)))
-            s.listeners.append(on_event)
+            s.hooks.on_balance(lambda st: engine.saw(engine_book(st)))
+            s.hooks.listen(on_event)
             watcher = asyncio.create_task(raw_watch(raw, baseline))
             rows: dict[str, list[dict[str, float | None]]] = {"healthy": [], "dead": []}
             try:

@@ -77,7 +77,7 @@ async def measure(rounds: int, fsync: bool, engine_first: bool) -> tuple[list[fl
                 if isinstance(ev, Filled) and ev.order.type is OrderType.STOP_MARKET:
                     engine_seen.setdefault(ev.order.client_order_id, time.perf_counter())
 
-            s.listeners.append(on_event)
+            s.hooks.listen(on_event)
 
             async def raw_watch() -> None:
                 while True:

@@ -50,8 +50,9 @@ async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = a
     reason = f"Failed to reconnect to exchange after {cfg.max_retries} attempts"
     s.sink.record("error_occurred", reason=reason)
     log.error(reason)
-    if s.on_connection_lost is not None:
-        await s.on_connection_lost(s, reason)
+    handler = s.hooks.connection_lost_handler()
+    if handler is not None:
+        await handler(s, reason)
     else:
         s.halt(reason)
     return False

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -44,12 +44,13 @@ from . import updates as _updates
 from .closing import close_position
 from .freshness import Freshness, position_key
 from .heartbeat import Heartbeat
+from .hooks import Hooks
 from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
 from .store_guard import GuardedSink, StoreUnwritable, describe
 from .submit import resolver
-from .supervisor import Supervisor, TaskHealth, TaskObserver
+from .supervisor import Supervisor, TaskObserver
 from .twins import Twins
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
@@ -115,12 +116,7 @@ class Strategy:
         self.running = False
         self.risk_check: RiskCheck | None = None
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
-        self.on_balance_update: list[Callable[["Strategy"], object]] = []
-        self.on_price_update: list[Callable[["Strategy", AssetInstance], object]] = []
-        self.listeners: list[Callable[[EngineEvent], None]] = []  # closed bars, order updates, fills (the logic host)
-        self.on_emergency_stop: list[Callable[["Strategy", "EStopReport"], None]] = []
-        self.extra_tasks: dict[str, Callable[[TaskHealth], Awaitable[None]]] = {}  # started with the watchers (risk monitor ...)
-        self.on_connection_lost: Callable[["Strategy", str], Awaitable[None]] | None = None
+        self.hooks = Hooks()  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = alerts if alerts is not None else configured_alerts(config)
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
@@ -138,26 +134,26 @@ class Strategy:
         self.lease = engine_lease(config, self.account)
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
-        self.listeners.append(partial(_brackets.on_event, self))
-        self.listeners.append(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
+        self.hooks.listen(partial(_brackets.on_event, self))
+        self.hooks.listen(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
         self.risk = RiskManager(self)
         self._wire_risk()
         self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
         if config.dead_mans_switch.enabled:
-            self.extra_tasks["heartbeat"] = self.heartbeat.run
+            self.hooks.add_task("heartbeat", self.heartbeat.run)
         self.twins = Twins(self)  # one engine per strategy and account across store roots (twins.py)
         if self.twins.active:
-            self.extra_tasks["twins"] = self.twins.watch
+            self.hooks.add_task("twins", self.twins.watch)
 
     def _wire_risk(self) -> None:
         """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
         event-driven), a task beside the watchers and the answer to a lost connection."""
         rm = self.risk
         self.risk_check = rm.check
-        self.on_balance_update.append(lambda s: rm.evaluate_breakers())
-        self.on_price_update.append(lambda s, ai: rm.evaluate_breakers())
-        self.extra_tasks["risk-monitor"] = rm.monitor_body
-        self.on_connection_lost = rm.connection_lost
+        self.hooks.on_balance(lambda s: rm.evaluate_breakers())
+        self.hooks.on_price(lambda s, ai: rm.evaluate_breakers())
+        self.hooks.add_task("risk-monitor", rm.monitor_body)
+        self.hooks.on_connection_lost(rm.connection_lost)
 
     # ----------------------------------------------------------------- identity
     def __repr__(self) -> str:  # never the credentials
@@ -353,7 +349,7 @@ class Strategy:
         from .health import connection_monitor
 
         self.supervisor.start("health", connection_monitor(self))
-        for name, body in self.extra_tasks.items():
+        for name, body in self.hooks.tasks():
             self.supervisor.start(name, body)
 
     def ensure_order_tasks(self, ai: AssetInstance) -> None:
@@ -704,7 +700,7 @@ class Strategy:
                 self.alert(msg, "warning")
 
     def _notify_balance(self) -> None:
-        for hook in list(self.on_balance_update):
+        for hook in self.hooks.balance_hooks():
             self._run_hook(hook, self)
 
     def _run_hook(self, hook: Callable[..., object], *args: object) -> None:
@@ -741,7 +737,7 @@ class Strategy:
         last = store.last
         ai.last_price = last.close if last is not None else ai.last_price
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
-        for hook in list(self.on_price_update):
+        for hook in self.hooks.price_hooks():
             self._run_hook(hook, self, ai)
         for bar in store.take_closed():
             self.notify(BarClosed(ai, timeframe, bar))
@@ -752,7 +748,7 @@ class Strategy:
         read by REST if nothing covers it in time; the logic host waits for that before ``on_fill``)."""
         if isinstance(event, Filled):
             self.freshness.fill_known(event.ai, event.order, event.trade)
-        for listener in list(self.listeners):
+        for listener in self.hooks.listeners():
             self._run_hook(listener, event)
 
     def apply_order(self, report: OrderReport, source: str = "exchange") -> Order | None:

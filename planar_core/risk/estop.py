@@ -332,7 +332,7 @@ async def emergency_stop(
     message = f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}"
     (log.error if report.clean else log.critical)(message)
     s.alert(message, "critical")
-    for hook in list(getattr(s, "on_emergency_stop", [])):
+    for hook in s.hooks.estop_hooks():
         try:
             hook(s, report)
         except Exception:

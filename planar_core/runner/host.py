@@ -131,7 +131,7 @@ async def run(
     deadline = loop.time() + duration if duration else None
     result = RunResult("stopped")
     host = _Host(s, logic, logic_errors, result)
-    s.listeners.append(host.listen)
+    unlisten = s.hooks.listen(host.listen)
     ticking = logic.wants_ticks()
     next_tick = loop.time()
     next_status = loop.time()
@@ -173,7 +173,7 @@ async def run(
             await host.dispatch(host.queue.get_nowait())
         await host.invoke("on_stop", logic.on_stop(host.ctx))
     finally:
-        s.listeners.remove(host.listen)
+        unlisten()
         stop_wait.cancel()
     result.final_status = status(s)
     return result

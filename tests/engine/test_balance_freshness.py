@@ -190,7 +190,7 @@ async def test_a_stream_update_does_not_bring_back_values_from_before_a_gap(stra
     eth = float(snapshot(sandbox, account)["spot_balances"]["ETH"]["free"])
     assert s.cash("ETH").free == pytest.approx(eth, abs=1e-12)
     shown: list[float] = []  # ETH as the engine shows it after every balance update from now on
-    s.on_balance_update.append(lambda s: shown.append(s.cash("ETH").free))
+    s.hooks.on_balance(lambda s: shown.append(s.cash("ETH").free))
     sandbox.ex.faults = Faults()
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)  # a message about BTC/USDT
     await balances_match(s, sandbox, account, "after a stream message about BTC")

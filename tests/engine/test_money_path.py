@@ -357,7 +357,7 @@ async def test_a_failing_update_hook_is_recorded_and_alerted_and_the_breakers_st
     def broken(strat) -> None:
         raise RuntimeError("hook bug")
 
-    s.on_balance_update.insert(0, broken)
+    s.hooks.on_balance(broken, first=True)
     s.state_store.update(day_start_equity=None)
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
     await wait_for(lambda: any("hook bug" in (e.get("reason") or "") for e in s.sink.of("error_occurred")))

@@ -44,12 +44,12 @@ async def test_failed_reconnection_hands_over_to_the_emergency_hook(strategy_fac
     async def on_lost(strat, reason: str) -> None:
         reasons.append(reason)
 
-    s.on_connection_lost = on_lost
+    s.hooks.on_connection_lost(on_lost)
     sandbox.ex.faults = Faults(error_rate=1.0)
     assert not await reconnect(s, sleep=no_sleep)
     assert reasons == ["Failed to reconnect to exchange after 2 attempts"]
     assert [e["result"] for e in s.sink.of("reconnect")] == ["failed", "failed"]
-    s.on_connection_lost = None
+    s.hooks.on_connection_lost(None)
     assert not await reconnect(s, sleep=no_sleep)
     assert s.halted  # the default reaction
 

@@ -127,7 +127,7 @@ async def test_read_only_wal_refuses_keeps_fills_and_rearms(strategy_factory, sa
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.995, waitfor=0) is PENDING
     (resting,) = ai.open_orders()
     fills: list[Filled] = []
-    s.listeners.append(lambda e: fills.append(e) if isinstance(e, Filled) else None)
+    s.hooks.listen(lambda e: fills.append(e) if isinstance(e, Filled) else None)
     wal = Path(s.sink.root) / "wal"
     _mount("--bind", str(wal), str(wal))
     try:

@@ -61,7 +61,7 @@ ENGINE_ONLY = (
     "journal",
     "lease",
     "supervisor",
-    "listeners",
+    "hooks",
     "stop",
     "start",
     "refresh_balances",
@@ -178,7 +178,7 @@ async def test_every_callback_receives_the_context_and_views_in_order() -> None:
     await asyncio.sleep(0)
     s.notify(BarClosed(ai, "1m", Candle(60_000, 1.0, 1.0, 1.0, 1.0, 1.0)))
     s.notify(OrderUpdated(ai, own))
-    for listen in list(s.listeners):  # past Strategy.notify's fill bookkeeping, which would read balances by REST
+    for listen in s.hooks.listeners():  # past Strategy.notify's fill bookkeeping, which would read balances by REST
         listen(Filled(ai, own, own.trades[0]))
     stop.set()
     await task

@@ -99,7 +99,7 @@ async def test_an_impossible_balance_is_ignored_and_recorded() -> None:
 async def test_a_change_is_recorded_and_told_and_no_change_is_silent() -> None:
     s, venue, _ = await started()
     told: list[int] = []
-    s.on_balance_update.append(lambda st: told.append(1))
+    s.hooks.on_balance(lambda st: told.append(1))
     venue.set_balance("spot", "BTC", 1.0)
     await s.fetch_balances()
     await s.fetch_balances()
@@ -113,8 +113,8 @@ async def test_a_failing_hook_is_recorded_and_the_others_still_run() -> None:
     def broken(st: object) -> None:
         raise RuntimeError("boom")
 
-    s.on_balance_update[:0] = [broken]
-    s.on_balance_update.append(lambda st: told.append(1))
+    s.hooks.on_balance(broken, first=True)
+    s.hooks.on_balance(lambda st: told.append(1))
     s.apply_balance(spot(True, BTC=(1.0, 0.0)))
     assert told == [1] and "an update hook failed" in str(sink_of(s).of("error_occurred")[-1]["reason"])
 

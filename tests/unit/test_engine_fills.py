@@ -132,7 +132,7 @@ async def test_a_fill_is_announced_once_to_listeners() -> None:
     s, _, _ = await started()
     tracked(s)
     seen: list[str | None] = []
-    s.listeners.append(lambda ev: seen.append(ev.trade.trade_id) if isinstance(ev, Filled) else None)
+    s.hooks.listen(lambda ev: seen.append(ev.trade.trade_id) if isinstance(ev, Filled) else None)
     apply_trade(s, fill())
     apply_trade(s, fill())
     assert seen == ["t1"]

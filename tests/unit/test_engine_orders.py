@@ -157,7 +157,7 @@ async def test_an_order_taken_as_failed_then_reported_alerts() -> None:
 async def test_every_change_is_announced_to_listeners() -> None:
     s, _, _ = await started()
     seen: list[OrderStatus] = []
-    s.listeners.append(lambda ev: seen.append(ev.order.status) if isinstance(ev, OrderUpdated) else None)
+    s.hooks.listen(lambda ev: seen.append(ev.order.status) if isinstance(ev, OrderUpdated) else None)
     tracked(s)
     apply(s, rep(S.OPEN))
     apply(s, rep(S.OPEN))  # the same status again: nothing new

@@ -1,0 +1,89 @@
+"""Who the engine tells what: the subscriptions of one strategy, typed, in the order they were made.
+
+The risk manager subscribes to balance and price changes (its breakers are event-driven), to a lost connection
+and with a task of its own; the logic host listens to closed bars, order updates and fills; brackets and the
+re-send of absent orders listen too. They subscribe here, through methods that say what they want, rather than
+appending to the engine's public lists; the engine reads the subscriptions back as tuples, so a subscriber that
+unsubscribes while an event is being delivered does not disturb the delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..model import AssetInstance
+from ..model.health import TaskHealth
+from .notices import EngineEvent
+
+if TYPE_CHECKING:
+    from ..risk.estop import EStopReport
+    from .strategy import Strategy
+
+Listener = Callable[[EngineEvent], None]
+BalanceHook = Callable[["Strategy"], object]
+PriceHook = Callable[["Strategy", AssetInstance], object]
+EStopHook = Callable[["Strategy", "EStopReport"], None]
+TaskBody = Callable[[TaskHealth], Awaitable[None]]
+ConnectionLost = Callable[["Strategy", str], Awaitable[None]]
+
+
+class Hooks:
+    """One strategy's subscriptions (``Strategy.hooks``)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._balance: list[BalanceHook] = []
+        self._price: list[PriceHook] = []
+        self._estop: list[EStopHook] = []
+        self._tasks: dict[str, TaskBody] = {}
+        self._connection_lost: ConnectionLost | None = None
+
+    # ------------------------------------------------------------------ subscribing
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """``listener`` gets every closed bar, order update and fill (it must not block); returns its unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self.unlisten(listener)
+
+    def unlisten(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def on_balance(self, hook: BalanceHook, *, first: bool = False) -> None:
+        """``hook(s)`` after every balance change; ``first``: before the hooks already there."""
+        self._balance.insert(0, hook) if first else self._balance.append(hook)
+
+    def on_price(self, hook: PriceHook) -> None:
+        """``hook(s, ai)`` after every price update of ``ai``."""
+        self._price.append(hook)
+
+    def on_emergency_stop(self, hook: EStopHook) -> None:
+        """``hook(s, report)`` once an emergency stop of this strategy has acted and been recorded."""
+        self._estop.append(hook)
+
+    def add_task(self, name: str, body: TaskBody) -> None:
+        """A task started beside the watchers, supervised like them (the risk monitor, the heartbeat)."""
+        self._tasks[name] = body
+
+    def on_connection_lost(self, handler: ConnectionLost | None) -> None:
+        """Who decides what a lost connection means (the risk manager); None: the engine halts."""
+        self._connection_lost = handler
+
+    # ------------------------------------------------------------------ reading them back (the engine)
+    def listeners(self) -> tuple[Listener, ...]:
+        return tuple(self._listeners)
+
+    def balance_hooks(self) -> tuple[BalanceHook, ...]:
+        return tuple(self._balance)
+
+    def price_hooks(self) -> tuple[PriceHook, ...]:
+        return tuple(self._price)
+
+    def estop_hooks(self) -> tuple[EStopHook, ...]:
+        return tuple(self._estop)
+
+    def tasks(self) -> tuple[tuple[str, TaskBody], ...]:
+        return tuple(self._tasks.items())
+
+    def connection_lost_handler(self) -> ConnectionLost | None:
+        return self._connection_lost
