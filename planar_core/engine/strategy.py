@@ -21,12 +21,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..alerts import AlertDispatcher, Redactor
+from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.client_ids import ClientOrderIds, intent_journal
 from ..exchange.registry import open_venue
 from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
-from ..model.clock import Clock, SystemClock, now_ms
+from ..model.clock import Clock, now_ms
 from ..model.refusals import Refusal
 from ..model.requests import OrderCall
 from ..model.sink import EventSink, MemorySink
@@ -34,7 +33,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, BalanceReport, FillReport, OrderReport, PositionReport, Venue
 from ..risk.manager import RiskManager
-from ..state import PersistedState, StateStore
+from ..state import PersistedState
 from ..storage import CorruptStateError
 from . import brackets as _brackets
 from . import cancels as _cancels
@@ -45,12 +44,12 @@ from .closing import close_position
 from .freshness import Freshness, position_key
 from .heartbeat import Heartbeat
 from .hooks import Hooks
-from .lease import engine_lease
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
+from .parts import EngineParts, build_parts, config_account, configured_alerts
 from .store_guard import GuardedSink, StoreUnwritable, describe
 from .submit import resolver
-from .supervisor import Supervisor, TaskObserver
+from .supervisor import TaskObserver
 from .twins import Twins
 from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
 
@@ -74,20 +73,10 @@ class Paper:
 
 
 class Strategy:
-    def __init__(
-        self,
-        config: StrategyConfig,
-        sink: EventSink | None = None,
-        venue: Venue | None = None,
-        alerts: AlertDispatcher | None = None,
-        observer: TaskObserver | None = None,
-        *,
-        clock: Clock | None = None,
-    ) -> None:
-        """Parts not given get defaults (a memory sink, the config's venue from the registry on that sink, the
-        config's alert channels, the real clock): ``strategy_from_config`` is the one place that builds the real
-        ones; a unit test hands in an in-memory venue and a test clock."""
-        self.clock: Clock = clock if clock is not None else SystemClock()
+    def __init__(self, config: StrategyConfig, parts: EngineParts) -> None:
+        """A strategy coordinating ``parts`` (engine/parts.py: ``build_parts``, called by the composition root
+        ``strategy_from_config`` or a test's builder)."""
+        self.clock: Clock = parts.clock
         self.config = config
         self.name = config.name
         self.store_error: str | None = None  # the failed write that halted the strategy (engine/store_guard.py)
@@ -95,29 +84,29 @@ class Strategy:
         self._held_halt: Json | None = None  # a halt the state file has not taken yet: it holds in memory
         self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
-        self.sink: GuardedSink = GuardedSink(sink if sink is not None else MemorySink(), self.store_failed)
+        self.sink: GuardedSink = GuardedSink(parts.sink, self.store_failed)
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
-        self.venue: Venue = venue if venue is not None else open_venue(config, self.sink)
+        self.venue: Venue = parts.venue
         self.venue.sink = self.sink  # its api_call records go through the guard too
         # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
         self.answered_unknown: dict[str, Json] = {}
         # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
         self.unknown_outcomes: Counter[str] = Counter()
         self.dir: Path = config.store_path
-        self.dir.mkdir(parents=True, exist_ok=True)
         # persisted files found unreadable while this process runs (path -> error): no order goes out until re-armed
         self.unreadable: dict[str, CorruptStateError] = {}
-        self.state_store = StateStore(config.shared_root, on_unreadable=self.persisted_unreadable)
-        self.ids = ClientOrderIds(config.shared_root, config.name)
-        self.journal = intent_journal(self.dir, config.shared_root, fsync=config.event_tracing.fsync)
+        self.state_store = parts.state_store
+        self.state_store.on_unreadable = self.persisted_unreadable
+        self.ids = parts.ids
+        self.journal = parts.journal
         self.universe: dict[str, AssetInstance] = {}
         self.balances: dict[str, Balance] = {}
-        self.supervisor = Supervisor(observer=observer)
+        self.supervisor = parts.supervisor
         self.running = False
         self.risk_check: RiskCheck | None = None
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
         self.hooks = Hooks()  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
-        self.alerts: AlertDispatcher | None = alerts if alerts is not None else configured_alerts(config)
+        self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self._seen_trade_ids: set[str] = set()
         self._orphan_trades: dict[str, list[FillReport]] = {}  # order id -> fills that came before the order
@@ -131,7 +120,7 @@ class Strategy:
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         self.freshness = Freshness(self)  # which report each balance and position came from; fills they include
-        self.lease = engine_lease(config, self.account)
+        self.lease = parts.lease
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
         self.hooks.listen(partial(_brackets.on_event, self))
@@ -808,13 +797,6 @@ def _mode_name(mode: Live | Paper | str) -> str:
     raise ConfigError(f"mode: expected Live(), Paper(), 'live' or 'paper', got {mode!r}")
 
 
-def configured_alerts(cfg: StrategyConfig) -> AlertDispatcher | None:
-    """The alert channels of the config (None: alerts are only logged)."""
-    if cfg.alerts is None:
-        return None
-    return AlertDispatcher(cfg.alerts, redactor=Redactor(cfg.credentials.secret_values()))
-
-
 def strategy_from_config(
     cfg: StrategyConfig,
     sink: EventSink | None = None,
@@ -849,26 +831,9 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, sink=sink, venue=open_venue(cfg, sink), alerts=alerts, observer=observer)
+    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=open_venue(cfg, sink), alerts=alerts, observer=observer))
     s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
-
-
-def config_account(
-    cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None
-) -> str:
-    """A config's exchange account, ``<exchange>-<hash of the API key>`` (paper: ``paper-<name>``), never the key.
-    Credentials are resolved (environment, then ``secrets_provider``) if the config does not hold them yet."""
-    import os
-
-    from ..trace import account_id
-
-    if cfg.mode == "paper":
-        return f"paper-{cfg.name}"
-    creds = cfg.credentials
-    if creds.api_key is None:
-        creds = creds.resolved(os.environ if env is None else env, secrets_provider)
-    return account_id(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)
 
 
 def trace_root(cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None) -> str:

@@ -466,6 +466,7 @@ def engine_on_fake(
     """A Strategy whose venue is a ``FakeVenue`` and whose clock is a ``TestClock``; its universe is built from the
     venue's markets (call ``await load(s)``, or use ``started``)."""
     from planar_core.config import StrategyConfig
+    from planar_core.engine.parts import build_parts
     from planar_core.engine.strategy import Strategy
 
     cfg = StrategyConfig.model_validate(
@@ -482,7 +483,7 @@ def engine_on_fake(
     clock = TestClock()
     venue = FakeVenue(symbols, clock=clock, hedged=hedged)
     sink = MemorySink()
-    s = Strategy(cfg, sink=sink, venue=venue, clock=clock)
+    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=venue, clock=clock))
     s.running = running
     return s, venue, clock
 

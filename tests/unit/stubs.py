@@ -9,6 +9,7 @@ import tempfile
 from typing import Any
 
 from planar_core.config import StrategyConfig
+from planar_core.engine.parts import build_parts
 from planar_core.engine.strategy import Strategy
 from planar_core.exchange.ccxt_venue import CcxtVenue
 from planar_core.model import AssetInstance, Balance
@@ -61,7 +62,7 @@ def stub_strategy(
         }
     )
     sink = MemorySink()
-    s = Strategy(cfg, sink=sink, venue=CcxtVenue(cfg, sink, exchange=NoExchange()))
+    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=CcxtVenue(cfg, sink, exchange=NoExchange())))
     prices = prices or {"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}
     for a in cfg.universe:
         ai = AssetInstance(a.symbol, market(a.symbol, contract=cfg.margin), a.max_position, a.risk_per_trade)

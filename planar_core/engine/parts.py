@@ -1,0 +1,88 @@
+"""The parts a Strategy coordinates, built in one place (``build_parts``) and handed to it.
+
+``Strategy`` builds none of its collaborators and creates no directory: the composition root
+(``strategy_from_config``) or a test's builder calls ``build_parts`` and hands the result over. A test swaps a part
+(an in-memory venue, a memory sink, a test clock) by passing it here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..alerts import AlertDispatcher, Redactor
+from ..config import StrategyConfig
+from ..exchange.client_ids import ClientOrderIds, IntentJournal, ObjectJournal, intent_journal
+from ..exchange.registry import open_venue
+from ..model.clock import Clock, SystemClock
+from ..model.sink import EventSink, MemorySink
+from ..model.venue import Venue
+from ..state import StateStore
+from .lease import Lease, RemoteLease, engine_lease
+from .supervisor import Supervisor, TaskObserver
+
+
+@dataclass
+class EngineParts:
+    """What a Strategy is given: where it records (``sink``), the exchange (``venue``), its persisted state, its
+    client order ids and their intent journal, the lease that makes it the one engine of this strategy and
+    account, the supervisor of its tasks, its alert channels and its clock."""
+
+    sink: EventSink
+    venue: Venue
+    state_store: StateStore
+    ids: ClientOrderIds
+    journal: IntentJournal | ObjectJournal
+    lease: Lease | RemoteLease
+    supervisor: Supervisor
+    alerts: AlertDispatcher | None
+    clock: Clock
+
+
+def build_parts(
+    config: StrategyConfig,
+    sink: EventSink | None = None,
+    venue: Venue | None = None,
+    alerts: AlertDispatcher | None = None,
+    observer: TaskObserver | None = None,
+    clock: Clock | None = None,
+) -> EngineParts:
+    """The parts of ``config``'s strategy; those given are used as they are (a memory sink, the config's venue from
+    the registry on that sink, the config's alert channels and the real clock otherwise). Creates the strategy's
+    local directory."""
+    sink = sink if sink is not None else MemorySink()
+    config.store_path.mkdir(parents=True, exist_ok=True)
+    return EngineParts(
+        sink=sink,
+        venue=venue if venue is not None else open_venue(config, sink),
+        state_store=StateStore(config.shared_root),
+        ids=ClientOrderIds(config.shared_root, config.name),
+        journal=intent_journal(config.store_path, config.shared_root, fsync=config.event_tracing.fsync),
+        lease=engine_lease(config, config_account(config)),
+        supervisor=Supervisor(observer=observer),
+        alerts=alerts if alerts is not None else configured_alerts(config),
+        clock=clock if clock is not None else SystemClock(),
+    )
+
+
+def configured_alerts(cfg: StrategyConfig) -> AlertDispatcher | None:
+    """The alert channels of the config (None: alerts are only logged)."""
+    if cfg.alerts is None:
+        return None
+    return AlertDispatcher(cfg.alerts, redactor=Redactor(cfg.credentials.secret_values()))
+
+
+def config_account(
+    cfg: StrategyConfig, secrets_provider: Callable[[str], str | None] | None = None, env: dict[str, str] | None = None
+) -> str:
+    """A config's exchange account, ``<exchange>-<hash of the API key>`` (paper: ``paper-<name>``), never the key.
+    Credentials are resolved (environment, then ``secrets_provider``) if the config does not hold them yet."""
+    from ..trace import account_id
+
+    if cfg.mode == "paper":
+        return f"paper-{cfg.name}"
+    creds = cfg.credentials
+    if creds.api_key is None:
+        creds = creds.resolved(os.environ if env is None else env, secrets_provider)
+    return account_id(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)

@@ -1,0 +1,64 @@
+"""One composition root: ``Strategy`` is handed its parts (engine/parts.py) and builds none of them itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from planar_core.engine.parts import EngineParts
+
+from .fake_venue import engine_on_fake
+
+STRATEGY = Path(__file__).resolve().parents[2] / "planar_core" / "engine" / "strategy.py"
+# what build_parts makes; the constructor must take it from its parts
+BUILT_BY_THE_ROOT = {
+    "open_venue",
+    "StateStore",
+    "ClientOrderIds",
+    "intent_journal",
+    "engine_lease",
+    "Supervisor",
+    "configured_alerts",
+    "MemorySink",
+    "SystemClock",
+    "mkdir",
+}
+
+
+def called_in_init(source: str) -> set[str]:
+    tree = ast.parse(source)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Strategy")
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    names = set()
+    for node in ast.walk(init):
+        if isinstance(node, ast.Call):
+            f = node.func
+            names.add(f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else "")
+    return names
+
+
+def test_the_strategy_constructor_builds_none_of_the_parts_the_root_builds() -> None:
+    assert called_in_init(STRATEGY.read_text()) & BUILT_BY_THE_ROOT == set()
+
+
+def test_the_check_sees_a_part_built_in_the_constructor() -> None:
+    source = "class Strategy:\n    def __init__(self, config, parts):\n        self.state_store = StateStore(config.root)\n        config.store_path.mkdir()\n"
+    assert called_in_init(source) & BUILT_BY_THE_ROOT == {"StateStore", "mkdir"}
+
+
+def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
+    s, venue, clock = engine_on_fake()
+    assert s.venue is venue and s.clock is clock
+    assert s.venue.sink is s.sink  # the venue records its API calls through the engine's guarded sink
+    assert s.state_store.on_unreadable == s.persisted_unreadable
+    assert set(EngineParts.__dataclass_fields__) == {
+        "sink",
+        "venue",
+        "state_store",
+        "ids",
+        "journal",
+        "lease",
+        "supervisor",
+        "alerts",
+        "clock",
+    }
