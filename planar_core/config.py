@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -334,7 +334,7 @@ class StrategyConfig(_Model):
 
     @field_validator("universe", mode="before")
     @classmethod
-    def _symbols_as_strings(cls, v: Any) -> Any:
+    def _symbols_as_strings(cls, v: object) -> object:
         if isinstance(v, list):
             return [{"symbol": x} if isinstance(x, str) else x for x in v]
         if isinstance(v, dict):  # {"BTC/USDT": {"max_position": 0.3}}
@@ -405,7 +405,7 @@ def _env_values(env: Mapping[str, str]) -> Json:
         if parts[0] not in StrategyConfig.model_fields or parts[0] == "store_root":
             continue
         try:
-            value: Any = json.loads(raw)
+            value: object = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
         node = out
@@ -418,7 +418,7 @@ def _env_values(env: Mapping[str, str]) -> Json:
     return out
 
 
-def _merge(base: Json, top: Mapping[str, Any]) -> Json:
+def _merge(base: Json, top: Mapping[str, object]) -> Json:
     out = dict(base)
     for k, v in top.items():
         below = out.get(k)

@@ -16,7 +16,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt
@@ -193,7 +192,7 @@ class StrictBinance(ccxtpro.binance):
     def _codes(self, rows: object, field_name: str = "a") -> list[str]:
         return [self.safe_currency_code(r.get(field_name)) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
-    def handle_order_update(self, client: Any, message: Json) -> None:
+    def handle_order_update(self, client: object, message: Json) -> None:
         """``executionReport`` (spot), ``ORDER_TRADE_UPDATE`` / ``ALGO_UPDATE`` (USD-M: the order is under ``o``)."""
         if isinstance(message, dict):
             mark = self.stamp(message, "T")
@@ -203,7 +202,7 @@ class StrictBinance(ccxtpro.binance):
                 inner[STAMP_KEY] = {**mark, "ms": int(t) if isinstance(t, (int, float)) else mark["ms"]}
         super().handle_order_update(client, message)
 
-    def handle_balance(self, client: Any, message: Json) -> None:
+    def handle_balance(self, client: object, message: Json) -> None:
         """``outboundAccountPosition`` (the assets it lists, at ``u``: the time of the account update),
         ``balanceUpdate`` / ``externalLockUpdate`` (one asset); ``ACCOUNT_UPDATE`` was stamped by its own handler."""
         if isinstance(message, dict) and STAMP_KEY not in message:
@@ -215,7 +214,7 @@ class StrictBinance(ccxtpro.binance):
                 self.stamp(message, "E")
         super().handle_balance(client, message)
 
-    def handle_acount_update(self, client: Any, message: Json) -> None:  # ccxt's spelling
+    def handle_acount_update(self, client: object, message: Json) -> None:  # ccxt's spelling
         """USD-M ``ACCOUNT_UPDATE``: the wallet of the assets under ``a.B`` and the positions under ``a.P``, at ``T``
         (each position row is stamped too: it becomes the ``info`` of the position ccxt parses from it)."""
         if isinstance(message, dict):
@@ -239,13 +238,15 @@ class StrictBinance(ccxtpro.binance):
             r = self._routes[(section, base)] = Route(api, f"{host}/{api}", f"{self.budget_account}/{api}", WEIGHT_PER_COST.get(api, 1.0))
         return r
 
-    async def throttle(self, cost: Any = None) -> Any:
+    async def throttle(self, cost: object = None) -> object:
         """REST requests are paced by the host's budgets in ``fetch2`` (websocket messages keep ccxt's own throttle)."""
         if self.pacer is None:
             return await super().throttle(cost)
         return None
 
-    async def fetch2(self, path: Any, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None) -> Any:
+    async def fetch2(
+        self, path: str, api: str | list[str] = "public", method: str = "GET", params: Json | None = None, config: Json | None = None
+    ) -> object:
         """Every REST request: reserve its weight (ccxt's declared cost, in Binance's weight units) and its new orders
         from the host's budgets before sending; after the answer, let the exchange's own counts correct them; after a
         429/418, hold every process of the host for its Retry-After."""
@@ -303,7 +304,7 @@ class StrictBinance(ccxtpro.binance):
         else:
             self.pacer.hold(r.weight_key, PUBLISHED_WEIGHT.get(r.api, {}), retry_after or 1.0)
 
-    def parse_json(self, http_response: Any) -> Any:
+    def parse_json(self, http_response: str) -> object:
         if self.is_json_encoded_object(http_response):
             try:
                 return self.on_json_response(http_response)
@@ -311,7 +312,7 @@ class StrictBinance(ccxtpro.binance):
                 raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
         return None
 
-    def handle_ohlcv(self, client: Any, message: Json) -> None:
+    def handle_ohlcv(self, client: object, message: Json) -> None:
         kline = message.get("k")
         if isinstance(kline, dict) and kline.get("x") is True and isinstance(kline.get("t"), int):
             market_type = "spot" if self.is_spot_url(client) else "contract"
@@ -481,7 +482,7 @@ class BinanceDialect:
         return out
 
     @staticmethod
-    async def create_oco(ex: Any, request: Json) -> Json:
+    async def create_oco(ex: StrictBinance, request: Json) -> Json:
         answer: Json = await ex.privatePostOrderListOco(request)
         return answer
 
@@ -585,7 +586,7 @@ class BinanceDialect:
         return bool(market.get("contract")) and bool(market.get("linear"))
 
     @staticmethod
-    async def countdown_cancel_all(ex: Any, market_id: str, countdown_ms: int) -> Json:
+    async def countdown_cancel_all(ex: StrictBinance, market_id: str, countdown_ms: int) -> Json:
         """``POST /fapi/v1/countdownCancelAll``: the exchange cancels the symbol's open orders ``countdown_ms`` after
         the last call (0 stops the timer); ccxt has it only as an implicit method."""
         answer: Json = await ex.fapiPrivatePostCountdownCancelAll({"symbol": market_id, "countdownTime": countdown_ms})
@@ -617,7 +618,7 @@ class BinanceDialect:
         closed = getattr(ex, "closed_klines", None)
         return closed.get((symbol, timeframe)) if isinstance(closed, dict) else None
 
-    async def can_withdraw(self, ex: Any) -> bool | None:
+    async def can_withdraw(self, ex: StrictBinance) -> bool | None:
         """Whether the API key may withdraw (None: not readable)."""
         restrictions = await ex.sapiGetAccountApiRestrictions()
         return bool(restrictions.get("enableWithdrawals")) if isinstance(restrictions, dict) else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from ..config import StrategyConfig
 from ..model.sink import EventSink
@@ -36,6 +35,7 @@ from ..model.venue import (
     Ticker,
 )
 from .binance import BinanceDialect
+from .ccxt_types import CcxtExchange
 from .client import PAPER_UNSUPPORTED, ExchangeClient, is_balance, is_list, is_order
 from .errors import ExchangeOpError
 from .reports import ReportParser
@@ -67,7 +67,7 @@ class CcxtVenue(ExchangeClient):
     payload fields) supplies what ccxt leaves to each exchange."""
 
     def __init__(
-        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None, dialect: BinanceDialect | None = None
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: BinanceDialect | None = None
     ) -> None:
         super().__init__(cfg, sink, exchange, dialect)
         self.caps: Capabilities = venue_caps(self.venue, cfg.mode == "paper")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..config import StrategyConfig
 from ..model.sink import EventSink, MemorySink
@@ -27,6 +27,7 @@ from ..model.types import Json
 from ..model.venue import OrderRef
 from .binance import BINANCE, BinanceDialect, NotSent, StrictBinance
 from .budget import SEND_DEADLINE, Pacer
+from .ccxt_types import CcxtExchange
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 from .paper import PaperExchange
@@ -93,7 +94,7 @@ class ExchangeClient:
     the venue's dialect (what ccxt leaves to the exchange); ``CcxtVenue`` builds the ``Venue`` protocol on it."""
 
     def __init__(
-        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None, dialect: BinanceDialect | None = None
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: BinanceDialect | None = None
     ) -> None:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
@@ -440,7 +441,7 @@ class ExchangeClient:
         if self.trace_api_calls:
             self.sink.record("api_call", endpoint=op, latency_ms=(time.perf_counter() - started) * 1000, result=result, code=code)
 
-    async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[object]], int]], timeout: float) -> list[Any]:
+    async def batch(self, operations: list[tuple[str, Callable[[], Awaitable[object]], int]], timeout: float) -> list[object]:
         """Run many operations (op, fn, weight) in batches of at most a tenth of the
         minute's weight budget; batches run concurrently inside, one after another outside, and
         ccxt's throttle plus the weight guard pace them. Errors are returned in place, not raised."""

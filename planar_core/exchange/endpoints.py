@@ -8,9 +8,8 @@ does against Binance's testnet.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..model.types import Json
+from .ccxt_types import CcxtExchange
 
 REST_PATHS = {
     "public": "/api/v3",
@@ -49,7 +48,7 @@ def sandbox_urls(base_url: str, ws_url: str) -> Json:
     return urls
 
 
-def point_at_sandbox(exchange: Any, base_url: str, ws_url: str) -> Any:
+def point_at_sandbox(exchange: CcxtExchange, base_url: str, ws_url: str) -> CcxtExchange:
     """Configure a ccxt binance instance to talk to the sandbox; returns it."""
     exchange.urls["test"] = sandbox_urls(base_url, ws_url)
     exchange.set_sandbox_mode(True)

@@ -23,6 +23,7 @@ from ..sandbox.accounts import Account, Fill, SandboxOrder
 from ..sandbox.exchange import Market, SandboxExchange
 from ..sandbox.market_data import MarketSpec, PathLibrary
 from . import errors as X
+from .ccxt_types import CcxtExchange
 
 STATUS = {
     "NEW": "open",
@@ -91,7 +92,7 @@ class _Stream:
 class PaperExchange:
     """A ccxt-shaped exchange: private calls answered locally, everything else delegated to ``public``."""
 
-    def __init__(self, public: Any, cfg: StrategyConfig) -> None:
+    def __init__(self, public: CcxtExchange, cfg: StrategyConfig) -> None:
         self.public = public
         self.cfg = cfg
         self.engine: SandboxExchange | None = None

@@ -9,12 +9,13 @@ module (its dialect) plus one line in ``VENUES``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..config import ConfigError, StrategyConfig
 from ..model.sink import EventSink
 from ..model.venue import Venue
 from .binance import BINANCE, BinanceDialect
+from .ccxt_types import CcxtExchange
 from .ccxt_venue import CcxtVenue
 
 
@@ -24,7 +25,7 @@ class VenueFactory(Protocol):
     @property
     def dialect(self) -> BinanceDialect: ...
 
-    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue: ...
+    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class CcxtFactory:
 
     dialect: BinanceDialect
 
-    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue:
+    def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:
         return CcxtVenue(cfg, sink, exchange, dialect=self.dialect)
 
 
@@ -52,7 +53,7 @@ def dialect_of(exchange: str) -> BinanceDialect:
     return factory_of(exchange).dialect
 
 
-def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: Any = None) -> CcxtVenue:
+def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:
     """The venue of ``cfg``: its exchange in live mode (the sandbox when configured), a local account behind the
     exchange's market data in paper mode."""
     return factory_of(cfg.exchange)(cfg, sink, exchange)
