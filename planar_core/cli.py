@@ -14,6 +14,7 @@ import pandas as pd
 import typer
 
 from .model.json import num
+from .model.types import Json
 from .sandbox.limits import Limits
 
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
@@ -229,7 +230,7 @@ def trace_repair_cmd(
         typer.echo(line)
 
 
-def _read(fn: Callable[[str], pd.DataFrame | list[dict]], root: str) -> pd.DataFrame:
+def _read(fn: Callable[[str], pd.DataFrame | list[Json]], root: str) -> pd.DataFrame:
     """A trace read; a root that is not a trace (a file, a missing path) is a one-line error, and nothing is created."""
     out = _read_any(fn, root)
     return out if isinstance(out, pd.DataFrame) else pd.DataFrame(out)

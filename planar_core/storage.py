@@ -123,7 +123,8 @@ class Store:
         if not self.local:
             self.fs.invalidate_cache(target)  # another process may have written it since
         try:
-            return self.fs.cat_file(target)
+            data: bytes = self.fs.cat_file(target)
+            return data
         except FileNotFoundError:
             return None
 

@@ -93,7 +93,7 @@ class AlertDispatcher:
         if not self.channels:
             self.channels = build_channels(self.config)
         self._queue: asyncio.Queue[tuple[str, str]] | None = None
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._recent: dict[str, float] = {}
 
     def start(self) -> None:

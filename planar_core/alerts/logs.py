@@ -34,7 +34,7 @@ def _utc_iso(record: logging.LogRecord) -> str:
 
 
 class _UtcJsonFormatter(JsonFormatter):
-    def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
+    def add_fields(self, log_record: dict[str, object], record: logging.LogRecord, message_dict: dict[str, object]) -> None:
         super().add_fields(log_record, record, message_dict)
         log_record["timestamp"] = _utc_iso(record)
         log_record["level"] = record.levelname

@@ -28,7 +28,7 @@ class TaskObserver(Protocol):
 @dataclass
 class Supervisor:
     max_backoff: float = 30.0
-    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     health: dict[str, TaskHealth] = field(default_factory=dict)
     observer: TaskObserver | None = None
     oneshots: set[asyncio.Task[object]] = field(default_factory=set)

@@ -61,7 +61,7 @@ async def ws_or_poll(
     next_verify = time.monotonic() + verify_every if verify_every else math.inf
     stall_at = time.monotonic() + stall_after if stall_after else math.inf
     gen = generation() if generation else 0
-    pending: asyncio.Future | None = None
+    pending: asyncio.Task[None] | None = None
     gap_poll_at: float | None = None  # a subscription may miss what happened while it was being set up
     gap_polled = False
     try:

@@ -165,7 +165,7 @@ def outcome_dict(o: SymbolOutcome) -> Json:
 
 
 def pause(attempt: int) -> float:
-    return min(2.0, 0.1 * 2**attempt)
+    return min(2.0, 0.1 * 2.0**attempt)
 
 
 def _target(report: OrderReport) -> OrderRef:

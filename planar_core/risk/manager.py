@@ -46,7 +46,7 @@ class RiskManager:
         self.s = s
         self.cfg = s.config.risk
         self.last: M.RiskMetrics | None = None
-        self._estop_task: asyncio.Task | None = None
+        self._estop_task: asyncio.Task[object] | None = None
         self.estop_reports: list[EStopReport] = []
         self.breaker_trips: list[tuple[float, str]] = []
         self._unpriced: tuple[str, ...] = ()

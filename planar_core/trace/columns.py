@@ -155,7 +155,8 @@ class Columns:
         return pd.Categorical.from_codes(self.codes[_TEXT_AT[name]], dtype=_categories(values), validate=False)  # type: ignore[arg-type]
 
     def number(self, name: str) -> np.ndarray:
-        return self.numbers[_NUMBER_AT[name]]
+        column: np.ndarray = self.numbers[_NUMBER_AT[name]]
+        return column
 
     def frame(self, payload: bool | Collection[str] = True) -> pd.DataFrame:
         """The events as a DataFrame: text columns categorical, numbers float64, ``timestamp`` UTC, and (when

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ def to_records(df: pd.DataFrame) -> list[Json]:
 
 def trace_tail(
     et: EventTrace | TraceFiles | str, n: int = 10, as_df: bool = False, kind: str | None = None, payload: bool = True
-) -> pd.DataFrame | list[dict]:
+) -> pd.DataFrame | list[Json]:
     """The last ``n`` events (optionally of one kind). Reads only the newest WAL files and segments (and, with
     ``kind``, only the kind column of older ones)."""
     files = _files(et)
@@ -206,7 +206,15 @@ def _between(files: TraceFiles, m: Manifest, start: TimeBound, end: TimeBound, k
     return Columns.laid_out([b - a for _, a, b in spans] + [len(wal)], fill)
 
 
-def _search(ts: zarr.Array, value: int, rows: int) -> int:
+class _Column(Protocol):
+    """A stored array as ``_search`` reads it (a Zarr array): its chunk shape and its rows."""
+
+    @property
+    def chunks(self) -> tuple[int, ...]: ...
+    def __getitem__(self, selection: slice | int, /) -> object: ...
+
+
+def _search(ts: _Column, value: int, rows: int) -> int:
     """First row with timestamp >= value: bisect over chunk boundaries, then inside one chunk."""
     chunk = ts.chunks[0]
     starts = list(range(0, rows, chunk))
