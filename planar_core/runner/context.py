@@ -12,7 +12,6 @@ honest; it is not a sandbox against code that digs for it on purpose.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NoReturn
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pydantic import BaseModel
 
 from ..model import AssetInstance, OrderAnswer, OrderType, PositionSide, Side, Trade
+from ..model.clock import now_ms
 from ..model.views import AssetView, BalanceView, OrderView, PortfolioMetrics, PositionView, TradeView, ViewAnswer
 from ..risk import metrics as M
 
@@ -80,7 +80,8 @@ class LiveContext:
         return tuple(self.__s.config.timeframes)
 
     def now(self) -> int:
-        return int(time.time() * 1000)
+        """The engine's clock in milliseconds (a simulated clock in backtest, a test clock in unit tests)."""
+        return now_ms(self.__s.clock)
 
     # ----------------------------------------------------------------- portfolio
     @property
