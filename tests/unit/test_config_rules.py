@@ -134,7 +134,7 @@ def test_credentials_come_from_the_provider_first_then_the_environment_and_never
     env = {"EXCHANGE_API_KEY": "env-key-0000", "EXCHANGE_API_SECRET": "env-secret-0000"}
     provided = Credentials().resolved(env, provider=lambda name: "vault-key-1111" if name == "EXCHANGE_API_KEY" else None)
     assert provided.secret_values() == ["vault-key-1111", "env-secret-0000"]
-    given = Credentials(api_key="given-key-2222").resolved(env)  # type: ignore[arg-type]
+    given = Credentials(api_key="given-key-2222").resolved(env)
     assert given.secret_values() == ["given-key-2222", "env-secret-0000"]
 
 

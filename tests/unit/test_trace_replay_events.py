@@ -103,7 +103,7 @@ def test_a_traced_trade_becomes_the_engines_trade_in_milliseconds() -> None:
         }
     )
     [r] = replay_events(df).trades.to_dict("records")
-    trade = traced_trade("BTC/USDT", r)
+    trade = traced_trade("BTC/USDT", {str(k): v for k, v in r.items()})
     assert (trade.side.value, trade.amount, trade.price, trade.fee, trade.timestamp, trade.trade_id) == (
         "sell",
         2.0,
