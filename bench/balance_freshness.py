@@ -20,7 +20,7 @@ import asyncio
 import json
 import tempfile
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import ccxt.pro as ccxtpro
@@ -28,8 +28,10 @@ import ccxt.pro as ccxtpro
 from planar_core.engine import strategy
 from planar_core.engine.notices import EngineEvent, Filled
 from planar_core.engine.strategy import Strategy
+from planar_core.exchange.ccxt_types import CcxtExchange
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.model import PENDING, OrderType, Side
+from planar_core.model.types import Json
 
 from .common import figure, median, sandbox_process
 
@@ -59,12 +61,12 @@ def engine_book(s: Strategy) -> Book:
     return (btc.free, btc.used, usdt.free, usdt.used)
 
 
-def raw_book(balance: dict[str, Any]) -> Book:
+def raw_book(balance: Json) -> Book:
     btc, usdt = balance.get("BTC") or {}, balance.get("USDT") or {}
     return (float(btc.get("free") or 0), float(btc.get("used") or 0), float(usdt.get("free") or 0), float(usdt.get("used") or 0))
 
 
-async def raw_watch(ex: Any, obs: Observer) -> None:
+async def raw_watch(ex: CcxtExchange, obs: Observer) -> None:
     while True:
         try:
             obs.saw(raw_book(await ex.watch_balance()))
@@ -79,7 +81,7 @@ async def main(healthy: int, dead: int, blocks: int, show_rows: bool = False) ->
         url = info["url"]
         async with aiohttp.ClientSession() as http:
 
-            async def admin(name: str, body: dict[str, Any] | None = None) -> Any:
+            async def admin(name: str, body: Json | None = None) -> Json:
                 async with (http.post if body is not None else http.get)(f"{url}/admin/{name}", json=body) as r:
                     return await r.json()
 
@@ -128,7 +130,9 @@ async def main(healthy: int, dead: int, blocks: int, show_rows: bool = False) ->
             print_figures(rows, getattr(getattr(s, "freshness", None), "fetches", -1))  # -1: an engine without it
 
 
-async def one_fill(s: Strategy, admin: Any, engine: Observer, baseline: Observer, known: dict[str, float]) -> dict[str, float | None]:
+async def one_fill(
+    s: Strategy, admin: Callable[[str, Json | None], Awaitable[Json]], engine: Observer, baseline: Observer, known: dict[str, float]
+) -> dict[str, float | None]:
     """One resting buy filled by a price move; when each observer showed the exchange's balance after it."""
     ai = s.universe[SYMBOL]
     await admin("price", {"symbol": "BTCUSDT", "factor": 1.0})

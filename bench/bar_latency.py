@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-from typing import Any
 
 import aiohttp
 import ccxt.pro as ccxtpro
 
 from planar_core.engine import strategy
 from planar_core.engine.strategy import Strategy
+from planar_core.exchange.ccxt_types import CcxtExchange
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.logic import Logic
 from planar_core.model import Candle, OrderType, Side
@@ -65,7 +65,7 @@ class OnTick(Logic):
         await s.call(ai, OrderType.IOC, Side.BUY, amount=0.001, price=round(ai.candles(TF).closed[-1, 4] * 0.9, 2), waitfor=0)
 
 
-async def raw_trader(ex: Any, bars: list[int], n: int) -> None:
+async def raw_trader(ex: CcxtExchange, bars: list[int], n: int) -> None:
     newest: int | None = None
     while len(bars) < n:
         candles = await ex.watch_ohlcv(SYMBOL, TF)

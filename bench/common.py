@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
 
 from planar_core.sandbox.process import sandbox_process
 
@@ -16,7 +15,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def figure(name: str, value: float, baseline: float, baseline_name: str, goal: str = "", **extra: Any) -> dict[str, Any]:
+def figure(name: str, value: float, baseline: float, baseline_name: str, goal: str = "", **extra: object) -> dict[str, object]:
     row = {
         "figure": name,
         "value": round(value, 4),

@@ -26,9 +26,11 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+
+from planar_core.engine.strategy import Strategy
+from planar_core.model.types import Json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,13 +40,13 @@ UNIVERSE = ["BTC/USDT", "ETH/USDT", "LTC/USDT"]
 
 
 # ----------------------------------------------------------------------------------------------- worker side
-async def _admin(http: aiohttp.ClientSession, url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+async def _admin(http: aiohttp.ClientSession, url: str, path: str, body: Json | None = None) -> Json:
     req = http.post(f"{url}/admin/{path}", json=body) if body is not None else http.get(f"{url}/admin/{path}")
     async with req as r:
         return await r.json()
 
 
-async def _churn_one(s: Any, seconds: float, seed: int, book: dict[str, Any]) -> None:
+async def _churn_one(s: Strategy, seconds: float, seed: int, book: Json) -> None:
     """Place orders (resting, marketable, market), cancel some one by one and sometimes all of an asset's."""
     from planar_core.model import PENDING, OrderType, Side
 
@@ -83,7 +85,7 @@ async def _churn_one(s: Any, seconds: float, seed: int, book: dict[str, Any]) ->
             await s.cancel_all(ai)
 
 
-async def worker(spec: dict[str, Any]) -> None:
+async def worker(spec: Json) -> None:
     """One engine process: two strategies, churn, report 'done', wait for 'go' (matching paused), compare."""
     from planar_core.engine import strategy
     from tests.faults.harness import compare, wait_settled
@@ -165,7 +167,7 @@ async def worker(spec: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ coordinator side
-def coordinate(args: argparse.Namespace) -> dict[str, Any]:
+def coordinate(args: argparse.Namespace) -> Json:
     with sandbox_process("--balance", "USDT=100000000,BTC=1000,ETH=10000,LTC=100000") as info:
 
         async def setup() -> None:
@@ -199,7 +201,7 @@ def coordinate(args: argparse.Namespace) -> dict[str, Any]:
                 if not line or '"done"' in line:
                     break
 
-        async def pause() -> Any:
+        async def pause() -> Json:
             async with aiohttp.ClientSession() as http:
                 await _admin(http, info["url"], "faults", {})
                 await _admin(http, info["url"], "matching", {"paused": True})
