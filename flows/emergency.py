@@ -140,7 +140,7 @@ async def emergency_stop(
             "cancelled_orders": report.cancelled,
             "clean": report.clean,
             "cancelled_runs": cancelled,
-            "unverified": report.unverified,
+            "unverified": dict(report.unverified),  # a plain mapping: the event is serialised as JSON
             "account": account or "",
         },
     )
@@ -229,7 +229,7 @@ async def account_emergency_stop(
             "cancelled_orders": report.cancelled,
             "clean": report.clean,
             "cancelled_runs": report.cancelled_runs,
-            "unverified": report.unverified,
+            "unverified": dict(report.unverified),  # a plain mapping: the event is serialised as JSON
         },
     )
     await InPlaceArtifact(artifact_key(f"account-{account}", "emergency-stop"), "account emergency stop report").publish(
