@@ -32,7 +32,7 @@ from ..model.venue import MarketType, OrderReport, PlaceOrder, Venue
 from ..state import StateStore
 from ..storage import is_remote
 from .estop import outcome_dict, pause
-from .outcome import Entry, SymbolOutcome, Table, not_clean_parts, position_key
+from .outcome import Entry, OutcomeTables, SymbolOutcome, Table, not_clean_parts
 
 log = logging.getLogger("planar.risk.account_estop")
 FOREIGN = "foreign/manual"
@@ -85,7 +85,7 @@ class BookOutcome:
 
 
 @dataclass
-class AccountEStopReport:
+class AccountEStopReport(OutcomeTables):
     """An account e-stop's outcome: per symbol (``symbols``) its orders and positions, per book what could not be
     read (risk/outcome.py); the tables and the summary are rendered from it."""
 
@@ -110,38 +110,6 @@ class AccountEStopReport:
     def cancelled(self) -> int:
         """Orders seen open and confirmed no longer open by a later listing."""
         return sum(o.orders.cancelled for o in self.symbols.values())
-
-    @property
-    def closed(self) -> dict[str, float]:
-        """Position -> amount sent to close."""
-        return {position_key(sym, side): p.closed for sym, o in self.symbols.items() for side, p in o.positions.items() if p.closed}
-
-    @property
-    def remaining_open(self) -> Table[int]:
-        """Symbol -> orders the exchange still lists open."""
-
-        def entries() -> list[Entry[int]]:
-            return [
-                (sym, o.orders.still_open, partial(setattr, o.orders, "still_open", 0))
-                for sym, o in self.symbols.items()
-                if o.orders.still_open
-            ]
-
-        return Table(entries)
-
-    @property
-    def remaining_positions(self) -> Table[float]:
-        """Position -> the size the exchange still reports."""
-
-        def entries() -> list[Entry[float]]:
-            return [
-                (position_key(sym, side), p.still_open, partial(setattr, p, "still_open", 0.0))
-                for sym, o in self.symbols.items()
-                for side, p in o.positions.items()
-                if p.still_open
-            ]
-
-        return Table(entries)
 
     def _unverified(self) -> list[tuple[str | None, Entry[str]]]:
         """(book, (key, why, clear)) of what could not be confirmed; the book is None for the whole account."""

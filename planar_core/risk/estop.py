@@ -29,7 +29,7 @@ from ..model.cancels import as_cancelled
 from ..model.json import num, obj
 from ..model.types import Json, PositionSide
 from ..model.venue import OrderRef, OrderReport
-from .outcome import Entry, SymbolOutcome, Table, not_clean_parts, position_key
+from .outcome import Entry, OutcomeTables, SymbolOutcome, Table, not_clean_parts
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -40,7 +40,7 @@ __all__ = ["EStopReport", "emergency_stop", "not_clean_parts", "pause", "settle_
 
 
 @dataclass
-class EStopReport:
+class EStopReport(OutcomeTables):
     """A strategy e-stop's outcome: per symbol (``symbols``), its orders and its position (risk/outcome.py); the
     tables and the summary are rendered from it."""
 
@@ -68,41 +68,9 @@ class EStopReport:
         self.cancelled_later += value - self.cancelled
 
     @property
-    def closed(self) -> dict[str, float]:
-        """Position -> amount sent to close."""
-        return {position_key(sym, side): p.closed for sym, o in self.symbols.items() for side, p in o.positions.items() if p.closed}
-
-    @property
     def left_alone(self) -> dict[str, int]:
         """Symbol -> open orders on the account that are not ours."""
         return {sym: o.orders.left_alone for sym, o in self.symbols.items() if o.orders.left_alone}
-
-    @property
-    def remaining_open(self) -> Table[int]:
-        """Symbol -> orders the exchange still lists open."""
-
-        def entries() -> list[Entry[int]]:
-            return [
-                (sym, o.orders.still_open, partial(setattr, o.orders, "still_open", 0))
-                for sym, o in self.symbols.items()
-                if o.orders.still_open
-            ]
-
-        return Table(entries)
-
-    @property
-    def remaining_positions(self) -> Table[float]:
-        """Position -> the size the exchange still reports."""
-
-        def entries() -> list[Entry[float]]:
-            return [
-                (position_key(sym, side), p.still_open, partial(setattr, p, "still_open", 0.0))
-                for sym, o in self.symbols.items()
-                for side, p in o.positions.items()
-                if p.still_open
-            ]
-
-        return Table(entries)
 
     @property
     def unverified(self) -> Table[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from ..model.types import PositionSide
@@ -105,3 +106,41 @@ def not_clean_parts(remaining_open: dict[str, int], remaining_positions: dict[st
     if unverified:
         parts.append(f"UNVERIFIED {unverified}")
     return parts
+
+
+class OutcomeTables:
+    """The tables both e-stop reports (the strategy's and the account's) render from their per-symbol outcomes."""
+
+    symbols: dict[str, SymbolOutcome]
+
+    @property
+    def closed(self) -> dict[str, float]:
+        """Position -> amount sent to close."""
+        return {position_key(sym, side): p.closed for sym, o in self.symbols.items() for side, p in o.positions.items() if p.closed}
+
+    @property
+    def remaining_open(self) -> Table[int]:
+        """Symbol -> orders the exchange still lists open."""
+
+        def entries() -> list[Entry[int]]:
+            return [
+                (sym, o.orders.still_open, partial(setattr, o.orders, "still_open", 0))
+                for sym, o in self.symbols.items()
+                if o.orders.still_open
+            ]
+
+        return Table(entries)
+
+    @property
+    def remaining_positions(self) -> Table[float]:
+        """Position -> the size the exchange still reports."""
+
+        def entries() -> list[Entry[float]]:
+            return [
+                (position_key(sym, side), p.still_open, partial(setattr, p, "still_open", 0.0))
+                for sym, o in self.symbols.items()
+                for side, p in o.positions.items()
+                if p.still_open
+            ]
+
+        return Table(entries)
