@@ -44,6 +44,7 @@ from .closing import close_position
 from .freshness import Freshness, position_key
 from .heartbeat import Heartbeat
 from .hooks import Hooks
+from .ledger import FillLedger
 from .margin import explain_position_change, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
 from .parts import EngineParts, build_parts, config_account, configured_alerts
@@ -108,15 +109,12 @@ class Strategy:
         self.hooks = Hooks()  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
-        self._seen_trade_ids: set[str] = set()
-        self._orphan_trades: dict[str, list[FillReport]] = {}  # order id -> fills that came before the order
+        self.ledger = FillLedger()  # fills applied, fills before their order, an earlier run's orders (ledger.py)
         self.funding: dict[str, float] = {}  # symbol -> funding received (> 0) or paid (< 0) in this run's record
         self.funding_seen: set[str] = set()
         self.funding_since = now_ms(self.clock)
         self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
         self.foreign_order_ids: set[str] = set()
-        self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace (restart)
-        self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed (type, trigger, exits)
         self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         self.freshness = Freshness(self)  # which report each balance and position came from; fills they include
@@ -561,7 +559,7 @@ class Strategy:
             if not self.config.margin:
                 for ai in self.universe.values():
                     _brackets.on_spot_balance(self, ai)
-            self._notify_balance()
+            self.notify_balance()
         self.freshness.check()
 
     def _spot_balance(self, report: BalanceReport, cur: str) -> Balance | None:
@@ -663,7 +661,7 @@ class Strategy:
             if self.config.position_watcher.alert_on_changes:
                 self._alert_external_position_changes(changed)
             self._explain_reductions(changed)
-            self._notify_balance()
+            self.notify_balance()
         self.freshness.check()
 
     def _explain_reductions(self, changed: dict[str, dict[str, float]]) -> None:
@@ -688,7 +686,7 @@ class Strategy:
                 self.sink.record("error_occurred", symbol=sym, reason=msg)
                 self.alert(msg, "warning")
 
-    def _notify_balance(self) -> None:
+    def notify_balance(self) -> None:
         for hook in self.hooks.balance_hooks():
             self._run_hook(hook, self)
 

@@ -142,9 +142,9 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
             continue
         tid = r.get("trade_id")
         if tid is not None:
-            s._seen_trade_ids.add(f"{ai.symbol}:{tid}")
+            s.ledger.mark_seen(ai.symbol, str(tid))
         trade = traced_trade(ai.symbol, r)
-        s._restored_trades.setdefault(cid, []).append(trade)
+        s.ledger.restore_trade(cid, trade)
         n += 1
     return n
 
@@ -166,7 +166,7 @@ def restore_orders(s: "Strategy", since_ms: int) -> int:
         cid = text(r.get("client_order_id"))
         if cid in meta:
             meta[cid]["triggered"] = True
-    s._restored_orders.update(meta)
+    s.ledger.restore_orders(meta)
     s.bracketed.update(p for p in (text(m.get("parent")) for m in meta.values()) if p)  # their exits were placed
     return len(meta)
 

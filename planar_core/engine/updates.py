@@ -122,7 +122,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             return None
         if not _admit_foreign(s, ai, r):
             return None
-        meta = s._restored_orders.pop(cid or "", None) or {}  # what an earlier run of ours placed
+        meta = s.ledger.restored_order(cid or "")  # what an earlier run of ours placed
         order = Order(
             cid or f"ext-{oid}",
             ai.symbol,
@@ -149,7 +149,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             amount=order.amount,
             price=order.price,
         )
-        for trade in s._restored_trades.pop(order.client_order_id, []):  # already in the trace from an earlier run
+        for trade in s.ledger.restored_trades(order.client_order_id):  # already in the trace from an earlier run
             order.trades.append(trade)
             ai.trades.append(trade)
         if r.forced_close:
@@ -178,8 +178,8 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
         s.notify(OrderUpdated(ai, order))
     for f in r.fills:
         apply_trade(s, replace(f, symbol=ai.symbol, order_id=oid, client_order_id=order.client_order_id))
-    if order.id is not None and order.id in s._orphan_trades:
-        for t in s._orphan_trades.pop(order.id):
+    if order.id is not None and s.ledger.waiting_for(order.id):
+        for t in s.ledger.claim(order.id):
             apply_trade(s, t)
     if grew or changed:
         if order.filled > sum(t.amount for t in order.trades) + 1e-12:
@@ -212,7 +212,7 @@ def mark_triggered(s: "Strategy", ai: AssetInstance, order: Order, source: str, 
     names it (fills and cancels go by that id)."""
     if placed_id and order.id != placed_id:
         order.id = placed_id
-        for t in s._orphan_trades.pop(placed_id, []):
+        for t in s.ledger.claim(placed_id):
             apply_trade(s, t)
     if order.triggered:
         return
@@ -323,8 +323,7 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
     if ai is None:
         return None
     tid = f.id
-    key = f"{ai.symbol}:{tid}"
-    if tid is not None and key in s._seen_trade_ids:
+    if tid is not None and s.ledger.seen(ai.symbol, tid):
         return None
     cid = f.client_order_id
     oid = f.order_id
@@ -335,10 +334,10 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
         if other_strategy(s, cid):  # another strategy's fill: not kept
             return None
         if oid is not None:  # the trade came before the order's acknowledgement: it attaches when the id is known
-            s._orphan_trades.setdefault(oid, []).append(f)
+            s.ledger.park(oid, f)
         return None
     if tid is not None:
-        s._seen_trade_ids.add(key)
+        s.ledger.mark_seen(ai.symbol, tid)
     if order.type.is_conditional and not order.triggered:  # a fill proves the trigger (its report may come later)
         mark_triggered(s, ai, order, "trade", oid if ai.is_margin else None)
     trade = Trade(

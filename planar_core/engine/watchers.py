@@ -368,7 +368,7 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
                 fresh = {sym: t.last for sym, t in tickers.items() if sym in symbols and t.last is not None and t.last > 0}
                 if fresh != {k: s.conversion_prices.get(k) for k in fresh}:
                     s.conversion_prices.update(fresh)
-                    s._notify_balance()
+                    s.notify_balance()
                 health.seen("polling")
             except Exception as exc:
                 health.failed(exc)

@@ -62,3 +62,28 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
         "alerts",
         "clock",
     }
+
+
+def private_reaches(source: str) -> list[str]:
+    """``s._field`` (a strategy's private state) used by a free function: the owning component's methods should."""
+    return [
+        f"{node.lineno}: s.{node.attr}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "s" and node.attr.startswith("_")
+    ]
+
+
+def test_no_free_function_reaches_into_the_strategy_s_private_state() -> None:
+    root = STRATEGY.parents[1]
+    found = [
+        f"{path.relative_to(root)}:{hit}"
+        for layer in ("engine", "risk", "runner", "trace")
+        for path in sorted((root / layer).rglob("*.py"))
+        if path != STRATEGY
+        for hit in private_reaches(path.read_text())
+    ]
+    assert found == []
+
+
+def test_the_private_reach_check_sees_one() -> None:
+    assert private_reaches("def f(s):\n    s._orphan_trades.pop('1')\n    s.ledger.claim('1')\n") == ["2: s._orphan_trades"]

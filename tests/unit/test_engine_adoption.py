@@ -49,9 +49,9 @@ async def test_an_adopted_order_without_a_time_takes_the_clock() -> None:
 async def test_what_an_earlier_run_placed_gives_the_adopted_order_its_type_and_trades() -> None:
     s, _, _ = await started()
     cid = s.ids.next()
-    s._restored_orders[cid] = {"type": "stop_limit", "trigger_price": 49_000.0, "parent": "entry-1"}
+    s.ledger.restore_orders({cid: {"type": "stop_limit", "trigger_price": 49_000.0, "parent": "entry-1"}})
     earlier = Trade(SYM, Side.SELL, 0.1, 51_000.0, "9", cid, 1, trade_id="t0")
-    s._restored_trades[cid] = [earlier]
+    s.ledger.restore_trade(cid, earlier)
     o = apply_order(s, report(cid, type=None))
     assert o is not None and o.type is OrderType.STOP_LIMIT and o.trigger_price == 49_000.0 and o.parent == "entry-1"
     assert o.trades == [earlier] and earlier in s.universe[SYM].trades

@@ -56,10 +56,10 @@ async def test_a_fill_before_its_acknowledgement_waits_and_attaches_when_the_id_
     s, _, _ = await started()
     o = tracked(s, oid=None, status=S.INTENT)
     assert apply_trade(s, fill(cid=None)) is None
-    assert not o.trades and "9" in s._orphan_trades
+    assert not o.trades and s.ledger.waiting_for("9")
     apply_order(s, OrderReport(SYM, "9", "c1", S.OPEN, filled=0.5, average=50_000.0), emulate_now=True)
     assert [(t.trade_id, t.emulated) for t in o.trades] == [("t1", False)]
-    assert "9" not in s._orphan_trades
+    assert not s.ledger.waiting_for("9")
 
 
 async def test_an_orphan_fill_attaches_to_the_order_its_trigger_placed() -> None:
@@ -86,14 +86,14 @@ async def test_another_strategys_fill_is_not_kept() -> None:
     s, _, _ = await started()
     other = f"{identity_of('other')}-abc-1"
     assert apply_trade(s, fill(oid="88", cid=other)) is None
-    assert "88" not in s._orphan_trades and not sink_of(s).of("trade_executed")
+    assert not s.ledger.waiting_for("88") and not sink_of(s).of("trade_executed")
 
 
 async def test_a_foreign_orders_fill_is_not_kept() -> None:
     s, _, _ = await started()
     s.foreign_order_ids.add("88")
     assert apply_trade(s, fill(oid="88", cid="web_1")) is None
-    assert "88" not in s._orphan_trades
+    assert not s.ledger.waiting_for("88")
 
 
 async def test_a_fill_outside_the_universe_is_ignored() -> None:
