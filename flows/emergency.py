@@ -59,11 +59,6 @@ async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0) -
     return cancelled
 
 
-def _symbols_left(report: EStopReport) -> list[str]:
-    keys = [*report.unverified, *report.remaining_open, *report.remaining_positions]
-    return sorted({k.split(":", 1)[0] for k in keys})
-
-
 async def mop_up(
     report: EStopReport,
     strategy: str,
@@ -75,7 +70,7 @@ async def mop_up(
 ) -> None:
     """Per-symbol settle tasks (retried by Prefect) for what the e-stop left unverified; the report and the persisted
     list re-arm checks then say what is still unverified after them."""
-    symbols = [sym for sym in _symbols_left(report) if sym in {a.symbol for a in cfg.universe}]
+    symbols = [sym for sym in report.unsettled() if sym in {a.symbol for a in cfg.universe}]
     states = await asyncio.gather(*(settle_state(strategy, sym, close, reason, config_path, overrides) for sym in symbols))
     for sym, state in zip(symbols, states):
         if not state.is_completed():
@@ -83,9 +78,7 @@ async def mop_up(
             continue
         res = obj(await state.aresult())  # a completed settle answers its report as a dict
         report.cancelled += integer(res.get("cancelled"))
-        for table in (report.unverified, report.remaining_open, report.remaining_positions):
-            for key in [k for k in table if k.split(":", 1)[0] == sym]:
-                table.pop(key)
+        report.symbols[sym].mark_settled()
     StateStore(cfg.shared_root).update(estop_unverified=report.outstanding())
 
 

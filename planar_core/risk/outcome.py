@@ -51,6 +51,25 @@ class SymbolOutcome:
     def position(self, side: PositionSide = PositionSide.BOTH) -> PositionOutcome:
         return self.positions.setdefault(side, PositionOutcome())
 
+    @property
+    def settled(self) -> bool:
+        """The exchange confirmed this symbol: reachable, listed, no order left open, its position read and flat."""
+        return (
+            self.unreachable is None
+            and self.orders.unverified is None
+            and not self.orders.still_open
+            and self.position_unverified is None
+            and not any(p.still_open for p in self.positions.values())
+        )
+
+    def mark_settled(self) -> None:
+        """A later step (the flow's per-symbol settle task) confirmed what this outcome left open or unverified; the
+        counts of what was cancelled and closed stay."""
+        self.unreachable = self.orders.unverified = self.position_unverified = None
+        self.orders.still_open = 0
+        for p in self.positions.values():
+            p.still_open = 0.0
+
 
 def position_key(symbol: str, side: PositionSide) -> str:
     """How the report tables name a position: the symbol, with ``#long`` / ``#short`` in hedge mode."""
@@ -112,6 +131,10 @@ class OutcomeTables:
     """The tables both e-stop reports (the strategy's and the account's) render from their per-symbol outcomes."""
 
     symbols: dict[str, SymbolOutcome]
+
+    def unsettled(self) -> list[str]:
+        """The symbols the exchange has not confirmed settled (open orders, positions, or not verified)."""
+        return sorted(sym for sym, o in self.symbols.items() if not o.settled)
 
     @property
     def closed(self) -> dict[str, float]:

@@ -69,10 +69,10 @@ def test_clean_and_unreachable_wording() -> None:
 
 
 def test_a_flow_that_settles_a_symbol_afterwards_clears_it_in_the_structure() -> None:
-    """flows.emergency.mop_up removes a settled symbol's keys from the tables and adds what its task cancelled."""
+    """Removing a settled symbol's keys from the rendered tables clears it in the structure (Table.pop)."""
     report = not_clean()
     keys = [*report.unverified, *report.remaining_open, *report.remaining_positions]
-    for sym in sorted({k.split(":", 1)[0] for k in keys}):  # as flows.emergency._symbols_left names them
+    for sym in sorted({k.split(":", 1)[0] for k in keys}):  # spot symbols: the rendered keys name them whole
         for table in (report.unverified, report.remaining_open, report.remaining_positions):
             for key in [k for k in table if k.split(":", 1)[0] == sym]:
                 table.pop(key)
