@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..model.venue import FillReport
+from ..model.venue import FillReport, OrderRef
 from .margin import sync_funding
 from .supervisor import TaskHealth
 
@@ -187,7 +187,7 @@ def cached_trades(s: "Strategy", last: int = 200) -> list[FillReport]:
     """The newest fills the venue holds from the user stream (reports no watch may have handed over yet)."""
     out: list[FillReport] = []
     for symbol in s.universe:
-        out += s.venue.cached_fills(symbol)[-last:]
+        out += s.venue.cached_fills(symbol, last)
     return out
 
 
@@ -277,15 +277,9 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             _drain_cache()
 
     def _drain_cache() -> None:
-        cached = s.venue.cached_orders(symbol)
-        if cached:
-            by_id = {r.id: r for r in cached if r.id is not None}
-            by_cid = {r.client_order_id: r for r in cached if r.client_order_id is not None}
-            for order in ai.open_orders():
-                report = by_id.get(order.id) if order.id is not None else by_cid.get(order.client_order_id)
-                if report is not None:
-                    s.apply_order(report, source="websocket")
-        for fill in s.venue.cached_fills(symbol)[-100:]:
+        for report in s.venue.cached_orders(symbol, [OrderRef(o.client_order_id, o.id) for o in ai.open_orders()]):
+            s.apply_order(report, source="websocket")
+        for fill in s.venue.cached_fills(symbol, 100):
             s.apply_trade(fill)
 
     async def ws_step() -> None:

@@ -272,18 +272,31 @@ class CcxtVenue(ExchangeClient):
         candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
         return candles
 
-    def cached_orders(self, symbol: str) -> list[OrderReport]:
-        """The orders of ``symbol`` ccxt's client holds from the user stream (it keeps applying messages that arrive
-        while no watch waits, and resolves nobody)."""
+    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
+        """These orders as ccxt's client holds them from the user stream (it keeps applying messages that arrive
+        while no watch waits, and resolves nobody). Only the orders named are parsed."""
         hashmap = getattr(getattr(self.ex, "orders", None), "hashmap", None)
         held = hashmap.get(symbol) if isinstance(hashmap, dict) else None
-        return self.parse.orders(list(held.values())) if isinstance(held, dict) else []
+        if not isinstance(held, dict) or not only:
+            return []
+        by_cid: dict[object, object] | None = None
+        rows: list[object] = []
+        for ref in only:
+            if ref.order_id is not None:
+                row = held.get(ref.order_id)
+            else:  # its acknowledgement was lost: found by client id (the map is built once, only when needed)
+                if by_cid is None:
+                    by_cid = {o.get("clientOrderId"): o for o in held.values() if isinstance(o, dict)}
+                row = by_cid.get(ref.client_order_id)
+            if row is not None:
+                rows.append(row)
+        return self.parse.orders(rows)
 
-    def cached_fills(self, symbol: str) -> list[FillReport]:
+    def cached_fills(self, symbol: str, last: int) -> list[FillReport]:
         trades = getattr(self.ex, "myTrades", None)
         if not trades:
             return []
-        return [self._fill(t) for t in list(trades) if isinstance(t, dict) and t.get("symbol") == symbol]
+        return [self._fill(t) for t in list(trades)[-last:] if isinstance(t, dict) and t.get("symbol") == symbol]
 
     def cached_balance(self, market_type: MarketType) -> BalanceReport | None:
         held = getattr(self.ex, "balance", None)

@@ -426,11 +426,19 @@ class FakeVenue:
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
         return await self.streams.ohlcv[(symbol, timeframe)].get()
 
-    def cached_orders(self, symbol: str) -> list[OrderReport]:
-        return list(self._cache_orders[symbol].values())
+    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
+        held = self._cache_orders[symbol]
+        out = []
+        for ref in only:
+            found = held.get(ref.order_id) if ref.order_id is not None else None
+            if found is None:
+                found = next((r for r in held.values() if r.client_order_id == ref.client_order_id), None)
+            if found is not None:
+                out.append(found)
+        return out
 
-    def cached_fills(self, symbol: str) -> list[FillReport]:
-        return list(self._cache_fills[symbol])
+    def cached_fills(self, symbol: str, last: int) -> list[FillReport]:
+        return list(self._cache_fills[symbol])[-last:]
 
     def cached_balance(self, market_type: MarketType) -> BalanceReport | None:
         return self._cache_balance.get(market_type)

@@ -319,9 +319,29 @@ async def test_stream_caches_are_reports() -> None:
     execution = load("ws_executionReport")["messages"]
     trades = [p["value"] for m in execution for p in m["parsed"] if p["kind"] == "trade"]
     fake.myTrades = trades  # type: ignore[attr-defined]
-    fills = v.cached_fills(SPOT)
+    fills = v.cached_fills(SPOT, 100)
     assert [f.id for f in fills] == [t["id"] for t in trades] and all(f.stamp is not None for f in fills)
-    assert v.cached_fills(SPOT)[0] is fills[0]  # parsed once
+    assert v.cached_fills(SPOT, 100)[0] is fills[0]  # parsed once
     fake.balance = {"spot": load("ws_outboundAccountPosition")["messages"][0]["balance"]}  # type: ignore[attr-defined]
     cached = v.cached_balance("spot")
     assert cached is not None and not cached.complete and cached.stamp is not None
+
+
+async def test_the_order_cache_is_read_only_for_the_orders_named() -> None:
+    """The engine reads the cache after every stream event; ccxt's holds up to a thousand orders: only the open ones
+    the engine names are parsed (reading them all made each order cost ~50 parses in bench/engine_hot_path)."""
+    from types import SimpleNamespace
+
+    from planar_core.model.venue import OrderRef
+
+    v, fake = venue()
+    execution = load("ws_executionReport")["messages"]
+    raw = next(p["value"] for m in execution for p in m["parsed"] if p["kind"] == "order")
+    held = {str(i): {**raw, "id": str(i), "clientOrderId": f"c{i}"} for i in range(1, 501)}
+    fake.orders = SimpleNamespace(hashmap={SPOT: held})  # type: ignore[attr-defined]
+    parsed: list[object] = []
+    parse_orders = v.parse.orders
+    v.parse.orders = lambda rows: parsed.extend(rows) or parse_orders(rows)  # type: ignore[method-assign]
+    reports = v.cached_orders(SPOT, [OrderRef("c7", "7"), OrderRef("c9", None), OrderRef("gone", "999")])
+    assert [(r.id, r.client_order_id) for r in reports] == [("7", "c7"), ("9", "c9")]  # by id, by client id, absent
+    assert len(parsed) == 2
