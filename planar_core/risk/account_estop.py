@@ -482,6 +482,6 @@ def _outstanding(report: AccountEStopReport, m: Member) -> dict[str, str]:
     out = {f"{sym}: still open": f"{n} order(s)" for sym, n in report.remaining_open.items() if sym in m.universe}
     for book, (key, why, _) in report._unverified():
         for sym in m.universe:
-            if (book == "futures") == bool(m.margin):
+            if book is None or (book == "futures") == bool(m.margin):  # None: the whole exchange, every member
                 out[f"{sym}: {key}"] = why
     return out
