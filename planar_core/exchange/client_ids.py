@@ -334,8 +334,13 @@ class IntentJournal:
         probe.remove("intents.probe")
 
     def close(self) -> None:
+        """Idempotent: a second close must not close the descriptor number the process has given to another file
+        since (a strategy stopped twice closed the next engine's trace lock that way)."""
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
         try:
-            os.close(self._fd)
+            os.close(fd)
         except OSError:
             pass
 
