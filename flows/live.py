@@ -117,7 +117,6 @@ async def live_strategy(
         s = build_strategy(strategy, config_path, observer=watcher_runs, overrides=overrides)
     except PERMANENT as exc:
         return await permanent_failure(exc)
-    s.run_id = str(flow_run.id) if flow_run.id else None
     halted = s.state
     if halted.halted:
         await s.stop()
@@ -150,7 +149,7 @@ async def _session(
         try:
             # the lease, the twin check (another store root's engine); start-up sync reconciles intents: a retry never
             # duplicates an order
-            await s.start(takeover=takeover)
+            await s.start(takeover=takeover, run_id=str(flow_run.id) if flow_run.id else None)  # named in the lease
         except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease, a twin engine)
             return await permanent_failure(exc)
         await take_over_zombies(s)

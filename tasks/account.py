@@ -44,7 +44,7 @@ async def exchange_snapshot(strategy: str, config_path: str | None = None, overr
             opened[ai.symbol] = sorted(c for c in cids if planar_identity(c) in (None, s.ids.identity))  # not another strategy's
         return {
             "open": opened,
-            "balances": {k: v.total for k, v in s.balances.items()},
+            "balances": {k: v.total for k, v in s.holdings.balances.items()},
             "positions": {sym: ai.position.contracts for sym, ai in s.universe.items() if ai.is_margin},
         }
 

@@ -31,15 +31,14 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from ..config import StrategyConfig
 from ..model import AssetInstance, Order, Trade
+from ..model.sink import EventSink
 from ..model.stamp import Stamp
-
-if TYPE_CHECKING:
-    from .strategy import Strategy
+from ..model.venue import FillReport, Venue
 
 log = logging.getLogger("planar.engine.freshness")
 COALESCE_S = 0.02  # fills learned in one burst (one poll, one price move) share one read
@@ -67,9 +66,28 @@ class _Fill:
     timer: asyncio.TimerHandle | None = None
 
 
+@dataclass(frozen=True)
+class AccountReader:
+    """How Freshness brings the account up to date, given by the coordinator (``Strategy``) that owns the reads:
+    apply what the venue's stream cache already holds, read balances and positions by REST (False if a read
+    failed), the fills the stream cache holds, and whether the engine runs (a stopped engine's trace is closed)."""
+
+    from_stream: Callable[[], None]
+    read: Callable[[], Awaitable[bool]]
+    stream_fills: Callable[[], list[FillReport]]
+    running: Callable[[], bool]
+
+
 class Freshness:
-    def __init__(self, s: "Strategy") -> None:
-        self.s = s
+    def __init__(self, config: StrategyConfig, venue: Venue, sink: EventSink) -> None:
+        """Built by the composition root (engine/parts.py); the coordinator connects its ``AccountReader``."""
+        self.name = config.name
+        self.margin = config.margin
+        self.main_currency = config.main_currency
+        self.cfg = config.balance_watcher
+        self.venue = venue
+        self.sink = sink
+        self.reader: AccountReader | None = None
         self.held: dict[str, Stamp] = {}  # balance currency or position key -> stamp of the report it holds
         self.pending: dict[str, _Fill] = {}  # trade key -> a fill whose balance is not known to include it yet
         self.unconfirmed: OrderedDict[str, None] = OrderedDict()
@@ -81,6 +99,12 @@ class Freshness:
         self._forced = False
         self._job: asyncio.Task[None] | None = None
         self._closed = False  # the strategy stopped: its venue is closed, nothing more is read
+
+    def connect(self, reader: AccountReader) -> None:
+        self.reader = reader
+
+    def _running(self) -> bool:
+        return self.reader is not None and self.reader.running()
 
     # ----------------------------------------------------------------- ordering of reports
     def newer(self, key: str, stamp: Stamp) -> bool:
@@ -94,7 +118,7 @@ class Freshness:
     def fresh_stamp(self, rest: bool = False) -> Stamp:
         """The stamp of a report that carries none (REST answers are stamped by their caller; paper mode's
         stream): it is placed where the engine stands now."""
-        return Stamp(self.s.venue.next_seq(), rest=rest)
+        return Stamp(self.venue.next_seq(), rest=rest)
 
     # ----------------------------------------------------------------- where fills come from
     @contextlib.contextmanager
@@ -133,10 +157,8 @@ class Freshness:
     def _place_from_cache(self) -> None:
         """Fills an acknowledgement told first: their reports may already be in the venue's stream cache, arrived on
         the stream but not handed over by a watch yet."""
-        from .watchers import cached_trades
-
         unplaced = {k for k, f in self.pending.items() if f.mark.rest}
-        for fill in cached_trades(self.s) if unplaced and self.s.running else []:
+        for fill in self.reader.stream_fills() if unplaced and self.reader is not None and self._running() else []:
             key = trade_key(fill.symbol, fill.id)
             if fill.stamp is not None and key in unplaced:
                 self._place(key, fill.stamp)
@@ -153,8 +175,8 @@ class Freshness:
             where.popitem(last=False)
 
     def keys_of(self, ai: AssetInstance) -> tuple[str, ...]:
-        if self.s.config.margin:
-            return (self.s.config.main_currency, position_key(ai.symbol))
+        if self.margin:
+            return (self.main_currency, position_key(ai.symbol))
         return (ai.base, ai.quote)
 
     def fill_known(self, ai: AssetInstance, order: Order, trade: Trade) -> None:
@@ -172,7 +194,7 @@ class Freshness:
         # no place on the stream (yet): learned by REST, placed when the engine learned it (a stream without stamps,
         # paper mode's, is placed where it is applied). The fill's exchange time is its stream report's only: a
         # trade's own timestamp may be the engine's clock (an acknowledgement's fills carry none)
-        mark = mark or Stamp(self.s.venue.next_seq(), rest=source != "websocket")
+        mark = mark or Stamp(self.venue.next_seq(), rest=source != "websocket")
         fill = _Fill(key, self.keys_of(ai), mark, mark.seq, stream)
         if self.covers(fill):
             return
@@ -185,7 +207,7 @@ class Freshness:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return
-            fill.timer = loop.call_later(self.s.config.balance_watcher.fill_wait, self._overdue, key)
+            fill.timer = loop.call_later(self.cfg.fill_wait, self._overdue, key)
         else:
             fill.asked = True
             self.request_refetch()
@@ -217,9 +239,7 @@ class Freshness:
     def _overdue(self, key: str) -> None:
         fill = self.pending.get(key)
         if fill is not None and not self.covers(fill):
-            log.info(
-                "fill %s: no account update from the stream within %.2fs; reading balances", key, self.s.config.balance_watcher.fill_wait
-            )
+            log.info("fill %s: no account update from the stream within %.2fs; reading balances", key, self.cfg.fill_wait)
             fill.asked = True
             self.request_refetch()
 
@@ -230,9 +250,9 @@ class Freshness:
         self.unconfirmed[fill.key] = None
         while len(self.unconfirmed) > KEEP:
             self.unconfirmed.popitem(last=False)
-        msg = f"{self.s.name}: balances for fill {fill.key} not confirmed ({why}); shown as last known"
+        msg = f"{self.name}: balances for fill {fill.key} not confirmed ({why}); shown as last known"
         log.warning(msg)
-        self.s.sink.record("error_occurred", reason=msg)
+        self.sink.record("error_occurred", reason=msg)
         self._release(fill.key, fill)
 
     # ----------------------------------------------------------------- the strategy's side
@@ -243,7 +263,7 @@ class Freshness:
         fill = self.pending.get(key)
         if fill is None:
             return key not in self.unconfirmed
-        cfg = self.s.config.balance_watcher
+        cfg = self.cfg
         try:
             await asyncio.wait_for(fill.done.wait(), cfg.fill_wait + cfg.timeout if cap is None else cap)
         except TimeoutError:
@@ -272,15 +292,11 @@ class Freshness:
         return self._forced or any(f.asked and not self.covers(f) for f in self.pending.values())
 
     async def _run(self) -> None:
-        from .watchers import apply_cached_balance, apply_cached_positions
-
         await asyncio.sleep(COALESCE_S)
         while self._want:
             self._want = False
-            if self.s.running and not self._forced:  # what the stream already brought, before asking REST
-                apply_cached_balance(self.s)
-                if self.s.config.margin:
-                    apply_cached_positions(self.s)
+            if self.reader is not None and self._running() and not self._forced:  # what the stream already brought, before asking REST
+                self.reader.from_stream()
                 self.check()
             if not self._needed():  # the stream covered every fill that asked meanwhile
                 continue
@@ -294,18 +310,10 @@ class Freshness:
                         self._unconfirm(f, "the REST read failed")
 
     async def _fetch(self) -> bool:
-        s = self.s
-        cfg = s.config.balance_watcher
-        jobs = [s.fetch_balances(cfg.timeout, cfg.retry_count)]
-        if s.config.margin:
-            pcfg = s.config.position_watcher
-            jobs.append(s.fetch_positions(pcfg.timeout, pcfg.retry_count))
+        if self.reader is None:
+            return False
         self.fetches += 1
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for err in failed:
-            log.warning("reading balances/positions after fills failed: %s: %s", type(err).__name__, err)
-        return not failed
+        return await self.reader.read()
 
     async def flush(self) -> None:
         """Wait for a requested read to finish (start-up sync ends with the balances its fills imply)."""

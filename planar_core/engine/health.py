@@ -32,9 +32,8 @@ async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = a
     for attempt in range(1, cfg.max_retries + 1):
         log.info("reconnection attempt %d/%d", attempt, cfg.max_retries)
         await sleep(cfg.retry_delay * 2 ** (attempt - 1))
-        s.ws_generation += 1  # the watchers resubscribe at once instead of falling back to polling
         try:
-            await s.venue.reset_streams()  # drop websockets; watchers resubscribe on their next call
+            await s.reset_streams()  # the watchers resubscribe at once instead of falling back to polling
         except Exception as exc:
             log.warning("closing the websockets failed: %s", exc)
         if await check(s):

@@ -19,12 +19,15 @@ Rules (docs/engine.md, "Margin"):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..exchange.errors import ExchangeOpError
 from ..model import AssetInstance, Order
+from ..model.clock import now_ms
 from ..model.venue import FundingPayment
+from .account_book import PositionChange
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -49,7 +52,7 @@ async def ensure_margin_mode(s: "Strategy", ai: AssetInstance) -> str | None:
         await s.venue.set_margin_mode(ai.symbol, want, s.config.timeouts.position_sync)  # already set: no error
     except ExchangeOpError as err:
         return f"margin mode {want} could not be set on {ai.symbol}: {err}"
-    ai.margin_mode = want
+    s.holdings.set_margin_mode(ai, want)
     s.sink.record("margin_mode_set", symbol=ai.symbol, margin_mode=want)
     log.info("%s: margin mode %s", ai.symbol, want)
     return None
@@ -74,7 +77,7 @@ async def apply_position_mode(s: "Strategy") -> None:
     elif want:
         raise ConfigError("position_mode: hedge mode is not available in paper mode")
     for ai in s.universe.values():
-        ai.hedged = want
+        s.holdings.set_hedged(ai, want)
 
 
 async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> str | None:
@@ -98,8 +101,7 @@ async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> st
         s.sink.record("order_failed", symbol=ai.symbol, reason=f"update_leverage: {reason}")
         log.warning("update_leverage on %s: %s", ai.symbol, reason)
         return reason
-    for p in list(ai.positions.values()) or [ai.position]:
-        p.leverage = float(leverage)
+    s.holdings.set_leverage(ai, float(leverage))
     s.sink.record("leverage_updated", symbol=ai.symbol, leverage=leverage)
     return None
 
@@ -137,7 +139,7 @@ async def explain_position_change(s: "Strategy", ai: AssetInstance) -> None:
 
 async def sync_funding(s: "Strategy") -> int:
     """Record funding payments the exchange booked since the last one seen; returns how many were new."""
-    since = s.funding_since
+    since = s.holdings.funding.since
     try:
         payments = await s.venue.funding_history(since, s.config.timeouts.position_sync)
     except ExchangeOpError as err:
@@ -152,13 +154,27 @@ async def sync_funding(s: "Strategy") -> int:
 
 def record_funding(s: "Strategy", p: FundingPayment) -> int:
     """One funding payment of a universe asset, recorded once (by its id) as ``funding_paid`` and summed per asset."""
-    ai = s.universe.get(p.symbol or "")
-    fid = p.id
-    if ai is None or fid is None or fid in s.funding_seen:
-        return 0
-    s.funding_seen.add(fid)
-    ts = p.timestamp
-    s.funding_since = max(s.funding_since, ts)
-    s.funding[ai.symbol] = s.funding.get(ai.symbol, 0.0) + p.amount
-    s.sink.record("funding_paid", symbol=ai.symbol, amount=p.amount, fee=-p.amount, currency=p.currency, trade_id=fid, time_ms=ts)
-    return 1
+    return int(s.holdings.record_funding(p))
+
+
+def explain_reductions(s: "Strategy", changes: Sequence[PositionChange]) -> None:
+    """A position that shrank while no order of ours is open on the asset may have been closed by the exchange
+    (liquidation, auto-deleveraging): read the asset's last orders, so a forced close is adopted and recorded
+    even when no order task watches the asset."""
+    for sym in {c.symbol for c in changes if c.reduced}:
+        ai = s.universe[sym]
+        if s.running and ai.is_margin and not ai.open_orders():
+            s.supervisor.spawn(explain_position_change(s, ai))
+
+
+def alert_external_position_changes(s: "Strategy", changes: Sequence[PositionChange]) -> None:
+    """A position that moved while the engine had no order working on that asset and no fill of its own in the
+    last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
+    now = now_ms(s.clock)
+    for c in changes:
+        ai = s.universe[c.symbol]
+        busy = ai.open_orders() or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
+        if not busy and s.running:
+            msg = f"{s.name}: position {c.key} changed outside the engine: {c.before} -> {c.contracts}"
+            s.sink.record("error_occurred", symbol=c.symbol, reason=msg)
+            s.alert(msg, "warning")

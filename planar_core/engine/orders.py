@@ -216,7 +216,7 @@ def _check_cash(s: "Strategy", ai: AssetInstance, req: OrderRequest) -> Refusal 
             return None
         leverage = position.leverage or s.config.default_leverage
         need = req.notional / leverage
-        free = s.free_margin(text(ai.market.get("settle")) or s.config.main_currency)
+        free = s.holdings.free_margin(text(ai.market.get("settle")) or s.config.main_currency)
         return None if free >= need else Refusal(R.INSUFFICIENT_FUNDS, f"insufficient margin: need {need:.8g}, free {free:.8g}")
     if req.side is Side.BUY:
         fee = num(ai.market.get("taker"))
@@ -314,7 +314,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
     try:
         cid = s.ids.next()
     except CorruptStateError as exc:  # the sequence cannot be read: no id is issued on a guess, and nothing more goes out
-        s.persisted_unreadable(exc)
+        s.gate.persisted_unreadable(exc)
         refused(s, ai, Refusal(R.STORE_UNREADABLE, f"not sent: {exc}"), req.side, req.amount, req.price)
         return None
     except Exception as exc:  # a new block of ids could not be reserved: the store refuses writes (or cannot be read)
@@ -322,7 +322,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
         detail = f"not sent: no client order id ({describe(exc, 'client order id sequence')})"
         refused(s, ai, Refusal(R.STORE_UNWRITABLE if unwritable else R.STORE_UNREADABLE, detail), req.side, req.amount, req.price)
         if unwritable:
-            s.store_failed("client order id sequence", exc)
+            s.gate.store_failed("client order id sequence", exc)
         return None
     order = _order_of(ai, cid, req, asked)
     try:
@@ -402,7 +402,7 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
         log.error("order %s on %s %s", order.client_order_id, ai.symbol, reason)
         order.refusal = s.last_refusal = Refusal(R.STORE_UNWRITABLE, reason)
         transition(s, ai, order, OrderStatus.FAILED, "book", reason)
-        s.store_failed(where, exc)
+        s.gate.store_failed(where, exc)
         raise NotJournaled(reason) from exc
 
 

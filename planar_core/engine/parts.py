@@ -15,11 +15,16 @@ from ..alerts import AlertDispatcher, Redactor
 from ..config import StrategyConfig
 from ..exchange.client_ids import ClientOrderIds, IntentJournal, ObjectJournal, intent_journal
 from ..exchange.registry import open_venue
+from ..model import AssetInstance
 from ..model.clock import Clock, SystemClock
 from ..model.sink import EventSink, MemorySink
 from ..model.venue import Venue
 from ..state import StateStore
+from .account_book import AccountBook
+from .freshness import Freshness
+from .gate import TradingGate
 from .lease import Lease, RemoteLease, engine_lease
+from .store_guard import GuardedSink
 from .supervisor import Supervisor, TaskObserver
 
 
@@ -29,7 +34,7 @@ class EngineParts:
     client order ids and their intent journal, the lease that makes it the one engine of this strategy and
     account, the supervisor of its tasks, its alert channels and its clock."""
 
-    sink: EventSink
+    sink: GuardedSink  # every write of the engine and its parts: a failed one halts instead of raising
     venue: Venue
     state_store: StateStore
     ids: ClientOrderIds
@@ -38,6 +43,10 @@ class EngineParts:
     supervisor: Supervisor
     alerts: AlertDispatcher | None
     clock: Clock
+    universe: dict[str, AssetInstance]  # empty until the markets load; shared by the strategy and its account book
+    freshness: Freshness
+    holdings: AccountBook
+    gate: TradingGate  # whether orders may go out: the halt, the store's health, unreadable files
 
 
 def build_parts(
@@ -51,18 +60,35 @@ def build_parts(
     """The parts of ``config``'s strategy; those given are used as they are (a memory sink, the config's venue from
     the registry on that sink, the config's alert channels and the real clock otherwise). Creates the strategy's
     local directory."""
-    sink = sink if sink is not None else MemorySink()
+    raw = sink if sink is not None else MemorySink()
+    guarded = raw if isinstance(raw, GuardedSink) else GuardedSink(raw)
     config.store_path.mkdir(parents=True, exist_ok=True)
+    venue = venue if venue is not None else open_venue(config, raw)
+    venue.sink = guarded  # its api_call records go through the guard too
+    clock = clock if clock is not None else SystemClock()
+    universe: dict[str, AssetInstance] = {}
+    freshness = Freshness(config, venue, guarded)
+    alerts = alerts if alerts is not None else configured_alerts(config)
+    state_store = StateStore(config.shared_root)
+    ids = ClientOrderIds(config.shared_root, config.name)
+    journal = intent_journal(config.store_path, config.shared_root, fsync=config.event_tracing.fsync)
+    gate = TradingGate(config.name, state_store, guarded, journal, ids, clock, alerts)
+    guarded.on_failure = gate.store_failed  # a failed write halts, with a critical alert, once per episode
+    state_store.on_unreadable = gate.persisted_unreadable
     return EngineParts(
-        sink=sink,
-        venue=venue if venue is not None else open_venue(config, sink),
-        state_store=StateStore(config.shared_root),
-        ids=ClientOrderIds(config.shared_root, config.name),
-        journal=intent_journal(config.store_path, config.shared_root, fsync=config.event_tracing.fsync),
+        sink=guarded,
+        venue=venue,
+        state_store=state_store,
+        ids=ids,
+        journal=journal,
         lease=engine_lease(config, config_account(config)),
         supervisor=Supervisor(observer=observer),
-        alerts=alerts if alerts is not None else configured_alerts(config),
-        clock=clock if clock is not None else SystemClock(),
+        alerts=alerts,
+        clock=clock,
+        universe=universe,
+        freshness=freshness,
+        holdings=AccountBook(config, universe, freshness, guarded, clock),
+        gate=gate,
     )
 
 

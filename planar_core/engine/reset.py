@@ -84,7 +84,7 @@ async def reset_state(s: Strategy, reason: str, by: str, epoch: str | None = Non
     state_bad = _damage(report, s.state_store.read)
     seq_bad = _damage(report, s.ids.check)
     journal_bad = _damage(report, s.journal.unresolved)
-    for path, exc in s.unreadable.items():  # the account trace: not this command's to repair
+    for path, exc in s.gate.unreadable.items():  # the account trace: not this command's to repair
         report.damaged[path] = f"{exc.what} (not reset here: {exc.remedy})"
     if not (state_bad or seq_bad or journal_bad or force):
         return report

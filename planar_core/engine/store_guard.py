@@ -42,14 +42,20 @@ def describe(exc: BaseException, where: str) -> str:
     return f"{where}: {type(exc).__name__}: {exc}"
 
 
+def _log_failure(where: str, exc: BaseException) -> None:
+    log.critical("a write to the store failed before the strategy was built: %s", describe(exc, where))
+
+
 class GuardedSink:
     """The strategy's event sink: a write that fails is reported to ``on_failure`` (the strategy halts and alerts)
     instead of raising. The event is not lost while the process lives: ``EventTrace`` keeps what it could not flush
     in its buffer and writes it with the next flush that succeeds."""
 
-    def __init__(self, inner: EventSink, on_failure: Callable[[str, BaseException], None]) -> None:
+    def __init__(self, inner: EventSink, on_failure: Callable[[str, BaseException], None] | None = None) -> None:
+        """``on_failure``: the coordinator's answer to a failed write (``TradingGate.store_failed``, connected when the
+        strategy is built); until then a failure is logged."""
         self.inner = inner
-        self.on_failure = on_failure
+        self.on_failure: Callable[[str, BaseException], None] = on_failure or _log_failure
         self.where = f"event trace {getattr(inner, 'root', '')}".rstrip()
 
     def record(self, kind: str, **fields: object) -> None:

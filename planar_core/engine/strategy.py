@@ -9,14 +9,12 @@ The order call itself lives in ``orders.py``; start-up sync and resync in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,14 +22,14 @@ from typing import TYPE_CHECKING, Literal
 from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.registry import open_venue
-from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, Position, PositionSide, Side, Trade
-from ..model.clock import Clock, now_ms
+from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, PositionSide, Side, Trade
+from ..model.clock import Clock
 from ..model.refusals import Refusal
 from ..model.requests import OrderCall
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import AssetBalance, BalanceReport, FillReport, OrderReport, PositionReport, Venue
+from ..model.venue import BalanceReport, FillReport, OrderReport, PositionReport, Venue
 from ..risk.manager import RiskManager
 from ..state import PersistedState
 from ..storage import CorruptStateError
@@ -41,25 +39,33 @@ from . import orders as _orders
 from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
-from .freshness import Freshness, position_key
+from .freshness import AccountReader
 from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .ledger import FillLedger
-from .margin import explain_position_change, sync_funding, update_leverage
+from .margin import alert_external_position_changes, explain_reductions, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
 from .parts import EngineParts, build_parts, config_account, configured_alerts
-from .store_guard import GuardedSink, StoreUnwritable, describe
+from .store_guard import GuardedSink
 from .submit import resolver
 from .supervisor import TaskObserver
 from .twins import Twins
-from .watchers import balance_watcher, ohlcv_watcher, order_watcher, position_watcher, valuation_watcher
+from .watchers import (
+    apply_cached_account,
+    balance_watcher,
+    cached_trades,
+    ohlcv_watcher,
+    order_watcher,
+    position_watcher,
+    read_account,
+    valuation_watcher,
+)
 
 if TYPE_CHECKING:
     from ..risk.estop import EStopReport
 
 
 log = logging.getLogger("planar.engine")
-HALT_RETRY_S = 1.0  # a halt the state file could not take is written again at most this often
 RiskCheck = Callable[["Strategy", AssetInstance, OrderRequest], "str | Refusal | None"]  # a sentence: a risk limit
 
 
@@ -80,28 +86,21 @@ class Strategy:
         self.clock: Clock = parts.clock
         self.config = config
         self.name = config.name
-        self.store_error: str | None = None  # the failed write that halted the strategy (engine/store_guard.py)
-        self.store_failures = 0  # failed writes since the start (the first of an episode halts and alerts)
-        self._held_halt: Json | None = None  # a halt the state file has not taken yet: it holds in memory
-        self._halt_retry_at = 0.0
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
-        self.sink: GuardedSink = GuardedSink(parts.sink, self.store_failed)
+        self.sink: GuardedSink = parts.sink
+        self.gate = parts.gate  # whether orders may go out: the halt, the store's health, unreadable files (gate.py)
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
         self.venue: Venue = parts.venue
-        self.venue.sink = self.sink  # its api_call records go through the guard too
         # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
         self.answered_unknown: dict[str, Json] = {}
         # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
         self.unknown_outcomes: Counter[str] = Counter()
         self.dir: Path = config.store_path
-        # persisted files found unreadable while this process runs (path -> error): no order goes out until re-armed
-        self.unreadable: dict[str, CorruptStateError] = {}
         self.state_store = parts.state_store
-        self.state_store.on_unreadable = self.persisted_unreadable
         self.ids = parts.ids
         self.journal = parts.journal
-        self.universe: dict[str, AssetInstance] = {}
-        self.balances: dict[str, Balance] = {}
+        self.universe: dict[str, AssetInstance] = parts.universe  # filled by load(): the markets of the config's assets
+        self.holdings = parts.holdings  # balances, positions, funding, valuation prices (engine/account_book.py)
         self.supervisor = parts.supervisor
         self.running = False
         self.risk_check: RiskCheck | None = None
@@ -110,14 +109,19 @@ class Strategy:
         self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self.ledger = FillLedger()  # fills applied, fills before their order, an earlier run's orders (ledger.py)
-        self.funding: dict[str, float] = {}  # symbol -> funding received (> 0) or paid (< 0) in this run's record
-        self.funding_seen: set[str] = set()
-        self.funding_since = now_ms(self.clock)
         self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
         self.foreign_order_ids: set[str] = set()
-        self.conversion_prices: dict[str, float] = {}  # valuation markets outside the universe -> last price
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
-        self.freshness = Freshness(self)  # which report each balance and position came from; fills they include
+        # which report each balance and position came from; fills they include. Its reads are the engine's own
+        self.freshness = parts.freshness
+        self.freshness.connect(
+            AccountReader(
+                from_stream=partial(apply_cached_account, self),
+                read=partial(read_account, self),
+                stream_fills=partial(cached_trades, self),
+                running=lambda: self.running,
+            )
+        )
         self.lease = parts.lease
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
@@ -153,137 +157,22 @@ class Strategy:
 
     @property
     def state(self) -> PersistedState:
-        """The persisted state, with a halt the state file could not take yet laid over it (written again here, at
-        most every ``HALT_RETRY_S``, until the store takes it); halted while it, or another file the engine acts
-        on, cannot be read (``persisted_unreadable``)."""
-        st = self.state_store.load()
-        held = self._held_halt
-        if held is not None:
-            if time.monotonic() >= self._halt_retry_at and self._persist_halt():
-                st = self.state_store.load()
-            else:
-                st = st.model_copy(update=held)
-        if self.unreadable and not st.halted:
-            first = next(iter(self.unreadable.values()))
-            return st.model_copy(update={"halted": True, "halt_reason": f"unreadable: {first}"})
-        return st
+        """The persisted state as the gate sees it: a halt the store has not taken yet, or an unreadable file the
+        engine acts on, reads as halted (engine/gate.py)."""
+        return self.gate.state
 
     @property
     def halted(self) -> bool:
-        return self.state.halted
+        return self.gate.state.halted
 
     def halt(self, reason: str, by_emergency_stop: bool = False) -> None:
-        """No new orders until re-armed. Persisted in the state file (other processes and the next run see it);
-        when the store cannot take it (a full disk is a reason to halt), the halt holds in memory for this run and
-        is written as soon as the store allows (``state`` retries, and ``stop`` tries once more)."""
-        self._held_halt = {
-            "halted": True,
-            "halt_reason": reason,
-            "halted_at": now_ms(self.clock),
-            "halted_by_emergency_stop": by_emergency_stop,
-        }
-        self._persist_halt()
-        self.sink.record("halted", reason=reason)
-        log.error("strategy %s halted: %s", self.name, reason)
-
-    def _persist_halt(self) -> bool:
-        """Write the held halt to the state file; False (and it stays held) when the store refuses."""
-        held = self._held_halt
-        if held is None:
-            return True
-        try:
-            self.state_store.update(**held)
-            if self.state_store.fault is not None:  # nothing is written over an unreadable file: the halt stays held
-                raise self.state_store.fault
-        except OSError as exc:
-            first = self._halt_retry_at == 0.0
-            self._halt_retry_at = time.monotonic() + HALT_RETRY_S
-            if first:
-                log.critical(
-                    "strategy %s: the halt could not be written (%s); it holds in memory for this run and is written when the store allows",
-                    self.name,
-                    describe(exc, "state file"),
-                )
-            return False
-        self._held_halt = None
-        self._halt_retry_at = 0.0
-        return True
-
-    def store_failed(self, where: str, exc: BaseException) -> None:
-        """A write to the store failed (disk full, read-only, I/O error): halt, with a critical alert naming the path
-        and the error, once per episode (until re-armed). Orders are refused from now on; what was already on the
-        exchange goes on being followed in memory (engine/store_guard.py)."""
-        self.store_failures += 1
-        what = describe(exc, where)
-        if self.store_error is not None and self.halted:
-            log.debug("store write failed again: %s", what)
-            return
-        self.store_error = what
-        reason = f"the store cannot be written ({what}); no order is sent until it can and the strategy is re-armed"
-        self.halt(reason)
-        self.alert(f"{self.name}: {reason}", "critical")
-
-    def check_store(self) -> None:
-        """Raise ``StoreUnwritable`` (naming the path and the error) unless the store takes writes: the events the
-        trace held since a failure are written, the intent journal is reopened and written."""
-        try:
-            self.sink.check()
-        except OSError as exc:
-            raise StoreUnwritable(describe(exc, self.sink.where)) from exc
-        try:
-            self.journal.check()
-        except OSError as exc:
-            raise StoreUnwritable(describe(exc, "intent journal")) from exc
-
-    def persisted_unreadable(self, exc: CorruptStateError) -> None:
-        """A file the engine acts on (its state, its client-order-id sequence, its journal, its trace's manifest)
-        cannot be read back: no order goes out from now on (``state`` answers halted; nothing is written over the
-        file), said once per file with a critical alert naming it, never a traceback per event. The state file's
-        halt lifts when it reads again (``planar state reset`` leaves it halted, so trading resumes only by
-        ``planar rearm``); the others' by ``rearm()`` once they read again."""
-        if exc.path in self.unreadable:  # (the state store reports its file once per episode)
-            return
-        if exc.path != self.state_store.url:
-            self.unreadable[exc.path] = exc
-        msg = f"{self.name}: no order goes out: {exc}"
-        log.critical(msg)
-        with contextlib.suppress(Exception):  # the trace may be what failed
-            self.sink.record("halted", reason=msg)
-        self.alert(msg, "critical")
-
-    def check_persisted(self) -> None:
-        """Every file the engine acts on reads back, or ``CorruptStateError`` (one line: the file, what is wrong,
-        the remedy). ``start()`` calls it before anything else: nothing trades on a state it could not read."""
-        for exc in self.unreadable.values():
-            raise exc
-        self.state_store.read()
-        self.ids.check()
-        self.journal.unresolved()
-        files = getattr(self.sink, "files", None)
-        load_manifest = getattr(files, "load_manifest", None)
-        if callable(load_manifest):
-            load_manifest()  # a damaged manifest is recovered from its copy (a warning), or this raises
+        """No new orders until re-armed: persisted for other processes and the next run (engine/gate.py)."""
+        self.gate.halt(reason, by_emergency_stop)
 
     def rearm(self) -> None:
-        """Explicitly allow trading again after a halt. Refused while the store cannot be written
-        (``StoreUnwritable``: ``check_store``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
-        self.check_store()
-        pending, self.unreadable = self.unreadable, {}
-        try:
-            self.check_persisted()
-        except CorruptStateError:
-            self.unreadable = pending
-            raise
-        try:
-            self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
-        except CorruptStateError:
-            raise
-        except OSError as exc:
-            raise StoreUnwritable(describe(exc, "state file")) from exc
-        self._held_halt = None
-        self._halt_retry_at = 0.0
-        self.store_error = None
-        self.sink.record("rearmed")
+        """Explicitly allow trading again after a halt; refused while the store cannot be written
+        (``StoreUnwritable``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
+        self.gate.rearm()
 
     def asset(self, ai: AssetInstance | str) -> AssetInstance:
         if isinstance(ai, AssetInstance):
@@ -298,13 +187,15 @@ class Strategy:
         """Load markets and build the universe; unknown symbols fail naming the field."""
         await _sync.load_markets(self)
 
-    async def start(self, watchers: bool = True, takeover: bool = False) -> None:
+    async def start(self, watchers: bool = True, takeover: bool = False, run_id: str | None = None) -> None:
         """Take the lease (one live engine per strategy and account), load, check, sync, start watchers. A failed
         start releases the lease, the trace and the connections. Another engine of this strategy trading the account
-        from another store root refuses the start (``TwinEngineError``); ``takeover``: it is gone, adopt its orders."""
+        from another store root refuses the start (``TwinEngineError``); ``takeover``: it is gone, adopt its orders.
+        ``run_id``: the orchestrator's run that drives this engine (named in the lease and the heartbeat record)."""
+        self.run_id = run_id if run_id is not None else self.run_id
         try:
             self.lease.acquire(self.run_id)
-            self.check_persisted()
+            self.gate.check_persisted()
             await self.load()
             await _sync.check_live_safety(self)
             await self.twins.check_at_start(takeover)
@@ -348,6 +239,12 @@ class Strategy:
         if self.running:
             self.supervisor.start("resolver", lambda health: resolver(self, health))
 
+    async def reset_streams(self) -> None:
+        """Drop the websockets on purpose: the watchers resubscribe at their next call (the generation tells them
+        this was no failure, so they do not fall back to polling)."""
+        self.ws_generation += 1
+        await self.venue.reset_streams()
+
     def group(self) -> AbstractContextManager[None]:
         """Group commit of the trace's durable events (a context manager; a no-op for sinks without it)."""
         return self.sink.group()
@@ -370,8 +267,8 @@ class Strategy:
         await self.supervisor.stop()
         await self.freshness.close()
         await self.heartbeat.disarm()  # a clean stop leaves the open orders in place: the exchange must not cancel them
-        if not self._persist_halt():
-            log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.store_error)
+        if not self.gate.write_halt():
+            log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.gate.store_error)
         self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on
         self.journal.close()
         await self.venue.close()
@@ -511,180 +408,35 @@ class Strategy:
 
     # ----------------------------------------------------------------- state updates (from watchers and responses)
     def cash(self, currency: str | None = None) -> Balance:
-        return self.balances.get(currency or self.config.main_currency, Balance())
+        return self.holdings.cash(currency)
 
     def apply_balance(self, report: BalanceReport, stamp: Stamp | None = None) -> None:
-        """Merge a balance report. A complete report (a REST snapshot) says a currency it does not list is zero;
-        a stream update may carry only the currencies that changed, and touches only those.
-
-        Ordering (engine/freshness.py): a currency takes the report only if its stamp is newer than the report it
-        holds. ``stamp``: where a REST snapshot's request left (stream reports carry theirs; an unstamped report is
-        placed now).
-
-        Margin accounts keep one meaning whatever the source: ``total`` is the *wallet* balance (without unrealized
-        PnL) and ``free`` the margin available for new orders (the exchange's figure when the report carries it;
-        else, a stream update carries only the wallet: derived locally by ``risk.metrics.available_margin`` until
-        the next snapshot)."""
-        complete = report.complete
+        """Merge a balance report into the account book (engine/account_book.py), then what follows a change: spot
+        exits waiting for their entry's balance, the balance hooks (the breakers), fills the report now covers.
+        ``stamp``: where a REST snapshot's request left (stream reports carry theirs)."""
         if self.config.margin and self.running and report.funding:
             self.supervisor.spawn(sync_funding(self))  # read the payment from the income history, recorded once
-        stamp = stamp or report.stamp or self.freshness.fresh_stamp(rest=complete)
-        currencies = {self.config.main_currency}
-        if not self.config.margin:
-            for ai in self.universe.values():
-                currencies.update((ai.base, ai.quote))
-        if not complete:  # an update: only the currencies its message carried
-            currencies &= set(report.assets) if stamp.assets is None else stamp.assets
-        changed = {}
-        for cur in sorted(currencies):
-            if not self.freshness.newer(cur, stamp):
-                continue  # what is held came later than this report
-            new = self._margin_balance(report, cur) if self.config.margin else self._spot_balance(report, cur)
-            if new is None:
-                if complete and not self.config.margin:  # the snapshot says: none held
-                    self.freshness.hold(cur, stamp)
-                continue
-            if min(new.free if not self.config.margin else 0.0, new.used, new.total) < 0 or not all(
-                map(math.isfinite, (new.free, new.used, new.total))
-            ):
-                log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
-                self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
-                continue
-            self.freshness.hold(cur, stamp)
-            if self.balances.get(cur) != new:
-                self.balances[cur] = new
-                changed[cur] = vars(new)
-        if changed:
-            self.sink.record("balance_updated", payload=changed)
+        if self.holdings.apply_balance(report, stamp):
             if not self.config.margin:
                 for ai in self.universe.values():
                     _brackets.on_spot_balance(self, ai)
             self.notify_balance()
         self.freshness.check()
 
-    def _spot_balance(self, report: BalanceReport, cur: str) -> Balance | None:
-        entry = report.assets.get(cur)
-        if entry is None:
-            if report.complete and cur in self.balances:
-                entry = AssetBalance(0.0, 0.0, 0.0)
-            else:
-                return None
-        return Balance(entry.free, entry.used, entry.total)
-
-    def _margin_balance(self, report: BalanceReport, cur: str) -> Balance | None:
-        from ..risk.metrics import available_margin
-
-        entry = report.assets.get(cur)
-        if entry is None:
-            return None
-        if entry.available is not None:  # the exchange's own figure of the margin new orders may use
-            return Balance(entry.available, entry.used, entry.total)
-        free = available_margin(self, cur, entry.total)  # a stream update: the wallet only
-        return Balance(free, max(0.0, entry.total - free), entry.total)
-
-    def free_margin(self, currency: str | None = None) -> float:
-        """Margin available for new orders in ``currency`` (the settle currency)."""
-        return self.cash(currency).free
-
     def apply_positions(self, reports: Sequence[PositionReport], complete: bool = False, stamp: Stamp | None = None) -> None:
-        """Merge position reports. One-way mode keeps one position per asset (a report of the other side replaces
-        it: the opposite side is closed, as Planar does); hedge mode keeps the long and the short side apart.
-        ``complete``: a full snapshot, where a position it does not list is flat. An asset takes a report only if
-        it is newer than the one it holds (``apply_balance``); ``stamp``: where a REST snapshot's request left."""
-        seen: set[tuple[str, PositionSide]] = set()
-        changed: dict[str, dict[str, float]] = {}
-        base = stamp or self.freshness.fresh_stamp(rest=complete)
-        stamps: dict[str, Stamp] = {}  # symbol -> the report applied to it
-        for p in reports:
-            sym = p.symbol
-            if sym not in self.universe:
-                continue
-            if p.stamp is not None:
-                stamps.setdefault(sym, p.stamp)
-            elif base.rest:  # a snapshot row: the exchange's time of its last change, if it says
-                ms = max(filter(None, (p.time_ms, stamps[sym].ms if sym in stamps else None)), default=None)
-                stamps[sym] = replace(base, ms=ms)
-            else:
-                stamps.setdefault(sym, base)
-        stale = {sym for sym, st in stamps.items() if not self.freshness.newer(position_key(sym), st)}
-        if complete:
-            stale |= {sym for sym in self.universe if sym not in stamps and not self.freshness.newer(position_key(sym), base)}
-        for p in reports:
-            ai = self.universe.get(p.symbol)
-            if ai is None:
-                continue
-            if ai.symbol in stale:  # a later report is held: keep it
-                continue
-            contracts = abs(p.contracts)
-            if p.side is PositionSide.SHORT:
-                contracts = -contracts
-            side = PositionSide.BOTH
-            if ai.hedged:
-                if p.side is PositionSide.BOTH:
-                    continue  # a flat hedge-mode row that names no side says nothing
-                side = p.side
-            seen.add((ai.symbol, side))
-            if p.margin_mode is not None:
-                ai.margin_mode = p.margin_mode
-            old = ai.position_of(side)
-            upnl = p.unrealized_pnl
-            new = Position(
-                contracts,
-                p.entry_price or 0.0,
-                upnl or 0.0,
-                p.leverage or old.leverage,
-                p.time_ms or now_ms(self.clock),
-                unrealized_known=upnl is not None,
-            )
-            key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
-            if (new.contracts, new.entry_price) != (old.contracts, old.entry_price):
-                changed[key] = {"contracts": new.contracts, "entry_price": new.entry_price, "before": old.contracts}
-            ai.positions[side] = new
-        if complete:  # a full snapshot: positions it does not list are flat
-            for ai in self.universe.values():
-                if ai.symbol in stale:
-                    continue
-                for side, pos in list(ai.positions.items()):
-                    if (ai.symbol, side) not in seen and pos.contracts:
-                        key = ai.symbol if side is PositionSide.BOTH else f"{ai.symbol}#{side.value}"
-                        changed[key] = {"contracts": 0.0, "entry_price": 0.0, "before": pos.contracts}
-                        ai.positions[side] = Position(leverage=pos.leverage)
-        for sym in self.universe if complete else stamps:
-            if sym not in stale:
-                self.freshness.hold(position_key(sym), stamps.get(sym, base))
-        for key, ch in changed.items():  # a position gone flat takes its attached exits with it
-            if not ch["contracts"] and ch["before"]:
-                sym, _, side_name = key.partition("#")
-                _brackets.on_position_closed(self, self.universe[sym], PositionSide(side_name or "both"))
-        if changed:
-            self.sink.record("position_updated", payload=changed)
+        """Merge position reports into the account book (``complete``: a full snapshot, where a position it does
+        not list is flat), then what follows: a position gone flat takes its attached exits with it, a change made
+        outside the engine is alerted and explained, the balance hooks run."""
+        changes = self.holdings.apply_positions(reports, complete, stamp)
+        for c in changes:
+            if c.closed:
+                _brackets.on_position_closed(self, self.universe[c.symbol], c.side)
+        if changes:
             if self.config.position_watcher.alert_on_changes:
-                self._alert_external_position_changes(changed)
-            self._explain_reductions(changed)
+                alert_external_position_changes(self, changes)
+            explain_reductions(self, changes)
             self.notify_balance()
         self.freshness.check()
-
-    def _explain_reductions(self, changed: dict[str, dict[str, float]]) -> None:
-        """A position that shrank while no order of ours is open on the asset may have been closed by the exchange
-        (liquidation, auto-deleveraging): read the asset's last orders, so a forced close is adopted and recorded
-        even when no order task watches the asset."""
-        for sym in {key.split("#", 1)[0] for key, ch in changed.items() if abs(ch["contracts"]) < abs(ch["before"])}:
-            ai = self.universe[sym]
-            if self.running and ai.is_margin and not ai.open_orders():
-                self.supervisor.spawn(explain_position_change(self, ai))
-
-    def _alert_external_position_changes(self, changed: dict[str, dict[str, float]]) -> None:
-        """A position that moved while the engine had no order working on that asset and no fill of its own in the
-        last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
-        now = now_ms(self.clock)
-        for key, ch in changed.items():
-            sym = key.split("#", 1)[0]
-            ai = self.universe[sym]
-            busy = ai.open_orders() or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
-            if not busy and self.running:
-                msg = f"{self.name}: position {key} changed outside the engine: {ch['before']} -> {ch['contracts']}"
-                self.sink.record("error_occurred", symbol=sym, reason=msg)
-                self.alert(msg, "warning")
 
     def notify_balance(self) -> None:
         for hook in self.hooks.balance_hooks():
@@ -830,7 +582,7 @@ def strategy_from_config(
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
     s = Strategy(cfg, build_parts(cfg, sink=sink, venue=open_venue(cfg, sink), alerts=alerts, observer=observer))
-    s.unreadable.update((exc.path, exc) for exc in damaged)  # it may stop (an e-stop may cancel); it may not start
+    s.gate.found_unreadable(damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 
 

@@ -75,7 +75,7 @@ async def sync_prices(s: "Strategy") -> None:
         if sym in s.universe:
             s.universe[sym].last_price = s.universe[sym].last_price or float(last)
         else:
-            s.conversion_prices[sym] = float(last)
+            s.holdings.set_conversion_prices({sym: float(last)})
 
 
 async def load_account(s: "Strategy") -> None:
@@ -107,7 +107,7 @@ async def startup_sync(s: "Strategy") -> None:
             if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
                 try:
                     await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
-                    ai.position.leverage = s.config.default_leverage
+                    s.holdings.set_leverage(ai, s.config.default_leverage)
                 except ExchangeOpError as err:
                     log.warning("set_leverage on %s failed: %s", ai.symbol, err)
     cfg = s.config.startup_sync
@@ -115,8 +115,7 @@ async def startup_sync(s: "Strategy") -> None:
     restore_trades(s, since)
     restore_orders(s, since)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
-        s.funding_seen.update(str(r.get("trade_id")) for r in _traced(s, since, "funding_paid"))
-        s.funding_since = since
+        s.holdings.funding.restore((str(r.get("trade_id")) for r in _traced(s, since, "funding_paid")), since)
         await sync_funding(s)
     for ai in s.universe.values():
         await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)

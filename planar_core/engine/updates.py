@@ -71,7 +71,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
             elif new is not OrderStatus.UNKNOWN:
                 s.journal.outcome(order.client_order_id, "accepted", order.id)
         except OSError as exc:
-            s.store_failed("intent journal", exc)
+            s.gate.store_failed("intent journal", exc)
     if old is OrderStatus.UNKNOWN:  # the verdict on an unknown outcome: logged, counted, told (engine/verdicts.py)
         decided(s, ai, order, new, source, reason)
     if old is OrderStatus.FAILED:  # we had proof of absence, and the exchange has it after all: say so loudly

@@ -183,6 +183,27 @@ def apply_cached_positions(s: "Strategy") -> None:
         s.apply_positions(cached)
 
 
+def apply_cached_account(s: "Strategy") -> None:
+    """What the venue's stream cache holds of the account (balances; positions on margin accounts)."""
+    apply_cached_balance(s)
+    if s.config.margin:
+        apply_cached_positions(s)
+
+
+async def read_account(s: "Strategy") -> bool:
+    """Read balances (and positions) by REST now, for fills the stream has not covered; False if a read failed."""
+    cfg = s.config.balance_watcher
+    jobs = [s.fetch_balances(cfg.timeout, cfg.retry_count)]
+    if s.config.margin:
+        pcfg = s.config.position_watcher
+        jobs.append(s.fetch_positions(pcfg.timeout, pcfg.retry_count))
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for err in failed:
+        log.warning("reading balances/positions after fills failed: %s: %s", type(err).__name__, err)
+    return not failed
+
+
 def cached_trades(s: "Strategy", last: int = 200) -> list[FillReport]:
     """The newest fills the venue holds from the user stream (reports no watch may have handed over yet)."""
     out: list[FillReport] = []
@@ -352,7 +373,7 @@ def ohlcv_watcher(s: "Strategy", ai: "AssetInstance", timeframe: str) -> Callabl
 
 def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth], Awaitable[None]]:
     """Prices of the markets that connect held currencies to the main currency when the universe does not
-    (``risk.metrics.price_in_main``): polled tickers, stored in ``s.conversion_prices``."""
+    (``risk.metrics.price_in_main``): polled tickers, kept by the account book (``AccountBook.conversion_prices``)."""
     cfg = s.config.ohlcv_watcher
 
     async def body(health: TaskHealth) -> None:
@@ -360,8 +381,7 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
             try:
                 tickers = await s.venue.tickers(symbols, cfg.timeout)
                 fresh = {sym: t.last for sym, t in tickers.items() if sym in symbols and t.last is not None and t.last > 0}
-                if fresh != {k: s.conversion_prices.get(k) for k in fresh}:
-                    s.conversion_prices.update(fresh)
+                if s.holdings.set_conversion_prices(fresh):
                     s.notify_balance()
                 health.seen("polling")
             except Exception as exc:

@@ -162,7 +162,7 @@ class RiskManager:
         """Daily-loss and drawdown breakers; called on every balance, position and price update."""
         s = self.s
         st = s.state
-        if not s.running or st.halted or st.breaker_tripped or not s.balances:
+        if not s.running or st.halted or st.breaker_tripped or not s.holdings.balances:
             return None  # tripped once: later updates before the e-stop halts must not trip (and fire automations) again
         eq, unpriced = M.equity(s)
         if not self._valuation(unpriced):

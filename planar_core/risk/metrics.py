@@ -6,7 +6,7 @@ wallet balance (``Balance.total`` holds the wallet on margin accounts, see ``Str
 position's unrealized PnL marked at the latest price (the exchange's reported figure when no price is known yet).
 
 Conversion follows a price path: the universe's markets with a known price and the extra valuation markets the
-engine polls (``Strategy.conversion_prices``), walked breadth-first from the currency to the main currency, so a
+engine polls (``AccountBook.conversion_prices``), walked breadth-first from the currency to the main currency, so a
 strategy trading ETH/BTC with main currency USDT values its ETH through ETH/BTC and BTC/USDT. A non-zero holding
 or position that cannot be valued is listed in ``unpriced``; equity is then *incomplete* and the caller decides
 (breakers record and alert instead of comparing a partial figure; risk-increasing orders are refused).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ def price_graph(s: "Strategy") -> dict[str, list[tuple[str, float]]]:
     for ai in sorted(s.universe.values(), key=lambda a: a.is_margin):  # spot prices first
         edge(ai.base, ai.quote, ai.last_price)
     markets = s.venue.markets
-    for symbol, price in getattr(s, "conversion_prices", {}).items():
+    for symbol, price in s.holdings.conversion_prices.items():
         m = markets.get(symbol)
         if m:
             edge(str(m["base"]), str(m["quote"]), price)
@@ -120,7 +121,7 @@ def equity(s: "Strategy") -> tuple[float, list[str]]:
     """Equity in the main currency and what could not be valued (empty: the figure is complete)."""
     graph = price_graph(s)
     total, unpriced = 0.0, []
-    for cur, bal in s.balances.items():  # spot: every balance; margin: the wallet (Balance.total on margin accounts)
+    for cur, bal in s.holdings.balances.items():  # spot: every balance; margin: the wallet (Balance.total on margin accounts)
         if not bal.total:
             continue
         rate = price_in_main(s, cur, graph)
@@ -150,14 +151,15 @@ def unrealized(ai: "AssetInstance") -> float | None:
     return p.unrealized_pnl if p.unrealized_known else None
 
 
-def available_margin(s: "Strategy", currency: str, wallet: float) -> float:
+def available_margin(assets: Iterable["AssetInstance"], default_leverage: float, currency: str, wallet: float) -> float:
     """Margin available for new orders, derived from the wallet the websocket carries: wallet + unrealized PnL
-    - initial margin of positions - initial margin of open orders (Binance's cross-margin rule)."""
+    - initial margin of positions - initial margin of open orders (Binance's cross-margin rule); an asset without a
+    known leverage counts at ``default_leverage``."""
     free = wallet
-    for ai in s.universe.values():
+    for ai in assets:
         if not ai.is_margin or (ai.market.get("settle") or ai.quote) != currency:
             continue
-        lev = ai.position.leverage or s.config.default_leverage
+        lev = ai.position.leverage or default_leverage
         if ai.position.contracts:
             upnl = unrealized(ai) or 0.0
             mark = ai.last_price or ai.position.entry_price

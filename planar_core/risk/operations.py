@@ -72,12 +72,12 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     breakers' baselines (peak equity, day-start equity) start again from the equity now, so the drawdown that
     tripped the breaker does not trip it again at once. Refused (``RearmRefused``) while an order the e-stop
     could not verify is still open, or cannot be listed, while the equity cannot be valued, or while the store cannot
-    be written (``Strategy.check_store``: a full disk or a read-only volume halted it)."""
+    be written (``TradingGate.check_store``: a full disk or a read-only volume halted it)."""
     st = s.state
     if not reason.strip():
         raise RearmRefused("a reason is required (it is recorded in the trace)")
     try:  # after a full disk or a read-only volume: refused until the store takes writes again
-        s.check_store()
+        s.gate.check_store()
     except Exception as exc:  # engine.store_guard.StoreUnwritable, naming the path and the error
         raise RearmRefused(f"{s.name}: {exc}") from None
     symbols = sorted({key.split(":", 1)[0] for key in st.estop_unverified} & set(s.universe))

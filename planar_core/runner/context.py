@@ -93,13 +93,13 @@ class LiveContext:
 
     @property
     def balances(self) -> Mapping[str, BalanceView]:
-        return MappingProxyType({cur: BalanceView.of(b) for cur, b in self.__s.balances.items()})
+        return MappingProxyType({cur: BalanceView.of(b) for cur, b in self.__s.holdings.balances.items()})
 
     def cash(self, currency: str | None = None) -> BalanceView:
         return BalanceView.of(self.__s.cash(currency))
 
     def free_margin(self, currency: str | None = None) -> float:
-        return self.__s.free_margin(currency)
+        return self.__s.holdings.free_margin(currency)
 
     @property
     def positions(self) -> Mapping[str, PositionView]:

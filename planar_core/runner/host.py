@@ -51,7 +51,7 @@ def status(s: Strategy) -> Json:
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "equity": round(m.equity, 2),
         "daily_pnl": round(m.daily_pnl, 2),
-        "funding": round(sum(s.funding.values()), 8),  # in the equity (the wallet holds it); shown on its own too
+        "funding": round(sum(s.holdings.funding.by_symbol.values()), 8),  # in the equity (the wallet holds it); shown on its own too
         "drawdown": round(m.drawdown, 4),
         "exposure": round(m.total_exposure, 4),
         "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),

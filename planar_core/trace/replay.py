@@ -136,8 +136,17 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
     for ai in s.universe.values():
         ai.orders.clear()
         ai.trades.clear()
-        ai.positions.clear()
-    s.balances = {cur: Balance(**vals) for cur, vals in state.balances.items()}
+    s.holdings.restore(
+        {cur: Balance(**vals) for cur, vals in state.balances.items()},
+        [
+            (
+                key.partition("#")[0],
+                PositionSide(key.partition("#")[2] or "both"),
+                Position(float(p["contracts"]), float(p.get("entry_price") or 0.0)),
+            )
+            for key, p in state.positions.items()
+        ],
+    )  # positions: "<symbol>" (one-way) or "<symbol>#long" / "#short" (hedge mode)
     for r in _records(state.orders):
         asset = s.universe.get(text(r.get("symbol")) or "")
         cid = text(r.get("client_order_id"))
@@ -163,10 +172,6 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
         asset.trades.append(trade)
         if trade.client_order_id is not None and trade.client_order_id in asset.orders:
             asset.orders[trade.client_order_id].trades.append(trade)
-    for key, p in state.positions.items():  # "<symbol>" (one-way) or "<symbol>#long" / "#short" (hedge mode)
-        sym, _, side = key.partition("#")
-        if sym in s.universe:
-            s.universe[sym].positions[PositionSide(side or "both")] = Position(float(p["contracts"]), float(p.get("entry_price") or 0.0))
 
 
 def traced_trade(symbol: str, r: Json) -> Trade:

@@ -28,7 +28,7 @@ def balance_gaps(s: Any, snap: dict[str, Any]) -> list[str]:
     """Every spot currency the engine tracks whose free or locked amount differs from the exchange's."""
     out = []
     for asset, b in snap["spot_balances"].items():
-        if asset not in s.balances:
+        if asset not in s.holdings.balances:
             continue
         mine = s.cash(asset)
         if abs(mine.free - float(b["free"])) > 1e-9 or abs(mine.used - float(b["locked"])) > 1e-9:

@@ -168,7 +168,7 @@ async def test_futures_equity_and_free_margin_do_not_depend_on_the_source(strate
     await wait_for(lambda: s.cash("USDT").total == pytest.approx(float(fut["wallet"])))
     eq_ws, _ = M.equity(s)
     assert eq_ws == pytest.approx(float(fut["wallet"]) + (ai.last_price - ai.position.entry_price) * ai.position.contracts)
-    assert s.free_margin("USDT") == pytest.approx(float(fut["available"]), rel=0.02)  # was stored as 0
+    assert s.holdings.free_margin("USDT") == pytest.approx(float(fut["available"]), rel=0.02)  # was stored as 0
     assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=2), Trade)  # was refused: "free 0"
 
 
@@ -209,15 +209,15 @@ async def test_incomplete_valuation_is_recorded_alerted_and_blocks_new_risk(stra
 
 async def test_valuation_walks_a_price_path_to_the_main_currency(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory(universe=["ETH/BTC"])  # main currency USDT: no universe market prices BTC or ETH in it
-    await wait_for(lambda: "BTC/USDT" in s.conversion_prices)  # the valuation market the engine found and polls
+    await wait_for(lambda: "BTC/USDT" in s.holdings.conversion_prices)  # the valuation market the engine found and polls
     eq, unpriced = M.equity(s)
-    prices = dict(s.conversion_prices)
+    prices = dict(s.holdings.conversion_prices)
     btcusdt = prices["BTC/USDT"]
     eth = prices.get("ETH/USDT") or s.universe["ETH/BTC"].last_price * btcusdt  # the shortest path: ETH/USDT when listed
     assert not unpriced and eq > s.cash("USDT").total
     assert eq == pytest.approx(s.cash("USDT").total + s.cash("BTC").total * btcusdt + s.cash("ETH").total * eth)
     assert M.position_value(s, s.universe["ETH/BTC"]) == pytest.approx(s.cash("ETH").total * eth)
-    s.conversion_prices.pop("ETH/USDT", None)  # without the direct market: through ETH/BTC and BTC/USDT
+    s.holdings.forget_conversion_price("ETH/USDT")  # without the direct market: through ETH/BTC and BTC/USDT
     eth = s.universe["ETH/BTC"].last_price * btcusdt
     assert M.position_value(s, s.universe["ETH/BTC"]) == pytest.approx(s.cash("ETH").total * eth)
 

@@ -112,7 +112,7 @@ async def test_disk_full_refuses_before_sending_halts_alerts_and_rearms(store_tm
     filler.unlink()  # space returns: the held halt reaches the state file, then a re-arm resumes
     await wait_for(lambda: s.halted and StateStore(s.config.shared_root).load().halted)
     s.rearm()
-    assert not s.halted and s.store_error is None
+    assert not s.halted and s.gate.store_error is None
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.93, waitfor=0) is PENDING
     assert len(snapshot(sandbox, account)["orders"]) == 2
     failed = [e for e in s.sink.of("order_failed") if e.get("client_order_id") == refused.client_order_id]

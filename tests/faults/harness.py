@@ -187,7 +187,7 @@ def compare(s: Any, snap: dict[str, Any], with_trace: bool = True) -> Divergence
                 d.divergent.append(f"{sym}: entry {ai.position.entry_price} vs exchange {exp['entry_price']}")
     else:
         for asset, b in snap["spot_balances"].items():
-            if asset not in s.balances:
+            if asset not in s.holdings.balances:
                 continue
             mine = s.cash(asset)
             if not (_close(mine.free, float(b["free"])) and _close(mine.used, float(b["locked"]))):

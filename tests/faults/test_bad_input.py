@@ -54,13 +54,13 @@ async def test_malformed_and_truncated_answers(strategy_factory, sandbox, accoun
 
 async def test_absurd_values_are_refused(strategy_factory, sandbox) -> None:
     s = await strategy_factory(balance_watcher={"interval": 0.2, "use_websocket": False})
-    good = {k: vars(v).copy() for k, v in s.balances.items()}
+    good = {k: vars(v).copy() for k, v in s.holdings.balances.items()}
     s.universe["BTC/USDT"].last_price = None
     sandbox.ex.faults = Faults(absurd_values=True)
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None  # price 0: no reference price
     assert s.sink.of("order_failed")[-1]["reason"].startswith("MalformedResponse: fetch_ticker: unexpected response shape")
     await wait_for(lambda: s.watcher_health()["balance"]["failures"] >= 3)  # several polls answered with negative balances
-    assert {k: vars(v) for k, v in s.balances.items()} == good  # nothing wrong was written
+    assert {k: vars(v) for k, v in s.holdings.balances.items()} == good  # nothing wrong was written
     sandbox.ex.faults = Faults()
 
 

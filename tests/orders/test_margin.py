@@ -124,7 +124,7 @@ async def test_funding_payments_are_recorded_once_and_counted(strategy_factory: 
     await wait_for(lambda: "funding_paid" in kinds(s), timeout=10)
     paid = [e for e in s.sink.events if e["kind"] == "funding_paid"]
     assert len(paid) == 1 and paid[0]["amount"] == pytest.approx(float(income[0].amount))
-    assert s.funding[PERP] == pytest.approx(float(income[0].amount))
+    assert s.holdings.funding.by_symbol[PERP] == pytest.approx(float(income[0].amount))
     assert status(s)["funding"] == pytest.approx(float(income[0].amount))
     from planar_core.engine.margin import sync_funding
 

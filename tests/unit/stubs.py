@@ -69,7 +69,7 @@ def stub_strategy(
         ai.last_price = prices.get(a.symbol)
         s.universe[a.symbol] = ai
     for cur, amount in (cash or {"USDT": 10_000.0}).items():
-        s.balances[cur] = Balance(amount, 0.0, amount)
+        s.holdings.set_balances({cur: Balance(amount, 0.0, amount)})
     return s
 
 

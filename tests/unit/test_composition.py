@@ -13,6 +13,10 @@ STRATEGY = Path(__file__).resolve().parents[2] / "planar_core" / "engine" / "str
 # what build_parts makes; the constructor must take it from its parts
 BUILT_BY_THE_ROOT = {
     "open_venue",
+    "Freshness",
+    "AccountBook",
+    "GuardedSink",
+    "TradingGate",
     "StateStore",
     "ClientOrderIds",
     "intent_journal",
@@ -50,7 +54,7 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
     s, venue, clock = engine_on_fake()
     assert s.venue is venue and s.clock is clock
     assert s.venue.sink is s.sink  # the venue records its API calls through the engine's guarded sink
-    assert s.state_store.on_unreadable == s.persisted_unreadable
+    assert s.state_store.on_unreadable == s.gate.persisted_unreadable
     assert set(EngineParts.__dataclass_fields__) == {
         "sink",
         "venue",
@@ -61,6 +65,10 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
         "supervisor",
         "alerts",
         "clock",
+        "universe",
+        "freshness",
+        "holdings",
+        "gate",
     }
 
 

@@ -29,7 +29,7 @@ async def test_a_snapshot_sets_every_universe_currency() -> None:
     venue.set_balance("spot", "DOGE", 7.0)  # not a currency of the universe
     await s.fetch_balances()
     assert s.cash("USDT") == Balance(1_000.0, 50.0, 1_050.0) and s.cash("BTC") == Balance(0.5, 0.0, 0.5)
-    assert "DOGE" not in s.balances
+    assert "DOGE" not in s.holdings.balances
     assert venue.ops("balances") == [("spot",)]
 
 
@@ -55,7 +55,7 @@ async def test_a_stream_update_limited_by_its_stamp() -> None:
     s, venue, _ = await started()
     report = spot(stamp=venue.stamp(assets=["BTC"]), BTC=(2.0, 0.0), USDT=(5.0, 0.0))  # a cache listing more than the message
     s.apply_balance(report)
-    assert s.cash("BTC").free == 2.0 and "USDT" not in s.balances
+    assert s.cash("BTC").free == 2.0 and "USDT" not in s.holdings.balances
 
 
 async def test_a_snapshot_asked_before_a_stream_update_does_not_overwrite_it() -> None:
@@ -92,7 +92,7 @@ async def test_across_roads_the_exchanges_clock_decides() -> None:
 async def test_an_impossible_balance_is_ignored_and_recorded() -> None:
     s, _venue, _ = await started()
     s.apply_balance(spot(True, BTC=(-1.0, 0.0)))
-    assert "BTC" not in s.balances
+    assert "BTC" not in s.holdings.balances
     assert "impossible balance for BTC" in str(sink_of(s).of("error_occurred")[0]["reason"])
 
 
@@ -149,7 +149,7 @@ async def test_futures_balances_hold_only_the_main_currency() -> None:
     venue.set_balance("swap", "USDT", 1_000.0, available=1_000.0)
     venue.set_balance("swap", "BNB", 3.0, available=3.0)
     await s.fetch_balances()
-    assert set(s.balances) == {"USDT"}
+    assert set(s.holdings.balances) == {"USDT"}
 
 
 async def test_a_funding_notice_reads_the_payments_once() -> None:
@@ -160,7 +160,7 @@ async def test_a_funding_notice_reads_the_payments_once() -> None:
     async with asyncio.timeout(2):
         while not sink_of(s).of("funding_paid"):
             await asyncio.sleep(0)
-    assert s.funding == {"BTC/USDT:USDT": -1.5}
+    assert s.holdings.funding.by_symbol == {"BTC/USDT:USDT": -1.5}
 
 
 async def test_a_stream_update_without_the_exchanges_time_never_takes_back_a_timed_snapshot() -> None:

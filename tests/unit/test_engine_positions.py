@@ -214,7 +214,7 @@ async def test_leverage_refused_by_the_exchange_is_the_reason() -> None:
 
 async def test_funding_is_recorded_once_per_payment_and_summed() -> None:
     s, venue, _clock, _ = await futures()
-    since = s.funding_since
+    since = s.holdings.funding.since
     venue.funding += [
         FundingPayment(SYM, -1.0, "USDT", since + 10, id="f1"),
         FundingPayment(SYM, 0.25, "USDT", since + 20, id="f2"),
@@ -222,7 +222,7 @@ async def test_funding_is_recorded_once_per_payment_and_summed() -> None:
     ]
     assert await sync_funding(s) == 2
     assert await sync_funding(s) == 0
-    assert s.funding == {SYM: pytest.approx(-0.75)} and s.funding_since == since + 20
+    assert s.holdings.funding.by_symbol == {SYM: pytest.approx(-0.75)} and s.holdings.funding.since == since + 20
     assert [(e["amount"], e["fee"], e["trade_id"]) for e in sink_of(s).of("funding_paid")] == [(-1.0, 1.0, "f1"), (0.25, -0.25, "f2")]
 
 
@@ -234,7 +234,7 @@ async def test_funding_without_an_id_is_not_recorded() -> None:
 async def test_a_failed_funding_read_records_nothing() -> None:
     s, venue, _, _ = await futures()
     venue.fail_next["funding_history"].append(InvalidOrder("nope"))
-    assert await sync_funding(s) == 0 and s.funding == {}
+    assert await sync_funding(s) == 0 and s.holdings.funding.by_symbol == {}
 
 
 async def test_the_default_leverage_is_set_at_start_up_on_flat_assets() -> None:

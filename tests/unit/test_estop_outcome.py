@@ -111,7 +111,7 @@ def test_an_account_estop_renders_its_words_from_the_structure() -> None:
 
 async def test_an_estop_on_the_venue_fills_the_structure() -> None:
     s, venue, _ = await started(("BTC/USDT", "ETH/USDT"))
-    s.balances["USDT"] = Balance(10_000.0, 0.0, 10_000.0)
+    s.holdings.set_balances({"USDT": Balance(10_000.0, 0.0, 10_000.0)})
     s.universe["BTC/USDT"].last_price = 50_000.0
     await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=40_000.0, waitfor=0)
     venue.fail_next["open_orders"].extend(ExchangeOpError("down") for _ in range(100))  # the first symbol asked cannot be listed

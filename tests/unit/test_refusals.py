@@ -19,7 +19,7 @@ R = RefusalReason
 
 async def spot(**config: Any) -> tuple[Any, FakeVenue]:
     s, venue, _ = await started(("BTC/USDT",), **config)
-    s.balances["USDT"] = Balance(10_000.0, 0.0, 10_000.0)
+    s.holdings.set_balances({"USDT": Balance(10_000.0, 0.0, 10_000.0)})
     s.universe["BTC/USDT"].last_price = 50_000.0
     venue.prices["BTC/USDT"] = 50_000.0
     return s, venue
@@ -27,7 +27,7 @@ async def spot(**config: Any) -> tuple[Any, FakeVenue]:
 
 async def perp(**config: Any) -> tuple[Any, FakeVenue]:
     s, venue, _ = await started(("BTC/USDT:USDT",), margin=True, **config)
-    s.balances["USDT"] = Balance(10_000.0, 0.0, 10_000.0)
+    s.holdings.set_balances({"USDT": Balance(10_000.0, 0.0, 10_000.0)})
     s.universe["BTC/USDT:USDT"].last_price = 50_000.0
     venue.prices["BTC/USDT:USDT"] = 50_000.0
     return s, venue
@@ -117,7 +117,7 @@ async def test_risk_limit_and_a_failing_check() -> None:
 
 async def test_valuation_incomplete_from_the_risk_manager() -> None:
     s, venue = await spot()
-    s.balances["ETH"] = Balance(1.0, 0.0, 1.0)  # held, and no price path to USDT
+    s.holdings.set_balances({"ETH": Balance(1.0, 0.0, 1.0)})  # held, and no price path to USDT
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None
     assert "valuation incomplete" in str(refused_with(s, venue, R.VALUATION_INCOMPLETE, kind="risk_rejected"))
 

@@ -24,7 +24,7 @@ def test_risk_per_trade_and_max_total_exposure() -> None:
     btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
     assert "risk_per_trade" in str(s.risk.check(s, btc, req("BTC/USDT", Side.BUY, 0.02, 50_000.0)))  # 1 000 of 10 000
     assert s.risk.check(s, btc, req("BTC/USDT", Side.BUY, 0.009, 50_000.0)) is None
-    s.balances["ETH"] = Balance(1.5, 0.0, 1.5)  # 4 500 of 14 500 held in ETH
+    s.holdings.set_balances({"ETH": Balance(1.5, 0.0, 1.5)})  # 4 500 of 14 500 held in ETH
     assert "max_total_exposure" in str(s.risk.check(s, eth, req("ETH/USDT", Side.BUY, 1.0, 3_000.0)))
 
 

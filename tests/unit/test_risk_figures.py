@@ -51,7 +51,7 @@ def test_a_conversion_market_outside_the_universe_completes_the_path() -> None:
     s = stub_strategy(symbols=("ETH/BTC",), prices={"ETH/BTC": 0.05}, cash={"ETH": 2.0})
     s.venue.ex.markets = {"BTC/USDT": market("BTC/USDT")}  # type: ignore[attr-defined]  # the stub exchange's markets
     assert M.equity(s)[1] == ["ETH"]
-    s.conversion_prices["BTC/USDT"] = 40_000.0
+    s.holdings.set_conversion_prices({"BTC/USDT": 40_000.0})
     assert complete_equity(s) == pytest.approx(2.0 * 0.05 * 40_000.0)
 
 
@@ -86,8 +86,10 @@ def test_available_margin_is_wallet_plus_upnl_minus_position_and_order_margin() 
     closing = Order("c2", ai.symbol, Side.SELL, OrderType.GTC, 0.1, 60_000.0, reduce_only=True, status=OrderStatus.OPEN)
     ai.orders["c1"], ai.orders["c2"] = resting, closing
     expected = 1_000.0 + 100.0 - 0.1 * 51_000.0 / 10 - 0.15 * 45_000.0 / 10
-    assert M.available_margin(s, "USDT", 1_000.0) == pytest.approx(expected)
-    assert M.available_margin(s, "BTC", 1_000.0) == 1_000.0  # another settle currency: nothing held against it
+    assert M.available_margin(s.universe.values(), s.config.default_leverage, "USDT", 1_000.0) == pytest.approx(expected)
+    assert (
+        M.available_margin(s.universe.values(), s.config.default_leverage, "BTC", 1_000.0) == 1_000.0
+    )  # another settle currency: nothing held against it
 
 
 # ------------------------------------------------------------------ returns, volatility, correlation
@@ -145,6 +147,6 @@ def test_liquidity_risk_is_the_largest_position_over_an_hour_of_volume() -> None
 def test_no_equity_with_a_position_is_infinite_exposure_and_no_position_none() -> None:
     s = stub_strategy(cash={"USDT": 0.0})
     assert M.compute(s, None, None).total_exposure == 0.0
-    s.balances["BTC"] = Balance(0.1, 0.0, 0.1)
-    s.balances["USDT"] = Balance(-5_000.0, 0.0, -5_000.0)  # borrowed against it: equity 0
+    s.holdings.set_balances({"BTC": Balance(0.1, 0.0, 0.1)})
+    s.holdings.set_balances({"USDT": Balance(-5_000.0, 0.0, -5_000.0)})  # borrowed against it: equity 0
     assert M.compute(s, None, None).total_exposure == math.inf
