@@ -79,7 +79,7 @@ async def one(info: dict, name: str, faults: dict, n: int) -> list[dict]:
     booked = {o["client_order_id"] for acct in snap["accounts"].values() for o in acct["orders"]}
     counts = Counter(answers.values())
     pending_ghosts = sum(1 for cid, a in answers.items() if a == "pending" and cid not in booked)
-    verdicts = {k: s.unknown_outcomes[k] for k in ("unknown_answered", "unknown_resolved_found", "unknown_proven_absent")}
+    verdicts = {k: s.book.unknown_outcomes[k] for k in ("unknown_answered", "unknown_resolved_found", "unknown_proven_absent")}
     unresolved = sum(1 for o in ai.orders.values() if o.status is OrderStatus.UNKNOWN)
     absent_but_booked = sum(1 for cid, o in ai.orders.items() if o.verdict == "absent" and cid in booked)
     print(
@@ -98,7 +98,7 @@ async def one(info: dict, name: str, faults: dict, n: int) -> list[dict]:
     row = figure(
         f"{name}: answered PENDING but never booked (of {n} calls)",
         pending_ghosts,
-        s.unknown_outcomes["unknown_proven_absent"],
+        s.book.unknown_outcomes["unknown_proven_absent"],
         "old rule: unconfirmed answered PENDING, then proven absent",
         goal="0",
     )

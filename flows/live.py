@@ -202,7 +202,7 @@ async def _session(
         "trace": str(getattr(s.sink, "root", "")),
         "estop": control.estop_report.as_dict() if control.estop_report is not None else None,
         # orders call() answered UNKNOWN for, and their verdicts (found / proven absent / re-sent): engine/verdicts.py
-        "unknown_outcomes": {k: s.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
+        "unknown_outcomes": {k: s.book.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
     }
     if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
         return Cancelled(message=ended, data=out_data)

@@ -41,8 +41,7 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
     if order.parent is not None:
         _exit_update(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
-        if order.client_order_id not in s.bracketed:
-            s.bracketed.add(order.client_order_id)
+        if s.book.mark_bracketed(order.client_order_id):
             s.supervisor.spawn(place(s, ai, order))
 
 

@@ -233,7 +233,7 @@ def refused(
 ) -> None:
     """Record a refusal (``order_failed``, or ``risk_rejected`` for the risk hook) with its typed reason, and keep it
     as the strategy's ``last_refusal``. ``call()`` answers None for it."""
-    s.last_refusal = refusal
+    s.book.refused(refusal)
     s.sink.record(
         kind,
         symbol=ai.symbol,
@@ -337,7 +337,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
         ack = await submit(s, ai, order, place_order(ai, req, cid, params))
     except Rejected as r:
         status = OrderStatus.REJECTED if r.err is not None else OrderStatus.FAILED
-        order.refusal = s.last_refusal = r.refusal
+        order.refusal = s.book.refused(r.refusal)
         transition(s, ai, order, status, "submit", f"{type(r.err).__name__}: {r}" if r.err is not None else str(r))
         log.warning("order %s on %s not placed: %s", cid, ai.symbol, r)
         return None
@@ -369,7 +369,7 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
     I/O error) the order moves ``intent -> failed`` at once (reason "not sent: ..."; the journal gets its outcome if
     it took the intent, the trace its ``order_failed`` after the ``order_placed`` it may still hold), the strategy
     halts with a critical alert naming the path and the error, and ``NotJournaled`` is raised."""
-    ai.orders[order.client_order_id] = order
+    s.book.add(ai, order)
     asked: Json = {
         "symbol": ai.symbol,
         "side": order.side.value,
@@ -400,7 +400,7 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
     except Exception as exc:
         reason = f"not sent: its intent could not be made durable ({describe(exc, where)})"
         log.error("order %s on %s %s", order.client_order_id, ai.symbol, reason)
-        order.refusal = s.last_refusal = Refusal(R.STORE_UNWRITABLE, reason)
+        order.refusal = s.book.refused(Refusal(R.STORE_UNWRITABLE, reason))
         transition(s, ai, order, OrderStatus.FAILED, "book", reason)
         s.gate.store_failed(where, exc)
         raise NotJournaled(reason) from exc
@@ -423,8 +423,7 @@ def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str, params
             reason,
         )
         if params is not None:
-            s.answered_unknown[order.client_order_id] = dict(params)
-            s.unknown_outcomes["unknown_answered"] += 1
+            s.book.answered_unknown(order.client_order_id, params)
         return UNKNOWN
     if order.trades:
         return aggregate(order)
@@ -437,7 +436,7 @@ def on_verdict(s: "Strategy", event: EngineEvent) -> None:
     if not isinstance(event, OrderUpdated) or event.order.verdict is None:
         return
     order = event.order
-    params = s.answered_unknown.pop(order.client_order_id, None)
+    params = s.book.take_unknown(order.client_order_id)
     if (
         params is not None
         and order.verdict == "absent"

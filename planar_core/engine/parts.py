@@ -24,6 +24,7 @@ from .account_book import AccountBook
 from .freshness import Freshness
 from .gate import TradingGate
 from .lease import Lease, RemoteLease, engine_lease
+from .order_book import OrderBook
 from .store_guard import GuardedSink
 from .supervisor import Supervisor, TaskObserver
 
@@ -47,6 +48,7 @@ class EngineParts:
     freshness: Freshness
     holdings: AccountBook
     gate: TradingGate  # whether orders may go out: the halt, the store's health, unreadable files
+    book: OrderBook  # the orders, their status and fills, and what the order path learned about them
 
 
 def build_parts(
@@ -89,6 +91,7 @@ def build_parts(
         freshness=freshness,
         holdings=AccountBook(config, universe, freshness, guarded, clock),
         gate=gate,
+        book=OrderBook(),
     )
 
 

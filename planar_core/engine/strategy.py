@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -91,10 +90,8 @@ class Strategy:
         self.gate = parts.gate  # whether orders may go out: the halt, the store's health, unreadable files (gate.py)
         # the exchange as the engine sees it (model/venue.py): every request and stream of the engine goes through it
         self.venue: Venue = parts.venue
-        # call() answered UNKNOWN for these (client id -> the exchange params it was given, for resend_absent)
-        self.answered_unknown: dict[str, Json] = {}
-        # unknown_answered, unknown_resolved_found, unknown_proven_absent, unknown_resent (engine/verdicts.py)
-        self.unknown_outcomes: Counter[str] = Counter()
+        # the orders, their status and fills; unknown outcomes, other programs' orders, placed exits (order_book.py)
+        self.book = parts.book
         self.dir: Path = config.store_path
         self.state_store = parts.state_store
         self.ids = parts.ids
@@ -104,13 +101,10 @@ class Strategy:
         self.supervisor = parts.supervisor
         self.running = False
         self.risk_check: RiskCheck | None = None
-        self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
         self.hooks = Hooks()  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self.ledger = FillLedger()  # fills applied, fills before their order, an earlier run's orders (ledger.py)
-        self.foreign_orders: set[str] = set()  # orders someone else placed, ignored or cancelled by policy
-        self.foreign_order_ids: set[str] = set()
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         # which report each balance and position came from; fills they include. Its reads are the engine's own
         self.freshness = parts.freshness
@@ -124,7 +118,6 @@ class Strategy:
         )
         self.lease = parts.lease
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
-        self.bracketed: set[str] = set()  # entries whose exits were placed (engine/brackets.py)
         self.hooks.listen(partial(_brackets.on_event, self))
         self.hooks.listen(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
         self.risk = RiskManager(self)
@@ -160,6 +153,11 @@ class Strategy:
         """The persisted state as the gate sees it: a halt the store has not taken yet, or an unreadable file the
         engine acts on, reads as halted (engine/gate.py)."""
         return self.gate.state
+
+    @property
+    def last_refusal(self) -> Refusal | None:
+        """Why ``call()`` last answered None, typed (model/refusals.py)."""
+        return self.book.last_refusal
 
     @property
     def halted(self) -> bool:

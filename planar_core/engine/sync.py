@@ -166,7 +166,7 @@ def restore_orders(s: "Strategy", since_ms: int) -> int:
         if cid in meta:
             meta[cid]["triggered"] = True
     s.ledger.restore_orders(meta)
-    s.bracketed.update(p for p in (text(m.get("parent")) for m in meta.values()) if p)  # their exits were placed
+    s.book.restore_bracketed(p for p in (text(m.get("parent")) for m in meta.values()) if p)  # their exits were placed
     return len(meta)
 
 
@@ -358,7 +358,7 @@ def _track_unknown(s: "Strategy", ai: AssetInstance | None, cid: str, intent: Js
         brackets=(opt_num(intent.get("stop_loss")), opt_num(intent.get("take_profit"))),
         parent=text(intent.get("parent")),
     )
-    ai.orders[cid] = order
+    s.book.add(ai, order)
     s.start_resolver()
 
 

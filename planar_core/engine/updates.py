@@ -60,8 +60,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
         )
         log.warning("ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
         return False
-    order.status = new
-    ai.orders.track(order)
+    s.book.set_status(ai, order, new)
     if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         try:  # a missing outcome is safe (a restart asks the exchange); a failed write halts (engine/store_guard.py)
             if new is OrderStatus.FAILED:
@@ -139,7 +138,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             parent=text(meta.get("parent")),
             triggered=bool(meta.get("triggered")),
         )
-        ai.orders[order.client_order_id] = order
+        s.book.add(ai, order)
         s.sink.record(
             "order_adopted",
             symbol=ai.symbol,
@@ -150,8 +149,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             price=order.price,
         )
         for trade in s.ledger.restored_trades(order.client_order_id):  # already in the trace from an earlier run
-            order.trades.append(trade)
-            ai.trades.append(trade)
+            s.book.add_fill(ai, order, trade)
         if r.forced_close:
             record_forced_close(s, ai, order, r.forced_close)
     if order.type.is_conditional and _conditional_phase(s, ai, order, r, source):
@@ -248,15 +246,13 @@ def _admit_foreign(s: "Strategy", ai: AssetInstance, r: OrderReport) -> bool:
     if s.ids.owns(cid) or r.forced_close:
         return True
     key = cid or f"ext-{oid}"
-    if key in s.foreign_orders:
+    if s.book.is_foreign(key):
         return False
     other = other_strategy(s, cid)
     policy = s.config.startup_sync.foreign_orders
     if other is None and policy == "adopt":
         return True
-    s.foreign_orders.add(key)
-    if oid:
-        s.foreign_order_ids.add(oid)
+    s.book.mark_foreign(key, oid or None)
     if other is not None:  # a desk never wants strategy A cancelling (or adopting) strategy B's orders
         s.sink.record(
             "order_foreign", symbol=ai.symbol, client_order_id=cid, order_id=oid, decision="other_strategy", status=_status_text(r)
@@ -329,7 +325,7 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
     oid = f.order_id
     order = find(ai, cid, oid)
     if order is None:
-        if oid is not None and oid in s.foreign_order_ids:
+        if oid is not None and s.book.is_foreign_id(oid):
             return None
         if other_strategy(s, cid):  # another strategy's fill: not kept
             return None
@@ -358,9 +354,7 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
         if sum(t.amount for t in order.trades) + trade.amount <= order.filled + 1e-12:
             break
         # a real trade arriving after its emulation replaces the emulated one (the trace says which)
-        order.trades.remove(emu)
-        if emu in ai.trades:
-            ai.trades.remove(emu)
+        s.book.drop_fill(ai, order, emu)
         replaced.append(str(emu.trade_id))
     if sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
         order.filled = sum(t.amount for t in order.trades) + trade.amount  # the trade is proof of the fill
@@ -370,8 +364,7 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
 
 
 def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> None:
-    order.trades.append(trade)
-    ai.trades.append(trade)
+    s.book.add_fill(ai, order, trade)
     s.sink.record(
         "trade_executed",
         symbol=ai.symbol,

@@ -9,7 +9,7 @@ transition out of ``unknown`` comes through ``decided`` (called by ``updates.tra
 * ``order.verdict`` is "found" or "absent";
 * one WARNING log line names the client id and the verdict;
 * an ``order_reconciled`` event (decision ``found`` / ``absent``) gives the evidence;
-* ``s.unknown_outcomes`` counts it (``unknown_resolved_found``, ``unknown_proven_absent``): ``runner.status`` and
+* ``s.book.unknown_outcomes`` counts it (``unknown_resolved_found``, ``unknown_proven_absent``): ``runner.status`` and
   the live flow's result show the counts;
 * with ``order_monitoring.resend_absent`` (default off: the market may have moved), an order that ``call()``
   answered ``UNKNOWN`` in this run and that was proven absent is sent again, once, under a new client id
@@ -34,7 +34,7 @@ def decided(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus, so
     """``order`` leaves ``unknown`` for ``new``: record, log, count, and re-send if configured (see the module)."""
     absent = new is OrderStatus.FAILED
     order.verdict = "absent" if absent else "found"
-    s.unknown_outcomes["unknown_proven_absent" if absent else "unknown_resolved_found"] += 1
+    s.book.count("unknown_proven_absent" if absent else "unknown_resolved_found")
     cid = order.client_order_id
     if absent:
         log.warning("order %s on %s: outcome was unknown; proven absent, never booked (%s): failed", cid, ai.symbol, reason)
@@ -57,7 +57,7 @@ def resent(s: "Strategy", ai: AssetInstance, old: Order, new: Order) -> None:
     (``resent_as``), the trace and the log say so, and the strategy is told (another ``on_order_update`` of the
     old order; the new order's own updates follow)."""
     old.resent_as = new.client_order_id
-    s.unknown_outcomes["unknown_resent"] += 1
+    s.book.count("unknown_resent")
     log.warning(
         "order %s on %s was proven absent; re-sent once as %s (order_monitoring.resend_absent)",
         old.client_order_id,

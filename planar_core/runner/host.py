@@ -58,7 +58,7 @@ def status(s: Strategy) -> Json:
         "trades": sum(len(ai.trades) for ai in s.universe.values()),
         "halted": st.halted,
         "halt_reason": st.halt_reason,
-        **{k: s.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
+        **{k: s.book.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
         "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()},
     }
 

@@ -133,9 +133,7 @@ def _records(df: pd.DataFrame) -> list[Json]:
 def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
     from ..model import Balance, Order, OrderStatus, OrderType, Position, PositionSide
 
-    for ai in s.universe.values():
-        ai.orders.clear()
-        ai.trades.clear()
+    s.book.forget(s.universe.values())
     s.holdings.restore(
         {cur: Balance(**vals) for cur, vals in state.balances.items()},
         [
@@ -163,15 +161,13 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
             status=OrderStatus(str(r.get("status"))),
             filled=num(r.get("filled")),
         )
-        asset.orders[order.client_order_id] = order
+        s.book.add(asset, order)
     for r in _records(state.trades):
         asset = s.universe.get(text(r.get("symbol")) or "")
         if asset is None:
             continue
         trade = traced_trade(asset.symbol, r)
-        asset.trades.append(trade)
-        if trade.client_order_id is not None and trade.client_order_id in asset.orders:
-            asset.orders[trade.client_order_id].trades.append(trade)
+        s.book.add_fill(asset, asset.orders.get(trade.client_order_id) if trade.client_order_id is not None else None, trade)
 
 
 def traced_trade(symbol: str, r: Json) -> Trade:

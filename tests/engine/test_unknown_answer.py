@@ -75,7 +75,7 @@ async def test_booked_but_unconfirmed_is_unknown_then_found(strategy_factory, sa
     assert order.status is OrderStatus.OPEN and order.verdict == "found"
     assert (order.client_order_id, "open", "found", None) in logic.updates
     assert _warnings(caplog, order.client_order_id), "the verdict is logged at WARNING with the order's id"
-    assert s.unknown_outcomes == {"unknown_answered": 1, "unknown_resolved_found": 1}
+    assert s.book.unknown_outcomes == {"unknown_answered": 1, "unknown_resolved_found": 1}
     found = [e for e in s.sink.of("order_reconciled") if e["client_order_id"] == order.client_order_id]
     assert [e["decision"] for e in found] == ["found"]
     stop.set()
@@ -107,7 +107,7 @@ async def test_never_reached_is_unknown_then_proven_absent(strategy_factory, san
     assert order.status is OrderStatus.FAILED and order.resent_as is None
     assert (order.client_order_id, "failed", "absent", None) in logic.updates
     assert any("proven absent" in m for m in _warnings(caplog, order.client_order_id))
-    assert s.unknown_outcomes == {"unknown_answered": 1, "unknown_proven_absent": 1}
+    assert s.book.unknown_outcomes == {"unknown_answered": 1, "unknown_proven_absent": 1}
     assert snapshot(sandbox, account)["orders"] == []  # off by default: nothing re-sent
     stop.set()
     result = await runner
@@ -129,8 +129,8 @@ async def test_resend_absent_sends_once_under_a_new_id(strategy_factory, sandbox
     )
     placed = [e for e in s.sink.of("order_placed") if e.get("resends") == order.client_order_id]
     assert [e["client_order_id"] for e in placed] == [new.client_order_id]
-    assert s.unknown_outcomes["unknown_resent"] == 1
-    assert order.client_order_id not in s.answered_unknown  # its one re-send is spent: no second one can follow
+    assert s.book.unknown_outcomes["unknown_resent"] == 1
+    assert not s.book.waiting_unknown(order.client_order_id)  # its one re-send is spent: no second one can follow
     stop.set()
     result = await runner
     assert result.final_status["unknown_resent"] == 1

@@ -17,6 +17,7 @@ BUILT_BY_THE_ROOT = {
     "AccountBook",
     "GuardedSink",
     "TradingGate",
+    "OrderBook",
     "StateStore",
     "ClientOrderIds",
     "intent_journal",
@@ -69,6 +70,7 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
         "freshness",
         "holdings",
         "gate",
+        "book",
     }
 
 

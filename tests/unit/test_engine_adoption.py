@@ -63,7 +63,7 @@ async def test_another_strategys_order_is_never_adopted_whatever_the_policy() ->
     assert apply_order(s, report(OTHER)) is None
     (ev,) = sink_of(s).of("order_foreign")  # recorded once
     assert ev["decision"] == "other_strategy" and ev["status"] == "open"
-    assert "9" in s.foreign_order_ids
+    assert s.book.is_foreign_id("9")
 
 
 async def test_another_strategys_order_is_never_cancelled() -> None:
@@ -90,7 +90,7 @@ async def test_a_manual_order_is_ignored_under_the_ignore_policy_and_recorded_on
     assert apply_order(s, report("web_abc")) is None
     assert apply_order(s, report("web_abc")) is None
     (ev,) = sink_of(s).of("order_foreign")
-    assert ev["decision"] == "ignore" and "web_abc" in s.foreign_orders
+    assert ev["decision"] == "ignore" and s.book.is_foreign("web_abc")
 
 
 async def test_an_open_manual_order_is_cancelled_under_the_cancel_policy() -> None:

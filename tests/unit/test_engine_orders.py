@@ -143,7 +143,7 @@ async def test_an_unknown_order_found_open_gets_the_verdict_found() -> None:
     o = tracked(s, status=S.UNKNOWN)
     apply(s, rep(S.OPEN), source="resolver")
     assert o.status is S.OPEN and o.verdict == "found"
-    assert s.unknown_outcomes["unknown_resolved_found"] == 1
+    assert s.book.unknown_outcomes["unknown_resolved_found"] == 1
 
 
 async def test_an_order_taken_as_failed_then_reported_alerts() -> None:

@@ -15,12 +15,28 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("planar_core", "flows", "tasks", "deployments")
 MUTATORS = {"add", "update", "pop", "append", "clear", "discard", "setdefault", "extend", "remove", "popitem", "insert"}
 # parts with methods of their own: calling them is how state changes (``s.state_store.update(...)`` is its method)
-PARTS = {"state_store", "journal", "ids", "lease", "supervisor", "holdings", "book", "freshness", "ledger", "hooks", "venue", "sink", "gate"}
+PARTS = {
+    "state_store",
+    "journal",
+    "ids",
+    "lease",
+    "supervisor",
+    "holdings",
+    "book",
+    "freshness",
+    "ledger",
+    "hooks",
+    "venue",
+    "sink",
+    "gate",
+}
 # the one field a free function may fill: the universe, built by load_markets from the config's symbols
 ALLOWED = {("planar_core/engine/sync.py", "universe")}
 # position state of an asset: written only by the account book (model/types.py defines it)
 ACCOUNT_FIELDS = {"positions", "margin_mode", "hedged", "leverage"}
 ACCOUNT_OWNERS = {"planar_core/engine/account_book.py", "planar_core/model/types.py"}
+# order state: an order's status, an asset's order map and fills, written only by the order book
+ORDER_OWNERS = {"planar_core/engine/order_book.py", "planar_core/model/types.py"}
 
 
 def _is_strategy(node: ast.expr) -> bool:
@@ -50,14 +66,34 @@ def writes(source: str, rel: str) -> list[str]:
                 found.append((node.lineno, f"{rel}:{node.lineno}: writes s.{base.attr}"))
             elif base.attr in ACCOUNT_FIELDS and rel not in ACCOUNT_OWNERS and _is_asset_state(base.value):
                 found.append((node.lineno, f"{rel}:{node.lineno}: writes .{base.attr} (the account book's)"))
+            if rel not in ORDER_OWNERS and (
+                (isinstance(t, ast.Attribute) and t.attr == "status" and _is_order(t.value))
+                or (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Attribute) and t.value.attr == "orders")
+            ):
+                found.append((node.lineno, f"{rel}:{node.lineno}: writes {ast.unparse(t)} (the order book's)"))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
             inner = node.func.value
+            if isinstance(inner, ast.Attribute) and inner.attr in ("trades", "orders") and rel not in ORDER_OWNERS:
+                if _is_order(inner.value) or _is_asset_state(inner.value):
+                    found.append((node.lineno, f"{rel}:{node.lineno}: {ast.unparse(inner)}.{node.func.attr}() (the order book's)"))
             if isinstance(inner, ast.Attribute) and _is_strategy(inner.value) and inner.attr not in PARTS:
                 if rel != "planar_core/engine/strategy.py" and (rel, inner.attr) not in ALLOWED:
                     found.append((node.lineno, f"{rel}:{node.lineno}: s.{inner.attr}.{node.func.attr}()"))
-            elif isinstance(inner, ast.Attribute) and inner.attr == "positions" and rel not in ACCOUNT_OWNERS and _is_asset_state(inner.value):
+            elif (
+                isinstance(inner, ast.Attribute)
+                and inner.attr == "positions"
+                and rel not in ACCOUNT_OWNERS
+                and _is_asset_state(inner.value)
+            ):
                 found.append((node.lineno, f"{rel}:{node.lineno}: .positions.{node.func.attr}() (the account book's)"))
     return [what for _, what in sorted(found)]
+
+
+def _is_order(node: ast.expr) -> bool:
+    """An order: ``order``, ``o``, ``parent``, ``entry``, ``child``, or ``ai.orders[...]``."""
+    if isinstance(node, ast.Name):
+        return node.id in ("order", "o", "parent", "entry", "child")
+    return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "orders"
 
 
 def _is_asset_state(node: ast.expr) -> bool:
@@ -94,6 +130,10 @@ def test_the_check_sees_each_kind_of_write() -> None:
         "    ai.positions[side] = p\n"
         "    ai.position.leverage = 3\n"
         "    ai.positions.clear()\n"
+        "    order.status = new\n"
+        "    ai.orders[cid] = order\n"
+        "    order.trades.append(t)\n"
+        "    ai.trades.append(t)\n"
         "    s.state_store.update(halted=True)\n"  # a part's own method: allowed
         "    s.holdings.set_leverage(ai, 3)\n"
     )
@@ -105,4 +145,8 @@ def test_the_check_sees_each_kind_of_write() -> None:
         "writes .positions (the account book's)",
         "writes .leverage (the account book's)",
         ".positions.clear() (the account book's)",
+        "writes order.status (the order book's)",
+        "writes ai.orders[cid] (the order book's)",
+        "order.trades.append() (the order book's)",
+        "ai.trades.append() (the order book's)",
     ]
