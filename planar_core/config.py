@@ -21,7 +21,8 @@ from .alerts.config import AlertConfig, LoggingConfig
 from .model.types import Json
 from .storage import is_remote
 
-# Timeframes ccxt's binance knows (static in ccxt; copied to avoid instantiating an exchange here).
+# ccxt's unified timeframe notation (no venue serves every one); which of them a venue serves is the venue's
+# (``Capabilities.timeframes``, checked when the venue is opened: exchange/registry.py)
 KNOWN_TIMEFRAMES = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
 
 
@@ -279,7 +280,8 @@ class SandboxEndpoint(_Model):
 
     @field_validator("url", "ws_url")
     @classmethod
-    def _loopback_scheme(cls, v: str | None) -> str | None:
+    def _url_scheme(cls, v: str | None) -> str | None:
+        """An http(s) or ws(s) URL; the address itself is not checked (the sandbox, a testnet)."""
         if v is not None and not v.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be an http(s) or ws(s) URL")
         return v
@@ -289,7 +291,7 @@ class StrategyConfig(_Model):
     name: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="also the prefix of client order ids and a directory name"
     )
-    exchange: Literal["binance"] = "binance"
+    exchange: str = Field("binance", pattern=r"^[a-z][a-z0-9_]*$")
     mode: Literal["live", "paper"] = "live"
     sandbox: bool = True
     confirm_live_trading: bool = Field(False, description="required to trade with sandbox=False in live mode")
@@ -346,7 +348,7 @@ class StrategyConfig(_Model):
     def _known_timeframes(cls, v: list[str]) -> list[str]:
         unknown = [tf for tf in v if tf not in KNOWN_TIMEFRAMES]
         if unknown:
-            raise ValueError(f"unknown timeframe(s) {unknown}; ccxt knows {list(KNOWN_TIMEFRAMES)}")
+            raise ValueError(f"unknown timeframe(s) {unknown}; ccxt's timeframes are {list(KNOWN_TIMEFRAMES)}")
         return v
 
     @model_validator(mode="after")
@@ -489,14 +491,14 @@ def format_validation_error(exc: ValidationError, prefix: str | None = None) -> 
 
 
 FIELD_NOTES = {
-    "exchange": "ccxt exchange id (the sandbox speaks Binance)",
+    "exchange": "a venue of the registry (exchange/registry.py; today: binance, which the sandbox speaks); checked when the strategy is built",
     "mode": "live: orders go to the exchange; paper: filled locally",
     "sandbox": "True: the configured sandbox endpoint (or the exchange's testnet); False: real money",
     "main_currency": "quote currency for cash, equity and PnL",
     "initial_cash": "paper mode: starting cash in main_currency",
     "default_leverage": "futures leverage set on each asset at start",
     "universe": "assets traded (see universe[] below)",
-    "timeframes": "OHLCV feeds watched per asset",
+    "timeframes": "OHLCV feeds watched per asset, in ccxt's notation; the venue must serve each (binance: 1s to 1M)",
     "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
     "logic_params": "fields of the logic's Params model (validated at load)",
     "enabled": "run this watcher",

@@ -55,11 +55,14 @@ def is_dict(x: object) -> bool:
 
 def venue_caps(dialect: BinanceDialect, paper: bool) -> Capabilities:
     """What the venue offers; paper mode fills market and limit orders only (conditional orders would need a
-    trigger engine of their own), cancels one order a request and keeps no exchange-side countdown."""
+    trigger engine of their own), places no order list (a spot stop-loss and take-profit go as two orders), cancels
+    one order a request and keeps no exchange-side countdown."""
     caps = dialect.caps
     if not paper:
         return caps
-    return replace(caps, order_types=caps.order_types - PAPER_UNSUPPORTED, batch_cancel={}, countdown_cancel=frozenset())
+    return replace(
+        caps, order_types=caps.order_types - PAPER_UNSUPPORTED, native_oco=frozenset(), batch_cancel={}, countdown_cancel=frozenset()
+    )
 
 
 class CcxtVenue(ExchangeClient):

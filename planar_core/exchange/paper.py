@@ -101,7 +101,11 @@ class PaperExchange:
         self.by_id: dict[tuple[str, str], str] = {}  # (kind, exchange id) -> unified symbol
         self.streams: dict[str, _Stream] = defaultdict(_Stream)
 
-    def __getattr__(self, name: str) -> Any:  # the public half of ccxt's API, unchanged
+    def __getattr__(self, name: str) -> Any:
+        """The public half of ccxt's API, unchanged. A private endpoint this class does not answer locally is
+        refused: a paper account never sends a request that acts on (or reads) a real account."""
+        if name.startswith(("private", "sapi", "fapiPrivate", "dapiPrivate", "papi")):
+            raise AttributeError(f"paper mode answers private calls locally; {name} is not one of them")
         return getattr(self.public, name)
 
     # ------------------------------------------------------------------ public data (moves the local prices)

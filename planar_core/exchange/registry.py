@@ -55,8 +55,20 @@ def dialect_of(exchange: str) -> BinanceDialect:
 
 def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:
     """The venue of ``cfg``: its exchange in live mode (the sandbox when configured), a local account behind the
-    exchange's market data in paper mode."""
-    return factory_of(cfg.exchange)(cfg, sink, exchange)
+    exchange's market data in paper mode. A timeframe the venue does not serve is a ``ConfigError`` naming the
+    field, before anything is asked of the exchange."""
+    factory = factory_of(cfg.exchange)
+    served = factory.dialect.caps.timeframes
+    missing = [tf for tf in cfg.timeframes if tf not in served]
+    if missing:
+        raise ConfigError(f"timeframes: {cfg.exchange} does not serve {missing} (it serves {sorted(served, key=_seconds)})")
+    return factory(cfg, sink, exchange)
+
+
+def _seconds(timeframe: str) -> int:
+    """A timeframe's length, to list them in order."""
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800, "M": 2_592_000}[timeframe[-1]]
+    return int(timeframe[:-1]) * unit
 
 
 def as_venue(venue: CcxtVenue) -> Venue:

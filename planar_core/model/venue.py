@@ -248,6 +248,7 @@ class Capabilities:
     margin_modes: frozenset[str] = frozenset()
     batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
     countdown_cancel: frozenset[str] = frozenset()  # market types with an exchange-side dead-man's switch
+    timeframes: frozenset[str] = frozenset()  # candle intervals the venue serves (ccxt notation: 1m, 4h, 1d...)
 
     def supports(self, order_type: OrderType | str, market_type: str = "spot") -> bool:
         value = order_type.value if isinstance(order_type, OrderType) else order_type

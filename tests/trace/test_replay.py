@@ -27,7 +27,9 @@ async def test_replay_rebuilds_the_session_field_by_field(strategy_factory, sand
 
     fresh = await strategy_factory(name="fresh", start=False)
     await fresh.load()
-    state = replay_from_trace(type("Src", (), {"sink": s.sink, "universe": fresh.universe, "holdings": fresh.holdings, "book": fresh.book})())
+    state = replay_from_trace(
+        type("Src", (), {"sink": s.sink, "universe": fresh.universe, "holdings": fresh.holdings, "book": fresh.book})()
+    )
     assert resting is not None
     ex_orders = {o["client_order_id"]: o for o in snap["orders"]}
     got = {row.client_order_id: row for row in state.orders.itertuples()}
