@@ -343,6 +343,11 @@ class StrategyConfig(_Model):
             return [{"symbol": k, **(cfg or {})} for k, cfg in v.items()]
         return v
 
+    @property
+    def market_type(self) -> Literal["spot", "swap"]:
+        """The account section this strategy trades: spot, or USDⓈ-M futures (``swap``) for margin strategies."""
+        return "swap" if self.margin else "spot"
+
     @field_validator("timeframes")
     @classmethod
     def _known_timeframes(cls, v: list[str]) -> list[str]:

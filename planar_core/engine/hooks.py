@@ -9,11 +9,15 @@ unsubscribes while an event is being delivered does not disturb the delivery.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ..alerts import AlertDispatcher
+from ..alerts.dispatcher import send_alert
 from ..model import AssetInstance
 from ..model.health import TaskHealth
+from ..model.sink import EventSink
 from .notices import EngineEvent
 
 if TYPE_CHECKING:
@@ -26,12 +30,17 @@ PriceHook = Callable[["Strategy", AssetInstance], object]
 EStopHook = Callable[["Strategy", "EStopReport"], None]
 TaskBody = Callable[[TaskHealth], Awaitable[None]]
 ConnectionLost = Callable[["Strategy", str], Awaitable[None]]
+log = logging.getLogger("planar.engine")
 
 
 class Hooks:
-    """One strategy's subscriptions (``Strategy.hooks``)."""
+    """One strategy's subscriptions (``Strategy.hooks``), and their delivery: a subscriber that fails is recorded
+    and alerted, never silent, and the others still run (the breakers are subscribers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "strategy", sink: EventSink | None = None, alerts: AlertDispatcher | None = None) -> None:
+        self.name = name
+        self.sink = sink
+        self.alerts = alerts
         self._listeners: list[Listener] = []
         self._balance: list[BalanceHook] = []
         self._price: list[PriceHook] = []
@@ -87,3 +96,28 @@ class Hooks:
 
     def connection_lost_handler(self) -> ConnectionLost | None:
         return self._connection_lost
+
+    # ------------------------------------------------------------------ delivering (the engine)
+    def balance_changed(self, s: "Strategy") -> None:
+        """A balance, a position or a valuation price changed: every balance hook, in order."""
+        for hook in self.balance_hooks():
+            self._run(hook, s)
+
+    def price_changed(self, s: "Strategy", ai: AssetInstance) -> None:
+        for hook in self.price_hooks():
+            self._run(hook, s, ai)
+
+    def deliver(self, event: EngineEvent) -> None:
+        """A closed bar, an order update or a fill to every listener (the logic host queues it)."""
+        for listener in self.listeners():
+            self._run(listener, event)
+
+    def _run(self, hook: Callable[..., object], *args: object) -> None:
+        try:
+            hook(*args)
+        except Exception as exc:
+            log.exception("update hook %s failed", getattr(hook, "__qualname__", hook))
+            msg = f"{self.name}: an update hook failed ({type(exc).__name__}: {exc}); risk checks may have been skipped"
+            if self.sink is not None:
+                self.sink.record("error_occurred", reason=msg)
+            send_alert(self.alerts, msg, "error")

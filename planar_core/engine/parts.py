@@ -23,6 +23,7 @@ from ..state import StateStore
 from .account_book import AccountBook
 from .freshness import Freshness
 from .gate import TradingGate
+from .hooks import Hooks
 from .lease import Lease, RemoteLease, engine_lease
 from .order_book import OrderBook
 from .store_guard import GuardedSink
@@ -49,6 +50,7 @@ class EngineParts:
     holdings: AccountBook
     gate: TradingGate  # whether orders may go out: the halt, the store's health, unreadable files
     book: OrderBook  # the orders, their status and fills, and what the order path learned about them
+    hooks: Hooks  # who is told what, and the delivery
 
 
 def build_parts(
@@ -92,6 +94,7 @@ def build_parts(
         holdings=AccountBook(config, universe, freshness, guarded, clock),
         gate=gate,
         book=OrderBook(),
+        hooks=Hooks(config.name, guarded, alerts),
     )
 
 

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
@@ -40,7 +40,6 @@ from . import updates as _updates
 from .closing import close_position
 from .freshness import AccountReader
 from .heartbeat import Heartbeat
-from .hooks import Hooks
 from .ledger import FillLedger
 from .margin import alert_external_position_changes, explain_reductions, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
@@ -101,7 +100,7 @@ class Strategy:
         self.supervisor = parts.supervisor
         self.running = False
         self.risk_check: RiskCheck | None = None
-        self.hooks = Hooks()  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
+        self.hooks = parts.hooks  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
         self.ledger = FillLedger()  # fills applied, fills before their order, an earlier run's orders (ledger.py)
@@ -380,7 +379,7 @@ class Strategy:
         """The one REST read of the balances (start-up, re-sync, the watcher's polls, reads after fills): the
         snapshot is stamped when its request leaves, so a stream update that arrives meanwhile is not overwritten."""
         seq = self.venue.next_seq()
-        report = await self.venue.balances(self.market_type, timeout or self.config.timeouts.balance_sync, retries=retries)
+        report = await self.venue.balances(self.config.market_type, timeout or self.config.timeouts.balance_sync, retries=retries)
         self.apply_balance(report, stamp=report.stamp or Stamp(seq, report.time_ms, rest=True))
 
     async def fetch_positions(self, timeout: float | None = None, retries: int = 3) -> None:
@@ -388,11 +387,6 @@ class Strategy:
         seq = self.venue.next_seq()
         reports = await self.venue.positions(list(self.universe), timeout or self.config.timeouts.position_sync, retries=retries)
         self.apply_positions(reports, complete=True, stamp=Stamp(seq, rest=True))
-
-    @property
-    def market_type(self) -> Literal["spot", "swap"]:
-        """The account section this strategy trades: spot, or USDⓈ-M futures (``swap``) for margin strategies."""
-        return "swap" if self.config.margin else "spot"
 
     async def fill_settled(self, ai: AssetInstance, trade: Trade) -> bool:
         """Wait until the balances and positions the engine holds include this fill (the exchange's numbers, from
@@ -418,7 +412,7 @@ class Strategy:
             if not self.config.margin:
                 for ai in self.universe.values():
                     _brackets.on_spot_balance(self, ai)
-            self.notify_balance()
+            self.hooks.balance_changed(self)
         self.freshness.check()
 
     def apply_positions(self, reports: Sequence[PositionReport], complete: bool = False, stamp: Stamp | None = None) -> None:
@@ -433,23 +427,8 @@ class Strategy:
             if self.config.position_watcher.alert_on_changes:
                 alert_external_position_changes(self, changes)
             explain_reductions(self, changes)
-            self.notify_balance()
+            self.hooks.balance_changed(self)
         self.freshness.check()
-
-    def notify_balance(self) -> None:
-        for hook in self.hooks.balance_hooks():
-            self._run_hook(hook, self)
-
-    def _run_hook(self, hook: Callable[..., object], *args: object) -> None:
-        """Run one update hook (the breakers are hooks): a failure is recorded and alerted, never silent, and the
-        other hooks still run."""
-        try:
-            hook(*args)
-        except Exception as exc:
-            log.exception("update hook %s failed", getattr(hook, "__qualname__", hook))
-            msg = f"{self.name}: an update hook failed ({type(exc).__name__}: {exc}); risk checks may have been skipped"
-            self.sink.record("error_occurred", reason=msg)
-            self.alert(msg, "error")
 
     def apply_ohlcv(self, ai: AssetInstance, timeframe: str, candles: list[list[float]], closed_through: int | None = None) -> None:
         """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted.
@@ -474,8 +453,7 @@ class Strategy:
         last = store.last
         ai.last_price = last.close if last is not None else ai.last_price
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
-        for hook in self.hooks.price_hooks():
-            self._run_hook(hook, self, ai)
+        self.hooks.price_changed(self, ai)
         for bar in store.take_closed():
             self.notify(BarClosed(ai, timeframe, bar))
 
@@ -485,8 +463,7 @@ class Strategy:
         read by REST if nothing covers it in time; the logic host waits for that before ``on_fill``)."""
         if isinstance(event, Filled):
             self.freshness.fill_known(event.ai, event.order, event.trade)
-        for listener in self.hooks.listeners():
-            self._run_hook(listener, event)
+        self.hooks.deliver(event)
 
     def apply_order(self, report: OrderReport, source: str = "exchange") -> Order | None:
         """An order report from a watcher (``websocket``) or a REST source; fills it reveals are placed by it."""

@@ -170,7 +170,7 @@ def _account_stream(
 def apply_cached_balance(s: "Strategy") -> None:
     """Apply the balance the venue holds from the user stream (its cache keeps applying messages that arrive
     while no watch is waiting, and resolves nobody); only what is newer than what is held is taken."""
-    latest = s.venue.cached_balance(s.market_type)
+    latest = s.venue.cached_balance(s.config.market_type)
     if latest is not None:
         s.apply_balance(latest)
 
@@ -220,7 +220,7 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
             apply_cached_balance(s)
 
     async def ws_step() -> None:
-        s.apply_balance(await s.venue.watch_balance(s.market_type))
+        s.apply_balance(await s.venue.watch_balance(s.config.market_type))
         # the venue keeps applying balance messages that arrive before the next watch call but resolves no one:
         # read its cache once more shortly after, so an update in that gap is not left for the next event
         asyncio.get_running_loop().call_later(0.05, apply_latest)
@@ -382,7 +382,7 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
                 tickers = await s.venue.tickers(symbols, cfg.timeout)
                 fresh = {sym: t.last for sym, t in tickers.items() if sym in symbols and t.last is not None and t.last > 0}
                 if s.holdings.set_conversion_prices(fresh):
-                    s.notify_balance()
+                    s.hooks.balance_changed(s)
                 health.seen("polling")
             except Exception as exc:
                 health.failed(exc)

@@ -18,6 +18,7 @@ BUILT_BY_THE_ROOT = {
     "GuardedSink",
     "TradingGate",
     "OrderBook",
+    "Hooks",
     "StateStore",
     "ClientOrderIds",
     "intent_journal",
@@ -71,6 +72,7 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
         "holdings",
         "gate",
         "book",
+        "hooks",
     }
 
 

@@ -48,6 +48,6 @@ async def test_a_balance_hook_asked_first_runs_before_the_breakers_and_its_failu
 
     s.hooks.on_balance(lambda _: order.append("last"))
     s.hooks.on_balance(broken, first=True)
-    s.notify_balance()
+    s.hooks.balance_changed(s)
     assert order == ["broken", "last"]
     assert any("update hook failed" in str(e.get("reason")) for e in s.sink.of("error_occurred"))  # type: ignore[attr-defined]
