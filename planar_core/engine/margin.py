@@ -13,7 +13,7 @@ Rules (docs/engine.md, "Margin"):
 * forced closes are the exchange's orders (Binance: client ids ``autoclose-*`` and ``adl_autoclose``), adopted
   whatever the foreign-order policy, recorded as ``forced_close`` and alerted;
 * funding payments are read from the exchange's income history (asked when the stream reports one, and with
-  every positions poll), recorded once each as ``funding_paid`` and summed per asset in ``Strategy.funding``.
+  every positions poll), recorded once each as ``funding_paid`` and summed per asset in ``AccountBook.funding``.
 """
 
 from __future__ import annotations
