@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Set
+from types import MappingProxyType
 
 from ..model import AssetInstance, Order, OrderStatus, Trade
 from ..model.refusals import Refusal
@@ -62,7 +63,7 @@ class OrderBook:
         return refusal
 
     # ----------------------------------------------------------------- unknown outcomes
-    def answered_unknown(self, client_order_id: str, params: Mapping[str, object]) -> None:
+    def answer_unknown(self, client_order_id: str, params: Mapping[str, object]) -> None:
         """``call()`` answered UNKNOWN for this order, sent with ``params`` (kept for one re-send if proven absent)."""
         self._answered_unknown[client_order_id] = dict(params)
         self._unknown_outcomes["unknown_answered"] += 1
@@ -71,8 +72,10 @@ class OrderBook:
         """The params an UNKNOWN answer kept for this order, once (a second re-send can never follow)."""
         return self._answered_unknown.pop(client_order_id, None)
 
-    def waiting_unknown(self, client_order_id: str) -> bool:
-        return client_order_id in self._answered_unknown
+    @property
+    def answered_unknown(self) -> Mapping[str, Json]:
+        """Client id -> the params of an order ``call()`` answered UNKNOWN for, not decided yet (read-only)."""
+        return MappingProxyType(self._answered_unknown)
 
     def count(self, outcome: str) -> None:
         """One more verdict: ``unknown_resolved_found``, ``unknown_proven_absent`` or ``unknown_resent``."""
@@ -92,7 +95,7 @@ class OrderBook:
         if order_id is not None:
             self._foreign_ids.add(order_id)
 
-    def foreign_fills(self, order_id: str) -> None:
+    def mark_foreign_id(self, order_id: str) -> None:
         """Fills of exchange order ``order_id`` are another engine's (twins.py)."""
         self._foreign_ids.add(order_id)
 
@@ -103,12 +106,16 @@ class OrderBook:
         return order_id in self._foreign_ids
 
     @property
-    def foreign(self) -> Set[str]:
+    def foreign_orders(self) -> Set[str]:
         return frozenset(self._foreign)
 
     @property
-    def foreign_ids(self) -> Set[str]:
+    def foreign_order_ids(self) -> Set[str]:
         return frozenset(self._foreign_ids)
+
+    @property
+    def bracketed(self) -> Set[str]:
+        return frozenset(self._bracketed)
 
     def mark_bracketed(self, client_order_id: str) -> bool:
         """The exits of entry ``client_order_id`` are placed; False if they were already."""

@@ -423,7 +423,7 @@ def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str, params
             reason,
         )
         if params is not None:
-            s.book.answered_unknown(order.client_order_id, params)
+            s.book.answer_unknown(order.client_order_id, params)
         return UNKNOWN
     if order.trades:
         return aggregate(order)

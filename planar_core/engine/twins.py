@@ -205,7 +205,7 @@ class Twins:
             return False
         guard.flagged.add(cid)
         if f.order_id:
-            self.s.book.foreign_fills(f.order_id)  # its fills are not ours either
+            self.s.book.mark_foreign_id(f.order_id)  # its fills are not ours either
         s = self.s
         msg = (
             f"another engine of strategy {s.name} trades account {s.account}: order {f.describe()} appeared while this "

@@ -130,7 +130,7 @@ async def test_resend_absent_sends_once_under_a_new_id(strategy_factory, sandbox
     placed = [e for e in s.sink.of("order_placed") if e.get("resends") == order.client_order_id]
     assert [e["client_order_id"] for e in placed] == [new.client_order_id]
     assert s.book.unknown_outcomes["unknown_resent"] == 1
-    assert not s.book.waiting_unknown(order.client_order_id)  # its one re-send is spent: no second one can follow
+    assert order.client_order_id not in s.book.answered_unknown  # its one re-send is spent: no second one can follow
     stop.set()
     result = await runner
     assert result.final_status["unknown_resent"] == 1

@@ -91,7 +91,7 @@ async def test_another_strategys_fill_is_not_kept() -> None:
 
 async def test_a_foreign_orders_fill_is_not_kept() -> None:
     s, _, _ = await started()
-    s.book.foreign_fills("88")
+    s.book.mark_foreign_id("88")
     assert apply_trade(s, fill(oid="88", cid="web_1")) is None
     assert not s.ledger.waiting_for("88")
 
