@@ -19,15 +19,18 @@ from ..model import AssetInstance
 from ..model.clock import Clock, SystemClock
 from ..model.sink import EventSink, MemorySink
 from ..model.venue import Venue
+from ..risk.manager import RiskManager
 from ..state import StateStore
 from .account_book import AccountBook
 from .freshness import Freshness
 from .gate import TradingGate
+from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .lease import Lease, RemoteLease, engine_lease
 from .order_book import OrderBook
 from .store_guard import GuardedSink
 from .supervisor import Supervisor, TaskObserver
+from .twins import Twins
 
 
 @dataclass
@@ -51,6 +54,9 @@ class EngineParts:
     gate: TradingGate  # whether orders may go out: the halt, the store's health, unreadable files
     book: OrderBook  # the orders, their status and fills, and what the order path learned about them
     hooks: Hooks  # who is told what, and the delivery
+    risk: RiskManager  # pre-trade checks, breakers, the risk monitor
+    heartbeat: Heartbeat  # the exchange's dead-man's switch and the heartbeat record
+    twins: Twins  # one engine per strategy and account across store roots
 
 
 def build_parts(
@@ -95,6 +101,9 @@ def build_parts(
         gate=gate,
         book=OrderBook(),
         hooks=Hooks(config.name, guarded, alerts),
+        risk=RiskManager(config.risk, state_store, guarded),
+        heartbeat=Heartbeat(config, config_account(config), venue, guarded),
+        twins=Twins(config),
     )
 
 

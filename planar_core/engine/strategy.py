@@ -29,7 +29,6 @@ from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import BalanceReport, FillReport, OrderReport, PositionReport, Venue
-from ..risk.manager import RiskManager
 from ..state import PersistedState
 from ..storage import CorruptStateError
 from . import brackets as _brackets
@@ -39,7 +38,6 @@ from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
 from .freshness import AccountReader
-from .heartbeat import Heartbeat
 from .ledger import FillLedger
 from .margin import alert_external_position_changes, explain_reductions, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
@@ -47,7 +45,6 @@ from .parts import EngineParts, build_parts, config_account, configured_alerts
 from .store_guard import GuardedSink
 from .submit import resolver
 from .supervisor import TaskObserver
-from .twins import Twins
 from .watchers import (
     apply_cached_account,
     balance_watcher,
@@ -119,23 +116,23 @@ class Strategy:
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.hooks.listen(partial(_brackets.on_event, self))
         self.hooks.listen(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
-        self.risk = RiskManager(self)
+        self.risk = parts.risk
         self._wire_risk()
-        self.heartbeat = Heartbeat(self)  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
+        self.heartbeat = parts.heartbeat  # the exchange's dead-man's switch and the heartbeat record (heartbeat.py)
         if config.dead_mans_switch.enabled:
-            self.hooks.add_task("heartbeat", self.heartbeat.run)
-        self.twins = Twins(self)  # one engine per strategy and account across store roots (twins.py)
+            self.hooks.add_task("heartbeat", partial(self.heartbeat.run, self))
+        self.twins = parts.twins  # one engine per strategy and account across store roots (twins.py)
         if self.twins.active:
-            self.hooks.add_task("twins", self.twins.watch)
+            self.hooks.add_task("twins", partial(self.twins.watch, self))
 
     def _wire_risk(self) -> None:
         """The risk manager is the pre-trade check, a listener on every balance and price update (the breakers are
         event-driven), a task beside the watchers and the answer to a lost connection."""
         rm = self.risk
         self.risk_check = rm.check
-        self.hooks.on_balance(lambda s: rm.evaluate_breakers())
-        self.hooks.on_price(lambda s, ai: rm.evaluate_breakers())
-        self.hooks.add_task("risk-monitor", rm.monitor_body)
+        self.hooks.on_balance(rm.evaluate_breakers)
+        self.hooks.on_price(lambda s, ai: rm.evaluate_breakers(s))
+        self.hooks.add_task("risk-monitor", partial(rm.monitor_body, self))
         self.hooks.on_connection_lost(rm.connection_lost)
 
     # ----------------------------------------------------------------- identity
@@ -195,7 +192,7 @@ class Strategy:
             self.gate.check_persisted()
             await self.load()
             await _sync.check_live_safety(self)
-            await self.twins.check_at_start(takeover)
+            await self.twins.check_at_start(self, takeover)
             await _sync.startup_sync(self)
         except BaseException:
             await self.stop()
@@ -263,7 +260,7 @@ class Strategy:
         self.running = False
         await self.supervisor.stop()
         await self.freshness.close()
-        await self.heartbeat.disarm()  # a clean stop leaves the open orders in place: the exchange must not cancel them
+        await self.heartbeat.disarm(self)  # a clean stop leaves the open orders in place: the exchange must not cancel them
         if not self.gate.write_halt():
             log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.gate.store_error)
         self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on

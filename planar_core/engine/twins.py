@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import StrategyConfig
 from ..exchange.client_ids import IntentJournal, ObjectJournal, parse
 from ..model import AssetInstance, OrderStatus
 from ..model.json import integer
@@ -85,28 +86,24 @@ class Guard:
 
 
 class Twins:
-    """The twin check of one strategy: ``check_at_start`` in ``Strategy.start``, ``inspect`` while trading."""
+    """The twin check of one strategy: ``check_at_start`` in ``Strategy.start``, ``inspect`` while trading. Built
+    by the composition root; each check is handed the strategy it looks at (it keeps none)."""
 
-    def __init__(self, s: "Strategy") -> None:
-        self.s = s
+    def __init__(self, config: StrategyConfig) -> None:
+        # live mode with the check enabled (paper orders live in this process: no other engine can see them)
+        self.active = config.twin_check.enabled and config.mode == "live"
         self.guard: Guard | None = None  # set by the start-up check; None: nothing to compare with (helper processes)
 
-    @property
-    def active(self) -> bool:
-        """Live mode with the check enabled (paper orders live in this process: no other engine can see them)."""
-        return self.s.config.twin_check.enabled and self.s.config.mode == "live"
-
     # ------------------------------------------------------------------ at start
-    async def check_at_start(self, takeover: bool = False) -> list[Finding]:
+    async def check_at_start(self, s: "Strategy", takeover: bool = False) -> list[Finding]:
         """Look at the universe's open orders and recent history before trading; refuse (``TwinEngineError``) when
         another engine of this strategy trades the account, unless ``takeover``: then record its epochs and let the
         start-up sync adopt its orders. Returns what was found (taken over)."""
         if not self.active:
             return []
-        s = self.s
         started = int(time.time() * 1000)
         since = started - int(s.config.startup_sync.trades_lookback_s * 1000)
-        known, complete = self._known_ids(since)
+        known, complete = self._known_ids(s, since)
         takeovers = load_takeovers(s.config.shared_root)
         self.guard = Guard(started, known, complete, takeovers)
         recent_from = started - int(s.config.twin_check.recent_s * 1000)
@@ -116,7 +113,7 @@ class Twins:
         for ai in s.universe.values():
             listed = await s.venue.open_orders(ai.symbol, t) + await s.venue.order_history(ai.symbol, t, limit=history_limit)
             for report in listed:
-                f = self._judge(ai, report, recent_from, since)
+                f = self._judge(s, ai, report, recent_from, since)
                 if f is not None:
                     found.setdefault(f.client_order_id, f)
         if not found:
@@ -124,7 +121,7 @@ class Twins:
         findings = sorted(found.values(), key=lambda f: (f.symbol, f.created_ms))
         named = "; ".join(f.describe() for f in findings[:NAMED]) + (f"; and {len(findings) - NAMED} more" if len(findings) > NAMED else "")
         if takeover:
-            epochs = self._take_over(findings, started)
+            epochs = self._take_over(s, findings, started)
             msg = f"{s.name}: --takeover: adopting {len(findings)} order(s) of another engine of this strategy (epochs {sorted(epochs)}): {named}"
             s.sink.record("twin_engine", decision="takeover", reason=msg, payload={"orders": [f.client_order_id for f in findings]})
             log.warning(msg)
@@ -138,16 +135,16 @@ class Twins:
         s.sink.record("twin_engine", decision="refused", reason=msg, payload={"orders": [f.client_order_id for f in findings]})
         raise TwinEngineError(msg)
 
-    def _take_over(self, findings: list[Finding], at_ms: int) -> set[str]:
+    def _take_over(self, s: "Strategy", findings: list[Finding], at_ms: int) -> set[str]:
         """Record the epochs of the other engine's orders (``takeovers.json``), so later starts accept what it placed
         before now; the start-up sync adopts the orders themselves."""
         epochs: set[str] = set()
         for f in findings:
             parsed = parse(f.client_order_id)
-            if parsed is not None and not self.s.ids.issued_here(f.client_order_id):
+            if parsed is not None and not s.ids.issued_here(f.client_order_id):
                 epochs.add(parsed.epoch)
         if epochs:
-            by = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": self.s.run_id}
+            by = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": s.run_id}
 
             def add(doc: dict[str, object]) -> None:
                 taken = doc.setdefault("epochs", {})
@@ -155,17 +152,19 @@ class Twins:
                 for epoch in epochs:
                     taken[epoch] = {"at_ms": at_ms, "by": by}
 
-            Store(self.s.config.shared_root).update_json(TAKEOVERS, add)
+            Store(s.config.shared_root).update_json(TAKEOVERS, add)
         assert self.guard is not None
         self.guard.takeovers.update({e: at_ms for e in epochs})
         self.guard.known.update(f.client_order_id for f in findings)
         return epochs
 
     # ------------------------------------------------------------------ the rule
-    def _judge(self, ai: AssetInstance, r: OrderReport, recent_from: int, since: int, running: bool = False) -> Finding | None:
+    def _judge(
+        self, s: "Strategy", ai: AssetInstance, r: OrderReport, recent_from: int, since: int, running: bool = False
+    ) -> Finding | None:
         """Whether ``r`` is an order of this strategy that another engine placed (None: ours, or not this
         strategy's, or history too old to say anything)."""
-        s, guard = self.s, self.guard
+        guard = self.guard
         cid = r.client_order_id
         if guard is None or not cid or not s.ids.owns(cid) or cid in guard.known:
             return None
@@ -189,7 +188,7 @@ class Twins:
         return Finding(ai.symbol, cid, r.id, status, created, touched, why)
 
     # ------------------------------------------------------------------ while trading
-    def inspect(self, ai: AssetInstance, r: OrderReport) -> bool:
+    def inspect(self, s: "Strategy", ai: AssetInstance, r: OrderReport) -> bool:
         """An order update of an order this engine does not hold: True when another engine of this strategy placed
         it. Then it is not adopted and the strategy halts with a critical alert (once per order)."""
         guard = self.guard
@@ -198,15 +197,14 @@ class Twins:
         cid = r.client_order_id or ""
         if cid in guard.flagged:
             return True
-        recent_from = guard.started_ms - int(self.s.config.twin_check.recent_s * 1000)
-        since = guard.started_ms - int(self.s.config.startup_sync.trades_lookback_s * 1000)
-        f = self._judge(ai, r, recent_from, since, running=True)
+        recent_from = guard.started_ms - int(s.config.twin_check.recent_s * 1000)
+        since = guard.started_ms - int(s.config.startup_sync.trades_lookback_s * 1000)
+        f = self._judge(s, ai, r, recent_from, since, running=True)
         if f is None:
             return False
         guard.flagged.add(cid)
         if f.order_id:
-            self.s.book.mark_foreign_id(f.order_id)  # its fills are not ours either
-        s = self.s
+            s.book.mark_foreign_id(f.order_id)  # its fills are not ours either
         msg = (
             f"another engine of strategy {s.name} trades account {s.account}: order {f.describe()} appeared while this "
             "engine trades; not adopted, strategy halted. Stop one of the engines, then re-arm this one"
@@ -222,20 +220,19 @@ class Twins:
             s.alert(msg, "critical")
         return True
 
-    async def watch(self, health: TaskHealth) -> None:
+    async def watch(self, s: "Strategy", health: TaskHealth) -> None:
         """The supervised ``twins`` task: the account's order stream (every symbol at once) and a poll of the
         universe's open orders every ``twin_check.interval``, each order update of an order this engine does not
         hold inspected. It applies nothing (the order watchers do)."""
         from .watchers import ws_or_poll
 
-        s = self.s
         cfg = s.config.twin_check
 
         def check(reports: list[OrderReport]) -> None:
             for r in reports:
                 ai = s.universe.get(r.symbol)
                 if ai is not None and ai.orders.get(r.client_order_id or "") is None:
-                    self.inspect(ai, r)
+                    self.inspect(s, ai, r)
 
         async def ws_step() -> None:
             check(await s.venue.watch_orders())
@@ -258,11 +255,10 @@ class Twins:
         )
 
     # ------------------------------------------------------------------ what this store knows
-    def _known_ids(self, since_ms: int) -> tuple[set[str], bool]:
+    def _known_ids(self, s: "Strategy", since_ms: int) -> tuple[set[str], bool]:
         """Client ids this store knows it placed or adopted: the journal's open intents and the ``order_placed`` /
         ``order_adopted`` events of its traces (the account's and this strategy's side trace) since ``since_ms``.
         The bool: whether a persistent trace was read (a memory sink knows only this process)."""
-        s = self.s
         known = {cid for cid in s.journal.unresolved() if s.ids.owns(cid)}
         roots = _trace_roots(s)
         complete = False

@@ -117,7 +117,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
     algo = r.conditional  # a conditional order's record: its id names the conditional order, not a book order
     order = find(ai, cid, None if algo else oid)
     if order is None:
-        if s.twins.inspect(ai, r):  # another engine of this strategy placed it: never adopted (twins.py)
+        if s.twins.inspect(s, ai, r):  # another engine of this strategy placed it: never adopted (twins.py)
             return None
         if not _admit_foreign(s, ai, r):
             return None

@@ -1,9 +1,10 @@
 """Pre-trade checks, circuit breakers and the risk monitor of one strategy.
 
-The engine wires it (``Strategy._wire_risk``): ``check`` is the pre-trade hook, ``evaluate_breakers``
+Built by the composition root (engine/parts.py) from the risk settings, the state store and the sink; it keeps no
+strategy. The engine wires it (``Strategy._wire_risk``): ``check`` is the pre-trade hook, ``evaluate_breakers``
 listens to every balance, position and price update (the breakers are event-driven), ``monitor_body``
-runs with the watchers and ``connection_lost`` answers a lost exchange connection. Risk knows nothing of
-the engine's hook lists.
+runs with the watchers and ``connection_lost`` answers a lost exchange connection. Each is handed the strategy it
+acts on (its equity, its e-stop, its positions). Risk knows nothing of the engine's hook lists.
 
 Volatility adjustment rule: when ``volatility_adjustment`` is on, the order
 amount is multiplied by ``target_volatility / realized_volatility`` of the
@@ -19,8 +20,11 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..config import RiskConfig
 from ..model import Refusal, RefusalReason, Side
+from ..model.sink import EventSink
 from ..model.types import Json
+from ..state import StateStore
 from . import metrics as M
 from .estop import EStopReport, emergency_stop
 
@@ -42,9 +46,10 @@ def utc_day() -> str:
 
 
 class RiskManager:
-    def __init__(self, s: "Strategy") -> None:
-        self.s = s
-        self.cfg = s.config.risk
+    def __init__(self, cfg: RiskConfig, state_store: StateStore, sink: EventSink) -> None:
+        self.cfg = cfg
+        self.state_store = state_store
+        self.sink = sink
         self.last: M.RiskMetrics | None = None
         self._estop_task: asyncio.Task[object] | None = None
         self.estop_reports: list[EStopReport] = []
@@ -52,7 +57,7 @@ class RiskManager:
         self._unpriced: tuple[str, ...] = ()
 
     async def connection_lost(self, s: "Strategy", reason: str) -> None:
-        await self.trip(reason, kind="connection_lost")
+        await self.trip(s, reason, kind="connection_lost")
 
     # ------------------------------------------------------------- pre-trade
     @staticmethod
@@ -128,7 +133,7 @@ class RiskManager:
     # ------------------------------------------------------------- breakers
     def _day_and_peak(self, eq: float) -> tuple[float, float]:
         """Day-start and peak equity, kept in the persisted state so restarts and the daily-reset flow share them."""
-        st = self.s.state_store.load()
+        st = self.state_store.load()
         changes: Json = {}
         if st.day != utc_day() or st.day_start_equity is None:
             changes.update(day=utc_day(), day_start_equity=eq)
@@ -136,15 +141,14 @@ class RiskManager:
         if st.peak_equity is None or peak > st.peak_equity * (1 + 1e-9):
             changes["peak_equity"] = peak
         if changes:
-            st = self.s.state_store.update(**changes)
+            st = self.state_store.update(**changes)
         return float(st.day_start_equity or eq), float(st.peak_equity or eq)
 
-    def _valuation(self, unpriced: list[str]) -> bool:
+    def _valuation(self, s: "Strategy", unpriced: list[str]) -> bool:
         """Record (and alert) when valuation becomes incomplete or complete again; True when complete."""
         missing = tuple(sorted(unpriced))
         if missing != self._unpriced:
             self._unpriced = missing
-            s = self.s
             if missing:
                 msg = (
                     f"{s.name}: equity cannot be computed, no price path to {s.config.main_currency} for {list(missing)}; "
@@ -158,14 +162,13 @@ class RiskManager:
                 s.sink.record("valuation_incomplete", unpriced=[], reason="valuation complete again")
         return not missing
 
-    def evaluate_breakers(self) -> str | None:
-        """Daily-loss and drawdown breakers; called on every balance, position and price update."""
-        s = self.s
+    def evaluate_breakers(self, s: "Strategy") -> str | None:
+        """Daily-loss and drawdown breakers of ``s``; called on every balance, position and price update."""
         st = s.state
         if not s.running or st.halted or st.breaker_tripped or not s.holdings.balances:
             return None  # tripped once: later updates before the e-stop halts must not trip (and fire automations) again
         eq, unpriced = M.equity(s)
-        if not self._valuation(unpriced):
+        if not self._valuation(s, unpriced):
             return None
         if eq <= 0:
             return None
@@ -183,24 +186,25 @@ class RiskManager:
         s.state_store.update(breaker_tripped=kind)
         s.sink.record("breaker_tripped", breaker=kind, reason=reason, equity=eq, day_start_equity=day_start, peak_equity=peak)
         log.error("circuit breaker %s tripped: %s", kind, reason)
-        self._schedule_estop(reason)
+        self._schedule_estop(s, reason)
         return reason
 
-    def _schedule_estop(self, reason: str) -> None:
+    def _schedule_estop(self, s: "Strategy", reason: str) -> None:
         if self._estop_task is not None and not self._estop_task.done():
             return
         if self.cfg.emergency_stop:
-            self._estop_task = asyncio.ensure_future(self._run_estop(reason))
+            self._estop_task = asyncio.ensure_future(self._run_estop(s, reason))
         else:
-            self.s.halt(reason)
+            s.halt(reason)
 
-    async def _run_estop(self, reason: str) -> None:
-        report = await emergency_stop(self.s, reason)
+    async def _run_estop(self, s: "Strategy", reason: str) -> None:
+        report = await emergency_stop(s, reason)
         self.estop_reports.append(report)
 
-    async def trip(self, reason: str, kind: str = "manual") -> EStopReport:
-        self.s.sink.record("breaker_tripped", breaker=kind, reason=reason)
-        report = await emergency_stop(self.s, reason)
+    async def trip(self, s: "Strategy", reason: str, kind: str = "manual") -> EStopReport:
+        """Stop ``s`` now (its emergency stop), recording which breaker asked."""
+        self.sink.record("breaker_tripped", breaker=kind, reason=reason)
+        report = await emergency_stop(s, reason)
         self.estop_reports.append(report)
         return report
 
@@ -210,21 +214,22 @@ class RiskManager:
         return self.estop_reports[-1] if self.estop_reports else None
 
     # ------------------------------------------------------------- monitor
-    def metrics(self) -> M.RiskMetrics:
-        eq, _ = M.equity(self.s)
-        st = self.s.state_store.load()
-        self.last = M.compute(self.s, st.day_start_equity, max(st.peak_equity or eq, eq))
+    def metrics(self, s: "Strategy") -> M.RiskMetrics:
+        """The risk figures of ``s`` now (kept as ``last``)."""
+        eq, _ = M.equity(s)
+        st = self.state_store.load()
+        self.last = M.compute(s, st.day_start_equity, max(st.peak_equity or eq, eq))
         return self.last
 
-    async def monitor_body(self, health: "TaskHealth") -> None:
-        while self.s.running:
+    async def monitor_body(self, s: "Strategy", health: "TaskHealth") -> None:
+        while s.running:
             await asyncio.sleep(self.cfg.monitor_interval)
-            await self.monitor_once()
+            await self.monitor_once(s)
             health.seen("ok")
 
-    async def monitor_once(self) -> M.RiskMetrics:
-        m = self.metrics()
-        self.s.sink.record("risk_metrics", payload={k: v for k, v in m.as_dict().items() if k != "positions"})
+    async def monitor_once(self, s: "Strategy") -> M.RiskMetrics:
+        m = self.metrics(s)
+        self.sink.record("risk_metrics", payload={k: v for k, v in m.as_dict().items() if k != "positions"})
         log.info(
             "Risk status equity=%.2f daily_pnl=%.2f drawdown=%.4f exposure=%.3f leverage=%.3f corr=%.2f liq=%.4f vol=%.5f",
             m.equity,
@@ -237,47 +242,46 @@ class RiskManager:
             m.volatility,
         )
         cfg = self.cfg
-        if self.s.state.halted:
+        if s.state.halted:
             return m
         if cfg.max_total_exposure is not None and m.total_exposure > cfg.max_total_exposure:
             log.error("Total exposure limit exceeded: %.3f", m.total_exposure)
-            await self.reduce_all_positions(0.7, f"total exposure {m.total_exposure:.3f} > {cfg.max_total_exposure}")
+            await self.reduce_all_positions(s, 0.7, f"total exposure {m.total_exposure:.3f} > {cfg.max_total_exposure}")
         if cfg.max_leverage is not None and m.leverage > cfg.max_leverage:
             log.error("Leverage limit exceeded: %.3f", m.leverage)
-            await self.close_highest_risk_position(f"leverage {m.leverage:.3f} > {cfg.max_leverage}")
+            await self.close_highest_risk_position(s, f"leverage {m.leverage:.3f} > {cfg.max_leverage}")
         if cfg.max_volatility_threshold is not None and not math.isnan(m.volatility) and m.volatility > cfg.max_volatility_threshold:
             log.warning("High market volatility detected: %.5f", m.volatility)
-            await self.reduce_all_positions(0.5, f"volatility {m.volatility:.5f} > {cfg.max_volatility_threshold}")
+            await self.reduce_all_positions(s, 0.5, f"volatility {m.volatility:.5f} > {cfg.max_volatility_threshold}")
         if m.correlation_risk > (cfg.correlation_limit or 0.8):
             log.warning("High correlation risk detected: %.2f", m.correlation_risk)
             from ..alerts.dispatcher import send_alert
 
-            send_alert(self.s, f"High correlation risk detected: {m.correlation_risk:.2f}", "warning")
+            send_alert(s, f"High correlation risk detected: {m.correlation_risk:.2f}", "warning")
         return m
 
-    async def reduce_all_positions(self, keep: float, reason: str) -> None:
-        """Reduce every position to ``keep`` of its size."""
-        for ai in list(self.s.universe.values()):
-            if self._holding(self.s, ai):
+    async def reduce_all_positions(self, s: "Strategy", keep: float, reason: str) -> None:
+        """Reduce every position of ``s`` to ``keep`` of its size."""
+        for ai in list(s.universe.values()):
+            if self._holding(s, ai):
                 log.warning("reducing %s by %.0f%%: %s", ai.symbol, (1 - keep) * 100, reason)
-                await self.reduce_position(ai, 1 - keep, reason)
+                await self.reduce_position(s, ai, 1 - keep, reason)
 
-    async def close_highest_risk_position(self, reason: str) -> None:
-        values = {sym: M.position_value(self.s, ai) for sym, ai in self.s.universe.items()}
+    async def close_highest_risk_position(self, s: "Strategy", reason: str) -> None:
+        values = {sym: M.position_value(s, ai) for sym, ai in s.universe.items()}
         values = {k: v for k, v in values.items() if math.isfinite(v) and v}
         if not values:
             return
         sym = max(values, key=lambda k: abs(values[k]))
         log.warning("closing highest-risk position %s: %s", sym, reason)
-        await self.reduce_position(self.s.universe[sym], 1.0, reason)
+        await self.reduce_position(s, s.universe[sym], 1.0, reason)
 
-    async def reduce_position(self, ai: "AssetInstance", fraction: float, reason: str) -> Any:
+    async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> Any:
         """Sell (or buy back) ``fraction`` of one position with a market order. The strategy's own open orders on the
         asset are cancelled first (they lock funds and would re-open risk), then the size is taken from what can be
         traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read."""
         from ..model import OrderType
 
-        s = self.s
         for order in ai.open_orders():
             await s.cancel(ai, order)
         if not ai.is_margin:

@@ -119,7 +119,7 @@ class LiveContext:
         return math.nan if unpriced else total
 
     def metrics(self) -> PortfolioMetrics:
-        m = self.__s.risk.metrics()
+        m = self.__s.risk.metrics(self.__s)
         return PortfolioMetrics(
             equity=m.equity,
             unrealized_pnl=m.unrealized_pnl,

@@ -44,7 +44,7 @@ def load_logic(spec: str, params: object = None) -> Logic:
 def status(s: Strategy) -> Json:
     """What an operator wants to see: equity, PnL, open orders, watcher health, halt state, and what became of the
     orders ``call()`` answered UNKNOWN for (engine/verdicts.py)."""
-    m = s.risk.metrics()
+    m = s.risk.metrics(s)
     st = s.state
     return {
         "strategy": s.name,

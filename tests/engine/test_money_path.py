@@ -196,14 +196,14 @@ async def test_balances_keep_flowing_after_a_reconnect(strategy_factory, sandbox
 async def test_incomplete_valuation_is_recorded_alerted_and_blocks_new_risk(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory(risk={"max_daily_loss": 100}, ohlcv_watcher={"use_websocket": False, "interval": 3600})
     s.universe["ETH/USDT"].last_price = None  # ETH is held (20) and has no price now
-    s.risk.evaluate_breakers()
+    s.risk.evaluate_breakers(s)
     incomplete = s.sink.of("valuation_incomplete")[-1]
     assert incomplete["unpriced"] == ["ETH"] and "breakers cannot compare" in incomplete["reason"]
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None  # adds risk: refused
     assert "valuation incomplete" in s.sink.of("risk_rejected")[-1]["reason"]
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.SELL, amount=0.01, waitfor=2), Trade)  # reduces: allowed
     s.universe["ETH/USDT"].last_price = 3000.0
-    s.risk.evaluate_breakers()
+    s.risk.evaluate_breakers(s)
     assert s.sink.of("valuation_incomplete")[-1]["unpriced"] == []
 
 
@@ -276,7 +276,7 @@ async def test_risk_close_cancels_own_orders_and_sells_what_is_free(strategy_fac
     _, ask = bid_ask(sandbox)
     assert await s.call("BTC/USDT", OrderType.GTC, Side.SELL, amount=0.04, price=ask * 1.3, waitfor=0) is PENDING
     await wait_for(lambda: s.cash("BTC").used == pytest.approx(0.04))
-    await s.risk.close_highest_risk_position("test: too much leverage")
+    await s.risk.close_highest_risk_position(s, "test: too much leverage")
     await wait_for(lambda: float(snapshot(sandbox, acct)["spot_balances"]["BTC"]["free"]) < 0.00001)
     assert snapshot(sandbox, acct)["open_orders"] == []
 

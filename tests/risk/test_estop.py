@@ -153,12 +153,12 @@ async def test_monitor_publishes_metrics_and_reduces_exposure(strategy_factory, 
     await wait_for(lambda: all(ai.last_price for ai in s.universe.values()))
     await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=3000 / s.universe["BTC/USDT"].last_price, waitfor=1)
     await wait_for(lambda: s.cash("BTC").total > 0)
-    m = await s.risk.monitor_once()
+    m = await s.risk.monitor_once(s)
     assert m.equity == pytest.approx(10_000, rel=0.01) and 0.25 < m.total_exposure < 0.35 and m.positions["BTC/USDT"] > 0
     assert s.sink.of("risk_metrics")[-1]["payload"]["total_exposure"] == pytest.approx(m.total_exposure)
     before = s.cash("BTC").total
     s.risk.cfg = s.risk.cfg.model_copy(update={"max_total_exposure": 0.2})
-    await s.risk.monitor_once()  # exposure 0.3 > 0.2: reduce every position by 30 %
+    await s.risk.monitor_once(s)  # exposure 0.3 > 0.2: reduce every position by 30 %
     await wait_for(lambda: s.cash("BTC").total < before * 0.75)
 
 
@@ -170,7 +170,7 @@ async def test_one_breaker_trip_records_one_event_however_many_updates_follow(st
     ai = s.universe["BTC/USDT"]
     await wait_for(lambda: ai.last_price and s.state.day_start_equity)
     ai.last_price *= 0.5  # the burst: three updates evaluated before the loop runs the e-stop task
-    reasons = [s.risk.evaluate_breakers() for _ in range(3)]
+    reasons = [s.risk.evaluate_breakers(s) for _ in range(3)]
     assert reasons[0] and reasons[1:] == [None, None]
     assert len(s.sink.of("breaker_tripped")) == 1
     await asyncio.wait_for(_estop_done(s), 15)

@@ -19,6 +19,9 @@ BUILT_BY_THE_ROOT = {
     "TradingGate",
     "OrderBook",
     "Hooks",
+    "RiskManager",
+    "Heartbeat",
+    "Twins",
     "StateStore",
     "ClientOrderIds",
     "intent_journal",
@@ -73,6 +76,9 @@ def test_the_strategy_coordinates_exactly_the_parts_it_was_given() -> None:
         "gate",
         "book",
         "hooks",
+        "risk",
+        "heartbeat",
+        "twins",
     }
 
 
@@ -99,3 +105,36 @@ def test_no_free_function_reaches_into_the_strategy_s_private_state() -> None:
 
 def test_the_private_reach_check_sees_one() -> None:
     assert private_reaches("def f(s):\n    s._orphan_trades.pop('1')\n    s.ledger.claim('1')\n") == ["2: s._orphan_trades"]
+
+
+def holders_of(target: object, parts: object) -> list[str]:
+    """The parts (and their attributes, one level down, containers included) that keep ``target`` itself.
+    Callbacks a part was handed (a subscription, a reader) are not keeping it: they are how the coordinator wires."""
+    found = []
+    for name, part in vars(parts).items():
+        if part is target:
+            found.append(name)
+            continue
+        for attr, value in getattr(part, "__dict__", {}).items():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+            if any(item is target for item in items):
+                found.append(f"{name}.{attr}")
+    return found
+
+
+def test_no_part_keeps_the_strategy() -> None:
+    s, _venue, _clock = engine_on_fake()
+    given = {name: getattr(s, name) for name in EngineParts.__dataclass_fields__}  # the strategy keeps each under its name
+    assert holders_of(s, _Namespace(given)) == []
+
+
+def test_the_check_sees_a_part_that_keeps_the_strategy() -> None:
+    s, _venue, _clock = engine_on_fake()
+    s.risk.s = s  # type: ignore[attr-defined]  (what RiskManager(self) did)
+    s.twins.owners = [s]  # type: ignore[attr-defined]
+    assert holders_of(s, _Namespace({"risk": s.risk, "twins": s.twins})) == ["risk.s", "twins.owners"]
+
+
+class _Namespace:
+    def __init__(self, values: dict[str, object]) -> None:
+        self.__dict__.update(values)
