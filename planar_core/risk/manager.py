@@ -18,10 +18,10 @@ import logging
 import math
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import RiskConfig
-from ..model import Refusal, RefusalReason, Side
+from ..model import OrderAnswer, Refusal, RefusalReason, Side
 from ..model.sink import EventSink
 from ..model.types import Json
 from ..state import StateStore
@@ -276,7 +276,7 @@ class RiskManager:
         log.warning("closing highest-risk position %s: %s", sym, reason)
         await self.reduce_position(s, s.universe[sym], 1.0, reason)
 
-    async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> Any:
+    async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> OrderAnswer:
         """Sell (or buy back) ``fraction`` of one position with a market order. The strategy's own open orders on the
         asset are cancelled first (they lock funds and would re-open risk), then the size is taken from what can be
         traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read."""
