@@ -58,7 +58,10 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
             new=str(new),
             source=source,
         )
-        log.warning("ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
+        # a stale "open" after a final status is the ordinary race of an order that ended at once (an IOC or FOK
+        # whose acknowledgement said expired or filled before the stream's NEW report arrived): recorded, not warned
+        level = logging.INFO if new is OrderStatus.OPEN and old.is_final else logging.WARNING
+        log.log(level, "ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
         return False
     s.book.set_status(ai, order, new)
     if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
