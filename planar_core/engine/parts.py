@@ -27,6 +27,7 @@ from .gate import TradingGate
 from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .lease import Lease, RemoteLease, engine_lease
+from .ledger import FillLedger
 from .order_book import OrderBook
 from .store_guard import GuardedSink
 from .supervisor import Supervisor, TaskObserver
@@ -53,6 +54,7 @@ class EngineParts:
     holdings: AccountBook
     gate: TradingGate  # whether orders may go out: the halt, the store's health, unreadable files
     book: OrderBook  # the orders, their status and fills, and what the order path learned about them
+    ledger: FillLedger  # fills applied, fills that came before their order, an earlier run's orders
     hooks: Hooks  # who is told what, and the delivery
     risk: RiskManager  # pre-trade checks, breakers, the risk monitor
     heartbeat: Heartbeat  # the exchange's dead-man's switch and the heartbeat record
@@ -100,6 +102,7 @@ def build_parts(
         holdings=AccountBook(config, universe, freshness, guarded, clock),
         gate=gate,
         book=OrderBook(),
+        ledger=FillLedger(),
         hooks=Hooks(config.name, guarded, alerts),
         risk=RiskManager(config.risk, state_store, guarded),
         heartbeat=Heartbeat(config, config_account(config), venue, guarded),

@@ -38,7 +38,6 @@ from . import sync as _sync
 from . import updates as _updates
 from .closing import close_position
 from .freshness import AccountReader
-from .ledger import FillLedger
 from .margin import alert_external_position_changes, explain_reductions, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
 from .parts import EngineParts, build_parts, config_account, configured_alerts
@@ -100,7 +99,7 @@ class Strategy:
         self.hooks = parts.hooks  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = parts.alerts
         self.trade_grace_s = 0.25  # wait this long for a trade event before emulating one from an order update
-        self.ledger = FillLedger()  # fills applied, fills before their order, an earlier run's orders (ledger.py)
+        self.ledger = parts.ledger  # fills applied, fills before their order, an earlier run's orders (ledger.py)
         self.ws_generation = 0  # bumped by health.reconnect when it closes the websockets on purpose
         # which report each balance and position came from; fills they include. Its reads are the engine's own
         self.freshness = parts.freshness
