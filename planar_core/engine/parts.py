@@ -38,7 +38,8 @@ from .twins import Twins
 class EngineParts:
     """What a Strategy is given: where it records (``sink``), the exchange (``venue``), its persisted state, its
     client order ids and their intent journal, the lease that makes it the one engine of this strategy and
-    account, the supervisor of its tasks, its alert channels and its clock."""
+    account, the supervisor of its tasks, its alert channels and its clock; and the parts that own the engine's
+    state (docs/architecture.md, "The composition root"), none of which keeps the strategy."""
 
     sink: GuardedSink  # every write of the engine and its parts: a failed one halts instead of raising
     venue: Venue
@@ -87,13 +88,14 @@ def build_parts(
     gate = TradingGate(config.name, state_store, guarded, journal, ids, clock, alerts)
     guarded.on_failure = gate.store_failed  # a failed write halts, with a critical alert, once per episode
     state_store.on_unreadable = gate.persisted_unreadable
+    account = config_account(config)
     return EngineParts(
         sink=guarded,
         venue=venue,
         state_store=state_store,
         ids=ids,
         journal=journal,
-        lease=engine_lease(config, config_account(config)),
+        lease=engine_lease(config, account),
         supervisor=Supervisor(observer=observer),
         alerts=alerts,
         clock=clock,
@@ -105,7 +107,7 @@ def build_parts(
         ledger=FillLedger(),
         hooks=Hooks(config.name, guarded, alerts),
         risk=RiskManager(config.risk, state_store, guarded),
-        heartbeat=Heartbeat(config, config_account(config), venue, guarded),
+        heartbeat=Heartbeat(config, account, venue, guarded),
         twins=Twins(config),
     )
 
