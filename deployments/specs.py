@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planar_core.config import ConfigError, load_config
+from planar_core.config import named_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 LIVE_CONCURRENCY = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
 
@@ -40,17 +39,6 @@ class Spec:
         return self.entrypoint.rsplit(":", 1)[1]
 
 
-def strategy_configs(folder: Path) -> list[tuple[str, Path]]:
-    """(strategy name, config path) for every loadable config in ``folder``; a config that does not load is an error."""
-    found = []
-    for path in sorted(p for p in Path(folder).iterdir() if p.suffix in CONFIG_SUFFIXES):
-        try:
-            found.append((load_config(path, env={}).name, path))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    return found
-
-
 def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> list[Spec]:
     def where(p: Path) -> str:
         return str(p.resolve().relative_to(relative_to.resolve())) if relative_to else str(p.resolve())
@@ -59,7 +47,7 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
         Spec(
             "emergency-stop",
             "flows/emergency.py:emergency_stop",
-            {"reason": "Manual trigger", "close_positions": False},
+            {"reason": "Manual trigger", "close_positions": False, "configs_dir": where(folder)},
             ("planar", "emergency-stop"),
             description="E-stop any strategy (the breaker automation's target)",
         ),
@@ -73,12 +61,12 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
         Spec(
             "resync",
             "flows/scheduled.py:resync",
-            {},
+            {"configs_dir": where(folder)},
             ("planar", "resync"),
             description="Re-sync any strategy (the reconnect automation's target)",
         ),
     ]
-    for name, path in strategy_configs(folder):
+    for name, path in named_configs(folder):
         params: dict[str, object] = {"strategy": name, "config_path": where(path)}
         tags = ("planar", f"strategy:{name}")
         out += [

@@ -107,3 +107,17 @@ async def awaited(call: Awaitable[T]) -> T:
     """A flow called with ``return_state=True`` as a coroutine (Prefect types that call as an Awaitable of its State),
     for ``asyncio.run`` and ``asyncio.create_task``, which take coroutines only."""
     return await call
+
+
+async def tag_this_run(*tags: str) -> None:
+    """Add tags to the current flow run, however it was created (a UI click, an automation, the CLI): the runs of a
+    strategy are found by ``strategy:<name>`` whatever deployment made them."""
+    run_id = flow_run.id
+    if not run_id:
+        return
+    try:
+        async with get_client() as client:
+            fr = await client.read_flow_run(run_id)
+            await client.update_flow_run(run_id, tags=sorted({*fr.tags, *tags}))
+    except Exception as err:  # a tag is for finding the run; the stop goes on
+        log.warning("could not tag flow run %s with %s: %s", run_id, tags, err)

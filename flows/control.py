@@ -129,7 +129,16 @@ class EngineControl:
         log.error("emergency stop requested by flow run %s: %s", request, reason)
         self.s.sink.record("estop_requested", reason=reason, request=request)
         try:
-            self.estop_report = await self.s.emergency_stop(f"{reason} (e-stop flow run {request})", close_positions)
+            report = self.estop_report = await self.s.emergency_stop(f"{reason} (e-stop flow run {request})", close_positions)
+            # the e-stop run reports what the engine did on its own connections beside what it did itself
+            self.s.state_store.update(
+                engine_estop={
+                    "request": request,
+                    "run": str(flow_run.id or ""),
+                    "summary": report.summary(),
+                    **{k: v for k, v in report.as_dict().items() if k != "symbols"},
+                }
+            )
         finally:
             self._end("emergency stop", reason)
 

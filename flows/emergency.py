@@ -15,29 +15,32 @@ its report says what each strategy had open (``planar_core.risk.account_estop``,
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling, Failed
 
-from planar_core.config import ConfigError, StrategyConfig, load_config
+from planar_core.config import ConfigError, StrategyConfig, config_files, load_config, locate_config
 from planar_core.engine.strategy import config_account
-from planar_core.model.json import integer, obj
+from planar_core.model.json import integer
 from planar_core.model.types import Json
 from planar_core.risk.account_estop import AccountEStopReport
-from planar_core.risk.estop import EStopReport
-from planar_core.runner import account_emergency_stop_standalone, emergency_stop_standalone
+from planar_core.risk.estop import EStopReport, conclude
+from planar_core.runner import account_emergency_stop_standalone, open_for_estop
 from planar_core.runner.account import account_members
 from planar_core.state import StateStore
 from tasks.blocks import secret_block_provider
 from tasks.events import resource
-from tasks.orders import settle_state
+from tasks.orders import estop_symbol_state, lend
 from tasks.strategy import load_strategy_config
 
-from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
+from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure, tag_this_run
 from .control import blank, live_runs
 
 
@@ -59,27 +62,31 @@ async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0) -
     return cancelled
 
 
-async def mop_up(
-    report: EStopReport,
-    strategy: str,
-    cfg: StrategyConfig,
-    close: bool,
-    reason: str,
-    config_path: str | None,
-    overrides: dict[str, object] | None,
-) -> None:
-    """Per-symbol settle tasks (retried by Prefect) for what the e-stop left unverified; the report and the persisted
-    list re-arm checks then say what is still unverified after them."""
-    symbols = [sym for sym in report.unsettled() if sym in {a.symbol for a in cfg.universe}]
-    states = await asyncio.gather(*(settle_state(strategy, sym, close, reason, config_path, overrides) for sym in symbols))
-    for sym, state in zip(symbols, states):
-        if not state.is_completed():
-            report.errors.append(f"{sym}: settle task: {state.message}"[:300])
-            continue
-        res = obj(await state.aresult())  # a completed settle answers its report as a dict
-        report.cancelled += integer(res.get("cancelled"))
-        report.symbols[sym].mark_settled()
-    StateStore(cfg.shared_root).update(estop_unverified=report.outstanding())
+async def stop_by_symbol(cfg: StrategyConfig, reason: str, close: bool | None) -> EStopReport:
+    """The standalone e-stop as task runs: the strategy halted and loaded once, then one task run per symbol
+    (``estop:<symbol>``: cancel, verify, close; retried until the exchange confirms), all at once; the whole report
+    concluded (trace, alert, what re-arm must check) from theirs."""
+    s, deadline, unreachable = await open_for_estop(cfg, reason, secrets_provider=secret_block_provider)
+    try:
+        if unreachable is not None:
+            return unreachable
+        started = time.perf_counter()
+        close = cfg.risk.emergency_close_positions if close is None else close
+        budget = max(1.0, deadline - asyncio.get_running_loop().time())
+        symbols = [a.symbol for a in cfg.universe]
+        report = EStopReport(reason)
+        with lend(s) as (key, lent):
+            states = await asyncio.gather(*(estop_symbol_state(sym, key, close, reason, budget) for sym in symbols))
+            for sym, state in zip(symbols, states):
+                part = lent.reports.get(sym)
+                if part is not None:
+                    report.merge(part)
+                else:  # the task run failed before it could report (an exception, not an outcome)
+                    report.of(sym).orders.unverified = f"task run estop:{sym} ended {state.type.value}: {state.message}"[:300]
+        report.seconds = time.perf_counter() - started
+        return conclude(s, report, reason)
+    finally:
+        await s.stop()
 
 
 def _run_account(params: Json, strategy: str) -> str | None:
@@ -100,55 +107,131 @@ async def emergency_stop(
     config_path: str | None = None,
     account: str | None = None,
     overrides: dict[str, object] | None = None,
+    configs_dir: str | None = None,
 ) -> Outcome:
-    """Cancel every open order (optionally close positions), halt the strategy, then cancel its live flow runs.
+    """Cancel every open order of the strategy (optionally close positions), halt it, then cancel its live flow runs.
 
-    ``account`` (as carried by the engine's events) aims the stop: a config whose account differs is refused, so
-    an automation never stops another strategy that shares the name. Idempotent: a second run finds nothing open
-    and no live run to cancel."""
+    The config is ``config_path`` or, when that is not given or not here, the config named ``strategy`` in
+    ``configs_dir`` (the folder this deployment was generated from): an automation names the strategy, never a path.
+    ``account`` (as carried by the engine's events) aims the stop: a config whose account differs is refused, so an
+    automation never stops another strategy that shares the name. Idempotent: a second run finds nothing open and no
+    live run to cancel. The run's log and artifact say what the running engine cancelled on its own connections and
+    what this run cancelled, found already gone, could not verify and closed; INFO when the exchange confirmed
+    everything, ERROR when not."""
     logger = get_run_logger()
-    config_path = None if blank(config_path) else config_path
     try:
-        cfg = load_strategy_config(strategy, config_path, overrides)
-        if not blank(account):
-            probe = config_account(cfg, secrets_provider=secret_block_provider)
-            if probe != account:
-                await no_retry(None)
-                msg = f"emergency stop aimed at account {account}, but {config_path or strategy} trades {probe}: refused"
-                logger.error(msg)
-                return Failed(message=msg)
-        report = await emergency_stop_standalone(cfg, reason, close_positions, secrets_provider=secret_block_provider)
+        path = locate_config(strategy, None if blank(config_path) else str(config_path), None if blank(configs_dir) else str(configs_dir))
+        cfg = load_strategy_config(strategy, path, overrides)
+        probe = config_account(cfg, secrets_provider=secret_block_provider)
+        await tag_this_run("emergency-stop", f"strategy:{strategy}", f"account:{probe}")
+        if not blank(account) and probe != account:
+            await no_retry(None)
+            msg = f"emergency stop aimed at account {account}, but {path or strategy} trades {probe}: refused"
+            logger.error(msg)
+            return Failed(message=msg)
+        report = await stop_by_symbol(cfg, reason, close_positions)
     except PERMANENT as exc:
         return await permanent_failure(exc)
-    if not report.clean:
-        await mop_up(report, strategy, cfg, close_positions, reason, config_path, overrides)
     runs = [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
     cancelled = await cancel_runs([r.id for r in runs], reason)
-    logger.error("EMERGENCY STOP %s: %s; live runs cancelled %s", strategy, report.summary(), cancelled)
+    engine = engine_part(cfg)
+    await refresh_live_status(strategy, [r.id for r in runs], report)
+    line = estop_line(strategy, report, engine, cancelled)
+    (logger.info if report.clean else logger.error)(line)
     emit_event(
         event="planar.emergency_stop",
         resource=resource(strategy),
         payload={
             "reason": reason,
             "cancelled_orders": report.cancelled,
+            "cancelled_by_engine": integer(engine.get("cancelled")),
             "clean": report.clean,
             "cancelled_runs": cancelled,
             "unverified": dict(report.unverified),  # a plain mapping: the event is serialised as JSON
-            "account": account or "",
+            "account": probe,
         },
     )
-    unverified = "".join(f"| unverified: {k} | {v} |\n" for k, v in report.unverified.items())
     await InPlaceArtifact(artifact_key(strategy, "emergency-stop"), "emergency stop report").publish(
-        f"# Emergency stop: {strategy}\n**{'CLEAN' if report.clean else 'NOT CLEAN: see the unverified rows'}**\n\n"
-        f"reason: {reason}\n\n| what | value |\n|---|---|\n"
-        f"| orders cancelled by this run | {report.cancelled} |\n| positions closed | {report.closed} |\n"
-        f"| still open | {report.remaining_open} {report.remaining_positions} |\n{unverified}"
-        f"| live runs cancelled | {', '.join(cancelled) or '-'} |\n| clean | {report.clean} |"
+        estop_markdown(strategy, reason, report, engine, cancelled)
     )
-    return {**report.as_dict(), "cancelled_runs": cancelled}
+    return {**report.as_dict(), "cancelled_runs": cancelled, "cancelled_by_engine": integer(engine.get("cancelled")), "line": line}
 
 
-CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+def engine_part(cfg: StrategyConfig) -> Json:
+    """What the running engine did on this e-stop request (it cancels on its own connections the moment the request
+    is created), as it persisted it; empty when no engine handled this run's request."""
+    me = str(flow_run.id or "")
+    try:
+        done = StateStore(cfg.shared_root).load().engine_estop
+    except (OSError, ValueError):
+        return {}
+    return done if me and done.get("request") == me else {}
+
+
+def estop_line(strategy: str, report: EStopReport, engine: Json, cancelled_runs: list[str]) -> str:
+    """One line for the log and the CLI: the verdict, then each part's count."""
+    verdict = "CLEAN" if report.clean else "NOT CLEAN"
+    by_engine = f"the engine cancelled {integer(engine.get('cancelled'))}" if engine else "no running engine took part"
+    closed = f"; positions closed {dict(report.closed)}" if report.closed else ""
+    left = f"; unverified {dict(report.unverified)}; still open {dict(report.remaining_open)} {dict(report.remaining_positions)}"
+    return (
+        f"emergency stop {strategy}: {verdict}; {by_engine}; this run cancelled {report.cancelled}, found {report.already_gone} "
+        f"already gone{closed}; live runs cancelled {len(cancelled_runs)}" + ("" if report.clean else left)
+    )
+
+
+def _table(mapping: Mapping[str, object]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in mapping.items()) or "none"
+
+
+def estop_markdown(strategy: str, reason: str, report: EStopReport, engine: Json, cancelled_runs: list[str]) -> str:
+    """The e-stop run's artifact: the verdict first, then who cancelled what, what is left, per symbol."""
+    rows = [
+        (
+            "orders cancelled by the running engine",
+            f"{engine.get('cancelled')} ({engine.get('summary')})" if engine else "no running engine took part",
+        ),
+        ("orders cancelled by this run", report.cancelled),
+        ("already gone when this run looked (cancelled by the engine, or filled)", report.already_gone),
+        ("positions closed", _table(report.closed)),
+        ("still open", _table({**report.remaining_open, **report.remaining_positions})),
+        ("unverified", _table(report.unverified)),
+        ("other strategies' / foreign orders left open", _table(report.left_alone)),
+        ("live runs cancelled", ", ".join(cancelled_runs) or "none"),
+    ]
+    per_symbol = "\n".join(
+        f"| {sym} | {o.orders.cancelled} | {o.orders.already_gone} | {o.orders.still_open} | {o.orders.unverified or o.unreachable or '-'} |"
+        for sym, o in report.symbols.items()
+    )
+    verdict = "CLEAN: the exchange lists nothing of it open" if report.clean else "NOT CLEAN: see still open / unverified"
+    return (
+        f"# Emergency stop: {strategy}\n**{verdict}**\n\nreason: {reason}\n\n| what | value |\n|---|---|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        + f"\n\n## per symbol (task runs estop:<symbol>)\n| symbol | cancelled | already gone | still open | unverified |\n|---|---|---|---|---|\n{per_symbol}"
+    )
+
+
+async def refresh_live_status(strategy: str, run_ids: list[UUID], report: EStopReport) -> None:
+    """The live runs' status artifacts (updated in place while they ran) end with what the exchange showed after the
+    stop: their last publish came from the engine's own view, before this run verified."""
+    if not run_ids:
+        return
+    from prefect.client.schemas.actions import ArtifactUpdate
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    verified = (
+        f"\n\n### after the emergency stop (flow run {flow_run.name}, verified on the exchange)\n| field | value |\n|---|---|\n"
+        f"| open_orders | {sum(report.remaining_open.values())} |\n| unverified | {_table(report.unverified)} |\n"
+        f"| positions | {_table(report.remaining_positions)} |\n| clean | {report.clean} |"
+    )
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key(strategy, "status")]), flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)
+            )
+        )
+        for art in found:
+            await client.update_artifact(art.id, ArtifactUpdate(data=f"{art.data}{verified}"))
 
 
 def account_configs(config_paths: list[str] | None, configs_dir: str | None) -> list[StrategyConfig]:
@@ -156,10 +239,7 @@ def account_configs(config_paths: list[str] | None, configs_dir: str | None) -> 
     load is an error naming it (a config error is permanent: no retry)."""
     paths = [Path(p) for p in config_paths or []]
     if not blank(configs_dir):
-        folder = Path(str(configs_dir))
-        if not folder.is_dir():
-            raise ConfigError(f"configs_dir: {folder} is not a folder")
-        paths += sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES)
+        paths += config_files(str(configs_dir))
     if not paths:
         raise ConfigError("config_paths / configs_dir: give the strategy configs to look among for the account's strategies")
     out = []

@@ -20,14 +20,18 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.events import emit_event
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Crashed, Failed
+from prefect.states import Cancelled, Crashed, Failed, State
 
 from planar_core.engine.lease import LeaseHeldError
 from planar_core.model.json import obj
@@ -36,10 +40,11 @@ from planar_core.runner import load_logic, run
 from planar_core.runner.host import UNKNOWN_COUNTS
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
+from tasks.events import resource
 from tasks.strategy import build_strategy
 
 from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
-from .control import EngineControl, live_runs
+from .control import EngineControl, blank, live_runs
 from .watcher_runs import WatcherRuns
 
 if TYPE_CHECKING:
@@ -54,6 +59,27 @@ def status_markdown(st: Json) -> str:
     return f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
 
 
+async def close_task_runs(client: PrefectClient, run_id: UUID | str, why: str) -> int:
+    """The task runs a dead run left Running (its watchers: nothing will end them) marked Crashed."""
+    found = await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(run_id))])),
+        task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))),
+    )
+    for tr in found:
+        await client.set_task_run_state(tr.id, Crashed(message=why), force=True)
+    return len(found)
+
+
+async def restarts_within_hour(strategy: str) -> int:
+    """Crash restarts of this strategy's live runs (``restart_of`` set) created within the last hour, this one included."""
+    since = datetime.now(UTC) - timedelta(hours=1)
+    return sum(
+        1
+        for r in await live_runs(strategy, states=[t.value for t in StateType])
+        if not blank((r.parameters or {}).get("restart_of")) and r.created is not None and r.created >= since
+    )
+
+
 async def take_over_zombies(s: Strategy) -> list[str]:
     """Live runs of this strategy left Running by a process that died: this run holds the lease, so no engine of
     theirs is trading. They are marked Crashed, naming this run, instead of blocking the strategy forever."""
@@ -66,9 +92,9 @@ async def take_over_zombies(s: Strategy) -> list[str]:
         for r in await live_runs(s.name, states=("RUNNING", "CANCELLING")):
             if str(r.id) == str(me) or (mine is not None and r.start_time is not None and r.start_time >= mine):
                 continue  # a run that started after this one is still on its way to the lease, which refuses it
-            await client.set_flow_run_state(
-                r.id, Crashed(message=f"superseded: its engine holds no lease (process gone); flow run {me} took over"), force=True
-            )
+            why = f"superseded: its engine holds no lease (process gone); flow run {me} took over"
+            await client.set_flow_run_state(r.id, Crashed(message=why), force=True)
+            await close_task_runs(client, r.id, why)
             crashed.append(str(r.id))
     if crashed:
         s.sink.record("error_occurred", reason=f"live runs {crashed} were left Running by dead processes; marked Crashed")
@@ -107,11 +133,20 @@ async def live_strategy(
     report_dir: str | None = None,
     overrides: dict[str, object] | None = None,
     takeover: bool = False,
+    restart_of: str | None = None,
+    max_restarts_per_hour: int = 3,
 ) -> Outcome:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts.
     ``takeover``: another engine of this strategy (another store root) is gone; adopt the orders it left (without it,
-    such orders refuse the start: the run fails, not retried)."""
+    such orders refuse the start: the run fails, not retried). ``restart_of``: the crashed run this one replaces (the
+    crash-restart automation sets it): its task runs are closed, and beyond ``max_restarts_per_hour`` such restarts
+    the run fails instead of trading (a strategy that keeps crashing needs a person)."""
     logger = get_run_logger()
+    config_path = None if blank(config_path) else config_path
+    if not blank(restart_of):
+        refused = await restart_refused(strategy, str(restart_of), max_restarts_per_hour)
+        if refused is not None:
+            return refused
     watcher_runs = WatcherRuns()  # one long-lived task run per engine watcher, shown in the run's graph
     try:
         s = build_strategy(strategy, config_path, observer=watcher_runs, overrides=overrides)
@@ -129,6 +164,24 @@ async def live_strategy(
     control = EngineControl(s, stop, since=session_start)
     with sigterm_stops(control):  # until the flow returns: a runner's SIGTERM during the report must not crash the run
         return await _session(s, control, stop, session_start, duration, report_dir, watcher_runs, takeover)
+
+
+async def restart_refused(strategy: str, crashed: str, limit: int) -> State[object] | None:
+    """A crash restart: the crashed run's task runs closed; None to go on, or the Failed state when this strategy
+    was restarted more than ``limit`` times within the hour."""
+    logger = get_run_logger()
+    async with get_client() as client:
+        closed = await close_task_runs(client, crashed, f"its flow run crashed; flow run {flow_run.id} restarts the strategy")
+    n = await restarts_within_hour(strategy)
+    logger.warning(
+        "restarting %s after flow run %s crashed (%d task runs it left Running closed; restart %d this hour)", strategy, crashed, closed, n
+    )
+    if n <= limit:
+        return None
+    await no_retry(None)
+    msg = f"{strategy}: {n} crash restarts within the hour (limit {limit}); not restarting again: look at the crashed runs, then start it by hand"
+    logger.error(msg)
+    return Failed(message=msg)
 
 
 async def _session(
@@ -179,6 +232,8 @@ async def _session(
         with contextlib.suppress(BaseException):
             await watcher
         await s.stop()  # watchers stopped, trace flushed and closed, lease released; open orders stay (e-stop cancels them)
+        # the heartbeat watchdog's window closes: this engine stopped, it did not die
+        emit_event(event="planar.stopped", resource=resource(s.name), payload={"account": s.account})
         await watcher_runs.finish()
         if s.alerts is not None:
             await s.alerts.stop()

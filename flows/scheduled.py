@@ -49,13 +49,21 @@ async def auto_tune(strategy: str, days: float = 30, config_path: str | None = N
 
 @flow(name="resync", retries=2, retry_delay_seconds=10)
 async def resync(
-    strategy: str, config_path: str | None = None, overrides: dict[str, object] | None = None, tolerance: float = 1e-8
+    strategy: str,
+    config_path: str | None = None,
+    overrides: dict[str, object] | None = None,
+    tolerance: float = 1e-8,
+    configs_dir: str | None = None,
 ) -> Json:
-    """Health check, then the exchange's snapshot against the trace-derived state; a divergence is an event and an alert."""
+    """Health check, then the exchange's snapshot against the trace-derived state; a divergence is an event and an
+    alert. The config is ``config_path`` or the config named ``strategy`` in ``configs_dir`` (the reconnect
+    automation names the strategy only)."""
     from planar_core.alerts.dispatcher import send_alert
+    from planar_core.config import locate_config
     from planar_core.engine.health import check
 
     logger = get_run_logger()
+    config_path = locate_config(strategy, config_path or None, configs_dir or None)
     s = build_strategy(strategy, config_path, overrides={**(overrides or {}), "event_tracing": {"enabled": False}})
     try:
         await s.load()

@@ -594,3 +594,49 @@ def config_reference_markdown() -> str:
         typ = str(field.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
         lines.append(f"| `{name}` | `{typ}` | `{default}` | {field.description or ''} |")
     return "\n".join(lines) + "\n"
+
+
+CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+def config_files(folder: str | Path) -> list[Path]:
+    """The strategy config files of a folder (TOML, YAML, JSON), sorted; a missing folder is a ConfigError."""
+    where = Path(folder)
+    if not where.is_dir():
+        raise ConfigError(f"configs_dir: {where} is not a folder")
+    return sorted(p for p in where.iterdir() if p.suffix in CONFIG_SUFFIXES)
+
+
+def named_configs(folder: str | Path) -> list[tuple[str, Path]]:
+    """(strategy name, path) for every config of ``folder``; one that does not load is an error naming it. Read
+    without the environment: a name comes from the file, whatever ``PLANAR_*`` says."""
+    found = []
+    for path in config_files(folder):
+        try:
+            found.append((load_config(path, env={}).name, path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return found
+
+
+def locate_config(strategy: str, config_path: str | None, configs_dir: str | None) -> str | None:
+    """The config of ``strategy``: ``config_path`` when it exists, else the config of that name in ``configs_dir``.
+
+    Runs that an automation or a UI click starts (e-stop, resync, re-start) locate their strategy this way, from
+    their own deployment's folder, never through a path inside another run's working directory (on a work pool that
+    path is a temporary clone, deleted when that run ends). None: no file at all (the environment alone)."""
+    if config_path and Path(config_path).is_file():
+        return config_path
+    if not configs_dir:
+        if config_path:
+            raise ConfigError(f"config file not found: {config_path}")
+        return None
+    named = named_configs(configs_dir)
+    matches = [path for name, path in named if name == strategy]
+    if not matches:
+        seen = ", ".join(name for name, _ in named) or "none"
+        missing = f"{config_path} does not exist and " if config_path else ""
+        raise ConfigError(f"config of {strategy}: {missing}no config in {configs_dir} is named {strategy} (found: {seen})")
+    if len(matches) > 1:
+        raise ConfigError(f"config of {strategy}: {len(matches)} configs in {configs_dir} carry that name: {[str(p) for p in matches]}")
+    return str(matches[0])

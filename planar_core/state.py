@@ -40,6 +40,10 @@ class PersistedState(BaseModel):
         default_factory=dict, description="what the last e-stop could not confirm; re-arm is refused until the exchange shows it settled"
     )
     tuned_params: Json = Field(default_factory=dict)
+    engine_estop: Json = Field(
+        default_factory=dict,
+        description="what the running engine did on the last e-stop request it saw (request: the e-stop flow run), for that run's report",
+    )
 
 
 def reset_remedy(name: str) -> str:

@@ -36,7 +36,7 @@ class PrefectEventSink:
         try:
             self.inner.record(kind, **fields)
         finally:  # a halt the trace could not write (a full disk halts) still reaches the automations
-            if kind in RISK_EVENT_KINDS or kind == "reconnect":
+            if kind in RISK_EVENT_KINDS or kind in ("reconnect", "heartbeat"):  # heartbeats feed the watchdog automation
                 self._emit(kind, fields)
 
     def _emit(self, kind: str, fields: dict[str, object]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from planar_core.alerts import AlertConfig, AlertDispatcher, Redactor, setup_live_logging
 from planar_core.config import StrategyConfig, load_config
@@ -35,10 +34,8 @@ def build_strategy(
     cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider)})
     redactor = Redactor(cfg.credentials.secret_values())
     alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor) if cfg.alerts is None and _alerts_in_env() else None
-    identity = {
-        "account": config_account(cfg, secret_block_provider),
-        "config_path": str(Path(config_path).resolve()) if config_path else "",
-    }
+    # the account aims an automation's e-stop; no path: on a work pool this run's folder is gone when the e-stop runs
+    identity = {"account": config_account(cfg, secret_block_provider)}
 
     def prefect_events(inner: EventSink, dispatcher: AlertDispatcher | None) -> EventSink:
         return PrefectEventSink(inner, cfg.name, identity, dispatcher)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..model import AssetInstance
 
 log = logging.getLogger("planar.risk.estop")
-__all__ = ["EStopReport", "emergency_stop", "not_clean_parts", "pause", "settle_symbol"]
+__all__ = ["EStopReport", "conclude", "emergency_stop", "not_clean_parts", "pause", "settle_symbol"]
 
 
 @dataclass
@@ -58,6 +58,12 @@ class EStopReport(OutcomeTables):
     def of(self, symbol: str) -> SymbolOutcome:
         return self.symbols.setdefault(symbol, SymbolOutcome())
 
+    def merge(self, part: EStopReport) -> None:
+        """Take one symbol's report (the e-stop flow's per-symbol task runs) into the whole."""
+        self.symbols.update(part.symbols)
+        self.errors += part.errors
+        self.cancelled_later += part.cancelled_later
+
     @property
     def cancelled(self) -> int:
         """Orders seen open and confirmed no longer open."""
@@ -66,6 +72,11 @@ class EStopReport(OutcomeTables):
     @cancelled.setter
     def cancelled(self, value: int) -> None:
         self.cancelled_later += value - self.cancelled
+
+    @property
+    def already_gone(self) -> int:
+        """Orders the strategy's record had open that the exchange no longer listed when the stop first looked."""
+        return sum(o.orders.already_gone for o in self.symbols.values())
 
     @property
     def left_alone(self) -> dict[str, int]:
@@ -114,6 +125,7 @@ class EStopReport(OutcomeTables):
         return {
             "reason": self.reason,
             "cancelled": self.cancelled,
+            "already_gone": self.already_gone,
             "closed": self.closed,
             "remaining_open": dict(self.remaining_open),
             "remaining_positions": dict(self.remaining_positions),
@@ -162,6 +174,9 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
     if out.unverified is None:
         out.unverified = "not listed yet"  # until the exchange lists them
     seen: set[str] = set()
+    ai = s.universe.get(symbol)
+    known = {str(o.id) for o in ai.open_orders() if o.id is not None} if ai is not None else set()
+    first = True
     attempt = 0
     while True:
         remaining = deadline - loop.time()
@@ -175,6 +190,9 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
+        if first:  # cancelled by the running engine (on its own connections), or filled, before this stop looked
+            out.already_gone += len(known - {str(r.id) for r in listed})
+            first = False
         with s.group():
             for r in listed:
                 s.apply_order(r, source="estop")
@@ -294,6 +312,12 @@ async def emergency_stop(
         await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
     await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if report.of(sym).orders.unverified is None))
     report.seconds = time.perf_counter() - started
+    return conclude(s, report, reason)
+
+
+def conclude(s: "Strategy", report: EStopReport, reason: str) -> EStopReport:
+    """The end of every e-stop, whole or assembled per symbol (the e-stop flow): what is unverified persisted for
+    re-arm, the report in the trace, the alert, the strategy's e-stop hooks."""
     s.state_store.update(estop_unverified=report.outstanding())
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()

@@ -30,6 +30,7 @@ class OrdersOutcome:
     still_open: int = 0
     unverified: str | None = None
     left_alone: int = 0  # open orders on the account that are not the stopping strategy's
+    already_gone: int = 0  # open in the strategy's own record, no longer listed when the stop first looked
 
 
 @dataclass

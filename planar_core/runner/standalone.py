@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 
 from ..config import StrategyConfig, load_config
-from ..engine.strategy import strategy_from_config
+from ..engine.strategy import Strategy, strategy_from_config
 from ..exchange.errors import ExchangeOpError
-from ..risk.estop import EStopReport, emergency_stop, pause
+from ..risk.estop import EStopReport, conclude, emergency_stop, pause
 
 
 async def emergency_stop_standalone(
@@ -27,28 +27,42 @@ async def emergency_stop_standalone(
     The trace is the account's; if a live engine still holds its writer lock, the e-stop writes its events to
     the strategy's side trace instead of waiting for it."""
     cfg = config if isinstance(config, StrategyConfig) else load_config(config, env=env)
+    s, deadline, unreachable = await open_for_estop(cfg, reason, env, secrets_provider)
+    try:
+        if unreachable is not None:
+            return unreachable
+        return await emergency_stop(s, reason, close_positions, budget_s=max(1.0, deadline - asyncio.get_running_loop().time()))
+    finally:
+        await s.stop()
+
+
+async def open_for_estop(
+    cfg: StrategyConfig, reason: str, env: dict[str, str] | None = None, secrets_provider: Callable[[str], str | None] | None = None
+) -> tuple[Strategy, float, EStopReport | None]:
+    """The first steps of a standalone e-stop: the strategy built and halted (whatever the exchange does, nothing new
+    is traded), then loaded from the exchange, retried until ``risk.estop_budget_s`` runs out. Answers the strategy
+    (the caller stops it), the loop time the budget ends, and, when the exchange could not be reached at all, the
+    concluded report saying every symbol is unverified. The e-stop flow runs the symbols as task runs of its own
+    after this; ``emergency_stop_standalone`` runs them all at once."""
     s = strategy_from_config(cfg, secrets_provider=secrets_provider, env=env)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + cfg.risk.estop_budget_s
     try:
-        s.halt(reason, by_emergency_stop=True)  # first: whatever the exchange does, nothing new is traded
+        s.halt(reason, by_emergency_stop=True)
         attempt = 0
         while True:
             try:
                 await s.load()
-                break
+                return s, deadline, None
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:
                     symbols = [a.symbol for a in cfg.universe]
                     why = f"could not reach the exchange: {err}"[:300]
                     report = EStopReport.unreachable(reason, symbols, why, seconds=time.perf_counter() - started)
-                    s.state_store.update(estop_unverified=report.outstanding())
-                    s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
-                    s.alert(f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}", "critical")
-                    return report
+                    return s, deadline, conclude(s, report, reason)
                 await asyncio.sleep(pause(attempt))
                 attempt += 1
-        return await emergency_stop(s, reason, close_positions, budget_s=max(1.0, deadline - loop.time()))
-    finally:
+    except BaseException:
         await s.stop()
+        raise
