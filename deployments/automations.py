@@ -200,7 +200,7 @@ async def create_all(
     resync_deployment: str = "resync/resync",
     notification_block: str | None = None,
     watchdog_s: float | None = 90.0,
-    zombie_s: float | None = 150.0,
+    zombie_s: float | None = 90.0,
     restart: bool = True,
 ) -> list[UUID]:
     """Look up the deployments (and the notification block) by name and create or update the automations;

@@ -27,6 +27,8 @@ def document(items: list[Spec], pool: str = "planar") -> dict[str, object]:
             "parameters": dict(sp.parameters),
             "tags": list(sp.tags),
             "work_pool": {"name": pool, "work_queue_name": "default"},
+            # Prefect's flow-run heartbeats every 30 s (its default is 180): the zombie automation waits 90 s
+            "job_variables": {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}},
         }
         if sp.description:
             d["description"] = sp.description

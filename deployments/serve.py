@@ -3,6 +3,7 @@ local process (the same list as ``prefect.yaml``, from ``deployments.specs``).""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from datetime import timedelta
 from pathlib import Path
@@ -55,7 +56,22 @@ def build_deployments(folder: Path = ROOT / "examples") -> list[RunnerDeployment
     return out
 
 
-def main(folder: Path = ROOT / "examples") -> None:  # pragma: no cover - runs until interrupted
-    from prefect import serve
+HEARTBEAT_S = 30  # Prefect's flow-run heartbeats, for the zombie automation (its minimum; Prefect's default is 180)
 
-    serve(*build_deployments(folder))
+
+def main(folder: Path = ROOT / "examples", agent: bool = True) -> None:  # pragma: no cover - runs until interrupted
+    """Serve the deployments (Prefect's runner: one process per run, heartbeats every 30 s) and, beside them in the
+    same process, the stop agent (``flows.stop_agent``): e-stops and re-arms start within a second."""
+    deployments = build_deployments(folder)
+    asyncio.run(_serve(deployments, folder if agent else None))
+
+
+async def _serve(deployments: list[RunnerDeployment], agent_configs: Path | None) -> None:  # pragma: no cover
+    from prefect import aserve
+
+    from flows.stop_agent import StopAgent
+
+    jobs = [aserve(*deployments, heartbeat_seconds=HEARTBEAT_S)]
+    if agent_configs is not None:
+        jobs.append(StopAgent(agent_configs).run())
+    await asyncio.gather(*jobs)

@@ -68,12 +68,14 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
     ]
     for name, path in named_configs(folder):
         params: dict[str, object] = {"strategy": name, "config_path": where(path)}
+        # the runs an automation or a click starts find the config by name here when a path they carry is not
+        located = {**params, "configs_dir": where(folder)}
         tags = ("planar", f"strategy:{name}")
         out += [
             Spec(
                 f"{name}-live",
                 "flows/live.py:live_strategy",
-                params,
+                located,
                 (*tags, "live"),
                 concurrency=LIVE_CONCURRENCY,
                 description=f"{name} live: one run at a time",
@@ -81,13 +83,13 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
             Spec(
                 f"{name}-emergency-stop",
                 "flows/emergency.py:emergency_stop",
-                {**params, "reason": "Manual trigger", "close_positions": False},
+                {**located, "reason": "Manual trigger", "close_positions": False},
                 (*tags, "emergency-stop"),
             ),
-            Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**params, "reason": ""}, (*tags, "rearm")),
+            Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**located, "reason": ""}, (*tags, "rearm")),
             Spec(f"{name}-daily-reset", "flows/scheduled.py:daily_reset", params, (*tags, "scheduled"), cron="0 0 * * *"),
             Spec(f"{name}-auto-tune", "flows/scheduled.py:auto_tune", {**params, "days": 30}, (*tags, "scheduled"), interval_s=86400),
-            Spec(f"{name}-resync", "flows/scheduled.py:resync", params, (*tags, "scheduled"), interval_s=900),
+            Spec(f"{name}-resync", "flows/scheduled.py:resync", located, (*tags, "scheduled"), interval_s=900),
             Spec(f"{name}-compact-trace", "flows/scheduled.py:compact_trace", params, (*tags, "scheduled"), cron="30 0 * * *"),
         ]
     return out

@@ -91,6 +91,8 @@ def rearm_cmd(
     by: str | None = typer.Option(None, help="who re-arms (default: your user name)"),
 ) -> None:
     """Allow a halted strategy to trade again; breaker baselines restart from the current equity."""
+    import getpass
+
     from planar_core.config import ConfigError, load_config
 
     if config is not None:
@@ -103,7 +105,15 @@ def rearm_cmd(
     from .rearm import rearm
 
     state = asyncio.run(
-        awaited(rearm(strategy=strategy, reason=reason, config_path=str(config) if config else None, by=by, return_state=True))
+        awaited(
+            rearm(
+                strategy=strategy,
+                reason=reason,
+                config_path=str(config) if config else None,
+                by=by or getpass.getuser(),  # the person at the terminal, not the flow run's generated name
+                return_state=True,
+            )
+        )
     )
     if not state.is_completed():
         fail(f"re-arm refused: {state.message}")
@@ -237,6 +247,23 @@ def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] /
     serve_main(configs)
 
 
+@app.command("stop-agent")
+def stop_agent_cmd(
+    configs: Path = typer.Option(Path("examples"), help="folder of strategy configs (for runs whose config path is not here)"),
+    every: float = typer.Option(0.25, min=0.05, help="seconds between polls of the Prefect API"),
+) -> None:
+    """Run e-stop, account e-stop and re-arm flow runs within a second of their creation, in this process (beside the
+    work pool's workers; `planar serve` runs one itself). Start it from the repository root."""
+    from .stop_agent import StopAgent
+
+    if not configs.is_dir():
+        fail(f"--configs: {configs} is not a folder")
+    try:
+        asyncio.run(StopAgent(configs, every=every).run())
+    except KeyboardInterrupt:
+        pass
+
+
 state_app = typer.Typer(help="A strategy's persisted state (state.json, client order id sequence, intent journal).", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 
@@ -314,14 +341,22 @@ def automations_cmd(
     notification_block: str | None = typer.Option(None, help="Prefect notification block for failures"),
     estop_deployment: str = typer.Option("emergency_stop/emergency-stop"),
     resync_deployment: str = typer.Option("resync/resync"),
+    watchdog_after: float = typer.Option(90.0, min=0, help="seconds without a planar.heartbeat before the e-stop (0: no watchdog)"),
+    zombie_after: float = typer.Option(
+        90.0, min=0, help="seconds without a Prefect flow-run heartbeat (every 30 s) before Crashed (0: none)"
+    ),
+    restart: bool = typer.Option(True, "--restart/--no-restart", help="restart a crashed live run"),
 ) -> None:
-    """Create or update the shipped automations (breaker -> e-stop of that strategy; reconnect -> resync; notify on failures)."""
+    """Create or update the shipped automations: breaker -> e-stop of that strategy; reconnect -> resync; heartbeat
+    lost -> e-stop; zombie run -> Crashed; crashed live run -> restart; notify on failures (with a block)."""
     from prefect.exceptions import ObjectNotFound
 
     from deployments.automations import create_all
 
     try:
-        ids = asyncio.run(create_all(estop_deployment, resync_deployment, notification_block))
+        ids = asyncio.run(
+            create_all(estop_deployment, resync_deployment, notification_block, watchdog_after or None, zombie_after or None, restart)
+        )
     except ObjectNotFound as exc:
         fail(f"deployment not found ({exc}); deploy first (planar serve, or prefect deploy --all)")
         return

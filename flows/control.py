@@ -124,6 +124,9 @@ class EngineControl:
             if fr.state is not None and fr.state.type in (StateType.CANCELLING, StateType.CANCELLED):
                 log.warning("flow run cancelled: stopping the strategy")
                 self._end("cancelled", fr.state.message or "cancelled")
+            elif fr.state is not None and fr.state.type is StateType.CRASHED:  # marked a zombie while frozen: a restart
+                log.error("this flow run was marked Crashed (%s): stopping the strategy", fr.state.message)  # may be on its way
+                self._end("cancelled", f"marked Crashed while running: {fr.state.message}")
 
     async def _run_estop(self, request: str, reason: str, close_positions: bool) -> None:
         log.error("emergency stop requested by flow run %s: %s", request, reason)

@@ -33,6 +33,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Crashed, Failed, State
 
+from planar_core.config import locate_config
 from planar_core.engine.lease import LeaseHeldError
 from planar_core.model.json import obj
 from planar_core.model.types import Json
@@ -135,21 +136,23 @@ async def live_strategy(
     takeover: bool = False,
     restart_of: str | None = None,
     max_restarts_per_hour: int = 3,
+    configs_dir: str | None = None,
 ) -> Outcome:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts.
     ``takeover``: another engine of this strategy (another store root) is gone; adopt the orders it left (without it,
     such orders refuse the start: the run fails, not retried). ``restart_of``: the crashed run this one replaces (the
     crash-restart automation sets it): its task runs are closed, and beyond ``max_restarts_per_hour`` such restarts
-    the run fails instead of trading (a strategy that keeps crashing needs a person)."""
+    the run fails instead of trading (a strategy that keeps crashing needs a person). The config is ``config_path``
+    or, when that is not here, the config named ``strategy`` in ``configs_dir`` (the deployment's folder)."""
     logger = get_run_logger()
-    config_path = None if blank(config_path) else config_path
     if not blank(restart_of):
         refused = await restart_refused(strategy, str(restart_of), max_restarts_per_hour)
         if refused is not None:
             return refused
     watcher_runs = WatcherRuns()  # one long-lived task run per engine watcher, shown in the run's graph
     try:
-        s = build_strategy(strategy, config_path, observer=watcher_runs, overrides=overrides)
+        path = locate_config(strategy, None if blank(config_path) else config_path, None if blank(configs_dir) else configs_dir)
+        s = build_strategy(strategy, path, observer=watcher_runs, overrides=overrides)
     except PERMANENT as exc:
         return await permanent_failure(exc)
     halted = s.state

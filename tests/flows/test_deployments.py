@@ -57,17 +57,45 @@ def test_serve_builds_the_same_deployments() -> None:
 
 
 def test_automation_definitions_validate() -> None:
+    """Each shipped automation validates as the server reads it, and none aims a run through a path: an e-stop or a
+    resync names the strategy (the flow finds its config in its own deployment's folder)."""
     from prefect.automations import AutomationCore
 
-    from deployments.automations import breaker_to_estop, notify_on_failure, reconnect_to_resync
+    from deployments.automations import (
+        breaker_to_estop,
+        crash_restart,
+        heartbeat_watchdog,
+        notify_on_failure,
+        reconnect_to_resync,
+        zombie_runs,
+    )
 
     estop = breaker_to_estop(uuid.uuid4())
     assert estop.trigger.expect == {"planar.breaker_tripped"} and estop.actions[0].type == "run-deployment"
-    assert set(estop.actions[0].parameters) == {"strategy", "account", "config_path", "reason"}  # aimed at the one that tripped
+    assert set(estop.actions[0].parameters) == {"strategy", "account", "reason"}  # aimed at the one that tripped
     notify = notify_on_failure(uuid.uuid4())
     assert notify.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     resync = reconnect_to_resync(uuid.uuid4())
-    assert resync.trigger.expect == {"planar.reconnect"}
-    for a in (estop, notify, resync):
+    assert resync.trigger.expect == {"planar.reconnect"} and set(resync.actions[0].parameters) == {"strategy"}
+    watchdog = heartbeat_watchdog(uuid.uuid4(), 20, uuid.uuid4())
+    assert watchdog.trigger.posture == "Proactive" and watchdog.trigger.after == {"planar.heartbeat"}
+    assert "planar.stopped" in watchdog.trigger.expect and watchdog.trigger.within == timedelta(seconds=20)
+    assert [a.type for a in watchdog.actions] == ["run-deployment", "send-notification"]
+    zombie = zombie_runs(90)
+    assert zombie.trigger.after == {"prefect.flow-run.heartbeat"} and zombie.actions[0].state == "CRASHED"
+    restart = crash_restart()
+    assert restart.trigger.expect == {"prefect.flow-run.Crashed"} and restart.actions[0].source == "inferred"
+    for a in (estop, notify, resync, watchdog, zombie, restart):
         assert "id" not in a.model_dump()  # the server refuses an id in the body (422 extra_forbidden)
         assert AutomationCore.model_validate_json(a.model_dump_json()) == a
+        assert "event.payload.config_path" not in a.model_dump_json()
+
+
+def test_runs_an_automation_starts_find_their_config_in_their_own_folder() -> None:
+    """The generic e-stop and resync deployments, and every live, e-stop and re-arm deployment, carry the folder the
+    deployments were generated from (relative in prefect.yaml: each run's own clone), to find a config by name."""
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in doc["deployments"]}
+    for name in ("emergency-stop", "resync", "ma_cross-live", "ma_cross-emergency-stop", "ma_cross-rearm"):
+        assert deployments[name]["parameters"]["configs_dir"] == "examples", name
+    assert all(d["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30" for d in deployments.values())
