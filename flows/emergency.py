@@ -68,19 +68,22 @@ async def stop_by_symbol(cfg: StrategyConfig, reason: str, close: bool | None) -
     concluded (trace, alert, what re-arm must check) from theirs."""
     s, deadline, unreachable = await open_for_estop(cfg, reason, secrets_provider=secret_block_provider)
     try:
-        if unreachable is not None:
-            return unreachable
+        # unreachable for the whole budget: that is concluded (persisted for re-arm, alerted); the task runs still try,
+        # retried by Prefect, and the first that reaches the exchange loads the strategy
         started = time.perf_counter()
         close = cfg.risk.emergency_close_positions if close is None else close
         budget = max(1.0, deadline - asyncio.get_running_loop().time())
         symbols = [a.symbol for a in cfg.universe]
         report = EStopReport(reason)
-        with lend(s) as (key, lent):
+        with lend(s, loaded=unreachable is None) as (key, lent):
             states = await asyncio.gather(*(estop_symbol_state(sym, key, close, reason, budget) for sym in symbols))
             for sym, state in zip(symbols, states):
                 part = lent.reports.get(sym)
                 if part is not None:
                     report.merge(part)
+                elif unreachable is not None:
+                    report.symbols[sym] = unreachable.of(sym)
+                    report.errors.append(f"{sym}: {state.message}"[:300])
                 else:  # the task run failed before it could report (an exception, not an outcome)
                     report.of(sym).orders.unverified = f"task run estop:{sym} ended {state.type.value}: {state.message}"[:300]
         report.seconds = time.perf_counter() - started

@@ -4,6 +4,7 @@ and lends it to its task runs under a key, so every symbol starts at once withou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from planar_core.engine.strategy import Strategy
+from planar_core.exchange.errors import ExchangeOpError
 from planar_core.model.types import Json
 from planar_core.risk.estop import EStopReport, settle_symbol
 
@@ -23,17 +25,30 @@ class Lent:
     """A loaded strategy lent to an e-stop run's task runs, and each symbol's report (the latest attempt's)."""
 
     strategy: Strategy
+    loaded: bool  # False: the exchange could not be reached to load it; the first task run that can, loads it
     reports: dict[str, EStopReport] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ready(self) -> str | None:
+        """Loaded from the exchange (once, whichever task run gets there first); why not, when it cannot be."""
+        async with self.lock:
+            if not self.loaded:
+                try:
+                    await self.strategy.load()
+                except ExchangeOpError as err:
+                    return f"the exchange cannot be reached ({err})"
+                self.loaded = True
+        return None
 
 
 _LENT: dict[str, Lent] = {}
 
 
 @contextlib.contextmanager
-def lend(s: Strategy) -> Iterator[tuple[str, Lent]]:
+def lend(s: Strategy, loaded: bool) -> Iterator[tuple[str, Lent]]:
     """``s`` reachable by the task runs of this process under a key (task parameters stay plain values)."""
     key = uuid.uuid4().hex
-    _LENT[key] = lent = Lent(s)
+    _LENT[key] = lent = Lent(s, loaded)
     try:
         yield key, lent
     finally:
@@ -47,6 +62,9 @@ async def estop_symbol(symbol: str, key: str, close: bool, reason: str, budget_s
     retries like an exception (cancelling what is already cancelled does nothing), without a traceback for an
     outcome that is expected."""
     lent = _LENT[key]
+    why = await lent.ready()
+    if why is not None:
+        return Failed(message=f"{symbol}: {why}")
     earlier = lent.reports.get(symbol)
     report = await settle_symbol(lent.strategy, symbol, budget_s, close, reason)
     if earlier is not None:  # what the earlier attempts cancelled and found gone stays counted

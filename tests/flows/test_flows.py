@@ -237,7 +237,7 @@ async def test_a_zombie_live_run_does_not_block_the_next_one(flow_config, sandbo
 
 
 async def test_what_the_estop_left_unverified_is_settled_by_retried_symbol_tasks(flow_config, sandbox, account, client) -> None:
-    """The exchange is down for the e-stop's whole budget, then comes back: the per-symbol settle tasks (retried by
+    """The exchange is down for the e-stop's whole budget, then comes back: the per-symbol e-stop tasks (retried by
     Prefect) cancel what is open, the run reports clean and re-arming is no longer blocked."""
     from planar_core.config import load_config
     from planar_core.sandbox import Faults
@@ -264,7 +264,7 @@ async def test_what_the_estop_left_unverified_is_settled_by_retried_symbol_tasks
     assert result["clean"] and result["cancelled"] >= 2 and open_orders(sandbox, account) == []
     assert store.load().estop_unverified == {} and store.load().halted
     names = {r.name for r in await task_runs_of(state.state_details.flow_run_id)}
-    assert {"settle:BTC/USDT", "settle:ETH/USDT"} <= names
+    assert {"estop:BTC/USDT", "estop:ETH/USDT"} <= names
 
 
 async def test_sigterm_stops_planar_run_cleanly_and_the_run_ends_cancelled(flow_config, sandbox, account, prefect_api) -> None:
