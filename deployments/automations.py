@@ -155,9 +155,11 @@ def crash_restart() -> AutomationCore:
             RunDeployment(
                 source="inferred",
                 parameters={
-                    "strategy": "{{ flow_run.parameters['strategy'] }}",
-                    "config_path": "{{ flow_run.parameters['config_path'] }}",
-                    "restart_of": "{{ flow_run.id }}",
+                    "strategy": "{{ flow_run.parameters.strategy }}",
+                    "config_path": "{{ flow_run.parameters.config_path }}",
+                    # a plain Jinja value, rendered as text: the shorthand passes it through tojson, which cannot
+                    # encode the run's UUID (the action then fails with InvalidJinja)
+                    "restart_of": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"},
                 },
             )
         ],

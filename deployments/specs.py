@@ -20,6 +20,7 @@ from planar_core.config import named_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE_CONCURRENCY = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+STOP_POOL = "planar-stop"  # e-stops and re-arms: no worker's 10 s poll and 4 s process start; the stop agent runs them
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Spec:
     concurrency: dict[str, object] | None = None
     description: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    pool: str = "planar"  # the stop flows: STOP_POOL, claimed by the stop agent (flows/stop_agent.py)
 
     @property
     def flow_attr(self) -> str:
@@ -49,7 +51,8 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
             "flows/emergency.py:emergency_stop",
             {"reason": "Manual trigger", "close_positions": False, "configs_dir": where(folder)},
             ("planar", "emergency-stop"),
-            description="E-stop any strategy (the breaker automation's target)",
+            description="E-stop any strategy (the breaker and watchdog automations' target)",
+            pool=STOP_POOL,
         ),
         Spec(
             "account-emergency-stop",
@@ -57,6 +60,7 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
             {"reason": "Manual trigger", "close_positions": False, "configs_dir": where(folder)},
             ("planar", "emergency-stop", "account"),
             description="E-stop every strategy trading one exchange account (give account: <exchange>-<key hash>)",
+            pool=STOP_POOL,
         ),
         Spec(
             "resync",
@@ -85,8 +89,9 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
                 "flows/emergency.py:emergency_stop",
                 {**located, "reason": "Manual trigger", "close_positions": False},
                 (*tags, "emergency-stop"),
+                pool=STOP_POOL,
             ),
-            Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**located, "reason": ""}, (*tags, "rearm")),
+            Spec(f"{name}-rearm", "flows/rearm.py:rearm", {**located, "reason": ""}, (*tags, "rearm"), pool=STOP_POOL),
             Spec(f"{name}-daily-reset", "flows/scheduled.py:daily_reset", params, (*tags, "scheduled"), cron="0 0 * * *"),
             Spec(f"{name}-auto-tune", "flows/scheduled.py:auto_tune", {**params, "days": 30}, (*tags, "scheduled"), interval_s=86400),
             Spec(f"{name}-resync", "flows/scheduled.py:resync", located, (*tags, "scheduled"), interval_s=900),

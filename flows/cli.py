@@ -258,6 +258,12 @@ def stop_agent_cmd(
 
     if not configs.is_dir():
         fail(f"--configs: {configs} is not a folder")
+    import os
+    import sys
+
+    # strategy modules import from the working directory, as in a worker's `python -m prefect.engine` in its clone
+    sys.path.insert(0, os.getcwd())
+    typer.echo(f"stop agent: runs e-stop, account e-stop and re-arm flow runs, polling every {every:g}s (configs: {configs.resolve()})")
     try:
         asyncio.run(StopAgent(configs, every=every).run())
     except KeyboardInterrupt:

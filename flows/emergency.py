@@ -22,6 +22,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling, Failed
@@ -102,6 +103,11 @@ def _run_account(params: Json, strategy: str) -> str | None:
         return None
 
 
+async def aimed_live_runs(strategy: str, account: str | None) -> list[FlowRun]:
+    """The unfinished live runs of ``strategy`` (of ``account`` when given; a run whose account cannot be told too)."""
+    return [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
+
+
 @flow(name="emergency_stop", retries=2, retry_delay_seconds=2)
 async def emergency_stop(
     strategy: str,
@@ -132,13 +138,14 @@ async def emergency_stop(
             msg = f"emergency stop aimed at account {account}, but {path or strategy} trades {probe}: refused"
             logger.error(msg)
             return Failed(message=msg)
+        running = await aimed_live_runs(strategy, account)  # a live engine may end before this run is done
         report = await stop_by_symbol(cfg, reason, close_positions)
     except PERMANENT as exc:
         return await permanent_failure(exc)
-    runs = [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
+    runs = await aimed_live_runs(strategy, account)
     cancelled = await cancel_runs([r.id for r in runs], reason)
     engine = engine_part(cfg)
-    await refresh_live_status(strategy, [r.id for r in runs], report)
+    await refresh_live_status(strategy, list({r.id for r in [*running, *runs]}), report)
     line = estop_line(strategy, report, engine, cancelled)
     (logger.info if report.clean else logger.error)(line)
     emit_event(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,7 @@ class StopAgent:
                 await asyncio.gather(*self.running.values(), return_exceptions=True)
 
     async def poll(self, client: PrefectClient) -> None:
+        started = time.perf_counter()
         due = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(STOP_FLOWS))),
             flow_run_filter=FlowRunFilter(
@@ -87,9 +89,13 @@ class StopAgent:
                 next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=datetime.now(UTC)),
             ),
         )
+        took = time.perf_counter() - started
+        if took > 1.0:  # a stop waits for this: say so (a busy or distant API server)
+            log.warning("stop agent: reading the scheduled runs took %.1fs", took)
         for fr in due:
             if fr.id in self.running or not await self.claim(client, fr):
                 continue
+            log.info("stop agent: claimed %s, created %.2fs ago", fr.name, (datetime.now(UTC) - fr.created).total_seconds() if fr.created else -1)
             name = await self.flow_name(client, fr.flow_id)
             self.running[fr.id] = asyncio.create_task(self.execute(STOP_FLOWS[name], fr), name=f"stop-agent:{fr.id}")
 

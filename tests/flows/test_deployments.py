@@ -34,7 +34,9 @@ def test_prefect_yaml_lists_every_deployment_with_its_schedule() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
     assert {k: _schedule(v) for k, v in deployments.items()} == EXPECTED
-    assert all(d["work_pool"]["name"] == "planar" for d in deployments.values())
+    stops = {k for k, d in deployments.items() if d["entrypoint"].split(":")[1] in ("emergency_stop", "account_emergency_stop", "rearm")}
+    assert stops == {k for k, d in deployments.items() if d["work_pool"]["name"] == "planar-stop"}  # the stop agent's pool
+    assert all(d["work_pool"]["name"] == "planar" for k, d in deployments.items() if k not in stops)
 
 
 def test_serve_builds_the_same_deployments() -> None:

@@ -69,6 +69,13 @@ async def new_runs(flow: str, before: set) -> list:
     return [r for r in await runs_of(flow) if r.id not in before]
 
 
+async def automation_events() -> list[str]:
+    """What the automations did (for a failure's message): Prefect's own events about them."""
+    async with get_client() as client:
+        r = await client._client.post("/events/filter", json={"filter": {"event": {"prefix": ["prefect.automation"]}}, "limit": 50})
+    return [f"{e['event']}: {(e.get('payload') or {}).get('reason')}"[:600] for e in r.json().get("events", [])]
+
+
 def deploy_repo(tmp_path: Path, sandbox, store: Path) -> Path:
     """A snapshot of the repository with the test strategy's config in its examples/ and prefect.yaml regenerated
     from them, as a user adds a strategy and redeploys."""
@@ -95,7 +102,8 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
         out = subprocess.run([PREFECT, "--no-prompt", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
-    await asyncio.to_thread(prefect, "work-pool", "create", "planar", "--type", "process", "--overwrite")
+    for pool in ("planar", "planar-stop"):  # the stop flows' pool has no worker: the stop agent claims its runs
+        await asyncio.to_thread(prefect, "work-pool", "create", pool, "--type", "process", "--overwrite")
     await asyncio.to_thread(prefect, "deploy", "--all")
     ids = await create_all(watchdog_s=50, zombie_s=35)  # every shipped automation, with windows short enough for a test
     workers = [
@@ -119,12 +127,18 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
         assert st.is_completed(), (st, logs())
 
     async def estop_timed(deployment: str, **params: object) -> tuple[object, float]:
-        t0 = time.perf_counter()
-        run = await run_deployment(deployment, parameters=params, timeout=0)
-        await wait_for(lambda: open_orders(sandbox, acct) == [], timeout=60, interval=0.02)
+        """A click on the deployment's Run button: one POST create_flow_run, then the exchange is watched."""
+        async with get_client() as client:
+            dep = await client.read_deployment_by_name(deployment)
+            t0 = time.perf_counter()
+            run = await client.create_flow_run_from_deployment(dep.id, parameters=params)
+            created = time.perf_counter() - t0
+        await wait_for(lambda: open_orders(sandbox, acct) == [], timeout=60, interval=0.05)
+        print(f"  ({deployment}: the API took {created:.2f}s to create the run)")
         return run, time.perf_counter() - t0
 
     try:
+        assert agent.proc.poll() is None, agent.output()
         # A. engine alive: the engine cancels on its own connections; the e-stop run verifies and reports both parts
         live = await start_live()
         estop, alive_s = await estop_timed(f"emergency_stop/{NAME}-emergency-stop", reason="by hand, engine alive")
@@ -189,7 +203,7 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
             watchdog = await new_runs("emergency_stop", estops_before)
             assert watchdog and "watchdog" in watchdog[0].parameters["reason"], watchdog
             restart = [r for r in await new_runs("live_strategy", restarts_before) if r.parameters.get("restart_of") == str(live.id)]
-            assert restart, "the crash-restart automation made no run"
+            assert restart, ("the crash-restart automation made no run", await automation_events())
             st = await final_state(restart[0].id, timeout=120)
             assert st.is_failed() and ("lease" in st.message or "halted" in st.message), st  # never a second engine
         finally:

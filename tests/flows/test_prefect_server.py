@@ -277,11 +277,13 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
         out = subprocess.run([PREFECT, "--no-prompt", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
-    await asyncio.to_thread(prefect, "work-pool", "create", "planar", "--type", "process", "--overwrite")
+    for pool in ("planar", "planar-stop"):
+        await asyncio.to_thread(prefect, "work-pool", "create", pool, "--type", "process", "--overwrite")
     await asyncio.to_thread(prefect, "deploy", "--all")
     worker = Background(
         [PREFECT, "worker", "start", "--pool", "planar", "--type", "process"], env, cwd=tmp_path, log=tmp_path / "worker.log"
     )
+    agent = Background([PLANAR, "stop-agent", "--configs", "examples"], env, cwd=repo, log=tmp_path / "agent.log")  # planar-stop
     try:
         run = await run_deployment(
             "live_strategy/ma_cross-live", timeout=0, parameters={"strategy": "worked", "config_path": str(config), "duration": 6}
@@ -294,7 +296,7 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
             timeout=0,
             parameters={"strategy": "worked", "config_path": str(config), "reason": "worker test"},
         )
-        assert (await final_state(estop.id, timeout=240)).is_completed(), worker.output()
+        assert (await final_state(estop.id, timeout=240)).is_completed(), agent.output()
         assert open_orders(sandbox, acct) == []
         for example in ("ma_cross", "grid_maker", "futures_breakout"):  # each example through its own live deployment
             cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
@@ -313,3 +315,4 @@ async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_
         assert len(open_orders(sandbox, acct)) > 0  # the grid's post-only orders rest
     finally:
         worker.stop()
+        agent.stop()
