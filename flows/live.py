@@ -201,6 +201,7 @@ async def _session(
     logger = get_run_logger()
     status_artifact = InPlaceArtifact(artifact_key(s.name, "status"), f"live status of {s.name} (updated in place)")
     watcher = asyncio.create_task(control.watch())
+    engine_started = False
     try:
         try:
             # the lease, the twin check (another store root's engine); start-up sync reconciles intents: a retry never
@@ -208,6 +209,7 @@ async def _session(
             await s.start(takeover=takeover, run_id=str(flow_run.id) if flow_run.id else None)  # named in the lease
         except (*PERMANENT, LeaseHeldError) as exc:  # retrying cannot help (a listed symbol, a held lease, a twin engine)
             return await permanent_failure(exc)
+        engine_started = True
         await take_over_zombies(s)
         logic = load_logic(s.config.logic, s.config.logic_params)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
@@ -235,8 +237,9 @@ async def _session(
         with contextlib.suppress(BaseException):
             await watcher
         await s.stop()  # watchers stopped, trace flushed and closed, lease released; open orders stay (e-stop cancels them)
-        # the heartbeat watchdog's window closes: this engine stopped, it did not die
-        emit_event(event="planar.stopped", resource=resource(s.name), payload={"account": s.account})
+        if engine_started:  # the heartbeat watchdog's window closes: this engine stopped, it did not die. A run refused
+            # by the lease says nothing: the engine that holds it may be frozen, and the watchdog must still fire
+            emit_event(event="planar.stopped", resource=resource(s.name), payload={"account": s.account})
         await watcher_runs.finish()
         if s.alerts is not None:
             await s.alerts.stop()
