@@ -59,8 +59,11 @@ async def reconnect(s: "Strategy", sleep: Callable[[float], Awaitable[None]] = a
 
 def connection_monitor(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
     async def body(health: TaskHealth) -> None:
+        first = True
         while s.running:
-            await asyncio.sleep(s.config.connection.health_interval)
+            if not first:  # checked at once, then every interval: a status says "ok" from the first publish
+                await asyncio.sleep(s.config.connection.health_interval)
+            first = False
             if await check(s):
                 health.seen("ok")
                 continue

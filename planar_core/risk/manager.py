@@ -222,10 +222,10 @@ class RiskManager:
         return self.last
 
     async def monitor_body(self, s: "Strategy", health: "TaskHealth") -> None:
-        while s.running:
-            await asyncio.sleep(self.cfg.monitor_interval)
+        while s.running:  # checked at once, then every interval: a status says "ok" from the first publish
             await self.monitor_once(s)
             health.seen("ok")
+            await asyncio.sleep(self.cfg.monitor_interval)
 
     async def monitor_once(self, s: "Strategy") -> M.RiskMetrics:
         m = self.metrics(s)
