@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -122,7 +123,11 @@ def main() -> None:
                 "EXCHANGE_API_KEY": info["api_key"],
                 "EXCHANGE_API_SECRET": info["api_secret"],
             }
-            for cmd in (["work-pool", "create", "planar", "--type", "process", "--overwrite"], ["deploy", "--all"]):
+            for cmd in (
+                ["work-pool", "create", "planar", "--type", "process", "--overwrite"],
+                ["work-pool", "create", "planar-stop", "--type", "process", "--overwrite"],  # the stop agent's
+                ["deploy", "--all"],
+            ):
                 subprocess.run([PREFECT, "--no-prompt", *cmd], cwd=repo, env=env, check=True, capture_output=True)
             names = ["worker-a", "worker-b"]
             procs = [
@@ -136,6 +141,16 @@ def main() -> None:
                 )
                 for n in names
             ]
+            procs.append(  # e-stops and re-arms (the planar-stop pool), from the repository root as documented
+                subprocess.Popen(
+                    [str(Path(sys.executable).with_name("planar")), "stop-agent", "--configs", "examples"],
+                    env=env,
+                    cwd=repo,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             try:
                 result = asyncio.run(exercise(config, names))
             finally:
