@@ -46,19 +46,20 @@ def server_env(home: Path, api_url: str | None = None, database_url: str | None 
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None = None) -> Iterator[str]:
+def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None = None, ui: bool = False) -> Iterator[str]:
     """Start the server, wait until /api/health answers, yield its API URL, stop it (and its children)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=server_env(home, database_url=database_url),
+        # the UI (for screenshots) asks the API at PREFECT_UI_API_URL, 127.0.0.1:4200 unless told
+        env={**server_env(home, database_url=database_url), "PREFECT_UI_ENABLED": str(ui).lower(), "PREFECT_UI_API_URL": url},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     try:
         while True:

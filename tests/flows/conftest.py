@@ -24,7 +24,7 @@ def prefect_api(prefect_home: Path) -> Iterator[str]:
 
     from deployments.local_server import prefect_server
 
-    with prefect_server(prefect_home / "server") as url:
+    with prefect_server(prefect_home / "server", ui=True) as url:  # the UI too: test_operations takes screenshots
         old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
         os.environ["PREFECT_API_URL"], os.environ["PREFECT_HOME"] = url, str(prefect_home)
         try:

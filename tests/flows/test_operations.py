@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -69,11 +71,32 @@ async def new_runs(flow: str, before: set) -> list:
     return [r for r in await runs_of(flow) if r.id not in before]
 
 
-async def automation_events() -> list[str]:
-    """What the automations did (for a failure's message): Prefect's own events about them."""
-    async with get_client() as client:
-        r = await client._client.post("/events/filter", json={"filter": {"event": {"prefix": ["prefect.automation"]}}, "limit": 50})
-    return [f"{e['event']}: {(e.get('payload') or {}).get('reason')}"[:600] for e in r.json().get("events", [])]
+def screenshots(base: str, pages: dict[str, tuple[str, str]], out: Path) -> None:
+    """The operator's guide's pictures (docs/operations.md): each page of the real server's UI in headless Chromium
+    (the system's, driven by Playwright), taken once the text it must show is there; copied into docs/img with
+    PLANAR_UPDATE_SCREENSHOTS=1. Without Chromium (CI installs none) nothing is taken, and the test says so."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        print("no Chromium: the UI screenshots were not taken")
+        return
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page(viewport={"width": 1440, "height": 1000}, color_scheme="light")
+            for name, (path, shows) in pages.items():
+                page.goto(f"{base}{path}")
+                page.get_by_text(shows).first.wait_for(timeout=60_000)
+                page.wait_for_load_state("networkidle")
+                png = out / f"{name}.png"
+                page.screenshot(path=str(png), full_page=True)
+                if os.environ.get("PLANAR_UPDATE_SCREENSHOTS") == "1":
+                    shutil.copy(png, ROOT / "docs" / "img" / png.name)
+        finally:
+            chromium.close()
+    print(f"UI screenshots: {sorted(pages)} in {out}")
 
 
 def deploy_repo(tmp_path: Path, sandbox, store: Path) -> Path:
@@ -91,6 +114,7 @@ def deploy_repo(tmp_path: Path, sandbox, store: Path) -> Path:
     return repo
 
 
+@pytest.mark.timeout(900)  # five scenarios on a real server, about four minutes here
 async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home, sandbox, tmp_path) -> None:
     acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1, "ETH": 1})
     store = tmp_path / "store"
@@ -198,7 +222,7 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
 
         # D. a frozen engine (SIGSTOP): Crashed by the zombie automation, its restart refused by the lease, its orders
         # cancelled by the heartbeat watchdog's e-stop
-        live = await start_live()
+        live = frozen_run = await start_live()
         frozen = engine_pid(store)
         estops_before = {r.id for r in await runs_of("emergency_stop")}
         t0 = time.perf_counter()
@@ -246,8 +270,16 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
         async with get_client() as client:
             left = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[live.id])))
         assert left and not [t.name for t in left if t.state is not None and t.state.is_running()]
+        pages = {"live-run": (f"/runs/flow-run/{restarted.id}", restarted.name), "automations": ("/automations", "heartbeat lost")}
         estop, _ = await estop_timed(f"emergency_stop/{NAME}-emergency-stop", reason="end of test")
         assert (await final_state(estop.id, timeout=120)).is_completed()
+        report = next(a for a in await artifacts(f"{NAME}-emergency-stop") if a.flow_run_id == estop.id)
+        pages |= {
+            "estop-run": (f"/runs/flow-run/{estop.id}", estop.name),
+            "estop-artifact": (f"/artifacts/artifact/{report.id}", "orders cancelled by this run"),
+            "crashed-run": (f"/runs/flow-run/{frozen_run.id}", frozen_run.name),
+        }
+        await asyncio.to_thread(screenshots, prefect_api.removesuffix("/api"), pages, tmp_path / "screens")
     finally:
         for proc in (agent, *workers):
             proc.stop()
