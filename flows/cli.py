@@ -166,10 +166,7 @@ def emergency_stop_cmd(
     except ConfigError as exc:
         fail(str(exc))
         return
-    typer.echo(
-        f"emergency stop {strategy}: cancelled {report['cancelled']} orders, closed {report['closed']}, "
-        f"live runs cancelled {report['cancelled_runs']}, clean={report['clean']}"
-    )
+    typer.echo(str(report["line"]))  # the verdict, what the running engine cancelled, what this stop cancelled
     _exit_unless_clean(report)
 
 

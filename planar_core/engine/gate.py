@@ -88,7 +88,8 @@ class TradingGate:
         }
         self.write_halt()
         self.sink.record("halted", reason=reason)
-        log.error("strategy %s halted: %s", self.name, reason)
+        # an e-stop's halt is what was asked for (its verdict is logged by the stop); any other halt is an error
+        (log.warning if by_emergency_stop else log.error)("strategy %s halted: %s", self.name, reason)
 
     def write_halt(self) -> bool:
         """Write the held halt to the state file; False (and it stays held) when the store refuses."""

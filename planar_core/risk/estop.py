@@ -302,7 +302,7 @@ async def emergency_stop(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (s.config.risk.estop_budget_s if budget_s is None else budget_s)
     close = s.config.risk.emergency_close_positions if close_positions is None else close_positions
-    log.error("EMERGENCY STOP TRIGGERED: %s", reason)
+    log.warning("EMERGENCY STOP TRIGGERED: %s", reason)
     s.halt(reason, by_emergency_stop=True)
     report = EStopReport(reason)
     symbols = list(s.universe)
@@ -322,7 +322,7 @@ def conclude(s: "Strategy", report: EStopReport, reason: str) -> EStopReport:
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()
     message = f"EMERGENCY STOP ({s.name}): {reason}. {report.summary()}"
-    (log.error if report.clean else log.critical)(message)
+    (log.info if report.clean else log.critical)(message)  # clean reads as done (the alert goes out either way)
     s.alert(message, "critical")
     for hook in s.hooks.estop_hooks():
         try:
