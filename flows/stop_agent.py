@@ -95,7 +95,9 @@ class StopAgent:
         for fr in due:
             if fr.id in self.running or not await self.claim(client, fr):
                 continue
-            log.info("stop agent: claimed %s, created %.2fs ago", fr.name, (datetime.now(UTC) - fr.created).total_seconds() if fr.created else -1)
+            log.info(
+                "stop agent: claimed %s, created %.2fs ago", fr.name, (datetime.now(UTC) - fr.created).total_seconds() if fr.created else -1
+            )
             name = await self.flow_name(client, fr.flow_id)
             self.running[fr.id] = asyncio.create_task(self.execute(STOP_FLOWS[name], fr), name=f"stop-agent:{fr.id}")
 

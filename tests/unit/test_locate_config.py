@@ -36,7 +36,7 @@ def test_no_config_of_that_name_names_what_it_found(tmp_path: Path) -> None:
     write(tmp_path / "configs", "beta.json", "beta")
     with pytest.raises(ConfigError, match=r"no config in .* is named alpha \(found: beta\)"):
         locate_config("alpha", "/gone/alpha.json", str(tmp_path / "configs"))
-    with pytest.raises(ConfigError, match="config file not found: /gone/alpha.json"):
+    with pytest.raises(ConfigError, match=r"config file not found: /gone/alpha\.json"):
         locate_config("alpha", "/gone/alpha.json", None)
     assert locate_config("alpha", None, None) is None  # the environment alone
 
