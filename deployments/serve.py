@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,19 +60,14 @@ def build_deployments(folder: Path = ROOT / "examples") -> list[RunnerDeployment
 HEARTBEAT_S = 30  # Prefect's flow-run heartbeats, for the zombie automation (its minimum; Prefect's default is 180)
 
 
-def main(folder: Path = ROOT / "examples", agent: bool = True) -> None:  # pragma: no cover - runs until interrupted
-    """Serve the deployments (Prefect's runner: one process per run, heartbeats every 30 s) and, beside them in the
-    same process, the stop agent (``flows.stop_agent``): e-stops and re-arms start within a second."""
-    deployments = build_deployments(folder)
-    asyncio.run(_serve(deployments, folder if agent else None))
+def main(folder: Path = ROOT / "examples") -> None:  # pragma: no cover - runs until interrupted
+    """Serve the deployments (Prefect's runner: one process per run, flow-run heartbeats every 30 s)."""
+    asyncio.run(serve_with(build_deployments(folder)))
 
 
-async def _serve(deployments: list[RunnerDeployment], agent_configs: Path | None) -> None:  # pragma: no cover
+async def serve_with(deployments: list[RunnerDeployment], *beside: Coroutine[object, object, None]) -> None:  # pragma: no cover
+    """The runner serving ``deployments``, and ``beside`` it in the same loop what the caller adds (``planar serve``:
+    the stop agent, ``flows.stop_agent``)."""
     from prefect import aserve
 
-    from flows.stop_agent import StopAgent
-
-    jobs = [aserve(*deployments, heartbeat_seconds=HEARTBEAT_S)]
-    if agent_configs is not None:
-        jobs.append(StopAgent(agent_configs).run())
-    await asyncio.gather(*jobs)
+    await asyncio.gather(aserve(*deployments, heartbeat_seconds=HEARTBEAT_S), *beside)

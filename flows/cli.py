@@ -237,11 +237,14 @@ def _owner_table(result: Json) -> str:
 @app.command("serve")
 def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs")) -> None:
     """Serve every deployment (live, e-stop, re-arm, daily reset, auto-tune, resync, compaction) of every config in a folder."""
-    from deployments.serve import main as serve_main
+    from deployments.serve import build_deployments, serve_with
+
+    from .stop_agent import StopAgent
 
     if not configs.is_dir():
         fail(f"--configs: {configs} is not a folder")
-    serve_main(configs)
+    deployments = build_deployments(configs)  # outside the event loop: Prefect builds them synchronously there
+    asyncio.run(serve_with(deployments, StopAgent(configs).run()))  # and the stop agent: e-stops within a second
 
 
 @app.command("stop-agent")
