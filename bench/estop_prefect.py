@@ -1,18 +1,21 @@
-"""E-stop through Prefect on a real server: trigger (a run of the served e-stop deployment, created through the
-API as the UI does) -> the last order cancelled on the sandbox.
+"""E-stop through Prefect on a real server: trigger (one ``create_flow_run`` of the served e-stop deployment, as
+the UI's Run button does) -> the last order cancelled on the sandbox.
 
-Two paths, measured in the same run against the same served deployments:
-* engine: the live engine is running; it sees the e-stop run appear and cancels on its own connections;
-* standalone (the baseline, and the path every e-stop took before): the engine's process is dead, so the e-stop
-  flow's own process, started by the runner, loads the account and cancels.
+Three paths, each in a block of rounds, against deployments served by ``planar serve`` in the same run:
+* engine alive: the live engine sees the e-stop run appear and cancels on its own connections;
+* engine dead, stop agent: the engine's process is SIGKILLed; the stop agent in ``planar serve`` runs the flow in its
+  warm process;
+* engine dead, runner only (the baseline, the path before the stop agent): ``planar serve --no-stop-agent``; the
+  runner (polling every second here, 10 s by default) starts the flow in a new process.
 
-    .venv/bin/python -m bench.estop_prefect [--rounds 3]
+    .venv/bin/python -m bench.estop_prefect [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -60,8 +64,9 @@ async def one_round(http: aiohttp.ClientSession, info: dict, store: Path, kill_e
             lease = next((store / "leases").glob("*--bench.lock"))
             await until(lambda: _has_text(lease))
             os.kill(json.loads(lease.read_text())["pid"], signal.SIGKILL)
+        dep = await client.read_deployment_by_name("emergency_stop/bench-emergency-stop")
         t0 = time.perf_counter()
-        await run_deployment("emergency_stop/bench-emergency-stop", parameters={"reason": "bench"}, timeout=0)
+        await client.create_flow_run_from_deployment(dep.id, parameters={"reason": "bench"})
         await until(lambda: _none_open(http, info))
         took = time.perf_counter() - t0
 
@@ -111,40 +116,52 @@ async def main(rounds: int) -> None:
                 "EXCHANGE_API_SECRET": info["api_secret"],
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             }
-            serve = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server process, started once, not awaited
-                [PLANAR, "serve", "--configs", str(configs)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            try:
-                async with aiohttp.ClientSession() as http:
-                    from prefect.client.orchestration import get_client
-
-                    async def deployed() -> bool:
-                        async with get_client() as client:
-                            return len(await client.read_deployments()) >= 8
-
-                    await until(deployed, every=0.5)
+            async with aiohttp.ClientSession() as http:
+                async with served(configs, env, agent=True):
                     engine = [await one_round(http, info, store, kill_engine=False) for _ in range(rounds)]
-                    standalone = [await one_round(http, info, store, kill_engine=True) for _ in range(rounds)]
-            finally:
-                os.killpg(serve.pid, signal.SIGTERM)
-                serve.wait(timeout=60)
-    figure(
-        "estop_via_deployment_running_engine_s",
-        median(engine),
-        median(standalone),
-        "standalone e-stop flow process (engine dead)",
-        goal="<= 2 s",
-        rounds=rounds,
-        engine_s=[round(x, 3) for x in engine],
-        standalone_s=[round(x, 3) for x in standalone],
+                    agent = [await one_round(http, info, store, kill_engine=True) for _ in range(rounds)]
+                async with served(configs, env, agent=False):
+                    runner = [await one_round(http, info, store, kill_engine=True) for _ in range(rounds)]
+    for name, values in (("engine_alive", engine), ("engine_dead_stop_agent", agent)):
+        figure(
+            f"estop_via_deployment_{name}_s",
+            median(values),
+            median(runner),
+            "engine dead, the runner's new process (no stop agent)",
+            goal="<= 1 s alive, <= 3 s dead",
+            rounds=rounds,
+            values_s=[round(x, 3) for x in values],
+            baseline_s=[round(x, 3) for x in runner],
+        )
+
+
+@contextlib.asynccontextmanager
+async def served(configs: Path, env: dict[str, str], agent: bool) -> AsyncIterator[None]:
+    """``planar serve`` (with or without its stop agent) until the block ends; its deployments exist on entry."""
+    from prefect.client.orchestration import get_client
+
+    flag = "--stop-agent" if agent else "--no-stop-agent"
+    serve = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server process, started once per block, not awaited
+        [PLANAR, "serve", "--configs", str(configs), flag],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+
+    async def deployed() -> bool:
+        async with get_client() as client:
+            return len(await client.read_deployments()) >= 8
+
+    try:
+        await until(deployed, every=0.5)
+        yield
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=60)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     asyncio.run(main(ap.parse_args().rounds))

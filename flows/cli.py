@@ -235,7 +235,10 @@ def _owner_table(result: Json) -> str:
 
 
 @app.command("serve")
-def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs")) -> None:
+def serve_cmd(
+    configs: Path = typer.Option(Path(__file__).resolve().parents[1] / "examples", help="folder of strategy configs"),
+    stop_agent: bool = typer.Option(True, "--stop-agent/--no-stop-agent", help="run e-stops and re-arms in this process within a second"),
+) -> None:
     """Serve every deployment (live, e-stop, re-arm, daily reset, auto-tune, resync, compaction) of every config in a folder."""
     from deployments.serve import build_deployments, serve_with
 
@@ -244,7 +247,8 @@ def serve_cmd(configs: Path = typer.Option(Path(__file__).resolve().parents[1] /
     if not configs.is_dir():
         fail(f"--configs: {configs} is not a folder")
     deployments = build_deployments(configs)  # outside the event loop: Prefect builds them synchronously there
-    asyncio.run(serve_with(deployments, StopAgent(configs).run()))  # and the stop agent: e-stops within a second
+    beside = [StopAgent(configs).run()] if stop_agent else []  # the stop agent: e-stops within a second
+    asyncio.run(serve_with(deployments, *beside))
 
 
 @app.command("stop-agent")
