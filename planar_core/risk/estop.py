@@ -48,7 +48,7 @@ class EStopReport(OutcomeTables):
     symbols: dict[str, SymbolOutcome] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    cancelled_later: int = 0  # orders confirmed cancelled afterwards by the per-symbol settle tasks (flows)
+    cancelled_later: int = 0  # orders cancelled by earlier attempts of the e-stop flow's per-symbol task runs
 
     @classmethod
     def unreachable(cls, reason: str, symbols: list[str], why: str, seconds: float = 0.0) -> EStopReport:
@@ -68,10 +68,6 @@ class EStopReport(OutcomeTables):
     def cancelled(self) -> int:
         """Orders seen open and confirmed no longer open."""
         return sum(o.orders.cancelled for o in self.symbols.values()) + self.cancelled_later
-
-    @cancelled.setter
-    def cancelled(self, value: int) -> None:
-        self.cancelled_later += value - self.cancelled
 
     @property
     def already_gone(self) -> int:

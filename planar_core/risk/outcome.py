@@ -63,13 +63,6 @@ class SymbolOutcome:
             and not any(p.still_open for p in self.positions.values())
         )
 
-    def mark_settled(self) -> None:
-        """A later step (the flow's per-symbol settle task) confirmed what this outcome left open or unverified; the
-        counts of what was cancelled and closed stay."""
-        self.unreachable = self.orders.unverified = self.position_unverified = None
-        self.orders.still_open = 0
-        for p in self.positions.values():
-            p.still_open = 0.0
 
 
 def position_key(symbol: str, side: PositionSide) -> str:
@@ -133,9 +126,6 @@ class OutcomeTables:
 
     symbols: dict[str, SymbolOutcome]
 
-    def unsettled(self) -> list[str]:
-        """The symbols the exchange has not confirmed settled (open orders, positions, or not verified)."""
-        return sorted(sym for sym, o in self.symbols.items() if not o.settled)
 
     @property
     def closed(self) -> dict[str, float]:
