@@ -64,7 +64,6 @@ class SymbolOutcome:
         )
 
 
-
 def position_key(symbol: str, side: PositionSide) -> str:
     """How the report tables name a position: the symbol, with ``#long`` / ``#short`` in hedge mode."""
     return symbol if side is PositionSide.BOTH else f"{symbol}#{side.value}"
@@ -125,7 +124,6 @@ class OutcomeTables:
     """The tables both e-stop reports (the strategy's and the account's) render from their per-symbol outcomes."""
 
     symbols: dict[str, SymbolOutcome]
-
 
     @property
     def closed(self) -> dict[str, float]:
