@@ -310,3 +310,19 @@ async def test_each_example_runs_through_planar_run(example: str, sandbox, prefe
     assert "on_start 1" in out and "on_stop 1" in out  # the interface's lifecycle ran in the flow
     if example == "grid_maker":
         assert len(sandbox.ex.snapshot()["accounts"][acct.api_key]["open_orders"]) > 0
+
+
+async def test_a_strategy_restarted_too_often_within_the_hour_is_not_restarted_again(flow_config, sandbox, account) -> None:
+    """The crash-restart automation's runs name the crashed run (``restart_of``); beyond ``max_restarts_per_hour`` such
+    runs within the hour the run fails, saying why, before any engine starts (a strategy that keeps crashing needs a
+    person), and its retries are off."""
+    import uuid
+
+    config = flow_config(name="crashy")
+    crashed = str(uuid.uuid4())  # a run that no longer exists: nothing of it to close
+    state = await live_strategy(strategy="crashy", config_path=str(config), restart_of=crashed, max_restarts_per_hour=0, return_state=True)
+    assert state.is_failed() and "1 crash restarts within the hour (limit 0)" in state.message, state
+    assert sandbox.ex.snapshot()["accounts"][account.api_key]["open_orders"] == []  # no engine traded
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert run.run_count == 1 and run.empirical_policy.retries == 0
