@@ -1,6 +1,6 @@
-"""Every user path on a real Prefect server (issue 13): deployments served by ``planar serve`` and deployed from
-``prefect.yaml`` to a process work pool with a real worker, runs triggered through the API as the UI does, states,
-artifacts and automations read back."""
+"""Every user path on a real Prefect server (issue 13): deployments served by ``planar serve``, runs triggered through
+the API as the UI does, states, artifacts and automations read back. The work-pool path (prefect.yaml, workers, the
+stop agent) is tests/flows/test_operations.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import yaml
@@ -19,7 +18,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
-from deployments.local_server import PREFECT, server_env, snapshot_repository
+from deployments.local_server import server_env
 
 from ..conftest import wait_for
 
@@ -265,55 +264,5 @@ async def _running(run_id) -> bool:
     return st is not None and st.is_running()
 
 
-async def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_it(prefect_api, prefect_home, sandbox, tmp_path) -> None:
-    """prefect deploy --all from a clone of the repository (the pull step clones it again, as on another host),
-    a process worker, a live run and an e-stop run that both do their work."""
-    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1, "ETH": 1})
-    repo = snapshot_repository(ROOT, tmp_path / "repo")
-    config = write_config(tmp_path / "configs", "worked", sandbox, tmp_path / "store")
-    env = {**engine_env(prefect_api, prefect_home, acct), "PLANAR_GIT_URL": str(repo)}
-    env.pop("PYTHONPATH")
-
-    def prefect(*args: str) -> None:
-        out = subprocess.run([PREFECT, "--no-prompt", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-    for pool in ("planar", "planar-stop"):
-        await asyncio.to_thread(prefect, "work-pool", "create", pool, "--type", "process", "--overwrite")
-    await asyncio.to_thread(prefect, "deploy", "--all")
-    worker = Background(
-        [PREFECT, "worker", "start", "--pool", "planar", "--type", "process"], env, cwd=tmp_path, log=tmp_path / "worker.log"
-    )
-    agent = Background([PLANAR, "stop-agent", "--configs", "examples"], env, cwd=repo, log=tmp_path / "agent.log")  # planar-stop
-    try:
-        run = await run_deployment(
-            "live_strategy/ma_cross-live", timeout=0, parameters={"strategy": "worked", "config_path": str(config), "duration": 6}
-        )
-        st = await final_state(run.id, timeout=240)
-        assert st.is_completed(), (st, worker.output())
-        assert len(open_orders(sandbox, acct)) == 2
-        estop = await run_deployment(
-            "emergency_stop/emergency-stop",
-            timeout=0,
-            parameters={"strategy": "worked", "config_path": str(config), "reason": "worker test"},
-        )
-        assert (await final_state(estop.id, timeout=240)).is_completed(), agent.output()
-        assert open_orders(sandbox, acct) == []
-        for example in ("ma_cross", "grid_maker", "futures_breakout"):  # each example through its own live deployment
-            cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
-            cfg.update(
-                sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-                store_root=str(tmp_path / "store"),
-                credentials={"api_key_env": "EXCHANGE_API_KEY", "api_secret_env": "EXCHANGE_API_SECRET"},
-            )
-            path = tmp_path / "configs" / f"{example}.json"
-            path.write_text(json.dumps(cfg))
-            run = await run_deployment(
-                f"live_strategy/{example}-live", timeout=0, parameters={"strategy": example, "config_path": str(path), "duration": 4}
-            )
-            st = await final_state(run.id, timeout=240)
-            assert st.is_completed(), (example, st, worker.output())
-        assert len(open_orders(sandbox, acct)) > 0  # the grid's post-only orders rest
-    finally:
-        worker.stop()
-        agent.stop()
+# The work-pool path (prefect deploy --all, workers, the stop agent, every example's live deployment) is
+# tests/flows/test_operations.py.
