@@ -70,4 +70,10 @@ async def serve_with(deployments: list[RunnerDeployment], *beside: Coroutine[obj
     the stop agent, ``flows.stop_agent``)."""
     from prefect import aserve
 
-    await asyncio.gather(aserve(*deployments, heartbeat_seconds=HEARTBEAT_S), *beside)
+    jobs = [asyncio.ensure_future(aserve(*deployments, heartbeat_seconds=HEARTBEAT_S)), *map(asyncio.ensure_future, beside)]
+    done, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    for job in pending:  # the runner stopped (SIGTERM, Ctrl-C): what ran beside it stops too, so the process exits
+        job.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for job in done:
+        job.result()
