@@ -43,17 +43,17 @@ def breaker_to_estop(estop_deployment_id: UUID) -> AutomationCore:
         trigger=EventTrigger(
             expect={"planar.breaker_tripped"}, match={"prefect.resource.id": "planar.strategy.*"}, posture=Posture.Reactive, threshold=1
         ),
-        actions=[
-            RunDeployment(
-                source="selected",
-                deployment_id=estop_deployment_id,
-                parameters={
-                    "strategy": STRATEGY,
-                    "account": "{{ event.payload.account }}",
-                    "reason": "circuit breaker: {{ event.payload.reason }}",
-                },
-            )
-        ],
+        actions=[estop_of_the_event(estop_deployment_id, "circuit breaker: {{ event.payload.reason }}")],
+    )
+
+
+def estop_of_the_event(estop_deployment_id: UUID, reason: str) -> RunDeployment:
+    """The e-stop deployment aimed at the strategy and account of the triggering event (no path: its own folder
+    holds the config)."""
+    return RunDeployment(
+        source="selected",
+        deployment_id=estop_deployment_id,
+        parameters={"strategy": STRATEGY, "account": "{{ event.payload.account }}", "reason": reason},
     )
 
 
@@ -72,14 +72,8 @@ def heartbeat_watchdog(estop_deployment_id: UUID, after_s: float, notification_b
     """No ``planar.heartbeat`` from a strategy for ``after_s`` after one was seen (and no ``planar.stopped``): its
     engine is dead or hung; the standalone e-stop cancels its orders (spot has no exchange-side countdown)."""
     actions: list[RunDeployment | SendNotification] = [
-        RunDeployment(
-            source="selected",
-            deployment_id=estop_deployment_id,
-            parameters={
-                "strategy": STRATEGY,
-                "account": "{{ event.payload.account }}",
-                "reason": f"watchdog: no heartbeat from the engine for {after_s:g} s (last at {{{{ event.occurred }}}})",
-            },
+        estop_of_the_event(
+            estop_deployment_id, f"watchdog: no heartbeat from the engine for {after_s:g} s (last at {{{{ event.occurred }}}})"
         )
     ]
     if notification_block_id is not None:

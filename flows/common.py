@@ -39,13 +39,8 @@ PERMANENT = (ConfigError, AuthError, CorruptStateError)  # a file that cannot be
 async def no_retry(exc: BaseException | None) -> None:
     """A permanent error (invalid config, unknown symbol, refused credentials): set this run's retries to 0 so
     Prefect fails it once instead of retrying the same error (and printing the same traceback) again."""
-    run_id = flow_run.id
-    if not run_id:
-        return
     try:
-        async with get_client() as client:
-            fr = await client.read_flow_run(run_id)
-            await client.update_flow_run(run_id, empirical_policy=fr.empirical_policy.model_copy(update={"retries": 0}))
+        await update_this_run(retries_off=True)
     except Exception as err:  # the run may then be retried; it fails the same way
         log.warning("could not turn off retries after a permanent outcome (%s): %s", type(exc).__name__ if exc else "halted", err)
 
@@ -112,12 +107,21 @@ async def awaited(call: Awaitable[T]) -> T:
 async def tag_this_run(*tags: str) -> None:
     """Add tags to the current flow run, however it was created (a UI click, an automation, the CLI): the runs of a
     strategy are found by ``strategy:<name>`` whatever deployment made them."""
+    try:
+        await update_this_run(tags=tags)
+    except Exception as err:  # a tag is for finding the run; the stop goes on
+        log.warning("could not tag flow run %s with %s: %s", flow_run.id, tags, err)
+
+
+async def update_this_run(tags: tuple[str, ...] = (), retries_off: bool = False) -> None:
+    """The current flow run (none outside a run) with ``tags`` added and, with ``retries_off``, no retry left."""
     run_id = flow_run.id
     if not run_id:
         return
-    try:
-        async with get_client() as client:
-            fr = await client.read_flow_run(run_id)
-            await client.update_flow_run(run_id, tags=sorted({*fr.tags, *tags}))
-    except Exception as err:  # a tag is for finding the run; the stop goes on
-        log.warning("could not tag flow run %s with %s: %s", run_id, tags, err)
+    async with get_client() as client:
+        fr = await client.read_flow_run(run_id)
+        await client.update_flow_run(
+            run_id,
+            tags=sorted({*fr.tags, *tags}) if tags else None,
+            empirical_policy=fr.empirical_policy.model_copy(update={"retries": 0}) if retries_off else None,
+        )

@@ -76,7 +76,7 @@ def test_a_flow_that_settles_a_symbol_afterwards_clears_it_in_the_structure() ->
         for table in (report.unverified, report.remaining_open, report.remaining_positions):
             for key in [k for k in table if k.split(":", 1)[0] == sym]:
                 table.pop(key)
-        report.cancelled += 2
+        report.cancelled_later += 2  # what a later attempt cancelled
     assert report.clean and report.cancelled == 7 and report.outstanding() == {}
     assert report.of("SOL/USDT").orders.unverified is None and report.of("ETH/USDT:USDT").position().still_open == 0.0
 
