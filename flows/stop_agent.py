@@ -10,6 +10,9 @@ one wins, the others are refused by the server), and runs it in its own event lo
 run is an ordinary flow run (logs, task runs, artifacts, states); only where it runs differs. Without an agent
 running, the deployment's runner or worker runs it as before, only later.
 
+The agent also explains, on their own pages, the live runs their deployment's concurrency limit refused
+(``flows/refusals.py``), every ``explain_every`` seconds.
+
 Config paths a run carries are resolved from the agent's working directory (start it from the repository root, as
 the workers' clones are); a path that is not there falls back to the config named after the strategy in the
 agent's ``--configs`` folder.
@@ -44,6 +47,7 @@ from prefect.utilities.engine import propose_state
 
 from .emergency import account_emergency_stop, emergency_stop
 from .rearm import rearm
+from .refusals import explain_refusals
 
 log = logging.getLogger("planar.flows.stop_agent")
 STOP_FLOWS: dict[str, Flow[..., Any]] = {  # Flow is invariant in its result: Any, not object
@@ -56,9 +60,10 @@ STOP_FLOWS: dict[str, Flow[..., Any]] = {  # Flow is invariant in its result: An
 class StopAgent:
     """Claims and runs scheduled stop-flow runs in this process (see the module)."""
 
-    def __init__(self, configs_dir: Path | None = None, every: float = 0.25) -> None:
+    def __init__(self, configs_dir: Path | None = None, every: float = 0.25, explain_every: float = 2.0) -> None:
         self.configs_dir = configs_dir.resolve() if configs_dir is not None else None
         self.every = every
+        self.explain_every = explain_every
         self.running: dict[UUID, asyncio.Task[None]] = {}
         self._flow_names: dict[UUID, str] = {}
 
@@ -68,11 +73,15 @@ class StopAgent:
         async with get_client() as client:
             if ready is not None:
                 await ready()
+            explained = 0.0
             while not stop.is_set():
                 try:
                     await self.poll(client)
+                    if time.monotonic() - explained >= self.explain_every:
+                        explained = time.monotonic()
+                        await explain_refusals(client)
                 except Exception as exc:  # the API may be away for a while; the agent goes on
-                    log.warning("stop agent: cannot read scheduled runs (%s: %s)", type(exc).__name__, exc)
+                    log.warning("stop agent: cannot read or update runs (%s: %s)", type(exc).__name__, exc)
                 try:
                     await asyncio.wait_for(stop.wait(), self.every)
                 except TimeoutError:

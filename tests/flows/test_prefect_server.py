@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
@@ -198,6 +198,18 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         assert (await state_of(live.id)).is_running()
         second = await run_deployment("live_strategy/served-live", timeout=0)
         assert (await final_state(second.id)).is_cancelled()
+
+        async def explained() -> bool:  # by the stop agent in planar serve: the refusal names the run holding the slot
+            st = await state_of(second.id)
+            return st.is_cancelled() and (st.message or "").startswith("Refused:")
+
+        await wait_for(explained, timeout=30, interval=0.2)
+        async with get_client() as client:
+            holder = await client.read_flow_run(live.id)
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[second.id])))
+        message = (await state_of(second.id)).message or ""
+        assert f"'{holder.name}' ({live.id}), Running" in message, message
+        assert [entry.message for entry in logs] == [message]  # its page has a log line, not "no logs"
         # 2. e-stop by hand: every order cancelled, the live run ends Cancelled (not Completed)
         t0 = time.perf_counter()
         estop = await run_deployment("emergency_stop/served-emergency-stop", parameters={"reason": "by hand"}, timeout=0)
