@@ -211,7 +211,7 @@ async def _session(
             return await permanent_failure(exc)
         engine_started = True
         await take_over_zombies(s)
-        logic = load_logic(s.config.logic, s.config.logic_params)
+        logic = load_logic(s.config.logic, s.config.logic_params, s.config.config_dir)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
         async def publish(st: Json) -> None:

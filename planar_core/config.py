@@ -12,14 +12,17 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
 from .alerts.config import AlertConfig, LoggingConfig
 from .model.types import Json
 from .storage import is_remote
+
+if TYPE_CHECKING:
+    from .logic import Logic
 
 # ccxt's unified timeframe notation (no venue serves every one); which of them a venue serves is the venue's
 # (``Capabilities.timeframes``, checked when the venue is opened: exchange/registry.py)
@@ -325,7 +328,11 @@ class StrategyConfig(_Model):
     twin_check: TwinCheck = Field(default_factory=TwinCheck)
     dead_mans_switch: DeadMansSwitch = Field(default_factory=DeadMansSwitch)
     alerts: AlertConfig | None = None
-    logic: str = Field("planar_core.strategies.ma_cross:MACross", description="module:Class of the strategy logic")
+    logic: str = Field(
+        "planar_core.strategies.ma_cross:MACross",
+        description="module:Class or path/to/file.py:Class of the strategy logic; modules and relative paths are looked "
+        "for in the config file's folder first",
+    )
     logic_params: Json = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
     logic_errors: Literal["log", "halt", "fail"] = Field(
@@ -368,6 +375,13 @@ class StrategyConfig(_Model):
             if a.symbol == symbol:
                 return a
         raise KeyError(symbol)
+
+    _config_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The folder of the file this config was loaded from (where ``logic`` is looked for first), if any."""
+        return self._config_dir
 
     @property
     def shared_root(self) -> str:
@@ -453,16 +467,18 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         cfg = StrategyConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-    check_logic(cfg.logic, cfg.logic_params)
+    if path:
+        cfg._config_dir = Path(path).resolve().parent
+    check_logic(cfg.logic, cfg.logic_params, cfg.config_dir)
     return cfg
 
 
-def check_logic(spec: str, params: Mapping[str, object]) -> None:
+def check_logic(spec: str, params: Mapping[str, object], base: Path | None = None) -> type[Logic]:
     """The logic class exists, is a ``Logic`` of this engine's interface version, and its ``Params`` accept
-    ``logic_params``: found at load, naming the field, not as a traceback mid-run."""
+    ``logic_params``: found at load, naming the field, not as a traceback mid-run. Returns the class."""
     from .logic import API_VERSION, Logic
 
-    cls = _logic_class(spec)
+    cls = logic_class(spec, base)
     if not (isinstance(cls, type) and issubclass(cls, Logic)):
         raise ConfigError(f"logic: {spec} is not a planar_core.Logic subclass (see docs/strategies.md)")
     if cls.api_version != API_VERSION:
@@ -471,16 +487,42 @@ def check_logic(spec: str, params: Mapping[str, object]) -> None:
         cls.Params.model_validate(dict(params))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, prefix="logic_params")) from None
+    return cls
 
 
-def _logic_class(spec: str) -> object:
+def logic_class(spec: str, base: Path | None = None) -> object:
+    """``module:Class`` or ``path/to/file.py:Class``. ``base`` (the config file's folder) is searched first, as
+    Python searches a script's folder first: a module found there, or a relative path, is imported with that folder
+    at the front of ``sys.path`` (so the strategy's own helper modules beside it import too); otherwise the module
+    is imported from ``sys.path`` as it is. Errors are one ``ConfigError`` line: file, line and message for a
+    syntax error, the missing module's name for an import error."""
     import importlib
+    import importlib.machinery
+    import sys
 
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ConfigError(f"logic: expected 'package.module:Class', got {spec!r}")
+    target, _, name = spec.rpartition(":")
+    folder: Path | None = None  # put first on sys.path for this import
+    if not target or not name:
+        raise ConfigError(f"logic: expected 'package.module:Class' or 'path/to/file.py:Class', got {spec!r}")
+    if target.endswith(".py"):
+        file = Path(target) if Path(target).is_absolute() else (base or Path.cwd()) / target
+        if not file.is_file():
+            raise ConfigError(f"logic: no file {file}")
+        folder, module = file.resolve().parent, file.stem
+        loaded = sys.modules.get(module)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != file.resolve():
+            raise ConfigError(f"logic: a module named {module!r} is already imported from {loaded.__file__}; rename {file.name}")
+    else:
+        module = target
+        top = module.partition(".")[0]
+        found = base is not None and top not in sys.modules and importlib.machinery.PathFinder.find_spec(top, [str(base)]) is not None
+        folder = base.resolve() if found and base is not None else None
+    if folder is not None and str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
     try:
         return getattr(importlib.import_module(module), name)
+    except SyntaxError as exc:
+        raise ConfigError(f"logic: {exc.filename}:{exc.lineno}: {exc.msg}") from None
     except ImportError as exc:
         raise ConfigError(f"logic: cannot import module {module!r} ({exc})") from None
     except AttributeError:

@@ -11,12 +11,12 @@ asyncio: the Prefect flow wraps this, and so can any other supervisor.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from ..config import check_logic
@@ -33,12 +33,10 @@ UNKNOWN_COUNTS = ("unknown_answered", "unknown_resolved_found", "unknown_proven_
 ErrorPolicy = Literal["log", "halt", "fail"]
 
 
-def load_logic(spec: str, params: object = None) -> Logic:
-    """``"package.module:Class"`` -> an instance with its ``Params`` validated (``ConfigError`` naming the field)."""
-    check_logic(spec, params if isinstance(params, dict) else {})
-    module, _, name = spec.partition(":")
-    cls: type[Logic] = getattr(importlib.import_module(module), name)
-    return cls.from_config(params)
+def load_logic(spec: str, params: object = None, base: Path | None = None) -> Logic:
+    """``"package.module:Class"`` or ``"path/to/file.py:Class"`` (looked for in ``base``, the config's folder, first)
+    -> an instance with its ``Params`` validated (``ConfigError`` naming the field)."""
+    return check_logic(spec, params if isinstance(params, dict) else {}, base).from_config(params)
 
 
 def status(s: Strategy) -> Json:

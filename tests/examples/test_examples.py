@@ -56,7 +56,7 @@ async def example(strategy_factory: Any, sandbox: Any) -> AsyncIterator[Runner]:
         overrides["credentials"] = {"api_key_env": "EXCHANGE_API_KEY", "api_secret_env": "EXCHANGE_API_SECRET"}  # the fixture's account
         acct = sandbox.ex.add_account({"USDT": Decimal(10_000), "BTC": Decimal("0.05")})
         s = await strategy_factory(file["name"], config_path=str(path), logic_params=params, acct=acct, **overrides)
-        logic = load_logic(s.config.logic, s.config.logic_params)
+        logic = load_logic(s.config.logic, s.config.logic_params, s.config.config_dir)
         stop = asyncio.Event()
         task = asyncio.create_task(run(s, logic, tick_interval=s.config.tick_interval, stop=stop, logic_errors="fail"))
         running.append((task, stop))
