@@ -24,6 +24,7 @@ from .config import AlertConfig
 from .redact import Redactor
 
 log = logging.getLogger("planar.alerts")
+LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 LEVELS = {
     "debug": apprise.NotifyType.INFO,
     "info": apprise.NotifyType.INFO,
@@ -171,7 +172,7 @@ class AlertDispatcher:
 def send_alert(target: object, message: str, level: str = "info") -> bool:
     """Send ``message`` through ``target``'s channels: ``target`` is a strategy (its ``.alerts``) or a dispatcher."""
     dispatcher = target if isinstance(target, AlertDispatcher) else getattr(target, "alerts", None)
-    if not isinstance(dispatcher, AlertDispatcher):
-        log.warning("no alert dispatcher configured; alert only logged: %s", message)
+    if not isinstance(dispatcher, AlertDispatcher):  # logged at the alert's own level: an "info" alert is not a warning
+        log.log(LOG_LEVELS.get(level, logging.WARNING), "alert (%s; no alert channel configured): %s", level, message)
         return False
     return dispatcher.submit(message, level)

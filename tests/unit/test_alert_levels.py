@@ -1,0 +1,21 @@
+"""An alert with no channel configured is logged at its own level (issue: every `s.alert(..., "info")` was logged as
+a WARNING "no alert dispatcher configured")."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from planar_core.alerts.dispatcher import send_alert
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR), ("critical", logging.CRITICAL)],
+)
+def test_an_alert_without_channels_is_logged_at_its_level(level: str, expected: int, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="planar.alerts"):
+        assert send_alert(object(), "bought 0.1 BTC/USDT", level) is False
+    [record] = [r for r in caplog.records if r.name == "planar.alerts"]
+    assert record.levelno == expected and "bought 0.1 BTC/USDT" in record.getMessage()
