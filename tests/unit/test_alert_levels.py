@@ -11,8 +11,7 @@ from planar_core.alerts.dispatcher import send_alert
 
 
 @pytest.mark.parametrize(
-    ("level", "expected"),
-    [("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR), ("critical", logging.CRITICAL)],
+    ("level", "expected"), [("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR), ("critical", logging.CRITICAL)]
 )
 def test_an_alert_without_channels_is_logged_at_its_level(level: str, expected: int, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="planar.alerts"):
