@@ -13,7 +13,7 @@ from typing import NoReturn, TypeVar
 import pandas as pd
 import typer
 
-from .model.json import num
+from .model.json import num, strict_dumps
 from .model.types import Json
 from .sandbox.limits import Limits
 
@@ -76,8 +76,6 @@ def _iso(ts: object) -> str:
 
 
 def _print_events(df: pd.DataFrame, as_json: bool) -> None:
-    import json as _json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -86,7 +84,7 @@ def _print_events(df: pd.DataFrame, as_json: bool) -> None:
     records = to_records(df)
     if as_json:
         for r in records:
-            typer.echo(_json.dumps({**r, "timestamp": _iso(r["timestamp"])}, default=str))
+            typer.echo(strict_dumps({**r, "timestamp": _iso(r["timestamp"])}))
         return
     table = Table(show_lines=False)
     for col in ("timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price", "details"):
@@ -150,8 +148,6 @@ def trace_stats_cmd(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Events by kind and by day, time range, segments, size on disk."""
-    import json as _json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -159,7 +155,7 @@ def trace_stats_cmd(
 
     st: TraceStats = _read_any(trace_stats, _trace_root(root, config))
     if as_json:
-        typer.echo(_json.dumps(st.as_json()))
+        typer.echo(strict_dumps(st.as_json()))
         return
     console = Console()
     console.print(f"[bold]{st.root}[/]")

@@ -48,3 +48,22 @@ def obj(x: object) -> Json:
 def rows(x: object) -> list[Json]:
     """The mappings of a list (non-mappings dropped)."""
     return [obj(r) for r in x if isinstance(r, dict)] if isinstance(x, list) else []
+
+
+def strict_dumps(value: object) -> str:
+    """JSON that every parser reads: NaN and infinities become ``null`` (``json.dumps`` writes bare ``NaN``, which
+    strict parsers refuse), other non-JSON values their ``str``."""
+    import json
+
+    def clean(x: object) -> object:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if hasattr(x, "item") and callable(x.item):  # numpy scalars
+            return clean(x.item())
+        return x
+
+    return json.dumps(clean(value), default=str, allow_nan=False)

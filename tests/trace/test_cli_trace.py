@@ -88,3 +88,31 @@ def test_stats_export_and_finding_the_trace(tmp_path: Path) -> None:
     bare.mkdir()
     empty = subprocess.run([*PLANAR, "trace", "tail"], capture_output=True, text=True, timeout=60, env=env, cwd=bare)
     assert empty.returncode == 2 and "pass --root or --config" in empty.stderr
+
+
+def strict(line: str) -> dict[str, object]:
+    """A strict JSON parser's reading: NaN and Infinity are not JSON."""
+
+    def refuse(const: str) -> object:
+        raise ValueError(f"not JSON: {const}")
+
+    value = json.loads(line, parse_constant=refuse)
+    assert isinstance(value, dict)
+    return value
+
+
+def test_json_output_is_strict_json(tmp_path: Path) -> None:
+    """`--json` wrote bare NaN for numbers an event does not have (strict parsers refused the line): now null."""
+    root = tmp_path / "traces" / "binance-nan"
+    with EventTrace(str(root)) as et:
+        et.record("order_placed", client_order_id="c1", symbol="BTC/USDT", amount=1.0, price=float("nan"))
+        et.record("balance_changed", currency="USDT", free=float("inf"))
+        et.record("trade_executed", client_order_id="c1", symbol="BTC/USDT", amount=1.0, price=100.0)
+    env = {"PLANAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    out = subprocess.run([*PLANAR, "trace", "tail", "-n", "3", "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    rows = [strict(line) for line in out.stdout.splitlines()]
+    assert [r["kind"] for r in rows] == ["order_placed", "balance_changed", "trade_executed"]
+    assert rows[0].get("price") is None and rows[2]["price"] == 100.0
+    stats = subprocess.run([*PLANAR, "trace", "stats", "--json", "--root", str(root)], capture_output=True, text=True, timeout=60)
+    assert strict(stats.stdout)["events"] == 3
