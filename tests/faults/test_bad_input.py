@@ -97,6 +97,9 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     (tmp_path / "badparams.toml").write_text('name = "x"\n[logic_params]\nfastest = 3\n')
     (tmp_path / "bad.toml").write_text('name = "x"\n[risk]\nmax_drawdown = 7\n')
     (tmp_path / "afile").write_text("not a trace")
+    (tmp_path / "strategies").mkdir(exist_ok=True)  # a strategy file with a syntax error, beside its config
+    (tmp_path / "strategies" / "typo_strategy.py").write_text("from planar_core.logic import Logic\n\nclass Typo(Logic)\n    pass\n")
+    (tmp_path / "strategies" / "typo.toml").write_text('name = "x"\nlogic = "typo_strategy:Typo"\n')
     return [
         (["run", str(tmp_path / "latin1.toml")], "not UTF-8"),
         (["run", str(tmp_path / "nologic.toml")], "logic: cannot import module 'no_such_module'"),
@@ -109,10 +112,11 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["sandbox", "serve", "--port", "70000"], "--port"),
         (["trace", "tail", "-n", "0"], "-n"),
         (["no-such-command"], "No such command"),
+        (["run", str(tmp_path / "strategies" / "typo.toml")], "typo_strategy.py:3: expected ':'"),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("case", range(12))
 def test_cli_refusals_are_one_line_with_exit_2(tmp_path: Path, case: int) -> None:
     args, named = _cli_cases(tmp_path)[case]
     r = subprocess.run([*PLANAR, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
