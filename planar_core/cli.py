@@ -283,7 +283,10 @@ def sandbox_serve(
     except ValueError as exc:
         fail(str(exc))
         return
-    asyncio.run(serve_forever(server, acct.api_key, acct.api_secret))
+    try:
+        asyncio.run(serve_forever(server, acct.api_key, acct.api_secret))
+    except OSError as exc:  # the port in use, an address this host does not have: one line, not asyncio's traceback
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def run_cli(root: typer.Typer) -> None:

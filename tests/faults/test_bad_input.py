@@ -116,6 +116,21 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     ]
 
 
+def test_a_sandbox_port_in_use_is_one_line_with_exit_2() -> None:
+    """It printed asyncio's 59-line OSError traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([*PLANAR, "sandbox", "serve", "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+        r.stderr
+    )
+
+
 @pytest.mark.parametrize("case", range(12))
 def test_cli_refusals_are_one_line_with_exit_2(tmp_path: Path, case: int) -> None:
     args, named = _cli_cases(tmp_path)[case]
