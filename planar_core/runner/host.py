@@ -80,6 +80,7 @@ class _Host:
         self.s, self.logic, self.policy, self.result = s, logic, policy, result
         self.ctx = LiveContext(s, logic.params)  # what the callbacks see
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self.seen: Counter[tuple[str, str, str]] = Counter()  # (callback, exception type, where raised) -> times
 
     def listen(self, event: EngineEvent) -> None:
         self.queue.put_nowait(event)
@@ -94,12 +95,27 @@ class _Host:
             self.result.callback_errors[name] += 1
             text = f"{type(exc).__name__}: {exc}"
             self.result.errors.append(f"{name}: {text}")
-            log.exception("strategy logic failed in %s", name)
+            self.log_error(name, exc, text)
             self.s.sink.record("logic_error", reason=text, callback=name, count=self.result.callback_errors[name])
             if self.policy == "halt" and not self.s.halted:
                 self.s.halt(f"logic error in {name}: {text}")
             elif self.policy == "fail":
                 raise LogicError(f"{name}: {text}") from exc
+
+    def log_error(self, name: str, exc: Exception, text: str) -> None:
+        """The traceback once per error (callback, type, line that raised); a repeat is one line, at the 2nd, 10th,
+        100th, ... time, with its count (every occurrence is in the trace and in the run's counts)."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+        key = (name, type(exc).__name__, where)
+        self.seen[key] += 1
+        n = self.seen[key]
+        if n == 1:
+            log.error("strategy logic failed in %s", name, exc_info=exc)
+        elif n == 2 or str(n).strip("0") == "1":
+            log.error("strategy logic failed in %s again (%d times; traceback logged the first time): %s", name, n, text)
 
     async def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, BarClosed):

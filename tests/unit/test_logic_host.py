@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -70,6 +71,23 @@ async def test_a_failing_callback_is_recorded_counted_and_the_engine_goes_on() -
     (ev,) = sink_of(s).of("logic_error")
     assert ev["callback"] == "on_bar" and "boom" in str(ev["reason"])
     assert not s.halted
+
+
+class Failing(Logic):
+    async def on_bar(self, s: Strategy, ai: AssetInstance, timeframe: str, bar: Candle) -> None:
+        raise ValueError(f"bad bar {bar.timestamp}")
+
+
+async def test_a_repeated_error_logs_its_traceback_once_then_counts(caplog: pytest.LogCaptureFixture) -> None:
+    """It printed a full traceback on every bar (12 in 12 s)."""
+    s = stub_strategy()
+    with caplog.at_level(logging.ERROR, logger="planar.runner"):
+        result = await drive(s, Failing(), [60_000 * i for i in range(1, 13)])
+    assert result.callback_errors["on_bar"] == 12  # type: ignore[attr-defined]
+    assert len(sink_of(s).of("logic_error")) == 12  # every one in the trace
+    records = [r for r in caplog.records if "strategy logic failed" in r.getMessage()]
+    assert [r.exc_info is not None for r in records] == [True, False, False]  # the 1st with its traceback; the 2nd, 10th
+    assert "again (10 times" in records[-1].getMessage() and "bad bar 600000" in records[-1].getMessage()
 
 
 async def test_policy_halt_halts_and_policy_fail_raises() -> None:
