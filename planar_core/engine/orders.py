@@ -20,6 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..alerts.repeats import Repeats, held_note
 from ..exchange.errors import ExchangeOpError
 from ..model import (
     PENDING,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.orders")
+REPEATS = Repeats()  # refusal log lines: one a minute per strategy (instance), kind, symbol and reason
 MARKET_BUFFER = 1.01  # cash check for market buys: last price + 1 % for the spread and slippage
 R = RefusalReason
 __all__ = ["ALLOWED_PARAMS", "NotJournaled", "book", "call", "invalid", "prepare", "refused", "resend"]
@@ -244,7 +246,10 @@ def refused(
         reason_code=refusal.reason.value,
         **({"code": refusal.code} if refusal.code is not None else {}),
     )
-    log.warning("order %s on %s: %s", "refused locally" if kind == "order_failed" else "rejected by risk", ai.symbol, refusal.detail)
+    held = REPEATS.admit((id(s), kind, ai.symbol, refusal.reason))
+    if held is not None:  # the same refusal again and again is one line a minute, with its count
+        what = "refused locally" if kind == "order_failed" else "rejected by risk"
+        log.warning("order %s on %s: %s%s", what, ai.symbol, refusal.detail, held_note(held, REPEATS.window_s))
 
 
 def invalid(exc: ValueError) -> Refusal:
