@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pandas as pd
 import typer
@@ -16,6 +16,9 @@ import typer
 from .model.json import num, strict_dumps
 from .model.types import Json
 from .sandbox.limits import Limits
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
 T = TypeVar("T")
@@ -75,8 +78,18 @@ def _iso(ts: object) -> str:
     return ts.isoformat() if isinstance(ts, pd.Timestamp) else str(ts)
 
 
-def _print_events(df: pd.DataFrame, as_json: bool) -> None:
+def console() -> Console:
+    """Rich's console, as wide as the terminal; piped or redirected (where rich assumes 80 columns and cut the
+    tables) as wide as ``COLUMNS`` says, else 240, and cells wrap rather than end in an ellipsis."""
+    import os
+    import sys
+
     from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240)
+
+
+def _print_events(df: pd.DataFrame, as_json: bool) -> None:
     from rich.table import Table
 
     from .trace.reading import to_records
@@ -88,7 +101,7 @@ def _print_events(df: pd.DataFrame, as_json: bool) -> None:
         return
     table = Table(show_lines=False)
     for col in ("timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price", "details"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     core = {"timestamp", "kind", "symbol", "client_order_id", "side", "amount", "price"}
     for r in records:
         details = ", ".join(f"{k}={v}" for k, v in r.items() if k not in core)
@@ -100,9 +113,9 @@ def _print_events(df: pd.DataFrame, as_json: bool) -> None:
             str(r.get("side", "")),
             f"{num(r['amount']):g}" if "amount" in r else "",
             f"{num(r['price']):g}" if "price" in r else "",
-            details[:80],
+            details,
         )
-    Console().print(table)
+    console().print(table)
 
 
 @trace_app.command("tail")
@@ -148,7 +161,6 @@ def trace_stats_cmd(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Events by kind and by day, time range, segments, size on disk."""
-    from rich.console import Console
     from rich.table import Table
 
     from .trace.export import TraceStats, trace_stats
@@ -157,9 +169,9 @@ def trace_stats_cmd(
     if as_json:
         typer.echo(strict_dumps(st.as_json()))
         return
-    console = Console()
-    console.print(f"[bold]{st.root}[/]")
-    console.print(
+    out = console()
+    out.print(f"[bold]{st.root}[/]")
+    out.print(
         f"{st.events:,} events, {st.first} .. {st.last}; {st.segments} segment(s), {st.wal_files} log file(s) not yet in a "
         f"segment; {st.bytes / 1e6:,.2f} MB on disk"
     )
@@ -172,7 +184,7 @@ def trace_stats_cmd(
     for day, row in st.by_day_kind.items():
         table.add_row(day, *(f"{row.get(k, 0):,}" for k in kinds), f"{st.by_day[day]:,}")
     table.add_row("all", *(f"{st.by_kind[k]:,}" for k in kinds), f"{st.events:,}")
-    console.print(table)
+    out.print(table)
 
 
 @trace_app.command("export")

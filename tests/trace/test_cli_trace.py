@@ -116,3 +116,15 @@ def test_json_output_is_strict_json(tmp_path: Path) -> None:
     assert rows[0].get("price") is None and rows[2]["price"] == 100.0
     stats = subprocess.run([*PLANAR, "trace", "stats", "--json", "--root", str(root)], capture_output=True, text=True, timeout=60)
     assert strict(stats.stdout)["events"] == 3
+
+
+def test_tables_are_not_cut_when_piped(tmp_path: Path) -> None:
+    """Piped (not a terminal, no COLUMNS), rich assumed 80 columns and the details column ended in an ellipsis."""
+    root = tmp_path / "traces" / "binance-wide"
+    reason = "max_position: 0.7399 of equity > 0.5 (BTC/USDT buy 0.0123 at 104250.5; raise risk.max_position or trade less)"
+    with EventTrace(str(root)) as et:
+        et.record("risk_rejected", symbol="BTC/USDT", side="buy", amount=0.0123, reason=reason)
+    env = {"PLANAR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no COLUMNS
+    out = subprocess.run([*PLANAR, "trace", "tail", "-n", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"reason={reason}" in out.stdout, out.stdout
