@@ -75,9 +75,15 @@ def run_cmd(
         raise typer.Exit(1)
     calls = ", ".join(f"{k} {v}" for k, v in obj(result.get("callbacks")).items()) or "none"
     failed = sum(integer(n) for n in obj(result.get("callback_errors")).values())
+    status = obj(result.get("status"))
+    orders, positions = integer(status.get("open_orders")), integer(status.get("open_positions"))
+    left = f"left open on the exchange: {orders} order(s), {positions} position(s)"
+    if orders or positions:
+        close = " --close-positions" if positions else ""
+        left += f" (they stay; `planar emergency-stop {cfg.name} --config {config}{close}` cancels{' and closes' if close else ''} them)"
     typer.echo(
         f"{cfg.name}: {state.type.value.lower()} ({result['ended']}); logic callbacks: {calls}; callback errors: {failed}; "
-        f"report {result['report']}"
+        f"{left}; trace {result.get('trace')}; report {result['report']}"
     )
     if state.is_failed():
         raise typer.Exit(1)

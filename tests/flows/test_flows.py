@@ -297,7 +297,9 @@ async def test_each_example_runs_through_planar_run(example: str, sandbox, prefe
     import tomllib
     from decimal import Decimal
 
-    acct = sandbox.ex.add_account({"USDT": Decimal(20_000), "BTC": Decimal("0.2"), "ETH": Decimal(3), "LTC": Decimal(20)})
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split("planar sandbox serve --port 0 --balance ", 1)[1].split()[0]  # the README's own balances
+    acct = sandbox.ex.add_account({k: Decimal(v) for k, v in (x.split("=") for x in shown.split(","))})
     cfg = tomllib.loads((Path(__file__).resolve().parents[2] / "examples" / f"{example}.toml").read_text())
     cfg.update(sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, store_root=str(tmp_path / "store"))
     path = tmp_path / f"{example}.json"
@@ -308,8 +310,13 @@ async def test_each_example_runs_through_planar_run(example: str, sandbox, prefe
     assert code == 0, (out + err)[-3000:]
     assert f"{example}: completed" in out and "callback errors: 0" in out, out
     assert "on_start 1" in out and "on_stop 1" in out  # the interface's lifecycle ran in the flow
-    if example == "grid_maker":
-        assert len(sandbox.ex.snapshot()["accounts"][acct.api_key]["open_orders"]) > 0
+    snap = sandbox.ex.snapshot()["accounts"][acct.api_key]
+    resting = len(snap["open_orders"]) + sum(1 for a in snap["algo_orders"] if a["status"] == "NEW")  # conditional exits too
+    held = sum(1 for p in snap["futures"]["positions"].values() if Decimal(p["amount"]) != 0)
+    assert f"left open on the exchange: {resting} order(s), {held} position(s)" in out, out  # the end says what it leaves
+    if example == "grid_maker":  # it trades at those balances: post-only orders rest on both sides (its buys were refused)
+        sides = {o["side"] for o in sandbox.ex.snapshot()["accounts"][acct.api_key]["open_orders"]}
+        assert sides == {"BUY", "SELL"}, (sides, out)
 
 
 async def test_a_strategy_restarted_too_often_within_the_hour_is_not_restarted_again(flow_config, sandbox, account) -> None:
