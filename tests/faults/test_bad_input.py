@@ -112,6 +112,7 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["sandbox", "serve", "--port", "70000"], "--port"),
         (["trace", "tail", "-n", "0"], "-n"),
         (["no-such-command"], "No such command"),
+        (["run", "--bogus", "x.toml"], "No such option: --bogus"),
         (["run", str(tmp_path / "strategies" / "typo.toml")], "typo_strategy.py:3: expected ':'"),
     ]
 
@@ -131,7 +132,7 @@ def test_a_sandbox_port_in_use_is_one_line_with_exit_2() -> None:
     )
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(13))
 def test_cli_refusals_are_one_line_with_exit_2(tmp_path: Path, case: int) -> None:
     args, named = _cli_cases(tmp_path)[case]
     r = subprocess.run([*PLANAR, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
