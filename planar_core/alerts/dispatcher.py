@@ -172,7 +172,9 @@ class AlertDispatcher:
 def send_alert(target: object, message: str, level: str = "info") -> bool:
     """Send ``message`` through ``target``'s channels: ``target`` is a strategy (its ``.alerts``) or a dispatcher."""
     dispatcher = target if isinstance(target, AlertDispatcher) else getattr(target, "alerts", None)
-    if not isinstance(dispatcher, AlertDispatcher):  # logged at the alert's own level: an "info" alert is not a warning
-        log.log(LOG_LEVELS.get(level, logging.WARNING), "alert (%s; no alert channel configured): %s", level, message)
+    if not isinstance(dispatcher, AlertDispatcher):
+        # an "info" alert is not a warning; an error or critical one is a WARNING here, because whoever raised it has
+        # logged the event at its own level already (the line says the alert's level)
+        log.log(min(LOG_LEVELS.get(level, logging.WARNING), logging.WARNING), "alert (%s; no alert channel configured): %s", level, message)
         return False
     return dispatcher.submit(message, level)
