@@ -24,7 +24,7 @@ from ..engine.notices import BarClosed, EngineEvent, Filled, OrderUpdated
 from ..engine.strategy import Strategy
 from ..logic import Logic
 from ..model.types import Json
-from ..model.views import AssetView, OrderView, PositionView, TradeView
+from ..model.views import AssetView, OrderView, TradeView
 from .context import LiveContext
 
 log = logging.getLogger("planar.runner")
@@ -53,7 +53,7 @@ def status(s: Strategy) -> Json:
         "drawdown": round(m.drawdown, 4),
         "exposure": round(m.total_exposure, 4),
         "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),
-        "open_positions": sum(1 for ai in s.universe.values() if PositionView.of(ai.position).contracts),
+        "open_positions": sum(len(ai.open_positions()) for ai in s.universe.values()),  # hedge mode: each side
         "trades": sum(len(ai.trades) for ai in s.universe.values()),
         "halted": st.halted,
         "halt_reason": st.halt_reason,
