@@ -15,20 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prefect.client.schemas.actions import LogCreate
-from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterExpectedStartTime,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelled
 
-from .control import ACTIVE
+from .control import ACTIVE, flow_runs
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -42,23 +32,22 @@ LOOKBACK = timedelta(hours=1)
 
 async def explain_refusals(client: PrefectClient) -> list[UUID]:
     """Rewrite the message of every live run Prefect refused in the last hour; returns the runs explained."""
-    refused = await client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=["live_strategy"])),
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLED])),
-            expected_start_time=FlowRunFilterExpectedStartTime(after_=datetime.now(UTC) - LOOKBACK),
-        ),
-    )
+    since = datetime.now(UTC) - LOOKBACK
+    refused = [
+        fr
+        for fr in await flow_runs("live_strategy", ("CANCELLED",), after=since, client=client)
+        if fr.state is not None and fr.state.message == PREFECT_REFUSAL and fr.deployment_id is not None
+    ]
+    if not refused:
+        return []
+    live = [
+        r
+        for r in await flow_runs("live_strategy", ACTIVE, client=client)
+        if r.state is not None and r.state.type is not StateType.SCHEDULED
+    ]
     done: list[UUID] = []
     for fr in refused:
-        if fr.state is None or fr.state.message != PREFECT_REFUSAL or fr.deployment_id is None:
-            continue
-        holders = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[fr.deployment_id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE]))),
-        )
-        active = [h for h in holders if h.id != fr.id and h.state is not None and h.state.type is not StateType.SCHEDULED]
-        message = why(fr, active)
+        message = why(fr, [h for h in live if h.deployment_id == fr.deployment_id])
         await client.set_flow_run_state(fr.id, Cancelled(message=message), force=True)
         await client.create_logs(
             [LogCreate(name=log.name, level=logging.WARNING, message=message, timestamp=datetime.now(UTC), flow_run_id=fr.id)]
