@@ -150,7 +150,19 @@ class EngineControl:
         if self._estop is not None:
             await asyncio.shield(self._estop)
 
-    def ended_because(self, run_reason: str, halt_reason: str | None) -> str:
+    def ends_failed(self, run_reason: str, breaker: str | None) -> bool:
+        """Failed (red, not retried) or Cancelled? A breaker that tripped is a failure even when an e-stop run or a
+        cancel reached the engine before it ended: the breaker's own event starts an e-stop run at once, and a loss
+        limit must never read as a stop by hand. Other stops by hand are Cancelled, whatever the halt they caused."""
+        return breaker is not None or (self.cause is None and run_reason == "halted")
+
+    def ended_because(self, run_reason: str, halt_reason: str | None, breaker: str | None = None) -> str:
+        said = self._said(run_reason, halt_reason)
+        if breaker is not None and self.cause is not None:
+            return f"halted by the {breaker} circuit breaker, then {said}"
+        return said
+
+    def _said(self, run_reason: str, halt_reason: str | None) -> str:
         if self.cause == "emergency stop":
             summary = self.estop_report.summary() if self.estop_report is not None else "not completed"
             return f"emergency stop ({self.detail}): {summary}"

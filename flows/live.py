@@ -7,7 +7,8 @@ requests, SIGTERM) and retries. How a run ends says what happened, so a halted s
 
 * Completed: the duration elapsed;
 * Cancelled: cancelled from the UI/CLI/API, terminated (SIGTERM), or stopped by an emergency stop;
-* Failed (no retry): the strategy halted (a breaker, an e-stop, a halt found at start: re-arm first), another
+* Failed (no retry): the strategy halted (a breaker, even when the e-stop run its event starts reached the engine
+  first; an e-stop; a halt found at start: re-arm first), another
   engine holds the lease or trades the account from another store root (``TwinEngineError``; ``takeover=True``
   once it is gone), or the config/credentials are refused.
 """
@@ -246,7 +247,8 @@ async def _session(
     analysis = analyze_trading_events(s, start=session_start)  # this session, this strategy (the account's trace holds more)
     out = Path(report_dir or (Path(s.config.store_root) / s.name / "reports")).resolve()
     files = write_report(analysis, out, currency=s.config.main_currency, title=f"{s.name} session report")
-    ended = control.ended_because(result.reason, s.state.halt_reason)
+    breaker = s.state.breaker_tripped
+    ended = control.ended_because(result.reason, s.state.halt_reason, breaker)
     await InPlaceArtifact(artifact_key(s.name, "report"), f"session report of {s.name}").publish(
         f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, logic callbacks {dict(result.callbacks)}, errors {dict(result.callback_errors)}\n\n"
         f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`"
@@ -265,9 +267,9 @@ async def _session(
         # orders call() answered UNKNOWN for, and their verdicts (found / proven absent / re-sent): engine/verdicts.py
         "unknown_outcomes": {k: s.book.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
     }
-    if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
-        return Cancelled(message=ended, data=out_data)
-    if result.reason == "halted":
+    if control.ends_failed(result.reason, breaker):
         await no_retry(None)
         return Failed(message=ended, data=out_data)
+    if control.cause is not None:  # cancelled, terminated or e-stopped: not green, not retried
+        return Cancelled(message=ended, data=out_data)
     return out_data
