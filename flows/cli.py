@@ -6,13 +6,18 @@ This is the composition root of the command line; planar_core itself never impor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from planar_core.cli import fail, new_app, run_cli
 from planar_core.model.json import integer, obj, rows
 from planar_core.model.types import Json
+
+if TYPE_CHECKING:
+    from planar_core.config import StrategyConfig
 
 app = new_app("Planar-Py: live trading engine, sandbox exchange and operations.")
 
@@ -39,8 +44,14 @@ def run_cmd(
     takeover: bool = typer.Option(
         False, "--takeover", help="another engine of this strategy (another store root) is gone: adopt the orders it left on the account"
     ),
+    temporary_server: bool = typer.Option(
+        False,
+        "--temporary-server",
+        help="without PREFECT_API_URL: Prefect's temporary server (slower start, nothing kept) instead of the local one",
+    ),
 ) -> None:
-    """Run the live_strategy flow in the foreground (ephemeral Prefect API unless PREFECT_API_URL is set)."""
+    """Run the live_strategy flow in the foreground. It reports to PREFECT_API_URL when set, else to the local
+    Prefect server on 127.0.0.1:4200 (PLANAR_PREFECT_PORT), started in the background the first time and kept."""
     from planar_core.config import ConfigError, load_config
     from planar_core.engine.lease import TwinEngineError
 
@@ -54,16 +65,25 @@ def run_cmd(
     overrides = {"confirm_live_trading": True} if i_understand_live_trading else {}
     if not cfg.sandbox and cfg.mode == "live" and not (cfg.confirm_live_trading or i_understand_live_trading):
         fail("sandbox = false trades real money: pass --i-understand-live-trading (or set confirm_live_trading)")
+    api = _prefect_api(cfg, temporary_server)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from .live import live_strategy
 
     try:
-        state = asyncio.run(
-            awaited(
-                live_strategy(
-                    strategy=cfg.name, config_path=str(config), duration=duration, overrides=overrides, takeover=takeover, return_state=True
+        with temporary_settings(updates={PREFECT_API_URL: api}) if api else contextlib.nullcontext():
+            state = asyncio.run(
+                awaited(
+                    live_strategy(
+                        strategy=cfg.name,
+                        config_path=str(config),
+                        duration=duration,
+                        overrides=overrides,
+                        takeover=takeover,
+                        return_state=True,
+                    )
                 )
             )
-        )
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -87,6 +107,26 @@ def run_cmd(
     )
     if state.is_failed():
         raise typer.Exit(1)
+
+
+def _prefect_api(cfg: StrategyConfig, temporary: bool) -> str | None:
+    """The API the run reports to (flows/prefect_api.py); while a local server starts, the config's symbols are
+    checked against the exchange, so a wrong symbol is said at once rather than after the server is up."""
+    from planar_core.config import ConfigError
+    from planar_core.runner.standalone import check_markets
+
+    from .prefect_api import LocalServerError, find_api
+
+    api = find_api(temporary)
+    if api.note:
+        typer.secho(f"planar: {api.note}", err=True, fg=typer.colors.YELLOW)
+    if api.pending:
+        try:
+            asyncio.run(check_markets(cfg))
+            api.wait()
+        except (ConfigError, LocalServerError) as exc:
+            fail(str(exc))
+    return api.url
 
 
 @app.command("rearm")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError
+from ..config import ConfigError, StrategyConfig
 from ..exchange.errors import ExchangeOpError, MalformedResponse, OrderNotFound
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.clock import now_ms
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
-from ..model.venue import FillReport, OrderRef, OrderReport
+from ..model.venue import FillReport, Market, OrderRef, OrderReport
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
@@ -26,17 +27,24 @@ log = logging.getLogger("planar.engine.sync")
 
 async def load_markets(s: "Strategy") -> None:
     markets = await s.venue.load_markets(s.config.timeouts.market_data * 4)
-    if not s.config.universe:
+    check_universe(s.config, markets)
+    for asset in s.config.universe:
+        if asset.symbol not in s.universe:
+            s.universe[asset.symbol] = AssetInstance(asset.symbol, markets[asset.symbol], asset.max_position, asset.risk_per_trade)
+
+
+def check_universe(cfg: StrategyConfig, markets: Mapping[str, Market]) -> None:
+    """Every symbol of the universe is a market of the exchange, of the kind the config trades (``ConfigError``
+    naming the field)."""
+    if not cfg.universe:
         raise ConfigError("universe: at least one symbol is required")
-    for i, asset in enumerate(s.config.universe):
+    for i, asset in enumerate(cfg.universe):
         market = markets.get(asset.symbol)
         if market is None:
-            raise ConfigError(f"universe.{i}.symbol: {asset.symbol!r} is not a market on {s.config.exchange}")
-        if bool(market.get("contract")) != s.config.margin:
+            raise ConfigError(f"universe.{i}.symbol: {asset.symbol!r} is not a market on {cfg.exchange}")
+        if bool(market.get("contract")) != cfg.margin:
             kind = "a futures" if market.get("contract") else "a spot"
-            raise ConfigError(f"universe.{i}.symbol: {asset.symbol!r} is {kind} market but margin={s.config.margin}")
-        if asset.symbol not in s.universe:
-            s.universe[asset.symbol] = AssetInstance(asset.symbol, market, asset.max_position, asset.risk_per_trade)
+            raise ConfigError(f"universe.{i}.symbol: {asset.symbol!r} is {kind} market but margin={cfg.margin}")
 
 
 async def check_live_safety(s: "Strategy") -> None:

@@ -1,4 +1,5 @@
-"""Entry points that run in a process of their own: the emergency stop from a fresh process.
+"""Entry points that run in a process of their own: the emergency stop from a fresh process, and the check of a
+config's symbols against the exchange before anything slow starts.
 
 They build a Strategy through the composition root (``engine.strategy.strategy_from_config``) and drive the
 risk layer's operations on it; the engine itself never starts here (no watchers)."""
@@ -11,7 +12,9 @@ from collections.abc import Callable
 
 from ..config import StrategyConfig, load_config
 from ..engine.strategy import Strategy, strategy_from_config
+from ..engine.sync import check_universe
 from ..exchange.errors import ExchangeOpError
+from ..exchange.registry import open_venue
 from ..risk.estop import EStopReport, conclude, emergency_stop, pause
 
 
@@ -66,3 +69,18 @@ async def open_for_estop(
     except BaseException:
         await s.stop()
         raise
+
+
+async def check_markets(cfg: StrategyConfig) -> None:
+    """The universe's symbols against the exchange's markets (public data: no credentials, no store, no lease):
+    ``ConfigError`` naming the field. ``planar run`` asks it while the local Prefect server starts, so a typo in a
+    symbol is answered in a second, not after the server is up. An exchange that cannot be reached is not an
+    answer: the run's own start asks again and says what it found."""
+    venue = open_venue(cfg)
+    try:
+        markets = await venue.load_markets(cfg.timeouts.market_data * 4)
+    except ExchangeOpError:
+        return
+    finally:
+        await venue.close()
+    check_universe(cfg, markets)

@@ -114,6 +114,9 @@ def _cli_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["no-such-command"], "No such command"),
         (["run", "--bogus", "x.toml"], "No such option: --bogus"),
         (["run", str(tmp_path / "strategies" / "typo.toml")], "typo_strategy.py:3: expected ':'"),
+        (["run", str(tmp_path / "missing.toml")], "config file not found"),  # missing data: files the user named
+        (["sandbox", "serve", "--data", str(tmp_path / "missing.csv")], "--data: no such file"),
+        (["sandbox", "serve", "--data", str(tmp_path / "afile")], "drives no market"),
     ]
 
 
