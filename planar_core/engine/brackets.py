@@ -6,7 +6,10 @@ when the entry has filled, for what it filled, and removed when the position the
   engine cancels the other.
 * Spot: one OCO order list (a ``LIMIT_MAKER`` take-profit above, a ``STOP_LOSS`` below), because both exits sell
   the same coins and only a list lets them share one lock; the exchange expires one leg when the other acts.
-  A single exit is a single conditional order.
+  The legs are booked, traced and shown as what they are to the strategy: a ``TAKE_PROFIT_LIMIT`` (limit and
+  trigger at the take-profit; on the exchange a post-only limit resting from the start) and a ``STOP_MARKET``,
+  whatever type the exchange's reports map to (a LIMIT_MAKER reads as post-only there). A single exit is a
+  single conditional order.
 
 Each exit is an order of its own: journaled before it is sent, traced with ``parent`` naming its entry,
 reconciled like any other. An entry whose exits cannot be placed raises a critical alert: the position is open
@@ -141,7 +144,8 @@ async def _place_each(
 
 
 async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float, tp: float) -> bool:
-    """One spot OCO list: a LIMIT_MAKER at the take-profit and a STOP_LOSS at the stop, journaled as two orders."""
+    """One spot OCO list: a LIMIT_MAKER at the take-profit and a STOP_LOSS at the stop, journaled as two orders
+    (``TAKE_PROFIT_LIMIT`` and ``STOP_MARKET``)."""
     venue = s.venue
     amount, tp, sl = (
         venue.amount_to_precision(ai.symbol, amount),
@@ -150,7 +154,17 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
     )
     now = int(time.time() * 1000)
     legs = [
-        Order(s.ids.next(), ai.symbol, side, OrderType.POST_ONLY, amount, tp, timestamp=now, parent=entry.client_order_id),
+        Order(  # on the book at once, post-only (Binance: LIMIT_MAKER); what it is to the strategy: its take-profit limit
+            s.ids.next(),
+            ai.symbol,
+            side,
+            OrderType.TAKE_PROFIT_LIMIT,
+            amount,
+            tp,
+            timestamp=now,
+            trigger_price=tp,
+            parent=entry.client_order_id,
+        ),
         Order(
             s.ids.next(),
             ai.symbol,

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
-from ..model import AssetInstance, Order, OrderStatus
+from ..model import AssetInstance, CancelAllAnswer, CancelAnswer, CancelOutcome, Order, OrderStatus
 from ..model.cancels import as_cancelled
 from ..model.venue import CancelResult, OrderRef
 from .submit import lookup
@@ -41,15 +41,19 @@ def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> N
             apply_order(s, as_cancelled(ai.symbol, cid, report), source="cancel")
 
 
-async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
-    """Cancel one order; True when the exchange confirmed it. False (logged and recorded) when the exchange
-    refuses, no longer has it open, or cannot be reached."""
+async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> CancelAnswer:
+    """Cancel one order. An exchange error is answered, not raised: the answer says what the exchange said (``CancelAnswer``): cancelled, no
+    longer open (one look-up learns how it ended), refused, or unknown (no answer: logged and recorded; the order
+    keeps its status until the watchers or the next listing say)."""
     t = s.config.timeouts.order_cancellation
     cid = order.client_order_id
-    result = await s.venue.cancel_orders(ai.symbol, [target(ai, order)], timeout=t)
+    try:
+        result = await s.venue.cancel_orders(ai.symbol, [target(ai, order)], timeout=t)
+    except ExchangeOpError as err:  # a venue answers per order; one that raises leaves the outcome unknown too
+        result = CancelResult(unconfirmed={cid: f"{type(err).__name__}: {err}"[:300]})
     if cid in result.cancelled:
         apply_cancelled(s, ai, result)
-        return True
+        return CancelAnswer(CancelOutcome.CANCELLED, cid, order.status)
     if cid in result.not_open:  # not open on the exchange (closed meanwhile, never booked, or not visible yet): learn how, once
         try:
             found = await lookup(s, ai.symbol, cid, timeout=t, conditional=order.type.is_conditional)
@@ -58,36 +62,64 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> bool:
             found = None
         if found is not None:
             apply_order(s, found, source="cancel")
-        return False
+        if order.status.is_final:
+            return CancelAnswer(CancelOutcome.ALREADY_CLOSED, cid, order.status, f"no longer open on the exchange: {order.status.value}")
+        detail = f"the exchange has no open order {cid}, and one look-up did not say how it ended (still {order.status.value} here)"
+        return CancelAnswer(CancelOutcome.UNKNOWN, cid, order.status, detail)
     why = result.unconfirmed.get(cid, "no answer")
-    log.warning("cancel of %s on %s failed: %s", cid, ai.symbol, why)
-    s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel failed: {why}")
-    return False
+    refused = cid in result.refused
+    log.warning("cancel of %s on %s %s: %s", cid, ai.symbol, "refused" if refused else "not confirmed", why)
+    s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel {'refused' if refused else 'failed'}: {why}")
+    return CancelAnswer(CancelOutcome.REFUSED if refused else CancelOutcome.UNKNOWN, cid, order.status, why)
 
 
-async def cancel_all(s: "Strategy", ai: AssetInstance) -> int:
+async def cancel_all(s: "Strategy", ai: AssetInstance) -> CancelAllAnswer:
     """Cancel every open order of this strategy on this asset (its own, by id; other strategies' orders on the
     account are never touched), then verify with a listing, and cancel again what it still shows open (at most
-    ``CANCEL_ROUNDS`` times). Returns how many of the locally open orders are no longer open.
+    ``CANCEL_ROUNDS`` times). An exchange error is answered, not raised: by client id, what was cancelled, what had ended otherwise and
+    what is still open (with why), and whether the exchange's listing verified it (``CancelAllAnswer``).
 
     An order whose outcome is unknown (no exchange id) that the exchange does not have under its client id stays
     unknown: the resolver decides it, not this call."""
-    before = {o.client_order_id for o in ai.open_orders()}
+    before = [o.client_order_id for o in ai.open_orders()]
     t = s.config.timeouts.order_cancellation
+    confirmed: set[str] = set()
+    why: dict[str, str] = {}
+    verified = True
     for _ in range(CANCEL_ROUNDS):
         targets = [target(ai, o) for o in ai.open_orders()]
         if not targets:
             break
-        result = await s.venue.cancel_orders(ai.symbol, targets, timeout=t)
+        try:
+            result = await s.venue.cancel_orders(ai.symbol, targets, timeout=t)
+        except ExchangeOpError as err:
+            result = CancelResult(unconfirmed={r.client_order_id: f"{type(err).__name__}: {err}"[:300] for r in targets})
         apply_cancelled(s, ai, result)
-        for cid, why in result.unconfirmed.items():
-            s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel not confirmed: {why}")
+        confirmed |= set(result.cancelled)
+        for cid, reason in result.unconfirmed.items():
+            why[cid] = f"cancel refused: {reason}" if cid in result.refused else f"cancel not confirmed: {reason}"
+            s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"cancel not confirmed: {reason}")
         try:  # the listing says what is still open, and how the orders that were no longer open ended
             await s.sync_asset_orders(ai, trades=False)
+            verified = True
         except ExchangeOpError as err:
             log.warning("cancel_all on %s: the open orders could not be listed to verify: %s", ai.symbol, err)
             s.sink.record("error_occurred", symbol=ai.symbol, reason=f"cancel_all not verified: {err}")
+            verified = False
             break
         if not any(o.status is OrderStatus.OPEN for o in ai.open_orders()):
             break
-    return len(before - {o.client_order_id for o in ai.open_orders()})
+    still = {o.client_order_id: o for o in ai.open_orders()}
+    return CancelAllAnswer(
+        ai.symbol,
+        cancelled=tuple(c for c in before if c in confirmed and c not in still),
+        ended=tuple(c for c in before if c not in confirmed and c not in still),
+        still_open={c: why.get(c, _open_why(o)) for c, o in still.items() if c in before},
+        verified=verified,
+    )
+
+
+def _open_why(order: Order) -> str:
+    if order.status is OrderStatus.UNKNOWN or order.id is None:
+        return f"outcome of its placement unknown ({order.status.value}): the resolver decides it"
+    return "still listed open by the exchange"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, InvalidOrderCall, OrderAnswer, OrderCall, OrderType, PositionSide, Side
+from ..model import AssetInstance, CloseAnswer, InvalidOrderCall, OrderAnswer, OrderCall, OrderType, PositionSide, Refusal, Side
 from .orders import call, invalid, refused
 
 if TYPE_CHECKING:
@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 
 async def close_position(
     s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
-) -> dict[PositionSide, OrderAnswer]:
+) -> CloseAnswer[OrderAnswer]:
     """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
-    GTC limit at ``price``. Each side's answer is the order call's."""
+    GTC limit at ``price``. One answer per side that had a position, the order call's; a side refused has its
+    ``Refusal`` beside its None. No side with a position: nothing to close, nothing sent."""
     sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
     out: dict[PositionSide, OrderAnswer] = {}
+    why: dict[PositionSide, Refusal] = {}
     for ps in sides:
         pos = ai.position_of(ps) if ai.hedged else ai.position
         if not pos.contracts:
@@ -36,8 +38,12 @@ async def close_position(
                 position_side=ps,
             )
         except InvalidOrderCall as exc:  # a bad limit price: refused like any order call
-            refused(s, ai, invalid(exc), order_side, abs(pos.contracts), price)
-            out[ps] = None
+            refusal = invalid(exc)
+            refused(s, ai, refusal, order_side, abs(pos.contracts), price)
+            out[ps], why[ps] = None, refusal
             continue
+        before = s.last_refusal
         out[ps] = await call(s, ai, asked)
-    return out
+        if out[ps] is None and s.last_refusal is not None and s.last_refusal is not before:
+            why[ps] = s.last_refusal
+    return CloseAnswer(ai.symbol, out, why)

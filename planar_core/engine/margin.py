@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
-from ..exchange.errors import ExchangeOpError
-from ..model import AssetInstance, Order
+from ..exchange.errors import ExchangeOpError, PermanentError
+from ..model import AssetInstance, LeverageAnswer, LeverageOutcome, Order, Refusal, RefusalReason
 from ..model.clock import now_ms
 from ..model.venue import FundingPayment
 from .account_book import PositionChange
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.margin")
+R = RefusalReason
 
 
 def wanted_margin_mode(s: "Strategy", ai: AssetInstance) -> str:
@@ -80,30 +81,43 @@ async def apply_position_mode(s: "Strategy") -> None:
         s.holdings.set_hedged(ai, want)
 
 
-async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> str | None:
-    """Planar's ``UpdateLeverage``: set the asset's leverage when it is flat with no open orders. Returns the
-    reason it was refused (locally or by the exchange), else None; recorded as ``leverage_updated``."""
-    reason = None
+async def update_leverage(s: "Strategy", ai: AssetInstance, leverage: int) -> LeverageAnswer:
+    """Planar's ``UpdateLeverage``: set the asset's leverage when it is flat with no open orders. Never raises;
+    answers applied (recorded as ``leverage_updated``), refused (locally or by the exchange: the typed reason,
+    recorded as ``order_failed``), or unknown (the exchange did not answer: it may be set; the next positions read
+    says)."""
+    refusal: Refusal | None = None
     if not ai.is_margin:
-        reason = f"{ai.symbol} is not a futures market"
+        refusal = Refusal(R.CAPABILITY, f"{ai.symbol} is not a futures market")
     elif isinstance(leverage, bool) or not isinstance(leverage, int) or leverage < 1:
-        reason = f"invalid leverage {leverage!r}: a whole number >= 1"
+        refusal = Refusal(R.INVALID_PARAMS, f"invalid leverage {leverage!r}: a whole number >= 1")
     elif ai.open_positions():
-        reason = f"{ai.symbol} has an open position: leverage changes only when flat"
+        refusal = Refusal(R.NOT_FLAT, f"{ai.symbol} has an open position: leverage changes only when flat")
     elif ai.open_orders():
-        reason = f"{ai.symbol} has {len(ai.open_orders())} open order(s): leverage changes only with none open"
-    if reason is None:
+        refusal = Refusal(R.NOT_FLAT, f"{ai.symbol} has {len(ai.open_orders())} open order(s): leverage changes only with none open")
+    if refusal is None:
         try:
             await s.venue.set_leverage(ai.symbol, leverage, s.config.timeouts.position_sync)
         except ExchangeOpError as err:
-            reason = f"the exchange refused leverage {leverage} on {ai.symbol}: {err}"
-    if reason is not None:
-        s.sink.record("order_failed", symbol=ai.symbol, reason=f"update_leverage: {reason}")
-        log.warning("update_leverage on %s: %s", ai.symbol, reason)
-        return reason
+            if not isinstance(err, PermanentError):  # no answer, or not one that says no: it may have been set
+                detail = f"leverage {leverage} on {ai.symbol}: the exchange did not answer ({type(err).__name__}: {err})"
+                s.sink.record("error_occurred", symbol=ai.symbol, reason=f"update_leverage: {detail}")
+                log.warning("update_leverage on %s: %s", ai.symbol, detail)
+                return LeverageAnswer(ai.symbol, leverage, LeverageOutcome.UNKNOWN, detail=detail)
+            refusal = Refusal(R.EXCHANGE_REFUSED, f"the exchange refused leverage {leverage} on {ai.symbol}: {err}", err.code)
+    if refusal is not None:
+        s.sink.record(
+            "order_failed",
+            symbol=ai.symbol,
+            reason=f"update_leverage: {refusal.detail}",
+            reason_code=refusal.reason.value,
+            **({"code": refusal.code} if refusal.code is not None else {}),
+        )
+        log.warning("update_leverage on %s: %s", ai.symbol, refusal.detail)
+        return LeverageAnswer(ai.symbol, leverage, LeverageOutcome.REFUSED, refusal, refusal.detail)
     s.holdings.set_leverage(ai, float(leverage))
     s.sink.record("leverage_updated", symbol=ai.symbol, leverage=leverage)
-    return None
+    return LeverageAnswer(ai.symbol, leverage, LeverageOutcome.APPLIED)
 
 
 def record_forced_close(s: "Strategy", ai: AssetInstance, order: Order, kind: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from ..exchange.errors import ExchangeOpError
 from ..model import (
     PENDING,
     UNKNOWN,
+    Adjustment,
     AssetInstance,
     InvalidOrderCall,
     Order,
@@ -58,8 +60,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("planar.engine.orders")
 REPEATS = Repeats()  # refusal log lines: one a minute per strategy (instance), kind, symbol and reason
 MARKET_BUFFER = 1.01  # cash check for market buys: last price + 1 % for the spread and slippage
+ADJUSTED_LOG = 0.01  # an amount sized or rounded by more than this (relative) is logged as well as traced
 R = RefusalReason
-__all__ = ["ALLOWED_PARAMS", "NotJournaled", "book", "call", "invalid", "prepare", "refused", "resend"]
+__all__ = ["ALLOWED_PARAMS", "NotJournaled", "adjusted", "book", "call", "invalid", "prepare", "refused", "resend"]
 
 
 def place_order(ai: AssetInstance, req: OrderRequest, cid: str, params: Json) -> PlaceOrder:
@@ -130,22 +133,42 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
     max_price = opt_num(obj(limits.get("price")).get("max"))
     if price is not None and max_price and price > max_price:
         return Refusal(R.MARKET_LIMIT, f"price {price} above the market maximum {max_price}")
+    notes: list[str] = []
     if not asked.emergency and not asked.sized:
-        amount = s.risk.scale_amount(s, ai, side, amount, reduce_only)  # sizing before rounding and limit checks
+        sized = s.risk.scale_amount(s, ai, side, amount, reduce_only)  # sizing before rounding and limit checks
+        if _changed(amount, sized):
+            notes.append(f"amount {amount:.10g} sized by risk to {sized:.10g}")
+        amount = sized
     trigger = asked.trigger_price
+    precision = obj(ai.market.get("precision"))
+    step, tick = precision.get("amount"), precision.get("price")
     try:  # the venue raises when an amount rounds to nothing at the market's precision
-        amount = s.venue.amount_to_precision(ai.symbol, amount)
+        rounded = s.venue.amount_to_precision(ai.symbol, amount)
+    except Exception as exc:
+        return Refusal(
+            R.PRECISION,
+            f"amount {amount:.10g} below the market minimum after rounding to precision: nothing left at the market's amount precision {step} ({exc})",
+        )
+    if _changed(amount, rounded):
+        notes.append(f"amount {amount:.10g} rounded down to {rounded:.10g} (market amount precision {step})")
+    amount = rounded
+    try:
         if price is not None:
             price = s.venue.price_to_precision(ai.symbol, price)
+            if _changed(asked.price, price):
+                notes.append(f"price {asked.price:.10g} rounded to {price:.10g} (market price precision {tick})")
         if trigger is not None:
             trigger = s.venue.price_to_precision(ai.symbol, trigger)
+            if _changed(asked.trigger_price, trigger):
+                notes.append(f"trigger price {asked.trigger_price:.10g} rounded to {trigger:.10g} (market price precision {tick})")
     except Exception as exc:
-        return Refusal(R.PRECISION, f"amount {amount} below the market minimum after rounding to precision ({exc})")
+        return Refusal(R.PRECISION, f"price rounds to nothing at the market's price precision {tick} ({exc})")
+    rounding = f" ({'; '.join(notes)})" if notes else ""
     min_amount = num(obj(limits.get("amount")).get("min"))
     if amount <= 0 or amount < min_amount:
         return Refusal(
             R.PRECISION if amount <= 0 else R.MARKET_LIMIT,
-            f"amount {amount} below the market minimum {min_amount} after rounding to precision",
+            f"amount {amount:.10g} below the market minimum {min_amount} after rounding to precision{rounding}",
         )
     if price is not None and price <= 0:
         return Refusal(R.PRECISION, f"price rounds to {price} at the market's tick size")
@@ -166,9 +189,16 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
     ref = price if price is not None else trigger if trigger is not None and kind is not ConditionalKind.TRAILING else last or 0.0
     min_cost = num(obj(limits.get("cost")).get("min"))
     if not reduce_only and amount * ref < min_cost:
-        return Refusal(R.MARKET_LIMIT, f"order value {amount * ref:.8g} below the market minimum cost {min_cost}")
-    req = OrderRequest(ai.symbol, order_type, side, amount, price, reduce_only, ref, trigger, asked.trailing_percent, asked.position_side)
+        return Refusal(R.MARKET_LIMIT, f"order value {amount * ref:.8g} below the market minimum cost {min_cost}{rounding}")
+    adjustment = Adjustment(float(asked.amount), amount, asked.price, price, asked.trigger_price, trigger, tuple(notes)) if notes else None
+    req = OrderRequest(
+        ai.symbol, order_type, side, amount, price, reduce_only, ref, trigger, asked.trailing_percent, asked.position_side, adjustment
+    )
     return _check_cash(s, ai, req) or req
+
+
+def _changed(asked: float | None, sent: float | None) -> bool:
+    return asked is not None and sent is not None and not math.isclose(asked, sent, rel_tol=1e-12, abs_tol=0.0)
 
 
 def _check_brackets(ai: AssetInstance, req: OrderRequest, asked: OrderCall) -> Refusal | None:
@@ -287,6 +317,7 @@ def _order_of(ai: AssetInstance, cid: str, req: OrderRequest, asked: OrderCall) 
         brackets=(asked.stop_loss, asked.take_profit),
         parent=asked.parent,
         resend_of=asked.resend_of.client_order_id if asked.resend_of is not None else None,
+        adjustment=req.adjustment,
     )
 
 
@@ -334,6 +365,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
         book(s, ai, order, req.reference_price)
     except NotJournaled:  # failed, halted and alerted; nothing was sent
         return None
+    _say_adjusted(s, ai, order)
     if asked.resend_of is not None:
         resent(s, ai, asked.resend_of, order)
     s.ensure_order_tasks(ai)
@@ -401,6 +433,7 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
             expected_price=expected_price,
             position_side=order.position_side.value if ai.hedged else None,
             **asked,
+            **adjusted(order),
         )
     except Exception as exc:
         reason = f"not sent: its intent could not be made durable ({describe(exc, where)})"
@@ -409,6 +442,38 @@ def book(s: "Strategy", ai: AssetInstance, order: Order, expected_price: float |
         transition(s, ai, order, OrderStatus.FAILED, "book", reason)
         s.gate.store_failed(where, exc)
         raise NotJournaled(reason) from exc
+
+
+def adjusted(order: Order) -> Json:
+    """The ``order_placed`` fields of what the engine changed from what was asked (none when sent as asked):
+    ``requested_amount`` (and ``requested_price`` / ``requested_trigger_price`` when a price was rounded) beside the
+    ``amount`` and prices sent, and ``adjusted``, the changes in words."""
+    adj = order.adjustment
+    if adj is None:
+        return {}
+    out: Json = {"requested_amount": adj.requested_amount, "adjusted": str(adj)}
+    if adj.requested_price is not None and adj.requested_price != adj.price:
+        out["requested_price"] = adj.requested_price
+    if adj.requested_trigger_price is not None and adj.requested_trigger_price != adj.trigger_price:
+        out["requested_trigger_price"] = adj.requested_trigger_price
+    return out
+
+
+def _say_adjusted(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    """An amount the engine changed by more than ``ADJUSTED_LOG`` (relative) is logged, once a minute per symbol
+    with the count held back: the trace has every one (``order_placed``'s ``requested_amount`` and ``adjusted``)."""
+    adj = order.adjustment
+    if adj is None or not adj.requested_amount or abs(adj.amount - adj.requested_amount) / adj.requested_amount <= ADJUSTED_LOG:
+        return
+    held = REPEATS.admit((id(s), "adjusted", ai.symbol, None))
+    if held is not None:
+        log.warning(
+            "order %s on %s sent with another amount than asked: %s%s",
+            order.client_order_id,
+            ai.symbol,
+            adj,
+            held_note(held, REPEATS.window_s),
+        )
 
 
 def _unknown(s: "Strategy", ai: AssetInstance, order: Order, reason: str, params: Json | None) -> OrderAnswer:

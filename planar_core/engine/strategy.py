@@ -21,7 +21,21 @@ from typing import TYPE_CHECKING
 from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
 from ..exchange.registry import open_venue
-from ..model import AssetInstance, Balance, Order, OrderAnswer, OrderRequest, OrderType, PositionSide, Side, Trade
+from ..model import (
+    AssetInstance,
+    Balance,
+    CancelAllAnswer,
+    CancelAnswer,
+    CloseAnswer,
+    LeverageAnswer,
+    Order,
+    OrderAnswer,
+    OrderRequest,
+    OrderType,
+    PositionSide,
+    Side,
+    Trade,
+)
 from ..model.clock import Clock
 from ..model.refusals import Refusal
 from ..model.requests import OrderCall
@@ -342,21 +356,23 @@ class Strategy:
             return None
         return await _orders.call(self, a, asked)
 
-    async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> str | None:
-        """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; returns the reason it
-        was refused, else None (see engine/margin.py)."""
+    async def update_leverage(self, ai: AssetInstance | str, leverage: int) -> LeverageAnswer:
+        """Planar's ``UpdateLeverage``: allowed when the asset is flat with no open orders; answers applied, refused
+        (with the typed reason) or unknown (see engine/margin.py)."""
         return await update_leverage(self, self.asset(ai), leverage)
 
     async def close_position(
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
-    ) -> dict[PositionSide, OrderAnswer]:
+    ) -> CloseAnswer[OrderAnswer]:
         """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
         return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
 
-    async def cancel(self, ai: AssetInstance | str, order: Order) -> bool:
+    async def cancel(self, ai: AssetInstance | str, order: Order) -> CancelAnswer:
+        """Cancel one of the strategy's orders: cancelled, already closed, refused or unknown (engine/cancels.py)."""
         return await _cancels.cancel(self, self.asset(ai), order)
 
-    async def cancel_all(self, ai: AssetInstance | str) -> int:
+    async def cancel_all(self, ai: AssetInstance | str) -> CancelAllAnswer:
+        """Cancel every order the strategy has open on ``ai``, verified by a listing (engine/cancels.py)."""
         return await _cancels.cancel_all(self, self.asset(ai))
 
     async def fetch_open_orders(self, ai: AssetInstance | str) -> list[Order]:

@@ -170,7 +170,7 @@ class CcxtVenue(ExchangeClient):
                 cancelled[cid] = self.parse.order(raw)
             else:
                 cancelled[cid] = OrderReport(symbol, ref.order_id if ref is not None else None, cid, None)
-        return CancelResult(cancelled, rows.not_open, rows.unconfirmed, rows.requests)
+        return CancelResult(cancelled, rows.not_open, rows.unconfirmed, rows.requests, refused=rows.refused)
 
     async def fetch_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
         """The exchange's record of one order; raises ``OrderNotFound`` when it has none by that name."""

@@ -57,6 +57,7 @@ class CancelResult:
     cancelled: dict[str, Json] = field(default_factory=dict)  # confirmed: the exchange's record of the order
     not_open: set[str] = field(default_factory=set)  # the exchange has no open order by that name (closed, never booked, not visible yet)
     unconfirmed: dict[str, str] = field(default_factory=dict)  # no word either way (why): the next listing tells
+    refused: set[str] = field(default_factory=set)  # of the unconfirmed: the exchange answered with a refusal (not a lost answer)
     requests: int = 0
 
 
@@ -295,7 +296,7 @@ class ExchangeClient:
     async def _cancel_one(
         self, symbol: str, contract: bool, t: CancelTarget | OrderRef, timeout: float, retries: int, result: CancelResult
     ) -> None:
-        from .errors import OrderNotFound
+        from .errors import OrderNotFound, PermanentError
 
         waiting = contract and t.waiting_trigger
         if t.order_id is not None:
@@ -309,6 +310,8 @@ class ExchangeClient:
             result.not_open.add(t.client_order_id)
         except ExchangeOpError as err:
             result.unconfirmed[t.client_order_id] = f"{type(err).__name__}: {err}"[:300]
+            if isinstance(err, PermanentError):
+                result.refused.add(t.client_order_id)
         else:
             result.cancelled[t.client_order_id] = raw if isinstance(raw, dict) else {}
 
@@ -317,7 +320,7 @@ class ExchangeClient:
     ) -> None:
         """One batch cancel. The answer names each order it cancelled; an id it does not name met an error there
         (ccxt drops those entries: not open, or anything else), so it stays unconfirmed for the next listing."""
-        from .errors import OrderNotFound
+        from .errors import OrderNotFound, PermanentError
 
         ids = [t.order_id for t in chunk if t.order_id is not None]
         params: Json = {} if ids else {"clientOrderIds": [t.client_order_id for t in chunk]}
@@ -336,6 +339,8 @@ class ExchangeClient:
         except ExchangeOpError as err:
             for t in chunk:
                 result.unconfirmed[t.client_order_id] = f"{type(err).__name__}: {err}"[:300]
+                if isinstance(err, PermanentError):
+                    result.refused.add(t.client_order_id)
             return
         by_cid = {t.client_order_id: t for t in chunk}
         by_oid = {t.order_id: t for t in chunk if t.order_id is not None}

@@ -1,5 +1,6 @@
 """Orders, trades, positions, balances and the per-asset state of a strategy."""
 
+from .answers import Adjustment, CancelAllAnswer, CancelAnswer, CancelOutcome, CloseAnswer, LeverageAnswer, LeverageOutcome
 from .candles import Candle, Candles
 from .refusals import InvalidOrderCall, Refusal, RefusalReason
 from .requests import OrderCall
@@ -25,12 +26,19 @@ from .types import (
 __all__ = [
     "PENDING",
     "UNKNOWN",
+    "Adjustment",
     "AssetInstance",
     "Balance",
+    "CancelAllAnswer",
+    "CancelAnswer",
+    "CancelOutcome",
     "Candle",
     "Candles",
+    "CloseAnswer",
     "InvalidOrderCall",
     "Json",
+    "LeverageAnswer",
+    "LeverageOutcome",
     "Order",
     "OrderAnswer",
     "OrderCall",

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from .answers import CancelAllAnswer, CancelAnswer, CloseAnswer, LeverageAnswer
 from .types import OrderType, PositionSide, Side
 from .views import AssetView, BalanceView, OrderView, PortfolioMetrics, PositionView, TradeView, ViewAnswer
 
@@ -130,22 +131,29 @@ class StrategyContext(Protocol):
         """Trade ``amount`` now through the (auto-tuned) execution policy."""
         ...
 
-    async def cancel(self, ai: AssetView | str, order: OrderView) -> bool:
-        """Cancel one of the strategy's orders; True when the exchange confirmed it."""
+    async def cancel(self, ai: AssetView | str, order: OrderView) -> CancelAnswer:
+        """Cancel one of the strategy's orders. ``.outcome``: ``CANCELLED`` (the exchange confirmed it),
+        ``ALREADY_CLOSED`` (no longer open: ``.status`` says how it ended), ``NOT_FOUND`` (not the strategy's order
+        on ``ai``: nothing sent), ``REFUSED`` (the exchange said no: still open) or ``UNKNOWN`` (no answer: it may be
+        cancelled or not; ``on_order_update`` says). Never raises; has no truth value (read ``.cancelled``)."""
         ...
 
-    async def cancel_all(self, ai: AssetView | str) -> int:
-        """Cancel every order the strategy has open on ``ai``; how many are no longer open."""
+    async def cancel_all(self, ai: AssetView | str) -> CancelAllAnswer:
+        """Cancel every order the strategy has open on ``ai``, verified by the exchange's listing: which were
+        cancelled, which had ended otherwise, which are still open and why, and whether the listing verified it."""
         ...
 
     async def close_position(
         self, ai: AssetView | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
-    ) -> dict[PositionSide, ViewAnswer]:
-        """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
+    ) -> CloseAnswer[ViewAnswer]:
+        """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``. One
+        ``call`` answer per side that had a position (``.answers``, and ``.refusals`` for a side refused);
+        ``.nothing_to_close`` when there was none (nothing sent)."""
         ...
 
-    async def update_leverage(self, ai: AssetView | str, leverage: int) -> str | None:
-        """Set the asset's leverage (flat, no open orders); the reason it was refused, else None."""
+    async def update_leverage(self, ai: AssetView | str, leverage: int) -> LeverageAnswer:
+        """Set the asset's leverage (flat, no open orders): ``.outcome`` ``APPLIED``, ``REFUSED`` (``.refusal``: the
+        typed reason) or ``UNKNOWN`` (the exchange did not answer). Never raises; has no truth value."""
         ...
 
     def alert(self, message: str, level: str = "warning") -> None:

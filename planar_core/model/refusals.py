@@ -37,6 +37,7 @@ class RefusalReason(StrEnum):
     EXCHANGE_REFUSED = "exchange_refused"  # the exchange refused the order (``code``: its error code)
     RATE_LIMITED = "rate_limited"  # every attempt was refused before handling until the placement budget ran out
     PROVEN_ABSENT = "proven_absent"  # look-ups proved the order never booked, after every allowed attempt
+    NOT_FLAT = "not_flat"  # a leverage change with a position or orders open on the asset (it changes only when flat)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from .candles import Candles
 from .status import OrderStatus
 
 if TYPE_CHECKING:
+    from .answers import Adjustment
     from .refusals import Refusal
 
 Json = dict[str, object]
@@ -193,6 +194,7 @@ class Order:
     resent_as: str | None = None  # order_monitoring.resend_absent: the client id it was re-sent under
     resend_of: str | None = None  # the client id of the proven-absent order this one re-sends
     refusal: "Refusal | None" = None  # booked, then refused (by the exchange, or not journaled): why, typed
+    adjustment: "Adjustment | None" = None  # what the engine changed before sending it (sizing, rounding); None: as asked
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)
@@ -348,6 +350,7 @@ class OrderRequest:
     trigger_price: float | None = None
     trailing_percent: float | None = None
     position_side: PositionSide = PositionSide.BOTH
+    adjustment: "Adjustment | None" = None  # what the checks changed from what was asked (None: sent as asked)
 
     @property
     def notional(self) -> float:

@@ -232,6 +232,7 @@ class CancelResult:
     not_open: set[str] = field(default_factory=set)  # no open order by that name (closed, never booked, not visible yet)
     unconfirmed: dict[str, str] = field(default_factory=dict)  # no word either way (why): the next listing tells
     requests: int = 0
+    refused: set[str] = field(default_factory=set)  # of the unconfirmed: the exchange refused the cancel (it answered)
 
 
 # ------------------------------------------------------------------------------------------------------ capabilities

@@ -26,6 +26,7 @@ from typing import NoReturn, overload
 
 import pandas as pd
 
+from .answers import Adjustment
 from .candles import Candle, Candles, FloatArray
 from .status import OrderStatus
 from .types import AssetInstance, Balance, Order, OrderType, Pending, Position, PositionSide, Side, Trade, Unknown
@@ -55,9 +56,15 @@ class _ReadOnly:
         raise AttributeError(f"{type(self).__name__} is read-only: {name} cannot be deleted")
 
 
+_TRADE_FIELDS = tuple(f.name for f in fields(Trade))
+
+
 @dataclass(frozen=True, slots=True)
 class TradeView:
-    """A fill, as ``Trade`` (model/types.py) holds it; frozen."""
+    """A fill, as ``Trade`` (model/types.py) holds it; frozen. When the view is made with the fill's order (the
+    context always does for the strategy's own orders): ``order_amount``, the amount the order was sent with, and
+    ``adjustment``, what the engine changed from what the strategy asked (None: sent as asked), so an answer of
+    ``call`` says both what was asked and what was sent (``requested_amount``)."""
 
     symbol: str
     side: Side
@@ -71,14 +78,25 @@ class TradeView:
     trade_id: str | None = None
     emulated: bool = False
     realized_pnl: float | None = None
+    order_amount: float | None = None
+    adjustment: Adjustment | None = None
 
     @classmethod
-    def of(cls, t: Trade) -> TradeView:
-        return cls(**{f.name: getattr(t, f.name) for f in fields(cls)})
+    def of(cls, t: Trade, order: Order | None = None) -> TradeView:
+        """The view of ``t``; with ``order`` (the fill's order), its amount as sent and its adjustment."""
+        known = {name: getattr(t, name) for name in _TRADE_FIELDS}
+        if order is not None:
+            known.update(order_amount=order.amount, adjustment=order.adjustment)
+        return cls(**known)
+
+    @property
+    def requested_amount(self) -> float | None:
+        """What the strategy asked the order for (None: the order is not known to the view)."""
+        return self.adjustment.requested_amount if self.adjustment is not None else self.order_amount
 
     def to_trade(self) -> Trade:
         """A ``Trade`` with the same fields (for the engine's calls that take one; never the engine's own object)."""
-        return Trade(**{f.name: getattr(self, f.name) for f in fields(self)})
+        return Trade(**{name: getattr(self, name) for name in _TRADE_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +194,31 @@ class OrderView(_ReadOnly):
 
     @property
     def amount(self) -> float:
+        """The amount the order was sent with (after risk sizing and rounding to the market's step)."""
         return self._o.amount
 
     @property
     def price(self) -> float | None:
+        """The limit price as sent (rounded to the market's tick)."""
         return self._o.price
+
+    @property
+    def requested_amount(self) -> float:
+        """The amount the strategy asked for (``amount`` when the engine sent it as asked)."""
+        adj = self._o.adjustment
+        return adj.requested_amount if adj is not None else self._o.amount
+
+    @property
+    def requested_price(self) -> float | None:
+        """The limit price the strategy asked for (``price`` when sent as asked)."""
+        adj = self._o.adjustment
+        return adj.requested_price if adj is not None else self._o.price
+
+    @property
+    def adjustment(self) -> Adjustment | None:
+        """What the engine changed before sending the order (risk sizing, rounding), in numbers and words; None: as
+        asked."""
+        return self._o.adjustment
 
     @property
     def reduce_only(self) -> bool:
@@ -208,7 +246,7 @@ class OrderView(_ReadOnly):
 
     @property
     def trades(self) -> tuple[TradeView, ...]:
-        return tuple(TradeView.of(t) for t in self._o.trades)
+        return tuple(TradeView.of(t, self._o) for t in self._o.trades)
 
     @property
     def trigger_price(self) -> float | None:
@@ -435,7 +473,12 @@ class AssetView(_ReadOnly):
     @property
     def trades(self) -> tuple[TradeView, ...]:
         """The fills of the strategy's own orders on this asset, oldest first."""
-        return tuple(TradeView.of(t) for t in self._ai.trades if self._owns(t.client_order_id))
+        orders = self._ai.orders
+        return tuple(
+            TradeView.of(t, orders.get(t.client_order_id) if t.client_order_id else None)
+            for t in self._ai.trades
+            if self._owns(t.client_order_id)
+        )
 
     @property
     def ohlcv(self) -> Mapping[str, CandlesView]:

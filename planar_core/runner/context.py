@@ -18,7 +18,19 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import BaseModel
 
-from ..model import AssetInstance, OrderAnswer, OrderType, PositionSide, Side, Trade
+from ..model import (
+    AssetInstance,
+    CancelAllAnswer,
+    CancelAnswer,
+    CancelOutcome,
+    CloseAnswer,
+    LeverageAnswer,
+    OrderAnswer,
+    OrderType,
+    PositionSide,
+    Side,
+    Trade,
+)
 from ..model.clock import now_ms
 from ..model.views import AssetView, BalanceView, OrderView, PortfolioMetrics, PositionView, TradeView, ViewAnswer
 from ..risk import metrics as M
@@ -27,9 +39,13 @@ if TYPE_CHECKING:
     from ..engine.strategy import Strategy
 
 
-def answer_view(answer: OrderAnswer) -> ViewAnswer:
-    """An order answer with its fill as a ``TradeView`` (``PENDING``, ``UNKNOWN`` and ``None`` as they are)."""
-    return TradeView.of(answer) if isinstance(answer, Trade) else answer
+def answer_view(answer: OrderAnswer, ai: AssetInstance | None = None) -> ViewAnswer:
+    """An order answer with its fill as a ``TradeView`` (``PENDING``, ``UNKNOWN`` and ``None`` as they are); with
+    ``ai``, the view carries the order's amount as sent and what the engine changed from what was asked."""
+    if not isinstance(answer, Trade):
+        return answer
+    order = ai.orders.get(answer.client_order_id) if ai is not None and answer.client_order_id else None
+    return TradeView.of(answer, order)
 
 
 class LiveContext:
@@ -156,8 +172,9 @@ class LiveContext:
         take_profit: float | None = None,
         **params: object,
     ) -> ViewAnswer:
+        a = self._engine_asset(ai)
         answer = await self.__s.call(
-            self._engine_asset(ai),
+            a,
             order_type,
             side,
             amount=amount,
@@ -172,27 +189,33 @@ class LiveContext:
             take_profit=take_profit,
             **params,
         )
-        return answer_view(answer)
+        return answer_view(answer, a)
 
     async def execute(self, ai: AssetView | str, side: Side | str, amount: float) -> ViewAnswer:
-        return answer_view(await self.__s.execute(self._engine_asset(ai), side, amount))
+        a = self._engine_asset(ai)
+        return answer_view(await self.__s.execute(a, side, amount), a)
 
-    async def cancel(self, ai: AssetView | str, order: OrderView) -> bool:
-        """Cancels only an order the engine tracks on that asset under the view's client id (else False)."""
+    async def cancel(self, ai: AssetView | str, order: OrderView) -> CancelAnswer:
+        """Cancels only an order the engine tracks on that asset under the view's client id (else ``NOT_FOUND``,
+        nothing sent)."""
         a = self._engine_asset(ai)
         tracked = a.orders.get(order.client_order_id)
-        return False if tracked is None else await self.__s.cancel(a, tracked)
+        if tracked is None:
+            detail = f"{order.client_order_id} is not an order of {self.__s.name} on {a.symbol}: nothing sent"
+            return CancelAnswer(CancelOutcome.NOT_FOUND, order.client_order_id, None, detail)
+        return await self.__s.cancel(a, tracked)
 
-    async def cancel_all(self, ai: AssetView | str) -> int:
+    async def cancel_all(self, ai: AssetView | str) -> CancelAllAnswer:
         return await self.__s.cancel_all(self._engine_asset(ai))
 
     async def close_position(
         self, ai: AssetView | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
-    ) -> dict[PositionSide, ViewAnswer]:
-        answers = await self.__s.close_position(self._engine_asset(ai), side, price=price, waitfor=waitfor)
-        return {ps: answer_view(a) for ps, a in answers.items()}
+    ) -> CloseAnswer[ViewAnswer]:
+        a = self._engine_asset(ai)
+        closed = await self.__s.close_position(a, side, price=price, waitfor=waitfor)
+        return CloseAnswer(closed.symbol, {ps: answer_view(x, a) for ps, x in closed.answers.items()}, closed.refusals)
 
-    async def update_leverage(self, ai: AssetView | str, leverage: int) -> str | None:
+    async def update_leverage(self, ai: AssetView | str, leverage: int) -> LeverageAnswer:
         return await self.__s.update_leverage(self._engine_asset(ai), leverage)
 
     def alert(self, message: str, level: str = "warning") -> None:

@@ -127,7 +127,7 @@ class _Host:
             # the fill reaches the logic with the balance and position that include it (engine/freshness.py):
             # wait for them (bounded); the events behind it wait too, so the order stays the order they happened in
             await self.s.fill_settled(event.ai, event.trade)
-            await self.invoke("on_fill", self.logic.on_fill(self.ctx, OrderView(event.order), TradeView.of(event.trade)))
+            await self.invoke("on_fill", self.logic.on_fill(self.ctx, OrderView(event.order), TradeView.of(event.trade, event.order)))
 
 
 async def run(

@@ -131,7 +131,7 @@ async def test_a_stale_update_never_moves_an_order_backwards(strategy_factory, s
     bid, _ = bid_ask(sandbox)
     await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.02, price=bid * 0.8, waitfor=0)
     resting = ai.open_orders()[0]
-    assert await s.cancel(ai, resting) and resting.status == "canceled"
+    assert (await s.cancel(ai, resting)).cancelled and resting.status == "canceled"
     n_illegal = len(s.sink.of("illegal_transition"))
     s.apply_order(
         OrderReport(

@@ -164,8 +164,8 @@ async def test_cancel_and_cancel_all(strategy_factory, sandbox, account) -> None
         await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * (0.9 - i / 100), waitfor=0)
     ai = s.universe["BTC/USDT"]
     first = ai.open_orders()[0]
-    assert await s.cancel(ai, first) and first.status == "canceled"
-    assert await s.cancel_all(ai) == 2
+    assert (await s.cancel(ai, first)).cancelled and first.status == "canceled"
+    assert (await s.cancel_all(ai)).count == 2
     assert ai.open_orders() == [] and snapshot(sandbox, account)["open_orders"] == []
     assert [o.id for o in await s.fetch_open_orders(ai)] == []
 

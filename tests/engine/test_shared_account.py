@@ -41,7 +41,7 @@ async def test_cancel_all_cancels_only_its_own_orders(strategy_factory: Any, san
     mm, eth = await pair(strategy_factory, universe=["BTC/USDT"])
     mine, theirs = await rest(mm, sandbox, 3), await rest(eth, sandbox, 3)
     assert open_on_exchange(sandbox, account) == mine | theirs
-    assert await mm.cancel_all("BTC/USDT") == 3
+    assert (await mm.cancel_all("BTC/USDT")).count == 3
     assert open_on_exchange(sandbox, account) == theirs  # the exchange's word, before any re-sync
     assert not mm.universe["BTC/USDT"].open_orders() and not set(mm.universe["BTC/USDT"].orders) & theirs
     assert {o.client_order_id for o in eth.universe["BTC/USDT"].open_orders()} == theirs
@@ -61,7 +61,7 @@ async def test_futures_cancel_all_batches_and_cancels_waiting_conditionals_by_id
         (stops[s.name],) = {o.client_order_id for o in s.universe[sym].open_orders()} - books[s.name]
     assert waiting_algos(sandbox, account) == set(stops.values())
     calls_before = len(mm.sink.of("api_call"))
-    assert await mm.cancel_all(sym) == 13
+    assert (await mm.cancel_all(sym)).count == 13
     assert open_on_exchange(sandbox, account) == books["mm-eth"] and waiting_algos(sandbox, account) == {stops["mm-eth"]}
     ops = [e["endpoint"] for e in mm.sink.of("api_call")[calls_before:]]
     assert ops.count("cancel_orders") == 2 and ops.count("cancel_order") == 1 and "cancel_all_orders" not in ops
@@ -94,7 +94,7 @@ async def test_restart_adopts_its_own_orders_and_a_manual_one_but_not_the_other_
     adopted = {o.client_order_id for o in again.universe["BTC/USDT"].open_orders()}
     assert adopted == mine | {"by-hand-1"} and manual["id"]
     assert [e["decision"] for e in again.sink.of("order_foreign") if e["client_order_id"] in theirs] == ["other_strategy"] * 2
-    assert await again.cancel_all("BTC/USDT") == 3  # its own and the adopted one; never mm-eth's
+    assert (await again.cancel_all("BTC/USDT")).count == 3  # its own and the adopted one; never mm-eth's
     assert open_on_exchange(sandbox, account) == theirs
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from planar_core.model import PENDING, OrderType, Side, Trade
+from planar_core.model import PENDING, CancelOutcome, OrderStatus, OrderType, Side, Trade
 from planar_core.sandbox import Faults
 
 from ..conftest import make_client, wait_for
@@ -48,7 +48,8 @@ async def test_cancelling_an_order_that_no_longer_exists_does_not_loop(strategy_
     trade = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
     order = ai.orders[trade.client_order_id]
     calls_before = len(s.sink.of("api_call"))
-    assert await s.cancel(ai, order) is False  # filled: the exchange answers -2011
+    answer = await s.cancel(ai, order)  # filled: the exchange answers -2011
+    assert answer.outcome is CancelOutcome.ALREADY_CLOSED and answer.status is OrderStatus.CLOSED
     calls = [
         e["endpoint"] for e in s.sink.of("api_call")[calls_before:] if e["endpoint"] in ("cancel_order", "fetch_order", "create_order")
     ]

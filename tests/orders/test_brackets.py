@@ -74,8 +74,11 @@ async def test_spot_exits_are_one_oco_list(strategy_factory: Any, sandbox: Any, 
     legs = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
     view = {o["client_order_id"]: o for o in account_view(sandbox, s)["open_orders"]}
     assert {view[o.client_order_id]["type"] for o in legs.values()} == {"LIMIT_MAKER", "STOP_LOSS"}
+    # the exchange's LIMIT_MAKER (post-only) leg is the strategy's take-profit limit, acknowledged and reported as such
+    assert set(legs) == {OrderType.TAKE_PROFIT_LIMIT, OrderType.STOP_MARKET}
+    assert legs[OrderType.TAKE_PROFIT_LIMIT].price == legs[OrderType.TAKE_PROFIT_LIMIT].trigger_price
     assert len({sandbox.ex.accounts[account.api_key].orders[int(o.id)].order_list_id for o in legs.values()}) == 1  # one list
     await shock(sandbox, "BTCUSDT", 0.97)  # the stop acts; the exchange expires the limit leg
-    stop, limit = legs[OrderType.STOP_MARKET], legs[OrderType.POST_ONLY]
+    stop, limit = legs[OrderType.STOP_MARKET], legs[OrderType.TAKE_PROFIT_LIMIT]
     await wait_for(lambda: stop.status is OrderStatus.CLOSED and limit.status is OrderStatus.EXPIRED, timeout=10)
     assert stop.triggered and account_view(sandbox, s)["open_orders"] == []

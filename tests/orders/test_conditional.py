@@ -105,7 +105,7 @@ async def test_futures_conditional_orders_trigger_from_the_algo_service(strategy
     algos = {a["client_algo_id"]: a for a in view["algo_orders"]}
     placed = next(r for r in view["open_orders"] if r["client_order_id"] == rest.client_order_id)  # resting on the book
     assert rest.status is OrderStatus.OPEN and rest.id == str(placed["order_id"]) == str(algos[rest.client_order_id]["actual_order_id"])
-    assert await s.cancel(ai, rest) and rest.status is OrderStatus.CANCELED  # by the id of the order it placed
+    assert (await s.cancel(ai, rest)).cancelled and rest.status is OrderStatus.CANCELED  # by the id of the order it placed
     for o in (tp, sl):
         algo = algos[o.client_order_id]
         assert algo["status"] == "FINISHED" and o.id == str(algo["actual_order_id"])  # named by the order it placed
@@ -129,7 +129,7 @@ async def test_waiting_futures_conditionals_are_cancelled_one_by_one_and_by_the_
     trail = await s.call(ai, OrderType.TRAILING_STOP, Side.BUY, amount=0.01, trailing_percent=2.0, waitfor=0)
     assert trail is PENDING
     first = next(iter(ai.orders.values()))
-    assert await s.cancel(ai, first)
+    assert (await s.cancel(ai, first)).cancelled
     assert first.status is OrderStatus.CANCELED
     report = await s.emergency_stop("test", close_positions=False)
     assert report.clean, report.as_dict()

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from planar_core.model import LeverageOutcome, PositionSide, Side, Trade
 from planar_core.model import OrderType as T
-from planar_core.model import PositionSide, Side, Trade
 from planar_core.runner.host import status
 
 from ..conftest import user_subscribed, wait_for
@@ -42,15 +42,15 @@ async def test_margin_mode_is_set_before_the_first_order_and_leverage_only_when_
     assert sandbox.ex.isolated(account, "BTCUSDT") and ai.margin_mode == "isolated"
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
 
-    reason = await s.update_leverage(ai, 7)
-    assert reason is not None and "open position" in reason
+    refused = await s.update_leverage(ai, 7)
+    assert refused.outcome is LeverageOutcome.REFUSED and refused.refusal is not None and "open position" in refused.refusal.detail
     assert sandbox.ex.leverage_of(account, "BTCUSDT") == 1  # nothing was sent
 
     closed = await s.close_position(ai)
-    assert isinstance(closed[PositionSide.BOTH], Trade)
+    assert closed.sides == (PositionSide.BOTH,) and isinstance(closed[PositionSide.BOTH], Trade)
     await wait_for(lambda: not ai.position.contracts, timeout=10)
     assert "BTCUSDT" not in futures(sandbox, s)["positions"]
-    assert await s.update_leverage(ai, 7) is None
+    assert (await s.update_leverage(ai, 7)).applied
     assert sandbox.ex.leverage_of(account, "BTCUSDT") == 7 and ai.position.leverage == 7
 
 
@@ -75,7 +75,7 @@ async def test_hedge_mode_keeps_long_and_short_apart(strategy_factory: Any, sand
     await other.stop()
 
     closed = await s.close_position(ai, "long")
-    assert set(closed) == {PositionSide.LONG} and isinstance(closed[PositionSide.LONG], Trade)
+    assert closed.sides == (PositionSide.LONG,) and isinstance(closed[PositionSide.LONG], Trade)
     await wait_for(lambda: not ai.position_of(PositionSide.LONG).contracts, timeout=10)
     positions = futures(sandbox, s)["positions"]
     assert "BTCUSDT:LONG" not in positions and Decimal(positions["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.02")

@@ -15,7 +15,7 @@ import pytest
 
 from planar_core.engine.notices import BarClosed, Filled, OrderUpdated
 from planar_core.logic import Logic
-from planar_core.model import Candle, Order, OrderType, Side, Trade
+from planar_core.model import CancelOutcome, Candle, Order, OrderType, Side, Trade
 from planar_core.model.context import StrategyContext
 from planar_core.model.views import AssetView, OrderView, TradeView
 from planar_core.runner import run
@@ -146,7 +146,8 @@ async def test_a_cancel_names_only_an_order_the_engine_tracks_on_that_asset() ->
     reached: the stub's exchange fails the test on any request."""
     _, ctx, _, _ = ctx_with_orders()
     made_up = OrderView(Order("other-strategy-7", "BTC/USDT", Side.BUY, OrderType.GTC, 1.0, 1.0, id="9", status="open"))
-    assert await ctx.cancel("BTC/USDT", made_up) is False
+    answer = await ctx.cancel("BTC/USDT", made_up)
+    assert answer.outcome is CancelOutcome.NOT_FOUND and answer.status is None and "nothing sent" in answer.detail
 
 
 class Recorder(Logic):

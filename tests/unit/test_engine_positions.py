@@ -11,7 +11,7 @@ from planar_core.config import ConfigError
 from planar_core.engine.margin import apply_position_mode, ensure_margin_mode, record_funding, sync_funding, update_leverage
 from planar_core.engine.watchers import apply_cached_positions
 from planar_core.exchange.errors import InvalidOrder
-from planar_core.model import OrderStatus, OrderType, PositionSide, Side
+from planar_core.model import LeverageOutcome, OrderStatus, OrderType, PositionSide, RefusalReason, Side
 from planar_core.model.stamp import Stamp
 from planar_core.model.venue import FundingPayment, OrderReport, PositionReport
 
@@ -194,22 +194,24 @@ async def test_a_refused_margin_mode_is_the_reason() -> None:
 
 async def test_leverage_changes_when_flat() -> None:
     s, venue, _, ai = await futures()
-    assert await update_leverage(s, ai, 4) is None
+    assert (await update_leverage(s, ai, 4)).outcome is LeverageOutcome.APPLIED
     assert venue.leverage == {SYM: 4} and ai.position.leverage == 4.0
 
 
 async def test_leverage_is_refused_with_a_position_open() -> None:
     s, venue, _, ai = await futures()
     s.apply_positions([pos(0.01)])
-    reason = await update_leverage(s, ai, 4)
-    assert reason is not None and "open position" in reason and venue.ops("set_leverage") == []
+    answer = await update_leverage(s, ai, 4)
+    assert answer.outcome is LeverageOutcome.REFUSED and answer.refusal is not None
+    assert answer.refusal.reason is RefusalReason.NOT_FLAT and "open position" in answer.refusal.detail and venue.ops("set_leverage") == []
 
 
 async def test_leverage_refused_by_the_exchange_is_the_reason() -> None:
     s, venue, _, ai = await futures()
     venue.fail_next["set_leverage"].append(InvalidOrder("too high"))
-    reason = await update_leverage(s, ai, 125)
-    assert reason is not None and "the exchange refused leverage 125" in reason
+    answer = await update_leverage(s, ai, 125)
+    assert answer.outcome is LeverageOutcome.REFUSED and answer.refusal is not None
+    assert answer.refusal.reason is RefusalReason.EXCHANGE_REFUSED and "the exchange refused leverage 125" in answer.refusal.detail
 
 
 async def test_funding_is_recorded_once_per_payment_and_summed() -> None:
