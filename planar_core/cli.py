@@ -1,4 +1,4 @@
-"""The engine's command line: the sandbox exchange and the event trace (``python -m planar_core``).
+"""The engine's command line: the sandbox exchange, the event trace and ``new`` (``python -m planar_core``).
 
 No Prefect here: the orchestration commands (run, demo, emergency-stop, rearm, serve, deployments, automations)
 live in ``flows/cli.py``, which builds the full ``planar`` command from these groups and ``run_cli``."""
@@ -26,11 +26,29 @@ trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account
 
 
 def new_app(help_text: str) -> typer.Typer:
-    """A root command with the engine's groups (sandbox, trace); the orchestration side adds its commands."""
+    """A root command with the engine's groups (sandbox, trace) and ``new``; the orchestration side adds its commands."""
     root = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
     root.add_typer(sandbox_app, name="sandbox")
     root.add_typer(trace_app, name="trace")
+    root.command("new")(new_strategy_cmd)
     return root
+
+
+def new_strategy_cmd(
+    name: str = typer.Argument(..., help="the strategy's name: NAME.py, NAME.toml and test_NAME.py are written"),
+    directory: Path = typer.Option(Path("."), "--dir", help="where to write them (created if missing)"),
+) -> None:
+    """Write a new strategy, its config and its passing unit test (planar_core.testing); never over a file."""
+    from .scaffold import ScaffoldError, write_strategy
+
+    try:
+        written = write_strategy(name, directory)
+    except ScaffoldError as exc:
+        fail(str(exc))
+    for path in written:
+        typer.echo(f"wrote {path}")
+    where = f"cd {directory} && " if directory != Path(".") else ""
+    typer.echo(f"next: {where}python -m pytest -q test_{name}.py   (then: planar run {name}.toml, docs/testing.md)")
 
 
 CONFIG_OPTION = typer.Option(None, "--config", help="a strategy config: read the trace of its account (credentials from the environment)")

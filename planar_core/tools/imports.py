@@ -13,8 +13,8 @@ its ``serve``, ``deployments`` and ``automations`` commands (nothing in ``deploy
 
 Inside ``planar_core``, layers, lowest first (a package may import only packages of a lower layer)::
 
-    model, sandbox  <-  alerts, logic, storage  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
-                    <-  runner  <-  strategies, cli, tools
+    model, sandbox  <-  alerts, logic, storage, scaffold  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
+                    <-  runner  <-  strategies, cli, tools, testing
 
 Every ``import`` counts, at module level or inside a function (a lazy import is still a dependency, and a cycle
 through one is still a cycle). Those under ``if TYPE_CHECKING:`` (annotations only, never executed) are kept
@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "alerts": 1,
     "storage": 1,
     "logic": 1,
+    "scaffold": 1,
     "config": 2,
     "state": 2,
     "exchange": 3,
@@ -51,6 +52,7 @@ LAYERS: dict[str, int] = {
     "strategies": 7,
     "cli": 7,
     "tools": 7,
+    "testing": 7,
     "__main__": 8,
     "__init__": 8,
 }
