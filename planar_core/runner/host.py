@@ -76,7 +76,7 @@ class LogicError(Exception):
     """A logic callback raised and the config says ``logic_errors = "fail"``."""
 
 
-class _Host:
+class LogicHost:
     def __init__(self, s: Strategy, logic: Logic, policy: ErrorPolicy, result: RunResult) -> None:
         self.s, self.logic, self.policy, self.result = s, logic, policy, result
         self.ctx = LiveContext(s, logic.params)  # what the callbacks see
@@ -145,7 +145,7 @@ async def run(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration if duration else None
     result = RunResult("stopped")
-    host = _Host(s, logic, logic_errors, result)
+    host = LogicHost(s, logic, logic_errors, result)
     unlisten = s.hooks.listen(host.listen)
     ticking = logic.wants_ticks()
     next_tick = loop.time()

@@ -48,7 +48,7 @@ from ..model.sink import MemorySink
 from ..model.types import Json
 from ..model.venue import PlaceOrder
 from ..model.views import OrderView, TradeView
-from ..runner.host import ErrorPolicy, LogicError, RunResult, _Host
+from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult
 from .builders import candle, timeframe_ms
 from .exchange import ExchangeVenue
 from .venue import TestClock
@@ -196,7 +196,7 @@ class LogicTest(Generic[L]):
         """The engine itself: for what the context does not show. A test that reaches into it tests internals."""
         self.venue.connect(self.strategy)
         self.result = RunResult("stopped")
-        self._host = _Host(self.strategy, self.logic, POLICY[errors], self.result)
+        self._host = LogicHost(self.strategy, self.logic, POLICY[errors], self.result)
         self._unlisten = self.strategy.hooks.listen(self._listen)
         self._balances = dict(balances) if balances is not None else {cfg.main_currency: 10_000.0}
         self._prices = dict(prices or {})
