@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from uuid import UUID
 
@@ -45,22 +45,29 @@ from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry,
 from .control import blank, live_runs
 
 
-async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0) -> list[str]:
-    """Ask each run to cancel; force Cancelled on those that do not finish within ``grace_s``."""
-    cancelled = []
+async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0, answered: Collection[str] = ()) -> list[str]:
+    """Ask each run to cancel; force Cancelled on those that do not finish within ``grace_s``. A run whose engine
+    ``answered`` this stop (it cancelled on its own connections, halted and is ending) is given ``grace_s`` to end by
+    itself first: asked to cancel meanwhile, its runner kills the process as it writes its report and overwrites its
+    final state ("emergency stop ...: clean") with "Flow run was cancelled successfully."."""
     async with get_client() as client:
-        for run_id in run_ids:
+
+        async def unfinished(ids: list[UUID], within: float) -> list[UUID]:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + within
+            while True:
+                ids = [r for r in ids if not ((await client.read_flow_run(r)).state or Cancelled()).is_final()]
+                if not ids or loop.time() >= deadline:
+                    return ids
+                await asyncio.sleep(0.25)
+
+        ending = await unfinished([r for r in run_ids if str(r) in answered], grace_s)
+        asked = await unfinished([r for r in run_ids if str(r) not in answered], 0.0) + ending  # a run that ended stays as it ended
+        for run_id in asked:
             await client.set_flow_run_state(run_id, Cancelling(message=f"emergency stop: {reason}"), force=True)
-            cancelled.append(str(run_id))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        pending = list(run_ids)
-        while pending and loop.time() < deadline:
-            await asyncio.sleep(0.25)
-            pending = [r for r in pending if not ((await client.read_flow_run(r)).state or Cancelled()).is_final()]
-        for run_id in pending:
+        for run_id in await unfinished(asked, grace_s):
             await client.set_flow_run_state(run_id, Cancelled(message=f"emergency stop: {reason} (no process answered)"), force=True)
-    return cancelled
+    return [str(r) for r in run_ids]
 
 
 async def stop_by_symbol(cfg: StrategyConfig, reason: str, close: bool | None) -> EStopReport:
@@ -143,8 +150,8 @@ async def emergency_stop(
     except PERMANENT as exc:
         return await permanent_failure(exc)
     runs = await aimed_live_runs(strategy, account)
-    cancelled = await cancel_runs([r.id for r in runs], reason)
     engine = engine_part(cfg)
+    cancelled = await cancel_runs([r.id for r in runs], reason, answered={str(engine.get("run") or "")} - {""})
     await refresh_live_status(strategy, list({r.id for r in [*running, *runs]}), report)
     line = estop_line(strategy, report, engine, cancelled)
     (logger.info if report.clean else logger.error)(line)

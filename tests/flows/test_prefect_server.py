@@ -260,7 +260,8 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
 
         await wait_for(one_estop_run, timeout=60, interval=0.5)
         first = next(r for r in await runs_of("emergency_stop") if r.id not in estops_before)
-        assert (await final_state(first.id)).is_completed()  # by then, duplicate triggers would have made their runs
+        ended = await final_state(first.id)
+        assert ended.is_completed(), (ended, server.output())  # by then, duplicate triggers would have made their runs
         new = [r for r in await runs_of("emergency_stop") if r.id not in estops_before]
         assert len(new) == 1
         p = new[0].parameters
