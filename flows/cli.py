@@ -121,6 +121,16 @@ def _prefect_api(cfg: StrategyConfig, temporary: bool) -> str | None:
     if api.note:
         typer.secho(f"planar: {api.note}", err=True, fg=typer.colors.YELLOW)
     if api.pending:
+        if cfg.mode == "live":  # only the server knows the Secret blocks; the environment can be read now
+            creds = cfg.credentials.resolved()
+            missing = [v for v, got in ((creds.api_key_env, creds.api_key), (creds.api_secret_env, creds.api_secret)) if got is None]
+            if missing:
+                blocks = ", ".join(v.lower().replace("_", "-") for v in missing)
+                typer.secho(
+                    f"planar: credentials: {', '.join(missing)} not in the environment; the Secret block(s) {blocks} are looked for once the server is up",
+                    err=True,
+                    fg=typer.colors.YELLOW,
+                )
         try:
             asyncio.run(check_markets(cfg))
             api.wait()
