@@ -25,7 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
-from ..model.cancels import as_cancelled, cancel_target
+from ..model.cancels import as_cancelled
 from ..model.json import num, obj
 from ..model.types import Json, PositionSide
 from ..model.venue import OrderRef, OrderReport
@@ -33,7 +33,7 @@ from .outcome import Entry, OutcomeTables, SymbolOutcome, Table, not_clean_parts
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
-    from ..model import AssetInstance, Order
+    from ..model import AssetInstance
 
 log = logging.getLogger("planar.risk.estop")
 __all__ = ["EStopReport", "conclude", "emergency_stop", "not_clean_parts", "pause", "settle_symbol"]
@@ -171,11 +171,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         out.unverified = "not listed yet"  # until the exchange lists them
     seen: set[str] = set()
     ai = s.universe.get(symbol)
-    local = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
-    known = {str(o.id) for o in local}
-    if ai is not None and local:  # a running engine names its open orders: cancel them now, list to verify after
-        seen = await _cancel_known(s, ai, local, deadline, report)  # no word on these: absent from the listing = cancelled
-        known = set()
+    known = {str(o.id) for o in ai.open_orders() if o.id is not None} if ai is not None else set()
     first = True
     attempt = 0
     while True:
@@ -215,30 +211,6 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             report.errors.extend(f"{symbol}: cancel {cid}: {why}"[:300] for cid, why in list(result.unconfirmed.items())[:5])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
-
-
-async def _cancel_known(s: "Strategy", ai: "AssetInstance", local: list["Order"], deadline: float, report: EStopReport) -> set[str]:
-    """The orders the engine's record has open on ``ai``, cancelled by id before any listing (one round trip fewer:
-    the listing that follows verifies, and catches what the record does not know). Those the exchange confirmed
-    cancelled are counted cancelled, those it named not open already gone; answers the exchange ids of the rest,
-    the listing's to tell."""
-    loop = asyncio.get_running_loop()
-    out = report.of(ai.symbol).orders
-    try:
-        result = await s.venue.cancel_orders(
-            ai.symbol, [cancel_target(ai, o) for o in local], timeout=max(0.1, deadline - loop.time()), retries=0
-        )
-    except ExchangeOpError as err:
-        report.errors.append(f"{ai.symbol}: cancel: {err}"[:300])
-        return {str(o.id) for o in local}
-    with s.group():
-        for cid, r in result.cancelled.items():
-            s.apply_order(as_cancelled(ai.symbol, cid, r), source="estop")
-    out.cancelled += sum(1 for o in local if o.client_order_id in result.cancelled)
-    out.already_gone += sum(1 for o in local if o.client_order_id in result.not_open)
-    for cid, why in list(result.unconfirmed.items())[:5]:
-        report.errors.append(f"{ai.symbol}: cancel {cid}: {why}"[:300])
-    return {str(o.id) for o in local if o.client_order_id not in result.cancelled and o.client_order_id not in result.not_open}
 
 
 async def _settle_local(s: "Strategy", symbol: str) -> None:
