@@ -45,16 +45,20 @@ LAYERS: dict[str, int] = {
     "config": 2,
     "state": 2,
     "exchange": 3,
+    "history": 3,  # market data: download (ccxt), store, check, read
+    "sim": 3,  # the simulated venue (paper, backtest): the sandbox's matching rules behind the Venue protocol
     "trace": 3,
     "risk": 4,
     "engine": 5,
     "runner": 6,
+    "backtest": 7,  # a strategy over history on a simulated clock: engine + runner host + sim venue
     "strategies": 7,
-    "cli": 7,
+    "optimize": 8,  # the strategy's Params searched by backtest
+    "cli": 9,
     "tools": 7,
     "testing": 7,
-    "__main__": 8,
-    "__init__": 8,
+    "__main__": 10,
+    "__init__": 10,
 }
 TYPING_ONLY_ALLOWED = {"planar_core.engine.strategy"}
 
