@@ -71,6 +71,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     limiter: RateLimiter = field(default_factory=RateLimiter)
     price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path
     countdowns: Countdowns = field(default_factory=Countdowns)  # USDⓈ-M countdownCancelAll timers (countdown.py)
+    clock_ms: Callable[[], int] | None = None  # the simulated venue's clock (backtest: simulated time); None: the machine's
 
     def __post_init__(self) -> None:
         self._instant: int | None = None
@@ -101,6 +102,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         answered (``at_one_instant``), so that every number of one answer is priced at the same moment."""
         if self._instant is not None:
             return self._instant
+        if self.clock_ms is not None:
+            return self.clock_ms()
         return int(time.time() * 1000 + self.faults.clock_offset_ms)
 
     @contextlib.contextmanager

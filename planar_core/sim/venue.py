@@ -1,0 +1,408 @@
+"""``SimVenue``: the simulated venue of paper trading and backtests, with the sandbox's matching rules.
+
+One implementation serves both modes. The account, the order books, the matching, fees, filters, price bands,
+conditional orders, OCO lists, margin, funding and liquidation are the sandbox exchange's (``sandbox/exchange.py``),
+kept in this process; requests reach it through the same path as live (``CcxtVenue`` -> ccxt -> the sandbox's
+Binance handlers, ``sim/local.py``), so paper and backtest accept and refuse exactly what live accepts and refuses.
+What differs is where prices and time come from:
+
+* **backtest**: the driver sets each symbol's price as it walks a candle (``set_price``) and moves the clock
+  (``clock_ms``); every price it sets runs the matching (resting limit orders, triggers, liquidations);
+* **paper**: prices come from the exchange's public market data (the driver feeds the last prices the same way).
+
+The user stream is built from the exchange's own events: each order, fill, account and conditional-order event is
+turned into the report the engine would get (parsed by ccxt and the dialect from the exchange's answer shapes, as a
+REST answer is) and delivered after the request that caused it has been answered: to a connected engine by
+``loop.call_soon`` (the backtest: ``pending`` counts those not delivered yet), else to the ``watch_*`` calls (paper,
+where the engine's watchers read them).
+
+Market data (tickers, candles) is the driver's: ``set_price`` and ``add_candles``; the sandbox's generated price
+paths are never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Protocol, TypeVar
+
+from ..config import StrategyConfig
+from ..exchange.binance import BINANCE
+from ..exchange.ccxt_venue import CcxtVenue
+from ..exchange.client import Validator
+from ..exchange.endpoints import point_at_sandbox
+from ..exchange.errors import ExchangeOpError, MalformedResponse
+from ..exchange.limiter import OrderPacer
+from ..model.sink import EventSink
+from ..model.stamp import Stamp
+from ..model.types import Json
+from ..model.venue import BalanceReport, FillReport, MarketType, OrderRef, OrderReport, PositionReport, Ticker
+from ..sandbox import wire
+from ..sandbox.accounts import Account, AlgoOrder, Fill, SandboxOrder
+from ..sandbox.book import BookModel
+from ..sandbox.exchange import Market, SandboxExchange
+from ..sandbox.market_data import MarketSpec, PathLibrary, default_markets
+from ..sandbox.order_lists import OrderList
+from ..sandbox.server import SandboxServer
+from .local import BASE_URL, LocalBinance
+
+T = TypeVar("T")
+SIM_KEY = "sim"  # the simulated account's key: nothing is signed, nothing travels
+
+
+class StreamTarget(Protocol):
+    """Where a connected venue delivers its user stream (the engine: ``Strategy``)."""
+
+    def apply_order(self, report: OrderReport, source: str = ...) -> object: ...
+    def apply_balance(self, report: BalanceReport, stamp: Stamp | None = ...) -> None: ...
+    def apply_positions(self, reports: Sequence[PositionReport], complete: bool = ..., stamp: Stamp | None = ...) -> None: ...
+
+
+class _Unpaced(OrderPacer):
+    """No order pace: the simulated exchange has no rate limits."""
+
+    async def acquire(self) -> float:
+        return 0.0
+
+
+@dataclass
+class _Stream:
+    """Reports waiting for a ``watch_*`` call (paper mode)."""
+
+    items: list[object] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, item: object) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+    async def take(self) -> list[object]:
+        await self.ready.wait()
+        out, self.items = self.items, []
+        self.ready.clear()
+        return out
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The simulated exchange's parameters (fees as fractions of a fill's value; the book model's spread and depth)."""
+
+    taker_fee: float = 0.001
+    maker_fee: float = 0.001
+    futures_taker_fee: float = 0.0005
+    futures_maker_fee: float = 0.0002
+    spread_bps: float = 2.0
+    level_notional: float = 50_000.0
+
+
+def sim_specs(symbols: Sequence[str], extra: Sequence[MarketSpec] = ()) -> list[MarketSpec]:
+    """The market specifications the simulated exchange lists: those given, then the sandbox's own."""
+    out = list(extra)
+    have = {(s.kind, s.symbol) for s in out}
+    out.extend(s for s in default_markets() if (s.kind, s.symbol) not in have)
+    return out
+
+
+class SimVenue(CcxtVenue):
+    """The simulated venue (module docstring). ``clock_ms``: the simulated exchange's time (backtest: simulated;
+    paper: the machine's)."""
+
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        sink: EventSink | None = None,
+        *,
+        clock_ms: Callable[[], int] | None = None,
+        settings: SimSettings | None = None,
+        specs: Sequence[MarketSpec] = (),
+    ) -> None:
+        st = settings or SimSettings()
+        self.prices: dict[tuple[str, str], float] = {}  # (kind, market id) -> the last price set
+        self.core = SandboxExchange(
+            specs=sim_specs([a.symbol for a in cfg.universe], specs),
+            paths=PathLibrary(data_dir=None),
+            book=BookModel(spread_bps=st.spread_bps, level_notional=st.level_notional),
+            taker_fee=Decimal(repr(st.taker_fee)),
+            maker_fee=Decimal(repr(st.maker_fee)),
+            futures_taker_fee=Decimal(repr(st.futures_taker_fee)),
+            futures_maker_fee=Decimal(repr(st.futures_maker_fee)),
+            default_leverage=max(1, int(cfg.default_leverage)),
+            price_source=self._price,
+            clock_ms=clock_ms,
+        )
+        cash = cfg.initial_cash if cfg.initial_cash is not None else 10_000.0
+        self.account: Account = self.core.add_account({cfg.main_currency: Decimal(repr(float(cash)))}, SIM_KEY, SIM_KEY)
+        self.server = SandboxServer(self.core)  # its request handlers only: never started, no socket
+        conf: Json = {
+            "apiKey": SIM_KEY,
+            "secret": SIM_KEY,
+            "options": {
+                "defaultType": "swap" if cfg.margin else "spot",
+                "fetchMarkets": {"types": ["spot", "linear"]},
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+            },
+            "enableRateLimit": False,
+        }
+        client = point_at_sandbox(LocalBinance(conf, self.server, self.account), BASE_URL, BASE_URL.replace("http", "ws", 1))
+        super().__init__(cfg, sink, client, BINANCE)
+        self.name = "sim"
+        self.caps = replace(BINANCE.caps, countdown_cancel=frozenset())
+        self.orders = _Unpaced(1.0, 1)
+        self.trace_api_calls = False  # no network: an API call is a function call (the trace keeps orders and fills)
+        self.target: StreamTarget | None = None
+        self.pending = 0  # stream reports scheduled for the connected engine and not delivered yet
+        self.failures: list[BaseException] = []  # what delivering a report raised (the driver re-raises it)
+        self.candles: dict[tuple[str, str], list[list[float]]] = defaultdict(list)  # (symbol, timeframe) -> rows given
+        self.closed: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> open time of the newest closed candle
+        self._streams: dict[str, _Stream] = defaultdict(_Stream)
+        self._ids: dict[tuple[str, str], str] = {}  # (kind, market id) -> unified symbol, once the markets load
+        self._ticks = itertools.count(1)
+        self.core.listeners.append(self._on_event)
+
+    async def call(
+        self,
+        op: str,
+        fn: Callable[[], Awaitable[T]],
+        timeout: float,
+        *,
+        idempotent: bool = True,
+        retries: int = 3,
+        validate: Validator | None = None,
+    ) -> T:
+        """One operation on the simulated exchange: a function call, so no pacing, no timeout and nothing transient
+        to retry; a refusal is mapped to the same typed error as live (the dialect reads ccxt's exception)."""
+        try:
+            result = await fn()
+        except Exception as raw:
+            raise self.venue.map_error(raw) from None
+        if validate is not None and not validate(result):
+            raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
+        return result
+
+    # ------------------------------------------------------------------ the driver's side
+    def connect(self, target: StreamTarget) -> None:
+        """Deliver the user stream to ``target`` (the engine) instead of the ``watch_*`` calls."""
+        self.target = target
+
+    def _market(self, symbol: str) -> Market:
+        m = self.markets[symbol]
+        return self.core.markets[("linear" if m.get("contract") else "spot", str(m["id"]))]
+
+    def set_price(self, symbol: str, price: float, match: bool = True) -> int:
+        """The last price of ``symbol`` moves to ``price``; ``match``: run the exchange's matching at it (triggers,
+        resting orders, funding, liquidations). Returns the fills it made."""
+        m = self._market(symbol)
+        self.prices[m.key] = float(price)
+        if not match or not (self.has_open_orders() or any(p.amount for p in self.account.positions.values())):
+            return 0
+        with self.core.at_one_instant():
+            return self.core.match_resting()
+
+    def has_open_orders(self) -> bool:
+        return any(o.is_open for o in self.account.orders.values()) or any(a.is_open for a in self.account.algo_orders.values())
+
+    def resting_levels(self, symbol: str) -> list[float]:
+        """The prices at which something of ``symbol`` would happen: resting limit prices and waiting triggers (the
+        backtest's price walk stops at each, so an order fills or triggers where the path crosses it)."""
+        m = self._market(symbol)
+        out: list[float] = []
+        for o in self.account.orders.values():
+            if o.is_open and (o.kind, o.symbol) == m.key:
+                if not o.working and o.stop_price > 0:
+                    out.append(float(o.stop_price))
+                elif o.price > 0:
+                    out.append(float(o.price))
+        for a in self.account.algo_orders.values():
+            if a.is_open and ("linear", a.symbol) == m.key and a.trigger_price > 0:
+                out.append(float(a.trigger_price))
+        return out
+
+    def add_candles(self, symbol: str, timeframe: str, rows: list[list[float]], closed_through: int | None) -> None:
+        """Candles of the market data (history or live): what ``ohlcv`` answers, and the newest closed one."""
+        self.candles[(symbol, timeframe)].extend(rows)
+        if closed_through is not None:
+            self.closed[(symbol, timeframe)] = closed_through
+
+    def _price(self, m: Market) -> float:
+        price = self.prices.get(m.key)
+        if price is None:
+            raise ExchangeOpError(f"sim: no price for {m.spec.symbol} yet")
+        return price
+
+    # ------------------------------------------------------------------ market data: the driver's, never the sandbox's paths
+    async def load_markets(self, timeout: float) -> Mapping[str, Json]:
+        markets = await super().load_markets(timeout)
+        for symbol, m in markets.items():
+            self._ids[("linear" if m.get("contract") else "spot", str(m.get("id")))] = symbol
+        return markets
+
+    async def server_time(self, timeout: float) -> int:
+        return self.core.now_ms()
+
+    async def tickers(self, symbols: Sequence[str], timeout: float) -> dict[str, Ticker]:
+        return {s: await self.ticker(s, timeout) for s in symbols if self._market(s).key in self.prices}
+
+    async def ticker(self, symbol: str, timeout: float) -> Ticker:
+        m = self._market(symbol)
+        last = self.prices.get(m.key)
+        if last is None:
+            raise ExchangeOpError(f"sim: no price for {symbol} yet")
+        (bid, _), (ask, _) = self.core.best_bid_ask(m)
+        return Ticker(symbol, last, float(bid), float(ask), self.core.now_ms())
+
+    async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
+        return [list(r) for r in self.candles.get((symbol, timeframe), [])[-limit:]]
+
+    def closed_through(self, symbol: str, timeframe: str) -> int | None:
+        return self.closed.get((symbol, timeframe))
+
+    def has_countdown(self, symbol: str) -> bool:
+        return False
+
+    async def can_withdraw(self, timeout: float) -> bool | None:
+        return False
+
+    async def measure_clock(self) -> None:
+        return None
+
+    async def check_user_stream(self) -> None:
+        return None
+
+    async def reset_streams(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None  # nothing to close: no socket was opened
+
+    # ------------------------------------------------------------------ the user stream
+    def _symbol(self, kind: str, market_id: str) -> str:
+        return self._ids[(kind, market_id)]
+
+    def _stamp(self, assets: Sequence[str] | None = None) -> Stamp:
+        return Stamp(self.next_seq(), self.core.now_ms(), frozenset(assets) if assets is not None else None)
+
+    def _order_report(self, kind: str, o: SandboxOrder, fill: Fill | None) -> OrderReport:
+        symbol = self._symbol(kind, o.symbol)
+        market = self.markets[symbol]
+        spec = self.core.markets[(kind, o.symbol)].spec
+        raw = wire.spot_order(o) if kind == "spot" else wire.futures_order(o, spec)
+        report = self.parse.order(self.ex.parse_order(raw, market))
+        stamp = self._stamp()
+        if fill is not None:
+            trade = wire.spot_trade(fill) if kind == "spot" else wire.futures_trade(fill, spec)
+            return replace(report, fills=(replace(self.parse.fill(self.ex.parse_trade(trade, market)), stamp=stamp),), stamp=stamp)
+        return replace(report, stamp=stamp)
+
+    def _algo_report(self, algo: AlgoOrder) -> OrderReport:
+        symbol = self._symbol("linear", algo.symbol)
+        spec = self.core.markets[("linear", algo.symbol)].spec
+        raw = wire.algo_order(algo, spec, self.account.fills)
+        return replace(self.parse.order(self.ex.parse_order(raw, self.markets[symbol])), stamp=self._stamp())
+
+    def _balance_report(self, kind: str, assets: Sequence[str] | None) -> BalanceReport:
+        now = self.core.now_ms()
+        if kind == "spot":
+            raw = self.ex.parse_balance_custom(wire.spot_account(self.account, now), "spot")
+            report = self.parse.balance(raw, "spot", complete=False)
+            if assets is not None:
+                report = replace(report, assets={a: b for a, b in report.assets.items() if a in assets})
+        else:
+            raw = self.ex.parse_balance_custom(wire.futures_account(self.core, self.account, now, "v2"), "linear")
+            report = self.parse.balance(raw, "swap", complete=False)
+        return replace(report, time_ms=now, stamp=self._stamp(list(report.assets)))
+
+    def _position_reports(self, market_id: str) -> list[PositionReport]:
+        symbol = self._symbol("linear", market_id)
+        rows = wire.futures_positions(self.core, self.account, market_id, "v2")
+        stamp = self._stamp()
+        return [replace(p, stamp=stamp) for p in self.parse.positions(self.ex.parse_positions(rows, [symbol]))]
+
+    def _on_event(self, acct: Account, kind: str, event: str, payload: dict[str, object]) -> None:
+        if acct is not self.account or not self._ids:
+            return
+        if event == "order":
+            o, fill = payload["order"], payload.get("fill")
+            assert isinstance(o, SandboxOrder) and (fill is None or isinstance(fill, Fill))
+            self._send(self._order_report(kind, o, fill))
+        elif event == "algo":
+            algo = payload["algo"]
+            assert isinstance(algo, AlgoOrder)
+            self._send(self._algo_report(algo))
+        elif event == "list":
+            olist, orders = payload["list"], payload["orders"]
+            assert isinstance(olist, OrderList) and isinstance(orders, list)
+            for o in orders:
+                self._send(self._order_report(kind, o, None))
+        elif event == "account":
+            market_id = payload["symbol"]
+            assert isinstance(market_id, str)
+            spec = self.core.markets[(kind, market_id)].spec
+            self._send(self._balance_report(kind, [spec.base, spec.quote] if kind == "spot" else None))
+            if kind == "linear":
+                self._send(self._position_reports(market_id))
+
+    def _send(self, item: OrderReport | BalanceReport | list[PositionReport]) -> None:
+        """After the request being answered: to the connected engine (one per loop step, in order), else to the
+        watchers' streams."""
+        if self.target is not None:
+            self.pending += 1
+            asyncio.get_running_loop().call_soon(self._deliver, item)
+            return
+        if isinstance(item, OrderReport):
+            self._streams["orders"].put(item)
+            for f in item.fills:
+                self._streams["fills"].put(f)
+        elif isinstance(item, BalanceReport):
+            self._streams[f"balance:{item.market_type}"].put(item)
+        else:
+            self._streams["positions"].put(item)
+
+    def _deliver(self, item: OrderReport | BalanceReport | list[PositionReport]) -> None:
+        self.pending -= 1
+        target = self.target
+        if target is None or self.failures:
+            return
+        try:
+            if isinstance(item, OrderReport):
+                target.apply_order(item, source="websocket")
+            elif isinstance(item, BalanceReport):
+                target.apply_balance(item)
+            else:
+                target.apply_positions(item)
+        except Exception as exc:  # the driver raises it: a bug must not pass as a quiet run
+            self.failures.append(exc)
+
+    async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        rows = [r for r in await self._streams["orders"].take() if isinstance(r, OrderReport)]
+        return [r for r in rows if symbol is None or r.symbol == symbol]
+
+    async def watch_fills(self, symbol: str | None = None) -> list[FillReport]:
+        rows = [r for r in await self._streams["fills"].take() if isinstance(r, FillReport)]
+        return [r for r in rows if symbol is None or r.symbol == symbol]
+
+    async def watch_balance(self, market_type: MarketType) -> BalanceReport:
+        rows = [r for r in await self._streams[f"balance:{market_type}"].take() if isinstance(r, BalanceReport)]
+        return rows[-1]
+
+    async def watch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionReport]:
+        out: list[PositionReport] = []
+        for batch in await self._streams["positions"].take():
+            if isinstance(batch, list):
+                out.extend(p for p in batch if isinstance(p, PositionReport) and (symbols is None or p.symbol in symbols))
+        return out
+
+    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
+        return []
+
+    def cached_fills(self, symbol: str, last: int) -> list[FillReport]:
+        return []
+
+    def cached_balance(self, market_type: MarketType) -> BalanceReport | None:
+        return None
+
+    def cached_positions(self) -> list[PositionReport]:
+        return []
