@@ -40,7 +40,7 @@ from ..exchange.limiter import OrderPacer
 from ..model.sink import EventSink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import BalanceReport, FillReport, MarketType, OrderRef, OrderReport, PositionReport, Ticker
+from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderRef, OrderReport, PositionReport, Ticker
 from ..sandbox import wire
 from ..sandbox.accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..sandbox.book import BookModel
@@ -51,13 +51,18 @@ from ..sandbox.server import SandboxServer
 from .local import BASE_URL, LocalBinance
 
 T = TypeVar("T")
-SIM_KEY = "sim"  # the simulated account's key: nothing is signed, nothing travels
+SIM_KEY = "sim"
+CANDLES_KEPT = 1000  # candles per symbol and timeframe ``ohlcv`` answers from (ccxt's usual page)  # the simulated account's key: nothing is signed, nothing travels
+
+
+_Message = OrderReport | BalanceReport | list[PositionReport]
 
 
 class StreamTarget(Protocol):
     """Where a connected venue delivers its user stream (the engine: ``Strategy``)."""
 
     def apply_order(self, report: OrderReport, source: str = ...) -> object: ...
+    def apply_trade(self, fill: FillReport) -> object: ...
     def apply_balance(self, report: BalanceReport, stamp: Stamp | None = ...) -> None: ...
     def apply_positions(self, reports: Sequence[PositionReport], complete: bool = ..., stamp: Stamp | None = ...) -> None: ...
 
@@ -223,7 +228,10 @@ class SimVenue(CcxtVenue):
 
     def add_candles(self, symbol: str, timeframe: str, rows: list[list[float]], closed_through: int | None) -> None:
         """Candles of the market data (history or live): what ``ohlcv`` answers, and the newest closed one."""
-        self.candles[(symbol, timeframe)].extend(rows)
+        held = self.candles[(symbol, timeframe)]
+        held.extend(rows)
+        if len(held) > 2 * CANDLES_KEPT:  # a year of candles streams through: keep what ``ohlcv`` may be asked for
+            del held[:-CANDLES_KEPT]
         if closed_through is not None:
             self.closed[(symbol, timeframe)] = closed_through
 
@@ -282,8 +290,17 @@ class SimVenue(CcxtVenue):
     def _symbol(self, kind: str, market_id: str) -> str:
         return self._ids[(kind, market_id)]
 
-    def _stamp(self, assets: Sequence[str] | None = None) -> Stamp:
-        return Stamp(self.next_seq(), self.core.now_ms(), frozenset(assets) if assets is not None else None)
+    def _arrived(self, item: _Message) -> _Message:
+        """The report as it arrives on the stream: its place in the sequence is taken now, after the request that
+        caused it was answered (live: when the message arrives on the wire); its time is the exchange's."""
+        now = self.core.now_ms()
+        if isinstance(item, OrderReport):
+            stamp = Stamp(self.next_seq(), item.updated if item.updated is not None else now)
+            return replace(item, fills=tuple(replace(f, stamp=stamp) for f in item.fills), stamp=stamp)
+        if isinstance(item, BalanceReport):
+            return replace(item, stamp=Stamp(self.next_seq(), item.time_ms, frozenset(item.assets)))
+        stamp = Stamp(self.next_seq(), now)
+        return [replace(p, stamp=stamp) for p in item]
 
     def _order_report(self, kind: str, o: SandboxOrder, fill: Fill | None) -> OrderReport:
         symbol = self._symbol(kind, o.symbol)
@@ -291,35 +308,34 @@ class SimVenue(CcxtVenue):
         spec = self.core.markets[(kind, o.symbol)].spec
         raw = wire.spot_order(o) if kind == "spot" else wire.futures_order(o, spec)
         report = self.parse.order(self.ex.parse_order(raw, market))
-        stamp = self._stamp()
         if fill is not None:
             trade = wire.spot_trade(fill) if kind == "spot" else wire.futures_trade(fill, spec)
-            return replace(report, fills=(replace(self.parse.fill(self.ex.parse_trade(trade, market)), stamp=stamp),), stamp=stamp)
-        return replace(report, stamp=stamp)
+            return replace(report, fills=(self.parse.fill(self.ex.parse_trade(trade, market)),))
+        return report
 
     def _algo_report(self, algo: AlgoOrder) -> OrderReport:
         symbol = self._symbol("linear", algo.symbol)
         spec = self.core.markets[("linear", algo.symbol)].spec
         raw = wire.algo_order(algo, spec, self.account.fills)
-        return replace(self.parse.order(self.ex.parse_order(raw, self.markets[symbol])), stamp=self._stamp())
+        return self.parse.order(self.ex.parse_order(raw, self.markets[symbol]))
 
     def _balance_report(self, kind: str, assets: Sequence[str] | None) -> BalanceReport:
         now = self.core.now_ms()
         if kind == "spot":
             raw = self.ex.parse_balance_custom(wire.spot_account(self.account, now), "spot")
             report = self.parse.balance(raw, "spot", complete=False)
-            if assets is not None:
-                report = replace(report, assets={a: b for a, b in report.assets.items() if a in assets})
+            if assets is not None:  # as the stream's account update: every currency the change touched, zero included
+                zero = AssetBalance(0.0, 0.0, 0.0)
+                report = replace(report, assets={a: report.assets.get(a, zero) for a in assets})
         else:
             raw = self.ex.parse_balance_custom(wire.futures_account(self.core, self.account, now, "v2"), "linear")
             report = self.parse.balance(raw, "swap", complete=False)
-        return replace(report, time_ms=now, stamp=self._stamp(list(report.assets)))
+        return replace(report, time_ms=now)
 
     def _position_reports(self, market_id: str) -> list[PositionReport]:
         symbol = self._symbol("linear", market_id)
         rows = wire.futures_positions(self.core, self.account, market_id, "v2")
-        stamp = self._stamp()
-        return [replace(p, stamp=stamp) for p in self.parse.positions(self.ex.parse_positions(rows, [symbol]))]
+        return self.parse.positions(self.ex.parse_positions(rows, [symbol]))
 
     def _on_event(self, acct: Account, kind: str, event: str, payload: dict[str, object]) -> None:
         if acct is not self.account or not self._ids:
@@ -345,13 +361,14 @@ class SimVenue(CcxtVenue):
             if kind == "linear":
                 self._send(self._position_reports(market_id))
 
-    def _send(self, item: OrderReport | BalanceReport | list[PositionReport]) -> None:
+    def _send(self, item: _Message) -> None:
         """After the request being answered: to the connected engine (one per loop step, in order), else to the
         watchers' streams."""
         if self.target is not None:
             self.pending += 1
             asyncio.get_running_loop().call_soon(self._deliver, item)
             return
+        item = self._arrived(item)  # paper: the watchers take it after the request was answered
         if isinstance(item, OrderReport):
             self._streams["orders"].put(item)
             for f in item.fills:
@@ -361,13 +378,16 @@ class SimVenue(CcxtVenue):
         else:
             self._streams["positions"].put(item)
 
-    def _deliver(self, item: OrderReport | BalanceReport | list[PositionReport]) -> None:
+    def _deliver(self, item: _Message) -> None:
         self.pending -= 1
         target = self.target
         if target is None or self.failures:
             return
+        item = self._arrived(item)
         try:
             if isinstance(item, OrderReport):
+                for fill in item.fills:  # the trade stream (live: ccxt's watch_my_trades), then the order's update
+                    target.apply_trade(fill)
                 target.apply_order(item, source="websocket")
             elif isinstance(item, BalanceReport):
                 target.apply_balance(item)

@@ -82,9 +82,12 @@ class EventTrace:
         writer: bool = True,
         fsync: bool = True,
         lease_ttl: float = 30.0,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """``lease_ttl``: on object storage, how long the single-writer lease lasts without renewal (a dead
-        writer's lease can be taken over after that long; see ``storage.ObjectLease``)."""
+        writer's lease can be taken over after that long; see ``storage.ObjectLease``). ``clock_ns``: the events'
+        time (a backtest's trace is stamped with simulated time, so its analysis reads the market's dates)."""
+        self.clock_ns = clock_ns
         self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
@@ -162,7 +165,7 @@ class EventTrace:
         if kind in MARKET_DATA_KINDS:  # the hot path, inline: the call's own kwargs dict kept under its shape
             if not self.trace_market_data:
                 return
-            ts = time.time_ns()
+            ts = self.clock_ns()
             with self._lock:
                 if ts <= self._last_ts:
                     ts = self._last_ts + 1
@@ -182,7 +185,7 @@ class EventTrace:
             return
         if kind == "api_call" and not self.trace_api_calls:
             return
-        ts = time.time_ns()
+        ts = self.clock_ns()
         with self._lock:
             ts = max(ts, self._last_ts + 1)  # strictly increasing: the by-date search relies on it
             self._last_ts = ts

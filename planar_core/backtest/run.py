@@ -1,0 +1,296 @@
+"""A strategy over history on a simulated clock: the same ``Logic``, engine, risk checks and trace as live.
+
+The engine is a real ``Strategy`` composed as every engine is (``build_parts``) with the simulated venue
+(``sim/venue.py``: the sandbox exchange's rules, in process), a Zarr trace stamped with simulated time and a clock
+that moves only when the history does. The logic is called by the runner's own host (``runner/host.py``): the same
+context, views and order of notices as live. For each candle time, in order:
+
+1. every symbol's price walks its candle (``walk.py``: open -> low/high -> high/low -> close, stopping at every
+   resting order's price and trigger), the exchange matching at each stop; fills reach the engine and the logic
+   (``on_order_update``, ``on_fill``) as they happen, at the time they happen;
+2. the clock moves to the candle's close and the candles close together: ``on_bar`` runs for each, then whatever
+   it caused (a market order fills at once against the book around the close, as on the sandbox);
+3. the engine's timers that are due on the simulated clock run: the risk monitor (``risk.monitor_interval``:
+   metrics, equity in the trace, breakers) and ``on_tick`` (``tick_interval``, at candle closes).
+
+History before ``start`` (at least ``warmup`` candles) is loaded before ``on_start``, as live loads its history.
+Deterministic: nothing reads the machine's clock or a random number, so the same inputs give the same trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import StrategyConfig
+from ..engine.margin import apply_position_mode
+from ..engine.notices import BarClosed, EngineEvent
+from ..engine.parts import build_parts
+from ..engine.strategy import Strategy, trace_root
+from ..engine.sync import sync_prices
+from ..logic import Logic
+from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
+from ..sim.venue import SimSettings, SimVenue
+from ..trace import EventTrace
+from .walk import knots, walk
+
+MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it never settles
+COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+TIMEFRAME_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    return int(timeframe[:-1]) * TIMEFRAME_MS[timeframe[-1]]
+
+
+class SimClock:
+    """The engine's clock in a backtest: it moves only when the driver moves it (wall and monotonic alike)."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def time(self) -> float:
+        return self.ms / 1000
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
+
+
+@dataclass
+class BacktestRun:
+    """What a run did: where its trace is, how many candles it processed and how long it took."""
+
+    config: StrategyConfig
+    trace_root: str
+    bars: int  # candle events processed after the warm-up (one per symbol and candle time)
+    warmup_bars: int
+    seconds: float  # wall time of the simulation (loading the data excluded)
+    start_ms: int | None
+    end_ms: int | None
+    initial_equity: float
+    final_equity: float
+    result: RunResult
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def bars_per_s(self) -> float:
+        return self.bars / self.seconds if self.seconds > 0 else 0.0
+
+
+def backtest_config(cfg: StrategyConfig, store_root: Path, params: Mapping[str, object] | None = None) -> StrategyConfig:
+    """The live config as a backtest runs it: its own store (trace, state), the logic's params with ``params`` over
+    them, no fsync (a simulation has nothing to lose in a crash), no exchange-side countdown, orders answered
+    without waiting on the wall clock (``timeouts.waitfor`` 0.05 s: a market order's fill arrives at once)."""
+    data = cfg.model_dump(mode="python")
+    data["store_root"] = str(store_root)
+    data["logic_params"] = {**(cfg.logic_params or {}), **dict(params or {})}
+    tracing = dict(data.get("event_tracing") or {})
+    tracing.update(enabled=True, fsync=False, root=None, flush_interval=3600.0, trace_api_calls=False)
+    data["event_tracing"] = tracing
+    data["timeouts"] = {**(data.get("timeouts") or {}), "waitfor": 0.05}
+    for secret in ("api_key", "api_secret", "passphrase"):
+        data.get("credentials", {}).pop(secret, None)
+    out = StrategyConfig.model_validate(data)
+    out._config_dir = cfg.config_dir  # a logic file beside the config is still found
+    return out
+
+
+def _frames(data: Mapping[str, pd.DataFrame], symbols: Sequence[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for symbol in symbols:
+        df = data.get(symbol)
+        if df is None:
+            raise ValueError(f"no candles for {symbol}")
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"candles of {symbol}: missing columns {missing}")
+        arr = df[list(COLUMNS)].to_numpy(dtype=np.float64)
+        out[symbol] = arr[np.argsort(arr[:, 0], kind="stable")]
+    return out
+
+
+class Backtest:
+    """One run (module docstring): ``await Backtest(cfg, data).run()``."""
+
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        data: Mapping[str, pd.DataFrame],
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        warmup: int = 100,
+        settings: SimSettings | None = None,
+        logic: Logic | None = None,
+        errors: ErrorPolicy = "log",
+    ) -> None:
+        self.cfg = cfg
+        self.symbols = [a.symbol for a in cfg.universe]
+        self.timeframe = cfg.timeframes[0]
+        self.step = timeframe_ms(self.timeframe)
+        self.rows = _frames(data, self.symbols)
+        self.start_ms, self.end_ms, self.warmup = start_ms, end_ms, warmup
+        first = min(int(a[0, 0]) for a in self.rows.values() if len(a))
+        self.clock = SimClock(first)
+        self.trace = EventTrace(
+            trace_root(cfg),
+            flush_interval=cfg.event_tracing.flush_interval,
+            trace_market_data=cfg.event_tracing.trace_market_data,
+            trace_api_calls=False,
+            fsync=False,
+            clock_ns=lambda: self.clock.ms * 1_000_000,
+        )
+        self.venue = SimVenue(cfg, self.trace, clock_ms=lambda: self.clock.ms, settings=settings)
+        self.s = Strategy(cfg, build_parts(cfg, sink=self.trace, venue=self.venue, clock=self.clock, alerts=None))
+        self.venue.connect(self.s)
+        self.logic = logic if logic is not None else load_logic(cfg.logic or "", cfg.logic_params, cfg.config_dir)
+        self.result = RunResult("duration")
+        self.host = LogicHost(self.s, self.logic, errors, self.result)
+        self._quiet = False
+
+    def _listen(self, event: EngineEvent) -> None:
+        if self._quiet and isinstance(event, BarClosed):
+            return
+        self.host.listen(event)
+
+    async def settle(self) -> None:
+        """Run until nothing is left: the engine's notices reach the callbacks one at a time, in order; the
+        exchange's stream reports are delivered; the engine's one-shot jobs (exits after a fill, cancels) end."""
+        s, host, venue = self.s, self.host, self.venue
+        for _ in range(MAX_STEPS):
+            if venue.failures:
+                raise venue.failures[0]
+            if not host.queue.empty():
+                await host.dispatch(host.queue.get_nowait())
+                continue
+            if venue.pending:
+                await asyncio.sleep(0)
+                continue
+            jobs = set(s.supervisor.oneshots)
+            if jobs:
+                await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            await asyncio.sleep(0)
+            if host.queue.empty() and not venue.pending and not s.supervisor.oneshots:
+                return
+        raise RuntimeError(f"the strategy did not settle in {MAX_STEPS} steps: do its callbacks answer each other without end?")
+
+    async def run(self) -> BacktestRun:
+        s, venue, clock = self.s, self.venue, self.clock
+        unlisten = s.hooks.listen(self._listen)
+        started = time.perf_counter()
+        bars = warm = 0
+        initial = final = math.nan
+        try:
+            await s.load()
+            if s.config.margin:
+                await apply_position_mode(s)
+            times = np.unique(np.concatenate([a[:, 0] for a in self.rows.values()]))
+            start = self.start_ms if self.start_ms is not None else int(times[min(self.warmup, len(times) - 1)])
+            cursor = {sym: 0 for sym in self.symbols}
+            # the warm-up: candles before the start, closed, without callbacks (live loads its history the same way)
+            self._quiet = True
+            for sym, arr in self.rows.items():
+                n = int(np.searchsorted(arr[:, 0], start, side="left"))
+                cursor[sym] = n
+                if n:
+                    rows = arr[max(0, n - max(self.warmup, 1)) : n].tolist()
+                    venue.add_candles(sym, self.timeframe, rows, int(rows[-1][0]))
+                    s.apply_ohlcv(s.asset(sym), self.timeframe, rows, closed_through=int(rows[-1][0]))
+                    venue.set_price(sym, rows[-1][4], match=False)
+                    warm += n
+                elif len(arr):
+                    venue.set_price(sym, float(arr[0, 1]), match=False)
+            self._quiet = False
+            clock.ms = max(clock.ms, start)
+            await s.fetch_balances()
+            if s.config.margin:
+                await s.fetch_positions()
+            await sync_prices(s)
+            initial = s.risk.metrics(s).equity
+            await self._invoke("on_start", self.logic.on_start(self.host.ctx))
+            await self.settle()
+            bars = await self._loop(times[times >= start], cursor)
+            await self._invoke("on_stop", self.logic.on_stop(self.host.ctx))
+            await self.settle()
+            final = (await s.risk.monitor_once(s)).equity
+        finally:
+            unlisten()
+            elapsed = time.perf_counter() - started
+            await s.stop()
+            self.trace.close()
+        return BacktestRun(
+            self.cfg,
+            self.trace.root,
+            bars,
+            warm,
+            elapsed,
+            self.start_ms,
+            self.end_ms,
+            initial,
+            final,
+            self.result,
+            list(self.result.errors),
+        )
+
+    async def _invoke(self, name: str, call: Coroutine[object, object, None]) -> None:
+        try:
+            await self.host.invoke(name, call)
+        except LogicError as exc:
+            raise (exc.__cause__ or exc) from None
+
+    async def _loop(self, times: np.ndarray, cursor: dict[str, int]) -> int:
+        s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
+        assets = {sym: s.asset(sym) for sym in self.symbols}
+        monitor_every = int(s.config.risk.monitor_interval * 1000)
+        next_monitor = clock.ms
+        ticking = self.logic.wants_ticks()
+        next_tick = clock.ms
+        tick_every = int(s.config.tick_interval * 1000)
+        bars = 0
+        end = self.end_ms
+        for t in times.tolist():
+            ts = int(t)
+            if end is not None and ts >= end:
+                break
+            if s.halted:
+                self.result.reason = "halted"
+                break
+            closing: list[tuple[str, list[float]]] = []
+            for sym, arr in self.rows.items():
+                i = cursor[sym]
+                if i >= len(arr) or int(arr[i, 0]) != ts:
+                    continue
+                cursor[sym] = i + 1
+                row = arr[i].tolist()
+                closing.append((sym, row))
+                path = knots(ts, step, row[1], row[2], row[3], row[4])
+                if venue.has_open_orders():
+                    for at, price in walk(path, venue.resting_levels(sym)):
+                        clock.ms = max(clock.ms, at)
+                        if venue.set_price(sym, price):
+                            await self.settle()
+                else:
+                    venue.set_price(sym, row[4], match=False)
+            clock.ms = ts + step
+            for sym, row in closing:
+                venue.add_candles(sym, tf, [row], ts)
+                s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
+                bars += 1
+            await self.settle()
+            if ticking and clock.ms >= next_tick:
+                self.result.ticks += 1
+                await self._invoke("on_tick", self.logic.on_tick(self.host.ctx))
+                await self.settle()
+                next_tick = clock.ms + tick_every
+            if clock.ms >= next_monitor:
+                await s.risk.monitor_once(s)
+                next_monitor = clock.ms + monitor_every
+        return bars
