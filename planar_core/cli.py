@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -25,12 +26,50 @@ T = TypeVar("T")
 trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account.", no_args_is_help=True)
 
 
+def backtest_cmd(
+    config: Path = typer.Argument(..., help="the strategy's config (as for planar run)"),
+    start: str | None = typer.Option(None, "--start", help="first candle (ISO-8601 date/time, UTC if no zone, or epoch ms)"),
+    end: str | None = typer.Option(None, "--end", help="stop before this time"),
+    data: Path | None = typer.Option(
+        None, "--data", help="CSV/Parquet file, or folder of <SYMBOL>-<timeframe>.csv|parquet files (e.g. BTC_USDT-1m.csv)"
+    ),
+    param: list[str] | None = typer.Option(None, "--param", help="a logic param over the config's, NAME=VALUE (repeatable)"),
+    out: Path | None = typer.Option(None, "--out", help="where the trace and summary.json go (default: ./backtests/<name>-<time>)"),
+    warmup: int = typer.Option(100, "--warmup", min=0, help="candles before --start loaded as history before on_start"),
+    as_json: bool = typer.Option(False, "--json", help="print one strict-JSON object"),
+) -> None:
+    """Run a strategy over history on a simulated clock, through the full engine (docs/backtest.md)."""
+    from .backtest.command import BacktestInputError, backtest, load_history, parse_params, parse_time, summary_text
+    from .backtest.run import timeframe_ms
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        start_ms, end_ms = parse_time(start), parse_time(end)
+        params = parse_params(param)
+        history = load_history(cfg, data, start_ms, end_ms, warmup * timeframe_ms(cfg.timeframes[0]))
+    except (ConfigError, BacktestInputError) as exc:
+        fail(str(exc))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    where = out if out is not None else Path("backtests") / f"{cfg.name}-{stamp}"
+    try:
+        summary = asyncio.run(backtest(cfg, history, where, start_ms, end_ms, params, warmup))
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(strict_dumps(summary))
+    else:
+        typer.echo(summary_text(summary))
+        typer.echo(f"wrote {where / 'summary.json'}")
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A root command with the engine's groups (sandbox, trace) and ``new``; the orchestration side adds its commands."""
     root = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
     root.add_typer(sandbox_app, name="sandbox")
     root.add_typer(trace_app, name="trace")
     root.command("new")(new_strategy_cmd)
+    root.command("backtest")(backtest_cmd)
     return root
 
 

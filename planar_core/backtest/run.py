@@ -20,6 +20,7 @@ Deterministic: nothing reads the machine's clock or a random number, so the same
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -35,6 +36,7 @@ from ..engine.notices import BarClosed, EngineEvent
 from ..engine.parts import build_parts
 from ..engine.strategy import Strategy, trace_root
 from ..engine.sync import sync_prices
+from ..exchange.client_ids import ClientOrderIds
 from ..logic import Logic
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
@@ -78,6 +80,8 @@ class BacktestRun:
     final_equity: float
     result: RunResult
     errors: list[str] = field(default_factory=list)
+    first_ms: int | None = None  # open time of the first candle after the warm-up
+    last_ms: int | None = None  # close time of the last candle processed
 
     @property
     def bars_per_s(self) -> float:
@@ -147,6 +151,10 @@ class Backtest:
             fsync=False,
             clock_ns=lambda: self.clock.ms * 1_000_000,
         )
+        seq = Path(cfg.shared_root) / ClientOrderIds.NAME
+        if not seq.exists():  # a fixed epoch: the same inputs give the same client order ids (the live default is the time)
+            seq.parent.mkdir(parents=True, exist_ok=True)
+            seq.write_text(json.dumps({"epoch": "bt", "next_block": 0}))
         self.venue = SimVenue(cfg, self.trace, clock_ms=lambda: self.clock.ms, settings=settings)
         self.s = Strategy(cfg, build_parts(cfg, sink=self.trace, venue=self.venue, clock=self.clock, alerts=None))
         self.venue.connect(self.s)
@@ -154,6 +162,8 @@ class Backtest:
         self.result = RunResult("duration")
         self.host = LogicHost(self.s, self.logic, errors, self.result)
         self._quiet = False
+        self._first: int | None = None
+        self._last: int | None = None
 
     def _listen(self, event: EngineEvent) -> None:
         if self._quiet and isinstance(event, BarClosed):
@@ -238,6 +248,8 @@ class Backtest:
             final,
             self.result,
             list(self.result.errors),
+            self._first,
+            self._last,
         )
 
     async def _invoke(self, name: str, call: Coroutine[object, object, None]) -> None:
@@ -280,6 +292,8 @@ class Backtest:
                 else:
                     venue.set_price(sym, row[4], match=False)
             clock.ms = ts + step
+            self._first = ts if self._first is None else self._first
+            self._last = clock.ms
             for sym, row in closing:
                 venue.add_candles(sym, tf, [row], ts)
                 s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)

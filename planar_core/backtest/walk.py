@@ -13,6 +13,7 @@ is interpolated along the segment.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 
@@ -28,7 +29,7 @@ def walk(points: Sequence[tuple[int, float]], levels: Sequence[float]) -> Iterat
     if not points:
         return
     yield points[0]
-    for (t0, p0), (t1, p1) in zip(points, points[1:]):
+    for (t0, p0), (t1, p1) in itertools.pairwise(points):
         if levels and p1 != p0:
             lo, hi = (p0, p1) if p1 > p0 else (p1, p0)
             inside = sorted({x for x in levels if lo < x < hi}, reverse=p1 < p0)

@@ -184,6 +184,9 @@ class SimVenue(CcxtVenue):
             result = await fn()
         except Exception as raw:
             raise self.venue.map_error(raw) from None
+        finally:
+            if self.pending:  # the stream's messages arrive before the answer, as on loopback (the sandbox writes them first)
+                await asyncio.sleep(0)
         if validate is not None and not validate(result):
             raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
         return result

@@ -46,7 +46,7 @@ LAYERS: dict[str, int] = {
     "state": 2,
     "exchange": 3,
     "history": 3,  # market data: download (ccxt), store, check, read
-    "sim": 3,  # the simulated venue (paper, backtest): the sandbox's matching rules behind the Venue protocol
+    "sim": 4,  # the simulated venue (paper, backtest): the sandbox's matching rules behind the Venue protocol
     "trace": 3,
     "risk": 4,
     "engine": 5,

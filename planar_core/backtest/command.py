@@ -1,0 +1,156 @@
+"""``planar backtest CONFIG``: run a strategy's config over stored history and say what happened.
+
+The config is the one ``planar run`` takes: its universe, first timeframe, logic and params, risk limits and
+``initial_cash`` (default 10 000 of ``main_currency``). The history is ``--data``: CSV/Parquet candle files (the
+market-data store of ``planar data download`` is issue 28's item 3, not built yet). ``--param k=v`` overrides the logic's params
+(validated by its ``Params``). Prints a summary (or, with ``--json``, one strict-JSON object) and writes
+``summary.json`` (and the report, when the trace can be analysed) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import StrategyConfig
+from ..model.json import strict_dumps
+from ..model.types import Json
+
+
+class BacktestInputError(ValueError):
+    """A backtest's input that cannot be used: one line for the user."""
+
+
+def parse_time(text: str | None) -> int | None:
+    """ISO-8601 date or datetime (UTC when no zone) or epoch milliseconds -> ms."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise BacktestInputError(f"{text!r} is not a date (ISO-8601, e.g. 2024-01-31 or 2024-01-31T12:00, or epoch ms)") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def parse_params(items: list[str] | None) -> dict[str, object]:
+    """``k=v`` pairs; values read as JSON when they parse (numbers, true/false), else as text."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BacktestInputError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def candle_file(folder: Path, symbol: str, timeframe: str) -> Path:
+    """``<folder>/<SYMBOL with / and : as _>-<timeframe>.parquet`` (or ``.csv``)."""
+    stem = f"{symbol.replace('/', '_').replace(':', '_')}-{timeframe}"
+    for ext in (".parquet", ".csv"):
+        if (folder / f"{stem}{ext}").exists():
+            return folder / f"{stem}{ext}"
+    raise BacktestInputError(f"no candles for {symbol} {timeframe} in {folder} (expected {stem}.parquet or {stem}.csv)")
+
+
+def read_candles(path: Path, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
+    """A CSV (header ``timestamp,open,high,low,close,volume``; timestamp in epoch ms or ISO-8601) or Parquet file of
+    candles, sorted by time, between ``start_ms`` and ``end_ms``. Duplicated times are an error, not dropped."""
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = [c for c in ("timestamp", "open", "high", "low", "close", "volume") if c not in df.columns]
+    if missing:
+        raise BacktestInputError(f"{path}: missing columns {missing} (expected timestamp,open,high,low,close,volume)")
+    ts = df["timestamp"]
+    if not pd.api.types.is_numeric_dtype(ts):
+        ts = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")  # whatever unit pandas parsed to
+    df = df.assign(timestamp=ts.astype("int64")).sort_values("timestamp", kind="stable")
+    dup = int(df["timestamp"].duplicated().sum())
+    if dup:
+        raise BacktestInputError(f"{path}: {dup} duplicated candle times")
+    if start_ms is not None:
+        df = df[df["timestamp"] >= start_ms]
+    if end_ms is not None:
+        df = df[df["timestamp"] < end_ms]
+    return df.reset_index(drop=True)
+
+
+def load_history(
+    cfg: StrategyConfig, data: Path | None, start_ms: int | None, end_ms: int | None, warmup_ms: int
+) -> dict[str, pd.DataFrame]:
+    """Each symbol's candles of the config's first timeframe from ``data`` (a file, for a one-symbol universe, or
+    a folder of ``candle_file``s); from ``warmup_ms`` before ``start_ms`` (the warm-up history) to ``end_ms``."""
+    if data is None:
+        raise BacktestInputError("--data: pass the candles (a CSV/Parquet file or a folder of <SYMBOL>-<timeframe> files)")
+    if not data.exists():
+        raise BacktestInputError(f"--data: {data} does not exist")
+    since = start_ms - warmup_ms if start_ms is not None else None
+    tf = cfg.timeframes[0]
+    symbols = [a.symbol for a in cfg.universe]
+    if data.is_file():
+        if len(symbols) != 1:
+            raise BacktestInputError(f"--data: {data} is one file; the universe has {len(symbols)} symbols: pass a folder")
+        return {symbols[0]: read_candles(data, since, end_ms)}
+    return {s: read_candles(candle_file(data, s, tf), since, end_ms) for s in symbols}
+
+
+def summary_text(summary: Mapping[str, object]) -> str:
+    def fmt(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.2f}"
+        return str(v)
+
+    keys = [
+        "strategy",
+        "start",
+        "end",
+        "trades",
+        "realized_pnl",
+        "fees",
+        "initial_equity",
+        "final_equity",
+        "return",
+        "max_drawdown",
+        "sharpe",
+        "round_trips",
+        "win_rate",
+        "exposure",
+        "bars",
+        "bars_per_s",
+        "trace",
+    ]
+    return "\n".join(f"{k:>16}  {fmt(summary.get(k))}" for k in keys)
+
+
+async def backtest(
+    cfg: StrategyConfig,
+    history: Mapping[str, pd.DataFrame],
+    out: Path,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    params: Mapping[str, object] | None = None,
+    warmup: int = 100,
+) -> Json:
+    """One backtest of ``cfg`` (params over its own) on ``history``, its trace and ``summary.json`` under ``out``;
+    returns the summary."""
+    from ..trace.reading import read_trace
+    from .run import Backtest, backtest_config
+    from .summary import summarize
+
+    run_cfg = backtest_config(cfg, out / "store", params)
+    run = await Backtest(run_cfg, history, start_ms=start_ms, end_ms=end_ms, warmup=warmup).run()
+    summary = summarize(read_trace(run.trace_root), run)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(strict_dumps(summary) + "\n")
+    return summary
