@@ -1,0 +1,106 @@
+"""The simulated venue (paper, backtest) accepts and refuses exactly what live accepts and refuses: the same orders
+sent to the sandbox over real HTTP with unmodified ccxt (the live path) and to the simulated venue, from the same
+balances at the same price, get the same answers (status, or the same typed refusal with the same exchange code)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from planar_core.config import StrategyConfig
+from planar_core.exchange.errors import ExchangeOpError
+from planar_core.exchange.registry import open_venue
+from planar_core.model.types import OrderType, Side
+from planar_core.model.venue import PlaceExitList, PlaceOrder, Venue
+from planar_core.sandbox.server import SandboxServer
+from planar_core.sim.venue import SimVenue
+
+pytestmark = pytest.mark.integration
+
+
+def orders(p: float) -> list[PlaceOrder | PlaceExitList]:
+    """Spot BTC/USDT from 10 000 USDT at price ``p``: each refused one breaks one of Binance's rules."""
+    r = lambda x: round(x, 2)  # noqa: E731
+    cid = iter(f"par-{i}" for i in range(100))
+    o = lambda **kw: PlaceOrder(symbol="BTC/USDT", client_order_id=next(cid), **kw)  # noqa: E731
+    return [
+        o(type=OrderType.MARKET, side=Side.BUY, amount=0.02),  # accepted, filled
+        o(type=OrderType.GTC, side=Side.BUY, amount=0.01, price=r(p * 0.97)),  # accepted, rests
+        o(type=OrderType.POST_ONLY, side=Side.BUY, amount=0.01, price=r(p * 1.01)),  # would take: -2010
+        o(type=OrderType.GTC, side=Side.BUY, amount=0.00001, price=r(p * 0.97)),  # below min notional
+        o(type=OrderType.GTC, side=Side.BUY, amount=0.01, price=r(p * 0.1)),  # outside the price band
+        o(type=OrderType.MARKET, side=Side.BUY, amount=50.0),  # more than the account can pay
+        o(type=OrderType.STOP_MARKET, side=Side.SELL, amount=0.005, trigger_price=r(p * 1.05)),  # would trigger at once
+        o(type=OrderType.STOP_MARKET, side=Side.SELL, amount=0.005, trigger_price=r(p * 0.95)),  # accepted, waits
+        o(type=OrderType.TAKE_PROFIT_LIMIT, side=Side.SELL, amount=0.004, trigger_price=r(p * 1.05), price=r(p * 1.05)),
+        o(type=OrderType.GTC, side=Side.SELL, amount=0.011, price=r(p * 1.04)),  # more base than is free (fees, locks)
+        o(type=OrderType.IOC, side=Side.SELL, amount=0.005, price=r(p * 1.05)),  # nothing to take at that price: expires
+        o(type=OrderType.FOK, side=Side.BUY, amount=0.01, price=r(p * 0.99)),  # not fillable in full: expires
+        PlaceExitList(
+            symbol="BTC/USDT",
+            side=Side.SELL,
+            amount=0.01,
+            take_profit=r(p * 1.06),
+            stop=r(p * 0.9),
+            take_profit_client_id="par-tp",
+            stop_client_id="par-sl",
+        ),  # more than is free after the orders above: refused
+        PlaceExitList(
+            symbol="BTC/USDT",
+            side=Side.SELL,
+            amount=0.005,
+            take_profit=r(p * 1.06),
+            stop=r(p * 0.9),
+            take_profit_client_id="par-tp2",
+            stop_client_id="par-sl2",
+        ),  # an OCO exit list: accepted
+    ]
+
+
+async def answers(venue: Venue, p: float) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for req in orders(p):
+        try:
+            if isinstance(req, PlaceExitList):
+                legs = await venue.create_exit_list(req, 10)
+                out.append(("ok", tuple(sorted((str(leg.type), str(leg.status)) for leg in legs))))
+            else:
+                rep = await venue.create_order(req, 10)
+                out.append(("ok", str(rep.type), str(rep.status)))
+        except ExchangeOpError as exc:
+            out.append(("refused", type(exc).__name__, exc.code, str(exc)))
+    return out
+
+
+def config(tmp: Path, **extra: object) -> StrategyConfig:
+    return StrategyConfig.model_validate(
+        {"name": "par", "universe": ["BTC/USDT"], "store_root": str(tmp), "logic": "planar_core.strategies.ma_cross:MACross", **extra}
+    )
+
+
+async def test_paper_and_backtest_accept_and_refuse_what_live_does(sandbox: SandboxServer, tmp_path: Path) -> None:
+    sandbox.ex.matching_paused = True  # the live side's price path moves; nothing may fill between two requests
+    acct = sandbox.ex.add_account({"USDT": Decimal(10_000)})
+    live_cfg = config(
+        tmp_path / "live",
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        credentials={"api_key": acct.api_key, "api_secret": acct.api_secret},
+    )
+    live = open_venue(live_cfg)
+    sim = SimVenue(config(tmp_path / "sim", initial_cash=10_000))
+    try:
+        await live.load_markets(10)
+        await sim.load_markets(10)
+        p = float(sandbox.ex.mid(sandbox.ex.market("spot", "BTCUSDT")))
+        sandbox.ex.price_source = lambda m: p  # the live exchange holds its price still for the comparison
+        sim.set_price("BTC/USDT", p, match=False)
+        got_live = await answers(live, p)
+        got_sim = await answers(sim, p)
+    finally:
+        await live.close()
+        await sim.close()
+    assert got_sim == got_live
+    outcomes = [a[0] for a in got_live]
+    assert outcomes.count("refused") >= 6 and outcomes.count("ok") >= 5  # both kinds were exercised
