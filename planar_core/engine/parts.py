@@ -20,6 +20,7 @@ from ..model.clock import Clock, SystemClock
 from ..model.sink import EventSink, MemorySink
 from ..model.venue import Venue
 from ..risk.manager import RiskManager
+from ..sim.paper import PaperVenue
 from ..state import StateStore
 from .account_book import AccountBook
 from .freshness import Freshness
@@ -76,7 +77,7 @@ def build_parts(
     raw = sink if sink is not None else MemorySink()
     guarded = raw if isinstance(raw, GuardedSink) else GuardedSink(raw)
     config.store_path.mkdir(parents=True, exist_ok=True)
-    venue = venue if venue is not None else open_venue(config, raw)
+    venue = venue if venue is not None else engine_venue(config, raw)
     venue.sink = guarded  # its api_call records go through the guard too
     clock = clock if clock is not None else SystemClock()
     universe: dict[str, AssetInstance] = {}
@@ -110,6 +111,14 @@ def build_parts(
         heartbeat=Heartbeat(config, account, venue, guarded),
         twins=Twins(config),
     )
+
+
+def engine_venue(cfg: StrategyConfig, sink: EventSink | None = None) -> Venue:
+    """The venue an engine trades on: the exchange (live), or the simulated exchange behind the exchange's public
+    market data (paper: sim/paper.py, the sandbox's rules, so paper accepts and refuses what live does)."""
+    if cfg.mode == "paper":
+        return PaperVenue(cfg, sink)
+    return open_venue(cfg, sink)
 
 
 def configured_alerts(cfg: StrategyConfig) -> AlertDispatcher | None:

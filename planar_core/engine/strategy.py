@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
-from ..exchange.registry import open_venue
 from ..model import (
     AssetInstance,
     Balance,
@@ -54,7 +53,7 @@ from .closing import close_position
 from .freshness import AccountReader
 from .margin import alert_external_position_changes, explain_reductions, sync_funding, update_leverage
 from .notices import BarClosed, EngineEvent, Filled
-from .parts import EngineParts, build_parts, config_account, configured_alerts
+from .parts import EngineParts, build_parts, config_account, configured_alerts, engine_venue
 from .store_guard import GuardedSink
 from .submit import resolver
 from .supervisor import TaskObserver
@@ -207,6 +206,7 @@ class Strategy:
             await _sync.check_live_safety(self)
             await self.twins.check_at_start(self, takeover)
             await _sync.startup_sync(self)
+            await _sync.load_history(self)
         except BaseException:
             await self.stop()
             raise
@@ -568,7 +568,7 @@ def strategy_from_config(
     alerts = alerts if alerts is not None else configured_alerts(cfg)
     if wrap_sink is not None:
         sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=open_venue(cfg, sink), alerts=alerts, observer=observer))
+    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=engine_venue(cfg, sink), alerts=alerts, observer=observer))
     s.gate.found_unreadable(damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

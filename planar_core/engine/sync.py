@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC
@@ -104,6 +105,29 @@ async def load_account(s: "Strategy") -> None:
     await sync_prices(s)
 
 
+HISTORY_BARS = 100  # closed candles per asset and timeframe loaded before the logic starts (the watchers' first page)
+HISTORY_CONCURRENCY = 8  # history requests in flight at once at start-up
+
+
+async def load_history(s: "Strategy") -> None:
+    """Each asset's recent candles of every configured timeframe, before the logic's ``on_start`` (live, paper
+    and backtest alike: a strategy finds its history in ``on_start``, it does not race the candle watchers for it).
+    A series the exchange does not answer is logged and left to its watcher, which keeps asking."""
+    gate = asyncio.Semaphore(HISTORY_CONCURRENCY)
+    timeout = s.config.ohlcv_watcher.timeout
+
+    async def one(ai: AssetInstance, tf: str) -> None:
+        async with gate:
+            try:
+                candles = await s.venue.ohlcv(ai.symbol, tf, HISTORY_BARS, timeout)
+            except ExchangeOpError as err:
+                log.warning("history of %s %s not loaded before the start (%s); its watcher keeps asking", ai.symbol, tf, err)
+                return
+        s.apply_ohlcv(ai, tf, candles)
+
+    await asyncio.gather(*(one(ai, tf) for ai in s.universe.values() for tf in s.config.timeframes))
+
+
 async def startup_sync(s: "Strategy") -> None:
     """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
     await sync_prices(s)
@@ -121,6 +145,7 @@ async def startup_sync(s: "Strategy") -> None:
     cfg = s.config.startup_sync
     since = int((s.clock.time() - cfg.trades_lookback_s) * 1000)
     restore_trades(s, since)
+    restore_basis(s)
     restore_orders(s, since)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
         s.holdings.funding.restore((str(r.get("trade_id")) for r in _traced(s, since, "funding_paid")), since)
@@ -153,6 +178,26 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
         trade = traced_trade(ai.symbol, r)
         s.ledger.restore_trade(cid, trade)
         n += 1
+    return n
+
+
+def restore_basis(s: "Strategy") -> int:
+    """Each position's cost basis (spot lots, futures average entry, the round trip under way) as the last fill of
+    it in the trace left it (its ``trade_executed`` event carries the basis after it): however old that fill is,
+    a restart keeps the cost basis. Fills the start-up sync learns next apply on top of it."""
+    last: dict[tuple[str, str], Json] = {}
+    for r in _traced(s, 0):
+        cid = text(r.get("client_order_id"))
+        basis = r.get("basis")
+        if not cid or other_strategy(s, cid) or not isinstance(basis, dict):
+            continue
+        last[(str(basis.get("symbol")), str(basis.get("position_side") or "both"))] = basis  # in trace order: the last wins
+    n = 0
+    for (symbol, _), basis in last.items():
+        ai = s.universe.get(symbol)
+        if ai is not None:
+            s.ledger.restore_basis(ai, basis)
+            n += 1
     return n
 
 

@@ -23,7 +23,6 @@ paths are never read.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -104,7 +103,7 @@ class SimSettings:
     level_notional: float = 50_000.0
 
 
-def sim_specs(symbols: Sequence[str], extra: Sequence[MarketSpec] = ()) -> list[MarketSpec]:
+def sim_specs(extra: Sequence[MarketSpec] = ()) -> list[MarketSpec]:
     """The market specifications the simulated exchange lists: those given, then the sandbox's own."""
     out = list(extra)
     have = {(s.kind, s.symbol) for s in out}
@@ -125,23 +124,13 @@ class SimVenue(CcxtVenue):
         settings: SimSettings | None = None,
         specs: Sequence[MarketSpec] = (),
     ) -> None:
-        st = settings or SimSettings()
+        self.settings = settings or SimSettings()
+        self.clock_ms = clock_ms
         self.prices: dict[tuple[str, str], float] = {}  # (kind, market id) -> the last price set
-        self.core = SandboxExchange(
-            specs=sim_specs([a.symbol for a in cfg.universe], specs),
-            paths=PathLibrary(data_dir=None),
-            book=BookModel(spread_bps=st.spread_bps, level_notional=st.level_notional),
-            taker_fee=Decimal(repr(st.taker_fee)),
-            maker_fee=Decimal(repr(st.maker_fee)),
-            futures_taker_fee=Decimal(repr(st.futures_taker_fee)),
-            futures_maker_fee=Decimal(repr(st.futures_maker_fee)),
-            default_leverage=max(1, int(cfg.default_leverage)),
-            price_source=self._price,
-            clock_ms=clock_ms,
-        )
-        cash = cfg.initial_cash if cfg.initial_cash is not None else 10_000.0
-        self.account: Account = self.core.add_account({cfg.main_currency: Decimal(repr(float(cash)))}, SIM_KEY, SIM_KEY)
-        self.server = SandboxServer(self.core)  # its request handlers only: never started, no socket
+        self.cash = cfg.initial_cash if cfg.initial_cash is not None else 10_000.0
+        self.cfg_main = cfg.main_currency
+        self.leverage = max(1, int(cfg.default_leverage))
+        self._open_exchange(specs)
         conf: Json = {
             "apiKey": SIM_KEY,
             "secret": SIM_KEY,
@@ -153,7 +142,9 @@ class SimVenue(CcxtVenue):
             "enableRateLimit": False,
         }
         client = point_at_sandbox(LocalBinance(conf, self.server, self.account), BASE_URL, BASE_URL.replace("http", "ws", 1))
-        super().__init__(cfg, sink, client, BINANCE)
+        # the venue's own view of its config: a live exchange (the simulated one has every order type live has);
+        # paper mode is the engine's business, not this adapter's
+        super().__init__(cfg.model_copy(update={"mode": "live"}), sink, client, BINANCE)
         self.name = "sim"
         self.caps = replace(BINANCE.caps, countdown_cancel=frozenset())
         self.orders = _Unpaced(1.0, 1)
@@ -165,8 +156,27 @@ class SimVenue(CcxtVenue):
         self.closed: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> open time of the newest closed candle
         self._streams: dict[str, _Stream] = defaultdict(_Stream)
         self._ids: dict[tuple[str, str], str] = {}  # (kind, market id) -> unified symbol, once the markets load
-        self._ticks = itertools.count(1)
+
+    def _open_exchange(self, specs: Sequence[MarketSpec]) -> None:
+        """The simulated exchange, listing ``specs`` (then the sandbox's own markets), with one funded account."""
+        st = self.settings
+        self.core = SandboxExchange(
+            specs=sim_specs(specs),
+            paths=PathLibrary(data_dir=None),
+            book=BookModel(spread_bps=st.spread_bps, level_notional=st.level_notional),
+            taker_fee=Decimal(repr(st.taker_fee)),
+            maker_fee=Decimal(repr(st.maker_fee)),
+            futures_taker_fee=Decimal(repr(st.futures_taker_fee)),
+            futures_maker_fee=Decimal(repr(st.futures_maker_fee)),
+            default_leverage=self.leverage,
+            price_source=self._price,
+            clock_ms=self.clock_ms,
+        )
+        self.account: Account = self.core.add_account({self.cfg_main: Decimal(repr(float(self.cash)))}, SIM_KEY, SIM_KEY)
+        self.server = SandboxServer(self.core)  # its request handlers only: never started, no socket
         self.core.listeners.append(self._on_event)
+        if isinstance(getattr(self, "ex", None), LocalBinance):
+            self.ex.local_server, self.ex.local_account = self.server, self.account
 
     async def call(
         self,
@@ -338,7 +348,8 @@ class SimVenue(CcxtVenue):
     def _position_reports(self, market_id: str) -> list[PositionReport]:
         symbol = self._symbol("linear", market_id)
         rows = wire.futures_positions(self.core, self.account, market_id, "v2")
-        return self.parse.positions(self.ex.parse_positions(rows, [symbol]))
+        market = self.markets[symbol]
+        return self.parse.positions([self.ex.parse_position_risk(r, market) for r in rows])
 
     def _on_event(self, acct: Account, kind: str, event: str, payload: dict[str, object]) -> None:
         if acct is not self.account or not self._ids:
@@ -373,9 +384,10 @@ class SimVenue(CcxtVenue):
             return
         item = self._arrived(item)  # paper: the watchers take it after the request was answered
         if isinstance(item, OrderReport):
-            self._streams["orders"].put(item)
-            for f in item.fills:
-                self._streams["fills"].put(f)
+            for key in (item.symbol, None):  # a watcher per symbol, or one for every symbol
+                self._streams[f"orders:{key}"].put(item)
+                for f in item.fills:
+                    self._streams[f"fills:{key}"].put(f)
         elif isinstance(item, BalanceReport):
             self._streams[f"balance:{item.market_type}"].put(item)
         else:
@@ -400,12 +412,10 @@ class SimVenue(CcxtVenue):
             self.failures.append(exc)
 
     async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]:
-        rows = [r for r in await self._streams["orders"].take() if isinstance(r, OrderReport)]
-        return [r for r in rows if symbol is None or r.symbol == symbol]
+        return [r for r in await self._streams[f"orders:{symbol}"].take() if isinstance(r, OrderReport)]
 
     async def watch_fills(self, symbol: str | None = None) -> list[FillReport]:
-        rows = [r for r in await self._streams["fills"].take() if isinstance(r, FillReport)]
-        return [r for r in rows if symbol is None or r.symbol == symbol]
+        return [r for r in await self._streams[f"fills:{symbol}"].take() if isinstance(r, FillReport)]
 
     async def watch_balance(self, market_type: MarketType) -> BalanceReport:
         rows = [r for r in await self._streams[f"balance:{market_type}"].take() if isinstance(r, BalanceReport)]

@@ -140,3 +140,49 @@ def test_the_command_runs_a_config_on_candle_files_and_prints_strict_json(tmp_pa
     (data / "ETH_USDT-1m.parquet").unlink()
     bad = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "ETH_USDT-1m" in bad.stderr
+
+
+class Bracketed(Logic):
+    """One entry with attached exits (a stop-loss and a take-profit the engine places once the entry fills)."""
+
+    class Params(LogicParams):
+        side: str = "buy"
+
+    done = False
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if self.done or ai.symbol not in ("BTC/USDT", "BTC/USDT:USDT"):
+            return
+        self.done = True
+        up, down = bar.close * 1.004, bar.close * 0.996
+        if self.params.side == "buy":
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=down, take_profit=up)
+        else:
+            await ctx.call(ai, OrderType.MARKET, Side.SELL, amount=0.01, stop_loss=up, take_profit=down)
+
+
+@pytest.mark.parametrize(
+    ("symbols", "side"), [(["BTC/USDT"], "buy"), (["BTC/USDT:USDT"], "buy"), (["BTC/USDT:USDT"], "sell")], ids=["spot", "long", "short"]
+)
+async def test_attached_exits_are_placed_and_one_closes_the_position(tmp_path: Path, symbols: list[str], side: str) -> None:
+    """Paper used to refuse a spot entry's exits (insufficient balance: the fee is taken in the coin bought); on the
+    simulated venue (paper and backtest) the exits go as live sends them and one of them closes the position."""
+    margin = ":" in symbols[0]
+    cfg = backtest_config(
+        config(tmp_path, logic="tests.backtest.test_backtest:Bracketed", universe=symbols, margin=margin, logic_params={"side": side}),
+        tmp_path / "bt",
+    )
+    data = {symbols[0]: DATA["BTC/USDT"]}
+    bt = Backtest(cfg, data)
+    run = await bt.run()
+    df = read_trace(run.trace_root)
+    assert (df["kind"] == "order_failed").sum() == 0, df[df["kind"] == "order_failed"]["payload"].tolist()
+    placed = df[df["kind"] == "order_placed"]
+    assert len(placed) == 3  # the entry and its two exits
+    fills = df[df["kind"] == "trade_executed"]
+    assert len(fills) == 2  # the entry, then one exit: the other was cancelled with it
+    assert fills["side"].tolist() == ([side, "sell" if side == "buy" else "buy"])
+    # the exchange's own word: nothing left open, nothing held (spot: what the fees left)
+    assert not bt.venue.has_open_orders()
+    assert all(not p.amount for p in bt.venue.account.positions.values())
+    assert float(sum(bt.venue.account.balance("BTC"))) < 0.0001

@@ -45,7 +45,7 @@ async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -
         await wait_for(lambda: len(ai.trades) == 2)
         assert ai.trades[-1].price == pytest.approx(price, abs=0.01)
         assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=100.0) is None  # not enough paper cash
-        assert not s.venue.ex.public.apiKey and not s.venue.ex.public.secret  # the client that reaches the exchange cannot sign
+        assert not s.venue.public.ex.apiKey and not s.venue.public.ex.secret  # the client that reaches the exchange cannot sign
         failed = [e for e in s.sink.of("api_call") if e["result"] != "ok"]
         assert failed == []  # a private request would have met the sandbox's private_api=False refusal
         assert {e["endpoint"] for e in s.sink.of("api_call")} >= PUBLIC_USED  # market data did come from the exchange

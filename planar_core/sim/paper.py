@@ -1,0 +1,87 @@
+"""``PaperVenue``: paper trading on the simulated venue, fed by the exchange's live public market data.
+
+The account, orders and fills are the simulated exchange's (``SimVenue``: the sandbox's rules, so paper accepts
+and refuses what live accepts and refuses, attached exits and conditional orders included); the markets (with
+their real precision and limits), candles, tickers and the clock are the exchange's, read by a keyless client that
+cannot sign a private request, so nothing can reach a real account by mistake. Every price the engine reads (its
+candle watchers, tickers) moves the simulated exchange's price and runs its matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..config import Credentials, StrategyConfig
+from ..exchange.ccxt_types import CcxtExchange
+from ..exchange.ccxt_venue import CcxtVenue
+from ..exchange.paper import spec_from_ccxt
+from ..exchange.registry import open_venue
+from ..model.sink import EventSink
+from ..model.types import Json
+from ..model.venue import Ticker
+from .venue import SimVenue
+
+
+def public_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:
+    """The exchange's venue without credentials: public market data only."""
+    keyless = Credentials(api_key_env="PLANAR_PAPER_NO_KEY", api_secret_env="PLANAR_PAPER_NO_SECRET", passphrase_env="PLANAR_PAPER_NO_PASS")
+    return open_venue(cfg.model_copy(update={"mode": "live", "credentials": keyless}), sink, exchange)
+
+
+class PaperVenue(SimVenue):
+    """The simulated venue behind the exchange's public market data (module docstring). ``exchange``: a ccxt client
+    for the public data (tests point one at the sandbox)."""
+
+    def __init__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> None:
+        super().__init__(cfg, sink)
+        self.name = "paper"
+        self.public = public_venue(cfg, sink, exchange)
+        self.universe = [a.symbol for a in cfg.universe]
+
+    async def load_markets(self, timeout: float) -> Mapping[str, Json]:
+        """The exchange's markets; the simulated exchange then lists the universe's with the same precision and
+        limits, and its account is opened."""
+        real = await self.public.load_markets(timeout)
+        self._open_exchange([spec_from_ccxt(real[s]) for s in self.universe if isinstance(real.get(s), dict)])
+        self.ex.markets = None  # the simulated exchange lists them anew
+        self.ex.markets_by_id = None
+        return await super().load_markets(timeout)
+
+    def _saw(self, symbol: str, price: float | None) -> None:
+        if price and price > 0 and symbol in self.markets:
+            self.set_price(symbol, price)
+
+    async def server_time(self, timeout: float) -> int:
+        return await self.public.server_time(timeout)
+
+    async def tickers(self, symbols: Sequence[str], timeout: float) -> dict[str, Ticker]:
+        out = await self.public.tickers(symbols, timeout)
+        for symbol, t in out.items():
+            self._saw(symbol, t.last)
+        return out
+
+    async def ticker(self, symbol: str, timeout: float) -> Ticker:
+        t = await self.public.ticker(symbol, timeout)
+        self._saw(symbol, t.last)
+        return t
+
+    async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
+        candles = await self.public.ohlcv(symbol, timeframe, limit, timeout)
+        if candles:
+            self._saw(symbol, candles[-1][4])
+        return candles
+
+    async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
+        candles = await self.public.watch_ohlcv(symbol, timeframe)
+        if candles:
+            self._saw(symbol, candles[-1][4])
+        return candles
+
+    def closed_through(self, symbol: str, timeframe: str) -> int | None:
+        return self.public.closed_through(symbol, timeframe)
+
+    async def reset_streams(self) -> None:
+        await self.public.reset_streams()
+
+    async def close(self) -> None:
+        await self.public.close()
