@@ -56,9 +56,19 @@ log = logging.getLogger("planar.flows.live")
 
 
 def status_markdown(st: Json) -> str:
-    rows = "\n".join(f"| {k} | {v} |" for k, v in st.items() if k != "watchers")
+    """The status artifact: the figures, realised PnL per symbol (runner/host.realized_status), the watchers."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in st.items() if k not in ("watchers", "by_symbol"))
     watchers = "\n".join(f"| {k} | {v} |" for k, v in sorted(obj(st["watchers"]).items()))
-    return f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
+    symbols = "\n".join(
+        f"| {sym} | {f.get('realized_pnl')} | {f.get('fees')} | {f.get('fills')} | {f.get('round_trips')} | {f.get('win_rate')} |"
+        for sym, f in ((sym, obj(v)) for sym, v in sorted(obj(st.get("by_symbol")).items()))
+    )
+    return (
+        f"## {st['strategy']} status\n| field | value |\n|---|---|\n{rows}\n\n"
+        "### realised PnL by symbol (gross of fees, quote currency)\n"
+        f"| symbol | realised PnL | fees | fills | round trips | win rate |\n|---|---|---|---|---|---|\n{symbols}\n\n"
+        f"### watchers\n| watcher | mode |\n|---|---|\n{watchers}"
+    )
 
 
 async def close_task_runs(client: PrefectClient, run_id: UUID | str, why: str) -> int:

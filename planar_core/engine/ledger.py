@@ -1,7 +1,10 @@
 """What the engine remembers about fills and orders beyond the orders themselves: the fills already applied (a
 fill reported twice, by the stream and by REST, counts once), the fills that arrived before their order's id was
-known (they attach when it is), and what an earlier run of this strategy knew (trades already in the trace, the
-order types, triggers and exits it asked for) until the start-up sync adopts those orders again.
+known (they attach when it is), what an earlier run of this strategy knew (trades already in the trace, the
+order types, triggers and exits it asked for) until the start-up sync adopts those orders again, and the cost basis
+of each position the fills built (``model/pnl.py``: spot FIFO lots, futures average entry, the round trip under way),
+from which each fill's realised PnL comes. The basis after each fill is in its ``trade_executed`` event, so a
+restart (``engine/sync.restore_basis``) or a replay rebuilds it from the trace.
 
 One component owns this bookkeeping; the order and fill handling (engine/updates.py) and the start-up sync
 (engine/sync.py) change it only through these methods.
@@ -9,11 +12,50 @@ One component owns this bookkeeping; the order and fill handling (engine/updates
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from ..model import Trade
+from ..model import AssetInstance, Order, PositionSide, Side, Trade
+from ..model.json import num, obj
+from ..model.pnl import Basis, Realized, fee_quote
 from ..model.types import Json
 from ..model.venue import FillReport
+
+log = logging.getLogger("planar.engine.ledger")
+UNDO_KEPT = 256  # emulated fills whose effect on the basis can still be undone when the real trade arrives
+UNDO_FILLS = 1000  # fills applied after one emulated fill, kept to re-apply them when it is undone
+
+
+@dataclass(frozen=True)
+class _Fill:
+    trade_id: str | None
+    side: Side
+    amount: float
+    price: float
+    timestamp: int
+    fee: float | None
+    base_fee: float
+    reported: float | None
+
+
+@dataclass
+class _Undo:
+    key: str
+    before: Json  # the basis before the emulated fill
+    later: list[_Fill] = field(default_factory=list)
+
+
+def basis_key(ai: AssetInstance, position_side: PositionSide | str = PositionSide.BOTH) -> str:
+    """The position a fill belongs to: the symbol (spot, one-way futures); ``<symbol>#long`` / ``#short`` in hedge
+    mode (the keys the trace's positions use)."""
+    side = PositionSide(position_side)
+    return f"{ai.symbol}#{side.value}" if ai.is_margin and ai.hedged and side is not PositionSide.BOTH else ai.symbol
+
+
+def amount_step(market: Mapping[str, object]) -> float:
+    """The market's amount step (ccxt's precision in tick-size mode), 0 when it does not say."""
+    return num(obj(market.get("precision")).get("amount"))
 
 
 class FillLedger:
@@ -22,6 +64,8 @@ class FillLedger:
         self._orphans: dict[str, list[FillReport]] = {}  # order id -> fills that came before the order
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace
         self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed
+        self._basis: dict[str, Basis] = {}  # basis_key -> the position's cost basis
+        self._undo: dict[str, _Undo] = {}  # emulated trade id -> the basis before it, the fills since
 
     # ------------------------------------------------------------------ fills applied
     def seen(self, symbol: str, trade_id: str) -> bool:
@@ -56,3 +100,84 @@ class FillLedger:
     def restored_order(self, client_order_id: str) -> Json:
         """What an earlier run placed under this client id ({} if nothing; forgotten once read)."""
         return self._restored_orders.pop(client_order_id, None) or {}
+
+    # ------------------------------------------------------------------ cost basis and realised PnL
+    def basis(self, ai: AssetInstance, position_side: PositionSide | str = PositionSide.BOTH) -> Basis:
+        key = basis_key(ai, position_side)
+        b = self._basis.get(key)
+        if b is None:
+            b = self._basis[key] = Basis(
+                ai.symbol,
+                not ai.is_margin,
+                PositionSide(position_side).value if key != ai.symbol else "both",
+                amount_step(ai.market),
+                num(ai.market.get("contractSize"), 1.0) or 1.0,
+            )
+        return b
+
+    def bases(self) -> Mapping[str, Basis]:
+        """Every position's basis by key (read-only use: the status, tests)."""
+        return self._basis
+
+    def forget_basis(self) -> None:
+        """Every basis dropped (a replay loads the trace's instead)."""
+        self._basis.clear()
+        self._undo.clear()
+
+    def restore_basis(self, ai: AssetInstance, snapshot: Json) -> None:
+        """The basis an earlier run (or a replayed trace) left after its last fill of this position."""
+        side = PositionSide(str(snapshot.get("position_side") or "both"))
+        fresh = self.basis(ai, side)
+        self._basis[basis_key(ai, side)] = Basis.from_snapshot(snapshot, fresh.spot, fresh.step, fresh.contract_size)
+
+    def realize(self, ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> Realized:
+        """Apply ``trade`` to its position's basis: what it realised, the round trip it ended, the basis after it.
+        ``replaces``: emulated fills this real trade stands for, whose effect is undone first."""
+        if replaces:
+            self._undo_emulated(replaces)
+        b = self.basis(ai, order.position_side)
+        key = basis_key(ai, order.position_side)
+        base_fee = trade.fee if trade.fee and trade.fee_currency == ai.base and b.spot else 0.0
+        f = _Fill(
+            trade.trade_id,
+            trade.side,
+            trade.amount,
+            trade.price,
+            trade.timestamp,
+            fee_quote(trade.fee, trade.fee_currency, trade.price, ai.base, ai.quote),
+            base_fee,
+            trade.realized_pnl,  # the venue's figure, when it reported one
+        )
+        for u in self._undo.values():
+            if u.key == key:
+                u.later.append(f)
+        for tid in [t for t, u in self._undo.items() if len(u.later) > UNDO_FILLS]:
+            del self._undo[tid]
+        if trade.emulated and trade.trade_id is not None:
+            self._undo[trade.trade_id] = _Undo(key, b.snapshot())
+            while len(self._undo) > UNDO_KEPT:
+                del self._undo[next(iter(self._undo))]
+        return self._apply(b, f)
+
+    @staticmethod
+    def _apply(b: Basis, f: _Fill) -> Realized:
+        return b.apply(f.side, f.amount, f.price, f.timestamp, f.fee, f.base_fee, f.reported)
+
+    def _undo_emulated(self, trade_ids: list[str]) -> None:
+        """Put a basis back as it was before the emulated fills ``trade_ids``, and apply again the fills that came
+        after them (their own events keep the figures they were recorded with)."""
+        gone = set(trade_ids)
+        undos = [(tid, u) for tid, u in self._undo.items() if tid in gone]
+        if not undos:
+            if any(t.startswith("emu-") for t in trade_ids):
+                log.warning("emulated fills %s are no longer undoable: the basis keeps their effect", trade_ids)
+            return
+        _, first = undos[0]
+        b = self._basis[first.key]
+        restored = Basis.from_snapshot(first.before, b.spot, b.step, b.contract_size)
+        for f in first.later:
+            if f.trade_id not in gone:
+                self._apply(restored, f)
+        self._basis[first.key] = restored
+        for tid in [t for t, u in self._undo.items() if u.key == first.key]:  # their snapshots predate the undo
+            del self._undo[tid]

@@ -367,21 +367,42 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
 
 
 def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> None:
+    """Book a fill: its realised PnL against its position's basis (engine/ledger.py; the venue's own figure wins
+    when it reported one), on its order and asset, and in the trace with the basis after it; a round trip it ended
+    is recorded with it, in the same commit."""
+    reported = trade.realized_pnl
+    realized = s.ledger.realize(ai, order, trade, replaces)
+    trade.realized_pnl = realized.pnl
     s.book.add_fill(ai, order, trade)
-    s.sink.record(
-        "trade_executed",
-        symbol=ai.symbol,
-        client_order_id=order.client_order_id,
-        order_id=trade.order_id,
-        trade_id=trade.trade_id,
-        side=trade.side.value,
-        amount=trade.amount,
-        price=trade.price,
-        fee=trade.fee,
-        expected_price=order.price or None,
-        emulated=trade.emulated,
-        replaces=replaces or None,
-    )
+    with s.group():
+        s.sink.record(
+            "trade_executed",
+            symbol=ai.symbol,
+            client_order_id=order.client_order_id,
+            order_id=trade.order_id,
+            trade_id=trade.trade_id,
+            side=trade.side.value,
+            amount=trade.amount,
+            price=trade.price,
+            fee=trade.fee,
+            fee_currency=trade.fee_currency,
+            expected_price=order.price or None,
+            emulated=trade.emulated,
+            replaces=replaces or None,
+            realized_pnl=realized.pnl,
+            computed_pnl=realized.computed if reported is not None else None,  # the engine's, beside the venue's
+            unmatched=realized.unmatched or None,
+            basis=realized.basis,
+        )
+        if realized.closed is not None:
+            s.sink.record(
+                "round_trip",
+                symbol=ai.symbol,
+                client_order_id=order.client_order_id,
+                order_id=trade.order_id,
+                trade_id=trade.trade_id,  # the fill that closed it
+                **realized.closed.fields(),
+            )
     order.event.set()
     if not replaces:  # a real trade replacing an emulated one was announced as that one
         s.notify(Filled(ai, order, trade))

@@ -23,6 +23,7 @@ from ..config import check_logic
 from ..engine.notices import BarClosed, EngineEvent, Filled, OrderUpdated
 from ..engine.strategy import Strategy
 from ..logic import Logic
+from ..model.pnl import Totals
 from ..model.types import Json
 from ..model.views import AssetView, OrderView, TradeView
 from .context import LiveContext
@@ -55,11 +56,53 @@ def status(s: Strategy) -> Json:
         "open_orders": sum(len(ai.open_orders()) for ai in s.universe.values()),
         "open_positions": sum(len(ai.open_positions()) for ai in s.universe.values()),  # hedge mode: each side
         "trades": sum(len(ai.trades) for ai in s.universe.values()),
+        **realized_status(s),
         "halted": st.halted,
         "halt_reason": st.halt_reason,
         **{k: s.book.unknown_outcomes[k] for k in UNKNOWN_COUNTS},
         "watchers": {k: str(v["mode"]) for k, v in s.watcher_health().items()},
     }
+
+
+def realized_status(s: Strategy) -> Json:
+    """Realised PnL (gross of fees, in each symbol's quote currency), fees in that currency, fills, round trips and
+    win rate (round trips with a positive realised PnL), in total (the symbols quoted in the main currency: amounts
+    of different currencies are never added) and per symbol; since the strategy's first fill (each position's basis
+    keeps its running figures, and a restart restores them from the trace)."""
+    main = s.config.main_currency
+    per: dict[str, Totals] = {}
+    for b in s.ledger.bases().values():
+        row = per.setdefault(b.symbol, Totals())
+        t = b.totals
+        row.realized, row.fees, row.fills, row.trips, row.wins = (
+            row.realized + t.realized,
+            row.fees + t.fees,
+            row.fills + t.fills,
+            row.trips + t.trips,
+            row.wins + t.wins,
+        )
+    total = Totals()
+    for sym, row in per.items():
+        ai = s.universe.get(sym)
+        if ai is not None and ai.quote == main:
+            total.realized, total.fees, total.fills, total.trips, total.wins = (
+                total.realized + row.realized,
+                total.fees + row.fees,
+                total.fills + row.fills,
+                total.trips + row.trips,
+                total.wins + row.wins,
+            )
+
+    def figures(t: Totals) -> Json:
+        return {
+            "realized_pnl": round(t.realized, 8),
+            "fees": round(t.fees, 8),
+            "fills": t.fills,
+            "round_trips": t.trips,
+            "win_rate": round(t.wins / t.trips, 4) if t.trips else None,
+        }
+
+    return {**figures(total), "by_symbol": {sym: figures(per[sym]) for sym in sorted(per)}}
 
 
 @dataclass

@@ -23,12 +23,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model.json import num, rows
+from ..model.pnl import fee_quote
 from ..model.sink import EventSink
 from ..model.types import Json
 from ..state import StateStore
 from .columns import TEXT
 from .files import TraceFiles
 from .reading import TimeBound, read_columns
+from .replay import replayed_round_trips
 from .store import EventTrace
 
 NAN = math.nan
@@ -383,3 +385,171 @@ def revert_tuning(s: Tunable, change_id: str) -> list[Proposal]:
 def tuned_parameters(s: Tunable) -> Json:
     """What the running engine uses: defaults overlaid with the persisted tuned values."""
     return {**DEFAULTS, **{k: v for k, v in s.state_store.load().tuned_params.items() if not k.startswith("_")}}
+
+
+# --------------------------------------------------------------------- realised PnL: trades, round trips, symbols
+# Conventions (model/pnl.py, docs/trace.md "Realised PnL"): realised PnL is gross of fees, in the symbol's quote
+# currency; fees are valued in the quote currency (a fee in the base currency at its fill's price; a fee in a third
+# currency is not valued, and listed apart); totals add only what is in the report's currency, never amounts of
+# different assets.
+TRADE_COLUMNS = (
+    "time",
+    "symbol",
+    "side",
+    "amount",
+    "price",
+    "fee",
+    "fee_currency",
+    "fee_quote",
+    "realized_pnl",
+    "quote",
+    "client_order_id",
+    "trade_id",
+    "emulated",
+)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a ccxt symbol: ``BTC/USDT`` and ``BTC/USDT:USDT`` -> (BTC, USDT)."""
+    base, _, rest = symbol.partition("/")
+    return base, (rest.partition(":")[0] or rest)
+
+
+def _payload_of(p: object) -> Json:
+    return {str(k): v for k, v in p.items()} if isinstance(p, dict) else {}
+
+
+def _replaced(payloads: list[Json]) -> set[str]:
+    """The ids of the emulated fills real trades replaced (their ``replaces``)."""
+    out: set[str] = set()
+    for p in payloads:
+        ids = p.get("replaces")
+        if isinstance(ids, list):
+            out.update(str(r) for r in ids)
+    return out
+
+
+def trade_list(df: pd.DataFrame) -> pd.DataFrame:
+    """Every fill of the window (``trade_executed``; an emulated fill a real trade replaced is not one), in trace
+    order: time, symbol, side, amount, price, fee (its currency, and valued in the quote), realised PnL (NaN: not
+    known, a spot sell with no known lot, or a trace older than the field). ``df`` needs the payloads of its
+    ``trade_executed`` rows (``payload`` column)."""
+    at = np.flatnonzero(_is(df, "trade_executed"))
+    payloads = [_payload_of(p) for p in df["payload"].to_numpy()[at]] if "payload" in df.columns else [{} for _ in at]
+    replaced = _replaced(payloads)
+    out: list[dict[str, object]] = []
+    ns = pd.DatetimeIndex(df["timestamp"]).asi8
+    symbols, sides, tids, cids = (df[c].astype(object).to_numpy() for c in ("symbol", "side", "trade_id", "client_order_id"))
+    amounts, prices, fees = (df[c].to_numpy() for c in ("amount", "price", "fee"))
+    for i, p in zip(at.tolist(), payloads, strict=True):
+        tid = tids[i]
+        if tid is not None and str(tid) in replaced:
+            continue
+        symbol = str(symbols[i])
+        base, quote = split_symbol(symbol)
+        fee = float(fees[i]) if math.isfinite(float(fees[i])) else 0.0
+        currency = p.get("fee_currency")
+        currency = str(currency) if currency else None
+        valued = fee_quote(fee, currency, float(prices[i]), base, quote)
+        pnl = p.get("realized_pnl")
+        out.append(
+            {
+                "time": pd.Timestamp(int(ns[i]), unit="ns", tz="UTC"),
+                "symbol": symbol,
+                "side": sides[i],
+                "amount": float(amounts[i]),
+                "price": float(prices[i]),
+                "fee": fee,
+                "fee_currency": currency,
+                "fee_quote": NAN if valued is None else valued,
+                "realized_pnl": num(pnl, NAN),
+                "quote": quote,
+                "client_order_id": cids[i],
+                "trade_id": tid,
+                "emulated": bool(p.get("emulated")),
+            }
+        )
+    return pd.DataFrame(out, columns=list(TRADE_COLUMNS))
+
+
+def round_trip_list(df: pd.DataFrame) -> pd.DataFrame:
+    """The round trips of the window (``round_trip`` events; one whose closing fill a real trade replaced is left
+    out). ``df`` needs the payloads of its ``trade_executed`` and ``round_trip`` rows."""
+    trades = df[_is(df, "trade_executed")]
+    replaced = _replaced([_payload_of(p) for p in trades.get("payload", pd.Series([], dtype=object))])
+    trips = replayed_round_trips(df, replaced)
+    trips["net_pnl"] = trips["realized_pnl"] - trips["fees"]
+    return trips
+
+
+SYMBOL_COLUMNS = ("symbol", "quote", "trades", "bought", "sold", "volume", "realized_pnl", "fees", "round_trips", "win_rate")
+
+
+def per_symbol(trades: pd.DataFrame, trips: pd.DataFrame) -> pd.DataFrame:
+    """One row per symbol: fills, base amounts bought and sold (that symbol's own asset), volume, realised PnL and
+    fees in its quote currency, round trips and their win rate (realised PnL > 0; NaN without one)."""
+    out: list[dict[str, object]] = []
+    for symbol in sorted(set(trades["symbol"]) | set(trips["symbol"])):
+        t = trades[trades["symbol"] == symbol]
+        r = trips[trips["symbol"] == symbol]
+        buy = t["side"] == "buy"
+        out.append(
+            {
+                "symbol": symbol,
+                "quote": split_symbol(symbol)[1],
+                "trades": len(t),
+                "bought": float(t.loc[buy, "amount"].sum()),
+                "sold": float(t.loc[~buy, "amount"].sum()),
+                "volume": float((t["amount"] * t["price"]).sum()),
+                "realized_pnl": float(t["realized_pnl"].sum()),  # NaN (not known) counts as nothing
+                "fees": float(t["fee_quote"].sum()),
+                "round_trips": len(r),
+                "win_rate": float((r["realized_pnl"] > 0).mean()) if len(r) else NAN,
+            }
+        )
+    return pd.DataFrame(out, columns=list(SYMBOL_COLUMNS))
+
+
+def drawdown(equity: pd.Series) -> pd.Series:
+    """The fall from the running peak of ``equity``, as a fraction of that peak (0 at a new high)."""
+    if equity.empty:
+        return equity.astype("float64")
+    peak = equity.cummax()
+    return ((peak - equity) / peak).astype("float64")
+
+
+def pnl_summary(trades: pd.DataFrame, trips: pd.DataFrame, symbols: pd.DataFrame, equity: pd.Series, currency: str) -> Json:
+    """The report's summary: realised PnL and fees in ``currency`` (symbols quoted in it; other quotes apart),
+    round trips and win rate, equity (initial, final: the last point of ``equity``), return, max drawdown. Every
+    figure finite or None."""
+    mine = symbols[symbols["quote"] == currency]
+    others = symbols[symbols["quote"] != currency]
+    unvalued = trades[trades["fee_quote"].isna() & (trades["fee"] != 0)]
+    initial = float(equity.iloc[0]) if len(equity) else None
+    final = float(equity.iloc[-1]) if len(equity) else None
+    dd = drawdown(equity)
+    wins = int((trips["realized_pnl"] > 0).sum())
+
+    def finite(x: float | None) -> float | None:
+        return x if x is not None and math.isfinite(x) else None
+
+    return {
+        "currency": currency,
+        "trades": len(trades),
+        "realized_pnl": float(mine["realized_pnl"].sum()),
+        "fees": float(mine["fees"].sum()),
+        "net_realized_pnl": float(mine["realized_pnl"].sum() - mine["fees"].sum()),
+        "realized_pnl_other_quotes": {str(q): float(g["realized_pnl"].sum()) for q, g in others.groupby("quote")},
+        "fees_unvalued": {str(c): float(g["fee"].sum()) for c, g in unvalued.groupby("fee_currency")},
+        "unknown_pnl_fills": int(trades["realized_pnl"].isna().sum()),
+        "round_trips": len(trips),
+        "winning_round_trips": wins,
+        "win_rate": wins / len(trips) if len(trips) else None,
+        "initial_equity": finite(initial),
+        "final_equity": finite(final),
+        "return": finite(final / initial - 1) if initial and final is not None else None,
+        "max_drawdown": finite(float(dd.max())) if len(dd) else None,
+        "max_drawdown_abs": finite(float((equity.cummax() - equity).max())) if len(equity) else None,
+        "start": trades["time"].min().isoformat() if len(trades) else None,
+        "end": trades["time"].max().isoformat() if len(trades) else None,
+    }

@@ -1,7 +1,10 @@
 """Rebuild a strategy's orders, trades, balances and positions from its trace alone.
 
 Balances and positions are last-value-wins per currency / symbol; orders are
-folded from their events in order; trades are the ``trade_executed`` events.
+folded from their events in order; trades are the ``trade_executed`` events (with
+their ``realized_pnl``); each position's cost basis (spot lots, futures average
+entry) is the one the last fill of it recorded (``basis``), and the round trips
+are the ``round_trip`` events, less those whose closing fill a real trade replaced.
 The fold is vectorised with pandas, so replay runs at hundreds of thousands of
 events per second. ``on_event`` drives strategy logic event by event in a local
 simulation when given.
@@ -44,6 +47,8 @@ class ReplayedState:
     balances: dict[str, dict[str, float]] = field(default_factory=dict)
     positions: dict[str, dict[str, float]] = field(default_factory=dict)
     events: int = 0
+    basis: dict[str, Json] = field(default_factory=dict)  # "<symbol>" / "<symbol>#long|short" -> the basis after its last fill
+    round_trips: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per round_trip event
 
 
 def replay_events(df: pd.DataFrame) -> ReplayedState:
@@ -87,11 +92,75 @@ def replay_events(df: pd.DataFrame) -> ReplayedState:
         trades[name] = trades[name].astype(object)
     trade_payloads = [p or {} for p in df.loc[is_trade, "payload"]]
     trades["emulated"] = [bool(p.get("emulated")) for p in trade_payloads]
+    trades["fee_currency"] = [text(p.get("fee_currency")) for p in trade_payloads]
+    trades["realized_pnl"] = [opt_num(p.get("realized_pnl")) for p in trade_payloads]
+    trades["realized_pnl"] = trades["realized_pnl"].astype("float64")
     # emulated trades that a real trade replaced later (named in its ``replaces``) are not fills of their own
     replaced = {r for p in trade_payloads for r in (p.get("replaces") or [])}
     if replaced:
         trades = trades[~trades["trade_id"].isin(replaced)]
-    return ReplayedState(orders, trades.reset_index(drop=True), balances, positions, len(df))
+    basis: dict[str, Json] = {}
+    for p in trade_payloads:  # in trace order: the last fill of each position says its basis
+        b = p.get("basis")
+        if isinstance(b, dict):
+            side = text(b.get("position_side")) or "both"
+            basis[f"{b.get('symbol')}" + ("" if side == "both" else f"#{side}")] = b
+    return ReplayedState(orders, trades.reset_index(drop=True), balances, positions, len(df), basis, replayed_round_trips(df, replaced))
+
+
+ROUND_TRIP_COLUMNS = (
+    "symbol",
+    "side",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "amount",
+    "realized_pnl",
+    "fees",
+    "duration_s",
+    "fills",
+    "position_side",
+    "trade_id",
+)
+
+
+def replayed_round_trips(df: pd.DataFrame, replaced: set[str] | None = None) -> pd.DataFrame:
+    """The ``round_trip`` events of a trace's DataFrame (with payloads), one row each; a round trip whose closing
+    fill was emulated and replaced by a real trade is left out (the real trade recorded it again)."""
+    rows = df[(df["kind"].astype(object) == "round_trip").to_numpy()]
+    out: list[dict[str, object]] = []
+    for sym, side, amount, price, fee, tid, p in zip(
+        rows["symbol"].astype(object),
+        rows["side"].astype(object),
+        rows["amount"],
+        rows["price"],
+        rows["fee"],
+        rows["trade_id"].astype(object),
+        rows["payload"],
+        strict=True,
+    ):
+        payload = p or {}
+        if replaced and tid in replaced:
+            continue
+        out.append(
+            {
+                "symbol": sym,
+                "side": side,
+                "entry_time": pd.Timestamp(integer(payload.get("entry_time")), unit="ms", tz="UTC"),
+                "entry_price": opt_num(payload.get("entry_price")),
+                "exit_time": pd.Timestamp(integer(payload.get("exit_time")), unit="ms", tz="UTC"),
+                "exit_price": float(price),
+                "amount": float(amount),
+                "realized_pnl": num(payload.get("realized_pnl")),
+                "fees": float(fee) if fee == fee else 0.0,
+                "duration_s": num(payload.get("duration_s")),
+                "fills": integer(payload.get("fills")),
+                "position_side": text(payload.get("position_side")) or "both",
+                "trade_id": tid,
+            }
+        )
+    return pd.DataFrame(out, columns=list(ROUND_TRIP_COLUMNS))
 
 
 S = TypeVar("S")
@@ -168,6 +237,11 @@ def _load_into_strategy(s: "Strategy", state: ReplayedState) -> None:
             continue
         trade = traced_trade(asset.symbol, r)
         s.book.add_fill(asset, asset.orders.get(trade.client_order_id) if trade.client_order_id is not None else None, trade)
+    s.ledger.forget_basis()
+    for b in state.basis.values():  # the cost basis each position's last fill left
+        asset = s.universe.get(text(b.get("symbol")) or "")
+        if asset is not None:
+            s.ledger.restore_basis(asset, b)
 
 
 def traced_trade(symbol: str, r: Json) -> Trade:
@@ -183,8 +257,10 @@ def traced_trade(symbol: str, r: Json) -> Trade:
         text(r.get("client_order_id")),
         (ts.value if isinstance(ts, pd.Timestamp) else integer(ts)) // 1_000_000,
         fee=num(r.get("fee")),
+        fee_currency=text(r.get("fee_currency")),
         trade_id=None if tid is None else str(tid),
         emulated=bool(r.get("emulated")),
+        realized_pnl=opt_num(r.get("realized_pnl")),
     )
 
 

@@ -75,5 +75,6 @@ DURABLE_KINDS = frozenset(
         "order_triggered",
         "forced_close",
         "funding_paid",
+        "round_trip",  # issue 28: recorded with the fill that closed it, in the same commit
     }
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from planar_core.model import OrderType, Side
@@ -28,8 +29,14 @@ async def test_replay_rebuilds_the_session_field_by_field(strategy_factory, sand
     fresh = await strategy_factory(name="fresh", start=False)
     await fresh.load()
     state = replay_from_trace(
-        type("Src", (), {"sink": s.sink, "universe": fresh.universe, "holdings": fresh.holdings, "book": fresh.book})()
+        type(
+            "Src", (), {"sink": s.sink, "universe": fresh.universe, "holdings": fresh.holdings, "book": fresh.book, "ledger": fresh.ledger}
+        )()
     )
+    # the cost basis (FIFO lots) of each symbol, as the live engine left it: ETH was held before, its sell realised nothing
+    assert {k: b.snapshot() for k, b in fresh.ledger.bases().items()} == {k: b.snapshot() for k, b in s.ledger.bases().items()}
+    assert [len(b.lots) for b in fresh.ledger.bases().values()] == [1, 0]
+    assert state.trades["realized_pnl"].tolist()[:1] == [0.0] and pd.isna(state.trades["realized_pnl"].tolist()[1])
     assert resting is not None
     ex_orders = {o["client_order_id"]: o for o in snap["orders"]}
     got = {row.client_order_id: row for row in state.orders.itertuples()}
