@@ -38,6 +38,7 @@ from ..engine.strategy import Strategy, trace_root
 from ..engine.sync import sync_prices
 from ..exchange.client_ids import ClientOrderIds
 from ..logic import Logic
+from ..model import AssetInstance
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
 from ..trace import EventTrace
@@ -259,7 +260,7 @@ class Backtest:
             raise (exc.__cause__ or exc) from None
 
     async def _loop(self, times: np.ndarray, cursor: dict[str, int]) -> int:
-        s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
+        s, clock = self.s, self.clock
         assets = {sym: s.asset(sym) for sym in self.symbols}
         monitor_every = int(s.config.risk.monitor_interval * 1000)
         next_monitor = clock.ms
@@ -275,30 +276,8 @@ class Backtest:
             if s.halted:
                 self.result.reason = "halted"
                 break
-            closing: list[tuple[str, list[float]]] = []
-            for sym, arr in self.rows.items():
-                i = cursor[sym]
-                if i >= len(arr) or int(arr[i, 0]) != ts:
-                    continue
-                cursor[sym] = i + 1
-                row = arr[i].tolist()
-                closing.append((sym, row))
-                path = knots(ts, step, row[1], row[2], row[3], row[4])
-                if venue.has_open_orders():
-                    for at, price in walk(path, venue.resting_levels(sym)):
-                        clock.ms = max(clock.ms, at)
-                        if venue.set_price(sym, price):
-                            await self.settle()
-                else:
-                    venue.set_price(sym, row[4], match=False)
-            clock.ms = ts + step
-            self._first = ts if self._first is None else self._first
-            self._last = clock.ms
-            for sym, row in closing:
-                venue.add_candles(sym, tf, [row], ts)
-                s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
-                bars += 1
-            await self.settle()
+            with s.group():  # the candle's events written once (a simulation has no crash to survive)
+                bars += await self._candle(ts, cursor, assets)
             if ticking and clock.ms >= next_tick:
                 self.result.ticks += 1
                 await self._invoke("on_tick", self.logic.on_tick(self.host.ctx))
@@ -308,3 +287,32 @@ class Backtest:
                 await s.risk.monitor_once(s)
                 next_monitor = clock.ms + monitor_every
         return bars
+
+    async def _candle(self, ts: int, cursor: dict[str, int], assets: Mapping[str, AssetInstance]) -> int:
+        """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;
+        returns the candles closed."""
+        s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
+        closing: list[tuple[str, list[float]]] = []
+        for sym, arr in self.rows.items():
+            i = cursor[sym]
+            if i >= len(arr) or int(arr[i, 0]) != ts:
+                continue
+            cursor[sym] = i + 1
+            row = arr[i].tolist()
+            closing.append((sym, row))
+            path = knots(ts, step, row[1], row[2], row[3], row[4])
+            if venue.has_open_orders():
+                for at, price in walk(path, venue.resting_levels(sym)):
+                    clock.ms = max(clock.ms, at)
+                    if venue.set_price(sym, price):
+                        await self.settle()
+            else:
+                venue.set_price(sym, row[4], match=False)
+        clock.ms = ts + step
+        self._first = ts if self._first is None else self._first
+        self._last = clock.ms
+        for sym, row in closing:
+            venue.add_candles(sym, tf, [row], ts)
+            s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
+        await self.settle()
+        return len(closing)

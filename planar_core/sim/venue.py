@@ -175,6 +175,7 @@ class SimVenue(CcxtVenue):
         self.account: Account = self.core.add_account({self.cfg_main: Decimal(repr(float(self.cash)))}, SIM_KEY, SIM_KEY)
         self.server = SandboxServer(self.core)  # its request handlers only: never started, no socket
         self.core.listeners.append(self._on_event)
+        self._open: set[tuple[str, int]] = set()  # (event kind, id) of what rests on the exchange
         if isinstance(getattr(self, "ex", None), LocalBinance):
             self.ex.local_server, self.ex.local_account = self.server, self.account
 
@@ -221,7 +222,8 @@ class SimVenue(CcxtVenue):
             return self.core.match_resting()
 
     def has_open_orders(self) -> bool:
-        return any(o.is_open for o in self.account.orders.values()) or any(a.is_open for a in self.account.algo_orders.values())
+        """Whether anything rests on the exchange (kept from its events: the account keeps every order it ever had)."""
+        return bool(self._open)
 
     def resting_levels(self, symbol: str) -> list[float]:
         """The prices at which something of ``symbol`` would happen: resting limit prices and waiting triggers (the
@@ -352,7 +354,10 @@ class SimVenue(CcxtVenue):
         return self.parse.positions([self.ex.parse_position_risk(r, market) for r in rows])
 
     def _on_event(self, acct: Account, kind: str, event: str, payload: dict[str, object]) -> None:
-        if acct is not self.account or not self._ids:
+        if acct is not self.account:
+            return
+        self._track(event, payload)
+        if not self._ids:
             return
         if event == "order":
             o, fill = payload["order"], payload.get("fill")
@@ -374,6 +379,22 @@ class SimVenue(CcxtVenue):
             self._send(self._balance_report(kind, [spec.base, spec.quote] if kind == "spot" else None))
             if kind == "linear":
                 self._send(self._position_reports(market_id))
+
+    def _track(self, event: str, payload: dict[str, object]) -> None:
+        """The orders and conditional orders open on the exchange, from its events."""
+        if event in ("order", "algo"):
+            o = payload.get("order", payload.get("algo"))
+            if isinstance(o, SandboxOrder | AlgoOrder):
+                key = (event, o.order_id if isinstance(o, SandboxOrder) else o.algo_id)
+                if o.is_open:
+                    self._open.add(key)
+                else:
+                    self._open.discard(key)
+        elif event == "list":
+            orders = payload.get("orders")
+            for o in orders if isinstance(orders, list) else []:
+                if isinstance(o, SandboxOrder):
+                    (self._open.add if o.is_open else self._open.discard)(("order", o.order_id))
 
     def _send(self, item: _Message) -> None:
         """After the request being answered: to the connected engine (one per loop step, in order), else to the
