@@ -1,0 +1,131 @@
+"""Backtest speed: an MA crossover on 3 symbols over N days of 1m candles through the full engine, against the floor
+of the same signals and fills computed vectorised with pandas/numpy, in the same run (each side in its own block).
+
+    python -m bench.backtest [--days 365] [--fast 10] [--slow 40]
+
+Prints JSON lines (bench/common.py): candle events per second of the engine and of the floor (ratio = engine time /
+floor time), the engine's peak memory (max RSS growth of this process), and a sanity figure: both sides made the
+same number of trades on the same candles (the floor fills at the close, no spread: the engine's fills differ by the
+book, so trades and not prices are compared). NautilusTrader's BacktestEngine on the same bars is not run here yet:
+the bench says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.common import figure
+from planar_core.backtest.run import Backtest, backtest_config
+from planar_core.config import StrategyConfig
+
+SYMBOLS = {"BTC/USDT": 60_000.0, "ETH/USDT": 3_000.0, "LTC/USDT": 80.0}
+T0 = 1_700_000_000_000
+FEE = 0.001  # the simulated exchange's spot fee, paid in the coin bought
+MIN_NOTIONAL = 10.0  # below it the exchange refuses a sell
+
+
+def candles(days: int, seed: int, start: float) -> pd.DataFrame:
+    n = days * 1440
+    rng = np.random.default_rng(seed)
+    c = start * np.exp(np.cumsum(rng.normal(0, 0.0008, n)))
+    o = np.concatenate([[start], c[:-1]])
+    wick = np.abs(rng.normal(0, 0.0004, n))
+    return pd.DataFrame(
+        {
+            "timestamp": T0 + np.arange(n, dtype=np.int64) * 60_000,
+            "open": o,
+            "high": np.maximum(o, c) * (1 + wick),
+            "low": np.minimum(o, c) * (1 - wick),
+            "close": c,
+            "volume": 1.0,
+        }
+    )
+
+
+def floor(data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: int, order_value: float = 1000.0) -> int:
+    """The same MA-cross signals, vectorised: a buy when the fast mean crosses above the slow one, a sell when it
+    crosses below (after the warm-up, once a previous signal exists). Returns the number of signals that trade."""
+    trades = 0
+    for df in data.values():
+        close = df["close"].to_numpy()
+        f = pd.Series(close).rolling(fast).mean().to_numpy()
+        s = pd.Series(close).rolling(slow).mean().to_numpy()
+        signal = np.where(f > s, 1, -1)
+        signal[: max(slow - 1, warmup)] = 0
+        live = signal[max(slow - 1, warmup) :]
+        changes = np.flatnonzero(np.diff(live) != 0) + 1
+        held = 0.0
+        for i in changes:  # as MACross: buy order_value on an up-cross, sell up to order_value of what it holds on a down-cross
+            price = close[max(slow - 1, warmup) + i]
+            if live[i] > 0:
+                held, trades = held + order_value / price * (1 - FEE), trades + 1
+            elif held * price >= MIN_NOTIONAL:
+                held, trades = held - min(held, order_value / price), trades + 1
+    return trades
+
+
+async def engine(data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: int, root: Path) -> tuple[float, int, int]:
+    cfg = StrategyConfig.model_validate(
+        {
+            "name": "bench",
+            "universe": list(SYMBOLS),
+            "store_root": str(root),
+            "timeframes": ["1m"],
+            "initial_cash": 1_000_000,
+            "logic": "planar_core.strategies.ma_cross:MACross",
+            "logic_params": {"fast": fast, "slow": slow, "order_value": 1000.0},
+        }
+    )
+    run = await Backtest(backtest_config(cfg, root / "bt"), data, warmup=warmup).run()
+    from planar_core.trace.reading import read_trace
+
+    trades = int((read_trace(run.trace_root, payload=False)["kind"] == "trade_executed").sum())
+    return run.seconds, run.bars, trades
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--fast", type=int, default=10)
+    ap.add_argument("--slow", type=int, default=40)
+    args = ap.parse_args()
+    warmup = 100
+    data = {sym: candles(args.days, i, p) for i, (sym, p) in enumerate(SYMBOLS.items())}
+    events = sum(len(d) for d in data.values()) - warmup * len(data)
+    started = time.perf_counter()
+    floor_trades = floor(data, args.fast, args.slow, warmup)
+    floor_s = time.perf_counter() - started
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, bars, trades = asyncio.run(engine(data, args.fast, args.slow, warmup, Path(tmp)))
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figure(
+        "backtest_candles_per_s",
+        bars / seconds,
+        events / floor_s,
+        "vectorised pandas floor (events/s)",
+        ">= 100000 events/s",
+        days=args.days,
+    )
+    figure("backtest_seconds", seconds, floor_s, "vectorised pandas floor (s)", "", candle_events=bars)
+    figure(
+        "backtest_peak_rss_growth_mb",
+        (rss1 - rss0) / 1024,
+        rss0 / 1024,
+        "process RSS before the engine (MB)",
+        "flat in the history's length",
+    )
+    figure("backtest_trades", trades, floor_trades, "floor's trading signals", "equal (each engine order is one fill)")
+    print('{"figure": "nautilus_backtest", "skipped": "NautilusTrader head-to-head not built yet (issue 28, bench)"}', flush=True)
+
+
+if __name__ == "__main__":
+    main()
