@@ -21,6 +21,8 @@ from .sandbox.limits import Limits
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .params_store import ParamsStore
+
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
 T = TypeVar("T")
 trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account.", no_args_is_help=True)
@@ -63,11 +65,80 @@ def backtest_cmd(
         typer.echo(f"wrote {where / 'summary.json'}")
 
 
+params_app = typer.Typer(help="The strategy's Params as changed while it runs (optimisation, rollback).", no_args_is_help=True)
+
+
+def _params_store(name: str, config: Path | None, root: str | None) -> tuple[str, ParamsStore]:
+    """The params store of strategy ``name``: under ``--root`` (a store root), else the config's, else $PLANAR_HOME."""
+    import os
+
+    from .params_store import ParamsStore
+
+    if config is not None:
+        from .config import ConfigError, load_config
+
+        try:
+            cfg = load_config(config, name=name)
+        except (ConfigError, OSError) as exc:
+            fail(f"{config}: {exc}")
+        return cfg.shared_root, ParamsStore(cfg.shared_root)
+    base = (root or os.environ.get("PLANAR_HOME", "./.planar")).rstrip("/")
+    return f"{base}/{name}", ParamsStore(f"{base}/{name}")
+
+
+@params_app.command("show")
+def params_show(
+    name: str = typer.Argument(..., help="the strategy's name"),
+    config: Path | None = typer.Option(None, "--config", help="its config (for its store root)"),
+    root: str | None = typer.Option(None, "--root", help="the store root (default: $PLANAR_HOME, else ./.planar)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every params version of a strategy, the one in force last (version 0: the config's logic_params)."""
+    from .storage import CorruptStateError
+
+    where, store = _params_store(name, config, root)
+    try:
+        history = store.history()
+    except CorruptStateError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(strict_dumps({"strategy": name, "store": where, "versions": [v.as_json() for v in history]}))
+        return
+    if not history:
+        typer.echo(f"{name}: no params change recorded ({where}): the config's logic_params are in force")
+        return
+    for v in history:
+        typer.echo(f"v{v.version}  {v.at}  {v.source:<9} replaced v{v.previous}  {strict_dumps(v.params)}  {v.reason}")
+    typer.echo(f"in force: v{history[-1].version}")
+
+
+@params_app.command("rollback")
+def params_rollback(
+    name: str = typer.Argument(..., help="the strategy's name"),
+    config: Path | None = typer.Option(None, "--config", help="its config (for its store root)"),
+    root: str | None = typer.Option(None, "--root", help="the store root (default: $PLANAR_HOME, else ./.planar)"),
+    reason: str = typer.Option("rolled back by hand", "--reason", help="why, for the record and the alert"),
+) -> None:
+    """Restore the params in force before the current version (a new version: nothing is erased). A running engine
+    applies it within seconds and alerts."""
+    from .params_store import NothingToRollBack
+    from .storage import CorruptStateError
+
+    where, store = _params_store(name, config, root)
+    try:
+        made = store.rollback(reason)
+    except (NothingToRollBack, CorruptStateError) as exc:
+        fail(f"{name}: {exc}")
+    restored = strict_dumps(made.params) if made.params else "the config's logic_params"
+    typer.echo(f"{name}: v{made.version} restores {restored} (replaced v{made.previous}); {where}")
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A root command with the engine's groups (sandbox, trace) and ``new``; the orchestration side adds its commands."""
     root = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
     root.add_typer(sandbox_app, name="sandbox")
     root.add_typer(trace_app, name="trace")
+    root.add_typer(params_app, name="params")
     root.command("new")(new_strategy_cmd)
     root.command("backtest")(backtest_cmd)
     return root

@@ -68,6 +68,10 @@ class LiveContext:
     def __repr__(self) -> str:
         return f"LiveContext({self.__s.name!r})"
 
+    def _set_params(self, params: BaseModel) -> None:
+        """The runner's, when a new params version is applied between two callbacks (runner/params.py)."""
+        object.__setattr__(self, "_LiveContext__params", params)
+
     def _view(self, ai: AssetInstance) -> AssetView:
         return AssetView(ai, self.__s.ids.owns)
 

@@ -27,6 +27,7 @@ from ..model.pnl import Totals
 from ..model.types import Json
 from ..model.views import AssetView, OrderView, TradeView
 from .context import LiveContext
+from .params import ParamsFollower
 
 log = logging.getLogger("planar.runner")
 # call() answered UNKNOWN; then the verdicts: found on the exchange, proven absent (failed), re-sent (resend_absent)
@@ -182,6 +183,7 @@ async def run(
     on_status: Callable[[Json], Awaitable[None] | None] | None = None,
     status_every: float = 5.0,
     logic_errors: ErrorPolicy = "log",
+    params_every: float = 5.0,
 ) -> RunResult:
     """Drive ``logic`` on a started strategy: ``on_start``, then events and ticks as they come, ``on_stop``."""
     stop = stop or asyncio.Event()
@@ -189,10 +191,13 @@ async def run(
     deadline = loop.time() + duration if duration else None
     result = RunResult("stopped")
     host = LogicHost(s, logic, logic_errors, result)
+    follower = ParamsFollower(s, logic, host.ctx)
+    follower.check()  # a restart keeps the params it was running with
     unlisten = s.hooks.listen(host.listen)
     ticking = logic.wants_ticks()
     next_tick = loop.time()
     next_status = loop.time()
+    next_params = loop.time() + params_every
     stop_wait = asyncio.ensure_future(stop.wait())
     try:
         await host.invoke("on_start", logic.on_start(host.ctx))
@@ -206,6 +211,9 @@ async def run(
                 break
             if stop.is_set():
                 break
+            if now >= next_params:
+                follower.check()
+                next_params = loop.time() + params_every
             if on_status is not None and now >= next_status:
                 out = on_status(status(s))
                 if asyncio.iscoroutine(out):
@@ -219,7 +227,9 @@ async def run(
             while not host.queue.empty():
                 await host.dispatch(host.queue.get_nowait())
             wake = min(
-                t for t in (next_tick if ticking else None, deadline, next_status if on_status else None, now + 1.0) if t is not None
+                t
+                for t in (next_tick if ticking else None, deadline, next_status if on_status else None, next_params, now + 1.0)
+                if t is not None
             )
             get = asyncio.ensure_future(host.queue.get())
             done, _ = await asyncio.wait({get, stop_wait}, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED)

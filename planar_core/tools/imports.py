@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "scaffold": 1,
     "config": 2,
     "state": 2,
+    "params_store": 2,  # the strategy's Params versions (optimisation, rollback)
     "exchange": 3,
     "history": 3,  # market data: download (ccxt), store, check, read
     "sim": 4,  # the simulated venue (paper, backtest): the sandbox's matching rules behind the Venue protocol

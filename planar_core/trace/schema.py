@@ -76,5 +76,6 @@ DURABLE_KINDS = frozenset(
         "forced_close",
         "funding_paid",
         "round_trip",  # issue 28: recorded with the fill that closed it, in the same commit
+        "params_changed",  # issue 28: the strategy's Params changed while it ran (optimisation, rollback)
     }
 )

@@ -1,0 +1,95 @@
+"""A running strategy follows its params store: a new version is applied between callbacks, traced and alerted; a
+rollback by command restores the earlier params; a version that does not validate is refused; a restart keeps the
+version in force."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planar_core.model.context import StrategyContext
+from planar_core.params_store import NothingToRollBack, ParamsStore
+from planar_core.runner import load_logic, run
+from planar_core.strategies.ma_cross import MACross
+
+from ..conftest import wait_for
+
+
+class Seen(MACross):
+    """MACross that remembers the params its on_start saw."""
+
+    at_start: tuple[int, int] | None = None
+
+    async def on_start(self, ctx: StrategyContext) -> None:
+        p = ctx.params
+        assert isinstance(p, MACross.Params)
+        self.at_start = (p.fast, p.slow)
+
+
+def test_versions_propose_and_roll_back(tmp_path: Path) -> None:
+    store = ParamsStore(str(tmp_path / "s"))
+    assert store.current() is None
+    with pytest.raises(NothingToRollBack):
+        store.rollback()
+    v1 = store.propose({"fast": 3, "slow": 9}, "optimize", "oos sharpe 1.2 > 0.9 + margin", {"oos": 1.2})
+    v2 = store.propose({"fast": 4, "slow": 12}, "optimize", "again")
+    assert (v1.version, v1.previous, v2.version, v2.previous) == (1, 0, 2, 1)
+    v3 = store.rollback("worse live")
+    assert (v3.version, v3.previous, v3.params, v3.source) == (3, 2, {"fast": 3, "slow": 9}, "rollback")
+    v4 = store.rollback()  # rolling back the rollback restores what it replaced
+    assert v4.params == {"fast": 4, "slow": 12}
+    assert [v.version for v in store.history()] == [1, 2, 3, 4] and store.current() == v4
+    store2 = ParamsStore(str(tmp_path / "t"))
+    store2.propose({"fast": 3}, "manual", "try")
+    assert store2.rollback().params == {}  # back to the config's logic_params
+
+
+async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_restarts(strategy_factory: Any, tmp_path: Path) -> None:
+    name = "follow"
+    params = {"fast": 5, "slow": 20}
+
+    async def start() -> tuple[Any, Any, asyncio.Event, asyncio.Task[Any]]:
+        s = await strategy_factory(name, universe=["BTC/USDT"], logic="tests.engine.test_params_follow:Seen", logic_params=params)
+        logic = load_logic(s.config.logic, s.config.logic_params)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(s, logic, stop=stop, params_every=0.05, logic_errors="fail"))
+        return s, logic, stop, task
+
+    s, logic, stop, task = await start()
+    store = ParamsStore(s.config.shared_root)
+    store.propose({"fast": 3, "slow": 9}, "optimize", "oos sharpe 1.2 beats 0.9 by the margin")
+    await wait_for(lambda: logic.params.fast == 3, timeout=10)
+    assert logic.params.slow == 9
+    (changed,) = s.sink.of("params_changed")
+    assert changed["version"] == 1 and changed["payload"]["changed"] == {"fast": [5, 3], "slow": [20, 9]}
+
+    root = str(Path(s.config.shared_root).parent)
+    cmd = [sys.executable, "-m", "planar_core", "params", "rollback", name, "--root", root, "--reason", "live worse"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    await wait_for(lambda: logic.params.fast == 5, timeout=10)  # the config's params again
+    assert [e["source"] for e in s.sink.of("params_changed")] == ["optimize", "rollback"]
+
+    store.propose({"fast": 30, "slow": 10}, "manual", "a mistake")  # fast must stay below slow: MACross refuses
+    await wait_for(lambda: bool(s.sink.of("params_rejected")), timeout=10)
+    assert (logic.params.fast, logic.params.slow) == (5, 20)
+    store.propose({"fast": 4, "slow": 16}, "optimize", "next week's")
+    await wait_for(lambda: logic.params.fast == 4, timeout=10)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    await s.stop()
+
+    s2, logic2, stop2, task2 = await start()  # a restart: the version in force before on_start
+    await wait_for(lambda: logic2.at_start is not None, timeout=10)
+    assert logic2.at_start == (4, 16)
+    stop2.set()
+    await asyncio.wait_for(task2, 30)
+    bad = subprocess.run(
+        [sys.executable, "-m", "planar_core", "params", "rollback", "nobody", "--root", root], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
