@@ -70,7 +70,7 @@ async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_re
 
     root = str(Path(s.config.shared_root).parent)
     cmd = [sys.executable, "-m", "planar_core", "params", "rollback", name, "--root", root, "--reason", "live worse"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     await wait_for(lambda: logic.params.fast == 5, timeout=10)  # the config's params again
     assert [e["source"] for e in s.sink.of("params_changed")] == ["optimize", "rollback"]
@@ -84,12 +84,11 @@ async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_re
     await asyncio.wait_for(task, 30)
     await s.stop()
 
-    s2, logic2, stop2, task2 = await start()  # a restart: the version in force before on_start
+    _s2, logic2, stop2, task2 = await start()  # a restart: the version in force before on_start
     await wait_for(lambda: logic2.at_start is not None, timeout=10)
     assert logic2.at_start == (4, 16)
     stop2.set()
     await asyncio.wait_for(task2, 30)
-    bad = subprocess.run(
-        [sys.executable, "-m", "planar_core", "params", "rollback", "nobody", "--root", root], capture_output=True, text=True
-    )
+    nobody = [sys.executable, "-m", "planar_core", "params", "rollback", "nobody", "--root", root]
+    bad = await asyncio.to_thread(subprocess.run, nobody, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
