@@ -10,7 +10,7 @@ market-data store of ``planar data download`` is issue 28's item 3, not built ye
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pandas as pd
 from ..config import StrategyConfig
 from ..model.json import strict_dumps
 from ..model.types import Json
+from .source import Candles
 
 
 class BacktestInputError(ValueError):
@@ -63,30 +64,35 @@ def candle_file(folder: Path, symbol: str, timeframe: str) -> Path:
     raise BacktestInputError(f"no candles for {symbol} {timeframe} in {folder} (expected {stem}.parquet or {stem}.csv)")
 
 
-def read_candles(path: Path, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
-    """A CSV (header ``timestamp,open,high,low,close,volume``; timestamp in epoch ms or ISO-8601) or Parquet file of
-    candles, sorted by time, between ``start_ms`` and ``end_ms``. Duplicated times are an error, not dropped."""
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    missing = [c for c in ("timestamp", "open", "high", "low", "close", "volume") if c not in df.columns]
-    if missing:
-        raise BacktestInputError(f"{path}: missing columns {missing} (expected timestamp,open,high,low,close,volume)")
-    ts = df["timestamp"]
-    if not pd.api.types.is_numeric_dtype(ts):
-        ts = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")  # whatever unit pandas parsed to
-    df = df.assign(timestamp=ts.astype("int64")).sort_values("timestamp", kind="stable")
-    dup = int(df["timestamp"].duplicated().sum())
-    if dup:
-        raise BacktestInputError(f"{path}: {dup} duplicated candle times")
-    if start_ms is not None:
-        df = df[df["timestamp"] >= start_ms]
-    if end_ms is not None:
-        df = df[df["timestamp"] < end_ms]
-    return df.reset_index(drop=True)
+def read_candles(path: Path, start_ms: int | None = None, end_ms: int | None = None, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
+    """A CSV (header ``timestamp,open,high,low,close,volume``; timestamp in epoch ms or ISO-8601, UTC without a zone)
+    or Parquet file of candles, in chunks of ``chunk_rows``, between ``start_ms`` and ``end_ms``. The order is
+    checked as the backtest reads them (``backtest.source``): an out-of-order or duplicated candle stops it."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        chunks: Iterable[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+    else:
+        chunks = pd.read_csv(path, chunksize=chunk_rows)
+    for df in chunks:
+        missing = [c for c in ("timestamp", "open", "high", "low", "close", "volume") if c not in df.columns]
+        if missing:
+            raise BacktestInputError(f"{path}: missing columns {missing} (expected timestamp,open,high,low,close,volume)")
+        ts = df["timestamp"]
+        if not pd.api.types.is_numeric_dtype(ts):
+            ts = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")  # whatever unit pandas parsed to
+        df = df.assign(timestamp=ts.astype("int64"))
+        if start_ms is not None:
+            df = df[df["timestamp"] >= start_ms]
+        if end_ms is not None:
+            df = df[df["timestamp"] < end_ms]
+        if len(df):
+            yield df
 
 
 def load_history(
     cfg: StrategyConfig, data: Path | None, start_ms: int | None, end_ms: int | None, warmup_ms: int
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, Iterator[pd.DataFrame]]:
     """Each symbol's candles of the config's first timeframe from ``data`` (a file, for a one-symbol universe, or
     a folder of ``candle_file``s); from ``warmup_ms`` before ``start_ms`` (the warm-up history) to ``end_ms``."""
     if data is None:
@@ -135,7 +141,7 @@ def summary_text(summary: Mapping[str, object]) -> str:
 
 async def backtest(
     cfg: StrategyConfig,
-    history: Mapping[str, pd.DataFrame],
+    history: Mapping[str, Candles],
     out: Path,
     start_ms: int | None = None,
     end_ms: int | None = None,

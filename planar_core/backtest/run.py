@@ -20,15 +20,14 @@ Deterministic: nothing reads the machine's clock or a random number, so the same
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from ..config import StrategyConfig
 from ..engine.margin import apply_position_mode
@@ -42,6 +41,7 @@ from ..model import AssetInstance
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
 from ..trace import EventTrace
+from .source import CandleError, Candles, Row, SymbolCandles, merged
 from .walk import knots, walk
 
 MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it never settles
@@ -107,27 +107,13 @@ def backtest_config(cfg: StrategyConfig, store_root: Path, params: Mapping[str, 
     return out
 
 
-def _frames(data: Mapping[str, pd.DataFrame], symbols: Sequence[str]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for symbol in symbols:
-        df = data.get(symbol)
-        if df is None:
-            raise ValueError(f"no candles for {symbol}")
-        missing = [c for c in COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"candles of {symbol}: missing columns {missing}")
-        arr = df[list(COLUMNS)].to_numpy(dtype=np.float64)
-        out[symbol] = arr[np.argsort(arr[:, 0], kind="stable")]
-    return out
-
-
 class Backtest:
     """One run (module docstring): ``await Backtest(cfg, data).run()``."""
 
     def __init__(
         self,
         cfg: StrategyConfig,
-        data: Mapping[str, pd.DataFrame],
+        data: Mapping[str, Candles],
         *,
         start_ms: int | None = None,
         end_ms: int | None = None,
@@ -140,9 +126,15 @@ class Backtest:
         self.symbols = [a.symbol for a in cfg.universe]
         self.timeframe = cfg.timeframes[0]
         self.step = timeframe_ms(self.timeframe)
-        self.rows = _frames(data, self.symbols)
+        missing = [sym for sym in self.symbols if sym not in data]
+        if missing:
+            raise CandleError(f"no candles for {missing}")
+        self.streams = {sym: SymbolCandles(sym, data[sym]) for sym in self.symbols}
         self.start_ms, self.end_ms, self.warmup = start_ms, end_ms, warmup
-        first = min(int(a[0, 0]) for a in self.rows.values() if len(a))
+        heads = [int(st.head[0]) for st in self.streams.values() if st.head is not None]
+        if not heads:
+            raise CandleError(f"no candles for {self.symbols}")
+        first = min(heads)
         self.clock = SimClock(first)
         self.trace = EventTrace(
             trace_root(cfg),
@@ -194,7 +186,7 @@ class Backtest:
         raise RuntimeError(f"the strategy did not settle in {MAX_STEPS} steps: do its callbacks answer each other without end?")
 
     async def run(self) -> BacktestRun:
-        s, venue, clock = self.s, self.venue, self.clock
+        s, clock = self.s, self.clock
         unlisten = s.hooks.listen(self._listen)
         started = time.perf_counter()
         bars = warm = 0
@@ -203,23 +195,9 @@ class Backtest:
             await s.load()
             if s.config.margin:
                 await apply_position_mode(s)
-            times = np.unique(np.concatenate([a[:, 0] for a in self.rows.values()]))
-            start = self.start_ms if self.start_ms is not None else int(times[min(self.warmup, len(times) - 1)])
-            cursor = {sym: 0 for sym in self.symbols}
-            # the warm-up: candles before the start, closed, without callbacks (live loads its history the same way)
-            self._quiet = True
-            for sym, arr in self.rows.items():
-                n = int(np.searchsorted(arr[:, 0], start, side="left"))
-                cursor[sym] = n
-                if n:
-                    rows = arr[max(0, n - max(self.warmup, 1)) : n].tolist()
-                    venue.add_candles(sym, self.timeframe, rows, int(rows[-1][0]))
-                    s.apply_ohlcv(s.asset(sym), self.timeframe, rows, closed_through=int(rows[-1][0]))
-                    venue.set_price(sym, rows[-1][4], match=False)
-                    warm += n
-                elif len(arr):
-                    venue.set_price(sym, float(arr[0, 1]), match=False)
-            self._quiet = False
+            groups = merged(self.streams)
+            pending, warm = self._warm_up(groups)
+            start = pending[0] if pending is not None else clock.ms
             clock.ms = max(clock.ms, start)
             await s.fetch_balances()
             if s.config.margin:
@@ -228,7 +206,7 @@ class Backtest:
             initial = s.risk.metrics(s).equity
             await self._invoke("on_start", self.logic.on_start(self.host.ctx))
             await self.settle()
-            bars = await self._loop(times[times >= start], cursor)
+            bars = await self._loop(itertools.chain([pending] if pending is not None else [], groups))
             await self._invoke("on_stop", self.logic.on_stop(self.host.ctx))
             await self.settle()
             final = (await s.risk.monitor_once(s)).equity
@@ -259,7 +237,38 @@ class Backtest:
         except LogicError as exc:
             raise (exc.__cause__ or exc) from None
 
-    async def _loop(self, times: np.ndarray, cursor: dict[str, int]) -> int:
+    def _warm_up(self, groups: Iterator[tuple[int, list[tuple[str, Row]]]]) -> tuple[tuple[int, list[tuple[str, Row]]] | None, int]:
+        """Candles before the start (``start_ms``; without it, the first ``warmup`` candle times), loaded closed and
+        without callbacks, the last ``warmup`` of each symbol kept (live loads its history the same way). Returns the
+        first candle time after them (None: the history ends there) and the candles read."""
+        s, venue, tf = self.s, self.venue, self.timeframe
+        kept: dict[str, deque[Row]] = {sym: deque(maxlen=max(self.warmup, 1)) for sym in self.symbols}
+        read = 0
+        first: tuple[int, list[tuple[str, Row]]] | None = None
+        for n, (ts, rows) in enumerate(groups):
+            if (self.start_ms is not None and ts >= self.start_ms) or (self.start_ms is None and n >= self.warmup):
+                first = (ts, rows)
+                break
+            for sym, row in rows:
+                kept[sym].append(row)
+                read += 1
+        self._quiet = True
+        try:
+            for sym, rows_kept in kept.items():
+                if rows_kept:
+                    history = list(rows_kept)
+                    venue.add_candles(sym, tf, history, int(history[-1][0]))
+                    s.apply_ohlcv(s.asset(sym), tf, history, closed_through=int(history[-1][0]))
+                    venue.set_price(sym, history[-1][4], match=False)
+                else:  # no history: the price its first candle opens at
+                    head = self.streams[sym].head
+                    if head is not None:
+                        venue.set_price(sym, head[1], match=False)
+        finally:
+            self._quiet = False
+        return first, read
+
+    async def _loop(self, groups: Iterable[tuple[int, list[tuple[str, Row]]]]) -> int:
         s, clock = self.s, self.clock
         assets = {sym: s.asset(sym) for sym in self.symbols}
         monitor_every = int(s.config.risk.monitor_interval * 1000)
@@ -269,15 +278,14 @@ class Backtest:
         tick_every = int(s.config.tick_interval * 1000)
         bars = 0
         end = self.end_ms
-        for t in times.tolist():
-            ts = int(t)
+        for ts, rows in groups:
             if end is not None and ts >= end:
                 break
             if s.halted:
                 self.result.reason = "halted"
                 break
             with s.group():  # the candle's events written once (a simulation has no crash to survive)
-                bars += await self._candle(ts, cursor, assets)
+                bars += await self._candle(ts, rows, assets)
             if ticking and clock.ms >= next_tick:
                 self.result.ticks += 1
                 await self._invoke("on_tick", self.logic.on_tick(self.host.ctx))
@@ -288,18 +296,11 @@ class Backtest:
                 next_monitor = clock.ms + monitor_every
         return bars
 
-    async def _candle(self, ts: int, cursor: dict[str, int], assets: Mapping[str, AssetInstance]) -> int:
+    async def _candle(self, ts: int, rows: list[tuple[str, Row]], assets: Mapping[str, AssetInstance]) -> int:
         """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;
         returns the candles closed."""
         s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
-        closing: list[tuple[str, list[float]]] = []
-        for sym, arr in self.rows.items():
-            i = cursor[sym]
-            if i >= len(arr) or int(arr[i, 0]) != ts:
-                continue
-            cursor[sym] = i + 1
-            row = arr[i].tolist()
-            closing.append((sym, row))
+        for sym, row in rows:
             path = knots(ts, step, row[1], row[2], row[3], row[4])
             if venue.has_open_orders():
                 for at, price in walk(path, venue.resting_levels(sym)):
@@ -311,8 +312,8 @@ class Backtest:
         clock.ms = ts + step
         self._first = ts if self._first is None else self._first
         self._last = clock.ms
-        for sym, row in closing:
+        for sym, row in rows:
             venue.add_candles(sym, tf, [row], ts)
             s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
         await self.settle()
-        return len(closing)
+        return len(rows)

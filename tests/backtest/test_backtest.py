@@ -4,6 +4,7 @@ crosses it, and the summary read back from the trace."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,40 @@ async def test_attached_exits_are_placed_and_one_closes_the_position(tmp_path: P
     assert not bt.venue.has_open_orders()
     assert all(not p.amount for p in bt.venue.account.positions.values())
     assert float(sum(bt.venue.account.balance("BTC"))) < 0.0001
+
+
+async def test_candles_streamed_in_chunks_give_the_same_run_and_every_symbol_its_bars(tmp_path: Path) -> None:
+    """A year of candles is read in chunks (memory flat in the history's length): chunked and whole inputs give the
+    same trace, each symbol gets every one of its candles, and a candle out of order stops the run naming it."""
+    from planar_core.backtest.source import CandleError
+
+    class Count(Logic):
+        class Params(LogicParams):
+            pass
+
+        def __init__(self, params: LogicParams | None = None) -> None:
+            super().__init__(params)
+            self.bars: dict[str, int] = {}
+
+        async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+            self.bars[ai.symbol] = self.bars.get(ai.symbol, 0) + 1
+
+    def chunks(df: pd.DataFrame) -> Iterator[pd.DataFrame]:
+        return (df.iloc[i : i + 37] for i in range(0, len(df), 37))
+
+    tables = []
+    for name, data in (("whole", DATA), ("chunks", {s: chunks(df) for s, df in DATA.items()})):
+        counter = Count()
+        cfg = backtest_config(
+            config(tmp_path / name, logic="planar_core.strategies.ma_cross:MACross"), tmp_path / name / "bt", {"fast": 3, "slow": 8}
+        )
+        run = await Backtest(cfg, data).run()
+        tables.append(read_trace(run.trace_root))
+        counter_run = await Backtest(
+            backtest_config(config(tmp_path / f"{name}c"), tmp_path / f"{name}c" / "bt"), DATA, logic=counter
+        ).run()
+        assert counter.bars == {"BTC/USDT": 300, "ETH/USDT": 300} and counter_run.bars == 600
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    shuffled = {"BTC/USDT": DATA["BTC/USDT"].iloc[[0, 2, 1, 3]], "ETH/USDT": DATA["ETH/USDT"]}
+    with pytest.raises(CandleError, match="BTC/USDT: the candle at"):
+        await Backtest(backtest_config(config(tmp_path / "bad"), tmp_path / "bad" / "bt"), shuffled, warmup=1).run()
