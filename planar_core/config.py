@@ -290,6 +290,32 @@ class SandboxEndpoint(_Model):
         return v
 
 
+class OptimizationConfig(_Model):
+    """The scheduled optimisation of the strategy's ``Params`` (flows/optimize.py, docs/optimize.md): a search by
+    walk-forward backtests over the last ``days`` of candles; the best params reach the running engine only when
+    their out-of-sample metric beats the params in force by ``min_improvement`` and every changed field stays within
+    ``bounds``."""
+
+    enabled: bool = Field(False, description="deploy the scheduled optimisation of this strategy (planar serve, prefect.yaml)")
+    schedule: str = Field("0 3 * * 1", description="cron (UTC) of the scheduled runs; default weekly, Monday 03:00")
+    params: dict[str, str] = Field(
+        default_factory=dict, description="search space: Params field -> 'lo:hi' (int or float range), 'lo:hi:step', or 'a,b,c'"
+    )
+    method: Literal["grid", "random", "bayes"] = Field("bayes", description="grid, random or bayes (Optuna's TPE)")
+    metric: str = Field("sharpe", description="a backtest summary figure to maximise (max_drawdown: minimised)")
+    trials: int = Field(40, ge=1, le=100_000, description="trials per fold (grid: every point)")
+    days: int = Field(30, ge=1, le=3650, description="days of candles downloaded and searched (ending now)")
+    walk_forward: str = Field("20d:10d", description="TRAIN:TEST windows (durations like 20d, 12h, or candle counts)")
+    min_improvement: float = Field(
+        0.1, ge=0, description="how much the new params' out-of-sample metric must beat the current params' on the same windows"
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Params field -> [lo, hi]: a proposal outside is not applied (recorded as refused)"
+    )
+    workers: int = Field(1, ge=1, le=64, description="backtests run in parallel (processes)")
+    seed: int = Field(7, description="the search's seed (the same data and seed give the same trials)")
+
+
 class StrategyConfig(_Model):
     name: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="also the prefix of client order ids and a directory name"
@@ -321,6 +347,7 @@ class StrategyConfig(_Model):
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     connection: ConnectionConfig = Field(default_factory=ConnectionConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
     credentials: Credentials = Field(default_factory=Credentials)
     sandbox_endpoint: SandboxEndpoint = Field(default_factory=SandboxEndpoint)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
