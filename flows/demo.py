@@ -102,10 +102,13 @@ async def run_demo(
         compact_state = await compact_trace(strategy="ma_cross", config_path=str(config), return_state=True)
         tune, compaction = await tune_state.aresult(), await compact_state.aresult()
     st = obj(live["status"])
+    summary = obj(live.get("summary"))  # the report's summary.json: the same figures as its tables and charts
     table = Table(title="demo session")
     table.add_column("what")
     table.add_column("value")
-    for k in ("equity", "daily_pnl", "trades", "open_orders", "halted", "halt_reason"):
+    for k in ("final_equity", "return", "max_drawdown", "realized_pnl", "fees", "trades", "round_trips", "win_rate"):
+        table.add_row(k, str(summary.get(k)))
+    for k in ("open_orders", "halted", "halt_reason"):
         table.add_row(k, str(st.get(k)))
     table.add_row("ended because", f"{live['ended']} (run {live_state.type.value})")
     table.add_row("auto_tune", str(tune["summary"]))
@@ -123,7 +126,9 @@ async def run_demo(
         "compact_trace": compact_state.state_details.flow_run_id,
     }
     console.print(f"[bold]trace[/]   {live['trace']}   (planar trace tail --root {live['trace']})")
-    console.print(f"[bold]report[/]  {live['report']}  (+ equity.png, pnl.png, slippage.png, fill_latency.png)")
+    console.print(
+        f"[bold]report[/]  {live['report']}  (+ summary.json, trades.csv, round_trips.csv, symbols.csv, equity/drawdown/pnl/slippage/fill_latency .png)"
+    )
     for name, rid in runs.items():
         where = (
             f"{ui}/runs/flow-run/{rid}"

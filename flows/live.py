@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -259,8 +260,11 @@ async def _session(
     files = write_report(analysis, out, currency=s.config.main_currency, title=f"{s.name} session report")
     breaker = s.state.breaker_tripped
     ended = control.ended_because(result.reason, s.state.halt_reason, breaker)
+    summary = obj(json.loads(files["summary"].read_text()))  # the report's own figures: one source for every number shown
+    figures = "\n".join(f"| {k} | {v} |" for k, v in summary.items() if not isinstance(v, dict))
     await InPlaceArtifact(artifact_key(s.name, "report"), f"session report of {s.name}").publish(
         f"# {s.name} session\nstarted {session_start:%Y-%m-%d %H:%M:%S} UTC, ended: **{ended}**, logic callbacks {dict(result.callbacks)}, errors {dict(result.callback_errors)}\n\n"
+        f"### summary (realised PnL gross of fees)\n| figure | value |\n|---|---|\n{figures}\n\n"
         f"{analysis_markdown(analysis)}\n\nHTML report: `{files['html']}`"
     )
     out_data = {
@@ -272,6 +276,7 @@ async def _session(
         "errors": result.errors,
         "status": result.final_status,
         "report": str(files["html"]),
+        "summary": summary,
         "trace": str(getattr(s.sink, "root", "")),
         "estop": control.estop_report.as_dict() if control.estop_report is not None else None,
         # orders call() answered UNKNOWN for, and their verdicts (found / proven absent / re-sent): engine/verdicts.py

@@ -30,9 +30,10 @@ from .analysis import (
 
 
 def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
-    """Equity over time: the risk monitor's marked-to-market equity when recorded, else the main currency's balance."""
+    """Equity over time: the risk monitor's marked-to-market equity when recorded (one sample is enough: the last
+    equity of the trace is the summary's), else the main currency's balance."""
     metrics = df[df["kind"].astype(str) == "risk_metrics"]
-    if len(metrics) >= 2:
+    if len(metrics):
         values = metrics["payload"].map(lambda p: ((p or {}).get("payload") or {}).get("equity"))
         return pd.Series(pd.to_numeric(values, errors="coerce").values, index=metrics["timestamp"]).dropna()
     rows = df[df["kind"].astype(str) == "balance_updated"]
