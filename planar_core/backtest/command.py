@@ -131,10 +131,12 @@ def summary_text(summary: Mapping[str, object]) -> str:
         "sharpe",
         "round_trips",
         "win_rate",
+        "net_realized_pnl",
         "exposure",
         "bars",
         "bars_per_s",
         "trace",
+        "report",
     ]
     return "\n".join(f"{k:>16}  {fmt(summary.get(k))}" for k in keys)
 
@@ -147,16 +149,23 @@ async def backtest(
     end_ms: int | None = None,
     params: Mapping[str, object] | None = None,
     warmup: int = 100,
+    report: bool = True,
 ) -> Json:
-    """One backtest of ``cfg`` (params over its own) on ``history``, its trace and ``summary.json`` under ``out``;
-    returns the summary."""
+    """One backtest of ``cfg`` (params over its own) on ``history``: its trace, ``summary.json`` and (``report``) the
+    HTML report (``report/report.html``, trace/report.py: trade list, per-symbol table, round trips, equity and
+    drawdown charts) under ``out``; returns the summary."""
     from ..trace.reading import read_trace
+    from ..trace.report import write_report
     from .run import Backtest, backtest_config
     from .summary import summarize
 
     run_cfg = backtest_config(cfg, out / "store", params)
     run = await Backtest(run_cfg, history, start_ms=start_ms, end_ms=end_ms, warmup=warmup).run()
-    summary = summarize(read_trace(run.trace_root), run)
+    df = read_trace(run.trace_root)
+    summary = summarize(df, run)
     out.mkdir(parents=True, exist_ok=True)
+    if report:
+        title = f"Backtest of {cfg.name}: {summary.get('start') or '-'} to {summary.get('end') or '-'}"
+        summary["report"] = str(write_report(df, out / "report", cfg.main_currency, title)["html"])
     (out / "summary.json").write_text(strict_dumps(summary) + "\n")
     return summary

@@ -203,7 +203,7 @@ class Backtest:
             if s.config.margin:
                 await s.fetch_positions()
             await sync_prices(s)
-            initial = s.risk.metrics(s).equity
+            initial = (await s.risk.monitor_once(s)).equity  # the trace's first equity: the starting one
             await self._invoke("on_start", self.logic.on_start(self.host.ctx))
             await self.settle()
             bars = await self._loop(itertools.chain([pending] if pending is not None else [], groups))

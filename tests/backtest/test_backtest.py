@@ -112,7 +112,19 @@ async def test_summary_agrees_with_the_trace(tmp_path: Path) -> None:
     assert summary["bars"] == 2 * (400 - 100)
     last = df[df["kind"] == "risk_metrics"]["payload"].iloc[-1]
     assert summary["final_equity"] == pytest.approx(last["payload"]["equity"])
+    first = df[df["kind"] == "risk_metrics"]["payload"].iloc[0]
+    assert summary["initial_equity"] == pytest.approx(first["payload"]["equity"]) == pytest.approx(10_000)  # before any order
     assert 0 <= summary["max_drawdown"] < 1
+    # the HTML report says the same: its summary, its trade list, its equity series
+    report = tmp_path / "out" / "report"
+    assert Path(str(summary["report"])) == report / "report.html" and (report / "equity.png").exists()
+    shown = json.loads((report / "summary.json").read_text())
+    assert {k: shown[k] for k in ("trades", "realized_pnl", "fees", "final_equity", "max_drawdown", "win_rate")} == {
+        k: summary[k] for k in ("trades", "realized_pnl", "fees", "final_equity", "max_drawdown", "win_rate")
+    }
+    trades = pd.read_csv(report / "trades.csv")
+    assert summary["realized_pnl"] == pytest.approx(trades["realized_pnl"].fillna(0).sum())
+    assert summary["round_trips"] > 0 and summary["realized_pnl"] != 0
 
 
 def test_the_command_runs_a_config_on_candle_files_and_prints_strict_json(tmp_path: Path) -> None:
