@@ -104,3 +104,29 @@ async def test_paper_and_backtest_accept_and_refuse_what_live_does(sandbox: Sand
     assert got_sim == got_live
     outcomes = [a[0] for a in got_live]
     assert outcomes.count("refused") >= 6 and outcomes.count("ok") >= 5  # both kinds were exercised
+
+
+async def test_paper_accepts_and_refuses_what_live_does(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """Paper's simulated exchange lists the markets with the exchange's own precision and limits (read through the
+    public API): the same requests get the same answers as live."""
+    from planar_core.sim.paper import PaperVenue
+
+    sandbox.ex.matching_paused = True
+    acct = sandbox.ex.add_account({"USDT": Decimal(10_000)})
+    endpoint = {"url": sandbox.url, "ws_url": sandbox.ws_url}
+    live = open_venue(
+        config(tmp_path / "live", sandbox_endpoint=endpoint, credentials={"api_key": acct.api_key, "api_secret": acct.api_secret})
+    )
+    paper = PaperVenue(config(tmp_path / "paper", mode="paper", initial_cash=10_000, sandbox_endpoint=endpoint))
+    try:
+        await live.load_markets(10)
+        await paper.load_markets(10)
+        p = float(sandbox.ex.mid(sandbox.ex.market("spot", "BTCUSDT")))
+        sandbox.ex.price_source = lambda m: p
+        paper.set_price("BTC/USDT", p, match=False)
+        got_live = await answers(live, p)
+        got_paper = await answers(paper, p)
+    finally:
+        await live.close()
+        await paper.close()
+    assert got_paper == got_live
