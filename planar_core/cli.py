@@ -21,6 +21,7 @@ from .sandbox.limits import Limits
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .config import StrategyConfig
     from .params_store import ParamsStore
 
 sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def backtest_cmd(
     start: str | None = typer.Option(None, "--start", help="first candle (ISO-8601 date/time, UTC if no zone, or epoch ms)"),
     end: str | None = typer.Option(None, "--end", help="stop before this time"),
     data: Path | None = typer.Option(
-        None, "--data", help="CSV/Parquet file, or folder of <SYMBOL>-<timeframe>.csv|parquet files (e.g. BTC_USDT-1m.csv)"
+        None, "--data", help="CSV/Parquet file, or folder of <SYMBOL>-<timeframe>.csv|parquet files (default: the market-data store)"
     ),
     param: list[str] | None = typer.Option(None, "--param", help="a logic param over the config's, NAME=VALUE (repeatable)"),
     out: Path | None = typer.Option(None, "--out", help="where the trace and summary.json go (default: ./backtests/<name>-<time>)"),
@@ -133,12 +134,139 @@ def params_rollback(
     typer.echo(f"{name}: v{made.version} restores {restored} (replaced v{made.previous}); {where}")
 
 
+data_app = typer.Typer(help="Market data for backtests: download candles, list and check the store (docs/data.md).", no_args_is_help=True)
+
+
+def _data_root(config: Path | None, root: Path | None) -> tuple[Path, str, StrategyConfig | None]:
+    """The store root (``--root``, else the config's ``<store_root>/market_data``, else $PLANAR_HOME's), the
+    exchange and the config."""
+    import os
+
+    from .history.store import default_root
+
+    cfg = None
+    if config is not None:
+        from .config import ConfigError, load_config
+
+        try:
+            cfg = load_config(config)
+        except (ConfigError, OSError) as exc:
+            fail(f"{config}: {exc}")
+    base = root or (default_root(cfg) if cfg is not None else Path(os.environ.get("PLANAR_HOME", "./.planar")) / "market_data")
+    return base, (cfg.exchange if cfg is not None else "binance"), cfg
+
+
+@data_app.command("download")
+def data_download(
+    symbols: list[str] = typer.Argument(..., help="unified symbols, e.g. BTC/USDT ETH/USDT:USDT"),
+    timeframe: str = typer.Option("1m", "--timeframe", help="candle interval (ccxt notation)"),
+    since: str = typer.Option(..., "--since", help="from (ISO-8601 date/time, UTC if no zone, or epoch ms)"),
+    until: str | None = typer.Option(None, "--until", help="to (default: now)"),
+    config: Path | None = typer.Option(None, "--config", help="a strategy config: its exchange, endpoint (sandbox) and credentials"),
+    exchange: str | None = typer.Option(None, "--exchange", help="without --config: a ccxt exchange id (public data)"),
+    root: Path | None = typer.Option(None, "--root", help="the store (default: <store_root>/market_data)"),
+) -> None:
+    """Page the exchange's candles into the store; resumes where the last download ended; reports gaps and duplicates."""
+    from .backtest.command import BacktestInputError, parse_time
+    from .history.check import UNIT_MS
+    from .history.download import DownloadError, download
+
+    base, name, cfg = _data_root(config, root)
+    try:
+        since_ms, until_ms = parse_time(since), parse_time(until)
+    except BacktestInputError as exc:
+        fail(str(exc))
+    if timeframe[-1:] not in UNIT_MS or not timeframe[:-1].isdigit():
+        fail(f"--timeframe: {timeframe!r} is not a candle interval (1m, 5m, 1h, 1d ...)")
+    assert since_ms is not None
+
+    async def go() -> list[object]:
+        import ccxt.async_support as ccxt_async
+
+        from .exchange.registry import dialect_of
+
+        if cfg is not None:
+            ex = dialect_of(cfg.exchange).build(cfg)
+        else:
+            maker = getattr(ccxt_async, exchange or name, None)
+            if maker is None:
+                fail(f"--exchange: {exchange!r} is not a ccxt exchange")
+            ex = maker({"enableRateLimit": True})
+        try:
+            await ex.load_markets()
+            return list(
+                await download(ex, cfg.exchange if cfg else (exchange or name), symbols, timeframe, since_ms, until_ms, base, progress)
+            )
+        finally:
+            await ex.close()
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=True)
+
+    try:
+        results = asyncio.run(go())
+    except DownloadError as exc:
+        fail(str(exc))
+    except Exception as exc:  # the exchange unreachable after the retries: one line
+        fail(f"download failed: {type(exc).__name__}: {str(exc)[:200]}")
+    from .history.download import DownloadResult
+
+    for r in results:
+        assert isinstance(r, DownloadResult)
+        typer.echo(f"{r.symbol} {r.timeframe}: {r.written} written; {r.check.line()}; {r.path}")
+
+
+@data_app.command("list")
+def data_list(
+    config: Path | None = typer.Option(None, "--config", help="a strategy config (its store)"),
+    root: Path | None = typer.Option(None, "--root", help="the store (default: <store_root>/market_data)"),
+) -> None:
+    """Every stored series: exchange, symbol, timeframe, candles, first and last."""
+    from .history.store import listing, read_series
+
+    base, _, _ = _data_root(config, root)
+    rows = listing(base)
+    if not rows:
+        typer.echo(f"no market data under {base} (planar data download ...)")
+    for ex, sym, tf, path in rows:
+        df = read_series(path)
+        first, last = (
+            (pd.Timestamp(int(df["timestamp"].iloc[i]), unit="ms", tz="UTC").isoformat() for i in (0, -1)) if len(df) else ("-", "-")
+        )
+        typer.echo(f"{ex:<10} {sym:<16} {tf:<4} {len(df):>9}  {first}  {last}")
+
+
+@data_app.command("check")
+def data_check(
+    symbol: str = typer.Argument(..., help="unified symbol"),
+    timeframe: str = typer.Option("1m", "--timeframe"),
+    config: Path | None = typer.Option(None, "--config", help="a strategy config (its store and exchange)"),
+    root: Path | None = typer.Option(None, "--root", help="the store (default: <store_root>/market_data)"),
+) -> None:
+    """Gaps, duplicates and bad rows of one stored series; exit 1 if it has any."""
+    from .history.check import check_candles
+    from .history.store import read_series, series_path
+
+    base, name, _ = _data_root(config, root)
+    path = series_path(base, name, symbol, timeframe)
+    if not path.exists():
+        fail(f"no {symbol} {timeframe} in {base} (planar data download {symbol} --timeframe {timeframe} --since DATE)")
+    check = check_candles(read_series(path), timeframe)
+    typer.echo(f"{symbol} {timeframe}: {check.line()}")
+    for after, before, missing in check.gaps[:20]:
+        typer.echo(
+            f"  gap: {missing} candles missing after {pd.Timestamp(after, unit='ms', tz='UTC')} (next {pd.Timestamp(before, unit='ms', tz='UTC')})"
+        )
+    raise typer.Exit(0 if check.clean else 1)
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A root command with the engine's groups (sandbox, trace) and ``new``; the orchestration side adds its commands."""
     root = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
     root.add_typer(sandbox_app, name="sandbox")
     root.add_typer(trace_app, name="trace")
     root.add_typer(params_app, name="params")
+    root.add_typer(data_app, name="data")
     root.command("new")(new_strategy_cmd)
     root.command("backtest")(backtest_cmd)
     return root

@@ -1,8 +1,8 @@
 """``planar backtest CONFIG``: run a strategy's config over stored history and say what happened.
 
 The config is the one ``planar run`` takes: its universe, first timeframe, logic and params, risk limits and
-``initial_cash`` (default 10 000 of ``main_currency``). The history is ``--data``: CSV/Parquet candle files (the
-market-data store of ``planar data download`` is issue 28's item 3, not built yet). ``--param k=v`` overrides the logic's params
+``initial_cash`` (default 10 000 of ``main_currency``). The history is the market-data store's (``planar data
+download``, docs/data.md) unless ``--data`` names CSV/Parquet candle files. ``--param k=v`` overrides the logic's params
 (validated by its ``Params``). Prints a summary (or, with ``--json``, one strict-JSON object) and writes
 ``summary.json`` (and the report, when the trace can be analysed) under ``--out``.
 """
@@ -95,11 +95,22 @@ def load_history(
 ) -> dict[str, Iterator[pd.DataFrame]]:
     """Each symbol's candles of the config's first timeframe from ``data`` (a file, for a one-symbol universe, or
     a folder of ``candle_file``s); from ``warmup_ms`` before ``start_ms`` (the warm-up history) to ``end_ms``."""
-    if data is None:
-        raise BacktestInputError("--data: pass the candles (a CSV/Parquet file or a folder of <SYMBOL>-<timeframe> files)")
+    since = start_ms - warmup_ms if start_ms is not None else None
+    if data is None:  # the market-data store (planar data download)
+        from ..history.store import default_root, series_path
+
+        out: dict[str, Iterator[pd.DataFrame]] = {}
+        for a in cfg.universe:
+            path = series_path(default_root(cfg), cfg.exchange, a.symbol, cfg.timeframes[0])
+            if not path.exists():
+                raise BacktestInputError(
+                    f"no {a.symbol} {cfg.timeframes[0]} candles in {default_root(cfg)}: planar data download {a.symbol} "
+                    f"--timeframe {cfg.timeframes[0]} --since DATE --config CONFIG (or pass --data)"
+                )
+            out[a.symbol] = read_candles(path, since, end_ms)
+        return out
     if not data.exists():
         raise BacktestInputError(f"--data: {data} does not exist")
-    since = start_ms - warmup_ms if start_ms is not None else None
     tf = cfg.timeframes[0]
     symbols = [a.symbol for a in cfg.universe]
     if data.is_file():

@@ -127,11 +127,10 @@ def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
         end = int(p["endTime"])
         last_open = min(last_open, end - end % step)
     first_open = last_open - (limit - 1) * step
-    if p.get("startTime"):
+    if p.get("startTime"):  # Binance: the candles opening at or after startTime, oldest first, at most limit of them
         start = int(p["startTime"])
-        first_open = max(first_open, start - start % step + (step if start % step else 0))
-        if not p.get("endTime"):
-            last_open = min(now - now % step, first_open + (limit - 1) * step)
+        first_open = start - start % step + (step if start % step else 0)
+        last_open = min(last_open, first_open + (limit - 1) * step)
     rows = []
     for open_ms in range(first_open, last_open + 1, step):
         close_ms = min(open_ms + step, now + 1)

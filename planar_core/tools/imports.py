@@ -46,7 +46,7 @@ LAYERS: dict[str, int] = {
     "state": 2,
     "params_store": 2,  # the strategy's Params versions (optimisation, rollback)
     "exchange": 3,
-    "history": 3,  # market data: download (ccxt), store, check, read
+    "history": 4,  # market data: download (through the exchange layer's ccxt client), store, check, read
     "sim": 4,  # the simulated venue (paper, backtest): the sandbox's matching rules behind the Venue protocol
     "trace": 3,
     "risk": 4,
