@@ -260,6 +260,64 @@ def data_check(
     raise typer.Exit(0 if check.clean else 1)
 
 
+def optimize_cmd(
+    config: Path = typer.Argument(..., help="the strategy's config (as for planar run)"),
+    param: list[str] = typer.Option(
+        ..., "--param", help="a Params field to search: NAME=LO:HI, NAME=LO:HI:STEP or NAME=a,b,c (repeatable)"
+    ),
+    method: str = typer.Option("bayes", "--method", help="grid, random or bayes (Optuna's TPE)"),
+    metric: str = typer.Option("sharpe", "--metric", help="a summary figure: sharpe, return, realized_pnl, max_drawdown (minimised) ..."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="trials per fold (default: the whole grid, else 50)"),
+    walk_forward: str | None = typer.Option(None, "--walk-forward", help="TRAIN:TEST windows, e.g. 20d:10d or 500:200 (candles)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="backtests in parallel (processes)"),
+    seed: int = typer.Option(7, "--seed", help="the search's seed"),
+    data: Path | None = typer.Option(None, "--data", help="candle files, as for planar backtest (default: the market-data store)"),
+    start: str | None = typer.Option(None, "--start", help="first candle (ISO-8601 or epoch ms)"),
+    end: str | None = typer.Option(None, "--end", help="stop before this time"),
+    out: Path | None = typer.Option(None, "--out", help="where the trials go (default: ./optimizations/<name>-<time>)"),
+    as_json: bool = typer.Option(False, "--json", help="print one strict-JSON object"),
+) -> None:
+    """Search the strategy's Params by backtest, in sample or walk-forward (docs/optimize.md)."""
+    from .backtest.command import BacktestInputError, parse_time
+    from .config import ConfigError, check_logic, load_config
+    from .optimize import output
+    from .optimize.search import OptimizeError, Search
+    from .optimize.space import SpaceError, pairs, parse
+
+    try:
+        cfg = load_config(config)
+        dims = parse(pairs(param), check_logic(cfg.logic or "", cfg.logic_params or {}, cfg.config_dir).Params)
+        start_ms, end_ms = parse_time(start), parse_time(end)
+    except (ConfigError, SpaceError, BacktestInputError) as exc:
+        fail(str(exc))
+    where = out if out is not None else Path("optimizations") / f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    search = Search(
+        cfg,
+        dims,
+        data=data,
+        method=method,
+        metric=metric,
+        trials=trials,
+        workers=workers,
+        seed=seed,
+        work_dir=where / "runs",
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    try:
+        result = search.run(start_ms, end_ms, walk_forward)
+    except (OptimizeError, SpaceError, BacktestInputError) as exc:
+        fail(str(exc))
+    files = output.write(result, where, f"Optimisation of {cfg.name}: {metric} ({result.direction}), {method}")
+    if as_json:
+        typer.echo(strict_dumps({**output.as_json(result), "out": str(where)}))
+        return
+    best = result.best
+    typer.echo(
+        f"best {best.best_params}: {metric} {best.in_sample} in sample" + (f", {best.out_of_sample} out of sample" if best.test else "")
+    )
+    typer.echo(f"wrote {files['html']}, {files['trials_csv']}, {files['png']}")
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A root command with the engine's groups (sandbox, trace) and ``new``; the orchestration side adds its commands."""
     root = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -269,6 +327,7 @@ def new_app(help_text: str) -> typer.Typer:
     root.add_typer(data_app, name="data")
     root.command("new")(new_strategy_cmd)
     root.command("backtest")(backtest_cmd)
+    root.command("optimize")(optimize_cmd)
     return root
 
 
