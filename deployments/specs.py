@@ -5,7 +5,8 @@ and ``prefect deploy --all`` on a process work pool (``prefect.yaml`` at the rep
 ``planar deployments write`` and checked up to date by the tests).
 
 Per strategy (``<name>-...``): live (concurrency 1, new runs cancelled while one runs), emergency stop, re-arm,
-daily reset, auto-tune, resync and compaction, with their schedules. Once: ``emergency-stop`` and ``resync``, the
+daily reset, auto-tune, resync and compaction, with their schedules; the scheduled optimisation of its Params when
+its config enables it (``optimization``, on its own schedule). Once: ``emergency-stop`` and ``resync``, the
 generic deployments the automations run, aimed by the event's strategy, account and config path, and
 ``account-emergency-stop``, which stops every strategy of one exchange account (its strategies are looked for among
 the configs of the folder the deployments were generated from).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planar_core.config import named_configs
+from planar_core.config import load_config, named_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE_CONCURRENCY = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
@@ -97,4 +98,16 @@ def specs(folder: Path = ROOT / "examples", relative_to: Path | None = ROOT) -> 
             Spec(f"{name}-resync", "flows/scheduled.py:resync", located, (*tags, "scheduled"), interval_s=900),
             Spec(f"{name}-compact-trace", "flows/scheduled.py:compact_trace", params, (*tags, "scheduled"), cron="30 0 * * *"),
         ]
+        opt = load_config(path, env={}).optimization
+        if opt.enabled and opt.params:
+            out.append(
+                Spec(
+                    f"{name}-optimize",
+                    "flows/optimize.py:optimize_strategy",
+                    params,
+                    (*tags, "scheduled", "optimize"),
+                    cron=opt.schedule,
+                    description=f"{name}: search its Params walk-forward; propose past the margin (docs/optimize.md)",
+                )
+            )
     return out

@@ -16,8 +16,8 @@ import itertools
 import math
 import multiprocessing
 import tempfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -95,9 +95,20 @@ def run_task(task: Task) -> Json:
     step = timeframe_ms(cfg.timeframes[0])
     try:
         history = load_history(cfg, Path(task.data) if task.data else None, task.start_ms, task.end_ms, task.warmup * step)
-        return asyncio.run(backtest(cfg, history, Path(task.out), task.start_ms, task.end_ms, task.params, task.warmup, report=False))
+        return _run(lambda: backtest(cfg, history, Path(task.out), task.start_ms, task.end_ms, task.params, task.warmup, report=False))
     except Exception as exc:  # a trial that fails is recorded, never stops the search
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _run(make: Callable[[], Coroutine[object, object, Json]]) -> Json:
+    """Run a coroutine to its end from synchronous code: in this thread, or in a thread of its own when this one
+    already runs an event loop (a Prefect task called from an async flow)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1) as one:
+        return one.submit(lambda: asyncio.run(make())).result()
 
 
 def duration_ms(text: str, bar_ms: int) -> int:
@@ -190,6 +201,11 @@ class Search:
             str(self.work_dir / f"trial-{self._count:05d}"),
             self.warmup,
         )
+
+    def evaluate(self, params: Json, start: int | None, end: int | None) -> tuple[float | None, Json]:
+        """One backtest of ``params`` between ``start`` and ``end``: the metric and the summary."""
+        summary = run_task(self._task(params, start, end))
+        return self._value(summary), summary
 
     def _value(self, summary: Json) -> float | None:
         v = summary.get(self.metric)

@@ -18,9 +18,11 @@ PER_CONFIG = {
     "resync": "interval:900",
     "compact-trace": "cron:30 0 * * *",
 }
-EXPECTED = {"emergency-stop": None, "account-emergency-stop": None, "resync": None} | {
-    f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout") for kind, sched in PER_CONFIG.items()
-}
+EXPECTED = (
+    {"emergency-stop": None, "account-emergency-stop": None, "resync": None}
+    | {f"{name}-{kind}": sched for name in ("ma_cross", "grid_maker", "futures_breakout") for kind, sched in PER_CONFIG.items()}
+    | {"ma_cross-optimize": "cron:0 3 * * 1"}
+)  # the one example whose config enables the scheduled optimisation
 
 
 def _schedule(d: dict) -> str | None:

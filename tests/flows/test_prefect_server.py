@@ -172,6 +172,18 @@ def test_deployments_are_generated_for_every_config_in_a_folder(tmp_path: Path) 
             f"{name}-compact-trace",
         } <= names
     assert "emergency-stop" in names
+    assert not any(n.endswith("-optimize") for n in names)  # no config enables the scheduled optimisation
+    (tmp_path / "gamma.json").write_text(
+        json.dumps(
+            {
+                "name": "gamma",
+                "universe": ["BTC/USDT"],
+                "optimization": {"enabled": True, "params": {"fast": "2:5"}, "schedule": "0 4 * * 0"},
+            }
+        )
+    )
+    (opt,) = [sp for sp in specs(tmp_path, relative_to=None) if sp.name.endswith("-optimize")]
+    assert (opt.name, opt.cron, opt.entrypoint) == ("gamma-optimize", "0 4 * * 0", "flows/optimize.py:optimize_strategy")
 
 
 async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefect_api, prefect_home, sandbox, tmp_path) -> None:

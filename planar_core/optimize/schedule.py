@@ -1,0 +1,118 @@
+"""The scheduled optimisation's decision (the Prefect flow ``optimize_strategy`` runs it): search the config's
+space walk-forward, then backtest the params in force on the newest fold's test window, and propose the newest
+fold's best params to the running engine (``params_store``) only when
+
+* their out-of-sample metric beats the params in force, on the same window, by ``optimization.min_improvement``
+  (in the metric's units; for a minimised metric, lower is better), and
+* every field they change stays within ``optimization.bounds`` (when a bound is given for it).
+
+Otherwise nothing changes and the decision says why. Every proposal is a version of the params store (reason and
+figures recorded, reversible with ``planar params rollback``); the engine applies it, traces ``params_changed`` and
+alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import StrategyConfig, check_logic
+from ..model.types import Json
+from ..params_store import ParamsStore
+from .search import Result, Search
+from .space import parse
+
+
+@dataclass
+class Decision:
+    applied: bool
+    reason: str
+    candidate: Json  # the newest fold's best params (the whole set)
+    current: Json  # the params in force (the whole set)
+    candidate_value: float | None  # out of sample, on the newest fold's test window
+    current_value: float | None  # the params in force, on the same window
+    improvement: float | None
+    window: tuple[int | None, int | None] = (None, None)
+    out_of_bounds: dict[str, object] = field(default_factory=dict)
+    version: int | None = None  # the params store's version, when applied
+
+    def as_json(self) -> Json:
+        return {
+            "applied": self.applied,
+            "reason": self.reason,
+            "candidate": self.candidate,
+            "current": self.current,
+            "candidate_value": self.candidate_value,
+            "current_value": self.current_value,
+            "improvement": self.improvement,
+            "window": list(self.window),
+            "out_of_bounds": self.out_of_bounds,
+            "version": self.version,
+        }
+
+
+def in_force(cfg: StrategyConfig) -> Json:
+    """The params the running engine uses: the config's, with the params store's version in force over them."""
+    v = ParamsStore(cfg.shared_root).current()
+    return {**dict(cfg.logic_params or {}), **(v.params if v is not None else {})}
+
+
+def scheduled_run(
+    cfg: StrategyConfig, data: Path | None = None, progress: Callable[[str], None] = lambda line: None, now_ms: int | None = None
+) -> tuple[Result, Decision]:
+    opt = cfg.optimization
+    if not opt.params:
+        raise ValueError(f"{cfg.name}: optimization.params is empty: nothing to search")
+    params_model = check_logic(cfg.logic or "", cfg.logic_params or {}, cfg.config_dir).Params
+    search = Search(
+        cfg,
+        parse(opt.params, params_model),
+        data=data,
+        method=opt.method,
+        metric=opt.metric,
+        trials=opt.trials,
+        workers=opt.workers,
+        seed=opt.seed,
+        progress=progress,
+    )
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    start = None if data is not None else now - opt.days * 86_400_000
+    result = search.run(start, None, opt.walk_forward or None)
+    best = result.best
+    current = in_force(cfg)
+    candidate = {**current, **best.best_params}
+    window = best.test if best.test is not None else best.train
+    cand = best.out_of_sample if best.test is not None else best.in_sample
+    base, _ = search.evaluate(current, window[0], window[1])
+    sign = -1.0 if result.direction == "minimize" else 1.0
+    improvement = sign * (cand - base) if cand is not None and base is not None else None
+    outside: dict[str, object] = {
+        k: v
+        for k, v in best.best_params.items()
+        if k in opt.bounds and isinstance(v, int | float) and not opt.bounds[k][0] <= v <= opt.bounds[k][1]
+    }
+    decision = Decision(False, "", candidate, current, cand, base, improvement, window, outside)
+    if not best.best_params:
+        decision.reason = "no trial completed"
+    elif candidate == current:
+        decision.reason = "the best params are the ones in force"
+    elif improvement is None:
+        decision.reason = f"no out-of-sample {opt.metric} to compare (candidate {cand}, in force {base})"
+    elif improvement < opt.min_improvement:
+        decision.reason = (
+            f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g}, below the margin {opt.min_improvement:g}"
+        )
+    elif outside:
+        decision.reason = f"out of the configured bounds: {outside} (bounds {dict(opt.bounds)})"
+    else:
+        decision.applied = True
+        decision.reason = (
+            f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g} >= margin {opt.min_improvement:g}"
+        )
+        made = ParamsStore(cfg.shared_root).propose(
+            candidate, "optimize", decision.reason, {"metric": opt.metric, "method": opt.method, **decision.as_json()}
+        )
+        decision.version = made.version
+    return result, decision
