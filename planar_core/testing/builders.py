@@ -9,7 +9,10 @@ larger and the smaller of its open and close, and its volume is 1 unless said ot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
 
 from ..model import Candle
 
@@ -61,3 +64,12 @@ def candles(closes: Iterable[float], *, timeframe: str = "1m", start: int | None
         out.append(candle(close, open=previous, volume=volume, timestamp=first + i * step))
         previous = close
     return out
+
+
+def candle_frame(closes: Sequence[float], *, start: int = 1_700_000_000_000, timeframe: str = "1m", volume: float = 1.0) -> pd.DataFrame:
+    """Candles as a backtest reads them (``timestamp,open,high,low,close,volume``, one per timeframe from
+    ``start``): each opens at the previous close (the first at its own), high and low its open and close."""
+    c = np.asarray(closes, dtype=np.float64)
+    o = np.concatenate([c[:1], c[:-1]])
+    ts = start + np.arange(len(c), dtype=np.int64) * timeframe_ms(timeframe)
+    return pd.DataFrame({"timestamp": ts, "open": o, "high": np.maximum(o, c), "low": np.minimum(o, c), "close": c, "volume": volume})

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from flows.optimize import optimize_strategy
 from planar_core.config import load_config
 from planar_core.history.store import default_root, read_series, series_path
 from planar_core.params_store import ParamsStore
+from planar_core.testing.builders import candle_frame
 
 from .test_flows import artifact
 
@@ -26,18 +26,7 @@ T0 = 1_700_000_000_000
 def dips(segments: int = 5, period: int = 60) -> pd.DataFrame:
     """120 flat candles (two folds' worth: the folds start at the first candle), then segments of ``period`` candles that fall to a low at the 4th and rise to the 20th."""
     seg = [60_000 * (1 - 0.01 * i) if i <= 4 else 60_000 * (0.96 + 0.01 * (i - 4)) if i <= 20 else 60_000.0 for i in range(1, period + 1)]
-    closes = np.array([60_000.0] * 120 + seg * segments)
-    opens = np.concatenate([[60_000.0], closes[:-1]])
-    return pd.DataFrame(
-        {
-            "timestamp": T0 + np.arange(len(closes)) * 60_000,
-            "open": opens,
-            "high": np.maximum(opens, closes),
-            "low": np.minimum(opens, closes),
-            "close": closes,
-            "volume": 1.0,
-        }
-    )
+    return candle_frame([60_000.0] * 120 + seg * segments, start=T0)
 
 
 def write_config(tmp: Path, **optimization: object) -> Path:

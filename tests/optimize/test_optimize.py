@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from pydantic import Field
@@ -21,6 +20,7 @@ from planar_core.model.types import OrderType, Side
 from planar_core.model.views import AssetView
 from planar_core.optimize.search import Search
 from planar_core.optimize.space import SpaceError, pairs, parse
+from planar_core.testing.builders import candle_frame
 
 T0 = 1_700_000_000_000
 WARMUP = 100
@@ -50,18 +50,7 @@ class Dip(Logic):
 def path(n_after: int = 40, low_at: int = 4) -> pd.DataFrame:
     """Flat, then down to the low at the ``low_at``-th candle after the warm-up, then up: buying at the low is best."""
     after = [60_000 * (1 - 0.01 * i) if i <= low_at else 60_000 * (1 - 0.01 * low_at + 0.01 * (i - low_at)) for i in range(1, n_after + 1)]
-    closes = np.array([60_000.0] * WARMUP + after)
-    opens = np.concatenate([[60_000.0], closes[:-1]])
-    return pd.DataFrame(
-        {
-            "timestamp": T0 + np.arange(len(closes)) * 60_000,
-            "open": opens,
-            "high": np.maximum(opens, closes),
-            "low": np.minimum(opens, closes),
-            "close": closes,
-            "volume": 1.0,
-        }
-    )
+    return candle_frame([60_000.0] * WARMUP + after, start=T0)
 
 
 def setup(tmp: Path, candles: pd.DataFrame | None = None) -> tuple[StrategyConfig, Path]:
