@@ -160,6 +160,7 @@ class Bracketed(Logic):
 
     class Params(LogicParams):
         side: str = "buy"
+        position_side: str = "both"  # hedge mode: long or short
 
     done = False
 
@@ -168,21 +169,39 @@ class Bracketed(Logic):
             return
         self.done = True
         up, down = bar.close * 1.004, bar.close * 0.996
+        ps = self.params.position_side
         if self.params.side == "buy":
-            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=down, take_profit=up)
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=down, take_profit=up, position_side=ps)
         else:
-            await ctx.call(ai, OrderType.MARKET, Side.SELL, amount=0.01, stop_loss=up, take_profit=down)
+            await ctx.call(ai, OrderType.MARKET, Side.SELL, amount=0.01, stop_loss=up, take_profit=down, position_side=ps)
 
 
 @pytest.mark.parametrize(
-    ("symbols", "side"), [(["BTC/USDT"], "buy"), (["BTC/USDT:USDT"], "buy"), (["BTC/USDT:USDT"], "sell")], ids=["spot", "long", "short"]
+    ("symbols", "side", "position_side"),
+    [
+        (["BTC/USDT"], "buy", "both"),
+        (["BTC/USDT:USDT"], "buy", "both"),
+        (["BTC/USDT:USDT"], "sell", "both"),
+        (["BTC/USDT:USDT"], "buy", "long"),
+        (["BTC/USDT:USDT"], "sell", "short"),
+    ],
+    ids=["spot", "long", "short", "hedge-long", "hedge-short"],
 )
-async def test_attached_exits_are_placed_and_one_closes_the_position(tmp_path: Path, symbols: list[str], side: str) -> None:
+async def test_attached_exits_are_placed_and_one_closes_the_position(
+    tmp_path: Path, symbols: list[str], side: str, position_side: str
+) -> None:
     """Paper used to refuse a spot entry's exits (insufficient balance: the fee is taken in the coin bought); on the
     simulated venue (paper and backtest) the exits go as live sends them and one of them closes the position."""
     margin = ":" in symbols[0]
     cfg = backtest_config(
-        config(tmp_path, logic="tests.backtest.test_backtest:Bracketed", universe=symbols, margin=margin, logic_params={"side": side}),
+        config(
+            tmp_path,
+            logic="tests.backtest.test_backtest:Bracketed",
+            universe=symbols,
+            margin=margin,
+            logic_params={"side": side, "position_side": position_side},
+            **({"position_mode": "hedge"} if position_side != "both" else {}),
+        ),
         tmp_path / "bt",
     )
     data = {symbols[0]: DATA["BTC/USDT"]}
@@ -198,6 +217,12 @@ async def test_attached_exits_are_placed_and_one_closes_the_position(tmp_path: P
     # the exchange's own word: nothing left open, nothing held (spot: what the fees left)
     assert not bt.venue.has_open_orders()
     assert all(not p.amount for p in bt.venue.account.positions.values())
+    assert bt.venue.account.hedge_mode == (position_side != "both")  # the engine set the exchange's position mode
+    if position_side != "both":  # the entry and both exits on the one side of the hedge
+        sides = {o.position_side for o in bt.venue.account.orders.values()} | {
+            a.position_side for a in bt.venue.account.algo_orders.values()
+        }
+        assert sides == {position_side.upper()} and len(bt.venue.account.algo_orders) == 2
     assert float(sum(bt.venue.account.balance("BTC"))) < 0.0001
 
 
