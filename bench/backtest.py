@@ -6,15 +6,19 @@ of the same signals and fills computed vectorised with pandas/numpy, in the same
 Prints JSON lines (bench/common.py): candle events per second of the engine and of the floor (ratio = engine time /
 floor time), the engine's peak memory (max RSS growth of this process), and a sanity figure: both sides made the
 same number of trades on the same candles (the floor fills at the close, no spread: the engine's fills differ by the
-book, so trades and not prices are compared). NautilusTrader's BacktestEngine on the same bars is not run here yet:
-the bench says so.
+book, so trades and not prices are compared). Then NautilusTrader's BacktestEngine runs the same logic on the same
+candles in its own environment (bench/nautilus_backtest.py; ``--nautilus-python``, else ``.venv-nautilus`` made once;
+skipped with a line saying why when it cannot be installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,6 +100,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--fast", type=int, default=10)
     ap.add_argument("--slow", type=int, default=40)
+    ap.add_argument("--nautilus-python", default=None, help="a Python with nautilus_trader (default: .venv-nautilus, made once)")
     args = ap.parse_args()
     warmup = 100
     data = {sym: candles(args.days, i, p) for i, (sym, p) in enumerate(SYMBOLS.items())}
@@ -124,7 +129,65 @@ def main() -> None:
         "flat in the history's length",
     )
     figure("backtest_trades", trades, floor_trades, "floor's trading signals", "equal (each engine order is one fill)")
-    print('{"figure": "nautilus_backtest", "skipped": "NautilusTrader head-to-head not built yet (issue 28, bench)"}', flush=True)
+    nautilus(args, data, warmup, seconds, bars, trades)
+
+
+MARKETS = {"BTC/USDT": ("BTCUSDT", "BTC", "0.00001"), "ETH/USDT": ("ETHUSDT", "ETH", "0.0001"), "LTC/USDT": ("LTCUSDT", "LTC", "0.001")}
+
+
+def nautilus_python(given: str | None) -> str | None:
+    """The interpreter of an environment with nautilus_trader: given, else ``.venv-nautilus`` (made once)."""
+    if given:
+        return given
+    venv = Path(__file__).resolve().parents[1] / ".venv-nautilus"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} and installing nautilus_trader (once)", file=sys.stderr, flush=True)
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+        if made.returncode != 0:
+            return None
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "nautilus_trader"], capture_output=True, text=True)
+        if pip.returncode != 0:
+            print(pip.stderr[-500:], file=sys.stderr)
+            return None
+    return str(python)
+
+
+def nautilus(args: argparse.Namespace, data: dict[str, pd.DataFrame], warmup: int, seconds: float, bars: int, trades: int) -> None:
+    """NautilusTrader's BacktestEngine on the same candles (its own environment, after our block)."""
+    python = nautilus_python(args.nautilus_python)
+    if python is None:
+        print(json.dumps({"figure": "nautilus_backtest", "skipped": "no environment with nautilus_trader could be made"}), flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        markets = []
+        for sym, df in data.items():
+            path = Path(tmp) / f"{MARKETS[sym][0]}.parquet"
+            df.to_parquet(path, index=False)
+            markets.append({"id": MARKETS[sym][0], "base": MARKETS[sym][1], "step": MARKETS[sym][2], "path": str(path)})
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(
+            json.dumps(
+                {"markets": markets, "fast": args.fast, "slow": args.slow, "order_value": 1000.0, "warmup": warmup, "cash": 1_000_000}
+            )
+        )
+        run = subprocess.run([python, str(Path(__file__).with_name("nautilus_backtest.py")), str(spec)], capture_output=True, text=True)
+    if run.returncode != 0:
+        print(json.dumps({"figure": "nautilus_backtest", "skipped": f"the script failed: {run.stderr.strip()[-300:]}"}), flush=True)
+        return
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    figure(
+        "nautilus_backtest_seconds",
+        seconds,
+        theirs["seconds"],
+        f"NautilusTrader {theirs['nautilus_version']} BacktestEngine (s)",
+        "ours <= theirs",
+        our_candles=bars,
+        their_candles=theirs["bars"],
+        our_fills=trades,
+        their_fills=theirs["fills"],
+    )
+    figure("nautilus_candles_per_s", bars / seconds, theirs["bars"] / theirs["seconds"], "NautilusTrader candles/s", "")
 
 
 if __name__ == "__main__":
