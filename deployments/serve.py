@@ -65,11 +65,42 @@ def main(folder: Path = ROOT / "examples") -> None:  # pragma: no cover - runs u
     asyncio.run(serve_with(build_deployments(folder)))
 
 
+async def replace_pool_deployments(deployments: list[RunnerDeployment]) -> list[str]:
+    """Deployments of the same names already on a work pool (``prefect deploy`` of prefect.yaml) are deleted before
+    serving: Prefect's upsert keeps such a deployment's pool and its empty path, so this process's runner would try
+    to load their runs' code from ``None`` and crash them (seen: the breaker's e-stop run, when the runner claimed it
+    before the stop agent). Each is said on stderr; automations made before (``planar automations``) must be made
+    again, as they name deployments by id. Returns the names replaced."""
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    replaced = []
+    async with get_client() as client:
+        for d in deployments:
+            try:
+                existing = await client.read_deployment_by_name(f"{d.flow_name}/{d.name}")
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                await client.delete_deployment(existing.id)
+                replaced.append(f"{d.flow_name}/{d.name}")
+    if replaced:
+        print(
+            f"planar serve: replaced {len(replaced)} deployment(s) that were on a work pool ({', '.join(replaced[:5])}"
+            f"{' ...' if len(replaced) > 5 else ''}); run `planar automations` again",
+            file=sys.stderr,
+        )
+    return replaced
+
+
 async def serve_with(deployments: list[RunnerDeployment], *beside: Coroutine[object, object, None]) -> None:  # pragma: no cover
     """The runner serving ``deployments``, and ``beside`` it in the same loop what the caller adds (``planar serve``:
     the stop agent, ``flows.stop_agent``)."""
     from prefect import aserve
 
+    await replace_pool_deployments(deployments)
     jobs = [asyncio.ensure_future(aserve(*deployments, heartbeat_seconds=HEARTBEAT_S)), *map(asyncio.ensure_future, beside)]
     done, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
     for job in pending:  # the runner stopped (SIGTERM, Ctrl-C): what ran beside it stops too, so the process exits

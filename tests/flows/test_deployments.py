@@ -103,3 +103,29 @@ def test_runs_an_automation_starts_find_their_config_in_their_own_folder() -> No
     for name in ("emergency-stop", "resync", "ma_cross-live", "ma_cross-emergency-stop", "ma_cross-rearm"):
         assert deployments[name]["parameters"]["configs_dir"] == "examples", name
     assert all(d["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30" for d in deployments.values())
+
+
+async def test_serve_replaces_a_work_pool_deployment_of_the_same_name(prefect_api: str) -> None:
+    """After `prefect deploy` put a deployment on a work pool, `planar serve`'s upsert of the same name kept the pool
+    and an empty path: its runner then crashed that deployment's runs loading their code from None (the breaker's
+    e-stop run, once in a while). Serve replaces such a deployment first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from deployments.serve import build_deployments, replace_pool_deployments
+
+    import asyncio
+
+    (dep,) = [d for d in await asyncio.to_thread(build_deployments) if d.name == "resync"]
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name="serve-test-pool", type="process"))
+        except ObjectAlreadyExists:
+            pass
+        await dep.apply(work_pool_name="serve-test-pool")
+        assert (await client.read_deployment_by_name("resync/resync")).work_pool_name == "serve-test-pool"
+        assert await replace_pool_deployments([dep]) == ["resync/resync"]
+        await dep.apply()  # what serving does
+        served = await client.read_deployment_by_name("resync/resync")
+    assert served.work_pool_name is None and served.path is not None
