@@ -288,34 +288,37 @@ def optimize_cmd(
         cfg = load_config(config)
         dims = parse(pairs(param), check_logic(cfg.logic or "", cfg.logic_params or {}, cfg.config_dir).Params)
         start_ms, end_ms = parse_time(start), parse_time(end)
-    except (ConfigError, SpaceError, BacktestInputError) as exc:
-        fail(str(exc))
-    where = out if out is not None else Path("optimizations") / f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
-    search = Search(
-        cfg,
-        dims,
-        data=data,
-        method=method,
-        metric=metric,
-        trials=trials,
-        workers=workers,
-        seed=seed,
-        work_dir=where / "runs",
-        progress=lambda line: typer.echo(line, err=True),
-    )
-    try:
+        where = out if out is not None else Path("optimizations") / f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+        search = Search(
+            cfg,
+            dims,
+            data=data,
+            method=method,
+            metric=metric,
+            trials=trials,
+            workers=workers,
+            seed=seed,
+            work_dir=where / "runs",
+            progress=lambda line: typer.echo(line, err=True),
+        )
         result = search.run(start_ms, end_ms, walk_forward)
-    except (OptimizeError, SpaceError, BacktestInputError) as exc:
+    except (ConfigError, OptimizeError, SpaceError, BacktestInputError) as exc:
         fail(str(exc))
     files = output.write(result, where, f"Optimisation of {cfg.name}: {metric} ({result.direction}), {method}")
     if as_json:
         typer.echo(strict_dumps({**output.as_json(result), "out": str(where)}))
         return
+    typer.echo(output.trials_frame(result).drop(columns=["note"]).to_string(index=False, max_rows=200))
+    if walk_forward:
+        typer.echo(output.folds_frame(result).to_string(index=False))
     best = result.best
+    if not best.best_params:
+        typer.echo(f"no trial gave a {metric} (see the notes in {files['trials_csv']})", err=True)
     typer.echo(
-        f"best {best.best_params}: {metric} {best.in_sample} in sample" + (f", {best.out_of_sample} out of sample" if best.test else "")
+        f"best {best.best_params}: {metric} ({result.direction}d) {best.in_sample} in sample"
+        + (f", {best.out_of_sample} out of sample (fold {best.number}'s test window)" if best.test else "")
     )
-    typer.echo(f"wrote {files['html']}, {files['trials_csv']}, {files['png']}")
+    typer.echo(f"wrote {files['html']}, {files['trials_csv']}, {files['png']}, {files['best']}")
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -1,7 +1,8 @@
 """What an optimisation leaves behind: ``trials.csv`` / ``trials.html`` (every trial: fold, params, status, the
-metric in sample and the summary's figures), ``folds.csv`` (walk-forward: each fold's best params, in- and
-out-of-sample metric), ``trials.png`` (the metric per trial; the first two params coloured by the metric) and
-``best.json``; and the strict-JSON object ``--json`` prints."""
+metric in sample, the summary's other figures (``is_*``, in sample) and, walk-forward, the out-of-sample metric of
+each fold's best trial), ``folds.csv`` (each fold's windows, best params, in- and out-of-sample metric),
+``trials.png`` (the metric per trial; the first two params coloured by the metric), ``best.json`` (the chosen
+params, the metric, its direction and values); and the strict-JSON object ``--json`` prints."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from ..model.json import strict_dumps
 from ..model.types import Json
 from .search import Result
 
-FIGURES = ("trades", "realized_pnl", "return", "max_drawdown", "sharpe", "win_rate", "fees")
+FIGURES = ("trades", "realized_pnl", "return", "max_drawdown", "sharpe", "win_rate", "exposure", "fees", "final_equity")
 
 
 def trials_frame(result: Result) -> pd.DataFrame:
+    walk_forward = any(f.test is not None for f in result.folds)
     rows = []
     for t in result.trials:
         row: dict[str, object] = {"fold": t.fold, "trial": t.number, "status": t.status, **t.params, result.metric: t.value}
+        if walk_forward:
+            row[f"oos_{result.metric}"] = t.out_of_sample
         row.update({f"is_{k}": t.summary.get(k) for k in FIGURES if k != result.metric})
         row["note"] = t.note
         rows.append(row)
@@ -62,7 +66,16 @@ def as_json(result: Result) -> Json:
         "best_value": best.in_sample,
         "best_out_of_sample": best.out_of_sample,
         "trials": [
-            {"fold": t.fold, "trial": t.number, "params": t.params, "status": t.status, "value": t.value, "note": t.note}
+            {
+                "fold": t.fold,
+                "trial": t.number,
+                "params": t.params,
+                "status": t.status,
+                "value": t.value,
+                "out_of_sample": t.out_of_sample,
+                "summary": {k: t.summary.get(k) for k in FIGURES if k in t.summary},
+                "note": t.note,
+            }
             for t in result.trials
         ],
         "folds": [
@@ -71,6 +84,7 @@ def as_json(result: Result) -> Json:
                 "train": [_iso(f.train[0]), _iso(f.train[1])],
                 "test": [_iso(f.test[0]), _iso(f.test[1])] if f.test else None,
                 "best_params": f.best_params,
+                "best_trial": f.best_trial,
                 "in_sample": f.in_sample,
                 "out_of_sample": f.out_of_sample,
             }
@@ -86,13 +100,16 @@ def write(result: Result, out: Path, title: str) -> dict[str, Path]:
     trials.to_csv(files["trials_csv"], index=False)
     folds.to_csv(files["folds_csv"], index=False)
     files["best"] = out / "best.json"
-    files["best"].write_text(strict_dumps(as_json(result)) + "\n")
-    names = [c for c in trials.columns if c not in ("fold", "trial", "status", result.metric, "note") and not str(c).startswith("is_")]
+    full = as_json(result)
+    best = {k: full[k] for k in ("best_params", "best_value", "best_out_of_sample", "metric", "direction", "method")}
+    files["best"].write_text(strict_dumps(best) + "\n")
+    names = [d.name for d in result.dims]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ok = trials[trials["status"] == "ok"]
     axes[0].plot(range(len(trials)), pd.to_numeric(trials[result.metric], errors="coerce"), "o-")
     axes[0].set_xlabel("trial (in order)")
     axes[0].set_ylabel(f"{result.metric} (in sample, {result.direction})")
+    axes[1].set_title(f"{result.metric} by params (ok trials)")
     if len(names) >= 2 and len(ok):
         pts = axes[1].scatter(
             pd.to_numeric(ok[names[0]], errors="coerce"), pd.to_numeric(ok[names[1]], errors="coerce"), c=ok[result.metric]

@@ -1,7 +1,15 @@
-"""The search: Optuna proposes the trials (grid, random or TPE, seeded), each trial is a full backtest
-(``backtest.command.backtest``) in a worker process, and the trials are told back in the order they were asked, so
-the same data, space and seed give the same trials whatever the number of workers (a batch of ``workers`` trials is
-asked, run in parallel, then told in order).
+"""The search: Optuna proposes the trials (``GridSampler``, ``RandomSampler`` or ``TPESampler``, seeded), each trial
+is a full backtest (``backtest.command.backtest``) in a worker process, and Optuna's ask/tell loop stays in this
+process: a batch of ``workers`` trials is asked, run in parallel, then told back in the order asked.
+
+Determinism: the same data, space, seed and number of workers give the same trials, values and best params. Grid and
+random give the same trials for any number of workers (their proposals never read the results: the grid sampler
+only skips the points already asked); bayes (TPE) proposes its first 10 trials at random, the same for any number of
+workers, and each later one from the results told before it, so from the 11th trial on its trials depend on the
+batch size (the number of workers): a batch's trials are proposed without each other's results.
+
+Each worker process reads the candles once (the data's path travels, not frames) and slices each trial's window
+from them.
 
 Walk-forward (``TRAIN:TEST``): consecutive folds over the data's span, the train window of each followed by its test
 window, the next fold starting one test window later; each fold's search runs on its train window, its best params
@@ -12,26 +20,42 @@ whole range.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import multiprocessing
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import optuna
+import pandas as pd
 from pydantic import ValidationError
 
 from ..backtest.command import backtest, load_history
 from ..backtest.run import timeframe_ms
 from ..config import StrategyConfig, check_logic
 from ..model.types import Json
-from .space import Dimension, SpaceError
+from .space import Dimension
 
 MINIMISED = frozenset({"max_drawdown", "max_drawdown_abs", "fees"})
+METRICS = frozenset(
+    {
+        "sharpe",
+        "return",
+        "realized_pnl",
+        "net_realized_pnl",
+        "final_equity",
+        "win_rate",
+        "trades",
+        "round_trips",
+        "winning_round_trips",
+        "exposure",
+        *MINIMISED,
+    }
+)  # the backtest summary's figures a search may rank by (backtest/summary.py)
 UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -46,6 +70,7 @@ class Task:
     config: Json
     config_dir: str | None
     data: str | None
+    data_key: str  # one search's candles: read once per worker process under this key
     params: Json
     start_ms: int | None
     end_ms: int | None
@@ -62,6 +87,7 @@ class TrialRow:
     value: float | None  # the metric in the train window (in sample)
     summary: Json = field(default_factory=dict)
     note: str = ""
+    out_of_sample: float | None = None  # walk-forward: the metric on the fold's test window (the fold's best trial)
 
 
 @dataclass
@@ -73,6 +99,7 @@ class Fold:
     in_sample: float | None
     out_of_sample: float | None = None
     out_of_sample_summary: Json = field(default_factory=dict)
+    best_trial: int | None = None  # the fold's study's trial number of the best params
 
 
 @dataclass
@@ -82,10 +109,36 @@ class Result:
     method: str
     trials: list[TrialRow]
     folds: list[Fold]
+    dims: list[Dimension] = field(default_factory=list)
 
     @property
     def best(self) -> Fold:
         return self.folds[-1]  # the newest fold's: the params a scheduled run proposes
+
+
+_CANDLES: dict[str, dict[str, pd.DataFrame]] = {}  # this process's candles: {data_key: {symbol: frame}}
+
+
+def candles(cfg: StrategyConfig, data: Path | None, key: str) -> dict[str, pd.DataFrame]:
+    """Every candle of the universe, read once per process and search (``key``); one search's only (memory)."""
+    if key not in _CANDLES:
+        _CANDLES.clear()
+        _CANDLES[key] = {s: pd.concat(list(chunks), ignore_index=True) for s, chunks in load_history(cfg, data, None, None, 0).items()}
+    return _CANDLES[key]
+
+
+def window(frames: dict[str, pd.DataFrame], since: int | None, end: int | None) -> dict[str, pd.DataFrame]:
+    """Each symbol's candles from ``since`` (the warm-up's first) to before ``end``."""
+    out = {}
+    for symbol, df in frames.items():
+        ts = df["timestamp"]
+        keep = pd.Series(True, index=df.index)
+        if since is not None:
+            keep &= ts >= since
+        if end is not None:
+            keep &= ts < end
+        out[symbol] = df[keep]
+    return out
 
 
 def run_task(task: Task) -> Json:
@@ -94,7 +147,9 @@ def run_task(task: Task) -> Json:
     cfg._config_dir = Path(task.config_dir) if task.config_dir else None
     step = timeframe_ms(cfg.timeframes[0])
     try:
-        history = load_history(cfg, Path(task.data) if task.data else None, task.start_ms, task.end_ms, task.warmup * step)
+        frames = candles(cfg, Path(task.data) if task.data else None, task.data_key)
+        since = task.start_ms - task.warmup * step if task.start_ms is not None else None
+        history = window(frames, since, task.end_ms)
         return _run(lambda: backtest(cfg, history, Path(task.out), task.start_ms, task.end_ms, task.params, task.warmup, report=False))
     except Exception as exc:  # a trial that fails is recorded, never stops the search
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -151,14 +206,26 @@ def span(cfg: StrategyConfig, data: Path | None) -> tuple[int, int]:
     return max(firsts), min(lasts)
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler (every point once, in an order drawn from the seed), without its stop: once the grid is
+    done it calls ``Study.stop``, which raises outside ``Study.optimize`` (optuna issues 4121, 5141: the ask/tell
+    loop cannot take it). The search asks exactly the grid's size (or ``--trials``) and stops by itself."""
+
+    def after_trial(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState, values: Sequence[float] | None
+    ) -> None:
+        return None
+
+
 def sampler(method: str, dims: list[Dimension], seed: int) -> optuna.samplers.BaseSampler:
-    """grid: every point, in order, enqueued as fixed trials (Optuna's GridSampler stops the study from inside
-    ``tell`` once the grid is done, which the ask/tell loop of parallel workers cannot take); random; TPE."""
-    if method in ("grid", "random"):
+    """grid: GridSampler over every point of every dimension; random: RandomSampler; bayes: TPESampler."""
+    if method == "grid":
+        return GridSampler({d.name: d.points() for d in dims}, seed=seed)
+    if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "bayes":
         return optuna.samplers.TPESampler(seed=seed)
-    raise SpaceError(f"--method: {method!r} is not grid, random or bayes")
+    raise OptimizeError(f"--method: {method!r} is not grid, random or bayes")
 
 
 class Search:
@@ -177,6 +244,10 @@ class Search:
         work_dir: Path | None = None,
         progress: Callable[[str], None] = lambda line: None,
     ) -> None:
+        if metric not in METRICS:
+            raise OptimizeError(f"--metric {metric}: not a backtest figure to rank by (known: {', '.join(sorted(METRICS))})")
+        if method not in ("grid", "random", "bayes"):
+            raise OptimizeError(f"--method: {method!r} is not grid, random or bayes")
         self.cfg, self.dims, self.data, self.method, self.metric = cfg, dims, data, method, metric
         self.direction: Literal["minimize", "maximize"] = "minimize" if metric in MINIMISED else "maximize"
         size = math.prod(len(d.points()) for d in dims) if method == "grid" else None
@@ -187,6 +258,7 @@ class Search:
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="planar-optimize-"))
         self.logic = check_logic(cfg.logic or "", cfg.logic_params or {}, cfg.config_dir)
         self._count = 0
+        self._data_key = uuid.uuid4().hex  # this search's candles, read once per worker process
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def _task(self, params: Json, start: int | None, end: int | None) -> Task:
@@ -195,6 +267,7 @@ class Search:
             self.cfg.model_dump(mode="json"),
             str(self.cfg.config_dir) if self.cfg.config_dir else None,
             str(self.data) if self.data else None,
+            self._data_key,
             params,
             start,
             end,
@@ -223,9 +296,6 @@ class Search:
 
     def _search(self, pool: Executor | None, fold: int, start: int | None, end: int | None, rows: list[TrialRow]) -> optuna.Study:
         study = optuna.create_study(direction=self.direction, sampler=sampler(self.method, self.dims, self.seed))
-        if self.method == "grid":
-            for point in itertools.islice(itertools.product(*(d.points() for d in self.dims)), self.trials):
-                study.enqueue_trial(dict(zip((d.name for d in self.dims), point)))
         for batch in self._batches(study, self.trials):
             valid: list[tuple[optuna.Trial, Json]] = []
             for trial, params in batch:
@@ -251,6 +321,7 @@ class Search:
         return study
 
     def run(self, start: int | None = None, end: int | None = None, walk_forward: str | None = None) -> Result:
+        load_history(self.cfg, self.data, None, None, 0)  # a missing file is refused here, not in every trial
         rows: list[TrialRow] = []
         out: list[Fold] = []
         pool: Executor | None = None
@@ -260,22 +331,37 @@ class Search:
             if walk_forward is None:
                 study = self._search(pool, 0, start, end, rows)
                 best = study.best_trial if _any_complete(study) else None
-                out.append(Fold(0, (start, end), None, dict(best.params) if best else {}, best.value if best else None))
+                out.append(
+                    Fold(
+                        0,
+                        (start, end),
+                        None,
+                        dict(best.params) if best else {},
+                        best.value if best else None,
+                        best_trial=best.number if best else None,
+                    )
+                )
             else:
+                bar = timeframe_ms(self.cfg.timeframes[0])
                 first, last = span(self.cfg, self.data)
-                first, last = max(first, start or first), min(last, end or last)
-                for i, (t0, t1, t2) in enumerate(folds(walk_forward, first, last, timeframe_ms(self.cfg.timeframes[0]))):
+                # the data's first `warmup` candles warm the first fold up, as they do a plain backtest
+                first, last = max(first + self.warmup * bar, start or first), min(last, end or last)
+                for i, (t0, t1, t2) in enumerate(folds(walk_forward, first, last, bar)):
                     study = self._search(pool, i, t0, t1, rows)
                     if not _any_complete(study):
                         out.append(Fold(i, (t0, t1), (t1, t2), {}, None))
                         continue
                     best = study.best_trial
                     summary = run_task(self._task(dict(best.params), t1, t2))
-                    out.append(Fold(i, (t0, t1), (t1, t2), dict(best.params), best.value, self._value(summary), summary))
+                    oos = self._value(summary)
+                    out.append(Fold(i, (t0, t1), (t1, t2), dict(best.params), best.value, oos, summary, best.number))
+                    for row in rows:
+                        if row.fold == i and row.number == best.number:
+                            row.out_of_sample = oos
         finally:
             if pool is not None:
                 pool.shutdown()
-        return Result(self.metric, self.direction, self.method, rows, out)
+        return Result(self.metric, self.direction, self.method, rows, out, self.dims)
 
 
 def _any_complete(study: optuna.Study) -> bool:

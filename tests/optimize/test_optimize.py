@@ -1,5 +1,7 @@
-"""planar optimize: a grid finds the known best params of a path built for it; seeded searches repeat; two workers
-find what one finds; walk-forward folds test out of sample on windows the search never saw; the CLI's JSON."""
+"""planar optimize: a grid finds the known best params of a path built for it (and records the params its model
+refuses as invalid); seeded searches repeat; two workers find what one finds; walk-forward folds test out of sample
+on windows the search never saw; the space is checked against the Params' fields; the CLI's JSON and one-line
+refusals."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pydantic import Field
+from pydantic import Field, model_validator
+from typer.testing import CliRunner
 
+from planar_core.cli import app
 from planar_core.config import StrategyConfig
 from planar_core.logic import Logic, LogicParams
 from planar_core.model import Candle
@@ -27,11 +31,18 @@ WARMUP = 100
 
 
 class Dip(Logic):
-    """Buys on the k-th candle after the start and sells it all 20 candles after the start."""
+    """Buys on the k-th candle after the start and sells it all on the ``hold``-th."""
 
     class Params(LogicParams):
         k: int = Field(1, ge=1, le=15)
         hold: int = 20
+        mode: str = "a"  # unused: a text field for the space's choices
+
+        @model_validator(mode="after")
+        def _buy_before_selling(self) -> Dip.Params:
+            if self.k >= self.hold:
+                raise ValueError(f"k ({self.k}) must be below hold ({self.hold})")
+            return self
 
     def __init__(self, params: LogicParams | None = None) -> None:
         super().__init__(params)
@@ -72,22 +83,30 @@ def setup(tmp: Path, candles: pd.DataFrame | None = None) -> tuple[StrategyConfi
 
 def test_a_grid_finds_the_known_best(tmp_path: Path) -> None:
     cfg, data = setup(tmp_path)
-    dims = parse(pairs(["k=1:8"]), Dip.Params)
+    dims = parse(pairs(["k=1:8", "hold=3:20:17"]), Dip.Params)  # hold in {3, 20}: k >= 3 with hold 3 is refused
     result = Search(cfg, dims, data=data, method="grid", metric="realized_pnl", work_dir=tmp_path / "w").run()
-    assert [t.params["k"] for t in result.trials] == list(range(1, 9)) and all(t.status == "ok" for t in result.trials)
-    assert result.best.best_params == {"k": 4}
-    values = {t.params["k"]: t.value for t in result.trials}
-    assert max(values, key=lambda k: values[k] or -1e18) == 4
+    points = sorted((t.params["k"], t.params["hold"]) for t in result.trials)
+    assert points == [(k, h) for k in range(1, 9) for h in (3, 20)]  # every point of the grid, once
+    invalid = sorted((t.params["k"], t.params["hold"]) for t in result.trials if t.status == "invalid")
+    assert invalid == [(k, 3) for k in range(3, 9)] and all(
+        t.value is None and "hold" in t.note for t in result.trials if t.status == "invalid"
+    )
+    assert all(t.status == "ok" and t.value is not None for t in result.trials if t.status != "invalid")
+    assert result.best.best_params == {"k": 4, "hold": 20}
+    values = {(t.params["k"], t.params["hold"]): t.value for t in result.trials if t.value is not None}
+    assert max(values, key=lambda p: values[p] or -1e18) == (4, 20) and values[(4, 20)] > 0
 
 
 def test_seeded_searches_repeat_and_two_workers_find_what_one_finds(tmp_path: Path) -> None:
     cfg, data = setup(tmp_path)
     dims = parse(pairs(["k=1:10"]), Dip.Params)
-    runs = [
-        Search(cfg, dims, data=data, method="random", metric="realized_pnl", trials=5, seed=3, work_dir=tmp_path / f"r{i}").run()
-        for i in range(2)
-    ]
-    assert [t.params for t in runs[0].trials] == [t.params for t in runs[1].trials]
+    for method, n in (("random", 4), ("bayes", 11)):  # 11: past TPE's 10 random start-up trials
+        runs = [
+            Search(cfg, dims, data=data, method=method, metric="realized_pnl", trials=n, seed=3, work_dir=tmp_path / f"{method}{i}").run()
+            for i in range(2)
+        ]
+        assert [(t.params, t.value) for t in runs[0].trials] == [(t.params, t.value) for t in runs[1].trials]
+        assert len({t.params["k"] for t in runs[0].trials}) > 2  # sampled, not one point repeated
     grid = [
         Search(cfg, dims, data=data, method="grid", metric="realized_pnl", workers=w, work_dir=tmp_path / f"g{w}").run() for w in (1, 2)
     ]
@@ -96,14 +115,42 @@ def test_seeded_searches_repeat_and_two_workers_find_what_one_finds(tmp_path: Pa
 
 
 def test_walk_forward_tests_each_fold_on_the_window_after_it(tmp_path: Path) -> None:
-    cfg, data = setup(tmp_path, path(n_after=160))
+    cfg, data = setup(tmp_path, path(n_after=180))
     dims = parse(pairs(["k=2:6:2"]), Dip.Params)
     result = Search(cfg, dims, data=data, method="grid", metric="return", work_dir=tmp_path / "w").run(walk_forward="60:40")
-    assert len(result.folds) >= 3
+    assert len(result.folds) == 3  # 180 candles after the warm-up: folds at 0, 40, 80 (the next would end at 220)
+    assert result.folds[0].train[0] == T0 + WARMUP * 60_000  # the data's first candles warm the first fold up
     for f in result.folds:
-        assert f.test is not None and f.train[1] == f.test[0] and f.in_sample is not None and f.out_of_sample is not None
+        assert f.test is not None and f.train[1] == f.test[0] and f.test[1] - f.test[0] == 40 * 60_000
+        assert f.in_sample is not None and f.out_of_sample is not None
+        assert f.out_of_sample_summary["bars"] == 40  # the test window, and only it
+        mine = [t for t in result.trials if t.fold == f.number]
+        assert len(mine) == 3 and all(t.summary["bars"] == 60 for t in mine)  # the search saw the train window only
+        best = [t for t in mine if t.number == f.best_trial]
+        assert len(best) == 1 and best[0].params == f.best_params and best[0].out_of_sample == f.out_of_sample
     for a, b in zip(result.folds, result.folds[1:]):
+        assert a.test is not None and b.test is not None and a.train[0] is not None and b.train[0] is not None
         assert b.train[0] == a.train[0] + 40 * 60_000  # the next fold starts one test window later
+        assert b.test[0] == a.test[1]  # test windows follow each other without overlapping
+
+
+def test_the_space_is_checked_against_the_params_fields() -> None:
+    with pytest.raises(SpaceError, match=r"k=0 is refused by Dip.Params \(Input should be greater than or equal to 1\)"):
+        parse(pairs(["k=0:5"]), Dip.Params)
+    with pytest.raises(SpaceError, match=r"k=16 is refused"):
+        parse(pairs(["k=2:16"]), Dip.Params)
+    with pytest.raises(SpaceError, match=r"^--param k=0.5:2.5: k=0.5 is refused"):
+        parse(pairs(["k=0.5:2.5"]), Dip.Params)  # a float range for an int field
+    with pytest.raises(SpaceError, match=r"nope: not a field of Dip.Params \(its fields: hold, k, mode\)"):
+        parse(pairs(["nope=1:3"]), Dip.Params)
+    with pytest.raises(SpaceError, match="the range is empty"):
+        parse(pairs(["k=5:1"]), Dip.Params)
+    (k,) = parse(pairs(["k=1:7:3"]), Dip.Params)
+    assert k.kind == "int" and k.points() == [1, 4, 7]
+    (x,) = parse(pairs(["hold=20:30:4"]), Dip.Params)
+    assert x.points() == [20, 24, 28]  # never past the range's end
+    (m,) = parse(pairs(["mode=1,b"]), Dip.Params)
+    assert m.kind == "choice" and m.choices == ("1", "b")  # a text field keeps "1" as text
 
 
 def test_the_command_prints_json_and_refuses_a_bad_param_in_one_line(tmp_path: Path) -> None:
@@ -124,7 +171,13 @@ def test_the_command_prints_json_and_refuses_a_bad_param_in_one_line(tmp_path: P
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["best_params"] == {"k": 4} and len(got["trials"]) == 3
     assert (tmp_path / "o" / "trials.csv").exists() and (tmp_path / "o" / "trials.png").exists()
-    bad = subprocess.run([*base, "--param", "nope=1:3"], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
-    with pytest.raises(SpaceError):
-        parse(pairs(["k=5:1"]), Dip.Params)
+    assert got["metric"] == "realized_pnl" and got["direction"] == "maximize" and got["method"] == "grid" and got["folds"]
+    assert json.loads((tmp_path / "o" / "best.json").read_text())["best_params"] == {"k": 4}
+    refusals = (
+        (["--param", "nope=1:3"], "nope: not a field of Dip.Params"),
+        (["--param", "k=0:3"], "k=0 is refused"),
+        (["--param", "k=1:3", "--metric", "nope"], "--metric nope"),  # refused by the search, before any trial
+    )
+    for args, words in refusals:  # in process: the same command, without a second interpreter's start-up
+        bad = CliRunner().invoke(app, base[3:] + args)
+        assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and words in bad.stderr, (args, bad.stderr)
