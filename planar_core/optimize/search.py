@@ -344,8 +344,7 @@ class Search:
             else:
                 bar = timeframe_ms(self.cfg.timeframes[0])
                 first, last = span(self.cfg, self.data)
-                # the data's first `warmup` candles warm the first fold up, as they do a plain backtest
-                first, last = max(first + self.warmup * bar, start or first), min(last, end or last)
+                first, last = max(first, start or first), min(last, end or last)  # folds from the first candle
                 for i, (t0, t1, t2) in enumerate(folds(walk_forward, first, last, bar)):
                     study = self._search(pool, i, t0, t1, rows)
                     if not _any_complete(study):

@@ -115,11 +115,11 @@ def test_seeded_searches_repeat_and_two_workers_find_what_one_finds(tmp_path: Pa
 
 
 def test_walk_forward_tests_each_fold_on_the_window_after_it(tmp_path: Path) -> None:
-    cfg, data = setup(tmp_path, path(n_after=180))
+    cfg, data = setup(tmp_path, path(n_after=80))
     dims = parse(pairs(["k=2:6:2"]), Dip.Params)
     result = Search(cfg, dims, data=data, method="grid", metric="return", work_dir=tmp_path / "w").run(walk_forward="60:40")
-    assert len(result.folds) == 3  # 180 candles after the warm-up: folds at 0, 40, 80 (the next would end at 220)
-    assert result.folds[0].train[0] == T0 + WARMUP * 60_000  # the data's first candles warm the first fold up
+    assert len(result.folds) == 3  # 180 candles: folds at 0, 40, 80 (the next would end at 220)
+    assert result.folds[0].train[0] == T0  # the folds start at the data's first candle
     for f in result.folds:
         assert f.test is not None and f.train[1] == f.test[0] and f.test[1] - f.test[0] == 40 * 60_000
         assert f.in_sample is not None and f.out_of_sample is not None
