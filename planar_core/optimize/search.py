@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -322,6 +323,10 @@ class Search:
 
     def run(self, start: int | None = None, end: int | None = None, walk_forward: str | None = None) -> Result:
         load_history(self.cfg, self.data, None, None, 0)  # a missing file is refused here, not in every trial
+        # a backtest appends to the trace already in its folder: an earlier search's trials here would count twice
+        for old in self.work_dir.glob("trial-[0-9]*"):
+            if old.is_dir():
+                shutil.rmtree(old)
         rows: list[TrialRow] = []
         out: list[Fold] = []
         pool: Executor | None = None

@@ -97,6 +97,17 @@ def test_a_grid_finds_the_known_best(tmp_path: Path) -> None:
     assert max(values, key=lambda p: values[p] or -1e18) == (4, 20) and values[(4, 20)] > 0
 
 
+def test_a_search_again_in_the_same_folder_gives_the_same_values(tmp_path: Path) -> None:
+    """Each trial's backtest writes its trace under the search's folder (``--out``/runs): a second search there must
+    not read the first one's trades back as its own."""
+    cfg, data = setup(tmp_path)
+    dims = parse(pairs(["k=3:5"]), Dip.Params)
+    runs = [Search(cfg, dims, data=data, method="grid", metric="realized_pnl", work_dir=tmp_path / "w").run() for _ in range(2)]
+    assert [(t.params, t.value, t.summary["trades"]) for t in runs[0].trials] == [
+        (t.params, t.value, t.summary["trades"]) for t in runs[1].trials
+    ]
+
+
 def test_seeded_searches_repeat_and_two_workers_find_what_one_finds(tmp_path: Path) -> None:
     cfg, data = setup(tmp_path)
     dims = parse(pairs(["k=1:10"]), Dip.Params)
