@@ -1,23 +1,35 @@
 """NautilusTrader's side of bench/backtest.py: the same MA crossover on the same candles in its BacktestEngine.
 
-Run by bench/backtest.py with the Python of a separate environment where ``nautilus_trader`` is installed (it is
-never a dependency of this project, and this file imports nothing of it): ``python bench/nautilus_backtest.py
-SPEC.json``, where SPEC names the Parquet file of each symbol's candles and the strategy's parameters. Prints one
-JSON line: the seconds ``engine.run()`` took (loading excluded, as on our side), the candles and the fills.
+Run as a file (nothing imports it) by bench/backtest.py, with the Python of a separate environment where
+``nautilus_trader`` is installed: it is never a dependency of this project, and this script imports nothing of
+``planar_core``::
 
-The logic is MACross's (planar_core/strategies/ma_cross.py): on each closed candle after the warm-up, the mean of
-the last ``fast`` closes against the mean of the last ``slow``; on a change of sign (after a first one), a market buy
-of ``order_value / close``, or a market sell of up to that much of what is held.
+    python bench/nautilus_backtest.py --fast 10 --slow 40 --order-value 1000 --warmup 100 --cash 1000000 \\
+        --market BTCUSDT BTC 0.01 0.00001 0.00001 9000 5 BTCUSDT.parquet  [--market ...]
+
+A ``--market`` is the exchange id, the base coin (the quote is USDT), the price tick, the amount step, the minimum
+and maximum amount, the minimum notional, and the Parquet file of its 1m candles (columns ``timestamp`` in ms at
+the candle's open, ``open``, ``high``, ``low``, ``close``, ``volume``). Prints one JSON line: the seconds
+``engine.run()`` took (loading excluded, as on our side), the candles it processed (warm-up included), the orders
+submitted and filled, the fill events (Nautilus fills a market order in parts when it exceeds the bar's top-of-book size), and
+the version.
+
+The logic is MACross's (planar_core/strategies/ma_cross.py): on each closed candle after the warm-up, the simple
+mean of the last ``fast`` closes against that of the last ``slow``; on a change of sign (after a first one), a
+market buy of ``order_value / close``, or a market sell of up to that much of what is held. The first ``warmup``
+candles of each symbol are history only, as in planar_core/backtest/run.py ``_warm_up``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from collections import deque
 from decimal import Decimal
 
+import nautilus_trader
+import numpy as np
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.config import LoggingConfig, StrategyConfig
@@ -31,6 +43,7 @@ from nautilus_trader.persistence.wranglers import BarDataWrangler
 from nautilus_trader.trading.strategy import Strategy
 
 BINANCE = Venue("BINANCE")
+FEE = Decimal("0.001")  # maker and taker, as the simulated exchange's spot fee
 
 
 class MACrossConfig(StrategyConfig, frozen=True):
@@ -58,10 +71,10 @@ class MACross(Strategy):
         close = float(bar.close)
         self.closes.append(close)
         self.seen += 1
-        if self.seen <= c.warmup or len(self.closes) < c.slow:
+        if self.seen <= c.warmup or len(self.closes) < c.slow:  # warm-up candles are history: no callback on ours
             return
-        closes = list(self.closes)
-        signal = 1 if sum(closes[-c.fast :]) / c.fast > sum(closes) / len(closes) else -1
+        closes = np.array(self.closes)  # numpy's means, as MACross's: at a tie the summation order decides
+        signal = 1 if closes[-c.fast :].mean() > closes.mean() else -1
         previous, self.last = self.last, signal
         if previous is None or previous == signal:
             return
@@ -78,45 +91,61 @@ class MACross(Strategy):
             self.submit_order(self.order_factory.market(c.instrument_id, side, qty))
 
 
-def pair(symbol: str, base: str, size_step: str) -> CurrencyPair:
-    size_precision = len(size_step.split(".")[1]) if "." in size_step else 0
+def decimals(step: str) -> int:
+    return max(0, -Decimal(step).as_tuple().exponent)  # type: ignore[operator]
+
+
+def pair(symbol: str, base: str, tick: str, step: str, min_qty: str, max_qty: str, min_notional: str) -> CurrencyPair:
     return CurrencyPair(
         instrument_id=InstrumentId(Symbol(symbol), BINANCE),
         raw_symbol=Symbol(symbol),
         base_currency=Currency.from_str(base),
         quote_currency=USDT,
-        price_precision=2,
-        size_precision=size_precision,
-        price_increment=Price.from_str("0.01"),
-        size_increment=Quantity.from_str(size_step),
+        price_precision=decimals(tick),
+        size_precision=decimals(step),
+        price_increment=Price.from_str(tick),
+        size_increment=Quantity.from_str(step),
         lot_size=None,
-        max_quantity=Quantity.from_str("90000"),
-        min_quantity=Quantity.from_str(size_step),
+        max_quantity=Quantity.from_str(max_qty),
+        min_quantity=Quantity.from_str(min_qty),
         max_notional=None,
-        min_notional=Money(5, USDT),
+        min_notional=Money(Decimal(min_notional), USDT),
         max_price=Price.from_str("10000000"),
-        min_price=Price.from_str("0.01"),
+        min_price=Price.from_str(tick),
         margin_init=Decimal(0),
         margin_maint=Decimal(0),
-        maker_fee=Decimal("0.001"),
-        taker_fee=Decimal("0.001"),
+        maker_fee=FEE,
+        taker_fee=FEE,
         ts_event=0,
         ts_init=0,
     )
 
 
 def main() -> None:
-    spec = json.loads(open(sys.argv[1]).read())
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fast", type=int, required=True)
+    ap.add_argument("--slow", type=int, required=True)
+    ap.add_argument("--order-value", type=float, required=True)
+    ap.add_argument("--warmup", type=int, required=True)
+    ap.add_argument("--cash", type=float, required=True)
+    ap.add_argument(
+        "--market",
+        nargs=8,
+        action="append",
+        required=True,
+        metavar=("ID", "BASE", "TICK", "STEP", "MIN_QTY", "MAX_QTY", "MIN_NOTIONAL", "PARQUET"),
+    )
+    args = ap.parse_args()
     engine = BacktestEngine(BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
     engine.add_venue(
-        BINANCE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None, starting_balances=[Money(spec["cash"], USDT)]
+        BINANCE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None, starting_balances=[Money(args.cash, USDT)]
     )
     bars = 0
-    for m in spec["markets"]:
-        inst = pair(m["id"], m["base"], m["step"])
+    for symbol, base, tick, step, min_qty, max_qty, min_notional, path in args.market:
+        inst = pair(symbol, base, tick, step, min_qty, max_qty, min_notional)
         engine.add_instrument(inst)
         bar_type = BarType.from_str(f"{inst.id}-1-MINUTE-LAST-EXTERNAL")
-        df = pd.read_parquet(m["path"])
+        df = pd.read_parquet(path)
         df.index = pd.to_datetime(df.pop("timestamp") + 60_000, unit="ms", utc=True)  # a bar is stamped at its close
         data = BarDataWrangler(bar_type, inst).process(df[["open", "high", "low", "close", "volume"]])
         bars += len(data)
@@ -124,23 +153,35 @@ def main() -> None:
         engine.add_strategy(
             MACross(
                 MACrossConfig(
-                    strategy_id=f"MACross-{m['id']}",
+                    strategy_id=f"MACross-{symbol}",
                     instrument_id=inst.id,
                     bar_type=bar_type,
-                    fast=spec["fast"],
-                    slow=spec["slow"],
-                    order_value=spec["order_value"],
-                    warmup=spec["warmup"],
+                    fast=args.fast,
+                    slow=args.slow,
+                    order_value=args.order_value,
+                    warmup=args.warmup,
                 )
             )
         )
     started = time.perf_counter()
     engine.run()
     seconds = time.perf_counter() - started
-    fills = len(engine.trader.generate_order_fills_report())  # filled orders (a market order may fill in several parts)
-    import nautilus_trader
-
-    print(json.dumps({"seconds": seconds, "bars": bars, "fills": fills, "nautilus_version": nautilus_trader.__version__}))
+    fills = len(engine.trader.generate_order_fills_report())  # filled orders, one row each
+    fill_events = len(engine.trader.generate_fills_report())  # one row per fill (part)
+    orders = len(engine.cache.orders())  # submitted, denied or rejected included
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "bars": bars,
+                "fills": fills,
+                "fill_events": fill_events,
+                "orders": orders,
+                "nautilus_version": nautilus_trader.__version__,
+            }
+        ),
+        flush=True,
+    )
     engine.dispose()
 
 
