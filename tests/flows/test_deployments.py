@@ -109,13 +109,13 @@ async def test_serve_replaces_a_work_pool_deployment_of_the_same_name(prefect_ap
     """After `prefect deploy` put a deployment on a work pool, `planar serve`'s upsert of the same name kept the pool
     and an empty path: its runner then crashed that deployment's runs loading their code from None (the breaker's
     e-stop run, once in a while). Serve replaces such a deployment first."""
+    import asyncio
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
     from deployments.serve import build_deployments, replace_pool_deployments
-
-    import asyncio
 
     (dep,) = [d for d in await asyncio.to_thread(build_deployments) if d.name == "resync"]
     async with get_client() as client:
