@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .model.types import Json
 from .storage import CorruptStateError, Store, why_unreadable
@@ -28,6 +29,11 @@ log = logging.getLogger("planar.state")
 
 
 class PersistedState(BaseModel):
+    """A strategy's persisted state. Frozen: one parsed copy is shared by every reader until the file changes (it is
+    read on every price update); a change is ``model_copy(update=...)`` and a save."""
+
+    model_config = ConfigDict(frozen=True)
+
     halted: bool = False
     halt_reason: str | None = None
     halted_at: int | None = None
@@ -44,6 +50,9 @@ class PersistedState(BaseModel):
         default_factory=dict,
         description="what the running engine did on the last e-stop request it saw (request: the e-stop flow run), for that run's report",
     )
+
+
+NO_STATE = PersistedState()  # what a strategy without a state file reads (shared: the model is frozen)
 
 
 def reset_remedy(name: str) -> str:
@@ -67,6 +76,7 @@ class StateStore:
         """``on_unreadable``: see the module's docstring (None: an unreadable file raises everywhere)."""
         self.store = Store(str(strategy_dir))
         self.path = Path(self.store.path) / self.NAME  # local roots only
+        self._where = str(self.path)  # os.stat of a str: the state is read on every price update
         self.url = self.store.url(self.NAME)
         self.strategy = self.store.root.rstrip("/").rsplit("/", 1)[-1]
         self.on_unreadable = on_unreadable
@@ -93,10 +103,10 @@ class StateStore:
             raw = self.store.read(self.NAME)
             return self.parse(raw) if raw is not None else PersistedState()
         try:
-            st = self.path.stat()
+            st = os.stat(self._where)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            return PersistedState()
+            return NO_STATE
         if self._cached is None or self._cached[0] != stamp:
             try:
                 parsed: PersistedState | CorruptStateError = self.parse(self.path.read_bytes())
@@ -108,7 +118,7 @@ class StateStore:
         got = self._cached[1]
         if isinstance(got, CorruptStateError):
             raise got
-        return got.model_copy()
+        return got
 
     def load(self) -> PersistedState:
         """``read``; with an ``on_unreadable`` handler, a halted state instead of the error (see the module)."""

@@ -11,7 +11,11 @@ context, views and order of notices as live. For each candle time, in order:
 2. the clock moves to the candle's close and the candles close together: ``on_bar`` runs for each, then whatever
    it caused (a market order fills at once against the book around the close, as on the sandbox);
 3. the engine's timers that are due on the simulated clock run: the risk monitor (``risk.monitor_interval``:
-   metrics, equity in the trace, breakers) and ``on_tick`` (``tick_interval``, at candle closes).
+   metrics, equity in the trace) and ``on_tick`` (``tick_interval``, at candle closes).
+
+The daily-loss and drawdown breakers are armed as live arms them: evaluated on every price and balance update, on
+the simulated day (the day-start equity resets at each simulated UTC midnight). A trip runs the emergency stop,
+which halts the strategy, and the run ends there (``result.reason`` "halted").
 
 History before ``start`` (at least ``warmup`` candles) is loaded before ``on_start``, as live loads its history.
 Deterministic: nothing reads the machine's clock or a random number, so the same inputs give the same trace.
@@ -92,7 +96,8 @@ class BacktestRun:
 def backtest_config(cfg: StrategyConfig, store_root: Path, params: Mapping[str, object] | None = None) -> StrategyConfig:
     """The live config as a backtest runs it: its own store (trace, state), the logic's params with ``params`` over
     them, no fsync (a simulation has nothing to lose in a crash), no exchange-side countdown, orders answered
-    without waiting on the wall clock (``timeouts.waitfor`` 0.05 s: a market order's fill arrives at once)."""
+    without waiting on the wall clock (``timeouts.waitfor`` 0.05 s: a market order's fill arrives at once), no
+    order watchers polling the exchange (its stream, in process, carries every report before the next step)."""
     data = cfg.model_dump(mode="python")
     data["store_root"] = str(store_root)
     data["logic_params"] = {**(cfg.logic_params or {}), **dict(params or {})}
@@ -100,6 +105,7 @@ def backtest_config(cfg: StrategyConfig, store_root: Path, params: Mapping[str, 
     tracing.update(enabled=True, fsync=False, root=None, flush_interval=3600.0, trace_api_calls=False)
     data["event_tracing"] = tracing
     data["timeouts"] = {**(data.get("timeouts") or {}), "waitfor": 0.05}
+    data["order_monitoring"] = {**(data.get("order_monitoring") or {}), "enabled": False}  # the simulated stream misses nothing
     for secret in ("api_key", "api_secret", "passphrase"):
         data.get("credentials", {}).pop(secret, None)
     out = StrategyConfig.model_validate(data)
@@ -143,6 +149,7 @@ class Backtest:
             trace_api_calls=False,
             fsync=False,
             clock_ns=lambda: self.clock.ms * 1_000_000,
+            wal=False,
         )
         seq = Path(cfg.shared_root) / ClientOrderIds.NAME
         if not seq.exists():  # a fixed epoch: the same inputs give the same client order ids (the live default is the time)
@@ -204,6 +211,7 @@ class Backtest:
                 await s.fetch_positions()
             await sync_prices(s)
             initial = (await s.risk.monitor_once(s)).equity  # the trace's first equity: the starting one
+            s.run_driven()  # running, without watchers (the venue's stream is the only source): breakers armed
             await self._invoke("on_start", self.logic.on_start(self.host.ctx))
             await self.settle()
             bars = await self._loop(itertools.chain([pending] if pending is not None else [], groups))
@@ -286,6 +294,11 @@ class Backtest:
                 break
             with s.group():  # the candle's events written once (a simulation has no crash to survive)
                 bars += await self._candle(ts, rows, assets)
+            if s.risk.estop_pending:  # a breaker tripped on this candle's prices: its emergency stop ends, then the run
+                await s.risk.wait_estop()
+                await self.settle()
+                self.result.reason = "halted"
+                break
             if ticking and clock.ms >= next_tick:
                 self.result.ticks += 1
                 await self._invoke("on_tick", self.logic.on_tick(self.host.ctx))

@@ -107,7 +107,7 @@ def build_parts(
         book=OrderBook(),
         ledger=FillLedger(),
         hooks=Hooks(config.name, guarded, alerts),
-        risk=RiskManager(config.risk, state_store, guarded),
+        risk=RiskManager(config.risk, state_store, guarded, clock),
         heartbeat=Heartbeat(config, account, venue, guarded),
         twins=Twins(config),
     )

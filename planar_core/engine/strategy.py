@@ -214,6 +214,11 @@ class Strategy:
         if watchers:
             self.start_watchers()
 
+    def run_driven(self) -> None:
+        """Running without watchers: a driver feeds the venue and its reports (a backtest over the simulated venue),
+        and what acts only while the strategy runs (the breakers, one-shot jobs after fills) acts as in a live run."""
+        self.running = True
+
     def start_watchers(self) -> None:
         if self.config.balance_watcher.enabled:
             self.supervisor.start("balance", balance_watcher(self))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..config import RiskConfig
 from ..model import OrderAnswer, Refusal, RefusalReason, Side
+from ..model.clock import Clock
 from ..model.sink import EventSink
 from ..model.types import Json
 from ..state import StateStore
@@ -41,15 +42,19 @@ def _limit(detail: str) -> Refusal:
     return Refusal(RefusalReason.RISK_LIMIT, detail)
 
 
-def utc_day() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+def utc_day(clock: Clock | None = None) -> str:
+    """Today's UTC date on ``clock`` (the engine's: a backtest's days are the market's, so its daily-loss breaker
+    starts each simulated day afresh), else the machine's."""
+    at = clock.time() if clock is not None else time.time()
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
 class RiskManager:
-    def __init__(self, cfg: RiskConfig, state_store: StateStore, sink: EventSink) -> None:
+    def __init__(self, cfg: RiskConfig, state_store: StateStore, sink: EventSink, clock: Clock | None = None) -> None:
         self.cfg = cfg
         self.state_store = state_store
         self.sink = sink
+        self.clock = clock
         self.last: M.RiskMetrics | None = None
         self._estop_task: asyncio.Task[object] | None = None
         self.estop_reports: list[EStopReport] = []
@@ -135,8 +140,9 @@ class RiskManager:
         """Day-start and peak equity, kept in the persisted state so restarts and the daily-reset flow share them."""
         st = self.state_store.load()
         changes: Json = {}
-        if st.day != utc_day() or st.day_start_equity is None:
-            changes.update(day=utc_day(), day_start_equity=eq)
+        today = utc_day(self.clock)
+        if st.day != today or st.day_start_equity is None:
+            changes.update(day=today, day_start_equity=eq)
         peak = max(st.peak_equity or eq, eq)
         if st.peak_equity is None or peak > st.peak_equity * (1 + 1e-9):
             changes["peak_equity"] = peak
@@ -208,6 +214,11 @@ class RiskManager:
         self.estop_reports.append(report)
         return report
 
+    @property
+    def estop_pending(self) -> bool:
+        """A breaker's emergency stop is scheduled or running."""
+        return self._estop_task is not None and not self._estop_task.done()
+
     async def wait_estop(self) -> EStopReport | None:
         if self._estop_task is not None:
             await self._estop_task
@@ -216,9 +227,8 @@ class RiskManager:
     # ------------------------------------------------------------- monitor
     def metrics(self, s: "Strategy") -> M.RiskMetrics:
         """The risk figures of ``s`` now (kept as ``last``)."""
-        eq, _ = M.equity(s)
         st = self.state_store.load()
-        self.last = M.compute(s, st.day_start_equity, max(st.peak_equity or eq, eq))
+        self.last = M.compute(s, st.day_start_equity, st.peak_equity)
         return self.last
 
     async def monitor_body(self, s: "Strategy", health: "TaskHealth") -> None:

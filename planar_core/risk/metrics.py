@@ -101,25 +101,27 @@ def valuation_markets(s: "Strategy") -> list[str]:
     return sorted(needed)
 
 
-def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0) -> float:
+def position_value(
+    s: "Strategy", ai: "AssetInstance", extra: float = 0.0, graph: dict[str, list[tuple[str, float]]] | None = None
+) -> float:
     """Signed value in the main currency of the asset's position (spot: base holdings) plus ``extra`` base units;
-    NaN when it cannot be valued."""
+    NaN when it cannot be valued. ``graph``: the prices' graph when the caller values several assets at once."""
     if ai.is_margin:
         contracts = ai.position.contracts + extra
         if not contracts:
             return 0.0
-        rate = price_in_main(s, ai.quote)
+        rate = price_in_main(s, ai.quote, graph)
         return contracts * ai.last_price * rate if ai.last_price and rate is not None else math.nan
     held = s.cash(ai.base).total + extra
     if not held:
         return 0.0
-    rate = price_in_main(s, ai.base)
+    rate = price_in_main(s, ai.base, graph)
     return held * rate if rate is not None else math.nan
 
 
-def equity(s: "Strategy") -> tuple[float, list[str]]:
+def equity(s: "Strategy", graph: dict[str, list[tuple[str, float]]] | None = None) -> tuple[float, list[str]]:
     """Equity in the main currency and what could not be valued (empty: the figure is complete)."""
-    graph = price_graph(s)
+    graph = price_graph(s) if graph is None else graph
     total, unpriced = 0.0, []
     for cur, bal in s.holdings.balances.items():  # spot: every balance; margin: the wallet (Balance.total on margin accounts)
         if not bal.total:
@@ -179,16 +181,33 @@ def returns(ai: "AssetInstance", timeframe: str = "1m", window: int = 60) -> np.
 
 
 def realized_volatility(ai: "AssetInstance", window: int = 60) -> float:
-    r = returns(ai, window=window)
-    return float(r.std(ddof=1)) if len(r) >= 3 else math.nan
+    return volatility_of(returns(ai, window=window))
+
+
+def volatility_of(r: np.ndarray) -> float:
+    """The sample standard deviation of returns (nan below 3), by one dot product: the monitor computes it for
+    every asset on every run."""
+    if len(r) < 3:
+        return math.nan
+    x = r - r.mean()
+    return math.sqrt(float(x @ x) / (len(r) - 1))
 
 
 def correlation(a: "AssetInstance", b: "AssetInstance", window: int = 60) -> float:
-    ra, rb = returns(a, window=window), returns(b, window=window)
+    return correlation_of(returns(a, window=window), returns(b, window=window))
+
+
+def correlation_of(ra: np.ndarray, rb: np.ndarray) -> float:
+    """Pearson's correlation of the last common returns (nan below 5 or when either is constant): numpy's
+    ``corrcoef`` figure, from three dot products."""
     n = min(len(ra), len(rb))
-    if n < 5 or ra[-n:].std() == 0 or rb[-n:].std() == 0:
+    if n < 5:
         return math.nan
-    return float(np.corrcoef(ra[-n:], rb[-n:])[0, 1])
+    x, y = ra[-n:] - ra[-n:].mean(), rb[-n:] - rb[-n:].mean()
+    sxx, syy = float(x @ x), float(y @ y)
+    if sxx == 0 or syy == 0:
+        return math.nan
+    return max(-1.0, min(1.0, float(x @ y) / math.sqrt(sxx * syy)))
 
 
 @dataclass
@@ -210,17 +229,21 @@ class RiskMetrics:
 
 
 def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | None) -> RiskMetrics:
-    eq, unpriced = equity(s)
-    values = {sym: position_value(s, ai) for sym, ai in s.universe.items()}
+    """The figures now; ``peak_equity`` None or below the equity: the equity is the peak."""
+    graph = price_graph(s)
+    eq, unpriced = equity(s, graph)
+    peak_equity = max(peak_equity or eq, eq)
+    values = {sym: position_value(s, ai, graph=graph) for sym, ai in s.universe.items()}
     values = {k: v for k, v in values.items() if math.isfinite(v) and abs(v) > 1e-12}
     gross = sum(abs(v) for v in values.values())
     upnl = sum(u for u in (unrealized(ai) for ai in s.universe.values()) if u is not None)
     weights = {k: abs(v) / gross for k, v in values.items()} if gross else {}
     corr_terms, corr_w = 0.0, 0.0
     syms = list(values)
+    rets = {sym: returns(s.universe[sym]) for sym in syms}  # once per asset: the pairs and the volatility share them
     for i, x in enumerate(syms):
         for y in syms[i + 1 :]:
-            c = correlation(s.universe[x], s.universe[y])
+            c = correlation_of(rets[x], rets[y])
             if not math.isnan(c):
                 sign = 1.0 if (values[x] > 0) == (values[y] > 0) else -1.0
                 w = weights[x] * weights[y]
@@ -233,7 +256,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
         volume = float(candles.volume[-60:].sum()) if candles else 0.0
         qty = abs(values[sym]) / (ai.last_price or 1.0)
         liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
-    vols = [(weights[k], realized_volatility(s.universe[k])) for k in values]
+    vols = [(weights[k], volatility_of(rets[k])) for k in values]
     vol = sum(w * v for w, v in vols if not math.isnan(v)) if vols else math.nan
     return RiskMetrics(
         equity=eq,

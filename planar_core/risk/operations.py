@@ -46,7 +46,7 @@ def daily_reset(s: Strategy) -> DailyReset:
     before = s.state_store.load()
     pnl = eq - before.day_start_equity if before.day_start_equity is not None else None
     cleared = before.breaker_tripped == "daily_loss"
-    changes: dict[str, object] = {"day": utc_day(), "day_start_equity": eq}
+    changes: dict[str, object] = {"day": utc_day(s.clock), "day_start_equity": eq}
     if cleared:
         changes.update(breaker_tripped=None, halted=False, halt_reason=None, halted_by_emergency_stop=False)
     after = s.state_store.update(**changes)
@@ -106,7 +106,7 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
         estop_unverified={},
         peak_equity=eq,
         day_start_equity=eq,
-        day=utc_day(),
+        day=utc_day(s.clock),
     )
     s.sink.record("rearmed", reason=reason, by=by, equity=eq, previous_halt=st.halt_reason)
     log.warning("strategy %s re-armed by %s (%s); breaker baselines reset to equity %.2f", s.name, by, reason, eq)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .futures import Income
@@ -101,6 +101,42 @@ class AlgoOrder:
         return self.status == "NEW"
 
 
+class Orders(dict[int, SandboxOrder]):
+    """Every order an account ever had (the exchange answers queries about closed ones too), with an index of those
+    that may still be open: matching, which runs on every price move, and the open-order queries walk that index, so
+    their cost follows the open orders, not the account's history (a year's backtest places tens of thousands)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._maybe_open: dict[int, SandboxOrder] = {}
+
+    def __setitem__(self, key: int, value: SandboxOrder) -> None:
+        super().__setitem__(key, value)
+        self._maybe_open[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self._maybe_open.pop(key, None)
+
+    def pop(self, key: int, *default: Any) -> Any:
+        self._maybe_open.pop(key, None)
+        return super().pop(key, *default)
+
+    def open(self) -> list[SandboxOrder]:
+        """The open orders, in the order they were placed (an order never opens again once closed: the index
+        forgets it)."""
+        out: list[SandboxOrder] = []
+        closed: list[int] = []
+        for key, order in self._maybe_open.items():
+            if order.is_open:
+                out.append(order)
+            else:
+                closed.append(key)
+        for key in closed:
+            del self._maybe_open[key]
+        return out
+
+
 @dataclass
 class Fill:
     trade_id: int
@@ -141,7 +177,7 @@ class Account:
     margin_called: set[tuple[str, str]] = field(default_factory=set)  # positions a MARGIN_CALL has warned about
     leverage: dict[str, int] = field(default_factory=dict)
     margin_type: dict[str, str] = field(default_factory=dict)
-    orders: dict[int, SandboxOrder] = field(default_factory=dict)
+    orders: Orders = field(default_factory=Orders)
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
     order_lists: dict[int, OrderList] = field(default_factory=dict)
     by_client_id: dict[tuple[str, str], SandboxOrder] = field(default_factory=dict)
@@ -163,7 +199,7 @@ class Account:
         return self.spot.setdefault(asset, [ZERO, ZERO])
 
     def open_orders(self, kind: str, symbol: str | None = None) -> list[SandboxOrder]:
-        return [o for o in self.orders.values() if o.kind == kind and o.is_open and (symbol is None or o.symbol == symbol)]
+        return [o for o in self.orders.open() if o.kind == kind and (symbol is None or o.symbol == symbol)]
 
     def add_fee(self, asset: str, amount: Decimal) -> None:
         self.fees_paid[asset] = self.fees_paid.get(asset, ZERO) + amount

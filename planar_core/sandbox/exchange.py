@@ -539,7 +539,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         n = 0
         ratio = self.faults.partial_fill_ratio
         for acct in list(self.accounts.values()):
-            for order in [o for o in acct.orders.values() if o.is_open and o.working and not o.is_market]:
+            for order in [o for o in acct.orders.open() if o.working and not o.is_market]:
                 m = self.markets[(order.kind, order.symbol)]
                 (bid, _), (ask, _) = self.best_bid_ask(m)
                 crossed = (order.side == "BUY" and ask <= order.price) or (order.side == "SELL" and bid >= order.price)
@@ -583,7 +583,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def trigger_conditionals(self) -> None:
         """Spot stops and take-profits on the last price; futures algo orders on their working type's price."""
         for acct in list(self.accounts.values()):
-            for order in [o for o in acct.orders.values() if o.is_open and not o.working]:
+            for order in [o for o in acct.orders.open() if not o.working]:
                 m = self.markets[(order.kind, order.symbol)]
                 due = conditional.spot_due(order, self.last_price(m), update=True)
                 if order.trail_ref and not order.trail_ms:
@@ -800,7 +800,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                         for sym, side, p in self.open_positions(acct)
                     },
                 },
-                "open_orders": [order_json(o) for o in acct.orders.values() if o.is_open],
+                "open_orders": [order_json(o) for o in acct.orders.open()],
                 "algo_orders": [
                     {
                         "algo_id": a.algo_id,

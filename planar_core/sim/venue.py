@@ -230,8 +230,8 @@ class SimVenue(CcxtVenue):
         backtest's price walk stops at each, so an order fills or triggers where the path crosses it)."""
         m = self._market(symbol)
         out: list[float] = []
-        for o in self.account.orders.values():
-            if o.is_open and (o.kind, o.symbol) == m.key:
+        for o in self.account.orders.open():
+            if (o.kind, o.symbol) == m.key:
                 if not o.working and o.stop_price > 0:
                     out.append(float(o.stop_price))
                 elif o.price > 0:

@@ -83,11 +83,15 @@ class EventTrace:
         fsync: bool = True,
         lease_ttl: float = 30.0,
         clock_ns: Callable[[], int] = time.time_ns,
+        wal: bool = True,
     ) -> None:
         """``lease_ttl``: on object storage, how long the single-writer lease lasts without renewal (a dead
         writer's lease can be taken over after that long; see ``storage.ObjectLease``). ``clock_ns``: the events'
-        time (a backtest's trace is stamped with simulated time, so its analysis reads the market's dates)."""
+        time (a backtest's trace is stamped with simulated time, so its analysis reads the market's dates). ``wal``:
+        False keeps flushed events in memory until the next checkpoint instead of writing a WAL file per flush (a
+        simulation, which has no crash to survive: a backtest's orders would otherwise each write a file)."""
         self.clock_ns = clock_ns
+        self.wal = wal
         self.files = TraceFiles(str(root), fsync=fsync)
         self.root = self.files.root
         self.flush_interval = flush_interval
@@ -219,7 +223,10 @@ class EventTrace:
     def flush(self) -> None:
         """Make every buffered event durable (one WAL file); checkpoint into a segment when enough piled up."""
         with self._lock:
-            if self._buffer:
+            if self._buffer and not self.wal:
+                self._wal_pending.extend(self._buffer)
+                self._buffer = []
+            elif self._buffer:
                 seq = self._wal_seq
                 self._wal_seq += 1
                 data = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in self._buffer).encode()
@@ -250,7 +257,7 @@ class EventTrace:
             cols = Columns.concat([Columns.from_events(self._wal_pending), market])
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
-            upto = self._wal_seq - 1
+            upto = self._wal_seq - 1 if self.wal else None
             self._last_checkpoint = time.monotonic()
             self._wal_files = 0
 
