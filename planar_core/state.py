@@ -82,6 +82,10 @@ class StateStore:
         self.on_unreadable = on_unreadable
         self.fault: CorruptStateError | None = None  # the file is unreadable (guarded stores only)
         self._cached: tuple[tuple[int, int, int], PersistedState | CorruptStateError] | None = None
+        # only this object writes the file (a backtest's private store): what it wrote is what a read answers, with
+        # no look at the file (read on every price update; a stat is a system call)
+        self.exclusive = False
+        self._own: PersistedState | None = None
 
     def parse(self, raw: bytes) -> PersistedState:
         """A state document, or ``CorruptStateError`` naming this file."""
@@ -99,6 +103,8 @@ class StateStore:
     def read(self) -> PersistedState:
         """The current state, or ``CorruptStateError``; on a local root re-read only when the file changed (another
         process may write it)."""
+        if self._own is not None:
+            return self._own
         if not self.store.local:
             raw = self.store.read(self.NAME)
             return self.parse(raw) if raw is not None else PersistedState()
@@ -142,6 +148,7 @@ class StateStore:
 
     def save(self, state: PersistedState) -> None:
         self.store.write_atomic(self.NAME, _encode(state))
+        self._own = state if self.exclusive else None
 
     def update(self, **changes: object) -> PersistedState:
         """Change some fields (a compare-and-swap). An unreadable file is left as it is: ``CorruptStateError``, or
@@ -153,7 +160,9 @@ class StateStore:
             return _encode(state), state
 
         try:
-            return self.store.update(self.NAME, edit)
+            state = self.store.update(self.NAME, edit)
+            self._own = state if self.exclusive else None
+            return state
         except CorruptStateError as exc:
             if self.on_unreadable is None or changes.get("halted") is False:  # a halt nobody can read is never lifted
                 raise

@@ -156,7 +156,9 @@ class Backtest:
             seq.parent.mkdir(parents=True, exist_ok=True)
             seq.write_text(json.dumps({"epoch": "bt", "next_block": 0}))
         self.venue = SimVenue(cfg, self.trace, clock_ms=lambda: self.clock.ms, settings=settings)
-        self.s = Strategy(cfg, build_parts(cfg, sink=self.trace, venue=self.venue, clock=self.clock, alerts=None))
+        parts = build_parts(cfg, sink=self.trace, venue=self.venue, clock=self.clock, alerts=None)
+        parts.state_store.exclusive = True  # the run's own store: nobody else writes its state
+        self.s = Strategy(cfg, parts)
         self.venue.connect(self.s)
         self.logic = logic if logic is not None else load_logic(cfg.logic or "", cfg.logic_params, cfg.config_dir)
         self.result = RunResult("duration")

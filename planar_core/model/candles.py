@@ -32,7 +32,8 @@ class Candle(NamedTuple):
 
     @classmethod
     def of(cls, row: Sequence[float]) -> Candle:
-        return cls(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+        t = row.tolist() if isinstance(row, np.ndarray) else row  # one conversion of a buffer row, not six
+        return cls(int(t[0]), float(t[1]), float(t[2]), float(t[3]), float(t[4]), float(t[5]))
 
 
 class Candles:
@@ -48,6 +49,7 @@ class Candles:
         self._df_version = -1
         self.closed_through: int | None = None  # opening time of the newest candle known to be closed
         self._handed_out: int | None = None  # opening time of the newest closed candle given to take_closed
+        self._view: FloatArray | None = None  # ``array`` until the next change
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[float]], capacity: int = 1000) -> Candles:
@@ -85,6 +87,7 @@ class Candles:
             changed += 1
         if changed:
             self.version += 1
+            self._view = None
         return changed
 
     def take_closed(self) -> list[Candle]:
@@ -97,17 +100,25 @@ class Candles:
             return []
         if self.closed_through <= self._handed_out:
             return []
-        ts = self.array[:, 0]
-        lo, hi = np.searchsorted(ts, [self._handed_out, self.closed_through], side="right")
+        rows = self.array
+        ts = rows[:, 0]
+        hi = len(ts)  # the closed ones end at the newest or the one before it (the forming candle): found from the end
+        while hi and ts[hi - 1] > self.closed_through:
+            hi -= 1
+        lo = hi
+        while lo and ts[lo - 1] > self._handed_out:
+            lo -= 1
         self._handed_out = self.closed_through
-        return [Candle.of(r) for r in self.array[lo:hi]]
+        return [Candle.of(r) for r in rows[lo:hi]]
 
     # ------------------------------------------------------------------ reading (views, no copies)
     @property
     def array(self) -> FloatArray:
         """Rows of (timestamp, open, high, low, close, volume), oldest first; a read-only view."""
-        view = self._buf[self._start : self._end]
-        view.flags.writeable = False
+        view = self._view
+        if view is None:
+            view = self._view = self._buf[self._start : self._end]
+            view.flags.writeable = False
         return view
 
     def column(self, name: str) -> FloatArray:
@@ -140,9 +151,15 @@ class Candles:
     @property
     def closed(self) -> FloatArray:
         """The closed rows only (the forming candle, if any, left out)."""
+        rows = self.array
         if self.closed_through is None:
-            return self.array[:0]
-        return self.array[: int(np.searchsorted(self.timestamp, self.closed_through, side="right"))]
+            return rows[:0]
+        n = len(rows)
+        if n and rows[n - 1, 0] <= self.closed_through:  # every row closed
+            return rows
+        if n > 1 and rows[n - 2, 0] <= self.closed_through:  # all but the forming one
+            return rows[: n - 1]
+        return rows[: int(np.searchsorted(rows[:, 0], self.closed_through, side="right"))]
 
     @property
     def df(self) -> pd.DataFrame:

@@ -327,7 +327,10 @@ class AssetInstance:
 
     def candles(self, timeframe: str) -> Candles:
         """The candles of ``timeframe`` (an empty buffer until the feed delivers)."""
-        return self.ohlcv.setdefault(timeframe, Candles())
+        got = self.ohlcv.get(timeframe)
+        if got is None:  # not setdefault: a new buffer is 12 000 floats, built only when missing
+            got = self.ohlcv[timeframe] = Candles()
+        return got
 
     def order_by_id(self, order_id: str) -> Order | None:
         for o in self.orders.values():

@@ -14,6 +14,7 @@ asset's 1m returns over the last hour, bounded to [0.25, 1] (never enlarged).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -46,7 +47,12 @@ def utc_day(clock: Clock | None = None) -> str:
     """Today's UTC date on ``clock`` (the engine's: a backtest's days are the market's, so its daily-loss breaker
     starts each simulated day afresh), else the machine's."""
     at = clock.time() if clock is not None else time.time()
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return _day_name(int(at // 86_400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_name(day: int) -> str:  # the breakers ask on every price update
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 class RiskManager:

@@ -210,6 +210,31 @@ def correlation_of(ra: np.ndarray, rb: np.ndarray) -> float:
     return max(-1.0, min(1.0, float(x @ y) / math.sqrt(sxx * syy)))
 
 
+def return_stats(rets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The pairwise correlations (``correlation_of``) and the volatilities (``volatility_of``) of several assets'
+    returns: in one matrix product when they have the same length (the usual case; the monitor runs this every
+    interval), pair by pair otherwise."""
+    k = len(rets)
+    lengths = {len(r) for r in rets}
+    m = lengths.pop() if len(lengths) == 1 else 0
+    if m >= 3:
+        x = np.vstack(rets)
+        x = x - x.mean(axis=1, keepdims=True)
+        cov = x @ x.T
+        d = np.diag(cov).copy()
+        vols = np.sqrt(d / (m - 1))
+        corr = np.full((k, k), math.nan)
+        if m >= 5:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corr = np.clip(cov / np.sqrt(np.outer(d, d)), -1.0, 1.0)
+            flat = d == 0
+            corr[flat, :] = math.nan
+            corr[:, flat] = math.nan
+        return corr, vols
+    corr = np.array([[correlation_of(a, b) for b in rets] for a in rets]).reshape(k, k)
+    return corr, np.array([volatility_of(r) for r in rets])
+
+
 @dataclass
 class RiskMetrics:
     equity: float
@@ -240,10 +265,10 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     weights = {k: abs(v) / gross for k, v in values.items()} if gross else {}
     corr_terms, corr_w = 0.0, 0.0
     syms = list(values)
-    rets = {sym: returns(s.universe[sym]) for sym in syms}  # once per asset: the pairs and the volatility share them
+    corr, vols_of = return_stats([returns(s.universe[sym]) for sym in syms])
     for i, x in enumerate(syms):
-        for y in syms[i + 1 :]:
-            c = correlation_of(rets[x], rets[y])
+        for j in range(i + 1, len(syms)):
+            y, c = syms[j], float(corr[i, j])
             if not math.isnan(c):
                 sign = 1.0 if (values[x] > 0) == (values[y] > 0) else -1.0
                 w = weights[x] * weights[y]
@@ -256,7 +281,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
         volume = float(candles.volume[-60:].sum()) if candles else 0.0
         qty = abs(values[sym]) / (ai.last_price or 1.0)
         liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
-    vols = [(weights[k], volatility_of(rets[k])) for k in values]
+    vols = [(weights[k], float(vols_of[i])) for i, k in enumerate(syms)]
     vol = sum(w * v for w, v in vols if not math.isnan(v)) if vols else math.nan
     return RiskMetrics(
         equity=eq,
