@@ -164,12 +164,16 @@ async def backtest(
 ) -> Json:
     """One backtest of ``cfg`` (params over its own) on ``history``: its trace, ``summary.json`` and (``report``) the
     HTML report (``report/report.html``, trace/report.py: trade list, per-symbol table, round trips, equity and
-    drawdown charts) under ``out``; returns the summary."""
+    drawdown charts) under ``out``; returns the summary. The run's store (``out/store``: trace, state, journal)
+    starts empty: a run again into the same folder replaces the last one's, it does not add to it."""
+    import shutil
+
     from ..trace.reading import read_trace
     from ..trace.report import write_report
     from .run import Backtest, backtest_config
     from .summary import summarize
 
+    shutil.rmtree(out / "store", ignore_errors=True)  # a halt, a peak equity or the trades of a previous run count for nothing here
     run_cfg = backtest_config(cfg, out / "store", params)
     run = await Backtest(run_cfg, history, start_ms=start_ms, end_ms=end_ms, warmup=warmup).run()
     df = read_trace(run.trace_root)

@@ -127,6 +127,16 @@ async def test_summary_agrees_with_the_trace(tmp_path: Path) -> None:
     assert summary["round_trips"] > 0 and summary["realized_pnl"] != 0
 
 
+async def test_a_second_run_into_the_same_folder_replaces_the_first(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    first = await backtest(cfg, DATA, tmp_path / "out", params={"fast": 3, "slow": 8}, report=False)
+    second = await backtest(cfg, DATA, tmp_path / "out", params={"fast": 3, "slow": 8}, report=False)
+    assert first["trades"] > 0
+    assert {k: second[k] for k in ("trades", "realized_pnl", "final_equity")} == {
+        k: first[k] for k in ("trades", "realized_pnl", "final_equity")
+    }
+
+
 def test_the_command_runs_a_config_on_candle_files_and_prints_strict_json(tmp_path: Path) -> None:
     """``planar backtest CONFIG --data DIR --param k=v --json``: one strict-JSON object with the issue's keys; a
     missing file is one line and exit 2."""
