@@ -337,7 +337,10 @@ class SimVenue(CcxtVenue):
     def _balance_report(self, kind: str, assets: Sequence[str] | None) -> BalanceReport:
         now = self.core.now_ms()
         if kind == "spot":
-            raw = self.ex.parse_balance_custom(wire.spot_account(self.account, now), "spot")
+            account = wire.spot_account(self.account, now)
+            if assets is not None:  # the stream's account update carries the assets that changed (outboundAccountPosition)
+                account["balances"] = [b for b in account["balances"] if b["asset"] in assets]
+            raw = self.ex.parse_balance_custom(account, "spot")
             report = self.parse.balance(raw, "spot", complete=False)
             if assets is not None:  # as the stream's account update: every currency the change touched, zero included
                 zero = AssetBalance(0.0, 0.0, 0.0)

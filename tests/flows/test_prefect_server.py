@@ -194,6 +194,10 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
     acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.1, "ETH": 1})
     configs = tmp_path / "configs"
     write_config(configs, "served", sandbox, tmp_path / "store", risk={"max_daily_loss": 300})
+    optimization = {"enabled": True, "params": {"fast": "2,4"}, "method": "grid", "metric": "return", "days": 1}
+    optimization.update(walk_forward="12h:6h", min_improvement=1e9)  # a search that never proposes: nothing to apply
+    tuned = {"universe": ["BTC/USDT"], "timeframes": ["1m"], "logic": "planar_core.strategies.ma_cross:MACross"}
+    write_config(configs, "tuned", sandbox, tmp_path / "tuned", **tuned, logic_params={"fast": 3, "slow": 10}, optimization=optimization)
     env = engine_env(prefect_api, prefect_home, acct)
     server = Background([PLANAR, "serve", "--configs", str(configs)], env, log=tmp_path / "serve.log")
     try:
@@ -201,7 +205,9 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         async def deployed() -> bool:
             async with get_client() as client:
                 deps = await client.read_deployments()
-            return {"served-live", "served-emergency-stop", "emergency-stop", "resync", "served-rearm"} <= {d.name for d in deps}
+            return {"served-live", "served-emergency-stop", "emergency-stop", "resync", "served-rearm", "tuned-optimize"} <= {
+                d.name for d in deps
+            }
 
         await wait_for(deployed, timeout=120, interval=0.5)
         # 1. the live deployment trades; a second run of it is cancelled while the first runs
@@ -279,6 +285,16 @@ async def test_served_deployments_live_estop_rearm_cancel_and_automations(prefec
         p = new[0].parameters
         # aimed by name and account; its config is found in the deployment's folder, not through a path in the event
         assert p["strategy"] == "served" and p["account"].startswith("binance-") and "config_path" not in p
+        # 6. the scheduled optimisation: its deployment carries the config's schedule (weekly by default); a run of it
+        # (what the schedule starts) downloads its own candles from the sandbox, searches, publishes trials and decision
+        async with get_client() as client:
+            dep = await client.read_deployment_by_name("optimize_strategy/tuned-optimize")
+        assert [getattr(d.schedule, "cron", None) for d in dep.schedules] == ["0 3 * * 1"]
+        opt = await run_deployment("optimize_strategy/tuned-optimize", timeout=0)
+        st = await final_state(opt.id, timeout=180)
+        assert st.is_completed(), (st, server.output())
+        for key in ("tuned-optimization", "tuned-optimization-trials"):
+            assert any(a.flow_run_id == opt.id for a in await artifacts(key)), key
     finally:
         server.stop()
     assert server.proc.returncode is not None
