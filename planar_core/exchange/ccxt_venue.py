@@ -1,5 +1,5 @@
-"""The ``Venue`` (model/venue.py) over ccxt: Binance spot and USDⓈ-M today, and paper trading (a ccxt-shaped
-local account behind the same calls).
+"""The ``Venue`` (model/venue.py) over ccxt: Binance spot and USDⓈ-M today (and the simulated exchange of paper and
+backtests, sim/venue.py, behind the same calls).
 
 Every request goes through ``ExchangeClient.call`` (pacing, retries with backoff, typed errors, the ``api_call``
 trace); every answer is turned into the domain's reports (``exchange/reports.py``) and every request built from the
@@ -14,7 +14,6 @@ they answer reports, and the raw answers stay available as ``*_rows`` / ``cancel
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 
 from ..config import StrategyConfig
@@ -36,7 +35,7 @@ from ..model.venue import (
 )
 from .binance import BinanceDialect
 from .ccxt_types import CcxtExchange
-from .client import PAPER_UNSUPPORTED, ExchangeClient, is_balance, is_list, is_order
+from .client import ExchangeClient, is_balance, is_list, is_order
 from .errors import ExchangeOpError
 from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
@@ -53,18 +52,6 @@ def is_dict(x: object) -> bool:
     return isinstance(x, dict)
 
 
-def venue_caps(dialect: BinanceDialect, paper: bool) -> Capabilities:
-    """What the venue offers; paper mode fills market and limit orders only (conditional orders would need a
-    trigger engine of their own), places no order list (a spot stop-loss and take-profit go as two orders), cancels
-    one order a request and keeps no exchange-side countdown."""
-    caps = dialect.caps
-    if not paper:
-        return caps
-    return replace(
-        caps, order_types=caps.order_types - PAPER_UNSUPPORTED, native_oco=frozenset(), batch_cancel={}, countdown_cancel=frozenset()
-    )
-
-
 class CcxtVenue(ExchangeClient):
     """A ccxt exchange as a ``Venue``. The venue's dialect (``self.venue``: Binance's parameters, error codes and
     payload fields) supplies what ccxt leaves to each exchange."""
@@ -73,7 +60,7 @@ class CcxtVenue(ExchangeClient):
         self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: BinanceDialect | None = None
     ) -> None:
         super().__init__(cfg, sink, exchange, dialect)
-        self.caps: Capabilities = venue_caps(self.venue, cfg.mode == "paper")
+        self.caps: Capabilities = self.venue.caps
         self.parse = ReportParser(self.venue)
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
 
@@ -227,9 +214,7 @@ class CcxtVenue(ExchangeClient):
         await self.call("set_leverage", partial(self.ex.set_leverage, leverage, symbol), timeout)
 
     async def set_margin_mode(self, symbol: str, mode: str, timeout: float) -> None:
-        """Raises nothing when the mode is already set; nothing to set in paper mode."""
-        if self.cfg.mode == "paper":
-            return
+        """Raises nothing when the mode is already set."""
         try:
             await self.call("set_margin_mode", partial(self.ex.set_margin_mode, mode, symbol), timeout)
         except ExchangeOpError as err:
@@ -237,16 +222,12 @@ class CcxtVenue(ExchangeClient):
                 raise
 
     async def position_mode(self, timeout: float) -> bool:
-        """Whether the account holds futures positions in hedge mode (paper: one-way)."""
-        if self.cfg.mode == "paper":
-            return False
+        """Whether the account holds futures positions in hedge mode."""
         info = await self.call("fetch_position_mode", lambda: self.ex.fetch_position_mode(), timeout, validate=is_dict)
         return bool(info.get("hedged"))
 
     async def set_position_mode(self, hedged: bool, timeout: float) -> None:
-        """Raises nothing when the mode is already set; nothing to set in paper mode."""
-        if self.cfg.mode == "paper":
-            return
+        """Raises nothing when the mode is already set."""
         try:
             await self.call("set_position_mode", partial(self.ex.set_position_mode, hedged), timeout)
         except ExchangeOpError as err:

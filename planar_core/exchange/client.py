@@ -30,11 +30,9 @@ from .budget import SEND_DEADLINE, Pacer
 from .ccxt_types import CcxtExchange
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
-from .paper import PaperExchange
 
 log = logging.getLogger("planar.exchange")
 CANCEL_CONCURRENCY = 8  # cancel requests of one cancel_orders in flight at once
-PAPER_UNSUPPORTED = frozenset({"stop_market", "stop_limit", "take_profit_market", "take_profit_limit", "trailing_stop"})
 T = TypeVar("T")
 Validator = Callable[[object], bool]
 
@@ -91,7 +89,7 @@ def guard_ccxt_logs(secrets: list[str]) -> None:
 
 
 class ExchangeClient:
-    """The wire client: one ccxt exchange (or the paper account) with the engine's request policies. ``venue`` is
+    """The wire client: one ccxt exchange (the simulated one too: sim/venue.py) with the engine's request policies. ``venue`` is
     the venue's dialect (what ccxt leaves to the exchange); ``CcxtVenue`` builds the ``Venue`` protocol on it."""
 
     def __init__(
@@ -104,9 +102,11 @@ class ExchangeClient:
                 raise ValueError(f"ExchangeClient for {cfg.exchange!r}: build it through exchange.registry.open_venue")
             dialect = BINANCE
         self.venue: BinanceDialect = dialect
-        self.name: str = "paper" if cfg.mode == "paper" else dialect.name  # the venue's registry name
-        if exchange is None:  # paper mode: the same interface, private calls answered by a local account
-            exchange = PaperExchange(self.venue.build(cfg), cfg) if cfg.mode == "paper" else self.venue.build(cfg)
+        self.name: str = dialect.name  # the venue's registry name
+        if exchange is None:
+            if cfg.mode == "paper":  # a keyed client must never stand for paper: its private calls would reach the account
+                raise ValueError("a paper venue is built by engine.parts.engine_venue (sim/paper.py), not by the exchange layer")
+            exchange = self.venue.build(cfg)
         self.ex = exchange
         self.ex._trace = self.sink  # ccxt's hooks record into the engine's trace
         self._seq = itertools.count(1)  # one order for user-stream messages, REST requests and fills (model/stamp.py)
@@ -120,8 +120,7 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
-        wire = self.ex.public if isinstance(self.ex, PaperExchange) else self.ex  # paper mode: its public client's
-        self.pacer: Pacer | None = wire.pacer if isinstance(wire, StrictBinance) else None  # the host's request budgets
+        self.pacer: Pacer | None = exchange.pacer if isinstance(exchange, StrictBinance) else None  # the host's request budgets
 
     def next_seq(self) -> int:
         """The next number of the engine's one order of account reports (model/stamp.py)."""
@@ -210,16 +209,13 @@ class ExchangeClient:
         return self.venue.by_client_id(client_order_id, waiting_trigger)
 
     def supports(self, order_type: str, market_type: str = "spot") -> bool:
-        """Whether the venue takes this order type (an ``OrderType`` value) on this market type. Paper mode fills
-        market and limit orders only: conditional orders would need a trigger engine of their own."""
-        if self.cfg.mode == "paper" and order_type in PAPER_UNSUPPORTED:
-            return False
+        """Whether the venue takes this order type (an ``OrderType`` value) on this market type."""
         return order_type in self.venue.caps.order_types
 
     def order_books(self, contract: bool) -> list[Json]:
         """ccxt params for each book of open orders to read or cancel: futures conditional orders waiting for their
         trigger are a book of their own (the Algo Service)."""
-        if contract and self.cfg.mode != "paper":
+        if contract:
             return [{}, {"trigger": True}]
         return [{}]
 
@@ -272,7 +268,7 @@ class ExchangeClient:
         each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
         weight guard and request window. Never raises: what the exchange did not confirm is said per order."""
         contract = bool(self.markets.get(symbol, {}).get("contract"))
-        size = 0 if self.cfg.mode == "paper" else self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
+        size = self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
         result = CancelResult()
         singles: list[CancelTarget | OrderRef] = []
         by_id: list[CancelTarget | OrderRef] = []
@@ -382,9 +378,8 @@ class ExchangeClient:
         return out
 
     def has_countdown(self, symbol: str) -> bool:
-        """Whether the exchange keeps a dead-man's switch for ``symbol`` (USDⓈ-M: ``countdownCancelAll``); never in
-        paper mode, where orders live in this process."""
-        return self.cfg.mode != "paper" and self.venue.has_countdown(self.markets.get(symbol) or {})
+        """Whether the exchange keeps a dead-man's switch for ``symbol`` (USDⓈ-M: ``countdownCancelAll``)."""
+        return self.venue.has_countdown(self.markets.get(symbol) or {})
 
     async def arm_countdown(self, symbol: str, countdown_ms: int, timeout: float, retries: int = 3) -> None:
         """Set the exchange's cancel-all countdown of ``symbol`` to ``countdown_ms`` from now (0: stop it). One timer

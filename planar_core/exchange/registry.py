@@ -1,9 +1,9 @@
 """The venues the engine can trade on: one line each, read by the composition root (``open_venue``).
 
 A venue is a dialect (what ccxt leaves to the exchange: parameters, error codes, raw payload fields) and a factory
-that builds the ``Venue`` (model/venue.py) for a strategy's config. Paper mode is a mode, not a venue: the same
-factory puts a local account (``exchange/paper.py``) behind the venue's public market data. Adding a venue is one
-module (its dialect) plus one line in ``VENUES``.
+that builds the ``Venue`` (model/venue.py) for a strategy's config. Paper mode is a mode, not a venue: the engine's
+composition root (``engine.parts.engine_venue``) puts the simulated exchange (``sim/paper.py``) behind the venue's
+keyless public client. Adding a venue is one module (its dialect) plus one line in ``VENUES``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from ..config import StrategyConfig, load_config
 from ..engine.strategy import Strategy, strategy_from_config
 from ..engine.sync import check_universe
 from ..exchange.errors import ExchangeOpError
-from ..exchange.registry import open_venue
 from ..risk.estop import EStopReport, conclude, emergency_stop, pause
+from ..sim.paper import public_venue
 
 
 async def emergency_stop_standalone(
@@ -76,7 +76,7 @@ async def check_markets(cfg: StrategyConfig) -> None:
     ``ConfigError`` naming the field. ``planar run`` asks it while the local Prefect server starts, so a typo in a
     symbol is answered in a second, not after the server is up. An exchange that cannot be reached is not an
     answer: the run's own start asks again and says what it found."""
-    venue = open_venue(cfg)
+    venue = public_venue(cfg)  # keyless, whatever the mode: markets are public
     try:
         markets = await venue.load_markets(cfg.timeouts.market_data * 4)
     except ExchangeOpError:

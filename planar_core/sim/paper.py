@@ -10,16 +10,44 @@ candle watchers, tickers) moves the simulated exchange's price and runs its matc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from ..config import Credentials, StrategyConfig
 from ..exchange.ccxt_types import CcxtExchange
 from ..exchange.ccxt_venue import CcxtVenue
-from ..exchange.paper import spec_from_ccxt
 from ..exchange.registry import open_venue
 from ..model.sink import EventSink
 from ..model.types import Json
 from ..model.venue import Ticker
+from ..sandbox.market_data import MarketSpec
 from .venue import SimVenue
+
+
+def _dec(x: object, default: str) -> Decimal:
+    return Decimal(str(x)) if x not in (None, 0, 0.0) else Decimal(default)
+
+
+def spec_from_ccxt(market: Json) -> MarketSpec:
+    """The simulated exchange's market of a ccxt market: the exchange's own precision and limits."""
+    limits = market.get("limits") or {}
+    precision = market["precision"]
+    assert isinstance(limits, dict) and isinstance(precision, dict)
+    amount = limits.get("amount") or {}
+    cost = limits.get("cost") or {}
+    assert isinstance(amount, dict) and isinstance(cost, dict)
+    return MarketSpec(
+        str(market["id"]),
+        str(market["base"]),
+        str(market["quote"]),
+        "linear" if market.get("contract") else "spot",
+        _dec(precision["price"], "0.00000001"),
+        _dec(precision["amount"], "0.00000001"),
+        _dec(amount.get("min"), str(precision["amount"] or "0.00000001")),
+        _dec(amount.get("max"), "1000000000"),
+        _dec(cost.get("min"), "0"),
+        None,
+        "",
+    )
 
 
 def public_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:

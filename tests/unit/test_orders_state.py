@@ -108,13 +108,6 @@ async def test_an_order_type_the_venue_lacks_is_refused_by_name() -> None:
     assert "order type fok is not offered by binance" in str(refused["reason"])
 
 
-async def test_paper_mode_refuses_conditional_orders_by_name() -> None:
-    s = stub_strategy(mode="paper")
-    assert await s.call("BTC/USDT", OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=40_000.0) is None
-    (refused,) = sink_of(s).of("order_failed")
-    assert "order type stop_market is not offered by paper" in str(refused["reason"])
-
-
 async def test_hedge_mode_needs_a_position_side_and_one_way_refuses_one() -> None:
     s = stub_strategy(symbols=("BTC/USDT:USDT",), margin=True)
     assert await s.call("BTC/USDT:USDT", OrderType.MARKET, Side.BUY, amount=0.01, position_side="long") is None

@@ -32,7 +32,7 @@ def test_another_strategys_order_is_never_claimed(tmp_path: Path) -> None:
 def test_the_account_wide_cancel_is_used_only_by_the_account_emergency_stop() -> None:
     """Binance's DELETE openOrders cancels every strategy's orders on a symbol: nothing on a strategy's paths may
     reach it (its ``cancel_all``, e-stop, brackets, grid, risk actions, flows, tasks)."""
-    allowed = {"planar_core/exchange/client.py", "planar_core/risk/account_estop.py", "planar_core/exchange/paper.py"}
+    allowed = {"planar_core/exchange/client.py", "planar_core/risk/account_estop.py"}
     allowed.add("planar_core/model/venue.py")  # the Venue protocol declares it
     allowed |= {"planar_core/testing/venue.py", "planar_core/testing/exchange.py"}  # the in-memory venues implement it
     users = set()

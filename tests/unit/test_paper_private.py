@@ -1,39 +1,28 @@
-"""Paper mode never reaches a real account: no order list is advertised (its request is a private endpoint the
-local account does not answer), and any private endpoint it does not answer locally is refused, not forwarded to the
-public client (which would send it to the exchange)."""
+"""Paper mode never reaches a real account: the paper venue's only client of the exchange is keyless (its orders,
+balances and fills are the simulated exchange's, in process), even when the config names credentials that resolve;
+and the exchange layer refuses to build a keyed client for a paper config."""
 
 from __future__ import annotations
 
 import pytest
 
 from planar_core.config import load_config
-from planar_core.exchange.binance import BINANCE
-from planar_core.exchange.ccxt_venue import venue_caps
-from planar_core.exchange.paper import PaperExchange
+from planar_core.engine.parts import engine_venue
+from planar_core.exchange.registry import open_venue
+from planar_core.sim.paper import PaperVenue
 
 
-class Public:
-    """The public client a paper account delegates market data to; it records what reaches it."""
-
-    def __init__(self) -> None:
-        self.reached: list[str] = []
-
-    def __getattr__(self, name: str) -> object:
-        self.reached.append(name)
-        return lambda *a, **k: None
-
-
-def test_paper_advertises_no_order_list_where_live_does() -> None:
-    assert venue_caps(BINANCE, paper=False).native_oco == frozenset({"spot"})
-    assert venue_caps(BINANCE, paper=True).native_oco == frozenset()  # a spot stop-loss and take-profit go as two orders
+def test_the_paper_venue_s_exchange_client_has_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCHANGE_API_KEY", "a-real-looking-key")
+    monkeypatch.setenv("EXCHANGE_API_SECRET", "a-real-looking-secret")
+    cfg = load_config(name="unit", mode="paper")
+    cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved()})  # as the runner hands it to the engine
+    assert cfg.credentials.api_key is not None
+    venue = engine_venue(cfg)
+    assert isinstance(venue, PaperVenue)
+    assert not venue.public.ex.apiKey and not venue.public.ex.secret  # market data only: it cannot sign a request
 
 
-@pytest.mark.parametrize("endpoint", ["privatePostOrderListOco", "fapiPrivatePostCountdownCancelAll", "sapiGetAccountApiRestrictions"])
-def test_a_private_endpoint_never_reaches_the_public_client(endpoint: str) -> None:
-    public = Public()
-    paper = PaperExchange(public, load_config(env={}, name="unit", mode="paper"))  # type: ignore[arg-type]
-    with pytest.raises(AttributeError, match=endpoint):
-        getattr(paper, endpoint)
-    assert public.reached == []
-    paper.fetch_order_book  # noqa: B018  (public data is delegated)
-    assert public.reached == ["fetch_order_book"]
+def test_the_exchange_layer_builds_no_client_for_a_paper_config() -> None:
+    with pytest.raises(ValueError, match="engine_venue"):
+        open_venue(load_config(env={}, name="unit", mode="paper"))

@@ -13,7 +13,8 @@ from typing import Any
 import ccxt
 import pytest
 
-from planar_core.config import StrategyConfig
+from planar_core.config import StrategyConfig, load_config
+from planar_core.engine.parts import engine_venue
 from planar_core.exchange import errors as E
 from planar_core.exchange.binance import BINANCE, BinanceDialect
 from planar_core.exchange.ccxt_venue import CcxtVenue
@@ -219,10 +220,10 @@ def test_ccxt_venue_is_a_venue() -> None:
     assert v.caps.supports(OrderType.STOP_MARKET) and v.caps.batch_cancel == {"swap": 10}
 
 
-def test_paper_venue_offers_no_conditional_orders() -> None:
-    v, _ = venue(mode="paper")
-    assert v.name == "paper" and not v.caps.supports(OrderType.STOP_MARKET) and v.caps.supports(OrderType.GTC)
-    assert v.caps.batch_cancel == {} and not v.caps.countdown_cancel
+def test_the_paper_venue_offers_what_live_offers_but_the_countdown() -> None:
+    v = engine_venue(load_config(env={}, name="unit", mode="paper"))  # the simulated exchange: live's order types
+    assert v.name == "paper" and v.caps.supports(OrderType.STOP_MARKET) and v.caps.supports(OrderType.GTC)
+    assert v.caps.native_oco == BINANCE.caps.native_oco and not v.caps.countdown_cancel  # orders live in this process
 
 
 def test_registry_has_one_line_per_venue() -> None:
