@@ -49,6 +49,7 @@ from .source import CandleError, Candles, Row, SymbolCandles, merged
 from .walk import knots, walk
 
 MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it never settles
+CHECKPOINT_EVENTS = 10_000  # a segment per 10 000 events: the memory a checkpoint takes stays the same over a year
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 TIMEFRAME_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -150,6 +151,7 @@ class Backtest:
             fsync=False,
             clock_ns=lambda: self.clock.ms * 1_000_000,
             wal=False,
+            checkpoint_every=CHECKPOINT_EVENTS,
         )
         seq = Path(cfg.shared_root) / ClientOrderIds.NAME
         if not seq.exists():  # a fixed epoch: the same inputs give the same client order ids (the live default is the time)
