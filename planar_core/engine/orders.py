@@ -547,8 +547,12 @@ async def resend(s: "Strategy", ai: AssetInstance, old: Order, params: Json) -> 
 
 
 async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor: float, synced: bool) -> Trade | Pending:
-    if not order.trades and waitfor > 0:
-        deadline = asyncio.get_running_loop().time() + waitfor
+    """The order's fill within ``waitfor`` seconds, else ``PENDING``. A driven strategy (a backtest) does not wait:
+    its clock stands still while the logic waits, and everything the request caused arrived with the answer (a wait
+    would only cost wall time: ``waitfor=5`` on a resting limit was 5 s an order)."""
+    wait = 0.0 if s.driven else waitfor
+    if not order.trades and wait > 0:
+        deadline = asyncio.get_running_loop().time() + wait
         while not order.trades and order.is_open:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
@@ -560,7 +564,7 @@ async def wait_for_fill(s: "Strategy", ai: AssetInstance, order: Order, waitfor:
                 break
         if not order.trades and order.filled > sum(t.amount for t in order.trades):
             await asyncio.sleep(s.trade_grace_s + 0.05)  # let emulation run for fills reported without trades
-    if not order.trades and synced and waitfor > 0:
+    if not order.trades and synced and wait > 0:
         await force_sync(s, ai, order)
     for trade in list(order.trades) if waitfor > 0 else []:  # the answer comes with the balance that includes it
         await s.fill_settled(ai, trade)

@@ -108,6 +108,7 @@ class Strategy:
         self.holdings = parts.holdings  # balances, positions, funding, valuation prices (engine/account_book.py)
         self.supervisor = parts.supervisor
         self.running = False
+        self.driven = False  # run_driven: a driver moves the clock and delivers every report (a backtest)
         self.risk_check: RiskCheck | None = None
         self.hooks = parts.hooks  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
         self.alerts: AlertDispatcher | None = parts.alerts
@@ -216,8 +217,10 @@ class Strategy:
 
     def run_driven(self) -> None:
         """Running without watchers: a driver feeds the venue and its reports (a backtest over the simulated venue),
-        and what acts only while the strategy runs (the breakers, one-shot jobs after fills) acts as in a live run."""
+        and what acts only while the strategy runs (the breakers, one-shot jobs after fills) acts as in a live run.
+        Nothing arrives while the logic waits: an order's ``waitfor`` ends at once, with what its request caused."""
         self.running = True
+        self.driven = True
 
     def start_watchers(self) -> None:
         if self.config.balance_watcher.enabled:

@@ -3,6 +3,7 @@ crosses it, and the summary read back from the trace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from planar_core.backtest.command import backtest
 from planar_core.backtest.run import Backtest, backtest_config
 from planar_core.config import StrategyConfig
 from planar_core.logic import Logic, LogicParams
-from planar_core.model import Candle
+from planar_core.model import PENDING, Candle
 from planar_core.model.context import StrategyContext
 from planar_core.model.types import OrderType, Side
 from planar_core.model.views import AssetView
@@ -101,6 +102,30 @@ async def test_history_is_loaded_before_on_start_and_a_limit_fills_at_its_price(
     after = bars[bars["timestamp"] >= int(placed["timestamp"].value // 1_000_000) - 60_000]
     crossed = after[after["low"] <= price].iloc[0]  # the first candle whose path reaches the price
     assert crossed["timestamp"] <= when < crossed["timestamp"] + 60_000
+
+
+class Rests(Logic):
+    """Places one buy far below the market and asks to wait an hour for its fill."""
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.answers: list[object] = []
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not self.answers and ai.symbol == "BTC/USDT":
+            price = round(bar.close * 0.5, 2)
+            self.answers.append(await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=price, waitfor=3600))
+
+
+async def test_an_order_s_waitfor_does_not_wait_on_the_wall_clock(tmp_path: Path) -> None:
+    """The simulated clock stands still while the logic waits, so the answer comes at once (pending: the order
+    rests); waiting the hour on the machine's clock would only stall the run (the bound below catches that)."""
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:Rests"), tmp_path / "bt")
+    logic = Rests(LogicParams())
+    run = await asyncio.wait_for(Backtest(cfg, DATA, warmup=50, logic=logic).run(), timeout=120)
+    assert run.bars == 2 * 350 and logic.answers == [PENDING]  # accepted, resting
+    placed = read_trace(run.trace_root)
+    assert (placed["kind"] == "order_placed").sum() == 1
 
 
 async def test_summary_agrees_with_the_trace(tmp_path: Path) -> None:
