@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar, overload
 
 if TYPE_CHECKING:
     from .futures import Income
     from .order_lists import OrderList
 
 ZERO = Decimal(0)
+_T = TypeVar("_T")
 MARKET_TYPES = frozenset({"MARKET", "STOP_LOSS", "TAKE_PROFIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET", "LIQUIDATION"})
 CONDITIONAL_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 
@@ -118,7 +119,13 @@ class Orders(dict[int, SandboxOrder]):
         super().__delitem__(key)
         self._maybe_open.pop(key, None)
 
-    def pop(self, key: int, *default: Any) -> Any:
+    @overload
+    def pop(self, key: int, /) -> SandboxOrder: ...
+    @overload
+    def pop(self, key: int, default: SandboxOrder, /) -> SandboxOrder: ...
+    @overload
+    def pop(self, key: int, default: _T, /) -> SandboxOrder | _T: ...
+    def pop(self, key: int, /, *default: object) -> object:
         self._maybe_open.pop(key, None)
         return super().pop(key, *default)
 
