@@ -130,9 +130,16 @@ class AccountBook:
             currencies &= set(report.assets) if stamp.assets is None else stamp.assets
         changed: dict[str, Balance] = {}
         for cur in sorted(currencies):
-            if not self.freshness.newer(cur, stamp):
+            newer = self.freshness.newer(cur, stamp)
+            doubt = self.freshness.doubtful(cur, stamp)
+            if not (newer or doubt):
                 continue  # what is held came later than this report
             new = self._margin_balance(report, cur) if self.margin else self._spot_balance(report, cur)
+            held = self._balances.get(cur)
+            if doubt and new is not None and (held is None or (new.total != held.total if self.margin else new != held)):
+                self.freshness.confirm(cur)  # margin: a stream update's free is derived here, the wallet is the exchange's
+            if not newer:
+                continue  # kept by the tie rule until the read settles it
             if new is None:
                 if complete and not self.margin:  # the snapshot says: none held
                     self.freshness.hold(cur, stamp)
@@ -202,18 +209,15 @@ class AccountBook:
         stale = {sym for sym, st in stamps.items() if not self.freshness.newer(position_key(sym), st)}
         if complete:
             stale |= {sym for sym in self.universe if sym not in stamps and not self.freshness.newer(position_key(sym), base)}
-        for p in reports:
-            ai = self.universe.get(p.symbol)
-            if ai is None or ai.symbol in stale:  # not ours, or a later report is held: keep it
+        rows = [(ai, *row) for p in reports if (ai := self.universe.get(p.symbol)) is not None and (row := _side_of(ai, p))]
+        for sym, st in stamps.items():  # a tie whose order is a guess, and the two reports disagree: read again
+            if self.freshness.doubtful(position_key(sym), st):
+                told = {side: c for ai, side, c, _ in rows if ai.symbol == sym}
+                if told != {side: pos.contracts for side, pos in self.universe[sym].positions.items() if pos.contracts or side in told}:
+                    self.freshness.confirm(position_key(sym))
+        for ai, side, contracts, p in rows:
+            if ai.symbol in stale:  # a later report is held: keep it
                 continue
-            contracts = abs(p.contracts)
-            if p.side is PositionSide.SHORT:
-                contracts = -contracts
-            side = PositionSide.BOTH
-            if ai.hedged:
-                if p.side is PositionSide.BOTH:
-                    continue  # a flat hedge-mode row that names no side says nothing
-                side = p.side
             seen.add((ai.symbol, side))
             if p.margin_mode is not None:
                 ai.margin_mode = p.margin_mode
@@ -297,6 +301,17 @@ class AccountBook:
 
     def forget_conversion_price(self, symbol: str) -> None:
         self._conversion.pop(symbol, None)
+
+
+def _side_of(ai: AssetInstance, p: PositionReport) -> tuple[PositionSide, float, PositionReport] | None:
+    """Which of the asset's positions a report row is (one-way mode: the one; hedge mode: its side) and its signed
+    contracts; None for a flat hedge-mode row that names no side (it says nothing)."""
+    contracts = -abs(p.contracts) if p.side is PositionSide.SHORT else abs(p.contracts)
+    if not ai.hedged:
+        return PositionSide.BOTH, contracts, p
+    if p.side is PositionSide.BOTH:
+        return None
+    return p.side, contracts, p
 
 
 def _key(symbol: str, side: PositionSide) -> str:

@@ -16,6 +16,10 @@ change a fill implies: it waits for the exchange's numbers.
   An order's acknowledgement is treated the same way: its fills come over REST, and the stream reports them too.
 * A fill learned by REST otherwise (an order watcher's poll: the stream missed it; a ``synced`` look-up, the
   resolver, start-up sync) is read by REST at once, unless the stream's update already covers it.
+* A snapshot and a stream update of the same millisecond whose order the engine cannot prove (a cancel the
+  exchange made in the millisecond it answered a read, its message arriving after the read) are kept by the
+  tie rules of ``Stamp.newer_than``; when they disagree about a balance or a position, the account is read again,
+  since the one kept may be the older (nothing else would correct a cancel's unlock: no fill waits for it).
 * Requests are coalesced: a burst of fills, or a fetch already on its way, costs one more read, not one per fill;
   a read is skipped when the stream covered every fill that asked for it meanwhile.
 * A fill whose balance could not be read (REST failing too) is released as *unconfirmed*: logged at WARNING,
@@ -111,6 +115,17 @@ class Freshness:
         """Whether ``stamp`` is a later report than the one held for ``key`` (an equal one is the same report)."""
         held = self.held.get(key)
         return held is None or stamp.newer_than(held)
+
+    def doubtful(self, key: str, stamp: Stamp) -> bool:
+        """Whether ``stamp``'s order against the report held for ``key`` is a tie rule's guess (``Stamp.ordered_against``)."""
+        held = self.held.get(key)
+        return held is not None and not stamp.ordered_against(held)
+
+    def confirm(self, key: str) -> None:
+        """A snapshot and a stream update whose order the exchange's times cannot tell disagree about ``key``:
+        whichever was kept may be the older, so ask the exchange again (a read asked now is later than both)."""
+        log.info("%s: a snapshot and a stream update of the same millisecond disagree; reading the account", key)
+        self.request_refetch(force=True)
 
     def hold(self, key: str, stamp: Stamp) -> None:
         self.held[key] = stamp

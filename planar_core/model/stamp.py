@@ -34,6 +34,19 @@ class Stamp:
             return self.seq > held.seq
         return held.ms is None and self.seq > held.seq
 
+    def ordered_against(self, held: Stamp) -> bool:
+        """Whether the order between this report and ``held`` is known rather than decided by ``newer_than``'s
+        tie rules. It is unknown across roads when the exchange's times do not tell them apart (the same
+        millisecond, or a time missing) and the engine's own order does not prove it either: a snapshot asked
+        *before* the stream message arrived may show the state before or after it; a stream message that arrived
+        *after* a snapshot was asked may describe a change before or after the exchange read it (one cancel in the
+        same millisecond as a read: the read's state lacks it, and its message arrives after the read)."""
+        if self.rest == held.rest:
+            return True
+        if self.ms is not None and held.ms is not None and self.ms != held.ms:
+            return True
+        return self.seq > held.seq if self.rest else self.seq < held.seq
+
     def includes(self, fill: Stamp) -> bool:
         """Whether the account state this stamp describes includes ``fill``: the exchange stamped it strictly after
         the fill; or it is a snapshot asked after the fill was known; or a stream message that arrived after the

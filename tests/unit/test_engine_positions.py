@@ -252,3 +252,21 @@ def test_order_types_the_fake_offers() -> None:
     from .fake_venue import FakeVenue
 
     assert FakeVenue().caps.supports(OrderType.TRAILING_STOP, "swap")
+
+
+async def test_a_tie_the_engine_cannot_order_is_read_again_when_the_reports_disagree() -> None:
+    """A snapshot asked before a stream report of the same millisecond: which came first at the exchange is unknown.
+    The tie rule keeps the stream's report; since the two disagree, the account is read again (not when they agree)."""
+    s, venue, _, ai = await futures()
+    before = s.freshness.fetches
+    asked = Stamp(venue.next_seq(), 1_000, rest=True)
+    s.apply_positions(venue.push_positions(pos(0.05, time_ms=1_000)))
+    s.apply_positions([pos(0.05)], complete=True, stamp=asked)  # the same position: nothing to settle
+    await s.freshness.flush()
+    assert s.freshness.fetches == before
+    asked = Stamp(venue.next_seq(), 1_000, rest=True)
+    s.apply_positions(venue.push_positions(pos(0.07, time_ms=1_000)))
+    s.apply_positions([pos(0.05)], complete=True, stamp=asked)
+    assert ai.position.contracts == 0.07  # kept until the read settles it
+    await s.freshness.flush()
+    assert s.freshness.fetches == before + 1

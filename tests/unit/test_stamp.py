@@ -46,3 +46,13 @@ def test_which_states_include_a_fill() -> None:
     by_rest = Stamp(6, None, rest=True)  # learned by REST (an acknowledgement, a poll): no place on the stream
     assert not stream(7).includes(by_rest)  # a stream message arriving later may still be older (the stream lags)
     assert rest(7, None).includes(by_rest)  # a snapshot asked after it
+
+
+def test_which_orders_across_roads_are_known_and_which_are_guessed() -> None:
+    assert stream(5).ordered_against(stream(9)) and rest(5).ordered_against(rest(9))  # one road: its own order
+    assert rest(3, T + 1).ordered_against(stream(5, T))  # the exchange's times differ
+    assert rest(9).ordered_against(stream(5))  # asked after the message arrived: read after it
+    assert stream(5).ordered_against(rest(9))  # arrived before the read was asked: older
+    assert not rest(4).ordered_against(stream(5))  # asked before it arrived, the same millisecond: either way
+    assert not stream(11).ordered_against(rest(10))  # a cancel in the millisecond of the read, arriving after it
+    assert not stream(11, None).ordered_against(rest(10))  # no time to tell
