@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+BLOCK_ROWS = 4096  # candles turned into Python rows at a time (memory flat in the length of a frame)
 Row = list[float]
 Candles = pd.DataFrame | Iterable[pd.DataFrame]  # one frame, or chunks of one symbol's candles in time order
 
@@ -31,13 +32,21 @@ def _rows(symbol: str, chunks: Candles) -> Iterator[Row]:
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
             raise CandleError(f"candles of {symbol}: missing columns {missing}")
-        for row in df[list(COLUMNS)].to_numpy(dtype=np.float64).tolist():
+        for row in _as_rows(df):
             if last is not None and row[0] <= last:
                 raise CandleError(
                     f"candles of {symbol}: the candle at {int(row[0])} is not after the one at {int(last)} (out of order or duplicated)"
                 )
             last = row[0]
             yield row
+
+
+def _as_rows(df: pd.DataFrame) -> Iterator[Row]:
+    """A frame's candles as Python rows, ``BLOCK_ROWS`` at a time: a year of 1m candles handed over as one frame
+    would otherwise become half a million row lists at once (about 130 MB a symbol) before the first candle runs."""
+    table = df[list(COLUMNS)]
+    for start in range(0, len(table), BLOCK_ROWS):
+        yield from table.iloc[start : start + BLOCK_ROWS].to_numpy(dtype=np.float64).tolist()
 
 
 class SymbolCandles:

@@ -296,3 +296,23 @@ async def test_candles_streamed_in_chunks_give_the_same_run_and_every_symbol_its
     shuffled = {"BTC/USDT": DATA["BTC/USDT"].iloc[[0, 2, 1, 3]], "ETH/USDT": DATA["ETH/USDT"]}
     with pytest.raises(CandleError, match="BTC/USDT: the candle at"):
         await Backtest(backtest_config(config(tmp_path / "bad"), tmp_path / "bad" / "bt"), shuffled, warmup=1).run()
+
+
+def test_one_big_frame_is_turned_into_rows_a_block_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A year handed over as one DataFrame per symbol (what the bench and most users do) must not become half a
+    million Python rows before the first candle runs: the rows are made ``BLOCK_ROWS`` at a time, as they are used."""
+    from planar_core.backtest import source
+
+    sizes: list[int] = []
+    to_numpy = pd.DataFrame.to_numpy
+
+    def spy(self: pd.DataFrame, *args: object, **kwargs: object) -> np.ndarray:
+        sizes.append(len(self))
+        return to_numpy(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_numpy", spy)
+    frame = candles(3 * source.BLOCK_ROWS + 5, 7, 100.0)
+    stream = source.SymbolCandles("BTC/USDT", frame)
+    assert stream.head is not None and max(sizes) <= source.BLOCK_ROWS  # the first candle: one block made
+    assert sum(1 for _ in stream) == len(frame)  # and every candle, once, in order
+    assert max(sizes) <= source.BLOCK_ROWS and sum(sizes) == len(frame)
