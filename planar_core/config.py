@@ -362,6 +362,12 @@ class StrategyConfig(_Model):
     )
     logic_params: Json = Field(default_factory=dict)
     tick_interval: float = Field(1.0, gt=0, description="seconds between calls of the logic")
+    history_kept: int = Field(
+        5000,
+        ge=100,
+        description="closed orders and trades each asset keeps in memory, the newest (the simulated venue of paper and "
+        "backtests keeps as many per account); older ones stay in the trace, so memory does not grow with a long run",
+    )
     logic_errors: Literal["log", "halt", "fail"] = Field(
         "log",
         description="log: an error in a logic callback is recorded and counted, the engine goes on; halt: it also halts "

@@ -20,7 +20,10 @@ from ..model.types import Json
 
 
 class OrderBook:
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 5000) -> None:
+        """``keep``: closed orders and trades each asset holds in memory (``history_kept``); past twice that, the
+        oldest go (the trace keeps them), so a long run's memory follows its open orders, not its history."""
+        self.keep = keep
         self._answered_unknown: dict[str, Json] = {}
         self._unknown_outcomes: Counter[str] = Counter()
         self._foreign: set[str] = set()
@@ -37,6 +40,8 @@ class OrderBook:
         """Move ``order`` to ``new``; legality is the caller's check (``updates.transition``), made before."""
         order.status = new
         ai.orders.track(order)
+        if not order.is_open and len(ai.orders) > 2 * self.keep:
+            ai.orders.forget_closed(self.keep)
 
     def add_fill(self, ai: AssetInstance, order: Order | None, trade: Trade) -> None:
         """A fill of ``order``: on the order and on the asset's trades (``order`` None: a replayed trace's trade whose
@@ -44,6 +49,8 @@ class OrderBook:
         if order is not None:
             order.trades.append(trade)
         ai.trades.append(trade)
+        if len(ai.trades) > 2 * self.keep:
+            del ai.trades[: -self.keep]
 
     def drop_fill(self, ai: AssetInstance, order: Order, trade: Trade) -> None:
         """Take back a fill emulated from an order update: the exchange's own trade report replaces it."""

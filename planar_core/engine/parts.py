@@ -104,7 +104,7 @@ def build_parts(
         freshness=freshness,
         holdings=AccountBook(config, universe, freshness, guarded, clock),
         gate=gate,
-        book=OrderBook(),
+        book=OrderBook(config.history_kept),
         ledger=FillLedger(),
         hooks=Hooks(config.name, guarded, alerts),
         risk=RiskManager(config.risk, state_store, guarded, clock),

@@ -258,6 +258,16 @@ class OrderMap(dict[str, Order]):
         if order.is_open and self.get(order.client_order_id) is order:
             self._open[order.client_order_id] = order
 
+    def forget_closed(self, keep: int) -> int:
+        """Forget the oldest orders that are no longer open so that ``keep`` of them remain; returns how many went.
+        An order forgotten is one the engine no longer holds, as one from an earlier run: a late report of it is
+        met as such (startup_sync's adoption, the ledger's restored fills)."""
+        extra = len(self) - len(self.open()) - keep
+        gone = [cid for cid, o in self.items() if not o.is_open][: max(0, extra)]
+        for cid in gone:
+            del self[cid]
+        return len(gone)
+
     def open(self) -> list[Order]:
         done = [cid for cid, o in self._open.items() if not o.is_open]
         for cid in done:

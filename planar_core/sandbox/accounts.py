@@ -129,6 +129,18 @@ class Orders(dict[int, SandboxOrder]):
         self._maybe_open.pop(key, None)
         return super().pop(key, *default)
 
+    def forget_closed(self, keep: int) -> list[SandboxOrder]:
+        """Forget the oldest closed orders so that ``keep`` closed ones remain (a simulated venue's bounded
+        history); returns those forgotten. Open orders are never forgotten."""
+        extra = len(self) - len(self.open()) - keep
+        gone: list[SandboxOrder] = []
+        for key, order in list(self.items()) if extra > 0 else []:
+            if len(gone) >= extra:
+                break
+            if not order.is_open:
+                gone.append(self.pop(key))
+        return gone
+
     def open(self) -> list[SandboxOrder]:
         """The open orders, in the order they were placed (an order never opens again once closed: the index
         forgets it)."""

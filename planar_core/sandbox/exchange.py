@@ -72,6 +72,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     price_source: Callable[[Market], float] | None = None  # paper trading: live prices instead of the replayed path
     countdowns: Countdowns = field(default_factory=Countdowns)  # USDⓈ-M countdownCancelAll timers (countdown.py)
     clock_ms: Callable[[], int] | None = None  # the simulated venue's clock (backtest: simulated time); None: the machine's
+    history_kept: int | None = None  # a simulated venue: closed orders and fills kept per account (None: all, as Binance)
 
     def __post_init__(self) -> None:
         self._instant: int | None = None
@@ -275,9 +276,22 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         self._book(acct, order)
         return order, self._work(acct, m, order, takes)
 
+    @staticmethod
+    def _trim(acct: Account, keep: int) -> None:
+        """A simulated venue's bounded history: past twice ``keep``, the oldest closed orders and fills go (a year's
+        backtest places tens of thousands; the engine's trace keeps them all)."""
+        if len(acct.orders) > 2 * keep:
+            for gone in acct.orders.forget_closed(keep):
+                if acct.by_client_id.get((gone.kind, gone.client_id)) is gone:
+                    del acct.by_client_id[(gone.kind, gone.client_id)]
+        if len(acct.fills) > 2 * keep:
+            del acct.fills[:-keep]
+
     def _book(self, acct: Account, order: SandboxOrder) -> None:
         acct.orders[order.order_id] = order
         acct.by_client_id[(order.kind, order.client_id)] = order
+        if self.history_kept is not None:
+            self._trim(acct, self.history_kept)
         if self._placing_list is not None:  # an OCO leg: announced with its list once both legs are booked
             order.order_list_id = -1
             return

@@ -130,6 +130,7 @@ class SimVenue(CcxtVenue):
         self.cash = cfg.initial_cash if cfg.initial_cash is not None else 10_000.0
         self.cfg_main = cfg.main_currency
         self.leverage = max(1, int(cfg.default_leverage))
+        self.history_kept = cfg.history_kept
         self._open_exchange(specs)
         conf: Json = {
             "apiKey": SIM_KEY,
@@ -171,6 +172,7 @@ class SimVenue(CcxtVenue):
             default_leverage=self.leverage,
             price_source=self._price,
             clock_ms=self.clock_ms,
+            history_kept=self.history_kept,
         )
         self.account: Account = self.core.add_account({self.cfg_main: Decimal(repr(float(self.cash)))}, SIM_KEY, SIM_KEY)
         self.server = SandboxServer(self.core)  # its request handlers only: never started, no socket

@@ -316,3 +316,44 @@ def test_one_big_frame_is_turned_into_rows_a_block_at_a_time(monkeypatch: pytest
     assert stream.head is not None and max(sizes) <= source.BLOCK_ROWS  # the first candle: one block made
     assert sum(1 for _ in stream) == len(frame)  # and every candle, once, in order
     assert max(sizes) <= source.BLOCK_ROWS and sum(sizes) == len(frame)
+
+
+class Churns(Logic):
+    """Buys on one bar and sells most of it on the next, on every symbol: an order per candle."""
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.bought: dict[str, float] = {}
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if ai.symbol in self.bought:
+            await ctx.call(ai, OrderType.MARKET, Side.SELL, amount=self.bought.pop(ai.symbol) * 0.9, waitfor=0)
+        else:
+            self.bought[ai.symbol] = 100 / bar.close
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=self.bought[ai.symbol], waitfor=0)
+
+
+async def test_a_long_run_keeps_a_bounded_history_and_trades_the_same(tmp_path: Path) -> None:
+    """``history_kept`` bounds the closed orders and trades the engine holds per asset and the simulated venue holds
+    per account (memory follows open orders, not the run's length); what the run does is the same either way."""
+    traces, held = [], []
+    for kept in (100, 5000):
+        cfg = backtest_config(config(tmp_path / str(kept), history_kept=kept), tmp_path / str(kept) / "bt")
+        bt = Backtest(cfg, DATA, warmup=50, logic=Churns(LogicParams()))
+        run = await bt.run()
+        assert run.errors == []
+        traces.append(read_trace(run.trace_root).drop(columns=["latency_ms"], errors="ignore"))
+        acct = bt.venue.account
+        held.append(
+            (
+                [len(ai.orders) for ai in bt.s.universe.values()],
+                [len(ai.trades) for ai in bt.s.universe.values()],
+                len(acct.orders),
+                len(acct.fills),
+            )
+        )
+    bounded, whole = held
+    assert (traces[0]["kind"] == "trade_executed").sum() >= 600  # 350 candles a symbol, an order each
+    assert min(whole[0]) > 300 and whole[2] > 600  # the default keeps them all at this length
+    assert max(bounded[0]) <= 200 and max(bounded[1]) <= 200 and bounded[2] <= 200 and bounded[3] <= 200
+    pd.testing.assert_frame_equal(traces[0], traces[1])
