@@ -313,6 +313,16 @@ class Backtest:
                 next_monitor = clock.ms + monitor_every
         return bars
 
+    async def _advance(self, ms: int) -> None:
+        """Move the clock to ``ms``, running the engine's timers due on the way, each at its own time (a limit
+        order's expiry before the price that would have filled it)."""
+        s, clock = self.s, self.clock
+        while (due := s.timers.next_due_ms()) is not None and due <= ms:
+            clock.ms = max(clock.ms, due)
+            s.timers.run_due()
+            await self.settle()
+        clock.ms = max(clock.ms, ms)
+
     async def _candle(self, ts: int, rows: list[tuple[str, Row]], assets: Mapping[str, AssetInstance]) -> int:
         """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;
         returns the candles closed."""
@@ -321,12 +331,12 @@ class Backtest:
             path = knots(ts, step, row[1], row[2], row[3], row[4])
             if venue.has_open_orders():
                 for at, price in walk(path, venue.resting_levels(sym)):
-                    clock.ms = max(clock.ms, at)
+                    await self._advance(at)
                     if venue.set_price(sym, price):
                         await self.settle()
             else:
                 venue.set_price(sym, row[4], match=False)
-        clock.ms = ts + step
+        await self._advance(ts + step)
         self._first = ts if self._first is None else self._first
         self._last = clock.ms
         for sym, row in rows:

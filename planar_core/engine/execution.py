@@ -12,7 +12,6 @@ them, so every tuned value changes what the engine sends:
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,7 +60,8 @@ async def execute(s: "Strategy", ai: AssetInstance, side: Side, amount: float) -
     result = await s.call(ai, OrderType.GTC, side, amount=amount, price=limit, waitfor=min(2.0, p.order_timeout))
     placed = [ai.orders[c] for c in set(ai.orders) - before]
     if result is not None and placed and placed[0].is_open and math.isfinite(p.order_timeout):
-        asyncio.get_running_loop().call_later(max(0.0, p.order_timeout - 2.0), _expire, s, ai, placed[0])
+        order = placed[0]
+        s.timers.after(p.order_timeout - 2.0, lambda: _expire(s, ai, order))  # the engine's clock (a backtest's: simulated)
     return result
 
 

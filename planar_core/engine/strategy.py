@@ -57,6 +57,7 @@ from .parts import EngineParts, build_parts, config_account, configured_alerts, 
 from .store_guard import GuardedSink
 from .submit import resolver
 from .supervisor import TaskObserver
+from .timers import Timers
 from .watchers import (
     apply_cached_account,
     balance_watcher,
@@ -91,6 +92,7 @@ class Strategy:
         """A strategy coordinating ``parts`` (engine/parts.py: ``build_parts``, called by the composition root
         ``strategy_from_config`` or a test's builder)."""
         self.clock: Clock = parts.clock
+        self.timers = Timers(parts.clock)  # one-shot callbacks on the engine's clock (execution.py's limit expiry)
         self.config = config
         self.name = config.name
         # every write to the trace goes through the guard: a full or read-only store halts instead of raising
@@ -221,6 +223,7 @@ class Strategy:
         Nothing arrives while the logic waits: an order's ``waitfor`` ends at once, with what its request caused."""
         self.running = True
         self.driven = True
+        self.timers.driven = True
 
     def start_watchers(self) -> None:
         if self.config.balance_watcher.enabled:

@@ -357,3 +357,28 @@ async def test_a_long_run_keeps_a_bounded_history_and_trades_the_same(tmp_path: 
     assert min(whole[0]) > 300 and whole[2] > 600  # the default keeps them all at this length
     assert max(bounded[0]) <= 200 and max(bounded[1]) <= 200 and bounded[2] <= 200 and bounded[3] <= 200
     pd.testing.assert_frame_equal(traces[0], traces[1])
+
+
+class ExecutesOnce(Logic):
+    """Trades once through the execution policy (``ctx.execute``), as MACross does."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if ai.symbol == "BTC/USDT" and not ai.orders:
+            await ctx.execute(ai, Side.BUY, 0.01)
+
+
+async def test_a_policy_limit_expires_on_the_simulated_clock(tmp_path: Path) -> None:
+    """A tuned policy rests a limit 1 % under the market with a 300 s timeout: in a backtest it is cancelled 298 s
+    of *simulated* time after it was placed (the policy waits 2 s for its fill first). On the event loop's timer it
+    would wait 298 s of the machine's time: the run ends first and the order never expires."""
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:ExecutesOnce"), tmp_path / "bt")
+    bt = Backtest(cfg, DATA, warmup=50, logic=ExecutesOnce(LogicParams()))
+    bt.s.state_store.update(tuned_params={"prefer_limit_orders": True, "limit_order_offset": -1.0, "order_timeout": 300.0})
+    run = await asyncio.wait_for(bt.run(), timeout=120)
+    df = read_trace(run.trace_root)
+    placed = df[df["kind"] == "order_placed"]
+    assert len(placed) == 1 and placed.iloc[0]["price"] < DATA["BTC/USDT"]["close"].iloc[50]  # a resting limit
+    cancelled = df[df["kind"] == "order_cancelled"]
+    assert len(cancelled) == 1
+    waited = (cancelled.iloc[0]["timestamp"] - placed.iloc[0]["timestamp"]).total_seconds()
+    assert 298 <= waited < 299
