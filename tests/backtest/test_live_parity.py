@@ -37,6 +37,11 @@ pytestmark = pytest.mark.integration
 SYMBOL = "BTC/USDT"
 
 
+def filled_kinds(logic: "Cadence") -> set[str]:
+    """The kinds of the orders the logic has seen fills of so far."""
+    return {logic.orders[ts][1] for ts, fills in list(logic.fills.items()) if fills and ts in logic.orders}
+
+
 class Cadence(Logic):
     """Decides on the candle's time alone: every 4th second a market buy, the next a resting buy just under the
     close, then a market sell and a resting sell just over the close of what it holds."""
@@ -101,7 +106,9 @@ async def test_live_and_backtest_place_the_same_orders_and_get_the_same_fills(tm
         stop = asyncio.Event()
         task = asyncio.create_task(run(s, live, stop=stop, logic_errors="fail"))
         try:
-            await wait_for(lambda: len(live.bars) >= 16, timeout=60)
+            # a real run: at least 16 candles, and a market order and a resting one filled (on a slow machine a
+            # resting buy just under the close may need more candles before the path crosses it)
+            await wait_for(lambda: len(live.bars) >= 16 and filled_kinds(live) == {"market", "gtc"}, timeout=90)
         finally:
             stop.set()
             result = await asyncio.wait_for(task, 30)
