@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from collections.abc import Callable
 
 from ..model.clock import Clock
@@ -33,7 +34,7 @@ class Timers:
 
     def next_due_ms(self) -> int | None:
         """The simulated time (ms) of the next timer, None if none waits (driven runs)."""
-        return int(-(-self._due[0][0] * 1000 // 1)) if self._due else None
+        return math.ceil(self._due[0][0] * 1000) if self._due else None  # not before it is due
 
     def run_due(self) -> int:
         """Run every timer the clock has passed, in time order; returns how many ran."""
