@@ -38,7 +38,7 @@ def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> N
     """The orders the exchange confirmed cancelled, applied in one durable group."""
     with s.group():
         for cid, report in result.cancelled.items():
-            apply_order(s, as_cancelled(ai.symbol, cid, report), source="cancel")
+            s.apply_order(as_cancelled(ai.symbol, cid, report), source="cancel")  # the stream reports it too (freshness.py)
 
 
 async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> CancelAnswer:

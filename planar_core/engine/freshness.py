@@ -20,6 +20,9 @@ change a fill implies: it waits for the exchange's numbers.
   exchange made in the millisecond it answered a read, its message arriving after the read) are kept by the
   tie rules of ``Stamp.newer_than``; when they disagree about a balance or a position, the account is read again,
   since the one kept may be the older (nothing else would correct a cancel's unlock: no fill waits for it).
+* A spot order's lock (it starts resting) and release (it leaves the book unfilled) are tracked like fills
+  (``order_moved``): the locked currency's balance must come from a report that includes the move, so a lock or
+  release message lost with a cut connection is corrected by the stream cache or a read, not at a verify poll.
 * Requests are coalesced: a burst of fills, or a fetch already on its way, costs one more read, not one per fill;
   a read is skipped when the stream covered every fill that asked for it meanwhile.
 * A fill whose balance could not be read (REST failing too) is released as *unconfirmed*: logged at WARNING,
@@ -39,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..config import StrategyConfig
-from ..model import AssetInstance, Order, Trade
+from ..model import AssetInstance, Order, OrderStatus, Side, Trade
 from ..model.sink import EventSink
 from ..model.stamp import Stamp
 from ..model.venue import FillReport, Venue
@@ -55,6 +58,22 @@ def position_key(symbol: str) -> str:
 
 def trade_key(symbol: str, trade_id: object) -> str:
     return f"{symbol}:{trade_id}"
+
+
+def order_key(client_order_id: str, status: OrderStatus) -> str:
+    """The key of an order's lock (``open``) or release (a final status) among the pending changes."""
+    return f"order:{client_order_id}:{status}"
+
+
+ANSWERED = ("websocket", "acknowledgement", "cancel")  # sources whose news the user stream reports too
+FUNDS_MOVED = (OrderStatus.OPEN, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+
+
+def moves_funds(old: OrderStatus, new: OrderStatus) -> bool:
+    """Whether a spot order's move from ``old`` to ``new`` locks or releases funds by itself (fills are tracked as
+    fills): it starts resting, or a resting order leaves the book unfilled. An order that ends at once (an IOC
+    expired in its acknowledgement) never held anything."""
+    return new is OrderStatus.OPEN or (old is OrderStatus.OPEN and new in FUNDS_MOVED)
 
 
 @dataclass
@@ -179,8 +198,14 @@ class Freshness:
                 self._place(key, fill.stamp)
 
     def note_order(self, order: Order | None, stamp: Stamp | None) -> None:
-        if order is not None and stamp is not None:
-            self._remember(self._orders, order.client_order_id, stamp)
+        """An order report from the stream: remember where it stands (a fill emulated from it is placed there), and
+        place a lock or release an acknowledgement told first, so the account update after the report covers it."""
+        if order is None or stamp is None:
+            return
+        self._remember(self._orders, order.client_order_id, stamp)
+        placed = [self._place(order_key(order.client_order_id, st), stamp) for st in FUNDS_MOVED]
+        if any(placed):
+            self.check()
 
     @staticmethod
     def _remember(where: OrderedDict[str, Stamp], key: str, stamp: Stamp) -> None:
@@ -198,19 +223,35 @@ class Freshness:
         """A new fill (called before its notice reaches anyone): covered already, or pending until the stream's
         account update or a REST read covers it."""
         key = trade_key(ai.symbol, trade.trade_id)
-        source, context = self._context
         mark = self._wire.pop(key, None)
         if mark is None and trade.emulated:
             mark = self._orders.get(order.client_order_id)  # the order update it was emulated from
+        self._expect(key, self.keys_of(ai), mark)
+
+    def order_moved(self, ai: AssetInstance, order: Order, old: OrderStatus, new: OrderStatus) -> None:
+        """An order's status moved funds without a fill: a spot order now resting locks its quote (a buy) or its
+        base (a sell); one that leaves the book unfilled (cancelled, expired, refused after it rested) releases
+        them. Like a fill, the balance must then come from a report that includes the move: a lost stream message
+        (a connection cut as the exchange sent it) is corrected by the stream cache or a REST read, not at the next
+        verify poll. Futures wallets do not move with orders (their free margin is derived locally)."""
+        if self.margin or not moves_funds(old, new):
+            return
+        self._expect(order_key(order.client_order_id, new), (ai.quote if order.side is Side.BUY else ai.base,), None)
+
+    def _expect(self, key: str, keys: tuple[str, ...], mark: Stamp | None) -> None:
+        """Track a change of ``keys`` (a fill, a lock, a release) until a held report includes it. ``mark``: its
+        place on the stream when known (else the report being applied places it)."""
+        source, context = self._context
         if mark is None and source == "websocket":
             mark = context
-        # an order's acknowledgement tells its first fills over REST, and the stream reports them too: wait for it
-        stream = mark is not None or source in ("websocket", "acknowledgement")
+        # an order's acknowledgement (its first fills, its lock) and a cancel's answer (its release) come over REST,
+        # and the stream reports them too: wait for it
+        stream = mark is not None or source in ANSWERED
         # no place on the stream (yet): learned by REST, placed when the engine learned it (a stream without stamps,
         # paper mode's, is placed where it is applied). The fill's exchange time is its stream report's only: a
         # trade's own timestamp may be the engine's clock (an acknowledgement's fills carry none)
         mark = mark or Stamp(self.venue.next_seq(), rest=source != "websocket")
-        fill = _Fill(key, self.keys_of(ai), mark, mark.seq, stream)
+        fill = _Fill(key, keys, mark, mark.seq, stream)
         if self.covers(fill):
             return
         self.pending[key] = fill
@@ -265,7 +306,7 @@ class Freshness:
         self.unconfirmed[fill.key] = None
         while len(self.unconfirmed) > KEEP:
             self.unconfirmed.popitem(last=False)
-        msg = f"{self.name}: balances for fill {fill.key} not confirmed ({why}); shown as last known"
+        msg = f"{self.name}: balances after {fill.key} not confirmed ({why}); shown as last known"
         log.warning(msg)
         self.sink.record("error_occurred", reason=msg)
         self._release(fill.key, fill)

@@ -64,6 +64,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
         log.log(level, "ignored %s update of %s: %s -> %s is not a legal transition", source, order.client_order_id, old, new)
         return False
     s.book.set_status(ai, order, new)
+    s.freshness.order_moved(ai, order, old, new)  # a lock or a release: the balance must include it (freshness.py)
     if old in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         try:  # a missing outcome is safe (a restart asks the exchange); a failed write halts (engine/store_guard.py)
             if new is OrderStatus.FAILED:
