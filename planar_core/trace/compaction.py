@@ -92,8 +92,8 @@ class _Output:
         self.segments: list[Segment] = []
 
     def add(self, cols: Columns) -> None:
-        if len(cols):
-            self.pending.append(cols)
+        if len(cols):  # pruned: a selection keeps its whole window's dictionaries alive, a kept part only its own
+            self.pending.append(cols.pruned())
             self.rows += len(cols)
         while self.rows >= self.target_rows:
             self._write(self.target_rows)
@@ -111,8 +111,8 @@ class _Output:
             write_segment(self.files, name, merged.slice(0, rows), chunk_rows=self.target_rows, provenance=self.provenance)
         )
         rest = merged.slice(rows, len(merged))
-        if len(rest):  # a copy, so the merged window is freed
-            rest = rest.copy()
+        if len(rest):  # a copy, so the merged window is freed; pruned, or the dictionaries carried from one segment
+            rest = rest.copy().pruned()  # to the next would gather every value the trace ever held
         self.pending, self.rows = ([rest] if len(rest) else []), len(rest)
 
 
