@@ -203,8 +203,7 @@ class Freshness:
         if order is None or stamp is None:
             return
         self._remember(self._orders, order.client_order_id, stamp)
-        placed = [self._place(order_key(order.client_order_id, st), stamp) for st in FUNDS_MOVED]
-        if any(placed):
+        if self.pending and any([self._place(order_key(order.client_order_id, st), stamp) for st in FUNDS_MOVED]):
             self.check()
 
     @staticmethod

@@ -82,8 +82,10 @@ class Columns:
         starts = np.concatenate([[0], self.payload_end[:-1]])[idx]
         lengths = self.payload_end[idx] - starts
         out_ends = np.cumsum(lengths, dtype=np.int64)
-        payload = _gather(self.payload, starts, lengths, out_ends)
-        return Columns(self.timestamp[idx], self.codes[:, idx], self.dicts, self.numbers[:, idx], out_ends, payload)
+        total = int(out_ends[-1]) if len(out_ends) else 0
+        # byte i of the output comes from its row's source start + (i - its row's output start)
+        src = np.arange(total, dtype=np.int64) + np.repeat(starts - (out_ends - lengths), lengths)
+        return Columns(self.timestamp[idx], self.codes[:, idx], self.dicts, self.numbers[:, idx], out_ends, self.payload[src])
 
     def rows_of(self, name: str, values: Iterable[str]) -> np.ndarray:
         """Boolean mask of the rows whose text column ``name`` is one of ``values``."""
@@ -283,29 +285,6 @@ class Columns:
         if len(shapes) > 1 and np.any(np.diff(timestamp) < 0):
             out = out.take(np.argsort(timestamp, kind="stable"))
         return out
-
-
-GATHER_BYTES = 1 << 22  # payload bytes gathered per step: the index of each byte (8 bytes) stays at 32 MB
-
-
-def _gather(payload: np.ndarray, starts: np.ndarray, lengths: np.ndarray, out_ends: np.ndarray) -> np.ndarray:
-    """The payload bytes of rows ``starts[i]:starts[i] + lengths[i]``, concatenated (``out_ends``: their cumulative
-    lengths). Byte ``j`` of a step comes from its row's start plus its offset in the row, computed in steps of
-    about GATHER_BYTES output bytes: one index for a whole window would cost 16 bytes per payload byte (compaction's
-    peak memory, issue 31)."""
-    total = int(out_ends[-1]) if len(out_ends) else 0
-    out = np.empty(total, np.uint8)
-    cuts = np.unique(np.searchsorted(out_ends, np.arange(GATHER_BYTES, total, GATHER_BYTES), side="left") + 1)
-    for a, b in pairwise([0, *cuts.tolist(), len(out_ends)]):
-        if b <= a:
-            continue
-        first = int(out_ends[a - 1]) if a else 0
-        part_ends, part_lengths = out_ends[a:b], lengths[a:b]
-        src = np.arange(int(part_ends[-1]) - first, dtype=np.int64) + np.repeat(
-            starts[a:b] - (part_ends - part_lengths - first), part_lengths
-        )
-        out[first : int(part_ends[-1])] = payload[src]
-    return out
 
 
 def _categories(values: np.ndarray) -> pd.CategoricalDtype:
