@@ -197,8 +197,8 @@ class EventTracing(_Model):
     flush_interval: float = Field(60.0, gt=0, description="seconds between flushes (order, fill, cancel and position events flush at once)")
     fsync: bool = Field(
         True,
-        description="fsync the trace's write-ahead files and the intent journal so they survive a power "
-        "loss (False: they survive a process crash only; about 0.5 ms less per order event)",
+        description="sync the trace's write-ahead log and the intent journal to disk (group commit, off the event "
+        "loop) so they survive a power loss (False: they survive a process crash only)",
     )
     root: str | None = Field(None, description="trace root (path or fsspec URL); default <store_root>/traces/<account>")
 

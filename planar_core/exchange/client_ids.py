@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..append_log import AppendLog
 from ..model.types import Json
 from ..state import reset_remedy
 from ..storage import CorruptStateError, Store, is_remote, json_object
@@ -42,6 +43,7 @@ BLOCK = 1000
 LABEL_CHARS = 12
 TAG_CHARS = 6
 MAX_LEN = 36  # Binance's newClientOrderId limit
+RUN_MARKS = ("start", "stop")  # the journal's records of a run that began after a clean stop, and of a clean stop
 
 
 DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -216,31 +218,44 @@ class IntentJournal:
         self.remedy = reset_remedy(Path(strategy_dir).name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.clean_stop = self._last_kind() == "stop"
+        self._log = AppendLog(str(self.path), fsync=fsync)
+        self._start_due = self.clean_stop  # "start" goes on disk before this run's first intent
+        self._settled = False  # this run reconciled the journal (compact) or wrote to it: its close marks "stop"
 
-    def _append(self, record: Json, sync: bool = False) -> None:
-        """One whole line or nothing: a write the disk cut short (``ENOSPC`` after part of the line) is cut back off,
-        so the next record never lands on the end of a torn one; the error names the journal's path."""
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        start: int | None = None
+    def _last_kind(self) -> str | None:
+        """The kind of the journal's last whole record (``stop``: the previous run closed it cleanly)."""
         try:
-            start = os.fstat(self._fd).st_size
-            done = 0
-            while done < len(data):  # os.write may write part of it and say so (no error until the next call)
-                done += os.write(self._fd, data[done:])
-            if sync and self.fsync:
-                os.fsync(self._fd)
-        except OSError as exc:
-            if start is not None:
-                try:
-                    os.ftruncate(self._fd, start)
-                except OSError:  # a read-only volume wrote nothing to cut
-                    pass
-            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+            with open(self.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 4096))
+                tail = fh.read()
+        except FileNotFoundError:
+            return None
+        lines = tail.split(b"\n")
+        last = lines[-2] if len(lines) >= 2 else b""  # after the last newline: a torn write, not a record
+        try:
+            rec = json.loads(last)
+        except ValueError:
+            return None
+        return str(rec.get("kind")) if isinstance(rec, dict) else None
+
+    def _append(self, record: Json) -> None:
+        """One whole line or nothing (append_log.py): durable against a process crash on return, synced to disk by
+        the log's committer; the error names the journal's path."""
+        self._log.append((json.dumps(record, separators=(",", ":")) + "\n").encode())
+        self._settled = True
 
     def intent(self, client_order_id: str, **fields: object) -> None:
-        """Durable before the request is sent (fsync'd unless disabled): a restart can always ask about it."""
-        self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields}, sync=True)
+        """Written before the request is sent: a restart can always ask about it. A process crash cannot lose it
+        (the kernel has it when this returns); its sync to disk is group-committed off the event loop, and a power
+        loss before that sync is covered by the start-up sync, which lists the orders of every asset after a stop
+        that was not clean (docs/trace.md, "What is guaranteed")."""
+        if self._start_due:  # synced first: a power loss after it never leaves the last run's "stop" as the last word
+            self._append({"t": int(time.time() * 1000), "kind": "start"})
+            self._log.sync()
+            self._start_due = False
+        self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields})
 
     def outcome(self, client_order_id: str, status: str, order_id: str | None = None, reason: str | None = None) -> None:
         """The intent's fate as the exchange told it: accepted (with its id), rejected, or failed (never booked)."""
@@ -308,9 +323,9 @@ class IntentJournal:
 
     def _rewrite(self, keep: dict[str, Json]) -> None:
         data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
+        self._log.abandon()  # replaced below; what it held is in ``keep`` or resolved
         Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._log = AppendLog(str(self.path), fsync=self.fsync)
 
     def compact(self) -> int:
         """Rewrite the journal with only the unresolved intents (called at start-up, after reconciliation,
@@ -318,37 +333,43 @@ class IntentJournal:
         keep = self.unresolved()
         lines = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
         self._rewrite(keep)
+        self._settled = True
         return lines - len(keep)
 
     def check(self) -> None:
         """After a failed write, before trading again: reopen the file (the volume may have been remounted, or
         replaced, under the old descriptor) and write a probe file beside it; raises OSError if the store refuses."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        old, self._fd = self._fd, fd
-        try:
-            os.close(old)
-        except OSError:
-            pass
+        old, self._log = self._log, AppendLog(str(self.path), fsync=self.fsync)
+        old.abandon()
         probe = Store(str(self.path.parent))
         probe.write_atomic("intents.probe", b"probe\n")
         probe.remove("intents.probe")
 
     def close(self) -> None:
-        """Idempotent: a second close must not close the descriptor number the process has given to another file
-        since (a strategy stopped twice closed the next engine's trace lock that way)."""
-        fd, self._fd = self._fd, -1
-        if fd < 0:
+        """Mark a clean stop (the next start-up may trust the journal to name every order this run sent), sync,
+        close. Only a run that reconciled the journal at its start or wrote to it marks it: a start refused before
+        that leaves the file as it was. Idempotent: a second close must not close the descriptor number the process has given to another
+        file since (a strategy stopped twice closed the next engine's trace lock that way). A write that fails
+        here leaves the stop unmarked: the next start-up then lists every asset's orders."""
+        if self._log.closed:
+            return
+        if not self._settled:  # a run that never reconciled nor wrote (a start refused): the file is left as it was
+            self._log.close()
             return
         try:
-            os.close(fd)
-        except OSError:
-            pass
+            self._append({"t": int(time.time() * 1000), "kind": "stop"})
+            self._log.close()
+        except OSError as exc:
+            log.warning("%s: the clean stop could not be recorded (%s)", self.path, exc)
+            self._log.abandon()
 
 
 class ObjectJournal:
     """``IntentJournal`` on object storage, shared by every worker: one object per record (an append is not
     something an object store does), ``journal/<cid>.intent.json`` written (one PUT, durable) before the request
     and ``journal/<cid>.outcome.json`` after it. A restart on any worker lists the intents without an outcome."""
+
+    clean_stop = False  # not recorded on object stores: every start-up lists every asset's orders
 
     def __init__(self, strategy_root: str) -> None:
         self.store = Store(strategy_root)
@@ -414,12 +435,16 @@ class ObjectJournal:
 def journal_record(raw: bytes, where: str, remedy: str) -> Json:
     """One journal record (``{"kind": "intent" | "outcome", "cid": ..., ...}``), or ``CorruptStateError``."""
     rec = json_object(raw, where, remedy)
+    if rec.get("kind") in RUN_MARKS:
+        return rec
     if rec.get("kind") not in ("intent", "outcome") or not isinstance(rec.get("cid"), str):
         raise CorruptStateError(where, f"unexpected content: not an intent or outcome record ({len(raw)} bytes)", remedy)
     return rec
 
 
 def _apply(pending: dict[str, Json], rec: Json) -> None:
+    if rec["kind"] in RUN_MARKS:
+        return
     cid = str(rec["cid"])
     if rec["kind"] == "intent":
         pending[cid] = rec

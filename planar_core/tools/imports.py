@@ -13,7 +13,7 @@ its ``serve``, ``deployments`` and ``automations`` commands (nothing in ``deploy
 
 Inside ``planar_core``, layers, lowest first (a package may import only packages of a lower layer)::
 
-    model, sandbox  <-  alerts, logic, storage, scaffold  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
+    model, sandbox  <-  alerts, logic, storage, append_log, scaffold  <-  config, state  <-  exchange, trace  <-  risk  <-  engine
                     <-  runner  <-  strategies, cli, tools, testing
 
 Every ``import`` counts, at module level or inside a function (a lazy import is still a dependency, and a cycle
@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "sandbox": 0,
     "alerts": 1,
     "storage": 1,
+    "append_log": 1,  # a file opened once, appended to, group-committed (the trace's WAL, the intent journal)
     "logic": 1,
     "scaffold": 1,
     "config": 2,

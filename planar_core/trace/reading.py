@@ -54,7 +54,9 @@ def _wal_events(files: TraceFiles, m: Manifest) -> list[Json]:
         raw = files.read(f"wal/{seq:012d}.jsonl")
         if raw is None:  # consumed by a checkpoint since we listed: the snapshot is stale, read again
             raise _Moved(f"wal/{seq}")
-        events.extend(json.loads(line) for line in raw.decode().splitlines() if line)
+        # whole lines only: the writer appends to its open file, and the line after the last newline may be
+        # one it is still writing (or one a killed writer left torn)
+        events.extend(json.loads(line) for line in raw.split(b"\n")[:-1] if line)
     return events
 
 

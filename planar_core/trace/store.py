@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..append_log import AppendLog
 from ..model.json import integer
 from ..model.types import Json
 from ..storage import ObjectLease
@@ -106,6 +107,7 @@ class EventTrace:
         self._buffer: list[Json] = []
         self._wal_pending: list[Json] = []  # in WAL files, not yet in a segment
         self._wal_from: int | None = None  # the first of those WAL files
+        self._wal_log: tuple[int, AppendLog] | None = None  # local roots: the WAL file being appended to, and its seq
         # market data skips the WAL: the calls' kwargs, by shape ((kind, field names...)), until the next checkpoint
         self._market: dict[tuple[str, ...], list[dict[str, object]]] = {}
         self._market_rows = 0
@@ -227,12 +229,10 @@ class EventTrace:
                 self._wal_pending.extend(self._buffer)
                 self._buffer = []
             elif self._buffer:
-                seq = self._wal_seq
-                self._wal_seq += 1
                 data = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in self._buffer).encode()
                 self._hold()
-                self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
-                if not self._wal_pending:
+                seq = self._append_wal(data)
+                if self._wal_from is None:
                     self._wal_from = seq
                 self._wal_pending.extend(self._buffer)
                 self._wal_files += 1
@@ -244,6 +244,37 @@ class EventTrace:
                 or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)
             ):
                 self.checkpoint()
+
+    def _append_wal(self, data: bytes) -> int:
+        """Write one flush's events to the WAL; returns the WAL file's sequence number. A local root appends to the
+        open log (one ``write``; its fdatasync is the committer thread's, append_log.py); object stores PUT one
+        file per flush (nothing appends there). A failed append leaves its log behind: the next flush starts a
+        new file, and the events stay in the buffer until one succeeds."""
+        if not self.files.local:
+            seq = self._wal_seq
+            self._wal_seq += 1
+            self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
+            return seq
+        if self._wal_log is None:
+            seq = self._wal_seq
+            self._wal_seq += 1
+            os.makedirs(f"{self.files.path}/wal", exist_ok=True)
+            self._wal_log = (seq, AppendLog(f"{self.files.path}/wal/{seq:012d}.jsonl", fsync=self.files.fsync))
+        seq, log_ = self._wal_log
+        try:
+            log_.append(data)
+        except OSError:
+            self._wal_log = None
+            log_.abandon()
+            raise
+        return seq
+
+    def _end_wal(self) -> None:
+        """The open WAL log synced and closed (a checkpoint consumes it; the next flush starts another)."""
+        if self._wal_log is not None:
+            _, log_ = self._wal_log
+            self._wal_log = None
+            log_.close()
 
     def checkpoint(self) -> Segment | None:
         """Move WAL'd events and the buffered market data into a new Zarr segment, atomically with consuming the
@@ -257,6 +288,8 @@ class EventTrace:
             cols = Columns.concat([Columns.from_events(self._wal_pending), market])
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
+            if self._wal_log is not None:  # its events are in this segment; the next flush starts a new file
+                self._end_wal()
             upto = self._wal_seq - 1 if self.wal else None
             self._last_checkpoint = time.monotonic()
             self._wal_files = 0
@@ -315,6 +348,7 @@ class EventTrace:
         with self._lock:
             self.flush()
             self.checkpoint()
+            self._end_wal()
             self.closed = True
         self._release_writer_lock()
 

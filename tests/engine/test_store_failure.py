@@ -97,6 +97,9 @@ async def test_disk_full_refuses_before_sending_halts_alerts_and_rearms(store_tm
     bid, _ = bid_ask(sandbox)
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.9, waitfor=0) is PENDING
     first = [o["client_order_id"] for o in snapshot(sandbox, account)["orders"]]
+    # the trace's log is a file opened once and appended to: a record that fits in a block the file already has
+    # is written even on a full disk (and is durable). A checkpoint closes it: the next record needs a new file
+    s.sink.checkpoint()
     filler = fill(store_tmpfs)
     before = set(ai.orders)
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.91, waitfor=0) is None
@@ -129,6 +132,7 @@ async def test_read_only_wal_refuses_keeps_fills_and_rearms(strategy_factory, sa
     fills: list[Filled] = []
     s.hooks.listen(lambda e: fills.append(e) if isinstance(e, Filled) else None)
     wal = Path(s.sink.root) / "wal"
+    s.sink.checkpoint()  # the log file open now was opened through the old mount; the next one is made in the new
     _mount("--bind", str(wal), str(wal))
     try:
         _mount("-o", "remount,bind,ro", str(wal))

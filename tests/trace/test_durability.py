@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,17 +78,38 @@ def test_a_reader_racing_a_checkpoint_misses_nothing(tmp_path: Path, monkeypatch
     et.close()
 
 
-def test_write_ahead_files_are_fsynced_with_their_directory(tmp_path: Path, monkeypatch) -> None:
-    synced: list[int] = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+def test_write_ahead_files_are_synced_with_their_directory(tmp_path: Path, monkeypatch) -> None:
+    """The WAL is appended to an open file (durable against a process crash once record() returns) and synced by
+    its committer thread: the file's data, and once the directory holding its new name, with no close needed."""
+    synced: list[str] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fdatasync(fd))[1])
     et = EventTrace(str(tmp_path), flush_interval=3600)
     synced.clear()
     et.record("order_placed", client_order_id="c1", symbol="BTC/USDT", side="buy", amount=1.0)
-    assert len(synced) >= 2  # the file, then the directory holding its new name
+    wal = [str(tmp_path / "wal" / f"{seq:012d}.jsonl") for seq in et.files.list_wal()]
+    assert len(wal) == 1
+    deadline = time.monotonic() + 30
+    while not (wal[0] in synced and str(tmp_path / "wal") in synced) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert wal[0] in synced and str(tmp_path / "wal") in synced, synced  # the file, then the directory holding its name
     et.close()
     et = EventTrace(str(tmp_path / "nosync"), flush_interval=3600, fsync=False)
     synced.clear()
     et.record("order_placed", client_order_id="c1", symbol="BTC/USDT", side="buy", amount=1.0)
-    assert synced == []
+    et.close()
+    assert not [p for p in synced if "/wal" in p]
+
+
+def test_a_reader_skips_the_line_the_writer_is_still_writing(tmp_path: Path) -> None:
+    """The WAL is one file appended to while readers read it: the bytes after its last newline are a record not
+    whole yet, never an error and never an event."""
+    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=10**9)
+    et.record("order_placed", client_order_id="c1", symbol="BTC/USDT", side="buy", amount=1.0)
+    (seq,) = et.files.list_wal()
+    with open(tmp_path / "wal" / f"{seq:012d}.jsonl", "ab") as fh:  # what a reader can see mid-write
+        fh.write(b'{"timestamp":1,"kind":"order_pla')
+    assert list(read_trace(str(tmp_path))["client_order_id"]) == ["c1"]
+    et._end_wal()
     et.close()

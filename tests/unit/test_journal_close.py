@@ -3,6 +3,7 @@ given to another file: that closed the next engine's trace writer lock (EBADF at
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,3 +20,28 @@ def test_a_second_close_leaves_a_reused_descriptor_alone(tmp_path: Path) -> None
         os.write(other, b"x")
     finally:
         os.close(other)
+
+
+def test_a_clean_stop_is_marked_and_a_killed_run_is_not(tmp_path: Path) -> None:
+    """The next start-up trusts the journal to name every order only after a clean stop; a run killed after its
+    first intent (its "stop" never written) leaves the journal unclean even if the run before it stopped cleanly."""
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    assert not j.clean_stop  # a new journal: nothing is known of an earlier run
+    j.compact()  # what a start-up does once it has reconciled
+    j.close()
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    assert j.clean_stop
+    j.intent("a-1", symbol="BTC/USDT")
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "a" / "intents.jsonl").read_bytes().splitlines()]
+    assert kinds[-2:] == ["start", "intent"]  # "start" precedes the first intent: "stop" is no longer the last word
+    # killed here: no close
+    assert not IntentJournal(tmp_path / "a", fsync=False).clean_stop
+
+
+def test_a_run_that_never_settled_leaves_the_journal_as_it_was(tmp_path: Path) -> None:
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    j.intent("a-1", symbol="BTC/USDT")
+    before = (tmp_path / "a" / "intents.jsonl").read_bytes()
+    IntentJournal(tmp_path / "a", fsync=False).close()  # a start refused before it reconciled
+    assert (tmp_path / "a" / "intents.jsonl").read_bytes() == before
+    assert list(IntentJournal(tmp_path / "a", fsync=False).unresolved()) == ["a-1"]
