@@ -73,7 +73,12 @@ def build(info: dict, name: str, acct: dict, fsync: bool) -> Strategy:
         universe=["BTC/USDT"],
         store_root=tempfile.mkdtemp(),
         sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-        rate_limits={"weight_per_minute": 10_000_000, "orders_per_second": 100_000, "burst_allowance": 100_000},
+        rate_limits={
+            "weight_per_minute": 10_000_000,
+            "requests_per_minute": 1_000_000,
+            "orders_per_second": 100_000,
+            "burst_allowance": 100_000,
+        },
         connection={"health_interval": 3600},
         event_tracing={"fsync": fsync},
     )

@@ -51,9 +51,7 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
 def exits_of(s: "Strategy", ai: AssetInstance, parent: str | None = None) -> list[Order]:
     """This strategy's open exit orders on ``ai`` (of one entry, or of all): bracket housekeeping cancels these
     and nothing else (by id, never the account's other orders on the symbol)."""
-    return [
-        o for o in ai.open_orders() if o.parent is not None and (parent is None or o.parent == parent) and s.ids.owns(o.client_order_id)
-    ]
+    return [o for o in ai.orders.open_exits() if (parent is None or o.parent == parent) and s.ids.owns(o.client_order_id)]
 
 
 def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:

@@ -16,9 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..model.venue import FillReport, OrderRef
+from ..model.venue import FillReport
 from .margin import sync_funding
 from .supervisor import TaskHealth
+from .updates import find
 
 if TYPE_CHECKING:
     from ..config import WatcherConfig
@@ -264,7 +265,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
     def idle() -> bool:
         if not s.running:
             return True
-        if ai.open_orders():
+        if ai.orders.any_open():
             idle_since[0] = time.monotonic()
             return False
         return time.monotonic() - idle_since[0] > cfg.timeout
@@ -298,8 +299,10 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
             _drain_cache()
 
     def _drain_cache() -> None:
-        for report in s.venue.cached_orders(symbol, [OrderRef(o.client_order_id, o.id) for o in ai.open_orders()]):
-            s.apply_order(report, source="websocket")
+        for report in s.venue.cached_order_updates(symbol):
+            order = find(ai, report.client_order_id, report.id)
+            if order is not None and order.is_open:  # the orders we wait on (not another's, not one long settled)
+                s.apply_order(report, source="websocket")
         for fill in s.venue.cached_fills(symbol, 100):
             s.apply_trade(fill)
 

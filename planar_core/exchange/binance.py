@@ -175,6 +175,24 @@ class StrictBinance(ccxtpro.binance):
         self.budget_account = account_name("binance", None)  # the order budget's account (never the key)
         self._routes: dict[tuple[str, str], Route] = {}
 
+    def filter_by_symbol_since_limit(
+        self, array: object, symbol: str | None = None, since: int | None = None, limit: int | None = None, tail: bool = False
+    ) -> list[object]:
+        """ccxt's result, found from the end: ``watch_orders(symbol)`` and ``watch_my_trades(symbol)`` answer the
+        newest ``limit`` updates of the symbol (``newUpdates``), and ccxt scanned the whole cache (a thousand
+        orders) for them on every message. The last ``limit`` entries of the symbol, in the cache's order, are the
+        same list either way."""
+        if not (tail and symbol is not None and since is None and limit and limit > 0 and isinstance(array, list)):
+            return list(super().filter_by_symbol_since_limit(array, symbol, since, limit, tail))  # (limit 0: all of them)
+        out: list[object] = []
+        for entry in reversed(array):
+            if isinstance(entry, dict) and entry.get("symbol") == symbol:
+                out.append(entry)
+                if len(out) >= limit:
+                    break
+        out.reverse()
+        return out
+
     # ----------------------------------------------------------------- user-stream stamps
     # ccxt keeps the wire message as the ``info`` of the balance, order, trade and position it parses from it, and
     # resolves each ``watch_*`` separately: by the time the engine applies them, their order on the wire is lost.

@@ -41,6 +41,8 @@ from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
 
 FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
+# what a cached order's state is, to tell a changed one: an update moves it to the cache's end with new values
+_ORDER_MARK = ("status", "filled", "remaining", "price", "amount", "triggerPrice", "lastUpdateTimestamp", "lastTradeTimestamp")
 
 
 def has_last_price(x: object) -> bool:
@@ -63,6 +65,7 @@ class CcxtVenue(ExchangeClient):
         self.caps: Capabilities = self.venue.caps
         self.parse = ReportParser(self.venue)
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
+        self._cache_seen: dict[str, dict[object, tuple[object, ...]]] = {}  # by symbol: order id -> its state when last read
 
     def _contract(self, symbol: str) -> bool:
         return bool(self.markets.get(symbol, {}).get("contract"))
@@ -256,24 +259,31 @@ class CcxtVenue(ExchangeClient):
         candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
         return candles
 
-    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
-        """These orders as ccxt's client holds them from the user stream (it keeps applying messages that arrive
-        while no watch waits, and resolves nobody). Only the orders named are parsed."""
-        hashmap = getattr(getattr(self.ex, "orders", None), "hashmap", None)
-        held = hashmap.get(symbol) if isinstance(hashmap, dict) else None
-        if not isinstance(held, dict) or not only:
+    def cached_order_updates(self, symbol: str) -> list[OrderReport]:
+        """The orders of ``symbol`` ccxt's stream cache changed since the last call (it keeps applying messages that
+        arrive while no watch waits, and resolves nobody). ccxt's order cache moves an order to its end each time a
+        message updates it, so the walk goes back from the end and stops at the first order of the symbol that has
+        not changed since the last call: everything before it changed earlier, and was returned then. The cost
+        follows what changed, not the cache's size (up to a thousand orders); only those rows are parsed."""
+        cache = getattr(self.ex, "orders", None)
+        if not cache:
             return []
-        by_cid: dict[object, object] | None = None
-        rows: list[object] = []
-        for ref in only:
-            if ref.order_id is not None:
-                row = held.get(ref.order_id)
-            else:  # its acknowledgement was lost: found by client id (the map is built once, only when needed)
-                if by_cid is None:
-                    by_cid = {o.get("clientOrderId"): o for o in held.values() if isinstance(o, dict)}
-                row = by_cid.get(ref.client_order_id)
-            if row is not None:
-                rows.append(row)
+        seen = self._cache_seen.setdefault(symbol, {})
+        rows: list[Json] = []
+        for row in reversed(cache):
+            if not isinstance(row, dict) or row.get("symbol") != symbol:
+                continue
+            mark = tuple(row.get(k) for k in _ORDER_MARK)
+            key = row.get("id")
+            if seen.get(key) == mark:
+                break
+            seen[key] = mark
+            rows.append(row)
+        if len(seen) > 2 * len(cache) + 100:  # orders the cache evicted since: forget them
+            held = {(r.get("id")) for r in cache if isinstance(r, dict) and r.get("symbol") == symbol}
+            for key in [k for k in seen if k not in held]:
+                del seen[key]
+        rows.reverse()
         return self.parse.orders(rows)
 
     def cached_fills(self, symbol: str, last: int) -> list[FillReport]:

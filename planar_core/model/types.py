@@ -240,6 +240,7 @@ class OrderMap(dict[str, Order]):
     def __init__(self) -> None:
         super().__init__()
         self._open: dict[str, Order] = {}
+        self._exits: dict[str, Order] = {}  # the open ones that are an entry's exits (bracket housekeeping reads them)
 
     def __setitem__(self, cid: str, order: Order) -> None:
         super().__setitem__(cid, order)
@@ -248,15 +249,19 @@ class OrderMap(dict[str, Order]):
     def __delitem__(self, cid: str) -> None:
         super().__delitem__(cid)
         self._open.pop(cid, None)
+        self._exits.pop(cid, None)
 
     def clear(self) -> None:
         super().clear()
         self._open.clear()
+        self._exits.clear()
 
     def track(self, order: Order) -> None:
         """Index ``order`` again if it is open (a status can come back from 'failed' when the exchange says so)."""
         if order.is_open and self.get(order.client_order_id) is order:
             self._open[order.client_order_id] = order
+            if order.parent is not None:
+                self._exits[order.client_order_id] = order
 
     def forget_closed(self, keep: int) -> int:
         """Forget the oldest orders that are no longer open so that ``keep`` of them remain; returns how many went.
@@ -269,10 +274,32 @@ class OrderMap(dict[str, Order]):
         return len(gone)
 
     def open(self) -> list[Order]:
-        done = [cid for cid, o in self._open.items() if not o.is_open]
+        return _still_open(self._open)
+
+    def open_exits(self) -> list[Order]:
+        """The open orders that are exits of an entry (``parent`` set): read on every balance update."""
+        return _still_open(self._exits)
+
+    def any_open(self) -> bool:
+        """Whether an order is open, without listing them (a watcher asks on every step)."""
+        done = []
+        found = False
+        for cid, o in self._open.items():
+            if o.is_open:
+                found = True
+                break
+            done.append(cid)
         for cid in done:
             del self._open[cid]
-        return list(self._open.values())
+        return found
+
+
+def _still_open(index: dict[str, Order]) -> list[Order]:
+    """The index's orders that are still open; the others leave it (a status changes without telling the map)."""
+    done = [cid for cid, o in index.items() if not o.is_open]
+    for cid in done:
+        del index[cid]
+    return list(index.values())
 
 
 @dataclass

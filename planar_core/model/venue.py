@@ -346,9 +346,10 @@ class Venue(Protocol):
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]: ...
 
     # what the streams delivered last (the adapter's cache), for catching up after a gap
-    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
-        """The cached state of these orders of ``symbol`` (by exchange id, else client id); the others are not read:
-        the engine asks after every stream event, and the cache holds up to a thousand orders."""
+    def cached_order_updates(self, symbol: str) -> list[OrderReport]:
+        """The orders of ``symbol`` whose cached state changed since the last call, oldest change first. The engine
+        asks after every stream event and an account may hold a thousand open orders: the cost must follow what
+        changed, not what the cache holds."""
         ...
 
     def cached_fills(self, symbol: str, last: int) -> list[FillReport]:

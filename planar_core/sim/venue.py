@@ -39,7 +39,7 @@ from ..exchange.limiter import OrderPacer
 from ..model.sink import EventSink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderRef, OrderReport, PositionReport, Ticker
+from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderReport, PositionReport, Ticker
 from ..sandbox import wire
 from ..sandbox.accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..sandbox.book import BookModel
@@ -454,7 +454,7 @@ class SimVenue(CcxtVenue):
                 out.extend(p for p in batch if isinstance(p, PositionReport) and (symbols is None or p.symbol in symbols))
         return out
 
-    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
+    def cached_order_updates(self, symbol: str) -> list[OrderReport]:
         return []
 
     def cached_fills(self, symbol: str, last: int) -> list[FillReport]:

@@ -142,6 +142,7 @@ class FakeVenue:
         self.fail_next: dict[str, list[ExchangeOpError]] = defaultdict(list)
         self.streams = _Streams()
         self._cache_orders: dict[str, dict[str, OrderReport]] = defaultdict(dict)
+        self._cache_changed: dict[str, dict[str, OrderReport]] = {}  # by symbol: changed since the last read
         self._cache_fills: dict[str, list[FillReport]] = defaultdict(list)
         self._cache_balance: dict[str, BalanceReport] = {}
         self._cache_positions: dict[tuple[str, PositionSide], PositionReport] = {}
@@ -199,10 +200,19 @@ class FakeVenue:
         self.position_rows[(report.symbol, report.side)] = report
 
     def push_order(self, *reports: OrderReport) -> list[OrderReport]:
+        out = self.cache_order(*reports)
+        self.streams.orders.put_nowait(out)
+        return out
+
+    def cache_order(self, *reports: OrderReport) -> list[OrderReport]:
+        """Into the stream cache only, as a client applies a message no watch was waiting for."""
         out = [r if r.stamp is not None else replace(r, stamp=self.stamp(r.updated)) for r in reports]
         for r in out:
-            self._cache_orders[r.symbol][r.id or r.client_order_id or ""] = r
-        self.streams.orders.put_nowait(out)
+            key = r.id or r.client_order_id or ""
+            self._cache_orders[r.symbol][key] = r
+            changed = self._cache_changed.setdefault(r.symbol, {})
+            changed.pop(key, None)  # moved to the end: the newest change last, as a stream cache holds it
+            changed[key] = r
         return out
 
     def push_fill(self, *fills: FillReport) -> list[FillReport]:
@@ -426,16 +436,9 @@ class FakeVenue:
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
         return await self.streams.ohlcv[(symbol, timeframe)].get()
 
-    def cached_orders(self, symbol: str, only: Sequence[OrderRef]) -> list[OrderReport]:
-        held = self._cache_orders[symbol]
-        out = []
-        for ref in only:
-            found = held.get(ref.order_id) if ref.order_id is not None else None
-            if found is None:
-                found = next((r for r in held.values() if r.client_order_id == ref.client_order_id), None)
-            if found is not None:
-                out.append(found)
-        return out
+    def cached_order_updates(self, symbol: str) -> list[OrderReport]:
+        changed = self._cache_changed.pop(symbol, {})
+        return list(changed.values())
 
     def cached_fills(self, symbol: str, last: int) -> list[FillReport]:
         return list(self._cache_fills[symbol])[-last:]

@@ -64,11 +64,12 @@ async def test_an_injected_failure_is_raised_once_and_the_request_recorded() -> 
 
 
 async def test_pushed_stream_reports_are_stamped_in_order_and_cached() -> None:
-    from planar_core.model.venue import OrderRef, OrderReport
+    from planar_core.model.venue import OrderReport
 
     v = FakeVenue()
     (first,) = v.push_order(OrderReport(SYM, "1", "a", OrderStatus.OPEN))
     (second,) = v.push_order(OrderReport(SYM, "1", "a", OrderStatus.CANCELED))
     assert first.stamp is not None and second.stamp is not None and second.stamp.seq > first.stamp.seq
-    assert [r.status for r in v.cached_orders(SYM, [OrderRef("a", "1")])] == [OrderStatus.CANCELED]
+    assert [r.status for r in v.cached_order_updates(SYM)] == [OrderStatus.CANCELED]
+    assert v.cached_order_updates(SYM) == []  # nothing changed since the last read
     assert (await v.watch_orders(SYM))[0].status is OrderStatus.OPEN

@@ -74,7 +74,7 @@ async def test_the_stream_cache_catches_up_orders_no_watch_handed_over() -> None
     a, b = tracked(s, "c1", "1"), tracked(s, "c2", "2")
     async with running(s, order_watcher(s, s.universe[SYM])):
         venue.push_order(OrderReport(SYM, "1", "c1", S.CANCELED))
-        venue._cache_orders[SYM]["2"] = OrderReport(SYM, "2", "c2", S.CANCELED, stamp=venue.stamp())  # in the cache only
+        venue.cache_order(OrderReport(SYM, "2", "c2", S.CANCELED))  # in the cache only
         await until(lambda: a.status is S.CANCELED and b.status is S.CANCELED)
 
 

@@ -328,21 +328,63 @@ async def test_stream_caches_are_reports() -> None:
     assert cached is not None and not cached.complete and cached.stamp is not None
 
 
-async def test_the_order_cache_is_read_only_for_the_orders_named() -> None:
-    """The engine reads the cache after every stream event; ccxt's holds up to a thousand orders: only the open ones
-    the engine names are parsed (reading them all made each order cost ~50 parses in bench/engine_hot_path)."""
-    from types import SimpleNamespace
-
-    from planar_core.model.venue import OrderRef
+async def test_the_order_cache_is_read_from_its_end_as_far_as_it_changed() -> None:
+    """The engine reads ccxt's order cache after every stream event, and the cache holds up to a thousand orders:
+    only the orders changed since the last read are returned and parsed (reading every open order made each order
+    cost ~200 parses with 1 000 resting, bench/open_orders_bench.py), and a change is never missed."""
+    from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
 
     v, fake = venue()
     execution = load("ws_executionReport")["messages"]
     raw = next(p["value"] for m in execution for p in m["parsed"] if p["kind"] == "order")
-    held = {str(i): {**raw, "id": str(i), "clientOrderId": f"c{i}"} for i in range(1, 501)}
-    fake.orders = SimpleNamespace(hashmap={SPOT: held})  # type: ignore[attr-defined]
+    cache = ArrayCacheBySymbolById(1000)
+    for i in range(1, 501):
+        cache.append({**raw, "symbol": SPOT if i % 2 else "ETH/USDT", "id": str(i), "clientOrderId": f"c{i}", "status": "open"})
+    fake.orders = cache  # type: ignore[attr-defined]
     parsed: list[object] = []
     parse_orders = v.parse.orders
     v.parse.orders = lambda rows: parsed.extend(rows) or parse_orders(rows)  # type: ignore[method-assign]
-    reports = v.cached_orders(SPOT, [OrderRef("c7", "7"), OrderRef("c9", None), OrderRef("gone", "999")])
-    assert [(r.id, r.client_order_id) for r in reports] == [("7", "c7"), ("9", "c9")]  # by id, by client id, absent
-    assert len(parsed) == 2
+    assert len(v.cached_order_updates(SPOT)) == 250  # the first read: everything of the symbol is new
+    parsed.clear()
+    cache.append({**raw, "symbol": SPOT, "id": "7", "clientOrderId": "c7", "status": "canceled"})  # moved to the end
+    cache.append({**raw, "symbol": "ETH/USDT", "id": "8", "clientOrderId": "c8", "status": "canceled"})
+    cache.append({**raw, "symbol": SPOT, "id": "9", "clientOrderId": "c9", "status": "closed", "filled": 1.0})
+    assert [(r.client_order_id, r.status) for r in v.cached_order_updates(SPOT)] == [
+        ("c7", OrderStatus.CANCELED),
+        ("c9", OrderStatus.CLOSED),
+    ]
+    assert len(parsed) == 2  # not the 250 the cache holds of the symbol
+    assert v.cached_order_updates(SPOT) == [] and len(parsed) == 2  # nothing changed since
+
+
+def test_watch_results_are_found_from_the_cache_end_as_ccxt_finds_them() -> None:
+    """``StrictBinance.filter_by_symbol_since_limit``: the same list as ccxt's for every symbol and limit, without
+    reading the whole cache (it did, on every stream message: 1 000 resting orders doubled the CPU per order)."""
+    import random
+
+    from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
+
+    from planar_core.exchange.binance import StrictBinance
+
+    reads = [0]
+
+    class Row(dict[str, object]):
+        def get(self, key: str, default: object = None) -> object:
+            reads[0] += 1
+            return super().get(key, default)
+
+    ex = StrictBinance({})
+    rng = random.Random(7)
+    cache = ArrayCacheBySymbolById(1000)
+    for i in range(1500):  # evictions and moves included
+        cache.append(Row(symbol=rng.choice(["A/USDT", "B/USDT", "C/USDT"]), id=str(rng.randrange(1200)), timestamp=i))
+    for symbol in ("A/USDT", "B/USDT", "C/USDT", "D/USDT"):
+        for limit in (None, 0, 1, 3, 50, 5000):
+            for since in (None, 700):
+                got = ex.filter_by_symbol_since_limit(cache, symbol, since, limit, True)
+                want = ccxt.Exchange.filter_by_symbol_since_limit(ex, cache, symbol, since, limit, True)
+                assert got == want, (symbol, limit, since)
+    reads[0] = 0
+    last = cache[len(cache) - 1]["symbol"]
+    assert ex.filter_by_symbol_since_limit(cache, last, None, 1, True) == [cache[len(cache) - 1]]
+    assert reads[0] == 1  # the newest update, read from the end
