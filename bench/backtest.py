@@ -17,9 +17,7 @@ import argparse
 import asyncio
 import json
 import resource
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import figure
+from bench.common import figure, nautilus_python, nautilus_skipped
 from planar_core.backtest.run import Backtest, backtest_config
 from planar_core.config import StrategyConfig
 from planar_core.sandbox.market_data import DEFAULT_MARKETS
@@ -132,39 +130,6 @@ def main() -> None:
     )
     figure("backtest_trades", trades, floor_trades, "floor's trading signals", "equal (each engine order is one fill)")
     nautilus(args, data, warmup, seconds, bars, trades)
-
-
-def nautilus_python(given: str | None) -> tuple[str | None, str]:
-    """The interpreter of an environment with nautilus_trader: ``given``, else ``<repo>/.venv-nautilus`` (made with
-    python3.11 and pip from the package registry once, reused after). Returns it, or None and why not."""
-    if given:
-        return given, ""
-    venv = Path(__file__).resolve().parents[1] / ".venv-nautilus"
-    python = venv / "bin" / "python"
-    try:
-        if not python.exists():
-            base = shutil.which("python3.11") or sys.executable
-            print(f"creating {venv} with {base}", file=sys.stderr, flush=True)
-            made = subprocess.run([base, "-m", "venv", str(venv)], stdout=sys.stderr, stderr=sys.stderr, timeout=600)
-            if made.returncode != 0:
-                return None, f"python3.11 -m venv {venv} failed"
-        if subprocess.run([str(python), "-c", "import nautilus_trader"], capture_output=True, timeout=120).returncode != 0:
-            print(f"installing nautilus_trader into {venv} (once)", file=sys.stderr, flush=True)
-            pip = subprocess.run(
-                [str(python), "-m", "pip", "install", "--progress-bar", "off", "nautilus_trader"],
-                stdout=sys.stderr,
-                stderr=sys.stderr,
-                timeout=1800,
-            )
-            if pip.returncode != 0:
-                return None, f"pip install nautilus_trader into {venv} failed (exit {pip.returncode})"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"no environment with nautilus_trader: {exc}"
-    return str(python), ""
-
-
-def nautilus_skipped(why: str) -> None:
-    print(json.dumps({"figure": "nautilus_backtest", "skipped": why}), flush=True)
 
 
 def nautilus(args: argparse.Namespace, data: dict[str, pd.DataFrame], warmup: int, seconds: float, bars: int, trades: int) -> None:

@@ -15,7 +15,17 @@ with fsync off, and raw ccxt.
 whole measurement R times and prints each ratio's min / median / max over the runs. The sandbox runs in its own
 process.
 
-    .venv/bin/python -m bench.engine_hot_path [--orders 1000] [--latency 0] [--repeat 3]
+``--nautilus`` (or ``--nautilus-python PATH``) adds the head-to-head with NautilusTrader's Binance spot adapter on
+the same sandbox process: after each run of ours, bench/nautilus_order_path.py runs in an environment of its own
+(PATH, else ``.venv-nautilus``, made once with pip; see bench/common.py) on a fresh sandbox account, with the same
+injected latency, and sends the same IOC order ``--orders`` times one after another, timing ``submit_order`` ->
+``OrderAccepted`` (Nautilus's "accepted" comes from the user stream's executionReport; ours is the REST reply).
+The figure is our durable ``s.call(waitfor=0)`` median in blocks against Nautilus's median (ratio = ours /
+Nautilus's, the goal <= 1); the row also carries both p99s and both CPU per order (Nautilus's: its process from
+the first timed order to the last acceptance, its Rust threads included; ours includes each block's settle pause).
+When Nautilus cannot be installed or run, a line says why and the bench goes on.
+
+    .venv/bin/python -m bench.engine_hot_path [--orders 1000] [--latency 0] [--repeat 3] [--nautilus]
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import ccxt.async_support as ccxt_async
@@ -35,10 +47,11 @@ from planar_core.engine import Strategy, strategy
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.model import PENDING, OrderType, Side
 
-from .common import figure, median, pct, sandbox_process
+from .common import figure, median, nautilus_python, nautilus_script, nautilus_skipped, pct, sandbox_process
 
 BLOCK = 25
 SETTLE_S = 0.3
+NAUTILUS = "s.call(waitfor=0) vs NautilusTrader submit->accepted"  # the head-to-head's figure (its skip line's name)
 
 
 @dataclass
@@ -156,6 +169,30 @@ async def once(n: int, info: dict, latency_ms: float) -> dict[str, float]:
     }
 
 
+async def nautilus_account(info: dict[str, Any], latency_ms: float) -> dict[str, Any]:
+    """A fresh sandbox account for NautilusTrader's run, and the run's injected latency switched on."""
+    async with aiohttp.ClientSession() as http:
+        acct = await account(http, info)
+        await faults(http, info, latency_ms)
+        return acct
+
+
+async def no_faults(info: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as http:
+        await faults(http, info, 0)
+
+
+def nautilus_once(python: str, info: dict[str, Any], n: int, latency_ms: float) -> dict[str, Any] | None:
+    """bench/nautilus_order_path.py against this sandbox process: its JSON row, or None (the skip line printed)."""
+    acct = asyncio.run(nautilus_account(info, latency_ms))
+    cmd = [python, str(Path(__file__).with_name("nautilus_order_path.py")), "--url", info["url"], "--ws-url", info["ws_url"]]
+    cmd += ["--api-key", acct["api_key"], "--api-secret", acct["api_secret"], "--orders", str(n), "--timeout", str(120 + n * 0.5)]
+    try:
+        return nautilus_script(cmd, NAUTILUS, timeout=300 + n * 0.5)
+    finally:
+        asyncio.run(no_faults(info))
+
+
 def spread(runs: list[dict[str, float]], key: str, base: str) -> tuple[float, float, str]:
     """A figure's value and baseline as the median over the runs, and its ratio's min / median / max."""
     ratios = [r[key] / r[base] for r in runs]
@@ -171,11 +208,27 @@ def main() -> list[dict]:
     parser.add_argument("--orders", type=int, default=500, help="orders per side per run")
     parser.add_argument("--latency", type=float, default=0.0, help="ms of latency injected into every sandbox request")
     parser.add_argument("--repeat", type=int, default=3, help="runs; each ratio is reported as min / median / max")
+    parser.add_argument("--nautilus", action="store_true", help="also NautilusTrader's submit -> accepted on the same sandbox")
+    parser.add_argument(
+        "--nautilus-python", default=None, help="a Python with nautilus_trader (implies --nautilus; default .venv-nautilus)"
+    )
     args = parser.parse_args()
-    runs = []
+    python: str | None = None
+    if args.nautilus or args.nautilus_python:
+        python, why = nautilus_python(args.nautilus_python)
+        if python is None:
+            nautilus_skipped(why, NAUTILUS)
+    runs: list[dict[str, float]] = []
+    theirs: list[dict[str, Any]] = []
     with sandbox_process("--balance", "USDT=10000000,BTC=100", "--weight-per-minute", "10000000", "--orders-per-10s", "10000000") as info:
         for _ in range(args.repeat):
             runs.append(asyncio.run(once(args.orders, info, args.latency)))
+            if python is not None:  # right after ours, on the same sandbox process, so both see the same machine
+                row = nautilus_once(python, info, args.orders, args.latency)
+                if row is None:
+                    python, theirs = None, []
+                else:
+                    theirs.append(row)
     at = f", {args.latency:g} ms latency" if args.latency else ", loopback"
     extra = {"n": args.orders, "runs": args.repeat}
     rows = []
@@ -190,6 +243,24 @@ def main() -> list[dict]:
         if args.latency and key == "median":
             goal = "ratio <= 1.05"
         rows.append(figure(f"{name}{at} (ms)", value, baseline, f"{base_name} (ms)", goal=goal, ratio_min_med_max=ratios, **extra))
+    if theirs:
+        ratios_n = [r["median"] / t["median_ms"] for r, t in zip(runs, theirs, strict=True)]
+        rows.append(
+            figure(
+                f"s.call(waitfor=0) median vs NautilusTrader submit->accepted median, in blocks{at} (ms)",
+                statistics.median(r["median"] for r in runs),
+                statistics.median(t["median_ms"] for t in theirs),
+                f"NautilusTrader {theirs[0]['version']} Binance spot adapter, submit_order -> OrderAccepted median (ms)",
+                goal="ratio <= 1",
+                ratio_min_med_max=f"{min(ratios_n):.3f} / {statistics.median(ratios_n):.3f} / {max(ratios_n):.3f}",
+                p99=round(statistics.median(r["p99"] for r in runs), 4),
+                nautilus_p99=statistics.median(t["p99_ms"] for t in theirs),
+                cpu_ms_per_order=round(statistics.median(r["cpu"] for r in runs), 4),
+                nautilus_cpu_ms_per_order=statistics.median(t["cpu_ms_per_order"] for t in theirs),
+                nautilus_n=theirs[0]["n"],
+                **extra,
+            )
+        )
     return rows
 
 
