@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
 from ..model import AssetInstance, CancelAllAnswer, CancelAnswer, CancelOutcome, Order, OrderStatus
-from ..model.cancels import as_cancelled
-from ..model.venue import CancelResult, OrderRef
+from ..model.cancels import as_cancelled, cancel_target
+from ..model.venue import CancelResult
 from .submit import lookup
 from .updates import apply_order
 
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine.cancels")
 CANCEL_ROUNDS = 3  # cancel, list, cancel what the listing still shows open ... at most this many times
-
-
-def target(ai: AssetInstance, order: Order) -> OrderRef:
-    """How the exchange names ``order`` for a cancel: its id (futures conditional orders still waiting: the algo
-    id), or its client id when the acknowledgement was lost."""
-    waiting = ai.is_margin and order.type.is_conditional and not order.triggered
-    return OrderRef(order.client_order_id, order.id, waiting)
 
 
 def apply_cancelled(s: "Strategy", ai: AssetInstance, result: CancelResult) -> None:
@@ -48,7 +41,7 @@ async def cancel(s: "Strategy", ai: AssetInstance, order: Order) -> CancelAnswer
     t = s.config.timeouts.order_cancellation
     cid = order.client_order_id
     try:
-        result = await s.venue.cancel_orders(ai.symbol, [target(ai, order)], timeout=t)
+        result = await s.venue.cancel_orders(ai.symbol, [cancel_target(ai, order)], timeout=t)
     except ExchangeOpError as err:  # a venue answers per order; one that raises leaves the outcome unknown too
         result = CancelResult(unconfirmed={cid: f"{type(err).__name__}: {err}"[:300]})
     if cid in result.cancelled:
@@ -87,7 +80,7 @@ async def cancel_all(s: "Strategy", ai: AssetInstance) -> CancelAllAnswer:
     why: dict[str, str] = {}
     verified = True
     for _ in range(CANCEL_ROUNDS):
-        targets = [target(ai, o) for o in ai.open_orders()]
+        targets = [cancel_target(ai, o) for o in ai.open_orders()]
         if not targets:
             break
         try:

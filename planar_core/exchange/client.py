@@ -32,7 +32,7 @@ from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 
 log = logging.getLogger("planar.exchange")
-CANCEL_CONCURRENCY = 8  # cancel requests of one cancel_orders in flight at once
+CANCEL_CONCURRENCY = 32  # cancel requests of one cancel_orders in flight at once
 T = TypeVar("T")
 Validator = Callable[[object], bool]
 

@@ -25,15 +25,15 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
-from ..model.cancels import as_cancelled
+from ..model.cancels import as_cancelled, cancel_target
 from ..model.json import num, obj
 from ..model.types import Json, PositionSide
 from ..model.venue import OrderRef, OrderReport
-from .outcome import Entry, OutcomeTables, SymbolOutcome, Table, not_clean_parts
+from .outcome import Entry, OrdersOutcome, OutcomeTables, SymbolOutcome, Table, not_clean_parts
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
-    from ..model import AssetInstance
+    from ..model import AssetInstance, Order
 
 log = logging.getLogger("planar.risk.estop")
 __all__ = ["EStopReport", "conclude", "emergency_stop", "not_clean_parts", "pause", "settle_symbol"]
@@ -171,7 +171,20 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         out.unverified = "not listed yet"  # until the exchange lists them
     seen: set[str] = set()
     ai = s.universe.get(symbol)
-    known = {str(o.id) for o in ai.open_orders() if o.id is not None} if ai is not None else set()
+    local = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
+    known = {str(o.id) for o in local}
+    if ai is not None and local:  # a running engine names its open orders: cancel them and list, at the same time
+        in_flight = any(o.id is None for o in ai.open_orders())  # sent, not acknowledged: the listing must come after
+        listing = asyncio.ensure_future(s.venue.open_orders(symbol, timeout=max(0.1, deadline - loop.time()), retries=0))
+        seen = await _cancel_known(s, ai, local, deadline, report)  # no word on these: absent from the listing = cancelled
+        known = set()
+        try:
+            listed = await listing
+        except ExchangeOpError as err:
+            report.errors.append(f"{symbol}: fetch_open_orders: {err}"[:300])
+        else:
+            if not seen and not in_flight and _only_named(s, symbol, listed, local, out):
+                return  # one round trip: every order named was confirmed, and the listing shows no other of ours
     first = True
     attempt = 0
     while True:
@@ -211,6 +224,46 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             report.errors.extend(f"{symbol}: cancel {cid}: {why}"[:300] for cid, why in list(result.unconfirmed.items())[:5])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
+
+
+def _only_named(s: "Strategy", symbol: str, listed: list[OrderReport], named: list["Order"], out: OrdersOutcome) -> bool:
+    """A listing taken while the named orders were being cancelled, each of them confirmed cancelled or gone: the
+    symbol is verified when it shows no other order of this strategy. Sound because the strategy is halted (it
+    sends nothing new) and nothing of it is in flight: an order it does not name was open before the cancels and
+    stays open until cancelled, so the listing shows it whenever it was taken. Orders it lists that were named
+    may show either side of their cancel; their cancel's answer is the exchange's word."""
+    cids, ids = {o.client_order_id for o in named}, {str(o.id) for o in named}
+    ours = [r for r in listed if _ours(s, symbol, r)]
+    if any(r.client_order_id not in cids and str(r.id) not in ids for r in ours):
+        return False
+    out.left_alone = len(listed) - len(ours)
+    out.unverified = None
+    out.still_open = 0
+    return True
+
+
+async def _cancel_known(s: "Strategy", ai: "AssetInstance", local: list["Order"], deadline: float, report: EStopReport) -> set[str]:
+    """The orders the engine's record has open on ``ai``, cancelled by id before any listing (one round trip fewer:
+    the listing that follows verifies, and catches what the record does not know). Those the exchange confirmed
+    cancelled are counted cancelled, those it named not open already gone; answers the exchange ids of the rest,
+    the listing's to tell."""
+    loop = asyncio.get_running_loop()
+    out = report.of(ai.symbol).orders
+    try:
+        result = await s.venue.cancel_orders(
+            ai.symbol, [cancel_target(ai, o) for o in local], timeout=max(0.1, deadline - loop.time()), retries=0
+        )
+    except ExchangeOpError as err:
+        report.errors.append(f"{ai.symbol}: cancel: {err}"[:300])
+        return {str(o.id) for o in local}
+    with s.group():
+        for cid, r in result.cancelled.items():
+            s.apply_order(as_cancelled(ai.symbol, cid, r), source="estop")
+    out.cancelled += sum(1 for o in local if o.client_order_id in result.cancelled)
+    out.already_gone += sum(1 for o in local if o.client_order_id in result.not_open)
+    for cid, why in list(result.unconfirmed.items())[:5]:
+        report.errors.append(f"{ai.symbol}: cancel {cid}: {why}"[:300])
+    return {str(o.id) for o in local if o.client_order_id not in result.cancelled and o.client_order_id not in result.not_open}
 
 
 async def _settle_local(s: "Strategy", symbol: str) -> None:

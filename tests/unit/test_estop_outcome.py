@@ -3,6 +3,9 @@ flows, the CLI and re-arm read) are rendered from them exactly as they were writ
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.model import Balance, OrderType, PositionSide, Side
 from planar_core.risk.account_estop import AccountEStopReport, Member, _outstanding
@@ -121,6 +124,55 @@ async def test_an_estop_on_the_venue_fills_the_structure() -> None:
     assert set(report.unverified) == {f"{sym}: open orders" for sym in ("BTC/USDT", "ETH/USDT")}
     assert all(report.of(sym).orders.unverified == "could not list open orders: ExchangeOpError: down" for sym in ("BTC/USDT", "ETH/USDT"))
     assert listed == {"BTC/USDT"}
+    # the engine's record named the order: it was cancelled by id before any listing, though the listing failed
+    assert report.of("BTC/USDT").orders.cancelled == 1 and all(o.status.value == "canceled" for o in venue.orders.values())
     venue.fail_next["open_orders"].clear()
     again = await emergency_stop(s, "again", close_positions=False, budget_s=5.0)
-    assert again.clean and again.summary() == "clean: 1 orders cancelled" and again.of("BTC/USDT").orders.cancelled == 1
+    assert again.clean and again.summary() == "clean: 0 orders cancelled" and again.of("BTC/USDT").orders.unverified is None
+
+
+async def test_a_running_engine_s_estop_cancels_what_it_knows_first_then_lists_once() -> None:
+    """One round trip per symbol when the engine's record is right: the cancels by id and the listing that
+    verifies go out together (before: list, cancel, list again); a symbol the record has nothing open on is listed
+    only. No further listing, no order history: every cancel was confirmed."""
+    s, venue, _ = await started(("BTC/USDT", "ETH/USDT"))
+    s.holdings.set_balances({"USDT": Balance(10_000.0, 0.0, 10_000.0)})
+    s.universe["BTC/USDT"].last_price = 50_000.0
+    for price in (40_000.0, 39_000.0):
+        await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=price, waitfor=0)
+    venue.calls.clear()
+    report = await emergency_stop(s, "test", close_positions=False, budget_s=5.0)
+    assert report.clean and report.of("BTC/USDT").orders.cancelled == 2
+    btc = [c.op for c in venue.calls if c.args and c.args[0] == "BTC/USDT" and c.op != "cancel_order"]  # the batch's own
+    assert btc == ["cancel_orders", "open_orders"], btc
+    assert [c.op for c in venue.calls if c.args and c.args[0] == "ETH/USDT"] == ["open_orders"]  # nothing known: list only
+
+
+async def test_the_verifying_listing_goes_out_with_the_cancels() -> None:
+    """The listing does not wait for the cancels' answers (one round trip, not two): here the cancels are answered
+    only once the listing was asked. A listing taken before the cancels landed still shows the named orders open;
+    their cancels' answers are the exchange's word, and nothing else of the strategy's is listed: clean."""
+    s, venue, _ = await started(("BTC/USDT",))
+    s.holdings.set_balances({"USDT": Balance(10_000.0, 0.0, 10_000.0)})
+    s.universe["BTC/USDT"].last_price = 50_000.0
+    for price in (40_000.0, 39_000.0):
+        await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=price, waitfor=0)
+    listed = asyncio.Event()
+    cancel_orders, open_orders = venue.cancel_orders, venue.open_orders
+
+    async def cancel_after_listing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            await asyncio.wait_for(listed.wait(), timeout=5.0)
+        except TimeoutError:
+            raise ExchangeOpError("no listing was asked while the cancels were out") from None
+        return await cancel_orders(*args, **kwargs)
+
+    async def listing(*args: Any, **kwargs: Any) -> Any:
+        answer = await open_orders(*args, **kwargs)
+        listed.set()
+        return answer
+
+    venue.cancel_orders, venue.open_orders = cancel_after_listing, listing  # type: ignore[method-assign]
+    report = await emergency_stop(s, "test", close_positions=False, budget_s=2.0)
+    assert report.clean and report.of("BTC/USDT").orders.cancelled == 2, report.summary()
+    assert venue.ops("open_orders") == [("BTC/USDT",)]  # the one listing, taken before the cancels were answered
