@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from datetime import UTC
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, StrategyConfig
@@ -21,6 +20,8 @@ from .submit import lookup
 from .updates import apply_order, apply_trade, find, other_strategy
 
 if TYPE_CHECKING:
+    from ..trace.unresolved import RestartIndex
+    from .startup_plan import StartupPlan
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.sync")
@@ -129,42 +130,86 @@ async def load_history(s: "Strategy") -> None:
 
 
 async def startup_sync(s: "Strategy") -> None:
-    """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
+    """Prices, balances, positions; the account's open orders, and the history and trades of the assets where
+    something is unresolved (``startup_plan.py`` says which and why), several assets at once within the request
+    budget; then reconcile the intent journal."""
+    from . import startup_plan
+
+    try:
+        await _startup_sync(s, await startup_plan.prepare(s))
+    finally:
+        startup_plan.forget(s)
+
+
+async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
+    from .startup_plan import SYNC_CONCURRENCY, add_changed_positions
+
     await sync_prices(s)
     await sync_balances(s)
     if s.config.margin:
         await apply_position_mode(s)  # before the positions: hedge mode keeps two sides per asset
         await sync_positions(s)
-        for ai in s.universe.values():
-            if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
-                try:
-                    await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
-                    s.holdings.set_leverage(ai, s.config.default_leverage)
-                except ExchangeOpError as err:
-                    log.warning("set_leverage on %s failed: %s", ai.symbol, err)
+        await _default_leverage(s)
     cfg = s.config.startup_sync
-    since = int((s.clock.time() - cfg.trades_lookback_s) * 1000)
-    restore_trades(s, since)
-    restore_basis(s)
-    restore_orders(s, since)
+    since = plan.since_ms
+    restore_basis(s, plan.index)
+    add_changed_positions(s, plan)
+    listed = [ai for sym, ai in s.universe.items() if sym in plan.listed]
+    log.info("start-up sync: history and trades of %d of %d assets (%s)", len(listed), len(s.universe), _reasons(plan.listed))
+    restore_trades(s, since, plan.index, plan.listed)
+    restore_orders(s, since, plan.index, plan.listed)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
-        s.holdings.funding.restore((str(r.get("trade_id")) for r in _traced(s, since, "funding_paid")), since)
+        s.holdings.funding.restore((str(r.get("trade_id")) for r in plan.index.rows(("funding_paid",))), since)
         await sync_funding(s)
-    for ai in s.universe.values():
-        await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)
+    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+    async def one(ai: AssetInstance) -> None:
+        async with gate:
+            await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since, open_now=plan.open_now.get(ai.symbol, []))
+
+    await asyncio.gather(*(one(ai) for ai in listed))  # an asset with open orders is always listed
     await reconcile_intents(s)
     s.journal.compact()
     await s.freshness.flush()  # fills the sync learned after reading the balances: read them again (once)
+
+
+async def _default_leverage(s: "Strategy") -> None:
+    """The configured leverage on every asset without a position, several at once."""
+    from .startup_plan import SYNC_CONCURRENCY
+
+    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+    async def one(ai: AssetInstance) -> None:
+        if ai.position.leverage == s.config.default_leverage or ai.position.contracts:
+            return
+        async with gate:
+            try:
+                await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
+                s.holdings.set_leverage(ai, s.config.default_leverage)
+            except ExchangeOpError as err:
+                log.warning("set_leverage on %s failed: %s", ai.symbol, err)
+
+    await asyncio.gather(*(one(ai) for ai in s.universe.values()))
+
+
+def _reasons(listed: Mapping[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for why in listed.values():
+        key = why.split(" differs")[0].split(" ", 1)[-1] if " differs" in why else why
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n}: {why}" for why, n in counts.items()) or "none"
 
 
 def _listed(x: object) -> list[object]:
     return list(x) if isinstance(x, (list, tuple)) else []
 
 
-def restore_trades(s: "Strategy", since_ms: int) -> int:
-    """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
-    start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
-    traced = _traced(s, since_ms - 60_000)
+def restore_trades(s: "Strategy", since_ms: int, index: "RestartIndex | None" = None, symbols: Collection[str] | None = None) -> int:
+    """Trades the trace already holds for the sync window (an earlier run recorded them) on ``symbols`` (None:
+    every asset), the ones the sync lists again: marked as seen so the start-up sync does not record them twice, and
+    attached to their orders when the sync brings those in."""
+    index = index if index is not None else _index(s, since_ms - 60_000)
+    traced = index.rows(("trade_executed",), symbols, since_ns=(since_ms - 60_000) * 1_000_000)
     replaced = {str(x) for r in traced for x in _listed(r.get("replaces"))}
     n = 0
     for r in traced:
@@ -181,19 +226,14 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     return n
 
 
-def restore_basis(s: "Strategy") -> int:
+def restore_basis(s: "Strategy", index: "RestartIndex | None" = None) -> int:
     """Each position's cost basis (spot lots, futures average entry, the round trip under way) as the last fill of
     it in the trace left it (its ``trade_executed`` event carries the basis after it): however old that fill is,
-    a restart keeps the cost basis. Fills the start-up sync learns next apply on top of it."""
-    last: dict[tuple[str, str], Json] = {}
-    for r in _traced(s, 0):
-        cid = text(r.get("client_order_id"))
-        basis = r.get("basis")
-        if not cid or other_strategy(s, cid) or not isinstance(basis, dict):
-            continue
-        last[(str(basis.get("symbol")), str(basis.get("position_side") or "both"))] = basis  # in trace order: the last wins
+    a restart keeps the cost basis. The trace is read backwards until every asset's last fill is found (or its
+    start: an asset never traded). Fills the start-up sync learns next apply on top of it."""
+    index = index if index is not None else _index(s, int(s.clock.time() * 1000))
     n = 0
-    for (symbol, _), basis in last.items():
+    for (symbol, _), basis in index.bases.items():
         ai = s.universe.get(symbol)
         if ai is not None:
             s.ledger.restore_basis(ai, basis)
@@ -201,20 +241,22 @@ def restore_basis(s: "Strategy") -> int:
     return n
 
 
-def restore_orders(s: "Strategy", since_ms: int) -> int:
+def restore_orders(s: "Strategy", since_ms: int, index: "RestartIndex | None" = None, symbols: Collection[str] | None = None) -> int:
     """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
     trigger, the exits attached to an entry, the entry an exit protects, whether its trigger was recorded): from
-    the trace's ``order_placed`` / ``order_triggered`` events and the journal's unresolved intents. Used when the
-    start-up sync adopts these orders again (a futures conditional order that triggered is reported as a plain
-    market or limit order; its type is what we asked for)."""
+    the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset) and the journal's
+    unresolved intents. Used when the start-up sync adopts these orders again (a futures conditional order that
+    triggered is reported as a plain market or limit order; its type is what we asked for)."""
+    index = index if index is not None else _index(s, since_ms - 60_000)
+    lo = (since_ms - 60_000) * 1_000_000
     meta: dict[str, Json] = {}
-    for r in _traced(s, since_ms - 60_000, "order_placed"):
+    for r in index.rows(("order_placed",), symbols, since_ns=lo):
         cid = text(r.get("client_order_id"))
         if cid and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
             meta[cid] = {**r, "type": r.get("order_type")}
     for cid, intent in s.journal.unresolved().items():
         meta.setdefault(cid, dict(intent))
-    for r in _traced(s, since_ms - 60_000, "order_triggered"):
+    for r in index.rows(("order_triggered",), symbols, since_ns=lo):
         cid = text(r.get("client_order_id"))
         if cid in meta:
             meta[cid]["triggered"] = True
@@ -223,18 +265,10 @@ def restore_orders(s: "Strategy", since_ms: int) -> int:
     return len(meta)
 
 
-def _traced(s: "Strategy", since_ms: int, kind: str = "trade_executed") -> list[Json]:
-    """Events of ``kind`` the trace already holds since ``since_ms`` (an earlier run recorded them)."""
-    files = getattr(s.sink, "files", None)
-    if files is not None:
-        from datetime import datetime
+def _index(s: "Strategy", since_ms: int) -> "RestartIndex":
+    from .startup_plan import restart_index
 
-        from ..trace.reading import extract_events_by_date, to_records
-
-        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, UTC), kind=kind)
-        return to_records(df)
-    of = getattr(s.sink, "of", None)
-    return [e for e in of(kind) if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
+    return restart_index(s, since_ms)
 
 
 async def sync_balances(s: "Strategy") -> None:
@@ -246,16 +280,23 @@ async def sync_positions(s: "Strategy") -> None:
 
 
 async def sync_asset_orders(
-    s: "Strategy", ai: AssetInstance, recent: int = 0, trades: bool = True, trades_since: int | None = None
+    s: "Strategy",
+    ai: AssetInstance,
+    recent: int = 0,
+    trades: bool = True,
+    trades_since: int | None = None,
+    open_now: list[OrderReport] | None = None,
 ) -> None:
     """Open orders (every book), the last ``recent`` closed orders, the orders we track, and (optionally) trades since
-    the last one we know (or ``trades_since``).
+    the last one we know (or ``trades_since``). ``open_now``: the asset's open orders as an account-wide listing just
+    said (not asked again).
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
     t = s.config.timeouts.order_placement
-    open_now = await s.venue.open_orders(ai.symbol, t)
+    if open_now is None:
+        open_now = await s.venue.open_orders(ai.symbol, t)
     if recent > 0:  # the history's newest entries include the open orders: ask for that many more
         history = await s.venue.order_history(ai.symbol, t, limit=min(1000, recent + len(open_now)))
         with s.group():
