@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, PositionSide
@@ -52,6 +52,7 @@ class StartupPlan:
     index: RestartIndex  # what the trace says is unresolved
     since_ms: int  # the lookback's start
     listed: dict[str, str]  # symbol -> why its history and trades are listed
+    history: dict[str, list[OrderReport]] = field(default_factory=dict)  # symbol -> its history, listed once (twin check)
 
 
 _PLANS: weakref.WeakKeyDictionary[Strategy, StartupPlan] = weakref.WeakKeyDictionary()

@@ -165,7 +165,15 @@ async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
 
     async def one(ai: AssetInstance) -> None:
         async with gate:
-            await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since, open_now=plan.open_now.get(ai.symbol, []))
+            await sync_asset_orders(
+                s,
+                ai,
+                recent=cfg.closed_orders,
+                trades_since=since,
+                open_now=plan.open_now.get(ai.symbol, []),
+                history=plan.history.get(ai.symbol),
+                trades_if_unexplained=True,
+            )
 
     await asyncio.gather(*(one(ai) for ai in listed))  # an asset with open orders is always listed
     await reconcile_intents(s)
@@ -286,10 +294,13 @@ async def sync_asset_orders(
     trades: bool = True,
     trades_since: int | None = None,
     open_now: list[OrderReport] | None = None,
+    history: list[OrderReport] | None = None,
+    trades_if_unexplained: bool = False,
 ) -> None:
     """Open orders (every book), the last ``recent`` closed orders, the orders we track, and (optionally) trades since
-    the last one we know (or ``trades_since``). ``open_now``: the asset's open orders as an account-wide listing just
-    said (not asked again).
+    the last one we know (or ``trades_since``). ``open_now`` / ``history``: the asset's open orders / last ``recent``
+    orders as a listing just said (not asked again). ``trades_if_unexplained`` (start-up): trades are asked for only
+    when the history shows a fill they would explain (``trades_needed``).
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
@@ -297,8 +308,10 @@ async def sync_asset_orders(
     t = s.config.timeouts.order_placement
     if open_now is None:
         open_now = await s.venue.open_orders(ai.symbol, t)
+    limit = history_limit(recent, len(open_now))
     if recent > 0:  # the history's newest entries include the open orders: ask for that many more
-        history = await s.venue.order_history(ai.symbol, t, limit=min(1000, recent + len(open_now)))
+        if history is None:
+            history = await s.venue.order_history(ai.symbol, t, limit=limit)
         with s.group():
             for report in history:
                 apply_order(s, report, source="sync")
@@ -339,9 +352,42 @@ async def sync_asset_orders(
     if trades:
         lookback = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=trades_since if trades_since is not None else lookback)
+        if trades_if_unexplained and recent > 0 and history is not None:
+            since = trades_needed(s, ai, history, limit, trades_since if trades_since is not None else lookback)
+            if since is None:
+                return
+            last = since
         with s.group():
             for fill in await fetch_trades_since(s, ai, last):
                 apply_trade(s, fill)
+
+
+def history_limit(recent: int, open_orders: int) -> int:
+    """The orders a history listing asks for: the last ``recent`` closed ones besides the open ones."""
+    return min(1000, recent + open_orders)
+
+
+def trades_needed(s: "Strategy", ai: AssetInstance, history: list[OrderReport], limit: int, since: int) -> int | None:
+    """Where to start reading the asset's trades, or None when nothing needs them: every fill is an order's, and the
+    history (applied just before) shows each order's filled amount. An order of the lookback whose filled amount
+    its known trades (the trace's, re-attached) do not add up to needs its trades, from its creation (within the
+    lookback). A full history page that does not reach back to the lookback's start cannot vouch for the orders
+    beyond it: the whole lookback is read, as before."""
+    oldest = min((r.timestamp or 0 for r in history), default=0)
+    if len(history) >= limit and oldest > since:
+        return since
+    start: int | None = None
+    for r in history:
+        filled = r.filled or 0.0
+        if filled <= 0 or max(r.updated or 0, r.timestamp or 0) < since:
+            continue
+        order = find(ai, r.client_order_id, None if r.conditional else r.id)
+        if order is None:  # another strategy's, or a foreign order not adopted: not our fills
+            continue
+        known = sum(tr.amount for tr in order.trades if not tr.emulated)
+        if known + 1e-12 < filled:
+            start = min(start if start is not None else 2**62, max(since, (r.timestamp or since) - 1000))
+    return start
 
 
 TRADE_WINDOW_MS = 24 * 3_600_000  # Binance spot: startTime..endTime at most 24 h (futures: 7 days)

@@ -137,6 +137,7 @@ class Twins:
         unclean stop; see startup_plan.py), listed several at once. A twin whose only recent orders closed on an
         asset not listed is found by the running check at its next order (``inspect``)."""
         from .startup_plan import SYNC_CONCURRENCY
+        from .sync import history_limit as sync_history_limit
 
         started = int(time.time() * 1000)
         since = started - int(s.config.startup_sync.trades_lookback_s * 1000)
@@ -155,9 +156,16 @@ class Twins:
                 if f is not None:
                     found.setdefault(f.client_order_id, f)
 
+        recent = s.config.startup_sync.closed_orders
+
         async def history(ai: AssetInstance) -> None:
+            opened = plan.open_now.get(ai.symbol, [])
+            limit = sync_history_limit(recent, len(opened)) if recent > 0 else history_limit
             async with gate:
-                judge(ai, await s.venue.order_history(ai.symbol, t, limit=history_limit))
+                reports = await s.venue.order_history(ai.symbol, t, limit=limit)
+            if recent > 0:  # the start-up sync's own listing: it applies these instead of asking again
+                plan.history[ai.symbol] = reports
+            judge(ai, reports)
 
         for ai in s.universe.values():
             judge(ai, plan.open_now.get(ai.symbol, []))

@@ -122,8 +122,8 @@ async def test_clean_restart_adopts_a_resting_order_listing_its_asset_only(wide:
     finally:
         await s.stop()
     assert counts.get("fetch_open_orders") == 1, counts
-    # the asset with the order: its history for the twin check and for the sync; no other asset's
-    assert counts.get("fetch_orders") == 2, counts
+    # the asset with the order: its history, listed once for the twin check and the sync; no other asset's
+    assert counts.get("fetch_orders") == 1, counts
 
 
 async def test_clean_restart_learns_an_order_cancelled_while_down(wide: SandboxServer, quote_only: Account, tmp_path) -> None:
@@ -180,6 +180,35 @@ async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: S
         assert found is not None and found.status == "canceled", found
     finally:
         await s.stop()
+
+
+async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wide: SandboxServer, quote_only: Account, tmp_path) -> None:
+    """Every asset's history is listed after an unclean stop; trades only for the asset whose history shows a fill
+    the trace does not hold (a market order with our id the journal lacks), and from that order's creation on."""
+    root = str(tmp_path / "store")
+    first = await first_run(wide, quote_only, root)
+    cid = first.ids.next()
+    await first.stop()
+    raw = make_client(wide, quote_only)
+    try:
+        await raw.load_markets()
+        last = (await raw.fetch_ticker("SYN2/USDT"))["last"]
+        amount = float(raw.amount_to_precision("SYN2/USDT", 20.0 / last))
+        await raw.create_order("SYN2/USDT", "market", "buy", amount, None, {"newClientOrderId": cid})
+    finally:
+        await raw.close()
+    s = engine(wide, quote_only, root, twin_check={"enabled": False})
+    mark_clean(s, False)
+    try:
+        counts = await start_counting(s)
+        ai = s.universe["SYN2/USDT"]
+        order = ai.orders.get(cid)
+        assert order is not None and order.status == "closed", order
+        assert [t.client_order_id for t in ai.trades if not t.emulated] == [cid], ai.trades
+    finally:
+        await s.stop()
+    assert counts.get("fetch_orders") == len(UNIVERSE), counts  # every asset's history
+    assert counts.get("fetch_my_trades") == 1, counts  # one window, one asset
 
 
 # ------------------------------------------------------------------------------------------ the trace's restart index
