@@ -72,6 +72,9 @@ def synthetic(n: int, start_ns: int, step_ns: int, symbols: list[str], prefix: s
     kind = rng.choice(len(KINDS), n, p=SHARE).astype(np.int32)
     ordered = np.isin(kind, [1, 2, 3, 4])
     order = first_order + np.arange(n) // 8
+    lifecycle = np.flatnonzero(np.isin(kind, [1, 2, 3]))
+    ends_order = np.r_[order[lifecycle][1:] != order[lifecycle][:-1], True]
+    kind[lifecycle[ends_order]] = 3  # each order's last lifecycle event closes it (a live trace's orders end)
     sym = order % len(symbols)  # one symbol per order
     codes = np.full((len(TEXT), n), -1, np.int32)
     codes[TEXT.index("kind")] = kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, StrategyConfig
@@ -13,7 +13,7 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.clock import now_ms
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
-from ..model.venue import FillReport, Market, OrderRef, OrderReport
+from ..model.venue import FillReport, Market, OrderRef, OrderReport, Ticker
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
@@ -74,7 +74,7 @@ async def sync_prices(s: "Strategy") -> None:
     if not symbols:
         return
     try:
-        tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
+        tickers = await tickers_of(s, symbols, s.config.timeouts.market_data)
     except ExchangeOpError as err:  # valuation stays incomplete until the watchers bring prices (recorded by the breakers)
         log.warning("start-up prices: %s", err)
         return
@@ -88,6 +88,19 @@ async def sync_prices(s: "Strategy") -> None:
             s.holdings.set_conversion_prices({sym: float(last)})
 
 
+TICKERS_PER_REQUEST = 100  # Binance weighs 21-100 symbols at 40, more at 80; a longer symbol list overflows the URL
+
+
+async def tickers_of(s: "Strategy", symbols: Sequence[str], timeout: float) -> dict[str, Ticker]:
+    """The tickers of ``symbols``, at most ``TICKERS_PER_REQUEST`` a request (a thousand-asset universe in one query
+    string is refused before the exchange reads it: 400, line too long), the requests at once."""
+    chunks = [symbols[i : i + TICKERS_PER_REQUEST] for i in range(0, len(symbols), TICKERS_PER_REQUEST)]
+    out: dict[str, Ticker] = {}
+    for part in await asyncio.gather(*(s.venue.tickers(chunk, timeout) for chunk in chunks)):
+        out.update(part)
+    return out
+
+
 async def load_account(s: "Strategy") -> None:
     """Markets, balances, positions (margin) and prices, without watchers: what a helper process (daily reset,
     re-arm, re-sync) needs to value the account. Unlike the start-up prices, a missing price here is an error,
@@ -97,7 +110,7 @@ async def load_account(s: "Strategy") -> None:
     if s.config.margin:
         await sync_positions(s)
     symbols = [ai.symbol for ai in s.universe.values()]
-    tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
+    tickers = await tickers_of(s, symbols, s.config.timeouts.market_data)
     for ai in s.universe.values():
         last = tickers[ai.symbol].last if ai.symbol in tickers else None
         if last is None:
@@ -156,12 +169,30 @@ async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
     add_changed_positions(s, plan)
     listed = [ai for sym, ai in s.universe.items() if sym in plan.listed]
     log.info("start-up sync: history and trades of %d of %d assets (%s)", len(listed), len(s.universe), _reasons(plan.listed))
-    restore_trades(s, since, plan.index, plan.listed)
-    restore_orders(s, since, plan.index, plan.listed)
+    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+    t = s.config.timeouts.order_placement
+
+    async def history(ai: AssetInstance) -> None:  # the twin check listed it already, unless it is off
+        if ai.symbol not in plan.history:
+            async with gate:
+                limit = history_limit(cfg.closed_orders, len(plan.open_now.get(ai.symbol, [])))
+                plan.history[ai.symbol] = await s.venue.order_history(ai.symbol, t, limit=limit)
+
+    if cfg.closed_orders > 0:
+        await asyncio.gather(*(history(ai) for ai in listed))
+        # what the trace holds of the orders the sync is about to adopt (their trades, what was asked for), and
+        # nothing else: an asset's trades are read again only from an order whose fills they must explain
+        journal = s.journal.unresolved()
+        listings = (r for sym in plan.listed for r in plan.open_now.get(sym, []) + plan.history.get(sym, []))
+        cids = set(journal) | {r.client_order_id for r in listings if r.client_order_id}
+        restore_trades(s, since, plan.index, cids=cids)
+        restore_orders(s, since, plan.index, cids=cids, journal=journal)
+    else:  # no history: trades are read over the lookback, so every traced trade of a listed asset is marked seen
+        restore_trades(s, since, plan.index, plan.listed)
+        restore_orders(s, since, plan.index, plan.listed)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
         s.holdings.funding.restore((str(r.get("trade_id")) for r in plan.index.rows(("funding_paid",))), since)
         await sync_funding(s)
-    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
 
     async def one(ai: AssetInstance) -> None:
         async with gate:
@@ -212,12 +243,18 @@ def _listed(x: object) -> list[object]:
     return list(x) if isinstance(x, (list, tuple)) else []
 
 
-def restore_trades(s: "Strategy", since_ms: int, index: "RestartIndex | None" = None, symbols: Collection[str] | None = None) -> int:
+def restore_trades(
+    s: "Strategy",
+    since_ms: int,
+    index: "RestartIndex | None" = None,
+    symbols: Collection[str] | None = None,
+    cids: Collection[str] | None = None,
+) -> int:
     """Trades the trace already holds for the sync window (an earlier run recorded them) on ``symbols`` (None:
-    every asset), the ones the sync lists again: marked as seen so the start-up sync does not record them twice, and
-    attached to their orders when the sync brings those in."""
+    every asset) or of the orders ``cids``, the ones the sync lists again: marked as seen so the start-up sync does
+    not record them twice, and attached to their orders when the sync brings those in."""
     index = index if index is not None else _index(s, since_ms - 60_000)
-    traced = index.rows(("trade_executed",), symbols, since_ns=(since_ms - 60_000) * 1_000_000)
+    traced = index.rows(("trade_executed",), symbols, since_ns=(since_ms - 60_000) * 1_000_000, cids=cids)
     replaced = {str(x) for r in traced for x in _listed(r.get("replaces"))}
     n = 0
     for r in traced:
@@ -249,22 +286,29 @@ def restore_basis(s: "Strategy", index: "RestartIndex | None" = None) -> int:
     return n
 
 
-def restore_orders(s: "Strategy", since_ms: int, index: "RestartIndex | None" = None, symbols: Collection[str] | None = None) -> int:
+def restore_orders(
+    s: "Strategy",
+    since_ms: int,
+    index: "RestartIndex | None" = None,
+    symbols: Collection[str] | None = None,
+    cids: Collection[str] | None = None,
+    journal: Mapping[str, Json] | None = None,
+) -> int:
     """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
     trigger, the exits attached to an entry, the entry an exit protects, whether its trigger was recorded): from
-    the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset) and the journal's
-    unresolved intents. Used when the start-up sync adopts these orders again (a futures conditional order that
+    the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset) or of the orders
+    ``cids``, and the journal's unresolved intents (``journal``: as already read). Used when the start-up sync adopts these orders again (a futures conditional order that
     triggered is reported as a plain market or limit order; its type is what we asked for)."""
     index = index if index is not None else _index(s, since_ms - 60_000)
     lo = (since_ms - 60_000) * 1_000_000
     meta: dict[str, Json] = {}
-    for r in index.rows(("order_placed",), symbols, since_ns=lo):
+    for r in index.rows(("order_placed",), symbols, since_ns=lo, cids=cids):
         cid = text(r.get("client_order_id"))
         if cid and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
             meta[cid] = {**r, "type": r.get("order_type")}
-    for cid, intent in s.journal.unresolved().items():
+    for cid, intent in (journal if journal is not None else s.journal.unresolved()).items():
         meta.setdefault(cid, dict(intent))
-    for r in index.rows(("order_triggered",), symbols, since_ns=lo):
+    for r in index.rows(("order_triggered",), symbols, since_ns=lo, cids=cids):
         cid = text(r.get("client_order_id"))
         if cid in meta:
             meta[cid]["triggered"] = True

@@ -313,7 +313,7 @@ class Twins:
             complete = complete or own
             if own and index is not None:
                 lo = (since_ms - 60_000) * 1_000_000
-                known.update(c for c in index.client_ids(("order_placed", "order_adopted"), lo) if s.ids.owns(c))
+                known |= index.client_ids(("order_placed", "order_adopted"), lo)  # others' ids too: only ours are looked up
                 continue
             for kind in ("order_placed", "order_adopted"):
                 df = extract_events_by_date(files, start, kind=kind, payload=False)

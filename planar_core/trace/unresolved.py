@@ -15,14 +15,17 @@ One snapshot: the segments the manifest listed and the WAL it had not consumed (
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import zarr.api.asynchronous
+from zarr.core.sync import sync
 
 from ..model.types import Json
 from .columns import TEXT, Columns
-from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, segment_dicts, stored_names
+from .files import READ_AHEAD, Manifest, Segment, TraceFiles, _get, parse_dicts, read_segment, stored_names
 from .reading import _wal_events, consistent, to_records
 
 LIFECYCLE = (
@@ -50,33 +53,59 @@ class _Part:
     dicts: list[list[str]]
     rows_of: Callable[[np.ndarray], list[Json]]  # full records of these row indices
 
-    def code_of(self, col: int, values: Collection[str]) -> np.ndarray:
-        wanted = set(values)
-        return np.asarray([i for i, v in enumerate(self.dicts[col]) if v in wanted], np.int32)
-
     def mask(self, col: int, values: Collection[str]) -> np.ndarray:
-        return np.isin(self.codes[col], self.code_of(col, values))
+        """Rows whose text column ``col`` is one of ``values``: a table lookup per row (the codes shifted by one, so
+        that -1, no value, reads the table's first entry, False)."""
+        wanted = values if isinstance(values, (set, frozenset, dict)) else set(values)
+        table = np.zeros(len(self.dicts[col]) + 1, bool)
+        table[1:] = [v in wanted for v in self.dicts[col]]
+        rows: np.ndarray = table[self.codes[col] + 1]
+        return rows
 
 
-def _segment_part(files: TraceFiles, seg: Segment) -> _Part:
+def _records_of(files: TraceFiles, seg: Segment) -> Callable[[np.ndarray], list[Json]]:
     def records(rows: np.ndarray) -> list[Json]:
         if not len(rows):
             return []
         a, b = int(rows.min()), int(rows.max()) + 1
         return to_records(read_segment(files, seg, a, b).take(rows - a).frame())
 
-    if seg.schema == 1:  # an old segment (until compaction rewrites it): read whole
-        cols = read_segment(files, seg, payload=False)
-        return _Part(cols.timestamp, cols.codes, cols.dicts, records)
-    g = open_segment(files, seg)
+    return records
+
+
+async def _codes_of(files: TraceFiles, seg: Segment) -> _Part:
+    """A segment's timestamps, codes and dictionaries, its three arrays read at once."""
+    g = await zarr.api.asynchronous.open_group(store=files.url(f"segments/{seg.name}"), mode="r")
     text, _ = stored_names(g.attrs)
-    stored = column(g, "codes")
-    codes = np.full((len(TEXT), seg.rows), -1, np.int32)
-    for j, name in enumerate(TEXT):
-        if name in text:
-            codes[j] = stored[text.index(name)]
-    named = dict(zip(text, segment_dicts(g)))
-    return _Part(column(g, "timestamp"), codes, [named.get(name, []) for name in TEXT], records)
+    ts, stored, raw = await asyncio.gather(
+        _get(g, "timestamp", slice(None)), _get(g, "codes", (slice(None), slice(None))), _get(g, "dicts", slice(None))
+    )
+    if text == list(TEXT):
+        codes = stored
+    else:  # another version's columns: by name, -1 where it has none
+        codes = np.full((len(TEXT), seg.rows), -1, np.int32)
+        for j, name in enumerate(TEXT):
+            if name in text:
+                codes[j] = stored[text.index(name)]
+    named = dict(zip(text, parse_dicts(raw.tobytes(), g.attrs.get("dict_sizes"))))
+    return _Part(ts, codes, [named.get(name, []) for name in TEXT], _records_of(files, seg))
+
+
+def _segment_parts(files: TraceFiles, segs: Sequence[Segment]) -> list[_Part]:
+    """Segments as codes, read concurrently on Zarr's loop (both cores decode); an old segment read whole."""
+
+    async def all_of() -> list[_Part]:
+        return list(await asyncio.gather(*(_codes_of(files, seg) for seg in segs if seg.schema != 1)))
+
+    current = iter(sync(all_of()))
+    out = []
+    for seg in segs:
+        if seg.schema == 1:  # until compaction rewrites it
+            cols = read_segment(files, seg, payload=False)
+            out.append(_Part(cols.timestamp, cols.codes, cols.dicts, _records_of(files, seg)))
+        else:
+            out.append(next(current))
+    return out
 
 
 def _columns_part(cols: Columns) -> _Part:
@@ -103,15 +132,23 @@ class RestartIndex:
             out.update(d[c] for c in np.unique(part.codes[_CID][m]).tolist())
         return out
 
-    def rows(self, kinds: Collection[str], symbols: Collection[str] | None = None, since_ns: int | None = None) -> list[Json]:
-        """Full records (typed fields and payload) of ``kinds`` in the window, of ``symbols`` (None: any), oldest
-        first."""
+    def rows(
+        self,
+        kinds: Collection[str],
+        symbols: Collection[str] | None = None,
+        since_ns: int | None = None,
+        cids: Collection[str] | None = None,
+    ) -> list[Json]:
+        """Full records (typed fields and payload) of ``kinds`` in the window, of ``symbols`` and of the client order
+        ids ``cids`` (None: any), oldest first."""
         lo = self._since_ns if since_ns is None else since_ns
         out: list[Json] = []
         for part in self._window:
             m = part.mask(_KIND, kinds) & (part.timestamp >= lo)
             if symbols is not None:
                 m &= part.mask(_SYMBOL, symbols)
+            if cids is not None:
+                m &= part.mask(_CID, cids)
             rows = np.flatnonzero(m)
             if len(rows):
                 out += part.rows_of(rows)
@@ -142,8 +179,10 @@ def _parts_newest_first(files: TraceFiles, m: Manifest) -> Iterable[tuple[_Part,
     wal = Columns.from_events(_wal_events(files, m))
     if len(wal):
         yield _columns_part(wal), int(wal.timestamp[0])
-    for seg in reversed(m.segments):
-        yield _segment_part(files, seg), seg.t_min
+    newest_first = list(reversed(m.segments))
+    for i in range(0, len(newest_first), READ_AHEAD):
+        batch = newest_first[i : i + READ_AHEAD]
+        yield from zip(_segment_parts(files, batch), (seg.t_min for seg in batch))
 
 
 def _read(
@@ -173,29 +212,35 @@ def _read(
 def _lifecycle(
     window: list[_Part], since_ns: int, until_ns: int, symbols: Collection[str], mine: Callable[[str], bool], index: RestartIndex
 ) -> None:
-    """Each client order id's last lifecycle event in the window (oldest part first, so a later part overrides)."""
-    last: dict[str, tuple[bool, str]] = {}  # client id -> (ended, symbol)
+    """Each client order id's last lifecycle event in the window, vectorised per part (oldest part first): the ids a
+    part leaves open are carried as text, and closed by a later part's events of the same id."""
+    carried: dict[str, str] = {}  # client id -> symbol: open at the end of the parts read so far
     for part in window:
         ts = part.timestamp
-        m = part.mask(_KIND, LIFECYCLE) & part.mask(_SYMBOL, symbols) & (ts >= since_ns) & (ts < until_ns) & (part.codes[_CID] >= 0)
+        in_window = (ts >= since_ns) & (ts < until_ns)
+        universe = part.mask(_SYMBOL, symbols)
+        m = part.mask(_KIND, LIFECYCLE) & universe & in_window & (part.codes[_CID] >= 0)
         rows = np.flatnonzero(m)
-        traded = np.flatnonzero(part.mask(_KIND, ("trade_executed",)) & part.mask(_SYMBOL, symbols) & (ts >= since_ns) & (ts < until_ns))
-        for code in np.unique(part.codes[_SYMBOL][np.concatenate([rows, traded])]).tolist():
+        traded = part.mask(_KIND, ("trade_executed",)) & universe & in_window
+        for code in np.unique(part.codes[_SYMBOL][rows]).tolist() + np.unique(part.codes[_SYMBOL][traded]).tolist():
             index.symbols_with_events.add(part.dicts[_SYMBOL][code])
         if not len(rows):
             continue
         cids = part.codes[_CID][rows]
-        # the last row of each client id in this part: unique over the reversed rows
-        _, at = np.unique(cids[::-1], return_index=True)
-        lastrows = rows[::-1][at]
-        kinds, statuses, syms = part.dicts[_KIND], part.dicts[_STATUS], part.dicts[_SYMBOL]
-        for r in lastrows.tolist():
-            kind = kinds[part.codes[_KIND][r]]
-            sc = part.codes[_STATUS][r]
-            ended = kind in TERMINAL_KINDS or (kind == "order_updated" and sc >= 0 and statuses[sc] in FINAL_STATUSES)
-            last[part.dicts[_CID][part.codes[_CID][r]]] = (ended, syms[part.codes[_SYMBOL][r]])
-    for cid, (ended, sym) in last.items():
-        if not ended and mine(cid):
+        _, at = np.unique(cids[::-1], return_index=True)  # the last row of each client id in this part
+        last = rows[::-1][at]
+        ended = part.mask(_KIND, TERMINAL_KINDS)[last] | (part.mask(_KIND, ("order_updated",)) & part.mask(_STATUS, FINAL_STATUSES))[last]
+        names = part.dicts[_CID]
+        if carried:  # ids left open earlier that this part speaks of: its last word decides
+            code_of = {names[c]: i for i, c in enumerate(part.codes[_CID][last].tolist())}
+            for cid in [c for c in carried if c in code_of]:
+                if ended[code_of[cid]]:
+                    del carried[cid]
+        syms = part.dicts[_SYMBOL]
+        for r in last[~ended].tolist():
+            carried[names[part.codes[_CID][r]]] = syms[part.codes[_SYMBOL][r]]
+    for cid, sym in carried.items():
+        if mine(cid):
             index.open_orders.setdefault(sym, set()).add(cid)
 
 
