@@ -129,6 +129,7 @@ class Twins:
             "moved or copied), start this one with --takeover to adopt its orders"
         )
         s.sink.record("twin_engine", decision="refused", reason=msg, payload={"orders": [f.client_order_id for f in findings]})
+        startup_plan.forget(s)  # no sync follows: a later start makes its own plan
         raise TwinEngineError(msg)
 
     async def _findings(self, s: "Strategy", plan: "StartupPlan") -> dict[str, Finding]:

@@ -211,6 +211,34 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
     assert counts.get("fetch_my_trades") == 1, counts  # one window, one asset
 
 
+async def test_clean_restart_lists_a_futures_asset_whose_position_moved_while_down(
+    sandbox: SandboxServer, account: Account, tmp_path
+) -> None:
+    """Nothing open, nothing in the journal, the trace's orders all ended: only the position (opened while the
+    engine was down, by hand) says the asset changed. It is listed, the order adopted and its fill booked."""
+    root = str(tmp_path / "store")
+    perp = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    first = engine(sandbox, account, root, universe=perp, margin=True)
+    await first.start(watchers=False)
+    await first.stop()
+    raw = make_client(sandbox, account)
+    try:
+        await raw.load_markets()
+        placed = await raw.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
+    finally:
+        await raw.close()
+    s = engine(sandbox, account, root, universe=perp, margin=True)
+    mark_clean(s)
+    try:
+        counts = await start_counting(s)
+        ai = s.universe["BTC/USDT:USDT"]
+        assert ai.position.contracts == pytest.approx(0.01)
+        assert [t.order_id for t in ai.trades if not t.emulated] == [placed["id"]], ai.trades
+    finally:
+        await s.stop()
+    assert counts.get("fetch_orders") == 2, counts  # BTC's two books (orders, conditional orders); not ETH's
+
+
 # ------------------------------------------------------------------------------------------ the trace's restart index
 def _events() -> list[dict[str, Any]]:
     t = 1_700_000_000_000_000_000
