@@ -118,7 +118,6 @@ class RestartIndex:
 
     open_orders: dict[str, set[str]] = field(default_factory=dict)  # symbol -> client ids whose last event left them open
     bases: dict[tuple[str, str], Json] = field(default_factory=dict)  # (symbol, position side) -> basis after the last fill
-    symbols_with_events: set[str] = field(default_factory=set)  # symbols with order or trade events in the window
     _window: list[_Part] = field(default_factory=list)  # the window's parts, oldest first
     _since_ns: int = 0
 
@@ -221,9 +220,6 @@ def _lifecycle(
         universe = part.mask(_SYMBOL, symbols)
         m = part.mask(_KIND, LIFECYCLE) & universe & in_window & (part.codes[_CID] >= 0)
         rows = np.flatnonzero(m)
-        traded = part.mask(_KIND, ("trade_executed",)) & universe & in_window
-        for code in np.unique(part.codes[_SYMBOL][rows]).tolist() + np.unique(part.codes[_SYMBOL][traded]).tolist():
-            index.symbols_with_events.add(part.dicts[_SYMBOL][code])
         if not len(rows):
             continue
         cids = part.codes[_CID][rows]
