@@ -2,7 +2,8 @@
 trades of an asset only where something about it is unresolved.
 
 Every asset's open orders come from one account-wide listing (Binance: one request of weight 80 on spot, 40 on
-USDⓈ-M, against 6 or 1 per symbol). An asset's order history and its trades over the lookback are listed when:
+USDⓈ-M, against 6 or 1 per symbol). An asset's order history is listed (and its trades, from the first order whose
+filled amount the trace's trades do not explain: ``sync.trades_needed``) when:
 
 * the previous run did not stop cleanly (``IntentJournal.clean_stop`` false or absent): an order may exist on the
   exchange that the journal never recorded durably, on any asset, so every asset's history is listed, as before;
