@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from datetime import UTC
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, StrategyConfig
@@ -14,13 +13,15 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.clock import now_ms
 from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
-from ..model.venue import FillReport, Market, OrderRef, OrderReport
+from ..model.venue import FillReport, Market, OrderRef, OrderReport, Ticker
 from ..trace.replay import traced_trade
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
 from .updates import apply_order, apply_trade, find, other_strategy
 
 if TYPE_CHECKING:
+    from ..trace.unresolved import RestartIndex
+    from .startup_plan import StartupPlan
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.sync")
@@ -73,7 +74,7 @@ async def sync_prices(s: "Strategy") -> None:
     if not symbols:
         return
     try:
-        tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
+        tickers = await tickers_of(s, symbols, s.config.timeouts.market_data)
     except ExchangeOpError as err:  # valuation stays incomplete until the watchers bring prices (recorded by the breakers)
         log.warning("start-up prices: %s", err)
         return
@@ -87,6 +88,19 @@ async def sync_prices(s: "Strategy") -> None:
             s.holdings.set_conversion_prices({sym: float(last)})
 
 
+TICKERS_PER_REQUEST = 100  # Binance weighs 21-100 symbols at 40, more at 80; a longer symbol list overflows the URL
+
+
+async def tickers_of(s: "Strategy", symbols: Sequence[str], timeout: float) -> dict[str, Ticker]:
+    """The tickers of ``symbols``, at most ``TICKERS_PER_REQUEST`` a request (a thousand-asset universe in one query
+    string is refused before the exchange reads it: 400, line too long), the requests at once."""
+    chunks = [symbols[i : i + TICKERS_PER_REQUEST] for i in range(0, len(symbols), TICKERS_PER_REQUEST)]
+    out: dict[str, Ticker] = {}
+    for part in await asyncio.gather(*(s.venue.tickers(chunk, timeout) for chunk in chunks)):
+        out.update(part)
+    return out
+
+
 async def load_account(s: "Strategy") -> None:
     """Markets, balances, positions (margin) and prices, without watchers: what a helper process (daily reset,
     re-arm, re-sync) needs to value the account. Unlike the start-up prices, a missing price here is an error,
@@ -96,7 +110,7 @@ async def load_account(s: "Strategy") -> None:
     if s.config.margin:
         await sync_positions(s)
     symbols = [ai.symbol for ai in s.universe.values()]
-    tickers = await s.venue.tickers(symbols, s.config.timeouts.market_data)
+    tickers = await tickers_of(s, symbols, s.config.timeouts.market_data)
     for ai in s.universe.values():
         last = tickers[ai.symbol].last if ai.symbol in tickers else None
         if last is None:
@@ -129,42 +143,118 @@ async def load_history(s: "Strategy") -> None:
 
 
 async def startup_sync(s: "Strategy") -> None:
-    """Prices, balances, positions, open and recent orders and trades; then reconcile the intent journal."""
+    """Prices, balances, positions; the account's open orders, and the history and trades of the assets where
+    something is unresolved (``startup_plan.py`` says which and why), several assets at once within the request
+    budget; then reconcile the intent journal."""
+    from . import startup_plan
+
+    try:
+        await _startup_sync(s, await startup_plan.prepare(s))
+    finally:
+        startup_plan.forget(s)
+
+
+async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
+    from .startup_plan import SYNC_CONCURRENCY, add_changed_positions
+
     await sync_prices(s)
     await sync_balances(s)
     if s.config.margin:
         await apply_position_mode(s)  # before the positions: hedge mode keeps two sides per asset
         await sync_positions(s)
-        for ai in s.universe.values():
-            if ai.position.leverage != s.config.default_leverage and not ai.position.contracts:
-                try:
-                    await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
-                    s.holdings.set_leverage(ai, s.config.default_leverage)
-                except ExchangeOpError as err:
-                    log.warning("set_leverage on %s failed: %s", ai.symbol, err)
+        await _default_leverage(s)
     cfg = s.config.startup_sync
-    since = int((s.clock.time() - cfg.trades_lookback_s) * 1000)
-    restore_trades(s, since)
-    restore_basis(s)
-    restore_orders(s, since)
+    since = plan.since_ms
+    restore_basis(s, plan.index)
+    add_changed_positions(s, plan)
+    listed = [ai for sym, ai in s.universe.items() if sym in plan.listed]
+    log.info("start-up sync: history and trades of %d of %d assets (%s)", len(listed), len(s.universe), _reasons(plan.listed))
+    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+    t = s.config.timeouts.order_placement
+
+    async def history(ai: AssetInstance) -> None:  # the twin check listed it already, unless it is off
+        if ai.symbol not in plan.history:
+            async with gate:
+                limit = history_limit(cfg.closed_orders, len(plan.open_now.get(ai.symbol, [])))
+                plan.history[ai.symbol] = await s.venue.order_history(ai.symbol, t, limit=limit)
+
+    if cfg.closed_orders > 0:
+        await asyncio.gather(*(history(ai) for ai in listed))
+        # what the trace holds of the orders the sync is about to adopt (their trades, what was asked for), and
+        # nothing else: an asset's trades are read again only from an order whose fills they must explain
+        journal = s.journal.unresolved()
+        listings = (r for sym in plan.listed for r in plan.open_now.get(sym, []) + plan.history.get(sym, []))
+        cids = set(journal) | {r.client_order_id for r in listings if r.client_order_id}
+        restore_trades(s, since, plan.index, cids=cids)
+        restore_orders(s, since, plan.index, cids=cids, journal=journal)
+    else:  # no history: trades are read over the lookback, so every traced trade of a listed asset is marked seen
+        restore_trades(s, since, plan.index, plan.listed)
+        restore_orders(s, since, plan.index, plan.listed)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
-        s.holdings.funding.restore((str(r.get("trade_id")) for r in _traced(s, since, "funding_paid")), since)
+        s.holdings.funding.restore((str(r.get("trade_id")) for r in plan.index.rows(("funding_paid",))), since)
         await sync_funding(s)
-    for ai in s.universe.values():
-        await sync_asset_orders(s, ai, recent=cfg.closed_orders, trades_since=since)
+
+    async def one(ai: AssetInstance) -> None:
+        async with gate:
+            await sync_asset_orders(
+                s,
+                ai,
+                recent=cfg.closed_orders,
+                trades_since=since,
+                open_now=plan.open_now.get(ai.symbol, []),
+                history=plan.history.get(ai.symbol),
+                trades_if_unexplained=True,
+            )
+
+    await asyncio.gather(*(one(ai) for ai in listed))  # an asset with open orders is always listed
     await reconcile_intents(s)
     s.journal.compact()
     await s.freshness.flush()  # fills the sync learned after reading the balances: read them again (once)
+
+
+async def _default_leverage(s: "Strategy") -> None:
+    """The configured leverage on every asset without a position, several at once."""
+    from .startup_plan import SYNC_CONCURRENCY
+
+    gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+    async def one(ai: AssetInstance) -> None:
+        if ai.position.leverage == s.config.default_leverage or ai.position.contracts:
+            return
+        async with gate:
+            try:
+                await s.venue.set_leverage(ai.symbol, s.config.default_leverage, s.config.timeouts.position_sync)
+                s.holdings.set_leverage(ai, s.config.default_leverage)
+            except ExchangeOpError as err:
+                log.warning("set_leverage on %s failed: %s", ai.symbol, err)
+
+    await asyncio.gather(*(one(ai) for ai in s.universe.values()))
+
+
+def _reasons(listed: Mapping[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for why in listed.values():
+        key = why.split(" differs")[0].split(" ", 1)[-1] if " differs" in why else why
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n}: {why}" for why, n in counts.items()) or "none"
 
 
 def _listed(x: object) -> list[object]:
     return list(x) if isinstance(x, (list, tuple)) else []
 
 
-def restore_trades(s: "Strategy", since_ms: int) -> int:
-    """Trades the trace already holds for the sync window (an earlier run recorded them): marked as seen so the
-    start-up sync does not record them twice, and attached to their orders when the sync brings those in."""
-    traced = _traced(s, since_ms - 60_000)
+def restore_trades(
+    s: "Strategy",
+    since_ms: int,
+    index: "RestartIndex | None" = None,
+    symbols: Collection[str] | None = None,
+    cids: Collection[str] | None = None,
+) -> int:
+    """Trades the trace already holds for the sync window (an earlier run recorded them) on ``symbols`` (None:
+    every asset) or of the orders ``cids``, the ones the sync lists again: marked as seen so the start-up sync does
+    not record them twice, and attached to their orders when the sync brings those in."""
+    index = index if index is not None else _index(s, since_ms - 60_000)
+    traced = index.rows(("trade_executed",), symbols, since_ns=(since_ms - 60_000) * 1_000_000, cids=cids)
     replaced = {str(x) for r in traced for x in _listed(r.get("replaces"))}
     n = 0
     for r in traced:
@@ -181,19 +271,14 @@ def restore_trades(s: "Strategy", since_ms: int) -> int:
     return n
 
 
-def restore_basis(s: "Strategy") -> int:
+def restore_basis(s: "Strategy", index: "RestartIndex | None" = None) -> int:
     """Each position's cost basis (spot lots, futures average entry, the round trip under way) as the last fill of
     it in the trace left it (its ``trade_executed`` event carries the basis after it): however old that fill is,
-    a restart keeps the cost basis. Fills the start-up sync learns next apply on top of it."""
-    last: dict[tuple[str, str], Json] = {}
-    for r in _traced(s, 0):
-        cid = text(r.get("client_order_id"))
-        basis = r.get("basis")
-        if not cid or other_strategy(s, cid) or not isinstance(basis, dict):
-            continue
-        last[(str(basis.get("symbol")), str(basis.get("position_side") or "both"))] = basis  # in trace order: the last wins
+    a restart keeps the cost basis. The trace is read backwards until every asset's last fill is found (or its
+    start: an asset never traded). Fills the start-up sync learns next apply on top of it."""
+    index = index if index is not None else _index(s, int(s.clock.time() * 1000))
     n = 0
-    for (symbol, _), basis in last.items():
+    for (symbol, _), basis in index.bases.items():
         ai = s.universe.get(symbol)
         if ai is not None:
             s.ledger.restore_basis(ai, basis)
@@ -201,20 +286,29 @@ def restore_basis(s: "Strategy") -> int:
     return n
 
 
-def restore_orders(s: "Strategy", since_ms: int) -> int:
+def restore_orders(
+    s: "Strategy",
+    since_ms: int,
+    index: "RestartIndex | None" = None,
+    symbols: Collection[str] | None = None,
+    cids: Collection[str] | None = None,
+    journal: Mapping[str, Json] | None = None,
+) -> int:
     """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
     trigger, the exits attached to an entry, the entry an exit protects, whether its trigger was recorded): from
-    the trace's ``order_placed`` / ``order_triggered`` events and the journal's unresolved intents. Used when the
-    start-up sync adopts these orders again (a futures conditional order that triggered is reported as a plain
-    market or limit order; its type is what we asked for)."""
+    the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset) or of the orders
+    ``cids``, and the journal's unresolved intents (``journal``: as already read). Used when the start-up sync adopts these orders again (a futures conditional order that
+    triggered is reported as a plain market or limit order; its type is what we asked for)."""
+    index = index if index is not None else _index(s, since_ms - 60_000)
+    lo = (since_ms - 60_000) * 1_000_000
     meta: dict[str, Json] = {}
-    for r in _traced(s, since_ms - 60_000, "order_placed"):
+    for r in index.rows(("order_placed",), symbols, since_ns=lo, cids=cids):
         cid = text(r.get("client_order_id"))
         if cid and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
             meta[cid] = {**r, "type": r.get("order_type")}
-    for cid, intent in s.journal.unresolved().items():
+    for cid, intent in (journal if journal is not None else s.journal.unresolved()).items():
         meta.setdefault(cid, dict(intent))
-    for r in _traced(s, since_ms - 60_000, "order_triggered"):
+    for r in index.rows(("order_triggered",), symbols, since_ns=lo, cids=cids):
         cid = text(r.get("client_order_id"))
         if cid in meta:
             meta[cid]["triggered"] = True
@@ -223,18 +317,10 @@ def restore_orders(s: "Strategy", since_ms: int) -> int:
     return len(meta)
 
 
-def _traced(s: "Strategy", since_ms: int, kind: str = "trade_executed") -> list[Json]:
-    """Events of ``kind`` the trace already holds since ``since_ms`` (an earlier run recorded them)."""
-    files = getattr(s.sink, "files", None)
-    if files is not None:
-        from datetime import datetime
+def _index(s: "Strategy", since_ms: int) -> "RestartIndex":
+    from .startup_plan import restart_index
 
-        from ..trace.reading import extract_events_by_date, to_records
-
-        df = extract_events_by_date(files, datetime.fromtimestamp(since_ms / 1000, UTC), kind=kind)
-        return to_records(df)
-    of = getattr(s.sink, "of", None)
-    return [e for e in of(kind) if e["timestamp"] >= since_ms * 1_000_000] if callable(of) else []
+    return restart_index(s, since_ms)
 
 
 async def sync_balances(s: "Strategy") -> None:
@@ -246,18 +332,30 @@ async def sync_positions(s: "Strategy") -> None:
 
 
 async def sync_asset_orders(
-    s: "Strategy", ai: AssetInstance, recent: int = 0, trades: bool = True, trades_since: int | None = None
+    s: "Strategy",
+    ai: AssetInstance,
+    recent: int = 0,
+    trades: bool = True,
+    trades_since: int | None = None,
+    open_now: list[OrderReport] | None = None,
+    history: list[OrderReport] | None = None,
+    trades_if_unexplained: bool = False,
 ) -> None:
     """Open orders (every book), the last ``recent`` closed orders, the orders we track, and (optionally) trades since
-    the last one we know (or ``trades_since``).
+    the last one we know (or ``trades_since``). ``open_now`` / ``history``: the asset's open orders / last ``recent``
+    orders as a listing just said (not asked again). ``trades_if_unexplained`` (start-up): trades are asked for only
+    when the history shows a fill they would explain (``trades_needed``).
 
     An order the exchange does not list as open is looked up by its id to learn how it ended. Orders without an
     exchange id (being submitted, or unknown) belong to the submitter and the resolver, not to this poll. What
     one answer teaches is made durable together (group commit; a group never spans an await)."""
     t = s.config.timeouts.order_placement
-    open_now = await s.venue.open_orders(ai.symbol, t)
+    if open_now is None:
+        open_now = await s.venue.open_orders(ai.symbol, t)
+    limit = history_limit(recent, len(open_now))
     if recent > 0:  # the history's newest entries include the open orders: ask for that many more
-        history = await s.venue.order_history(ai.symbol, t, limit=min(1000, recent + len(open_now)))
+        if history is None:
+            history = await s.venue.order_history(ai.symbol, t, limit=limit)
         with s.group():
             for report in history:
                 apply_order(s, report, source="sync")
@@ -298,9 +396,42 @@ async def sync_asset_orders(
     if trades:
         lookback = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=trades_since if trades_since is not None else lookback)
+        if trades_if_unexplained and recent > 0 and history is not None:
+            since = trades_needed(s, ai, history, limit, trades_since if trades_since is not None else lookback)
+            if since is None:
+                return
+            last = since
         with s.group():
             for fill in await fetch_trades_since(s, ai, last):
                 apply_trade(s, fill)
+
+
+def history_limit(recent: int, open_orders: int) -> int:
+    """The orders a history listing asks for: the last ``recent`` closed ones besides the open ones."""
+    return min(1000, recent + open_orders)
+
+
+def trades_needed(s: "Strategy", ai: AssetInstance, history: list[OrderReport], limit: int, since: int) -> int | None:
+    """Where to start reading the asset's trades, or None when nothing needs them: every fill is an order's, and the
+    history (applied just before) shows each order's filled amount. An order of the lookback whose filled amount
+    its known trades (the trace's, re-attached) do not add up to needs its trades, from its creation (within the
+    lookback). A full history page that does not reach back to the lookback's start cannot vouch for the orders
+    beyond it: the whole lookback is read, as before."""
+    oldest = min((r.timestamp or 0 for r in history), default=0)
+    if len(history) >= limit and oldest > since:
+        return since
+    start: int | None = None
+    for r in history:
+        filled = r.filled or 0.0
+        if filled <= 0 or max(r.updated or 0, r.timestamp or 0) < since:
+            continue
+        order = find(ai, r.client_order_id, None if r.conditional else r.id)
+        if order is None:  # another strategy's, or a foreign order not adopted: not our fills
+            continue
+        known = sum(tr.amount for tr in order.trades if not tr.emulated)
+        if known + 1e-12 < filled:
+            start = min(start if start is not None else 2**62, max(since, (r.timestamp or since) - 1000))
+    return start
 
 
 TRADE_WINDOW_MS = 24 * 3_600_000  # Binance spot: startTime..endTime at most 24 h (futures: 7 days)

@@ -24,6 +24,7 @@ what this can and cannot detect.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -44,6 +45,8 @@ from .lease import TwinEngineError
 from .supervisor import TaskHealth
 
 if TYPE_CHECKING:
+    from ..trace.unresolved import RestartIndex
+    from .startup_plan import StartupPlan
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.twins")
@@ -101,23 +104,16 @@ class Twins:
         start-up sync adopt its orders. Returns what was found (taken over)."""
         if not self.active:
             return []
-        started = int(time.time() * 1000)
-        since = started - int(s.config.startup_sync.trades_lookback_s * 1000)
-        known, complete = self._known_ids(s, since)
-        takeovers = load_takeovers(s.config.shared_root)
-        self.guard = Guard(started, known, complete, takeovers)
-        recent_from = started - int(s.config.twin_check.recent_s * 1000)
-        t = s.config.timeouts.order_placement
-        history_limit = max(1, min(1000, s.config.startup_sync.closed_orders or 100))
-        found: dict[str, Finding] = {}
-        for ai in s.universe.values():
-            listed = await s.venue.open_orders(ai.symbol, t) + await s.venue.order_history(ai.symbol, t, limit=history_limit)
-            for report in listed:
-                f = self._judge(s, ai, report, recent_from, since)
-                if f is not None:
-                    found.setdefault(f.client_order_id, f)
+        from . import startup_plan
+
+        try:
+            found = await self._findings(s, await startup_plan.prepare(s))
+        except BaseException:
+            startup_plan.forget(s)
+            raise
         if not found:
             return []
+        started = self.guard.started_ms if self.guard is not None else int(time.time() * 1000)
         findings = sorted(found.values(), key=lambda f: (f.symbol, f.created_ms))
         named = "; ".join(f.describe() for f in findings[:NAMED]) + (f"; and {len(findings) - NAMED} more" if len(findings) > NAMED else "")
         if takeover:
@@ -133,7 +129,49 @@ class Twins:
             "moved or copied), start this one with --takeover to adopt its orders"
         )
         s.sink.record("twin_engine", decision="refused", reason=msg, payload={"orders": [f.client_order_id for f in findings]})
+        startup_plan.forget(s)  # no sync follows: a later start makes its own plan
         raise TwinEngineError(msg)
+
+    async def _findings(self, s: "Strategy", plan: "StartupPlan") -> dict[str, Finding]:
+        """The orders of this strategy another engine placed, among the account's open orders (one account-wide
+        listing: every asset) and the recent history of the assets the start-up sync lists (every asset after an
+        unclean stop; see startup_plan.py), listed several at once. A twin whose only recent orders closed on an
+        asset not listed is found by the running check at its next order (``inspect``)."""
+        from .startup_plan import SYNC_CONCURRENCY
+        from .sync import history_limit as sync_history_limit
+
+        started = int(time.time() * 1000)
+        since = started - int(s.config.startup_sync.trades_lookback_s * 1000)
+        known, complete = self._known_ids(s, since, plan.index)
+        takeovers = load_takeovers(s.config.shared_root)
+        self.guard = Guard(started, known, complete, takeovers)
+        recent_from = started - int(s.config.twin_check.recent_s * 1000)
+        t = s.config.timeouts.order_placement
+        history_limit = max(1, min(1000, s.config.startup_sync.closed_orders or 100))
+        found: dict[str, Finding] = {}
+        gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+        def judge(ai: AssetInstance, reports: list[OrderReport]) -> None:
+            for report in reports:
+                f = self._judge(s, ai, report, recent_from, since)
+                if f is not None:
+                    found.setdefault(f.client_order_id, f)
+
+        recent = s.config.startup_sync.closed_orders
+
+        async def history(ai: AssetInstance) -> None:
+            opened = plan.open_now.get(ai.symbol, [])
+            limit = sync_history_limit(recent, len(opened)) if recent > 0 else history_limit
+            async with gate:
+                reports = await s.venue.order_history(ai.symbol, t, limit=limit)
+            if recent > 0:  # the start-up sync's own listing: it applies these instead of asking again
+                plan.history[ai.symbol] = reports
+            judge(ai, reports)
+
+        for ai in s.universe.values():
+            judge(ai, plan.open_now.get(ai.symbol, []))
+        await asyncio.gather(*(history(ai) for sym, ai in s.universe.items() if sym in plan.listed))
+        return found
 
     def _take_over(self, s: "Strategy", findings: list[Finding], at_ms: int) -> set[str]:
         """Record the epochs of the other engine's orders (``takeovers.json``), so later starts accept what it placed
@@ -255,10 +293,11 @@ class Twins:
         )
 
     # ------------------------------------------------------------------ what this store knows
-    def _known_ids(self, s: "Strategy", since_ms: int) -> tuple[set[str], bool]:
+    def _known_ids(self, s: "Strategy", since_ms: int, index: "RestartIndex | None" = None) -> tuple[set[str], bool]:
         """Client ids this store knows it placed or adopted: the journal's open intents and the ``order_placed`` /
         ``order_adopted`` events of its traces (the account's and this strategy's side trace) since ``since_ms``.
-        The bool: whether a persistent trace was read (a memory sink knows only this process)."""
+        The bool: whether a persistent trace was read (a memory sink knows only this process). ``index``: the
+        start-up's restart index of the account's trace (its codes already read), used for that trace."""
         known = {cid for cid in s.journal.unresolved() if s.ids.owns(cid)}
         roots = _trace_roots(s)
         complete = False
@@ -271,7 +310,12 @@ class Twins:
                 files = TraceFiles(root, create=False)
             except TraceNotFoundError:
                 continue
-            complete = complete or root == str(getattr(s.sink, "root", ""))
+            own = root == str(getattr(s.sink, "root", ""))
+            complete = complete or own
+            if own and index is not None:
+                lo = (since_ms - 60_000) * 1_000_000
+                known |= index.client_ids(("order_placed", "order_adopted"), lo)  # others' ids too: only ours are looked up
+                continue
             for kind in ("order_placed", "order_adopted"):
                 df = extract_events_by_date(files, start, kind=kind, payload=False)
                 known.update(str(c) for c in df["client_order_id"].dropna().astype(str) if s.ids.owns(c))

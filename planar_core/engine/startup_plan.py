@@ -1,0 +1,159 @@
+"""What the start-up sync asks the exchange for, and why: the account's open orders everywhere, the history and
+trades of an asset only where something about it is unresolved.
+
+Every asset's open orders come from one account-wide listing (Binance: one request of weight 80 on spot, 40 on
+USDⓈ-M, against 6 or 1 per symbol). An asset's order history is listed (and its trades, from the first order whose
+filled amount the trace's trades do not explain: ``sync.trades_needed``) when:
+
+* the previous run did not stop cleanly (``IntentJournal.clean_stop`` false or absent): an order may exist on the
+  exchange that the journal never recorded durably, on any asset, so every asset's history is listed, as before;
+* it has open orders on the exchange (their fills since the last run are learned, their trades re-attached);
+* the trace says some of this strategy's orders on it were still open when it ended (they may have filled or been
+  cancelled while nothing watched);
+* the intent journal holds an unresolved intent on it;
+* its position (futures: the contracts of each side) or its base currency's balance (spot) differs from the cost
+  basis the trace's last fill left: something filled that the trace does not know (an order resting for longer than
+  the lookback, a fill the stream never delivered). A spot account holding more of a currency than the strategy
+  bought (deposits, another strategy) lists that asset at every start: conservative, never wrong.
+
+After a clean stop the trace holds every fill the engine learned and every order it placed; an asset with none of
+the above has nothing the exchange could tell that the engine does not know, so it is not asked. What this leaves
+out, knowingly: the recent closed orders of quiet assets are not loaded into the local book (``ai.orders``) at
+start; an order cancelled while the engine was down and placed before the lookback stays open in the trace until
+its asset is listed again (no fill: balances and the basis are unaffected).
+
+The plan is made once per start (the twin check, which runs first, and the sync share it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..model import AssetInstance, PositionSide
+from ..model.venue import MarketType, OrderReport
+from ..trace.unresolved import RestartIndex, read_index
+from .updates import other_strategy
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.sync")
+SYNC_CONCURRENCY = 8  # assets listed at once (each request still waits for the host's budget)
+EPS = 1e-9
+
+
+@dataclass
+class StartupPlan:
+    clean: bool  # the previous run stopped cleanly (its journal says so)
+    open_now: dict[str, list[OrderReport]]  # universe symbol -> the exchange's open orders on it
+    index: RestartIndex  # what the trace says is unresolved
+    since_ms: int  # the lookback's start
+    listed: dict[str, str]  # symbol -> why its history and trades are listed
+    history: dict[str, list[OrderReport]] = field(default_factory=dict)  # symbol -> its history, listed once (twin check)
+
+
+_PLANS: weakref.WeakKeyDictionary[Strategy, StartupPlan] = weakref.WeakKeyDictionary()
+
+
+def clean_stop(s: Strategy) -> bool:
+    """Whether the previous run closed its intent journal cleanly (an older journal does not say: not clean)."""
+    return bool(getattr(s.journal, "clean_stop", False))
+
+
+async def prepare(s: Strategy) -> StartupPlan:
+    """The plan of this start (made at the first call, then shared): the account's open orders, the trace's index,
+    the assets listed for reasons known before the balances are read."""
+    plan = _PLANS.get(s)
+    if plan is not None:
+        return plan
+    since = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
+    index = restart_index(s, since - 60_000)
+    open_now = await account_open_orders(s)
+    plan = StartupPlan(clean_stop(s), open_now, index, since, {})
+    if not plan.clean:
+        plan.listed = {sym: "the previous run did not stop cleanly" for sym in s.universe}
+    else:
+        for sym, orders in open_now.items():
+            if orders:
+                plan.listed.setdefault(sym, "open orders on the exchange")
+        for sym in index.open_orders:
+            if sym in s.universe:
+                plan.listed.setdefault(sym, "orders open when the trace ends")
+        for intent in s.journal.unresolved().values():
+            sym = str(intent.get("symbol", ""))
+            if sym in s.universe:
+                plan.listed.setdefault(sym, "an unresolved order intent")
+    _PLANS[s] = plan
+    return plan
+
+
+def forget(s: Strategy) -> None:
+    """The start is over (done or failed): the next start makes a plan of its own."""
+    _PLANS.pop(s, None)
+
+
+def restart_index(s: Strategy, since_ms: int) -> RestartIndex:
+    """The trace's restart index (``trace/unresolved.py``) for the universe; events this run records from now on
+    are not part of it."""
+    until = time.time_ns()
+    symbols = list(s.universe)
+
+    def mine(cid: str) -> bool:  # the account's trace holds every strategy's orders
+        return other_strategy(s, cid) is None
+
+    def sides(sym: str) -> tuple[str, ...]:
+        ai = s.universe.get(sym)
+        return ("long", "short") if ai is not None and ai.hedged else ("both",)
+
+    files = getattr(s.sink, "files", None)
+    if files is not None:
+        return read_index(files, since_ms * 1_000_000, until, symbols, mine, sides)
+    events = getattr(s.sink, "events", None)
+    if isinstance(events, list):
+        return read_index(events, since_ms * 1_000_000, until, symbols, mine, sides)
+    return RestartIndex()
+
+
+async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:
+    """Every universe asset's open orders (both books on futures) from the account-wide listing."""
+    market_type: MarketType = "swap" if s.config.margin else "spot"
+    reports = await s.venue.account_open_orders(market_type, s.config.timeouts.order_placement, retries=3)
+    out: dict[str, list[OrderReport]] = {sym: [] for sym in s.universe}
+    for r in reports:
+        if r.symbol in out:
+            out[r.symbol].append(r)
+    return out
+
+
+def add_changed_positions(s: Strategy, plan: StartupPlan) -> None:
+    """After the balances and positions are read: the assets whose holding differs from the trace's basis."""
+    if not plan.clean:
+        return
+    for sym, ai in s.universe.items():
+        if sym in plan.listed:
+            continue
+        why = _changed(s, ai)
+        if why:
+            plan.listed[sym] = why
+
+
+def _changed(s: Strategy, ai: AssetInstance) -> str | None:
+    """Why the asset's holding is not what the trace's last fill left (None: it is)."""
+    if ai.is_margin:
+        sides = [PositionSide.LONG, PositionSide.SHORT] if ai.hedged else [PositionSide.BOTH]
+        for side in sides:
+            b = s.ledger.basis(ai, side)
+            held = ai.position_of(side).contracts
+            if abs(held - b.size) > max(b.step * 0.5, EPS):
+                return f"{side.value} position {held} differs from the trace's basis ({b.size})"
+        return None
+    b = s.ledger.basis(ai)
+    bal = s.holdings.balances.get(ai.base)
+    total = bal.total if bal is not None else 0.0
+    if abs(total - b.size) > max(b.step * 0.5, EPS):
+        return f"{ai.base} balance {total} differs from the trace's basis ({b.size})"
+    return None
