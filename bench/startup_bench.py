@@ -15,8 +15,9 @@ Goal (issue 31): ``Strategy.start()`` <= 5 s at 200 assets and <= 2 s with a 10 
 
     .venv/bin/python -m bench.startup_bench [--assets 50 200 1000] [--events 0 1000000 10000000] [--clean]
 
-``--clean`` marks the previous run's stop as clean (the intent journal's ``clean_stop``) where the journal does not
-say so itself; without it the start-up sync treats the previous stop as a crash and lists every asset's history.
+``--clean``: the previous run started and stopped, so its intent journal records a clean stop (``clean_stop``) and
+the start-up sync lists history only where something is unresolved; without it the previous run never settled its
+journal, as after a crash, and the sync lists every asset's history.
 """
 
 from __future__ import annotations
@@ -168,14 +169,15 @@ def requests_made(s: Strategy, since_ns: int) -> dict[str, int]:
 async def engine_start(info: dict[str, str], n: int, events: int, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
     store = tempfile.mkdtemp(prefix="startup-bench-")
     try:
-        first = build_strategy(info, store, n, args.weight_per_minute)  # its trace root, its ids; then stopped (a clean stop)
+        first = build_strategy(info, store, n, args.weight_per_minute)  # its trace root, its ids
         root = str(first.sink.inner.root)
         prefix = first.ids.prefix
-        await first.stop()
+        if args.clean:  # a run that started and stopped: its journal records the clean stop
+            await first.start(watchers=False)
+        await first.stop()  # never started: its journal says nothing of a clean stop, as after a crash
         build_trace(root, events, universe(n), prefix, args.span_days)
         s = build_strategy(info, store, n, args.weight_per_minute)
-        if args.clean and not hasattr(s.journal, "clean_stop"):
-            s.journal.clean_stop = True  # type: ignore[union-attr]
+        assert s.journal.clean_stop == args.clean
         since, t0 = time.time_ns(), time.perf_counter()
         await s.start()
         took = time.perf_counter() - t0

@@ -135,8 +135,10 @@ class ClientOrderIds:
         self.prefix = f"{self.identity}-{self.epoch}"  # every id this store issues starts with it (then "-<seq>")
         self._legacy = f"{name[:18]}-{self.epoch}-"  # the earlier format, this store's epoch only
         self._next = self._limit = 0
+        self.run_start = 0  # the first seq this process may issue: earlier ones belong to earlier runs (or processes)
         if self.fault is None:
             self._reserve()
+            self.run_start = self._next
 
     @staticmethod
     def fresh_epoch() -> str:
@@ -195,6 +197,12 @@ class ClientOrderIds:
         if parsed is not None and parsed.identity == self.identity:
             return True
         return self.is_legacy(client_order_id)
+
+    def of_the_last_block(self, client_order_id: str | None) -> bool:
+        """Issued by this store from the block reserved just before this process's first one: where the run
+        before it was issuing when it stopped."""
+        parsed = parse(client_order_id)
+        return parsed is not None and self.issued_here(client_order_id) and self.run_start - self.block <= parsed.seq < self.run_start
 
     def issued_here(self, client_order_id: str | None) -> bool:
         """Owned and issued by this store (its epoch): an owned id from another epoch was issued by another store

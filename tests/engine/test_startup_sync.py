@@ -65,11 +65,16 @@ def engine(server: SandboxServer, acct: Account, root: str, **overrides: Any) ->
     )
 
 
-def mark_clean(s: Strategy, clean: bool = True) -> None:
-    """The previous stop as the journal tells it; where the journal does not say yet (``clean_stop`` is being added
-    beside this change), told here."""
-    if not hasattr(s.journal, "clean_stop"):
-        s.journal.clean_stop = clean  # type: ignore[union-attr]
+def mark_clean(s: Strategy) -> None:
+    """The first run stopped cleanly: its journal says so."""
+    assert s.journal.clean_stop
+
+
+def crashed(root: str, s: Strategy) -> None:
+    """The run after the clean one crashed after its first intent was written but before it was synced (a power
+    loss): what it leaves is its synced "start" record, the last word of the journal."""
+    with open(s.journal.path, "ab") as fh:  # type: ignore[union-attr]
+        fh.write(b'{"t":1,"kind":"start"}\n')
 
 
 async def start_counting(s: Strategy) -> dict[str, int]:
@@ -170,10 +175,11 @@ async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: S
         await raw.cancel_order(placed["id"], "SYN7/USDT")
     finally:
         await raw.close()
-    # the twin check would take it for another engine's (this epoch, unknown to the journal and the trace): how such
-    # ids are told apart after a crash is the durable order path's business; here, the sync's listing
-    s = engine(wide, quote_only, root, twin_check={"enabled": False})
-    mark_clean(s, False)
+    # of this store's epoch, unknown to the journal and the trace, but from the block the crashed run was issuing
+    # from: the twin check adopts it (another engine's would be refused), and the sync's history listing finds it
+    crashed(root, first)
+    s = engine(wide, quote_only, root)
+    assert not s.journal.clean_stop
     try:
         await s.start(watchers=False)
         found = s.universe["SYN7/USDT"].orders.get(cid)
@@ -197,8 +203,9 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
         await raw.create_order("SYN2/USDT", "market", "buy", amount, None, {"newClientOrderId": cid})
     finally:
         await raw.close()
-    s = engine(wide, quote_only, root, twin_check={"enabled": False})
-    mark_clean(s, False)
+    crashed(root, first)
+    s = engine(wide, quote_only, root)
+    assert not s.journal.clean_stop
     try:
         counts = await start_counting(s)
         ai = s.universe["SYN2/USDT"]
