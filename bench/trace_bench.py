@@ -203,7 +203,8 @@ def bench_analysis(root: str, n: int) -> dict:
 COMPACT = """
 import json, sys
 from datetime import timedelta
-from planar_core.trace.compaction import compact_trace
+from planar_core.trace.compaction import compact_trace, map_large_allocations
+map_large_allocations()  # as the compaction flow task does
 r = compact_trace(sys.argv[1], market_data_horizon=timedelta(days=1))  # the default window
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({**r.as_dict(), "max_rss_mb": hwm / 1024}))
