@@ -17,10 +17,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("sandbox_rtt", []),
-    ("engine_hot_path", []),
+    ("engine_hot_path", ["--nautilus"]),  # loopback, 3 runs, with NautilusTrader's submit -> accepted beside it
+    ("engine_hot_path", ["--latency", "20", "--orders", "200"]),
     ("engine_idle_cpu", []),
+    ("open_orders_bench", []),
     ("estop_bench", []),
     ("stop_trigger", []),
+    ("startup_bench", ["--clean"]),  # 50 / 200 / 1 000 assets; 0 / 1 M / 10 M trace events
+    ("startup_bench", ["--assets", "50", "200", "--events", "10000000"]),  # after a crash: every asset's history
     ("budget_bench", ["--skip-load"]),  # the per-request cost; its load runs (minutes) are run by hand
     ("trace_bench", None),
 ]
@@ -108,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[dict] = json.loads(args.rows.read_text()) if args.rows else []
     for name, extra in [] if args.rows else BENCHES:
-        extra = ["--max-events", str(args.trace_events)] if extra is None else extra
+        extra = ["--events", str(args.trace_events)] if extra is None else extra
         print(f"running {name} ...", flush=True)
         rows += run_module(name, extra)
     (HERE / "results.json").write_text(json.dumps(rows, indent=1))

@@ -245,11 +245,12 @@ def main() -> list[dict[str, object]]:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = []
+    after = "after a clean stop" if args.clean else "after a crash"
     for n in args.assets:
         ours, raw, counts = measure(n, 0, args)
         rows.append(
             figure(
-                f"Strategy.start() at {n} assets, empty trace (s)",
+                f"Strategy.start() at {n} assets, empty trace, {after} (s)",
                 ours,
                 raw,
                 "raw ccxt load_markets + fetch_balance + fetch_open_orders (s)",
@@ -266,7 +267,7 @@ def main() -> list[dict[str, object]]:
         ours, raw, counts = measure(args.trace_assets, events, args)
         rows.append(
             figure(
-                f"Strategy.start() at {args.trace_assets} assets, {events:,} trace events (s)",
+                f"Strategy.start() at {args.trace_assets} assets, {events:,} trace events, {after} (s)",
                 ours,
                 raw,
                 "raw ccxt load_markets + fetch_balance + fetch_open_orders (s)",
