@@ -45,7 +45,8 @@ async def main(n: int) -> list[dict]:
                 if i % 2:
                     await c.create_order("BTC/USDT", "market", "buy" if i % 4 == 1 else "sell", 0.001)
                 else:
-                    await c.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.8, 2))
+                    # IOC: it expires at once, so no more than Binance's 200 open orders a symbol (MAX_NUM_ORDERS) pile up
+                    await c.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.8, 2), {"timeInForce": "IOC"})
                 orders.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 await c.fetch_time()
