@@ -166,6 +166,11 @@ def requests_made(s: Strategy, since_ns: int) -> dict[str, int]:
     return out
 
 
+def stopped_cleanly(journal: str) -> None:
+    with open(journal, "ab") as fh:
+        fh.write(b'{"t":1,"kind":"stop"}\n')
+
+
 async def engine_start(info: dict[str, str], n: int, events: int, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
     store = tempfile.mkdtemp(prefix="startup-bench-")
     try:
@@ -174,8 +179,7 @@ async def engine_start(info: dict[str, str], n: int, events: int, args: argparse
         prefix = first.ids.prefix
         await first.stop()  # never started: its journal says nothing of a clean stop, as after a crash
         if args.clean:  # the record a clean stop leaves last in the journal (a real run's start would spend the budget)
-            with open(first.journal.path, "ab") as fh:  # type: ignore[union-attr]
-                fh.write(b'{"t":1,"kind":"stop"}\n')
+            stopped_cleanly(str(first.journal.path))  # type: ignore[union-attr]
         build_trace(root, events, universe(n), prefix, args.span_days)
         s = build_strategy(info, store, n, args.weight_per_minute)
         assert s.journal.clean_stop == args.clean
