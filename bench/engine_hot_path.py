@@ -47,7 +47,7 @@ from planar_core.engine import Strategy, strategy
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.model import PENDING, OrderType, Side
 
-from .common import figure, median, nautilus_python, nautilus_script, nautilus_skipped, pct, sandbox_process
+from .common import UNPACED, figure, median, nautilus_python, nautilus_script, nautilus_skipped, pct, sandbox_process
 
 BLOCK = 25
 SETTLE_S = 0.3
@@ -86,12 +86,7 @@ def build(info: dict, name: str, acct: dict, fsync: bool) -> Strategy:
         universe=["BTC/USDT"],
         store_root=tempfile.mkdtemp(),
         sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-        rate_limits={
-            "weight_per_minute": 10_000_000,
-            "requests_per_minute": 1_000_000,
-            "orders_per_second": 100_000,
-            "burst_allowance": 100_000,
-        },
+        rate_limits=UNPACED,
         connection={"health_interval": 3600},
         event_tracing={"fsync": fsync},
     )

@@ -22,7 +22,7 @@ import aiohttp
 from planar_core.engine import Strategy, strategy
 from planar_core.model import PENDING, OrderType, Side
 
-from .common import figure, median, sandbox_process
+from .common import UNPACED, figure, median, sandbox_process
 
 BLOCK = 25
 SETTLE_S = 0.3
@@ -39,12 +39,7 @@ async def engine(info: dict, http: aiohttp.ClientSession, name: str) -> Strategy
         universe=SYMBOLS,
         store_root=tempfile.mkdtemp(),
         sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-        rate_limits={
-            "weight_per_minute": 10_000_000,
-            "requests_per_minute": 1_000_000,
-            "orders_per_second": 100_000,
-            "burst_allowance": 100_000,
-        },
+        rate_limits=UNPACED,
         connection={"health_interval": 3600},
     )
     await s.start()
