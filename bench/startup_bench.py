@@ -251,38 +251,27 @@ def main() -> list[dict[str, object]]:
     logging.basicConfig(level=logging.ERROR)
     rows = []
     after = "after a clean stop" if args.clean else "after a crash"
-    for n in args.assets:
-        ours, raw, counts = measure(n, 0, args)
-        rows.append(
-            figure(
-                f"Strategy.start() at {n} assets, empty trace, {after} (s)",
-                ours,
-                raw,
-                "raw ccxt load_markets + fetch_balance + fetch_open_orders (s)",
-                goal="<= 5 s at 200 assets",
-                requests=sum(counts.values()),
-                by_endpoint=counts,
-                clean=args.clean,
-                weight_per_minute=args.weight_per_minute,
-            )
+
+    def row(n: int, events: int, what: str, goal: str) -> dict[str, object]:
+        ours, raw, counts = measure(n, events, args)
+        return figure(
+            f"Strategy.start() at {n} assets, {what}, {after} (s)",
+            ours,
+            raw,
+            "raw ccxt load_markets + fetch_balance + fetch_open_orders (s)",
+            goal=goal,
+            requests=sum(counts.values()),
+            by_endpoint=counts,
+            clean=args.clean,
+            weight_per_minute=args.weight_per_minute,
         )
+
+    for n in args.assets:
+        rows.append(row(n, 0, "empty trace", "<= 5 s at 200 assets"))
     for events in args.events:
         if events == 0 and args.trace_assets in args.assets:
             continue
-        ours, raw, counts = measure(args.trace_assets, events, args)
-        rows.append(
-            figure(
-                f"Strategy.start() at {args.trace_assets} assets, {events:,} trace events, {after} (s)",
-                ours,
-                raw,
-                "raw ccxt load_markets + fetch_balance + fetch_open_orders (s)",
-                goal="<= 2 s at 10 M events",
-                requests=sum(counts.values()),
-                by_endpoint=counts,
-                clean=args.clean,
-                weight_per_minute=args.weight_per_minute,
-            )
-        )
+        rows.append(row(args.trace_assets, events, f"{events:,} trace events", "<= 2 s at 10 M events"))
     return rows
 
 

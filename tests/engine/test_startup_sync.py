@@ -70,11 +70,15 @@ def mark_clean(s: Strategy) -> None:
     assert s.journal.clean_stop
 
 
-def crashed(root: str, s: Strategy) -> None:
-    """The run after the clean one crashed after its first intent was written but before it was synced (a power
-    loss): what it leaves is its synced "start" record, the last word of the journal."""
-    with open(s.journal.path, "ab") as fh:  # type: ignore[union-attr]
+def after_a_crash(server: SandboxServer, acct: Account, root: str, first: Strategy) -> Strategy:
+    """The engine that starts after this: the run after ``first`` (which stopped cleanly) crashed after its first
+    intent was written but before it was synced (a power loss), leaving its synced "start" record as the journal's
+    last word."""
+    with open(first.journal.path, "ab") as fh:  # type: ignore[union-attr]
         fh.write(b'{"t":1,"kind":"start"}\n')
+    s = engine(server, acct, root)
+    assert not s.journal.clean_stop
+    return s
 
 
 async def start_counting(s: Strategy) -> dict[str, int]:
@@ -177,9 +181,7 @@ async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: S
         await raw.close()
     # of this store's epoch, unknown to the journal and the trace, but from the block the crashed run was issuing
     # from: the twin check adopts it (another engine's would be refused), and the sync's history listing finds it
-    crashed(root, first)
-    s = engine(wide, quote_only, root)
-    assert not s.journal.clean_stop
+    s = after_a_crash(wide, quote_only, root, first)
     try:
         await s.start(watchers=False)
         found = s.universe["SYN7/USDT"].orders.get(cid)
@@ -203,9 +205,7 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
         await raw.create_order("SYN2/USDT", "market", "buy", amount, None, {"newClientOrderId": cid})
     finally:
         await raw.close()
-    crashed(root, first)
-    s = engine(wide, quote_only, root)
-    assert not s.journal.clean_stop
+    s = after_a_crash(wide, quote_only, root, first)
     try:
         counts = await start_counting(s)
         ai = s.universe["SYN2/USDT"]
