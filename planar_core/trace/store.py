@@ -163,7 +163,7 @@ class EventTrace:
 
     # ------------------------------------------------------------- EventSink
     def record(self, kind: str, **fields: object) -> None:
-        """Append one event. Durable kinds are in the WAL (fsynced) before this returns, unless inside
+        """Append one event. Durable kinds are written to the WAL before this returns (synced by its committer), unless inside
         ``group()``; market data is kept in memory, by shape, until the next checkpoint (it is the volume, and
         losing the last minutes of it in a crash loses nothing the exchange cannot give again)."""
         if self.closed:
@@ -207,7 +207,7 @@ class EventTrace:
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
         """Group commit: the durable events recorded inside are flushed together, once, when the outermost group
-        ends, before control goes back to whoever acts on them (one fsync instead of one per event). Only for
+        ends, before control goes back to whoever acts on them (one WAL write instead of one per event). Only for
         synchronous blocks: a group held across an await would defer other tasks' order intents too."""
         with self._lock:
             self._group += 1
@@ -223,7 +223,7 @@ class EventTrace:
                 self.flush()
 
     def flush(self) -> None:
-        """Make every buffered event durable (one WAL file); checkpoint into a segment when enough piled up."""
+        """Make every buffered event durable (one WAL write); checkpoint into a segment when enough piled up."""
         with self._lock:
             if self._buffer and not self.wal:
                 self._wal_pending.extend(self._buffer)
@@ -288,8 +288,7 @@ class EventTrace:
             cols = Columns.concat([Columns.from_events(self._wal_pending), market])
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
-            if self._wal_log is not None:  # its events are in this segment; the next flush starts a new file
-                self._end_wal()
+            self._end_wal()  # its events are in this segment; the next flush starts a new file
             upto = self._wal_seq - 1 if self.wal else None
             self._last_checkpoint = time.monotonic()
             self._wal_files = 0
