@@ -23,9 +23,10 @@ BENCHES = [
     ("open_orders_bench", []),
     ("estop_bench", []),
     ("stop_trigger", []),
-    ("startup_bench", ["--clean", "--assets", "50", "200"]),  # and 0 / 1 M / 10 M trace events
-    ("startup_bench", ["--clean", "--assets", "1000", "--events"]),  # a sandbox of its own: a fresh request budget
-    ("startup_bench", ["--assets", "50", "200", "--events", "10000000"]),  # after a crash: every asset's history
+    ("startup_bench", ["--after", "clean", "--assets", "50", "200"]),  # and 0 / 1 M / 10 M trace events
+    ("startup_bench", ["--after", "clean", "--assets", "1000", "--events"]),  # a sandbox of its own: a fresh request budget
+    ("startup_bench", ["--after", "crash", "--assets", "50", "200", "--events", "10000000"]),  # a process killed in this boot
+    ("startup_bench", ["--after", "power-loss", "--assets", "200", "--events"]),  # every asset's history
     ("budget_bench", ["--skip-load"]),  # the per-request cost; its load runs (minutes) are run by hand
     ("trace_bench", None),
 ]

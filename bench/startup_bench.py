@@ -13,11 +13,16 @@ Baseline in the same run: raw ccxt ``load_markets`` + ``fetch_balance`` + accoun
 least any client needs before it can trade (a fresh exchange object each time, as the engine's start has).
 Goal (issue 31): ``Strategy.start()`` <= 5 s at 200 assets and <= 2 s with a 10 M-event trace.
 
-    .venv/bin/python -m bench.startup_bench [--assets 50 200 1000] [--events 0 1000000 10000000] [--clean]
+    .venv/bin/python -m bench.startup_bench [--assets 50 200 1000] [--events 0 1000000 10000000]
+        [--after clean|crash|power-loss]
 
-``--clean``: the previous run's intent journal ends with the record a clean stop writes (``clean_stop``), and the
-start-up sync lists history only where something is unresolved; without it the journal says nothing of a clean
-stop, as after a crash, and the sync lists every asset's history.
+``--after``: how the previous run ended, as its intent journal tells it (``IntentJournal.complete``):
+
+* ``clean``: its last record is the one a clean stop writes;
+* ``crash`` (the default): its last record is the ``start`` a run writes at its start-up, with this boot's id, as
+  a process killed in this boot leaves it. Both list history only where something is unresolved;
+* ``power-loss``: the same ``start`` record with another boot's id: the machine restarted since, the journal's
+  unsynced tail may be lost, and the sync lists every asset's history.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 
 from planar_core.engine import strategy
 from planar_core.engine.strategy import Strategy
+from planar_core.exchange.client_ids import start_record
 from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.trace import EventTrace
 from planar_core.trace.columns import NUMBERS, TEXT, Columns
@@ -166,9 +172,13 @@ def requests_made(s: Strategy, since_ns: int) -> dict[str, int]:
     return out
 
 
-def stopped_cleanly(journal: str) -> None:
+def ended(journal: str, after: str) -> None:
+    """The journal's last record as the previous run left it (``--after``)."""
+    record = start_record() if after != "clean" else {"t": 1, "kind": "stop"}
+    if after == "power-loss":
+        record["boot"] = "a-boot-before-the-power-loss"
     with open(journal, "ab") as fh:
-        fh.write(b'{"t":1,"kind":"stop"}\n')
+        fh.write(json.dumps(record).encode() + b"\n")
 
 
 async def engine_start(info: dict[str, str], n: int, events: int, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
@@ -177,12 +187,11 @@ async def engine_start(info: dict[str, str], n: int, events: int, args: argparse
         first = build_strategy(info, store, n, args.weight_per_minute)  # its trace root, its ids
         root = str(first.sink.inner.root)
         prefix = first.ids.prefix
-        await first.stop()  # never started: its journal says nothing of a clean stop, as after a crash
-        if args.clean:  # the record a clean stop leaves last in the journal (a real run's start would spend the budget)
-            stopped_cleanly(str(first.journal.path))  # type: ignore[union-attr]
+        await first.stop()  # never started: its journal is left as it was
+        ended(str(first.journal.path), args.after)  # (a real run's start would spend the request budget)
         build_trace(root, events, universe(n), prefix, args.span_days)
         s = build_strategy(info, store, n, args.weight_per_minute)
-        assert s.journal.clean_stop == args.clean
+        assert s.journal.clean_stop == (args.after == "clean") and s.journal.complete == (args.after != "power-loss")
         since, t0 = time.time_ns(), time.perf_counter()
         await s.start()
         took = time.perf_counter() - t0
@@ -246,11 +255,13 @@ def main() -> list[dict[str, object]]:
     parser.add_argument(
         "--weight-per-minute", type=int, default=6000, help="request-weight limit of the sandbox and of the engine's config (Binance: 6000)"
     )
-    parser.add_argument("--clean", action="store_true", help="the previous stop was clean (see the module's docstring)")
+    parser.add_argument(
+        "--after", choices=["clean", "crash", "power-loss"], default="crash", help="how the previous run ended (see the module's docstring)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = []
-    after = "after a clean stop" if args.clean else "after a crash"
+    after = {"clean": "after a clean stop", "crash": "after a process crash", "power-loss": "after a power loss"}[args.after]
 
     def row(n: int, events: int, what: str, goal: str) -> dict[str, object]:
         ours, raw, counts = measure(n, events, args)
@@ -262,7 +273,7 @@ def main() -> list[dict[str, object]]:
             goal=goal,
             requests=sum(counts.values()),
             by_endpoint=counts,
-            clean=args.clean,
+            after=args.after,
             weight_per_minute=args.weight_per_minute,
         )
 

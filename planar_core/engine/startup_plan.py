@@ -5,8 +5,12 @@ Every asset's open orders come from one account-wide listing (Binance: one reque
 USDⓈ-M, against 6 or 1 per symbol). An asset's order history is listed (and its trades, from the first order whose
 filled amount the trace's trades do not explain: ``sync.trades_needed``) when:
 
-* the previous run did not stop cleanly (``IntentJournal.clean_stop`` false or absent): an order may exist on the
-  exchange that the journal never recorded durably, on any asset, so every asset's history is listed, as before;
+* the journal cannot vouch for the previous run (``IntentJournal.complete`` false: it did not stop cleanly and the
+  machine restarted since, a power loss or a kernel crash, or that cannot be told): an order may exist on the
+  exchange that the journal never recorded durably, on any asset, so every asset's history is listed, as before.
+  A run that crashed in this boot of the machine (SIGKILL, OOM, an exception that killed the process) is vouched
+  for: every intent and every trace event it wrote reached the kernel before anything was sent or acted on, and
+  the kernel keeps them when the process dies; the rules below then find everything it left unresolved;
 * it has open orders on the exchange (their fills since the last run are learned, their trades re-attached);
 * the trace says some of this strategy's orders on it were still open when it ended (they may have filled or been
   cancelled while nothing watched);
@@ -16,8 +20,9 @@ filled amount the trace's trades do not explain: ``sync.trades_needed``) when:
   the lookback, a fill the stream never delivered). A spot account holding more of a currency than the strategy
   bought (deposits, another strategy) lists that asset at every start: conservative, never wrong.
 
-After a clean stop the trace holds every fill the engine learned and every order it placed; an asset with none of
-the above has nothing the exchange could tell that the engine does not know, so it is not asked. What this leaves
+After a clean stop, or a crash in this boot, the trace holds every fill the engine learned and every order it
+placed; an asset with none of the above has nothing the exchange could tell that the engine does not know, so it is
+not asked. What this leaves
 out, knowingly: the recent closed orders of quiet assets are not loaded into the local book (``ai.orders``) at
 start; an order cancelled while the engine was down and placed before the lookback stays open in the trace until
 its asset is listed again (no fill: balances and the basis are unaffected).
@@ -48,7 +53,7 @@ EPS = 1e-9
 
 @dataclass
 class StartupPlan:
-    clean: bool  # the previous run stopped cleanly (its journal says so)
+    complete: bool  # the journal and the trace hold everything the previous run wrote (IntentJournal.complete)
     open_now: dict[str, list[OrderReport]]  # universe symbol -> the exchange's open orders on it
     index: RestartIndex  # what the trace says is unresolved
     since_ms: int  # the lookback's start
@@ -59,9 +64,10 @@ class StartupPlan:
 _PLANS: weakref.WeakKeyDictionary[Strategy, StartupPlan] = weakref.WeakKeyDictionary()
 
 
-def clean_stop(s: Strategy) -> bool:
-    """Whether the previous run closed its intent journal cleanly (an older journal does not say: not clean)."""
-    return bool(getattr(s.journal, "clean_stop", False))
+def complete(s: Strategy) -> bool:
+    """Whether the journal vouches for the previous run: it stopped cleanly, or crashed in this boot of the
+    machine (an older journal, or one on object storage, does not say: not complete)."""
+    return bool(getattr(s.journal, "complete", False))
 
 
 async def prepare(s: Strategy) -> StartupPlan:
@@ -73,10 +79,13 @@ async def prepare(s: Strategy) -> StartupPlan:
     since = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
     index = restart_index(s, since - 60_000)
     open_now = await account_open_orders(s)
-    plan = StartupPlan(clean_stop(s), open_now, index, since, {})
-    if not plan.clean:
-        plan.listed = {sym: "the previous run did not stop cleanly" for sym in s.universe}
+    plan = StartupPlan(complete(s), open_now, index, since, {})
+    if not plan.complete:
+        why = "the previous run did not stop cleanly, and the machine restarted since (or that cannot be told)"
+        plan.listed = {sym: why for sym in s.universe}
     else:
+        if not getattr(s.journal, "clean_stop", False):
+            log.warning("the previous run did not stop cleanly, in this boot of the machine: its journal and trace hold all it wrote")
         for sym, orders in open_now.items():
             if orders:
                 plan.listed.setdefault(sym, "open orders on the exchange")
@@ -131,7 +140,7 @@ async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:
 
 def add_changed_positions(s: Strategy, plan: StartupPlan) -> None:
     """After the balances and positions are read: the assets whose holding differs from the trace's basis."""
-    if not plan.clean:
+    if not plan.complete:
         return
     for sym, ai in s.universe.items():
         if sym in plan.listed:

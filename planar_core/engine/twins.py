@@ -215,9 +215,10 @@ class Twins:
         if s.ids.issued_here(cid):
             if not guard.trace_complete or created < since or (running and journal_knows(s.journal, cid)):
                 return None  # beyond what the trace vouches for; or another process of this store (an e-stop)
-            if not getattr(s.journal, "clean_stop", False) and s.ids.of_the_last_block(cid):
-                # the run before stopped uncleanly (a crash, a power loss) while issuing from that block: an intent
-                # written but not yet synced is lost with the power, its order is not (docs/trace.md)
+            if not getattr(s.journal, "complete", False) and s.ids.of_the_last_block(cid):
+                # the run before stopped uncleanly in another boot of the machine (a power loss, a kernel crash) while
+                # issuing from that block: an intent written but not yet synced is lost with it, its order is not
+                # (docs/trace.md). A process crash in this boot loses no intent: the id is a stranger's
                 log.warning("%s: an order of the last run that its journal lost (it did not stop cleanly); adopted", cid)
                 return None
             why = "issued under this store's epoch, but neither its intent journal nor its trace knows it: a copy of this store root?"

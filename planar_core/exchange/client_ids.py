@@ -43,7 +43,19 @@ BLOCK = 1000
 LABEL_CHARS = 12
 TAG_CHARS = 6
 MAX_LEN = 36  # Binance's newClientOrderId limit
-RUN_MARKS = ("start", "stop")  # the journal's records of a run that began after a clean stop, and of a clean stop
+RUN_MARKS = ("start", "stop")  # the journal's records of a run's start (with the machine's boot id) and of a clean stop
+_START = re.compile(rb'"kind"\s*:\s*"start"')
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # Linux: a random id drawn at each boot of the kernel
+
+
+def boot_id() -> str | None:
+    """This machine's boot id (None where the OS does not give one: every unclean stop is then taken as a power
+    loss). Two processes see the same id exactly when no reboot came between them."""
+    try:
+        with open(BOOT_ID) as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -227,9 +239,34 @@ class IntentJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.clean_stop = self._last_kind() == "stop"
+        self.complete = self.clean_stop or self._crashed_in_this_boot()
         self._log = AppendLog(str(self.path), fsync=fsync)
-        self._start_due = self.clean_stop  # "start" goes on disk before this run's first intent
+        self._start_due = True  # "start" goes on disk (synced) before this run's first intent
         self._settled = False  # this run reconciled the journal (compact) or wrote to it: its close marks "stop"
+
+    def _crashed_in_this_boot(self) -> bool:
+        """The previous run did not stop cleanly, but its last "start" record was written in this boot of the
+        machine: every record it wrote (here and in the trace) reached the kernel before anything was sent, and
+        a process's death does not take from the kernel what it has (append_log.py). Only a restart of the machine
+        (a power loss, a kernel crash) can have lost its unsynced tail: then, or when this cannot be told (no boot
+        id, an older journal, a run that started on another machine sharing the store), False."""
+        now = boot_id()
+        if now is None:
+            return False
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        starts = list(_START.finditer(data))
+        if not starts:
+            return False
+        at = starts[-1].start()
+        end = data.find(b"\n", at)
+        try:
+            rec = json.loads(data[data.rfind(b"\n", 0, at) + 1 : end if end >= 0 else len(data)])
+        except ValueError:
+            return False
+        return isinstance(rec, dict) and rec.get("kind") == "start" and rec.get("boot") == now
 
     def _last_kind(self) -> str | None:
         """The kind of the journal's last whole record (``stop``: the previous run closed it cleanly)."""
@@ -258,9 +295,9 @@ class IntentJournal:
         """Written before the request is sent: a restart can always ask about it. A process crash cannot lose it
         (the kernel has it when this returns); its sync to disk is group-committed off the event loop, and a power
         loss before that sync is covered by the start-up sync, which lists the orders of every asset after a stop
-        that was not clean (docs/trace.md, "What is guaranteed")."""
+        that was not clean in another boot of the machine (``complete``; docs/trace.md, "What is guaranteed")."""
         if self._start_due:  # synced first: a power loss after it never leaves the last run's "stop" as the last word
-            self._append({"t": int(time.time() * 1000), "kind": "start"})
+            self._append(start_record())
             self._log.sync()
             self._start_due = False
         self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields})
@@ -329,18 +366,23 @@ class IntentJournal:
         self._rewrite(pending)
         return copy, bad
 
-    def _rewrite(self, keep: dict[str, Json]) -> None:
-        data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in keep.values())
+    def _rewrite(self, keep: dict[str, Json], start: bool = False) -> None:
+        """The journal replaced by ``keep`` (and this run's "start" record last, when ``start``), durably."""
+        records = [*keep.values(), start_record()] if start else list(keep.values())
+        data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in records)
         self._log.abandon()  # replaced below; what it held is in ``keep`` or resolved
         Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
         self._log = AppendLog(str(self.path), fsync=self.fsync)
+        if start:
+            self._start_due = False
 
     def compact(self) -> int:
-        """Rewrite the journal with only the unresolved intents (called at start-up, after reconciliation,
-        so it does not grow forever); returns how many lines were dropped."""
+        """Rewrite the journal with only the unresolved intents and this run's "start" record (called at start-up,
+        after reconciliation, so it does not grow forever: from here on, a crash of this run in this boot of the
+        machine is one whose records are all in the file); returns how many lines were dropped."""
         keep = self.unresolved()
         lines = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
-        self._rewrite(keep)
+        self._rewrite(keep, start=True)
         self._settled = True
         return lines - len(keep)
 
@@ -378,6 +420,7 @@ class ObjectJournal:
     and ``journal/<cid>.outcome.json`` after it. A restart on any worker lists the intents without an outcome."""
 
     clean_stop = False  # not recorded on object stores: every start-up lists every asset's orders
+    complete = False
 
     def __init__(self, strategy_root: str) -> None:
         self.store = Store(strategy_root)
@@ -438,6 +481,11 @@ class ObjectJournal:
 
     def close(self) -> None:
         pass
+
+
+def start_record() -> Json:
+    """A run's first record: when, and in which boot of the machine (``IntentJournal.complete``)."""
+    return {"t": int(time.time() * 1000), "kind": "start", "boot": boot_id(), "pid": os.getpid()}
 
 
 def journal_record(raw: bytes, where: str, remedy: str) -> Json:

@@ -218,9 +218,10 @@ async def test_state_reset_end_to_end(strategy_factory, sandbox, account, tmp_pa
     truncate(store / "client_order_seq.json", 0.3)  # neither the epoch nor the next block left legible
     journal = store / "intents.jsonl"
     lines = journal.read_bytes().split(b"\n")
-    cut = lines[0].index(b'"cid":"') + len(b'"cid":"')
-    lost = lines[0][cut : lines[0].index(b'"', cut)].decode()  # the first order's client id, still legible
-    lines[0] = lines[0][: lines[0].index(b'"', cut) + 3] + b"\x00\x00 garbage"
+    n = next(i for i, line in enumerate(lines) if b'"kind":"intent"' in line)  # the first intent (after the run's "start")
+    cut = lines[n].index(b'"cid":"') + len(b'"cid":"')
+    lost = lines[n][cut : lines[n].index(b'"', cut)].decode()  # the first order's client id, still legible
+    lines[n] = lines[n][: lines[n].index(b'"', cut) + 3] + b"\x00\x00 garbage"
     journal.write_bytes(b"\n".join(lines))
 
     config = tmp_path / "rs.toml"
@@ -242,7 +243,7 @@ sandbox_endpoint = {{ url = "{sandbox.url}", ws_url = "{sandbox.ws_url}" }}
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "1 open order(s) of rs" in text and "BTC/USDT buy" in text  # the exchange's view, shown first
-    assert f"epoch {epoch} kept" in text and f"line 1 (client order id {lost})" in text
+    assert f"epoch {epoch} kept" in text and f"line {n + 1} (client order id {lost})" in text
     for name in ("state.json", "client_order_seq.json", "intents.jsonl"):
         assert list(store.glob(f"{name}.corrupt-*")), name  # every damaged file kept beside the new one
 

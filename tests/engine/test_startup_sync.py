@@ -4,8 +4,10 @@
   or trades, whatever the universe's size;
 * after a clean stop, an asset with something unresolved is listed: a resting order is adopted again, an order the
   trace left open and that was cancelled while the engine was down is learned;
-* after an unclean stop, every asset's history is listed: an order carrying the strategy's own client id that the
-  journal never recorded is found even when it is no longer open;
+* after an unclean stop in another boot of the machine (a power loss), every asset's history is listed: an order
+  carrying the strategy's own client id that the journal never recorded is found even when it is no longer open;
+* after a process crash in this boot (SIGKILL), the journal and the trace hold all the run wrote: only the assets
+  with something unresolved are listed, and what happened to them while the engine was down is learned;
 * the trace's restart index (codes only) says what the dict-per-row read said: the last basis per asset, the
   orders still open when the trace ends.
 
@@ -14,9 +16,16 @@ Requests are counted from the engine's own ``api_call`` events (one per REST req
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,9 +61,12 @@ def quote_only(wide: SandboxServer) -> Account:
 
 
 def engine(server: SandboxServer, acct: Account, root: str, **overrides: Any) -> Strategy:
+    return build("boot", **settings(server, acct, root, **overrides))
+
+
+def settings(server: SandboxServer, acct: Account, root: str, **overrides: Any) -> dict[str, Any]:
     overrides.setdefault("universe", UNIVERSE)
-    return build(
-        "boot",
+    return dict(
         env={"EXCHANGE_API_KEY": acct.api_key, "EXCHANGE_API_SECRET": acct.api_secret},
         store_root=root,
         sandbox_endpoint={"url": server.url, "ws_url": server.ws_url},
@@ -70,14 +82,14 @@ def mark_clean(s: Strategy) -> None:
     assert s.journal.clean_stop
 
 
-def after_a_crash(server: SandboxServer, acct: Account, root: str, first: Strategy) -> Strategy:
-    """The engine that starts after this: the run after ``first`` (which stopped cleanly) crashed after its first
-    intent was written but before it was synced (a power loss), leaving its synced "start" record as the journal's
-    last word."""
+def after_a_power_loss(server: SandboxServer, acct: Account, root: str, first: Strategy) -> Strategy:
+    """The engine that starts after this: the run after ``first`` (which stopped cleanly) began in another boot of
+    the machine and lost power after its first intent was written but before it was synced, leaving its synced
+    "start" record as the journal's last word."""
     with open(first.journal.path, "ab") as fh:  # type: ignore[union-attr]
-        fh.write(b'{"t":1,"kind":"start"}\n')
+        fh.write(b'{"t":1,"kind":"start","boot":"a-boot-before-the-power-loss"}\n')
     s = engine(server, acct, root)
-    assert not s.journal.clean_stop
+    assert not s.journal.clean_stop and not s.journal.complete
     return s
 
 
@@ -181,7 +193,7 @@ async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: S
         await raw.close()
     # of this store's epoch, unknown to the journal and the trace, but from the block the crashed run was issuing
     # from: the twin check adopts it (another engine's would be refused), and the sync's history listing finds it
-    s = after_a_crash(wide, quote_only, root, first)
+    s = after_a_power_loss(wide, quote_only, root, first)
     try:
         await s.start(watchers=False)
         found = s.universe["SYN7/USDT"].orders.get(cid)
@@ -205,7 +217,7 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
         await raw.create_order("SYN2/USDT", "market", "buy", amount, None, {"newClientOrderId": cid})
     finally:
         await raw.close()
-    s = after_a_crash(wide, quote_only, root, first)
+    s = after_a_power_loss(wide, quote_only, root, first)
     try:
         counts = await start_counting(s)
         ai = s.universe["SYN2/USDT"]
@@ -216,6 +228,48 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
         await s.stop()
     assert counts.get("fetch_orders") == len(UNIVERSE), counts  # every asset's history
     assert counts.get("fetch_my_trades") == 1, counts  # one window, one asset
+
+
+async def test_a_process_crash_in_this_boot_lists_only_what_it_left_unresolved(
+    wide: SandboxServer, quote_only: Account, tmp_path: Path
+) -> None:
+    """An engine process killed (SIGKILL) with a resting order on SYN3 and a filled one on SYN5; the resting order is
+    cancelled by hand while it is down. The restart trusts the journal and the trace the killed process wrote (this
+    boot of the machine kept them): the order is learned cancelled, and only SYN3's history is listed, not the 16
+    assets' an unclean stop used to cost."""
+    root = str(tmp_path / "store")
+    await (await first_run(wide, quote_only, root)).stop()  # a first, clean run: the epoch, the journal
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("crash_process.py")),
+        json.dumps({"name": "boot", **settings(wide, quote_only, root)}),
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)  # type: ignore[union-attr]
+        assert line.startswith(b"resting "), line
+        resting = line.split()[1].decode()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    raw = make_client(wide, quote_only)
+    try:
+        await raw.load_markets()
+        (order,) = await raw.fetch_open_orders("SYN3/USDT")
+        assert order["clientOrderId"] == resting
+        await raw.cancel_order(order["id"], "SYN3/USDT")
+    finally:
+        await raw.close()
+    s = engine(wide, quote_only, root)
+    assert not s.journal.clean_stop and s.journal.complete
+    try:
+        counts = await start_counting(s)
+        learned = s.universe["SYN3/USDT"].orders.get(resting)
+        assert learned is not None and learned.status == "canceled", learned
+    finally:
+        await s.stop()
+    assert counts.get("fetch_orders") == 1, counts  # SYN3's; SYN5's fill is in the trace, its balance as the basis says
 
 
 async def test_clean_restart_lists_a_futures_asset_whose_position_moved_while_down(

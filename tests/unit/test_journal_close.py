@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from planar_core.exchange.client_ids import IntentJournal
+from planar_core.exchange.client_ids import IntentJournal, boot_id
 
 
 def test_a_second_close_leaves_a_reused_descriptor_alone(tmp_path: Path) -> None:
@@ -45,3 +45,27 @@ def test_a_run_that_never_settled_leaves_the_journal_as_it_was(tmp_path: Path) -
     IntentJournal(tmp_path / "a", fsync=False).close()  # a start refused before it reconciled
     assert (tmp_path / "a" / "intents.jsonl").read_bytes() == before
     assert list(IntentJournal(tmp_path / "a", fsync=False).unresolved()) == ["a-1"]
+
+
+def test_a_run_killed_in_this_boot_is_vouched_for_and_one_of_another_boot_is_not(tmp_path: Path) -> None:
+    """A killed process loses nothing the kernel has: the journal of a run that started in this boot of the machine
+    names every order it sent (``complete``). After a reboot (a power loss) its unsynced tail may be gone."""
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    j.compact()  # a start-up reconciled: this run's "start" record, with the boot id, is the file's last line
+    records = [json.loads(line) for line in (tmp_path / "a" / "intents.jsonl").read_bytes().splitlines()]
+    assert [r["kind"] for r in records] == ["start"] and records[0]["boot"] == boot_id()
+    j.intent("a-1", symbol="BTC/USDT")
+    # killed here: no close
+    again = IntentJournal(tmp_path / "a", fsync=False)
+    assert not again.clean_stop
+    assert again.complete == (boot_id() is not None)  # an OS without a boot id: every unclean stop is a power loss
+    path = tmp_path / "a" / "intents.jsonl"
+    path.write_bytes(path.read_bytes().replace(f'"boot":"{boot_id()}"'.encode(), b'"boot":"before-a-reboot"'))
+    assert not IntentJournal(tmp_path / "a", fsync=False).complete
+
+
+def test_a_journal_without_a_start_record_is_not_vouched_for(tmp_path: Path) -> None:
+    """An older journal (no "start" with a boot id) whose run did not stop cleanly: nothing says which boot wrote it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "intents.jsonl").write_bytes(b'{"t":1,"kind":"intent","cid":"a-1","symbol":"BTC/USDT"}\n')
+    assert not IntentJournal(tmp_path / "a", fsync=False).complete

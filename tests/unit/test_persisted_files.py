@@ -94,7 +94,8 @@ def test_journal_lines(tmp_path: Path) -> None:
     good = (tmp_path / "intents.jsonl").read_bytes()
     (tmp_path / "intents.jsonl").write_bytes(good + b'{"t":5,"kind":"int')  # a torn last write
     assert list(IntentJournal(tmp_path).unresolved()) == ["a-2"]
-    (tmp_path / "intents.jsonl").write_bytes(good + b'{"t":5,"kind":"int' + good.split(b"\n")[0] + b"\n")  # torn, then appended
+    intent_a1 = next(line for line in good.split(b"\n") if b'"kind":"intent","cid":"a-1"' in line)
+    (tmp_path / "intents.jsonl").write_bytes(good + b'{"t":5,"kind":"int' + intent_a1 + b"\n")  # torn, then appended
     assert list(IntentJournal(tmp_path).unresolved()) == ["a-2", "a-1"]
     (tmp_path / "intents.jsonl").write_bytes(b'{"t":1,"kind":"nonsense"}\n' + good)
     with pytest.raises(CorruptStateError) as err:
