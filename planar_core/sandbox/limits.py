@@ -4,8 +4,9 @@ Binance's rules (developers.binance.com, "LIMITS" of the spot and USDⓈ-M REST 
 
 * Request weight is counted **per IP** ("the limits on the API are based on the IPs, not the API keys"), separately
   for each API: spot ``/api`` (6000 a minute), USDⓈ-M ``/fapi`` (2400 a minute) and ``/sapi`` (12 000 a minute, its
-  own header ``X-SAPI-USED-IP-WEIGHT-1M``, never a ban). Every answer carries
-  ``X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)``.
+  own header ``X-SAPI-USED-IP-WEIGHT-1M``, never a ban). COIN-M ``/dapi`` and options ``/eapi`` (2400 a minute each)
+  have budgets of their own too; the sandbox lists nothing on them but answers their ``exchangeInfo``. Every answer
+  carries ``X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)``.
 * New orders are counted **per account** (shared by every IP and API key of it): spot 100 per 10 s and 200 000 a
   day, USDⓈ-M 300 per 10 s and 1200 a minute; a successful order answer carries ``X-MBX-ORDER-COUNT-*`` for each
   interval. Spot counts *unfilled* orders: an order's first fill takes it off the count of every interval.
@@ -46,6 +47,11 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("*", "/api/v3/allOrders"): 20,
     ("*", "/api/v3/myTrades"): 20,
     ("*", "/fapi/v1/exchangeInfo"): 1,
+    ("*", "/dapi/v1/exchangeInfo"): 1,
+    ("*", "/eapi/v1/exchangeInfo"): 1,
+    ("*", "/sapi/v1/margin/allPairs"): 1,
+    ("*", "/sapi/v1/margin/isolated/allPairs"): 10,
+    ("*", "/sapi/v1/capital/config/getall"): 10,
     ("*", "/fapi/v1/aggTrades"): 20,
     ("*", "/fapi/v2/account"): 5,
     ("*", "/fapi/v3/account"): 5,
@@ -97,13 +103,17 @@ def weight_of(method: str, path: str, query: Mapping[str, str] | None = None) ->
     return WEIGHTS.get((method, path), WEIGHTS.get(("*", path), 1))
 
 
+# the APIs with a weight budget of their own, by path prefix (anything else is spot's ``api``)
+FAMILIES = ("fapi", "sapi", "dapi", "eapi")
+# a market kind -> the API of its exchangeInfo
+KIND_FAMILY = {"spot": "api", "linear": "fapi", "inverse": "dapi", "option": "eapi"}
+DERIVATIVES = ("fapi", "dapi", "eapi")
+
+
 def family_of(path: str) -> str:
-    """The API a path belongs to, each with a weight budget of its own: ``api`` (spot), ``fapi``, ``sapi``."""
-    if path.startswith("/fapi/"):
-        return "fapi"
-    if path.startswith("/sapi/"):
-        return "sapi"
-    return "api"
+    """The API a path belongs to, each with a weight budget of its own: ``api`` (spot), ``fapi``, ``sapi``, ``dapi``,
+    ``eapi``."""
+    return next((f for f in FAMILIES if path.startswith(f"/{f}/")), "api")
 
 
 def interval_of(span_ms: int) -> tuple[str, int, str]:
@@ -135,14 +145,18 @@ class Limits(BaseModel):
     ban_max_seconds: float = Field(259_200.0, ge=0, description="the longest ban (Binance: 3 days)")
 
     def weight_limit(self, family: str) -> int:
-        if family == "fapi":
+        """Request weight per interval of an API: Binance's USDⓈ-M, COIN-M and options limits are one figure (2400)."""
+        if family in DERIVATIVES:
             return self.futures_weight_per_minute or max(1, self.weight_per_minute * 2 // 5)
         if family == "sapi":
             return self.weight_per_minute * 2
         return self.weight_per_minute
 
     def order_limits(self, family: str) -> dict[int, int]:
-        """Interval (ms) -> new orders allowed per account."""
+        """Interval (ms) -> new orders allowed per account (COIN-M and options: 1200 a minute, published only, as
+        the sandbox takes no orders there)."""
+        if family in ("dapi", "eapi"):
+            return {MINUTE: self.futures_orders_per_minute or self.orders_per_10s * 12}
         if family == "fapi":
             return {
                 10 * SECOND: self.futures_orders_per_10s or self.orders_per_10s * 3,
@@ -151,8 +165,8 @@ class Limits(BaseModel):
         return {10 * SECOND: self.orders_per_10s, DAY: self.orders_per_day or self.orders_per_10s * 2000}
 
     def rate_limits(self, kind: str) -> list[dict[str, object]]:
-        """exchangeInfo's ``rateLimits`` of a market kind (spot | linear)."""
-        family = "fapi" if kind == "linear" else "api"
+        """exchangeInfo's ``rateLimits`` of a market kind (spot | linear | inverse | option)."""
+        family = KIND_FAMILY[kind]
         name, num, _ = interval_of(self.weight_interval_s * SECOND)
         out: list[dict[str, object]] = [
             {"rateLimitType": "REQUEST_WEIGHT", "interval": name, "intervalNum": num, "limit": self.weight_limit(family)}

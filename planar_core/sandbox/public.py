@@ -32,7 +32,19 @@ INTERVAL_MS = {
 
 
 def exchange_info(ex: SandboxExchange, kind: str) -> dict:
+    """``exchangeInfo`` of a market kind: spot ``/api/v3``, USDⓈ-M ``/fapi/v1``, COIN-M ``/dapi/v1`` (``inverse``) or
+    options ``/eapi/v1`` (``option``). The sandbox lists no COIN-M contract and no option: those two answer Binance's
+    shape with empty lists (what ccxt's mainnet ``load_markets`` fetches, see docs/sandbox.md)."""
     lim = ex.limiter.limits
+    if kind == "option":  # Binance's options exchangeInfo has its own layout
+        return {
+            "timezone": "UTC",
+            "serverTime": ex.now_ms(),
+            "optionContracts": [],
+            "optionAssets": [],
+            "optionSymbols": [],
+            "rateLimits": lim.rate_limits(kind),
+        }
     symbols = []
     for m in ex.markets.values():
         spec = m.spec

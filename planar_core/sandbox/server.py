@@ -46,7 +46,7 @@ class Ctx:
     request: web.Request
     params: dict[str, str]
     account: Account | None
-    kind: str  # spot | linear
+    kind: str  # spot | linear (inverse | option: exchangeInfo only)
     orders_counted: bool = False  # a new-order request: its answer carries X-MBX-ORDER-COUNT-*
 
 
@@ -393,6 +393,7 @@ class SandboxServer:
         add("GET", "/sapi/v1/asset/tradeFee", self._trade_fee, "spot", "signed")
         add("GET", "/sapi/v1/capital/config/getall", self._coins, "spot", "signed")
         add("GET", "/sapi/v1/margin/allPairs", lambda c: [], "spot", "key")  # no spot margin in the sandbox
+        add("GET", "/sapi/v1/margin/isolated/allPairs", lambda c: [], "spot", "signed")  # nor isolated margin
         add("GET", "/sapi/v1/spot/delist-schedule", lambda c: [], "spot", "signed")
         add("GET", "/fapi/v1/openOrder", self._open_order, "linear", "signed")
         add("POST", "/fapi/v1/algoOrder", self._new_algo, "linear", "signed")
@@ -441,11 +442,9 @@ class SandboxServer:
         )
         add("GET", "/fapi/v2/ticker/price", lambda c: public.per_symbol(ex, "linear", c.params, public.price_ticker), "linear")
         add("GET", "/fapi/v1/premiumIndex", lambda c: public.per_symbol(ex, "linear", c.params, public.premium_index), "linear")
-        add(
-            "GET",
-            "/dapi/v1/exchangeInfo",
-            lambda c: {"timezone": "UTC", "serverTime": ex.now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": []},
-        )
+        # COIN-M and options list nothing here; ccxt's load_markets asks for COIN-M's (and options' when enabled)
+        add("GET", "/dapi/v1/exchangeInfo", lambda c: public.exchange_info(ex, "inverse"), "inverse")
+        add("GET", "/eapi/v1/exchangeInfo", lambda c: public.exchange_info(ex, "option"), "option")
         add("DELETE", "/api/v3/openOrders", self._cancel_all)
         self.routes[("DELETE", "/api/v3/openOrders")] = Route(self._cancel_all, "spot", "signed")
         add("DELETE", "/fapi/v1/allOpenOrders", self._cancel_all, "linear", "signed")

@@ -51,7 +51,15 @@ def test_depth_and_kline_weights_grow_with_the_limit_asked(path: str, limit: str
 
 
 def test_each_api_has_its_own_budget() -> None:
-    assert [family_of(p) for p in ("/api/v3/order", "/fapi/v1/order", "/sapi/v1/x", "/admin/x")] == ["api", "fapi", "sapi", "api"]
+    paths = ("/api/v3/order", "/fapi/v1/order", "/sapi/v1/x", "/dapi/v1/exchangeInfo", "/eapi/v1/exchangeInfo", "/admin/x")
+    assert [family_of(p) for p in paths] == ["api", "fapi", "sapi", "dapi", "eapi", "api"]
+
+
+def test_what_a_mainnet_configured_ccxt_loads_weighs_as_binance_documents() -> None:
+    """ccxt's load_markets without the sandbox flag (docs/sandbox.md, "Clients configured as for mainnet")."""
+    paths = ("margin/allPairs", "margin/isolated/allPairs", "capital/config/getall")
+    assert [weight_of("GET", f"/sapi/v1/{p}") for p in paths] == [1, 10, 10]
+    assert weight_of("GET", "/dapi/v1/exchangeInfo") == weight_of("GET", "/eapi/v1/exchangeInfo") == 1
 
 
 # ------------------------------------------------------------------ intervals
@@ -83,6 +91,8 @@ def test_futures_limits_default_to_binance_ratios_of_the_spot_ones() -> None:
     assert limits.order_limits("api") == {10 * SECOND: 100, DAY: 200_000}
     assert limits.order_limits("fapi") == {10 * SECOND: 300, MINUTE: 1200}
     assert Limits(futures_weight_per_minute=999).weight_limit("fapi") == 999
+    assert limits.weight_limit("dapi") == limits.weight_limit("eapi") == 2400  # COIN-M and options: as USDⓈ-M
+    assert limits.order_limits("dapi") == limits.order_limits("eapi") == {MINUTE: 1200}
 
 
 def test_exchange_info_rate_limits_say_what_is_enforced() -> None:
