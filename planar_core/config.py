@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -261,12 +261,19 @@ class Credentials(_Model):
     api_secret: SecretStr | None = None
     passphrase: SecretStr | None = None
 
-    def resolved(self, env: Mapping[str, str] | None = None, provider: Callable[[str], str | None] | None = None) -> "Credentials":
-        """Fill missing values from ``provider(name)`` (e.g. Prefect Secret blocks) then the environment."""
+    def resolved(
+        self,
+        env: Mapping[str, str] | None = None,
+        provider: Callable[[str], str | None] | None = None,
+        fields: Collection[str] = ("api_key", "api_secret", "passphrase"),
+    ) -> "Credentials":
+        """Fill missing values from ``provider(name)`` (e.g. Prefect Secret blocks) then the environment; only
+        ``fields``, the ones the venue asks for (``Capabilities.credentials``): a lookup the venue has no use for is
+        not free (a Prefect Secret block read without a Prefect API starts a temporary server, about 10 s)."""
         env = os.environ if env is None else env
         values: Json = {}
         for field_name, var in (("api_key", self.api_key_env), ("api_secret", self.api_secret_env), ("passphrase", self.passphrase_env)):
-            if getattr(self, field_name) is not None:
+            if getattr(self, field_name) is not None or field_name not in fields:
                 continue
             value = (provider(var) if provider else None) or env.get(var)
             if value:

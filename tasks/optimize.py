@@ -23,13 +23,15 @@ WARMUP_BARS = 100
 async def download_history(strategy: str, config_path: str | None = None, overrides: Overrides = None) -> Json:
     """The universe's candles of the first timeframe over the last ``optimization.days`` (plus the warm-up) into the
     market-data store; returns what each series holds."""
-    from planar_core.exchange.registry import dialect_of
+    from planar_core.exchange.registry import credential_fields, dialect_of
     from planar_core.history.check import timeframe_ms
     from planar_core.history.download import download
     from planar_core.history.store import default_root
 
     cfg = load_strategy_config(strategy, config_path, overrides)
-    cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider)})
+    cfg = cfg.model_copy(
+        update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider, credential_fields(cfg.exchange))}
+    )
     tf = cfg.timeframes[0]
     since = int(time.time() * 1000) - cfg.optimization.days * 86_400_000 - WARMUP_BARS * timeframe_ms(tf)
     ex = dialect_of(cfg.exchange).build(cfg)

@@ -12,6 +12,7 @@ from planar_core.config import StrategyConfig, load_config
 from planar_core.engine import Strategy
 from planar_core.engine.strategy import config_account, strategy_from_config
 from planar_core.engine.supervisor import TaskObserver
+from planar_core.exchange.registry import credential_fields
 from planar_core.model.sink import EventSink
 
 from .blocks import secret_block_provider
@@ -31,7 +32,9 @@ def build_strategy(
     and whose engine logs go to the flow run's logs (redacted). If anything fails after the trace was opened,
     the trace (and its writer lock) is released before the error goes on."""
     cfg = load_strategy_config(strategy_name, config_path, overrides)
-    cfg = cfg.model_copy(update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider)})
+    cfg = cfg.model_copy(
+        update={"credentials": cfg.credentials.resolved(os.environ, secret_block_provider, credential_fields(cfg.exchange))}
+    )
     redactor = Redactor(cfg.credentials.secret_values())
     alerts = AlertDispatcher(AlertConfig.from_env(), redactor=redactor) if cfg.alerts is None and _alerts_in_env() else None
     # the account aims an automation's e-stop; no path: on a work pool this run's folder is gone when the e-stop runs

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..alerts import AlertDispatcher, Redactor
 from ..config import StrategyConfig
 from ..exchange.client_ids import ClientOrderIds, IntentJournal, ObjectJournal, intent_journal
-from ..exchange.registry import open_venue
+from ..exchange.registry import credential_fields, open_venue
 from ..model import AssetInstance
 from ..model.clock import Clock, SystemClock
 from ..model.sink import EventSink, MemorySink
@@ -139,5 +139,5 @@ def config_account(
         return f"paper-{cfg.name}"
     creds = cfg.credentials
     if creds.api_key is None:
-        creds = creds.resolved(os.environ if env is None else env, secrets_provider)
+        creds = creds.resolved(os.environ if env is None else env, secrets_provider, credential_fields(cfg.exchange))
     return account_id(cfg.exchange, creds.api_key.get_secret_value() if creds.api_key is not None else None)

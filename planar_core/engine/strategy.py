@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher
 from ..config import ConfigError, StrategyConfig, load_config
+from ..exchange.registry import credential_fields
 from ..model import (
     AssetInstance,
     Balance,
@@ -569,7 +570,7 @@ def strategy_from_config(
         )
     import os
 
-    creds = cfg.credentials.resolved(os.environ if env is None else env, secrets_provider)
+    creds = cfg.credentials.resolved(os.environ if env is None else env, secrets_provider, credential_fields(cfg.exchange))
     cfg = cfg.model_copy(update={"credentials": creds})
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
         raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} (environment or secrets provider)")

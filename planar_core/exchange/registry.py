@@ -48,6 +48,11 @@ def factory_of(exchange: str) -> VenueFactory:
     return factory
 
 
+def credential_fields(exchange: str) -> tuple[str, ...]:
+    """The credentials the venue named ``exchange`` asks for (``Credentials.resolved``'s ``fields``)."""
+    return factory_of(exchange).dialect.caps.credentials
+
+
 def dialect_of(exchange: str) -> BinanceDialect:
     """The dialect of the venue named ``exchange`` (``ConfigError`` for a venue not in the table)."""
     return factory_of(exchange).dialect

@@ -250,6 +250,7 @@ class Capabilities:
     batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
     countdown_cancel: frozenset[str] = frozenset()  # market types with an exchange-side dead-man's switch
     timeframes: frozenset[str] = frozenset()  # candle intervals the venue serves (ccxt notation: 1m, 4h, 1d...)
+    credentials: tuple[str, ...] = ("api_key", "api_secret")  # what its API asks for (a passphrase too: OKX, KuCoin...)
 
     def supports(self, order_type: OrderType | str, market_type: str = "spot") -> bool:
         value = order_type.value if isinstance(order_type, OrderType) else order_type

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config import ConfigError, StrategyConfig
 from ..engine.strategy import config_account, configured_alerts, trace_root
 from ..exchange.errors import ExchangeOpError
-from ..exchange.registry import open_venue
+from ..exchange.registry import credential_fields, open_venue
 from ..model.sink import EventSink
 from ..risk.account_estop import AccountEStopReport, Member, account_emergency_stop, halt_members
 from ..risk.estop import pause
@@ -100,7 +100,7 @@ async def account_emergency_stop_standalone(
     import os
 
     members, base = account_members(account, configs, secrets_provider, env)
-    creds = base.credentials.resolved(os.environ if env is None else env, secrets_provider)
+    creds = base.credentials.resolved(os.environ if env is None else env, secrets_provider, credential_fields(base.exchange))
     cfg = base.model_copy(update={"credentials": creds})
     budget = budget_s if budget_s is not None else max(c.risk.estop_budget_s for c in configs if c.name in {m.name for m in members})
     sink = account_sink(cfg, account)

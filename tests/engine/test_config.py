@@ -84,14 +84,16 @@ def test_credentials_from_named_variables_and_provider(tmp_path: Path) -> None:
         credentials={"api_key_env": "BINANCE_SCALPING_KEY", "api_secret_env": "BINANCE_SCALPING_SECRET"},
     )
     assert s.config.credentials.api_key.get_secret_value() == "scalp-key-123456"
-    provided = strategy(
-        "swing",
-        env={},
-        universe=["BTC/USDT"],
-        store_root=str(tmp_path),
-        secrets_provider=lambda name: {"EXCHANGE_API_KEY": "p-key-0000", "EXCHANGE_API_SECRET": "p-secret-1111"}.get(name),
-    )
+    asked: list[str] = []
+
+    def provider(name: str) -> str | None:
+        asked.append(name)
+        return {"EXCHANGE_API_KEY": "p-key-0000", "EXCHANGE_API_SECRET": "p-secret-1111"}.get(name)
+
+    provided = strategy("swing", env={}, universe=["BTC/USDT"], store_root=str(tmp_path), secrets_provider=provider)
     assert provided.config.credentials.api_secret.get_secret_value() == "p-secret-1111"
+    # only what Binance asks for: a passphrase lookup (a Prefect Secret block read, ~10 s without a Prefect API) is not made
+    assert sorted(set(asked)) == ["EXCHANGE_API_KEY", "EXCHANGE_API_SECRET"], asked
     for text in (repr(s), str(s.config), repr(s.config), str(s.config.model_dump())):
         assert "scalp-key-123456" not in text and "scalp-secret-abcdef" not in text
     with pytest.raises(ConfigError, match="EXCHANGE_API_KEY"):
