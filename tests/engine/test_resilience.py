@@ -93,7 +93,8 @@ async def test_secrets_never_leave_the_process(strategy_factory, sandbox, tmp_pa
     acct = sandbox.ex.add_account(
         {"USDT": 10_000, "BTC": 1}, api_key="KEYplanar0123456789leakcheck", api_secret="SECRETplanar9876543210leakcheck"
     )
-    s = await strategy_factory(acct=acct, order_monitoring={"retries": 1})
+    # a short placement budget: the order the exchange answers with errors is unknown after 3 s of look-ups, not 30
+    s = await strategy_factory(acct=acct, order_monitoring={"retries": 1}, timeouts={"order_placement": 3.0})
     logger, log_path, _ = setup_live_logging(
         LoggingConfig(level="DEBUG", console=False), tmp_path, "strat", "binance", secrets=s.config.credentials.secret_values()
     )
