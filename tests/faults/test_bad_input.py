@@ -69,7 +69,8 @@ async def test_no_secret_in_any_file_the_run_wrote(strategy_factory, sandbox, tm
     key, secret = "KEYscan0123456789abcdefSECRETS", "SECRETscan9876543210fedcbaKEYS"
     acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 1}, api_key=key, api_secret=secret)
     store = tmp_path / "store"
-    s = await strategy_factory(acct=acct, store_root=str(store), order_monitoring={"retries": 1})
+    # a short placement budget: the order the exchange answers with errors is unknown after 3 s of look-ups, not 30
+    s = await strategy_factory(acct=acct, store_root=str(store), order_monitoring={"retries": 1}, timeouts={"order_placement": 3.0})
     setup_live_logging(
         LoggingConfig(level="DEBUG", console=False), s.config.store_path, s.name, "binance", secrets=s.config.credentials.secret_values()
     )
