@@ -8,6 +8,7 @@ One sandbox and one seeded account serve the whole module (the fixtures are modu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,17 +18,16 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt.pro as ccxtpro
 import pytest
 import pytest_asyncio
 from ccxt.base.errors import AuthenticationError, BadRequest, InsufficientFunds, InvalidNonce, InvalidOrder, OrderNotFound
 
-from planar_core.exchange.endpoints import point_bybit_at_sandbox
 from planar_core.sandbox import SandboxExchange
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 from planar_core.sandbox.bybit.limits import BybitLimits
 
+from .conftest import make_bybit_client
 from .test_ccxt_validators import validator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -49,18 +49,10 @@ async def trader(bybit: BybitServer) -> Account:
     return bybit.ex.add_account(dict(BALANCES))
 
 
-def bybit_client(server: BybitServer, acct: Account | None, **config: Any) -> Any:
-    cfg: dict[str, Any] = {"enableRateLimit": False, "timeout": 10_000}
-    if acct is not None:
-        cfg.update(apiKey=acct.api_key, secret=acct.api_secret)
-    cfg.update(config)
-    return point_bybit_at_sandbox(ccxtpro.bybit(cfg), server.url, server.ws_url)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(bybit: BybitServer, trader: Account) -> AsyncIterator[Any]:
     """A client whose account has traded: a resting spot buy, filled spot and linear market orders, a position."""
-    c = bybit_client(bybit, trader)
+    c = make_bybit_client(bybit, trader)
     await c.load_markets()
     await c.create_order(SPOT, "limit", "buy", 0.01, 40_000, {"clientOrderId": "rest-1"})
     await c.create_order(SPOT, "market", "buy", 0.01)
@@ -199,9 +191,9 @@ async def test_order_link_id_rules(client: Any) -> None:
 
 
 async def test_auth_errors(bybit: BybitServer, trader: Account) -> None:
-    bad_sign = bybit_client(bybit, trader, secret="0" * 64)
-    bad_key = bybit_client(bybit, None, apiKey="nobody", secret="x")
-    stale = bybit_client(bybit, trader, options={"timeDifference": 60_000})
+    bad_sign = make_bybit_client(bybit, trader, secret="0" * 64)
+    bad_key = make_bybit_client(bybit, None, apiKey="nobody", secret="x")
+    stale = make_bybit_client(bybit, trader, options={"timeDifference": 60_000})
     try:
         with pytest.raises(AuthenticationError, match="10004"):
             await bad_sign.private_get_v5_account_wallet_balance({"accountType": "UNIFIED"})
@@ -501,3 +493,147 @@ async def test_rate_limits(bybit: BybitServer, trader: Account) -> None:
     finally:
         limiter.limits = TESTING
         limiter.uid_hits.clear()
+
+
+# ----------------------------------------------------------------- websockets
+WS_CASES = [
+    ("watchTicker", SPOT, {}),
+    ("watchTicker", SWAP, {}),
+    ("watchOrderBook", SPOT, {}),
+    ("watchOrderBook", SWAP, {}),
+    ("watchOHLCV", SPOT, {}),
+    ("watchOHLCV", SWAP, {}),
+    ("watchTrades", SPOT, {}),
+    ("watchTrades", SWAP, {}),
+    ("watchOrders", SPOT, {}),
+    ("watchOrders", SWAP, {}),
+    ("watchMyTrades", SPOT, {}),
+    ("watchMyTrades", SWAP, {}),
+    ("watchBalance", "USDT", {}),
+    ("watchPositions", SWAP, {"marginMode": True}),  # as fetchPositions: ccxt's bybit leaves it None
+]
+
+
+async def test_ccxt_ws_validators(bybit: BybitServer, trader: Account, client: Any) -> None:
+    """ccxt.pro's own watch validators, all at once (each watches for 15 s), with orders trading meanwhile so that the
+    private topics have something to say."""
+    watcher = make_bybit_client(bybit, trader)
+    await watcher.load_markets()
+
+    async def trade() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await client.create_order(SWAP, "market", "buy", 0.001)
+            await client.create_order(SPOT, "market", "buy", 0.001)
+
+    async def run(method: str, symbol: str, skip: dict[str, bool]) -> str | None:
+        args = [symbol] if symbol else []
+        try:
+            await asyncio.wait_for(validator(method, ws=True)(watcher, skip, *args), 40)
+        except Exception as exc:
+            return f"{method} {symbol}: {type(exc).__name__}: {str(exc)[:400]}"
+        return None
+
+    trading = asyncio.create_task(trade())
+    try:
+        failures = [f for f in await asyncio.gather(*(run(*case) for case in WS_CASES)) if f]
+    finally:
+        trading.cancel()
+        await asyncio.gather(trading, return_exceptions=True)
+        await watcher.close()
+    assert not failures, "\n".join(failures)
+
+
+async def ws_messages(ws: aiohttp.ClientWebSocketResponse, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        out.append(json.loads((await ws.receive(timeout=timeout)).data))
+    return out
+
+
+async def test_raw_public_ws(bybit: BybitServer) -> None:
+    """Bybit's layout as any client sees it: subscribe acknowledgements, ping/pong, a book snapshot then deltas,
+    a kline closed with ``confirm: true`` when its minute rolls over."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(bybit.ws_url + "/v5/public/linear") as ws:
+        await ws.send_json({"op": "ping", "req_id": "p1"})
+        (pong,) = await ws_messages(ws, 1)
+        assert (pong["op"], pong["ret_msg"], pong["success"], pong["req_id"]) == ("ping", "pong", True, "p1")
+        await ws.send_json({"op": "subscribe", "req_id": "s1", "args": ["nope.BTCUSDT"]})
+        (refused,) = await ws_messages(ws, 1)
+        assert refused["success"] is False
+        await ws.send_json({"op": "subscribe", "req_id": "s2", "args": ["orderbook.50.BTCUSDT", "kline.1.BTCUSDT"]})
+        (ack,) = await ws_messages(ws, 1)
+        assert (ack["op"], ack["success"], ack["req_id"]) == ("subscribe", True, "s2")
+        books: list[dict[str, Any]] = []
+        klines: list[dict[str, Any]] = []
+        while len(books) < 2 or not klines:
+            for msg in await ws_messages(ws, 1):
+                (books if msg["topic"].startswith("orderbook") else klines).append(msg)
+        assert [b["type"] for b in books[:2]] == ["snapshot", "delta"]
+        assert set(books[0]["data"]) >= {"s", "b", "a", "u", "seq"} and len(books[0]["data"]["b"]) == min(50, bybit.ex.book.levels)
+        assert klines[0]["data"][0]["confirm"] is False
+        start = klines[-1]["data"][0]["start"]
+        bybit.ex.faults.clock_offset_ms = 60_000  # the exchange's minute rolls over
+        try:
+            closed = None
+            for _ in range(10):
+                msg = (await ws_messages(ws, 1))[0]
+                if msg["topic"] == "kline.1.BTCUSDT" and msg["data"][0]["confirm"]:
+                    closed = msg
+                    break
+        finally:
+            bybit.ex.faults.clock_offset_ms = 0
+        assert closed is not None and closed["data"][0]["start"] == start
+
+
+async def test_raw_private_ws(bybit: BybitServer, trader: Account) -> None:
+    """Auth by HMAC of ``GET/realtime<expires>``, the private pong, no topics before auth, and an order event."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(bybit.ws_url + "/v5/private") as ws:
+        await ws.send_json({"op": "subscribe", "args": ["order"]})
+        assert (await ws_messages(ws, 1))[0]["success"] is False  # not authorized yet
+        expires = str(int(time.time() * 1000) + 10_000)
+        await ws.send_json({"op": "auth", "args": [trader.api_key, expires, "00" * 32]})
+        assert (await ws_messages(ws, 1))[0]["success"] is False
+        sign = hmac.new(trader.api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+        await ws.send_json({"op": "auth", "args": [trader.api_key, expires, sign]})
+        auth = (await ws_messages(ws, 1))[0]
+        assert (auth["op"], auth["success"]) == ("auth", True)
+        await ws.send_json({"op": "ping", "req_id": "7"})
+        pong = (await ws_messages(ws, 1))[0]
+        assert pong["op"] == "pong" and pong["req_id"] == "7" and pong["args"][0].isdigit()
+        await ws.send_json({"op": "subscribe", "args": ["order", "wallet"]})
+        assert (await ws_messages(ws, 1))[0]["success"] is True
+        await raw(
+            bybit,
+            "POST",
+            "/v5/order/create",
+            {
+                "category": "spot",
+                "symbol": "BTCUSDT",
+                "side": "Buy",
+                "orderType": "Limit",
+                "qty": "0.001",
+                "price": "40000",
+                "orderLinkId": "ws-1",
+            },
+            trader,
+        )
+        topics = {}
+        while {"order", "wallet"} - set(topics):
+            msg = (await ws_messages(ws, 1))[0]
+            topics[msg["topic"]] = msg
+        (order,) = topics["order"]["data"]
+        assert (order["category"], order["orderLinkId"], order["orderStatus"]) == ("spot", "ws-1", "New")
+        assert topics["wallet"]["data"][0]["accountType"] == "UNIFIED"
+        await raw(bybit, "POST", "/v5/order/cancel", {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "ws-1"}, trader)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_function_scoped_fixture(bybit_sandbox: BybitServer) -> None:
+    """``conftest.bybit_sandbox``: a fresh Bybit-dialect sandbox per test, for tests that need one of their own."""
+    acct = bybit_sandbox.ex.add_account({"USDT": Decimal(1000)})
+    c = make_bybit_client(bybit_sandbox, acct)
+    try:
+        assert (await c.fetch_balance())["USDT"]["total"] == 1000
+    finally:
+        await c.close()

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -48,6 +49,7 @@ KLINE_MS = {
     "D": 86_400_000,
     "W": 604_800_000,
 }
+UNNAMED = ":"  # the prefix of the core's client id of an order placed without orderLinkId
 TIME_IN_FORCE = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "PostOnly"}
 
 
@@ -95,7 +97,6 @@ class BybitServer(SandboxServer):
         self.bybit_limiter = BybitLimiter()
         self.bybit_routes: dict[tuple[str, str], Route] = {}
         self.market_units: dict[int, str] = {}  # spot market order id -> marketUnit it was placed with
-        self.generated_ids: set[int] = set()  # orders placed without orderLinkId (Bybit shows "" for them)
         super().__init__(exchange, host, port, allow_non_loopback, tick_s)
 
     def _make_hub(self) -> StreamHub:
@@ -560,7 +561,7 @@ class BybitServer(SandboxServer):
         m = self._market(c)
         assert m is not None
         params = self._core_params(c, m)
-        generated = "newClientOrderId" not in params  # the core names it; Bybit shows orderLinkId "" for it
+        params.setdefault("newClientOrderId", UNNAMED + secrets.token_hex(8))  # Bybit shows orderLinkId "" for these
         try:
             order, _ = self.ex.place_order(c.acct, c.category, params)
         except E.ApiError as exc:
@@ -569,13 +570,14 @@ class BybitServer(SandboxServer):
             raise
         if order.is_market and c.category == "spot":
             self.market_units[order.order_id] = "quoteCoin" if "quoteOrderQty" in params else "baseCoin"
-        if generated:
-            self.generated_ids.add(order.order_id)
         self._maybe_lose_ack_bybit(c)
-        return {"orderId": str(order.order_id), "orderLinkId": "" if generated else order.client_id}
+        return {"orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
 
-    def link_id(self, o: SandboxOrder) -> str:
-        return "" if o.order_id in self.generated_ids else o.client_id
+    @staticmethod
+    def link_id(o: SandboxOrder) -> str:
+        """An order placed without ``orderLinkId`` shows ``""``, as on Bybit (the core names it ``:<hex>``, a name
+        Bybit's charset keeps clients from choosing)."""
+        return "" if o.client_id.startswith(UNNAMED) else o.client_id
 
     def _maybe_lose_ack_bybit(self, c: Call) -> None:
         if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):

@@ -342,6 +342,8 @@ def unified_coins(ex: SandboxExchange, acct: Account, only: set[str] | None = No
             upnl, pos_im, ord_im, maint = mg["upnl"], mg["position_im"], mg["order_im"], mg["maint"]
         if not wallet and not locked and not (only and coin in only):
             continue
+        wallet = wallet.quantize(Decimal("1e-8"))  # Bybit prints money with at most 8 decimals
+        upnl = upnl.quantize(Decimal("1e-8"))
         realized = sum((f.realized_pnl for f in acct.fills if f.kind == "linear"), ZERO) if coin == "USDT" else ZERO
         rows.append(
             {
@@ -359,7 +361,7 @@ def unified_coins(ex: SandboxExchange, acct: Account, only: set[str] | None = No
                 "totalPositionIM": money(pos_im.quantize(Decimal("1e-8"))),
                 "totalPositionMM": money(maint.quantize(Decimal("1e-8"))),
                 "unrealisedPnl": money(upnl.quantize(Decimal("1e-8"))),
-                "cumRealisedPnl": money(realized),
+                "cumRealisedPnl": money(realized.quantize(Decimal("1e-8"))),
                 "bonus": "0",
                 "marginCollateral": True,
                 "collateralSwitch": True,
