@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from ccxt.base.errors import AuthenticationError, BadRequest, InsufficientFunds, InvalidNonce, InvalidOrder, OrderNotFound
+from ccxt.base.errors import AuthenticationError, BadRequest, InsufficientFunds, InvalidNonce, InvalidOrder, NoChange, OrderNotFound
 
 from planar_core.sandbox import SandboxExchange
 from planar_core.sandbox.accounts import Account
@@ -635,5 +635,41 @@ async def test_the_function_scoped_fixture(bybit_sandbox: BybitServer) -> None:
     c = make_bybit_client(bybit_sandbox, acct)
     try:
         assert (await c.fetch_balance())["USDT"]["total"] == 1000
+    finally:
+        await c.close()
+
+
+async def test_cancel_orders_batch(client: Any, bybit: BybitServer, trader: Account) -> None:
+    """``/v5/order/cancel-batch`` (ccxt's cancelOrders): by ids and client ids; an unknown id gets its own retCode in
+    retExtInfo while the others are cancelled."""
+    a = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "batch-a"})
+    b = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000)
+    cancelled = await client.cancel_orders([b["id"], "999"], SWAP, {"clientOrderIds": ["batch-a"]})
+    assert [o["id"] for o in cancelled if o["id"]] == [a["id"], b["id"]]
+    assert not {a["id"], b["id"]} & {o["id"] for o in await client.fetch_open_orders(SWAP)}
+    c = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "batch-c"})
+    body = {"category": "linear", "request": [{"symbol": "BTCUSDT", "orderId": "999"}, {"symbol": "BTCUSDT", "orderLinkId": "batch-c"}]}
+    _, answer, _ = await raw(bybit, "POST", "/v5/order/cancel-batch", body, trader)
+    assert answer["retExtInfo"]["list"] == [{"code": 110001, "msg": "order not exists or too late to cancel"}, {"code": 0, "msg": "OK"}]
+    assert answer["result"]["list"][1] == {"category": "linear", "symbol": "BTCUSDT", "orderId": c["id"], "orderLinkId": "batch-c"}
+
+
+async def test_position_mode(bybit: BybitServer) -> None:
+    """``/v5/position/switch-mode`` (ccxt's setPositionMode): hedge mode takes positionIdx 1/2; the same mode again is
+    110025, a switch with a position open 110024."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        await c.set_position_mode(True, SWAP)
+        with pytest.raises(NoChange, match="110025"):
+            await c.set_position_mode(True, SWAP)
+        await c.create_order(SWAP, "market", "buy", 0.002, None, {"hedged": True})
+        await c.create_order(SWAP, "market", "sell", 0.001, None, {"hedged": True})
+        positions = {p["side"]: p for p in await c.fetch_positions([SWAP])}
+        assert (positions["long"]["contracts"], positions["short"]["contracts"]) == (0.002, 0.001)
+        assert (positions["long"]["info"]["positionIdx"], positions["short"]["info"]["positionIdx"]) == (1, 2)
+        with pytest.raises(BadRequest, match="110024"):
+            await c.set_position_mode(False, SWAP)
     finally:
         await c.close()

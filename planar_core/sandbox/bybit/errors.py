@@ -19,6 +19,10 @@ retCode  meaning                                         ccxt raises
 110003   order price out of the permissible range        InvalidOrder
 110007   available balance is insufficient              InsufficientFunds
 110017   reduce-only rule not satisfied                  InvalidOrder
+110024   existing position: position mode not switched   BadRequest
+110025   position mode is not modified                   NoChange
+110028   open orders: position mode not switched         BadRequest
+110043   set leverage not modified                       BadRequest
 110072   OrderLinkedID is duplicate                      InvalidOrder
 110094   order notional below the lower limit            InvalidOrder
 170131   balance insufficient (spot)                     InsufficientFunds
@@ -29,6 +33,7 @@ retCode  meaning                                         ccxt raises
 170193   buy order price higher than the limit (spot)    InvalidOrder
 170194   sell order price lower than the limit (spot)    InvalidOrder
 170213   order does not exist (spot)                     OrderNotFound
+170218   LIMIT-MAKER order rejected (post-only, spot)    InvalidOrder
 =======  ==============================================  =====================
 
 The core raises Binance-shaped errors (``..errors.ApiError``); ``translate`` turns each into the code Bybit gives for

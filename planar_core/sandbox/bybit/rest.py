@@ -61,11 +61,20 @@ class Call:
     params: Params
     account: Account | None
     category: str  # spot | linear ("" where the endpoint takes none)
+    body: object = None  # a POST's JSON body as sent (lists of requests stay lists)
 
     @property
     def acct(self) -> Account:
         assert self.account is not None
         return self.account
+
+
+@dataclass(frozen=True)
+class Extended:
+    """A result with a ``retExtInfo`` of its own (the batch endpoints' per-request outcomes)."""
+
+    result: object
+    ext: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -152,18 +161,20 @@ class BybitServer(SandboxServer):
         headers: dict[str, str] = {}
         try:
             params: Params = dict(request.query)
+            data: object = None
             if request.method == "POST" and body:
                 try:
-                    params.update(as_params(json.loads(body)))
+                    data = json.loads(body)
                 except json.JSONDecodeError:
                     raise params_error("params error: the body is not JSON") from None
+                params.update(as_params(data))
             account = self._bybit_auth(request, route, body) if route.signed else None
             category = self._category(route, params)
             if account is not None:
                 allowed, headers = self.bybit_limiter.charge_uid(account.api_key, request.path, category, self.ex.now_ms())
                 if not allowed:
                     raise BybitError(10006, "Too many visits!")
-            call = Call(request, params, account, category)
+            call = Call(request, params, account, category, data)
             with self.ex.at_one_instant() as now:
                 try:
                     result = route.handler(call)
@@ -173,6 +184,9 @@ class BybitServer(SandboxServer):
                     raise translate(exc, category or "linear", (params.get("side") or "").upper()) from None
         except BybitError as exc:
             return self._refusal(exc, headers)
+        if isinstance(result, Extended):
+            body_out = {**wire.envelope(result.result, now), "retExtInfo": result.ext}
+            return web.json_response(body_out, headers=headers)
         return self._answer(result, now, headers=headers)
 
     def _category(self, route: Route, params: Params) -> str:
@@ -239,6 +253,8 @@ class BybitServer(SandboxServer):
         add("POST", "/v5/order/create", self._create, signed=True)
         add("POST", "/v5/order/cancel", self._cancel, signed=True)
         add("POST", "/v5/order/cancel-all", self._cancel_all_orders, signed=True)
+        add("POST", "/v5/order/cancel-batch", self._cancel_batch_orders, signed=True)
+        add("POST", "/v5/position/switch-mode", self._switch_mode, signed=True)
         add("GET", "/v5/order/realtime", self._realtime, signed=True)
         add("GET", "/v5/order/history", self._history, signed=True)
         add("GET", "/v5/execution/list", self._executions, signed=True)
@@ -618,6 +634,57 @@ class BybitServer(SandboxServer):
         for symbol in symbols:
             done.extend(self.ex.cancel_all(c.acct, c.category, symbol))
         return {"list": [{"orderId": str(o.order_id), "orderLinkId": self.link_id(o)} for o in done], "success": "1"}
+
+    def _cancel_batch_orders(self, c: Call) -> Extended:
+        """Up to 20 (spot 10) orders, each by ``orderId`` or ``orderLinkId``: a ``result.list`` row per cancelled
+        order and a ``retExtInfo.list`` outcome per request, in the order given (Bybit's batch answer)."""
+        requests = c.body.get("request") if isinstance(c.body, dict) else None
+        most = 10 if c.category == "spot" else 20
+        if not isinstance(requests, list) or not requests or len(requests) > most:
+            raise params_error(f"params error: request must hold 1 to {most} orders")
+        rows: list[object] = []
+        outcomes: list[object] = []
+        for item in requests:
+            one = Call(c.request, as_params(item), c.account, c.category)
+            try:
+                order = self._find(one)
+                if not order.is_open:
+                    raise order_not_found(c.category)
+                self.ex.cancel_order(c.acct, c.category, {"symbol": order.symbol, "orderId": str(order.order_id)})
+            except BybitError as exc:
+                rows.append({"category": c.category, "symbol": one.params.get("symbol", ""), "orderId": "", "orderLinkId": ""})
+                outcomes.append({"code": exc.code, "msg": exc.msg})
+                continue
+            spec = self.ex.markets[(order.kind, order.symbol)].spec
+            rows.append(
+                {"category": c.category, "symbol": wire.name(spec), "orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
+            )
+            outcomes.append({"code": 0, "msg": "OK"})
+        return Extended({"list": rows}, {"list": outcomes})
+
+    def _switch_mode(self, c: Call) -> object:
+        """``mode`` 0 (one-way) or 3 (hedge). The core keeps one position mode per account: a switch by symbol or by
+        coin switches the account (Bybit switches that symbol, or every symbol settled in that coin)."""
+        if c.category != "linear":
+            raise illegal_category(c.category)
+        if not c.params.get("symbol") and not c.params.get("coin"):
+            raise params_error("params error: symbol or coin is required")
+        if c.params.get("symbol"):
+            self._market(c)
+        mode = c.params.get("mode")
+        if mode not in ("0", "3"):
+            raise params_error("params error: mode invalid")
+        try:
+            self.ex.set_position_mode(c.acct, mode == "3")
+        except E.ApiError as exc:
+            if exc.code == -4059:
+                raise BybitError(110025, "Position mode is not modified") from None
+            if exc.code == -4068:
+                raise BybitError(110024, "You have an existing position, so position mode cannot be switched") from None
+            if exc.code == -4067:
+                raise BybitError(110028, "Open orders exist, so you cannot change position mode") from None
+            raise
+        return {}
 
     def order_row(self, acct: Account, o: SandboxOrder) -> dict[str, object]:
         row = wire.order(acct, self.ex.markets[(o.kind, o.symbol)].spec, o, self.market_units.get(o.order_id, ""))
