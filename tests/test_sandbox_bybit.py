@@ -673,3 +673,14 @@ async def test_position_mode(bybit: BybitServer) -> None:
             await c.set_position_mode(False, SWAP)
     finally:
         await c.close()
+
+
+async def test_funding_history(client: Any, bybit: BybitServer, trader: Account) -> None:
+    """ccxt's fetchFundingHistory reads ``/v5/execution/list?execType=Funding``: each settlement of the core, the
+    amount paid as ``execFee`` (ccxt's ``amount``)."""
+    async with aiohttp.ClientSession() as http, http.post(bybit.url + "/admin/funding", json={"symbol": "BTCUSDT", "rate": "0.001"}) as r:
+        assert r.status == 200
+    paid = trader.income[-1].amount
+    (funding,) = [f for f in await client.fetch_funding_history(SWAP) if f["id"] == str(trader.income[-1].tran_id)]
+    assert funding["symbol"] == SWAP and funding["code"] == "USDT"
+    assert funding["amount"] == pytest.approx(float(-paid)) and paid < 0  # a long pays at a positive rate

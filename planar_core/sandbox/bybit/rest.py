@@ -755,6 +755,8 @@ class BybitServer(SandboxServer):
         limit = self._int(c, "limit", 50, 1, 100)
         start = self._int(c, "startTime", 0, 0, 2**62)
         end = self._int(c, "endTime", 2**62, 0, 2**62)
+        if c.params.get("execType") == "Funding":
+            return {"category": c.category, "list": self._fundings(c, m, start, end, limit), "nextPageCursor": ""}
         if c.params.get("execType") not in (None, "", "Trade") or not self.ex.faults.user_trade_events:
             return {"category": c.category, "list": [], "nextPageCursor": ""}
         order_id = c.params.get("orderId")
@@ -777,6 +779,55 @@ class BybitServer(SandboxServer):
                 row["orderLinkId"] = self.link_id(o)
             out.append(row)
         return {"category": c.category, "list": out, "nextPageCursor": ""}
+
+    def _fundings(self, c: Call, m: Market | None, start: int, end: int, limit: int) -> list[dict[str, object]]:
+        """``execType=Funding`` (ccxt's fetchFundingHistory): the core's funding settlements, newest first; ``execFee``
+        is what the account paid (negative: received). The core keeps the payment only, so the position's size and
+        the rate are not shown (``execQty``/``feeRate`` empty)."""
+        if c.category != "linear":
+            return []
+        rows = [
+            r
+            for r in reversed(c.acct.income)
+            if r.kind == "FUNDING_FEE" and (m is None or r.symbol == m.spec.symbol) and start <= r.time_ms <= end
+        ][:limit]
+        out: list[dict[str, object]] = []
+        for r in rows:
+            spec = self.ex.markets[("linear", r.symbol)].spec
+            out.append(
+                {
+                    "symbol": wire.name(spec),
+                    "orderType": "UNKNOWN",
+                    "orderId": "",
+                    "orderLinkId": "",
+                    "stopOrderType": "UNKNOWN",
+                    "execTime": str(r.time_ms),
+                    "execType": "Funding",
+                    "execId": str(r.tran_id),
+                    "execFee": wire.money(-r.amount),
+                    "feeCurrency": spec.quote,
+                    "feeRate": "",
+                    "execPrice": "",
+                    "execQty": "",
+                    "execValue": "",
+                    "markPrice": "",
+                    "indexPrice": "",
+                    "underlyingPrice": "",
+                    "side": "",
+                    "isMaker": False,
+                    "orderQty": "0",
+                    "orderPrice": "0",
+                    "leavesQty": "0",
+                    "closedSize": "0",
+                    "createType": "",
+                    "tradeIv": "",
+                    "markIv": "",
+                    "blockTradeId": "",
+                    "marketUnit": "",
+                    "seq": r.tran_id,
+                }
+            )
+        return out
 
     def _positions(self, c: Call) -> object:
         category = c.params.get("category", "")
