@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .config import StrategyConfig
     from .params_store import ParamsStore
 
-sandbox_app = typer.Typer(help="The local Binance-compatible sandbox exchange.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The local sandbox exchange (Binance, or Bybit v5 with --venue bybit).", no_args_is_help=True)
 T = TypeVar("T")
 trace_app = typer.Typer(help="Read the event trace (Zarr) of an exchange account.", no_args_is_help=True)
 
@@ -594,10 +594,14 @@ def sandbox_serve(
     orders_per_10s: int = typer.Option(100, min=1, help="order-rate limit per account per 10 s"),
     allow_non_loopback: bool = typer.Option(False, help="permit binding a non-loopback address"),
     synthetic_markets: int = typer.Option(0, min=0, help="extra generated spot markets SYN0/USDT... (scale tests)"),
+    venue: str = typer.Option("binance", help="the wire dialect: binance or bybit (Bybit v5; its own rate limits)"),
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM; prints one JSON line with url, ws_url, api_key, api_secret."""
     from .sandbox.runner import build_exchange, parse_balances, serve_forever
     from .sandbox.server import SandboxServer
+
+    if venue not in ("binance", "bybit"):
+        fail(f"--venue: expected binance or bybit, got {venue!r}")
 
     try:
         balances = parse_balances(balance)
@@ -609,7 +613,12 @@ def sandbox_serve(
             synthetic=synthetic_markets,
         )
         acct = ex.add_account(balances, api_key, api_secret)
-        server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
+        if venue == "bybit":
+            from .sandbox.bybit import BybitServer
+
+            server: SandboxServer = BybitServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
+        else:
+            server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
     except ValueError as exc:
         fail(str(exc))
         return

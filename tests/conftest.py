@@ -15,9 +15,11 @@ from typing import Any
 import ccxt.pro as ccxtpro
 import pytest
 
-from planar_core.exchange.endpoints import point_at_sandbox
+from planar_core.exchange.endpoints import point_at_sandbox, point_bybit_at_sandbox
 from planar_core.sandbox import Limits, SandboxExchange, SandboxServer
 from planar_core.sandbox.accounts import Account
+from planar_core.sandbox.bybit import BybitServer
+from planar_core.sandbox.bybit.limits import BybitLimits
 
 # the host's shared request budgets of this test session (and of its subprocesses), apart from any other run's
 if "PLANAR_BUDGET_DIR" not in os.environ:
@@ -33,6 +35,24 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
     ex.limiter.limits = Limits(weight_per_minute=1_000_000, orders_per_10s=100_000)
     async with SandboxServer(ex) as server:
         yield server
+
+
+@pytest.fixture
+async def bybit_sandbox() -> AsyncIterator[BybitServer]:
+    """The same exchange core speaking Bybit v5, with its per-UID limits raised for tests that are not about limits."""
+    ex = SandboxExchange(seed=11)
+    async with BybitServer(ex) as server:
+        server.bybit_limiter.limits = BybitLimits(scale=100)
+        yield server
+
+
+def make_bybit_client(server: BybitServer, acct: Account | None, **config: Any) -> Any:
+    """An unmodified ccxt.pro bybit client on ``server`` (only its ``urls['api']`` replaced)."""
+    cfg: dict[str, Any] = {"enableRateLimit": False, "timeout": 10_000}
+    if acct is not None:
+        cfg.update(apiKey=acct.api_key, secret=acct.api_secret)
+    cfg.update(config)
+    return point_bybit_at_sandbox(ccxtpro.bybit(cfg), server.url, server.ws_url)
 
 
 @pytest.fixture

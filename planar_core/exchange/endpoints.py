@@ -125,3 +125,31 @@ def point_at_sandbox(exchange: CcxtExchange, base_url: str, ws_url: str) -> Ccxt
     exchange.urls["test"] = sandbox_urls(base_url, ws_url)
     exchange.set_sandbox_mode(True)
     return exchange
+
+
+BYBIT_REST_APIS = ("spot", "futures", "v2", "public", "private")
+
+
+def bybit_sandbox_urls(base_url: str, ws_url: str) -> Json:
+    """ccxt bybit's ``urls['api']`` for a sandbox speaking Bybit v5 at ``base_url`` / ``ws_url``: every REST api
+    name at the sandbox's root (Bybit's paths start with ``/v5``), the websockets at Bybit's paths."""
+    base_url, ws_url = base_url.rstrip("/"), ws_url.rstrip("/")
+    urls: Json = dict.fromkeys(BYBIT_REST_APIS, base_url)
+    private = f"{ws_url}/v5/private"
+    urls["ws"] = {
+        "public": {kind: f"{ws_url}/v5/public/{kind}" for kind in ("spot", "linear", "inverse", "option")},
+        "private": {
+            "spot": {"unified": private, "nonUnified": f"{ws_url}/spot/private/v3"},
+            "contract": private,
+            "usdc": f"{ws_url}/trade/option/usdc/private/v1",
+            "trade": f"{ws_url}/v5/trade",
+        },
+    }
+    return urls
+
+
+def point_bybit_at_sandbox(exchange: CcxtExchange, base_url: str, ws_url: str) -> CcxtExchange:
+    """Configure an unmodified ccxt (or ccxt.pro) bybit instance to talk to a Bybit-dialect sandbox: its
+    ``urls['api']`` replaced (ccxt's testnet switch would select Bybit's testnet hosts), nothing else; returns it."""
+    exchange.urls["api"] = bybit_sandbox_urls(base_url, ws_url)
+    return exchange

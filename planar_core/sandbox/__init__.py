@@ -1,4 +1,4 @@
-"""A local Binance-compatible exchange (REST + websocket) that unmodified ccxt trades against."""
+"""A local exchange (REST + websocket) that unmodified ccxt trades against: one core, Binance's dialect and Bybit v5's (``bybit``)."""
 
 from .exchange import SandboxExchange
 from .faults import Faults

@@ -191,6 +191,7 @@ class Account:
     api_secret: str = field(repr=False)
     spot: dict[str, list[Decimal]] = field(default_factory=dict)  # asset -> [free, locked]
     futures_wallet: Decimal = ZERO
+    futures_deposit: Decimal = ZERO  # what the futures wallet was funded with (Bybit's unified account adds the change)
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (symbol, BOTH|LONG|SHORT)
     income: list[Income] = field(default_factory=list)  # funding and insurance-clearance rows of /fapi/v1/income
     margin_called: set[tuple[str, str]] = field(default_factory=set)  # positions a MARGIN_CALL has warned about
@@ -211,7 +212,7 @@ class Account:
         acct = cls(api_key=api_key or secrets.token_hex(32), api_secret=api_secret or secrets.token_hex(32))
         for asset, amount in balances.items():
             acct.spot[asset] = [Decimal(amount), ZERO]
-        acct.futures_wallet = Decimal(balances.get("USDT", ZERO))
+        acct.futures_wallet = acct.futures_deposit = Decimal(balances.get("USDT", ZERO))
         return acct
 
     def balance(self, asset: str) -> list[Decimal]:

@@ -101,7 +101,7 @@ class SandboxServer:
         self.ex = exchange
         self.host, self.port = host, port
         self.tick_s = tick_s
-        self.hub = StreamHub(exchange)
+        self.hub = self._make_hub()
         self.routes: dict[tuple[str, str], Route] = {}
         self._register_routes()
         self.app = web.Application(middlewares=[self._pipeline], client_max_size=1024 * 1024)
@@ -110,6 +110,10 @@ class SandboxServer:
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+
+    def _make_hub(self) -> StreamHub:
+        """The websocket side of this dialect (another dialect's server overrides it)."""
+        return StreamHub(self.ex)
 
     # ----------------------------------------------------------------- lifecycle
     @property
