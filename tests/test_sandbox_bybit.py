@@ -34,6 +34,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SPOT, SWAP = "BTC/USDT", "BTC/USDT:USDT"
 TESTING = BybitLimits(scale=100)
 BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20)}
+PRICE: dict[str, float] = {}  # limit prices, set from the tickers by the ``client`` fixture
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -54,12 +55,22 @@ async def client(bybit: BybitServer, trader: Account) -> AsyncIterator[Any]:
     """A client whose account has traded: a resting spot buy, filled spot and linear market orders, a position."""
     c = make_bybit_client(bybit, trader)
     await c.load_markets()
-    await c.create_order(SPOT, "limit", "buy", 0.01, 40_000, {"clientOrderId": "rest-1"})
+    # the sandbox's price path moves with the clock: every limit price is a fixed fraction of the price now
+    spot, swap = (await c.fetch_ticker(SPOT))["last"], (await c.fetch_ticker(SWAP))["last"]
+    for name, symbol, last, share in [
+        ("spot_low", SPOT, spot, 0.67),  # rests, far under the market, inside the price band
+        ("spot_high", SPOT, spot, 1.5),  # a sell that rests
+        ("spot_big_buy", SPOT, spot, 0.83),  # 5 BTC at this price is more than the account's USDT
+        ("swap_rest", SWAP, swap, 0.983),
+        ("swap_rest2", SWAP, swap, 0.967),
+    ]:
+        PRICE[name] = float(c.price_to_precision(symbol, last * share))
+    await c.create_order(SPOT, "limit", "buy", 0.01, PRICE["spot_low"], {"clientOrderId": "rest-1"})
     await c.create_order(SPOT, "market", "buy", 0.01)
     await c.create_order(SPOT, "market", "sell", 0.005)
     await c.create_order(SWAP, "market", "buy", 0.01)
-    await c.create_order(SWAP, "limit", "buy", 0.01, 59_000, {"clientOrderId": "rest-2"})
-    await c.create_order(SWAP, "limit", "buy", 0.002, 58_000, {"clientOrderId": "gone-2"})
+    await c.create_order(SWAP, "limit", "buy", 0.01, PRICE["swap_rest"], {"clientOrderId": "rest-2"})
+    await c.create_order(SWAP, "limit", "buy", 0.002, PRICE["swap_rest2"], {"clientOrderId": "gone-2"})
     await c.cancel_order(None, SWAP, {"orderLinkId": "gone-2"})
     try:
         yield c
@@ -125,9 +136,14 @@ async def test_fetch_time_is_the_sandbox_clock(client: Any, bybit: BybitServer) 
 
 # ----------------------------------------------------------------- orders through ccxt
 async def test_order_lifecycle_spot_and_linear(client: Any, trader: Account) -> None:
-    order = await client.create_order(SPOT, "limit", "sell", 0.01, 90_000, {"clientOrderId": "life-1"})
+    order = await client.create_order(SPOT, "limit", "sell", 0.01, PRICE["spot_high"], {"clientOrderId": "life-1"})
     fetched = await client.fetch_order(order["id"], SPOT, {"acknowledged": True})
-    assert (fetched["status"], fetched["clientOrderId"], fetched["price"], fetched["amount"]) == ("open", "life-1", 90_000, 0.01)
+    assert (fetched["status"], fetched["clientOrderId"], fetched["price"], fetched["amount"]) == (
+        "open",
+        "life-1",
+        PRICE["spot_high"],
+        0.01,
+    )
     assert order["id"] in [o["id"] for o in await client.fetch_open_orders(SPOT)]
     free_btc = (await client.fetch_balance())["BTC"]
     assert free_btc["used"] == pytest.approx(0.01)  # the sell locks its base
@@ -144,12 +160,14 @@ async def test_order_lifecycle_spot_and_linear(client: Any, trader: Account) -> 
 
 
 async def test_post_only_and_cancel_all(client: Any) -> None:
-    po = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"postOnly": True})
+    po = await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"postOnly": True})
     assert (await client.fetch_order(po["id"], SWAP, {"acknowledged": True}))["timeInForce"] == "PO"
     cancelled = await client.cancel_all_orders(SWAP)
     assert po["id"] in [o["id"] for o in cancelled]
     assert not await client.fetch_open_orders(SWAP)
-    await client.create_order(SWAP, "limit", "buy", 0.01, 59_000, {"clientOrderId": "rest-3"})  # keep one open for the validators
+    await client.create_order(
+        SWAP, "limit", "buy", 0.01, PRICE["swap_rest"], {"clientOrderId": "rest-3"}
+    )  # keep one open for the validators
 
 
 async def test_positions_leverage_and_the_unified_balance(client: Any, bybit: BybitServer, trader: Account) -> None:
@@ -169,9 +187,9 @@ async def test_positions_leverage_and_the_unified_balance(client: Any, bybit: By
 # ----------------------------------------------------------------- errors: Bybit's retCode, ccxt's class
 async def test_insufficient_balance(client: Any) -> None:
     with pytest.raises(InsufficientFunds, match="170131"):
-        await client.create_order(SPOT, "limit", "buy", 5, 50_000)
+        await client.create_order(SPOT, "limit", "buy", 5, PRICE["spot_big_buy"])
     with pytest.raises(InsufficientFunds, match="110007"):
-        await client.create_order(SWAP, "limit", "buy", 100, 59_000)
+        await client.create_order(SWAP, "limit", "buy", 100, PRICE["swap_rest"])
 
 
 async def test_unknown_order(client: Any) -> None:
@@ -183,11 +201,11 @@ async def test_unknown_order(client: Any) -> None:
 
 async def test_order_link_id_rules(client: Any) -> None:
     with pytest.raises(InvalidOrder, match="110072"):  # Bybit: unique among every order, closed ones too
-        await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "gone-2"})
+        await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"clientOrderId": "gone-2"})
     with pytest.raises(BadRequest, match="10001"):
-        await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "bad.id"})
+        await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"clientOrderId": "bad.id"})
     with pytest.raises(BadRequest, match="10001"):
-        await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "x" * 37})
+        await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"clientOrderId": "x" * 37})
 
 
 async def test_auth_errors(bybit: BybitServer, trader: Account) -> None:
@@ -449,7 +467,7 @@ async def test_raw_shapes(bybit: BybitServer, trader: Account, client: Any) -> N
             "side": "Buy",
             "orderType": "Limit",
             "qty": "0.001",
-            "price": "59000",
+            "price": str(PRICE["swap_rest"]),
             "orderLinkId": "raw-1",
         },
         True,
@@ -613,7 +631,7 @@ async def test_raw_private_ws(bybit: BybitServer, trader: Account) -> None:
                 "side": "Buy",
                 "orderType": "Limit",
                 "qty": "0.001",
-                "price": "40000",
+                "price": f"{bybit.ex.mid(bybit.ex.market('spot', 'BTCUSDT')) * 0.67:.2f}",  # rests, inside the band
                 "orderLinkId": "ws-1",
             },
             trader,
@@ -642,12 +660,12 @@ async def test_the_function_scoped_fixture(bybit_sandbox: BybitServer) -> None:
 async def test_cancel_orders_batch(client: Any, bybit: BybitServer, trader: Account) -> None:
     """``/v5/order/cancel-batch`` (ccxt's cancelOrders): by ids and client ids; an unknown id gets its own retCode in
     retExtInfo while the others are cancelled."""
-    a = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "batch-a"})
-    b = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000)
+    a = await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"clientOrderId": "batch-a"})
+    b = await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"])
     cancelled = await client.cancel_orders([b["id"], "999"], SWAP, {"clientOrderIds": ["batch-a"]})
     assert [o["id"] for o in cancelled if o["id"]] == [a["id"], b["id"]]
     assert not {a["id"], b["id"]} & {o["id"] for o in await client.fetch_open_orders(SWAP)}
-    c = await client.create_order(SWAP, "limit", "buy", 0.001, 59_000, {"clientOrderId": "batch-c"})
+    c = await client.create_order(SWAP, "limit", "buy", 0.001, PRICE["swap_rest"], {"clientOrderId": "batch-c"})
     body = {"category": "linear", "request": [{"symbol": "BTCUSDT", "orderId": "999"}, {"symbol": "BTCUSDT", "orderLinkId": "batch-c"}]}
     _, answer, _ = await raw(bybit, "POST", "/v5/order/cancel-batch", body, trader)
     assert answer["retExtInfo"]["list"] == [{"code": 110001, "msg": "order not exists or too late to cancel"}, {"code": 0, "msg": "OK"}]
