@@ -174,7 +174,7 @@ def requests_made(s: Strategy, since_ns: int) -> dict[str, int]:
 
 def ended(journal: str, after: str) -> None:
     """The journal's last record as the previous run left it (``--after``)."""
-    record = start_record() if after != "clean" else {"t": 1, "kind": "stop"}
+    record = start_record(True) if after != "clean" else {"t": 1, "kind": "stop"}
     if after == "power-loss":
         record["boot"] = "a-boot-before-the-power-loss"
     with open(journal, "ab") as fh:

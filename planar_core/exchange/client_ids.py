@@ -243,13 +243,15 @@ class IntentJournal:
         self._log = AppendLog(str(self.path), fsync=fsync)
         self._start_due = True  # "start" goes on disk (synced) before this run's first intent
         self._settled = False  # this run reconciled the journal (compact) or wrote to it: its close marks "stop"
+        self._reconciled = False  # this run compacted the journal after its start-up reconciliation
 
     def _crashed_in_this_boot(self) -> bool:
         """The previous run did not stop cleanly, but its last "start" record was written in this boot of the
-        machine: every record it wrote (here and in the trace) reached the kernel before anything was sent, and
-        a process's death does not take from the kernel what it has (append_log.py). Only a restart of the machine
-        (a power loss, a kernel crash) can have lost its unsynced tail: then, or when this cannot be told (no boot
-        id, an older journal, a run that started on another machine sharing the store), False."""
+        machine by a run that had everything before it accounted for (``vouched``): every record it wrote (here and
+        in the trace) reached the kernel before anything was sent, and a process's death does not take from the
+        kernel what it has (append_log.py). Only a restart of the machine (a power loss, a kernel crash) can have
+        lost its unsynced tail: then, or when this cannot be told (no boot id, an older journal, a run that started
+        on another machine sharing the store, a process that wrote after a power loss without reconciling), False."""
         now = boot_id()
         if now is None:
             return False
@@ -266,7 +268,7 @@ class IntentJournal:
             rec = json.loads(data[data.rfind(b"\n", 0, at) + 1 : end if end >= 0 else len(data)])
         except ValueError:
             return False
-        return isinstance(rec, dict) and rec.get("kind") == "start" and rec.get("boot") == now
+        return isinstance(rec, dict) and rec.get("kind") == "start" and rec.get("boot") == now and rec.get("vouched") is True
 
     def _last_kind(self) -> str | None:
         """The kind of the journal's last whole record (``stop``: the previous run closed it cleanly)."""
@@ -297,7 +299,7 @@ class IntentJournal:
         loss before that sync is covered by the start-up sync, which lists the orders of every asset after a stop
         that was not clean in another boot of the machine (``complete``; docs/trace.md, "What is guaranteed")."""
         if self._start_due:  # synced first: a power loss after it never leaves the last run's "stop" as the last word
-            self._append(start_record())
+            self._append(start_record(self.complete))  # not vouched: a process writing without reconciling (an e-stop)
             self._log.sync()
             self._start_due = False
         self._append({"t": int(time.time() * 1000), "kind": "intent", "cid": client_order_id, **fields})
@@ -368,7 +370,7 @@ class IntentJournal:
 
     def _rewrite(self, keep: dict[str, Json], start: bool = False) -> None:
         """The journal replaced by ``keep`` (and this run's "start" record last, when ``start``), durably."""
-        records = [*keep.values(), start_record()] if start else list(keep.values())
+        records = [*keep.values(), start_record(True)] if start else list(keep.values())  # after reconciliation
         data = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in records)
         self._log.abandon()  # replaced below; what it held is in ``keep`` or resolved
         Store(str(self.path.parent)).write_atomic(self.path.name, data.encode())  # temp, fsync, rename, fsync the directory
@@ -383,7 +385,7 @@ class IntentJournal:
         keep = self.unresolved()
         lines = self.path.read_bytes().count(b"\n") if self.path.is_file() else 0
         self._rewrite(keep, start=True)
-        self._settled = True
+        self._settled = self._reconciled = True
         return lines - len(keep)
 
     def check(self) -> None:
@@ -398,12 +400,20 @@ class IntentJournal:
     def close(self) -> None:
         """Mark a clean stop (the next start-up may trust the journal to name every order this run sent), sync,
         close. Only a run that reconciled the journal at its start or wrote to it marks it: a start refused before
-        that leaves the file as it was. Idempotent: a second close must not close the descriptor number the process has given to another
+        that leaves the file as it was; and only if the previous run is vouched for (``complete``) or this one
+        reconciled it: a process that only wrote (an e-stop) after a power loss leaves the next start-up to list
+        everything. Idempotent: a second close must not close the descriptor number the process has given to another
         file since (a strategy stopped twice closed the next engine's trace lock that way). A write that fails
         here leaves the stop unmarked: the next start-up then lists every asset's orders."""
         if self._log.closed:
             return
         if not self._settled:  # a run that never reconciled nor wrote (a start refused): the file is left as it was
+            self._log.close()
+            return
+        if not (self.complete or self._reconciled):
+            # a process that wrote here without reconciling (an e-stop closing positions) after a run the journal cannot
+            # vouch for (a power loss): its "stop" would vouch for that run too, and the next start-up would trust it
+            log.info("%s: the previous run is not reconciled yet; no clean stop recorded", self.path)
             self._log.close()
             return
         try:
@@ -483,9 +493,10 @@ class ObjectJournal:
         pass
 
 
-def start_record() -> Json:
-    """A run's first record: when, and in which boot of the machine (``IntentJournal.complete``)."""
-    return {"t": int(time.time() * 1000), "kind": "start", "boot": boot_id(), "pid": os.getpid()}
+def start_record(vouched: bool) -> Json:
+    """A run's first record: when, in which boot of the machine, and whether everything before it is accounted for
+    (``vouched``: the run found the journal complete, or reconciled it; ``IntentJournal.complete``)."""
+    return {"t": int(time.time() * 1000), "kind": "start", "boot": boot_id(), "pid": os.getpid(), "vouched": vouched}
 
 
 def journal_record(raw: bytes, where: str, remedy: str) -> Json:

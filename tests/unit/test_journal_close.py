@@ -69,3 +69,21 @@ def test_a_journal_without_a_start_record_is_not_vouched_for(tmp_path: Path) -> 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "intents.jsonl").write_bytes(b'{"t":1,"kind":"intent","cid":"a-1","symbol":"BTC/USDT"}\n')
     assert not IntentJournal(tmp_path / "a", fsync=False).complete
+
+
+def test_a_writer_that_did_not_reconcile_never_vouches_for_a_run_it_cannot(tmp_path: Path) -> None:
+    """After a power loss (the last run started in another boot), a process that writes intents without reconciling
+    (an e-stop closing positions) must not leave "stop" last: the next start-up would trust the journal to name the
+    lost run's orders. The engine's start-up, which reconciles (compact), may."""
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "intents.jsonl"
+    path.write_bytes(b'{"t":1,"kind":"start","boot":"before-a-reboot"}\n{"t":2,"kind":"intent","cid":"a-1","symbol":"BTC/USDT"}\n')
+    estop = IntentJournal(tmp_path / "a", fsync=False)
+    assert not estop.complete
+    estop.intent("a-2", symbol="BTC/USDT")
+    estop.close()
+    after = IntentJournal(tmp_path / "a", fsync=False)
+    assert not after.clean_stop and not after.complete
+    after.compact()  # the engine's start-up reconciled
+    after.close()
+    assert IntentJournal(tmp_path / "a", fsync=False).clean_stop
