@@ -599,10 +599,13 @@ class SandboxServer:
         return wire.algo_order(algo, self.ex.markets[("linear", algo.symbol)].spec, c.account.fills)  # type: ignore[union-attr]
 
     def _maybe_lose_ack(self, c: Ctx) -> None:
-        """The lost-acknowledgement fault: the order is booked; its answer never reaches the client."""
+        self._maybe_lose_ack_of(c.request)
+
+    def _maybe_lose_ack_of(self, request: web.Request) -> None:
+        """The lost-acknowledgement fault: the order is booked; its answer never reaches the client (both dialects)."""
         if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):
-            if c.request.transport is not None:
-                c.request.transport.abort()
+            if request.transport is not None:
+                request.transport.abort()
             raise asyncio.CancelledError()
 
     def _new_algo(self, c: Ctx) -> dict:

@@ -31,24 +31,11 @@ from ..streams import StreamHub
 from . import wire
 from .errors import BybitError, duplicate_link_id, illegal_category, order_not_found, params_error, translate
 from .limits import BybitLimiter
+from .wire import KLINE_MS
 
 Params = dict[str, str]
 Handler = Callable[["Call"], Awaitable[object] | object]
 LINK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-KLINE_MS = {
-    "1": 60_000,
-    "3": 180_000,
-    "5": 300_000,
-    "15": 900_000,
-    "30": 1_800_000,
-    "60": 3_600_000,
-    "120": 7_200_000,
-    "240": 14_400_000,
-    "360": 21_600_000,
-    "720": 43_200_000,
-    "D": 86_400_000,
-    "W": 604_800_000,
-}
 UNNAMED = ":"  # the prefix of the core's client id of an order placed without orderLinkId
 TIME_IN_FORCE = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "PostOnly"}
 
@@ -586,7 +573,7 @@ class BybitServer(SandboxServer):
             raise
         if order.is_market and c.category == "spot":
             self.market_units[order.order_id] = "quoteCoin" if "quoteOrderQty" in params else "baseCoin"
-        self._maybe_lose_ack_bybit(c)
+        self._maybe_lose_ack_of(c.request)
         return {"orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
 
     @staticmethod
@@ -594,12 +581,6 @@ class BybitServer(SandboxServer):
         """An order placed without ``orderLinkId`` shows ``""``, as on Bybit (the core names it ``:<hex>``, a name
         Bybit's charset keeps clients from choosing)."""
         return "" if o.client_id.startswith(UNNAMED) else o.client_id
-
-    def _maybe_lose_ack_bybit(self, c: Call) -> None:
-        if self.ex.faults.roll(self.ex.rng, self.ex.faults.lost_ack_rate):
-            if c.request.transport is not None:
-                c.request.transport.abort()
-            raise asyncio.CancelledError()
 
     def _find(self, c: Call) -> SandboxOrder:
         m = self._market(c)

@@ -28,23 +28,10 @@ from ..accounts import Account, Fill, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..streams import Conn, StreamHub
 from . import wire
+from .wire import KLINE_MS
 
 OrderRow = Callable[[Account, SandboxOrder], dict[str, object]]
 DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
-KLINE_MS = {
-    "1": 60_000,
-    "3": 180_000,
-    "5": 300_000,
-    "15": 900_000,
-    "30": 1_800_000,
-    "60": 3_600_000,
-    "120": 7_200_000,
-    "240": 14_400_000,
-    "360": 21_600_000,
-    "720": 43_200_000,
-    "D": 86_400_000,
-    "W": 604_800_000,
-}
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 Levels = dict[Decimal, Decimal]
 

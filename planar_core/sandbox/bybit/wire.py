@@ -18,6 +18,22 @@ STATUS = {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "Filled
 SIDE = {"BUY": "Buy", "SELL": "Sell"}
 POSITION_IDX = {"BOTH": 0, "LONG": 1, "SHORT": 2}
 
+# Bybit's kline intervals (REST ``interval``, the ``kline.<interval>.<symbol>`` topic) -> their length in ms
+KLINE_MS = {
+    "1": 60_000,
+    "3": 180_000,
+    "5": 300_000,
+    "15": 900_000,
+    "30": 1_800_000,
+    "60": 3_600_000,
+    "120": 7_200_000,
+    "240": 14_400_000,
+    "360": 21_600_000,
+    "720": 43_200_000,
+    "D": 86_400_000,
+    "W": 604_800_000,
+}
+
 
 def envelope(result: object, now: int) -> Json:
     return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now}
