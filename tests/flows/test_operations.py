@@ -11,7 +11,7 @@ D. a SIGSTOPped engine: Prefect's zombie automation marks its run Crashed, the r
 E. the engine and its worker SIGKILLed together: the zombie automation marks the run Crashed (which frees the
    deployment's slot), the crash-restart automation starts a new run on the other worker, which adopts the orders
    (no duplicate) and trades; the dead run's task runs are closed;
-then the operator's guide's screenshots, and every shipped example through its own live deployment on the pool
+then the operator's guide's screenshots, and a shipped example (the grid maker) through its own live deployment on the pool
 (``prefect deploy --all`` from a clone, the pull step cloning it again as on another host).
 
 Every figure is printed (trigger -> last cancel, crash -> trading, heartbeat loss -> cancelled); none is asserted.
@@ -284,8 +284,9 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
         }
         await asyncio.to_thread(screenshots, prefect_api.removesuffix("/api"), pages, tmp_path / "screens")
 
-        # and every shipped example through its own live deployment on the pool, as a user deploys prefect.yaml
-        for example in ("ma_cross", "grid_maker", "futures_breakout"):
+        # and a shipped example through its own live deployment on the pool, as a user deploys prefect.yaml (every
+        # example's deployment is generated alike; each example's logic runs live in test_each_example_runs_through_planar_run)
+        for example in ("grid_maker",):
             cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
             cfg.update(
                 sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
