@@ -11,8 +11,9 @@ D. a SIGSTOPped engine: Prefect's zombie automation marks its run Crashed, the r
 E. the engine and its worker SIGKILLed together: the zombie automation marks the run Crashed (which frees the
    deployment's slot), the crash-restart automation starts a new run on the other worker, which adopts the orders
    (no duplicate) and trades; the dead run's task runs are closed;
-then the operator's guide's screenshots, and a shipped example (the grid maker) through its own live deployment on the pool
-(``prefect deploy --all`` from a clone, the pull step cloning it again as on another host).
+then the operator's guide's screenshots. Every deployment here comes from ``prefect deploy --all`` run in a clone, its
+pull step cloning it again as on another host; each shipped example's own flow runs in
+test_flows.py::test_each_example_runs_through_planar_run.
 
 Every figure is printed (trigger -> last cancel, crash -> trading, heartbeat loss -> cancelled); none is asserted.
 """
@@ -27,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -284,23 +284,6 @@ async def test_operating_from_prefect_when_engines_die(prefect_api, prefect_home
         }
         await asyncio.to_thread(screenshots, prefect_api.removesuffix("/api"), pages, tmp_path / "screens")
 
-        # and a shipped example through its own live deployment on the pool, as a user deploys prefect.yaml (every
-        # example's deployment is generated alike; each example's logic runs live in test_each_example_runs_through_planar_run)
-        for example in ("grid_maker",):
-            cfg = tomllib.loads((ROOT / "examples" / f"{example}.toml").read_text())
-            cfg.update(
-                sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-                store_root=str(store),
-                credentials={"api_key_env": "EXCHANGE_API_KEY", "api_secret_env": "EXCHANGE_API_SECRET"},
-            )
-            path = tmp_path / f"{example}.json"
-            path.write_text(json.dumps(cfg))
-            run = await run_deployment(
-                f"live_strategy/{example}-live", timeout=0, parameters={"strategy": example, "config_path": str(path), "duration": 4}
-            )
-            st = await final_state(run.id, timeout=240)
-            assert st.is_completed(), (example, st, logs())
-        assert len(open_orders(sandbox, acct)) > 0  # the grid's post-only orders rest
     finally:
         for proc in (agent, *workers):
             proc.stop()
