@@ -21,8 +21,9 @@ from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 from planar_core.sandbox.bybit.limits import BybitLimits
 
-# the host's shared request budgets of this test session (and of its subprocesses), apart from any other run's
-if "PLANAR_BUDGET_DIR" not in os.environ:
+# the host's shared request budgets of this test session (and of its subprocesses), apart from any other run's; each
+# pytest-xdist worker has its own (its sandboxes hand out the same seeded API keys as the other worker's)
+if "PLANAR_BUDGET_DIR" not in os.environ or "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["PLANAR_BUDGET_DIR"] = tempfile.mkdtemp(prefix="planar-budgets-tests-")
     atexit.register(shutil.rmtree, os.environ["PLANAR_BUDGET_DIR"], ignore_errors=True)
 START_BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20), "LTC": Decimal(100), "XRP": Decimal(10_000)}
