@@ -353,6 +353,7 @@ class BinanceDialect:
     error codes, the fields of its raw payloads). ``CcxtVenue`` reads it; nothing above the adapter does."""
 
     name = "binance"
+    history_methods: tuple[str, ...] = ("fetch_orders",)  # allOrders: open and done
     client_id_param = "origClientOrderId"  # the parameter that names an order by its client id in fetch/cancel
     used_weight_header = "X-MBX-USED-WEIGHT-1M"  # response header with the weight used in the current minute
     caps = Capabilities(
@@ -539,6 +540,11 @@ class BinanceDialect:
         return int(t) if isinstance(t, (int, float)) and t > 0 else None
 
     @staticmethod
+    def order_books(contract: bool) -> list[Json]:
+        """USD-M conditional orders waiting for their trigger live in the Algo Service, a book of their own."""
+        return [{}, {"trigger": True}] if contract else [{}]
+
+    @staticmethod
     def order_trades_params(order_id: str) -> Json:
         """ccxt params that restrict ``fetch_my_trades`` to one order's fills."""
         return {"orderId": order_id}
@@ -637,10 +643,27 @@ class BinanceDialect:
         closed = getattr(ex, "closed_klines", None)
         return closed.get((symbol, timeframe)) if isinstance(closed, dict) else None
 
+    @staticmethod
+    async def position_mode(ex: StrictBinance) -> bool:
+        info = await ex.fetch_position_mode()
+        if not isinstance(info, dict):
+            raise ccxt.BadResponse(f"binance position mode: unexpected answer {str(info)[:200]}")
+        return bool(info.get("hedged"))
+
     async def can_withdraw(self, ex: StrictBinance) -> bool | None:
         """Whether the API key may withdraw (None: not readable)."""
         restrictions = await ex.sapiGetAccountApiRestrictions()
         return bool(restrictions.get("enableWithdrawals")) if isinstance(restrictions, dict) else None
+
+    @staticmethod
+    def balance_cache_key(market_type: str) -> str:
+        return "linear" if market_type == "swap" else "spot"
+
+    @staticmethod
+    def cached_position_rows(ex: object) -> list[Json]:
+        held = getattr(ex, "positions", None)
+        cached = held.get("linear") if isinstance(held, dict) else None
+        return [r for r in cached if isinstance(r, dict)] if cached else []
 
     def used_weight(self, headers: dict[str, str] | None) -> int | None:
         name = self.used_weight_header

@@ -33,9 +33,9 @@ from ..model.venue import (
     PositionReport,
     Ticker,
 )
-from .binance import BinanceDialect
 from .ccxt_types import CcxtExchange
 from .client import ExchangeClient, is_balance, is_list, is_order
+from .dialect import Dialect
 from .errors import ExchangeOpError
 from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
@@ -59,7 +59,7 @@ class CcxtVenue(ExchangeClient):
     payload fields) supplies what ccxt leaves to each exchange."""
 
     def __init__(
-        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: BinanceDialect | None = None
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: Dialect | None = None
     ) -> None:
         super().__init__(cfg, sink, exchange, dialect)
         self.caps: Capabilities = self.venue.caps
@@ -214,7 +214,12 @@ class CcxtVenue(ExchangeClient):
         return self.parse.positions(raw)
 
     async def set_leverage(self, symbol: str, leverage: float, timeout: float) -> None:
-        await self.call("set_leverage", partial(self.ex.set_leverage, leverage, symbol), timeout)
+        """Raises nothing when the leverage is already set (Bybit refuses an unchanged leverage; Binance does not)."""
+        try:
+            await self.call("set_leverage", partial(self.ex.set_leverage, leverage, symbol), timeout)
+        except ExchangeOpError as err:
+            if not self.venue.already_set(err):
+                raise
 
     async def set_margin_mode(self, symbol: str, mode: str, timeout: float) -> None:
         """Raises nothing when the mode is already set."""
@@ -226,8 +231,8 @@ class CcxtVenue(ExchangeClient):
 
     async def position_mode(self, timeout: float) -> bool:
         """Whether the account holds futures positions in hedge mode."""
-        info = await self.call("fetch_position_mode", lambda: self.ex.fetch_position_mode(), timeout, validate=is_dict)
-        return bool(info.get("hedged"))
+        hedged: bool = await self.call("fetch_position_mode", lambda: self.venue.position_mode(self.ex), timeout)
+        return hedged
 
     async def set_position_mode(self, hedged: bool, timeout: float) -> None:
         """Raises nothing when the mode is already set."""
@@ -294,15 +299,13 @@ class CcxtVenue(ExchangeClient):
 
     def cached_balance(self, market_type: MarketType) -> BalanceReport | None:
         held = getattr(self.ex, "balance", None)
-        latest = held.get("linear" if market_type == "swap" else "spot") if isinstance(held, dict) else None
+        latest = held.get(self.venue.balance_cache_key(market_type)) if isinstance(held, dict) else None
         if not isinstance(latest, dict) or not latest.get("info"):
             return None
         return self.parse.balance(latest, market_type, complete=False)
 
     def cached_positions(self) -> list[PositionReport]:
-        held = getattr(self.ex, "positions", None)
-        cached = held.get("linear") if isinstance(held, dict) else None
-        return self.parse.positions(list(cached)) if cached else []
+        return self.parse.positions(self.venue.cached_position_rows(self.ex))
 
     def _fill(self, raw: Json) -> FillReport:
         """A stream fill's report, parsed once: the trade cache is read again after every event."""

@@ -25,9 +25,11 @@ from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import OrderRef
-from .binance import BINANCE, BinanceDialect, NotSent, StrictBinance
+from .binance import BINANCE, NotSent, StrictBinance
+from .bybit import StrictBybit
 from .budget import SEND_DEADLINE, Pacer
 from .ccxt_types import CcxtExchange
+from .dialect import Dialect
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 
@@ -93,7 +95,7 @@ class ExchangeClient:
     the venue's dialect (what ccxt leaves to the exchange); ``CcxtVenue`` builds the ``Venue`` protocol on it."""
 
     def __init__(
-        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: BinanceDialect | None = None
+        self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None, dialect: Dialect | None = None
     ) -> None:
         self.cfg = cfg
         self.sink: EventSink = sink if sink is not None else MemorySink()
@@ -101,7 +103,7 @@ class ExchangeClient:
             if cfg.exchange != BINANCE.name:
                 raise ValueError(f"ExchangeClient for {cfg.exchange!r}: build it through exchange.registry.open_venue")
             dialect = BINANCE
-        self.venue: BinanceDialect = dialect
+        self.venue: Dialect = dialect
         self.name: str = dialect.name  # the venue's registry name
         if exchange is None:
             if cfg.mode == "paper":  # a keyed client must never stand for paper: its private calls would reach the account
@@ -110,7 +112,7 @@ class ExchangeClient:
         self.ex = exchange
         self.ex._trace = self.sink  # ccxt's hooks record into the engine's trace
         self._seq = itertools.count(1)  # one order for user-stream messages, REST requests and fills (model/stamp.py)
-        if isinstance(exchange, StrictBinance):
+        if isinstance(exchange, (StrictBinance, StrictBybit)):  # the dialect's client stamps stream messages with our counter
             exchange.planar_seq = self.next_seq
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
@@ -199,7 +201,7 @@ class ExchangeClient:
             return result
 
     @property
-    def dialect(self) -> BinanceDialect:
+    def dialect(self) -> Dialect:
         """The venue's dialect (``venue``'s clearer name)."""
         return self.venue
 
@@ -214,10 +216,8 @@ class ExchangeClient:
 
     def order_books(self, contract: bool) -> list[Json]:
         """ccxt params for each book of open orders to read or cancel: futures conditional orders waiting for their
-        trigger are a book of their own (the Algo Service)."""
-        if contract:
-            return [{}, {"trigger": True}]
-        return [{}]
+        trigger are a book of their own on Binance (the Algo Service)."""
+        return self.venue.order_books(contract)
 
     async def open_orders(self, symbol: str, timeout: float, retries: int = 3) -> list[Json]:
         """ccxt's open orders on ``symbol`` (``open_order_rows``), for callers not yet on the ``Venue``."""
@@ -256,7 +256,9 @@ class ExchangeClient:
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         out: list[Json] = []
         for params in self.order_books(contract):
-            out += await self.call("fetch_orders", partial(self.ex.fetch_orders, symbol, since, limit, params), timeout, validate=is_list)
+            for method in self.venue.history_methods:
+                fetch = getattr(self.ex, method)
+                out += await self.call(method, partial(fetch, symbol, since, limit, params), timeout, validate=is_list)
         return out
 
     async def cancel_order_rows(

@@ -14,16 +14,18 @@ from typing import Protocol
 from ..config import ConfigError, StrategyConfig
 from ..model.sink import EventSink
 from ..model.venue import Venue
-from .binance import BINANCE, BinanceDialect
+from .binance import BINANCE
+from .bybit import BYBIT
 from .ccxt_types import CcxtExchange
 from .ccxt_venue import CcxtVenue
+from .dialect import Dialect
 
 
 class VenueFactory(Protocol):
     """Builds the venue of one strategy; ``exchange``: a ccxt client to use instead of building one (tests)."""
 
     @property
-    def dialect(self) -> BinanceDialect: ...
+    def dialect(self) -> Dialect: ...
 
     def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue: ...
 
@@ -32,13 +34,13 @@ class VenueFactory(Protocol):
 class CcxtFactory:
     """A venue ccxt speaks: the ccxt adapter over the venue's dialect (live, sandbox, or paper by the config's mode)."""
 
-    dialect: BinanceDialect
+    dialect: Dialect
 
     def __call__(self, cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:
         return CcxtVenue(cfg, sink, exchange, dialect=self.dialect)
 
 
-VENUES: dict[str, VenueFactory] = {"binance": CcxtFactory(BINANCE)}
+VENUES: dict[str, VenueFactory] = {"binance": CcxtFactory(BINANCE), "bybit": CcxtFactory(BYBIT)}
 
 
 def factory_of(exchange: str) -> VenueFactory:
@@ -53,7 +55,7 @@ def credential_fields(exchange: str) -> tuple[str, ...]:
     return factory_of(exchange).dialect.caps.credentials
 
 
-def dialect_of(exchange: str) -> BinanceDialect:
+def dialect_of(exchange: str) -> Dialect:
     """The dialect of the venue named ``exchange`` (``ConfigError`` for a venue not in the table)."""
     return factory_of(exchange).dialect
 

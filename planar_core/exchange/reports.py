@@ -3,7 +3,7 @@
 ccxt already unifies most of an answer (status, amounts, prices, times); what it leaves in the raw payload
 (``info``: whether an order is a conditional order's record and where its trigger stands, the order it placed, the
 exchange's forced closes, futures wallets, the user-stream stamp, the position side) is read through the venue's
-dialect (``exchange/binance.py``'s ``BinanceDialect``). Nothing above this module reads a raw payload.
+dialect (``exchange/binance.py``'s ``Dialect``). Nothing above this module reads a raw payload.
 
 These run once per order update and per fill on the hot path: plain dataclass construction, no validation
 library, no copies of the payload.
@@ -32,7 +32,7 @@ from ..model.venue import (
 )
 
 if TYPE_CHECKING:
-    from .binance import BinanceDialect
+    from .dialect import Dialect
 
 # keyed by object: a payload's value is looked up as it comes (an unknown or missing one maps to None)
 SIDES: dict[object, Side] = {"buy": Side.BUY, "sell": Side.SELL}
@@ -89,7 +89,7 @@ def order_type(raw: Json) -> OrderType | None:
 class ReportParser:
     """Turns one venue's ccxt answers into reports; ``dialect`` reads what ccxt left in the raw payload."""
 
-    def __init__(self, dialect: BinanceDialect) -> None:
+    def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
 
     # ------------------------------------------------------------------ orders and fills

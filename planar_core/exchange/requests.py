@@ -12,12 +12,12 @@ from ..model.types import Json, OrderType, PositionSide
 from ..model.venue import OrderRef, PlaceExitList, PlaceOrder
 
 if TYPE_CHECKING:
-    from .binance import BinanceDialect
+    from .dialect import Dialect
 
 TIME_IN_FORCE = {OrderType.IOC: "IOC", OrderType.FOK: "FOK"}
 
 
-def order_args(dialect: BinanceDialect, order: PlaceOrder, contract: bool) -> tuple[str, Json]:
+def order_args(dialect: Dialect, order: PlaceOrder, contract: bool) -> tuple[str, Json]:
     """ccxt's order type ("market" / "limit") and parameters of ``order``: the client order id, the conditional
     parameters the dialect names, the position side (hedge mode: it says what the order opens or closes, and
     reduce-only is not sent) or reduce-only, and the time in force of a limit order. The strategy's own options
@@ -39,7 +39,7 @@ def order_args(dialect: BinanceDialect, order: PlaceOrder, contract: bool) -> tu
     return "limit", params
 
 
-def ref_params(dialect: BinanceDialect, ref: OrderRef, contract: bool) -> Json:
+def ref_params(dialect: Dialect, ref: OrderRef, contract: bool) -> Json:
     """ccxt parameters naming ``ref`` in fetch_order / cancel_order: by exchange id when known (a futures
     conditional order still waiting: its algo id), else by client order id."""
     waiting = contract and ref.waiting_trigger
@@ -48,7 +48,7 @@ def ref_params(dialect: BinanceDialect, ref: OrderRef, contract: bool) -> Json:
     return dialect.by_client_id(ref.client_order_id, waiting)
 
 
-def exit_list_request(dialect: BinanceDialect, market_id: str, exits: PlaceExitList, amount: str, take_profit: str, stop: str) -> Json:
+def exit_list_request(dialect: Dialect, market_id: str, exits: PlaceExitList, amount: str, take_profit: str, stop: str) -> Json:
     """The venue's one-cancels-the-other request of ``exits`` (amount and prices already written to the market's
     precision). A sell list has the take-profit above and the stop below; a buy list the other way round."""
     tp_cid, stop_cid = exits.take_profit_client_id, exits.stop_client_id

@@ -45,5 +45,5 @@ def test_a_timeframe_the_venue_does_not_serve_is_refused_naming_the_field(fakex:
 
 def test_a_venue_outside_the_table_is_refused_naming_the_field() -> None:
     cfg = load_config(env={}, name="unit", exchange="kraken", mode="paper")
-    with pytest.raises(ConfigError, match=r"^exchange: 'kraken' is not a venue Planar trades on \(known: binance\)"):
+    with pytest.raises(ConfigError, match=r"^exchange: 'kraken' is not a venue Planar trades on \(known: binance, bybit\)"):
         registry.open_venue(cfg)

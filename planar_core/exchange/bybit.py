@@ -1,0 +1,375 @@
+"""Everything Bybit-specific the engine relies on (v5 API, unified trading account): the dialect ``BybitDialect``,
+read by the ccxt adapter (``exchange/ccxt_venue.py``) as Binance's is.
+
+What this first cut of the venue covers, and why the capability table says less than Binance's:
+
+* Spot and USDT perpetuals (``linear``) on a unified account: market, limit GTC/IOC/FOK and post-only orders,
+  cancels by ``orderLinkId``, leverage, the start-up sync, the e-stop. One wallet serves both categories, so a
+  spot and a futures strategy on one account see the same coins (Bybit's design, not a sandbox shortcut).
+* Not yet: conditional orders and native TP/SL (the engine refuses those order types on Bybit through
+  ``caps.order_types``), hedge mode, margin-mode switching, Bybit's dead-man's switch (DCP), OCO (Bybit has
+  none; the engine's brackets emulate exits where the venue has no list).
+* Request pacing is ccxt's own throttle, with ccxt's costs per endpoint over a one-second rolling window (Bybit
+  limits per UID and endpoint per second, reported in ``X-Bapi-Limit-*`` headers); the host's shared Binance-weight
+  budgets (``budget.py``) and ``rate_limits.weight_per_minute`` do not apply. ``rate_limits.orders_per_second`` does
+  (the engine's own order pace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Callable
+
+import ccxt
+import ccxt.pro as ccxtpro
+
+from ..config import StrategyConfig
+from ..model.json import num
+from ..model.stamp import Stamp
+from ..model.types import Json
+from ..model.venue import AssetBalance, Capabilities
+from . import errors as E
+from .binance import STAMP_KEY
+from .endpoints import point_bybit_at_sandbox
+
+_CODE_RE = re.compile(r'"retCode"\s*:\s*(-?\d+)')
+# retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
+ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})
+
+
+def account_name(api_key: str | None) -> str:
+    return f"bybit-{hashlib.sha256((api_key or 'anonymous').encode()).hexdigest()[:12]}"
+
+
+def _ms(value: object) -> int | None:
+    try:
+        ms = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return ms if ms > 0 else None
+
+
+class StrictBybit(ccxtpro.bybit):
+    """ccxt.pro's bybit, except that an answer that starts like JSON but does not parse raises ``BadResponse``
+    (ccxt would read it as empty: "nothing open"), the kline topic's ``confirm`` flag is kept, and every row of a
+    private message is stamped as it arrives (the engine's one order of account reports, model/stamp.py)."""
+
+    def __init__(self, config: Json) -> None:
+        super().__init__(config)
+        self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
+        self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
+
+    # ----------------------------------------------------------------- user-stream stamps
+    def _stamp_rows(self, message: object, ms_field: str) -> None:
+        """One stamp per message, put on each of its rows (each becomes the ``info`` of what ccxt parses)."""
+        if not isinstance(message, dict):
+            return
+        rows = message.get("data")
+        if not isinstance(rows, list):
+            return
+        seq = self.planar_seq()
+        for row in rows:
+            if isinstance(row, dict) and STAMP_KEY not in row:
+                row[STAMP_KEY] = {"seq": seq, "ms": _ms(row.get(ms_field)) or _ms(message.get("creationTime")), "assets": None}
+
+    def handle_order(self, client: object, message: Json) -> None:
+        self._stamp_rows(message, "updatedTime")
+        super().handle_order(client, message)
+
+    def handle_my_trades(self, client: object, message: Json) -> None:
+        self._stamp_rows(message, "execTime")
+        super().handle_my_trades(client, message)
+
+    def handle_positions(self, client: object, message: Json) -> None:
+        self._stamp_rows(message, "updatedTime")
+        super().handle_positions(client, message)
+
+    def handle_balance(self, client: object, message: Json) -> None:
+        """``wallet``: the coins it lists (the unified account's wallet rows), at the message's ``creationTime``."""
+        if isinstance(message, dict):
+            accounts = message.get("data")
+            for account in accounts if isinstance(accounts, list) else []:
+                if isinstance(account, dict) and STAMP_KEY not in account:
+                    rows = account.get("coin")
+                    coins = [self.safe_currency_code(c.get("coin")) for c in rows if isinstance(c, dict)] if isinstance(rows, list) else []
+                    account[STAMP_KEY] = {"seq": self.planar_seq(), "ms": _ms(message.get("creationTime")), "assets": coins}
+        super().handle_balance(client, message)
+
+    def handle_ohlcv(self, client: object, message: Json) -> None:
+        topic = str(message.get("topic") or "")
+        parts = topic.split(".")
+        if len(parts) == 3:
+            timeframe = self.find_timeframe(parts[1])
+            market_type = "spot" if "spot" in str(getattr(client, "url", "")) else "contract"
+            symbol = self.safe_symbol(parts[2], None, None, market_type)
+            rows = message.get("data")
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and row.get("confirm") is True and isinstance(row.get("start"), int) and timeframe:
+                    self.closed_klines[(symbol, timeframe)] = int(row["start"])
+        super().handle_ohlcv(client, message)
+
+    def parse_json(self, http_response: str) -> object:
+        if self.is_json_encoded_object(http_response):
+            try:
+                return self.on_json_response(http_response)
+            except ValueError as exc:
+                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
+        return None
+
+
+class BybitDialect:
+    """Bybit v5 spot and USDT perpetuals as the engine needs them (``exchange/dialect.py``'s ``Dialect``)."""
+
+    name = "bybit"
+    # a unified account's /v5/order/history leaves out orders still open: ccxt has no fetch_orders for it
+    history_methods: tuple[str, ...] = ("fetch_open_orders", "fetch_canceled_and_closed_orders")
+    caps = Capabilities(
+        kline_closed_flag=True,  # the kline topic's ``confirm``
+        api_permissions=True,  # /v5/user/query-api
+        order_types=frozenset({"market", "gtc", "ioc", "fok", "post_only"}),
+        timeframes=frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w", "1M"}),
+        batch_cancel={"spot": 10, "swap": 20},  # POST /v5/order/cancel-batch
+    )
+
+    def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:
+        creds = cfg.credentials
+        options: Json = {
+            "defaultType": markets_type or ("swap" if cfg.margin else "spot"),
+            "fetchMarkets": {"types": ["spot", "linear"]},
+            "adjustForTimeDifference": True,
+            "enableUnifiedAccount": True,  # the unified trading account, as Bybit opens every new account
+            "enableUnifiedMargin": False,
+        }
+        conf: Json = {
+            "timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
+            "options": options,
+            # ccxt's own per-endpoint costs for Bybit over a one-second rolling window (Bybit's limits are per second
+            # and endpoint); ``rate_limits.weight_per_minute`` is Binance's weight and does not apply here
+            "enableRateLimit": True,
+            "rollingWindowSize": 1000.0,
+        }
+        if creds.api_key is not None:
+            conf["apiKey"] = creds.api_key.get_secret_value()
+        if creds.api_secret is not None:
+            conf["secret"] = creds.api_secret.get_secret_value()
+        exchange = StrictBybit(conf)
+        if cfg.sandbox:
+            ep = cfg.sandbox_endpoint
+            if ep.url:
+                point_bybit_at_sandbox(exchange, ep.url, ep.ws_url or ep.url.replace("http", "ws", 1))
+            else:
+                exchange.set_sandbox_mode(True)  # Bybit's testnet
+        return exchange
+
+    # ----------------------------------------------------------------- naming orders, building requests
+    @staticmethod
+    def by_client_id(client_order_id: str, waiting_trigger: bool = False) -> Json:
+        """ccxt params naming an order by its ``orderLinkId`` (fetch: ``/v5/order/realtime``, which lists open and
+        recent orders; ccxt asks to acknowledge that it only sees the last 500)."""
+        return {"orderLinkId": client_order_id, "acknowledged": True}
+
+    @staticmethod
+    def trigger_params(contract: bool, waiting_trigger: bool) -> Json:
+        return {"acknowledged": True}
+
+    @staticmethod
+    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None) -> Json:
+        raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue yet")
+
+    @staticmethod
+    def closing_params(position: Json) -> Json:
+        """A market order closing ``position``: reduce-only (one-way mode, the only mode this venue offers yet)."""
+        return {"reduceOnly": True}
+
+    @staticmethod
+    def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:
+        raise E.InvalidOrder("bybit has no one-cancels-the-other order list")
+
+    @staticmethod
+    async def create_oco(ex: StrictBybit, request: Json) -> Json:
+        raise E.InvalidOrder("bybit has no one-cancels-the-other order list")
+
+    @staticmethod
+    def order_books(contract: bool) -> list[Json]:
+        return [{}]
+
+    @staticmethod
+    def order_trades_params(order_id: str) -> Json:
+        return {"orderId": order_id}
+
+    # ----------------------------------------------------------------- reading raw payloads
+    @staticmethod
+    def trigger_phase(raw: Json) -> str | None:
+        return None
+
+    @staticmethod
+    def triggered_order_id(raw: Json) -> str | None:
+        return None
+
+    @staticmethod
+    def is_algo_record(raw: Json) -> bool:
+        return False
+
+    @staticmethod
+    def stamp_of(raw: object) -> Stamp | None:
+        """The stamp ``StrictBybit`` put on the private message row a parsed report came from; a balance's ``info``
+        is the message's ``data`` (a list of accounts)."""
+        info = raw.get("info") if isinstance(raw, dict) else None
+        if isinstance(info, list) and info and isinstance(info[0], dict):
+            info = info[0]
+        mark = info.get(STAMP_KEY) if isinstance(info, dict) else None
+        if not isinstance(mark, dict) or not isinstance(mark.get("seq"), int):
+            return None
+        assets = mark.get("assets")
+        return Stamp(mark["seq"], mark.get("ms"), frozenset(assets) if isinstance(assets, list) else None)
+
+    @staticmethod
+    def snapshot_time(raw: object) -> int | None:
+        """The time of a wallet-balance answer (ccxt's ``timestamp``: the response's ``time``)."""
+        ts = raw.get("timestamp") if isinstance(raw, dict) else None
+        return ts if isinstance(ts, int) and ts > 0 else None
+
+    @staticmethod
+    def position_time(raw: object) -> int | None:
+        info = raw.get("info") if isinstance(raw, dict) else None
+        return _ms(info.get("updatedTime")) if isinstance(info, dict) else None
+
+    @staticmethod
+    def position_side(info: object) -> str | None:
+        """One-way mode: ``positionIdx`` 0 is "BOTH" (1 and 2 would be hedge mode's long and short)."""
+        idx = info.get("positionIdx") if isinstance(info, dict) else None
+        return {"0": "BOTH", "1": "LONG", "2": "SHORT"}.get(str(idx)) if idx is not None else None
+
+    @staticmethod
+    def fill_client_id(info: object) -> str | None:
+        cid = info.get("orderLinkId") if isinstance(info, dict) else None
+        return cid if isinstance(cid, str) and cid else None
+
+    @staticmethod
+    def realized_pnl(info: object) -> float | None:
+        return None  # Bybit's executions carry no realised PnL (closed-pnl is a separate listing)
+
+    @staticmethod
+    def reject_reason(info: object) -> str | None:
+        """``rejectReason`` (EC_NoError when there is none) or ``cancelType`` of an order that ended."""
+        if not isinstance(info, dict):
+            return None
+        reason = info.get("rejectReason")
+        if isinstance(reason, str) and reason not in ("", "EC_NoError"):
+            return reason
+        return None
+
+    @staticmethod
+    def futures_balances(raw: Json) -> dict[str, AssetBalance] | None:
+        """The unified wallet's coins (REST ``wallet-balance`` or the ``wallet`` topic): wallet balance, the
+        margin orders and positions hold, and what new orders may use (the account's available balance, in USD
+        terms, is given for the whole account; per coin Bybit says ``availableToWithdraw`` or nothing)."""
+        info = raw.get("info")
+        accounts: object = info
+        if isinstance(info, dict):
+            result = info.get("result")
+            accounts = result.get("list") if isinstance(result, dict) else None
+        if not isinstance(accounts, list):
+            return None
+        out: dict[str, AssetBalance] = {}
+        for account in accounts:
+            if not isinstance(account, dict):
+                continue
+            for c in account.get("coin") or []:
+                if not isinstance(c, dict) or not isinstance(c.get("coin"), str):
+                    continue
+                wallet = num(c.get("walletBalance"))
+                held = num(c.get("totalOrderIM")) + num(c.get("totalPositionIM"))
+                out[c["coin"]] = AssetBalance(wallet - held, held, wallet, wallet - held)
+        return out
+
+    @staticmethod
+    def reports_funding(raw: Json) -> bool:
+        return False
+
+    @staticmethod
+    def forced_close(raw: Json) -> str | None:
+        """ "liquidation" or "adl" for the exchange's forced closes (``createType``)."""
+        info = raw.get("info")
+        kind = info.get("createType") if isinstance(info, dict) else None
+        if kind == "CreateByAdl_PassThrough" or kind == "CreateByAdl":
+            return "adl"
+        if isinstance(kind, str) and kind.startswith("CreateByLiq"):
+            return "liquidation"
+        return None
+
+    def closed_through(self, ex: object, symbol: str, timeframe: str) -> int | None:
+        closed = getattr(ex, "closed_klines", None)
+        return closed.get((symbol, timeframe)) if isinstance(closed, dict) else None
+
+    @staticmethod
+    def balance_cache_key(market_type: str) -> str:
+        return "unified"  # one wallet for spot and derivatives (ccxt's key: the wallet topic's accountType)
+
+    @staticmethod
+    def cached_position_rows(ex: object) -> list[Json]:
+        held = getattr(ex, "positions", None)  # ccxt's ArrayCacheBySymbolBySide: a list
+        return [r for r in held if isinstance(r, dict)] if isinstance(held, list) else []
+
+    @staticmethod
+    def used_weight(headers: dict[str, str] | None) -> int | None:
+        return None  # Bybit counts requests per endpoint, not a weight (X-Bapi-Limit-Status)
+
+    # ----------------------------------------------------------------- the account's switches
+    @staticmethod
+    def has_countdown(market: Json) -> bool:
+        return False
+
+    @staticmethod
+    async def countdown_cancel_all(ex: StrictBybit, market_id: str, countdown_ms: int) -> Json:
+        raise E.InvalidOrder("bybit: the dead-man's switch (DCP) is not offered on this venue yet")
+
+    @staticmethod
+    async def position_mode(ex: StrictBybit) -> bool:
+        """Bybit keeps the mode per symbol (``positionIdx`` 1/2 on a hedge-mode position row, 0 one-way) and ccxt has
+        no ``fetch_position_mode`` for it: the USDT perpetual rows the account has say; none: one-way, Bybit's
+        default (an order in the wrong mode is refused, never misplaced)."""
+        rows = await ex.fetch_positions(None, {"category": "linear", "settleCoin": "USDT"})
+        if not isinstance(rows, list):
+            raise ccxt.BadResponse(f"bybit positions: unexpected answer {str(rows)[:200]}")
+        return any(isinstance(r, dict) and str((r.get("info") or {}).get("positionIdx")) in ("1", "2") for r in rows)
+
+    @staticmethod
+    async def can_withdraw(ex: StrictBybit) -> bool | None:
+        """Whether the key's permissions include withdrawals (``/v5/user/query-api``: ``permissions.Wallet``)."""
+        answer = await ex.privateGetV5UserQueryApi()
+        result = answer.get("result") if isinstance(answer, dict) else None
+        perms = result.get("permissions") if isinstance(result, dict) else None
+        wallet = perms.get("Wallet") if isinstance(perms, dict) else None
+        return "Withdraw" in wallet if isinstance(wallet, list) else None
+
+    # ----------------------------------------------------------------- errors
+    @staticmethod
+    def error_code(exc: BaseException) -> int | None:
+        m = _CODE_RE.search(str(exc))
+        return int(m.group(1)) if m else None
+
+    def refine_error(self, exc: BaseException) -> E.ExchangeOpError | None:
+        code = self.error_code(exc)
+        text = str(exc)
+        kind: type[E.ExchangeOpError] | None = None
+        if code in (110072, 170141):  # orderLinkId duplicate (linear, spot)
+            kind = E.DuplicateOrder
+        elif code in (110007, 110004, 110012, 170131):
+            kind = E.InsufficientFunds
+        elif code == 10002:
+            kind = E.ClockSkew
+        elif code in (110001, 170213):  # order does not exist
+            kind = E.OrderNotFound
+        return kind(text, code, exc) if kind is not None else None
+
+    def already_set(self, exc: BaseException) -> bool:
+        return self.error_code(exc) in ALREADY_SET or "not modified" in str(exc)
+
+    def map_error(self, exc: BaseException) -> E.ExchangeOpError:
+        return E.map_error(exc, self.refine_error, self.error_code)
+
+
+BYBIT = BybitDialect()
