@@ -28,7 +28,7 @@ from ..accounts import Account, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..server import SandboxServer, is_loopback
 from ..streams import StreamHub
-from . import wire
+from . import amend, wire
 from .errors import BybitError, duplicate_link_id, illegal_category, order_not_found, params_error, translate
 from .limits import BybitLimiter
 from .wire import KLINE_MS
@@ -238,6 +238,7 @@ class BybitServer(SandboxServer):
         add("GET", "/v5/account/wallet-balance", self._wallet_balance, signed=True, category="none")
         add("GET", "/v5/account/fee-rate", self._fee_rate, signed=True, category="optional")
         add("POST", "/v5/order/create", self._create, signed=True)
+        add("POST", "/v5/order/amend", lambda c: amend.amend(self, c), signed=True)
         add("POST", "/v5/order/cancel", self._cancel, signed=True)
         add("POST", "/v5/order/cancel-all", self._cancel_all_orders, signed=True)
         add("POST", "/v5/order/cancel-batch", self._cancel_batch_orders, signed=True)
