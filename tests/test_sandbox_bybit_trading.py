@@ -133,3 +133,97 @@ async def test_amend_refusals(client: Any) -> None:
     await client.cancel_order(o["id"], SWAP)
     with pytest.raises(OrderNotFound, match="110001"):  # no longer open
         await client.edit_order(o["id"], SWAP, "limit", "buy", None, px(client, SWAP, swap * 0.98))
+
+
+# ----------------------------------------------------------------- conditional orders and TP/SL
+class Shock:
+    """Move one market's price path by a factor and let the matcher see it at once (reset on exit)."""
+
+    def __init__(self, server: BybitServer, kind: str, factor: float) -> None:
+        self.m, self.factor, self.ex = server.ex.markets[(kind, "BTCUSDT")], factor, server.ex
+
+    def __enter__(self) -> None:
+        self.m.shock = self.factor
+        self.ex.match_resting()
+
+    def __exit__(self, *exc: object) -> None:
+        self.m.shock = 1.0
+
+
+async def test_linear_conditional_orders(client: Any, bybit: BybitServer) -> None:
+    swap = await last(client, SWAP)
+    up = await client.create_order(
+        SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(client, SWAP, swap * 1.01), "triggerDirection": "ascending"}
+    )
+    waiting = {o["id"]: o for o in await client.fetch_open_orders(SWAP)}
+    assert waiting[up["id"]]["info"]["orderStatus"] == "Untriggered" and waiting[up["id"]]["info"]["stopOrderType"] == "Stop"
+    assert waiting[up["id"]]["triggerPrice"] == px(client, SWAP, swap * 1.01)
+    assert up["id"] in [o["id"] for o in await client.fetch_open_orders(SWAP, None, None, {"trigger": True})]
+    assert up["id"] not in [o["id"] for o in await client.fetch_open_orders(SWAP, None, None, {"orderFilter": "Order"})]
+    down = await client.create_order(
+        SWAP,
+        "limit",
+        "sell",
+        0.001,
+        px(client, SWAP, swap * 0.985),
+        {"triggerPrice": px(client, SWAP, swap * 0.99), "triggerDirection": "descending", "reduceOnly": True, "closeOnTrigger": True},
+    )
+    row = (await client.fetch_open_order(down["id"], SWAP))["info"]
+    assert (row["reduceOnly"], row["closeOnTrigger"], row["triggerDirection"]) == (True, True, 2)
+    await client.cancel_order(down["id"], SWAP)
+    assert (await client.fetch_order(down["id"], SWAP, {"acknowledged": True}))["info"]["orderStatus"] == "Deactivated"
+    with Shock(bybit, "linear", 1.02):
+        done = await client.fetch_order(up["id"], SWAP, {"acknowledged": True})
+    assert (done["id"], done["status"], done["filled"], done["info"]["stopOrderType"]) == (up["id"], "closed", 0.001, "Stop")
+    assert up["id"] in [t["order"] for t in await client.fetch_my_trades(SWAP)]  # its fills go by its own id
+    with pytest.raises(InvalidOrder, match="110092"):  # Bybit: a rising trigger must be above the price
+        await client.create_order(
+            SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(client, SWAP, swap * 0.9), "triggerDirection": "ascending"}
+        )
+    sl = await client.create_order(SWAP, "market", "sell", 0.001, None, {"stopLossPrice": px(client, SWAP, swap * 0.98)})
+    got = await client.fetch_open_order(sl["id"], SWAP)
+    assert (got["stopLossPrice"], got["reduceOnly"]) == (px(client, SWAP, swap * 0.98), True)
+    await client.cancel_all_orders(SWAP)
+    assert sl["id"] not in [o["id"] for o in await client.fetch_open_orders(SWAP)]
+
+
+async def test_spot_stop_and_tpsl_orders(client: Any, bybit: BybitServer) -> None:
+    spot = await last(client, SPOT)
+    stop = await client.create_order(
+        SPOT, "limit", "sell", 0.001, px(client, SPOT, spot * 1.05), {"triggerPrice": px(client, SPOT, spot * 1.03)}
+    )
+    (row,) = [o for o in await client.fetch_open_orders(SPOT, None, None, {"trigger": True}) if o["id"] == stop["id"]]
+    assert (row["info"]["orderStatus"], row["info"]["stopOrderType"], row["triggerPrice"]) == (
+        "Untriggered",
+        "Stop",
+        px(client, SPOT, spot * 1.03),
+    )
+    await client.cancel_order(stop["id"], SPOT, {"trigger": True})
+    assert (await client.fetch_order(stop["id"], SPOT, {"acknowledged": True}))["info"]["orderStatus"] == "Deactivated"
+    tpsl = await client.create_order(SPOT, "market", "sell", 0.001, None, {"stopLossPrice": px(client, SPOT, spot * 0.97)})
+    listed = await client.fetch_open_orders(SPOT, None, None, {"orderFilter": "tpslOrder"})
+    assert [o["info"]["stopOrderType"] for o in listed if o["id"] == tpsl["id"]] == ["tpslOrder"]
+    with Shock(bybit, "spot", 0.96):
+        done = await client.fetch_order(tpsl["id"], SPOT, {"acknowledged": True})
+    assert (done["status"], done["filled"]) == ("closed", 0.001)
+
+
+async def test_take_profit_and_stop_loss_attached_to_a_linear_order(bybit: BybitServer) -> None:
+    """Bybit sets an order's ``takeProfit``/``stopLoss`` on the position when it fills; the TP that fires closes the
+    position and the SL goes with it."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        swap = await last(c, SWAP)
+        tp, sl = px(c, SWAP, swap * 1.03), px(c, SWAP, swap * 0.97)
+        await c.create_order(SWAP, "market", "buy", 0.002, None, {"takeProfit": {"triggerPrice": tp}, "stopLoss": {"triggerPrice": sl}})
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), float(pos["info"]["stopLoss"])) == (tp, sl)
+        kinds = sorted(o["info"]["stopOrderType"] for o in await c.fetch_open_orders(SWAP, None, None, {"trigger": True}))
+        assert kinds == ["StopLoss", "TakeProfit"]
+        with Shock(bybit, "linear", 1.04):
+            await until(lambda: not any(p.amount for p in acct.positions.values()))
+        assert not await c.fetch_open_orders(SWAP)  # the stop-loss went with the position
+    finally:
+        await c.close()
