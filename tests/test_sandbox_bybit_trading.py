@@ -227,3 +227,44 @@ async def test_take_profit_and_stop_loss_attached_to_a_linear_order(bybit: Bybit
         assert not await c.fetch_open_orders(SWAP)  # the stop-loss went with the position
     finally:
         await c.close()
+
+
+# ----------------------------------------------------------------- position TP/SL and margin modes
+async def test_position_trading_stop_and_margin_mode(bybit: BybitServer) -> None:
+    """``/v5/position/trading-stop`` (ccxt's ``stopLossPrice`` + ``takeProfitPrice`` together), its "not modified";
+    ``set_margin_mode`` for the unified account (``/v5/account/set-margin-mode``); ``switch-isolated`` refused as
+    for a unified account."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        swap = await last(c, SWAP)
+        with pytest.raises(BadRequest, match="zero position"):
+            await c.private_post_v5_position_trading_stop(
+                {"category": "linear", "symbol": "BTCUSDT", "takeProfit": str(px(c, SWAP, swap * 1.1))}
+            )
+        await c.set_margin_mode("isolated")
+        await c.set_margin_mode("isolated")  # already so: accepted
+        assert (await c.private_get_v5_account_info())["result"]["marginMode"] == "ISOLATED_MARGIN"
+        await c.create_order(SWAP, "market", "buy", 0.002)
+        (pos,) = await c.fetch_positions([SWAP])
+        assert pos["marginMode"] in ("isolated", None) and pos["info"]["tradeMode"] == 1
+        with pytest.raises(Exception, match="3400045"):  # a position is open
+            await c.set_margin_mode("cross")
+        tp, sl = px(c, SWAP, swap * 1.05), px(c, SWAP, swap * 0.95)
+        await c.create_order(SWAP, "market", "sell", 0, None, {"takeProfitPrice": tp, "stopLossPrice": sl})  # trading-stop, Full
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), float(pos["info"]["stopLoss"])) == (tp, sl)
+        with pytest.raises(BadRequest, match="not modified"):
+            await c.private_post_v5_position_trading_stop(
+                {"category": "linear", "symbol": "BTCUSDT", "takeProfit": str(tp), "tpslMode": "Full"}
+            )
+        await c.private_post_v5_position_trading_stop({"category": "linear", "symbol": "BTCUSDT", "stopLoss": "0"})
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), pos["info"]["stopLoss"]) == (tp, "0")
+        with pytest.raises(Exception, match="100028"):
+            await c.private_post_v5_position_switch_isolated(
+                {"category": "linear", "symbol": "BTCUSDT", "tradeMode": 0, "buyLeverage": "10", "sellLeverage": "10"}
+            )
+    finally:
+        await c.close()

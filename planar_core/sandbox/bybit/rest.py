@@ -28,7 +28,7 @@ from ..accounts import Account, AlgoOrder, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..server import SandboxServer, is_loopback
 from ..streams import StreamHub
-from . import amend, wire
+from . import amend, positions, wire
 from .conditional import Conditional
 from .errors import BybitError, duplicate_link_id, illegal_category, order_not_found, params_error, translate
 from .limits import BybitLimiter
@@ -94,6 +94,7 @@ class BybitServer(SandboxServer):
         self.bybit_limiter = BybitLimiter()
         self.bybit_routes: dict[tuple[str, str], Route] = {}
         self.market_units: dict[int, str] = {}  # spot market order id -> marketUnit it was placed with
+        self.margin_modes: dict[str, str] = {}  # api key -> the unified account's margin mode (set-margin-mode)
         super().__init__(exchange, host, port, allow_non_loopback, tick_s)
         self.conditional = Conditional(self)
 
@@ -108,7 +109,7 @@ class BybitServer(SandboxServer):
         return web.json_response(wire.envelope(result, now), status=status, headers=headers)
 
     def _refusal(self, exc: BybitError, headers: dict[str, str] | None = None) -> web.Response:
-        body = {"retCode": exc.code, "retMsg": exc.msg, "result": {}, "retExtInfo": {}, "time": self.ex.now_ms()}
+        body = {"retCode": exc.code, "retMsg": exc.msg, "result": exc.result, "retExtInfo": {}, "time": self.ex.now_ms()}
         return web.json_response(body, status=exc.status, headers=headers)
 
     @web.middleware
@@ -244,12 +245,15 @@ class BybitServer(SandboxServer):
         add("POST", "/v5/order/cancel", self._cancel, signed=True)
         add("POST", "/v5/order/cancel-all", self._cancel_all_orders, signed=True)
         add("POST", "/v5/order/cancel-batch", self._cancel_batch_orders, signed=True)
-        add("POST", "/v5/position/switch-mode", self._switch_mode, signed=True)
+        add("POST", "/v5/position/switch-mode", lambda c: positions.switch_mode(self, c), signed=True)
         add("GET", "/v5/order/realtime", self._realtime, signed=True)
         add("GET", "/v5/order/history", self._history, signed=True)
         add("GET", "/v5/execution/list", self._executions, signed=True)
-        add("GET", "/v5/position/list", self._positions, signed=True, category="none")
-        add("POST", "/v5/position/set-leverage", self._set_leverage, signed=True)
+        add("GET", "/v5/position/list", lambda c: positions.position_list(self, c), signed=True, category="none")
+        add("POST", "/v5/position/set-leverage", lambda c: positions.set_leverage(self, c), signed=True)
+        add("POST", "/v5/position/trading-stop", lambda c: positions.trading_stop(self, c), signed=True)
+        add("POST", "/v5/position/switch-isolated", lambda c: positions.switch_isolated(self, c), signed=True)
+        add("POST", "/v5/account/set-margin-mode", lambda c: positions.set_margin_mode(self, c), signed=True, category="none")
 
     # ----------------------------------------------------------------- helpers
     def _market(self, c: Call, required: bool = True) -> Market | None:
@@ -431,7 +435,7 @@ class BybitServer(SandboxServer):
 
     def _account_info(self, c: Call) -> object:
         return {
-            "marginMode": "REGULAR_MARGIN",
+            "marginMode": self.margin_modes.get(c.acct.api_key, "REGULAR_MARGIN"),
             "updatedTime": str(self.ex.wall_anchor_ms),
             "unifiedMarginStatus": 6,  # UTA 2.0 Pro
             "dcpStatus": "OFF",
@@ -685,30 +689,6 @@ class BybitServer(SandboxServer):
             outcomes.append({"code": 0, "msg": "OK"})
         return Extended({"list": rows}, {"list": outcomes})
 
-    def _switch_mode(self, c: Call) -> object:
-        """``mode`` 0 (one-way) or 3 (hedge). The core keeps one position mode per account: a switch by symbol or by
-        coin switches the account (Bybit switches that symbol, or every symbol settled in that coin)."""
-        if c.category != "linear":
-            raise illegal_category(c.category)
-        if not c.params.get("symbol") and not c.params.get("coin"):
-            raise params_error("params error: symbol or coin is required")
-        if c.params.get("symbol"):
-            self._market(c)
-        mode = c.params.get("mode")
-        if mode not in ("0", "3"):
-            raise params_error("params error: mode invalid")
-        try:
-            self.ex.set_position_mode(c.acct, mode == "3")
-        except E.ApiError as exc:
-            if exc.code == -4059:
-                raise BybitError(110025, "Position mode is not modified") from None
-            if exc.code == -4068:
-                raise BybitError(110024, "You have an existing position, so position mode cannot be switched") from None
-            if exc.code == -4067:
-                raise BybitError(110028, "Open orders exist, so you cannot change position mode") from None
-            raise
-        return {}
-
     def order_row(self, acct: Account, o: SandboxOrder) -> dict[str, object]:
         spec = self.ex.markets[(o.kind, o.symbol)].spec
         row = wire.order(acct, spec, o, self.market_units.get(o.order_id, ""))
@@ -901,43 +881,3 @@ class BybitServer(SandboxServer):
                 }
             )
         return out
-
-    def _positions(self, c: Call) -> object:
-        category = c.params.get("category", "")
-        if category == "inverse":  # the sandbox has no inverse contracts (ccxt's watchPositions asks for both)
-            return {"category": category, "list": [], "nextPageCursor": ""}
-        if category != "linear":
-            raise illegal_category(category)
-        c.category = "linear"
-        m = self._market(c, required=False)
-        if m is None and not (c.params.get("settleCoin") or c.params.get("baseCoin")):
-            raise params_error("params error: symbol, baseCoin or settleCoin is required")
-        sides = ("LONG", "SHORT") if c.acct.hedge_mode else ("BOTH",)
-        rows = []
-        for x in [m] if m is not None else self._markets("linear"):
-            for side in sides:
-                if m is None and not self.ex.position(c.acct, x.spec.symbol, side).amount:
-                    continue  # by settle coin: only the positions held; by symbol: the row even when flat
-                rows.append(self.position_row(c.acct, x.spec.symbol, side))
-        return {"category": "linear", "list": rows, "nextPageCursor": ""}
-
-    def _set_leverage(self, c: Call) -> object:
-        if c.category != "linear":
-            raise illegal_category(c.category)
-        m = self._market(c)
-        assert m is not None
-        buy, sell = c.params.get("buyLeverage", ""), c.params.get("sellLeverage", "")
-        if not buy or not sell:
-            raise params_error("params error: buyLeverage and sellLeverage are required")
-        if buy != sell and not c.acct.hedge_mode:
-            raise params_error("buy leverage must be equal to sell leverage in one-way mode")
-        try:
-            lev = Decimal(buy)
-        except InvalidOperation:
-            raise params_error("params error: buyLeverage invalid") from None
-        if lev != lev.to_integral_value() or not 1 <= lev <= 125:
-            raise BybitError(10001, "leverage invalid")
-        if self.ex.leverage_of(c.acct, m.spec.symbol) == int(lev):
-            raise BybitError(110043, "leverage not modified")
-        self.ex.set_leverage(c.acct, m.spec.symbol, int(lev))
-        return {}
