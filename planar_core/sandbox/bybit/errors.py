@@ -53,6 +53,7 @@ class BybitError(Exception):
         self.code = code
         self.msg = msg
         self.status = status
+        self.result: object = {}  # what the refusal's ``result`` carries (set-margin-mode's reasons)
 
 
 def params_error(msg: str = "params error") -> BybitError:

@@ -24,11 +24,12 @@ from aiohttp import web
 
 from .. import errors as E
 from .. import public
-from ..accounts import Account, SandboxOrder
+from ..accounts import Account, AlgoOrder, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..server import SandboxServer, is_loopback
 from ..streams import StreamHub
-from . import wire
+from . import amend, positions, wire
+from .conditional import Conditional
 from .errors import BybitError, duplicate_link_id, illegal_category, order_not_found, params_error, translate
 from .limits import BybitLimiter
 from .wire import KLINE_MS
@@ -93,12 +94,14 @@ class BybitServer(SandboxServer):
         self.bybit_limiter = BybitLimiter()
         self.bybit_routes: dict[tuple[str, str], Route] = {}
         self.market_units: dict[int, str] = {}  # spot market order id -> marketUnit it was placed with
+        self.margin_modes: dict[str, str] = {}  # api key -> the unified account's margin mode (set-margin-mode)
         super().__init__(exchange, host, port, allow_non_loopback, tick_s)
+        self.conditional = Conditional(self)
 
     def _make_hub(self) -> StreamHub:
         from .streams import BybitHub
 
-        return BybitHub(self.ex, self.order_row)
+        return BybitHub(self.ex, self.order_row, algo_row=lambda a, x: self.conditional.algo_row(a, x), position_row=self.position_row)
 
     # ----------------------------------------------------------------- pipeline
     @staticmethod
@@ -106,7 +109,7 @@ class BybitServer(SandboxServer):
         return web.json_response(wire.envelope(result, now), status=status, headers=headers)
 
     def _refusal(self, exc: BybitError, headers: dict[str, str] | None = None) -> web.Response:
-        body = {"retCode": exc.code, "retMsg": exc.msg, "result": {}, "retExtInfo": {}, "time": self.ex.now_ms()}
+        body = {"retCode": exc.code, "retMsg": exc.msg, "result": exc.result, "retExtInfo": {}, "time": self.ex.now_ms()}
         return web.json_response(body, status=exc.status, headers=headers)
 
     @web.middleware
@@ -238,15 +241,19 @@ class BybitServer(SandboxServer):
         add("GET", "/v5/account/wallet-balance", self._wallet_balance, signed=True, category="none")
         add("GET", "/v5/account/fee-rate", self._fee_rate, signed=True, category="optional")
         add("POST", "/v5/order/create", self._create, signed=True)
+        add("POST", "/v5/order/amend", lambda c: amend.amend(self, c), signed=True)
         add("POST", "/v5/order/cancel", self._cancel, signed=True)
         add("POST", "/v5/order/cancel-all", self._cancel_all_orders, signed=True)
         add("POST", "/v5/order/cancel-batch", self._cancel_batch_orders, signed=True)
-        add("POST", "/v5/position/switch-mode", self._switch_mode, signed=True)
+        add("POST", "/v5/position/switch-mode", lambda c: positions.switch_mode(self, c), signed=True)
         add("GET", "/v5/order/realtime", self._realtime, signed=True)
         add("GET", "/v5/order/history", self._history, signed=True)
         add("GET", "/v5/execution/list", self._executions, signed=True)
-        add("GET", "/v5/position/list", self._positions, signed=True, category="none")
-        add("POST", "/v5/position/set-leverage", self._set_leverage, signed=True)
+        add("GET", "/v5/position/list", lambda c: positions.position_list(self, c), signed=True, category="none")
+        add("POST", "/v5/position/set-leverage", lambda c: positions.set_leverage(self, c), signed=True)
+        add("POST", "/v5/position/trading-stop", lambda c: positions.trading_stop(self, c), signed=True)
+        add("POST", "/v5/position/switch-isolated", lambda c: positions.switch_isolated(self, c), signed=True)
+        add("POST", "/v5/account/set-margin-mode", lambda c: positions.set_margin_mode(self, c), signed=True, category="none")
 
     # ----------------------------------------------------------------- helpers
     def _market(self, c: Call, required: bool = True) -> Market | None:
@@ -428,7 +435,7 @@ class BybitServer(SandboxServer):
 
     def _account_info(self, c: Call) -> object:
         return {
-            "marginMode": "REGULAR_MARGIN",
+            "marginMode": self.margin_modes.get(c.acct.api_key, "REGULAR_MARGIN"),
             "updatedTime": str(self.ex.wall_anchor_ms),
             "unifiedMarginStatus": 6,  # UTA 2.0 Pro
             "dcpStatus": "OFF",
@@ -493,11 +500,14 @@ class BybitServer(SandboxServer):
         otype = p.get("orderType", "")
         if otype not in ("Market", "Limit"):
             raise params_error("params error: orderType invalid" if otype else "params error: orderType is empty")
-        for unsupported in ("triggerPrice", "takeProfit", "stopLoss", "tpslMode"):
-            if p.get(unsupported) not in (None, "", "0"):
-                raise params_error(f"params error: {unsupported} is not supported by the sandbox")
-        if (p.get("orderFilter") or "Order") != "Order" or p.get("isLeverage") not in (None, "", "0"):
-            raise params_error("params error: only orderFilter=Order without leverage is supported by the sandbox")
+        conditional = p.get("triggerPrice") not in (None, "", "0")
+        order_filter = p.get("orderFilter") or "Order"
+        if order_filter not in ("Order", "StopOrder", "tpslOrder") or (order_filter != "Order" and not spot):
+            raise params_error("params error: orderFilter invalid")
+        if order_filter != "Order" and not conditional:
+            raise params_error("params error: triggerPrice is required for orderFilter " + order_filter)
+        if p.get("isLeverage") not in (None, "", "0"):
+            raise params_error("params error: spot margin (isLeverage=1) is not supported by the sandbox")
         tif = (
             TIME_IN_FORCE.get((p.get("timeInForce") or "").upper(), "") if p.get("timeInForce") else ("GTC" if otype == "Limit" else "IOC")
         )
@@ -527,7 +537,7 @@ class BybitServer(SandboxServer):
                 raise params_error("params error: marketUnit invalid")
             out["quoteOrderQty" if unit == "quoteCoin" else "quantity"] = qty
         reduce_only = (p.get("reduceOnly") or "false").lower()
-        if reduce_only == "true":
+        if reduce_only == "true" and not (spot and conditional):  # ccxt sends it with a spot stopLossPrice/takeProfitPrice
             if spot:
                 raise params_error("params error: reduceOnly is for derivatives only")
             out["reduceOnly"] = "true"
@@ -545,7 +555,9 @@ class BybitServer(SandboxServer):
         if link:
             if len(link) > 36 or not set(link) <= LINK_ID_CHARS:
                 raise params_error("params error: orderLinkId invalid")
-            if (c.category, link) in c.acct.by_client_id:  # Bybit: unique among every order of the account, not only open ones
+            if (c.category, link) in c.acct.by_client_id or (
+                c.category == "linear" and any(a.client_algo_id == link for a in c.acct.algo_orders.values())
+            ):  # Bybit: unique among every order of the account, not only open ones
                 raise duplicate_link_id(c.category)
             out["newClientOrderId"] = link
         return out
@@ -565,6 +577,11 @@ class BybitServer(SandboxServer):
         assert m is not None
         params = self._core_params(c, m)
         params.setdefault("newClientOrderId", UNNAMED + secrets.token_hex(8))  # Bybit shows orderLinkId "" for these
+        if c.params.get("triggerPrice") not in (None, "", "0"):
+            bybit_id, link = self.conditional.place(c, m, params)
+            self._maybe_lose_ack_of(c.request)
+            return {"orderId": str(bybit_id), "orderLinkId": link}
+        attached = self.conditional.attach(c, m, params)
         try:
             order, _ = self.ex.place_order(c.acct, c.category, params)
         except E.ApiError as exc:
@@ -573,6 +590,10 @@ class BybitServer(SandboxServer):
             raise
         if order.is_market and c.category == "spot":
             self.market_units[order.order_id] = "quoteCoin" if "quoteOrderQty" in params else "baseCoin"
+        if attached is not None:
+            self.conditional.meta[order.order_id] = attached
+            if order.filled:  # filled at once: the fill event came before the TP/SL was known
+                self.conditional.on_attached_fill(c.acct, order)
         self._maybe_lose_ack_of(c.request)
         return {"orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
 
@@ -580,7 +601,11 @@ class BybitServer(SandboxServer):
     def link_id(o: SandboxOrder) -> str:
         """An order placed without ``orderLinkId`` shows ``""``, as on Bybit (the core names it ``:<hex>``, a name
         Bybit's charset keeps clients from choosing)."""
-        return "" if o.client_id.startswith(UNNAMED) else o.client_id
+        return BybitServer.link_id_of(o.client_id)
+
+    @staticmethod
+    def link_id_of(client_id: str) -> str:
+        return "" if client_id.startswith(UNNAMED) else client_id
 
     def _find(self, c: Call) -> SandboxOrder:
         m = self._market(c)
@@ -591,6 +616,8 @@ class BybitServer(SandboxServer):
                 order = c.acct.orders.get(int(c.params["orderId"]))
             except ValueError:
                 order = None
+            if order is None or order.algo_id:  # a triggered conditional order goes by its own id, not its order's
+                order = self.conditional.triggered(c.acct, c.params["orderId"]) if c.category == "linear" else None
         elif c.params.get("orderLinkId"):
             order = c.acct.by_client_id.get((c.category, c.params["orderLinkId"]))
         else:
@@ -600,11 +627,23 @@ class BybitServer(SandboxServer):
         return order
 
     def _cancel(self, c: Call) -> object:
+        waiting = self._waiting(c)
+        if waiting is not None:
+            self.ex.cancel_algo(c.acct, {"algoId": str(waiting.algo_id)})
+            return {"orderId": str(waiting.algo_id), "orderLinkId": self.link_id_of(waiting.client_algo_id)}
         order = self._find(c)
         if not order.is_open:
             raise order_not_found(c.category)
         self.ex.cancel_order(c.acct, c.category, {"symbol": order.symbol, "orderId": str(order.order_id)})
-        return {"orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
+        return {"orderId": str(order.algo_id or order.order_id), "orderLinkId": self.link_id(order)}
+
+    def _waiting(self, c: Call) -> AlgoOrder | None:
+        """The linear conditional order still waiting that the request names, if any."""
+        if c.category != "linear":
+            return None
+        m = self._market(c)
+        algo = self.conditional.waiting(c.acct, c.params.get("orderId"), c.params.get("orderLinkId"))
+        return algo if algo is not None and m is not None and algo.symbol == m.spec.symbol else None
 
     def _cancel_all_orders(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -612,9 +651,16 @@ class BybitServer(SandboxServer):
             raise params_error("params error: symbol, baseCoin or settleCoin is required")
         symbols = [m.spec.symbol] if m is not None else [x.spec.symbol for x in self._markets(c.category)]
         done: list[SandboxOrder] = []
+        rows: list[dict[str, str]] = []
         for symbol in symbols:
             done.extend(self.ex.cancel_all(c.acct, c.category, symbol))
-        return {"list": [{"orderId": str(o.order_id), "orderLinkId": self.link_id(o)} for o in done], "success": "1"}
+            if c.category == "linear":  # the conditional orders still waiting too (not the position's TP/SL)
+                for algo in [a for a in c.acct.algo_orders.values() if a.is_open and a.symbol == symbol]:
+                    if self.conditional.matches_filter("StopOrder", algo.algo_id) and not self.conditional.is_position_tpsl(algo):
+                        self.ex.cancel_algo(c.acct, {"algoId": str(algo.algo_id)})
+                        rows.append({"orderId": str(algo.algo_id), "orderLinkId": self.link_id_of(algo.client_algo_id)})
+        rows = [{"orderId": str(o.algo_id or o.order_id), "orderLinkId": self.link_id(o)} for o in done] + rows
+        return {"list": rows, "success": "1"}
 
     def _cancel_batch_orders(self, c: Call) -> Extended:
         """Up to 20 (spot 10) orders, each by ``orderId`` or ``orderLinkId``: a ``result.list`` row per cancelled
@@ -643,74 +689,89 @@ class BybitServer(SandboxServer):
             outcomes.append({"code": 0, "msg": "OK"})
         return Extended({"list": rows}, {"list": outcomes})
 
-    def _switch_mode(self, c: Call) -> object:
-        """``mode`` 0 (one-way) or 3 (hedge). The core keeps one position mode per account: a switch by symbol or by
-        coin switches the account (Bybit switches that symbol, or every symbol settled in that coin)."""
-        if c.category != "linear":
-            raise illegal_category(c.category)
-        if not c.params.get("symbol") and not c.params.get("coin"):
-            raise params_error("params error: symbol or coin is required")
-        if c.params.get("symbol"):
-            self._market(c)
-        mode = c.params.get("mode")
-        if mode not in ("0", "3"):
-            raise params_error("params error: mode invalid")
-        try:
-            self.ex.set_position_mode(c.acct, mode == "3")
-        except E.ApiError as exc:
-            if exc.code == -4059:
-                raise BybitError(110025, "Position mode is not modified") from None
-            if exc.code == -4068:
-                raise BybitError(110024, "You have an existing position, so position mode cannot be switched") from None
-            if exc.code == -4067:
-                raise BybitError(110028, "Open orders exist, so you cannot change position mode") from None
-            raise
-        return {}
-
     def order_row(self, acct: Account, o: SandboxOrder) -> dict[str, object]:
-        row = wire.order(acct, self.ex.markets[(o.kind, o.symbol)].spec, o, self.market_units.get(o.order_id, ""))
+        spec = self.ex.markets[(o.kind, o.symbol)].spec
+        row = wire.order(acct, spec, o, self.market_units.get(o.order_id, ""))
         row["orderLinkId"] = self.link_id(o)
+        if o.algo_id:  # placed by a linear conditional order's trigger: Bybit shows one order, under the conditional's id
+            algo = acct.algo_orders[o.algo_id]
+            row["orderId"] = str(o.algo_id)
+            self.conditional.decorate(row, spec, self.conditional.meta.get(o.algo_id), algo.trigger_price)
+        else:
+            self.conditional.decorate(row, spec, self.conditional.meta.get(o.order_id), o.stop_price)
+            if not o.working:
+                row["orderStatus"] = "Untriggered" if o.is_open else "Deactivated"
+        return row
+
+    def position_row(self, acct: Account, symbol: str, side: str) -> dict[str, object]:
+        row = wire.position(self.ex, acct, symbol, side)
+        spec = self.ex.markets[("linear", symbol)].spec
+        for kind, algo in self.conditional.position_tpsl(acct, symbol, side).items():
+            row["takeProfit" if kind == "TakeProfit" else "stopLoss"] = wire.price(spec, algo.trigger_price)
         return row
 
     def _order_row(self, c: Call, o: SandboxOrder) -> dict[str, object]:
         return self.order_row(c.acct, o)
 
     def _realtime(self, c: Call) -> object:
-        """Open orders; an order named by orderId/orderLinkId whatever its status; ``openOnly=1``: recent closed ones."""
+        """Open orders (every kind by default, as for a unified account; ``orderFilter`` Order / StopOrder /
+        tpslOrder picks one); an order named by orderId/orderLinkId whatever its status; ``openOnly=1``: recent
+        closed ones."""
         m = self._market(c, required=False)
-        if (
-            m is None
-            and c.category == "linear"
-            and not (c.params.get("settleCoin") or c.params.get("baseCoin"))
-            and not (c.params.get("orderId") or c.params.get("orderLinkId"))
-        ):
+        named = c.params.get("orderId") or c.params.get("orderLinkId")
+        if m is None and c.category == "linear" and not (c.params.get("settleCoin") or c.params.get("baseCoin")) and not named:
             raise params_error("params error: symbol, baseCoin or settleCoin is required")
         limit = self._int(c, "limit", 20, 1, 50)
-        if c.params.get("orderId") or c.params.get("orderLinkId"):
-            if m is None:  # the order names its market
-                named = next(
-                    (
-                        o
-                        for o in c.acct.orders.values()
-                        if str(o.order_id) == c.params.get("orderId") or o.client_id == c.params.get("orderLinkId")
-                    ),
-                    None,
-                )
-                c.params["symbol"] = wire.name(self.ex.markets[(named.kind, named.symbol)].spec) if named is not None else ""
-            try:
-                rows = [self._find(c)]
-            except BybitError:
-                rows = []
-        elif c.params.get("openOnly") in ("1", "2"):
-            rows = [
+        if named:
+            return {"category": c.category, "list": self._named(c, m)[:limit], "nextPageCursor": ""}
+        if c.params.get("openOnly") in ("1", "2"):
+            orders = [
                 o
                 for o in reversed(c.acct.orders.values())
                 if not o.is_open and o.kind == c.category and (m is None or o.symbol == m.spec.symbol)
             ][:500]
+            algos = []
         else:
-            rows = [o for o in reversed(c.acct.open_orders(c.category, m.spec.symbol if m else None))]
-        rows = [o for o in rows if self.ex.visible(o)][:limit]
-        return {"category": c.category, "list": [self._order_row(c, o) for o in rows], "nextPageCursor": ""}
+            orders = list(reversed(c.acct.open_orders(c.category, m.spec.symbol if m else None)))
+            algos = [a for a in reversed(c.acct.algo_orders.values()) if a.is_open] if c.category == "linear" else []
+        rows = self._rows(c, m, orders, algos)[:limit]
+        return {"category": c.category, "list": rows, "nextPageCursor": ""}
+
+    def _rows(self, c: Call, m: Market | None, orders: list[SandboxOrder], algos: list[AlgoOrder]) -> list[dict[str, object]]:
+        """Order rows (orders, then linear conditional orders that placed none), filtered by symbol and orderFilter."""
+        flt = c.params.get("orderFilter")
+        rows = []
+        for o in orders:
+            if self.ex.visible(o) and (not flt or self.conditional.matches_filter(flt, o.algo_id or o.order_id)):
+                rows.append(self._order_row(c, o))
+        for a in algos:
+            if (m is None or a.symbol == m.spec.symbol) and not a.actual_order_id and self.ex.visible(a):
+                if not flt or self.conditional.matches_filter(flt, a.algo_id):
+                    rows.append(self.conditional.algo_row(c.acct, a))
+        return rows
+
+    def _named(self, c: Call, m: Market | None) -> list[dict[str, object]]:
+        """The order an orderId / orderLinkId names, whatever its status (ccxt's fetch_order)."""
+        order_id, link = c.params.get("orderId"), c.params.get("orderLinkId")
+        if c.category == "linear":
+            algo = next(
+                (
+                    a
+                    for a in c.acct.algo_orders.values()
+                    if (order_id and str(a.algo_id) == order_id) or (link and a.client_algo_id == link)
+                ),
+                None,
+            )
+            if algo is not None and (m is None or algo.symbol == m.spec.symbol):
+                actual = c.acct.orders.get(algo.actual_order_id) if algo.actual_order_id else None
+                return [self._order_row(c, actual) if actual is not None else self.conditional.algo_row(c.acct, algo)]
+        if m is None:  # the order names its market
+            found = next((o for o in c.acct.orders.values() if str(o.order_id) == order_id or o.client_id == link), None)
+            c.params["symbol"] = wire.name(self.ex.markets[(found.kind, found.symbol)].spec) if found is not None else ""
+        try:
+            return [self._order_row(c, self._find(c))]
+        except BybitError:
+            return []
 
     def _history(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -718,18 +779,27 @@ class BybitServer(SandboxServer):
         start = self._int(c, "startTime", 0, 0, 2**62)
         end = self._int(c, "endTime", 2**62, 0, 2**62)
         status = c.params.get("orderStatus")
-        rows = [
+        order_id, link = c.params.get("orderId"), c.params.get("orderLinkId")
+        orders = [
             o
             for o in reversed(c.acct.orders.values())
             if o.kind == c.category
             and (m is None or o.symbol == m.spec.symbol)
             and start <= o.created_ms <= end
-            and self.ex.visible(o)
-            and (not status or wire.order_status(o) == status)
-            and (not c.params.get("orderId") or str(o.order_id) == c.params["orderId"])
-            and (not c.params.get("orderLinkId") or o.client_id == c.params["orderLinkId"])
-        ][:limit]
-        return {"category": c.category, "list": [self._order_row(c, o) for o in rows], "nextPageCursor": ""}
+            and (not order_id or str(o.algo_id or o.order_id) == order_id)
+            and (not link or o.client_id == link)
+        ]
+        algos = [
+            a
+            for a in reversed(c.acct.algo_orders.values())
+            if c.category == "linear"
+            and not a.actual_order_id
+            and start <= a.created_ms <= end
+            and (not order_id or str(a.algo_id) == order_id)
+            and (not link or a.client_algo_id == link)
+        ]
+        rows = [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status][:limit]
+        return {"category": c.category, "list": rows, "nextPageCursor": ""}
 
     def _executions(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -748,7 +818,7 @@ class BybitServer(SandboxServer):
             if f.kind == c.category
             and (m is None or f.symbol == m.spec.symbol)
             and start <= f.time_ms <= end
-            and (not order_id or str(f.order_id) == order_id)
+            and (not order_id or order_id in (str(f.order_id), str(getattr(c.acct.orders.get(f.order_id), "algo_id", ""))))
             and f.order_id not in hidden
         ][:limit]
         out = []
@@ -758,6 +828,8 @@ class BybitServer(SandboxServer):
             row = wire.execution(spec, f, o, self.ex.mark(f.symbol) if f.kind == "linear" else None)
             if o is not None:
                 row["orderLinkId"] = self.link_id(o)
+                if o.algo_id:
+                    row["orderId"] = str(o.algo_id)
             out.append(row)
         return {"category": c.category, "list": out, "nextPageCursor": ""}
 
@@ -809,43 +881,3 @@ class BybitServer(SandboxServer):
                 }
             )
         return out
-
-    def _positions(self, c: Call) -> object:
-        category = c.params.get("category", "")
-        if category == "inverse":  # the sandbox has no inverse contracts (ccxt's watchPositions asks for both)
-            return {"category": category, "list": [], "nextPageCursor": ""}
-        if category != "linear":
-            raise illegal_category(category)
-        c.category = "linear"
-        m = self._market(c, required=False)
-        if m is None and not (c.params.get("settleCoin") or c.params.get("baseCoin")):
-            raise params_error("params error: symbol, baseCoin or settleCoin is required")
-        sides = ("LONG", "SHORT") if c.acct.hedge_mode else ("BOTH",)
-        rows = []
-        for x in [m] if m is not None else self._markets("linear"):
-            for side in sides:
-                if m is None and not self.ex.position(c.acct, x.spec.symbol, side).amount:
-                    continue  # by settle coin: only the positions held; by symbol: the row even when flat
-                rows.append(wire.position(self.ex, c.acct, x.spec.symbol, side))
-        return {"category": "linear", "list": rows, "nextPageCursor": ""}
-
-    def _set_leverage(self, c: Call) -> object:
-        if c.category != "linear":
-            raise illegal_category(c.category)
-        m = self._market(c)
-        assert m is not None
-        buy, sell = c.params.get("buyLeverage", ""), c.params.get("sellLeverage", "")
-        if not buy or not sell:
-            raise params_error("params error: buyLeverage and sellLeverage are required")
-        if buy != sell and not c.acct.hedge_mode:
-            raise params_error("buy leverage must be equal to sell leverage in one-way mode")
-        try:
-            lev = Decimal(buy)
-        except InvalidOperation:
-            raise params_error("params error: buyLeverage invalid") from None
-        if lev != lev.to_integral_value() or not 1 <= lev <= 125:
-            raise BybitError(10001, "leverage invalid")
-        if self.ex.leverage_of(c.acct, m.spec.symbol) == int(lev):
-            raise BybitError(110043, "leverage not modified")
-        self.ex.set_leverage(c.acct, m.spec.symbol, int(lev))
-        return {}

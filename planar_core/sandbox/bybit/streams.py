@@ -24,13 +24,15 @@ from functools import partial
 from aiohttp import web
 
 from .. import public
-from ..accounts import Account, Fill, SandboxOrder
+from ..accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..streams import Conn, StreamHub
 from . import wire
 from .wire import KLINE_MS
 
 OrderRow = Callable[[Account, SandboxOrder], dict[str, object]]
+AlgoRow = Callable[[Account, AlgoOrder], dict[str, object]]
+PositionRow = Callable[[Account, str, str], dict[str, object]]
 DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 Levels = dict[Decimal, Decimal]
@@ -39,9 +41,13 @@ Levels = dict[Decimal, Decimal]
 class BybitHub(StreamHub):
     """The Bybit dialect's websockets: public market topics and the private account topics."""
 
-    def __init__(self, exchange: SandboxExchange, order_row: OrderRow) -> None:
+    def __init__(
+        self, exchange: SandboxExchange, order_row: OrderRow, algo_row: AlgoRow | None = None, position_row: PositionRow | None = None
+    ) -> None:
         super().__init__(exchange)
         self.order_row = order_row
+        self.algo_row = algo_row
+        self.position_row = position_row or partial(wire.position, exchange)
         self.conn_ids: dict[Conn, str] = {}
         self._books: dict[tuple[Conn, str], tuple[Levels, Levels]] = {}  # the book each connection holds per topic
         self._candle_open: dict[str, int] = {}  # "<category>:<kline topic>" -> open time of the candle last published
@@ -155,15 +161,21 @@ class BybitHub(StreamHub):
                 spec = self.ex.markets[(kind, fill.symbol)].spec
                 mark = self.ex.mark(fill.symbol) if kind == "linear" else None
                 row = wire.execution(spec, fill, order, mark)
-                row["orderLinkId"] = self.order_row(acct, order)["orderLinkId"]
+                shown = self.order_row(acct, order)
+                row["orderLinkId"], row["orderId"] = shown["orderLinkId"], shown["orderId"]
                 messages.append(("execution", [{"category": kind, "isLeverage": "0" if kind == "spot" else "", **row}]))
+        elif event == "algo" and self.algo_row is not None:
+            algo = payload["algo"]
+            assert isinstance(algo, AlgoOrder)
+            if not algo.actual_order_id:  # once it has placed its order, that order's events say the rest
+                messages.append(("order", [{"category": kind, **self.algo_row(acct, algo)}]))
         elif event == "account":
             symbol = str(payload["symbol"])
             if kind == "linear":
                 side_names = ("LONG", "SHORT") if acct.hedge_mode else ("BOTH",)
                 rows = []
                 for side in side_names:
-                    row = wire.position(self.ex, acct, symbol, side)
+                    row = self.position_row(acct, symbol, side)
                     row["entryPrice"] = row.pop("avgPrice")  # the stream names it entryPrice, REST avgPrice
                     rows.append({"category": "linear", "tpslMode": "Full", **row})
                 messages.append(("position", rows))

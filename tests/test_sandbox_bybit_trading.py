@@ -1,0 +1,270 @@
+"""The Bybit dialect's order management beyond create/cancel, driven by unmodified ccxt.pro bybit: amend
+(``edit_order``), conditional and TP/SL orders, position TP/SL and margin modes, Disconnected Cancel All, funding
+rows. One sandbox and one account per module (module-scoped fixtures); accounts of their own where a test changes
+account-wide settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from ccxt.base.errors import BadRequest, InvalidOrder, OrderNotFound
+
+from planar_core.sandbox import SandboxExchange
+from planar_core.sandbox.accounts import Account
+from planar_core.sandbox.bybit import BybitServer
+from planar_core.sandbox.bybit.limits import BybitLimits
+
+from .conftest import make_bybit_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+SPOT, SWAP = "BTC/USDT", "BTC/USDT:USDT"
+BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20)}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bybit() -> AsyncIterator[BybitServer]:
+    ex = SandboxExchange(seed=11)
+    async with BybitServer(ex) as server:
+        server.bybit_limiter.limits = BybitLimits(scale=100)
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def trader(bybit: BybitServer) -> Account:
+    return bybit.ex.add_account(dict(BALANCES))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(bybit: BybitServer, trader: Account) -> AsyncIterator[Any]:
+    c = make_bybit_client(bybit, trader)
+    await c.load_markets()
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def last(c: Any, symbol: str) -> float:
+    return float((await c.fetch_ticker(symbol))["last"])
+
+
+def px(c: Any, symbol: str, value: float) -> float:
+    return float(c.price_to_precision(symbol, value))
+
+
+async def raw(server: BybitServer, method: str, path: str, params: dict[str, Any], acct: Account) -> dict[str, Any]:
+    """One request signed as Bybit documents it; the answer's body."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    body = json.dumps(params) if method == "POST" else ""
+    ts, window = str(int(time.time() * 1000)), "5000"
+    payload = ts + acct.api_key + window + (body if method == "POST" else query)
+    sign = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-BAPI-API-KEY": acct.api_key,
+        "X-BAPI-TIMESTAMP": ts,
+        "X-BAPI-RECV-WINDOW": window,
+        "X-BAPI-SIGN": sign,
+    }
+    url = server.url + path + (f"?{query}" if method == "GET" and query else "")
+    async with aiohttp.ClientSession() as http, http.request(method, url, data=body or None, headers=headers) as r:
+        return json.loads(await r.text())  # type: ignore[no-any-return]
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for ``check()`` to hold (polled every 20 ms), failing after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+# ----------------------------------------------------------------- amend (edit_order)
+async def test_amend_price_and_qty_by_id_and_link_id(client: Any, trader: Account) -> None:
+    swap = await last(client, SWAP)
+    o = await client.create_order(SWAP, "limit", "buy", 0.002, px(client, SWAP, swap * 0.985), {"clientOrderId": "amend-1"})
+    edited = await client.edit_order(o["id"], SWAP, "limit", "buy", 0.003, px(client, SWAP, swap * 0.98))
+    assert edited["id"] == o["id"]
+    got = await client.fetch_open_order(o["id"], SWAP)
+    assert (got["amount"], got["price"], got["clientOrderId"]) == (0.003, px(client, SWAP, swap * 0.98), "amend-1")
+    await client.edit_order(None, SWAP, "limit", "buy", None, px(client, SWAP, swap * 0.975), {"clientOrderId": "amend-1"})
+    assert (await client.fetch_open_order(o["id"], SWAP))["price"] == px(client, SWAP, swap * 0.975)
+    spot = await last(client, SPOT)
+    s = await client.create_order(SPOT, "limit", "buy", 0.01, px(client, SPOT, spot * 0.8))
+    usdt_locked = trader.spot["USDT"][1]
+    await client.edit_order(s["id"], SPOT, "limit", "buy", 0.02, None)
+    assert (await client.fetch_open_order(s["id"], SPOT))["amount"] == 0.02
+    assert trader.spot["USDT"][1] == pytest.approx(usdt_locked * 2)  # the spot lock follows the new quantity
+    await client.cancel_order(s["id"], SPOT)
+    await client.cancel_order(o["id"], SWAP)
+
+
+async def test_amend_that_crosses_the_book_trades(client: Any) -> None:
+    spot = await last(client, SPOT)
+    o = await client.create_order(SPOT, "limit", "sell", 0.001, px(client, SPOT, spot * 1.2))
+    await client.edit_order(o["id"], SPOT, "limit", "sell", None, px(client, SPOT, spot * 0.99))
+    done = await client.fetch_order(o["id"], SPOT, {"acknowledged": True})
+    assert (done["status"], done["filled"]) == ("closed", 0.001)
+
+
+async def test_amend_refusals(client: Any) -> None:
+    with pytest.raises(OrderNotFound, match="110001"):
+        await client.edit_order("12345", SWAP, "limit", "buy", 0.002, 100.0)
+    with pytest.raises(OrderNotFound, match="170213"):
+        await client.edit_order("12345", SPOT, "limit", "buy", 0.002, 100.0)
+    swap = await last(client, SWAP)
+    price = px(client, SWAP, swap * 0.985)
+    o = await client.create_order(SWAP, "limit", "buy", 0.002, price)
+    with pytest.raises(BadRequest, match=r"10001.*remains unchanged"):  # Bybit: nothing to change
+        await client.edit_order(o["id"], SWAP, "limit", "buy", 0.002, price)
+    with pytest.raises(InvalidOrder, match="110003"):  # out of the price band
+        await client.edit_order(o["id"], SWAP, "limit", "buy", None, px(client, SWAP, swap * 1.5))
+    await client.cancel_order(o["id"], SWAP)
+    with pytest.raises(OrderNotFound, match="110001"):  # no longer open
+        await client.edit_order(o["id"], SWAP, "limit", "buy", None, px(client, SWAP, swap * 0.98))
+
+
+# ----------------------------------------------------------------- conditional orders and TP/SL
+class Shock:
+    """Move one market's price path by a factor and let the matcher see it at once (reset on exit)."""
+
+    def __init__(self, server: BybitServer, kind: str, factor: float) -> None:
+        self.m, self.factor, self.ex = server.ex.markets[(kind, "BTCUSDT")], factor, server.ex
+
+    def __enter__(self) -> None:
+        self.m.shock = self.factor
+        self.ex.match_resting()
+
+    def __exit__(self, *exc: object) -> None:
+        self.m.shock = 1.0
+
+
+async def test_linear_conditional_orders(client: Any, bybit: BybitServer) -> None:
+    swap = await last(client, SWAP)
+    up = await client.create_order(
+        SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(client, SWAP, swap * 1.01), "triggerDirection": "ascending"}
+    )
+    waiting = {o["id"]: o for o in await client.fetch_open_orders(SWAP)}
+    assert waiting[up["id"]]["info"]["orderStatus"] == "Untriggered" and waiting[up["id"]]["info"]["stopOrderType"] == "Stop"
+    assert waiting[up["id"]]["triggerPrice"] == px(client, SWAP, swap * 1.01)
+    assert up["id"] in [o["id"] for o in await client.fetch_open_orders(SWAP, None, None, {"trigger": True})]
+    assert up["id"] not in [o["id"] for o in await client.fetch_open_orders(SWAP, None, None, {"orderFilter": "Order"})]
+    down = await client.create_order(
+        SWAP,
+        "limit",
+        "sell",
+        0.001,
+        px(client, SWAP, swap * 0.985),
+        {"triggerPrice": px(client, SWAP, swap * 0.99), "triggerDirection": "descending", "reduceOnly": True, "closeOnTrigger": True},
+    )
+    row = (await client.fetch_open_order(down["id"], SWAP))["info"]
+    assert (row["reduceOnly"], row["closeOnTrigger"], row["triggerDirection"]) == (True, True, 2)
+    await client.cancel_order(down["id"], SWAP)
+    assert (await client.fetch_order(down["id"], SWAP, {"acknowledged": True}))["info"]["orderStatus"] == "Deactivated"
+    with Shock(bybit, "linear", 1.02):
+        done = await client.fetch_order(up["id"], SWAP, {"acknowledged": True})
+    assert (done["id"], done["status"], done["filled"], done["info"]["stopOrderType"]) == (up["id"], "closed", 0.001, "Stop")
+    assert up["id"] in [t["order"] for t in await client.fetch_my_trades(SWAP)]  # its fills go by its own id
+    with pytest.raises(InvalidOrder, match="110092"):  # Bybit: a rising trigger must be above the price
+        await client.create_order(
+            SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(client, SWAP, swap * 0.9), "triggerDirection": "ascending"}
+        )
+    sl = await client.create_order(SWAP, "market", "sell", 0.001, None, {"stopLossPrice": px(client, SWAP, swap * 0.98)})
+    got = await client.fetch_open_order(sl["id"], SWAP)
+    assert (got["stopLossPrice"], got["reduceOnly"]) == (px(client, SWAP, swap * 0.98), True)
+    await client.cancel_all_orders(SWAP)
+    assert sl["id"] not in [o["id"] for o in await client.fetch_open_orders(SWAP)]
+
+
+async def test_spot_stop_and_tpsl_orders(client: Any, bybit: BybitServer) -> None:
+    spot = await last(client, SPOT)
+    stop = await client.create_order(
+        SPOT, "limit", "sell", 0.001, px(client, SPOT, spot * 1.05), {"triggerPrice": px(client, SPOT, spot * 1.03)}
+    )
+    (row,) = [o for o in await client.fetch_open_orders(SPOT, None, None, {"trigger": True}) if o["id"] == stop["id"]]
+    assert (row["info"]["orderStatus"], row["info"]["stopOrderType"], row["triggerPrice"]) == (
+        "Untriggered",
+        "Stop",
+        px(client, SPOT, spot * 1.03),
+    )
+    await client.cancel_order(stop["id"], SPOT, {"trigger": True})
+    assert (await client.fetch_order(stop["id"], SPOT, {"acknowledged": True}))["info"]["orderStatus"] == "Deactivated"
+    tpsl = await client.create_order(SPOT, "market", "sell", 0.001, None, {"stopLossPrice": px(client, SPOT, spot * 0.97)})
+    listed = await client.fetch_open_orders(SPOT, None, None, {"orderFilter": "tpslOrder"})
+    assert [o["info"]["stopOrderType"] for o in listed if o["id"] == tpsl["id"]] == ["tpslOrder"]
+    with Shock(bybit, "spot", 0.96):
+        done = await client.fetch_order(tpsl["id"], SPOT, {"acknowledged": True})
+    assert (done["status"], done["filled"]) == ("closed", 0.001)
+
+
+async def test_take_profit_and_stop_loss_attached_to_a_linear_order(bybit: BybitServer) -> None:
+    """Bybit sets an order's ``takeProfit``/``stopLoss`` on the position when it fills; the TP that fires closes the
+    position and the SL goes with it."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        swap = await last(c, SWAP)
+        tp, sl = px(c, SWAP, swap * 1.03), px(c, SWAP, swap * 0.97)
+        await c.create_order(SWAP, "market", "buy", 0.002, None, {"takeProfit": {"triggerPrice": tp}, "stopLoss": {"triggerPrice": sl}})
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), float(pos["info"]["stopLoss"])) == (tp, sl)
+        kinds = sorted(o["info"]["stopOrderType"] for o in await c.fetch_open_orders(SWAP, None, None, {"trigger": True}))
+        assert kinds == ["StopLoss", "TakeProfit"]
+        with Shock(bybit, "linear", 1.04):
+            await until(lambda: not any(p.amount for p in acct.positions.values()))
+        assert not await c.fetch_open_orders(SWAP)  # the stop-loss went with the position
+    finally:
+        await c.close()
+
+
+# ----------------------------------------------------------------- position TP/SL and margin modes
+async def test_position_trading_stop_and_margin_mode(bybit: BybitServer) -> None:
+    """``/v5/position/trading-stop`` (ccxt's ``stopLossPrice`` + ``takeProfitPrice`` together), its "not modified";
+    ``set_margin_mode`` for the unified account (``/v5/account/set-margin-mode``); ``switch-isolated`` refused as
+    for a unified account."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        swap = await last(c, SWAP)
+        with pytest.raises(BadRequest, match="zero position"):
+            await c.private_post_v5_position_trading_stop(
+                {"category": "linear", "symbol": "BTCUSDT", "takeProfit": str(px(c, SWAP, swap * 1.1))}
+            )
+        await c.set_margin_mode("isolated")
+        await c.set_margin_mode("isolated")  # already so: accepted
+        assert (await c.private_get_v5_account_info())["result"]["marginMode"] == "ISOLATED_MARGIN"
+        await c.create_order(SWAP, "market", "buy", 0.002)
+        (pos,) = await c.fetch_positions([SWAP])
+        assert pos["marginMode"] in ("isolated", None) and pos["info"]["tradeMode"] == 1
+        with pytest.raises(Exception, match="3400045"):  # a position is open
+            await c.set_margin_mode("cross")
+        tp, sl = px(c, SWAP, swap * 1.05), px(c, SWAP, swap * 0.95)
+        await c.create_order(SWAP, "market", "sell", 0, None, {"takeProfitPrice": tp, "stopLossPrice": sl})  # trading-stop, Full
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), float(pos["info"]["stopLoss"])) == (tp, sl)
+        with pytest.raises(BadRequest, match="not modified"):
+            await c.private_post_v5_position_trading_stop(
+                {"category": "linear", "symbol": "BTCUSDT", "takeProfit": str(tp), "tpslMode": "Full"}
+            )
+        await c.private_post_v5_position_trading_stop({"category": "linear", "symbol": "BTCUSDT", "stopLoss": "0"})
+        (pos,) = await c.fetch_positions([SWAP])
+        assert (float(pos["info"]["takeProfit"]), pos["info"]["stopLoss"]) == (tp, "0")
+        with pytest.raises(Exception, match="100028"):
+            await c.private_post_v5_position_switch_isolated(
+                {"category": "linear", "symbol": "BTCUSDT", "tradeMode": 0, "buyLeverage": "10", "sellLeverage": "10"}
+            )
+    finally:
+        await c.close()
