@@ -6,9 +6,12 @@ What this first cut of the venue covers, and why the capability table says less 
 * Spot and USDT perpetuals (``linear``) on a unified account: market, limit GTC/IOC/FOK and post-only orders,
   cancels by ``orderLinkId``, leverage, the start-up sync, the e-stop. One wallet serves both categories, so a
   spot and a futures strategy on one account see the same coins (Bybit's design, not a sandbox shortcut).
-* Not yet: conditional orders and native TP/SL (the engine refuses those order types on Bybit through
-  ``caps.order_types``), hedge mode, margin-mode switching, Bybit's dead-man's switch (DCP), OCO (Bybit has
-  none; the engine's brackets emulate exits where the venue has no list).
+* Margin mode: a unified account has one for the whole account (``/v5/account/set-margin-mode``); two strategies
+  on one account asking for different modes switch it back and forth (the exchange refuses while positions or
+  orders are open).
+* Not yet: conditional orders and native TP/SL (the sandbox serves them; the engine refuses those order types on
+  Bybit through ``caps.order_types`` until this dialect maps them), hedge mode, Bybit's dead-man's switch (DCP),
+  OCO (Bybit has none; the engine's brackets emulate exits where the venue has no list).
 * Request pacing is ccxt's own throttle, with ccxt's costs per endpoint over a one-second rolling window (Bybit
   limits per UID and endpoint per second, reported in ``X-Bapi-Limit-*`` headers); the host's shared Binance-weight
   budgets (``budget.py``) and ``rate_limits.weight_per_minute`` do not apply. ``rate_limits.orders_per_second`` does
@@ -131,6 +134,8 @@ class BybitDialect:
         order_types=frozenset({"market", "gtc", "ioc", "fok", "post_only"}),
         timeframes=frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w", "1M"}),
         batch_cancel={"spot": 10, "swap": 20},  # POST /v5/order/cancel-batch
+        # a unified account's margin mode is the whole account's (/v5/account/set-margin-mode), not one symbol's
+        margin_modes=frozenset({"cross", "isolated"}),
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:

@@ -13,7 +13,7 @@ from planar_core.model import PENDING, OrderType, Side, Trade
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 
-from ..conftest import START_BALANCES, wait_for
+from ..conftest import START_BALANCES, make_bybit_client, wait_for
 
 
 @pytest.fixture
@@ -54,9 +54,13 @@ def snapshot(server: BybitServer, acct: Account) -> dict:
 
 
 async def test_spot_market_and_resting_orders(bybit_strategy, bybit_sandbox, trader) -> None:
-    s = await bybit_strategy()
+    s = await bybit_strategy(balance_watcher={"interval": 3600})
+    reads = len([e for e in s.sink.of("api_call") if e["endpoint"] == "fetch_balance"])
     trade = await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
     assert isinstance(trade, Trade) and trade.amount == 0.01
+    # the wallet topic's update after the fill is what the call waited for: no REST read of the balance
+    assert len([e for e in s.sink.of("api_call") if e["endpoint"] == "fetch_balance"]) == reads
+    assert s.cash("BTC").total == pytest.approx(sum(float(v) for v in snapshot(bybit_sandbox, trader)["spot_balances"]["BTC"].values()))
     fills = snapshot(bybit_sandbox, trader)["fills"]
     assert len(fills) == 1 and fills[0]["client_order_id"] == trade.client_order_id
     bid, _ = bid_ask(bybit_sandbox, "ETHUSDT")
@@ -88,9 +92,39 @@ async def test_linear_position_equity_and_a_closing_emergency_stop(bybit_strateg
     ai = s.universe["BTC/USDT:USDT"]
     assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.5, waitfor=2), Trade)
     fut = snapshot(bybit_sandbox, trader)["futures"]
-    (pos,) = [p for p in fut["positions"] if float(p["amount"]) != 0]
+    pos = fut["positions"]["BTCUSDT"]
     await wait_for(lambda: ai.position.contracts == pytest.approx(float(pos["amount"])))
     await wait_for(lambda: s.cash("USDT").total == pytest.approx(float(fut["wallet"])))
     report = await s.emergency_stop("close everything", close_positions=True)
     assert report.clean, report
-    assert not [p for p in snapshot(bybit_sandbox, trader)["futures"]["positions"] if float(p["amount"]) != 0]
+    assert snapshot(bybit_sandbox, trader)["futures"]["positions"] == {}
+
+
+async def test_restarts_learn_what_happened_while_down(bybit_strategy, bybit_sandbox, trader) -> None:
+    """A clean restart learns of a resting order cancelled while nothing watched; after a power loss, the
+    start-up finds an order carrying the strategy's own ``orderLinkId`` that the journal never recorded."""
+    first = await bybit_strategy()
+    ai = first.universe["ETH/USDT"]
+    bid, _ = bid_ask(bybit_sandbox, "ETHUSDT")
+    assert await first.call(ai, OrderType.GTC, Side.BUY, amount=0.1, price=bid * 0.98, waitfor=0) is PENDING
+    (order,) = ai.open_orders()
+    await first.stop()
+    raw = make_bybit_client(bybit_sandbox, trader)
+    try:
+        await raw.load_markets()
+        await raw.cancel_order(order.id, "ETH/USDT")
+        second = await bybit_strategy()
+        learned = second.universe["ETH/USDT"].orders.get(order.client_order_id)
+        assert learned is not None and learned.status == "canceled", learned
+        cid = second.ids.next()  # the strategy's own next id, never journaled: a crash between request and journal
+        await second.stop()
+        price = round(bid_ask(bybit_sandbox)[0] * 0.9, 1)
+        placed = await raw.create_order("BTC/USDT", "limit", "buy", 0.01, price, {"orderLinkId": cid})
+        await raw.cancel_order(placed["id"], "BTC/USDT")
+    finally:
+        await raw.close()
+    with open(second.journal.path, "ab") as fh:  # the next run begins in another boot of the machine
+        fh.write(b'{"t":1,"kind":"start","boot":"a-boot-before-the-power-loss"}\n')
+    third = await bybit_strategy()
+    found = third.universe["BTC/USDT"].orders.get(cid)
+    assert found is not None and found.status == "canceled", found
