@@ -26,8 +26,8 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import OrderRef
 from .binance import BINANCE, NotSent, StrictBinance
-from .bybit import StrictBybit
 from .budget import SEND_DEADLINE, Pacer
+from .bybit import StrictBybit
 from .ccxt_types import CcxtExchange
 from .dialect import Dialect
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited

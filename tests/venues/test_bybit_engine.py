@@ -5,6 +5,7 @@ snapshot before anything resyncs."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +48,12 @@ async def bybit_strategy(bybit_sandbox: BybitServer, trader: Account, tmp_path) 
 def bid_ask(server: BybitServer, symbol: str = "BTCUSDT", kind: str = "spot") -> tuple[float, float]:
     (bid, _), (ask, _) = server.ex.best_bid_ask(server.ex.markets[(kind, symbol)])
     return float(bid), float(ask)
+
+
+def a_power_loss(journal: Path) -> None:
+    """The next run begins in another boot of the machine: the journal's last word is a start of that boot."""
+    with journal.open("ab") as fh:
+        fh.write(b'{"t":1,"kind":"start","boot":"a-boot-before-the-power-loss"}\n')
 
 
 def snapshot(server: BybitServer, acct: Account) -> dict:
@@ -123,8 +130,7 @@ async def test_restarts_learn_what_happened_while_down(bybit_strategy, bybit_san
         await raw.cancel_order(placed["id"], "BTC/USDT")
     finally:
         await raw.close()
-    with open(second.journal.path, "ab") as fh:  # the next run begins in another boot of the machine
-        fh.write(b'{"t":1,"kind":"start","boot":"a-boot-before-the-power-loss"}\n')
+    a_power_loss(Path(str(second.journal.path)))
     third = await bybit_strategy()
     found = third.universe["BTC/USDT"].orders.get(cid)
     assert found is not None and found.status == "canceled", found
