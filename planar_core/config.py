@@ -578,7 +578,7 @@ def format_validation_error(exc: ValidationError, prefix: str | None = None) -> 
 
 
 FIELD_NOTES = {
-    "exchange": "a venue of the registry (exchange/registry.py; today: binance, which the sandbox speaks); checked when the strategy is built",
+    "exchange": "a venue of the registry (exchange/registry.py; today: binance and bybit, both of which the sandbox speaks); checked when the strategy is built",
     "mode": "live: orders go to the exchange; paper: filled locally",
     "sandbox": "True: the configured sandbox endpoint (or the exchange's testnet); False: real money",
     "main_currency": "quote currency for cash, equity and PnL",
