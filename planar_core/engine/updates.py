@@ -204,7 +204,8 @@ def _conditional_phase(s: "Strategy", ai: AssetInstance, order: Order, r: OrderR
             return False
         mark_triggered(s, ai, order, source, r.triggered_order_id)
         return True
-    if r.trigger_phase is TriggerPhase.TRIGGERED or (r.filled or 0.0) > 0 or ai.is_margin:  # on USD-M a book order is a triggered one
+    apart = ai.is_margin and "swap" in s.venue.caps.trigger_books  # waiting orders live elsewhere: this one triggered
+    if r.trigger_phase is TriggerPhase.TRIGGERED or (r.filled or 0.0) > 0 or apart:
         mark_triggered(s, ai, order, source, oid if ai.is_margin else None)
     return False
 

@@ -381,6 +381,7 @@ class BinanceDialect:
         margin_modes=frozenset({"isolated", "cross"}),
         batch_cancel={"swap": 10},  # USD-M DELETE /fapi/v1/batchOrders; spot has no batch cancel
         countdown_cancel=frozenset({"swap"}),  # USD-M countdownCancelAll
+        trigger_books=frozenset({"swap"}),  # USD-M conditional orders wait in the Algo Service
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBinance:
@@ -431,8 +432,11 @@ class BinanceDialect:
         return {"trigger": True} if contract and waiting_trigger else {}
 
     @staticmethod
-    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None) -> Json:
-        """ccxt's unified parameters for a conditional order (``trigger``: "stop", "take", "trailing").
+    def conditional_params(
+        trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str = "buy"
+    ) -> Json:
+        """ccxt's unified parameters for a conditional order (``trigger``: "stop", "take", "trailing"; Binance infers
+        the direction from the order type and side).
 
         ccxt turns them into spot ``STOP_LOSS[_LIMIT]`` / ``TAKE_PROFIT[_LIMIT]`` (trailing: ``trailingDelta`` on a
         stop-loss) and USD-M ``STOP[_MARKET]`` / ``TAKE_PROFIT[_MARKET]`` / ``TRAILING_STOP_MARKET`` on the Algo

@@ -131,7 +131,10 @@ class BybitDialect:
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api
-        order_types=frozenset({"market", "gtc", "ioc", "fok", "post_only"}),
+        # stop / take-profit: USDT perpetuals only (conditional_params refuses them on spot)
+        order_types=frozenset(
+            {"market", "gtc", "ioc", "fok", "post_only", "stop_market", "stop_limit", "take_profit_market", "take_profit_limit"}
+        ),
         timeframes=frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w", "1M"}),
         batch_cancel={"spot": 10, "swap": 20},  # POST /v5/order/cancel-batch
         # a unified account's margin mode is the whole account's (/v5/account/set-margin-mode), not one symbol's
@@ -146,6 +149,9 @@ class BybitDialect:
             "adjustForTimeDifference": True,
             "enableUnifiedAccount": True,  # the unified trading account, as Bybit opens every new account
             "enableUnifiedMargin": False,
+            # fetch_order reads /v5/order/realtime, which knows an account's last 500 orders: ccxt asks to acknowledge
+            # that (the start-up's history listing covers older ones)
+            "fetchOrder": {"acknowledged": True},
         }
         conf: Json = {
             "timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
@@ -171,17 +177,25 @@ class BybitDialect:
     # ----------------------------------------------------------------- naming orders, building requests
     @staticmethod
     def by_client_id(client_order_id: str, waiting_trigger: bool = False) -> Json:
-        """ccxt params naming an order by its ``orderLinkId`` (fetch: ``/v5/order/realtime``, which lists open and
-        recent orders; ccxt asks to acknowledge that it only sees the last 500)."""
-        return {"orderLinkId": client_order_id, "acknowledged": True}
+        """ccxt params naming an order by its ``orderLinkId`` (a conditional order keeps it, waiting or triggered)."""
+        return {"orderLinkId": client_order_id}
 
     @staticmethod
     def trigger_params(contract: bool, waiting_trigger: bool) -> Json:
-        return {"acknowledged": True}
+        return {}  # one book: a conditional order is cancelled and read like any other
 
     @staticmethod
-    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None) -> Json:
-        raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue yet")
+    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str) -> Json:
+        """A conditional order on a USDT perpetual: ``triggerPrice`` and the direction the price must cross it in (a
+        stop sells when the price falls to it and buys when it rises; a take-profit the other way round). Bybit
+        keeps one order under one id before and after its trigger. Spot conditional orders and trailing stops are
+        not offered on this venue yet (refused before anything is sent)."""
+        if not contract:
+            raise E.InvalidOrder(f"bybit: spot {trigger} orders are not offered on this venue yet")
+        if trigger not in ("stop", "take") or trigger_price is None:
+            raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue yet")
+        falling = (trigger == "stop") == (side == "sell")
+        return {"triggerPrice": trigger_price, "triggerDirection": "descending" if falling else "ascending"}
 
     @staticmethod
     def closing_params(position: Json) -> Json:
@@ -207,6 +221,16 @@ class BybitDialect:
     # ----------------------------------------------------------------- reading raw payloads
     @staticmethod
     def trigger_phase(raw: Json) -> str | None:
+        """``Untriggered``: waiting; a conditional order (``stopOrderType`` set) in any live or done status of the
+        order it became: triggered; ``Deactivated`` (cancelled while waiting) and plain orders: None."""
+        info = raw.get("info")
+        if not isinstance(info, dict):
+            return None
+        status = info.get("orderStatus")
+        if status == "Untriggered":
+            return "waiting"
+        if info.get("stopOrderType") not in (None, "", "UNKNOWN") and status in ("Triggered", "New", "PartiallyFilled", "Filled"):
+            return "triggered"
         return None
 
     @staticmethod

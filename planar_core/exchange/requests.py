@@ -25,7 +25,7 @@ def order_args(dialect: Dialect, order: PlaceOrder, contract: bool) -> tuple[str
     params: Json = {**order.extra, "clientOrderId": order.client_order_id}
     trigger = order.type.trigger
     if trigger is not None:
-        params.update(dialect.conditional_params(trigger, contract, order.trigger_price, order.trailing_percent))
+        params.update(dialect.conditional_params(trigger, contract, order.trigger_price, order.trailing_percent, order.side.value))
     if order.position_side is not PositionSide.BOTH:
         params["positionSide"] = order.position_side.value.upper()
     elif order.reduce_only:

@@ -249,6 +249,9 @@ class Capabilities:
     margin_modes: frozenset[str] = frozenset()
     batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
     countdown_cancel: frozenset[str] = frozenset()  # market types with an exchange-side dead-man's switch
+    # market types whose conditional orders wait in a book of their own (Binance USD-M's Algo Service): a report from
+    # the order book is then a triggered order's; elsewhere (Bybit) the book's report says the phase itself
+    trigger_books: frozenset[str] = frozenset()
     timeframes: frozenset[str] = frozenset()  # candle intervals the venue serves (ccxt notation: 1m, 4h, 1d...)
     credentials: tuple[str, ...] = ("api_key", "api_secret")  # what its API asks for (a passphrase too: OKX, KuCoin...)
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from planar_core.model import PENDING, OrderType, Side, Trade
+from planar_core.model import PENDING, OrderStatus, OrderType, Side, Trade
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 
 from ..conftest import START_BALANCES, make_bybit_client, wait_for
+from ..orders.test_conditional import shock
 
 
 @pytest.fixture
@@ -75,6 +76,10 @@ async def test_spot_market_and_resting_orders(bybit_strategy, bybit_sandbox, tra
     (order,) = s.universe["ETH/USDT"].open_orders()
     live = [o for o in snapshot(bybit_sandbox, trader)["open_orders"]]
     assert [o["client_order_id"] for o in live] == [order.client_order_id]
+    # a spot stop: not offered on this venue yet, refused before anything is sent
+    sent = len(s.sink.of("api_call"))
+    assert await s.call("ETH/USDT", OrderType.STOP_MARKET, Side.BUY, amount=0.1, trigger_price=bid * 1.05, waitfor=0) is None
+    assert not [e for e in s.sink.of("api_call")[sent:] if e["endpoint"] == "create_order"]
 
 
 async def test_cancel_and_an_emergency_stop_on_spot(bybit_strategy, bybit_sandbox, trader) -> None:
@@ -134,3 +139,32 @@ async def test_restarts_learn_what_happened_while_down(bybit_strategy, bybit_san
     third = await bybit_strategy()
     found = third.universe["BTC/USDT"].orders.get(cid)
     assert found is not None and found.status == "canceled", found
+
+
+async def test_linear_conditional_orders_wait_trigger_and_fill(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Stop and take-profit orders on a USDT perpetual: waiting on the exchange under the order's own id, then
+    triggered by the price and filled; a spot stop is refused before anything is sent."""
+    s = await bybit_strategy(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5)
+    ai = s.universe["BTC/USDT:USDT"]
+    last = await shock(bybit_sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.025, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.025), timeout=10)
+    stop = await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.99, reduce_only=True, waitfor=0)
+    take = await s.call(
+        ai, OrderType.TAKE_PROFIT_LIMIT, Side.SELL, amount=0.01, price=last * 1.005, trigger_price=last * 1.01, reduce_only=True, waitfor=0
+    )
+    assert stop is PENDING and take is PENDING
+    by_type = {o.type: o for o in ai.orders.values() if o.type.is_conditional}
+    waiting = {a["client_algo_id"]: a for a in snapshot(bybit_sandbox, trader)["algo_orders"] if a["status"] == "NEW"}
+    assert set(waiting) == {o.client_order_id for o in by_type.values()}
+    await wait_for(lambda: all(o.id is not None for o in by_type.values()))
+    assert not any(o.triggered for o in by_type.values())  # reports of a waiting order say Untriggered
+    await shock(bybit_sandbox, "BTCUSDT", 1.02, "linear")  # the take-profit triggers, its limit sell fills
+    tp = by_type[OrderType.TAKE_PROFIT_LIMIT]
+    await wait_for(lambda: tp.status is OrderStatus.CLOSED and tp.trades, timeout=10)
+    await shock(bybit_sandbox, "BTCUSDT", 0.98, "linear")  # the stop triggers
+    sl = by_type[OrderType.STOP_MARKET]
+    await wait_for(lambda: sl.status is OrderStatus.CLOSED and sl.trades, timeout=10)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.005), timeout=10)
+    assert tp.triggered and sl.triggered  # the engine read the trigger from the exchange's status (Untriggered -> Filled)
+    assert float(snapshot(bybit_sandbox, trader)["futures"]["positions"]["BTCUSDT"]["amount"]) == pytest.approx(0.005)
