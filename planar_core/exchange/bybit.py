@@ -9,8 +9,8 @@ What this first cut of the venue covers, and why the capability table says less 
 * Margin mode: a unified account has one for the whole account (``/v5/account/set-margin-mode``); two strategies
   on one account asking for different modes switch it back and forth (the exchange refuses while positions or
   orders are open).
-* Not yet: conditional orders and native TP/SL (the sandbox serves them; the engine refuses those order types on
-  Bybit through ``caps.order_types`` until this dialect maps them), hedge mode, Bybit's dead-man's switch (DCP),
+* Stop and take-profit orders (market and limit) on USDT perpetuals; on spot they are refused before anything is
+  sent (not mapped yet). Not yet: trailing stops, native TP/SL attached to an entry, hedge mode, Bybit's dead-man's switch (DCP),
   OCO (Bybit has none; the engine's brackets emulate exits where the venue has no list).
 * Request pacing is ccxt's own throttle, with ccxt's costs per endpoint over a one-second rolling window (Bybit
   limits per UID and endpoint per second, reported in ``X-Bapi-Limit-*`` headers); the host's shared Binance-weight
