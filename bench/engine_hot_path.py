@@ -1,4 +1,5 @@
-"""Order hot path: ``s.call(..., waitfor=0)`` vs raw ``ccxt.binance.create_order`` on the same sandbox.
+"""Order hot path: ``s.call(..., waitfor=0)`` vs raw ccxt ``create_order`` on the same sandbox (Binance, or Bybit v5
+with ``--venue bybit``: the engine trading Bybit against raw ``ccxt.bybit``, the sandbox's Bybit limits raised).
 
 Both send the same order (an IOC buy 10 % under the market, so nothing fills and no state accumulates), on their
 own accounts. Three sides: the engine with intents durable (``event_tracing.fsync`` on, the default), the engine
@@ -25,7 +26,7 @@ Nautilus's, the goal <= 1); the row also carries both p99s and both CPU per orde
 the first timed order to the last acceptance, its Rust threads included; ours includes each block's settle pause).
 When Nautilus cannot be installed or run, a line says why and the bench goes on.
 
-    .venv/bin/python -m bench.engine_hot_path [--orders 1000] [--latency 0] [--repeat 3] [--nautilus]
+    .venv/bin/python -m bench.engine_hot_path [--orders 1000] [--latency 0] [--repeat 3] [--nautilus] [--venue bybit]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from planar_core.engine import Strategy, strategy
-from planar_core.exchange.endpoints import point_at_sandbox
+from planar_core.exchange.endpoints import point_at_sandbox, point_bybit_at_sandbox
 from planar_core.model import PENDING, OrderType, Side
 
 from .common import UNPACED, figure, median, nautilus_python, nautilus_script, nautilus_skipped, pct, sandbox_process
@@ -79,9 +80,10 @@ async def faults(http: aiohttp.ClientSession, info: dict, latency_ms: float) -> 
         r.raise_for_status()
 
 
-def build(info: dict, name: str, acct: dict, fsync: bool) -> Strategy:
+def build(info: dict, name: str, acct: dict, fsync: bool, venue: str = "binance") -> Strategy:
     return strategy(
         name,
+        exchange=venue,
         env={"EXCHANGE_API_KEY": acct["api_key"], "EXCHANGE_API_SECRET": acct["api_secret"]},
         universe=["BTC/USDT"],
         store_root=tempfile.mkdtemp(),
@@ -92,17 +94,21 @@ def build(info: dict, name: str, acct: dict, fsync: bool) -> Strategy:
     )
 
 
-async def once(n: int, info: dict, latency_ms: float) -> dict[str, float]:
+def raw_client(info: dict, acct: dict, venue: str) -> Any:
+    """Unmodified ccxt (REST only, unpaced) on the sandbox, only its URLs changed."""
+    conf = {"apiKey": acct["api_key"], "secret": acct["api_secret"], "enableRateLimit": False}
+    if venue == "bybit":
+        return point_bybit_at_sandbox(ccxt_async.bybit(conf), info["url"], info["ws_url"])
+    return point_at_sandbox(ccxt_async.binance(conf), info["url"], info["ws_url"])
+
+
+async def once(n: int, info: dict, latency_ms: float, venue: str = "binance") -> dict[str, float]:
     """One measurement: the three sides in blocks, then the engine and raw interleaved; the figures as a dict."""
     async with aiohttp.ClientSession() as http:
         durable_acct, quick_acct, raw_acct = await account(http, info), await account(http, info), await account(http, info)
-        raw = point_at_sandbox(
-            ccxt_async.binance({"apiKey": raw_acct["api_key"], "secret": raw_acct["api_secret"], "enableRateLimit": False}),
-            info["url"],
-            info["ws_url"],
-        )
-        s = build(info, "bench", durable_acct, True)  # the default: durable across a power loss
-        quick = build(info, "benchnosync", quick_acct, False)  # durable across a process crash only
+        raw = raw_client(info, raw_acct, venue)
+        s = build(info, "bench", durable_acct, True, venue)  # the default: durable across a power loss
+        quick = build(info, "benchnosync", quick_acct, False, venue)  # durable across a process crash only
         await s.start()
         await quick.start()
         await raw.load_markets()
@@ -112,7 +118,8 @@ async def once(n: int, info: dict, latency_ms: float) -> dict[str, float]:
                 if ai.last_price and qai.last_price:
                     break
                 await asyncio.sleep(0.1)
-            price = round(ai.last_price * 0.9, 2)
+            price = float(raw.price_to_precision("BTC/USDT", ai.last_price * 0.9))
+            await raw.create_order("BTC/USDT", "limit", "buy", 0.001, price, {"timeInForce": "IOC"})  # ccxt's first-order look-ups
 
             def engine(strat: Strategy) -> Callable[[], Awaitable[None]]:
                 target = strat.universe["BTC/USDT"]
@@ -203,21 +210,27 @@ def main() -> list[dict]:
     parser.add_argument("--orders", type=int, default=500, help="orders per side per run")
     parser.add_argument("--latency", type=float, default=0.0, help="ms of latency injected into every sandbox request")
     parser.add_argument("--repeat", type=int, default=3, help="runs; each ratio is reported as min / median / max")
+    parser.add_argument("--venue", choices=("binance", "bybit"), default="binance", help="the sandbox's dialect and the engine's venue")
     parser.add_argument("--nautilus", action="store_true", help="also NautilusTrader's submit -> accepted on the same sandbox")
     parser.add_argument(
         "--nautilus-python", default=None, help="a Python with nautilus_trader (implies --nautilus; default .venv-nautilus)"
     )
     args = parser.parse_args()
     python: str | None = None
-    if args.nautilus or args.nautilus_python:
+    if (args.nautilus or args.nautilus_python) and args.venue != "binance":
+        nautilus_skipped("the head-to-head runs NautilusTrader's Binance adapter: --venue binance only", NAUTILUS)
+    elif args.nautilus or args.nautilus_python:
         python, why = nautilus_python(args.nautilus_python)
         if python is None:
             nautilus_skipped(why, NAUTILUS)
     runs: list[dict[str, float]] = []
     theirs: list[dict[str, Any]] = []
-    with sandbox_process("--balance", "USDT=10000000,BTC=100", "--weight-per-minute", "10000000", "--orders-per-10s", "10000000") as info:
+    limits = ("--weight-per-minute", "10000000", "--orders-per-10s", "10000000")
+    if args.venue == "bybit":
+        limits = ("--venue", "bybit", "--bybit-limit-scale", "1000")
+    with sandbox_process("--balance", "USDT=10000000,BTC=100", *limits) as info:
         for _ in range(args.repeat):
-            runs.append(asyncio.run(once(args.orders, info, args.latency)))
+            runs.append(asyncio.run(once(args.orders, info, args.latency, args.venue)))
             if python is not None:  # right after ours, on the same sandbox process, so both see the same machine
                 row = nautilus_once(python, info, args.orders, args.latency)
                 if row is None:
@@ -225,6 +238,8 @@ def main() -> list[dict]:
                 else:
                     theirs.append(row)
     at = f", {args.latency:g} ms latency" if args.latency else ", loopback"
+    if args.venue != "binance":
+        at += f", {args.venue}"
     extra = {"n": args.orders, "runs": args.repeat}
     rows = []
     for name, key, base, base_name, goal in (

@@ -595,6 +595,9 @@ def sandbox_serve(
     allow_non_loopback: bool = typer.Option(False, help="permit binding a non-loopback address"),
     synthetic_markets: int = typer.Option(0, min=0, help="extra generated spot markets SYN0/USDT... (scale tests)"),
     venue: str = typer.Option("binance", help="the wire dialect: binance or bybit (Bybit v5; its own rate limits)"),
+    bybit_limit_scale: float = typer.Option(
+        1.0, min=0.001, help="bybit: multiplies Bybit's per-UID and per-IP request limits (benchmarks raise them)"
+    ),
 ) -> None:
     """Serve the sandbox until SIGINT/SIGTERM; prints one JSON line with url, ws_url, api_key, api_secret."""
     from .sandbox.runner import build_exchange, parse_balances, serve_forever
@@ -616,7 +619,11 @@ def sandbox_serve(
         if venue == "bybit":
             from .sandbox.bybit import BybitServer
 
-            server: SandboxServer = BybitServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
+            from .sandbox.bybit.limits import BybitLimits
+
+            bybit = BybitServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
+            bybit.bybit_limiter.limits = BybitLimits(ip_per_5s=max(1, int(600 * bybit_limit_scale)), scale=bybit_limit_scale)
+            server: SandboxServer = bybit
         else:
             server = SandboxServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)
     except ValueError as exc:

@@ -12,10 +12,11 @@ What this first cut of the venue covers, and why the capability table says less 
 * Stop and take-profit orders (market and limit) on USDT perpetuals; on spot they are refused before anything is
   sent (not mapped yet). Not yet: trailing stops, native TP/SL attached to an entry, hedge mode, Bybit's dead-man's switch (DCP),
   OCO (Bybit has none; the engine's brackets emulate exits where the venue has no list).
-* Request pacing is ccxt's own throttle, with ccxt's costs per endpoint over a one-second rolling window (Bybit
-  limits per UID and endpoint per second, reported in ``X-Bapi-Limit-*`` headers); the host's shared Binance-weight
-  budgets (``budget.py``) and ``rate_limits.weight_per_minute`` do not apply. ``rate_limits.orders_per_second`` does
-  (the engine's own order pace).
+* Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
+  ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
+  both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
+  visits") is a ``RateLimited`` error, retried with backoff for reads, a refusal for an order (nothing was placed).
+  The host's shared Binance-weight budgets (``budget.py``) and ``rate_limits.weight_per_minute`` do not apply.
 """
 
 from __future__ import annotations
@@ -156,10 +157,9 @@ class BybitDialect:
         conf: Json = {
             "timeout": int(max(cfg.timeouts.order_placement, cfg.timeouts.balance_sync) * 1000),
             "options": options,
-            # ccxt's own per-endpoint costs for Bybit over a one-second rolling window (Bybit's limits are per second
-            # and endpoint); ``rate_limits.weight_per_minute`` is Binance's weight and does not apply here
-            "enableRateLimit": True,
-            "rollingWindowSize": 1000.0,
+            # paced by the engine's own request window and order pace (``rate_limits.requests_per_minute``,
+            # ``orders_per_second``), not ccxt's throttle, whose single queue made an order wait behind candle reads
+            "enableRateLimit": False,
         }
         if creds.api_key is not None:
             conf["apiKey"] = creds.api_key.get_secret_value()
