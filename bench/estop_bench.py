@@ -5,23 +5,27 @@ Baseline in the same run: raw ccxt ``cancel_all_orders`` on the same 3 symbols i
 number of open orders (the least any client must do), and raw ccxt ``cancel_order`` for each order at once (the
 least a client that may touch only its own orders must do on spot). Goal: <= 1.5x raw cancel-all at 20 ms.
 
-    .venv/bin/python -m bench.estop_bench
+    .venv/bin/python -m bench.estop_bench [--venue bybit]
+
+``--venue bybit``: the engine trading Bybit on the sandbox's Bybit dialect, against raw ``ccxt.bybit`` (the
+per-order floor there is Bybit's own: its order endpoints allow 10-20 requests a second per account; the
+sandbox's limits are raised so both sides run unpaced).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 
 from planar_core.engine import strategy
-from planar_core.exchange.endpoints import point_at_sandbox
 from planar_core.model import OrderType, Side
 
 from .common import figure, sandbox_process
+from .engine_hot_path import raw_client
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "LTC/USDT"]
 AMOUNT = {"BTC/USDT": 0.001, "ETH/USDT": 0.01, "LTC/USDT": 0.1}
@@ -42,9 +46,7 @@ async def place(s, n: int) -> None:
 
 async def raw_cancel(info: dict, n: int, s) -> float:
     await place(s, n)
-    raw = point_at_sandbox(
-        ccxt_async.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}), info["url"], info["ws_url"]
-    )
+    raw = raw_client(info, info, s.config.exchange)
     await raw.load_markets()
     t0 = time.perf_counter()
     await asyncio.gather(*(raw.cancel_all_orders(sym) for sym in SYMBOLS))
@@ -57,9 +59,7 @@ async def raw_cancel_each(info: dict, n: int, s) -> float:
     """The floor of a strategy's e-stop on spot, which may cancel only its own orders (Binance spot has no batch
     cancel by id): raw ccxt ``cancel_order`` for each of ``n`` orders, all at once."""
     await place(s, n)
-    raw = point_at_sandbox(
-        ccxt_async.binance({"apiKey": info["api_key"], "secret": info["api_secret"], "enableRateLimit": False}), info["url"], info["ws_url"]
-    )
+    raw = raw_client(info, info, s.config.exchange)
     await raw.load_markets()
     listed = [o for sym in SYMBOLS for o in await raw.fetch_open_orders(sym)]
     t0 = time.perf_counter()
@@ -69,12 +69,14 @@ async def raw_cancel_each(info: dict, n: int, s) -> float:
     return secs
 
 
-async def run(info: dict) -> list[dict]:
+async def run(info: dict, venue: str = "binance") -> list[dict]:
+    at = f", {venue}" if venue != "binance" else ""
     rows = []
     for latency in (0, 20):
         s = strategy(
             f"estop{latency}",
             env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+            exchange=venue,
             universe=SYMBOLS,
             store_root=tempfile.mkdtemp(),
             sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
@@ -93,7 +95,7 @@ async def run(info: dict) -> list[dict]:
         await admin(info, "faults", {})
         rows.append(
             figure(
-                f"emergency stop, 100 orders on 3 assets, {latency} ms latency (s)",
+                f"emergency stop, 100 orders on 3 assets, {latency} ms latency{at} (s)",
                 report.seconds,
                 base,
                 "raw ccxt cancel_all_orders x3 in parallel (s)",
@@ -102,7 +104,7 @@ async def run(info: dict) -> list[dict]:
         )
         rows.append(
             figure(
-                f"emergency stop, 100 orders on 3 assets, {latency} ms latency, vs per-order cancels (s)",
+                f"emergency stop, 100 orders on 3 assets, {latency} ms latency{at}, vs per-order cancels (s)",
                 report.seconds,
                 each,
                 "raw ccxt cancel_order x100 at once (s)",
@@ -114,6 +116,7 @@ async def run(info: dict) -> list[dict]:
     s = strategy(
         "breaker",
         env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
+        exchange=venue,
         universe=SYMBOLS,
         store_root=tempfile.mkdtemp(),
         sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
@@ -134,7 +137,7 @@ async def run(info: dict) -> list[dict]:
     assert s.risk.estop_reports[-1].clean
     rows.append(
         figure(
-            "breaker reaction: price move -> last cancel acknowledged, 30 orders (s)",
+            f"breaker reaction: price move -> last cancel acknowledged, 30 orders{at} (s)",
             reaction,
             base,
             "raw ccxt cancel_all_orders x3 in parallel (s)",
@@ -145,8 +148,14 @@ async def run(info: dict) -> list[dict]:
 
 
 def main() -> list[dict]:
-    with sandbox_process("--balance", "USDT=1000000,BTC=10", "--weight-per-minute", "10000000", "--orders-per-10s", "10000000") as info:
-        return asyncio.run(run(info))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venue", choices=("binance", "bybit"), default="binance", help="the sandbox's dialect and the engine's venue")
+    args, _ = parser.parse_known_args()  # run_all calls main() with its own arguments
+    limits = ("--weight-per-minute", "10000000", "--orders-per-10s", "10000000")
+    if args.venue == "bybit":
+        limits = ("--venue", "bybit", "--bybit-limit-scale", "1000")
+    with sandbox_process("--balance", "USDT=1000000,BTC=10", *limits) as info:
+        return asyncio.run(run(info, args.venue))
 
 
 if __name__ == "__main__":

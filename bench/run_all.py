@@ -22,6 +22,9 @@ BENCHES = [
     ("engine_idle_cpu", []),
     ("open_orders_bench", []),
     ("estop_bench", []),
+    ("engine_hot_path", ["--venue", "bybit"]),  # issue 29: the hot path and the e-stop on Bybit
+    ("engine_hot_path", ["--venue", "bybit", "--latency", "20", "--orders", "200"]),
+    ("estop_bench", ["--venue", "bybit"]),
     ("stop_trigger", []),
     ("startup_bench", ["--after", "clean", "--assets", "50", "200"]),  # and 0 / 1 M / 10 M trace events
     ("startup_bench", ["--after", "clean", "--assets", "1000", "--events"]),  # a sandbox of its own: a fresh request budget

@@ -618,7 +618,6 @@ def sandbox_serve(
         acct = ex.add_account(balances, api_key, api_secret)
         if venue == "bybit":
             from .sandbox.bybit import BybitServer
-
             from .sandbox.bybit.limits import BybitLimits
 
             bybit = BybitServer(ex, host=host, port=port, allow_non_loopback=allow_non_loopback)

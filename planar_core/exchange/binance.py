@@ -354,6 +354,7 @@ class BinanceDialect:
 
     name = "binance"
     history_methods: tuple[str, ...] = ("fetch_orders",)  # allOrders: open and done
+    listing_params: Json = {}  # Binance answers every open order at once; history by time window
     client_id_param = "origClientOrderId"  # the parameter that names an order by its client id in fetch/cancel
     used_weight_header = "X-MBX-USED-WEIGHT-1M"  # response header with the weight used in the current minute
     caps = Capabilities(

@@ -127,8 +127,12 @@ class BybitDialect:
     """Bybit v5 spot and USDT perpetuals as the engine needs them (``exchange/dialect.py``'s ``Dialect``)."""
 
     name = "bybit"
-    # a unified account's /v5/order/history leaves out orders still open: ccxt has no fetch_orders for it
+    # ccxt has no fetch_orders for a unified account: its open orders and /v5/order/history together are every status
     history_methods: tuple[str, ...] = ("fetch_open_orders", "fetch_canceled_and_closed_orders")
+    # Bybit answers its order and execution listings a page at a time (20 rows unless asked, 50 at most) with a
+    # cursor to the next: without following it (ccxt's paginate, a param: as an option it recurses), the 21st open
+    # order of a symbol would be unknown
+    listing_params: Json = {"paginate": True}
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api

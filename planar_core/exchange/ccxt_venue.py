@@ -193,7 +193,7 @@ class CcxtVenue(ExchangeClient):
         order_id: str | None = None,
     ) -> list[FillReport]:
         """Our fills on ``symbol``: since a time (up to ``until``), at most ``limit``, or those of one order."""
-        params: Json = {}
+        params: Json = dict(self.venue.listing_params)
         if until is not None:
             params["until"] = until
         if order_id is not None:

@@ -244,7 +244,7 @@ class ExchangeClient:
         for params in self.order_books(contract):
             out += await self.call(
                 "fetch_open_orders",
-                partial(self.ex.fetch_open_orders, symbol, None, None, params),
+                partial(self.ex.fetch_open_orders, symbol, None, None, {**params, **self.venue.listing_params}),
                 timeout,
                 retries=retries,
                 validate=is_list,
@@ -258,7 +258,8 @@ class ExchangeClient:
         for params in self.order_books(contract):
             for method in self.venue.history_methods:
                 fetch = getattr(self.ex, method)
-                out += await self.call(method, partial(fetch, symbol, since, limit, params), timeout, validate=is_list)
+                listing = {**params, **self.venue.listing_params}
+                out += await self.call(method, partial(fetch, symbol, since, limit, listing), timeout, validate=is_list)
         return out
 
     async def cancel_order_rows(
@@ -372,7 +373,7 @@ class ExchangeClient:
         for params in self.order_books(market_type == "swap"):
             out += await self.call(
                 "fetch_open_orders",
-                partial(self.ex.fetch_open_orders, None, None, None, {**params, "type": market_type}),
+                partial(self.ex.fetch_open_orders, None, None, None, {**params, **self.venue.listing_params, "type": market_type}),
                 timeout,
                 retries=retries,
                 validate=is_list,

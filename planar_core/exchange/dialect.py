@@ -24,6 +24,7 @@ class Dialect(Protocol):
     name: str  # the venue's registry name
     caps: Capabilities
     history_methods: tuple[str, ...]  # the ccxt methods whose answers together are a symbol's order history
+    listing_params: Json  # ccxt params of every listing (open orders, history, fills): Bybit's cursor paging
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> CcxtExchange:
         """A ccxt.pro client configured from the strategy: credentials, limits, the sandbox endpoint."""

@@ -51,6 +51,11 @@ def bid_ask(server: BybitServer, symbol: str = "BTCUSDT", kind: str = "spot") ->
     return float(bid), float(ask)
 
 
+def wallet_subscribed(server: BybitServer, acct: Account) -> bool:
+    """The account's private connection has subscribed to the ``wallet`` topic (what a test waits on, not a sleep)."""
+    return any(c.kind == "private" and acct.api_key in c.users and "wallet" in c.streams for c in server.hub.conns)
+
+
 def a_power_loss(journal: Path) -> None:
     """The next run begins in another boot of the machine: the journal's last word is a start of that boot."""
     with journal.open("ab") as fh:
@@ -63,6 +68,7 @@ def snapshot(server: BybitServer, acct: Account) -> dict:
 
 async def test_spot_market_and_resting_orders(bybit_strategy, bybit_sandbox, trader) -> None:
     s = await bybit_strategy(balance_watcher={"interval": 3600})
+    await wait_for(lambda: wallet_subscribed(bybit_sandbox, trader), timeout=10)  # the stream can report the fill's balance
     reads = len([e for e in s.sink.of("api_call") if e["endpoint"] == "fetch_balance"])
     trade = await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
     assert isinstance(trade, Trade) and trade.amount == 0.01
@@ -168,3 +174,17 @@ async def test_linear_conditional_orders_wait_trigger_and_fill(bybit_strategy, b
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.005), timeout=10)
     assert tp.triggered and sl.triggered  # the engine read the trigger from the exchange's status (Untriggered -> Filled)
     assert float(snapshot(bybit_sandbox, trader)["futures"]["positions"]["BTCUSDT"]["amount"]) == pytest.approx(0.005)
+
+
+async def test_listings_follow_bybits_cursor(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Bybit answers open orders 20 at a time with a cursor to the next page: the venue lists every one (the
+    e-stop's check and the start-up adopt what these listings show), and its history and fills likewise."""
+    s = await bybit_strategy(universe=["BTC/USDT"])
+    bid, _ = bid_ask(bybit_sandbox)
+    for k in range(27):
+        assert await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.001, price=bid * (0.9 - 0.001 * k), waitfor=0) is PENDING
+    await wait_for(lambda: len(snapshot(bybit_sandbox, trader)["open_orders"]) == 27)
+    listed = await s.venue.open_orders("BTC/USDT", timeout=10)
+    assert len(listed) == 27 and len({o.client_order_id for o in listed}) == 27
+    history = await s.venue.order_history("BTC/USDT", timeout=10)
+    assert {o.client_order_id for o in listed} <= {o.client_order_id for o in history}

@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -36,6 +37,7 @@ from .wire import KLINE_MS
 
 Params = dict[str, str]
 Handler = Callable[["Call"], Awaitable[object] | object]
+T = TypeVar("T")
 LINK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 UNNAMED = ":"  # the prefix of the core's client id of an order placed without orderLinkId
 TIME_IN_FORCE = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "PostOnly"}
@@ -734,8 +736,20 @@ class BybitServer(SandboxServer):
         else:
             orders = list(reversed(c.acct.open_orders(c.category, m.spec.symbol if m else None)))
             algos = [a for a in reversed(c.acct.algo_orders.values()) if a.is_open] if c.category == "linear" else []
-        rows = self._rows(c, m, orders, algos)[:limit]
-        return {"category": c.category, "list": rows, "nextPageCursor": ""}
+        rows, cursor = self._page(c, self._rows(c, m, orders, algos), limit)
+        return {"category": c.category, "list": rows, "nextPageCursor": cursor}
+
+    @staticmethod
+    def _page(c: Call, rows: list[T], limit: int) -> tuple[list[T], str]:
+        """One page of ``rows`` from the request's ``cursor``, and the cursor of the next page ("" on the last):
+        Bybit pages its order and execution listings by an opaque cursor, ``limit`` rows at a time."""
+        raw = str(c.params.get("cursor") or "")
+        try:
+            start = int(raw.removeprefix("page_")) if raw else 0
+        except ValueError:
+            raise params_error("params error: cursor invalid") from None
+        page = rows[start : start + limit]
+        return page, f"page_{start + limit}" if start + limit < len(rows) else ""
 
     def _rows(self, c: Call, m: Market | None, orders: list[SandboxOrder], algos: list[AlgoOrder]) -> list[dict[str, object]]:
         """Order rows (orders, then linear conditional orders that placed none), filtered by symbol and orderFilter."""
@@ -798,8 +812,8 @@ class BybitServer(SandboxServer):
             and (not order_id or str(a.algo_id) == order_id)
             and (not link or a.client_algo_id == link)
         ]
-        rows = [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status][:limit]
-        return {"category": c.category, "list": rows, "nextPageCursor": ""}
+        rows, cursor = self._page(c, [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status], limit)
+        return {"category": c.category, "list": rows, "nextPageCursor": cursor}
 
     def _executions(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -820,7 +834,8 @@ class BybitServer(SandboxServer):
             and start <= f.time_ms <= end
             and (not order_id or order_id in (str(f.order_id), str(getattr(c.acct.orders.get(f.order_id), "algo_id", ""))))
             and f.order_id not in hidden
-        ][:limit]
+        ]
+        rows, cursor = self._page(c, rows, limit)
         out = []
         for f in rows:
             spec = self.ex.markets[(f.kind, f.symbol)].spec
@@ -831,7 +846,7 @@ class BybitServer(SandboxServer):
                 if o.algo_id:
                     row["orderId"] = str(o.algo_id)
             out.append(row)
-        return {"category": c.category, "list": out, "nextPageCursor": ""}
+        return {"category": c.category, "list": out, "nextPageCursor": cursor}
 
     def _fundings(self, c: Call, m: Market | None, start: int, end: int, limit: int) -> list[dict[str, object]]:
         """``execType=Funding`` (ccxt's fetchFundingHistory): the core's funding settlements, newest first; ``execFee``
