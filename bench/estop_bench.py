@@ -61,7 +61,8 @@ async def raw_cancel_each(info: dict, n: int, s) -> float:
     await place(s, n)
     raw = raw_client(info, info, s.config.exchange)
     await raw.load_markets()
-    listed = [o for sym in SYMBOLS for o in await raw.fetch_open_orders(sym)]
+    paged = {"paginate": True} if s.config.exchange == "bybit" else {}  # Bybit lists 20 at a time, with a cursor
+    listed = [o for sym in SYMBOLS for o in await raw.fetch_open_orders(sym, None, None, paged)]
     t0 = time.perf_counter()
     await asyncio.gather(*(raw.cancel_order(o["id"], o["symbol"]) for o in listed))
     secs = time.perf_counter() - t0
