@@ -298,6 +298,12 @@ def open_ids(acct: Account, kind: str) -> set[str]:
     return {str(o.order_id) for o in acct.orders.values() if o.kind == kind and o.is_open}
 
 
+async def close(ws: Any, server: BybitServer, acct: Account, product: str, guarded_after: bool = False) -> None:
+    """Close ``ws`` and wait until the exchange has seen it go (the client's close can return first)."""
+    await ws.close()
+    await until(lambda: ((acct.api_key, product) in server.dcp.guarded) == guarded_after, 2.0)
+
+
 async def later(server: BybitServer, ms: int) -> None:
     """Move the exchange's clock ``ms`` further ahead (the ``clock_offset_ms`` fault: Bybit's smallest window is 3 s,
     which the test does not wait out) and wait until the DCP timers have been checked at the new time."""
@@ -351,9 +357,9 @@ async def test_dcp_cancels_the_products_orders_once_its_dcp_connections_are_gone
             guard = await private_ws(http, bybit, acct, ["dcp.spot", "dcp.future"])
             a = await c.create_order(SPOT, "limit", "buy", 0.001, px(c, SPOT, spot * 0.9))
             b = await c.create_order(SPOT, "limit", "buy", 0.001, px(c, SPOT, spot * 0.91), {"clientOrderId": "dcp-b"})
-            keep = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.95))
+            keep = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.98))
             assert len(await order_events(watcher, 3)) == 3  # the three New rows
-            await guard.close()
+            await close(guard, bybit, acct, "SPOT")
             assert open_ids(acct, "spot") == {a["id"], b["id"]}  # not yet: the window runs from the disconnection
             try:
                 await later(bybit, 3_100)
@@ -371,7 +377,7 @@ async def test_dcp_cancels_the_products_orders_once_its_dcp_connections_are_gone
         assert {(r["orderLinkId"], r["cancelType"]) for r in history["result"]["list"] if r["orderId"] == b["id"]} == {
             ("dcp-b", "CancelByDCP")
         }
-        assert (await c.fetch_order(keep["id"], SWAP))["status"] == "open"
+        assert (await c.fetch_open_order(keep["id"], SWAP))["status"] == "open"
     finally:
         await c.close()
 
@@ -385,21 +391,21 @@ async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_i
         await c.load_markets()
         await c.cancel_all_orders_after(3_000)  # DERIVATIVES
         swap = await last(c, SWAP)
-        o = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.95))
+        o = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.98))
         async with aiohttp.ClientSession() as http:
             other = await private_ws(http, bybit, acct, ["order"])  # alive, but not subscribed to dcp
             first = await private_ws(http, bybit, acct, ["dcp.future"])
             second = await private_ws(http, bybit, acct, ["dcp.future"])
             try:
-                await first.close()
+                await close(first, bybit, acct, "DERIVATIVES", guarded_after=True)
                 await later(bybit, 3_100)
                 assert open_ids(acct, "linear") == {o["id"]}  # the second one lives
                 bybit.ex.faults.clock_offset_ms = 0
-                await second.close()  # the last one: the window starts
+                await close(second, bybit, acct, "DERIVATIVES")  # the last one: the window starts
                 back = await private_ws(http, bybit, acct, ["dcp.future"])  # ... and a reconnection within it stops it
                 await later(bybit, 3_100)
                 assert open_ids(acct, "linear") == {o["id"]}
-                await back.close()  # the next disconnection starts a new window
+                await close(back, bybit, acct, "DERIVATIVES")  # the next disconnection starts a new window
                 await later(bybit, 3_100)
                 await until(lambda: not open_ids(acct, "linear"), 2.0)
             finally:
