@@ -384,7 +384,8 @@ async def test_dcp_cancels_the_products_orders_once_its_dcp_connections_are_gone
 
 async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_in_time(bybit: BybitServer) -> None:
     """Bybit's cases: one of two ``dcp.future`` connections gone (another alive, and one without ``dcp``): nothing;
-    the last gone and a new one subscribed within the window: nothing; that one gone past the window: cancelled."""
+    the last gone and a new one subscribed within the window: nothing; that one unsubscribed past the window: the
+    open order and the waiting conditional order are cancelled (``Deactivated``, ``CancelByDCP``)."""
     acct = bybit.ex.add_account(dict(BALANCES))
     c = make_bybit_client(bybit, acct)
     try:
@@ -392,6 +393,9 @@ async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_i
         await c.cancel_all_orders_after(3_000)  # DERIVATIVES
         swap = await last(c, SWAP)
         o = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.98))
+        stop = await c.create_order(
+            SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(c, SWAP, swap * 1.01), "triggerDirection": "ascending"}
+        )
         async with aiohttp.ClientSession() as http:
             other = await private_ws(http, bybit, acct, ["order"])  # alive, but not subscribed to dcp
             first = await private_ws(http, bybit, acct, ["dcp.future"])
@@ -405,13 +409,19 @@ async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_i
                 back = await private_ws(http, bybit, acct, ["dcp.future"])  # ... and a reconnection within it stops it
                 await later(bybit, 3_100)
                 assert open_ids(acct, "linear") == {o["id"]}
-                await close(back, bybit, acct, "DERIVATIVES")  # the next disconnection starts a new window
+                await back.send_json({"op": "unsubscribe", "args": ["dcp.future"]})  # as good as gone: a new window
+                await until(lambda: (acct.api_key, "DERIVATIVES") not in bybit.dcp.guarded, 2.0)
                 await later(bybit, 3_100)
                 await until(lambda: not open_ids(acct, "linear"), 2.0)
             finally:
                 bybit.ex.faults.clock_offset_ms = 0
-            (row,) = await order_events(other, 1)
-            assert (row["orderId"], row["orderStatus"], row["cancelType"]) == (o["id"], "Cancelled", "CancelByDCP")
+            rows = await order_events(other, 2)
+            assert {(r["orderId"], r["orderStatus"], r["cancelType"]) for r in rows} == {
+                (o["id"], "Cancelled", "CancelByDCP"),
+                (stop["id"], "Deactivated", "CancelByDCP"),
+            }
+            await back.close()
             await other.close()
+        assert (await c.fetch_order(stop["id"], SWAP, {"acknowledged": True}))["info"]["cancelType"] == "CancelByDCP"
     finally:
         await c.close()
