@@ -268,3 +268,160 @@ async def test_position_trading_stop_and_margin_mode(bybit: BybitServer) -> None
             )
     finally:
         await c.close()
+
+
+# ----------------------------------------------------------------- Disconnected Cancel All (DCP)
+async def private_ws(http: aiohttp.ClientSession, server: BybitServer, acct: Account, topics: list[str]) -> Any:
+    """A raw ``/v5/private`` connection, authenticated as Bybit documents it and subscribed to ``topics``."""
+    ws = await http.ws_connect(server.ws_url + "/v5/private")
+    expires = str(int(time.time() * 1000) + 10_000)
+    sign = hmac.new(acct.api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+    await ws.send_json({"op": "auth", "args": [acct.api_key, expires, sign]})
+    assert json.loads((await ws.receive(timeout=5)).data)["success"] is True
+    await ws.send_json({"op": "subscribe", "req_id": "dcp", "args": topics})
+    ack = json.loads((await ws.receive(timeout=5)).data)
+    assert (ack["op"], ack["success"]) == ("subscribe", True), ack
+    return ws
+
+
+async def order_events(ws: Any, want: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The next ``want`` rows of the ``order`` topic on ``ws`` (other topics skipped)."""
+    rows: list[dict[str, Any]] = []
+    while len(rows) < want:
+        msg = json.loads((await ws.receive(timeout=timeout)).data)
+        if msg.get("topic") == "order":
+            rows.extend(msg["data"])
+    return rows
+
+
+def open_ids(acct: Account, kind: str) -> set[str]:
+    return {str(o.order_id) for o in acct.orders.values() if o.kind == kind and o.is_open}
+
+
+async def close(ws: Any, server: BybitServer, acct: Account, product: str, guarded_after: bool = False) -> None:
+    """Close ``ws`` and wait until the exchange has seen it go (the client's close can return first)."""
+    await ws.close()
+    await until(lambda: ((acct.api_key, product) in server.dcp.guarded) == guarded_after, 2.0)
+
+
+async def later(server: BybitServer, ms: int) -> None:
+    """Move the exchange's clock ``ms`` further ahead (the ``clock_offset_ms`` fault: Bybit's smallest window is 3 s,
+    which the test does not wait out) and wait until the DCP timers have been checked at the new time."""
+    server.ex.faults.clock_offset_ms += ms
+    target = server.ex.now_ms()
+    await until(lambda: server.dcp.checked_ms >= target, 2.0)
+
+
+async def test_cancel_all_orders_after_sets_the_dcp_window(bybit: BybitServer) -> None:
+    """ccxt's ``cancel_all_orders_after`` (POST /v5/order/disconnected-cancel-all, ms -> s, DERIVATIVES by default)
+    answers Bybit's ``{"retCode": 0, "retMsg": "success"}``; query-dcp-info lists what was set; refusals are 10001."""
+    acct = bybit.ex.add_account(dict(BALANCES))
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        assert (await c.private_get_v5_account_query_dcp_info())["result"] == {"dcpInfos": []}  # nothing configured
+        assert await c.cancel_all_orders_after(10_000) == {"retCode": 0, "retMsg": "success"}
+        assert await c.cancel_all_orders_after(3_000, {"type": "spot"}) == {"retCode": 0, "retMsg": "success"}
+        assert (await raw(bybit, "POST", "/v5/order/disconnected-cancel-all", {"timeWindow": 300}, acct))["retCode"] == 0  # OPTIONS
+        await c.cancel_all_orders_after(40_000)  # set again: the new window replaces the old
+        info = await c.private_get_v5_account_query_dcp_info()
+        assert (info["retCode"], info["retMsg"]) == (0, "success")
+        assert info["result"]["dcpInfos"] == [
+            {"product": "SPOT", "dcpStatus": "ON", "timeWindow": "3"},
+            {"product": "DERIVATIVES", "dcpStatus": "ON", "timeWindow": "40"},
+            {"product": "OPTIONS", "dcpStatus": "ON", "timeWindow": "300"},
+        ]
+        for ms in (2_000, 301_000):  # Bybit's range is [3, 300] seconds
+            with pytest.raises(BadRequest):
+                await c.cancel_all_orders_after(ms)
+        for bad in ({"product": "SPOT"}, {"timeWindow": "ten"}, {"timeWindow": 10, "product": "FUTURES"}, {"timeWindow": 0}):
+            answer = await raw(bybit, "POST", "/v5/order/disconnected-cancel-all", bad, acct)
+            assert answer["retCode"] == 10001, (bad, answer)
+        assert (await c.private_get_v5_account_query_dcp_info())["result"]["dcpInfos"][1]["timeWindow"] == "40"  # unchanged
+    finally:
+        await c.close()
+
+
+async def test_dcp_cancels_the_products_orders_once_its_dcp_connections_are_gone(bybit: BybitServer) -> None:
+    """SPOT configured (3 s), DERIVATIVES not: when the only connection subscribed to ``dcp.spot`` closes and the
+    window passes, the account's open spot orders are cancelled (``CancelByDCP`` on another connection's ``order``
+    topic and in the order history); its linear order stays."""
+    acct = bybit.ex.add_account(dict(BALANCES))
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        await c.cancel_all_orders_after(3_000, {"type": "spot"})
+        spot, swap = await last(c, SPOT), await last(c, SWAP)
+        async with aiohttp.ClientSession() as http:
+            watcher = await private_ws(http, bybit, acct, ["order"])
+            guard = await private_ws(http, bybit, acct, ["dcp.spot", "dcp.future"])
+            a = await c.create_order(SPOT, "limit", "buy", 0.001, px(c, SPOT, spot * 0.9))
+            b = await c.create_order(SPOT, "limit", "buy", 0.001, px(c, SPOT, spot * 0.91), {"clientOrderId": "dcp-b"})
+            keep = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.98))
+            assert len(await order_events(watcher, 3)) == 3  # the three New rows
+            await close(guard, bybit, acct, "SPOT")
+            assert open_ids(acct, "spot") == {a["id"], b["id"]}  # not yet: the window runs from the disconnection
+            try:
+                await later(bybit, 3_100)
+                await until(lambda: not open_ids(acct, "spot"), 2.0)
+                rows = await order_events(watcher, 2)
+            finally:
+                bybit.ex.faults.clock_offset_ms = 0
+            assert {(r["orderId"], r["orderStatus"], r["cancelType"]) for r in rows} == {
+                (a["id"], "Cancelled", "CancelByDCP"),
+                (b["id"], "Cancelled", "CancelByDCP"),
+            }
+            await watcher.close()
+        assert open_ids(acct, "linear") == {keep["id"]}  # DERIVATIVES is not configured
+        history = await raw(bybit, "GET", "/v5/order/history", {"category": "spot", "symbol": "BTCUSDT"}, acct)
+        assert {(r["orderLinkId"], r["cancelType"]) for r in history["result"]["list"] if r["orderId"] == b["id"]} == {
+            ("dcp-b", "CancelByDCP")
+        }
+        assert (await c.fetch_open_order(keep["id"], SWAP))["status"] == "open"
+    finally:
+        await c.close()
+
+
+async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_in_time(bybit: BybitServer) -> None:
+    """Bybit's cases: one of two ``dcp.future`` connections gone (another alive, and one without ``dcp``): nothing;
+    the last gone and a new one subscribed within the window: nothing; that one unsubscribed past the window: the
+    open order and the waiting conditional order are cancelled (``Deactivated``, ``CancelByDCP``)."""
+    acct = bybit.ex.add_account(dict(BALANCES))
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        await c.cancel_all_orders_after(3_000)  # DERIVATIVES
+        swap = await last(c, SWAP)
+        o = await c.create_order(SWAP, "limit", "buy", 0.002, px(c, SWAP, swap * 0.98))
+        stop = await c.create_order(
+            SWAP, "market", "buy", 0.001, None, {"triggerPrice": px(c, SWAP, swap * 1.01), "triggerDirection": "ascending"}
+        )
+        async with aiohttp.ClientSession() as http:
+            other = await private_ws(http, bybit, acct, ["order"])  # alive, but not subscribed to dcp
+            first = await private_ws(http, bybit, acct, ["dcp.future"])
+            second = await private_ws(http, bybit, acct, ["dcp.future"])
+            try:
+                await close(first, bybit, acct, "DERIVATIVES", guarded_after=True)
+                await later(bybit, 3_100)
+                assert open_ids(acct, "linear") == {o["id"]}  # the second one lives
+                bybit.ex.faults.clock_offset_ms = 0
+                await close(second, bybit, acct, "DERIVATIVES")  # the last one: the window starts
+                back = await private_ws(http, bybit, acct, ["dcp.future"])  # ... and a reconnection within it stops it
+                await later(bybit, 3_100)
+                assert open_ids(acct, "linear") == {o["id"]}
+                await back.send_json({"op": "unsubscribe", "args": ["dcp.future"]})  # as good as gone: a new window
+                await until(lambda: (acct.api_key, "DERIVATIVES") not in bybit.dcp.guarded, 2.0)
+                await later(bybit, 3_100)
+                await until(lambda: not open_ids(acct, "linear"), 2.0)
+            finally:
+                bybit.ex.faults.clock_offset_ms = 0
+            rows = await order_events(other, 2)
+            assert {(r["orderId"], r["orderStatus"], r["cancelType"]) for r in rows} == {
+                (o["id"], "Cancelled", "CancelByDCP"),
+                (stop["id"], "Deactivated", "CancelByDCP"),
+            }
+            await back.close()
+            await other.close()
+        assert (await c.fetch_order(stop["id"], SWAP, {"acknowledged": True}))["info"]["cancelType"] == "CancelByDCP"
+    finally:
+        await c.close()

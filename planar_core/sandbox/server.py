@@ -157,10 +157,14 @@ class SandboxServer:
         while True:
             await asyncio.sleep(self.tick_s)
             try:
-                countdown.expire(self.ex)  # the dead-man's switch runs whether matching is paused or not
+                self._expire_timers()  # the dead-man's switches run whether matching is paused or not
                 self.ex.match_resting()
             except Exception:  # pragma: no cover - a bug here must not kill the exchange
                 log.exception("matcher tick failed")
+
+    def _expire_timers(self) -> None:
+        """The dead-man's switches of the dialect, on every matcher tick (Binance: USDⓈ-M ``countdownCancelAll``)."""
+        countdown.expire(self.ex)
 
     async def _key_expirer(self) -> None:
         """Listen keys past their lifetime expire; connections past ``ws_max_age_s`` are cut."""

@@ -269,7 +269,7 @@ class Conditional:
         row.update(
             orderLinkId=self.server.link_id_of(algo.client_algo_id),
             orderStatus=status,
-            cancelType="CancelByUser" if status == "Deactivated" else "UNKNOWN",
+            cancelType=self.server.cancel_types.get(("algo", algo.algo_id), "CancelByUser") if status == "Deactivated" else "UNKNOWN",
             leavesQty=wire.qty(spec, algo.qty) if status == "Untriggered" else wire.qty(spec, ZERO),
             timeInForce=row["timeInForce"] if algo.price else "IOC",
         )

@@ -28,6 +28,7 @@ PER_SECOND: dict[str, tuple[int, int]] = {
     "/v5/position/set-leverage": (10, 10),
     "/v5/account/wallet-balance": (50, 50),
     "/v5/account/fee-rate": (10, 5),
+    "/v5/order/disconnected-cancel-all": (5, 5),
 }
 DEFAULT_PER_SECOND = 50
 

@@ -29,8 +29,9 @@ from ..accounts import Account, AlgoOrder, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..server import SandboxServer, is_loopback
 from ..streams import StreamHub
-from . import amend, positions, wire
+from . import amend, dcp, positions, wire
 from .conditional import Conditional
+from .dcp import Dcp
 from .errors import BybitError, duplicate_link_id, illegal_category, order_not_found, params_error, translate
 from .limits import BybitLimiter
 from .wire import KLINE_MS
@@ -97,13 +98,25 @@ class BybitServer(SandboxServer):
         self.bybit_routes: dict[tuple[str, str], Route] = {}
         self.market_units: dict[int, str] = {}  # spot market order id -> marketUnit it was placed with
         self.margin_modes: dict[str, str] = {}  # api key -> the unified account's margin mode (set-margin-mode)
+        self.dcp = Dcp()  # Disconnected Cancel All: windows, guarding connections, timers (dcp.py)
+        self.cancel_types: dict[tuple[str, int], str] = {}  # ("order" | "algo", id) -> cancelType other than CancelByUser
         super().__init__(exchange, host, port, allow_non_loopback, tick_s)
         self.conditional = Conditional(self)
 
     def _make_hub(self) -> StreamHub:
         from .streams import BybitHub
 
-        return BybitHub(self.ex, self.order_row, algo_row=lambda a, x: self.conditional.algo_row(a, x), position_row=self.position_row)
+        return BybitHub(
+            self.ex,
+            self.order_row,
+            algo_row=lambda a, x: self.conditional.algo_row(a, x),
+            position_row=self.position_row,
+            on_guard=lambda live: self.dcp.refresh(live, self.ex.now_ms()),
+        )
+
+    def _expire_timers(self) -> None:
+        super()._expire_timers()
+        dcp.expire(self)
 
     # ----------------------------------------------------------------- pipeline
     @staticmethod
@@ -176,6 +189,10 @@ class BybitServer(SandboxServer):
                     raise translate(exc, category or "linear", (params.get("side") or "").upper()) from None
         except BybitError as exc:
             return self._refusal(exc, headers)
+        if isinstance(result, wire.Success):
+            success = {"retCode": 0, "retMsg": "success"}
+            body_out = success if result.bare else {**wire.envelope(result.result, now), **success}
+            return web.json_response(body_out, headers=headers)
         if isinstance(result, Extended):
             body_out = {**wire.envelope(result.result, now), "retExtInfo": result.ext}
             return web.json_response(body_out, headers=headers)
@@ -256,6 +273,8 @@ class BybitServer(SandboxServer):
         add("POST", "/v5/position/trading-stop", lambda c: positions.trading_stop(self, c), signed=True)
         add("POST", "/v5/position/switch-isolated", lambda c: positions.switch_isolated(self, c), signed=True)
         add("POST", "/v5/account/set-margin-mode", lambda c: positions.set_margin_mode(self, c), signed=True, category="none")
+        add("POST", "/v5/order/disconnected-cancel-all", lambda c: dcp.set_window(self, c), signed=True, category="none")
+        add("GET", "/v5/account/query-dcp-info", lambda c: dcp.query(self, c), signed=True, category="none")
 
     # ----------------------------------------------------------------- helpers
     def _market(self, c: Call, required: bool = True) -> Market | None:
@@ -651,18 +670,28 @@ class BybitServer(SandboxServer):
         m = self._market(c, required=False)
         if m is None and c.category == "linear" and not (c.params.get("settleCoin") or c.params.get("baseCoin")):
             raise params_error("params error: symbol, baseCoin or settleCoin is required")
-        symbols = [m.spec.symbol] if m is not None else [x.spec.symbol for x in self._markets(c.category)]
+        return {"list": self.cancel_everything(c.acct, c.category, symbol=m.spec.symbol if m is not None else None), "success": "1"}
+
+    def cancel_everything(self, acct: Account, category: str, cancel_type: str = "", symbol: str | None = None) -> list[dict[str, str]]:
+        """What cancel-all cancels in a category (one symbol, or all): the open orders and, linear, the conditional
+        orders still waiting (not a position's TP/SL); their ``{"orderId", "orderLinkId"}`` rows. ``cancel_type``:
+        the ``cancelType`` they show when not ``CancelByUser`` (recorded before the cancels, whose events carry it)."""
+        symbols = [symbol] if symbol is not None else [x.spec.symbol for x in self._markets(category)]
         done: list[SandboxOrder] = []
         rows: list[dict[str, str]] = []
-        for symbol in symbols:
-            done.extend(self.ex.cancel_all(c.acct, c.category, symbol))
-            if c.category == "linear":  # the conditional orders still waiting too (not the position's TP/SL)
-                for algo in [a for a in c.acct.algo_orders.values() if a.is_open and a.symbol == symbol]:
+        for sym in symbols:
+            if cancel_type:
+                for o in acct.open_orders(category, sym):
+                    self.cancel_types[("order", o.order_id)] = cancel_type
+            done.extend(self.ex.cancel_all(acct, category, sym))
+            if category == "linear":  # the conditional orders still waiting too (not the position's TP/SL)
+                for algo in [a for a in acct.algo_orders.values() if a.is_open and a.symbol == sym]:
                     if self.conditional.matches_filter("StopOrder", algo.algo_id) and not self.conditional.is_position_tpsl(algo):
-                        self.ex.cancel_algo(c.acct, {"algoId": str(algo.algo_id)})
+                        if cancel_type:
+                            self.cancel_types[("algo", algo.algo_id)] = cancel_type
+                        self.ex.cancel_algo(acct, {"algoId": str(algo.algo_id)})
                         rows.append({"orderId": str(algo.algo_id), "orderLinkId": self.link_id_of(algo.client_algo_id)})
-        rows = [{"orderId": str(o.algo_id or o.order_id), "orderLinkId": self.link_id(o)} for o in done] + rows
-        return {"list": rows, "success": "1"}
+        return [{"orderId": str(o.algo_id or o.order_id), "orderLinkId": self.link_id(o)} for o in done] + rows
 
     def _cancel_batch_orders(self, c: Call) -> Extended:
         """Up to 20 (spot 10) orders, each by ``orderId`` or ``orderLinkId``: a ``result.list`` row per cancelled
@@ -695,6 +724,8 @@ class BybitServer(SandboxServer):
         spec = self.ex.markets[(o.kind, o.symbol)].spec
         row = wire.order(acct, spec, o, self.market_units.get(o.order_id, ""))
         row["orderLinkId"] = self.link_id(o)
+        if o.status == "CANCELED" and ("order", o.order_id) in self.cancel_types:
+            row["cancelType"] = self.cancel_types[("order", o.order_id)]
         if o.algo_id:  # placed by a linear conditional order's trigger: Bybit shows one order, under the conditional's id
             algo = acct.algo_orders[o.algo_id]
             row["orderId"] = str(o.algo_id)

@@ -7,7 +7,8 @@
   sent once more with ``"confirm": true``); published every second and at once after an admin price change.
 * ``/v5/private``: ``{"op": "auth", "args": [api_key, expires, signature]}`` (hex HMAC-SHA256 of
   ``"GET/realtime" + expires``; ``expires`` in the future), then the ``order``, ``execution``, ``position`` and
-  ``wallet`` topics, fed by the core's account events (``SandboxExchange.emit``).
+  ``wallet`` topics, fed by the core's account events (``SandboxExchange.emit``), and ``dcp.future`` / ``dcp.spot`` /
+  ``dcp.option``, which say nothing but arm Disconnected Cancel All while the connection lives (``dcp.py``).
 * ``{"op": "ping"}``: public connections answer ``{"success": true, "ret_msg": "pong", "op": "ping", ...}``, the
   private one ``{"op": "pong", "args": [<ms>], ...}``, as Bybit does.
 """
@@ -28,13 +29,15 @@ from ..accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..exchange import Market, SandboxExchange
 from ..streams import Conn, StreamHub
 from . import wire
+from .dcp import TOPICS as DCP_TOPICS
 from .wire import KLINE_MS
 
 OrderRow = Callable[[Account, SandboxOrder], dict[str, object]]
 AlgoRow = Callable[[Account, AlgoOrder], dict[str, object]]
 PositionRow = Callable[[Account, str, str], dict[str, object]]
+OnGuard = Callable[[set[tuple[str, str]]], None]
 DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
-PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
+PRIVATE_TOPICS = ("order", "execution", "position", "wallet", *DCP_TOPICS)
 Levels = dict[Decimal, Decimal]
 
 
@@ -42,9 +45,15 @@ class BybitHub(StreamHub):
     """The Bybit dialect's websockets: public market topics and the private account topics."""
 
     def __init__(
-        self, exchange: SandboxExchange, order_row: OrderRow, algo_row: AlgoRow | None = None, position_row: PositionRow | None = None
+        self,
+        exchange: SandboxExchange,
+        order_row: OrderRow,
+        algo_row: AlgoRow | None = None,
+        position_row: PositionRow | None = None,
+        on_guard: OnGuard | None = None,
     ) -> None:
         super().__init__(exchange)
+        self.on_guard = on_guard  # told the (api key, DCP product) pairs guarded whenever a dcp subscription may change
         self.order_row = order_row
         self.algo_row = algo_row
         self.position_row = position_row or partial(wire.position, exchange)
@@ -55,7 +64,21 @@ class BybitHub(StreamHub):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v5/public/spot", partial(self._serve, conn_kind="spot", on_text=self._on_public))
         app.router.add_get("/v5/public/linear", partial(self._serve, conn_kind="linear", on_text=self._on_public))
-        app.router.add_get("/v5/private", partial(self._serve, conn_kind="private", on_text=self._on_private))
+        app.router.add_get("/v5/private", self._serve_private)
+
+    async def _serve_private(self, request: web.Request) -> web.WebSocketResponse:
+        try:
+            return await self._serve(request, conn_kind="private", on_text=self._on_private)
+        finally:  # the connection is gone: so are its dcp subscriptions
+            self._guard_changed()
+
+    def _guard_changed(self) -> None:
+        """Tell DCP which (api key, product) pairs a live private connection subscribed to ``dcp.*`` guards now."""
+        if self.on_guard is not None:
+            live = {
+                (key, DCP_TOPICS[t]) for c in self.conns if c.kind == "private" for key in c.users for t in c.streams if t in DCP_TOPICS
+            }
+            self.on_guard(live)
 
     def _conn_id(self, conn: Conn) -> str:
         if conn not in self.conn_ids:
@@ -124,6 +147,7 @@ class BybitHub(StreamHub):
                 self._reply(conn, data, False, "Params Error: request expired")
                 return
             conn.users = {acct.api_key: 0}
+            self._guard_changed()  # (a connection authenticated again may now guard another account)
             self._reply(conn, data, True)
             return
         if op not in ("subscribe", "unsubscribe"):
@@ -141,6 +165,8 @@ class BybitHub(StreamHub):
             conn.streams.update(topics)
         else:
             conn.streams.difference_update(topics)
+        if any(t in DCP_TOPICS for t in topics):
+            self._guard_changed()
         self._reply(conn, data, True)
 
     # ----------------------------------------------------------------- account events

@@ -7,6 +7,7 @@ milliseconds (``"1672712468011"``); the envelope's ``time`` is an integer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from ..accounts import ZERO, Account, Fill, SandboxOrder
@@ -37,6 +38,15 @@ KLINE_MS = {
 
 def envelope(result: object, now: int) -> Json:
     return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now}
+
+
+@dataclass(frozen=True)
+class Success:
+    """A handler's answer whose ``retMsg`` is ``"success"``, as some of Bybit's endpoints say (the DCP ones); ``bare``:
+    ``{"retCode": 0, "retMsg": "success"}`` alone, as Bybit's example of set-DCP shows it."""
+
+    result: object = None
+    bare: bool = False
 
 
 def money(d: Decimal) -> str:
