@@ -26,6 +26,9 @@ from planar_core.sandbox.bybit.limits import BybitLimits
 if "PLANAR_BUDGET_DIR" not in os.environ or "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["PLANAR_BUDGET_DIR"] = tempfile.mkdtemp(prefix="planar-budgets-tests-")
     atexit.register(shutil.rmtree, os.environ["PLANAR_BUDGET_DIR"], ignore_errors=True)
+# a worker that ran flow tests keeps Prefect's API log handler; engine logs of later tests outside any flow run are
+# expected there, not a misconfiguration (Prefect would warn on each)
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 START_BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20), "LTC": Decimal(100), "XRP": Decimal(10_000)}
 
 

@@ -28,17 +28,26 @@ from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
 from .budget import BudgetHeld, Demand, Pacer, budgets
+from .dialect import STAMP_KEY, parse_strict, refined, stamp_in
 from .endpoints import point_at_sandbox
 from .limiter import ccxt_rate_options
 
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
-STAMP_KEY = "planar_stamp"  # set on user-stream messages as they arrive (see StrictBinance.stamp)
 _USED_RE = re.compile(r"^X-(?:MBX-USED-WEIGHT|SAPI-USED-IP-WEIGHT)-(\d+)([SMHD])$", re.IGNORECASE)
 _ORDERS_RE = re.compile(r"^X-MBX-ORDER-COUNT-(\d+)([SMHD])$", re.IGNORECASE)
 UNIT_MS = {"S": 1000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
 INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 
 # Binance's APIs, each with a weight budget of its own per IP (ccxt's section name -> API)
+# the codes ccxt leaves generic -> the engine's typed errors
+ERRORS: dict[int, type[E.ExchangeOpError]] = {
+    -4116: E.DuplicateOrder,
+    -2019: E.InsufficientFunds,
+    -2022: E.InvalidOrder,
+    -4164: E.InvalidOrder,
+    -1013: E.InvalidOrder,
+    -1021: E.ClockSkew,
+}
 API_PREFIXES = ("fapi", "dapi", "eapi", "sapi", "papi")
 # ccxt's cost units per weight unit: ccxt scales every section to its 50 ms rateLimit (1200 units a minute): spot
 # endpoints cost 0.2 per weight (6000 a minute), /sapi 0.1 per IP weight (12 000), the derivatives APIs 1 per weight
@@ -323,12 +332,7 @@ class StrictBinance(ccxtpro.binance):
             self.pacer.hold(r.weight_key, PUBLISHED_WEIGHT.get(r.api, {}), retry_after or 1.0)
 
     def parse_json(self, http_response: str) -> object:
-        if self.is_json_encoded_object(http_response):
-            try:
-                return self.on_json_response(http_response)
-            except ValueError as exc:
-                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
-        return None
+        return parse_strict(self, http_response)
 
     def handle_ohlcv(self, client: object, message: Json) -> None:
         kline = message.get("k")
@@ -515,12 +519,7 @@ class BinanceDialect:
     def stamp_of(raw: object) -> Stamp | None:
         """The stamp ``StrictBinance`` put on the user-stream message a parsed balance, order, trade or position came
         from (None: not from the stream, or not through StrictBinance)."""
-        info = raw.get("info") if isinstance(raw, dict) else None
-        mark = info.get(STAMP_KEY) if isinstance(info, dict) else None
-        if not isinstance(mark, dict) or not isinstance(mark.get("seq"), int):
-            return None
-        assets = mark.get("assets")
-        return Stamp(mark["seq"], mark.get("ms"), frozenset(assets) if isinstance(assets, list) else None)
+        return stamp_in(raw.get("info") if isinstance(raw, dict) else None)
 
     @staticmethod
     def snapshot_time(raw: object) -> int | None:
@@ -689,17 +688,9 @@ class BinanceDialect:
     def refine_error(self, exc: BaseException) -> E.ExchangeOpError | None:
         """The codes ccxt leaves generic, mapped to the engine's typed errors (None: ccxt's class decides)."""
         code = self.error_code(exc)
-        text = str(exc)
-        kind: type[E.ExchangeOpError] | None = None
-        if code == -4116 or (code == -2010 and "Duplicate" in text):
-            kind = E.DuplicateOrder
-        elif code == -2019:
-            kind = E.InsufficientFunds
-        elif code in (-2022, -4164, -1013):
-            kind = E.InvalidOrder
-        elif code == -1021:
-            kind = E.ClockSkew
-        return kind(text, code, exc) if kind is not None else None
+        if code == -2010 and "Duplicate" in str(exc):  # -2010 is every new-order refusal; the text says which
+            return E.DuplicateOrder(str(exc), code, exc)
+        return refined(exc, code, ERRORS)
 
     def already_set(self, exc: BaseException) -> bool:
         """The exchange refused a margin-mode or position-mode change because that mode is already set."""

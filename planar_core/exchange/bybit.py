@@ -35,10 +35,22 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
-from .binance import STAMP_KEY
+from .dialect import STAMP_KEY, parse_strict, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
 
 _CODE_RE = re.compile(r'"retCode"\s*:\s*(-?\d+)')
+# retCodes ccxt leaves generic -> the engine's typed errors
+ERRORS: dict[int, type[E.ExchangeOpError]] = {
+    110072: E.DuplicateOrder,  # orderLinkId duplicate (linear)
+    170141: E.DuplicateOrder,  # (spot)
+    110007: E.InsufficientFunds,
+    110004: E.InsufficientFunds,
+    110012: E.InsufficientFunds,
+    170131: E.InsufficientFunds,
+    10002: E.ClockSkew,
+    110001: E.OrderNotFound,  # order does not exist (linear)
+    170213: E.OrderNotFound,  # (spot)
+}
 # retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
 ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})
 
@@ -115,12 +127,7 @@ class StrictBybit(ccxtpro.bybit):
         super().handle_ohlcv(client, message)
 
     def parse_json(self, http_response: str) -> object:
-        if self.is_json_encoded_object(http_response):
-            try:
-                return self.on_json_response(http_response)
-            except ValueError as exc:
-                raise ccxt.BadResponse(f"{self.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
-        return None
+        return parse_strict(self, http_response)
 
 
 class BybitDialect:
@@ -252,11 +259,7 @@ class BybitDialect:
         info = raw.get("info") if isinstance(raw, dict) else None
         if isinstance(info, list) and info and isinstance(info[0], dict):
             info = info[0]
-        mark = info.get(STAMP_KEY) if isinstance(info, dict) else None
-        if not isinstance(mark, dict) or not isinstance(mark.get("seq"), int):
-            return None
-        assets = mark.get("assets")
-        return Stamp(mark["seq"], mark.get("ms"), frozenset(assets) if isinstance(assets, list) else None)
+        return stamp_in(info)
 
     @staticmethod
     def snapshot_time(raw: object) -> int | None:
@@ -385,18 +388,7 @@ class BybitDialect:
         return int(m.group(1)) if m else None
 
     def refine_error(self, exc: BaseException) -> E.ExchangeOpError | None:
-        code = self.error_code(exc)
-        text = str(exc)
-        kind: type[E.ExchangeOpError] | None = None
-        if code in (110072, 170141):  # orderLinkId duplicate (linear, spot)
-            kind = E.DuplicateOrder
-        elif code in (110007, 110004, 110012, 170131):
-            kind = E.InsufficientFunds
-        elif code == 10002:
-            kind = E.ClockSkew
-        elif code in (110001, 170213):  # order does not exist
-            kind = E.OrderNotFound
-        return kind(text, code, exc) if kind is not None else None
+        return refined(exc, self.error_code(exc), ERRORS)
 
     def already_set(self, exc: BaseException) -> bool:
         return self.error_code(exc) in ALREADY_SET or "not modified" in str(exc)

@@ -8,7 +8,10 @@ adapter (``client.py``, ``ccxt_venue.py``, ``reports.py``, ``requests.py``) read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
+
+import ccxt
 
 from ..model.stamp import Stamp
 from ..model.types import Json
@@ -18,6 +21,35 @@ from .ccxt_types import CcxtExchange
 
 if TYPE_CHECKING:
     from ..config import StrategyConfig
+
+STAMP_KEY = "planar_stamp"  # set on private stream messages as they arrive (StrictBinance.stamp, StrictBybit)
+
+
+def parse_strict(ex: CcxtExchange, http_response: str) -> object:
+    """A dialect client's ``parse_json``: an answer that starts like JSON but does not parse raises ``BadResponse``.
+    ccxt returns None for it and its methods then parse an empty answer, so a truncated open-orders list would read
+    as "nothing open" and an emergency stop would report clean with every order live."""
+    if ex.is_json_encoded_object(http_response):
+        try:
+            return ex.on_json_response(http_response)
+        except ValueError as exc:
+            raise ccxt.BadResponse(f"{ex.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
+    return None
+
+
+def stamp_in(info: object) -> Stamp | None:
+    """The stamp a dialect client put on a stream message (a parsed report's ``info``); None: not from the stream."""
+    mark = info.get(STAMP_KEY) if isinstance(info, dict) else None
+    if not isinstance(mark, dict) or not isinstance(mark.get("seq"), int):
+        return None
+    assets = mark.get("assets")
+    return Stamp(mark["seq"], mark.get("ms"), frozenset(assets) if isinstance(assets, list) else None)
+
+
+def refined(exc: BaseException, code: int | None, kinds: Mapping[int, type[E.ExchangeOpError]]) -> E.ExchangeOpError | None:
+    """The engine's typed error for an exchange code ccxt leaves generic (None: ccxt's class decides)."""
+    kind = kinds.get(code) if code is not None else None
+    return kind(str(exc), code, exc) if kind is not None else None
 
 
 class Dialect(Protocol):
