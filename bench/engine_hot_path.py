@@ -45,6 +45,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from planar_core.engine import Strategy, strategy
+from planar_core.exchange.ccxt_types import CcxtExchange
 from planar_core.exchange.endpoints import point_at_sandbox, point_bybit_at_sandbox
 from planar_core.model import PENDING, OrderType, Side
 
@@ -94,7 +95,7 @@ def build(info: dict, name: str, acct: dict, fsync: bool, venue: str = "binance"
     )
 
 
-def raw_client(info: dict, acct: dict, venue: str) -> Any:
+def raw_client(info: dict, acct: dict, venue: str) -> CcxtExchange:
     """Unmodified ccxt (REST only, unpaced) on the sandbox, only its URLs changed."""
     conf = {"apiKey": acct["api_key"], "secret": acct["api_secret"], "enableRateLimit": False}
     if venue == "bybit":

@@ -28,7 +28,7 @@ from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
 from .budget import BudgetHeld, Demand, Pacer, budgets
-from .dialect import STAMP_KEY, parse_strict, refined, stamp_in
+from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_at_sandbox
 from .limiter import ccxt_rate_options
 
@@ -168,7 +168,7 @@ class Route:
     factor: float
 
 
-class StrictBinance(ccxtpro.binance):
+class StrictBinance(DialectClient, ccxtpro.binance):
     """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
     the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept, and every user-stream
     message is stamped as it arrives (``stamp``).
@@ -330,9 +330,6 @@ class StrictBinance(ccxtpro.binance):
             self.pacer.hold(r.orders_key, PUBLISHED_ORDERS.get(r.api, {}), retry_after or min(spans) / 1000)
         else:
             self.pacer.hold(r.weight_key, PUBLISHED_WEIGHT.get(r.api, {}), retry_after or 1.0)
-
-    def parse_json(self, http_response: str) -> object:
-        return parse_strict(self, http_response)
 
     def handle_ohlcv(self, client: object, message: Json) -> None:
         kline = message.get("k")

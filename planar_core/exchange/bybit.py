@@ -35,7 +35,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
-from .dialect import STAMP_KEY, parse_strict, refined, stamp_in
+from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
 
 _CODE_RE = re.compile(r'"retCode"\s*:\s*(-?\d+)')
@@ -67,7 +67,7 @@ def _ms(value: object) -> int | None:
     return ms if ms > 0 else None
 
 
-class StrictBybit(ccxtpro.bybit):
+class StrictBybit(DialectClient, ccxtpro.bybit):
     """ccxt.pro's bybit, except that an answer that starts like JSON but does not parse raises ``BadResponse``
     (ccxt would read it as empty: "nothing open"), the kline topic's ``confirm`` flag is kept, and every row of a
     private message is stamped as it arrives (the engine's one order of account reports, model/stamp.py)."""
@@ -125,9 +125,6 @@ class StrictBybit(ccxtpro.bybit):
                 if isinstance(row, dict) and row.get("confirm") is True and isinstance(row.get("start"), int) and timeframe:
                     self.closed_klines[(symbol, timeframe)] = int(row["start"])
         super().handle_ohlcv(client, message)
-
-    def parse_json(self, http_response: str) -> object:
-        return parse_strict(self, http_response)
 
 
 class BybitDialect:

@@ -25,11 +25,10 @@ from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import OrderRef
-from .binance import BINANCE, NotSent, StrictBinance
+from .binance import BINANCE, NotSent
 from .budget import SEND_DEADLINE, Pacer
-from .bybit import StrictBybit
 from .ccxt_types import CcxtExchange
-from .dialect import Dialect
+from .dialect import Dialect, DialectClient
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
 from .limiter import OrderPacer, RequestWindow, WeightGuard
 
@@ -112,7 +111,7 @@ class ExchangeClient:
         self.ex = exchange
         self.ex._trace = self.sink  # ccxt's hooks record into the engine's trace
         self._seq = itertools.count(1)  # one order for user-stream messages, REST requests and fills (model/stamp.py)
-        if isinstance(exchange, (StrictBinance, StrictBybit)):  # the dialect's client stamps stream messages with our counter
+        if isinstance(exchange, DialectClient):  # the dialect's client stamps stream messages with our counter
             exchange.planar_seq = self.next_seq
         guard_ccxt_logs(cfg.credentials.secret_values())
         self.guard = WeightGuard(cfg.rate_limits.weight_per_minute)
@@ -122,7 +121,7 @@ class ExchangeClient:
         self.last_batch_count = 0
         self.in_flight = 0  # requests sent and not yet answered (tests and the fault harness wait for 0)
         self._rng = random.Random()
-        self.pacer: Pacer | None = exchange.pacer if isinstance(exchange, StrictBinance) else None  # the host's request budgets
+        self.pacer: Pacer | None = exchange.pacer if isinstance(exchange, DialectClient) else None  # the host's request budgets
 
     def next_seq(self) -> int:
         """The next number of the engine's one order of account reports (model/stamp.py)."""

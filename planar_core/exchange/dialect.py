@@ -8,7 +8,7 @@ adapter (``client.py``, ``ccxt_venue.py``, ``reports.py``, ``requests.py``) read
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import ccxt
@@ -17,6 +17,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
+from .budget import Pacer
 from .ccxt_types import CcxtExchange
 
 if TYPE_CHECKING:
@@ -35,6 +36,18 @@ def parse_strict(ex: CcxtExchange, http_response: str) -> object:
         except ValueError as exc:
             raise ccxt.BadResponse(f"{ex.id} malformed JSON answer ({len(http_response)} bytes): {http_response[:80]!r}") from exc
     return None
+
+
+class DialectClient:
+    """What every dialect's ccxt client adds to ccxt's (a mixin, first among its bases): a strict JSON parse
+    (``parse_strict``), the engine's counter to stamp private stream messages with as they arrive
+    (``ExchangeClient`` hands it in), and the host's request budgets when the venue's requests draw from them."""
+
+    planar_seq: Callable[[], int]
+    pacer: Pacer | None = None
+
+    def parse_json(self, http_response: str) -> object:
+        return parse_strict(self, http_response)
 
 
 def stamp_in(info: object) -> Stamp | None:
