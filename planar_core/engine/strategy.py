@@ -355,13 +355,23 @@ class Strategy:
 
         return await execute(self, self.asset(ai), Side(side), amount)
 
-    async def emergency_order(self, ai: AssetInstance | str, side: Side | str, amount: float) -> OrderAnswer:
+    async def emergency_order(
+        self, ai: AssetInstance | str, side: Side | str, amount: float, position_side: PositionSide = PositionSide.BOTH
+    ) -> OrderAnswer:
         """A closing market order for the emergency stop: placed even though the strategy is halted, reduce-only on
-        margin assets, no risk sizing; journaled, traced and resolved like every other order."""
+        margin assets (hedge mode: on ``position_side``, which says it closes), no risk sizing; journaled, traced
+        and resolved like every other order."""
         a = self.asset(ai)
         try:
             asked = OrderCall(
-                type=OrderType.MARKET, side=Side(side), amount=amount, waitfor=0.0, synced=False, reduce_only=a.is_margin, emergency=True
+                type=OrderType.MARKET,
+                side=Side(side),
+                amount=amount,
+                waitfor=0.0,
+                synced=False,
+                reduce_only=a.is_margin and position_side is PositionSide.BOTH,
+                position_side=position_side,
+                emergency=True,
             )
         except ValueError as exc:
             _orders.refused(self, a, _orders.invalid(exc), side, amount, None)

@@ -487,12 +487,10 @@ class BinanceDialect:
         return isinstance(info, dict) and ("algoId" in info or "aid" in info)
 
     @staticmethod
-    def closing_params(position: Json) -> Json:
-        """ccxt params of a market order closing ``position`` (ccxt's position record): hedge mode names the position
-        side (Binance refuses reduce-only there), one-way mode sends reduce-only."""
-        info = position.get("info")
-        side = str((info if isinstance(info, dict) else {}).get("positionSide") or "BOTH").upper()
-        return {"positionSide": side} if side in ("LONG", "SHORT") else {"reduceOnly": True}
+    def position_params(position_side: str) -> Json:
+        """Hedge mode: ``positionSide`` LONG / SHORT says which position an order opens or closes (Binance refuses
+        reduce-only beside it)."""
+        return {"positionSide": position_side.upper()}
 
     @staticmethod
     def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:

@@ -148,6 +148,7 @@ class BybitDialect:
         batch_cancel={"spot": 10, "swap": 20},  # POST /v5/order/cancel-batch
         # a unified account's margin mode is the whole account's (/v5/account/set-margin-mode), not one symbol's
         margin_modes=frozenset({"cross", "isolated"}),
+        hedge_mode=True,  # USDT perpetuals: /v5/position/switch-mode, positions on positionIdx 1 and 2
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:
@@ -206,9 +207,9 @@ class BybitDialect:
         return {"triggerPrice": trigger_price, "triggerDirection": "descending" if falling else "ascending"}
 
     @staticmethod
-    def closing_params(position: Json) -> Json:
-        """A market order closing ``position``: reduce-only (one-way mode, the only mode this venue offers yet)."""
-        return {"reduceOnly": True}
+    def position_params(position_side: str) -> Json:
+        """Hedge mode: ``positionIdx`` 1 is the long position, 2 the short one; a sell on 1 closes the long."""
+        return {"positionIdx": 1 if position_side == "long" else 2}
 
     @staticmethod
     def oco_request(market_id: str, side: str, amount: str, take_profit: str, stop: str, above_cid: str, below_cid: str) -> Json:

@@ -27,7 +27,7 @@ def order_args(dialect: Dialect, order: PlaceOrder, contract: bool) -> tuple[str
     if trigger is not None:
         params.update(dialect.conditional_params(trigger, contract, order.trigger_price, order.trailing_percent, order.side.value))
     if order.position_side is not PositionSide.BOTH:
-        params["positionSide"] = order.position_side.value.upper()
+        params.update(dialect.position_params(order.position_side.value))
     elif order.reduce_only:
         params["reduceOnly"] = True
     if not order.type.is_limit:

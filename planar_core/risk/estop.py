@@ -28,8 +28,8 @@ from ..exchange.errors import ExchangeOpError
 from ..model.cancels import as_cancelled, cancel_target
 from ..model.json import num, obj
 from ..model.types import Json, PositionSide
-from ..model.venue import OrderRef, OrderReport
-from .outcome import Entry, OrdersOutcome, OutcomeTables, SymbolOutcome, Table, not_clean_parts
+from ..model.venue import OrderRef, OrderReport, PositionReport
+from .outcome import Entry, OrdersOutcome, OutcomeTables, SymbolOutcome, Table, not_clean_parts, position_key
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -303,28 +303,47 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             if ai.is_margin:
                 positions = await s.venue.positions([symbol], timeout=remaining, retries=0)
                 s.apply_positions(positions, complete=True)
-                amount = sum(p.contracts * (-1 if p.side is PositionSide.SHORT else 1) for p in positions if p.symbol == symbol)
+                held = _position_sizes(ai, [p for p in positions if p.symbol == symbol])
             else:
                 await s.refresh_balances()
-                amount = s.cash(ai.base).free
+                held = {PositionSide.BOTH: s.cash(ai.base).free}
         except ExchangeOpError as err:
             out.position_unverified = f"position size unknown: {type(err).__name__}: {err}"[:300]
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
         out.position_unverified = None
-        position = out.position()
-        if _negligible(s, ai, abs(amount)):
-            position.still_open = 0.0
+        for side in list(out.positions):  # a side no longer reported is flat
+            held.setdefault(side, 0.0)
+        flat = True
+        for side, amount in held.items():
+            position = out.position(side)
+            if _negligible(s, ai, abs(amount)):
+                position.still_open = 0.0
+                continue
+            flat = False
+            position.still_open = amount
+            result = await s.emergency_order(ai, "sell" if amount > 0 else "buy", abs(amount), side)
+            if result is not None:
+                position.closed += abs(amount)
+            else:
+                report.errors.append(f"{position_key(symbol, side)}: closing order not placed (see the trace)")
+        if flat:
             return
-        position.still_open = amount
-        result = await s.emergency_order(ai, "sell" if amount > 0 else "buy", abs(amount))
-        if result is not None:
-            position.closed += abs(amount)
-        else:
-            report.errors.append(f"{symbol}: closing order not placed (see the trace)")
         await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
         attempt += 1
+
+
+def _position_sizes(ai: "AssetInstance", positions: list[PositionReport]) -> dict[PositionSide, float]:
+    """The signed size of each position to close: one-way mode the net position (BOTH); hedge mode each side on
+    its own (a long and a short are two closes, each naming its side: a net order would be refused)."""
+    if not ai.hedged:
+        return {PositionSide.BOTH: sum(p.contracts * (-1 if p.side is PositionSide.SHORT else 1) for p in positions)}
+    sizes: dict[PositionSide, float] = {}
+    for p in positions:
+        if p.side is not PositionSide.BOTH:
+            sizes[p.side] = sizes.get(p.side, 0.0) + p.contracts * (-1 if p.side is PositionSide.SHORT else 1)
+    return sizes
 
 
 def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:

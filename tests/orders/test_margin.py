@@ -80,6 +80,10 @@ async def test_hedge_mode_keeps_long_and_short_apart(strategy_factory: Any, sand
     positions = futures(sandbox, s)["positions"]
     assert "BTCUSDT:LONG" not in positions and Decimal(positions["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.02")
     assert ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02)
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.01, position_side="long", waitfor=5), Trade)
+    report = await s.emergency_stop("close both sides", close_positions=True)  # each side closed on its own
+    assert report.clean, report
+    assert futures(sandbox, s)["positions"] == {}
 
 
 async def test_isolated_liquidation_is_a_forced_close_the_breakers_see(strategy_factory: Any, sandbox: Any, account: Any) -> None:

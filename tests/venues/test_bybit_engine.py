@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from planar_core.model import PENDING, OrderStatus, OrderType, Side, Trade
+from planar_core.model import PENDING, OrderStatus, OrderType, PositionSide, Side, Trade
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 
@@ -188,3 +188,27 @@ async def test_listings_follow_bybits_cursor(bybit_strategy, bybit_sandbox, trad
     assert len(listed) == 27 and len({o.client_order_id for o in listed}) == 27
     history = await s.venue.order_history("BTC/USDT", timeout=10)
     assert {o.client_order_id for o in listed} <= {o.client_order_id for o in history}
+
+
+async def test_hedge_mode_keeps_long_and_short_apart(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Hedge mode on a USDT perpetual: the account is switched at start-up, a long and a short are held at once
+    (Bybit's ``positionIdx`` 1 and 2), closing one side leaves the other, and a closing e-stop closes both."""
+    s = await bybit_strategy(name="perp", margin=True, universe=["BTC/USDT:USDT"], position_mode="hedge", risk={"estop_budget_s": 5.0})
+    ai = s.universe["BTC/USDT:USDT"]
+    assert trader.hedge_mode and ai.hedged
+    assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0) is None  # which side? refused by name
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, position_side="long", waitfor=5), Trade)
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.02, position_side="short", waitfor=5), Trade)
+    positions = lambda: snapshot(bybit_sandbox, trader)["futures"]["positions"]  # noqa: E731
+    assert float(positions()["BTCUSDT:LONG"]["amount"]) == pytest.approx(0.01)
+    assert float(positions()["BTCUSDT:SHORT"]["amount"]) == pytest.approx(-0.02)
+    await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == pytest.approx(0.01), timeout=10)
+    await wait_for(lambda: ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02), timeout=10)
+    closed = await s.close_position(ai, "long")
+    assert closed.sides == (PositionSide.LONG,) and isinstance(closed[PositionSide.LONG], Trade)
+    assert "BTCUSDT:LONG" not in positions() and float(positions()["BTCUSDT:SHORT"]["amount"]) == pytest.approx(-0.02)
+    await wait_for(lambda: not ai.position_of(PositionSide.LONG).contracts, timeout=10)
+    assert ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.02)
+    report = await s.emergency_stop("close everything", close_positions=True)
+    assert report.clean, report
+    assert positions() == {}
