@@ -187,6 +187,10 @@ async def test_linear_conditional_orders(client: Any, bybit: BybitServer) -> Non
     assert sl["id"] not in [o["id"] for o in await client.fetch_open_orders(SWAP)]
 
 
+def trader_of(bybit: BybitServer, client: Any) -> Account:
+    return bybit.ex.accounts[client.apiKey]
+
+
 async def test_spot_stop_and_tpsl_orders(client: Any, bybit: BybitServer) -> None:
     spot = await last(client, SPOT)
     stop = await client.create_order(
@@ -198,9 +202,13 @@ async def test_spot_stop_and_tpsl_orders(client: Any, bybit: BybitServer) -> Non
         "Stop",
         px(client, SPOT, spot * 1.03),
     )
+    base = SPOT.split("/")[0]
+    locked = lambda: trader_of(bybit, client).spot[base][1]  # noqa: E731
+    assert locked() == 0  # a StopOrder holds nothing until it triggers (Bybit's orderFilter doc)
     await client.cancel_order(stop["id"], SPOT, {"trigger": True})
     assert (await client.fetch_order(stop["id"], SPOT, {"acknowledged": True}))["info"]["orderStatus"] == "Deactivated"
     tpsl = await client.create_order(SPOT, "market", "sell", 0.001, None, {"stopLossPrice": px(client, SPOT, spot * 0.97)})
+    assert locked() == Decimal("0.001")  # a tpslOrder's assets "are occupied even before the order is triggered"
     listed = await client.fetch_open_orders(SPOT, None, None, {"orderFilter": "tpslOrder"})
     assert [o["info"]["stopOrderType"] for o in listed if o["id"] == tpsl["id"]] == ["tpslOrder"]
     with Shock(bybit, "spot", 0.96):

@@ -1,7 +1,7 @@
 """Everything Bybit-specific the engine relies on (v5 API, unified trading account): the dialect ``BybitDialect``,
 read by the ccxt adapter (``exchange/ccxt_venue.py``) as Binance's is.
 
-What this first cut of the venue covers, and why the capability table says less than Binance's:
+What the venue covers, and why the capability table says less than Binance's:
 
 * Spot and USDT perpetuals (``linear``) on a unified account: market, limit GTC/IOC/FOK and post-only orders,
   cancels by ``orderLinkId``, leverage, the start-up sync, the e-stop. One wallet serves both categories, so a
@@ -9,9 +9,12 @@ What this first cut of the venue covers, and why the capability table says less 
 * Margin mode: a unified account has one for the whole account (``/v5/account/set-margin-mode``); two strategies
   on one account asking for different modes switch it back and forth (the exchange refuses while positions or
   orders are open).
-* Stop and take-profit orders (market and limit) on USDT perpetuals; on spot they are refused before anything is
-  sent (not mapped yet). Not yet: trailing stops, native TP/SL attached to an entry, hedge mode, Bybit's dead-man's switch (DCP),
-  OCO (Bybit has none; the engine's brackets emulate exits where the venue has no list).
+* Stop and take-profit orders (market and limit) on spot (``StopOrder``: nothing held until the trigger) and USDT
+  perpetuals (with ``triggerDirection``); hedge mode on USDT perpetuals (``positionIdx`` 1/2).
+* Exits attached to an entry are the engine's (two conditional orders under the strategy's ids, one cancelled
+  when the other acts): Bybit has no order list, and its native TP/SL belongs to the position (no ``orderLinkId``;
+  one per symbol in one-way mode), which two strategies sharing an account would overwrite.
+* Not offered: trailing stops (Bybit trails a position via ``trading-stop``, not an order of its own).
 * Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
   ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
   both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
@@ -140,7 +143,7 @@ class BybitDialect:
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api
-        # stop / take-profit: USDT perpetuals only (conditional_params refuses them on spot)
+        # stop / take-profit, market and limit, on spot (StopOrder) and USDT perpetuals
         order_types=frozenset(
             {"market", "gtc", "ioc", "fok", "post_only", "stop_market", "stop_limit", "take_profit_market", "take_profit_limit"}
         ),
@@ -195,14 +198,21 @@ class BybitDialect:
 
     @staticmethod
     def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str) -> Json:
-        """A conditional order on a USDT perpetual: ``triggerPrice`` and the direction the price must cross it in (a
-        stop sells when the price falls to it and buys when it rises; a take-profit the other way round). Bybit
-        keeps one order under one id before and after its trigger. Spot conditional orders and trailing stops are
-        not offered on this venue yet (refused before anything is sent)."""
-        if not contract:
-            raise E.InvalidOrder(f"bybit: spot {trigger} orders are not offered on this venue yet")
+        """A stop or take-profit order: ``triggerPrice``, one order under one id before and after its trigger.
+
+        * USDT perpetuals: with the direction the price must cross the trigger in (a stop sells when the price falls
+          to it and buys when it rises; a take-profit the other way round): Bybit refuses a trigger already passed.
+        * Spot: a conditional order (ccxt sends ``orderFilter=StopOrder``), which holds no funds until it triggers,
+          so a stop-loss and a take-profit can both guard the same coins (the engine cancels the other when one
+          acts). Bybit takes no direction on spot: it reads it from the side of its last price the trigger is on,
+          which is why the engine refuses a trigger on the wrong side of the last price before sending.
+
+        Trailing stops are not offered on this venue (Bybit trails a position, not an order): refused before
+        anything is sent."""
         if trigger not in ("stop", "take") or trigger_price is None:
-            raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue yet")
+            raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue")
+        if not contract:
+            return {"triggerPrice": trigger_price}
         falling = (trigger == "stop") == (side == "sell")
         return {"triggerPrice": trigger_price, "triggerDirection": "descending" if falling else "ascending"}
 

@@ -169,8 +169,10 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             listener(acct, kind, event, payload)
 
     # ----------------------------------------------------------------- order entry
-    def place_order(self, acct: Account, kind: str, p: dict[str, str]) -> tuple[SandboxOrder, list[Fill]]:
-        """Validate and book an order as Binance would; returns it with its immediate fills."""
+    def place_order(self, acct: Account, kind: str, p: dict[str, str], lock_at_trigger: bool = False) -> tuple[SandboxOrder, list[Fill]]:
+        """Validate and book an order as Binance would; returns it with its immediate fills. ``lock_at_trigger``: a
+        spot conditional order holds no funds until it triggers (Bybit's ``StopOrder``; Binance locks at once), and
+        expires at its trigger when the funds are not there then."""
         m = self.market(kind, p.get("symbol"))
         spec = m.spec
         side = (p.get("side") or "").upper()
@@ -259,7 +261,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             order.working = False
             if conditional.spot_due(order, self.last_price(m)):
                 raise E.ApiError(400, -2010, "Stop price would trigger immediately.")
-            if self._placing_list is None or not self._placing_list.legs_locked:
+            if not lock_at_trigger and (self._placing_list is None or not self._placing_list.legs_locked):
                 self._reserve_spot(acct, m, order, [])  # an OCO's second leg shares the lock its first leg holds
             self._book(acct, order)
             return order, []

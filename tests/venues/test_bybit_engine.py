@@ -82,10 +82,6 @@ async def test_spot_market_and_resting_orders(bybit_strategy, bybit_sandbox, tra
     (order,) = s.universe["ETH/USDT"].open_orders()
     live = [o for o in snapshot(bybit_sandbox, trader)["open_orders"]]
     assert [o["client_order_id"] for o in live] == [order.client_order_id]
-    # a spot stop: not offered on this venue yet, refused before anything is sent
-    sent = len(s.sink.of("api_call"))
-    assert await s.call("ETH/USDT", OrderType.STOP_MARKET, Side.BUY, amount=0.1, trigger_price=bid * 1.05, waitfor=0) is None
-    assert not [e for e in s.sink.of("api_call")[sent:] if e["endpoint"] == "create_order"]
 
 
 async def test_cancel_and_an_emergency_stop_on_spot(bybit_strategy, bybit_sandbox, trader) -> None:
@@ -149,7 +145,7 @@ async def test_restarts_learn_what_happened_while_down(bybit_strategy, bybit_san
 
 async def test_linear_conditional_orders_wait_trigger_and_fill(bybit_strategy, bybit_sandbox, trader) -> None:
     """Stop and take-profit orders on a USDT perpetual: waiting on the exchange under the order's own id, then
-    triggered by the price and filled; a spot stop is refused before anything is sent."""
+    triggered by the price and filled."""
     s = await bybit_strategy(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5)
     ai = s.universe["BTC/USDT:USDT"]
     last = await shock(bybit_sandbox, "BTCUSDT", 1.0, "linear")
@@ -212,3 +208,39 @@ async def test_hedge_mode_keeps_long_and_short_apart(bybit_strategy, bybit_sandb
     report = await s.emergency_stop("close everything", close_positions=True)
     assert report.clean, report
     assert positions() == {}
+
+
+async def test_spot_stops_and_attached_exits(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Spot conditional orders (Bybit's ``StopOrder``: nothing held until the trigger), and a spot entry's attached
+    stop-loss and take-profit: Bybit has no order list, so both exits wait on the exchange for the whole amount and
+    the engine cancels the other when one acts; the exchange's snapshot agrees at each step."""
+    s = await bybit_strategy(universe=["BTC/USDT"])
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: wallet_subscribed(bybit_sandbox, trader), timeout=10)
+    last = await shock(bybit_sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    buy_stop = await s.call(ai, OrderType.STOP_LIMIT, Side.BUY, amount=0.01, price=last * 1.03, trigger_price=last * 1.01, waitfor=0)
+    assert buy_stop is PENDING
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.97, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    exits = lambda: [o for o in ai.orders.values() if o.parent == entry.client_order_id]  # noqa: E731
+    await wait_for(lambda: len(exits()) == 2 and all(o.id is not None for o in exits()), timeout=10)
+    acct = snapshot(bybit_sandbox, trader)
+    waiting = {o["client_order_id"]: o for o in acct["open_orders"]}
+    assert set(waiting) == {o.client_order_id for o in exits()} | {ai.orders[buy_stop_cid(ai, OrderType.STOP_LIMIT)].client_order_id}
+    (amount,) = {o.amount for o in exits()}  # both exits guard the same coins, what the entry bought
+    assert 0.019 < amount <= 0.02
+    assert float(acct["spot_balances"]["BTC"]["locked"]) == 0 and float(acct["spot_balances"]["USDT"]["locked"]) == 0
+    await shock(bybit_sandbox, "BTCUSDT", 1.015)  # the buy stop triggers and fills at its limit
+    stop = ai.orders[buy_stop_cid(ai, OrderType.STOP_LIMIT)]
+    await wait_for(lambda: stop.status is OrderStatus.CLOSED and stop.triggered, timeout=10)
+    await shock(bybit_sandbox, "BTCUSDT", 1.025)  # the take-profit triggers and sells; the engine cancels the stop-loss
+    take = next(o for o in exits() if o.type is OrderType.TAKE_PROFIT_MARKET)
+    loss = next(o for o in exits() if o.type is OrderType.STOP_MARKET)
+    await wait_for(lambda: take.status is OrderStatus.CLOSED and loss.status is OrderStatus.CANCELED, timeout=10)
+    assert snapshot(bybit_sandbox, trader)["open_orders"] == []
+    await wait_for(lambda: s.cash("BTC").total == pytest.approx(float(snapshot(bybit_sandbox, trader)["spot_balances"]["BTC"]["free"])))
+
+
+def buy_stop_cid(ai: Any, kind: OrderType) -> str:
+    return next(o.client_order_id for o in ai.orders.values() if o.type is kind and o.parent is None)

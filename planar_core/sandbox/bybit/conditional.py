@@ -105,7 +105,9 @@ class Conditional:
             raise params_error("params error: a conditional market buy takes marketUnit=baseCoin in the sandbox")
         core["type"] = base + ("_LIMIT" if core["type"] == "LIMIT" else "")
         core["stopPrice"] = str(trigger)
-        order, _ = self.ex.place_order(c.acct, "spot", core)
+        # Bybit: a tpslOrder's assets "are occupied even before the order is triggered"; a StopOrder's "will not be
+        # occupied until the price ... reaches the trigger price" (v5 create-order, orderFilter)
+        order, _ = self.ex.place_order(c.acct, "spot", core, lock_at_trigger=flt != "tpslOrder")
         self.meta[order.order_id] = Meta("tpslOrder" if flt == "tpslOrder" else "Stop", direction, trigger_by)
         return order.order_id, self.server.link_id(order)
 
