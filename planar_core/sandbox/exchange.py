@@ -828,6 +828,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                         "status": a.status,
                         "qty": str(a.qty),
                         "trigger_price": str(a.trigger_price),
+                        "reduce_only": a.reduce_only or a.close_position,
                         "actual_order_id": a.actual_order_id,
                     }
                     for a in acct.algo_orders.values()

@@ -244,3 +244,26 @@ async def test_spot_stops_and_attached_exits(bybit_strategy, bybit_sandbox, trad
 
 def buy_stop_cid(ai: Any, kind: OrderType) -> str:
     return next(o.client_order_id for o in ai.orders.values() if o.type is kind and o.parent is None)
+
+
+async def test_linear_attached_exits_cancel_each_other(bybit_strategy, bybit_sandbox, trader) -> None:
+    """A USDT perpetual entry's stop-loss and take-profit: two reduce-only conditional orders under the strategy's
+    ids; the stop-loss closes the position and the engine cancels the take-profit."""
+    s = await bybit_strategy(name="perp", margin=True, universe=["BTC/USDT:USDT"], default_leverage=5)
+    ai = s.universe["BTC/USDT:USDT"]
+    last = await shock(bybit_sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    exits = lambda: [o for o in ai.orders.values() if o.parent == entry.client_order_id]  # noqa: E731
+    await wait_for(lambda: len(exits()) == 2 and all(o.id is not None for o in exits()), timeout=10)
+    waiting = {a["client_algo_id"]: a for a in snapshot(bybit_sandbox, trader)["algo_orders"] if a["status"] == "NEW"}
+    assert set(waiting) == {o.client_order_id for o in exits()}
+    assert all(a["reduce_only"] for a in waiting.values()), waiting
+    await shock(bybit_sandbox, "BTCUSDT", 0.97, "linear")  # the stop-loss triggers and closes the position
+    loss = next(o for o in exits() if o.type is OrderType.STOP_MARKET)
+    take = next(o for o in exits() if o.type is OrderType.TAKE_PROFIT_MARKET)
+    await wait_for(lambda: loss.status is OrderStatus.CLOSED and take.status is OrderStatus.CANCELED, timeout=10)
+    acct = snapshot(bybit_sandbox, trader)
+    assert acct["futures"]["positions"] == {} and not [a for a in acct["algo_orders"] if a["status"] == "NEW"]
+    await wait_for(lambda: ai.position.contracts == 0, timeout=10)
