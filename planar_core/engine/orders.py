@@ -47,6 +47,7 @@ from ..model.requests import ALLOWED_PARAMS
 from ..model.types import Json
 from ..model.venue import ConditionalKind, PlaceOrder
 from ..storage import CorruptStateError
+from . import trailing
 from .margin import ensure_margin_mode
 from .notices import EngineEvent, OrderUpdated
 from .store_guard import describe
@@ -65,18 +66,19 @@ R = RefusalReason
 __all__ = ["ALLOWED_PARAMS", "NotJournaled", "adjusted", "book", "call", "invalid", "prepare", "refused", "resend"]
 
 
-def place_order(ai: AssetInstance, req: OrderRequest, cid: str, params: Json) -> PlaceOrder:
-    """The venue's request for a checked order (the adapter names conditional, hedge and time-in-force options)."""
+def place_order(ai: AssetInstance, req: OrderRequest, cid: str, params: Json, trails: bool = False) -> PlaceOrder:
+    """The venue's request for a checked order (the adapter names conditional, hedge and time-in-force options).
+    ``trails``: a trailing stop the engine trails (engine/trailing.py), a stop-market order on the exchange."""
     return PlaceOrder(
         symbol=ai.symbol,
-        type=req.type,
+        type=OrderType.STOP_MARKET if trails and req.type is OrderType.TRAILING_STOP else req.type,
         side=req.side,
         amount=req.amount,
         client_order_id=cid,
         price=req.price,
         reduce_only=req.reduce_only,
         trigger_price=req.trigger_price,
-        trailing_percent=req.trailing_percent,
+        trailing_percent=None if trails else req.trailing_percent,
         position_side=req.position_side,
         extra=dict(params),
     )
@@ -121,11 +123,15 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
         return Refusal(R.INVALID_PARAMS, "position_side: the account is in hedge mode; say which position the order is for (long or short)")
     if reduce_only and not ai.is_margin:
         return Refusal(R.INVALID_PARAMS, "reduce_only is for margin (futures) assets only")
+    trails = asked.conditional is ConditionalKind.TRAILING and trailing.emulated(s, ai)
     if asked.conditional is ConditionalKind.TRAILING:
-        lo, hi = s.venue.caps.trailing_percent.get(market_type, (0.0, 0.0))
+        lo, hi = trailing.PERCENT_RANGE if trails else s.venue.caps.trailing_percent.get(market_type, (0.0, 0.0))
+        who = "the engine's trailing stop" if trails else s.venue.name
         if not lo <= (asked.trailing_percent or 0.0) <= hi:
-            detail = f"invalid trailing_percent {asked.trailing_percent!r}: {s.venue.name} takes {lo}-{hi} % on {market_type} markets"
+            detail = f"invalid trailing_percent {asked.trailing_percent!r}: {who} takes {lo}-{hi} % on {market_type} markets"
             return Refusal(R.CAPABILITY, detail)
+        if trails and asked.trigger_price is not None:
+            return Refusal(R.CAPABILITY, f"the engine's trailing stop on {s.venue.name} starts at once: no activation price")
     amount, price = float(asked.amount), asked.price
     if s.config.max_position_size is not None and amount > s.config.max_position_size:
         return Refusal(R.RISK_LIMIT, f"amount {amount} exceeds max_position_size {s.config.max_position_size}")
@@ -140,6 +146,11 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
             notes.append(f"amount {amount:.10g} sized by risk to {sized:.10g}")
         amount = sized
     trigger = asked.trigger_price
+    if trails:  # the engine's trailing stop: a stop-market order, first placed trailing_percent from the last price
+        start = await _reference_price(s, ai)
+        if isinstance(start, Refusal):
+            return start
+        trigger = trailing.trigger_for(side, start, asked.trailing_percent or 0.0)
     precision = obj(ai.market.get("precision"))
     step, tick = precision.get("amount"), precision.get("price")
     try:  # the venue raises when an amount rounds to nothing at the market's precision
@@ -371,7 +382,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
     s.ensure_order_tasks(ai)
     params: Json = dict(asked.params)
     try:
-        ack = await submit(s, ai, order, place_order(ai, req, cid, params))
+        ack = await submit(s, ai, order, place_order(ai, req, cid, params, trailing.emulated(s, ai)))
     except Rejected as r:
         status = OrderStatus.REJECTED if r.err is not None else OrderStatus.FAILED
         order.refusal = s.book.refused(r.refusal)

@@ -49,6 +49,7 @@ from . import brackets as _brackets
 from . import cancels as _cancels
 from . import orders as _orders
 from . import sync as _sync
+from . import trailing as _trailing
 from . import updates as _updates
 from .closing import close_position
 from .freshness import AccountReader
@@ -131,6 +132,8 @@ class Strategy:
         self.lease = parts.lease
         self.run_id: str | None = None  # the orchestrator's run that drives this engine, for the lease's holder text
         self.hooks.listen(partial(_brackets.on_event, self))
+        self.trailer = _trailing.Trailer()  # trailing stops the engine moves where the venue has none (trailing.py)
+        self.hooks.on_price(self.trailer.on_price)
         self.hooks.listen(partial(_orders.on_verdict, self))  # order_monitoring.resend_absent
         self.risk = parts.risk
         self._wire_risk()

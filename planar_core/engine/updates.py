@@ -20,6 +20,7 @@ from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, 
 from ..model.clock import now_ms
 from ..model.json import opt_num, text
 from ..model.venue import FillReport, OrderRef, OrderReport, TriggerPhase
+from . import trailing
 from .margin import record_forced_close
 from .notices import Filled, OrderUpdated
 from .verdicts import decided
@@ -160,6 +161,8 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
         return order  # a triggered conditional record: what follows comes from the order it placed
     if oid and order.id is None:
         order.id = oid
+    if r.trigger_price and order.type is OrderType.TRAILING_STOP:
+        trailing.follow_exchange(s, ai, order, r.trigger_price)
     filled = r.filled or 0.0
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)

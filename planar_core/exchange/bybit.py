@@ -14,7 +14,8 @@ What the venue covers, and why the capability table says less than Binance's:
 * Exits attached to an entry are the engine's (two conditional orders under the strategy's ids, one cancelled
   when the other acts): Bybit has no order list, and its native TP/SL belongs to the position (no ``orderLinkId``;
   one per symbol in one-way mode), which two strategies sharing an account would overwrite.
-* Not offered: trailing stops (Bybit trails a position via ``trading-stop``, not an order of its own).
+* Trailing stops are the engine's (engine/trailing.py): a stop-market order whose trigger it moves with
+  ``/v5/order/amend`` (``Capabilities.amend_trigger``). Bybit's own trails a position (``trading-stop``), not an order.
 * Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
   ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
   both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
@@ -152,6 +153,9 @@ class BybitDialect:
         # a unified account's margin mode is the whole account's (/v5/account/set-margin-mode), not one symbol's
         margin_modes=frozenset({"cross", "isolated"}),
         hedge_mode=True,  # USDT perpetuals: /v5/position/switch-mode, positions on positionIdx 1 and 2
+        # /v5/order/amend takes a new triggerPrice for a conditional order still waiting: the engine trails a stop
+        # by moving it (Bybit's own trailing stop is a position's, not an order's)
+        amend_trigger=frozenset({"spot", "swap"}),
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:
@@ -207,8 +211,7 @@ class BybitDialect:
           acts). Bybit takes no direction on spot: it reads it from the side of its last price the trigger is on,
           which is why the engine refuses a trigger on the wrong side of the last price before sending.
 
-        Trailing stops are not offered on this venue (Bybit trails a position, not an order): refused before
-        anything is sent."""
+        A trailing stop never reaches here: the engine trails a stop-market order itself (``amend_trigger``)."""
         if trigger not in ("stop", "take") or trigger_price is None:
             raise E.InvalidOrder(f"bybit: {trigger} orders are not offered on this venue")
         if not contract:
@@ -399,7 +402,9 @@ class BybitDialect:
         return refined(exc, self.error_code(exc), ERRORS)
 
     def already_set(self, exc: BaseException) -> bool:
-        return self.error_code(exc) in ALREADY_SET or "not modified" in str(exc)
+        text = str(exc)
+        # "not modified" (modes, leverage); an amend to what the order already has: 10001 "The order remains unchanged"
+        return self.error_code(exc) in ALREADY_SET or "not modified" in text or "remains unchanged" in text
 
     def map_error(self, exc: BaseException) -> E.ExchangeOpError:
         return E.map_error(exc, self.refine_error, self.error_code)

@@ -18,7 +18,7 @@ from functools import partial
 
 from ..config import StrategyConfig
 from ..model.sink import EventSink
-from ..model.types import Json
+from ..model.types import Json, Side
 from ..model.venue import (
     BalanceReport,
     CancelResult,
@@ -145,6 +145,19 @@ class CcxtVenue(ExchangeClient):
         if not isinstance(raw, dict):
             return OrderReport(symbol, ref.order_id, ref.client_order_id, None)
         return self.parse.order(raw)
+
+    async def amend_trigger(self, symbol: str, ref: OrderRef, side: Side, trigger_price: float, timeout: float) -> None:
+        """Move a waiting conditional order's trigger (ccxt's ``edit_order`` with ``triggerPrice`` only: the amount
+        and the price stay). The trigger is absolute, so a retry after a lost answer sets the same value; the
+        exchange's "unchanged" then says it is already there."""
+        params = {**ref_params(self.venue, ref, self._contract(symbol)), "triggerPrice": trigger_price}
+        try:
+            await self.call(
+                "edit_order", partial(self.ex.edit_order, ref.order_id, symbol, "market", side.value, None, None, params), timeout
+            )
+        except ExchangeOpError as err:
+            if not self.venue.already_set(err):
+                raise
 
     async def cancel_orders(  # type: ignore[override]  # ExchangeClient's answered raw dicts (callers moving over)
         self, symbol: str, refs: Sequence[OrderRef], timeout: float, retries: int = 3

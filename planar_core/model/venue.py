@@ -252,14 +252,24 @@ class Capabilities:
     # market types whose conditional orders wait in a book of their own (Binance USD-M's Algo Service): a report from
     # the order book is then a triggered order's; elsewhere (Bybit) the book's report says the phase itself
     trigger_books: frozenset[str] = frozenset()
+    # market types where a conditional order still waiting can have its trigger moved in place (``amend_trigger``):
+    # where the venue has no trailing stop of its own, the engine trails a stop-market order by moving it
+    amend_trigger: frozenset[str] = frozenset()
     timeframes: frozenset[str] = frozenset()  # candle intervals the venue serves (ccxt notation: 1m, 4h, 1d...)
     credentials: tuple[str, ...] = ("api_key", "api_secret")  # what its API asks for (a passphrase too: OKX, KuCoin...)
 
     def supports(self, order_type: OrderType | str, market_type: str = "spot") -> bool:
         value = order_type.value if isinstance(order_type, OrderType) else order_type
+        if value == "trailing_stop" and self.trails_by_amending(market_type):
+            return True
         if value not in self.order_types:
             return False
         return value != "trailing_stop" or market_type in self.trailing_percent
+
+    def trails_by_amending(self, market_type: str) -> bool:
+        """No trailing stop of the venue's own on ``market_type``, but a stop-market order whose trigger can be
+        moved: the engine's trailing stop (engine/trailing.py)."""
+        return market_type not in self.trailing_percent and market_type in self.amend_trigger and "stop_market" in self.order_types
 
 
 # ------------------------------------------------------------------------------------------------------ the protocol
@@ -293,6 +303,11 @@ class Venue(Protocol):
     async def create_order(self, order: PlaceOrder, timeout: float) -> OrderReport: ...
     async def create_exit_list(self, exit_list: PlaceExitList, timeout: float) -> list[OrderReport]: ...
     async def cancel_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport: ...
+    async def amend_trigger(self, symbol: str, ref: OrderRef, side: Side, trigger_price: float, timeout: float) -> None:
+        """Move the trigger of a conditional order still waiting (``Capabilities.amend_trigger``); raises nothing
+        when it is already there. Idempotent: the new trigger is absolute."""
+        ...
+
     async def cancel_orders(self, symbol: str, refs: Sequence[OrderRef], timeout: float, retries: int = 3) -> CancelResult:
         """Cancel exactly these orders (never anyone else's), in as few requests as the venue allows."""
         ...

@@ -842,7 +842,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
 
 
 def order_json(o: SandboxOrder) -> dict:
-    return {
+    conditional = {"stop_price": str(o.stop_price), "working": o.working} if o.is_conditional else {}
+    return conditional | {
         "order_id": o.order_id,
         "client_order_id": o.client_id,
         "symbol": o.symbol,

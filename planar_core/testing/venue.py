@@ -28,7 +28,7 @@ from ..exchange.errors import ExchangeOpError, OrderNotFound
 from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.status import OrderStatus
-from ..model.types import OrderType, PositionSide
+from ..model.types import OrderType, PositionSide, Side
 from ..model.venue import (
     AssetBalance,
     BalanceReport,
@@ -320,6 +320,14 @@ class FakeVenue:
         assert o.id is not None
         self.orders[o.id] = replace(o, status=OrderStatus.CANCELED, updated=self.clock.ms)
         return self.orders[o.id]
+
+    async def amend_trigger(self, symbol: str, ref: OrderRef, side: Side, trigger_price: float, timeout: float) -> None:
+        self._op("amend_trigger", symbol, ref, trigger_price)
+        o = self._find(symbol, ref)
+        if o.status is not OrderStatus.OPEN:
+            raise OrderNotFound(f"order {o.id} is {o.status}")
+        assert o.id is not None
+        self.orders[o.id] = replace(o, trigger_price=trigger_price, updated=self.clock.ms)
 
     async def cancel_orders(self, symbol: str, refs: Sequence[OrderRef], timeout: float, retries: int = 3) -> CancelResult:
         self._op("cancel_orders", symbol, tuple(refs))

@@ -267,3 +267,65 @@ async def test_linear_attached_exits_cancel_each_other(bybit_strategy, bybit_san
     acct = snapshot(bybit_sandbox, trader)
     assert acct["futures"]["positions"] == {} and not [a for a in acct["algo_orders"] if a["status"] == "NEW"]
     await wait_for(lambda: ai.position.contracts == 0, timeout=10)
+
+
+def exchange_stop(server: BybitServer, acct: Account, cid: str) -> float | None:
+    """The trigger the exchange holds for the conditional order ``cid`` still waiting (spot order or linear algo)."""
+    view = snapshot(server, acct)
+    for o in view["open_orders"]:
+        if o["client_order_id"] == cid and not o.get("working", True):
+            return float(o["stop_price"])
+    for a in view["algo_orders"]:
+        if a["client_algo_id"] == cid and a["status"] == "NEW":
+            return float(a["trigger_price"])
+    return None
+
+
+@pytest.mark.parametrize("kind", ["spot", "linear"])
+async def test_the_engines_trailing_stop_follows_the_price(bybit_strategy, bybit_sandbox, trader, kind) -> None:
+    """Bybit has no trailing stop of an order's own: the engine's is a stop-market order whose trigger it moves up
+    after the price (never down), and which the exchange triggers on the fall; the exchange's trigger and the
+    engine's agree at each step."""
+    perp = kind == "linear"
+    symbol = "BTC/USDT:USDT" if perp else "BTC/USDT"
+    s = await bybit_strategy(name=kind, margin=perp, universe=[symbol], default_leverage=5)
+    ai = s.universe[symbol]
+    last = await shock(bybit_sandbox, "BTCUSDT", 1.0, kind)
+    ai.last_price = last
+    if perp:
+        assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5), Trade)
+    extra = {"reduce_only": True} if perp else {}
+    assert await s.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0, **extra) is PENDING
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    first = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    assert first == pytest.approx(order.trigger_price) and first < last
+    await shock(bybit_sandbox, "BTCUSDT", 1.03, kind)  # a new high: the stop follows it up
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > first * 1.02, timeout=10)
+    moved = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    await wait_for(lambda: order.trigger_price == pytest.approx(moved))
+    assert s.sink.of("order_amended")
+    await shock(bybit_sandbox, "BTCUSDT", 1.005, kind)  # the fall: the exchange triggers the stop, it sells
+    await wait_for(lambda: order.status is OrderStatus.CLOSED and order.triggered and order.filled == pytest.approx(0.01), timeout=10)
+    fills = [f for f in snapshot(bybit_sandbox, trader)["fills"] if f["client_order_id"] == order.client_order_id]
+    assert sum(float(f["qty"]) for f in fills) == pytest.approx(0.01)
+    assert max(float(f["price"]) for f in fills) < moved * 1.001  # it sold after the fall through the moved trigger, not the first
+
+
+async def test_the_engines_trailing_stop_after_a_restart(bybit_strategy, bybit_sandbox, trader) -> None:
+    """A restart takes the trigger the exchange holds (moved before the stop), not the one the journal recorded at
+    placement, so the next move starts from there and never loosens the stop."""
+    first = await bybit_strategy(universe=["BTC/USDT"])
+    ai = first.universe["BTC/USDT"]
+    ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.0)
+    assert await first.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    placed = order.trigger_price
+    await shock(bybit_sandbox, "BTCUSDT", 1.03)
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > placed * 1.02, timeout=10)
+    moved = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    await first.stop()
+    second = await bybit_strategy(universe=["BTC/USDT"])
+    again = second.universe["BTC/USDT"].orders[order.client_order_id]
+    assert again.type is OrderType.TRAILING_STOP and again.trigger_price == pytest.approx(moved)

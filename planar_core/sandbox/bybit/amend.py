@@ -1,5 +1,6 @@
 """``POST /v5/order/amend`` (ccxt's ``edit_order``): a new ``price`` and/or ``qty`` (and, for a conditional order
-still waiting, a new ``triggerPrice``) for an open order named by ``orderId`` or ``orderLinkId``.
+still waiting, a new ``triggerPrice``: a linear one's is all the sandbox moves) for an open order named by
+``orderId`` or ``orderLinkId``.
 
 Bybit: "You can only modify unfilled or partially filled orders"; ``qty``/``price`` "Do not pass it if not modify";
 the answer is ``{"orderId", "orderLinkId"}``. Refusals: an unknown or no longer open order is 110001 (linear) /
@@ -37,6 +38,16 @@ def optional_decimal(c: Call, name: str, zero_ok: bool = False) -> Decimal | Non
 
 
 def amend(server: BybitServer, c: Call) -> object:
+    trigger = optional_decimal(c, "triggerPrice")
+    waiting = server._waiting(c)  # a linear conditional order still waiting: its trigger (the sandbox moves nothing else)
+    if waiting is not None:
+        if optional_decimal(c, "price") is not None or optional_decimal(c, "qty") is not None:
+            raise params_error("params error: the sandbox amends only the triggerPrice of a linear conditional order still waiting")
+        market = server._market(c)
+        assert market is not None
+        if trigger is None or not server.conditional.move_trigger(c, market, waiting, trigger):
+            raise BybitError(10001, UNCHANGED)
+        return {"orderId": str(waiting.algo_id), "orderLinkId": server.link_id_of(waiting.client_algo_id)}
     order = server._find(c)
     if not order.is_open:
         raise order_not_found(c.category)
@@ -46,7 +57,14 @@ def amend(server: BybitServer, c: Call) -> object:
         price = None  # a market order has no price to amend; the same price is no change
     if qty is not None and qty == order.qty:
         qty = None
+    moved = False
+    if trigger is not None and order.is_conditional and not order.working:  # a spot conditional order still waiting
+        market = server._market(c)
+        assert market is not None
+        moved = server.conditional.move_trigger(c, market, order, trigger)
     if price is None and qty is None:
+        if moved:
+            return {"orderId": str(order.order_id), "orderLinkId": server.link_id(order)}
         raise BybitError(10001, UNCHANGED)
     try:
         amend_order(server.ex, c.acct, order, price, qty)

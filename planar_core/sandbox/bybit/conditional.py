@@ -135,6 +135,30 @@ class Conditional:
         self.meta[algo.algo_id] = Meta("Stop", direction, trigger_by, close_on_trigger)
         return algo.algo_id, self.server.link_id_of(algo.client_algo_id)
 
+    def move_trigger(self, c: Call, m: Market, target: AlgoOrder | SandboxOrder, trigger: Decimal) -> bool:
+        """``/v5/order/amend`` with ``triggerPrice`` on a conditional order still waiting (a linear one: its algo
+        order; a spot one: its order before the trigger); False when it is already there. A linear trigger moved to
+        the wrong side of the price it watches is refused as at placement (110092 / 110093); a spot one triggers at
+        the next price, as Bybit reads a spot trigger against its last price."""
+        if isinstance(target, AlgoOrder):
+            if trigger == target.trigger_price:
+                return False
+            meta = self.meta.get(target.algo_id)
+            direction = meta.trigger_direction if meta is not None else 0
+            current = self.ex.mark(m.spec.symbol) if meta is not None and meta.trigger_by == "MarkPrice" else self.ex.last_price(m)
+            if direction == 1 and trigger <= current:
+                raise BybitError(110092, f"expect Rising, but trigger_price[{trigger}] <= current[{wire.price(m.spec, current)}]")
+            if direction == 2 and trigger >= current:
+                raise BybitError(110093, f"expect Falling, but trigger_price[{trigger}] >= current[{wire.price(m.spec, current)}]")
+            target.trigger_price, target.updated_ms = trigger, self.ex.now_ms()
+            self.ex.emit(c.acct, "linear", "algo", {"algo": target})
+            return True
+        if trigger == target.stop_price:
+            return False
+        target.stop_price, target.updated_ms = trigger, self.ex.now_ms()
+        self.ex.emit(c.acct, "spot", "order", {"order": target, "exec": "AMENDMENT"})
+        return True
+
     def attach(self, c: Call, m: Market, core: Params) -> Meta | None:
         """``takeProfit``/``stopLoss`` on a linear order: checked against the order's price (Bybit: a buy's TP above
         it, its SL below), kept until the order fills."""
