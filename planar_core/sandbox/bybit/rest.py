@@ -844,7 +844,7 @@ class BybitServer(SandboxServer):
             and (not link or a.client_algo_id == link)
         ]
         rows, cursor = self._page(c, [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status], limit)
-        return {"category": c.category, "list": rows, "nextPageCursor": cursor}
+        return {"category": c.category, "list": [wire.history_row(r, c.category) for r in rows], "nextPageCursor": cursor}
 
     def _executions(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -871,7 +871,8 @@ class BybitServer(SandboxServer):
         for f in rows:
             spec = self.ex.markets[(f.kind, f.symbol)].spec
             o = c.acct.orders.get(f.order_id)
-            row = wire.execution(spec, f, o, self.ex.mark(f.symbol) if f.kind == "linear" else None)
+            unit = self.market_units.get(f.order_id, "") if f.kind == "spot" else ""
+            row = wire.execution(spec, f, o, self.ex.mark(f.symbol) if f.kind == "linear" else None, unit)
             if o is not None:
                 row["orderLinkId"] = self.link_id(o)
                 if o.algo_id:
