@@ -130,6 +130,85 @@ async def test_ccxt_rest_validators(client: Any, method: str, symbol: str, skip:
     await validator(method, ws=False)(client, skip, *args)
 
 
+# the engine's account-wide listings and its swap-side balance: ccxt's validators on a client of each default type
+DEFAULT_TYPE_CASES = [
+    ("spot", "fetchOpenOrders", None),  # client.open_orders of the whole account (fetch_open_orders(None), type spot)
+    ("swap", "fetchOpenOrders", None),  # ... linear: ccxt asks settleCoin=USDT
+    ("swap", "fetchBalance", None),  # the engine's balances("swap"): fetch_balance({"type": "swap"})
+]
+
+
+@pytest.mark.parametrize(("kind", "method", "symbol"), DEFAULT_TYPE_CASES, ids=[f"{k}-{m}" for k, m, _ in DEFAULT_TYPE_CASES])
+async def test_ccxt_validators_by_default_type(
+    bybit: BybitServer, trader: Account, client: Any, kind: str, method: str, symbol: None
+) -> None:
+    c = make_bybit_client(bybit, trader, options={"defaultType": kind})
+    try:
+        await c.load_markets()
+        await validator(method, ws=False)(c, {}, *([symbol] if method == "fetchOpenOrders" else []))
+    finally:
+        await c.close()
+
+
+# every order the engine places (order_args: market, limit GTC/IOC/FOK, post-only, conditional linear): ccxt's order
+# validator (ccxt/test/exchange/base/test_order.py) on the answers of create_order, fetch_order and the cancels. ccxt
+# ships no validator file for createOrder that runs in Python (test_create_order adds a float to a str, any exchange),
+# cancelOrder(s), cancelAllOrders or fetchCanceledAndClosedOrders: its order validator is what those would apply.
+def order_cases() -> list[tuple[str, str, str, float, str, dict[str, Any]]]:
+    """(symbol, type, side, amount, price key or "", params) for each kind of order, spot and linear."""
+    swap_up = {"triggerDirection": "ascending"}
+    return [
+        (SPOT, "market", "buy", 0.001, "", {}),
+        (SPOT, "limit", "buy", 0.001, "spot_low", {}),
+        (SPOT, "limit", "sell", 0.001, "spot_high", {"timeInForce": "IOC"}),
+        (SPOT, "limit", "sell", 0.001, "spot_high", {"timeInForce": "FOK"}),
+        (SPOT, "limit", "buy", 0.001, "spot_low", {"postOnly": True}),
+        (SWAP, "market", "buy", 0.001, "", {}),
+        (SWAP, "limit", "buy", 0.001, "swap_rest", {}),
+        (SWAP, "limit", "buy", 0.001, "swap_rest", {"timeInForce": "IOC"}),
+        (SWAP, "limit", "buy", 0.001, "swap_rest", {"timeInForce": "FOK"}),
+        (SWAP, "limit", "buy", 0.001, "swap_rest", {"postOnly": True}),
+        (SWAP, "market", "buy", 0.001, "", {"triggerPrice": "up", **swap_up}),  # a stop buy, waiting
+        (SWAP, "limit", "sell", 0.001, "swap_rest", {"triggerPrice": "down", "triggerDirection": "descending", "reduceOnly": True}),
+    ]
+
+
+async def test_ccxt_order_validator_on_every_order_kind(client: Any) -> None:
+    from ccxt.test.exchange.base.test_order import test_order
+
+    tickers = {s: (await client.fetch_ticker(s))["last"] for s in (SPOT, SWAP)}
+    triggers = {"up": tickers[SWAP] * 1.02, "down": tickers[SWAP] * 0.99}
+    placed: dict[str, list[str]] = {SPOT: [], SWAP: []}
+    for symbol, kind, side, amount, price_key, params in order_cases():
+        if "triggerPrice" in params:
+            params = {**params, "triggerPrice": float(client.price_to_precision(symbol, triggers[params["triggerPrice"]]))}
+        price = PRICE[price_key] if price_key else None
+        created = await client.create_order(symbol, kind, side, amount, price, params)
+        test_order(client, {}, "createOrder", created, symbol, client.milliseconds())
+        fetched = await client.fetch_order(created["id"], symbol, {"acknowledged": True})
+        test_order(client, {}, "fetchOrder", fetched, symbol, client.milliseconds())
+        placed[symbol].append(created["id"])
+    open_ids = {s: [o["id"] for o in await client.fetch_open_orders(s) if o["id"] in placed[s]] for s in (SPOT, SWAP)}
+    assert len(open_ids[SPOT]) == 2 and len(open_ids[SWAP]) == 4, open_ids  # GTC and post-only rest, IOC/FOK/market do not
+    one = await client.cancel_order(open_ids[SWAP][0], SWAP)
+    test_order(client, {}, "cancelOrder", one, SWAP, client.milliseconds())
+    for row in await client.cancel_orders(open_ids[SWAP][1:3], SWAP):
+        test_order(client, {}, "cancelOrders", row, SWAP, client.milliseconds())
+    for symbol in (SPOT, SWAP):
+        rows = await client.cancel_all_orders(symbol)
+        assert rows, symbol
+        for row in rows:
+            test_order(client, {}, "cancelAllOrders", row, symbol, client.milliseconds())
+        done = [o for o in await client.fetch_canceled_and_closed_orders(symbol) if o["id"] in placed[symbol]]
+        assert {o["id"] for o in done} == set(placed[symbol])
+        for o in done:
+            test_order(client, {}, "fetchCanceledAndClosedOrders", o, symbol, client.milliseconds())
+            assert o["status"] in ("closed", "canceled"), o
+    await client.create_order(SWAP, "market", "sell", 0.001, None, {"reduceOnly": True})  # the position as it was
+    await client.create_order(SPOT, "limit", "buy", 0.01, PRICE["spot_low"], {"clientOrderId": "rest-1b"})  # keep one open
+    await client.create_order(SWAP, "limit", "buy", 0.01, PRICE["swap_rest"], {"clientOrderId": "rest-2b"})
+
+
 async def test_fetch_time_is_the_sandbox_clock(client: Any, bybit: BybitServer) -> None:
     assert abs(await client.fetch_time() - bybit.ex.now_ms()) < 2000
 
@@ -530,13 +609,16 @@ WS_CASES = [
     ("watchBalance", "USDT", {}),
     ("watchPositions", SWAP, {"marginMode": True}),  # as fetchPositions: ccxt's bybit leaves it None
 ]
+# on a client whose default type is swap: the engine's watch_balance("swap") (watch_balance({"type": "swap"}))
+WS_SWAP_CASES = [("watchBalance", "USDT", {})]
 
 
 async def test_ccxt_ws_validators(bybit: BybitServer, trader: Account, client: Any) -> None:
     """ccxt.pro's own watch validators, all at once (each watches for 15 s), with orders trading meanwhile so that the
     private topics have something to say."""
     watcher = make_bybit_client(bybit, trader)
-    await watcher.load_markets()
+    swap_watcher = make_bybit_client(bybit, trader, options={"defaultType": "swap"})
+    await asyncio.gather(watcher.load_markets(), swap_watcher.load_markets())
 
     async def trade() -> None:
         while True:
@@ -544,21 +626,22 @@ async def test_ccxt_ws_validators(bybit: BybitServer, trader: Account, client: A
             await client.create_order(SWAP, "market", "buy", 0.001)
             await client.create_order(SPOT, "market", "buy", 0.001)
 
-    async def run(method: str, symbol: str, skip: dict[str, bool]) -> str | None:
+    async def run(method: str, symbol: str, skip: dict[str, bool], on: Any = watcher) -> str | None:
         args = [symbol] if symbol else []
         try:
-            await asyncio.wait_for(validator(method, ws=True)(watcher, skip, *args), 40)
+            await asyncio.wait_for(validator(method, ws=True)(on, skip, *args), 40)
         except Exception as exc:
-            return f"{method} {symbol}: {type(exc).__name__}: {str(exc)[:400]}"
+            return f"{method} {symbol}{' (swap)' if on is swap_watcher else ''}: {type(exc).__name__}: {str(exc)[:400]}"
         return None
 
     trading = asyncio.create_task(trade())
     try:
-        failures = [f for f in await asyncio.gather(*(run(*case) for case in WS_CASES)) if f]
+        runs = [run(*case) for case in WS_CASES] + [run(*case, on=swap_watcher) for case in WS_SWAP_CASES]
+        failures = [f for f in await asyncio.gather(*runs) if f]
     finally:
         trading.cancel()
         await asyncio.gather(trading, return_exceptions=True)
-        await watcher.close()
+        await asyncio.gather(watcher.close(), swap_watcher.close())
     assert not failures, "\n".join(failures)
 
 

@@ -705,20 +705,28 @@ class BybitServer(SandboxServer):
         for item in requests:
             one = Call(c.request, as_params(item), c.account, c.category)
             try:
-                order = self._find(one)
-                if not order.is_open:
-                    raise order_not_found(c.category)
-                self.ex.cancel_order(c.acct, c.category, {"symbol": order.symbol, "orderId": str(order.order_id)})
+                rows.append({"category": c.category, **self._cancel_one(one)})
             except BybitError as exc:
                 rows.append({"category": c.category, "symbol": one.params.get("symbol", ""), "orderId": "", "orderLinkId": ""})
                 outcomes.append({"code": exc.code, "msg": exc.msg})
                 continue
-            spec = self.ex.markets[(order.kind, order.symbol)].spec
-            rows.append(
-                {"category": c.category, "symbol": wire.name(spec), "orderId": str(order.order_id), "orderLinkId": self.link_id(order)}
-            )
             outcomes.append({"code": 0, "msg": "OK"})
         return Extended({"list": rows}, {"list": outcomes})
+
+    def _cancel_one(self, one: Call) -> dict[str, str]:
+        """One request of a batch cancel, found as ``/v5/order/cancel`` finds it (a linear conditional order still
+        waiting included): its ``symbol``/``orderId``/``orderLinkId`` row."""
+        waiting = self._waiting(one)
+        if waiting is not None:
+            self.ex.cancel_algo(one.acct, {"algoId": str(waiting.algo_id)})
+            spec = self.ex.markets[("linear", waiting.symbol)].spec
+            return {"symbol": wire.name(spec), "orderId": str(waiting.algo_id), "orderLinkId": self.link_id_of(waiting.client_algo_id)}
+        order = self._find(one)
+        if not order.is_open:
+            raise order_not_found(one.category)
+        self.ex.cancel_order(one.acct, one.category, {"symbol": order.symbol, "orderId": str(order.order_id)})
+        spec = self.ex.markets[(order.kind, order.symbol)].spec
+        return {"symbol": wire.name(spec), "orderId": str(order.algo_id or order.order_id), "orderLinkId": self.link_id(order)}
 
     def order_row(self, acct: Account, o: SandboxOrder) -> dict[str, object]:
         spec = self.ex.markets[(o.kind, o.symbol)].spec
@@ -844,7 +852,7 @@ class BybitServer(SandboxServer):
             and (not link or a.client_algo_id == link)
         ]
         rows, cursor = self._page(c, [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status], limit)
-        return {"category": c.category, "list": rows, "nextPageCursor": cursor}
+        return {"category": c.category, "list": [wire.history_row(r, c.category) for r in rows], "nextPageCursor": cursor}
 
     def _executions(self, c: Call) -> object:
         m = self._market(c, required=False)
@@ -871,7 +879,8 @@ class BybitServer(SandboxServer):
         for f in rows:
             spec = self.ex.markets[(f.kind, f.symbol)].spec
             o = c.acct.orders.get(f.order_id)
-            row = wire.execution(spec, f, o, self.ex.mark(f.symbol) if f.kind == "linear" else None)
+            unit = self.market_units.get(f.order_id, "") if f.kind == "spot" else ""
+            row = wire.execution(spec, f, o, self.ex.mark(f.symbol) if f.kind == "linear" else None, unit)
             if o is not None:
                 row["orderLinkId"] = self.link_id(o)
                 if o.algo_id:

@@ -258,13 +258,32 @@ def order(acct: Account, spec: MarketSpec, o: SandboxOrder, market_unit: str = "
     }
     if o.kind == "spot":  # Bybit's spot rows carry no tpslMode (ccxt tells spot from contract rows by it)
         del row["tpslMode"]
+    else:  # createType is linear/inverse only; ocoTriggerBy is spot's (OCO), absent from Bybit's linear rows
+        row["createType"] = create_type(o)
+        del row["ocoTriggerBy"]
     return row
 
 
-def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal | None) -> Json:
-    """A row of ``/v5/execution/list``."""
+def history_row(row: Json, category: str) -> Json:
+    """An order row as ``/v5/order/history`` shows it: with the market-order slippage settings (none taken by the
+    sandbox: Bybit's defaults) and, linear, ``extraFees`` (Bybit's recorded linear history rows carry it, empty)."""
+    row.update(slippageToleranceType="UNKNOWN", slippageTolerance="0")
+    if category == "linear":
+        row["extraFees"] = ""
+    return row
+
+
+def create_type(o: SandboxOrder | None) -> str:
+    """How a linear order came to be (Bybit's ``createType``): the core's liquidation closes the whole position at
+    the mark price, which is Bybit's liquidation-engine take-over; every other order is the user's."""
+    return "CreateByTakeOver_PassThrough" if o is not None and o.type == "LIQUIDATION" else "CreateByUser"
+
+
+def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal | None, market_unit: str = "") -> Json:
+    """A row of ``/v5/execution/list``; ``market_unit``: the spot market order's ``marketUnit`` ("" otherwise), as
+    Bybit's recorded rows show it. Spot rows carry no ``createType`` (Bybit: "Spot, Option do not have this key")."""
     fee_rate = f.commission / (f.qty if f.commission_asset == spec.base else f.price * f.qty) if f.qty else ZERO
-    return {
+    row: Json = {
         "symbol": name(spec),
         "orderId": str(f.order_id),
         "orderLinkId": f.client_id,
@@ -272,7 +291,7 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "orderPrice": price(spec, o.price) if o is not None and o.price else "0",
         "orderQty": qty(spec, o.qty) if o is not None else qty(spec, f.qty),
         "leavesQty": qty(spec, o.remaining) if o is not None and o.is_open else qty(spec, ZERO),
-        "createType": "CreateByUser",
+        "createType": create_type(o),
         "orderType": "Market" if o is not None and o.is_market else "Limit",
         "stopOrderType": "",
         "execFee": money(f.commission),
@@ -292,8 +311,12 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "underlyingPrice": "",
         "blockTradeId": "",
         "closedSize": "",
+        "marketUnit": market_unit,
         "seq": f.trade_id,
     }
+    if spec.kind == "spot":
+        del row["createType"]
+    return row
 
 
 # ----------------------------------------------------------------- positions and the unified account
@@ -347,6 +370,7 @@ def position(ex: SandboxExchange, acct: Account, symbol: str, side: str) -> Json
         "isReduceOnly": False,
         "mmrSysUpdatedTime": "",
         "leverageSysUpdatedTime": "",
+        "tpslMode": "Full",  # the only mode the sandbox takes (trading-stop, attached TP/SL)
     }
 
 
