@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from ..accounts import ZERO, Account, Fill, SandboxOrder
 from ..exchange import Market, SandboxExchange
+from ..futures import Income
 from ..market_data import MarketSpec
 
 Json = dict[str, object]
@@ -199,6 +200,18 @@ def order_fees(acct: Account, order: SandboxOrder) -> dict[str, Decimal]:
     return out
 
 
+def is_liquidation(o: SandboxOrder | None) -> bool:
+    """The core's forced close of a position (its ``LIQUIDATION`` order)."""
+    return o is not None and o.type == "LIQUIDATION"
+
+
+def create_type(o: SandboxOrder | None) -> str:
+    """Who made the order: the user, or, for the core's liquidation (the whole position closed by the liquidation
+    engine, what is left of its margin to the insurance fund), Bybit's takeover ``CreateByTakeOver_PassThrough``.
+    The core has no laddered liquidation (``CreateByLiq``) and no auto-deleveraging (``CreateByAdl_PassThrough``)."""
+    return "CreateByTakeOver_PassThrough" if is_liquidation(o) else "CreateByUser"
+
+
 def order_status(o: SandboxOrder) -> str:
     if o.status in ("CANCELED", "EXPIRED"):
         return "PartiallyFilledCanceled" if o.filled and o.kind == "spot" else "Cancelled"
@@ -221,6 +234,7 @@ def order(acct: Account, spec: MarketSpec, o: SandboxOrder, market_unit: str = "
         "isLeverage": "0" if o.kind == "spot" else "",
         "positionIdx": POSITION_IDX.get(o.position_side, 0),
         "orderStatus": order_status(o),
+        "createType": create_type(o),
         "cancelType": "CancelByUser" if o.status == "CANCELED" else "UNKNOWN",
         "rejectReason": "EC_NoError",
         "avgPrice": money(o.avg_price.quantize(Decimal("1e-8"))) if o.filled else ("" if o.kind == "spot" else "0"),
@@ -262,7 +276,7 @@ def order(acct: Account, spec: MarketSpec, o: SandboxOrder, market_unit: str = "
 
 
 def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal | None) -> Json:
-    """A row of ``/v5/execution/list``."""
+    """A row of ``/v5/execution/list`` (and of the ``execution`` topic): a liquidation's fill is a ``BustTrade``."""
     fee_rate = f.commission / (f.qty if f.commission_asset == spec.base else f.price * f.qty) if f.qty else ZERO
     return {
         "symbol": name(spec),
@@ -272,7 +286,7 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "orderPrice": price(spec, o.price) if o is not None and o.price else "0",
         "orderQty": qty(spec, o.qty) if o is not None else qty(spec, f.qty),
         "leavesQty": qty(spec, o.remaining) if o is not None and o.is_open else qty(spec, ZERO),
-        "createType": "CreateByUser",
+        "createType": create_type(o),
         "orderType": "Market" if o is not None and o.is_market else "Limit",
         "stopOrderType": "",
         "execFee": money(f.commission),
@@ -280,7 +294,7 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "execId": str(f.trade_id),
         "execPrice": price(spec, f.price),
         "execQty": qty(spec, f.qty),
-        "execType": "Trade",
+        "execType": "BustTrade" if is_liquidation(o) else "Trade",
         "execValue": money((f.price * f.qty).quantize(Decimal("1e-8"))),
         "execTime": str(f.time_ms),
         "isMaker": f.is_maker,
@@ -293,6 +307,44 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "blockTradeId": "",
         "closedSize": "",
         "seq": f.trade_id,
+    }
+
+
+def funding_execution(spec: MarketSpec, r: Income) -> Json:
+    """A funding settlement as Bybit shows it: an execution with ``execType`` "Funding" (``/v5/execution/list`` and
+    the ``execution`` topic), ``execFee`` what the account paid (negative: received), ``execId`` the settlement's
+    id. The core keeps the payment only, so the position's size and the rate are not shown (``execQty`` and
+    ``feeRate`` empty)."""
+    return {
+        "symbol": name(spec),
+        "orderType": "UNKNOWN",
+        "orderId": "",
+        "orderLinkId": "",
+        "stopOrderType": "UNKNOWN",
+        "execTime": str(r.time_ms),
+        "execType": "Funding",
+        "execId": str(r.tran_id),
+        "execFee": money(-r.amount),
+        "feeCurrency": spec.quote,
+        "feeRate": "",
+        "execPrice": "",
+        "execQty": "",
+        "execValue": "",
+        "markPrice": "",
+        "indexPrice": "",
+        "underlyingPrice": "",
+        "side": "",
+        "isMaker": False,
+        "orderQty": "0",
+        "orderPrice": "0",
+        "leavesQty": "0",
+        "closedSize": "0",
+        "createType": "",
+        "tradeIv": "",
+        "markIv": "",
+        "blockTradeId": "",
+        "marketUnit": "",
+        "seq": r.tran_id,
     }
 
 
