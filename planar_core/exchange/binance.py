@@ -22,7 +22,7 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
-from ..model.json import num
+from ..model.json import num, opt_num
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
@@ -356,6 +356,7 @@ class BinanceDialect:
     name = "binance"
     history_methods: tuple[str, ...] = ("fetch_orders",)  # allOrders: open and done
     listing_params: Json = {}  # Binance answers every open order at once; history by time window
+    account_positions_params: Json = {}  # fetch_positions without a symbol reads USD-M (ccxt's default for it)
     client_id_param = "origClientOrderId"  # the parameter that names an order by its client id in fetch/cancel
     used_weight_header = "X-MBX-USED-WEIGHT-1M"  # response header with the weight used in the current minute
     caps = Capabilities(
@@ -543,6 +544,10 @@ class BinanceDialect:
         """USD-M conditional orders waiting for their trigger live in the Algo Service, a book of their own."""
         return [{}, {"trigger": True}] if contract else [{}]
 
+    def cancel_all_books(self, contract: bool) -> list[Json]:
+        """ccxt params of each cancel-all per symbol (the account e-stop): one per book."""
+        return self.order_books(contract)
+
     @staticmethod
     def order_trades_params(order_id: str) -> Json:
         """ccxt params that restrict ``fetch_my_trades`` to one order's fills."""
@@ -622,6 +627,19 @@ class BinanceDialect:
         info = raw.get("info")
         a = info.get("a") if isinstance(info, dict) else None
         return isinstance(a, dict) and a.get("m") == "FUNDING_FEE"
+
+    @staticmethod
+    async def funding_history(ex: StrictBinance, since: int | None) -> list[Json]:
+        """USD-M funding payments since ``since`` (ccxt's income history, ``FUNDING_FEE``: 1000 rows a request)."""
+        rows = await ex.fetch_funding_history(None, since, 1000)
+        if not isinstance(rows, list):
+            raise ccxt.BadResponse(f"binance funding history: unexpected answer {str(rows)[:200]}")
+        return [r for r in rows if isinstance(r, dict)]
+
+    @staticmethod
+    def funding_received(raw: Json) -> float | None:
+        """What the account received (< 0: paid): the income row's amount, as ccxt gives it."""
+        return opt_num(raw.get("amount"))
 
     @staticmethod
     def forced_close(raw: Json) -> str | None:

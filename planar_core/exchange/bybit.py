@@ -16,6 +16,10 @@ What the venue covers, and why the capability table says less than Binance's:
   one per symbol in one-way mode), which two strategies sharing an account would overwrite.
 * Trailing stops are the engine's (engine/trailing.py): a stop-market order whose trigger it moves with
   ``/v5/order/amend`` (``Capabilities.amend_trigger``). Bybit's own trails a position (``trading-stop``), not an order.
+* Funding on USDT perpetuals: the ``Funding`` executions (``funding_history``, in Bybit's 7-day windows; the amount
+  is what the account received, the reverse of ccxt's sign), announced by the execution topic; forced closes by
+  ``createType`` (liquidation, takeover, auto-deleveraging); the account e-stop lists and cancels every kind of order
+  (``cancel_all_books``, ``account_positions_params``).
 * Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
   ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
   both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
@@ -34,7 +38,7 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from ..config import StrategyConfig
-from ..model.json import num
+from ..model.json import num, opt_num
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
@@ -57,6 +61,17 @@ ERRORS: dict[int, type[E.ExchangeOpError]] = {
 }
 # retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
 ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})
+# /v5/execution/list answers at most 7 days a request (a startTime alone: the 7 days from it)
+EXECUTION_WINDOW_MS = 7 * 86_400_000
+CLOCK_MARGIN_MS = 60_000  # how far the exchange's clock may run ahead of ours where a window must reach "now"
+# pages of one window ccxt may follow (50 rows each); its default, 10, is 500 settlements: 3 days of ten symbols
+# with hourly funding
+FUNDING_PAGES = 100
+# cancel-all on spot cancels plain orders unless told a kind (orderFilter): the account e-stop names each kind
+SPOT_CANCEL_BOOKS: tuple[Json, ...] = ({}, {"orderFilter": "StopOrder"}, {"orderFilter": "tpslOrder"})
+# createType of the exchange's forced closes: laddered liquidation, the liquidation engine's takeover, auto-deleveraging
+LIQUIDATION_TYPES = frozenset({"CreateByLiq", "CreateByLiquidate", "CreateByTakeover", "CreateByTakeOver_PassThrough"})
+ADL_TYPES = frozenset({"CreateByAdl", "CreateByAdl_PassThrough"})
 
 
 def account_name(api_key: str | None) -> str:
@@ -80,6 +95,7 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         super().__init__(config)
         self.closed_klines: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> opening time of the newest closed kline
         self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
+        self.funding_seen = False  # a funding settlement came on the execution topic since the last wallet message
 
     # ----------------------------------------------------------------- user-stream stamps
     def _stamp_rows(self, message: object, ms_field: str) -> None:
@@ -99,7 +115,12 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         super().handle_order(client, message)
 
     def handle_my_trades(self, client: object, message: Json) -> None:
+        """Executions; a funding settlement among them (``execType`` "Funding", which ccxt drops: it is no trade)
+        is noted for the wallet message that books it (``BybitDialect.reports_funding``)."""
         self._stamp_rows(message, "execTime")
+        rows = message.get("data") if isinstance(message, dict) else None
+        if isinstance(rows, list) and any(isinstance(r, dict) and r.get("execType") == "Funding" for r in rows):
+            self.funding_seen = True
         super().handle_my_trades(client, message)
 
     def handle_positions(self, client: object, message: Json) -> None:
@@ -107,14 +128,22 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         super().handle_positions(client, message)
 
     def handle_balance(self, client: object, message: Json) -> None:
-        """``wallet``: the coins it lists (the unified account's wallet rows), at the message's ``creationTime``."""
+        """``wallet``: the coins it lists (the unified account's wallet rows), at the message's ``creationTime``;
+        ``funding``: a funding settlement came on the execution topic since the last wallet message (Bybit's wallet
+        message does not say why it was sent; the settlement's execution comes on its own topic)."""
         if isinstance(message, dict):
             accounts = message.get("data")
             for account in accounts if isinstance(accounts, list) else []:
                 if isinstance(account, dict) and STAMP_KEY not in account:
                     rows = account.get("coin")
                     coins = [self.safe_currency_code(c.get("coin")) for c in rows if isinstance(c, dict)] if isinstance(rows, list) else []
-                    account[STAMP_KEY] = {"seq": self.planar_seq(), "ms": _ms(message.get("creationTime")), "assets": coins}
+                    account[STAMP_KEY] = {
+                        "seq": self.planar_seq(),
+                        "ms": _ms(message.get("creationTime")),
+                        "assets": coins,
+                        "funding": self.funding_seen,
+                    }
+                    self.funding_seen = False
         super().handle_balance(client, message)
 
     def handle_ohlcv(self, client: object, message: Json) -> None:
@@ -141,6 +170,9 @@ class BybitDialect:
     # cursor to the next: without following it (ccxt's paginate, a param: as an option it recurses), the 21st open
     # order of a symbol would be unknown
     listing_params: Json = {"paginate": True}
+    # every position of the account (the account e-stop): the USDT perpetuals, also from a client whose default market
+    # type is spot (Bybit refuses a position listing of category spot; ccxt adds settleCoin USDT for linear)
+    account_positions_params: Json = {"type": "swap", "subType": "linear"}
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api
@@ -235,6 +267,13 @@ class BybitDialect:
     @staticmethod
     def order_books(contract: bool) -> list[Json]:
         return [{}]
+
+    @staticmethod
+    def cancel_all_books(contract: bool) -> list[Json]:
+        """ccxt params of each cancel-all the account e-stop sends per symbol: on linear one cancels every kind
+        (conditional orders still waiting too); on spot one cancels plain orders only unless ``orderFilter`` names
+        stops or TP/SL orders, so each is named (a unified account's open-order listing shows all three)."""
+        return [{}] if contract else [dict(b) for b in SPOT_CANCEL_BOOKS]
 
     @staticmethod
     def order_trades_params(order_id: str) -> Json:
@@ -334,16 +373,55 @@ class BybitDialect:
 
     @staticmethod
     def reports_funding(raw: Json) -> bool:
+        """A wallet message after a funding settlement's execution (``StrictBybit.handle_balance``'s mark): the
+        engine then reads the settlements (``funding_history``). A settlement whose execution came after its wallet
+        message is noted on the next one; the positions watcher's verification reads them anyway."""
+        info = raw.get("info")
+        if isinstance(info, list) and info and isinstance(info[0], dict):
+            mark = info[0].get(STAMP_KEY)
+            return isinstance(mark, dict) and mark.get("funding") is True
         return False
 
     @staticmethod
+    async def funding_history(ex: StrictBybit, since: int | None) -> list[Json]:
+        """The USDT perpetuals' funding settlements booked since ``since`` (ccxt's ``fetch_funding_history``:
+        ``/v5/execution/list?execType=Funding``). Bybit answers at most 7 days a request, the 7 days from
+        ``startTime`` when no end is given: an older ``since`` is read window by window up to now (else every
+        settlement after the first week would stay unread), each window page by page (its cursor)."""
+        now = int(ex.milliseconds())
+        start = since if since is not None else now - EXECUTION_WINDOW_MS + CLOCK_MARGIN_MS
+        rows: list[Json] = []
+        while True:
+            params: Json = {"type": "swap", "subType": "linear", "paginate": True, "paginationCalls": FUNDING_PAGES}
+            last = now - start < EXECUTION_WINDOW_MS - CLOCK_MARGIN_MS  # this window reaches past now
+            if not last:
+                params["until"] = start + EXECUTION_WINDOW_MS - 1
+            page = await ex.fetch_funding_history(None, start, None, params)
+            if not isinstance(page, list):
+                raise ccxt.BadResponse(f"bybit funding history: unexpected answer {str(page)[:200]}")
+            rows += [r for r in page if isinstance(r, dict)]
+            if last:
+                return rows
+            start += EXECUTION_WINDOW_MS
+
+    @staticmethod
+    def funding_received(raw: Json) -> float | None:
+        """What the account received (< 0: paid) in a funding row: ccxt gives Bybit's ``execFee`` as the amount, what
+        the account *paid* (negative: received), the opposite of Binance's income."""
+        info = raw.get("info")
+        fee = opt_num(info.get("execFee")) if isinstance(info, dict) else None
+        return -fee if fee is not None else None
+
+    @staticmethod
     def forced_close(raw: Json) -> str | None:
-        """ "liquidation" or "adl" for the exchange's forced closes (``createType``)."""
+        """ "liquidation" or "adl" for the exchange's forced closes (``createType``: a laddered liquidation
+        ``CreateByLiq``, the liquidation engine's takeover ``CreateByTakeOver_PassThrough``, auto-deleveraging
+        ``CreateByAdl_PassThrough``)."""
         info = raw.get("info")
         kind = info.get("createType") if isinstance(info, dict) else None
-        if kind == "CreateByAdl_PassThrough" or kind == "CreateByAdl":
+        if kind in ADL_TYPES:
             return "adl"
-        if isinstance(kind, str) and kind.startswith("CreateByLiq"):
+        if kind in LIQUIDATION_TYPES:
             return "liquidation"
         return None
 

@@ -222,8 +222,13 @@ class CcxtVenue(ExchangeClient):
         return self.parse.balance(raw, market_type, complete=True)
 
     async def positions(self, symbols: Sequence[str] | None, timeout: float, retries: int = 3) -> list[PositionReport]:
+        """The futures positions of ``symbols``; None: every position of the account (the venue's params say which
+        market type that is, whatever the client's default)."""
         wanted = list(symbols) if symbols is not None else None
-        raw = await self.call("fetch_positions", lambda: self.ex.fetch_positions(wanted), timeout, retries=retries, validate=is_list)
+        params: Json = dict(self.venue.account_positions_params) if wanted is None else {}
+        raw = await self.call(
+            "fetch_positions", lambda: self.ex.fetch_positions(wanted, params), timeout, retries=retries, validate=is_list
+        )
         return self.parse.positions(raw)
 
     async def set_leverage(self, symbol: str, leverage: float, timeout: float) -> None:
@@ -256,7 +261,8 @@ class CcxtVenue(ExchangeClient):
                 raise
 
     async def funding_history(self, since: int | None, timeout: float) -> list[FundingPayment]:
-        raw = await self.call("fetch_funding_history", partial(self.ex.fetch_funding_history, None, since, 1000), timeout, validate=is_list)
+        """Funding payments booked since ``since`` (every page and time window the venue answers in)."""
+        raw = await self.call("fetch_funding_history", lambda: self.venue.funding_history(self.ex, since), timeout, validate=is_list)
         return [self.parse.funding(r) for r in raw if isinstance(r, dict)]
 
     # ------------------------------------------------------------------ streams

@@ -354,12 +354,12 @@ class ExchangeClient:
 
     async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
         """ACCOUNT-WIDE: cancel every open order on ``symbol`` in each of its books, whoever placed it (Binance's
-        DELETE openOrders / allOpenOrders / algoOpenOrders). Only the account emergency stop may call this: a
+        DELETE openOrders / allOpenOrders / algoOpenOrders; Bybit's cancel-all, on spot once per kind of order). Only the account emergency stop may call this: a
         strategy cancels its own orders by id (``cancel_orders``). A book with nothing open is not an error."""
         from .errors import OrderNotFound
 
         contract = bool(self.markets.get(symbol, {}).get("contract"))
-        for params in self.order_books(contract):
+        for params in self.venue.cancel_all_books(contract):
             try:
                 await self.call("cancel_all_orders", partial(self.ex.cancel_all_orders, symbol, params), timeout, retries=retries)
             except OrderNotFound:  # nothing open there (Binance -2011)

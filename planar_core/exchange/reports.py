@@ -235,12 +235,12 @@ class ReportParser:
             return {}
         return {str(sym): self.ticker(t, str(sym)) for sym, t in raws.items() if isinstance(t, dict)}
 
-    @staticmethod
-    def funding(raw: Json) -> FundingPayment:
-        """A ccxt funding history row (Binance's income history, ``FUNDING_FEE``)."""
+    def funding(self, raw: Json) -> FundingPayment:
+        """A ccxt funding history row (Binance's income history, ``FUNDING_FEE``; Bybit's ``Funding`` executions):
+        ``amount`` is what the account received (< 0: paid), read by the dialect."""
         return FundingPayment(
             symbol=_str(raw.get("symbol")),
-            amount=opt_num(raw.get("amount")) or 0.0,
+            amount=self.dialect.funding_received(raw) or 0.0,
             currency=_str(raw.get("code")),
             timestamp=_int(raw.get("timestamp")) or 0,
             id=_str(raw.get("id")),

@@ -42,6 +42,7 @@ T = TypeVar("T")
 LINK_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 UNNAMED = ":"  # the prefix of the core's client id of an order placed without orderLinkId
 TIME_IN_FORCE = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "PostOnly"}
+EXECUTION_WINDOW_MS = 7 * 86_400_000  # /v5/execution/list: startTime..endTime at most 7 days
 
 
 @dataclass
@@ -621,8 +622,9 @@ class BybitServer(SandboxServer):
     @staticmethod
     def link_id(o: SandboxOrder) -> str:
         """An order placed without ``orderLinkId`` shows ``""``, as on Bybit (the core names it ``:<hex>``, a name
-        Bybit's charset keeps clients from choosing)."""
-        return BybitServer.link_id_of(o.client_id)
+        Bybit's charset keeps clients from choosing); so does the exchange's own liquidation order (the core's
+        ``autoclose-*``)."""
+        return "" if wire.is_liquidation(o) else BybitServer.link_id_of(o.client_id)
 
     @staticmethod
     def link_id_of(client_id: str) -> str:
@@ -667,24 +669,46 @@ class BybitServer(SandboxServer):
         return algo if algo is not None and m is not None and algo.symbol == m.spec.symbol else None
 
     def _cancel_all_orders(self, c: Call) -> object:
+        """``orderFilter``: spot cancels its plain orders unless asked for ``StopOrder`` or ``tpslOrder``; linear every
+        kind unless asked for ``Order`` or ``StopOrder`` alone (Bybit's defaults)."""
         m = self._market(c, required=False)
         if m is None and c.category == "linear" and not (c.params.get("settleCoin") or c.params.get("baseCoin")):
             raise params_error("params error: symbol, baseCoin or settleCoin is required")
-        return {"list": self.cancel_everything(c.acct, c.category, symbol=m.spec.symbol if m is not None else None), "success": "1"}
+        flt = c.params.get("orderFilter") or ("Order" if c.category == "spot" else None)
+        if flt not in (None, "Order", "StopOrder", "tpslOrder", "OcoOrder", "BidirectionalTpslOrder") or (
+            c.category == "linear" and flt not in (None, "Order", "StopOrder")
+        ):
+            raise params_error(f"params error: orderFilter {flt} invalid")
+        symbol = m.spec.symbol if m is not None else None
+        return {"list": self.cancel_everything(c.acct, c.category, symbol=symbol, order_filter=flt), "success": "1"}
 
-    def cancel_everything(self, acct: Account, category: str, cancel_type: str = "", symbol: str | None = None) -> list[dict[str, str]]:
+    def cancel_everything(
+        self, acct: Account, category: str, cancel_type: str = "", symbol: str | None = None, order_filter: str | None = None
+    ) -> list[dict[str, str]]:
         """What cancel-all cancels in a category (one symbol, or all): the open orders and, linear, the conditional
         orders still waiting (not a position's TP/SL); their ``{"orderId", "orderLinkId"}`` rows. ``cancel_type``:
-        the ``cancelType`` they show when not ``CancelByUser`` (recorded before the cancels, whose events carry it)."""
+        the ``cancelType`` they show when not ``CancelByUser`` (recorded before the cancels, whose events carry it).
+        ``order_filter``: only the orders of that kind (``Order``, ``StopOrder``, ``tpslOrder``); None: every kind."""
         symbols = [symbol] if symbol is not None else [x.spec.symbol for x in self._markets(category)]
         done: list[SandboxOrder] = []
         rows: list[dict[str, str]] = []
         for sym in symbols:
+            targets = [
+                o
+                for o in acct.open_orders(category, sym)
+                if order_filter is None or self.conditional.matches_filter(order_filter, o.algo_id or o.order_id)
+            ]
             if cancel_type:
-                for o in acct.open_orders(category, sym):
+                for o in targets:
                     self.cancel_types[("order", o.order_id)] = cancel_type
-            done.extend(self.ex.cancel_all(acct, category, sym))
-            if category == "linear":  # the conditional orders still waiting too (not the position's TP/SL)
+            if order_filter is None:
+                done.extend(self.ex.cancel_all(acct, category, sym))
+            else:
+                for o in targets:
+                    if o.is_open:  # (not the other leg of a list cancelled a moment ago)
+                        self.ex.cancel_order(acct, category, {"symbol": sym, "orderId": str(o.order_id)})
+                        done.append(o)
+            if category == "linear" and order_filter in (None, "StopOrder"):  # the conditional orders still waiting
                 for algo in [a for a in acct.algo_orders.values() if a.is_open and a.symbol == sym]:
                     if self.conditional.matches_filter("StopOrder", algo.algo_id) and not self.conditional.is_position_tpsl(algo):
                         if cancel_type:
@@ -854,13 +878,27 @@ class BybitServer(SandboxServer):
         rows, cursor = self._page(c, [r for r in self._rows(c, m, orders, algos) if not status or r["orderStatus"] == status], limit)
         return {"category": c.category, "list": [wire.history_row(r, c.category) for r in rows], "nextPageCursor": cursor}
 
+    def _window(self, c: Call) -> tuple[int, int]:
+        """``startTime``..``endTime`` of an execution listing, as Bybit reads them: at most 7 days; only a start: the
+        7 days from it; only an end: the 7 days up to it; neither: the last 7 days."""
+        start = self._int(c, "startTime", -1, 0, 2**62)
+        end = self._int(c, "endTime", -1, 0, 2**62)
+        if start >= 0 and end >= 0:
+            if end - start > EXECUTION_WINDOW_MS:
+                raise params_error("params error: The time range between startTime and endTime cannot exceed 7 days")
+            return start, end
+        if start >= 0:
+            return start, start + EXECUTION_WINDOW_MS
+        end = end if end >= 0 else self.ex.now_ms()
+        return end - EXECUTION_WINDOW_MS, end
+
     def _executions(self, c: Call) -> object:
         m = self._market(c, required=False)
         limit = self._int(c, "limit", 50, 1, 100)
-        start = self._int(c, "startTime", 0, 0, 2**62)
-        end = self._int(c, "endTime", 2**62, 0, 2**62)
+        start, end = self._window(c)
         if c.params.get("execType") == "Funding":
-            return {"category": c.category, "list": self._fundings(c, m, start, end, limit), "nextPageCursor": ""}
+            fundings, cursor = self._page(c, self._fundings(c, m, start, end), limit)
+            return {"category": c.category, "list": fundings, "nextPageCursor": cursor}
         if c.params.get("execType") not in (None, "", "Trade") or not self.ex.faults.user_trade_events:
             return {"category": c.category, "list": [], "nextPageCursor": ""}
         order_id = c.params.get("orderId")
@@ -888,51 +926,13 @@ class BybitServer(SandboxServer):
             out.append(row)
         return {"category": c.category, "list": out, "nextPageCursor": cursor}
 
-    def _fundings(self, c: Call, m: Market | None, start: int, end: int, limit: int) -> list[dict[str, object]]:
-        """``execType=Funding`` (ccxt's fetchFundingHistory): the core's funding settlements, newest first; ``execFee``
-        is what the account paid (negative: received). The core keeps the payment only, so the position's size and
-        the rate are not shown (``execQty``/``feeRate`` empty)."""
+    def _fundings(self, c: Call, m: Market | None, start: int, end: int) -> list[dict[str, object]]:
+        """``execType=Funding`` (ccxt's fetchFundingHistory): the core's funding settlements in the window, newest
+        first (``wire.funding_execution``), paged like every execution listing."""
         if c.category != "linear":
             return []
-        rows = [
-            r
+        return [
+            wire.funding_execution(self.ex.markets[("linear", r.symbol)].spec, r)
             for r in reversed(c.acct.income)
             if r.kind == "FUNDING_FEE" and (m is None or r.symbol == m.spec.symbol) and start <= r.time_ms <= end
-        ][:limit]
-        out: list[dict[str, object]] = []
-        for r in rows:
-            spec = self.ex.markets[("linear", r.symbol)].spec
-            out.append(
-                {
-                    "symbol": wire.name(spec),
-                    "orderType": "UNKNOWN",
-                    "orderId": "",
-                    "orderLinkId": "",
-                    "stopOrderType": "UNKNOWN",
-                    "execTime": str(r.time_ms),
-                    "execType": "Funding",
-                    "execId": str(r.tran_id),
-                    "execFee": wire.money(-r.amount),
-                    "feeCurrency": spec.quote,
-                    "feeRate": "",
-                    "execPrice": "",
-                    "execQty": "",
-                    "execValue": "",
-                    "markPrice": "",
-                    "indexPrice": "",
-                    "underlyingPrice": "",
-                    "side": "",
-                    "isMaker": False,
-                    "orderQty": "0",
-                    "orderPrice": "0",
-                    "leavesQty": "0",
-                    "closedSize": "0",
-                    "createType": "",
-                    "tradeIv": "",
-                    "markIv": "",
-                    "blockTradeId": "",
-                    "marketUnit": "",
-                    "seq": r.tran_id,
-                }
-            )
-        return out
+        ]

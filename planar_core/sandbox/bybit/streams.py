@@ -7,7 +7,8 @@
   sent once more with ``"confirm": true``); published every second and at once after an admin price change.
 * ``/v5/private``: ``{"op": "auth", "args": [api_key, expires, signature]}`` (hex HMAC-SHA256 of
   ``"GET/realtime" + expires``; ``expires`` in the future), then the ``order``, ``execution``, ``position`` and
-  ``wallet`` topics, fed by the core's account events (``SandboxExchange.emit``), and ``dcp.future`` / ``dcp.spot`` /
+  ``wallet`` topics, fed by the core's account events (``SandboxExchange.emit``; a funding settlement sends its
+  ``Funding`` execution before the position and wallet updates), and ``dcp.future`` / ``dcp.spot`` /
   ``dcp.option``, which say nothing but arm Disconnected Cancel All while the connection lives (``dcp.py``).
 * ``{"op": "ping"}``: public connections answer ``{"success": true, "ret_msg": "pong", "op": "ping", ...}``, the
   private one ``{"op": "pong", "args": [<ms>], ...}``, as Bybit does.
@@ -197,6 +198,8 @@ class BybitHub(StreamHub):
                 messages.append(("order", [{"category": kind, **self.algo_row(acct, algo)}]))
         elif event == "account":
             symbol = str(payload["symbol"])
+            if payload.get("reason") == "FUNDING_FEE":
+                messages.extend(self._funding_execution(acct, symbol))
             if kind == "linear":
                 side_names = ("LONG", "SHORT") if acct.hedge_mode else ("BOTH",)
                 rows = []
@@ -210,6 +213,15 @@ class BybitHub(StreamHub):
             for conn in targets:
                 if topic in conn.streams:
                     conn.send({"id": f"{uuid.uuid4().hex[:8]}-{now}", "topic": topic, "creationTime": now, "data": data})
+
+    def _funding_execution(self, acct: Account, symbol: str) -> list[tuple[str, list[dict[str, object]]]]:
+        """A funding settlement's execution (``execType`` "Funding"), as Bybit sends one on the ``execution`` topic
+        with the position and wallet updates of the settlement: the core's newest funding row of ``symbol``."""
+        row = next((r for r in reversed(acct.income) if r.kind == "FUNDING_FEE" and r.symbol == symbol), None)
+        if row is None:
+            return []
+        spec = self.ex.markets[("linear", symbol)].spec
+        return [("execution", [{"category": "linear", **wire.funding_execution(spec, row)}])]
 
     # ----------------------------------------------------------------- market topics
     def _publish_market(self) -> None:

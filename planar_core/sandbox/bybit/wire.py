@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from ..accounts import ZERO, Account, Fill, SandboxOrder
 from ..exchange import Market, SandboxExchange
+from ..futures import Income
 from ..market_data import MarketSpec
 
 Json = dict[str, object]
@@ -199,6 +200,18 @@ def order_fees(acct: Account, order: SandboxOrder) -> dict[str, Decimal]:
     return out
 
 
+def is_liquidation(o: SandboxOrder | None) -> bool:
+    """The core's forced close of a position (its ``LIQUIDATION`` order)."""
+    return o is not None and o.type == "LIQUIDATION"
+
+
+def create_type(o: SandboxOrder | None) -> str:
+    """Who made the order: the user, or, for the core's liquidation (the whole position closed by the liquidation
+    engine, what is left of its margin to the insurance fund), Bybit's takeover ``CreateByTakeOver_PassThrough``.
+    The core has no laddered liquidation (``CreateByLiq``) and no auto-deleveraging (``CreateByAdl_PassThrough``)."""
+    return "CreateByTakeOver_PassThrough" if is_liquidation(o) else "CreateByUser"
+
+
 def order_status(o: SandboxOrder) -> str:
     if o.status in ("CANCELED", "EXPIRED"):
         return "PartiallyFilledCanceled" if o.filled and o.kind == "spot" else "Cancelled"
@@ -273,15 +286,10 @@ def history_row(row: Json, category: str) -> Json:
     return row
 
 
-def create_type(o: SandboxOrder | None) -> str:
-    """How a linear order came to be (Bybit's ``createType``): the core's liquidation closes the whole position at
-    the mark price, which is Bybit's liquidation-engine take-over; every other order is the user's."""
-    return "CreateByTakeOver_PassThrough" if o is not None and o.type == "LIQUIDATION" else "CreateByUser"
-
-
 def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal | None, market_unit: str = "") -> Json:
     """A row of ``/v5/execution/list``; ``market_unit``: the spot market order's ``marketUnit`` ("" otherwise), as
-    Bybit's recorded rows show it. Spot rows carry no ``createType`` (Bybit: "Spot, Option do not have this key")."""
+    Bybit's recorded rows show it. Spot rows carry no ``createType`` (Bybit: "Spot, Option do not have this key"); a
+    liquidation's fill is a ``BustTrade`` (also the ``execution`` topic's row)."""
     fee_rate = f.commission / (f.qty if f.commission_asset == spec.base else f.price * f.qty) if f.qty else ZERO
     row: Json = {
         "symbol": name(spec),
@@ -299,7 +307,7 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
         "execId": str(f.trade_id),
         "execPrice": price(spec, f.price),
         "execQty": qty(spec, f.qty),
-        "execType": "Trade",
+        "execType": "BustTrade" if is_liquidation(o) else "Trade",
         "execValue": money((f.price * f.qty).quantize(Decimal("1e-8"))),
         "execTime": str(f.time_ms),
         "isMaker": f.is_maker,
@@ -317,6 +325,44 @@ def execution(spec: MarketSpec, f: Fill, o: SandboxOrder | None, mark: Decimal |
     if spec.kind == "spot":
         del row["createType"]
     return row
+
+
+def funding_execution(spec: MarketSpec, r: Income) -> Json:
+    """A funding settlement as Bybit shows it: an execution with ``execType`` "Funding" (``/v5/execution/list`` and
+    the ``execution`` topic), ``execFee`` what the account paid (negative: received), ``execId`` the settlement's
+    id. The core keeps the payment only, so the position's size and the rate are not shown (``execQty`` and
+    ``feeRate`` empty)."""
+    return {
+        "symbol": name(spec),
+        "orderType": "UNKNOWN",
+        "orderId": "",
+        "orderLinkId": "",
+        "stopOrderType": "UNKNOWN",
+        "execTime": str(r.time_ms),
+        "execType": "Funding",
+        "execId": str(r.tran_id),
+        "execFee": money(-r.amount),
+        "feeCurrency": spec.quote,
+        "feeRate": "",
+        "execPrice": "",
+        "execQty": "",
+        "execValue": "",
+        "markPrice": "",
+        "indexPrice": "",
+        "underlyingPrice": "",
+        "side": "",
+        "isMaker": False,
+        "orderQty": "0",
+        "orderPrice": "0",
+        "leavesQty": "0",
+        "closedSize": "0",
+        "createType": "",
+        "tradeIv": "",
+        "markIv": "",
+        "blockTradeId": "",
+        "marketUnit": "",
+        "seq": r.tran_id,
+    }
 
 
 # ----------------------------------------------------------------- positions and the unified account
