@@ -10,8 +10,12 @@ What this first cut of the venue covers, and why the capability table says less 
   on one account asking for different modes switch it back and forth (the exchange refuses while positions or
   orders are open).
 * Stop and take-profit orders (market and limit) on USDT perpetuals; on spot they are refused before anything is
-  sent (not mapped yet). Not yet: trailing stops, native TP/SL attached to an entry, hedge mode, Bybit's dead-man's switch (DCP),
+  sent (not mapped yet). Not yet: trailing stops, native TP/SL attached to an entry, hedge mode,
   OCO (Bybit has none; the engine's brackets emulate exits where the venue has no list).
+* The engine's dead-man's switch is Bybit's Disconnected Cancel All (DCP), spot and linear: one switch per product
+  (SPOT, DERIVATIVES) of the whole account, armed while a private websocket connection subscribed to its topic
+  (``dcp.spot``, ``dcp.future``) lives; ``timeWindow`` after the last such connection goes, Bybit cancels every open
+  order of the product. No request turns it off, so a clean stop cannot disarm it (``SwitchKind.CONNECTION``).
 * Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
   ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
   both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 from collections.abc import Callable
 
@@ -33,7 +38,7 @@ from ..config import StrategyConfig
 from ..model.json import num
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import AssetBalance, Capabilities
+from ..model.venue import AssetBalance, Capabilities, SwitchKind
 from . import errors as E
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
@@ -53,6 +58,18 @@ ERRORS: dict[int, type[E.ExchangeOpError]] = {
 }
 # retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
 ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})
+
+
+# Disconnected Cancel All: the private topic that arms each product, and Bybit's range of ``timeWindow`` (seconds)
+DCP_TOPICS = {"SPOT": "dcp.spot", "DERIVATIVES": "dcp.future"}
+DCP_WINDOW_S = (3, 300)
+DCP_HASH = "planar-dcp:"  # ccxt subscription / message hash of the engine's DCP subscription (+ its topic)
+
+
+def dcp_window_s(window_ms: int) -> int:
+    """Bybit's ``timeWindow`` nearest to ``window_ms``: whole seconds, rounded up, within [3, 300]."""
+    low, high = DCP_WINDOW_S
+    return min(high, max(low, math.ceil(window_ms / 1000)))
 
 
 def account_name(api_key: str | None) -> str:
@@ -113,6 +130,42 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
                     account[STAMP_KEY] = {"seq": self.planar_seq(), "ms": _ms(message.get("creationTime")), "assets": coins}
         super().handle_balance(client, message)
 
+    # ----------------------------------------------------------------- Disconnected Cancel All (DCP)
+    async def keep_dcp(self, product: str, window_s: int) -> None:
+        """Keep the account's DCP for ``product`` armed by this client: its private connection (the one the user
+        stream watches use; opened if none is) subscribed to the product's topic. Returns at once while the
+        subscription Bybit acknowledged on the live connection stands; on a new connection (the first call, or
+        ccxt reconnected after the old one went) it sets the product's ``timeWindow`` first, then subscribes and
+        waits for Bybit's acknowledgement. ccxt.pro has no watch for these topics (Bybit pushes nothing on them): the
+        subscription is ccxt's own ``watch`` of the private URL, its acknowledgement read in
+        ``handle_subscription_status``; a refused one rejects the wait (ccxt's ``handle_error_message``)."""
+        topic = DCP_TOPICS[product]
+        key = DCP_HASH + topic
+        url = await self.get_url_by_market_type(None, True)
+        client = self.client(url)
+        held = client.subscriptions.get(key)
+        if isinstance(held, dict) and held.get("acked"):
+            if not client.closed():
+                return
+            raise ccxt.NetworkError(f"bybit: the private connection holding {topic} has closed")
+        if held is None:
+            await self.privatePostV5OrderDisconnectedCancelAll({"product": product, "timeWindow": window_s})
+        await self.authenticate(url)
+        req_id = self.request_id()
+        await self.watch(url, key, {"op": "subscribe", "req_id": req_id, "args": [topic]}, key, {"id": req_id, "topics": [topic]})
+
+    def handle_subscription_status(self, client: object, message: Json) -> Json:
+        """A private subscription's acknowledgement: one of the engine's DCP subscriptions is now in force on this
+        connection (ccxt reads no private acknowledgement; a refusal never reaches here)."""
+        subscriptions = getattr(client, "subscriptions", None)
+        req_id = str(message.get("req_id"))
+        for key, held in list(subscriptions.items()) if isinstance(subscriptions, dict) else []:
+            if key.startswith(DCP_HASH) and isinstance(held, dict) and str(held.get("id")) == req_id:
+                held["acked"] = True
+                client.resolve(True, key)  # type: ignore[attr-defined]
+        answer: Json = super().handle_subscription_status(client, message)
+        return answer
+
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")
         parts = topic.split(".")
@@ -148,6 +201,9 @@ class BybitDialect:
         batch_cancel={"spot": 10, "swap": 20},  # POST /v5/order/cancel-batch
         # a unified account's margin mode is the whole account's (/v5/account/set-margin-mode), not one symbol's
         margin_modes=frozenset({"cross", "isolated"}),
+        # Disconnected Cancel All: per product of the account, armed by a live subscribed connection, never turned off
+        countdown_cancel=frozenset({"spot", "swap"}),
+        switch=SwitchKind.CONNECTION,
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:
@@ -352,12 +408,29 @@ class BybitDialect:
 
     # ----------------------------------------------------------------- the account's switches
     @staticmethod
-    def has_countdown(market: Json) -> bool:
-        return False
+    def switch_scope(market: Json) -> str | None:
+        """The DCP product whose switch covers the market: spot orders ``SPOT``, USDT perpetuals ``DERIVATIVES``
+        (one switch for every symbol of the product on the account)."""
+        if market.get("spot"):
+            return "SPOT"
+        if market.get("contract") and market.get("linear"):
+            return "DERIVATIVES"
+        return None
 
     @staticmethod
-    async def countdown_cancel_all(ex: StrictBybit, market_id: str, countdown_ms: int) -> Json:
-        raise E.InvalidOrder("bybit: the dead-man's switch (DCP) is not offered on this venue yet")
+    async def arm_switch(ex: StrictBybit, scope: str, window_ms: int) -> int:
+        """DCP of the product ``scope`` kept armed by the client's private connection (``StrictBybit.keep_dcp``),
+        with Bybit's ``timeWindow`` nearest to ``window_ms`` (``dcp_window_s``)."""
+        window_s = dcp_window_s(window_ms)
+        await ex.keep_dcp(scope, window_s)
+        return window_s * 1000
+
+    @staticmethod
+    async def disarm_switch(ex: StrictBybit, scope: str) -> None:
+        raise E.InvalidOrder(
+            f"bybit: Disconnected Cancel All ({scope}) cannot be turned off through the API; it lapses timeWindow after "
+            "the account's last connection subscribed to its topic goes"
+        )
 
     @staticmethod
     async def position_mode(ex: StrictBybit) -> bool:
