@@ -40,7 +40,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..config import StrategyConfig
-from ..exchange.errors import ExchangeOpError
+from ..exchange.errors import ExchangeOpError, SwitchUnavailable
 from ..model.sink import EventSink
 from ..model.types import Json
 from ..model.venue import SwitchKind, Venue
@@ -73,6 +73,7 @@ class Heartbeat:
         self.lapses_at: dict[str, float] = {}  # scope -> monotonic time its switch may run out, as last armed
         self.alerted: set[str] = set()  # scopes whose failing re-arm was alerted (until it works again)
         self.window_s = self.cfg.countdown_s  # the window the exchange applies (the venue's nearest to countdown_s)
+        self.unavailable: dict[str, str] = {}  # scopes the exchange offers this account no switch for -> why
         self.beats = 0
 
     def scopes(self, s: "Strategy") -> list[str]:
@@ -81,7 +82,7 @@ class Heartbeat:
         out: list[str] = []
         for sym in s.universe:
             scope = self.venue.switch_scope(sym)
-            if scope is not None and scope not in out:
+            if scope is not None and scope not in out and scope not in self.unavailable:
                 out.append(scope)
         return out
 
@@ -107,9 +108,14 @@ class Heartbeat:
         scopes = self.scopes(s)
         ms = round(cfg.countdown_s * 1000)
         sent = time.monotonic()  # the exchange's countdown starts when it gets the call: count from before sending
-        results = await asyncio.gather(*(self._arm(scope, ms) for scope in scopes))
-        failures = {scope: r for scope, r in zip(scopes, results, strict=True) if isinstance(r, ExchangeOpError)}
-        for scope, r in zip(scopes, results, strict=True):
+        outcomes = dict(zip(scopes, await asyncio.gather(*(self._arm(scope, ms) for scope in scopes)), strict=True))
+        for scope, r in outcomes.items():
+            if isinstance(r, SwitchUnavailable):
+                self._unavailable(s, scope, r)
+        scopes = [scope for scope in scopes if scope not in self.unavailable]
+        failures = {scope: r for scope, r in outcomes.items() if isinstance(r, ExchangeOpError) and scope in scopes}
+        for scope in scopes:
+            r = outcomes[scope]
             if isinstance(r, int):
                 self._applied(r)
                 self.lapses_at[scope] = sent + self.window_s
@@ -125,6 +131,7 @@ class Heartbeat:
             countdown_s=self.window_s if scopes else None,
             switch=self.venue.caps.switch.value if scopes else None,
             failed={scope: f"{type(err).__name__}: {err}"[:200] for scope, err in failures.items()} or None,
+            unavailable=sorted(self.unavailable) or None,
         )
         self.write_record(s.run_id, armed=armed)
         for scope, err in failures.items():
@@ -138,13 +145,28 @@ class Heartbeat:
         except ExchangeOpError as err:
             return err
 
+    def _unavailable(self, s: "Strategy", scope: str, err: SwitchUnavailable) -> None:
+        """The exchange offers this account no switch for ``scope`` (not a failed heartbeat: nothing armed can lapse):
+        the engine goes on without it there, says so once (trace, log, a warning alert) and stops asking."""
+        self.unavailable[scope] = f"{err}"[:300]
+        self.lapses_at.pop(scope, None)
+        msg = (
+            f"{self.name}: the exchange offers this account no dead-man's switch for {scope} ({err}); the engine runs "
+            f"without it: if the engine dies, its open orders on {scope} stay on the exchange"
+        )
+        log.warning(msg)
+        self.sink.record("switch_unavailable", symbol=scope, reason=msg[:500])
+        s.alert(msg, "warning")
+
     def _applied(self, window_ms: int) -> None:
         """The venue's window may differ from ``countdown_s`` (whole seconds, a bounded range): said once, and what
         the record, the trace and the alerts count with."""
         window_s = window_ms / 1000
         if window_s != self.window_s:
             log.warning(
-                "dead-man's switch: the exchange applies a window of %.0fs (dead_mans_switch.countdown_s is %.0fs)", window_s, self.cfg.countdown_s
+                "dead-man's switch: the exchange applies a window of %.0fs (dead_mans_switch.countdown_s is %.0fs)",
+                window_s,
+                self.cfg.countdown_s,
             )
             self.window_s = window_s
 
@@ -193,6 +215,8 @@ class Heartbeat:
             "armed": armed,
             "stopped": stopped,
         }
+        if self.unavailable:
+            record["unavailable"] = sorted(self.unavailable)
         if lapsing:
             record["lapsing"] = dict(lapsing)
         try:

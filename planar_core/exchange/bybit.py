@@ -150,9 +150,24 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
             raise ccxt.NetworkError(f"bybit: the private connection holding {topic} has closed")
         if held is None:
             await self.privatePostV5OrderDisconnectedCancelAll({"product": product, "timeWindow": window_s})
+            await self._dcp_enabled(product)
         await self.authenticate(url)
         req_id = self.request_id()
         await self.watch(url, key, {"op": "subscribe", "req_id": req_id, "args": [topic]}, key, {"id": req_id, "topics": [topic]})
+
+    async def _dcp_enabled(self, product: str) -> None:
+        """Raises ``SwitchUnavailable`` unless ``/v5/account/query-dcp-info`` lists ``product`` ON: Bybit lists only the
+        products its account manager enabled DCP for (an account without DCP: an empty list, whatever was set)."""
+        answer = await self.privateGetV5AccountQueryDcpInfo()
+        result = answer.get("result") if isinstance(answer, dict) else None
+        infos = result.get("dcpInfos") if isinstance(result, dict) else None
+        if not isinstance(infos, list):
+            raise ccxt.BadResponse(f"bybit query-dcp-info: unexpected answer {str(answer)[:200]}")
+        if not any(isinstance(i, dict) and i.get("product") == product and i.get("dcpStatus") == "ON" for i in infos):
+            raise E.SwitchUnavailable(
+                f"bybit: Disconnected Cancel All is not enabled for {product} on this account (query-dcp-info lists "
+                f"{[i.get('product') for i in infos if isinstance(i, dict)]}); Bybit's account manager enables it"
+            )
 
     def handle_subscription_status(self, client: object, message: Json) -> Json:
         """A private subscription's acknowledgement: one of the engine's DCP subscriptions is now in force on this
@@ -417,12 +432,18 @@ class BybitDialect:
             return "DERIVATIVES"
         return None
 
-    @staticmethod
-    async def arm_switch(ex: StrictBybit, scope: str, window_ms: int) -> int:
+    async def arm_switch(self, ex: StrictBybit, scope: str, window_ms: int) -> int:
         """DCP of the product ``scope`` kept armed by the client's private connection (``StrictBybit.keep_dcp``),
-        with Bybit's ``timeWindow`` nearest to ``window_ms`` (``dcp_window_s``)."""
+        with Bybit's ``timeWindow`` nearest to ``window_ms`` (``dcp_window_s``). Bybit refusing the window or the
+        topic (not a transient failure) means the account has no DCP there: ``SwitchUnavailable``."""
         window_s = dcp_window_s(window_ms)
-        await ex.keep_dcp(scope, window_s)
+        try:
+            await ex.keep_dcp(scope, window_s)
+        except Exception as exc:
+            err = self.map_error(exc)
+            if isinstance(err, E.PermanentError) and not isinstance(err, E.SwitchUnavailable):
+                raise E.SwitchUnavailable(f"bybit refused Disconnected Cancel All for {scope}: {err}", err.code, exc) from exc
+            raise err from exc
         return window_s * 1000
 
     @staticmethod

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def open_cids(server: BybitServer, acct: Account) -> set[str]:
 def guarded(server: BybitServer, acct: Account) -> set[str]:
     """The account's products a live private connection subscribed to their dcp topic arms (the exchange's view)."""
     return {product for key, product in server.dcp.guarded if key == acct.api_key}
+
+
+def dcp_conns(server: BybitServer, acct: Account) -> set[object]:
+    """The account's live private connections subscribed to a dcp topic."""
+    return {c for c in server.hub.conns if c.kind == "private" and acct.api_key in c.users and any(t.startswith("dcp.") for t in c.streams)}
 
 
 async def later(server: BybitServer, ms: int) -> None:
@@ -140,6 +146,10 @@ def record(tmp_path: Path, name: str) -> dict[str, Any]:
     return data
 
 
+def armed_in_record(tmp_path: Path, name: str, product: str) -> bool:
+    return record(tmp_path, name).get("armed") == [product]
+
+
 @pytest.fixture
 async def restart(bybit_sandbox: BybitServer, trader: Account, tmp_path: Path) -> AsyncIterator[Callable[[dict[str, Any]], Any]]:
     """Start one of ``specs``' strategies again in this process (same name, same store); stopped at the end."""
@@ -147,11 +157,12 @@ async def restart(bybit_sandbox: BybitServer, trader: Account, tmp_path: Path) -
 
     made: list[Any] = []
 
-    async def factory(spec: dict[str, Any]) -> Any:
+    async def factory(spec: dict[str, Any], start: bool = True) -> Any:
         kwargs = {k: v for k, v in spec.items() if k not in ("name", "orders")}
-        s = build(spec["name"], env=env(trader), exchange="bybit", **common(bybit_sandbox, tmp_path), **kwargs)
+        s = build(spec["name"], env=env(trader), exchange="bybit", **{**common(bybit_sandbox, tmp_path), **kwargs})
         made.append(s)
-        await s.start()
+        if start:
+            await s.start()
         return s
 
     yield factory
@@ -159,7 +170,9 @@ async def restart(bybit_sandbox: BybitServer, trader: Account, tmp_path: Path) -
         await s.stop()
 
 
-async def test_a_killed_engine_leaves_its_spot_and_linear_orders_to_dcp(bybit_sandbox: BybitServer, trader: Account, tmp_path: Path) -> None:
+async def test_a_killed_engine_leaves_its_spot_and_linear_orders_to_dcp(
+    bybit_sandbox: BybitServer, trader: Account, tmp_path: Path
+) -> None:
     """SIGKILLed engines (spot and linear, two resting orders each): Bybit cancels all four a window after their
     connections went, and not before."""
     proc, placed = await launch(bybit_sandbox, trader, tmp_path)
@@ -167,7 +180,7 @@ async def test_a_killed_engine_leaves_its_spot_and_linear_orders_to_dcp(bybit_sa
         key = trader.api_key
         assert bybit_sandbox.dcp.windows == {(key, "SPOT"): 10, (key, "DERIVATIVES"): 10}  # countdown_s, in whole seconds
         for name, product in (("dcpspot", "SPOT"), ("dcpperp", "DERIVATIVES")):  # the beat that armed it says so
-            await wait_for(lambda name=name: record(tmp_path, name).get("armed") == [product], timeout=10)  # type: ignore[misc]
+            await wait_for(partial(armed_in_record, tmp_path, name, product), timeout=10)
             rec = record(tmp_path, name)
             assert (rec["switch"], rec["countdown_s"], rec["stopped"]) == ("connection", 10.0, False)
     finally:
@@ -180,8 +193,9 @@ async def test_a_killed_engine_leaves_its_spot_and_linear_orders_to_dcp(bybit_sa
 async def test_a_restart_within_the_window_keeps_the_orders_and_a_clean_stop_lets_them_lapse(
     bybit_sandbox: BybitServer, trader: Account, tmp_path: Path, restart: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Killed, then restarted within the window: the restarted engines subscribe again, DCP stops, the orders stay
-    past the time the window would have ended. A clean stop cannot disarm DCP: it says when the exchange will cancel
+    """Killed, then restarted within the window: the restarted engines subscribe again, DCP stops; the exchange
+    drops their connections: they reconnect and subscribe again; the orders stay past the time either window would
+    have ended. A clean stop cannot disarm DCP: it says when the exchange will cancel
     (alert, trace, record); a stop longer than the window lets the exchange cancel them."""
     proc, placed = await launch(bybit_sandbox, trader, tmp_path)
     await kill(bybit_sandbox, trader, proc)
@@ -193,8 +207,11 @@ async def test_a_restart_within_the_window_keeps_the_orders_and_a_clean_stop_let
     for s in engines:  # the restarted engines adopted their orders, which the exchange still holds
         assert {o.client_order_id for ai in s.universe.values() for o in ai.open_orders()} == set(placed[s.name])
     assert open_cids(bybit_sandbox, trader) == mine
+    before = dcp_conns(bybit_sandbox, trader)
+    await bybit_sandbox.hub.close_all()  # the exchange drops every connection: the engines reconnect and subscribe again
+    await wait_for(lambda: guarded(bybit_sandbox, trader) == BOTH and not dcp_conns(bybit_sandbox, trader) & before, timeout=10)
     try:
-        await later(bybit_sandbox, WINDOW_MS + 1_000)  # past the end of the window the kill started
+        await later(bybit_sandbox, WINDOW_MS + 1_000)  # past the end of the windows the kill and the drop started
         assert open_cids(bybit_sandbox, trader) == mine
     finally:
         bybit_sandbox.ex.faults.clock_offset_ms = 0
@@ -203,7 +220,8 @@ async def test_a_restart_within_the_window_keeps_the_orders_and_a_clean_stop_let
     for s in engines:
         monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append((level, text)))
         await s.stop()
-    assert len(alerts) == 2 and all(level == "warning" and "cannot be disarmed" in text for level, text in alerts), alerts
+    said = [(level, text) for level, text in alerts if "cannot be disarmed" in text]
+    assert len(said) == 2 and all(level == "warning" and "this strategy's 2 among them" in text for level, text in said), alerts
     for s, product in zip(engines, ("SPOT", "DERIVATIVES"), strict=True):
         rec = record(tmp_path, s.name)
         assert rec["stopped"] is True and rec["armed"] == [] and set(rec["lapsing"]) == {product}
@@ -212,3 +230,26 @@ async def test_a_restart_within_the_window_keeps_the_orders_and_a_clean_stop_let
     await wait_for(lambda: not guarded(bybit_sandbox, trader), timeout=10)
     assert open_cids(bybit_sandbox, trader) == mine  # the clean stop left them
     await lapse_after_the_window(bybit_sandbox, trader, mine)
+
+
+async def test_an_account_without_dcp_runs_without_the_switch_and_says_so_once(
+    bybit_sandbox: BybitServer, trader: Account, tmp_path: Path, restart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bybit enables DCP per account and product (its account manager): on an account without it for SPOT,
+    query-dcp-info does not list SPOT whatever was set. The engine then runs without the switch: one warning, no
+    failed heartbeat, no critical alert, nothing claimed armed, no subscription."""
+    bybit_sandbox.dcp.disabled.add((trader.api_key, "SPOT"))
+    s = await restart(
+        {"name": "nodcp", "universe": ["BTC/USDT"], "dead_mans_switch": {"heartbeat_s": 0.3, "countdown_s": 3.0}}, start=False
+    )
+    alerts: list[tuple[str, str]] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append((level, text)))
+    await s.start()
+    await wait_for(lambda: s.heartbeat.beats >= 4, timeout=10)
+    assert [level for level, text in alerts if "dead-man's switch" in text] == ["warning"], alerts
+    assert "no dead-man's switch for SPOT" in alerts[0][1] and "not enabled for SPOT" in alerts[0][1]
+    assert s.supervisor.health["heartbeat"].failures == 0
+    rec = record(tmp_path, "nodcp")
+    assert (rec["armed"], rec["unavailable"], rec["switch"]) == ([], ["SPOT"], None)
+    assert not guarded(bybit_sandbox, trader) and bybit_sandbox.dcp.infos(trader.api_key) == []
+    assert len(s.sink.of("switch_unavailable")) == 1
