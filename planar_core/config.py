@@ -227,9 +227,10 @@ class TwinCheck(_Model):
 
 
 class DeadMansSwitch(_Model):
-    """The engine's heartbeat (engine/heartbeat.py). On USDⓈ-M futures it keeps Binance's ``countdownCancelAll``
-    armed for every symbol of the universe, so that the exchange cancels the open orders of an engine (or host) that
-    died; on every market it writes ``<store_root>/<name>/heartbeat.json`` and a ``heartbeat`` trace event."""
+    """The engine's heartbeat (engine/heartbeat.py). It keeps the exchange's dead-man's switch armed, so that the
+    exchange cancels the open orders of an engine (or host) that died: on Binance USDⓈ-M ``countdownCancelAll`` for
+    every symbol of the universe, on Bybit spot and linear Disconnected Cancel All (DCP) for the product; on every
+    market it writes ``<store_root>/<name>/heartbeat.json`` and a ``heartbeat`` trace event."""
 
     enabled: bool = True
     heartbeat_s: float = Field(30.0, gt=0, le=3600, description="seconds between heartbeats (Binance recommends 30)")
@@ -238,7 +239,9 @@ class DeadMansSwitch(_Model):
         ge=1,
         le=86400,
         description="the countdown each heartbeat sets (Binance recommends 120): the exchange cancels the symbol's "
-        "open orders this long after the last heartbeat",
+        "open orders this long after the last heartbeat. Bybit (DCP): the product's window, whole seconds in 3-300, "
+        "after the engine's connection goes; it covers every order of the product on the account, and a clean stop "
+        "cannot disarm it (a restart within the window keeps the orders)",
     )
 
     @model_validator(mode="after")

@@ -617,9 +617,25 @@ class BinanceDialect:
     @staticmethod
     async def countdown_cancel_all(ex: StrictBinance, market_id: str, countdown_ms: int) -> Json:
         """``POST /fapi/v1/countdownCancelAll``: the exchange cancels the symbol's open orders ``countdown_ms`` after
-        the last call (0 stops the timer); ccxt has it only as an implicit method."""
+        the last call (0 stops the timer); ccxt has it only as an implicit method. An answer about another symbol
+        is malformed."""
         answer: Json = await ex.fapiPrivatePostCountdownCancelAll({"symbol": market_id, "countdownTime": countdown_ms})
+        if not isinstance(answer, dict) or answer.get("symbol") != market_id:
+            raise ccxt.BadResponse(f"countdownCancelAll: unexpected answer {str(answer)[:200]}")
         return answer
+
+    def switch_scope(self, market: Json) -> str | None:
+        """A USDⓈ-M symbol's switch is its own countdown, named by the unified symbol."""
+        return str(market["symbol"]) if self.has_countdown(market) else None
+
+    async def arm_switch(self, ex: StrictBinance, scope: str, window_ms: int) -> int:
+        """The countdown of the symbol ``scope`` restarted at ``window_ms`` (applied as given)."""
+        await self.countdown_cancel_all(ex, str(ex.market(scope)["id"]), window_ms)
+        return window_ms
+
+    async def disarm_switch(self, ex: StrictBinance, scope: str) -> None:
+        """Countdown 0: the timer stops, nothing is cancelled."""
+        await self.countdown_cancel_all(ex, str(ex.market(scope)["id"]), 0)
 
     @staticmethod
     def reports_funding(raw: Json) -> bool:

@@ -20,6 +20,10 @@ What the venue covers, and why the capability table says less than Binance's:
   is what the account received, the reverse of ccxt's sign), announced by the execution topic; forced closes by
   ``createType`` (liquidation, takeover, auto-deleveraging); the account e-stop lists and cancels every kind of order
   (``cancel_all_books``, ``account_positions_params``).
+* The engine's dead-man's switch is Bybit's Disconnected Cancel All (DCP), spot and linear: one switch per product
+  (SPOT, DERIVATIVES) of the whole account, armed while a private websocket connection subscribed to its topic
+  (``dcp.spot``, ``dcp.future``) lives; ``timeWindow`` after the last such connection goes, Bybit cancels every open
+  order of the product. No request turns it off, so a clean stop cannot disarm it (``SwitchKind.CONNECTION``).
 * Request pacing is the engine's own: ``rate_limits.requests_per_minute`` (every REST request) and
   ``orders_per_second`` (Bybit's per-UID limit for orders is 10/s on linear, 20/s on spot; the default, 10, fits
   both). Bybit's other per-endpoint limits (50/s for most reads) are not tracked; a refusal (10006, "Too many
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 from collections.abc import Callable
 
@@ -41,7 +46,7 @@ from ..config import StrategyConfig
 from ..model.json import num, opt_num
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import AssetBalance, Capabilities
+from ..model.venue import AssetBalance, Capabilities, SwitchKind
 from . import errors as E
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
@@ -72,6 +77,18 @@ SPOT_CANCEL_BOOKS: tuple[Json, ...] = ({}, {"orderFilter": "StopOrder"}, {"order
 # createType of the exchange's forced closes: laddered liquidation, the liquidation engine's takeover, auto-deleveraging
 LIQUIDATION_TYPES = frozenset({"CreateByLiq", "CreateByLiquidate", "CreateByTakeover", "CreateByTakeOver_PassThrough"})
 ADL_TYPES = frozenset({"CreateByAdl", "CreateByAdl_PassThrough"})
+
+
+# Disconnected Cancel All: the private topic that arms each product, and Bybit's range of ``timeWindow`` (seconds)
+DCP_TOPICS = {"SPOT": "dcp.spot", "DERIVATIVES": "dcp.future"}
+DCP_WINDOW_S = (3, 300)
+DCP_HASH = "planar-dcp:"  # ccxt subscription / message hash of the engine's DCP subscription (+ its topic)
+
+
+def dcp_window_s(window_ms: int) -> int:
+    """Bybit's ``timeWindow`` nearest to ``window_ms``: whole seconds, rounded up, within [3, 300]."""
+    low, high = DCP_WINDOW_S
+    return min(high, max(low, math.ceil(window_ms / 1000)))
 
 
 def account_name(api_key: str | None) -> str:
@@ -146,6 +163,57 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
                     self.funding_seen = False
         super().handle_balance(client, message)
 
+    # ----------------------------------------------------------------- Disconnected Cancel All (DCP)
+    async def keep_dcp(self, product: str, window_s: int) -> None:
+        """Keep the account's DCP for ``product`` armed by this client: its private connection (the one the user
+        stream watches use; opened if none is) subscribed to the product's topic. Returns at once while the
+        subscription Bybit acknowledged on the live connection stands; on a new connection (the first call, or
+        ccxt reconnected after the old one went) it sets the product's ``timeWindow`` first, then subscribes and
+        waits for Bybit's acknowledgement. ccxt.pro has no watch for these topics (Bybit pushes nothing on them): the
+        subscription is ccxt's own ``watch`` of the private URL, its acknowledgement read in
+        ``handle_subscription_status``; a refused one rejects the wait (ccxt's ``handle_error_message``)."""
+        topic = DCP_TOPICS[product]
+        key = DCP_HASH + topic
+        url = await self.get_url_by_market_type(None, True)
+        client = self.client(url)
+        held = client.subscriptions.get(key)
+        if isinstance(held, dict) and held.get("acked"):
+            if not client.closed():
+                return
+            raise ccxt.NetworkError(f"bybit: the private connection holding {topic} has closed")
+        if held is None:
+            await self.privatePostV5OrderDisconnectedCancelAll({"product": product, "timeWindow": window_s})
+            await self._dcp_enabled(product)
+        await self.authenticate(url)
+        req_id = self.request_id()
+        await self.watch(url, key, {"op": "subscribe", "req_id": req_id, "args": [topic]}, key, {"id": req_id, "topics": [topic]})
+
+    async def _dcp_enabled(self, product: str) -> None:
+        """Raises ``SwitchUnavailable`` unless ``/v5/account/query-dcp-info`` lists ``product`` ON: Bybit lists only the
+        products its account manager enabled DCP for (an account without DCP: an empty list, whatever was set)."""
+        answer = await self.privateGetV5AccountQueryDcpInfo()
+        result = answer.get("result") if isinstance(answer, dict) else None
+        infos = result.get("dcpInfos") if isinstance(result, dict) else None
+        if not isinstance(infos, list):
+            raise ccxt.BadResponse(f"bybit query-dcp-info: unexpected answer {str(answer)[:200]}")
+        if not any(isinstance(i, dict) and i.get("product") == product and i.get("dcpStatus") == "ON" for i in infos):
+            raise E.SwitchUnavailable(
+                f"bybit: Disconnected Cancel All is not enabled for {product} on this account (query-dcp-info lists "
+                f"{[i.get('product') for i in infos if isinstance(i, dict)]}); Bybit's account manager enables it"
+            )
+
+    def handle_subscription_status(self, client: object, message: Json) -> Json:
+        """A private subscription's acknowledgement: one of the engine's DCP subscriptions is now in force on this
+        connection (ccxt reads no private acknowledgement; a refusal never reaches here)."""
+        subscriptions = getattr(client, "subscriptions", None)
+        req_id = str(message.get("req_id"))
+        for key, held in list(subscriptions.items()) if isinstance(subscriptions, dict) else []:
+            if key.startswith(DCP_HASH) and isinstance(held, dict) and str(held.get("id")) == req_id:
+                held["acked"] = True
+                client.resolve(True, key)  # type: ignore[attr-defined]
+        answer: Json = super().handle_subscription_status(client, message)
+        return answer
+
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")
         parts = topic.split(".")
@@ -188,6 +256,9 @@ class BybitDialect:
         # /v5/order/amend takes a new triggerPrice for a conditional order still waiting: the engine trails a stop
         # by moving it (Bybit's own trailing stop is a position's, not an order's)
         amend_trigger=frozenset({"spot", "swap"}),
+        # Disconnected Cancel All: per product of the account, armed by a live subscribed connection, never turned off
+        countdown_cancel=frozenset({"spot", "swap"}),
+        switch=SwitchKind.CONNECTION,
     )
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> StrictBybit:
@@ -444,12 +515,35 @@ class BybitDialect:
 
     # ----------------------------------------------------------------- the account's switches
     @staticmethod
-    def has_countdown(market: Json) -> bool:
-        return False
+    def switch_scope(market: Json) -> str | None:
+        """The DCP product whose switch covers the market: spot orders ``SPOT``, USDT perpetuals ``DERIVATIVES``
+        (one switch for every symbol of the product on the account)."""
+        if market.get("spot"):
+            return "SPOT"
+        if market.get("contract") and market.get("linear"):
+            return "DERIVATIVES"
+        return None
+
+    async def arm_switch(self, ex: StrictBybit, scope: str, window_ms: int) -> int:
+        """DCP of the product ``scope`` kept armed by the client's private connection (``StrictBybit.keep_dcp``),
+        with Bybit's ``timeWindow`` nearest to ``window_ms`` (``dcp_window_s``). Bybit refusing the window or the
+        topic (not a transient failure) means the account has no DCP there: ``SwitchUnavailable``."""
+        window_s = dcp_window_s(window_ms)
+        try:
+            await ex.keep_dcp(scope, window_s)
+        except Exception as exc:
+            err = self.map_error(exc)
+            if isinstance(err, E.PermanentError) and not isinstance(err, E.SwitchUnavailable):
+                raise E.SwitchUnavailable(f"bybit refused Disconnected Cancel All for {scope}: {err}", err.code, exc) from exc
+            raise err from exc
+        return window_s * 1000
 
     @staticmethod
-    async def countdown_cancel_all(ex: StrictBybit, market_id: str, countdown_ms: int) -> Json:
-        raise E.InvalidOrder("bybit: the dead-man's switch (DCP) is not offered on this venue yet")
+    async def disarm_switch(ex: StrictBybit, scope: str) -> None:
+        raise E.InvalidOrder(
+            f"bybit: Disconnected Cancel All ({scope}) cannot be turned off through the API; it lapses timeWindow after "
+            "the account's last connection subscribed to its topic goes"
+        )
 
     @staticmethod
     async def position_mode(ex: StrictBybit) -> bool:

@@ -379,21 +379,20 @@ class ExchangeClient:
             )
         return out
 
-    def has_countdown(self, symbol: str) -> bool:
-        """Whether the exchange keeps a dead-man's switch for ``symbol`` (USDⓈ-M: ``countdownCancelAll``)."""
-        return self.venue.has_countdown(self.markets.get(symbol) or {})
+    def switch_scope(self, symbol: str) -> str | None:
+        """The exchange-side dead-man's switch that covers ``symbol`` (USDⓈ-M: its own ``countdownCancelAll``; Bybit:
+        the DCP product, spot or derivatives, of the whole account); None: none does."""
+        market = self.markets.get(symbol)
+        return self.venue.switch_scope(market) if market else None
 
-    async def arm_countdown(self, symbol: str, countdown_ms: int, timeout: float, retries: int = 3) -> None:
-        """Set the exchange's cancel-all countdown of ``symbol`` to ``countdown_ms`` from now (0: stop it). One timer
-        per account and symbol: the last call sets it, whichever engine makes it."""
-        market_id = str(self.markets[symbol]["id"])
-        await self.call(
-            "countdown_cancel_all",
-            lambda: self.venue.countdown_cancel_all(self.ex, market_id, countdown_ms),
-            timeout,
-            retries=retries,
-            validate=lambda x: isinstance(x, dict) and x.get("symbol") == market_id,
-        )
+    async def arm_switch(self, scope: str, window_ms: int, timeout: float, retries: int = 3) -> int:
+        """Arm the switch ``scope`` again, with the usual retries (re-arming is idempotent); returns the window the
+        exchange applies (ms). One switch per account and scope: the last engine to arm it sets its window."""
+        return await self.call("arm_switch", lambda: self.venue.arm_switch(self.ex, scope, window_ms), timeout, retries=retries)
+
+    async def disarm_switch(self, scope: str, timeout: float, retries: int = 3) -> None:
+        """Stop the switch ``scope`` (a clean stop); ``InvalidOrder`` where the venue has no request that stops it."""
+        await self.call("disarm_switch", lambda: self.venue.disarm_switch(self.ex, scope), timeout, retries=retries)
 
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         """Opening time of the newest candle the exchange said is final (None: the venue does not say)."""

@@ -67,6 +67,12 @@ class BadSymbol(PermanentError):
     pass
 
 
+class SwitchUnavailable(PermanentError):
+    """The exchange offers the account no dead-man's switch for this scope (Bybit: DCP is enabled per account and
+    product by the account manager; an account without it is refused or never listed). Not a failed heartbeat: the
+    engine runs without the switch there."""
+
+
 class UnexpectedError(ExchangeOpError):
     """Not an answer of the exchange: an exception of our own or of a library while a request was made. Not
     retried blindly (it may be a bug), and for an order request its outcome is unknown, never a refusal."""

@@ -48,6 +48,17 @@ class TriggerPhase(StrEnum):
 ForcedClose = Literal["liquidation", "adl"]
 
 
+class SwitchKind(StrEnum):
+    """How a venue's exchange-side dead-man's switch is kept armed (``Capabilities.switch``), which decides what a
+    heartbeat and a clean stop do with it (engine/heartbeat.py)."""
+
+    # a timer per scope that every arming request restarts and a request can stop (Binance USDⓈ-M countdownCancelAll)
+    COUNTDOWN = "countdown"
+    # armed while a connection of the engine, subscribed to it, lives; the window starts when the last such connection
+    # goes, and no request stops it (Bybit's Disconnected Cancel All): a clean stop cannot disarm it
+    CONNECTION = "connection"
+
+
 # ------------------------------------------------------------------------------------------------------ reports
 @dataclass(frozen=True, slots=True)
 class Fee:
@@ -249,6 +260,7 @@ class Capabilities:
     margin_modes: frozenset[str] = frozenset()
     batch_cancel: dict[str, int] = field(default_factory=dict)  # market type -> most orders one cancel request takes
     countdown_cancel: frozenset[str] = frozenset()  # market types with an exchange-side dead-man's switch
+    switch: SwitchKind = SwitchKind.COUNTDOWN  # how that switch is kept armed, and whether a request can stop it
     # market types whose conditional orders wait in a book of their own (Binance USD-M's Algo Service): a report from
     # the order book is then a triggered order's; elsewhere (Bybit) the book's report says the phase itself
     trigger_books: frozenset[str] = frozenset()
@@ -354,8 +366,22 @@ class Venue(Protocol):
 
     async def funding_history(self, since: int | None, timeout: float) -> list[FundingPayment]: ...
     async def can_withdraw(self, timeout: float) -> bool | None: ...
-    def has_countdown(self, symbol: str) -> bool: ...
-    async def arm_countdown(self, symbol: str, countdown_ms: int, timeout: float, retries: int = 3) -> None: ...
+    # -------------------------------------------------------------- the exchange-side dead-man's switch (caps.switch)
+    def switch_scope(self, symbol: str) -> str | None:
+        """The name of the exchange-side dead-man's switch that covers ``symbol``'s orders: one switch may cover one
+        symbol (a countdown per symbol) or many (every order of a product of the account); None: none covers it."""
+        ...
+
+    async def arm_switch(self, scope: str, window_ms: int, timeout: float, retries: int = 3) -> int:
+        """Arm (again) the switch ``scope``: unless it is armed again, the exchange cancels its open orders
+        ``window_ms`` after this call (a countdown) or after the engine's connection goes (a connection switch).
+        Returns the window the exchange applies (ms), which may be the venue's nearest to ``window_ms``."""
+        ...
+
+    async def disarm_switch(self, scope: str, timeout: float, retries: int = 3) -> None:
+        """Stop the switch ``scope`` (a countdown: nothing is cancelled). A venue whose switch no request stops
+        (``SwitchKind.CONNECTION``) raises ``InvalidOrder``."""
+        ...
 
     # -------------------------------------------------------------- streams (each call waits for the next update)
     async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]: ...

@@ -285,8 +285,8 @@ class SimVenue(CcxtVenue):
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         return self.closed.get((symbol, timeframe))
 
-    def has_countdown(self, symbol: str) -> bool:
-        return False
+    def switch_scope(self, symbol: str) -> str | None:
+        return None  # the orders live in this process: no exchange-side dead-man's switch
 
     async def can_withdraw(self, timeout: float) -> bool | None:
         return False

@@ -416,11 +416,15 @@ class FakeVenue:
         self._op("can_withdraw")
         return self.withdraw
 
-    def has_countdown(self, symbol: str) -> bool:
-        return False
+    def switch_scope(self, symbol: str) -> str | None:
+        return None
 
-    async def arm_countdown(self, symbol: str, countdown_ms: int, timeout: float, retries: int = 3) -> None:
-        self._op("arm_countdown", symbol, countdown_ms)
+    async def arm_switch(self, scope: str, window_ms: int, timeout: float, retries: int = 3) -> int:
+        self._op("arm_switch", scope, window_ms)
+        return window_ms
+
+    async def disarm_switch(self, scope: str, timeout: float, retries: int = 3) -> None:
+        self._op("disarm_switch", scope)
 
     # ------------------------------------------------------------------ streams
     async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]:

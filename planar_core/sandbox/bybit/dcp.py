@@ -47,9 +47,15 @@ class Dcp:
     lost_ms: dict[Key, int] = field(default_factory=dict)  # when the last such connection went (until one returns)
     timers: Countdowns = field(default_factory=Countdowns)  # (api key, product) -> when the orders are cancelled
     checked_ms: int = 0  # the exchange time of the last check of the timers (tests wait on it)
+    # products Bybit's account manager has not enabled DCP for (every product of every account is, unless a test
+    # adds it here): setting their window answers success and changes nothing, query-dcp-info leaves them out, their
+    # topics arm nothing
+    disabled: set[Key] = field(default_factory=set)
 
     def configure(self, api_key: str, product: str, seconds: int) -> None:
         key = (api_key, product)
+        if key in self.disabled:
+            return
         self.windows[key] = seconds
         if key in self.lost_ms:  # a window already running takes the new length, from the same disconnection
             self.timers.set(api_key, product, seconds * 1000, self.lost_ms[key])
