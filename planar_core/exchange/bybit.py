@@ -241,6 +241,7 @@ class BybitDialect:
     # every position of the account (the account e-stop): the USDT perpetuals, also from a client whose default market
     # type is spot (Bybit refuses a position listing of category spot; ccxt adds settleCoin USDT for linear)
     account_positions_params: Json = {"type": "swap", "subType": "linear"}
+    position_symbols_per_request: int | None = 1  # /v5/position/list takes one symbol, or a settle coin (every position)
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api

@@ -329,3 +329,22 @@ async def test_the_engines_trailing_stop_after_a_restart(bybit_strategy, bybit_s
     second = await bybit_strategy(universe=["BTC/USDT"])
     again = second.universe["BTC/USDT"].orders[order.client_order_id]
     assert again.type is OrderType.TRAILING_STOP and again.trigger_price == pytest.approx(moved)
+
+
+async def test_positions_of_a_universe_of_several_perpetuals(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Bybit's position listing takes one symbol (ccxt refuses a list of several): the venue reads the account's
+    listing and keeps the universe's, so the engine's REST view of two perpetuals matches the exchange's."""
+    from planar_core.engine.sync import sync_positions
+
+    perps = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    s = await bybit_strategy(name="perps", margin=True, universe=perps, default_leverage=5)
+    for sym, amount in zip(perps, (0.01, 0.1), strict=True):
+        assert isinstance(await s.call(sym, OrderType.MARKET, Side.BUY, amount=amount, waitfor=5), Trade)
+    listed = await s.venue.positions(perps, timeout=10)
+    held = snapshot(bybit_sandbox, trader)["futures"]["positions"]
+    assert {p.symbol: p.contracts for p in listed} == {
+        "BTC/USDT:USDT": pytest.approx(float(held["BTCUSDT"]["amount"])),
+        "ETH/USDT:USDT": pytest.approx(float(held["ETHUSDT"]["amount"])),
+    }
+    await sync_positions(s)
+    assert [s.universe[x].position.contracts for x in perps] == [pytest.approx(0.01), pytest.approx(0.1)]
