@@ -35,6 +35,7 @@ from planar_core.sandbox.bybit import BybitServer
 from planar_core.sandbox.bybit.limits import BybitLimits
 
 from .test_sandbox_bybit import raw
+from .test_sandbox_shapes import json_type
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SHAPES: dict[str, Any] = json.loads((Path(__file__).parent / "fixtures" / "bybit_shapes.json").read_text())
@@ -102,22 +103,6 @@ class Allowed:
     not_sent: dict[str, str]
     also_sent: dict[str, str]
     seen: set[str] = field(default_factory=set)
-
-
-def json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return "null"
 
 
 def compare(expected: object, actual: object, path: str, problems: list[str], allowed: Allowed) -> None:

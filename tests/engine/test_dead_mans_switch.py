@@ -5,12 +5,9 @@ from the sandbox's admin snapshot."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from planar_core.sandbox import Faults
 from planar_core.trace import read_trace
 
 from ..conftest import wait_for
+from ..processes import engine_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"heartbeat_s": 1.0, "countdown_s": 3.0}
@@ -53,17 +51,8 @@ async def test_sigkilled_futures_engine_leaves_no_open_orders(sandbox: Any, acco
         "dead_mans_switch": FAST,
         "orders": [{"type": "gtc", "side": "buy", "amount": 0.01, "price": price}] * 2,
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "orders" / "conditional_process.py"),
-        json.dumps(cfg),
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc, line = await engine_process("orders/conditional_process.py", cfg)
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 90)  # type: ignore[union-attr]
         assert line.startswith(b"placed"), line
         placed = set(json.loads(line.split(b" ", 1)[1]))
         assert _open_on(sandbox, account.api_key, "BTCUSDT") == placed and len(placed) == 2

@@ -4,12 +4,9 @@ known as triggered and filled exactly as the exchange did it, its trigger record
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from planar_core.sandbox import Faults
 from planar_core.trace import read_trace
 
 from ..conftest import wait_for
+from ..processes import engine_process
 from .test_conditional import account_view, shock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,16 +63,7 @@ async def test_conditionals_are_reconciled_after_a_sigkill_before_their_trigger(
     # every acknowledgement lost, new orders hidden from look-ups and the user stream held back: the killed engine
     # knows its orders only as intents whose outcome is unknown
     sandbox.ex.faults = Faults(lost_ack_rate=1.0, invisible_s=60, paused_user_stream=True)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "orders" / "conditional_process.py"),
-        json.dumps(cfg),
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    line = await asyncio.wait_for(proc.stdout.readline(), 90)  # type: ignore[union-attr]
+    proc, line = await engine_process("orders/conditional_process.py", cfg)
     assert line.startswith(b"placed"), line
     assert set(json.loads(line.split(b" ", 1)[1]).values()) == {"unknown"}, line
     os.kill(proc.pid, signal.SIGKILL)

@@ -13,8 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +25,7 @@ from planar_core.sandbox.bybit import BybitServer
 from planar_core.trace import read_trace
 
 from ..conftest import START_BALANCES, wait_for
+from ..processes import engine_process
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW_MS = 10_000
@@ -107,17 +106,8 @@ async def lapse_after_the_window(server: BybitServer, acct: Account, orders: set
 async def launch(server: BybitServer, acct: Account, tmp_path: Path) -> tuple[asyncio.subprocess.Process, dict[str, list[str]]]:
     """Both engines in one subprocess, their orders resting, their switches armed on the exchange."""
     cfg = {"env": env(acct), "common": common(server, tmp_path), "strategies": specs(server)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "venues" / "dcp_process.py"),
-        json.dumps(cfg),
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc, line = await engine_process("venues/dcp_process.py", cfg)
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 90)  # type: ignore[union-attr]
         assert line.startswith(b"placed"), line
         placed: dict[str, list[str]] = json.loads(line.split(b" ", 1)[1])
         assert all(len(v) == 2 for v in placed.values()) and open_cids(server, acct) == {c for v in placed.values() for c in v}
