@@ -73,9 +73,9 @@ async def raw_cancel_each(info: dict, n: int, s) -> float:
 async def run(info: dict, venue: str = "binance") -> list[dict]:
     at = f", {venue}" if venue != "binance" else ""
     rows = []
-    for latency in (0, 20):
+    for latency, exclusive in ((0, False), (20, False), (20, True)):
         s = strategy(
-            f"estop{latency}",
+            f"estop{latency}{'x' if exclusive else ''}",
             env={"EXCHANGE_API_KEY": info["api_key"], "EXCHANGE_API_SECRET": info["api_secret"]},
             exchange=venue,
             universe=SYMBOLS,
@@ -83,6 +83,7 @@ async def run(info: dict, venue: str = "binance") -> list[dict]:
             sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
             rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
             connection={"health_interval": 3600},
+            risk={"exclusive_account": exclusive},
         )
         await s.start()
         while not all(ai.last_price for ai in s.universe.values()):
@@ -94,15 +95,19 @@ async def run(info: dict, venue: str = "binance") -> list[dict]:
         report = await s.emergency_stop(f"bench {latency} ms")
         assert report.clean and report.cancelled == 100, report
         await admin(info, "faults", {})
+        how = ", exclusive account (one cancel-all per symbol)" if exclusive else ""
         rows.append(
             figure(
-                f"emergency stop, 100 orders on 3 assets, {latency} ms latency{at} (s)",
+                f"emergency stop, 100 orders on 3 assets, {latency} ms latency{at}{how} (s)",
                 report.seconds,
                 base,
                 "raw ccxt cancel_all_orders x3 in parallel (s)",
                 goal="<= 1.5x raw cancel-all at 20 ms",
             )
         )
+        if exclusive:
+            await s.stop()
+            continue
         rows.append(
             figure(
                 f"emergency stop, 100 orders on 3 assets, {latency} ms latency{at}, vs per-order cancels (s)",

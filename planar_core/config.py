@@ -182,6 +182,12 @@ class RiskConfig(_Model):
     estop_budget_s: float = Field(
         30.0, gt=0, le=3600, description="how long the emergency stop keeps retrying before it reports what it could not verify"
     )
+    exclusive_account: bool = Field(
+        False,
+        description="the account (a sub-account of its own) is this strategy's alone: the emergency stop cancels each "
+        "symbol's orders with one cancel-all request, whoever placed them, instead of one cancel per order of its own "
+        "(Binance spot has no batch cancel); orders of others it meets are reported and alerted",
+    )
     refuse_when_unvalued: bool = Field(
         True,
         description="refuse risk-increasing orders while equity cannot be computed "

@@ -175,6 +175,10 @@ class CcxtVenue(ExchangeClient):
                 cancelled[cid] = OrderReport(symbol, ref.order_id if ref is not None else None, cid, None)
         return CancelResult(cancelled, rows.not_open, rows.unconfirmed, rows.requests, refused=rows.refused)
 
+    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> list[OrderReport]:
+        """ACCOUNT-WIDE (see ``cancel_every_order_rows``): the reports of the orders the answers name."""
+        return self.parse.orders(await self.cancel_every_order_rows(symbol, timeout, retries))
+
     async def fetch_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
         """The exchange's record of one order; raises ``OrderNotFound`` when it has none by that name."""
         params = ref_params(self.venue, ref, self._contract(symbol))

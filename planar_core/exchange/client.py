@@ -352,18 +352,24 @@ class ExchangeClient:
             if t.client_order_id not in result.cancelled:
                 result.unconfirmed[t.client_order_id] = "the batch answer did not confirm it"
 
-    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
+    async def cancel_every_order_rows(self, symbol: str, timeout: float, retries: int = 3) -> list[Json]:
         """ACCOUNT-WIDE: cancel every open order on ``symbol`` in each of its books, whoever placed it (Binance's
-        DELETE openOrders / allOpenOrders / algoOpenOrders; Bybit's cancel-all, on spot once per kind of order). Only the account emergency stop may call this: a
-        strategy cancels its own orders by id (``cancel_orders``). A book with nothing open is not an error."""
+        DELETE openOrders / allOpenOrders / algoOpenOrders; Bybit's cancel-all, on spot once per kind of order). Only the account emergency stop and the e-stop of a
+        strategy whose account is its own (``risk.exclusive_account``) may call this: a strategy cancels its own orders by id (``cancel_orders``). A book with nothing open is not an error. The books
+        are cancelled at once; answers the orders the answers name (ccxt's parse of them)."""
         from .errors import OrderNotFound
 
         contract = bool(self.markets.get(symbol, {}).get("contract"))
-        for params in self.venue.cancel_all_books(contract):
+
+        async def book(params: Json) -> list[Json]:
             try:
-                await self.call("cancel_all_orders", partial(self.ex.cancel_all_orders, symbol, params), timeout, retries=retries)
+                answer = await self.call("cancel_all_orders", partial(self.ex.cancel_all_orders, symbol, params), timeout, retries=retries)
             except OrderNotFound:  # nothing open there (Binance -2011)
-                pass
+                return []
+            return [r for r in answer if is_order(r)] if isinstance(answer, list) else []
+
+        rows = await asyncio.gather(*(book(params) for params in self.venue.cancel_all_books(contract)))
+        return [r for part in rows for r in part]
 
     async def account_open_order_rows(self, market_type: str, timeout: float, retries: int = 1) -> list[Json]:
         """Every open order of the account on ``market_type`` ("spot" or "swap"), on every symbol and in each book

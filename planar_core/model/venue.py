@@ -324,8 +324,10 @@ class Venue(Protocol):
         """Cancel exactly these orders (never anyone else's), in as few requests as the venue allows."""
         ...
 
-    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
-        """Every open order of the account on ``symbol``, whoever placed it: the account e-stop's, nobody else's."""
+    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> list[OrderReport]:
+        """Every open order of the account on ``symbol``, whoever placed it: the account e-stop's, and an exclusive
+        account's strategy e-stop (``risk.exclusive_account``). Answers the reports of the orders the exchange said
+        it cancelled, where its answer names them (Binance USD-M's does not: empty)."""
         ...
 
     async def fetch_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:

@@ -173,6 +173,9 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
     ai = s.universe.get(symbol)
     local = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
     known = {str(o.id) for o in local}
+    if ai is not None and s.config.risk.exclusive_account and not any(o.id is None for o in ai.open_orders()):
+        if await _cancel_everything(s, ai, local, deadline, report):
+            return
     if ai is not None and local:  # a running engine names its open orders: cancel them and list, at the same time
         in_flight = any(o.id is None for o in ai.open_orders())  # sent, not acknowledged: the listing must come after
         listing = asyncio.ensure_future(s.venue.open_orders(symbol, timeout=max(0.1, deadline - loop.time()), retries=0))
@@ -224,6 +227,41 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
             report.errors.extend(f"{symbol}: cancel {cid}: {why}"[:300] for cid, why in list(result.unconfirmed.items())[:5])
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
+
+
+async def _cancel_everything(s: "Strategy", ai: "AssetInstance", local: list["Order"], deadline: float, report: EStopReport) -> bool:
+    """The account is the strategy's alone (``risk.exclusive_account``): one cancel-all request per book of the
+    symbol. Its success is the exchange's word that nothing is left open there (the strategy is halted and has no
+    order in flight), so the symbol is verified in one round trip. The orders the answer names are applied as
+    cancelled; orders of others among them are counted and said (the account was not exclusive after all). Where
+    the answer names no order (Binance USD-M's), the strategy's open orders count as cancelled: the exchange said it
+    cancelled every open one (one that filled just before is corrected by its report, as always). False when the
+    request failed: the caller cancels by id and lists, as for a shared account."""
+    loop = asyncio.get_running_loop()
+    out = report.of(ai.symbol).orders
+    try:
+        answered = await s.venue.cancel_every_order(ai.symbol, timeout=max(0.1, deadline - loop.time()), retries=0)
+    except ExchangeOpError as err:
+        report.errors.append(f"{ai.symbol}: cancel-all: {err}"[:300])
+        return False
+    # matched by exchange id: a cancel's answer may carry the cancel request's own client id (Binance spot)
+    ours = {str(o.id): o for o in local}
+    named = {str(r.id): r for r in answered if r.id is not None}
+    with s.group():
+        for oid, r in named.items():
+            if oid in ours:
+                s.apply_order(as_cancelled(ai.symbol, ours[oid].client_order_id, r), source="estop")
+    out.cancelled += len(ours.keys() & named.keys()) if named else len(local)
+    out.already_gone += len(ours.keys() - named.keys()) if named else 0
+    foreign = [r for oid, r in named.items() if oid not in ours and ai.order_by_id(oid) is None]
+    if foreign:
+        report.errors.append(
+            f"{ai.symbol}: the cancel-all also cancelled {len(foreign)} order(s) not this strategy's "
+            "(risk.exclusive_account is set, but the account is shared)"
+        )
+    out.unverified = None
+    out.still_open = 0
+    return True
 
 
 def _only_named(s: "Strategy", symbol: str, listed: list[OrderReport], named: list["Order"], out: OrdersOutcome) -> bool:

@@ -191,12 +191,13 @@ class ExchangeVenue(FakeVenue):
             self._later(lambda: self._stream_account("spot", released))
         return report
 
-    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
+    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> list[OrderReport]:
         open_before = [o for o in self.orders.values() if o.symbol == symbol and o.status is OrderStatus.OPEN]
-        await super().cancel_every_order(symbol, timeout, retries)
+        done = await super().cancel_every_order(symbol, timeout, retries)
         released = sorted({c for o in open_before for c in self._release(o)})
         if released:
             self._later(lambda: self._stream_account("spot", released))
+        return done
 
     def execute(self, order_id: str, amount: float | None = None, price: float | None = None, fee: float | None = None) -> FillReport:
         """Fill ``amount`` (default: all that is left) of a resting order at ``price`` (default: its limit price, its

@@ -339,11 +339,14 @@ class FakeVenue:
                 result.not_open.add(ref.client_order_id)
         return result
 
-    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> None:
+    async def cancel_every_order(self, symbol: str, timeout: float, retries: int = 3) -> list[OrderReport]:
         self._op("cancel_every_order", symbol)
+        done = []
         for oid, o in list(self.orders.items()):
             if o.symbol == symbol and o.status is OrderStatus.OPEN:
                 self.orders[oid] = replace(o, status=OrderStatus.CANCELED)
+                done.append(self.orders[oid])
+        return done
 
     async def fetch_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
         self._op("fetch_order", symbol, ref)
