@@ -6,7 +6,8 @@ parallel; every step is verified against the exchange and retried until ``risk.e
 
 A strategy's e-stop cancels its own orders only (by id, never Binance's account-wide DELETE openOrders): the
 account may carry other strategies' orders on the same symbols, and they stay open (counted in ``left_alone``).
-Stopping a whole account is the account emergency stop (``risk.account_estop``).
+Stopping a whole account is the account emergency stop (``risk.account_estop``). A strategy whose config says the
+account is its own (``risk.exclusive_account``, off by default) cancels each symbol with one cancel-all instead.
 
 Nothing is reported clean without the exchange's word: a symbol whose open orders could not be listed, or
 whose cancels were not confirmed by a later listing, is *unverified*; a position whose size could not be read is
