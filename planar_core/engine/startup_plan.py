@@ -7,10 +7,15 @@ filled amount the trace's trades do not explain: ``sync.trades_needed``) when:
 
 * the journal cannot vouch for the previous run (``IntentJournal.complete`` false: it did not stop cleanly and the
   machine restarted since, a power loss or a kernel crash, or that cannot be told): an order may exist on the
-  exchange that the journal never recorded durably, on any asset, so every asset's history is listed, as before.
-  A run that crashed in this boot of the machine (SIGKILL, OOM, an exception that killed the process) is vouched
-  for: every intent and every trace event it wrote reached the kernel before anything was sent or acted on, and
-  the kernel keeps them when the process dies; the rules below then find everything it left unresolved;
+  exchange that the journal never recorded durably, on any asset, so every asset's history is listed. Before the
+  start only where the rules below say, as after a crash: such an order is open (the account-wide listing shows
+  it) or it filled (the holding differs from the trace's basis), or it ended without a fill and changed no money.
+  The other assets are listed once the engine runs (``sync.verify_deferred``: reads, which yield to orders in the
+  request budget), so a start after a power loss takes seconds, not a minute of history listings; what they find
+  is adopted and recorded (``startup_verified``). A run that crashed in this boot of the machine (SIGKILL, OOM, an
+  exception that killed the process) is vouched for: every intent and every trace event it wrote reached the
+  kernel before anything was sent or acted on, and the kernel keeps them when the process dies; the rules below
+  then find everything it left unresolved;
 * it has open orders on the exchange (their fills since the last run are learned, their trades re-attached);
 * the trace says some of this strategy's orders on it were still open when it ended (they may have filled or been
   cancelled while nothing watched);
@@ -59,6 +64,8 @@ class StartupPlan:
     since_ms: int  # the lookback's start
     listed: dict[str, str]  # symbol -> why its history and trades are listed
     history: dict[str, list[OrderReport]] = field(default_factory=dict)  # symbol -> its history, listed once (twin check)
+    # after a power loss: the assets whose history is listed once the engine runs (``sync.verify_deferred``)
+    deferred: list[str] = field(default_factory=list)
 
 
 _PLANS: weakref.WeakKeyDictionary[Strategy, StartupPlan] = weakref.WeakKeyDictionary()
@@ -81,21 +88,22 @@ async def prepare(s: Strategy) -> StartupPlan:
     open_now = await account_open_orders(s)
     plan = StartupPlan(complete(s), open_now, index, since, {})
     if not plan.complete:
-        why = "the previous run did not stop cleanly, and the machine restarted since (or that cannot be told)"
-        plan.listed = {sym: why for sym in s.universe}
-    else:
-        if not getattr(s.journal, "clean_stop", False):
-            log.warning("the previous run did not stop cleanly, in this boot of the machine: its journal and trace hold all it wrote")
-        for sym, orders in open_now.items():
-            if orders:
-                plan.listed.setdefault(sym, "open orders on the exchange")
-        for sym in index.open_orders:
-            if sym in s.universe:
-                plan.listed.setdefault(sym, "orders open when the trace ends")
-        for intent in s.journal.unresolved().values():
-            sym = str(intent.get("symbol", ""))
-            if sym in s.universe:
-                plan.listed.setdefault(sym, "an unresolved order intent")
+        log.warning(
+            "the previous run did not stop cleanly, and the machine restarted since (or that cannot be told): every "
+            "asset's history is listed, those with nothing unresolved after the start"
+        )
+    elif not getattr(s.journal, "clean_stop", False):
+        log.warning("the previous run did not stop cleanly, in this boot of the machine: its journal and trace hold all it wrote")
+    for sym, orders in open_now.items():
+        if orders:
+            plan.listed.setdefault(sym, "open orders on the exchange")
+    for sym in index.open_orders:
+        if sym in s.universe:
+            plan.listed.setdefault(sym, "orders open when the trace ends")
+    for intent in s.journal.unresolved().values():
+        sym = str(intent.get("symbol", ""))
+        if sym in s.universe:
+            plan.listed.setdefault(sym, "an unresolved order intent")
     _PLANS[s] = plan
     return plan
 
@@ -139,15 +147,16 @@ async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:
 
 
 def add_changed_positions(s: Strategy, plan: StartupPlan) -> None:
-    """After the balances and positions are read: the assets whose holding differs from the trace's basis."""
-    if not plan.complete:
-        return
+    """After the balances and positions are read: the assets whose holding differs from the trace's basis. After a
+    power loss the other assets are deferred: listed once the engine runs (``sync.verify_deferred``)."""
     for sym, ai in s.universe.items():
         if sym in plan.listed:
             continue
         why = _changed(s, ai)
         if why:
             plan.listed[sym] = why
+        elif not plan.complete:
+            plan.deferred.append(sym)
 
 
 def _changed(s: Strategy, ai: AssetInstance) -> str | None:

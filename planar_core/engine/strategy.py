@@ -212,12 +212,14 @@ class Strategy:
             await self.load()
             await _sync.check_live_safety(self)
             await self.twins.check_at_start(self, takeover)
-            await _sync.startup_sync(self)
+            deferred = await _sync.startup_sync(self)
             await _sync.load_history(self)
         except BaseException:
             await self.stop()
             raise
         self.running = True
+        if deferred is not None:  # after a power loss: the assets with nothing unresolved, listed while the engine runs
+            self.supervisor.start("verify-deferred", lambda health: _sync.verify_deferred(self, deferred))
         if watchers:
             self.start_watchers()
 

@@ -142,16 +142,67 @@ async def load_history(s: "Strategy") -> None:
     await asyncio.gather(*(one(ai, tf) for ai in s.universe.values() for tf in s.config.timeframes))
 
 
-async def startup_sync(s: "Strategy") -> None:
+async def startup_sync(s: "Strategy") -> "StartupPlan | None":
     """Prices, balances, positions; the account's open orders, and the history and trades of the assets where
     something is unresolved (``startup_plan.py`` says which and why), several assets at once within the request
-    budget; then reconcile the intent journal."""
+    budget; then reconcile the intent journal. Answers the plan when assets were deferred until the engine runs
+    (after a power loss: ``verify_deferred``), else None."""
     from . import startup_plan
 
     try:
-        await _startup_sync(s, await startup_plan.prepare(s))
+        plan = await startup_plan.prepare(s)
+        await _startup_sync(s, plan)
     finally:
         startup_plan.forget(s)
+    return plan if plan.deferred else None
+
+
+DEFERRED_CONCURRENCY = 2  # deferred assets listed at once: reads beside a running strategy's orders
+
+
+async def verify_deferred(s: "Strategy", plan: "StartupPlan") -> None:
+    """After a power loss, the assets the start did not list (nothing open, holding as the trace left it): each one's
+    history, and its trades where a fill is unexplained, as the start-up sync lists an asset, now that the engine
+    runs. An order the journal never recorded durably that ended without a fill is found here and adopted; one
+    that filled was listed before the start (its holding moved). Reads only, paced as reads (orders keep their
+    headroom); an asset whose listing fails is tried again after a pause until every one is done, then
+    ``startup_verified`` is recorded with what was found."""
+    cfg = s.config.startup_sync
+    t = s.config.timeouts.order_placement
+    gate = asyncio.Semaphore(DEFERRED_CONCURRENCY)
+    known = {sym: set(s.universe[sym].orders) for sym in plan.deferred}
+
+    async def one(sym: str) -> None:
+        ai = s.universe[sym]
+        async with gate:
+            history = await s.venue.order_history(sym, t, limit=history_limit(cfg.closed_orders, 0)) if cfg.closed_orders > 0 else None
+            if history is not None:
+                cids = set(s.journal.unresolved()) | {r.client_order_id for r in history if r.client_order_id}
+                restore_trades(s, plan.since_ms, plan.index, cids=cids)
+                restore_orders(s, plan.since_ms, plan.index, cids=cids)
+            else:
+                restore_trades(s, plan.since_ms, plan.index, [sym])
+                restore_orders(s, plan.since_ms, plan.index, [sym])
+            await sync_asset_orders(
+                s, ai, recent=cfg.closed_orders, trades_since=plan.since_ms, open_now=[], history=history, trades_if_unexplained=True
+            )
+
+    remaining = list(plan.deferred)
+    attempt = 0
+    while remaining:
+        results = await asyncio.gather(*(one(sym) for sym in remaining), return_exceptions=True)
+        failed = [sym for sym, r in zip(remaining, results, strict=True) if isinstance(r, BaseException)]
+        for sym, r in zip(remaining, results, strict=True):
+            if isinstance(r, BaseException):
+                log.warning("after the power loss, listing %s failed (%s); tried again", sym, r)
+        remaining = failed
+        if remaining:
+            await asyncio.sleep(min(30.0, 2.0**attempt))
+            attempt += 1
+    found = {sym: sorted(set(s.universe[sym].orders) - known[sym]) for sym in plan.deferred}
+    found = {sym: cids for sym, cids in found.items() if cids}
+    s.sink.record("startup_verified", assets=len(plan.deferred), found=found or None)
+    log.info("after the power loss: %d assets verified since the start; %s", len(plan.deferred), found or "nothing new")
 
 
 async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:

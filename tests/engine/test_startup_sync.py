@@ -39,7 +39,7 @@ from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.market_data import default_markets, synthetic_markets
 from planar_core.trace.reading import read_columns
 from planar_core.trace.unresolved import read_index
-from tests.conftest import make_client
+from tests.conftest import make_client, wait_for
 
 SYNTHETIC = 12
 UNIVERSE = ["BTC/USDT", "ETH/USDT", "LTC/USDT", "XRP/USDT"] + [f"SYN{i}/USDT" for i in range(SYNTHETIC)]
@@ -174,9 +174,10 @@ async def test_clean_restart_learns_an_order_cancelled_while_down(wide: SandboxS
 
 
 async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: SandboxServer, quote_only: Account, tmp_path) -> None:
-    """A crash between the request and the journal's durable write: the exchange has an order with the
-    strategy's own id that the journal lacks. It was cancelled since (not open: no account-wide listing shows it),
-    so only the history listing every asset gets after an unclean stop finds it."""
+    """A power loss between the request and the journal's durable write: the exchange has an order with the
+    strategy's own id that the journal lacks. It was cancelled since (not open: no account-wide listing shows it;
+    no fill: no holding moved), so the start lists no history, and the history listing every other asset gets once
+    the engine runs finds it (``startup_verified`` says so)."""
     root = str(tmp_path / "store")
     first = await first_run(wide, quote_only, root)
     cid = first.ids.next()  # the strategy's own id, never journaled
@@ -195,16 +196,20 @@ async def test_unclean_restart_finds_an_order_the_journal_never_recorded(wide: S
     # from: the twin check adopts it (another engine's would be refused), and the sync's history listing finds it
     s = after_a_power_loss(wide, quote_only, root, first)
     try:
-        await s.start(watchers=False)
+        counts = await start_counting(s)
+        assert counts.get("fetch_orders", 0) == 0, counts  # nothing unresolved at the start: every asset deferred
+        await wait_for(lambda: bool(s.sink.of("startup_verified")), timeout=30)
         found = s.universe["SYN7/USDT"].orders.get(cid)
         assert found is not None and found.status == "canceled", found
+        (verified,) = s.sink.of("startup_verified")
+        assert verified["assets"] == len(UNIVERSE) and verified["found"] == {"SYN7/USDT": [cid]}, verified
     finally:
         await s.stop()
 
 
 async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wide: SandboxServer, quote_only: Account, tmp_path) -> None:
-    """Every asset's history is listed after an unclean stop; trades only for the asset whose history shows a fill
-    the trace does not hold (a market order with our id the journal lacks), and from that order's creation on."""
+    """After a power loss, the asset whose holding moved (a market order with our id the journal lacks) is listed
+    before the start, with its trades from that order's creation on; the others once the engine runs."""
     root = str(tmp_path / "store")
     first = await first_run(wide, quote_only, root)
     cid = first.ids.next()
@@ -226,7 +231,7 @@ async def test_unclean_restart_reads_trades_only_where_a_fill_is_unexplained(wid
         assert [t.client_order_id for t in ai.trades if not t.emulated] == [cid], ai.trades
     finally:
         await s.stop()
-    assert counts.get("fetch_orders") == len(UNIVERSE), counts  # every asset's history
+    assert counts.get("fetch_orders") == 1, counts  # the asset whose holding moved; the others after the start
     assert counts.get("fetch_my_trades") == 1, counts  # one window, one asset
 
 
