@@ -113,6 +113,24 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
                     account[STAMP_KEY] = {"seq": self.planar_seq(), "ms": _ms(message.get("creationTime")), "assets": coins}
         super().handle_balance(client, message)
 
+    async def fetch_order(self, id: str | None, symbol: str | None = None, params: Json | None = None) -> Json:
+        """An order by its ``orderId``, or by its ``orderLinkId`` alone (``id`` None: the acknowledgement with the
+        order id was lost). ccxt's bybit puts ``orderId`` in the request whatever it is, so a look-up by client id
+        would ask for ``orderId=None``, which names no order, and a booked order would read as absent. Without an
+        id, the realtime listing is asked by ``orderLinkId`` alone (on a unified account it names an order of any
+        status among the last 500, as ``fetch_order`` does)."""
+        params = dict(params or {})
+        if id is not None:
+            return dict(await super().fetch_order(id, symbol, params))
+        link = params.get("orderLinkId")
+        if not isinstance(link, str) or not link:
+            raise ccxt.ArgumentsRequired(f"{self.id} fetch_order needs an order id or params['orderLinkId']")
+        rows = await self.fetch_open_orders(symbol, None, None, self.omit(params, ["acknowledged"]))
+        found = [r for r in rows if isinstance(r, dict) and r.get("clientOrderId") == link]
+        if not found:
+            raise ccxt.OrderNotFound(f"{self.id} order with orderLinkId {link} not found")
+        return dict(found[0])
+
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")
         parts = topic.split(".")
