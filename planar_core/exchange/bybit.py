@@ -131,6 +131,17 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
             raise ccxt.OrderNotFound(f"{self.id} order with orderLinkId {link} not found")
         return dict(found[0])
 
+    async def fetch_positions(self, symbols: list[str] | None = None, params: Json | None = None) -> list[object]:
+        """Positions of ``symbols``. Bybit lists the positions of one symbol, or every position held in a settle
+        coin; ccxt's bybit refuses a list of more than one symbol, so a strategy trading two perpetuals could not
+        read its positions at all. For several, every position held is read and those asked for kept (a symbol
+        with no row is flat: the listing by settle coin names every position held)."""
+        params = dict(params or {})
+        if symbols is None or len(symbols) <= 1:
+            return list(await super().fetch_positions(symbols, params))
+        wanted = set(symbols)
+        return [r for r in await super().fetch_positions(None, params) if isinstance(r, dict) and r.get("symbol") in wanted]
+
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")
         parts = topic.split(".")
