@@ -266,8 +266,8 @@ class ExchangeClient:
     ) -> CancelResult:
         """Cancel these orders, and only these, each named by its exchange id (or its client id when the
         acknowledgement was lost). Where the venue takes a batch (USD-M: ten a request) the book orders go in
-        batches (a batch of one is a single cancel); everything else, and the futures conditional orders still waiting in the Algo Service, one request
-        each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
+        batches (a batch of one is a single cancel); everything else, and the futures conditional orders still
+        waiting in the Algo Service, one request each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
         weight guard and request window. Never raises: what the exchange did not confirm is said per order."""
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         size = self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
