@@ -32,13 +32,79 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 START_BALANCES = {"USDT": Decimal(100_000), "BTC": Decimal(2), "ETH": Decimal(20), "LTC": Decimal(100), "XRP": Decimal(10_000)}
 
 
+VENUES = ("binance", "bybit")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "venues(*names, skip={venue: reason}, xfail={venue: reason}): run the module's (or the test's) sandbox tests on "
+        "each venue named (all of VENUES when none is), ids [binance] / [bybit]; the closest marker wins, so a test "
+        "Binance-specific by nature says venues('binance'); skip names a venue that does not offer what the test needs "
+        "(yet), xfail a known defect on that venue (strict: the test fails once the defect is fixed, to be unmarked)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test opted in with ``@pytest.mark.venues`` (or a module's ``pytestmark``) that uses the sandbox, directly or
+    through ``account`` / ``client`` / ``strategy_factory``, is written once and runs on every venue named."""
+    marker = metafunc.definition.get_closest_marker("venues")
+    if marker is None or "venue" not in metafunc.fixturenames:
+        return
+    names = marker.args or VENUES
+    skip: dict[str, str] = marker.kwargs.get("skip", {})
+    xfail: dict[str, str] = marker.kwargs.get("xfail", {})
+    unknown = (set(names) | set(skip) | set(xfail)) - set(VENUES)
+    if unknown:
+        raise pytest.UsageError(f"venues marker of {metafunc.definition.nodeid}: unknown venue(s) {sorted(unknown)}")
+
+    def param(v: str) -> Any:
+        if v in skip:
+            return pytest.param(v, marks=pytest.mark.skip(reason=skip[v]))
+        if v in xfail:
+            return pytest.param(v, marks=pytest.mark.xfail(reason=xfail[v], strict=True))
+        return v
+
+    metafunc.parametrize("venue", [param(v) for v in names], indirect=True)
+
+
 @pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    """A sandbox with limits high enough for tests that are not about limits."""
+def venue(request: pytest.FixtureRequest) -> str:
+    """The venue the sandbox speaks in this test: Binance unless the test opted into ``venues`` (see above)."""
+    return str(getattr(request, "param", "binance"))
+
+
+@pytest.fixture
+async def sandbox(venue: str) -> AsyncIterator[SandboxServer]:
+    """A sandbox with limits high enough for tests that are not about limits, speaking the test's venue (one exchange
+    core either way: ``server.ex`` is the same admin surface, snapshot and faults on both)."""
     ex = SandboxExchange(seed=11)
+    if venue == "bybit":
+        async with BybitServer(ex) as bybit:
+            bybit.bybit_limiter.limits = BybitLimits(scale=100)
+            yield bybit
+        return
     ex.limiter.limits = Limits(weight_per_minute=1_000_000, orders_per_10s=100_000)
     async with SandboxServer(ex) as server:
         yield server
+
+
+def venue_of(server: SandboxServer) -> str:
+    """The venue a sandbox server speaks (the Bybit dialect is a subclass of the Binance one)."""
+    return "bybit" if isinstance(server, BybitServer) else "binance"
+
+
+# Venue-neutral helpers: both dialects serve one exchange core, whose markets are named alike on both venues
+# (``BTCUSDT`` spot and linear: Binance's and Bybit's own ids) and whose admin snapshot and faults are the same.
+def bid_ask(server: SandboxServer, symbol: str = "BTCUSDT", kind: str = "spot") -> tuple[float, float]:
+    """The best bid and ask of a market (``kind`` "spot" or "linear") on the exchange now."""
+    (bid, _), (ask, _) = server.ex.best_bid_ask(server.ex.markets[(kind, symbol)])
+    return float(bid), float(ask)
+
+
+def snapshot(server: SandboxServer, acct: Account) -> dict[str, Any]:
+    """The exchange's own record of one account (its admin snapshot): what the engine's view is compared with."""
+    return dict(server.ex.snapshot()["accounts"][acct.api_key])
 
 
 @pytest.fixture
@@ -65,6 +131,9 @@ def account(sandbox: SandboxServer) -> Account:
 
 
 def make_client(server: SandboxServer, acct: Account | None, **config: Any) -> Any:
+    """An unmodified ccxt.pro client of the server's venue on ``server`` (someone else trading the account)."""
+    if isinstance(server, BybitServer):
+        return make_bybit_client(server, acct, **config)
     cfg: dict[str, Any] = {"enableRateLimit": False, "timeout": 10_000}
     if acct is not None:
         cfg.update(apiKey=acct.api_key, secret=acct.api_secret)
@@ -111,15 +180,27 @@ async def strategy_factory(sandbox: SandboxServer, account: Account, tmp_path):
         overrides.setdefault("sandbox_endpoint", {"url": sandbox.url, "ws_url": sandbox.ws_url})
         overrides.setdefault("rate_limits", {"weight_per_minute": 1_000_000, "orders_per_second": 1000, "burst_allowance": 1000})
         overrides.setdefault("connection", {"health_interval": 3600})
+        if venue_of(sandbox) != "binance":
+            overrides.setdefault("exchange", venue_of(sandbox))
         s = build(name, env=env, **overrides)
         made.append(s)
         if start:
             await s.start()
+            if isinstance(sandbox, BybitServer) and s.config.order_monitoring.use_websocket:
+                await wait_for(lambda: order_topic_subscribed(sandbox, acct), timeout=10)
         return s
 
     yield factory
     for s in made:
         await s.stop()
+
+
+def order_topic_subscribed(server: BybitServer, acct: Account) -> bool:
+    """The account's private Bybit connection has subscribed to the ``order`` topic. Bybit acknowledges an order
+    with its ids only (Binance's answer carries the status and fills): what became of it comes by this topic, or by
+    the next poll when the order was placed before the subscription was up. Tests that read an order's outcome right
+    after ``call`` wait for it, as the Bybit venue tests do, rather than on a poll's timing."""
+    return any(c.kind == "private" and acct.api_key in c.users and "order" in c.streams for c in server.hub.conns)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -133,7 +214,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def user_subscribed(server: SandboxServer, acct: Account, kind: str = "spot") -> bool:
     """The sandbox has a user-data subscription of ``acct`` on a ``kind`` connection (what a test waits on
-    before acting, instead of sleeping)."""
+    before acting, instead of sleeping). Bybit has one private connection for every category: ``kind`` is moot."""
+    if isinstance(server, BybitServer):
+        return any(c.kind == "private" and acct.api_key in c.users for c in server.hub.conns)
     return any(c.kind == kind and acct.api_key in c.users for c in server.hub.conns)
 
 

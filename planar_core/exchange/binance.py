@@ -357,7 +357,6 @@ class BinanceDialect:
     history_methods: tuple[str, ...] = ("fetch_orders",)  # allOrders: open and done
     listing_params: Json = {}  # Binance answers every open order at once; history by time window
     account_positions_params: Json = {}  # fetch_positions without a symbol reads USD-M (ccxt's default for it)
-    position_symbols_per_request: int | None = None
     client_id_param = "origClientOrderId"  # the parameter that names an order by its client id in fetch/cancel
     used_weight_header = "X-MBX-USED-WEIGHT-1M"  # response header with the weight used in the current minute
     caps = Capabilities(

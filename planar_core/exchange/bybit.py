@@ -214,6 +214,36 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         answer: Json = super().handle_subscription_status(client, message)
         return answer
 
+    # ----------------------------------------------------------------- look-ups ccxt's bybit cannot make
+    async def fetch_order(self, id: str | None, symbol: str | None = None, params: Json | None = None) -> Json:
+        """An order by its ``orderId``, or by its ``orderLinkId`` alone (``id`` None: the acknowledgement with the
+        order id was lost). ccxt's bybit puts ``orderId`` in the request whatever it is, so a look-up by client id
+        would ask for ``orderId=None``, which names no order, and a booked order would read as absent. Without an
+        id, the realtime listing is asked by ``orderLinkId`` alone (on a unified account it names an order of any
+        status among the last 500, as ``fetch_order`` does)."""
+        params = dict(params or {})
+        if id is not None:
+            return dict(await super().fetch_order(id, symbol, params))
+        link = params.get("orderLinkId")
+        if not isinstance(link, str) or not link:
+            raise ccxt.ArgumentsRequired(f"{self.id} fetch_order needs an order id or params['orderLinkId']")
+        rows = await self.fetch_open_orders(symbol, None, None, self.omit(params, ["acknowledged"]))
+        found = [r for r in rows if isinstance(r, dict) and r.get("clientOrderId") == link]
+        if not found:
+            raise ccxt.OrderNotFound(f"{self.id} order with orderLinkId {link} not found")
+        return dict(found[0])
+
+    async def fetch_positions(self, symbols: list[str] | None = None, params: Json | None = None) -> list[object]:
+        """Positions of ``symbols``. Bybit lists the positions of one symbol, or every position held in a settle
+        coin; ccxt's bybit refuses a list of more than one symbol, so a strategy trading two perpetuals could not
+        read its positions at all. For several, every position held is read and those asked for kept (a symbol
+        with no row is flat: the listing by settle coin names every position held)."""
+        params = dict(params or {})
+        if symbols is None or len(symbols) <= 1:
+            return list(await super().fetch_positions(symbols, params))
+        wanted = set(symbols)
+        return [r for r in await super().fetch_positions(None, params) if isinstance(r, dict) and r.get("symbol") in wanted]
+
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")
         parts = topic.split(".")
@@ -241,7 +271,6 @@ class BybitDialect:
     # every position of the account (the account e-stop): the USDT perpetuals, also from a client whose default market
     # type is spot (Bybit refuses a position listing of category spot; ccxt adds settleCoin USDT for linear)
     account_positions_params: Json = {"type": "swap", "subType": "linear"}
-    position_symbols_per_request: int | None = 1  # /v5/position/list takes one symbol, or a settle coin (every position)
     caps = Capabilities(
         kline_closed_flag=True,  # the kline topic's ``confirm``
         api_permissions=True,  # /v5/user/query-api

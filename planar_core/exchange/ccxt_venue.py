@@ -229,12 +229,11 @@ class CcxtVenue(ExchangeClient):
         """The futures positions of ``symbols``; None: every position of the account (the venue's params say which
         market type that is, whatever the client's default)."""
         wanted = list(symbols) if symbols is not None else None
-        most = self.venue.position_symbols_per_request
-        asked = None if wanted is not None and most is not None and len(wanted) > most else wanted
-        params: Json = dict(self.venue.account_positions_params) if asked is None else {}
-        raw = await self.call("fetch_positions", lambda: self.ex.fetch_positions(asked, params), timeout, retries=retries, validate=is_list)
-        reports = self.parse.positions(raw)
-        return reports if asked is not None or wanted is None else [p for p in reports if p.symbol in wanted]
+        params: Json = dict(self.venue.account_positions_params) if wanted is None else {}
+        raw = await self.call(
+            "fetch_positions", lambda: self.ex.fetch_positions(wanted, params), timeout, retries=retries, validate=is_list
+        )
+        return self.parse.positions(raw)
 
     async def set_leverage(self, symbol: str, leverage: float, timeout: float) -> None:
         """Raises nothing when the leverage is already set (Bybit refuses an unchanged leverage; Binance does not)."""

@@ -266,8 +266,8 @@ class ExchangeClient:
     ) -> CancelResult:
         """Cancel these orders, and only these, each named by its exchange id (or its client id when the
         acknowledgement was lost). Where the venue takes a batch (USD-M: ten a request) the book orders go in
-        batches; everything else, and the futures conditional orders still waiting in the Algo Service, one request
-        each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
+        batches (a batch of one is a single cancel); everything else, and the futures conditional orders still
+        waiting in the Algo Service, one request each. The requests run concurrently (at most ``CANCEL_CONCURRENCY`` at once), each paced by ``call``'s
         weight guard and request window. Never raises: what the exchange did not confirm is said per order."""
         contract = bool(self.markets.get(symbol, {}).get("contract"))
         size = self.venue.caps.batch_cancel.get("swap" if contract else "spot", 0)
@@ -288,6 +288,10 @@ class ExchangeClient:
                 await self._cancel_batch(symbol, chunk, timeout, retries, result)
 
         chunks = [group[i : i + size] for group in (by_id, by_cid) for i in range(0, len(group), max(1, size))]
+        # a batch of one is a single cancel: its answer says "not open" as an error the adapter reads (Bybit's batch
+        # answer keeps that in retExtInfo, which ccxt drops: the order would be left unconfirmed, not looked up)
+        singles += [c[0] for c in chunks if len(c) == 1]
+        chunks = [c for c in chunks if len(c) > 1]
         await asyncio.gather(*(one(t) for t in singles), *(batch(c) for c in chunks))
         return result
 

@@ -71,9 +71,6 @@ class Dialect(Protocol):
     history_methods: tuple[str, ...]  # the ccxt methods whose answers together are a symbol's order history
     listing_params: Json  # ccxt params of every listing (open orders, history, fills): Bybit's cursor paging
     account_positions_params: Json  # ccxt params of a listing of every futures position of the account (no symbol)
-    # the most symbols one position listing may name (None: any number); past it the account's listing is read and
-    # filtered (ccxt's bybit refuses a list of more than one symbol)
-    position_symbols_per_request: int | None
 
     def build(self, cfg: StrategyConfig, markets_type: str | None = None) -> CcxtExchange:
         """A ccxt.pro client configured from the strategy: credentials, limits, the sandbox endpoint."""

@@ -21,9 +21,10 @@ from planar_core.model.venue import OrderReport
 from planar_core.risk import metrics as M
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
+from ..conftest import bid_ask, snapshot, wait_for
 from ..faults.harness import verify
-from .test_order_call import bid_ask, snapshot
+
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 SPOT2 = {"BTC/USDT": "BTCUSDT", "ETH/USDT": "ETHUSDT"}
 
@@ -110,6 +111,9 @@ async def test_lost_ack_then_failed_lookups_leave_the_order_unknown_and_never_re
     await verify(s, sandbox, account)
 
 
+# Binance-specific by nature: Binance's client ids are unique among open orders only; Bybit's orderLinkId is unique
+# for good (a reuse is refused: 170141 / 110072, tests/test_sandbox_bybit_trading.py)
+@pytest.mark.venues("binance")
 async def test_sandbox_lets_a_closed_orders_client_id_be_reused_like_binance(client, sandbox) -> None:
     bid, _ = bid_ask(sandbox)
     resting = await client.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.8, 2), params={"clientOrderId": "reuse-1"})

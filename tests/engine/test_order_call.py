@@ -11,18 +11,18 @@ from planar_core.config import ConfigError
 from planar_core.model import PENDING, OrderType, Side, Trade
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
+from ..conftest import bid_ask, snapshot, wait_for
+
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 
-def bid_ask(sandbox, symbol: str = "BTCUSDT", kind: str = "spot") -> tuple[float, float]:
-    (bid, _), (ask, _) = sandbox.ex.best_bid_ask(sandbox.ex.markets[(kind, symbol)])
-    return float(bid), float(ask)
-
-
-def snapshot(sandbox, account) -> dict:
-    return sandbox.ex.snapshot()["accounts"][account.api_key]
-
-
+@pytest.mark.venues(
+    xfail={
+        "bybit": "defect, bybit: the execution topic is subscribed only when the asset's order watcher starts, with its first "
+        "order; that order's fill is missed by the stream and emulated (fee unknown, 0), replaced by the real trade at the "
+        "watcher's gap poll about a second later"
+    }
+)
 async def test_market_order_returns_a_trade(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory()
     trade = await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
@@ -46,12 +46,17 @@ async def test_resting_limit_is_pending_then_the_watcher_sees_the_fill(strategy_
     assert ai.trades[0].price == order.price and not ai.trades[0].emulated
 
 
-async def test_ioc_fok_and_post_only(strategy_factory, sandbox) -> None:
+# how each venue ends an IOC order that found nothing to fill: Binance says EXPIRED, Bybit Cancelled (it has no
+# expired status for spot and linear orders)
+IOC_UNFILLED = {"binance": "expired", "bybit": "canceled"}
+
+
+async def test_ioc_fok_and_post_only(strategy_factory, sandbox, venue) -> None:
     s = await strategy_factory()
     bid, ask = bid_ask(sandbox)
     assert await s.call("BTC/USDT", OrderType.IOC, Side.BUY, amount=0.01, price=bid * 0.9, waitfor=0.2) is PENDING
     ai = s.universe["BTC/USDT"]
-    assert [o.status for o in ai.orders.values()] == ["expired"]
+    assert [o.status for o in ai.orders.values()] == [IOC_UNFILLED[venue]]
     fok = await s.call("BTC/USDT", OrderType.FOK, Side.BUY, amount=0.01, price=ask * 1.01, waitfor=1)
     assert isinstance(fok, Trade) and fok.price <= ask * 1.01
     assert await s.call("BTC/USDT", OrderType.POST_ONLY, Side.BUY, amount=0.01, price=ask * 1.01, waitfor=1) is None  # would take
@@ -147,7 +152,11 @@ async def test_lost_ack_leaves_exactly_one_order(strategy_factory, sandbox, acco
 async def test_rate_limit_storm_backs_off_and_recovers(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory()
     sandbox.ex.faults = Faults(rate_limit_rate=0.3, error_rate=0.1)
-    results = [await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, waitfor=1) for _ in range(5)]
+    results: list[object] = []
+    # five orders, and more (at most 30) until the storm has refused one: the faults are drawn from the sandbox's seeded
+    # generator, and how many draws a venue's start-up and five orders take decides whether five met a 429 at all
+    while len(results) < 5 or (s.venue.guard.backoffs == 0 and len(results) < 30):
+        results.append(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.001, waitfor=1))
     sandbox.ex.faults = Faults()
     assert s.venue.guard.backoffs > 0
     snap = snapshot(sandbox, account)

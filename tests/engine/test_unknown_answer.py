@@ -16,8 +16,9 @@ from planar_core.model import PENDING, UNKNOWN, Order, OrderStatus, OrderType, S
 from planar_core.runner import run
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
-from .test_order_call import bid_ask, snapshot
+from ..conftest import bid_ask, snapshot, wait_for
+
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 # a 1 s placement budget; absence is proven only 2 s after the request (the budget never gets that far)
 ENGINE: dict[str, Any] = {"timeouts": {"order_placement": 1.0}, "order_monitoring": {"absent_after": 2.0, "interval": 0.3}}

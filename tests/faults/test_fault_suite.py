@@ -8,6 +8,8 @@ from planar_core.sandbox import Faults
 
 from .harness import churn, seed_of, verify
 
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
+
 SCENARIOS = {
     "latency 0-500 ms": Faults(latency_jitter_ms=500),
     "10 % 5xx": Faults(error_rate=0.1),

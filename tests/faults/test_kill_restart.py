@@ -11,10 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
+from ..conftest import venue_of, wait_for
 from .harness import verify
+
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +28,7 @@ async def test_sigkill_then_restart(strategy_factory, sandbox, account, tmp_path
     store = str(tmp_path / "store")
     cfg = {
         "name": "killme",
+        "exchange": venue_of(sandbox),
         "env": {"EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret},
         "universe": ["BTC/USDT", "ETH/USDT", "LTC/USDT"],
         "store_root": store,

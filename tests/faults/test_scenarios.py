@@ -14,9 +14,10 @@ import pytest
 from planar_core.model import PENDING, CancelOutcome, OrderStatus, OrderType, Side, Trade
 from planar_core.sandbox import Faults
 
-from ..conftest import make_client, wait_for
-from ..engine.test_order_call import bid_ask, snapshot
+from ..conftest import bid_ask, make_client, snapshot, wait_for
 from .harness import verify
+
+pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 
 async def test_partly_filled_exit_then_emergency_exit_sells_only_what_is_left(strategy_factory, sandbox, account) -> None:
@@ -62,7 +63,12 @@ async def test_clock_skew_is_measured_and_signed_with(strategy_factory, sandbox,
     sandbox.ex.faults = Faults(clock_offset_ms=offset_ms)  # the exchange's clock differs from ours from the start
     s = await strategy_factory()
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
+    stamped = sandbox.ex.now_ms()
     sandbox.ex.faults = Faults(clock_offset_ms=-offset_ms)  # and drifts the other way while we run
+    # the sandbox models our clock's drift by moving its own; an exchange's clock never runs backwards, so trade again
+    # only once it has passed every time it already stamped (Bybit's REST snapshots and stream messages carry that
+    # time, and the engine orders them by it)
+    await wait_for(lambda: sandbox.ex.now_ms() > stamped, timeout=2 * abs(offset_ms) / 1000 + 2)
     assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2), Trade)
     booked = snapshot(sandbox, account)["orders"]
     assert len(booked) == 2 and len({o["client_order_id"] for o in booked}) == 2
@@ -70,6 +76,8 @@ async def test_clock_skew_is_measured_and_signed_with(strategy_factory, sandbox,
     await verify(s, sandbox, account)
 
 
+# Binance-specific by nature: listen keys and their keepalives (Bybit's private stream authenticates each connection)
+@pytest.mark.venues("binance")
 async def test_futures_user_stream_survives_a_failed_keepalive_and_an_expired_listen_key(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory(
         name="perp",
