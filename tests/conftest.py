@@ -188,6 +188,8 @@ async def strategy_factory(sandbox: SandboxServer, account: Account, tmp_path):
             await s.start()
             if isinstance(sandbox, BybitServer) and s.config.order_monitoring.use_websocket:
                 await wait_for(lambda: order_topic_subscribed(sandbox, acct), timeout=10)
+                if s.config.order_monitoring.enabled and s.running:  # the engine's fill stream (watchers.fill_stream)
+                    await wait_for(lambda: order_topic_subscribed(sandbox, acct, "execution"), timeout=10)
         return s
 
     yield factory
@@ -195,12 +197,12 @@ async def strategy_factory(sandbox: SandboxServer, account: Account, tmp_path):
         await s.stop()
 
 
-def order_topic_subscribed(server: BybitServer, acct: Account) -> bool:
-    """The account's private Bybit connection has subscribed to the ``order`` topic. Bybit acknowledges an order
-    with its ids only (Binance's answer carries the status and fills): what became of it comes by this topic, or by
-    the next poll when the order was placed before the subscription was up. Tests that read an order's outcome right
-    after ``call`` wait for it, as the Bybit venue tests do, rather than on a poll's timing."""
-    return any(c.kind == "private" and acct.api_key in c.users and "order" in c.streams for c in server.hub.conns)
+def order_topic_subscribed(server: BybitServer, acct: Account, topic: str = "order") -> bool:
+    """The account's private Bybit connection has subscribed to the ``order`` topic (or ``topic``). Bybit
+    acknowledges an order with its ids only (Binance's answer carries the status and fills): what became of it comes
+    by this topic, or by the next poll when the order was placed before the subscription was up. Tests that read an
+    order's outcome right after ``call`` wait for it, as the Bybit venue tests do, rather than on a poll's timing."""
+    return any(c.kind == "private" and acct.api_key in c.users and topic in c.streams for c in server.hub.conns)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -64,6 +64,7 @@ from .watchers import (
     apply_cached_account,
     balance_watcher,
     cached_trades,
+    fill_stream,
     ohlcv_watcher,
     order_watcher,
     position_watcher,
@@ -232,6 +233,8 @@ class Strategy:
         self.timers.driven = True
 
     def start_watchers(self) -> None:
+        if self.config.order_monitoring.enabled and self.config.order_monitoring.use_websocket:
+            self.supervisor.start("fills", fill_stream(self))
         if self.config.balance_watcher.enabled:
             self.supervisor.start("balance", balance_watcher(self))
         if self.config.margin and self.config.position_watcher.enabled:

@@ -393,3 +393,19 @@ def valuation_watcher(s: "Strategy", symbols: list[str]) -> Callable[[TaskHealth
             await asyncio.sleep(cfg.interval)
 
     return body
+
+
+def fill_stream(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
+    """The account's fill stream, subscribed from the start and for as long as the engine runs. Where a venue sends
+    fills on a topic of their own (Bybit's ``execution``), the subscription an asset's order watcher makes with its
+    first order came too late for that order: a market order had filled before it was in force, so its fill was
+    never streamed and had to be emulated (fee unknown) until a poll replaced it. This keeps it in force (renewed
+    after a reconnect: the next watch subscribes again). It applies nothing: the fills land in the client's cache,
+    where the order watchers read them, and a failed watch raises for the supervisor to restart it with backoff."""
+
+    async def body(health: TaskHealth) -> None:
+        while s.running:
+            await s.venue.watch_fills()
+            health.seen("websocket")
+
+    return body

@@ -260,7 +260,10 @@ async def test_a_finished_watch_is_never_cancelled_or_dropped(strategy_factory, 
             cancelled.append("orders")
             raise
 
-    async def watch_my_trades(symbol: str) -> list[dict]:
+    async def watch_my_trades(symbol: str | None = None) -> list[dict]:
+        if symbol is None:  # the engine's account-wide fill stream (watchers.fill_stream), not the asset's watcher
+            await asyncio.sleep(3600)
+            return []
         calls["trades"] += 1
         if calls["trades"] == 1:
             # the orders watch is resolved in the same instant, just after the waiter of asyncio.wait woke up

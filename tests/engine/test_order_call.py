@@ -16,13 +16,6 @@ from ..conftest import bid_ask, snapshot, wait_for
 pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 
-@pytest.mark.venues(
-    xfail={
-        "bybit": "defect, bybit: the execution topic is subscribed only when the asset's order watcher starts, with its first "
-        "order; that order's fill is missed by the stream and emulated (fee unknown, 0), replaced by the real trade at the "
-        "watcher's gap poll about a second later"
-    }
-)
 async def test_market_order_returns_a_trade(strategy_factory, sandbox, account) -> None:
     s = await strategy_factory()
     trade = await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=2)
