@@ -9,16 +9,17 @@ its last trigger), and a restart picks up the exchange's trigger (``follow_excha
 
 The trigger is moved when it would improve by at least ``STEP`` (a fraction of the price, and at least a tick): a
 request per tick of a fast market would spend the venue's order rate on nothing. One move per order is in flight at
-a time; a move that fails is logged and traced and tried again at the next price (the trigger the exchange holds is
-a valid stop either way, so nothing is unknown about the order itself).
+a time. A move without an answer may have landed: the next one is tighter still (``Trailer.asked``), never looser.
+A refused move backs off; either way the trigger the exchange holds is a valid stop, logged and traced.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
-from ..exchange.errors import ExchangeOpError
+from ..exchange.errors import ExchangeOpError, PermanentError
 from ..model import AssetInstance, Order, OrderType, Side
 from ..model.cancels import cancel_target
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine.trailing")
 STEP = 0.001  # move the trigger when it improves by 0.1 % of the price or more
+BACKOFF_S, MAX_BACKOFF_S = 1.0, 60.0  # after a refused move: wait, doubling up to a minute
 PERCENT_RANGE = (0.1, 20.0)  # trailing_percent the engine's trailing stop takes (Binance's native range is 0.1-10 %, spot 0.1-20 %)
 
 
@@ -51,10 +53,19 @@ def tighter(side: Side, a: float, b: float) -> float:
 
 class Trailer:
     """The strategy's engine-side trailing stops: a price hook (``on_price``) and the reports' hook
-    (``follow_exchange``)."""
+    (``follow_exchange``).
+
+    Never back, even when a move's outcome is unknown: each stop's wanted trigger follows the best price seen since
+    it was placed (``best``: only ever improves), and a move is sent only when it is tighter than the tightest
+    trigger ever asked for it (``asked``: counted when sent, whatever the answer), so a move that timed out and
+    landed after all is never followed by a looser one. A move the exchange refused outright backs off
+    (``BACKOFF_S``, doubling) instead of costing an order-rate request at every price."""
 
     def __init__(self) -> None:
         self.moving: set[str] = set()  # client ids with a move in flight
+        self.best: dict[str, float] = {}  # client id -> the best price since placement (sell: highest; buy: lowest)
+        self.asked: dict[str, float] = {}  # client id -> the tightest trigger ever sent
+        self.resume_at: dict[str, tuple[float, float]] = {}  # client id -> (monotonic time, backoff) after a refusal
 
     def on_price(self, s: "Strategy", ai: AssetInstance) -> None:
         price = ai.last_price
@@ -63,36 +74,47 @@ class Trailer:
         for order in ai.open_orders():
             if order.type is not OrderType.TRAILING_STOP or order.triggered or order.id is None or order.trigger_price is None:
                 continue
-            if order.client_order_id in self.moving or order.trailing_percent is None:
+            cid = order.client_order_id
+            pct = order.trailing_percent
+            if cid in self.moving or pct is None or time.monotonic() < self.resume_at.get(cid, (0.0, 0.0))[0]:
                 continue
-            wanted = trigger_for(order.side, price, order.trailing_percent)
+            # the best price since placement: at least what the trigger held implies, and this one if better
+            implied = order.trigger_price / (1 - pct / 100) if order.side is Side.SELL else order.trigger_price / (1 + pct / 100)
+            best = self.best.get(cid, implied)
+            best = max(best, implied, price) if order.side is Side.SELL else min(best, implied, price)
+            self.best[cid] = best
             try:
-                wanted = s.venue.price_to_precision(ai.symbol, wanted)
+                wanted = s.venue.price_to_precision(ai.symbol, trigger_for(order.side, best, pct))
             except Exception:  # rounds to nothing: no move
                 continue
-            gain = wanted - order.trigger_price if order.side is Side.SELL else order.trigger_price - wanted
+            floor = tighter(order.side, order.trigger_price, self.asked.get(cid, order.trigger_price))
+            gain = wanted - floor if order.side is Side.SELL else floor - wanted
             if gain <= 0 or gain < STEP * price:
                 continue
-            self.moving.add(order.client_order_id)
+            self.moving.add(cid)
+            self.asked[cid] = wanted
             s.supervisor.spawn(self._move(s, ai, order, wanted))
 
     async def _move(self, s: "Strategy", ai: AssetInstance, order: Order, trigger: float) -> None:
+        cid = order.client_order_id
         before = order.trigger_price
         try:
             await s.venue.amend_trigger(ai.symbol, cancel_target(ai, order), order.side, trigger, s.config.timeouts.order_placement)
-        except ExchangeOpError as err:  # the exchange keeps the trigger it had: still a valid stop; the next price tries again
-            log.warning("trailing stop %s on %s: trigger not moved to %s (%s)", order.client_order_id, ai.symbol, trigger, err)
-            s.sink.record(
-                "error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=f"trailing stop not moved: {err}"
-            )
+        except PermanentError as err:  # refused: the exchange keeps the trigger it had (a valid stop); back off
+            _, backoff = self.resume_at.get(cid, (0.0, BACKOFF_S / 2))
+            self.resume_at[cid] = (time.monotonic() + 2 * backoff, min(2 * backoff, MAX_BACKOFF_S))
+            log.warning("trailing stop %s on %s: trigger not moved to %s (%s)", cid, ai.symbol, trigger, err)
+            s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"trailing stop not moved: {err}")
+            return
+        except ExchangeOpError as err:  # no answer: it may have moved; ``asked`` keeps it, so nothing looser follows
+            log.warning("trailing stop %s on %s: move to %s unconfirmed (%s)", cid, ai.symbol, trigger, err)
+            s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"trailing stop move unconfirmed: {err}")
             return
         finally:
-            self.moving.discard(order.client_order_id)
-        if before is not None:
-            order.trigger_price = tighter(order.side, before, trigger)
-        s.sink.record(
-            "order_amended", symbol=ai.symbol, client_order_id=order.client_order_id, trigger_price=order.trigger_price, previous=before
-        )
+            self.moving.discard(cid)
+        self.resume_at.pop(cid, None)
+        order.trigger_price = trigger if order.trigger_price is None else tighter(order.side, order.trigger_price, trigger)
+        s.sink.record("order_amended", symbol=ai.symbol, client_order_id=cid, trigger_price=order.trigger_price, previous=before)
 
 
 def follow_exchange(s: "Strategy", ai: AssetInstance, order: Order, reported: float) -> None:

@@ -36,7 +36,7 @@ from ..model.venue import (
 from .ccxt_types import CcxtExchange
 from .client import ExchangeClient, is_balance, is_list, is_order
 from .dialect import Dialect
-from .errors import ExchangeOpError
+from .errors import ExchangeOpError, MalformedResponse
 from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
 
@@ -66,6 +66,11 @@ class CcxtVenue(ExchangeClient):
         self.parse = ReportParser(self.venue)
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
         self._cache_seen: dict[str, dict[object, tuple[object, ...]]] = {}  # by symbol: order id -> its state when last read
+
+    def _already_set(self, err: ExchangeOpError) -> bool:
+        """The exchange said the change was already in place (its error code or message, per the dialect); never read
+        from an answer that did not parse, whose text may hold those words without the exchange having said them."""
+        return not isinstance(err, MalformedResponse) and self.venue.already_set(err)
 
     def _contract(self, symbol: str) -> bool:
         return bool(self.markets.get(symbol, {}).get("contract"))
@@ -156,7 +161,7 @@ class CcxtVenue(ExchangeClient):
                 "edit_order", partial(self.ex.edit_order, ref.order_id, symbol, "market", side.value, None, None, params), timeout
             )
         except ExchangeOpError as err:
-            if not self.venue.already_set(err):
+            if not self._already_set(err):
                 raise
 
     async def cancel_orders(  # type: ignore[override]  # ExchangeClient's answered raw dicts (callers moving over)
@@ -240,7 +245,7 @@ class CcxtVenue(ExchangeClient):
         try:
             await self.call("set_leverage", partial(self.ex.set_leverage, leverage, symbol), timeout)
         except ExchangeOpError as err:
-            if not self.venue.already_set(err):
+            if not self._already_set(err):
                 raise
 
     async def set_margin_mode(self, symbol: str, mode: str, timeout: float) -> None:
@@ -248,7 +253,7 @@ class CcxtVenue(ExchangeClient):
         try:
             await self.call("set_margin_mode", partial(self.ex.set_margin_mode, mode, symbol), timeout)
         except ExchangeOpError as err:
-            if not self.venue.already_set(err):
+            if not self._already_set(err):
                 raise
 
     async def position_mode(self, timeout: float) -> bool:
@@ -261,7 +266,7 @@ class CcxtVenue(ExchangeClient):
         try:
             await self.call("set_position_mode", partial(self.ex.set_position_mode, hedged), timeout)
         except ExchangeOpError as err:
-            if not self.venue.already_set(err):
+            if not self._already_set(err):
                 raise
 
     async def funding_history(self, since: int | None, timeout: float) -> list[FundingPayment]:

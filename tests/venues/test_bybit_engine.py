@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from planar_core.model import PENDING, OrderStatus, OrderType, PositionSide, Side, Trade
+from planar_core.sandbox import Faults
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 
@@ -348,3 +349,32 @@ async def test_positions_of_a_universe_of_several_perpetuals(bybit_strategy, byb
     }
     await sync_positions(s)
     assert [s.universe[x].position.contracts for x in perps] == [pytest.approx(0.01), pytest.approx(0.1)]
+
+
+async def test_the_engines_trailing_stop_never_moves_back_after_an_unanswered_move(bybit_strategy, bybit_sandbox, trader) -> None:
+    """A move whose answer is lost (the amend landed, the reply was garbled, the user stream is held) leaves the
+    engine unsure where the stop is: the next move must not be looser than that one, even when the price eases
+    back. Every move the exchange confirmed after it is at least as tight."""
+    s = await bybit_strategy(universe=["BTC/USDT"])
+    ai = s.universe["BTC/USDT"]
+    last = await shock(bybit_sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    assert await s.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    first = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    bybit_sandbox.ex.faults = Faults(malformed_rate=1.0, paused_user_stream=True)
+    await shock(bybit_sandbox, "BTCUSDT", 1.03)  # the move lands on the exchange; its answer does not
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > first * 1.02, timeout=10)
+    landed = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    await wait_for(lambda: any(e.get("client_order_id") == order.client_order_id for e in s.sink.of("error_occurred")), timeout=10)
+    bybit_sandbox.ex.faults = Faults(paused_user_stream=True)  # answers again; the stream still says nothing
+    # above the stop that landed, below the high: trailing from this price would be looser than what landed
+    eased = await shock(bybit_sandbox, "BTCUSDT", 1.026)
+    await wait_for(lambda: ai.last_price == pytest.approx(eased, rel=2e-3), timeout=10)
+    high = await shock(bybit_sandbox, "BTCUSDT", 1.05)  # a new high: a tighter move, confirmed
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > landed * 1.01, timeout=10)
+    bybit_sandbox.ex.faults = Faults()
+    moves = [e["trigger_price"] for e in s.sink.of("order_amended")]
+    assert moves and min(moves) >= landed, (moves, landed)  # no confirmed move below the one that landed unanswered
+    assert exchange_stop(bybit_sandbox, trader, order.client_order_id) <= high
