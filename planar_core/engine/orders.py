@@ -532,7 +532,9 @@ def on_verdict(s: "Strategy", event: EngineEvent) -> None:
 async def resend(s: "Strategy", ai: AssetInstance, old: Order, params: Json) -> OrderAnswer:
     """``order_monitoring.resend_absent``: send once more an order that was answered ``UNKNOWN`` and proven never
     booked: the same request under a NEW client id (the old one is never reused), checked again locally (a halt,
-    cash, the risk hook: the market may have moved) but not sized again."""
+    cash, the risk hook: the market may have moved) but not sized again. The engine's own trailing stop starts again
+    from the price of now (its trigger is the stop level it computed, not an activation price)."""
+    engine_trails = old.type is OrderType.TRAILING_STOP and trailing.emulated(s, ai)
     try:
         again = OrderCall(
             type=old.type,
@@ -542,7 +544,7 @@ async def resend(s: "Strategy", ai: AssetInstance, old: Order, params: Json) -> 
             waitfor=0.0,
             synced=False,
             reduce_only=old.reduce_only,
-            trigger_price=old.trigger_price,
+            trigger_price=None if engine_trails else old.trigger_price,
             trailing_percent=old.trailing_percent,
             position_side=old.position_side,
             stop_loss=old.brackets[0],

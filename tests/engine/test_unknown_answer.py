@@ -135,3 +135,24 @@ async def test_resend_absent_sends_once_under_a_new_id(strategy_factory, sandbox
     stop.set()
     result = await runner
     assert result.final_status["unknown_resent"] == 1
+
+
+@pytest.mark.venues("bybit")  # the engine's own trailing stop exists where the venue has none of an order's own
+async def test_an_engine_trailing_stop_proven_absent_is_sent_again(strategy_factory, sandbox, account) -> None:
+    """Its trigger is the stop level the engine computed, not an activation price: the re-send starts it again
+    from the price of now instead of being refused."""
+    s = await strategy_factory(**{**ENGINE, "order_monitoring": {**ENGINE["order_monitoring"], "resend_absent": True}})
+    _logic, stop, runner = await _running(s)
+    ai = s.universe["BTC/USDT"]
+    bid, _ = bid_ask(sandbox)
+    ai.last_price = bid
+    sandbox.ex.faults = Faults(error_rate=1.0)
+    assert await s.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is UNKNOWN
+    (order,) = ai.orders.values()
+    sandbox.ex.faults = Faults()
+    await wait_for(lambda: order.resent_as is not None, timeout=20)
+    new = ai.orders[order.resent_as]
+    await wait_for(lambda: new.client_order_id in {o["client_order_id"] for o in snapshot(sandbox, account)["open_orders"]}, timeout=10)
+    assert new.type is OrderType.TRAILING_STOP and new.trigger_price is not None and new.trigger_price < bid
+    stop.set()
+    await runner
