@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, PositionSide
+from ..model.types import Json
 from ..model.venue import MarketType, OrderReport
 from ..trace.unresolved import RestartIndex, read_index
 from .updates import other_strategy
@@ -66,6 +67,7 @@ class StartupPlan:
     history: dict[str, list[OrderReport]] = field(default_factory=dict)  # symbol -> its history, listed once (twin check)
     # after a power loss: the assets whose history is listed once the engine runs (``sync.verify_deferred``)
     deferred: list[str] = field(default_factory=list)
+    journal: dict[str, Json] = field(default_factory=dict)  # the intents unresolved when the start read the journal
 
 
 _PLANS: weakref.WeakKeyDictionary[Strategy, StartupPlan] = weakref.WeakKeyDictionary()
@@ -86,7 +88,7 @@ async def prepare(s: Strategy) -> StartupPlan:
     since = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
     index = restart_index(s, since - 60_000)
     open_now = await account_open_orders(s)
-    plan = StartupPlan(complete(s), open_now, index, since, {})
+    plan = StartupPlan(complete(s), open_now, index, since, {}, journal=dict(s.journal.unresolved()))
     if not plan.complete:
         log.warning(
             "the previous run did not stop cleanly, and the machine restarted since (or that cannot be told): every "
@@ -100,7 +102,7 @@ async def prepare(s: Strategy) -> StartupPlan:
     for sym in index.open_orders:
         if sym in s.universe:
             plan.listed.setdefault(sym, "orders open when the trace ends")
-    for intent in s.journal.unresolved().values():
+    for intent in plan.journal.values():
         sym = str(intent.get("symbol", ""))
         if sym in s.universe:
             plan.listed.setdefault(sym, "an unresolved order intent")

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, StrategyConfig
-from ..exchange.errors import ExchangeOpError, MalformedResponse, OrderNotFound
+from ..exchange.errors import ExchangeOpError, MalformedResponse, OrderNotFound, PermanentError
 from ..model import AssetInstance, Order, OrderStatus, OrderType, PositionSide, Side
 from ..model.clock import now_ms
 from ..model.json import integer, num, opt_num, text
@@ -170,39 +170,50 @@ async def verify_deferred(s: "Strategy", plan: "StartupPlan") -> None:
     cfg = s.config.startup_sync
     t = s.config.timeouts.order_placement
     gate = asyncio.Semaphore(DEFERRED_CONCURRENCY)
-    known = {sym: set(s.universe[sym].orders) for sym in plan.deferred}
+    journal = plan.journal  # as the start read it: intents this run sends meanwhile are not an earlier run's
+    found: dict[str, list[str]] = {}
 
     async def one(sym: str) -> None:
         ai = s.universe[sym]
         async with gate:
             history = await s.venue.order_history(sym, t, limit=history_limit(cfg.closed_orders, 0)) if cfg.closed_orders > 0 else None
+            before = set(ai.orders)
             if history is not None:
-                cids = set(s.journal.unresolved()) | {r.client_order_id for r in history if r.client_order_id}
+                cids = set(journal) | {r.client_order_id for r in history if r.client_order_id and r.client_order_id not in before}
                 restore_trades(s, plan.since_ms, plan.index, cids=cids)
-                restore_orders(s, plan.since_ms, plan.index, cids=cids)
+                restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=journal)
             else:
                 restore_trades(s, plan.since_ms, plan.index, [sym])
-                restore_orders(s, plan.since_ms, plan.index, [sym])
+                restore_orders(s, plan.since_ms, plan.index, [sym], journal=journal)
+            # the orders the engine holds open now (this run's too) as the listing says them: none is looked up again
+            open_now = [r for r in history or [] if r.status is OrderStatus.OPEN]
             await sync_asset_orders(
-                s, ai, recent=cfg.closed_orders, trades_since=plan.since_ms, open_now=[], history=history, trades_if_unexplained=True
+                s, ai, recent=cfg.closed_orders, trades_since=plan.since_ms, open_now=open_now, history=history, trades_if_unexplained=True
             )
+            adopted = sorted(c for c in set(ai.orders) - before if not s.ids.of_this_run(c))  # not this run's new orders
+            if adopted:
+                found[sym] = adopted
 
     remaining = list(plan.deferred)
+    unverified: dict[str, str] = {}
     attempt = 0
     while remaining:
         results = await asyncio.gather(*(one(sym) for sym in remaining), return_exceptions=True)
-        failed = [sym for sym, r in zip(remaining, results, strict=True) if isinstance(r, BaseException)]
+        failed = []
         for sym, r in zip(remaining, results, strict=True):
-            if isinstance(r, BaseException):
+            if isinstance(r, PermanentError):  # asking again gives the same answer: said, not retried
+                unverified[sym] = f"{type(r).__name__}: {r}"[:300]
+            elif isinstance(r, BaseException):
                 log.warning("after the power loss, listing %s failed (%s); tried again", sym, r)
+                failed.append(sym)
         remaining = failed
         if remaining:
             await asyncio.sleep(min(30.0, 2.0**attempt))
             attempt += 1
-    found = {sym: sorted(set(s.universe[sym].orders) - known[sym]) for sym in plan.deferred}
-    found = {sym: cids for sym, cids in found.items() if cids}
-    s.sink.record("startup_verified", assets=len(plan.deferred), found=found or None)
+    s.sink.record("startup_verified", assets=len(plan.deferred), found=found or None, unverified=unverified or None)
     log.info("after the power loss: %d assets verified since the start; %s", len(plan.deferred), found or "nothing new")
+    if unverified:
+        s.alert(f"{s.name}: after a power loss, assets could not be verified: {unverified}", "warning")
 
 
 async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:

@@ -216,6 +216,11 @@ class ClientOrderIds:
         parsed = parse(client_order_id)
         return parsed is not None and self.issued_here(client_order_id) and self.run_start - self.block <= parsed.seq < self.run_start
 
+    def of_this_run(self, client_order_id: str | None) -> bool:
+        """Issued by this process (its blocks start at ``run_start``): not an earlier run's."""
+        parsed = parse(client_order_id)
+        return parsed is not None and self.issued_here(client_order_id) and parsed.seq >= self.run_start
+
     def issued_here(self, client_order_id: str | None) -> bool:
         """Owned and issued by this store (its epoch): an owned id from another epoch was issued by another store
         root, i.e. another engine of this strategy (or this store before it was wiped)."""
