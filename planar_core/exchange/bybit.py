@@ -227,8 +227,12 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         link = params.get("orderLinkId")
         if not isinstance(link, str) or not link:
             raise ccxt.ArgumentsRequired(f"{self.id} fetch_order needs an order id or params['orderLinkId']")
-        rows = await self.fetch_open_orders(symbol, None, None, self.omit(params, ["acknowledged"]))
+        query = self.omit(params, ["acknowledged"])
+        rows = await self.fetch_open_orders(symbol, None, None, query)
         found = [r for r in rows if isinstance(r, dict) and r.get("clientOrderId") == link]
+        if not found:  # Bybit: after a release or restart of its servers, ended orders are found in the history only
+            rows = await self.fetch_canceled_and_closed_orders(symbol, None, None, query)
+            found = [r for r in rows if isinstance(r, dict) and r.get("clientOrderId") == link]
         if not found:
             raise ccxt.OrderNotFound(f"{self.id} order with orderLinkId {link} not found")
         return dict(found[0])
