@@ -235,8 +235,9 @@ async def _cancel_everything(s: "Strategy", ai: "AssetInstance", local: list["Or
     symbol. Its success is the exchange's word that nothing is left open there (the strategy is halted and has no
     order in flight), so the symbol is verified in one round trip. The orders the answer names are applied as
     cancelled; orders of others among them are counted and said (the account was not exclusive after all). Where
-    the answer names no order (Binance USD-M's), the strategy's open orders count as cancelled: the exchange said it
-    cancelled every open one (one that filled just before is corrected by its report, as always). False when the
+    the answer names no order (Binance USD-M's answer never does; an empty book answers nothing either), the
+    strategy's open orders count as cancelled: the exchange said nothing is open any more, and the count cannot tell
+    those it cancelled from those already gone (the orders' own reports set their status, as always). False when the
     request failed: the caller cancels by id and lists, as for a shared account."""
     loop = asyncio.get_running_loop()
     out = report.of(ai.symbol).orders
