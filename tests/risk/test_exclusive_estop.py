@@ -21,6 +21,20 @@ async def _rest(s: Any, sandbox: Any, per_symbol: int) -> None:
             assert await s.call(sym, OrderType.GTC, Side.BUY, amount=AMOUNT[sym], price=bid * (0.8 + i / 100), waitfor=0) is PENDING
 
 
+async def _one_each_and_a_manual_order(s: Any, sandbox: Any, account: Any) -> None:
+    """One resting order of the strategy per symbol, and one placed by hand that the strategy saw and left alone."""
+    await _rest(s, sandbox, 1)
+    raw = make_client(sandbox, account)
+    try:
+        await raw.load_markets()
+        bid, _ = bid_ask(sandbox, "BTCUSDT")
+        await raw.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.7, 2))
+    finally:
+        await raw.close()
+    await wait_for(lambda: len(snapshot(sandbox, account)["open_orders"]) == 3)
+    await wait_for(lambda: bool(s.sink.of("order_foreign")), timeout=10)  # the engine saw it, and left it alone
+
+
 def calls(s: Any, endpoint: str, since: int = 0) -> int:
     return sum(1 for e in s.sink.of("api_call")[since:] if e["endpoint"] == endpoint)
 
@@ -45,16 +59,7 @@ async def test_an_order_of_someone_else_is_cancelled_and_said(strategy_factory: 
     s = await strategy_factory(
         universe=list(SPOT2), risk={"exclusive_account": True, "estop_budget_s": 5.0}, startup_sync={"foreign_orders": "ignore"}
     )
-    await _rest(s, sandbox, 1)
-    raw = make_client(sandbox, account)
-    try:
-        await raw.load_markets()
-        bid, _ = bid_ask(sandbox, "BTCUSDT")
-        await raw.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.7, 2))
-    finally:
-        await raw.close()
-    await wait_for(lambda: len(snapshot(sandbox, account)["open_orders"]) == 3)
-    await wait_for(lambda: bool(s.sink.of("order_foreign")), timeout=10)  # the engine saw it, and left it alone
+    await _one_each_and_a_manual_order(s, sandbox, account)
     report = await s.emergency_stop("exclusive, but shared")
     assert report.clean and report.cancelled == 2, report
     assert snapshot(sandbox, account)["open_orders"] == []
@@ -64,16 +69,7 @@ async def test_an_order_of_someone_else_is_cancelled_and_said(strategy_factory: 
 async def test_a_shared_account_is_never_cancelled_wholesale(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """The default: cancels by id only; a manual order the strategy did not adopt stays."""
     s = await strategy_factory(universe=list(SPOT2), risk={"estop_budget_s": 5.0}, startup_sync={"foreign_orders": "ignore"})
-    await _rest(s, sandbox, 1)
-    raw = make_client(sandbox, account)
-    try:
-        await raw.load_markets()
-        bid, _ = bid_ask(sandbox, "BTCUSDT")
-        await raw.create_order("BTC/USDT", "limit", "buy", 0.001, round(bid * 0.7, 2))
-    finally:
-        await raw.close()
-    await wait_for(lambda: len(snapshot(sandbox, account)["open_orders"]) == 3)
-    await wait_for(lambda: bool(s.sink.of("order_foreign")), timeout=10)  # the engine saw it, and left it alone
+    await _one_each_and_a_manual_order(s, sandbox, account)
     before = len(s.sink.of("api_call"))
     report = await s.emergency_stop("shared")
     assert report.clean and report.cancelled == 2, report
