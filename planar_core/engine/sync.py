@@ -170,7 +170,6 @@ async def verify_deferred(s: "Strategy", plan: "StartupPlan") -> None:
     cfg = s.config.startup_sync
     t = s.config.timeouts.order_placement
     gate = asyncio.Semaphore(DEFERRED_CONCURRENCY)
-    journal = plan.journal  # as the start read it: intents this run sends meanwhile are not an earlier run's
     found: dict[str, list[str]] = {}
 
     async def one(sym: str) -> None:
@@ -178,13 +177,8 @@ async def verify_deferred(s: "Strategy", plan: "StartupPlan") -> None:
         async with gate:
             history = await s.venue.order_history(sym, t, limit=history_limit(cfg.closed_orders, 0)) if cfg.closed_orders > 0 else None
             before = set(ai.orders)
-            if history is not None:
-                cids = set(journal) | {r.client_order_id for r in history if r.client_order_id and r.client_order_id not in before}
-                restore_trades(s, plan.since_ms, plan.index, cids=cids)
-                restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=journal)
-            else:
-                restore_trades(s, plan.since_ms, plan.index, [sym])
-                restore_orders(s, plan.since_ms, plan.index, [sym], journal=journal)
+            earlier = None if history is None else [r for r in history if r.client_order_id not in before]
+            restore_listed(s, plan, [sym], earlier)
             # the orders the engine holds open now (this run's too) as the listing says them: none is looked up again
             open_now = [r for r in history or [] if r.status is OrderStatus.OPEN]
             await sync_asset_orders(
@@ -242,16 +236,9 @@ async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
 
     if cfg.closed_orders > 0:
         await asyncio.gather(*(history(ai) for ai in listed))
-        # what the trace holds of the orders the sync is about to adopt (their trades, what was asked for), and
-        # nothing else: an asset's trades are read again only from an order whose fills they must explain
-        journal = s.journal.unresolved()
-        listings = (r for sym in plan.listed for r in plan.open_now.get(sym, []) + plan.history.get(sym, []))
-        cids = set(journal) | {r.client_order_id for r in listings if r.client_order_id}
-        restore_trades(s, since, plan.index, cids=cids)
-        restore_orders(s, since, plan.index, cids=cids, journal=journal)
-    else:  # no history: trades are read over the lookback, so every traced trade of a listed asset is marked seen
-        restore_trades(s, since, plan.index, plan.listed)
-        restore_orders(s, since, plan.index, plan.listed)
+        restore_listed(s, plan, plan.listed, [r for sym in plan.listed for r in plan.open_now.get(sym, []) + plan.history.get(sym, [])])
+    else:
+        restore_listed(s, plan, plan.listed, None)
     if s.config.margin:  # funding booked over the lookback, each payment recorded once across runs
         s.holdings.funding.restore((str(r.get("trade_id")) for r in plan.index.rows(("funding_paid",))), since)
         await sync_funding(s)
@@ -272,6 +259,21 @@ async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
     await reconcile_intents(s)
     s.journal.compact()
     await s.freshness.flush()  # fills the sync learned after reading the balances: read them again (once)
+
+
+def restore_listed(s: "Strategy", plan: "StartupPlan", symbols: Collection[str], listings: list[OrderReport] | None) -> None:
+    """What the trace holds of the orders a listing is about to bring in (their trades, what was asked for), and
+    nothing else: an asset's trades are read again only from an order whose fills they must explain. ``listings``
+    None (no history listed): trades are read over the lookback, so every traced trade of ``symbols`` is marked seen.
+    The journal's intents are those the start read (``plan.journal``): ones a running engine sends meanwhile are not
+    an earlier run's."""
+    if listings is None:
+        restore_trades(s, plan.since_ms, plan.index, symbols)
+        restore_orders(s, plan.since_ms, plan.index, symbols, journal=plan.journal)
+        return
+    cids = set(plan.journal) | {r.client_order_id for r in listings if r.client_order_id}
+    restore_trades(s, plan.since_ms, plan.index, cids=cids)
+    restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=plan.journal)
 
 
 async def _default_leverage(s: "Strategy") -> None:
