@@ -15,7 +15,7 @@ from planar_core.sandbox import Faults
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
 
-from ..conftest import START_BALANCES, make_bybit_client, wait_for
+from ..conftest import START_BALANCES, bid_ask, make_bybit_client, snapshot, wait_for
 from ..orders.test_conditional import shock
 
 
@@ -47,11 +47,6 @@ async def bybit_strategy(bybit_sandbox: BybitServer, trader: Account, tmp_path) 
         await s.stop()
 
 
-def bid_ask(server: BybitServer, symbol: str = "BTCUSDT", kind: str = "spot") -> tuple[float, float]:
-    (bid, _), (ask, _) = server.ex.best_bid_ask(server.ex.markets[(kind, symbol)])
-    return float(bid), float(ask)
-
-
 def wallet_subscribed(server: BybitServer, acct: Account) -> bool:
     """The account's private connection has subscribed to the ``wallet`` topic (what a test waits on, not a sleep)."""
     return any(c.kind == "private" and acct.api_key in c.users and "wallet" in c.streams for c in server.hub.conns)
@@ -61,10 +56,6 @@ def a_power_loss(journal: Path) -> None:
     """The next run begins in another boot of the machine: the journal's last word is a start of that boot."""
     with journal.open("ab") as fh:
         fh.write(b'{"t":1,"kind":"start","boot":"a-boot-before-the-power-loss"}\n')
-
-
-def snapshot(server: BybitServer, acct: Account) -> dict:
-    return server.ex.snapshot()["accounts"][acct.api_key]
 
 
 async def test_spot_market_and_resting_orders(bybit_strategy, bybit_sandbox, trader) -> None:
