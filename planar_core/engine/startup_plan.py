@@ -40,13 +40,14 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, PositionSide
 from ..model.types import Json
 from ..model.venue import MarketType, OrderReport
-from ..trace.unresolved import RestartIndex, read_index
+from ..trace.unresolved import RestartIndex, placed_records, read_index
 from .updates import other_strategy
 
 if TYPE_CHECKING:
@@ -135,6 +136,15 @@ def restart_index(s: Strategy, since_ms: int) -> RestartIndex:
     if isinstance(events, list):
         return read_index(events, since_ms * 1_000_000, until, symbols, mine, sides)
     return RestartIndex()
+
+
+def placed_before(s: Strategy, cids: Collection[str], before_ns: int) -> list[Json]:
+    """The trace's placement records of ``cids`` older than ``before_ns`` (``trace/unresolved.placed_records``)."""
+    files = getattr(s.sink, "files", None)
+    if files is not None:
+        return placed_records(files, cids, before_ns)
+    events = getattr(s.sink, "events", None)
+    return placed_records(events, cids, before_ns) if isinstance(events, list) else []
 
 
 async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:

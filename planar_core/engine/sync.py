@@ -15,6 +15,7 @@ from ..model.json import integer, num, opt_num, text
 from ..model.types import Json
 from ..model.venue import FillReport, Market, OrderRef, OrderReport, Ticker
 from ..trace.replay import traced_trade
+from ..trace.unresolved import PLACEMENT
 from .margin import apply_position_mode, sync_funding
 from .submit import lookup
 from .updates import apply_order, apply_trade, find, other_strategy
@@ -267,13 +268,15 @@ def restore_listed(s: "Strategy", plan: "StartupPlan", symbols: Collection[str],
     None (no history listed): trades are read over the lookback, so every traced trade of ``symbols`` is marked seen.
     The journal's intents are those the start read (``plan.journal``): ones a running engine sends meanwhile are not
     an earlier run's."""
+    listed_open = {r.client_order_id for sym in symbols for r in plan.open_now.get(sym, []) if r.client_order_id}
     if listings is None:
         restore_trades(s, plan.since_ms, plan.index, symbols)
-        restore_orders(s, plan.since_ms, plan.index, symbols, journal=plan.journal)
+        restore_orders(s, plan.since_ms, plan.index, symbols, journal=plan.journal, still_open=listed_open)
         return
+    listed_open |= {r.client_order_id for r in listings if r.client_order_id and r.status is OrderStatus.OPEN}
     cids = set(plan.journal) | {r.client_order_id for r in listings if r.client_order_id}
     restore_trades(s, plan.since_ms, plan.index, cids=cids)
-    restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=plan.journal)
+    restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=plan.journal, still_open=listed_open)
 
 
 async def _default_leverage(s: "Strategy") -> None:
@@ -357,24 +360,33 @@ def restore_orders(
     symbols: Collection[str] | None = None,
     cids: Collection[str] | None = None,
     journal: Mapping[str, Json] | None = None,
+    still_open: Collection[str] = (),
 ) -> int:
     """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
-    trigger, the exits attached to an entry, the entry an exit protects, whether its trigger was recorded): from
-    the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset) or of the orders
-    ``cids``, and the journal's unresolved intents (``journal``: as already read). Used when the start-up sync adopts these orders again (a futures conditional order that
-    triggered is reported as a plain market or limit order; its type is what we asked for)."""
+    trigger, the trailing distance, the exits attached to an entry, the entry an exit protects, whether its trigger
+    was recorded): from the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset)
+    or of the orders ``cids``, and the journal's unresolved intents (``journal``: as already read). Used when the
+    start-up sync adopts these orders again (a futures conditional order that triggered is reported as a plain
+    market or limit order; its type is what we asked for). ``still_open``: client ids the exchange lists as open;
+    those placed before the lookback are looked up further back (``trace/unresolved.placed_records``), or a trailing
+    stop resting for a week would come back as a plain stop and an old exit would lose its entry."""
     index = index if index is not None else _index(s, since_ms - 60_000)
     lo = (since_ms - 60_000) * 1_000_000
+    rows = index.rows(PLACEMENT, symbols, since_ns=lo, cids=cids)
+    seen = {text(r.get("client_order_id")) for r in rows if r.get("kind") == "order_placed"}
+    older = {c for c in still_open if c not in seen and not other_strategy(s, c)}
+    if older:
+        rows = _placed_before(s, older, lo) + rows
     meta: dict[str, Json] = {}
-    for r in index.rows(("order_placed",), symbols, since_ns=lo, cids=cids):
+    for r in rows:
         cid = text(r.get("client_order_id"))
-        if cid and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
+        if cid and r.get("kind") == "order_placed" and not other_strategy(s, cid):  # the account's trace holds every strategy's orders
             meta[cid] = {**r, "type": r.get("order_type")}
     for cid, intent in (journal if journal is not None else s.journal.unresolved()).items():
         meta.setdefault(cid, dict(intent))
-    for r in index.rows(("order_triggered",), symbols, since_ns=lo, cids=cids):
+    for r in rows:
         cid = text(r.get("client_order_id"))
-        if cid in meta:
+        if cid in meta and r.get("kind") == "order_triggered":
             meta[cid]["triggered"] = True
     s.ledger.restore_orders(meta)
     s.book.restore_bracketed(p for p in (text(m.get("parent")) for m in meta.values()) if p)  # their exits were placed
@@ -385,6 +397,12 @@ def _index(s: "Strategy", since_ms: int) -> "RestartIndex":
     from .startup_plan import restart_index
 
     return restart_index(s, since_ms)
+
+
+def _placed_before(s: "Strategy", cids: Collection[str], before_ns: int) -> list[Json]:
+    from .startup_plan import placed_before
+
+    return placed_before(s, cids, before_ns)
 
 
 async def sync_balances(s: "Strategy") -> None:

@@ -168,6 +168,8 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
         order.filled, order.cost = filled, r.cost or (filled * r.average if r.average else order.cost)
     new = r.status
+    if new is None and oid and source == "acknowledgement" and order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+        new = OrderStatus.OPEN  # an answer naming the order booked it: accepted (Bybit's create answer says no more)
     changed = new is not None and new != order.status and transition(s, ai, order, new, source)
     if grew and not changed:
         s.sink.record(

@@ -272,3 +272,43 @@ def _take(records: list[Json], wanted: dict[str, set[str]], mine: Callable[[str]
         sides = wanted.get(key[0])
         if sides is not None:
             sides.discard(key[1])
+
+
+PLACEMENT = ("order_placed", "order_triggered")  # what a restart re-attaches to an order it adopts (engine/sync.py)
+
+
+def placed_records(source: TraceFiles | Sequence[Json], cids: Collection[str], before_ns: int) -> list[Json]:
+    """The ``order_placed`` / ``order_triggered`` records of the client order ids ``cids`` older than ``before_ns``,
+    oldest first: for orders still open on the exchange that were placed before a restart's lookback (a resting
+    exit, a trailing stop left for a week). Read backwards, newest part first, codes first, until every id's
+    ``order_placed`` is found or the trace's start; then the archive compaction moved past retention, if any."""
+    wanted = set(cids)
+    if not wanted:
+        return []
+    if not isinstance(source, TraceFiles):
+        cols = Columns.from_events(list(source))
+        return _placed(iter([(_columns_part(cols), 0)]), wanted, before_ns)
+    files = source
+    out = consistent(files, lambda m: _placed(_parts_newest_first(files, m), wanted, before_ns))
+    if wanted:
+        try:
+            archive = TraceFiles(files.url("archive"), create=False)
+        except FileNotFoundError:
+            return out
+        out = consistent(archive, lambda m: _placed(_parts_newest_first(archive, m), wanted, before_ns)) + out
+    return out
+
+
+def _placed(parts: Iterable[tuple[_Part, int]], wanted: set[str], before_ns: int) -> list[Json]:
+    """``placed_records`` over ``parts`` (newest first); the ids found are taken out of ``wanted``."""
+    found: list[list[Json]] = []
+    for part, _ in parts:
+        m = part.mask(_KIND, PLACEMENT) & part.mask(_CID, wanted) & (part.timestamp < before_ns)
+        rows = np.flatnonzero(m)
+        if len(rows):
+            records = part.rows_of(rows)
+            found.append(records)
+            wanted -= {str(r.get("client_order_id")) for r in records if r.get("kind") == "order_placed"}
+        if not wanted:
+            break
+    return [r for records in reversed(found) for r in records]

@@ -369,3 +369,55 @@ async def test_the_engines_trailing_stop_never_moves_back_after_an_unanswered_mo
     moves = [e["trigger_price"] for e in s.sink.of("order_amended")]
     assert moves and min(moves) >= landed, (moves, landed)  # no confirmed move below the one that landed unanswered
     assert exchange_stop(bybit_sandbox, trader, order.client_order_id) <= high
+
+
+class _Later:
+    """The real clock, ``days`` ahead: a restart that long after the last run, for the start-up's lookback."""
+
+    def __init__(self, days: float) -> None:
+        self.shift = days * 86400.0
+
+    def time(self) -> float:
+        import time
+
+        return time.time() + self.shift
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+
+async def test_the_engines_trailing_stop_placed_before_the_lookback(bybit_strategy, bybit_sandbox, trader) -> None:
+    """An order still open that was placed before the start-up's lookback (three days of trades) keeps what was
+    asked for: the trace is read further back for its placement. Without it, a trailing stop resting for a week
+    came back as a plain stop-market order and stopped trailing."""
+    first = await bybit_strategy(universe=["BTC/USDT"])
+    ai = first.universe["BTC/USDT"]
+    ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.0)
+    assert await first.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    await first.stop()
+    # the twin check reads the real clock: with the engine's moved, the order would look placed after its window
+    second = await bybit_strategy(universe=["BTC/USDT"], start=False, twin_check={"enabled": False})
+    second.clock = _Later(days=4)  # the start-up's lookback begins a day after the order was placed
+    await second.start()
+    again = second.universe["BTC/USDT"].orders[order.client_order_id]
+    assert again.type is OrderType.TRAILING_STOP and again.trailing_percent == pytest.approx(1.0)
+    assert again.trigger_price == pytest.approx(exchange_stop(bybit_sandbox, trader, order.client_order_id))
+
+
+async def test_an_accepted_order_is_open_without_a_stream_report(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Bybit's answer to a create request names the order and says no more (no status): the order is accepted, so
+    it is open and its intent resolved, without waiting for the stream (here paused) to say so. It stayed an
+    intent, and a restart took it for an unresolved one."""
+    s = await bybit_strategy(universe=["BTC/USDT"])
+    ai = s.universe["BTC/USDT"]
+    last = ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.0)
+    bybit_sandbox.ex.faults.paused_user_stream = True
+    assert await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.9, waitfor=0) is PENDING
+    (order,) = ai.orders.values()
+    assert order.id is not None and order.status is OrderStatus.OPEN
+    assert order.client_order_id not in s.journal.unresolved()
+    assert exchange_stop(bybit_sandbox, trader, order.client_order_id) == pytest.approx(order.trigger_price)
