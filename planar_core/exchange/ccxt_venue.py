@@ -13,6 +13,7 @@ they answer reports, and the raw answers stay available as ``*_rows`` / ``cancel
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -39,6 +40,7 @@ from .dialect import Dialect
 from .errors import ExchangeOpError, MalformedResponse
 from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
+from .trade_bars import BUILT, GRACE_MS, TradeBars, trade_rows
 
 FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
 # what a cached order's state is, to tell a changed one: an update moves it to the cache's end with new values
@@ -66,6 +68,8 @@ class CcxtVenue(ExchangeClient):
         self.parse = ReportParser(self.venue)
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
         self._cache_seen: dict[str, dict[object, tuple[object, ...]]] = {}  # by symbol: order id -> its state when last read
+        self._bars: dict[tuple[str, str], TradeBars] = {}  # candles built from trades (trade_bars.py), per symbol and timeframe
+        self._trade_watch: dict[str, asyncio.Task[list[Json]]] = {}  # a trade watch still waiting, kept across candle watches
 
     def _already_set(self, err: ExchangeOpError) -> bool:
         """The exchange said the change was already in place (its error code or message, per the dialect); never read
@@ -103,10 +107,22 @@ class CcxtVenue(ExchangeClient):
         return self.parse.ticker(raw, symbol)
 
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
-        candles: list[list[float]] = await self.call(
-            "fetch_ohlcv", lambda: self.ex.fetch_ohlcv(symbol, timeframe, limit=limit), timeout, validate=is_list
-        )
-        return candles
+        step = self._built(timeframe)
+        if step is None:
+            candles: list[list[float]] = await self.call(
+                "fetch_ohlcv", lambda: self.ex.fetch_ohlcv(symbol, timeframe, limit=limit), timeout, validate=is_list
+            )
+            return candles
+        trades = await self.call("fetch_trades", lambda: self.ex.fetch_trades(symbol, limit=1000), timeout, validate=is_list)
+        bars = TradeBars(step)
+        bars.add(trade_rows(trades))
+        bars.close(self.ex.milliseconds())
+        self._bars.setdefault((symbol, timeframe), bars)  # the live series starts from the history when it has none
+        return [list(c) for c in bars.candles[-limit:]]
+
+    def _built(self, timeframe: str) -> int | None:
+        """The length (ms) of a timeframe the engine builds from trades: one the venue serves no candles of."""
+        return BUILT.get(timeframe) if timeframe not in self.caps.timeframes else None
 
     # ------------------------------------------------------------------ orders
     async def create_order(self, order: PlaceOrder, timeout: float) -> OrderReport:
@@ -289,8 +305,25 @@ class CcxtVenue(ExchangeClient):
         return self.parse.positions(await self.ex.watch_positions(list(symbols) if symbols is not None else None))
 
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
-        candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
-        return candles
+        step = self._built(timeframe)
+        if step is None:
+            candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
+            return candles
+        bars = self._bars.setdefault((symbol, timeframe), TradeBars(step))
+        now = self.ex.milliseconds()
+        due = now - now % step + step + GRACE_MS  # the next interval is over: return then even without a trade
+        watch = self._trade_watch.get(symbol)
+        if watch is None or watch.done():
+            watch = self._trade_watch[symbol] = asyncio.ensure_future(self.ex.watch_trades(symbol))
+        done, _ = await asyncio.wait({watch}, timeout=max(0.0, due - now) / 1000)  # not cancelled: ccxt shares its futures
+        if done:
+            bars.add(trade_rows(watch.result()))  # raises what the watch raised, for the watcher's backoff
+        bars.close(self.ex.milliseconds())
+        return [list(c) for c in bars.candles[-100:]]
+
+    def closed_through(self, symbol: str, timeframe: str) -> int | None:
+        bars = self._bars.get((symbol, timeframe)) if self._built(timeframe) else None
+        return bars.closed_through if bars is not None else super().closed_through(symbol, timeframe)
 
     def cached_order_updates(self, symbol: str) -> list[OrderReport]:
         """The orders of ``symbol`` ccxt's stream cache changed since the last call (it keeps applying messages that

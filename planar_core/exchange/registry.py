@@ -19,6 +19,7 @@ from .bybit import BYBIT
 from .ccxt_types import CcxtExchange
 from .ccxt_venue import CcxtVenue
 from .dialect import Dialect
+from .trade_bars import BUILT
 
 
 class VenueFactory(Protocol):
@@ -66,9 +67,12 @@ def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: Ccx
     field, before anything is asked of the exchange."""
     factory = factory_of(cfg.exchange)
     served = factory.dialect.caps.timeframes
-    missing = [tf for tf in cfg.timeframes if tf not in served]
+    missing = [tf for tf in cfg.timeframes if tf not in served and tf not in BUILT]
     if missing:
-        raise ConfigError(f"timeframes: {cfg.exchange} does not serve {missing} (it serves {sorted(served, key=_seconds)})")
+        raise ConfigError(
+            f"timeframes: {cfg.exchange} does not serve {missing} (it serves {sorted(served, key=_seconds)}; "
+            f"the engine builds {sorted(BUILT)} from trades where the venue has none)"
+        )
     return factory(cfg, sink, exchange)
 
 

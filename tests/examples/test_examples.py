@@ -26,8 +26,6 @@ from ..conftest import wait_for
 pytestmark = pytest.mark.venues()  # venue-independent: every test here runs on Binance and Bybit (tests/conftest.py)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-# the config refuses it at start ("timeframes: bybit does not serve ['1s']"); on 1-minute bars the test would take minutes
-NO_1S = "bybit: the example trades on 1 s candles, which Bybit does not serve (its smallest kline interval is 1 minute)"
 
 
 async def shock(sandbox: Any, symbol: str, factor: float, kind: str = "spot") -> None:
@@ -72,7 +70,7 @@ async def example(strategy_factory: Any, sandbox: Any) -> AsyncIterator[Runner]:
         await asyncio.wait_for(task, 30)
 
 
-@pytest.mark.venues(skip={"bybit": NO_1S})
+@pytest.mark.venues()
 async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> None:
     s, logic, task, stop = await example("ma_cross", universe=["BTC/USDT"], logic_params={"fast": 2, "slow": 4})
     ai = s.universe["BTC/USDT"]
@@ -92,7 +90,7 @@ async def test_ma_cross_trades_on_closed_bars(example: Runner, sandbox: Any) -> 
     assert buy.client_order_id in {o["client_order_id"] for o in exchange_view(sandbox, s)["orders"]}
 
 
-@pytest.mark.venues(skip={"bybit": NO_1S})
+@pytest.mark.venues()
 async def test_futures_breakout_enters_and_takes_profit(example: Runner, sandbox: Any) -> None:
     sym = "BTC/USDT:USDT"
     # exits 6 % from the latest price: a breakout the path makes on its own just before a 2 % shock fills after it,

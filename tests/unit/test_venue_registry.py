@@ -38,9 +38,16 @@ def test_a_venue_added_to_the_table_is_one_the_config_can_name(fakex: None) -> N
 
 def test_a_timeframe_the_venue_does_not_serve_is_refused_naming_the_field(fakex: None) -> None:
     cfg = load_config(env={}, name="unit", exchange="fakex", mode="paper", timeframes=["1m", "8h"])
-    with pytest.raises(ConfigError, match=r"^timeframes: fakex does not serve \['8h'\] \(it serves \['1m', '1h'\]\)"):
+    with pytest.raises(
+        ConfigError, match=r"^timeframes: fakex does not serve \['8h'\] \(it serves \['1m', '1h'\]; the engine builds \['1s'\] from trades"
+    ):
         registry.open_venue(cfg)
     assert "8h" in BINANCE.caps.timeframes  # binance serves it
+
+
+def test_one_second_candles_are_built_where_the_venue_has_none(fakex: None) -> None:
+    cfg = load_config(env={}, name="unit", exchange="fakex", mode="paper", timeframes=["1s", "1m"])
+    assert registry.open_venue(cfg) == "venue of unit on fakex"
 
 
 def test_a_venue_outside_the_table_is_refused_naming_the_field() -> None:
