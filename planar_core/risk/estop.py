@@ -137,6 +137,7 @@ class EStopReport(OutcomeTables):
 
 def outcome_dict(o: SymbolOutcome) -> Json:
     d = asdict(o)
+    del d["orders"]["counted"]
     d["positions"] = {side.value: asdict(p) for side, p in o.positions.items()}
     return d
 
@@ -253,8 +254,12 @@ async def _cancel_everything(s: "Strategy", ai: "AssetInstance", local: list["Or
         for oid, r in named.items():
             if oid in ours:
                 s.apply_order(as_cancelled(ai.symbol, ours[oid].client_order_id, r), source="estop")
-    out.cancelled += len(ours.keys() & named.keys()) if named else len(local)
-    out.already_gone += len(ours.keys() - named.keys()) if named else 0
+    fresh = {
+        oid for oid, o in ours.items() if o.client_order_id not in out.counted
+    }  # a second pass (after closing positions) counts none twice
+    out.counted.update(ours[oid].client_order_id for oid in fresh)
+    out.cancelled += len(fresh & named.keys()) if named else len(fresh)
+    out.already_gone += len(fresh - named.keys()) if named else 0
     foreign = [r for oid, r in named.items() if oid not in ours and ai.order_by_id(oid) is None]
     if foreign:
         report.errors.append(

@@ -31,6 +31,7 @@ class OrdersOutcome:
     unverified: str | None = None
     left_alone: int = 0  # open orders on the account that are not the stopping strategy's
     already_gone: int = 0  # open in the strategy's own record, no longer listed when the stop first looked
+    counted: set[str] = field(default_factory=set, repr=False, compare=False)  # client ids in the counts (not reported)
 
 
 @dataclass

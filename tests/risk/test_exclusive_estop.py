@@ -93,3 +93,23 @@ async def test_futures_books_both_cancelled_at_once(strategy_factory: Any, sandb
     view = snapshot(sandbox, account)
     assert view["open_orders"] == [] and not [a for a in view["algo_orders"] if a["status"] == "NEW"]
     assert calls(s, "cancel_all_orders", before) == 2 and calls(s, "fetch_open_orders", before) == 0
+
+
+async def test_closing_positions_counts_no_order_twice(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """After closing the positions the stop cancels again (an order placed meanwhile). Orders its first cancel-all
+    took, whose reports have not arrived (the user stream is paused here), are still open in the engine's record:
+    they are not counted a second time."""
+    perp = "BTC/USDT:USDT"
+    s = await strategy_factory(name="perp", margin=True, universe=[perp], risk={"exclusive_account": True, "estop_budget_s": 5.0})
+    ai = s.universe[perp]
+    bid, ask = bid_ask(sandbox, "BTCUSDT", "linear")
+    ai.last_price = ask
+    assert await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5) is not PENDING
+    for i in range(2):
+        assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=round(bid * (0.97 + i / 200), 1), waitfor=0) is PENDING
+    await wait_for(lambda: all(o.id is not None for o in ai.open_orders()) and len(ai.open_orders()) == 2)
+    sandbox.ex.faults.paused_user_stream = True
+    report = await s.emergency_stop("exclusive futures, closing", close_positions=True)
+    assert report.cancelled == 2, report
+    view = snapshot(sandbox, account)
+    assert view["open_orders"] == [] and view["futures"]["positions"] == {}
