@@ -71,6 +71,11 @@ class FundingRecord:
         self._by_symbol[symbol] = self._by_symbol.get(symbol, 0.0) + payment.amount
         return True
 
+    def read_through(self, ms: int) -> None:
+        """A read answered: every payment booked before ``ms`` was in it, so the next read starts there. Without it,
+        a run without payments (no position) read from its start each time, one more 7-day window a week on Bybit."""
+        self.since = max(self.since, ms)
+
     def restore(self, ids: Iterable[str], since: int) -> None:
         """Payments an earlier run recorded in the trace (counted there, not again) and where to read from."""
         self._seen.update(ids)

@@ -151,14 +151,19 @@ async def explain_position_change(s: "Strategy", ai: AssetInstance) -> None:
             s.apply_order(report, source="positions")
 
 
+FUNDING_BOOKED_WITHIN_MS = 3_600_000  # a settlement shows in the history within this (the next read overlaps; ids count each once)
+
+
 async def sync_funding(s: "Strategy") -> int:
     """Record funding payments the exchange booked since the last one seen; returns how many were new."""
     since = s.holdings.funding.since
+    asked_at = now_ms(s.clock)
     try:
         payments = await s.venue.funding_history(since, s.config.timeouts.position_sync)
     except ExchangeOpError as err:
         log.warning("funding history: %s", err)
         return 0
+    s.holdings.funding.read_through(asked_at - FUNDING_BOOKED_WITHIN_MS)
     n = 0
     with s.group():
         for p in payments:

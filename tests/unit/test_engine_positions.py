@@ -224,8 +224,25 @@ async def test_funding_is_recorded_once_per_payment_and_summed() -> None:
     ]
     assert await sync_funding(s) == 2
     assert await sync_funding(s) == 0
-    assert s.holdings.funding.by_symbol == {SYM: pytest.approx(-0.75)} and s.holdings.funding.since == since + 20
+    assert s.holdings.funding.by_symbol == {SYM: pytest.approx(-0.75)}
     assert [(e["amount"], e["fee"], e["trade_id"]) for e in sink_of(s).of("funding_paid")] == [(-1.0, 1.0, "f1"), (0.25, -0.25, "f2")]
+
+
+async def test_a_run_without_payments_reads_only_what_is_new() -> None:
+    """Each read starts an hour before the last answered one (a settlement is booked within moments), not at the
+    last payment: a run without positions read from its start every time (on Bybit a 7-day window more a week)."""
+    s, venue, clock, _ = await futures()
+    hour = 3_600_000
+    first = clock.ms
+    await sync_funding(s)
+    clock.advance(30 * 86400)
+    second = clock.ms
+    await sync_funding(s)
+    clock.advance(600)
+    venue.funding.append(FundingPayment(SYM, -1.0, "USDT", second - 1000, id="late"))  # paid before the last read, shown after
+    assert await sync_funding(s) == 1
+    *_, after_first, after_second = [args[0] for args in venue.ops("funding_history")]
+    assert isinstance(after_first, int) and first - hour <= after_first <= first and after_second == second - hour
 
 
 async def test_funding_without_an_id_is_not_recorded() -> None:
