@@ -72,8 +72,10 @@ class FundingRecord:
         return True
 
     def read_through(self, ms: int) -> None:
-        """A read answered: every payment booked before ``ms`` was in it, so the next read starts there. Without it,
-        a run without payments (no position) read from its start each time, one more 7-day window a week on Bybit."""
+        """A read answered with nothing new: every payment booked before ``ms`` was in it, so the next read starts
+        there. (A read with new payments moves the start to the newest of them only: its answer may have been cut
+        short at the venue's row limit.) Without it, a run without payments (no position) read from its start each
+        time, one more 7-day window a week on Bybit."""
         self.since = max(self.since, ms)
 
     def restore(self, ids: Iterable[str], since: int) -> None:

@@ -163,11 +163,12 @@ async def sync_funding(s: "Strategy") -> int:
     except ExchangeOpError as err:
         log.warning("funding history: %s", err)
         return 0
-    s.holdings.funding.read_through(asked_at - FUNDING_BOOKED_WITHIN_MS)
     n = 0
     with s.group():
         for p in payments:
             n += record_funding(s, p)
+    if n == 0:  # nothing new: every payment booked before the read was in it (an answer cut short has new ones)
+        s.holdings.funding.read_through(asked_at - FUNDING_BOOKED_WITHIN_MS)
     return n
 
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 from ..model import AssetInstance, PositionSide
 from ..model.types import Json
 from ..model.venue import MarketType, OrderReport
+from ..trace.files import TraceFiles
 from ..trace.unresolved import RestartIndex, placed_records, read_index
 from .updates import other_strategy
 
@@ -129,22 +130,23 @@ def restart_index(s: Strategy, since_ms: int) -> RestartIndex:
         ai = s.universe.get(sym)
         return ("long", "short") if ai is not None and ai.hedged else ("both",)
 
-    files = getattr(s.sink, "files", None)
-    if files is not None:
-        return read_index(files, since_ms * 1_000_000, until, symbols, mine, sides)
-    events = getattr(s.sink, "events", None)
-    if isinstance(events, list):
-        return read_index(events, since_ms * 1_000_000, until, symbols, mine, sides)
-    return RestartIndex()
+    source = _trace_source(s)
+    return read_index(source, since_ms * 1_000_000, until, symbols, mine, sides) if source is not None else RestartIndex()
 
 
-def placed_before(s: Strategy, cids: Collection[str], before_ns: int) -> list[Json]:
-    """The trace's placement records of ``cids`` older than ``before_ns`` (``trace/unresolved.placed_records``)."""
+def placed_before(s: Strategy, cids: Collection[str], before_ns: int, after_ns: int) -> list[Json]:
+    """The trace's placement records of ``cids`` in [``after_ns``, ``before_ns``) (``trace/unresolved.placed_records``)."""
+    source = _trace_source(s)
+    return placed_records(source, cids, before_ns, after_ns) if source is not None else []
+
+
+def _trace_source(s: Strategy) -> TraceFiles | list[Json] | None:
+    """What the account's trace is read from: its files, or a memory sink's events (None: neither)."""
     files = getattr(s.sink, "files", None)
-    if files is not None:
-        return placed_records(files, cids, before_ns)
+    if isinstance(files, TraceFiles):
+        return files
     events = getattr(s.sink, "events", None)
-    return placed_records(events, cids, before_ns) if isinstance(events, list) else []
+    return events if isinstance(events, list) else None
 
 
 async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .startup_plan import StartupPlan
     from .strategy import Strategy
 
+PLACED_MARGIN_MS = 3_600_000  # an order's placement is traced before the exchange stamps its creation; clocks differ
 log = logging.getLogger("planar.engine.sync")
 
 
@@ -268,12 +269,14 @@ def restore_listed(s: "Strategy", plan: "StartupPlan", symbols: Collection[str],
     None (no history listed): trades are read over the lookback, so every traced trade of ``symbols`` is marked seen.
     The journal's intents are those the start read (``plan.journal``): ones a running engine sends meanwhile are not
     an earlier run's."""
-    listed_open = {r.client_order_id for sym in symbols for r in plan.open_now.get(sym, []) if r.client_order_id}
+    open_now = [r for sym in symbols for r in plan.open_now.get(sym, [])]
+    if listings is not None:
+        open_now += [r for r in listings if r.status is OrderStatus.OPEN]
+    listed_open = {r.client_order_id: r.timestamp or 0 for r in open_now if r.client_order_id}
     if listings is None:
         restore_trades(s, plan.since_ms, plan.index, symbols)
         restore_orders(s, plan.since_ms, plan.index, symbols, journal=plan.journal, still_open=listed_open)
         return
-    listed_open |= {r.client_order_id for r in listings if r.client_order_id and r.status is OrderStatus.OPEN}
     cids = set(plan.journal) | {r.client_order_id for r in listings if r.client_order_id}
     restore_trades(s, plan.since_ms, plan.index, cids=cids)
     restore_orders(s, plan.since_ms, plan.index, cids=cids, journal=plan.journal, still_open=listed_open)
@@ -360,23 +363,29 @@ def restore_orders(
     symbols: Collection[str] | None = None,
     cids: Collection[str] | None = None,
     journal: Mapping[str, Json] | None = None,
-    still_open: Collection[str] = (),
+    still_open: Mapping[str, int] | None = None,
 ) -> int:
     """What an earlier run knew of its orders beyond what the exchange reports (the order type it asked for, the
     trigger, the trailing distance, the exits attached to an entry, the entry an exit protects, whether its trigger
     was recorded): from the trace's ``order_placed`` / ``order_triggered`` events on ``symbols`` (None: every asset)
     or of the orders ``cids``, and the journal's unresolved intents (``journal``: as already read). Used when the
     start-up sync adopts these orders again (a futures conditional order that triggered is reported as a plain
-    market or limit order; its type is what we asked for). ``still_open``: client ids the exchange lists as open;
-    those placed before the lookback are looked up further back (``trace/unresolved.placed_records``), or a trailing
-    stop resting for a week would come back as a plain stop and an old exit would lose its entry."""
+    market or limit order; its type is what we asked for). ``still_open``: this strategy's client ids the exchange
+    lists as open, with their creation time (ms; 0 unknown): those placed before the lookback are looked up further
+    back, down to their creation less an hour (``trace/unresolved.placed_records``), or a trailing stop resting for a
+    week would come back as a plain stop and an old exit would lose its entry. A failed look-up is logged, and
+    those orders are adopted with what the exchange says."""
     index = index if index is not None else _index(s, since_ms - 60_000)
     lo = (since_ms - 60_000) * 1_000_000
     rows = index.rows(PLACEMENT, symbols, since_ns=lo, cids=cids)
     seen = {text(r.get("client_order_id")) for r in rows if r.get("kind") == "order_placed"}
-    older = {c for c in still_open if c not in seen and not other_strategy(s, c)}
+    older = {c: ms for c, ms in (still_open or {}).items() if c not in seen and s.ids.owns(c)}
     if older:
-        rows = _placed_before(s, older, lo) + rows
+        floor_ns = max(0, min(older.values()) - PLACED_MARGIN_MS) * 1_000_000
+        try:
+            rows = _placed_before(s, older, lo, floor_ns) + rows
+        except Exception as exc:  # a damaged old segment, a trace that kept changing: start with the exchange's word
+            log.warning("placements of %d open orders older than the lookback not read (%s); adopted as listed", len(older), exc)
     meta: dict[str, Json] = {}
     for r in rows:
         cid = text(r.get("client_order_id"))
@@ -399,10 +408,10 @@ def _index(s: "Strategy", since_ms: int) -> "RestartIndex":
     return restart_index(s, since_ms)
 
 
-def _placed_before(s: "Strategy", cids: Collection[str], before_ns: int) -> list[Json]:
+def _placed_before(s: "Strategy", cids: Collection[str], before_ns: int, after_ns: int) -> list[Json]:
     from .startup_plan import placed_before
 
-    return placed_before(s, cids, before_ns)
+    return placed_before(s, cids, before_ns, after_ns)
 
 
 async def sync_balances(s: "Strategy") -> None:

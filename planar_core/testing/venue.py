@@ -134,6 +134,7 @@ class FakeVenue:
         self.prices: dict[str, float] = {}
         self.candles: dict[tuple[str, str], list[list[float]]] = {}
         self.funding: list[FundingPayment] = []
+        self.funding_rows: int | None = None  # the most rows one funding read answers (oldest first), as exchanges cap them
         self.hedged = hedged
         self.leverage: dict[str, float] = {}
         self.margin_mode: dict[str, str] = {}
@@ -413,7 +414,8 @@ class FakeVenue:
 
     async def funding_history(self, since: int | None, timeout: float) -> list[FundingPayment]:
         self._op("funding_history", since)
-        return [p for p in self.funding if since is None or p.timestamp >= since]
+        rows = sorted((p for p in self.funding if since is None or p.timestamp >= since), key=lambda p: p.timestamp)
+        return rows[: self.funding_rows]
 
     async def can_withdraw(self, timeout: float) -> bool | None:
         self._op("can_withdraw")

@@ -277,38 +277,41 @@ def _take(records: list[Json], wanted: dict[str, set[str]], mine: Callable[[str]
 PLACEMENT = ("order_placed", "order_triggered")  # what a restart re-attaches to an order it adopts (engine/sync.py)
 
 
-def placed_records(source: TraceFiles | Sequence[Json], cids: Collection[str], before_ns: int) -> list[Json]:
-    """The ``order_placed`` / ``order_triggered`` records of the client order ids ``cids`` older than ``before_ns``,
-    oldest first: for orders still open on the exchange that were placed before a restart's lookback (a resting
-    exit, a trailing stop left for a week). Read backwards, newest part first, codes first, until every id's
-    ``order_placed`` is found or the trace's start; then the archive compaction moved past retention, if any."""
-    wanted = set(cids)
-    if not wanted:
+def placed_records(source: TraceFiles | Sequence[Json], cids: Collection[str], before_ns: int, after_ns: int = 0) -> list[Json]:
+    """The ``order_placed`` / ``order_triggered`` records of the client order ids ``cids`` in [``after_ns``,
+    ``before_ns``), oldest first: for orders still open on the exchange that were placed before a restart's lookback
+    (a resting exit, a trailing stop left for a week). Read backwards, newest part first, codes first, until every
+    id's ``order_placed`` is found or the read passes ``after_ns`` (the orders' creation, less a margin) or the
+    trace's start; then the archive compaction moved past retention, if the read did not pass ``after_ns``. Each
+    attempt of a read that a checkpoint interrupted starts again with every id."""
+    if not cids:
         return []
     if not isinstance(source, TraceFiles):
         cols = Columns.from_events(list(source))
-        return _placed(iter([(_columns_part(cols), 0)]), wanted, before_ns)
+        return _placed(iter([(_columns_part(cols), 0)]), set(cids), before_ns, after_ns)[0]
     files = source
-    out = consistent(files, lambda m: _placed(_parts_newest_first(files, m), wanted, before_ns))
+    out, wanted = consistent(files, lambda m: _placed(_parts_newest_first(files, m), set(cids), before_ns, after_ns))
     if wanted:
         try:
             archive = TraceFiles(files.url("archive"), create=False)
         except FileNotFoundError:
             return out
-        out = consistent(archive, lambda m: _placed(_parts_newest_first(archive, m), wanted, before_ns)) + out
+        older, _ = consistent(archive, lambda m: _placed(_parts_newest_first(archive, m), set(wanted), before_ns, after_ns))
+        out = older + out
     return out
 
 
-def _placed(parts: Iterable[tuple[_Part, int]], wanted: set[str], before_ns: int) -> list[Json]:
-    """``placed_records`` over ``parts`` (newest first); the ids found are taken out of ``wanted``."""
+def _placed(parts: Iterable[tuple[_Part, int]], wanted: set[str], before_ns: int, after_ns: int) -> tuple[list[Json], set[str]]:
+    """``placed_records`` over ``parts`` (newest first): the records, and the ids still to look for further back
+    (none once the read passed ``after_ns``). ``wanted`` is this attempt's own set."""
     found: list[list[Json]] = []
     for part, _ in parts:
-        m = part.mask(_KIND, PLACEMENT) & part.mask(_CID, wanted) & (part.timestamp < before_ns)
+        m = part.mask(_KIND, PLACEMENT) & part.mask(_CID, wanted) & (part.timestamp < before_ns) & (part.timestamp >= after_ns)
         rows = np.flatnonzero(m)
         if len(rows):
             records = part.rows_of(rows)
             found.append(records)
             wanted -= {str(r.get("client_order_id")) for r in records if r.get("kind") == "order_placed"}
-        if not wanted:
-            break
-    return [r for records in reversed(found) for r in records]
+        if not wanted or (len(part.timestamp) and int(part.timestamp.min()) < after_ns):
+            return [r for records in reversed(found) for r in records], set()
+    return [r for records in reversed(found) for r in records], wanted

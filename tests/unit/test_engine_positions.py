@@ -245,6 +245,19 @@ async def test_a_run_without_payments_reads_only_what_is_new() -> None:
     assert isinstance(after_first, int) and first - hour <= after_first <= first and after_second == second - hour
 
 
+async def test_an_answer_cut_short_is_read_on_from_its_newest_row() -> None:
+    """An exchange answers a funding read with at most so many rows, oldest first: the next read starts at the
+    newest row it got, so the rest is read then (not skipped by moving to the time of the read)."""
+    s, venue, clock, _ = await futures()
+    venue.funding_rows = 2
+    t = s.holdings.funding.since
+    venue.funding += [FundingPayment(SYM, -1.0, "USDT", t + i, id=f"f{i}") for i in range(3)]
+    clock.advance(2 * 3600)  # the reads come well after the payments
+    assert await sync_funding(s) == 2
+    assert await sync_funding(s) == 1
+    assert await sync_funding(s) == 0 and s.holdings.funding.by_symbol == {SYM: pytest.approx(-3.0)}
+
+
 async def test_funding_without_an_id_is_not_recorded() -> None:
     s, _, _, _ = await futures()
     assert record_funding(s, FundingPayment(SYM, -1.0, "USDT", 1)) == 0
