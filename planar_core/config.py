@@ -594,7 +594,7 @@ FIELD_NOTES = {
     "initial_cash": "paper mode: starting cash in main_currency",
     "default_leverage": "futures leverage set on each asset at start",
     "universe": "assets traded (see universe[] below)",
-    "timeframes": "OHLCV feeds watched per asset, in ccxt's notation; the venue must serve each (binance: 1s to 1M), except 1s, which the engine builds from trades where the venue has none (bybit)",
+    "timeframes": "OHLCV feeds watched per asset, in ccxt's notation; the venue must serve each (binance: 1s to 1M), except 1s, which the engine builds from public trades where the market has none (bybit; binance USD-M)",
     "store_root": "state, journal, logs and traces (PLANAR_HOME); a path or fsspec URL",
     "logic_params": "fields of the logic's Params model (validated at load)",
     "enabled": "run this watcher",

@@ -383,7 +383,7 @@ async def test_stream_events_have_binance_shapes(sandbox: SandboxServer, account
         ]
         fut_names = [
             "btcusdt@aggTrade",
-            "btcusdt@kline_1s",
+            "btcusdt@kline_1m",  # USDⓈ-M has no 1 s klines
             "btcusdt@bookTicker",
             "btcusdt@miniTicker",
             "btcusdt@ticker",

@@ -8,11 +8,12 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from planar_core.sandbox import Faults
 from planar_core.sandbox.server import SandboxServer
 
-from .conftest import wait_for
+from .conftest import make_client, wait_for
 
 
 async def test_ccxt_watch_ticker_tickers_order_book_and_futures_bids_asks(client, sandbox: SandboxServer) -> None:
@@ -143,3 +144,25 @@ async def test_ws_api_user_stream_terminates_and_connections_age_out(sandbox, ac
                 while (await raw.receive()).type == aiohttp.WSMsgType.TEXT:
                     pass  # trades until the cut
             assert raw.closed
+
+
+@pytest.mark.venues()
+@pytest.mark.parametrize("market", ["BTC/USDT", "BTC/USDT:USDT"])
+async def test_streamed_prints_are_the_listed_ones(sandbox, market) -> None:
+    """The public trade stream and the recent-trade list give the same prints (time, price, amount, id), each once,
+    as an exchange's do: a client that builds candles from trades joins the two without counting one twice."""
+    client = make_client(sandbox, None)
+    try:
+        await client.load_markets()
+        streamed: dict[str, dict] = {}
+        async with asyncio.timeout(20):
+            while len(streamed) < 3:
+                for t in await client.watch_trades(market):
+                    assert t["id"] not in streamed, t  # each print once
+                    streamed[t["id"]] = t
+        listed = {t["id"]: t for t in await client.fetch_trades(market, limit=100)}
+        assert streamed.keys() <= listed.keys()
+        for tid, t in streamed.items():
+            assert (t["timestamp"], t["price"], t["amount"]) == (listed[tid]["timestamp"], listed[tid]["price"], listed[tid]["amount"])
+    finally:
+        await client.close()

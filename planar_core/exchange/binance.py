@@ -380,6 +380,7 @@ class BinanceDialect:
         trailing_percent={"spot": (0.1, 20.0), "swap": (0.1, 10.0)},
         native_oco=frozenset({"spot"}),
         timeframes=frozenset({"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"}),
+        spot_only_timeframes=frozenset({"1s"}),  # USDⓈ-M klines start at 1m
         hedge_mode=True,
         margin_modes=frozenset({"isolated", "cross"}),
         batch_cancel={"swap": 10},  # USD-M DELETE /fapi/v1/batchOrders; spot has no batch cancel

@@ -13,7 +13,6 @@ they answer reports, and the raw answers stay available as ``*_rows`` / ``cancel
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -40,11 +39,15 @@ from .dialect import Dialect
 from .errors import ExchangeOpError, MalformedResponse
 from .reports import ReportParser
 from .requests import exit_list_request, order_args, ref_params
-from .trade_bars import BUILT, GRACE_MS, TradeBars, trade_rows
+from .trade_bars import BUILT, Row, TradeBars, history_candles, trade_rows
 
 FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
 # what a cached order's state is, to tell a changed one: an update moves it to the cache's end with new values
 _ORDER_MARK = ("status", "filled", "remaining", "price", "amount", "triggerPrice", "lastUpdateTimestamp", "lastTradeTimestamp")
+
+
+RECENT_TRADES = 1000  # asked of a recent-trade list (Bybit answers up to 1 000 on linear, 60 on spot)
+RECENT_TRADES_TIMEOUT_S = 10.0
 
 
 def has_last_price(x: object) -> bool:
@@ -69,7 +72,6 @@ class CcxtVenue(ExchangeClient):
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
         self._cache_seen: dict[str, dict[object, tuple[object, ...]]] = {}  # by symbol: order id -> its state when last read
         self._bars: dict[tuple[str, str], TradeBars] = {}  # candles built from trades (trade_bars.py), per symbol and timeframe
-        self._trade_watch: dict[str, asyncio.Task[list[Json]]] = {}  # a trade watch still waiting, kept across candle watches
 
     def _already_set(self, err: ExchangeOpError) -> bool:
         """The exchange said the change was already in place (its error code or message, per the dialect); never read
@@ -107,22 +109,24 @@ class CcxtVenue(ExchangeClient):
         return self.parse.ticker(raw, symbol)
 
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
-        step = self._built(timeframe)
+        step = self._built(symbol, timeframe)
         if step is None:
             candles: list[list[float]] = await self.call(
                 "fetch_ohlcv", lambda: self.ex.fetch_ohlcv(symbol, timeframe, limit=limit), timeout, validate=is_list
             )
             return candles
-        trades = await self.call("fetch_trades", lambda: self.ex.fetch_trades(symbol, limit=1000), timeout, validate=is_list)
-        bars = TradeBars(step)
-        bars.add(trade_rows(trades))
-        bars.close(self.ex.milliseconds())
-        self._bars.setdefault((symbol, timeframe), bars)  # the live series starts from the history when it has none
-        return [list(c) for c in bars.candles[-limit:]]
+        return history_candles(await self._recent_trades(symbol, timeout), step, limit)
 
-    def _built(self, timeframe: str) -> int | None:
-        """The length (ms) of a timeframe the engine builds from trades: one the venue serves no candles of."""
-        return BUILT.get(timeframe) if timeframe not in self.caps.timeframes else None
+    def _built(self, symbol: str, timeframe: str) -> int | None:
+        """The length (ms) of a timeframe the engine builds from trades on ``symbol``'s market: one the venue serves
+        no candles of there (``Capabilities.served``)."""
+        market_type: MarketType = "swap" if self._contract(symbol) else "spot"
+        return BUILT.get(timeframe) if timeframe not in self.caps.served(market_type) else None
+
+    async def _recent_trades(self, symbol: str, timeout: float) -> list[Row]:
+        """The exchange's recent-trade list of ``symbol`` (as many as one request answers)."""
+        trades = await self.call("fetch_trades", lambda: self.ex.fetch_trades(symbol, limit=RECENT_TRADES), timeout, validate=is_list)
+        return trade_rows(trades)
 
     # ------------------------------------------------------------------ orders
     async def create_order(self, order: PlaceOrder, timeout: float) -> OrderReport:
@@ -305,25 +309,27 @@ class CcxtVenue(ExchangeClient):
         return self.parse.positions(await self.ex.watch_positions(list(symbols) if symbols is not None else None))
 
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
-        step = self._built(timeframe)
+        step = self._built(symbol, timeframe)
         if step is None:
             candles: list[list[float]] = await self.ex.watch_ohlcv(symbol, timeframe)
             return candles
         bars = self._bars.setdefault((symbol, timeframe), TradeBars(step))
-        now = self.ex.milliseconds()
-        due = now - now % step + step + GRACE_MS  # the next interval is over: return then even without a trade
-        watch = self._trade_watch.get(symbol)
-        if watch is None or watch.done():
-            watch = self._trade_watch[symbol] = asyncio.ensure_future(self.ex.watch_trades(symbol))
-        done, _ = await asyncio.wait({watch}, timeout=max(0.0, due - now) / 1000)  # not cancelled: ccxt shares its futures
-        if done:
-            bars.add(trade_rows(watch.result()))  # raises what the watch raised, for the watcher's backoff
-        bars.close(self.ex.milliseconds())
+        try:
+            batch = trade_rows(await self.ex.watch_trades(symbol))
+            if bars.needs_history(batch):  # what the stream may have missed: the exchange's list says (trade_bars.py)
+                bars.add(await self._recent_trades(symbol, RECENT_TRADES_TIMEOUT_S))
+                bars.joined = True
+        except BaseException:
+            bars.joined = False  # trades may be missed until the next watch joins the list again
+            raise
+        bars.add(batch)
         return [list(c) for c in bars.candles[-100:]]
 
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
-        bars = self._bars.get((symbol, timeframe)) if self._built(timeframe) else None
-        return bars.closed_through if bars is not None else super().closed_through(symbol, timeframe)
+        if not self._built(symbol, timeframe):
+            return super().closed_through(symbol, timeframe)
+        bars = self._bars.get((symbol, timeframe))
+        return bars.closed_through if bars is not None else None
 
     def cached_order_updates(self, symbol: str) -> list[OrderReport]:
         """The orders of ``symbol`` ccxt's stream cache changed since the last call (it keeps applying messages that

@@ -66,7 +66,7 @@ def open_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: Ccx
     exchange's market data in paper mode. A timeframe the venue does not serve is a ``ConfigError`` naming the
     field, before anything is asked of the exchange."""
     factory = factory_of(cfg.exchange)
-    served = factory.dialect.caps.timeframes
+    served = factory.dialect.caps.served("swap" if cfg.margin else "spot")
     missing = [tf for tf in cfg.timeframes if tf not in served and tf not in BUILT]
     if missing:
         raise ConfigError(

@@ -268,6 +268,7 @@ class Capabilities:
     # where the venue has no trailing stop of its own, the engine trails a stop-market order by moving it
     amend_trigger: frozenset[str] = frozenset()
     timeframes: frozenset[str] = frozenset()  # candle intervals the venue serves (ccxt notation: 1m, 4h, 1d...)
+    spot_only_timeframes: frozenset[str] = frozenset()  # of those, the ones its futures markets do not serve (Binance: 1s)
     credentials: tuple[str, ...] = ("api_key", "api_secret")  # what its API asks for (a passphrase too: OKX, KuCoin...)
 
     def supports(self, order_type: OrderType | str, market_type: str = "spot") -> bool:
@@ -277,6 +278,10 @@ class Capabilities:
         if value not in self.order_types:
             return False
         return value != "trailing_stop" or market_type in self.trailing_percent
+
+    def served(self, market_type: str) -> frozenset[str]:
+        """The candle intervals the venue serves on ``market_type`` markets."""
+        return self.timeframes - self.spot_only_timeframes if market_type != "spot" else self.timeframes
 
     def trails_by_amending(self, market_type: str) -> bool:
         """No trailing stop of the venue's own on ``market_type``, but a stop-market order whose trigger can be

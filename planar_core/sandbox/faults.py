@@ -30,6 +30,11 @@ class Faults(BaseModel):
         description="drop every user-stream event while set: the websocket stays open and says nothing, as a user "
         "stream that died silently (no error, no close; only REST tells what happened)",
     )
+    paused_market_stream: bool = Field(
+        False,
+        description="drop every public market-data websocket message while set (a stalled feed: the connection stays "
+        "open and says nothing; what it would have said is lost, as after a reconnect)",
+    )
     absurd_values: bool = Field(False, description="answer account and ticker requests with negative balances and zero prices")
     invisible_s: float = Field(
         0.0,

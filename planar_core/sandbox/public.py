@@ -126,12 +126,16 @@ def exchange_info(ex: SandboxExchange, kind: str) -> dict:
     }
 
 
+def interval_ms(kind: str, interval: str) -> int | None:
+    """The length of a kline interval a market of ``kind`` serves (None: not served; USDⓈ-M has no 1s klines)."""
+    return None if kind == "linear" and interval == "1s" else INTERVAL_MS.get(interval)
+
+
 def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
     m = ex.market(kind, p.get("symbol"))
-    interval = p.get("interval", "")
-    if interval not in INTERVAL_MS:
+    step = interval_ms(kind, p.get("interval", ""))
+    if step is None:
         raise ApiError(400, -1120, "Invalid interval.")
-    step = INTERVAL_MS[interval]
     limit = max(1, min(int(p.get("limit") or 500), 1500))
     now = ex.now_ms()
     last_open = now - now % step
@@ -205,26 +209,32 @@ def depth(ex: SandboxExchange, kind: str, p: dict[str, str]) -> dict:
     return out if kind == "spot" else {"lastUpdateId": last_id, "E": now, "T": now, **out}  # futures add the event times
 
 
-def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
-    """Synthetic public prints: one per second of the path, newest last."""
-    m = ex.market(kind, p.get("symbol"))
-    limit = max(1, min(int(p.get("limit") or 500), 1000))
-    now = ex.now_ms()
+def prints(ex: SandboxExchange, m: Market, after_ms: int, through_ms: int) -> list[dict]:
+    """The market's synthetic public prints in (``after_ms``, ``through_ms``], oldest first: one at the start of each
+    second of the path (its id the second), the same whether a client lists them (``trades``) or streams them."""
     out = []
-    for i in range(limit - 1, -1, -1):
-        t = now - i * 1000
+    for second in range(after_ms // 1000 + 1, through_ms // 1000 + 1):
+        t = second * 1000
         price = ex.mid(m, t)
         qty = max(float(m.spec.step_size), round(1000.0 / price, m.spec.qty_precision))
         row = {
-            "id": t // 1000,
+            "id": second,
             "price": _p(m, price),
             "qty": f"{qty:.{m.spec.wire_qty_places}f}",
             "quoteQty": f"{qty * price:.8f}",
             "time": t,
-            "isBuyerMaker": (t // 1000) % 2 == 0,
+            "isBuyerMaker": second % 2 == 0,
         }
-        out.append({**row, "isBestMatch": True} if kind == "spot" else {**row, "isRPITrade": False})
+        out.append({**row, "isBestMatch": True} if m.spec.kind == "spot" else {**row, "isRPITrade": False})
     return out
+
+
+def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
+    """``trades``: the last ``limit`` synthetic public prints (``prints``), newest last."""
+    m = ex.market(kind, p.get("symbol"))
+    limit = max(1, min(int(p.get("limit") or 500), 1000))
+    now = ex.now_ms()
+    return prints(ex, m, now - now % 1000 - limit * 1000, now)
 
 
 def book_ticker(ex: SandboxExchange, m: Market) -> dict:

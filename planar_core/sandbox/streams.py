@@ -65,6 +65,7 @@ class StreamHub:
         self.key_kind: dict[str, str] = {}  # listen key -> spot | linear
         self.key_touched: dict[str, float] = {}  # listen key -> exchange ms of its creation or last keepalive
         self._kline_open: dict[str, int] = {}  # kline stream -> open time of the candle last published
+        self._prints_through: dict[str, int] = {}  # trade stream -> the time its prints were published through
         self._round_depth: dict[tuple[str, str], dict] = {}  # this round's diff per symbol, whatever the stream names
         self._wake = asyncio.Event()
         self._sub_ids = 0
@@ -334,6 +335,8 @@ class StreamHub:
                 key = f"{conn.kind}:{name}"
                 if key not in cache:
                     cache[key] = self._stream_events(conn.kind, name, now)
+                if self.ex.faults.paused_market_stream:  # a stalled feed: what it would have said is lost
+                    continue
                 for event in cache[key]:
                     conn.send({"stream": name, "data": event} if conn.combined else event)
 
@@ -342,10 +345,13 @@ class StreamHub:
         finished candle once more with ``"x": true`` (Binance's closed-candle event), then the new one."""
         if name.startswith("!"):
             return self._all_market_events(kind, name, now)
+        sym, _, channel = name.partition("@")
+        if channel in ("trade", "aggTrade"):
+            return self._print_events(kind, name, sym, channel, now)
         events: list[object] = []
         if "@kline_" in name:
             key = f"{kind}:{name}"
-            step = public.INTERVAL_MS.get(name.partition("@kline_")[2])
+            step = public.interval_ms(kind, name.partition("@kline_")[2])
             open_ms = now - now % step if step else None
             previous = self._kline_open.get(key)
             if step and previous is not None and open_ms is not None and previous < open_ms:
@@ -359,6 +365,25 @@ class StreamHub:
             events.append(current)
         return events
 
+    def _print_events(self, kind: str, name: str, sym: str, channel: str, now: int) -> list[object]:
+        """The public prints (``public.prints``) made since the stream last published, each once: the same trades,
+        times and ids as the REST ``trades`` / ``aggTrades`` lists (a new subscriber starts with the last second's)."""
+        m: Market | None = self.ex.markets.get((kind, sym.upper()))
+        if m is None:
+            return []
+        key = f"{kind}:{name}"
+        after = max(self._prints_through.get(key, now - 1000), now - 60_000)
+        self._prints_through[key] = now
+        out: list[object] = []
+        for r in public.prints(self.ex, m, after, now):
+            ev = {"e": channel, "E": now, "s": m.spec.symbol, "p": r["price"], "q": r["qty"], "T": r["time"], "m": r["isBuyerMaker"]}
+            if channel == "trade":
+                out.append({**ev, "t": r["id"], "M": True})
+                continue
+            ev.update({"a": r["id"], "f": r["id"], "l": r["id"]})
+            out.append({**ev, "M": True} if kind == "spot" else {**ev, "nq": r["qty"]})  # futures: the quantity without RPI orders
+        return out
+
     def _stream_event(self, kind: str, name: str, now: int, closed: bool = False) -> dict | None:
         sym, _, channel = name.partition("@")
         m: Market | None = self.ex.markets.get((kind, sym.upper()))
@@ -367,7 +392,7 @@ class StreamHub:
         symbol = m.spec.symbol
         if channel.startswith("kline_"):
             interval = channel[len("kline_") :]
-            step = public.INTERVAL_MS.get(interval)
+            step = public.interval_ms(kind, interval)
             if step is None:
                 return None
             open_ms = now - now % step
@@ -397,14 +422,6 @@ class StreamHub:
                     "B": "0",
                 },
             }
-        if channel in ("trade", "aggTrade"):
-            price = public._p(m, self.ex.mid(m))
-            qty = f"{max(float(m.spec.step_size), 1000.0 / self.ex.mid(m)):.{m.spec.wire_qty_places}f}"
-            ev = {"e": channel, "E": now, "s": symbol, "p": price, "q": qty, "T": now, "m": (now // 1000) % 2 == 0}
-            if channel == "trade":
-                return {**ev, "t": now, "M": True}
-            ev.update({"a": now, "f": now, "l": now})
-            return {**ev, "M": True} if kind == "spot" else {**ev, "nq": qty}  # futures: the quantity without RPI orders
         if channel == "bookTicker":
             (bid, bq), (ask, aq) = self.ex.best_bid_ask(m)
             sp = m.spec

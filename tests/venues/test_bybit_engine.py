@@ -421,3 +421,27 @@ async def test_an_accepted_order_is_open_without_a_stream_report(bybit_strategy,
     assert order.id is not None and order.status is OrderStatus.OPEN
     assert order.client_order_id not in s.journal.unresolved()
     assert exchange_stop(bybit_sandbox, trader, order.client_order_id) == pytest.approx(order.trigger_price)
+
+
+async def test_one_second_candles_across_a_stalled_trade_stream(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Bybit serves no 1 s klines: the engine builds them from public trades (exchange/trade_bars.py). A feed that
+    stalls (the connection open, nothing said) must not turn the seconds it missed into flat candles marked final:
+    each closed candle's volume and close are the exchange's own prints of that second."""
+    from planar_core.sandbox import public
+
+    s = await bybit_strategy(universe=["BTC/USDT"], timeframes=["1s"])
+    ai = s.universe["BTC/USDT"]
+    ex = bybit_sandbox.ex
+    m = ex.markets[("spot", "BTCUSDT")]
+    await wait_for(lambda: len(ai.candles("1s").closed) >= 2, timeout=10)
+    stalled_from = ex.now_ms()
+    ex.faults.paused_market_stream = True
+    await wait_for(lambda: ex.now_ms() >= stalled_from + 3_500, timeout=10)  # the sandbox's clock: seconds missed
+    ex.faults.paused_market_stream = False
+    stalled = range(stalled_from // 1000 + 1, stalled_from // 1000 + 4)
+    await wait_for(lambda: (ai.candles("1s").closed_through or 0) > stalled[-1] * 1000, timeout=10)
+    closed = {int(row[0]): row for row in ai.candles("1s").closed}  # [open time, o, h, l, c, v]
+    for second in stalled:
+        (p,) = public.prints(ex, m, second * 1000 - 1, second * 1000)
+        row = closed[second * 1000]
+        assert (row[5], row[4]) == (pytest.approx(float(p["qty"])), pytest.approx(float(p["price"]))), second

@@ -60,6 +60,7 @@ class BybitHub(StreamHub):
         self.position_row = position_row or partial(wire.position, exchange)
         self.conn_ids: dict[Conn, str] = {}
         self._books: dict[tuple[Conn, str], tuple[Levels, Levels]] = {}  # the book each connection holds per topic
+        self._prints_through: dict[str, int] = {}  # "<category>:publicTrade.<symbol>" -> time published through
         self._candle_open: dict[str, int] = {}  # "<category>:<kline topic>" -> open time of the candle last published
 
     def add_routes(self, app: web.Application) -> None:
@@ -237,6 +238,8 @@ class BybitHub(StreamHub):
         for conn in conns:
             for topic in sorted(conn.streams):
                 if topic.startswith("orderbook."):
+                    if self.ex.faults.paused_market_stream:
+                        continue
                     msg = self._book_message(conn, topic, now)
                     if msg is not None:
                         conn.send(msg)
@@ -244,6 +247,8 @@ class BybitHub(StreamHub):
                 key = f"{conn.kind}:{topic}"
                 if key not in cache:
                     cache[key] = self._topic_messages(conn.kind, topic, now)
+                if self.ex.faults.paused_market_stream:  # a stalled feed: what it would have said is lost
+                    continue
                 for msg in cache[key]:
                     conn.send(msg)
 
@@ -258,21 +263,26 @@ class BybitHub(StreamHub):
         if parts[0] == "tickers":
             data = wire.ticker(self.ex, m)
             return [{"topic": topic, "ts": now, "type": "snapshot", "cs": now, "data": data}]
-        if parts[0] == "publicTrade":
-            row = public.recent_trades(self.ex, kind, {"symbol": m.spec.symbol, "limit": "1"})[-1]
-            trade = {
-                "T": row["time"],
-                "s": wire.name(m.spec),
-                "S": "Sell" if row["isBuyerMaker"] else "Buy",
-                "v": wire.qty(m.spec, Decimal(str(row["qty"]))),
-                "p": wire.fprice(m, float(str(row["price"]))),
-                "L": "ZeroPlusTick",
-                "i": str(row["id"]),
-                "BT": False,
-                "RPI": False,
-                "seq": row["id"],
-            }
-            return [{"topic": topic, "type": "snapshot", "ts": now, "data": [trade]}]
+        if parts[0] == "publicTrade":  # the prints made since the topic last published, each once (public.prints)
+            key = f"{kind}:{topic}"
+            after = max(self._prints_through.get(key, now - 1000), now - 60_000)
+            self._prints_through[key] = now
+            trades = [
+                {
+                    "T": row["time"],
+                    "s": wire.name(m.spec),
+                    "S": "Sell" if row["isBuyerMaker"] else "Buy",
+                    "v": wire.qty(m.spec, Decimal(str(row["qty"]))),
+                    "p": wire.fprice(m, float(str(row["price"]))),
+                    "L": "ZeroPlusTick",
+                    "i": str(row["id"]),
+                    "BT": False,
+                    "RPI": False,
+                    "seq": row["id"],
+                }
+                for row in public.prints(self.ex, m, after, now)
+            ]
+            return [{"topic": topic, "type": "snapshot", "ts": now, "data": trades}] if trades else []
         if parts[0] == "kline":
             step = KLINE_MS[parts[1]]
             open_ms = now - now % step
