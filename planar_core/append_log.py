@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import threading
 
-SYNC_WINDOW_S = 0.005  # the committer's wait after an unsynced append, for the next appends to share its sync
+SYNC_WINDOW_S = 0.015  # the committer's wait after an unsynced append, for the next appends to share its sync
 
 
 class AppendLog:
