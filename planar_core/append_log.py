@@ -8,9 +8,17 @@ it cost almost nothing instead:
   the page cache and survive the death of the process. So ``append()`` is durable against a process crash
   when it returns, at the price of one ``write`` system call.
 * **A power loss or kernel crash loses what was not synced.** A committer thread ``fdatasync``s the file
-  whenever something was appended since its last sync: one sync covers every append made while the previous
-  one ran (group commit), and the event loop never waits on the disk. What a power loss can cost is the last
-  sync's worth of records; the orders among them are still found (docs/trace.md, "What is guaranteed").
+  whenever something was appended since its last sync, and the event loop never waits on the disk. The
+  committer waits ``window`` seconds after the first append it has not synced yet, so one sync covers every
+  append of that window (group commit; a ``sync()`` caller or a close cuts the wait short). What a power loss
+  can cost is the last window's worth of records; the orders among them are still found (docs/trace.md, "What
+  is guaranteed").
+
+The window is there for the event loop, not the disk: each sync cycle needs the interpreter lock on the
+committer's side (to wake up, and again when ``fdatasync`` returns), and on a busy machine every such handoff
+can hold the loop up while the committer waits for a CPU. An order's two files (the intent journal, the trace's
+WAL) are each appended to twice per order; synced each at once, that was four sync cycles per order, which
+cost the order path more CPU and latency than the syncs themselves (bench/engine_hot_path.py).
 
 An append is whole or absent: a write the disk cuts short (``ENOSPC`` after part of the record) is cut back
 off before the error is raised, so no later record lands on the end of a torn one. An error of the
@@ -23,14 +31,18 @@ from __future__ import annotations
 import os
 import threading
 
+SYNC_WINDOW_S = 0.015  # the committer's wait after an unsynced append, for the next appends to share its sync
+
 
 class AppendLog:
     """Append-only records in one local file; see the module docstring for the durability it gives."""
 
-    def __init__(self, path: str, fsync: bool = True) -> None:
-        """``fsync``: False leaves syncing to the OS (durable against a process crash, not a power loss)."""
+    def __init__(self, path: str, fsync: bool = True, window: float = SYNC_WINDOW_S) -> None:
+        """``fsync``: False leaves syncing to the OS (durable against a process crash, not a power loss).
+        ``window``: how long the committer waits after an unsynced append before it syncs (0: at once)."""
         self.path = path
         self.fsync = fsync
+        self.window = window
         created = not os.path.exists(path)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = os.fstat(self._fd).st_size
@@ -40,6 +52,8 @@ class AppendLog:
         self._error: OSError | None = None  # a failed background sync, raised by the next append
         self._dir_due = created  # a new file's name is durable only once its directory is synced
         self._closing = False
+        self._busy = False  # the committer has unsynced appends to take care of: further appends need not wake it
+        self._waiting = 0  # sync() callers waiting: the committer does not hold its window for them
         self._thread: threading.Thread | None = None
 
     @property
@@ -70,7 +84,9 @@ class AppendLog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._commit, name=f"fsync {os.path.basename(self.path)}", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if not self._busy:  # a busy committer syncs this append too: waking it would cost a handoff for nothing
+                self._busy = True
+                self._cond.notify()
 
     def sync(self) -> None:
         """Wait until every append so far is synced (or raise the sync's error)."""
@@ -78,18 +94,25 @@ class AppendLog:
             return
         with self._cond:
             target = self._appended
-            self._cond.notify()
-            self._cond.wait_for(lambda: self._synced >= target or self._error is not None)
+            self._waiting += 1
+            try:
+                self._cond.notify_all()  # a committer holding its window syncs now
+                self._cond.wait_for(lambda: self._synced >= target or self._error is not None)
+            finally:
+                self._waiting -= 1
         if self._error is not None:
             raise self._error
 
     def _commit(self) -> None:
-        """The committer: one fdatasync for everything appended since the last one."""
+        """The committer: one fdatasync for everything appended since the last one, ``window`` seconds after the
+        first of them (at once for a ``sync()`` caller or a close)."""
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._appended > self._synced or self._closing)
                 if self._appended <= self._synced:  # closing, nothing left to sync
                     return
+                if self.window > 0:
+                    self._cond.wait_for(lambda: self._closing or self._waiting > 0, timeout=self.window)
                 target = self._appended
             try:
                 os.fdatasync(self._fd)
@@ -107,6 +130,7 @@ class AppendLog:
                 return
             with self._cond:
                 self._synced = target
+                self._busy = self._appended > self._synced  # else the next append wakes the committer
                 self._cond.notify_all()
 
     def close(self) -> None:

@@ -29,6 +29,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine.watchers")
 SUBSCRIBE_GRACE_S = 1.0
+CACHE_READ_DELAY_S = 0.05  # a stream event is followed by a read of the venue's cache this long after it (up to twice)
+
+
+class CacheReads:
+    """The read of the venue's stream cache that follows stream events (``ask()`` after each event), coalesced: at
+    most one read waits at a time. A read covers every event before it (it reads the cache as it is then), but the
+    messages an event leaves in the cache (those that arrive before the next watch call) may come just after it, so
+    an event asked while a read waits gets one more read ``delay`` after that one: each event is followed by a read
+    between ``delay`` and ``2 * delay`` after it, as it was by one read exactly ``delay`` after it when each event
+    scheduled its own (one read per event: a stream of orders paid a cache read and its parse per message)."""
+
+    def __init__(self, read: Callable[[], None], delay: float = CACHE_READ_DELAY_S) -> None:
+        self.read = read
+        self.delay = delay
+        self._pending: asyncio.TimerHandle | None = None
+        self._again = False  # an event came while the read waited: read once more after it
+
+    def ask(self) -> None:
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay, self._run)
+        else:
+            self._again = True
+
+    def _run(self) -> None:
+        self._pending = None
+        again, self._again = self._again, False
+        try:
+            self.read()
+        finally:
+            if again:
+                self._pending = asyncio.get_running_loop().call_later(self.delay, self._run)
 
 
 async def ws_or_poll(
@@ -220,11 +251,13 @@ def balance_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         if s.running:  # else the strategy stopped (its trace closed) since this was scheduled
             apply_cached_balance(s)
 
+    later = CacheReads(apply_latest)
+
     async def ws_step() -> None:
         s.apply_balance(await s.venue.watch_balance(s.config.market_type))
         # the venue keeps applying balance messages that arrive before the next watch call but resolves no one:
         # read its cache once more shortly after, so an update in that gap is not left for the next event
-        asyncio.get_running_loop().call_later(0.05, apply_latest)
+        later.ask()
 
     async def poll_step() -> None:
         await s.fetch_balances(cfg.timeout, cfg.retry_count)
@@ -240,9 +273,11 @@ def position_watcher(s: "Strategy") -> Callable[[TaskHealth], Awaitable[None]]:
         if s.running:
             apply_cached_positions(s)
 
+    later = CacheReads(apply_latest)
+
     async def ws_step() -> None:
         s.apply_positions(await s.venue.watch_positions(symbols))
-        asyncio.get_running_loop().call_later(0.05, apply_latest)  # a burst: the rest stays in the venue's cache
+        later.ask()  # a burst: the rest stays in the venue's cache
 
     async def poll_step() -> None:
         await s.fetch_positions(cfg.timeout, cfg.retry_count)
@@ -306,6 +341,8 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         for fill in s.venue.cached_fills(symbol, 100):
             s.apply_trade(fill)
 
+    later = CacheReads(drain_cache)
+
     async def ws_step() -> None:
         if watches["orders"] is None:
             watches["orders"] = asyncio.ensure_future(s.venue.watch_orders(symbol))
@@ -314,7 +351,7 @@ def order_watcher(s: "Strategy", ai: "AssetInstance") -> Callable[[TaskHealth], 
         await asyncio.wait([w for w in watches.values() if w is not None], return_when=asyncio.FIRST_COMPLETED)
         errors: list[BaseException] = []
         take_done(errors)
-        asyncio.get_running_loop().call_later(0.05, drain_cache)
+        later.ask()
         if errors:  # the other watch may have been resolved in the same instant: let it finish and apply it first
             await asyncio.sleep(0)
             take_done(errors)

@@ -42,6 +42,7 @@ from .requests import exit_list_request, order_args, ref_params
 from .trade_bars import BUILT, Row, TradeBars, history_candles, trade_rows
 
 FILL_MEMO_MAX = 4096  # parsed stream fills kept by identity (the cache is re-read after every event)
+ORDER_MEMO_MAX = 4096  # parsed stream orders kept by identity and fingerprint (several watchers read each update)
 # what a cached order's state is, to tell a changed one: an update moves it to the cache's end with new values
 _ORDER_MARK = ("status", "filled", "remaining", "price", "amount", "triggerPrice", "lastUpdateTimestamp", "lastTradeTimestamp")
 
@@ -70,6 +71,7 @@ class CcxtVenue(ExchangeClient):
         self.caps: Capabilities = self.venue.caps
         self.parse = ReportParser(self.venue)
         self._fill_memo: dict[int, tuple[Json, FillReport]] = {}
+        self._order_memo: dict[int, tuple[Json, tuple[object, ...], OrderReport]] = {}
         self._cache_seen: dict[str, dict[object, tuple[object, ...]]] = {}  # by symbol: order id -> its state when last read
         self._bars: dict[tuple[str, str], TradeBars] = {}  # candles built from trades (trade_bars.py), per symbol and timeframe
 
@@ -296,7 +298,8 @@ class CcxtVenue(ExchangeClient):
 
     # ------------------------------------------------------------------ streams
     async def watch_orders(self, symbol: str | None = None) -> list[OrderReport]:
-        return self.parse.orders(await self.ex.watch_orders(symbol))
+        rows = await self.ex.watch_orders(symbol)
+        return [self._order(r) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
     async def watch_fills(self, symbol: str | None = None) -> list[FillReport]:
         return [self._fill(t) for t in await self.ex.watch_my_trades(symbol) if isinstance(t, dict)]
@@ -356,7 +359,7 @@ class CcxtVenue(ExchangeClient):
             for key in [k for k in seen if k not in held]:
                 del seen[key]
         rows.reverse()
-        return self.parse.orders(rows)
+        return [self._order(r) for r in rows]
 
     def cached_fills(self, symbol: str, last: int) -> list[FillReport]:
         trades = getattr(self.ex, "myTrades", None)
@@ -373,6 +376,29 @@ class CcxtVenue(ExchangeClient):
 
     def cached_positions(self) -> list[PositionReport]:
         return self.parse.positions(self.venue.cached_position_rows(self.ex))
+
+    def _order(self, raw: Json) -> OrderReport:
+        """A stream order's report, parsed once per state of its cached row: each update reaches the asset's order
+        watcher, the account-wide watch of the twin check and the cache read after the event, all the same row.
+
+        ccxt keeps one dict per order in its cache and changes it in place: an update replaces every field, ``info``
+        with the new message (a new object each time), and a fill of the order appends to its ``trades`` and changes
+        its ``fee``. The fingerprint holds those: the ``info`` object itself (kept alive by the memo, so its identity
+        cannot be reused), the ``trades`` list and its length; the fee is not part of an order report."""
+        trades = raw.get("trades")
+        info = raw.get("info")
+        if not isinstance(info, dict):  # no message to tell one state from the next: parsed every time
+            return self.parse.order(raw)
+        mark = (info, trades, len(trades) if isinstance(trades, list) else -1)
+        key = id(raw)
+        hit = self._order_memo.get(key)
+        if hit is not None and hit[0] is raw and hit[1][0] is info and hit[1][1] is trades and hit[1][2] == mark[2]:
+            return hit[2]
+        if len(self._order_memo) >= ORDER_MEMO_MAX:
+            self._order_memo.clear()
+        report = self.parse.order(raw)
+        self._order_memo[key] = (raw, mark, report)
+        return report
 
     def _fill(self, raw: Json) -> FillReport:
         """A stream fill's report, parsed once: the trade cache is read again after every event."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from planar_core.engine.supervisor import Supervisor
-from planar_core.model import PENDING, OrderType, Side, Trade
+from planar_core.model import PENDING, OrderStatus, OrderType, Side, Trade
 from planar_core.sandbox import Faults
 
 from ..conftest import user_subscribed, wait_for
@@ -191,3 +193,21 @@ async def test_futures_positions_and_reduce_only(strategy_factory, sandbox, acco
     await wait_for(lambda: ai.position.contracts == 0)
     assert snapshot(sandbox, account)["futures"]["positions"] == {}
     assert snapshot(sandbox, account)["futures"]["positions"] == {} and s.cash("USDT").total < 100_000
+
+
+async def test_a_cached_order_updated_in_place_reads_as_updated(strategy_factory, sandbox, account) -> None:
+    """ccxt keeps one dict per order in its stream cache and updates it in place; the venue parses each state of that
+    row once for all its readers (ccxt_venue.CcxtVenue._order): the update of a cancel (no fill: its trades do not
+    change) must not answer the report parsed while the order was open."""
+    s = await strategy_factory()
+    await wait_for(lambda: user_subscribed(sandbox, account))
+    bid, _ = bid_ask(sandbox, "ETHUSDT")
+    first = asyncio.ensure_future(s.venue.watch_orders("ETH/USDT"))
+    assert await s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.3, price=bid * 0.99, waitfor=0) is PENDING
+    (order,) = s.universe["ETH/USDT"].open_orders()
+    opened = [r for r in await asyncio.wait_for(first, 5) if r.client_order_id == order.client_order_id]
+    assert opened and opened[-1].status is OrderStatus.OPEN
+    later = asyncio.ensure_future(s.venue.watch_orders("ETH/USDT"))
+    await s.cancel("ETH/USDT", order)
+    cancelled = [r for r in await asyncio.wait_for(later, 5) if r.client_order_id == order.client_order_id]
+    assert cancelled and cancelled[-1].status is OrderStatus.CANCELED
