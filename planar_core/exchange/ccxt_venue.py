@@ -384,15 +384,17 @@ class CcxtVenue(ExchangeClient):
         ccxt keeps one dict per order in its cache and changes it in place: an update replaces every field, ``info``
         with the new message (a new object each time), and a fill of the order appends to its ``trades`` and changes
         its ``fee``. The fingerprint holds those: the ``info`` object itself (kept alive by the memo, so its identity
-        cannot be reused), the ``trades`` list and its length; the fee is not part of an order report."""
+        cannot be reused), the ``trades`` list and its length, and the fields that tell an order's state apart
+        (``_ORDER_MARK``); the fee is not part of an order report."""
         trades = raw.get("trades")
         info = raw.get("info")
         if not isinstance(info, dict):  # no message to tell one state from the next: parsed every time
             return self.parse.order(raw)
-        mark = (info, trades, len(trades) if isinstance(trades, list) else -1)
+        state = tuple(raw.get(k) for k in _ORDER_MARK)  # the values too: an update that kept the message object
+        mark = (info, trades, len(trades) if isinstance(trades, list) else -1, state)
         key = id(raw)
         hit = self._order_memo.get(key)
-        if hit is not None and hit[0] is raw and hit[1][0] is info and hit[1][1] is trades and hit[1][2] == mark[2]:
+        if hit is not None and hit[0] is raw and hit[1][0] is info and hit[1][1] is trades and hit[1][2:] == mark[2:]:
             return hit[2]
         if len(self._order_memo) >= ORDER_MEMO_MAX:
             self._order_memo.clear()

@@ -342,8 +342,8 @@ async def test_the_order_cache_is_read_from_its_end_as_far_as_it_changed() -> No
         cache.append({**raw, "symbol": SPOT if i % 2 else "ETH/USDT", "id": str(i), "clientOrderId": f"c{i}", "status": "open"})
     fake.orders = cache  # type: ignore[attr-defined]
     parsed: list[object] = []
-    parse_orders = v.parse.orders
-    v.parse.orders = lambda rows: parsed.extend(rows) or parse_orders(rows)  # type: ignore[method-assign]
+    parse_order = v.parse.order
+    v.parse.order = lambda row: parsed.append(row) or parse_order(row)  # type: ignore[method-assign]
     assert len(v.cached_order_updates(SPOT)) == 250  # the first read: everything of the symbol is new
     parsed.clear()
     cache.append({**raw, "symbol": SPOT, "id": "7", "clientOrderId": "c7", "status": "canceled"})  # moved to the end
