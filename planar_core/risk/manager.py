@@ -101,8 +101,9 @@ class RiskManager:
         signed = req.amount if req.side is Side.BUY else -req.amount
         if req.reduce_only or abs(held + signed) < abs(held) - 1e-12:
             return None  # an order that reduces risk is never refused by a limit
-        eq, unpriced = M.equity(s)
-        after = M.position_value(s, ai, signed)
+        rates = M.Rates(s)  # one moment's prices for every figure below
+        eq, unpriced = M.equity(s, rates)
+        after = M.position_value(s, ai, signed, rates)
         if unpriced or math.isnan(after):
             missing = unpriced or [ai.symbol]
             if cfg.refuse_when_unvalued:
@@ -111,14 +112,14 @@ class RiskManager:
             return None
         if eq <= 0:
             return _limit(f"equity {eq:.2f} <= 0")
-        notional = abs(after - M.position_value(s, ai))
+        notional = abs(after - M.position_value(s, ai, rates=rates))
         if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
             return _limit(f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}")
         if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
             return _limit(f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}")
         if cfg.position_limit is not None and abs(after) / eq > cfg.position_limit + 1e-12:
             return _limit(f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}")
-        values = {sym: M.position_value(s, a) for sym, a in s.universe.items()}
+        values = {sym: M.position_value(s, a, rates=rates) for sym, a in s.universe.items()}
         values[ai.symbol] = after
         gross = sum(abs(v) for v in values.values() if math.isfinite(v))
         if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
