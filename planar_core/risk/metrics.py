@@ -15,8 +15,9 @@ or position that cannot be valued is listed in ``unpriced``; equity is then *inc
 from __future__ import annotations
 
 import math
+import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,21 +28,35 @@ if TYPE_CHECKING:
     from ..model import AssetInstance
 
 
-def _priced_markets(s: "Strategy") -> Iterator[tuple[str, str, float]]:
+_Legs = tuple[tuple["AssetInstance", str, str], ...]
+_LEGS: "weakref.WeakKeyDictionary[Strategy, tuple[tuple[str, ...], _Legs]]" = weakref.WeakKeyDictionary()
+
+
+def _legs(s: "Strategy") -> _Legs:
+    """(asset, base, quote) of the universe's markets in the price graph's order (spot first, then contracts),
+    worked out again only when the universe changes: every valuation walks them."""
+    key = tuple(s.universe)
+    held = _LEGS.get(s)
+    if held is not None and held[0] == key:
+        return held[1]
+    assets = list(s.universe.values())
+    legs = tuple((ai, ai.base, ai.quote) for ai in [a for a in assets if not a.is_margin] + [a for a in assets if a.is_margin])
+    _LEGS[s] = (key, legs)
+    return legs
+
+
+def _priced_markets(s: "Strategy") -> list[tuple[str, str, float]]:
     """(base, quote, price) of every market with a known price, in the order the price graph lists them: the
     universe's spot markets, then its contracts, then the valuation markets outside it."""
-    assets = list(s.universe.values())
-    for ai in [a for a in assets if not a.is_margin] + [a for a in assets if a.is_margin]:  # spot prices first
-        price = ai.last_price
-        if price and price > 0 and math.isfinite(price):
-            yield ai.base, ai.quote, price
+    out = [(base, quote, price) for ai, base, quote in _legs(s) if (price := ai.last_price) and price > 0 and math.isfinite(price)]
     conversion = s.holdings.conversion_prices
     if conversion:
         markets = s.venue.markets
         for symbol, price in conversion.items():
             m = markets.get(symbol)
             if m and price and price > 0 and math.isfinite(price):
-                yield str(m["base"]), str(m["quote"]), price
+                out.append((str(m["base"]), str(m["quote"]), price))
+    return out
 
 
 def price_graph(s: "Strategy") -> dict[str, list[tuple[str, float]]]:
@@ -269,7 +284,13 @@ def return_stats(rets: list[np.ndarray]) -> tuple[list[list[float]], list[float]
     cov: list[list[float]] = (x @ x.T).tolist()
     d = [cov[i][i] for i in range(k)]
     vols = [math.sqrt(v / (m - 1)) for v in d]
-    corr = [[_corr(cov[i][j], d[i], d[j]) if m >= 5 else math.nan for j in range(k)] for i in range(k)]
+    corr = [[math.nan] * k for _ in range(k)]
+    if m >= 5:
+        for i in range(k):
+            for j in range(i + 1, k):
+                corr[i][j] = corr[j][i] = _corr(cov[i][j], d[i], d[j])
+        for i in range(k):
+            corr[i][i] = _corr(d[i], d[i], d[i])
     return corr, vols
 
 
