@@ -159,6 +159,8 @@ class RiskManager:
 
     def _valuation(self, s: "Strategy", unpriced: list[str]) -> bool:
         """Record (and alert) when valuation becomes incomplete or complete again; True when complete."""
+        if not unpriced and not self._unpriced:  # complete, as before: the usual case, on every price update
+            return True
         missing = tuple(sorted(unpriced))
         if missing != self._unpriced:
             self._unpriced = missing
