@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 
 
 _Legs = tuple[tuple["AssetInstance", str, str], ...]
-_LEGS: "weakref.WeakKeyDictionary[Strategy, tuple[tuple[str, ...], _Legs]]" = weakref.WeakKeyDictionary()
+_LEGS: "weakref.WeakKeyDictionary[Strategy, tuple[tuple[int, ...], _Legs]]" = weakref.WeakKeyDictionary()
 
 
 def _legs(s: "Strategy") -> _Legs:
     """(asset, base, quote) of the universe's markets in the price graph's order (spot first, then contracts),
-    worked out again only when the universe changes: every valuation walks them."""
-    key = tuple(s.universe)
+    worked out again only when the universe changes: every valuation walks them. The key is the assets' identities
+    (an asset replaced under the same symbol is a change; the legs hold the assets, so an identity is not reused
+    while it is a key)."""
+    key = tuple(map(id, s.universe.values()))
     held = _LEGS.get(s)
     if held is not None and held[0] == key:
         return held[1]

@@ -168,3 +168,14 @@ def test_no_equity_with_a_position_is_infinite_exposure_and_no_position_none() -
     s.holdings.set_balances({"BTC": Balance(0.1, 0.0, 0.1)})
     s.holdings.set_balances({"USDT": Balance(-5_000.0, 0.0, -5_000.0)})  # borrowed against it: equity 0
     assert M.compute(s, None, None).total_exposure == math.inf
+
+
+def test_an_asset_replaced_under_its_symbol_is_valued_at_its_own_price() -> None:
+    """The valuation's legs are kept between valuations: an asset object replaced under the same symbol (a test, a
+    rebuilt universe) is read, not the one it replaced."""
+    s = stub_strategy(prices={"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}, cash={"BTC": 1.0})
+    assert complete_equity(s) == pytest.approx(50_000.0)
+    fresh = AssetInstance("BTC/USDT", market("BTC/USDT"))
+    fresh.last_price = 40_000.0
+    s.universe["BTC/USDT"] = fresh
+    assert complete_equity(s) == pytest.approx(40_000.0)
