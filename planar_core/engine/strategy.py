@@ -476,14 +476,7 @@ class Strategy:
         """Merge candles; rows with missing or non-positive prices (a malformed answer) are dropped and counted.
         ``closed_through``: the exchange's word that candles up to this opening time are final (else a candle is
         closed once a later one exists). Each newly closed candle is announced once (``BarClosed``)."""
-        good = [
-            c
-            for c in candles or []
-            if isinstance(c, (list, tuple))
-            and len(c) >= 6
-            and all(isinstance(x, (int, float)) and math.isfinite(x) for x in c[:6])
-            and min(c[1:5]) > 0
-        ]
+        good = [c for c in candles or [] if _well_formed(c)]
         if len(good) != len(candles or []):
             self.sink.record(
                 "error_occurred", symbol=ai.symbol, reason=f"{len(candles or []) - len(good)} malformed {timeframe} candles dropped"
@@ -492,8 +485,8 @@ class Strategy:
             return
         store = ai.candles(timeframe)
         store.merge(good, closed_through)
-        last = store.last
-        ai.last_price = last.close if last is not None else ai.last_price
+        close = store.last_close
+        ai.last_price = close if close is not None else ai.last_price
         self.sink.record("ohlcv", symbol=ai.symbol, timeframe=timeframe, price=ai.last_price)  # kept only with trace_market_data
         self.hooks.price_changed(self, ai)
         for bar in store.take_closed():
@@ -521,6 +514,17 @@ class Strategy:
         self.freshness.note_trade(fill.symbol, fill.id, stamp)
         with self.freshness.learning("websocket", stamp):
             return _updates.apply_trade(self, fill)
+
+
+def _well_formed(row: object) -> bool:
+    """A candle row the engine can use: a list or tuple of at least six finite numbers (time, open, high, low,
+    close, volume) with positive prices. One plain loop: every candle of a backtest passes here."""
+    if not isinstance(row, (list, tuple)) or len(row) < 6:
+        return False
+    for x in row[:6]:
+        if not isinstance(x, (int, float)) or not math.isfinite(x):
+            return False
+    return bool(min(row[1:5]) > 0)
 
 
 def strategy(

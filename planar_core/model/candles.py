@@ -175,6 +175,11 @@ class Candles:
     def last(self) -> Candle | None:
         return Candle.of(self._buf[self._end - 1]) if self._end > self._start else None
 
+    @property
+    def last_close(self) -> float | None:
+        """The newest candle's close (``last.close`` without building the candle: read on every update)."""
+        return float(self._buf[self._end - 1, 4]) if self._end > self._start else None
+
     def __len__(self) -> int:
         return self._end - self._start
 

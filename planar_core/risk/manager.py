@@ -101,9 +101,9 @@ class RiskManager:
         signed = req.amount if req.side is Side.BUY else -req.amount
         if req.reduce_only or abs(held + signed) < abs(held) - 1e-12:
             return None  # an order that reduces risk is never refused by a limit
-        graph = M.price_graph(s)  # one graph for every valuation below (each asked for its own: once per asset)
-        eq, unpriced = M.equity(s, graph)
-        after = M.position_value(s, ai, signed, graph)
+        rates = M.Rates(s)  # one moment's prices for every figure below
+        eq, unpriced = M.equity(s, rates)
+        after = M.position_value(s, ai, signed, rates)
         if unpriced or math.isnan(after):
             missing = unpriced or [ai.symbol]
             if cfg.refuse_when_unvalued:
@@ -112,14 +112,14 @@ class RiskManager:
             return None
         if eq <= 0:
             return _limit(f"equity {eq:.2f} <= 0")
-        notional = abs(after - M.position_value(s, ai, graph=graph))
+        notional = abs(after - M.position_value(s, ai, rates=rates))
         if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
             return _limit(f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}")
         if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
             return _limit(f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}")
         if cfg.position_limit is not None and abs(after) / eq > cfg.position_limit + 1e-12:
             return _limit(f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}")
-        values = {sym: M.position_value(s, a, graph=graph) for sym, a in s.universe.items()}
+        values = {sym: M.position_value(s, a, rates=rates) for sym, a in s.universe.items()}
         values[ai.symbol] = after
         gross = sum(abs(v) for v in values.values() if math.isfinite(v))
         if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
@@ -159,6 +159,8 @@ class RiskManager:
 
     def _valuation(self, s: "Strategy", unpriced: list[str]) -> bool:
         """Record (and alert) when valuation becomes incomplete or complete again; True when complete."""
+        if not unpriced and not self._unpriced:  # complete, as before: the usual case, on every price update
+            return True
         missing = tuple(sorted(unpriced))
         if missing != self._unpriced:
             self._unpriced = missing

@@ -15,6 +15,7 @@ or position that cannot be valued is listed in ``unpriced``; equity is then *inc
 from __future__ import annotations
 
 import math
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,22 +28,45 @@ if TYPE_CHECKING:
     from ..model import AssetInstance
 
 
+_Legs = tuple[tuple["AssetInstance", str, str], ...]
+_LEGS: "weakref.WeakKeyDictionary[Strategy, tuple[tuple[int, ...], _Legs]]" = weakref.WeakKeyDictionary()
+
+
+def _legs(s: "Strategy") -> _Legs:
+    """(asset, base, quote) of the universe's markets in the price graph's order (spot first, then contracts),
+    worked out again only when the universe changes: every valuation walks them. The key is the assets' identities
+    (an asset replaced under the same symbol is a change; the legs hold the assets, so an identity is not reused
+    while it is a key)."""
+    key = tuple(map(id, s.universe.values()))
+    held = _LEGS.get(s)
+    if held is not None and held[0] == key:
+        return held[1]
+    assets = list(s.universe.values())
+    legs = tuple((ai, ai.base, ai.quote) for ai in [a for a in assets if not a.is_margin] + [a for a in assets if a.is_margin])
+    _LEGS[s] = (key, legs)
+    return legs
+
+
+def _priced_markets(s: "Strategy") -> list[tuple[str, str, float]]:
+    """(base, quote, price) of every market with a known price, in the order the price graph lists them: the
+    universe's spot markets, then its contracts, then the valuation markets outside it."""
+    out = [(base, quote, price) for ai, base, quote in _legs(s) if (price := ai.last_price) and price > 0 and math.isfinite(price)]
+    conversion = s.holdings.conversion_prices
+    if conversion:
+        markets = s.venue.markets
+        for symbol, price in conversion.items():
+            m = markets.get(symbol)
+            if m and price and price > 0 and math.isfinite(price):
+                out.append((str(m["base"]), str(m["quote"]), price))
+    return out
+
+
 def price_graph(s: "Strategy") -> dict[str, list[tuple[str, float]]]:
     """currency -> [(other currency, units of other per unit)] from every market with a known price."""
     graph: dict[str, list[tuple[str, float]]] = {}
-
-    def edge(base: str, quote: str, price: float | None) -> None:
-        if price and price > 0 and math.isfinite(price):
-            graph.setdefault(base, []).append((quote, price))
-            graph.setdefault(quote, []).append((base, 1.0 / price))
-
-    for ai in sorted(s.universe.values(), key=lambda a: a.is_margin):  # spot prices first
-        edge(ai.base, ai.quote, ai.last_price)
-    markets = s.venue.markets
-    for symbol, price in s.holdings.conversion_prices.items():
-        m = markets.get(symbol)
-        if m:
-            edge(str(m["base"]), str(m["quote"]), price)
+    for base, quote, price in _priced_markets(s):
+        graph.setdefault(base, []).append((quote, price))
+        graph.setdefault(quote, []).append((base, 1.0 / price))
     return graph
 
 
@@ -64,6 +88,42 @@ def price_in_main(s: "Strategy", currency: str, graph: dict[str, list[tuple[str,
             seen.add(nxt)
             queue.append((nxt, rate * p))
     return None
+
+
+class Rates:
+    """``price_in_main`` for every currency at one moment's prices, each worked out once.
+
+    Why: the breakers value the account on every price update and the risk monitor on every interval (in a
+    backtest, every candle), and building the price graph each time was most of that cost. A currency traded
+    directly against the main currency (BTC on BTC/USDT) takes the first such market in the graph's order: the
+    edge ``price_in_main``'s breadth-first walk returns first, so the figure is the same. Any other currency
+    takes that walk, on a graph built only when one needs it."""
+
+    def __init__(self, s: "Strategy") -> None:
+        self.s = s
+        self.main = main = s.config.main_currency
+        direct: dict[str, float] = {}
+        for base, quote, price in _priced_markets(s):
+            if quote == main:
+                direct.setdefault(base, price)
+            elif base == main:
+                direct.setdefault(quote, 1.0 / price)
+        self._direct = direct
+        self._graph: dict[str, list[tuple[str, float]]] | None = None
+        self._walked: dict[str, float | None] = {}
+
+    def get(self, currency: str) -> float | None:
+        """Units of the main currency per unit of ``currency``, or None (no price path)."""
+        if currency == self.main:
+            return 1.0
+        rate = self._direct.get(currency)
+        if rate is not None:
+            return rate
+        if currency not in self._walked:
+            if self._graph is None:
+                self._graph = price_graph(self.s)
+            self._walked[currency] = price_in_main(self.s, currency, self._graph)
+        return self._walked[currency]
 
 
 def valuation_markets(s: "Strategy") -> list[str]:
@@ -101,32 +161,30 @@ def valuation_markets(s: "Strategy") -> list[str]:
     return sorted(needed)
 
 
-def position_value(
-    s: "Strategy", ai: "AssetInstance", extra: float = 0.0, graph: dict[str, list[tuple[str, float]]] | None = None
-) -> float:
+def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0, rates: Rates | None = None) -> float:
     """Signed value in the main currency of the asset's position (spot: base holdings) plus ``extra`` base units;
-    NaN when it cannot be valued. ``graph``: the prices' graph when the caller values several assets at once."""
+    NaN when it cannot be valued. ``rates``: the moment's rates when the caller values several assets at once."""
     if ai.is_margin:
         contracts = ai.position.contracts + extra
         if not contracts:
             return 0.0
-        rate = price_in_main(s, ai.quote, graph)
+        rate = (rates or Rates(s)).get(ai.quote)
         return contracts * ai.last_price * rate if ai.last_price and rate is not None else math.nan
     held = s.cash(ai.base).total + extra
     if not held:
         return 0.0
-    rate = price_in_main(s, ai.base, graph)
+    rate = (rates or Rates(s)).get(ai.base)
     return held * rate if rate is not None else math.nan
 
 
-def equity(s: "Strategy", graph: dict[str, list[tuple[str, float]]] | None = None) -> tuple[float, list[str]]:
+def equity(s: "Strategy", rates: Rates | None = None) -> tuple[float, list[str]]:
     """Equity in the main currency and what could not be valued (empty: the figure is complete)."""
-    graph = price_graph(s) if graph is None else graph
+    rates = Rates(s) if rates is None else rates
     total, unpriced = 0.0, []
     for cur, bal in s.holdings.balances.items():  # spot: every balance; margin: the wallet (Balance.total on margin accounts)
         if not bal.total:
             continue
-        rate = price_in_main(s, cur, graph)
+        rate = rates.get(cur)
         if rate is None:
             unpriced.append(cur)
         else:
@@ -135,7 +193,7 @@ def equity(s: "Strategy", graph: dict[str, list[tuple[str, float]]] | None = Non
         for ai in s.universe.values():
             if not ai.position.contracts:
                 continue
-            upnl, rate = unrealized(ai), price_in_main(s, ai.quote, graph)
+            upnl, rate = unrealized(ai), rates.get(ai.quote)
             if upnl is None or rate is None:
                 unpriced.append(ai.symbol)
             else:
@@ -173,11 +231,13 @@ def available_margin(assets: Iterable["AssetInstance"], default_leverage: float,
 
 
 def returns(ai: "AssetInstance", timeframe: str = "1m", window: int = 60) -> np.ndarray:
+    """Log returns of the last ``window`` closes (empty below 3)."""
     candles = ai.ohlcv.get(timeframe) or next(iter(ai.ohlcv.values()), None)
-    closes = candles.close[-(window + 1) :] if candles else np.zeros(0)
+    closes = candles.array[-(window + 1) :, 4] if candles else np.zeros(0)
     if len(closes) < 3:
         return np.zeros(0)
-    return np.diff(np.log(closes))
+    logs = np.log(closes)
+    return logs[1:] - logs[:-1]  # np.diff's own figure, without its wrapper (the monitor asks on every run)
 
 
 def realized_volatility(ai: "AssetInstance", window: int = 60) -> float:
@@ -210,29 +270,41 @@ def correlation_of(ra: np.ndarray, rb: np.ndarray) -> float:
     return max(-1.0, min(1.0, float(x @ y) / math.sqrt(sxx * syy)))
 
 
-def return_stats(rets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def return_stats(rets: list[np.ndarray]) -> tuple[list[list[float]], list[float]]:
     """The pairwise correlations (``correlation_of``) and the volatilities (``volatility_of``) of several assets'
-    returns: in one matrix product when they have the same length (the usual case; the monitor runs this every
-    interval), pair by pair otherwise."""
+    returns: from one matrix product when they have the same length (the usual case; the monitor runs this every
+    interval, in a backtest every candle), pair by pair otherwise. The few figures of the product are finished in
+    plain floats: numpy's per-call cost is most of the time at this size, and the arithmetic (one division, one
+    square root, then bounded to [-1, 1]) is numpy's own, so the figures are the same."""
     k = len(rets)
     lengths = {len(r) for r in rets}
     m = lengths.pop() if len(lengths) == 1 else 0
-    if m >= 3:
-        x = np.vstack(rets)
-        x = x - x.mean(axis=1, keepdims=True)
-        cov = x @ x.T
-        d = np.diag(cov).copy()
-        vols = np.sqrt(d / (m - 1))
-        corr = np.full((k, k), math.nan)
-        if m >= 5:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                corr = np.clip(cov / np.sqrt(np.outer(d, d)), -1.0, 1.0)
-            flat = d == 0
-            corr[flat, :] = math.nan
-            corr[:, flat] = math.nan
-        return corr, vols
-    corr = np.array([[correlation_of(a, b) for b in rets] for a in rets]).reshape(k, k)
-    return corr, np.array([volatility_of(r) for r in rets])
+    if m < 3:
+        return [[correlation_of(a, b) for b in rets] for a in rets], [volatility_of(r) for r in rets]
+    x = np.array(rets)
+    x -= x.sum(axis=1, keepdims=True) / m  # the mean as numpy's ``mean`` makes it: the sum over the count
+    cov: list[list[float]] = (x @ x.T).tolist()
+    d = [cov[i][i] for i in range(k)]
+    vols = [math.sqrt(v / (m - 1)) for v in d]
+    corr = [[math.nan] * k for _ in range(k)]
+    if m >= 5:
+        for i in range(k):
+            for j in range(i + 1, k):
+                corr[i][j] = corr[j][i] = _corr(cov[i][j], d[i], d[j])
+        for i in range(k):
+            corr[i][i] = _corr(d[i], d[i], d[i])
+    return corr, vols
+
+
+def _corr(cov: float, var_a: float, var_b: float) -> float:
+    """One correlation from the product's figures: nan when either side is flat, else bounded to [-1, 1] (a
+    product of variances that underflows to 0 reads as numpy's division by zero: +-1 by the covariance's sign)."""
+    if var_a == 0 or var_b == 0:
+        return math.nan
+    denom = math.sqrt(var_a * var_b)
+    if denom == 0:
+        return math.nan if cov == 0 else math.copysign(1.0, cov)
+    return max(-1.0, min(1.0, cov / denom))
 
 
 @dataclass
@@ -255,10 +327,10 @@ class RiskMetrics:
 
 def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | None) -> RiskMetrics:
     """The figures now; ``peak_equity`` None or below the equity: the equity is the peak."""
-    graph = price_graph(s)
-    eq, unpriced = equity(s, graph)
+    rates = Rates(s)
+    eq, unpriced = equity(s, rates)
     peak_equity = max(peak_equity or eq, eq)
-    values = {sym: position_value(s, ai, graph=graph) for sym, ai in s.universe.items()}
+    values = {sym: position_value(s, ai, rates=rates) for sym, ai in s.universe.items()}
     values = {k: v for k, v in values.items() if math.isfinite(v) and abs(v) > 1e-12}
     gross = sum(abs(v) for v in values.values())
     upnl = sum(u for u in (unrealized(ai) for ai in s.universe.values()) if u is not None)
@@ -268,7 +340,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     corr, vols_of = return_stats([returns(s.universe[sym]) for sym in syms])
     for i, x in enumerate(syms):
         for j in range(i + 1, len(syms)):
-            y, c = syms[j], float(corr[i, j])
+            y, c = syms[j], corr[i][j]
             if not math.isnan(c):
                 sign = 1.0 if (values[x] > 0) == (values[y] > 0) else -1.0
                 w = weights[x] * weights[y]
@@ -278,10 +350,10 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     for sym in values:
         ai = s.universe[sym]
         candles = ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), None)
-        volume = float(candles.volume[-60:].sum()) if candles else 0.0
+        volume = float(candles.array[-60:, 5].sum()) if candles else 0.0
         qty = abs(values[sym]) / (ai.last_price or 1.0)
         liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
-    vols = [(weights[k], float(vols_of[i])) for i, k in enumerate(syms)]
+    vols = [(weights[k], vols_of[i]) for i, k in enumerate(syms)]
     vol = sum(w * v for w, v in vols if not math.isnan(v)) if vols else math.nan
     return RiskMetrics(
         equity=eq,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -30,6 +31,11 @@ class BookModel:
 
     def levels_for(self, mid: float, tick: Decimal, step: Decimal, side: str) -> list[tuple[Decimal, Decimal]]:
         """Price levels a taker of ``side`` ('BUY' takes asks) would consume, best first."""
+        return list(self.iter_levels(mid, tick, step, side))
+
+    def iter_levels(self, mid: float, tick: Decimal, step: Decimal, side: str) -> Iterator[tuple[Decimal, Decimal]]:
+        """``levels_for``'s levels one at a time: a taker usually needs the first one or two, and each level is a
+        few Decimal operations (the simulated venue of a backtest takes the book on every market order)."""
         d_mid = Decimal(repr(mid))
         half = d_mid * Decimal(self.spread_bps) / Decimal(20_000)
         gap = max(tick, floor_to(d_mid * Decimal(self.level_gap_bps) / Decimal(10_000), tick))
@@ -37,18 +43,15 @@ class BookModel:
             best = ceil_to(d_mid + half, tick)
             if best <= floor_to(d_mid - half, tick):
                 best += tick
-            prices = [best + gap * i for i in range(self.levels)]
         else:
             best = floor_to(d_mid - half, tick)
             if best <= 0:
                 best = tick
-            prices = [max(tick, best - gap * i) for i in range(self.levels)]
-        out = []
-        for i, p in enumerate(prices):
+        for i in range(self.levels):
+            p = best + gap * i if side == "BUY" else max(tick, best - gap * i)
             qty = floor_to(Decimal(repr(self.level_notional * (1 + 0.5 * i) / mid)), step)
-            out.append((p, max(qty, step)))
-        return out
+            yield p, max(qty, step)
 
     def best(self, mid: float, tick: Decimal, step: Decimal) -> tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal]]:
         """(best bid, qty), (best ask, qty)."""
-        return self.levels_for(mid, tick, step, "SELL")[0], self.levels_for(mid, tick, step, "BUY")[0]
+        return next(self.iter_levels(mid, tick, step, "SELL")), next(self.iter_levels(mid, tick, step, "BUY"))

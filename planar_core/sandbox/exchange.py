@@ -356,7 +356,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         """The (price, qty) an order takes from the book right now, best first."""
         remaining = order.remaining
         out: list[tuple[Decimal, Decimal]] = []
-        for price, qty in self.book.levels_for(self.mid(m), m.spec.tick_size, m.spec.step_size, order.side):
+        for price, qty in self.book.iter_levels(self.mid(m), m.spec.tick_size, m.spec.step_size, order.side):
             if not order.is_market and ((order.side == "BUY" and price > order.price) or (order.side == "SELL" and price < order.price)):
                 break
             take = min(qty, remaining)

@@ -327,6 +327,10 @@ class SimVenue(CcxtVenue):
         report = self.parse.order(self.ex.parse_order(raw, market))
         if fill is not None:
             trade = wire.spot_trade(fill) if kind == "spot" else wire.futures_trade(fill, spec)
+            # the user stream's execution names its order's client id (``c``), which the REST trade shape lacks: live
+            # reads it there (the dialect's ``fill_client_id``), and the engine finds the order by it instead of
+            # searching every order it holds by the exchange's id
+            trade["c"] = o.client_id
             return replace(report, fills=(self.parse.fill(self.ex.parse_trade(trade, market)),))
         return report
 

@@ -382,3 +382,23 @@ async def test_a_policy_limit_expires_on_the_simulated_clock(tmp_path: Path) -> 
     assert len(cancelled) == 1
     waited = (cancelled.iloc[0]["timestamp"] - placed.iloc[0]["timestamp"]).total_seconds()
     assert 298 <= waited < 299
+
+
+async def test_the_simulated_stream_s_fills_name_their_order_as_live_s_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fill on the simulated user stream carries its order's client id, as Binance's execution report does
+    (``c``): the engine finds the order by it, never by searching every order it holds by the exchange's id (a
+    search that grew with the run: a year holds up to twice ``history_kept`` orders an asset)."""
+    from planar_core.engine.strategy import Strategy
+    from planar_core.model import AssetInstance
+    from planar_core.model.venue import FillReport
+
+    fills: list[FillReport] = []
+    searches: list[str] = []
+    apply_trade, order_by_id = Strategy.apply_trade, AssetInstance.order_by_id
+    monkeypatch.setattr(Strategy, "apply_trade", lambda self, fill: (fills.append(fill), apply_trade(self, fill))[1])
+    monkeypatch.setattr(AssetInstance, "order_by_id", lambda self, oid: (searches.append(oid), order_by_id(self, oid))[1])
+    cfg = backtest_config(config(tmp_path), tmp_path / "bt", {"fast": 3, "slow": 8})
+    run = await Backtest(cfg, DATA).run()
+    assert run.errors == [] and len(fills) > 10
+    assert all(f.client_order_id for f in fills)
+    assert searches == []

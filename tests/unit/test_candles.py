@@ -44,3 +44,27 @@ def test_capacity_keeps_the_newest_rows_in_order() -> None:
     assert list(c.timestamp) == [15_000, 16_000, 17_000, 18_000, 19_000]
     c.merge(rows(3000))  # older than what is kept: ignored
     assert len(c) == 5
+
+
+def test_the_engine_drops_malformed_rows_and_keeps_the_good_ones() -> None:
+    """``apply_ohlcv``'s row check: six finite numbers with positive prices, in a list or tuple; anything else is
+    dropped and counted (one ``error_occurred``), and the good rows of the same answer are merged."""
+    from tests.unit.stubs import sink_of, stub_strategy
+
+    s = stub_strategy()
+    ai = s.universe["BTC/USDT"]
+    t = 1_700_000_000_000
+    good = [[t, 1.0, 2.0, 0.5, 1.5, 3.0], (t + 60_000, 1, 2, 1, 2, 0)]  # ints and a zero volume are fine
+    bad = [
+        [t + 120_000, 1.0, 2.0, 0.5, float("nan"), 1.0],
+        [t + 120_000, 1.0, 2.0, float("inf"), 1.5, 1.0],
+        [t + 120_000, 0.0, 2.0, 0.5, 1.5, 1.0],  # a non-positive price
+        [t + 120_000, 1.0, 2.0, 0.5, "1.5", 1.0],
+        [t + 120_000, 1.0, 2.0, 0.5, 1.5],  # too short
+        np.array([t + 120_000, 1.0, 2.0, 0.5, 1.5, 1.0]),  # neither a list nor a tuple
+    ]
+    s.apply_ohlcv(ai, "1m", good + bad)  # type: ignore[arg-type]
+    assert ai.ohlcv["1m"].array[:, 0].tolist() == [t, t + 60_000]
+    assert ai.last_price == 2.0
+    errors = [e for e in sink_of(s).events if e["kind"] == "error_occurred"]
+    assert [e["reason"] for e in errors] == ["6 malformed 1m candles dropped"]

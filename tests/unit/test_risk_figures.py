@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from planar_core.engine.strategy import Strategy
-from planar_core.model import Balance, Order, OrderStatus, OrderType, Position, Side
+from planar_core.model import AssetInstance, Balance, Order, OrderStatus, OrderType, Position, Side
 from planar_core.model.candles import Candles
 from planar_core.risk import metrics as M
 from tests.unit.stubs import market, stub_strategy
@@ -53,6 +53,24 @@ def test_a_conversion_market_outside_the_universe_completes_the_path() -> None:
     assert M.equity(s)[1] == ["ETH"]
     s.holdings.set_conversion_prices({"BTC/USDT": 40_000.0})
     assert complete_equity(s) == pytest.approx(2.0 * 0.05 * 40_000.0)
+
+
+def test_rates_are_the_price_path_walk_s_figure_for_every_currency() -> None:
+    """``Rates`` (the breakers and the monitor value the account with it) answers what ``price_in_main``'s walk
+    answers: a direct market takes the first one in the graph's order (spot before a contract), the main currency
+    as a base is inverted, a chain and a currency without a path are walked."""
+    s = stub_strategy(symbols=("ETH/BTC", "BTC/USDT"), prices={"ETH/BTC": 0.05, "BTC/USDT": 60_000.0}, cash={"USDT": 1.0})
+    contract = AssetInstance("BTC/USDT:USDT", market("BTC/USDT:USDT", contract=True))
+    contract.last_price = 61_000.0
+    spot = dict(s.universe)
+    s.universe.clear()
+    s.universe.update({"BTC/USDT:USDT": contract, **spot})  # the contract listed first: the spot price must still win
+    s.venue.ex.markets = {"USDT/TRY": market("USDT/TRY")}  # type: ignore[attr-defined]
+    s.holdings.set_conversion_prices({"USDT/TRY": 40.0})
+    rates = M.Rates(s)
+    for cur in ("USDT", "BTC", "ETH", "TRY", "DOGE"):
+        assert rates.get(cur) == M.price_in_main(s, cur), cur
+    assert (rates.get("BTC"), rates.get("TRY"), rates.get("DOGE")) == (60_000.0, 1 / 40.0, None)
 
 
 def test_futures_equity_is_the_wallet_plus_upnl_at_the_latest_price() -> None:
@@ -150,3 +168,14 @@ def test_no_equity_with_a_position_is_infinite_exposure_and_no_position_none() -
     s.holdings.set_balances({"BTC": Balance(0.1, 0.0, 0.1)})
     s.holdings.set_balances({"USDT": Balance(-5_000.0, 0.0, -5_000.0)})  # borrowed against it: equity 0
     assert M.compute(s, None, None).total_exposure == math.inf
+
+
+def test_an_asset_replaced_under_its_symbol_is_valued_at_its_own_price() -> None:
+    """The valuation's legs are kept between valuations: an asset object replaced under the same symbol (a test, a
+    rebuilt universe) is read, not the one it replaced."""
+    s = stub_strategy(prices={"BTC/USDT": 50_000.0, "ETH/USDT": 3_000.0}, cash={"BTC": 1.0})
+    assert complete_equity(s) == pytest.approx(50_000.0)
+    fresh = AssetInstance("BTC/USDT", market("BTC/USDT"))
+    fresh.last_price = 40_000.0
+    s.universe["BTC/USDT"] = fresh
+    assert complete_equity(s) == pytest.approx(40_000.0)
