@@ -280,14 +280,18 @@ class SandboxExchange(FuturesAccounting, OrderLists):
 
     @staticmethod
     def _trim(acct: Account, keep: int) -> None:
-        """A simulated venue's bounded history: past twice ``keep``, the oldest closed orders and fills go (a year's
-        backtest places tens of thousands; the engine's trace keeps them all)."""
+        """A simulated venue's bounded history: past twice ``keep``, the oldest closed orders, conditional orders and
+        fills go (a year's backtest places tens of thousands; the engine's trace keeps them all)."""
         if len(acct.orders) > 2 * keep:
             for gone in acct.orders.forget_closed(keep):
                 if acct.by_client_id.get((gone.kind, gone.client_id)) is gone:
                     del acct.by_client_id[(gone.kind, gone.client_id)]
         if len(acct.fills) > 2 * keep:
             del acct.fills[:-keep]
+        if len(acct.algo_orders) > 2 * keep:  # USDⓈ-M conditional orders, kept apart (the Algo Service's book)
+            ended = [k for k, a in acct.algo_orders.items() if not a.is_open]
+            for k in ended[: len(ended) - keep]:
+                del acct.algo_orders[k]
 
     def _book(self, acct: Account, order: SandboxOrder) -> None:
         acct.orders[order.order_id] = order
@@ -711,6 +715,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         if otype != "TRAILING_STOP_MARKET" and conditional.algo_due(algo, source):
             raise E.ApiError(400, -2021, "Order would immediately trigger.")
         acct.algo_orders[algo.algo_id] = algo
+        if self.history_kept is not None:
+            self._trim(acct, self.history_kept)
         self.emit(acct, "linear", "algo", {"algo": algo})
         return algo
 

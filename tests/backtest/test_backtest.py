@@ -402,3 +402,26 @@ async def test_the_simulated_stream_s_fills_name_their_order_as_live_s_do(tmp_pa
     assert run.errors == [] and len(fills) > 10
     assert all(f.client_order_id for f in fills)
     assert searches == []
+
+
+class StopChurn(Logic):
+    """A futures stop far below the market each bar, the last one cancelled: a conditional order per candle."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        for o in ai.open_orders():
+            await ctx.cancel(ai, o)
+        await ctx.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=bar.close * 0.8, waitfor=0)
+
+
+async def test_a_futures_run_keeps_a_bounded_book_of_conditional_orders(tmp_path: Path) -> None:
+    """``history_kept`` bounds the simulated venue's ended conditional orders too (USDⓈ-M keeps them in a book of its
+    own), which matching and placing scan: a long futures run with stops grew them without end."""
+    cfg = backtest_config(
+        config(tmp_path, logic="tests.backtest.test_backtest:StopChurn", universe=["BTC/USDT:USDT"], margin=True, history_kept=100),
+        tmp_path / "bt",
+    )
+    bt = Backtest(cfg, {"BTC/USDT:USDT": DATA["BTC/USDT"]}, warmup=50, logic=StopChurn(LogicParams()))
+    run = await bt.run()
+    assert run.errors == []
+    placed = (read_trace(run.trace_root)["kind"] == "order_placed").sum()
+    assert placed >= 300 and len(bt.venue.account.algo_orders) <= 200
