@@ -304,15 +304,21 @@ async def test_the_engines_trailing_stop_follows_the_price(bybit_strategy, bybit
     assert max(float(f["price"]) for f in fills) < moved * 1.001  # it sold after the fall through the moved trigger, not the first
 
 
+async def a_resting_trailing_stop(bybit_strategy: Any, server: BybitServer, acct: Account) -> tuple[Any, Any]:
+    """A strategy on BTC/USDT spot and its engine trailing stop (1 %), resting on the exchange."""
+    s = await bybit_strategy(universe=["BTC/USDT"])
+    ai = s.universe["BTC/USDT"]
+    ai.last_price = await shock(server, "BTCUSDT", 1.0)
+    assert await s.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    await wait_for(lambda: order.id is not None and exchange_stop(server, acct, order.client_order_id) is not None)
+    return s, order
+
+
 async def test_the_engines_trailing_stop_after_a_restart(bybit_strategy, bybit_sandbox, trader) -> None:
     """A restart takes the trigger the exchange holds (moved before the stop), not the one the journal recorded at
     placement, so the next move starts from there and never loosens the stop."""
-    first = await bybit_strategy(universe=["BTC/USDT"])
-    ai = first.universe["BTC/USDT"]
-    ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.0)
-    assert await first.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
-    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
-    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    first, order = await a_resting_trailing_stop(bybit_strategy, bybit_sandbox, trader)
     placed = order.trigger_price
     await shock(bybit_sandbox, "BTCUSDT", 1.03)
     await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > placed * 1.02, timeout=10)
@@ -392,12 +398,7 @@ async def test_the_engines_trailing_stop_placed_before_the_lookback(bybit_strate
     """An order still open that was placed before the start-up's lookback (three days of trades) keeps what was
     asked for: the trace is read further back for its placement. Without it, a trailing stop resting for a week
     came back as a plain stop-market order and stopped trailing."""
-    first = await bybit_strategy(universe=["BTC/USDT"])
-    ai = first.universe["BTC/USDT"]
-    ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.0)
-    assert await first.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, waitfor=0) is PENDING
-    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
-    await wait_for(lambda: order.id is not None and exchange_stop(bybit_sandbox, trader, order.client_order_id) is not None)
+    first, order = await a_resting_trailing_stop(bybit_strategy, bybit_sandbox, trader)
     await first.stop()
     # the twin check reads the real clock: with the engine's moved, the order would look placed after its window
     second = await bybit_strategy(universe=["BTC/USDT"], start=False, twin_check={"enabled": False})
