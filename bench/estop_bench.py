@@ -5,7 +5,10 @@ Baseline in the same run: raw ccxt ``cancel_all_orders`` on the same 3 symbols i
 number of open orders (the least any client must do), and raw ccxt ``cancel_order`` for each order at once (the
 least a client that may touch only its own orders must do on spot). Goal: <= 1.5x raw cancel-all at 20 ms.
 
-    .venv/bin/python -m bench.estop_bench [--venue bybit]
+    .venv/bin/python -m bench.estop_bench [--venue bybit] [--repeat 3]
+
+``--repeat R``: one e-stop per figure and run is a single shot; R runs (each on a fresh sandbox) print each figure's
+run of median ratio, with the min / median / max ratio over the runs.
 
 ``--venue bybit``: the engine trading Bybit on the sandbox's Bybit dialect, against raw ``ccxt.bybit`` (the
 per-order floor there is Bybit's own: its order endpoints allow 10-20 requests a second per account; the
@@ -156,12 +159,39 @@ async def run(info: dict, venue: str = "binance") -> list[dict]:
 def main() -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venue", choices=("binance", "bybit"), default="binance", help="the sandbox's dialect and the engine's venue")
+    parser.add_argument("--repeat", type=int, default=1, help="run it R times; then print each figure's median with min / median / max")
     args, _ = parser.parse_known_args()  # run_all calls main() with its own arguments
     limits = ("--weight-per-minute", "10000000", "--orders-per-10s", "10000000")
     if args.venue == "bybit":
         limits = ("--venue", "bybit", "--bybit-limit-scale", "1000")
-    with sandbox_process("--balance", "USDT=1000000,BTC=10", *limits) as info:
-        return asyncio.run(run(info, args.venue))
+    runs = []
+    for _ in range(max(1, args.repeat)):  # one e-stop per figure and run: a single shot, so repeat for the spread
+        with sandbox_process("--balance", "USDT=1000000,BTC=10", *limits) as info:
+            runs.append(asyncio.run(run(info, args.venue)))
+    return runs[0] if len(runs) == 1 else summary(runs)
+
+
+def summary(runs: list[list[dict]]) -> list[dict]:
+    """Each figure over the runs: the run of median ratio, with every run's min / median / max ratio."""
+    out = []
+    for i, row in enumerate(runs[0]):
+        rows = sorted((r[i] for r in runs), key=lambda r: r["ratio"])
+        mid = rows[len(rows) // 2]
+        extra = {k: v for k, v in mid.items() if k not in ("figure", "value", "baseline", "baseline_name", "ratio", "goal")}
+        spread = f"{rows[0]['ratio']} / {mid['ratio']} / {rows[-1]['ratio']}"
+        out.append(
+            figure(
+                row["figure"],
+                mid["value"],
+                mid["baseline"],
+                mid["baseline_name"],
+                mid["goal"],
+                ratio_min_med_max=spread,
+                runs=len(rows),
+                **extra,
+            )
+        )
+    return out
 
 
 if __name__ == "__main__":
