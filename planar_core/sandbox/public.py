@@ -229,6 +229,14 @@ def prints(ex: SandboxExchange, m: Market, after_ms: int, through_ms: int) -> li
     return out
 
 
+def prints_since(ex: SandboxExchange, m: Market, published: dict[str, int], key: str, now: int) -> list[dict]:
+    """The prints a trade stream ``key`` has not published yet (``published``: stream -> time published through,
+    updated): each once; a new stream starts with the last second's, and one idle for long with the last minute's."""
+    after = max(published.get(key, now - 1000), now - 60_000)
+    published[key] = now
+    return prints(ex, m, after, now)
+
+
 def recent_trades(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[dict]:
     """``trades``: the last ``limit`` synthetic public prints (``prints``), newest last."""
     m = ex.market(kind, p.get("symbol"))
@@ -359,6 +367,8 @@ __all__ = [
     "per_symbol",
     "premium_index",
     "price_ticker",
+    "prints",
+    "prints_since",
     "recent_trades",
     "ticker_24h",
 ]

@@ -372,10 +372,8 @@ class StreamHub:
         if m is None:
             return []
         key = f"{kind}:{name}"
-        after = max(self._prints_through.get(key, now - 1000), now - 60_000)
-        self._prints_through[key] = now
         out: list[object] = []
-        for r in public.prints(self.ex, m, after, now):
+        for r in public.prints_since(self.ex, m, self._prints_through, key, now):
             ev = {"e": channel, "E": now, "s": m.spec.symbol, "p": r["price"], "q": r["qty"], "T": r["time"], "m": r["isBuyerMaker"]}
             if channel == "trade":
                 out.append({**ev, "t": r["id"], "M": True})

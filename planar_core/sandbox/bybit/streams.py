@@ -265,8 +265,6 @@ class BybitHub(StreamHub):
             return [{"topic": topic, "ts": now, "type": "snapshot", "cs": now, "data": data}]
         if parts[0] == "publicTrade":  # the prints made since the topic last published, each once (public.prints)
             key = f"{kind}:{topic}"
-            after = max(self._prints_through.get(key, now - 1000), now - 60_000)
-            self._prints_through[key] = now
             trades = [
                 {
                     "T": row["time"],
@@ -280,7 +278,7 @@ class BybitHub(StreamHub):
                     "RPI": False,
                     "seq": row["id"],
                 }
-                for row in public.prints(self.ex, m, after, now)
+                for row in public.prints_since(self.ex, m, self._prints_through, key, now)
             ]
             return [{"topic": topic, "type": "snapshot", "ts": now, "data": trades}] if trades else []
         if parts[0] == "kline":
