@@ -27,6 +27,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
+from .answers_first import SEQ_KEY, AnswersFirst
 from .budget import BudgetHeld, Demand, Pacer, budgets
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_at_sandbox
@@ -76,6 +77,21 @@ NEW_ORDERS: dict[tuple[str, str], dict[str, int | None]] = {
     ("fapi", "POST"): {"order": 1, "algoOrder": 1, "batchOrders": None},
     ("fapi", "PUT"): {"order": 1, "batchOrders": None},
 }
+# the user stream's events (held while an order request waits for its answer: answers_first.py)
+USER_EVENTS = frozenset(
+    {
+        "executionReport",
+        "orderReport",
+        "listStatus",
+        "outboundAccountPosition",
+        "balanceUpdate",
+        "externalLockUpdate",
+        "ORDER_TRADE_UPDATE",
+        "ALGO_UPDATE",
+        "ACCOUNT_UPDATE",
+        "TRADE_LITE",
+    }
+)
 # requests that place or cancel orders: they may use the whole weight headroom (reads leave some for them)
 TRADE_PATHS = frozenset(
     {
@@ -168,10 +184,11 @@ class Route:
     factor: float
 
 
-class StrictBinance(DialectClient, ccxtpro.binance):
+class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
     """ccxt.pro's binance, except that an answer that starts like JSON but does not parse raises ``BadResponse``,
     the kline stream's "closed" flag (``k.x``, dropped by ccxt's unified candles) is kept, and every user-stream
-    message is stamped as it arrives (``stamp``).
+    message is stamped as it arrives (``stamp``), and one that arrives while an order request waits for its answer
+    is handled after it (``answers_first.py``).
 
     ccxt returns None for an unparsable body and its methods then parse an empty answer, so a truncated
     open-orders list reads as "nothing open" and an emergency stop would report clean with every order live."""
@@ -212,9 +229,26 @@ class StrictBinance(DialectClient, ccxtpro.binance):
         if isinstance(held, dict):
             return held
         ms = message.get(ms_field)
-        mark: Json = {"seq": self.planar_seq(), "ms": int(ms) if isinstance(ms, (int, float)) else None, "assets": assets}
+        seq = message.get(SEQ_KEY)  # its place on arrival, when it was held (answers_first.py)
+        mark: Json = {
+            "seq": seq if isinstance(seq, int) else self.planar_seq(),
+            "ms": int(ms) if isinstance(ms, (int, float)) else None,
+            "assets": assets,
+        }
         message[STAMP_KEY] = mark
         return mark
+
+    def user_event(self, message: object) -> Json | None:
+        """The user-stream event in a message, unwrapped as ccxt's ``handle_message`` unwraps it (a combined stream's
+        ``data``, the WebSocket API subscription's ``event``)."""
+        if not isinstance(message, dict):
+            return None
+        event = message.get("data") if "stream" in message else message
+        if isinstance(event, dict) and isinstance(event.get("event"), dict):
+            event = event["event"]
+        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+            event = event["data"]
+        return event if isinstance(event, dict) and event.get("e") in USER_EVENTS else None
 
     def _codes(self, rows: object, field_name: str = "a") -> list[str]:
         return [self.safe_currency_code(r.get(field_name)) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
@@ -274,6 +308,17 @@ class StrictBinance(DialectClient, ccxtpro.binance):
     async def fetch2(
         self, path: str, api: str | list[str] = "public", method: str = "GET", params: Json | None = None, config: Json | None = None
     ) -> object:
+        """Every REST request (``_paced``); one that places or cancels orders keeps the user stream waiting until its
+        answer is read (answers_first.py)."""
+        if method == "GET" or path not in TRADE_PATHS:
+            return await self._paced(path, api, method, params, config)
+        self.begin_answer()
+        try:
+            return await self._paced(path, api, method, params, config)
+        finally:
+            self.end_answer()
+
+    async def _paced(self, path: str, api: str | list[str], method: str, params: Json | None, config: Json | None) -> object:
         """Every REST request: reserve its weight (ccxt's declared cost, in Binance's weight units) and its new orders
         from the host's budgets before sending; after the answer, let the exchange's own counts correct them; after a
         429/418, hold every process of the host for its Retry-After."""

@@ -19,6 +19,9 @@ class Faults(BaseModel):
     ban: bool = Field(False, description="answer every request with HTTP 418 while set")
     timeout_rate: float = Field(0.0, ge=0, le=1, description="probability that a request hangs for hang_s then fails")
     hang_s: float = Field(15.0, ge=0, description="how long a timed-out request hangs")
+    answer_delay_ms: float = Field(
+        0.0, ge=0, description="delay between handling a request and sending its answer (the user stream's reports of it go first)"
+    )
     lost_ack_rate: float = Field(0.0, ge=0, le=1, description="probability that an accepted order's response is dropped")
     ws_drop_every_s: float = Field(0.0, ge=0, description="close every websocket this often (0: never)")
     partial_fill_ratio: float = Field(0.0, ge=0, le=1, description="if > 0, resting orders fill at most this fraction per tick")

@@ -216,6 +216,8 @@ class SandboxServer:
         except RateLimited as exc:
             return self._error(exc, retry_after=exc.retry_after_s)
         response = await handler(request)
+        if faults.answer_delay_ms:
+            await asyncio.sleep(faults.answer_delay_ms / 1000)
         if faults.absurd_values and isinstance(response, web.Response) and response.status == 200 and response.body:
             response = self._absurd(request.path, bytes(response.body))  # type: ignore[arg-type]
         response.headers[self.ex.limiter.weight_header(family)] = str(used)
