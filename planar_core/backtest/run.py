@@ -339,8 +339,9 @@ class Backtest:
         await self._advance(ts + step)
         self._first = ts if self._first is None else self._first
         self._last = clock.ms
-        for sym, row in rows:
-            venue.add_candles(sym, tf, [row], ts)
-            s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
+        with s.hooks.prices_together(s):  # the candles of one time close together: the account is valued once
+            for sym, row in rows:
+                venue.add_candles(sym, tf, [row], ts)
+                s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
         await self.settle()
         return len(rows)

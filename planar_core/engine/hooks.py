@@ -9,8 +9,9 @@ unsubscribes while an event is being delivered does not disturb the delivery.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..alerts import AlertDispatcher
@@ -44,6 +45,9 @@ class Hooks:
         self._listeners: list[Listener] = []
         self._balance: list[BalanceHook] = []
         self._price: list[PriceHook] = []
+        self._valuation: list[BalanceHook] = []
+        self._together = 0  # inside prices_together(): the valuation hooks wait for its end
+        self._valuation_due = False
         self._estop: list[EStopHook] = []
         self._tasks: dict[str, TaskBody] = {}
         self._connection_lost: ConnectionLost | None = None
@@ -65,6 +69,11 @@ class Hooks:
     def on_price(self, hook: PriceHook) -> None:
         """``hook(s, ai)`` after every price update of ``ai``."""
         self._price.append(hook)
+
+    def on_valuation(self, hook: BalanceHook) -> None:
+        """``hook(s)`` after prices changed: once for prices that change together (``prices_together``), else
+        after each price update, before the price hooks (the breakers value the whole account)."""
+        self._valuation.append(hook)
 
     def on_emergency_stop(self, hook: EStopHook) -> None:
         """``hook(s, report)`` once an emergency stop of this strategy has acted and been recorded."""
@@ -104,8 +113,28 @@ class Hooks:
             self._run(hook, s)
 
     def price_changed(self, s: "Strategy", ai: AssetInstance) -> None:
+        if self._together:
+            self._valuation_due = True
+        else:
+            for valuation in tuple(self._valuation):
+                self._run(valuation, s)
         for hook in self.price_hooks():
             self._run(hook, s, ai)
+
+    @contextlib.contextmanager
+    def prices_together(self, s: "Strategy") -> Iterator[None]:
+        """Prices that change at one moment (a backtest's candles of one time): the account is valued once, after
+        all of them, not once per price on a mix of new and old prices (the price hooks of each asset still run
+        as its price changes)."""
+        self._together += 1
+        try:
+            yield
+        finally:
+            self._together -= 1
+            if not self._together and self._valuation_due:
+                self._valuation_due = False
+                for valuation in tuple(self._valuation):
+                    self._run(valuation, s)
 
     def deliver(self, event: EngineEvent) -> None:
         """A closed bar, an order update or a fill to every listener (the logic host queues it)."""

@@ -151,7 +151,7 @@ class Strategy:
         rm = self.risk
         self.risk_check = rm.check
         self.hooks.on_balance(rm.evaluate_breakers)
-        self.hooks.on_price(lambda s, ai: rm.evaluate_breakers(s))
+        self.hooks.on_valuation(rm.evaluate_breakers)
         self.hooks.add_task("risk-monitor", partial(rm.monitor_body, self))
         self.hooks.on_connection_lost(rm.connection_lost)
 

@@ -40,7 +40,7 @@ from ..model.sink import EventSink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderReport, PositionReport, Ticker
-from ..sandbox import wire
+from ..sandbox import fmt, wire
 from ..sandbox.accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..sandbox.book import BookModel
 from ..sandbox.exchange import Market, SandboxExchange
@@ -342,6 +342,8 @@ class SimVenue(CcxtVenue):
 
     def _balance_report(self, kind: str, assets: Sequence[str] | None) -> BalanceReport:
         now = self.core.now_ms()
+        if kind == "spot" and assets is not None:
+            return self._spot_update(assets, now)
         if kind == "spot":
             account = wire.spot_account(self.account, now)
             if assets is not None:  # the stream's account update carries the assets that changed (outboundAccountPosition)
@@ -355,6 +357,22 @@ class SimVenue(CcxtVenue):
             raw = self.ex.parse_balance_custom(wire.futures_account(self.core, self.account, now, "v2"), "linear")
             report = self.parse.balance(raw, "swap", complete=False)
         return replace(report, time_ms=now)
+
+    def _spot_update(self, assets: Sequence[str], now: int) -> BalanceReport:
+        """The stream's account update (outboundAccountPosition) of the assets a change touched, zero included: the
+        figures ccxt reads from its wire shape (each printed to 8 decimals; the total their exact sum), built
+        without the wire and ccxt's parse (a backtest sends one per fill; ``_balance_report`` is the same
+        through ccxt, tests/backtest/test_sim_parity.py compares them)."""
+        zero = AssetBalance(0.0, 0.0, 0.0)
+        out: dict[str, AssetBalance] = {}
+        for a in assets:
+            held = self.account.spot.get(a)
+            if held is None:
+                out[a] = zero
+                continue
+            free, locked = fmt.s(held[0]), fmt.s(held[1])
+            out[a] = AssetBalance(float(free), float(locked), float(Decimal(free) + Decimal(locked)))
+        return BalanceReport(market_type="spot", assets=out, complete=False, time_ms=now)
 
     def _position_reports(self, market_id: str) -> list[PositionReport]:
         symbol = self._symbol("linear", market_id)

@@ -81,3 +81,57 @@ async def test_the_daily_loss_counts_from_the_simulated_midnight(tmp_path: Path)
     state = StateStore(bt.cfg.shared_root).load()
     assert result.last_ms == T0 + 3 * 86_400_000  # the last candle's close: midnight, a fourth simulated day
     assert state.day == datetime.fromtimestamp(result.last_ms / 1000, UTC).strftime("%Y-%m-%d")  # not the machine's day
+
+
+def flat_then(start: float, after: float, minutes: int = 60, move_at: int = 30) -> pd.DataFrame:
+    """A price that holds at ``start``, moves to ``after`` in the candle ``move_at`` and holds there."""
+    c = np.where(np.arange(minutes) < move_at, start, after).astype(float)
+    o = np.concatenate([[start], c[:-1]])
+    return pd.DataFrame(
+        {
+            "timestamp": T0 + np.arange(minutes) * 60_000,
+            "open": o,
+            "high": np.maximum(o, c),
+            "low": np.minimum(o, c),
+            "close": c,
+            "volume": 1.0,
+        }
+    )
+
+
+class BuyEachOnce(Logic):
+    class Params(LogicParams):
+        value: float = 30_000.0
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.bought: set[str] = set()
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if ai.symbol not in self.bought:
+            self.bought.add(ai.symbol)
+            await ctx.execute(ai, Side.BUY, self.params.value / bar.close)
+
+
+async def test_candles_of_one_time_are_valued_together(tmp_path: Path) -> None:
+    """BTC falls 10 % in the candle in which ETH rises 10 %, each holding worth 30 % of the account: the account
+    is worth the same after that candle time. Valued after each symbol's candle, it looked 3 % down (or 3 % up,
+    then back) between the two, and a 2 % drawdown breaker tripped on a state that never existed."""
+    cfg = StrategyConfig.model_validate(
+        {
+            "name": "together",
+            "universe": ["BTC/USDT", "ETH/USDT"],
+            "store_root": str(tmp_path),
+            "timeframes": ["1m"],
+            "logic": "tests.backtest.test_breakers:BuyEachOnce",
+            "initial_cash": 100_000,
+            "risk": {"monitor_interval": 600, "max_drawdown": 0.02},
+        }
+    )
+    data = {"BTC/USDT": flat_then(60_000.0, 54_000.0), "ETH/USDT": flat_then(3_000.0, 3_300.0)}
+    result = await Backtest(backtest_config(cfg, tmp_path / "bt"), data, warmup=10, logic=BuyEachOnce(BuyEachOnce.Params())).run()
+    df = read_trace(result.trace_root)
+    assert (df["kind"] == "trade_executed").sum() == 2
+    assert (df["kind"] == "breaker_tripped").sum() == 0, df[df["kind"] == "breaker_tripped"]["payload"].tolist()
+    assert result.result.reason != "halted"
+    assert abs(result.final_equity - result.initial_equity) < 0.005 * result.initial_equity

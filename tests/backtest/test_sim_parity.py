@@ -13,7 +13,8 @@ from planar_core.config import StrategyConfig
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.exchange.registry import open_venue
 from planar_core.model.types import OrderType, Side
-from planar_core.model.venue import PlaceExitList, PlaceOrder, Venue
+from planar_core.model.venue import AssetBalance, PlaceExitList, PlaceOrder, Venue
+from planar_core.sandbox import wire
 from planar_core.sandbox.server import SandboxServer
 from planar_core.sim.venue import SimVenue
 
@@ -130,3 +131,26 @@ async def test_paper_accepts_and_refuses_what_live_does(sandbox: SandboxServer, 
         await live.close()
         await paper.close()
     assert got_paper == got_live
+
+
+async def test_the_simulated_account_update_reads_as_ccxt_reads_the_wire(tmp_path: Path) -> None:
+    """The stream's account update a simulated venue sends after each fill is built without ccxt: it must give the
+    figures ccxt's parse of the same wire message gives (free, locked, their total; an asset the account never
+    held reads zero), for amounts with more than the 8 decimals the wire prints."""
+    sim = SimVenue(config(tmp_path, initial_cash=10_000))
+    await sim.load_markets(10)
+    try:
+        sim.account.spot.update(
+            {"BTC": [Decimal("0.123456789123"), Decimal("0.000000015")], "USDT": [Decimal("9876.54321"), Decimal("123.456789999")]}
+        )
+        assets = ["BTC", "USDT", "ETH"]
+        built = sim._spot_update(assets, 1_700_000_000_000)
+        wire_msg = wire.spot_account(sim.account, 1_700_000_000_000)
+        wire_msg["balances"] = [b for b in wire_msg["balances"] if b["asset"] in assets]
+        via_ccxt = sim.parse.balance(sim.ex.parse_balance_custom(wire_msg, "spot"), "spot", complete=False)
+        assert set(built.assets) == set(assets)
+        for a in assets:
+            assert built.assets[a] == via_ccxt.assets.get(a, AssetBalance(0.0, 0.0, 0.0)), a
+        assert built.assets["BTC"].total == 0.12345681  # each printed to 8 decimals, as the wire has them, then summed
+    finally:
+        await sim.close()
