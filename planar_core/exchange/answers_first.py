@@ -31,7 +31,7 @@ HOLD_MAX_S = 0.05  # the longest a user-stream message waits for an answer
 
 class AnswersFirst:
     """A mixin for a ccxt.pro client, before the exchange's class among its bases. The dialect names its
-    user-stream events (``user_event``) and brackets each order request with ``answering``."""
+    user-stream events (``user_event``) and brackets each order request with ``begin_answer`` / ``end_answer``."""
 
     planar_seq: Callable[[], int]
 

@@ -340,29 +340,20 @@ class SimVenue(CcxtVenue):
         raw = wire.algo_order(algo, spec, self.account.fills)
         return self.parse.order(self.ex.parse_order(raw, self.markets[symbol]))
 
-    def _balance_report(self, kind: str, assets: Sequence[str] | None) -> BalanceReport:
+    def _balance_report(self, kind: str, assets: Sequence[str]) -> BalanceReport:
+        """The stream's account update after a change: spot, of the assets it touched (``_spot_update``); futures,
+        the wallet through ccxt's parse of the wire shape."""
         now = self.core.now_ms()
-        if kind == "spot" and assets is not None:
-            return self._spot_update(assets, now)
         if kind == "spot":
-            account = wire.spot_account(self.account, now)
-            if assets is not None:  # the stream's account update carries the assets that changed (outboundAccountPosition)
-                account["balances"] = [b for b in account["balances"] if b["asset"] in assets]
-            raw = self.ex.parse_balance_custom(account, "spot")
-            report = self.parse.balance(raw, "spot", complete=False)
-            if assets is not None:  # as the stream's account update: every currency the change touched, zero included
-                zero = AssetBalance(0.0, 0.0, 0.0)
-                report = replace(report, assets={a: report.assets.get(a, zero) for a in assets})
-        else:
-            raw = self.ex.parse_balance_custom(wire.futures_account(self.core, self.account, now, "v2"), "linear")
-            report = self.parse.balance(raw, "swap", complete=False)
-        return replace(report, time_ms=now)
+            return self._spot_update(assets, now)
+        raw = self.ex.parse_balance_custom(wire.futures_account(self.core, self.account, now, "v2"), "linear")
+        return replace(self.parse.balance(raw, "swap", complete=False), time_ms=now)
 
     def _spot_update(self, assets: Sequence[str], now: int) -> BalanceReport:
-        """The stream's account update (outboundAccountPosition) of the assets a change touched, zero included: the
+        """Spot's account update (outboundAccountPosition) of the assets a change touched, zero included: the
         figures ccxt reads from its wire shape (each printed to 8 decimals; the total their exact sum), built
-        without the wire and ccxt's parse (a backtest sends one per fill; ``_balance_report`` is the same
-        through ccxt, tests/backtest/test_sim_parity.py compares them)."""
+        without the wire dict and ccxt's parse (a backtest sends one per fill; tests/backtest/test_sim_parity.py
+        compares them with ccxt's parse of the same message)."""
         zero = AssetBalance(0.0, 0.0, 0.0)
         out: dict[str, AssetBalance] = {}
         for a in assets:
@@ -403,7 +394,7 @@ class SimVenue(CcxtVenue):
             market_id = payload["symbol"]
             assert isinstance(market_id, str)
             spec = self.core.markets[(kind, market_id)].spec
-            self._send(self._balance_report(kind, [spec.base, spec.quote] if kind == "spot" else None))
+            self._send(self._balance_report(kind, [spec.base, spec.quote]))
             if kind == "linear":
                 self._send(self._position_reports(market_id))
 
