@@ -24,12 +24,14 @@ Deterministic: nothing reads the machine's clock or a random number, so the same
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import math
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,20 @@ MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it
 CHECKPOINT_EVENTS = 10_000  # a segment per 10 000 events: the memory a checkpoint takes stays the same over a year
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 TIMEFRAME_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """The objects alive when the candles start (the engine, the markets, the modules: most of the heap) moved out
+    of the garbage collector's view for the loop: a full collection otherwise walks all of them again, about
+    every 70 000 new objects, which cost a tenth of a long run. Garbage is collected first, so nothing
+    unreachable is kept, and everything is handed back after (a process running many backtests leaks nothing)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def timeframe_ms(timeframe: str) -> int:
@@ -218,7 +234,8 @@ class Backtest:
             s.run_driven()  # running, without watchers (the venue's stream is the only source): breakers armed
             await self._invoke("on_start", self.logic.on_start(self.host.ctx))
             await self.settle()
-            bars = await self._loop(itertools.chain([pending] if pending is not None else [], groups))
+            with frozen_heap():
+                bars = await self._loop(itertools.chain([pending] if pending is not None else [], groups))
             await self._invoke("on_stop", self.logic.on_stop(self.host.ctx))
             await self.settle()
             final = (await s.risk.monitor_once(s)).equity
