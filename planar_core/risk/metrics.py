@@ -272,16 +272,36 @@ def correlation_of(ra: np.ndarray, rb: np.ndarray) -> float:
 
 def return_stats(rets: list[np.ndarray]) -> tuple[list[list[float]], list[float]]:
     """The pairwise correlations (``correlation_of``) and the volatilities (``volatility_of``) of several assets'
-    returns: from one matrix product when they have the same length (the usual case; the monitor runs this every
-    interval, in a backtest every candle), pair by pair otherwise. The few figures of the product are finished in
-    plain floats: numpy's per-call cost is most of the time at this size, and the arithmetic (one division, one
-    square root, then bounded to [-1, 1]) is numpy's own, so the figures are the same."""
-    k = len(rets)
+    returns: from one matrix product when they have the same length (the usual case), pair by pair otherwise."""
     lengths = {len(r) for r in rets}
     m = lengths.pop() if len(lengths) == 1 else 0
     if m < 3:
         return [[correlation_of(a, b) for b in rets] for a in rets], [volatility_of(r) for r in rets]
-    x = np.array(rets)
+    return _matrix_stats(np.array(rets))
+
+
+def assets_return_stats(assets: list["AssetInstance"], timeframe: str = "1m", window: int = 60) -> tuple[list[list[float]], list[float]]:
+    """``return_stats`` of the assets' ``returns``: when their closes have the same length (the usual case; the
+    monitor runs this every interval, in a backtest every candle), one logarithm and one difference of the stacked
+    closes instead of one each per asset; the same figures (element-wise the same operations, rows laid out as
+    ``return_stats`` lays them)."""
+    closes = []
+    for ai in assets:
+        candles = ai.ohlcv.get(timeframe) or next(iter(ai.ohlcv.values()), None)
+        closes.append(candles.array[-(window + 1) :, 4] if candles else np.zeros(0))
+    lengths = {len(c) for c in closes}
+    n = lengths.pop() if len(lengths) == 1 else 0
+    if n < 4:  # fewer than 3 returns each, or unequal lengths: asset by asset
+        return return_stats([returns(ai, timeframe, window) for ai in assets])
+    logs = np.log(np.array(closes))
+    return _matrix_stats(logs[:, 1:] - logs[:, :-1])
+
+
+def _matrix_stats(x: np.ndarray) -> tuple[list[list[float]], list[float]]:
+    """``return_stats`` of equal-length returns, one row per asset (``x`` is changed). The few figures of the product
+    are finished in plain floats: numpy's per-call cost is most of the time at this size, and the arithmetic (one
+    division, one square root, then bounded to [-1, 1]) is numpy's own, so the figures are the same."""
+    k, m = x.shape
     x -= x.sum(axis=1, keepdims=True) / m  # the mean as numpy's ``mean`` makes it: the sum over the count
     cov: list[list[float]] = (x @ x.T).tolist()
     d = [cov[i][i] for i in range(k)]
@@ -337,7 +357,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     weights = {k: abs(v) / gross for k, v in values.items()} if gross else {}
     corr_terms, corr_w = 0.0, 0.0
     syms = list(values)
-    corr, vols_of = return_stats([returns(s.universe[sym]) for sym in syms])
+    corr, vols_of = assets_return_stats([s.universe[sym] for sym in syms])
     for i, x in enumerate(syms):
         for j in range(i + 1, len(syms)):
             y, c = syms[j], corr[i][j]

@@ -133,6 +133,20 @@ def test_correlation_of_moves_together_apart_and_flat() -> None:
     assert math.isnan(M.correlation(a, b))
 
 
+@pytest.mark.parametrize("lengths", [(200, 200, 200), (61, 61, 61), (5, 5, 5), (4, 4, 4), (3, 3, 3), (200, 40, 200), (0, 200, 200)])
+def test_stacked_return_stats_are_the_asset_by_asset_figures(lengths: tuple[int, ...]) -> None:
+    """The monitor's stacked computation (one logarithm of every asset's closes) gives exactly the figures of
+    ``return_stats`` over each asset's ``returns``, whatever the candles' lengths (equal, unequal, too few)."""
+    s = stub_strategy(symbols=("BTC/USDT", "ETH/USDT", "LTC/USDT"))
+    rng = np.random.default_rng(sum(lengths))
+    assets = list(s.universe.values())
+    for ai, n in zip(assets, lengths, strict=True):
+        ai.ohlcv["1m"] = candles(list(100.0 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))))
+    want = M.return_stats([M.returns(ai) for ai in assets])
+    got = M.assets_return_stats(assets)
+    assert repr(got) == repr(want)  # bit for bit (nan included)
+
+
 # ------------------------------------------------------------------ the figures together
 def test_exposure_leverage_and_drawdown_on_known_holdings() -> None:
     s = stub_strategy(cash={"USDT": 5_000.0, "BTC": 0.1, "ETH": 1.0})  # equity 5 000 + 5 000 + 3 000
