@@ -69,6 +69,15 @@ class AnswersFirst:
                 return
         super().handle_message(client, message)  # type: ignore[misc]
 
+    async def close(self) -> None:
+        """Held messages are dropped with the connections: nothing reads them once the client is closed."""
+        self._held.clear()
+        for handle in (self._drain, self._cap):
+            if handle is not None:
+                handle.cancel()
+        self._drain = self._cap = None
+        await super().close()  # type: ignore[misc]
+
     def _capped(self) -> None:
         self._cap = None
         self._drain_soon()

@@ -48,6 +48,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities, SwitchKind
 from . import errors as E
+from .answers_first import SEQ_KEY, AnswersFirst
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
 
@@ -103,10 +104,28 @@ def _ms(value: object) -> int | None:
     return ms if ms > 0 else None
 
 
-class StrictBybit(DialectClient, ccxtpro.bybit):
+USER_TOPICS = frozenset({"order", "stopOrder", "execution", "position", "wallet"})  # private topics (ccxt routes by prefix)
+WS_TRADE_TOPICS = frozenset({"order.create", "order.amend", "order.cancel"})  # the WebSocket API's answers, not the stream
+# REST requests that place, amend or cancel orders: the private topics wait for their answer (answers_first.py)
+TRADE_PATHS = frozenset(
+    {
+        "v5/order/create",
+        "v5/order/amend",
+        "v5/order/cancel",
+        "v5/order/cancel-all",
+        "v5/order/create-batch",
+        "v5/order/amend-batch",
+        "v5/order/cancel-batch",
+    }
+)
+
+
+class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
     """ccxt.pro's bybit, except that an answer that starts like JSON but does not parse raises ``BadResponse``
-    (ccxt would read it as empty: "nothing open"), the kline topic's ``confirm`` flag is kept, and every row of a
-    private message is stamped as it arrives (the engine's one order of account reports, model/stamp.py)."""
+    (ccxt would read it as empty: "nothing open"), the kline topic's ``confirm`` flag is kept, every row of a
+    private message is stamped as it arrives (the engine's one order of account reports, model/stamp.py), and a
+    private message that arrives while an order request waits for its answer is handled after it
+    (``answers_first.py``)."""
 
     def __init__(self, config: Json) -> None:
         super().__init__(config)
@@ -114,7 +133,39 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         self.planar_seq: Callable[[], int] = itertools.count(1).__next__  # the client's counter (ExchangeClient.next_seq)
         self.funding_seen = False  # a funding settlement came on the execution topic since the last wallet message
 
+    # ----------------------------------------------------------------- answers first
+    def user_event(self, message: object) -> Json | None:
+        """A private topic's message (``order``, ``execution``, ``position``, ``wallet``, with or without a category
+        suffix), as ccxt's ``handle_message`` routes it; the WebSocket trading answers (``order.create`` ...) and
+        public topics pass."""
+        if not isinstance(message, dict):
+            return None
+        topic = message.get("topic")
+        if not isinstance(topic, str) or topic in WS_TRADE_TOPICS:
+            return None
+        return message if topic.split(".", 1)[0] in USER_TOPICS else None
+
+    async def fetch2(
+        self, path: str, api: str | list[str] = "public", method: str = "GET", params: Json | None = None, config: Json | None = None
+    ) -> object:
+        """Every REST request; one that places, amends or cancels orders keeps the private topics waiting until its
+        answer is read (answers_first.py)."""
+        params = {} if params is None else params
+        config = {} if config is None else config
+        if method == "GET" or path not in TRADE_PATHS:
+            return await super().fetch2(path, api, method, params, config)
+        self.begin_answer()
+        try:
+            return await super().fetch2(path, api, method, params, config)
+        finally:
+            self.end_answer()
+
     # ----------------------------------------------------------------- user-stream stamps
+    def _seq(self, message: Json) -> int:
+        """The message's place in the engine's sequence: taken on arrival when it was held, else now."""
+        seq = message.get(SEQ_KEY)
+        return seq if isinstance(seq, int) else self.planar_seq()
+
     def _stamp_rows(self, message: object, ms_field: str) -> None:
         """One stamp per message, put on each of its rows (each becomes the ``info`` of what ccxt parses)."""
         if not isinstance(message, dict):
@@ -122,7 +173,7 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         rows = message.get("data")
         if not isinstance(rows, list):
             return
-        seq = self.planar_seq()
+        seq = self._seq(message)
         for row in rows:
             if isinstance(row, dict) and STAMP_KEY not in row:
                 row[STAMP_KEY] = {"seq": seq, "ms": _ms(row.get(ms_field)) or _ms(message.get("creationTime")), "assets": None}
@@ -150,12 +201,13 @@ class StrictBybit(DialectClient, ccxtpro.bybit):
         message does not say why it was sent; the settlement's execution comes on its own topic)."""
         if isinstance(message, dict):
             accounts = message.get("data")
+            arrived = message.get(SEQ_KEY)
             for account in accounts if isinstance(accounts, list) else []:
                 if isinstance(account, dict) and STAMP_KEY not in account:
                     rows = account.get("coin")
                     coins = [self.safe_currency_code(c.get("coin")) for c in rows if isinstance(c, dict)] if isinstance(rows, list) else []
                     account[STAMP_KEY] = {
-                        "seq": self.planar_seq(),
+                        "seq": arrived if isinstance(arrived, int) else self.planar_seq(),
                         "ms": _ms(message.get("creationTime")),
                         "assets": coins,
                         "funding": self.funding_seen,

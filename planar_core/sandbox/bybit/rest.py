@@ -152,6 +152,8 @@ class BybitServer(SandboxServer):
         if not self.bybit_limiter.charge_ip(request.remote or "?", self.ex.now_ms()):
             return web.Response(status=403, text="access too frequent")
         response = await handler(request)
+        if faults.answer_delay_ms:
+            await asyncio.sleep(faults.answer_delay_ms / 1000)
         if faults.roll(rng, faults.malformed_rate) and isinstance(response, web.Response) and response.body:
             body = bytes(response.body)  # type: ignore[arg-type]
             response.body = body[: max(1, len(body) // 2)]
