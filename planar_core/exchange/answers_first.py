@@ -8,7 +8,7 @@ stop's cancel answers behind the parsing of a hundred order reports, although th
 on and the stream reports say the same thing later. Held, they are parsed while the next request is on the wire.
 
 What stays as it was: a message's place among what the engine learns is taken when it arrives (``SEQ_KEY``, read
-by the dialect's stamp), not when it is parsed, so a held account update is never read as newer than an answer
+by ``arrival_seq`` when the dialect stamps it), not when it is parsed, so a held account update is never read as newer than an answer
 read after it arrived. Messages are handled one per turn of the event loop, in arrival order, as ccxt's receive
 loop does. A message is never held longer than ``HOLD_MAX_S`` (a slow or lost answer does not stall the stream),
 and only user-stream events are held (the dialect names them); market data passes through.
@@ -41,6 +41,11 @@ class AnswersFirst:
         self._in_flight = 0  # order requests sent, not answered
         self._drain: asyncio.Handle | None = None
         self._cap: asyncio.TimerHandle | None = None
+
+    def arrival_seq(self, message: Json) -> int:
+        """The message's place in the engine's sequence: the one it took on arrival when it was held, else the next."""
+        seq = message.get(SEQ_KEY)
+        return seq if isinstance(seq, int) else self.planar_seq()
 
     def user_event(self, message: object) -> Json | None:
         """The user-stream event in ``message`` (the dict its stamp goes on), or None: not one to hold."""

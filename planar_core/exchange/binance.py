@@ -27,7 +27,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
-from .answers_first import SEQ_KEY, AnswersFirst
+from .answers_first import AnswersFirst
 from .budget import BudgetHeld, Demand, Pacer, budgets
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_at_sandbox
@@ -229,9 +229,8 @@ class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
         if isinstance(held, dict):
             return held
         ms = message.get(ms_field)
-        seq = message.get(SEQ_KEY)  # its place on arrival, when it was held (answers_first.py)
         mark: Json = {
-            "seq": seq if isinstance(seq, int) else self.planar_seq(),
+            "seq": self.arrival_seq(message),  # its place on arrival, when it was held (answers_first.py)
             "ms": int(ms) if isinstance(ms, (int, float)) else None,
             "assets": assets,
         }

@@ -48,7 +48,7 @@ from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import AssetBalance, Capabilities, SwitchKind
 from . import errors as E
-from .answers_first import SEQ_KEY, AnswersFirst
+from .answers_first import AnswersFirst
 from .dialect import STAMP_KEY, DialectClient, refined, stamp_in
 from .endpoints import point_bybit_at_sandbox
 
@@ -161,11 +161,6 @@ class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
             self.end_answer()
 
     # ----------------------------------------------------------------- user-stream stamps
-    def _seq(self, message: Json) -> int:
-        """The message's place in the engine's sequence: taken on arrival when it was held, else now."""
-        seq = message.get(SEQ_KEY)
-        return seq if isinstance(seq, int) else self.planar_seq()
-
     def _stamp_rows(self, message: object, ms_field: str) -> None:
         """One stamp per message, put on each of its rows (each becomes the ``info`` of what ccxt parses)."""
         if not isinstance(message, dict):
@@ -173,7 +168,7 @@ class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
         rows = message.get("data")
         if not isinstance(rows, list):
             return
-        seq = self._seq(message)
+        seq = self.arrival_seq(message)
         for row in rows:
             if isinstance(row, dict) and STAMP_KEY not in row:
                 row[STAMP_KEY] = {"seq": seq, "ms": _ms(row.get(ms_field)) or _ms(message.get("creationTime")), "assets": None}
@@ -201,13 +196,12 @@ class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
         message does not say why it was sent; the settlement's execution comes on its own topic)."""
         if isinstance(message, dict):
             accounts = message.get("data")
-            arrived = message.get(SEQ_KEY)
             for account in accounts if isinstance(accounts, list) else []:
                 if isinstance(account, dict) and STAMP_KEY not in account:
                     rows = account.get("coin")
                     coins = [self.safe_currency_code(c.get("coin")) for c in rows if isinstance(c, dict)] if isinstance(rows, list) else []
                     account[STAMP_KEY] = {
-                        "seq": arrived if isinstance(arrived, int) else self.planar_seq(),
+                        "seq": self.arrival_seq(message),
                         "ms": _ms(message.get("creationTime")),
                         "assets": coins,
                         "funding": self.funding_seen,
