@@ -123,7 +123,10 @@ async def test_serve_replaces_a_work_pool_deployment_of_the_same_name(prefect_ap
             await client.create_work_pool(WorkPoolCreate(name="serve-test-pool", type="process"))
         except ObjectAlreadyExists:
             pass
-        await dep.apply(work_pool_name="serve-test-pool")
+        await dep.apply()  # it exists already (an earlier test on this server): the pool's apply below updates it
+        # Prefect's apply(work_pool_name=) of an existing deployment sets the object's own work_pool_name: a copy,
+        # so the serve-side apply below sends none (on the shared object it put the pool back, order-dependent)
+        await dep.model_copy().apply(work_pool_name="serve-test-pool")
         assert (await client.read_deployment_by_name("resync/resync")).work_pool_name == "serve-test-pool"
         assert await replace_pool_deployments([dep]) == ["resync/resync"]
         await dep.apply()  # what serving does
