@@ -47,6 +47,7 @@ from ..sandbox.exchange import Market, SandboxExchange
 from ..sandbox.market_data import MarketSpec, PathLibrary, default_markets
 from ..sandbox.order_lists import OrderList
 from ..sandbox.server import SandboxServer
+from . import spot_reports
 from .local import BASE_URL, LocalBinance
 
 T = TypeVar("T")
@@ -320,13 +321,17 @@ class SimVenue(CcxtVenue):
         return [replace(p, stamp=stamp) for p in item]
 
     def _order_report(self, kind: str, o: SandboxOrder, fill: Fill | None) -> OrderReport:
+        """An order's stream update, with the fill it reports: spot built from the records (``spot_reports``: the
+        figures ccxt reads, without the wire dict and ccxt's parse), USDⓈ-M through ccxt's parse of the wire shape."""
         symbol = self._symbol(kind, o.symbol)
+        if kind == "spot":
+            report = spot_reports.order_report(o, symbol)
+            return report if fill is None else replace(report, fills=(spot_reports.fill_report(fill, symbol, o.client_id),))
         market = self.markets[symbol]
         spec = self.core.markets[(kind, o.symbol)].spec
-        raw = wire.spot_order(o) if kind == "spot" else wire.futures_order(o, spec)
-        report = self.parse.order(self.ex.parse_order(raw, market))
+        report = self.parse.order(self.ex.parse_order(wire.futures_order(o, spec), market))
         if fill is not None:
-            trade = wire.spot_trade(fill) if kind == "spot" else wire.futures_trade(fill, spec)
+            trade = wire.futures_trade(fill, spec)
             # the user stream's execution names its order's client id (``c``), which the REST trade shape lacks: live
             # reads it there (the dialect's ``fill_client_id``), and the engine finds the order by it instead of
             # searching every order it holds by the exchange's id

@@ -4,6 +4,7 @@ balances at the same price, get the same answers (status, or the same typed refu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from planar_core.config import StrategyConfig
 from planar_core.exchange.errors import ExchangeOpError
 from planar_core.exchange.registry import open_venue
 from planar_core.model.types import OrderType, Side
-from planar_core.model.venue import AssetBalance, PlaceExitList, PlaceOrder, Venue
+from planar_core.model.venue import AssetBalance, OrderRef, OrderReport, PlaceExitList, PlaceOrder, Venue
 from planar_core.sandbox import wire
+from planar_core.sandbox.accounts import Account, Fill, SandboxOrder
 from planar_core.sandbox.server import SandboxServer
 from planar_core.sim.venue import SimVenue
 
@@ -154,3 +156,98 @@ async def test_the_simulated_account_update_reads_as_ccxt_reads_the_wire(tmp_pat
         assert built.assets["BTC"].total == 0.12345681  # each printed to 8 decimals, as the wire has them, then summed
     finally:
         await sim.close()
+
+
+def _via_ccxt(sim: SimVenue, o: SandboxOrder, fill: Fill | None) -> OrderReport:
+    """A spot order update as ccxt's parse of the wire shapes gives it (how the simulated venue built it before)."""
+    symbol = sim._symbol("spot", o.symbol)
+    market = sim.markets[symbol]
+    report = sim.parse.order(sim.ex.parse_order(wire.spot_order(o), market))
+    if fill is None:
+        return report
+    trade = wire.spot_trade(fill)
+    trade["c"] = o.client_id
+    return replace(report, fills=(sim.parse.fill(sim.ex.parse_trade(trade, market)),))
+
+
+async def test_the_simulated_order_updates_read_as_ccxt_reads_the_wire(tmp_path: Path) -> None:
+    """The spot order updates and fills a simulated venue streams are built without ccxt (sim/spot_reports.py): at
+    every order event of a session that places, fills (taker and maker), cancels, expires,
+    triggers and lists orders of every spot type, each must equal ccxt's parse of the same order's wire shape."""
+    sim = SimVenue(config(tmp_path, initial_cash=10_000))
+    await sim.load_markets(10)
+    pairs: list[tuple[OrderReport, OrderReport]] = []
+
+    def check(acct: Account, kind: str, event: str, payload: dict[str, object]) -> None:
+        if acct is not sim.account or kind != "spot":
+            return
+        fill = payload.get("fill")
+        events = [payload["order"]] if event == "order" else payload["orders"] if event == "list" else []
+        for o in events if isinstance(events, list) else []:
+            assert isinstance(o, SandboxOrder) and (fill is None or isinstance(fill, Fill))
+            pairs.append(
+                (sim._order_report("spot", o, fill if event == "order" else None), _via_ccxt(sim, o, fill if event == "order" else None))
+            )
+
+    sim.core.listeners.append(check)
+    try:
+        p = 50_000.0
+        sim.set_price("BTC/USDT", p, match=False)
+        await answers(sim, p)
+        more = [
+            PlaceOrder(symbol="BTC/USDT", client_order_id="pp-buy", type=OrderType.MARKET, side=Side.BUY, amount=0.01),
+            PlaceOrder(
+                symbol="BTC/USDT", client_order_id="pp-maker", type=OrderType.POST_ONLY, side=Side.BUY, amount=0.003, price=p * 0.98
+            ),
+            PlaceOrder(
+                symbol="BTC/USDT",
+                client_order_id="pp-ice",
+                type=OrderType.GTC,
+                side=Side.BUY,
+                amount=0.004,
+                price=p * 0.975,
+                extra={"icebergQty": 0.001},
+            ),
+            PlaceOrder(symbol="BTC/USDT", client_order_id="pp-gone", type=OrderType.GTC, side=Side.BUY, amount=0.002, price=p * 0.9),
+            PlaceOrder(
+                symbol="BTC/USDT",
+                client_order_id="pp-sl",
+                type=OrderType.STOP_LIMIT,
+                side=Side.SELL,
+                amount=0.002,
+                trigger_price=p * 0.95,
+                price=p * 0.945,
+            ),
+            PlaceOrder(
+                symbol="BTC/USDT",
+                client_order_id="pp-trail",
+                type=OrderType.TRAILING_STOP,
+                side=Side.SELL,
+                amount=0.002,
+                trailing_percent=1.0,
+            ),
+        ]
+        for req in more:
+            await sim.create_order(req, 10)
+        await sim.cancel_order("BTC/USDT", OrderRef("pp-gone"), 10)
+        for move in (0.985, 0.974, 0.96, 0.94, 1.0, 1.055, 1.07, 1.2):
+            sim.set_price("BTC/USDT", p * move)
+    finally:
+        sim.core.listeners.remove(check)
+        await sim.close()
+    for built, via_ccxt in pairs:
+        assert built == via_ccxt
+    seen = {(r.type, r.status, r.trigger_phase, bool(r.fills)) for r, _ in pairs}
+    assert len(pairs) >= 25 and len(seen) >= 12, seen
+    assert {r.type for r, _ in pairs} >= {
+        OrderType.MARKET,
+        OrderType.GTC,
+        OrderType.IOC,
+        OrderType.FOK,
+        OrderType.POST_ONLY,
+        OrderType.STOP_MARKET,
+        OrderType.TAKE_PROFIT_LIMIT,
+        OrderType.STOP_LIMIT,
+    }
+    assert {r.client_order_id for r, _ in pairs} >= {"pp-trail", "pp-ice", "pp-gone"}  # a trailing stop, an iceberg, a cancel
+    assert sum(1 for r, _ in pairs if r.fills and r.fills[0].taker is False) >= 1  # a maker fill
