@@ -11,8 +11,8 @@ What differs is where prices and time come from:
 * **paper**: prices come from the exchange's public market data (the driver feeds the last prices the same way).
 
 The user stream is built from the exchange's own events: each order, fill, account and conditional-order event is
-turned into the report the engine would get (parsed by ccxt and the dialect from the exchange's answer shapes, as a
-REST answer is) and delivered after the request that caused it has been answered: to a connected engine by
+turned into the report the engine would get (USDⓈ-M: parsed by ccxt and the dialect from the exchange's answer
+shapes, as a REST answer is; spot: built from the records with ccxt's rules, ``spot_reports.py``) and delivered after the request that caused it has been answered: to a connected engine by
 ``loop.call_soon`` (the backtest: ``pending`` counts those not delivered yet), else to the ``watch_*`` calls (paper,
 where the engine's watchers read them).
 
