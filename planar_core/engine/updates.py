@@ -101,7 +101,7 @@ def transition(s: "Strategy", ai: AssetInstance, order: Order, new: OrderStatus,
                 else {}
             ),
         )
-    order.event.set()
+    order.changed()
     s.notify(OrderUpdated(ai, order))
     return True
 
@@ -194,7 +194,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
                 emulate(s, ai, order)
             else:
                 asyncio.get_running_loop().call_later(s.trade_grace_s, emulate, s, ai, order)
-        order.event.set()
+        order.changed()
     return order
 
 
@@ -236,7 +236,7 @@ def mark_triggered(s: "Strategy", ai: AssetInstance, order: Order, source: str, 
         order_type=order.type.value,
         source=source,
     )
-    order.event.set()
+    order.changed()
     s.notify(OrderUpdated(ai, order))
 
 
@@ -410,6 +410,6 @@ def _record_trade(s: "Strategy", ai: AssetInstance, order: Order, trade: Trade, 
                 trade_id=trade.trade_id,  # the fill that closed it
                 **realized.closed.fields(),
             )
-    order.event.set()
+    order.changed()
     if not replaces:  # a real trade replacing an emulated one was announced as that one
         s.notify(Filled(ai, order, trade))

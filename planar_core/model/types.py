@@ -180,7 +180,7 @@ class Order:
     cost: float = 0.0
     timestamp: int = 0
     trades: list[Trade] = field(default_factory=list)
-    event: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    _event: asyncio.Event | None = field(default=None, init=False, repr=False, compare=False)
     sent_at: float | None = None  # wall time (s) of the last create request, for the absence proof
     not_found: int = 0  # consecutive look-ups by client id that answered "no such order" since sent_at
     trigger_price: float | None = None  # conditional orders: the trigger (trailing: the activation price)
@@ -198,6 +198,20 @@ class Order:
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)
+
+    @property
+    def event(self) -> asyncio.Event:
+        """Set by each change of the order (``changed``), for ``call(waitfor=...)`` to wait on. Made on the first
+        wait: most orders are never waited on, and an event (with its waiters' deque) was most of an order's memory
+        in a long backtest. A waiter clears it before waiting, so no change before that is lost."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        return self._event
+
+    def changed(self) -> None:
+        """Wake whoever waits on this order (nobody, when no event was made)."""
+        if self._event is not None:
+            self._event.set()
         self.position_side = PositionSide(self.position_side)
 
     @property

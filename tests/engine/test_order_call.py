@@ -39,6 +39,20 @@ async def test_resting_limit_is_pending_then_the_watcher_sees_the_fill(strategy_
     assert ai.trades[0].price == order.price and not ai.trades[0].emulated
 
 
+async def test_a_call_waiting_on_a_resting_order_wakes_on_its_fill(strategy_factory, sandbox) -> None:
+    """``waitfor`` is a bound, not a sleep: the fill of a resting limit wakes the waiting call (the order's event is
+    made on the first wait and set by each change; no change may be lost)."""
+    s = await strategy_factory()
+    bid, _ = bid_ask(sandbox, "ETHUSDT")
+    call = asyncio.ensure_future(s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.1, price=bid * 0.99, waitfor=3600))
+    ai = s.universe["ETH/USDT"]
+    await wait_for(lambda: any(o.id for o in ai.open_orders()))
+    sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
+    sandbox.ex.match_resting()
+    trade = await asyncio.wait_for(call, 60)  # the fill, not the hour
+    assert isinstance(trade, Trade) and trade.amount == pytest.approx(0.1)
+
+
 # how each venue ends an IOC order that found nothing to fill: Binance says EXPIRED, Bybit Cancelled (it has no
 # expired status for spot and linear orders)
 IOC_UNFILLED = {"binance": "expired", "bybit": "canceled"}
