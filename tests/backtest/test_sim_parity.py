@@ -194,38 +194,14 @@ async def test_the_simulated_order_updates_read_as_ccxt_reads_the_wire(tmp_path:
         p = 50_000.0
         sim.set_price("BTC/USDT", p, match=False)
         await answers(sim, p)
+        o = lambda cid, **kw: PlaceOrder(symbol="BTC/USDT", client_order_id=cid, **kw)  # noqa: E731
         more = [
-            PlaceOrder(symbol="BTC/USDT", client_order_id="pp-buy", type=OrderType.MARKET, side=Side.BUY, amount=0.01),
-            PlaceOrder(
-                symbol="BTC/USDT", client_order_id="pp-maker", type=OrderType.POST_ONLY, side=Side.BUY, amount=0.003, price=p * 0.98
-            ),
-            PlaceOrder(
-                symbol="BTC/USDT",
-                client_order_id="pp-ice",
-                type=OrderType.GTC,
-                side=Side.BUY,
-                amount=0.004,
-                price=p * 0.975,
-                extra={"icebergQty": 0.001},
-            ),
-            PlaceOrder(symbol="BTC/USDT", client_order_id="pp-gone", type=OrderType.GTC, side=Side.BUY, amount=0.002, price=p * 0.9),
-            PlaceOrder(
-                symbol="BTC/USDT",
-                client_order_id="pp-sl",
-                type=OrderType.STOP_LIMIT,
-                side=Side.SELL,
-                amount=0.002,
-                trigger_price=p * 0.95,
-                price=p * 0.945,
-            ),
-            PlaceOrder(
-                symbol="BTC/USDT",
-                client_order_id="pp-trail",
-                type=OrderType.TRAILING_STOP,
-                side=Side.SELL,
-                amount=0.002,
-                trailing_percent=1.0,
-            ),
+            o("pp-buy", type=OrderType.MARKET, side=Side.BUY, amount=0.01),
+            o("pp-maker", type=OrderType.POST_ONLY, side=Side.BUY, amount=0.003, price=p * 0.98),
+            o("pp-ice", type=OrderType.GTC, side=Side.BUY, amount=0.004, price=p * 0.975, extra={"icebergQty": 0.001}),
+            o("pp-gone", type=OrderType.GTC, side=Side.BUY, amount=0.002, price=p * 0.9),
+            o("pp-sl", type=OrderType.STOP_LIMIT, side=Side.SELL, amount=0.002, trigger_price=p * 0.95, price=p * 0.945),
+            o("pp-trail", type=OrderType.TRAILING_STOP, side=Side.SELL, amount=0.002, trailing_percent=1.0),
         ]
         for req in more:
             await sim.create_order(req, 10)
