@@ -9,7 +9,8 @@ least a client that may touch only its own orders must do on spot). Goal: <= 1.5
 
 ``--shots K`` (default 5): each run's e-stop figures are the median of K e-stops (each on 100 fresh orders, the
 strategy re-armed between them) against the median of K raw cancels taken just before each; one shot alone varied
-by 2x on this machine. ``--repeat R``: R runs (each on a fresh sandbox) print each figure's run of median ratio,
+by 2x on this machine. Every side starts from a quiet process: the orders are placed, then the stream's reports of
+them are left ``SETTLE_S`` to be handled before the timed cancels (``settled_place``). ``--repeat R``: R runs (each on a fresh sandbox) print each figure's run of median ratio,
 with the min / median / max ratio over the runs.
 
 ``--venue bybit``: the engine trading Bybit on the sandbox's Bybit dialect, against raw ``ccxt.bybit`` (the
@@ -30,7 +31,7 @@ from planar_core.engine import strategy
 from planar_core.model import OrderType, Side
 
 from .common import figure, median, sandbox_process
-from .engine_hot_path import raw_client
+from .engine_hot_path import SETTLE_S, raw_client
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "LTC/USDT"]
 AMOUNT = {"BTC/USDT": 0.001, "ETH/USDT": 0.01, "LTC/USDT": 0.1}
@@ -49,8 +50,17 @@ async def place(s, n: int) -> None:
         await s.call(ai, OrderType.GTC, Side.BUY, amount=AMOUNT[sym], price=ai.last_price * (0.7 + (i % 10) / 100), waitfor=0)
 
 
-async def raw_cancel(info: dict, n: int, s) -> float:
+async def settled_place(s, n: int) -> None:
+    """``n`` orders placed by the engine, then a pause for their stream reports to be handled: each side's timing
+    starts from a quiet process. The raw sides always had it (their client's creation and ``load_markets`` come
+    between the orders and the timed cancels); the engine's e-stop started while the engine was still handling the
+    400 stream messages of the orders just placed, which ran inside its timing."""
     await place(s, n)
+    await asyncio.sleep(SETTLE_S)
+
+
+async def raw_cancel(info: dict, n: int, s) -> float:
+    await settled_place(s, n)
     raw = raw_client(info, info, s.config.exchange)
     await raw.load_markets()
     t0 = time.perf_counter()
@@ -63,7 +73,7 @@ async def raw_cancel(info: dict, n: int, s) -> float:
 async def raw_cancel_each(info: dict, n: int, s) -> float:
     """The floor of a strategy's e-stop on spot, which may cancel only its own orders (Binance spot has no batch
     cancel by id): raw ccxt ``cancel_order`` for each of ``n`` orders, all at once."""
-    await place(s, n)
+    await settled_place(s, n)
     raw = raw_client(info, info, s.config.exchange)
     await raw.load_markets()
     paged = {"paginate": True} if s.config.exchange == "bybit" else {}  # Bybit lists 20 at a time, with a cursor
@@ -98,7 +108,7 @@ async def run(info: dict, venue: str = "binance", shots: int = 5) -> list[dict]:
         for _ in range(max(1, shots)):
             bases.append(await raw_cancel(info, 100, s))
             eaches.append(await raw_cancel_each(info, 100, s))
-            await place(s, 100)
+            await settled_place(s, 100)
             report = await s.emergency_stop(f"bench {latency} ms")
             assert report.clean and report.cancelled == 100, report
             stops.append(report.seconds)
@@ -145,7 +155,7 @@ async def run(info: dict, venue: str = "binance", shots: int = 5) -> list[dict]:
     while not (all(ai.last_price for ai in s.universe.values()) and s.state.day_start_equity):
         await asyncio.sleep(0.05)
     base = await raw_cancel(info, 30, s)
-    await place(s, 30)
+    await settled_place(s, 30)
     t0 = time.perf_counter()
     await admin(info, "price", {"symbol": "BTCUSDT", "factor": 0.9})
     while not s.risk.estop_reports:
