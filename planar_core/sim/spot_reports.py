@@ -12,6 +12,8 @@ ccxt's parse of the wire shapes over orders of every spot type; USDⓈ-M reports
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ccxt.base.precise import Precise
 
 from ..exchange.reports import STATUSES, order_type
@@ -20,25 +22,14 @@ from ..model.venue import Fee, FillReport, ForcedClose, OrderReport, TriggerPhas
 from ..sandbox.accounts import Fill, SandboxOrder
 from ..sandbox.fmt import s
 
-# ccxt's binance.parse_order_status (the statuses a spot order takes)
-CCXT_STATUS = {
-    "NEW": "open",
-    "PARTIALLY_FILLED": "open",
-    "FILLED": "closed",
-    "CANCELED": "canceled",
-    "PENDING_CANCEL": "canceling",
-    "REJECTED": "rejected",
-    "EXPIRED": "expired",
-    "EXPIRED_IN_MATCH": "expired",
-}
-# ccxt's binance.parse_order_type_by_market for spot: the conditional types read as the order they place
-CCXT_SPOT_TYPE = {
-    "limit_maker": "limit",
-    "stop_loss_limit": "limit",
-    "stop_loss": "market",
-    "take_profit_limit": "limit",
-    "take_profit": "market",
-}
+
+class CcxtReading(Protocol):
+    """ccxt's own tables of the venue (its exchange object): the status and the unified order type it reads."""
+
+    def parse_order_status(self, status: str | None, /) -> str | None: ...
+    def parse_order_type_by_market(self, type: str | None, market_type: str | None, /) -> str | None: ...
+
+
 TAKE_PROFIT_TYPES = ("take_profit", "take_profit_market", "take_profit_limit")
 SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 
@@ -49,12 +40,12 @@ def _nonzero(text: str) -> float | None:
     return value if value else None
 
 
-def order_report(o: SandboxOrder, symbol: str) -> OrderReport:
-    """What the engine reads from a spot order's stream update (``executionReport``), as ccxt and the dialect
-    read it."""
-    status = CCXT_STATUS.get(o.status, o.status)
+def order_report(o: SandboxOrder, symbol: str, ccxt: CcxtReading) -> OrderReport:
+    """What the engine reads from a spot order's stream update, as ccxt (its tables: ``ccxt``) and the dialect read
+    the order's wire shape."""
+    status = ccxt.parse_order_status(o.status)
     kind = o.type.lower()
-    unified = CCXT_SPOT_TYPE.get(kind, kind)
+    unified = ccxt.parse_order_type_by_market(kind, "spot") or kind
     tif: str | None = o.time_in_force or None
     if tif == "GTX":
         tif = "PO"
