@@ -16,9 +16,10 @@ from typing import Protocol
 
 from ccxt.base.precise import Precise
 
-from ..exchange.reports import STATUSES, order_type
+from ..exchange.dialect import Dialect
+from ..exchange.reports import PHASES, STATUSES, order_type
 from ..model.types import Json, Side
-from ..model.venue import Fee, FillReport, ForcedClose, OrderReport, TriggerPhase
+from ..model.venue import Fee, FillReport, OrderReport
 from ..sandbox.accounts import Fill, SandboxOrder
 from ..sandbox.fmt import s
 
@@ -40,8 +41,8 @@ def _nonzero(text: str) -> float | None:
     return value if value else None
 
 
-def order_report(o: SandboxOrder, symbol: str, ccxt: CcxtReading) -> OrderReport:
-    """What the engine reads from a spot order's stream update, as ccxt (its tables: ``ccxt``) and the dialect read
+def order_report(o: SandboxOrder, symbol: str, ccxt: CcxtReading, dialect: Dialect) -> OrderReport:
+    """What the engine reads from a spot order's stream update, as ccxt (its tables: ``ccxt``) and ``dialect`` read
     the order's wire shape."""
     status = ccxt.parse_order_status(o.status)
     kind = o.type.lower()
@@ -78,14 +79,10 @@ def order_report(o: SandboxOrder, symbol: str, ccxt: CcxtReading) -> OrderReport
         "timeInForce": tif,
     }
     cid = o.client_id
-    forced: ForcedClose | None = None  # the dialect's reading: Binance names its forced closes by client id
-    if cid.startswith("adl_autoclose"):
-        forced = "adl"
-    elif cid.startswith("autoclose-") or o.type == "LIQUIDATION":
-        forced = "liquidation"
-    phase = None
-    if o.type.startswith(("STOP_LOSS", "TAKE_PROFIT")):
-        phase = TriggerPhase.TRIGGERED if o.working else TriggerPhase.WAITING
+    # the dialect's own readings of what ccxt leaves in the payload: a forced close, a stop's trigger phase
+    raw: Json = {"clientOrderId": cid, "info": {"type": o.type, "isWorking": o.working}}
+    forced = dialect.forced_close(raw)
+    phase = dialect.trigger_phase(raw)
     return OrderReport(
         symbol=symbol,
         id=str(o.order_id),
@@ -102,8 +99,8 @@ def order_report(o: SandboxOrder, symbol: str, ccxt: CcxtReading) -> OrderReport
         time_in_force=tif,
         timestamp=o.created_ms,
         updated=o.updated_ms or (0 if traded else None),
-        trigger_phase=phase,
-        forced_close=forced,
+        trigger_phase=PHASES.get(phase) if phase else None,
+        forced_close="adl" if forced == "adl" else "liquidation" if forced else None,
         cost=float(cost_s),
     )
 

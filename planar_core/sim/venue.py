@@ -325,7 +325,7 @@ class SimVenue(CcxtVenue):
         figures ccxt reads, without the wire dict and ccxt's parse), USDⓈ-M through ccxt's parse of the wire shape."""
         symbol = self._symbol(kind, o.symbol)
         if kind == "spot":
-            report = spot_reports.order_report(o, symbol, self.ex)
+            report = spot_reports.order_report(o, symbol, self.ex, self.parse.dialect)
             return report if fill is None else replace(report, fills=(spot_reports.fill_report(fill, symbol, o.client_id),))
         market = self.markets[symbol]
         spec = self.core.markets[(kind, o.symbol)].spec
