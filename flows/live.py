@@ -40,6 +40,7 @@ from planar_core.engine.lease import LeaseHeldError
 from planar_core.model.json import obj
 from planar_core.model.types import Json
 from planar_core.runner import load_logic, run
+from planar_core.runner.heap import frozen_heap
 from planar_core.runner.host import UNKNOWN_COUNTS
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.report import analysis_markdown, write_report
@@ -229,15 +230,16 @@ async def _session(
         async def publish(st: Json) -> None:
             await status_artifact.publish(status_markdown(st))
 
-        result = await run(
-            s,
-            logic,
-            duration=duration,
-            tick_interval=s.config.tick_interval,
-            stop=stop,
-            on_status=publish,
-            logic_errors=s.config.logic_errors,
-        )
+        with frozen_heap():  # no full collection pass over the start's objects while trading (runner/heap.py)
+            result = await run(
+                s,
+                logic,
+                duration=duration,
+                tick_interval=s.config.tick_interval,
+                stop=stop,
+                on_status=publish,
+                logic_errors=s.config.logic_errors,
+            )
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
         logger.info(

@@ -24,14 +24,12 @@ Deterministic: nothing reads the machine's clock or a random number, so the same
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import json
 import math
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +42,7 @@ from ..engine.sync import sync_prices
 from ..exchange.client_ids import ClientOrderIds
 from ..logic import Logic
 from ..model import AssetInstance
+from ..runner.heap import frozen_heap
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
 from ..trace import EventTrace
@@ -54,20 +53,6 @@ MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it
 CHECKPOINT_EVENTS = 10_000  # a segment per 10 000 events: the memory a checkpoint takes stays the same over a year
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 TIMEFRAME_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
-@contextmanager
-def frozen_heap() -> Iterator[None]:
-    """The objects alive when the candles start (the engine, the markets, the modules: most of the heap) moved out
-    of the garbage collector's view for the loop: a full collection otherwise walks all of them again, about
-    every 70 000 new objects, which cost a tenth of a long run. Garbage is collected first, so nothing
-    unreachable is kept, and everything is handed back after (a process running many backtests leaks nothing)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def timeframe_ms(timeframe: str) -> int:

@@ -235,7 +235,6 @@ class EventTrace:
                 if self._wal_from is None:
                     self._wal_from = seq
                 self._wal_pending.extend(self._buffer)
-                self._wal_files += 1
                 self._buffer = []
             self._last_flush = time.monotonic()
             if (
@@ -254,10 +253,12 @@ class EventTrace:
             seq = self._wal_seq
             self._wal_seq += 1
             self.files.write_atomic(f"wal/{seq:012d}.jsonl", data)
+            self._wal_files += 1
             return seq
         if self._wal_log is None:
             seq = self._wal_seq
             self._wal_seq += 1
+            self._wal_files += 1
             os.makedirs(f"{self.files.path}/wal", exist_ok=True)
             self._wal_log = (seq, AppendLog(f"{self.files.path}/wal/{seq:012d}.jsonl", fsync=self.files.fsync))
         seq, log_ = self._wal_log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -39,7 +40,16 @@ def open_orders(sandbox, account) -> list:
 
 async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path) -> None:
     config = flow_config(name="flowlive")
+    frozen_while_trading: list[int] = []
+
+    async def heap() -> None:  # the process's heap is held out of the collector's full passes while the session trades
+        await wait_for(lambda: gc.get_freeze_count() > 0, timeout=60)
+        frozen_while_trading.append(gc.get_freeze_count())
+
+    probe = asyncio.ensure_future(heap())
     state = await live_strategy(strategy="flowlive", config_path=str(config), duration=6, report_dir=str(tmp_path / "r"), return_state=True)
+    await probe
+    assert frozen_while_trading[0] > 10_000 and gc.get_freeze_count() == 0  # and thawed when the session ended
     result = await state.result()
     assert state.is_completed() and result["reason"] == "duration" and result["ticks"] > 5
     assert len(open_orders(sandbox, account)) == 2  # open orders stay after a normal end

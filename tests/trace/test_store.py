@@ -116,3 +116,17 @@ def test_intents_are_durable_before_the_request(tmp_path: Path) -> None:
     et.record("order_placed", client_order_id="c1")
     assert list(read_trace(str(tmp_path))["kind"].astype(str)) == ["api_call", "order_placed"]  # flushed with the intent
     et.close()
+
+
+@pytest.mark.parametrize("root", ["local", "memory://planar-test/wal-files"])
+def test_the_wal_file_count_counts_files_not_appends(tmp_path: Path, root: str) -> None:
+    """A local root appends every flush to one open WAL file: its flushes do not count towards ``max_wal_files``
+    (each checkpoint is a segment's fixed cost, paid on the flushing order's path). An object store writes one WAL
+    file per flush: there the count bounds the files a restart reads."""
+    where = str(tmp_path) if root == "local" else root
+    with EventTrace(where, checkpoint_every=10**6, checkpoint_interval=1e9, max_wal_files=3) as et:
+        for i in range(10):
+            et.record("order_placed", client_order_id=f"c{i}")  # durable: one flush each
+        segments = len(et.files.load_manifest().segments)
+    assert segments == (0 if root == "local" else 3)
+    assert list(read_trace(where)["client_order_id"].astype(str)) == [f"c{i}" for i in range(10)]
