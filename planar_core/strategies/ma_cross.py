@@ -42,7 +42,8 @@ class MACross(Logic):
         closes = ai.ohlcv[timeframe].closed[-p.slow :, 4]
         if len(closes) < p.slow:
             return
-        signal = 1 if closes[-p.fast :].mean() > closes.mean() else -1
+        # sum / count is numpy's mean (the same float), without its per-call dispatch: this runs on every candle
+        signal = 1 if closes[-p.fast :].sum() / p.fast > closes.sum() / p.slow else -1
         previous = self.last_signal.get(ai.symbol)
         self.last_signal[ai.symbol] = signal
         if previous is None or previous == signal:
