@@ -73,8 +73,8 @@ class MACross(Strategy):
         self.seen += 1
         if self.seen <= c.warmup or len(self.closes) < c.slow:  # warm-up candles are history: no callback on ours
             return
-        closes = np.array(self.closes)  # numpy's means, as MACross's: at a tie the summation order decides
-        signal = 1 if closes[-c.fast :].mean() > closes.mean() else -1
+        closes = np.array(self.closes)  # numpy's means as MACross makes them (sum / count): at a tie the summation order decides
+        signal = 1 if closes[-c.fast :].sum() / c.fast > closes.sum() / c.slow else -1
         previous, self.last = self.last, signal
         if previous is None or previous == signal:
             return
