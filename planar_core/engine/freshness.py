@@ -60,9 +60,13 @@ def trade_key(symbol: str, trade_id: object) -> str:
     return f"{symbol}:{trade_id}"
 
 
+ORDER_PREFIX = "order:"
+
+
 def order_key(client_order_id: str, status: OrderStatus) -> str:
-    """The key of an order's lock (``open``) or release (a final status) among the pending changes."""
-    return f"order:{client_order_id}:{status}"
+    """The key of an order's lock (``open``) or release (a final status) among the pending changes: never placed
+    from the stream's trade cache (an order report places it, ``note_order``)."""
+    return f"{ORDER_PREFIX}{client_order_id}:{status}"
 
 
 ANSWERED = ("websocket", "acknowledgement", "cancel")  # sources whose news the user stream reports too
@@ -87,6 +91,7 @@ class _Fill:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     unconfirmed: bool = False
     timer: asyncio.TimerHandle | None = None
+    added: int = 0  # its place among the pending (releases keep that order)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,16 @@ class Freshness:
         self.reader: AccountReader | None = None
         self.held: dict[str, Stamp] = {}  # balance currency or position key -> stamp of the report it holds
         self.pending: dict[str, _Fill] = {}  # trade key -> a fill whose balance is not known to include it yet
+        # what ``check`` looks at: only the pending fills whose coverage may have changed since the last check (a
+        # report that may include them was held, or they were placed on the stream), and only unplaced fills are
+        # looked up in the stream cache. A check per stream message over every pending fill made a burst of N
+        # cancels (an emergency stop's) cost N^2. Balance or position key -> the pending fills that change it: on
+        # the stream (any later report may include them), or learned by REST and not placed on it yet (only a
+        # snapshot asked later includes them: ``Stamp.includes``)
+        self._waiting: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})  # (placed, unplaced)
+        self._dirty: set[str] = set()
+        self._unplaced: set[str] = set()  # pending fills (trades) learned by REST, not yet placed on the stream
+        self._added = 0
         self.unconfirmed: OrderedDict[str, None] = OrderedDict()
         self.fetches = 0  # REST reads made for fills, stalls and requests (bench/balance_freshness.py reads it)
         self._wire: OrderedDict[str, Stamp] = OrderedDict()  # trade key -> stamp of its stream report
@@ -148,6 +163,9 @@ class Freshness:
 
     def hold(self, key: str, stamp: Stamp) -> None:
         self.held[key] = stamp
+        for waiting in self._waiting if stamp.rest else self._waiting[:1]:
+            if key in waiting:
+                self._dirty |= waiting[key]
 
     def fresh_stamp(self, rest: bool = False) -> Stamp:
         """The stamp of a report that carries none (REST answers are stamped by their caller; paper mode's
@@ -184,15 +202,21 @@ class Freshness:
         if fill is None:
             return False
         if fill.mark.rest or stamp.seq < fill.mark.seq:
+            self._index(fill, add=False)
             fill.mark = Stamp(stamp.seq, stamp.ms)
             fill.stream = True
+            self._index(fill, add=True)
+            self._unplaced.discard(key)
+            self._dirty.add(key)
         return True
 
     def _place_from_cache(self) -> None:
         """Fills an acknowledgement told first: their reports may already be in the venue's stream cache, arrived on
         the stream but not handed over by a watch yet."""
-        unplaced = {k for k, f in self.pending.items() if f.mark.rest}
-        for fill in self.reader.stream_fills() if unplaced and self.reader is not None and self._running() else []:
+        if not self._unplaced or self.reader is None or not self._running():
+            return
+        unplaced = self._unplaced
+        for fill in self.reader.stream_fills():
             key = trade_key(fill.symbol, fill.id)
             if fill.stamp is not None and key in unplaced:
                 self._place(key, fill.stamp)
@@ -253,7 +277,7 @@ class Freshness:
         fill = _Fill(key, keys, mark, mark.seq, stream)
         if self.covers(fill):
             return
-        self.pending[key] = fill
+        self._add(fill)
         self.check()  # its trade report and the account update after it may be in the venue's stream cache already
         if fill.done.is_set():
             return
@@ -277,16 +301,51 @@ class Freshness:
         return True
 
     def check(self) -> None:
-        """Release every pending fill the balances and positions now held include (after each applied report)."""
+        """Release every pending fill the balances and positions now held include (after each applied report). A
+        pending fill that was not covered stays so until a report it waits for is held or it is placed on the
+        stream, so only those are looked at, in the order they became pending."""
         if not self.pending:
             return
         self._place_from_cache()
-        for key, fill in list(self.pending.items()):
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        fills = [f for f in map(self.pending.get, dirty) if f is not None]
+        for fill in sorted(fills, key=lambda f: f.added) if len(fills) > 1 else fills:
             if self.covers(fill):
-                self._release(key, fill)
+                self._release(fill)
 
-    def _release(self, key: str, fill: _Fill) -> None:
-        self.pending.pop(key, None)
+    def _add(self, fill: _Fill) -> None:
+        old = self.pending.get(fill.key)
+        if old is not None:
+            self._forget(old)
+        self._added += 1
+        fill.added = self._added
+        self.pending[fill.key] = fill
+        self._index(fill, add=True)
+        if fill.mark.rest and not fill.key.startswith(ORDER_PREFIX):  # an order's lock or release is placed by its report
+            self._unplaced.add(fill.key)
+
+    def _forget(self, fill: _Fill) -> None:
+        if self.pending.get(fill.key) is not fill:  # released already, or replaced by a later change of the same key
+            return
+        del self.pending[fill.key]
+        self._index(fill, add=False)
+        self._dirty.discard(fill.key)
+        self._unplaced.discard(fill.key)
+
+    def _index(self, fill: _Fill, add: bool) -> None:
+        waiting = self._waiting[1 if fill.mark.rest else 0]
+        for k in fill.keys:
+            if add:
+                waiting.setdefault(k, set()).add(fill.key)
+            elif k in waiting:
+                waiting[k].discard(fill.key)
+                if not waiting[k]:
+                    del waiting[k]
+
+    def _release(self, fill: _Fill) -> None:
+        self._forget(fill)
         if fill.timer is not None:
             fill.timer.cancel()
         fill.done.set()
@@ -308,7 +367,7 @@ class Freshness:
         msg = f"{self.name}: balances after {fill.key} not confirmed ({why}); shown as last known"
         log.warning(msg)
         self.sink.record("error_occurred", reason=msg)
-        self._release(fill.key, fill)
+        self._release(fill)
 
     # ----------------------------------------------------------------- the strategy's side
     async def settled(self, ai: AssetInstance, trade: Trade, cap: float | None = None) -> bool:
@@ -388,3 +447,7 @@ class Freshness:
                 fill.timer.cancel()
             fill.done.set()
         self.pending.clear()
+        for waiting in self._waiting:
+            waiting.clear()
+        self._dirty.clear()
+        self._unplaced.clear()

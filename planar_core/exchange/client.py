@@ -11,11 +11,12 @@ the operation is idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -25,12 +26,13 @@ from ..model.sink import EventSink, MemorySink
 from ..model.stamp import Stamp
 from ..model.types import Json
 from ..model.venue import OrderRef
+from .answers_first import AnswersFirst
 from .binance import BINANCE, NotSent
 from .budget import SEND_DEADLINE, Pacer
 from .ccxt_types import CcxtExchange
 from .dialect import Dialect, DialectClient
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
-from .limiter import OrderPacer, RequestWindow, WeightGuard
+from .limiter import OrderPacer, RequestWindow, WeightGuard, urgent
 
 log = logging.getLogger("planar.exchange")
 CANCEL_CONCURRENCY = 32  # cancel requests of one cancel_orders in flight at once
@@ -127,6 +129,22 @@ class ExchangeClient:
         """The next number of the engine's one order of account reports (model/stamp.py)."""
         return next(self._seq)
 
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """The block is an emergency stop (``Venue.urgent``): its requests pass the engine's own request cap
+        (``limiter.urgent``), and the user stream waits for their answers (answers_first.py holds it, as it does
+        around each order request on its own)."""
+        ex = self.ex
+        with urgent():
+            if not isinstance(ex, AnswersFirst):
+                yield
+                return
+            ex.begin_answer()
+            try:
+                yield
+            finally:
+                ex.end_answer()
+
     def stamp_of(self, raw: object) -> Stamp | None:
         """Where a parsed user-stream report stands (its arrival on the wire, the exchange's time, the currencies
         it carries); None when it did not come from the stream (REST, paper)."""
@@ -163,11 +181,17 @@ class ExchangeClient:
         attempt = 0
         while True:
             await self.guard.wait()
-            await self.window.acquire()
+            full_for = await self.window.acquire(max_wait=timeout)
             started = time.perf_counter()
             self.in_flight += 1
             deadline = SEND_DEADLINE.set(time.monotonic() + timeout)  # a wait for budget leaves the request its time
             try:
+                if full_for:  # refused unsent, as the host's budgets refuse (mapped to RateLimited, retried after)
+                    raise NotSent(
+                        f"{op}: rate_limits.requests_per_minute ({self.window.per_minute}) is spent for {full_for:.1f}s, "
+                        f"longer than the request may wait ({timeout:g}s)",
+                        full_for,
+                    )
                 async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                     result = await fn()
                 if validate is not None and not validate(result):

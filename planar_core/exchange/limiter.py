@@ -9,7 +9,8 @@ Layers, each doing one thing:
 * ccxt's own throttle paces websocket messages (REST requests no longer go through it when the budgets do).
 * ``OrderPacer`` spaces order submissions to ``orders_per_second`` with a burst
   allowance, so orders queue locally instead of drawing a 429.
-* ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``).
+* ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``): a cap of the engine's own,
+  which never delays an emergency stop (``urgent()``) and never holds a request past its timeout.
 * ``WeightGuard`` records the used weight the venue reads after each response and, after a 429/418, honours the
   server's backoff in this process; without the budgets it also holds requests near the limit until the window rolls.
 """
@@ -17,9 +18,12 @@ Layers, each doing one thing:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ..config import RateLimits
@@ -97,10 +101,26 @@ class WeightGuard:
         self.resume_at = max(self.resume_at, time.monotonic() + seconds)
 
 
+URGENT: ContextVar[bool] = ContextVar("planar_urgent", default=False)  # set by ``urgent()``
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """The requests of the block (and of the tasks it starts) are an emergency stop's: the engine's own cap on their
+    count (``RequestWindow``) counts them but never delays them. The exchange's limits still pace them (the host's
+    weight budgets, a 429's hold): those the exchange enforces, a cap of our own it does not."""
+    token = URGENT.set(True)
+    try:
+        yield
+    finally:
+        URGENT.reset(token)
+
+
 @dataclass
 class RequestWindow:
     """At most ``per_minute`` requests in any 60 s (``rate_limits.requests_per_minute``), whatever their weight:
-    a request over the count waits for the oldest one to leave the window."""
+    a request over the count waits for the oldest one to leave the window, but no longer than it may wait. An
+    urgent request (``urgent()``) is counted and never waits."""
 
     per_minute: int
     clock: Callable[[], float] = time.monotonic
@@ -108,13 +128,19 @@ class RequestWindow:
     waits: int = 0
     _sent: deque[float] = field(default_factory=deque)
 
-    async def acquire(self) -> None:
+    async def acquire(self, max_wait: float = math.inf) -> float:
+        """Take a place in the window; answers 0.0, or, when the window frees later than ``max_wait`` seconds from
+        the call, takes nothing and answers how long until it frees (the caller refuses the request unsent)."""
+        start = self.clock()
         while True:
             now = self.clock()
             while self._sent and self._sent[0] <= now - 60.0:
                 self._sent.popleft()
-            if len(self._sent) < self.per_minute:
+            if len(self._sent) < self.per_minute or URGENT.get():
                 self._sent.append(now)
-                return
+                return 0.0
+            free_at = self._sent[0] + 60.0
+            if free_at - start > max_wait:
+                return free_at - now
             self.waits += 1
-            await self.sleep(self._sent[0] + 60.0 - now)  # type: ignore[misc]
+            await self.sleep(free_at - now)  # type: ignore[misc]

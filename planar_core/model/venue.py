@@ -20,6 +20,7 @@ shape. Raw exchange fields (``info``) must not be read from it above the adapter
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -415,6 +416,15 @@ class Venue(Protocol):
     def next_seq(self) -> int:
         """The next number of the one sequence every account report is placed in (``model.stamp``): the engine takes
         one when a REST snapshot's request leaves and when it learns something the venue did not stamp."""
+        ...
+
+    def urgent(self) -> AbstractContextManager[None]:
+        """The block is an emergency stop, and so are the tasks it starts. Its requests are never delayed by the
+        engine's own caps (the exchange's limits still pace them). The user stream's reports wait until the block
+        ends: in arrival order, each keeping the place in the sequence it took on arrival, then handled one per turn
+        of the event loop (never held longer than a bound the venue sets). The stop acts on its requests' answers,
+        and a hundred cancels are reported again by a hundred stream messages: handled in between, their parsing
+        delayed it. A venue with neither runs the block as it is."""
         ...
 
     async def reset_streams(self) -> None:

@@ -452,17 +452,18 @@ async def account_emergency_stop(
     report = AccountEStopReport(account, reason)
     log.error("ACCOUNT EMERGENCY STOP TRIGGERED on %s: %s", account, reason)
     halt_members(members, reason, report, sink)
-    await cancel_account_orders(venue, members, deadline, report)
-    if close:
-        if account_dir is None:
-            raise ValueError("account_dir: required to close positions (the closing orders' ids and journal live there)")
-        closer = Closer(venue, account_dir)
-        try:
-            spot = sorted({sym for m in members if m.margin is False for sym in m.universe})
-            await close_positions(venue, closer, spot, deadline, report)
-        finally:
-            closer.close()
-        await cancel_account_orders(venue, members, max(deadline, loop.time() + 2.0), report)
+    with venue.urgent():  # no cap of the engine's own delays the stop (the exchange's limits still pace it)
+        await cancel_account_orders(venue, members, deadline, report)
+        if close:
+            if account_dir is None:
+                raise ValueError("account_dir: required to close positions (the closing orders' ids and journal live there)")
+            closer = Closer(venue, account_dir)
+            try:
+                spot = sorted({sym for m in members if m.margin is False for sym in m.universe})
+                await close_positions(venue, closer, spot, deadline, report)
+            finally:
+                closer.close()
+            await cancel_account_orders(venue, members, max(deadline, loop.time() + 2.0), report)
     report.seconds = time.perf_counter() - started
     for m in members:  # what re-arm must see settled first
         StateStore(m.shared_root).update(estop_unverified=_outstanding(report, m))

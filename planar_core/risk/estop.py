@@ -419,11 +419,12 @@ async def emergency_stop(
     s.halt(reason, by_emergency_stop=True)
     report = EStopReport(reason)
     symbols = list(s.universe)
-    await asyncio.gather(*(_cancel_asset(s, sym, deadline, report) for sym in symbols))
-    if close:
-        await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
-        await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
-    await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if report.of(sym).orders.unverified is None))
+    with s.venue.urgent():  # no cap of the engine's own delays it; the stream's reports of its cancels wait for their answers
+        await asyncio.gather(*(_cancel_asset(s, sym, deadline, report) for sym in symbols))
+        if close:
+            await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
+            await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
+        await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if report.of(sym).orders.unverified is None))
     report.seconds = time.perf_counter() - started
     return conclude(s, report, reason)
 
@@ -452,12 +453,13 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     started = time.perf_counter()
     deadline = loop.time() + budget_s
     report = EStopReport(reason)
-    await _cancel_asset(s, symbol, deadline, report)
-    if close:
-        await _close_asset(s, symbol, deadline, report)
-        await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)
-    if report.of(symbol).orders.unverified is None:
-        await _settle_local(s, symbol)
+    with s.venue.urgent():
+        await _cancel_asset(s, symbol, deadline, report)
+        if close:
+            await _close_asset(s, symbol, deadline, report)
+            await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)
+        if report.of(symbol).orders.unverified is None:
+            await _settle_local(s, symbol)
     report.seconds = time.perf_counter() - started
     s.sink.record("emergency_stop", reason=f"{reason} ({symbol})", symbol=symbol, payload=report.as_dict())
     return report

@@ -19,9 +19,11 @@ The venue keeps what a test needs to drive the engine and to check what the engi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from ..exchange.errors import ExchangeOpError, OrderNotFound
@@ -469,6 +471,9 @@ class FakeVenue:
     # ------------------------------------------------------------------ connection
     def next_seq(self) -> int:
         return next(self._seq)
+
+    def urgent(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # no cap of its own, and its stream is handed over by the test, never held
 
     async def reset_streams(self) -> None:
         self.stream_resets += 1

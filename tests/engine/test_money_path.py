@@ -424,6 +424,28 @@ async def test_requests_per_minute_caps_the_request_count() -> None:
     assert slept == [30.0] and window.waits == 1
 
 
+async def test_a_request_waits_for_the_request_cap_no_longer_than_its_timeout_and_an_urgent_one_not_at_all() -> None:
+    from planar_core.exchange.limiter import RequestWindow, urgent
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    window = RequestWindow(2, clock=lambda: now[0], sleep=fake_sleep)
+    assert await window.acquire() == 0.0 and await window.acquire() == 0.0
+    now[0] = 10.0
+    assert await window.acquire(max_wait=5.0) == 50.0  # free in 50 s: refused at once, nothing taken
+    assert slept == [] and len(window._sent) == 2
+    with urgent():  # the emergency stop's: counted, never delayed
+        assert await window.acquire(max_wait=5.0) == 0.0
+    assert slept == [] and len(window._sent) == 3
+    assert await window.acquire(max_wait=60.0) == 0.0  # a request that may wait that long waits
+    assert slept == [50.0]
+
+
 async def test_a_position_changed_outside_the_engine_is_alerted(strategy_factory, sandbox, account, client) -> None:
     s = await strategy_factory(name="perp", margin=True, universe=["ETH/USDT:USDT"], position_watcher={"interval": 0.3})
     await client.create_order("ETH/USDT:USDT", "market", "buy", 0.2)  # someone else trades the account

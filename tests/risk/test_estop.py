@@ -175,3 +175,49 @@ async def test_one_breaker_trip_records_one_event_however_many_updates_follow(st
     assert len(s.sink.of("breaker_tripped")) == 1
     await asyncio.wait_for(_estop_done(s), 15)
     assert len(s.sink.of("emergency_stop")) == 1
+
+
+async def test_the_balance_checks_of_an_estop_grow_with_its_orders_not_their_square(
+    strategy_factory, sandbox, account, monkeypatch
+) -> None:
+    """Each cancel the stop applies releases funds the engine then waits to see in a balance report (engine/freshness.py),
+    and each of the hundred stream reports that follow is checked against what waits. Only the changes a report may
+    settle are looked at: the checks per order stay flat (they looked at every waiting change, a burst of N cancels
+    costing N^2 checks)."""
+    from planar_core.engine.freshness import Freshness
+
+    checks = [0]
+    covers = Freshness.covers
+
+    def counted(self: Freshness, fill: object) -> bool:
+        checks[0] += 1
+        return covers(self, fill)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Freshness, "covers", counted)
+    s = await strategy_factory(universe=list(SPOT3))
+    await place_resting(s, sandbox, SPOT3, 100)
+    await wait_for(lambda: not s.freshness.pending)  # the orders' locks seen in the stream's balance updates
+    checks[0] = 0
+    report = await s.emergency_stop("a burst of cancels")
+    assert report.clean and report.cancelled == 100 and open_on_exchange(sandbox, account) == []
+    await wait_for(lambda: not s.freshness.pending)  # every release seen in a balance update
+    assert checks[0] <= 4 * 100, checks[0]
+
+
+async def test_a_spent_request_cap_neither_delays_the_estop_nor_holds_a_read_past_its_timeout(strategy_factory, sandbox, account) -> None:
+    """``rate_limits.requests_per_minute`` is the engine's own cap (Binance enforces weight and orders, which still
+    pace every request). A busy minute that spent it made the emergency stop wait up to a minute, past its own
+    budget; now the stop's requests are counted and sent, and a routine request that cannot be sent within its
+    timeout is refused unsent (``RateLimited``) instead of waiting."""
+    import time
+
+    from planar_core.exchange.errors import RateLimited
+
+    s = await strategy_factory(universe=list(SPOT3), rate_limits={"requests_per_minute": 500}, risk={"estop_budget_s": 10.0})
+    await place_resting(s, sandbox, SPOT3, 12)
+    window = s.venue.window
+    window._sent.extend([time.monotonic()] * window.per_minute)  # the minute's requests spent just now
+    with pytest.raises(RateLimited, match="requests_per_minute"):
+        await s.venue.open_orders("BTC/USDT", timeout=1.0, retries=0)
+    report = await asyncio.wait_for(s.emergency_stop("cap spent"), 30)
+    assert report.clean and report.cancelled == 12 and open_on_exchange(sandbox, account) == []
