@@ -181,17 +181,11 @@ class ExchangeClient:
         attempt = 0
         while True:
             await self.guard.wait()
-            full_for = await self.window.acquire(max_wait=timeout)
+            await self.window.acquire()
             started = time.perf_counter()
             self.in_flight += 1
             deadline = SEND_DEADLINE.set(time.monotonic() + timeout)  # a wait for budget leaves the request its time
             try:
-                if full_for:  # refused unsent, as the host's budgets refuse (mapped to RateLimited, retried after)
-                    raise NotSent(
-                        f"{op}: rate_limits.requests_per_minute ({self.window.per_minute}) is spent for {full_for:.1f}s, "
-                        f"longer than the request may wait ({timeout:g}s)",
-                        full_for,
-                    )
                 async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                     result = await fn()
                 if validate is not None and not validate(result):

@@ -10,7 +10,7 @@ Layers, each doing one thing:
 * ``OrderPacer`` spaces order submissions to ``orders_per_second`` with a burst
   allowance, so orders queue locally instead of drawing a 429.
 * ``RequestWindow`` caps the count of requests per minute (``requests_per_minute``): a cap of the engine's own,
-  which never delays an emergency stop (``urgent()``) and never holds a request past its timeout.
+  which never delays an emergency stop (``urgent()``).
 * ``WeightGuard`` records the used weight the venue reads after each response and, after a 429/418, honours the
   server's backoff in this process; without the budgets it also holds requests near the limit until the window rolls.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -119,8 +118,8 @@ def urgent() -> Iterator[None]:
 @dataclass
 class RequestWindow:
     """At most ``per_minute`` requests in any 60 s (``rate_limits.requests_per_minute``), whatever their weight:
-    a request over the count waits for the oldest one to leave the window, but no longer than it may wait. An
-    urgent request (``urgent()``) is counted and never waits."""
+    a request over the count waits for the oldest one to leave the window. An urgent request (``urgent()``) is
+    counted and never waits."""
 
     per_minute: int
     clock: Callable[[], float] = time.monotonic
@@ -128,19 +127,13 @@ class RequestWindow:
     waits: int = 0
     _sent: deque[float] = field(default_factory=deque)
 
-    async def acquire(self, max_wait: float = math.inf) -> float:
-        """Take a place in the window; answers 0.0, or, when the window frees later than ``max_wait`` seconds from
-        the call, takes nothing and answers how long until it frees (the caller refuses the request unsent)."""
-        start = self.clock()
+    async def acquire(self) -> None:
         while True:
             now = self.clock()
             while self._sent and self._sent[0] <= now - 60.0:
                 self._sent.popleft()
             if len(self._sent) < self.per_minute or URGENT.get():
                 self._sent.append(now)
-                return 0.0
-            free_at = self._sent[0] + 60.0
-            if free_at - start > max_wait:
-                return free_at - now
+                return
             self.waits += 1
-            await self.sleep(free_at - now)  # type: ignore[misc]
+            await self.sleep(self._sent[0] + 60.0 - now)  # type: ignore[misc]
