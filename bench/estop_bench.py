@@ -30,7 +30,7 @@ import aiohttp
 from planar_core.engine import strategy
 from planar_core.model import OrderType, Side
 
-from .common import figure, median, sandbox_process
+from .common import UNPACED, figure, median, sandbox_process
 from .engine_hot_path import SETTLE_S, raw_client
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "LTC/USDT"]
@@ -96,7 +96,7 @@ async def run(info: dict, venue: str = "binance", shots: int = 5) -> list[dict]:
             universe=SYMBOLS,
             store_root=tempfile.mkdtemp(),
             sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-            rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
+            rate_limits=UNPACED,
             connection={"health_interval": 3600},
             risk={"exclusive_account": exclusive},
         )
@@ -147,7 +147,7 @@ async def run(info: dict, venue: str = "binance", shots: int = 5) -> list[dict]:
         universe=SYMBOLS,
         store_root=tempfile.mkdtemp(),
         sandbox_endpoint={"url": info["url"], "ws_url": info["ws_url"]},
-        rate_limits={"weight_per_minute": 1_000_000, "orders_per_second": 10_000, "burst_allowance": 10_000},
+        rate_limits=UNPACED,
         connection={"health_interval": 3600},
         risk={"max_daily_loss": 100},
     )
