@@ -16,6 +16,7 @@ import pytest
 from planar_core.config import ConfigError
 from planar_core.engine import strategy as build_strategy
 from planar_core.engine.health import reconnect
+from planar_core.exchange.limiter import RequestWindow
 from planar_core.model import PENDING, UNKNOWN, Order, OrderStatus, OrderType, Side, Trade
 from planar_core.model.venue import OrderReport
 from planar_core.risk import metrics as M
@@ -407,9 +408,8 @@ async def test_watcher_timeout_and_retry_count_bound_each_poll(strategy_factory,
     assert len(failed) == s.watcher_health()["balance"]["failures"]  # retry_count 0: one request per failed poll
 
 
-async def test_requests_per_minute_caps_the_request_count() -> None:
-    from planar_core.exchange.limiter import RequestWindow
-
+def _window_on_a_fake_clock(per_minute: int) -> tuple[RequestWindow, list[float], list[float]]:
+    """A request window whose clock moves only when it sleeps: (window, [now], the sleeps it took)."""
     now = [0.0]
     slept: list[float] = []
 
@@ -417,7 +417,11 @@ async def test_requests_per_minute_caps_the_request_count() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    window = RequestWindow(3, clock=lambda: now[0], sleep=fake_sleep)
+    return RequestWindow(per_minute, clock=lambda: now[0], sleep=fake_sleep), now, slept
+
+
+async def test_requests_per_minute_caps_the_request_count() -> None:
+    window, now, slept = _window_on_a_fake_clock(3)
     for t in (0.0, 10.0, 20.0, 30.0):  # the 4th request in 60 s waits until the 1st leaves the window
         now[0] = max(now[0], t)
         await window.acquire()
@@ -425,16 +429,9 @@ async def test_requests_per_minute_caps_the_request_count() -> None:
 
 
 async def test_an_urgent_request_is_counted_by_the_request_cap_but_never_waits() -> None:
-    from planar_core.exchange.limiter import RequestWindow, urgent
+    from planar_core.exchange.limiter import urgent
 
-    now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    window = RequestWindow(2, clock=lambda: now[0], sleep=fake_sleep)
+    window, now, slept = _window_on_a_fake_clock(2)
     await window.acquire()
     await window.acquire()
     now[0] = 10.0
