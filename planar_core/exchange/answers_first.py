@@ -17,9 +17,10 @@ and only user-stream events are held (the dialect names them); market data passe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..model.types import Json
 
@@ -60,6 +61,16 @@ class AnswersFirst:
         self._in_flight -= 1
         if not self._in_flight:
             self._drain_soon()
+
+    @contextlib.contextmanager
+    def answer_first(self) -> Iterator[None]:
+        """The stream waits while the block runs (``begin_answer`` ... ``end_answer``): an order request, or a whole
+        emergency stop."""
+        self.begin_answer()
+        try:
+            yield
+        finally:
+            self.end_answer()
 
     def handle_message(self, client: object, message: object) -> None:
         if self._held or self._in_flight:

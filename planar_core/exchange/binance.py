@@ -311,11 +311,8 @@ class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
         answer is read (answers_first.py)."""
         if method == "GET" or path not in TRADE_PATHS:
             return await self._paced(path, api, method, params, config)
-        self.begin_answer()
-        try:
+        with self.answer_first():
             return await self._paced(path, api, method, params, config)
-        finally:
-            self.end_answer()
 
     async def _paced(self, path: str, api: str | list[str], method: str, params: Json | None, config: Json | None) -> object:
         """Every REST request: reserve its weight (ccxt's declared cost, in Binance's weight units) and its new orders

@@ -154,11 +154,8 @@ class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
         config = {} if config is None else config
         if method == "GET" or path not in TRADE_PATHS:
             return await super().fetch2(path, api, method, params, config)
-        self.begin_answer()
-        try:
+        with self.answer_first():
             return await super().fetch2(path, api, method, params, config)
-        finally:
-            self.end_answer()
 
     # ----------------------------------------------------------------- user-stream stamps
     def _stamp_rows(self, message: object, ms_field: str) -> None:

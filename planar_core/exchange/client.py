@@ -134,16 +134,9 @@ class ExchangeClient:
         """The block is an emergency stop (``Venue.urgent``): its requests pass the engine's own request cap
         (``limiter.urgent``), and the user stream waits for their answers (answers_first.py holds it, as it does
         around each order request on its own)."""
-        ex = self.ex
-        with urgent():
-            if not isinstance(ex, AnswersFirst):
-                yield
-                return
-            ex.begin_answer()
-            try:
-                yield
-            finally:
-                ex.end_answer()
+        held = self.ex.answer_first() if isinstance(self.ex, AnswersFirst) else contextlib.nullcontext()
+        with urgent(), held:
+            yield
 
     def stamp_of(self, raw: object) -> Stamp | None:
         """Where a parsed user-stream report stands (its arrival on the wire, the exchange's time, the currencies
