@@ -111,14 +111,8 @@ class EngineControl:
                 await asyncio.sleep(self.every)
 
     async def poll_once(self, client: PrefectClient, run_id: UUID | None) -> None:
-        if self._estop is None:
-            for req in await flow_runs("emergency_stop", REQUESTED, after=self.since, client=client):
-                if aimed_at(req, self.s):
-                    p = req.parameters or {}
-                    self._estop = asyncio.create_task(
-                        self._run_estop(str(req.id), str(p.get("reason") or "emergency stop"), bool(p.get("close_positions")))
-                    )
-                    return
+        if await self.take_estop_request(client):
+            return
         if run_id:
             fr = await client.read_flow_run(run_id)
             if fr.state is not None and fr.state.type in (StateType.CANCELLING, StateType.CANCELLED):
@@ -128,16 +122,37 @@ class EngineControl:
                 log.error("this flow run was marked Crashed (%s): stopping the strategy", fr.state.message)  # may be on its way
                 self._end("cancelled", f"marked Crashed while running: {fr.state.message}")
 
+    async def take_estop_request(self, client: PrefectClient | None = None) -> bool:
+        """Start this engine's part of an e-stop flow run aimed at it (once); True when one was started now.
+
+        Called by the poll, and once more when the run loop ends halted by an emergency stop with no cause seen: the
+        e-stop flow halts the strategy the moment it starts, which the loop can see before the next poll, and the
+        engine must still take its part (cancel on its own connections, record it for the flow's report) and end
+        the run as an emergency stop rather than as a halt."""
+        if self._estop is not None:
+            return False
+        for req in await flow_runs("emergency_stop", REQUESTED, after=self.since, client=client):
+            if aimed_at(req, self.s) and self._estop is None:
+                p = req.parameters or {}
+                self._estop = asyncio.create_task(
+                    self._run_estop(str(req.id), str(p.get("reason") or "emergency stop"), bool(p.get("close_positions")))
+                )
+                return True
+        return False
+
     async def _run_estop(self, request: str, reason: str, close_positions: bool) -> None:
         log.error("emergency stop requested by flow run %s: %s", request, reason)
         self.s.sink.record("estop_requested", reason=reason, request=request)
+        run = str(flow_run.id or "")
         try:
+            # seen: the e-stop flow waits for this engine's part (bounded) before it reports, instead of saying it took none
+            self.s.state_store.update(engine_estop={"request": request, "run": run, "answering": True})
             report = self.estop_report = await self.s.emergency_stop(f"{reason} (e-stop flow run {request})", close_positions)
             # the e-stop run reports what the engine did on its own connections beside what it did itself
             self.s.state_store.update(
                 engine_estop={
                     "request": request,
-                    "run": str(flow_run.id or ""),
+                    "run": run,
                     "summary": report.summary(),
                     **{k: v for k, v in report.as_dict().items() if k != "symbols"},
                 }

@@ -150,7 +150,7 @@ async def emergency_stop(
     except PERMANENT as exc:
         return await permanent_failure(exc)
     runs = await aimed_live_runs(strategy, account)
-    engine = engine_part(cfg)
+    engine = await engine_answer(cfg, str(flow_run.id or ""), [r.id for r in runs])
     cancelled = await cancel_runs([r.id for r in runs], reason, answered={str(engine.get("run") or "")} - {""})
     await refresh_live_status(strategy, list({r.id for r in [*running, *runs]}), report)
     line = estop_line(strategy, report, engine, cancelled)
@@ -174,15 +174,36 @@ async def emergency_stop(
     return {**report.as_dict(), "cancelled_runs": cancelled, "cancelled_by_engine": integer(engine.get("cancelled")), "line": line}
 
 
-def engine_part(cfg: StrategyConfig) -> Json:
-    """What the running engine did on this e-stop request (it cancels on its own connections the moment the request
-    is created), as it persisted it; empty when no engine handled this run's request."""
-    me = str(flow_run.id or "")
+def engine_part(cfg: StrategyConfig, request: str) -> Json:
+    """What the running engine did on the e-stop ``request`` (a flow run id; the engine cancels on its own connections
+    the moment the request is created), as it persisted it: ``answering`` while its stop runs; empty when no engine
+    took that request."""
     try:
         done = StateStore(cfg.shared_root).load().engine_estop
     except (OSError, ValueError):
         return {}
-    return done if me and done.get("request") == me else {}
+    return done if request and done.get("request") == request else {}
+
+
+async def engine_answer(
+    cfg: StrategyConfig, request: str, run_ids: list[UUID], seen_within: float = 5.0, done_within: float = 15.0
+) -> Json:
+    """The running engine's part, waited for while a live run of the strategy is unfinished: this run halts the
+    strategy and cancels at once, often before the engine's poll (every 0.5 s) has seen the request, and the report
+    must not say no engine took part because this run was quicker. An engine that has not taken the request within
+    ``seen_within`` (dead or hung: its run is cancelled next) or not finished within ``done_within`` is reported as
+    it stands; a finished part, or no unfinished live run, ends the wait at once."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with get_client() as client:
+        while True:
+            part = engine_part(cfg, request)
+            waited = loop.time() - start
+            if not run_ids or (part and not part.get("answering")) or waited >= (done_within if part else seen_within):
+                return part if part and not part.get("answering") else {}
+            run_ids = [r for r in run_ids if not ((await client.read_flow_run(r)).state or Cancelled()).is_final()]
+            if run_ids:
+                await asyncio.sleep(0.1)
 
 
 def estop_line(strategy: str, report: EStopReport, engine: Json, cancelled_runs: list[str]) -> str:

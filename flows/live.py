@@ -24,7 +24,7 @@ import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -34,6 +34,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Crashed, Failed, State
+from pydantic import Field
 
 from planar_core.config import locate_config
 from planar_core.engine.lease import LeaseHeldError
@@ -150,13 +151,16 @@ async def live_strategy(
     restart_of: str | None = None,
     max_restarts_per_hour: int = 3,
     configs_dir: str | None = None,
+    control_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5,
 ) -> Outcome:
     """Run a strategy live until ``duration`` (seconds) elapses, the run is cancelled or e-stopped, or it halts.
     ``takeover``: another engine of this strategy (another store root) is gone; adopt the orders it left (without it,
     such orders refuse the start: the run fails, not retried). ``restart_of``: the crashed run this one replaces (the
     crash-restart automation sets it): its task runs are closed, and beyond ``max_restarts_per_hour`` such restarts
     the run fails instead of trading (a strategy that keeps crashing needs a person). The config is ``config_path``
-    or, when that is not here, the config named ``strategy`` in ``configs_dir`` (the deployment's folder)."""
+    or, when that is not here, the config named ``strategy`` in ``configs_dir`` (the deployment's folder).
+    ``control_poll_s``: seconds between the engine's reads of its own run's state and of e-stop requests (one API
+    read each: a cancel or an e-stop flow run is seen within this time)."""
     logger = get_run_logger()
     if not blank(restart_of):
         refused = await restart_refused(strategy, str(restart_of), max_restarts_per_hour)
@@ -177,7 +181,7 @@ async def live_strategy(
         return Failed(message=msg)
     session_start = datetime.now(UTC)
     stop = asyncio.Event()
-    control = EngineControl(s, stop, since=session_start)
+    control = EngineControl(s, stop, since=session_start, every=control_poll_s)
     with sigterm_stops(control):  # until the flow returns: a runner's SIGTERM during the report must not crash the run
         return await _session(s, control, stop, session_start, duration, report_dir, watcher_runs, takeover)
 
@@ -240,6 +244,8 @@ async def _session(
                 on_status=publish,
                 logic_errors=s.config.logic_errors,
             )
+        if result.reason == "halted" and control.cause is None and s.state.breaker_tripped is None and s.state.halted_by_emergency_stop:
+            await control.take_estop_request()  # halted by an e-stop flow before the poll saw its request
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
         logger.info(

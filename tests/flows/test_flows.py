@@ -9,14 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
 from flows.control import live_runs
-from flows.emergency import emergency_stop
+from flows.emergency import emergency_stop, engine_answer
 from flows.live import live_strategy
 from flows.scheduled import auto_tune, compact_trace, daily_reset, resync
 
@@ -162,6 +164,63 @@ async def test_emergency_stop_flow_against_a_live_process(flow_config, sandbox, 
             await wait_for(lambda: proc.poll() is not None, timeout=30, interval=0.2)
         again = await emergency_stop(strategy="flowtest", reason="again", config_path=str(config))
         assert again["clean"] and again["cancelled"] == 0 and again["cancelled_runs"] == []  # idempotent
+
+
+async def test_an_estop_that_halts_before_the_engine_polls_still_gets_the_engines_part(flow_config, sandbox, account) -> None:
+    """The e-stop flow halts the strategy the moment it starts, often before the live engine's poll has seen its
+    request (here the engine polls once a minute, so always): the engine still takes its part, its run ends
+    Cancelled as an emergency stop (not Failed or Cancelled as a mere halt), and the flow's report names what the
+    engine did instead of saying no running engine took part."""
+    config = flow_config()
+    live = asyncio.ensure_future(
+        live_strategy(strategy="flowtest", config_path=str(config), duration=120, control_poll_s=60, return_state=True)
+    )
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        await wait_for(lambda: _has_runs("flowtest"), timeout=30, interval=0.2)
+        result = await emergency_stop(strategy="flowtest", reason="halts first", config_path=str(config))
+        ended = await asyncio.wait_for(live, timeout=60)
+    finally:
+        live.cancel()
+    assert result["clean"] and open_orders(sandbox, account) == []
+    assert "the engine cancelled" in result["line"], result["line"]
+    async with get_client() as client:
+        state = (await client.read_flow_run(ended.state_details.flow_run_id)).state
+    assert state.is_cancelled() and state.message.startswith("emergency stop (halts first)"), state
+
+
+@flow
+def _a_live_run() -> None:
+    """Stands for a live run in the API; never run."""
+
+
+async def test_the_estop_report_waits_for_the_engines_part_while_a_live_run_is_unfinished(flow_config) -> None:
+    """The e-stop flow reads what the running engine did only once that part is written: an engine that has taken
+    the request (``answering``) is waited for; one that never takes it, or no unfinished live run, is not."""
+    from prefect.states import Running
+
+    from planar_core.config import load_config
+    from planar_core.state import StateStore
+
+    cfg = load_config(flow_config(), env={**os.environ})
+    store = StateStore(cfg.shared_root)
+    async with get_client() as client:
+        live = await client.create_flow_run(_a_live_run, state=Running())
+    request, run = str(uuid.uuid4()), str(live.id)
+    store.update(engine_estop={"request": request, "run": run, "answering": True})
+
+    async def engine_finishes() -> None:
+        await asyncio.sleep(0.3)
+        store.update(engine_estop={"request": request, "run": run, "summary": "2 cancelled", "cancelled": 2})
+
+    finishing = asyncio.ensure_future(engine_finishes())
+    part = await engine_answer(cfg, request, [live.id])
+    await finishing
+    assert part.get("cancelled") == 2, part
+    other = str(uuid.uuid4())  # a request no engine takes: reported as such once seen_within has passed
+    assert await engine_answer(cfg, other, [live.id], seen_within=0.2) == {}
+    store.update(engine_estop={"request": other, "run": run, "answering": True})
+    assert await engine_answer(cfg, other, [], seen_within=60, done_within=60) == {}  # no live run: nothing to wait for
 
 
 async def _has_runs(name: str) -> bool:
