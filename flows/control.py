@@ -122,16 +122,18 @@ class EngineControl:
                 log.error("this flow run was marked Crashed (%s): stopping the strategy", fr.state.message)  # may be on its way
                 self._end("cancelled", f"marked Crashed while running: {fr.state.message}")
 
-    async def take_estop_request(self, client: PrefectClient | None = None) -> bool:
+    async def take_estop_request(self, client: PrefectClient | None = None, halted: bool = False) -> bool:
         """Start this engine's part of an e-stop flow run aimed at it (once); True when one was started now.
 
-        Called by the poll, and once more when the run loop ends halted by an emergency stop with no cause seen: the
-        e-stop flow halts the strategy the moment it starts, which the loop can see before the next poll, and the
-        engine must still take its part (cancel on its own connections, record it for the flow's report) and end
-        the run as an emergency stop rather than as a halt."""
+        The poll takes requests created since this session started. ``halted``: once more when the run loop ends
+        halted by an emergency stop with no cause seen, any request still unfinished: the e-stop flow halts the
+        strategy the moment it starts, which the loop can see before the next poll (or before this session's first,
+        for a session started while the stop ran: a crash restart), and the engine must still take its part (cancel
+        on its own connections, record it for the flow's report) and end the run as that emergency stop rather than
+        as a halt."""
         if self._estop is not None:
             return False
-        for req in await flow_runs("emergency_stop", REQUESTED, after=self.since, client=client):
+        for req in await flow_runs("emergency_stop", REQUESTED, after=None if halted else self.since, client=client):
             if aimed_at(req, self.s) and self._estop is None:
                 p = req.parameters or {}
                 self._estop = asyncio.create_task(

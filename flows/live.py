@@ -245,7 +245,7 @@ async def _session(
                 logic_errors=s.config.logic_errors,
             )
         if result.reason == "halted" and control.cause is None and s.state.breaker_tripped is None and s.state.halted_by_emergency_stop:
-            await control.take_estop_request()  # halted by an e-stop flow before the poll saw its request
+            await control.take_estop_request(halted=True)  # halted by an e-stop flow before the poll saw its request
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
         logger.info(

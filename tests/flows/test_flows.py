@@ -189,6 +189,35 @@ async def test_an_estop_that_halts_before_the_engine_polls_still_gets_the_engine
     assert state.is_cancelled() and state.message.startswith("emergency stop (halts first)"), state
 
 
+async def test_a_session_started_while_an_estop_runs_ends_as_that_estop(flow_config, sandbox, account) -> None:
+    """A crash restart can start while the e-stop of the engine it replaces runs, before that stop halts the
+    strategy: when the halt comes, the new engine takes its part in that stop (a request older than its session,
+    which its poll never looks at) and ends Cancelled as that stop, not Failed as a bare halt."""
+    from prefect.states import Completed, Running
+
+    from planar_core.config import load_config
+    from planar_core.state import StateStore
+
+    config = flow_config(name="restarted")
+    async with get_client() as client:  # the e-stop run of the engine that died: running, not yet halted
+        request = await client.create_flow_run(
+            emergency_stop, parameters={"strategy": "restarted", "reason": "engine dead"}, state=Running()
+        )
+    live = asyncio.ensure_future(live_strategy(strategy="restarted", config_path=str(config), duration=120, return_state=True))
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        StateStore(load_config(config, env={}).store_path).update(halted=True, halt_reason="engine dead", halted_by_emergency_stop=True)
+        ended = await asyncio.wait_for(live, timeout=60)
+    finally:
+        live.cancel()
+        async with get_client() as client:
+            await client.set_flow_run_state(request.id, Completed(), force=True)
+    async with get_client() as client:
+        state = (await client.read_flow_run(ended.state_details.flow_run_id)).state
+    assert state.is_cancelled() and state.message.startswith("emergency stop (engine dead)"), state
+    assert open_orders(sandbox, account) == []  # the engine's own part: it cancelled on its connections
+
+
 @flow
 def _a_live_run() -> None:
     """Stands for a live run in the API; never run."""
