@@ -146,7 +146,11 @@ class Timeouts(_Model):
 
 class RateLimits(_Model):
     orders_per_second: float = Field(10.0, gt=0)
-    requests_per_minute: int = Field(1200, gt=0, description="cap on the count of REST requests in any 60 s, whatever their weight")
+    requests_per_minute: int = Field(
+        1200,
+        gt=0,
+        description="cap on the count of REST requests in any 60 s, whatever their weight; an order waits for it at most half its timeout, then is refused (RATE_LIMITED, not sent)",
+    )
     weight_per_minute: int = Field(6000, gt=0)
     burst_allowance: int = Field(5, ge=0)
     shared_budget: bool = Field(

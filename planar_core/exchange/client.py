@@ -32,7 +32,7 @@ from .budget import SEND_DEADLINE, Pacer
 from .ccxt_types import CcxtExchange
 from .dialect import Dialect, DialectClient
 from .errors import ClockSkew, ExchangeOpError, MalformedResponse, RateLimited
-from .limiter import OrderPacer, RequestWindow, WeightGuard, urgent
+from .limiter import OrderPacer, RequestWindow, WeightGuard, WindowSpent, urgent
 
 log = logging.getLogger("planar.exchange")
 CANCEL_CONCURRENCY = 32  # cancel requests of one cancel_orders in flight at once
@@ -174,7 +174,11 @@ class ExchangeClient:
         attempt = 0
         while True:
             await self.guard.wait()
-            await self.window.acquire()
+            try:  # a request that must not be sent late (an order: idempotent=False) waits at most half its time
+                await self.window.acquire(None if idempotent else timeout / 2)
+            except WindowSpent as spent:  # nothing was sent: a refusal, like the host budget's
+                self._trace(op, time.perf_counter(), "RateLimited", None)
+                raise RateLimited(f"{op} not sent: {spent}, longer than it may wait (rate_limits.requests_per_minute)") from None
             started = time.perf_counter()
             self.in_flight += 1
             deadline = SEND_DEADLINE.set(time.monotonic() + timeout)  # a wait for budget leaves the request its time

@@ -115,11 +115,21 @@ def urgent() -> Iterator[None]:
         URGENT.reset(token)
 
 
+class WindowSpent(Exception):
+    """Not sent: the request cap stays spent longer than the request may wait. ``retry_after``: seconds until a
+    place frees."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"requests_per_minute is spent for {retry_after:.1f}s more")
+        self.retry_after = retry_after
+
+
 @dataclass
 class RequestWindow:
     """At most ``per_minute`` requests in any 60 s (``rate_limits.requests_per_minute``), whatever their weight:
-    a request over the count waits for the oldest one to leave the window. An urgent request (``urgent()``) is
-    counted and never waits."""
+    a request over the count waits for the oldest one to leave the window, or, given ``max_wait``, is refused
+    (``WindowSpent``) when that is longer: an order sent a minute after it was asked for would be a stale order.
+    An urgent request (``urgent()``) is counted and never waits."""
 
     per_minute: int
     clock: Callable[[], float] = time.monotonic
@@ -127,7 +137,8 @@ class RequestWindow:
     waits: int = 0
     _sent: deque[float] = field(default_factory=deque)
 
-    async def acquire(self) -> None:
+    async def acquire(self, max_wait: float | None = None) -> None:
+        waited = 0.0
         while True:
             now = self.clock()
             while self._sent and self._sent[0] <= now - 60.0:
@@ -135,5 +146,9 @@ class RequestWindow:
             if len(self._sent) < self.per_minute or URGENT.get():
                 self._sent.append(now)
                 return
+            wait = self._sent[0] + 60.0 - now
+            if max_wait is not None and waited + wait > max_wait:
+                raise WindowSpent(wait)
             self.waits += 1
-            await self.sleep(self._sent[0] + 60.0 - now)  # type: ignore[misc]
+            await self.sleep(wait)  # type: ignore[misc]
+            waited += wait

@@ -16,7 +16,7 @@ import pytest
 from planar_core.config import ConfigError
 from planar_core.engine import strategy as build_strategy
 from planar_core.engine.health import reconnect
-from planar_core.exchange.limiter import RequestWindow
+from planar_core.exchange.limiter import RequestWindow, WindowSpent
 from planar_core.model import PENDING, UNKNOWN, Order, OrderStatus, OrderType, Side, Trade
 from planar_core.model.venue import OrderReport
 from planar_core.risk import metrics as M
@@ -426,6 +426,9 @@ async def test_requests_per_minute_caps_the_request_count() -> None:
         now[0] = max(now[0], t)
         await window.acquire()
     assert slept == [30.0] and window.waits == 1
+    with pytest.raises(WindowSpent) as spent:  # one that may wait 5 s is refused: the next place frees in 10 s
+        await window.acquire(max_wait=5.0)
+    assert spent.value.retry_after == 10.0 and slept == [30.0] and len(window._sent) == 3  # not counted: not sent
 
 
 async def test_an_urgent_request_is_counted_by_the_request_cap_but_never_waits() -> None:
@@ -440,6 +443,23 @@ async def test_an_urgent_request_is_counted_by_the_request_cap_but_never_waits()
     assert slept == [] and len(window._sent) == 3
     await window.acquire()  # any other request waits until two of the three left the window
     assert slept == [50.0]
+
+
+async def test_an_order_is_refused_not_sent_late_while_the_request_cap_is_spent(strategy_factory, sandbox, account) -> None:
+    """An order waits for the engine's own request cap (``requests_per_minute``) at most half its placement time,
+    then is refused (RATE_LIMITED, nothing sent) instead of reaching the exchange up to a minute after the logic
+    asked for it; the logic can ask again with the prices of then."""
+    import time
+
+    from planar_core.model import RefusalReason
+
+    s = await strategy_factory(universe=["BTC/USDT"], rate_limits={"requests_per_minute": 500}, timeouts={"order_placement": 2.0})
+    bid, _ = bid_ask(sandbox)
+    window = s.venue.window
+    window._sent.extend([time.monotonic()] * window.per_minute)  # the minute's requests spent just now
+    answer = await asyncio.wait_for(s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.8, waitfor=0), 30)
+    assert answer is None and s.last_refusal is not None and s.last_refusal.reason is RefusalReason.RATE_LIMITED, s.last_refusal
+    assert snapshot(sandbox, account)["open_orders"] == []  # never sent
 
 
 async def test_a_position_changed_outside_the_engine_is_alerted(strategy_factory, sandbox, account, client) -> None:
