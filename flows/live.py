@@ -245,7 +245,10 @@ async def _session(
                 logic_errors=s.config.logic_errors,
             )
         if result.reason == "halted" and control.cause is None and s.state.breaker_tripped is None and s.state.halted_by_emergency_stop:
-            await control.take_estop_request(halted=True)  # halted by an e-stop flow before the poll saw its request
+            try:  # halted by an e-stop flow before the poll saw its request: take part in it
+                await control.take_estop_request(halted=True)
+            except Exception as exc:  # the API is away: the run ends as the halt it is
+                logger.warning("could not look for the e-stop request that halted %s (%s: %s)", s.name, type(exc).__name__, exc)
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
         logger.info(
