@@ -4,7 +4,9 @@ of the same signals and fills computed vectorised with pandas/numpy, in the same
     python -m bench.backtest [--days 365] [--fast 10] [--slow 40] [--rounds N]
 
 Prints JSON lines (bench/common.py): candle events per second of the engine and of the floor (ratio = engine time /
-floor time), the engine's peak memory (max RSS growth of this process), and a sanity figure: both sides made the
+floor time), the engine's peak memory over the whole history against over its first ``--short-days`` (each the max RSS
+growth (VmHWM) of a fresh process of its own over the engine's run; ratio ~1: memory flat in the history's length), and a
+sanity figure: both sides made the
 same number of trades on the same candles (the floor fills at the close, no spread: the engine's fills differ by the
 book, so trades and not prices are compared). Then NautilusTrader's BacktestEngine runs the same logic on the same
 candles in its own environment (bench/nautilus_backtest.py; ``--nautilus-python``, else ``.venv-nautilus`` made once;
@@ -15,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -78,7 +80,10 @@ def floor(data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: int, orde
     return trades
 
 
-async def engine(data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: int, root: Path) -> tuple[float, int, int]:
+async def engine(
+    data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: int, root: Path, count: bool = True
+) -> tuple[float, int, int]:
+    """The backtest's seconds, candles and (``count``: read back from its trace, else 0) trades."""
     cfg = StrategyConfig.model_validate(
         {
             "name": "bench",
@@ -91,6 +96,8 @@ async def engine(data: dict[str, pd.DataFrame], fast: int, slow: int, warmup: in
         }
     )
     run = await Backtest(backtest_config(cfg, root / "bt"), data, warmup=warmup).run()
+    if not count:
+        return run.seconds, run.bars, 0
     from planar_core.trace.reading import read_trace
 
     trades = int((read_trace(run.trace_root, payload=False)["kind"] == "trade_executed").sum())
@@ -110,8 +117,13 @@ def main() -> None:
         help="rounds of (ours, then Nautilus), each side a block; the figures are each side's median (a shared machine "
         "moved one side's year by a quarter between two runs)",
     )
+    ap.add_argument("--short-days", type=int, default=30, help="the short history the memory figure is compared with")
+    ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # the child: one run, its RSS growth
     args = ap.parse_args()
     warmup = 100
+    if args.memory_probe:
+        print(json.dumps({"rss_growth_mb": probe(args.days, args.fast, args.slow, warmup)}))
+        return
     data = {sym: candles(args.days, i, p) for i, (sym, p) in enumerate(SYMBOLS.items())}
     events = sum(len(d) for d in data.values()) - warmup * len(data)
     started = time.perf_counter()
@@ -120,15 +132,10 @@ def main() -> None:
     python, why = nautilus_python(args.nautilus_python)
     ours: list[float] = []
     theirs: list[dict[str, object]] = []
-    rss_growth = 0.0
     bars = trades = 0
     for n in range(max(1, args.rounds)):
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with tempfile.TemporaryDirectory() as tmp:
             seconds, bars, trades = asyncio.run(engine(data, args.fast, args.slow, warmup, Path(tmp)))
-        if n == 0:  # the peak so far is the process's: a later round's can only be the first's
-            rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-            rss_base = rss0 / 1024
         ours.append(seconds)
         if python is not None:
             got, why = nautilus(python, args, data, warmup)
@@ -150,7 +157,15 @@ def main() -> None:
         days=args.days,
     )
     figure("backtest_seconds", seconds, floor_s, "vectorised pandas floor (s)", "", candle_events=bars, rounds=[round(x, 2) for x in ours])
-    figure("backtest_peak_rss_growth_mb", rss_growth, rss_base, "process RSS before the engine (MB)", "flat in the history's length")
+    short = min(args.short_days, args.days)
+    figure(
+        "backtest_peak_rss_growth_mb",
+        memory(args.days, args),
+        memory(short, args),
+        f"the same over the first {short} days (MB)",
+        "flat in the history's length (ratio ~1)",
+        days=args.days,
+    )
     figure("backtest_trades", trades, floor_trades, "floor's trading signals", "equal (each engine order is one fill)")
     if not theirs:
         nautilus_skipped(why)
@@ -175,6 +190,32 @@ def main() -> None:
         their_orders=last["orders"],
     )
     figure("nautilus_candles_per_s", bars / seconds, float(str(last["bars"])) / their_s, "NautilusTrader candles/s", "")
+
+
+def probe(days: int, fast: int, slow: int, warmup: int) -> float:
+    """The engine's peak memory over ``days``, in MB: the process's peak resident set (VmHWM) during the run less its
+    resident set just before it (the history built). The peak is reset first (``/proc/self/clear_refs``): building
+    the history's DataFrames peaks higher than a short run would, and would hide it. Run in a fresh process
+    (``memory``) so that nothing of an earlier run is resident."""
+    data = {sym: candles(days, i, p) for i, (sym, p) in enumerate(SYMBOLS.items())}
+    gc.collect()
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(engine(data, fast, slow, warmup, Path(tmp), count=False))  # the run's memory, not a read of its trace
+    return (_status_kb("VmHWM") - before) / 1024
+
+
+def _status_kb(field: str) -> int:
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+
+
+def memory(days: int, args: argparse.Namespace) -> float:
+    """``probe`` in a child process of its own."""
+    cmd = [sys.executable, "-m", "bench.backtest", "--memory-probe", "--days", str(days)]
+    cmd += ["--fast", str(args.fast), "--slow", str(args.slow)]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    return float(json.loads(run.stdout.strip().splitlines()[-1])["rss_growth_mb"])
 
 
 def nautilus(python: str, args: argparse.Namespace, data: dict[str, pd.DataFrame], warmup: int) -> tuple[dict[str, object] | None, str]:

@@ -386,7 +386,8 @@ class StrategyConfig(_Model):
         5000,
         ge=100,
         description="closed orders and trades each asset keeps in memory, the newest (the simulated venue of paper and "
-        "backtests keeps as many per account); older ones stay in the trace, so memory does not grow with a long run",
+        "backtests keeps as many per account); older ones stay in the trace, so memory does not grow with a long run. "
+        "A backtest keeps 500 unless the config sets it",
     )
     logic_errors: Literal["log", "halt", "fail"] = Field(
         "log",

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from planar_core.backtest.command import backtest
-from planar_core.backtest.run import Backtest, backtest_config
+from planar_core.backtest.run import BACKTEST_HISTORY_KEPT, Backtest, backtest_config
 from planar_core.config import StrategyConfig
 from planar_core.logic import Logic, LogicParams
 from planar_core.model import PENDING, Candle
@@ -359,6 +359,26 @@ async def test_a_long_run_keeps_a_bounded_history_and_trades_the_same(tmp_path: 
     assert min(whole[0]) > 300 and whole[2] > 600  # the default keeps them all at this length
     assert max(bounded[0]) <= 200 and max(bounded[1]) <= 200 and bounded[2] <= 200 and bounded[3] <= 200
     pd.testing.assert_frame_equal(traces[0], traces[1])
+
+
+async def test_a_backtest_keeps_a_short_history_unless_its_config_sets_one(tmp_path: Path) -> None:
+    """A backtest passes a year of orders in minutes: unless the config sets ``history_kept``, the engine and the
+    simulated venue keep ``BACKTEST_HISTORY_KEPT`` closed orders an asset (live keeps 5 000), so memory stops
+    growing after about twice that many orders (bench/backtest.py measures a month against a year); a config that
+    sets ``history_kept`` is obeyed. The trace keeps every order."""
+    live_default = StrategyConfig.model_fields["history_kept"].default
+    assert BACKTEST_HISTORY_KEPT < live_default
+    assert backtest_config(config(tmp_path / "set", history_kept=live_default), tmp_path / "set" / "bt").history_kept == live_default
+    cfg = backtest_config(config(tmp_path, universe=["BTC/USDT"]), tmp_path / "bt")
+    assert cfg.history_kept == BACKTEST_HISTORY_KEPT
+    orders = 2 * BACKTEST_HISTORY_KEPT + 100
+    bt = Backtest(cfg, {"BTC/USDT": candles(orders + 50, 1, 60_000.0)}, warmup=50, logic=Churns(LogicParams()))
+    run = await bt.run()
+    assert run.errors == []
+    assert (read_trace(run.trace_root)["kind"] == "trade_executed").sum() >= orders
+    ai = bt.s.universe["BTC/USDT"]
+    assert len(ai.orders) <= 2 * BACKTEST_HISTORY_KEPT and len(ai.trades) <= 2 * BACKTEST_HISTORY_KEPT
+    assert len(bt.venue.account.orders) <= 2 * BACKTEST_HISTORY_KEPT and len(bt.venue.account.fills) <= 2 * BACKTEST_HISTORY_KEPT
 
 
 class ExecutesOnce(Logic):
