@@ -433,3 +433,28 @@ async def test_dcp_keeps_the_orders_while_a_dcp_connection_lives_or_comes_back_i
         assert (await c.fetch_order(stop["id"], SWAP, {"acknowledged": True}))["info"]["cancelType"] == "CancelByDCP"
     finally:
         await c.close()
+
+
+async def test_the_position_listing_comes_a_page_at_a_time(bybit: BybitServer) -> None:
+    """``/v5/position/list`` by settle coin answers ``limit`` rows (Bybit: 1-200, 20 unless asked) and a cursor to
+    the next page ("" on the last), as its order listings do: a client that reads one page misses the rest."""
+    acct = bybit.ex.add_account({"USDT": Decimal(10_000)})
+    c = make_bybit_client(bybit, acct)
+    try:
+        await c.load_markets()
+        perps = ["BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"]
+        for symbol in perps:
+            await c.create_order(symbol, "market", "buy", float(c.amount_to_precision(symbol, 150 / await last(c, symbol))))
+        query = {"category": "linear", "settleCoin": "USDT"}
+        assert len((await c.private_get_v5_position_list(query))["result"]["list"]) == 3  # under the default 20
+        seen, cursor = [], ""
+        for _ in range(3):
+            page = (await c.private_get_v5_position_list({**query, "limit": "2", **({"cursor": cursor} if cursor else {})}))["result"]
+            seen += [row["symbol"] for row in page["list"]]
+            cursor = page["nextPageCursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == ["BTCUSDT", "ETHUSDT", "XRPUSDT"] and len(page["list"]) == 1
+        assert len(await c.fetch_positions(None, {"limit": 1})) == 1  # unmodified ccxt reads the page it is given
+    finally:
+        await c.close()

@@ -73,6 +73,7 @@ CLOCK_MARGIN_MS = 60_000  # how far the exchange's clock may run ahead of ours w
 # pages of one window ccxt may follow (50 rows each); its default, 10, is 500 settlements: 3 days of ten symbols
 # with hourly funding
 FUNDING_PAGES = 100
+POSITION_PAGES = 50  # pages of the position listing read before the answer is refused (10 000 rows at 200)
 # cancel-all on spot cancels plain orders unless told a kind (orderFilter): the account e-stop names each kind
 SPOT_CANCEL_BOOKS: tuple[Json, ...] = ({}, {"orderFilter": "StopOrder"}, {"orderFilter": "tpslOrder"})
 # createType of the exchange's forced closes: laddered liquidation, the liquidation engine's takeover, auto-deleveraging
@@ -280,16 +281,39 @@ class StrictBybit(DialectClient, AnswersFirst, ccxtpro.bybit):
             raise ccxt.OrderNotFound(f"{self.id} order with orderLinkId {link} not found")
         return dict(found[0])
 
+    positions_page = 200  # rows a page of the position listing asks for (Bybit's most)
+
     async def fetch_positions(self, symbols: list[str] | None = None, params: Json | None = None) -> list[object]:
         """Positions of ``symbols``. Bybit lists the positions of one symbol, or every position held in a settle
         coin; ccxt's bybit refuses a list of more than one symbol, so a strategy trading two perpetuals could not
         read its positions at all. For several, every position held is read and those asked for kept (a symbol
         with no row is flat: the listing by settle coin names every position held)."""
         params = dict(params or {})
-        if symbols is None or len(symbols) <= 1:
-            return list(await super().fetch_positions(symbols, params))
-        wanted = set(symbols)
-        return [r for r in await super().fetch_positions(None, params) if isinstance(r, dict) and r.get("symbol") in wanted]
+        if symbols:
+            if len(symbols) == 1:
+                return list(await super().fetch_positions(symbols, params))
+            wanted = set(symbols)
+            return [r for r in await self._every_position(params) if isinstance(r, dict) and r.get("symbol") in wanted]
+        return await self._every_position(params)
+
+    async def _every_position(self, params: Json) -> list[object]:
+        """Every page of the listing by settle coin. Bybit answers ``positions_page`` rows at a time (ccxt asks for
+        200, Bybit's most) with a cursor to the next page: one page missed every position past it, and an account's
+        emergency stop would have left them open. ccxt's own ``paginate`` for positions wants a ``since`` the
+        listing has not and gives up, so the cursor is followed here; past ``POSITION_PAGES`` pages the answer is
+        refused, never cut short."""
+        out: list[object] = []
+        cursor = ""
+        for _ in range(POSITION_PAGES):
+            query = {"limit": self.positions_page, **params, **({"cursor": cursor} if cursor else {})}
+            page = list(await super().fetch_positions(None, query))
+            out += page
+            first = page[0] if page and isinstance(page[0], dict) else {}
+            info = first.get("info")
+            cursor = str(info.get("nextPageCursor") or "") if isinstance(info, dict) else ""
+            if not cursor:
+                return out
+        raise ccxt.BadResponse(f"bybit positions: more than {POSITION_PAGES} pages of {self.positions_page}")
 
     def handle_ohlcv(self, client: object, message: Json) -> None:
         topic = str(message.get("topic") or "")

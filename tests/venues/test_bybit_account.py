@@ -211,6 +211,34 @@ async def test_account_estop_cancels_every_order_of_the_account_spot_and_linear(
     assert again.clean and again.found == []  # idempotent
 
 
+async def test_every_position_of_the_account_is_read_past_the_first_page(bybit_strategy, bybit_sandbox, trader, monkeypatch) -> None:
+    """Bybit lists an account's positions a page at a time (200 rows at most, the page size ccxt asks for) with a
+    cursor to the next page. Here a page is one row and the account holds three positions, two of them opened by
+    hand: the engine's reading of every position has all three (the first page alone had one), and the account
+    e-stop closes them."""
+    from planar_core.exchange.bybit import StrictBybit
+
+    monkeypatch.setattr(StrictBybit, "positions_page", 1)
+    perp = await bybit_strategy("pages", margin=True, universe=[PERP], default_leverage=5)
+    assert isinstance(await perp.call(PERP, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5), Trade)
+    raw = make_bybit_client(bybit_sandbox, trader)
+    try:
+        await raw.load_markets()
+        for symbol, linear in (("ETH/USDT:USDT", "ETHUSDT"), ("XRP/USDT:USDT", "XRPUSDT")):
+            await raw.create_order(
+                symbol, "market", "buy", float(raw.amount_to_precision(symbol, 150 / bid(bybit_sandbox, linear, "linear")))
+            )
+    finally:
+        await raw.close()
+    assert len(view(bybit_sandbox, trader)["futures"]["positions"]) == 3
+    assert len(await perp.venue.positions(None, timeout=10)) == 3  # every page, each of one row
+
+    report = await account_emergency_stop_standalone(perp.account, [perp.config], "test", close_positions=True, env=env_of(trader))
+
+    assert view(bybit_sandbox, trader)["futures"]["positions"] == {}  # the exchange's word, before anything resyncs
+    assert report.clean, report.summary()
+
+
 async def test_a_strategys_estop_leaves_another_strategys_orders_alone(bybit_strategy, bybit_sandbox, trader) -> None:
     """Two strategies on one Bybit account and one USDT perpetual, each with resting orders and a stop waiting for
     its trigger: one's e-stop cancels its own orders (by id, never Bybit's cancel-all) and the other's stay open, on

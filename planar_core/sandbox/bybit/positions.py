@@ -58,6 +58,7 @@ def position_list(server: BybitServer, c: Call) -> object:
     m = server._market(c, required=False)
     if m is None and not (c.params.get("settleCoin") or c.params.get("baseCoin")):
         raise params_error("params error: symbol, baseCoin or settleCoin is required")
+    limit = server._int(c, "limit", 20, 1, 200)  # Bybit: "[1, 200]. Default: 20", a page at a time by its cursor
     sides = ("LONG", "SHORT") if c.acct.hedge_mode else ("BOTH",)
     rows = []
     for x in [m] if m is not None else server._markets("linear"):
@@ -65,7 +66,8 @@ def position_list(server: BybitServer, c: Call) -> object:
             if m is None and not server.ex.position(c.acct, x.spec.symbol, side).amount:
                 continue  # by settle coin: only the positions held; by symbol: the row even when flat
             rows.append(server.position_row(c.acct, x.spec.symbol, side))
-    return {"category": "linear", "list": rows, "nextPageCursor": ""}
+    page, cursor = server._page(c, rows, limit)
+    return {"category": "linear", "list": page, "nextPageCursor": cursor}
 
 
 def set_leverage(server: BybitServer, c: Call) -> object:
