@@ -71,6 +71,11 @@ def aimed_at(run: FlowRun, s: Strategy) -> bool:
     return p.get("strategy") == s.name and (blank(p.get("account")) or p.get("account") == s.account)
 
 
+def stop_message(reason: str) -> str:
+    """What an emergency stop's cancel of a live run says (the message of its Cancelling state)."""
+    return f"emergency stop: {reason}"
+
+
 class EngineControl:
     def __init__(self, s: Strategy, stop: asyncio.Event, since: datetime, every: float = 0.5, alert_after: int = 10) -> None:
         self.s = s
@@ -87,6 +92,11 @@ class EngineControl:
         """SIGTERM: stop cleanly."""
         log.warning("SIGTERM: stopping the strategy cleanly")
         self._end("terminated", "SIGTERM")
+
+    def cancelled_by(self, detail: str) -> None:
+        """Ended as a cancel whose message is ``detail`` (``stop_message``): the account emergency stop halts the
+        strategy and cancels its live runs together, and the run ends as that cancel whichever the engine saw first."""
+        self._end("cancelled", detail)
 
     def _end(self, cause: str, detail: str) -> None:
         if self.cause is None:

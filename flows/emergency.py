@@ -31,7 +31,7 @@ from planar_core.config import ConfigError, StrategyConfig, config_files, load_c
 from planar_core.engine.strategy import config_account
 from planar_core.model.json import integer
 from planar_core.model.types import Json
-from planar_core.risk.account_estop import AccountEStopReport
+from planar_core.risk.account_estop import ACCOUNT_HALT, AccountEStopReport
 from planar_core.risk.estop import EStopReport, conclude
 from planar_core.runner import account_emergency_stop_standalone, open_for_estop
 from planar_core.runner.account import account_members
@@ -42,7 +42,7 @@ from tasks.orders import estop_symbol_state, lend
 from tasks.strategy import load_strategy_config
 
 from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure, tag_this_run
-from .control import blank, live_runs
+from .control import blank, live_runs, stop_message
 
 
 async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0, answered: Collection[str] = ()) -> list[str]:
@@ -64,9 +64,9 @@ async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0, a
         ending = await unfinished([r for r in run_ids if str(r) in answered], grace_s)
         asked = await unfinished([r for r in run_ids if str(r) not in answered], 0.0) + ending  # a run that ended stays as it ended
         for run_id in asked:
-            await client.set_flow_run_state(run_id, Cancelling(message=f"emergency stop: {reason}"), force=True)
+            await client.set_flow_run_state(run_id, Cancelling(message=stop_message(reason)), force=True)
         for run_id in await unfinished(asked, grace_s):
-            await client.set_flow_run_state(run_id, Cancelled(message=f"emergency stop: {reason} (no process answered)"), force=True)
+            await client.set_flow_run_state(run_id, Cancelled(message=f"{stop_message(reason)} (no process answered)"), force=True)
     return [str(r) for r in run_ids]
 
 
@@ -320,7 +320,7 @@ async def account_emergency_stop(
         configs = account_configs(config_paths, None if blank(configs_dir) else configs_dir)
         members, _ = account_members(account, configs, secrets_provider=secret_block_provider)
         runs = [r for m in members for r in await live_runs(m.name) if _run_account(r.parameters or {}, m.name) in (account, None)]
-        stopping = asyncio.create_task(cancel_runs([r.id for r in runs], f"account emergency stop: {reason}"))
+        stopping = asyncio.create_task(cancel_runs([r.id for r in runs], f"{ACCOUNT_HALT}{reason}"))
         try:
             report = await account_emergency_stop_standalone(
                 account, configs, reason, close_positions, secrets_provider=secret_block_provider

@@ -6,7 +6,8 @@ logging, a status artifact updated in place, a report artifact at the end, contr
 requests, SIGTERM) and retries. How a run ends says what happened, so a halted strategy never shows green:
 
 * Completed: the duration elapsed;
-* Cancelled: cancelled from the UI/CLI/API, terminated (SIGTERM), or stopped by an emergency stop;
+* Cancelled: cancelled from the UI/CLI/API, terminated (SIGTERM), or stopped by an emergency stop (the account's
+  too, whether its halt or its cancel of the run reaches the engine first);
 * Failed (no retry): the strategy halted (a breaker, even when the e-stop run its event starts reached the engine
   first; an e-stop; a halt found at start: re-arm first), another
   engine holds the lease or trades the account from another store root (``TwinEngineError``; ``takeover=True``
@@ -40,6 +41,7 @@ from planar_core.config import locate_config
 from planar_core.engine.lease import LeaseHeldError
 from planar_core.model.json import obj
 from planar_core.model.types import Json
+from planar_core.risk.account_estop import account_halt
 from planar_core.runner import load_logic, run
 from planar_core.runner.heap import frozen_heap
 from planar_core.runner.host import UNKNOWN_COUNTS
@@ -49,7 +51,7 @@ from tasks.events import resource
 from tasks.strategy import build_strategy
 
 from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
-from .control import EngineControl, blank, live_runs
+from .control import EngineControl, blank, live_runs, stop_message
 from .watcher_runs import WatcherRuns
 
 if TYPE_CHECKING:
@@ -245,10 +247,13 @@ async def _session(
                 logic_errors=s.config.logic_errors,
             )
         if result.reason == "halted" and control.cause is None and s.state.breaker_tripped is None and s.state.halted_by_emergency_stop:
-            try:  # halted by an e-stop flow before the poll saw its request: take part in it
-                await control.take_estop_request(halted=True)
-            except Exception as exc:  # the API is away: the run ends as the halt it is
-                logger.warning("could not look for the e-stop request that halted %s (%s: %s)", s.name, type(exc).__name__, exc)
+            if account_halt(s.state.halt_reason):  # the account e-stop's flow cancels this run too: it ends as that cancel
+                control.cancelled_by(stop_message(s.state.halt_reason or ""))
+            else:
+                try:  # halted by an e-stop flow before the poll saw its request: take part in it
+                    await control.take_estop_request(halted=True)
+                except Exception as exc:  # the API is away: the run ends as the halt it is
+                    logger.warning("could not look for the e-stop request that halted %s (%s: %s)", s.name, type(exc).__name__, exc)
         await control.settled()  # an e-stop request being handled finishes before the engine stops
         await publish(result.final_status)
         logger.info(

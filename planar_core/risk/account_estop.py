@@ -211,12 +211,20 @@ def _row(report: OrderReport, market_type: str, members: list[Member]) -> OpenOr
     )
 
 
+ACCOUNT_HALT = "account emergency stop: "  # how a member's halt reason starts (and the account flow's cancel of its runs)
+
+
+def account_halt(halt_reason: str | None) -> bool:
+    """The strategy was halted by an account emergency stop."""
+    return (halt_reason or "").startswith(ACCOUNT_HALT)
+
+
 def halt_members(members: list[Member], reason: str, report: AccountEStopReport, sink: EventSink) -> None:
     """Every member halted first (persisted; a running engine reads it before each order): whatever the exchange
     does next, nothing new is traded."""
     for m in members:
         StateStore(m.shared_root).update(
-            halted=True, halt_reason=f"account emergency stop: {reason}", halted_at=int(time.time() * 1000), halted_by_emergency_stop=True
+            halted=True, halt_reason=f"{ACCOUNT_HALT}{reason}", halted_at=int(time.time() * 1000), halted_by_emergency_stop=True
         )
         report.strategies.append(m.name)
         sink.record("halted", reason=f"account emergency stop ({m.name}): {reason}")

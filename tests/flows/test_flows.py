@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
 from flows.control import live_runs
-from flows.emergency import emergency_stop, engine_answer
+from flows.emergency import account_emergency_stop, emergency_stop, engine_answer
 from flows.live import live_strategy
 from flows.scheduled import auto_tune, compact_trace, daily_reset, resync
 
@@ -187,6 +187,32 @@ async def test_an_estop_that_halts_before_the_engine_polls_still_gets_the_engine
     async with get_client() as client:
         state = (await client.read_flow_run(ended.state_details.flow_run_id)).state
     assert state.is_cancelled() and state.message.startswith("emergency stop (halts first)"), state
+
+
+async def test_a_run_halted_by_the_account_estop_ends_cancelled_whoever_is_first(flow_config, sandbox, account) -> None:
+    """The account e-stop halts every strategy of the account and cancels their live runs together. Here the engine
+    reads its run's state once a minute, so it always sees the halt before the cancel: its run still ends
+    Cancelled with the account e-stop's message, as when the cancel lands first (it ended Failed "halted: ..."
+    then, a stop by hand shown red)."""
+    from planar_core.config import load_config
+    from planar_core.engine.strategy import config_account
+
+    config = flow_config(name="acctrun")
+    live = asyncio.ensure_future(
+        live_strategy(strategy="acctrun", config_path=str(config), duration=120, control_poll_s=60, return_state=True)
+    )
+    try:
+        await wait_for(lambda: len(open_orders(sandbox, account)) >= 2, timeout=90, interval=0.2)
+        await wait_for(lambda: _has_runs("acctrun"), timeout=30, interval=0.2)
+        acct = config_account(load_config(config, env=dict(os.environ)))
+        result = await account_emergency_stop(account=acct, reason="desk closed", config_paths=[str(config)])
+        ended = await asyncio.wait_for(live, timeout=60)
+    finally:
+        live.cancel()
+    assert result["clean"] and open_orders(sandbox, account) == []
+    async with get_client() as client:
+        state = (await client.read_flow_run(ended.state_details.flow_run_id)).state
+    assert state.is_cancelled() and state.message == "cancelled (emergency stop: account emergency stop: desk closed)", state
 
 
 async def test_a_session_started_while_an_estop_runs_ends_as_that_estop(flow_config, sandbox, account) -> None:
