@@ -32,6 +32,7 @@ BENCHES = [
     ("startup_bench", ["--after", "power-loss", "--assets", "200", "--events"]),  # every asset's history
     ("budget_bench", ["--skip-load"]),  # the per-request cost; its load runs (minutes) are run by hand
     ("trace_bench", None),
+    ("optimize_bench", []),  # issue 28: trials per minute with 1 and 2 workers (the year's backtest is run by hand)
 ]
 
 
