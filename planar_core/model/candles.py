@@ -50,6 +50,10 @@ class Candles:
         self.closed_through: int | None = None  # opening time of the newest candle known to be closed
         self._handed_out: int | None = None  # opening time of the newest closed candle given to take_closed
         self._view: FloatArray | None = None  # ``array`` until the next change
+        # opening times of the newest two rows as Python numbers (None: no such row): a backtest merges one row per
+        # candle and takes it closed, and these let both skip reading the buffer back (numpy scalars cost more)
+        self._newest: float | None = None
+        self._before_newest: float | None = None
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[float]], capacity: int = 1000) -> Candles:
@@ -65,9 +69,10 @@ class Candles:
         changed = 0
         for row in rows:
             ts = float(row[0])
-            if self._end > self._start and self._buf[self._end - 1, 0] == ts:
+            newest = self._newest
+            if newest == ts:
                 self._buf[self._end - 1] = row[:6]
-            elif self._end == self._start or ts > self._buf[self._end - 1, 0]:
+            elif newest is None or ts > newest:
                 if self._end == len(self._buf):
                     keep = self.capacity - 1
                     self._buf[:keep] = self._buf[self._end - keep : self._end]
@@ -75,13 +80,13 @@ class Candles:
                 self._buf[self._end] = row[:6]
                 self._end += 1
                 self._start = max(self._start, self._end - self.capacity)
+                self._before_newest, self._newest = (newest if self._end - self._start >= 2 else None), ts
             else:
                 continue
             changed += 1
-        n = self._end - self._start
-        newest_closed = int(self._buf[self._end - 2, 0]) if n >= 2 else None
-        if closed_through is not None and n and closed_through >= int(self._buf[self._end - 1, 0]):
-            newest_closed = int(self._buf[self._end - 1, 0])
+        newest_closed = int(self._before_newest) if self._before_newest is not None else None
+        if closed_through is not None and self._newest is not None and closed_through >= self._newest:
+            newest_closed = int(self._newest)
         if newest_closed is not None and (self.closed_through is None or newest_closed > self.closed_through):
             self.closed_through = newest_closed
             changed += 1
@@ -100,6 +105,9 @@ class Candles:
             return []
         if self.closed_through <= self._handed_out:
             return []
+        if self._before_newest is not None and self._handed_out == self._before_newest and self.closed_through == self._newest:
+            self._handed_out = self.closed_through  # the usual step: the newest row closed, the one before handed out
+            return [Candle.of(self._buf[self._end - 1])]
         rows = self.array
         ts = rows[:, 0]
         hi = len(ts)  # the closed ones end at the newest or the one before it (the forming candle): found from the end
