@@ -19,6 +19,7 @@ from ..model.venue import AssetBalance, Capabilities
 from . import errors as E
 from .budget import Pacer
 from .ccxt_types import CcxtExchange
+from .ws_cache import order_cache
 
 if TYPE_CHECKING:
     from ..config import StrategyConfig
@@ -48,6 +49,13 @@ class DialectClient:
 
     def parse_json(self, http_response: str) -> object:
         return parse_strict(self, http_response)
+
+    def handle_order(self, client: object, message: object) -> None:
+        """ccxt's, with its order cache made first as ``order_cache`` makes it (an update found from the newest end:
+        ws_cache.py); ccxt makes the cache here when it has none, with the same limit."""
+        if getattr(self, "orders", None) is None:
+            self.orders = order_cache(self.safe_integer(self.options, "ordersLimit", 1000))  # type: ignore[attr-defined]
+        super().handle_order(client, message)  # type: ignore[misc]
 
 
 def stamp_in(info: object) -> Stamp | None:

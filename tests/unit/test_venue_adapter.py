@@ -388,3 +388,56 @@ def test_watch_results_are_found_from_the_cache_end_as_ccxt_finds_them() -> None
     last = cache[len(cache) - 1]["symbol"]
     assert ex.filter_by_symbol_since_limit(cache, last, None, 1, True) == [cache[len(cache) - 1]]
     assert reads[0] == 1  # the newest update, read from the end
+
+
+def test_an_updated_order_is_found_in_ccxts_order_cache_from_the_newest_end() -> None:
+    """``ws_cache.order_cache``: the same cache as ccxt's (order, evictions, moves), but an update of a recent order
+    finds it from the newest end; ccxt's search compared every cached token from the oldest (about a thousand, once a
+    thousand orders had passed: ~50 us of CPU per order). Both dialects' clients make their order cache this way."""
+    import random
+
+    from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
+
+    from planar_core.exchange.binance import StrictBinance
+    from planar_core.exchange.bybit import StrictBybit
+    from planar_core.exchange.ws_cache import order_cache
+
+    compared = [0]
+
+    class Id(str):  # an order id that counts the comparisons it takes part in (a new object each update: no shortcut)
+        __hash__ = str.__hash__
+
+        def __eq__(self, other: object) -> bool:
+            compared[0] += 1
+            return str.__eq__(self, other)
+
+    rng = random.Random(11)
+    ours, theirs = order_cache(1000), ArrayCacheBySymbolById(1000)
+    for i in range(3000):  # evictions and moves included
+        row = {"symbol": rng.choice(["A/USDT", "B/USDT"]), "id": str(rng.randrange(1500)), "n": i}
+        ours.append(dict(row))
+        theirs.append(dict(row))
+    assert list(ours) == list(theirs) and list(ours._index) == list(theirs._index)
+    for held in (ours, theirs):
+        held.append({"symbol": "A/USDT", "id": "new", "n": -1})
+    compared[0] = 0
+    ours.append({"symbol": "A/USDT", "id": Id("new"), "n": -2})
+    assert compared[0] <= 10 and ours[len(ours) - 1]["n"] == -2
+    compared[0] = 0
+    theirs.append({"symbol": "A/USDT", "id": Id("new"), "n": -2})
+    assert compared[0] > 400  # what the fix removes: ccxt's own search, from the oldest
+    assert list(ours) == list(theirs)
+
+    class Client:
+        def resolve(self, result: object, message_hash: str) -> None:
+            pass
+
+    parsed = {"symbol": "BTC/USDT", "id": "1", "status": "open", "timestamp": 1}
+    binance = StrictBinance({})
+    binance.parse_ws_order = lambda message: dict(parsed)  # type: ignore[method-assign]
+    binance.handle_order(Client(), {})
+    bybit = StrictBybit({})
+    bybit.parse_order = lambda message, market=None: dict(parsed)  # type: ignore[method-assign]
+    bybit.handle_order(Client(), {"data": [{"category": "spot"}]})
+    for ex in (binance, bybit):
+        assert type(ex.orders._index).__name__ == "NewestFirstIndex" and len(ex.orders) == 1  # type: ignore[attr-defined]
