@@ -68,3 +68,46 @@ def test_the_engine_drops_malformed_rows_and_keeps_the_good_ones() -> None:
     assert ai.last_price == 2.0
     errors = [e for e in sink_of(s).events if e["kind"] == "error_occurred"]
     assert [e["reason"] for e in errors] == ["6 malformed 1m candles dropped"]
+
+
+def test_closed_candles_are_handed_out_once_each_whatever_the_merges() -> None:
+    """A model of the rules (rows kept by opening time, the newest ``capacity``; a row is closed when a later one
+    exists or the exchange's ``closed_through`` reaches it; each closed row handed out once, after the first call)
+    against the buffer over random merges: one row at a time (the backtest's step, which takes a shorter path),
+    several, updates of the forming row, stale rows, ``closed_through`` or not, a small capacity that compacts."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        capacity = rng.choice([1, 2, 3, 5, 50])
+        c = Candles(capacity)
+        kept: dict[int, tuple[float, ...]] = {}
+        closed: int | None = None
+        handed: int | None = None
+        started = False
+        t = 0
+        for _step in range(60):
+            rows = []
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):
+                t += rng.choice([0, 60, 60, 120, -60])
+                rows.append((t, 1.0, 2.0, 0.5, 1.0 + rng.random(), 3.0))
+            through = rows[-1][0] if rng.random() < 0.5 else None
+            c.merge(rows, through)
+            for r in rows:  # the model
+                if not kept or r[0] >= max(kept):
+                    kept[r[0]] = r
+            for ts in sorted(kept)[:-capacity]:
+                del kept[ts]
+            newest = sorted(kept)
+            candidates = newest[:-1] + ([newest[-1]] if through is not None and through >= newest[-1] else [])
+            if candidates and (closed is None or max(candidates) > closed):
+                closed = max(candidates)
+            got = [x.timestamp for x in c.take_closed()]
+            if not started:
+                started, handed = closed is not None, closed
+                assert got == []
+                continue
+            want = [ts for ts in newest if closed is not None and handed is not None and handed < ts <= closed]
+            handed = closed if closed is not None else handed
+            assert got == want, (capacity, rows, through)
+            assert c.closed_through == closed and [int(x) for x in c.array[:, 0]] == newest
