@@ -66,6 +66,37 @@ NAUTILUS = "s.call(waitfor=0) vs NautilusTrader submit->accepted"  # the head-to
 
 
 @dataclass
+class Phases:
+    """Where the durable side's orders spend their time: before the REST request leaves (the engine's checks and
+    durable intent, ccxt's request), on the wire (sent -> answer read, the stream messages that arrive meanwhile
+    handled in between), after the answer (its parse and the engine's book-keeping). Measured on the ccxt client's
+    ``fetch`` of the engine's venue, the one the order request goes through."""
+
+    sent: float = 0.0
+    answered: float = 0.0
+    before: list[float] = field(default_factory=list)
+    wire: list[float] = field(default_factory=list)
+    after: list[float] = field(default_factory=list)
+
+    def watch(self, ex: CcxtExchange) -> None:
+        inner = ex.fetch
+
+        async def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            self.sent = time.perf_counter()
+            try:
+                return await inner(url, method, headers, body)
+            finally:
+                self.answered = time.perf_counter()
+
+        ex.fetch = fetch
+
+    def add(self, t0: float, t1: float) -> None:
+        self.before.append((self.sent - t0) * 1000)
+        self.wire.append((self.answered - self.sent) * 1000)
+        self.after.append((t1 - self.answered) * 1000)
+
+
+@dataclass
 class Side_:
     """One side's latencies (ms) and CPU seconds over its orders."""
 
@@ -153,11 +184,17 @@ async def once(n: int, info: dict, latency_ms: float, venue: str = "binance") ->
             for client in (raw, streamed):  # ccxt's first-order look-ups
                 await client.create_order("BTC/USDT", "limit", "buy", 0.001, price, {"timeInForce": "IOC"})
 
-            def engine(strat: Strategy) -> Callable[[], Awaitable[None]]:
+            phases = Phases()
+            phases.watch(s.venue.ex)
+
+            def engine(strat: Strategy, timed: Phases | None = None) -> Callable[[], Awaitable[None]]:
                 target = strat.universe["BTC/USDT"]
 
                 async def send() -> None:
+                    t0 = time.perf_counter()
                     result = await strat.call(target, OrderType.IOC, Side.BUY, amount=0.001, price=price, waitfor=0)
+                    if timed is not None:
+                        timed.add(t0, time.perf_counter())
                     assert result is PENDING, result
 
                 return send
@@ -171,7 +208,7 @@ async def once(n: int, info: dict, latency_ms: float, venue: str = "binance") ->
             with frozen_heap():  # as the live flow's process trades (runner/heap.py): no full GC pass over the start's objects
                 await faults(http, info, latency_ms)
                 sides = [
-                    Side_("durable", engine(s)),
+                    Side_("durable", engine(s, phases)),
                     Side_("nosync", engine(quick)),
                     Side_("raw", raw_order),
                     Side_("streamed", streamed_order),
@@ -218,6 +255,9 @@ async def once(n: int, info: dict, latency_ms: float, venue: str = "binance") ->
         "inter_raw_median": median(inter_raw.ms),
         "streamed_median": median(streamside.ms),
         "streamed_cpu": streamside.cpu_ms_per_order,
+        "before": median(phases.before),
+        "wire": median(phases.wire),
+        "after": median(phases.after),
     }
 
 
@@ -318,6 +358,19 @@ def main() -> list[dict]:
         if args.latency and key == "median" and base == "raw_median":
             goal = "ratio <= 1.05"
         rows.append(figure(f"{name}{at} (ms)", value, baseline, f"{base_name} (ms)", goal=goal, ratio_min_med_max=ratios, **extra))
+    value, baseline, ratios = spread(runs, "wire", "raw_median")
+    rows.append(
+        figure(
+            f"s.call(waitfor=0) median time on the wire (request sent -> answer read), in blocks{at} (ms)",
+            value,
+            baseline,
+            "raw ccxt create_order median, its whole call (ms)",
+            ratio_min_med_max=ratios,
+            before_request_ms=round(statistics.median(r["before"] for r in runs), 4),
+            after_answer_ms=round(statistics.median(r["after"] for r in runs), 4),
+            **extra,
+        )
+    )
     if theirs:
         ratios_n = [r["median"] / t["median_ms"] for r, t in zip(runs, theirs, strict=True)]
         rows.append(

@@ -50,7 +50,7 @@ class DialectClient:
     def parse_json(self, http_response: str) -> object:
         return parse_strict(self, http_response)
 
-    def handle_order(self, client: object, message: object) -> None:
+    def handle_order(self, client: object, message: Json) -> None:
         """ccxt's, with its order cache made first as ``order_cache`` makes it (an update found from the newest end:
         ws_cache.py); ccxt makes the cache here when it has none, with the same limit."""
         if getattr(self, "orders", None) is None:
