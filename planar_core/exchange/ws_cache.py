@@ -35,7 +35,10 @@ class NewestFirstIndex(collections.deque[object]):
 
 
 def order_cache(limit: int | None) -> ArrayCacheBySymbolById:
-    """ccxt's order cache of ``limit`` orders, its token index searched from the newest end."""
+    """ccxt's order cache of ``limit`` orders, its token index searched from the newest end. The index is ccxt's
+    private attribute: a ccxt whose cache keeps none (or keeps it otherwise) gets its own cache back unchanged."""
     cache = ArrayCacheBySymbolById(limit)
-    cache._index = NewestFirstIndex(cache._index, cache._index.maxlen)
+    tokens = getattr(cache, "_index", None)
+    if isinstance(tokens, collections.deque):
+        cache._index = NewestFirstIndex(tokens, tokens.maxlen)
     return cache
