@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import collections
 import sys
-from collections.abc import Iterable
 
 from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
 
 
 class NewestFirstIndex(collections.deque[object]):
     """The cache's token deque, whose ``index`` looks from the newest end (the same answer: tokens are distinct)."""
-
-    def __init__(self, tokens: Iterable[object] = (), maxlen: int | None = None) -> None:
-        super().__init__(tokens, maxlen)
 
     def index(self, value: object, start: int = 0, stop: int = sys.maxsize) -> int:
         if start or stop != sys.maxsize:

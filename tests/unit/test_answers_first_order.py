@@ -40,7 +40,8 @@ async def _turns(n: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def test_an_order_sent_while_held_reports_are_handled_pauses_them_until_its_answer() -> None:
+async def test_an_order_sent_while_held_reports_are_handled_pauses_them_until_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(answers_first, "HOLD_MAX_S", 60.0)  # no release by the cap on a loaded machine
     c = _Client()
     c.begin_answer()
     c.handle_message(None, {"n": 1})
@@ -65,8 +66,7 @@ async def test_the_cap_releases_held_reports_while_an_answer_is_still_awaited(mo
     c.handle_message(None, {"n": 2})
     await wait_for(lambda: c.handled == [1, 2])  # the answer never comes: the cap lets them through
     c.handle_message(None, {"n": 3})  # a new episode while still in flight: held again...
-    await _turns()
-    assert c.handled == [1, 2]
+    assert c.handled == [1, 2]  # (checked before the loop turns: the 10 ms cap may pass on a loaded machine)
     await wait_for(lambda: c.handled == [1, 2, 3])  # ...until its own cap
     c.end_answer()
     c.handle_message(None, "market data")  # not a user-stream event: never held
