@@ -10,7 +10,8 @@ sanity figure: both sides made the
 same number of trades on the same candles (the floor fills at the close, no spread: the engine's fills differ by the
 book, so trades and not prices are compared). Then NautilusTrader's BacktestEngine runs the same logic on the same
 candles in its own environment (bench/nautilus_backtest.py; ``--nautilus-python``, else ``.venv-nautilus`` made once;
-skipped with a line saying why when it cannot be installed).
+skipped with a line saying why when it cannot be installed), and both again over the first ``--short-days`` (its cost per
+candle grows with the history, ours does not: the ratio depends on the length).
 """
 
 from __future__ import annotations
@@ -190,6 +191,31 @@ def main() -> None:
         their_orders=last["orders"],
     )
     figure("nautilus_candles_per_s", bars / seconds, float(str(last["bars"])) / their_s, "NautilusTrader candles/s", "")
+    if short < args.days and python is not None:
+        scaling(python, args, data, short, warmup)
+
+
+def scaling(python: str, args: argparse.Namespace, data: dict[str, pd.DataFrame], days: int, warmup: int) -> None:
+    """Both engines again on the first ``days`` of the same candles, one block each: the ratio at the full length
+    alone would hide that a side's cost per candle grows with the history (NautilusTrader's does: about 3.5 s for 30
+    days, 12 s for 90, 105 s for a year on the benchmark machine; ours is linear)."""
+    head = {sym: d.iloc[: days * 1440].reset_index(drop=True) for sym, d in data.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, bars, _ = asyncio.run(engine(head, args.fast, args.slow, warmup, Path(tmp), count=False))
+    got, why = nautilus(python, args, head, warmup)
+    if got is None:
+        nautilus_skipped(why)
+        return
+    figure(
+        "nautilus_backtest_seconds_short",
+        seconds,
+        float(str(got["seconds"])),
+        f"NautilusTrader BacktestEngine over the first {days} days (s)",
+        "ours <= theirs",
+        days=days,
+        our_candles=bars,
+        their_candles=got["bars"],
+    )
 
 
 def probe(days: int, fast: int, slow: int, warmup: int) -> float:
