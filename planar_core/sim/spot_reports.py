@@ -12,6 +12,7 @@ ccxt's parse of the wire shapes over orders of every spot type; USDⓈ-M reports
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from ccxt.base.precise import Precise
@@ -119,4 +120,36 @@ def fill_report(f: Fill, symbol: str, client_order_id: str) -> FillReport:
         timestamp=f.time_ms,
         fee=Fee(float(s(f.commission)), f.commission_asset or None),
         taker=not f.is_maker,
+    )
+
+
+def answer_report(o: SandboxOrder, answer: Json, symbol: str, ccxt: CcxtReading, dialect: Dialect) -> OrderReport:
+    """What the engine reads from the answer to a new spot order (``POST /api/v3/order``, FULL) as ccxt and the
+    dialect read it: the order as its stream update reads (``order_report``), but stamped at its ``workingTime``
+    (ccxt's first time field in that answer: -1 for a stop order not yet working), no trigger phase (the answer has
+    no ``isWorking``), and the fills it lists with only what they carry (no order id, side, time or maker flag)."""
+    working = answer.get("workingTime")
+    stamp = working if isinstance(working, int) else o.updated_ms
+    fills = answer.get("fills")
+    return replace(
+        order_report(o, symbol, ccxt, dialect),
+        timestamp=stamp,
+        trigger_phase=None,
+        fills=tuple(_answer_fill(f, symbol) for f in fills if isinstance(f, dict)) if isinstance(fills, list) else (),
+    )
+
+
+def _answer_fill(f: Json, symbol: str) -> FillReport:
+    fee = f.get("commission")
+    return FillReport(
+        symbol=symbol,
+        id=str(f.get("tradeId")),
+        order_id=None,
+        client_order_id=None,
+        side=None,
+        amount=float(str(f.get("qty"))),
+        price=float(str(f.get("price"))),
+        timestamp=None,
+        fee=Fee(float(str(fee)), str(f.get("commissionAsset")) or None) if fee is not None else None,
+        taker=None,
     )

@@ -3,7 +3,8 @@
 One implementation serves both modes. The account, the order books, the matching, fees, filters, price bands,
 conditional orders, OCO lists, margin, funding and liquidation are the sandbox exchange's (``sandbox/exchange.py``),
 kept in this process; requests reach it through the same path as live (``CcxtVenue`` -> ccxt -> the sandbox's
-Binance handlers, ``sim/local.py``), so paper and backtest accept and refuse exactly what live accepts and refuses.
+Binance handlers, ``sim/local.py``; a plain spot order without the wire's steps, ``create_order``), so paper and
+backtest accept and refuse exactly what live accepts and refuses.
 What differs is where prices and time come from:
 
 * **backtest**: the driver sets each symbol's price as it walks a candle (``set_price``) and moves the clock
@@ -36,10 +37,11 @@ from ..exchange.client import Validator
 from ..exchange.endpoints import point_at_sandbox
 from ..exchange.errors import ExchangeOpError, MalformedResponse
 from ..exchange.limiter import OrderPacer
+from ..exchange.requests import order_args
 from ..model.sink import EventSink
 from ..model.stamp import Stamp
 from ..model.types import Json
-from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderReport, PositionReport, Ticker
+from ..model.venue import AssetBalance, BalanceReport, FillReport, MarketType, OrderReport, PlaceOrder, PositionReport, Ticker
 from ..sandbox import fmt, wire
 from ..sandbox.accounts import Account, AlgoOrder, Fill, SandboxOrder
 from ..sandbox.book import BookModel
@@ -158,6 +160,7 @@ class SimVenue(CcxtVenue):
         self.closed: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> open time of the newest closed candle
         self._streams: dict[str, _Stream] = defaultdict(_Stream)
         self._ids: dict[tuple[str, str], str] = {}  # (kind, market id) -> unified symbol, once the markets load
+        self.direct = True  # plain spot orders skip ccxt's HTTP steps (``create_order``); False: every order through ccxt
 
     def _open_exchange(self, specs: Sequence[MarketSpec]) -> None:
         """The simulated exchange, listing ``specs`` (then the sandbox's own markets), with one funded account."""
@@ -204,6 +207,26 @@ class SimVenue(CcxtVenue):
         if validate is not None and not validate(result):
             raise MalformedResponse(f"{op}: unexpected response shape: {str(result)[:200]}")
         return result
+
+    async def create_order(self, order: PlaceOrder, timeout: float) -> OrderReport:
+        """A spot order of the plain endpoint without ccxt's HTTP steps and its parse of the answer (``place_spot``:
+        ccxt's own request, the sandbox's handler, ccxt's error table; ``spot_reports.answer_report``: the figures
+        ccxt reads from that answer, from the exchange's records); anything else as live sends it. Tested against
+        the full path, order by order (tests/backtest/test_sim_parity.py)."""
+        kind, params = order_args(self.venue, order, self._contract(order.symbol))
+        ex = self.ex
+        if not self.direct or not isinstance(ex, LocalBinance) or not ex.plain_spot(order.symbol, params):
+            return await super().create_order(order, timeout)
+        await self.orders.acquire()
+        answer = await self.call(
+            "create_order",
+            lambda: ex.place_spot(order.symbol, kind, order.side.value, order.amount, order.price, params),
+            timeout,
+            idempotent=False,
+            retries=0,
+        )
+        o = self.account.orders[int(str(answer["orderId"]))]
+        return spot_reports.answer_report(o, answer, order.symbol, ex, self.parse.dialect)
 
     # ------------------------------------------------------------------ the driver's side
     def connect(self, target: StreamTarget) -> None:

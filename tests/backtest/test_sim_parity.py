@@ -227,3 +227,48 @@ async def test_the_simulated_order_updates_read_as_ccxt_reads_the_wire(tmp_path:
     }
     assert {r.client_order_id for r, _ in pairs} >= {"pp-trail", "pp-ice", "pp-gone"}  # a trailing stop, an iceberg, a cancel
     assert sum(1 for r, _ in pairs if r.fills and r.fills[0].taker is False) >= 1  # a maker fill
+
+
+async def test_a_plain_spot_order_answers_what_the_full_ccxt_path_answers(tmp_path: Path) -> None:
+    """Plain spot orders skip ccxt's HTTP steps and its parse of the answer in the simulated venue
+    (``SimVenue.create_order``): two simulated exchanges in the same state, one taking that path and one sending
+    every order through ccxt as live does, must answer every order of every spot type the same (the report, field
+    by field, fills included; or the same typed refusal with the same code and text) and end in the same state."""
+    clock = lambda: 1_700_000_000_000  # noqa: E731  (both exchanges stamp the same times)
+    direct, full = (SimVenue(config(tmp_path / name, initial_cash=200_000), clock_ms=clock) for name in ("direct", "full"))
+    full.direct = False
+    p = 50_000.0
+    o = lambda cid, **kw: PlaceOrder(symbol="BTC/USDT", client_order_id=cid, **kw)  # noqa: E731
+    more = [
+        o("d-big", type=OrderType.MARKET, side=Side.BUY, amount=1.5),  # through several levels of the book: several fills
+        o("d-sell", type=OrderType.MARKET, side=Side.SELL, amount=0.3),
+        o("d-maker", type=OrderType.POST_ONLY, side=Side.BUY, amount=0.003, price=p * 0.98),
+        o("d-ice", type=OrderType.GTC, side=Side.BUY, amount=0.004, price=p * 0.975, extra={"icebergQty": 0.001}),
+        o("d-cross", type=OrderType.GTC, side=Side.SELL, amount=0.4, price=p * 0.999),  # crosses: fills at once
+        o("d-sl", type=OrderType.STOP_LIMIT, side=Side.SELL, amount=0.002, trigger_price=p * 0.95, price=p * 0.945),
+        o("d-trail", type=OrderType.TRAILING_STOP, side=Side.SELL, amount=0.002, trailing_percent=1.0),
+        o("d-ioc", type=OrderType.IOC, side=Side.BUY, amount=0.002, price=p * 1.01),  # fills
+        o("d-fok", type=OrderType.FOK, side=Side.SELL, amount=0.002, price=p * 0.99),  # fills in full
+        o("d-dup", type=OrderType.GTC, side=Side.BUY, amount=0.002, price=p * 0.9, extra={"newClientOrderId": "d-maker"}),
+        o("d-tiny", type=OrderType.MARKET, side=Side.SELL, amount=0.0000001),  # below the step
+        o("d-many", type=OrderType.MARKET, side=Side.SELL, amount=500.0),  # more than is held
+    ]
+    got: dict[str, list[object]] = {"direct": [], "full": []}
+    try:
+        for name, sim in (("direct", direct), ("full", full)):
+            await sim.load_markets(10)
+            sim.set_price("BTC/USDT", p, match=False)
+            for req in [r for r in orders(p) if isinstance(r, PlaceOrder)] + more:
+                try:
+                    got[name].append(await sim.create_order(req, 10))
+                except ExchangeOpError as exc:
+                    got[name].append(("refused", type(exc).__name__, exc.code, str(exc)))
+            got[name].append(wire.spot_account(sim.account, clock()))
+        for a, b in zip(got["direct"], got["full"], strict=True):
+            assert a == b
+        reports = [r for r in got["direct"] if isinstance(r, OrderReport)]
+        assert sum(1 for r in reports if len(r.fills) > 1) >= 1 and len(reports) >= 12  # several fills in one answer
+        assert sum(1 for r in got["direct"] if isinstance(r, tuple)) >= 6  # refusals of several kinds
+    finally:
+        await direct.close()
+        await full.close()
