@@ -217,16 +217,15 @@ class SimVenue(CcxtVenue):
         ex = self.ex
         if not self.direct or not isinstance(ex, LocalBinance) or not ex.plain_spot(order.symbol, params):
             return await super().create_order(order, timeout)
+
+        async def place() -> OrderReport:
+            answer = await ex.place_spot(order.symbol, kind, order.side.value, order.amount, order.price, params)
+            # read at the answer's instant, before ``call`` lets the stream's reports (and what they start) run
+            o = self.account.orders[int(str(answer["orderId"]))]
+            return spot_reports.answer_report(o, answer, order.symbol, ex, self.parse.dialect)
+
         await self.orders.acquire()
-        answer = await self.call(
-            "create_order",
-            lambda: ex.place_spot(order.symbol, kind, order.side.value, order.amount, order.price, params),
-            timeout,
-            idempotent=False,
-            retries=0,
-        )
-        o = self.account.orders[int(str(answer["orderId"]))]
-        return spot_reports.answer_report(o, answer, order.symbol, ex, self.parse.dialect)
+        return await self.call("create_order", place, timeout, idempotent=False, retries=0)
 
     # ------------------------------------------------------------------ the driver's side
     def connect(self, target: StreamTarget) -> None:
