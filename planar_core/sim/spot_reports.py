@@ -140,7 +140,7 @@ def answer_report(o: SandboxOrder, answer: Json, symbol: str, ccxt: CcxtReading,
 
 
 def _answer_fill(f: Json, symbol: str) -> FillReport:
-    fee = f.get("commission")
+    fee, asset = f.get("commission"), f.get("commissionAsset")
     return FillReport(
         symbol=symbol,
         id=str(f.get("tradeId")),
@@ -150,6 +150,6 @@ def _answer_fill(f: Json, symbol: str) -> FillReport:
         amount=float(str(f.get("qty"))),
         price=float(str(f.get("price"))),
         timestamp=None,
-        fee=Fee(float(str(fee)), str(f.get("commissionAsset")) or None) if fee is not None else None,
+        fee=Fee(float(str(fee)), str(asset) if asset else None) if fee is not None else None,
         taker=None,
     )
