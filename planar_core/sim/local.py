@@ -5,8 +5,9 @@ Why this and not a second implementation of the exchange's rules: the simulated 
 what live accepts and refuses. Live, an order goes engine -> ``CcxtVenue`` -> ccxt (request building, parameter
 names, precision) -> HTTP -> the sandbox's handler (Binance's parameter checks, filters, price bands, balances,
 matching) -> JSON -> ccxt (parsing, error mapping) -> the dialect -> a report. Here every one of those steps is the
-same code; only the HTTP hop is replaced by a function call, so a parameter the live path gets wrong is wrong here
-too, and a refusal reads the same (the same Binance error code through ccxt's own exception table).
+same code (but for a plain spot order, below); only the HTTP hop is replaced by a function call, so a parameter the
+live path gets wrong is wrong here too, and a refusal reads the same (the same Binance error code through ccxt's own
+exception table).
 
 What the socket used to add and is left out on purpose: request weights and order counts (the simulated venue has
 no rate limits: a backtest sends a year of orders in seconds), signatures and timestamps (nothing travels), and the
@@ -103,11 +104,13 @@ class LocalBinance(StrictBinance):
     def plain_spot(self, symbol: str, params: Json) -> bool:
         """Whether ccxt's ``create_order`` sends this order to the plain spot endpoint (``POST /api/v3/order``): a
         spot market that is not a stock, no market type or margin mode in the parameters, no portfolio margin, no
-        smart order routing, not a test order (its branches, in its order)."""
+        smart order routing, not a test order. Stricter than ccxt where that is simpler (a ``type`` of "spot" in
+        the parameters, or portfolio margin on in the options and off in the parameters, go the full way): an order
+        that goes the full way is answered as live answers it, whatever it is."""
         market = self.markets.get(symbol) if self.markets else None
         if not market or market.get("type") != "spot" or market.get("option") or market.get("stock"):
             return False
-        if market.get("linear") or market.get("inverse") or params.get("type", "spot") != "spot" or params.get("marginMode") is not None:
+        if "type" in params or params.get("marginMode") is not None:
             return False
         flags = [self.safe_bool_2(params, "papi", "portfolioMargin"), self.safe_bool_2(self.options, "papi", "portfolioMargin")]
         flags += [self.safe_bool_2(params, "sor", "SOR"), self.safe_bool(params, "test")]
@@ -123,19 +126,23 @@ class LocalBinance(StrictBinance):
         request = self.create_order_request(
             symbol, type, side, amount, price, self.extend(self.omit(params, ["sor", "SOR", "test"]), {"isAlgoOrder": False})
         )
-        query = self.handle_client_order_id(request, "private", "order", "POST")
+        query = self.handle_client_order_id(request, "private", "order", "POST")  # the engine's id is always set: kept as sign has it
         sent = {k: query_text(v) for k, v in query.items() if k not in UNSIGNED}
         status, answer = await self._answer("POST", SPOT_ORDER, sent)
-        if status != 200 or not isinstance(answer, dict):
+        if status != 200:
             text = json.dumps(answer)
             self._read_status(status, f"{self.urls['api']['private']}/order", "POST", text, self.parse_json(text), None, None)
-            raise ExchangeError(f"binance {text}")  # a refusal ccxt's table does not name (handle_errors raised otherwise)
+            raise ExchangeError(f"{self.id} {text}")  # not reached: the handlers' error statuses all raise above
+        if not isinstance(answer, dict):
+            raise ExchangeError(f"{self.id} unexpected answer to a new order: {str(answer)[:200]}")
         return answer
 
 
 def query_text(value: object) -> str:
     """A request parameter as the handler reads it from the query string ccxt writes (``urlencode``: booleans as
-    ``true``/``false``, anything else as ``str`` gives it)."""
+    ``true``/``false``, bytes as their text, anything else as ``str`` gives it)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode()
     return value if isinstance(value, str) else str(value)

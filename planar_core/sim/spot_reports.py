@@ -13,6 +13,7 @@ ccxt's parse of the wire shapes over orders of every spot type; USDⓈ-M reports
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import attrgetter
 from typing import Protocol
 
 from ccxt.base.precise import Precise
@@ -127,15 +128,14 @@ def answer_report(o: SandboxOrder, answer: Json, symbol: str, ccxt: CcxtReading,
     """What the engine reads from the answer to a new spot order (``POST /api/v3/order``, FULL) as ccxt and the
     dialect read it: the order as its stream update reads (``order_report``), but stamped at its ``workingTime``
     (ccxt's first time field in that answer: -1 for a stop order not yet working), no trigger phase (the answer has
-    no ``isWorking``), and the fills it lists with only what they carry (no order id, side, time or maker flag)."""
+    no ``isWorking``), and the fills it lists with only what they carry (no order id, side, time or maker flag), in
+    the order ccxt's ``parse_trades`` sorts them: by time, which they lack, then by id as text."""
     working = answer.get("workingTime")
     stamp = working if isinstance(working, int) else o.updated_ms
     fills = answer.get("fills")
+    listed = [_answer_fill(f, symbol) for f in fills if isinstance(f, dict)] if isinstance(fills, list) else []
     return replace(
-        order_report(o, symbol, ccxt, dialect),
-        timestamp=stamp,
-        trigger_phase=None,
-        fills=tuple(_answer_fill(f, symbol) for f in fills if isinstance(f, dict)) if isinstance(fills, list) else (),
+        order_report(o, symbol, ccxt, dialect), timestamp=stamp, trigger_phase=None, fills=tuple(sorted(listed, key=attrgetter("id")))
     )
 
 

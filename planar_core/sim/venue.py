@@ -220,6 +220,8 @@ class SimVenue(CcxtVenue):
 
         async def place() -> OrderReport:
             answer = await ex.place_spot(order.symbol, kind, order.side.value, order.amount, order.price, params)
+            if not isinstance(answer.get("fills"), list):  # not the FULL answer answer_report reads: ccxt reads it
+                return self.parse.order(ex.parse_order(answer, ex.market(order.symbol)))
             # read at the answer's instant, before ``call`` lets the stream's reports (and what they start) run
             o = self.account.orders[int(str(answer["orderId"]))]
             return spot_reports.answer_report(o, answer, order.symbol, ex, self.parse.dialect)
