@@ -14,8 +14,10 @@ twice, once for each side of the comparison).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from planar_core.runner.heap import frozen_heap
 from planar_core.trace import EventTrace, read_trace, trace_tail
 from planar_core.trace.analysis import analyze_trading_events
 from planar_core.trace.columns import NUMBERS, TEXT, Columns
@@ -307,6 +310,63 @@ def bench_record(m: int) -> list[dict]:
     return rows
 
 
+async def _stall(root: str, k: int, background: bool) -> float:
+    """The longest the event loop was held (ms past a 1 ms sleep) while the ``k``-th durable event makes a
+    checkpoint of ``k`` order events due and it is written."""
+    et = EventTrace(root, checkpoint_every=k, checkpoint_interval=3600, background=background)
+    for g in range(0, k - 1, 1000):
+        with et.group():
+            for i in range(g, min(k - 1, g + 1000)):
+                et.record(  # an order event as the engine records one: its exchange answer in the payload
+                    "order_placed",
+                    client_order_id=f"c{i}",
+                    symbol="BTC/USDT",
+                    side="buy",
+                    amount=0.01,
+                    price=100.0 + i,
+                    payload={"info": {"orderId": i, "status": "NEW", "type": "LIMIT", "timeInForce": "GTC", "origQty": "0.01"}},
+                )
+    worst, running = 0.0, True
+
+    async def ticker() -> None:
+        nonlocal worst
+        while running:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - t0 - 0.001)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    worst = 0.0
+    et.record("order_placed", client_order_id="last", symbol="BTC/USDT", side="buy", amount=0.01, price=1.0)
+    while et.checkpointing:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.02)
+    running = False
+    await task
+    et.close()
+    return worst * 1e3
+
+
+def bench_checkpoint_stall(k: int = 50_000, rounds: int = 3) -> dict:
+    """A live engine's checkpoint on its own thread against the same checkpoint in the recorder's (the event
+    loop's) thread: each side in a block of ``rounds``, the median of each side's longest stall. The heap is frozen
+    as the live flow freezes it (runner/heap.py): otherwise a full collection pass over this process's start-up
+    objects, which the checkpoint's allocations set off, is most of what is measured."""
+    stalls: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as d, frozen_heap():
+        for background in (False, True):
+            for r in range(rounds):
+                stalls[background].append(asyncio.run(_stall(f"{d}/{background}-{r}", k, background)))
+    return figure(
+        f"longest event-loop stall while a checkpoint of {k:,} order events is written, on its own thread (ms)",
+        statistics.median(stalls[True]),
+        statistics.median(stalls[False]),
+        "the same checkpoint written in the recorder's thread, as before (ms)",
+        n=k,
+    )
+
+
 def bench_replay(n: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         build(f"{d}/trace", n)
@@ -338,6 +398,7 @@ def main() -> list[dict]:
     if args.only is None:
         rows.append(bench_append(min(n, 2_000_000)))
         rows += bench_record(1_000_000)
+        rows.append(bench_checkpoint_stall())
         rows.append(bench_replay(min(n, 1_000_000)))
     with tempfile.TemporaryDirectory(dir=args.root) as d:
         root = f"{d}/trace"

@@ -629,7 +629,12 @@ def open_trace(cfg: StrategyConfig, damaged: list[CorruptStateError] | None = No
 
     t = cfg.event_tracing
     opts = partial(
-        EventTrace, flush_interval=t.flush_interval, trace_market_data=t.trace_market_data, trace_api_calls=t.trace_api_calls, fsync=t.fsync
+        EventTrace,
+        flush_interval=t.flush_interval,
+        trace_market_data=t.trace_market_data,
+        trace_api_calls=t.trace_api_calls,
+        fsync=t.fsync,
+        background=True,  # its checkpoints off the event loop
     )
     try:
         return opts(trace_root(cfg))

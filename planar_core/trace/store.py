@@ -85,12 +85,16 @@ class EventTrace:
         lease_ttl: float = 30.0,
         clock_ns: Callable[[], int] = time.time_ns,
         wal: bool = True,
+        background: bool = False,
     ) -> None:
         """``lease_ttl``: on object storage, how long the single-writer lease lasts without renewal (a dead
         writer's lease can be taken over after that long; see ``storage.ObjectLease``). ``clock_ns``: the events'
         time (a backtest's trace is stamped with simulated time, so its analysis reads the market's dates). ``wal``:
         False keeps flushed events in memory until the next checkpoint instead of writing a WAL file per flush (a
-        simulation, which has no crash to survive: a backtest's orders would otherwise each write a file)."""
+        simulation, which has no crash to survive: a backtest's orders would otherwise each write a file).
+        ``background``: a checkpoint that falls due while events are recorded is encoded and written on a thread of
+        its own (a live engine: the caller is its event loop, which a checkpoint of 50 000 events held for a third
+        of a second); False: in the caller, as ``checkpoint()`` always is."""
         self.clock_ns = clock_ns
         self.wal = wal
         self.files = TraceFiles(str(root), fsync=fsync)
@@ -112,6 +116,10 @@ class EventTrace:
         self._market: dict[tuple[str, ...], list[dict[str, object]]] = {}
         self._market_rows = 0
         self._lock = threading.RLock()
+        self.background = background
+        self._writing = False  # a checkpoint is between taking its events and committing its segment
+        self._written = threading.Condition(self._lock)  # ... and says so when it is done
+        self._failed: OSError | None = None  # a background checkpoint's failure, raised by the next flush
         self._last_ts = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
@@ -149,8 +157,7 @@ class EventTrace:
         if events:
             events.sort(key=lambda e: integer(e["timestamp"]))
             self._last_ts = max(self._last_ts, integer(events[-1]["timestamp"]))
-            self._wal_from = min(leftover)
-            self._commit_segment(Columns.from_events(events), max(leftover), lambda: None)
+            self._commit_segment(Columns.from_events(events), min(leftover), max(leftover))
             log.info("trace %s: recovered %d events from %d WAL files left by the previous writer", self.root, len(events), len(leftover))
 
     # ------------------------------------------------------------- locking
@@ -187,7 +194,7 @@ class EventTrace:
                     not self._market_rows & 1023 and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
                 )
             if due:
-                self.checkpoint()
+                self._checkpoint_due()
             return
         if kind == "api_call" and not self.trace_api_calls:
             return
@@ -223,7 +230,23 @@ class EventTrace:
                 self.flush()
 
     def flush(self) -> None:
-        """Make every buffered event durable (one WAL write); checkpoint into a segment when enough piled up."""
+        """Make every buffered event durable (one WAL write); checkpoint into a segment when enough piled up. A
+        background checkpoint's failure is raised here (its events are back in line for the next one)."""
+        with self._lock:
+            failed, self._failed = self._failed, None
+            self._write_buffer()
+            due = (
+                len(self._wal_pending) >= self.checkpoint_every
+                or self._wal_files >= self.max_wal_files
+                or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)
+            )
+        if failed is not None:
+            raise failed
+        if due:
+            self._checkpoint_due()
+
+    def _write_buffer(self) -> None:
+        """The buffered events into the WAL (in memory without one), in line for the next checkpoint."""
         with self._lock:
             if self._buffer and not self.wal:
                 self._wal_pending.extend(self._buffer)
@@ -237,12 +260,6 @@ class EventTrace:
                 self._wal_pending.extend(self._buffer)
                 self._buffer = []
             self._last_flush = time.monotonic()
-            if (
-                len(self._wal_pending) >= self.checkpoint_every
-                or self._wal_files >= self.max_wal_files
-                or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)
-            ):
-                self.checkpoint()
 
     def _append_wal(self, data: bytes) -> int:
         """Write one flush's events to the WAL; returns the WAL file's sequence number. A local root appends to the
@@ -277,33 +294,96 @@ class EventTrace:
             self._wal_log = None
             log_.close()
 
+    def _checkpoint_due(self) -> None:
+        """A checkpoint fell due: written here, or (``background``) on a thread unless one is already writing (the
+        events that piled up meanwhile wait for the next flush that finds one due)."""
+        if not self.background:
+            self.checkpoint()
+            return
+        with self._lock:
+            if self._writing or self.closed:
+                return
+            self._writing = True  # claimed here, so that no second thread starts before this one takes its events
+        threading.Thread(target=self._background_checkpoint, name=f"trace-checkpoint {self.root}", daemon=True).start()
+
+    def _background_checkpoint(self) -> None:
+        try:
+            self._checkpoint(claimed=True)
+        except OSError as exc:  # kept for the next flush to raise (``_checkpoint``, before the next may start)
+            log.error("trace %s: a checkpoint failed (%s); its events stay in the WAL for the next one", self.root, exc)
+        except Exception:
+            log.exception("trace %s: a checkpoint failed; its events stay in the WAL for the next one", self.root)
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether a checkpoint is being written (a background one: its segment not committed yet)."""
+        return self._writing
+
     def checkpoint(self) -> Segment | None:
         """Move WAL'd events and the buffered market data into a new Zarr segment, atomically with consuming the
-        WAL files."""
+        WAL files; after a background checkpoint still being written, if any. Returns the new segment (None:
+        nothing was waiting)."""
+        return self._checkpoint(claimed=False)
+
+    def _checkpoint(self, claimed: bool) -> Segment | None:
+        """The events are taken under the lock; they are encoded and written outside it (a background checkpoint
+        leaves the recorder free meanwhile), and given back, ahead of any recorded since, if that fails."""
         with self._lock:
-            if self._buffer:
-                self.flush()
-            if not self._wal_pending and not self._market_rows:
-                return None
-            market = Columns.from_columns({("timestamp", "kind", *shape[1:]): _values(shape, rows) for shape, rows in self._market.items()})
-            cols = Columns.concat([Columns.from_events(self._wal_pending), market])
+            if not claimed:
+                while self._writing:
+                    self._written.wait()
+                self._writing = True
+            try:
+                self._write_buffer()
+                events, market, market_rows = self._wal_pending, self._market, self._market_rows
+                wal_from, upto = self._wal_from, (self._wal_seq - 1 if self.wal else None)
+                if not events and not market_rows:
+                    self._writing = False
+                    self._written.notify_all()
+                    return None
+                self._wal_pending, self._market, self._market_rows, self._wal_from = [], {}, 0, None
+                wal_log, self._wal_log = self._wal_log, None  # closed below: the next flush starts another file
+                self._last_checkpoint = time.monotonic()
+                wal_files, self._wal_files = self._wal_files, 0
+            except BaseException:
+                self._writing = False
+                self._written.notify_all()
+                raise
+        try:
+            if wal_log is not None:
+                wal_log[1].close()
+            cols = Columns.concat(
+                [
+                    Columns.from_events(events),
+                    Columns.from_columns({("timestamp", "kind", *shape[1:]): _values(shape, rows) for shape, rows in market.items()}),
+                ]
+            )
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
-            self._end_wal()  # its events are in this segment; the next flush starts a new file
-            upto = self._wal_seq - 1 if self.wal else None
-            self._last_checkpoint = time.monotonic()
-            self._wal_files = 0
-
-            def done() -> None:
-                self._wal_pending, self._market, self._market_rows = [], {}, 0
-
-            return self._commit_segment(cols, upto, done)
+            return self._commit_segment(cols, wal_from, upto)
+        except BaseException as exc:
+            with self._lock:  # back in line, ahead of what came since, for the next checkpoint
+                if claimed and isinstance(exc, OSError):
+                    self._failed = exc  # a background checkpoint's failure: the next flush raises it
+                self._wal_pending[:0] = events
+                for shape, rows in market.items():
+                    self._market.setdefault(shape, [])[:0] = rows
+                self._market_rows += market_rows
+                self._wal_from = wal_from if wal_from is not None else self._wal_from
+                self._wal_files += wal_files
+            raise
+        finally:
+            with self._lock:
+                self._writing = False
+                self._written.notify_all()
 
     def sync(self) -> None:
         """Everything recorded so far, readable by a reader: buffered events flushed, buffered market data
-        checkpointed."""
+        checkpointed, a background checkpoint committed."""
         with self._lock:
             self.flush()
+            while self._writing:
+                self._written.wait()
             if self._market_rows:
                 self.checkpoint()
 
@@ -314,16 +394,18 @@ class EventTrace:
             ts = cols.timestamp
             if len(ts) and (int(ts[0]) <= self._last_ts or np.any(np.diff(ts) <= 0)):
                 raise ValueError("append_columns: timestamps must be strictly increasing and after the trace's last event")
-            seg = self._commit_segment(cols, None, lambda: None)
+            seg = self._commit_segment(cols, None, None)
             if len(ts):
                 self._last_ts = int(ts[-1])
             return seg
 
-    def _commit_segment(self, cols: Columns, wal_upto: int | None, on_done: Callable[[], None]) -> Segment:
+    def _commit_segment(self, cols: Columns, wal_from: int | None, wal_upto: int | None) -> Segment:
+        """``cols`` as a new segment, then the manifest that names it (and marks the WAL files ``wal_from`` ..
+        ``wal_upto`` consumed), then those files removed."""
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         # the WAL files it consumes, in the segment itself: a rebuilt manifest can tell its orphan from its copy
-        consumed = wal_upto is not None and self._wal_from is not None and self._wal_from <= wal_upto
-        seg = write_segment(self.files, name, cols, provenance={"wal": [self._wal_from, wal_upto]} if consumed else None)
+        consumed = wal_upto is not None and wal_from is not None and wal_from <= wal_upto
+        seg = write_segment(self.files, name, cols, provenance={"wal": [wal_from, wal_upto]} if consumed else None)
         self._hold()
 
         def add(m: Manifest) -> None:
@@ -332,9 +414,6 @@ class EventTrace:
                 m.wal_consumed = max(m.wal_consumed, wal_upto)
 
         self.files.update_manifest(add)
-        if consumed:
-            self._wal_from = None
-        on_done()
         if wal_upto is not None:
             for seq in self.files.list_wal():
                 if seq <= wal_upto:
