@@ -614,7 +614,7 @@ FIELD_NOTES = {
     "orders_per_second": "order submissions per second (queued locally)",
     "weight_per_minute": "this process's cap on request weight a minute (pro rata for other intervals), within the exchange's limit",
     "burst_allowance": "orders that may go at once before pacing",
-    "correlation_limit": "refuse adding to a position correlated above this",
+    "correlation_limit": "refuse adding to a position correlated above this (a holding below the market's minimum order is none)",
     "sectors": "base asset -> sector name, for sector_limit",
     "max_volatility_threshold": "realised volatility (per candle) that halves positions",
     "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)",

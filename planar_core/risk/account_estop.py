@@ -25,7 +25,8 @@ from functools import partial
 
 from ..exchange.client_ids import ClientOrderIds, identity_of, intent_journal, planar_identity
 from ..exchange.errors import AuthError, ExchangeOpError
-from ..model.json import num, obj, text
+from ..model.dust import below_minimum
+from ..model.json import text
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json, OrderType, PositionSide, Side
 from ..model.venue import MarketType, OrderReport, PlaceOrder, Venue
@@ -311,11 +312,7 @@ def _negligible(venue: Venue, symbol: str, qty: float, price: float | None) -> b
         rounded = venue.amount_to_precision(symbol, qty)
     except Exception:  # rounds to zero at the market's precision
         return True
-    market = venue.markets.get(symbol, {})
-    limits = obj(market.get("limits"))
-    if rounded <= 0 or rounded < num(obj(limits.get("amount")).get("min")):
-        return True
-    return not market.get("contract") and bool(price) and rounded * (price or 0.0) < num(obj(limits.get("cost")).get("min"))
+    return below_minimum(venue.markets.get(symbol, {}), rounded, price)
 
 
 class Closer:

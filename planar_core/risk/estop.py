@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError
 from ..model.cancels import as_cancelled, cancel_target
-from ..model.json import num, obj
+from ..model.dust import below_minimum
 from ..model.types import Json, PositionSide
 from ..model.venue import OrderRef, OrderReport, PositionReport
 from .outcome import Entry, OrdersOutcome, OutcomeTables, SymbolOutcome, Table, not_clean_parts, position_key
@@ -399,11 +399,7 @@ def _negligible(s: "Strategy", ai: "AssetInstance", qty: float) -> bool:
         rounded = s.venue.amount_to_precision(ai.symbol, qty)
     except Exception:  # rounds to zero at the market's precision
         return True
-    limits = obj(ai.market.get("limits"))
-    if rounded <= 0 or rounded < num(obj(limits.get("amount")).get("min")):
-        return True
-    min_cost = num(obj(limits.get("cost")).get("min"))
-    return not ai.is_margin and bool(ai.last_price) and rounded * (ai.last_price or 0.0) < min_cost
+    return below_minimum(ai.market, rounded, ai.last_price)
 
 
 async def emergency_stop(

@@ -134,8 +134,8 @@ class RiskManager:
                     return _limit(f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}")
         if cfg.correlation_limit is not None:
             for sym, v in values.items():
-                if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9:
-                    continue
+                if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9 or M.is_dust(s, s.universe[sym]):
+                    continue  # a leftover no order can trade is no position to correlate with (model/dust.py)
                 c = M.correlation(ai, s.universe[sym])
                 same_direction = (v > 0) == (after > 0)
                 if not math.isnan(c) and same_direction and c > cfg.correlation_limit:

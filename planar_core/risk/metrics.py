@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..model.dust import below_minimum
+
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
     from ..model import AssetInstance
@@ -345,6 +347,13 @@ class RiskMetrics:
         return dict(vars(self))
 
 
+def is_dust(s: "Strategy", ai: "AssetInstance") -> bool:
+    """Whether the asset's holding (spot: the base currency's total; derivatives: the position's contracts) is one
+    no order can trade: below the market's minimum amount or order value (model/dust.py)."""
+    qty = abs(ai.position.contracts) if ai.is_margin else abs(s.cash(ai.base).total)
+    return below_minimum(ai.market, qty, ai.last_price)
+
+
 def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | None) -> RiskMetrics:
     """The figures now; ``peak_equity`` None or below the equity: the equity is the peak."""
     rates = Rates(s)
@@ -354,9 +363,11 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     values = {k: v for k, v in values.items() if math.isfinite(v) and abs(v) > 1e-12}
     gross = sum(abs(v) for v in values.values())
     upnl = sum(u for u in (unrealized(ai) for ai in s.universe.values()) if u is not None)
-    weights = {k: abs(v) / gross for k, v in values.items()} if gross else {}
+    # correlation, volatility and liquidity are the positions' own: a holding no order can trade is none (dust.py)
+    syms = [k for k in values if not is_dust(s, s.universe[k])]
+    held = sum(abs(values[k]) for k in syms)
+    weights = {k: abs(values[k]) / held for k in syms} if held else {}
     corr_terms, corr_w = 0.0, 0.0
-    syms = list(values)
     corr, vols_of = assets_return_stats([s.universe[sym] for sym in syms])
     for i, x in enumerate(syms):
         for j in range(i + 1, len(syms)):
@@ -367,7 +378,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
                 corr_terms += w * c * sign
                 corr_w += w
     liquidity = 0.0
-    for sym in values:
+    for sym in syms:
         ai = s.universe[sym]
         candles = ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), None)
         volume = float(candles.array[-60:, 5].sum()) if candles else 0.0

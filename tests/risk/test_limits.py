@@ -77,6 +77,30 @@ async def test_correlation_limit(strategy_factory, sandbox) -> None:
     assert "correlation_limit" in s.sink.of("risk_rejected")[-1]["reason"]
 
 
+async def test_correlation_limit_ignores_a_leftover_no_order_can_trade(strategy_factory, sandbox) -> None:
+    """BTC sold down to dust (below the market's minimum order value: what an MA cross leaves after each exit): an
+    ETH buy that moves as BTC does is not refused for correlating with it. Before model/dust.py, a leftover worth
+    about a dollar refused it."""
+    s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
+    assert await accepted(s, "BTC/USDT", 1000)
+    await wait_for(lambda: s.cash("BTC").total > 0)
+    btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
+    step = 0.00001  # BTCUSDT's amount step on the sandbox, as on Binance
+    assert isinstance(await s.call(btc, OrderType.MARKET, Side.SELL, amount=s.cash("BTC").total - 2 * step, waitfor=2), Trade)
+    await wait_for(lambda: 0 < s.cash("BTC").total * btc.last_price < 5.0)  # below BTCUSDT's NOTIONAL minimum of 5
+    candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
+    btc.ohlcv["1m"] = Candles.from_rows(candles)
+    eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])  # the same moves: correlation 1
+    btc.last_price, eth.last_price = (
+        sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]),
+        sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")]),
+    )
+    s.config.ohlcv_watcher.use_websocket = False
+    assert isinstance(await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 200), waitfor=2), Trade)
+    assert not any("correlation_limit" in e["reason"] for e in s.sink.of("risk_rejected"))
+    # (the same BTC above its minimum refuses it: test_correlation_limit)
+
+
 async def test_volatility_adjustment_scales_the_order(strategy_factory, sandbox, account) -> None:
     s = await risk_strategy(strategy_factory, sandbox, volatility_adjustment=True, target_volatility=0.01)
     ai = s.universe["BTC/USDT"]

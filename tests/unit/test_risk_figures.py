@@ -167,6 +167,25 @@ def test_correlation_risk_is_position_weighted_and_signed_by_direction() -> None
     assert M.compute(s, None, None).correlation_risk == pytest.approx(-1.0)
 
 
+def test_dust_is_no_position_for_correlation_volatility_and_liquidity() -> None:
+    """A holding below the market's minimum order value (the leftover of an exit sized to a value) counts in the
+    equity and the exposure, but no order can trade it: it neither correlates with the positions, nor weighs in
+    their volatility, nor in the liquidity figure. Before model/dust.py, a thousandth of a dollar of ETH beside a
+    BTC position read as a correlation risk of 1.0 (an alert every monitor run)."""
+    s = stub_strategy(prices={"BTC/USDT": 100.0, "ETH/USDT": 50.0}, cash={"USDT": 1_000.0, "BTC": 3.0, "ETH": 0.00002})
+    btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
+    path = [100.0, 102.0, 101.0, 105.0, 103.0, 108.0, 104.0]
+    btc.ohlcv["1m"], eth.ohlcv["1m"] = candles(path, volume=10.0), candles([p / 2 for p in path], volume=1e-9)
+    m = M.compute(s, None, None)
+    assert m.positions == {"BTC/USDT": pytest.approx(300.0), "ETH/USDT": pytest.approx(0.001)}
+    assert m.total_exposure == pytest.approx(300.001 / 1_300.001)
+    assert m.correlation_risk == 0.0  # one position: no pair
+    assert m.volatility == pytest.approx(M.realized_volatility(btc))
+    assert m.liquidity_risk == pytest.approx(3.0 / 70.0)  # BTC's alone (ETH's volume would make it 2 000 times larger)
+    s.holdings.set_balances({"ETH": Balance(1.0, 0.0, 1.0)})  # worth 50, above the minimum of 5: a position
+    assert M.compute(s, None, None).correlation_risk == pytest.approx(1.0)
+
+
 def test_liquidity_risk_is_the_largest_position_over_an_hour_of_volume() -> None:
     s = stub_strategy(prices={"BTC/USDT": 100.0, "ETH/USDT": 10.0}, cash={"USDT": 0.0, "BTC": 3.0, "ETH": 4.0})
     s.universe["BTC/USDT"].ohlcv["1m"] = candles([100.0] * 90, volume=1.0)  # only the last 60 count: 60 BTC
