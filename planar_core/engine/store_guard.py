@@ -57,27 +57,50 @@ class GuardedSink:
         self.inner = inner
         self.on_failure: Callable[[str, BaseException], None] = on_failure or _log_failure
         self.where = f"event trace {getattr(inner, 'root', '')}".rstrip()
+        # a live trace's checkpoints fail on their own thread: the failure waits there until a write here takes it
+        take = getattr(inner, "take_failure", None)
+        self._take_failure: Callable[[], BaseException | None] | None = take if callable(take) else None
 
     def record(self, kind: str, **fields: object) -> None:
         try:
             self.inner.record(kind, **fields)
         except OSError as exc:
             self.on_failure(self.where, exc)
+        self._background_failure()
 
     def durable(self, kind: str, **fields: object) -> None:
-        """Record and make durable now, or raise (the order intent: nothing is sent that is not on disk first)."""
+        """Record and make durable now, or raise (the order intent: nothing is sent that is not on disk first). A
+        background checkpoint's failure found meanwhile halts, but does not refuse this intent: it is on disk."""
         self.inner.record(kind, **fields)
         self.inner.flush()
+        self._background_failure()
 
     def flush(self) -> None:
         try:
             self.inner.flush()
         except OSError as exc:
             self.on_failure(self.where, exc)
+        self._background_failure()
+
+    def _background_failure(self) -> None:
+        if self._take_failure is not None and (failed := self._take_failure()) is not None:
+            self.on_failure(self.where, failed)
 
     def check(self) -> None:
-        """Write everything held since a failure, or raise: the store is writable again."""
+        """Write everything held since a failure, or raise: the store is writable again (a trace that checkpoints
+        on its own thread checkpoints here, so that re-arming proves its segments can be written too)."""
         self.inner.flush()
+        if self._take_failure is None:
+            return
+        self._take_failure()  # an earlier failure, which the checkpoint below proves over (or raises again)
+        checkpoint = getattr(self.inner, "checkpoint", None)
+        try:
+            if callable(checkpoint):
+                checkpoint()
+        except OSError:
+            raise
+        except Exception as exc:  # an encoder's or a store library's error: the store still cannot be written
+            raise OSError(f"checkpoint failed: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -50,6 +50,15 @@ def _values(shape: tuple[str, ...], rows: list[dict[str, object]]) -> list[list[
     return [list(map(operator.itemgetter(name), rows)) for name in ("timestamp", "kind", *shape[1:])]
 
 
+class CheckpointFailed(OSError):
+    """A background checkpoint failed (its cause chained): an ``OSError``, so that a ``GuardedSink`` halts on it
+    whatever the cause (a full disk, an object store's error, an event its encoder refused)."""
+
+    def __init__(self, root: str, cause: BaseException) -> None:
+        super().__init__(f"trace {root}: a checkpoint failed: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+
 def lock_local_writer(files: TraceFiles, purpose: str = "") -> int:
     """Take a local trace's ``writer.lock`` (an flock, released when the descriptor closes or the process dies) or
     raise ``TraceLockedError`` naming its holder; returns the descriptor."""
@@ -119,7 +128,9 @@ class EventTrace:
         self.background = background
         self._writing = False  # a checkpoint is between taking its events and committing its segment
         self._written = threading.Condition(self._lock)  # ... and says so when it is done
-        self._failed: OSError | None = None  # a background checkpoint's failure, raised by the next flush
+        self._failed: CheckpointFailed | None = None  # a background checkpoint's failure, until taken (take_failure)
+        self._retry_at = 0.0  # after a failed background checkpoint: none starts before this (monotonic seconds)
+        self._backoff = 0.0
         self._last_ts = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
@@ -230,18 +241,14 @@ class EventTrace:
                 self.flush()
 
     def flush(self) -> None:
-        """Make every buffered event durable (one WAL write); checkpoint into a segment when enough piled up. A
-        background checkpoint's failure is raised here (its events are back in line for the next one)."""
+        """Make every buffered event durable (one WAL write); checkpoint into a segment when enough piled up."""
         with self._lock:
-            failed, self._failed = self._failed, None
             self._write_buffer()
             due = (
                 len(self._wal_pending) >= self.checkpoint_every
                 or self._wal_files >= self.max_wal_files
                 or (self._wal_pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval)
             )
-        if failed is not None:
-            raise failed
         if due:
             self._checkpoint_due()
 
@@ -296,23 +303,49 @@ class EventTrace:
 
     def _checkpoint_due(self) -> None:
         """A checkpoint fell due: written here, or (``background``) on a thread unless one is already writing (the
-        events that piled up meanwhile wait for the next flush that finds one due)."""
+        events that piled up meanwhile wait for the next flush that finds one due) or one failed lately (retried
+        after a pause that doubles, from 1 s to ``checkpoint_interval``: each attempt encodes the whole backlog)."""
         if not self.background:
             self.checkpoint()
             return
         with self._lock:
-            if self._writing or self.closed:
+            if self._writing or self.closed or time.monotonic() < self._retry_at:
                 return
             self._writing = True  # claimed here, so that no second thread starts before this one takes its events
-        threading.Thread(target=self._background_checkpoint, name=f"trace-checkpoint {self.root}", daemon=True).start()
+        try:
+            threading.Thread(target=self._background_checkpoint, name=f"trace-checkpoint {self.root}", daemon=True).start()
+        except BaseException as exc:  # no thread (the process's limit): nothing was taken; the next due one retries
+            self._background_failed(exc)
+            with self._lock:
+                self._writing = False
+                self._written.notify_all()
 
     def _background_checkpoint(self) -> None:
         try:
             self._checkpoint(claimed=True)
-        except OSError as exc:  # kept for the next flush to raise (``_checkpoint``, before the next may start)
-            log.error("trace %s: a checkpoint failed (%s); its events stay in the WAL for the next one", self.root, exc)
-        except Exception:
-            log.exception("trace %s: a checkpoint failed; its events stay in the WAL for the next one", self.root)
+        except BaseException as exc:  # its events are back in line (``_checkpoint``); the failure waits to be taken
+            self._background_failed(exc)
+        else:
+            with self._lock:
+                self._backoff, self._retry_at = 0.0, 0.0
+
+    def _background_failed(self, exc: BaseException) -> None:
+        log.error("trace %s: a checkpoint failed (%s: %s); its events stay in the WAL for the next one", self.root, type(exc).__name__, exc)
+        with self._lock:
+            self._backoff = min(max(1.0, 2 * self._backoff), self.checkpoint_interval)
+            self._retry_at = time.monotonic() + self._backoff
+            if self._failed is None:  # the first of an episode: what the writer is told
+                self._failed = exc if isinstance(exc, CheckpointFailed) else CheckpointFailed(self.root, exc)
+
+    def take_failure(self) -> "CheckpointFailed | None":
+        """A background checkpoint's failure not yet reported (and forget it): its owner (``GuardedSink``, on its
+        own thread) halts on it. The events it held are not lost: back in line for the next checkpoint, and in
+        the WAL meanwhile."""
+        if self._failed is None:
+            return None
+        with self._lock:
+            failed, self._failed = self._failed, None
+            return failed
 
     @property
     def checkpointing(self) -> bool:
@@ -361,10 +394,8 @@ class EventTrace:
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
             return self._commit_segment(cols, wal_from, upto)
-        except BaseException as exc:
+        except BaseException:
             with self._lock:  # back in line, ahead of what came since, for the next checkpoint
-                if claimed and isinstance(exc, OSError):
-                    self._failed = exc  # a background checkpoint's failure: the next flush raises it
                 self._wal_pending[:0] = events
                 for shape, rows in market.items():
                     self._market.setdefault(shape, [])[:0] = rows
@@ -378,8 +409,8 @@ class EventTrace:
                 self._written.notify_all()
 
     def sync(self) -> None:
-        """Everything recorded so far, readable by a reader: buffered events flushed, buffered market data
-        checkpointed, a background checkpoint committed."""
+        """Everything recorded so far, readable by a reader: buffered events flushed, a background checkpoint
+        finished (committed, or failed with its events back in the WAL's line), buffered market data checkpointed."""
         with self._lock:
             self.flush()
             while self._writing:
@@ -413,12 +444,32 @@ class EventTrace:
             if wal_upto is not None:
                 m.wal_consumed = max(m.wal_consumed, wal_upto)
 
-        self.files.update_manifest(add)
+        try:
+            self.files.update_manifest(add)
+        except BaseException:
+            if not self._listed(seg):
+                raise
+            log.warning(
+                "trace %s: the manifest naming segment %s was written, though its update raised", self.root, seg.name, exc_info=True
+            )
+        # committed: from here nothing may give the events back (they would be written twice). A WAL file that
+        # cannot be removed now is one the manifest marks consumed: no reader, nor the next writer, reads it, and
+        # the next checkpoint removes it.
         if wal_upto is not None:
-            for seq in self.files.list_wal():
-                if seq <= wal_upto:
-                    self.files.remove(f"wal/{seq:012d}.jsonl")
+            try:
+                for seq in self.files.list_wal():
+                    if seq <= wal_upto:
+                        self.files.remove(f"wal/{seq:012d}.jsonl")
+            except Exception as exc:
+                log.warning("trace %s: consumed WAL files not removed yet (%s)", self.root, exc)
         return seg
+
+    def _listed(self, seg: Segment) -> bool:
+        """Whether the committed manifest names ``seg`` (read again; False when it cannot be read)."""
+        try:
+            return any(s.name == seg.name for s in self.files.load_manifest().segments)
+        except Exception:
+            return False
 
     def close(self) -> None:
         """Flush and checkpoint everything, release the writer lock."""

@@ -9,12 +9,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from planar_core.engine.store_guard import GuardedSink
 from planar_core.trace import EventTrace, read_trace
 from planar_core.trace import store as store_module
 from planar_core.trace.files import TraceFiles
+from planar_core.trace.store import CheckpointFailed
 
 WAIT_S = 30.0  # the longest a step waits on the other thread (a failure, never a measurement)
 
@@ -66,24 +69,121 @@ def test_the_recorder_goes_on_while_a_checkpoint_is_written(tmp_path: Path, monk
     assert not TraceFiles(str(tmp_path)).list_wal()
 
 
-def test_a_failed_background_checkpoint_is_raised_by_the_next_flush_and_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _finished(et: EventTrace) -> None:
+    with et._written:
+        assert et._written.wait_for(lambda: not et.checkpointing, WAIT_S)
+
+
+def test_a_failed_background_checkpoint_halts_once_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure waits on the trace until the engine's sink takes it on its own thread: the strategy halts once
+    (``on_failure``), an order intent recorded meanwhile is not refused (it is on disk), and the events come back
+    for the next checkpoint, ahead of the later ones."""
     gate = _Gate(store_module.write_segment, fail=1)
     monkeypatch.setattr(store_module, "write_segment", gate)
+    failures: list[BaseException] = []
     et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
-    _record(et, 0, 100)
+    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    for i in range(100):
+        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
     assert gate.entered.wait(WAIT_S)
     gate.opened.set()
-    with et._written:  # the failed checkpoint has given its events back
-        assert et._written.wait_for(lambda: not et._writing, WAIT_S)
-    with pytest.raises(OSError, match="No space left"):
-        _record(et, 100, 1)  # recorded and durable; its flush says the store failed
-    _record(et, 101, 99)  # the next checkpoint, due again, takes the first 100 back with those since
-    et.close()
-    assert sum(s.rows for s in TraceFiles(str(tmp_path)).load_manifest().segments) == 200
-    assert _ids(tmp_path) == [f"c{i}" for i in range(200)]
+    _finished(et)
+    sink.durable("order_placed", client_order_id="c100", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)  # not refused
+    assert [type(f) for f in failures] == [CheckpointFailed] and "No space left" in str(failures[0])
+    sink.record("trade_executed", client_order_id="c101", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    assert len(failures) == 1  # once
+    sink.check()  # re-arming: a checkpoint in the caller proves the segments can be written again
+    sink.close()
+    assert sum(s.rows for s in TraceFiles(str(tmp_path)).load_manifest().segments) == 102
+    assert _ids(tmp_path) == [f"c{i}" for i in range(102)]
     assert not TraceFiles(str(tmp_path)).list_wal()
+
+
+def test_an_encoder_error_is_a_store_failure_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only an OSError: whatever stops a background checkpoint halts the strategy (a ``CheckpointFailed``,
+    an OSError with the cause chained), rather than checkpoints failing unseen while the WAL grows."""
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise ValueError("an event the encoder cannot take")
+
+    monkeypatch.setattr(store_module, "write_segment", refuse)
+    failures: list[BaseException] = []
+    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
+    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    for i in range(100):
+        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    _finished(et)
+    sink.flush()
+    assert len(failures) == 1 and isinstance(failures[0], OSError) and isinstance(failures[0].__cause__, ValueError)
+    with pytest.raises(OSError, match="ValueError"):
+        sink.check()  # re-arming refused while it still fails
+    monkeypatch.undo()
+    sink.close()
+    assert _ids(tmp_path) == [f"c{i}" for i in range(100)]
+
+
+def test_a_failing_store_is_retried_after_a_pause_not_on_every_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each attempt encodes the whole backlog: after a failure the next waits (1 s, doubling), instead of starting
+    on every flush that finds the backlog still due (one per flush before: 150 attempts here)."""
+    attempts: list[int] = []
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        attempts.append(1)
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(store_module, "write_segment", refuse)
+    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=50, background=True)
+    for i in range(200):
+        et.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+        _finished(et)
+    assert 1 <= len(attempts) <= 5  # one per pause passed while recording (a second on a slow machine)
+    monkeypatch.undo()
+    et.close()
+    assert _ids(tmp_path) == [f"c{i}" for i in range(200)]
+
+
+def test_a_wal_file_that_cannot_be_removed_after_the_commit_is_not_written_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the manifest names the segment, the events are in it: a failure to remove the consumed WAL files must
+    not give them back (the next checkpoint would write them a second time)."""
+    real_remove = TraceFiles.remove
+
+    def remove(self: TraceFiles, path: str) -> None:
+        if path.startswith("wal/") and threading.current_thread() is not threading.main_thread():
+            raise OSError(5, "Input/output error (injected)")
+        real_remove(self, path)
+
+    monkeypatch.setattr(TraceFiles, "remove", remove)
+    failures: list[BaseException] = []
+    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
+    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    for i in range(150):
+        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+        _finished(et)
+    sink.close()
+    assert _ids(tmp_path) == [f"c{i}" for i in range(150)]  # each once
+    assert failures == []  # committed: nothing failed that matters
+    assert not TraceFiles(str(tmp_path)).list_wal()  # close's checkpoint removed them
+
+
+def test_a_thread_that_cannot_start_leaves_no_checkpoint_claimed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No thread (the process's limit reached): nothing was taken, the failure is reported, and ``close()`` does not
+    wait forever for a checkpoint that never began."""
+
+    class NoThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    failures: list[BaseException] = []
+    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
+    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    monkeypatch.setattr(store_module, "threading", SimpleNamespace(Thread=NoThread))  # the trace's threads only
+    for i in range(100):
+        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    assert not et.checkpointing
+    assert len(failures) == 1 and "can't start new thread" in str(failures[0])
+    monkeypatch.undo()
+    sink.close()  # in the caller
+    assert _ids(tmp_path) == [f"c{i}" for i in range(100)]
 
 
 KILLED_IN_A_CHECKPOINT = """
@@ -91,10 +191,10 @@ import os, signal, sys, threading
 from planar_core.trace import EventTrace
 from planar_core.trace.files import TraceFiles
 real = TraceFiles.update_manifest
-def update_manifest(self, change):
+def update_manifest(self, *args):
     if threading.current_thread() is not threading.main_thread():  # the background checkpoint, its segment written
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, change)
+    return real(self, *args)
 TraceFiles.update_manifest = update_manifest
 et = EventTrace(sys.argv[1], flush_interval=3600, checkpoint_every=100, background=True)
 for i in range(150):
@@ -104,9 +204,13 @@ print("not killed")
 """
 
 
-def test_a_process_killed_during_a_background_checkpoint_loses_nothing(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", KILLED_IN_A_CHECKPOINT, str(tmp_path)], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("at", ["update_manifest", "remove"])
+def test_a_process_killed_during_a_background_checkpoint_loses_nothing(tmp_path: Path, at: str) -> None:
+    """Killed with the segment written and no manifest naming it (an orphan), or with the manifest committed and
+    the consumed WAL files still there: the next writer finds every event once."""
+    script = KILLED_IN_A_CHECKPOINT.replace("update_manifest", at)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == -9, done.stdout + done.stderr
-    assert TraceFiles(str(tmp_path)).list("segments")  # the orphan segment the kill left, named by no manifest
+    assert TraceFiles(str(tmp_path)).list("segments")
     EventTrace(str(tmp_path)).close()  # the next writer recovers the WAL
     assert _ids(tmp_path) == [f"c{i}" for i in range(150)]  # each once
