@@ -59,7 +59,9 @@ class GuardedSink:
         self.where = f"event trace {getattr(inner, 'root', '')}".rstrip()
         # a live trace's checkpoints fail on their own thread: the failure waits there until a write here takes it
         take = getattr(inner, "take_failure", None)
-        self._take_failure: Callable[[], BaseException | None] | None = take if callable(take) else None
+        self._take_failure: Callable[[], BaseException | None] | None = (
+            take if callable(take) and getattr(inner, "background", False) else None
+        )
 
     def record(self, kind: str, **fields: object) -> None:
         try:
