@@ -171,7 +171,8 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
     out = report.of(symbol).orders
     if out.unverified is None:
         out.unverified = "not listed yet"  # until the exchange lists them
-    seen: set[str] = set()
+    seen: set[str] = set()  # exchange ids of this strategy's orders a listing showed open
+    confirmed: set[str] = set()  # ... and of those whose cancel by this stop the exchange confirmed
     ai = s.universe.get(symbol)
     local = [o for o in ai.open_orders() if o.id is not None] if ai is not None else []
     known = {str(o.id) for o in local}
@@ -181,7 +182,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
     if ai is not None and local:  # a running engine names its open orders: cancel them and list, at the same time
         in_flight = any(o.id is None for o in ai.open_orders())  # sent, not acknowledged: the listing must come after
         listing = asyncio.ensure_future(s.venue.open_orders(symbol, timeout=max(0.1, deadline - loop.time()), retries=0))
-        seen = await _cancel_known(s, ai, local, deadline, report)  # no word on these: absent from the listing = cancelled
+        seen = await _cancel_known(s, ai, local, deadline, report)  # no word on these: the listings tell when they are gone
         known = set()
         try:
             listed = await listing
@@ -213,7 +214,10 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         mine = [r for r in listed if _ours(s, symbol, r)]
         out.left_alone = len(listed) - len(mine)
         ids = {str(r.id) for r in mine}
-        out.cancelled += len(seen - ids)
+        # gone since it was listed: cancelled by this stop when its own cancel was confirmed, else by whoever else
+        # (a running engine's stop racing this one, a fill): each order counted once across the two stops' reports
+        out.cancelled += len((seen - ids) & confirmed)
+        out.already_gone += len(seen - ids - confirmed)
         seen -= seen - ids
         out.unverified = None
         if not mine:
@@ -222,6 +226,7 @@ async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: ESt
         seen |= ids
         out.still_open = len(mine)
         result = await s.venue.cancel_orders(symbol, [_target(r) for r in mine], timeout=max(0.1, deadline - loop.time()), retries=0)
+        confirmed |= {str(r.id) for r in mine if (r.client_order_id or "") in result.cancelled}
         with s.group():
             for cid, r in result.cancelled.items():
                 s.apply_order(as_cancelled(symbol, cid, r), source="estop")

@@ -147,6 +147,44 @@ async def test_standalone_estop_from_another_process_while_the_engine_runs(strat
     assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01) is None
 
 
+async def test_two_stops_racing_on_the_same_orders_count_each_order_once(strategy_factory, sandbox, account, monkeypatch) -> None:
+    """The e-stop run from Prefect and the running engine's own stop cancel at once. The run lists the orders open,
+    the engine cancels them before the run's cancels arrive, the run's next listing shows them gone: the run's
+    cancels were answered "not open", so they are the engine's, not the run's too. Before, each stop counted every
+    order that vanished between its listings as its own cancel: 2 + 2 for 2 orders (the operations test's report
+    said so once, by the race)."""
+    from planar_core.config import StrategyConfig
+    from planar_core.exchange.ccxt_venue import CcxtVenue
+    from planar_core.runner import emergency_stop_standalone
+
+    s = await strategy_factory(universe=["BTC/USDT"])
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    await wait_for(lambda: len(open_on_exchange(sandbox, account)) == 2 and all(o.id for o in s.universe["BTC/USDT"].open_orders()))
+    run_cancelling, engine_done = asyncio.Event(), asyncio.Event()
+    real = CcxtVenue.cancel_orders
+
+    async def cancel_orders(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self is not s.venue:  # the run's: after its first listing, held until the engine's stop is done
+            run_cancelling.set()
+            await asyncio.wait_for(engine_done.wait(), 60)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CcxtVenue, "cancel_orders", cancel_orders)
+    cfg = StrategyConfig.model_validate(
+        {
+            **s.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+        }
+    )
+    run = asyncio.ensure_future(emergency_stop_standalone(cfg, "by hand, engine alive", close_positions=False))
+    await asyncio.wait_for(run_cancelling.wait(), 60)
+    engine = await s.emergency_stop("by hand, engine alive")
+    engine_done.set()
+    by_run = await asyncio.wait_for(run, 60)
+    assert open_on_exchange(sandbox, account) == []
+    assert (engine.cancelled, by_run.cancelled, by_run.already_gone) == (2, 0, 2), (engine.as_dict(), by_run.as_dict())
+
+
 async def test_monitor_publishes_metrics_and_reduces_exposure(strategy_factory, sandbox) -> None:
     acct = sandbox.ex.add_account({"USDT": 10_000})
     s = await strategy_factory(acct=acct, universe=["BTC/USDT", "ETH/USDT"], balance_watcher={"interval": 0.2})
