@@ -60,19 +60,25 @@ async def test_sector_limit(strategy_factory, sandbox) -> None:
     assert await accepted(s, "ETH/USDT", 800)
 
 
-async def test_correlation_limit(strategy_factory, sandbox) -> None:
-    s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
-    assert await accepted(s, "BTC/USDT", 1000)
-    await wait_for(lambda: s.cash("BTC").total > 0)
+def moving_together(s, sandbox) -> None:
+    """BTC's and ETH's last hour of candles with the same moves (correlation 1), the prices the sandbox's, and no
+    candle stream to replace them."""
     btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
     candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
     btc.ohlcv["1m"] = Candles.from_rows(candles)
-    eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])  # the same moves: correlation 1
+    eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])
     btc.last_price, eth.last_price = (
         sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]),
         sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")]),
     )
     s.config.ohlcv_watcher.use_websocket = False
+
+
+async def test_correlation_limit(strategy_factory, sandbox) -> None:
+    s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
+    assert await accepted(s, "BTC/USDT", 1000)
+    await wait_for(lambda: s.cash("BTC").total > 0)
+    moving_together(s, sandbox)
     assert await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 500), waitfor=1) is None
     assert "correlation_limit" in s.sink.of("risk_rejected")[-1]["reason"]
 
@@ -84,18 +90,11 @@ async def test_correlation_limit_ignores_a_leftover_no_order_can_trade(strategy_
     s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
     assert await accepted(s, "BTC/USDT", 1000)
     await wait_for(lambda: s.cash("BTC").total > 0)
-    btc, eth = s.universe["BTC/USDT"], s.universe["ETH/USDT"]
+    btc = s.universe["BTC/USDT"]
     step = 0.00001  # BTCUSDT's amount step on the sandbox, as on Binance
     assert isinstance(await s.call(btc, OrderType.MARKET, Side.SELL, amount=s.cash("BTC").total - 2 * step, waitfor=2), Trade)
     await wait_for(lambda: 0 < s.cash("BTC").total * btc.last_price < 5.0)  # below BTCUSDT's NOTIONAL minimum of 5
-    candles = [[i * 60_000, 0, 0, 0, 100 * (1.01 if i % 3 else 0.99) ** i, 1.0] for i in range(61)]
-    btc.ohlcv["1m"] = Candles.from_rows(candles)
-    eth.ohlcv["1m"] = Candles.from_rows([c[:4] + [c[4] * 0.04] + c[5:] for c in candles])  # the same moves: correlation 1
-    btc.last_price, eth.last_price = (
-        sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")]),
-        sandbox.ex.mid(sandbox.ex.markets[("spot", "ETHUSDT")]),
-    )
-    s.config.ohlcv_watcher.use_websocket = False
+    moving_together(s, sandbox)
     assert isinstance(await s.call("ETH/USDT", OrderType.MARKET, Side.BUY, amount=amount_for(s, "ETH/USDT", 200), waitfor=2), Trade)
     assert not any("correlation_limit" in e["reason"] for e in s.sink.of("risk_rejected"))
     # (the same BTC above its minimum refuses it: test_correlation_limit)

@@ -22,9 +22,16 @@ from planar_core.trace.store import CheckpointFailed
 WAIT_S = 30.0  # the longest a step waits on the other thread (a failure, never a measurement)
 
 
-def _record(et: EventTrace, first: int, n: int) -> None:
+def _record(sink: EventTrace | GuardedSink, first: int, n: int) -> None:
     for i in range(first, first + n):  # a durable kind: each record is one flush (one WAL append)
-        et.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=100.0 + i)
+        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=100.0 + i)
+
+
+def _guarded(root: Path, checkpoint_every: int = 100) -> tuple[EventTrace, GuardedSink, list[BaseException]]:
+    """A live engine's trace (checkpoints in the background) behind its sink, and the failures the sink reports."""
+    failures: list[BaseException] = []
+    et = EventTrace(str(root), flush_interval=3600, checkpoint_every=checkpoint_every, background=True)
+    return et, GuardedSink(et, on_failure=lambda where, exc: failures.append(exc)), failures
 
 
 def _ids(root: Path) -> list[str]:
@@ -80,11 +87,8 @@ def test_a_failed_background_checkpoint_halts_once_and_loses_nothing(tmp_path: P
     for the next checkpoint, ahead of the later ones."""
     gate = _Gate(store_module.write_segment, fail=1)
     monkeypatch.setattr(store_module, "write_segment", gate)
-    failures: list[BaseException] = []
-    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
-    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
-    for i in range(100):
-        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    et, sink, failures = _guarded(tmp_path)
+    _record(sink, 0, 100)
     assert gate.entered.wait(WAIT_S)
     gate.opened.set()
     _finished(et)
@@ -107,11 +111,8 @@ def test_an_encoder_error_is_a_store_failure_too(tmp_path: Path, monkeypatch: py
         raise ValueError("an event the encoder cannot take")
 
     monkeypatch.setattr(store_module, "write_segment", refuse)
-    failures: list[BaseException] = []
-    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
-    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
-    for i in range(100):
-        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    et, sink, failures = _guarded(tmp_path)
+    _record(sink, 0, 100)
     _finished(et)
     sink.flush()
     assert len(failures) == 1 and isinstance(failures[0], OSError) and isinstance(failures[0].__cause__, ValueError)
@@ -153,11 +154,9 @@ def test_a_wal_file_that_cannot_be_removed_after_the_commit_is_not_written_twice
         real_remove(self, path)
 
     monkeypatch.setattr(TraceFiles, "remove", remove)
-    failures: list[BaseException] = []
-    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
-    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    et, sink, failures = _guarded(tmp_path)
     for i in range(150):
-        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+        _record(sink, i, 1)
         _finished(et)
     sink.close()
     assert _ids(tmp_path) == [f"c{i}" for i in range(150)]  # each once
@@ -173,12 +172,9 @@ def test_a_thread_that_cannot_start_leaves_no_checkpoint_claimed(tmp_path: Path,
         def start(self) -> None:
             raise RuntimeError("can't start new thread")
 
-    failures: list[BaseException] = []
-    et = EventTrace(str(tmp_path), flush_interval=3600, checkpoint_every=100, background=True)
-    sink = GuardedSink(et, on_failure=lambda where, exc: failures.append(exc))
+    et, sink, failures = _guarded(tmp_path)
     monkeypatch.setattr(store_module, "threading", SimpleNamespace(Thread=NoThread))  # the trace's threads only
-    for i in range(100):
-        sink.record("trade_executed", client_order_id=f"c{i}", symbol="BTC/USDT", side="buy", amount=1.0, price=1.0)
+    _record(sink, 0, 100)
     assert not et.checkpointing
     assert len(failures) == 1 and "can't start new thread" in str(failures[0])
     monkeypatch.undo()
