@@ -321,13 +321,8 @@ class EventTrace:
                 self._written.notify_all()
 
     def _background_checkpoint(self) -> None:
-        try:
+        with contextlib.suppress(BaseException):  # recorded by ``_checkpoint`` before it released its claim
             self._checkpoint(claimed=True)
-        except BaseException as exc:  # its events are back in line (``_checkpoint``); the failure waits to be taken
-            self._background_failed(exc)
-        else:
-            with self._lock:
-                self._backoff, self._retry_at = 0.0, 0.0
 
     def _background_failed(self, exc: BaseException) -> None:
         log.error("trace %s: a checkpoint failed (%s: %s); its events stay in the WAL for the next one", self.root, type(exc).__name__, exc)
@@ -378,7 +373,9 @@ class EventTrace:
                 wal_log, self._wal_log = self._wal_log, None  # closed below: the next flush starts another file
                 self._last_checkpoint = time.monotonic()
                 wal_files, self._wal_files = self._wal_files, 0
-            except BaseException:
+            except BaseException as exc:
+                if claimed:  # said before the claim is released: whoever waits for it finds the failure
+                    self._background_failed(exc)
                 self._writing = False
                 self._written.notify_all()
                 raise
@@ -393,9 +390,15 @@ class EventTrace:
             )
             if len(cols) and np.any(np.diff(cols.timestamp) < 0):
                 cols = cols.take(np.argsort(cols.timestamp, kind="stable"))
-            return self._commit_segment(cols, wal_from, upto)
-        except BaseException:
+            seg = self._commit_segment(cols, wal_from, upto)
+            if claimed:
+                with self._lock:
+                    self._backoff, self._retry_at = 0.0, 0.0
+            return seg
+        except BaseException as exc:
             with self._lock:  # back in line, ahead of what came since, for the next checkpoint
+                if claimed:  # said before the claim is released: whoever waits for it finds the failure
+                    self._background_failed(exc)
                 self._wal_pending[:0] = events
                 for shape, rows in market.items():
                     self._market.setdefault(shape, [])[:0] = rows
