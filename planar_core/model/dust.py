@@ -12,16 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .json import num, obj
+from .json import num
 
 
 def below_minimum(market: Mapping[str, object], qty: float, price: float | None) -> bool:
     """``qty`` (of the market's amount: base units for spot, contracts for derivatives) below the market's minimum
     amount, or (spot, at ``price``) below its minimum order value. Zero or less is below it; a market that states no
-    minimum has none."""
+    minimum has none. (The risk monitor asks for every asset on every run: the limits are read in place, not copied
+    as ``obj`` would.)"""
     if qty <= 0:
         return True
-    limits = obj(market.get("limits"))
-    if qty < num(obj(limits.get("amount")).get("min")):
+    limits = market.get("limits")
+    if not isinstance(limits, dict):
+        return False
+    if qty < _limit(limits, "amount"):
         return True
-    return not market.get("contract") and bool(price) and qty * (price or 0.0) < num(obj(limits.get("cost")).get("min"))
+    return not market.get("contract") and bool(price) and qty * (price or 0.0) < _limit(limits, "cost")
+
+
+def _limit(limits: Mapping[str, object], key: str) -> float:
+    """The ``min`` of one of ccxt's ``limits`` entries (0: none stated)."""
+    entry = limits.get(key)
+    return num(entry.get("min")) if isinstance(entry, dict) else 0.0

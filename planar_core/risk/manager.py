@@ -66,6 +66,7 @@ class RiskManager:
         self.estop_reports: list[EStopReport] = []
         self.breaker_trips: list[tuple[float, str]] = []
         self._unpriced: tuple[str, ...] = ()
+        self._correlated = False  # the last monitor run found the correlation risk above its limit
 
     async def connection_lost(self, s: "Strategy", reason: str) -> None:
         await self.trip(s, reason, kind="connection_lost")
@@ -272,12 +273,25 @@ class RiskManager:
         if cfg.max_volatility_threshold is not None and not math.isnan(m.volatility) and m.volatility > cfg.max_volatility_threshold:
             log.warning("High market volatility detected: %.5f", m.volatility)
             await self.reduce_all_positions(s, 0.5, f"volatility {m.volatility:.5f} > {cfg.max_volatility_threshold}")
-        if m.correlation_risk > (cfg.correlation_limit or 0.8):
-            log.warning("High correlation risk detected: %.2f", m.correlation_risk)
+        self._watch_correlation(s, m.correlation_risk, cfg.correlation_limit or 0.8)
+        return m
+
+    def _watch_correlation(self, s: "Strategy", risk: float, limit: float) -> None:
+        """Warn when the correlation risk crosses above its limit, once, and note when it is back under it. Why on
+        the crossing: the figure stays up for as long as the positions are held, and an alert on every monitor run
+        (every 30 s; its text carries the figure, so the dispatcher's duplicate filter let each through) buried
+        the alerts that need a person."""
+        above = risk > limit
+        if above and not self._correlated:
+            log.warning("High correlation risk detected: %.2f > %.2f", risk, limit)
             from ..alerts.dispatcher import send_alert
 
-            send_alert(s, f"High correlation risk detected: {m.correlation_risk:.2f}", "warning")
-        return m
+            send_alert(
+                s, f"High correlation risk detected: {risk:.2f} > {limit:.2f} (no further alert until it falls back under)", "warning"
+            )
+        elif self._correlated and not above:
+            log.info("Correlation risk back under its limit: %.2f <= %.2f", risk, limit)
+        self._correlated = above
 
     async def reduce_all_positions(self, s: "Strategy", keep: float, reason: str) -> None:
         """Reduce every position of ``s`` to ``keep`` of its size."""

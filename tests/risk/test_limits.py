@@ -83,6 +83,43 @@ async def test_correlation_limit(strategy_factory, sandbox) -> None:
     assert "correlation_limit" in s.sink.of("risk_rejected")[-1]["reason"]
 
 
+async def test_a_correlation_above_its_limit_alerts_once_per_crossing(strategy_factory, sandbox) -> None:
+    """The monitor warns when the correlation risk crosses above its limit, not on every run while it stays there: it
+    stays up as long as the positions are held, and its text carries the figure, so the dispatcher's duplicate filter
+    let an alert through every 30 s. Falling back under and crossing again alerts again. A real webhook receives."""
+    from planar_core.alerts import AlertConfig, AlertDispatcher
+
+    from ..test_alerts import Receiver
+
+    receiver = await Receiver().start()
+    try:
+        s = await risk_strategy(strategy_factory, sandbox, correlation_limit=0.7)
+        # no duplicate filter: the second crossing comes within its 60 s
+        s.alerts = AlertDispatcher(AlertConfig(webhook_url=f"{receiver.url}/hook/slack", dedupe_window_s=0))
+        assert await accepted(s, "BTC/USDT", 1000) and await accepted(s, "ETH/USDT", 1000)
+        await wait_for(lambda: s.cash("BTC").total > 0 and s.cash("ETH").total > 0)
+
+        def alerts() -> list[str]:
+            return [r["json"]["text"] for r in receiver.requests if "correlation" in (r["json"] or {}).get("text", "")]
+
+        moving_together(s, sandbox)
+        for _ in range(3):
+            assert (await s.risk.monitor_once(s)).correlation_risk > 0.7
+        await s.alerts.drain()
+        assert len(alerts()) == 1 and "High correlation risk detected: 1.00 > 0.70" in alerts()[0]
+        eth = s.universe["ETH/USDT"]  # ETH now moves against BTC: back under the limit
+        eth.ohlcv["1m"] = Candles.from_rows([[r[0], 0, 0, 0, 1e4 / r[4], 1.0] for r in s.universe["BTC/USDT"].ohlcv["1m"].array.tolist()])
+        assert (await s.risk.monitor_once(s)).correlation_risk < 0.7
+        moving_together(s, sandbox)
+        await s.risk.monitor_once(s)
+        await s.alerts.drain()
+        assert len(alerts()) == 2
+    finally:
+        await s.alerts.stop()
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
+
+
 async def test_correlation_limit_ignores_a_leftover_no_order_can_trade(strategy_factory, sandbox) -> None:
     """BTC sold down to dust (below the market's minimum order value: what an MA cross leaves after each exit): an
     ETH buy that moves as BTC does is not refused for correlating with it. Before model/dust.py, a leftover worth
