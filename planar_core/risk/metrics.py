@@ -355,37 +355,44 @@ def is_dust(s: "Strategy", ai: "AssetInstance") -> bool:
 
 
 def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | None) -> RiskMetrics:
-    """The figures now; ``peak_equity`` None or below the equity: the equity is the peak."""
+    """The figures now; ``peak_equity`` None or below the equity: the equity is the peak. (One pass over the assets:
+    the monitor runs this every interval, in a backtest every candle.)"""
     rates = Rates(s)
     eq, unpriced = equity(s, rates)
     peak_equity = max(peak_equity or eq, eq)
-    values = {sym: position_value(s, ai, rates=rates) for sym, ai in s.universe.items()}
-    values = {k: v for k, v in values.items() if math.isfinite(v) and abs(v) > 1e-12}
-    gross = sum(abs(v) for v in values.values())
-    upnl = sum(u for u in (unrealized(ai) for ai in s.universe.values()) if u is not None)
+    values: dict[str, float] = {}
+    upnl = 0.0
     # correlation, volatility and liquidity are the positions' own: a holding no order can trade is none (dust.py)
-    syms = [k for k in values if not is_dust(s, s.universe[k])]
-    held = sum(abs(values[k]) for k in syms)
-    weights = {k: abs(values[k]) / held for k in syms} if held else {}
-    corr_terms, corr_w = 0.0, 0.0
-    corr, vols_of = assets_return_stats([s.universe[sym] for sym in syms])
-    for i, x in enumerate(syms):
-        for j in range(i + 1, len(syms)):
-            y, c = syms[j], corr[i][j]
-            if not math.isnan(c):
-                sign = 1.0 if (values[x] > 0) == (values[y] > 0) else -1.0
-                w = weights[x] * weights[y]
-                corr_terms += w * c * sign
-                corr_w += w
-    liquidity = 0.0
-    for sym in syms:
-        ai = s.universe[sym]
-        candles = ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), None)
-        volume = float(candles.array[-60:, 5].sum()) if candles else 0.0
-        qty = abs(values[sym]) / (ai.last_price or 1.0)
-        liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
-    vols = [(weights[k], vols_of[i]) for i, k in enumerate(syms)]
-    vol = sum(w * v for w, v in vols if not math.isnan(v)) if vols else math.nan
+    held: list[tuple[str, "AssetInstance"]] = []
+    for sym, ai in s.universe.items():
+        u = unrealized(ai)
+        if u is not None:
+            upnl += u
+        v = position_value(s, ai, rates=rates)
+        if math.isfinite(v) and abs(v) > 1e-12:
+            values[sym] = v
+            if not is_dust(s, ai):
+                held.append((sym, ai))
+    gross = sum(abs(v) for v in values.values())
+    corr_terms, corr_w, liquidity, vol = 0.0, 0.0, 0.0, math.nan
+    if held:
+        total = sum(abs(values[sym]) for sym, _ in held)
+        weights = [abs(values[sym]) / total for sym, _ in held]
+        corr, vols_of = assets_return_stats([ai for _, ai in held])
+        for i in range(len(held)):
+            for j in range(i + 1, len(held)):
+                c = corr[i][j]
+                if not math.isnan(c):
+                    sign = 1.0 if (values[held[i][0]] > 0) == (values[held[j][0]] > 0) else -1.0
+                    w = weights[i] * weights[j]
+                    corr_terms += w * c * sign
+                    corr_w += w
+        for sym, ai in held:
+            candles = ai.ohlcv.get("1m") or next(iter(ai.ohlcv.values()), None)
+            volume = float(candles.array[-60:, 5].sum()) if candles else 0.0
+            qty = abs(values[sym]) / (ai.last_price or 1.0)
+            liquidity = max(liquidity, qty / volume if volume > 0 else math.inf)
+        vol = sum(w * v for w, v in zip(weights, vols_of) if not math.isnan(v))
     return RiskMetrics(
         equity=eq,
         unrealized_pnl=upnl,
