@@ -46,6 +46,9 @@ class SandboxOrder:
     position_side: str = "BOTH"  # futures: BOTH (one-way) or LONG/SHORT (hedge mode)
     algo_id: int = 0  # futures: the algo order whose trigger placed this order
     order_list_id: int = 0  # spot: the OCO list this order is a leg of (0: none; -1 on the wire)
+    quote_qty: Decimal = ZERO  # spot MARKET: the quoteOrderQty it was sent with (Binance's origQuoteOrderQty)
+    strategy_id: int | None = None  # spot: strategyId / strategyType as sent (echoed only when sent)
+    strategy_type: int | None = None
 
     @property
     def is_market(self) -> bool:

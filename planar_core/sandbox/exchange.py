@@ -209,6 +209,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             if "stopPrice" in p or not trailing:
                 stop_price = self._number(p, "stopPrice")
                 filters.check_price(spec, m.bounds, stop_price)
+        quote_qty = ZERO
         if otype == "MARKET" and "quoteOrderQty" in p and "quantity" not in p:
             quote_qty = self._number(p, "quoteOrderQty")
             ask = self.best_bid_ask(m)[1][0]
@@ -221,7 +222,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             filters.check_market_qty(spec, m.bounds, qty)
         iceberg = ZERO
         if p.get("icebergQty"):
-            if kind != "spot" or otype not in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") or tif != "GTC":
+            if kind != "spot" or otype not in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
                 raise E.ApiError(400, -1106, "Parameter 'icebergQty' sent when not required.")
             iceberg = self._number(p, "icebergQty")
             filters.check_iceberg(spec, qty, iceberg)
@@ -232,6 +233,12 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                     400, -4164, f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only)."
                 )
             raise E.filter_failure("NOTIONAL")
+        if kind == "spot" and otype not in MARKET_TYPES and qty * ref_price > filters.MAX_NOTIONAL:  # applyMaxToMarket false
+            raise E.filter_failure("NOTIONAL")
+        if iceberg and iceberg >= qty:  # past the filters: the matching engine's own refusals
+            raise E.ApiError(400, -2010, "IcebergQty exceeds QTY.")
+        if iceberg and tif != "GTC":
+            raise E.ApiError(400, -2010, "Unsupported order combination")
         resting = acct.open_orders(kind, spec.symbol)
         filters.check_open_count(kind, len(resting), algo=False)
         if otype in CONDITIONAL_TYPES:
@@ -256,6 +263,9 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             iceberg_qty=iceberg,
             position_side=position_side,
             algo_id=self._placing_algo,
+            quote_qty=quote_qty,
+            strategy_id=self._int(p, "strategyId") if kind == "spot" and p.get("strategyId") else None,
+            strategy_type=self._int(p, "strategyType") if kind == "spot" and p.get("strategyType") else None,
         )
         if order.is_conditional:
             order.working = False
@@ -509,10 +519,15 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             order = acct.orders.get(self._int(p, "orderId"))
         elif p.get("origClientOrderId"):
             order = acct.by_client_id.get((kind, p["origClientOrderId"]))
+        elif kind == "spot":
+            raise E.ApiError(400, -1102, "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!")
         else:
             raise E.mandatory("orderId")
         if order is None or order.kind != kind or order.symbol != p["symbol"].upper() or not self.visible(order):
             raise E.order_not_found()
+        if kind == "spot" and p.get("orderId") and p.get("origClientOrderId") and p["origClientOrderId"] != order.client_id:
+            # spot: found by orderId, then the client id checked against it (a cancel must not hit another order)
+            raise E.ApiError(400, -2039, "Client order ID is not correct for this order ID.")
         return order
 
     def cancel_order(self, acct: Account, kind: str, p: dict[str, str]) -> SandboxOrder:
@@ -524,6 +539,12 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             raise
         if not order.is_open:
             raise E.unknown_order()
+        restriction = p.get("cancelRestrictions") if kind == "spot" else None
+        if restriction:
+            if restriction not in ("ONLY_NEW", "ONLY_PARTIALLY_FILLED"):
+                raise E.ApiError(400, -1145, "Invalid cancelRestrictions")
+            if order.status != restriction.removeprefix("ONLY_"):
+                raise E.ApiError(400, -2011, "Order was not canceled due to cancel restrictions.")
         self._close(acct, order, "CANCELED")
         if order.order_list_id > 0:  # cancelling a leg cancels its list
             self.sibling_done(acct, order, cancelled=True)

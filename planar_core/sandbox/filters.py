@@ -9,7 +9,7 @@ market-order cap, ``-2025`` too many open orders).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from . import errors as E
 from .fmt import px, qx, s
@@ -22,6 +22,7 @@ SPOT_BAND = (Decimal("0.2"), Decimal(5))
 FUTURES_BAND = (Decimal("0.95"), Decimal("1.05"))
 TRAILING_DELTA = (10, 2000)  # basis points, spot
 ICEBERG_PARTS = 10
+MAX_NOTIONAL = Decimal("9000000")  # spot NOTIONAL's maxNotional (limit orders; applyMaxToMarket false)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def declared(spec: MarketSpec, bounds: Bounds) -> list[dict[str, object]]:
                 "filterType": "NOTIONAL",
                 "minNotional": s(spec.min_notional),
                 "applyMinToMarket": True,
-                "maxNotional": "9000000.00000000",
+                "maxNotional": s(MAX_NOTIONAL),
                 "applyMaxToMarket": False,
                 "avgPriceMins": 5,
             },
@@ -146,5 +147,7 @@ def check_trailing_delta(delta: int) -> None:
 
 
 def check_iceberg(spec: MarketSpec, qty: Decimal, iceberg: Decimal) -> None:
-    if iceberg <= 0 or iceberg % spec.step_size != 0 or iceberg >= qty or (qty / iceberg) > ICEBERG_PARTS:
+    """ICEBERG_PARTS: CEIL(quantity / icebergQty) parts at most (filters.md). An icebergQty at or above the quantity
+    is one part, which passes here: the matching engine refuses it after the filters ("IcebergQty exceeds QTY.")."""
+    if iceberg <= 0 or iceberg % spec.step_size != 0 or (qty / iceberg).to_integral_value(ROUND_CEILING) > ICEBERG_PARTS:
         raise E.filter_failure("ICEBERG_PARTS")

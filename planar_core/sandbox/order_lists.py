@@ -64,6 +64,10 @@ class OrderLists:
             side == "BUY" and (above["type"] not in BELOW_SELL or below["type"] not in ABOVE_SELL)
         ):
             raise E.ApiError(400, -1106, "Parameter 'aboveType' or 'belowType' is not valid for this side.")
+        wanted = p.get("listClientOrderId")
+        if wanted and any(o.client_id == wanted and o.status == "EXECUTING" for o in acct.order_lists.values()):
+            # Binance: a list's client id is taken again only once the list holding it is done
+            raise E.duplicate_order("spot")
         now = self.now_ms()
         olist = OrderList(
             next(self._list_ids), p.get("listClientOrderId") or f"sbxlist-{now}", (p.get("symbol") or "").upper(), [], now, updated_ms=now
@@ -126,7 +130,9 @@ class OrderLists:
             limit["newClientOrderId"] = p["limitClientOrderId"]
         stop = {"type": "STOP_LOSS_LIMIT" if p.get("stopLimitPrice") else "STOP_LOSS", "stopPrice": p.get("stopPrice", "")}
         if p.get("stopLimitPrice"):
-            stop.update(price=p["stopLimitPrice"], timeInForce=p.get("stopLimitTimeInForce") or "GTC")
+            if not p.get("stopLimitTimeInForce"):  # Binance: "If provided, stopLimitTimeInForce is required."
+                raise E.mandatory("stopLimitTimeInForce")
+            stop.update(price=p["stopLimitPrice"], timeInForce=p["stopLimitTimeInForce"])
         if p.get("stopClientOrderId"):
             stop["newClientOrderId"] = p["stopClientOrderId"]
         return (limit, stop) if side == "SELL" else (stop, limit)

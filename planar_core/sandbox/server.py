@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import countdown, public, wire
+from . import countdown, public, spot_params, wire
 from . import errors as E
 from .accounts import Account, AlgoOrder, SandboxOrder
 from .exchange import BRACKETS, SandboxExchange
@@ -252,11 +252,12 @@ class SandboxServer:
                 return self._error(E.ApiError(405, -1000, f"Method {request.method} not allowed."))
             return self._error(E.ApiError(404, -1000, f"Unknown endpoint {request.path}."))
         body = (await request.text()) if request.can_read_body else ""
-        params: dict[str, str] = dict(request.query)
+        params: dict[str, str] = {}
         if body:
             from urllib.parse import parse_qsl
 
-            params.update(dict(parse_qsl(body, keep_blank_values=True)))
+            params.update(parse_qsl(body, keep_blank_values=True))
+        params.update(request.query)  # Binance: a parameter sent in both, the query string's is used
         try:
             account = self._authenticate(request, route, params, body)
             ctx = Ctx(request, params, account, route.kind)
@@ -289,15 +290,13 @@ class SandboxServer:
             raise E.mandatory("signature")
         payload = SIGNATURE_RE.sub("", request.rel_url.raw_query_string) + SIGNATURE_RE.sub("", body)  # as sent (still percent-encoded)
         expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected, signature.lower()):  # Binance: HMAC signatures are not case-sensitive
             raise E.bad_signature()
-        try:
-            ts = int(params.get("timestamp", ""))
-            window = int(params.get("recvWindow") or 5000)
-        except ValueError:
-            raise E.mandatory("timestamp") from None
+        spot = request.path.startswith("/api/")
+        ts = _request_time(params.get("timestamp", ""), spot)
+        window = _recv_window(params.get("recvWindow"), spot)
         now = self.ex.now_ms()
-        if ts > now + 1000 or now - ts > min(window, 60_000):
+        if ts > now + 1000 or now - ts > window:
             raise E.bad_timestamp()
         return acct
 
@@ -497,10 +496,14 @@ class SandboxServer:
         acct = c.account
         assert acct is not None
         self._count_orders(c, 1)
+        if c.kind == "spot":
+            otype = (c.params.get("type") or "").upper()
+            spot_params.check(otype, c.params)
+            answer = spot_params.response_type(otype, c.params)
         order, fills = self.ex.place_order(acct, c.kind, c.params)
         self._maybe_lose_ack(c)
         if c.kind == "spot":
-            return wire.spot_order_result(order, fills)
+            return wire.spot_order_result(order, fills, answer)
         return self._format_order(c.kind, order)
 
     def _get_order(self, c: Ctx) -> dict:
@@ -874,3 +877,27 @@ class SandboxServer:
         else:
             hub.expire_key(named, notify=False)
         return {}
+
+
+def _request_time(text: str, spot: bool) -> float:
+    """A signed request's ``timestamp`` in ms. Spot takes milliseconds or microseconds (Binance's "General API
+    Information": a value of 16 digits or more is read as microseconds); USDⓈ-M documents milliseconds only."""
+    try:
+        ts = int(text)
+    except ValueError:
+        raise E.mandatory("timestamp") from None
+    return ts / 1000 if spot and ts >= 10**15 else ts
+
+
+def _recv_window(text: str | None, spot: bool) -> float:
+    """``recvWindow`` in ms (5000 when absent): never above 60000 (-1102, as Binance answers); spot allows three
+    decimals (microseconds), USDⓈ-M a whole number."""
+    if not text:
+        return 5000
+    try:
+        window = float(text) if spot and re.fullmatch(r"\d+(\.\d{1,3})?", text) else int(text)
+    except ValueError:
+        raise E.mandatory("recvWindow") from None
+    if window > 60_000:
+        raise E.ApiError(400, -1102, "'recvWindow' contains unexpected value. Cannot be greater than 60000.")
+    return window

@@ -26,7 +26,7 @@ def _spot_core(o: SandboxOrder) -> dict:
         "price": s(o.price),
         "origQty": s(o.qty),
         "executedQty": s(o.filled),
-        "origQuoteOrderQty": Z8,
+        "origQuoteOrderQty": s(o.quote_qty) if o.quote_qty else Z8,
         "cummulativeQuoteQty": s(o.cum_quote),
         "status": o.status,
         "timeInForce": o.time_in_force,
@@ -41,6 +41,10 @@ def _spot_core(o: SandboxOrder) -> dict:
     if o.trailing_delta:
         out["trailingDelta"] = o.trailing_delta
         out["trailingTime"] = o.trail_ms or -1  # -1 until the trailing stop is active and tracking
+    if o.strategy_id is not None:
+        out["strategyId"] = o.strategy_id
+    if o.strategy_type is not None:
+        out["strategyType"] = o.strategy_type
     return out
 
 
@@ -49,13 +53,20 @@ def spot_order(o: SandboxOrder) -> dict:
     return {**_spot_core(o), "time": o.created_ms, "updateTime": o.updated_ms, "isWorking": o.working, "workingTime": o.working_ms}
 
 
-def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
-    """``POST /api/v3/order`` (FULL): no time/updateTime/isWorking; the fills it made at once."""
-    return {
-        **_spot_core(o),
-        "transactTime": o.updated_ms,
-        "workingTime": o.working_ms,
-        "fills": [
+def spot_order_result(o: SandboxOrder, fills: list[Fill], answer: str = "FULL") -> dict:
+    """``POST /api/v3/order`` in the format ``newOrderRespType`` asked (spot_params.response_type): ACK the ids and
+    the time; RESULT the order (no time/updateTime/isWorking); FULL that and the fills it made at once."""
+    if answer == "ACK":
+        return {
+            "symbol": o.symbol,
+            "orderId": o.order_id,
+            "orderListId": o.order_list_id if o.order_list_id > 0 else -1,
+            "clientOrderId": o.client_id,
+            "transactTime": o.updated_ms,
+        }
+    out = {**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms}
+    if answer == "FULL":
+        out["fills"] = [
             {
                 "price": s(f.price),
                 "qty": s(f.qty),
@@ -64,8 +75,8 @@ def spot_order_result(o: SandboxOrder, fills: list[Fill]) -> dict:
                 "tradeId": f.trade_id,
             }
             for f in fills
-        ],
-    }
+        ]
+    return out
 
 
 def spot_cancel(o: SandboxOrder, client_id: str) -> dict:

@@ -137,9 +137,16 @@ def test_an_iceberg_may_be_cut_in_at_most_ten_visible_parts() -> None:
     assert code_of(filters.check_iceberg, SPOT_BTC, qty, D("0.09999"))[1] == "Filter failure: ICEBERG_PARTS"  # 11 parts
 
 
-@pytest.mark.parametrize("iceberg", ["0", "1", "1.5", "0.123456"])
-def test_an_iceberg_part_must_be_positive_below_the_quantity_and_on_the_step(iceberg: str) -> None:
+@pytest.mark.parametrize("iceberg", ["0", "0.123456"])
+def test_an_iceberg_part_must_be_positive_and_on_the_step(iceberg: str) -> None:
     assert code_of(filters.check_iceberg, SPOT_BTC, D(1), D(iceberg))[1] == "Filter failure: ICEBERG_PARTS"
+
+
+@pytest.mark.parametrize("iceberg", ["1", "1.5"])
+def test_an_iceberg_part_at_or_above_the_quantity_is_one_part_for_the_filter(iceberg: str) -> None:
+    """CEIL(1 / 1.5) = 1 part: the filter passes it; the order is refused after the filters, -2010 "IcebergQty exceeds
+    QTY." (tests/test_sandbox_binance_rules.py)."""
+    filters.check_iceberg(SPOT_BTC, D(1), D(iceberg))
 
 
 # ------------------------------------------------------------------ what exchangeInfo declares

@@ -255,6 +255,7 @@ def test_a_list_is_found_by_its_client_id_and_an_unknown_one_does_not_exist() ->
 def test_the_legacy_oco_endpoint_maps_price_and_stop_limit_price_to_its_legs() -> None:
     ex, acct = exchange()
     p = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.1", "price": "65000", "stopPrice": "55000", "stopLimitPrice": "54900"}
+    p["stopLimitTimeInForce"] = "GTC"  # required with stopLimitPrice
     olist = ex.place_oco(acct, p, legacy=True)
     stop, lim = (acct.orders[i] for i in olist.order_ids)
     assert (lim.type, lim.price) == ("LIMIT_MAKER", D(65_000))
