@@ -6,8 +6,9 @@ that moves only when the history does. The logic is called by the runner's own h
 context, views and order of notices as live. For each candle time, in order:
 
 1. every symbol's price walks its candle (``walk.py``: open -> low/high -> high/low -> close, stopping at every
-   resting order's price and trigger), the exchange matching at each stop; fills reach the engine and the logic
-   (``on_order_update``, ``on_fill``) as they happen, at the time they happen;
+   resting order's price and trigger), the exchange matching at each stop (and, with a futures position open,
+   settling funding and checking margin there); fills reach the engine and the logic (``on_order_update``,
+   ``on_fill``) as they happen, at the time they happen;
 2. the clock moves to the candle's close and the candles close together: ``on_bar`` runs for each, then whatever
    it caused (a market order fills at once against the book around the close, as on the sandbox);
 3. the engine's timers that are due on the simulated clock run: the risk monitor (``risk.monitor_interval``:
@@ -338,7 +339,7 @@ class Backtest:
         s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
         for sym, row in rows:
             path = knots(ts, step, row[1], row[2], row[3], row[4])
-            if venue.has_open_orders():
+            if venue.at_stake():  # a position without orders is walked too: liquidation and funding follow the path
                 for at, price in walk(path, venue.resting_levels(sym)):
                     await self._advance(at)
                     if venue.set_price(sym, price):

@@ -42,8 +42,16 @@ def sharpe(equity: pd.Series) -> float | None:
 
 
 def exposure(df: pd.DataFrame) -> float:
+    """The share of the risk monitor's samples with a position: one above dust (``positions_held``). A holding no
+    order can trade is none: counted, the fee a spot buy leaves in the coin read as a position until the next entry,
+    and a strategy flat most of the time showed an exposure near 1. (A trace written before ``positions_held``
+    existed counts any exposure.)"""
     metrics = df[df["kind"].astype(str) == "risk_metrics"]
-    held = [(_finite(((p or {}).get("payload") or {}).get("total_exposure")) or 0.0) > 0 for p in metrics["payload"]]
+    held = []
+    for p in metrics["payload"]:
+        figures = (p or {}).get("payload") or {}
+        count = figures.get("positions_held")
+        held.append(count > 0 if isinstance(count, int) else (_finite(figures.get("total_exposure")) or 0.0) > 0)
     return sum(held) / len(held) if held else 0.0
 
 

@@ -340,7 +340,8 @@ class RiskMetrics:
     correlation_risk: float  # position-weighted average pairwise correlation of returns
     liquidity_risk: float  # max over assets of position size / traded volume over the last hour
     volatility: float  # position-weighted realized volatility (per candle)
-    positions: dict[str, float] = field(default_factory=dict)  # symbol -> signed value
+    positions_held: int = 0  # positions above dust (model/dust.py): what a backtest's ``exposure`` counts
+    positions: dict[str, float] = field(default_factory=dict)  # symbol -> signed value, dust included
     unpriced: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -403,6 +404,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
         correlation_risk=corr_terms / corr_w if corr_w else 0.0,
         liquidity_risk=liquidity,
         volatility=vol,
+        positions_held=len(held),
         positions=values,
         unpriced=unpriced,
     )

@@ -120,6 +120,14 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def data_time(self, key: tuple[str, str], wall_ms: float) -> float:
         return self.data_anchor_ms[key] + (wall_ms - self.wall_anchor_ms) * self.speed
 
+    def funding_time(self, key: tuple[str, str], now_ms: float) -> float:
+        """The time funding periods are counted in: the price path's (its data replayed at any speed) on the
+        sandbox, the exchange's own clock when prices come from outside (``price_source``: paper's live prices,
+        a backtest's history on its simulated clock), so that funding falls at 00:00, 08:00 and 16:00 UTC of that
+        time, as on Binance. (A backtest counted the sandbox's data file's time, which has nothing to do with its
+        history: funding fell at arbitrary hours.)"""
+        return now_ms if self.price_source is not None else self.data_time(key, now_ms)
+
     def market(self, kind: str, symbol: str | None) -> Market:
         if not symbol or (kind, symbol.upper()) not in self.markets:
             raise E.invalid_symbol()
@@ -601,13 +609,13 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         return n
 
     def settle_futures_accounts(self) -> None:
-        """Funding every 8 hours of price-path time, a MARGIN_CALL for positions newly at risk, then liquidation of the
-        positions whose margin has run out."""
+        """Funding every 8 hours (at 00:00, 08:00 and 16:00 of the clock ``funding_time`` reads), a MARGIN_CALL for
+        positions newly at risk, then liquidation of the positions whose margin has run out."""
         now = self.now_ms()
         for key, m in self.markets.items():
             if m.spec.kind != "linear":
                 continue
-            epoch = int(self.data_time(key, now) // FUNDING_PERIOD_MS)
+            epoch = int(self.funding_time(key, now) // FUNDING_PERIOD_MS)
             if epoch > self._funding_epoch.setdefault(key, epoch):
                 self._funding_epoch[key] = epoch
                 for acct in list(self.accounts.values()):

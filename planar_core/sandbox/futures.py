@@ -326,10 +326,11 @@ class FuturesAccounting:
     def settle_funding(self, acct: Account, symbol: str, now: int, rate: Decimal | None = None) -> None:
         """One funding settlement of every position in ``symbol``: longs pay shorts notional at mark x rate
         (``rate``: this settlement's, else the market's standing rate)."""
-        mark = self.mark(symbol)
+        mark: Decimal | None = None  # read only for a position: a simulated venue may hold markets it never priced
         for (sym, _), pos in acct.positions.items():
             if sym != symbol or not pos.amount:
                 continue
+            mark = self.mark(symbol) if mark is None else mark
             payment = (-pos.amount * mark * (FUNDING_RATE if rate is None else rate)).quantize(COMMISSION_STEP)
             acct.futures_wallet += payment
             acct.income.append(Income(symbol, "FUNDING_FEE", payment, now, next(self._trade_ids)))

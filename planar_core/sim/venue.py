@@ -243,7 +243,7 @@ class SimVenue(CcxtVenue):
         resting orders, funding, liquidations). Returns the fills it made."""
         m = self._market(symbol)
         self.prices[m.key] = float(price)
-        if not match or not (self.has_open_orders() or any(p.amount for p in self.account.positions.values())):
+        if not match or not self.at_stake():
             return 0
         with self.core.at_one_instant():
             return self.core.match_resting()
@@ -251,6 +251,11 @@ class SimVenue(CcxtVenue):
     def has_open_orders(self) -> bool:
         """Whether anything rests on the exchange (kept from its events: the account keeps every order it ever had)."""
         return bool(self._open)
+
+    def at_stake(self) -> bool:
+        """Whether a price move can change anything on the exchange: an order rests, or a futures position is open
+        (funding, margin calls and liquidation follow the price)."""
+        return bool(self._open) or any(p.amount for p in self.account.positions.values())
 
     def resting_levels(self, symbol: str) -> list[float]:
         """The prices at which something of ``symbol`` would happen: resting limit prices and waiting triggers (the

@@ -472,3 +472,111 @@ async def test_the_heap_is_frozen_for_the_loop_and_handed_back_after_even_on_fai
         await Backtest(cfg, DATA, logic=probe, errors="fail").run()
     assert len(probe.frozen) == 10 and min(probe.frozen) > 10_000  # the engine, the markets, the modules
     assert gc.get_freeze_count() == 0
+
+
+def flat(start_ms: int, minutes: int, price: float, wick: dict[int, float] | None = None) -> pd.DataFrame:
+    """``minutes`` 1m candles at ``price``; ``wick``: minute -> that candle's low (it opens and closes at ``price``)."""
+    ts = start_ms + np.arange(minutes, dtype=np.int64) * 60_000
+    low = np.full(minutes, price * 0.9999)
+    for i, v in (wick or {}).items():
+        low[i] = v
+    return pd.DataFrame({"timestamp": ts, "open": price, "high": price * 1.0001, "low": low, "close": price, "volume": 1.0})
+
+
+H0600 = int(pd.Timestamp("2026-12-04T06:00Z").value // 1_000_000)
+
+
+class RestsFarBelow(Logic):
+    """One limit buy far under the market, resting for the whole run."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.001, price=round(bar.close * 0.5, 2), waitfor=0)
+
+
+async def test_a_resting_order_across_funding_hours_of_a_spot_run_is_no_crash(tmp_path: Path) -> None:
+    """A spot run with an order resting over many hours: the simulated exchange also holds futures markets it never
+    prices, and its funding settlement asked each for a mark price at every 8-hour mark of the sandbox's own data
+    clock: the run stopped with "sim: no price for BTCUSDT yet" (a newcomer's RSI strategy, and the grid example,
+    about 6 h 47 min into their runs)."""
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:RestsFarBelow", universe=["BTC/USDT"]), tmp_path / "bt")
+    run = await Backtest(cfg, {"BTC/USDT": flat(H0600, 20 * 60, 60_000.0)}, warmup=10, logic=RestsFarBelow(LogicParams())).run()
+    assert run.errors == [] and run.result.reason != "halted"
+    assert (read_trace(run.trace_root)["kind"] == "order_placed").sum() == 1
+
+
+class BuysOnce(Logic):
+    """A futures long at the first bar, held (``amount`` BTC)."""
+
+    amount = 0.01
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=self.amount, waitfor=0)
+
+
+async def test_funding_is_paid_at_the_simulated_clock_s_funding_hours(tmp_path: Path) -> None:
+    """A long held from 06:10 to 09:00 UTC of the history pays funding once, at 08:00 of that time (Binance's 00:00 /
+    08:00 / 16:00 UTC). It was counted on the sandbox's data clock, and only while an order rested: none here."""
+    cfg = backtest_config(
+        config(tmp_path, logic="tests.backtest.test_backtest:BuysOnce", universe=["BTC/USDT:USDT"], margin=True), tmp_path / "bt"
+    )
+    bt = Backtest(cfg, {"BTC/USDT:USDT": flat(H0600, 180, 60_000.0)}, warmup=10, logic=BuysOnce(LogicParams()))
+    run = await bt.run()
+    assert run.errors == []
+    funding = [i for i in bt.venue.account.income if i.kind == "FUNDING_FEE"]
+    assert [pd.Timestamp(i.time_ms, unit="ms", tz="UTC") for i in funding] == [pd.Timestamp("2026-12-04T08:00Z")]
+    assert funding[0].amount < 0  # a long pays a positive rate
+
+
+class BuysBig(BuysOnce):
+    amount = 0.3  # 18 000 USDT of BTC on a 1 000 USDT wallet at 20x: liquidated about 5 % under the entry
+
+
+async def test_a_wick_through_the_liquidation_price_liquidates_a_position_without_orders(tmp_path: Path) -> None:
+    """A candle whose low is 8 % under a 20x long's entry, closing where it opened, liquidates it (Binance watches the
+    mark price all the time, not only at candle closes). A position without resting orders was priced only at each
+    close: the wick never happened."""
+    cfg = backtest_config(
+        config(
+            tmp_path,
+            logic="tests.backtest.test_backtest:BuysBig",
+            universe=["BTC/USDT:USDT"],
+            margin=True,
+            default_leverage=20,
+            initial_cash=1_000,
+        ),
+        tmp_path / "bt",
+    )
+    bt = Backtest(cfg, {"BTC/USDT:USDT": flat(H0600, 60, 60_000.0, wick={40: 55_200.0})}, warmup=10, logic=BuysBig(LogicParams()))
+    run = await bt.run()
+    liquidations = [o for o in bt.venue.account.orders.values() if o.type == "LIQUIDATION"]
+    assert len(liquidations) == 1, run.errors
+    assert not any(p.amount for p in bt.venue.account.positions.values())
+
+
+class InAndOut(Logic):
+    """Buys 0.01 BTC at the first bar and sells 0.00995 ten bars later: 0.00004 BTC stays (about 2.4 USDT, under
+    BTCUSDT's 5 USDT minimum order: dust), then nothing more."""
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.bars = 0
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        self.bars += 1
+        if self.bars in (1, 11):
+            await ctx.call(ai, OrderType.MARKET, Side.BUY if self.bars == 1 else Side.SELL, amount=0.01 if self.bars == 1 else 0.00995)
+
+
+async def test_exposure_counts_positions_not_the_dust_an_exit_leaves(tmp_path: Path) -> None:
+    """Held 10 of 110 minutes, then only dust: the summary's exposure is about 0.1. It counted any holding, and the
+    fee-and-rounding leftover of every exit read as a position until the next entry (a newcomer's RSI strategy,
+    flat most of the day, showed 0.91)."""
+    from planar_core.backtest.summary import exposure
+
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:InAndOut", universe=["BTC/USDT"]), tmp_path / "bt")
+    bt = Backtest(cfg, {"BTC/USDT": flat(H0600, 120, 60_000.0)}, warmup=10, logic=InAndOut(LogicParams()))
+    run = await bt.run()
+    assert run.errors == [] and 0 < bt.s.cash("BTC").total < 0.0001
+    assert 0.05 < exposure(read_trace(run.trace_root)) < 0.15
