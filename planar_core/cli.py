@@ -369,9 +369,16 @@ def _trace_root(root: str | None, config: Path | None = None) -> str:
         from .engine.strategy import trace_root
 
         try:
-            return trace_root(load_config(config))
+            cfg = load_config(config)
         except (ConfigError, OSError) as exc:
             fail(f"{config}: {exc}")
+        creds = cfg.credentials
+        if cfg.mode != "paper" and not cfg.event_tracing.root and creds.resolved(fields=("api_key",)).api_key is None:
+            # the account's trace is named after its API key: without it, the name of an account that does not exist
+            fail(
+                f"{config}: {creds.api_key_env} is not set, and the trace is the exchange account's (named after its API key): set it, or pass --root"
+            )
+        return trace_root(cfg)
     base = Path(os.environ.get("PLANAR_HOME", "./.planar")) / "traces"
     found = _traces_in(base)
     if len(found) == 1:

@@ -91,7 +91,9 @@ async def prepare(s: Strategy) -> StartupPlan:
     index = restart_index(s, since - 60_000)
     open_now = await account_open_orders(s)
     plan = StartupPlan(complete(s), open_now, index, since, {}, journal=dict(s.journal.unresolved()))
-    if not plan.complete:
+    if not plan.complete and getattr(s.journal, "new", False):
+        log.info("the first run of this strategy on this store: every asset's history is listed, as after an unclean stop")
+    elif not plan.complete:
         log.warning(
             "the previous run did not stop cleanly, and the machine restarted since (or that cannot be told): every "
             "asset's history is listed, those with nothing unresolved after the start"

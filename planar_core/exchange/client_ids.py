@@ -243,6 +243,8 @@ class IntentJournal:
         self.remedy = reset_remedy(Path(strategy_dir).name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        # no run of this strategy wrote here before (no journal, or an empty one): there is no previous run to vouch for
+        self.new = not self.path.exists() or self.path.stat().st_size == 0
         self.clean_stop = self._last_kind() == "stop"
         self.complete = self.clean_stop or self._crashed_in_this_boot()
         self._log = AppendLog(str(self.path), fsync=fsync)

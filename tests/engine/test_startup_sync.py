@@ -372,3 +372,16 @@ async def test_memory_sink_start_still_syncs(wide: SandboxServer, quote_only: Ac
         assert set(s.universe) == set(UNIVERSE[:3])
     finally:
         await s.stop()
+
+
+async def test_a_first_run_says_so_instead_of_warning_of_an_unclean_stop(strategy_factory, caplog) -> None:
+    """The very first start of a strategy on a store lists every asset's history (nothing vouches for the account),
+    and says it is the first run: it warned "the previous run did not stop cleanly", of a run that never was."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="planar.engine.sync")
+    s = await strategy_factory()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "planar.engine.sync"]
+    assert any("first run of this strategy" in m for _, m in lines)
+    assert not any("did not stop cleanly" in m for _, m in lines)
+    assert s.journal.new

@@ -84,6 +84,9 @@ def test_stats_export_and_finding_the_trace(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["seq"] == 29
     env.update(K="another-key")  # another account: no trace of it here, a one-line error
     assert run("tail", "--config", str(cfg)).returncode == 2
+    del env["K"]  # no key in the environment: said so (it read the trace of an account named after no key)
+    out = run("stats", "--config", str(cfg))
+    assert out.returncode == 2 and "K is not set" in out.stderr, out.stderr
     bare = tmp_path / "bare"
     bare.mkdir()
     empty = subprocess.run([*PLANAR, "trace", "tail"], capture_output=True, text=True, timeout=60, env=env, cwd=bare)

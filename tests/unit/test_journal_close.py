@@ -87,3 +87,15 @@ def test_a_writer_that_did_not_reconcile_never_vouches_for_a_run_it_cannot(tmp_p
     after.compact()  # the engine's start-up reconciled
     after.close()
     assert IntentJournal(tmp_path / "a", fsync=False).clean_stop
+
+
+def test_a_journal_knows_it_is_the_first_one(tmp_path: Path) -> None:
+    """No journal yet (or an empty one): the start-up says it is the strategy's first run, not that "the previous run
+    did not stop cleanly" (a newcomer's very first run warned so); any journal with a record is not new."""
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    assert j.new and not j.complete
+    j.close()
+    assert IntentJournal(tmp_path / "a", fsync=False).new  # a run that never wrote: still nothing of an earlier one
+    j = IntentJournal(tmp_path / "a", fsync=False)
+    j.intent("a-1", symbol="BTC/USDT")
+    assert not IntentJournal(tmp_path / "a", fsync=False).new
