@@ -181,6 +181,6 @@ async def backtest(
     out.mkdir(parents=True, exist_ok=True)
     if report:
         title = f"Backtest of {cfg.name}: {summary.get('start') or '-'} to {summary.get('end') or '-'}"
-        summary["report"] = str(write_report(df, out / "report", cfg.main_currency, title)["html"])
+        summary["report"] = str(write_report(df, out / "report", cfg.main_currency, title, figures=summary)["html"])
     (out / "summary.json").write_text(strict_dumps(summary) + "\n")
     return summary

@@ -550,6 +550,6 @@ def pnl_summary(trades: pd.DataFrame, trips: pd.DataFrame, symbols: pd.DataFrame
         "return": finite(final / initial - 1) if initial and final is not None else None,
         "max_drawdown": finite(float(dd.max())) if len(dd) else None,
         "max_drawdown_abs": finite(float((equity.cummax() - equity).max())) if len(equity) else None,
-        "start": trades["time"].min().isoformat() if len(trades) else None,
-        "end": trades["time"].max().isoformat() if len(trades) else None,
+        "first_trade": trades["time"].min().isoformat() if len(trades) else None,
+        "last_trade": trades["time"].max().isoformat() if len(trades) else None,
     }

@@ -43,15 +43,35 @@ def equity_series(df: pd.DataFrame, currency: str) -> pd.Series:
 
 
 def _fmt(v: object) -> str:
+    """A figure as a person reads it: ten significant digits (an amount of 0.00352 BTC or a fee of 3.52e-06 BTC
+    is shown as it is; four decimals made them 0.0035 and 0.0000), thousands separated."""
     if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:,.4f}"
+        return "n/a" if math.isnan(v) else f"{v:,.10g}"
     if v is None:
         return "n/a"
     return html.escape(str(v))
 
 
+UNITS = {  # the unit of a figure whose name does not say it
+    "avg_slippage": "%",
+    "median_slippage": "%",
+    "avg_execution_time": "s",
+    "median_execution_time": "s",
+    "api_error_rate": "%",
+    "max_drawdown": "fraction of the peak",
+    "return": "fraction",
+    "exposure": "share of the time",
+    "bars_per_s": "candles per second",
+    "seconds": "s",
+}
+
+
 def _table(title: str, data: Mapping[str, object]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in data.items() if not isinstance(v, dict))
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k) + (f' ({UNITS[k]})' if k in UNITS else ''))}</th><td>{_fmt(v)}</td></tr>"
+        for k, v in data.items()
+        if not isinstance(v, dict)
+    )
     return f"<h2>{html.escape(title)}</h2><table>{rows}</table>"
 
 
@@ -84,7 +104,12 @@ def _frame_table(title: str, frame: pd.DataFrame, limit: int | None = None) -> s
 
 
 def write_report(
-    source: Analysis | pd.DataFrame, out_dir: Path | str, currency: str = "USDT", title: str = "Planar trading report", max_rows: int = 2000
+    source: Analysis | pd.DataFrame,
+    out_dir: Path | str,
+    currency: str = "USDT",
+    title: str = "Planar trading report",
+    max_rows: int = 2000,
+    figures: Mapping[str, object] | None = None,
 ) -> dict[str, Path]:
     """Write a trading report into ``out_dir``; returns the paths of its files.
 
@@ -98,7 +123,9 @@ def write_report(
 
     The numbers agree by construction: the summary's final equity is the last point of ``equity.csv`` (the last
     equity the trace recorded); its realised PnL is the sum of the trade list's column and of the per-symbol
-    table's (main-currency symbols), and the last point of the realised PnL chart."""
+    table's (main-currency symbols), and the last point of the realised PnL chart. ``figures``: the caller's own
+    (a backtest's window, Sharpe, exposure, candles): shown in the summary and written to ``summary.json`` with it,
+    so that the page and the caller's summary show the same numbers under the same names."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(source, pd.DataFrame):
@@ -115,6 +142,7 @@ def write_report(
     trips = round_trip_list(df)
     symbols = per_symbol(trades, trips)
     summary = pnl_summary(trades, trips, symbols, equity, currency)
+    summary.update(figures or {})
     execs = execution_table(df)
     mine = trades[trades["quote"] == currency]
     cum_pnl = pd.Series(mine["realized_pnl"].fillna(0.0).cumsum().to_numpy(), index=pd.DatetimeIndex(mine["time"]))

@@ -187,6 +187,15 @@ def test_the_command_runs_a_config_on_candle_files_and_prints_strict_json(tmp_pa
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"trades", "realized_pnl", "max_drawdown", "bars", "bars_per_s"} <= set(summary)
     assert summary["bars"] == 2 * 300 and summary["trades"] > 0
+    # the HTML report shows the printed summary's figures under the same names (it showed the first and last trade
+    # as "start" and "end", left out sharpe, exposure and bars, and cut amounts to four decimals)
+    page = (tmp_path / "out" / "report" / "report.html").read_text()
+    assert json.loads((tmp_path / "out" / "report" / "summary.json").read_text()) == {k: v for k, v in summary.items() if k != "report"}
+    for name in ("start", "end", "sharpe", "exposure (share of the time)", "bars", "bars_per_s (candles per second)"):
+        assert f"<th>{name}</th>" in page, name
+    assert f"<th>start</th><td>{summary['start']}</td>" in page
+    amounts = pd.read_csv(tmp_path / "out" / "report" / "trades.csv")["amount"]
+    assert all(f"<td>{a:,.10g}</td>" in page for a in amounts)
     (data / "ETH_USDT-1m.parquet").unlink()
     bad = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "ETH_USDT-1m" in bad.stderr
