@@ -16,6 +16,10 @@ a single report, so this venue adds what the exchange does after an order:
   positions with an average entry price, realized PnL and fees booked in the wallet, the positions' initial margin
   (notional / leverage) in ``used``. Conditional orders lock nothing (a simplification: the exchange locks a spot
   stop's coins).
+* **A spot entry's exits are one OCO list, as on Binance** (``native_oco``): a take-profit limit and a stop on the
+  same amount, holding one lock of what they sell between them; when either fills (even in part) the other
+  expires, and cancelling either cancels both, each change streamed to the engine. (Futures exits are two orders
+  the engine retires itself, as live.)
 * **The exchange refuses what it would refuse**: a spot order the free balance cannot pay for, a futures order the
   free margin cannot carry (``InsufficientFunds``), a post-only order that would take at the last price
   (``InvalidOrder``, Binance's -2010). The engine answers ``None`` for them, as live.
@@ -47,6 +51,7 @@ from ..model.venue import (
     MarketType,
     OrderRef,
     OrderReport,
+    PlaceExitList,
     PlaceOrder,
     PositionReport,
     TriggerPhase,
@@ -74,6 +79,8 @@ class ExchangeVenue(FakeVenue):
         self.failures: list[BaseException] = []  # what delivering a message raised (the harness re-raises it)
         self._locked: dict[str, float] = {}  # exchange order id -> funds its rest still locks (quote: buy, base: sell)
         self._net: dict[tuple[str, PositionSide], tuple[float, float]] = {}  # futures: (symbol, side) -> (signed contracts, entry)
+        self._other_leg: dict[str, str] = {}  # exchange id of an OCO leg -> the other leg's
+        self.caps = replace(self.caps, native_oco=frozenset({"spot"}))
 
     def connect(self, engine: Strategy) -> None:
         self.engine = engine
@@ -174,6 +181,37 @@ class ExchangeVenue(FakeVenue):
             self._later(lambda: self._stream_account("spot", [cur]))
         return report
 
+    async def create_exit_list(self, exit_list: PlaceExitList, timeout: float) -> list[OrderReport]:
+        """A spot OCO list (see the module): refused whole when the account cannot lock what it sells; the lock is
+        held under the take-profit leg and moves to whichever leg fills."""
+        legs = await super().create_exit_list(exit_list, timeout)
+        take, stop = legs
+        assert take.id is not None and stop.id is not None
+        x = exit_list
+        base, quote, _ = self._pair(x.symbol)
+        cur, lock = (base, x.amount) if x.side is Side.SELL else (quote, x.amount * x.take_profit)
+        if lock > self._row("spot", cur).free + EPS:
+            del self.orders[take.id], self.orders[stop.id]
+            raise InsufficientFunds(f"Account has insufficient balance for requested action: {cur} needs {lock:.8g}", code=-2010)
+        self._locked[take.id] = lock
+        self._move(cur, free=-lock, used=lock)
+        self._other_leg[take.id], self._other_leg[stop.id] = stop.id, take.id
+        self._later(lambda: self._stream_account("spot", [cur]))
+        return legs
+
+    def _end_other_leg(self, order_id: str, status: OrderStatus) -> list[str]:
+        """The other leg of ``order_id``'s OCO list ends (``status``), streamed; the currencies its lock released."""
+        other = self._other_leg.pop(order_id, None)
+        if other is None:
+            return []
+        self._other_leg.pop(other, None)
+        o = self.orders[other]
+        if o.status is not OrderStatus.OPEN:
+            return []
+        done = self.orders[other] = replace(o, status=status, updated=self.clock.ms)
+        self._later(lambda: self._stream_report(done))
+        return self._release(done)
+
     def _release(self, order: OrderReport) -> list[str]:
         """A cancelled order's lock goes back to free; the currencies that changed."""
         lock = self._locked.pop(order.id or "", 0.0)
@@ -186,7 +224,7 @@ class ExchangeVenue(FakeVenue):
 
     async def cancel_order(self, symbol: str, ref: OrderRef, timeout: float, retries: int = 3) -> OrderReport:
         report = await super().cancel_order(symbol, ref, timeout, retries)
-        released = self._release(report)
+        released = sorted({*self._release(report), *self._end_other_leg(report.id or "", OrderStatus.CANCELED)})
         if released:
             self._later(lambda: self._stream_account("spot", released))
         return report
@@ -219,6 +257,10 @@ class ExchangeVenue(FakeVenue):
             raise ValueError(f"order {o.client_order_id}: no price to fill at (no limit, no trigger, no last price): pass price=")
         if o.conditional and o.trigger_phase is TriggerPhase.WAITING:
             order_id = self._trigger(o)
+        other = self._other_leg.get(order_id)
+        if other is not None:  # an OCO leg acts: the list's lock is now its own, and the other leg expires
+            self._locked[order_id] = self._locked.pop(other, 0.0) + self._locked.get(order_id, 0.0)
+            self._end_other_leg(order_id, OrderStatus.EXPIRED)
         return self._execute(order_id, amount, float(at), fee)
 
     def _trigger(self, record: OrderReport) -> str:

@@ -130,6 +130,41 @@ async def test_futures_entry_fills_its_exits_rest_and_the_stop_closes_the_positi
         assert t.ctx.cash("USDT").total == pytest.approx(1_000.0 - entry.filled * (102.0 - 100.98))  # the realized loss
 
 
+class SpotBracket(Logic):
+    """A spot buy of 1 BTC with a stop-loss 2 % under and a take-profit 3 % over the close."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=1.0, stop_loss=bar.close * 0.98, take_profit=bar.close * 1.03)
+
+
+@pytest.mark.parametrize("acts", ["take", "stop", "cancel"])
+async def test_spot_exits_are_one_oco_list_as_live(acts: str) -> None:
+    """A spot entry's exits are one OCO list, as on Binance (docs/strategies.md): a TAKE_PROFIT_LIMIT with its price
+    and a STOP_MARKET, one lock of the coin between them; a leg that fills expires the other, a cancel cancels both.
+    The harness placed two separate conditional orders that locked nothing (a newcomer's test written from the docs
+    failed on the take-profit's missing price)."""
+    async with LogicTest(SpotBracket, symbols=[SPOT], balances={"USDT": 1_000.0}) as t:
+        await t.bar(SPOT, close=100.0)
+        entry, first, second = t.placed()
+        assert entry.status is OrderStatus.CLOSED
+        take, stop = (first, second) if first.type is OrderType.TAKE_PROFIT_LIMIT else (second, first)
+        assert (take.type, take.price, take.trigger_price) == (OrderType.TAKE_PROFIT_LIMIT, pytest.approx(103.0), pytest.approx(103.0))
+        assert (stop.type, stop.trigger_price) == (OrderType.STOP_MARKET, pytest.approx(98.0))
+        assert (t.ctx.cash("BTC").free, t.ctx.cash("BTC").used) == (0.0, 1.0)  # one lock for the list
+        if acts == "cancel":
+            await t.ctx.cancel(SPOT, take)
+            await t.settle()
+            assert (take.status, stop.status) == (OrderStatus.CANCELED, OrderStatus.CANCELED)
+            assert (t.ctx.cash("BTC").free, t.ctx.cash("BTC").used) == (1.0, 0.0)
+            return
+        acted, other = (take, stop) if acts == "take" else (stop, take)
+        await t.fill(acted)
+        assert acted.status is OrderStatus.CLOSED and other.status is OrderStatus.EXPIRED
+        assert (t.ctx.cash("BTC").total, t.ctx.cash("BTC").used) == (0.0, 0.0)
+        assert t.ctx.cash("USDT").total == pytest.approx(900.0 + (103.0 if acts == "take" else 98.0))
+
+
 class LongAndShort(Logic):
     async def on_start(self, ctx: StrategyContext) -> None:
         await ctx.call(PERP, OrderType.MARKET, Side.BUY, amount=1.0, position_side=PositionSide.LONG)
