@@ -49,6 +49,8 @@ class SandboxOrder:
     quote_qty: Decimal = ZERO  # spot MARKET: the quoteOrderQty it was sent with (Binance's origQuoteOrderQty)
     strategy_id: int | None = None  # spot: strategyId / strategyType as sent (echoed only when sent)
     strategy_type: int | None = None
+    cancel_id: str = ""  # spot: the client id of the request that cancelled it (the stream's ``c`` on CANCELED)
+    expiry_reason: str = ""  # spot: why it expired (Binance's expiryReason / ``eR``), when it did
 
     @property
     def is_market(self) -> bool:
@@ -186,6 +188,7 @@ class Position:
     entry_price: Decimal = ZERO
     updated_ms: int = 0
     isolated_wallet: Decimal = ZERO  # isolated margin: the part of the wallet this position holds
+    realized: Decimal = ZERO  # pre-fee PnL its fills realized, accumulated (ACCOUNT_UPDATE's ``cr``)
 
 
 @dataclass

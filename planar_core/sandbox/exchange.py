@@ -327,7 +327,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         """Execute what an order takes now; a market order or IOC/FOK remainder then expires."""
         fills = self._execute(acct, m, order, takes, maker=False)
         if order.is_open and (order.is_market or order.time_in_force in ("IOC", "FOK")):
-            self._close(acct, order, "EXPIRED")
+            reason = {"FOK": "UNFILLED_FOK_ORDER_EXPIRED", "IOC": "UNFILLED_IOC_QUANTITY_EXPIRED"}.get(order.time_in_force)
+            self._close(acct, order, "EXPIRED", reason or "INSUFFICIENT_LIQUIDITY")
         return fills
 
     def _client_id(self, acct: Account, kind: str, wanted: str | None) -> str:
@@ -507,13 +508,19 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             self.sibling_done(acct, order, cancelled=False)
         return fill
 
-    def _close(self, acct: Account, order: SandboxOrder, status: str) -> None:
+    def _close(self, acct: Account, order: SandboxOrder, status: str, reason: str = "") -> None:
+        """End an open order (CANCELED, or EXPIRED for ``reason``: Binance's expiry reasons). Spot releases its lock
+        and reports the balance; USDⓈ-M sends no ACCOUNT_UPDATE for an order that ends unfilled ("Unfilled orders or
+        cancelled orders will not make the event ACCOUNT_UPDATE pushed, since there's no change on positions")."""
         order.status = status
         order.updated_ms = self.now_ms()
+        if status == "EXPIRED":
+            order.expiry_reason = reason or "EXCHANGE_CANCELED"
         if order.kind == "spot":
             self._release_spot(acct, order)
         self.emit(acct, order.kind, "order", {"order": order, "exec": "CANCELED" if status == "CANCELED" else "EXPIRED"})
-        self.emit(acct, order.kind, "account", {"symbol": order.symbol})
+        if order.kind == "spot":
+            self.emit(acct, order.kind, "account", {"symbol": order.symbol})
         self._order_done(acct, order)
 
     def visible(self, order: SandboxOrder | AlgoOrder) -> bool:
@@ -547,6 +554,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             raise
         if not order.is_open:
             raise E.unknown_order()
+        order.cancel_id = p.get("newClientOrderId") or f"sbxcancel-{next(self._order_ids)}"
         restriction = p.get("cancelRestrictions") if kind == "spot" else None
         if restriction:
             if restriction not in ("ONLY_NEW", "ONLY_PARTIALLY_FILLED"):
@@ -564,6 +572,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         for order in acct.open_orders(kind, m.spec.symbol):
             if not order.is_open:  # the other leg of a list cancelled a moment ago
                 continue
+            order.cancel_id = f"sbxcancel-{next(self._order_ids)}"
             self._close(acct, order, "CANCELED")
             if order.order_list_id > 0:
                 self.sibling_done(acct, order, cancelled=True)
@@ -661,7 +670,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             try:
                 self._reserve_spot(acct, m, order, takes)
             except E.ApiError:
-                self._close(acct, order, "EXPIRED")
+                self._close(acct, order, "EXPIRED", "REJECTED")
                 return
         self._work(acct, m, order, takes)
 
@@ -780,9 +789,10 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             self.emit(acct, "linear", "algo", {"algo": algo})
             return
         algo.actual_order_id = order.order_id
-        if not order.is_open:
-            algo.status = "FINISHED"
-        self.emit(acct, "linear", "algo", {"algo": algo})
+        self.emit(acct, "linear", "algo", {"algo": algo})  # TRIGGERED: its order is in the matching engine (ai, aq)
+        if not order.is_open:  # and already done (a market order fills at once): FINISHED after it, as Binance says
+            algo.status, algo.updated_ms = "FINISHED", self.now_ms()
+            self.emit(acct, "linear", "algo", {"algo": algo})
 
     def _place_triggered(self, acct: Account, params: dict[str, str], algo: AlgoOrder) -> tuple[SandboxOrder, list[Fill]]:
         """An algo order's trigger places its order like any other, tagged with the algo id."""
@@ -825,7 +835,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def _order_done(self, acct: Account, order: SandboxOrder) -> None:
         """An order a trigger placed has ended: its algo order is FINISHED."""
         algo = acct.algo_orders.get(order.algo_id) if order.algo_id else None
-        if algo is not None and algo.status == "TRIGGERED":
+        if algo is not None and algo.status == "TRIGGERED" and algo.actual_order_id:  # not while the trigger places it
             algo.status, algo.updated_ms = "FINISHED", self.now_ms()
             self.emit(acct, "linear", "algo", {"algo": algo})
 

@@ -225,6 +225,7 @@ class FuturesAccounting:
         if isolated and opened > 0:
             pos.isolated_wallet += opened * price / self.leverage_of(acct, order.symbol)
         pos.updated_ms = self.now_ms()
+        pos.realized += realized
         fee = (price * qty * fee_rate).quantize(COMMISSION_STEP)
         acct.futures_wallet += realized - fee
         return fee, realized

@@ -12,6 +12,7 @@ A mixin of ``SandboxExchange``. As on Binance:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,8 +47,9 @@ class OrderLists:
     emit: Callable[..., None]
     place_order: Callable[..., tuple[SandboxOrder, list[Fill]]]
     _list_ids: Iterator[int]
+    _order_ids: itertools.count[int]
     _placing_list: OrderList | None
-    _close: Callable[[Account, SandboxOrder, str], None]
+    _close: Callable[..., None]
     _release_spot: Callable[[Account, SandboxOrder], None]
     _number: Callable[[dict[str, str], str], Decimal]
     _int: Callable[[dict[str, str], str], int]
@@ -96,6 +98,7 @@ class OrderLists:
             order.order_list_id = olist.list_id
             self.emit(acct, "spot", "order", {"order": order, "exec": "NEW"})
         self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
+        self.emit(acct, "spot", "account", {"symbol": olist.symbol})  # the lock the legs share (outboundAccountPosition)
         return olist
 
     def _prices_bracket(self, side: str, limit_leg: SandboxOrder, stop_leg: SandboxOrder) -> bool:
@@ -147,7 +150,7 @@ class OrderLists:
         for other_id in olist.order_ids:
             other = acct.orders[other_id]
             if other is not order and other.is_open:
-                self._close(acct, other, "CANCELED" if cancelled else "EXPIRED")
+                self._close(acct, other, "CANCELED" if cancelled else "EXPIRED", "OCO_TRIGGER")
         self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
 
     def find_list(self, acct: Account, p: dict[str, str]) -> OrderList:
@@ -168,5 +171,7 @@ class OrderLists:
         if olist.status != "EXECUTING":
             raise E.unknown_order()
         first = acct.orders[olist.order_ids[0]]
-        self._close(acct, first, "CANCELED")  # its sibling goes with it
+        first.cancel_id = p.get("newClientOrderId") or f"sbxcancel-{next(self._order_ids)}"
+        self._close(acct, first, "CANCELED")
+        self.sibling_done(acct, first, cancelled=True)  # its sibling goes with it, and the list is ALL_DONE
         return olist

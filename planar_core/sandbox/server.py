@@ -512,7 +512,7 @@ class SandboxServer:
     def _cancel_order(self, c: Ctx) -> dict:
         order = self.ex.cancel_order(c.account, c.kind, c.params)  # type: ignore[arg-type]
         if c.kind == "spot":
-            return wire.spot_cancel(order, c.params.get("newClientOrderId") or secrets.token_hex(8))
+            return wire.spot_cancel(order, order.cancel_id)
         return self._format_order(c.kind, order)
 
     def _cancel_all(self, c: Ctx) -> Any:
@@ -524,7 +524,7 @@ class SandboxServer:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
         if not orders:
             raise E.ApiError(400, -2011, "Unknown order sent.")
-        return [wire.spot_cancel(o, secrets.token_hex(8)) for o in orders]
+        return [wire.spot_cancel(o, o.cancel_id) for o in orders]
 
     def _cancel_batch(self, c: Ctx) -> list[dict]:
         """``DELETE /fapi/v1/batchOrders``: up to ten orders named by ``orderIdList`` or ``origClientOrderIdList``

@@ -187,8 +187,9 @@ class StreamHub:
         if acct is not None:
             acct.listen_keys.discard(key)
         for conn in [c for c in self.conns if c.listen_key == key]:
-            if notify:
-                conn.send({"e": "listenKeyExpired", "E": self.ex.now_ms(), "listenKey": key})
+            if notify:  # in the {"stream", "data"} envelope on a combined connection, as every event there
+                event = {"e": "listenKeyExpired", "E": self.ex.now_ms(), "listenKey": key}
+                conn.send({"stream": key, "data": event} if conn.combined else event)
             asyncio.get_running_loop().call_later(0.05, self._close_soon, conn)
             self.conns.discard(conn)
 

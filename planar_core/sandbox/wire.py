@@ -45,6 +45,8 @@ def _spot_core(o: SandboxOrder) -> dict:
         out["strategyId"] = o.strategy_id
     if o.strategy_type is not None:
         out["strategyType"] = o.strategy_type
+    if o.status == "EXPIRED" and o.expiry_reason:
+        out["expiryReason"] = o.expiry_reason
     return out
 
 
@@ -355,12 +357,15 @@ def futures_balance(ex: SandboxExchange, acct: Account, now: int) -> list[dict]:
 
 
 def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) -> dict:
-    """Spot user-stream ``executionReport``."""
-    return {
+    """Spot user-stream ``executionReport``, with Binance's conditional fields when they apply (user-data-stream.md):
+    ``d``/``D`` for trailing stops, ``j``/``J`` when a strategy id/type was sent, ``W`` once the order works on the
+    book, ``eR`` when it expired. On a cancel, ``c`` is the cancel request's own client id and ``C`` the order's."""
+    cancelled = exec_type == "CANCELED"
+    out: dict[str, object] = {
         "e": "executionReport",
         "E": now,
         "s": o.symbol,
-        "c": o.client_id,
+        "c": (o.cancel_id or o.client_id) if cancelled else o.client_id,
         "S": o.side,
         "o": o.type,
         "f": o.time_in_force,
@@ -369,7 +374,7 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
         "P": s(o.stop_price),
         "F": s(o.iceberg_qty),
         "g": o.order_list_id if o.order_list_id > 0 else -1,
-        "C": o.client_id if exec_type == "CANCELED" else "",
+        "C": o.client_id if cancelled else "",
         "x": exec_type,
         "X": o.status,
         "r": "NONE",
@@ -388,10 +393,22 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
         "O": o.created_ms,
         "Z": s(o.cum_quote),
         "Y": s(f.quote_qty) if f else Z8,
-        "Q": Z8,
-        "W": o.working_ms,
+        "Q": s(o.quote_qty) if o.quote_qty else Z8,
         "V": "EXPIRE_MAKER",
     }
+    if o.working_ms >= 0:
+        out["W"] = o.working_ms
+    if o.trailing_delta:
+        out["d"] = o.trailing_delta
+        if o.trail_ms:
+            out["D"] = o.trail_ms
+    if o.strategy_id is not None:
+        out["j"] = o.strategy_id
+    if o.strategy_type is not None:
+        out["J"] = o.strategy_type
+    if o.status == "EXPIRED" and o.expiry_reason:
+        out["eR"] = o.expiry_reason
+    return out
 
 
 def order_trade_update(o: SandboxOrder, spec: MarketSpec, exec_type: str, f: Fill | None, now: int) -> dict:
@@ -451,18 +468,22 @@ def outbound_account_position(acct: Account, assets: list[str], now: int) -> dic
 
 
 def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, reason: str = "ORDER") -> dict:
-    """Futures user-stream ``ACCOUNT_UPDATE``: the wallet and the positions of ``symbol`` (both sides in hedge mode)."""
+    """Futures user-stream ``ACCOUNT_UPDATE``: the wallet and the positions of ``symbol`` (both sides in hedge mode).
+    A funding fee on a cross position carries the balance only; on an isolated one, the balance and the positions it
+    was paid on (Binance's "Event: Balance and Position Update")."""
     spec = ex.markets[("linear", symbol)].spec
     rows = []
     for side in sides(acct):
         pos = ex.position(acct, symbol, side)
+        if reason == "FUNDING_FEE" and (not ex.isolated(acct, symbol) or not pos.amount):
+            continue
         rows.append(
             {
                 "s": symbol,
                 "pa": qx(spec, pos.amount),
                 "ep": s(pos.entry_price),
                 "bep": s(pos.entry_price),
-                "cr": s(Decimal(0)),
+                "cr": s(pos.realized),
                 "up": s(ex.unrealized(symbol, pos)),
                 "mt": "isolated" if ex.isolated(acct, symbol) else "cross",
                 "iw": s(pos.isolated_wallet),
@@ -471,8 +492,6 @@ def account_update(ex: SandboxExchange, acct: Account, symbol: str, now: int, re
         )
     wallet = ex.futures_margins(acct)["wallet"]
     update: dict[str, object] = {"m": reason, "B": [{"a": "USDT", "wb": s(wallet), "cw": s(ex.cross_wallet(acct)), "bc": "0"}], "P": rows}
-    if reason == "FUNDING_FEE":
-        update["S"] = symbol  # the symbol a funding fee was paid for
     return {"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": update}
 
 
