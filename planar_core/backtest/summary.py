@@ -55,6 +55,26 @@ def exposure(df: pd.DataFrame) -> float:
     return sum(held) / len(held) if held else 0.0
 
 
+def margin_figures(df: pd.DataFrame, out: Json, currency: str) -> Json:
+    """Futures: what moves the equity besides the fills. ``funding`` (received, paid negative: the ``funding_paid``
+    events in the main currency), ``unrealized_pnl`` of what is still open (the monitor's last figure), and
+    ``liquidation_clearance``: the margin liquidations handed to the insurance fund, the part of the equity's change
+    that neither the fills (realised PnL less fees), the funding nor the open positions explain (None while a fill's
+    PnL is unknown). So initial_equity + net_realized_pnl + funding + unrealized_pnl - liquidation_clearance =
+    final_equity, and a liquidation's loss is no longer hidden: a 50x run showed +3164 of net realised PnL on an
+    account that made +924."""
+    paid = df[df["kind"].astype(str) == "funding_paid"]
+    in_main = [((p or {}).get("payload") or {}).get("currency") in (currency, None) for p in paid["payload"]]
+    funding = float(pd.to_numeric(paid["amount"], errors="coerce")[in_main].fillna(0.0).sum()) if len(paid) else 0.0
+    metrics = df[df["kind"].astype(str) == "risk_metrics"]
+    last = ((metrics["payload"].iloc[-1] or {}).get("payload") or {}) if len(metrics) else {}
+    unrealized = _finite(last.get("unrealized_pnl")) or 0.0
+    initial, final, net = out.get("initial_equity"), out.get("final_equity"), out.get("net_realized_pnl")
+    known = isinstance(initial, float) and isinstance(final, float) and isinstance(net, float) and not out.get("unknown_pnl_fills")
+    clearance = round(initial + net + funding + unrealized - final, 8) if known else None  # type: ignore[operator]
+    return {"funding": funding, "unrealized_pnl": unrealized, "liquidation_clearance": clearance}
+
+
 def summarize(df: pd.DataFrame, run: BacktestRun) -> Json:
     """The summary of ``run`` from its trace ``df`` (``trace.reading.read_trace``), as strict JSON."""
     currency = run.config.main_currency
@@ -62,6 +82,8 @@ def summarize(df: pd.DataFrame, run: BacktestRun) -> Json:
     trips = round_trip_list(df)
     equity = equity_series(df, currency)
     out: Json = {"strategy": run.config.name, **pnl_summary(trades, trips, per_symbol(trades, trips), equity, currency)}
+    if run.config.margin:
+        out.update(margin_figures(df, out, currency))
     out.update(
         {
             "start": pd.Timestamp(run.first_ms, unit="ms", tz="UTC").isoformat() if run.first_ms is not None else None,

@@ -80,6 +80,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         self._placing_list: OrderList | None = None  # the OCO list whose legs are being booked right now
         self._list_ids = itertools.count(1)
         self._funding_epoch: dict[tuple[str, str], int] = {}  # market -> the last 8-hour funding period settled
+        self._funding_passed_until = 0  # pass_funding: nothing to pass before this time
         self.rng = random.Random(self.seed)
         self.markets: dict[tuple[str, str], Market] = {}
         for spec in self.specs:
@@ -616,6 +617,19 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 self._fill(acct, m, order, order.price, qty, maker=True)
                 n += 1
         return n
+
+    def pass_funding(self) -> None:
+        """Funding periods that begin while nothing is at stake are passed, not paid later. The simulated venue calls
+        this when no order rests and no position is open (it runs no matching then): without it, the first position
+        opened after a flat funding time paid that period's funding a candle after it opened. Only for a clock that
+        is the exchange's own (``price_source`` set: ``funding_time`` is the time itself)."""
+        now = self.now_ms()
+        if now < self._funding_passed_until:
+            return
+        for key, m in self.markets.items():
+            if m.spec.kind == "linear":
+                self._funding_epoch[key] = int(self.funding_time(key, now) // FUNDING_PERIOD_MS)
+        self._funding_passed_until = (int(now) // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
 
     def settle_futures_accounts(self) -> None:
         """Funding every 8 hours (at 00:00, 08:00 and 16:00 of the clock ``funding_time`` reads), a MARGIN_CALL for

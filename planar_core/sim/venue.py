@@ -243,7 +243,10 @@ class SimVenue(CcxtVenue):
         resting orders, funding, liquidations). Returns the fills it made."""
         m = self._market(symbol)
         self.prices[m.key] = float(price)
-        if not match or not self.at_stake():
+        if not self.at_stake():
+            self.core.pass_funding()  # a funding time met flat is passed: the next position pays only from the next
+            return 0
+        if not match:
             return 0
         with self.core.at_one_instant():
             return self.core.match_resting()
@@ -271,6 +274,12 @@ class SimVenue(CcxtVenue):
         for a in self.account.algo_orders.values():
             if a.is_open and ("linear", a.symbol) == m.key and a.trigger_price > 0:
                 out.append(float(a.trigger_price))
+        if m.key[0] == "linear":  # a position's liquidation price: Binance liquidates as the mark crosses it, not at
+            for (sym, _), pos in self.account.positions.items():  # the candle's extreme (a cross wallet went negative)
+                if sym == m.key[1] and pos.amount:
+                    liq = float(self.core.liquidation_price(self.account, sym, pos))
+                    if liq > 0:  # just past it, so that the margin check at that stop finds it reached
+                        out.append(liq * (1 - 1e-9) if pos.amount > 0 else liq * (1 + 1e-9))
         return out
 
     def add_candles(self, symbol: str, timeframe: str, rows: list[list[float]], closed_through: int | None) -> None:
@@ -428,7 +437,10 @@ class SimVenue(CcxtVenue):
             market_id = payload["symbol"]
             assert isinstance(market_id, str)
             spec = self.core.markets[(kind, market_id)].spec
-            self._send(self._balance_report(kind, [spec.base, spec.quote]))
+            report = self._balance_report(kind, [spec.base, spec.quote])
+            if payload.get("reason") == "FUNDING_FEE":  # as live reads ACCOUNT_UPDATE's reason: the engine books it
+                report = replace(report, funding=True)
+            self._send(report)
             if kind == "linear":
                 self._send(self._position_reports(market_id))
 
