@@ -97,10 +97,15 @@ def run_cmd(
     failed = sum(integer(n) for n in obj(result.get("callback_errors")).values())
     status = obj(result.get("status"))
     orders, positions = integer(status.get("open_orders")), integer(status.get("open_positions"))
-    left = f"left open on the exchange: {orders} order(s), {positions} position(s)"
-    if orders or positions:
-        close = " --close-positions" if positions else ""
-        left += f" (they stay; `planar emergency-stop {cfg.name} --config {config}{close}` cancels{' and closes' if close else ''} them)"
+    if cfg.mode == "paper":  # the simulated exchange lived in the run's process: nothing stays anywhere
+        left = f"open when the paper run ended: {orders} order(s), {positions} position(s) (the simulated exchange ends with the run)"
+    else:
+        left = f"left open on the exchange: {orders} order(s), {positions} position(s)"
+        if orders or positions:
+            close = " --close-positions" if positions else ""
+            left += (
+                f" (they stay; `planar emergency-stop {cfg.name} --config {config}{close}` cancels{' and closes' if close else ''} them)"
+            )
     typer.echo(
         f"{cfg.name}: {state.type.value.lower()} ({result['ended']}); logic callbacks: {calls}; callback errors: {failed}; "
         f"{left}; trace {result.get('trace')}; report {result['report']}"

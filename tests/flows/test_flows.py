@@ -457,3 +457,20 @@ async def test_a_strategy_restarted_too_often_within_the_hour_is_not_restarted_a
     async with get_client() as client:
         run = await client.read_flow_run(state.state_details.flow_run_id)
     assert run.run_count == 1 and run.empirical_policy.retries == 0
+
+
+async def test_a_paper_run_says_its_simulated_exchange_ends_with_it(sandbox, prefect_api, tmp_path: Path, monkeypatch) -> None:
+    """``planar run`` of a paper config: the end says what was open when the run ended, and that the simulated exchange
+    ends with it. It said "left open on the exchange ... (they stay; planar emergency-stop ...)", of an exchange that
+    lived in the run's process (a futures trader's paper trial)."""
+    import json
+    import tomllib
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[2] / "examples" / "grid_maker.toml").read_text())
+    cfg.update(mode="paper", sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url}, store_root=str(tmp_path / "store"))
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(cfg))
+    code, out, err = await _planar(prefect_api, "run", str(path), "--duration", "4")
+    assert code == 0, (out + err)[-3000:]
+    assert "open when the paper run ended:" in out and "the simulated exchange ends with the run" in out, out
+    assert "left open on the exchange" not in out and "emergency-stop" not in out
