@@ -188,12 +188,18 @@ def explain_reductions(s: "Strategy", changes: Sequence[PositionChange]) -> None
 
 
 def alert_external_position_changes(s: "Strategy", changes: Sequence[PositionChange]) -> None:
-    """A position that moved while the engine had no order working on that asset and no fill of its own in the
-    last minute changed outside the engine (a manual trade, a liquidation, auto-deleveraging): alert."""
+    """A position that moved while the engine had no order working on that asset, no fill of its own and no order
+    of its own that filled in the last minute changed outside the engine (a manual trade, a liquidation,
+    auto-deleveraging): alert. The last: the exchange's answer may say an order filled before its fill arrives on the
+    stream, and the position update may come first (every first entry of a paper run alerted so)."""
     now = now_ms(s.clock)
     for c in changes:
         ai = s.universe[c.symbol]
-        busy = ai.open_orders() or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
+        busy = (
+            ai.open_orders()
+            or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
+            or any(o.filled > 0 and now - o.timestamp < 60_000 for o in ai.orders.recent(20))
+        )
         if not busy and s.running:
             msg = f"{s.name}: position {c.key} changed outside the engine: {c.before} -> {c.contracts}"
             s.sink.record("error_occurred", symbol=c.symbol, reason=msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING
@@ -289,6 +290,10 @@ class OrderMap(dict[str, Order]):
 
     def open(self) -> list[Order]:
         return _still_open(self._open)
+
+    def recent(self, n: int) -> list[Order]:
+        """The ``n`` orders placed (or adopted) last, newest first."""
+        return list(itertools.islice(reversed(self.values()), n))
 
     def open_exits(self) -> list[Order]:
         """The open orders that are exits of an entry (``parent`` set): read on every balance update."""

@@ -300,3 +300,17 @@ async def test_a_tie_the_engine_cannot_order_is_read_again_when_the_reports_disa
     assert ai.position.contracts == 0.07  # kept until the read settles it
     await s.freshness.flush()
     assert s.freshness.fetches == before + 1
+
+
+async def test_a_position_a_just_filled_order_explains_is_no_outside_change() -> None:
+    """The exchange's answer said our market order filled; its fill has not arrived on the stream when the position
+    update does: that is our own change, not one made outside the engine (every first entry of a paper run alerted)."""
+    from planar_core.model import Order
+
+    s, _, clock, ai = await futures(running=True, position_watcher={"alert_on_changes": True})
+    ai.orders["c-1"] = Order("c-1", SYM, Side.BUY, OrderType.MARKET, 0.01, None, status=OrderStatus.CLOSED, filled=0.01, timestamp=clock.ms)
+    s.apply_positions([pos(0.01)])
+    assert not sink_of(s).of("error_occurred")
+    clock.advance(61)  # a minute later, a change nothing of ours explains is alerted again
+    s.apply_positions([pos(0.02)])
+    assert "changed outside the engine" in str(sink_of(s).of("error_occurred")[-1]["reason"])
