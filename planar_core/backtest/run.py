@@ -342,7 +342,8 @@ class Backtest:
             if venue.at_stake():  # a position without orders is walked too: liquidation and funding follow the path
                 for at, price in walk(path, venue.resting_levels(sym)):
                     await self._advance(at)
-                    if venue.set_price(sym, price):
+                    venue.set_price(sym, price)
+                    if venue.pending:  # whatever the price caused (a fill, a trigger, funding) reaches the engine now, at its time
                         await self.settle()
             else:
                 venue.set_price(sym, row[4], match=False)

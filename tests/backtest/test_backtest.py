@@ -631,3 +631,29 @@ async def test_a_funding_time_met_flat_is_not_charged_to_the_next_position(tmp_p
     trades = read_trace(run.trace_root).query("kind == 'trade_executed'")
     assert len(trades) == 3
     assert [i for i in bt.venue.account.income if i.kind == "FUNDING_FEE"] == []
+
+
+class LongWithStop(Logic):
+    """A futures long of 0.01 BTC at the first bar with a stop 1 % under it."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=bar.close * 0.99, waitfor=0)
+
+
+async def test_a_triggered_stop_s_fill_is_traced_when_it_happens(tmp_path: Path) -> None:
+    """A futures stop triggered inside a candle: its trigger and fill reach the engine at the simulated time the walk
+    crossed the trigger, not at the candle's close (the driver waited for the engine only when a resting limit had
+    filled, so a trigger's fill was handled after the clock moved to the close: a take-profit at 23:23:37 was traced
+    at 23:24:00, which read as a position held through the next minute)."""
+    cfg = backtest_config(
+        config(tmp_path, logic="tests.backtest.test_backtest:LongWithStop", universe=["BTC/USDT:USDT"], margin=True), tmp_path / "bt"
+    )
+    data = {"BTC/USDT:USDT": flat(H0600, 60, 60_000.0, wick={40: 58_800.0})}
+    run = await Backtest(cfg, data, warmup=10, logic=LongWithStop(LogicParams())).run()
+    assert run.errors == []
+    df = read_trace(run.trace_root)
+    sells = df[(df["kind"] == "trade_executed") & (df["side"] == "sell")]
+    assert len(sells) == 1
+    candle_open = pd.Timestamp(H0600 + 40 * 60_000, unit="ms", tz="UTC")
+    assert candle_open < sells.iloc[0]["timestamp"] < candle_open + pd.Timedelta(seconds=60)
