@@ -222,3 +222,53 @@ async def test_a_legacy_oco_stop_limit_price_needs_its_time_in_force(sandbox: Sa
         sandbox, account, "POST", "/api/v3/order/oco", {**params, "stopLimitPrice": stop, "stopLimitTimeInForce": "GTC"}
     )
     assert status == 200, body
+
+
+def sell_list(sandbox: SandboxServer, **legs: Any) -> dict[str, Any]:
+    """A SELL OCO at the sandbox's BTCUSDT price: a limit maker 5 % above, a stop-loss 5 % below, unless ``legs`` say."""
+    mid = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")])
+    p = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "quantity": "0.001",
+        "aboveType": "LIMIT_MAKER",
+        "abovePrice": f"{round(mid * 1.05, 2):.2f}",
+        "belowType": "STOP_LOSS",
+        "belowStopPrice": f"{round(mid * 0.95, 2):.2f}",
+    }
+    return {**p, **{k: (f"{round(mid * v, 2):.2f}" if isinstance(v, float) else v) for k, v in legs.items()}}
+
+
+@pytest.mark.parametrize(
+    ("legs", "code", "msg"),
+    [
+        ({"aboveType": "STOP_LOSS", "belowType": "LIMIT_MAKER"}, -1158, "Order type not supported in OCO."),
+        ({"abovePrice": 0.97}, -1166, "A limit order in a sell OCO must be above."),
+        (
+            {"aboveType": "TAKE_PROFIT", "abovePrice": None, "aboveStopPrice": 0.97},
+            -1199,
+            "A take profit order in a sell OCO must be above.",
+        ),
+        ({"belowStopPrice": 1.02}, -1197, "A stop loss order in a sell OCO must be below."),
+    ],
+)
+async def test_an_order_list_s_legs_are_refused_with_binance_s_own_codes(sandbox: SandboxServer, account: Account, legs, code, msg) -> None:
+    """errors.md's order-list codes (-1158 the legs' types; -1166 / -1199 / -1197 a leg on the wrong side of the last
+    price): the sandbox answered -1106 and the legs' own -2010 refusals instead."""
+    params = {k: v for k, v in sell_list(sandbox, **legs).items() if v is not None}
+    assert await signed(sandbox, account, "POST", "/api/v3/orderList/oco", params) == (400, {"code": code, "msg": msg})
+
+
+async def test_a_cancel_all_answers_an_order_list_as_the_list(sandbox: SandboxServer, account: Account) -> None:
+    """rest-api.md (DELETE /api/v3/openOrders): "This includes orders that are part of an order list", answered as the
+    list with its legs' reports; the sandbox answered one plain leg and left the other out."""
+    await order(sandbox, account, **limit(newClientOrderId="plain-1"))
+    status, placed = await signed(sandbox, account, "POST", "/api/v3/orderList/oco", {**sell_list(sandbox), "listClientOrderId": "l-9"})
+    assert status == 200, placed
+    status, body = await signed(sandbox, account, "DELETE", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert status == 200 and len(body) == 2, body
+    plain, olist = sorted(body, key=lambda e: "orderListId" in e and e.get("contingencyType") == "OCO")
+    assert plain["origClientOrderId"] == "plain-1" and plain["status"] == "CANCELED"
+    assert olist["listClientOrderId"] == "l-9" and olist["listOrderStatus"] == "ALL_DONE"
+    assert sorted(r["origClientOrderId"] for r in olist["orderReports"]) == sorted(o["clientOrderId"] for o in placed["orders"])
+    assert {r["status"] for r in olist["orderReports"]} == {"CANCELED"}

@@ -263,3 +263,38 @@ async def test_an_algo_order_is_triggered_then_finished(sandbox: SandboxServer, 
         updates = [m["o"] for m in us.messages if m.get("e") == "ALGO_UPDATE"]
         assert [u["X"] for u in updates] == ["NEW", "TRIGGERED", "FINISHED"], updates
         assert all(u["ai"] and u["aq"] == "0.002" for u in updates[1:])
+
+
+async def _subscribe(ws: Any, account: Account, timestamp: int | None = None, upper: bool = False) -> dict[str, Any]:
+    """``userDataStream.subscribe.signature`` (web-socket-api.md): the parameters sorted, signed with HMAC-SHA256."""
+    import hashlib
+    import hmac
+    import time
+
+    params: dict[str, Any] = {"apiKey": account.api_key, "timestamp": timestamp or int(time.time() * 1000)}
+    sig = hmac.new(account.api_secret.encode(), "&".join(f"{k}={params[k]}" for k in sorted(params)).encode(), hashlib.sha256).hexdigest()
+    await ws.send_json(
+        {"id": 1, "method": "userDataStream.subscribe.signature", "params": {**params, "signature": sig.upper() if upper else sig}}
+    )
+    return json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+
+
+async def test_the_ws_api_checks_the_timestamp_and_ends_only_the_subscription_named(sandbox: SandboxServer, account: Account) -> None:
+    """web-socket-api.md: a signed request's timestamp is checked against recvWindow (an hour-old one subscribed), the
+    signature is not case-sensitive, and ``userDataStream.unsubscribe`` with a ``subscriptionId`` closes that one "if it
+    exists" (any id closed every subscription)."""
+    import time
+
+    other = sandbox.ex.add_account({"USDT": 1000})
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{sandbox.ws_url}/ws-api/v3") as ws:
+        old = await _subscribe(ws, account, timestamp=int(time.time() * 1000) - 3_600_000)
+        assert old["status"] == 400 and old["error"]["code"] == -1021
+        mine = (await _subscribe(ws, account, upper=True))["result"]["subscriptionId"]
+        theirs = (await _subscribe(ws, other))["result"]["subscriptionId"]
+        await ws.send_json({"id": 2, "method": "userDataStream.unsubscribe", "params": {"subscriptionId": 999_999}})
+        assert json.loads((await ws.receive()).data)["status"] == 200
+        await ws.send_json({"id": 3, "method": "userDataStream.unsubscribe", "params": {"subscriptionId": theirs}})
+        replies = [json.loads((await ws.receive()).data) for _ in range(2)]
+        ended = [r["subscriptionId"] for r in replies if "event" in r]
+        assert ended == [theirs]  # 999 999 closed nothing; mine stays
+        assert any(c.users == {account.api_key: mine} for c in sandbox.hub.conns)

@@ -48,6 +48,8 @@ ERRORS: dict[int, type[E.ExchangeOpError]] = {
     -4164: E.InvalidOrder,
     -1013: E.InvalidOrder,
     -1021: E.ClockSkew,
+    # an order list refused for its legs' types or sides of the last price (errors.md; ccxt 4.5 maps none of them)
+    **dict.fromkeys((-1158, -1165, -1166, -1196, -1197, -1198, -1199), E.InvalidOrder),
 }
 API_PREFIXES = ("fapi", "dapi", "eapi", "sapi", "papi")
 # ccxt's cost units per weight unit: ccxt scales every section to its 50 ms rateLimit (1200 units a minute): spot

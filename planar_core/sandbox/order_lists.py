@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from . import errors as E
 from .accounts import Account, Fill, SandboxOrder
@@ -46,6 +47,8 @@ class OrderLists:
     now_ms: Callable[[], int]
     emit: Callable[..., None]
     place_order: Callable[..., tuple[SandboxOrder, list[Fill]]]
+    last_price: Callable[..., Decimal]
+    market: Callable[..., Any]
     _list_ids: Iterator[int]
     _order_ids: itertools.count[int]
     _placing_list: OrderList | None
@@ -65,7 +68,9 @@ class OrderLists:
         if (side == "SELL" and (above["type"] not in ABOVE_SELL or below["type"] not in BELOW_SELL)) or (
             side == "BUY" and (above["type"] not in BELOW_SELL or below["type"] not in ABOVE_SELL)
         ):
-            raise E.ApiError(400, -1106, "Parameter 'aboveType' or 'belowType' is not valid for this side.")
+            raise E.ApiError(400, -1158, "Order type not supported in OCO.")
+        if not legacy:  # the older endpoint answers the legs' own refusals (-2010) instead
+            self._legs_on_their_sides(side, (above, below), self.last_price(self.market("spot", p.get("symbol"))))
         wanted = p.get("listClientOrderId")
         if wanted and any(o.client_id == wanted and o.status == "EXECUTING" for o in acct.order_lists.values()):
             # Binance: a list's client id is taken again only once the list holding it is done
@@ -100,6 +105,37 @@ class OrderLists:
         self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
         self.emit(acct, "spot", "account", {"symbol": olist.symbol})  # the lock the legs share (outboundAccountPosition)
         return olist
+
+    @staticmethod
+    def _legs_on_their_sides(side: str, legs: tuple[dict[str, str], ...], last: Decimal) -> None:
+        """Binance's own refusals of a list whose legs are on the wrong side of the last price (errors.md: -1165,
+        -1166, -1196 to -1199): a sell list's limit maker and take-profit above it and its stop-loss below, a buy
+        list the other way round. A leg whose price does not parse is left to its own check."""
+        sell = side == "SELL"
+        for leg in legs:
+            kind = leg["type"]
+            try:
+                level = Decimal(leg["price"] if kind == "LIMIT_MAKER" else leg["stopPrice"])
+            except (KeyError, ArithmeticError):
+                continue
+            if kind == "LIMIT_MAKER" and (level <= last if sell else level >= last):
+                raise (
+                    E.ApiError(400, -1166, "A limit order in a sell OCO must be above.")
+                    if sell
+                    else E.ApiError(400, -1165, "A limit order in a buy OCO must be below.")
+                )
+            if kind.startswith("TAKE_PROFIT") and (level <= last if sell else level >= last):
+                raise (
+                    E.ApiError(400, -1199, "A take profit order in a sell OCO must be above.")
+                    if sell
+                    else E.ApiError(400, -1198, "A take profit order in a buy OCO must be below.")
+                )
+            if kind.startswith("STOP_LOSS") and (level >= last if sell else level <= last):
+                raise (
+                    E.ApiError(400, -1197, "A stop loss order in a sell OCO must be below.")
+                    if sell
+                    else E.ApiError(400, -1196, "A stop loss order in a buy OCO must be above.")
+                )
 
     def _prices_bracket(self, side: str, limit_leg: SandboxOrder, stop_leg: SandboxOrder) -> bool:
         if side == "SELL":

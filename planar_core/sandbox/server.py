@@ -524,7 +524,15 @@ class SandboxServer:
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
         if not orders:
             raise E.ApiError(400, -2011, "Unknown order sent.")
-        return [wire.spot_cancel(o, o.cancel_id) for o in orders]
+        out: list[dict] = []  # an order list's legs answer as their list (rest-api.md's example), once
+        lists: set[int] = set()
+        for o in orders:
+            if o.order_list_id <= 0:
+                out.append(wire.spot_cancel(o, o.cancel_id))
+            elif o.order_list_id not in lists:
+                lists.add(o.order_list_id)
+                out.append(self._list_json(c, c.account.order_lists[o.order_list_id], "cancelled"))  # type: ignore[union-attr]
+        return out
 
     def _cancel_batch(self, c: Ctx) -> list[dict]:
         """``DELETE /fapi/v1/batchOrders``: up to ten orders named by ``orderIdList`` or ``origClientOrderIdList``

@@ -193,11 +193,25 @@ class StreamHub:
             asyncio.get_running_loop().call_later(0.05, self._close_soon, conn)
             self.conns.discard(conn)
 
-    def terminate_user_streams(self, conn: Conn) -> None:
-        """The WS API's ``eventStreamTerminated`` for each user-data subscription of ``conn`` (then none is left)."""
-        for sub_id in conn.users.values():
-            conn.send({"subscriptionId": sub_id, "event": {"e": "eventStreamTerminated", "E": self.ex.now_ms()}})
-        conn.users.clear()
+    def terminate_user_streams(self, conn: Conn, only: str | None = None) -> None:
+        """The WS API's ``eventStreamTerminated`` for each user-data subscription of ``conn`` (``only``: the one with
+        that id, if there is one), which then ends."""
+        for key, sub_id in list(conn.users.items()):
+            if only is None or str(sub_id) == only:
+                conn.send({"subscriptionId": sub_id, "event": {"e": "eventStreamTerminated", "E": self.ex.now_ms()}})
+                del conn.users[key]
+
+    def _in_window(self, params: dict) -> bool:
+        """A WS API request's ``timestamp`` (ms, or us from 16 digits) no more than 1 s ahead of the exchange's clock
+        nor older than its ``recvWindow`` (5000 ms by default, 60000 at most)."""
+        try:
+            ts = int(params.get("timestamp", ""))
+            window = min(float(params.get("recvWindow") or 5000), 60_000.0)
+        except (TypeError, ValueError):
+            return False
+        ts_ms = ts / 1000 if ts >= 10**15 else ts
+        now = self.ex.now_ms()
+        return ts_ms <= now + 1000 and now - ts_ms <= window
 
     async def cut_old_connections(self) -> None:
         """Binance disconnects every websocket 24 hours after it connected (``ws_max_age_s``); WS-API user-data
@@ -247,15 +261,20 @@ class StreamHub:
                 return
             payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
             expected = hmac.new(acct.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(sig, expected):
+            if not hmac.compare_digest(sig.lower(), expected):
                 conn.send({"id": rid, "status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                return
+            if not self._in_window(params):  # a signed request's timestamp within its recvWindow, as on REST
+                msg = "Timestamp for this request is outside of the recvWindow."
+                conn.send({"id": rid, "status": 400, "error": {"code": -1021, "msg": msg}})
                 return
             self._sub_ids += 1
             conn.users[acct.api_key] = self._sub_ids
             conn.send({"id": rid, "status": 200, "result": {"subscriptionId": self._sub_ids}})
         elif method == "userDataStream.unsubscribe":
             conn.send({"id": rid, "status": 200, "result": {}})
-            self.terminate_user_streams(conn)
+            wanted = params.get("subscriptionId")  # that subscription, if it exists; without it, every one
+            self.terminate_user_streams(conn, None if wanted is None else str(wanted))
         elif method == "ping":
             conn.send({"id": rid, "status": 200, "result": {}})
         elif method == "time":

@@ -592,7 +592,9 @@ def order_list(olist: OrderList, orders: list[SandboxOrder], reports: str = "") 
     if reports == "placed":
         out["orderReports"] = [{**_spot_core(o), "transactTime": o.updated_ms, "workingTime": o.working_ms} for o in orders]
     elif reports == "cancelled":
-        out["orderReports"] = [{k: v for k, v in spot_cancel(o, o.client_id).items() if k != "selfTradePreventionMode"} for o in orders]
+        out["orderReports"] = [
+            {k: v for k, v in spot_cancel(o, o.cancel_id or o.client_id).items() if k != "selfTradePreventionMode"} for o in orders
+        ]
     return out
 
 

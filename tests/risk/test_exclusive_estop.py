@@ -113,3 +113,17 @@ async def test_closing_positions_counts_no_order_twice(strategy_factory: Any, sa
     assert report.cancelled == 2, report
     view = snapshot(sandbox, account)
     assert view["open_orders"] == [] and view["futures"]["positions"] == {}
+
+
+async def test_an_exit_list_is_counted_from_its_list_shaped_answer(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """Binance answers a cancel-all that took an OCO list with the list (its legs in ``orderReports``), not with two
+    plain orders (rest-api.md, DELETE /api/v3/openOrders; the sandbox answered plain orders until 2026-12-07). The
+    exclusive e-stop still counts both legs of the spot entry's exit list as cancelled, and nothing is left."""
+    s = await strategy_factory(universe=["BTC/USDT"], risk={"exclusive_account": True, "estop_budget_s": 5.0})
+    ai = s.universe["BTC/USDT"]
+    price = ai.last_price
+    await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.002, stop_loss=price * 0.95, take_profit=price * 1.05, waitfor=2)
+    await wait_for(lambda: len(snapshot(sandbox, account)["open_orders"]) == 2, timeout=10)  # the exits' list
+    report = await s.emergency_stop("exclusive, with an exit list")
+    assert report.clean and report.cancelled == 2, report
+    assert snapshot(sandbox, account)["open_orders"] == []
