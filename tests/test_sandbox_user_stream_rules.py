@@ -104,9 +104,11 @@ async def test_cancelling_an_order_list_ends_both_legs_and_the_list(sandbox: San
         await us.until(lambda m: m.get("e") == "outboundAccountPosition" and any(b["a"] == "BTC" and float(b["l"]) > 0 for b in m["B"]))
         status, body = await signed(sandbox, account, "DELETE", "/api/v3/orderList", {"symbol": "BTCUSDT", "listClientOrderId": "oco-1"})
         assert status == 200, body
-        for leg in placed["orders"]:
-            await us.until(report_of(leg["clientOrderId"], "CANCELED"))
+        reports = [await us.until(report_of(leg["clientOrderId"], "CANCELED")) for leg in placed["orders"]]
         await us.until(lambda m: m.get("e") == "listStatus" and m["L"] == "ALL_DONE")
+        # one request: its client id on both legs (rest-api.md's example), each leg's own id as C
+        assert {r["c"] for r in reports} == {r["clientOrderId"] for r in body["orderReports"]} and len({r["c"] for r in reports}) == 1
+        assert sorted(r["C"] for r in reports) == sorted(leg["clientOrderId"] for leg in placed["orders"])
     status, listed = await signed(sandbox, account, "GET", "/api/v3/orderList", {"orderListId": placed["orderListId"]})
     assert listed["listOrderStatus"] == "ALL_DONE"
     assert (await signed(sandbox, account, "GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"}))[1] == []

@@ -143,6 +143,7 @@ def summary_text(summary: Mapping[str, object]) -> str:
         "round_trips",
         "win_rate",
         "net_realized_pnl",
+        *(["funding", "unrealized_pnl", "liquidation_clearance"] if "funding" in summary else []),
         "exposure",
         "bars",
         "bars_per_s",

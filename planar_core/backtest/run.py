@@ -333,6 +333,26 @@ class Backtest:
             await self.settle()
         clock.ms = max(clock.ms, ms)
 
+    async def _walk(self, sym: str, path: list[tuple[int, float]]) -> None:
+        """``sym``'s price along ``path``, stopping at every level where something rests, the exchange matching at
+        each stop. Whatever a stop caused (a fill, a trigger, funding) reaches the engine then, at its time; and since
+        that may change the levels (a position a stop opened has a liquidation price, the logic may place an order),
+        the rest of the path is walked again from that point with the levels of now."""
+        venue = self.venue
+        points, skip = path, 0
+        while points:
+            for at, price in itertools.islice(walk(points, venue.resting_levels(sym)), skip, None):
+                await self._advance(at)
+                venue.set_price(sym, price)
+                if venue.pending:
+                    await self.settle()
+                    points, skip = [(at, price), *((t, p) for t, p in path if t > at)], 1
+                    break
+            else:
+                return
+            if len(points) == 1:
+                return
+
     async def _candle(self, ts: int, rows: list[tuple[str, Row]], assets: Mapping[str, AssetInstance]) -> int:
         """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;
         returns the candles closed."""
@@ -340,14 +360,13 @@ class Backtest:
         for sym, row in rows:
             path = knots(ts, step, row[1], row[2], row[3], row[4])
             if venue.at_stake():  # a position without orders is walked too: liquidation and funding follow the path
-                for at, price in walk(path, venue.resting_levels(sym)):
-                    await self._advance(at)
-                    venue.set_price(sym, price)
-                    if venue.pending:  # whatever the price caused (a fill, a trigger, funding) reaches the engine now, at its time
-                        await self.settle()
+                await self._walk(sym, path)
             else:
                 venue.set_price(sym, row[4], match=False)
         await self._advance(ts + step)
+        venue.clock_reached()  # funding at 00/08/16 UTC is settled before the candles close and the logic trades
+        if venue.pending:
+            await self.settle()
         self._first = ts if self._first is None else self._first
         self._last = clock.ms
         with s.hooks.prices_together(s):  # the candles of one time close together: the account is valued once

@@ -6,7 +6,9 @@ initial and final equity, return, max drawdown); the backtest adds:
 
 * **Sharpe**: mean / standard deviation of the equity's daily returns (the last sample of each UTC day), times
   sqrt(365) (crypto trades every day); None with fewer than two daily returns;
-* **exposure**: the share of the risk monitor's samples in which a position was held (``total_exposure`` above 0);
+* **exposure**: the share of the risk monitor's samples in which a position above dust was held
+  (``positions_held``);
+* futures (``margin``): ``funding``, ``unrealized_pnl`` and ``liquidation_clearance`` (``margin_figures``);
 * the run: candle events processed, candles per second, seconds, warm-up candles, callback errors, whether a
   breaker halted it, and where its trace is.
 
@@ -70,8 +72,20 @@ def margin_figures(df: pd.DataFrame, out: Json, currency: str) -> Json:
     last = ((metrics["payload"].iloc[-1] or {}).get("payload") or {}) if len(metrics) else {}
     unrealized = _finite(last.get("unrealized_pnl")) or 0.0
     initial, final, net = out.get("initial_equity"), out.get("final_equity"), out.get("net_realized_pnl")
-    known = isinstance(initial, float) and isinstance(final, float) and isinstance(net, float) and not out.get("unknown_pnl_fills")
+    # the residual is the clearance only when every other term is in the main currency and known: else it would
+    # hold whatever they missed (a fee or PnL in another currency, funding in another, a fill of unknown PnL)
+    known = (
+        isinstance(initial, float)
+        and isinstance(final, float)
+        and isinstance(net, float)
+        and not out.get("unknown_pnl_fills")
+        and not out.get("fees_unvalued")
+        and not out.get("realized_pnl_other_quotes")
+        and all(in_main)
+    )
     clearance = round(initial + net + funding + unrealized - final, 8) if known else None  # type: ignore[operator]
+    if clearance is not None and clearance < -1e-6:  # money appeared from nowhere: say it is not known, never a negative loss
+        clearance = None
     return {"funding": funding, "unrealized_pnl": unrealized, "liquidation_clearance": clearance}
 
 

@@ -198,7 +198,7 @@ def alert_external_position_changes(s: "Strategy", changes: Sequence[PositionCha
         busy = (
             ai.open_orders()
             or any(now - t.timestamp < 60_000 for t in ai.trades[-20:])
-            or any(o.filled > 0 and now - o.timestamp < 60_000 for o in ai.orders.recent(20))
+            or any(o.filled_at is not None and 0 <= now - o.filled_at < 60_000 for o in ai.orders.recent(20))
         )
         if not busy and s.running:
             msg = f"{s.name}: position {c.key} changed outside the engine: {c.before} -> {c.contracts}"

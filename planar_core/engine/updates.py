@@ -167,6 +167,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
     grew = filled > order.filled + 1e-12
     if grew:  # filled amounts only grow, whatever the status says (a late fill after a cancel is legal)
         order.filled, order.cost = filled, r.cost or (filled * r.average if r.average else order.cost)
+        order.filled_at = now_ms(s.clock)
     new = r.status
     if new is None and oid and source == "acknowledgement" and order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         new = OrderStatus.OPEN  # an answer naming the order booked it: accepted (Bybit's create answer says no more)
@@ -368,6 +369,7 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
         replaced.append(str(emu.trade_id))
     if sum(t.amount for t in order.trades) + trade.amount > order.filled + 1e-12:
         order.filled = sum(t.amount for t in order.trades) + trade.amount  # the trade is proof of the fill
+        order.filled_at = now_ms(s.clock)
         order.cost = sum(t.amount * t.price for t in order.trades) + trade.amount * trade.price
     _record_trade(s, ai, order, trade, replaced)
     return trade

@@ -196,6 +196,7 @@ class Order:
     resend_of: str | None = None  # the client id of the proven-absent order this one re-sends
     refusal: "Refusal | None" = None  # booked, then refused (by the exchange, or not journaled): why, typed
     adjustment: "Adjustment | None" = None  # what the engine changed before sending it (sizing, rounding); None: as asked
+    filled_at: int | None = None  # the engine's clock (ms) when it last learned the filled amount grew
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)

@@ -193,7 +193,7 @@ def equity(s: "Strategy", rates: Rates | None = None) -> tuple[float, list[str]]
             total += bal.total * rate
     if s.config.margin:
         for ai in s.universe.values():
-            if not ai.position.contracts:
+            if not ai.open_positions():  # hedge mode: a long and a short of the same size still have their PnL
                 continue
             upnl, rate = unrealized(ai), rates.get(ai.quote)
             if upnl is None or rate is None:
@@ -204,13 +204,18 @@ def equity(s: "Strategy", rates: Rates | None = None) -> tuple[float, list[str]]
 
 
 def unrealized(ai: "AssetInstance") -> float | None:
-    """Unrealized PnL of the position in its quote currency: marked at the latest price, else the exchange's figure."""
-    p = ai.position
-    if not p.contracts:
-        return 0.0
-    if ai.last_price:
-        return (ai.last_price - p.entry_price) * p.contracts
-    return p.unrealized_pnl if p.unrealized_known else None
+    """Unrealized PnL of the positions in their quote currency: each marked at the latest price, else the exchange's
+    figure. Hedge mode sums the long and the short, each at its own entry (the net view ``ai.position`` has one
+    entry: long 2 @ 100 and short 1 @ 110 at 105 read 5 instead of 15, a fully hedged pair 0 instead of 10)."""
+    total = 0.0
+    for _, p in ai.open_positions():
+        if ai.last_price:
+            total += (ai.last_price - p.entry_price) * p.contracts
+        elif p.unrealized_known:
+            total += p.unrealized_pnl
+        else:
+            return None
+    return total
 
 
 def available_margin(assets: Iterable["AssetInstance"], default_leverage: float, currency: str, wallet: float) -> float:
@@ -222,10 +227,9 @@ def available_margin(assets: Iterable["AssetInstance"], default_leverage: float,
         if not ai.is_margin or (ai.market.get("settle") or ai.quote) != currency:
             continue
         lev = ai.position.leverage or default_leverage
-        if ai.position.contracts:
-            upnl = unrealized(ai) or 0.0
-            mark = ai.last_price or ai.position.entry_price
-            free += upnl - abs(ai.position.contracts) * mark / lev
+        for _, p in ai.open_positions():  # hedge mode: each side holds its own margin
+            free -= abs(p.contracts) * (ai.last_price or p.entry_price) / lev
+        free += unrealized(ai) or 0.0
         for o in ai.open_orders():
             if not o.reduce_only and o.price:
                 free -= max(0.0, o.amount - o.filled) * o.price / lev

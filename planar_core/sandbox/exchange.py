@@ -555,13 +555,13 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             raise
         if not order.is_open:
             raise E.unknown_order()
-        order.cancel_id = p.get("newClientOrderId") or f"sbxcancel-{next(self._order_ids)}"
         restriction = p.get("cancelRestrictions") if kind == "spot" else None
         if restriction:
             if restriction not in ("ONLY_NEW", "ONLY_PARTIALLY_FILLED"):
                 raise E.ApiError(400, -1145, "Invalid cancelRestrictions")
             if order.status != restriction.removeprefix("ONLY_"):
                 raise E.ApiError(400, -2011, "Order was not canceled due to cancel restrictions.")
+        order.cancel_id = p.get("newClientOrderId") or f"sbxcancel-{next(self._order_ids)}"  # the request's own id
         self._close(acct, order, "CANCELED")
         if order.order_list_id > 0:  # cancelling a leg cancels its list
             self.sibling_done(acct, order, cancelled=True)
@@ -570,10 +570,11 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def cancel_all(self, acct: Account, kind: str, symbol: str) -> list[SandboxOrder]:
         m = self.market(kind, symbol)
         out = []
+        cancel_id = f"sbxcancel-{next(self._order_ids)}"  # one request: one client id on every order it cancels
         for order in acct.open_orders(kind, m.spec.symbol):
             if not order.is_open:  # the other leg of a list cancelled a moment ago
                 continue
-            order.cancel_id = f"sbxcancel-{next(self._order_ids)}"
+            order.cancel_id = cancel_id
             self._close(acct, order, "CANCELED")
             if order.order_list_id > 0:
                 self.sibling_done(acct, order, cancelled=True)
@@ -616,6 +617,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                         continue
                 self._fill(acct, m, order, order.price, qty, maker=True)
                 n += 1
+        if n and any(p.amount for a in self.accounts.values() for p in a.positions.values()):
+            self.check_margins()  # a position a fill opened or grew here is judged at this price too
         return n
 
     def pass_funding(self) -> None:
@@ -631,9 +634,15 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 self._funding_epoch[key] = int(self.funding_time(key, now) // FUNDING_PERIOD_MS)
         self._funding_passed_until = (int(now) // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
 
-    def settle_futures_accounts(self) -> None:
-        """Funding every 8 hours (at 00:00, 08:00 and 16:00 of the clock ``funding_time`` reads), a MARGIN_CALL for
-        positions newly at risk, then liquidation of the positions whose margin has run out."""
+    def funding_at_clock(self) -> None:
+        """The simulated clock reached a time (a candle's close): a funding time it passed is settled now, on what
+        is held now, before anything trades at that time (live, an order at 08:00:00 executes after the 08:00
+        settlement). Only for a clock that is the exchange's own, as ``pass_funding``."""
+        if self.now_ms() >= self._funding_passed_until:
+            self._settle_funding_periods()
+            self._funding_passed_until = (int(self.now_ms()) // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
+
+    def _settle_funding_periods(self) -> None:
         now = self.now_ms()
         for key, m in self.markets.items():
             if m.spec.kind != "linear":
@@ -643,6 +652,15 @@ class SandboxExchange(FuturesAccounting, OrderLists):
                 self._funding_epoch[key] = epoch
                 for acct in list(self.accounts.values()):
                     self.settle_funding(acct, m.spec.symbol, now)
+
+    def settle_futures_accounts(self) -> None:
+        """Funding every 8 hours (at 00:00, 08:00 and 16:00 of the clock ``funding_time`` reads), a MARGIN_CALL for
+        positions newly at risk, then liquidation of the positions whose margin has run out."""
+        self._settle_funding_periods()
+        self.check_margins()
+
+    def check_margins(self) -> None:
+        """A MARGIN_CALL for positions newly at risk, then liquidation of the positions whose margin has run out."""
         for acct in list(self.accounts.values()):
             groups = self.margin_groups(acct)  # one pass over the positions serves both checks
             called = self.margin_calls(acct, groups)

@@ -186,6 +186,8 @@ class OrderLists:
         for other_id in olist.order_ids:
             other = acct.orders[other_id]
             if other is not order and other.is_open:
+                if cancelled:  # cancelled by the same request: its client id on both legs' reports
+                    other.cancel_id = order.cancel_id
                 self._close(acct, other, "CANCELED" if cancelled else "EXPIRED", "OCO_TRIGGER")
         self.emit(acct, "spot", "list", {"list": olist, "orders": [acct.orders[i] for i in olist.order_ids]})
 

@@ -251,6 +251,15 @@ class SimVenue(CcxtVenue):
         with self.core.at_one_instant():
             return self.core.match_resting()
 
+    def clock_reached(self) -> None:
+        """The backtest's clock reached a candle's close: a funding time passed on the way is settled on what is held
+        (before the candle's orders trade at that time), or passed when nothing is at stake."""
+        if not self.at_stake():
+            self.core.pass_funding()
+            return
+        with self.core.at_one_instant():
+            self.core.funding_at_clock()
+
     def has_open_orders(self) -> bool:
         """Whether anything rests on the exchange (kept from its events: the account keeps every order it ever had)."""
         return bool(self._open)

@@ -657,3 +657,96 @@ async def test_a_triggered_stop_s_fill_is_traced_when_it_happens(tmp_path: Path)
     assert len(sells) == 1
     candle_open = pd.Timestamp(H0600 + 40 * 60_000, unit="ms", tz="UTC")
     assert candle_open < sells.iloc[0]["timestamp"] < candle_open + pd.Timedelta(seconds=60)
+
+
+class TradesAtEight(Logic):
+    """``enter``: flat, then long 0.01 BTC at the close of the 07:59 candle (08:00:00); else long from 06:10 and out at
+    that same close."""
+
+    class Params(LogicParams):
+        enter: bool = True
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        hhmm = pd.Timestamp(bar.timestamp, unit="ms", tz="UTC").strftime("%H:%M")
+        if hhmm == "07:59":
+            side = Side.BUY if self.params.enter else Side.SELL
+            await ctx.call(ai, OrderType.MARKET, side, amount=0.01, reduce_only=not self.params.enter, waitfor=0)
+        elif hhmm == "06:10" and not self.params.enter:
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=0)
+
+
+@pytest.mark.parametrize("enter", [True, False], ids=["enters-at-eight", "exits-at-eight"])
+async def test_a_trade_at_a_funding_time_comes_after_its_settlement(tmp_path: Path, enter: bool) -> None:
+    """An order at 08:00:00 executes after the 08:00 settlement, as live: a long entered at that close pays nothing
+    for 08:00, and one held until then and closed at that close pays it. The flat candle passed the funding time at
+    its open and the walk settled it at the next candle's first point, after the trade: the entry paid and the exit
+    did not (found by a review of this session's changes)."""
+    cfg = backtest_config(
+        config(
+            tmp_path,
+            logic="tests.backtest.test_backtest:TradesAtEight",
+            universe=["BTC/USDT:USDT"],
+            margin=True,
+            logic_params={"enter": enter},
+        ),
+        tmp_path / "bt",
+    )
+    bt = Backtest(cfg, {"BTC/USDT:USDT": flat(H0600, 180, 60_000.0)}, warmup=10, logic=TradesAtEight(TradesAtEight.Params(enter=enter)))
+    run = await bt.run()
+    assert run.errors == []
+    assert len(read_trace(run.trace_root).query("kind == 'trade_executed'")) == (1 if enter else 2)
+    funding = [i for i in bt.venue.account.income if i.kind == "FUNDING_FEE"]
+    assert len(funding) == (0 if enter else 1), funding
+
+
+class StopEntry(Logic):
+    """A futures stop buy of 0.3 BTC 0.5 % over the first close: 18 000 USDT at 20x on a 1 000 USDT wallet."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.STOP_MARKET, Side.BUY, amount=0.3, trigger_price=round(bar.close * 1.005, 1), waitfor=0)
+
+
+async def test_a_position_opened_inside_a_candle_is_liquidated_at_its_liquidation_price(tmp_path: Path) -> None:
+    """A stop entry triggers on the way up, and the same candle then falls 8 %: the new position is liquidated where
+    its liquidation price is crossed. The walk's stops were worked out when the candle began, before the position
+    existed, so it was liquidated at the candle's low: the 1 000 USDT wallet ended at -541 (found by a review)."""
+    data = flat(H0600, 60, 60_000.0)
+    data.loc[40, ["open", "high", "low", "close"]] = [60_000.0, 60_600.0, 55_200.0, 59_990.0]  # down: open, high, low, close
+    cfg = backtest_config(
+        config(
+            tmp_path,
+            logic="tests.backtest.test_backtest:StopEntry",
+            universe=["BTC/USDT:USDT"],
+            margin=True,
+            default_leverage=20,
+            initial_cash=1_000,
+        ),
+        tmp_path / "bt",
+    )
+    bt = Backtest(cfg, {"BTC/USDT:USDT": data}, warmup=10, logic=StopEntry(LogicParams()))
+    await bt.run()
+    (liquidation,) = [o for o in bt.venue.account.orders.values() if o.type == "LIQUIDATION"]
+    assert float(liquidation.avg_price) > 55_200 * 1.02 and bt.venue.account.futures_wallet >= 0
+
+
+def test_the_liquidation_clearance_is_said_only_when_the_other_terms_explain_the_rest() -> None:
+    """``liquidation_clearance`` is the residual of a margin run's equity: None (not a number that means something
+    else) when funding or fees are in another currency, or when money appeared from nowhere (a negative residual,
+    e.g. a balance the engine could not read). It was the residual whatever went into it (found by a review)."""
+    from planar_core.backtest.summary import margin_figures
+
+    def frame(currency: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "kind": ["funding_paid", "risk_metrics"],
+                "amount": [-2.0, np.nan],
+                "payload": [{"payload": {"currency": currency}}, {"payload": {"unrealized_pnl": 5.0}}],
+            }
+        )
+
+    out = {"initial_equity": 1_000.0, "final_equity": 900.0, "net_realized_pnl": -50.0}
+    assert margin_figures(frame("USDT"), out, "USDT") == {"funding": -2.0, "unrealized_pnl": 5.0, "liquidation_clearance": 53.0}
+    assert margin_figures(frame("BUSD"), out, "USDT")["liquidation_clearance"] is None
+    assert margin_figures(frame("USDT"), {**out, "fees_unvalued": {"BNB": 0.1}}, "USDT")["liquidation_clearance"] is None
+    assert margin_figures(frame("USDT"), {**out, "final_equity": 1_100.0}, "USDT")["liquidation_clearance"] is None

@@ -303,12 +303,16 @@ async def test_a_tie_the_engine_cannot_order_is_read_again_when_the_reports_disa
 
 
 async def test_a_position_a_just_filled_order_explains_is_no_outside_change() -> None:
-    """The exchange's answer said our market order filled; its fill has not arrived on the stream when the position
-    update does: that is our own change, not one made outside the engine (every first entry of a paper run alerted)."""
+    """The exchange's answer said our order filled; its fill has not arrived on the stream when the position update
+    does: that is our own change, not one made outside the engine (every first entry of a paper run alerted). What
+    counts is when the engine learned of the fill, on its own clock (not when the order was placed: a review found
+    the first version compared the placement's wall-clock time with the engine's clock)."""
     from planar_core.model import Order
 
     s, _, clock, ai = await futures(running=True, position_watcher={"alert_on_changes": True})
-    ai.orders["c-1"] = Order("c-1", SYM, Side.BUY, OrderType.MARKET, 0.01, None, status=OrderStatus.CLOSED, filled=0.01, timestamp=clock.ms)
+    placed = clock.ms - 3_600_000  # placed an hour ago (a resting order), its fill learned from the answer just now
+    ai.orders["c-1"] = Order("c-1", SYM, Side.BUY, OrderType.GTC, 0.01, 100.0, status=OrderStatus.OPEN, id="9", timestamp=placed)
+    s.apply_order(OrderReport(SYM, "9", "c-1", OrderStatus.CLOSED, Side.BUY, OrderType.GTC, 0.01, 0.01, 100.0))
     s.apply_positions([pos(0.01)])
     assert not sink_of(s).of("error_occurred")
     clock.advance(61)  # a minute later, a change nothing of ours explains is alerted again

@@ -212,3 +212,19 @@ def test_an_asset_replaced_under_its_symbol_is_valued_at_its_own_price() -> None
     fresh.last_price = 40_000.0
     s.universe["BTC/USDT"] = fresh
     assert complete_equity(s) == pytest.approx(40_000.0)
+
+
+def test_hedge_mode_marks_each_side_at_its_own_entry() -> None:
+    """Long 2 @ 100 and short 1 @ 110 at 105: 10 + 5 = 15 of unrealized PnL, and a fully hedged pair still has its
+    PnL. The net view of the two sides (one entry for both) read 5, and equity skipped a pair of equal sizes (found
+    by a review: a futures backtest's headline figures)."""
+    from planar_core.model import PositionSide
+
+    s = stub_strategy(symbols=("BTC/USDT:USDT",), prices={"BTC/USDT:USDT": 105.0}, cash={"USDT": 1_000.0}, margin=True)
+    ai = s.universe["BTC/USDT:USDT"]
+    ai.hedged = True
+    ai.positions[PositionSide.LONG] = Position(2.0, 100.0)
+    ai.positions[PositionSide.SHORT] = Position(-1.0, 110.0)
+    assert M.unrealized(ai) == pytest.approx(15.0) and complete_equity(s) == pytest.approx(1_015.0)
+    ai.positions[PositionSide.LONG] = Position(1.0, 100.0)
+    assert M.unrealized(ai) == pytest.approx(10.0) and complete_equity(s) == pytest.approx(1_010.0)

@@ -218,6 +218,12 @@ def test_oco_prices_must_bracket_the_market_and_a_refused_list_leaves_nothing() 
     ex, acct = exchange()
     with pytest.raises(ApiError) as info:
         oco(ex, acct, "SELL", "59995", "59999")  # each leg valid alone (maker above the bid, stop under the last price)
+    # orderList/oco: errors.md's own code for a sell list's limit maker not above the last price
+    assert (info.value.code, info.value.msg) == (-1166, "A limit order in a sell OCO must be above.")
+    assert not acct.orders and not acct.order_lists and acct.spot["BTC"] == [D(1), D(0)]
+    legacy = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.1", "price": "59995", "stopPrice": "59999"}
+    with pytest.raises(ApiError) as info:  # the older order/oco: the legs' relationship, -2010
+        ex.place_oco(acct, legacy, legacy=True)
     assert (info.value.code, info.value.msg) == (-2010, "The relationship of the prices for the orders is not correct.")
     assert not acct.orders and not acct.order_lists and acct.spot["BTC"] == [D(1), D(0)]
 
@@ -228,7 +234,7 @@ def test_oco_leg_types_must_suit_the_side() -> None:
     p |= {"belowType": "LIMIT_MAKER", "belowPrice": "65000"}
     with pytest.raises(ApiError) as info:
         ex.place_oco(acct, p, legacy=False)
-    assert info.value.code == -1106
+    assert (info.value.code, info.value.msg) == (-1158, "Order type not supported in OCO.")
 
 
 def test_cancelling_one_leg_cancels_the_list() -> None:
