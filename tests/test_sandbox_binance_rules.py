@@ -194,17 +194,7 @@ async def test_cancel_restrictions(sandbox: SandboxServer, account: Account) -> 
 async def test_an_open_lists_client_id_is_not_taken_again(sandbox: SandboxServer, account: Account) -> None:
     """rest-api.md (orderList/oco): "A new order list with the same listClientOrderId is accepted only when the
     previous one is filled or completely expired"; a second list under it was booked."""
-    mid = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")])
-    oco = {
-        "symbol": "BTCUSDT",
-        "side": "SELL",
-        "quantity": "0.001",
-        "aboveType": "LIMIT_MAKER",
-        "abovePrice": f"{round(mid * 1.05, 2):.2f}",
-        "belowType": "STOP_LOSS",
-        "belowStopPrice": f"{round(mid * 0.95, 2):.2f}",
-        "listClientOrderId": "list-1",
-    }
+    oco = {**sell_list(sandbox), "listClientOrderId": "list-1"}
     status, body = await signed(sandbox, account, "POST", "/api/v3/orderList/oco", oco)
     assert status == 200, body
     status, body = await signed(sandbox, account, "POST", "/api/v3/orderList/oco", oco)

@@ -16,7 +16,7 @@ from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.server import SandboxServer
 
 from .conftest import wait_for
-from .test_sandbox_binance_rules import limit, order, signed
+from .test_sandbox_binance_rules import limit, order, sell_list, signed
 
 Message = dict[str, Any]
 
@@ -79,17 +79,7 @@ def report_of(cid: str, x: str) -> Callable[[Message], bool]:
 
 
 def oco(sandbox: SandboxServer, list_id: str) -> dict[str, Any]:
-    mid = sandbox.ex.mid(sandbox.ex.markets[("spot", "BTCUSDT")])
-    return {
-        "symbol": "BTCUSDT",
-        "side": "SELL",
-        "quantity": "0.001",
-        "aboveType": "LIMIT_MAKER",
-        "abovePrice": f"{round(mid * 1.05, 2):.2f}",
-        "belowType": "STOP_LOSS",
-        "belowStopPrice": f"{round(mid * 0.95, 2):.2f}",
-        "listClientOrderId": list_id,
-    }
+    return {**sell_list(sandbox), "listClientOrderId": list_id}
 
 
 # ------------------------------------------------------------------ spot

@@ -41,12 +41,20 @@ def _spot_core(o: SandboxOrder) -> dict:
     if o.trailing_delta:
         out["trailingDelta"] = o.trailing_delta
         out["trailingTime"] = o.trail_ms or -1  # -1 until the trailing stop is active and tracking
+    out.update(_tags(o, "strategyId", "strategyType", "expiryReason"))
+    return out
+
+
+def _tags(o: SandboxOrder, strategy_id: str, strategy_type: str, expiry: str) -> dict[str, object]:
+    """The fields an order carries only when they apply, under the names of the shape being built: its strategy id
+    and type when they were sent, its expiry reason when it expired."""
+    out: dict[str, object] = {}
     if o.strategy_id is not None:
-        out["strategyId"] = o.strategy_id
+        out[strategy_id] = o.strategy_id
     if o.strategy_type is not None:
-        out["strategyType"] = o.strategy_type
+        out[strategy_type] = o.strategy_type
     if o.status == "EXPIRED" and o.expiry_reason:
-        out["expiryReason"] = o.expiry_reason
+        out[expiry] = o.expiry_reason
     return out
 
 
@@ -402,12 +410,7 @@ def execution_report(o: SandboxOrder, exec_type: str, f: Fill | None, now: int) 
         out["d"] = o.trailing_delta
         if o.trail_ms:
             out["D"] = o.trail_ms
-    if o.strategy_id is not None:
-        out["j"] = o.strategy_id
-    if o.strategy_type is not None:
-        out["J"] = o.strategy_type
-    if o.status == "EXPIRED" and o.expiry_reason:
-        out["eR"] = o.expiry_reason
+    out.update(_tags(o, "j", "J", "eR"))
     return out
 
 

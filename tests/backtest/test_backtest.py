@@ -514,6 +514,21 @@ async def test_a_resting_order_across_funding_hours_of_a_spot_run_is_no_crash(tm
     assert (read_trace(run.trace_root)["kind"] == "order_placed").sum() == 1
 
 
+def thin_wallet(tmp: Path, logic: str) -> StrategyConfig:
+    """A BTC/USDT:USDT backtest of ``logic`` (a class of this module) at 20x on a 1 000 USDT wallet."""
+    return backtest_config(
+        config(
+            tmp,
+            logic=f"tests.backtest.test_backtest:{logic}",
+            universe=["BTC/USDT:USDT"],
+            margin=True,
+            default_leverage=20,
+            initial_cash=1_000,
+        ),
+        tmp / "bt",
+    )
+
+
 class BuysOnce(Logic):
     """A futures long at the first bar, held (``amount`` BTC)."""
 
@@ -549,17 +564,7 @@ async def test_a_wick_through_the_liquidation_price_liquidates_a_position_withou
     mark price all the time, not only at candle closes), at its liquidation price. A position without resting orders
     was priced only at each close: the wick never happened; and with an order resting the walk stopped only at the
     candle's four points, so a liquidation filled at the low (a cross wallet of 1 000 USDT ended at -450)."""
-    cfg = backtest_config(
-        config(
-            tmp_path,
-            logic="tests.backtest.test_backtest:BuysBig",
-            universe=["BTC/USDT:USDT"],
-            margin=True,
-            default_leverage=20,
-            initial_cash=1_000,
-        ),
-        tmp_path / "bt",
-    )
+    cfg = thin_wallet(tmp_path, "BuysBig")
     bt = Backtest(cfg, {"BTC/USDT:USDT": flat(H0600, 60, 60_000.0, wick={40: 55_200.0})}, warmup=10, logic=BuysBig(LogicParams()))
     run = await bt.run()
     liquidations = [o for o in bt.venue.account.orders.values() if o.type == "LIQUIDATION"]
@@ -713,17 +718,7 @@ async def test_a_position_opened_inside_a_candle_is_liquidated_at_its_liquidatio
     existed, so it was liquidated at the candle's low: the 1 000 USDT wallet ended at -541 (found by a review)."""
     data = flat(H0600, 60, 60_000.0)
     data.loc[40, ["open", "high", "low", "close"]] = [60_000.0, 60_600.0, 55_200.0, 59_990.0]  # down: open, high, low, close
-    cfg = backtest_config(
-        config(
-            tmp_path,
-            logic="tests.backtest.test_backtest:StopEntry",
-            universe=["BTC/USDT:USDT"],
-            margin=True,
-            default_leverage=20,
-            initial_cash=1_000,
-        ),
-        tmp_path / "bt",
-    )
+    cfg = thin_wallet(tmp_path, "StopEntry")
     bt = Backtest(cfg, {"BTC/USDT:USDT": data}, warmup=10, logic=StopEntry(LogicParams()))
     await bt.run()
     (liquidation,) = [o for o in bt.venue.account.orders.values() if o.type == "LIQUIDATION"]
