@@ -150,6 +150,10 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         """The last traded price (the path), what spot stops and futures CONTRACT_PRICE triggers watch."""
         return Decimal(repr(self.mid(m)))
 
+    def last_spot_price(self, symbol: str | None) -> Decimal:
+        """``last_price`` of a spot market by its symbol (-1121 when there is none)."""
+        return self.last_price(self.market("spot", symbol))
+
     def band_reference(self, m: Market) -> Decimal:
         """What a limit price is held against: spot's 5-minute average price, futures' mark price."""
         if m.spec.kind == "linear":

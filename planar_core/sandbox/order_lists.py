@@ -16,7 +16,6 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from . import errors as E
 from .accounts import Account, Fill, SandboxOrder
@@ -47,8 +46,7 @@ class OrderLists:
     now_ms: Callable[[], int]
     emit: Callable[..., None]
     place_order: Callable[..., tuple[SandboxOrder, list[Fill]]]
-    last_price: Callable[..., Decimal]
-    market: Callable[..., Any]
+    last_spot_price: Callable[[str | None], Decimal]
     _list_ids: Iterator[int]
     _order_ids: itertools.count[int]
     _placing_list: OrderList | None
@@ -70,7 +68,7 @@ class OrderLists:
         ):
             raise E.ApiError(400, -1158, "Order type not supported in OCO.")
         if not legacy:  # the older endpoint answers the legs' own refusals (-2010) instead
-            self._legs_on_their_sides(side, (above, below), self.last_price(self.market("spot", p.get("symbol"))))
+            self._legs_on_their_sides(side, (above, below), self.last_spot_price(p.get("symbol")))
         wanted = p.get("listClientOrderId")
         if wanted and any(o.client_id == wanted and o.status == "EXECUTING" for o in acct.order_lists.values()):
             # Binance: a list's client id is taken again only once the list holding it is done
