@@ -274,12 +274,14 @@ class SimVenue(CcxtVenue):
         backtest's price walk stops at each, so an order fills or triggers where the path crosses it)."""
         m = self._market(symbol)
         out: list[float] = []
-        for o in self.account.orders.open():
+        half = self.core.book.spread_bps / 20_000  # a limit fills once the book around the path crosses its price:
+        for o in self.account.orders.open():  # a buy when the ask (path + half the spread) is at or under it
             if (o.kind, o.symbol) == m.key:
                 if not o.working and o.stop_price > 0:
                     out.append(float(o.stop_price))
                 elif o.price > 0:
-                    out.append(float(o.price))
+                    buy = o.side == "BUY"
+                    out.append(float(o.price) / (1 + half) * (1 - 1e-12) if buy else float(o.price) / (1 - half) * (1 + 1e-12))
         for a in self.account.algo_orders.values():
             if a.is_open and ("linear", a.symbol) == m.key and a.trigger_price > 0:
                 out.append(float(a.trigger_price))

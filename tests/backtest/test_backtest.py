@@ -745,3 +745,26 @@ def test_the_liquidation_clearance_is_said_only_when_the_other_terms_explain_the
     assert margin_figures(frame("BUSD"), out, "USDT")["liquidation_clearance"] is None
     assert margin_figures(frame("USDT"), {**out, "fees_unvalued": {"BNB": 0.1}}, "USDT")["liquidation_clearance"] is None
     assert margin_figures(frame("USDT"), {**out, "final_equity": 1_100.0}, "USDT")["liquidation_clearance"] is None
+
+
+class BuysLowInto(Logic):
+    """A buy limit of 0.001 BTC at 59 500 placed at the first bar (the market at 60 000)."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.001, price=59_500.0, waitfor=0)
+
+
+async def test_a_resting_limit_fills_where_the_book_crosses_its_price(tmp_path: Path) -> None:
+    """A candle whose path falls from 60 000 to 59 000 in its first third: the buy limit at 59 500 fills where the
+    simulated book's ask reaches it (the path half a spread under it), about half way down, at its own price. The
+    walk stopped where the path itself crossed the price, where the ask was still above it, so the fill came at the
+    next point, the candle's low (found by a review)."""
+    data = flat(H0600, 60, 60_000.0)
+    data.loc[40, ["open", "high", "low", "close"]] = [60_000.0, 60_100.0, 59_000.0, 60_050.0]  # up: open, low, high, close
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:BuysLowInto", universe=["BTC/USDT"]), tmp_path / "bt")
+    run = await Backtest(cfg, {"BTC/USDT": data}, warmup=10, logic=BuysLowInto(LogicParams())).run()
+    fills = read_trace(run.trace_root).query("kind == 'trade_executed'")
+    assert len(fills) == 1 and fills.iloc[0]["price"] == 59_500.0
+    candle_open = pd.Timestamp(H0600 + 40 * 60_000, unit="ms", tz="UTC")
+    assert candle_open + pd.Timedelta(seconds=5) < fills.iloc[0]["timestamp"] < candle_open + pd.Timedelta(seconds=15)  # the low is at 20 s
