@@ -12,10 +12,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import ccxt
 import pytest
 
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.server import SandboxServer
+
+from .conftest import make_client
 
 BELOW = "50000"  # a BUY limit price well under the sandbox's BTCUSDT market, inside its price band
 
@@ -262,3 +265,39 @@ async def test_a_cancel_all_answers_an_order_list_as_the_list(sandbox: SandboxSe
     assert olist["listClientOrderId"] == "l-9" and olist["listOrderStatus"] == "ALL_DONE"
     assert sorted(r["origClientOrderId"] for r in olist["orderReports"]) == sorted(o["clientOrderId"] for o in placed["orders"])
     assert {r["status"] for r in olist["orderReports"]} == {"CANCELED"}
+
+
+# ------------------------------------------------------------------ test orders
+
+
+async def test_a_test_order_is_checked_as_an_order_and_books_nothing(sandbox: SandboxServer, account: Account) -> None:
+    """rest-api.md, Test new order: "Creates and validates a new order but does not send it into the matching engine";
+    ``{}`` without computeCommissionRates, the rates with it. It was not served (404), so a client's dry run
+    (ccxt's ``params={"test": True}``) could not run here."""
+    status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", limit())
+    assert (status, body) == (200, {}), body
+    status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", limit(computeCommissionRates="true"))
+    assert status == 200 and set(body["standardCommissionForOrder"]) == {"maker", "taker"}, body
+    assert set(body) == {"standardCommissionForOrder", "specialCommissionForOrder", "taxCommissionForOrder", "discount"}
+    # what the order itself would meet: a filter, a parameter the type does not take
+    status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", limit(price="50000.001"))
+    assert (status, body["code"]) == (400, -1013) and "PRICE_FILTER" in body["msg"], body
+    status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "price": BELOW})
+    assert (status, body["code"]) == (400, -1106), body
+    # nothing booked, nothing locked
+    status, opened = await signed(sandbox, account, "GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert (status, opened) == (200, []), opened
+
+
+async def test_ccxt_create_order_with_test_reaches_the_test_endpoint(sandbox: SandboxServer, account: Account) -> None:
+    """ccxt's binance ``create_order(..., params={"test": True})`` posts to ``/api/v3/order/test`` and parses its
+    ``{}``; nothing rests afterwards, and a malformed order is refused as a real one would be."""
+    ex = make_client(sandbox, account)
+    try:
+        await ex.load_markets()
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.01, float(BELOW), {"test": True})
+        assert await ex.fetch_open_orders("BTC/USDT") == []
+        with pytest.raises(ccxt.BadRequest, match="NOTIONAL"):  # ccxt maps -1013 to BadRequest
+            await ex.create_order("BTC/USDT", "limit", "buy", 0.00001, float(BELOW), {"test": True})  # under NOTIONAL
+    finally:
+        await ex.close()

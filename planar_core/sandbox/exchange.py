@@ -182,10 +182,14 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             listener(acct, kind, event, payload)
 
     # ----------------------------------------------------------------- order entry
-    def place_order(self, acct: Account, kind: str, p: dict[str, str], lock_at_trigger: bool = False) -> tuple[SandboxOrder, list[Fill]]:
+    def place_order(
+        self, acct: Account, kind: str, p: dict[str, str], lock_at_trigger: bool = False, validate_only: bool = False
+    ) -> tuple[SandboxOrder, list[Fill]]:
         """Validate and book an order as Binance would; returns it with its immediate fills. ``lock_at_trigger``: a
         spot conditional order holds no funds until it triggers (Bybit's ``StopOrder``; Binance locks at once), and
-        expires at its trigger when the funds are not there then."""
+        expires at its trigger when the funds are not there then. ``validate_only``: the checks up to the matching
+        engine (parameters, filters, open-order counts) and no more: raises what they refuse, books nothing, sends
+        nothing, spends no order id (``POST /api/v3/order/test``); the order returned is not booked."""
         m = self.market(kind, p.get("symbol"))
         spec = m.spec
         side = (p.get("side") or "").upper()
@@ -207,7 +211,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
         if reduce_only and kind != "linear":
             raise E.ApiError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
         position_side = self._position_side(acct, kind, p, side, reduce_only)
-        client_id = self._client_id(acct, kind, p.get("newClientOrderId"))
+        client_id = self._client_id(acct, kind, p.get("newClientOrderId"), spend=not validate_only)
 
         price = ZERO
         if limit_like:
@@ -259,7 +263,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
 
         now = self.now_ms()
         order = SandboxOrder(
-            next(self._order_ids),
+            0 if validate_only else next(self._order_ids),
             client_id,
             spec.symbol,
             kind,
@@ -280,6 +284,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             strategy_id=self._int(p, "strategyId") if kind == "spot" and p.get("strategyId") else None,
             strategy_type=self._int(p, "strategyType") if kind == "spot" and p.get("strategyType") else None,
         )
+        if validate_only:
+            return order, []
         if order.is_conditional:
             order.working = False
             if conditional.spot_due(order, self.last_price(m)):
@@ -336,8 +342,8 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             self._close(acct, order, "EXPIRED", reason or "INSUFFICIENT_LIQUIDITY")
         return fills
 
-    def _client_id(self, acct: Account, kind: str, wanted: str | None) -> str:
-        client_id = wanted or f"sbx-{next(self._order_ids)}"
+    def _client_id(self, acct: Account, kind: str, wanted: str | None, spend: bool = True) -> str:
+        client_id = wanted or (f"sbx-{next(self._order_ids)}" if spend else "sbx-test")
         if not CLIENT_ID_RE.match(client_id):
             raise E.ApiError(
                 400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'."

@@ -98,6 +98,8 @@ def weight_of(method: str, path: str, query: Mapping[str, str] | None = None) ->
         except ValueError:
             limit = DEFAULT_LIMIT[path]
         return next((w for top, w in BY_LIMIT[path] if limit <= top), BY_LIMIT[path][-1][1])
+    if path == "/api/v3/order/test" and str(query.get("computeCommissionRates", "")).lower() == "true":
+        return 20  # rest-api.md: 1 without computeCommissionRates, 20 with it
     if "symbol" not in query and "symbols" not in query and (method, path) in WITHOUT_SYMBOL:
         return WITHOUT_SYMBOL[(method, path)]
     return WEIGHTS.get((method, path), WEIGHTS.get(("*", path), 1))

@@ -414,6 +414,7 @@ class SandboxServer:
         add("GET", "/api/v3/avgPrice", self._avg_price, "spot")
         add("POST", "/api/v3/orderList/oco", lambda c: self._new_oco(c, legacy=False), "spot", "signed")
         add("POST", "/api/v3/order/oco", lambda c: self._new_oco(c, legacy=True), "spot", "signed")
+        add("POST", "/api/v3/order/test", self._test_order, "spot", "signed")
         add("GET", "/api/v3/orderList", lambda c: self._list_json(c, ex.find_list(c.account, c.params)), "spot", "signed")  # type: ignore[arg-type]
         add("DELETE", "/api/v3/orderList", self._cancel_oco, "spot", "signed")
         add(
@@ -505,6 +506,30 @@ class SandboxServer:
         if c.kind == "spot":
             return wire.spot_order_result(order, fills, answer)
         return self._format_order(c.kind, order)
+
+    def _test_order(self, c: Ctx) -> dict:
+        """``POST /api/v3/order/test``: the order checked as ``POST /api/v3/order`` checks it, up to the matching
+        engine (Binance: "creates and validates a new order but does not send it into the matching engine"), so no
+        balance, no would-match and no order count; ``{}``, or the commission rates with ``computeCommissionRates``.
+        Why: ccxt's ``create_order(..., params={"test": True})`` and other clients' dry runs call it; unserved, they
+        met a 404 here and a validation on Binance."""
+        assert c.account is not None
+        otype = (c.params.get("type") or "").upper()
+        spot_params.check(otype, c.params)
+        spot_params.response_type(otype, c.params)
+        wants_rates = (c.params.get("computeCommissionRates") or "false").lower()
+        if wants_rates not in ("true", "false"):
+            raise E.ApiError(400, -1130, "Invalid data sent for a parameter.")
+        self.ex.place_order(c.account, "spot", c.params, validate_only=True)
+        if wants_rates == "false":
+            return {}
+        zero = {"maker": "0.00000000", "taker": "0.00000000"}
+        return {
+            "standardCommissionForOrder": {"maker": s_(self.ex.maker_fee), "taker": s_(self.ex.taker_fee)},
+            "specialCommissionForOrder": dict(zero),
+            "taxCommissionForOrder": dict(zero),
+            "discount": {"enabledForAccount": False, "enabledForSymbol": False, "discountAsset": "BNB", "discount": "0.00000000"},
+        }
 
     def _get_order(self, c: Ctx) -> dict:
         return self._format_order(c.kind, self.ex.find_order(c.account, c.kind, c.params))  # type: ignore[arg-type]
