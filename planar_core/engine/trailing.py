@@ -118,7 +118,26 @@ class Trailer:
 
 
 def follow_exchange(s: "Strategy", ai: AssetInstance, order: Order, reported: float) -> None:
-    """A report of an engine-side trailing stop names its trigger on the exchange: the local trigger follows it when
-    it is tighter (a move this run did not see: made before a restart, or answered after a timeout)."""
-    if order.type is OrderType.TRAILING_STOP and not order.triggered and emulated(s, ai):
-        order.trigger_price = reported if order.trigger_price is None else tighter(order.side, order.trigger_price, reported)
+    """A report of an engine-side trailing stop names its trigger on the exchange, and the local trigger follows it:
+    when it is tighter, a move this run did not see (made before a restart, or answered after a timeout); when it is
+    looser and no move is in flight, a move that did not land after all, or the trigger moved from outside the
+    engine. Then the engine's view says so (it believed a tighter stop than the exchange holds), and the trailer
+    forgets the moves it asked for beyond it, so the next price sends the stop back where the trail puts it (never
+    looser than the exchange's: the wanted trigger follows the best price, which only improves). With a move in
+    flight, a looser report may predate it: the local trigger keeps the tighter one until the move's answer."""
+    if order.type is not OrderType.TRAILING_STOP or order.triggered or not emulated(s, ai):
+        return
+    held = order.trigger_price
+    if held is None or tighter(order.side, held, reported) == reported:
+        order.trigger_price = reported
+        return
+    cid = order.client_order_id
+    if cid in s.trailer.moving:
+        return
+    log.warning("trailing stop %s on %s: the exchange holds trigger %s, looser than %s; moving it back", cid, ai.symbol, reported, held)
+    s.sink.record(
+        "error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"trailing stop trigger {reported} on the exchange, looser than {held}"
+    )
+    order.trigger_price = reported
+    s.trailer.asked[cid] = reported
+    s.trailer.resume_at.pop(cid, None)

@@ -377,6 +377,33 @@ async def test_the_engines_trailing_stop_never_moves_back_after_an_unanswered_mo
     assert exchange_stop(bybit_sandbox, trader, order.client_order_id) <= high
 
 
+async def test_the_engines_trailing_stop_loosened_outside_the_engine_is_moved_back(bybit_strategy, bybit_sandbox, trader) -> None:
+    """The exchange's trigger looser than the engine's (moved from outside the engine, or a move that did not land
+    after all): the engine's view follows the exchange's report, says so, and the next price moves the stop back
+    to where the trail puts it. The engine kept its tighter trigger and never moved the stop again, so it believed
+    in a protection the exchange did not hold."""
+    s, order = await a_resting_trailing_stop(bybit_strategy, bybit_sandbox, trader)
+    ai = s.universe["BTC/USDT"]
+    placed = order.trigger_price
+    await shock(bybit_sandbox, "BTCUSDT", 1.03)
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) > placed * 1.02, timeout=10)
+    moved = exchange_stop(bybit_sandbox, trader, order.client_order_id)
+    await wait_for(lambda: order.trigger_price == pytest.approx(moved))
+    outside = make_bybit_client(bybit_sandbox, trader)
+    try:
+        await outside.load_markets()
+        await outside.edit_order(order.id, "BTC/USDT", "market", "sell", 0.01, None, {"triggerPrice": placed})
+    finally:
+        await outside.close()
+    assert exchange_stop(bybit_sandbox, trader, order.client_order_id) == pytest.approx(placed)
+    # the engine's view, before anything repairs the stop: the exchange's looser trigger, and a record of it
+    await wait_for(lambda: order.trigger_price == pytest.approx(placed), timeout=10)
+    assert any("looser" in str(e.get("reason")) for e in s.sink.of("error_occurred"))
+    ai.last_price = await shock(bybit_sandbox, "BTCUSDT", 1.031)  # the next price: the trail puts it back
+    await wait_for(lambda: (exchange_stop(bybit_sandbox, trader, order.client_order_id) or 0) >= moved, timeout=10)
+    await wait_for(lambda: order.trigger_price == pytest.approx(exchange_stop(bybit_sandbox, trader, order.client_order_id)))
+
+
 class _Later:
     """The real clock, ``days`` ahead: a restart that long after the last run, for the start-up's lookback."""
 
