@@ -25,6 +25,7 @@ Deterministic: nothing reads the machine's clock or a random number, so the same
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import json
 import math
@@ -75,6 +76,13 @@ class SimClock:
 
     def monotonic(self) -> float:
         return self.ms / 1000
+
+
+def _stops(n: int, sym: str, points: list[tuple[int, float]], levels: list[float], done: int) -> Iterator[tuple[int, int, str, float]]:
+    """``sym``'s walk (``walk``) past its first ``done`` points, each stop as (time, ``n``, symbol, price): the
+    order ``heapq.merge`` puts the symbols' stops in."""
+    for at, price in itertools.islice(walk(points, levels), done, None):
+        yield at, n, sym, price
 
 
 @dataclass
@@ -333,35 +341,42 @@ class Backtest:
             await self.settle()
         clock.ms = max(clock.ms, ms)
 
-    async def _walk(self, sym: str, path: list[tuple[int, float]]) -> None:
-        """``sym``'s price along ``path``, stopping at every level where something rests, the exchange matching at
-        each stop. Whatever a stop caused (a fill, a trigger, funding) reaches the engine then, at its time; and since
-        that may change the levels (a position a stop opened has a liquidation price, the logic may place an order),
-        the rest of the path is walked again from that point with the levels of now."""
+    async def _walk(self, paths: dict[str, list[tuple[int, float]]]) -> None:
+        """The symbols' prices along their ``paths`` together, in time order (ties: the universe's order), stopping
+        at every level where something rests, the exchange matching at each stop. Whatever a stop caused (a fill, a
+        trigger, funding) reaches the engine then, at its time; and since that may change the levels of any symbol
+        (a position a stop opened has a liquidation price, the logic may place an order), the rest of every path is
+        walked again from that point with the levels of now. Why together: walked one symbol after another, the
+        second's stops came after the first's whole candle, the clock already at its end."""
         venue = self.venue
-        points, skip = path, 0
-        while points:
-            for at, price in itertools.islice(walk(points, venue.resting_levels(sym)), skip, None):
+        reached: dict[str, tuple[int, float]] = {}  # each symbol's last point set in this candle
+        left = {sym: (path, 0) for sym, path in paths.items()}  # the points still to walk, and how many of them are done
+        while left:
+            stops = heapq.merge(*(_stops(n, sym, points, venue.resting_levels(sym), done) for n, (sym, (points, done)) in enumerate(left.items())))
+            for at, _, sym, price in stops:
                 await self._advance(at)
                 venue.set_price(sym, price)
+                reached[sym] = (at, price)
                 if venue.pending:
                     await self.settle()
-                    points, skip = [(at, price), *((t, p) for t, p in path if t > at)], 1
                     break
             else:
                 return
-            if len(points) == 1:
-                return
+            left = {}
+            for sym, path in paths.items():
+                last = reached.get(sym)
+                rest = path if last is None else [last, *((t, p) for t, p in path if t > last[0])]
+                if len(rest) > (last is not None):
+                    left[sym] = (rest, int(last is not None))
 
     async def _candle(self, ts: int, rows: list[tuple[str, Row]], assets: Mapping[str, AssetInstance]) -> int:
         """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;
         returns the candles closed."""
         s, venue, clock, tf, step = self.s, self.venue, self.clock, self.timeframe, self.step
-        for sym, row in rows:
-            path = knots(ts, step, row[1], row[2], row[3], row[4])
-            if venue.at_stake():  # a position without orders is walked too: liquidation and funding follow the path
-                await self._walk(sym, path)
-            else:
+        if venue.at_stake():  # a position without orders is walked too: liquidation and funding follow the path
+            await self._walk({sym: knots(ts, step, row[1], row[2], row[3], row[4]) for sym, row in rows})
+        else:
+            for sym, row in rows:
                 venue.set_price(sym, row[4], match=False)
         await self._advance(ts + step)
         venue.clock_reached()  # funding at 00/08/16 UTC is settled before the candles close and the logic trades

@@ -768,3 +768,27 @@ async def test_a_resting_limit_fills_where_the_book_crosses_its_price(tmp_path: 
     assert len(fills) == 1 and fills.iloc[0]["price"] == 59_500.0
     candle_open = pd.Timestamp(H0600 + 40 * 60_000, unit="ms", tz="UTC")
     assert candle_open + pd.Timedelta(seconds=5) < fills.iloc[0]["timestamp"] < candle_open + pd.Timedelta(seconds=15)  # the low is at 20 s
+
+
+class BuysEachBelow(Logic):
+    """A limit buy 1 % under each symbol's first close, resting until it fills."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ai.orders:
+            await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.01 if ai.symbol == "ETH/USDT" else 0.001, price=bar.close * 0.99, waitfor=0)
+
+
+async def test_the_symbols_of_one_candle_time_walk_together(tmp_path: Path) -> None:
+    """Two symbols' candles of one time: BTC's limit is crossed about 30 s into it (a down candle: its low comes at
+    40 s), ETH's about 10 s in (an up candle: its low at 20 s). Each fill carries its own time, ETH's first. The
+    symbols walked one after another, so ETH's fill carried a time after BTC's (the clock was already there)."""
+    btc, eth = flat(H0600, 60, 60_000.0), flat(H0600, 60, 3_000.0)
+    btc.loc[40, ["open", "high", "low", "close"]] = [60_000.0, 60_100.0, 58_000.0, 59_000.0]  # down: open, high, low, close
+    eth.loc[40, ["open", "high", "low", "close"]] = [3_000.0, 3_010.0, 2_900.0, 3_005.0]  # up: open, low, high, close
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:BuysEachBelow"), tmp_path / "bt")
+    run = await Backtest(cfg, {"BTC/USDT": btc, "ETH/USDT": eth}, warmup=10, logic=BuysEachBelow(LogicParams())).run()
+    fills = read_trace(run.trace_root).query("kind == 'trade_executed'").set_index("symbol")
+    candle_open = pd.Timestamp(H0600 + 40 * 60_000, unit="ms", tz="UTC")
+    at = {sym: fills.loc[sym, "timestamp"] for sym in ("BTC/USDT", "ETH/USDT")}
+    assert candle_open + pd.Timedelta(seconds=5) < at["ETH/USDT"] < candle_open + pd.Timedelta(seconds=15), at
+    assert candle_open + pd.Timedelta(seconds=25) < at["BTC/USDT"] < candle_open + pd.Timedelta(seconds=40), at
