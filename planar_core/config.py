@@ -620,7 +620,7 @@ FIELD_NOTES = {
     "volatility_adjustment": "scale order sizes by target/realised volatility (bounded 0.25..1)",
     "target_volatility": "per-candle volatility target",
     "emergency_stop": "breakers call the emergency stop (else they only halt)",
-    "emergency_close_positions": "the emergency stop also flattens",
+    "emergency_close_positions": "the emergency stop also closes the strategy's own positions (on a shared account its own part only: docs/engine.md)",
     "monitor_interval": "seconds between risk monitor runs",
     "max_leverage": "gross exposure / equity",
     "api_key_env": "variable holding the API key",

@@ -282,7 +282,13 @@ async def test_a_test_order_is_checked_as_an_order_and_books_nothing(sandbox: Sa
     # what the order itself would meet: a filter, a parameter the type does not take
     status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", limit(price="50000.001"))
     assert (status, body["code"]) == (400, -1013) and "PRICE_FILTER" in body["msg"], body
-    status, body = await signed(sandbox, account, "POST", "/api/v3/order/test", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "price": BELOW})
+    status, body = await signed(
+        sandbox,
+        account,
+        "POST",
+        "/api/v3/order/test",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "price": BELOW},
+    )
     assert (status, body["code"]) == (400, -1106), body
     # nothing booked, nothing locked
     status, opened = await signed(sandbox, account, "GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})

@@ -352,7 +352,9 @@ class Backtest:
         reached: dict[str, tuple[int, float]] = {}  # each symbol's last point set in this candle
         left = {sym: (path, 0) for sym, path in paths.items()}  # the points still to walk, and how many of them are done
         while left:
-            stops = heapq.merge(*(_stops(n, sym, points, venue.resting_levels(sym), done) for n, (sym, (points, done)) in enumerate(left.items())))
+            stops = heapq.merge(
+                *(_stops(n, sym, points, venue.resting_levels(sym), done) for n, (sym, (points, done)) in enumerate(left.items()))
+            )
             for at, _, sym, price in stops:
                 await self._advance(at)
                 venue.set_price(sym, price)

@@ -3,43 +3,45 @@ both (``Strategy.close_position``)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ..model import AssetInstance, CloseAnswer, InvalidOrderCall, OrderAnswer, OrderCall, OrderType, PositionSide, Refusal, Side
+from ..risk.ownership import own_share
 from .orders import call, invalid, refused
 
 if TYPE_CHECKING:
     from .strategy import Strategy
+
+log = logging.getLogger("planar.engine.closing")
 
 
 async def close_position(
     s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
 ) -> CloseAnswer[OrderAnswer]:
     """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
-    GTC limit at ``price``. One answer per side that had a position, the order call's; a side refused has its
+    GTC limit at ``price``. On an account others trade too (not ``risk.exclusive_account``), the strategy's own
+    part of it (risk/ownership.py), the rest left alone. One answer per side that had a position, the order call's; a side refused has its
     ``Refusal`` beside its None. No side with a position: nothing to close, nothing sent."""
     sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
     out: dict[PositionSide, OrderAnswer] = {}
     why: dict[PositionSide, Refusal] = {}
     for ps in sides:
         pos = ai.position_of(ps) if ai.hedged else ai.position
-        if not pos.contracts:
+        contracts, others = own_share(s, ai, ps, pos.contracts)  # on a shared account, only this strategy's own
+        if others:
+            log.info("close_position %s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, pos.contracts)
+        if not contracts:
             continue
-        order_side = Side.SELL if pos.contracts > 0 else Side.BUY
+        order_side = Side.SELL if contracts > 0 else Side.BUY
         kind = OrderType.GTC if price is not None else OrderType.MARKET
         try:
             asked = OrderCall(
-                type=kind,
-                side=order_side,
-                amount=abs(pos.contracts),
-                price=price,
-                waitfor=waitfor,
-                reduce_only=not ai.hedged,
-                position_side=ps,
+                type=kind, side=order_side, amount=abs(contracts), price=price, waitfor=waitfor, reduce_only=not ai.hedged, position_side=ps
             )
         except InvalidOrderCall as exc:  # a bad limit price: refused like any order call
             refusal = invalid(exc)
-            refused(s, ai, refusal, order_side, abs(pos.contracts), price)
+            refused(s, ai, refusal, order_side, abs(contracts), price)
             out[ps], why[ps] = None, refusal
             continue
         before = s.last_refusal

@@ -136,7 +136,10 @@ def follow_exchange(s: "Strategy", ai: AssetInstance, order: Order, reported: fl
         return
     log.warning("trailing stop %s on %s: the exchange holds trigger %s, looser than %s; moving it back", cid, ai.symbol, reported, held)
     s.sink.record(
-        "error_occurred", symbol=ai.symbol, client_order_id=cid, reason=f"trailing stop trigger {reported} on the exchange, looser than {held}"
+        "error_occurred",
+        symbol=ai.symbol,
+        client_order_id=cid,
+        reason=f"trailing stop trigger {reported} on the exchange, looser than {held}",
     )
     order.trigger_price = reported
     s.trailer.asked[cid] = reported

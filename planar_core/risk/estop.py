@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -31,6 +32,7 @@ from ..model.dust import below_minimum
 from ..model.types import Json, PositionSide
 from ..model.venue import OrderRef, OrderReport, PositionReport
 from .outcome import Entry, OrdersOutcome, OutcomeTables, SymbolOutcome, Table, not_clean_parts, position_key
+from .ownership import own_share
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -81,6 +83,17 @@ class EStopReport(OutcomeTables):
         return {sym: o.orders.left_alone for sym, o in self.symbols.items() if o.orders.left_alone}
 
     @property
+    def positions_left_alone(self) -> dict[str, float]:
+        """Position -> the account's signed holding that is not ours (another strategy's, or older than our trace),
+        left open by a stop that closes positions on a shared account (risk/ownership.py)."""
+        return {
+            position_key(sym, side): p.left_to_others
+            for sym, o in self.symbols.items()
+            for side, p in o.positions.items()
+            if p.left_to_others
+        }
+
+    @property
     def unverified(self) -> Table[str]:
         """What could not be confirmed -> why: ``<symbol>: everything`` (the exchange unreachable), ``<symbol>: open
         orders`` (not listed), ``<symbol>: position`` (not read)."""
@@ -107,6 +120,8 @@ class EStopReport(OutcomeTables):
 
     def summary(self) -> str:
         others = f"; other strategies' / foreign orders left open {self.left_alone}" if self.left_alone else ""
+        if self.positions_left_alone:
+            others += f"; holdings not this strategy's left open {self.positions_left_alone}"
         if self.clean:
             return f"clean: {self.cancelled} orders cancelled" + (f", closed {self.closed}" if self.closed else "") + others
         parts = not_clean_parts(dict(self.remaining_open), dict(self.remaining_positions), dict(self.unverified))
@@ -128,6 +143,7 @@ class EStopReport(OutcomeTables):
             "remaining_positions": dict(self.remaining_positions),
             "unverified": dict(self.unverified),
             "left_alone": self.left_alone,
+            "positions_left_alone": self.positions_left_alone,
             "errors": list(self.errors),
             "seconds": self.seconds,
             "clean": self.clean,
@@ -337,18 +353,30 @@ async def _settle_local(s: "Strategy", symbol: str) -> None:
 
 
 async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
-    """Flatten one asset: futures with a reduce-only market order, spot by selling the free base balance; then
-    read the position again until the exchange reports it flat."""
+    """Flatten this strategy's holding of one asset: futures with a reduce-only market order, spot by selling coins;
+    then read the account again until its part is closed. On an account others trade too (not
+    ``risk.exclusive_account``) its part is its own position (risk/ownership.py), fixed at the first read: the rest
+    of the account's holding is left alone and reported, and each order sent counts by what it filled, its outcome
+    awaited before anything more is sent, so no outcome unknown is closed twice."""
     loop = asyncio.get_running_loop()
     ai = s.universe[symbol]
     out = report.of(symbol)
     if out.position_unverified is None:
         out.position_unverified = "not read: the budget ran out before the position could be read"
+    shared = not s.config.risk.exclusive_account
+    ours: dict[PositionSide, float] = {}  # shared: the part to close, signed, fixed at the first read
+    sent: dict[str, PositionSide] = {}  # shared: our closing orders' client ids
     attempt = 0
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
+        working = [o for cid, o in ai.orders.items() if cid in sent and o.status.is_open]
+        if working:  # a closing order's outcome not known yet: its fill would be closed twice
+            out.position_unverified = f"closing order {working[0].client_order_id} {working[0].status.value}: its fill is not known yet"
+            await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
+            attempt += 1
+            continue
         try:
             if ai.is_margin:
                 positions = await s.venue.positions([symbol], timeout=remaining, retries=0)
@@ -368,12 +396,20 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
         flat = True
         for side, amount in held.items():
             position = out.position(side)
+            if shared:
+                if side not in ours:
+                    ours[side], position.left_to_others = own_share(s, ai, side, amount)
+                done = sum(o.filled for cid, o in ai.orders.items() if sent.get(cid) is side)
+                left = max(0.0, abs(ours[side]) - done) if ours[side] * amount > 0 else 0.0
+                amount = math.copysign(min(left, abs(amount)), amount)
             if _negligible(s, ai, abs(amount)):
                 position.still_open = 0.0
                 continue
             flat = False
             position.still_open = amount
+            before = set(ai.orders)
             result = await s.emergency_order(ai, "sell" if amount > 0 else "buy", abs(amount), side)
+            sent.update((cid, side) for cid in set(ai.orders) - before)
             if result is not None:
                 position.closed += abs(amount)
             else:

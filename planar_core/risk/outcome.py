@@ -41,6 +41,7 @@ class PositionOutcome:
 
     closed: float = 0.0
     still_open: float = 0.0
+    left_to_others: float = 0.0  # the account's holding that is not the stopping strategy's (risk/ownership.py), left alone
 
 
 @dataclass

@@ -775,7 +775,9 @@ class BuysEachBelow(Logic):
 
     async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
         if not ai.orders:
-            await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.01 if ai.symbol == "ETH/USDT" else 0.001, price=bar.close * 0.99, waitfor=0)
+            await ctx.call(
+                ai, OrderType.GTC, Side.BUY, amount=0.01 if ai.symbol == "ETH/USDT" else 0.001, price=bar.close * 0.99, waitfor=0
+            )
 
 
 async def test_the_symbols_of_one_candle_time_walk_together(tmp_path: Path) -> None:

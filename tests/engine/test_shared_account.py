@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from planar_core.model import PENDING, OrderStatus, OrderType, Side
 from planar_core.model.sink import MemorySink
 
@@ -112,3 +114,84 @@ async def test_foreign_policy_cancel_spares_another_strategys_orders(
     decisions = {e["client_order_id"]: e["decision"] for e in mm.sink.of("order_foreign")}
     assert decisions == {**dict.fromkeys(theirs, "other_strategy"), "by-hand-2": "cancelled"}
     assert not mm.universe["BTC/USDT"].orders
+
+
+def spot_coins(sandbox: Any, account: Any, coin: str = "BTC") -> float:
+    """The account's free + locked ``coin`` on the exchange (its admin snapshot)."""
+    held = sandbox.ex.snapshot()["accounts"][account.api_key]["spot_balances"][coin]
+    return float(held["free"]) + float(held["locked"])
+
+
+def futures_position(sandbox: Any, account: Any, symbol: str = "BTCUSDT") -> float:
+    held = sandbox.ex.snapshot()["accounts"][account.api_key]["futures"]["positions"].get(symbol)
+    return float(held["amount"]) if held else 0.0
+
+
+async def test_a_closing_emergency_stop_sells_only_its_own_coins(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """Spot: ``mm`` bought 0.01 BTC, ``mm-eth`` 0.05 on the same account, which held BTC before either. ``mm``'s
+    e-stop with close-positions sells what its own fills bought and no more; the rest is reported left alone. It
+    sold every free coin on the account, the other strategy's too, and said clean."""
+    mm, eth = await pair(strategy_factory, universe=["BTC/USDT"])
+    before = spot_coins(sandbox, account)
+    for s, amount in ((mm, 0.01), (eth, 0.05)):
+        assert (await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=amount, waitfor=5)) is not None
+    await wait_for(lambda: spot_coins(sandbox, account) > before + 0.0599, timeout=10)
+    own = mm.ledger.basis(mm.universe["BTC/USDT"]).size  # what its fills bought, net of the fee taken in BTC
+    assert 0.0099 < own <= 0.01
+    report = await mm.emergency_stop("test: close one strategy of two", close_positions=True)
+    after = spot_coins(sandbox, account)  # the exchange's word, before anything re-syncs
+    assert after == pytest.approx(before + 0.06 - 0.01 * 0.001 - 0.05 * 0.001 - own, abs=2e-5), (before, after, own)
+    assert report.clean and report.closed["BTC/USDT"] == pytest.approx(own, abs=1e-5)
+    left = report.positions_left_alone["BTC/USDT"]
+    assert left == pytest.approx(after, abs=1e-5) and "not this strategy's" in report.summary()
+    assert mm.halted and not eth.halted
+
+
+async def test_futures_close_and_emergency_stop_close_only_their_own_position(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """USD-M one-way: ``mm`` long 0.01, ``mm-eth`` long 0.02 with a stop-loss: one net position of 0.03 on the
+    exchange. ``mm``'s ``close_position`` and its closing e-stop close its 0.01 only; the other's 0.02 and its
+    stop stay. Both closed the account's whole 0.03, and the other strategy's engine then cancelled its stop."""
+    sym = "BTC/USDT:USDT"
+    mm, eth = await pair(strategy_factory, margin=True, universe=[sym], default_leverage=5)
+    bid, _ = bid_ask(sandbox, "BTCUSDT", "linear")
+    for s, amount in ((mm, 0.01), (eth, 0.02)):
+        assert (await s.call(sym, OrderType.MARKET, Side.BUY, amount=amount, waitfor=5)) is not None
+    assert (
+        await eth.call(sym, OrderType.STOP_MARKET, Side.SELL, amount=0.02, trigger_price=bid * 0.9, reduce_only=True, waitfor=0) is PENDING
+    )
+    await wait_for(lambda: futures_position(sandbox, account) == pytest.approx(0.03), timeout=10)
+    closing = await mm.close_position(sym, waitfor=5)
+    assert not closing.nothing_to_close
+    await wait_for(lambda: futures_position(sandbox, account) == pytest.approx(0.02), timeout=10)
+    assert (await mm.close_position(sym)).nothing_to_close  # its own is closed: the 0.02 left is not its
+    assert (await mm.call(sym, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)) is not None
+    await wait_for(lambda: futures_position(sandbox, account) == pytest.approx(0.03), timeout=10)
+    report = await mm.emergency_stop("test: close one strategy of two", close_positions=True)
+    assert futures_position(sandbox, account) == pytest.approx(0.02)  # the exchange's word, before anything re-syncs
+    assert report.clean and report.closed == {sym: pytest.approx(0.01)} and report.positions_left_alone == {sym: pytest.approx(0.02)}
+    assert waiting_algos(sandbox, account) and not eth.halted
+
+
+async def test_a_closing_emergency_stop_from_a_fresh_process_closes_only_its_own(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """The standalone e-stop (the CLI's and the Prefect flow's, engine gone): its own part comes from the cost
+    basis in the strategy's trace, so it sells what the strategy's fills bought, not the other strategy's coins."""
+    from planar_core.config import StrategyConfig
+    from planar_core.runner.standalone import emergency_stop_standalone
+
+    mm = await strategy_factory(name="mm", universe=["BTC/USDT"])  # its trace on disk: what the fresh process reads
+    eth = await strategy_factory(name="mm-eth", universe=["BTC/USDT"])
+    before = spot_coins(sandbox, account)
+    for s, amount in ((mm, 0.01), (eth, 0.05)):
+        assert (await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=amount, waitfor=5)) is not None
+    own = mm.ledger.basis(mm.universe["BTC/USDT"]).size
+    await mm.stop()
+    cfg = StrategyConfig.model_validate(
+        {
+            **mm.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+        }
+    )
+    report = await emergency_stop_standalone(cfg, "by hand, engine gone", close_positions=True)
+    after = spot_coins(sandbox, account)
+    assert after == pytest.approx(before + 0.06 - 0.01 * 0.001 - 0.05 * 0.001 - own, abs=2e-5), (before, after, own)
+    assert report.clean and report.closed["BTC/USDT"] == pytest.approx(own, abs=1e-5)

@@ -150,6 +150,7 @@ async def test_cancel_all_unverified_says_so_and_what_is_still_open() -> None:
 # ------------------------------------------------------------------ close_position
 async def test_close_position_answers_per_side_and_says_nothing_to_close() -> None:
     s, venue, ctx = await perp()
+    s.config.risk.exclusive_account = True  # the account's whole position is the strategy's (risk/ownership.py)
     flat = await ctx.close_position(PERP)
     assert flat.nothing_to_close and flat.answers == {} and venue.ops("create_order") == []
     s.apply_positions([PositionReport(PERP, PositionSide.BOTH, 0.01, entry_price=50_000.0)], complete=True)
@@ -161,6 +162,7 @@ async def test_close_position_answers_per_side_and_says_nothing_to_close() -> No
 
 async def test_a_refused_close_carries_its_reason() -> None:
     s, _, ctx = await perp()
+    s.config.risk.exclusive_account = True
     s.apply_positions([PositionReport(PERP, PositionSide.BOTH, 0.01, entry_price=50_000.0)], complete=True)
     closing = await ctx.close_position(PERP, price=-1.0)
     assert closing[PositionSide.BOTH] is None and closing.refusals[PositionSide.BOTH].reason is RefusalReason.INVALID_PARAMS

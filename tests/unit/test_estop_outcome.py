@@ -50,7 +50,7 @@ def test_a_strategy_estop_renders_its_words_from_the_structure() -> None:
         "left_alone": {},
         "clean": False,
     }
-    assert d["symbols"]["ETH/USDT:USDT"]["positions"] == {"both": {"closed": 0.25, "still_open": -0.25}}  # type: ignore[index]
+    assert d["symbols"]["ETH/USDT:USDT"]["positions"] == {"both": {"closed": 0.25, "still_open": -0.25, "left_to_others": 0.0}}  # type: ignore[index]
 
 
 def test_clean_and_unreachable_wording() -> None:
