@@ -462,6 +462,8 @@ class Strategy:
         not list is flat), then what follows: a position gone flat takes its attached exits with it, a change made
         outside the engine is alerted and explained, the balance hooks run."""
         changes = self.holdings.apply_positions(reports, complete, stamp)
+        if changes:
+            self.holdings.rederive_free()  # a free derived from the wallet before these positions counted the old ones
         for c in changes:
             if c.closed:
                 _brackets.on_position_closed(self, self.universe[c.symbol], c.side)
