@@ -197,7 +197,9 @@ class ReportParser:
         info = raw.get("info")
         named = POSITION_SIDES.get(d.position_side(info) or "")
         hedged = named in (PositionSide.LONG, PositionSide.SHORT) or raw.get("hedged") is True
-        side = CCXT_POSITION_SIDES.get(raw.get("side"), PositionSide.BOTH)
+        side = CCXT_POSITION_SIDES.get(raw.get("side"))
+        if side is None:  # ccxt reads the side from the size's sign: a flat row has none; a hedge side's row names its own
+            side = named if named in (PositionSide.LONG, PositionSide.SHORT) else PositionSide.BOTH
         mode = raw.get("marginMode")
         return PositionReport(
             symbol=_str(raw.get("symbol")) or "",

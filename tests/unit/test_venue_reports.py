@@ -234,6 +234,16 @@ def test_hedge_mode_positions_are_long_and_short_apart() -> None:
     assert all(p.contracts >= 0 for p in reports)
 
 
+def test_a_flat_hedge_side_is_that_sides() -> None:
+    """ccxt reads a position's side from its size's sign: a flat row of a hedge side has none. It is the side its
+    ``positionSide`` names, so the engine's side goes flat; read as one-way's BOTH, hedge mode dropped it and the
+    side stayed open in the engine (a backtest's final equity carried its unrealized PnL: an outside trial)."""
+    raw = next(r for r in parsed("usdm_positions_hedge") if r["info"]["positionSide"] == "LONG")
+    flat = {**raw, "side": None, "contracts": 0.0, "info": {**raw["info"], "positionAmt": "0.000"}}
+    p = parse.position(flat)
+    assert (p.side, p.contracts, p.hedged) == (PositionSide.LONG, 0.0, True)
+
+
 def test_stream_position_is_stamped() -> None:
     raw = ws_values("ACCOUNT_UPDATE", "position")[0]
     p = parse.position(raw)
