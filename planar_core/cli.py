@@ -43,14 +43,14 @@ def backtest_cmd(
 ) -> None:
     """Run a strategy over history on a simulated clock, through the full engine (docs/backtest.md)."""
     from .backtest.command import BacktestInputError, backtest, load_history, parse_params, parse_time, summary_text
-    from .backtest.run import timeframe_ms
+    from .backtest.run import warmup_span_ms
     from .config import ConfigError, load_config
 
     try:
         cfg = load_config(config)
         start_ms, end_ms = parse_time(start), parse_time(end)
         params = parse_params(param)
-        history = load_history(cfg, data, start_ms, end_ms, warmup * timeframe_ms(cfg.timeframes[0]))
+        history = load_history(cfg, data, start_ms, end_ms, warmup_span_ms(cfg, warmup))
     except (ConfigError, BacktestInputError) as exc:
         fail(str(exc))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

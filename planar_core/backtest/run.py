@@ -48,6 +48,7 @@ from ..runner.heap import frozen_heap
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
 from ..trace import EventTrace
+from .higher import Buckets, higher_timeframes
 from .source import CandleError, Candles, Row, SymbolCandles, merged
 from .walk import knots, walk
 
@@ -63,6 +64,12 @@ TIMEFRAME_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 60
 
 def timeframe_ms(timeframe: str) -> int:
     return int(timeframe[:-1]) * TIMEFRAME_MS[timeframe[-1]]
+
+
+def warmup_span_ms(cfg: StrategyConfig, warmup: int) -> int:
+    """How far before the start the warm-up history reaches: ``warmup`` candles of the longest timeframe the
+    config declares (each is built from the first's candles: backtest/higher.py)."""
+    return warmup * max(timeframe_ms(tf) for tf in cfg.timeframes)
 
 
 class SimClock:
@@ -150,6 +157,9 @@ class Backtest:
         self.symbols = [a.symbol for a in cfg.universe]
         self.timeframe = cfg.timeframes[0]
         self.step = timeframe_ms(self.timeframe)
+        self.higher = higher_timeframes(cfg.timeframes, self.step, {tf: timeframe_ms(tf) for tf in cfg.timeframes})
+        self.buckets = {(sym, tf): Buckets(span, self.step) for sym in self.symbols for tf, span in self.higher.items()}
+        self.reach = max([1, *(span // self.step for span in self.higher.values())])  # base candles per longest candle
         missing = [sym for sym in self.symbols if sym not in data]
         if missing:
             raise CandleError(f"no candles for {missing}")
@@ -272,11 +282,11 @@ class Backtest:
         without callbacks, the last ``warmup`` of each symbol kept (live loads its history the same way). Returns the
         first candle time after them (None: the history ends there) and the candles read."""
         s, venue, tf = self.s, self.venue, self.timeframe
-        kept: dict[str, deque[Row]] = {sym: deque(maxlen=max(self.warmup, 1)) for sym in self.symbols}
+        kept: dict[str, deque[Row]] = {sym: deque(maxlen=max(self.warmup, 1) * self.reach) for sym in self.symbols}
         read = 0
         first: tuple[int, list[tuple[str, Row]]] | None = None
         for n, (ts, rows) in enumerate(groups):
-            if (self.start_ms is not None and ts >= self.start_ms) or (self.start_ms is None and n >= self.warmup):
+            if (self.start_ms is not None and ts >= self.start_ms) or (self.start_ms is None and n >= self.warmup * self.reach):
                 first = (ts, rows)
                 break
             for sym, row in rows:
@@ -286,10 +296,15 @@ class Backtest:
         try:
             for sym, rows_kept in kept.items():
                 if rows_kept:
-                    history = list(rows_kept)
+                    history = list(rows_kept)[-max(self.warmup, 1) :]
                     venue.add_candles(sym, tf, history, int(history[-1][0]))
                     s.apply_ohlcv(s.asset(sym), tf, history, closed_through=int(history[-1][0]))
                     venue.set_price(sym, history[-1][4], match=False)
+                    for higher in self.higher:  # the longer timeframes' history, from the same candles
+                        built = self.buckets[(sym, higher)].history(rows_kept)[-max(self.warmup, 1) :]
+                        if built:
+                            venue.add_candles(sym, higher, built, int(built[-1][0]))
+                            s.apply_ohlcv(s.asset(sym), higher, built, closed_through=int(built[-1][0]))
                 else:  # no history: the price its first candle opens at
                     head = self.streams[sym].head
                     if head is not None:
@@ -390,5 +405,9 @@ class Backtest:
             for sym, row in rows:
                 venue.add_candles(sym, tf, [row], ts)
                 s.apply_ohlcv(assets[sym], tf, [row], closed_through=ts)
+                for higher in self.higher:  # the longer timeframes' candles this one ends (backtest/higher.py)
+                    for built in self.buckets[(sym, higher)].add(row):
+                        venue.add_candles(sym, higher, [built], int(built[0]))
+                        s.apply_ohlcv(assets[sym], higher, [built], closed_through=int(built[0]))
         await self.settle()
         return len(rows)

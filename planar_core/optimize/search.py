@@ -36,7 +36,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from ..backtest.command import backtest, load_history
-from ..backtest.run import timeframe_ms
+from ..backtest.run import timeframe_ms, warmup_span_ms
 from ..config import StrategyConfig, check_logic
 from ..model.types import Json
 from .space import Dimension
@@ -146,10 +146,9 @@ def run_task(task: Task) -> Json:
     """A worker's job: one backtest, its summary (``error`` when it raised)."""
     cfg = StrategyConfig.model_validate(task.config)
     cfg._config_dir = Path(task.config_dir) if task.config_dir else None
-    step = timeframe_ms(cfg.timeframes[0])
     try:
         frames = candles(cfg, Path(task.data) if task.data else None, task.data_key)
-        since = task.start_ms - task.warmup * step if task.start_ms is not None else None
+        since = task.start_ms - warmup_span_ms(cfg, task.warmup) if task.start_ms is not None else None
         history = window(frames, since, task.end_ms)
         return _run(lambda: backtest(cfg, history, Path(task.out), task.start_ms, task.end_ms, task.params, task.warmup, report=False))
     except Exception as exc:  # a trial that fails is recorded, never stops the search

@@ -794,3 +794,52 @@ async def test_the_symbols_of_one_candle_time_walk_together(tmp_path: Path) -> N
     at = {sym: fills.loc[sym, "timestamp"] for sym in ("BTC/USDT", "ETH/USDT")}
     assert candle_open + pd.Timedelta(seconds=5) < at["ETH/USDT"] < candle_open + pd.Timedelta(seconds=15), at
     assert candle_open + pd.Timedelta(seconds=25) < at["BTC/USDT"] < candle_open + pd.Timedelta(seconds=40), at
+
+
+class ReadsTwoTimeframes(Logic):
+    """Records what ``on_start`` sees of each timeframe and every 5m bar."""
+
+    def __init__(self, params: LogicParams | None = None) -> None:
+        super().__init__(params)
+        self.at_start: dict[str, int] = {}
+        self.bars: list[Candle] = []
+
+    async def on_start(self, ctx: StrategyContext) -> None:
+        ai = ctx.asset("BTC/USDT")
+        self.at_start = {tf: len(ai.ohlcv[tf].closed) for tf in ("1m", "5m")}
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if timeframe == "5m":
+            self.bars.append(bar)
+
+
+async def test_the_other_timeframes_are_built_from_the_first(tmp_path: Path) -> None:
+    """``timeframes = ["1m", "5m"]``: the 5m history is there in ``on_start`` as live loads it, and each 5m candle
+    closes with the 1m candle that ends it, its open, high, low, close and volume the 1m candles'. Only the first
+    timeframe was loaded: ``ai.ohlcv["5m"]`` raised KeyError in on_start and 5m bars never came (an outside trial)."""
+    data = DATA["BTC/USDT"]
+    cfg = backtest_config(config(tmp_path, universe=["BTC/USDT"], timeframes=["1m", "5m"]), tmp_path / "bt")
+    logic = ReadsTwoTimeframes(LogicParams())
+    await Backtest(cfg, {"BTC/USDT": data}, warmup=10, logic=logic).run()
+    assert logic.at_start == {"1m": 10, "5m": 10}
+    assert logic.bars and all(int(b.timestamp) % 300_000 == 0 for b in logic.bars)
+    rows = data.set_index("timestamp")
+    for bar in logic.bars[:20]:
+        part = rows.loc[int(bar.timestamp) : int(bar.timestamp) + 299_999]  # (the test's 1m candles open 20 s into a minute)
+        assert len(part) == 5
+        assert (bar.open, bar.high, bar.low, bar.close) == (
+            part["open"].iloc[0],
+            part["high"].max(),
+            part["low"].min(),
+            part["close"].iloc[-1],
+        )
+        assert bar.volume == pytest.approx(part["volume"].sum())
+
+
+@pytest.mark.parametrize("timeframes", [["5m", "1m"], ["3m", "5m"], ["1m", "1w"]])
+async def test_a_timeframe_that_cannot_be_built_is_refused_naming_it(tmp_path: Path, timeframes: list[str]) -> None:
+    from planar_core.backtest.source import CandleError
+
+    cfg = backtest_config(config(tmp_path, universe=["BTC/USDT"], timeframes=timeframes), tmp_path / "bt")
+    with pytest.raises(CandleError, match=f"builds {timeframes[1]} from the {timeframes[0]}"):
+        Backtest(cfg, {"BTC/USDT": DATA["BTC/USDT"]})
