@@ -47,7 +47,7 @@ async def ensure_margin_mode(s: "Strategy", ai: AssetInstance) -> str | None:
     """Set the asset's margin mode on the exchange unless this run already knows it is set; the reason it could
     not be, else None."""
     want = wanted_margin_mode(s, ai)
-    if not ai.is_margin or ai.margin_mode == want or s.config.mode == "paper":
+    if not ai.is_margin or ai.margin_mode == want:  # paper too: its simulated exchange keeps margin modes as live's
         return None
     try:
         await s.venue.set_margin_mode(ai.symbol, want, s.config.timeouts.position_sync)  # already set: no error
@@ -60,23 +60,21 @@ async def ensure_margin_mode(s: "Strategy", ai: AssetInstance) -> str | None:
 
 
 async def apply_position_mode(s: "Strategy") -> None:
-    """Put the account in the configured position mode (one-way or hedge) at start-up."""
+    """Put the account in the configured position mode (one-way or hedge) at start-up: live, paper and backtest
+    alike (paper's and a backtest's account is the simulated exchange's, which keeps the mode as live's does)."""
     want = s.config.position_mode == "hedge"
     t = s.config.timeouts.position_sync
-    if s.config.mode != "paper":
-        hedged = await s.venue.position_mode(t)
-        if hedged != want:
-            try:
-                await s.venue.set_position_mode(want, t)  # already set: no error
-            except ExchangeOpError as err:
-                now = "hedge" if hedged else "one_way"
-                raise ConfigError(
-                    f"position_mode: the account is in {now} mode and the exchange refused {s.config.position_mode} ({err}); "
-                    "close its positions and orders first, or configure the mode it is in"
-                ) from err
-            s.sink.record("position_mode_set", position_mode=s.config.position_mode)
-    elif want:
-        raise ConfigError("position_mode: hedge mode is not available in paper mode")
+    hedged = await s.venue.position_mode(t)
+    if hedged != want:
+        try:
+            await s.venue.set_position_mode(want, t)  # already set: no error
+        except ExchangeOpError as err:
+            now = "hedge" if hedged else "one_way"
+            raise ConfigError(
+                f"position_mode: the account is in {now} mode and the exchange refused {s.config.position_mode} ({err}); "
+                "close its positions and orders first, or configure the mode it is in"
+            ) from err
+        s.sink.record("position_mode_set", position_mode=s.config.position_mode)
     for ai in s.universe.values():
         s.holdings.set_hedged(ai, want)
 

@@ -85,3 +85,38 @@ async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, a
         assert sandbox.ex.snapshot()["accounts"][account.api_key]["orders"] == []
     finally:
         await s.stop()
+
+
+async def test_paper_takes_hedge_mode_as_live(sandbox, account, tmp_path) -> None:
+    """Paper's account is the simulated exchange's, which keeps hedge mode as live's does: a long and a short of one
+    symbol side by side, each closed on its own side. Paper refused ``position_mode = "hedge"`` at start although
+    the docs said it took it (an outside trial)."""
+    sandbox.ex.faults = Faults(private_api=False)
+    from planar_core.engine import strategy as build
+    from planar_core.model import PositionSide
+
+    s = build(
+        "paperh",
+        mode=Paper(),
+        env={},
+        universe=["BTC/USDT:USDT"],
+        margin=True,
+        position_mode="hedge",
+        initial_cash=20_000,
+        store_root=str(tmp_path),
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        connection={"health_interval": 3600},
+    )
+    await s.start()
+    try:
+        ai = s.universe["BTC/USDT:USDT"]
+        await wait_for(lambda: ai.last_price is not None)
+        assert ai.hedged
+        for side, ps in ((Side.BUY, PositionSide.LONG), (Side.SELL, PositionSide.SHORT)):
+            assert isinstance(await s.call(ai, OrderType.MARKET, side, amount=0.02, position_side=ps, waitfor=1), Trade)
+        await wait_for(lambda: (ai.position_of(PositionSide.LONG).contracts, ai.position_of(PositionSide.SHORT).contracts) == (0.02, -0.02))
+        assert isinstance(await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.02, position_side=PositionSide.LONG, waitfor=1), Trade)
+        await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == 0)
+        assert ai.position_of(PositionSide.SHORT).contracts == -0.02
+    finally:
+        await s.stop()
