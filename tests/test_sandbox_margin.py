@@ -39,6 +39,9 @@ async def test_hedge_mode_holds_a_long_and_a_short(sandbox: SandboxServer) -> No
         await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.1, params={"reduceOnly": True, "hedged": True})  # ccxt: SELL LONG
         snap = sandbox.ex.snapshot()["accounts"][acct.api_key]["futures"]["positions"]  # type: ignore[attr-defined]
         assert set(snap) == {"BTCUSDT:SHORT"} and Decimal(snap["BTCUSDT:SHORT"]["amount"]) == Decimal("-0.05")
+        # the trades name their order's position side, as Binance's userTrades does (they all said BOTH)
+        trades = await ex.fetch_my_trades("BTC/USDT:USDT")
+        assert [t["info"]["positionSide"] for t in trades] == ["LONG", "SHORT", "LONG"]
     finally:
         await ex.close()  # type: ignore[attr-defined]
 

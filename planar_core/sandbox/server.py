@@ -612,7 +612,8 @@ class SandboxServer:
         ]
         if c.kind == "spot":
             return [wire.spot_trade(f) for f in rows[-limit:]]
-        return [wire.futures_trade(f, m.spec) for f in rows[-limit:]]
+        orders = c.account.orders  # type: ignore[union-attr]
+        return [wire.futures_trade(f, m.spec, o.position_side if (o := orders.get(f.order_id)) else "BOTH") for f in rows[-limit:]]
 
     def _open_order(self, c: Ctx) -> dict:
         """Binance answers -2013 for an order that is no longer open (filled or cancelled), as for an unknown one."""

@@ -142,7 +142,8 @@ def spot_trade(f: Fill) -> dict:
     }
 
 
-def futures_trade(f: Fill, spec: MarketSpec) -> dict:
+def futures_trade(f: Fill, spec: MarketSpec, position_side: str = "BOTH") -> dict:
+    """``/fapi/v1/userTrades``' row of one fill; ``position_side``: its order's (LONG / SHORT in hedge mode)."""
     return {
         "symbol": f.symbol,
         "id": f.trade_id,
@@ -155,7 +156,7 @@ def futures_trade(f: Fill, spec: MarketSpec) -> dict:
         "commission": s(f.commission),
         "commissionAsset": f.commission_asset,
         "time": f.time_ms,
-        "positionSide": "BOTH",
+        "positionSide": position_side,
         "buyer": f.side == "BUY",
         "maker": f.is_maker,
     }

@@ -380,7 +380,7 @@ class SimVenue(CcxtVenue):
         spec = self.core.markets[(kind, o.symbol)].spec
         report = self.parse.order(self.ex.parse_order(wire.futures_order(o, spec), market))
         if fill is not None:
-            trade = wire.futures_trade(fill, spec)
+            trade = wire.futures_trade(fill, spec, o.position_side)
             # the user stream's execution names its order's client id (``c``), which the REST trade shape lacks: live
             # reads it there (the dialect's ``fill_client_id``), and the engine finds the order by it instead of
             # searching every order it holds by the exchange's id
