@@ -600,7 +600,10 @@ async def force_sync(s: "Strategy", ai: AssetInstance, order: Order) -> None:
 
 
 def aggregate(order: Order) -> Trade:
+    """The order's fills seen so far as one ``Trade`` (``call``'s answer): amounts and fees summed, the price
+    weighted, the realised PnL summed when every fill's is known (None otherwise: not 0, which would say it was)."""
     trades = order.trades
+    pnls = [t.realized_pnl for t in trades]
     amount = sum(t.amount for t in trades)
     price = sum(t.amount * t.price for t in trades) / amount if amount else 0.0
     first = trades[0]
@@ -616,4 +619,5 @@ def aggregate(order: Order) -> Trade:
         fee_currency=first.fee_currency,
         trade_id=first.trade_id if len(trades) == 1 else ",".join(str(t.trade_id) for t in trades),
         emulated=all(t.emulated for t in trades),
+        realized_pnl=None if any(p is None for p in pnls) else sum(p for p in pnls if p is not None),
     )

@@ -47,6 +47,22 @@ async def test_spot_fills_carry_realised_pnl_and_a_round_trip_is_recorded() -> N
     assert trip["entry_price"] == pytest.approx(110.0) and trip["exit_price"] == 130.0 and trip["duration_s"] == pytest.approx(0.002)
 
 
+async def test_an_order_calls_answer_carries_its_fills_realised_pnl() -> None:
+    """``call``'s answer (``aggregate``: the order's fills as one Trade) sums its fills' realised PnL; it said None
+    for a closing fill whose ``on_fill`` carried the figure (an outside trial). Unknown for one fill: None, not 0."""
+    from planar_core.engine.orders import aggregate
+
+    s, _, _ = await started()
+    order(s, "b1", Side.BUY, 2.0)
+    sell = order(s, "s1", Side.SELL, 2.0)
+    apply_trade(s, fill("b1", Side.BUY, 2.0, 100.0, "t1"))
+    apply_trade(s, fill("s1", Side.SELL, 1.0, 110.0, "t2"))
+    apply_trade(s, fill("s1", Side.SELL, 1.0, 130.0, "t3"))
+    assert aggregate(sell).realized_pnl == pytest.approx(40.0)
+    sell.trades[-1].realized_pnl = None
+    assert aggregate(sell).realized_pnl is None
+
+
 async def test_a_restart_rebuilds_the_cost_basis_from_the_trace() -> None:
     s, _, _ = await started()
     order(s, "b1", Side.BUY, 2.0)
