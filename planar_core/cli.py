@@ -6,6 +6,7 @@ live in ``flows/cli.py``, which builds the full ``planar`` command from these gr
 from __future__ import annotations
 
 import asyncio
+import difflib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -454,7 +455,7 @@ def trace_tail_cmd(
     """The last N events."""
     from .trace import trace_tail
 
-    _print_events(_read(lambda r: trace_tail(r, n=n, as_df=True, kind=kind), _trace_root(root, config)), as_json)
+    _print_events(_known_kind(kind, _read(lambda r: trace_tail(r, n=n, as_df=True, kind=kind), _trace_root(root, config))), as_json)
 
 
 @trace_app.command("between")
@@ -476,7 +477,7 @@ def trace_between_cmd(
     except ValueError as exc:
         fail(f"not a date: {exc}")
         return
-    _print_events(_read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config)), as_json)
+    _print_events(_known_kind(kind, _read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config))), as_json)
 
 
 @trace_app.command("stats")
@@ -534,7 +535,7 @@ def trace_export_cmd(
         hi = pd.Timestamp(end) if end else None
     except ValueError as exc:
         fail(f"not a date: {exc}")
-    df = _read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config))
+    df = _known_kind(kind, _read(lambda r: extract_events_by_date(r, lo, hi, kind=kind), _trace_root(root, config)))
     try:
         n = to_parquet(df, out)
     except OSError as exc:
@@ -561,6 +562,18 @@ def trace_repair_cmd(
         fail(str(exc))
     for line in report.lines():
         typer.echo(line)
+
+
+def _known_kind(kind: str | None, found: pd.DataFrame) -> pd.DataFrame:
+    """``--kind`` that matched nothing and is not a kind the engine records (trace/schema.py): a typo, said as one
+    line with exit 2, not an empty answer that reads as "no such events" (``balance_update`` for
+    ``balance_updated``). A kind of the documented list with no events is an empty answer; so is any kind found."""
+    from .trace.schema import KINDS
+
+    if kind is not None and found.empty and kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=3)
+        fail(f"--kind {kind}: no such event kind" + (f" (did you mean {', '.join(close)}?)" if close else "; kinds: " + ", ".join(KINDS)))
+    return found
 
 
 def _read(fn: Callable[[str], pd.DataFrame | list[Json]], root: str) -> pd.DataFrame:

@@ -40,6 +40,12 @@ def test_tail_and_between(tmp_path: Path) -> None:
         [*PLANAR, "trace", "between", "yesterday-ish", "now", "--root", str(root)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "not a date" in bad.stderr
+    # a kind that is no kind: one line, exit 2, the near ones named (it printed nothing and exited 0)
+    typo = subprocess.run([*PLANAR, "trace", "tail", "--kind", "order_place"], capture_output=True, text=True, timeout=60, env=env)
+    assert typo.returncode == 2 and "no such event kind" in typo.stderr and "order_placed" in typo.stderr, typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    quiet = subprocess.run([*PLANAR, "trace", "tail", "--kind", "order_cancelled"], capture_output=True, text=True, timeout=60, env=env)
+    assert quiet.returncode == 0, quiet.stderr  # a known kind with no events here is an empty answer
 
 
 def test_stats_export_and_finding_the_trace(tmp_path: Path) -> None:
