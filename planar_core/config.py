@@ -596,7 +596,7 @@ FIELD_NOTES = {
     "mode": "live: orders go to the exchange; paper: filled locally",
     "sandbox": "True: the configured sandbox endpoint (or the exchange's testnet); False: real money",
     "main_currency": "quote currency for cash, equity and PnL",
-    "initial_cash": "paper mode: starting cash in main_currency",
+    "initial_cash": "paper mode and backtests: starting cash in main_currency",
     "default_leverage": "futures leverage set on each asset at start",
     "universe": "assets traded (see universe[] below)",
     "timeframes": "OHLCV feeds watched per asset, in ccxt's notation; the venue must serve each (binance: 1s to 1M), except 1s, which the engine builds from public trades where the market has none (bybit; binance USD-M)",
