@@ -522,7 +522,7 @@ class BybitDialect:
     @staticmethod
     def futures_balances(raw: Json) -> dict[str, AssetBalance] | None:
         """The unified wallet's coins (REST ``wallet-balance`` or the ``wallet`` topic): wallet balance, the
-        margin orders and positions hold, and what new orders may use (the account's available balance, in USD
+        margin orders and positions hold and what spot orders lock, and what new orders may use (the account's available balance, in USD
         terms, is given for the whole account; per coin Bybit says ``availableToWithdraw`` or nothing)."""
         info = raw.get("info")
         accounts: object = info
@@ -539,7 +539,8 @@ class BybitDialect:
                 if not isinstance(c, dict) or not isinstance(c.get("coin"), str):
                     continue
                 wallet = num(c.get("walletBalance"))
-                held = num(c.get("totalOrderIM")) + num(c.get("totalPositionIM"))
+                # one wallet for every kind of trading: what spot orders lock (``locked``) is as taken as margin
+                held = num(c.get("totalOrderIM")) + num(c.get("totalPositionIM")) + num(c.get("locked"))
                 out[c["coin"]] = AssetBalance(wallet - held, held, wallet, wallet - held)
         return out
 

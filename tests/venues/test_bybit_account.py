@@ -18,7 +18,7 @@ from planar_core.risk.account_estop import FOREIGN
 from planar_core.runner.account import account_emergency_stop_standalone
 from planar_core.runner.host import status
 from planar_core.sandbox.accounts import Account
-from planar_core.sandbox.bybit import BybitServer
+from planar_core.sandbox.bybit import BybitServer, wire
 from planar_core.state import StateStore
 
 from ..conftest import START_BALANCES, make_bybit_client, wait_for
@@ -263,3 +263,24 @@ async def test_a_strategys_estop_leaves_another_strategys_orders_alone(bybit_str
     assert mm.halted and not other.halted
     held = {o.client_order_id: o.status for o in other.universe[PERP].orders.values()}
     assert held == dict.fromkeys(ids["mm-other"], OrderStatus.OPEN)
+
+
+async def test_a_linear_strategys_free_margin_counts_what_spot_orders_lock(bybit_strategy, bybit_sandbox, trader) -> None:
+    """The unified account is one wallet: a spot buy resting on it (another program's) locks USDT that linear orders
+    cannot use. The linear strategy's free margin is the wallet less the margin of orders and positions and the
+    spot lock; it left the lock out, so its local check passed orders the exchange refused (110007, an outside
+    trial)."""
+    s = await bybit_strategy("perp", margin=True, universe=[PERP], default_leverage=5)
+    other = make_bybit_client(bybit_sandbox, trader)
+    try:
+        await other.load_markets()
+        ask = (await other.fetch_ticker("BTC/USDT"))["ask"]
+        await other.create_order("BTC/USDT", "limit", "buy", 0.5, round(ask * 0.97, 1))
+    finally:
+        await other.close()
+    (usdt,) = [c for c in wire.unified_coins(bybit_sandbox.ex, trader) if c["coin"] == "USDT"]
+    locked = float(usdt["locked"])
+    assert locked > 0
+    await s.fetch_balances()
+    free = float(usdt["walletBalance"]) - float(usdt["totalOrderIM"]) - float(usdt["totalPositionIM"]) - locked
+    assert s.cash("USDT").free == pytest.approx(free) and s.cash("USDT").total == pytest.approx(float(usdt["walletBalance"]))
