@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -638,17 +639,30 @@ def open_trace(cfg: StrategyConfig, damaged: list[CorruptStateError] | None = No
         fsync=t.fsync,
         background=True,  # its checkpoints off the event loop
     )
+
+    def side() -> EventSink:
+        """The side trace; if a process of this strategy writes it too (an engine that started while another
+        strategy held the account trace, now hung), one of this process's own: an emergency stop must never fail
+        for want of a trace to record in (an outside trial: every strategy e-stop of a frozen second engine failed
+        with TraceLockedError, its orders left open)."""
+        try:
+            return opts(side_trace_root(cfg))
+        except TraceLockedError as exc:
+            own = f"{side_trace_root(cfg)}-{os.getpid()}"
+            log.warning("%s; recording to %s instead", exc, own)
+            return opts(own)
+
     try:
         return opts(trace_root(cfg))
     except TraceLockedError as exc:
         log.warning("%s; recording to %s instead", exc, side_trace_root(cfg))
-        return opts(side_trace_root(cfg))
+        return side()
     except CorruptStateError as exc:
         if damaged is None:
             raise
         log.error("%s; recording to %s instead", exc, side_trace_root(cfg))
         damaged.append(exc)
-        return opts(side_trace_root(cfg))
+        return side()
 
 
 __all__ = ["Live", "Paper", "Strategy", "strategy", "strategy_from_config"]

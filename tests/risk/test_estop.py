@@ -254,3 +254,29 @@ async def test_a_spent_request_cap_does_not_delay_the_estop(strategy_factory, sa
     window._sent.extend([time.monotonic()] * window.per_minute)  # the minute's requests spent just now
     report = await asyncio.wait_for(s.emergency_stop("cap spent"), 30)
     assert report.clean and report.cancelled == 12 and open_on_exchange(sandbox, account) == []
+
+
+async def test_a_standalone_estop_runs_when_the_account_and_side_traces_are_both_held(strategy_factory, sandbox, account) -> None:
+    """A second strategy's engine that started while another held the account trace writes the strategy's side
+    trace; hung, it holds both. The e-stop from a fresh process records to a side trace of its own and cancels:
+    every strategy e-stop of such an engine failed with TraceLockedError and left its orders open (an outside
+    trial: only the account e-stop cleared them)."""
+    from planar_core.config import StrategyConfig
+    from planar_core.engine.strategy import side_trace_root
+    from planar_core.runner.standalone import emergency_stop_standalone
+    from planar_core.trace import EventTrace
+
+    s = await strategy_factory(universe=["BTC/USDT"])  # holds the account trace
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    cfg = StrategyConfig.model_validate(
+        {
+            **s.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+        }
+    )
+    hung = EventTrace(side_trace_root(cfg))  # the side trace's writer, as the hung engine would be
+    try:
+        report = await emergency_stop_standalone(cfg, "by hand, both traces held", close_positions=False)
+    finally:
+        hung.close()
+    assert report.clean and report.cancelled == 2 and open_on_exchange(sandbox, account) == []
