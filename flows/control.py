@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("planar.flows.control")
 ACTIVE = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING", "PAUSED")
 REQUESTED = ("SCHEDULED", "PENDING", "RUNNING")
+# states a person (or an API call) can put a running live run in that say it is not trading: the engine stops on them
+SET_FROM_OUTSIDE = (StateType.PAUSED, StateType.FAILED, StateType.COMPLETED)
 
 
 def blank(value: object) -> bool:
@@ -131,6 +133,13 @@ class EngineControl:
             elif fr.state is not None and fr.state.type is StateType.CRASHED:  # marked a zombie while frozen: a restart
                 log.error("this flow run was marked Crashed (%s): stopping the strategy", fr.state.message)  # may be on its way
                 self._end("cancelled", f"marked Crashed while running: {fr.state.message}")
+            elif fr.state is not None and fr.state.type in SET_FROM_OUTSIDE:
+                # the UI's Suspend / Pause, or "Change state" to Failed or Completed: the run no longer says it is
+                # trading, so the engine must not be (an outside trial: it kept placing orders under "Failed", and
+                # Cancel was then refused as the run was terminal). It stops as a cancel does; its orders stay.
+                name = fr.state.name or fr.state.type.value
+                log.error("this flow run was set to %s from outside (%s): stopping the strategy", name, fr.state.message or "no message")
+                self._end("cancelled", f"set to {name} while running" + (f": {fr.state.message}" if fr.state.message else ""))
 
     async def take_estop_request(self, client: PrefectClient | None = None, halted: bool = False) -> bool:
         """Start this engine's part of an e-stop flow run aimed at it (once); True when one was started now.

@@ -38,3 +38,37 @@ def test_stops_by_hand_are_cancelled_even_when_they_halt() -> None:
         assert not control(cause, "by hand").ends_failed("halted", None)
     assert control(None).ends_failed("halted", None)  # a halt with no stop by hand (a store failure, an e-stop in logic)
     assert not control(None).ends_failed("duration", None)
+
+
+class _Run:
+    def __init__(self, state: object) -> None:
+        self.state = state
+
+
+class _Client:
+    """What poll_once reads: this run's state, and no e-stop request."""
+
+    def __init__(self, state: object) -> None:
+        self.run = _Run(state)
+
+    async def read_flow_run(self, run_id: object) -> _Run:
+        return self.run
+
+    async def read_flow_runs(self, **kwargs: object) -> list[object]:
+        return []
+
+
+def test_a_run_set_to_failed_suspended_or_completed_from_outside_stops_the_engine() -> None:
+    """The UI's Suspend, or "Change state" to Failed or Completed, on a running live run: the engine stops as a cancel
+    does, and says why. It went on placing orders under "Failed" (an outside trial), where Cancel is then refused."""
+    from uuid import uuid4
+
+    from prefect.states import Completed, Failed, Running, Suspended
+
+    for state, name in ((Failed(message="operator marked failed"), "Failed"), (Suspended(), "Suspended"), (Completed(), "Completed")):
+        c = control(None)
+        asyncio.run(c.poll_once(_Client(state), uuid4()))  # type: ignore[arg-type]
+        assert c.stop.is_set() and c.cause == "cancelled" and name in c.detail, (name, c.detail)
+    running = control(None)
+    asyncio.run(running.poll_once(_Client(Running()), uuid4()))  # type: ignore[arg-type]
+    assert not running.stop.is_set() and running.cause is None
