@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.runtime import flow_run
 
+from planar_core.model.types import Json
 from planar_core.risk.estop import EStopReport
 
 if TYPE_CHECKING:
@@ -68,9 +69,38 @@ async def live_runs(strategy: str, states: Iterable[str] = ACTIVE) -> list[FlowR
     return [r for r in await flow_runs("live_strategy", states) if (r.parameters or {}).get("strategy") == strategy]
 
 
+def run_account(params: Json, strategy: str) -> str | None:
+    """The exchange account a flow run of ``strategy`` trades or stops (``<exchange>-<key hash>``), from the config
+    its parameters name (``config_path``, else ``strategy`` in ``configs_dir``; ``overrides`` applied); None when it
+    cannot be told here. Why: strategy names are not unique across accounts (a desk's ``grid_maker`` and a test
+    account's), and a run matched by name alone was another account's: marked a zombie, or stopped."""
+    from planar_core.config import ConfigError, locate_config
+    from planar_core.engine.parts import config_account
+    from tasks.blocks import secret_block_provider
+    from tasks.strategy import load_strategy_config
+
+    try:
+        path = locate_config(
+            strategy,
+            None if blank(params.get("config_path")) else str(params.get("config_path")),
+            None if blank(params.get("configs_dir")) else str(params.get("configs_dir")),
+        )
+        overrides = params.get("overrides")
+        cfg = load_strategy_config(strategy, path, overrides if isinstance(overrides, dict) else None)
+        return config_account(cfg, secrets_provider=secret_block_provider)
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
 def aimed_at(run: FlowRun, s: Strategy) -> bool:
+    """Whether an e-stop request is for this engine: its strategy, and its account (given, or the one its config
+    trades; a request whose account cannot be told stops it too: a stop is never missed for want of a name)."""
     p = run.parameters or {}
-    return p.get("strategy") == s.name and (blank(p.get("account")) or p.get("account") == s.account)
+    if p.get("strategy") != s.name:
+        return False
+    if not blank(p.get("account")):
+        return p.get("account") == s.account
+    return run_account(p, s.name) in (s.account, None)
 
 
 def stop_message(reason: str) -> str:

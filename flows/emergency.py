@@ -42,7 +42,7 @@ from tasks.orders import estop_symbol_state, lend
 from tasks.strategy import load_strategy_config
 
 from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure, tag_this_run
-from .control import blank, live_runs, stop_message
+from .control import blank, live_runs, run_account, stop_message
 
 
 async def cancel_runs(run_ids: list[UUID], reason: str, grace_s: float = 15.0, answered: Collection[str] = ()) -> list[str]:
@@ -100,19 +100,9 @@ async def stop_by_symbol(cfg: StrategyConfig, reason: str, close: bool | None) -
         await s.stop()
 
 
-def _run_account(params: Json, strategy: str) -> str | None:
-    """The account a live run trades, from its config; None when it cannot be told (then it is stopped too)."""
-    try:
-        path = params.get("config_path")
-        cfg = load_strategy_config(strategy, None if blank(path) else str(path))
-        return config_account(cfg, secrets_provider=secret_block_provider)
-    except (ConfigError, OSError):
-        return None
-
-
 async def aimed_live_runs(strategy: str, account: str | None) -> list[FlowRun]:
     """The unfinished live runs of ``strategy`` (of ``account`` when given; a run whose account cannot be told too)."""
-    return [r for r in await live_runs(strategy) if blank(account) or _run_account(r.parameters or {}, strategy) in (account, None)]
+    return [r for r in await live_runs(strategy) if blank(account) or run_account(r.parameters or {}, strategy) in (account, None)]
 
 
 @flow(name="emergency_stop", retries=2, retry_delay_seconds=2)
@@ -145,7 +135,7 @@ async def emergency_stop(
             msg = f"emergency stop aimed at account {account}, but {path or strategy} trades {probe}: refused"
             logger.error(msg)
             return Failed(message=msg)
-        running = await aimed_live_runs(strategy, account)  # a live engine may end before this run is done
+        running = await aimed_live_runs(strategy, probe)  # this account's: a live engine may end before this run is done
         report = await stop_by_symbol(cfg, reason, close_positions)
     except PERMANENT as exc:
         return await permanent_failure(exc)
@@ -319,7 +309,7 @@ async def account_emergency_stop(
     try:
         configs = account_configs(config_paths, None if blank(configs_dir) else configs_dir)
         members, _ = account_members(account, configs, secrets_provider=secret_block_provider)
-        runs = [r for m in members for r in await live_runs(m.name) if _run_account(r.parameters or {}, m.name) in (account, None)]
+        runs = [r for m in members for r in await live_runs(m.name) if run_account(r.parameters or {}, m.name) in (account, None)]
         stopping = asyncio.create_task(cancel_runs([r.id for r in runs], f"{ACCOUNT_HALT}{reason}"))
         try:
             report = await account_emergency_stop_standalone(

@@ -51,7 +51,7 @@ from tasks.events import resource
 from tasks.strategy import build_strategy
 
 from .common import PERMANENT, InPlaceArtifact, Outcome, artifact_key, no_retry, permanent_failure
-from .control import EngineControl, blank, live_runs, stop_message
+from .control import EngineControl, blank, live_runs, run_account, stop_message
 from .watcher_runs import WatcherRuns
 
 if TYPE_CHECKING:
@@ -99,7 +99,9 @@ async def restarts_within_hour(strategy: str) -> int:
 
 async def take_over_zombies(s: Strategy) -> list[str]:
     """Live runs of this strategy left Running by a process that died: this run holds the lease, so no engine of
-    theirs is trading. They are marked Crashed, naming this run, instead of blocking the strategy forever."""
+    theirs is trading. They are marked Crashed, naming this run, instead of blocking the strategy forever. Only runs
+    of this account: a strategy of the same name on another account holds another lease (an outside trial: the
+    desk's live engine was marked Crashed, stopped, and its orders left unmanaged when a test account's started)."""
     me = flow_run.id
     if not me:
         return []
@@ -109,6 +111,8 @@ async def take_over_zombies(s: Strategy) -> list[str]:
         for r in await live_runs(s.name, states=("RUNNING", "CANCELLING")):
             if str(r.id) == str(me) or (mine is not None and r.start_time is not None and r.start_time >= mine):
                 continue  # a run that started after this one is still on its way to the lease, which refuses it
+            if run_account(r.parameters or {}, s.name) != s.account:
+                continue  # the same name on another account (or one that cannot be told): its engine is not ours to judge
             why = f"superseded: its engine holds no lease (process gone); flow run {me} took over"
             await client.set_flow_run_state(r.id, Crashed(message=why), force=True)
             await close_task_runs(client, r.id, why)

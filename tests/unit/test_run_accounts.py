@@ -1,0 +1,37 @@
+"""Which flow runs are this engine's: strategy names are not unique across accounts (a desk's ``grid`` and a test
+account's ``grid``), so an e-stop request and a zombie live run are matched by the account their config trades,
+not the name alone (flows/control.py ``run_account``, ``aimed_at``). An outside trial: a test account's ``grid``
+got the desk's live run marked Crashed (its engine stopped, its orders unmanaged), and the desk's e-stop of
+``grid`` stopped the test account's engine too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+from flows.control import aimed_at, run_account
+
+
+def account_config(folder: Path, key: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "grid.toml"
+    path.write_text(f'name = "grid"\nuniverse = ["BTC/USDT"]\n[credentials]\napi_key = "{key}"\napi_secret = "s-{key}"\n')
+    return path
+
+
+def request(**params: Any) -> Any:
+    return SimpleNamespace(parameters={"strategy": "grid", **params})
+
+
+def test_a_request_is_aimed_by_the_account_its_config_trades(tmp_path: Path) -> None:
+    desk, test = account_config(tmp_path / "desk", "desk-key"), account_config(tmp_path / "test", "test-key")
+    desk_account = run_account({"config_path": str(desk)}, "grid")
+    assert desk_account is not None and desk_account != run_account({"config_path": str(test)}, "grid")
+    assert run_account({"configs_dir": str(tmp_path / "desk")}, "grid") == desk_account  # a deployment's folder
+    engine = cast(Any, SimpleNamespace(name="grid", account=desk_account))
+    assert aimed_at(request(config_path=str(desk)), engine)
+    assert not aimed_at(request(config_path=str(test)), engine)  # the test account's stop: not this engine's
+    assert aimed_at(request(account=desk_account), engine) and not aimed_at(request(account="binance-other"), engine)
+    assert aimed_at(request(config_path=str(tmp_path / "gone.toml")), engine)  # cannot be told: stopped, never missed
+    assert not aimed_at(SimpleNamespace(parameters={"strategy": "grid-2", "config_path": str(desk)}), engine)
