@@ -202,6 +202,7 @@ class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
         self.pacer: Pacer | None = None  # the host's request budgets (BinanceDialect.build sets it); None: ccxt's throttle
         self.budget_account = account_name("binance", None)  # the order budget's account (never the key)
         self._routes: dict[tuple[str, str], Route] = {}
+        self._carried: dict[object, tuple[object, set[str]]] = {}  # stream url -> (its connection, currencies it carried)
 
     def filter_by_symbol_since_limit(
         self, array: object, symbol: str | None = None, since: int | None = None, limit: int | None = None, tail: bool = False
@@ -269,12 +270,34 @@ class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
         ``balanceUpdate`` / ``externalLockUpdate`` (one asset); ``ACCOUNT_UPDATE`` was stamped by its own handler."""
         if isinstance(message, dict) and STAMP_KEY not in message:
             if message.get("e") == "outboundAccountPosition":
-                self.stamp(message, "u", self._codes(message.get("B")))
+                self.stamp(message, "u", self.carried(client, self._codes(message.get("B"))))
             elif isinstance(message.get("a"), str):
-                self.stamp(message, "T", [self.safe_currency_code(message["a"])])
+                self.stamp(message, "T", self.carried(client, [self.safe_currency_code(message["a"])]))
             else:
                 self.stamp(message, "E")
         super().handle_balance(client, message)
+
+    def carried(self, client: object, codes: list[str]) -> list[str]:
+        """The currencies the account messages of this connection carried since the engine last took the balance
+        (``balance_taken``), ``codes`` included: what of ccxt's balance cache the stream brought up to date that the
+        engine has not applied yet. Why not the last message's alone: two messages back to back (a sale's BTC, then
+        its USDT) resolve one watch, and the engine took only the second's currencies, so the first's change waited
+        for the next read (up to 43 s in an outside trial) while the account was valued with the sale's cash and the
+        coins still held: a false peak, then a false drawdown that tripped the breaker. Why not every currency the
+        connection ever carried: messages lost in a gap leave cache values from before it (a later message about
+        another currency must not bring them back); nor a new connection's (ccxt makes one after a drop)."""
+        url = getattr(client, "url", None)
+        held = self._carried.get(url)
+        if held is None or held[0] is not client:
+            held = self._carried[url] = (client, set())
+        held[1].update(codes)
+        return sorted(held[1])
+
+    def balance_taken(self) -> None:
+        """The engine took the balance cache (a watch's answer, or a read of the cache): what the stream carried
+        until now is applied, and the next message's stamp names only what comes after."""
+        for _, codes in self._carried.values():
+            codes.clear()
 
     def handle_acount_update(self, client: object, message: Json) -> None:  # ccxt's spelling
         """USD-M ``ACCOUNT_UPDATE``: the wallet of the assets under ``a.B`` and the positions under ``a.P``, at ``T``
@@ -283,7 +306,7 @@ class StrictBinance(DialectClient, AnswersFirst, ccxtpro.binance):
             update = message.get("a")
             if not isinstance(update, dict):
                 update = {}
-            mark = self.stamp(message, "T", self._codes(update.get("B")))
+            mark = self.stamp(message, "T", self.carried(client, self._codes(update.get("B"))))
             for row in update.get("P") or []:
                 if isinstance(row, dict):
                     row[STAMP_KEY] = {**mark, "assets": None}

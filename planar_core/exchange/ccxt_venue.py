@@ -306,7 +306,15 @@ class CcxtVenue(ExchangeClient):
 
     async def watch_balance(self, market_type: MarketType) -> BalanceReport:
         raw = await self.ex.watch_balance({"type": "swap"} if market_type == "swap" else {})
-        return self.parse.balance(raw, market_type, complete=False)
+        return self._taken(self.parse.balance(raw, market_type, complete=False))
+
+    def _taken(self, report: BalanceReport) -> BalanceReport:
+        """A stream balance handed to the engine: the client's count of what the stream carried since starts again
+        (``StrictBinance.balance_taken``; a client without one stamps each message alone)."""
+        taken = getattr(self.ex, "balance_taken", None)
+        if callable(taken):
+            taken()
+        return report
 
     async def watch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionReport]:
         return self.parse.positions(await self.ex.watch_positions(list(symbols) if symbols is not None else None))
@@ -372,7 +380,7 @@ class CcxtVenue(ExchangeClient):
         latest = held.get(self.venue.balance_cache_key(market_type)) if isinstance(held, dict) else None
         if not isinstance(latest, dict) or not latest.get("info"):
             return None
-        return self.parse.balance(latest, market_type, complete=False)
+        return self._taken(self.parse.balance(latest, market_type, complete=False))
 
     def cached_positions(self) -> list[PositionReport]:
         return self.parse.positions(self.venue.cached_position_rows(self.ex))

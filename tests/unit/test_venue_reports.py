@@ -335,3 +335,38 @@ def test_forced_close_has_no_order_type() -> None:
 )
 def test_order_type_of_ccxt_types(raw: dict[str, Any], expected: OrderType) -> None:
     assert order_type(raw) is expected
+
+
+def test_a_balance_cache_read_after_two_account_messages_carries_both() -> None:
+    """Two ``outboundAccountPosition`` back to back on one connection (a sale's BTC, then its USDT in another): the
+    balance ccxt's cache gives after the second names both currencies as brought up to date, not the second's
+    alone (the first's change was dropped until the next read: a false drawdown in an outside trial). Once the
+    engine took them, or on a new connection, it starts again: a value from before a gap is not taken as current."""
+    from types import SimpleNamespace
+
+    from planar_core.exchange.binance import StrictBinance
+
+    ex = StrictBinance({})
+    ex.balance = {"spot": None}
+
+    def connection() -> SimpleNamespace:  # what ccxt's handler reads of its websocket client
+        return SimpleNamespace(url="wss://user", subscriptions={"spot": True}, resolve=lambda *a: None)
+
+    first, again = connection(), connection()
+
+    def message(asset: str, free: str, u: int) -> dict[str, Any]:
+        return {"e": "outboundAccountPosition", "E": u, "u": u, "B": [{"a": asset, "f": free, "l": "0"}]}
+
+    def cached() -> frozenset[str] | None:
+        stamp = parse.balance(ex.balance["spot"], "spot", complete=False).stamp
+        return None if stamp is None else stamp.assets
+
+    ex.handle_balance(first, message("BTC", "0.35", 1))
+    ex.handle_balance(first, message("USDT", "9000", 2))
+    assert cached() == frozenset({"BTC", "USDT"})
+    ex.balance_taken()  # the engine applied them: the next message names what comes after
+    ex.handle_balance(first, message("ETH", "3", 3))
+    assert cached() == frozenset({"ETH"})
+    ex.handle_balance(first, message("LTC", "5", 4))
+    ex.handle_balance(again, message("BNB", "1", 5))  # after a drop: only what the new connection carried
+    assert cached() == frozenset({"BNB"})
