@@ -29,6 +29,7 @@ from ..model.types import Json
 from ..state import StateStore
 from . import metrics as M
 from .estop import EStopReport, emergency_stop
+from .ownership import own_share
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -301,6 +302,7 @@ class RiskManager:
                 await self.reduce_position(s, ai, 1 - keep, reason)
 
     async def close_highest_risk_position(self, s: "Strategy", reason: str) -> None:
+        """Close the largest position by value (the strategy's own part of it: ``reduce_position``)."""
         values = {sym: M.position_value(s, ai) for sym, ai in s.universe.items()}
         values = {k: v for k, v in values.items() if math.isfinite(v) and v}
         if not values:
@@ -312,14 +314,19 @@ class RiskManager:
     async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> OrderAnswer:
         """Sell (or buy back) ``fraction`` of one position with a market order. The strategy's own open orders on the
         asset are cancelled first (they lock funds and would re-open risk), then the size is taken from what can be
-        traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read."""
-        from ..model import OrderType
+        traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read; on an
+        account others trade too, only the strategy's own part of it (risk/ownership.py: an outside trial saw a
+        strategy's exposure limit sell 30 % of coins the account held before it ever traded)."""
+        from ..model import OrderType, PositionSide
 
         for order in ai.open_orders():
             await s.cancel(ai, order)
         if not ai.is_margin:
             await s.refresh_balances()
-        size = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+        held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
+        size, others = own_share(s, ai, PositionSide.BOTH, held)
+        if others:
+            log.info("%s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
         amount = abs(size) * fraction
         if amount <= 0:
             return None

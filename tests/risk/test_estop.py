@@ -280,3 +280,20 @@ async def test_a_standalone_estop_runs_when_the_account_and_side_traces_are_both
     finally:
         hung.close()
     assert report.clean and report.cancelled == 2 and open_on_exchange(sandbox, account) == []
+
+
+async def test_an_exposure_limit_reduces_only_the_strategys_own_coins(strategy_factory, sandbox) -> None:
+    """On an account that held 0.05 BTC before the strategy traded: the exposure limit sells 30 % of what the
+    strategy's own fills bought, and leaves the rest alone. It sold 30 % of the account's free BTC (an outside
+    operator trial: a strategy's start sold 30 % of a desk's BTC and ETH it never bought)."""
+    acct = sandbox.ex.add_account({"USDT": 10_000, "BTC": 0.05})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT", "ETH/USDT"], balance_watcher={"interval": 0.2})
+    await wait_for(lambda: all(ai.last_price for ai in s.universe.values()))
+    await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.02, waitfor=1)
+    own = s.ledger.basis(s.universe["BTC/USDT"]).size
+    await wait_for(lambda: s.cash("BTC").total == pytest.approx(0.05 + own))
+    s.risk.cfg = s.risk.cfg.model_copy(update={"max_total_exposure": 0.01})
+    await s.risk.monitor_once(s)  # over the limit: every position reduced by 30 %, the strategy's own part of it
+    held = lambda: float(sandbox.ex.snapshot()["accounts"][acct.api_key]["spot_balances"]["BTC"]["free"])  # noqa: E731
+    await wait_for(lambda: held() < 0.05 + own - 0.005)
+    assert held() == pytest.approx(0.05 + own * 0.7, abs=2e-5)  # the exchange's word, before anything re-syncs
