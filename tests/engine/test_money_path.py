@@ -285,7 +285,9 @@ async def test_a_finished_watch_is_never_cancelled_or_dropped(strategy_factory, 
 # --------------------------------------------------------------------------------------- 8. risk actions on spot
 async def test_risk_close_cancels_own_orders_and_sells_what_is_free(strategy_factory, sandbox, account) -> None:
     acct = sandbox.ex.add_account({"USDT": 1000, "BTC": 0.1})
-    s = await strategy_factory(acct=acct, universe=["BTC/USDT"])
+    # the account is the strategy's alone: the coins it held before are the strategy's to sell (on a shared account
+    # only what its own fills bought is: tests/risk/test_estop.py)
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT"], risk={"exclusive_account": True})
     _, ask = bid_ask(sandbox)
     assert await s.call("BTC/USDT", OrderType.GTC, Side.SELL, amount=0.04, price=ask * 1.3, waitfor=0) is PENDING
     await wait_for(lambda: s.cash("BTC").used == pytest.approx(0.04))
