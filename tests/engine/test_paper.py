@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from planar_core.engine import Paper
@@ -54,14 +56,14 @@ async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -
         await s.stop()
 
 
-async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, account, tmp_path) -> None:
-    """Paper mode behind the client's interface: the engine runs its live watchers and sync against the paper
-    exchange (a position from a local fill arrives through watch_positions, a resting order through watch_orders)."""
+async def paper_perp(sandbox: Any, tmp_path: Any, name: str, **overrides: Any) -> Any:
+    """A started paper strategy on BTC/USDT:USDT, 20 000 USDT, with the sandbox's private API refused (a private
+    request would fail loudly)."""
     sandbox.ex.faults = Faults(private_api=False)
     from planar_core.engine import strategy as build
 
     s = build(
-        "paperf",
+        name,
         mode=Paper(),
         env={},
         universe=["BTC/USDT:USDT"],
@@ -70,8 +72,16 @@ async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, a
         store_root=str(tmp_path),
         sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
         connection={"health_interval": 3600},
+        **overrides,
     )
     await s.start()
+    return s
+
+
+async def test_paper_futures_positions_come_through_the_same_watchers(sandbox, account, tmp_path) -> None:
+    """Paper mode behind the client's interface: the engine runs its live watchers and sync against the paper
+    exchange (a position from a local fill arrives through watch_positions, a resting order through watch_orders)."""
+    s = await paper_perp(sandbox, tmp_path, "paperf")
     try:
         ai = s.universe["BTC/USDT:USDT"]
         await wait_for(lambda: ai.last_price is not None)
@@ -91,23 +101,9 @@ async def test_paper_takes_hedge_mode_as_live(sandbox, account, tmp_path) -> Non
     """Paper's account is the simulated exchange's, which keeps hedge mode as live's does: a long and a short of one
     symbol side by side, each closed on its own side. Paper refused ``position_mode = "hedge"`` at start although
     the docs said it took it (an outside trial)."""
-    sandbox.ex.faults = Faults(private_api=False)
-    from planar_core.engine import strategy as build
     from planar_core.model import PositionSide
 
-    s = build(
-        "paperh",
-        mode=Paper(),
-        env={},
-        universe=["BTC/USDT:USDT"],
-        margin=True,
-        position_mode="hedge",
-        initial_cash=20_000,
-        store_root=str(tmp_path),
-        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-        connection={"health_interval": 3600},
-    )
-    await s.start()
+    s = await paper_perp(sandbox, tmp_path, "paperh", position_mode="hedge")
     try:
         ai = s.universe["BTC/USDT:USDT"]
         await wait_for(lambda: ai.last_price is not None)
