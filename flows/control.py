@@ -79,6 +79,8 @@ def run_account(params: Json, strategy: str) -> str | None:
     from tasks.blocks import secret_block_provider
     from tasks.strategy import load_strategy_config
 
+    if blank(params.get("config_path")) and blank(params.get("configs_dir")):
+        return None  # a config from the environment alone says nothing about the run's account here
     try:
         path = locate_config(
             strategy,

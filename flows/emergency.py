@@ -139,7 +139,7 @@ async def emergency_stop(
         report = await stop_by_symbol(cfg, reason, close_positions)
     except PERMANENT as exc:
         return await permanent_failure(exc)
-    runs = await aimed_live_runs(strategy, account)
+    runs = await aimed_live_runs(strategy, probe)  # the account this run stopped: a same-named strategy elsewhere is not it
     engine = await engine_answer(cfg, str(flow_run.id or ""), [r.id for r in runs])
     cancelled = await cancel_runs([r.id for r in runs], reason, answered={str(engine.get("run") or "")} - {""})
     await refresh_live_status(strategy, list({r.id for r in [*running, *runs]}), report)

@@ -35,3 +35,13 @@ def test_a_request_is_aimed_by_the_account_its_config_trades(tmp_path: Path) -> 
     assert aimed_at(request(account=desk_account), engine) and not aimed_at(request(account="binance-other"), engine)
     assert aimed_at(request(config_path=str(tmp_path / "gone.toml")), engine)  # cannot be told: stopped, never missed
     assert not aimed_at(SimpleNamespace(parameters={"strategy": "grid-2", "config_path": str(desk)}), engine)
+
+
+def test_a_request_naming_only_the_strategy_stops_the_engine(tmp_path: Path) -> None:
+    """``planar emergency-stop NAME`` without a config: nothing says the request's account here, so the engine of
+    that name takes it (a config built from the environment alone gave a definite, wrong account, and the engine
+    skipped the stop: found by the review)."""
+    desk = account_config(tmp_path / "desk", "desk-key")
+    engine = cast(Any, SimpleNamespace(name="grid", account=run_account({"config_path": str(desk)}, "grid")))
+    assert run_account({}, "grid") is None
+    assert aimed_at(request(), engine) and aimed_at(request(config_path=None, configs_dir="None"), engine)
