@@ -372,7 +372,13 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
         if remaining <= 0:
             return
         working = [o for cid, o in ai.orders.items() if cid in sent and o.status.is_open]
-        if working:  # a closing order's outcome not known yet: its fill would be closed twice
+        if working:  # a closing order's outcome not known yet: its fill would be closed twice. Ask the exchange (a stop
+            try:  # without the engine has no watcher to tell it; Bybit's answer leaves a market order open)
+                await s.sync_asset_orders(ai)
+            except ExchangeOpError as err:
+                log.warning("after the e-stop's close, could not learn how its order on %s ended: %s", symbol, err)
+            working = [o for cid, o in ai.orders.items() if cid in sent and o.status.is_open]
+        if working:
             out.position_unverified = f"closing order {working[0].client_order_id} {working[0].status.value}: its fill is not known yet"
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1

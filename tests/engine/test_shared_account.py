@@ -195,3 +195,31 @@ async def test_a_closing_emergency_stop_from_a_fresh_process_closes_only_its_own
     after = spot_coins(sandbox, account)
     assert after == pytest.approx(before + 0.06 - 0.01 * 0.001 - 0.05 * 0.001 - own, abs=2e-5), (before, after, own)
     assert report.clean and report.closed["BTC/USDT"] == pytest.approx(own, abs=1e-5)
+
+
+@pytest.mark.venues("binance", "bybit")
+@pytest.mark.parametrize("exclusive", [True, False])
+async def test_a_fresh_process_estop_learns_how_its_closing_order_ended(
+    strategy_factory: Any, sandbox: Any, account: Any, exclusive: bool
+) -> None:
+    """The e-stop from a fresh process has no watcher to tell it how its closing order ended (Bybit's answer names
+    the order and leaves it open): it asks the exchange, and reports the position closed, clean. It waited for news
+    that never came, and said NOT CLEAN after its whole budget with the position flat (found by the review)."""
+    from planar_core.config import StrategyConfig
+    from planar_core.runner.standalone import emergency_stop_standalone
+
+    sym = "BTC/USDT:USDT"
+    mm = await strategy_factory(name="mm", margin=True, universe=[sym], default_leverage=5, risk={"exclusive_account": exclusive})
+    assert (await mm.call(sym, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)) is not None
+    await wait_for(lambda: futures_position(sandbox, account) == pytest.approx(0.01), timeout=10)
+    await mm.stop()
+    cfg = StrategyConfig.model_validate(
+        {
+            **mm.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+            "risk": {**mm.config.risk.model_dump(mode="json"), "estop_budget_s": 10},
+        }
+    )
+    report = await emergency_stop_standalone(cfg, "by hand, engine gone", close_positions=True)
+    assert futures_position(sandbox, account) == pytest.approx(0.0)
+    assert report.clean and report.closed == {sym: pytest.approx(0.01)}, report.summary()
