@@ -49,6 +49,7 @@ from ..model.types import Json
 from ..model.venue import MarketType, OrderReport
 from ..trace.files import TraceFiles
 from ..trace.unresolved import RestartIndex, placed_records, read_index
+from .submit import lookup
 from .updates import other_strategy
 
 if TYPE_CHECKING:
@@ -191,3 +192,59 @@ def _changed(s: Strategy, ai: AssetInstance) -> str | None:
     if abs(total - b.size) > max(b.step * 0.5, EPS):
         return f"{ai.base} balance {total} differs from the trace's basis ({b.size})"
     return None
+
+
+async def own_basis_from_traces(s: Strategy, roots: Collection[str]) -> dict[str, str]:
+    """For a process that is not the strategy's engine (the e-stop from a fresh process): each position's cost
+    basis as the strategy's traces last recorded it, read without writing (the account trace, which a live or hung
+    engine may hold, and the strategy's side trace, where its engine records while another strategy holds the
+    account trace). Returns the symbols whose part cannot be told from them, with why: the two traces disagree, or
+    orders of the strategy were open at the end of its trace (they may have filled since, out of its record). Why:
+    closing "its own part" on a shared account from a basis its fills since have made stale sold what it no longer
+    owned; from the side trace alone it found nothing and closed nothing, saying clean (both found by a review).
+    ``roots``: the account trace's and the side trace's."""
+    now_ns = time.time_ns()
+    since_ns = now_ns - int(s.config.startup_sync.trades_lookback_s * 1e9)
+    symbols = list(s.universe)
+    found: dict[tuple[str, str], Json] = {}
+    doubts: dict[str, str] = {}
+    open_at_end: dict[str, set[str]] = {}
+
+    def mine(cid: str) -> bool:
+        return other_strategy(s, cid) is None
+
+    def sides(sym: str) -> tuple[str, ...]:
+        ai = s.universe.get(sym)
+        return ("long", "short") if ai is not None and ai.hedged else ("both",)
+
+    for root in roots:
+        try:
+            files = TraceFiles(root, create=False)
+        except (OSError, ValueError):  # no such trace (TraceNotFoundError is a FileNotFoundError)
+            continue
+        index = read_index(files, since_ns, now_ns, symbols, mine, sides)
+        for key, basis in index.bases.items():
+            if key in found and found[key] != basis:
+                doubts[key[0]] = "its account trace and its side trace record different positions"
+            found[key] = basis
+        for sym, cids in index.open_orders.items():
+            open_at_end.setdefault(sym, set()).update(cids)
+    for sym, cids in open_at_end.items():  # the exchange's word: did any of them fill (before the trace's end, or since)?
+        for cid in sorted(cids):
+            try:
+                found_now = await lookup(s, sym, cid, retries=0)
+            except Exception as err:
+                doubts.setdefault(
+                    sym, f"its order {cid} was open at the end of its trace and could not be looked up ({type(err).__name__})"
+                )
+                break
+            if found_now is not None and (found_now.filled or 0) > 0:
+                doubts.setdefault(
+                    sym, f"its order {cid}, open at the end of its trace, has filled {found_now.filled}: its part is not in the trace"
+                )
+                break
+    for (sym, _), basis in found.items():
+        ai = s.universe.get(sym)
+        if ai is not None:
+            s.ledger.restore_basis(ai, basis)
+    return doubts

@@ -392,6 +392,14 @@ class Strategy:
         (with the typed reason) or unknown (see engine/margin.py)."""
         return await update_leverage(self, self.asset(ai), leverage)
 
+    async def own_basis_outside_engine(self) -> dict[str, str]:
+        """Read by a process that is not this strategy's engine (the e-stop from a fresh process): the cost basis
+        its traces last recorded, and the symbols whose part of the account it cannot tell, with why
+        (engine/startup_plan.own_basis_from_traces)."""
+        from .startup_plan import own_basis_from_traces
+
+        return await own_basis_from_traces(self, (trace_root(self.config), side_trace_root(self.config)))
+
     async def close_position(
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None
     ) -> CloseAnswer[OrderAnswer]:

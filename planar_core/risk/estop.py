@@ -352,7 +352,32 @@ async def _settle_local(s: "Strategy", symbol: str) -> None:
                 s.apply_order(r, source="estop")
 
 
-async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
+def _lease_free(s: "Strategy") -> bool:
+    """Nobody holds the strategy's engine lease (its engine is not running); a lease that cannot be probed (an object
+    store's) reads as held."""
+    probe = getattr(s.lease, "is_free", None)
+    return bool(probe()) if callable(probe) else False
+
+
+async def _outside_basis(s: "Strategy", deadline: float) -> dict[str, str]:
+    """Before a stop from outside the engine closes on a shared account: the strategy's own part from its traces,
+    once its engine has let go (a live engine closes its own part in its own e-stop, records it, and stops; a
+    hung one never lets go). Returns the symbols whose part cannot be told, with why (they are not closed)."""
+    if s.running or s.config.risk.exclusive_account:
+        return {}
+    loop = asyncio.get_running_loop()
+    while not _lease_free(s) and loop.time() < deadline - 1.0:
+        await asyncio.sleep(0.2)
+    if not _lease_free(s):
+        return {sym: "its engine still holds its lease (running or hung): its part is not known outside it" for sym in s.universe}
+    try:
+        return await s.own_basis_outside_engine()
+    except Exception as err:  # a trace that cannot be read: nothing is closed that cannot be told
+        why = f"its trace could not be read ({type(err).__name__}: {err})"[:300]
+        return {sym: why for sym in s.universe}
+
+
+async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport, doubts: dict[str, str] | None = None) -> None:
     """Flatten this strategy's holding of one asset: futures with a reduce-only market order, spot by selling coins;
     then read the account again until its part is closed. On an account others trade too (not
     ``risk.exclusive_account``) its part is its own position (risk/ownership.py), fixed at the first read: the rest
@@ -361,6 +386,9 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
     loop = asyncio.get_running_loop()
     ai = s.universe[symbol]
     out = report.of(symbol)
+    if doubts and symbol in doubts:  # a stop from outside the engine that cannot tell this strategy's part: not closed
+        out.position_unverified = f"this strategy's part of the holding is not known here: {doubts[symbol]}; not closed"[:300]
+        return
     if out.position_unverified is None:
         out.position_unverified = "not read: the budget ran out before the position could be read"
     shared = not s.config.risk.exclusive_account
@@ -465,7 +493,8 @@ async def emergency_stop(
     with s.venue.urgent():  # no cap of the engine's own delays it; the stream's reports of its cancels wait for their answers
         await asyncio.gather(*(_cancel_asset(s, sym, deadline, report) for sym in symbols))
         if close:
-            await asyncio.gather(*(_close_asset(s, sym, deadline, report) for sym in symbols))
+            doubts = await _outside_basis(s, deadline)
+            await asyncio.gather(*(_close_asset(s, sym, deadline, report, doubts) for sym in symbols))
             await asyncio.gather(*(_cancel_asset(s, sym, max(deadline, loop.time() + 2.0), report) for sym in symbols))
         await asyncio.gather(*(_settle_local(s, sym) for sym in symbols if report.of(sym).orders.unverified is None))
     report.seconds = time.perf_counter() - started
@@ -499,7 +528,7 @@ async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool
     with s.venue.urgent():
         await _cancel_asset(s, symbol, deadline, report)
         if close:
-            await _close_asset(s, symbol, deadline, report)
+            await _close_asset(s, symbol, deadline, report, await _outside_basis(s, deadline))
             await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)
         if report.of(symbol).orders.unverified is None:
             await _settle_local(s, symbol)

@@ -7,18 +7,15 @@ risk layer's operations on it; the engine itself never starts here (no watchers)
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 
 from ..config import StrategyConfig, load_config
 from ..engine.strategy import Strategy, strategy_from_config
-from ..engine.sync import check_universe, restore_basis
+from ..engine.sync import check_universe
 from ..exchange.errors import ExchangeOpError
 from ..risk.estop import EStopReport, conclude, emergency_stop, pause
 from ..sim.paper import public_venue
-
-log = logging.getLogger("planar.runner.standalone")
 
 
 async def emergency_stop_standalone(
@@ -60,7 +57,6 @@ async def open_for_estop(
         while True:
             try:
                 await s.load()
-                _own_positions(s)
                 return s, deadline, None
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:
@@ -73,18 +69,6 @@ async def open_for_estop(
     except BaseException:
         await s.stop()
         raise
-
-
-def _own_positions(s: Strategy) -> None:
-    """What the strategy's own fills built (the cost basis the trace's last fills carry), so that closing positions
-    on an account others trade too closes its own part only (risk/ownership.py). A trace that cannot be read leaves
-    none: nothing is closed then but is reported left alone, never someone else's sold."""
-    if s.config.risk.exclusive_account:
-        return
-    try:
-        restore_basis(s)
-    except Exception as err:  # a damaged trace: the stop still cancels; it closes nothing it cannot attribute
-        log.warning("could not read the strategy's own positions from its trace (%s: %s): none will be closed", type(err).__name__, err)
 
 
 async def check_markets(cfg: StrategyConfig) -> None:

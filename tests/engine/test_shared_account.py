@@ -223,3 +223,58 @@ async def test_a_fresh_process_estop_learns_how_its_closing_order_ended(
     report = await emergency_stop_standalone(cfg, "by hand, engine gone", close_positions=True)
     assert futures_position(sandbox, account) == pytest.approx(0.0)
     assert report.clean and report.closed == {sym: pytest.approx(0.01)}, report.summary()
+
+
+def standalone_config(s: Any, account: Any, **risk: Any) -> Any:
+    """``s``'s config as a fresh process reads it (credentials given), ``risk`` over its own."""
+    from planar_core.config import StrategyConfig
+
+    return StrategyConfig.model_validate(
+        {
+            **s.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+            "risk": {**s.config.risk.model_dump(mode="json"), **risk},
+        }
+    )
+
+
+async def test_a_fresh_process_estop_does_not_close_a_part_its_trace_no_longer_knows(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    """``mm`` bought 0.01 BTC and left a sell of it resting; its engine stopped and the sell filled while it was gone.
+    Its trace still says it holds 0.01: the stop from a fresh process finds the sell filled on the exchange, so it
+    closes nothing and says why (NOT CLEAN), never selling the other strategy's coins. It sold another 0.00999
+    BTC that was not ``mm``'s and said clean (found by the review)."""
+    from planar_core.runner.standalone import emergency_stop_standalone
+
+    from ..orders.test_conditional import shock
+
+    mm = await strategy_factory(name="mm", universe=["BTC/USDT"])
+    eth = await strategy_factory(name="mm-eth", universe=["BTC/USDT"])
+    for s, amount in ((mm, 0.01), (eth, 0.05)):
+        assert (await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=amount, waitfor=5)) is not None
+    own = mm.ledger.basis(mm.universe["BTC/USDT"]).size
+    _, ask = bid_ask(sandbox, "BTCUSDT")
+    assert await mm.call("BTC/USDT", OrderType.GTC, Side.SELL, amount=round(own, 5), price=round(ask * 1.01, 2), waitfor=0) is PENDING
+    await mm.stop()
+    await eth.stop()
+    await shock(sandbox, "BTCUSDT", 1.03)  # the sell fills while mm's engine is gone
+    await wait_for(lambda: not sandbox.ex.snapshot()["accounts"][account.api_key]["open_orders"], timeout=20)
+    before = spot_coins(sandbox, account)
+    report = await emergency_stop_standalone(standalone_config(mm, account, estop_budget_s=10), "engine gone", close_positions=True)
+    assert spot_coins(sandbox, account) == pytest.approx(before, abs=1e-9)  # the exchange's word: nothing sold
+    assert not report.clean and "has filled" in report.unverified["BTC/USDT: position"], report.summary()
+
+
+async def test_a_fresh_process_estop_beside_a_hung_engine_says_it_cannot_tell(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """The strategy's engine still holds its lease (hung, or running and not stopping): its part of the holding is
+    not known outside it, so the stop closes nothing and says so. From the side trace it found no fill, closed
+    nothing and said clean, calling the strategy's own coins someone else's (found by the review)."""
+    from planar_core.runner.standalone import emergency_stop_standalone
+
+    mm = await strategy_factory(name="mm", universe=["BTC/USDT"])  # alive: holds its lease and the account trace
+    assert (await mm.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)) is not None
+    before = spot_coins(sandbox, account)
+    report = await emergency_stop_standalone(standalone_config(mm, account, estop_budget_s=3), "engine hung", close_positions=True)
+    assert spot_coins(sandbox, account) == pytest.approx(before, abs=1e-9)
+    assert not report.clean and "holds its lease" in report.unverified["BTC/USDT: position"], report.summary()
