@@ -6,7 +6,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, CloseAnswer, InvalidOrderCall, OrderAnswer, OrderCall, OrderType, PositionSide, Refusal, Side
+from ..model import (
+    AssetInstance,
+    CloseAnswer,
+    InvalidOrderCall,
+    Order,
+    OrderAnswer,
+    OrderCall,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    Refusal,
+    RefusalReason,
+    Side,
+)
 from ..risk.ownership import own_share
 from .orders import call, invalid, refused
 
@@ -14,6 +27,14 @@ if TYPE_CHECKING:
     from .strategy import Strategy
 
 log = logging.getLogger("planar.engine.closing")
+
+
+def _unbooked(order: Order) -> bool:
+    """The order's outcome is not known (an intent, or unknown), or it filled more than the trades applied to the
+    strategy's record (its fills are on their way: the cost basis does not hold them yet)."""
+    if order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+        return True
+    return order.filled - sum(t.amount for t in order.trades) > max(1e-12, order.amount * 1e-9)
 
 
 async def close_position(
@@ -28,6 +49,19 @@ async def close_position(
     why: dict[PositionSide, Refusal] = {}
     for ps in sides:
         pos = ai.position_of(ps) if ai.hedged else ai.position
+        in_flight = [o for o in ai.orders.values() if o.position_side is ps and _unbooked(o)]
+        if in_flight and not s.config.risk.exclusive_account:
+            # an order whose outcome, or whose fills, are not in the strategy's record yet: its own part is not known
+            # (a close's fill may have taken it), and a second close would take another strategy's part of the
+            # account's position (found by a review: a close answered late, then closed again, 0.03 -> 0.02 -> 0.01)
+            refusal = Refusal(
+                RefusalReason.NOTHING_TO_REDUCE,
+                f"{ai.symbol}: order {in_flight[0].client_order_id} has an outcome or fills not known yet: "
+                "not closing until the exchange says how it ended",
+            )
+            refused(s, ai, refusal, Side.SELL if pos.contracts > 0 else Side.BUY, abs(pos.contracts), price)
+            out[ps], why[ps] = None, refusal
+            continue
         contracts, others = own_share(s, ai, ps, pos.contracts)  # on a shared account, only this strategy's own
         if others:
             log.info("close_position %s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, pos.contracts)

@@ -278,3 +278,27 @@ async def test_a_fresh_process_estop_beside_a_hung_engine_says_it_cannot_tell(st
     report = await emergency_stop_standalone(standalone_config(mm, account, estop_budget_s=3), "engine hung", close_positions=True)
     assert spot_coins(sandbox, account) == pytest.approx(before, abs=1e-9)
     assert not report.clean and "holds its lease" in report.unverified["BTC/USDT: position"], report.summary()
+
+
+async def test_a_second_close_waits_for_the_first_ones_outcome(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """USD-M one-way, ``mm`` long 0.01 and ``mm-eth`` long 0.02. ``mm``'s close is sent and its answer lost (the
+    order filled; the stream is paused): a second ``close_position`` before the outcome is known is refused, so the
+    other strategy's 0.02 stays. The second close took the account from 0.02 to 0.01 (found by the review)."""
+    from planar_core.model import RefusalReason
+    from planar_core.sandbox import Faults
+
+    sym = "BTC/USDT:USDT"
+    mm, eth = await pair(strategy_factory, margin=True, universe=[sym], default_leverage=5)
+    for s, amount in ((mm, 0.01), (eth, 0.02)):
+        assert (await s.call(sym, OrderType.MARKET, Side.BUY, amount=amount, waitfor=5)) is not None
+    await wait_for(lambda: mm.universe[sym].position.contracts == pytest.approx(0.03), timeout=10)
+    sandbox.ex.faults = Faults(lost_ack_rate=1.0, paused_user_stream=True)
+    try:
+        await mm.close_position(sym, waitfor=0)
+        assert futures_position(sandbox, account) == pytest.approx(0.02)  # the first close landed, its answer did not
+        second = await mm.close_position(sym, waitfor=0)
+        assert futures_position(sandbox, account) == pytest.approx(0.02)  # the exchange's word: nothing more closed
+        (refusal,) = second.refusals.values()
+        assert refusal.reason is RefusalReason.NOTHING_TO_REDUCE and "not known yet" in refusal.detail, refusal
+    finally:
+        sandbox.ex.faults = Faults()
