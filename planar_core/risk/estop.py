@@ -394,6 +394,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
     shared = not s.config.risk.exclusive_account
     ours: dict[PositionSide, float] = {}  # shared: the part to close, signed, fixed at the first read
     sent: dict[str, PositionSide] = {}  # shared: our closing orders' client ids
+    against: dict[PositionSide, str] = {}  # shared: its own exposure the account does not hold the same way (said)
     attempt = 0
     while True:
         remaining = deadline - loop.time()
@@ -424,7 +425,7 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             await asyncio.sleep(min(pause(attempt), max(0.0, deadline - loop.time())))
             attempt += 1
             continue
-        out.position_unverified = None
+        out.position_unverified = "; ".join(against.values()) or None  # what stays its own and cannot be closed here
         for side in list(out.positions):  # a side no longer reported is flat
             held.setdefault(side, 0.0)
         flat = True
@@ -433,6 +434,13 @@ async def _close_asset(s: "Strategy", symbol: str, deadline: float, report: ESto
             if shared:
                 if side not in ours:
                     ours[side], position.left_to_others = own_share(s, ai, side, amount)
+                    own = s.ledger.basis(ai, side).size
+                    if not ours[side] and not _negligible(s, ai, abs(own)):  # its own exposure, not closable here
+                        against[side] = (
+                            f"{position_key(symbol, side)}: its own {own:g} is not in the account's {amount:g} the same way "
+                            "(the account is flat or net the other way): a reduce-only close cannot take it; not closed"
+                        )
+                        out.position_unverified = "; ".join(against.values())
                 done = sum(o.filled for cid, o in ai.orders.items() if sent.get(cid) is side)
                 left = max(0.0, abs(ours[side]) - done) if ours[side] * amount > 0 else 0.0
                 amount = math.copysign(min(left, abs(amount)), amount)

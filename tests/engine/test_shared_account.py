@@ -302,3 +302,17 @@ async def test_a_second_close_waits_for_the_first_ones_outcome(strategy_factory:
         assert refusal.reason is RefusalReason.NOTHING_TO_REDUCE and "not known yet" in refusal.detail, refusal
     finally:
         sandbox.ex.faults = Faults()
+
+
+async def test_a_closing_stop_says_when_its_own_position_is_against_the_accounts(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """USD-M one-way: ``mm`` long 0.01, ``mm-eth`` short 0.03: the account is net short 0.02. A reduce-only close
+    cannot take ``mm``'s long: the stop leaves the account as it is and says ``mm``'s own exposure remains (NOT
+    CLEAN). It said clean, calling the whole -0.02 someone else's (found by the review)."""
+    sym = "BTC/USDT:USDT"
+    mm, eth = await pair(strategy_factory, margin=True, universe=[sym], default_leverage=5)
+    assert (await mm.call(sym, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)) is not None
+    assert (await eth.call(sym, OrderType.MARKET, Side.SELL, amount=0.03, waitfor=5)) is not None
+    await wait_for(lambda: futures_position(sandbox, account) == pytest.approx(-0.02), timeout=10)
+    report = await mm.emergency_stop("test: against the account", close_positions=True)
+    assert futures_position(sandbox, account) == pytest.approx(-0.02)
+    assert not report.clean and "its own 0.01" in report.unverified["BTC/USDT:USDT: position"], report.summary()
