@@ -323,16 +323,24 @@ class RiskManager:
             await s.cancel(ai, order)
         if not ai.is_margin:
             await s.refresh_balances()
-        held = ai.position.contracts if ai.is_margin else s.cash(ai.base).free
-        size, others = own_share(s, ai, PositionSide.BOTH, held)
-        if others:
-            log.info("%s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
-        amount = abs(size) * fraction
-        if amount <= 0:
-            return None
-        side = Side.SELL if size > 0 else Side.BUY
-        result = await s.call(ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin, waitfor=0)
-        if result is None:
-            s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
-            s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
+        if ai.is_margin and ai.hedged:  # each side its own position, closed by naming it
+            held_by_side = {ps: p.contracts for ps, p in ai.open_positions()}
+        else:
+            held_by_side = {PositionSide.BOTH: ai.position.contracts if ai.is_margin else s.cash(ai.base).free}
+        result: OrderAnswer = None
+        for ps, held in held_by_side.items():
+            size, others = own_share(s, ai, ps, held)
+            if others:
+                log.info("%s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
+            amount = abs(size) * fraction
+            if amount <= 0:
+                continue
+            side = Side.SELL if size > 0 else Side.BUY
+            hedge = ai.is_margin and ai.hedged
+            result = await s.call(
+                ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps, waitfor=0
+            )
+            if result is None:
+                s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
+                s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
         return result

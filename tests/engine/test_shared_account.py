@@ -316,3 +316,32 @@ async def test_a_closing_stop_says_when_its_own_position_is_against_the_accounts
     report = await mm.emergency_stop("test: against the account", close_positions=True)
     assert futures_position(sandbox, account) == pytest.approx(-0.02)
     assert not report.clean and "its own 0.01" in report.unverified["BTC/USDT:USDT: position"], report.summary()
+
+
+def hedge_sides(sandbox: Any, account: Any) -> dict[str, float]:
+    held = sandbox.ex.snapshot()["accounts"][account.api_key]["futures"]["positions"]
+    return {k: float(v["amount"]) for k, v in held.items()}
+
+
+async def test_a_risk_reduction_in_hedge_mode_reduces_each_own_side(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """Hedge mode on a shared account: ``mm`` long 0.01 and short 0.02, ``mm-eth`` long 0.03. The risk monitor's
+    reduction by half takes half of each of ``mm``'s own sides and none of the other's. It read a one-way position
+    in hedge mode and did nothing, silently (found by the review)."""
+    from planar_core.model import PositionSide
+
+    sym = "BTC/USDT:USDT"
+    mm, eth = await pair(strategy_factory, margin=True, universe=[sym], default_leverage=5, position_mode="hedge")
+    for s, side, amount, ps in (
+        (mm, Side.BUY, 0.01, PositionSide.LONG),
+        (mm, Side.SELL, 0.02, PositionSide.SHORT),
+        (eth, Side.BUY, 0.03, PositionSide.LONG),
+    ):
+        assert (await s.call(sym, OrderType.MARKET, side, amount=amount, position_side=ps, waitfor=5)) is not None
+    ai = mm.universe[sym]
+    await wait_for(
+        lambda: (ai.position_of(PositionSide.LONG).contracts, ai.position_of(PositionSide.SHORT).contracts) == (0.04, -0.02), timeout=10
+    )
+    await mm.risk.reduce_position(mm, ai, 0.5, "test: half")
+    await wait_for(
+        lambda: hedge_sides(sandbox, account) == {"BTCUSDT:LONG": pytest.approx(0.035), "BTCUSDT:SHORT": pytest.approx(-0.01)}, timeout=10
+    )
