@@ -39,6 +39,8 @@ class Buckets:
     def __init__(self, span_ms: int, base_ms: int) -> None:
         self.span, self.base = span_ms, base_ms
         self.open: Row | None = None  # the bucket being built: [open time, open, high, low, close, volume]
+        self.counts: list[int] = []  # base candles in each bucket ``add`` closed last (the same order)
+        self._n = 0  # base candles in the open bucket
 
     def add(self, row: Row) -> list[Row]:
         """Take one base candle; returns the buckets it closed (none, one, or two after a gap: the one a gap left
@@ -46,24 +48,37 @@ class Buckets:
         ts = int(row[0])
         start = ts - ts % self.span
         done: list[Row] = []
+        self.counts = []
         b = self.open
         if b is not None and b[0] != start:
             done.append(b)
+            self.counts.append(self._n)
             b = None
         if b is None:
             b = [float(start), row[1], row[2], row[3], row[4], row[5]]
+            self._n = 1
         else:
             b[2], b[3], b[4], b[5] = max(b[2], row[2]), min(b[3], row[3]), row[4], b[5] + row[5]
+            self._n += 1
         if ts + self.base >= start + self.span:
             done.append(b)
+            self.counts.append(self._n)
             self.open = None
         else:
             self.open = b
         return done
 
     def history(self, rows: Iterable[Row]) -> list[Row]:
-        """The buckets ``rows`` (in time order) close, the unfinished last one kept open for the rows to come."""
+        """The buckets ``rows`` (in time order) close, the unfinished last one kept open for the rows to come. The
+        first is left out when the rows begin inside it (fewer base candles than a bucket holds): the warm-up
+        starts where the history does, not on a bucket's edge, and a part of a candle is not that candle (a review
+        saw the first 5m candle of on_start built from 4 of its 1m candles)."""
         out: list[Row] = []
+        whole = self.span // self.base
+        first = True
         for row in rows:
-            out += self.add(row)
+            for built, n in zip(self.add(row), self.counts, strict=True):
+                if not (first and n < whole):
+                    out.append(built)
+                first = False
         return out

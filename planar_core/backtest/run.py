@@ -69,7 +69,8 @@ def timeframe_ms(timeframe: str) -> int:
 def warmup_span_ms(cfg: StrategyConfig, warmup: int) -> int:
     """How far before the start the warm-up history reaches: ``warmup`` candles of the longest timeframe the
     config declares (each is built from the first's candles: backtest/higher.py)."""
-    return warmup * max(timeframe_ms(tf) for tf in cfg.timeframes)
+    longest, base = max(timeframe_ms(tf) for tf in cfg.timeframes), timeframe_ms(cfg.timeframes[0])
+    return warmup * longest + (longest - base)  # and the part of a longest candle a start inside one leaves out
 
 
 class SimClock:
@@ -282,11 +283,13 @@ class Backtest:
         without callbacks, the last ``warmup`` of each symbol kept (live loads its history the same way). Returns the
         first candle time after them (None: the history ends there) and the candles read."""
         s, venue, tf = self.s, self.venue, self.timeframe
-        kept: dict[str, deque[Row]] = {sym: deque(maxlen=max(self.warmup, 1) * self.reach) for sym in self.symbols}
+        # enough base candles for ``warmup`` whole candles of the longest timeframe, wherever the history begins
+        extra = self.reach - 1
+        kept: dict[str, deque[Row]] = {sym: deque(maxlen=max(self.warmup, 1) * self.reach + extra) for sym in self.symbols}
         read = 0
         first: tuple[int, list[tuple[str, Row]]] | None = None
         for n, (ts, rows) in enumerate(groups):
-            if (self.start_ms is not None and ts >= self.start_ms) or (self.start_ms is None and n >= self.warmup * self.reach):
+            if (self.start_ms is not None and ts >= self.start_ms) or (self.start_ms is None and n >= self.warmup * self.reach + extra):
                 first = (ts, rows)
                 break
             for sym, row in rows:

@@ -341,6 +341,8 @@ class RiskManager:
                 ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps, waitfor=0
             )
             if result is None:
-                s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
+                s.sink.record(
+                    "error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before"
+                )
                 s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
         return result

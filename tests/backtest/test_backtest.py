@@ -843,3 +843,25 @@ async def test_a_timeframe_that_cannot_be_built_is_refused_naming_it(tmp_path: P
     cfg = backtest_config(config(tmp_path, universe=["BTC/USDT"], timeframes=timeframes), tmp_path / "bt")
     with pytest.raises(CandleError, match=f"builds {timeframes[1]} from the {timeframes[0]}"):
         Backtest(cfg, {"BTC/USDT": DATA["BTC/USDT"]})
+
+
+async def test_the_warm_up_of_a_longer_timeframe_holds_only_whole_candles(tmp_path: Path) -> None:
+    """A start 63 minutes in (not on a 5m edge): the warm-up's first 1m candles begin inside a 5m candle, which is
+    left out; every 5m candle of ``on_start``'s history is its five 1m candles. The first was built from four
+    (found by the review)."""
+
+    class Records(ReadsTwoTimeframes):
+        async def on_start(self, ctx: StrategyContext) -> None:
+            self.history = [Candle.of(row) for row in ctx.asset("BTC/USDT").ohlcv["5m"].closed]
+            await super().on_start(ctx)
+
+    data = DATA["BTC/USDT"]
+    start = int(data["timestamp"].iloc[0]) + 63 * 60_000
+    cfg = backtest_config(config(tmp_path, universe=["BTC/USDT"], timeframes=["1m", "5m"]), tmp_path / "bt")
+    logic = Records(LogicParams())
+    await Backtest(cfg, {"BTC/USDT": data}, start_ms=start, warmup=10, logic=logic).run()
+    rows = data.set_index("timestamp")
+    assert logic.history
+    for bar in logic.history:
+        part = rows.loc[int(bar.timestamp) : int(bar.timestamp) + 299_999]
+        assert len(part) == 5 and bar.volume == pytest.approx(part["volume"].sum()), (bar, len(part))
