@@ -57,6 +57,13 @@ async def open_for_estop(
         while True:
             try:
                 await s.load()
+                if cfg.margin:  # the account's position mode, as the engine's start reads it: hedge closes by side
+                    try:
+                        hedged = await s.venue.position_mode(cfg.timeouts.position_sync)
+                    except ExchangeOpError:  # not answered: the configured mode (the engine's start sets it so)
+                        hedged = cfg.position_mode == "hedge"
+                    for ai in s.universe.values():
+                        s.holdings.set_hedged(ai, hedged)
                 return s, deadline, None
             except ExchangeOpError as err:
                 if loop.time() + pause(attempt) >= deadline:
