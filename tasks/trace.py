@@ -14,7 +14,7 @@ from planar_core.exchange.client_ids import identity_of, planar_identity
 from planar_core.model.types import Json
 from planar_core.trace.analysis import TuningBounds, optimize_from_events
 from planar_core.trace.compaction import compact_trace, map_large_allocations
-from planar_core.trace.replay import divergences, replay_from_trace
+from planar_core.trace.replay import ReplayedState, divergences, replay_events, replay_from_trace
 from planar_core.trace.report import analysis_markdown
 
 from . import Overrides
@@ -87,13 +87,36 @@ async def tune(strategy: str, days: float, config_path: str | None = None, overr
     }
 
 
+def _replayed(strategy: str, config_path: str | None, overrides: Overrides) -> ReplayedState:
+    """The state the strategy's traces replay to: the account trace and its side trace together, in time order. Its
+    engine records to the side trace while another strategy holds the account trace, so one run's orders can open in
+    one and end in the other; replayed alone, the account trace left them open, a false divergence (an outside
+    operator trial)."""
+    import pandas as pd
+
+    from planar_core.engine.strategy import side_trace_root, trace_root
+    from planar_core.trace.files import TraceNotFoundError
+    from planar_core.trace.reading import read_trace
+
+    cfg = load_strategy_config(strategy, config_path, overrides)
+    frames = []
+    for root in (trace_root(cfg, secret_block_provider), side_trace_root(cfg)):
+        try:
+            frames.append(read_trace(root, payload=True))
+        except TraceNotFoundError:
+            continue
+    if not frames:
+        return replay_from_trace(trace_root(cfg, secret_block_provider))  # says which trace is missing
+    return replay_events(pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable", ignore_index=True))
+
+
 @task(cache_policy=NO_CACHE)
 def divergence_check(
     strategy: str, snapshot: dict[str, object], config_path: str | None = None, overrides: Overrides = None, tolerance: float = 1e-8
 ) -> list[str]:
     """The exchange snapshot against the state the trace replays to. The account's trace holds every strategy's
     orders: another strategy's (its ids carry another identity) are not this one's divergence."""
-    state = replay_from_trace(_trace_root(strategy, config_path, overrides))
+    state = _replayed(strategy, config_path, overrides)
     if len(state.orders) and "client_order_id" in state.orders:
         keep = state.orders["client_order_id"].astype(str).map(partial(not_another_strategys, identity_of(strategy)))
         state.orders = state.orders[keep.to_numpy(dtype=bool)]
