@@ -88,12 +88,17 @@ async def close_task_runs(client: PrefectClient, run_id: UUID | str, why: str) -
 
 
 async def restarts_within_hour(strategy: str) -> int:
-    """Crash restarts of this strategy's live runs (``restart_of`` set) created within the last hour, this one included."""
+    """Crash restarts of this strategy's live runs (``restart_of`` set) created within the last hour that ran, this
+    one included. A restart run that never started (an e-stop cancelled it first) restarted nothing: it counted, and
+    the budget said "4 crash restarts within the hour" after 2 (an outside operator trial)."""
     since = datetime.now(UTC) - timedelta(hours=1)
     return sum(
         1
         for r in await live_runs(strategy, states=[t.value for t in StateType])
-        if not blank((r.parameters or {}).get("restart_of")) and r.created is not None and r.created >= since
+        if not blank((r.parameters or {}).get("restart_of"))
+        and r.created is not None
+        and r.created >= since
+        and (r.start_time is not None or str(r.id) == str(flow_run.id))
     )
 
 

@@ -45,3 +45,28 @@ def test_a_request_naming_only_the_strategy_stops_the_engine(tmp_path: Path) -> 
     engine = cast(Any, SimpleNamespace(name="grid", account=run_account({"config_path": str(desk)}, "grid")))
     assert run_account({}, "grid") is None
     assert aimed_at(request(), engine) and aimed_at(request(config_path=None, configs_dir="None"), engine)
+
+
+def test_a_restart_run_that_never_started_does_not_count_against_the_budget(monkeypatch: Any) -> None:
+    """The crash-restart budget counts restart runs that ran (this one included), not those an e-stop cancelled
+    before they started (an outside operator trial: "4 crash restarts within the hour" after 2)."""
+    import asyncio
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    import flows.live as live
+
+    now = datetime.now(UTC)
+
+    def run(started: bool) -> Any:
+        return SimpleNamespace(
+            id=uuid4(), parameters={"strategy": "grid", "restart_of": "x"}, created=now, start_time=now if started else None
+        )
+
+    runs = [run(True), run(True), run(False), run(False)]
+
+    async def fake_live_runs(strategy: str, states: Any = None) -> list[Any]:
+        return runs
+
+    monkeypatch.setattr(live, "live_runs", fake_live_runs)
+    assert asyncio.run(live.restarts_within_hour("grid")) == 2
