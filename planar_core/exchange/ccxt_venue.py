@@ -13,6 +13,7 @@ they answer reports, and the raw answers stay available as ``*_rows`` / ``cancel
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -312,7 +313,7 @@ class CcxtVenue(ExchangeClient):
         """A stream balance handed to the engine: the client's count of what the stream carried since starts again
         (``StrictBinance.balance_taken``; a client without one stamps each message alone)."""
         taken = getattr(self.ex, "balance_taken", None)
-        if callable(taken):
+        if callable(taken) and not inspect.iscoroutinefunction(taken):  # a client's own, not an API method's stand-in
             taken()
         return report
 
