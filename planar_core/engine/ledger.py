@@ -175,9 +175,18 @@ class FillLedger:
         _, first = undos[0]
         b = self._basis[first.key]
         restored = Basis.from_snapshot(first.before, b.spot, b.step, b.contract_size)
-        for f in first.later:
-            if f.trade_id not in gone:
-                self._apply(restored, f)
-        self._basis[first.key] = restored
-        for tid in [t for t, u in self._undo.items() if u.key == first.key]:  # their snapshots predate the undo
+        # The other emulated fills of this position still wait for their trades: their snapshots predate the undo,
+        # so each is recorded again as it is re-applied (else its real trade would count on top of it).
+        waiting = {t for t, u in self._undo.items() if u.key == first.key and t not in gone}
+        for tid in [t for t, u in self._undo.items() if u.key == first.key]:
             del self._undo[tid]
+        for f in first.later:
+            if f.trade_id in gone:
+                continue
+            for u in self._undo.values():
+                if u.key == first.key:
+                    u.later.append(f)
+            if f.trade_id in waiting:
+                self._undo[f.trade_id] = _Undo(first.key, restored.snapshot())
+            self._apply(restored, f)
+        self._basis[first.key] = restored

@@ -97,6 +97,23 @@ async def test_a_real_trade_replacing_an_emulated_one_does_not_count_twice() -> 
     assert [t["trade_id"] for t in trips] == [emu.trade_id, "t9"]  # the first is left out with the replaced fill
 
 
+async def test_two_emulated_fills_waiting_on_one_position_are_each_replaced_once() -> None:
+    """Two orders of one position filled before their trades came: the first real trade undid both emulated fills'
+    undo records, so the second real trade was counted on top of its emulated fill (the position sold twice)."""
+    s, _, _ = await started()
+    order(s, "b1", Side.BUY, 2.0)
+    apply_trade(s, fill("b1", Side.BUY, 2.0, 100.0, "t1"))
+    o1 = order(s, "s1", Side.SELL, 1.0)
+    o2 = order(s, "s2", Side.SELL, 1.0)
+    apply_order(s, OrderReport(SYM, "o-s1", "s1", OrderStatus.CLOSED, filled=1.0, average=110.0), emulate_now=True)
+    apply_order(s, OrderReport(SYM, "o-s2", "s2", OrderStatus.CLOSED, filled=1.0, average=120.0), emulate_now=True)
+    assert o1.trades[0].emulated and o2.trades[0].emulated
+    apply_trade(s, fill("s1", Side.SELL, 1.0, 111.0, "t8"))
+    apply_trade(s, fill("s2", Side.SELL, 1.0, 121.0, "t9"))
+    b = s.ledger.bases()[SYM]
+    assert b.snapshot()["lots"] == [] and b.totals.realized == pytest.approx(11.0 + 21.0)
+
+
 async def test_futures_the_venues_figure_wins_and_hedge_sides_are_apart() -> None:
     s, _, _ = await started((PERP,), margin=True, hedged=True)
     order(s, "l1", Side.BUY, 1.0, PERP, PositionSide.LONG)
