@@ -70,3 +70,27 @@ def test_a_restart_run_that_never_started_does_not_count_against_the_budget(monk
 
     monkeypatch.setattr(live, "live_runs", fake_live_runs)
     assert asyncio.run(live.restarts_within_hour("grid")) == 2
+
+
+def test_the_estop_flow_cancels_only_the_live_runs_of_the_account_it_stopped(tmp_path: Path, monkeypatch: Any) -> None:
+    """The e-stop flow's run cancel list: the desk's stop of ``grid`` cancelled the test account's live run too (the
+    review of the account-matching change); a run whose account cannot be told is cancelled (never missed)."""
+    import asyncio
+
+    import flows.emergency as emergency
+
+    desk, test = account_config(tmp_path / "desk", "desk-key"), account_config(tmp_path / "test", "test-key")
+    runs = [
+        SimpleNamespace(id="desk-run", parameters={"strategy": "grid", "config_path": str(desk)}),
+        SimpleNamespace(id="test-run", parameters={"strategy": "grid", "config_path": str(test)}),
+        SimpleNamespace(id="blind-run", parameters={"strategy": "grid"}),
+    ]
+
+    async def live_runs(strategy: str) -> list[Any]:
+        return runs
+
+    monkeypatch.setattr(emergency, "live_runs", live_runs)
+    desk_account = run_account({"config_path": str(desk)}, "grid")
+    aimed = asyncio.run(emergency.aimed_live_runs("grid", desk_account))
+    assert [r.id for r in aimed] == ["desk-run", "blind-run"]
+    assert [r.id for r in asyncio.run(emergency.aimed_live_runs("grid", None))] == ["desk-run", "test-run", "blind-run"]
