@@ -50,7 +50,7 @@ from ..sim.venue import SimSettings, SimVenue
 from ..trace import EventTrace
 from .higher import Buckets, higher_timeframes
 from .source import CandleError, Candles, Row, SymbolCandles, merged
-from .walk import knots, walk
+from .walk import knots, price_at, walk
 
 MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it never settles
 CHECKPOINT_EVENTS = 10_000  # a segment per 10 000 events: the memory a checkpoint takes stays the same over a year
@@ -378,16 +378,20 @@ class Backtest:
                 venue.set_price(sym, price)
                 reached[sym] = (at, price)
                 if venue.pending:
-                    await self.settle()
                     break
             else:
                 return
+            for other, path in paths.items():  # every symbol where it is now, before anyone reacts: an order placed
+                if reached.get(other, (-1, 0.0))[0] < at:  # now meets only the prices that come after it
+                    reached[other] = (at, price_at(path, at))
+                    venue.set_price(other, reached[other][1])
+            await self.settle()
             left = {}
             for sym, path in paths.items():
-                last = reached.get(sym)
-                rest = path if last is None else [last, *((t, p) for t, p in path if t > last[0])]
-                if len(rest) > (last is not None):
-                    left[sym] = (rest, int(last is not None))
+                last = reached[sym]
+                rest = [last, *((t, p) for t, p in path if t > last[0])]
+                if len(rest) > 1:
+                    left[sym] = (rest, 1)
 
     async def _candle(self, ts: int, rows: list[tuple[str, Row]], assets: Mapping[str, AssetInstance]) -> int:
         """One candle time: each symbol's price walks its candle (matching at each stop), then they close together;

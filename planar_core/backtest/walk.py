@@ -36,3 +36,14 @@ def walk(points: Sequence[tuple[int, float]], levels: Sequence[float]) -> Iterat
             for x in inside:
                 yield t0 + int((t1 - t0) * (x - p0) / (p1 - p0)), x
         yield t1, p1
+
+
+def price_at(points: Sequence[tuple[int, float]], at: int) -> float:
+    """The path's price at time ``at`` (linear between its points; the first or last point outside them)."""
+    before = points[0]
+    for t, p in points:
+        if t >= at:
+            t0, p0 = before
+            return p if t == at or t == t0 else p0 + (p - p0) * (at - t0) / (t - t0)
+        before = (t, p)
+    return before[1]

@@ -20,7 +20,7 @@ from planar_core.logic import Logic, LogicParams
 from planar_core.model import PENDING, Candle
 from planar_core.model.context import StrategyContext
 from planar_core.model.types import OrderType, Side
-from planar_core.model.views import AssetView
+from planar_core.model.views import AssetView, OrderView, TradeView
 from planar_core.runner.host import LogicError
 from planar_core.trace.reading import read_trace
 
@@ -865,3 +865,31 @@ async def test_the_warm_up_of_a_longer_timeframe_holds_only_whole_candles(tmp_pa
     for bar in logic.history:
         part = rows.loc[int(bar.timestamp) : int(bar.timestamp) + 299_999]
         assert len(part) == 5 and bar.volume == pytest.approx(part["volume"].sum()), (bar, len(part))
+
+
+class ChasesAfterAFill(Logic):
+    """A limit buy of BTC under the market; when it fills, a limit buy of ETH at a price ETH passed before then."""
+
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if ai.symbol == "BTC/USDT" and not ai.orders and not ctx.trades(ai):
+            await ctx.call(ai, OrderType.GTC, Side.BUY, amount=0.001, price=59_400.0, waitfor=0)
+
+    async def on_fill(self, ctx: StrategyContext, order: OrderView, trade: TradeView) -> None:
+        if order.symbol == "BTC/USDT":
+            await ctx.call(ctx.asset("ETH/USDT"), OrderType.GTC, Side.BUY, amount=0.01, price=2_910.0, waitfor=0)
+
+
+async def test_an_order_placed_inside_a_candle_meets_only_the_prices_after_it(tmp_path: Path) -> None:
+    """BTC's limit fills about 26 s into a candle (a down candle: its low at 40 s); the logic then bids for ETH at
+    2 910, a price ETH passed at about 18 s and 22 s (an up candle: its low of 2 900 at 20 s) but not after: the bid
+    must rest, not fill. The walk resumed every other symbol from its last stop (20 s for ETH), so the new bid met
+    the prices ETH had passed before it existed and filled (found by the review of the walk together)."""
+    btc, eth = flat(H0600, 60, 60_000.0), flat(H0600, 60, 3_000.0)
+    btc.loc[40, ["open", "high", "low", "close"]] = [60_000.0, 60_100.0, 58_000.0, 59_000.0]
+    eth.loc[40, ["open", "high", "low", "close"]] = [3_000.0, 3_010.0, 2_900.0, 3_005.0]
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:ChasesAfterAFill"), tmp_path / "bt")
+    run = await Backtest(cfg, {"BTC/USDT": btc, "ETH/USDT": eth}, warmup=10, logic=ChasesAfterAFill(LogicParams())).run()
+    trace = read_trace(run.trace_root)
+    assert list(trace.query("kind == 'trade_executed'")["symbol"]) == ["BTC/USDT"]
+    placed = trace.query("kind == 'order_placed' and symbol == 'ETH/USDT'")
+    assert len(placed) == 1
