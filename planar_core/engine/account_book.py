@@ -284,8 +284,11 @@ class AccountBook:
         return list(changed.values())
 
     def set_leverage(self, ai: AssetInstance, leverage: float) -> None:
-        """The exchange took ``leverage`` for the asset (every side of its position)."""
-        for p in list(ai.positions.values()) or [ai.position]:
+        """The exchange took ``leverage`` for the asset (every side of its position, flat ones too: in hedge mode
+        ``ai.position`` is a net view, and a leverage set on it was lost, so the margin check of a first order on a side
+        used ``default_leverage``)."""
+        sides = (PositionSide.LONG, PositionSide.SHORT) if ai.hedged else (PositionSide.BOTH,)
+        for p in [*(ai.position_of(side) for side in sides), *ai.positions.values()]:
             p.leverage = leverage
 
     def set_margin_mode(self, ai: AssetInstance, mode: str) -> None:

@@ -225,6 +225,11 @@ class Strategy:
         if watchers:
             self.start_watchers()
 
+    def run_unwatched(self) -> None:
+        """Running as after ``start``, with no watchers: a test feeds the venue (``LogicTest``); the breakers, the
+        resolver and the one-shot jobs after fills act as in a live run (they wait for ``running``)."""
+        self.running = True
+
     def run_driven(self) -> None:
         """Running without watchers: a driver feeds the venue and its reports (a backtest over the simulated venue),
         and what acts only while the strategy runs (the breakers, one-shot jobs after fills) acts as in a live run.

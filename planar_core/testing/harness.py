@@ -234,6 +234,7 @@ class LogicTest(Generic[L]):
         for symbol, rows, timeframe in self._waiting:
             self._load(symbol, rows, timeframe)
         self._waiting.clear()
+        s.run_unwatched()  # as the engine is when the runner calls on_start: the breakers act (they wait for it)
         await self._invoke("on_start", self.logic.on_start(self.ctx))
         await self.settle()
 

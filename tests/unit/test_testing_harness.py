@@ -263,3 +263,38 @@ def test_candle_builders() -> None:
     assert [(r.timestamp, r.open, r.close) for r in rows] == [(0, 1.0, 1.0), (3_600_000, 1.0, 2.0), (7_200_000, 2.0, 3.0)]
     with pytest.raises(ValueError, match="timeframe"):
         timeframe_ms("1x")
+
+
+class BuysTen(Logic):
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        if not ctx.trades():
+            await ctx.call(ai, OrderType.MARKET, Side.BUY, amount=10.0)
+
+
+async def test_a_breaker_trips_in_a_logic_test_as_it_does_live() -> None:
+    """10 coins bought at 100 lose 200 at 80, past ``max_daily_loss`` 50: the strategy halts. The harness never
+    set the engine running, and the breakers wait for that, so they never tripped (an outside newcomer's trial;
+    docs/testing.md shows this very config)."""
+    async with LogicTest(BuysTen, symbols=[SPOT], balances={"USDT": 10_000.0}, config={"risk": {"max_daily_loss": 50.0}}) as t:
+        t.history(SPOT, [100.0, 100.0])
+        await t.bar(SPOT, close=100.0)
+        await t.bar(SPOT, close=80.0)
+        assert t.halted
+        (trip,) = t.events("breaker_tripped")
+        assert trip["breaker"] == "daily_loss" and trip["equity"] == pytest.approx(9_800.0)
+
+
+class Levers(Logic):
+    async def on_start(self, ctx: StrategyContext) -> None:
+        await ctx.update_leverage(PERP, 3)
+
+
+@pytest.mark.parametrize("hedged", [False, True])
+async def test_a_leverage_set_before_any_position_sizes_the_margin_of_the_first_order(hedged: bool) -> None:
+    """Leverage 3, then 20 000 of notional on 10 000 of margin: 6 667 needed, accepted. In hedge mode the engine set
+    the leverage on the net view of the flat sides and lost it: the local check used leverage 1 and refused
+    ("insufficient margin: need 20000, free 10000") what the exchange accepts."""
+    async with LogicTest(Levers, symbols=[PERP], balances={"USDT": 10_000.0}, prices={PERP: 100.0}, hedged=hedged) as t:
+        side = {"position_side": PositionSide.LONG} if hedged else {}
+        answer = await t.ctx.call(PERP, OrderType.MARKET, Side.BUY, amount=200.0, **side)
+        assert t.refusals() == [] and answer is not None and answer.amount == 200.0
