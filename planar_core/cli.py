@@ -96,6 +96,7 @@ def params_show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every params version of a strategy, the one in force last (version 0: the config's logic_params)."""
+    from .params_store import in_force
     from .storage import CorruptStateError
 
     where, store = _params_store(name, config, root)
@@ -110,8 +111,10 @@ def params_show(
         typer.echo(f"{name}: no params change recorded ({where}): the config's logic_params are in force")
         return
     for v in history:
-        typer.echo(f"v{v.version}  {v.at}  {v.source:<9} replaced v{v.previous}  {strict_dumps(v.params)}  {v.reason}")
-    typer.echo(f"in force: v{history[-1].version}")
+        refused = f"  REFUSED by the engine: {v.refused}" if v.refused else ""
+        typer.echo(f"v{v.version}  {v.at}  {v.source:<9} replaced v{v.previous}  {strict_dumps(v.params)}  {v.reason}{refused}")
+    now = in_force(history)
+    typer.echo(f"in force: v{now.version}" if now is not None else "in force: the config's logic_params (v0)")
 
 
 @params_app.command("rollback")
@@ -121,8 +124,8 @@ def params_rollback(
     root: str | None = typer.Option(None, "--root", help="the store root (default: $PLANAR_HOME, else ./.planar)"),
     reason: str = typer.Option("rolled back by hand", "--reason", help="why, for the record and the alert"),
 ) -> None:
-    """Restore the params in force before the current version (a new version: nothing is erased). A running engine
-    applies it within seconds and alerts."""
+    """Restore the params in force before the current version (a new version: nothing is erased; again: one more
+    step back). A running engine applies it within seconds and alerts."""
     from .params_store import NothingToRollBack
     from .storage import CorruptStateError
 

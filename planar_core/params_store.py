@@ -5,7 +5,10 @@ One JSON document per strategy (``<store_root>/<name>/params.json``), updated by
 cannot lose each other's change. The config's ``logic_params`` are version 0, implied; each change is a new version
 holding the *whole* params (not a diff), its source (``optimize`` / ``rollback`` / ``manual``), the reason in words
 and what justified it (the out-of-sample figures). A rollback never erases anything: it is a new version that
-restores the params of the version before the current one.
+restores the params of the version before the one in force; rolling back again steps further back, to the config's.
+A version the engine refused (its ``Params`` did not validate it) is marked so and is never the one in force.
+A proposal names the version its decision was based on and is refused (``StaleProposal``) when another change came
+in between: two optimisations at once, or a rollback during a search, cannot stack a change on figures made stale.
 
 The running engine reads it (runner/host.py): at start, so a restart keeps the params it was running with, and
 every few seconds after, applying a new version between two callbacks.
@@ -28,6 +31,10 @@ class NothingToRollBack(ValueError):
     """There is no earlier version to go back to."""
 
 
+class StaleProposal(ValueError):
+    """The version in force is no longer the one the proposal's decision was based on."""
+
+
 @dataclass(frozen=True)
 class ParamsVersion:
     version: int
@@ -37,6 +44,8 @@ class ParamsVersion:
     at: str  # UTC, ISO-8601
     previous: int  # the version it replaced
     details: Json = field(default_factory=dict)  # what justified it (in- and out-of-sample figures, bounds)
+    restores: int | None = None  # a rollback: the version whose params it restores (0: the config's)
+    refused: str = ""  # why the engine refused it (its Params did not validate): never in force
 
     def as_json(self) -> Json:
         return {
@@ -47,6 +56,8 @@ class ParamsVersion:
             "at": self.at,
             "previous": self.previous,
             "details": self.details,
+            "restores": self.restores,
+            "refused": self.refused,
         }
 
 
@@ -60,7 +71,14 @@ def _version(row: object) -> ParamsVersion:
         text(d.get("at")) or "",
         integer(d.get("previous")),
         obj(d.get("details")),
+        None if d.get("restores") is None else integer(d.get("restores")),
+        text(d.get("refused")) or "",
     )
+
+
+def in_force(versions: list[ParamsVersion]) -> ParamsVersion | None:
+    """The newest version the engine did not refuse (None: the config's own params)."""
+    return next((v for v in reversed(versions) if not v.refused), None)
 
 
 class ParamsStore:
@@ -80,32 +98,60 @@ class ParamsStore:
 
     def current(self) -> ParamsVersion | None:
         """The version in force (None: the config's own params)."""
-        history = self.history()
-        return history[-1] if history else None
+        return in_force(self.history())
 
-    def propose(self, params: Json, source: str, reason: str, details: Json | None = None) -> ParamsVersion:
-        """A new version holding ``params`` (the whole set), in force from now."""
-        return self._append(lambda versions: (params, versions[-1].version if versions else 0), source, reason, details or {})
+    def propose(self, params: Json, source: str, reason: str, details: Json | None = None, based_on: int | None = None) -> ParamsVersion:
+        """A new version holding ``params`` (the whole set), in force from now. ``based_on``: the version in force
+        when the decision was made (0: the config's); another in force now raises ``StaleProposal``."""
+
+        def pick(versions: list[ParamsVersion]) -> tuple[Json, int, int | None]:
+            now = in_force(versions)
+            number = now.version if now is not None else 0
+            if based_on is not None and number != based_on:
+                raise StaleProposal(f"the params in force changed while deciding (v{based_on} then, v{number} now)")
+            return params, number, None
+
+        return self._append(pick, source, reason, details or {})
 
     def rollback(self, reason: str = "rolled back by hand") -> ParamsVersion:
         """A new version restoring the params in force before the current one (the config's when that was version 0:
-        ``params`` then is empty and the engine goes back to ``logic_params``)."""
+        ``params`` then is empty and the engine goes back to ``logic_params``). Again: one more step back."""
 
-        def restore(versions: list[ParamsVersion]) -> tuple[Json, int]:
-            if not versions:
+        def restore(versions: list[ParamsVersion]) -> tuple[Json, int, int | None]:
+            current = in_force(versions)
+            if current is None or current.restores == 0:
                 raise NothingToRollBack("no params change to roll back: the config's logic_params are in force")
-            current = versions[-1]
             earlier = {v.version: v for v in versions}
-            before = earlier.get(current.previous)
-            return (dict(before.params) if before is not None else {}), current.version
+            carried = earlier.get(current.restores) if current.restores is not None else current  # whose params
+            number = carried.previous if carried is not None else 0  # in force before it
+            while number in earlier and earlier[number].refused:  # a refused version was never in force: past it
+                number = earlier[number].previous
+            step = earlier.get(number)
+            if step is not None and step.restores is not None:  # an older rollback: the version it restored
+                number = step.restores
+            target = earlier.get(number)
+            return (dict(target.params) if target is not None else {}), current.version, number
 
         return self._append(restore, "rollback", reason, {})
 
-    def _append(self, pick: Callable[[list[ParamsVersion]], tuple[Json, int]], source: str, reason: str, details: Json) -> ParamsVersion:
+    def refuse(self, version: int, why: str) -> None:
+        """The engine refused ``version`` (its ``Params`` did not validate it): never in force, said by ``show``."""
+
+        def change(doc: dict[str, object]) -> None:
+            rows = doc.get("versions")
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and row.get("version") == version:
+                    row["refused"] = why or "refused"
+
+        self.store.update_json(DOC, change, self.remedy)
+
+    def _append(
+        self, pick: Callable[[list[ParamsVersion]], tuple[Json, int, int | None]], source: str, reason: str, details: Json
+    ) -> ParamsVersion:
         def change(doc: dict[str, object]) -> ParamsVersion:
             rows = doc.get("versions")
             versions = [_version(r) for r in rows] if isinstance(rows, list) else []
-            params, previous = pick(versions)
+            params, previous, restores = pick(versions)
             made = ParamsVersion(
                 (versions[-1].version if versions else 0) + 1,
                 dict(params),
@@ -114,6 +160,7 @@ class ParamsStore:
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 previous,
                 dict(details),
+                restores,
             )
             doc["versions"] = [v.as_json() for v in versions] + [made.as_json()]
             return made

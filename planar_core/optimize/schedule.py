@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 from ..config import StrategyConfig, check_logic
 from ..model.types import Json
-from ..params_store import ParamsStore
+from ..params_store import ParamsStore, StaleProposal
 from .search import Result, Search
 from .space import parse
 
@@ -53,10 +55,22 @@ class Decision:
         }
 
 
-def in_force(cfg: StrategyConfig) -> Json:
-    """The params the running engine uses: the config's, with the params store's version in force over them."""
-    v = ParamsStore(cfg.shared_root).current()
-    return {**dict(cfg.logic_params or {}), **(v.params if v is not None else {})}
+def in_force(cfg: StrategyConfig, params_model: type[BaseModel] | None = None) -> tuple[int, Json]:
+    """The params the running engine uses: the config's, with the params store's version in force over them, and
+    that version's number (0: the config's). With ``params_model``, a version it does not validate is passed over
+    as the engine passes over it (one written while the engine was down is not refused in the store yet)."""
+    base = dict(cfg.logic_params or {})
+    for v in reversed(ParamsStore(cfg.shared_root).history()):
+        if v.refused:
+            continue
+        merged = {**base, **v.params}
+        if params_model is not None:
+            try:
+                params_model.model_validate(merged)
+            except ValidationError:
+                continue
+        return v.version, merged
+    return 0, base
 
 
 def scheduled_run(
@@ -81,7 +95,7 @@ def scheduled_run(
     start = None if data is not None else now - opt.days * 86_400_000
     result = search.run(start, None, opt.walk_forward or None)
     best = result.best
-    current = in_force(cfg)
+    based_on, current = in_force(cfg, params_model)
     candidate = {**current, **best.best_params}
     window = best.test if best.test is not None else best.train
     cand = best.out_of_sample if best.test is not None else best.in_sample
@@ -107,12 +121,17 @@ def scheduled_run(
     elif outside:
         decision.reason = f"out of the configured bounds: {outside} (bounds {dict(opt.bounds)})"
     else:
-        decision.applied = True
-        decision.reason = (
-            f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g} >= margin {opt.min_improvement:g}"
-        )
-        made = ParamsStore(cfg.shared_root).propose(
-            candidate, "optimize", decision.reason, {"metric": opt.metric, "method": opt.method, **decision.as_json()}
-        )
-        decision.version = made.version
+        reason = f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g} >= margin {opt.min_improvement:g}"
+        try:
+            made = ParamsStore(cfg.shared_root).propose(
+                candidate,
+                "optimize",
+                reason,
+                {"metric": opt.metric, "method": opt.method, **decision.as_json(), "reason": reason},
+                based_on,
+            )
+        except StaleProposal as exc:  # another optimisation or a rollback came first: its figures compare with old params
+            decision.reason = f"not proposed: {exc}; the next run decides again"
+        else:
+            decision.applied, decision.reason, decision.version = True, reason, made.version
     return result, decision

@@ -6,7 +6,8 @@ rollback`` write a new version; the engine applies it between two callbacks, rec
   ``Params`` over the config's ``logic_params`` (a version holds the whole set; an empty one means the config's).
 * Applied: ``logic.params`` and ``ctx.params`` change together, ``params_changed`` is traced (version, source,
   reason, each changed field old -> new), an alert says the same. Refused (it does not validate): the running params
-  stay, ``params_rejected`` is traced and alerted, and that version is not tried again.
+  stay, ``params_rejected`` is traced and alerted, the version is marked refused in the store (never in force for
+  ``planar params show`` and the optimisation), and it is not tried again.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class ParamsFollower:
         except ValidationError as exc:
             why = "; ".join((f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"] for e in exc.errors())
             s.sink.record("params_rejected", version=v.version, source=v.source, reason=why)
+            try:  # marked in the store: never "in force" for `planar params show` and the optimisation
+                self.store.refuse(v.version, why)
+            except (CorruptStateError, OSError) as store_exc:
+                log.error("%s: params version %d could not be marked refused: %s", s.name, v.version, store_exc)
             s.alert(f"{s.name}: params version {v.version} ({v.source}) refused, running params kept: {why}", "warning")
             return None
         old = logic.params.model_dump()

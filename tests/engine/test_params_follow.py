@@ -40,13 +40,43 @@ def test_versions_propose_and_roll_back(tmp_path: Path) -> None:
     v2 = store.propose({"fast": 4, "slow": 12}, "optimize", "again")
     assert (v1.version, v1.previous, v2.version, v2.previous) == (1, 0, 2, 1)
     v3 = store.rollback("worse live")
-    assert (v3.version, v3.previous, v3.params, v3.source) == (3, 2, {"fast": 3, "slow": 9}, "rollback")
-    v4 = store.rollback()  # rolling back the rollback restores what it replaced
-    assert v4.params == {"fast": 4, "slow": 12}
+    assert (v3.version, v3.previous, v3.params, v3.source, v3.restores) == (3, 2, {"fast": 3, "slow": 9}, "rollback", 1)
+    v4 = store.rollback()  # a second rollback steps one more change back: the config's logic_params
+    assert (v4.params, v4.restores) == ({}, 0)
     assert [v.version for v in store.history()] == [1, 2, 3, 4] and store.current() == v4
+    with pytest.raises(NothingToRollBack):  # nothing before the config's (it toggled back to v2's params)
+        store.rollback()
     store2 = ParamsStore(str(tmp_path / "t"))
     store2.propose({"fast": 3}, "manual", "try")
     assert store2.rollback().params == {}  # back to the config's logic_params
+
+
+def test_a_proposal_made_on_params_no_longer_in_force_is_not_written(tmp_path: Path) -> None:
+    """Two optimisation runs at once both proposed the same change (v7, v8), the second's figures compared with
+    params no longer in force, and a rollback then restored v7, the duplicate: the optimiser's params stayed (an
+    outside trial). A proposal names the version its decision was based on."""
+    from planar_core.params_store import StaleProposal
+
+    store = ParamsStore(str(tmp_path / "s"))
+    first = store.propose({"fast": 6, "slow": 28}, "optimize", "run A", based_on=0)
+    with pytest.raises(StaleProposal, match="v0 then, v1 now"):
+        store.propose({"fast": 6, "slow": 28}, "optimize", "run B", based_on=0)
+    assert [v.version for v in store.history()] == [first.version]
+    assert store.rollback().params == {}  # the operator's undo takes the change away
+
+
+def test_a_refused_version_is_never_the_one_in_force(tmp_path: Path) -> None:
+    """The engine refused v2 (its Params did not validate it) and kept v1; ``params show`` said v2 was in force and
+    the scheduled optimisation compared with it, could not backtest it, and never proposed again (an outside
+    trial). The engine marks it in the store; ``current`` and a rollback pass over it."""
+    store = ParamsStore(str(tmp_path / "s"))
+    store.propose({"fast": 3, "slow": 9}, "optimize", "v1")
+    bad = store.propose({"fast": 12, "slow": 5}, "manual", "a mistake")
+    store.refuse(bad.version, "fast (12) must be below slow (5)")
+    now = store.current()
+    assert now is not None and now.version == 1 and store.history()[-1].refused
+    assert store.propose({"fast": 4, "slow": 9}, "optimize", "next", based_on=1).previous == 1
+    assert store.rollback().params == {"fast": 3, "slow": 9}  # back past the refused one, to v1
 
 
 async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_restarts(strategy_factory: Any, tmp_path: Path) -> None:
@@ -78,6 +108,9 @@ async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_re
     store.propose({"fast": 30, "slow": 10}, "manual", "a mistake")  # fast must stay below slow: MACross refuses
     await wait_for(lambda: bool(s.sink.of("params_rejected")), timeout=10)
     assert (logic.params.fast, logic.params.slow) == (5, 20)
+    await wait_for(lambda: bool(store.history()[-1].refused), timeout=10)  # marked: never "in force"
+    now = store.current()
+    assert now is not None and now.version == 2
     store.propose({"fast": 4, "slow": 16}, "optimize", "next week's")
     await wait_for(lambda: logic.params.fast == 4, timeout=10)
     stop.set()
