@@ -35,9 +35,18 @@ def _finite(x: object) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def sharpe(equity: pd.Series) -> float | None:
-    daily = equity.resample("1D").last().dropna()
-    rets = daily.pct_change().dropna()
+def sharpe(equity: pd.Series, start: pd.Timestamp, end: pd.Timestamp, initial: float) -> float | None:
+    """Annualised (√365) Sharpe of the daily returns: 24 h periods from ``start``, the first from ``initial``, each
+    ending at the equity then; a last partial day is left out; None under two whole days. (UTC days dropped the
+    first day's return, ``initial`` overwritten by that day's last sample, and counted the final sample, at the
+    window's midnight end, as a day of its own: over two days every run scored ±13.5.)"""
+    day = pd.Timedelta(days=1)
+    whole = int((end - start) // day)
+    if whole < 2 or equity.empty:
+        return None
+    ordered = equity.sort_index()
+    values = [initial, *(ordered.asof(start + k * day) for k in range(1, whole + 1))]
+    rets = pd.Series(values, dtype=float).pct_change().dropna()
     if len(rets) < 2 or not rets.std():
         return None
     return _finite(rets.mean() / rets.std() * math.sqrt(365))
@@ -102,7 +111,14 @@ def summarize(df: pd.DataFrame, run: BacktestRun) -> Json:
         {
             "start": pd.Timestamp(run.first_ms, unit="ms", tz="UTC").isoformat() if run.first_ms is not None else None,
             "end": pd.Timestamp(run.last_ms, unit="ms", tz="UTC").isoformat() if run.last_ms is not None else None,
-            "sharpe": sharpe(equity.set_axis(pd.DatetimeIndex(equity.index))) if len(equity) else None,
+            "sharpe": sharpe(
+                equity.set_axis(pd.DatetimeIndex(equity.index)),
+                pd.Timestamp(run.first_ms, unit="ms", tz="UTC"),
+                pd.Timestamp(run.last_ms, unit="ms", tz="UTC"),
+                run.initial_equity,
+            )
+            if len(equity) and run.first_ms is not None and run.last_ms is not None
+            else None,
             "exposure": exposure(df),
             "bars": run.bars,
             "warmup_bars": run.warmup_bars,
