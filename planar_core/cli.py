@@ -43,7 +43,7 @@ def backtest_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one strict-JSON object"),
 ) -> None:
     """Run a strategy over history on a simulated clock, through the full engine (docs/backtest.md)."""
-    from .backtest.command import BacktestInputError, backtest, load_history, parse_params, parse_time, summary_text
+    from .backtest.command import BacktestInputError, backtest, load_history, parse_params, parse_time, summary_text, warnings
     from .backtest.run import warmup_span_ms
     from .config import ConfigError, load_config
 
@@ -65,6 +65,10 @@ def backtest_cmd(
     else:
         typer.echo(summary_text(summary))
         typer.echo(f"wrote {where / 'summary.json'}")
+    for line in warnings(summary):
+        typer.echo(line, err=True)
+    if summary.get("callback_errors"):
+        raise typer.Exit(1)  # finished, but not the strategy's figures: a script must not take them as such
 
 
 params_app = typer.Typer(help="The strategy's Params as changed while it runs (optimisation, rollback).", no_args_is_help=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -334,6 +335,18 @@ class OptimizationConfig(_Model):
     )
     workers: int = Field(1, ge=1, le=64, description="backtests run in parallel (processes)")
     seed: int = Field(7, description="the search's seed (the same data and seed give the same trials)")
+
+    @field_validator("walk_forward")
+    @classmethod
+    def _windows(cls, v: str) -> str:
+        """TRAIN:TEST, each a candle count or a duration (90m, 12h, 20d, 2w) longer than zero (a TEST of 0 never
+        moved the next fold on: the search grew until memory ran out)."""
+        if not v:  # no walk-forward: one search over the whole window
+            return v
+        parts = v.split(":")
+        if len(parts) != 2 or not all(re.fullmatch(r"\d+|\d+(\.\d+)?[mhdw]", p) and float(p.rstrip("mhdw")) > 0 for p in parts):
+            raise ValueError(f"{v!r}: expected TRAIN:TEST, each a candle count or a duration like 20d, 12h, 90m, 2w, above zero")
+        return v
 
 
 class StrategyConfig(_Model):

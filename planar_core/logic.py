@@ -43,7 +43,7 @@ API_VERSION = 1
 class LogicParams(BaseModel):
     """A strategy's parameters: frozen, and unknown names are an error (a typo never goes unnoticed)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)  # a default of the wrong type fails at load
 
 
 class Logic:

@@ -150,7 +150,26 @@ def summary_text(summary: Mapping[str, object]) -> str:
         "trace",
         "report",
     ]
+    keys += [k for k in ("callback_errors", "first_callback_error", "missing_candles") if summary.get(k)]
     return "\n".join(f"{k:>16}  {fmt(summary.get(k))}" for k in keys)
+
+
+def warnings(summary: Mapping[str, object]) -> list[str]:
+    """What makes the figures not the strategy's own: the logic raised, or the run walked over gaps in the data."""
+    out = []
+    if summary.get("callback_errors"):
+        out.append(
+            f"warning: the logic raised {summary['callback_errors']} times (first: {summary.get('first_callback_error')}): "
+            "these figures are not the strategy's"
+        )
+    if summary.get("missing_candles"):
+        gaps = summary.get("gaps")
+        first = gaps[0] if isinstance(gaps, list) and gaps else {}
+        out.append(
+            f"warning: the data has gaps, {summary['missing_candles']} candles missing (first: {first}); "
+            "the run walked over them (planar data check, docs/data.md)"
+        )
+    return out
 
 
 async def backtest(

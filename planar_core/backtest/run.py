@@ -110,6 +110,7 @@ class BacktestRun:
     errors: list[str] = field(default_factory=list)
     first_ms: int | None = None  # open time of the first candle after the warm-up
     last_ms: int | None = None  # close time of the last candle processed
+    gaps: list[tuple[str, int, int, int]] = field(default_factory=list)  # walked over: (symbol, before, after, missing)
 
     @property
     def bars_per_s(self) -> float:
@@ -194,6 +195,7 @@ class Backtest:
         self.result = RunResult("duration")
         self.host = LogicHost(self.s, self.logic, errors, self.result)
         self._quiet = False
+        self.gaps: list[tuple[str, int, int, int]] = []  # (symbol, candle before, candle after, candles missing)
         self._first: int | None = None
         self._last: int | None = None
 
@@ -270,6 +272,7 @@ class Backtest:
             list(self.result.errors),
             self._first,
             self._last,
+            list(self.gaps),
         )
 
     async def _invoke(self, name: str, call: Coroutine[object, object, None]) -> None:
@@ -326,9 +329,16 @@ class Backtest:
         tick_every = int(s.config.tick_interval * 1000)
         bars = 0
         end = self.end_ms
+        seen: dict[str, int] = {}  # each symbol's last candle: a later one more than a step after it is a gap
+        step = self.step
         for ts, rows in groups:
             if end is not None and ts >= end:
                 break
+            for sym, _ in rows:
+                prev = seen.get(sym)
+                if prev is not None and ts - prev > step:
+                    self.gaps.append((sym, prev, ts, (ts - prev) // step - 1))
+                seen[sym] = ts
             if s.halted:
                 self.result.reason = "halted"
                 break

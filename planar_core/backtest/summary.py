@@ -125,6 +125,12 @@ def summarize(df: pd.DataFrame, run: BacktestRun) -> Json:
             "bars_per_s": run.bars_per_s,
             "seconds": run.seconds,
             "callback_errors": len(run.errors),
+            "first_callback_error": run.errors[0] if run.errors else None,
+            "missing_candles": sum(g[3] for g in run.gaps),  # the run walked over them: the data has gaps
+            "gaps": [
+                {"symbol": sym, "after": pd.Timestamp(before, unit="ms", tz="UTC").isoformat(), "missing": n}
+                for sym, before, _, n in run.gaps[:20]
+            ],
             "halted": run.result.reason == "halted",
             "trace": run.trace_root,
         }

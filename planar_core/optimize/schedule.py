@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from ..backtest.run import timeframe_ms
 from ..config import StrategyConfig, check_logic
 from ..model.types import Json
 from ..params_store import ParamsStore, StaleProposal
@@ -73,6 +74,15 @@ def in_force(cfg: StrategyConfig, params_model: type[BaseModel] | None = None) -
     return 0, base
 
 
+def search_window(cfg: StrategyConfig, now_ms: int) -> tuple[int, int]:
+    """The last ``optimization.days`` up to the last closed candle of the first timeframe, on candle boundaries.
+    ``now - days`` to the millisecond spanned a little under ``days`` (the last closed candle ends before now), so
+    days = TRAIN + TEST (the shipped example) never made a fold, and two runs seconds apart searched other windows."""
+    bar = timeframe_ms(cfg.timeframes[0])
+    end = now_ms // bar * bar
+    return end - cfg.optimization.days * 86_400_000, end
+
+
 def scheduled_run(
     cfg: StrategyConfig, data: Path | None = None, progress: Callable[[str], None] = lambda line: None, now_ms: int | None = None
 ) -> tuple[Result, Decision]:
@@ -91,9 +101,8 @@ def scheduled_run(
         seed=opt.seed,
         progress=progress,
     )
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    start = None if data is not None else now - opt.days * 86_400_000
-    result = search.run(start, None, opt.walk_forward or None)
+    start, end = (None, None) if data is not None else search_window(cfg, now_ms if now_ms is not None else int(time.time() * 1000))
+    result = search.run(start, end, opt.walk_forward or None)
     best = result.best
     based_on, current = in_force(cfg, params_model)
     candidate = {**current, **best.best_params}

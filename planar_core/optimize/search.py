@@ -181,6 +181,8 @@ def folds(spec: str, start: int, end: int, bar_ms: int) -> list[tuple[int, int, 
     if not sep:
         raise OptimizeError(f"--walk-forward: {spec!r}: expected TRAIN:TEST (e.g. 20d:10d)")
     train, test = duration_ms(train_s, bar_ms), duration_ms(test_s, bar_ms)
+    if train <= 0 or test <= 0:  # a test of 0 never moved the next fold on: the fold list grew until memory ran out
+        raise OptimizeError(f"--walk-forward {spec}: TRAIN and TEST must both be longer than zero")
     out, t = [], start
     while t + train + test <= end:
         out.append((t, t + train, t + train + test))
@@ -310,13 +312,18 @@ class Search:
             summaries = list(pool.map(run_task, tasks)) if pool is not None else [run_task(t) for t in tasks]
             for (trial, params), summary in zip(valid, summaries):
                 value = self._value(summary)
-                if value is None:
+                if summary.get("callback_errors"):  # the logic raised: its figures are not the params' (never the best)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    why = f"the logic raised {summary['callback_errors']} times: {summary.get('first_callback_error')}"
+                    rows.append(TrialRow(fold, trial.number, params, "error", None, summary, why))
+                elif value is None:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     status = "error" if "error" in summary else "ok"
                     rows.append(TrialRow(fold, trial.number, params, status, None, summary, str(summary.get("error", f"no {self.metric}"))))
                 else:
                     study.tell(trial, value)
-                    rows.append(TrialRow(fold, trial.number, params, "ok", value, summary))
+                    gap = f"the data has gaps: {summary['missing_candles']} candles missing" if summary.get("missing_candles") else ""
+                    rows.append(TrialRow(fold, trial.number, params, "ok", value, summary, gap))
                 self.progress(f"fold {fold} trial {trial.number}: {params} -> {self.metric} {value}")
         return study
 
@@ -356,7 +363,7 @@ class Search:
                         continue
                     best = study.best_trial
                     summary = run_task(self._task(dict(best.params), t1, t2))
-                    oos = self._value(summary)
+                    oos = None if summary.get("callback_errors") else self._value(summary)
                     out.append(Fold(i, (t0, t1), (t1, t2), dict(best.params), best.value, oos, summary, best.number))
                     for row in rows:
                         if row.fold == i and row.number == best.number:

@@ -35,6 +35,10 @@ class MACross(Logic):
         super().__init__(params)
         self.last_signal: dict[str, int] = {}
 
+    async def on_start(self, ctx: StrategyContext) -> None:
+        if self.params.timeframe not in ctx.timeframes:  # it would never trade, and a search would call that the best
+            raise ValueError(f"timeframe {self.params.timeframe!r} is not one of the config's timeframes {list(ctx.timeframes)}")
+
     async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
         p = self.params
         if timeframe != p.timeframe:

@@ -893,3 +893,38 @@ async def test_an_order_placed_inside_a_candle_meets_only_the_prices_after_it(tm
     assert list(trace.query("kind == 'trade_executed'")["symbol"]) == ["BTC/USDT"]
     placed = trace.query("kind == 'order_placed' and symbol == 'ETH/USDT'")
     assert len(placed) == 1
+
+
+class RaisesOnBar(Logic):
+    async def on_bar(self, ctx: StrategyContext, ai: AssetView, timeframe: str, bar: Candle) -> None:
+        raise ZeroDivisionError("a newcomer's bug")
+
+
+def test_a_run_over_gaps_or_with_logic_errors_says_so(tmp_path: Path) -> None:
+    """A backtest walked over 120 missing candles and exited 0 without a word (``data check`` found the gap); a
+    logic that raised on every bar printed a clean summary and exited 0 (two outside trials). Now: the summary
+    counts both, the command warns on stderr, and logic errors exit 1."""
+    from typer.testing import CliRunner
+
+    from planar_core.backtest.command import warnings
+    from planar_core.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    DATA["BTC/USDT"].drop(index=range(150, 170)).to_csv(data / "BTC_USDT-1m.csv", index=False)
+    DATA["ETH/USDT"].to_csv(data / "ETH_USDT-1m.csv", index=False)
+    cfg = tmp_path / "bt.toml"
+    body = 'name = "bt"\nuniverse = ["BTC/USDT", "ETH/USDT"]\ntimeframes = ["1m"]\ninitial_cash = 10000\n'
+    cfg.write_text(body + 'logic = "planar_core.strategies.ma_cross:MACross"\nlogic_params = { fast = 3, slow = 8 }\n')
+    run = ["backtest", str(cfg), "--data", str(data), "--out", str(tmp_path / "out"), "--json"]
+    gap = CliRunner().invoke(app, run)
+    assert gap.exit_code == 0, gap.output
+    summary = json.loads(gap.stdout.strip().splitlines()[-1])
+    assert summary["missing_candles"] == 20 and summary["gaps"][0]["symbol"] == "BTC/USDT" and summary["gaps"][0]["missing"] == 20
+    assert "the data has gaps, 20 candles missing" in gap.stderr and warnings(summary)
+    cfg.write_text(body + 'logic = "tests.backtest.test_backtest:RaisesOnBar"\n')
+    bad = CliRunner().invoke(app, run)
+    assert bad.exit_code == 1
+    summary = json.loads(bad.stdout.strip().splitlines()[-1])
+    assert summary["callback_errors"] > 0 and "a newcomer's bug" in summary["first_callback_error"]
+    assert "the logic raised" in bad.stderr

@@ -192,3 +192,64 @@ def test_the_command_prints_json_and_refuses_a_bad_param_in_one_line(tmp_path: P
     for args, words in refusals:  # in process: the same command, without a second interpreter's start-up
         bad = CliRunner().invoke(app, base[3:] + args)
         assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and words in bad.stderr, (args, bad.stderr)
+
+
+def test_a_walk_forward_window_of_zero_is_refused() -> None:
+    """``--walk-forward 1d:0d`` never moved the next fold on: the fold list grew until the kernel killed the process
+    at 23.5 GB (an outside researcher's trial). The command and the config refuse it."""
+    from pydantic import ValidationError
+
+    from planar_core.config import OptimizationConfig
+    from planar_core.optimize.search import OptimizeError, folds
+
+    with pytest.raises(OptimizeError, match="longer than zero"):
+        folds("1d:0d", T0, T0 + 3 * 86_400_000, 60_000)
+    with pytest.raises(ValidationError, match="walk_forward"):
+        OptimizationConfig(walk_forward="1d:0d")
+    assert OptimizationConfig(walk_forward="").walk_forward == ""  # none: one search over the window
+
+
+def test_the_scheduled_window_is_days_long_on_candle_boundaries() -> None:
+    """days = TRAIN + TEST (``examples/ma_cross.toml``: 30 and 20d:10d) made no fold: the window began at ``now -
+    days`` to the millisecond and ended at the last closed candle, a little under ``days``."""
+    from planar_core.optimize.schedule import search_window as window
+    from planar_core.optimize.search import folds
+
+    cfg = StrategyConfig.model_validate(
+        {"name": "w", "universe": ["BTC/USDT"], "timeframes": ["1m"], "optimization": {"days": 3, "walk_forward": "2d:1d"}}
+    )
+    now = T0 + 12_345_678
+    start, end = window(cfg, now)
+    assert end == now // 60_000 * 60_000 and end - start == 3 * 86_400_000
+    assert len(folds("2d:1d", start, end, 60_000)) == 1
+    assert window(cfg, now + 5_000) == (start, end)  # seconds later, the same window
+
+
+def test_a_trial_whose_logic_raises_or_never_trades_cannot_be_the_best(tmp_path: Path) -> None:
+    """``--param timeframe=1m,5m`` on a config with 1m candles only: the 5m trial made no trade, was "ok", and won the
+    search with a return of 0 (an outside researcher's trial); the scheduled flow would have sent it to the engine.
+    MACross now refuses a timeframe the config does not have in ``on_start``, and a trial whose logic raised is an
+    error, never the best."""
+    data = tmp_path / "data"
+    data.mkdir()
+    candle_frame([60_000.0 * (1 + 0.002 * ((i // 7) % 2 * 2 - 1) * (i % 7)) for i in range(400)], start=T0).to_csv(
+        data / "BTC_USDT-1m.csv", index=False
+    )
+    cfg = StrategyConfig.model_validate(
+        {
+            "name": "ma",
+            "universe": ["BTC/USDT"],
+            "store_root": str(tmp_path / "store"),
+            "timeframes": ["1m"],
+            "initial_cash": 10_000,
+            "logic": "planar_core.strategies.ma_cross:MACross",
+            "logic_params": {"fast": 2, "slow": 5},
+        }
+    )
+    from planar_core.strategies.ma_cross import MACross
+
+    dims = parse(pairs(["timeframe=1m,5m"]), MACross.Params)
+    result = Search(cfg, dims, data=data, method="grid", metric="return", work_dir=tmp_path / "w").run()
+    by_tf = {t.params["timeframe"]: t for t in result.trials}
+    assert by_tf["5m"].status == "error" and "not one of the config's timeframes" in by_tf["5m"].note
+    assert by_tf["1m"].status == "ok" and result.best.best_params == {"timeframe": "1m"}
