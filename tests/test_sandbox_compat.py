@@ -167,3 +167,24 @@ async def test_futures_account_shapes_and_totals(sandbox) -> None:
         assert {r["defaultSelfTradePreventionMode"] for r in spot_info["symbols"]} == {"EXPIRE_MAKER"}
     finally:
         await ex.close()
+
+
+async def test_klines_before_the_listing_start_at_the_listing(client, sandbox) -> None:
+    """``startTime=0`` (ccxt ``fetch_ohlcv(since=0)``, a common way to ask for a symbol's whole history) answered
+    HTTP 500: the looped price path, run back decades, gave prices of 1e-200 no tick could quantize (an outside
+    trial). Binance serves no candle before a symbol's listing: the answer starts there; an ``endTime`` before the
+    listing gets no candle."""
+    async with aiohttp.ClientSession() as http:
+        for path in ("/api/v3/klines", "/fapi/v1/klines"):
+            for start in (0, 1_000_000_000_000):
+                async with http.get(
+                    f"{sandbox.url}{path}", params={"symbol": "BTCUSDT", "interval": "1m", "startTime": start, "limit": 3}
+                ) as r:
+                    assert r.status == 200, await r.text()
+                    rows = await r.json()
+                assert len(rows) == 3 and all(float(row[c]) > 0 for row in rows for c in (1, 2, 3, 4))
+                assert [row[0] for row in rows] == [rows[0][0] + i * 60_000 for i in range(3)]
+            async with http.get(f"{sandbox.url}{path}", params={"symbol": "BTCUSDT", "interval": "1m", "endTime": 1_000}) as r:
+                assert r.status == 200 and await r.json() == []
+    first = await client.fetch_ohlcv("BTC/USDT", "1h", since=0, limit=2)
+    assert len(first) == 2 and first[0][1] > 0

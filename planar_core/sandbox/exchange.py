@@ -121,6 +121,17 @@ class SandboxExchange(FuturesAccounting, OrderLists):
     def data_time(self, key: tuple[str, str], wall_ms: float) -> float:
         return self.data_anchor_ms[key] + (wall_ms - self.wall_anchor_ms) * self.speed
 
+    def listed_ms(self, m: Market) -> int:
+        """When the market was listed (wall time): as far back as the looped price path stays within a factor of 100
+        of its data (each lap back divides by the lap's growth; klines at 2001 had prices of 1e-200, which no tick
+        can quantize: HTTP 500). Binance serves no candle before a symbol's listing: a ``startTime`` before it starts
+        there."""
+        path = m.path
+        growth = abs(math.log(path.prices[-1] / path.prices[0])) if path.prices[0] > 0 and path.prices[-1] > 0 else 0.0
+        laps = min(1000.0, math.floor(math.log(100) / growth) if growth > 0 else 1000.0)
+        first_data = float(path.times[0]) - laps * path.span_ms
+        return math.ceil(self.wall_anchor_ms + (first_data - self.data_anchor_ms[m.key]) / self.speed)
+
     def funding_time(self, key: tuple[str, str], now_ms: float) -> float:
         """The time funding periods are counted in: the price path's (its data replayed at any speed) on the
         sandbox, the exchange's own clock when prices come from outside (``price_source``: paper's live prices,

@@ -143,10 +143,13 @@ def klines(ex: SandboxExchange, kind: str, p: dict[str, str]) -> list[list]:
         end = int(p["endTime"])
         last_open = min(last_open, end - end % step)
     first_open = last_open - (limit - 1) * step
+    listed = ex.listed_ms(m)
+    listed += -listed % step  # the first whole candle after the listing
     if p.get("startTime"):  # Binance: the candles opening at or after startTime, oldest first, at most limit of them
-        start = int(p["startTime"])
+        start = max(int(p["startTime"]), listed)
         first_open = start - start % step + (step if start % step else 0)
         last_open = min(last_open, first_open + (limit - 1) * step)
+    first_open = max(first_open, listed)  # nothing before the listing (an endTime before it: no candle)
     rows = []
     for open_ms in range(first_open, last_open + 1, step):
         close_ms = min(open_ms + step, now + 1)
