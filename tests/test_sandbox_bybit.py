@@ -537,6 +537,8 @@ async def test_raw_shapes(bybit: BybitServer, trader: Account, client: Any) -> N
     kline = (await result("GET", "/v5/market/kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "limit": 3}))["list"]
     assert len(kline) == 3 and all(len(r) == 7 and all(isinstance(x, str) for x in r) for r in kline)
     assert int(kline[0][0]) > int(kline[1][0])  # newest first, as Bybit lists them
+    old = (await result("GET", "/v5/market/kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "end": 1_000}))["list"]
+    assert old == []  # before the market's listing: no candle (it ran the price path back decades: HTTP 500)
     created = await result(
         "POST",
         "/v5/order/create",

@@ -362,6 +362,8 @@ class BybitServer(SandboxServer):
         first = max(last - (limit - 1) * step, start - start % step + (step if start % step else 0)) if start else last - (limit - 1) * step
         if start:
             last = min(last, first + (limit - 1) * step)
+        listed = self.ex.listed_ms(m)
+        first = max(first, listed + -listed % step)  # nothing before the market's listing (exchange.listed_ms)
         rows = []
         for open_ms in range(last, first - 1, -step):
             o, h, lo, cl, v = self.ex.candle(m, open_ms, min(open_ms + step, now + 1))
