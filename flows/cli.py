@@ -437,3 +437,7 @@ def automations_cmd(
 def main() -> None:
     """Console entry point ``planar`` (and ``python -m flows``)."""
     run_cli(app)
+
+
+if __name__ == "__main__":  # python -m flows.cli (it did nothing, exit 0)
+    main()

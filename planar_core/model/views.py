@@ -28,6 +28,7 @@ import pandas as pd
 
 from .answers import Adjustment
 from .candles import Candle, Candles, FloatArray
+from .json import num, obj
 from .status import OrderStatus
 from .types import AssetInstance, Balance, Order, OrderType, Pending, Position, PositionSide, Side, Trade, Unknown
 
@@ -382,17 +383,45 @@ class CandlesView(_ReadOnly):
 _NO_CANDLES = Candles(1)
 
 
+class _Timeframes(Mapping[str, CandlesView]):
+    """``AssetView.ohlcv``: timeframe -> candles. A configured timeframe is there from the start (empty until the
+    feed delivers: ``on_start`` read it with a bare ``KeyError``); another is a ``KeyError`` naming the configured
+    ones (a bare ``KeyError: '5m'`` said nothing)."""
+
+    __slots__ = ("_ai", "_configured")
+
+    def __init__(self, ai: AssetInstance, configured: tuple[str, ...]) -> None:
+        self._ai, self._configured = ai, configured
+
+    def __getitem__(self, timeframe: str) -> CandlesView:
+        got = self._ai.ohlcv.get(timeframe)
+        if got is not None:
+            return CandlesView(got)
+        if timeframe in self._configured or not self._configured:
+            return CandlesView(_NO_CANDLES)
+        raise KeyError(f"timeframe {timeframe!r} is not one of the config's timeframes {list(self._configured)}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._configured, *self._ai.ohlcv]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*self._configured, *self._ai.ohlcv]))
+
+
 class AssetView(_ReadOnly):
     """One symbol of the universe as the strategy sees it: market, price, position, candles, and its own orders and
     trades, read live from the engine's ``AssetInstance``."""
 
-    __slots__ = ("_ai", "_owns")
+    __slots__ = ("_ai", "_owns", "_timeframes")
     _ai: AssetInstance
     _owns: Owns
+    _timeframes: tuple[str, ...]
 
-    def __init__(self, ai: AssetInstance, owns: Owns) -> None:
+    def __init__(self, ai: AssetInstance, owns: Owns, timeframes: tuple[str, ...] = ()) -> None:
+        """``timeframes``: the config's (``ohlcv`` and ``candles`` refuse another, naming them)."""
         object.__setattr__(self, "_ai", ai)
         object.__setattr__(self, "_owns", owns)
+        object.__setattr__(self, "_timeframes", timeframes)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AssetView) and other._ai is self._ai
@@ -413,6 +442,27 @@ class AssetView(_ReadOnly):
         frozen = frozen_json(self._ai.market)
         assert isinstance(frozen, Mapping)
         return frozen
+
+    @property
+    def amount_step(self) -> float:
+        """The market's amount step (amounts are rounded down to it; 0: the market does not say). Typed, unlike
+        ``market["precision"]["amount"]``."""
+        return num(obj(self._ai.market.get("precision")).get("amount"))
+
+    @property
+    def price_step(self) -> float:
+        """The market's price tick (prices are rounded to the nearest; 0: the market does not say)."""
+        return num(obj(self._ai.market.get("precision")).get("price"))
+
+    @property
+    def min_amount(self) -> float:
+        """The least amount an order may have (0: no minimum said)."""
+        return num(obj(obj(self._ai.market.get("limits")).get("amount")).get("min"))
+
+    @property
+    def min_notional(self) -> float:
+        """The least value (amount x price, in the quote) an order may have (0: no minimum said)."""
+        return num(obj(obj(self._ai.market.get("limits")).get("cost")).get("min"))
 
     @property
     def base(self) -> str:
@@ -482,9 +532,10 @@ class AssetView(_ReadOnly):
 
     @property
     def ohlcv(self) -> Mapping[str, CandlesView]:
-        """Timeframe -> candles (the timeframes the feeds have delivered)."""
-        return MappingProxyType({tf: CandlesView(c) for tf, c in self._ai.ohlcv.items()})
+        """Timeframe -> candles: the config's timeframes (empty until the feed delivers); another is a ``KeyError``
+        naming them."""
+        return _Timeframes(self._ai, self._timeframes)
 
     def candles(self, timeframe: str) -> CandlesView:
-        """The candles of ``timeframe`` (empty until the feed delivers)."""
-        return CandlesView(self._ai.ohlcv.get(timeframe) or _NO_CANDLES)
+        """The candles of ``timeframe`` (empty until the feed delivers; not one of the config's: ``KeyError``)."""
+        return self.ohlcv[timeframe]

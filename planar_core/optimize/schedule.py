@@ -128,7 +128,8 @@ def scheduled_run(
             f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g}, below the margin {opt.min_improvement:g}"
         )
     elif outside:
-        decision.reason = f"out of the configured bounds: {outside} (bounds {dict(opt.bounds)})"
+        limits = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in opt.bounds.items())  # 2, not 2.0, for an int field
+        decision.reason = f"out of the configured bounds: {outside} (bounds {limits})"
     else:
         reason = f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g} >= margin {opt.min_improvement:g}"
         try:

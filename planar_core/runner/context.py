@@ -73,7 +73,7 @@ class LiveContext:
         object.__setattr__(self, "_LiveContext__params", params)
 
     def _view(self, ai: AssetInstance) -> AssetView:
-        return AssetView(ai, self.__s.ids.owns)
+        return AssetView(ai, self.__s.ids.owns, tuple(self.__s.config.timeframes))
 
     def _engine_asset(self, ai: AssetView | str) -> AssetInstance:
         return self.__s.asset(ai if isinstance(ai, str) else ai.symbol)

@@ -126,6 +126,7 @@ class LogicHost:
         self.ctx = LiveContext(s, logic.params)  # what the callbacks see
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self.seen: Counter[tuple[str, str, str]] = Counter()  # (callback, exception type, where raised) -> times
+        self.timeframes = tuple(s.config.timeframes)
 
     def listen(self, event: EngineEvent) -> None:
         self.queue.put_nowait(event)
@@ -164,7 +165,9 @@ class LogicHost:
 
     async def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, BarClosed):
-            await self.invoke("on_bar", self.logic.on_bar(self.ctx, AssetView(event.ai, self.s.ids.owns), event.timeframe, event.bar))
+            await self.invoke(
+                "on_bar", self.logic.on_bar(self.ctx, AssetView(event.ai, self.s.ids.owns, self.timeframes), event.timeframe, event.bar)
+            )
         elif isinstance(event, OrderUpdated):  # also the verdict on an UNKNOWN answer (order.verdict)
             await self.invoke("on_order_update", self.logic.on_order_update(self.ctx, OrderView(event.order)))
         elif isinstance(event, Filled):

@@ -136,6 +136,12 @@ def test_a_sandbox_port_in_use_is_one_line_with_exit_2() -> None:
     )
 
 
+def test_python_m_flows_cli_is_the_planar_command() -> None:
+    """``python -m flows.cli nope`` printed nothing and exited 0 (no ``__main__`` guard: a newcomer's trial)."""
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "nope"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "No such command 'nope'" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("case", range(13))
 def test_cli_refusals_are_one_line_with_exit_2(tmp_path: Path, case: int) -> None:
     args, named = _cli_cases(tmp_path)[case]

@@ -298,3 +298,28 @@ async def test_a_leverage_set_before_any_position_sizes_the_margin_of_the_first_
         side = {"position_side": PositionSide.LONG} if hedged else {}
         answer = await t.ctx.call(PERP, OrderType.MARKET, Side.BUY, amount=200.0, **side)
         assert t.refusals() == [] and answer is not None and answer.amount == 200.0
+
+
+class ReadsAtStart(Logic):
+    seen: list[object] = []
+
+    async def on_start(self, ctx: StrategyContext) -> None:
+        ai = ctx.asset(SPOT)
+        self.seen = [len(ai.ohlcv["5m"]), sorted(ai.ohlcv), ai.amount_step, ai.min_notional, ai.price_step]
+
+
+async def test_candles_of_a_configured_timeframe_are_there_empty_and_another_is_named() -> None:
+    """A newcomer's trial: ``ai.ohlcv["5m"]`` of a configured timeframe raised a bare ``KeyError`` in ``on_start``
+    (no candle yet), ``ai.ohlcv["5m"]`` of one not configured said ``KeyError: '5m'`` and ``ai.candles("5m")`` gave
+    nothing at all; sizing read ``ai.market["precision"]["amount"]``, which mypy --strict refuses (untyped)."""
+    async with LogicTest(ReadsAtStart, symbols=[SPOT], timeframes=["1m", "5m"]) as t:
+        count, frames, step, notional, tick = t.logic.seen
+        assert count == 0 and frames == ["1m", "5m"] and step > 0 and notional > 0 and tick > 0
+    async with LogicTest(Logic, symbols=[SPOT], timeframes=["1m"]) as t:
+        ai = t.ctx.asset(SPOT)
+        with pytest.raises(KeyError, match=r"'5m' is not one of the config's timeframes \['1m'\]"):
+            ai.ohlcv["5m"]
+        with pytest.raises(KeyError, match="not one of the config's timeframes"):
+            ai.candles("5m")
+        with pytest.raises(KeyError, match="not in the universe"):  # a bug in the logic, said (docs/strategies.md)
+            await t.ctx.call("SOL/USDT", OrderType.MARKET, Side.BUY, amount=1.0)
