@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .model.json import integer, obj, text
 from .model.types import Json
@@ -76,6 +76,22 @@ def _version(row: object) -> ParamsVersion:
     )
 
 
+def _restored_by_old_rollbacks(versions: list[ParamsVersion]) -> list[ParamsVersion]:
+    """A rollback written before ``restores`` existed restored the params of the version before the one it replaced:
+    said here, so that rolling back again steps further back instead of toggling (a review)."""
+    earlier: dict[int, ParamsVersion] = {}
+    out = []
+    for v in versions:
+        if v.source == "rollback" and v.restores is None:
+            replaced = earlier.get(v.previous)
+            number = replaced.previous if replaced is not None else 0
+            step = earlier.get(number)
+            v = replace(v, restores=step.restores if step is not None and step.restores is not None else number)
+        earlier[v.version] = v
+        out.append(v)
+    return out
+
+
 def in_force(versions: list[ParamsVersion]) -> ParamsVersion | None:
     """The newest version the engine did not refuse (None: the config's own params)."""
     return next((v for v in reversed(versions) if not v.refused), None)
@@ -94,7 +110,7 @@ class ParamsStore:
             return []
         doc = json_object(raw, self.store.url(DOC), self.remedy)
         rows = doc.get("versions")
-        return [_version(r) for r in rows] if isinstance(rows, list) else []
+        return _restored_by_old_rollbacks([_version(r) for r in rows]) if isinstance(rows, list) else []
 
     def current(self) -> ParamsVersion | None:
         """The version in force (None: the config's own params)."""
@@ -150,7 +166,7 @@ class ParamsStore:
     ) -> ParamsVersion:
         def change(doc: dict[str, object]) -> ParamsVersion:
             rows = doc.get("versions")
-            versions = [_version(r) for r in rows] if isinstance(rows, list) else []
+            versions = _restored_by_old_rollbacks([_version(r) for r in rows]) if isinstance(rows, list) else []
             params, previous, restores = pick(versions)
             made = ParamsVersion(
                 (versions[-1].version if versions else 0) + 1,

@@ -186,5 +186,8 @@ async def test_klines_before_the_listing_start_at_the_listing(client, sandbox) -
                 assert [row[0] for row in rows] == [rows[0][0] + i * 60_000 for i in range(3)]
             async with http.get(f"{sandbox.url}{path}", params={"symbol": "BTCUSDT", "interval": "1m", "endTime": 1_000}) as r:
                 assert r.status == 200 and await r.json() == []
+        async with http.get(f"{sandbox.url}/fapi/v1/fundingRate", params={"symbol": "BTCUSDT", "startTime": 0, "limit": 3}) as r:
+            rates = await r.json()  # from the listing too (it answered from 1970, with a mark price of 0.0)
+        assert len(rates) == 3 and all(float(x["markPrice"]) > 0 for x in rates) and rates[0]["fundingTime"] > 1_000_000_000_000
     first = await client.fetch_ohlcv("BTC/USDT", "1h", since=0, limit=2)
     assert len(first) == 2 and first[0][1] > 0

@@ -24,7 +24,7 @@ from ..backtest.run import timeframe_ms
 from ..config import StrategyConfig, check_logic
 from ..model.types import Json
 from ..params_store import ParamsStore, StaleProposal
-from .search import Result, Search
+from .search import Result, Search, span
 from .space import parse
 
 
@@ -61,25 +61,30 @@ def in_force(cfg: StrategyConfig, params_model: type[BaseModel] | None = None) -
     that version's number (0: the config's). With ``params_model``, a version it does not validate is passed over
     as the engine passes over it (one written while the engine was down is not refused in the store yet)."""
     base = dict(cfg.logic_params or {})
-    for v in reversed(ParamsStore(cfg.shared_root).history()):
+    store = ParamsStore(cfg.shared_root)
+    for v in reversed(store.history()):
         if v.refused:
             continue
         merged = {**base, **v.params}
         if params_model is not None:
             try:
                 params_model.model_validate(merged)
-            except ValidationError:
+            except ValidationError as exc:  # marked as the engine marks it: the store and this decision then agree on
+                store.refuse(v.version, f"{params_model.__name__}: {exc.errors()[0]['msg']}")  # what is in force
                 continue
         return v.version, merged
     return 0, base
 
 
-def search_window(cfg: StrategyConfig, now_ms: int) -> tuple[int, int]:
-    """The last ``optimization.days`` up to the last closed candle of the first timeframe, on candle boundaries.
+def search_window(cfg: StrategyConfig, now_ms: int, data_end: int | None = None) -> tuple[int, int]:
+    """The last ``optimization.days`` up to the last closed candle of the first timeframe, on candle boundaries
+    (and no later than ``data_end``, the data's last close: a candle that closed after the download is not in it).
     ``now - days`` to the millisecond spanned a little under ``days`` (the last closed candle ends before now), so
     days = TRAIN + TEST (the shipped example) never made a fold, and two runs seconds apart searched other windows."""
     bar = timeframe_ms(cfg.timeframes[0])
     end = now_ms // bar * bar
+    if data_end is not None:
+        end = min(end, data_end)
     return end - cfg.optimization.days * 86_400_000, end
 
 
@@ -101,7 +106,11 @@ def scheduled_run(
         seed=opt.seed,
         progress=progress,
     )
-    start, end = (None, None) if data is not None else search_window(cfg, now_ms if now_ms is not None else int(time.time() * 1000))
+    start, end = (
+        (None, None)
+        if data is not None
+        else search_window(cfg, now_ms if now_ms is not None else int(time.time() * 1000), span(cfg, None)[1])
+    )
     result = search.run(start, end, opt.walk_forward or None)
     best = result.best
     based_on, current = in_force(cfg, params_model)

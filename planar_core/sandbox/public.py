@@ -287,12 +287,12 @@ def funding_rates(ex: SandboxExchange, p: dict[str, str]) -> list[dict]:
     limit = max(1, min(int(p.get("limit") or 100), 1000))
     step = 8 * 3_600_000
     end = int(p.get("endTime") or ex.now_ms())
-    start = int(p.get("startTime") or end - limit * step)
+    start = max(int(p.get("startTime") or end - limit * step), ex.listed_ms(m))  # none before the listing
     first = start - start % step + (step if start % step else 0)
-    rows = []
-    for t in range(first, end + 1, step):
-        rows.append({"symbol": m.spec.symbol, "fundingTime": t, "fundingRate": "0.00010000", "markPrice": _p(m, ex.mid(m, t))})
-    return rows[:limit]
+    return [
+        {"symbol": m.spec.symbol, "fundingTime": t, "fundingRate": "0.00010000", "markPrice": _p(m, ex.mid(m, t))}
+        for t in range(first, min(end, first + (limit - 1) * step) + 1, step)
+    ]
 
 
 def ticker_24h(ex: SandboxExchange, m: Market) -> dict:

@@ -125,3 +125,45 @@ async def test_a_running_strategy_applies_rolls_back_refuses_and_keeps_across_re
     nobody = [sys.executable, "-m", "planar_core", "params", "rollback", "nobody", "--root", root]
     bad = await asyncio.to_thread(subprocess.run, nobody, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_rollback_written_before_restores_existed_steps_back_too(tmp_path: Path) -> None:
+    """A params.json written before this change: its rollback rows say nothing of what they restored, so a further
+    rollback toggled back to the params rolled away (a review)."""
+    import json
+
+    store = ParamsStore(str(tmp_path / "s"))
+    rows = [
+        {"version": 1, "params": {"fast": 3, "slow": 9}, "source": "optimize", "reason": "", "at": "", "previous": 0, "details": {}},
+        {"version": 2, "params": {"fast": 4, "slow": 12}, "source": "optimize", "reason": "", "at": "", "previous": 1, "details": {}},
+        {"version": 3, "params": {"fast": 3, "slow": 9}, "source": "rollback", "reason": "", "at": "", "previous": 2, "details": {}},
+    ]
+    (tmp_path / "s").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "s" / "params.json").write_text(json.dumps({"versions": rows}))
+    assert store.rollback().params == {}  # one more step back: the config's, not v2's again
+
+
+def test_a_valid_version_before_a_refused_one_runs(tmp_path: Path) -> None:
+    """v1 and a bad v2 written while the engine was down: it refused v2 and then ran the config's params while the
+    store said v1 was in force (a review)."""
+    from types import SimpleNamespace
+
+    from planar_core.runner.params import ParamsFollower
+
+    store = ParamsStore(str(tmp_path / "s"))
+    store.propose({"fast": 3, "slow": 9}, "optimize", "good")
+    store.propose({"fast": 30, "slow": 9}, "manual", "bad")
+    events: list[tuple[str, dict[str, Any]]] = []
+    s = SimpleNamespace(
+        name="follow",
+        config=SimpleNamespace(shared_root=str(tmp_path / "s"), logic_params={"fast": 5, "slow": 20}),
+        sink=SimpleNamespace(record=lambda kind, **kw: events.append((kind, kw))),
+        alert=lambda *a, **k: None,
+    )
+    logic = MACross(MACross.Params(fast=5, slow=20))
+    ctx = SimpleNamespace(_set_params=lambda p: None)
+    follower = ParamsFollower(s, logic, ctx)  # type: ignore[arg-type]
+    applied = follower.check()
+    assert applied is not None and applied.version == 1 and (logic.params.fast, logic.params.slow) == (3, 9)
+    assert [k for k, _ in events] == ["params_rejected", "params_changed"] and store.history()[-1].refused
+    assert follower.check() is None  # settled: nothing to apply again

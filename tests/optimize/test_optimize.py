@@ -223,6 +223,8 @@ def test_the_scheduled_window_is_days_long_on_candle_boundaries() -> None:
     assert end == now // 60_000 * 60_000 and end - start == 3 * 86_400_000
     assert len(folds("2d:1d", start, end, 60_000)) == 1
     assert window(cfg, now + 5_000) == (start, end)  # seconds later, the same window
+    # a candle that closed after the download is not in the data: the window ends at the data's last close (a review)
+    assert window(cfg, now + 60_000, data_end=end) == (start, end)
 
 
 def test_a_trial_whose_logic_raises_or_never_trades_cannot_be_the_best(tmp_path: Path) -> None:
@@ -253,3 +255,23 @@ def test_a_trial_whose_logic_raises_or_never_trades_cannot_be_the_best(tmp_path:
     by_tf = {t.params["timeframe"]: t for t in result.trials}
     assert by_tf["5m"].status == "error" and "not one of the config's timeframes" in by_tf["5m"].note
     assert by_tf["1m"].status == "ok" and result.best.best_params == {"timeframe": "1m"}
+
+
+def test_the_scheduled_decision_and_the_store_agree_on_the_version_in_force(tmp_path: Path) -> None:
+    """A bad version not yet refused by an engine: the decision passed over it (based on v1) while the store still
+    said v2, so every proposal was refused as stale (a review). The decision marks it refused, as the engine would."""
+    from planar_core.optimize.schedule import in_force
+    from planar_core.params_store import ParamsStore
+    from planar_core.strategies.ma_cross import MACross
+
+    cfg = StrategyConfig.model_validate(
+        {"name": "ma", "universe": ["BTC/USDT"], "store_root": str(tmp_path / "store"), "logic": "planar_core.strategies.ma_cross:MACross"}
+    )
+    store = ParamsStore(cfg.shared_root)
+    store.propose({"fast": 3, "slow": 9}, "optimize", "good")
+    store.propose({"fast": 30, "slow": 9}, "manual", "bad")
+    version, params = in_force(cfg, MACross.Params)
+    assert version == 1 and params["fast"] == 3
+    now = store.current()
+    assert now is not None and now.version == 1
+    assert store.propose({"fast": 4, "slow": 9}, "optimize", "next", based_on=version).previous == 1
