@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import AssetInstance, Order, PositionSide, Side, Trade
 from ..model.json import num, obj
@@ -25,6 +25,7 @@ from ..model.venue import FillReport
 log = logging.getLogger("planar.engine.ledger")
 UNDO_KEPT = 256  # emulated fills whose effect on the basis can still be undone when the real trade arrives
 UNDO_FILLS = 1000  # fills applied after one emulated fill, kept to re-apply them when it is undone
+PENDING_KEPT = 50  # up to so many fills after an emulated one, its undo goes in the basis snapshot (a restart keeps it)
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,38 @@ class _Fill:
     base_fee: float
     reported: float | None
 
+    def as_json(self) -> Json:
+        return {
+            "trade_id": self.trade_id,
+            "side": self.side.value,
+            "amount": self.amount,
+            "price": self.price,
+            "timestamp": self.timestamp,
+            "fee": self.fee,
+            "base_fee": self.base_fee,
+            "reported": self.reported,
+        }
+
+    @classmethod
+    def of(cls, d: Json) -> _Fill:
+        fee, reported = d.get("fee"), d.get("reported")
+        return cls(
+            None if d.get("trade_id") is None else str(d.get("trade_id")),
+            Side(str(d.get("side"))),
+            num(d.get("amount")),
+            num(d.get("price")),
+            int(num(d.get("timestamp"))),
+            None if fee is None else num(fee),
+            num(d.get("base_fee")),
+            None if reported is None else num(reported),
+        )
+
 
 @dataclass
 class _Undo:
     key: str
     before: Json  # the basis before the emulated fill
+    fill: _Fill  # the emulated fill itself
     later: list[_Fill] = field(default_factory=list)
 
 
@@ -125,10 +153,28 @@ class FillLedger:
         self._undo.clear()
 
     def restore_basis(self, ai: AssetInstance, snapshot: Json) -> None:
-        """The basis an earlier run (or a replayed trace) left after its last fill of this position."""
+        """The basis an earlier run (or a replayed trace) left after its last fill of this position, and the undo of
+        its emulated fills still waiting for their real trades (``_pending``), rebuilt by applying again the fills
+        since the first of them."""
         side = PositionSide(str(snapshot.get("position_side") or "both"))
         fresh = self.basis(ai, side)
-        self._basis[basis_key(ai, side)] = Basis.from_snapshot(snapshot, fresh.spot, fresh.step, fresh.contract_size)
+        key = basis_key(ai, side)
+        self._basis[key] = Basis.from_snapshot(snapshot, fresh.spot, fresh.step, fresh.contract_size)
+        for tid in [t for t, u in self._undo.items() if u.key == key]:
+            del self._undo[tid]
+        pending = snapshot.get("pending")
+        if not isinstance(pending, dict):
+            return
+        emulated = {str(t) for t in pending.get("emulated") or []}
+        again = Basis.from_snapshot(obj(pending.get("before")), fresh.spot, fresh.step, fresh.contract_size)
+        for row in pending.get("fills") or []:
+            f = _Fill.of(obj(row))
+            for u in self._undo.values():
+                if u.key == key:
+                    u.later.append(f)
+            if f.trade_id in emulated:
+                self._undo[f.trade_id] = _Undo(key, again.snapshot(), f)
+            self._apply(again, f)
 
     def realize(self, ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> Realized:
         """Apply ``trade`` to its position's basis: what it realised, the round trip it ended, the basis after it.
@@ -154,10 +200,23 @@ class FillLedger:
         for tid in [t for t, u in self._undo.items() if len(u.later) > UNDO_FILLS]:
             del self._undo[tid]
         if trade.emulated and trade.trade_id is not None:
-            self._undo[trade.trade_id] = _Undo(key, b.snapshot())
+            self._undo[trade.trade_id] = _Undo(key, b.snapshot(), f)
             while len(self._undo) > UNDO_KEPT:
                 del self._undo[next(iter(self._undo))]
-        return self._apply(b, f)
+        realized = self._apply(b, f)
+        pending = self._pending(key)
+        return replace(realized, basis={**realized.basis, "pending": pending}) if pending else realized
+
+    def _pending(self, key: str) -> Json | None:
+        """The emulated fills of ``key`` still waiting for their real trades, as the basis snapshot carries them: the
+        basis before the first, and every fill applied since. A restart rebuilt the basis with their effect but not
+        the means to undo it, so the real trade counted on top (an outside crash trial: realised PnL doubled, the
+        strategy's own position 1.0 against 0.5 on the exchange)."""
+        waiting = [(tid, u) for tid, u in self._undo.items() if u.key == key]
+        if not waiting or len(waiting[0][1].later) > PENDING_KEPT:
+            return None
+        first = waiting[0][1]
+        return {"before": first.before, "fills": [f.as_json() for f in [first.fill, *first.later]], "emulated": [tid for tid, _ in waiting]}
 
     @staticmethod
     def _apply(b: Basis, f: _Fill) -> Realized:
@@ -172,21 +231,23 @@ class FillLedger:
             if any(t.startswith("emu-") for t in trade_ids):
                 log.warning("emulated fills %s are no longer undoable: the basis keeps their effect", trade_ids)
             return
-        _, first = undos[0]
-        b = self._basis[first.key]
-        restored = Basis.from_snapshot(first.before, b.spot, b.step, b.contract_size)
-        # The other emulated fills of this position still wait for their trades: their snapshots predate the undo,
-        # so each is recorded again as it is re-applied (else its real trade would count on top of it).
-        waiting = {t for t, u in self._undo.items() if u.key == first.key and t not in gone}
-        for tid in [t for t, u in self._undo.items() if u.key == first.key]:
+        key = undos[0][1].key
+        same = [(tid, u) for tid, u in self._undo.items() if u.key == key]  # oldest first
+        _, oldest = same[0]  # undone from the oldest still waiting, not the first replaced: an older one waits too
+        b = self._basis[key]
+        restored = Basis.from_snapshot(oldest.before, b.spot, b.step, b.contract_size)
+        # the emulated fills of this position still waiting for their trades: their snapshots predate the undo, so
+        # each is recorded again as it is re-applied (else its real trade would count on top of it)
+        waiting = {t for t, _ in same if t not in gone}
+        for tid, _ in same:
             del self._undo[tid]
-        for f in first.later:
+        for f in [oldest.fill, *oldest.later]:
             if f.trade_id in gone:
                 continue
             for u in self._undo.values():
-                if u.key == first.key:
+                if u.key == key:
                     u.later.append(f)
             if f.trade_id in waiting:
-                self._undo[f.trade_id] = _Undo(first.key, restored.snapshot())
+                self._undo[f.trade_id] = _Undo(key, restored.snapshot(), f)
             self._apply(restored, f)
-        self._basis[first.key] = restored
+        self._basis[key] = restored

@@ -8,7 +8,7 @@ import pytest
 
 from planar_core.engine.sync import restore_basis
 from planar_core.engine.updates import apply_order, apply_trade
-from planar_core.model import Order, OrderStatus, OrderType, PositionSide, Side
+from planar_core.model import Order, OrderStatus, OrderType, PositionSide, Side, Trade
 from planar_core.model.venue import Fee, FillReport, OrderReport
 
 from .fake_venue import started
@@ -130,3 +130,47 @@ async def test_futures_the_venues_figure_wins_and_hedge_sides_are_apart() -> Non
     assert events[2]["computed_pnl"] == pytest.approx(-10.0) and events[3]["computed_pnl"] is None
     assert sorted(s.ledger.bases()) == [f"{PERP}#long", f"{PERP}#short"]
     assert [(t["side"], t["position_side"]) for t in sink_of(s).of("round_trip")] == [("long", "long"), ("short", "short")]
+
+
+async def test_an_emulated_fill_still_waiting_at_a_restart_is_replaced_not_added_to() -> None:
+    """An outside crash trial (USD-M, 3 of 3): a fill emulated from the order's report, the engine killed before the
+    real trade came; the restart rebuilt the basis with the emulated fill but not its undo, so the real trade counted
+    on top ("no longer undoable"): realised PnL doubled, the strategy's own position twice the exchange's. The
+    basis snapshot in the trace now carries the undo of the fills still waiting."""
+    from planar_core.engine.ledger import FillLedger
+
+    s, _, _ = await started()
+    order(s, "b1", Side.BUY, 1.0)
+    apply_trade(s, fill("b1", Side.BUY, 1.0, 100.0, "t1"))
+    o = order(s, "s1", Side.SELL, 1.0)
+    apply_order(s, OrderReport(SYM, "o-s1", "s1", OrderStatus.CLOSED, filled=1.0, average=110.0), emulate_now=True)
+    (emu,) = o.trades
+    last = sink_of(s).of("trade_executed")[-1]
+    assert last["emulated"] and last["basis"]["pending"]["emulated"] == [emu.trade_id]
+    restarted = FillLedger()  # the next run's ledger, from the trace's last basis
+    ai = s.universe[SYM]
+    restarted.restore_basis(ai, last["basis"])
+    real = Trade(SYM, Side.SELL, 1.0, 111.0, "o-s1", "s1", 1_700_000_000_009, trade_id="t9")
+    done = restarted.realize(ai, o, real, [str(emu.trade_id)])
+    b = restarted.bases()[SYM]
+    assert done.pnl == pytest.approx(11.0) and b.totals.realized == pytest.approx(11.0) and b.snapshot()["lots"] == []
+    assert "pending" not in done.basis  # nothing waits any more
+
+
+@pytest.mark.parametrize("arrival", [["s2", "s1"], ["s2", "s1", "s3"], ["s3", "s1", "s2"], ["s1", "s3", "s2"]])
+async def test_emulated_fills_replaced_in_any_order_count_once(arrival: list[str]) -> None:
+    """The review of the first fix: real trades arriving in another order than their emulated fills lost the older
+    fills' undo records (31 instead of 32 with two, 42 instead of 63 with three)."""
+    s, _, _ = await started()
+    order(s, "b1", Side.BUY, 3.0)
+    apply_trade(s, fill("b1", Side.BUY, 3.0, 100.0, "t1"))
+    prices = {"s1": 110.0, "s2": 120.0, "s3": 130.0}
+    sells = [cid for cid in ("s1", "s2", "s3") if cid in arrival]
+    for cid in sells:
+        order(s, cid, Side.SELL, 1.0)
+        apply_order(s, OrderReport(SYM, f"o-{cid}", cid, OrderStatus.CLOSED, filled=1.0, average=prices[cid]), emulate_now=True)
+    for n, cid in enumerate(arrival):
+        apply_trade(s, fill(cid, Side.SELL, 1.0, prices[cid] + 1, f"t{5 + n}"))
+    b = s.ledger.bases()[SYM]
+    assert b.totals.realized == pytest.approx(sum(prices[c] + 1 - 100.0 for c in sells))
+    assert sum(lot[0] for lot in b.snapshot()["lots"]) == pytest.approx(3.0 - len(sells))
