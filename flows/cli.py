@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -218,6 +219,15 @@ def emergency_stop_cmd(
         except ConfigError as exc:
             fail(str(exc))
             return
+    if _no_prefect():  # nothing to report to, no live run to cancel: the stop at once, without Prefect's temporary server
+        try:
+            direct = asyncio.run(_stop_without_prefect(strategy, path, reason, close_positions))
+        except ConfigError as exc:
+            fail(str(exc))
+            return
+        typer.echo(f"emergency stop {strategy}: {'CLEAN' if direct['clean'] else 'NOT CLEAN'} (no Prefect server: no live run to cancel)")
+        _exit_unless_clean(direct)
+        return
     try:
         report = returned(
             asyncio.run(
@@ -229,6 +239,29 @@ def emergency_stop_cmd(
         return
     typer.echo(str(report["line"]))  # the verdict, what the running engine cancelled, what this stop cancelled
     _exit_unless_clean(report)
+
+
+def _no_prefect() -> bool:
+    """No PREFECT_API_URL and no local Prefect server answering (``planar run`` reports to one or the other): the
+    e-stop started Prefect's temporary server first, 8 s before its first cancel (an outside crash trial), and left
+    it running when killed."""
+    from prefect.settings import get_current_settings
+
+    from .prefect_api import DEFAULT_PORT, healthy
+
+    if get_current_settings().api.url:
+        return False
+    port = int(os.environ.get("PLANAR_PREFECT_PORT") or DEFAULT_PORT)
+    return not healthy(f"http://127.0.0.1:{port}/api")
+
+
+async def _stop_without_prefect(strategy: str, path: Path | None, reason: str, close_positions: bool) -> Json:
+    from planar_core.config import load_config, locate_config
+    from planar_core.runner import emergency_stop_standalone
+
+    cfg = load_config(locate_config(strategy, str(path) if path else None, None), name=strategy)
+    report = await emergency_stop_standalone(cfg, reason, close_positions)
+    return report.as_dict()
 
 
 def _account_stop(account: str, close_positions: bool, reason: str, config: list[Path], configs: Path | None) -> None:

@@ -32,7 +32,7 @@ from planar_core.engine.strategy import config_account
 from planar_core.model.json import integer
 from planar_core.model.types import Json
 from planar_core.risk.account_estop import ACCOUNT_HALT, AccountEStopReport
-from planar_core.risk.estop import EStopReport, conclude
+from planar_core.risk.estop import EStopReport, cancel_recorded, conclude, recorded_open
 from planar_core.runner import account_emergency_stop_standalone, open_for_estop
 from planar_core.runner.account import account_members
 from planar_core.state import StateStore
@@ -84,7 +84,13 @@ async def stop_by_symbol(cfg: StrategyConfig, reason: str, close: bool | None) -
         symbols = [a.symbol for a in cfg.universe]
         report = EStopReport(reason)
         with lend(s, loaded=unreachable is None) as (key, lent):
+            lent.recorded = recorded_open(s) if unreachable is None else {}
             states = await asyncio.gather(*(estop_symbol_state(sym, key, close, reason, budget) for sym in symbols))
+            for sym, cids in lent.recorded.items():  # a symbol the universe no longer has: its orders looked up by id
+                if sym not in symbols:
+                    stray = EStopReport(reason)
+                    await cancel_recorded(s, sym, cids, asyncio.get_running_loop().time() + budget, stray)
+                    report.merge(stray)
             for sym, state in zip(symbols, states):
                 part = lent.reports.get(sym)
                 if part is not None:

@@ -28,6 +28,9 @@ from .storage import CorruptStateError, Store, why_unreadable
 log = logging.getLogger("planar.state")
 
 
+UNFINISHED_STOP = "*"  # the key of ``estop_unverified`` an e-stop writes with its halt; its verdict replaces it
+
+
 class PersistedState(BaseModel):
     """A strategy's persisted state. Frozen: one parsed copy is shared by every reader until the file changes (it is
     read on every price update); a change is ``model_copy(update=...)`` and a save."""
@@ -42,8 +45,12 @@ class PersistedState(BaseModel):
     day_start_equity: float | None = None
     peak_equity: float | None = None
     breaker_tripped: str | None = None
-    estop_unverified: dict[str, str] = Field(
+    estop_unverified: dict[str, str] = Field(  # UNFINISHED_STOP: a stop that never reached its verdict (killed)
         default_factory=dict, description="what the last e-stop could not confirm; re-arm is refused until the exchange shows it settled"
+    )
+    exits_due: dict[str, Json] = Field(
+        default_factory=dict,
+        description="entries that filled and whose exits the exchange has not confirmed yet (client id -> the entry): a restart places what is missing",
     )
     tuned_params: Json = Field(default_factory=dict)
     engine_estop: Json = Field(

@@ -27,6 +27,7 @@ class Lent:
     strategy: Strategy
     loaded: bool  # False: the exchange could not be reached to load it; the first task run that can, loads it
     reports: dict[str, EStopReport] = field(default_factory=dict)
+    recorded: dict[str, set[str]] = field(default_factory=dict)  # its orders its record leaves open (risk.estop.recorded_open)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def ready(self) -> str | None:
@@ -66,7 +67,7 @@ async def estop_symbol(symbol: str, key: str, close: bool, reason: str, budget_s
     if why is not None:
         return Failed(message=f"{symbol}: {why}")
     earlier = lent.reports.get(symbol)
-    report = await settle_symbol(lent.strategy, symbol, budget_s, close, reason)
+    report = await settle_symbol(lent.strategy, symbol, budget_s, close, reason, lent.recorded.get(symbol))
     if earlier is not None:  # what the earlier attempts cancelled and found gone stays counted
         report.cancelled_later += earlier.cancelled
         report.of(symbol).orders.already_gone += earlier.already_gone

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError, PermanentError
 from ..model import AssetInstance, Order, OrderCall, OrderStatus, OrderType, PositionSide, Refusal, RefusalReason, Side
+from ..model.json import num
 from ..model.venue import PlaceExitList
 from .notices import EngineEvent, OrderUpdated
 from .orders import NotJournaled, book, call
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine.brackets")
 
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})  # an exit that is the stop-loss
+_TAKES = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT})  # the take-profit
+
 
 def on_event(s: "Strategy", event: EngineEvent) -> None:
     """The engine's listener: an entry that finished filling gets its exits; an exit that acts retires its sibling."""
@@ -45,7 +49,103 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         _exit_update(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
         if s.book.mark_bracketed(order.client_order_id):
+            _due(s, ai, order)
             s.supervisor.spawn(place(s, ai, order))
+
+
+def _due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
+    """The entry's exits are due: persisted before they are sent, so that a crash before the exchange confirms them
+    leaves a restart that knows (``resume``). Without it a restart after a crash between the fill and the exits
+    left the position unprotected, without a word (an outside crash trial: 8 of 8 with 100 ms of latency)."""
+    record = {
+        "symbol": ai.symbol,
+        "side": entry.side.value,
+        "position_side": entry.position_side.value,
+        "filled": entry.filled,
+        "stop_loss": entry.brackets[0],
+        "take_profit": entry.brackets[1],
+    }
+    try:
+        s.state_store.update(exits_due={**s.state.exits_due, entry.client_order_id: record})
+    except Exception as exc:  # the exits are still placed; only a crash before they are would go unnoticed
+        log.error("the exits due for %s could not be recorded: %s", entry.client_order_id, exc)
+
+
+def _settled(s: "Strategy", entry: str) -> None:
+    """The entry's exits are confirmed by the exchange (or there is nothing left to protect): no longer due."""
+    due = s.state.exits_due
+    if entry in due:
+        try:
+            s.state_store.update(exits_due={k: v for k, v in due.items() if k != entry})
+        except Exception as exc:  # kept: the next restart finds the exits live and drops it then
+            log.warning("the exits of %s could not be marked placed: %s", entry, exc)
+
+
+def _confirmed(ai: AssetInstance, entry: str) -> bool:
+    """Every exit of ``entry`` booked so far is known to the exchange (an id) or has filled: none is in doubt."""
+    mine = [o for o in ai.orders.values() if o.parent == entry]
+    return bool(mine) and all(o.id is not None or o.filled > 0 for o in mine if o.status is not OrderStatus.FAILED)
+
+
+async def resume(s: "Strategy") -> None:
+    """After a restart: the exits still due (``_due``) are compared with what the start-up sync found on the
+    exchange; the missing ones are placed for what is left of the position (``place``), and an alert says so. And
+    an exit whose sibling acted, or whose futures position is flat, while the engine was away is cancelled: left
+    open, a stale stop closed the next position the strategy opened (an outside crash trial)."""
+    for cid, rec in list(s.state.exits_due.items()):
+        ai = s.universe.get(str(rec.get("symbol")))
+        if ai is None:
+            s.alert(
+                f"{s.name}: entry {cid} on {rec.get('symbol')} may have no exits, and the symbol is no longer in the universe", "critical"
+            )
+            continue
+        live = exits_of(s, ai, cid)
+        sl, tp = rec.get("stop_loss"), rec.get("take_profit")
+        if live and not ai.is_margin and "spot" in s.venue.caps.native_oco:
+            sl = tp = None  # one list: a leg on the book is the list
+        if any(o.type in _STOPS for o in live):
+            sl = None
+        if any(o.type in _TAKES for o in live):
+            tp = None
+        if sl is None and tp is None:
+            _settled(s, cid)
+            continue
+        if s.halted:
+            s.alert(
+                f"{s.name}: entry {cid} on {ai.symbol} filled before the restart and its exits are not on the exchange; halted: not placed",
+                "critical",
+            )
+            continue
+        filled = num(rec.get("filled"))
+        entry = Order(
+            cid,
+            ai.symbol,
+            Side(str(rec.get("side"))),
+            OrderType.MARKET,
+            filled,
+            None,
+            status=OrderStatus.CLOSED,
+            filled=filled,
+            position_side=PositionSide(str(rec.get("position_side") or "both")),
+            brackets=(float(sl) if isinstance(sl, int | float) else None, float(tp) if isinstance(tp, int | float) else None),
+        )
+        log.warning("entry %s on %s filled before the restart without its exits on the exchange: placing them", cid, ai.symbol)
+        s.alert(
+            f"{s.name}: entry {cid} on {ai.symbol} filled before the restart without its exits on the exchange: placing them", "warning"
+        )
+        await place(s, ai, entry)
+    for ai in s.universe.values():
+        if not ai.is_margin:
+            continue  # spot exits are one list: the exchange retires a leg when the other acts
+        for o in exits_of(s, ai):
+            siblings = [x for x in ai.orders.values() if x.parent == o.parent and x is not o]
+            acted = any(x.filled > 0 or x.triggered for x in siblings)
+            pos = ai.position_of(o.position_side) if ai.hedged else ai.position
+            if acted or not pos.contracts:
+                why = "its sibling acted" if acted else "the position it protects is flat"
+                log.warning("exit %s of %s: %s while the engine was away: cancelled", o.client_order_id, o.parent, why)
+                s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason=f"{why}: exit cancelled")
+                await s.cancel(ai, o)
 
 
 def exits_of(s: "Strategy", ai: AssetInstance, parent: str | None = None) -> list[Order]:
@@ -101,6 +201,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
         s.sink.record(
             "error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason="exits not placed: no position left"
         )
+        _settled(s, entry.client_order_id)
         return
     try:
         if not ai.is_margin and sl is not None and tp is not None and "spot" in s.venue.caps.native_oco:
@@ -114,6 +215,8 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
     if not ok:
         msg = f"{s.name}: entry {entry.client_order_id} on {ai.symbol} filled {entry.filled} but its exits (stop-loss {sl}, take-profit {tp}) were not placed"
         s.alert(msg, "critical")
+    elif _confirmed(ai, entry.client_order_id):  # an exit whose outcome is unknown keeps it due until a restart checks
+        _settled(s, entry.client_order_id)
 
 
 async def _place_each(

@@ -23,7 +23,7 @@ from ..alerts.dispatcher import send_alert
 from ..exchange.client_ids import ClientOrderIds, IntentJournal, ObjectJournal
 from ..model.clock import Clock, now_ms
 from ..model.types import Json
-from ..state import PersistedState, StateStore
+from ..state import UNFINISHED_STOP, PersistedState, StateStore
 from ..storage import CorruptStateError
 from .store_guard import GuardedSink, StoreUnwritable, describe
 
@@ -86,6 +86,8 @@ class TradingGate:
             "halted_at": now_ms(self.clock),
             "halted_by_emergency_stop": by_emergency_stop,
         }
+        if by_emergency_stop:  # unverified until its verdict replaces this: a stop killed midway must not let re-arm pass
+            self._held_halt["estop_unverified"] = {UNFINISHED_STOP: f"the emergency stop ({reason}) did not reach its verdict"}
         self.write_halt()
         self.sink.record("halted", reason=reason)
         # an e-stop's halt is what was asked for (its verdict is logged by the stop); any other halt is an error

@@ -29,6 +29,7 @@ class OrderBook:
         self._foreign: set[str] = set()
         self._foreign_ids: set[str] = set()
         self._bracketed: set[str] = set()
+        self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
 
     # ----------------------------------------------------------------- orders
@@ -130,6 +131,14 @@ class OrderBook:
             return False
         self._bracketed.add(client_order_id)
         return True
+
+    def note_outside_universe(self, orders: Mapping[str, Iterable[str]]) -> None:
+        """The strategy's own orders the start-up found resting on symbols outside its universe (symbol -> client
+        ids): not managed, but its emergency stop cancels them."""
+        self._outside = {sym: frozenset(cids) for sym, cids in orders.items()}
+
+    def outside_universe(self) -> Mapping[str, frozenset[str]]:
+        return self._outside
 
     def restore_bracketed(self, client_order_ids: Iterable[str]) -> None:
         """Entries whose exits an earlier run placed (restored from the trace)."""

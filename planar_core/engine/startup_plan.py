@@ -157,9 +157,20 @@ async def account_open_orders(s: Strategy) -> dict[str, list[OrderReport]]:
     market_type: MarketType = "swap" if s.config.margin else "spot"
     reports = await s.venue.account_open_orders(market_type, s.config.timeouts.order_placement, retries=3)
     out: dict[str, list[OrderReport]] = {sym: [] for sym in s.universe}
+    outside: dict[str, set[str]] = {}
     for r in reports:
         if r.symbol in out:
             out[r.symbol].append(r)
+        elif r.client_order_id and s.ids.owns(r.client_order_id):  # its own, on a symbol dropped from the universe
+            outside.setdefault(r.symbol, set()).add(r.client_order_id)
+    s.book.note_outside_universe(outside)
+    if outside:  # dropped without a word, they were left out of its e-stops too (an outside crash trial)
+        listed = {sym: len(cids) for sym, cids in outside.items()}
+        msg = (
+            f"{s.name}: orders of this strategy rest on symbols outside its universe {listed}: not managed; its emergency stop cancels them"
+        )
+        log.critical(msg)
+        s.alert(msg, "critical")
     return out
 
 
@@ -248,3 +259,30 @@ async def own_basis_from_traces(s: Strategy, roots: Collection[str]) -> dict[str
         if ai is not None:
             s.ledger.restore_basis(ai, basis)
     return doubts
+
+
+class _EverySymbol(frozenset[str]):
+    """``read_index``'s symbols: any (the orders of a symbol the universe no longer has are the strategy's too)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def orders_open_in_traces(s: Strategy, roots: Collection[str]) -> dict[str, set[str]]:
+    """For a process that is not the strategy's engine (the e-stop from a fresh process): the strategy's client
+    order ids whose last event in its traces (within the start-up lookback) left them open, by symbol, on any
+    symbol. Why: the stop verified each symbol by one listing of the exchange's open orders; when the exchange's
+    listing lagged (Binance's "engine behind"), it saw none, said CLEAN, and left every order resting; and the
+    orders of a symbol dropped from the universe were not looked at (an outside crash trial)."""
+    now_ns = time.time_ns()
+    since_ns = now_ns - int(s.config.startup_sync.trades_lookback_s * 1e9)
+    out: dict[str, set[str]] = {}
+    for root in roots:
+        try:
+            files = TraceFiles(root, create=False)
+        except (OSError, ValueError):
+            continue
+        index = read_index(files, since_ns, now_ns, _EverySymbol(), lambda cid: other_strategy(s, cid) is None and s.ids.owns(cid))
+        for sym, cids in index.open_orders.items():
+            out.setdefault(sym, set()).update(cids)
+    return out

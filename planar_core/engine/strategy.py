@@ -220,6 +220,14 @@ class Strategy:
             await self.stop()
             raise
         self.running = True
+        if self.state.exits_due or any(ai.orders.open_exits() for ai in self.universe.values()):
+            try:  # exits due before a crash placed, stale ones cancelled, before the strategy trades again
+                await _brackets.resume(self)
+            except Exception as exc:
+                log.exception("checking the exits left by the previous run")
+                self.alert(
+                    f"{self.name}: the exits left by the previous run could not be checked ({exc}): look at its positions", "critical"
+                )
         if deferred is not None:  # after a power loss: the assets with nothing unresolved, listed while the engine runs
             self.supervisor.start("verify-deferred", lambda health: _sync.verify_deferred(self, deferred))
         if watchers:
@@ -404,6 +412,20 @@ class Strategy:
         from .startup_plan import own_basis_from_traces
 
         return await own_basis_from_traces(self, (trace_root(self.config), side_trace_root(self.config)))
+
+    def orders_open_outside_engine(self) -> dict[str, set[str]]:
+        """Read by a process that is not this strategy's engine: its client order ids its traces last left open, by
+        symbol, on any symbol (engine/startup_plan.orders_open_in_traces)."""
+        from .startup_plan import orders_open_in_traces
+
+        return orders_open_in_traces(self, (trace_root(self.config), side_trace_root(self.config)))
+
+    async def lookup_order(self, symbol: str, client_order_id: str, timeout: float) -> OrderReport | None:
+        """The order with this client id on the exchange (a conditional one where it waits), None when the exchange
+        has none; raises ExchangeOpError when it could not be asked."""
+        from .submit import lookup
+
+        return await lookup(self, symbol, client_order_id, timeout, retries=0, conditional=True)
 
     async def close_position(
         self, ai: AssetInstance | str, side: PositionSide | str | None = None, *, price: float | None = None, waitfor: float | None = None

@@ -30,7 +30,7 @@ from ..model.json import text
 from ..model.sink import EventSink, MemorySink
 from ..model.types import Json, OrderType, PositionSide, Side
 from ..model.venue import MarketType, OrderReport, PlaceOrder, Venue
-from ..state import StateStore
+from ..state import UNFINISHED_STOP, StateStore
 from ..storage import is_remote
 from .estop import outcome_dict, pause
 from .outcome import Entry, OutcomeTables, SymbolOutcome, Table, not_clean_parts
@@ -225,7 +225,11 @@ def halt_members(members: list[Member], reason: str, report: AccountEStopReport,
     does next, nothing new is traded."""
     for m in members:
         StateStore(m.shared_root).update(
-            halted=True, halt_reason=f"{ACCOUNT_HALT}{reason}", halted_at=int(time.time() * 1000), halted_by_emergency_stop=True
+            halted=True,
+            halt_reason=f"{ACCOUNT_HALT}{reason}",
+            halted_at=int(time.time() * 1000),
+            halted_by_emergency_stop=True,
+            estop_unverified={UNFINISHED_STOP: f"the account emergency stop ({reason}) did not reach its verdict"},
         )
         report.strategies.append(m.name)
         sink.record("halted", reason=f"account emergency stop ({m.name}): {reason}")

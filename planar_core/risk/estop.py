@@ -180,9 +180,68 @@ def _ours(s: "Strategy", symbol: str, report: OrderReport) -> bool:
     return oid is not None and not report.conditional and ai.order_by_id(oid) is not None
 
 
-async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
+def recorded_open(s: "Strategy") -> dict[str, set[str]]:
+    """The strategy's orders its record leaves open beyond what a listing of its universe shows: from a fresh
+    process, those its traces left open (any symbol); in the engine, those its start-up found resting on symbols
+    outside its universe. A trace that cannot be read gives none (the listings still verify the universe)."""
+    if s.running:
+        return {sym: set(cids) for sym, cids in s.book.outside_universe().items()}
+    try:
+        return s.orders_open_outside_engine()
+    except Exception as exc:
+        log.warning("the orders the traces left open could not be read (%s): the exchange's listings alone verify", exc)
+        return {}
+
+
+async def cancel_recorded(s: "Strategy", symbol: str, cids: set[str], deadline: float, report: EStopReport) -> None:
+    """The orders the record leaves open on ``symbol`` that no listing or cancel of this stop has accounted for,
+    each looked up by its client id: cancelled when open, counted gone when ended, and unverified when the exchange
+    has no word of it (its listings and look-ups may lag its book: Binance's "engine behind"). The stop said CLEAN
+    with all six of a strategy's orders resting, on one listing that did not show them yet (an outside crash trial)."""
+    loop = asyncio.get_running_loop()
+    out = report.of(symbol).orders
+    ai = s.universe.get(symbol)
+    left = sorted(c for c in cids if ai is None or c not in ai.orders)  # one a listing showed is the listings' to count
+    unseen: list[str] = []
+    for cid in left:
+        try:
+            found = await s.lookup_order(symbol, cid, timeout=max(0.1, deadline - loop.time()))
+        except ExchangeOpError:
+            unseen.append(cid)
+            continue
+        if found is None:
+            unseen.append(cid)
+        elif found.status is not None and found.status.is_final:
+            out.already_gone += 1
+        else:
+            result = await s.venue.cancel_orders(symbol, [_target(found)], timeout=max(0.1, deadline - loop.time()), retries=0)
+            if cid in result.cancelled:
+                out.cancelled += 1
+                if ai is not None:
+                    s.apply_order(as_cancelled(symbol, cid, result.cancelled[cid]), source="estop")
+            else:  # "not open" may be "not visible yet": only a look-up or a listing that shows it ended says gone
+                unseen.append(cid)
+    if unseen:
+        out.unverified = (
+            f"{len(unseen)} order(s) its record left open ({', '.join(unseen[:3])}) are neither listed nor found by the exchange"
+            " (its book may lag): run the stop again"
+        )[:300]
+        out.still_open = len(unseen)
+    elif out.unverified == "not listed yet":
+        out.unverified = None
+
+
+async def _cancel_asset(s: "Strategy", symbol: str, deadline: float, report: EStopReport, recorded: set[str] | None = None) -> None:
     """Cancel this strategy's open orders on ``symbol`` (by id, batched where the venue allows) until a listing of
-    the open orders shows none of them, or the budget ends. Other strategies' orders on the account stay open."""
+    the open orders shows none of them, or the budget ends; then the orders its record left open that no listing
+    showed (``cancel_recorded``). Other strategies' orders on the account stay open."""
+    await _cancel_listed(s, symbol, deadline, report)
+    if recorded and report.of(symbol).orders.unverified is None:
+        await cancel_recorded(s, symbol, recorded, deadline, report)
+
+
+async def _cancel_listed(s: "Strategy", symbol: str, deadline: float, report: EStopReport) -> None:
+    """``_cancel_asset``'s listings: cancel until a listing shows none of the strategy's orders."""
     loop = asyncio.get_running_loop()
     out = report.of(symbol).orders
     if out.unverified is None:
@@ -498,8 +557,12 @@ async def emergency_stop(
     s.halt(reason, by_emergency_stop=True)
     report = EStopReport(reason)
     symbols = list(s.universe)
+    recorded = recorded_open(s)
     with s.venue.urgent():  # no cap of the engine's own delays it; the stream's reports of its cancels wait for their answers
-        await asyncio.gather(*(_cancel_asset(s, sym, deadline, report) for sym in symbols))
+        await asyncio.gather(
+            *(_cancel_asset(s, sym, deadline, report, recorded.get(sym, set())) for sym in symbols),
+            *(cancel_recorded(s, sym, cids, deadline, report) for sym, cids in recorded.items() if sym not in s.universe),
+        )
         if close:
             doubts = await _outside_basis(s, deadline)
             await asyncio.gather(*(_close_asset(s, sym, deadline, report, doubts) for sym in symbols))
@@ -526,15 +589,18 @@ def conclude(s: "Strategy", report: EStopReport, reason: str) -> EStopReport:
     return report
 
 
-async def settle_symbol(s: "Strategy", symbol: str, budget_s: float, close: bool = False, reason: str = "emergency stop") -> EStopReport:
+async def settle_symbol(
+    s: "Strategy", symbol: str, budget_s: float, close: bool = False, reason: str = "emergency stop", recorded: set[str] | None = None
+) -> EStopReport:
     """One symbol's part of the e-stop, on a loaded strategy: cancel (and close) until the exchange confirms or
-    ``budget_s`` runs out. What an orchestrator retries per symbol after the whole e-stop left it unverified."""
+    ``budget_s`` runs out. What an orchestrator retries per symbol after the whole e-stop left it unverified.
+    ``recorded``: the strategy's orders its record leaves open there (``recorded_open``)."""
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     deadline = loop.time() + budget_s
     report = EStopReport(reason)
     with s.venue.urgent():
-        await _cancel_asset(s, symbol, deadline, report)
+        await _cancel_asset(s, symbol, deadline, report, recorded)
         if close:
             await _close_asset(s, symbol, deadline, report, await _outside_basis(s, deadline))
             await _cancel_asset(s, symbol, max(deadline, loop.time() + 2.0), report)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..exchange.client_ids import claimed
 from ..exchange.errors import ExchangeOpError
+from ..state import UNFINISHED_STOP
 from . import metrics as M
 from .manager import utc_day
 
@@ -80,6 +81,10 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
         s.gate.check_store()
     except Exception as exc:  # engine.store_guard.StoreUnwritable, naming the path and the error
         raise RearmRefused(f"{s.name}: {exc}") from None
+    if UNFINISHED_STOP in st.estop_unverified:  # the stop was killed before its verdict: nothing says what is open
+        raise RearmRefused(
+            f"{s.name}: {st.estop_unverified[UNFINISHED_STOP]}; run it again (planar emergency-stop {s.name}) and re-arm after its verdict"
+        )
     symbols = sorted({key.split(":", 1)[0] for key in st.estop_unverified} & set(s.universe))
     still: dict[str, str] = {}
     for sym in symbols:

@@ -82,3 +82,52 @@ async def test_spot_exits_are_one_oco_list(strategy_factory: Any, sandbox: Any, 
     stop, limit = legs[OrderType.STOP_MARKET], legs[OrderType.TAKE_PROFIT_LIMIT]
     await wait_for(lambda: stop.status is OrderStatus.CLOSED and limit.status is OrderStatus.EXPIRED, timeout=10)
     assert stop.triggered and account_view(sandbox, s)["open_orders"] == []
+
+
+async def test_a_restart_places_the_exits_an_entry_never_got(strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any) -> None:
+    """An outside crash trial (8 of 8 with 100 ms of latency): the engine died after the entry filled and before its
+    exits reached the exchange; the restart said nothing and the position stayed unprotected. The exits due are
+    persisted before they are sent, and a restart places what the exchange does not have."""
+    from planar_core.engine import brackets
+
+    place = brackets.place
+
+    async def died_first(s: Any, ai: Any, entry: Any) -> None:  # the process is gone before the exits are sent
+        return None
+
+    monkeypatch.setattr(brackets, "place", died_first)
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade) and entry.client_order_id in s.state.exits_due
+    assert algos(sandbox, s) == {}
+    await s.stop()
+    monkeypatch.setattr(brackets, "place", place)
+    again = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    live = [a for a in algos(sandbox, again).values() if a["status"] == "NEW"]
+    assert sorted(a["type"] for a in live) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert all(float(a["qty"]) == pytest.approx(0.02) for a in live), live
+    assert again.state.exits_due == {}
+
+
+async def test_a_restart_cancels_an_exit_whose_sibling_acted_while_it_was_away(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """The take-profit filled while the engine was down: the restarted engine left the stop-loss open, and that stale
+    stop closed the next position the strategy opened (an outside crash trial, 3 of 3)."""
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    stop = next(o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is OrderType.STOP_MARKET)
+    await s.stop()
+    await shock(sandbox, "BTCUSDT", 1.03, "linear")  # the take-profit acts while no engine runs
+    await wait_for(lambda: "BTCUSDT" not in account_view(sandbox, s)["futures"]["positions"], timeout=10)
+    assert algos(sandbox, s)[stop.client_order_id]["status"] == "NEW"
+    again = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    await wait_for(lambda: algos(sandbox, again)[stop.client_order_id]["status"] == "CANCELED", timeout=10)

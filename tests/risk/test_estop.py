@@ -297,3 +297,114 @@ async def test_an_exposure_limit_reduces_only_the_strategys_own_coins(strategy_f
     held = lambda: float(sandbox.ex.snapshot()["accounts"][acct.api_key]["spot_balances"]["BTC"]["free"])  # noqa: E731
     await wait_for(lambda: held() < 0.05 + own - 0.005)
     assert held() == pytest.approx(0.05 + own * 0.7, abs=2e-5)  # the exchange's word, before anything re-syncs
+
+
+async def test_a_stop_killed_before_its_verdict_keeps_re_arm_refused(strategy_factory, sandbox, account) -> None:
+    """An outside crash trial: an e-stop (CLI or in-engine) SIGKILLed after its halt and before its verdict left
+    ``estop_unverified`` empty, and ``planar rearm`` passed with all 30 orders still open. The halt of an e-stop now
+    says "not verified" until the stop's verdict replaces it."""
+    from planar_core.risk.operations import RearmRefused, rearm
+
+    s = await strategy_factory(acct=account, universe=["BTC/USDT"])
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    s.halt("by hand, then killed", by_emergency_stop=True)  # what a stop killed right after its halt leaves
+    assert len(open_on_exchange(sandbox, account)) == 2
+    with pytest.raises(RearmRefused, match="did not reach its verdict"):
+        await rearm(s, "looks fine", "ops")
+    report = await s.emergency_stop("again, to its verdict")
+    assert report.clean and open_on_exchange(sandbox, account) == []
+    await rearm(s, "verified", "ops")
+    assert not s.halted
+
+
+def standalone_config(s, account):
+    from planar_core.config import StrategyConfig
+
+    return StrategyConfig.model_validate(
+        {
+            **s.config.model_dump(mode="json", exclude={"credentials"}),
+            "credentials": {"api_key": account.api_key, "api_secret": account.api_secret},
+        }
+    )
+
+
+async def test_a_standalone_stop_is_not_clean_while_the_exchange_hides_orders_its_trace_left_open(
+    strategy_factory, sandbox, account
+) -> None:
+    """An outside crash trial: the engine killed, ``planar emergency-stop`` at once, the exchange's listings behind its
+    book (Binance's "engine behind"): one listing showed nothing, the stop said CLEAN (exit 0), and all six orders
+    rested. The stop now looks up the orders its trace left open: not found is unverified, never clean."""
+    from planar_core.runner import emergency_stop_standalone
+
+    s = await strategy_factory(universe=["BTC/USDT"])
+    sandbox.ex.faults.invisible_s = 120
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    assert len(open_on_exchange(sandbox, account)) == 2 and all(o.id for o in s.universe["BTC/USDT"].open_orders())
+    await s.stop()  # the engine is gone; its trace says both are open
+    cfg = standalone_config(s, account)
+    hidden = await emergency_stop_standalone(cfg, "the listing lags", close_positions=False)
+    assert not hidden.clean and "neither listed nor found" in (hidden.of("BTC/USDT").orders.unverified or ""), hidden.as_dict()
+    sandbox.ex.faults.invisible_s = 0
+    again = await emergency_stop_standalone(cfg, "again", close_positions=False)
+    assert again.clean and open_on_exchange(sandbox, account) == [], again.as_dict()
+
+
+async def test_orders_left_on_a_symbol_dropped_from_the_universe_are_said_and_stopped(strategy_factory, sandbox, account) -> None:
+    """Restarted with a symbol removed from its config, the engine ignored its own orders resting there without a
+    word, and its e-stop said CLEAN over them (an outside crash trial)."""
+    s = await strategy_factory(universe=["BTC/USDT", "ETH/USDT"])
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT", "ETH/USDT": "ETHUSDT"}, 2)
+    assert len(open_on_exchange(sandbox, account)) == 2
+    await s.stop()
+    again = await strategy_factory(universe=["BTC/USDT"])
+    assert {sym: len(c) for sym, c in again.book.outside_universe().items()} == {"ETH/USDT": 1}
+    report = await again.emergency_stop("dropped symbol")
+    assert report.clean and open_on_exchange(sandbox, account) == [], report.as_dict()
+
+
+async def test_the_cli_stop_without_any_prefect_server_cancels_at_once(strategy_factory, sandbox, account, tmp_path: Path) -> None:
+    """``planar emergency-stop NAME --config FILE`` with no Prefect server anywhere started Prefect's temporary server
+    first (8 s before the first cancel) and left it running when killed (an outside crash trial); docs/operations.md
+    says it needs no Prefect. It now stops directly and says there was no live run to cancel."""
+    import socket
+
+    s = await strategy_factory(universe=["BTC/USDT"])
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    await s.stop()
+    config = tmp_path / "strat.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "strat",
+                "universe": ["BTC/USDT"],
+                "store_root": s.config.store_root,
+                "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+            }
+        )
+    )
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        EXCHANGE_API_KEY=account.api_key,
+        EXCHANGE_API_SECRET=account.api_secret,
+        PLANAR_PREFECT_PORT=str(port),
+        PREFECT_HOME=str(tmp_path / "ph"),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flows",
+        "emergency-stop",
+        "strat",
+        "--config",
+        str(config),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "CLEAN (no Prefect server" in out.decode() and "temporary server" not in (out + err).decode().lower()
+    assert open_on_exchange(sandbox, account) == []
