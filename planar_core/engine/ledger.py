@@ -167,14 +167,18 @@ class FillLedger:
             return
         emulated = {str(t) for t in pending.get("emulated") or []}
         again = Basis.from_snapshot(obj(pending.get("before")), fresh.spot, fresh.step, fresh.contract_size)
-        for row in pending.get("fills") or []:
-            f = _Fill.of(obj(row))
+        self._reapply(key, again, [_Fill.of(obj(row)) for row in pending.get("fills") or []], emulated)
+
+    def _reapply(self, key: str, basis: Basis, fills: list[_Fill], waiting: set[str]) -> None:
+        """Apply ``fills`` to ``basis`` again, in order, recording an undo for each emulated one still ``waiting`` for
+        its real trade (and each fill as a later one of those recorded before it)."""
+        for f in fills:
             for u in self._undo.values():
                 if u.key == key:
                     u.later.append(f)
-            if f.trade_id in emulated:
-                self._undo[f.trade_id] = _Undo(key, again.snapshot(), f)
-            self._apply(again, f)
+            if f.trade_id in waiting:
+                self._undo[f.trade_id] = _Undo(key, basis.snapshot(), f)
+            self._apply(basis, f)
 
     def realize(self, ai: AssetInstance, order: Order, trade: Trade, replaces: list[str] | None = None) -> Realized:
         """Apply ``trade`` to its position's basis: what it realised, the round trip it ended, the basis after it.
@@ -241,13 +245,5 @@ class FillLedger:
         waiting = {t for t, _ in same if t not in gone}
         for tid, _ in same:
             del self._undo[tid]
-        for f in [oldest.fill, *oldest.later]:
-            if f.trade_id in gone:
-                continue
-            for u in self._undo.values():
-                if u.key == key:
-                    u.later.append(f)
-            if f.trade_id in waiting:
-                self._undo[f.trade_id] = _Undo(key, restored.snapshot(), f)
-            self._apply(restored, f)
+        self._reapply(key, restored, [f for f in [oldest.fill, *oldest.later] if f.trade_id not in gone], waiting)
         self._basis[key] = restored

@@ -84,6 +84,18 @@ async def test_spot_exits_are_one_oco_list(strategy_factory: Any, sandbox: Any, 
     assert stop.triggered and account_view(sandbox, s)["open_orders"] == []
 
 
+async def traced_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple[Any, Any, Trade]:
+    """A long entry of 0.02 with a stop-loss and a take-profit 2 % away, on a strategy that traces (a restart reads it)."""
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    return s, ai, entry
+
+
 async def test_a_restart_places_the_exits_an_entry_never_got(strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any) -> None:
     """An outside crash trial (8 of 8 with 100 ms of latency): the engine died after the entry filled and before its
     exits reached the exchange; the restart said nothing and the position stayed unprotected. The exits due are
@@ -96,13 +108,8 @@ async def test_a_restart_places_the_exits_an_entry_never_got(strategy_factory: A
         return None
 
     monkeypatch.setattr(brackets, "place", died_first)
-    s = await strategy_factory(name="perp", margin=True, universe=[PERP])
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade) and entry.client_order_id in s.state.exits_due
+    s, _, entry = await traced_entry(strategy_factory, sandbox, account)
+    assert entry.client_order_id in s.state.exits_due
     assert algos(sandbox, s) == {}
     await s.stop()
     monkeypatch.setattr(brackets, "place", place)
@@ -116,13 +123,7 @@ async def test_a_restart_places_the_exits_an_entry_never_got(strategy_factory: A
 async def test_a_restart_cancels_an_exit_whose_sibling_acted_while_it_was_away(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """The take-profit filled while the engine was down: the restarted engine left the stop-loss open, and that stale
     stop closed the next position the strategy opened (an outside crash trial, 3 of 3)."""
-    s = await strategy_factory(name="perp", margin=True, universe=[PERP])
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade)
+    s, ai, entry = await traced_entry(strategy_factory, sandbox, account)
     await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
     stop = next(o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is OrderType.STOP_MARKET)
     await s.stop()
