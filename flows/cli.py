@@ -252,7 +252,7 @@ def _no_prefect() -> bool:
     if get_current_settings().api.url:
         return False
     port = int(os.environ.get("PLANAR_PREFECT_PORT") or DEFAULT_PORT)
-    return not healthy(f"http://127.0.0.1:{port}/api")
+    return not healthy(f"http://127.0.0.1:{port}/api", timeout=3.0)  # a busy server answers late: never skipped for that
 
 
 async def _stop_without_prefect(strategy: str, path: Path | None, reason: str, close_positions: bool) -> Json:

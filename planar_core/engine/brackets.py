@@ -46,6 +46,8 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         return
     ai, order = event.ai, event.order
     if order.parent is not None:
+        if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED):
+            _settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
         _exit_update(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
         if s.book.mark_bracketed(order.client_order_id):
@@ -110,12 +112,6 @@ async def resume(s: "Strategy") -> None:
         if sl is None and tp is None:
             _settled(s, cid)
             continue
-        if s.halted:
-            s.alert(
-                f"{s.name}: entry {cid} on {ai.symbol} filled before the restart and its exits are not on the exchange; halted: not placed",
-                "critical",
-            )
-            continue
         filled = num(rec.get("filled"))
         entry = Order(
             cid,
@@ -129,11 +125,11 @@ async def resume(s: "Strategy") -> None:
             position_side=PositionSide(str(rec.get("position_side") or "both")),
             brackets=(float(sl) if isinstance(sl, int | float) else None, float(tp) if isinstance(tp, int | float) else None),
         )
-        log.warning("entry %s on %s filled before the restart without its exits on the exchange: placing them", cid, ai.symbol)
-        s.alert(
-            f"{s.name}: entry {cid} on {ai.symbol} filled before the restart without its exits on the exchange: placing them", "warning"
-        )
-        await place(s, ai, entry)
+        halted = " (halted: exits only reduce the position, so they are placed all the same)" if s.halted else ""
+        msg = f"{s.name}: entry {cid} on {ai.symbol} filled before the restart without its exits on the exchange: placing them{halted}"
+        log.warning(msg)
+        s.alert(msg, "warning")
+        await place(s, ai, entry, protective=True)
     for ai in s.universe.values():
         if not ai.is_margin:
             continue  # spot exits are one list: the exchange retires a leg when the other acts
@@ -181,7 +177,9 @@ def on_spot_balance(s: "Strategy", ai: AssetInstance) -> None:
             s.supervisor.spawn(s.cancel(ai, o))
 
 
-async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
+async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> None:
+    """The entry's exits, for what it filled. ``protective``: placed even while the strategy is halted (a restart's,
+    for a position left without them: a halt stops new risk, these only reduce it; re-arming never placed them)."""
     sl, tp = entry.brackets
     exit_side = Side.SELL if entry.side is Side.BUY else Side.BUY
     amount = entry.filled
@@ -207,7 +205,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
         if not ai.is_margin and sl is not None and tp is not None and "spot" in s.venue.caps.native_oco:
             ok = await _place_oco(s, ai, entry, exit_side, amount, sl, tp)
         else:
-            ok = await _place_each(s, ai, entry, exit_side, amount, sl, tp)
+            ok = await _place_each(s, ai, entry, exit_side, amount, sl, tp, protective)
     except Exception as exc:  # never silent: the position is open without its exits
         log.exception("placing the exits of %s", entry.client_order_id)
         ok = False
@@ -220,7 +218,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
 
 
 async def _place_each(
-    s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float | None, tp: float | None
+    s: "Strategy", ai: AssetInstance, entry: Order, side: Side, amount: float, sl: float | None, tp: float | None, protective: bool = False
 ) -> bool:
 
     ok = True
@@ -237,6 +235,7 @@ async def _place_each(
             trigger_price=px,
             position_side=entry.position_side,
             parent=entry.client_order_id,
+            emergency=protective,  # a halt does not stop it, and risk sizing does not change its amount
         )
         res = await call(s, ai, exit_call)
         placed = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is kind]

@@ -93,6 +93,12 @@ class TradingGate:
         # an e-stop's halt is what was asked for (its verdict is logged by the stop); any other halt is an error
         (log.warning if by_emergency_stop else log.error)("strategy %s halted: %s", self.name, reason)
 
+    def verdict_reached(self) -> None:
+        """An e-stop's verdict is being written: a halt still held in memory (its write refused) must not write its
+        "not verified" marker over the verdict when it is written later (a review: re-arm refused after a clean stop)."""
+        if self._held_halt is not None:
+            self._held_halt.pop("estop_unverified", None)
+
     def write_halt(self) -> bool:
         """Write the held halt to the state file; False (and it stays held) when the store refuses."""
         held = self._held_halt

@@ -575,6 +575,7 @@ async def emergency_stop(
 def conclude(s: "Strategy", report: EStopReport, reason: str) -> EStopReport:
     """The end of every e-stop, whole or assembled per symbol (the e-stop flow): what is unverified persisted for
     re-arm, the report in the trace, the alert, the strategy's e-stop hooks."""
+    s.gate.verdict_reached()
     s.state_store.update(estop_unverified=report.outstanding())
     s.sink.record("emergency_stop", reason=reason, payload=report.as_dict())
     s.sink.flush()

@@ -85,7 +85,9 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
         raise RearmRefused(
             f"{s.name}: {st.estop_unverified[UNFINISHED_STOP]}; run it again (planar emergency-stop {s.name}) and re-arm after its verdict"
         )
-    symbols = sorted({key.split(":", 1)[0] for key in st.estop_unverified} & set(s.universe))
+    # every symbol the stop left unverified, in the universe or not (its orders on a symbol dropped from the
+    # universe are the strategy's too: a review found re-arm passing with one resting there)
+    symbols = sorted({key.split(":", 1)[0] for key in st.estop_unverified if key != UNFINISHED_STOP})
     still: dict[str, str] = {}
     for sym in symbols:
         try:

@@ -408,3 +408,54 @@ async def test_the_cli_stop_without_any_prefect_server_cancels_at_once(strategy_
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "CLEAN (no Prefect server" in out.decode() and "temporary server" not in (out + err).decode().lower()
     assert open_on_exchange(sandbox, account) == []
+
+
+async def test_re_arm_is_refused_while_orders_on_a_dropped_symbol_are_unverified(strategy_factory, sandbox, account) -> None:
+    """A review: the stop left an order on a symbol dropped from the universe unverified (NOT CLEAN), and re-arm,
+    which looked only at the universe's symbols, passed with it resting."""
+    from planar_core.config import StrategyConfig
+    from planar_core.risk.operations import RearmRefused, rearm
+    from planar_core.runner import emergency_stop_standalone
+
+    s = await strategy_factory(universe=["BTC/USDT", "ETH/USDT"])
+    sandbox.ex.faults.invisible_s = 120
+    await place_resting(s, sandbox, {"ETH/USDT": "ETHUSDT"}, 1)
+    await s.stop()
+    cfg = StrategyConfig.model_validate(
+        {**standalone_config(s, account).model_dump(mode="json"), "universe": ["BTC/USDT"]}
+        | {"credentials": {"api_key": account.api_key, "api_secret": account.api_secret}}
+    )
+    report = await emergency_stop_standalone(cfg, "dropped symbol, listing lags", close_positions=False)
+    assert not report.clean and any(k.startswith("ETH/USDT") for k in report.outstanding())
+    sandbox.ex.faults.invisible_s = 0
+    again = await strategy_factory(universe=["BTC/USDT"])
+    with pytest.raises(RearmRefused, match="ETH/USDT"):
+        await rearm(again, "looks fine", "ops")
+
+
+async def test_a_halt_written_late_does_not_undo_the_stops_verdict(strategy_factory, sandbox, account) -> None:
+    """A review: the store refused the e-stop's halt once, so the halt (with its "not verified" marker) was held in
+    memory; the stop then reached a clean verdict, and the held halt, written on its retry, put the marker back over
+    it: re-arm refused after a clean stop."""
+    from planar_core.risk.operations import rearm
+    from planar_core.state import UNFINISHED_STOP
+
+    s = await strategy_factory(universe=["BTC/USDT"])
+    await place_resting(s, sandbox, {"BTC/USDT": "BTCUSDT"}, 2)
+    store = s.state_store
+    real = store.update
+    refused: list[bool] = []
+
+    def flaky(**changes):  # type: ignore[no-untyped-def]
+        if not refused and changes.get("halted") is True:
+            refused.append(True)
+            raise OSError(28, "No space left on device")
+        return real(**changes)
+
+    store.update = flaky  # type: ignore[method-assign]
+    report = await s.emergency_stop("flaky store")
+    assert refused and report.clean and open_on_exchange(sandbox, account) == []
+    assert s.gate.write_halt()  # what the held halt's retry does
+    state = store.load()
+    assert state.halted and UNFINISHED_STOP not in state.estop_unverified
+    await rearm(s, "the stop said clean", "ops")
