@@ -53,7 +53,7 @@ class RepairRefused(ValueError):
 @dataclass
 class RepairReport:
     root: str
-    action: str  # "none" (the manifest reads fine), "copy" (recovered from its copy), "rebuilt"
+    action: str  # "none" (the manifest reads fine), "copy" (recovered from its copy), "rebuilt", "dropped" (--drop)
     manifest: Manifest
     damage: str | None = None  # what was wrong with manifest.json
     left_out: dict[str, str] = field(default_factory=dict)  # segment -> why it is not listed
@@ -71,6 +71,7 @@ class RepairReport:
             "none": f"{self.root}: {MANIFEST} reads fine (generation {m.generation}, {len(m.segments)} segments); nothing to repair",
             "copy": f"{self.root}: {MANIFEST}: {self.damage}; recovered from {BACKUP}",
             "rebuilt": f"{self.root}: {MANIFEST}: {self.damage}; rebuilt from the segments present",
+            "dropped": f"{self.root}: {MANIFEST} reads fine; {self.damage} left out of it",
         }[self.action]
         out = [head]
         if self.action != "none":
@@ -98,15 +99,21 @@ def repair_manifest(root: str, drop: Iterable[str] = (), dry_run: bool = False, 
             damage = "missing"
         else:
             try:
-                return RepairReport(files.root, "none", Manifest.from_json(raw, files.url(MANIFEST)))
+                readable = Manifest.from_json(raw, files.url(MANIFEST))
             except CorruptStateError as exc:
                 damage = exc.what
-        try:
-            m = files.recover_manifest(CorruptStateError(files.url(MANIFEST), damage, files.repair_remedy()))
-            m.generation += 1
-            report = RepairReport(files.root, "copy", m, damage)
-        except CorruptStateError:  # the copy cannot stand in for it: rebuild from the segments
-            report = _rebuild(files, set(drop), damage)
+            else:
+                report = _dropped(files.root, readable, set(drop))
+                if report.action == "none":
+                    return report
+                damage = None
+        if damage is not None:  # else: a readable manifest, segments dropped from it by name (--drop)
+            try:
+                m = files.recover_manifest(CorruptStateError(files.url(MANIFEST), damage, files.repair_remedy()))
+                m.generation += 1
+                report = RepairReport(files.root, "copy", m, damage)
+            except CorruptStateError:  # the copy cannot stand in for it: rebuild from the segments
+                report = _rebuild(files, set(drop), damage)
         if not dry_run:
             report.set_aside = files.set_aside(MANIFEST) if raw is not None else None
             data = report.manifest.to_json().encode()
@@ -115,6 +122,19 @@ def repair_manifest(root: str, drop: Iterable[str] = (), dry_run: bool = False, 
                 files.write_atomic(MANIFEST, data)
             report.written = True
         return report
+
+
+def _dropped(root: str, m: Manifest, drop: set[str]) -> RepairReport:
+    """A readable manifest and segments named by ``--drop``: the manifest without them (a segment whose arrays are
+    damaged fails every read of the trace; it said "nothing to repair" and ignored ``--drop``: an outside trial).
+    The segments stay on disk; their events are no longer read."""
+    gone = [seg for seg in m.segments if seg.name in drop]
+    if not gone:
+        return RepairReport(root, "none", m)
+    kept = Manifest(m.schema_version, [seg for seg in m.segments if seg.name not in drop], m.wal_consumed, m.generation + 1)
+    report = RepairReport(root, "dropped", kept, f"{len(gone)} segment(s) named by --drop")
+    report.left_out = {seg.name: f"--drop: {seg.rows:,} events no longer read" for seg in gone}
+    return report
 
 
 @contextlib.contextmanager

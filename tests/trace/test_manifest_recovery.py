@@ -171,6 +171,27 @@ def test_repair_asks_which_segment_when_nothing_records_it(tmp_path: Path) -> No
     assert seqs(root) == list(range(10))
 
 
+def test_a_segment_whose_arrays_are_damaged_is_dropped_by_name(tmp_path: Path) -> None:
+    """An outside crash trial truncated a segment's payload chunk: every read of the trace failed (a Zstd error), and
+    ``planar trace repair --drop SEGMENT`` answered "reads fine; nothing to repair" with the manifest readable. The
+    named segment now leaves the manifest (kept on disk); the rest of the trace reads again."""
+    root = str(tmp_path / "t")
+    write(root, 0, 30)
+    files = TraceFiles(root)
+    first, *_ = files.load_manifest().segments
+    chunks = [p for p in (tmp_path / "t" / "segments" / first.name).rglob("*") if p.is_file() and p.stat().st_size > 64 and "payload" in str(p)]
+    assert chunks
+    for chunk in chunks:
+        truncate(chunk, 0.3)
+    with pytest.raises(Exception):
+        seqs(root)
+    assert "nothing to repair" in repair(root).stdout  # no --drop: nothing is decided for the operator
+    out = repair(root, "--drop", first.name)
+    assert out.returncode == 0, out.stderr
+    assert f"left out (kept on disk): {first.name}: --drop" in out.stdout
+    assert seqs(root) == list(range(10, 30)) and (tmp_path / "t" / "segments" / first.name).exists()
+
+
 def test_repair_refuses_while_the_trace_is_written(tmp_path: Path) -> None:
     root = str(tmp_path / "t")
     write(root, 0, 5)
