@@ -196,6 +196,7 @@ class Backtest:
         self.host = LogicHost(self.s, self.logic, errors, self.result)
         self._quiet = False
         self.gaps: list[tuple[str, int, int, int]] = []  # (symbol, candle before, candle after, candles missing)
+        self._warmed: dict[str, int] = {}  # each symbol's last warm-up candle
         self._first: int | None = None
         self._last: int | None = None
 
@@ -298,6 +299,7 @@ class Backtest:
             for sym, row in rows:
                 kept[sym].append(row)
                 read += 1
+        self._warmed = {sym: int(rows_kept[-1][0]) for sym, rows_kept in kept.items() if rows_kept}  # for the gap count
         self._quiet = True
         try:
             for sym, rows_kept in kept.items():
@@ -329,11 +331,13 @@ class Backtest:
         tick_every = int(s.config.tick_interval * 1000)
         bars = 0
         end = self.end_ms
-        seen: dict[str, int] = {}  # each symbol's last candle: a later one more than a step after it is a gap
+        seen = dict(self._warmed)  # each symbol's last candle: a later one more than a step after it is a gap
         step = self.step
+        last = None
         for ts, rows in groups:
             if end is not None and ts >= end:
                 break
+            last = ts
             for sym, _ in rows:
                 prev = seen.get(sym)
                 if prev is not None and ts - prev > step:
@@ -357,6 +361,9 @@ class Backtest:
             if clock.ms >= next_monitor:
                 await s.risk.monitor_once(s)
                 next_monitor = clock.ms + monitor_every
+        for sym, at in seen.items():  # a symbol whose data ends before the others' (the run walked on without it)
+            if last is not None and at < last:
+                self.gaps.append((sym, at, last + step, (last - at) // step))
         return bars
 
     async def _advance(self, ms: int) -> None:

@@ -928,3 +928,15 @@ def test_a_run_over_gaps_or_with_logic_errors_says_so(tmp_path: Path) -> None:
     summary = json.loads(bad.stdout.strip().splitlines()[-1])
     assert summary["callback_errors"] > 0 and "a newcomer's bug" in summary["first_callback_error"]
     assert "the logic raised" in bad.stderr
+
+
+async def test_a_gap_at_the_warm_up_boundary_and_data_that_ends_early_are_counted(tmp_path: Path) -> None:
+    """A review: the gap count missed candles missing right after the warm-up, and a symbol whose data ended before
+    the others' (the run walked on without it)."""
+    from planar_core.backtest.summary import summarize
+
+    btc = DATA["BTC/USDT"].drop(index=range(100, 106)).iloc[:-10]  # 6 missing after the 100 warm-up candles, 10 at the end
+    cfg = backtest_config(config(tmp_path, logic="tests.backtest.test_backtest:RestsFarBelow"), tmp_path / "bt")
+    run = await Backtest(cfg, {"BTC/USDT": btc, "ETH/USDT": DATA["ETH/USDT"]}, warmup=100, logic=RestsFarBelow(LogicParams())).run()
+    assert [(sym, n) for sym, _, _, n in run.gaps] == [("BTC/USDT", 6), ("BTC/USDT", 10)]
+    assert summarize(read_trace(run.trace_root), run)["missing_candles"] == 16
