@@ -4,6 +4,8 @@ again, a restart rebuilds the basis from the trace, and an emulated fill a real 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from planar_core.engine.sync import restore_basis
@@ -81,13 +83,19 @@ async def test_a_restart_rebuilds_the_cost_basis_from_the_trace() -> None:
     assert trip["realized_pnl"] == pytest.approx(5.0 - 15.0) and trip["entry_price"] == 100.0 and trip["fills"] == 3
 
 
-async def test_a_real_trade_replacing_an_emulated_one_does_not_count_twice() -> None:
+async def bought_then_sold_emulated() -> tuple[Any, Order, Trade]:
+    """1 bought at 100 (a real trade), then a sell the order's report says filled at 110, its fill emulated."""
     s, _, _ = await started()
     order(s, "b1", Side.BUY, 1.0)
     apply_trade(s, fill("b1", Side.BUY, 1.0, 100.0, "t1"))
     o = order(s, "s1", Side.SELL, 1.0)
     apply_order(s, OrderReport(SYM, "o-s1", "s1", OrderStatus.CLOSED, filled=1.0, average=110.0), emulate_now=True)
     (emu,) = o.trades
+    return s, o, emu
+
+
+async def test_a_real_trade_replacing_an_emulated_one_does_not_count_twice() -> None:
+    s, _, emu = await bought_then_sold_emulated()
     assert emu.emulated and emu.realized_pnl == pytest.approx(10.0)
     real = apply_trade(s, fill("s1", Side.SELL, 1.0, 111.0, "t9"))
     assert real is not None and real.realized_pnl == pytest.approx(11.0)  # against the lot, not against nothing
@@ -139,12 +147,7 @@ async def test_an_emulated_fill_still_waiting_at_a_restart_is_replaced_not_added
     basis snapshot in the trace now carries the undo of the fills still waiting."""
     from planar_core.engine.ledger import FillLedger
 
-    s, _, _ = await started()
-    order(s, "b1", Side.BUY, 1.0)
-    apply_trade(s, fill("b1", Side.BUY, 1.0, 100.0, "t1"))
-    o = order(s, "s1", Side.SELL, 1.0)
-    apply_order(s, OrderReport(SYM, "o-s1", "s1", OrderStatus.CLOSED, filled=1.0, average=110.0), emulate_now=True)
-    (emu,) = o.trades
+    s, o, emu = await bought_then_sold_emulated()
     last = sink_of(s).of("trade_executed")[-1]
     assert last["emulated"] and last["basis"]["pending"]["emulated"] == [emu.trade_id]
     restarted = FillLedger()  # the next run's ledger, from the trace's last basis
