@@ -33,6 +33,16 @@ class ConflictError(RuntimeError):
     """A conditional write on object storage lost: another process wrote the object first."""
 
 
+def naming(exc: OSError, path: str) -> OSError | None:
+    """``exc`` again with ``path`` named, when the call that raised it named none (``os.write``, ``fsync``, a
+    library's internal file): a full disk is otherwise "[Errno 28] No space left on device" with no hint of which
+    disk. The same subclass (``OSError(errno, ...)`` picks it from the errno). None when ``exc`` names a path
+    already or carries no errno: raise it as it is."""
+    if exc.filename is not None or exc.errno is None:
+        return None
+    return OSError(exc.errno, exc.strerror, path)
+
+
 class CorruptStateError(OSError):
     """A persisted file (a strategy's state, its client-order-id sequence, its intent journal, a trace manifest, a
     lease object) exists but cannot be read back as what this program wrote: truncated, not JSON, wrong fields.
@@ -141,9 +151,11 @@ class Store:
                         fh.flush()
                         os.fsync(fh.fileno())
                 os.replace(tmp, target)
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+                if isinstance(exc, OSError) and (named := naming(exc, target)) is not None:
+                    raise named from exc
                 raise
             if self.fsync:  # the rename itself is durable only once the directory is
                 fd = os.open(os.path.dirname(target), os.O_RDONLY)

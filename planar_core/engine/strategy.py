@@ -635,12 +635,20 @@ def strategy_from_config(
     if cfg.mode == "live" and (creds.api_key is None or creds.api_secret is None):
         raise ConfigError(f"credentials: live mode needs {creds.api_key_env} and {creds.api_secret_env} (environment or secrets provider)")
     damaged: list[CorruptStateError] = []
+    opened = None
     if sink is None:
-        sink = open_trace(cfg, damaged) if cfg.event_tracing.enabled else MemorySink()
-    alerts = alerts if alerts is not None else configured_alerts(cfg)
-    if wrap_sink is not None:
-        sink = wrap_sink(sink, alerts)
-    s = Strategy(cfg, build_parts(cfg, sink=sink, venue=engine_venue(cfg, sink), alerts=alerts, observer=observer))
+        sink = opened = open_trace(cfg, damaged) if cfg.event_tracing.enabled else MemorySink()
+    try:
+        alerts = alerts if alerts is not None else configured_alerts(cfg)
+        if wrap_sink is not None:
+            sink = wrap_sink(sink, alerts)
+        s = Strategy(cfg, build_parts(cfg, sink=sink, venue=engine_venue(cfg, sink), alerts=alerts, observer=observer))
+    except BaseException:
+        from ..trace import EventTrace
+
+        if isinstance(opened, EventTrace):  # opened here: let go of it, or this process's retry finds it held
+            opened.abandon()
+        raise
     s.gate.found_unreadable(damaged)  # it may stop (an e-stop may cancel); it may not start
     return s
 

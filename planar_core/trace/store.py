@@ -35,7 +35,7 @@ import numpy as np
 from ..append_log import AppendLog
 from ..model.json import integer
 from ..model.types import Json
-from ..storage import ObjectLease
+from ..storage import ObjectLease, naming
 from .columns import Columns
 from .files import MANIFEST, Manifest, Segment, TraceClosedError, TraceFiles, TraceLockedError, write_segment
 from .reading import extract_events_by_date, read_trace, to_records
@@ -71,8 +71,12 @@ def lock_local_writer(files: TraceFiles, purpose: str = "") -> int:
         with open(path, errors="replace") as fh:  # the holder's own words; only shown, never parsed
             holder = " ".join(fh.read().split())[:200] or "another process"
         raise TraceLockedError(f"trace {files.root} is being written by {holder}; one writer per trace") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}{' ' + purpose if purpose else ''}".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}{' ' + purpose if purpose else ''}".encode())
+    except OSError as exc:  # a full disk: the lock must not stay held by a descriptor nobody closes (an outside
+        os.close(fd)  # trial: the flow's retry in this process was then told another writer held the trace)
+        raise OSError(exc.errno, exc.strerror, path) from exc
     return fd
 
 
@@ -151,8 +155,10 @@ class EventTrace:
                 self._wal_seq = max([m.wal_consumed, *self.files.list_wal()]) + 1
                 self._last_ts = max((s.t_max for s in m.segments), default=0)
                 self._recover(m)
-            except BaseException:
+            except BaseException as exc:
                 self._release_writer_lock()
+                if isinstance(exc, OSError) and (named := naming(exc, self.root)) is not None:
+                    raise named from exc  # zarr's own writes name no path: a full disk would say nothing of where
                 raise
 
     def _recover(self, m: Manifest) -> None:
@@ -489,6 +495,13 @@ class EventTrace:
         """Object storage: refuse to write unless the lease is still ours (a local root holds its flock)."""
         if self._lease is not None:
             self._lease.hold()
+
+    def abandon(self) -> None:
+        """Give the trace up without writing to it (the engine being built around it failed): release the writer
+        lock, so a retry in this process is not refused as a second writer. What was recorded and flushed stays in
+        WAL files, which the next writer recovers."""
+        self.closed = True
+        self._release_writer_lock()
 
     def _release_writer_lock(self) -> None:
         if self._lease is not None:

@@ -161,3 +161,27 @@ async def test_read_only_wal_refuses_keeps_fills_and_rearms(strategy_factory, sa
     assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.9, waitfor=0) is PENDING
     assert len(snapshot(sandbox, account)["orders"]) == 2
     await s.alerts.stop()
+
+
+async def test_a_full_disk_at_start_up_names_its_path_and_a_retry_is_not_told_of_another_writer(
+    store_tmpfs, strategy_factory, sandbox, account
+) -> None:
+    """An outside trial: `planar run` on a full disk failed with a bare "[Errno 28] No space left on device" (no path),
+    and the flow's retry in the same process was told the trace "is being written by pid …" (its own first attempt:
+    the writer lock's descriptor was never closed), sending the operator after a twin engine that did not exist."""
+    from planar_core.config import load_config
+    from planar_core.engine.strategy import strategy_from_config
+    from planar_core.trace import TraceLockedError
+
+    first = await strategy_factory()
+    await first.stop()  # a store that has run before: its trace, its client-id block, its state
+    cfg = load_config(None, **first.config.model_dump(exclude={"credentials"}))
+    env = {"EXCHANGE_API_KEY": account.api_key, "EXCHANGE_API_SECRET": account.api_secret}
+    fill(store_tmpfs)
+    for attempt in range(2):  # the flow's retries run in the same process
+        with pytest.raises(OSError) as raised:
+            strategy_from_config(cfg, env=env)
+        exc = raised.value
+        assert not isinstance(exc, TraceLockedError), f"attempt {attempt}: {exc}"
+        assert exc.errno == errno.ENOSPC, f"attempt {attempt}: {exc!r}"
+        assert str(store_tmpfs) in str(exc), f"attempt {attempt} names no path: {exc}"
