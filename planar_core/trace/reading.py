@@ -23,7 +23,18 @@ import zarr
 
 from ..model.types import Json
 from .columns import NUMBERS, TEXT, Columns
-from .files import Manifest, Segment, TraceFiles, column, open_segment, read_segment, read_segments_into, segment_dicts, stored_names
+from .files import (
+    Manifest,
+    Segment,
+    TraceFiles,
+    column,
+    open_segment,
+    read_segment,
+    read_segments_into,
+    segment_dicts,
+    segment_read,
+    stored_names,
+)
 
 if TYPE_CHECKING:
     from .store import EventTrace
@@ -133,12 +144,13 @@ def _of_kind(files: TraceFiles, seg: Segment, kind: str, last: int, payload: boo
         cols = read_segment(files, seg)
         cols = cols.take(cols.rows_of("kind", [kind]))
         return cols.slice(max(0, len(cols) - last), len(cols))
-    g = open_segment(files, seg)
-    stored = stored_names(g.attrs)[0]
-    kinds = segment_dicts(g)[stored.index("kind")]
-    if kind not in kinds:
-        return Columns.empty()
-    rows = np.flatnonzero(column(g, "codes")[stored.index("kind")] == kinds.index(kind))[-last:]
+    with segment_read(files, seg):
+        g = open_segment(files, seg)
+        stored = stored_names(g.attrs)[0]
+        kinds = segment_dicts(g)[stored.index("kind")]
+        if kind not in kinds:
+            return Columns.empty()
+        rows = np.flatnonzero(column(g, "codes")[stored.index("kind")] == kinds.index(kind))[-last:]
     if not len(rows):
         return Columns.empty()
     cols = read_segment(files, seg, int(rows[0]), int(rows[-1]) + 1, payload=payload)
@@ -182,10 +194,11 @@ def _between(files: TraceFiles, m: Manifest, start: TimeBound, end: TimeBound, k
     def rows(seg: Segment) -> tuple[int, int]:
         if lo <= seg.t_min and seg.t_max < hi:
             return 0, seg.rows
-        ts = open_segment(files, seg)["timestamp"]
-        if not isinstance(ts, zarr.Array):
-            raise ValueError(f"segment {seg.name}: timestamp is not an array")
-        return _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
+        with segment_read(files, seg):
+            ts = open_segment(files, seg)["timestamp"]
+            if not isinstance(ts, zarr.Array):
+                raise ValueError(f"segment {seg.name}: timestamp is not an array")
+            return _search(ts, lo, seg.rows), _search(ts, hi, seg.rows)
 
     wal = Columns.from_events(_wal_events(files, m))
     if len(wal):

@@ -25,7 +25,7 @@ from zarr.core.sync import sync
 
 from ..model.types import Json
 from .columns import TEXT, Columns
-from .files import READ_AHEAD, Manifest, Segment, TraceFiles, _get, parse_dicts, read_segment, stored_names
+from .files import READ_AHEAD, Manifest, Segment, TraceFiles, _get, parse_dicts, read_segment, segment_read, stored_names
 from .reading import _wal_events, consistent, to_records
 
 LIFECYCLE = (
@@ -75,6 +75,11 @@ def _records_of(files: TraceFiles, seg: Segment) -> Callable[[np.ndarray], list[
 
 async def _codes_of(files: TraceFiles, seg: Segment) -> _Part:
     """A segment's timestamps, codes and dictionaries, its three arrays read at once."""
+    with segment_read(files, seg):
+        return await _decode_codes(files, seg)
+
+
+async def _decode_codes(files: TraceFiles, seg: Segment) -> _Part:
     g = await zarr.api.asynchronous.open_group(store=files.url(f"segments/{seg.name}"), mode="r")
     text, _ = stored_names(g.attrs)
     ts, stored, raw = await asyncio.gather(

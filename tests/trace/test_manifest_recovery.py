@@ -185,8 +185,12 @@ def test_a_segment_whose_arrays_are_damaged_is_dropped_by_name(tmp_path: Path) -
     assert chunks
     for chunk in chunks:
         truncate(chunk, 0.3)
-    with pytest.raises((ValueError, RuntimeError)):  # the payload cannot be decoded (JSON, or Zstd when compressed)
-        seqs(root)
+    with pytest.raises(CorruptStateError, match=f"segment {first.name} .*cannot be read.*--drop {first.name}"):
+        seqs(root)  # named, with the remedy (it was a bare "Zstd decompression error", the segment unnamed)
+    for command in (["between", "2000-01-01", "2100-01-01"], ["tail", "-n", "100"]):  # the CLI: one line, exit 2
+        out = run("-m", "planar_core", "trace", *command, "--root", root)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"--drop {first.name}" in out.stderr
     assert "nothing to repair" in repair(root).stdout  # no --drop: nothing is decided for the operator
     out = repair(root, "--drop", first.name)
     assert out.returncode == 0, out.stderr
