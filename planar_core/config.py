@@ -172,10 +172,16 @@ class ConnectionConfig(_Model):
 
 class RiskConfig(_Model):
     max_daily_loss: float | None = Field(None, gt=0, description="quote currency")
-    max_drawdown: float | None = Field(None, gt=0, lt=1)
-    position_limit: float | None = Field(None, gt=0, le=1, description="fraction of equity per position")
-    max_total_exposure: float | None = Field(None, gt=0, description="gross exposure / equity")
-    max_leverage: float | None = Field(None, gt=0)
+    max_drawdown: float | None = Field(None, gt=0, lt=1, description="fraction of the peak equity (0.02: a 2 % fall trips it)")
+    position_limit: float | None = Field(
+        None, gt=0, le=1, description="fraction of equity per position, its worst case with the strategy's open orders (docs/engine.md)"
+    )
+    max_total_exposure: float | None = Field(
+        None, gt=0, description="gross exposure / equity (worst case with open orders); the monitor trims every position to 70 % above it"
+    )
+    max_leverage: float | None = Field(
+        None, gt=0, description="the same figure as max_total_exposure; the monitor closes the largest position above it"
+    )
     correlation_limit: float | None = Field(None, gt=0, le=1)
     sector_limit: float | None = Field(None, gt=0, le=1)
     sectors: dict[str, str] = Field(default_factory=dict, description="base asset -> sector")

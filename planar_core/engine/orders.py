@@ -348,15 +348,17 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
     if isinstance(req, Refusal):
         refused(s, ai, req, asked.side, asked.amount, asked.price)
         return None
-    if not asked.emergency:
-        risk = _risk_refusal(s, ai, req)
-        if risk is not None:
-            refused(s, ai, risk, req.side, req.amount, req.price, kind="risk_rejected")
-            return None
     if ai.is_margin and not asked.emergency:
         reason = await ensure_margin_mode(s, ai)
         if reason:
             refused(s, ai, Refusal(R.MARGIN_SETUP, reason), req.side, req.amount, req.price)
+            return None
+    # from the risk check to ``book`` nothing awaits: an order sent at the same time is checked after this one is
+    # booked, and counts in its worst case (risk/manager.py)
+    if not asked.emergency:
+        risk = _risk_refusal(s, ai, req)
+        if risk is not None:
+            refused(s, ai, risk, req.side, req.amount, req.price, kind="risk_rejected")
             return None
     try:
         cid = s.ids.next()

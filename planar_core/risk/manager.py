@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..config import RiskConfig
-from ..model import OrderAnswer, Refusal, RefusalReason, Side
+from ..model import OrderAnswer, PositionSide, Refusal, RefusalReason, Side
 from ..model.clock import Clock
 from ..model.sink import EventSink
 from ..model.types import Json
@@ -97,15 +97,29 @@ class RiskManager:
 
     def check(self, s: "Strategy", ai: "AssetInstance", req: "OrderRequest") -> Refusal | None:
         """The pre-trade hook: why ``req`` would break a limit (a ``risk_limit`` refusal; ``valuation_incomplete``
-        when equity cannot be valued and ``refuse_when_unvalued`` is on), or None."""
+        when equity cannot be valued and ``refuse_when_unvalued`` is on), or None.
+
+        A limit is checked against the worst case: the holding now, plus every order of the strategy on the asset
+        that may still be live and adds in the same direction (resting, being sent, of unknown outcome, a stop not
+        yet triggered; ``metrics.queued``), plus this one. The order call books an order before the next call's check
+        runs (no await between them), so orders sent at once see each other. In hedge mode the side the order
+        opens is the position checked, and gross exposure counts the long and the short side. An order that only
+        reduces (reduce-only, a spot sell, closing a hedge side, or making the worst case smaller) is never refused."""
         cfg = self.cfg
-        held = self._holding(s, ai)
+        per_asset = cfg.position_limit is not None or ai.max_position is not None or ai.risk_per_trade is not None
+        gross_limits = cfg.max_total_exposure is not None or cfg.max_leverage is not None or bool(cfg.sector_limit and cfg.sectors)
+        if req.reduce_only or (not ai.is_margin and req.side is Side.SELL):
+            return None  # a spot sell cannot go below nothing held (the cash check), so it only reduces
+        ps = req.position_side if ai.hedged else PositionSide.BOTH
+        if ai.hedged and (req.side is Side.BUY) != (ps is PositionSide.LONG):
+            return None  # closes its side (the cash check holds it to that side's size)
         signed = req.amount if req.side is Side.BUY else -req.amount
-        if req.reduce_only or abs(held + signed) < abs(held) - 1e-12:
+        before = M.holding(s, ai, ps) + (M.queued(s, ai, req.side, ps) if per_asset or gross_limits else 0.0)
+        if abs(before + signed) < abs(before) - 1e-12:
             return None  # an order that reduces risk is never refused by a limit
         rates = M.Rates(s)  # one moment's prices for every figure below
         eq, unpriced = M.equity(s, rates)
-        after = M.position_value(s, ai, signed, rates)
+        after = M.value_of(s, ai, before + signed, rates)
         if unpriced or math.isnan(after):
             missing = unpriced or [ai.symbol]
             if cfg.refuse_when_unvalued:
@@ -114,31 +128,33 @@ class RiskManager:
             return None
         if eq <= 0:
             return _limit(f"equity {eq:.2f} <= 0")
-        notional = abs(after - M.position_value(s, ai, rates=rates))
+        queued = " with the strategy's open orders" if abs(before - M.holding(s, ai, ps)) > 1e-12 else ""
+        notional = abs(M.value_of(s, ai, signed, rates))
         if ai.risk_per_trade is not None and notional / eq > ai.risk_per_trade + 1e-12:
             return _limit(f"risk_per_trade: order {notional / eq:.4f} of equity > {ai.risk_per_trade}")
         if ai.max_position is not None and abs(after) / eq > ai.max_position + 1e-12:
-            return _limit(f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {ai.max_position}")
+            return _limit(f"max_position: {ai.symbol} would be {abs(after) / eq:.4f} of equity{queued} > {ai.max_position}")
         if cfg.position_limit is not None and abs(after) / eq > cfg.position_limit + 1e-12:
-            return _limit(f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity > {cfg.position_limit}")
-        values = {sym: M.position_value(s, a, rates=rates) for sym, a in s.universe.items()}
-        values[ai.symbol] = after
-        gross = sum(abs(v) for v in values.values() if math.isfinite(v))
-        if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
-            return _limit(f"max_total_exposure: {gross / eq:.4f} > {cfg.max_total_exposure}")
-        if cfg.max_leverage is not None and gross / eq > cfg.max_leverage + 1e-12:
-            return _limit(f"max_leverage: {gross / eq:.4f} > {cfg.max_leverage}")
-        if cfg.sector_limit is not None and cfg.sectors:
-            sector = cfg.sectors.get(ai.base)
-            if sector is not None:
-                in_sector = sum(abs(v) for sym, v in values.items() if cfg.sectors.get(s.universe[sym].base) == sector and math.isfinite(v))
+            return _limit(f"position_limit: {ai.symbol} would be {abs(after) / eq:.4f} of equity{queued} > {cfg.position_limit}")
+        if gross_limits:
+            exposure = {sym: M.worst_exposure(s, a, rates) for sym, a in s.universe.items() if sym != ai.symbol}
+            exposure[ai.symbol] = M.worst_exposure(s, ai, rates, add=(req.side, ps, req.amount))
+            gross = sum(v for v in exposure.values() if math.isfinite(v))
+            if cfg.max_total_exposure is not None and gross / eq > cfg.max_total_exposure + 1e-12:
+                return _limit(f"max_total_exposure: {gross / eq:.4f} (every open order filled) > {cfg.max_total_exposure}")
+            if cfg.max_leverage is not None and gross / eq > cfg.max_leverage + 1e-12:
+                return _limit(f"max_leverage: {gross / eq:.4f} (every open order filled) > {cfg.max_leverage}")
+            sector = cfg.sectors.get(ai.base) if cfg.sector_limit is not None else None
+            if cfg.sector_limit is not None and sector is not None:
+                in_sector = sum(v for sym, v in exposure.items() if cfg.sectors.get(s.universe[sym].base) == sector and math.isfinite(v))
                 if in_sector / eq > cfg.sector_limit + 1e-12:
                     return _limit(f"sector_limit: {sector} would be {in_sector / eq:.4f} of equity > {cfg.sector_limit}")
         if cfg.correlation_limit is not None:
-            for sym, v in values.items():
-                if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9 or M.is_dust(s, s.universe[sym]):
+            for sym, a in s.universe.items():
+                v = M.position_value(s, a, rates=rates)
+                if sym == ai.symbol or not math.isfinite(v) or abs(v) < 1e-9 or M.is_dust(s, a):
                     continue  # a leftover no order can trade is no position to correlate with (model/dust.py)
-                c = M.correlation(ai, s.universe[sym])
+                c = M.correlation(ai, a)
                 same_direction = (v > 0) == (after > 0)
                 if not math.isnan(c) and same_direction and c > cfg.correlation_limit:
                     return _limit(f"correlation_limit: {ai.symbol} and {sym} correlate {c:.2f} > {cfg.correlation_limit}")
@@ -297,7 +313,7 @@ class RiskManager:
     async def reduce_all_positions(self, s: "Strategy", keep: float, reason: str) -> None:
         """Reduce every position of ``s`` to ``keep`` of its size."""
         for ai in list(s.universe.values()):
-            if self._holding(s, ai):
+            if ai.open_positions() if ai.is_margin else self._holding(s, ai):  # a hedged pair nets to nothing
                 log.warning("reducing %s by %.0f%%: %s", ai.symbol, (1 - keep) * 100, reason)
                 await self.reduce_position(s, ai, 1 - keep, reason)
 

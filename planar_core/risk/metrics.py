@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..model import PositionSide, Side
 from ..model.dust import below_minimum
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
-    from ..model import AssetInstance
+    from ..model import AssetInstance, Order
 
 
 _Legs = tuple[tuple["AssetInstance", str, str], ...]
@@ -177,6 +178,90 @@ def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0, rates
         return 0.0
     rate = (rates or Rates(s)).get(ai.base)
     return held * rate if rate is not None else math.nan
+
+
+def value_of(s: "Strategy", ai: "AssetInstance", units: float, rates: Rates | None = None) -> float:
+    """Signed value in the main currency of ``units`` of the asset (contracts, or base units on spot); NaN when it
+    cannot be valued."""
+    if not units:
+        return 0.0
+    if ai.is_margin:
+        rate = (rates or Rates(s)).get(ai.quote)
+        return units * ai.last_price * rate if ai.last_price and rate is not None else math.nan
+    rate = (rates or Rates(s)).get(ai.base)
+    return units * rate if rate is not None else math.nan
+
+
+def holding(s: "Strategy", ai: "AssetInstance", position_side: PositionSide = PositionSide.BOTH) -> float:
+    """What is held now, signed: spot the base balance, one-way futures the position, hedge mode the position of
+    ``position_side`` (a short's contracts are negative)."""
+    if not ai.is_margin:
+        return s.cash(ai.base).total
+    return ai.position_of(position_side).contracts if ai.hedged else ai.position.contracts
+
+
+def queued(s: "Strategy", ai: "AssetInstance", side: Side, position_side: PositionSide = PositionSide.BOTH) -> float:
+    """What the strategy's orders on ``ai`` could still add in ``side``'s direction that the holding does not show,
+    signed (buys > 0): every order open, being sent or of unknown outcome (a conditional one before its trigger
+    too), less what has filled; and the fills the balances or positions held do not include yet (an order answered
+    "filled" is no longer open, and the account update that includes its fill comes a moment later). Not a
+    reduce-only order; in hedge mode only those of ``position_side``. A spot sell adds nothing (it cannot go below
+    nothing held). An outside trial: with the pre-trade limits blind to these, five resting buys of 0.9 of a 0.1
+    limit each, four market buys sent at once, and three stop buys that triggered later all passed."""
+    if not ai.is_margin and side is Side.SELL:
+        return 0.0
+
+    def adds(o: "Order") -> bool:
+        return o.side is side and not o.reduce_only and (not ai.hedged or o.position_side is position_side)
+
+    total = sum(max(0.0, o.amount - o.filled) for o in ai.open_orders() if adds(o))
+    prefix = f"{ai.symbol}:"
+    unsettled = {key[len(prefix) :] for key in s.freshness.pending if key.startswith(prefix)}
+    for trade in reversed(ai.trades) if unsettled else ():
+        if str(trade.trade_id) in unsettled:
+            unsettled.discard(str(trade.trade_id))
+            order = ai.orders.get(trade.client_order_id or "")
+            if order is not None and adds(order):
+                total += trade.amount
+            if not unsettled:
+                break
+    return total if side is Side.BUY else -total
+
+
+def opening_sides(ai: "AssetInstance") -> tuple[tuple[Side, PositionSide], ...]:
+    """The (side, position side) of the orders that can add to a position of ``ai``: spot buys; one-way buys and
+    sells; in hedge mode buys of the long side and sells of the short side."""
+    if not ai.is_margin:
+        return ((Side.BUY, PositionSide.BOTH),)
+    if ai.hedged:
+        return ((Side.BUY, PositionSide.LONG), (Side.SELL, PositionSide.SHORT))
+    return ((Side.BUY, PositionSide.BOTH), (Side.SELL, PositionSide.BOTH))
+
+
+def worst_exposure(
+    s: "Strategy", ai: "AssetInstance", rates: Rates | None = None, add: tuple[Side, PositionSide, float] | None = None
+) -> float:
+    """The asset's gross exposure (main currency, >= 0; NaN when unvalued) if every order of the strategy that may
+    be live on it fills the way that makes it largest, ``add`` (side, position side, amount) one more: hedge mode
+    sums the long and the short side; one-way takes the larger of "every buy fills" and "every sell fills"."""
+    worst = 0.0
+    for side, ps in opening_sides(ai):
+        units = holding(s, ai, ps) + queued(s, ai, side, ps)
+        if add is not None and add[:2] == (side, ps):
+            units += add[2] if side is Side.BUY else -add[2]
+        units = abs(units)
+        worst = worst + units if ai.hedged else max(worst, units)
+    if not ai.is_margin:
+        worst = max(worst, abs(holding(s, ai)))
+    return abs(value_of(s, ai, worst, rates))
+
+
+def gross_value(s: "Strategy", ai: "AssetInstance", rates: Rates | None = None) -> float:
+    """The asset's gross exposure now (main currency, >= 0; NaN when unvalued): hedge mode sums the long and the
+    short side (the net view ``ai.position`` of a long 0.2 and a short 0.25 is 0.05 of exposure, not 0.45)."""
+    if ai.is_margin and ai.hedged:
+        return abs(value_of(s, ai, sum(abs(p.contracts) for _, p in ai.open_positions()), rates))
+    return abs(position_value(s, ai, rates=rates))
 
 
 def equity(s: "Strategy", rates: Rates | None = None) -> tuple[float, list[str]]:
@@ -366,7 +451,7 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
     eq, unpriced = equity(s, rates)
     peak_equity = max(peak_equity or eq, eq)
     values: dict[str, float] = {}
-    upnl = 0.0
+    upnl, gross = 0.0, 0.0
     # correlation, volatility and liquidity are the positions' own: a holding no order can trade is none (dust.py)
     held: list[tuple[str, "AssetInstance"]] = []
     for sym, ai in s.universe.items():
@@ -378,7 +463,9 @@ def compute(s: "Strategy", day_start_equity: float | None, peak_equity: float | 
             values[sym] = v
             if not is_dust(s, ai):
                 held.append((sym, ai))
-    gross = sum(abs(v) for v in values.values())
+        g = gross_value(s, ai, rates) if ai.hedged else abs(v)
+        if math.isfinite(g):
+            gross += g
     corr_terms, corr_w, liquidity, vol = 0.0, 0.0, 0.0, math.nan
     if held:
         total = sum(abs(values[sym]) for sym, _ in held)
