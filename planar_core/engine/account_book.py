@@ -152,9 +152,10 @@ class AccountBook:
                 if complete and not self.margin:  # the snapshot says: none held
                     self.freshness.hold(cur, stamp)
                 continue
-            if min(new.free if not self.margin else 0.0, new.used, new.total) < 0 or not all(
-                map(math.isfinite, (new.free, new.used, new.total))
-            ):
+            # a spot balance is never negative; a margin wallet (and what is free of it) may be: a cross
+            # liquidation past bankruptcy leaves a debt, and the breakers must see it
+            lowest = new.used if self.margin else min(new.free, new.used, new.total)
+            if lowest < 0 or not all(map(math.isfinite, (new.free, new.used, new.total))):
                 log.error("ignoring an impossible balance for %s from the exchange: %s", cur, new)
                 self.sink.record("error_occurred", reason=f"impossible balance for {cur}", payload=vars(new))
                 continue

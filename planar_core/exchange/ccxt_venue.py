@@ -35,7 +35,7 @@ from ..model.venue import (
     Ticker,
 )
 from .ccxt_types import CcxtExchange
-from .client import ExchangeClient, is_balance, is_list, is_order
+from .client import ExchangeClient, is_balance, is_list, is_order, is_spot_balance
 from .dialect import Dialect
 from .errors import ExchangeOpError, MalformedResponse
 from .reports import ReportParser
@@ -250,7 +250,8 @@ class CcxtVenue(ExchangeClient):
     async def balances(self, market_type: MarketType, timeout: float, retries: int = 3) -> BalanceReport:
         """A complete snapshot of the account section's balances (REST)."""
         params: Json = {"type": "swap"} if market_type == "swap" else {}
-        raw = await self.call("fetch_balance", lambda: self.ex.fetch_balance(params), timeout, retries=retries, validate=is_balance)
+        valid = is_balance if market_type == "swap" else is_spot_balance
+        raw = await self.call("fetch_balance", lambda: self.ex.fetch_balance(params), timeout, retries=retries, validate=valid)
         return self.parse.balance(raw, market_type, complete=True)
 
     async def positions(self, symbols: Sequence[str] | None, timeout: float, retries: int = 3) -> list[PositionReport]:

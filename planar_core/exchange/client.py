@@ -63,10 +63,17 @@ class CancelResult:
 
 
 def is_balance(x: object) -> bool:
-    """A parsed balance with no negative amount (an exchange never owes a spot account)."""
+    """A parsed balance: its exchange answer, and numbers. A margin wallet may be negative (a cross liquidation
+    past bankruptcy leaves a debt: an outside trial saw every read of one refused as malformed, and the engine kept
+    the equity from before the loss); ``is_spot_balance`` refuses that on spot."""
     if not (isinstance(x, dict) and isinstance(x.get("info"), (dict, list)) and x.get("info")):
         return False
-    return all(v is None or v >= 0 for k in ("free", "total") for v in (x.get(k) or {}).values())
+    return all(v is None or isinstance(v, (int, float)) for k in ("free", "total") for v in (x.get(k) or {}).values())
+
+
+def is_spot_balance(x: object) -> bool:
+    """A parsed balance with no negative amount (an exchange never owes a spot account)."""
+    return is_balance(x) and isinstance(x, dict) and all(v is None or v >= 0 for k in ("free", "total") for v in (x.get(k) or {}).values())
 
 
 def is_order(x: object) -> bool:

@@ -203,9 +203,7 @@ class RiskManager:
         eq, unpriced = M.equity(s)
         if not self._valuation(s, unpriced):
             return None
-        if eq <= 0:
-            return None
-        day_start, peak = self._day_and_peak(eq)
+        day_start, peak = self._day_and_peak(eq)  # equity at or below zero is a loss like any other (a cross wallet in debt)
         reason = None
         if self.cfg.max_daily_loss is not None and day_start - eq > self.cfg.max_daily_loss:
             reason = f"Daily loss limit exceeded: {eq - day_start:.2f} {s.config.main_currency}"

@@ -157,3 +157,36 @@ async def test_orders_placed_by_hand_follow_the_foreign_order_policy(
         await wait_for(lambda: any(e.get("decision") == "cancelled" for e in s.sink.events), timeout=5)
     else:
         assert [o["client_order_id"] for o in account_view(sandbox, s)["open_orders"]] == [hand["clientOrderId"]]
+
+
+async def test_a_cross_liquidation_that_leaves_a_negative_wallet_is_seen_and_trips_the_breaker(strategy_factory: Any, sandbox: Any) -> None:
+    """An outside risk trial: a gap past bankruptcy left the cross wallet at -104 USDT on the exchange; the engine
+    dropped the figure as "an impossible balance", every REST read after it failed as a malformed response, it kept
+    showing the equity before the gap (990.85), and the daily-loss breaker never tripped (it also skipped any equity
+    at or below zero)."""
+    acct = sandbox.ex.add_account({"USDT": 1000})
+    s = await strategy_factory(
+        name="perp",
+        acct=acct,
+        margin=True,
+        universe=[PERP],
+        default_leverage=20,
+        risk={"max_daily_loss": 100.0},
+        event_tracing={"enabled": False},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, acct, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    size = round(800 * 20 / ai.last_price, 3)  # 800 of the 1000 as margin at 20x
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=size, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(size), timeout=10)
+    await shock(sandbox, "BTCUSDT", 0.92, "linear")  # 8 % down at 20x: a loss of 1.6x the wallet
+    await wait_for(lambda: "BTCUSDT" not in futures(sandbox, s)["positions"], timeout=15)
+    wallet = Decimal(str(futures(sandbox, s)["wallet"]))
+    assert wallet < 0  # the exchange's figure: the engine's view is compared with it before anything re-reads
+    await wait_for(lambda: s.cash("USDT").total < 0, timeout=10)
+    assert s.cash("USDT").total == pytest.approx(float(wallet), abs=1e-6)
+    await wait_for(lambda: s.halted, timeout=10)
+    assert s.state.breaker_tripped == "daily_loss"
+    await s.refresh_balances()  # a REST read of the negative wallet is taken, not refused as malformed
+    assert s.cash("USDT").total == pytest.approx(float(wallet), abs=1e-6)
