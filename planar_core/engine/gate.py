@@ -181,8 +181,9 @@ class TradingGate:
         if callable(load_manifest):
             load_manifest()  # a damaged manifest is recovered from its copy (a warning), or this raises
 
-    def rearm(self) -> None:
-        """Explicitly allow trading again after a halt. Refused while the store cannot be written
+    def rearm(self, **baselines: object) -> None:
+        """Explicitly allow trading again after a halt; ``baselines``: the breakers' (``peak_equity``,
+        ``day_start_equity``, ``day``) written with it. Refused while the store cannot be written
         (``StoreUnwritable``: ``check_store``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
         self.check_store()
         pending, self.unreadable = self.unreadable, {}
@@ -192,7 +193,9 @@ class TradingGate:
             self.unreadable = pending
             raise
         try:
-            self.state_store.update(halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None)
+            self.state_store.update(
+                halted=False, halt_reason=None, halted_at=None, halted_by_emergency_stop=False, breaker_tripped=None, **baselines
+            )
         except CorruptStateError:
             raise
         except OSError as exc:
@@ -200,4 +203,4 @@ class TradingGate:
         self._held_halt = None
         self._halt_retry_at = 0.0
         self.store_error = None
-        self.sink.record("rearmed")
+        self.sink.record("rearmed", equity=baselines.get("peak_equity"))

@@ -185,9 +185,29 @@ class Strategy:
         self.gate.halt(reason, by_emergency_stop)
 
     def rearm(self) -> None:
-        """Explicitly allow trading again after a halt; refused while the store cannot be written
-        (``StoreUnwritable``) or a file the engine acts on cannot be read (``CorruptStateError``)."""
-        self.gate.rearm()
+        """Allow trading again after a halt, as ``planar rearm`` does (``risk.operations.rearm``, which also asks the
+        exchange about what a stop left unverified): the halt and the tripped breaker are cleared, and the breakers'
+        baselines (peak and day-start equity) start again from the equity now (with no balance held yet: from the
+        next valuation), so the loss that tripped a breaker does not trip it again at the next price (an outside
+        trial: it did, and ran a second e-stop). Refused (``RearmRefused``) while the last emergency stop left
+        something unverified (its verdict is needed: run the stop again, or ``await risk.operations.rearm``) or
+        equity cannot be valued; refused while the store cannot be written (``StoreUnwritable``) or a file the
+        engine acts on cannot be read (``CorruptStateError``)."""
+        from ..risk import metrics
+        from ..risk.manager import utc_day
+        from ..risk.operations import RearmRefused
+
+        unverified = self.state.estop_unverified
+        if unverified:
+            raise RearmRefused(
+                f"{self.name}: the last emergency stop left {sorted(unverified)} unverified; run it again, or re-arm with "
+                "`planar rearm` (it asks the exchange first)"
+            )
+        eq, unpriced = metrics.equity(self)
+        if unpriced:
+            raise RearmRefused(f"{self.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
+        known = bool(self.holdings.balances)
+        self.gate.rearm(peak_equity=eq if known else None, day_start_equity=eq if known else None, day=utc_day(self.clock))
 
     def asset(self, ai: AssetInstance | str) -> AssetInstance:
         if isinstance(ai, AssetInstance):

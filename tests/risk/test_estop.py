@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from planar_core.model import PENDING, OrderType, Side
+from planar_core.risk import metrics as M
+from planar_core.risk.operations import RearmRefused
 from planar_core.sandbox import Faults
 
 from ..conftest import wait_for
@@ -64,6 +66,32 @@ async def test_drawdown_breaker(strategy_factory, sandbox) -> None:
     sandbox.hub.publish_now()
     report = await asyncio.wait_for(_estop_done(s), 15)
     assert report.clean and open_on_exchange(sandbox, acct) == [] and s.state.breaker_tripped == "drawdown"
+
+
+async def test_rearm_from_python_starts_the_breakers_again_from_the_equity_now(strategy_factory, sandbox) -> None:
+    """An outside risk trial: ``s.rearm()`` cleared the halt but kept the peak, so the drawdown that had tripped the
+    breaker tripped it again at the next price update (a second e-stop, a second ``breaker_tripped``); ``planar
+    rearm`` reset the baselines, the Python call did not."""
+    acct = sandbox.ex.add_account({"USDT": 5_000, "ETH": 3})
+    s = await strategy_factory(acct=acct, universe=["ETH/USDT"], risk={"max_drawdown": 0.05})
+    await wait_for(lambda: s.universe["ETH/USDT"].last_price and s.state.peak_equity)
+    sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.85  # ~-9 % of equity
+    sandbox.hub.publish_now()
+    await asyncio.wait_for(_estop_done(s), 15)
+    assert s.state.breaker_tripped == "drawdown" and s.halted
+    s.rearm()
+    eq, _ = M.equity(s)
+    assert not s.halted and s.state.peak_equity == pytest.approx(eq) and s.state.day_start_equity == pytest.approx(eq)
+    assert s.risk.evaluate_breakers(s) is None and not s.halted  # the prices that tripped it, valued again
+    assert [e["breaker"] for e in s.sink.of("breaker_tripped")] == ["drawdown"]
+
+
+async def test_rearm_from_python_is_refused_while_the_stop_left_orders_unverified(strategy_factory) -> None:
+    s = await strategy_factory()
+    s.state_store.update(halted=True, halt_reason="test", estop_unverified={"BTC/USDT:x-1": "still open"})
+    with pytest.raises(RearmRefused, match="unverified"):
+        s.rearm()
+    assert s.halted
 
 
 async def test_estop_cancels_100_orders_on_3_assets(strategy_factory, sandbox, account) -> None:
