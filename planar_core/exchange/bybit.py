@@ -64,6 +64,12 @@ ERRORS: dict[int, type[E.ExchangeOpError]] = {
     10002: E.ClockSkew,
     110001: E.OrderNotFound,  # order does not exist (linear)
     170213: E.OrderNotFound,  # (spot)
+    # the request may have been carried out: its outcome is unknown (an order is looked up by its orderLinkId) and a
+    # retry may succeed. ccxt 4.5 makes 10000 and 10016 a plain ExchangeError and 170146 an InvalidOrder: an outside
+    # trial saw a timed-out order booked "rejected" at once, and an e-stop give up on its first timeout
+    10000: E.NetworkUncertain,  # Server Timeout
+    10016: E.NetworkUncertain,  # internal server error, "please try again later"
+    170146: E.NetworkUncertain,  # order creation timeout (spot)
 }
 # retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
 ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})

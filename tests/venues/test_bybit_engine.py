@@ -473,3 +473,18 @@ async def test_one_second_candles_across_a_stalled_trade_stream(bybit_strategy, 
         (p,) = public.prints(ex, m, second * 1000 - 1, second * 1000)
         row = closed[second * 1000]
         assert (row[5], row[4]) == (pytest.approx(float(p["qty"])), pytest.approx(float(p["price"]))), second
+
+
+async def test_a_server_timeout_leaves_the_order_unknown(bybit_strategy, bybit_sandbox, trader) -> None:
+    """Bybit's retCode 10000 "Server Timeout" says nothing of the request's outcome. An outside trial saw ccxt's
+    plain ExchangeError for it booked as a refusal (``rejected`` at once, never looked up: on Bybit the order may
+    be live)."""
+    s = await bybit_strategy()
+    bid, _ = bid_ask(bybit_sandbox, "BTCUSDT")
+    bybit_sandbox.ex.faults = Faults(timeout_rate=1.0, hang_s=0.2)
+    answer = await s.call("BTC/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.9, waitfor=0)
+    bybit_sandbox.ex.faults = Faults()
+    assert answer is not None, s.last_refusal  # not a refusal: the outcome is not known
+    (order,) = s.universe["BTC/USDT"].orders.values()
+    await wait_for(lambda: order.status is OrderStatus.FAILED, timeout=30)  # looked up by orderLinkId: proven absent
+    assert order.verdict == "absent"
