@@ -50,7 +50,7 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
             _settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
         _exit_update(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
-        if s.book.mark_bracketed(order.client_order_id):
+        if s.book.mark_bracketed(order.client_order_id) and s.book.start_exits(order.client_order_id):
             _due(s, ai, order)
             s.supervisor.spawn(place(s, ai, order))
 
@@ -112,6 +112,9 @@ async def resume(s: "Strategy") -> None:
         if sl is None and tp is None:
             _settled(s, cid)
             continue
+        if not s.book.start_exits(cid):
+            continue  # the start-up sync saw this entry fill, and its own ``place`` is sending them now
+        s.book.mark_bracketed(cid)  # a late report of the entry's fill must not send them again
         filled = num(rec.get("filled"))
         entry = Order(
             cid,

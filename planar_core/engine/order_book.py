@@ -29,6 +29,7 @@ class OrderBook:
         self._foreign: set[str] = set()
         self._foreign_ids: set[str] = set()
         self._bracketed: set[str] = set()
+        self._exits_started: set[str] = set()  # entries whose exits this process set out to place (start_exits)
         self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
 
@@ -139,6 +140,15 @@ class OrderBook:
 
     def outside_universe(self) -> Mapping[str, frozenset[str]]:
         return self._outside
+
+    def start_exits(self, client_order_id: str) -> bool:
+        """This process sets out to place the exits of entry ``client_order_id``; False if it already did. The one
+        guard of the two paths that place them at a restart: the start-up sync seeing the entry fill, and the exits
+        due from before the crash (``brackets.resume``). An outside trial: both placed a take-profit, 3 of 3."""
+        if client_order_id in self._exits_started:
+            return False
+        self._exits_started.add(client_order_id)
+        return True
 
     def restore_bracketed(self, client_order_ids: Iterable[str]) -> None:
         """Entries whose exits an earlier run placed (restored from the trace)."""

@@ -187,3 +187,49 @@ async def test_a_halted_restart_still_places_the_exits_an_entry_never_got(
     assert again.halted
     live = [a for a in algos(sandbox, again).values() if a["status"] == "NEW"]
     assert sorted(a["type"] for a in live) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+
+
+async def test_a_restart_places_the_exits_due_once_when_the_start_up_sync_also_sees_the_entry_fill(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """An outside Bybit trial (3 of 3): killed between the entry's fill and its exits, the restart placed one
+    stop-loss and two take-profits. Two paths place the missing exits at a restart: the start-up sync that learns
+    the entry's fill (the listener spawns ``place``) and the exits due from before (``resume``); here both run,
+    in the order the trial's trace shows."""
+    from planar_core.engine import brackets
+    from planar_core.engine.notices import OrderUpdated
+    from planar_core.model import Order, OrderStatus
+
+    place, resume = brackets.place, brackets.resume
+
+    async def died_first(s: Any, ai: Any, entry: Any) -> None:  # the process is gone before the exits are sent
+        return None
+
+    monkeypatch.setattr(brackets, "place", died_first)
+    s, _, entry = await traced_entry(strategy_factory, sandbox, account)
+    assert entry.client_order_id in s.state.exits_due
+    rec = s.state.exits_due[entry.client_order_id]
+    await s.stop()
+    monkeypatch.setattr(brackets, "place", place)
+
+    async def sync_saw_the_fill_first(s: Any) -> None:  # the start-up sync applied the entry's fill just before
+        ai = s.universe[PERP]
+        filled = Order(
+            entry.client_order_id,
+            PERP,
+            Side.BUY,
+            OrderType.MARKET,
+            rec["filled"],
+            None,
+            status=OrderStatus.CLOSED,
+            filled=rec["filled"],
+            brackets=(rec["stop_loss"], rec["take_profit"]),
+        )
+        brackets.on_event(s, OrderUpdated(ai, filled))
+        await resume(s)
+
+    monkeypatch.setattr(brackets, "resume", sync_saw_the_fill_first)
+    again = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    await wait_for(lambda: again.state.exits_due == {}, timeout=10)
+    live = [a for a in algos(sandbox, again).values() if a["status"] == "NEW"]
+    assert sorted(a["type"] for a in live) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"], live
