@@ -49,6 +49,7 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED):
             _settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
         _exit_update(s, ai, order)
+        _exit_lost(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
         if s.book.mark_bracketed(order.client_order_id) and s.book.start_exits(order.client_order_id):
             _due(s, ai, order)
@@ -162,6 +163,30 @@ def _exit_update(s: "Strategy", ai: AssetInstance, order: Order) -> None:
         if sibling is not order:
             log.info("exit %s of %s acted: cancelling %s", order.client_order_id, order.parent, sibling.client_order_id)
             s.supervisor.spawn(s.cancel(ai, sibling))
+
+
+def _exit_lost(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    """An exit the exchange had accepted ended refused or expired by the exchange (not cancelled), neither it nor its
+    sibling having acted, while what it protected is still held: say so, critically. An outside Bybit trial: after
+    the strategy reduced its position by hand, the stop-loss (still at the entry's size) was refused when it
+    triggered, and the position stayed open past its stop without a word."""
+    if order.status not in (OrderStatus.REJECTED, OrderStatus.EXPIRED) or order.id is None or order.filled > 0:
+        return
+    siblings = [o for o in ai.orders.values() if o.parent == order.parent and o is not order]
+    if any(o.filled > 0 or o.triggered for o in siblings):
+        return  # the other exit acted: this one was retired with it (a spot OCO list's other leg)
+    held = (ai.position_of(order.position_side) if ai.hedged else ai.position).contracts if ai.is_margin else s.cash(ai.base).total
+    if not held:
+        return
+    why = order.refusal.detail if order.refusal is not None else "no reason given"
+    msg = (
+        f"{s.name}: exit {order.client_order_id} ({order.type.value} {order.amount} at {order.trigger_price}) of entry "
+        f"{order.parent} on {ai.symbol} was {order.status.value} by the exchange ({why}) while {held} is still held: "
+        "that position is not protected by it any more"
+    )
+    log.critical(msg)
+    s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=order.client_order_id, reason=msg)
+    s.alert(msg, "critical")
 
 
 def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> None:

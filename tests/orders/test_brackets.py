@@ -233,3 +233,19 @@ async def test_a_restart_places_the_exits_due_once_when_the_start_up_sync_also_s
     await wait_for(lambda: again.state.exits_due == {}, timeout=10)
     live = [a for a in algos(sandbox, again).values() if a["status"] == "NEW"]
     assert sorted(a["type"] for a in live) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"], live
+
+
+async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said_critically(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    """An outside Bybit trial (4 of 4, Binance 2 of 2): the strategy reduced its bracketed position by hand; the stop-loss,
+    still at the entry's size, was refused when it triggered (a reduce-only order larger than the position), and the
+    position stayed open past its stop without a word."""
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.01, reduce_only=True, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
+    sl = exits[OrderType.STOP_MARKET]
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # through the stop
+    await wait_for(lambda: sl.status is OrderStatus.REJECTED, timeout=10)  # the sandbox refuses it (sandbox.md)
+    assert account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "0.01"  # still held, past its stop
+    await wait_for(lambda: any("not protected" in str(e.get("reason")) for e in s.sink.of("error_occurred")), timeout=10)
