@@ -13,7 +13,7 @@ One component owns this bookkeeping; the order and fill handling (engine/updates
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ..model import AssetInstance, Order, PositionSide, Side, Trade
@@ -92,6 +92,7 @@ class FillLedger:
         self._orphans: dict[str, list[FillReport]] = {}  # order id -> fills that came before the order
         self._restored_trades: dict[str, list[Trade]] = {}  # client order id -> trades already in the trace
         self._restored_orders: dict[str, Json] = {}  # client order id -> what an earlier run placed
+        self._booked_before: set[str] = set()  # client order ids whose fills an earlier run booked (booked_before)
         self._basis: dict[str, Basis] = {}  # basis_key -> the position's cost basis
         self._undo: dict[str, _Undo] = {}  # emulated trade id -> the basis before it, the fills since
 
@@ -120,6 +121,16 @@ class FillLedger:
 
     def restore_orders(self, meta: Mapping[str, Json]) -> None:
         self._restored_orders.update(meta)
+
+    def note_booked_before(self, client_order_ids: Iterable[str]) -> None:
+        """Orders whose fills the trace holds from an earlier run (its lookback): a listing that brings one back later
+        (a reconnect's re-sync, a position change explained from the recent orders) must not book them again. An
+        outside audit: after a restart, realised PnL, fees and fills doubled, and the futures basis held a phantom
+        short that made ``close_position`` answer "nothing to close"."""
+        self._booked_before.update(client_order_ids)
+
+    def booked_before(self, client_order_id: str) -> bool:
+        return client_order_id in self._booked_before
 
     def restored_trades(self, client_order_id: str) -> list[Trade]:
         """The trades an earlier run recorded for this order (and forget them)."""

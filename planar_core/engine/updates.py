@@ -153,8 +153,11 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             amount=order.amount,
             price=order.price,
         )
-        for trade in s.ledger.restored_trades(order.client_order_id):  # already in the trace from an earlier run
+        restored = s.ledger.restored_trades(order.client_order_id)
+        for trade in restored:  # already in the trace from an earlier run
             s.book.add_fill(ai, order, trade)
+        if not restored and s.ledger.booked_before(order.client_order_id):
+            order.booked_before = r.filled or 0.0  # an earlier run's order, listed again later: its fills are booked
         if r.forced_close:
             record_forced_close(s, ai, order, r.forced_close)
     if order.type.is_conditional and _conditional_phase(s, ai, order, r, source):
@@ -190,7 +193,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
         for t in s.ledger.claim(order.id):
             apply_trade(s, t)
     if grew or changed:
-        if order.filled > sum(t.amount for t in order.trades) + 1e-12:
+        if order.filled > sum(t.amount for t in order.trades) + order.booked_before + 1e-12:
             if emulate_now:
                 emulate(s, ai, order)
             else:
@@ -302,8 +305,8 @@ def _order_type(r: OrderReport) -> OrderType:
 
 def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     """Emulate a trade from an order-update diff (filled and cost deltas) when no trade event explained it."""
-    seen_amount = sum(t.amount for t in order.trades)
-    seen_cost = sum(t.amount * t.price for t in order.trades)
+    seen_amount = sum(t.amount for t in order.trades) + order.booked_before
+    seen_cost = sum(t.amount * t.price for t in order.trades) + order.booked_before * (order.average or 0.0)
     delta = order.filled - seen_amount
     if delta <= 1e-12:
         return

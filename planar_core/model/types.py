@@ -197,6 +197,7 @@ class Order:
     refusal: "Refusal | None" = None  # booked, then refused (by the exchange, or not journaled): why, typed
     adjustment: "Adjustment | None" = None  # what the engine changed before sending it (sizing, rounding); None: as asked
     filled_at: int | None = None  # the engine's clock (ms) when it last learned the filled amount grew
+    booked_before: float = 0.0  # filled before this run and booked by an earlier one (its trades not attached here)
 
     def __post_init__(self) -> None:
         self.status = OrderStatus(self.status)

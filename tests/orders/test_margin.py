@@ -190,3 +190,43 @@ async def test_a_cross_liquidation_that_leaves_a_negative_wallet_is_seen_and_tri
     assert s.state.breaker_tripped == "daily_loss"
     await s.refresh_balances()  # a REST read of the negative wallet is taken, not refused as malformed
     assert s.cash("USDT").total == pytest.approx(float(wallet), abs=1e-6)
+
+
+async def test_a_restart_never_books_an_earlier_runs_fills_again(strategy_factory: Any, sandbox: Any) -> None:
+    """An outside audit (7 of 7 restarts followed by a trigger): after a restart, a listing that brought the earlier
+    run's orders back (a futures reduction explained from the recent orders; a reconnect's re-sync) booked their
+    fills again: realised PnL and fees doubled, and the basis held a phantom position that made ``close_position``
+    answer "nothing to close" while the exchange held 0.02. The engine's figures are compared with the exchange's
+    own fills before anything re-reads."""
+    from planar_core.engine.sync import resync
+
+    acct = sandbox.ex.add_account({"USDT": 10_000})
+
+    async def run(sizes: list[tuple[Side, float]]) -> Any:
+        s = await strategy_factory(name="audit", acct=acct, margin=True, universe=[PERP], default_leverage=5)
+        ai = s.universe[PERP]
+        await wait_for(lambda: user_subscribed(sandbox, acct, "linear"), timeout=10)
+        held = ai.position.contracts
+        for side, amount in sizes:
+            assert isinstance(await s.call(ai, T.MARKET, side, amount=amount, waitfor=5), Trade), s.last_refusal
+            held += amount if side is Side.BUY else -amount
+            await wait_for(lambda held=held: ai.position.contracts == pytest.approx(held) and not any(o.is_open for o in ai.orders.values()))
+        return s
+
+    first = await run([(Side.BUY, 0.02), (Side.SELL, 0.02)])  # a round trip: flat
+    await first.stop()
+    again = await run([(Side.BUY, 0.02), (Side.SELL, 0.01)])  # the reduction is explained from the recent orders
+    ai = again.universe[PERP]
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
+    await resync(again)  # what a reconnect does: the recent orders listed again
+
+    fills = [f for f in sandbox.ex.snapshot()["accounts"][acct.api_key]["fills"] if f["symbol"] == "BTCUSDT"]
+    realized = sum(Decimal(f["realized_pnl"]) for f in fills)
+    booked = [e for e in again.sink.of("trade_executed") if e.get("symbol") == PERP]
+    assert len(booked) == len(fills) == 4, [e.get("trade_id") for e in booked]
+    assert sum(e["realized_pnl"] for e in booked) == pytest.approx(float(realized), abs=1e-6)
+    basis = again.ledger.bases()
+    assert sum(b.contracts for b in basis.values()) == pytest.approx(0.01)  # the strategy's own part: what it holds
+    closed = await again.close_position(ai)
+    assert isinstance(closed[PositionSide.BOTH], Trade)
+    await wait_for(lambda: "BTCUSDT" not in futures(sandbox, again)["positions"], timeout=10)
