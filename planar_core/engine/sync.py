@@ -224,10 +224,8 @@ async def _startup_sync(s: "Strategy", plan: "StartupPlan") -> None:
     cfg = s.config.startup_sync
     since = plan.since_ms
     restore_basis(s, plan.index)
-    booked, trades = plan.index.traced_fills((since - 60_000) * 1_000_000)  # the earlier runs' fills: never booked again
-    for symbol, trade_id in trades:
-        s.ledger.mark_seen(symbol, trade_id)
-    s.ledger.note_booked_before(booked)
+    # the orders whose fills earlier runs booked (the codes alone): a later listing never books them again
+    s.ledger.note_booked_before(plan.index.client_ids(("trade_executed",), (since - 60_000) * 1_000_000))
     add_changed_positions(s, plan)
     listed = [ai for sym, ai in s.universe.items() if sym in plan.listed]
     log.info("start-up sync: history and trades of %d of %d assets (%s)", len(listed), len(s.universe), _reasons(plan.listed))

@@ -348,6 +348,8 @@ def apply_trade(s: "Strategy", f: FillReport) -> Trade | None:
         return None
     if tid is not None:
         s.ledger.mark_seen(ai.symbol, tid)
+    if order.booked_before and order.booked_before >= order.filled - 1e-12:
+        return None  # an earlier run's order, listed again: every fill it has was booked then (the trace holds it)
     if order.type.is_conditional and not order.triggered:  # a fill proves the trigger (its report may come later)
         mark_triggered(s, ai, order, "trade", oid if ai.is_margin else None)
     trade = Trade(

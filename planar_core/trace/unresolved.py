@@ -40,7 +40,7 @@ LIFECYCLE = (
 )
 TERMINAL_KINDS = frozenset({"order_filled", "order_cancelled", "order_failed"})
 FINAL_STATUSES = frozenset({"closed", "canceled", "cancelled", "expired", "rejected", "failed"})
-_KIND, _SYMBOL, _STATUS, _CID, _TID = (TEXT.index(n) for n in ("kind", "symbol", "status", "client_order_id", "trade_id"))
+_KIND, _SYMBOL, _STATUS, _CID = (TEXT.index(n) for n in ("kind", "symbol", "status", "client_order_id"))
 
 
 @dataclass
@@ -135,26 +135,6 @@ class RestartIndex:
             d = part.dicts[_CID]
             out.update(d[c] for c in np.unique(part.codes[_CID][m]).tolist())
         return out
-
-    def traced_fills(self, since_ns: int | None = None) -> tuple[set[str], set[tuple[str, str]]]:
-        """The client order ids with a ``trade_executed`` event in the window, and those events' (symbol, trade id),
-        from the codes alone: what an earlier run booked, not to be booked again when a later listing brings the
-        order back."""
-        lo = self._since_ns if since_ns is None else since_ns
-        cids: set[str] = set()
-        trades: set[tuple[str, str]] = set()
-        for part in self._window:
-            m = part.mask(_KIND, ("trade_executed",)) & (part.timestamp >= lo)
-            rows = np.flatnonzero(m)
-            if not len(rows):
-                continue
-            c, sym, tid = part.codes[_CID][rows], part.codes[_SYMBOL][rows], part.codes[_TID][rows]
-            cid_names, sym_names, tid_names = part.dicts[_CID], part.dicts[_SYMBOL], part.dicts[_TID]
-            cids.update(cid_names[x] for x in np.unique(c[c >= 0]).tolist())
-            for a, b in set(zip(sym.tolist(), tid.tolist(), strict=True)):
-                if a >= 0 and b >= 0:
-                    trades.add((sym_names[a], tid_names[b]))
-        return cids, trades
 
     def rows(
         self,

@@ -210,7 +210,9 @@ async def test_a_restart_never_books_an_earlier_runs_fills_again(strategy_factor
         for side, amount in sizes:
             assert isinstance(await s.call(ai, T.MARKET, side, amount=amount, waitfor=5), Trade), s.last_refusal
             held += amount if side is Side.BUY else -amount
-            await wait_for(lambda held=held: ai.position.contracts == pytest.approx(held) and not any(o.is_open for o in ai.orders.values()))
+            await wait_for(
+                lambda held=held: ai.position.contracts == pytest.approx(held) and not any(o.is_open for o in ai.orders.values())
+            )
         return s
 
     first = await run([(Side.BUY, 0.02), (Side.SELL, 0.02)])  # a round trip: flat
@@ -230,3 +232,25 @@ async def test_a_restart_never_books_an_earlier_runs_fills_again(strategy_factor
     closed = await again.close_position(ai)
     assert isinstance(closed[PositionSide.BOTH], Trade)
     await wait_for(lambda: "BTCUSDT" not in futures(sandbox, again)["positions"], timeout=10)
+
+
+async def test_a_reconnect_after_a_restart_never_books_an_earlier_runs_spot_fills_again(strategy_factory: Any, sandbox: Any) -> None:
+    """The same audit's spot case (3 of 3): a reconnect's re-sync after a restart listed the earlier run's orders and
+    their trades, and booked the trades again under their own ids: realised PnL and fees doubled, the lots held twice
+    the coins the account had."""
+    from planar_core.engine.sync import resync
+
+    acct = sandbox.ex.add_account({"USDT": 10_000})
+    first = await strategy_factory(name="spotaudit", acct=acct, universe=["BTC/USDT"])
+    ai = first.universe["BTC/USDT"]
+    for side, amount in ((Side.BUY, 0.02), (Side.SELL, 0.01)):
+        assert isinstance(await first.call(ai, T.MARKET, side, amount=amount, waitfor=5), Trade), first.last_refusal
+    await first.stop()
+    again = await strategy_factory(name="spotaudit", acct=acct, universe=["BTC/USDT"])
+    await resync(again)  # what a reconnect does: the recent orders and trades listed again
+    await resync(again)
+    fills = [f for f in sandbox.ex.snapshot()["accounts"][acct.api_key]["fills"] if f["symbol"] == "BTCUSDT"]
+    booked = [e for e in again.sink.of("trade_executed") if e.get("symbol") == "BTC/USDT"]
+    assert len(booked) == len(fills) == 2, [e.get("trade_id") for e in booked]
+    lots = sum(b.size for b in again.ledger.bases().values())
+    assert lots == pytest.approx(again.cash("BTC").total, rel=0.02)  # the strategy's lots: what the account holds
