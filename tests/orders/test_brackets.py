@@ -39,6 +39,16 @@ async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: fl
     return s, ai, exits, last
 
 
+async def sell_by_hand(sandbox: Any, account: Any, amount: float) -> None:
+    """A reduce-only market sell of the perpetual from outside the engine (ccxt, the same account)."""
+    hand = make_client(sandbox, account, options={"defaultType": "swap"})
+    try:
+        await hand.load_markets()
+        await hand.create_order(PERP, "market", "sell", amount, None, {"reduceOnly": True})
+    finally:
+        await hand.close()
+
+
 async def test_futures_exits_cancel_each_other(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account, held=0.01)
     await shock(sandbox, "BTCUSDT", 1.03, "linear")  # the take-profit acts; the engine cancels the stop (0.01 stays held)
@@ -52,12 +62,7 @@ async def test_futures_exits_cancel_each_other(strategy_factory: Any, sandbox: A
 
 async def test_futures_exits_go_when_the_position_is_closed_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     s, _, exits, _ = await perp_entry(strategy_factory, sandbox, account)
-    hand = make_client(sandbox, account, options={"defaultType": "swap"})
-    try:
-        await hand.load_markets()
-        await hand.create_order(PERP, "market", "sell", 0.02, None, {"reduceOnly": True})
-    finally:
-        await hand.close()
+    await sell_by_hand(sandbox, account, 0.02)
     await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
     assert {a["status"] for a in algos(sandbox, s).values()} == {"CANCELED"}
 
@@ -258,12 +263,7 @@ async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said
     oversized stop: that is said, critically (it used to be an order_failed event and nothing more)."""
     s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
     s.halt("test: a halt keeps the exits as they are")
-    hand = make_client(sandbox, account, options={"defaultType": "swap"})
-    try:
-        await hand.load_markets()
-        await hand.create_order(PERP, "market", "sell", 0.01, None, {"reduceOnly": True})
-    finally:
-        await hand.close()
+    await sell_by_hand(sandbox, account, 0.01)
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
     sl = exits[OrderType.STOP_MARKET]
     await shock(sandbox, "BTCUSDT", 0.97, "linear")  # through the stop
