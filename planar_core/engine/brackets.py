@@ -198,73 +198,11 @@ def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> 
 
 
 def on_spot_balance(s: "Strategy", ai: AssetInstance) -> None:
-    """Spot: coins sold by other means leave the exits less to sell: exits larger than what is held are placed again
-    for what is (``_resize``); with nothing held they are cancelled."""
+    """Spot: coins sold by other means leave the exits nothing to sell; cancel them."""
     held = s.cash(ai.base).total
     for o in exits_of(s, ai):
         if held + 1e-12 < o.amount - o.filled:
-            if held > 0:
-                _resize(s, ai, o.parent, held)
-            else:
-                s.supervisor.spawn(s.cancel(ai, o))
-
-
-def on_position_reduced(s: "Strategy", ai: AssetInstance, side: PositionSide, contracts: float) -> None:
-    """Futures: the position an entry's exits protect is now smaller than they are (a partial close by the strategy,
-    by hand, by another exit): they are placed again for what is left (``_resize``). Left at the entry's size, a
-    reduce-only exit larger than the position is refused when it triggers (an outside Bybit trial: 4 of 4, the
-    position kept past its stop)."""
-    for o in exits_of(s, ai):
-        if (not ai.hedged or o.position_side is side) and abs(contracts) + 1e-12 < o.amount - o.filled:
-            _resize(s, ai, o.parent, abs(contracts))
-
-
-def _resize(s: "Strategy", ai: AssetInstance, parent: str | None, amount: float) -> None:
-    """Place the exits of entry ``parent`` again for ``amount``, then cancel the old ones (spot: cancel first, the
-    new list needs the coins the old one locks). Not while halted (an e-stop cancels every order; an exit it left is
-    alerted if it is refused: ``_exit_lost``), not once an exit acted or is in doubt, and one resize at a time."""
-    if parent is None or s.halted or parent in s.book.exits_resizing:
-        return
-    old = exits_of(s, ai, parent)
-    if not old or any(o.triggered or o.filled > 0 or o.id is None for o in old):
-        return  # acting (its sibling is retired), or not acknowledged yet: the next report decides
-    sl = next((o.trigger_price for o in old if o.type in _STOPS), None)
-    tp = next((o.trigger_price for o in old if o.type in _TAKES), None)
-    first = old[0]
-    entry = Order(
-        parent,
-        ai.symbol,
-        Side.BUY if first.side is Side.SELL else Side.SELL,
-        OrderType.MARKET,
-        amount,
-        None,
-        status=OrderStatus.CLOSED,
-        filled=amount,
-        position_side=first.position_side,
-        brackets=(sl, tp),
-    )
-    s.book.exits_resizing.add(parent)
-    s.supervisor.spawn(_replace(s, ai, entry, old))
-
-
-async def _replace(s: "Strategy", ai: AssetInstance, entry: Order, old: list[Order]) -> None:
-    try:
-        log.warning(
-            "exits of %s on %s: the position is smaller than they are; placing them again for %s",
-            entry.client_order_id,
-            ai.symbol,
-            entry.filled,
-        )
-        if not ai.is_margin:
-            for o in old:
-                await s.cancel(ai, o)
-            await place(s, ai, entry, protective=True)
-            return
-        if await place(s, ai, entry, protective=True):
-            for o in old:
-                await s.cancel(ai, o)
-    finally:
-        s.book.exits_resizing.discard(entry.client_order_id)
+            s.supervisor.spawn(s.cancel(ai, o))
 
 
 async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> bool:

@@ -30,7 +30,6 @@ class OrderBook:
         self._foreign_ids: set[str] = set()
         self._bracketed: set[str] = set()
         self._exits_started: set[str] = set()  # entries whose exits this process set out to place (start_exits)
-        self.exits_resizing: set[str] = set()  # entries whose exits are being placed again for a smaller position
         self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
 

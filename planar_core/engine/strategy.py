@@ -523,8 +523,6 @@ class Strategy:
         for c in changes:
             if c.closed:
                 _brackets.on_position_closed(self, self.universe[c.symbol], c.side)
-            elif abs(c.contracts) < abs(c.before):
-                _brackets.on_position_reduced(self, self.universe[c.symbol], c.side, c.contracts)
         if changes:
             if self.config.position_watcher.alert_on_changes:
                 alert_external_position_changes(self, changes)
