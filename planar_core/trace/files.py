@@ -300,8 +300,8 @@ def segment_read(files: TraceFiles, seg: Segment) -> Iterator[None]:
     (``reading.consistent`` still retries a read that a checkpoint or compaction raced: it looks at the manifest.)"""
     try:
         yield
-    except CorruptStateError:
-        raise
+    except (CorruptStateError, ConnectionError, TimeoutError, PermissionError, InterruptedError):
+        raise  # a store that did not answer (object storage), or refused access, says nothing of the segment
     except Exception as exc:
         raise CorruptStateError(
             files.url(f"segments/{seg.name}"),

@@ -239,3 +239,19 @@ def test_on_object_storage_a_damaged_manifest_and_lease(s3_root: str, caplog) ->
     et.record("order_placed", seq=25)
     et.close()
     assert seqs(s3_root) == list(range(26))
+
+
+def test_a_store_that_does_not_answer_is_not_called_a_damaged_segment(tmp_path: Path) -> None:
+    """A review: the damaged-segment error also caught a timeout of object storage and told the operator to drop the
+    segment (its events lost to every read). A store that did not answer, or refused access, is raised as it is."""
+    from planar_core.trace.files import segment_read
+
+    root = str(tmp_path / "t")
+    write(root, 0, 10)
+    files = TraceFiles(root)
+    (seg,) = files.load_manifest().segments
+    for transient in (ConnectionError("reset"), TimeoutError("no answer"), PermissionError(13, "denied")):
+        with pytest.raises(type(transient)), segment_read(files, seg):
+            raise transient
+    with pytest.raises(CorruptStateError, match=f"--drop {seg.name}"), segment_read(files, seg):
+        raise RuntimeError("Zstd decompression error: invalid input data")
