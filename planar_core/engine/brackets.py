@@ -172,6 +172,8 @@ def _exit_lost(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     triggered, and the position stayed open past its stop without a word."""
     if order.status not in (OrderStatus.REJECTED, OrderStatus.EXPIRED) or order.id is None or order.filled > 0:
         return
+    if order.status is OrderStatus.EXPIRED and not ai.is_margin and "spot" in s.venue.caps.native_oco:
+        return  # an OCO list's leg expires when the other acts, whose report may come second (a review)
     siblings = [o for o in ai.orders.values() if o.parent == order.parent and o is not order]
     if any(o.filled > 0 or o.triggered for o in siblings):
         return  # the other exit acted: this one was retired with it (a spot OCO list's other leg)
