@@ -34,7 +34,7 @@ def _unbooked(order: Order) -> bool:
     strategy's record (its fills are on their way: the cost basis does not hold them yet)."""
     if order.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
         return True
-    return order.filled - sum(t.amount for t in order.trades) - order.booked_before > max(1e-12, order.amount * 1e-9)
+    return order.filled - order.booked > max(1e-12, order.amount * 1e-9)
 
 
 async def close_position(

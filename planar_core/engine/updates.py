@@ -193,7 +193,7 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
         for t in s.ledger.claim(order.id):
             apply_trade(s, t)
     if grew or changed:
-        if order.filled > sum(t.amount for t in order.trades) + order.booked_before + 1e-12:
+        if order.filled > order.booked + 1e-12:
             if emulate_now:
                 emulate(s, ai, order)
             else:
@@ -305,7 +305,7 @@ def _order_type(r: OrderReport) -> OrderType:
 
 def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     """Emulate a trade from an order-update diff (filled and cost deltas) when no trade event explained it."""
-    seen_amount = sum(t.amount for t in order.trades) + order.booked_before
+    seen_amount = order.booked
     seen_cost = sum(t.amount * t.price for t in order.trades) + order.booked_before * (order.average or 0.0)
     delta = order.filled - seen_amount
     if delta <= 1e-12:

@@ -226,6 +226,11 @@ class Order:
     def average(self) -> float | None:
         return self.cost / self.filled if self.filled else None
 
+    @property
+    def booked(self) -> float:
+        """The filled amount the strategy's record holds: this run's trades, and what an earlier run booked."""
+        return sum(t.amount for t in self.trades) + self.booked_before
+
 
 @dataclass
 class Balance:

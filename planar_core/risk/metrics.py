@@ -167,17 +167,7 @@ def valuation_markets(s: "Strategy") -> list[str]:
 def position_value(s: "Strategy", ai: "AssetInstance", extra: float = 0.0, rates: Rates | None = None) -> float:
     """Signed value in the main currency of the asset's position (spot: base holdings) plus ``extra`` base units;
     NaN when it cannot be valued. ``rates``: the moment's rates when the caller values several assets at once."""
-    if ai.is_margin:
-        contracts = ai.position.contracts + extra
-        if not contracts:
-            return 0.0
-        rate = (rates or Rates(s)).get(ai.quote)
-        return contracts * ai.last_price * rate if ai.last_price and rate is not None else math.nan
-    held = s.cash(ai.base).total + extra
-    if not held:
-        return 0.0
-    rate = (rates or Rates(s)).get(ai.base)
-    return held * rate if rate is not None else math.nan
+    return value_of(s, ai, (ai.position.contracts if ai.is_margin else s.cash(ai.base).total) + extra, rates)
 
 
 def value_of(s: "Strategy", ai: "AssetInstance", units: float, rates: Rates | None = None) -> float:
