@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planar.engine.brackets")
 
-_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})  # an exit that is the stop-loss
-_TAKES = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT})  # the take-profit
+STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})  # an exit that is the stop-loss
+TAKES = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT})  # the take-profit
 
 
 def on_event(s: "Strategy", event: EngineEvent) -> None:
@@ -47,16 +47,16 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
     ai, order = event.ai, event.order
     if order.parent is not None:
         if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED):
-            _settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
+            settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
         _exit_update(s, ai, order)
         _exit_lost(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
         if s.book.mark_bracketed(order.client_order_id) and s.book.start_exits(order.client_order_id):
-            _due(s, ai, order)
+            due(s, ai, order)
             s.supervisor.spawn(place(s, ai, order))
 
 
-def _due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
+def due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
     """The entry's exits are due: persisted before they are sent, so that a crash before the exchange confirms them
     leaves a restart that knows (``resume``). Without it a restart after a crash between the fill and the exits
     left the position unprotected, without a word (an outside crash trial: 8 of 8 with 100 ms of latency)."""
@@ -74,7 +74,7 @@ def _due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
         log.error("the exits due for %s could not be recorded: %s", entry.client_order_id, exc)
 
 
-def _settled(s: "Strategy", entry: str) -> None:
+def settled(s: "Strategy", entry: str) -> None:
     """The entry's exits are confirmed by the exchange (or there is nothing left to protect): no longer due."""
     due = s.state.exits_due
     if entry in due:
@@ -106,12 +106,12 @@ async def resume(s: "Strategy") -> None:
         sl, tp = rec.get("stop_loss"), rec.get("take_profit")
         if live and not ai.is_margin and "spot" in s.venue.caps.native_oco:
             sl = tp = None  # one list: a leg on the book is the list
-        if any(o.type in _STOPS for o in live):
+        if any(o.type in STOPS for o in live):
             sl = None
-        if any(o.type in _TAKES for o in live):
+        if any(o.type in TAKES for o in live):
             tp = None
         if sl is None and tp is None:
-            _settled(s, cid)
+            settled(s, cid)
             continue
         if not s.book.start_exits(cid):
             continue  # the start-up sync saw this entry fill, and its own ``place`` is sending them now
@@ -230,7 +230,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
         s.sink.record(
             "error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason="exits not placed: no position left"
         )
-        _settled(s, entry.client_order_id)
+        settled(s, entry.client_order_id)
         return False
     try:
         if not ai.is_margin and sl is not None and tp is not None and "spot" in s.venue.caps.native_oco:
@@ -245,7 +245,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
         msg = f"{s.name}: entry {entry.client_order_id} on {ai.symbol} filled {entry.filled} but its exits (stop-loss {sl}, take-profit {tp}) were not placed"
         s.alert(msg, "critical")
     elif _confirmed(ai, entry.client_order_id):  # an exit whose outcome is unknown keeps it due until a restart checks
-        _settled(s, entry.client_order_id)
+        settled(s, entry.client_order_id)
     return ok
 
 

@@ -49,6 +49,7 @@ from ..storage import CorruptStateError
 from . import brackets as _brackets
 from . import cancels as _cancels
 from . import orders as _orders
+from . import reducing as _reducing
 from . import sync as _sync
 from . import trailing as _trailing
 from . import updates as _updates
@@ -452,6 +453,11 @@ class Strategy:
     ) -> CloseAnswer[OrderAnswer]:
         """Close the position (hedge mode: one ``side`` or both): reduce-only market, or limit at ``price``."""
         return await close_position(self, self.asset(ai), None if side is None else PositionSide(side), price, waitfor)
+
+    async def reduce_position(self, ai: AssetInstance | str, fraction: float, reason: str) -> OrderAnswer:
+        """A risk action: ``fraction`` of the strategy's own part of the position sold at market, what is left still
+        protected by its exits (engine/reducing.py)."""
+        return await _reducing.reduce_position(self, self.asset(ai), fraction, reason)
 
     async def cancel(self, ai: AssetInstance | str, order: Order) -> CancelAnswer:
         """Cancel one of the strategy's orders: cancelled, already closed, refused or unknown (engine/cancels.py)."""

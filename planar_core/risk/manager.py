@@ -29,7 +29,6 @@ from ..model.types import Json
 from ..state import StateStore
 from . import metrics as M
 from .estop import EStopReport, emergency_stop
-from .ownership import own_share
 
 if TYPE_CHECKING:
     from ..engine.strategy import Strategy
@@ -326,37 +325,5 @@ class RiskManager:
         await self.reduce_position(s, s.universe[sym], 1.0, reason)
 
     async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> OrderAnswer:
-        """Sell (or buy back) ``fraction`` of one position with a market order. The strategy's own open orders on the
-        asset are cancelled first (they lock funds and would re-open risk), then the size is taken from what can be
-        traded: futures contracts (reduce-only), spot the *free* base balance after a fresh balance read; on an
-        account others trade too, only the strategy's own part of it (risk/ownership.py: an outside trial saw a
-        strategy's exposure limit sell 30 % of coins the account held before it ever traded)."""
-        from ..model import OrderType, PositionSide
-
-        for order in ai.open_orders():
-            await s.cancel(ai, order)
-        if not ai.is_margin:
-            await s.refresh_balances()
-        if ai.is_margin and ai.hedged:  # each side its own position, closed by naming it
-            held_by_side = {ps: p.contracts for ps, p in ai.open_positions()}
-        else:
-            held_by_side = {PositionSide.BOTH: ai.position.contracts if ai.is_margin else s.cash(ai.base).free}
-        result: OrderAnswer = None
-        for ps, held in held_by_side.items():
-            size, others = own_share(s, ai, ps, held)
-            if others:
-                log.info("%s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
-            amount = abs(size) * fraction
-            if amount <= 0:
-                continue
-            side = Side.SELL if size > 0 else Side.BUY
-            hedge = ai.is_margin and ai.hedged
-            result = await s.call(
-                ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps, waitfor=0
-            )
-            if result is None:
-                s.sink.record(
-                    "error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before"
-                )
-                s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
-        return result
+        """Sell (or buy back) ``fraction`` of one position with a market order, its exits kept (engine/reducing.py)."""
+        return await s.reduce_position(ai, fraction, reason)

@@ -255,3 +255,43 @@ async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said
     await wait_for(lambda: sl.status is OrderStatus.REJECTED, timeout=10)  # the sandbox refuses it (-2022)
     assert account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "0.01"  # still held, past its stop
     await wait_for(lambda: any("not protected" in str(e.get("reason")) for e in s.sink.of("error_occurred")), timeout=10)
+
+
+async def test_a_risk_reduction_keeps_the_futures_exits(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """The exposure monitor's reduction (30 % of each position) cancelled every order on the asset first, the
+    stop-loss and take-profit with the rest: the 70 % kept was left unprotected without a word. Reduce-only exits
+    lock nothing and cannot add risk: they stay."""
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.014), timeout=10)
+    on_exchange = algos(sandbox, s)
+    assert all(on_exchange[o.client_order_id]["status"] == "NEW" for o in exits.values())
+    assert all(o.is_open for o in exits.values())
+
+
+async def test_a_risk_reduction_places_the_spot_exits_again_for_what_is_left(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """Spot exits hold the coins the reduction sells: they are cancelled, and one list at the same levels is placed
+    again for what is left."""
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    old = {o.client_order_id: o for o in ai.orders.values() if o.parent == entry.client_order_id}
+    before = account_view(sandbox, s)["spot_balances"]["BTC"]
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in old.values()), timeout=10)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.id and o.client_order_id not in old]) == 2, timeout=10)
+    view = account_view(sandbox, s)
+    sold = sum(float(before[k]) - float(view["spot_balances"]["BTC"][k]) for k in ("free", "locked"))
+    legs = {o["type"]: o for o in view["open_orders"]}
+    assert set(legs) == {"LIMIT_MAKER", "STOP_LOSS"} and not set(o["client_order_id"] for o in view["open_orders"]) & set(old)
+    bought = entry.amount - (entry.fee if entry.fee_currency == "BTC" else 0.0)
+    assert sold == pytest.approx(0.3 * bought, rel=0.02)  # 30 % of the strategy's own coins (the account held more)
+    assert float(legs["STOP_LOSS"]["qty"]) == pytest.approx(bought - sold, rel=0.02)  # the rest, protected
+    (stop,) = [o.trigger_price for o in old.values() if o.type is OrderType.STOP_MARKET]
+    assert float(legs["STOP_LOSS"]["stop_price"]) == pytest.approx(stop, rel=1e-6)  # at the same levels
+    assert s.state.exits_due == {}
