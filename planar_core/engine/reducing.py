@@ -32,9 +32,9 @@ def _keeps(ai: AssetInstance, order: Order) -> bool:
     return ai.is_margin and (order.parent is not None or order.reduce_only)
 
 
-def _entries_of(s: "Strategy", ai: AssetInstance, keep: float) -> list[Order]:
-    """The spot exits on ``ai`` as the entries they protect, each for ``keep`` of what its exits still cover, with
-    their stop-loss and take-profit levels: what ``brackets.place`` needs to place them again."""
+def _entries_of(s: "Strategy", ai: AssetInstance) -> list[Order]:
+    """The spot exits on ``ai`` as the entries they protect, each for what its exits still cover, with their
+    stop-loss and take-profit levels: what ``brackets.place`` needs to place them again."""
     groups: dict[str, list[Order]] = {}
     for o in brackets.exits_of(s, ai):
         groups.setdefault(o.parent or "", []).append(o)
@@ -42,7 +42,7 @@ def _entries_of(s: "Strategy", ai: AssetInstance, keep: float) -> list[Order]:
     for parent, legs in groups.items():
         stop = next((o.trigger_price for o in legs if o.type in brackets.STOPS), None)
         take = next((o.trigger_price for o in legs if o.type in brackets.TAKES), None)
-        covered = max(o.amount - o.filled for o in legs) * keep
+        covered = max(o.amount - o.filled for o in legs)
         side = Side.BUY if legs[0].side is Side.SELL else Side.SELL
         entries.append(
             Order(
@@ -57,7 +57,7 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
     reduce-only, spot from the *free* base balance after a fresh balance read (the exits' coins released first);
     on an account others trade too, only the strategy's own part (risk/ownership.py: an outside trial saw a
     strategy's exposure limit sell 30 % of coins the account held before it ever traded)."""
-    replace = [] if ai.is_margin or fraction >= 1 else _entries_of(s, ai, 1 - fraction)
+    replace = [] if ai.is_margin or fraction >= 1 else _entries_of(s, ai)
     for order in ai.open_orders():
         if not _keeps(ai, order):
             await s.cancel(ai, order)
@@ -85,7 +85,10 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
         if result is None:
             s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
             s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
-    for entry in replace:
+    for entry in replace:  # what the sell left; all of it if nothing was sent (never more than is free: ``place``)
+        if result is not None:
+            entry.amount = entry.filled = entry.filled * (1 - fraction)
+            brackets.due(s, ai, entry)
         await _restore(s, ai, entry, reason)
     return result
 
