@@ -192,11 +192,10 @@ class Strategy:
         next valuation), so the loss that tripped a breaker does not trip it again at the next price (an outside
         trial: it did, and ran a second e-stop). Refused (``RearmRefused``) while the last emergency stop left
         something unverified (its verdict is needed: run the stop again, or ``await risk.operations.rearm``) or
-        equity cannot be valued; refused while the store cannot be written (``StoreUnwritable``) or a file the
+        equity cannot be valued or is not positive (``risk.operations.baseline``); refused while the store cannot be written (``StoreUnwritable``) or a file the
         engine acts on cannot be read (``CorruptStateError``)."""
-        from ..risk import metrics
         from ..risk.manager import utc_day
-        from ..risk.operations import RearmRefused
+        from ..risk.operations import RearmRefused, baseline
 
         unverified = self.state.estop_unverified
         if unverified:
@@ -204,9 +203,7 @@ class Strategy:
                 f"{self.name}: the last emergency stop left {sorted(unverified)} unverified; run it again, or re-arm with "
                 "`planar rearm` (it asks the exchange first)"
             )
-        eq, unpriced = metrics.equity(self)
-        if unpriced:
-            raise RearmRefused(f"{self.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
+        eq = baseline(self)
         known = bool(self.holdings.balances)
         self.gate.rearm(peak_equity=eq if known else None, day_start_equity=eq if known else None, day=utc_day(self.clock))
 

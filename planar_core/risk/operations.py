@@ -68,12 +68,28 @@ class Rearmed:
         return asdict(self)
 
 
+def baseline(s: Strategy) -> float:
+    """The equity a re-arm starts the breakers from. Refused (``RearmRefused``) when it cannot be valued, or when
+    the balances are known and it is at or below zero (a cross wallet in debt after a liquidation): the drawdown
+    breaker measures from a positive peak, so re-arming there left it off until equity came back above zero,
+    while every order would trade on margin the account does not have (an outside risk trial)."""
+    eq, unpriced = M.equity(s)
+    if unpriced:
+        raise RearmRefused(f"{s.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
+    if eq <= 0 and s.holdings.balances:
+        raise RearmRefused(
+            f"{s.name}: equity is {eq:.2f} {s.config.main_currency}; the drawdown breaker needs a positive baseline: "
+            "fund the account (or settle its debt) first"
+        )
+    return eq
+
+
 async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
     """Allow trading again: the halt, the tripped breaker and the e-stop's unverified list are cleared, and the
     breakers' baselines (peak equity, day-start equity) start again from the equity now, so the drawdown that
     tripped the breaker does not trip it again at once. Refused (``RearmRefused``) while an order the e-stop
-    could not verify is still open, or cannot be listed, while the equity cannot be valued, or while the store cannot
-    be written (``TradingGate.check_store``: a full disk or a read-only volume halted it)."""
+    could not verify is still open, or cannot be listed, while the equity cannot be valued or is not positive
+    (``baseline``), or while the store cannot be written (``TradingGate.check_store``: a full disk or a read-only volume halted it)."""
     st = s.state
     if not reason.strip():
         raise RearmRefused("a reason is required (it is recorded in the trace)")
@@ -101,9 +117,7 @@ async def rearm(s: Strategy, reason: str, by: str) -> Rearmed:
             still[sym] = f"{len(ours)} order(s) still open"
     if still:
         raise RearmRefused(f"{s.name}: the emergency stop could not verify {still}; cancel them (planar emergency-stop) first")
-    eq, unpriced = M.equity(s)
-    if unpriced:
-        raise RearmRefused(f"{s.name}: equity cannot be valued (no price for {unpriced}); the breakers need a baseline")
+    eq = baseline(s)
     s.state_store.update(
         halted=False,
         halt_reason=None,

@@ -190,6 +190,15 @@ async def test_a_cross_liquidation_that_leaves_a_negative_wallet_is_seen_and_tri
     assert s.state.breaker_tripped == "daily_loss"
     await s.refresh_balances()  # a REST read of the negative wallet is taken, not refused as malformed
     assert s.cash("USDT").total == pytest.approx(float(wallet), abs=1e-6)
+    # re-arming in debt is refused: the drawdown breaker measures from a positive peak (re-armed at -104 it was off)
+    from planar_core.risk.operations import RearmRefused, rearm
+
+    await s.risk.wait_estop()
+    with pytest.raises(RearmRefused, match="equity is -"):
+        s.rearm()
+    with pytest.raises(RearmRefused, match="equity is -"):
+        await rearm(s, "test: in debt", "test")
+    assert s.halted
 
 
 async def test_a_restart_never_books_an_earlier_runs_fills_again(strategy_factory: Any, sandbox: Any) -> None:
