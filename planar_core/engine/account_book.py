@@ -44,6 +44,11 @@ class PositionChange:
         return not self.contracts and bool(self.before)
 
     @property
+    def flipped(self) -> bool:
+        """Through zero in one go (one-way mode: a sell larger than the long): the position before is closed."""
+        return self.contracts * self.before < 0
+
+    @property
     def reduced(self) -> bool:
         return abs(self.contracts) < abs(self.before)
 

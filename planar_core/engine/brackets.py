@@ -191,10 +191,14 @@ def _exit_lost(s: "Strategy", ai: AssetInstance, order: Order) -> None:
     s.alert(msg, "critical")
 
 
-def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide) -> None:
-    """The position an entry's exits protect is flat (closed by hand, by another exit, by the exchange): cancel them."""
+def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide, flipped_from: float | None = None) -> None:
+    """The position an entry's exits protect is flat (closed by hand, by another exit, by the exchange): cancel them.
+    ``flipped_from``: it went through zero instead (one-way: a sell larger than the long), and the exits that closed
+    the position before it (sells, for a long) are cancelled; the new position's own exits stay. Left, an outside
+    trial saw them live through the short and then close the next long the strategy opened (3 of 3)."""
+    closing = None if flipped_from is None else Side.SELL if flipped_from > 0 else Side.BUY
     for o in exits_of(s, ai):
-        if not ai.hedged or o.position_side is side:
+        if (not ai.hedged or o.position_side is side) and closing in (None, o.side):
             s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason="position closed: exit cancelled")
             s.supervisor.spawn(s.cancel(ai, o))
 

@@ -524,8 +524,8 @@ class Strategy:
         if changes:
             self.holdings.rederive_free()  # a free derived from the wallet before these positions counted the old ones
         for c in changes:
-            if c.closed:
-                _brackets.on_position_closed(self, self.universe[c.symbol], c.side)
+            if c.closed or c.flipped:
+                _brackets.on_position_closed(self, self.universe[c.symbol], c.side, c.before if c.flipped else None)
         if changes:
             if self.config.position_watcher.alert_on_changes:
                 alert_external_position_changes(self, changes)

@@ -295,3 +295,18 @@ async def test_a_risk_reduction_places_the_spot_exits_again_for_what_is_left(str
     (stop,) = [o.trigger_price for o in old.values() if o.type is OrderType.STOP_MARKET]
     assert float(legs["STOP_LOSS"]["stop_price"]) == pytest.approx(stop, rel=1e-6)  # at the same levels
     assert s.state.exits_due == {}
+
+
+async def test_exits_go_when_the_position_flips_through_zero(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """An outside trial (3 of 3): a bracketed long of 0.02 sold 0.04 (a short of 0.02, one-way mode); the long's
+    exits stayed live through the short and closed the next long the strategy opened. A flip closes the position
+    before it: its exits go, the new position's own stay."""
+    s, ai, exits, last = await perp_entry(strategy_factory, sandbox, account)
+    flip = await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.04, stop_loss=last * 1.02, waitfor=5)
+    assert isinstance(flip, Trade)
+    await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
+    on_exchange = algos(sandbox, s)
+    assert all(on_exchange[o.client_order_id]["status"] == "CANCELED" for o in exits.values())
+    (stop,) = [o for o in ai.orders.values() if o.parent == flip.client_order_id]
+    await wait_for(lambda: stop.id is not None and algos(sandbox, s)[stop.client_order_id]["status"] == "NEW", timeout=10)
+    assert stop.side is Side.BUY and stop.is_open and account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "-0.02"
