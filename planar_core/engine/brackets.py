@@ -28,6 +28,7 @@ from ..model.json import num
 from ..model.venue import PlaceExitList
 from .notices import EngineEvent, OrderUpdated
 from .orders import NotJournaled, book, call
+from .submit import lookup
 from .sync import sync_positions
 from .updates import apply_order, transition
 
@@ -203,12 +204,46 @@ def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide, fli
             s.supervisor.spawn(s.cancel(ai, o))
 
 
+def _short(s: "Strategy", ai: AssetInstance, o: Order) -> bool:
+    return o.is_open and s.cash(ai.base).total + 1e-12 < o.amount - o.filled
+
+
 def on_spot_balance(s: "Strategy", ai: AssetInstance) -> None:
-    """Spot: coins sold by other means leave the exits nothing to sell; cancel them."""
-    held = s.cash(ai.base).total
+    """Spot: coins sold by other means leave the exits nothing to sell; cancel them, once the exchange has said
+    how much of each exit filled (``_coins_gone``)."""
     for o in exits_of(s, ai):
-        if held + 1e-12 < o.amount - o.filled:
-            s.supervisor.spawn(s.cancel(ai, o))
+        if _short(s, ai, o) and s.book.start_check(o.client_order_id):
+            s.supervisor.spawn(_coins_gone(s, ai, o))
+
+
+async def _coins_gone(s: "Strategy", ai: AssetInstance, o: Order) -> None:
+    """An exit larger than the coins held: the exit is looked up first, because the balance that already counts
+    its own partial fill may come before the report of that fill. Cancelled on that balance alone, a take-profit
+    leg that had just filled in part went with the rest of the coins unprotected (the exchange had expired the
+    stop leg of the list: an outside trial, 6 of 7). Still larger once the exchange answered: cancelled, and what
+    is held without it is said, critically. Not answered: left as it is (the next balance asks again)."""
+    cid = o.client_order_id
+    try:
+        try:
+            found = await lookup(s, ai.symbol, cid, timeout=s.config.timeouts.order_cancellation, conditional=o.type.is_conditional)
+        except ExchangeOpError as err:
+            log.info("exit %s: look-up before a coins-gone cancel failed: %s", cid, err)
+            return
+        if found is not None:
+            apply_order(s, found, source="lookup")
+        if not _short(s, ai, o):
+            return
+        held = s.cash(ai.base).total
+        reason = f"coins gone: {held} {ai.base} held, the exit still sells {o.amount - o.filled}"
+        log.warning("exit %s of %s: %s: cancelled", cid, o.parent, reason)
+        s.sink.record("order_updated", symbol=ai.symbol, client_order_id=cid, reason=f"{reason}: exit cancelled")
+        await s.cancel(ai, o)
+        if held > 0:
+            msg = f"{s.name}: exit {cid} of {o.parent} on {ai.symbol} was cancelled ({reason}): {held} {ai.base} is held without it"
+            log.critical(msg)
+            s.alert(msg, "critical")
+    finally:
+        s.book.end_check(cid)
 
 
 async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> bool:
@@ -245,8 +280,15 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
         log.exception("placing the exits of %s", entry.client_order_id)
         ok = False
         s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason=f"exits: {exc}")
-    if not ok:
-        msg = f"{s.name}: entry {entry.client_order_id} on {ai.symbol} filled {entry.filled} but its exits (stop-loss {sl}, take-profit {tp}) were not placed"
+    if not ok:  # which of the two is on the exchange: an operator told "not placed" of a live stop may add a second
+        live = {o.type for o in ai.orders.values() if o.parent == entry.client_order_id and (o.is_open or o.filled)}
+        named = [(f"{what} {px}", kinds) for what, px, kinds in (("stop-loss", sl, STOPS), ("take-profit", tp, TAKES)) if px is not None]
+        missing = [what for what, kinds in named if not live & kinds]
+        placed = [what for what, kinds in named if live & kinds]
+        msg = (
+            f"{s.name}: entry {entry.client_order_id} on {ai.symbol} filled {entry.filled} but its exits ({', '.join(missing) or 'all'}) "
+            f"were not placed" + (f"; placed: {', '.join(placed)}" if placed else "")
+        )
         s.alert(msg, "critical")
     elif _confirmed(ai, entry.client_order_id):  # an exit whose outcome is unknown keeps it due until a restart checks
         settled(s, entry.client_order_id)

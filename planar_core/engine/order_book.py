@@ -29,6 +29,7 @@ class OrderBook:
         self._foreign: set[str] = set()
         self._foreign_ids: set[str] = set()
         self._bracketed: set[str] = set()
+        self._checking: set[str] = set()  # exits being looked up before a "coins gone" cancel (brackets.on_spot_balance)
         self._exits_started: set[str] = set()  # entries whose exits this process set out to place (start_exits)
         self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
@@ -140,6 +141,20 @@ class OrderBook:
 
     def outside_universe(self) -> Mapping[str, frozenset[str]]:
         return self._outside
+
+    def start_check(self, client_order_id: str) -> bool:
+        """A check of exit ``client_order_id`` against the exchange starts; False while one is under way."""
+        if client_order_id in self._checking:
+            return False
+        self._checking.add(client_order_id)
+        return True
+
+    def end_check(self, client_order_id: str) -> None:
+        self._checking.discard(client_order_id)
+
+    @property
+    def checks_under_way(self) -> int:
+        return len(self._checking)
 
     def start_exits(self, client_order_id: str) -> bool:
         """This process sets out to place the exits of entry ``client_order_id``; False if it already did. The one

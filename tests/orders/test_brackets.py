@@ -310,3 +310,73 @@ async def test_exits_go_when_the_position_flips_through_zero(strategy_factory: A
     (stop,) = [o for o in ai.orders.values() if o.parent == flip.client_order_id]
     await wait_for(lambda: stop.id is not None and algos(sandbox, s)[stop.client_order_id]["status"] == "NEW", timeout=10)
     assert stop.side is Side.BUY and stop.is_open and account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "-0.02"
+
+
+async def test_a_spot_take_profit_that_filled_in_part_is_not_cancelled_as_coins_gone(
+    strategy_factory: Any, sandbox: Any, monkeypatch: Any
+) -> None:
+    """An outside trial (6 of 7): the list's take-profit filled in part (the exchange expired the stop leg), the
+    balance that counts the fill came before the report of it, and the engine cancelled the take-profit as "coins
+    gone": the rest of the coins were left with no exit, silently. The reports of the two legs (stream and polls) are
+    held back here, so that the balance comes first every time; the exit is looked up before any such cancel."""
+    from planar_core.sandbox.exchange import Faults
+
+    acct = sandbox.ex.add_account({"USDT": 20_000})
+    s = await strategy_factory(acct=acct, universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, acct), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.04, stop_loss=last * 0.98, take_profit=last * 1.01, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    legs = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
+    take = legs[OrderType.TAKE_PROFIT_LIMIT]
+    mine = {o.client_order_id for o in legs.values()} | {o.id for o in legs.values()}
+    from planar_core.engine import sync, updates
+
+    def held_back(real: Any) -> Any:  # the stream's and the polls' reports of the legs wait; the look-up's do not
+        return lambda s_, r, *a, **k: (
+            None if {r.client_order_id, getattr(r, "id", None), getattr(r, "order_id", None)} & mine else real(s_, r, *a, **k)
+        )
+
+    for module in (sync, updates):
+        monkeypatch.setattr(module, "apply_order", held_back(module.apply_order))
+        monkeypatch.setattr(module, "apply_trade", held_back(module.apply_trade))
+    try:
+        sandbox.ex.faults = Faults(partial_fill_ratio=0.25)
+        await shock(sandbox, "BTCUSDT", 1.0115)
+        sandbox.ex.match_resting()
+        await shock(sandbox, "BTCUSDT", 1.0)  # back under the take-profit: the rest of it rests
+    finally:
+        sandbox.ex.faults = Faults()
+    view = {o["client_order_id"]: o for o in account_view(sandbox, s)["open_orders"]}
+    assert float(view[take.client_order_id]["filled"]) > 0
+    await s.refresh_balances()  # the balance that counts the fill (its stream report may have come already)
+    await wait_for(lambda: take.filled > 0 and s.book.checks_under_way == 0, timeout=10)
+    view = {o["client_order_id"]: o for o in account_view(sandbox, s)["open_orders"]}
+    assert take.is_open and take.client_order_id in view  # still on the exchange, selling the rest of the coins
+    assert float(view[take.client_order_id]["qty"]) - float(view[take.client_order_id]["filled"]) == pytest.approx(
+        float(account_view(sandbox, s)["spot_balances"]["BTC"]["locked"])
+    )
+
+
+async def test_an_entry_with_one_exit_of_two_placed_says_which(strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any) -> None:
+    """An outside trial (2 of 2): nine conditional orders and the stop-loss filled the exchange's ten, the take-profit
+    was refused (-2025), and the critical alert said the exits "were not placed": an operator would add a second
+    stop to a position that had one. It names what was placed and what was not."""
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    alerts: list[tuple[str, str]] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append((level, text)))
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    for i in range(9):  # the exchange's cap on conditional orders is ten
+        assert await s.call(ai, OrderType.STOP_MARKET, Side.BUY, amount=0.002, trigger_price=last * (1.1 + i / 100), waitfor=0) is not None
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: any(level == "critical" for level, _ in alerts), timeout=10)
+    (text,) = [t for level, t in alerts if level == "critical"]
+    assert "exits (take-profit" in text and "placed: stop-loss" in text, text
+    assert [a["type"] for a in algos(sandbox, s).values() if a["side"] == "SELL"] == ["STOP_MARKET"]
