@@ -37,13 +37,32 @@ def _unbooked(order: Order) -> bool:
     return order.filled - order.booked > max(1e-12, order.amount * 1e-9)
 
 
+async def _spot_coins(s: "Strategy", ai: AssetInstance) -> float:
+    """Spot: the coins a close can sell. The strategy's own sell orders on the symbol hold them (its exits, a
+    resting take-profit): cancelled first, the close replaces them; then the free balance, read fresh. Before,
+    a spot close read the futures position (always 0 there) and answered "nothing to close" with the coins held
+    (an outside trial, 3 of 3). On a shared account a strategy whose fills hold nothing has nothing to close."""
+    if not s.config.risk.exclusive_account and s.ledger.basis(ai, PositionSide.BOTH).size <= 0:
+        return 0.0
+    for order in ai.open_orders():
+        if order.side is Side.SELL and s.ids.owns(order.client_order_id):
+            await s.cancel(ai, order)
+    await s.refresh_balances()
+    return s.cash(ai.base).free
+
+
 async def close_position(
     s: "Strategy", ai: AssetInstance, side: PositionSide | None, price: float | None, waitfor: float | None
 ) -> CloseAnswer[OrderAnswer]:
     """Close the position (hedge mode: ``side``, else both sides): a reduce-only market order, or a reduce-only
-    GTC limit at ``price``. On an account others trade too (not ``risk.exclusive_account``), the strategy's own
-    part of it (risk/ownership.py), the rest left alone. One answer per side that had a position, the order call's; a side refused has its
-    ``Refusal`` beside its None. No side with a position: nothing to close, nothing sent."""
+    GTC limit at ``price``; spot: a sell of the coins (``_spot_coins``). On an account others trade too (not
+    ``risk.exclusive_account``), the strategy's own part of it (risk/ownership.py), the rest left alone. One answer
+    per side that had a position, the order call's; a side refused has its ``Refusal`` beside its None. No side
+    with a position: nothing to close, nothing sent."""
+    if not ai.is_margin and side is not None and side is not PositionSide.BOTH:
+        refusal = Refusal(RefusalReason.CAPABILITY, f"{ai.symbol}: spot has no position sides")
+        refused(s, ai, refusal, Side.SELL, 0.0, price)
+        return CloseAnswer(ai.symbol, {side: None}, {side: refusal})
     sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
     out: dict[PositionSide, OrderAnswer] = {}
     why: dict[PositionSide, Refusal] = {}
@@ -62,16 +81,23 @@ async def close_position(
             refused(s, ai, refusal, Side.SELL if pos.contracts > 0 else Side.BUY, abs(pos.contracts), price)
             out[ps], why[ps] = None, refusal
             continue
-        contracts, others = own_share(s, ai, ps, pos.contracts)  # on a shared account, only this strategy's own
+        held = pos.contracts if ai.is_margin else await _spot_coins(s, ai)
+        contracts, others = own_share(s, ai, ps, held)  # on a shared account, only this strategy's own
         if others:
-            log.info("close_position %s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, pos.contracts)
+            log.info("close_position %s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
         if not contracts:
             continue
         order_side = Side.SELL if contracts > 0 else Side.BUY
         kind = OrderType.GTC if price is not None else OrderType.MARKET
         try:
             asked = OrderCall(
-                type=kind, side=order_side, amount=abs(contracts), price=price, waitfor=waitfor, reduce_only=not ai.hedged, position_side=ps
+                type=kind,
+                side=order_side,
+                amount=abs(contracts),
+                price=price,
+                waitfor=waitfor,
+                reduce_only=ai.is_margin and not ai.hedged,
+                position_side=ps,
             )
         except InvalidOrderCall as exc:  # a bad limit price: refused like any order call
             refusal = invalid(exc)

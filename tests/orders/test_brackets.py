@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from planar_core.model import OrderStatus, OrderType, Side, Trade
+from planar_core.model import OrderStatus, OrderType, PositionSide, Side, Trade
 
 from ..conftest import make_client, user_subscribed, wait_for
 from .test_conditional import account_view, shock
@@ -380,3 +380,24 @@ async def test_an_entry_with_one_exit_of_two_placed_says_which(strategy_factory:
     (text,) = [t for level, t in alerts if level == "critical"]
     assert "exits (take-profit" in text and "placed: stop-loss" in text, text
     assert [a["type"] for a in algos(sandbox, s).values() if a["side"] == "SELL"] == ["STOP_MARKET"]
+
+
+async def test_a_spot_close_sells_the_strategys_own_coins_and_its_exits_go(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """An outside trial (3 of 3): a spot ``close_position`` read the futures position (always 0 on spot) and answered
+    "nothing to close", sending nothing, with the bought coins held. It sells the strategy's own coins (the account
+    held 2 BTC before: those stay), its exits cancelled first (they hold the coins)."""
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    before = float(account_view(sandbox, s)["spot_balances"]["BTC"]["free"])
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    closed = await s.close_position(ai, waitfor=5)
+    assert not closed.nothing_to_close and isinstance(closed.answers[PositionSide.BOTH], Trade), closed
+    view = account_view(sandbox, s)
+    assert view["open_orders"] == []
+    assert float(view["spot_balances"]["BTC"]["free"]) + float(view["spot_balances"]["BTC"]["locked"]) == pytest.approx(before, abs=1e-8)
+    assert (await s.close_position(ai)).nothing_to_close  # nothing of its own left
