@@ -81,6 +81,7 @@ def place_order(ai: AssetInstance, req: OrderRequest, cid: str, params: Json, tr
         trailing_percent=None if trails else req.trailing_percent,
         position_side=req.position_side,
         extra=dict(params),
+        reference=ai.last_price or None,
     )
 
 

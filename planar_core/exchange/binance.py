@@ -503,21 +503,31 @@ class BinanceDialect:
 
     @staticmethod
     def conditional_params(
-        trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str = "buy"
+        trigger: str,
+        contract: bool,
+        trigger_price: float | None,
+        trailing_percent: float | None,
+        side: str = "buy",
+        reference: float | None = None,
     ) -> Json:
         """ccxt's unified parameters for a conditional order (``trigger``: "stop", "take", "trailing"; Binance infers
         the direction from the order type and side).
 
-        ccxt turns them into spot ``STOP_LOSS[_LIMIT]`` / ``TAKE_PROFIT[_LIMIT]`` (trailing: ``trailingDelta`` on a
-        stop-loss) and USD-M ``STOP[_MARKET]`` / ``TAKE_PROFIT[_MARKET]`` / ``TRAILING_STOP_MARKET`` on the Algo
-        Service."""
+        ccxt turns them into spot ``STOP_LOSS[_LIMIT]`` / ``TAKE_PROFIT[_LIMIT]`` and USD-M ``STOP[_MARKET]`` /
+        ``TAKE_PROFIT[_MARKET]`` / ``TRAILING_STOP_MARKET`` on the Algo Service. A spot trailing stop is
+        ``trailingDelta`` on a stop-loss; with an activation price (``stopPrice``) on the far side of the market
+        from a stop (a sell's above the ``reference`` price, a buy's below) on a take-profit, because Binance
+        activates it when the type's own stop condition is met (its trailing-stop FAQ): a stop-loss sell with its
+        activation above the market is refused as triggering at once (an outside trial)."""
         if trigger == "stop":
             return {"stopLossPrice": trigger_price}
         if trigger == "take":
             return {"takeProfitPrice": trigger_price}
         out: Json = {"trailingPercent": trailing_percent}
         if not contract:
-            out["stopLossOrTakeProfit"] = "stopLoss"
+            above = trigger_price is not None and reference is not None and trigger_price > reference
+            beyond = above if side == "sell" else trigger_price is not None and reference is not None and trigger_price < reference
+            out["stopLossOrTakeProfit"] = "takeProfit" if beyond else "stopLoss"
         if trigger_price is not None:
             out["trailingTriggerPrice"] = trigger_price
         return out

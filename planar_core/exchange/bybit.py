@@ -411,7 +411,9 @@ class BybitDialect:
         return {}  # one book: a conditional order is cancelled and read like any other
 
     @staticmethod
-    def conditional_params(trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str) -> Json:
+    def conditional_params(
+        trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str, reference: float | None = None
+    ) -> Json:
         """A stop or take-profit order: ``triggerPrice``, one order under one id before and after its trigger.
 
         * USDT perpetuals: with the direction the price must cross the trigger in (a stop sells when the price falls

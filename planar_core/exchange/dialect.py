@@ -88,7 +88,13 @@ class Dialect(Protocol):
     def by_client_id(self, client_order_id: str, waiting_trigger: bool = False) -> Json: ...
     def trigger_params(self, contract: bool, waiting_trigger: bool) -> Json: ...
     def conditional_params(
-        self, trigger: str, contract: bool, trigger_price: float | None, trailing_percent: float | None, side: str
+        self,
+        trigger: str,
+        contract: bool,
+        trigger_price: float | None,
+        trailing_percent: float | None,
+        side: str,
+        reference: float | None = None,
     ) -> Json: ...
     def position_params(self, position_side: str) -> Json:
         """ccxt params naming the hedge-mode position (``long`` / ``short``) an order opens or closes."""

@@ -25,7 +25,9 @@ def order_args(dialect: Dialect, order: PlaceOrder, contract: bool) -> tuple[str
     params: Json = {**order.extra, "clientOrderId": order.client_order_id}
     trigger = order.type.trigger
     if trigger is not None:
-        params.update(dialect.conditional_params(trigger, contract, order.trigger_price, order.trailing_percent, order.side.value))
+        params.update(
+            dialect.conditional_params(trigger, contract, order.trigger_price, order.trailing_percent, order.side.value, order.reference)
+        )
     if order.position_side is not PositionSide.BOTH:
         params.update(dialect.position_params(order.position_side.value))
     elif order.reduce_only:

@@ -208,6 +208,7 @@ class PlaceOrder:
     trailing_percent: float | None = None
     position_side: PositionSide = PositionSide.BOTH
     extra: Mapping[str, object] = field(default_factory=dict)  # venue options the strategy passed (``params``)
+    reference: float | None = None  # the last price where it was checked: the side of it a trigger is on
 
     @property
     def conditional(self) -> ConditionalKind | None:

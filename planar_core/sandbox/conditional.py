@@ -8,10 +8,13 @@ immediately") and the matcher's tick use the same test:
 * take-profit (``TAKE_PROFIT[_LIMIT]``, futures ``TAKE_PROFIT[_MARKET]``): a buy at or below, a sell at or above;
 * trailing (spot ``trailingDelta`` in basis points, futures ``TRAILING_STOP_MARKET`` with ``callbackRate`` in
   percent): once active, a sell tracks the highest price and triggers when the price falls the distance below it, a
-  buy tracks the lowest and triggers when the price rises the distance above it. An activation price (spot
-  take-profit's ``stopPrice``, futures ``activatePrice``) delays tracking until a sell's price reaches it from below
-  (a buy's from above); without one, tracking starts at once. A spot stop-loss with both a ``stopPrice`` and a
-  ``trailingDelta`` triggers on whichever comes first.
+  buy tracks the lowest and triggers when the price rises the distance above it. An activation price delays
+  tracking until its condition is met, and the first price that meets it is the reference; without one, tracking
+  starts at once. Spot: the ``stopPrice`` of a trailing order, met as the order type's own stop condition (Binance's
+  trailing-stop FAQ table: a ``STOP_LOSS`` sell when the price is at or below it, a ``TAKE_PROFIT`` sell at or
+  above; buys the other way round). Futures: ``activatePrice``, met by a sell's price reaching it from below (a
+  buy's from above). Until 2026-12-07 a spot stop-loss with both a ``stopPrice`` and a ``trailingDelta`` triggered
+  at the ``stopPrice`` as a plain stop (an outside trial: it sold at once where Binance starts to trail).
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ def stop_due(kind: str, side: str, trigger: Decimal, price: Decimal) -> bool:
     return price <= trigger if side == "BUY" else price >= trigger
 
 
-def trailing_due(side: str, ref: Decimal, activation: Decimal, rate: Decimal, price: Decimal) -> tuple[bool, Decimal]:
-    """(triggered, new reference): the reference is 0 until the activation price is reached."""
+def trailing_due(side: str, ref: Decimal, activated: bool, rate: Decimal, price: Decimal) -> tuple[bool, Decimal]:
+    """(triggered, new reference): the reference is 0 until the order is ``activated`` (by this price, or before)."""
     if not ref:
-        if activation and (price < activation if side == "SELL" else price > activation):
+        if not activated:
             return False, ZERO
         ref = price
     ref = max(ref, price) if side == "SELL" else min(ref, price)
@@ -44,20 +47,27 @@ def spot_due(order: SandboxOrder, price: Decimal, update: bool = False) -> bool:
     """Whether a waiting spot conditional order triggers at ``price`` (``update``: advance its trailing reference)."""
     kind = "stop" if order.type.startswith("STOP_LOSS") else "take"
     if order.trailing_delta:
-        activation = order.stop_price if kind == "take" else ZERO
-        due, ref = trailing_due(order.side, order.trail_ref, activation, Decimal(order.trailing_delta) / 10_000, price)
+        activated = not order.stop_price or stop_due(kind, order.side, order.stop_price, price)
+        due, ref = trailing_due(order.side, order.trail_ref, activated, Decimal(order.trailing_delta) / 10_000, price)
         if update:
             order.trail_ref = ref
-        if due:
-            return True
-        return kind == "stop" and bool(order.stop_price) and stop_due(kind, order.side, order.stop_price, price)
+        return due
     return stop_due(kind, order.side, order.stop_price, price)
+
+
+def activation_met(order: SandboxOrder, price: Decimal) -> bool:
+    """A spot trailing order whose ``stopPrice`` condition is already met where it is placed: refused as a plain
+    stop would be ("would trigger immediately"); the order type that waits on the other side is the one to send
+    (a sell whose activation is above the market is a ``TAKE_PROFIT``)."""
+    kind = "stop" if order.type.startswith("STOP_LOSS") else "take"
+    return bool(order.trailing_delta and order.stop_price) and stop_due(kind, order.side, order.stop_price, price)
 
 
 def algo_due(algo: AlgoOrder, price: Decimal, update: bool = False) -> bool:
     """Whether a futures algo order triggers at ``price`` (its working type's price: mark or last)."""
     if algo.type == "TRAILING_STOP_MARKET":
-        due, ref = trailing_due(algo.side, algo.trail_ref, algo.trigger_price, algo.callback_rate / 100, price)
+        activated = not algo.trigger_price or (price >= algo.trigger_price if algo.side == "SELL" else price <= algo.trigger_price)
+        due, ref = trailing_due(algo.side, algo.trail_ref, activated, algo.callback_rate / 100, price)
         if update:
             algo.trail_ref = ref
         return due

@@ -299,7 +299,7 @@ class SandboxExchange(FuturesAccounting, OrderLists):
             return order, []
         if order.is_conditional:
             order.working = False
-            if conditional.spot_due(order, self.last_price(m)):
+            if conditional.spot_due(order, self.last_price(m)) or conditional.activation_met(order, self.last_price(m)):
                 raise E.ApiError(400, -2010, "Stop price would trigger immediately.")
             if not lock_at_trigger and (self._placing_list is None or not self._placing_list.legs_locked):
                 self._reserve_spot(acct, m, order, [])  # an OCO's second leg shares the lock its first leg holds

@@ -196,3 +196,24 @@ async def test_a_stale_price_view_does_not_refuse_a_valid_stop(strategy_factory:
     ai.last_price = last * 0.9  # the engine's view lags a move up
     assert await s.call(ai, OrderType.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.95, waitfor=0) is PENDING
     assert [o["type"] for o in account_view(sandbox, s)["open_orders"]] == ["STOP_LOSS"]  # asked the exchange, then sent
+
+
+async def test_a_spot_trailing_sell_activated_above_the_market_is_a_take_profit(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """An outside trial: a spot trailing sell whose activation price is above the market was sent as a STOP_LOSS
+    (refused: it "would trigger immediately"), while the same request on USD-M trails. Binance's trailing-stop FAQ:
+    a sell activated above the market is a TAKE_PROFIT with ``trailingDelta``; it trails from there."""
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    trail = await s.call(ai, OrderType.TRAILING_STOP, Side.SELL, amount=0.01, trailing_percent=1.0, trigger_price=last * 1.01, waitfor=0)
+    assert trail is PENDING, s.last_refusal
+    (order,) = [o for o in ai.orders.values() if o.type is OrderType.TRAILING_STOP]
+    (row,) = [o for o in account_view(sandbox, s)["open_orders"] if o["client_order_id"] == order.client_order_id]
+    assert row["type"] == "TAKE_PROFIT"
+    await shock(sandbox, "BTCUSDT", 0.995)  # a fall before activation: nothing
+    await shock(sandbox, "BTCUSDT", 1.02)  # activated at 1.01 and up: tracking the highest
+    assert not order.triggered and order.is_open
+    await shock(sandbox, "BTCUSDT", 1.02 * 0.985)  # 1.5 % off the high: it triggers
+    await wait_for(lambda: order.status is OrderStatus.CLOSED and order.trades, timeout=10)

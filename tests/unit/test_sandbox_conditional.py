@@ -47,32 +47,30 @@ def test_stop_and_take_profit_trigger_on_their_side_of_the_price(kind: str, side
 
 def test_a_trailing_sell_tracks_the_highest_price_and_triggers_on_the_retrace() -> None:
     rate = D("0.01")
-    due, ref = trailing_due("SELL", ZERO, ZERO, rate, D(100))  # no activation price: tracking starts at once
+    due, ref = trailing_due("SELL", ZERO, True, rate, D(100))  # no activation price: tracking starts at once
     assert (due, ref) == (False, D(100))
-    due, ref = trailing_due("SELL", ref, ZERO, rate, D(120))
+    due, ref = trailing_due("SELL", ref, True, rate, D(120))
     assert (due, ref) == (False, D(120))
-    due, ref = trailing_due("SELL", ref, ZERO, rate, D("118.81"))  # 1 % below 120 is 118.80
+    due, ref = trailing_due("SELL", ref, True, rate, D("118.81"))  # 1 % below 120 is 118.80
     assert (due, ref) == (False, D(120))
-    due, _ = trailing_due("SELL", ref, ZERO, rate, D("118.80"))
+    due, _ = trailing_due("SELL", ref, True, rate, D("118.80"))
     assert due
 
 
 def test_a_trailing_buy_tracks_the_lowest_price_and_triggers_on_the_rebound() -> None:
     rate = D("0.02")
-    _, ref = trailing_due("BUY", ZERO, ZERO, rate, D(100))
-    _, ref = trailing_due("BUY", ref, ZERO, rate, D(90))
+    _, ref = trailing_due("BUY", ZERO, True, rate, D(100))
+    _, ref = trailing_due("BUY", ref, True, rate, D(90))
     assert ref == D(90)
-    assert trailing_due("BUY", ref, ZERO, rate, D("91.79"))[0] is False
-    assert trailing_due("BUY", ref, ZERO, rate, D("91.80")) == (True, D(90))
+    assert trailing_due("BUY", ref, True, rate, D("91.79"))[0] is False
+    assert trailing_due("BUY", ref, True, rate, D("91.80")) == (True, D(90))
 
 
-def test_an_activation_price_delays_tracking_until_reached() -> None:
-    rate, activation = D("0.01"), D(110)
-    assert trailing_due("SELL", ZERO, activation, rate, D(105)) == (False, ZERO)  # a sell waits for the price to rise to it
-    due, ref = trailing_due("SELL", ZERO, activation, rate, D(110))
-    assert (due, ref) == (False, D(110))
-    assert trailing_due("BUY", ZERO, D(90), rate, D(95)) == (False, ZERO)  # a buy waits for the price to fall to it
-    assert trailing_due("BUY", ZERO, D(90), rate, D(90)) == (False, D(90))
+def test_an_activation_delays_tracking_and_its_first_price_is_the_reference() -> None:
+    rate = D("0.01")
+    assert trailing_due("SELL", ZERO, False, rate, D(105)) == (False, ZERO)  # not activated: nothing tracked
+    assert trailing_due("SELL", ZERO, True, rate, D(110)) == (False, D(110))
+    assert trailing_due("BUY", ZERO, True, rate, D(90)) == (False, D(90))
 
 
 def test_spot_trailing_delta_is_in_basis_points_and_update_advances_the_reference() -> None:
@@ -88,13 +86,16 @@ def test_a_spot_look_without_update_never_moves_the_reference() -> None:
     assert order.trail_ref == ZERO
 
 
-def test_a_spot_stop_loss_with_both_a_stop_price_and_a_trail_triggers_on_whichever_comes_first() -> None:
-    order = spot("STOP_LOSS_LIMIT", "SELL", stop="150", trailing=1000)  # 10 % trail, hard stop at 150
-    assert not spot_due(order, D(160), update=True)
-    assert spot_due(order, D(150))  # the stop price, before the trail (144) is reached
-    order = spot("STOP_LOSS_LIMIT", "SELL", stop="100", trailing=1000)
-    spot_due(order, D(200), update=True)
-    assert spot_due(order, D(180))  # the trail first (10 % below 200)
+def test_a_spot_stop_loss_trail_starts_tracking_at_its_stop_price() -> None:
+    """Binance's trailing-stop FAQ, scenario B: a STOP_LOSS_LIMIT sell, stopPrice 39 000, trailingDelta 1000 (10 %),
+    placed at 40 000. Until 2026-12-07 the sandbox sold at the stop price as a plain stop (an outside trial)."""
+    order = spot("STOP_LOSS_LIMIT", "SELL", stop="39000", trailing=1000)
+    assert not spot_due(order, D(40000), update=True) and order.trail_ref == ZERO
+    assert not spot_due(order, D(41500), update=True) and order.trail_ref == ZERO  # a rise before activation: ignored
+    assert not spot_due(order, D(39000), update=True) and order.trail_ref == D(39000)  # activated: the highest is 39 000
+    assert not spot_due(order, D(37000), update=True)  # about 512 bp under it: not enough
+    assert not spot_due(order, D(41000), update=True) and order.trail_ref == D(41000)
+    assert spot_due(order, D(36900))  # 10 % under 41 000
 
 
 def test_a_spot_take_profit_trail_is_activated_by_its_stop_price() -> None:
