@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ..exchange.errors import ExchangeOpError, PermanentError
 from ..model import AssetInstance, Order, OrderCall, OrderStatus, OrderType, PositionSide, Refusal, RefusalReason, Side
 from ..model.json import num
+from ..model.types import Json
 from ..model.venue import PlaceExitList
 from .notices import EngineEvent, OrderUpdated
 from .orders import NotJournaled, book, call
@@ -47,6 +48,8 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         return
     ai, order = event.ai, event.order
     if order.parent is not None:
+        if order.status is OrderStatus.FAILED and order.verdict == "absent" and s.running:
+            s.supervisor.spawn(_absent(s, ai, order))
         if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED):
             settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
         _exit_update(s, ai, order)
@@ -97,44 +100,10 @@ async def resume(s: "Strategy") -> None:
     an exit whose sibling acted, or whose futures position is flat, while the engine was away is cancelled: left
     open, a stale stop closed the next position the strategy opened (an outside crash trial)."""
     for cid, rec in list(s.state.exits_due.items()):
-        ai = s.universe.get(str(rec.get("symbol")))
-        if ai is None:
-            s.alert(
-                f"{s.name}: entry {cid} on {rec.get('symbol')} may have no exits, and the symbol is no longer in the universe", "critical"
-            )
-            continue
-        live = exits_of(s, ai, cid)
-        sl, tp = rec.get("stop_loss"), rec.get("take_profit")
-        if live and not ai.is_margin and "spot" in s.venue.caps.native_oco:
-            sl = tp = None  # one list: a leg on the book is the list
-        if any(o.type in STOPS for o in live):
-            sl = None
-        if any(o.type in TAKES for o in live):
-            tp = None
-        if sl is None and tp is None:
-            settled(s, cid)
-            continue
         if not s.book.start_exits(cid):
             continue  # the start-up sync saw this entry fill, and its own ``place`` is sending them now
-        s.book.mark_bracketed(cid)  # a late report of the entry's fill must not send them again
-        filled = num(rec.get("filled"))
-        entry = Order(
-            cid,
-            ai.symbol,
-            Side(str(rec.get("side"))),
-            OrderType.MARKET,
-            filled,
-            None,
-            status=OrderStatus.CLOSED,
-            filled=filled,
-            position_side=PositionSide(str(rec.get("position_side") or "both")),
-            brackets=(float(sl) if isinstance(sl, int | float) else None, float(tp) if isinstance(tp, int | float) else None),
-        )
-        halted = " (halted: exits only reduce the position, so they are placed all the same)" if s.halted else ""
-        msg = f"{s.name}: entry {cid} on {ai.symbol} filled before the restart without its exits on the exchange: placing them{halted}"
-        log.warning(msg)
-        s.alert(msg, "warning")
-        await place(s, ai, entry, protective=True)
+        await _missing(s, cid, rec, "filled before the restart without its exits on the exchange")
+
     for ai in s.universe.values():
         if not ai.is_margin:
             continue  # spot exits are one list: the exchange retires a leg when the other acts
@@ -147,6 +116,74 @@ async def resume(s: "Strategy") -> None:
                 log.warning("exit %s of %s: %s while the engine was away: cancelled", o.client_order_id, o.parent, why)
                 s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason=f"{why}: exit cancelled")
                 await s.cancel(ai, o)
+
+
+async def _missing(s: "Strategy", cid: str, rec: Json, why: str) -> None:
+    """The exits entry ``cid`` is due (``rec``, its ``exits_due`` record) and the exchange does not hold: placed
+    for what is left of the position, with an alert naming ``why``; none missing, it is no longer due."""
+    ai = s.universe.get(str(rec.get("symbol")))
+    if ai is None:
+        s.alert(f"{s.name}: entry {cid} on {rec.get('symbol')} may have no exits, and the symbol is no longer in the universe", "critical")
+        return
+    live = exits_of(s, ai, cid)
+    sl, tp = rec.get("stop_loss"), rec.get("take_profit")
+    if live and not ai.is_margin and "spot" in s.venue.caps.native_oco:
+        sl = tp = None  # one list: a leg on the book is the list
+    if any(o.type in STOPS for o in live):
+        sl = None
+    if any(o.type in TAKES for o in live):
+        tp = None
+    if sl is None and tp is None:
+        settled(s, cid)
+        return
+    s.book.mark_bracketed(cid)  # a late report of the entry's fill must not send them again
+    filled = num(rec.get("filled"))
+    entry = Order(
+        cid,
+        ai.symbol,
+        Side(str(rec.get("side"))),
+        OrderType.MARKET,
+        filled,
+        None,
+        status=OrderStatus.CLOSED,
+        filled=filled,
+        position_side=PositionSide(str(rec.get("position_side") or "both")),
+        brackets=(float(sl) if isinstance(sl, int | float) else None, float(tp) if isinstance(tp, int | float) else None),
+    )
+    halted = " (halted: exits only reduce the position, so they are placed all the same)" if s.halted else ""
+    msg = f"{s.name}: entry {cid} on {ai.symbol} {why}: placing them{halted}"
+    log.warning(msg)
+    s.alert(msg, "warning")
+    await place(s, ai, entry, protective=True)
+
+
+RETRIES = 3  # an entry's exits proven never placed are placed again at most this many times in one run
+
+
+async def _absent(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    """An exit whose placement had no answer (a 503, a timeout) was proven never booked: placed again while its
+    entry is still due. Before, nothing followed the verdict: the position stayed without its stop, and no alert
+    said so (an outside soak trial: 13 of 15 runs with 5xx or timeouts). A strategy halted by an emergency stop
+    gets none (the stop's report stands), and a critical alert says so; so does the last of ``RETRIES``."""
+    cid = order.parent or ""
+    rec = s.state.exits_due.get(cid)
+    if rec is None or not s.book.start_check(f"exits:{cid}"):
+        return
+    try:
+        tries = s.book.count_retry(cid)
+        held = (ai.position_of(order.position_side) if ai.hedged else ai.position).contracts if ai.is_margin else s.cash(ai.base).total
+        if s.state.halted_by_emergency_stop or tries > RETRIES:
+            what = "the strategy was stopped" if tries <= RETRIES else f"placed {RETRIES} times already"
+            msg = (
+                f"{s.name}: exit {order.client_order_id} of entry {cid} on {ai.symbol} was never placed (proven absent) and is "
+                f"not placed again ({what}) while {held} is held: that position has no exit"
+            )
+            log.critical(msg)
+            s.alert(msg, "critical")
+            return
+        await _missing(s, cid, rec, f"lost exit {order.client_order_id} (its placement had no answer; proven never booked)")
+    finally:
+        s.book.end_check(f"exits:{cid}")
 
 
 def exits_of(s: "Strategy", ai: AssetInstance, parent: str | None = None) -> list[Order]:
@@ -256,9 +293,13 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
     if ai.is_margin:  # reduce-only exits need the position the entry opened: ask the exchange if it is not seen yet
         pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
         if abs(pos.contracts) + 1e-12 < amount:
-            await sync_positions(s)
-            pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
-            amount = min(amount, abs(pos.contracts))
+            try:
+                await sync_positions(s)
+            except ExchangeOpError as err:  # not asked: the entry's fill is the size (reduce-only keeps it within)
+                log.warning("positions before placing the exits of %s: %s", entry.client_order_id, err)
+            else:
+                pos = ai.position_of(entry.position_side) if ai.hedged else ai.position
+                amount = min(amount, abs(pos.contracts))
     else:  # a buy's fee may be taken in the coin bought: exits sell what is there
         try:
             await s.refresh_balances()

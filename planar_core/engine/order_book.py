@@ -29,7 +29,8 @@ class OrderBook:
         self._foreign: set[str] = set()
         self._foreign_ids: set[str] = set()
         self._bracketed: set[str] = set()
-        self._checking: set[str] = set()  # exits being looked up before a "coins gone" cancel (brackets.on_spot_balance)
+        self._checking: set[str] = set()  # exits being looked up, entries' exits being placed again (brackets)
+        self._retries: Counter[str] = Counter()  # an entry's exits placed again after proven absent (brackets._absent)
         self._exits_started: set[str] = set()  # entries whose exits this process set out to place (start_exits)
         self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
@@ -151,6 +152,11 @@ class OrderBook:
 
     def end_check(self, client_order_id: str) -> None:
         self._checking.discard(client_order_id)
+
+    def count_retry(self, key: str) -> int:
+        """How many times ``key`` was retried in this process, this one included."""
+        self._retries[key] += 1
+        return self._retries[key]
 
     @property
     def checks_under_way(self) -> int:

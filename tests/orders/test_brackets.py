@@ -401,3 +401,45 @@ async def test_a_spot_close_sells_the_strategys_own_coins_and_its_exits_go(strat
     assert view["open_orders"] == []
     assert float(view["spot_balances"]["BTC"]["free"]) + float(view["spot_balances"]["BTC"]["locked"]) == pytest.approx(before, abs=1e-8)
     assert (await s.close_position(ai)).nothing_to_close  # nothing of its own left
+
+
+async def test_exits_proven_never_placed_are_placed_again(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """An outside soak trial (13 of 15 runs with 5xx or timeouts): the exits' placement had no answer (503s), the
+    resolver proved them never booked, and nothing followed: the position stayed without its stop-loss, no alert.
+    They are placed again while the entry is due."""
+    from planar_core.sandbox.exchange import Faults
+
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        event_tracing={"enabled": False},
+        timeouts={"order_placement": 1.0},
+        order_monitoring={"absent_after": 2.0, "interval": 0.3},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(
+        ai, OrderType.GTC, Side.BUY, amount=0.02, price=last * 0.99, stop_loss=last * 0.97, take_profit=last * 1.03, waitfor=0
+    )
+    assert entry is not None
+    (order,) = [o for o in ai.orders.values() if o.brackets[0] is not None]
+    await wait_for(lambda: order.id is not None, timeout=10)
+    try:
+        sandbox.ex.faults = Faults(error_rate=1.0)  # every REST request 503 before handling; the streams go on
+        await shock(sandbox, "BTCUSDT", 0.985, "linear")  # the entry fills (its report comes by the stream)
+        lost = lambda: [o for o in ai.orders.values() if o.parent == order.client_order_id and o.status is OrderStatus.UNKNOWN]  # noqa: E731
+        await wait_for(lambda: len(lost()) >= 1, timeout=15)
+    finally:
+        sandbox.ex.faults = Faults()
+    first = lost()
+    await wait_for(lambda: all(o.status is OrderStatus.FAILED and o.verdict == "absent" for o in first), timeout=20)
+    await wait_for(
+        lambda: {a["type"] for a in algos(sandbox, s).values() if a["status"] == "NEW"} == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}, timeout=20
+    )
+    live = [o for o in ai.orders.values() if o.parent == order.client_order_id and o.is_open]
+    assert {o.type for o in live} == {OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET} and all(
+        o.amount == pytest.approx(0.02) for o in live
+    )
