@@ -489,6 +489,7 @@ async def sync_asset_orders(
     if trades:
         lookback = int((s.clock.time() - s.config.startup_sync.trades_lookback_s) * 1000)
         last = max((tr.timestamp for tr in ai.trades if not tr.emulated), default=trades_since if trades_since is not None else lookback)
+        last = min(last, _unreplaced_since(ai, lookback))
         if trades_if_unexplained and recent > 0 and history is not None:
             since = trades_needed(s, ai, history, limit, trades_since if trades_since is not None else lookback)
             if since is None:
@@ -497,6 +498,19 @@ async def sync_asset_orders(
         with s.group():
             for fill in await fetch_trades_since(s, ai, last):
                 apply_trade(s, fill)
+
+
+def _unreplaced_since(ai: AssetInstance, lookback: int) -> int:
+    """Where the real trades of the asset's emulated fills (within the lookback) may be: from the earliest of their
+    orders' creation. Read only from the newest real trade, a fill learned by a poll (its stream cut) kept its
+    emulated stand-in for good once a later real trade (a market order's answer) moved that mark past it: fee 0,
+    one fill for several (an outside soak trial: 35 of 129 fills, fees -27 %)."""
+    start = 2**62
+    for tr in ai.trades:
+        if tr.emulated and tr.timestamp >= lookback:
+            order = find(ai, tr.client_order_id, None)
+            start = min(start, max(lookback, (order.timestamp if order is not None and order.timestamp else tr.timestamp) - 1000))
+    return start
 
 
 def history_limit(recent: int, open_orders: int) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from planar_core.model import PENDING, OrderType, Side
 from planar_core.sandbox import Faults
 
-from ..conftest import wait_for
+from ..conftest import snapshot, wait_for
 from ..faults.harness import verify
 from .test_order_call import bid_ask
 
@@ -65,3 +67,28 @@ async def _after_the_gap_poll(s, symbol: str, polls_before_start: int) -> None:
     one poll it makes after subscribing."""
     await wait_for(lambda: s.watcher_health()[f"orders:{symbol}"]["mode"] == "websocket")
     await wait_for(lambda: _polls(s) > polls_before_start, timeout=5)
+
+
+async def test_a_fill_learned_by_a_poll_gets_its_real_trade_after_a_later_one(strategy_factory, sandbox, account) -> None:
+    """An outside soak trial (7 of 20 runs; 35 of 129 fills in the worst): a fill the poll found (the stream
+    silent) was booked as an emulated trade with no fee; a market order's answer then brought a later real trade,
+    and the trade reads started after it: the first fill's real trade (its fee) was never read. The ledger's fees
+    are compared with the exchange's fills before anything re-reads."""
+    s = await strategy_factory(order_monitoring={"interval": 60, "verify_interval": 1.0})
+    ai = s.universe["ETH/USDT"]
+    bid, _ = bid_ask(sandbox, "ETHUSDT")
+    polls = _polls(s)
+    assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.95, waitfor=0) is PENDING
+    (order,) = ai.orders.values()
+    await _after_the_gap_poll(s, "ETH/USDT", polls)
+    sandbox.ex.faults = Faults(paused_user_stream=True, user_trade_events=False)  # no stream, no trade list for now
+    sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
+    sandbox.ex.match_resting()
+    await wait_for(lambda: order.status == "closed" and order.trades, timeout=10)
+    assert [t.emulated for t in order.trades] == [True]  # found by the poll: a stand-in, no fee yet
+    market = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, waitfor=5)  # its answer carries its real trade
+    assert market is not None and not market.emulated
+    sandbox.ex.faults = Faults()
+    await wait_for(lambda: [t.emulated for t in order.trades] == [False], timeout=15)
+    (fill,) = [f for f in snapshot(sandbox, account)["fills"] if f["client_order_id"] == order.client_order_id]
+    assert order.trades[0].fee == pytest.approx(float(fill["commission"])) and order.trades[0].trade_id == str(fill["trade_id"])
