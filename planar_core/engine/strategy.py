@@ -115,6 +115,7 @@ class Strategy:
         self.holdings = parts.holdings  # balances, positions, funding, valuation prices (engine/account_book.py)
         self.supervisor = parts.supervisor
         self.running = False
+        self.closed = False  # stopped: its trace is closed (``stop``)
         self.driven = False  # run_driven: a driver moves the clock and delivers every report (a backtest)
         self.risk_check: RiskCheck | None = None
         self.hooks = parts.hooks  # who is told what: balance and price changes, events, e-stops, extra tasks (hooks.py)
@@ -328,6 +329,7 @@ class Strategy:
         await self.heartbeat.disarm(self)  # a clean stop leaves the open orders in place: the exchange must not cancel them
         if not self.gate.write_halt():
             log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.gate.store_error)
+        self.closed = True  # what still fires (an emulation's timer) writes nothing: the next start reads the fill
         self.sink.close()  # guarded: a store that cannot be written is logged, the rest of the stop goes on
         self.journal.close()
         await self.venue.close()

@@ -304,7 +304,11 @@ def _order_type(r: OrderReport) -> OrderType:
 
 
 def emulate(s: "Strategy", ai: AssetInstance, order: Order) -> None:
-    """Emulate a trade from an order-update diff (filled and cost deltas) when no trade event explained it."""
+    """Emulate a trade from an order-update diff (filled and cost deltas) when no trade event explained it. Not
+    after the strategy stopped (its trace is closed: a standalone e-stop's closing fill raised ``TraceClosedError``
+    from this timer, an outside trial); the next start books that fill from the exchange's trades."""
+    if s.closed:
+        return
     seen_amount = order.booked
     seen_cost = sum(t.amount * t.price for t in order.trades) + order.booked_before * (order.average or 0.0)
     delta = order.filled - seen_amount

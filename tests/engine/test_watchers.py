@@ -211,3 +211,27 @@ async def test_a_cached_order_updated_in_place_reads_as_updated(strategy_factory
     await s.cancel("ETH/USDT", order)
     cancelled = [r for r in await asyncio.wait_for(later, 5) if r.client_order_id == order.client_order_id]
     assert cancelled and cancelled[-1].status is OrderStatus.CANCELED
+
+
+async def test_an_emulation_due_after_the_stop_writes_nothing(strategy_factory, sandbox, account) -> None:
+    """An outside trial (2 of 2): a standalone e-stop's closing fill came without its trade, and the emulation's
+    timer fired after the stop had closed the trace: ``TraceClosedError`` on the console, the fill half-recorded.
+    After the stop, an emulation writes nothing (the next start books the fill from the exchange's trades)."""
+    from planar_core.engine.updates import emulate
+
+    s = await strategy_factory()
+    sandbox.ex.faults = Faults(user_trade_events=False)  # order updates, no trades
+    try:
+        bid, _ = bid_ask(sandbox, "ETHUSDT")
+        await s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.4, price=bid * 0.99, waitfor=0)
+        (order,) = s.universe["ETH/USDT"].open_orders()
+        await wait_for(lambda: user_subscribed(sandbox, account))
+        sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
+        sandbox.ex.match_resting()
+        await wait_for(lambda: order.filled > 0)
+    finally:
+        sandbox.ex.faults = Faults()
+    order.trades.clear()  # as if its timer had not fired yet
+    await s.stop()
+    emulate(s, s.universe["ETH/USDT"], order)  # the timer, after the stop
+    assert not order.trades
