@@ -36,9 +36,12 @@ class Bounds:
     @classmethod
     def of(cls, spec: MarketSpec, level: float | None) -> Bounds:
         """``level``: the market's price when it was listed (futures' minimum price is a fraction of it); None when
-        it is not known (paper trading on live prices): the price limits are then the tick and a billion."""
-        if level is None:
-            return cls(spec.tick_size, Decimal(10) ** 9, spec.max_qty)
+        it is not known (paper trading on live prices): the limits are then the exchange's own as its listing says
+        (``MarketSpec.market_max_qty``, ``min_price``, ``max_price``), else the tick, a billion and the lot's
+        maximum. Paper without the exchange's market-order cap filled a 1 000 BTC market buy that Binance refuses
+        (-1013 MARKET_LOT_SIZE; an outside trial)."""
+        if level is None:  # the exchange's own, where paper trading copied them from its listing
+            return cls(spec.min_price or spec.tick_size, spec.max_price or Decimal(10) ** 9, spec.market_max_qty or spec.max_qty)
         if spec.kind == "spot":
             return cls(spec.tick_size, Decimal(1_000_000), spec.max_qty / 10)
         floor = (Decimal(repr(level)) / 100).quantize(spec.tick_size)

@@ -156,6 +156,10 @@ class MarketSpec:
     data_file: str
     contract_type: str = "PERPETUAL"  # futures: PERPETUAL or CURRENT_QUARTER (a delivery contract)
     delivery_ms: int = 4_133_404_800_000  # futures: Binance's "delivery" of a perpetual is 2100-12-25
+    # a real exchange's own limits (paper trading copies them): MARKET_LOT_SIZE's maxQty, PRICE_FILTER's min/max
+    market_max_qty: Decimal | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
 
     @property
     def price_precision(self) -> int:

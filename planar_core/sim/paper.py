@@ -34,7 +34,9 @@ def spec_from_ccxt(market: Json) -> MarketSpec:
     assert isinstance(limits, dict) and isinstance(precision, dict)
     amount = limits.get("amount") or {}
     cost = limits.get("cost") or {}
-    assert isinstance(amount, dict) and isinstance(cost, dict)
+    market_order = limits.get("market") or {}  # Binance's MARKET_LOT_SIZE
+    price = limits.get("price") or {}
+    assert isinstance(amount, dict) and isinstance(cost, dict) and isinstance(market_order, dict) and isinstance(price, dict)
     return MarketSpec(
         str(market["id"]),
         str(market["base"]),
@@ -47,7 +49,15 @@ def spec_from_ccxt(market: Json) -> MarketSpec:
         _dec(cost.get("min"), "0"),
         None,
         "",
+        market_max_qty=_limit(market_order.get("max")),
+        min_price=_limit(price.get("min")),
+        max_price=_limit(price.get("max")),
     )
+
+
+def _limit(x: object) -> Decimal | None:
+    """A limit the listing states (ccxt: a number; 0 or missing: none)."""
+    return Decimal(str(x)) if isinstance(x, int | float) and x > 0 else None
 
 
 def public_venue(cfg: StrategyConfig, sink: EventSink | None = None, exchange: CcxtExchange = None) -> CcxtVenue:

@@ -116,3 +116,34 @@ async def test_paper_takes_hedge_mode_as_live(sandbox, account, tmp_path) -> Non
         assert ai.position_of(PositionSide.SHORT).contracts == -0.02
     finally:
         await s.stop()
+
+
+async def test_paper_refuses_a_market_order_over_the_exchanges_cap_as_live_does(sandbox, account, tmp_path, strategy_factory) -> None:
+    """An outside trial (2 of 2): paper filled a 1 000 BTC market buy that the exchange refuses (-1013
+    MARKET_LOT_SIZE: its market orders are capped below the lot's maximum); paper now takes the cap from the
+    exchange's listing, as it takes the precision."""
+    live = await strategy_factory(acct=sandbox.ex.add_account({"USDT": 10**9}), universe=["BTC/USDT"], event_tracing={"enabled": False})
+    cap = float(live.venue.markets["BTC/USDT"]["limits"]["market"]["max"])
+    assert await live.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=cap + 100, waitfor=1) is None
+    said = live.last_refusal
+    assert said is not None and "MARKET_LOT_SIZE" in said.detail
+    from planar_core.engine import strategy as build
+
+    s = build(
+        "paperbig",
+        mode=Paper(),
+        env={},
+        universe=["BTC/USDT"],
+        initial_cash=10**9,
+        store_root=str(tmp_path),
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        connection={"health_interval": 3600},
+    )
+    await s.start()
+    try:
+        await wait_for(lambda: s.universe["BTC/USDT"].last_price is not None)
+        assert await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=cap + 100, waitfor=1) is None
+        assert s.last_refusal is not None and s.last_refusal.reason == said.reason and "MARKET_LOT_SIZE" in s.last_refusal.detail
+        assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=cap, waitfor=1), Trade)  # at the cap: filled
+    finally:
+        await s.stop()
