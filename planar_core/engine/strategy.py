@@ -231,6 +231,7 @@ class Strategy:
             self.lease.acquire(self.run_id)
             self.gate.check_persisted()
             await self.load()
+            self._paper_fresh()
             await _sync.check_live_safety(self)
             await self.twins.check_at_start(self, takeover)
             deferred = await _sync.startup_sync(self)
@@ -251,6 +252,22 @@ class Strategy:
             self.supervisor.start("verify-deferred", lambda health: _sync.verify_deferred(self, deferred))
         if watchers:
             self.start_watchers()
+
+    def _paper_fresh(self) -> None:
+        """Paper: the simulated account starts again at ``initial_cash`` with every run; what the store kept of an
+        earlier paper run (the breakers' peak and day-start equity, exits due) is cleared with it, and the reset
+        is said. Kept, a restart after a paper gain read the fresh account as a drawdown and ran an emergency stop
+        with no loss (an outside trial, 2 of 2); a restart after a loss hid it."""
+        st = self.state
+        if self.config.mode != "paper" or (st.peak_equity is None and st.day_start_equity is None and not st.exits_due):
+            return
+        self.state_store.update(peak_equity=None, day_start_equity=None, exits_due={})
+        msg = (
+            f"{self.name}: paper account starts again at {self.config.initial_cash} {self.config.main_currency}; the earlier "
+            f"paper run's balances, positions and orders are not carried (its peak equity {st.peak_equity} is no baseline)"
+        )
+        log.warning(msg)
+        self.sink.record("paper_reset", reason=msg, previous_peak_equity=st.peak_equity)
 
     def run_unwatched(self) -> None:
         """Running as after ``start``, with no watchers: a test feeds the venue (``LogicTest``); the breakers, the

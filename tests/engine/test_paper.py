@@ -147,3 +147,47 @@ async def test_paper_refuses_a_market_order_over_the_exchanges_cap_as_live_does(
         assert isinstance(await s.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=cap, waitfor=1), Trade)  # at the cap: filled
     finally:
         await s.stop()
+
+
+async def test_a_paper_restart_starts_the_account_and_the_breakers_afresh(sandbox, account, tmp_path) -> None:
+    """An outside trial (2 of 2): a paper run gained, the restart's account was back at its initial cash (the
+    simulated exchange ends with each run), and the breakers' peak from the run before read that as a 6 % drawdown:
+    an emergency stop with no loss. The reset is said, and the breakers start from the fresh account."""
+    sandbox.ex.faults = Faults(private_api=False)
+    from planar_core.engine import strategy as build
+
+    def paper() -> Any:
+        return build(
+            "paperrisk",
+            mode=Paper(),
+            env={},
+            universe=["BTC/USDT"],
+            initial_cash=20_000,
+            store_root=str(tmp_path),
+            sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+            ohlcv_watcher={"interval": 0.2},
+            connection={"health_interval": 3600},
+            risk={"max_drawdown": 0.05},
+        )
+
+    s = paper()
+    await s.start()
+    try:
+        ai = s.universe["BTC/USDT"]
+        await wait_for(lambda: ai.last_price is not None)
+        assert isinstance(await s.call(ai, OrderType.MARKET, Side.BUY, amount=round(14_000 / ai.last_price, 4), waitfor=1), Trade)
+        sandbox.ex.markets[("spot", "BTCUSDT")].shock = 1.3  # a gain of about a fifth
+        sandbox.hub.publish_now()
+        await wait_for(lambda: (s.state.peak_equity or 0) > 23_000, timeout=15)
+    finally:
+        await s.stop()
+        sandbox.ex.markets[("spot", "BTCUSDT")].shock = 1.0
+    again = paper()
+    await again.start()
+    try:
+        await wait_for(lambda: again.state.peak_equity is not None, timeout=15)  # the breakers looked at the fresh account
+        assert not again.halted and again.state.breaker_tripped is None
+        assert again.state.peak_equity == pytest.approx(20_000)
+        assert [e["previous_peak_equity"] > 23_000 for e in again.sink.of("paper_reset")] == [True]
+    finally:
+        await again.stop()
