@@ -4,7 +4,9 @@ The account, orders and fills are the simulated exchange's (``SimVenue``: the sa
 and refuses what live accepts and refuses, attached exits and conditional orders included); the markets (with
 their real precision and limits), candles, tickers and the clock are the exchange's, read by a keyless client that
 cannot sign a private request, so nothing can reach a real account by mistake. Every price the engine reads (its
-candle watchers, tickers) moves the simulated exchange's price and runs its matching.
+candle watchers, tickers) moves the simulated exchange's price and runs its matching; a candle's new high or low
+since it was last read is walked as the fill model walks a backtest's candle (``sim/walk.py``), so a dip between
+two reads fills the limit order it crossed, as on the exchange.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..model.types import Json
 from ..model.venue import Ticker
 from ..sandbox.market_data import MarketSpec
 from .venue import SimVenue
+from .walk import knots, walk
 
 
 def _dec(x: object, default: str) -> Decimal:
@@ -75,6 +78,7 @@ class PaperVenue(SimVenue):
         self.name = "paper"
         self.public = public_venue(cfg, sink, exchange)
         self.universe = [a.symbol for a in cfg.universe]
+        self._range: dict[tuple[str, str], tuple[float, float, float]] = {}  # (symbol, tf) -> open time, high, low read
 
     async def load_markets(self, timeout: float) -> Mapping[str, Json]:
         """The exchange's markets; the simulated exchange then lists the universe's with the same precision and
@@ -106,14 +110,37 @@ class PaperVenue(SimVenue):
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
         candles = await self.public.ohlcv(symbol, timeframe, limit, timeout)
         if candles:
-            self._saw(symbol, candles[-1][4])
+            self._saw_candle(symbol, timeframe, candles[-1])
         return candles
 
     async def watch_ohlcv(self, symbol: str, timeframe: str) -> list[list[float]]:
         candles = await self.public.watch_ohlcv(symbol, timeframe)
         if candles:
-            self._saw(symbol, candles[-1][4])
+            self._saw_candle(symbol, timeframe, candles[-1])
         return candles
+
+    def _saw_candle(self, symbol: str, timeframe: str, candle: list[float]) -> None:
+        """The price passed through the candle's extremes not read before (all of a new candle; of one read before,
+        a higher high or a lower low), in the fill model's order, stopping at each resting level; then its close.
+        Only the close was taken before: a 1.5 % dip between two polls of the candle never reached a resting buy it
+        crossed, which filled on the exchange (an outside trial, 2 of 2). The first candle of the run is its close
+        only: what it saw before was not this run's."""
+        if symbol not in self.markets or len(candle) < 5 or not all(x and x > 0 for x in candle[1:5]):
+            return
+        opened, o, h, lo, c = (float(x) for x in candle[:5])
+        key = (symbol, timeframe)
+        seen = self._range.get(key)
+        again = seen is not None and seen[0] == opened
+        if again and seen is not None:
+            self._range[key] = (opened, max(h, seen[1]), min(lo, seen[2]))
+            h, lo = (h if h > seen[1] else c), (lo if lo < seen[2] else c)  # only the extremes reached since
+            o = self.prices.get(self._market(symbol).key, c)
+        else:
+            self._range[key] = (opened, h, lo)
+        if seen is not None and self.at_stake():
+            for _, price in walk(knots(0, 3, o, h, lo, c), self.resting_levels(symbol)):
+                self._saw(symbol, price)
+        self._saw(symbol, c)
 
     def closed_through(self, symbol: str, timeframe: str) -> int | None:
         return self.public.closed_through(symbol, timeframe)

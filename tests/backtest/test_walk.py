@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planar_core.backtest.walk import knots, walk
+from planar_core.sim.walk import knots, walk
 from planar_core.sandbox.market_data import path_from_candles
 
 

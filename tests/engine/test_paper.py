@@ -191,3 +191,47 @@ async def test_a_paper_restart_starts_the_account_and_the_breakers_afresh(sandbo
         assert [e["previous_peak_equity"] > 23_000 for e in again.sink.of("paper_reset")] == [True]
     finally:
         await again.stop()
+
+
+async def test_paper_fills_a_limit_a_candles_wick_crossed_between_two_reads(sandbox, account, tmp_path, monkeypatch) -> None:
+    """An outside trial (2 of 2): with the candles polled, a dip between two reads through a resting limit buy
+    filled on the exchange and not in paper, which took only each read's close. The candle's new low since the last
+    read is walked now, as the fill model walks a backtest's candle. The exchange's candles here are the data (the
+    sandbox's klines do not record an admin price shock)."""
+    sandbox.ex.faults = Faults(private_api=False)
+    from planar_core.engine import strategy as build
+
+    s = build(
+        "paperwick",
+        mode=Paper(),
+        env={},
+        universe=["BTC/USDT"],
+        initial_cash=50_000,
+        store_root=str(tmp_path),
+        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
+        ohlcv_watcher={"enabled": False},
+        connection={"health_interval": 3600},
+    )
+    await s.start()
+    try:
+        ai = s.universe["BTC/USDT"]
+        opened = (await s.venue.public.ohlcv("BTC/USDT", "1m", 1, 5))[-1][0]
+        close = 60_000.0
+        served = [[opened, close, close, close, close, 1.0]]
+
+        async def exchange_candles(symbol: str, timeframe: str, limit: int, timeout: float) -> list[list[float]]:
+            return [list(c) for c in served]
+
+        monkeypatch.setattr(s.venue.public, "ohlcv", exchange_candles)
+        await s.venue.ohlcv("BTC/USDT", "1m", 1, 5)  # the first read: the close
+        ai.last_price = close
+        assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.1, price=59_400.0, waitfor=0) is PENDING
+        served[0] = [opened, close, close * 1.001, close * 0.998, close, 2.0]  # a wick that does not reach it
+        await s.venue.ohlcv("BTC/USDT", "1m", 1, 5)
+        assert not ai.trades
+        served[0] = [opened, close, close * 1.001, close * 0.985, close * 0.999, 3.0]  # down through it and back
+        await s.venue.ohlcv("BTC/USDT", "1m", 1, 5)
+        await wait_for(lambda: len(ai.trades) == 1, timeout=10)
+        assert ai.trades[0].price == pytest.approx(59_400.0) and ai.trades[0].amount == pytest.approx(0.1)
+    finally:
+        await s.stop()
