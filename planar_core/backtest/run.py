@@ -47,10 +47,10 @@ from ..model import AssetInstance
 from ..runner.heap import frozen_heap
 from ..runner.host import ErrorPolicy, LogicError, LogicHost, RunResult, load_logic
 from ..sim.venue import SimSettings, SimVenue
+from ..sim.walk import knots, price_at, walk
 from ..trace import EventTrace
 from .higher import Buckets, higher_timeframes
 from .source import CandleError, Candles, Row, SymbolCandles, merged
-from ..sim.walk import knots, price_at, walk
 
 MAX_STEPS = 1_000_000  # notices one settle may handle before the run is told it never settles
 CHECKPOINT_EVENTS = 10_000  # a segment per 10 000 events: the memory a checkpoint takes stays the same over a year

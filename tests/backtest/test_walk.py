@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from planar_core.sim.walk import knots, walk
 from planar_core.sandbox.market_data import path_from_candles
+from planar_core.sim.walk import knots, walk
 
 
 def test_knots_are_the_sandbox_paths_points() -> None:
