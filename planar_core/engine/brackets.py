@@ -50,8 +50,10 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
     if order.parent is not None:
         if order.status is OrderStatus.FAILED and order.verdict == "absent" and s.running:
             s.supervisor.spawn(_absent(s, ai, order))
-        if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED):
+        pending = any(o.parent == order.parent and o.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN) for o in ai.orders.values())
+        if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED) and not pending:
             settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
+            # (unless another exit of it is still in doubt: placed again for a resized position, say)
         _exit_update(s, ai, order)
         _exit_lost(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
@@ -283,11 +285,23 @@ async def _coins_gone(s: "Strategy", ai: AssetInstance, o: Order) -> None:
         s.book.end_check(cid)
 
 
+def stopped(s: "Strategy") -> bool:
+    """Halted by an emergency stop: no exit is placed, protective or not. The stop cancelled everything and its
+    report stands (its ``close_positions`` decides what is held); an exit placed after it (a lost exit placed again,
+    a trim's exits restored) stayed on the halted strategy's flat position and closed the next one (a review)."""
+    return s.state.halted and s.state.halted_by_emergency_stop
+
+
 async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> bool:
     """The entry's exits, for what it filled; True when they were placed. ``protective``: placed even while the
     strategy is halted (a restart's, for a position left without them: a halt stops new risk, these only reduce it;
     re-arming never placed them)."""
     sl, tp = entry.brackets
+    if stopped(s):
+        msg = f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} are not placed: the strategy was halted by an emergency stop"
+        log.critical(msg)
+        s.alert(msg, "critical")
+        return False
     exit_side = Side.SELL if entry.side is Side.BUY else Side.BUY
     amount = entry.filled
     if ai.is_margin:  # reduce-only exits need the position the entry opened: ask the exchange if it is not seen yet
@@ -399,6 +413,8 @@ async def _place_oco(s: "Strategy", ai: AssetInstance, entry: Order, side: Side,
     take, stop = legs
     if side is Side.BUY:  # a buy list: the stop above, the limit below
         legs.reverse()
+    if stopped(s):  # checked where nothing awaits before the request: an e-stop that ran meanwhile is respected
+        return False
     try:
         for o in legs:
             book(s, ai, o, o.price or o.trigger_price)

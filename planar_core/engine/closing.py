@@ -21,7 +21,9 @@ from ..model import (
     Side,
 )
 from ..risk.ownership import own_share
+from . import brackets
 from .orders import call, invalid, refused
+from .reducing import exit_entries, restore
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -66,6 +68,7 @@ async def close_position(
     sides = [side] if side is not None else [ps for ps, p in ai.open_positions()] if ai.hedged else [PositionSide.BOTH]
     out: dict[PositionSide, OrderAnswer] = {}
     why: dict[PositionSide, Refusal] = {}
+    exits: list[Order] = []
     for ps in sides:
         pos = ai.position_of(ps) if ai.hedged else ai.position
         in_flight = [o for o in ai.orders.values() if o.position_side is ps and _unbooked(o)]
@@ -81,6 +84,8 @@ async def close_position(
             refused(s, ai, refusal, Side.SELL if pos.contracts > 0 else Side.BUY, abs(pos.contracts), price)
             out[ps], why[ps] = None, refusal
             continue
+        if not ai.is_margin:
+            exits = exit_entries(s, ai)  # what the close cancels: placed again if the close is not sent
         held = pos.contracts if ai.is_margin else await _spot_coins(s, ai)
         contracts, others = own_share(s, ai, ps, held)  # on a shared account, only this strategy's own
         if others:
@@ -108,4 +113,8 @@ async def close_position(
         out[ps] = await call(s, ai, asked)
         if out[ps] is None and s.last_refusal is not None and s.last_refusal is not before:
             why[ps] = s.last_refusal
+    if not ai.is_margin and out.get(PositionSide.BOTH) is None:  # the exits it cancelled, back: the coins are still held
+        for entry in exits:  # (a review: a refused close left them with no exit and no alert)
+            brackets.due(s, ai, entry)
+            await restore(s, ai, entry, "a close that was not sent")
     return CloseAnswer(ai.symbol, out, why)

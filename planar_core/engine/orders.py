@@ -110,8 +110,8 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
     rest when it was built); returns the request or why it is refused. ``asked.emergency``: the emergency stop's
     closing orders, which a halt does not stop and no sizing changes. ``asked.sized``: the amount was sized by risk
     already (a re-send), so it is not scaled again."""
-    if s.state.halted and not asked.emergency:
-        return _halted(s)
+    if s.state.halted and (not asked.emergency or (asked.parent is not None and s.state.halted_by_emergency_stop)):
+        return _halted(s)  # a protective exit passes a halt, not an emergency stop's (brackets.stopped)
     order_type, side, reduce_only = asked.type, asked.side, asked.reduce_only
     market_type = "swap" if ai.is_margin else "spot"
     if not s.venue.caps.supports(order_type, market_type):

@@ -2,14 +2,16 @@
 the strategy's own part of it, the rest kept protected.
 
 What is cancelled first is what could re-open risk or holds the coins the reduction sells: orders that add to the
-position. A futures exit or any reduce-only order stays: it locks nothing and can only make the position smaller.
-A spot exit (an OCO list or a single stop) holds the coins: it is cancelled, and placed again at the same levels for
-what is left once the reduction is answered. Before this, the exposure monitor's 30 % reduction cancelled every
-order on the asset, the stop-losses with the rest, and left the 70 % it kept unprotected without a word.
+position. A futures exit or any reduce-only order stays: it locks nothing and can only make the position smaller;
+once the reduction is answered the exits are placed again for what is left, and then the old ones (larger than the
+position: refused when they trigger) are cancelled. A spot exit (an OCO list or a single stop) holds the coins: it
+is cancelled first, and placed again at the same levels for what is left. Before this, the exposure monitor's 30 %
+reduction cancelled every order on the asset, the stop-losses with the rest, and left the 70 % it kept unprotected
+without a word.
 
-A spot exit to place again is recorded as due (``brackets.due``) before the sell: a crash between the cancel and
-the new exits leaves a restart that places them (``brackets.resume``). A strategy halted meanwhile (an emergency
-stop that cancelled everything) gets none: the stop's report stands, and an alert says what is held unprotected.
+Exits to place again are recorded as due (``brackets.due``) first: a crash in between leaves a restart that places
+them (``brackets.resume``). A strategy halted meanwhile gets none (spot: an alert says what is held without them),
+and after an emergency stop none at all (``brackets.stopped``): the stop's report stands.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ def _keeps(ai: AssetInstance, order: Order) -> bool:
     return ai.is_margin and (order.parent is not None or order.reduce_only)
 
 
-def _entries_of(s: "Strategy", ai: AssetInstance) -> list[Order]:
-    """The spot exits on ``ai`` as the entries they protect, each for what its exits still cover, with their
-    stop-loss and take-profit levels: what ``brackets.place`` needs to place them again."""
+def exit_entries(s: "Strategy", ai: AssetInstance) -> list[Order]:
+    """The exits on ``ai`` as the entries they protect, each for what its exits still cover, with their stop-loss
+    and take-profit levels: what ``brackets.place`` needs to place them again."""
     groups: dict[str, list[Order]] = {}
     for o in brackets.exits_of(s, ai):
         groups.setdefault(o.parent or "", []).append(o)
@@ -46,7 +48,16 @@ def _entries_of(s: "Strategy", ai: AssetInstance) -> list[Order]:
         side = Side.BUY if legs[0].side is Side.SELL else Side.SELL
         entries.append(
             Order(
-                parent, ai.symbol, side, OrderType.MARKET, covered, None, status=OrderStatus.CLOSED, filled=covered, brackets=(stop, take)
+                parent,
+                ai.symbol,
+                side,
+                OrderType.MARKET,
+                covered,
+                None,
+                status=OrderStatus.CLOSED,
+                filled=covered,
+                position_side=legs[0].position_side,
+                brackets=(stop, take),
             )
         )
     return entries
@@ -56,14 +67,18 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
     """Sell (or buy back) ``fraction`` of the strategy's own part of one position with a market order: futures
     reduce-only, spot from the *free* base balance after a fresh balance read (the exits' coins released first);
     on an account others trade too, only the strategy's own part (risk/ownership.py: an outside trial saw a
-    strategy's exposure limit sell 30 % of coins the account held before it ever traded)."""
-    replace = [] if ai.is_margin or fraction >= 1 else _entries_of(s, ai)
+    strategy's exposure limit sell 30 % of coins the account held before it ever traded). The exits follow the
+    position: spot's cancelled first and placed again for what is left; futures' placed again for what is left,
+    then the old ones cancelled (they protect meanwhile: a reduce-only exit larger than the position is refused
+    when it triggers, a review found)."""
+    entries = [] if fraction >= 1 else exit_entries(s, ai)
+    old = {e.client_order_id: brackets.exits_of(s, ai, e.client_order_id) for e in entries}
     for order in ai.open_orders():
         if not _keeps(ai, order):
             await s.cancel(ai, order)
-    for entry in replace:  # after the cancels: their confirmations settle the old record of the same entry
-        brackets.due(s, ai, entry)
     if not ai.is_margin:
+        for entry in entries:  # after the cancels: their confirmations settle the old record of the same entry
+            brackets.due(s, ai, entry)
         await s.refresh_balances()
     if ai.is_margin and ai.hedged:  # each side its own position, closed by naming it
         held_by_side = {ps: p.contracts for ps, p in ai.open_positions()}
@@ -85,26 +100,32 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
         if result is None:
             s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
             s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
-    for entry in replace:  # what the sell left; all of it if nothing was sent (never more than is free: ``place``)
+    for entry in entries:  # what the sell left; all of it if nothing was sent (never more than is free: ``place``)
+        if result is None and ai.is_margin:
+            continue  # nothing sold: the futures exits on the exchange still fit
         if result is not None:
-            entry.amount = entry.filled = entry.filled * (1 - fraction)
-            brackets.due(s, ai, entry)
-        await _restore(s, ai, entry, reason)
+            entry.amount = entry.filled = round(entry.filled * (1 - fraction), 12)  # 0.02 x 0.7 is 0.01399...: 0.013 rounded down
+        brackets.due(s, ai, entry)
+        if await restore(s, ai, entry, reason) and ai.is_margin:
+            for o in old[entry.client_order_id]:  # the new ones are on: the old ones, larger than the position, go
+                if o.is_open:
+                    await s.cancel(ai, o)
     return result
 
 
-async def _restore(s: "Strategy", ai: AssetInstance, entry: Order, reason: str) -> None:
-    """Place the exits cancelled for the reduction again, for what is left (``brackets.place`` takes at most the free
-    coins); a halted strategy gets none, and is told what it holds without them."""
+async def restore(s: "Strategy", ai: AssetInstance, entry: Order, reason: str) -> bool:
+    """Place exits the strategy had (cancelled to free the coins, or sized for more than is held now) for what is
+    left (``brackets.place`` takes at most the free coins, or the position); True when placed. A halted strategy
+    gets none, and is told what it holds without them (spot: the old ones are gone)."""
     if s.halted:
         brackets.settled(s, entry.client_order_id)
         held = s.cash(ai.base).total
-        if held:
+        if held and not ai.is_margin:
             msg = (
-                f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} were cancelled for a risk action ({reason}) and the "
+                f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} were cancelled for {reason} and the "
                 f"strategy was halted before they were placed again: {held} {ai.base} is held without them"
             )
             log.critical(msg)
             s.alert(msg, "critical")
-        return
-    await brackets.place(s, ai, entry)
+        return False
+    return await brackets.place(s, ai, entry)

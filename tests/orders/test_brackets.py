@@ -257,16 +257,42 @@ async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said
     await wait_for(lambda: any("not protected" in str(e.get("reason")) for e in s.sink.of("error_occurred")), timeout=10)
 
 
-async def test_a_risk_reduction_keeps_the_futures_exits(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+async def test_a_risk_reduction_keeps_the_futures_position_protected(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """The exposure monitor's reduction (30 % of each position) cancelled every order on the asset first, the
-    stop-loss and take-profit with the rest: the 70 % kept was left unprotected without a word. Reduce-only exits
-    lock nothing and cannot add risk: they stay."""
+    stop-loss and take-profit with the rest: the 70 % kept was left unprotected without a word. Kept at the entry's
+    size, a reduce-only exit larger than the position is refused when it triggers (a review). The exits are placed
+    again for what is left, then the old ones cancelled."""
     s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
     await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.014), timeout=10)
-    on_exchange = algos(sandbox, s)
-    assert all(on_exchange[o.client_order_id]["status"] == "NEW" for o in exits.values())
-    assert all(o.is_open for o in exits.values())
+    await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
+    live = {a["type"]: a for a in algos(sandbox, s).values() if a["status"] == "NEW"}
+    assert set(live) == {"STOP_MARKET", "TAKE_PROFIT_MARKET"} and all(float(a["qty"]) == pytest.approx(0.014) for a in live.values())
+    old = {o.type: o.trigger_price for o in exits.values()}
+    assert all(float(live[t.value.upper()]["trigger_price"]) == pytest.approx(old[t], rel=1e-4) for t in old)
+    assert s.state.exits_due == {}
+
+
+async def test_no_exit_is_placed_after_an_emergency_stop(strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any) -> None:
+    """A review: an exit placed again (a lost one, a trim's) after an emergency stop had reported clean stayed on the
+    halted strategy's flat position and closed its next one. After an emergency stop no exit is placed, protective
+    or not; a critical alert says so."""
+    from planar_core.engine import brackets
+    from planar_core.engine.orders import call
+    from planar_core.model import OrderCall
+
+    s, ai, exits, last = await perp_entry(strategy_factory, sandbox, account)
+    alerts: list[tuple[str, str]] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append((level, text)))
+    report = await s.emergency_stop("test", close_positions=False)
+    assert report.clean and s.state.halted_by_emergency_stop
+    (parent,) = {o.parent for o in exits.values()}
+    entry = next(o for o in ai.orders.values() if o.client_order_id == parent)
+    assert await brackets.place(s, ai, entry, protective=True) is False  # a lost exit placed again, say
+    stop = OrderCall(type=OrderType.STOP_MARKET, side=Side.SELL, amount=0.02, trigger_price=last * 0.98, parent=parent, emergency=True)
+    assert await call(s, ai, stop) is None  # the exit's own order call, mid-flight in the review's race
+    assert [a for a in algos(sandbox, s).values() if a["status"] == "NEW"] == []
+    assert any(level == "critical" and "emergency stop" in text for level, text in alerts)
 
 
 async def test_a_risk_reduction_places_the_spot_exits_again_for_what_is_left(strategy_factory: Any, sandbox: Any, account: Any) -> None:
@@ -443,3 +469,23 @@ async def test_exits_proven_never_placed_are_placed_again(strategy_factory: Any,
     assert {o.type for o in live} == {OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET} and all(
         o.amount == pytest.approx(0.02) for o in live
     )
+
+
+async def test_a_spot_close_that_is_not_sent_puts_the_exits_back(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A review: a spot close cancels the exits (they hold the coins) before its sell; a sell refused (a price the
+    exchange's band refuses, or a bad one) left the coins with no exit and no alert. The exits go back on."""
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    for price in (-1.0, last * 10):  # refused here (not a price), then by the exchange (PERCENT_PRICE_BY_SIDE)
+        closed = await s.close_position(ai, price=price, waitfor=0)
+        assert closed.answers[PositionSide.BOTH] is None
+        await wait_for(lambda: {o["type"] for o in account_view(sandbox, s)["open_orders"]} == {"LIMIT_MAKER", "STOP_LOSS"}, timeout=10)
+    held = account_view(sandbox, s)["spot_balances"]["BTC"]
+    legs = account_view(sandbox, s)["open_orders"]
+    assert all(float(o["qty"]) == pytest.approx(float(held["locked"])) for o in legs) and s.state.exits_due == {}
