@@ -56,6 +56,22 @@ async def test_paper_trades_locally_on_live_prices(sandbox, account, tmp_path) -
         await s.stop()
 
 
+def paper_spot(sandbox: Any, tmp_path: Any, name: str, **overrides: Any) -> Any:
+    """A paper strategy on BTC/USDT over the sandbox's public data (not started), with the sandbox's private API
+    refused (a private request would fail loudly)."""
+    sandbox.ex.faults = Faults(private_api=False)
+    from planar_core.engine import strategy as build
+
+    settings: dict[str, Any] = {
+        "universe": ["BTC/USDT"],
+        "initial_cash": 50_000,
+        "store_root": str(tmp_path),
+        "sandbox_endpoint": {"url": sandbox.url, "ws_url": sandbox.ws_url},
+        "connection": {"health_interval": 3600},
+    }
+    return build(name, mode=Paper(), env={}, **{**settings, **overrides})
+
+
 async def paper_perp(sandbox: Any, tmp_path: Any, name: str, **overrides: Any) -> Any:
     """A started paper strategy on BTC/USDT:USDT, 20 000 USDT, with the sandbox's private API refused (a private
     request would fail loudly)."""
@@ -127,18 +143,7 @@ async def test_paper_refuses_a_market_order_over_the_exchanges_cap_as_live_does(
     assert await live.call("BTC/USDT", OrderType.MARKET, Side.BUY, amount=cap + 100, waitfor=1) is None
     said = live.last_refusal
     assert said is not None and "MARKET_LOT_SIZE" in said.detail
-    from planar_core.engine import strategy as build
-
-    s = build(
-        "paperbig",
-        mode=Paper(),
-        env={},
-        universe=["BTC/USDT"],
-        initial_cash=10**9,
-        store_root=str(tmp_path),
-        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-        connection={"health_interval": 3600},
-    )
+    s = paper_spot(sandbox, tmp_path, "paperbig", initial_cash=10**9)
     await s.start()
     try:
         await wait_for(lambda: s.universe["BTC/USDT"].last_price is not None)
@@ -153,22 +158,9 @@ async def test_a_paper_restart_starts_the_account_and_the_breakers_afresh(sandbo
     """An outside trial (2 of 2): a paper run gained, the restart's account was back at its initial cash (the
     simulated exchange ends with each run), and the breakers' peak from the run before read that as a 6 % drawdown:
     an emergency stop with no loss. The reset is said, and the breakers start from the fresh account."""
-    sandbox.ex.faults = Faults(private_api=False)
-    from planar_core.engine import strategy as build
 
     def paper() -> Any:
-        return build(
-            "paperrisk",
-            mode=Paper(),
-            env={},
-            universe=["BTC/USDT"],
-            initial_cash=20_000,
-            store_root=str(tmp_path),
-            sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-            ohlcv_watcher={"interval": 0.2},
-            connection={"health_interval": 3600},
-            risk={"max_drawdown": 0.05},
-        )
+        return paper_spot(sandbox, tmp_path, "paperrisk", initial_cash=20_000, ohlcv_watcher={"interval": 0.2}, risk={"max_drawdown": 0.05})
 
     s = paper()
     await s.start()
@@ -198,20 +190,7 @@ async def test_paper_fills_a_limit_a_candles_wick_crossed_between_two_reads(sand
     filled on the exchange and not in paper, which took only each read's close. The candle's new low since the last
     read is walked now, as the fill model walks a backtest's candle. The exchange's candles here are the data (the
     sandbox's klines do not record an admin price shock)."""
-    sandbox.ex.faults = Faults(private_api=False)
-    from planar_core.engine import strategy as build
-
-    s = build(
-        "paperwick",
-        mode=Paper(),
-        env={},
-        universe=["BTC/USDT"],
-        initial_cash=50_000,
-        store_root=str(tmp_path),
-        sandbox_endpoint={"url": sandbox.url, "ws_url": sandbox.ws_url},
-        ohlcv_watcher={"enabled": False},
-        connection={"health_interval": 3600},
-    )
+    s = paper_spot(sandbox, tmp_path, "paperwick", ohlcv_watcher={"enabled": False})
     await s.start()
     try:
         ai = s.universe["BTC/USDT"]

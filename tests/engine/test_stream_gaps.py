@@ -44,18 +44,23 @@ async def test_a_burst_of_fills_is_seen_whole(strategy_factory, sandbox, account
 async def test_an_update_the_stream_dropped_is_found_by_the_verify_poll(strategy_factory, sandbox, account) -> None:
     """The stream stays up but an update never comes (dropped on the way): the periodic poll finds it."""
     s = await strategy_factory(order_monitoring={"interval": 60, "verify_interval": 1.0})
-    ai = s.universe["ETH/USDT"]
-    bid, _ = bid_ask(sandbox, "ETHUSDT")
-    polls = _polls(s)
-    assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.95, waitfor=0) is PENDING
-    (order,) = ai.orders.values()
-    await _after_the_gap_poll(s, "ETH/USDT", polls)
+    order = await _resting(s, sandbox)
     sandbox.ex.faults = Faults(paused_user_stream=True)  # socket open, messages dropped
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
     sandbox.ex.match_resting()
     await wait_for(lambda: order.status == "closed", timeout=10)
     assert s.watcher_health()["orders:ETH/USDT"]["mode"] == "websocket"  # found without the stream ever failing
     sandbox.ex.faults = Faults()
+
+
+async def _resting(s, sandbox):
+    """A buy resting 5 % under the market, once the order watcher is on the websocket after its first poll."""
+    bid, _ = bid_ask(sandbox, "ETHUSDT")
+    polls = _polls(s)
+    assert await s.call("ETH/USDT", OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.95, waitfor=0) is PENDING
+    (order,) = s.universe["ETH/USDT"].orders.values()
+    await _after_the_gap_poll(s, "ETH/USDT", polls)
+    return order
 
 
 def _polls(s) -> int:
@@ -76,11 +81,7 @@ async def test_a_fill_learned_by_a_poll_gets_its_real_trade_after_a_later_one(st
     are compared with the exchange's fills before anything re-reads."""
     s = await strategy_factory(order_monitoring={"interval": 60, "verify_interval": 1.0})
     ai = s.universe["ETH/USDT"]
-    bid, _ = bid_ask(sandbox, "ETHUSDT")
-    polls = _polls(s)
-    assert await s.call(ai, OrderType.GTC, Side.BUY, amount=0.01, price=bid * 0.95, waitfor=0) is PENDING
-    (order,) = ai.orders.values()
-    await _after_the_gap_poll(s, "ETH/USDT", polls)
+    order = await _resting(s, sandbox)
     sandbox.ex.faults = Faults(paused_user_stream=True, user_trade_events=False)  # no stream, no trade list for now
     sandbox.ex.markets[("spot", "ETHUSDT")].shock = 0.9
     sandbox.ex.match_resting()

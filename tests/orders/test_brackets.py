@@ -39,6 +39,19 @@ async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: fl
     return s, ai, exits, last
 
 
+async def spot_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple[Any, Any, Trade, float]:
+    """A spot buy of 0.01 BTC with a stop-loss and a take-profit 2 % away, its OCO list acknowledged."""
+    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+    ai = s.universe["BTC/USDT"]
+    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0)
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    return s, ai, entry, last
+
+
 async def sell_by_hand(sandbox: Any, account: Any, amount: float) -> None:
     """A reduce-only market sell of the perpetual from outside the engine (ccxt, the same account)."""
     hand = make_client(sandbox, account, options={"defaultType": "swap"})
@@ -68,14 +81,7 @@ async def test_futures_exits_go_when_the_position_is_closed_by_hand(strategy_fac
 
 
 async def test_spot_exits_are_one_oco_list(strategy_factory: Any, sandbox: Any, account: Any) -> None:
-    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
-    ai = s.universe["BTC/USDT"]
-    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0)
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade)
-    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    s, ai, entry, _ = await spot_entry(strategy_factory, sandbox, account)
     legs = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
     view = {o["client_order_id"]: o for o in account_view(sandbox, s)["open_orders"]}
     assert {view[o.client_order_id]["type"] for o in legs.values()} == {"LIMIT_MAKER", "STOP_LOSS"}
@@ -298,14 +304,7 @@ async def test_no_exit_is_placed_after_an_emergency_stop(strategy_factory: Any, 
 async def test_a_risk_reduction_places_the_spot_exits_again_for_what_is_left(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """Spot exits hold the coins the reduction sells: they are cancelled, and one list at the same levels is placed
     again for what is left."""
-    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
-    ai = s.universe["BTC/USDT"]
-    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0)
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade)
-    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    s, ai, entry, _ = await spot_entry(strategy_factory, sandbox, account)
     old = {o.client_order_id: o for o in ai.orders.values() if o.parent == entry.client_order_id}
     before = account_view(sandbox, s)["spot_balances"]["BTC"]
     await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
@@ -412,15 +411,8 @@ async def test_a_spot_close_sells_the_strategys_own_coins_and_its_exits_go(strat
     """An outside trial (3 of 3): a spot ``close_position`` read the futures position (always 0 on spot) and answered
     "nothing to close", sending nothing, with the bought coins held. It sells the strategy's own coins (the account
     held 2 BTC before: those stay), its exits cancelled first (they hold the coins)."""
-    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
-    ai = s.universe["BTC/USDT"]
-    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
-    before = float(account_view(sandbox, s)["spot_balances"]["BTC"]["free"])
-    last = await shock(sandbox, "BTCUSDT", 1.0)
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade)
-    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    before = float(sandbox.ex.accounts[account.api_key].spot["BTC"][0])  # free, before the entry
+    s, ai, _, _ = await spot_entry(strategy_factory, sandbox, account)
     closed = await s.close_position(ai, waitfor=5)
     assert not closed.nothing_to_close and isinstance(closed.answers[PositionSide.BOTH], Trade), closed
     view = account_view(sandbox, s)
@@ -474,14 +466,7 @@ async def test_exits_proven_never_placed_are_placed_again(strategy_factory: Any,
 async def test_a_spot_close_that_is_not_sent_puts_the_exits_back(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """A review: a spot close cancels the exits (they hold the coins) before its sell; a sell refused (a price the
     exchange's band refuses, or a bad one) left the coins with no exit and no alert. The exits go back on."""
-    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
-    ai = s.universe["BTC/USDT"]
-    await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0)
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
-    assert isinstance(entry, Trade)
-    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    s, ai, _, last = await spot_entry(strategy_factory, sandbox, account)
     for price in (-1.0, last * 10):  # refused here (not a price), then by the exchange (PERCENT_PRICE_BY_SIDE)
         closed = await s.close_position(ai, price=price, waitfor=0)
         assert closed.answers[PositionSide.BOTH] is None
