@@ -355,6 +355,7 @@ async def _place_each(
 ) -> bool:
 
     ok = True
+    before = {o.client_order_id for o in ai.orders.values() if o.parent == entry.client_order_id}  # not this call's
     for kind, px in ((OrderType.STOP_MARKET, sl), (OrderType.TAKE_PROFIT_MARKET, tp)):
         if px is None:
             continue
@@ -371,7 +372,7 @@ async def _place_each(
             emergency=protective,  # a halt does not stop it, and risk sizing does not change its amount
         )
         res = await call(s, ai, exit_call)
-        placed = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is kind]
+        placed = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is kind and o.client_order_id not in before]
         ok = ok and (res is not None or any(o.is_open or o.filled for o in placed))
     return ok
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ..exchange.errors import ExchangeOpError
 from ..model import (
     AssetInstance,
     CloseAnswer,
@@ -86,7 +87,13 @@ async def close_position(
             continue
         if not ai.is_margin:
             exits = exit_entries(s, ai)  # what the close cancels: placed again if the close is not sent
-        held = pos.contracts if ai.is_margin else await _spot_coins(s, ai)
+        try:
+            held = pos.contracts if ai.is_margin else await _spot_coins(s, ai)
+        except ExchangeOpError as err:  # its exits were cancelled: they go back on below (a review: they did not)
+            refusal = Refusal(RefusalReason.BALANCE_UNKNOWN, f"{ai.symbol}: the balances could not be read ({err}): not closed")
+            refused(s, ai, refusal, Side.SELL, 0.0, price)
+            out[ps], why[ps] = None, refusal
+            continue
         contracts, others = own_share(s, ai, ps, held)  # on a shared account, only this strategy's own
         if others:
             log.info("close_position %s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)

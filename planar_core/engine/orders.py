@@ -100,6 +100,15 @@ async def _reference_price(s: "Strategy", ai: AssetInstance, fresh: bool = False
     return ai.last_price
 
 
+def passes_halt(s: "Strategy", emergency: bool, is_exit: bool) -> bool:
+    """Whether an order may go out now: anything while not halted; while halted, only the emergency stop's own
+    orders and protective exits (they only reduce), and no exit at all after an emergency stop (its report stands:
+    ``brackets.stopped``). Asked before the first send and before every re-send (``submit``): an exit re-sent after
+    a 503 landed after the stop had said clean (a review)."""
+    st = s.state
+    return not st.halted or (emergency and not (is_exit and st.halted_by_emergency_stop))
+
+
 def _halted(s: "Strategy") -> Refusal:
     state = s.state
     return Refusal(R.BREAKER if state.breaker_tripped else R.HALTED, f"strategy halted: {state.halt_reason}")
@@ -110,8 +119,8 @@ async def prepare(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderRe
     rest when it was built); returns the request or why it is refused. ``asked.emergency``: the emergency stop's
     closing orders, which a halt does not stop and no sizing changes. ``asked.sized``: the amount was sized by risk
     already (a re-send), so it is not scaled again."""
-    if s.state.halted and (not asked.emergency or (asked.parent is not None and s.state.halted_by_emergency_stop)):
-        return _halted(s)  # a protective exit passes a halt, not an emergency stop's (brackets.stopped)
+    if not passes_halt(s, asked.emergency, asked.parent is not None):
+        return _halted(s)
     order_type, side, reduce_only = asked.type, asked.side, asked.reduce_only
     market_type = "swap" if ai.is_margin else "spot"
     if not s.venue.caps.supports(order_type, market_type):
@@ -385,7 +394,8 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
     s.ensure_order_tasks(ai)
     params: Json = dict(asked.params)
     try:
-        ack = await submit(s, ai, order, place_order(ai, req, cid, params, trailing.emulated(s, ai)))
+        place = place_order(ai, req, cid, params, trailing.emulated(s, ai))
+        ack = await submit(s, ai, order, place, lambda: passes_halt(s, asked.emergency, asked.parent is not None))
     except Rejected as r:
         status = OrderStatus.REJECTED if r.err is not None else OrderStatus.FAILED
         order.refusal = s.book.refused(r.refusal)

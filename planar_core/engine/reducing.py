@@ -16,10 +16,11 @@ and after an emergency stop none at all (``brackets.stopped``): the stop's repor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, Order, OrderAnswer, OrderStatus, OrderType, PositionSide, Side
+from ..model import AssetInstance, Order, OrderAnswer, OrderStatus, OrderType, PositionSide, Side, Trade
 from ..risk.ownership import own_share
 from . import brackets
 
@@ -85,32 +86,50 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
     else:
         held_by_side = {PositionSide.BOTH: ai.position.contracts if ai.is_margin else s.cash(ai.base).free}
     result: OrderAnswer = None
+    kept: dict[PositionSide, float] = {}  # per side: the part of the strategy's own the trim left (1: nothing sent)
     for ps, held in held_by_side.items():
         size, others = own_share(s, ai, ps, held)
         if others:
             log.info("%s: %s of the account's %s is not this strategy's; left alone", ai.symbol, others, held)
         amount = abs(size) * fraction
+        with contextlib.suppress(Exception):  # what is sold: the exits follow it (too small: the call refuses it, said)
+            amount = float(s.venue.amount_to_precision(ai.symbol, amount)) or amount
         if amount <= 0:
             continue
         side = Side.SELL if size > 0 else Side.BUY
         hedge = ai.is_margin and ai.hedged
-        result = await s.call(
+        answer = await s.call(
             ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps, waitfor=0
         )
-        if result is None:
+        if answer is None:
             s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
             s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
-    for entry in entries:  # what the sell left; all of it if nothing was sent (never more than is free: ``place``)
-        if result is None and ai.is_margin:
-            continue  # nothing sold: the futures exits on the exchange still fit
-        if result is not None:
-            entry.amount = entry.filled = round(entry.filled * (1 - fraction), 12)  # 0.02 x 0.7 is 0.01399...: 0.013 rounded down
+            continue
+        result = answer  # what was sold: the fill's amount when known (rounded to the lot), else what was asked
+        sold = answer.amount if isinstance(answer, Trade) else amount
+        kept[ps] = max(0.0, 1 - sold / abs(size))
+    for entry in entries:  # the exits for what the sell left; all of it on spot if nothing was sent
+        ps = entry.position_side if ai.is_margin and ai.hedged else PositionSide.BOTH
+        if ps not in kept and ai.is_margin:
+            continue  # nothing sold on that side: its futures exits on the exchange still fit
+        entry.amount = entry.filled = round(entry.filled * kept.get(ps, 1.0), 12)  # 0.02 x 0.7 is 0.01399...
         brackets.due(s, ai, entry)
-        if await restore(s, ai, entry, reason) and ai.is_margin:
-            for o in old[entry.client_order_id]:  # the new ones are on: the old ones, larger than the position, go
-                if o.is_open:
-                    await s.cancel(ai, o)
+        fresh = {o.client_order_id for o in ai.orders.values() if o.parent == entry.client_order_id}
+        await restore(s, ai, entry, reason)
+        if ai.is_margin:
+            await _retire(s, ai, old[entry.client_order_id], fresh)
     return result
+
+
+async def _retire(s: "Strategy", ai: AssetInstance, old: list[Order], before: set[str]) -> None:
+    """Cancel the old futures exits that a new exit of the same kind, acknowledged by the exchange, replaces; an
+    old one whose replacement was refused or is not confirmed stays (larger than the position, but a stop): a
+    review found the old ones cancelled when the new ones had been refused, the position left with none."""
+    new = [o for o in ai.orders.values() if old and o.parent == old[0].parent and o.client_order_id not in before]
+    for o in old:
+        kinds = brackets.STOPS if o.type in brackets.STOPS else brackets.TAKES
+        if o.is_open and any(n.type in kinds and n.id is not None and (n.is_open or n.filled) for n in new):
+            await s.cancel(ai, o)
 
 
 async def restore(s: "Strategy", ai: AssetInstance, entry: Order, reason: str) -> bool:

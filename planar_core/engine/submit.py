@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ClockSkew, DuplicateOrder, ExchangeOpError, OrderNotFound, PermanentError, RateLimited
@@ -120,9 +121,12 @@ async def resolve(s: "Strategy", ai: AssetInstance, order: Order, deadline: floa
         pause = min(LOOKUP_BACKOFF[1], pause * 2)
 
 
-async def submit(s: "Strategy", ai: AssetInstance, order: Order, place: PlaceOrder) -> OrderReport:
+async def submit(
+    s: "Strategy", ai: AssetInstance, order: Order, place: PlaceOrder, may_send: Callable[[], bool] = lambda: True
+) -> OrderReport:
     """Send the order (the venue waits for the account's order pace and sends it once per attempt); returns the
-    exchange's acknowledgement. Raises Rejected (never booked) or OutcomeUnknown."""
+    exchange's acknowledgement. Raises Rejected (never booked) or OutcomeUnknown. ``may_send``: asked before every
+    attempt (the halt: ``orders.passes_halt``); no: Rejected, nothing more goes out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.config.timeouts.order_placement
     resends = max(0, s.config.order_monitoring.retries)
@@ -131,6 +135,8 @@ async def submit(s: "Strategy", ai: AssetInstance, order: Order, place: PlaceOrd
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise Rejected("placement budget spent; every attempt was refused before handling (rate limits)", RefusalReason.RATE_LIMITED)
+        if not may_send():
+            raise Rejected(f"not sent: the strategy was halted ({s.state.halt_reason})", RefusalReason.HALTED)
         order.sent_at, order.not_found = time.time(), 0
         try:
             return await s.venue.create_order(place, timeout=remaining)

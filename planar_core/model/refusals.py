@@ -26,6 +26,7 @@ class RefusalReason(StrEnum):
     MARKET_LIMIT = "market_limit"  # below the market's minimum amount or cost, above its maximum price
     WOULD_TRIGGER = "would_trigger"  # a conditional order that would trigger at once (the exchange refuses it)
     PRICE_UNKNOWN = "price_unknown"  # no reference price: the exchange could not be asked, or answered none
+    BALANCE_UNKNOWN = "balance_unknown"  # the balances the order is sized from could not be read (a spot close)
     INSUFFICIENT_FUNDS = "insufficient_funds"  # cash or margin does not cover it
     NOTHING_TO_REDUCE = "nothing_to_reduce"  # a reduce-only (or closing) order that does not reduce the position
     RISK_LIMIT = "risk_limit"  # a risk limit or the strategy's risk hook refused it

@@ -4,6 +4,7 @@ snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -474,3 +475,124 @@ async def test_a_spot_close_that_is_not_sent_puts_the_exits_back(strategy_factor
     held = account_view(sandbox, s)["spot_balances"]["BTC"]
     legs = account_view(sandbox, s)["open_orders"]
     assert all(float(o["qty"]) == pytest.approx(float(held["locked"])) for o in legs) and s.state.exits_due == {}
+
+
+async def test_a_trim_whose_new_exits_are_refused_keeps_the_old_ones(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A second review (3 of 3): eight other reduce-only stops and the two exits filled the exchange's ten; the
+    trim's new exits were refused (-2025), the old ones counted as "placed" and were cancelled, and the position
+    had none. An old exit goes only when a new one of its kind is on the exchange."""
+    s, ai, exits, last = await perp_entry(strategy_factory, sandbox, account)
+    for i in range(8):  # reduce-only: the trim keeps them
+        stop = await s.call(
+            ai, OrderType.STOP_MARKET, Side.SELL, amount=0.002, trigger_price=last * (0.8 - i / 100), reduce_only=True, waitfor=0
+        )
+        assert stop is not None
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.014), timeout=10)
+    failed = lambda: [o for o in ai.orders.values() if o.parent in {e.parent for e in exits.values()} and o not in exits.values()]  # noqa: E731
+    await wait_for(lambda: failed() and all(o.status in (OrderStatus.REJECTED, OrderStatus.FAILED) for o in failed()), timeout=10)
+    on_exchange = algos(sandbox, s)
+    assert all(on_exchange[o.client_order_id]["status"] == "NEW" and o.is_open for o in exits.values())
+
+
+async def test_a_trim_sizes_the_exits_from_what_was_sold(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A second review (3 of 3): a position of 0.011 trimmed by 30 % sells 0.003 (the lot rounds 0.0033 down) and
+    keeps 0.008; the exits were sized 70 % of 0.011, rounded down to 0.007, and 0.001 stayed held past the stop."""
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.011, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.008), timeout=10)
+    await wait_for(
+        lambda: sorted(float(a["qty"]) for a in algos(sandbox, s).values() if a["status"] == "NEW") == [0.008, 0.008], timeout=10
+    )
+
+
+async def test_a_hedge_trim_resizes_each_sides_exits_by_its_own_answer(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A second review (3 of 3): in hedge mode every side's exits followed the last side's answer; the short's trim
+    (too small: refused) left the trimmed long with exits of its old size, refused when the stop triggered."""
+    from planar_core.model import PositionSide as PS
+
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], position_mode="hedge", event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    long = await s.call(
+        ai, OrderType.MARKET, Side.BUY, amount=0.02, position_side="long", stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5
+    )
+    assert isinstance(long, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == long.client_order_id and o.id]) == 2, timeout=10)
+    assert isinstance(await s.call(ai, OrderType.MARKET, Side.SELL, amount=0.002, position_side="short", waitfor=5), Trade)
+    await wait_for(lambda: ai.position_of(PS.SHORT).contracts != 0, timeout=10)
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")  # the short's 0.0006 rounds to nothing: refused
+    await wait_for(lambda: ai.position_of(PS.LONG).contracts == pytest.approx(0.014), timeout=10)
+    await wait_for(
+        lambda: sorted(float(a["qty"]) for a in algos(sandbox, s).values() if a["status"] == "NEW") == [0.014, 0.014], timeout=10
+    )
+
+
+async def test_an_exit_is_not_sent_again_after_an_emergency_stop(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A second review (3 of 3): an exit's first send was lost (a 503), the look-ups proved it absent, the emergency
+    stop ran meanwhile and said clean (closing the position), and the re-send then booked the stop on the halted,
+    flat strategy. The halt is asked before every send."""
+    from planar_core.exchange.errors import NetworkUncertain
+
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        event_tracing={"enabled": False},
+        timeouts={"order_placement": 6.0},
+        order_monitoring={"absent_after": 1.5, "interval": 0.3},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    real, lost = s.venue.create_order, asyncio.Event()
+
+    async def create(place: Any, timeout: float) -> Any:  # the network loses the exit's first request
+        if place.type is OrderType.STOP_MARKET and not lost.is_set():
+            lost.set()
+            raise NetworkUncertain("503 Service Unavailable")
+        return await real(place, timeout)
+
+    monkeypatch.setattr(s.venue, "create_order", create)
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.97, take_profit=last * 1.03, waitfor=5)
+    assert isinstance(entry, Trade)
+    await asyncio.wait_for(lost.wait(), 10)
+    report = await s.emergency_stop("operator: stop everything", close_positions=True)
+    assert report.clean
+    (stop,) = [o for o in ai.orders.values() if o.parent == entry.client_order_id and o.type is OrderType.STOP_MARKET]
+    await wait_for(lambda: stop.status in (OrderStatus.FAILED, OrderStatus.REJECTED), timeout=20)
+    assert [a for a in algos(sandbox, s).values() if a["status"] == "NEW"] == []
+
+
+async def test_a_spot_close_whose_balance_read_fails_puts_the_exits_back(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A second review (3 of 3): the close cancelled the exits, its balance read then failed (503s), the exception
+    left close_position before the exits went back: coins held, no exit, no alert. The close is refused
+    (balance_unknown) and the exits go back on."""
+    from planar_core.exchange.errors import NetworkUncertain
+    from planar_core.model import RefusalReason
+
+    s, ai, _, _ = await spot_entry(strategy_factory, sandbox, account)
+    real = s.venue.balances
+
+    async def unreadable(*a: Any, **k: Any) -> Any:
+        raise NetworkUncertain("503 Service Unavailable")
+
+    monkeypatch.setattr(s.venue, "balances", unreadable)
+    closed = await s.close_position(ai, waitfor=0)
+    monkeypatch.setattr(s.venue, "balances", real)
+    assert closed.answers[PositionSide.BOTH] is None and closed.refusals[PositionSide.BOTH].reason is RefusalReason.BALANCE_UNKNOWN
+    await wait_for(lambda: {o["type"] for o in account_view(sandbox, s)["open_orders"]} == {"LIMIT_MAKER", "STOP_LOSS"}, timeout=10)
