@@ -48,6 +48,7 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         return
     ai, order = event.ai, event.order
     if order.parent is not None:
+        _supersede(s, ai, order)
         if order.status is OrderStatus.FAILED and order.verdict == "absent" and s.running:
             s.supervisor.spawn(_absent(s, ai, order))
         pending = any(o.parent == order.parent and o.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN) for o in ai.orders.values())
@@ -60,6 +61,26 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         if s.book.mark_bracketed(order.client_order_id) and s.book.start_exits(order.client_order_id):
             due(s, ai, order)
             s.supervisor.spawn(place(s, ai, order))
+
+
+def _supersede(s: "Strategy", ai: AssetInstance, order: Order) -> None:
+    """An exit the exchange acknowledged (or filled) retires the older, larger exits of its entry and kind: placed
+    again for a smaller position (a trim, a lost exit placed again), the old ones stay until the new one is on the
+    exchange, never longer (a review: kept while the new one was in doubt, they hid that it was missing, and a
+    reduce-only exit larger than the position is refused when it triggers)."""
+    if order.id is None or not (order.is_open or order.filled > 0) or not ai.is_margin:
+        return
+    kinds = STOPS if order.type in STOPS else TAKES
+    size = order.amount - order.filled if order.is_open else order.amount
+    for o in exits_of(s, ai, order.parent):
+        if o is not order and o.type in kinds and o.timestamp <= order.timestamp and o.amount - o.filled > size * (1 + 1e-9):
+            log.info(
+                "exit %s of %s: replaced by %s (%s for %s): cancelled", o.client_order_id, o.parent, order.client_order_id, size, o.amount
+            )
+            s.sink.record(
+                "order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason="replaced by a smaller exit: cancelled"
+            )
+            s.supervisor.spawn(s.cancel(ai, o))
 
 
 def due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
@@ -127,7 +148,8 @@ async def _missing(s: "Strategy", cid: str, rec: Json, why: str) -> None:
     if ai is None:
         s.alert(f"{s.name}: entry {cid} on {rec.get('symbol')} may have no exits, and the symbol is no longer in the universe", "critical")
         return
-    live = exits_of(s, ai, cid)
+    due_size = num(rec.get("filled"))  # an exit larger than what is due (a trim's old one, kept) does not count
+    live = [o for o in exits_of(s, ai, cid) if o.amount - o.filled <= due_size * (1 + 1e-9) + 1e-12]
     sl, tp = rec.get("stop_loss"), rec.get("take_profit")
     if live and not ai.is_margin and "spot" in s.venue.caps.native_oco:
         sl = tp = None  # one list: a leg on the book is the list
@@ -297,6 +319,7 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
     strategy is halted (a restart's, for a position left without them: a halt stops new risk, these only reduce it;
     re-arming never placed them)."""
     sl, tp = entry.brackets
+    before = {o.client_order_id for o in ai.orders.values() if o.parent == entry.client_order_id}  # not this call's
     if stopped(s):
         msg = f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} are not placed: the strategy was halted by an emergency stop"
         log.critical(msg)
@@ -336,7 +359,11 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
         ok = False
         s.sink.record("error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason=f"exits: {exc}")
     if not ok:  # which of the two is on the exchange: an operator told "not placed" of a live stop may add a second
-        live = {o.type for o in ai.orders.values() if o.parent == entry.client_order_id and (o.is_open or o.filled)}
+        live = {
+            o.type
+            for o in ai.orders.values()
+            if o.parent == entry.client_order_id and o.client_order_id not in before and (o.is_open or o.filled)
+        }
         named = [(f"{what} {px}", kinds) for what, px, kinds in (("stop-loss", sl, STOPS), ("take-profit", tp, TAKES)) if px is not None]
         missing = [what for what, kinds in named if not live & kinds]
         placed = [what for what, kinds in named if live & kinds]

@@ -69,11 +69,10 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
     reduce-only, spot from the *free* base balance after a fresh balance read (the exits' coins released first);
     on an account others trade too, only the strategy's own part (risk/ownership.py: an outside trial saw a
     strategy's exposure limit sell 30 % of coins the account held before it ever traded). The exits follow the
-    position: spot's cancelled first and placed again for what is left; futures' placed again for what is left,
-    then the old ones cancelled (they protect meanwhile: a reduce-only exit larger than the position is refused
-    when it triggers, a review found)."""
+    position sold, known from the trim's fill: spot's cancelled first and placed again for what is left; futures'
+    placed again for what is left, the old ones cancelled as each new one is acknowledged (they protect meanwhile: a
+    reduce-only exit larger than the position is refused when it triggers, a review found)."""
     entries = [] if fraction >= 1 else exit_entries(s, ai)
-    old = {e.client_order_id: brackets.exits_of(s, ai, e.client_order_id) for e in entries}
     for order in ai.open_orders():
         if not _keeps(ai, order):
             await s.cancel(ai, order)
@@ -98,38 +97,24 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
             continue
         side = Side.SELL if size > 0 else Side.BUY
         hedge = ai.is_margin and ai.hedged
-        answer = await s.call(
-            ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps, waitfor=0
+        answer = await s.call(  # waits for the fill: the exits follow what was sold, known only from it
+            ai, OrderType.MARKET, side, amount=amount, reduce_only=ai.is_margin and not hedge, position_side=ps
         )
         if answer is None:
             s.sink.record("error_occurred", symbol=ai.symbol, reason=f"risk action failed ({reason}): see the order_failed event before")
             s.alert(f"{s.name}: risk action on {ai.symbol} ({reason}) could not be placed", "error")
             continue
-        result = answer  # what was sold: the fill's amount when known (rounded to the lot), else what was asked
-        sold = answer.amount if isinstance(answer, Trade) else amount
-        kept[ps] = max(0.0, 1 - sold / abs(size))
+        result = answer
+        if isinstance(answer, Trade):  # sold, and how much; accepted or unknown: not known, the exits stay as they are
+            kept[ps] = max(0.0, 1 - answer.amount / abs(size))  # (a review: an UNKNOWN trim read as sold shrank them)
     for entry in entries:  # the exits for what the sell left; all of it on spot if nothing was sent
         ps = entry.position_side if ai.is_margin and ai.hedged else PositionSide.BOTH
         if ps not in kept and ai.is_margin:
-            continue  # nothing sold on that side: its futures exits on the exchange still fit
+            continue  # nothing known sold on that side: its futures exits on the exchange stay
         entry.amount = entry.filled = round(entry.filled * kept.get(ps, 1.0), 12)  # 0.02 x 0.7 is 0.01399...
         brackets.due(s, ai, entry)
-        fresh = {o.client_order_id for o in ai.orders.values() if o.parent == entry.client_order_id}
-        await restore(s, ai, entry, reason)
-        if ai.is_margin:
-            await _retire(s, ai, old[entry.client_order_id], fresh)
+        await restore(s, ai, entry, reason)  # futures: the old ones go once a new one is acknowledged (brackets._supersede)
     return result
-
-
-async def _retire(s: "Strategy", ai: AssetInstance, old: list[Order], before: set[str]) -> None:
-    """Cancel the old futures exits that a new exit of the same kind, acknowledged by the exchange, replaces; an
-    old one whose replacement was refused or is not confirmed stays (larger than the position, but a stop): a
-    review found the old ones cancelled when the new ones had been refused, the position left with none."""
-    new = [o for o in ai.orders.values() if old and o.parent == old[0].parent and o.client_order_id not in before]
-    for o in old:
-        kinds = brackets.STOPS if o.type in brackets.STOPS else brackets.TAKES
-        if o.is_open and any(n.type in kinds and n.id is not None and (n.is_open or n.filled) for n in new):
-            await s.cancel(ai, o)
 
 
 async def restore(s: "Strategy", ai: AssetInstance, entry: Order, reason: str) -> bool:

@@ -477,11 +477,15 @@ async def test_a_spot_close_that_is_not_sent_puts_the_exits_back(strategy_factor
     assert all(float(o["qty"]) == pytest.approx(float(held["locked"])) for o in legs) and s.state.exits_due == {}
 
 
-async def test_a_trim_whose_new_exits_are_refused_keeps_the_old_ones(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+async def test_a_trim_whose_new_exits_are_refused_keeps_the_old_ones(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
     """A second review (3 of 3): eight other reduce-only stops and the two exits filled the exchange's ten; the
     trim's new exits were refused (-2025), the old ones counted as "placed" and were cancelled, and the position
     had none. An old exit goes only when a new one of its kind is on the exchange."""
     s, ai, exits, last = await perp_entry(strategy_factory, sandbox, account)
+    alerts: list[tuple[str, str]] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append((level, text)))
     for i in range(8):  # reduce-only: the trim keeps them
         stop = await s.call(
             ai, OrderType.STOP_MARKET, Side.SELL, amount=0.002, trigger_price=last * (0.8 - i / 100), reduce_only=True, waitfor=0
@@ -493,6 +497,9 @@ async def test_a_trim_whose_new_exits_are_refused_keeps_the_old_ones(strategy_fa
     await wait_for(lambda: failed() and all(o.status in (OrderStatus.REJECTED, OrderStatus.FAILED) for o in failed()), timeout=10)
     on_exchange = algos(sandbox, s)
     assert all(on_exchange[o.client_order_id]["status"] == "NEW" and o.is_open for o in exits.values())
+    # said once, without contradicting itself (a third review: "exits (all) were not placed; placed: stop-loss ...")
+    (said,) = [text for level, text in alerts if level == "critical" and "were not placed" in text]
+    assert "placed:" not in said, said
 
 
 async def test_a_trim_sizes_the_exits_from_what_was_sold(strategy_factory: Any, sandbox: Any, account: Any) -> None:
@@ -596,3 +603,71 @@ async def test_a_spot_close_whose_balance_read_fails_puts_the_exits_back(
     monkeypatch.setattr(s.venue, "balances", real)
     assert closed.answers[PositionSide.BOTH] is None and closed.refusals[PositionSide.BOTH].reason is RefusalReason.BALANCE_UNKNOWN
     await wait_for(lambda: {o["type"] for o in account_view(sandbox, s)["open_orders"]} == {"LIMIT_MAKER", "STOP_LOSS"}, timeout=10)
+
+
+async def test_a_trims_lost_new_stop_is_placed_again_and_the_old_one_goes(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A third review (4 of 4): the trim's new stop was lost (a 503; proven absent later); the old stop (0.02, kept
+    while the new one was in doubt) counted as the stop, so nothing was placed again, and the old one, larger than
+    the 0.014 held, was refused when it triggered: the position went through its stop. An exit larger than what is
+    due does not count; the stop placed again retires the old one."""
+    from planar_core.exchange.errors import NetworkUncertain
+
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        event_tracing={"enabled": False},
+        timeouts={"order_placement": 2.0},
+        order_monitoring={"absent_after": 3.0, "interval": 0.3},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    ai.last_price = last
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(entry, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    real, lost = s.venue.create_order, asyncio.Event()
+
+    async def create(place: Any, timeout: float) -> Any:  # the network loses the new stop's first request
+        if place.type is OrderType.STOP_MARKET and not lost.is_set():
+            lost.set()
+            raise NetworkUncertain("503 Service Unavailable")
+        return await real(place, timeout)
+
+    monkeypatch.setattr(s.venue, "create_order", create)
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.014), timeout=10)
+
+    def stops() -> list[float]:
+        return sorted(float(a["qty"]) for a in algos(sandbox, s).values() if a["status"] == "NEW" and a["type"] == "STOP_MARKET")
+
+    await wait_for(lambda: stops() == [0.014], timeout=30)  # placed again, the old 0.02 gone
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # through the stop
+    await wait_for(lambda: ai.position.contracts == 0, timeout=15)
+    assert "BTCUSDT" not in account_view(sandbox, s)["futures"]["positions"]
+
+
+async def test_a_trim_whose_answer_is_not_known_leaves_the_exits(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A third review (4 of 4): a trim answered UNKNOWN (never booked) was read as sold: the exits were shrunk to
+    0.014 with 0.02 still held, and 0.006 went through the stop. The exits follow only a trim known to have filled."""
+    from planar_core.exchange.errors import NetworkUncertain
+
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    real = s.venue.create_order
+
+    async def create(place: Any, timeout: float) -> Any:  # the trim never reaches the book; its answers are lost
+        if place.type is OrderType.MARKET:
+            raise NetworkUncertain("503 Service Unavailable")
+        return await real(place, timeout)
+
+    monkeypatch.setattr(s.venue, "create_order", create)
+    s.config.timeouts.order_placement = 1.0
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    assert ai.position.contracts == pytest.approx(0.02)
+    live = [a for a in algos(sandbox, s).values() if a["status"] == "NEW"]
+    assert sorted(float(a["qty"]) for a in live) == [0.02, 0.02] and all(o.is_open for o in exits.values())
