@@ -53,6 +53,25 @@ async def spot_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple
     return s, ai, entry, last
 
 
+async def perp_with_budget(
+    strategy_factory: Any, sandbox: Any, account: Any, placement: float, absent_after: float
+) -> tuple[Any, Any, float]:
+    """A perpetual strategy with a short placement budget and quick absence proofs (lost requests resolve in seconds),
+    subscribed, at the path's price."""
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        event_tracing={"enabled": False},
+        timeouts={"order_placement": placement},
+        order_monitoring={"absent_after": absent_after, "interval": 0.3},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    return s, ai, ai.last_price
+
+
 async def sell_by_hand(sandbox: Any, account: Any, amount: float) -> None:
     """A reduce-only market sell of the perpetual from outside the engine (ccxt, the same account)."""
     hand = make_client(sandbox, account, options={"defaultType": "swap"})
@@ -428,18 +447,7 @@ async def test_exits_proven_never_placed_are_placed_again(strategy_factory: Any,
     They are placed again while the entry is due."""
     from planar_core.sandbox.exchange import Faults
 
-    s = await strategy_factory(
-        name="perp",
-        margin=True,
-        universe=[PERP],
-        event_tracing={"enabled": False},
-        timeouts={"order_placement": 1.0},
-        order_monitoring={"absent_after": 2.0, "interval": 0.3},
-    )
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    ai.last_price = last
+    s, ai, last = await perp_with_budget(strategy_factory, sandbox, account, placement=1.0, absent_after=2.0)
     entry = await s.call(
         ai, OrderType.GTC, Side.BUY, amount=0.02, price=last * 0.99, stop_loss=last * 0.97, take_profit=last * 1.03, waitfor=0
     )
@@ -552,18 +560,7 @@ async def test_an_exit_is_not_sent_again_after_an_emergency_stop(
     flat strategy. The halt is asked before every send."""
     from planar_core.exchange.errors import NetworkUncertain
 
-    s = await strategy_factory(
-        name="perp",
-        margin=True,
-        universe=[PERP],
-        event_tracing={"enabled": False},
-        timeouts={"order_placement": 6.0},
-        order_monitoring={"absent_after": 1.5, "interval": 0.3},
-    )
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    ai.last_price = last
+    s, ai, last = await perp_with_budget(strategy_factory, sandbox, account, placement=6.0, absent_after=1.5)
     real, lost = s.venue.create_order, asyncio.Event()
 
     async def create(place: Any, timeout: float) -> Any:  # the network loses the exit's first request
@@ -614,18 +611,7 @@ async def test_a_trims_lost_new_stop_is_placed_again_and_the_old_one_goes(
     due does not count; the stop placed again retires the old one."""
     from planar_core.exchange.errors import NetworkUncertain
 
-    s = await strategy_factory(
-        name="perp",
-        margin=True,
-        universe=[PERP],
-        event_tracing={"enabled": False},
-        timeouts={"order_placement": 2.0},
-        order_monitoring={"absent_after": 3.0, "interval": 0.3},
-    )
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    ai.last_price = last
+    s, ai, last = await perp_with_budget(strategy_factory, sandbox, account, placement=2.0, absent_after=3.0)
     entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
     assert isinstance(entry, Trade)
     await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
