@@ -18,6 +18,7 @@ and unprotected.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from ..model import AssetInstance, Order, OrderCall, OrderStatus, OrderType, Pos
 from ..model.json import num
 from ..model.types import Json
 from ..model.venue import PlaceExitList
+from ..risk.ownership import own_share
 from .notices import EngineEvent, OrderUpdated
 from .orders import NotJournaled, book, call
 from .submit import lookup
@@ -139,6 +141,7 @@ async def resume(s: "Strategy") -> None:
                 log.warning("exit %s of %s: %s while the engine was away: cancelled", o.client_order_id, o.parent, why)
                 s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason=f"{why}: exit cancelled")
                 await s.cancel(ai, o)
+        await fit(s, ai, "a position reduced while the engine was away")
 
 
 async def _missing(s: "Strategy", cid: str, rec: Json, why: str) -> None:
@@ -307,6 +310,77 @@ async def _coins_gone(s: "Strategy", ai: AssetInstance, o: Order) -> None:
         s.book.end_check(cid)
 
 
+def newest(s: "Strategy", ai: AssetInstance) -> dict[str, dict[frozenset[OrderType], Order]]:
+    """Entry -> kind (``STOPS``, ``TAKES``) -> its newest open exit: the one that stays when an exit is placed again
+    for a smaller position (the older, larger ones go once it is acknowledged, ``_supersede``). A review: a second
+    trim sized from the first's old exit, still open, and sold another strategy's position."""
+    found: dict[str, dict[frozenset[OrderType], Order]] = {}
+    for o in exits_of(s, ai):
+        kind = STOPS if o.type in STOPS else TAKES
+        mine = found.setdefault(o.parent or "", {})
+        if kind not in mine or o.timestamp >= mine[kind].timestamp:
+            mine[kind] = o
+    return found
+
+
+async def fit(s: "Strategy", ai: AssetInstance, why: str) -> None:
+    """Futures: the exits of each kind on each side sell no more than the strategy's own position there. Larger,
+    they are placed again at the same levels, each entry's in proportion, and the old ones go once the new ones are
+    acknowledged (``_supersede``). Why: a reduce-only exit larger than the position is refused when it triggers
+    (Binance -2022), and a position reduced by other means (a trim whose answer came late, a close by hand, a halt
+    or a crash between a trim and its exits) kept exits at the old size (a review, 3 of 3 each). An entry one of
+    whose exits acted is left to its housekeeping (the other is cancelled); nothing is placed after an emergency stop."""
+    if not ai.is_margin or stopped(s) or not exits_of(s, ai):
+        return
+    async with s.book.exits_lock(ai.symbol):
+        await fit_held(s, ai, why)
+
+
+async def fit_held(s: "Strategy", ai: AssetInstance, why: str) -> None:
+    """``fit``, for a caller that holds the symbol's ``exits_lock``."""
+    if not ai.is_margin or stopped(s):
+        return
+    acted = {o.parent for o in ai.orders.values() if o.parent is not None and (o.filled > 0 or o.triggered)}
+    entries = {cid: kinds for cid, kinds in newest(s, ai).items() if cid not in acted}
+    sides: dict[PositionSide, dict[str, dict[frozenset[OrderType], Order]]] = {}
+    for cid, kinds in entries.items():
+        ps = next(iter(kinds.values())).position_side if ai.hedged else PositionSide.BOTH
+        sides.setdefault(ps, {})[cid] = kinds
+    for ps, group in sides.items():
+        own = own_size(s, ai, ps)
+        if own <= 0:
+            continue  # flat: its exits are cancelled with the position (on_position_closed)
+        for kind in (STOPS, TAKES):
+            legs = [kinds[kind] for kinds in group.values() if kind in kinds]
+            total = sum(o.amount - o.filled for o in legs)
+            if total <= own * (1 + 1e-9) + 1e-12:
+                continue
+            for o in legs:
+                size = (o.amount - o.filled) * own / total
+                with contextlib.suppress(Exception):
+                    size = float(s.venue.amount_to_precision(ai.symbol, round(size, 12))) or size
+                msg = (
+                    f"{s.name}: exit {o.client_order_id} of {o.parent} on {ai.symbol} ({o.type.value} {o.amount - o.filled}) sells more "
+                    f"than the strategy's {own} ({why}): placed again for {size}"
+                )
+                log.warning(msg)
+                s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason=msg)
+                entry = Order(
+                    o.parent or "",
+                    ai.symbol,
+                    Side.BUY if o.side is Side.SELL else Side.SELL,
+                    OrderType.MARKET,
+                    size,
+                    None,
+                    status=OrderStatus.CLOSED,
+                    filled=size,
+                    position_side=o.position_side,
+                    brackets=(o.trigger_price, None) if kind is STOPS else (None, o.trigger_price),
+                )
+                if not await place_held(s, ai, entry, protective=True):
+                    s.alert(f"{msg}; not placed: the old one stays, and is refused if it triggers", "critical")
+
+
 def stopped(s: "Strategy") -> bool:
     """Halted by an emergency stop: no exit is placed, protective or not. The stop cancelled everything and its
     report stands (its ``close_positions`` decides what is held); an exit placed after it (a lost exit placed again,
@@ -314,10 +388,34 @@ def stopped(s: "Strategy") -> bool:
     return s.state.halted and s.state.halted_by_emergency_stop
 
 
+def own_size(s: "Strategy", ai: AssetInstance, side: PositionSide) -> float:
+    """The strategy's own part of what its exits on ``side`` protect (futures: the position, or that side of it in
+    hedge mode; spot: the coins), absolute: no exit of it sells more (risk/ownership.py)."""
+    if ai.is_margin:
+        ps = side if ai.hedged else PositionSide.BOTH
+        held = (ai.position_of(ps) if ai.hedged else ai.position).contracts
+    else:
+        ps, held = PositionSide.BOTH, s.cash(ai.base).total
+    return round(abs(own_share(s, ai, ps, held)[0]), 12)  # 0.02 - 0.006 is 0.01399...: an exit of 0.013 after rounding
+
+
+def _own_counts(ai: AssetInstance, entry: Order) -> bool:
+    """Whether the strategy's own position already counts what ``entry`` filled: an entry of the book whose trades
+    are booked, or exits placed again for a position the record holds (a trim's, a restart's). An entry whose fill
+    is not booked yet would read as nothing of the strategy's own, and its exits would not be placed."""
+    return ai.orders.get(entry.client_order_id) is not entry or entry.booked + 1e-12 >= entry.filled
+
+
 async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> bool:
     """The entry's exits, for what it filled; True when they were placed. ``protective``: placed even while the
     strategy is halted (a restart's, for a position left without them: a halt stops new risk, these only reduce it;
-    re-arming never placed them)."""
+    re-arming never placed them). One sizing of a symbol's exits at a time (``exits_lock``)."""
+    async with s.book.exits_lock(ai.symbol):
+        return await place_held(s, ai, entry, protective)
+
+
+async def place_held(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool = False) -> bool:
+    """``place``, for a caller that holds the symbol's ``exits_lock`` (a trim, a resize)."""
     sl, tp = entry.brackets
     before = {o.client_order_id for o in ai.orders.values() if o.parent == entry.client_order_id}  # not this call's
     if stopped(s):
@@ -343,6 +441,8 @@ async def place(s: "Strategy", ai: AssetInstance, entry: Order, protective: bool
         except ExchangeOpError as err:
             log.warning("balances before placing exits: %s", err)
         amount = min(amount, s.cash(ai.base).free)
+    if _own_counts(ai, entry):  # never more than the strategy's own (an account others trade: theirs is not its to sell)
+        amount = min(amount, own_size(s, ai, entry.position_side))
     if amount <= 0:  # a restart found the entry, but its position is gone: nothing to protect
         s.sink.record(
             "error_occurred", symbol=ai.symbol, client_order_id=entry.client_order_id, reason="exits not placed: no position left"

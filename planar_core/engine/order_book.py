@@ -10,6 +10,7 @@ the latest refusal of ``call()``.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable, Mapping, Set
 from types import MappingProxyType
@@ -32,6 +33,7 @@ class OrderBook:
         self._checking: set[str] = set()  # exits being looked up, entries' exits being placed again (brackets)
         self._retries: Counter[str] = Counter()  # an entry's exits placed again after proven absent (brackets._absent)
         self._exits_started: set[str] = set()  # entries whose exits this process set out to place (start_exits)
+        self._exit_locks: dict[str, asyncio.Lock] = {}  # per symbol: one sizing of its exits at a time (exits_lock)
         self._outside: dict[str, frozenset[str]] = {}  # note_outside_universe
         self.last_refusal: Refusal | None = None  # why call() last answered None (model/refusals.py)
 
@@ -161,6 +163,12 @@ class OrderBook:
     @property
     def checks_under_way(self) -> int:
         return len(self._checking)
+
+    def exits_lock(self, symbol: str) -> asyncio.Lock:
+        """Held while the exits on ``symbol`` are sized and sent (an entry's, a trim's, a resize): each reads the
+        others' exits as they are once the others are done. A review: a trim that ran while an entry's exits were
+        being sent saw the stop only, and the take-profit came after it at the entry's size."""
+        return self._exit_locks.setdefault(symbol, asyncio.Lock())
 
     def start_exits(self, client_order_id: str) -> bool:
         """This process sets out to place the exits of entry ``client_order_id``; False if it already did. The one

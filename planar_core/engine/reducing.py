@@ -9,9 +9,11 @@ is cancelled first, and placed again at the same levels for what is left. Before
 reduction cancelled every order on the asset, the stop-losses with the rest, and left the 70 % it kept unprotected
 without a word.
 
-Exits to place again are recorded as due (``brackets.due``) first: a crash in between leaves a restart that places
-them (``brackets.resume``). A strategy halted meanwhile gets none (spot: an alert says what is held without them),
-and after an emergency stop none at all (``brackets.stopped``): the stop's report stands.
+Spot exits to place again are recorded as due (``brackets.due``) before they are cancelled: a crash in between
+leaves a restart that places them (``brackets.resume``). A futures crash between the trim and its new exits leaves
+the old, larger ones, which the restart fits to the position (``brackets.fit``, as it does for any position reduced
+while the exits were not resized). A halt does not stop the exits (they only reduce); an emergency stop does, and
+its report stands (``brackets.stopped``).
 """
 
 from __future__ import annotations
@@ -36,15 +38,13 @@ def _keeps(ai: AssetInstance, order: Order) -> bool:
 
 
 def exit_entries(s: "Strategy", ai: AssetInstance) -> list[Order]:
-    """The exits on ``ai`` as the entries they protect, each for what its exits still cover, with their stop-loss
-    and take-profit levels: what ``brackets.place`` needs to place them again."""
-    groups: dict[str, list[Order]] = {}
-    for o in brackets.exits_of(s, ai):
-        groups.setdefault(o.parent or "", []).append(o)
+    """The exits on ``ai`` as the entries they protect, each for what its newest exits still cover (an older, larger
+    one being replaced does not count: ``brackets.newest``), with their stop-loss and take-profit levels: what
+    ``brackets.place`` needs to place them again."""
     entries = []
-    for parent, legs in groups.items():
-        stop = next((o.trigger_price for o in legs if o.type in brackets.STOPS), None)
-        take = next((o.trigger_price for o in legs if o.type in brackets.TAKES), None)
+    for parent, kinds in brackets.newest(s, ai).items():
+        legs = list(kinds.values())
+        stop, take = (kinds[k].trigger_price if k in kinds else None for k in (brackets.STOPS, brackets.TAKES))
         covered = max(o.amount - o.filled for o in legs)
         side = Side.BUY if legs[0].side is Side.SELL else Side.SELL
         entries.append(
@@ -71,7 +71,13 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
     strategy's exposure limit sell 30 % of coins the account held before it ever traded). The exits follow the
     position sold, known from the trim's fill: spot's cancelled first and placed again for what is left; futures'
     placed again for what is left, the old ones cancelled as each new one is acknowledged (they protect meanwhile: a
-    reduce-only exit larger than the position is refused when it triggers, a review found)."""
+    reduce-only exit larger than the position is refused when it triggers, a review found). The symbol's exits are
+    sized by one task at a time (``exits_lock``): an entry's exits being sent, or another trim, finish first."""
+    async with s.book.exits_lock(ai.symbol):
+        return await _reduce(s, ai, fraction, reason)
+
+
+async def _reduce(s: "Strategy", ai: AssetInstance, fraction: float, reason: str) -> OrderAnswer:
     entries = [] if fraction >= 1 else exit_entries(s, ai)
     for order in ai.open_orders():
         if not _keeps(ai, order):
@@ -119,17 +125,19 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
 
 async def restore(s: "Strategy", ai: AssetInstance, entry: Order, reason: str) -> bool:
     """Place exits the strategy had (cancelled to free the coins, or sized for more than is held now) for what is
-    left (``brackets.place`` takes at most the free coins, or the position); True when placed. A halted strategy
-    gets none, and is told what it holds without them (spot: the old ones are gone)."""
-    if s.halted:
+    left (``brackets.place`` takes at most the strategy's own coins or position); True when placed. The caller holds
+    the symbol's ``exits_lock``. A halt does not stop them (they only reduce the position: a review saw a halt during
+    a trim leave the old, larger exits, refused when they trigger); an emergency stop does, and an alert says what
+    is held without them."""
+    if brackets.stopped(s):
         brackets.settled(s, entry.client_order_id)
-        held = s.cash(ai.base).total
-        if held and not ai.is_margin:
+        held = brackets.own_size(s, ai, entry.position_side)
+        if held:
             msg = (
-                f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} were cancelled for {reason} and the "
-                f"strategy was halted before they were placed again: {held} {ai.base} is held without them"
+                f"{s.name}: the exits of {entry.client_order_id} on {ai.symbol} were to be placed again for {reason}, and an "
+                f"emergency stop halted the strategy first: {held} is held without them"
             )
             log.critical(msg)
             s.alert(msg, "critical")
         return False
-    return await brackets.place(s, ai, entry)
+    return await brackets.place_held(s, ai, entry, protective=s.halted)

@@ -545,6 +545,8 @@ class Strategy:
         for c in changes:
             if c.closed or c.flipped:
                 _brackets.on_position_closed(self, self.universe[c.symbol], c.side, c.before if c.flipped else None)
+            elif c.reduced and self.running:  # its exits may now sell more than is held: refused when they trigger
+                self.supervisor.spawn(_brackets.fit(self, self.universe[c.symbol], "the position was reduced"))
         if changes:
             if self.config.position_watcher.alert_on_changes:
                 alert_external_position_changes(self, changes)

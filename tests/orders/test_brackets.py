@@ -267,12 +267,18 @@ async def test_a_restart_places_the_exits_due_once_when_the_start_up_sync_also_s
 
 
 async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said_critically(
-    strategy_factory: Any, sandbox: Any, account: Any
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
 ) -> None:
     """An outside Bybit trial (4 of 4, Binance 2 of 2): the bracketed position was reduced (here by hand), the
     stop-loss, still at the entry's size, was refused when it triggered (a reduce-only order larger than the
     position), and the position stayed open past its stop without a word (an order_failed event and nothing more).
-    It is now said, critically."""
+    It is now said, critically, whenever it happens (here the exits' resize is kept from running: see the next test)."""
+    from planar_core.engine import brackets
+
+    async def no_fit(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(brackets, "fit", no_fit)
     s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
     await sell_by_hand(sandbox, account, 0.01)
     await wait_for(lambda: ai.position.contracts == pytest.approx(0.01), timeout=10)
@@ -281,6 +287,19 @@ async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said
     await wait_for(lambda: sl.status is OrderStatus.REJECTED, timeout=10)  # the sandbox refuses it (-2022)
     assert account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"] == "0.01"  # still held, past its stop
     await wait_for(lambda: any("not protected" in str(e.get("reason")) for e in s.sink.of("error_occurred")), timeout=10)
+
+
+async def test_exits_follow_a_position_reduced_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """The same reduction by hand: the exits are placed again for what is held (the old ones go), and the stop
+    closes the rest when the price goes through it, instead of being refused (a review of trims: any reduction the
+    exits were not resized for, a late trim answer, a halt or a crash in the middle, left them refused at the stop)."""
+    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    await sell_by_hand(sandbox, account, 0.01)
+    await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
+    live = {a["type"]: a for a in algos(sandbox, s).values() if a["status"] == "NEW"}
+    assert set(live) == {"STOP_MARKET", "TAKE_PROFIT_MARKET"} and all(float(a["qty"]) == pytest.approx(0.01) for a in live.values())
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # through the stop
+    await wait_for(lambda: "BTCUSDT" not in account_view(sandbox, s)["futures"]["positions"], timeout=10)
 
 
 async def test_a_risk_reduction_keeps_the_futures_position_protected(strategy_factory: Any, sandbox: Any, account: Any) -> None:
@@ -657,3 +676,133 @@ async def test_a_trim_whose_answer_is_not_known_leaves_the_exits(
     assert ai.position.contracts == pytest.approx(0.02)
     live = [a for a in algos(sandbox, s).values() if a["status"] == "NEW"]
     assert sorted(float(a["qty"]) for a in live) == [0.02, 0.02] and all(o.is_open for o in exits.values())
+
+
+def live_exits(sandbox: Any, s: Any) -> list[tuple[str, float]]:
+    """The strategy's conditional orders the exchange holds (type, quantity), sorted."""
+    return sorted((a["type"], float(a["qty"])) for a in algos(sandbox, s).values() if a["status"] == "NEW")
+
+
+TRIMMED = [("STOP_MARKET", 0.014), ("TAKE_PROFIT_MARKET", 0.014)]  # a 0.02 entry's exits after a 30 % trim
+
+
+async def test_a_trim_while_the_entrys_exits_are_sent_waits_for_them(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A review (3 of 3, 300 ms on each conditional order): a trim that ran between the entry's stop and its
+    take-profit saw the stop only; it resized the stop, and the take-profit came after it at the entry's 0.02 on a
+    0.014 position (refused when it triggers). A symbol's exits are now sized by one task at a time, and never more
+    than the strategy's own position. Here the take-profit is held until the trim has started."""
+    from planar_core.engine import reducing
+
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    trim_started = asyncio.Event()
+    real_create, real_entries, real_lock = s.venue.create_order, reducing.exit_entries, s.book.exits_lock
+
+    async def create(place: Any, timeout: float) -> Any:
+        if place.type is OrderType.TAKE_PROFIT_MARKET:
+            await asyncio.wait_for(trim_started.wait(), 10)
+        return await real_create(place, timeout)
+
+    def entries(st: Any, a: Any) -> Any:  # the trim reads the exits (the code before: at once)
+        trim_started.set()
+        return real_entries(st, a)
+
+    def lock(symbol: str) -> Any:  # the trim waits for the entry's exits
+        if trimming:
+            trim_started.set()
+        return real_lock(symbol)
+
+    trimming = False
+    s.venue.create_order, reducing.exit_entries, s.book.exits_lock = create, entries, lock
+    try:
+        entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+        assert isinstance(entry, Trade)
+        trimming = True
+        await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    finally:
+        reducing.exit_entries = real_entries
+    await wait_for(lambda: live_exits(sandbox, s) == TRIMMED, timeout=10)
+
+
+async def test_a_halt_during_a_trim_still_places_the_resized_exits(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A review (3 of 3): a plain halt (not an emergency stop) that came while the trim was out left the futures
+    exits at 0.02 on 0.014, without a word (refused when they trigger). Exits only reduce: a halt lets them through."""
+    s, ai, _, _ = await perp_entry(strategy_factory, sandbox, account)
+    real = s.venue.create_order
+
+    async def create(place: Any, timeout: float) -> Any:
+        ack = await real(place, timeout)
+        if place.type is OrderType.MARKET:  # the trim is on the exchange; a halt comes before its answer
+            s.halt("operator: planar halt")
+        return ack
+
+    s.venue.create_order = create
+    assert isinstance(await s.risk.reduce_position(s, ai, 0.3, "test: exposure"), Trade)
+    assert s.state.halted
+    await wait_for(lambda: live_exits(sandbox, s) == TRIMMED, timeout=10)
+
+
+async def test_a_restart_fits_exits_left_larger_than_the_position(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A review (3 of 3): the process died after the exchange filled a trim and before its answer; the restart kept
+    the 0.02 exits on the 0.014 position. The restart now fits every exit to the strategy's own position."""
+    s, ai, entry = await traced_entry(strategy_factory, sandbox, account)
+    await wait_for(lambda: live_exits(sandbox, s) == [("STOP_MARKET", 0.02), ("TAKE_PROFIT_MARKET", 0.02)], timeout=10)
+    await wait_for(lambda: s.state.exits_due == {}, timeout=10)
+    real = s.venue.create_order
+    on_exchange = asyncio.Event()
+
+    async def create(place: Any, timeout: float) -> Any:
+        ack = await real(place, timeout)
+        if place.type is OrderType.MARKET:  # filled on the exchange; the process is gone before it hears back
+            on_exchange.set()
+            await asyncio.Event().wait()
+        return ack
+
+    s.venue.create_order = create
+    trim = asyncio.ensure_future(s.risk.reduce_position(s, ai, 0.3, "test: exposure"))
+    await asyncio.wait_for(on_exchange.wait(), 10)
+    trim.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trim
+    await s.stop()
+    again = await strategy_factory(name="perp", margin=True, universe=[PERP])
+    await wait_for(lambda: live_exits(sandbox, again) == TRIMMED, timeout=10)
+
+
+async def test_a_second_trim_sizes_from_the_first_ones_exits_not_the_old_ones(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    """A review (3 of 3, no fault): two trims in one monitor pass (exposure, then volatility) on an account another
+    strategy trades too. The second sized the exits from the first's old 0.02 exit, still open while its cancel
+    ran: 0.01 for an own 0.007, and the stop sold 0.003 of the other strategy's position."""
+    s, ai, _, last = await perp_entry(strategy_factory, sandbox, account)
+    other = await strategy_factory(name="other", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    other.universe[PERP].last_price = last
+    assert isinstance(await other.call(PERP, OrderType.MARKET, Side.BUY, amount=0.02, waitfor=5), Trade)  # no exits
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.04), timeout=10)
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")  # own 0.02 -> 0.014
+    await s.risk.reduce_position(s, ai, 0.5, "test: volatility")  # own 0.014 -> 0.007
+    await wait_for(lambda: live_exits(sandbox, s) == [("STOP_MARKET", 0.007), ("TAKE_PROFIT_MARKET", 0.007)], timeout=10)
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # through the stop: the other strategy's 0.02 stays
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.02), timeout=10)
+    assert float(account_view(sandbox, s)["futures"]["positions"]["BTCUSDT"]["amount"]) == pytest.approx(0.02)
+
+
+async def test_a_spot_take_profit_that_filled_as_a_trim_started_is_not_placed_again(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    """A review (3 of 3, shared account): the take-profit leg filled on the exchange just as a trim started; the trim
+    recorded the entry's 0.01 as due, and the restart placed an OCO list selling 0.01 BTC of coins the strategy no
+    longer held (the account's others). Exits are never larger than the strategy's own coins."""
+    s, ai, entry, _ = await spot_entry(strategy_factory, sandbox, account)
+    await shock(sandbox, "BTCUSDT", 1.03)  # through the take-profit: the list's limit leg fills on the exchange
+    await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
+    await wait_for(lambda: s.ledger.basis(ai, PositionSide.BOTH).size <= 1e-9, timeout=10)  # nothing of its own
+    assert entry.client_order_id not in s.state.exits_due
+    await shock(sandbox, "BTCUSDT", 1.0)  # back between the two levels
+    await s.stop()
+    again = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})  # its start places what is due
+    assert not [o for o in again.universe["BTC/USDT"].orders.values() if o.is_open]
+    assert account_view(sandbox, again)["open_orders"] == []
