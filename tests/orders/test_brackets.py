@@ -293,7 +293,7 @@ async def test_exits_follow_a_position_reduced_by_hand(strategy_factory: Any, sa
     """The same reduction by hand: the exits are placed again for what is held (the old ones go), and the stop
     closes the rest when the price goes through it, instead of being refused (a review of trims: any reduction the
     exits were not resized for, a late trim answer, a halt or a crash in the middle, left them refused at the stop)."""
-    s, ai, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    s, _, exits, _ = await perp_entry(strategy_factory, sandbox, account)
     await sell_by_hand(sandbox, account, 0.01)
     await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
     live = {a["type"]: a for a in algos(sandbox, s).values() if a["status"] == "NEW"}
@@ -747,7 +747,7 @@ async def test_a_halt_during_a_trim_still_places_the_resized_exits(strategy_fact
 async def test_a_restart_fits_exits_left_larger_than_the_position(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """A review (3 of 3): the process died after the exchange filled a trim and before its answer; the restart kept
     the 0.02 exits on the 0.014 position. The restart now fits every exit to the strategy's own position."""
-    s, ai, entry = await traced_entry(strategy_factory, sandbox, account)
+    s, ai, _ = await traced_entry(strategy_factory, sandbox, account)
     await wait_for(lambda: live_exits(sandbox, s) == [("STOP_MARKET", 0.02), ("TAKE_PROFIT_MARKET", 0.02)], timeout=10)
     await wait_for(lambda: s.state.exits_due == {}, timeout=10)
     real = s.venue.create_order
@@ -771,9 +771,7 @@ async def test_a_restart_fits_exits_left_larger_than_the_position(strategy_facto
     await wait_for(lambda: live_exits(sandbox, again) == TRIMMED, timeout=10)
 
 
-async def test_a_second_trim_sizes_from_the_first_ones_exits_not_the_old_ones(
-    strategy_factory: Any, sandbox: Any, account: Any
-) -> None:
+async def test_a_second_trim_sizes_from_the_first_ones_exits_not_the_old_ones(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """A review (3 of 3, no fault): two trims in one monitor pass (exposure, then volatility) on an account another
     strategy trades too. The second sized the exits from the first's old 0.02 exit, still open while its cancel
     ran: 0.01 for an own 0.007, and the stop sold 0.003 of the other strategy's position."""
