@@ -138,7 +138,9 @@ def _apply_order(s: "Strategy", r: OrderReport, emulate_now: bool, source: str) 
             timestamp=r.timestamp or now_ms(s.clock),
             trigger_price=opt_num(meta.get("trigger_price")) or r.trigger_price or None,
             trailing_percent=opt_num(meta.get("trailing_percent")),
-            position_side=PositionSide(text(meta.get("position_side")) or "both"),
+            # the side the exchange names (hedge mode: a liquidation's LONG or SHORT) when our record has none: booked
+            # on no side, a hedge-mode liquidation's loss missed the realised PnL and left the side's basis (a trial)
+            position_side=PositionSide(text(meta.get("position_side")) or (r.position_side or PositionSide.BOTH).value),
             brackets=(opt_num(meta.get("stop_loss")), opt_num(meta.get("take_profit"))),
             parent=text(meta.get("parent")),
             triggered=bool(meta.get("triggered")),

@@ -263,3 +263,33 @@ async def test_a_reconnect_after_a_restart_never_books_an_earlier_runs_spot_fill
     assert len(booked) == len(fills) == 2, [e.get("trade_id") for e in booked]
     lots = sum(b.size for b in again.ledger.bases().values())
     assert lots == pytest.approx(again.cash("BTC").total, rel=0.02)  # the strategy's lots: what the account holds
+
+
+async def test_a_hedge_mode_liquidation_is_booked_on_its_side(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """An outside margin trial (5 of 6 runs, Binance and Bybit): the exchange's liquidation order names its side
+    (LONG), and the engine adopted it on no side: its loss was missing from the realised PnL, and the long's basis
+    kept the liquidated 0.05, pricing the next trade of that side against it. The adopted order takes the side the
+    exchange names, and the long's basis is flat with the exchange's loss in it."""
+    s = await strategy_factory(
+        name="perp",
+        margin=True,
+        universe=[PERP],
+        position_mode="hedge",
+        margin_mode="isolated",
+        default_leverage=50,
+        event_tracing={"enabled": False},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.05, position_side=PositionSide.LONG, waitfor=5), Trade)
+    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=0.03, position_side=PositionSide.SHORT, waitfor=5), Trade)
+    await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == pytest.approx(0.05), timeout=10)
+    await shock(sandbox, "BTCUSDT", 0.97, "linear")  # 3 % down at 50x isolated: the long is liquidated
+    await wait_for(lambda: "forced_close" in kinds(s), timeout=15)
+    forced = next(e for e in s.sink.events if e["kind"] == "forced_close")
+    await wait_for(lambda: ai.orders[forced["client_order_id"]].booked >= 0.05 - 1e-12, timeout=15)
+    assert ai.orders[forced["client_order_id"]].position_side is PositionSide.LONG
+    long_basis = s.ledger.basis(ai, PositionSide.LONG)
+    assert long_basis.size == pytest.approx(0.0, abs=1e-12)
+    assert long_basis.totals.realized < 0  # the liquidation's loss, on the long
