@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..exchange.errors import ExchangeOpError, PermanentError
@@ -54,9 +55,11 @@ def on_event(s: "Strategy", event: EngineEvent) -> None:
         if order.status is OrderStatus.FAILED and order.verdict == "absent" and s.running:
             s.supervisor.spawn(_absent(s, ai, order))
         pending = any(o.parent == order.parent and o.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN) for o in ai.orders.values())
-        if order.status.is_final and order.status not in (OrderStatus.FAILED, OrderStatus.REJECTED) and not pending:
-            settled(s, order.parent)  # an exit the exchange had, now ended: what it protected is not due any more
-            # (unless another exit of it is still in doubt: placed again for a resized position, say)
+        if order.status.is_final and (order.filled > 0 or order.triggered) and not pending:
+            settled(s, order.parent)  # an exit that acted: what it protected is not due any more (unless another
+            # exit of it is still in doubt: placed again for a resized position, say). A cancelled one settles
+            # nothing: cancelled by the exchange while the engine was away (Bybit's DCP), it is what a restart places
+            # again (a trial); cancelled by the engine, the position was closed or the exit replaced
         _exit_update(s, ai, order)
         _exit_lost(s, ai, order)
     elif any(px is not None for px in order.brackets) and order.status.is_final and order.filled > 0:
@@ -85,7 +88,7 @@ def _supersede(s: "Strategy", ai: AssetInstance, order: Order) -> None:
             s.supervisor.spawn(s.cancel(ai, o))
 
 
-def due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
+def due(s: "Strategy", ai: AssetInstance, entry: Order, why: str | None = None) -> None:
     """The entry's exits are due: persisted before they are sent, so that a crash before the exchange confirms them
     leaves a restart that knows (``resume``). Without it a restart after a crash between the fill and the exits
     left the position unprotected, without a word (an outside crash trial: 8 of 8 with 100 ms of latency)."""
@@ -96,11 +99,26 @@ def due(s: "Strategy", ai: AssetInstance, entry: Order) -> None:
         "filled": entry.filled,
         "stop_loss": entry.brackets[0],
         "take_profit": entry.brackets[1],
+        **({"why": why} if why else {}),  # what a restart says when it places them
     }
     try:
         s.state_store.update(exits_due={**s.state.exits_due, entry.client_order_id: record})
     except Exception as exc:  # the exits are still placed; only a crash before they are would go unnoticed
         log.error("the exits due for %s could not be recorded: %s", entry.client_order_id, exc)
+
+
+def due_on_stop(s: "Strategy", lapsing: Mapping[str, int]) -> None:
+    """A clean stop that leaves a dead-man's switch to run out (Bybit's Disconnected Cancel All cannot be disarmed;
+    a countdown whose disarm failed): the exchange cancels the open orders, exits included, unless an engine comes
+    back in time. Every open exit's entry is recorded as due, so that a restart finds what the exchange cancelled and
+    places it again for the strategy's own position (``resume``); exits still there count as placed. Before, the
+    restart recorded them cancelled and nothing else: the position ran without its stop (an outside trial, 2 of 2)."""
+    if not lapsing:
+        return
+    when = min(lapsing.values())
+    for ai in s.universe.values():
+        for entry in exit_entries(s, ai):
+            due(s, ai, entry, f"had its exits when the engine stopped, and the dead-man's switch may have cancelled them (from {when} ms)")
 
 
 def settled(s: "Strategy", entry: str) -> None:
@@ -127,7 +145,7 @@ async def resume(s: "Strategy") -> None:
     for cid, rec in list(s.state.exits_due.items()):
         if not s.book.start_exits(cid):
             continue  # the start-up sync saw this entry fill, and its own ``place`` is sending them now
-        await _missing(s, cid, rec, "filled before the restart without its exits on the exchange")
+        await _missing(s, cid, rec, str(rec.get("why") or "filled before the restart without its exits on the exchange"))
 
     for ai in s.universe.values():
         if not ai.is_margin:
@@ -321,6 +339,33 @@ def newest(s: "Strategy", ai: AssetInstance) -> dict[str, dict[frozenset[OrderTy
         if kind not in mine or o.timestamp >= mine[kind].timestamp:
             mine[kind] = o
     return found
+
+
+def exit_entries(s: "Strategy", ai: AssetInstance) -> list[Order]:
+    """The exits on ``ai`` as the entries they protect, each for what its newest exits still cover (an older, larger
+    one being replaced does not count: ``newest``), with their stop-loss and take-profit levels: what
+    ``place`` needs to place them again."""
+    entries = []
+    for parent, kinds in newest(s, ai).items():
+        legs = list(kinds.values())
+        stop, take = (kinds[k].trigger_price if k in kinds else None for k in (STOPS, TAKES))
+        covered = max(o.amount - o.filled for o in legs)
+        side = Side.BUY if legs[0].side is Side.SELL else Side.SELL
+        entries.append(
+            Order(
+                parent,
+                ai.symbol,
+                side,
+                OrderType.MARKET,
+                covered,
+                None,
+                status=OrderStatus.CLOSED,
+                filled=covered,
+                position_side=legs[0].position_side,
+                brackets=(stop, take),
+            )
+        )
+    return entries
 
 
 async def fit(s: "Strategy", ai: AssetInstance, why: str) -> None:

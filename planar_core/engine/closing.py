@@ -23,8 +23,9 @@ from ..model import (
 )
 from ..risk.ownership import own_share
 from . import brackets
+from .brackets import exit_entries
 from .orders import call, invalid, refused
-from .reducing import exit_entries, restore
+from .reducing import restore
 
 if TYPE_CHECKING:
     from .strategy import Strategy
@@ -121,7 +122,8 @@ async def close_position(
         if out[ps] is None and s.last_refusal is not None and s.last_refusal is not before:
             why[ps] = s.last_refusal
     if not ai.is_margin and out.get(PositionSide.BOTH) is None:  # the exits it cancelled, back: the coins are still held
-        for entry in exits:  # (a review: a refused close left them with no exit and no alert)
-            brackets.due(s, ai, entry)
-            await restore(s, ai, entry, "a close that was not sent")
+        async with s.book.exits_lock(ai.symbol):
+            for entry in exits:  # (a review: a refused close left them with no exit and no alert)
+                brackets.due(s, ai, entry)
+                await restore(s, ai, entry, "a close that was not sent")
     return CloseAnswer(ai.symbol, out, why)

@@ -224,12 +224,12 @@ class Heartbeat:
         except OSError as exc:  # the heartbeat itself goes on; a watchdog will see a stale record
             log.warning("heartbeat record %s/%s not written: %s", self.shared_root, RECORD, exc)
 
-    async def disarm(self, s: "Strategy") -> None:
+    async def disarm(self, s: "Strategy") -> dict[str, int]:
         """A clean stop: every countdown this run armed stopped (countdown 0); a connection switch, which nothing
         stops, said to be running out; the record marked stopped. Never raises; a switch left to run out is logged
-        and, where it will cancel open orders, alerted."""
+        and, where it will cancel open orders, alerted. Returns the switches left to run out (scope -> when, ms)."""
         if not self.beats:
-            return
+            return {}
         scopes = list(self.lapses_at)
         if self.venue.caps.switch is SwitchKind.CONNECTION:
             lapsing = self._left_armed(s, scopes)
@@ -237,6 +237,7 @@ class Heartbeat:
             lapsing = await self._disarm_countdowns(s, scopes)
         self.lapses_at.clear()
         self.write_record(s.run_id, armed=[], stopped=True, lapsing=lapsing)
+        return lapsing
 
     async def _disarm_countdowns(self, s: "Strategy", symbols: list[str]) -> dict[str, int]:
         """Countdown 0 for each symbol, in one round trip whatever the universe; returns those left running, with

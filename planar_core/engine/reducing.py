@@ -22,7 +22,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ..model import AssetInstance, Order, OrderAnswer, OrderStatus, OrderType, PositionSide, Side, Trade
+from ..model import AssetInstance, Order, OrderAnswer, OrderType, PositionSide, Side, Trade
 from ..risk.ownership import own_share
 from . import brackets
 
@@ -35,33 +35,6 @@ log = logging.getLogger("planar.engine.reducing")
 def _keeps(ai: AssetInstance, order: Order) -> bool:
     """A futures order that cannot add to the position (an exit, or reduce-only): left on the exchange."""
     return ai.is_margin and (order.parent is not None or order.reduce_only)
-
-
-def exit_entries(s: "Strategy", ai: AssetInstance) -> list[Order]:
-    """The exits on ``ai`` as the entries they protect, each for what its newest exits still cover (an older, larger
-    one being replaced does not count: ``brackets.newest``), with their stop-loss and take-profit levels: what
-    ``brackets.place`` needs to place them again."""
-    entries = []
-    for parent, kinds in brackets.newest(s, ai).items():
-        legs = list(kinds.values())
-        stop, take = (kinds[k].trigger_price if k in kinds else None for k in (brackets.STOPS, brackets.TAKES))
-        covered = max(o.amount - o.filled for o in legs)
-        side = Side.BUY if legs[0].side is Side.SELL else Side.SELL
-        entries.append(
-            Order(
-                parent,
-                ai.symbol,
-                side,
-                OrderType.MARKET,
-                covered,
-                None,
-                status=OrderStatus.CLOSED,
-                filled=covered,
-                position_side=legs[0].position_side,
-                brackets=(stop, take),
-            )
-        )
-    return entries
 
 
 async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, reason: str) -> OrderAnswer:
@@ -78,7 +51,7 @@ async def reduce_position(s: "Strategy", ai: AssetInstance, fraction: float, rea
 
 
 async def _reduce(s: "Strategy", ai: AssetInstance, fraction: float, reason: str) -> OrderAnswer:
-    entries = [] if fraction >= 1 else exit_entries(s, ai)
+    entries = [] if fraction >= 1 else brackets.exit_entries(s, ai)
     for order in ai.open_orders():
         if not _keeps(ai, order):
             await s.cancel(ai, order)

@@ -343,7 +343,8 @@ class Strategy:
         self.running = False
         await self.supervisor.stop()
         await self.freshness.close()
-        await self.heartbeat.disarm(self)  # a clean stop leaves the open orders in place: the exchange must not cancel them
+        lapsing = await self.heartbeat.disarm(self)  # a clean stop leaves the open orders in place: the exchange must not cancel them
+        _brackets.due_on_stop(self, lapsing)  # ... unless it cannot be stopped: the exits a restart must check
         if not self.gate.write_halt():
             log.critical("strategy %s: its halt (%s) was never written; the next start will not know it", self.name, self.gate.store_error)
         self.closed = True  # what still fires (an emulation's timer) writes nothing: the next start reads the fill

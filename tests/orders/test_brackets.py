@@ -691,14 +691,14 @@ async def test_a_trim_while_the_entrys_exits_are_sent_waits_for_them(strategy_fa
     take-profit saw the stop only; it resized the stop, and the take-profit came after it at the entry's 0.02 on a
     0.014 position (refused when it triggers). A symbol's exits are now sized by one task at a time, and never more
     than the strategy's own position. Here the take-profit is held until the trim has started."""
-    from planar_core.engine import reducing
+    from planar_core.engine import brackets
 
     s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
     ai = s.universe[PERP]
     await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
     last = ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
     trim_started = asyncio.Event()
-    real_create, real_entries, real_lock = s.venue.create_order, reducing.exit_entries, s.book.exits_lock
+    real_create, real_entries, real_lock = s.venue.create_order, brackets.exit_entries, s.book.exits_lock
 
     async def create(place: Any, timeout: float) -> Any:
         if place.type is OrderType.TAKE_PROFIT_MARKET:
@@ -715,14 +715,14 @@ async def test_a_trim_while_the_entrys_exits_are_sent_waits_for_them(strategy_fa
         return real_lock(symbol)
 
     trimming = False
-    s.venue.create_order, reducing.exit_entries, s.book.exits_lock = create, entries, lock
+    s.venue.create_order, brackets.exit_entries, s.book.exits_lock = create, entries, lock
     try:
         entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
         assert isinstance(entry, Trade)
         trimming = True
         await s.risk.reduce_position(s, ai, 0.3, "test: exposure")
     finally:
-        reducing.exit_entries = real_entries
+        brackets.exit_entries = real_entries
     await wait_for(lambda: live_exits(sandbox, s) == TRIMMED, timeout=10)
 
 

@@ -243,3 +243,41 @@ async def test_an_account_without_dcp_runs_without_the_switch_and_says_so_once(
     assert (rec["armed"], rec["unavailable"], rec["switch"]) == ([], ["SPOT"], None)
     assert not guarded(bybit_sandbox, trader) and bybit_sandbox.dcp.infos(trader.api_key) == []
     assert len(s.sink.of("switch_unavailable")) == 1
+
+
+def live_algos(server: BybitServer, acct: Account) -> set[str]:
+    """The account's conditional orders the exchange holds (client ids)."""
+    rows = server.ex.snapshot()["accounts"][acct.api_key]["algo_orders"]
+    return {a["client_algo_id"] for a in rows if a["status"] == "NEW"}
+
+
+async def test_exits_dcp_cancelled_while_the_engine_was_stopped_are_placed_again(
+    bybit_sandbox: BybitServer, trader: Account, restart: Any
+) -> None:
+    """An outside margin trial (2 of 2): a bracketed linear position, a clean stop longer than the DCP window: the
+    exchange cancelled the stop-loss and take-profit, and the restart recorded them cancelled and nothing else: the
+    position ran without its stop. A stop that leaves the switch running records the exits due; the restart places
+    what the exchange no longer has, at the same levels, for the position."""
+    spec = {"name": "dcpexits", "universe": ["BTC/USDT:USDT"], "margin": True}
+    s = await restart(spec)
+    ai = s.universe["BTC/USDT:USDT"]
+    await wait_for(lambda: "DERIVATIVES" in guarded(bybit_sandbox, trader) and ai.last_price, timeout=15)
+    last = ai.last_price
+    entry = await s.call(ai, "market", "buy", amount=0.01, stop_loss=round(last * 0.97, 1), take_profit=round(last * 1.03, 1), waitfor=5)
+    assert entry is not None and entry.amount == 0.01
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    first = {o.client_order_id: o.trigger_price for o in ai.open_orders() if o.parent == entry.client_order_id}
+    assert live_algos(bybit_sandbox, trader) >= set(first)
+    await s.stop()
+    await wait_for(lambda: not guarded(bybit_sandbox, trader), timeout=10)
+    try:
+        await later(bybit_sandbox, WINDOW_MS + 1_000)
+        await wait_for(lambda: not live_algos(bybit_sandbox, trader) & set(first), timeout=5)  # DCP cancelled them
+    finally:
+        bybit_sandbox.ex.faults.clock_offset_ms = 0
+    again = await restart(spec)
+    ai = again.universe["BTC/USDT:USDT"]
+    placed = {o.client_order_id: o for o in ai.open_orders() if o.parent == entry.client_order_id and o.client_order_id not in first}
+    assert sorted(o.trigger_price for o in placed.values()) == sorted(first.values())
+    assert all(o.amount == pytest.approx(0.01) for o in placed.values())
+    await wait_for(lambda: live_algos(bybit_sandbox, trader) >= set(placed), timeout=10)
