@@ -342,6 +342,20 @@ def _order_of(ai: AssetInstance, cid: str, req: OrderRequest, asked: OrderCall) 
     )
 
 
+def _only_reduces(ai: AssetInstance, asked: OrderCall) -> bool:
+    """An order that can only make the position smaller (reduce-only, an exit, a hedge side's close): the exchange
+    takes it in the position's margin mode, whatever the configured one. Binance refuses a mode switch while a
+    position is open (-4048): asked first, it refused every stop, close and risk reduction of a position opened in
+    the other mode (an outside trial, 2 of 2)."""
+    if asked.reduce_only or asked.parent is not None:
+        return True
+    return (
+        ai.hedged
+        and (asked.side is Side.SELL) == (asked.position_side is PositionSide.LONG)
+        and asked.position_side is not PositionSide.BOTH
+    )
+
+
 async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswer:
     """The order call behind ``Strategy.call``, which builds ``asked`` (an ``OrderCall``, checked when it was
     built). Never raises (cancellation excepted). A refusal answers None; ``Strategy.last_refusal`` holds it, typed.
@@ -358,7 +372,7 @@ async def call(s: "Strategy", ai: AssetInstance, asked: OrderCall) -> OrderAnswe
     if isinstance(req, Refusal):
         refused(s, ai, req, asked.side, asked.amount, asked.price)
         return None
-    if ai.is_margin and not asked.emergency:
+    if ai.is_margin and not asked.emergency and not _only_reduces(ai, asked):
         reason = await ensure_margin_mode(s, ai)
         if reason:
             refused(s, ai, Refusal(R.MARGIN_SETUP, reason), req.side, req.amount, req.price)

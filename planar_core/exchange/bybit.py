@@ -71,8 +71,10 @@ ERRORS: dict[int, type[E.ExchangeOpError]] = {
     10016: E.NetworkUncertain,  # internal server error, "please try again later"
     170146: E.NetworkUncertain,  # order creation timeout (spot)
 }
-# retCodes that say "already so": position mode, margin mode (isolated/cross, unified account), leverage
-ALREADY_SET = frozenset({110025, 110026, 110043, 3400045})
+# retCodes that say "already so": position mode, margin mode (isolated/cross), leverage. Not 3400045: "Set margin
+# mode failed" (the account's mode is unchanged; its reasons say why, e.g. a position is open): read as "already
+# so", the engine showed isolated while the exchange margined the position cross (an outside trial, 2 of 2)
+ALREADY_SET = frozenset({110025, 110026, 110043})
 # /v5/execution/list answers at most 7 days a request (a startTime alone: the 7 days from it)
 EXECUTION_WINDOW_MS = 7 * 86_400_000
 CLOCK_MARGIN_MS = 60_000  # how far the exchange's clock may run ahead of ours where a window must reach "now"

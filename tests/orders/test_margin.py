@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from planar_core.model import LeverageOutcome, PositionSide, Side, Trade
+from planar_core.model import LeverageOutcome, PositionSide, RefusalReason, Side, Trade
 from planar_core.model import OrderType as T
 from planar_core.runner.host import status
 
@@ -293,3 +293,27 @@ async def test_a_hedge_mode_liquidation_is_booked_on_its_side(strategy_factory: 
     long_basis = s.ledger.basis(ai, PositionSide.LONG)
     assert long_basis.size == pytest.approx(0.0, abs=1e-12)
     assert long_basis.totals.realized < 0  # the liquidation's loss, on the long
+
+
+async def test_a_reducing_order_is_not_refused_for_a_margin_mode_the_exchange_will_not_switch(
+    strategy_factory: Any, sandbox: Any, account: Any
+) -> None:
+    """An outside margin trial (2 of 2): configured isolated while the account's position was cross, every order on
+    the asset was refused (Binance refuses the switch while a position is open, -4048): protective stops, closes and
+    the risk monitor's reductions too. The mode is set for orders that can add; one that only reduces goes in the
+    position's mode. An order that adds is still refused, with the exchange's reason."""
+    cross = await strategy_factory(name="crossed", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = cross.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await cross.call(ai, T.MARKET, Side.BUY, amount=0.05, waitfor=5), Trade)
+    iso = await strategy_factory(
+        name="iso", margin=True, universe=[{"symbol": PERP, "margin_mode": "isolated"}], event_tracing={"enabled": False}
+    )
+    bi = iso.universe[PERP]
+    bi.last_price = last
+    stop = await iso.call(bi, T.STOP_MARKET, Side.SELL, amount=0.01, trigger_price=last * 0.9, reduce_only=True, waitfor=0)
+    assert stop is not None, iso.last_refusal
+    assert not sandbox.ex.isolated(account, "BTCUSDT")
+    assert await iso.call(bi, T.MARKET, Side.BUY, amount=0.01, waitfor=5) is None
+    assert iso.last_refusal is not None and iso.last_refusal.reason is RefusalReason.MARGIN_SETUP and "-4048" in iso.last_refusal.detail

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from planar_core.model import PENDING, OrderStatus, OrderType, PositionSide, Side, Trade
+from planar_core.model import PENDING, OrderStatus, OrderType, PositionSide, RefusalReason, Side, Trade
 from planar_core.sandbox import Faults
 from planar_core.sandbox.accounts import Account
 from planar_core.sandbox.bybit import BybitServer
@@ -488,3 +488,19 @@ async def test_a_server_timeout_leaves_the_order_unknown(bybit_strategy, bybit_s
     (order,) = s.universe["BTC/USDT"].orders.values()
     await wait_for(lambda: order.status is OrderStatus.FAILED, timeout=30)  # looked up by orderLinkId: proven absent
     assert order.verdict == "absent"
+
+
+async def test_a_margin_mode_bybit_will_not_switch_is_not_taken_as_set(bybit_strategy, bybit_sandbox, trader) -> None:
+    """An outside margin trial (2 of 2): Bybit refuses to switch the account's margin mode while a position is open
+    (3400045 "Set margin mode failed", reason 3400214), and the engine read that code as "already so": it showed
+    isolated and traded in cross, where the loss the operator capped was not capped. The order that would add is
+    refused, with the exchange's reason, and the mode is not recorded."""
+    first = await bybit_strategy(name="crossed", margin=True, universe=["BTC/USDT:USDT"])
+    assert isinstance(await first.call(first.universe["BTC/USDT:USDT"], OrderType.MARKET, Side.BUY, amount=0.1, waitfor=5), Trade)
+    iso = await bybit_strategy(name="iso", margin=True, universe=[{"symbol": "BTC/USDT:USDT", "margin_mode": "isolated"}])
+    ai = iso.universe["BTC/USDT:USDT"]
+    assert await iso.call(ai, OrderType.MARKET, Side.BUY, amount=0.1, waitfor=5) is None
+    refusal = iso.last_refusal
+    assert refusal is not None and refusal.reason is RefusalReason.MARGIN_SETUP and "3400045" in refusal.detail
+    assert ai.margin_mode != "isolated"
+    assert snapshot(bybit_sandbox, trader)["futures"]["positions"]["BTCUSDT"]["amount"] in ("0.1", "0.10", "0.100")
