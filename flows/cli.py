@@ -219,13 +219,14 @@ def emergency_stop_cmd(
         except ConfigError as exc:
             fail(str(exc))
             return
-    if _no_prefect():  # nothing to report to, no live run to cancel: the stop at once, without Prefect's temporary server
+    unreachable = _no_prefect()
+    if unreachable:  # nothing to report to, no live run to cancel: the stop at once, without Prefect's temporary server
         try:
             direct = asyncio.run(_stop_without_prefect(strategy, path, reason, close_positions))
         except ConfigError as exc:
             fail(str(exc))
             return
-        typer.echo(f"emergency stop {strategy}: {'CLEAN' if direct['clean'] else 'NOT CLEAN'} (no Prefect server: no live run to cancel)")
+        typer.echo(f"emergency stop {strategy}: {'CLEAN' if direct['clean'] else 'NOT CLEAN'} ({unreachable})")
         _exit_unless_clean(direct)
         return
     try:
@@ -241,18 +242,27 @@ def emergency_stop_cmd(
     _exit_unless_clean(report)
 
 
-def _no_prefect() -> bool:
-    """No PREFECT_API_URL and no local Prefect server answering (``planar run`` reports to one or the other): the
-    e-stop started Prefect's temporary server first, 8 s before its first cancel (an outside crash trial), and left
-    it running when killed."""
+def _no_prefect() -> str | None:
+    """Why the stop runs without Prefect, or None: no PREFECT_API_URL and no local Prefect server answering (``planar
+    run`` reports to one or the other: the e-stop started Prefect's temporary server first, 8 s before its first
+    cancel, an outside crash trial), or a PREFECT_API_URL that does not answer (the stop failed on Prefect's client
+    before its first cancel, with a traceback, and the engine traded on: an outside operator trial, 2 of 2)."""
     from prefect.settings import get_current_settings
 
     from .prefect_api import DEFAULT_PORT, healthy
 
-    if get_current_settings().api.url:
-        return False
+    url = get_current_settings().api.url
+    if url:  # a busy server answers late: 3 s before it is taken for down
+        if healthy(url, timeout=3.0):
+            return None
+        return (
+            f"the Prefect server at {url} does not answer: a live run of it was not cancelled; an engine still "
+            "running reads the halt this stop wrote and places nothing more"
+        )
     port = int(os.environ.get("PLANAR_PREFECT_PORT") or DEFAULT_PORT)
-    return not healthy(f"http://127.0.0.1:{port}/api", timeout=3.0)  # a busy server answers late: never skipped for that
+    if healthy(f"http://127.0.0.1:{port}/api", timeout=3.0):
+        return None
+    return "no Prefect server: no live run to cancel"
 
 
 async def _stop_without_prefect(strategy: str, path: Path | None, reason: str, close_positions: bool) -> Json:
