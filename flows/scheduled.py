@@ -24,7 +24,10 @@ async def daily_reset(strategy: str, config_path: str | None = None, overrides: 
     """Record the day-start equity; clear the daily-loss breaker unless an emergency stop (not the breaker) halted it;
     publish the previous day's PnL."""
     result = await reset_day(strategy, config_path, overrides)
-    rows = [{"metric": k, "value": result[k]} for k in ("day", "day_start_equity", "day_end_equity", "pnl", "cleared_breaker", "halted")]
+    rows = [
+        {"metric": k, "value": result[k]}
+        for k in ("day", "day_start_equity", "day_end_equity", "pnl", "cleared_breaker", "halted", "already_reset")
+    ]
     await acreate_table_artifact(key=artifact_key(strategy, "daily-pnl"), table=rows, description=f"previous day PnL of {strategy}")
     return result
 

@@ -35,19 +35,32 @@ class DailyReset:
     cleared_breaker: bool
     unpriced: list[str]
     halted: bool
+    already_reset: bool = False  # the day had its reset already: nothing changed
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def daily_reset(s: Strategy) -> DailyReset:
-    """Record the day-start equity; clear the daily-loss breaker's halt (it ends with the day) but not an
-    emergency stop's or the drawdown breaker's, which wait for ``rearm``."""
+    """At the first run of a new UTC day: record the day-start equity; clear the daily-loss breaker's halt (it ends
+    with the day, with the stop it triggered) but not a manual emergency stop's or the drawdown breaker's, which wait
+    for ``rearm``. A second run the same day changes nothing: run by hand (the UI's Run button) mid-day, it lifted
+    the day's breaker halt and measured a fresh daily-loss budget from the equity after the loss (an outside
+    operator trial). A run late past midnight (the runner was down) resets from the equity when it runs: said."""
     eq, unpriced = M.equity(s)
     before = s.state_store.load()
+    today = utc_day(s.clock)
+    if before.day == today and before.day_start_equity is not None:
+        log.warning(
+            "daily reset of %s: %s was reset already (day-start equity %.2f): nothing changed", s.name, today, before.day_start_equity
+        )
+        s.sink.record(
+            "daily_reset", equity=eq, previous_pnl=None, cleared_breaker=False, reason=f"{today} was reset already: nothing changed"
+        )
+        return DailyReset(before.day, before.day_start_equity, eq, None, False, unpriced, before.halted, already_reset=True)
     pnl = eq - before.day_start_equity if before.day_start_equity is not None else None
     cleared = before.breaker_tripped == "daily_loss"
-    changes: dict[str, object] = {"day": utc_day(s.clock), "day_start_equity": eq}
+    changes: dict[str, object] = {"day": today, "day_start_equity": eq}
     if cleared:
         changes.update(breaker_tripped=None, halted=False, halt_reason=None, halted_by_emergency_stop=False)
     after = s.state_store.update(**changes)

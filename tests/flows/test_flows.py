@@ -96,6 +96,14 @@ async def test_daily_reset_flow(flow_config, sandbox) -> None:
     result = await daily_reset(strategy="flowtest", config_path=str(config))
     assert result["cleared_breaker"] and not result["halted"] and result["pnl"] > 0
     assert store.load().day_start_equity > 1000 and await artifact("flowtest-daily-pnl")
+    start = store.load().day_start_equity
+    # the breaker trips again the same day, and the reset is run by hand: it lifted the halt and measured a fresh
+    # budget from the equity after the loss (an outside operator trial); the day was reset already: nothing changes
+    store.update(halted=True, halt_reason="Daily loss limit exceeded", halted_by_emergency_stop=True, breaker_tripped="daily_loss")
+    again = await daily_reset(strategy="flowtest", config_path=str(config))
+    assert again["already_reset"] and not again["cleared_breaker"] and again["halted"]
+    assert store.load().halted and store.load().day_start_equity == start
+    store.update(day="2000-01-02")  # the next day
     store.update(halted=True, halt_reason="Manual trigger", halted_by_emergency_stop=True, breaker_tripped=None)
     result = await daily_reset(strategy="flowtest", config_path=str(config))
     assert not result["cleared_breaker"] and result["halted"]  # a manual emergency stop outlives the day
