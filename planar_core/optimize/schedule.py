@@ -32,7 +32,7 @@ from .space import parse
 class Decision:
     applied: bool
     reason: str
-    candidate: Json  # the newest fold's best params (the whole set)
+    candidate: Json  # the params in force with the newest fold's best values of the searched fields
     current: Json  # the params in force (the whole set)
     candidate_value: float | None  # out of sample, on the newest fold's test window
     current_value: float | None  # the params in force, on the same window
@@ -114,7 +114,11 @@ def scheduled_run(
     result = search.run(start, end, opt.walk_forward or None)
     best = result.best
     based_on, current = in_force(cfg, params_model)
-    candidate = {**current, **best.best_params}
+    # only the searched fields change: the trial's whole set carried the optimisation config's other fields, and a
+    # run with a config of its own (or a file edited since the engine loaded it) changed the running engine's
+    # timeframe, outside the search and the bounds (an outside operator trial)
+    searched = {k: v for k, v in best.best_params.items() if k in opt.params}
+    candidate = {**current, **searched}
     window = best.test if best.test is not None else best.train
     cand = best.out_of_sample if best.test is not None else best.in_sample
     base, _ = search.evaluate(current, window[0], window[1])
@@ -143,7 +147,7 @@ def scheduled_run(
         reason = f"out-of-sample {opt.metric} {cand:.6g} vs {base:.6g} in force: {improvement:+.6g} >= margin {opt.min_improvement:g}"
         try:
             made = ParamsStore(cfg.shared_root).propose(
-                candidate,
+                searched,  # over the params in force: what the search set, nothing else
                 "optimize",
                 reason,
                 {"metric": opt.metric, "method": opt.method, **decision.as_json(), "reason": reason},

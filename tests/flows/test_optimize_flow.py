@@ -35,7 +35,7 @@ def write_config(tmp: Path, **optimization: object) -> Path:
     path = tmp / "dip.toml"
     path.write_text(
         f'name = "dip"\nuniverse = ["BTC/USDT"]\ntimeframes = ["1m"]\ninitial_cash = 10000\nstore_root = "{tmp / "store"}"\n'
-        f'logic = "tests.optimize.test_optimize:Dip"\nlogic_params = {{ k = 1 }}\noptimization = {{ {body} }}\n'
+        f'logic = "tests.optimize.test_optimize:Dip"\nlogic_params = {{ k = 1, hold = 20 }}\noptimization = {{ {body} }}\n'
     )
     return path
 
@@ -69,6 +69,9 @@ async def test_proposes_only_past_the_margin_within_bounds_and_rolls_back(prefec
     assert decision["applied"] and decision["improvement"] > 0, decision
     v = store.current()
     assert v is not None and v.params["k"] == 4 and v.source == "optimize" and v.version == decision["version"] == 1
+    # only the searched field: the trial's whole set carried the config's other fields, and a run with a config of its
+    # own changed a running engine's timeframe, outside the search and the bounds (an outside operator trial)
+    assert v.params == {"k": 4}
 
     root = str(tmp_path / "store")
     cmd = [sys.executable, "-m", "planar_core", "params", "rollback", "dip", "--root", root]
