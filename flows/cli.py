@@ -210,8 +210,6 @@ def emergency_stop_cmd(
         fail("--configs / several --config: only with --account; a strategy's e-stop takes one --config")
     path = config[0] if config else None
     assert strategy is not None
-    from .common import returned
-    from .emergency import emergency_stop
 
     if path is not None:
         try:
@@ -230,16 +228,28 @@ def emergency_stop_cmd(
         _exit_unless_clean(direct)
         return
     try:
-        report = returned(
-            asyncio.run(
-                emergency_stop(strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None)
-            )
-        )
+        report = asyncio.run(_stop_through_prefect(strategy, reason, close_positions, path))
     except ConfigError as exc:
         fail(str(exc))
         return
     typer.echo(str(report["line"]))  # the verdict, what the running engine cancelled, what this stop cancelled
     _exit_unless_clean(report)
+
+
+async def _stop_through_prefect(strategy: str, reason: str, close_positions: bool, path: Path | None) -> Json:
+    """The ``emergency_stop`` flow's report: its result, whether the run ended Completed (CLEAN) or Failed with its
+    verdict (NOT CLEAN); a permanent error (a bad config) is raised."""
+    from .emergency import emergency_stop
+
+    state = await emergency_stop(
+        strategy=strategy, reason=reason, close_positions=close_positions, config_path=str(path) if path else None, return_state=True
+    )
+    value = await state.aresult(raise_on_failure=False)
+    if isinstance(value, BaseException):
+        raise value
+    if not isinstance(value, dict):
+        raise RuntimeError(f"the emergency stop ended {state.type.value}: {state.message}")
+    return value
 
 
 def _no_prefect() -> str | None:

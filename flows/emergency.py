@@ -167,7 +167,11 @@ async def emergency_stop(
     await InPlaceArtifact(artifact_key(strategy, "emergency-stop"), "emergency stop report").publish(
         estop_markdown(strategy, reason, report, engine, cancelled)
     )
-    return {**report.as_dict(), "cancelled_runs": cancelled, "cancelled_by_engine": integer(engine.get("cancelled")), "line": line}
+    result = {**report.as_dict(), "cancelled_runs": cancelled, "cancelled_by_engine": integer(engine.get("cancelled")), "line": line}
+    if not report.clean:  # Failed, with the verdict: a NOT CLEAN stop ended Completed, which the docs call clean, and an
+        await no_retry(None)  # operator scanning the runs saw green (an outside operator trial); its verdict is reached:
+        return Failed(message=line, data=result)  # not retried (run it again once the exchange answers)
+    return result
 
 
 def engine_part(cfg: StrategyConfig, request: str) -> Json:

@@ -300,7 +300,9 @@ async def test_emergency_stop_that_cannot_verify_says_so_everywhere(flow_config,
     config = flow_config(name="deadex", risk={"estop_budget_s": 1.0})
     sandbox.ex.faults = Faults(error_rate=1.0)
     try:
-        result = await emergency_stop(strategy="deadex", reason="exchange down", config_path=str(config))
+        state = await emergency_stop(strategy="deadex", reason="exchange down", config_path=str(config), return_state=True)
+        assert state.is_failed() and "NOT CLEAN" in (state.message or "")  # not Completed, which the docs call clean
+        result = await state.result(raise_on_failure=False)
         assert not result["clean"] and result["unverified"]
         (art,) = await artifact("deadex-emergency-stop")
         assert "NOT CLEAN" in art.data and "unverified" in art.data
