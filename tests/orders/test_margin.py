@@ -317,3 +317,35 @@ async def test_a_reducing_order_is_not_refused_for_a_margin_mode_the_exchange_wi
     assert not sandbox.ex.isolated(account, "BTCUSDT")
     assert await iso.call(bi, T.MARKET, Side.BUY, amount=0.01, waitfor=5) is None
     assert iso.last_refusal is not None and iso.last_refusal.reason is RefusalReason.MARGIN_SETUP and "-4048" in iso.last_refusal.detail
+
+
+async def test_a_hedge_sides_liquidation_does_not_trip_the_drawdown_breaker_on_a_stale_mark(strategy_factory: Any, sandbox: Any) -> None:
+    """An outside margin trial (2 of 2): hedge mode, isolated; a 6 % fall liquidated the long. The wallet after the
+    loss came before the new price, and the short was marked at the price before the fall: the drawdown breaker
+    tripped at 11.1 % where the exchange's equity was 5.7 % down (limit 8 %), and its e-stop closed the short. A
+    trip with futures positions open is confirmed at prices read from the exchange first."""
+    acct = sandbox.ex.add_account({"USDT": 1000})
+    s = await strategy_factory(
+        name="perp",
+        acct=acct,
+        margin=True,
+        universe=[PERP],
+        position_mode="hedge",
+        margin_mode="isolated",
+        default_leverage=20,
+        risk={"max_drawdown": 0.08},
+        event_tracing={"enabled": False},
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, acct, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.03, position_side=PositionSide.LONG, waitfor=5), Trade)
+    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=0.015, position_side=PositionSide.SHORT, waitfor=5), Trade)
+    await wait_for(lambda: ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.015), timeout=10)
+    fell = await shock(sandbox, "BTCUSDT", 0.94, "linear")  # the long is liquidated
+    await wait_for(lambda: "forced_close" in kinds(s), timeout=15)
+    await wait_for(lambda: ai.last_price == pytest.approx(fell, rel=1e-3), timeout=15)
+    await wait_for(lambda: (task := getattr(s.risk, "_repricing", None)) is None or task.done(), timeout=10)  # a confirmation's end
+    fut = account_view(sandbox, s)["futures"]
+    assert "breaker_tripped" not in kinds(s) and not s.halted, [e for e in s.sink.events if e["kind"] == "breaker_tripped"]
+    assert fut["positions"]  # the short is still open
