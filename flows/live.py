@@ -242,8 +242,14 @@ async def _session(
         logic = load_logic(s.config.logic, s.config.logic_params, s.config.config_dir)
         logger.info("strategy %s started: %d assets, logic %s", s.name, len(s.universe), s.config.logic)
 
+        updating: list[asyncio.Task[bool]] = []  # the status update on its way (one at a time)
+
         async def publish(st: Json) -> None:
-            await status_artifact.publish(status_markdown(st))
+            """The status artifact, updated beside the session: a Prefect server slow or down delays nothing of the
+            engine's (its client retries for seconds) and ends nothing (the next update tries again)."""
+            if updating and not updating[-1].done():
+                return  # the last one is still on its way
+            updating[:] = [asyncio.ensure_future(status_artifact.publish_quietly(status_markdown(st)))]
 
         with frozen_heap():  # no full collection pass over the start's objects while trading (runner/heap.py)
             result = await run(
@@ -264,7 +270,9 @@ async def _session(
                 except Exception as exc:  # the API is away: the run ends as the halt it is
                     logger.warning("could not look for the e-stop request that halted %s (%s: %s)", s.name, type(exc).__name__, exc)
         await control.settled()  # an e-stop request being handled finishes before the engine stops
-        await publish(result.final_status)
+        if updating:
+            await asyncio.gather(*updating)
+        await status_artifact.publish_quietly(status_markdown(result.final_status))
         logger.info(
             "strategy %s ended (%s): callbacks %s, errors %s", s.name, result.reason, dict(result.callbacks), dict(result.callback_errors)
         )

@@ -65,6 +65,31 @@ async def test_live_strategy_flow(flow_config, sandbox, account, tmp_path: Path)
     assert any(n.startswith("watcher:ohlcv:BTC/USDT:") for n in names) and all(r.state.is_completed() for r in runs)
 
 
+async def test_a_status_update_the_prefect_api_refuses_does_not_end_the_session(flow_config, sandbox, account, monkeypatch) -> None:
+    """An outside operator trial (2 of 2): a Prefect server restart of 75 s ended a healthy engine: its status
+    artifact's update raised ConnectError out of the session, and the retry was then killed by Prefect's own
+    concurrency check with its orders resting. The updates fail here (the API's error, injected where the status is
+    published): the session runs its whole duration."""
+    import httpx
+
+    from flows.common import InPlaceArtifact
+
+    real = InPlaceArtifact.publish
+    refused: list[str] = []
+
+    async def down(self: InPlaceArtifact, markdown: str) -> None:
+        if self.key.endswith("-status"):
+            refused.append(self.key)
+            raise httpx.ConnectError("All connection attempts failed")
+        await real(self, markdown)
+
+    monkeypatch.setattr(InPlaceArtifact, "publish", down)
+    config = flow_config(name="apidown")
+    state = await live_strategy(strategy="apidown", config_path=str(config), duration=6, return_state=True)
+    result = await state.result()
+    assert state.is_completed() and result["reason"] == "duration" and len(refused) >= 2
+
+
 async def test_retry_after_crash_does_not_duplicate_orders(flow_config, sandbox, account, tmp_path: Path) -> None:
     config = flow_config(logic_errors="fail", logic_params={"n": 2, "crash_marker": str(tmp_path / "crashed")})
     state = await live_strategy.with_options(retries=1, retry_delay_seconds=0)(
