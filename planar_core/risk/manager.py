@@ -342,8 +342,10 @@ class RiskManager:
                 await self.reduce_position(s, ai, 1 - keep, reason)
 
     async def close_highest_risk_position(self, s: "Strategy", reason: str) -> None:
-        """Close the largest position by value (the strategy's own part of it: ``reduce_position``)."""
-        values = {sym: M.position_value(s, ai) for sym, ai in s.universe.items()}
+        """Close the largest position by value (the strategy's own part of it: ``reduce_position``), gross: a hedge's
+        long and short summed, as the leverage that asks for it is. By net value a fully hedged pair was worth 0, and
+        the leverage limit stayed exceeded, logged on every run and never acted on (an outside margin trial)."""
+        values = {sym: M.gross_value(s, ai) if ai.is_margin else M.position_value(s, ai) for sym, ai in s.universe.items()}
         values = {k: v for k, v in values.items() if math.isfinite(v) and v}
         if not values:
             return
@@ -352,5 +354,9 @@ class RiskManager:
         await self.reduce_position(s, s.universe[sym], 1.0, reason)
 
     async def reduce_position(self, s: "Strategy", ai: "AssetInstance", fraction: float, reason: str) -> OrderAnswer:
-        """Sell (or buy back) ``fraction`` of one position with a market order, its exits kept (engine/reducing.py)."""
+        """Sell (or buy back) ``fraction`` of one position with a market order, its exits kept (engine/reducing.py);
+        recorded (``risk_action``) and alerted: a position flattened by the monitor was said only in a log line."""
+        msg = f"{s.name}: risk action on {ai.symbol}: {reason}: reducing the strategy's own position by {fraction:.0%}"
+        self.sink.record("risk_action", symbol=ai.symbol, reason=msg)
+        s.alert(msg, "warning")
         return await s.reduce_position(ai, fraction, reason)

@@ -349,3 +349,23 @@ async def test_a_hedge_sides_liquidation_does_not_trip_the_drawdown_breaker_on_a
     fut = account_view(sandbox, s)["futures"]
     assert "breaker_tripped" not in kinds(s) and not s.halted, [e for e in s.sink.events if e["kind"] == "breaker_tripped"]
     assert fut["positions"]  # the short is still open
+
+
+async def test_the_leverage_limit_acts_on_a_fully_hedged_pair(strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any) -> None:
+    """An outside margin trial (2 of 2): hedge mode, long 0.02 and short 0.02, leverage 2.44 over a limit of 2: the
+    monitor measured the gross figure but chose what to close by net value, 0 for the pair: the limit stayed
+    exceeded, logged every run, never acted on. It closes the largest gross position, and says so."""
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], position_mode="hedge", event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    for side, ps in ((Side.BUY, PositionSide.LONG), (Side.SELL, PositionSide.SHORT)):
+        assert isinstance(await s.call(ai, T.MARKET, side, amount=0.02, position_side=ps, waitfor=5), Trade)
+    await wait_for(lambda: len(ai.open_positions()) == 2, timeout=10)
+    leverage = s.risk.metrics(s).leverage
+    s.risk.cfg = s.risk.cfg.model_copy(update={"max_leverage": leverage / 2})
+    alerts: list[str] = []
+    monkeypatch.setattr(s, "alert", lambda text, level="warning": alerts.append(text))
+    await s.risk.monitor_once(s)
+    await wait_for(lambda: not account_view(sandbox, s)["futures"]["positions"], timeout=10)
+    assert any("risk action" in a and "leverage" in a for a in alerts)
