@@ -284,6 +284,12 @@ def on_position_closed(s: "Strategy", ai: AssetInstance, side: PositionSide, fli
         if (not ai.hedged or o.position_side is side) and closing in (None, o.side):
             s.sink.record("order_updated", symbol=ai.symbol, client_order_id=o.client_order_id, reason="position closed: exit cancelled")
             s.supervisor.spawn(s.cancel(ai, o))
+    entry_side = None if closing is None else Side.BUY if closing is Side.SELL else Side.SELL
+    for cid, rec in list(s.state.exits_due.items()):  # nothing left to protect: a restart must not place them on
+        if rec.get("symbol") != ai.symbol or (ai.hedged and rec.get("position_side") != side.value):  # the next
+            continue  # position (a review: a cancel no longer settles, and a stale record put an old entry's
+        if entry_side is None or rec.get("side") == entry_side.value:  # stop on a new position at a restart)
+            settled(s, cid)
 
 
 def _short(s: "Strategy", ai: AssetInstance, o: Order) -> bool:
@@ -382,9 +388,21 @@ async def fit(s: "Strategy", ai: AssetInstance, why: str) -> None:
 
 
 async def fit_held(s: "Strategy", ai: AssetInstance, why: str) -> None:
-    """``fit``, for a caller that holds the symbol's ``exits_lock``."""
+    """``fit``, for a caller that holds the symbol's ``exits_lock``. The exits are looked up first: a position report
+    can come before the report of the exit that reduced it, and that entry's exits, which acted, counted as larger
+    than what was held: every entry's exits were halved, the other entry's half left without a stop (a review)."""
     if not ai.is_margin or stopped(s):
         return
+    for o in exits_of(s, ai):
+        if o.id is None:
+            continue  # its outcome is being resolved: it counts as it is
+        try:
+            found = await lookup(s, ai.symbol, o.client_order_id, timeout=s.config.timeouts.order_cancellation, conditional=True)
+        except ExchangeOpError as err:
+            log.info("exits of %s: look-up before fitting them failed (%s): not fitted now", ai.symbol, err)
+            return  # the next reduction, or the restart, fits them
+        if found is not None:
+            apply_order(s, found, source="lookup")
     acted = {o.parent for o in ai.orders.values() if o.parent is not None and (o.filled > 0 or o.triggered)}
     entries = {cid: kinds for cid, kinds in newest(s, ai).items() if cid not in acted}
     sides: dict[PositionSide, dict[str, dict[frozenset[OrderType], Order]]] = {}
@@ -393,6 +411,9 @@ async def fit_held(s: "Strategy", ai: AssetInstance, why: str) -> None:
         sides.setdefault(ps, {})[cid] = kinds
     for ps, group in sides.items():
         own = own_size(s, ai, ps)
+        if not s.config.risk.exclusive_account:  # the strategy's own fills, not the account's net: another strategy's
+            own = round(abs(s.ledger.basis(ai, ps).size), 12)  # trade moved the net down and back, and the exits,
+            # shrunk, stayed small (a review); a reduce-only exit larger than the net is the case of an account shared
         if own <= 0:
             continue  # flat: its exits are cancelled with the position (on_position_closed)
         for kind in (STOPS, TAKES):

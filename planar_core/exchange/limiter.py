@@ -58,8 +58,8 @@ class OrderPacer:
                 now = time.monotonic()
                 self._tokens = min(float(max(1, self.burst)), self._tokens + (now - self._last) * self.rate)
                 self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - 1e-9:  # a wait of exactly the shortfall refills to 0.99999...: not another wait
+                    self._tokens = max(0.0, self._tokens - 1)
                     return waited
                 delay = (1 - self._tokens) / self.rate
                 waited += delay

@@ -21,9 +21,9 @@ def algos(sandbox: Any, s: Any) -> dict[str, Any]:
     return {a["client_algo_id"]: a for a in account_view(sandbox, s)["algo_orders"]}
 
 
-async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: float = 0.0) -> tuple[Any, Any, Any, float]:
+async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: float = 0.0, **config: Any) -> tuple[Any, Any, Any, float]:
     """A long entry of 0.02 with its exits placed (on top of ``held`` bought before without exits)."""
-    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False}, **config)
     ai = s.universe[PERP]
     await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
     last = await shock(sandbox, "BTCUSDT", 1.0, "linear")
@@ -290,10 +290,11 @@ async def test_an_exit_refused_at_its_trigger_while_the_position_is_held_is_said
 
 
 async def test_exits_follow_a_position_reduced_by_hand(strategy_factory: Any, sandbox: Any, account: Any) -> None:
-    """The same reduction by hand: the exits are placed again for what is held (the old ones go), and the stop
-    closes the rest when the price goes through it, instead of being refused (a review of trims: any reduction the
+    """The same reduction by hand, on an account the strategy has alone (on a shared one, whose trade it was is not
+    known): the exits are placed again for what is held (the old ones go), and the stop closes the rest when the
+    price goes through it, instead of being refused (a review of trims: any reduction the
     exits were not resized for, a late trim answer, a halt or a crash in the middle, left them refused at the stop)."""
-    s, _, exits, _ = await perp_entry(strategy_factory, sandbox, account)
+    s, _, exits, _ = await perp_entry(strategy_factory, sandbox, account, risk={"exclusive_account": True})  # its to say
     await sell_by_hand(sandbox, account, 0.01)
     await wait_for(lambda: all(o.status is OrderStatus.CANCELED for o in exits.values()), timeout=10)
     live = {a["type"]: a for a in algos(sandbox, s).values() if a["status"] == "NEW"}
@@ -804,3 +805,105 @@ async def test_a_spot_take_profit_that_filled_as_a_trim_started_is_not_placed_ag
     again = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})  # its start places what is due
     assert not [o for o in again.universe["BTC/USDT"].orders.values() if o.is_open]
     assert account_view(sandbox, again)["open_orders"] == []
+
+
+def fits_done(monkeypatch: Any) -> list[str]:
+    """Each ``brackets.fit`` that finished, by its reason (a spy)."""
+    from planar_core.engine import brackets
+
+    done: list[str] = []
+    real = brackets.fit
+
+    async def spy(s: Any, ai: Any, why: str) -> None:
+        await real(s, ai, why)
+        done.append(why)
+
+    monkeypatch.setattr(brackets, "fit", spy)
+    return done
+
+
+async def test_exits_are_fitted_to_what_the_exchange_says_acted(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A review (3 of 3, the stream's report of a stop held back 1.5 s): two entries of 0.01, each with its exits;
+    the first one's stop acted, and the position report (0.02 -> 0.01) came before the stop's: the fit counted the
+    acted entry's exits too and halved every exit, half of the second entry left without a stop. The exits are looked
+    up before they are fitted."""
+    s = await strategy_factory(
+        name="perp", margin=True, universe=[PERP], risk={"exclusive_account": True}, event_tracing={"enabled": False}
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    a = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.99, take_profit=last * 1.05, waitfor=5)
+    b = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.95, take_profit=last * 1.08, waitfor=5)
+    assert isinstance(a, Trade) and isinstance(b, Trade)
+    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent and o.id]) == 4, timeout=10)
+    booked = {o.client_order_id for o in ai.orders.values() if o.parent}
+    a_stop = next(o for o in ai.orders.values() if o.parent == a.client_order_id and o.type is OrderType.STOP_MARKET)
+    done = fits_done(monkeypatch)
+    loop = asyncio.get_running_loop()
+    real_order, real_trade = s.apply_order, s.apply_trade
+
+    def late_order(report: Any, source: str = "exchange") -> Any:  # the stream's word on A's stop comes after the position's
+        if report.client_order_id == a_stop.client_order_id and source == "websocket":
+            loop.call_later(1.5, real_order, report, source)
+            return None
+        return real_order(report, source)
+
+    def late_trade(fill: Any) -> Any:
+        if fill.client_order_id == a_stop.client_order_id:
+            loop.call_later(1.5, real_trade, fill)
+            return None
+        return real_trade(fill)
+
+    s.apply_order, s.apply_trade = late_order, late_trade
+    await shock(sandbox, "BTCUSDT", 0.985, "linear")  # through A's stop only
+    await wait_for(lambda: done, timeout=10)  # the reduction's fit has run
+    assert {o.client_order_id for o in ai.orders.values() if o.parent} == booked  # nothing placed again
+    b_exits = [o for o in ai.orders.values() if o.parent == b.client_order_id]
+    assert all(o.is_open and o.amount == pytest.approx(0.01) for o in b_exits)
+
+
+async def test_a_closed_position_leaves_no_exits_due_for_a_restart(strategy_factory: Any, sandbox: Any, account: Any) -> None:
+    """A review (3 of 3): an entry whose take-profit was refused stays due; the position was closed by hand, the
+    engine cancelled the stop, and the record stayed (a cancel no longer settles one): the restart put the old
+    entry's stop and take-profit on the next position. A position closed settles what was due on it."""
+    from planar_core.exchange.errors import InvalidOrder
+
+    s = await strategy_factory(name="perp", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
+    last = ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    real = s.venue.create_order
+
+    async def create(place: Any, timeout: float) -> Any:
+        if place.type is OrderType.TAKE_PROFIT_MARKET:
+            raise InvalidOrder("-2021 Order would immediately trigger (test)")
+        return await real(place, timeout)
+
+    s.venue.create_order = create
+    e1 = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.02, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    assert isinstance(e1, Trade)
+    await wait_for(lambda: any(o.parent == e1.client_order_id and o.is_open and o.id for o in ai.orders.values()), timeout=10)
+    await wait_for(lambda: any(o.parent == e1.client_order_id and o.status is OrderStatus.REJECTED for o in ai.orders.values()), timeout=10)
+    assert e1.client_order_id in s.state.exits_due  # its take-profit is not on the exchange
+    await sell_by_hand(sandbox, account, 0.02)
+    await wait_for(lambda: not ai.position.contracts, timeout=10)
+    assert e1.client_order_id not in s.state.exits_due
+
+
+async def test_exits_do_not_shrink_for_another_strategys_trade_on_a_shared_account(
+    strategy_factory: Any, sandbox: Any, account: Any, monkeypatch: Any
+) -> None:
+    """A review (3 of 3): on a shared one-way account another strategy's sell moved the net position down (0.02 ->
+    0.01) and back; the exits were fitted to the net and stayed at 0.01 on the strategy's own 0.02. On an account
+    others trade, the exits follow the strategy's own fills."""
+    _, ai, exits, last = await perp_entry(strategy_factory, sandbox, account)
+    done = fits_done(monkeypatch)
+    other = await strategy_factory(name="other", margin=True, universe=[PERP], event_tracing={"enabled": False})
+    other.universe[PERP].last_price = last
+    assert isinstance(await other.call(PERP, OrderType.MARKET, Side.SELL, amount=0.01, waitfor=5), Trade)
+    await wait_for(lambda: ai.position.contracts == pytest.approx(0.01) and done, timeout=10)
+    assert [o.client_order_id for o in ai.orders.values() if o.parent] == [o.client_order_id for o in exits.values()]
+    assert all(o.is_open and o.amount == pytest.approx(0.02) for o in exits.values())
