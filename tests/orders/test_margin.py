@@ -265,26 +265,37 @@ async def test_a_reconnect_after_a_restart_never_books_an_earlier_runs_spot_fill
     assert lots == pytest.approx(again.cash("BTC").total, rel=0.02)  # the strategy's lots: what the account holds
 
 
+async def isolated_hedge(
+    strategy_factory: Any, sandbox: Any, acct: Any, leverage: int, long: float, short: float, **config: Any
+) -> tuple[Any, Any]:
+    """A hedge-mode, isolated perpetual strategy on ``acct`` holding ``long`` and ``short``, at the path's price."""
+    s = await strategy_factory(
+        name="perp",
+        acct=acct,
+        margin=True,
+        universe=[PERP],
+        position_mode="hedge",
+        margin_mode="isolated",
+        default_leverage=leverage,
+        event_tracing={"enabled": False},
+        **config,
+    )
+    ai = s.universe[PERP]
+    await wait_for(lambda: user_subscribed(sandbox, acct, "linear"), timeout=10)
+    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
+    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=long, position_side=PositionSide.LONG, waitfor=5), Trade)
+    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=short, position_side=PositionSide.SHORT, waitfor=5), Trade)
+    await wait_for(lambda: ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-short), timeout=10)
+    await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == pytest.approx(long), timeout=10)
+    return s, ai
+
+
 async def test_a_hedge_mode_liquidation_is_booked_on_its_side(strategy_factory: Any, sandbox: Any, account: Any) -> None:
     """An outside margin trial (5 of 6 runs, Binance and Bybit): the exchange's liquidation order names its side
     (LONG), and the engine adopted it on no side: its loss was missing from the realised PnL, and the long's basis
     kept the liquidated 0.05, pricing the next trade of that side against it. The adopted order takes the side the
     exchange names, and the long's basis is flat with the exchange's loss in it."""
-    s = await strategy_factory(
-        name="perp",
-        margin=True,
-        universe=[PERP],
-        position_mode="hedge",
-        margin_mode="isolated",
-        default_leverage=50,
-        event_tracing={"enabled": False},
-    )
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, account, "linear"), timeout=10)
-    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.05, position_side=PositionSide.LONG, waitfor=5), Trade)
-    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=0.03, position_side=PositionSide.SHORT, waitfor=5), Trade)
-    await wait_for(lambda: ai.position_of(PositionSide.LONG).contracts == pytest.approx(0.05), timeout=10)
+    s, ai = await isolated_hedge(strategy_factory, sandbox, account, 50, 0.05, 0.03)
     await shock(sandbox, "BTCUSDT", 0.97, "linear")  # 3 % down at 50x isolated: the long is liquidated
     await wait_for(lambda: "forced_close" in kinds(s), timeout=15)
     forced = next(e for e in s.sink.events if e["kind"] == "forced_close")
@@ -325,23 +336,7 @@ async def test_a_hedge_sides_liquidation_does_not_trip_the_drawdown_breaker_on_a
     tripped at 11.1 % where the exchange's equity was 5.7 % down (limit 8 %), and its e-stop closed the short. A
     trip with futures positions open is confirmed at prices read from the exchange first."""
     acct = sandbox.ex.add_account({"USDT": 1000})
-    s = await strategy_factory(
-        name="perp",
-        acct=acct,
-        margin=True,
-        universe=[PERP],
-        position_mode="hedge",
-        margin_mode="isolated",
-        default_leverage=20,
-        risk={"max_drawdown": 0.08},
-        event_tracing={"enabled": False},
-    )
-    ai = s.universe[PERP]
-    await wait_for(lambda: user_subscribed(sandbox, acct, "linear"), timeout=10)
-    ai.last_price = await shock(sandbox, "BTCUSDT", 1.0, "linear")
-    assert isinstance(await s.call(ai, T.MARKET, Side.BUY, amount=0.03, position_side=PositionSide.LONG, waitfor=5), Trade)
-    assert isinstance(await s.call(ai, T.MARKET, Side.SELL, amount=0.015, position_side=PositionSide.SHORT, waitfor=5), Trade)
-    await wait_for(lambda: ai.position_of(PositionSide.SHORT).contracts == pytest.approx(-0.015), timeout=10)
+    s, ai = await isolated_hedge(strategy_factory, sandbox, acct, 20, 0.03, 0.015, risk={"max_drawdown": 0.08})
     fell = await shock(sandbox, "BTCUSDT", 0.94, "linear")  # the long is liquidated
     await wait_for(lambda: "forced_close" in kinds(s), timeout=15)
     await wait_for(lambda: ai.last_price == pytest.approx(fell, rel=1e-3), timeout=15)
