@@ -29,7 +29,7 @@ from prefect.states import Cancelled, Cancelling, Failed
 
 from planar_core.config import ConfigError, StrategyConfig, config_files, load_config, locate_config
 from planar_core.engine.strategy import config_account
-from planar_core.model.json import integer
+from planar_core.model.json import integer, obj
 from planar_core.model.types import Json
 from planar_core.risk.account_estop import ACCOUNT_HALT, AccountEStopReport
 from planar_core.risk.estop import EStopReport, cancel_recorded, conclude, recorded_open
@@ -206,11 +206,24 @@ async def engine_answer(
                 await asyncio.sleep(0.1)
 
 
+def positions_closed(report: EStopReport, engine: Json) -> dict[str, float]:
+    """What the stop closed, the running engine's part and this run's together (symbol -> amount sold or bought
+    back): a close the engine made was shown only inside its summary, and the row said "none" (an outside operator
+    trial: an operator read that nothing was sold)."""
+    out: dict[str, float] = {}
+    for part in (obj(engine.get("closed")), report.closed):
+        for sym, amount in part.items():
+            if isinstance(amount, int | float):
+                out[sym] = float(f"{out.get(sym, 0.0) + amount:.10g}")  # 0.049999999999999996 reads 0.05
+    return out
+
+
 def estop_line(strategy: str, report: EStopReport, engine: Json, cancelled_runs: list[str]) -> str:
     """One line for the log and the CLI: the verdict, then each part's count."""
     verdict = "CLEAN" if report.clean else "NOT CLEAN"
     by_engine = f"the engine cancelled {integer(engine.get('cancelled'))}" if engine else "no running engine took part"
-    closed = f"; positions closed {dict(report.closed)}" if report.closed else ""
+    done = positions_closed(report, engine)
+    closed = f"; positions closed {done}" if done else ""
     left = f"; unverified {dict(report.unverified)}; still open {dict(report.remaining_open)} {dict(report.remaining_positions)}"
     return (
         f"emergency stop {strategy}: {verdict}; {by_engine}; this run cancelled {report.cancelled}, found {report.already_gone} "
@@ -231,7 +244,7 @@ def estop_markdown(strategy: str, reason: str, report: EStopReport, engine: Json
         ),
         ("orders cancelled by this run", report.cancelled),
         ("already gone when this run looked (cancelled by the engine, or filled)", report.already_gone),
-        ("positions closed", _table(report.closed)),
+        ("positions closed", _table(positions_closed(report, engine))),
         ("still open", _table({**report.remaining_open, **report.remaining_positions})),
         ("unverified", _table(report.unverified)),
         ("other strategies' / foreign orders left open", _table(report.left_alone)),

@@ -176,3 +176,17 @@ async def test_the_verifying_listing_goes_out_with_the_cancels() -> None:
     report = await emergency_stop(s, "test", close_positions=False, budget_s=2.0)
     assert report.clean and report.of("BTC/USDT").orders.cancelled == 2, report.summary()
     assert venue.ops("open_orders") == [("BTC/USDT",)]  # the one listing, taken before the cancels were answered
+
+
+def test_the_estop_runs_line_and_artifact_count_what_the_running_engine_closed() -> None:
+    """An outside operator trial: the running engine's part of the stop sold the strategy's 0.00429708 BTC; the
+    CLI's line said nothing of it and the artifact's row read "positions closed: none" (the close was shown only
+    inside the engine's summary). Both count the engine's closes with the run's own."""
+    from flows.emergency import estop_line, estop_markdown
+
+    report = EStopReport("cli test")
+    engine = {"cancelled": 0, "summary": "clean: 0 orders cancelled", "closed": {"BTC/USDT": 0.00429708}}
+    line = estop_line("grid", report, engine, ["run-1"])
+    assert "positions closed {'BTC/USDT': 0.00429708}" in line
+    row = next(r for r in estop_markdown("grid", "cli test", report, engine, ["run-1"]).splitlines() if r.startswith("| positions closed"))
+    assert row == "| positions closed | BTC/USDT: 0.00429708 |"
