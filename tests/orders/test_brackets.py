@@ -40,14 +40,18 @@ async def perp_entry(strategy_factory: Any, sandbox: Any, account: Any, held: fl
     return s, ai, exits, last
 
 
-async def spot_entry(strategy_factory: Any, sandbox: Any, account: Any) -> tuple[Any, Any, Trade, float]:
-    """A spot buy of 0.01 BTC with a stop-loss and a take-profit 2 % away, its OCO list acknowledged."""
-    s = await strategy_factory(universe=["BTC/USDT"], event_tracing={"enabled": False})
+async def spot_entry(
+    strategy_factory: Any, sandbox: Any, account: Any, amount: float = 0.01, take: float = 1.02, acct: Any = None
+) -> tuple[Any, Any, Trade, float]:
+    """A spot buy of ``amount`` BTC with a stop-loss 2 % away and a take-profit at ``take`` times the price, its OCO
+    list acknowledged (``acct``: an account of its own)."""
+    account = acct or account
+    s = await strategy_factory(acct=account, universe=["BTC/USDT"], event_tracing={"enabled": False})
     ai = s.universe["BTC/USDT"]
     await wait_for(lambda: user_subscribed(sandbox, account), timeout=10)
     last = await shock(sandbox, "BTCUSDT", 1.0)
     ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.01, stop_loss=last * 0.98, take_profit=last * 1.02, waitfor=5)
+    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=amount, stop_loss=last * 0.98, take_profit=last * take, waitfor=5)
     assert isinstance(entry, Trade)
     await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
     return s, ai, entry, last
@@ -387,14 +391,7 @@ async def test_a_spot_take_profit_that_filled_in_part_is_not_cancelled_as_coins_
     from planar_core.sandbox.exchange import Faults
 
     acct = sandbox.ex.add_account({"USDT": 20_000})
-    s = await strategy_factory(acct=acct, universe=["BTC/USDT"], event_tracing={"enabled": False})
-    ai = s.universe["BTC/USDT"]
-    await wait_for(lambda: user_subscribed(sandbox, acct), timeout=10)
-    last = await shock(sandbox, "BTCUSDT", 1.0)
-    ai.last_price = last
-    entry = await s.call(ai, OrderType.MARKET, Side.BUY, amount=0.04, stop_loss=last * 0.98, take_profit=last * 1.01, waitfor=5)
-    assert isinstance(entry, Trade)
-    await wait_for(lambda: len([o for o in ai.open_orders() if o.parent == entry.client_order_id and o.id]) == 2, timeout=10)
+    s, ai, entry, _ = await spot_entry(strategy_factory, sandbox, None, amount=0.04, take=1.01, acct=acct)
     legs = {o.type: o for o in ai.orders.values() if o.parent == entry.client_order_id}
     take = legs[OrderType.TAKE_PROFIT_LIMIT]
     mine = {o.client_order_id for o in legs.values()} | {o.id for o in legs.values()}
